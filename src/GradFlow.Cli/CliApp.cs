@@ -1,0 +1,45 @@
+using System.Reflection;
+using GradFlow.Kernels;
+
+namespace GradFlow.Cli;
+
+/// <summary>The <c>gradflow</c> command. Exit codes: 0 ok, 1 failure, 2 usage.</summary>
+public static class CliApp
+{
+    /// <summary>Runs the command with <paramref name="args"/>, writing to the given writers.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (args.Length == 0 || args is ["--help"] or ["-h"] or ["help"])
+        {
+            stdout.Write(Help);
+            return args.Length == 0 ? 2 : 0;
+        }
+        if (args is ["--version"])
+        {
+            stdout.WriteLine(VersionLine());
+            return 0;
+        }
+        stderr.WriteLine($"gradflow: unknown command or option '{args[0]}'. Run 'gradflow --help'.");
+        return 2;
+    }
+
+    /// <summary>Version, kernel instruction set and thread count, e.g. <c>gradflow 0.1.0 (kernels: avx512, threads: 2)</c>.</summary>
+    public static string VersionLine()
+    {
+        var version = typeof(CliApp).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+        int plus = version.IndexOf('+');
+        if (plus >= 0) version = version[..plus];
+        return $"gradflow {version} (kernels: {KernelIsa.Name(KernelIsa.Best)}, threads: {KernelThreads.Count})";
+    }
+
+    private const string Help = """
+        gradflow - train deep networks and see, explain and fix their gradient flow
+
+        Usage: gradflow [options]
+
+        Options:
+          --version   print the version, the kernel instruction set and thread count
+          -h, --help  print this help
+
+        """;
+}

@@ -1,0 +1,3 @@
+using GradFlow.Cli;
+
+return CliApp.Run(args, Console.Out, Console.Error);
