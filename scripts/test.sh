@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command (README): builds and runs the whole test suite (xunit v3 on
+# Microsoft.Testing.Platform), then prints
+#   tests: N passed, N failed
+# taken from the run's own summary. Extra arguments go to `dotnet test`, e.g.
+#   bash scripts/test.sh --filter-not-trait "Category=Long"
+# Exit code: 0 when every test passed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+dotnet test --solution GradFlow.sln -c Release --no-progress "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+passed=$(awk '/^Test run summary/{s=1} s && $1=="succeeded:"{print $2; exit}' "$log")
+failed=$(awk '/^Test run summary/{s=1} s && $1=="failed:"{print $2; exit}' "$log")
+if [ -z "$passed" ] || [ -z "$failed" ]; then
+  echo "no test summary was printed (build failure?)" >&2
+  echo "tests: 0 passed, 1 failed"
+  exit 1
+fi
+echo "tests: $passed passed, $failed failed"
+if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
+exit 0

@@ -1,0 +1,92 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace GradFlow.Kernels;
+
+/// <summary>
+/// Reductions over the middle axis of an <c>(outer, n, inner)</c> view of contiguous data.
+/// Any single-axis reduction of a row-major tensor is one such view. Summation order is fixed
+/// (TensorPrimitives' order along contiguous rows; row by row otherwise), so results are
+/// deterministic.
+/// </summary>
+public static class ReduceKernels
+{
+    /// <summary><c>y[o, i] = Σ_j x[o, j, i]</c>; <paramref name="y"/> has outer·inner elements.</summary>
+    public static void Sum<T>(ReadOnlySpan<T> x, int outer, int n, int inner, Span<T> y)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("sum", x.Length, outer, n, inner, y.Length);
+        if (inner == 1)
+        {
+            for (int o = 0; o < outer; o++) y[o] = TensorPrimitives.Sum(x.Slice(o * n, n));
+            return;
+        }
+        for (int o = 0; o < outer; o++)
+        {
+            var dst = y.Slice(o * inner, inner);
+            if (n == 0)
+            {
+                dst.Clear();
+                continue;
+            }
+            var block = x.Slice(o * n * inner, n * inner);
+            block[..inner].CopyTo(dst);
+            for (int j = 1; j < n; j++) TensorPrimitives.Add(dst, block.Slice(j * inner, inner), dst);
+        }
+    }
+
+    /// <summary>
+    /// <c>y[o, i] = max_j x[o, j, i]</c> and its index; the first index wins ties; a NaN is the maximum
+    /// (the first NaN's index is returned), as in PyTorch. Requires n ≥ 1.
+    /// </summary>
+    public static void Max<T>(ReadOnlySpan<T> x, int outer, int n, int inner, Span<T> y, Span<int> indices)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("max", x.Length, outer, n, inner, y.Length);
+        if (n == 0) throw new ArgumentException("max: cannot reduce an empty dimension (size 0).");
+        if (indices.Length < outer * inner)
+            throw new ArgumentException($"max: indices has {indices.Length} elements, needs {outer * inner}.");
+        if (inner == 1)
+        {
+            for (int o = 0; o < outer; o++)
+            {
+                var row = x.Slice(o * n, n);
+                int k = TensorPrimitives.IndexOfMax(row);
+                indices[o] = k;
+                y[o] = row[k];
+            }
+            return;
+        }
+        for (int o = 0; o < outer; o++)
+        {
+            var block = x.Slice(o * n * inner, n * inner);
+            var dst = y.Slice(o * inner, inner);
+            var idx = indices.Slice(o * inner, inner);
+            block[..inner].CopyTo(dst);
+            idx.Clear();
+            for (int j = 1; j < n; j++)
+            {
+                var row = block.Slice(j * inner, inner);
+                for (int i = 0; i < inner; i++)
+                {
+                    T v = row[i];
+                    if (v > dst[i] || (T.IsNaN(v) && !T.IsNaN(dst[i])))
+                    {
+                        dst[i] = v;
+                        idx[i] = j;
+                    }
+                }
+            }
+        }
+    }
+
+    private static void Check(string op, int length, int outer, int n, int inner, int yLength)
+    {
+        if (outer < 0 || n < 0 || inner < 0)
+            throw new ArgumentException($"{op}: negative extent (outer={outer}, n={n}, inner={inner}).");
+        if ((long)outer * n * inner > length)
+            throw new ArgumentException($"{op}: input has {length} elements, outer={outer} n={n} inner={inner} needs {(long)outer * n * inner}.");
+        if ((long)outer * inner > yLength)
+            throw new ArgumentException($"{op}: output has {yLength} elements, needs {(long)outer * inner}.");
+    }
+}

@@ -1,0 +1,277 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text;
+
+namespace GradFlow.Tensors;
+
+/// <summary>
+/// An n-dimensional array of <see cref="DType.Float32"/> (or <see cref="DType.Float64"/>) values in
+/// contiguous row-major storage, and a node of the define-by-run autograd graph.
+/// </summary>
+/// <remarks>
+/// Every op returns a new contiguous tensor (reshape and <see cref="Detach"/> share storage). When
+/// grad mode is on and an input <see cref="RequiresGrad"/>, the op records a <see cref="Node"/> with its
+/// backward rule in <see cref="GradFn"/>; <c>GradFlow.Autograd.Backward</c> walks those nodes.
+/// Ops are defined in the partial files beside this one, one family per file, each forward next to
+/// its backward rule.
+/// </remarks>
+public sealed partial class Tensor
+{
+    private readonly int[] _shape;
+    private bool _requiresGrad;
+
+    internal Tensor(Array storage, int[] shape)
+    {
+        Storage = storage;
+        _shape = shape;
+        DType = storage is double[] ? DType.Float64 : DType.Float32;
+        Count = storage.Length;
+    }
+
+    /// <summary>The element storage: a <c>float[]</c> or <c>double[]</c> of exactly <see cref="Count"/> elements.</summary>
+    internal Array Storage { get; }
+
+    /// <summary>Element type.</summary>
+    public DType DType { get; }
+
+    /// <summary>The dimensions (empty for a scalar).</summary>
+    public ReadOnlySpan<int> Shape => _shape;
+
+    internal int[] ShapeArray => _shape;
+
+    /// <summary>Number of dimensions.</summary>
+    public int Rank => _shape.Length;
+
+    /// <summary>Number of elements.</summary>
+    public int Count { get; }
+
+    /// <summary>Size of dimension <paramref name="dim"/> (negative counts from the end).</summary>
+    public int Size(int dim) => _shape[Shapes.Axis("size", dim, Rank)];
+
+    /// <summary>
+    /// Whether gradients are computed for this tensor. Set it on leaves (inputs, parameters); results
+    /// of ops on such tensors require grad by construction.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">when set on a non-leaf tensor.</exception>
+    public bool RequiresGrad
+    {
+        get => _requiresGrad;
+        set
+        {
+            if (GradFn is not null)
+                throw new InvalidOperationException(
+                    $"RequiresGrad can only be changed on leaf tensors; this one was produced by '{GradFn.Op}'. Use Detach() to get a leaf.");
+            _requiresGrad = value;
+        }
+    }
+
+    /// <summary>Accumulated gradient dL/d(this) after a backward pass (leaves, and tensors that called <see cref="RetainGrad"/>).</summary>
+    public Tensor? Grad { get; set; }
+
+    /// <summary>The recorded op that produced this tensor, or null for a leaf.</summary>
+    public Node? GradFn { get; private set; }
+
+    /// <summary>True when no recorded op produced this tensor.</summary>
+    public bool IsLeaf => GradFn is null;
+
+    /// <summary>Optional name, used in error messages and diagnostics.</summary>
+    public string? Name { get; set; }
+
+    /// <summary>Hooks on the gradient flowing into this tensor; null when none (one branch in backward).</summary>
+    internal List<Func<Tensor, Tensor?>>? Hooks { get; private set; }
+
+    /// <summary>Whether backward stores this non-leaf tensor's gradient in <see cref="Grad"/>.</summary>
+    internal bool RetainsGrad { get; private set; }
+
+    /// <summary>Gradient being accumulated during a backward pass (engine scratch).</summary>
+    internal Tensor? PendingGrad { get; set; }
+
+    /// <summary>Consumers still to contribute to <see cref="PendingGrad"/> (engine scratch).</summary>
+    internal int PendingConsumers { get; set; }
+
+    /// <summary>
+    /// Registers a hook called with dL/d(this) when backward has accumulated it, before it flows on to
+    /// the op that produced this tensor (or into <see cref="Grad"/> for a leaf). The hook may return a
+    /// replacement gradient of the same shape, or null to keep it. Hooks run in registration order.
+    /// </summary>
+    /// <returns>A handle whose <c>Dispose</c> removes the hook.</returns>
+    public HookHandle RegisterHook(Func<Tensor, Tensor?> hook)
+    {
+        ArgumentNullException.ThrowIfNull(hook);
+        if (!_requiresGrad)
+            throw new InvalidOperationException("RegisterHook: this tensor does not require grad, so no gradient will flow through it.");
+        (Hooks ??= []).Add(hook);
+        return new HookHandle(this, hook);
+    }
+
+    internal void RemoveHook(Func<Tensor, Tensor?> hook)
+    {
+        if (Hooks is null) return;
+        Hooks.Remove(hook);
+        if (Hooks.Count == 0) Hooks = null;
+    }
+
+    /// <summary>Keeps this non-leaf tensor's gradient in <see cref="Grad"/> after backward.</summary>
+    public Tensor RetainGrad()
+    {
+        if (!_requiresGrad)
+            throw new InvalidOperationException("RetainGrad: this tensor does not require grad.");
+        RetainsGrad = true;
+        return this;
+    }
+
+    /// <summary>A tensor sharing this one's storage, cut off from the graph (a leaf that does not require grad).</summary>
+    public Tensor Detach() => new(Storage, _shape);
+
+    // ---------------------------------------------------------------- storage access
+
+    internal Span<float> F
+    {
+        get
+        {
+            if (Storage is float[] f) return f;
+            throw new InvalidOperationException($"Expected a Float32 tensor, got {DType}.");
+        }
+    }
+
+    internal Span<double> D
+    {
+        get
+        {
+            if (Storage is double[] d) return d;
+            throw new InvalidOperationException($"Expected a Float64 tensor, got {DType}.");
+        }
+    }
+
+    /// <summary>The storage as a span of <typeparamref name="T"/> (float or double, matching <see cref="DType"/>).</summary>
+    internal Span<T> Span<T>() where T : unmanaged => Unsafe.As<T[]>(Storage).AsSpan(0, Count);
+
+    internal bool Is<T>() => Storage is T[];
+
+    // ---------------------------------------------------------------- graph recording
+
+    /// <summary>True when an op on these inputs must record a node.</summary>
+    internal static bool NeedsGrad(Tensor a) => a._requiresGrad && GradMode.IsEnabled;
+
+    internal static bool NeedsGrad(Tensor a, Tensor b) => (a._requiresGrad || b._requiresGrad) && GradMode.IsEnabled;
+
+    internal static bool NeedsGrad(Tensor[] inputs)
+    {
+        if (!GradMode.IsEnabled) return false;
+        foreach (var t in inputs)
+            if (t._requiresGrad) return true;
+        return false;
+    }
+
+    /// <summary>Records <paramref name="op"/> as this tensor's producer (call only when <see cref="NeedsGrad(Tensor[])"/>).</summary>
+    internal Tensor Record(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+    {
+        GradFn = new Node(op, inputs, backward);
+        _requiresGrad = true;
+        return this;
+    }
+
+    // ---------------------------------------------------------------- values out
+
+    /// <summary>The values as float32, row-major (a copy).</summary>
+    public float[] ToArray()
+    {
+        if (Storage is float[] f) return (float[])f.Clone();
+        var d = (double[])Storage;
+        var r = new float[d.Length];
+        for (int i = 0; i < d.Length; i++) r[i] = (float)d[i];
+        return r;
+    }
+
+    /// <summary>The values as float64, row-major (a copy).</summary>
+    public double[] ToDoubleArray()
+    {
+        if (Storage is double[] d) return (double[])d.Clone();
+        var f = (float[])Storage;
+        var r = new double[f.Length];
+        for (int i = 0; i < f.Length; i++) r[i] = f[i];
+        return r;
+    }
+
+    /// <summary>The value of a one-element tensor.</summary>
+    /// <exception cref="InvalidOperationException">when the tensor has more than one element.</exception>
+    public double Item()
+    {
+        if (Count != 1)
+            throw new InvalidOperationException($"Item: only one-element tensors convert to a number; this one has shape {Shapes.Format(_shape)}.");
+        return GetFlat(0);
+    }
+
+    /// <summary>The element at a flat (row-major) position, as double.</summary>
+    public double GetFlat(int index)
+    {
+        if ((uint)index >= (uint)Count)
+            throw new ArgumentOutOfRangeException(nameof(index), $"GetFlat: index {index} is outside a tensor of {Count} elements.");
+        return Storage is float[] f ? f[index] : ((double[])Storage)[index];
+    }
+
+    /// <summary>The element at a multi-index.</summary>
+    [IndexerName("ElementAt")]
+    public double this[params int[] index] => GetFlat(FlatIndex("indexer", index));
+
+    internal int FlatIndex(string op, ReadOnlySpan<int> index)
+    {
+        if (index.Length != Rank)
+            throw new ArgumentException($"{op}: {index.Length} indices given for a tensor of shape {Shapes.Format(_shape)}.");
+        int flat = 0;
+        for (int i = 0; i < Rank; i++)
+        {
+            int k = index[i] < 0 ? index[i] + _shape[i] : index[i];
+            if ((uint)k >= (uint)_shape[i])
+                throw new ArgumentException($"{op}: index {index[i]} is out of range for dimension {i} of size {_shape[i]}.");
+            flat = flat * _shape[i] + k;
+        }
+        return flat;
+    }
+
+    /// <summary>A PyTorch-like representation: values (abridged), shape, dtype and grad_fn.</summary>
+    public override string ToString()
+    {
+        var sb = new StringBuilder("tensor(");
+        if (Rank == 0) sb.Append(Fmt(GetFlat(0)));
+        else
+        {
+            sb.Append('[');
+            int shown = Math.Min(Count, 8);
+            for (int i = 0; i < shown; i++)
+            {
+                if (i > 0) sb.Append(", ");
+                sb.Append(Fmt(GetFlat(i)));
+            }
+            if (Count > shown) sb.Append(", ...");
+            sb.Append(']');
+        }
+        sb.Append(", shape=").Append(Shapes.Format(_shape));
+        if (DType != DType.Float32) sb.Append(", dtype=float64");
+        if (GradFn is not null) sb.Append(", grad_fn=<").Append(GradFn).Append('>');
+        else if (_requiresGrad) sb.Append(", requires_grad=True");
+        return sb.Append(')').ToString();
+    }
+
+    private static string Fmt(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
+}
+
+/// <summary>Removes a hook registered with <see cref="Tensor.RegisterHook"/> when disposed.</summary>
+public sealed class HookHandle : IDisposable
+{
+    private Tensor? _tensor;
+    private readonly Func<Tensor, Tensor?> _hook;
+
+    internal HookHandle(Tensor tensor, Func<Tensor, Tensor?> hook)
+    {
+        _tensor = tensor;
+        _hook = hook;
+    }
+
+    /// <summary>Removes the hook (idempotent).</summary>
+    public void Dispose()
+    {
+        _tensor?.RemoveHook(_hook);
+        _tensor = null;
+    }
+}
