@@ -11,7 +11,7 @@ namespace GradFlow.Tensors;
 /// <remarks>
 /// Every op returns a new contiguous tensor (reshape and <see cref="Detach"/> share storage). When
 /// grad mode is on and an input <see cref="RequiresGrad"/>, the op records a <see cref="Node"/> with its
-/// backward rule in <see cref="GradFn"/>; <c>GradFlow.Autograd.Backward</c> walks those nodes.
+/// backward rule in <see cref="GradFn"/>; the backward engine (one layer up) walks those nodes.
 /// Ops are defined in the partial files beside this one, one family per file, each forward next to
 /// its backward rule.
 /// </remarks>
