@@ -1,0 +1,50 @@
+using System.Diagnostics;
+using GradFlow.Kernels;
+
+namespace GradFlow.Tests.Kernels;
+
+/// <summary>
+/// Re-runs every kernel test in a child process with the wider instruction sets switched off
+/// (<c>DOTNET_EnableAVX512=0</c>, then also <c>DOTNET_EnableAVX2=0</c>), so the kernels built on
+/// TensorPrimitives and the run-time dispatchers are checked on each narrower path too.
+/// </summary>
+public class KernelFallbackTests
+{
+    public static TheoryData<string, string> Paths => new()
+    {
+        { "DOTNET_EnableAVX512", "avx2" },
+        { "DOTNET_EnableAVX2", "portable" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public async Task KernelTests_WithWiderPathsDisabled_AllPass(string variable, string expectedPath)
+    {
+        if (KernelIsa.Best == InstructionSet.Portable) return; // nothing narrower to force
+        if (expectedPath == "avx2" && KernelIsa.Best < InstructionSet.Avx512) return;
+        var assembly = typeof(KernelFallbackTests).Assembly.Location;
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[] { assembly, "-namespace", "GradFlow.Tests.Kernels", "-class-", typeof(KernelFallbackTests).FullName!, "-noColor" })
+            psi.ArgumentList.Add(arg);
+        psi.Environment[variable] = "0";
+        if (variable == "DOTNET_EnableAVX2") psi.Environment["DOTNET_EnableAVX512"] = "0";
+        using var process = Process.Start(psi)!;
+        var token = TestContext.Current.CancellationToken;
+        var stdout = process.StandardOutput.ReadToEndAsync(token);
+        var stderr = process.StandardError.ReadToEndAsync(token);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
+        timeout.CancelAfter(TimeSpan.FromMinutes(4));
+        await process.WaitForExitAsync(timeout.Token);
+        string output = await stdout + await stderr;
+        Assert.True(process.ExitCode == 0, $"kernel tests failed with {variable}=0 (path {expectedPath}):\n{Tail(output)}");
+        Assert.Contains("Failed: 0", output);
+        Assert.DoesNotContain("Total: 0,", output);
+    }
+
+    private static string Tail(string s) => s.Length <= 6000 ? s : s[^6000..];
+}

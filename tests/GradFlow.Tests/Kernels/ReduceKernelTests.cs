@@ -1,0 +1,89 @@
+using GradFlow.Kernels;
+
+namespace GradFlow.Tests.Kernels;
+
+public class ReduceKernelTests
+{
+    public static TheoryData<int> Lengths => KernelLengths.All;
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void Sum_ContiguousRows_MatchesReference(int n)
+    {
+        var x = KernelLengths.Values(3 * n, seed: n);
+        var y = new float[3];
+        ReduceKernels.Sum<float>(x, 3, n, 1, y);
+        for (int o = 0; o < 3; o++)
+        {
+            double reference = 0, magnitude = 0;
+            for (int j = 0; j < n; j++)
+            {
+                reference += x[o * n + j];
+                magnitude += Math.Abs(x[o * n + j]);
+            }
+            Assert.True(Math.Abs(y[o] - reference) <= 1e-6 * magnitude + 1e-7, $"n={n} row {o}: {y[o]} vs {reference}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void Sum_MiddleAxis_MatchesReference(int inner)
+    {
+        const int outer = 2, n = 5;
+        var x = KernelLengths.Values(outer * n * inner, seed: inner).Select(v => (double)v).ToArray();
+        var y = new double[outer * inner];
+        ReduceKernels.Sum<double>(x, outer, n, inner, y);
+        for (int o = 0; o < outer; o++)
+            for (int i = 0; i < inner; i++)
+            {
+                double reference = 0;
+                for (int j = 0; j < n; j++) reference += x[(o * n + j) * inner + i];
+                Assert.Equal(reference, y[o * inner + i], 12);
+            }
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void Max_AnyAxis_ReturnsFirstMaximumAndItsIndex(int n)
+    {
+        foreach (int inner in new[] { 1, 3, n })
+        {
+            const int outer = 2;
+            // Quantised values make ties common: the first index must win.
+            var x = KernelLengths.Values(outer * n * inner, seed: n + inner).Select(v => MathF.Round(v * 2)).ToArray();
+            var y = new float[outer * inner];
+            var idx = new int[outer * inner];
+            ReduceKernels.Max<float>(x, outer, n, inner, y, idx);
+            for (int o = 0; o < outer; o++)
+                for (int i = 0; i < inner; i++)
+                {
+                    int best = 0;
+                    for (int j = 1; j < n; j++)
+                        if (x[(o * n + j) * inner + i] > x[(o * n + best) * inner + i]) best = j;
+                    Assert.Equal(best, idx[o * inner + i]);
+                    Assert.Equal(x[(o * n + best) * inner + i], y[o * inner + i]);
+                }
+        }
+    }
+
+    [Fact]
+    public void Max_RowWithNaN_ReturnsTheNaN()
+    {
+        var x = new[] { 1f, float.NaN, 3f, 2f, 5f, float.NaN };
+        var y = new float[2];
+        var idx = new int[2];
+        ReduceKernels.Max<float>(x, 2, 3, 1, y, idx);
+        Assert.True(float.IsNaN(y[0]));
+        Assert.Equal(1, idx[0]);
+        Assert.True(float.IsNaN(y[1]));
+        Assert.Equal(2, idx[1]);
+    }
+
+    [Fact]
+    public void Sum_InputTooShort_ThrowsNamingTheExtents()
+    {
+        var e = Assert.Throws<ArgumentException>(() => ReduceKernels.Sum<float>(new float[5], 2, 3, 1, new float[2]));
+        Assert.Contains("sum", e.Message);
+        Assert.Contains("n=3", e.Message);
+    }
+}
