@@ -1,0 +1,46 @@
+using GradFlow.Cli;
+
+namespace GradFlow.Tests.Cli;
+
+public class CliAppTests
+{
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = CliApp.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    [Fact]
+    public void Help_PrintsUsageAndExitsZero()
+    {
+        var (code, output, _) = Run("--help");
+        Assert.Equal(0, code);
+        Assert.Contains("Usage: gradflow", output);
+    }
+
+    [Fact]
+    public void NoArguments_PrintsUsageAndExitsTwo()
+    {
+        var (code, output, _) = Run();
+        Assert.Equal(2, code);
+        Assert.Contains("Usage: gradflow", output);
+    }
+
+    [Fact]
+    public void Version_NamesKernelPathAndThreads()
+    {
+        var (code, output, _) = Run("--version");
+        Assert.Equal(0, code);
+        Assert.Matches(@"^gradflow \d+\.\d+\.\d+ \(kernels: (avx512|avx2|portable), threads: \d+\)\s*$", output);
+    }
+
+    [Fact]
+    public void UnknownCommand_NamesItAndExitsTwo()
+    {
+        var (code, _, err) = Run("frobnicate");
+        Assert.Equal(2, code);
+        Assert.Contains("'frobnicate'", err);
+    }
+}
