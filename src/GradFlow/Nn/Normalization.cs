@@ -1,0 +1,342 @@
+using System.Numerics;
+using GradFlow.Tensors;
+
+namespace GradFlow.Nn;
+
+/// <summary>
+/// Batch normalisation over a 2-D [N, C] or 3-D [N, C, L] input (Ioffe and Szegedy 2015), as
+/// <c>torch.nn.BatchNorm1d</c>: <c>y = γ·(x − μ)/√(σ² + ε) + β</c> per channel c.
+/// </summary>
+/// <remarks>
+/// Training mode normalises with the batch statistics over N (and L) — biased variance — and updates
+/// <c>running_mean ← (1 − m)·running_mean + m·μ</c>, <c>running_var ← (1 − m)·running_var + m·σ²·M/(M − 1)</c>
+/// (unbiased), momentum m = 0.1; evaluation mode uses the running statistics. Parameters <c>weight</c>
+/// (γ, ones) and <c>bias</c> (β, zeros); buffers <c>running_mean</c>, <c>running_var</c>,
+/// <c>num_batches_tracked</c>. Forward and backward are one fused op each; forward saves x̂ and rstd.
+/// Backward (training): <c>dx = γ·rstd/M·(M·g − Σg − x̂·Σ g·x̂)</c>, <c>dγ = Σ g·x̂</c>, <c>dβ = Σ g</c>,
+/// sums over the M = N·L values of the channel.
+/// Why it helps gradient flow: the signal entering each activation has unit scale whatever the
+/// weights, so saturation and geometric growth or decay with depth are removed at every layer.
+/// </remarks>
+public sealed class BatchNorm1d : Module
+{
+    /// <summary>A batch norm over <paramref name="numFeatures"/> channels.</summary>
+    public BatchNorm1d(int numFeatures, double eps = 1e-5, double momentum = 0.1, bool affine = true, bool trackRunningStats = true)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(numFeatures, 1);
+        if (!(eps > 0)) throw new ArgumentException($"BatchNorm1d: eps must be positive, got {eps}.");
+        if (!(momentum >= 0 && momentum <= 1)) throw new ArgumentException($"BatchNorm1d: momentum must be in [0, 1], got {momentum}.");
+        NumFeatures = numFeatures;
+        Eps = eps;
+        Momentum = momentum;
+        if (affine)
+        {
+            Weight = RegisterParameter("weight", Tensor.Ones(numFeatures));
+            Bias = RegisterParameter("bias", Tensor.Zeros(numFeatures));
+        }
+        if (trackRunningStats)
+        {
+            RunningMean = RegisterBuffer("running_mean", Tensor.Zeros(numFeatures));
+            RunningVar = RegisterBuffer("running_var", Tensor.Ones(numFeatures));
+            NumBatchesTracked = RegisterBuffer("num_batches_tracked", Tensor.Zeros(DType.Float64));
+        }
+    }
+
+    /// <summary>C.</summary>
+    public int NumFeatures { get; }
+
+    /// <summary>ε added to the variance.</summary>
+    public double Eps { get; }
+
+    /// <summary>Running-statistics momentum.</summary>
+    public double Momentum { get; }
+
+    /// <summary>γ, or null without affine.</summary>
+    public Parameter? Weight { get; }
+
+    /// <summary>β, or null without affine.</summary>
+    public Parameter? Bias { get; }
+
+    /// <summary>Running mean (null without tracking).</summary>
+    public Tensor? RunningMean { get; }
+
+    /// <summary>Running (unbiased) variance.</summary>
+    public Tensor? RunningVar { get; }
+
+    /// <summary>Number of training batches seen.</summary>
+    public Tensor? NumBatchesTracked { get; }
+
+    /// <inheritdoc />
+    public override void ResetParameters()
+    {
+        using var _ = GradMode.NoGrad();
+        Weight?.Data.FillInPlace(1);
+        Bias?.Data.FillInPlace(0);
+        RunningMean?.FillInPlace(0);
+        RunningVar?.FillInPlace(1);
+        NumBatchesTracked?.FillInPlace(0);
+    }
+
+    /// <inheritdoc />
+    protected override Tensor ForwardCore(Tensor input)
+    {
+        if (input.Rank is not (2 or 3) || input.Shape[1] != NumFeatures)
+            throw new ArgumentException($"BatchNorm1d: expected input [N, {NumFeatures}] or [N, {NumFeatures}, L], got {Shapes.Format(input.Shape)}.");
+        bool useBatch = Training || RunningMean is null;
+        if (useBatch && input.Count / NumFeatures < 2)
+            throw new ArgumentException($"BatchNorm1d: training needs more than one value per channel, got input {Shapes.Format(input.Shape)}.");
+        var y = NormOps.BatchNorm(input, Weight?.Data, Bias?.Data, useBatch ? null : RunningMean, useBatch ? null : RunningVar, Eps,
+            out var batchMean, out var batchVar);
+        if (Training && RunningMean is not null && batchMean is not null)
+        {
+            double m = Momentum;
+            int count = input.Count / NumFeatures;
+            var rm = RunningMean.ToDoubleArray();
+            var rv = RunningVar!.ToDoubleArray();
+            for (int c = 0; c < NumFeatures; c++)
+            {
+                rm[c] = (1 - m) * rm[c] + m * batchMean[c];
+                rv[c] = (1 - m) * rv[c] + m * batchVar![c] * count / (count - 1);
+            }
+            using (GradMode.NoGrad())
+            {
+                RunningMean.CopyFrom(Tensor.FromArray(rm).To(RunningMean.DType).Detach());
+                RunningVar.CopyFrom(Tensor.FromArray(rv).To(RunningVar.DType).Detach());
+                NumBatchesTracked!.AddInPlace(Tensor.Ones(NumBatchesTracked.DType));
+            }
+        }
+        return y;
+    }
+
+    /// <inheritdoc />
+    protected override string ExtraRepr() =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{NumFeatures}, eps={Eps}, momentum={Momentum}, affine={Weight is not null}, track_running_stats={RunningMean is not null}");
+}
+
+/// <summary>
+/// Layer normalisation over the last dimensions (Ba et al. 2016), as <c>torch.nn.LayerNorm</c>:
+/// <c>y = γ·(x − μ)/√(σ² + ε) + β</c>, μ and σ² (biased) per example over <c>normalizedShape</c>.
+/// Same in training and evaluation. Backward: <c>dx = rstd/D·(D·ĝ − Σĝ − x̂·Σ ĝ·x̂)</c>, ĝ = g·γ,
+/// D the normalised size; <c>dγ = Σ g·x̂</c>, <c>dβ = Σ g</c> over examples.
+/// </summary>
+public sealed class LayerNorm : Module
+{
+    private readonly int[] _normalizedShape;
+
+    /// <summary>A layer norm over the trailing dimensions <paramref name="normalizedShape"/>.</summary>
+    public LayerNorm(int[] normalizedShape, double eps = 1e-5, bool elementwiseAffine = true)
+    {
+        ArgumentNullException.ThrowIfNull(normalizedShape);
+        if (normalizedShape.Length == 0 || normalizedShape.Any(d => d < 1))
+            throw new ArgumentException($"LayerNorm: normalized shape {Shapes.Format(normalizedShape)} must be non-empty and positive.");
+        if (!(eps > 0)) throw new ArgumentException($"LayerNorm: eps must be positive, got {eps}.");
+        _normalizedShape = (int[])normalizedShape.Clone();
+        Eps = eps;
+        if (elementwiseAffine)
+        {
+            Weight = RegisterParameter("weight", Tensor.Ones(_normalizedShape));
+            Bias = RegisterParameter("bias", Tensor.Zeros(_normalizedShape));
+        }
+    }
+
+    /// <summary>A layer norm over the last dimension of size <paramref name="features"/>.</summary>
+    public LayerNorm(int features, double eps = 1e-5, bool elementwiseAffine = true) : this([features], eps, elementwiseAffine)
+    {
+    }
+
+    /// <summary>ε.</summary>
+    public double Eps { get; }
+
+    /// <summary>γ (ones), or null.</summary>
+    public Parameter? Weight { get; }
+
+    /// <summary>β (zeros), or null.</summary>
+    public Parameter? Bias { get; }
+
+    /// <inheritdoc />
+    public override void ResetParameters()
+    {
+        using var _ = GradMode.NoGrad();
+        Weight?.Data.FillInPlace(1);
+        Bias?.Data.FillInPlace(0);
+    }
+
+    /// <inheritdoc />
+    protected override Tensor ForwardCore(Tensor input)
+    {
+        int k = _normalizedShape.Length;
+        if (input.Rank < k || !input.Shape[^k..].SequenceEqual(_normalizedShape))
+            throw new ArgumentException($"LayerNorm: input shape {Shapes.Format(input.Shape)} does not end with the normalized shape {Shapes.Format(_normalizedShape)}.");
+        return NormOps.LayerNorm(input, _normalizedShape.Aggregate(1, (a, b) => a * b), Weight?.Data, Bias?.Data, Eps);
+    }
+
+    /// <inheritdoc />
+    protected override string ExtraRepr() =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"({string.Join(", ", _normalizedShape)},), eps={Eps}, elementwise_affine={Weight is not null}");
+}
+
+/// <summary>The fused normalisation ops (forward and backward side by side), in double accumulation.</summary>
+internal static class NormOps
+{
+    /// <summary>
+    /// Batch norm over channels of [N, C(, L)]. With running statistics given, normalises with them
+    /// (evaluation); otherwise with the batch's, returned in <paramref name="batchMean"/> / <paramref name="batchVar"/> (biased).
+    /// </summary>
+    public static Tensor BatchNorm(Tensor x, Tensor? gamma, Tensor? beta, Tensor? runMean, Tensor? runVar, double eps,
+        out double[]? batchMean, out double[]? batchVar)
+    {
+        int n = x.Shape[0], c = x.Shape[1], l = x.Rank == 3 ? x.Shape[2] : 1;
+        int m = n * l;
+        var xv = x.ToDoubleArray();
+        var mean = new double[c];
+        var rstd = new double[c];
+        batchMean = batchVar = null;
+        if (runMean is null)
+        {
+            var var = new double[c];
+            for (int ch = 0; ch < c; ch++)
+            {
+                double s = 0;
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < l; j++) s += xv[(i * c + ch) * l + j];
+                double mu = s / m, ss = 0;
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < l; j++)
+                    {
+                        double d = xv[(i * c + ch) * l + j] - mu;
+                        ss += d * d;
+                    }
+                mean[ch] = mu;
+                var[ch] = ss / m;
+                rstd[ch] = 1 / Math.Sqrt(var[ch] + eps);
+            }
+            batchMean = mean;
+            batchVar = var;
+        }
+        else
+        {
+            var rm = runMean.ToDoubleArray();
+            var rv = runVar!.ToDoubleArray();
+            for (int ch = 0; ch < c; ch++)
+            {
+                mean[ch] = rm[ch];
+                rstd[ch] = 1 / Math.Sqrt(rv[ch] + eps);
+            }
+        }
+        var gv = gamma?.ToDoubleArray();
+        var bv = beta?.ToDoubleArray();
+        var xhat = new double[xv.Length];
+        var y = Tensor.Uninitialized("batch_norm", x, x.ShapeArray);
+        for (int i = 0; i < n; i++)
+            for (int ch = 0; ch < c; ch++)
+                for (int j = 0; j < l; j++)
+                {
+                    int at = (i * c + ch) * l + j;
+                    xhat[at] = (xv[at] - mean[ch]) * rstd[ch];
+                    y.SetFlatRaw(at, xhat[at] * (gv?[ch] ?? 1) + (bv?[ch] ?? 0));
+                }
+        var inputs = new List<Tensor> { x };
+        if (gamma is not null) inputs.Add(gamma);
+        if (beta is not null) inputs.Add(beta);
+        if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
+        bool training = runMean is null;
+        return y.Record("batch_norm", inputs.ToArray(), g =>
+        {
+            var gd = g.ToDoubleArray();
+            var sumG = new double[c];
+            var sumGx = new double[c];
+            for (int i = 0; i < n; i++)
+                for (int ch = 0; ch < c; ch++)
+                    for (int j = 0; j < l; j++)
+                    {
+                        int at = (i * c + ch) * l + j;
+                        sumG[ch] += gd[at];
+                        sumGx[ch] += gd[at] * xhat[at];
+                    }
+            var grads = new Tensor?[inputs.Count];
+            if (x.RequiresGrad)
+            {
+                var dx = Tensor.Uninitialized("batch_norm", x, x.ShapeArray);
+                for (int i = 0; i < n; i++)
+                    for (int ch = 0; ch < c; ch++)
+                    {
+                        double scale = (gv?[ch] ?? 1) * rstd[ch];
+                        for (int j = 0; j < l; j++)
+                        {
+                            int at = (i * c + ch) * l + j;
+                            double d = training ? scale * (gd[at] - sumG[ch] / m - xhat[at] * sumGx[ch] / m) : scale * gd[at];
+                            dx.SetFlatRaw(at, d);
+                        }
+                    }
+                grads[0] = dx;
+            }
+            int k = 1;
+            if (gamma is not null) grads[k++] = gamma.RequiresGrad ? Tensor.FromArray(sumGx).To(gamma.DType).Detach() : null;
+            if (beta is not null) grads[k] = beta.RequiresGrad ? Tensor.FromArray(sumG).To(beta.DType).Detach() : null;
+            return grads;
+        });
+    }
+
+    /// <summary>Layer norm over the trailing <paramref name="d"/> elements of each row.</summary>
+    public static Tensor LayerNorm(Tensor x, int d, Tensor? gamma, Tensor? beta, double eps)
+    {
+        int rows = x.Count / d;
+        var xv = x.ToDoubleArray();
+        var gv = gamma?.ToDoubleArray();
+        var bv = beta?.ToDoubleArray();
+        var xhat = new double[xv.Length];
+        var rstd = new double[rows];
+        var y = Tensor.Uninitialized("layer_norm", x, x.ShapeArray);
+        for (int r = 0; r < rows; r++)
+        {
+            double s = 0;
+            for (int j = 0; j < d; j++) s += xv[r * d + j];
+            double mu = s / d, ss = 0;
+            for (int j = 0; j < d; j++) ss += (xv[r * d + j] - mu) * (xv[r * d + j] - mu);
+            rstd[r] = 1 / Math.Sqrt(ss / d + eps);
+            for (int j = 0; j < d; j++)
+            {
+                int at = r * d + j;
+                xhat[at] = (xv[at] - mu) * rstd[r];
+                y.SetFlatRaw(at, xhat[at] * (gv?[j] ?? 1) + (bv?[j] ?? 0));
+            }
+        }
+        var inputs = new List<Tensor> { x };
+        if (gamma is not null) inputs.Add(gamma);
+        if (beta is not null) inputs.Add(beta);
+        if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
+        return y.Record("layer_norm", inputs.ToArray(), g =>
+        {
+            var gd = g.ToDoubleArray();
+            var dgamma = new double[d];
+            var dbeta = new double[d];
+            var grads = new Tensor?[inputs.Count];
+            var dx = x.RequiresGrad ? Tensor.Uninitialized("layer_norm", x, x.ShapeArray) : null;
+            for (int r = 0; r < rows; r++)
+            {
+                double sumG = 0, sumGx = 0;
+                for (int j = 0; j < d; j++)
+                {
+                    int at = r * d + j;
+                    double gh = gd[at] * (gv?[j] ?? 1);
+                    sumG += gh;
+                    sumGx += gh * xhat[at];
+                    dgamma[j] += gd[at] * xhat[at];
+                    dbeta[j] += gd[at];
+                }
+                if (dx is null) continue;
+                for (int j = 0; j < d; j++)
+                {
+                    int at = r * d + j;
+                    double gh = gd[at] * (gv?[j] ?? 1);
+                    dx.SetFlatRaw(at, rstd[r] * (gh - sumG / d - xhat[at] * sumGx / d));
+                }
+            }
+            grads[0] = dx;
+            int k = 1;
+            if (gamma is not null) grads[k++] = gamma.RequiresGrad ? Tensor.FromArray(dgamma).To(gamma.DType).Detach().ReshapeRaw(gamma.ShapeArray) : null;
+            if (beta is not null) grads[k] = beta.RequiresGrad ? Tensor.FromArray(dbeta).To(beta.DType).Detach().ReshapeRaw(beta.ShapeArray) : null;
+            return grads;
+        });
+    }
+}
