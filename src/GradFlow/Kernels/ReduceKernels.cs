@@ -52,6 +52,14 @@ public static class ReduceKernels
             {
                 var row = x.Slice(o * n, n);
                 int k = TensorPrimitives.IndexOfMax(row);
+                // IndexOfMax ranks +0 above -0; here they tie and the first index wins, as on the strided path.
+                if (T.IsZero(row[k]))
+                    for (int j = 0; j < k; j++)
+                        if (T.IsZero(row[j]))
+                        {
+                            k = j;
+                            break;
+                        }
                 indices[o] = k;
                 y[o] = row[k];
             }

@@ -104,7 +104,14 @@ public sealed partial class Tensor
         if (!(high >= low) || !double.IsFinite(low) || !double.IsFinite(high))
             throw new ArgumentException($"uniform: low={low}, high={high}: need finite bounds with low <= high.");
         var t = Uninitialized("uniform", dtype, (int[])shape.Clone());
-        for (int i = 0; i < t.Count; i++) t.SetFlatRaw(i, low + (high - low) * generator.NextDouble());
+        if (t.Storage is float[] f)
+        {
+            // Rounding to float can reach high itself; keep the interval half-open.
+            float top = high > low ? MathF.BitDecrement((float)high) : (float)high;
+            for (int i = 0; i < f.Length; i++) f[i] = Math.Min((float)(low + (high - low) * generator.NextDouble()), top);
+        }
+        else
+            for (int i = 0; i < t.Count; i++) t.SetFlatRaw(i, low + (high - low) * generator.NextDouble());
         return t;
     }
 

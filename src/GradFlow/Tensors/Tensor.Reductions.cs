@@ -112,6 +112,13 @@ public sealed partial class Tensor
         var rest = Enumerable.Range(0, Rank).Where(i => Array.IndexOf(ax, i) < 0).ToArray();
         var perm = rest.Concat(ax).ToArray();
         var restShape = rest.Select(i => _shape[i]).ToArray();
+        if (restShape.Contains(0))
+        {
+            // Nothing to reduce into: an empty result (reduced axes must still be non-empty).
+            foreach (int a in ax)
+                if (_shape[a] == 0) throw new ArgumentException($"max: axis {a} of shape {Shapes.Format(_shape)} is empty.");
+            return ZerosOf(this, keepDim ? KeptShape(_shape, ax) : restShape);
+        }
         var flat = Permute(perm).Reshape([.. restShape, -1]);
         var (values, _) = flat.Max(-1);
         return values.Reshape(keepDim ? KeptShape(_shape, ax) : restShape);

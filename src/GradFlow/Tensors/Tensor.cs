@@ -206,7 +206,7 @@ public sealed partial class Tensor
     public double GetFlat(int index)
     {
         if ((uint)index >= (uint)Count)
-            throw new ArgumentOutOfRangeException(nameof(index), $"GetFlat: index {index} is outside a tensor of {Count} elements.");
+            throw new ArgumentOutOfRangeException(nameof(index), $"GetFlat: index {index} is outside a tensor of shape {Shapes.Format(_shape)} ({Count} elements).");
         return Storage is float[] f ? f[index] : ((double[])Storage)[index];
     }
 
@@ -223,7 +223,7 @@ public sealed partial class Tensor
         {
             int k = index[i] < 0 ? index[i] + _shape[i] : index[i];
             if ((uint)k >= (uint)_shape[i])
-                throw new ArgumentException($"{op}: index {index[i]} is out of range for dimension {i} of size {_shape[i]}.");
+                throw new ArgumentException($"{op}: index {index[i]} is out of range for dimension {i} of size {_shape[i]} (shape {Shapes.Format(_shape)}).");
             flat = flat * _shape[i] + k;
         }
         return flat;
