@@ -1,0 +1,152 @@
+using GradFlow.Autograd;
+using GradFlow.Nn;
+using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
+
+namespace GradFlow.Tests.Nn;
+
+public class NormalizationTests
+{
+    private static void SetAffine(Parameter? weight, Parameter? bias, ulong seed)
+    {
+        var g = new Generator(seed);
+        using (GradMode.NoGrad())
+        {
+            weight?.Data.CopyFrom(Tensor.Uniform(g, 0.5, 1.5, weight.Data.Shape.ToArray()));
+            bias?.Data.CopyFrom(Tensor.Uniform(g, -0.5, 0.5, bias.Data.Shape.ToArray()));
+        }
+    }
+
+    /// <summary>Batch norm of [N, C, L] computed from the definition in the test.</summary>
+    private static double[] BatchNormReference(double[] x, int n, int c, int l, double[] gamma, double[] beta, double eps)
+    {
+        var y = new double[x.Length];
+        for (int ch = 0; ch < c; ch++)
+        {
+            var vals = new List<double>();
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < l; j++) vals.Add(x[(i * c + ch) * l + j]);
+            double mean = vals.Average();
+            double var = vals.Sum(v => (v - mean) * (v - mean)) / vals.Count;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < l; j++)
+                {
+                    int at = (i * c + ch) * l + j;
+                    y[at] = gamma[ch] * (x[at] - mean) / Math.Sqrt(var + eps) + beta[ch];
+                }
+        }
+        return y;
+    }
+
+    [Theory]
+    [InlineData(new[] { 8, 3 })]
+    [InlineData(new[] { 5, 4, 7 })]
+    [InlineData(new[] { 2, 33 })]
+    public void BatchNorm1d_Training_MatchesDefinition(int[] shape)
+    {
+        var bn = new BatchNorm1d(shape[1]);
+        SetAffine(bn.Weight, bn.Bias, 1);
+        var x = Tensor.RandN(new Generator(2), shape) * 3 + 1;
+        var y = bn.Forward(x);
+        var expected = BatchNormReference(x.ToDoubleArray(), shape[0], shape[1], shape.Length == 3 ? shape[2] : 1,
+            bn.Weight!.Data.ToDoubleArray(), bn.Bias!.Data.ToDoubleArray(), 1e-5);
+        TestTensors.AllClose(expected, y.ToDoubleArray(), 1e-5, 1e-5, "batch_norm");
+    }
+
+    [Theory]
+    [InlineData(new[] { 6, 3 })]
+    [InlineData(new[] { 4, 2, 5 })]
+    [InlineData(new[] { 3, 1 })]
+    public void BatchNorm1d_Training_GradientMatchesFiniteDifferences(int[] shape)
+    {
+        var bn = new BatchNorm1d(shape[1]);
+        var gamma = TestTensors.AwayFromZero(3, 0.5, 1.5, positive: true, shape[1]);
+        var beta = TestTensors.Leaf(4, shape[1]);
+        GradCheck.Assert(t => NormOps.BatchNorm(t[0], t[1], t[2], null, null, 1e-5, out _, out _),
+            [TestTensors.Leaf(5, shape), gamma, beta], name: "batch_norm");
+    }
+
+    [Fact]
+    public void BatchNorm1d_Eval_GradientMatchesFiniteDifferences()
+    {
+        var rm = Tensor.FromArray([0.5, -1, 2]);
+        var rv = Tensor.FromArray([1.5, 0.25, 4]);
+        GradCheck.Assert(t => NormOps.BatchNorm(t[0], t[1], t[2], rm, rv, 1e-5, out _, out _),
+            [TestTensors.Leaf(6, 4, 3), TestTensors.Leaf(7, 3), TestTensors.Leaf(8, 3)], name: "batch_norm eval");
+    }
+
+    [Fact]
+    public void BatchNorm1d_RunningStatistics_FollowPyTorchUpdateAndAreUsedInEval()
+    {
+        var bn = new BatchNorm1d(2, momentum: 0.1);
+        // Channel 0: 1, 2, 3, 6 (mean 3, biased var 3.5, unbiased 14/3); channel 1: 0, 0, 4, 4 (mean 2, unbiased 16/3).
+        var x = Tensor.FromArray([1f, 0, 2, 0, 3, 4, 6, 4], 4, 2);
+        bn.Forward(x);
+        Assert.Equal([0.3, 0.2], bn.RunningMean!.ToDoubleArray().Select(v => Math.Round(v, 6)));
+        Assert.Equal(0.9 + 0.1 * 14.0 / 3, bn.RunningVar!.ToDoubleArray()[0], 1e-6);
+        Assert.Equal(0.9 + 0.1 * 16.0 / 3, bn.RunningVar.ToDoubleArray()[1], 1e-6);
+        Assert.Equal(1.0, bn.NumBatchesTracked!.Item());
+
+        bn.Eval();
+        var y = bn.Forward(Tensor.FromArray([1.3f, 0.2f], 1, 2)).ToDoubleArray();
+        Assert.Equal((1.3 - 0.3) / Math.Sqrt(0.9 + 0.1 * 14.0 / 3 + 1e-5), y[0], 1e-5);
+        Assert.Equal(0.0, y[1], 1e-6);
+        Assert.Equal(1.0, bn.NumBatchesTracked.Item());
+    }
+
+    [Fact]
+    public void BatchNorm1d_StateDictNames_AreTorchs()
+    {
+        Assert.Equal(["weight", "bias", "running_mean", "running_var", "num_batches_tracked"], new BatchNorm1d(4).StateDict().Select(kv => kv.Key));
+    }
+
+    [Fact]
+    public void BatchNorm1d_WrongChannels_ThrowsNamingShape()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new BatchNorm1d(4).Forward(Tensor.Zeros(8, 3)));
+        Assert.Contains("[8, 3]", e.Message);
+        Assert.Contains("BatchNorm1d", e.Message);
+        Assert.Throws<ArgumentException>(() => new BatchNorm1d(4).Forward(Tensor.Zeros(1, 4)));
+    }
+
+    [Theory]
+    [InlineData(new[] { 4, 5 }, 1)]
+    [InlineData(new[] { 2, 3, 33 }, 1)]
+    [InlineData(new[] { 2, 3, 4 }, 2)]
+    public void LayerNorm_MatchesDefinitionAndFiniteDifferences(int[] shape, int normalizedDims)
+    {
+        var normShape = shape[^normalizedDims..];
+        var ln = new LayerNorm(normShape);
+        SetAffine(ln.Weight, ln.Bias, 9);
+        var x = Tensor.RandN(new Generator(10), shape) * 2 - 1;
+        var xv = x.ToDoubleArray();
+        int d = normShape.Aggregate(1, (a, b) => a * b);
+        var gv = ln.Weight!.Data.ToDoubleArray();
+        var bv = ln.Bias!.Data.ToDoubleArray();
+        var expected = new double[xv.Length];
+        for (int r = 0; r < xv.Length / d; r++)
+        {
+            var row = xv.Skip(r * d).Take(d).ToArray();
+            double mean = row.Average(), var = row.Sum(v => (v - mean) * (v - mean)) / d;
+            for (int j = 0; j < d; j++) expected[r * d + j] = gv[j] * (row[j] - mean) / Math.Sqrt(var + 1e-5) + bv[j];
+        }
+        TestTensors.AllClose(expected, ln.Forward(x).ToDoubleArray(), 1e-5, 1e-5, "layer_norm");
+
+        GradCheck.Assert(t => NormOps.LayerNorm(t[0], d, t[1], t[2], 1e-5),
+            [TestTensors.Leaf(11, shape), TestTensors.AwayFromZero(12, 0.5, 1.5, true, normShape), TestTensors.Leaf(13, normShape)], name: "layer_norm");
+    }
+
+    [Fact]
+    public void LayerNorm_WithoutAffine_GradientMatchesFiniteDifferences()
+    {
+        GradCheck.Assert(t => NormOps.LayerNorm(t[0], 7, null, null, 1e-5), [TestTensors.Leaf(14, 3, 7)], name: "layer_norm");
+    }
+
+    [Fact]
+    public void LayerNorm_WrongTrailingShape_ThrowsNamingShapes()
+    {
+        var e = Assert.Throws<ArgumentException>(() => new LayerNorm(5).Forward(Tensor.Zeros(2, 4)));
+        Assert.Contains("[2, 4]", e.Message);
+        Assert.Contains("[5]", e.Message);
+    }
+}
