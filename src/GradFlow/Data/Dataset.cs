@@ -1,0 +1,184 @@
+using GradFlow.Tensors;
+
+namespace GradFlow.Data;
+
+/// <summary>
+/// A supervised data set held in memory: inputs <c>[N, ...]</c> and, per example, either a class
+/// label (<see cref="Labels"/>, an <see cref="IndexTensor"/> <c>[N]</c>, for classification) or a
+/// float target (<see cref="Targets"/>, a <see cref="Tensor"/> <c>[N, ...]</c>, for regression).
+/// </summary>
+/// <example>
+/// <code>
+/// var data = Synthetic.TwoSpirals(1000, noise: 0.05, turns: 1.5, seed: 7);
+/// var (train, test) = data.Split(800);
+/// </code>
+/// </example>
+public sealed class Dataset
+{
+    private Dataset(Tensor inputs, IndexTensor? labels, Tensor? targets, int classCount, IReadOnlyList<string>? classNames)
+    {
+        Inputs = inputs;
+        Labels = labels;
+        Targets = targets;
+        ClassCount = classCount;
+        ClassNames = classNames;
+    }
+
+    /// <summary>A classification set: <paramref name="inputs"/> <c>[N, ...]</c>, <paramref name="labels"/> <c>[N]</c> in <c>0..classCount-1</c>.</summary>
+    /// <exception cref="ArgumentException">when the shapes disagree, or a label is out of range (the message gives its position).</exception>
+    public static Dataset Classification(Tensor inputs, IndexTensor labels, int classCount, IReadOnlyList<string>? classNames = null)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(labels);
+        CheckInputs(inputs);
+        if (labels.Rank != 1 || labels.Count != inputs.Size(0))
+            throw new ArgumentException(
+                $"Dataset.Classification: labels have shape {Shapes.Format(labels.Shape)}, expected [{inputs.Size(0)}] to match inputs {Shapes.Format(inputs.Shape)}.", nameof(labels));
+        ArgumentOutOfRangeException.ThrowIfLessThan(classCount, 1);
+        if (classNames is not null && classNames.Count != classCount)
+            throw new ArgumentException($"Dataset.Classification: {classNames.Count} class names for {classCount} classes.", nameof(classNames));
+        for (int i = 0; i < labels.Count; i++)
+            if ((uint)labels[i] >= (uint)classCount)
+                throw new ArgumentException($"Dataset.Classification: label {labels[i]} at position {i} is outside 0..{classCount - 1}.", nameof(labels));
+        return new Dataset(inputs, labels, null, classCount, classNames);
+    }
+
+    /// <summary>A regression set: <paramref name="inputs"/> <c>[N, ...]</c>, <paramref name="targets"/> <c>[N, ...]</c>.</summary>
+    public static Dataset Regression(Tensor inputs, Tensor targets)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(targets);
+        CheckInputs(inputs);
+        if (targets.Rank == 0 || targets.Size(0) != inputs.Size(0))
+            throw new ArgumentException(
+                $"Dataset.Regression: targets have shape {Shapes.Format(targets.Shape)}, expected [{inputs.Size(0)}, ...] to match inputs {Shapes.Format(inputs.Shape)}.", nameof(targets));
+        return new Dataset(inputs, null, targets, 0, null);
+    }
+
+    private static void CheckInputs(Tensor inputs)
+    {
+        if (inputs.Rank == 0)
+            throw new ArgumentException("Dataset: inputs must have a leading example dimension [N, ...]; got a scalar.", nameof(inputs));
+    }
+
+    /// <summary>The inputs, <c>[N, ...]</c>.</summary>
+    public Tensor Inputs { get; }
+
+    /// <summary>Class labels <c>[N]</c> for a classification set; null for regression.</summary>
+    public IndexTensor? Labels { get; }
+
+    /// <summary>Float targets <c>[N, ...]</c> for a regression set; null for classification.</summary>
+    public Tensor? Targets { get; }
+
+    /// <summary>Number of classes (0 for regression).</summary>
+    public int ClassCount { get; }
+
+    /// <summary>Human-readable class names, when known.</summary>
+    public IReadOnlyList<string>? ClassNames { get; }
+
+    /// <summary>True when targets are class labels.</summary>
+    public bool IsClassification => Labels is not null;
+
+    /// <summary>Number of examples N.</summary>
+    public int Count => Inputs.Size(0);
+
+    /// <summary>Number of examples of each class (classification sets only).</summary>
+    public int[] ClassCounts()
+    {
+        if (Labels is null) throw new InvalidOperationException("ClassCounts: this is a regression data set; it has no class labels.");
+        var counts = new int[ClassCount];
+        foreach (int y in Labels.Data) counts[y]++;
+        return counts;
+    }
+
+    /// <summary>The examples at <paramref name="indices"/> (in that order; repeats allowed), copied.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">when an index is outside <c>0..Count-1</c>.</exception>
+    public Dataset Subset(ReadOnlySpan<int> indices)
+    {
+        for (int i = 0; i < indices.Length; i++)
+            if ((uint)indices[i] >= (uint)Count)
+                throw new ArgumentOutOfRangeException(nameof(indices), $"Dataset.Subset: index {indices[i]} at position {i} is outside 0..{Count - 1}.");
+        var inputs = GatherRows(Inputs, indices, null);
+        if (Labels is not null)
+            return new Dataset(inputs, GatherLabels(Labels, indices, null), null, ClassCount, ClassNames);
+        return new Dataset(inputs, null, GatherRows(Targets!, indices, null), 0, null);
+    }
+
+    /// <summary>The <paramref name="length"/> examples starting at <paramref name="start"/>, copied.</summary>
+    public Dataset Subset(int start, int length)
+    {
+        if (start < 0 || length < 0 || start > Count - length)
+            throw new ArgumentOutOfRangeException(nameof(start), $"Dataset.Subset: range [{start}, {start}+{length}) is outside 0..{Count}.");
+        var idx = new int[length];
+        for (int i = 0; i < length; i++) idx[i] = start + i;
+        return Subset(idx);
+    }
+
+    /// <summary>The first <paramref name="firstCount"/> examples and the rest, in their current order.</summary>
+    public (Dataset First, Dataset Second) Split(int firstCount)
+    {
+        if (firstCount < 0 || firstCount > Count)
+            throw new ArgumentOutOfRangeException(nameof(firstCount), $"Dataset.Split: {firstCount} is outside 0..{Count}.");
+        return (Subset(0, firstCount), Subset(firstCount, Count - firstCount));
+    }
+
+    /// <summary>
+    /// A random split: the examples are permuted by a Fisher-Yates shuffle drawn from
+    /// <c>new Generator(seed)</c>, the first <c>round(fraction * N)</c> go to the first set.
+    /// </summary>
+    public (Dataset First, Dataset Second) RandomSplit(double fraction, ulong seed)
+    {
+        if (!(fraction >= 0 && fraction <= 1))
+            throw new ArgumentOutOfRangeException(nameof(fraction), $"Dataset.RandomSplit: fraction {fraction} is outside [0, 1].");
+        var order = Permutation(Count, new Generator(seed));
+        int k = (int)Math.Round(fraction * Count, MidpointRounding.AwayFromZero);
+        return (Subset(order.AsSpan(0, k)), Subset(order.AsSpan(k)));
+    }
+
+    /// <summary>A uniformly random permutation of <c>0..n-1</c> by Fisher-Yates (Durstenfeld's form), drawn from <paramref name="generator"/>.</summary>
+    public static int[] Permutation(int n, Generator generator)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentNullException.ThrowIfNull(generator);
+        var p = new int[n];
+        for (int i = 0; i < n; i++) p[i] = i;
+        for (int i = n - 1; i > 0; i--)
+        {
+            int j = generator.NextInt(i + 1);
+            (p[i], p[j]) = (p[j], p[i]);
+        }
+        return p;
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => IsClassification
+        ? $"Dataset(classification, N={Count}, inputs={Shapes.Format(Inputs.Shape)}, classes={ClassCount})"
+        : $"Dataset(regression, N={Count}, inputs={Shapes.Format(Inputs.Shape)}, targets={Shapes.Format(Targets!.Shape)})";
+
+    // ---------------------------------------------------------------- row copies shared with DataLoader
+
+    /// <summary>Rows <paramref name="indices"/> of <paramref name="source"/> into <paramref name="into"/> (reused when given and of the right shape) or a new tensor.</summary>
+    internal static Tensor GatherRows(Tensor source, ReadOnlySpan<int> indices, Tensor? into)
+    {
+        var shape = source.Shape.ToArray();
+        shape[0] = indices.Length;
+        var result = into ?? Tensor.Zeros(source.DType, shape);
+        int row = source.Size(0) == 0 ? 0 : source.Count / source.Size(0);
+        if (source.Storage is float[] f) Copy(f, (float[])result.Storage, row, indices);
+        else Copy((double[])source.Storage, (double[])result.Storage, row, indices);
+        return result;
+    }
+
+    private static void Copy<T>(T[] source, T[] destination, int row, ReadOnlySpan<int> indices)
+    {
+        for (int i = 0; i < indices.Length; i++)
+            source.AsSpan(indices[i] * row, row).CopyTo(destination.AsSpan(i * row, row));
+    }
+
+    internal static IndexTensor GatherLabels(IndexTensor source, ReadOnlySpan<int> indices, IndexTensor? into)
+    {
+        var result = into ?? new IndexTensor(new int[indices.Length], [indices.Length]);
+        for (int i = 0; i < indices.Length; i++) result.Data[i] = source.Data[indices[i]];
+        return result;
+    }
+}
