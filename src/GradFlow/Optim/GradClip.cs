@@ -41,21 +41,10 @@ public static class GradClip
             throw new ArgumentException($"ClipGradNorm: normType must be > 0 (or +∞); got {normType}.", nameof(normType));
         var grads = parameters.Select(p => p.Grad).OfType<Tensor>().ToArray();
         double total = 0;
-        if (double.IsPositiveInfinity(normType))
-        {
-            foreach (var g in grads)
-                for (int i = 0; i < g.Count; i++) total = Math.Max(total, Math.Abs(g.GetFlat(i)));
-        }
-        else
-        {
-            foreach (var g in grads)
-                for (int i = 0; i < g.Count; i++)
-                {
-                    double a = Math.Abs(g.GetFlat(i));
-                    total += normType == 2 ? a * a : normType == 1 ? a : Math.Pow(a, normType);
-                }
+        foreach (var g in grads)
+            total = g.Is<float>() ? Accumulate<float>(g.Span<float>(), normType, total) : Accumulate<double>(g.Span<double>(), normType, total);
+        if (!double.IsPositiveInfinity(normType))
             total = normType == 2 ? Math.Sqrt(total) : normType == 1 ? total : Math.Pow(total, 1 / normType);
-        }
         if (errorIfNonfinite && !double.IsFinite(total))
             throw new InvalidOperationException(
                 string.Create(CultureInfo.InvariantCulture, $"ClipGradNorm: the total {normType}-norm of the gradients of {grads.Length} parameters is {total}, so they cannot be clipped. ") +
@@ -130,6 +119,18 @@ public static class GradClip
             if (gNorm / wNorm > clipping)
                 TensorPrimitives.Multiply(gUnit, T.CreateTruncating(clipping * wNorm / gNorm), gUnit);
         }
+    }
+
+    /// <summary>Adds Σ|x|^p to <paramref name="total"/> (in double, in order), or takes the max of |x| for p = ∞.</summary>
+    private static double Accumulate<T>(ReadOnlySpan<T> x, double p, double total) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        foreach (var v in x)
+        {
+            double a = Math.Abs(double.CreateTruncating(v));
+            if (double.IsPositiveInfinity(p)) total = double.IsNaN(a) ? a : Math.Max(total, a);
+            else total += p == 2 ? a * a : p == 1 ? a : Math.Pow(a, p);
+        }
+        return total;
     }
 
     private static double Norm<T>(ReadOnlySpan<T> x) where T : unmanaged, IFloatingPointIeee754<T>

@@ -94,6 +94,25 @@ public class OptimizerBehaviourTests
             Assert.Equal(stateA[i].Value.ToDoubleArray(), stateB[i].Value.ToDoubleArray());
     }
 
+    [Theory]
+    [MemberData(nameof(OptimizerNamesAndDTypes))]
+    public void Step_SameInputsTwice_SameBits(string name, DType dtype)
+    {
+        double[] RunOnce()
+        {
+            var ps = TwoParameters(dtype, 21);
+            var opt = Optimizers[name].Configured(ps);
+            for (ulong t = 1; t <= 4; t++)
+            {
+                SetGradients(ps, t);
+                opt.Step();
+            }
+            return ps.SelectMany(p => p.Data.ToDoubleArray()).ToArray();
+        }
+
+        Assert.Equal(RunOnce(), RunOnce());
+    }
+
     [Fact]
     public void StateDict_Adam_UsesPyTorchNames()
     {
