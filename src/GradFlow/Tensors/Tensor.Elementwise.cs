@@ -46,6 +46,8 @@ public sealed partial class Tensor
     public static Tensor Where(Tensor condition, Tensor a, Tensor b)
     {
         ArgumentNullException.ThrowIfNull(condition);
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
         CheckSameDType("where", a, b);
         CheckSameDType("where", condition, a);
         var shape = Shapes.Broadcast("where", Shapes.Broadcast("where", condition._shape, a._shape), b._shape);
