@@ -28,6 +28,9 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// <summary>Multiply-adds per batch item below which a batch is split by items instead of tiles.</summary>
     private const long SmallItem = 1L << 21;
 
+    /// <summary>Packed B elements from which the packing itself is spread over the threads.</summary>
+    private const long PackInParallel = 1L << 16;
+
     public static void Run(Problem<T> p)
     {
         if (p.K == 0 || p.Alpha == T.Zero)
@@ -90,16 +93,11 @@ internal static unsafe class GemmDriver<T, TKernel>
                     job.SetDepth(pc, Math.Min(kcMax, p.K - pc));
                     int bTasks = (panelsN + 15) / 16;
                     int tasks = mTasks * nChunks;
-                    if (parallel)
-                    {
-                        KernelThreads.Run(bTasks, job.PackBTask);
-                        KernelThreads.Run(tasks, job.ComputeTask);
-                    }
-                    else
-                    {
-                        for (int t = 0; t < bTasks; t++) job.PackB(t);
-                        for (int t = 0; t < tasks; t++) job.Compute(t);
-                    }
+                    // Packing a small B block costs less than a round trip through the pool.
+                    if (parallel && (long)panelsN * nr * kcMax >= PackInParallel) KernelThreads.Run(bTasks, job.PackBTask);
+                    else for (int t = 0; t < bTasks; t++) job.PackB(t);
+                    if (parallel) KernelThreads.Run(tasks, job.ComputeTask);
+                    else for (int t = 0; t < tasks; t++) job.Compute(t);
                 }
             }
         }
