@@ -40,6 +40,13 @@ public sealed partial class Tensor
         int m = a._shape[^2], k = a._shape[^1], n = b._shape[^1];
         var batchA = a._shape[..^2];
         var batchB = b._shape[..^2];
+        for (int d = 1; d <= Math.Min(batchA.Length, batchB.Length); d++)
+        {
+            int x = batchA[^d], z = batchB[^d];
+            if (x != z && x != 1 && z != 1)
+                throw new ArgumentException(
+                    $"matmul: batch dimensions of {Shapes.Format(a._shape)} and {Shapes.Format(b._shape)} do not broadcast ({x} vs {z}); they must be equal or 1.");
+        }
         var batch = Shapes.Broadcast("matmul", batchA, batchB);
         int count = Shapes.Numel("matmul", batch);
         var (ea, strideA) = BatchOperand(a, batchA, batch, count, m * k);

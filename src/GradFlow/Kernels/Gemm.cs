@@ -1,0 +1,178 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace GradFlow.Kernels;
+
+/// <summary>
+/// General matrix multiply, row-major: <c>C = alpha·op(A)·op(B) + beta·C</c> with <c>op(X) = X</c> or
+/// <c>Xᵀ</c>, op(A) of shape m×k, op(B) k×n, C m×n. The engine's hot path (Linear, matmul and their
+/// backward passes).
+/// </summary>
+/// <remarks>
+/// <para>
+/// Layout: element (i, j) of a row-major matrix with leading dimension <c>ld</c> is at
+/// <c>i·ld + j</c>. A is stored m×k (lda ≥ k), or k×m when <c>transA</c> (lda ≥ m); B is stored k×n
+/// (ldb ≥ n), or n×k when <c>transB</c> (ldb ≥ k); C is m×n (ldc ≥ n). With <c>beta = 0</c>, C is
+/// only written, never read (it may hold NaN). With <c>k = 0</c> or <c>alpha = 0</c>, C = beta·C
+/// (BLAS convention: A and B are then not read).
+/// </para>
+/// <para>
+/// Algorithm (GotoBLAS / BLIS): for each block of NC columns and each block of KC of the inner
+/// dimension, a KC×NC block of op(B) is packed into NR-wide column panels (contiguous, zero-padded),
+/// then each MC×KC block of op(A) is packed into MR-high row panels, and a register-tile
+/// micro-kernel computes MR×NR of C per call from one A panel and one B panel. The packed B
+/// micro-panel (KC·NR elements) stays in L1, the packed A block (MC·KC) in L2 and the packed B
+/// block in L3. Transposes are absorbed by the packing, never materialised. Tile shapes by path:
+/// AVX-512 12×32, AVX2 6×16, portable 4×8 (float); 4×8 / 4×4 (double); see GemmKernels.cs.
+/// </para>
+/// <para>
+/// Threads: work is split into tasks by shape only (row panels of C, and column chunks when C has
+/// few rows; whole batch items for small batched problems); each task owns its C tile, and every
+/// C element accumulates its k blocks in the same order on any thread, so results are bitwise
+/// identical for any <see cref="KernelThreads.Count"/>. Problems below about 64³ multiply-adds run
+/// on the calling thread.
+/// </para>
+/// </remarks>
+public static class Gemm
+{
+    /// <summary>Multiply-adds below which a problem stays on the calling thread (64³: a few µs of work).</summary>
+    internal const long ParallelThreshold = 64 * 64 * 64;
+
+    /// <summary>Columns of packed B per block (KC·NC·4 bytes = 4 MiB at KC = 256: sized for L3).</summary>
+    internal const int NC = 4096;
+
+    /// <summary><c>C = alpha·op(A)·op(B) + beta·C</c> for one float32 matrix; see <see cref="Gemm"/>.</summary>
+    public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc) =>
+        MultiplyBatched(1, transA, transB, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
+
+    /// <summary><c>C = alpha·op(A)·op(B) + beta·C</c> for one float64 matrix; see <see cref="Gemm"/>.</summary>
+    public static void Multiply(bool transA, bool transB, int m, int n, int k, double alpha, ReadOnlySpan<double> a, int lda,
+        ReadOnlySpan<double> b, int ldb, double beta, Span<double> c, int ldc) =>
+        MultiplyBatched(1, transA, transB, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
+
+    /// <summary>
+    /// For each batch item i in [0, count): <c>C_i = alpha·op(A_i)·op(B_i) + beta·C_i</c> with
+    /// <c>A_i = a[i·strideA ..]</c>, <c>B_i = b[i·strideB ..]</c>, <c>C_i = c[i·strideC ..]</c>. A stride of
+    /// 0 shares that operand across the batch (not allowed for C when count &gt; 1: outputs may not
+    /// overlap).
+    /// </summary>
+    /// <exception cref="ArgumentException">when a size is negative, a leading dimension is too small,
+    /// or a span is too short for the stated extents (the message names gemm, the argument and the sizes).</exception>
+    public static void MultiplyBatched(int count, bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
+        float beta, Span<float> c, int ldc, long strideC) =>
+        MultiplyBatched(KernelIsa.Best, count, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC);
+
+    /// <inheritdoc cref="MultiplyBatched(int, bool, bool, int, int, int, float, ReadOnlySpan{float}, int, long, ReadOnlySpan{float}, int, long, float, Span{float}, int, long)"/>
+    public static void MultiplyBatched(int count, bool transA, bool transB, int m, int n, int k, double alpha,
+        ReadOnlySpan<double> a, int lda, long strideA, ReadOnlySpan<double> b, int ldb, long strideB,
+        double beta, Span<double> c, int ldc, long strideC) =>
+        MultiplyBatched(KernelIsa.Best, count, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC);
+
+    /// <summary>The float32 GEMM on an explicit path (tests run every supported path side by side).</summary>
+    /// <remarks>Paths are written with the portable Vector128/256/512 APIs, so an unsupported path still
+    /// computes the right numbers (in slow software emulation).</remarks>
+    internal static unsafe void MultiplyBatched(InstructionSet isa, int count, bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
+        float beta, Span<float> c, int ldc, long strideC)
+    {
+        Validate(count, transA, transB, m, n, k, a.Length, lda, strideA, b.Length, ldb, strideB, c.Length, ldc, strideC);
+        if (count == 0 || m == 0 || n == 0) return;
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            var p = new Problem<float>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC);
+            switch (isa)
+            {
+                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p); break;
+                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p); break;
+                default: GemmDriver<float, GemmKernelF32Portable>.Run(p); break;
+            }
+        }
+    }
+
+    /// <summary>The float64 GEMM on an explicit path (256-bit tiles from AVX2 up, 128-bit otherwise).</summary>
+    internal static unsafe void MultiplyBatched(InstructionSet isa, int count, bool transA, bool transB, int m, int n, int k, double alpha,
+        ReadOnlySpan<double> a, int lda, long strideA, ReadOnlySpan<double> b, int ldb, long strideB,
+        double beta, Span<double> c, int ldc, long strideC)
+    {
+        Validate(count, transA, transB, m, n, k, a.Length, lda, strideA, b.Length, ldb, strideB, c.Length, ldc, strideC);
+        if (count == 0 || m == 0 || n == 0) return;
+        fixed (double* pa = a, pb = b, pc = c)
+        {
+            var p = new Problem<double>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC);
+            if (isa >= InstructionSet.Avx2) GemmDriver<double, GemmKernelF64Avx2>.Run(p);
+            else GemmDriver<double, GemmKernelF64Portable>.Run(p);
+        }
+    }
+
+    private static void Validate(int count, bool transA, bool transB, int m, int n, int k,
+        int aLength, int lda, long strideA, int bLength, int ldb, long strideB, int cLength, int ldc, long strideC)
+    {
+        if (count < 0) throw new ArgumentException($"gemm: count = {count} is negative.", nameof(count));
+        if (m < 0 || n < 0 || k < 0)
+            throw new ArgumentException($"gemm: sizes must be non-negative, got m = {m}, n = {n}, k = {k}.", m < 0 ? nameof(m) : n < 0 ? nameof(n) : nameof(k));
+        CheckOperand("a", "lda", "strideA", transA ? k : m, transA ? m : k, transA ? "k×m (transA)" : "m×k", aLength, lda, strideA, count);
+        CheckOperand("b", "ldb", "strideB", transB ? n : k, transB ? k : n, transB ? "n×k (transB)" : "k×n", bLength, ldb, strideB, count);
+        CheckOperand("c", "ldc", "strideC", m, n, "m×n", cLength, ldc, strideC, count);
+        long extentC = m == 0 || n == 0 ? 0 : (long)(m - 1) * ldc + n;
+        if (count > 1 && extentC > 0 && strideC < extentC)
+            throw new ArgumentException(
+                $"gemm: strideC = {strideC} is smaller than one output matrix ({extentC} elements for m×n = {m}×{n}, ldc = {ldc}); batch outputs may not overlap.",
+                "strideC");
+    }
+
+    private static void CheckOperand(string name, string ldName, string strideName, int rows, int cols, string layout,
+        int length, int ld, long stride, int count)
+    {
+        if (ld < Math.Max(1, cols))
+            throw new ArgumentException(
+                $"gemm: {ldName} = {ld} is smaller than the {cols} columns of {name} (stored {layout} = {rows}×{cols}).", ldName);
+        if (stride < 0) throw new ArgumentException($"gemm: {strideName} = {stride} is negative.", strideName);
+        if (count == 0 || rows == 0 || cols == 0) return;
+        long extent = (long)(rows - 1) * ld + cols;
+        long needed = (count - 1) * stride + extent;
+        if (length < needed)
+            throw new ArgumentException(
+                $"gemm: {name} has {length} elements but {count} matrices of {layout} = {rows}×{cols} with {ldName} = {ld} and {strideName} = {stride} need {needed}.",
+                name);
+    }
+}
+
+/// <summary>A validated GEMM call: raw pointers into pinned spans plus the shape.</summary>
+internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, int m, int n, int k, T alpha,
+    T* a, int lda, long strideA, T* b, int ldb, long strideB, T beta, T* c, int ldc, long strideC)
+    where T : unmanaged
+{
+    public readonly int Count = count, M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc;
+    public readonly bool TransA = transA, TransB = transB;
+    public readonly T Alpha = alpha, Beta = beta;
+    public readonly T* A = a, B = b, C = c;
+    public readonly long StrideA = strideA, StrideB = strideB, StrideC = strideC;
+
+    /// <summary>The same problem restricted to batch item <paramref name="i"/>.</summary>
+    public Problem<T> Item(int i) => new(1, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, 0, B + i * StrideB, Ldb, 0,
+        Beta, C + i * StrideC, Ldc, 0);
+}
+
+/// <summary>
+/// One register-tile micro-kernel: <c>C[0..MR, 0..NR) = alpha·Σ_p a[p·MR + i]·b[p·NR + j] + beta·C</c>
+/// over packed panels of depth kc. With beta = 0 C is not read.
+/// </summary>
+internal unsafe interface IMicroKernel<T> where T : unmanaged
+{
+    /// <summary>Rows of the register tile.</summary>
+    static abstract int MR { get; }
+
+    /// <summary>Columns of the register tile.</summary>
+    static abstract int NR { get; }
+
+    /// <summary>Depth of a packed block (a B micro-panel KC·NR fits L1).</summary>
+    static abstract int KC { get; }
+
+    /// <summary>Largest rows of a packed A block (MC·KC fits L2); a multiple of MR.</summary>
+    static abstract int MC { get; }
+
+    /// <summary>Computes one full MR×NR tile of C (row stride ldc).</summary>
+    static abstract void Run(nint kc, T* a, T* b, T* c, nint ldc, T alpha, T beta);
+}

@@ -1,0 +1,260 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace GradFlow.Kernels;
+
+/// <summary>
+/// The blocked GEMM loops around micro-kernel <typeparamref name="TKernel"/> (BLIS order):
+/// <c>for jc (NC cols) · for pc (KC deep) · [pack B block] · for task (row panels × col chunks) ·
+/// [pack A block] · for jr (NR cols) · for ir (MR rows) · micro-kernel</c>.
+/// </summary>
+/// <remarks>
+/// Task partition (shape only): the ⌈m/MR⌉ row panels are split evenly into ⌈panels/(MC/MR)⌉ tasks,
+/// rounded up to an even count (so two threads get equal shares); when that gives fewer than 4
+/// tasks, the NR column panels are also split into chunks of at least 4 panels. Each task owns its
+/// C tile for the current k block, and k blocks are applied in order (beta on the first, 1 after),
+/// so every C element sees the same operations whichever thread runs it.
+/// </remarks>
+internal static unsafe class GemmDriver<T, TKernel>
+    where T : unmanaged, INumber<T>
+    where TKernel : struct, IMicroKernel<T>
+{
+    /// <summary>Packed A block of the thread running a task (MC×KC).</summary>
+    [ThreadStatic] private static T[]? _packA;
+
+    /// <summary>Packed B block of the calling thread (KC×NC), shared by that call's tasks.</summary>
+    [ThreadStatic] private static T[]? _packB;
+
+    /// <summary>Multiply-adds per batch item below which a batch is split by items instead of tiles.</summary>
+    private const long SmallItem = 1L << 21;
+
+    /// <summary>Packed B elements from which the packing itself is spread over the threads.</summary>
+    private const long PackInParallel = 1L << 16;
+
+    public static void Run(Problem<T> p)
+    {
+        if (p.K == 0 || p.Alpha == T.Zero)
+        {
+            for (int i = 0; i < p.Count; i++) ScaleC(p.Item(i));
+            return;
+        }
+        long macs = (long)p.M * p.N * p.K;
+        if (p.Count > 1 && macs < SmallItem)
+        {
+            if (macs * p.Count >= Gemm.ParallelThreshold && KernelThreads.Count > 1)
+            {
+                var whole = p;
+                KernelThreads.Run(p.Count, i => Single(whole.Item(i), parallel: false));
+            }
+            else
+            {
+                for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel: false);
+            }
+            return;
+        }
+        bool parallel = macs >= Gemm.ParallelThreshold && KernelThreads.Count > 1;
+        for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel);
+    }
+
+    /// <summary>C = beta·C (k = 0 or alpha = 0); beta = 0 writes zeros without reading C.</summary>
+    private static void ScaleC(Problem<T> p)
+    {
+        for (int i = 0; i < p.M; i++)
+        {
+            var row = new Span<T>(p.C + (nint)i * p.Ldc, p.N);
+            if (p.Beta == T.Zero) row.Clear();
+            else if (p.Beta != T.One)
+                for (int j = 0; j < row.Length; j++) row[j] *= p.Beta;
+        }
+    }
+
+    /// <summary>One matrix (Count = 1), optionally spread over the kernel threads.</summary>
+    private static void Single(Problem<T> p, bool parallel)
+    {
+        int mr = TKernel.MR, nr = TKernel.NR, kcMax = TKernel.KC;
+        int panelsM = (p.M + mr - 1) / mr;
+        int mTasks = (panelsM + TKernel.MC / mr - 1) / (TKernel.MC / mr);
+        if (mTasks > 1 && (mTasks & 1) == 1 && mTasks < panelsM) mTasks++;
+        var job = new Job(p, panelsM, mTasks);
+        for (int jc = 0; jc < p.N; jc += Gemm.NC)
+        {
+            int nc = Math.Min(Gemm.NC, p.N - jc);
+            int panelsN = (nc + nr - 1) / nr;
+            int nChunks = 1;
+            if (parallel && mTasks < 4) nChunks = Math.Max(1, Math.Min((4 + mTasks - 1) / mTasks, panelsN / 4));
+            job.SetColumns(jc, nc, panelsN, nChunks);
+            int needB = panelsN * nr * Math.Min(kcMax, p.K);
+            if (_packB is null || _packB.Length < needB) _packB = GC.AllocateUninitializedArray<T>(needB, pinned: true);
+            fixed (T* packB = _packB)
+            {
+                job.PackedB = packB;
+                for (int pc = 0; pc < p.K; pc += kcMax)
+                {
+                    job.SetDepth(pc, Math.Min(kcMax, p.K - pc));
+                    int bTasks = (panelsN + 15) / 16;
+                    int tasks = mTasks * nChunks;
+                    // Packing a small B block costs less than a round trip through the pool.
+                    if (parallel && (long)panelsN * nr * kcMax >= PackInParallel) KernelThreads.Run(bTasks, job.PackBTask);
+                    else for (int t = 0; t < bTasks; t++) job.PackB(t);
+                    if (parallel) KernelThreads.Run(tasks, job.ComputeTask);
+                    else for (int t = 0; t < tasks; t++) job.Compute(t);
+                }
+            }
+        }
+    }
+
+    /// <summary>State of one matrix's blocked loops, shared by its tasks for the current (jc, pc) block.</summary>
+    private sealed class Job
+    {
+        private readonly Problem<T> _p;
+        private readonly int _panelsM, _mTasks;
+        private int _jc, _nc, _panelsN, _nChunks, _pc, _kc;
+        private T _beta;
+
+        public T* PackedB;
+        public readonly Action<int> PackBTask, ComputeTask;
+
+        public Job(Problem<T> p, int panelsM, int mTasks)
+        {
+            _p = p;
+            _panelsM = panelsM;
+            _mTasks = mTasks;
+            PackBTask = PackB;
+            ComputeTask = Compute;
+        }
+
+        public void SetColumns(int jc, int nc, int panelsN, int nChunks) => (_jc, _nc, _panelsN, _nChunks) = (jc, nc, panelsN, nChunks);
+
+        public void SetDepth(int pc, int kc)
+        {
+            (_pc, _kc) = (pc, kc);
+            _beta = pc == 0 ? _p.Beta : T.One;
+        }
+
+        /// <summary>Packs B column panels [16t, 16t + 16) of the current block.</summary>
+        public void PackB(int t)
+        {
+            int nr = TKernel.NR;
+            int end = Math.Min(_panelsN, 16 * t + 16);
+            for (int jp = 16 * t; jp < end; jp++)
+            {
+                int j0 = _jc + jp * nr;
+                GemmPack.PackB(_p.B, _p.Ldb, _p.TransB, _pc, _kc, j0, Math.Min(nr, _jc + _nc - j0), nr, PackedB + (nint)jp * nr * _kc);
+            }
+        }
+
+        /// <summary>Task t: row panels of part t / nChunks times column panels of chunk t % nChunks.</summary>
+        public void Compute(int t)
+        {
+            int mr = TKernel.MR, nr = TKernel.NR;
+            int im = t / _nChunks, jn = t % _nChunks;
+            int p0 = (int)((long)im * _panelsM / _mTasks), p1 = (int)((long)(im + 1) * _panelsM / _mTasks);
+            int q0 = (int)((long)jn * _panelsN / _nChunks), q1 = (int)((long)(jn + 1) * _panelsN / _nChunks);
+            if (p0 == p1 || q0 == q1) return;
+            int need = (p1 - p0) * mr * _kc;
+            if (_packA is null || _packA.Length < need)
+                _packA = GC.AllocateUninitializedArray<T>(Math.Max(need, (TKernel.MC + mr) * TKernel.KC), pinned: true);
+            fixed (T* packA = _packA)
+            {
+                for (int ip = p0; ip < p1; ip++)
+                {
+                    int i0 = ip * mr;
+                    GemmPack.PackA(_p.A, _p.Lda, _p.TransA, i0, Math.Min(mr, _p.M - i0), _pc, _kc, mr, packA + (nint)(ip - p0) * mr * _kc);
+                }
+                T* tile = stackalloc T[mr * nr];
+                for (int jp = q0; jp < q1; jp++)
+                {
+                    int j0 = _jc + jp * nr;
+                    int cols = Math.Min(nr, _jc + _nc - j0);
+                    T* bp = PackedB + (nint)jp * nr * _kc;
+                    for (int ip = p0; ip < p1; ip++)
+                    {
+                        int i0 = ip * mr;
+                        int rows = Math.Min(mr, _p.M - i0);
+                        T* ap = packA + (nint)(ip - p0) * mr * _kc;
+                        T* c = _p.C + (nint)i0 * _p.Ldc + j0;
+                        if (rows == mr && cols == nr) TKernel.Run(_kc, ap, bp, c, _p.Ldc, _p.Alpha, _beta);
+                        else EdgeTile(ap, bp, c, rows, cols, tile);
+                    }
+                }
+            }
+        }
+
+        /// <summary>A partial tile: the full tile goes to a scratch buffer, then rows×cols are merged into C.</summary>
+        private void EdgeTile(T* ap, T* bp, T* c, int rows, int cols, T* tile)
+        {
+            int nr = TKernel.NR;
+            TKernel.Run(_kc, ap, bp, tile, nr, _p.Alpha, T.Zero);
+            for (int r = 0; r < rows; r++)
+            {
+                T* dst = c + (nint)r * _p.Ldc;
+                T* src = tile + r * nr;
+                if (_beta == T.Zero)
+                    for (int j = 0; j < cols; j++) dst[j] = src[j];
+                else if (_beta == T.One)
+                    for (int j = 0; j < cols; j++) dst[j] = src[j] + dst[j];
+                else
+                    for (int j = 0; j < cols; j++) dst[j] = src[j] + _beta * dst[j];
+            }
+        }
+    }
+}
+
+/// <summary>Packing of op(A) row panels and op(B) column panels (transposes are absorbed here).</summary>
+internal static unsafe class GemmPack
+{
+    /// <summary>
+    /// Rows [i0, i0 + rows) × depth [p0, p0 + kc) of op(A) into <c>dst[p·mr + r]</c>, rows ≥ <paramref name="rows"/> zero.
+    /// op(A)(i, p) is <c>a[i·lda + p]</c>, or <c>a[p·lda + i]</c> when transposed.
+    /// </summary>
+    public static void PackA<T>(T* a, int lda, bool trans, int i0, int rows, int p0, int kc, int mr, T* dst) where T : unmanaged, INumber<T>
+    {
+        if (trans)
+        {
+            for (int p = 0; p < kc; p++)
+            {
+                T* src = a + (nint)(p0 + p) * lda + i0;
+                T* d = dst + (nint)p * mr;
+                int r = 0;
+                for (; r < rows; r++) d[r] = src[r];
+                for (; r < mr; r++) d[r] = T.Zero;
+            }
+            return;
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            T* src = a + (nint)(i0 + r) * lda + p0;
+            T* d = dst + r;
+            for (int p = 0; p < kc; p++) d[(nint)p * mr] = src[p];
+        }
+        for (int r = rows; r < mr; r++)
+            for (int p = 0; p < kc; p++) dst[(nint)p * mr + r] = T.Zero;
+    }
+
+    /// <summary>
+    /// Depth [p0, p0 + kc) × columns [j0, j0 + cols) of op(B) into <c>dst[p·nr + j]</c>, columns ≥ <paramref name="cols"/> zero.
+    /// op(B)(p, j) is <c>b[p·ldb + j]</c>, or <c>b[j·ldb + p]</c> when transposed.
+    /// </summary>
+    public static void PackB<T>(T* b, int ldb, bool trans, int p0, int kc, int j0, int cols, int nr, T* dst) where T : unmanaged, INumber<T>
+    {
+        if (!trans)
+        {
+            for (int p = 0; p < kc; p++)
+            {
+                T* src = b + (nint)(p0 + p) * ldb + j0;
+                T* d = dst + (nint)p * nr;
+                Unsafe.CopyBlockUnaligned(d, src, (uint)(cols * sizeof(T)));
+                for (int j = cols; j < nr; j++) d[j] = T.Zero;
+            }
+            return;
+        }
+        for (int j = 0; j < cols; j++)
+        {
+            T* src = b + (nint)(j0 + j) * ldb + p0;
+            T* d = dst + j;
+            for (int p = 0; p < kc; p++) d[(nint)p * nr] = src[p];
+        }
+        for (int j = cols; j < nr; j++)
+            for (int p = 0; p < kc; p++) dst[(nint)p * nr + j] = T.Zero;
+    }
+}

@@ -1,0 +1,300 @@
+using GradFlow.Kernels;
+
+namespace GradFlow.Tests.Kernels;
+
+/// <summary>
+/// GEMM against a plain float64 triple loop written here. Float32 bound: a k-term dot product
+/// plus the alpha and beta steps is within <c>(k + 2)·u·(|alpha|·Σ|a||b| + |beta|·|c|)</c>,
+/// u = 2⁻²⁴ (Higham, γ_k); we allow 2u per step.
+/// </summary>
+public class GemmTests
+{
+    private const double F32Step = 1.2e-7, F64Step = 2.3e-16;
+
+    public static TheoryData<int> Sizes
+    {
+        get
+        {
+            var data = new TheoryData<int>();
+            for (int s = 1; s <= 67; s++) data.Add(s);
+            return data;
+        }
+    }
+
+    public static IEnumerable<InstructionSet> Paths => KernelIsa.Supported;
+
+    /// <summary>Stored operand: op(X) is rows×cols; stored transposed when <paramref name="trans"/>, with padding in ld.</summary>
+    private sealed record Operand(float[] Data, int Ld, bool Trans, int Rows, int Cols)
+    {
+        public double At(int i, int j, long offset = 0) => Trans ? Data[offset + (long)j * Ld + i] : Data[offset + (long)i * Ld + j];
+    }
+
+    private static Operand MakeOperand(int rows, int cols, bool trans, int pad, int seed, int count = 1, long stride = -1)
+    {
+        int storedRows = trans ? cols : rows, storedCols = trans ? rows : cols;
+        int ld = storedCols + pad;
+        long one = storedRows == 0 ? 0 : (long)(storedRows - 1) * ld + storedCols;
+        if (stride < 0) stride = one;
+        var data = KernelLengths.Values((int)((count - 1) * stride + one), seed);
+        return new Operand(data, ld, trans, rows, cols);
+    }
+
+    /// <summary>Checks C (after) against alpha·op(A)·op(B) + beta·C (before) for batch item offsets.</summary>
+    private static void AssertGemm(string what, int m, int n, int k, float alpha, Operand a, long offA, Operand b, long offB,
+        float beta, float[] before, float[] after, int ldc, long offC)
+    {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double sum = 0, mag = 0;
+                for (int p = 0; p < k; p++)
+                {
+                    double t = a.At(i, p, offA) * b.At(p, j, offB);
+                    sum += t;
+                    mag += Math.Abs(t);
+                }
+                double c0 = beta == 0 ? 0 : before[offC + (long)i * ldc + j];
+                double expected = alpha * sum + beta * c0;
+                double tol = (k + 2) * F32Step * (Math.Abs(alpha) * mag + Math.Abs(beta * c0)) + 1e-30;
+                double actual = after[offC + (long)i * ldc + j];
+                if (!(Math.Abs(actual - expected) <= tol))
+                    Assert.Fail($"{what}: C[{i},{j}] = {actual}, expected {expected} (tolerance {tol:g3})");
+            }
+    }
+
+    private static void RunCase(InstructionSet isa, int m, int n, int k, bool ta, bool tb, float alpha, float beta, int seed)
+    {
+        int pad = seed % 3;
+        var a = MakeOperand(m, k, ta, pad, seed);
+        var b = MakeOperand(k, n, tb, 2 - pad, seed + 1);
+        int ldc = n + pad;
+        var c = KernelLengths.Values(Math.Max(0, (m - 1) * ldc + n), seed + 2);
+        if (beta == 0) Array.Fill(c, float.NaN);
+        var before = (float[])c.Clone();
+        Gemm.MultiplyBatched(isa, 1, ta, tb, m, n, k, alpha, a.Data, a.Ld, 0, b.Data, b.Ld, 0, beta, c, ldc, 0);
+        AssertGemm($"{KernelIsa.Name(isa)} m={m} n={n} k={k} ta={ta} tb={tb} alpha={alpha} beta={beta}",
+            m, n, k, alpha, a, 0, b, 0, beta, before, c, ldc, 0);
+        for (int i = 0; i + 1 < m; i++)
+            for (int j = n; j < ldc; j++)
+                Assert.Equal(before[i * ldc + j], c[i * ldc + j]); // padding between rows untouched
+    }
+
+    private static readonly (float Alpha, float Beta)[] Scalars = [(1f, 0f), (1f, 1f), (-0.75f, 0.5f), (2f, 0f)];
+
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void Multiply_EverySizeAllTransposes_MatchesReference(int s)
+    {
+        foreach (var isa in Paths)
+            for (int t = 0; t < 4; t++)
+            {
+                bool ta = (t & 1) != 0, tb = (t & 2) != 0;
+                var (alpha, beta) = Scalars[(s + t) % Scalars.Length];
+                RunCase(isa, s, s, s, ta, tb, alpha, beta, seed: s * 8 + t);
+                RunCase(isa, s, 68 - s, 2 * s + 1, ta, tb, alpha, beta, seed: s * 8 + t + 4);
+            }
+    }
+
+    public static TheoryData<int, int, int, bool, bool> Large => new()
+    {
+        { 128, 257, 513, false, false },
+        { 257, 513, 128, true, false },
+        { 513, 128, 257, false, true },
+        { 257, 257, 300, true, true },
+        { 3, 4100, 5, false, true },   // more than one NC block of columns
+        { 2, 300, 600, true, false },  // few rows: columns split into chunks
+    };
+
+    [Theory]
+    [MemberData(nameof(Large))]
+    public void Multiply_LargeMixedShapes_MatchesReference(int m, int n, int k, bool ta, bool tb)
+    {
+        foreach (var isa in Paths)
+        {
+            RunCase(isa, m, n, k, ta, tb, 1f, 0f, seed: m + n);
+            RunCase(isa, m, n, k, ta, tb, -0.5f, 1f, seed: m + k);
+        }
+    }
+
+    [Fact]
+    public void Multiply_Avx512TileEvenWhereUnsupported_MatchesReference()
+    {
+        // The AVX-512 path is written with Vector512, so it also runs (emulated) where the CPU lacks it.
+        foreach (int s in new[] { 1, 11, 13, 33, 45 })
+            RunCase(InstructionSet.Avx512, s, s + 31, s + 2, s % 2 == 0, s % 3 == 0, 1.5f, s % 2 == 0 ? 0f : 1f, seed: s);
+    }
+
+    [Theory]
+    [InlineData(0, 0f, 0f)]
+    [InlineData(0, 2f, -3f)]
+    [InlineData(5, 0f, 0.5f)]
+    public void Multiply_ZeroDepthOrZeroAlpha_ScalesCByBeta(int k, float alpha, float beta)
+    {
+        const int m = 3, n = 4;
+        foreach (var isa in Paths)
+        {
+            var a = Enumerable.Repeat(float.NaN, m * Math.Max(k, 1)).ToArray(); // not read
+            var b = Enumerable.Repeat(float.NaN, Math.Max(k, 1) * n).ToArray();
+            var c = KernelLengths.Values(m * n, seed: 3);
+            var before = (float[])c.Clone();
+            if (beta == 0) Array.Fill(c, float.NaN);
+            Gemm.MultiplyBatched(isa, 1, false, false, m, n, k, alpha, a, Math.Max(k, 1), 0, b, n, 0, beta, c, n, 0);
+            for (int i = 0; i < c.Length; i++) Assert.Equal(beta * before[i], c[i]);
+        }
+    }
+
+    public static TheoryData<int, int, int, int, bool, bool> Batches => new()
+    {
+        { 3, 5, 7, 9, false, false },   // tiny items, one thread
+        { 40, 20, 21, 22, true, false }, // small items, split by item
+        { 2, 130, 131, 129, false, true }, // large items, split by tiles
+    };
+
+    [Theory]
+    [MemberData(nameof(Batches))]
+    public void MultiplyBatched_SharedAndStridedOperands_MatchesReference(int count, int m, int n, int k, bool ta, bool tb)
+    {
+        foreach (var isa in Paths)
+            for (int shared = 0; shared < 3; shared++)
+            {
+                // shared = 0: all strided; 1: A shared (stride 0); 2: B shared.
+                var a = MakeOperand(m, k, ta, 1, seed: count + shared, count: shared == 1 ? 1 : count);
+                var b = MakeOperand(k, n, tb, 0, seed: count + 7, count: shared == 2 ? 1 : count);
+                long sa = shared == 1 ? 0 : a.Data.Length / count, sb = shared == 2 ? 0 : b.Data.Length / count;
+                int ldc = n;
+                long sc = (long)m * n + 3;
+                var c = KernelLengths.Values((int)(sc * count), seed: 5);
+                var before = (float[])c.Clone();
+                float beta = shared == 0 ? 0f : 1f;
+                Gemm.MultiplyBatched(isa, count, ta, tb, m, n, k, 0.5f, a.Data, a.Ld, sa, b.Data, b.Ld, sb, beta, c, ldc, sc);
+                for (int i = 0; i < count; i++)
+                    AssertGemm($"{KernelIsa.Name(isa)} batch item {i} shared={shared}", m, n, k, 0.5f, a, i * sa, b, i * sb, beta, before, c, ldc, i * sc);
+                for (int i = 0; i < count; i++)
+                    for (long g = i * sc + (long)m * n; g < (i + 1) * sc; g++) Assert.Equal(before[g], c[g]); // gaps untouched
+            }
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(7, 9, 5)]
+    [InlineData(33, 17, 40)]
+    [InlineData(67, 66, 65)]
+    [InlineData(150, 70, 300)]
+    public void Multiply_Float64AllTransposes_MatchesReference(int m, int n, int k)
+    {
+        foreach (var isa in Paths)
+            for (int t = 0; t < 4; t++)
+            {
+                bool ta = (t & 1) != 0, tb = (t & 2) != 0;
+                var rng = new Random(m * 100 + t);
+                double[] Fill(int len) => Enumerable.Range(0, len).Select(_ => rng.NextDouble() * 4 - 2).ToArray();
+                var a = Fill(m * k);
+                var b = Fill(k * n);
+                var c = Fill(m * n);
+                var before = (double[])c.Clone();
+                double alpha = 1.25, beta = t == 0 ? 0 : -0.5;
+                if (beta == 0) Array.Fill(c, double.NaN);
+                Gemm.MultiplyBatched(isa, 1, ta, tb, m, n, k, alpha, a, ta ? m : k, 0, b, tb ? k : n, 0, beta, c, n, 0);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                    {
+                        double sum = 0, mag = 0;
+                        for (int p = 0; p < k; p++)
+                        {
+                            double x = (ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
+                            sum += x;
+                            mag += Math.Abs(x);
+                        }
+                        double c0 = beta == 0 ? 0 : before[i * n + j];
+                        double expected = alpha * sum + beta * c0;
+                        double tol = (k + 2) * F64Step * (alpha * mag + Math.Abs(beta * c0));
+                        Assert.True(Math.Abs(c[i * n + j] - expected) <= tol,
+                            $"{KernelIsa.Name(isa)} m={m} n={n} k={k} t={t}: C[{i},{j}] = {c[i * n + j]}, expected {expected}");
+                    }
+            }
+    }
+
+    [Fact]
+    public void Multiply_PublicOverloads_UseTheBestPath()
+    {
+        var a = new float[] { 1, 2, 3, 4, 5, 6 };      // 2×3
+        var b = new float[] { 7, 8, 9, 10, 11, 12 };   // 3×2
+        var c = new float[4];
+        Gemm.Multiply(false, false, 2, 2, 3, 1f, a, 3, b, 2, 0f, c, 2);
+        Assert.Equal([58f, 64f, 139f, 154f], c);
+        var cd = new double[] { 1, 1, 1, 1 };
+        Gemm.Multiply(true, true, 2, 2, 3, 1.0, [1.0, 4, 2, 5, 3, 6], 2, [7.0, 9, 11, 8, 10, 12], 3, 1.0, cd, 2);
+        Assert.Equal([59.0, 65, 140, 155], cd);
+    }
+
+    [Fact]
+    public void Multiply_AnyThreadCount_BitwiseIdentical()
+    {
+        int saved = KernelThreads.Count;
+        try
+        {
+            foreach (var isa in Paths)
+                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (24, 30, 31, 32) })
+                {
+                    var a = KernelLengths.Values(count * m * k, seed: m);
+                    var b = KernelLengths.Values(count * k * n, seed: n);
+                    float[] Run(int threads)
+                    {
+                        KernelThreads.SetCount(threads);
+                        var c = new float[count * m * n];
+                        Gemm.MultiplyBatched(isa, count, true, false, m, n, k, 1f, a, m, (long)m * k, b, n, (long)k * n, 0f, c, n, (long)m * n);
+                        return c;
+                    }
+                    var one = Run(1);
+                    var two = Run(2);
+                    var three = Run(3);
+                    Assert.Equal(one, two);
+                    Assert.Equal(one, three);
+                }
+        }
+        finally
+        {
+            KernelThreads.SetCount(saved);
+        }
+    }
+
+    public static TheoryData<string, string> BadArguments => new()
+    {
+        { "m", "negative" },
+        { "lda", "lda = 2" },
+        { "ldb", "ldb = 3" },
+        { "ldc", "ldc = 3" },
+        { "a", "need" },
+        { "b", "strideB = 12" },
+        { "c", "need" },
+        { "strideC", "overlap" },
+        { "count", "negative" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadArguments))]
+    public void MultiplyBatched_BadArgument_ThrowsArgumentExceptionNamingIt(string argument, string detail)
+    {
+        // Valid call: count 2, A 4×3 (lda 3, stride 12), B 3×5 (ldb 5, stride 15), C 4×5 (ldc 5, stride 20).
+        int count = 2, m = 4, n = 5, k = 3, lda = 3, ldb = 5, ldc = 5;
+        long sa = 12, sb = 15, sc = 20;
+        int la = 24, lb = 30, lc = 40;
+        switch (argument)
+        {
+            case "m": m = -1; break;
+            case "lda": lda = 2; break;
+            case "ldb": ldb = 3; break;
+            case "ldc": ldc = 3; break;
+            case "a": la = 23; break;
+            case "b": sb = 12; lb = 26; break; // needs 12 + 15 = 27
+            case "c": lc = 39; break;
+            case "strideC": sc = 10; break;
+            case "count": count = -2; break;
+        }
+        var e = Assert.Throws<ArgumentException>(() =>
+            Gemm.MultiplyBatched(count, false, false, m, n, k, 1f, new float[la], lda, sa, new float[lb], ldb, sb, 0f, new float[lc], ldc, sc));
+        Assert.Contains("gemm", e.Message);
+        Assert.Equal(argument, e.ParamName);
+        Assert.Contains(detail, e.Message);
+    }
+}
