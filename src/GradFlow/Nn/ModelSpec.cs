@@ -33,7 +33,7 @@ public sealed record LayerSpec(int Width, Activation Activation, InitScheme Init
 
 /// <summary>
 /// A multi-layer perceptron described by data: input size, hidden layers, output size and the
-/// output layer's initialiser. Remedies transform specs; <c>ModelBuilder</c> builds them.
+/// output layer's initialiser. Remedies transform specs; <see cref="ModelBuilder"/> builds them.
 /// </summary>
 /// <remarks>
 /// Text grammar (docs/model-spec.md):
