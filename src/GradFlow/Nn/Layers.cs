@@ -23,6 +23,9 @@ public sealed class Dropout : Module
     /// <summary>Drop probability.</summary>
     public double P { get; }
 
+    /// <summary>The mask generator (its state goes into checkpoints so that a resumed run draws the same masks).</summary>
+    public Generator MaskGenerator => _generator;
+
     /// <inheritdoc />
     protected override Tensor ForwardCore(Tensor input)
     {

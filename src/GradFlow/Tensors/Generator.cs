@@ -29,6 +29,20 @@ public sealed class Generator
     /// <summary>The seed this generator was created with.</summary>
     public ulong Seed { get; }
 
+    /// <summary>The full state (four xoshiro words, the cached normal's bits, whether it is set), for checkpoints.</summary>
+    public ulong[] GetState() => [_s0, _s1, _s2, _s3, BitConverter.DoubleToUInt64Bits(_spareNormal), _hasSpare ? 1UL : 0UL];
+
+    /// <summary>Restores a state from <see cref="GetState"/>: the stream continues exactly where it was.</summary>
+    /// <exception cref="ArgumentException">when the state does not have 6 words or is all zero.</exception>
+    public void SetState(ReadOnlySpan<ulong> state)
+    {
+        if (state.Length != 6 || (state[0] | state[1] | state[2] | state[3]) == 0)
+            throw new ArgumentException("Generator.SetState: expected the 6 words of GetState() with a non-zero xoshiro state.");
+        (_s0, _s1, _s2, _s3) = (state[0], state[1], state[2], state[3]);
+        _spareNormal = BitConverter.UInt64BitsToDouble(state[4]);
+        _hasSpare = state[5] != 0;
+    }
+
     /// <summary>Next raw 64-bit value.</summary>
     public ulong NextUInt64()
     {

@@ -1,0 +1,374 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using GradFlow.Data;
+using GradFlow.Kernels;
+using GradFlow.Nn;
+using GradFlow.Optim;
+using GradFlow.Tensors;
+
+namespace GradFlow.Training;
+
+/// <summary>Why a run ended.</summary>
+public enum StopReason
+{
+    /// <summary>All epochs ran.</summary>
+    Completed,
+    /// <summary>The step budget (<see cref="TrainingConfig.MaxSteps"/>) was reached.</summary>
+    MaxSteps,
+    /// <summary>The loss became NaN or infinite; the step that produced it was not applied.</summary>
+    NonFiniteLoss,
+    /// <summary>Cancelled by the caller.</summary>
+    Cancelled,
+}
+
+/// <summary>Metrics of one epoch (one line of <c>metrics.jsonl</c> with <c>"type": "epoch"</c>).</summary>
+public sealed record EpochMetrics(int Epoch, long Step, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy,
+    double LearningRate, double Seconds);
+
+/// <summary>The outcome of <see cref="Trainer.Run"/>.</summary>
+public sealed record TrainingResult(IReadOnlyList<EpochMetrics> Epochs, StopReason Stop, long Steps, string? Message, double Seconds)
+{
+    /// <summary>The last epoch's test accuracy (NaN when no epoch finished).</summary>
+    public double FinalTestAccuracy => Epochs.Count > 0 ? Epochs[^1].TestAccuracy : double.NaN;
+}
+
+/// <summary>The state of the current step, passed to observers (one reused instance).</summary>
+public sealed class StepInfo
+{
+    /// <summary>Global step index (0-based: the number of optimiser steps before this one).</summary>
+    public long Step { get; internal set; }
+
+    /// <summary>Epoch index (0-based).</summary>
+    public int Epoch { get; internal set; }
+
+    /// <summary>Batch index within the epoch.</summary>
+    public int Batch { get; internal set; }
+
+    /// <summary>Batches per epoch.</summary>
+    public int BatchCount { get; internal set; }
+
+    /// <summary>This step's loss.</summary>
+    public double Loss { get; internal set; }
+
+    /// <summary>Global L2 norm of the gradients before clipping (NaN until computed).</summary>
+    public double GradientNorm { get; internal set; } = double.NaN;
+
+    /// <summary>Mean training loss of the epoch so far.</summary>
+    public double RunningLoss { get; internal set; }
+
+    /// <summary>Training accuracy of the epoch so far.</summary>
+    public double RunningAccuracy { get; internal set; }
+
+    /// <summary>The model.</summary>
+    public Module Model { get; internal set; } = null!;
+
+    /// <summary>The optimiser.</summary>
+    public Optimizer Optimizer { get; internal set; } = null!;
+}
+
+/// <summary>Hooks into the training loop (the gradient monitor and the CLI's progress display are observers).</summary>
+public interface ITrainingObserver
+{
+    /// <summary>Before the forward pass of a step.</summary>
+    void OnStepStart(StepInfo step)
+    {
+    }
+
+    /// <summary>After backward, before clipping and the optimiser step: gradients are in place.</summary>
+    void OnBackward(StepInfo step)
+    {
+    }
+
+    /// <summary>After the optimiser step.</summary>
+    void OnStepEnd(StepInfo step)
+    {
+    }
+
+    /// <summary>After an epoch's evaluation.</summary>
+    void OnEpochEnd(EpochMetrics metrics)
+    {
+    }
+}
+
+/// <summary>
+/// The training loop for classification models built from a <see cref="TrainingConfig"/>: seeded
+/// model, data order and dropout; cross-entropy loss; clipping; optimiser and schedule; evaluation on
+/// the test set after every epoch; a run directory with <c>config.json</c>, <c>metrics.jsonl</c> and
+/// <c>checkpoints/epoch-NNNN.safetensors</c>, from which <see cref="Run"/> can resume bit for bit.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly List<ITrainingObserver> _observers = [];
+
+    /// <summary>Prepares a run: builds the data, the model (seeded) and the optimiser.</summary>
+    /// <param name="config">The run's configuration (validated).</param>
+    /// <param name="data">The data sets, or null to load them as the config says.</param>
+    public Trainer(TrainingConfig config, DataBundle? data = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Config = config;
+        if (config.Threads is { } t) KernelThreads.SetCount(t);
+        Spec = ModelSpec.ParseAny(config.Model);
+        Data = data ?? DataSources.Load(config, Spec.Input, Spec.Output);
+        if (!Data.Train.IsClassification || !Data.Test.IsClassification)
+            throw new ArgumentException("Trainer: the data sets must be classification sets (class labels).");
+        var generator = new Generator(config.Seed);
+        Tensor? lsuvBatch = null;
+        if (Spec.Hidden.Any(h => h.Init.Kind == InitKind.Lsuv) || Spec.OutputInit.Kind == InitKind.Lsuv)
+            lsuvBatch = Data.Train.Subset(0, Math.Min(256, Data.Train.Count)).Inputs;
+        Model = ModelBuilder.Build(Spec, generator, lsuvBatch);
+        Optimizer = CreateOptimizer(config, Model.Parameters());
+        Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true);
+        int totalSteps = Math.Max(1, config.MaxSteps ?? Loader.BatchCount * config.Epochs);
+        Scheduler = config.Schedule switch
+        {
+            ScheduleKind.Cosine => new CosineAnnealingLr(Optimizer, totalSteps),
+            ScheduleKind.Step => new StepLr(Optimizer, Math.Max(1, totalSteps / 3)),
+            _ => null,
+        };
+    }
+
+    /// <summary>The configuration.</summary>
+    public TrainingConfig Config { get; }
+
+    /// <summary>The model's spec.</summary>
+    public ModelSpec Spec { get; }
+
+    /// <summary>Training and test data.</summary>
+    public DataBundle Data { get; }
+
+    /// <summary>The model.</summary>
+    public Mlp Model { get; }
+
+    /// <summary>The optimiser.</summary>
+    public Optimizer Optimizer { get; }
+
+    /// <summary>The schedule, or null for a constant rate.</summary>
+    public LrScheduler? Scheduler { get; }
+
+    /// <summary>The training-set loader.</summary>
+    public DataLoader Loader { get; }
+
+    /// <summary>Adds an observer (called in registration order).</summary>
+    public Trainer AddObserver(ITrainingObserver observer)
+    {
+        _observers.Add(observer ?? throw new ArgumentNullException(nameof(observer)));
+        return this;
+    }
+
+    /// <summary>Builds the optimiser a config names.</summary>
+    public static Optimizer CreateOptimizer(TrainingConfig config, IEnumerable<Parameter> parameters) => config.Optimizer switch
+    {
+        OptimizerKind.Sgd => new Sgd(parameters, config.LearningRate, momentum: config.Momentum, weightDecay: config.WeightDecay),
+        OptimizerKind.Adam => new Adam(parameters, config.LearningRate, weightDecay: config.WeightDecay),
+        OptimizerKind.AdamW => new AdamW(parameters, config.LearningRate, weightDecay: config.WeightDecay),
+        OptimizerKind.RmsProp => new RmsProp(parameters, config.LearningRate, momentum: config.Momentum, weightDecay: config.WeightDecay),
+        OptimizerKind.Adagrad => new Adagrad(parameters, config.LearningRate, weightDecay: config.WeightDecay),
+        _ => throw new ArgumentOutOfRangeException(nameof(config)),
+    };
+
+    /// <summary>
+    /// Trains. With <paramref name="runDirectory"/>, writes config, metrics and checkpoints there;
+    /// with <paramref name="resume"/>, first loads the directory's last checkpoint and continues from it.
+    /// </summary>
+    public TrainingResult Run(string? runDirectory = null, bool resume = false, CancellationToken cancellation = default)
+    {
+        var clock = Stopwatch.StartNew();
+        int startEpoch = 0;
+        long step = 0;
+        RunDirectory? run = runDirectory is null ? null : new RunDirectory(runDirectory);
+        if (resume)
+        {
+            if (run is null) throw new ArgumentException("Trainer: resume needs a run directory.");
+            var last = run.LastCheckpoint() ?? throw new InvalidOperationException($"Trainer: no checkpoint to resume from in {run.Checkpoints}.");
+            var info = Checkpoint.Load(last, Model, Optimizer);
+            (startEpoch, step) = (info.Epoch, info.Step);
+            if (Scheduler is not null) Scheduler.LastStep = (int)step;
+            run.TruncateMetrics(startEpoch);
+        }
+        run?.WriteConfig(Config);
+
+        var epochs = new List<EpochMetrics>();
+        var info2 = new StepInfo { Model = Model, Optimizer = Optimizer, BatchCount = Loader.BatchCount };
+        var parameters = Model.Parameters().ToArray();
+        StopReason stop = StopReason.Completed;
+        string? message = null;
+        for (int epoch = startEpoch; epoch < Config.Epochs && stop == StopReason.Completed; epoch++)
+        {
+            var epochClock = Stopwatch.StartNew();
+            Model.Train();
+            double lossSum = 0;
+            long correct = 0, seen = 0;
+            info2.Epoch = epoch;
+            foreach (var batch in Loader.Epoch(epoch))
+            {
+                if (cancellation.IsCancellationRequested)
+                {
+                    stop = StopReason.Cancelled;
+                    break;
+                }
+                info2.Step = step;
+                info2.Batch = batch.Index;
+                info2.GradientNorm = double.NaN;
+                foreach (var o in _observers) o.OnStepStart(info2);
+                Optimizer.ZeroGrad();
+                var logits = Model.Forward(batch.Inputs);
+                var loss = Losses.CrossEntropy(logits, batch.Labels!, Config.LabelSmoothing);
+                double lossValue = loss.Item();
+                info2.Loss = lossValue;
+                if (!double.IsFinite(lossValue))
+                {
+                    stop = StopReason.NonFiniteLoss;
+                    message = $"the loss became {lossValue.ToString(CultureInfo.InvariantCulture)} at step {step} (epoch {epoch + 1}, batch {batch.Index + 1}); training stopped before applying that step.";
+                    break;
+                }
+                Autograd.BackwardEngine.Backward(loss);
+                foreach (var o in _observers) o.OnBackward(info2);
+                if (Config.ClipNorm is { } maxNorm) info2.GradientNorm = GradClip.ClipGradNorm(parameters, maxNorm);
+                if (Config.ClipValue is { } clipValue) GradClip.ClipGradValue(parameters, clipValue);
+                if (Config.ClipAgc is { } lambda) GradClip.ClipGradAdaptive(parameters, lambda);
+                Optimizer.Step();
+                Scheduler?.Step();
+                step++;
+                lossSum += lossValue * batch.Count;
+                correct += CountCorrect(logits, batch.Labels!);
+                seen += batch.Count;
+                info2.RunningLoss = lossSum / seen;
+                info2.RunningAccuracy = (double)correct / seen;
+                foreach (var o in _observers) o.OnStepEnd(info2);
+                if (Config.MaxSteps is { } max && step >= max)
+                {
+                    stop = StopReason.MaxSteps;
+                    break;
+                }
+            }
+            if (seen == 0) break;
+            var (testLoss, testAccuracy) = Evaluate(Data.Test);
+            var metrics = new EpochMetrics(epoch + 1, step, lossSum / seen, (double)correct / seen, testLoss, testAccuracy,
+                Optimizer.LearningRate, epochClock.Elapsed.TotalSeconds);
+            epochs.Add(metrics);
+            foreach (var o in _observers) o.OnEpochEnd(metrics);
+            if (run is not null)
+            {
+                run.AppendMetrics(metrics);
+                bool last = epoch + 1 == Config.Epochs || stop != StopReason.Completed;
+                if ((epoch + 1) % Config.CheckpointEvery == 0 || last)
+                    Checkpoint.Save(run.CheckpointPath(epoch + 1), Model, Optimizer, new Checkpoint.Info(epoch + 1, step, Config.ToJson()));
+            }
+        }
+        return new TrainingResult(epochs, stop, step, message, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Mean cross-entropy and accuracy on <paramref name="data"/> in evaluation mode, without a graph.</summary>
+    public (double Loss, double Accuracy) Evaluate(Dataset data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        bool wasTraining = Model.Training;
+        Model.Eval();
+        try
+        {
+            using var _ = GradMode.NoGrad();
+            double lossSum = 0;
+            long correct = 0;
+            var loader = new DataLoader(data, 1000, shuffle: false);
+            foreach (var batch in loader.Epoch(0))
+            {
+                var logits = Model.Forward(batch.Inputs);
+                lossSum += Losses.CrossEntropy(logits, batch.Labels!, reduction: Reduction.Sum).Item();
+                correct += CountCorrect(logits, batch.Labels!);
+            }
+            return (lossSum / data.Count, (double)correct / data.Count);
+        }
+        finally
+        {
+            Model.Train(wasTraining);
+        }
+    }
+
+    private static long CountCorrect(Tensor logits, IndexTensor labels)
+    {
+        var (_, predicted) = logits.Detach().Max(-1);
+        long correct = 0;
+        for (int i = 0; i < labels.Count; i++)
+            if (predicted[i] == labels[i]) correct++;
+        return correct;
+    }
+}
+
+/// <summary>
+/// A run directory: <c>config.json</c>, <c>metrics.jsonl</c> (one JSON object per line, flushed per
+/// line; a crash leaves every completed line intact) and <c>checkpoints/</c>.
+/// </summary>
+public sealed class RunDirectory
+{
+    /// <summary>Opens (creating) <paramref name="path"/>.</summary>
+    public RunDirectory(string path)
+    {
+        Path = System.IO.Path.GetFullPath(path);
+        Directory.CreateDirectory(Path);
+        Directory.CreateDirectory(Checkpoints);
+    }
+
+    /// <summary>The directory.</summary>
+    public string Path { get; }
+
+    /// <summary>The checkpoints folder.</summary>
+    public string Checkpoints => System.IO.Path.Combine(Path, "checkpoints");
+
+    /// <summary>The metrics file.</summary>
+    public string Metrics => System.IO.Path.Combine(Path, "metrics.jsonl");
+
+    /// <summary>The config file.</summary>
+    public string Config => System.IO.Path.Combine(Path, "config.json");
+
+    /// <summary>The checkpoint file of an epoch.</summary>
+    public string CheckpointPath(int epoch) => System.IO.Path.Combine(Checkpoints, $"epoch-{epoch:D4}.safetensors");
+
+    /// <summary>The checkpoint of the latest epoch, or null.</summary>
+    public string? LastCheckpoint() => Directory.EnumerateFiles(Checkpoints, "epoch-*.safetensors").Order(StringComparer.Ordinal).LastOrDefault();
+
+    /// <summary>Writes the config atomically.</summary>
+    public void WriteConfig(TrainingConfig config) => AtomicFile.WriteAllText(Config, config.ToJson() + "\n");
+
+    /// <summary>Appends one epoch line and flushes it to disk.</summary>
+    public void AppendMetrics(EpochMetrics m) => AppendLine(JsonSerializer.Serialize(new
+    {
+        type = "epoch", epoch = m.Epoch, step = m.Step, train_loss = m.TrainLoss, train_accuracy = m.TrainAccuracy,
+        test_loss = m.TestLoss, test_accuracy = m.TestAccuracy, lr = m.LearningRate, seconds = m.Seconds,
+    }));
+
+    /// <summary>Appends a line (a complete JSON object) to <c>metrics.jsonl</c> and flushes it.</summary>
+    public void AppendLine(string json)
+    {
+        using var stream = new FileStream(Metrics, FileMode.Append, FileAccess.Write, FileShare.Read);
+        var bytes = System.Text.Encoding.UTF8.GetBytes(json + "\n");
+        stream.Write(bytes);
+        stream.Flush(flushToDisk: true);
+    }
+
+    /// <summary>Drops metrics lines of epochs after <paramref name="epoch"/> and any incomplete last line (before resuming).</summary>
+    public void TruncateMetrics(int epoch)
+    {
+        if (!File.Exists(Metrics)) return;
+        var keep = new List<string>();
+        foreach (var line in File.ReadAllText(Metrics).Split('\n'))
+        {
+            if (line.Length == 0) continue;
+            try
+            {
+                using var doc = JsonDocument.Parse(line);
+                if (doc.RootElement.TryGetProperty("epoch", out var e) && e.GetInt32() > epoch) continue;
+                if (doc.RootElement.TryGetProperty("type", out var t) && t.GetString() != "epoch" &&
+                    doc.RootElement.TryGetProperty("epoch", out var se) && se.GetInt32() >= epoch) continue;
+                keep.Add(line);
+            }
+            catch (JsonException)
+            {
+                // an incomplete line from a crash: drop it
+            }
+        }
+        AtomicFile.WriteAllText(Metrics, keep.Count == 0 ? "" : string.Join("\n", keep) + "\n");
+    }
+}

@@ -1,0 +1,160 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace GradFlow.Training;
+
+/// <summary>The optimisers a training run can use.</summary>
+public enum OptimizerKind
+{
+    /// <summary>SGD (with optional momentum).</summary>
+    Sgd,
+    /// <summary>Adam.</summary>
+    Adam,
+    /// <summary>AdamW (decoupled weight decay).</summary>
+    AdamW,
+    /// <summary>RMSprop.</summary>
+    RmsProp,
+    /// <summary>Adagrad.</summary>
+    Adagrad,
+}
+
+/// <summary>Learning-rate schedule over the run's steps.</summary>
+public enum ScheduleKind
+{
+    /// <summary>Constant rate.</summary>
+    Constant,
+    /// <summary>Cosine annealing to 0 over all steps.</summary>
+    Cosine,
+    /// <summary>×0.1 every third of the run.</summary>
+    Step,
+}
+
+/// <summary>
+/// Everything needed to re-run a training run (written as <c>config.json</c> in the run directory and
+/// accepted back by <c>gradflow train --config</c>). The model is a spec in the text grammar or its
+/// JSON form (docs/model-spec.md).
+/// </summary>
+public sealed record TrainingConfig
+{
+    /// <summary>The model spec (text or JSON).</summary>
+    public string Model { get; init; } = "mlp 784-256x2-10 act=relu init=he-normal";
+
+    /// <summary>Data set: <c>fashion-mnist</c>, <c>spirals</c>, <c>circles</c> or <c>teacher</c>.</summary>
+    public string Data { get; init; } = "fashion-mnist";
+
+    /// <summary>Directory of the Fashion-MNIST files (else <c>$GRADFLOW_DATA</c>, else the Debian package's).</summary>
+    public string? DataDir { get; init; }
+
+    /// <summary>Use only the first N training examples (null = all).</summary>
+    public int? TrainLimit { get; init; }
+
+    /// <summary>Use only the first N test examples (null = all).</summary>
+    public int? TestLimit { get; init; }
+
+    /// <summary>Optimiser.</summary>
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Adam;
+
+    /// <summary>Learning rate.</summary>
+    public double LearningRate { get; init; } = 1e-3;
+
+    /// <summary>SGD/RMSprop momentum.</summary>
+    public double Momentum { get; init; }
+
+    /// <summary>Weight decay.</summary>
+    public double WeightDecay { get; init; }
+
+    /// <summary>Learning-rate schedule.</summary>
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Constant;
+
+    /// <summary>Epochs.</summary>
+    public int Epochs { get; init; } = 10;
+
+    /// <summary>Batch size.</summary>
+    public int BatchSize { get; init; } = 128;
+
+    /// <summary>Stop after this many steps (short trials), or null.</summary>
+    public int? MaxSteps { get; init; }
+
+    /// <summary>Clip the global gradient norm to this value, or null.</summary>
+    public double? ClipNorm { get; init; }
+
+    /// <summary>Clip each gradient element to ±this value, or null.</summary>
+    public double? ClipValue { get; init; }
+
+    /// <summary>Adaptive gradient clipping factor λ, or null.</summary>
+    public double? ClipAgc { get; init; }
+
+    /// <summary>Cross-entropy label smoothing.</summary>
+    public double LabelSmoothing { get; init; }
+
+    /// <summary>Seed of every random choice (initialisation, shuffling, dropout, synthetic data).</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Kernel threads (null = all cores).</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>Write a checkpoint every this many epochs (and at the end).</summary>
+    public int CheckpointEvery { get; init; } = 1;
+
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower, allowIntegerValues: false) },
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    /// <summary>The JSON form (camelCase keys, kebab-case enum values).</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, Options);
+
+    /// <summary>Reads the JSON form; errors name the source and the field.</summary>
+    /// <exception cref="FormatException">for invalid JSON, unknown fields, or values out of range.</exception>
+    public static TrainingConfig FromJson(string json, string source = "config")
+    {
+        TrainingConfig? c;
+        try
+        {
+            c = JsonSerializer.Deserialize<TrainingConfig>(json, Options);
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"{source}: {e.Message}");
+        }
+        if (c is null) throw new FormatException($"{source}: empty configuration.");
+        c.Validate(source);
+        return c;
+    }
+
+    /// <summary>Checks every field's range; throws naming the field.</summary>
+    public void Validate(string source = "config")
+    {
+        void Require(bool ok, string field, string what)
+        {
+            if (!ok) throw new FormatException($"{source}: field '{field}' {what}.");
+        }
+        Require(Epochs >= 1, "epochs", $"must be at least 1, got {Epochs}");
+        Require(BatchSize >= 1, "batchSize", $"must be at least 1, got {BatchSize}");
+        Require(LearningRate > 0 && double.IsFinite(LearningRate), "learningRate", $"must be positive, got {LearningRate}");
+        Require(Momentum >= 0 && Momentum < 1, "momentum", $"must be in [0, 1), got {Momentum}");
+        Require(WeightDecay >= 0, "weightDecay", $"must be non-negative, got {WeightDecay}");
+        Require(MaxSteps is null or >= 1, "maxSteps", $"must be at least 1, got {MaxSteps}");
+        Require(ClipNorm is null or > 0, "clipNorm", $"must be positive, got {ClipNorm}");
+        Require(ClipValue is null or > 0, "clipValue", $"must be positive, got {ClipValue}");
+        Require(ClipAgc is null or > 0, "clipAgc", $"must be positive, got {ClipAgc}");
+        Require(LabelSmoothing >= 0 && LabelSmoothing < 1, "labelSmoothing", $"must be in [0, 1), got {LabelSmoothing}");
+        Require(Threads is null or (>= 1 and <= 256), "threads", $"must be in 1..256, got {Threads}");
+        Require(CheckpointEvery >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
+        Require(TrainLimit is null or >= 1, "trainLimit", $"must be at least 1, got {TrainLimit}");
+        Require(TestLimit is null or >= 1, "testLimit", $"must be at least 1, got {TestLimit}");
+        Require(DataSources.Names.Contains(Data), "data", $"is '{Data}' (valid: {string.Join(", ", DataSources.Names)})");
+        try
+        {
+            Nn.ModelSpec.ParseAny(Model);
+        }
+        catch (FormatException e)
+        {
+            throw new FormatException($"{source}: field 'model': {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+using GradFlow.Training;
+
+namespace GradFlow.Tests.Training;
+
+public sealed class TrainerTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gradflow-train-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static TrainingConfig Circles(int epochs = 6) => new()
+    {
+        Model = "mlp 2-32x2-2 act=tanh init=xavier-uniform",
+        Data = "circles",
+        Optimizer = OptimizerKind.Adam,
+        LearningRate = 0.01,
+        Epochs = epochs,
+        BatchSize = 64,
+        Seed = 3,
+        Threads = 1,
+    };
+
+    [Fact]
+    public void Run_ConcentricCircles_LearnsWellAboveChance()
+    {
+        var result = new Trainer(Circles()).Run(cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(StopReason.Completed, result.Stop);
+        Assert.Equal(6, result.Epochs.Count);
+        Assert.True(result.FinalTestAccuracy > 0.95, $"test accuracy {result.FinalTestAccuracy}");
+        Assert.True(result.Epochs[^1].TrainLoss < result.Epochs[0].TrainLoss);
+    }
+
+    [Fact]
+    public void Run_SameConfigTwice_GivesBitIdenticalWeights()
+    {
+        var a = new Trainer(Circles(2) with { Model = "mlp 2-16x2-2 act=relu dropout=0.2" });
+        var b = new Trainer(Circles(2) with { Model = "mlp 2-16x2-2 act=relu dropout=0.2" });
+        a.Run(cancellation: TestContext.Current.CancellationToken);
+        b.Run(cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(a.Model.StateDict().Select(kv => kv.Value.ToArray()), b.Model.StateDict().Select(kv => kv.Value.ToArray()));
+    }
+
+    [Fact]
+    public void Run_ResumeFromCheckpoint_EndsWithSameWeightsAsUninterruptedRun()
+    {
+        var config = Circles(4) with { Model = "mlp 2-16x2-2 act=relu norm=batch dropout=0.1", Schedule = ScheduleKind.Cosine, ClipNorm = 1 };
+        var full = new Trainer(config);
+        full.Run(Path.Combine(_dir, "full"), cancellation: TestContext.Current.CancellationToken);
+
+        var runDir = Path.Combine(_dir, "resumed");
+        var crashing = new Trainer(config).AddObserver(new CrashAt(2 * 63 + 5));
+        Assert.Throws<InvalidOperationException>(() => crashing.Run(runDir, cancellation: TestContext.Current.CancellationToken));
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(runDir, "checkpoints")).Length);
+        var resumed = new Trainer(config);
+        var result = resumed.Run(runDir, resume: true, cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(4, result.Epochs[^1].Epoch);
+        Assert.Equal(full.Model.StateDict().Select(kv => kv.Value.ToArray()), resumed.Model.StateDict().Select(kv => kv.Value.ToArray()));
+        var lines = File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl"));
+        Assert.Equal(4, lines.Length);
+    }
+
+    /// <summary>Simulates a crash in the middle of an epoch.</summary>
+    private sealed class CrashAt(long step) : ITrainingObserver
+    {
+        public void OnStepStart(StepInfo info)
+        {
+            if (info.Step == step) throw new InvalidOperationException("simulated crash");
+        }
+    }
+
+    [Fact]
+    public void Run_ExplodingLearningRate_StopsOnNonFiniteLoss()
+    {
+        var config = Circles(3) with { Model = "mlp 2-64x3-2 act=relu init=normal:3", Optimizer = OptimizerKind.Sgd, LearningRate = 50 };
+        var result = new Trainer(config).Run(cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(StopReason.NonFiniteLoss, result.Stop);
+        Assert.Contains("at step", result.Message);
+    }
+
+    [Fact]
+    public void RunDirectory_HoldsConfigMetricsAndCheckpoints()
+    {
+        var runDir = Path.Combine(_dir, "run");
+        new Trainer(Circles(2)).Run(runDir, cancellation: TestContext.Current.CancellationToken);
+        var config = TrainingConfig.FromJson(File.ReadAllText(Path.Combine(runDir, "config.json")));
+        Assert.Equal(Circles(2), config);
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl")).Length);
+        Assert.True(File.Exists(Path.Combine(runDir, "checkpoints", "epoch-0002.safetensors")));
+        var st = SafeTensors.Read(Path.Combine(runDir, "checkpoints", "epoch-0002.safetensors"));
+        Assert.Contains(st.Tensors, kv => kv.Key == "layers.0.weight");
+        Assert.Equal("2", st.Metadata["epoch"]);
+    }
+
+    [Theory]
+    [InlineData("""{"epochs": 0}""", "'epochs'")]
+    [InlineData("""{"learningRate": -1}""", "'learningRate'")]
+    [InlineData("""{"optimizer": "adamax"}""", "optimizer")]
+    [InlineData("""{"data": "imagenet"}""", "'data'")]
+    [InlineData("""{"model": "mlp 4-x-2"}""", "'model'")]
+    [InlineData("""{"epochz": 3}""", "epochz")]
+    public void Config_BadJson_ThrowsNamingField(string json, string expected)
+    {
+        var e = Assert.Throws<FormatException>(() => TrainingConfig.FromJson(json, "cfg.json"));
+        Assert.Contains("cfg.json", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+}
