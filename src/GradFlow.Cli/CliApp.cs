@@ -19,7 +19,31 @@ public static class CliApp
             stdout.WriteLine(VersionLine());
             return 0;
         }
-        stderr.WriteLine($"gradflow: unknown command or option '{args[0]}'. Run 'gradflow --help'.");
+        try
+        {
+            return args[0] switch
+            {
+                "train" => TrainCommand.Run(args[1..], stdout, stderr, CancellationToken.None),
+                "grads" => GradsCommand.Run(args[1..], stdout, stderr),
+                _ => Unknown(args[0], stderr),
+            };
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine(e.Message);
+            return 2;
+        }
+        catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException
+                                      or ArgumentException or InvalidOperationException or IOException)
+        {
+            stderr.WriteLine($"gradflow {args[0]}: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static int Unknown(string command, TextWriter stderr)
+    {
+        stderr.WriteLine($"gradflow: unknown command or option '{command}'. Run 'gradflow --help'.");
         return 2;
     }
 
@@ -35,7 +59,11 @@ public static class CliApp
     private const string Help = """
         gradflow - train deep networks and see, explain and fix their gradient flow
 
-        Usage: gradflow [options]
+        Usage: gradflow <command> [options]
+
+        Commands:
+          train       train a model spec on a data set (gradflow train --help)
+          grads       gradients of one batch, written to safetensors for comparison with other frameworks
 
         Options:
           --version   print the version, the kernel instruction set and thread count

@@ -1,0 +1,167 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using GradFlow.Training;
+
+namespace GradFlow.Cli;
+
+/// <summary><c>gradflow train</c>: trains a model spec on a data set, with a progress bar per epoch and a final table.</summary>
+internal static class TrainCommand
+{
+    public const string Help = """
+        Usage: gradflow train [options]
+
+        Trains an MLP and prints a table of per-epoch metrics. Options override --config.
+
+        Model and data:
+          --model SPEC          model spec, e.g. "mlp 784-256x2-10 act=relu init=he-normal" (docs/model-spec.md)
+          --model-file FILE     the model spec in a file (text or JSON)
+          --data NAME           fashion-mnist (default), spirals, circles, teacher
+          --data-dir DIR        Fashion-MNIST directory (else $GRADFLOW_DATA, else /usr/share/datasets/fashion-mnist)
+          --train-limit N       use the first N training examples
+          --test-limit N        use the first N test examples
+        Optimisation:
+          --optimizer NAME      sgd, adam (default), adamw, rmsprop, adagrad
+          --lr X                learning rate (default 0.001)
+          --momentum X          momentum for sgd and rmsprop
+          --weight-decay X      weight decay
+          --schedule NAME       constant (default), cosine, step
+          --epochs N            epochs (default 10)
+          --batch-size N        batch size (default 128)
+          --max-steps N         stop after N optimiser steps
+          --clip-norm X         clip the global gradient norm to X
+          --clip-value X        clip gradient elements to +-X
+          --clip-agc X          adaptive gradient clipping with factor X
+          --label-smoothing X   cross-entropy label smoothing
+        Run:
+          --seed N              seed of every random choice (default 0)
+          --threads N           kernel threads (default: all cores)
+          --config FILE         start from a config.json (from a run directory, or 'gradflow repair')
+          --out DIR             run directory: config.json, metrics.jsonl, checkpoints/
+          --resume DIR          continue the run in DIR from its last checkpoint
+          --json                print one JSON object per epoch instead of the table
+        """;
+
+    private static readonly string[] Valued =
+    [
+        "model", "model-file", "data", "data-dir", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
+        "schedule", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "seed",
+        "threads", "config", "out", "resume",
+    ];
+
+    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
+    {
+        if (args is ["--help"] or ["-h"])
+        {
+            stdout.Write(Help);
+            return 0;
+        }
+        var o = new CliOptions("train", args, Valued, ["json"]);
+        if (o.Has("resume") && o.Has("out")) throw new UsageException("gradflow train: give either --out or --resume, not both.");
+        string? runDir = o.String("resume") ?? o.String("out");
+        var config = BuildConfig(o, o.Has("resume") ? Path.Combine(o.String("resume")!, "config.json") : null);
+        var trainer = new Trainer(config);
+        bool json = o.Has("json");
+        var progress = new ProgressObserver(stderr, config.Epochs, trainer.Loader.BatchCount, json ? null : stdout);
+        trainer.AddObserver(progress);
+        if (!json)
+        {
+            stdout.WriteLine($"model: {trainer.Spec} ({trainer.Model.ParameterCount():N0} parameters)");
+            stdout.WriteLine($"data: {config.Data}, {trainer.Data.Train.Count} training / {trainer.Data.Test.Count} test examples; " +
+                $"optimizer {config.Optimizer.ToString().ToLowerInvariant()} lr {Fmt(config.LearningRate)}; seed {config.Seed}");
+        }
+        var result = trainer.Run(runDir, resume: o.Has("resume"), cancellation);
+        if (json)
+        {
+            foreach (var e in result.Epochs) stdout.WriteLine(JsonSerializer.Serialize(e));
+            stdout.WriteLine(JsonSerializer.Serialize(new { stop = result.Stop.ToString(), steps = result.Steps, message = result.Message, seconds = result.Seconds }));
+        }
+        else
+        {
+            stdout.WriteLine();
+            stdout.WriteLine(Table(result.Epochs));
+            stdout.WriteLine($"stopped: {result.Stop}{(result.Message is null ? "" : " - " + result.Message)}; {result.Steps} steps in {result.Seconds:F1} s");
+            if (runDir is not null) stdout.WriteLine($"run directory: {Path.GetFullPath(runDir)}");
+        }
+        return result.Stop is StopReason.Completed or StopReason.MaxSteps ? 0 : 1;
+    }
+
+    /// <summary>The config: --config (or the resumed run's), then each explicit option.</summary>
+    internal static TrainingConfig BuildConfig(CliOptions o, string? resumedConfig)
+    {
+        var c = new TrainingConfig();
+        string? file = o.String("config") ?? resumedConfig;
+        if (file is not null)
+        {
+            if (!File.Exists(file)) throw new UsageException($"gradflow train: config file {file} does not exist.");
+            c = TrainingConfig.FromJson(File.ReadAllText(file), file);
+        }
+        if (o.String("model-file") is { } mf)
+        {
+            if (!File.Exists(mf)) throw new UsageException($"gradflow train: model file {mf} does not exist.");
+            c = c with { Model = File.ReadAllText(mf).Trim() };
+        }
+        c = c with
+        {
+            Model = o.String("model") ?? c.Model,
+            Data = o.String("data") ?? c.Data,
+            DataDir = o.String("data-dir") ?? c.DataDir,
+            TrainLimit = o.Int("train-limit") ?? c.TrainLimit,
+            TestLimit = o.Int("test-limit") ?? c.TestLimit,
+            Optimizer = o.Enum<OptimizerKind>("optimizer") ?? c.Optimizer,
+            LearningRate = o.Double("lr") ?? c.LearningRate,
+            Momentum = o.Double("momentum") ?? c.Momentum,
+            WeightDecay = o.Double("weight-decay") ?? c.WeightDecay,
+            Schedule = o.Enum<ScheduleKind>("schedule") ?? c.Schedule,
+            Epochs = o.Int("epochs") ?? c.Epochs,
+            BatchSize = o.Int("batch-size") ?? c.BatchSize,
+            MaxSteps = o.Int("max-steps") ?? c.MaxSteps,
+            ClipNorm = o.Double("clip-norm") ?? c.ClipNorm,
+            ClipValue = o.Double("clip-value") ?? c.ClipValue,
+            ClipAgc = o.Double("clip-agc") ?? c.ClipAgc,
+            LabelSmoothing = o.Double("label-smoothing") ?? c.LabelSmoothing,
+            Seed = o.ULong("seed") ?? c.Seed,
+            Threads = o.Int("threads") ?? c.Threads,
+        };
+        c.Validate("gradflow train");
+        return c;
+    }
+
+    internal static string Table(IReadOnlyList<EpochMetrics> epochs)
+    {
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine(" epoch   train loss   train acc   test loss   test acc          lr    time");
+        sb.AppendLine(" -----   ----------   ---------   ---------   --------   ---------   -----");
+        foreach (var e in epochs)
+            sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $" {e.Epoch,5}   {e.TrainLoss,10:F4}   {e.TrainAccuracy * 100,8:F2}%   {e.TestLoss,9:F4}   {e.TestAccuracy * 100,7:F2}%   {e.LearningRate,9:G3}   {e.Seconds,4:F1}s"));
+        return sb.ToString().TrimEnd();
+    }
+
+    private static string Fmt(double v) => v.ToString("G4", CultureInfo.InvariantCulture);
+
+    /// <summary>A one-line progress bar per epoch on stderr (redrawn at most 10 times a second), and an epoch summary line.</summary>
+    private sealed class ProgressObserver(TextWriter progress, int epochs, int batches, TextWriter? summary) : ITrainingObserver
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private long _lastDraw = -1000;
+
+        public void OnStepEnd(StepInfo s)
+        {
+            long now = _clock.ElapsedMilliseconds;
+            if (now - _lastDraw < 100 && s.Batch + 1 < batches) return;
+            _lastDraw = now;
+            int width = 30, filled = (int)((long)(s.Batch + 1) * width / Math.Max(1, batches));
+            progress.Write(string.Create(CultureInfo.InvariantCulture,
+                $"\repoch {s.Epoch + 1}/{epochs} [{new string('#', filled)}{new string('.', width - filled)}] {s.Batch + 1}/{batches}  loss {s.RunningLoss:F4}  acc {s.RunningAccuracy * 100:F1}%"));
+            progress.Flush();
+        }
+
+        public void OnEpochEnd(EpochMetrics m)
+        {
+            progress.WriteLine();
+            summary?.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"epoch {m.Epoch}: train loss {m.TrainLoss:F4} acc {m.TrainAccuracy * 100:F2}% | test loss {m.TestLoss:F4} acc {m.TestAccuracy * 100:F2}% ({m.Seconds:F1} s)"));
+        }
+    }
+}
