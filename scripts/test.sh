@@ -7,6 +7,20 @@
 # Exit code: 0 when every test passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# Debian packages the tests need: Fashion-MNIST (the training test) and PyTorch (the
+# interoperability tests read GradFlow's safetensors files with it). Installed when missing.
+need=""
+[ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need="$need dataset-fashion-mnist"
+/usr/bin/python3 -c "import torch" >/dev/null 2>&1 || need="$need python3-torch python3-numpy"
+if [ -n "$need" ]; then
+  echo "installing Debian packages:$need"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends $need >/dev/null 2>&1 ||
+    { $SUDO apt-get update >/dev/null 2>&1 && $SUDO apt-get install -y --no-install-recommends $need >/dev/null; } ||
+    echo "warning: could not install$need; the tests that need them will fail and say so" >&2
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
