@@ -1,0 +1,128 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using GradFlow.Nn;
+using GradFlow.Training;
+
+namespace GradFlow.Diagnostics;
+
+/// <summary>
+/// The JSON-lines form of monitor samples in <c>metrics.jsonl</c> (docs/diagnosis.md, "metrics.jsonl"):
+/// <code>
+/// {"type":"step","step":40,"epoch":0,"loss":2.3,"global_gradient_norm":0.8,"gradient_ratio":3.1e-6,"non_finite":0,
+///  "layers":[{"layer":1,"activation":"tanh","signal_rms":1e-9,"gain":0.5,"grad_norm":1e-7,"grad_max_abs":1e-8,
+///             "act_mean":0.01,"act_std":0.6,"saturation":0.1,"dead_units":null,"update_ratio":1e-5,"non_finite":0}, ...]}
+/// </code>
+/// Numbers that do not apply, and NaN, are null (the <c>non_finite</c> counts say when NaN occurred);
+/// infinities are written as the strings "Infinity"/"-Infinity", so an explosion stays visible
+/// instead of being dropped.
+/// </summary>
+public static class MonitorLog
+{
+    /// <summary>One line for <paramref name="s"/>.</summary>
+    public static string ToJsonLine(MonitorSample s)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        var sb = new StringBuilder(256 + 256 * s.Layers.Length);
+        sb.Append("{\"type\":\"step\",\"step\":").Append(s.Step).Append(",\"epoch\":").Append(s.Epoch);
+        Num(sb, "loss", s.Loss);
+        Num(sb, "global_gradient_norm", s.GlobalGradientNorm);
+        Num(sb, "gradient_ratio", s.GradientRatio);
+        sb.Append(",\"non_finite\":").Append(s.NonFinite).Append(",\"layers\":[");
+        for (int i = 0; i < s.Layers.Length; i++)
+        {
+            var l = s.Layers[i];
+            if (i > 0) sb.Append(',');
+            sb.Append("{\"layer\":").Append(l.LayerIndex).Append(",\"activation\":");
+            sb.Append(l.Activation is { } a ? "\"" + ModelSpec.NameOf(a) + "\"" : "null");
+            Num(sb, "signal_rms", l.BackpropagatedSignalRms);
+            Num(sb, "gain", l.Gain);
+            Num(sb, "grad_norm", l.ParameterGradientNorm);
+            Num(sb, "grad_max_abs", l.ParameterGradientMaxAbs);
+            Num(sb, "act_mean", l.ActivationMean);
+            Num(sb, "act_std", l.ActivationStd);
+            Num(sb, "saturation", l.Saturation);
+            Num(sb, "dead_units", l.DeadUnits);
+            Num(sb, "update_ratio", l.UpdateRatio);
+            sb.Append(",\"non_finite\":").Append(l.NonFinite).Append('}');
+        }
+        return sb.Append("]}").ToString();
+    }
+
+    /// <summary>Reads the step lines of a <c>metrics.jsonl</c> file (other lines are skipped; a truncated last line is ignored).</summary>
+    public static List<MonitorSample> ReadSamples(string path)
+    {
+        var result = new List<MonitorSample>();
+        foreach (var line in File.ReadLines(path))
+        {
+            if (!line.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal)) continue;
+            try
+            {
+                result.Add(Parse(line));
+            }
+            catch (JsonException)
+            {
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Parses one step line.</summary>
+    public static MonitorSample Parse(string line)
+    {
+        using var doc = JsonDocument.Parse(line);
+        var r = doc.RootElement;
+        var layers = r.GetProperty("layers").EnumerateArray().Select(l => new LayerStats
+        {
+            LayerIndex = l.GetProperty("layer").GetInt32(),
+            Activation = l.GetProperty("activation").ValueKind == JsonValueKind.String ? ModelSpec.ParseActivation(l.GetProperty("activation").GetString()!) : null,
+            BackpropagatedSignalRms = Get(l, "signal_rms"),
+            Gain = Get(l, "gain"),
+            ParameterGradientNorm = Get(l, "grad_norm"),
+            ParameterGradientMaxAbs = Get(l, "grad_max_abs"),
+            ActivationMean = Get(l, "act_mean"),
+            ActivationStd = Get(l, "act_std"),
+            Saturation = Get(l, "saturation"),
+            DeadUnits = Get(l, "dead_units"),
+            UpdateRatio = Get(l, "update_ratio"),
+            NonFinite = l.GetProperty("non_finite").GetInt64(),
+        }).ToArray();
+        return new MonitorSample
+        {
+            Step = r.GetProperty("step").GetInt64(),
+            Epoch = r.GetProperty("epoch").GetInt32(),
+            Loss = Get(r, "loss"),
+            GlobalGradientNorm = Get(r, "global_gradient_norm"),
+            NonFinite = r.GetProperty("non_finite").GetInt64(),
+            Layers = layers,
+        };
+    }
+
+    /// <summary>An observer that appends every completed sample of <paramref name="monitor"/> to the run directory's metrics file.</summary>
+    public static void WriteTo(GradientMonitor monitor, RunDirectory run)
+    {
+        ArgumentNullException.ThrowIfNull(monitor);
+        ArgumentNullException.ThrowIfNull(run);
+        monitor.SampleCompleted += s => run.AppendLine(ToJsonLine(s));
+    }
+
+    private static double Get(JsonElement e, string name)
+    {
+        var v = e.GetProperty(name);
+        return v.ValueKind switch
+        {
+            JsonValueKind.Number => v.GetDouble(),
+            JsonValueKind.String => v.GetString() switch { "Infinity" => double.PositiveInfinity, "-Infinity" => double.NegativeInfinity, _ => double.NaN },
+            _ => double.NaN,
+        };
+    }
+
+    private static void Num(StringBuilder sb, string name, double v)
+    {
+        sb.Append(",\"").Append(name).Append("\":");
+        if (double.IsPositiveInfinity(v)) sb.Append("\"Infinity\"");
+        else if (double.IsNegativeInfinity(v)) sb.Append("\"-Infinity\"");
+        else if (double.IsNaN(v)) sb.Append("null");
+        else sb.Append(v.ToString("R", CultureInfo.InvariantCulture));
+    }
+}
