@@ -1,0 +1,364 @@
+using System.Globalization;
+using GradFlow.Nn;
+using GradFlow.Training;
+
+namespace GradFlow.Diagnostics;
+
+/// <summary>
+/// Turns monitor samples into a <see cref="Diagnosis"/>: the detectors (windowed rules with the
+/// thresholds of <see cref="DiagnosisSettings"/>), then for each problem its causes, ranked from
+/// facts about the model (activation × depth, weight scale against fan-in, normalisation, learning
+/// rate against gradient scale, clipping), and its remedies, ranked, smallest change first.
+/// Verdicts never depend on an accuracy target. docs/diagnosis.md states every rule.
+/// </summary>
+public static class Diagnoser
+{
+    /// <summary>Diagnoses <paramref name="samples"/> of a run of <paramref name="config"/> (whose model is <paramref name="model"/>, when available for weight facts).</summary>
+    public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Mlp? model = null,
+        DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null)
+    {
+        ArgumentNullException.ThrowIfNull(samples);
+        ArgumentNullException.ThrowIfNull(config);
+        settings ??= new DiagnosisSettings();
+        var spec = ModelSpec.ParseAny(config.Model);
+        var facts = new ModelFacts(spec, config, model, samples, settings);
+        var problems = new List<Problem>();
+        var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
+        double ratio = Median(window.Select(s => s.GradientRatio));
+
+        if (nonFiniteLoss is not null || samples.Any(s => s.NonFinite > 0 || !double.IsFinite(s.Loss) && !double.IsNaN(s.Loss)))
+            problems.Add(NonFinite(samples, facts, nonFiniteOrigin, nonFiniteLoss));
+        if (window.Length > 0)
+        {
+            if (ratio < settings.VanishingRatio) problems.Add(Vanishing(window, facts, ratio, settings));
+            var exploding = Exploding(window, facts, ratio, settings);
+            if (exploding is not null) problems.Add(exploding);
+            var saturation = PerLayer(window, facts, ProblemKind.Saturation, l => l.Saturation, settings.SaturatedFraction, "saturated units");
+            if (saturation is not null) problems.Add(saturation);
+            var dead = PerLayer(window, facts, ProblemKind.DyingRelu, l => l.DeadUnits, settings.DeadFraction, "dead units");
+            if (dead is not null) problems.Add(dead);
+        }
+        var trend = samples.Where(s => double.IsFinite(s.Loss)).ToArray();
+        if (trend.Length >= settings.TrendSamples)
+        {
+            var oscillating = Oscillating(trend, facts, settings);
+            if (oscillating is not null) problems.Add(oscillating);
+            else
+            {
+                var stalled = Stalled(trend, facts, settings, problems);
+                if (stalled is not null) problems.Add(stalled);
+            }
+        }
+        return new Diagnosis(problems.OrderByDescending(p => p.Severity).ToArray(), samples.Count, ratio, nonFiniteOrigin);
+    }
+
+    // ---------------------------------------------------------------- detectors
+
+    private static Problem Vanishing(MonitorSample[] window, ModelFacts f, double ratio, DiagnosisSettings s)
+    {
+        var last = window[^1];
+        double top = last.Layers[^1].BackpropagatedSignalRms;
+        // layers whose signal is below the threshold relative to the output layer
+        var layers = last.Layers.Where(l => l.BackpropagatedSignalRms / top < s.VanishingRatio).Select(l => l.LayerIndex).ToArray();
+        int boundary = layers.Length == 0 ? 1 : layers.Max();
+        var causes = new List<Cause>();
+        f.AddSaturatingDepth(causes);
+        f.AddInitScale(causes, wantSmall: true);
+        f.AddNoNormalisation(causes);
+        var remedies = new List<RemedySuggestion>();
+        int hiddenLast = Math.Min(boundary + 1, f.Spec.Hidden.Count);
+        if (f.SaturatingLayers.Length > 0)
+            remedies.Add(f.Remedy("activation", "relu", 1, hiddenLast, $"switch hidden layers {Range(1, hiddenLast)} to ReLU with He-normal initialisation (ReLU's derivative is 1 on its active side)"));
+        if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
+            remedies.Add(f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
+        if (!f.HasNorm) remedies.Add(f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
+        if (f.ResidualRange is { } rr) remedies.Add(f.Remedy("residual", "zero", rr.First, rr.Last, $"add residual connections with zero-initialised branches on layers {Range(rr.First, rr.Last)}"));
+        remedies.Add(f.Remedy("init", "lsuv", 1, f.Spec.Hidden.Count, "re-initialise with LSUV (unit output variance layer by layer)"));
+        return new Problem
+        {
+            Kind = ProblemKind.VanishingGradient,
+            Severity = Math.Log10(s.VanishingRatio / ratio),
+            Layers = layers,
+            Steps = window.Select(w => w.Step).ToArray(),
+            Summary = string.Create(CultureInfo.InvariantCulture,
+                $"vanishing gradient: the backpropagated signal at layer 1 is {ratio:E1} of that at layer {last.Layers.Length} (threshold {s.VanishingRatio:E0}); it falls below the threshold at layer {boundary} and every layer below it"),
+            Evidence = new Dictionary<string, double>
+            {
+                ["gradient_ratio"] = ratio,
+                ["signal_rms_layer_1"] = last.Layers[0].BackpropagatedSignalRms,
+                ["signal_rms_layer_L"] = top,
+                ["boundary_layer"] = boundary,
+                ["min_gain"] = last.Layers.Take(last.Layers.Length - 1).Select(l => l.Gain).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Min(),
+            },
+            Causes = causes.OrderByDescending(c => c.Score).ToArray(),
+            Remedies = remedies,
+        };
+    }
+
+    private static Problem? Exploding(MonitorSample[] window, ModelFacts f, double ratio, DiagnosisSettings s)
+    {
+        double growth = window.Length >= 2 ? window[^1].GlobalGradientNorm / window[0].GlobalGradientNorm : 1;
+        bool byRatio = ratio > s.ExplodingRatio;
+        bool byGrowth = growth > s.ExplodingGrowth || double.IsPositiveInfinity(window[^1].GlobalGradientNorm);
+        if (!byRatio && !byGrowth) return null;
+        var last = window[^1];
+        double top = last.Layers[^1].BackpropagatedSignalRms;
+        var layers = byRatio
+            ? last.Layers.Where(l => !(l.BackpropagatedSignalRms / top <= s.ExplodingRatio)).Select(l => l.LayerIndex).ToArray()
+            : last.Layers.Select(l => l.LayerIndex).ToArray();
+        var causes = new List<Cause>();
+        f.AddInitScale(causes, wantSmall: false);
+        f.AddLearningRate(causes);
+        f.AddNoNormalisation(causes);
+        if (f.Config.ClipNorm is null) causes.Add(new Cause("no gradient clipping", 1, "clipNorm is not set: nothing bounds a step when the gradient spikes"));
+        var remedies = new List<RemedySuggestion>();
+        if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
+            remedies.Add(f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
+        if (f.Config.ClipNorm is null) remedies.Add(new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
+        if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal)) || byGrowth)
+            remedies.Add(new RemedySuggestion("lr:0.1", "divide the learning rate by 10", []));
+        if (!f.HasNorm) remedies.Add(f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
+        if (f.ResidualRange is { } rr && f.Spec.Hidden.All(h => h.Residual == ResidualKind.Full))
+            remedies.Add(f.Remedy("residual", "zero", rr.First, rr.Last, "start the residual branches at zero (ReZero) so the stack is the identity at initialisation"));
+        return new Problem
+        {
+            Kind = ProblemKind.ExplodingGradient,
+            Severity = Math.Max(byRatio ? Math.Log10(ratio / s.ExplodingRatio) : 0, byGrowth ? Math.Log10(Math.Max(1, growth) / s.ExplodingGrowth) : 0),
+            Layers = layers,
+            Steps = window.Select(w => w.Step).ToArray(),
+            Summary = byRatio
+                ? string.Create(CultureInfo.InvariantCulture, $"exploding gradient: the backpropagated signal at layer 1 is {ratio:E1} times that at layer {last.Layers.Length} (threshold {s.ExplodingRatio:E0})")
+                : string.Create(CultureInfo.InvariantCulture, $"exploding gradient: the global gradient norm grew {growth:E1}× over the last {window.Length} samples (threshold {s.ExplodingGrowth:E0})"),
+            Evidence = new Dictionary<string, double> { ["gradient_ratio"] = ratio, ["gradient_norm_growth"] = growth, ["global_gradient_norm"] = last.GlobalGradientNorm },
+            Causes = causes.OrderByDescending(c => c.Score).ToArray(),
+            Remedies = remedies,
+        };
+    }
+
+    private static Problem? PerLayer(MonitorSample[] window, ModelFacts f, ProblemKind kind, Func<LayerStats, double> value, double threshold, string what)
+    {
+        int n = window[^1].Layers.Length;
+        var medians = Enumerable.Range(0, n).Select(i => Median(window.Select(s => value(s.Layers[i])))).ToArray();
+        var layers = Enumerable.Range(0, n).Where(i => medians[i] > threshold).Select(i => i + 1).ToArray();
+        if (layers.Length == 0) return null;
+        double worst = layers.Max(l => medians[l - 1]);
+        var causes = new List<Cause>();
+        var remedies = new List<RemedySuggestion>();
+        int first = layers.Min(), last = Math.Min(layers.Max(), f.Spec.Hidden.Count);
+        if (kind == ProblemKind.Saturation)
+        {
+            f.AddInitScale(causes, wantSmall: false);
+            f.AddSaturatingDepth(causes);
+            f.AddNoNormalisation(causes);
+            remedies.Add(f.Remedy("init", "xavier", first, last, $"re-initialise layers {Range(first, last)} with Xavier (gain of the activation) so pre-activations stay in the linear region"));
+            if (!f.HasNorm) remedies.Add(f.Remedy("norm", "batch", first, last, $"insert BatchNorm before the activations of layers {Range(first, last)}"));
+            remedies.Add(f.Remedy("activation", "relu", first, last, $"switch layers {Range(first, last)} to ReLU with He init (no saturation on the active side)"));
+        }
+        else
+        {
+            f.AddLearningRate(causes);
+            f.AddInitScale(causes, wantSmall: false);
+            causes.Add(new Cause("ReLU's zero half-line", 1, "a ReLU unit whose pre-activation is negative for every input gets zero gradient and cannot recover"));
+            remedies.Add(f.Remedy("activation", "leaky-relu", first, last, $"switch layers {Range(first, last)} to Leaky ReLU (slope 0.01 keeps a gradient on the negative side)"));
+            remedies.Add(new RemedySuggestion("lr:0.1", "divide the learning rate by 10", []));
+            remedies.Add(f.Remedy("init", "he", first, last, $"re-initialise layers {Range(first, last)} with He-normal"));
+        }
+        return new Problem
+        {
+            Kind = kind,
+            Severity = Math.Log10(worst / threshold) + 0.1,
+            Layers = layers,
+            Steps = window.Select(w => w.Step).ToArray(),
+            Summary = string.Create(CultureInfo.InvariantCulture,
+                $"{(kind == ProblemKind.Saturation ? "saturation" : "dying ReLU")}: {string.Join(", ", layers.Select(l => $"layer {l} {medians[l - 1]:P0}"))} {what} (threshold {threshold:P0})"),
+            Evidence = layers.ToDictionary(l => $"layer_{l}", l => medians[l - 1]),
+            Causes = causes.OrderByDescending(c => c.Score).ToArray(),
+            Remedies = remedies,
+        };
+    }
+
+    private static Problem NonFinite(IReadOnlyList<MonitorSample> samples, ModelFacts f, string? origin, double? loss)
+    {
+        var bad = samples.Where(s => s.NonFinite > 0 || double.IsInfinity(s.Loss)).ToArray();
+        var layers = bad.SelectMany(s => s.Layers.Where(l => l.NonFinite > 0).Select(l => l.LayerIndex)).Distinct().Order().ToArray();
+        var causes = new List<Cause>();
+        f.AddLearningRate(causes);
+        f.AddInitScale(causes, wantSmall: false);
+        if (f.Config.ClipNorm is null) causes.Add(new Cause("no gradient clipping", 1, "clipNorm is not set"));
+        var remedies = new List<RemedySuggestion>();
+        if (f.Config.ClipNorm is null) remedies.Add(new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
+        remedies.Add(new RemedySuggestion("lr:0.1", "divide the learning rate by 10", []));
+        remedies.Add(f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit}"));
+        string where = origin ?? (layers.Length > 0 ? $"layers {string.Join(", ", layers)}" : "the loss");
+        long? step = bad.Length > 0 ? bad[0].Step : null;
+        return new Problem
+        {
+            Kind = ProblemKind.NonFinite,
+            Severity = 10,
+            Layers = layers,
+            Steps = bad.Select(s => s.Step).ToArray(),
+            Summary = $"non-finite values: first seen in {where}{(step is null ? "" : $" at step {step}")}{(loss is { } l ? $"; the loss became {l.ToString(CultureInfo.InvariantCulture)}" : "")}",
+            Evidence = new Dictionary<string, double> { ["non_finite_elements"] = bad.Sum(s => (double)s.NonFinite), ["first_step"] = step ?? double.NaN },
+            Causes = causes.OrderByDescending(c => c.Score).ToArray(),
+            Remedies = remedies,
+        };
+    }
+
+    private static Problem? Oscillating(MonitorSample[] trend, ModelFacts f, DiagnosisSettings s)
+    {
+        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(t => t.Loss).ToArray();
+        var d = recent.Zip(recent.Skip(1), (a, b) => b - a).ToArray();
+        int flips = d.Zip(d.Skip(1), (a, b) => Math.Sign(a) * Math.Sign(b) < 0 ? 1 : 0).Sum();
+        double flipFraction = d.Length < 2 ? 0 : (double)flips / (d.Length - 1);
+        double amplitude = Math.Sqrt(d.Average(x => x * x)) / Math.Max(1e-12, recent.Average());
+        if (flipFraction < s.OscillationSignFlips || amplitude < s.OscillationAmplitude) return null;
+        var causes = new List<Cause>();
+        f.AddLearningRate(causes);
+        causes.Add(new Cause("learning rate too large for the curvature", 2, string.Create(CultureInfo.InvariantCulture, $"learning rate {f.Config.LearningRate:G3}; {flipFraction:P0} of loss changes flip sign")));
+        return new Problem
+        {
+            Kind = ProblemKind.OscillatingLoss,
+            Severity = Math.Log10(amplitude / s.OscillationAmplitude) + 0.05,
+            Layers = [],
+            Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
+            Summary = string.Create(CultureInfo.InvariantCulture, $"oscillating loss: {flipFraction:P0} of successive changes flip sign, RMS change {amplitude:P0} of the mean loss"),
+            Evidence = new Dictionary<string, double> { ["sign_flip_fraction"] = flipFraction, ["relative_amplitude"] = amplitude },
+            Causes = causes.OrderByDescending(c => c.Score).ToArray(),
+            Remedies = [new RemedySuggestion("lr:0.1", "divide the learning rate by 10", []), new RemedySuggestion("clip:1", "clip the global gradient norm at 1", [])],
+        };
+    }
+
+    private static Problem? Stalled(MonitorSample[] trend, ModelFacts f, DiagnosisSettings s, List<Problem> found)
+    {
+        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(t => t.Loss).ToArray();
+        int half = recent.Length / 2;
+        double before = recent.Take(half).Average(), after = recent.Skip(half).Average();
+        double improvement = (before - after) / Math.Max(1e-12, Math.Abs(before));
+        if (improvement >= s.StallImprovement) return null;
+        var causes = new List<Cause>();
+        if (found.Any(p => p.Kind == ProblemKind.VanishingGradient))
+            causes.Add(new Cause("vanishing gradient", 3, "the early layers receive almost no signal, so they do not learn"));
+        f.AddLearningRate(causes);
+        if (f.Config.Optimizer == OptimizerKind.Sgd && f.Config.Momentum == 0)
+            causes.Add(new Cause("plain SGD", 1, "no momentum and no per-parameter scaling"));
+        var remedies = new List<RemedySuggestion>();
+        if (f.Config.Optimizer != OptimizerKind.Adam) remedies.Add(new RemedySuggestion("optimizer:adam", "switch to Adam (learning rate 1e-3)", []));
+        remedies.Add(new RemedySuggestion("lr:3", "multiply the learning rate by 3", []));
+        return new Problem
+        {
+            Kind = ProblemKind.StalledLoss,
+            Severity = 0.01,
+            Layers = [],
+            Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
+            Summary = string.Create(CultureInfo.InvariantCulture, $"stalled loss: improved by {improvement:P1} over the last {recent.Length} samples (threshold {s.StallImprovement:P0})"),
+            Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["loss"] = after },
+            Causes = causes.OrderByDescending(c => c.Score).ToArray(),
+            Remedies = remedies,
+        };
+    }
+
+    internal static double Median(IEnumerable<double> values)
+    {
+        var v = values.Where(x => !double.IsNaN(x)).Order().ToArray();
+        if (v.Length == 0) return double.NaN;
+        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
+    }
+
+    private static string Range(int a, int b) => a == b ? a.ToString(CultureInfo.InvariantCulture) : $"{a}-{b}";
+
+    /// <summary>Facts about the model and config that causes and remedies are ranked by.</summary>
+    private sealed class ModelFacts
+    {
+        public ModelFacts(ModelSpec spec, TrainingConfig config, Mlp? model, IReadOnlyList<MonitorSample> samples, DiagnosisSettings settings)
+        {
+            Spec = spec;
+            Config = config;
+            Model = model;
+            Samples = samples;
+            Settings = settings;
+            SaturatingLayers = spec.Hidden.Select((h, i) => (h, i)).Where(t => Activations.Saturates(t.h.Activation)).Select(t => t.i + 1).ToArray();
+            HasNorm = spec.Hidden.Any(h => h.Norm != NormKind.None);
+            var act = spec.Hidden.Count > 0 ? spec.Hidden[0].Activation : Activation.Relu;
+            MatchedInit = act is Activation.Relu or Activation.LeakyRelu or Activation.PRelu or Activation.Gelu or Activation.GeluTanh or Activation.Silu or Activation.Mish or Activation.Elu ? "he" : "xavier";
+            // residual connections need equal widths: the longest run of equal-width hidden layers after the first
+            int best = 0, bestStart = 0;
+            for (int i = 1; i < spec.Hidden.Count;)
+            {
+                int j = i;
+                while (j < spec.Hidden.Count && spec.Hidden[j].Width == spec.Hidden[i - 1].Width) j++;
+                if (j - i > best) (best, bestStart) = (j - i, i);
+                i = Math.Max(j, i + 1);
+            }
+            ResidualRange = best >= 2 ? (bestStart + 1, bestStart + best) : null;
+        }
+
+        public ModelSpec Spec { get; }
+        public TrainingConfig Config { get; }
+        public Mlp? Model { get; }
+        public IReadOnlyList<MonitorSample> Samples { get; }
+        public DiagnosisSettings Settings { get; }
+        public int[] SaturatingLayers { get; }
+        public bool HasNorm { get; }
+        public string MatchedInit { get; }
+        public (int First, int Last)? ResidualRange { get; }
+
+        public RemedySuggestion Remedy(string kind, string arg, int first, int last, string description)
+        {
+            last = Math.Min(last, Spec.Hidden.Count);
+            first = Math.Max(1, Math.Min(first, last));
+            return new RemedySuggestion(Remedies.Id(kind, arg, first, last, Spec.Hidden.Count), description,
+                Enumerable.Range(first, Math.Max(0, last - first + 1)).ToArray());
+        }
+
+        public void AddSaturatingDepth(List<Cause> causes)
+        {
+            if (SaturatingLayers.Length == 0) return;
+            var act = Spec.Hidden[SaturatingLayers[0] - 1].Activation;
+            double maxDerivative = act is Activation.Sigmoid or Activation.HardSigmoid ? 0.25 : 1.0;
+            double bound = Math.Pow(maxDerivative, SaturatingLayers.Length);
+            string name = ModelSpec.NameOf(act);
+            causes.Add(new Cause("saturating activation × depth", 2 + SaturatingLayers.Length / 5.0 + (maxDerivative < 1 ? 2 : 0),
+                maxDerivative < 1
+                    ? string.Create(CultureInfo.InvariantCulture, $"{SaturatingLayers.Length} {name} layers: each multiplies the backpropagated signal by its derivative, at most {maxDerivative}; {maxDerivative}^{SaturatingLayers.Length} = {bound:E1}")
+                    : string.Create(CultureInfo.InvariantCulture, $"{SaturatingLayers.Length} {name} layers: the derivative is 1 only at 0 and shrinks as units saturate; depth compounds every shrinking layer")));
+        }
+
+        public void AddInitScale(List<Cause> causes, bool wantSmall)
+        {
+            if (Model is null) return;
+            var worst = (Layer: 0, Ratio: 1.0, Std: 0.0, Target: 0.0, Fan: 0);
+            foreach (var layer in Model.Layers.Take(Model.Layers.Count - 1))
+            {
+                var w = layer.Linear.Weight.Data.ToDoubleArray();
+                double std = Math.Sqrt(w.Sum(v => v * v) / w.Length);
+                int fan = layer.Linear.InFeatures;
+                var act = layer.Spec!.Activation;
+                double gain = Init.CalculateGain(Init.NonlinearityOf(act));
+                double target = gain / Math.Sqrt(fan);
+                double ratio = std / target;
+                if (wantSmall ? ratio < worst.Ratio : ratio > worst.Ratio) worst = (layer.Index, ratio, std, target, fan);
+            }
+            if (worst.Layer == 0 || (wantSmall ? worst.Ratio > 0.7 : worst.Ratio < 1.5)) return;
+            causes.Add(new Cause(wantSmall ? "initial weight scale too small for the fan-in" : "initial weight scale too large for the fan-in",
+                1 + Math.Abs(Math.Log2(worst.Ratio)),
+                string.Create(CultureInfo.InvariantCulture,
+                    $"layer {worst.Layer}: weight std {worst.Std:G3} vs gain/√fan_in = {worst.Target:G3} (fan_in {worst.Fan}): {worst.Ratio:G3}× the variance-preserving scale; over {Spec.Hidden.Count} layers the signal scales by about {Math.Pow(worst.Ratio, Spec.Hidden.Count):E1}")));
+        }
+
+        public void AddNoNormalisation(List<Cause> causes)
+        {
+            if (HasNorm || Spec.Hidden.Count < 3) return;
+            causes.Add(new Cause("no normalisation", 0.5 + Spec.Hidden.Count / 20.0, $"{Spec.Hidden.Count} hidden layers without BatchNorm or LayerNorm: nothing rescales the signal between layers"));
+        }
+
+        public void AddLearningRate(List<Cause> causes)
+        {
+            var ratios = Samples.SelectMany(s => s.Layers.Select(l => l.UpdateRatio)).Where(double.IsFinite).ToArray();
+            if (ratios.Length == 0) return;
+            double max = ratios.Max();
+            if (max < Settings.LargeUpdateRatio) return;
+            causes.Add(new Cause("learning rate too large for the gradient scale", 1.5 + Math.Log10(max / Settings.LargeUpdateRatio),
+                string.Create(CultureInfo.InvariantCulture, $"learning rate {Config.LearningRate:G3}: update ratio ||ΔW||/||W|| up to {max:G3} (healthy ≈ 1e-3, threshold {Settings.LargeUpdateRatio:G3})")));
+        }
+    }
+}

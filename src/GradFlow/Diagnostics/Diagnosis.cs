@@ -1,0 +1,74 @@
+using System.Text.Json.Serialization;
+
+namespace GradFlow.Diagnostics;
+
+/// <summary>The problems GradFlow detects.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ProblemKind>))]
+public enum ProblemKind
+{
+    /// <summary>The backpropagated signal shrinks by orders of magnitude towards the input.</summary>
+    VanishingGradient,
+    /// <summary>The signal or the gradient norm grows by orders of magnitude.</summary>
+    ExplodingGradient,
+    /// <summary>Saturating activations (sigmoid, tanh) sit where their derivative is nearly zero.</summary>
+    Saturation,
+    /// <summary>ReLU units output zero for every example: they get no gradient and never recover.</summary>
+    DyingRelu,
+    /// <summary>NaN or infinity in the loss, activations or gradients.</summary>
+    NonFinite,
+    /// <summary>The loss stopped improving.</summary>
+    StalledLoss,
+    /// <summary>The loss goes up and down by large amounts.</summary>
+    OscillatingLoss,
+}
+
+/// <summary>A ranked cause of a problem, from facts about the model and the run.</summary>
+/// <param name="Name">Short name (<c>saturating activation × depth</c>).</param>
+/// <param name="Score">Ranking score (higher first).</param>
+/// <param name="Facts">The numbers that support it.</param>
+public sealed record Cause(string Name, double Score, string Facts);
+
+/// <summary>A ranked remedy: a concrete change of the model spec and training config.</summary>
+/// <param name="Id">Stable identifier (<c>activation:relu+he@1-12</c>).</param>
+/// <param name="Description">What changes, in words.</param>
+/// <param name="Scope">The layers it touches (empty = none, i.e. a training setting).</param>
+public sealed record RemedySuggestion(string Id, string Description, int[] Scope);
+
+/// <summary>One detected problem: where, the evidence, causes and remedies.</summary>
+public sealed record Problem
+{
+    /// <summary>The kind.</summary>
+    public required ProblemKind Kind { get; init; }
+
+    /// <summary>log10 of how far past the threshold (≥ 0; larger is worse).</summary>
+    public required double Severity { get; init; }
+
+    /// <summary>Affected layer indices (1..L).</summary>
+    public required int[] Layers { get; init; }
+
+    /// <summary>Sampled steps where it was seen.</summary>
+    public required long[] Steps { get; init; }
+
+    /// <summary>One sentence: what, where, the numbers.</summary>
+    public required string Summary { get; init; }
+
+    /// <summary>The numbers, by name.</summary>
+    public required IReadOnlyDictionary<string, double> Evidence { get; init; }
+
+    /// <summary>Causes, most likely first.</summary>
+    public IReadOnlyList<Cause> Causes { get; init; } = [];
+
+    /// <summary>Remedies, best first.</summary>
+    public IReadOnlyList<RemedySuggestion> Remedies { get; init; } = [];
+}
+
+/// <summary>The verdict on a model or run (written as <c>diagnosis.json</c>).</summary>
+/// <param name="Problems">Problems found, most severe first; empty when healthy.</param>
+/// <param name="Samples">Monitor samples the verdict rests on.</param>
+/// <param name="GradientRatio">Median gradient ratio over the window.</param>
+/// <param name="NonFiniteOrigin">Where a NaN/Inf first appeared, when one did.</param>
+public sealed record Diagnosis(IReadOnlyList<Problem> Problems, int Samples, double GradientRatio, string? NonFiniteOrigin = null)
+{
+    /// <summary>True when no problem was found.</summary>
+    public bool Healthy => Problems.Count == 0;
+}

@@ -1,0 +1,85 @@
+using GradFlow.Training;
+
+namespace GradFlow.Diagnostics;
+
+/// <summary>One repair attempt: a remedy applied, and the trial before and after it.</summary>
+/// <param name="Remedy">The remedy id (null for the initial trial).</param>
+/// <param name="Description">What it changed.</param>
+/// <param name="Trial">The trial of the config with the remedy applied.</param>
+/// <param name="Accepted">Whether the remedy was kept (it improved the verdict or the loss).</param>
+public sealed record RepairAttempt(string? Remedy, string Description, TrialResult Trial, bool Accepted);
+
+/// <summary>The outcome of <see cref="Repairer.Repair"/>.</summary>
+/// <param name="Initial">The trial of the original config.</param>
+/// <param name="Attempts">Every remedy tried, in order.</param>
+/// <param name="Final">The trial of the final config.</param>
+/// <param name="Cost">Steps of all trials over the steps of one full training run of the config.</param>
+public sealed record RepairResult(TrialResult Initial, IReadOnlyList<RepairAttempt> Attempts, TrialResult Final, double Cost)
+{
+    /// <summary>The repaired config (accepted by <c>gradflow train --config</c>).</summary>
+    public TrainingConfig Config => Final.Config;
+
+    /// <summary>Whether the final trial is healthy.</summary>
+    public bool Healthy => Final.Diagnosis.Healthy;
+}
+
+/// <summary>
+/// Automatic repair: short monitored trials (a fixed number of steps, not the full budget) on the
+/// same seeds; after each, the best untried remedy of the most severe problem is applied — the
+/// suggestion on the faulty layers first, then wider ones — and kept when the trial improves (fewer
+/// or less severe problems, or a lower loss at equal verdict). Stops when healthy or when the budget
+/// of trials is spent.
+/// </summary>
+public static class Repairer
+{
+    /// <summary>Repairs <paramref name="config"/> with trials of <paramref name="trialSteps"/> steps, at most <paramref name="maxAttempts"/> remedies.</summary>
+    public static RepairResult Repair(TrainingConfig config, int trialSteps = 200, int maxAttempts = 4, DataBundle? data = null,
+        DiagnosisSettings? settings = null, Action<RepairAttempt>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentOutOfRangeException.ThrowIfLessThan(trialSteps, 1);
+        var trainerForBudget = new Trainer(config, data);
+        data ??= trainerForBudget.Data;
+        long fullRun = (long)trainerForBudget.Loader.BatchCount * config.Epochs;
+        int every = Math.Max(1, trialSteps / 20);
+        var initial = Trials.Run(config, trialSteps, every, data, settings: settings, cancellation: cancellation);
+        var current = initial;
+        var attempts = new List<RepairAttempt>();
+        var tried = new HashSet<string>();
+        long steps = initial.Steps;
+        while (!current.Diagnosis.Healthy && attempts.Count < maxAttempts && !cancellation.IsCancellationRequested)
+        {
+            var next = current.Diagnosis.Problems.SelectMany(p => p.Remedies).FirstOrDefault(r => !tried.Contains(r.Id));
+            if (next is null) break;
+            tried.Add(next.Id);
+            TrainingConfig candidate;
+            try
+            {
+                candidate = Remedies.Apply(next.Id, current.Config);
+            }
+            catch (FormatException)
+            {
+                continue;
+            }
+            if (candidate == current.Config) continue;
+            var trial = Trials.Run(candidate, trialSteps, every, data, settings: settings, cancellation: cancellation);
+            steps += trial.Steps;
+            bool better = Better(trial, current);
+            var attempt = new RepairAttempt(next.Id, next.Description, trial, better);
+            attempts.Add(attempt);
+            progress?.Invoke(attempt);
+            if (better) current = trial;
+        }
+        return new RepairResult(initial, attempts, current, fullRun == 0 ? double.NaN : (double)steps / fullRun);
+    }
+
+    /// <summary>Whether trial <paramref name="a"/> is better than <paramref name="b"/>: healthier verdict first, then lower loss.</summary>
+    public static bool Better(TrialResult a, TrialResult b)
+    {
+        double Badness(TrialResult t) => t.Diagnosis.Problems.Sum(p => 1 + Math.Min(p.Severity, 10));
+        double ba = Badness(a), bb = Badness(b);
+        if (Math.Abs(ba - bb) > 0.25) return ba < bb;
+        double la = a.FinalLoss, lb = b.FinalLoss;
+        return double.IsFinite(la) && (!double.IsFinite(lb) || la < lb);
+    }
+}

@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using GradFlow.Nn;
+using GradFlow.Tensors;
+using GradFlow.Training;
+
+namespace GradFlow.Diagnostics;
+
+/// <summary>
+/// Records where a NaN or infinity first appears in the forward pass: the first module (in execution
+/// order) whose output holds a non-finite value, with its name, type and the step. Forward hooks on
+/// every leaf module; they scan outputs only while no origin has been found.
+/// </summary>
+public sealed class NonFiniteTracer : ITrainingObserver, IDisposable
+{
+    private readonly List<IDisposable> _handles = [];
+    private long _step;
+
+    /// <summary>Hooks every module of <paramref name="model"/> that has no children.</summary>
+    public NonFiniteTracer(Module model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        foreach (var (name, m) in model.NamedModules())
+        {
+            if (m.NamedChildren().Any()) continue;
+            string label = $"{name} ({m.GetType().Name})";
+            _handles.Add(m.RegisterForwardHook((_, input, output) =>
+            {
+                if (Origin is not null || IsFinite(output)) return;
+                Origin = IsFinite(input) ? $"{label} at step {_step}" : $"the input of {label} at step {_step}";
+            }));
+        }
+    }
+
+    /// <summary>"layers.12 (Linear) at step 40", or null while everything is finite.</summary>
+    public string? Origin { get; private set; }
+
+    void ITrainingObserver.OnStepStart(StepInfo step) => _step = step.Step;
+
+    /// <summary>Removes the hooks.</summary>
+    public void Dispose()
+    {
+        foreach (var h in _handles) h.Dispose();
+    }
+
+    private static bool IsFinite(Tensor t)
+    {
+        if (t.Storage is float[])
+        {
+            var v = t.Span<float>();
+            float s = System.Numerics.Tensors.TensorPrimitives.Sum(v);
+            if (float.IsFinite(s)) return true;
+            foreach (float x in v) if (!float.IsFinite(x)) return false;
+            return true;
+        }
+        return t.ToDoubleArray().All(double.IsFinite);
+    }
+}
+
+/// <summary>The outcome of a monitored trial run.</summary>
+/// <param name="Config">The config that ran.</param>
+/// <param name="Diagnosis">The verdict.</param>
+/// <param name="Samples">Monitor samples.</param>
+/// <param name="Result">The training result.</param>
+/// <param name="Steps">Optimiser steps taken.</param>
+public sealed record TrialResult(TrainingConfig Config, Diagnosis Diagnosis, IReadOnlyList<MonitorSample> Samples, TrainingResult Result, long Steps)
+{
+    /// <summary>Mean loss of the last samples (lower is better), NaN when none is finite.</summary>
+    public double FinalLoss => Samples.Where(s => double.IsFinite(s.Loss)).TakeLast(5).Select(s => s.Loss).DefaultIfEmpty(double.NaN).Average();
+
+    /// <summary>Test accuracy at the end of the trial.</summary>
+    public double TestAccuracy => Result.FinalTestAccuracy;
+}
+
+/// <summary>Preflight checks and short monitored trials, the building blocks of diagnose and repair.</summary>
+public static class Trials
+{
+    /// <summary>
+    /// One forward and backward pass on one batch (no optimiser step) with the monitor: forecasts
+    /// vanishing or exploding gradients from the per-layer gains and saturation before any training.
+    /// </summary>
+    public static (Diagnosis Diagnosis, MonitorSample Sample) Preflight(TrainingConfig config, DataBundle? data = null, DiagnosisSettings? settings = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var trainer = new Trainer(config with { Epochs = 1 }, data);
+        using var monitor = new GradientMonitor(trainer.Model, every: 1);
+        using var tracer = new NonFiniteTracer(trainer.Model);
+        var batch = trainer.Loader.Epoch(0).First();
+        monitor.BeginSample(0);
+        var loss = Losses.CrossEntropy(trainer.Model.Forward(batch.Inputs), batch.Labels!, config.LabelSmoothing);
+        Autograd.BackwardEngine.Backward(loss);
+        monitor.RecordGradients(loss.Item());
+        var sample = monitor.EndSample()!;
+        var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin);
+        return (diagnosis, sample);
+    }
+
+    /// <summary>
+    /// Trains <paramref name="config"/> for <paramref name="steps"/> steps (or its own budget) with the
+    /// monitor sampling every <paramref name="every"/> steps, and diagnoses the run. With
+    /// <paramref name="runDirectory"/>, the run's config, metrics (epoch and step lines) and
+    /// <c>diagnosis.json</c> are written there.
+    /// </summary>
+    public static TrialResult Run(TrainingConfig config, int? steps = null, int every = 10, DataBundle? data = null,
+        string? runDirectory = null, DiagnosisSettings? settings = null, CancellationToken cancellation = default,
+        ITrainingObserver? observer = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var trialConfig = steps is { } s ? config with { MaxSteps = s, CheckpointEvery = int.MaxValue / 2 } : config;
+        var trainer = new Trainer(trialConfig, data);
+        using var monitor = new GradientMonitor(trainer.Model, every);
+        using var tracer = new NonFiniteTracer(trainer.Model);
+        trainer.AddObserver(tracer).AddObserver(monitor);
+        if (observer is not null) trainer.AddObserver(observer);
+        RunDirectory? run = null;
+        if (runDirectory is not null)
+        {
+            if (Directory.Exists(runDirectory)) Directory.Delete(runDirectory, recursive: true);
+            run = new RunDirectory(runDirectory);
+            MonitorLog.WriteTo(monitor, run);
+        }
+        var result = trainer.Run(runDirectory, cancellation: cancellation);
+        double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
+        var diagnosis = Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, settings, tracer.Origin, badLoss);
+        if (run is not null) AtomicFile.WriteAllText(Path.Combine(run.Path, "diagnosis.json"), DiagnosisJson.Serialize(diagnosis));
+        return new TrialResult(config, diagnosis, monitor.Samples.ToArray(), result, result.Steps);
+    }
+}
+
+/// <summary>The JSON form of a <see cref="Diagnosis"/> (<c>diagnosis.json</c>; schema in docs/diagnosis.md).</summary>
+public static class DiagnosisJson
+{
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
+    };
+
+    /// <summary><c>{"healthy":…,"gradient_ratio":…,"samples":…,"non_finite_origin":…,"problems":[{"kind":"vanishing-gradient","severity":…,"layers":[…],"steps":[…],"summary":"…","evidence":{…},"causes":[{"name","score","facts"}],"remedies":[{"id","description","scope"}]}]}</c></summary>
+    public static string Serialize(Diagnosis d)
+    {
+        ArgumentNullException.ThrowIfNull(d);
+        return JsonSerializer.Serialize(new
+        {
+            healthy = d.Healthy,
+            gradient_ratio = d.GradientRatio,
+            samples = d.Samples,
+            non_finite_origin = d.NonFiniteOrigin,
+            problems = d.Problems,
+        }, Options);
+    }
+}
