@@ -187,14 +187,18 @@ internal static class Harness
                          "--warmup-seconds", o.WarmupSeconds.ToString(CultureInfo.InvariantCulture) })
                 psi.ArgumentList.Add(arg);
             using var p = Process.Start(psi)!;
-            string output = p.StandardOutput.ReadToEnd();
+            var output = p.StandardOutput.ReadToEndAsync();
+            // A child that outlives its time budget is killed and counts as a failed attempt
+            // (guards against a stuck first KernelThreads.Run; see docs/benchmarks.md).
+            bool exited = p.WaitForExit(TimeSpan.FromSeconds(60 + 4 * (o.WarmupSeconds + o.Blocks * o.BlockSeconds)));
+            if (!exited) p.Kill(entireProcessTree: true);
             p.WaitForExit();
             Dictionary<string, object> res;
-            if (p.ExitCode != 0)
-                res = new() { ["name"] = name, ["error"] = $"exit code {p.ExitCode}", ["interference_pct"] = 1e9 };
+            if (!exited || p.ExitCode != 0)
+                res = new() { ["name"] = name, ["error"] = exited ? $"exit code {p.ExitCode}" : "timed out", ["interference_pct"] = 1e9 };
             else
             {
-                string last = output.Trim().Split('\n')[^1];
+                string last = output.Result.Trim().Split('\n')[^1];
                 res = JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(last)!.ToDictionary(kv => kv.Key, kv => (object)kv.Value);
             }
             res["attempts"] = attempt;
