@@ -3,23 +3,27 @@ using System.Runtime.ExceptionServices;
 namespace GradFlow.Kernels;
 
 /// <summary>
-/// A tiny fixed thread pool for kernels: <see cref="Count"/> threads (the caller plus
-/// <c>Count - 1</c> workers) and a static partition, task <c>t</c> runs on thread <c>t % Count</c>.
+/// A tiny fixed thread pool for kernels: the caller plus <c>Count - 1</c> workers execute the tasks
+/// of one job, each task claimed once from a shared counter.
 /// </summary>
 /// <remarks>
 /// Determinism rule for every caller: split work into tasks by the problem's shape only, never by
 /// the thread count, and let each task own its outputs. Then results are bitwise identical
-/// whatever thread runs a task, for any <see cref="Count"/>. Calls made from inside a task, or
-/// while another thread holds the pool, run inline on the calling thread (same numbers).
-/// Workers spin briefly after a job and then sleep, so tiny back-to-back ops pay no wake-up.
+/// whichever thread runs a task, for any <see cref="Count"/>. Because tasks are claimed, not
+/// assigned, the caller never waits for a worker that the OS has not scheduled: if no worker wakes
+/// up, the caller runs every task itself (this matters on a busy 2-core machine). The claim counter
+/// carries the job's generation in its high half, so a worker that wakes late can never claim a task
+/// of a newer job. Calls made from inside a task, or while another thread holds the pool, run inline
+/// on the calling thread (same numbers). Workers spin briefly after a job and then sleep.
 /// </remarks>
 public static class KernelThreads
 {
     private static readonly object RunLock = new();
     private static readonly object WakeLock = new();
     private static Worker[] _workers = [];
-    private static long _generation;
-    private static int _pending;
+    private static int _generation;
+    private static long _claim; // (generation << 32) | next task index
+    private static int _done;
     private static Action<int>? _body;
     private static int _tasks;
     private static int _count = Math.Max(1, Environment.ProcessorCount);
@@ -39,7 +43,7 @@ public static class KernelThreads
         lock (RunLock) _count = count;
     }
 
-    /// <summary>Runs <paramref name="body"/>(t) for t in [0, <paramref name="tasks"/>), task t on thread t % Count.</summary>
+    /// <summary>Runs <paramref name="body"/>(t) once for every t in [0, <paramref name="tasks"/>), on up to <see cref="Count"/> threads.</summary>
     public static void Run(int tasks, Action<int> body)
     {
         if (tasks <= 0) return;
@@ -50,30 +54,30 @@ public static class KernelThreads
         }
         try
         {
-            int count = Math.Min(_count, tasks);
             EnsureWorkers(_count - 1);
-            _body = body;
-            _tasks = tasks;
+            int generation = _generation + 1;
+            // Order matters: first retire every claim of the previous job, then reset the counters and
+            // set the new job, then publish it. A late worker holding the old generation can then only
+            // fail its claim, whatever it read.
+            Volatile.Write(ref _claim, (long)generation << 32);
+            Volatile.Write(ref _done, 0);
             _error = null;
-            _activeThreads = count;
-            Volatile.Write(ref _pending, count - 1);
-            Interlocked.Increment(ref _generation);
-            lock (WakeLock) Monitor.PulseAll(WakeLock);
+            Volatile.Write(ref _body, body);
+            Volatile.Write(ref _tasks, tasks);
+            Volatile.Write(ref _generation, generation); // publishes the job
+            if (_workers.Length > 0)
+                lock (WakeLock) Monitor.PulseAll(WakeLock);
             _inTask = true;
             try
             {
-                for (int t = 0; t < tasks; t += count) body(t);
-            }
-            catch (Exception e)
-            {
-                _error ??= ExceptionDispatchInfo.Capture(e);
+                Work(generation, body, tasks);
             }
             finally
             {
                 _inTask = false;
             }
             var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _done) != tasks) spin.SpinOnce(sleep1Threshold: -1);
             _body = null;
             _error?.Throw();
         }
@@ -83,7 +87,27 @@ public static class KernelThreads
         }
     }
 
-    private static int _activeThreads;
+    /// <summary>Claims and runs tasks of job <paramref name="generation"/> until none is left.</summary>
+    private static void Work(int generation, Action<int> body, int tasks)
+    {
+        while (true)
+        {
+            long claim = Volatile.Read(ref _claim);
+            if ((int)(claim >> 32) != generation) return;
+            int t = (int)claim;
+            if (t >= tasks) return;
+            if (Interlocked.CompareExchange(ref _claim, claim + 1, claim) != claim) continue;
+            try
+            {
+                body(t);
+            }
+            catch (Exception e)
+            {
+                lock (WakeLock) _error ??= ExceptionDispatchInfo.Capture(e);
+            }
+            Interlocked.Increment(ref _done);
+        }
+    }
 
     private static void RunInline(int tasks, Action<int> body)
     {
@@ -110,26 +134,23 @@ public static class KernelThreads
 
     private sealed class Worker
     {
-        private readonly int _index;
-
         public Worker(int index)
         {
-            _index = index;
             var thread = new Thread(Loop) { IsBackground = true, Name = $"gradflow-kernel-{index}" };
             thread.Start();
         }
 
-        private void Loop()
+        private static void Loop()
         {
-            long seen = Volatile.Read(ref _generation);
             _inTask = true;
+            int seen = 0;
             while (true)
             {
-                long g;
+                int g;
                 int spins = 0;
                 while ((g = Volatile.Read(ref _generation)) == seen)
                 {
-                    if (spins++ < 4000)
+                    if (spins++ < 2000)
                     {
                         Thread.SpinWait(20);
                         continue;
@@ -140,19 +161,10 @@ public static class KernelThreads
                     }
                 }
                 seen = g;
-                int count = _activeThreads;
-                if (_index >= count) continue;
-                var body = _body!;
-                int tasks = _tasks;
-                try
-                {
-                    for (int t = _index; t < tasks; t += count) body(t);
-                }
-                catch (Exception e)
-                {
-                    lock (WakeLock) _error ??= ExceptionDispatchInfo.Capture(e);
-                }
-                Interlocked.Decrement(ref _pending);
+                var body = Volatile.Read(ref _body);
+                int tasks = Volatile.Read(ref _tasks);
+                // The claim check inside Work rejects a job that ended (and maybe was replaced) meanwhile.
+                if (body is not null) Work(g, body, tasks);
             }
         }
     }

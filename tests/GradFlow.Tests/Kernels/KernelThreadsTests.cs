@@ -1,0 +1,40 @@
+using GradFlow.Kernels;
+
+namespace GradFlow.Tests.Kernels;
+
+public class KernelThreadsTests
+{
+    [Fact]
+    public async Task Run_EveryTaskRunsOnce_WhileWorkersAreBeingCreated()
+    {
+        int saved = KernelThreads.Count;
+        try
+        {
+            // Growing the pool creates a worker right before a job is published: the start-up race
+            // (a new worker skipping the job it was created for) would hang here; the timeout turns that into a failure.
+            for (int count = 2; count <= 12; count++)
+            {
+                KernelThreads.SetCount(count);
+                var hits = new int[4 * count];
+                var job = Task.Run(() => KernelThreads.Run(hits.Length, t => Interlocked.Increment(ref hits[t])), TestContext.Current.CancellationToken);
+                var finished = await Task.WhenAny(job, Task.Delay(TimeSpan.FromSeconds(20), TestContext.Current.CancellationToken));
+                Assert.True(finished == job, $"KernelThreads.Run hung with {count} threads");
+                Assert.All(hits, h => Assert.Equal(1, h));
+            }
+        }
+        finally
+        {
+            KernelThreads.SetCount(saved);
+        }
+    }
+
+    [Fact]
+    public void Run_ExceptionInTask_PropagatesToCaller()
+    {
+        var e = Assert.Throws<InvalidOperationException>(() => KernelThreads.Run(8, t =>
+        {
+            if (t == 5) throw new InvalidOperationException("task 5 failed");
+        }));
+        Assert.Equal("task 5 failed", e.Message);
+    }
+}
