@@ -25,6 +25,9 @@ public static class CliApp
             {
                 "train" => TrainCommand.Run(args[1..], stdout, stderr, CancellationToken.None),
                 "grads" => GradsCommand.Run(args[1..], stdout, stderr),
+                "demo" => DemoCommand.Run(args[1..], stdout, stderr),
+                "diagnose" => DiagnoseCommand.Run(args[1..], stdout, stderr),
+                "repair" => RepairCommand.Run(args[1..], stdout, stderr),
                 _ => Unknown(args[0], stderr),
             };
         }
@@ -62,7 +65,10 @@ public static class CliApp
         Usage: gradflow <command> [options]
 
         Commands:
+          demo        the vanishing gradient problem measured, diagnosed and repaired, end to end
           train       train a model spec on a data set (gradflow train --help)
+          diagnose    measure gradient flow, detect vanishing/exploding gradients, say why and what to change
+          repair      apply remedies in short trials until the gradient flow is healthy
           grads       gradients of one batch, written to safetensors for comparison with other frameworks
 
         Options:

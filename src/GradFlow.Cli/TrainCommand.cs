@@ -42,7 +42,7 @@ internal static class TrainCommand
           --json                print one JSON object per epoch instead of the table
         """;
 
-    private static readonly string[] Valued =
+    internal static readonly string[] ValuedOptions =
     [
         "model", "model-file", "data", "data-dir", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
         "schedule", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "seed",
@@ -56,7 +56,7 @@ internal static class TrainCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("train", args, Valued, ["json"]);
+        var o = new CliOptions("train", args, ValuedOptions, ["json", "monitor"]);
         if (o.Has("resume") && o.Has("out")) throw new UsageException("gradflow train: give either --out or --resume, not both.");
         string? runDir = o.String("resume") ?? o.String("out");
         var config = BuildConfig(o, o.Has("resume") ? Path.Combine(o.String("resume")!, "config.json") : null);

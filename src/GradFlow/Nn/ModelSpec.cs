@@ -241,6 +241,31 @@ public sealed record ModelSpec(int Input, IReadOnlyList<LayerSpec> Hidden, int O
     /// <inheritdoc />
     public override string ToString() => ToText() ?? ToJson().ToJsonString();
 
+    /// <summary>
+    /// A compact readable form: the text form when uniform, else the sizes and runs of equal layers,
+    /// e.g. <c>mlp 784-256x20-10: layers 1-18 relu he-normal; 19 sigmoid xavier-uniform norm=batch; 20 sigmoid xavier-uniform</c>.
+    /// </summary>
+    public string Describe()
+    {
+        if (ToText() is { } text) return text;
+        var sb = new StringBuilder("mlp ").Append(Input);
+        foreach (var h in Hidden) sb.Append('-').Append(h.Width);
+        sb.Append('-').Append(Output).Append(':');
+        int i = 0;
+        while (i < Hidden.Count)
+        {
+            int j = i;
+            while (j + 1 < Hidden.Count && Hidden[j + 1] with { Width = Hidden[i].Width } == Hidden[i]) j++;
+            var h = Hidden[i];
+            sb.Append(i == 0 ? " layers " : "; ").Append(i == j ? $"{i + 1}" : $"{i + 1}-{j + 1}").Append(' ').Append(NameOf(h.Activation)).Append(' ').Append(h.Init);
+            if (h.Norm != NormKind.None) sb.Append(" norm=").Append(NameOf(h.Norm));
+            if (h.Residual != ResidualKind.None) sb.Append(" residual=").Append(NameOf(h.Residual));
+            if (h.Dropout > 0) sb.Append(" dropout=").Append(h.Dropout.ToString("R", CultureInfo.InvariantCulture));
+            i = j + 1;
+        }
+        return sb.ToString();
+    }
+
     private static T Wrap<T>(string field, Func<T> parse)
     {
         try

@@ -1,0 +1,56 @@
+using System.Globalization;
+using System.Text;
+using GradFlow.Diagnostics;
+
+namespace GradFlow.Cli;
+
+/// <summary>Readable renderings of monitor samples and diagnoses for the terminal.</summary>
+internal static class DiagnosisView
+{
+    /// <summary>A per-layer table: signal RMS with a log-scale bar, gain, weight-gradient norm, saturation, dead units.</summary>
+    public static string LayerTable(MonitorSample s)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(" layer  activation     signal RMS  (log10, bar from 1e-12 to 1e+2)          gain   grad norm   saturated   dead");
+        foreach (var l in s.Layers)
+        {
+            double lg = Math.Log10(l.BackpropagatedSignalRms);
+            int len = double.IsFinite(lg) ? Math.Clamp((int)Math.Round((lg + 12) * 2), 0, 28) : 28;
+            string bar = double.IsFinite(lg) ? new string('█', len).PadRight(28) : "non-finite".PadRight(28);
+            sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $" {l.LayerIndex,5}  {(l.Activation is { } a ? Nn.ModelSpec.NameOf(a) : "(output)"),-12} {l.BackpropagatedSignalRms,10:E2}  {bar}  {F(l.Gain, "F3"),10}  {l.ParameterGradientNorm,10:E2}   {P(l.Saturation),9}  {P(l.DeadUnits),5}"));
+        }
+        sb.Append(string.Create(CultureInfo.InvariantCulture, $" gradient ratio (signal at layer 1 / layer {s.Layers.Length}): {s.GradientRatio:E2}   loss {s.Loss:F4}   global gradient norm {s.GlobalGradientNorm:E2}"));
+        return sb.ToString();
+    }
+
+    /// <summary>The problems with causes and remedies, or "healthy".</summary>
+    public static string Verdict(Diagnosis d)
+    {
+        if (d.Healthy)
+            return string.Create(CultureInfo.InvariantCulture, $"healthy: no problem found (gradient ratio {d.GradientRatio:E2} over {d.Samples} samples)");
+        var sb = new StringBuilder();
+        sb.AppendLine($"{d.Problems.Count} problem{(d.Problems.Count == 1 ? "" : "s")} found:");
+        int i = 0;
+        foreach (var p in d.Problems)
+        {
+            sb.AppendLine($"{++i}. {p.Summary}");
+            if (p.Causes.Count > 0)
+            {
+                sb.AppendLine("   causes, most likely first:");
+                foreach (var c in p.Causes) sb.AppendLine($"     - {c.Name}: {c.Facts}");
+            }
+            if (p.Remedies.Count > 0)
+            {
+                sb.AppendLine("   remedies, best first:");
+                foreach (var r in p.Remedies) sb.AppendLine($"     - [{r.Id}] {r.Description}");
+            }
+        }
+        if (d.NonFiniteOrigin is { } o) sb.AppendLine($"first non-finite value: {o}");
+        return sb.ToString().TrimEnd();
+    }
+
+    private static string F(double v, string format) => double.IsNaN(v) ? "-" : v.ToString(format, CultureInfo.InvariantCulture);
+
+    private static string P(double v) => double.IsNaN(v) ? "-" : (v * 100).ToString("F0", CultureInfo.InvariantCulture) + "%";
+}
