@@ -54,7 +54,8 @@ public sealed partial class Tensor
 
     /// <summary>
     /// <c>a ^ b</c> with broadcasting. Throws when a negative base meets a non-integer exponent (the
-    /// result would be NaN). Backward: da = g·b·a^(b-1); db = g·a^b·ln a, taken as 0 where a = 0
+    /// result would be NaN). Backward: da = g·b·a^(b-1), taken as 0 where b = 0 (a^0 is constant;
+    /// PyTorch's choice, which also avoids 0·∞ at a = 0); db = g·a^b·ln a, taken as 0 where a = 0
     /// (the limit for b &gt; 0, PyTorch's choice).
     /// </summary>
     public static Tensor Pow(Tensor a, Tensor b)
@@ -70,6 +71,9 @@ public sealed partial class Tensor
             {
                 var bm1 = BroadcastRaw("pow", BinaryOp.Subtract, b, Scalar(1, b.DType));
                 var d = BroadcastRaw("pow", BinaryOp.Multiply, b, BroadcastRaw("pow", BinaryOp.Pow, a, bm1));
+                var eb = ExpandRaw(b, d._shape);
+                for (int i = 0; i < d.Count; i++)
+                    if (eb.GetFlat(i) == 0) d.SetFlatRaw(i, 0);
                 da = SumTo(BroadcastRaw("pow", BinaryOp.Multiply, g, d), a._shape);
             }
             if (b.RequiresGrad)
@@ -82,16 +86,17 @@ public sealed partial class Tensor
         });
     }
 
-    /// <summary><c>x ^ p</c> for a scalar exponent. Backward: g·p·x^(p-1).</summary>
+    /// <summary><c>x ^ p</c> for a scalar exponent. Backward: g·p·x^(p-1) (0 for p = 0).</summary>
     public Tensor Pow(double p)
     {
-        if (!double.IsInteger(p) && Min() < 0)
+        if (!double.IsInteger(p) && Count > 0 && Min() < 0)
             throw new ArgumentException($"pow: a negative base raised to the non-integer power {p} is NaN (input shape {Shapes.Format(_shape)}).");
         var x = this;
         var y = Map("pow", x, (s, d) => TensorPrimitives.Pow(s, (float)p, d), (s, d) => TensorPrimitives.Pow(s, p, d));
         if (!NeedsGrad(x)) return y;
         return y.Record("pow", [x], g =>
         {
+            if (p == 0) return [ZerosOf(x, x._shape)];
             var d = Map("pow", x, (s, o) => TensorPrimitives.Pow(s, (float)(p - 1), o), (s, o) => TensorPrimitives.Pow(s, p - 1, o));
             return [BroadcastRaw("pow", BinaryOp.Multiply, g, ScaleRaw(d, p))];
         });

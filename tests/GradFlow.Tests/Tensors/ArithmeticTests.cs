@@ -221,3 +221,25 @@ public class ArithmeticTests
         Assert.Contains("[4]", e.Message);
     }
 }
+
+public class PowEdgeCaseTests
+{
+    [Fact]
+    public void Pow_ZeroExponentAtZeroBase_GradientIsZeroNotNaN()
+    {
+        var a = Tensor.FromArray([0.0, 2.0]);
+        a.RequiresGrad = true;
+        Tensor.Pow(a, Tensor.FromArray([0.0, 0.0])).Sum().Backward();
+        Assert.Equal([0.0, 0.0], a.Grad!.ToDoubleArray());
+        var x = Tensor.FromArray([0.0, 2.0]);
+        x.RequiresGrad = true;
+        x.Pow(0).Sum().Backward();
+        Assert.Equal([0.0, 0.0], x.Grad!.ToDoubleArray());
+    }
+
+    [Fact]
+    public void Pow_EmptyTensorFractionalExponent_IsEmpty()
+    {
+        Assert.Equal(0, Tensor.Zeros(DType.Float64, 0).Pow(0.5).Count);
+    }
+}
