@@ -19,7 +19,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for r in $(seq "$rounds"); do
   for n in 128 512 1024 2048; do
-    bash /work/shared/bench/run_pytorch_reference.sh --only "gemm-$n" --threads "$threads" "${extra[@]}" \
+    bash ../shared/bench/run_pytorch_reference.sh --only "gemm-$n" --threads "$threads" "${extra[@]}" \
       | grep -v '"meta"' | sed 's/^/pytorch /' | tee -a "$log"
     "$gf" "gemm-$n" --threads "$threads" "${extra[@]}" | grep -v '"meta"' | sed 's/^/gradflow /' | tee -a "$log"
   done

@@ -1,0 +1,80 @@
+using System.Text.Json;
+using GradFlow.Cli;
+using GradFlow.Training;
+
+namespace GradFlow.Tests.Cli;
+
+public sealed class DiagnoseCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gradflow-diag-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = CliApp.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    [Fact]
+    public void Preflight_DeepSigmoid_PrintsLayerTableAndExitsThree()
+    {
+        var (code, output, err) = Run("diagnose", "--preflight", "--model", "mlp 32-32x12-4 act=sigmoid init=xavier-uniform", "--data", "teacher", "--threads", "1");
+        Assert.True(code == 3, err + output);
+        Assert.Contains("gradient ratio", output);
+        Assert.Contains("vanishing gradient", output);
+        Assert.Contains("[activation:relu", output);
+        Assert.Matches(@"\n\s+13\s+\(output\)", output);
+    }
+
+    [Fact]
+    public void Preflight_HealthyNet_ExitsZero()
+    {
+        var (code, output, _) = Run("diagnose", "--preflight", "--model", "mlp 32-32x12-4 act=relu init=he-normal", "--data", "teacher", "--threads", "1");
+        Assert.Equal(0, code);
+        Assert.Contains("healthy", output);
+    }
+
+    [Fact]
+    public void Trial_Json_IsTheDocumentedSchema()
+    {
+        var run = Path.Combine(_dir, "trial");
+        var (code, output, err) = Run("diagnose", "--steps", "40", "--every", "5", "--model", "mlp 64-64x20-4 act=relu init=normal:0.5",
+            "--data", "teacher", "--threads", "1", "--json", "--out", run);
+        Assert.True(code == 3, err + output);
+        using var doc = JsonDocument.Parse(output);
+        var root = doc.RootElement;
+        Assert.False(root.GetProperty("healthy").GetBoolean());
+        var problem = root.GetProperty("problems")[0];
+        foreach (var field in new[] { "kind", "severity", "layers", "steps", "summary", "evidence", "causes", "remedies" })
+            Assert.True(problem.TryGetProperty(field, out _), $"missing field {field}");
+        Assert.True(File.Exists(Path.Combine(run, "diagnosis.json")));
+        Assert.Contains(File.ReadLines(Path.Combine(run, "metrics.jsonl")), l => l.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Repair_SavesConfigThatTrainAccepts()
+    {
+        var outDir = Path.Combine(_dir, "fixed");
+        var (code, output, err) = Run("repair", "--model", "mlp 32-32x10-4 act=sigmoid init=xavier-uniform", "--data", "teacher",
+            "--threads", "1", "--trial-steps", "60", "--out", outDir);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("before:", output);
+        Assert.Contains("after:", output);
+        Assert.Matches(@"cost: \d+ trials = \d+\.\d\d × one full training run", output);
+        var config = TrainingConfig.FromJson(File.ReadAllText(Path.Combine(outDir, "config.json")));
+        Assert.NotEqual("mlp 32-32x10-4 act=sigmoid init=xavier-uniform", config.Model);
+        var (trainCode, _, trainErr) = Run("train", "--config", Path.Combine(outDir, "config.json"), "--epochs", "1", "--max-steps", "5");
+        Assert.True(trainCode == 0, trainErr);
+    }
+
+    [Fact]
+    public void Diagnose_PreflightWithSteps_IsAUsageError()
+    {
+        var (code, _, err) = Run("diagnose", "--preflight", "--steps", "5");
+        Assert.Equal(2, code);
+        Assert.Contains("exclude each other", err);
+    }
+}
