@@ -40,13 +40,15 @@ internal static class TrainCommand
           --out DIR             run directory: config.json, metrics.jsonl, checkpoints/
           --resume DIR          continue the run in DIR from its last checkpoint
           --json                print one JSON object per epoch instead of the table
+          --monitor             live per-layer gradient display (every --monitor-every steps, default 10),
+                                monitor samples in metrics.jsonl, and a diagnosis at the end
         """;
 
     internal static readonly string[] ValuedOptions =
     [
         "model", "model-file", "data", "data-dir", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
         "schedule", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "seed",
-        "threads", "config", "out", "resume",
+        "threads", "config", "out", "resume", "monitor-every",
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
@@ -64,6 +66,17 @@ internal static class TrainCommand
         bool json = o.Has("json");
         var progress = new ProgressObserver(stderr, config.Epochs, trainer.Loader.BatchCount, json ? null : stdout);
         trainer.AddObserver(progress);
+        Diagnostics.GradientMonitor? monitor = null;
+        Diagnostics.NonFiniteTracer? tracer = null;
+        if (o.Has("monitor"))
+        {
+            monitor = new Diagnostics.GradientMonitor(trainer.Model, o.Int("monitor-every") ?? 10);
+            tracer = new Diagnostics.NonFiniteTracer(trainer.Model);
+            trainer.AddObserver(tracer).AddObserver(monitor);
+            if (runDir is not null) Diagnostics.MonitorLog.WriteTo(monitor, new RunDirectory(runDir));
+            var live = new LiveDisplay(stderr, ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected);
+            monitor.SampleCompleted += live.Show;
+        }
         if (!json)
         {
             stdout.WriteLine($"model: {trainer.Spec} ({trainer.Model.ParameterCount():N0} parameters)");
@@ -71,6 +84,16 @@ internal static class TrainCommand
                 $"optimizer {config.Optimizer.ToString().ToLowerInvariant()} lr {Fmt(config.LearningRate)}; seed {config.Seed}");
         }
         var result = trainer.Run(runDir, resume: o.Has("resume"), cancellation);
+        string? verdict = null;
+        if (monitor is not null)
+        {
+            var diagnosis = Diagnostics.Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, nonFiniteOrigin: tracer!.Origin,
+                nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null);
+            if (runDir is not null) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
+            verdict = DiagnosisView.Verdict(diagnosis);
+            monitor.Dispose();
+            tracer.Dispose();
+        }
         if (json)
         {
             foreach (var e in result.Epochs) stdout.WriteLine(JsonSerializer.Serialize(e));
@@ -82,6 +105,7 @@ internal static class TrainCommand
             stdout.WriteLine(Table(result.Epochs));
             stdout.WriteLine($"stopped: {result.Stop}{(result.Message is null ? "" : " - " + result.Message)}; {result.Steps} steps in {result.Seconds:F1} s");
             if (runDir is not null) stdout.WriteLine($"run directory: {Path.GetFullPath(runDir)}");
+            if (verdict is not null) stdout.WriteLine(verdict);
         }
         return result.Stop is StopReason.Completed or StopReason.MaxSteps ? 0 : 1;
     }
@@ -139,6 +163,31 @@ internal static class TrainCommand
     }
 
     private static string Fmt(double v) => v.ToString("G4", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// The live gradient display: in a terminal, the per-layer table redrawn in place at every sample;
+    /// otherwise one summary line per sample (step, loss, gradient ratio, signal at the first and last layer).
+    /// </summary>
+    private sealed class LiveDisplay(TextWriter w, bool interactive)
+    {
+        private int _lines;
+
+        public void Show(Diagnostics.MonitorSample s)
+        {
+            if (!interactive)
+            {
+                w.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"\nmonitor step {s.Step}: loss {s.Loss:F4}, gradient ratio {s.GradientRatio:E2}, signal layer 1 {s.Layers[0].BackpropagatedSignalRms:E2}, layer {s.Layers.Length} {s.Layers[^1].BackpropagatedSignalRms:E2}"));
+                return;
+            }
+            var table = $"monitor, step {s.Step}\n" + DiagnosisView.LayerTable(s);
+            // the cursor is on the progress line just below the previous table: go up over the table, clear, redraw
+            if (_lines > 0) w.Write($"\u001b[{_lines}A");
+            w.Write("\r\u001b[J");
+            w.WriteLine(table);
+            _lines = table.Split('\n').Length;
+        }
+    }
 
     /// <summary>A one-line progress bar per epoch on stderr (redrawn at most 10 times a second), and an epoch summary line.</summary>
     private sealed class ProgressObserver(TextWriter progress, int epochs, int batches, TextWriter? summary) : ITrainingObserver

@@ -78,3 +78,26 @@ public sealed class DiagnoseCommandTests : IDisposable
         Assert.Contains("exclude each other", err);
     }
 }
+
+public sealed class TrainMonitorTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gradflow-mon-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void TrainMonitor_PrintsSamplesWritesStepLinesAndDiagnosis()
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var run = Path.Combine(_dir, "run");
+        int code = CliApp.Run(["train", "--model", "mlp 32-32x12-4 act=sigmoid init=xavier-uniform", "--data", "teacher", "--epochs", "1",
+            "--threads", "1", "--monitor", "--monitor-every", "5", "--out", run], stdout, stderr);
+        Assert.Equal(0, code);
+        Assert.Contains("monitor step 0: loss", stderr.ToString());
+        Assert.Contains("vanishing gradient", stdout.ToString());
+        var steps = File.ReadLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(7, steps.Length); // 4000 examples / batch 128 = 32 steps, sampled at 0, 5, ..., 30
+        Assert.True(File.Exists(Path.Combine(run, "diagnosis.json")));
+    }
+}
