@@ -1,16 +1,11 @@
 using GradFlow.Cli;
+using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Cli;
 
 public class CliAppTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliApp.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void Help_PrintsUsageAndExitsZero()

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using GradFlow.Cli;
+using GradFlow.Tests.TestSupport;
 using GradFlow.Training;
 
 namespace GradFlow.Tests.Cli;
@@ -10,13 +11,7 @@ public sealed class DiagnoseCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliApp.Run(args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliRunner.Run(args);
 
     [Fact]
     public void Preflight_DeepSigmoid_PrintsLayerTableAndExitsThree()
