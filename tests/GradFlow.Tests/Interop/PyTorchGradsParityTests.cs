@@ -1,0 +1,49 @@
+using System.Diagnostics;
+using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
+using GradFlow.Training;
+
+namespace GradFlow.Tests.Interop;
+
+/// <summary>
+/// `gradflow grads` against PyTorch (Debian's python3-torch, which the test command installs): the same
+/// weights, the same batch, cross-entropy; loss, output and every gradient within 1e-4 relative.
+/// </summary>
+[Trait("Category", "Interop")]
+public sealed class PyTorchGradsParityTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gradflow-parity-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Theory]
+    [InlineData("tanh")]
+    [InlineData("relu")]
+    [InlineData("sigmoid")]
+    [InlineData("gelu")]
+    [InlineData("mish")]
+    public void Grads_SameWeightsAndBatch_MatchPyTorch(string activation)
+    {
+        var g = new Generator(11);
+        var batchPath = Path.Combine(_dir, "batch.safetensors");
+        SafeTensors.Write(batchPath, [
+            new("x", Tensor.RandN(g, 16, 20)),
+            new("y", Tensor.FromArray(Enumerable.Range(0, 16).Select(i => (double)(i * 7 % 5)).ToArray())),
+        ]);
+        var gradsPath = Path.Combine(_dir, "grads.safetensors");
+        var (code, _, err) = CliRunner.Run("grads", "--model", $"mlp 20-32-24-5 act={activation} init=he-normal", "--seed", "3",
+            "--batch", batchPath, "--out", gradsPath);
+        Assert.True(code == 0, err);
+
+        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { Path.Combine(RepoPaths.Root, "tests", "python", "grads_parity.py"), batchPath, gradsPath, activation })
+            psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.False(stderr.Contains("No module named 'torch'", StringComparison.Ordinal),
+            "PyTorch is missing: run 'apt-get install -y python3-torch' (scripts/test.sh does this)");
+        Assert.True(p.ExitCode == 0, $"PyTorch parity failed for {activation}: {stdout}\n{stderr}");
+        Assert.Contains("\"worst\"", stdout);
+    }
+}
