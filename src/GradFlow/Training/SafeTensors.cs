@@ -147,6 +147,19 @@ public static class SafeTensors
 
     private static (List<Entry>, Dictionary<string, string>) ParseHeader(string file, byte[] header)
     {
+        try
+        {
+            return ParseHeaderCore(file, header);
+        }
+        catch (InvalidOperationException e)
+        {
+            // System.Text.Json reports invalid UTF-8 in names and strings this way
+            throw Bad(file, $"the header is not valid UTF-8 JSON ({e.Message})");
+        }
+    }
+
+    private static (List<Entry>, Dictionary<string, string>) ParseHeaderCore(string file, byte[] header)
+    {
         JsonDocument doc;
         try
         {
