@@ -16,15 +16,24 @@ internal static class DemoCommand
         Usage: gradflow demo [--out DIR] [--data-dir DIR] [--steps N] [--seed N]
 
         A 20-layer sigmoid network on Fashion-MNIST (or, when the data set is not installed, a synthetic
-        784-input task): preflight, diagnosis (vanishing gradient: where and why), automatic repair in
-        short trials, then the same training budget (--steps, default 600) for the original and the
-        repaired model with the gradient monitor on. Writes both run directories, their reports and a
-        comparison to DIR (default ./gradflow-demo).
+        784-input task): preflight with the per-layer signal and the diagnosis (vanishing gradient:
+        where and why); the same budget (--steps, default 300) for the network and for each remedy
+        (ReLU + He, BatchNorm, zero-initialised residual connections) with the gradient monitor on;
+        then automatic repair in short trials. Run directories go to DIR (default ./gradflow-demo).
         """;
 
     public const string Model = "mlp 784-256x20-10 act=sigmoid init=xavier-uniform";
 
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, Action<string, string, string>? writeReports = null)
+    /// <summary>The runs of the demo: the problem and each remedy (label, directory, model).</summary>
+    private static readonly (string Label, string Dir, string Model)[] Remedies =
+    [
+        ("sigmoid + Xavier (the problem)", "sigmoid", Model),
+        ("ReLU + He", "relu-he", "mlp 784-256x20-10 act=relu init=he-normal"),
+        ("sigmoid + Xavier + BatchNorm", "sigmoid-batchnorm", "mlp 784-256x20-10 act=sigmoid init=xavier-uniform norm=batch"),
+        ("ReLU + He + residual (zero-init)", "relu-residual", "mlp 784-256x20-10 act=relu init=he-normal residual=zero"),
+    ];
+
+    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
     {
         if (args is ["--help"] or ["-h"])
         {
@@ -33,7 +42,7 @@ internal static class DemoCommand
         }
         var o = new CliOptions("demo", args, ["out", "data-dir", "steps", "seed"], []);
         string outDir = Path.GetFullPath(o.String("out") ?? "gradflow-demo");
-        int steps = o.Int("steps") ?? 600;
+        int steps = o.Int("steps") ?? 300;
         if (steps < 10) throw new UsageException("gradflow demo: --steps must be at least 10.");
         var config = new TrainingConfig
         {
@@ -67,26 +76,28 @@ internal static class DemoCommand
         stdout.WriteLine(DiagnosisView.Verdict(preflight));
         stdout.WriteLine($"({sw.ElapsedMilliseconds} ms including data and model set-up)");
 
-        Heading(stdout, "3. Automatic repair: short trials, one remedy at a time, same seed");
-        var repair = RepairCommand.Run(config, steps: 150, attempts: 4, stdout);
-
-        Heading(stdout, $"4. The same budget ({steps} steps) before and after, monitored");
+        Heading(stdout, $"3. The same network and budget ({steps} steps), with each remedy");
         Directory.CreateDirectory(outDir);
-        var before = Trials.Run(config, steps, every: 10, runDirectory: Path.Combine(outDir, "before"));
-        stdout.WriteLine($"before: {RepairCommand.Line(before)}");
-        var after = Trials.Run(repair.Config, steps, every: 10, runDirectory: Path.Combine(outDir, "after"));
-        stdout.WriteLine($"after:  {RepairCommand.Line(after)}");
-        stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"test accuracy {before.TestAccuracy:P1} -> {after.TestAccuracy:P1}; gradient ratio {before.Diagnosis.GradientRatio:E1} -> {after.Diagnosis.GradientRatio:E1}"));
+        var runs = new List<(string Label, string Dir, TrialResult Trial)>();
+        foreach (var (label, dir, model) in Remedies)
+        {
+            var trial = Trials.Run(config with { Model = model }, steps, every: 10, runDirectory: Path.Combine(outDir, dir));
+            runs.Add((label, Path.Combine(outDir, dir), trial));
+            var last = trial.Samples.Count > 0 ? trial.Samples[^1] : null;
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{label,-34} test accuracy {trial.TestAccuracy,6:P1}   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   signal layer 1 {last?.Layers[0].BackpropagatedSignalRms ?? double.NaN,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}"));
+        }
+        stdout.WriteLine();
+        stdout.WriteLine("per-layer signal at the end of the sigmoid run and of the ReLU + He run:");
+        stdout.WriteLine(DiagnosisView.LayerTable(runs[0].Trial.Samples[^1]));
+        stdout.WriteLine(DiagnosisView.LayerTable(runs[1].Trial.Samples[^1]));
+
+        Heading(stdout, "4. Automatic repair of the sigmoid network (short trials, same seed)");
+        var repair = RepairCommand.Run(config, steps: 100, attempts: 3, stdout);
         AtomicFile.WriteAllText(Path.Combine(outDir, "repaired-config.json"), repair.Config.ToJson() + "\n");
 
         Heading(stdout, "5. Files");
-        if (writeReports is not null)
-        {
-            writeReports(Path.Combine(outDir, "before"), Path.Combine(outDir, "after"), Path.Combine(outDir, "comparison.html"));
-            stdout.WriteLine($"reports: {Path.Combine(outDir, "before", "report.html")}, {Path.Combine(outDir, "after", "report.html")}, {Path.Combine(outDir, "comparison.html")}");
-        }
-        stdout.WriteLine($"run directories: {Path.Combine(outDir, "before")} and {Path.Combine(outDir, "after")} (metrics.jsonl, diagnosis.json)");
+        stdout.WriteLine($"run directories: {string.Join(", ", runs.Select(r => r.Dir))} (config.json, metrics.jsonl with per-layer samples, diagnosis.json)");
         stdout.WriteLine($"repaired config: {Path.Combine(outDir, "repaired-config.json")} (gradflow train --config accepts it)");
         return 0;
     }

@@ -211,7 +211,9 @@ public static class Diagnoser
         int flips = d.Zip(d.Skip(1), (a, b) => Math.Sign(a) * Math.Sign(b) < 0 ? 1 : 0).Sum();
         double flipFraction = d.Length < 2 ? 0 : (double)flips / (d.Length - 1);
         double amplitude = Math.Sqrt(d.Average(x => x * x)) / Math.Max(1e-12, recent.Average());
-        if (flipFraction < s.OscillationSignFlips || amplitude < s.OscillationAmplitude) return null;
+        int half = recent.Length / 2;
+        double progress = (recent.Take(half).Average() - recent.Skip(half).Average()) / Math.Max(1e-12, Math.Abs(recent.Take(half).Average()));
+        if (flipFraction < s.OscillationSignFlips || amplitude < s.OscillationAmplitude || progress >= s.OscillationProgress) return null;
         var causes = new List<Cause>();
         f.AddLearningRate(causes);
         causes.Add(new Cause("learning rate too large for the curvature", 2, string.Create(CultureInfo.InvariantCulture, $"learning rate {f.Config.LearningRate:G3}; {flipFraction:P0} of loss changes flip sign")));

@@ -32,8 +32,11 @@ public sealed record DiagnosisSettings
     /// <summary>Oscillating when at least this fraction of successive loss changes flip sign…</summary>
     public double OscillationSignFlips { get; init; } = 0.6;
 
-    /// <summary>…and the loss changes are larger than this fraction of the mean loss (RMS).</summary>
-    public double OscillationAmplitude { get; init; } = 0.1;
+    /// <summary>…and the loss changes are larger than this fraction of the mean loss (RMS)…</summary>
+    public double OscillationAmplitude { get; init; } = 0.25;
+
+    /// <summary>…and the loss is not making progress: the second half of the window improved on the first by less than this fraction (minibatch noise on a falling loss is not oscillation).</summary>
+    public double OscillationProgress { get; init; } = 0.05;
 
     /// <summary>Update ratio ||ΔW||/||W|| above which the learning rate counts as too large (rule of thumb: about 1e-3 is healthy).</summary>
     public double LargeUpdateRatio { get; init; } = 1e-1;
