@@ -8,11 +8,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need: Fashion-MNIST (the training test) and PyTorch (the
-# interoperability tests read GradFlow's safetensors files with it). Installed when missing.
+# Debian packages the tests need: Fashion-MNIST (the training test), PyTorch (the
+# interoperability tests read GradFlow's safetensors files with it) and Chromium (the report is
+# rendered headless). Installed when missing.
 need=""
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need="$need dataset-fashion-mnist"
 /usr/bin/python3 -c "import torch" >/dev/null 2>&1 || need="$need python3-torch python3-numpy"
+[ -x /usr/bin/chromium ] || need="$need chromium"
 if [ -n "$need" ]; then
   echo "installing Debian packages:$need"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

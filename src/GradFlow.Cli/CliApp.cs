@@ -28,6 +28,7 @@ public static class CliApp
                 "demo" => DemoCommand.Run(args[1..], stdout, stderr),
                 "diagnose" => DiagnoseCommand.Run(args[1..], stdout, stderr),
                 "repair" => RepairCommand.Run(args[1..], stdout, stderr),
+                "report" => ReportCommand.Run(args[1..], stdout, stderr),
                 _ => Unknown(args[0], stderr),
             };
         }
@@ -69,6 +70,7 @@ public static class CliApp
           train       train a model spec on a data set (gradflow train --help)
           diagnose    measure gradient flow, detect vanishing/exploding gradients, say why and what to change
           repair      apply remedies in short trials until the gradient flow is healthy
+          report      self-contained HTML report of a run directory, or a comparison of several
           grads       gradients of one batch, written to safetensors for comparison with other frameworks
 
         Options:

@@ -97,6 +97,9 @@ internal static class DemoCommand
         AtomicFile.WriteAllText(Path.Combine(outDir, "repaired-config.json"), repair.Config.ToJson() + "\n");
 
         Heading(stdout, "5. Files");
+        foreach (var r in runs) Reports.ReportWriter.Write(r.Dir);
+        var comparison = Reports.ReportWriter.WriteComparison(runs.Select(r => (r.Label, r.Dir)).ToArray(), Path.Combine(outDir, "report.html"));
+        stdout.WriteLine($"report: {comparison} (all runs side by side); each run directory has its own report.html");
         stdout.WriteLine($"run directories: {string.Join(", ", runs.Select(r => r.Dir))} (config.json, metrics.jsonl with per-layer samples, diagnosis.json)");
         stdout.WriteLine($"repaired config: {Path.Combine(outDir, "repaired-config.json")} (gradflow train --config accepts it)");
         return 0;

@@ -1,0 +1,228 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using GradFlow.Diagnostics;
+using GradFlow.Training;
+
+namespace GradFlow.Reports;
+
+/// <summary>What a run directory holds, read back for a report.</summary>
+/// <param name="Directory">The run directory.</param>
+/// <param name="Config">config.json's text, or null.</param>
+/// <param name="Epochs">The epoch lines: (epoch, train loss, train accuracy, test loss, test accuracy).</param>
+/// <param name="Samples">The monitor samples (step lines).</param>
+/// <param name="Diagnosis">diagnosis.json, or null.</param>
+public sealed record RunData(string Directory, string? Config, IReadOnlyList<(int Epoch, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy)> Epochs,
+    IReadOnlyList<MonitorSample> Samples, JsonDocument? Diagnosis)
+{
+    /// <summary>Reads <paramref name="directory"/>; a corrupt line is an <see cref="InvalidDataException"/> naming the file and line.</summary>
+    public static RunData Read(string directory)
+    {
+        if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"report: run directory {directory} does not exist.");
+        string configPath = Path.Combine(directory, "config.json"), metricsPath = Path.Combine(directory, "metrics.jsonl"), diagnosisPath = Path.Combine(directory, "diagnosis.json");
+        var epochs = new List<(int, double, double, double, double)>();
+        var samples = new List<MonitorSample>();
+        if (File.Exists(metricsPath))
+        {
+            var lines = File.ReadAllLines(metricsPath);
+            for (int i = 0; i < lines.Length; i++)
+            {
+                if (lines[i].Length == 0) continue;
+                try
+                {
+                    using var doc = JsonDocument.Parse(lines[i]);
+                    var r = doc.RootElement;
+                    string type = r.GetProperty("type").GetString() ?? "";
+                    if (type == "step") samples.Add(MonitorLog.Parse(lines[i]));
+                    else if (type == "epoch")
+                        epochs.Add((r.GetProperty("epoch").GetInt32(), r.GetProperty("train_loss").GetDouble(), r.GetProperty("train_accuracy").GetDouble(),
+                            r.GetProperty("test_loss").GetDouble(), r.GetProperty("test_accuracy").GetDouble()));
+                }
+                catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+                {
+                    if (i == lines.Length - 1 && !lines[i].TrimEnd().EndsWith('}')) continue; // a line cut by a crash
+                    throw new InvalidDataException($"report: {metricsPath}: line {i + 1} is not a valid metrics line ({e.Message}).", e);
+                }
+            }
+        }
+        JsonDocument? diagnosis = null;
+        if (File.Exists(diagnosisPath))
+        {
+            try
+            {
+                diagnosis = JsonDocument.Parse(File.ReadAllText(diagnosisPath));
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"report: {diagnosisPath}: not valid JSON ({e.Message}).", e);
+            }
+        }
+        return new RunData(directory, File.Exists(configPath) ? File.ReadAllText(configPath) : null, epochs, samples, diagnosis);
+    }
+}
+
+/// <summary>
+/// Self-contained HTML reports (inline CSS and SVG, no script, no network) from run directories:
+/// configuration, loss and accuracy curves, the gradient-flow chart (signal RMS per layer, log scale,
+/// at several moments), a layer × step heatmap of log10 signal RMS (non-finite cells shown in
+/// magenta), saturation, dead units and update ratios per layer, and the diagnosis in words.
+/// </summary>
+public static class ReportWriter
+{
+    private const string Style = """
+        body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;color:#222;background:#fafafa}
+        h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+        .grid2{display:flex;flex-wrap:wrap;gap:16px} .card{background:#fff;border:1px solid #e2e2e2;border-radius:6px;padding:8px}
+        pre{background:#fff;border:1px solid #e2e2e2;padding:8px;overflow:auto;font-size:12px}
+        svg .title{font-size:13px;font-weight:600} svg .tick{font-size:10px;fill:#555} svg .axis{font-size:11px;fill:#333}
+        svg .muted{font-size:12px;fill:#999} svg .plot{fill:#fff;stroke:#ccc} svg .grid{stroke:#eee} svg .nonfinite{fill:#ff00ff}
+        .legend span{margin-right:14px;font-size:12px} .legend i{display:inline-block;width:12px;height:3px;margin-right:4px;vertical-align:middle}
+        .problem{background:#fff4f4;border-left:4px solid #d62728;padding:6px 10px;margin:8px 0} .healthy{background:#f2fbf2;border-left:4px solid #2ca02c;padding:6px 10px}
+        table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f0f0f0}
+        """;
+
+    /// <summary>Writes <c>report.html</c> for a run directory (or to <paramref name="outputPath"/>) and returns its path.</summary>
+    public static string Write(string runDirectory, string? outputPath = null)
+    {
+        var run = RunData.Read(runDirectory);
+        var html = new StringBuilder();
+        Begin(html, "GradFlow report: " + Path.GetFileName(Path.GetFullPath(runDirectory)));
+        if (run.Config is not null) html.Append("<h2>Configuration</h2><pre>").Append(Svg.E(run.Config)).Append("</pre>");
+        Diagnosis(html, run);
+        Curves(html, [(Path.GetFileName(runDirectory), run)]);
+        GradientFlow(html, run);
+        html.Append("</body></html>");
+        var path = outputPath ?? Path.Combine(runDirectory, "report.html");
+        AtomicFile.WriteAllText(path, html.ToString());
+        return path;
+    }
+
+    /// <summary>One page comparing runs (e.g. before and after a repair): curves overlaid, final gradient flow of each, final metrics.</summary>
+    public static string WriteComparison(IReadOnlyList<(string Label, string RunDirectory)> runs, string outputPath)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        var data = runs.Select(r => (r.Label, RunData.Read(r.RunDirectory))).ToArray();
+        var html = new StringBuilder();
+        Begin(html, "GradFlow comparison: " + string.Join(" vs ", runs.Select(r => r.Label)));
+        html.Append("<h2>Final metrics</h2><table><tr><th style=\"text-align:left\">run</th><th>test accuracy</th><th>test loss</th><th>gradient ratio</th><th>verdict</th></tr>");
+        foreach (var (label, run) in data)
+        {
+            var last = run.Epochs.Count > 0 ? run.Epochs[^1] : default;
+            double ratio = run.Samples.Count > 0 ? run.Samples[^1].GradientRatio : double.NaN;
+            string verdict = run.Diagnosis is null ? "-" : run.Diagnosis.RootElement.GetProperty("healthy").GetBoolean() ? "healthy"
+                : string.Join(", ", run.Diagnosis.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("kind").GetString()));
+            html.Append(CultureInfo.InvariantCulture, $"<tr><td style=\"text-align:left\">{Svg.E(label)}</td><td>{(run.Epochs.Count > 0 ? last.TestAccuracy.ToString("P1", CultureInfo.InvariantCulture) : "-")}</td><td>{(run.Epochs.Count > 0 ? last.TestLoss.ToString("F4", CultureInfo.InvariantCulture) : "-")}</td><td>{ratio:E1}</td><td>{Svg.E(verdict)}</td></tr>");
+        }
+        html.Append("</table>");
+        Curves(html, data.Select(d => (d.Label, d.Item2)).ToArray());
+        var flow = data.Select((d, i) => d.Item2.Samples.Count == 0 ? null : new Series(d.Label,
+            d.Item2.Samples[^1].Layers.Select(l => ((double)l.LayerIndex, l.BackpropagatedSignalRms)).ToArray(), Svg.Palette[i % Svg.Palette.Length])).OfType<Series>().ToArray();
+        html.Append("<h2>Gradient flow at the end of each run</h2><div class=\"card\">")
+            .Append(Svg.LineChart("backpropagated signal RMS per layer", "layer index (1 = input side)", "RMS of dL/dh", flow, logY: true, width: 900, height: 340))
+            .Append(Svg.Legend(flow)).Append("</div>");
+        html.Append("</body></html>");
+        AtomicFile.WriteAllText(outputPath, html.ToString());
+        return outputPath;
+    }
+
+    private static void Begin(StringBuilder html, string title)
+    {
+        html.Append("<!DOCTYPE html><html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\"><head><meta charset=\"utf-8\"/><title>")
+            .Append(Svg.E(title)).Append("</title><style>").Append(Style).Append("</style></head><body><h1>").Append(Svg.E(title)).Append("</h1>")
+            .Append("<div class=\"muted\">written by GradFlow ").Append(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture)).Append("</div>");
+    }
+
+    private static void Diagnosis(StringBuilder html, RunData run)
+    {
+        html.Append("<h2>Diagnosis</h2>");
+        if (run.Diagnosis is null)
+        {
+            html.Append("<p class=\"muted\">no diagnosis.json in this run directory (run with --monitor, or gradflow diagnose --out).</p>");
+            return;
+        }
+        var root = run.Diagnosis.RootElement;
+        if (root.TryGetProperty("healthy", out var h) && h.ValueKind == JsonValueKind.True)
+        {
+            html.Append("<div class=\"healthy\">healthy: no problem found</div>");
+            return;
+        }
+        if (!root.TryGetProperty("problems", out var problems)) return;
+        foreach (var p in problems.EnumerateArray())
+        {
+            html.Append("<div class=\"problem\"><b>").Append(Svg.E(Text(p, "kind"))).Append("</b>: ").Append(Svg.E(Text(p, "summary")));
+            if (p.TryGetProperty("causes", out var causes) && causes.GetArrayLength() > 0)
+            {
+                html.Append("<br/>causes:<ul>");
+                foreach (var c in causes.EnumerateArray()) html.Append("<li><b>").Append(Svg.E(Text(c, "name"))).Append("</b>: ").Append(Svg.E(Text(c, "facts"))).Append("</li>");
+                html.Append("</ul>");
+            }
+            if (p.TryGetProperty("remedies", out var remedies) && remedies.GetArrayLength() > 0)
+            {
+                html.Append("remedies:<ul>");
+                foreach (var r in remedies.EnumerateArray()) html.Append("<li><code>").Append(Svg.E(Text(r, "id"))).Append("</code> ").Append(Svg.E(Text(r, "description"))).Append("</li>");
+                html.Append("</ul>");
+            }
+            html.Append("</div>");
+        }
+        if (root.TryGetProperty("non_finite_origin", out var o) && o.ValueKind == JsonValueKind.String)
+            html.Append("<p>first non-finite value: ").Append(Svg.E(o.GetString()!)).Append("</p>");
+    }
+
+    private static string Text(JsonElement e, string name) => e.TryGetProperty(name, out var v) ? v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText() : "";
+
+    private static void Curves(StringBuilder html, IReadOnlyList<(string Label, RunData Run)> runs)
+    {
+        html.Append("<h2>Loss and accuracy</h2><div class=\"grid2\">");
+        var stepLoss = runs.Select((r, i) => new Series($"{r.Label} (sampled steps)", r.Run.Samples.Select(s => ((double)s.Step, s.Loss)).ToArray(), Svg.Palette[i % Svg.Palette.Length])).ToArray();
+        var epochLoss = runs.SelectMany((r, i) => new[]
+        {
+            new Series($"{r.Label} train", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TrainLoss)).ToArray(), Svg.Palette[i % Svg.Palette.Length]),
+            new Series($"{r.Label} test", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TestLoss)).ToArray(), Svg.Palette[i % Svg.Palette.Length], Dashed: true),
+        }).ToArray();
+        var acc = runs.SelectMany((r, i) => new[]
+        {
+            new Series($"{r.Label} train", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TrainAccuracy)).ToArray(), Svg.Palette[i % Svg.Palette.Length]),
+            new Series($"{r.Label} test", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TestAccuracy)).ToArray(), Svg.Palette[i % Svg.Palette.Length], Dashed: true),
+        }).ToArray();
+        html.Append("<div class=\"card\">").Append(Svg.LineChart("loss at sampled steps", "step", "loss", stepLoss, logY: false)).Append(Svg.Legend(stepLoss)).Append("</div>");
+        html.Append("<div class=\"card\">").Append(Svg.LineChart("loss per epoch", "epoch", "loss", epochLoss, logY: false)).Append(Svg.Legend(epochLoss)).Append("</div>");
+        html.Append("<div class=\"card\">").Append(Svg.LineChart("accuracy per epoch", "epoch", "accuracy", acc, logY: false)).Append(Svg.Legend(acc)).Append("</div>");
+        html.Append("</div>");
+    }
+
+    private static void GradientFlow(StringBuilder html, RunData run)
+    {
+        html.Append("<h2>Gradient flow</h2>");
+        var samples = run.Samples;
+        if (samples.Count == 0)
+        {
+            html.Append("<p class=\"muted\">no monitor samples: run with --monitor (or gradflow diagnose --out) to record the gradient flow.</p>");
+            return;
+        }
+        var moments = new[] { 0, samples.Count / 2, samples.Count - 1 }.Distinct().ToArray();
+        var flow = moments.Select((m, i) => new Series($"step {samples[m].Step}", samples[m].Layers.Select(l => ((double)l.LayerIndex, l.BackpropagatedSignalRms)).ToArray(), Svg.Palette[i])).ToArray();
+        var grads = moments.Select((m, i) => new Series($"step {samples[m].Step}", samples[m].Layers.Select(l => ((double)l.LayerIndex, l.ParameterGradientNorm)).ToArray(), Svg.Palette[i])).ToArray();
+        html.Append("<div class=\"grid2\"><div class=\"card\">")
+            .Append(Svg.LineChart("backpropagated signal RMS per layer", "layer index (1 = input side)", "RMS of dL/dh", flow, logY: true)).Append(Svg.Legend(flow))
+            .Append("</div><div class=\"card\">")
+            .Append(Svg.LineChart("weight gradient norm per layer", "layer index", "||dL/dW||", grads, logY: true)).Append(Svg.Legend(grads)).Append("</div></div>");
+        int layers = samples[^1].Layers.Length;
+        var values = new double[layers, samples.Count];
+        for (int c = 0; c < samples.Count; c++)
+            for (int r = 0; r < layers && r < samples[c].Layers.Length; r++)
+            {
+                var l = samples[c].Layers[layers - 1 - r];
+                values[r, c] = double.IsNaN(l.BackpropagatedSignalRms) && l.NonFinite > 0 ? double.PositiveInfinity : l.BackpropagatedSignalRms;
+            }
+        html.Append("<div class=\"card\">").Append(Svg.Heatmap("log10 signal RMS, layer × sampled step", "layer (output at the top)", "step",
+            Enumerable.Range(0, layers).Select(r => (layers - r).ToString(CultureInfo.InvariantCulture)).ToArray(),
+            samples.Select(s => s.Step.ToString(CultureInfo.InvariantCulture)).ToArray(), values, cell: Math.Clamp(900 / Math.Max(1, samples.Count), 4, 16))).Append("</div>");
+        var last = samples[^1];
+        var names = last.Layers.Select(l => l.LayerIndex.ToString(CultureInfo.InvariantCulture)).ToArray();
+        var ratios = last.Layers.Select(l => ((double)l.LayerIndex, l.UpdateRatio)).ToArray();
+        html.Append("<div class=\"grid2\"><div class=\"card\">").Append(Svg.Bars($"saturated units per layer (step {last.Step})", names, last.Layers.Select(l => l.Saturation).ToArray(), "#ff7f0e"))
+            .Append("</div><div class=\"card\">").Append(Svg.Bars($"dead units per layer (step {last.Step})", names, last.Layers.Select(l => l.DeadUnits).ToArray(), "#8c564b"))
+            .Append("</div><div class=\"card\">").Append(Svg.LineChart($"update ratio ||ΔW||/||W|| (step {last.Step})", "layer index", "ratio", [new Series("update ratio", ratios, "#17becf")], logY: true))
+            .Append("</div></div>");
+    }
+}
