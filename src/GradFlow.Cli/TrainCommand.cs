@@ -88,7 +88,7 @@ internal static class TrainCommand
         if (monitor is not null)
         {
             var diagnosis = Diagnostics.Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, nonFiniteOrigin: tracer!.Origin,
-                nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null);
+                nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null, recentLosses: monitor.RecentLosses());
             if (runDir is not null) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
             verdict = DiagnosisView.Verdict(diagnosis);
             monitor.Dispose();
@@ -96,8 +96,8 @@ internal static class TrainCommand
         }
         if (json)
         {
-            foreach (var e in result.Epochs) stdout.WriteLine(JsonSerializer.Serialize(e));
-            stdout.WriteLine(JsonSerializer.Serialize(new { stop = result.Stop.ToString(), steps = result.Steps, message = result.Message, seconds = result.Seconds }));
+            foreach (var e in result.Epochs) stdout.WriteLine(JsonSerializer.Serialize(e, RunDirectory.JsonLines));
+            stdout.WriteLine(JsonSerializer.Serialize(new { stop = result.Stop.ToString(), steps = result.Steps, message = result.Message, seconds = result.Seconds }, RunDirectory.JsonLines));
         }
         else
         {

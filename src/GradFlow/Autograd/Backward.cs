@@ -82,19 +82,21 @@ public static class BackwardEngine
         }
     }
 
-    private static Tensor RunHooks(Tensor t, List<Func<Tensor, Tensor?>> hooks, Tensor g)
+    private static Tensor RunHooks(Tensor t, object hooks, Tensor g)
     {
-        // Copy: a hook may remove itself.
-        foreach (var hook in hooks.ToArray())
-        {
-            var replaced = hook(g);
-            if (replaced is null) continue;
-            if (!replaced.Shape.SequenceEqual(t.Shape) || replaced.DType != t.DType)
-                throw new InvalidOperationException(
-                    $"backward: a hook on a tensor of shape {Format(t.Shape)} ({t.DType}) returned a gradient of shape {Format(replaced.Shape)} ({replaced.DType}).");
-            g = replaced;
-        }
+        // One delegate, or a copy-on-write array: a hook that removes itself does not disturb the loop.
+        if (hooks is Func<Tensor, Tensor?> one) return Replace(t, one(g), g);
+        foreach (var hook in (Func<Tensor, Tensor?>[])hooks) g = Replace(t, hook(g), g);
         return g;
+    }
+
+    private static Tensor Replace(Tensor t, Tensor? replaced, Tensor g)
+    {
+        if (replaced is null) return g;
+        if (!replaced.Shape.SequenceEqual(t.Shape) || replaced.DType != t.DType)
+            throw new InvalidOperationException(
+                $"backward: a hook on a tensor of shape {Format(t.Shape)} ({t.DType}) returned a gradient of shape {Format(replaced.Shape)} ({replaced.DType}).");
+        return replaced;
     }
 
     private static void Accumulate(Tensor t, Tensor g)

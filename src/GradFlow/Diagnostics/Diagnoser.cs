@@ -15,13 +15,14 @@ public static class Diagnoser
 {
     /// <summary>Diagnoses <paramref name="samples"/> of a run of <paramref name="config"/> (whose model is <paramref name="model"/>, when available for weight facts).</summary>
     public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Mlp? model = null,
-        DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null)
+        DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null, IReadOnlyList<double>? recentLosses = null,
+        bool preflight = false, double predictedUpdateRatio = double.NaN)
     {
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(config);
         settings ??= new DiagnosisSettings();
         var spec = ModelSpec.ParseAny(config.Model);
-        var facts = new ModelFacts(spec, config, model, samples, settings);
+        var facts = new ModelFacts(spec, config, model, samples, settings) { IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio };
         var problems = new List<Problem>();
         var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
         double ratio = Median(window.Select(s => s.GradientRatio));
@@ -31,14 +32,15 @@ public static class Diagnoser
         if (window.Length > 0)
         {
             if (ratio < settings.VanishingRatio) problems.Add(Vanishing(window, facts, ratio, settings));
-            var exploding = Exploding(window, facts, ratio, settings);
+            var exploding = Exploding(window, facts, ratio, settings, nonFiniteLoss is null ? 1 : LossGrowth(recentLosses),
+                preflight ? window[^1].Layers.Select(l => l.UpdateRatio).Where(double.IsFinite).DefaultIfEmpty(0).Max() : 0);
             if (exploding is not null) problems.Add(exploding);
             var saturation = PerLayer(window, facts, ProblemKind.Saturation, l => l.Saturation, settings.SaturatedFraction, "saturated units");
             if (saturation is not null) problems.Add(saturation);
             var dead = PerLayer(window, facts, ProblemKind.DyingRelu, l => l.DeadUnits, settings.DeadFraction, "dead units");
             if (dead is not null) problems.Add(dead);
         }
-        var trend = samples.Where(s => double.IsFinite(s.Loss)).ToArray();
+        var trend = samples.Where(s => double.IsFinite(TrendLoss(s))).ToArray();
         if (trend.Length >= settings.TrendSamples)
         {
             var oscillating = Oscillating(trend, facts, settings);
@@ -65,15 +67,17 @@ public static class Diagnoser
         f.AddSaturatingDepth(causes);
         f.AddInitScale(causes, wantSmall: true);
         f.AddNoNormalisation(causes);
-        var remedies = new List<RemedySuggestion>();
+        f.AddLearningRate(causes); // steps too large kill ReLU units, whose zero gradient then looks like a vanishing signal
+        var remedies = new RankedRemedies(causes);
+        if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal))) remedies.Add("learning rate", f.LearningRateRemedy());
         int hiddenLast = Math.Min(boundary + 1, f.Spec.Hidden.Count);
         if (f.SaturatingLayers.Length > 0)
-            remedies.Add(f.Remedy("activation", "relu", 1, hiddenLast, $"switch hidden layers {Range(1, hiddenLast)} to ReLU with He-normal initialisation (ReLU's derivative is 1 on its active side)"));
+            remedies.Add("saturating", f.Remedy("activation", "relu", 1, hiddenLast, $"switch hidden layers {Range(1, hiddenLast)} to ReLU with He-normal initialisation (ReLU's derivative is 1 on its active side)"));
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
-            remedies.Add(f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
-        if (!f.HasNorm) remedies.Add(f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
-        if (f.ResidualRange is { } rr) remedies.Add(f.Remedy("residual", "zero", rr.First, rr.Last, $"add residual connections with zero-initialised branches on layers {Range(rr.First, rr.Last)}"));
-        remedies.Add(f.Remedy("init", "lsuv", 1, f.Spec.Hidden.Count, "re-initialise with LSUV (unit output variance layer by layer)"));
+            remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
+        if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
+        if (f.ResidualRange is { } rr) remedies.Add("no normalisation", f.Remedy("residual", "zero", rr.First, rr.Last, $"add residual connections with zero-initialised branches on layers {Range(rr.First, rr.Last)}"), -0.1);
+        remedies.Add(null, f.Remedy("init", "lsuv", 1, f.Spec.Hidden.Count, "re-initialise with LSUV (unit output variance layer by layer)"));
         return new Problem
         {
             Kind = ProblemKind.VanishingGradient,
@@ -91,16 +95,28 @@ public static class Diagnoser
                 ["min_gain"] = last.Layers.Take(last.Layers.Length - 1).Select(l => l.Gain).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Min(),
             },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
-            Remedies = remedies,
+            Remedies = remedies.Ranked(),
         };
     }
 
-    private static Problem? Exploding(MonitorSample[] window, ModelFacts f, double ratio, DiagnosisSettings s)
+    /// <summary>The last finite loss over the smallest before it, among the steps just before a non-finite loss (1 when unknown).</summary>
+    private static double LossGrowth(IReadOnlyList<double>? losses)
+    {
+        if (losses is null) return 1;
+        var finite = losses.Where(double.IsFinite).ToArray();
+        if (finite.Length < 2) return 1;
+        double low = finite.Take(finite.Length - 1).Min();
+        return low > 0 ? finite[^1] / low : 1;
+    }
+
+    private static Problem? Exploding(MonitorSample[] window, ModelFacts f, double ratio, DiagnosisSettings s, double lossGrowth, double predictedUpdate)
     {
         double growth = window.Length >= 2 ? window[^1].GlobalGradientNorm / window[0].GlobalGradientNorm : 1;
         bool byRatio = ratio > s.ExplodingRatio;
         bool byGrowth = growth > s.ExplodingGrowth || double.IsPositiveInfinity(window[^1].GlobalGradientNorm);
-        if (!byRatio && !byGrowth) return null;
+        bool byLoss = lossGrowth > s.ExplodingGrowth;
+        bool byStep = predictedUpdate > s.DivergentUpdateRatio;
+        if (!byRatio && !byGrowth && !byLoss && !byStep) return null;
         var last = window[^1];
         double top = last.Layers[^1].BackpropagatedSignalRms;
         var layers = byRatio
@@ -110,28 +126,38 @@ public static class Diagnoser
         f.AddInitScale(causes, wantSmall: false);
         f.AddLearningRate(causes);
         f.AddNoNormalisation(causes);
+        f.AddFullResidual(causes);
         if (f.Config.ClipNorm is null) causes.Add(new Cause("no gradient clipping", 1, "clipNorm is not set: nothing bounds a step when the gradient spikes"));
-        var remedies = new List<RemedySuggestion>();
+        var remedies = new RankedRemedies(causes);
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
-            remedies.Add(f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
-        if (f.Config.ClipNorm is null) remedies.Add(new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
-        if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal)) || byGrowth)
-            remedies.Add(new RemedySuggestion("lr:0.1", "divide the learning rate by 10", []));
-        if (!f.HasNorm) remedies.Add(f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
-        if (f.ResidualRange is { } rr && f.Spec.Hidden.All(h => h.Residual == ResidualKind.Full))
-            remedies.Add(f.Remedy("residual", "zero", rr.First, rr.Last, "start the residual branches at zero (ReZero) so the stack is the identity at initialisation"));
+            remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
+        if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal)) || byGrowth || byLoss || byStep)
+            remedies.Add("learning rate", f.LearningRateRemedy());
+        if (f.Config.ClipNorm is null) remedies.Add("no gradient clipping", new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
+        if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
+        if (f.Spec.Hidden.Count(h => h.Residual == ResidualKind.Full) >= 2)
+        {
+            int from = f.Spec.Hidden.TakeWhile(h => h.Residual != ResidualKind.Full).Count() + 1;
+            int to = f.Spec.Hidden.Count - f.Spec.Hidden.Reverse().TakeWhile(h => h.Residual != ResidualKind.Full).Count();
+            remedies.Add("full-gain residual", f.Remedy("residual", "zero", from, to, "start the residual branches at zero (ReZero) so the stack is the identity at initialisation"));
+        }
         return new Problem
         {
             Kind = ProblemKind.ExplodingGradient,
-            Severity = Math.Max(byRatio ? Math.Log10(ratio / s.ExplodingRatio) : 0, byGrowth ? Math.Log10(Math.Max(1, growth) / s.ExplodingGrowth) : 0),
+            Severity = Math.Max(Math.Max(byRatio ? Math.Log10(ratio / s.ExplodingRatio) : 0, byGrowth ? Math.Log10(Math.Max(1, growth) / s.ExplodingGrowth) : 0),
+                Math.Max(byLoss ? Math.Log10(lossGrowth / s.ExplodingGrowth) : 0, byStep ? Math.Log10(predictedUpdate / s.DivergentUpdateRatio) : 0)),
             Layers = layers,
             Steps = window.Select(w => w.Step).ToArray(),
             Summary = byRatio
                 ? string.Create(CultureInfo.InvariantCulture, $"exploding gradient: the backpropagated signal at layer 1 is {ratio:E1} times that at layer {last.Layers.Length} (threshold {s.ExplodingRatio:E0})")
-                : string.Create(CultureInfo.InvariantCulture, $"exploding gradient: the global gradient norm grew {growth:E1}× over the last {window.Length} samples (threshold {s.ExplodingGrowth:E0})"),
-            Evidence = new Dictionary<string, double> { ["gradient_ratio"] = ratio, ["gradient_norm_growth"] = growth, ["global_gradient_norm"] = last.GlobalGradientNorm },
+                : byGrowth
+                    ? string.Create(CultureInfo.InvariantCulture, $"exploding gradient: the global gradient norm grew {growth:E1}× over the last {window.Length} samples (threshold {s.ExplodingGrowth:E0})")
+                    : byLoss
+                        ? string.Create(CultureInfo.InvariantCulture, $"exploding gradient in time: the loss grew {lossGrowth:E1}× within the last {GradientMonitor.RecentSteps} steps before it became non-finite (threshold {s.ExplodingGrowth:E0})")
+                        : string.Create(CultureInfo.InvariantCulture, $"exploding gradient forecast: the optimiser's first steps will change a layer's weights by {predictedUpdate:G2}× their norm (threshold {s.DivergentUpdateRatio:G2}); steps that large make the weights and gradients grow"),
+            Evidence = new Dictionary<string, double> { ["gradient_ratio"] = ratio, ["gradient_norm_growth"] = growth, ["loss_growth_before_non_finite"] = lossGrowth, ["predicted_update_ratio"] = predictedUpdate, ["global_gradient_norm"] = last.GlobalGradientNorm },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
-            Remedies = remedies,
+            Remedies = remedies.Ranked(),
         };
     }
 
@@ -143,25 +169,25 @@ public static class Diagnoser
         if (layers.Length == 0) return null;
         double worst = layers.Max(l => medians[l - 1]);
         var causes = new List<Cause>();
-        var remedies = new List<RemedySuggestion>();
+        var remedies = new RankedRemedies(causes);
         int first = layers.Min(), last = Math.Min(layers.Max(), f.Spec.Hidden.Count);
         if (kind == ProblemKind.Saturation)
         {
             f.AddInitScale(causes, wantSmall: false);
             f.AddSaturatingDepth(causes);
             f.AddNoNormalisation(causes);
-            remedies.Add(f.Remedy("init", "xavier", first, last, $"re-initialise layers {Range(first, last)} with Xavier (gain of the activation) so pre-activations stay in the linear region"));
-            if (!f.HasNorm) remedies.Add(f.Remedy("norm", "batch", first, last, $"insert BatchNorm before the activations of layers {Range(first, last)}"));
-            remedies.Add(f.Remedy("activation", "relu", first, last, $"switch layers {Range(first, last)} to ReLU with He init (no saturation on the active side)"));
+            remedies.Add("initial weight scale", f.Remedy("init", "xavier", first, last, $"re-initialise layers {Range(first, last)} with Xavier (gain of the activation) so pre-activations stay in the linear region"), 0.5);
+            if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", first, last, $"insert BatchNorm before the activations of layers {Range(first, last)}"));
+            remedies.Add("saturating", f.Remedy("activation", "relu", first, last, $"switch layers {Range(first, last)} to ReLU with He init (no saturation on the active side)"), -1);
         }
         else
         {
             f.AddLearningRate(causes);
             f.AddInitScale(causes, wantSmall: false);
             causes.Add(new Cause("ReLU's zero half-line", 1, "a ReLU unit whose pre-activation is negative for every input gets zero gradient and cannot recover"));
-            remedies.Add(f.Remedy("activation", "leaky-relu", first, last, $"switch layers {Range(first, last)} to Leaky ReLU (slope 0.01 keeps a gradient on the negative side)"));
-            remedies.Add(new RemedySuggestion("lr:0.1", "divide the learning rate by 10", []));
-            remedies.Add(f.Remedy("init", "he", first, last, $"re-initialise layers {Range(first, last)} with He-normal"));
+            remedies.Add("learning rate", f.LearningRateRemedy());
+            remedies.Add("initial weight scale", f.Remedy("init", "he", first, last, $"re-initialise layers {Range(first, last)} with He-normal"));
+            remedies.Add("ReLU's zero half-line", f.Remedy("activation", "leaky-relu", first, last, $"switch layers {Range(first, last)} to Leaky ReLU (slope 0.01 keeps a gradient on the negative side)"));
         }
         return new Problem
         {
@@ -173,7 +199,7 @@ public static class Diagnoser
                 $"{(kind == ProblemKind.Saturation ? "saturation" : "dying ReLU")}: {string.Join(", ", layers.Select(l => $"layer {l} {medians[l - 1]:P0}"))} {what} (threshold {threshold:P0})"),
             Evidence = layers.ToDictionary(l => $"layer_{l}", l => medians[l - 1]),
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
-            Remedies = remedies,
+            Remedies = remedies.Ranked(),
         };
     }
 
@@ -185,10 +211,10 @@ public static class Diagnoser
         f.AddLearningRate(causes);
         f.AddInitScale(causes, wantSmall: false);
         if (f.Config.ClipNorm is null) causes.Add(new Cause("no gradient clipping", 1, "clipNorm is not set"));
-        var remedies = new List<RemedySuggestion>();
-        if (f.Config.ClipNorm is null) remedies.Add(new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
-        remedies.Add(new RemedySuggestion("lr:0.1", "divide the learning rate by 10", []));
-        remedies.Add(f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit}"));
+        var remedies = new RankedRemedies(causes);
+        remedies.Add("learning rate", f.LearningRateRemedy());
+        remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit}"));
+        if (f.Config.ClipNorm is null) remedies.Add("no gradient clipping", new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
         string where = origin ?? (layers.Length > 0 ? $"layers {string.Join(", ", layers)}" : "the loss");
         long? step = bad.Length > 0 ? bad[0].Step : null;
         return new Problem
@@ -200,17 +226,20 @@ public static class Diagnoser
             Summary = $"non-finite values: first seen in {where}{(step is null ? "" : $" at step {step}")}{(loss is { } l ? $"; the loss became {l.ToString(CultureInfo.InvariantCulture)}" : "")}",
             Evidence = new Dictionary<string, double> { ["non_finite_elements"] = bad.Sum(s => (double)s.NonFinite), ["first_step"] = step ?? double.NaN },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
-            Remedies = remedies,
+            Remedies = remedies.Ranked(),
         };
     }
 
     private static Problem? Oscillating(MonitorSample[] trend, ModelFacts f, DiagnosisSettings s)
     {
-        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(t => t.Loss).ToArray();
+        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(TrendLoss).ToArray();
         var d = recent.Zip(recent.Skip(1), (a, b) => b - a).ToArray();
         int flips = d.Zip(d.Skip(1), (a, b) => Math.Sign(a) * Math.Sign(b) < 0 ? 1 : 0).Sum();
         double flipFraction = d.Length < 2 ? 0 : (double)flips / (d.Length - 1);
-        double amplitude = Math.Sqrt(d.Average(x => x * x)) / Math.Max(1e-12, recent.Average());
+        // relative to the recent mean loss, but never to less than a fraction of the first loss: a loss that has
+        // fallen to almost nothing (a solved task) has tiny changes that are large only relative to themselves
+        double scale = Math.Max(recent.Average(), s.OscillationFloor * TrendLoss(trend[0]));
+        double amplitude = Math.Sqrt(d.Average(x => x * x)) / Math.Max(1e-12, scale);
         int half = recent.Length / 2;
         double progress = (recent.Take(half).Average() - recent.Skip(half).Average()) / Math.Max(1e-12, Math.Abs(recent.Take(half).Average()));
         if (flipFraction < s.OscillationSignFlips || amplitude < s.OscillationAmplitude || progress >= s.OscillationProgress) return null;
@@ -226,38 +255,50 @@ public static class Diagnoser
             Summary = string.Create(CultureInfo.InvariantCulture, $"oscillating loss: {flipFraction:P0} of successive changes flip sign, RMS change {amplitude:P0} of the mean loss"),
             Evidence = new Dictionary<string, double> { ["sign_flip_fraction"] = flipFraction, ["relative_amplitude"] = amplitude },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
-            Remedies = [new RemedySuggestion("lr:0.1", "divide the learning rate by 10", []), new RemedySuggestion("clip:1", "clip the global gradient norm at 1", [])],
+            Remedies = [f.LearningRateRemedy(), new RemedySuggestion("clip:1", "clip the global gradient norm at 1", [])],
         };
     }
 
     private static Problem? Stalled(MonitorSample[] trend, ModelFacts f, DiagnosisSettings s, List<Problem> found)
     {
-        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(t => t.Loss).ToArray();
+        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(TrendLoss).ToArray();
         int half = recent.Length / 2;
         double before = recent.Take(half).Average(), after = recent.Skip(half).Average();
         double improvement = (before - after) / Math.Max(1e-12, Math.Abs(before));
         if (improvement >= s.StallImprovement) return null;
+        // a loss that fell a long way and then flattened has converged (for this learning rate), not stalled
+        double start = TrendLoss(trend[0]);
+        double overall = (start - after) / Math.Max(1e-12, Math.Abs(start));
+        if (overall >= s.StallOverallImprovement) return null;
         var causes = new List<Cause>();
         if (found.Any(p => p.Kind == ProblemKind.VanishingGradient))
             causes.Add(new Cause("vanishing gradient", 3, "the early layers receive almost no signal, so they do not learn"));
         f.AddLearningRate(causes);
         if (f.Config.Optimizer == OptimizerKind.Sgd && f.Config.Momentum == 0)
             causes.Add(new Cause("plain SGD", 1, "no momentum and no per-parameter scaling"));
-        var remedies = new List<RemedySuggestion>();
-        if (f.Config.Optimizer != OptimizerKind.Adam) remedies.Add(new RemedySuggestion("optimizer:adam", "switch to Adam (learning rate 1e-3)", []));
-        remedies.Add(new RemedySuggestion("lr:3", "multiply the learning rate by 3", []));
+        var remedies = new RankedRemedies(causes);
+        // a stall with steps that are too large (units killed, weights thrown about) needs a smaller rate, not a larger one
+        if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal))) remedies.Add("learning rate", f.LearningRateRemedy());
+        else
+        {
+            if (f.Config.Optimizer != OptimizerKind.Adam) remedies.Add("plain SGD", new RemedySuggestion("optimizer:adam", "switch to Adam (learning rate 1e-3)", []));
+            remedies.Add(null, new RemedySuggestion("lr:3", "multiply the learning rate by 3", []));
+        }
         return new Problem
         {
             Kind = ProblemKind.StalledLoss,
             Severity = 0.01,
             Layers = [],
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
-            Summary = string.Create(CultureInfo.InvariantCulture, $"stalled loss: improved by {improvement:P1} over the last {recent.Length} samples (threshold {s.StallImprovement:P0})"),
-            Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["loss"] = after },
+            Summary = string.Create(CultureInfo.InvariantCulture, $"stalled loss: improved by {improvement:P1} over the last {recent.Length} samples (threshold {s.StallImprovement:P0}) and by {overall:P1} since the first sample (threshold {s.StallOverallImprovement:P0})"),
+            Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
-            Remedies = remedies,
+            Remedies = remedies.Ranked(),
         };
     }
+
+    /// <summary>The loss the trend rules read: the mean since the previous sample when recorded (minibatch noise averaged out), else the sampled step's.</summary>
+    private static double TrendLoss(MonitorSample s) => double.IsNaN(s.MeanLoss) ? s.Loss : s.MeanLoss;
 
     internal static double Median(IEnumerable<double> values)
     {
@@ -267,6 +308,22 @@ public static class Diagnoser
     }
 
     private static string Range(int a, int b) => a == b ? a.ToString(CultureInfo.InvariantCulture) : $"{a}-{b}";
+
+    /// <summary>Remedies ranked by the score of the cause each addresses (plus a small bias), ties in insertion order.</summary>
+    private sealed class RankedRemedies(List<Cause> causes)
+    {
+        private readonly List<(double Score, int Order, RemedySuggestion Remedy)> _items = [];
+
+        /// <summary>Adds <paramref name="remedy"/> for the cause whose name starts with <paramref name="cause"/> (null: no cause, lowest rank).</summary>
+        public void Add(string? cause, RemedySuggestion remedy, double bias = 0)
+        {
+            if (_items.Any(i => i.Remedy.Id == remedy.Id)) return;
+            double score = cause is null ? 0 : causes.Where(c => c.Name.StartsWith(cause, StringComparison.Ordinal)).Select(c => c.Score).DefaultIfEmpty(0.5).Max();
+            _items.Add((score + bias, _items.Count, remedy));
+        }
+
+        public RemedySuggestion[] Ranked() => _items.OrderByDescending(i => i.Score).ThenBy(i => i.Order).Select(i => i.Remedy with { Score = i.Score }).ToArray();
+    }
 
     /// <summary>Facts about the model and config that causes and remedies are ranked by.</summary>
     private sealed class ModelFacts
@@ -319,7 +376,11 @@ public static class Diagnoser
             double maxDerivative = act is Activation.Sigmoid or Activation.HardSigmoid ? 0.25 : 1.0;
             double bound = Math.Pow(maxDerivative, SaturatingLayers.Length);
             string name = ModelSpec.NameOf(act);
-            causes.Add(new Cause("saturating activation × depth", 2 + SaturatingLayers.Length / 5.0 + (maxDerivative < 1 ? 2 : 0),
+            // sigmoid's bound is structural (σ' ≤ 1/4 everywhere); tanh's derivative is 1 at 0, so tanh layers are a
+            // cause only as far as they are measured to saturate
+            double saturation = Samples.Count == 0 ? 0 : SaturatingLayers.Select(l => Samples[^1].Layers[l - 1].Saturation).Where(double.IsFinite).DefaultIfEmpty(0).Average();
+            double score = maxDerivative < 1 ? 4 + SaturatingLayers.Length / 5.0 : 1 + SaturatingLayers.Length / 5.0 * Math.Min(1, 2 * saturation);
+            causes.Add(new Cause("saturating activation × depth", score,
                 maxDerivative < 1
                     ? string.Create(CultureInfo.InvariantCulture, $"{SaturatingLayers.Length} {name} layers: each multiplies the backpropagated signal by its derivative, at most {maxDerivative}; {maxDerivative}^{SaturatingLayers.Length} = {bound:E1}")
                     : string.Create(CultureInfo.InvariantCulture, $"{SaturatingLayers.Length} {name} layers: the derivative is 1 only at 0 and shrinks as units saturate; depth compounds every shrinking layer")));
@@ -353,11 +414,62 @@ public static class Diagnoser
             causes.Add(new Cause("no normalisation", 0.5 + Spec.Hidden.Count / 20.0, $"{Spec.Hidden.Count} hidden layers without BatchNorm or LayerNorm: nothing rescales the signal between layers"));
         }
 
+        /// <summary>
+        /// The largest update ratio seen (preflight: predicted), as a persistent gradient makes it: SGD and
+        /// RMSprop with momentum μ reach 1/(1−μ) times their first step. NaN when none was measured.
+        /// </summary>
+        public double MaxUpdateRatio
+        {
+            get
+            {
+                var ratios = Samples.SelectMany(s => s.Layers.Select(l => l.UpdateRatio)).Where(double.IsFinite).ToArray();
+                double amplification = Config.Optimizer is OptimizerKind.Sgd or OptimizerKind.RmsProp && !IsPreflight ? 1 / (1 - Config.Momentum) : 1;
+                double measured = ratios.Length == 0 ? double.NaN : ratios.Max() * amplification;
+                // a step that overflowed the weights has no measurable ratio: the prediction from the first gradient stands in
+                if (double.IsNaN(measured)) return PredictedUpdateRatio;
+                return double.IsFinite(PredictedUpdateRatio) ? Math.Max(measured, PredictedUpdateRatio) : measured;
+            }
+        }
+
+        /// <summary>Whether the samples are a preflight's (its update ratios are already predictions, momentum included).</summary>
+        public bool IsPreflight { get; init; }
+
+        /// <summary>The largest update ratio predicted from the first step's gradient (<see cref="Trials.PredictedUpdateRatio"/>), NaN when unknown.</summary>
+        public double PredictedUpdateRatio { get; init; } = double.NaN;
+
+        /// <summary>
+        /// Lower the learning rate by the factor that brings the largest update ratio to
+        /// <see cref="DiagnosisSettings.TargetUpdateRatio"/>, rounded down to 1, 2 or 5 times a power of ten,
+        /// and at least tenfold; tenfold when no update ratio was measured.
+        /// </summary>
+        public RemedySuggestion LearningRateRemedy()
+        {
+            double max = MaxUpdateRatio;
+            double factor = 0.1;
+            if (double.IsFinite(max) && max > 0)
+            {
+                double raw = Math.Min(0.1, Settings.TargetUpdateRatio / max);
+                double decade = Math.Pow(10, Math.Floor(Math.Log10(raw)));
+                double mantissa = raw / decade;
+                factor = Math.Max(1e-6, decade * (mantissa >= 5 ? 5 : mantissa >= 2 ? 2 : 1));
+            }
+            string f = factor.ToString("G3", CultureInfo.InvariantCulture);
+            return new RemedySuggestion($"lr:{f}", string.Create(CultureInfo.InvariantCulture,
+                $"multiply the learning rate by {f} (to {Config.LearningRate * factor:G3}){(double.IsFinite(max) ? $": the update ratio {max:G2} becomes about {max * factor:G2}" : "")}"), []);
+        }
+
+        public void AddFullResidual(List<Cause> causes)
+        {
+            int n = Spec.Hidden.Count(h => h.Residual == ResidualKind.Full);
+            if (n < 2) return;
+            causes.Add(new Cause("full-gain residual branches", 2 + n / 10.0,
+                string.Create(CultureInfo.InvariantCulture, $"{n} residual blocks add a unit-gain branch to the identity: the variance roughly doubles per block, 2^{n} = {Math.Pow(2, n):E1} (Zhang et al. 2019, Fixup)")));
+        }
+
         public void AddLearningRate(List<Cause> causes)
         {
-            var ratios = Samples.SelectMany(s => s.Layers.Select(l => l.UpdateRatio)).Where(double.IsFinite).ToArray();
-            if (ratios.Length == 0) return;
-            double max = ratios.Max();
+            double max = MaxUpdateRatio;
+            if (!double.IsFinite(max)) return;
             if (max < Settings.LargeUpdateRatio) return;
             causes.Add(new Cause("learning rate too large for the gradient scale", 1.5 + Math.Log10(max / Settings.LargeUpdateRatio),
                 string.Create(CultureInfo.InvariantCulture, $"learning rate {Config.LearningRate:G3}: update ratio ||ΔW||/||W|| up to {max:G3} (healthy ≈ 1e-3, threshold {Settings.LargeUpdateRatio:G3})")));

@@ -32,7 +32,11 @@ public sealed record Cause(string Name, double Score, string Facts);
 /// <param name="Id">Stable identifier (<c>activation:relu+he@1-12</c>).</param>
 /// <param name="Description">What changes, in words.</param>
 /// <param name="Scope">The layers it touches (empty = none, i.e. a training setting).</param>
-public sealed record RemedySuggestion(string Id, string Description, int[] Scope);
+public sealed record RemedySuggestion(string Id, string Description, int[] Scope)
+{
+    /// <summary>The score of the cause it addresses (what <c>gradflow repair</c> ranks remedies of all problems by).</summary>
+    public double Score { get; init; }
+}
 
 /// <summary>One detected problem: where, the evidence, causes and remedies.</summary>
 public sealed record Problem

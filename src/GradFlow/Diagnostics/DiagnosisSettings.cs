@@ -29,6 +29,9 @@ public sealed record DiagnosisSettings
     /// <summary>Stalled when the loss improved by less than this fraction between the first and second half of the window.</summary>
     public double StallImprovement { get; init; } = 0.01;
 
+    /// <summary>Stalled loss also needs the loss to have improved by less than this fraction since the first sample: a loss that fell far and then flattened has converged.</summary>
+    public double StallOverallImprovement { get; init; } = 0.1;
+
     /// <summary>Oscillating when at least this fraction of successive loss changes flip sign…</summary>
     public double OscillationSignFlips { get; init; } = 0.6;
 
@@ -38,8 +41,21 @@ public sealed record DiagnosisSettings
     /// <summary>…and the loss is not making progress: the second half of the window improved on the first by less than this fraction (minibatch noise on a falling loss is not oscillation).</summary>
     public double OscillationProgress { get; init; } = 0.05;
 
+    /// <summary>The oscillation amplitude is measured against the recent mean loss, but at least this fraction of the first sample's loss (changes of a nearly solved task are not oscillation).</summary>
+    public double OscillationFloor { get; init; } = 0.01;
+
     /// <summary>Update ratio ||ΔW||/||W|| above which the learning rate counts as too large (rule of thumb: about 1e-3 is healthy).</summary>
     public double LargeUpdateRatio { get; init; } = 1e-1;
+
+    /// <summary>
+    /// The update ratio a learning-rate remedy aims for, as the preflight predicts it (momentum's
+    /// amplification included): the healthy configurations of the catalogue predict 0.014-0.044 (Adam)
+    /// and 0.15-0.38 (SGD with momentum 0.9).
+    /// </summary>
+    public double TargetUpdateRatio { get; init; } = 0.1;
+
+    /// <summary>Preflight: a predicted first-step update ratio ||ΔW||/||W|| above this forecasts divergence (an exploding gradient).</summary>
+    public double DivergentUpdateRatio { get; init; } = 1.0;
 
     /// <summary>Samples the windowed rules look at (the medians of the last this-many samples).</summary>
     public int Window { get; init; } = 5;

@@ -57,6 +57,9 @@ public sealed class MonitorSample
     /// <summary>The step's loss.</summary>
     public double Loss { get; set; } = double.NaN;
 
+    /// <summary>Mean training loss over the steps since the previous sample, this one included (minibatch noise averaged out; the loss itself in preflight).</summary>
+    public double MeanLoss { get; set; } = double.NaN;
+
     /// <summary>L2 norm of all parameter gradients together.</summary>
     public double GlobalGradientNorm { get; set; } = double.NaN;
 
@@ -70,52 +73,137 @@ public sealed class MonitorSample
     public double GradientRatio => Layers.Length < 2 ? double.NaN : Layers[0].BackpropagatedSignalRms / Layers[^1].BackpropagatedSignalRms;
 }
 
+/// <summary>A layer the monitor watches: a weight matrix, the module whose output is h_l, and its activation.</summary>
+/// <param name="Index">1 (input side) .. L (output).</param>
+/// <param name="Name">The weight's module name in the model (<c>body.3</c>).</param>
+/// <param name="Weight">The layer's weight.</param>
+/// <param name="Output">The module whose output is the layer's output h_l (dL/dh_l is the backpropagated signal).</param>
+/// <param name="Activation">The activation module (statistics, saturation, dead units), or null.</param>
+public sealed record MonitoredLayer(int Index, string Name, Parameter Weight, Module Output, Module? Activation)
+{
+    /// <summary>The activation's kind, or null.</summary>
+    public Activation? Kind { get; } = Activation is null ? null : Activations.KindOf(Activation);
+}
+
 /// <summary>
-/// Records, every k-th step, the per-layer gradient-flow statistics of an <see cref="Mlp"/> through
-/// module hooks, without changing the model's code: the backpropagated signal dL/dh_l (backward hook
-/// on each layer's output module), activation statistics, saturation and dead units (forward hook on
-/// each activation), parameter gradients (after backward) and update ratios (after the optimiser step).
-/// Hooks only compute on sampled steps; statistics are SIMD reductions (TensorPrimitives).
+/// Records, every k-th step, the per-layer gradient-flow statistics of any <see cref="Module"/>
+/// through hooks, without changing the model's code: the backpropagated signal dL/dh_l (a gradient
+/// hook on each layer's output tensor, registered only on sampled steps), activation statistics,
+/// saturation and dead units (forward hook on each activation), parameter gradients (after backward),
+/// the mean loss since the previous sample, and update ratios (from the optimiser, every
+/// <see cref="UpdateRatioEvery"/>-th sample).
 /// </summary>
+/// <remarks>
+/// Layers: an <see cref="Mlp"/>'s own layers; for any other module, every <see cref="Linear"/> in
+/// registration order, each with the first activation module registered after it (before the next
+/// Linear) — the layout of a Sequential MLP. Cost: outside sampled steps, one branch per hook; on a
+/// sampled step, one fused SIMD pass (Σx², max|x|, non-finite) over each gradient and activation, split
+/// across the kernel threads for large tensors. The history is columnar and grows by doubling; the
+/// <see cref="MonitorSample"/> objects of <see cref="Samples"/> are built when read, so a monitored
+/// training step allocates nothing in steady state (the <see cref="SampleCompleted"/> event, when
+/// subscribed, builds each sample it passes).
+/// </remarks>
 public sealed class GradientMonitor : ITrainingObserver, IDisposable
 {
-    private readonly Mlp _model;
+    private readonly MonitoredLayer[] _layers;
+    private readonly Parameter[] _parameters;
+    private readonly int[] _weightSlot;        // index of each layer's weight in _parameters
     private readonly List<IDisposable> _handles = [];
-    private readonly List<MonitorSample> _samples = [];
-    private MonitorSample? _current;
+    private readonly Func<Tensor, Tensor?>[] _signalHooks;
+    private readonly float[]?[] _aliveMask;
+    private readonly StatisticsKernel _stats = new();
+
+    // the sample being taken
+    private bool _sampling;
+    private long _step;
+    private int _epoch;
+    private double _loss = double.NaN, _meanLoss = double.NaN, _globalNorm = double.NaN;
+    private readonly LayerRecord[] _current;
+
+    // loss of every step since the previous sample, and of the last RecentSteps steps (a ring)
+    private double _lossSum;
+    private int _lossCount;
+    private readonly double[] _recent = new double[RecentSteps];
+    private long _seen;
+
+    // columnar history
+    private SampleRecord[] _history = new SampleRecord[64];
+    private LayerRecord[] _layerHistory;
+    private int _count;
+    private readonly List<MonitorSample> _built = [];
+    private readonly SampleList _view;
 
     /// <summary>Attaches to <paramref name="model"/>, sampling every <paramref name="every"/>-th step.</summary>
-    public GradientMonitor(Mlp model, int every = 10)
+    /// <exception cref="ArgumentException">when the model has no Linear layer to watch.</exception>
+    public GradientMonitor(Module model, int every = 10, int updateRatioEvery = 1)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentOutOfRangeException.ThrowIfLessThan(every, 1);
-        _model = model;
+        ArgumentOutOfRangeException.ThrowIfLessThan(updateRatioEvery, 1);
         Every = every;
-        foreach (var layer in model.Layers)
+        UpdateRatioEvery = updateRatioEvery;
+        _layers = DiscoverLayers(model);
+        if (_layers.Length == 0) throw new ArgumentException($"GradientMonitor: {model.GetType().Name} has no Linear layer to watch.", nameof(model));
+        _parameters = model.Parameters().ToArray();
+        _weightSlot = _layers.Select(l => Array.IndexOf(_parameters, l.Weight)).ToArray();
+        _current = new LayerRecord[_layers.Length];
+        _layerHistory = new LayerRecord[_history.Length * _layers.Length];
+        _aliveMask = new float[_layers.Length][];
+        _signalHooks = new Func<Tensor, Tensor?>[_layers.Length];
+        _view = new SampleList(this);
+        for (int i = 0; i < _layers.Length; i++)
         {
-            int i = layer.Index - 1;
-            _handles.Add(layer.Output.RegisterBackwardHook((_, g) =>
+            int layer = i;
+            _signalHooks[i] = g =>
             {
-                if (_current is null) return;
-                var s = _current.Layers[i];
-                s.BackpropagatedSignalRms = Rms(g, out long bad);
-                s.NonFinite += bad;
-            }));
-            var observed = layer.Activation ?? layer.Output;
-            var kind = layer.Activation is null ? (Activation?)null : Activations.KindOf(layer.Activation);
-            _handles.Add(observed.RegisterForwardHook((_, _, y) =>
+                if (!_sampling) return null;
+                var (sumSq, _, bad) = _stats.Measure(g);
+                _current[layer].Signal = g.Count == 0 ? 0 : Math.Sqrt(sumSq / g.Count);
+                _current[layer].NonFinite += bad;
+                return null;
+            };
+            var l = _layers[i];
+            if (l.Activation is { } act && !ReferenceEquals(act, l.Output))
+                _handles.Add(act.RegisterForwardHook((_, _, y) =>
+                {
+                    if (_sampling) ActivationStatistics(y, layer);
+                }));
+            bool statsAtOutput = l.Activation is null || ReferenceEquals(l.Activation, l.Output);
+            _handles.Add(l.Output.RegisterForwardHook((_, _, y) =>
             {
-                if (_current is null) return;
-                ActivationStatistics(y, kind, _current.Layers[i]);
+                if (!_sampling) return;
+                if (statsAtOutput) ActivationStatistics(y, layer);
+                if (y.RequiresGrad) y.RegisterHook(_signalHooks[layer]);
             }));
         }
     }
 
+    /// <summary>The watched layers, input side first.</summary>
+    public IReadOnlyList<MonitoredLayer> Layers => _layers;
+
     /// <summary>Sampling period in steps.</summary>
     public int Every { get; }
 
-    /// <summary>Every sample taken so far.</summary>
-    public IReadOnlyList<MonitorSample> Samples => _samples;
+    /// <summary>Update ratios are taken on every n-th sample (they need a copy of the weights before the step).</summary>
+    public int UpdateRatioEvery { get; }
+
+    /// <summary>Every sample taken so far (built from the columnar history when read).</summary>
+    public IReadOnlyList<MonitorSample> Samples => _view;
+
+    /// <summary>The last sample, or null.</summary>
+    public MonitorSample? Last => _count == 0 ? null : _view[_count - 1];
+
+    /// <summary>Steps whose loss <see cref="RecentLosses"/> keeps.</summary>
+    public const int RecentSteps = 32;
+
+    /// <summary>The loss of each of the last (up to) <see cref="RecentSteps"/> trained steps, oldest first: an explosion between two samples shows here.</summary>
+    public double[] RecentLosses()
+    {
+        int n = (int)Math.Min(_seen, RecentSteps);
+        var result = new double[n];
+        for (int i = 0; i < n; i++) result[i] = _recent[(_seen - n + i) % RecentSteps];
+        return result;
+    }
 
     /// <summary>Raised when a sample is complete (after the optimiser step, or after <see cref="EndSample"/>).</summary>
     public event Action<MonitorSample>? SampleCompleted;
@@ -123,71 +211,69 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     /// <summary>Starts a sample now (for preflight and manual use); call before the forward pass.</summary>
     public void BeginSample(long step, int epoch = 0)
     {
-        _current = new MonitorSample
-        {
-            Step = step,
-            Epoch = epoch,
-            Layers = _model.Layers.Select(l => new LayerStats
-            {
-                LayerIndex = l.Index,
-                Activation = l.Activation is null ? null : Activations.KindOf(l.Activation),
-            }).ToArray(),
-        };
+        _sampling = true;
+        _step = step;
+        _epoch = epoch;
+        _loss = _meanLoss = _globalNorm = double.NaN;
+        Array.Fill(_current, LayerRecord.Empty);
     }
 
     /// <summary>Records the loss and parameter gradients (call after backward).</summary>
     public void RecordGradients(double loss)
     {
-        if (_current is null) return;
-        _current.Loss = loss;
+        if (!_sampling) return;
+        _loss = loss;
+        _meanLoss = _lossCount > 0 ? _lossSum / _lossCount : loss;
+        _lossSum = 0;
+        _lossCount = 0;
         double total = 0;
-        foreach (var layer in _model.Layers)
+        for (int p = 0; p < _parameters.Length; p++)
         {
-            var s = _current.Layers[layer.Index - 1];
-            var g = layer.Linear.Weight.Grad;
-            if (g is null) continue;
-            var (sumSq, maxAbs, bad) = Norms(g);
-            s.ParameterGradientNorm = Math.Sqrt(sumSq);
-            s.ParameterGradientMaxAbs = maxAbs;
-            s.NonFinite += bad;
+            if (_parameters[p].Grad is not { } g) continue;
+            var (sumSq, maxAbs, bad) = _stats.Measure(g);
+            total += sumSq;
+            int layer = Array.IndexOf(_weightSlot, p);
+            if (layer < 0) continue;
+            _current[layer].GradNorm = Math.Sqrt(sumSq);
+            _current[layer].GradMaxAbs = maxAbs;
+            _current[layer].NonFinite += bad;
         }
-        foreach (var p in _model.Parameters())
-            if (p.Grad is { } g) total += Norms(g).SumSq;
-        _current.GlobalGradientNorm = Math.Sqrt(total);
-        for (int i = 0; i + 1 < _current.Layers.Length; i++)
-            _current.Layers[i].Gain = _current.Layers[i].BackpropagatedSignalRms / _current.Layers[i + 1].BackpropagatedSignalRms;
-        _current.NonFinite = _current.Layers.Sum(l => l.NonFinite);
+        _globalNorm = Math.Sqrt(total);
     }
 
     /// <summary>Finishes the current sample (update ratios from <paramref name="optimizer"/> when it tracked them).</summary>
-    public MonitorSample? EndSample(Optim.Optimizer? optimizer = null)
+    public void EndSample(Optim.Optimizer? optimizer = null)
     {
-        var s = _current;
-        if (s is null) return null;
-        _current = null;
+        if (!_sampling) return;
+        _sampling = false;
         if (optimizer is { TrackUpdates: true })
         {
             var parameters = optimizer.Parameters;
-            foreach (var layer in _model.Layers)
+            for (int i = 0; i < _layers.Length; i++)
             {
-                int p = IndexOf(parameters, layer.Linear.Weight);
-                if (p >= 0) s.Layers[layer.Index - 1].UpdateRatio = optimizer.UpdateRatio(p);
+                int p = IndexOf(parameters, _layers[i].Weight);
+                if (p >= 0) _current[i].UpdateRatio = optimizer.UpdateRatio(p);
             }
             optimizer.TrackUpdates = false;
         }
-        _samples.Add(s);
-        SampleCompleted?.Invoke(s);
-        return s;
+        Append();
+        if (SampleCompleted is { } handler) handler(_view[_count - 1]);
     }
 
     void ITrainingObserver.OnStepStart(StepInfo step)
     {
         if (step.Step % Every != 0) return;
         BeginSample(step.Step, step.Epoch);
-        step.Optimizer.TrackUpdates = true;
+        if ((step.Step / Every) % UpdateRatioEvery == 0) step.Optimizer.TrackUpdates = true;
     }
 
-    void ITrainingObserver.OnBackward(StepInfo step) => RecordGradients(step.Loss);
+    void ITrainingObserver.OnBackward(StepInfo step)
+    {
+        _lossSum += step.Loss;
+        _lossCount++;
+        _recent[_seen++ % RecentSteps] = step.Loss;
+        RecordGradients(step.Loss);
+    }
 
     void ITrainingObserver.OnStepEnd(StepInfo step) => EndSample(step.Optimizer);
 
@@ -196,7 +282,30 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     {
         foreach (var h in _handles) h.Dispose();
         _handles.Clear();
+        _sampling = false;
     }
+
+    /// <summary>The saturation threshold: a unit is saturated when its derivative is below this fraction of the maximum.</summary>
+    public const double SaturationFraction = 0.01;
+
+    // ---------------------------------------------------------------- layers
+
+    private static MonitoredLayer[] DiscoverLayers(Module model)
+    {
+        if (model is Mlp mlp)
+            return mlp.Layers.Select(l => new MonitoredLayer(l.Index, NameOf(model, l.Linear), l.Linear.Weight, l.Output, l.Activation)).ToArray();
+        var found = new List<(string Name, Linear Linear, Module? Activation)>();
+        foreach (var (name, m) in model.NamedModules())
+        {
+            if (m is Linear linear) found.Add((name, linear, null));
+            else if (found.Count > 0 && found[^1].Activation is null && m.NamedChildren().Count() == 0 && Activations.KindOf(m) is not null)
+                found[^1] = found[^1] with { Activation = m };
+        }
+        return found.Select((f, i) => new MonitoredLayer(i + 1, f.Name, f.Linear.Weight, f.Activation ?? f.Linear, f.Activation)).ToArray();
+    }
+
+    private static string NameOf(Module model, Module target) =>
+        model.NamedModules().FirstOrDefault(t => ReferenceEquals(t.Module, target)).Name ?? "";
 
     private static int IndexOf(IReadOnlyList<Parameter> parameters, Parameter p)
     {
@@ -205,101 +314,132 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         return -1;
     }
 
-    /// <summary>The saturation threshold: a unit is saturated when its derivative is below this fraction of the maximum.</summary>
-    public const double SaturationFraction = 0.01;
+    // ---------------------------------------------------------------- statistics
 
-    private static void ActivationStatistics(Tensor y, Activation? kind, LayerStats s)
+    private void ActivationStatistics(Tensor y, int layer)
     {
         int n = y.Count;
         if (n == 0) return;
-        if (y.Storage is float[])
-        {
-            var v = y.Span<float>();
-            double sum = TensorPrimitives.Sum(v), sumSq = TensorPrimitives.SumOfSquares(v);
-            double mean = sum / n;
-            s.ActivationMean = mean;
-            s.ActivationStd = Math.Sqrt(Math.Max(0, sumSq / n - mean * mean));
-            if (!double.IsFinite(sum) || !double.IsFinite(sumSq)) s.NonFinite += CountNonFinite(v);
-            if (kind is { } k && Activations.Saturates(k)) s.Saturation = SaturatedFraction(v, k);
-            if (kind is Nn.Activation.Relu && y.Rank == 2) s.DeadUnits = DeadFraction(v, y.Shape[0], y.Shape[1]);
-        }
-        else
+        ref var s = ref _current[layer];
+        var kind = _layers[layer].Kind;
+        if (y.Storage is not float[])
         {
             var v = y.ToDoubleArray();
             double mean = v.Average();
-            s.ActivationMean = mean;
-            s.ActivationStd = Math.Sqrt(v.Sum(e => (e - mean) * (e - mean)) / n);
+            s.ActMean = mean;
+            s.ActStd = Math.Sqrt(v.Sum(e => (e - mean) * (e - mean)) / n);
+            return;
+        }
+        var span = y.Span<float>();
+        var (sum, sumSq, bad) = _stats.Moments(y);
+        double m = sum / n;
+        s.ActMean = m;
+        s.ActStd = Math.Sqrt(Math.Max(0, sumSq / n - m * m));
+        s.NonFinite += bad;
+        if (kind is { } k && Activations.Saturates(k)) s.Saturation = StatisticsKernel.SaturatedFraction(span, k, SaturationFraction);
+        if (kind is Nn.Activation.Relu && y.Rank == 2)
+        {
+            int cols = y.Shape[1];
+            var mask = _aliveMask[layer];
+            if (mask is null || mask.Length != cols) _aliveMask[layer] = mask = new float[cols];
+            s.DeadUnits = StatisticsKernel.DeadFraction(span, y.Shape[0], cols, mask);
         }
     }
 
-    /// <summary>
-    /// Fraction with derivative below 1% of the maximum, from the outputs: sigmoid σ' = y(1−y) (max 1/4),
-    /// tanh 1 − y² (max 1); hard forms have derivative 0 outside their linear region.
-    /// </summary>
-    private static double SaturatedFraction(ReadOnlySpan<float> y, Activation kind)
+    // ---------------------------------------------------------------- history
+
+    private void Append()
     {
-        long count = 0;
-        foreach (float v in y)
+        int layers = _layers.Length;
+        if (_count == _history.Length)
         {
-            bool sat = kind switch
+            Array.Resize(ref _history, _history.Length * 2);
+            Array.Resize(ref _layerHistory, _history.Length * layers);
+        }
+        long nonFinite = 0;
+        for (int i = 0; i < layers; i++)
+        {
+            ref var r = ref _current[i];
+            r.Gain = i + 1 < layers ? r.Signal / _current[i + 1].Signal : double.NaN;
+            nonFinite += r.NonFinite;
+        }
+        _history[_count] = new SampleRecord(_step, _epoch, _loss, _meanLoss, _globalNorm, nonFinite);
+        _current.CopyTo(_layerHistory, _count * layers);
+        _count++;
+    }
+
+    private MonitorSample Build(int index)
+    {
+        var h = _history[index];
+        int layers = _layers.Length;
+        var stats = new LayerStats[layers];
+        for (int i = 0; i < layers; i++)
+        {
+            var r = _layerHistory[index * layers + i];
+            stats[i] = new LayerStats
             {
-                Nn.Activation.Sigmoid => v * (1 - v) < SaturationFraction * 0.25,
-                Nn.Activation.Tanh => 1 - v * v < SaturationFraction,
-                Nn.Activation.HardSigmoid => v <= 0 || v >= 1,
-                Nn.Activation.HardTanh => v <= -1 || v >= 1,
-                _ => false,
+                LayerIndex = _layers[i].Index,
+                Activation = _layers[i].Kind,
+                BackpropagatedSignalRms = r.Signal,
+                Gain = r.Gain,
+                ParameterGradientNorm = r.GradNorm,
+                ParameterGradientMaxAbs = r.GradMaxAbs,
+                ActivationMean = r.ActMean,
+                ActivationStd = r.ActStd,
+                Saturation = r.Saturation,
+                DeadUnits = r.DeadUnits,
+                UpdateRatio = r.UpdateRatio,
+                NonFinite = r.NonFinite,
             };
-            if (sat) count++;
         }
-        return (double)count / y.Length;
-    }
-
-    private static double DeadFraction(ReadOnlySpan<float> y, int rows, int cols)
-    {
-        int dead = 0;
-        for (int j = 0; j < cols; j++)
+        return new MonitorSample
         {
-            bool alive = false;
-            for (int r = 0; r < rows && !alive; r++) alive = y[r * cols + j] != 0;
-            if (!alive) dead++;
-        }
-        return (double)dead / cols;
+            Step = h.Step,
+            Epoch = h.Epoch,
+            Loss = h.Loss,
+            MeanLoss = h.MeanLoss,
+            GlobalGradientNorm = h.GlobalNorm,
+            NonFinite = h.NonFinite,
+            Layers = stats,
+        };
     }
 
-    private static double Rms(Tensor g, out long nonFinite)
-    {
-        var (sumSq, _, bad) = Norms(g);
-        nonFinite = bad;
-        return g.Count == 0 ? 0 : Math.Sqrt(sumSq / g.Count);
-    }
+    private readonly record struct SampleRecord(long Step, int Epoch, double Loss, double MeanLoss, double GlobalNorm, long NonFinite);
 
-    /// <summary>Σx², max|x| and the non-finite count, in double.</summary>
-    private static (double SumSq, double MaxAbs, long NonFinite) Norms(Tensor g)
+    private struct LayerRecord
     {
-        if (g.Count == 0) return (0, 0, 0);
-        if (g.Storage is float[])
+        public static readonly LayerRecord Empty = new()
         {
-            var v = g.Span<float>();
-            double sumSq = TensorPrimitives.SumOfSquares(v);
-            double maxAbs = TensorPrimitives.MaxMagnitude(v);
-            long bad = double.IsFinite(sumSq) && float.IsFinite((float)maxAbs) ? 0 : CountNonFinite(v);
-            if (!double.IsFinite(sumSq) || sumSq > 1e30)
+            Signal = double.NaN, Gain = double.NaN, GradNorm = double.NaN, GradMaxAbs = double.NaN, ActMean = double.NaN,
+            ActStd = double.NaN, Saturation = double.NaN, DeadUnits = double.NaN, UpdateRatio = double.NaN,
+        };
+
+        public double Signal, Gain, GradNorm, GradMaxAbs, ActMean, ActStd, Saturation, DeadUnits, UpdateRatio;
+        public long NonFinite;
+    }
+
+    /// <summary>The history as MonitorSample objects, built on first read and kept.</summary>
+    private sealed class SampleList(GradientMonitor owner) : IReadOnlyList<MonitorSample>
+    {
+        public int Count => owner._count;
+
+        public MonitorSample this[int index]
+        {
+            get
             {
-                // recompute in double to avoid float overflow of the sum of squares
-                sumSq = 0;
-                foreach (float x in v) if (float.IsFinite(x)) sumSq += (double)x * x;
-                if (bad > 0) sumSq = double.PositiveInfinity;
+                ArgumentOutOfRangeException.ThrowIfNegative(index);
+                ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, owner._count);
+                var built = owner._built;
+                while (built.Count <= index) built.Add(owner.Build(built.Count));
+                return built[index];
             }
-            return (sumSq, Math.Abs(maxAbs), bad);
         }
-        var d = g.ToDoubleArray();
-        return (d.Sum(x => x * x), d.Max(Math.Abs), d.Count(x => !double.IsFinite(x)));
-    }
 
-    private static long CountNonFinite(ReadOnlySpan<float> v)
-    {
-        long n = 0;
-        foreach (float x in v) if (!float.IsFinite(x)) n++;
-        return n;
+        public IEnumerator<MonitorSample> GetEnumerator()
+        {
+            for (int i = 0; i < owner._count; i++) yield return this[i];
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 }

@@ -9,7 +9,7 @@ namespace GradFlow.Diagnostics;
 /// <summary>
 /// The JSON-lines form of monitor samples in <c>metrics.jsonl</c> (docs/diagnosis.md, "metrics.jsonl"):
 /// <code>
-/// {"type":"step","step":40,"epoch":0,"loss":2.3,"global_gradient_norm":0.8,"gradient_ratio":3.1e-6,"non_finite":0,
+/// {"type":"step","step":40,"epoch":0,"loss":2.3,"mean_loss":2.4,"global_gradient_norm":0.8,"gradient_ratio":3.1e-6,"non_finite":0,
 ///  "layers":[{"layer":1,"activation":"tanh","signal_rms":1e-9,"gain":0.5,"grad_norm":1e-7,"grad_max_abs":1e-8,
 ///             "act_mean":0.01,"act_std":0.6,"saturation":0.1,"dead_units":null,"update_ratio":1e-5,"non_finite":0}, ...]}
 /// </code>
@@ -26,6 +26,7 @@ public static class MonitorLog
         var sb = new StringBuilder(256 + 256 * s.Layers.Length);
         sb.Append("{\"type\":\"step\",\"step\":").Append(s.Step).Append(",\"epoch\":").Append(s.Epoch);
         Num(sb, "loss", s.Loss);
+        Num(sb, "mean_loss", s.MeanLoss);
         Num(sb, "global_gradient_norm", s.GlobalGradientNorm);
         Num(sb, "gradient_ratio", s.GradientRatio);
         sb.Append(",\"non_finite\":").Append(s.NonFinite).Append(",\"layers\":[");
@@ -92,6 +93,7 @@ public static class MonitorLog
             Step = r.GetProperty("step").GetInt64(),
             Epoch = r.GetProperty("epoch").GetInt32(),
             Loss = Get(r, "loss"),
+            MeanLoss = r.TryGetProperty("mean_loss", out _) ? Get(r, "mean_loss") : double.NaN,
             GlobalGradientNorm = Get(r, "global_gradient_norm"),
             NonFinite = r.GetProperty("non_finite").GetInt64(),
             Layers = layers,
@@ -106,7 +108,7 @@ public static class MonitorLog
         monitor.SampleCompleted += s => run.AppendLine(ToJsonLine(s));
     }
 
-    private static double Get(JsonElement e, string name)
+    internal static double Get(JsonElement e, string name)
     {
         var v = e.GetProperty(name);
         return v.ValueKind switch

@@ -25,10 +25,11 @@ public sealed record RepairResult(TrialResult Initial, IReadOnlyList<RepairAttem
 
 /// <summary>
 /// Automatic repair: short monitored trials (a fixed number of steps, not the full budget) on the
-/// same seeds; after each, the best untried remedy of the most severe problem is applied — the
-/// suggestion on the faulty layers first, then wider ones — and kept when the trial improves (fewer
+/// same seeds; after each, the untried remedy for the highest-scoring cause over all problems is
+/// applied — the suggestion on the faulty layers first, then wider ones — and kept when the trial improves (fewer
 /// or less severe problems, or a lower loss at equal verdict). Stops when healthy or when the budget
-/// of trials is spent.
+/// of trials is spent. When a change limited to some layers made the run healthy, one more trial
+/// applies it to every hidden layer and keeps it if the loss is lower.
 /// </summary>
 public static class Repairer
 {
@@ -41,6 +42,7 @@ public static class Repairer
         var trainerForBudget = new Trainer(config, data);
         data ??= trainerForBudget.Data;
         long fullRun = (long)trainerForBudget.Loader.BatchCount * config.Epochs;
+        if (config.MaxSteps is { } maxSteps) fullRun = Math.Min(fullRun, maxSteps);
         int every = Math.Max(1, trialSteps / 20);
         var initial = Trials.Run(config, trialSteps, every, data, settings: settings, cancellation: cancellation);
         var current = initial;
@@ -49,9 +51,13 @@ public static class Repairer
         long steps = initial.Steps;
         while (!current.Diagnosis.Healthy && attempts.Count < maxAttempts && !cancellation.IsCancellationRequested)
         {
-            var next = current.Diagnosis.Problems.SelectMany(p => p.Remedies).FirstOrDefault(r => !tried.Contains(r.Id));
+            // the remedy for the highest-scoring cause over all problems (ties: the more severe problem first);
+            // a remedy is tried once per config, so a learning rate can be lowered again after another change
+            var next = current.Diagnosis.Problems.SelectMany((p, i) => p.Remedies.Select(r => (r, i)))
+                .OrderByDescending(t => t.r.Score).ThenBy(t => t.i).Select(t => t.r)
+                .FirstOrDefault(r => !tried.Contains(Key(r.Id, current.Config)));
             if (next is null) break;
-            tried.Add(next.Id);
+            tried.Add(Key(next.Id, current.Config));
             TrainingConfig candidate;
             try
             {
@@ -70,8 +76,28 @@ public static class Repairer
             progress?.Invoke(attempt);
             if (better) current = trial;
         }
+        // Healthy after a change limited to the faulty layers: one more trial with the same change on every
+        // hidden layer, kept if it stays healthy and reaches a lower loss (the smallest change may not be the best).
+        if (current.Diagnosis.Healthy && !cancellation.IsCancellationRequested &&
+            attempts.LastOrDefault(a => a.Accepted && a.Remedy is { } r && r.Contains('@', StringComparison.Ordinal)) is { } partial)
+        {
+            string wide = partial.Remedy![..partial.Remedy!.IndexOf('@', StringComparison.Ordinal)];
+            var candidate = Remedies.Apply(wide, current.Config);
+            if (!tried.Contains(Key(wide, current.Config)) && candidate != current.Config)
+            {
+                var trial = Trials.Run(candidate, trialSteps, every, data, settings: settings, cancellation: cancellation);
+                steps += trial.Steps;
+                bool better = trial.Diagnosis.Healthy && double.IsFinite(trial.FinalLoss) && trial.FinalLoss < current.FinalLoss;
+                var attempt = new RepairAttempt(wide, $"the same change on every hidden layer ({partial.Description})", trial, better);
+                attempts.Add(attempt);
+                progress?.Invoke(attempt);
+                if (better) current = trial;
+            }
+        }
         return new RepairResult(initial, attempts, current, fullRun == 0 ? double.NaN : (double)steps / fullRun);
     }
+
+    private static string Key(string remedy, TrainingConfig config) => remedy + "\n" + config.ToJson();
 
     /// <summary>Whether trial <paramref name="a"/> is better than <paramref name="b"/>: healthier verdict first, then lower loss.</summary>
     public static bool Better(TrialResult a, TrialResult b)

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using GradFlow.Nn;
+using GradFlow.Optim;
 using GradFlow.Tensors;
 using GradFlow.Training;
 
@@ -78,7 +79,9 @@ public static class Trials
 {
     /// <summary>
     /// One forward and backward pass on one batch (no optimiser step) with the monitor: forecasts
-    /// vanishing or exploding gradients from the per-layer gains and saturation before any training.
+    /// vanishing or exploding gradients from the per-layer gains and saturation before any training,
+    /// and divergence from the update ratio that the optimiser's first steps will have
+    /// (<see cref="PredictedUpdateRatio"/>, recorded as each layer's <see cref="LayerStats.UpdateRatio"/>).
     /// </summary>
     public static (Diagnosis Diagnosis, MonitorSample Sample) Preflight(TrainingConfig config, DataBundle? data = null, DiagnosisSettings? settings = null)
     {
@@ -91,9 +94,53 @@ public static class Trials
         var loss = Losses.CrossEntropy(trainer.Model.Forward(batch.Inputs), batch.Labels!, config.LabelSmoothing);
         Autograd.BackwardEngine.Backward(loss);
         monitor.RecordGradients(loss.Item());
-        var sample = monitor.EndSample()!;
-        var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin);
+        monitor.EndSample();
+        var sample = monitor.Last!;
+        foreach (var layer in trainer.Model.Layers)
+            sample.Layers[layer.Index - 1].UpdateRatio = PredictedUpdateRatio(config, layer.Linear.Weight);
+        var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin, preflight: true);
         return (diagnosis, sample);
+    }
+
+    /// <summary>The largest <see cref="PredictedUpdateRatio"/> over the layers, from the first step's gradients (before its update).</summary>
+    private sealed class FirstStepPredictor(TrainingConfig config, Mlp model) : ITrainingObserver
+    {
+        public double Ratio { get; private set; } = double.NaN;
+
+        public void OnBackward(StepInfo step)
+        {
+            if (step.Step != 0) return;
+            Ratio = model.Layers.Select(l => PredictedUpdateRatio(config, l.Linear.Weight)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
+        }
+    }
+
+    /// <summary>
+    /// ||ΔW|| / ||W|| that the configured optimiser's early steps give <paramref name="weight"/> with its
+    /// current gradient: SGD lr·||g||/||W||, times 1/(1−μ) with momentum μ (the step a persistent
+    /// gradient reaches); Adam, AdamW and Adagrad move every element by about lr in their first
+    /// steps (m̂/√v̂ = ±1), so lr·√n/||W||; RMSprop without bias correction divides by
+    /// √((1−α)g²) = 0.1|g| at α = 0.99 in its first step, so 10·lr·√n/||W|| (times 1/(1−μ) with momentum).
+    /// </summary>
+    public static double PredictedUpdateRatio(TrainingConfig config, Parameter weight)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weight);
+        var w = weight.Data.ToDoubleArray();
+        double wNorm = Math.Sqrt(w.Sum(v => v * v));
+        if (wNorm == 0) return double.NaN;
+        double momentum = 1 / (1 - config.Momentum);
+        double perElement = Math.Sqrt(w.Length) / wNorm;
+        switch (config.Optimizer)
+        {
+            case OptimizerKind.Sgd:
+                if (weight.Grad is not { } g) return double.NaN;
+                var gd = g.ToDoubleArray();
+                return config.LearningRate * Math.Sqrt(gd.Sum(v => v * v)) / wNorm * momentum;
+            case OptimizerKind.RmsProp:
+                return config.LearningRate / Math.Sqrt(1 - 0.99) * perElement * momentum;
+            default:
+                return config.LearningRate * perElement;
+        }
     }
 
     /// <summary>
@@ -111,7 +158,8 @@ public static class Trials
         var trainer = new Trainer(trialConfig, data);
         using var monitor = new GradientMonitor(trainer.Model, every);
         using var tracer = new NonFiniteTracer(trainer.Model);
-        trainer.AddObserver(tracer).AddObserver(monitor);
+        var predictor = new FirstStepPredictor(config, trainer.Model);
+        trainer.AddObserver(tracer).AddObserver(monitor).AddObserver(predictor);
         if (observer is not null) trainer.AddObserver(observer);
         RunDirectory? run = null;
         if (runDirectory is not null)
@@ -122,7 +170,8 @@ public static class Trials
         }
         var result = trainer.Run(runDirectory, cancellation: cancellation);
         double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
-        var diagnosis = Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, settings, tracer.Origin, badLoss);
+        var diagnosis = Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, settings, tracer.Origin, badLoss, monitor.RecentLosses(),
+            predictedUpdateRatio: predictor.Ratio);
         if (run is not null) AtomicFile.WriteAllText(Path.Combine(run.Path, "diagnosis.json"), DiagnosisJson.Serialize(diagnosis));
         return new TrialResult(config, diagnosis, monitor.Samples.ToArray(), result, result.Steps);
     }

@@ -26,8 +26,9 @@ public abstract class Module
     private readonly List<(string Name, Parameter Parameter)> _parameters = [];
     private readonly List<(string Name, Tensor? Buffer)> _buffers = [];
     private readonly List<(string Name, Module Module)> _children = [];
-    private List<ForwardHook>? _forwardHooks;
-    private List<BackwardHook>? _backwardHooks;
+    // copy-on-write arrays: a forward iterates them without copying, and a hook may remove itself
+    private ForwardHook[]? _forwardHooks;
+    private BackwardHook[]? _backwardHooks;
 
     /// <summary>True in training mode (the default), false in evaluation mode.</summary>
     public bool Training { get; private set; } = true;
@@ -38,7 +39,7 @@ public abstract class Module
         ArgumentNullException.ThrowIfNull(input);
         var output = ForwardCore(input);
         if (_forwardHooks is { } fh)
-            foreach (var hook in fh.ToArray()) hook(this, input, output);
+            foreach (var hook in fh) hook(this, input, output);
         if (_backwardHooks is not null && output.RequiresGrad)
         {
             // A pass-through node gives the hook the gradient w.r.t. this module's output even when
@@ -47,7 +48,7 @@ public abstract class Module
             output.RegisterHook(g =>
             {
                 if (_backwardHooks is { } bh)
-                    foreach (var hook in bh.ToArray()) hook(this, g);
+                    foreach (var hook in bh) hook(this, g);
                 return null;
             });
         }
@@ -221,12 +222,8 @@ public abstract class Module
     public IDisposable RegisterForwardHook(ForwardHook hook)
     {
         ArgumentNullException.ThrowIfNull(hook);
-        (_forwardHooks ??= []).Add(hook);
-        return new Removal(() =>
-        {
-            _forwardHooks?.Remove(hook);
-            if (_forwardHooks is { Count: 0 }) _forwardHooks = null;
-        });
+        _forwardHooks = [.. _forwardHooks ?? [], hook];
+        return new Removal(() => _forwardHooks = Without(_forwardHooks, hook));
     }
 
     /// <summary>
@@ -236,12 +233,17 @@ public abstract class Module
     public IDisposable RegisterBackwardHook(BackwardHook hook)
     {
         ArgumentNullException.ThrowIfNull(hook);
-        (_backwardHooks ??= []).Add(hook);
-        return new Removal(() =>
-        {
-            _backwardHooks?.Remove(hook);
-            if (_backwardHooks is { Count: 0 }) _backwardHooks = null;
-        });
+        _backwardHooks = [.. _backwardHooks ?? [], hook];
+        return new Removal(() => _backwardHooks = Without(_backwardHooks, hook));
+    }
+
+    private static T[]? Without<T>(T[]? hooks, T hook) where T : Delegate
+    {
+        if (hooks is null) return null;
+        int i = Array.IndexOf(hooks, hook);
+        if (i < 0) return hooks;
+        var rest = hooks.Where((_, k) => k != i).ToArray();
+        return rest.Length == 0 ? null : rest;
     }
 
     private sealed class Removal(Action remove) : IDisposable

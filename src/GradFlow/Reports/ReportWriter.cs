@@ -35,8 +35,8 @@ public sealed record RunData(string Directory, string? Config, IReadOnlyList<(in
                     string type = r.GetProperty("type").GetString() ?? "";
                     if (type == "step") samples.Add(MonitorLog.Parse(lines[i]));
                     else if (type == "epoch")
-                        epochs.Add((r.GetProperty("epoch").GetInt32(), r.GetProperty("train_loss").GetDouble(), r.GetProperty("train_accuracy").GetDouble(),
-                            r.GetProperty("test_loss").GetDouble(), r.GetProperty("test_accuracy").GetDouble()));
+                        epochs.Add((r.GetProperty("epoch").GetInt32(), MonitorLog.Get(r, "train_loss"), MonitorLog.Get(r, "train_accuracy"),
+                            MonitorLog.Get(r, "test_loss"), MonitorLog.Get(r, "test_accuracy")));
                 }
                 catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
                 {
@@ -173,7 +173,7 @@ public static class ReportWriter
     private static void Curves(StringBuilder html, IReadOnlyList<(string Label, RunData Run)> runs)
     {
         html.Append("<h2>Loss and accuracy</h2><div class=\"grid2\">");
-        var stepLoss = runs.Select((r, i) => new Series($"{r.Label} (sampled steps)", r.Run.Samples.Select(s => ((double)s.Step, s.Loss)).ToArray(), Svg.Palette[i % Svg.Palette.Length])).ToArray();
+        var stepLoss = runs.Select((r, i) => new Series($"{r.Label} (mean since the previous sample)", r.Run.Samples.Select(s => ((double)s.Step, double.IsNaN(s.MeanLoss) ? s.Loss : s.MeanLoss)).ToArray(), Svg.Palette[i % Svg.Palette.Length])).ToArray();
         var epochLoss = runs.SelectMany((r, i) => new[]
         {
             new Series($"{r.Label} train", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TrainLoss)).ToArray(), Svg.Palette[i % Svg.Palette.Length]),
@@ -184,7 +184,7 @@ public static class ReportWriter
             new Series($"{r.Label} train", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TrainAccuracy)).ToArray(), Svg.Palette[i % Svg.Palette.Length]),
             new Series($"{r.Label} test", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TestAccuracy)).ToArray(), Svg.Palette[i % Svg.Palette.Length], Dashed: true),
         }).ToArray();
-        html.Append("<div class=\"card\">").Append(Svg.LineChart("loss at sampled steps", "step", "loss", stepLoss, logY: false)).Append(Svg.Legend(stepLoss)).Append("</div>");
+        html.Append("<div class=\"card\">").Append(Svg.LineChart("training loss", "step", "loss", stepLoss, logY: false)).Append(Svg.Legend(stepLoss)).Append("</div>");
         html.Append("<div class=\"card\">").Append(Svg.LineChart("loss per epoch", "epoch", "loss", epochLoss, logY: false)).Append(Svg.Legend(epochLoss)).Append("</div>");
         html.Append("<div class=\"card\">").Append(Svg.LineChart("accuracy per epoch", "epoch", "accuracy", acc, logY: false)).Append(Svg.Legend(acc)).Append("</div>");
         html.Append("</div>");

@@ -77,8 +77,12 @@ public sealed partial class Tensor
     /// <summary>Optional name, used in error messages and diagnostics.</summary>
     public string? Name { get; set; }
 
-    /// <summary>Hooks on the gradient flowing into this tensor; null when none (one branch in backward).</summary>
-    internal List<Func<Tensor, Tensor?>>? Hooks { get; private set; }
+    /// <summary>
+    /// Hooks on the gradient flowing into this tensor: null when none (one branch in backward), one
+    /// delegate, or an array (copy-on-write, so backward iterates it without copying). Registering
+    /// one hook on a fresh tensor allocates nothing, which the gradient monitor relies on.
+    /// </summary>
+    internal object? Hooks { get; private set; }
 
     /// <summary>Whether backward stores this non-leaf tensor's gradient in <see cref="Grad"/>.</summary>
     internal bool RetainsGrad { get; private set; }
@@ -100,15 +104,30 @@ public sealed partial class Tensor
         ArgumentNullException.ThrowIfNull(hook);
         if (!_requiresGrad)
             throw new InvalidOperationException("RegisterHook: this tensor does not require grad, so no gradient will flow through it.");
-        (Hooks ??= []).Add(hook);
+        Hooks = Hooks switch
+        {
+            null => hook,
+            Func<Tensor, Tensor?> one => new[] { one, hook },
+            Func<Tensor, Tensor?>[] many => (Func<Tensor, Tensor?>[])[.. many, hook],
+            _ => throw new InvalidOperationException("RegisterHook: corrupt hook list."),
+        };
         return new HookHandle(this, hook);
     }
 
     internal void RemoveHook(Func<Tensor, Tensor?> hook)
     {
-        if (Hooks is null) return;
-        Hooks.Remove(hook);
-        if (Hooks.Count == 0) Hooks = null;
+        switch (Hooks)
+        {
+            case Func<Tensor, Tensor?> one when one == hook:
+                Hooks = null;
+                break;
+            case Func<Tensor, Tensor?>[] many:
+                int i = Array.IndexOf(many, hook);
+                if (i < 0) break;
+                var rest = many.Where((_, k) => k != i).ToArray();
+                Hooks = rest.Length == 1 ? rest[0] : rest;
+                break;
+        }
     }
 
     /// <summary>Keeps this non-leaf tensor's gradient in <see cref="Grad"/> after backward.</summary>
@@ -256,11 +275,11 @@ public sealed partial class Tensor
     private static string Fmt(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
 }
 
-/// <summary>Removes a hook registered with <see cref="Tensor.RegisterHook"/> when disposed.</summary>
-public sealed class HookHandle : IDisposable
+/// <summary>Removes a hook registered with <see cref="Tensor.RegisterHook"/> when disposed (a struct: registering allocates no handle).</summary>
+public readonly struct HookHandle : IDisposable
 {
-    private Tensor? _tensor;
-    private readonly Func<Tensor, Tensor?> _hook;
+    private readonly Tensor? _tensor;
+    private readonly Func<Tensor, Tensor?>? _hook;
 
     internal HookHandle(Tensor tensor, Func<Tensor, Tensor?> hook)
     {
@@ -268,10 +287,9 @@ public sealed class HookHandle : IDisposable
         _hook = hook;
     }
 
-    /// <summary>Removes the hook (idempotent).</summary>
+    /// <summary>Removes the hook (idempotent: removing an absent hook does nothing).</summary>
     public void Dispose()
     {
-        _tensor?.RemoveHook(_hook);
-        _tensor = null;
+        if (_tensor is not null && _hook is not null) _tensor.RemoveHook(_hook);
     }
 }

@@ -337,7 +337,13 @@ public sealed class RunDirectory
     {
         type = "epoch", epoch = m.Epoch, step = m.Step, train_loss = m.TrainLoss, train_accuracy = m.TrainAccuracy,
         test_loss = m.TestLoss, test_accuracy = m.TestAccuracy, lr = m.LearningRate, seconds = m.Seconds,
-    }));
+    }, JsonLines));
+
+    /// <summary>
+    /// Options of every metrics line: NaN and ±Infinity are written as the strings "NaN", "Infinity",
+    /// "-Infinity" — a diverging run's numbers are the ones a user needs to see, not an error.
+    /// </summary>
+    public static readonly JsonSerializerOptions JsonLines = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <summary>Appends a line (a complete JSON object) to <c>metrics.jsonl</c> and flushes it.</summary>
     public void AppendLine(string json)

@@ -121,4 +121,62 @@ public class DiagnoserTests
         var again = TrainingConfig.FromJson(result.Config.ToJson());
         Assert.NotNull(new Trainer(again));
     }
+
+    [Fact]
+    public void Exploding_LossBlowUpBeforeNonFinite_IsAnExplosionInTime()
+    {
+        // one sample (step 0) looks fine; the per-step losses before the NaN grew 1e8-fold
+        var samples = new[] { Sample(0, 2.4, [0.2, 0.5, 1]) };
+        double[] recent = [2.4, 3.8, 2.5, 6.9, 37, 4375, 4.3e8];
+        var d = Diagnoser.Diagnose(samples, Teacher("mlp 64-8x2-4"), nonFiniteLoss: double.NaN, recentLosses: recent);
+        var p = Assert.Single(d.Problems, x => x.Kind == ProblemKind.ExplodingGradient);
+        Assert.Contains("in time", p.Summary);
+        Assert.Equal(4.3e8 / 2.4, p.Evidence["loss_growth_before_non_finite"], 1e-6);
+        Assert.Contains(d.Problems, x => x.Kind == ProblemKind.NonFinite);
+        // the same losses without a non-finite stop are a training curve, not an explosion verdict
+        Assert.DoesNotContain(Diagnoser.Diagnose(samples, Teacher("mlp 64-8x2-4"), recentLosses: recent).Problems, x => x.Kind == ProblemKind.ExplodingGradient);
+    }
+
+    [Fact]
+    public void Stalled_NotReportedForALossThatFellFarThenFlattened()
+    {
+        var converged = Enumerable.Range(0, 12).Select(i => Sample(i, i < 4 ? 2.3 - 0.4 * i : 0.7 + 1e-4 * (i % 2), [1, 1])).ToArray();
+        Assert.DoesNotContain(Diagnoser.Diagnose(converged, Teacher("mlp 64-8-4")).Problems, p => p.Kind == ProblemKind.StalledLoss);
+    }
+
+    [Fact]
+    public void Oscillation_OfANearlySolvedTaskIsNotReported()
+    {
+        // relative swings of 100% around a loss of 1e-5, after starting at 0.7: below 1% of the first loss
+        var solved = Enumerable.Range(0, 12).Select(i => Sample(i, i == 0 ? 0.7 : i % 2 == 0 ? 1e-5 : 3e-5, [1, 1])).ToArray();
+        Assert.DoesNotContain(Diagnoser.Diagnose(solved, Teacher("mlp 64-8-4")).Problems, p => p.Kind == ProblemKind.OscillatingLoss);
+    }
+
+    [Fact]
+    public void Preflight_HighLearningRate_ForecastsDivergenceFromThePredictedStep_AndSizesTheRemedy()
+    {
+        var config = Teacher("mlp 64-64x4-4 act=relu init=he-normal") with { Optimizer = OptimizerKind.Sgd, LearningRate = 3, Momentum = 0.9 };
+        var (d, sample) = Trials.Preflight(config);
+        // independent: lr·||dW||/||W||/(1−μ) from a hand-run forward and backward of the same first batch
+        var trainer = new Trainer(config with { Epochs = 1 });
+        var batch = trainer.Loader.Epoch(0).First();
+        GradFlow.Autograd.BackwardEngine.Backward(GradFlow.Nn.Losses.CrossEntropy(trainer.Model.Forward(batch.Inputs), batch.Labels!));
+        double expected = trainer.Model.Layers.Max(l =>
+        {
+            var w = l.Linear.Weight.Data.ToDoubleArray();
+            var g = l.Linear.Weight.Grad!.ToDoubleArray();
+            return 3 * Math.Sqrt(g.Sum(v => v * v)) / Math.Sqrt(w.Sum(v => v * v)) / (1 - 0.9);
+        });
+        double predicted = sample.Layers.Max(l => l.UpdateRatio);
+        Assert.Equal(expected, predicted, expected * 1e-5);
+        var p = Assert.Single(d.Problems, x => x.Kind == ProblemKind.ExplodingGradient);
+        Assert.Contains("forecast", p.Summary);
+        // the learning-rate remedy aims at the target update ratio 0.1, rounded down to 1-2-5
+        double raw = 0.1 / predicted, decade = Math.Pow(10, Math.Floor(Math.Log10(raw)));
+        double factor = decade * (raw / decade >= 5 ? 5 : raw / decade >= 2 ? 2 : 1);
+        Assert.Equal($"lr:{factor.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)}", p.Remedies[0].Id);
+        // a moderate rate predicts a small step and no forecast
+        var (healthy, _) = Trials.Preflight(config with { LearningRate = 0.01 });
+        Assert.True(healthy.Healthy, string.Join("; ", healthy.Problems.Select(x => x.Summary)));
+    }
 }

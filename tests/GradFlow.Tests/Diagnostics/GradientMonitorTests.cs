@@ -17,7 +17,8 @@ public class GradientMonitorTests
         var loss = Losses.CrossEntropy(m.Forward(x), Labels);
         loss.Backward();
         mon.RecordGradients(loss.Item());
-        return mon.EndSample()!;
+        mon.EndSample();
+        return mon.Last!;
     }
 
     [Fact]
@@ -113,6 +114,7 @@ public class GradientMonitorTests
         mon.Dispose();
         mon.BeginSample(0);
         m.Forward(Tensor.RandN(new Generator(8), 3, 4)).Sum().Backward();
-        Assert.True(double.IsNaN(mon.EndSample()!.Layers[0].BackpropagatedSignalRms));
+        mon.EndSample();
+        Assert.True(double.IsNaN(mon.Last!.Layers[0].BackpropagatedSignalRms));
     }
 }

@@ -1,0 +1,276 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using GradFlow.Training;
+
+namespace GradFlow.Diagnostics;
+
+/// <summary>
+/// One labelled training configuration: the config, its ground truth (healthy, or the one problem it
+/// is known to have) and why; for a broken one, the healthy configuration of the same task whose
+/// accuracy a repair must reach.
+/// </summary>
+/// <param name="Name">Unique name.</param>
+/// <param name="Config">The training configuration (its seed is replaced by each catalogue seed).</param>
+/// <param name="Expect">The known problem, or null when the configuration is healthy.</param>
+/// <param name="Why">The reason for the ground truth (theory, not the detector's output).</param>
+/// <param name="Reference">For a broken entry: the name of the healthy entry of the same task.</param>
+public sealed record CatalogueEntry(string Name, TrainingConfig Config, ProblemKind? Expect, string Why, string? Reference)
+{
+    /// <summary>Whether the entry is labelled healthy.</summary>
+    public bool Healthy => Expect is null;
+}
+
+/// <summary>
+/// A catalogue of labelled training configurations, run over several seeds, on which the detectors
+/// are calibrated and the diagnosis and repair are measured (<see cref="CatalogueEvaluator"/>).
+/// File format (JSON): <c>{"seeds": [1,2,3], "trialSteps": 200, "entries": [{"name", "expect":
+/// "healthy" | "vanishing-gradient" | …, "why", "reference", "config": {training config JSON}}]}</c>.
+/// </summary>
+/// <param name="Entries">The configurations.</param>
+/// <param name="Seeds">Seeds every entry runs with.</param>
+/// <param name="TrialSteps">Steps of a diagnosis trial (as <c>gradflow diagnose --steps</c>).</param>
+public sealed record Catalogue(IReadOnlyList<CatalogueEntry> Entries, IReadOnlyList<ulong> Seeds, int TrialSteps)
+{
+    /// <summary>Reads a catalogue file; errors name the file, the entry and the field.</summary>
+    /// <exception cref="FormatException">for invalid JSON, a missing field, an unknown problem kind or reference.</exception>
+    public static Catalogue Load(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    /// <summary>Parses the JSON text of a catalogue; <paramref name="source"/> names it in errors.</summary>
+    public static Catalogue Parse(string json, string source = "catalogue")
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"{source}: {e.Message}");
+        }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw new FormatException($"{source}: expected a JSON object.");
+            var seeds = Required(root, "seeds", source, JsonValueKind.Array).EnumerateArray().Select((s, i) =>
+                s.TryGetUInt64(out ulong v) ? v : throw new FormatException($"{source}: seeds[{i}] is not a non-negative integer.")).ToArray();
+            if (seeds.Length == 0) throw new FormatException($"{source}: field 'seeds' is empty.");
+            var stepsElement = Required(root, "trialSteps", source, JsonValueKind.Number);
+            if (!stepsElement.TryGetInt32(out int trialSteps) || trialSteps < 1) throw new FormatException($"{source}: field 'trialSteps' must be a positive integer.");
+            var entries = new List<CatalogueEntry>();
+            int index = 0;
+            foreach (var e in Required(root, "entries", source, JsonValueKind.Array).EnumerateArray())
+            {
+                string where = $"{source}: entries[{index++}]";
+                string name = Required(e, "name", where, JsonValueKind.String).GetString()!;
+                where = $"{where} ('{name}')";
+                string expect = Required(e, "expect", where, JsonValueKind.String).GetString()!;
+                ProblemKind? kind = expect == "healthy" ? null : ParseKind(expect, where);
+                string why = Required(e, "why", where, JsonValueKind.String).GetString()!;
+                string? reference = e.TryGetProperty("reference", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString() : null;
+                var config = TrainingConfig.FromJson(Required(e, "config", where, JsonValueKind.Object).GetRawText(), $"{where}.config");
+                if (kind is not null && reference is null) throw new FormatException($"{where}: a broken entry needs a 'reference' (the healthy entry of the same task).");
+                if (entries.Any(x => x.Name == name)) throw new FormatException($"{where}: duplicate name.");
+                entries.Add(new CatalogueEntry(name, config, kind, why, reference));
+            }
+            foreach (var e in entries.Where(e => e.Reference is not null))
+            {
+                var target = entries.FirstOrDefault(x => x.Name == e.Reference)
+                    ?? throw new FormatException($"{source}: entry '{e.Name}': reference '{e.Reference}' is not an entry.");
+                if (!target.Healthy) throw new FormatException($"{source}: entry '{e.Name}': reference '{e.Reference}' is not labelled healthy.");
+            }
+            return new Catalogue(entries, seeds, trialSteps);
+        }
+    }
+
+    private static JsonElement Required(JsonElement e, string field, string where, JsonValueKind kind)
+    {
+        if (!e.TryGetProperty(field, out var v)) throw new FormatException($"{where}: missing field '{field}'.");
+        if (v.ValueKind != kind) throw new FormatException($"{where}: field '{field}' must be {kind.ToString().ToLowerInvariant()}, got {v.ValueKind.ToString().ToLowerInvariant()}.");
+        return v;
+    }
+
+    /// <summary>Parses a kebab-case problem kind (<c>vanishing-gradient</c>).</summary>
+    public static ProblemKind ParseKind(string text, string where = "problem kind")
+    {
+        foreach (var k in Enum.GetValues<ProblemKind>())
+            if (KindName(k) == text) return k;
+        throw new FormatException($"{where}: unknown problem kind '{text}' (valid: healthy, {string.Join(", ", Enum.GetValues<ProblemKind>().Select(KindName))}).");
+    }
+
+    /// <summary>The kebab-case name of a kind, as in diagnosis.json.</summary>
+    public static string KindName(ProblemKind kind) => JsonNamingPolicy.KebabCaseLower.ConvertName(kind.ToString());
+}
+
+/// <summary>The measurements of one catalogue entry at one seed.</summary>
+/// <param name="Entry">The entry.</param>
+/// <param name="Seed">The seed.</param>
+/// <param name="Preflight">The preflight verdict (one batch, no step).</param>
+/// <param name="Trial">The diagnosis trial.</param>
+/// <param name="Repair">The repair (broken entries, when repair was evaluated).</param>
+/// <param name="RepairedAccuracy">Test accuracy of the repaired config trained for the full budget.</param>
+/// <param name="ReferenceAccuracy">Test accuracy of the reference entry at the same seed, full budget.</param>
+/// <param name="Seconds">Wall time of this run's evaluation.</param>
+/// <param name="PredictedUpdateRatio">The preflight's largest predicted first-step update ratio over the layers.</param>
+public sealed record CatalogueRun(CatalogueEntry Entry, ulong Seed, Diagnosis Preflight, TrialResult Trial, RepairResult? Repair,
+    double RepairedAccuracy, double ReferenceAccuracy, double Seconds, double PredictedUpdateRatio)
+{
+    /// <summary>Kinds the trial reported.</summary>
+    public IEnumerable<ProblemKind> Found => Trial.Diagnosis.Problems.Select(p => p.Kind).Distinct();
+
+    /// <summary>Broken entry: the known problem was reported. Healthy entry: no problem reported.</summary>
+    public bool Correct => Entry.Healthy ? Trial.Diagnosis.Healthy : Found.Contains(Entry.Expect!.Value);
+
+    /// <summary>A healthy entry with any problem reported.</summary>
+    public bool FalseAlarm => Entry.Healthy && !Trial.Diagnosis.Healthy;
+
+    /// <summary>The preflight reported the known problem (meaningful for vanishing and exploding entries).</summary>
+    public bool Forecast => Entry.Expect is { } k && Preflight.Problems.Any(p => p.Kind == k);
+
+    /// <summary>The repair ended healthy and its full training reached the reference accuracy within <paramref name="points"/> (fraction).</summary>
+    public bool Repaired(double points = 0.02) => Repair is { Healthy: true } && RepairedAccuracy >= ReferenceAccuracy - points;
+
+    /// <summary>Repair trials plus the training run of the repaired config, in training runs.</summary>
+    public double TotalCost => Repair is null ? double.NaN : Repair.Cost + 1;
+}
+
+/// <summary>Aggregate figures of a catalogue evaluation.</summary>
+/// <param name="Runs">Every (entry, seed) run.</param>
+/// <param name="Seconds">Total wall time.</param>
+public sealed record CatalogueReport(IReadOnlyList<CatalogueRun> Runs, double Seconds)
+{
+    private IEnumerable<CatalogueRun> Broken => Runs.Where(r => !r.Entry.Healthy);
+
+    /// <summary>Fraction of broken runs whose known problem was reported.</summary>
+    public double DetectionRate => Fraction(Broken, r => r.Correct);
+
+    /// <summary>Fraction of healthy runs with any problem reported.</summary>
+    public double FalseAlarmRate => Fraction(Runs.Where(r => r.Entry.Healthy), r => r.FalseAlarm);
+
+    /// <summary>Fraction of vanishing and exploding runs that the preflight alone forecast.</summary>
+    public double ForecastRate => Fraction(Broken.Where(r => r.Entry.Expect is ProblemKind.VanishingGradient or ProblemKind.ExplodingGradient), r => r.Forecast);
+
+    /// <summary>Fraction of broken runs repaired (healthy and within 2 points of the reference), over those with a repair.</summary>
+    public double RepairRate => Fraction(Broken.Where(r => r.Repair is not null), r => r.Repaired());
+
+    /// <summary>Median of repair trials plus the final training, in training runs.</summary>
+    public double MedianTotalCost => Diagnoser.Median(Broken.Where(r => r.Repair is not null).Select(r => r.TotalCost));
+
+    /// <summary>Median cost of the repair trials alone, in training runs.</summary>
+    public double MedianRepairCost => Diagnoser.Median(Broken.Where(r => r.Repair is not null).Select(r => r.Repair!.Cost));
+
+    private static double Fraction(IEnumerable<CatalogueRun> runs, Func<CatalogueRun, bool> ok)
+    {
+        var a = runs.ToArray();
+        return a.Length == 0 ? double.NaN : (double)a.Count(ok) / a.Length;
+    }
+
+    /// <summary>A Markdown summary and a table per entry (for docs/diagnosis.md).</summary>
+    public string ToMarkdown()
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        int healthy = Runs.Count(r => r.Entry.Healthy), broken = Runs.Count - healthy;
+        sb.AppendLine(inv, $"| figure | GradFlow | AutoTrainer (ICSE'21, published) |");
+        sb.AppendLine("|---|---:|---:|");
+        sb.AppendLine(inv, $"| problems detected (broken runs) | {DetectionRate:P1} of {broken} | 262 problems detected in 495 models; detection rate not published against ground truth |");
+        sb.AppendLine(inv, $"| false alarms (healthy runs) | {FalseAlarmRate:P1} of {healthy} | not published |");
+        sb.AppendLine(inv, $"| vanishing/exploding forecast by the preflight alone | {ForecastRate:P1} | — (needs training) |");
+        if (Runs.Any(r => r.Repair is not null))
+        {
+            sb.AppendLine(inv, $"| repaired: healthy and within 2 points of the healthy config | {RepairRate:P1} | 97% of detected |");
+            sb.AppendLine(inv, $"| median cost, repair trials + training the repaired config | {MedianTotalCost:F2} training runs | 1.8-1.9 training runs |");
+            sb.AppendLine(inv, $"| median cost of the repair trials alone | {MedianRepairCost:F2} training runs | — |");
+        }
+        sb.AppendLine();
+        sb.AppendLine("| entry | ground truth | found (per seed) | preflight | repaired | accuracy repaired / reference | cost |");
+        sb.AppendLine("|---|---|---|---|---|---|---:|");
+        foreach (var g in Runs.GroupBy(r => r.Entry.Name))
+        {
+            var e = g.First().Entry;
+            string truth = e.Expect is { } k ? Catalogue.KindName(k) : "healthy";
+            string found = string.Join(" / ", g.Select(r => r.Trial.Diagnosis.Healthy ? "healthy" : string.Join("+", r.Found.Select(Catalogue.KindName))));
+            string pre = e.Healthy ? "" : string.Join(" / ", g.Select(r => r.Forecast ? "yes" : "no"));
+            string repaired = g.Any(r => r.Repair is not null) ? $"{g.Count(r => r.Repaired())}/{g.Count()}" : "";
+            string acc = g.Any(r => r.Repair is not null)
+                ? string.Join(" ", g.Select(r => string.Create(inv, $"{r.RepairedAccuracy:P1}/{r.ReferenceAccuracy:P1}")))
+                : "";
+            string cost = g.Any(r => r.Repair is not null) ? string.Create(inv, $"{Diagnoser.Median(g.Select(r => r.TotalCost)):F2}") : "";
+            sb.AppendLine(inv, $"| {e.Name} | {truth} | {found} | {pre} | {repaired} | {acc} | {cost} |");
+        }
+        return sb.ToString();
+    }
+}
+
+/// <summary>
+/// Runs a <see cref="Catalogue"/>: for every entry and seed, the preflight and a diagnosis trial
+/// (exactly what <c>gradflow diagnose</c> runs), and for broken entries optionally the repair,
+/// the full training of the repaired config and of the entry's healthy reference.
+/// </summary>
+public static class CatalogueEvaluator
+{
+    /// <summary>Evaluates <paramref name="catalogue"/>; <paramref name="progress"/> sees each run as it completes.</summary>
+    public static CatalogueReport Evaluate(Catalogue catalogue, bool repair = false, DiagnosisSettings? settings = null,
+        Func<CatalogueEntry, bool>? filter = null, Action<CatalogueRun>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(catalogue);
+        var total = System.Diagnostics.Stopwatch.StartNew();
+        var data = new Dictionary<string, DataBundle>();
+        var referenceAccuracy = new Dictionary<(string, ulong), double>();
+        var runs = new List<CatalogueRun>();
+        foreach (var entry in catalogue.Entries.Where(e => filter?.Invoke(e) ?? true))
+        {
+            foreach (ulong seed in catalogue.Seeds)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var config = entry.Config with { Seed = seed };
+                var bundle = DataFor(config, data);
+                var (preflight, preflightSample) = Trials.Preflight(config, bundle, settings);
+                var trial = Trials.Run(config, Math.Min(catalogue.TrialSteps, Budget(config, bundle)), every: 10, bundle, settings: settings, cancellation: cancellation);
+                RepairResult? repaired = null;
+                double accuracy = double.NaN, reference = double.NaN;
+                if (repair && !entry.Healthy)
+                {
+                    repaired = Repairer.Repair(config, catalogue.TrialSteps, data: bundle, settings: settings, cancellation: cancellation);
+                    accuracy = repaired.Healthy ? new Trainer(repaired.Config, bundle).Run(cancellation: cancellation).FinalTestAccuracy : double.NaN;
+                    var refEntry = catalogue.Entries.First(e => e.Name == entry.Reference);
+                    if (!referenceAccuracy.TryGetValue((refEntry.Name, seed), out reference))
+                    {
+                        var refConfig = refEntry.Config with { Seed = seed };
+                        reference = new Trainer(refConfig, DataFor(refConfig, data)).Run(cancellation: cancellation).FinalTestAccuracy;
+                        referenceAccuracy[(refEntry.Name, seed)] = reference;
+                    }
+                }
+                var run = new CatalogueRun(entry, seed, preflight, trial, repaired, accuracy, reference, clock.Elapsed.TotalSeconds,
+                    preflightSample.Layers.Select(l => l.UpdateRatio).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max());
+                runs.Add(run);
+                progress?.Invoke(run);
+            }
+        }
+        return new CatalogueReport(runs, total.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Optimiser steps of one full training run of <paramref name="config"/>.</summary>
+    private static int Budget(TrainingConfig config, DataBundle data)
+    {
+        long perEpoch = (data.Train.Count + config.BatchSize - 1) / config.BatchSize;
+        long steps = perEpoch * config.Epochs;
+        return (int)Math.Min(int.MaxValue, config.MaxSteps is { } m ? Math.Min(m, steps) : steps);
+    }
+
+    private static DataBundle DataFor(TrainingConfig config, Dictionary<string, DataBundle> cache)
+    {
+        var spec = Nn.ModelSpec.ParseAny(config.Model);
+        // synthetic data sets are generated from the seed; Fashion-MNIST is the same for every seed
+        ulong? seed = config.Data == "fashion-mnist" ? null : config.Seed;
+        string key = string.Join("|", config.Data, config.DataDir, config.TrainLimit, config.TestLimit, seed, spec.Input, spec.Output);
+        if (!cache.TryGetValue(key, out var bundle))
+            cache[key] = bundle = DataSources.Load(config, spec.Input, spec.Output);
+        return bundle;
+    }
+}

@@ -1,0 +1,232 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+using GradFlow.Kernels;
+using GradFlow.Nn;
+using GradFlow.Tensors;
+
+namespace GradFlow.Diagnostics;
+
+/// <summary>
+/// The monitor's reductions: one fused SIMD pass gives Σx², max|x| and the non-finite count of a
+/// gradient (or Σx, Σx² of an activation). Tensors are cut into fixed chunks (by size only, never by
+/// thread count) that the kernel threads share; chunk partials are added in order, so results are the
+/// same for any thread count. Partials and the task delegate are allocated once per monitor.
+/// </summary>
+internal sealed class StatisticsKernel
+{
+    private const int Chunk = 1 << 15;
+
+    private float[] _data = [];
+    private int _count;
+    private bool _moments;
+    private double[] _a = new double[8], _b = new double[8];
+    private long[] _bad = new long[8];
+    private readonly Action<int> _body;
+
+    public StatisticsKernel() => _body = RunChunk;
+
+    /// <summary>(Σx², max|x|, non-finite count) in double; Σx² skips non-finite elements and is +∞ when there are any.</summary>
+    public (double SumSq, double MaxAbs, long NonFinite) Measure(Tensor t)
+    {
+        if (t.Count == 0) return (0, 0, 0);
+        if (t.Storage is not float[] data)
+        {
+            var d = t.ToDoubleArray();
+            long badD = d.Count(x => !double.IsFinite(x));
+            return (badD > 0 ? double.PositiveInfinity : d.Sum(x => x * x), d.Where(double.IsFinite).Select(Math.Abs).DefaultIfEmpty(0).Max(), badD);
+        }
+        Run(data, t.Count, moments: false);
+        double sumSq = 0, maxAbs = 0;
+        long bad = 0;
+        int chunks = Chunks(t.Count);
+        for (int c = 0; c < chunks; c++)
+        {
+            sumSq += _a[c];
+            maxAbs = Math.Max(maxAbs, _b[c]);
+            bad += _bad[c];
+        }
+        return (bad > 0 ? double.PositiveInfinity : sumSq, maxAbs, bad);
+    }
+
+    /// <summary>(Σx, Σx², non-finite count) over the finite elements of a float32 tensor.</summary>
+    public (double Sum, double SumSq, long NonFinite) Moments(Tensor t)
+    {
+        var data = (float[])t.Storage;
+        Run(data, t.Count, moments: true);
+        double sum = 0, sumSq = 0;
+        long bad = 0;
+        for (int c = 0, chunks = Chunks(t.Count); c < chunks; c++)
+        {
+            sum += _a[c];
+            sumSq += _b[c];
+            bad += _bad[c];
+        }
+        return (sum, sumSq, bad);
+    }
+
+    private static int Chunks(int n) => (n + Chunk - 1) / Chunk;
+
+    private void Run(float[] data, int count, bool moments)
+    {
+        int chunks = Chunks(count);
+        if (_a.Length < chunks)
+        {
+            _a = new double[chunks];
+            _b = new double[chunks];
+            _bad = new long[chunks];
+        }
+        _data = data;
+        _count = count;
+        _moments = moments;
+        KernelThreads.Run(chunks, _body);
+        _data = [];
+    }
+
+    private void RunChunk(int c)
+    {
+        int start = c * Chunk, length = Math.Min(Chunk, _count - start);
+        var x = _data.AsSpan(start, length);
+        if (_moments) ChunkMoments(x, out _a[c], out _b[c], out _bad[c]);
+        else ChunkNorms(x, out _a[c], out _b[c], out _bad[c]);
+    }
+
+    private static void ChunkNorms(ReadOnlySpan<float> x, out double sumSq, out double maxAbs, out long bad)
+    {
+        var acc = Vector<float>.Zero;
+        var max = Vector<float>.Zero;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vx = MemoryMarshal.Cast<float, Vector<float>>(x);
+            foreach (var v in vx)
+            {
+                acc += v * v;
+                max = Vector.Max(max, Vector.Abs(v));
+            }
+            i = vx.Length * Vector<float>.Count;
+        }
+        float s = Vector.Sum(acc), m = 0;
+        for (int k = 0; k < Vector<float>.Count; k++) m = Math.Max(m, max[k]);
+        for (; i < x.Length; i++)
+        {
+            s += x[i] * x[i];
+            m = Math.Max(m, Math.Abs(x[i]));
+        }
+        if (float.IsFinite(s))
+        {
+            (sumSq, maxAbs, bad) = (s, m, 0);
+            return;
+        }
+        // overflow of the float sum, or NaN/Inf present: recount exactly in double
+        (sumSq, maxAbs, bad) = (0, 0, 0);
+        foreach (float v in x)
+        {
+            if (!float.IsFinite(v))
+            {
+                bad++;
+                continue;
+            }
+            sumSq += (double)v * v;
+            maxAbs = Math.Max(maxAbs, Math.Abs(v));
+        }
+    }
+
+    private static void ChunkMoments(ReadOnlySpan<float> x, out double sum, out double sumSq, out long bad)
+    {
+        var acc = Vector<float>.Zero;
+        var acc2 = Vector<float>.Zero;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vx = MemoryMarshal.Cast<float, Vector<float>>(x);
+            foreach (var v in vx)
+            {
+                acc += v;
+                acc2 += v * v;
+            }
+            i = vx.Length * Vector<float>.Count;
+        }
+        float s = Vector.Sum(acc), s2 = Vector.Sum(acc2);
+        for (; i < x.Length; i++)
+        {
+            s += x[i];
+            s2 += x[i] * x[i];
+        }
+        if (float.IsFinite(s) && float.IsFinite(s2))
+        {
+            (sum, sumSq, bad) = (s, s2, 0);
+            return;
+        }
+        (sum, sumSq, bad) = (0, 0, 0);
+        foreach (float v in x)
+        {
+            if (!float.IsFinite(v))
+            {
+                bad++;
+                continue;
+            }
+            sum += v;
+            sumSq += (double)v * v;
+        }
+    }
+
+    /// <summary>
+    /// Fraction of outputs whose activation derivative is below <paramref name="fraction"/> of its
+    /// maximum, from the outputs: sigmoid σ' = y(1−y) (max 1/4), tanh 1 − y² (max 1); the hard forms
+    /// have derivative 0 outside their linear region.
+    /// </summary>
+    public static double SaturatedFraction(ReadOnlySpan<float> y, Activation kind, double fraction)
+    {
+        long count = 0;
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var vy = MemoryMarshal.Cast<float, Vector<float>>(y);
+            var one = Vector<float>.One;
+            var counts = Vector<int>.Zero;
+            var sigmoidLimit = new Vector<float>((float)(fraction * 0.25));
+            var tanhLimit = new Vector<float>((float)fraction);
+            var minusOne = -one;
+            foreach (var v in vy)
+            {
+                var saturated = kind switch
+                {
+                    Activation.Sigmoid => Vector.LessThan(v * (one - v), sigmoidLimit),
+                    Activation.Tanh => Vector.LessThan(one - v * v, tanhLimit),
+                    Activation.HardSigmoid => Vector.BitwiseOr(Vector.LessThanOrEqual(v, Vector<float>.Zero), Vector.GreaterThanOrEqual(v, one)),
+                    Activation.HardTanh => Vector.BitwiseOr(Vector.LessThanOrEqual(v, minusOne), Vector.GreaterThanOrEqual(v, one)),
+                    _ => Vector<int>.Zero,
+                };
+                counts -= saturated; // true lanes are −1
+            }
+            for (int k = 0; k < Vector<int>.Count; k++) count += counts[k];
+            i = vy.Length * Vector<float>.Count;
+        }
+        for (; i < y.Length; i++)
+        {
+            float v = y[i];
+            bool sat = kind switch
+            {
+                Activation.Sigmoid => v * (1 - v) < (float)(fraction * 0.25),
+                Activation.Tanh => 1 - v * v < (float)fraction,
+                Activation.HardSigmoid => v <= 0 || v >= 1,
+                Activation.HardTanh => v <= -1 || v >= 1,
+                _ => false,
+            };
+            if (sat) count++;
+        }
+        return (double)count / y.Length;
+    }
+
+    /// <summary>Fraction of the <paramref name="cols"/> units (ReLU outputs, ≥ 0) that are zero in every row; <paramref name="mask"/> is scratch of length cols.</summary>
+    public static double DeadFraction(ReadOnlySpan<float> y, int rows, int cols, float[] mask)
+    {
+        var m = mask.AsSpan(0, cols);
+        m.Clear();
+        for (int r = 0; r < rows; r++)
+            System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(m, y.Slice(r * cols, cols), m);
+        int dead = 0;
+        foreach (float v in m) if (v == 0) dead++;
+        return (double)dead / cols;
+    }
+}

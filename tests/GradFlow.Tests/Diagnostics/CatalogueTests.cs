@@ -1,0 +1,66 @@
+using GradFlow.Diagnostics;
+using GradFlow.Tests.TestSupport;
+
+namespace GradFlow.Tests.Diagnostics;
+
+/// <summary>
+/// The labelled catalogue (tests/catalogue/catalogue.json): its shape, the file format's errors, and
+/// the figures the issue sets — diagnosis on every run and repair of every broken run.
+/// </summary>
+public class CatalogueTests
+{
+    private static string CataloguePath => Path.Combine(RepoPaths.Root, "tests", "catalogue", "catalogue.json");
+
+    [Fact]
+    public void Catalogue_HasThirtyConfigurationsHalfBrokenEveryKnownProblemAndThreeSeeds()
+    {
+        var c = Catalogue.Load(CataloguePath);
+        Assert.True(c.Entries.Count >= 30, $"{c.Entries.Count} entries");
+        Assert.True(c.Seeds.Count >= 3);
+        int healthy = c.Entries.Count(e => e.Healthy);
+        Assert.InRange(healthy, c.Entries.Count * 0.35, c.Entries.Count * 0.65);
+        foreach (var kind in new[] { ProblemKind.VanishingGradient, ProblemKind.ExplodingGradient, ProblemKind.Saturation, ProblemKind.DyingRelu, ProblemKind.NonFinite })
+            Assert.Contains(c.Entries, e => e.Expect == kind);
+        Assert.All(c.Entries, e => Assert.False(string.IsNullOrWhiteSpace(e.Why)));
+        // every cause the issue names: sigmoid depth, tanh with a small init, large init, high learning rate, deep ReLU with unit variance
+        Assert.Contains(c.Entries, e => e.Expect == ProblemKind.VanishingGradient && e.Config.Model.Contains("act=sigmoid", StringComparison.Ordinal));
+        Assert.Contains(c.Entries, e => e.Expect == ProblemKind.VanishingGradient && e.Config.Model.Contains("act=tanh init=normal:0.0", StringComparison.Ordinal));
+        Assert.Contains(c.Entries, e => e.Expect == ProblemKind.ExplodingGradient && e.Config.LearningRate >= 1);
+        Assert.Contains(c.Entries, e => e.Expect == ProblemKind.ExplodingGradient && e.Config.Model.Contains("act=relu init=normal:1", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("{\"trialSteps\": 10, \"entries\": []}", "missing field 'seeds'")]
+    [InlineData("{\"seeds\": [1], \"trialSteps\": 0, \"entries\": []}", "'trialSteps' must be a positive integer")]
+    [InlineData("{\"seeds\": [1], \"trialSteps\": 5, \"entries\": [{\"name\": \"a\", \"expect\": \"vanishing\", \"why\": \"w\", \"reference\": \"b\", \"config\": {}}]}", "entries[0] ('a'): unknown problem kind 'vanishing'")]
+    [InlineData("{\"seeds\": [1], \"trialSteps\": 5, \"entries\": [{\"name\": \"a\", \"expect\": \"saturation\", \"why\": \"w\", \"config\": {}}]}", "needs a 'reference'")]
+    [InlineData("{\"seeds\": [1], \"trialSteps\": 5, \"entries\": [{\"name\": \"a\", \"expect\": \"saturation\", \"why\": \"w\", \"reference\": \"zz\", \"config\": {}}]}", "reference 'zz' is not an entry")]
+    [InlineData("{\"seeds\": [1], \"trialSteps\": 5, \"entries\": [{\"name\": \"a\", \"expect\": \"healthy\", \"why\": \"w\", \"config\": {\"epochs\": 0}}]}", "entries[0] ('a').config: field 'epochs'")]
+    [InlineData("{\"seeds\": [1], \"trialSteps\": 5, \"entries\": [{\"name\": \"a\", \"expect\": \"healthy\", \"config\": {}}]}", "entries[0] ('a'): missing field 'why'")]
+    public void BadCatalogue_ErrorNamesTheEntryAndField(string json, string expected)
+    {
+        var e = Assert.Throws<FormatException>(() => Catalogue.Parse(json, "cat.json"));
+        Assert.StartsWith("cat.json", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    /// <summary>
+    /// Every entry at every seed: the preflight and the diagnosis trial of <c>gradflow diagnose</c>, then
+    /// for every broken run the repair, the full training of the repaired config and of the healthy
+    /// reference. The figures of docs/diagnosis.md; with GRADFLOW_CATALOGUE_OUT set, its tables are written there.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Catalogue")]
+    public void Catalogue_DetectsAndRepairsAtTheIssuesRates()
+    {
+        var report = CatalogueEvaluator.Evaluate(Catalogue.Load(CataloguePath), repair: true, cancellation: TestContext.Current.CancellationToken);
+        if (Environment.GetEnvironmentVariable("GRADFLOW_CATALOGUE_OUT") is { Length: > 0 } path) File.WriteAllText(path, report.ToMarkdown());
+        string misses = string.Join("; ", report.Runs.Where(r => !r.Correct).Select(r => $"{r.Entry.Name}/{r.Seed}: {string.Join("+", r.Found)}"));
+        Assert.True(report.DetectionRate >= 0.95, $"detected {report.DetectionRate:P1}: {misses}");
+        Assert.True(report.FalseAlarmRate <= 0.05, $"false alarms {report.FalseAlarmRate:P1}: {misses}");
+        Assert.True(report.ForecastRate >= 0.95, $"preflight forecast {report.ForecastRate:P1}");
+        string failed = string.Join("; ", report.Runs.Where(r => r.Repair is not null && !r.Repaired()).Select(r => $"{r.Entry.Name}/{r.Seed}: {r.RepairedAccuracy:P1} vs {r.ReferenceAccuracy:P1}"));
+        Assert.True(report.RepairRate >= 0.90, $"repaired {report.RepairRate:P1}: {failed}");
+        Assert.True(report.MedianTotalCost < 1.5, $"median cost {report.MedianTotalCost:F2} training runs");
+    }
+}
