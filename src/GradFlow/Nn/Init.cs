@@ -169,6 +169,68 @@ public static class Init
         return Fill(tensor, Tensor.FromArray(v, rows, cols).To(tensor.DType));
     }
 
+    /// <summary>
+    /// Applies <paramref name="init"/> to each H×H gate block of a recurrent weight [gates·H, H] (rows
+    /// k·H..(k+1)·H, as <c>weight_hh</c> of <see cref="Lstm"/>, <see cref="Gru"/> and <see cref="Rnn"/>),
+    /// block by block in gate order. Each block is passed as a float64 [H, H] tensor of zeros.
+    /// </summary>
+    /// <exception cref="ArgumentException">when the tensor is not [gates·H, H].</exception>
+    public static Tensor PerGateBlock(Tensor weightHh, Func<Tensor, Tensor> init)
+    {
+        ArgumentNullException.ThrowIfNull(weightHh);
+        ArgumentNullException.ThrowIfNull(init);
+        if (weightHh.Rank != 2 || weightHh.Shape[1] < 1 || weightHh.Shape[0] % weightHh.Shape[1] != 0 || weightHh.Shape[0] == 0)
+            throw new ArgumentException($"per-gate init: a recurrent weight must be [gates·H, H], got shape {Shapes.Format(weightHh.Shape)}.");
+        int h = weightHh.Shape[1], gates = weightHh.Shape[0] / h;
+        var values = new double[weightHh.Count];
+        for (int k = 0; k < gates; k++)
+        {
+            var block = Tensor.Zeros(DType.Float64, h, h);
+            init(block);
+            block.ToDoubleArray().CopyTo(values, k * h * h);
+        }
+        return Fill(weightHh, Tensor.FromArray(values, weightHh.Shape.ToArray()));
+    }
+
+    /// <summary>
+    /// Each H×H gate block of a recurrent weight orthogonal (times <paramref name="gain"/>), drawn in
+    /// gate order by <see cref="Orthogonal"/> (Saxe et al. 2014): every singular value of each block's
+    /// recurrent map is the gain, so a linearised step neither shrinks nor grows the backpropagated
+    /// signal. Orthogonalising the whole [4H, H] matrix instead would only make its columns orthonormal,
+    /// leaving each gate's block with singular values about ½.
+    /// </summary>
+    public static Tensor OrthogonalRecurrent(Tensor weightHh, Generator generator, double gain = 1.0)
+    {
+        ArgumentNullException.ThrowIfNull(generator);
+        return PerGateBlock(weightHh, block => Orthogonal(block, generator, gain));
+    }
+
+    /// <summary>
+    /// Each H×H gate block of a recurrent weight = <paramref name="gain"/>·I. With a ReLU RNN and zero
+    /// biases this is the IRNN of Le, Jaitly and Hinton (2015), "A Simple Way to Initialize Recurrent
+    /// Networks of Rectified Linear Units" (they draw W_ih from N(0, 0.001²); set that and the biases
+    /// separately).
+    /// </summary>
+    public static Tensor IdentityRecurrent(Tensor weightHh, double gain = 1.0) => PerGateBlock(weightHh, block => Eye(block, gain));
+
+    /// <summary>
+    /// Sets the forget-gate slice [H, 2H) of an LSTM bias [4H] (gate order i, f, g, o) to
+    /// <paramref name="value"/>, leaving the other gates unchanged (Gers et al. 2000; Jozefowicz et
+    /// al. 2015 recommend 1). PyTorch adds <c>bias_ih</c> and <c>bias_hh</c>, so the effective bias is
+    /// the sum of both slices; <see cref="Lstm.InitForgetGateBias"/> sets one to the value and the other to 0.
+    /// </summary>
+    /// <exception cref="ArgumentException">when the bias is not 1-D with a length divisible by 4.</exception>
+    public static Tensor ForgetGateBias(Tensor bias, double value = 1.0)
+    {
+        ArgumentNullException.ThrowIfNull(bias);
+        if (bias.Rank != 1 || bias.Count == 0 || bias.Count % 4 != 0)
+            throw new ArgumentException($"forget-gate bias: an LSTM bias must be [4·H], got shape {Shapes.Format(bias.Shape)}.");
+        int h = bias.Count / 4;
+        var values = bias.ToDoubleArray();
+        values.AsSpan(h, h).Fill(value);
+        return Fill(bias, Tensor.FromArray(values, bias.Count));
+    }
+
     private static double KaimingStd(Tensor tensor, double a, FanMode mode, Nonlinearity nonlinearity)
     {
         var (fanIn, fanOut) = Fans(tensor);
