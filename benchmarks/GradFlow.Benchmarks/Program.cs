@@ -23,6 +23,11 @@ using GradFlow.Tensors;
 
 var options = Options.Parse(args);
 if (options is null) return 2;
+if (options.Profile)
+{
+    Profile.Run(options.Threads);
+    return 0;
+}
 if (options.Child is not null)
 {
     Console.WriteLine(JsonSerializer.Serialize(Harness.RunWorkload(options.Child, options)));
@@ -40,7 +45,7 @@ return 0;
 
 /// <summary>Command line: workload names/prefixes, --threads and the reference's timing knobs.</summary>
 internal sealed record Options(List<string> Names, int Threads, int Blocks, double BlockSeconds, double WarmupSeconds,
-    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child)
+    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false)
 {
     public static Options? Parse(string[] args)
     {
@@ -52,9 +57,10 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S]");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] | --profile [--threads T]");
                 return null;
             }
+            if (a == "--profile") { o = o with { Profile = true }; continue; }
             if (i + 1 >= args.Length) { Console.Error.WriteLine($"{a} needs a value"); return null; }
             string v = args[++i];
             if (a == "--child") { o = o with { Child = v }; continue; }
@@ -226,12 +232,16 @@ internal static class Workloads
         return (model, x, y);
     }
 
-    /// <summary>One training step: zero grad (to null), forward, cross-entropy (mean), backward, optimiser step.</summary>
-    private static Action TrainStep(Module model, Tensor x, IndexTensor y, Optimizer opt) => () =>
+    /// <summary>
+    /// One training step: zero grad (to null), forward, cross-entropy (mean), backward, optimiser step.
+    /// <paramref name="releaseIntermediates"/> is the opt-in of <see cref="BackwardEngine.Backward"/>
+    /// (used only for the *_release allocation extras; the timed steps use the default).
+    /// </summary>
+    private static Action TrainStep(Module model, Tensor x, IndexTensor y, Optimizer opt, bool releaseIntermediates = false) => () =>
     {
         opt.ZeroGrad();
         var loss = Losses.CrossEntropy(model.Forward(x), y);
-        loss.Backward();
+        loss.Backward(releaseIntermediates: releaseIntermediates);
         opt.Step();
     };
 
@@ -243,6 +253,9 @@ internal static class Workloads
         var (med, lo, hi, iters) = Harness.Measure(step, o);
         var r = StepsResult(med, lo, hi, iters);
         foreach (var (k, v) in Harness.Allocations(step, 50)) r[k] = v;
+        var released = TrainStep(model, x, y, opt, releaseIntermediates: true);
+        for (int i = 0; i < 3; i++) released();
+        foreach (var (k, v) in Harness.Allocations(released, 50)) r[k + "_release"] = v;
         return r;
     }
 
