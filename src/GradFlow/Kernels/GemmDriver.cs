@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace GradFlow.Kernels;
 
@@ -136,6 +137,24 @@ internal static unsafe class GemmDriver<T, TKernel>
         {
             int nr = TKernel.NR;
             int end = Math.Min(_panelsN, 16 * t + 16);
+            if (!_p.TransB)
+            {
+                // Row by row of B: sequential reads, each row spread over the panels' rows.
+                int full = end;
+                while (full > 16 * t && _jc + full * nr > _jc + _nc) full--;
+                for (int p = 0; p < _kc; p++)
+                {
+                    T* src = _p.B + (nint)(_pc + p) * _p.Ldb + _jc;
+                    for (int jp = 16 * t; jp < full; jp++)
+                        Unsafe.CopyBlockUnaligned(PackedB + ((nint)jp * _kc + p) * nr, src + (nint)jp * nr, (uint)(nr * sizeof(T)));
+                }
+                for (int jp = full; jp < end; jp++)
+                {
+                    int j0 = _jc + jp * nr;
+                    GemmPack.PackB(_p.B, _p.Ldb, false, _pc, _kc, j0, Math.Min(nr, _jc + _nc - j0), nr, PackedB + (nint)jp * nr * _kc);
+                }
+                return;
+            }
             for (int jp = 16 * t; jp < end; jp++)
             {
                 int j0 = _jc + jp * nr;
@@ -248,7 +267,21 @@ internal static unsafe class GemmPack
             }
             return;
         }
-        for (int j = 0; j < cols; j++)
+        int done = 0;
+        if (typeof(T) == typeof(float) && Avx.IsSupported && nr % 8 == 0)
+        {
+            // 8 columns × 8 depths at a time: 8 row loads, an in-register transpose, 8 stores.
+            int kc8 = kc & ~7;
+            for (; done + 8 <= cols; done += 8)
+            {
+                float* src = (float*)b + (nint)(j0 + done) * ldb + p0;
+                float* d = (float*)dst + done;
+                for (int p = 0; p < kc8; p += 8) Transpose8x8(src + p, ldb, d + (nint)p * nr, nr);
+                for (int j = 0; j < 8; j++)
+                    for (int p = kc8; p < kc; p++) d[(nint)p * nr + j] = src[(nint)j * ldb + p];
+            }
+        }
+        for (int j = done; j < cols; j++)
         {
             T* src = b + (nint)(j0 + j) * ldb + p0;
             T* d = dst + j;
@@ -256,5 +289,43 @@ internal static unsafe class GemmPack
         }
         for (int j = cols; j < nr; j++)
             for (int p = 0; p < kc; p++) dst[(nint)p * nr + j] = T.Zero;
+    }
+
+    /// <summary>dst[q·ldd + r] = src[r·lds + q] for r, q in 0..8 (AVX: unpack, shuffle, permute).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
+    {
+        var r0 = Avx.LoadVector256(src);
+        var r1 = Avx.LoadVector256(src + lds);
+        var r2 = Avx.LoadVector256(src + 2 * (nint)lds);
+        var r3 = Avx.LoadVector256(src + 3 * (nint)lds);
+        var r4 = Avx.LoadVector256(src + 4 * (nint)lds);
+        var r5 = Avx.LoadVector256(src + 5 * (nint)lds);
+        var r6 = Avx.LoadVector256(src + 6 * (nint)lds);
+        var r7 = Avx.LoadVector256(src + 7 * (nint)lds);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2 * (nint)ldd, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + 3 * (nint)ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4 * (nint)ldd, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + 5 * (nint)ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6 * (nint)ldd, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + 7 * (nint)ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 }
