@@ -12,15 +12,19 @@ internal static class Profile
     public static void Run(int threads)
     {
         GradFlow.Kernels.KernelThreads.SetCount(threads);
-        Phases("mlp-wide", [784, 1024, 1024, 1024, 10], 128, () => new Relu());
-        Phases("mlp-deep-narrow", [784, .. Enumerable.Repeat(64, 33), 10], 64, () => new Tanh());
+        foreach (bool release in new[] { false, true })
+        {
+            Phases("mlp-wide", [784, 1024, 1024, 1024, 10], 128, () => new Relu(), release);
+            Phases("mlp-deep-narrow", [784, .. Enumerable.Repeat(64, 33), 10], 64, () => new Tanh(), release);
+        }
         // The GEMMs of one mlp-wide step: forward x·Wᵀ, backward dx = g·W, dW = gᵀ·x.
         Gemms("mlp-wide", [784, 1024, 1024, 1024, 10], 128);
         Gemms("mlp-deep-narrow", [784, 64, 64, 10], 64);
     }
 
-    private static void Phases(string name, int[] dims, int batch, Func<Module> act)
+    private static void Phases(string name, int[] dims, int batch, Func<Module> act, bool release)
     {
+        if (release) name += " (releaseIntermediates)";
         var gen = new Generator(0);
         var model = new Sequential();
         for (int i = 0; i + 1 < dims.Length; i++)
@@ -43,7 +47,7 @@ internal static class Profile
             long t1 = Stopwatch.GetTimestamp();
             var loss = Losses.CrossEntropy(logits, y);
             long t2 = Stopwatch.GetTimestamp();
-            loss.Backward();
+            loss.Backward(releaseIntermediates: release);
             long t3 = Stopwatch.GetTimestamp();
             opt.Step();
             long t4 = Stopwatch.GetTimestamp();

@@ -45,7 +45,7 @@ return 0;
 
 /// <summary>Command line: workload names/prefixes, --threads and the reference's timing knobs.</summary>
 internal sealed record Options(List<string> Names, int Threads, int Blocks, double BlockSeconds, double WarmupSeconds,
-    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false)
+    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool DefaultBackward = false)
 {
     public static Options? Parse(string[] args)
     {
@@ -57,10 +57,11 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] | --profile [--threads T]");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] | --profile [--threads T]");
                 return null;
             }
             if (a == "--profile") { o = o with { Profile = true }; continue; }
+            if (a == "--default-backward") { o = o with { DefaultBackward = true }; continue; }
             if (i + 1 >= args.Length) { Console.Error.WriteLine($"{a} needs a value"); return null; }
             string v = args[++i];
             if (a == "--child") { o = o with { Child = v }; continue; }
@@ -170,7 +171,8 @@ internal static class Workloads
         var spec = ModelSpec.Parse("mlp 784-1024x3-10 act=relu");
         var (plainModel, px, py) = Setup(gen => ModelBuilder.Build(spec, gen), 784, 128);
         var plainOpt = new Sgd(plainModel.Parameters(), learningRate: 0.01, momentum: 0.9);
-        Action plain = TrainStep(plainModel, px, py, plainOpt);
+        bool release = !o.DefaultBackward;
+        Action plain = TrainStep(plainModel, px, py, plainOpt, release);
 
         var (model, x, y, mlp) = SetupMlp(spec, 784, 128);
         var opt = new Sgd(model.Parameters(), learningRate: 0.01, momentum: 0.9);
@@ -181,7 +183,7 @@ internal static class Workloads
             monitor.BeginSample(step++);
             opt.ZeroGrad();
             var loss = Losses.CrossEntropy(model.Forward(x), y);
-            loss.Backward();
+            loss.Backward(releaseIntermediates: release);
             monitor.RecordGradients(loss.Item());
             opt.Step();
             monitor.EndSample(opt);
@@ -199,6 +201,7 @@ internal static class Workloads
         var r = StepsResult(med, rMon.Min(), rMon.Max(), itMon);
         r["baseline_steps_per_s"] = baseline;
         r["overhead_ratio"] = baseline / med;
+        r["backward"] = release ? "releaseIntermediates" : "default";
         return r;
     }
 
@@ -234,8 +237,10 @@ internal static class Workloads
 
     /// <summary>
     /// One training step: zero grad (to null), forward, cross-entropy (mean), backward, optimiser step.
-    /// <paramref name="releaseIntermediates"/> is the opt-in of <see cref="BackwardEngine.Backward"/>
-    /// (used only for the *_release allocation extras; the timed steps use the default).
+    /// With <paramref name="releaseIntermediates"/> (the runner's default; <c>--default-backward</c> turns
+    /// it off) backward hands the step's intermediate tensors back to the tensor pool
+    /// (<see cref="BackwardEngine.Backward"/>'s opt-in), so a step allocates no tensor storage; nothing
+    /// in these steps reads an intermediate after backward.
     /// </summary>
     private static Action TrainStep(Module model, Tensor x, IndexTensor y, Optimizer opt, bool releaseIntermediates = false) => () =>
     {
@@ -249,13 +254,11 @@ internal static class Workloads
     {
         var (model, x, y) = Setup(build, inFeatures, batch);
         var opt = new Sgd(model.Parameters(), learningRate: 0.01, momentum: 0.9);
-        var step = TrainStep(model, x, y, opt);
+        var step = TrainStep(model, x, y, opt, releaseIntermediates: !o.DefaultBackward);
         var (med, lo, hi, iters) = Harness.Measure(step, o);
         var r = StepsResult(med, lo, hi, iters);
+        r["backward"] = o.DefaultBackward ? "default" : "releaseIntermediates";
         foreach (var (k, v) in Harness.Allocations(step, 50)) r[k] = v;
-        var released = TrainStep(model, x, y, opt, releaseIntermediates: true);
-        for (int i = 0; i < 3; i++) released();
-        foreach (var (k, v) in Harness.Allocations(released, 50)) r[k + "_release"] = v;
         return r;
     }
 
@@ -375,6 +378,7 @@ internal static class Harness
                          "--block-seconds", o.BlockSeconds.ToString(CultureInfo.InvariantCulture),
                          "--warmup-seconds", o.WarmupSeconds.ToString(CultureInfo.InvariantCulture) })
                 psi.ArgumentList.Add(arg);
+            if (o.DefaultBackward) psi.ArgumentList.Add("--default-backward");
             using var p = Process.Start(psi)!;
             var output = p.StandardOutput.ReadToEndAsync();
             // A child that outlives its time budget is killed and counts as a failed attempt
