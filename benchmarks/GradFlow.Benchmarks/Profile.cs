@@ -20,6 +20,16 @@ internal static class Profile
         // The GEMMs of one mlp-wide step: forward x·Wᵀ, backward dx = g·W, dW = gᵀ·x.
         Gemms("mlp-wide", [784, 1024, 1024, 1024, 10], 128);
         Gemms("mlp-deep-narrow", [784, 64, 64, 10], 64);
+        // The forward op of a layer with its bias (the bias goes through the GEMM's epilogue).
+        foreach (var (rows, inF, outF) in new[] { (128, 1024, 1024), (64, 64, 64) })
+        {
+            var gen = new Generator(2);
+            var x = Tensor.RandN(gen, rows, inF);
+            var w = Tensor.RandN(gen, outF, inF);
+            var b = Tensor.RandN(gen, outF);
+            double ms = Time(() => Tensor.Linear(x, w, b));
+            Console.WriteLine($"linear {rows}x{inF}->{outF} with bias: {ms:F4} ms");
+        }
     }
 
     private static void Phases(string name, int[] dims, int batch, Func<Module> act, bool release)

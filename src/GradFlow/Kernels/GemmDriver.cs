@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace GradFlow.Kernels;
@@ -130,7 +131,11 @@ internal static unsafe class GemmDriver<T, TKernel>
         {
             (_pc, _kc) = (pc, kc);
             _beta = pc == 0 ? _p.Beta : T.One;
+            _bias = pc == 0 ? _p.Bias : null;
         }
+
+        /// <summary>The bias row vector while the first k block is applied (C is then written as A·B + bias), else null.</summary>
+        private T* _bias;
 
         /// <summary>Packs B column panels [16t, 16t + 16) of the current block.</summary>
         public void PackB(int t)
@@ -192,10 +197,37 @@ internal static unsafe class GemmDriver<T, TKernel>
                         int rows = Math.Min(mr, _p.M - i0);
                         T* ap = packA + (nint)(ip - p0) * mr * _kc;
                         T* c = _p.C + (nint)i0 * _p.Ldc + j0;
-                        if (rows == mr && cols == nr) TKernel.Run(_kc, ap, bp, c, _p.Ldc, _p.Alpha, _beta);
+                        if (_bias is not null)
+                        {
+                            TKernel.Run(_kc, ap, bp, tile, nr, _p.Alpha, T.Zero);
+                            StoreWithBias(tile, c, rows, cols, _bias + j0);
+                        }
+                        else if (rows == mr && cols == nr) TKernel.Run(_kc, ap, bp, c, _p.Ldc, _p.Alpha, _beta);
                         else EdgeTile(ap, bp, c, rows, cols, tile);
                     }
                 }
+            }
+        }
+
+        /// <summary>C[r, j] = tile[r, j] + bias[j] for the tile's rows×cols (the tile is in L1; one pass, no read of C).</summary>
+        private void StoreWithBias(T* tile, T* c, int rows, int cols, T* bias)
+        {
+            int nr = TKernel.NR;
+            if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated && cols == nr && nr % 8 == 0)
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    float* dst = (float*)c + (nint)r * _p.Ldc, src = (float*)tile + r * nr;
+                    for (int j = 0; j < nr; j += 8)
+                        Vector256.Store(Vector256.Load(src + j) + Vector256.Load((float*)bias + j), dst + j);
+                }
+                return;
+            }
+            for (int r = 0; r < rows; r++)
+            {
+                T* dst = c + (nint)r * _p.Ldc;
+                T* src = tile + r * nr;
+                for (int j = 0; j < cols; j++) dst[j] = src[j] + bias[j];
             }
         }
 
