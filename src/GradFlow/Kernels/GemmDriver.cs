@@ -24,6 +24,9 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// <summary>Packed A block of the thread running a task (MC×KC).</summary>
     [ThreadStatic] private static T[]? _packA;
 
+    /// <summary>The loop state of the calling thread's current matrix.</summary>
+    [ThreadStatic] private static Job? _job;
+
     /// <summary>Packed B block of the calling thread (KC×NC), shared by that call's tasks.</summary>
     [ThreadStatic] private static T[]? _packB;
 
@@ -77,7 +80,8 @@ internal static unsafe class GemmDriver<T, TKernel>
         int panelsM = (p.M + mr - 1) / mr;
         int mTasks = (panelsM + TKernel.MC / mr - 1) / (TKernel.MC / mr);
         if (mTasks > 1 && (mTasks & 1) == 1 && mTasks < panelsM) mTasks++;
-        var job = new Job(p, panelsM, mTasks);
+        var job = _job ??= new Job();
+        job.Reset(p, panelsM, mTasks);
         for (int jc = 0; jc < p.N; jc += Gemm.NC)
         {
             int nc = Math.Min(Gemm.NC, p.N - jc);
@@ -106,24 +110,24 @@ internal static unsafe class GemmDriver<T, TKernel>
     }
 
     /// <summary>State of one matrix's blocked loops, shared by its tasks for the current (jc, pc) block.</summary>
+    /// <remarks>One per calling thread, reused by every call (no allocation per GEMM): a thread runs one matrix at a time.</remarks>
     private sealed class Job
     {
-        private readonly Problem<T> _p;
-        private readonly int _panelsM, _mTasks;
+        private Problem<T> _p;
+        private int _panelsM, _mTasks;
         private int _jc, _nc, _panelsN, _nChunks, _pc, _kc;
         private T _beta;
 
         public T* PackedB;
         public readonly Action<int> PackBTask, ComputeTask;
 
-        public Job(Problem<T> p, int panelsM, int mTasks)
+        public Job()
         {
-            _p = p;
-            _panelsM = panelsM;
-            _mTasks = mTasks;
             PackBTask = PackB;
             ComputeTask = Compute;
         }
+
+        public void Reset(Problem<T> p, int panelsM, int mTasks) => (_p, _panelsM, _mTasks) = (p, panelsM, mTasks);
 
         public void SetColumns(int jc, int nc, int panelsN, int nChunks) => (_jc, _nc, _panelsN, _nChunks) = (jc, nc, panelsN, nChunks);
 
