@@ -45,7 +45,7 @@ return 0;
 
 /// <summary>Command line: workload names/prefixes, --threads and the reference's timing knobs.</summary>
 internal sealed record Options(List<string> Names, int Threads, int Blocks, double BlockSeconds, double WarmupSeconds,
-    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool DefaultBackward = false)
+    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = false)
 {
     public static Options? Parse(string[] args)
     {
@@ -57,11 +57,11 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] | --profile [--threads T]");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--release-intermediates] | --profile [--threads T]");
                 return null;
             }
             if (a == "--profile") { o = o with { Profile = true }; continue; }
-            if (a == "--default-backward") { o = o with { DefaultBackward = true }; continue; }
+            if (a == "--release-intermediates") { o = o with { ReleaseIntermediates = true }; continue; }
             if (i + 1 >= args.Length) { Console.Error.WriteLine($"{a} needs a value"); return null; }
             string v = args[++i];
             if (a == "--child") { o = o with { Child = v }; continue; }
@@ -171,7 +171,7 @@ internal static class Workloads
         var spec = ModelSpec.Parse("mlp 784-1024x3-10 act=relu");
         var (plainModel, px, py) = Setup(gen => ModelBuilder.Build(spec, gen), 784, 128);
         var plainOpt = new Sgd(plainModel.Parameters(), learningRate: 0.01, momentum: 0.9);
-        bool release = !o.DefaultBackward;
+        bool release = o.ReleaseIntermediates;
         Action plain = TrainStep(plainModel, px, py, plainOpt, release);
 
         var (model, x, y, mlp) = SetupMlp(spec, 784, 128);
@@ -237,10 +237,10 @@ internal static class Workloads
 
     /// <summary>
     /// One training step: zero grad (to null), forward, cross-entropy (mean), backward, optimiser step.
-    /// With <paramref name="releaseIntermediates"/> (the runner's default; <c>--default-backward</c> turns
-    /// it off) backward hands the step's intermediate tensors back to the tensor pool
+    /// With <paramref name="releaseIntermediates"/> (runner option <c>--release-intermediates</c>)
+    /// backward hands the step's intermediate tensors back to the tensor pool
     /// (<see cref="BackwardEngine.Backward"/>'s opt-in), so a step allocates no tensor storage; nothing
-    /// in these steps reads an intermediate after backward.
+    /// in these steps reads an intermediate after backward. Off by default: timed steps use plain Backward().
     /// </summary>
     private static Action TrainStep(Module model, Tensor x, IndexTensor y, Optimizer opt, bool releaseIntermediates = false) => () =>
     {
@@ -254,10 +254,10 @@ internal static class Workloads
     {
         var (model, x, y) = Setup(build, inFeatures, batch);
         var opt = new Sgd(model.Parameters(), learningRate: 0.01, momentum: 0.9);
-        var step = TrainStep(model, x, y, opt, releaseIntermediates: !o.DefaultBackward);
+        var step = TrainStep(model, x, y, opt, releaseIntermediates: o.ReleaseIntermediates);
         var (med, lo, hi, iters) = Harness.Measure(step, o);
         var r = StepsResult(med, lo, hi, iters);
-        r["backward"] = o.DefaultBackward ? "default" : "releaseIntermediates";
+        r["backward"] = o.ReleaseIntermediates ? "releaseIntermediates" : "default";
         foreach (var (k, v) in Harness.Allocations(step, 50)) r[k] = v;
         return r;
     }
@@ -378,7 +378,7 @@ internal static class Harness
                          "--block-seconds", o.BlockSeconds.ToString(CultureInfo.InvariantCulture),
                          "--warmup-seconds", o.WarmupSeconds.ToString(CultureInfo.InvariantCulture) })
                 psi.ArgumentList.Add(arg);
-            if (o.DefaultBackward) psi.ArgumentList.Add("--default-backward");
+            if (o.ReleaseIntermediates) psi.ArgumentList.Add("--release-intermediates");
             using var p = Process.Start(psi)!;
             var output = p.StandardOutput.ReadToEndAsync();
             // A child that outlives its time budget is killed and counts as a failed attempt
