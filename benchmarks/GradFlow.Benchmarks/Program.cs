@@ -14,11 +14,20 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Text.Json;
+using GradFlow.Autograd;
+using GradFlow.Diagnostics;
 using GradFlow.Kernels;
+using GradFlow.Nn;
+using GradFlow.Optim;
 using GradFlow.Tensors;
 
 var options = Options.Parse(args);
 if (options is null) return 2;
+if (options.Profile)
+{
+    Profile.Run(options.Threads);
+    return 0;
+}
 if (options.Child is not null)
 {
     Console.WriteLine(JsonSerializer.Serialize(Harness.RunWorkload(options.Child, options)));
@@ -36,7 +45,7 @@ return 0;
 
 /// <summary>Command line: workload names/prefixes, --threads and the reference's timing knobs.</summary>
 internal sealed record Options(List<string> Names, int Threads, int Blocks, double BlockSeconds, double WarmupSeconds,
-    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child)
+    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = false)
 {
     public static Options? Parse(string[] args)
     {
@@ -48,9 +57,11 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S]");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--release-intermediates] | --profile [--threads T]");
                 return null;
             }
+            if (a == "--profile") { o = o with { Profile = true }; continue; }
+            if (a == "--release-intermediates") { o = o with { ReleaseIntermediates = true }; continue; }
             if (i + 1 >= args.Length) { Console.Error.WriteLine($"{a} needs a value"); return null; }
             string v = args[++i];
             if (a == "--child") { o = o with { Child = v }; continue; }
@@ -84,7 +95,7 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
 /// <summary>A workload: its name and a function that builds its data and returns its result fields.</summary>
 internal sealed record Workload(string Name, Func<Options, Dictionary<string, object>> Run);
 
-/// <summary>The table of workloads (add mlp-wide, lstm, ... here as they become available).</summary>
+/// <summary>The table of workloads, in the reference's order (lstm, gru and cnn-resnet join when their layers land).</summary>
 internal static class Workloads
 {
     public static readonly Workload[] All =
@@ -93,6 +104,11 @@ internal static class Workloads
         new("gemm-512", o => Gemm(512, o)),
         new("gemm-1024", o => Gemm(1024, o)),
         new("gemm-2048", o => Gemm(2048, o)),
+        new("mlp-wide", MlpWide),
+        new("mlp-deep-narrow", MlpDeepNarrow),
+        // lstm, gru: nn.LSTM / nn.GRU(1, 128) over x [32, 100, 1] -> Linear(128, 1), MSE, Adam(1e-3);
+        // they go here when the recurrent layers land. cnn-resnet: when Conv2d lands.
+        new("monitor-overhead", MonitorOverhead),
     ];
 
     /// <summary>Workloads named exactly or by prefix (`gemm` selects every gemm-N); none selects all.</summary>
@@ -117,6 +133,152 @@ internal static class Workloads
             ["metric"] = "gflops", ["value"] = med * g, ["unit"] = "GFLOP/s",
             ["min"] = lo * g, ["max"] = hi * g, ["iters_per_block"] = iters,
         };
+    }
+
+    /// <summary>
+    /// mlp-wide: Linear(784,1024)-ReLU-Linear(1024,1024)-ReLU-Linear(1024,1024)-ReLU-Linear(1024,10),
+    /// PyTorch default init, x = randn(128, 784), target = 128 classes in [0, 10), CrossEntropy (mean),
+    /// SGD(lr 0.01, momentum 0.9). Extras as the reference (approx_gflop_per_step, effective_gflops).
+    /// </summary>
+    private static Dictionary<string, object> MlpWide(Options o)
+    {
+        int[] dims = [784, 1024, 1024, 1024, 10];
+        double gf = MlpFlops(dims, 128) / 1e9;
+        var r = RunClassifier(Sequential(dims, () => new Relu()), 784, 128, o);
+        r["approx_gflop_per_step"] = gf;
+        r["effective_gflops"] = gf * (double)r["value"];
+        return r;
+    }
+
+    /// <summary>mlp-deep-narrow: Linear(784,64)-Tanh, 32 × [Linear(64,64)-Tanh], Linear(64,10); batch 64; as mlp-wide otherwise.</summary>
+    private static Dictionary<string, object> MlpDeepNarrow(Options o)
+    {
+        int[] dims = [784, .. Enumerable.Repeat(64, 33), 10];
+        return RunClassifier(Sequential(dims, () => new Tanh()), 784, 64, o);
+    }
+
+    /// <summary>
+    /// monitor-overhead: the mlp-wide model, data and optimiser twice (same seed), one plain and one with
+    /// GradFlow's <see cref="GradientMonitor"/> sampling every step (activation statistics incl. dead
+    /// units by forward hooks, backpropagated-signal RMS by backward hooks, per-layer weight-gradient
+    /// norm and max-abs, global gradient norm, the loss read back). Update ratios are not asked for
+    /// (the reference does not measure them), so the optimiser does not track updates. Blocks are
+    /// interleaved plain, monitored, plain, ...; value = monitored steps/s, baseline_steps_per_s and
+    /// overhead_ratio = baseline / monitored.
+    /// </summary>
+    private static Dictionary<string, object> MonitorOverhead(Options o)
+    {
+        var spec = ModelSpec.Parse("mlp 784-1024x3-10 act=relu");
+        var (plainModel, px, py) = Setup(gen => ModelBuilder.Build(spec, gen), 784, 128);
+        var plainOpt = new Sgd(plainModel.Parameters(), learningRate: 0.01, momentum: 0.9);
+        bool release = o.ReleaseIntermediates;
+        Action plain = TrainStep(plainModel, px, py, plainOpt, release);
+
+        var (model, x, y, mlp) = SetupMlp(spec, 784, 128);
+        var opt = new Sgd(model.Parameters(), learningRate: 0.01, momentum: 0.9);
+        using var monitor = new GradientMonitor(mlp, every: 1);
+        long step = 0;
+        void Monitored()
+        {
+            monitor.BeginSample(step++);
+            opt.ZeroGrad();
+            var loss = Losses.CrossEntropy(model.Forward(x), y);
+            loss.Backward(releaseIntermediates: release);
+            monitor.RecordGradients(loss.Item());
+            opt.Step();
+            monitor.EndSample(opt);
+        }
+
+        int itPlain = Harness.Calibrate(plain, o), itMon = Harness.Calibrate(Monitored, o);
+        var rPlain = new double[o.Blocks];
+        var rMon = new double[o.Blocks];
+        for (int b = 0; b < o.Blocks; b++)
+        {
+            rPlain[b] = Harness.TimeBlock(plain, itPlain);
+            rMon[b] = Harness.TimeBlock(Monitored, itMon);
+        }
+        double baseline = Harness.Median(rPlain), med = Harness.Median(rMon);
+        var r = StepsResult(med, rMon.Min(), rMon.Max(), itMon);
+        r["baseline_steps_per_s"] = baseline;
+        r["overhead_ratio"] = baseline / med;
+        r["backward"] = release ? "releaseIntermediates" : "default";
+        return r;
+    }
+
+    private static (Module Model, Tensor X, IndexTensor Y, Mlp Mlp) SetupMlp(ModelSpec spec, int inFeatures, int batch)
+    {
+        Mlp? mlp = null;
+        var (model, x, y) = Setup(gen => mlp = ModelBuilder.Build(spec, gen), inFeatures, batch);
+        return (model, x, y, mlp!);
+    }
+
+    /// <summary>Linear layers through <paramref name="dims"/> with an activation after each but the last (PyTorch default init, seeded).</summary>
+    private static Func<Generator, Module> Sequential(int[] dims, Func<Module> activation) => gen =>
+    {
+        var s = new Sequential();
+        for (int i = 0; i + 1 < dims.Length; i++)
+        {
+            s.Add(new Linear(dims[i], dims[i + 1], gen));
+            if (i + 2 < dims.Length) s.Add(activation());
+        }
+        return s;
+    };
+
+    /// <summary>Seed 0, then the model, then x = randn(batch, in) and targets in [0, 10) (the reference's order).</summary>
+    private static (Module Model, Tensor X, IndexTensor Y) Setup(Func<Generator, Module> build, int inFeatures, int batch)
+    {
+        var gen = new Generator(0);
+        var model = build(gen);
+        model.Train();
+        var x = Tensor.RandN(gen, batch, inFeatures);
+        var y = IndexTensor.FromArray(Enumerable.Range(0, batch).Select(_ => gen.NextInt(10)).ToArray(), batch);
+        return (model, x, y);
+    }
+
+    /// <summary>
+    /// One training step: zero grad (to null), forward, cross-entropy (mean), backward, optimiser step.
+    /// With <paramref name="releaseIntermediates"/> (runner option <c>--release-intermediates</c>)
+    /// backward hands the step's intermediate tensors back to the tensor pool
+    /// (<see cref="BackwardEngine.Backward"/>'s opt-in), so a step allocates no tensor storage; nothing
+    /// in these steps reads an intermediate after backward. Off by default: timed steps use plain Backward().
+    /// </summary>
+    private static Action TrainStep(Module model, Tensor x, IndexTensor y, Optimizer opt, bool releaseIntermediates = false) => () =>
+    {
+        opt.ZeroGrad();
+        var loss = Losses.CrossEntropy(model.Forward(x), y);
+        loss.Backward(releaseIntermediates: releaseIntermediates);
+        opt.Step();
+    };
+
+    private static Dictionary<string, object> RunClassifier(Func<Generator, Module> build, int inFeatures, int batch, Options o)
+    {
+        var (model, x, y) = Setup(build, inFeatures, batch);
+        var opt = new Sgd(model.Parameters(), learningRate: 0.01, momentum: 0.9);
+        var step = TrainStep(model, x, y, opt, releaseIntermediates: o.ReleaseIntermediates);
+        var (med, lo, hi, iters) = Harness.Measure(step, o);
+        var r = StepsResult(med, lo, hi, iters);
+        r["backward"] = o.ReleaseIntermediates ? "releaseIntermediates" : "default";
+        foreach (var (k, v) in Harness.Allocations(step, 50)) r[k] = v;
+        return r;
+    }
+
+    private static Dictionary<string, object> StepsResult(double med, double lo, double hi, int iters) => new()
+    {
+        ["metric"] = "train_steps_per_s", ["value"] = med, ["unit"] = "steps/s",
+        ["min"] = lo, ["max"] = hi, ["iters_per_block"] = iters, ["ms_per_step"] = 1000.0 / med,
+    };
+
+    /// <summary>The reference's mlp_flops: 2·batch·(2·Σ in·out + Σ_{l&gt;1} in·out) (forward, weight grad, input grad but the first layer's).</summary>
+    private static double MlpFlops(int[] dims, int batch)
+    {
+        double sum = 0, rest = 0;
+        for (int i = 0; i + 1 < dims.Length; i++)
+        {
+            double macs = (double)dims[i] * dims[i + 1];
+            sum += macs;
+            if (i > 0) rest += macs;
+        }
+        return 2.0 * batch * (2 * sum + rest);
     }
 }
 
@@ -146,6 +308,15 @@ internal static class Harness
     /// <summary>Warm-up, calibration and timed blocks; returns (median, min, max) iterations/s and iterations per block.</summary>
     public static (double Median, double Min, double Max, int Iters) Measure(Action step, Options o)
     {
+        int iters = Calibrate(step, o);
+        var rates = new double[o.Blocks];
+        for (int blk = 0; blk < o.Blocks; blk++) rates[blk] = TimeBlock(step, iters);
+        return (Median(rates), rates.Min(), rates.Max(), iters);
+    }
+
+    /// <summary>Warms up for at least the warm-up time and 3 calls; returns the iterations of one ~block-seconds block.</summary>
+    public static int Calibrate(Action step, Options o)
+    {
         int n = 0;
         var sw = Stopwatch.StartNew();
         double el;
@@ -156,21 +327,42 @@ internal static class Harness
             el = sw.Elapsed.TotalSeconds;
             if (n >= 3 && el >= o.WarmupSeconds) break;
         }
-        int iters = Math.Max(1, (int)Math.Round(o.BlockSeconds / (el / n), MidpointRounding.ToEven));
-        var rates = new double[o.Blocks];
-        for (int blk = 0; blk < o.Blocks; blk++)
+        return Math.Max(1, (int)Math.Round(o.BlockSeconds / (el / n), MidpointRounding.ToEven));
+    }
+
+    /// <summary>Times <paramref name="iters"/> calls (adding to the interference tally); returns calls per second.</summary>
+    public static double TimeBlock(Action step, int iters)
+    {
+        double busy0 = SystemBusySeconds(), own0 = Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+        long t0 = Stopwatch.GetTimestamp();
+        for (int i = 0; i < iters; i++) step();
+        double wall = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        _foreign += SystemBusySeconds() - busy0 - (Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds - own0);
+        _wall += wall;
+        return iters / wall;
+    }
+
+    public static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    /// <summary>
+    /// Steady-state allocation of <paramref name="steps"/> further calls (after the timed blocks):
+    /// bytes allocated per step by all threads, and gen-0/gen-2 collections per step (GradFlow-only extras).
+    /// </summary>
+    public static Dictionary<string, object> Allocations(Action step, int steps)
+    {
+        long bytes0 = GC.GetTotalAllocatedBytes(precise: true);
+        int gen0 = GC.CollectionCount(0), gen2 = GC.CollectionCount(2);
+        for (int i = 0; i < steps; i++) step();
+        return new()
         {
-            double busy0 = SystemBusySeconds(), own0 = Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
-            long t0 = Stopwatch.GetTimestamp();
-            for (int i = 0; i < iters; i++) step();
-            double wall = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-            _foreign += SystemBusySeconds() - busy0 - (Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds - own0);
-            _wall += wall;
-            rates[blk] = iters / wall;
-        }
-        var sorted = rates.Order().ToArray();
-        double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-        return (median, sorted[0], sorted[^1], iters);
+            ["alloc_bytes_per_step"] = (double)(GC.GetTotalAllocatedBytes(precise: true) - bytes0) / steps,
+            ["gen0_gcs_per_step"] = (double)(GC.CollectionCount(0) - gen0) / steps,
+            ["gen2_gcs_per_step"] = (double)(GC.CollectionCount(2) - gen2) / steps,
+        };
     }
 
     /// <summary>Runs a workload in a fresh child process, retrying while other processes disturbed it.</summary>
@@ -186,6 +378,7 @@ internal static class Harness
                          "--block-seconds", o.BlockSeconds.ToString(CultureInfo.InvariantCulture),
                          "--warmup-seconds", o.WarmupSeconds.ToString(CultureInfo.InvariantCulture) })
                 psi.ArgumentList.Add(arg);
+            if (o.ReleaseIntermediates) psi.ArgumentList.Add("--release-intermediates");
             using var p = Process.Start(psi)!;
             var output = p.StandardOutput.ReadToEndAsync();
             // A child that outlives its time budget is killed and counts as a failed attempt

@@ -21,7 +21,19 @@ public static class BackwardEngine
     /// <exception cref="InvalidOperationException">when the root does not require grad, is not a
     /// scalar and no gradient is given, or the graph was freed by an earlier backward pass.</exception>
     /// <exception cref="ArgumentException">when <paramref name="gradient"/> has the wrong shape or type.</exception>
-    public static void Backward(this Tensor root, Tensor? gradient = null, bool retainGraph = false)
+    /// <param name="root">The output to differentiate (usually the loss).</param>
+    /// <param name="gradient">dL/d(root); omitted for a one-element root (then 1).</param>
+    /// <param name="retainGraph">Keep the saved values so that a second backward pass through the graph works.</param>
+    /// <param name="releaseIntermediates">
+    /// Opt-in for training loops that do not read intermediate results after backward: when the pass
+    /// is done, the storage of every intermediate tensor of the graph (each non-leaf except the root,
+    /// and their views) goes back to the tensor pool, so the next forward pass reuses it and a step in
+    /// steady state allocates no tensor storage. Reading such a tensor afterwards throws (e.g. logits
+    /// kept for an accuracy: compute it before backward, or leave this off). Leaves (parameters,
+    /// inputs), their gradients, the root and retained gradients are never touched. Ignored with
+    /// <paramref name="retainGraph"/>.
+    /// </param>
+    public static void Backward(this Tensor root, Tensor? gradient = null, bool retainGraph = false, bool releaseIntermediates = false)
     {
         ArgumentNullException.ThrowIfNull(root);
         if (!root.RequiresGrad)
@@ -32,7 +44,7 @@ public static class BackwardEngine
             if (root.Count != 1)
                 throw new InvalidOperationException(
                     $"backward: the output has shape {Format(root.Shape)}, not a scalar; pass its gradient (dL/doutput) explicitly.");
-            gradient = Tensor.Full(1.0, root.DType, root.Shape.ToArray());
+            gradient = Tensor.Full(1.0, root.DType, root.ShapeArray);
         }
         else
         {
@@ -42,10 +54,14 @@ public static class BackwardEngine
                 throw new ArgumentException($"backward: gradient type {gradient.DType} differs from output type {root.DType}.");
         }
 
-        var order = TopologicalOrder(root);
+        var ctx = Pass.Rent();
+        var order = ctx.Order;
+        TopologicalOrder(root, ctx);
+        var outerTracking = TensorPool.Track(ctx.Fresh);
         try
         {
             root.PendingGrad = gradient;
+            ctx.Ref(gradient);
             using var _ = GradMode.NoGrad();
             for (int k = order.Count - 1; k >= 0; k--)
             {
@@ -53,14 +69,28 @@ public static class BackwardEngine
                 var g = t.PendingGrad;
                 t.PendingGrad = null;
                 if (g is null) continue;
-                if (t.Hooks is { } hooks) g = RunHooks(t, hooks, g);
+                ctx.Unref(g);
+                if (t.Observers is Action<Tensor> observer) observer(g);
+                else if (t.Observers is Action<Tensor>[] observers)
+                    foreach (var o in observers) o(g);
+                if (t.Hooks is { } hooks)
+                {
+                    // A hook may keep what it sees: neither g nor a replacement is reused.
+                    ctx.Escape(g);
+                    g = RunHooks(t, hooks, g);
+                    ctx.Escape(g);
+                }
                 var node = t.GradFn;
                 if (node is null)
                 {
-                    Accumulate(t, g);
+                    Accumulate(t, g, ctx);
                     continue;
                 }
-                if (t.RetainsGrad) Accumulate(t, g);
+                if (t.RetainsGrad)
+                {
+                    ctx.Escape(g);
+                    Accumulate(t, g, ctx);
+                }
                 var grads = node.Apply(g);
                 if (!retainGraph) node.Release();
                 var inputs = node.Inputs;
@@ -72,14 +102,59 @@ public static class BackwardEngine
                     if (!input.Shape.SequenceEqual(gi.Shape))
                         throw new InvalidOperationException(
                             $"backward: '{node.Op}' produced a gradient of shape {Format(gi.Shape)} for input {i} of shape {Format(input.Shape)}.");
-                    input.PendingGrad = input.PendingGrad is null ? gi : input.PendingGrad + gi;
+                    var pending = input.PendingGrad;
+                    if (pending is null)
+                    {
+                        input.PendingGrad = gi;
+                        ctx.Ref(gi);
+                    }
+                    else if (ctx.IsExclusive(pending))
+                    {
+                        pending.AddInPlace(gi);
+                        ctx.Candidates.Add(gi);
+                    }
+                    else
+                    {
+                        var sum = pending + gi;
+                        ctx.Unref(pending);
+                        input.PendingGrad = sum;
+                        ctx.Ref(sum);
+                        ctx.Candidates.Add(pending);
+                        ctx.Candidates.Add(gi);
+                    }
                 }
+                // Only now: the same tensor may have gone to several inputs.
+                ctx.Candidates.Add(g);
+                ctx.RecycleCandidates();
             }
         }
         finally
         {
             foreach (var t in order) t.PendingGrad = null;
+            TensorPool.Track(outerTracking);
         }
+        try
+        {
+            if (releaseIntermediates && !retainGraph) ReleaseIntermediates(root, ctx);
+        }
+        finally
+        {
+            ctx.Return();
+        }
+    }
+
+    /// <summary>Releases the storage of each non-leaf tensor of the graph whose storage no leaf, the root or a retained gradient shares.</summary>
+    private static void ReleaseIntermediates(Tensor root, Pass ctx)
+    {
+        var keep = ctx.Keep;
+        keep.Add(root.Box);
+        foreach (var t in ctx.Order)
+        {
+            if (t.IsLeaf || t.RetainsGrad) keep.Add(t.Box);
+            if (t.Grad is { } g) keep.Add(g.Box);
+        }
+        foreach (var t in ctx.Order)
+            if (!t.IsLeaf && !keep.Contains(t.Box)) t.ReleaseStorage();
     }
 
     private static Tensor RunHooks(Tensor t, object hooks, Tensor g)
@@ -99,12 +174,26 @@ public static class BackwardEngine
         return replaced;
     }
 
-    private static void Accumulate(Tensor t, Tensor g)
+    /// <summary>
+    /// Adds g into a leaf's (or retained) gradient. With no gradient yet, a temporary the engine owns
+    /// alone becomes the gradient as is (no copy); anything else is copied, since g may be shared.
+    /// </summary>
+    private static void Accumulate(Tensor t, Tensor g, Pass ctx)
     {
         if (t.Grad is null)
         {
-            // Own the storage: g may be shared with other tensors' gradients.
-            t.Grad = g.Clone();
+            if (ctx.IsUnreferencedTemporary(g))
+            {
+                ctx.Escape(g);
+                t.Grad = g;
+            }
+            else
+            {
+                var copy = g.Clone();
+                ctx.Escape(copy);
+                t.Grad = copy;
+            }
+            t.Grad.IsEngineGrad = true;
             return;
         }
         var acc = t.Grad;
@@ -112,14 +201,16 @@ public static class BackwardEngine
             throw new InvalidOperationException(
                 $"backward: existing Grad of shape {Format(acc.Shape)} cannot accumulate a gradient of shape {Format(g.Shape)}.");
         acc.AddInPlace(g);
+        ctx.Candidates.Add(g);
+        ctx.RecycleCandidates();
     }
 
-    /// <summary>Tensors reachable from <paramref name="root"/> through nodes, inputs before consumers.</summary>
-    private static List<Tensor> TopologicalOrder(Tensor root)
+    /// <summary>Tensors reachable from <paramref name="root"/> through nodes, inputs before consumers (into ctx.Order).</summary>
+    private static void TopologicalOrder(Tensor root, Pass ctx)
     {
-        var order = new List<Tensor>();
-        var visited = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
-        var stack = new Stack<(Tensor Tensor, int Next)>();
+        var order = ctx.Order;
+        var visited = ctx.Visited;
+        var stack = ctx.Stack;
         visited.Add(root);
         stack.Push((root, 0));
         while (stack.Count > 0)
@@ -135,7 +226,77 @@ public static class BackwardEngine
             }
             order.Add(t);
         }
-        return order;
+    }
+
+    /// <summary>
+    /// The bookkeeping of one backward pass, reused across passes on a thread (nothing is allocated
+    /// per pass in steady state). <see cref="Fresh"/> holds every storage array allocated during the
+    /// pass that has not escaped (to a hook, a retained or leaf gradient); <see cref="_refs"/> counts,
+    /// per storage, the pending-gradient slots that refer to it. A fresh storage with no reference
+    /// left is dead: it goes back to the <see cref="TensorPool"/>.
+    /// </summary>
+    private sealed class Pass
+    {
+        [ThreadStatic] private static Pass? _cached;
+
+        public readonly List<Tensor> Order = [];
+        public readonly HashSet<Tensor> Visited = new(ReferenceEqualityComparer.Instance);
+        public readonly Stack<(Tensor Tensor, int Next)> Stack = new();
+        public readonly HashSet<Array> Fresh = new(ReferenceEqualityComparer.Instance);
+        public readonly List<Tensor> Candidates = [];
+        public readonly HashSet<StorageBox> Keep = new(ReferenceEqualityComparer.Instance);
+        private readonly Dictionary<StorageBox, int> _refs = new(ReferenceEqualityComparer.Instance);
+
+        /// <summary>The thread's cached pass (a new one when a backward runs inside another, e.g. from a hook).</summary>
+        public static Pass Rent()
+        {
+            var p = _cached ?? new Pass();
+            _cached = null;
+            return p;
+        }
+
+        public void Return()
+        {
+            Order.Clear();
+            Visited.Clear();
+            Stack.Clear();
+            Fresh.Clear();
+            Candidates.Clear();
+            Keep.Clear();
+            _refs.Clear();
+            _cached = this;
+        }
+
+        public void Ref(Tensor t) => _refs[t.Box] = _refs.GetValueOrDefault(t.Box) + 1;
+
+        public void Unref(Tensor t)
+        {
+            int n = _refs.GetValueOrDefault(t.Box) - 1;
+            if (n <= 0) _refs.Remove(t.Box);
+            else _refs[t.Box] = n;
+        }
+
+        public void Escape(Tensor t)
+        {
+            if (!t.IsReleased) Fresh.Remove(t.Storage);
+        }
+
+        /// <summary>Allocated in this pass, not escaped, and no pending slot refers to it.</summary>
+        public bool IsUnreferencedTemporary(Tensor t) => !t.IsReleased && !_refs.ContainsKey(t.Box) && Fresh.Contains(t.Storage);
+
+        /// <summary>A pending gradient that only its own slot refers to and that the engine allocated: safe to add into.</summary>
+        public bool IsExclusive(Tensor t) => !t.IsReleased && _refs.GetValueOrDefault(t.Box) == 1 && Fresh.Contains(t.Storage);
+
+        public void RecycleCandidates()
+        {
+            foreach (var c in Candidates)
+            {
+                if (!IsUnreferencedTemporary(c)) continue;
+                Fresh.Remove(c.Storage);
+                c.ReleaseStorage();
+            }
+            Candidates.Clear();
+        }
     }
 
     private static string Format(ReadOnlySpan<int> shape) => "[" + string.Join(", ", shape.ToArray()) + "]";

@@ -88,7 +88,8 @@ public sealed record MonitoredLayer(int Index, string Name, Parameter Weight, Mo
 /// <summary>
 /// Records, every k-th step, the per-layer gradient-flow statistics of any <see cref="Module"/>
 /// through hooks, without changing the model's code: the backpropagated signal dL/dh_l (a gradient
-/// hook on each layer's output tensor, registered only on sampled steps), activation statistics,
+/// observer on each layer's output tensor, registered only on sampled steps; unlike a hook it does
+/// not keep the gradient, so backward still recycles its storage), activation statistics,
 /// saturation and dead units (forward hook on each activation), parameter gradients (after backward),
 /// the mean loss since the previous sample, and update ratios (from the optimiser, every
 /// <see cref="UpdateRatioEvery"/>-th sample).
@@ -109,7 +110,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     private readonly Parameter[] _parameters;
     private readonly int[] _weightSlot;        // index of each layer's weight in _parameters
     private readonly List<IDisposable> _handles = [];
-    private readonly Func<Tensor, Tensor?>[] _signalHooks;
+    private readonly Action<Tensor>[] _signalHooks;
     private readonly float[]?[] _aliveMask;
     private readonly StatisticsKernel _stats = new();
 
@@ -149,18 +150,17 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         _current = new LayerRecord[_layers.Length];
         _layerHistory = new LayerRecord[_history.Length * _layers.Length];
         _aliveMask = new float[_layers.Length][];
-        _signalHooks = new Func<Tensor, Tensor?>[_layers.Length];
+        _signalHooks = new Action<Tensor>[_layers.Length];
         _view = new SampleList(this);
         for (int i = 0; i < _layers.Length; i++)
         {
             int layer = i;
             _signalHooks[i] = g =>
             {
-                if (!_sampling) return null;
+                if (!_sampling) return;
                 var (sumSq, _, bad) = _stats.Measure(g);
                 _current[layer].Signal = g.Count == 0 ? 0 : Math.Sqrt(sumSq / g.Count);
                 _current[layer].NonFinite += bad;
-                return null;
             };
             var l = _layers[i];
             if (l.Activation is { } act && !ReferenceEquals(act, l.Output))
@@ -173,7 +173,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
             {
                 if (!_sampling) return;
                 if (statsAtOutput) ActivationStatistics(y, layer);
-                if (y.RequiresGrad) y.RegisterHook(_signalHooks[layer]);
+                if (y.RequiresGrad) y.ObserveGradient(_signalHooks[layer]);
             }));
         }
     }

@@ -46,6 +46,35 @@ public static class Gemm
         ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc) =>
         MultiplyBatched(1, transA, transB, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0);
 
+    /// <summary>
+    /// <c>C = alpha·op(A)·op(B) + 1·bias</c> for one float32 matrix, the bias row vector (n elements)
+    /// added to every row in the epilogue of the first k block (C is only written, never read): the
+    /// forward of a linear layer without a separate pass that first copies the bias into C.
+    /// </summary>
+    /// <exception cref="ArgumentException">as <see cref="MultiplyBatched(int, bool, bool, int, int, int, float, ReadOnlySpan{float}, int, long, ReadOnlySpan{float}, int, long, float, Span{float}, int, long)"/>, or when bias has fewer than n elements.</exception>
+    public static unsafe void Multiply(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> bias, Span<float> c, int ldc)
+    {
+        Validate(1, transA, transB, m, n, k, a.Length, lda, 0, b.Length, ldb, 0, c.Length, ldc, 0);
+        if (bias.Length < n) throw new ArgumentException($"gemm: bias has {bias.Length} elements but C has n = {n} columns.", nameof(bias));
+        if (m == 0 || n == 0) return;
+        fixed (float* pa = a, pb = b, pc = c, pbias = bias)
+        {
+            var p = new Problem<float>(1, transA, transB, m, n, k, alpha, pa, lda, 0, pb, ldb, 0, 0f, pc, ldc, 0, pbias);
+            if (k == 0 || alpha == 0)
+            {
+                for (int i = 0; i < m; i++) bias[..n].CopyTo(c.Slice(i * ldc, n));
+                return;
+            }
+            switch (KernelIsa.Best)
+            {
+                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p); break;
+                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p); break;
+                default: GemmDriver<float, GemmKernelF32Portable>.Run(p); break;
+            }
+        }
+    }
+
     /// <summary><c>C = alpha·op(A)·op(B) + beta·C</c> for one float64 matrix; see <see cref="Gemm"/>.</summary>
     public static void Multiply(bool transA, bool transB, int m, int n, int k, double alpha, ReadOnlySpan<double> a, int lda,
         ReadOnlySpan<double> b, int ldb, double beta, Span<double> c, int ldc) =>
@@ -141,9 +170,12 @@ public static class Gemm
 
 /// <summary>A validated GEMM call: raw pointers into pinned spans plus the shape.</summary>
 internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, int m, int n, int k, T alpha,
-    T* a, int lda, long strideA, T* b, int ldb, long strideB, T beta, T* c, int ldc, long strideC)
+    T* a, int lda, long strideA, T* b, int ldb, long strideB, T beta, T* c, int ldc, long strideC, T* bias = null)
     where T : unmanaged
 {
+    /// <summary>Row vector added to every row of C instead of beta·C (null: none).</summary>
+    public readonly T* Bias = bias;
+
     public readonly int Count = count, M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc;
     public readonly bool TransA = transA, TransB = transB;
     public readonly T Alpha = alpha, Beta = beta;
@@ -152,7 +184,7 @@ internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, 
 
     /// <summary>The same problem restricted to batch item <paramref name="i"/>.</summary>
     public Problem<T> Item(int i) => new(1, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, 0, B + i * StrideB, Ldb, 0,
-        Beta, C + i * StrideC, Ldc, 0);
+        Beta, C + i * StrideC, Ldc, 0, Bias);
 }
 
 /// <summary>

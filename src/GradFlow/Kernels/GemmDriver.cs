@@ -1,5 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace GradFlow.Kernels;
 
@@ -21,6 +23,9 @@ internal static unsafe class GemmDriver<T, TKernel>
 {
     /// <summary>Packed A block of the thread running a task (MC×KC).</summary>
     [ThreadStatic] private static T[]? _packA;
+
+    /// <summary>The loop state of the calling thread's current matrix.</summary>
+    [ThreadStatic] private static Job? _job;
 
     /// <summary>Packed B block of the calling thread (KC×NC), shared by that call's tasks.</summary>
     [ThreadStatic] private static T[]? _packB;
@@ -75,7 +80,8 @@ internal static unsafe class GemmDriver<T, TKernel>
         int panelsM = (p.M + mr - 1) / mr;
         int mTasks = (panelsM + TKernel.MC / mr - 1) / (TKernel.MC / mr);
         if (mTasks > 1 && (mTasks & 1) == 1 && mTasks < panelsM) mTasks++;
-        var job = new Job(p, panelsM, mTasks);
+        var job = _job ??= new Job();
+        job.Reset(p, panelsM, mTasks);
         for (int jc = 0; jc < p.N; jc += Gemm.NC)
         {
             int nc = Math.Min(Gemm.NC, p.N - jc);
@@ -104,24 +110,24 @@ internal static unsafe class GemmDriver<T, TKernel>
     }
 
     /// <summary>State of one matrix's blocked loops, shared by its tasks for the current (jc, pc) block.</summary>
+    /// <remarks>One per calling thread, reused by every call (no allocation per GEMM): a thread runs one matrix at a time.</remarks>
     private sealed class Job
     {
-        private readonly Problem<T> _p;
-        private readonly int _panelsM, _mTasks;
+        private Problem<T> _p;
+        private int _panelsM, _mTasks;
         private int _jc, _nc, _panelsN, _nChunks, _pc, _kc;
         private T _beta;
 
         public T* PackedB;
         public readonly Action<int> PackBTask, ComputeTask;
 
-        public Job(Problem<T> p, int panelsM, int mTasks)
+        public Job()
         {
-            _p = p;
-            _panelsM = panelsM;
-            _mTasks = mTasks;
             PackBTask = PackB;
             ComputeTask = Compute;
         }
+
+        public void Reset(Problem<T> p, int panelsM, int mTasks) => (_p, _panelsM, _mTasks) = (p, panelsM, mTasks);
 
         public void SetColumns(int jc, int nc, int panelsN, int nChunks) => (_jc, _nc, _panelsN, _nChunks) = (jc, nc, panelsN, nChunks);
 
@@ -129,13 +135,35 @@ internal static unsafe class GemmDriver<T, TKernel>
         {
             (_pc, _kc) = (pc, kc);
             _beta = pc == 0 ? _p.Beta : T.One;
+            _bias = pc == 0 ? _p.Bias : null;
         }
+
+        /// <summary>The bias row vector while the first k block is applied (C is then written as A·B + bias), else null.</summary>
+        private T* _bias;
 
         /// <summary>Packs B column panels [16t, 16t + 16) of the current block.</summary>
         public void PackB(int t)
         {
             int nr = TKernel.NR;
             int end = Math.Min(_panelsN, 16 * t + 16);
+            if (!_p.TransB)
+            {
+                // Row by row of B: sequential reads, each row spread over the panels' rows.
+                int full = end;
+                while (full > 16 * t && _jc + full * nr > _jc + _nc) full--;
+                for (int p = 0; p < _kc; p++)
+                {
+                    T* src = _p.B + (nint)(_pc + p) * _p.Ldb + _jc;
+                    for (int jp = 16 * t; jp < full; jp++)
+                        Unsafe.CopyBlockUnaligned(PackedB + ((nint)jp * _kc + p) * nr, src + (nint)jp * nr, (uint)(nr * sizeof(T)));
+                }
+                for (int jp = full; jp < end; jp++)
+                {
+                    int j0 = _jc + jp * nr;
+                    GemmPack.PackB(_p.B, _p.Ldb, false, _pc, _kc, j0, Math.Min(nr, _jc + _nc - j0), nr, PackedB + (nint)jp * nr * _kc);
+                }
+                return;
+            }
             for (int jp = 16 * t; jp < end; jp++)
             {
                 int j0 = _jc + jp * nr;
@@ -173,10 +201,37 @@ internal static unsafe class GemmDriver<T, TKernel>
                         int rows = Math.Min(mr, _p.M - i0);
                         T* ap = packA + (nint)(ip - p0) * mr * _kc;
                         T* c = _p.C + (nint)i0 * _p.Ldc + j0;
-                        if (rows == mr && cols == nr) TKernel.Run(_kc, ap, bp, c, _p.Ldc, _p.Alpha, _beta);
+                        if (_bias is not null)
+                        {
+                            TKernel.Run(_kc, ap, bp, tile, nr, _p.Alpha, T.Zero);
+                            StoreWithBias(tile, c, rows, cols, _bias + j0);
+                        }
+                        else if (rows == mr && cols == nr) TKernel.Run(_kc, ap, bp, c, _p.Ldc, _p.Alpha, _beta);
                         else EdgeTile(ap, bp, c, rows, cols, tile);
                     }
                 }
+            }
+        }
+
+        /// <summary>C[r, j] = tile[r, j] + bias[j] for the tile's rows×cols (the tile is in L1; one pass, no read of C).</summary>
+        private void StoreWithBias(T* tile, T* c, int rows, int cols, T* bias)
+        {
+            int nr = TKernel.NR;
+            if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated && cols == nr && nr % 8 == 0)
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    float* dst = (float*)c + (nint)r * _p.Ldc, src = (float*)tile + r * nr;
+                    for (int j = 0; j < nr; j += 8)
+                        Vector256.Store(Vector256.Load(src + j) + Vector256.Load((float*)bias + j), dst + j);
+                }
+                return;
+            }
+            for (int r = 0; r < rows; r++)
+            {
+                T* dst = c + (nint)r * _p.Ldc;
+                T* src = tile + r * nr;
+                for (int j = 0; j < cols; j++) dst[j] = src[j] + bias[j];
             }
         }
 
@@ -248,7 +303,21 @@ internal static unsafe class GemmPack
             }
             return;
         }
-        for (int j = 0; j < cols; j++)
+        int done = 0;
+        if (typeof(T) == typeof(float) && Avx.IsSupported && nr % 8 == 0)
+        {
+            // 8 columns × 8 depths at a time: 8 row loads, an in-register transpose, 8 stores.
+            int kc8 = kc & ~7;
+            for (; done + 8 <= cols; done += 8)
+            {
+                float* src = (float*)b + (nint)(j0 + done) * ldb + p0;
+                float* d = (float*)dst + done;
+                for (int p = 0; p < kc8; p += 8) Transpose8x8(src + p, ldb, d + (nint)p * nr, nr);
+                for (int j = 0; j < 8; j++)
+                    for (int p = kc8; p < kc; p++) d[(nint)p * nr + j] = src[(nint)j * ldb + p];
+            }
+        }
+        for (int j = done; j < cols; j++)
         {
             T* src = b + (nint)(j0 + j) * ldb + p0;
             T* d = dst + j;
@@ -256,5 +325,43 @@ internal static unsafe class GemmPack
         }
         for (int j = cols; j < nr; j++)
             for (int p = 0; p < kc; p++) dst[(nint)p * nr + j] = T.Zero;
+    }
+
+    /// <summary>dst[q·ldd + r] = src[r·lds + q] for r, q in 0..8 (AVX: unpack, shuffle, permute).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
+    {
+        var r0 = Avx.LoadVector256(src);
+        var r1 = Avx.LoadVector256(src + lds);
+        var r2 = Avx.LoadVector256(src + 2 * (nint)lds);
+        var r3 = Avx.LoadVector256(src + 3 * (nint)lds);
+        var r4 = Avx.LoadVector256(src + 4 * (nint)lds);
+        var r5 = Avx.LoadVector256(src + 5 * (nint)lds);
+        var r6 = Avx.LoadVector256(src + 6 * (nint)lds);
+        var r7 = Avx.LoadVector256(src + 7 * (nint)lds);
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2 * (nint)ldd, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + 3 * (nint)ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4 * (nint)ldd, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + 5 * (nint)ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6 * (nint)ldd, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + 7 * (nint)ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 }

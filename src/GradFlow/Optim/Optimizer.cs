@@ -143,10 +143,21 @@ public abstract class Optimizer
         }
     }
 
-    /// <summary>Sets every parameter's gradient to null (as PyTorch's <c>zero_grad(set_to_none=True)</c>).</summary>
+    /// <summary>
+    /// Sets every parameter's gradient to null (as PyTorch's <c>zero_grad(set_to_none=True)</c>). A
+    /// gradient that the backward engine created is released for reuse: the next backward pass takes
+    /// its storage again, so steps allocate no gradient storage. A reference to such a gradient (or a
+    /// view of it) kept across this call throws on use; <c>Clone()</c> it first to keep the values.
+    /// Gradients assigned by user code are only dropped.
+    /// </summary>
     public void ZeroGrad()
     {
-        foreach (var p in _parameters) p.Grad = null;
+        foreach (var p in _parameters)
+        {
+            var g = p.Grad;
+            p.Grad = null;
+            if (g is { IsEngineGrad: true }) g.ReleaseStorage();
+        }
     }
 
     /// <summary>

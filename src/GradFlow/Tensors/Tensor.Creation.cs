@@ -126,9 +126,7 @@ public sealed partial class Tensor
     internal static Tensor Uninitialized(string op, DType dtype, int[] shape)
     {
         int n = Shapes.Numel(op, shape);
-        Array storage = dtype == DType.Float64
-            ? GC.AllocateUninitializedArray<double>(n)
-            : GC.AllocateUninitializedArray<float>(n);
+        Array storage = dtype == DType.Float64 ? TensorPool.Rent<double>(n) : TensorPool.Rent<float>(n);
         return new Tensor(storage, shape);
     }
 

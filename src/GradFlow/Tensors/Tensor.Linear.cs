@@ -8,7 +8,7 @@ public sealed partial class Tensor
     /// <summary>
     /// The affine map of a linear layer, fused: <c>y = x·Wᵀ + b</c> for x [..., in], W [out, in],
     /// b [out] (optional); y [..., out]. One GEMM with W transposed in the packing (never
-    /// materialised) and the bias added row by row. Backward: <c>dx = g·W</c>, <c>dW = gᵀ·x</c>
+    /// materialised) and, in float32, the bias added in the GEMM's epilogue (float64: copied in first). Backward: <c>dx = g·W</c>, <c>dW = gᵀ·x</c>
     /// (over all leading dimensions), <c>db = Σ_rows g</c>.
     /// </summary>
     public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias = null)
@@ -35,12 +35,9 @@ public sealed partial class Tensor
         {
             var ys = y.Span<float>();
             if (bias is not null)
-            {
-                var bs = bias.Span<float>();
-                for (int r = 0; r < rows; r++) bs.CopyTo(ys.Slice(r * outF, outF));
-            }
-            Gemm.Multiply(false, true, rows, outF, inF, 1f, input.Span<float>(), inF, weight.Span<float>(), inF,
-                bias is null ? 0f : 1f, ys, outF);
+                Gemm.Multiply(false, true, rows, outF, inF, 1f, input.Span<float>(), inF, weight.Span<float>(), inF, bias.Span<float>(), ys, outF);
+            else
+                Gemm.Multiply(false, true, rows, outF, inF, 1f, input.Span<float>(), inF, weight.Span<float>(), inF, 0f, ys, outF);
         }
         else
         {

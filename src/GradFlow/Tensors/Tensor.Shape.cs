@@ -57,7 +57,7 @@ public sealed partial class Tensor
     {
         if (Shapes.Numel("reshape", shape) != Count)
             throw new ArgumentException($"reshape: cannot view shape {Shapes.Format(_shape)} ({Count} elements) as {Shapes.Format(shape)}.");
-        return new Tensor(Storage, shape);
+        return View(shape);
     }
 
     private int[] InferShape(int[] shape)

@@ -18,18 +18,52 @@ namespace GradFlow.Tensors;
 public sealed partial class Tensor
 {
     private readonly int[] _shape;
+    private readonly StorageBox _box;
     private bool _requiresGrad;
 
-    internal Tensor(Array storage, int[] shape)
+    internal Tensor(Array storage, int[] shape) : this(new StorageBox(storage), shape)
     {
-        Storage = storage;
+    }
+
+    /// <summary>A tensor over <paramref name="box"/>'s storage (a view when the box is shared).</summary>
+    private Tensor(StorageBox box, int[] shape)
+    {
+        var storage = box.Data ?? throw StorageBox.Released();
+        _box = box;
         _shape = shape;
         DType = storage is double[] ? DType.Float64 : DType.Float32;
         Count = storage.Length;
     }
 
     /// <summary>The element storage: a <c>float[]</c> or <c>double[]</c> of exactly <see cref="Count"/> elements.</summary>
-    internal Array Storage { get; }
+    /// <exception cref="InvalidOperationException">when the storage was released (see <see cref="ReleaseStorage"/>).</exception>
+    internal Array Storage => _box.Data ?? throw StorageBox.Released();
+
+    /// <summary>Whether this tensor and <paramref name="other"/> share storage (one is a view of the other).</summary>
+    internal bool SharesStorage(Tensor other) => ReferenceEquals(_box, other._box);
+
+    /// <summary>The storage object shared by this tensor and its views (identity for ownership tracking).</summary>
+    internal StorageBox Box => _box;
+
+    /// <summary>A view with another shape over the same storage (reshape, detach).</summary>
+    internal Tensor View(int[] shape) => new(_box, shape);
+
+    /// <summary>
+    /// Hands the storage back to <see cref="TensorPool"/> and detaches it from this tensor and every
+    /// view of it: any later access through them throws instead of seeing a reused buffer. Only for
+    /// storage no one else can reach (the backward engine's temporaries, gradients released by
+    /// <c>Optimizer.ZeroGrad</c>).
+    /// </summary>
+    internal void ReleaseStorage()
+    {
+        var data = _box.Data;
+        if (data is null) return;
+        _box.Data = null;
+        TensorPool.Return(data);
+    }
+
+    /// <summary>True when the storage was released.</summary>
+    internal bool IsReleased => _box.Data is null;
 
     /// <summary>Element type.</summary>
     public DType DType { get; }
@@ -83,6 +117,28 @@ public sealed partial class Tensor
     /// one hook on a fresh tensor allocates nothing, which the gradient monitor relies on.
     /// </summary>
     internal object? Hooks { get; private set; }
+
+    /// <summary>
+    /// Observers of the gradient flowing into this tensor (one delegate or a copy-on-write array): run
+    /// before the hooks, they may read the gradient during the call but not keep it, so backward can
+    /// still recycle its storage. The gradient monitor's signal hooks are observers.
+    /// </summary>
+    internal object? Observers { get; private set; }
+
+    /// <summary>Adds a gradient observer (see <see cref="Observers"/>); allocates nothing for the first one.</summary>
+    internal void ObserveGradient(Action<Tensor> observer)
+    {
+        ArgumentNullException.ThrowIfNull(observer);
+        if (!_requiresGrad)
+            throw new InvalidOperationException("ObserveGradient: this tensor does not require grad, so no gradient will flow through it.");
+        Observers = Observers switch
+        {
+            null => observer,
+            Action<Tensor> one => new[] { one, observer },
+            Action<Tensor>[] many => (Action<Tensor>[])[.. many, observer],
+            _ => throw new InvalidOperationException("ObserveGradient: corrupt observer list."),
+        };
+    }
 
     /// <summary>Whether backward stores this non-leaf tensor's gradient in <see cref="Grad"/>.</summary>
     internal bool RetainsGrad { get; private set; }
@@ -140,7 +196,7 @@ public sealed partial class Tensor
     }
 
     /// <summary>A tensor sharing this one's storage, cut off from the graph (a leaf that does not require grad).</summary>
-    public Tensor Detach() => new(Storage, _shape);
+    public Tensor Detach() => View(_shape);
 
     // ---------------------------------------------------------------- storage access
 
@@ -164,6 +220,9 @@ public sealed partial class Tensor
 
     /// <summary>The storage as a span of <typeparamref name="T"/> (float or double, matching <see cref="DType"/>).</summary>
     internal Span<T> Span<T>() where T : unmanaged => Unsafe.As<T[]>(Storage).AsSpan(0, Count);
+
+    /// <summary>Set by the backward engine on a gradient it created and stored in <see cref="Grad"/>; such a gradient may be released by <c>Optimizer.ZeroGrad</c>.</summary>
+    internal bool IsEngineGrad { get; set; }
 
     internal bool Is<T>() => Storage is T[];
 
@@ -273,6 +332,20 @@ public sealed partial class Tensor
     }
 
     private static string Fmt(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// The storage array of a tensor, shared with its views; <see cref="Data"/> is null once the storage
+/// was released to the <see cref="TensorPool"/>, so a released buffer is never reachable through an
+/// old tensor or view.
+/// </summary>
+internal sealed class StorageBox(Array data)
+{
+    public Array? Data = data;
+
+    public static InvalidOperationException Released() => new(
+        "This tensor's storage was released for reuse: it was a gradient cleared by Optimizer.ZeroGrad (or an internal backward temporary). " +
+        "Clone() a gradient before ZeroGrad to keep its values.");
 }
 
 /// <summary>Removes a hook registered with <see cref="Tensor.RegisterHook"/> when disposed (a struct: registering allocates no handle).</summary>

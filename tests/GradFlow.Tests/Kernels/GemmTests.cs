@@ -297,4 +297,38 @@ public class GemmTests
         Assert.Equal(argument, e.ParamName);
         Assert.Contains(detail, e.Message);
     }
+
+    [Theory]
+    [InlineData(1, 1, 1)]
+    [InlineData(6, 16, 8)]
+    [InlineData(7, 33, 300)]
+    [InlineData(64, 64, 64)]
+    [InlineData(13, 50, 0)]
+    [InlineData(130, 1030, 260)]
+    public void Multiply_WithBias_IsProductPlusBiasOnEveryRowBitwiseAsCopyThenBetaOne(int m, int n, int k)
+    {
+        foreach (bool ta in new[] { false, true })
+            foreach (bool tb in new[] { false, true })
+            {
+                var a = MakeOperand(m, k, ta, 1, 11);
+                var b = MakeOperand(k, n, tb, 2, 12);
+                var bias = KernelLengths.Values(n, 13);
+                int ldc = n + 3;
+                var fused = Enumerable.Repeat(float.NaN, m * ldc).ToArray();
+                Gemm.Multiply(ta, tb, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, bias, fused, ldc);
+                var copied = new float[m * ldc];
+                for (int i = 0; i < m; i++) bias.CopyTo(copied, i * ldc);
+                Gemm.Multiply(ta, tb, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, 1f, copied, ldc);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                        Assert.Equal(copied[i * ldc + j], fused[i * ldc + j]);
+            }
+    }
+
+    [Fact]
+    public void Multiply_BiasShorterThanN_NamesBias()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(false, false, 2, 3, 2, 1f, new float[4], 2, new float[6], 3, new float[2], new float[6], 3));
+        Assert.Equal("bias", e.ParamName);
+    }
 }
