@@ -95,7 +95,7 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
 /// <summary>A workload: its name and a function that builds its data and returns its result fields.</summary>
 internal sealed record Workload(string Name, Func<Options, Dictionary<string, object>> Run);
 
-/// <summary>The table of workloads, in the reference's order (lstm, gru and cnn-resnet join when their layers land).</summary>
+/// <summary>The table of workloads, in the reference's order (cnn-resnet joins when convolutions land).</summary>
 internal static class Workloads
 {
     public static readonly Workload[] All =
@@ -106,8 +106,9 @@ internal static class Workloads
         new("gemm-2048", o => Gemm(2048, o)),
         new("mlp-wide", MlpWide),
         new("mlp-deep-narrow", MlpDeepNarrow),
-        // lstm, gru: nn.LSTM / nn.GRU(1, 128) over x [32, 100, 1] -> Linear(128, 1), MSE, Adam(1e-3);
-        // they go here when the recurrent layers land. cnn-resnet: when Conv2d lands.
+        new("lstm", o => Recurrent(gen => new Lstm(1, 128, gen, batchFirst: true), o)),
+        new("gru", o => Recurrent(gen => new Gru(1, 128, gen, batchFirst: true), o)),
+        // cnn-resnet: when Conv2d lands.
         new("monitor-overhead", MonitorOverhead),
     ];
 
@@ -259,6 +260,38 @@ internal static class Workloads
         var r = StepsResult(med, lo, hi, iters);
         r["backward"] = o.ReleaseIntermediates ? "releaseIntermediates" : "default";
         foreach (var (k, v) in Harness.Allocations(step, 50)) r[k] = v;
+        return r;
+    }
+
+    /// <summary>
+    /// lstm / gru: the recurrent layer (input 1, hidden 128, one layer, batch first, PyTorch's default
+    /// init) over x = randn(32, 100, 1) from a zero state; the last layer's final hidden state h_n[-1]
+    /// (32 × 128) → Linear(128, 1); target randn(32, 1); MSE (mean); Adam(lr = 1e-3). Seed 0 before
+    /// the model, then x, then the target (the reference's order).
+    /// </summary>
+    private static Dictionary<string, object> Recurrent(Func<Generator, RecurrentLayer> build, Options o)
+    {
+        var gen = new Generator(0);
+        var rnn = build(gen);
+        var head = new Linear(128, 1, gen);
+        var x = Tensor.RandN(gen, 32, 100, 1);
+        var target = Tensor.RandN(gen, 32, 1);
+        var parameters = rnn.Parameters().Concat(head.Parameters()).ToArray();
+        var opt = new Adam(parameters, learningRate: 1e-3);
+        bool release = o.ReleaseIntermediates;
+        void Step()
+        {
+            opt.ZeroGrad();
+            var h = rnn.Forward(x, null).State.H;
+            var last = h.Narrow(0, h.Shape[0] - 1, 1).Reshape(32, 128);
+            var loss = Losses.Mse(head.Forward(last), target);
+            loss.Backward(releaseIntermediates: release);
+            opt.Step();
+        }
+        var (med, lo, hi, iters) = Harness.Measure(Step, o);
+        var r = StepsResult(med, lo, hi, iters);
+        r["backward"] = release ? "releaseIntermediates" : "default";
+        foreach (var (k, v) in Harness.Allocations(Step, 20)) r[k] = v;
         return r;
     }
 
