@@ -11,12 +11,14 @@ namespace GradFlow.Tensors;
 public sealed class Node
 {
     private Func<Tensor, Tensor?[]>? _backward;
+    private Action? _onRelease;
 
-    internal Node(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+    internal Node(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward, Action? onRelease = null)
     {
         Op = op;
         Inputs = inputs;
         _backward = backward;
+        _onRelease = onRelease;
     }
 
     /// <summary>The op that produced the tensor, e.g. <c>matmul</c>.</summary>
@@ -40,7 +42,17 @@ public sealed class Node
         return grads;
     }
 
-    internal void Release() => _backward = null;
+    /// <summary>
+    /// Drops the backward rule and runs the op's release action once (e.g. returning saved buffers to
+    /// the <see cref="TensorPool"/>): after this the saved values can never be read again.
+    /// </summary>
+    internal void Release()
+    {
+        _backward = null;
+        var release = _onRelease;
+        _onRelease = null;
+        release?.Invoke();
+    }
 
     /// <inheritdoc />
     public override string ToString() => $"{Op}Backward";

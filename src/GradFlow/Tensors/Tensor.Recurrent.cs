@@ -116,7 +116,7 @@ public sealed partial class Tensor
     {
         int steps = a.Steps, batch = a.Batch, hidden = a.Hidden, bh = batch * hidden;
         var output = Uninitialized(op, a.Input, [steps, batch, hidden]);
-        var pre = GC.AllocateUninitializedArray<T>(steps * bh);
+        var pre = TensorPool.Rent<T>(steps * bh);
         a.InputProjection<T>(pre, withHiddenBias: true);
         var hs = output.Span<T>();
         var wHh = a.WeightHh.Span<T>();
@@ -127,13 +127,14 @@ public sealed partial class Tensor
             if (relu) ActivationKernels.Relu<T>(preT, hs.Slice(t * bh, bh));
             else ActivationKernels.Tanh<T>(preT, hs.Slice(t * bh, bh));
         }
+        TensorPool.Return(pre); // the backward rule reads the outputs, not the pre-activations
         if (!NeedsGrad(a.Inputs)) return output;
         return output.Record(op, a.Inputs, g =>
         {
             var gs = g.Span<T>();
             var hsv = output.Span<T>();
             var w = a.WeightHh.Span<T>();
-            var dPre = GC.AllocateUninitializedArray<T>(steps * bh);
+            var dPre = TensorPool.Rent<T>(steps * bh);
             var dh = new T[bh];
             for (int t = steps - 1; t >= 0; t--)
             {
@@ -144,7 +145,9 @@ public sealed partial class Tensor
                 else ActivationKernels.TanhBackward<T>(hsv.Slice(t * bh, bh), dh, dPreT);
                 if (t > 0 || a.H0.RequiresGrad) GemmT(false, false, batch, hidden, hidden, dPreT, hidden, w, hidden, false, dh, hidden);
             }
-            return a.Gradients<T>(dPre, dPre, hsv, dh, null);
+            var grads = a.Gradients<T>(dPre, dPre, hsv, dh, null);
+            TensorPool.Return(dPre);
+            return grads;
         });
     }
 
@@ -154,9 +157,10 @@ public sealed partial class Tensor
     {
         int steps = a.Steps, batch = a.Batch, hidden = a.Hidden, bh = batch * hidden, bg = 4 * bh;
         var packed = Uninitialized("lstm", a.Input, [steps + 1, batch, hidden]);
-        var gates = GC.AllocateUninitializedArray<T>(steps * bg);
-        var cs = GC.AllocateUninitializedArray<T>((steps + 1) * bh);
-        var tanhCs = GC.AllocateUninitializedArray<T>(steps * bh);
+        // saved for backward: rented from the tensor pool, returned when the node is released
+        var gates = TensorPool.Rent<T>(steps * bg);
+        var cs = TensorPool.Rent<T>((steps + 1) * bh);
+        var tanhCs = TensorPool.Rent<T>(steps * bh);
         a.C0!.Span<T>().CopyTo(cs);
         a.InputProjection<T>(gates, withHiddenBias: true);
         var hs = packed.Span<T>();
@@ -169,13 +173,23 @@ public sealed partial class Tensor
                 tanhCs.AsSpan(t * bh, bh), hs.Slice(t * bh, bh));
         }
         cs.AsSpan(steps * bh, bh).CopyTo(hs.Slice(steps * bh));
-        if (!NeedsGrad(a.Inputs)) return packed;
+        void ReturnSaved()
+        {
+            TensorPool.Return(gates);
+            TensorPool.Return(cs);
+            TensorPool.Return(tanhCs);
+        }
+        if (!NeedsGrad(a.Inputs))
+        {
+            ReturnSaved();
+            return packed;
+        }
         return packed.Record("lstm", a.Inputs, g =>
         {
             var gs = g.Span<T>();
             var hsv = packed.Span<T>();
             var w = a.WeightHh.Span<T>();
-            var dPre = GC.AllocateUninitializedArray<T>(steps * bg);
+            var dPre = TensorPool.Rent<T>(steps * bg);
             var dh = new T[bh];
             var dc = gs.Slice(steps * bh, bh).ToArray();
             for (int t = steps - 1; t >= 0; t--)
@@ -186,8 +200,10 @@ public sealed partial class Tensor
                     dh, dc, dPreT, dc);
                 if (t > 0 || a.H0.RequiresGrad) GemmT(false, false, batch, hidden, 4 * hidden, dPreT, 4 * hidden, w, hidden, false, dh, hidden);
             }
-            return a.Gradients<T>(dPre, dPre, hsv[..(steps * bh)], dh, dc);
-        });
+            var grads = a.Gradients<T>(dPre, dPre, hsv[..(steps * bh)], dh, dc);
+            TensorPool.Return(dPre);
+            return grads;
+        }, ReturnSaved);
     }
 
     // ---------------------------------------------------------------- GRU
@@ -196,10 +212,11 @@ public sealed partial class Tensor
     {
         int steps = a.Steps, batch = a.Batch, hidden = a.Hidden, bh = batch * hidden, bg = 3 * bh, g3 = 3 * hidden;
         var output = Uninitialized("gru", a.Input, [steps, batch, hidden]);
-        var xGates = GC.AllocateUninitializedArray<T>(steps * bg);
-        var gates = GC.AllocateUninitializedArray<T>(steps * bg);
-        var hns = GC.AllocateUninitializedArray<T>(steps * bh);
-        var hGates = GC.AllocateUninitializedArray<T>(bg);
+        // saved for backward (gates, hns): rented from the tensor pool, returned when the node is released
+        var xGates = TensorPool.Rent<T>(steps * bg);
+        var gates = TensorPool.Rent<T>(steps * bg);
+        var hns = TensorPool.Rent<T>(steps * bh);
+        var hGates = TensorPool.Rent<T>(bg);
         a.InputProjection<T>(xGates, withHiddenBias: false);
         var hs = output.Span<T>();
         var wHh = a.WeightHh.Span<T>();
@@ -211,14 +228,25 @@ public sealed partial class Tensor
             RecurrentKernels.GruForward<T>(batch, hidden, xGates.AsSpan(t * bg, bg), hGates, hPrev,
                 gates.AsSpan(t * bg, bg), hns.AsSpan(t * bh, bh), hs.Slice(t * bh, bh));
         }
-        if (!NeedsGrad(a.Inputs)) return output;
+        TensorPool.Return(xGates);
+        TensorPool.Return(hGates);
+        void ReturnSaved()
+        {
+            TensorPool.Return(gates);
+            TensorPool.Return(hns);
+        }
+        if (!NeedsGrad(a.Inputs))
+        {
+            ReturnSaved();
+            return output;
+        }
         return output.Record("gru", a.Inputs, g =>
         {
             var gs = g.Span<T>();
             var hsv = output.Span<T>();
             var w = a.WeightHh.Span<T>();
-            var dX = GC.AllocateUninitializedArray<T>(steps * bg);
-            var dH = GC.AllocateUninitializedArray<T>(steps * bg);
+            var dX = TensorPool.Rent<T>(steps * bg);
+            var dH = TensorPool.Rent<T>(steps * bg);
             var dh = new T[bh];
             for (int t = steps - 1; t >= 0; t--)
             {
@@ -228,8 +256,11 @@ public sealed partial class Tensor
                     dh, dX.AsSpan(t * bg, bg), dHt, dh);
                 if (t > 0 || a.H0.RequiresGrad) GemmT(false, false, batch, hidden, g3, dHt, g3, w, hidden, true, dh, hidden);
             }
-            return a.Gradients<T>(dX, dH, hsv, dh, null);
-        });
+            var grads = a.Gradients<T>(dX, dH, hsv, dh, null);
+            TensorPool.Return(dX);
+            TensorPool.Return(dH);
+            return grads;
+        }, ReturnSaved);
     }
 
     // ---------------------------------------------------------------- shared

@@ -242,9 +242,9 @@ public sealed partial class Tensor
     }
 
     /// <summary>Records <paramref name="op"/> as this tensor's producer (call only when <see cref="NeedsGrad(Tensor[])"/>).</summary>
-    internal Tensor Record(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward)
+    internal Tensor Record(string op, Tensor[] inputs, Func<Tensor, Tensor?[]> backward, Action? onRelease = null)
     {
-        GradFn = new Node(op, inputs, backward);
+        GradFn = new Node(op, inputs, backward, onRelease);
         _requiresGrad = true;
         return this;
     }
