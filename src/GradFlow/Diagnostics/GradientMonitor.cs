@@ -113,6 +113,8 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     private readonly Action<Tensor>[] _signalHooks;
     private readonly float[]?[] _aliveMask;
     private readonly StatisticsKernel _stats = new();
+    private readonly Tensor?[] _grads;
+    private readonly (double SumSq, double MaxAbs, long NonFinite)[] _gradStats;
 
     // the sample being taken
     private bool _sampling;
@@ -146,6 +148,8 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         _layers = DiscoverLayers(model);
         if (_layers.Length == 0) throw new ArgumentException($"GradientMonitor: {model.GetType().Name} has no Linear layer to watch.", nameof(model));
         _parameters = model.Parameters().ToArray();
+        _grads = new Tensor?[_parameters.Length];
+        _gradStats = new (double, double, long)[_parameters.Length];
         _weightSlot = _layers.Select(l => Array.IndexOf(_parameters, l.Weight)).ToArray();
         _current = new LayerRecord[_layers.Length];
         _layerHistory = new LayerRecord[_history.Length * _layers.Length];
@@ -227,10 +231,13 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         _lossSum = 0;
         _lossCount = 0;
         double total = 0;
+        for (int p = 0; p < _parameters.Length; p++) _grads[p] = _parameters[p].Grad;
+        _stats.MeasureAll(_grads, _gradStats);
+        Array.Clear(_grads);
         for (int p = 0; p < _parameters.Length; p++)
         {
-            if (_parameters[p].Grad is not { } g) continue;
-            var (sumSq, maxAbs, bad) = _stats.Measure(g);
+            if (_parameters[p].Grad is null) continue;
+            var (sumSq, maxAbs, bad) = _gradStats[p];
             total += sumSq;
             int layer = Array.IndexOf(_weightSlot, p);
             if (layer < 0) continue;

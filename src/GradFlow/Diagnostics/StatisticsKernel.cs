@@ -23,7 +23,77 @@ internal sealed class StatisticsKernel
     private long[] _bad = new long[8];
     private readonly Action<int> _body;
 
-    public StatisticsKernel() => _body = RunChunk;
+    // MeasureAll: the chunks of several tensors in one job (one wake-up of the kernel threads, not one per tensor)
+    private float[][] _chunkData = new float[8][];
+    private int[] _chunkStart = new int[8], _chunkLength = new int[8];
+    private readonly Action<int> _bodyMany;
+
+    public StatisticsKernel()
+    {
+        _body = RunChunk;
+        _bodyMany = RunChunkOfMany;
+    }
+
+    /// <summary>
+    /// <see cref="Measure"/> of every tensor of <paramref name="tensors"/> (null entries are skipped and
+    /// give (0, 0, 0)); the float32 ones are cut into chunks that run as one job.
+    /// </summary>
+    public void MeasureAll(ReadOnlySpan<Tensor?> tensors, Span<(double SumSq, double MaxAbs, long NonFinite)> results)
+    {
+        int total = 0;
+        foreach (var t in tensors)
+            if (t is { Count: > 0, Storage: float[] }) total += Chunks(t.Count);
+        if (_a.Length < total)
+        {
+            int n = Math.Max(total, 2 * _a.Length);
+            _a = new double[n];
+            _b = new double[n];
+            _bad = new long[n];
+            _chunkData = new float[n][];
+            _chunkStart = new int[n];
+            _chunkLength = new int[n];
+        }
+        int k = 0;
+        foreach (var t in tensors)
+        {
+            if (t is not { Count: > 0, Storage: float[] data }) continue;
+            for (int start = 0; start < t.Count; start += Chunk, k++)
+            {
+                _chunkData[k] = data;
+                _chunkStart[k] = start;
+                _chunkLength[k] = Math.Min(Chunk, t.Count - start);
+            }
+        }
+        KernelThreads.Run(total, _bodyMany);
+        k = 0;
+        for (int i = 0; i < tensors.Length; i++)
+        {
+            var t = tensors[i];
+            if (t is null || t.Count == 0)
+            {
+                results[i] = (0, 0, 0);
+                continue;
+            }
+            if (t.Storage is not float[])
+            {
+                results[i] = Measure(t);
+                continue;
+            }
+            double sumSq = 0, maxAbs = 0;
+            long bad = 0;
+            for (int c = Chunks(t.Count); c > 0; c--, k++)
+            {
+                sumSq += _a[k];
+                maxAbs = Math.Max(maxAbs, _b[k]);
+                bad += _bad[k];
+            }
+            results[i] = (bad > 0 ? double.PositiveInfinity : sumSq, maxAbs, bad);
+        }
+        Array.Clear(_chunkData, 0, total);
+    }
+
+    private void RunChunkOfMany(int k) =>
+        ChunkNorms(_chunkData[k].AsSpan(_chunkStart[k], _chunkLength[k]), out _a[k], out _b[k], out _bad[k]);
 
     /// <summary>(Σx², max|x|, non-finite count) in double; Σx² skips non-finite elements and is +∞ when there are any.</summary>
     public (double SumSq, double MaxAbs, long NonFinite) Measure(Tensor t)

@@ -165,5 +165,22 @@ public class MonitorCostTests
         Assert.Equal(dead / 37.0, StatisticsKernel.DeadFraction(y, 5, 37, new float[37]), 1e-12);
     }
 
+    [Fact]
+    public void MeasureAll_EqualsMeasureOfEachTensor()
+    {
+        var g = new Generator(31);
+        Tensor?[] tensors = [Tensor.RandN(g, 70_001), null, Tensor.RandN(g, 5), Tensor.FromArray(Array.Empty<float>(), 0),
+            Tensor.RandN(g, 3).To(DType.Float64), Tensor.FromArray([1f, float.NaN, -3f], 3), Tensor.RandN(g, 32_768)];
+        var all = new (double, double, long)[tensors.Length];
+        var kernel = new StatisticsKernel();
+        kernel.MeasureAll(tensors, all);
+        for (int i = 0; i < tensors.Length; i++)
+        {
+            var expected = tensors[i] is { } t ? new StatisticsKernel().Measure(t) : (0, 0, 0);
+            Assert.Equal(expected, all[i]);
+        }
+        Assert.Equal(1, all[5].Item3);
+    }
+
     private static (double SumSq, double MaxAbs, long NonFinite) MeasureThroughMonitor(Tensor t) => new StatisticsKernel().Measure(t);
 }
