@@ -69,6 +69,14 @@ public sealed class MonitorSample
     /// <summary>Layers 1..L.</summary>
     public required LayerStats[] Layers { get; init; }
 
+    /// <summary>
+    /// The backpropagated signal through time, for models with recurrent layers: element [k][t] is the
+    /// RMS of dL/dh_t (the total gradient reaching the hidden state of step t, from the output at t and
+    /// from step t + 1) of recurrent layer k (0 = the input side), t = 0..T−1. Null for models without
+    /// recurrent layers.
+    /// </summary>
+    public double[][]? TimeSignal { get; init; }
+
     /// <summary>Signal RMS at the first layer over that at the last: the gradient ratio.</summary>
     public double GradientRatio => Layers.Length < 2 ? double.NaN : Layers[0].BackpropagatedSignalRms / Layers[^1].BackpropagatedSignalRms;
 }
