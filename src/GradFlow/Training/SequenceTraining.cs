@@ -54,7 +54,7 @@ public sealed record AddingProblemOptions
     /// <summary>Stop at the first evaluation whose test MSE is below this; null: run all <see cref="Steps"/>.</summary>
     public double? TargetTestMse { get; init; }
 
-    /// <summary>Changes the freshly built model before training (a recurrent initialisation, a forget-gate bias); null: PyTorch's defaults.</summary>
+    /// <summary>Changes the freshly built model before training (a recurrent initialisation, a forget-gate bias), with grad mode off so it may change the parameters in place; null: PyTorch's defaults.</summary>
     public Action<SequenceRegressor>? Initialise { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first option that is out of range.</summary>
@@ -159,7 +159,7 @@ public static class AddingProblem
         options.Validate();
         var clock = Stopwatch.StartNew();
         var model = new SequenceRegressor(options.Cell, inputSize: 2, options.HiddenSize, new Generator(options.Seed), options.NumLayers);
-        options.Initialise?.Invoke(model);
+        using (GradMode.NoGrad()) options.Initialise?.Invoke(model);
         var parameters = model.Parameters().ToArray();
         var optimizer = new Adam(parameters, options.LearningRate);
         var test = SequenceTasks.Adding(options.TestSize, options.Length, options.TestSeed);
