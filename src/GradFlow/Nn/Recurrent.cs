@@ -60,6 +60,7 @@ public abstract class RecurrentLayer : Module
     private readonly List<Parameter> _parameters = [];
     private RecurrentState? _stateIn;
     private RecurrentState? _stateOut;
+    private IReadOnlyList<RecurrentGradientProbe>? _probes;
 
     private protected RecurrentLayer(RecurrentKind kind, int inputSize, int hiddenSize, Generator generator, int numLayers, bool bias, bool batchFirst)
     {
@@ -96,6 +97,9 @@ public abstract class RecurrentLayer : Module
     /// <summary>Whether input and output are [B, T, ·] rather than [T, B, ·].</summary>
     public bool BatchFirst { get; }
 
+    /// <summary>The recurrence (for the gradient monitor).</summary>
+    internal RecurrentKind Kind => _kind;
+
     private int PerLayer => Bias ? 4 : 2;
 
     /// <summary>W_ih of layer <paramref name="layer"/> (0-based), [gates·H, I] for layer 0 and [gates·H, H] above.</summary>
@@ -115,6 +119,26 @@ public abstract class RecurrentLayer : Module
         if ((uint)layer >= (uint)NumLayers)
             throw new ArgumentOutOfRangeException(nameof(layer), $"{GetType().Name}: layer {layer} is outside 0..{NumLayers - 1}.");
         return layer;
+    }
+
+    /// <summary>
+    /// Arms gradient probes for the next forward pass only: probe l receives, during that pass's
+    /// backward, Σ(dL/dh_t)² and the non-finite count of stacked layer l's hidden state at every step
+    /// (see <see cref="RecurrentGradientProbe"/>). The forward pass consumes them; later passes run
+    /// without probes until armed again. The gradient monitor uses this on its sampled steps.
+    /// </summary>
+    /// <param name="probes">One probe per stacked layer (<see cref="NumLayers"/>), layer 0 first; null disarms.</param>
+    /// <exception cref="ArgumentException">when the count is not <see cref="NumLayers"/> or a probe is null.</exception>
+    public void ArmGradientProbes(IReadOnlyList<RecurrentGradientProbe>? probes)
+    {
+        if (probes is not null)
+        {
+            if (probes.Count != NumLayers)
+                throw new ArgumentException($"{GetType().Name}.ArmGradientProbes: {probes.Count} probes given for {NumLayers} stacked layers.", nameof(probes));
+            for (int l = 0; l < probes.Count; l++)
+                if (probes[l] is null) throw new ArgumentException($"{GetType().Name}.ArmGradientProbes: probe {l} is null.", nameof(probes));
+        }
+        _probes = probes;
     }
 
     /// <summary>PyTorch's default: every weight and bias U(−1/√H, 1/√H), in parameter order.</summary>
@@ -152,8 +176,10 @@ public abstract class RecurrentLayer : Module
     /// <inheritdoc />
     protected sealed override Tensor ForwardCore(Tensor input)
     {
+        var probes = _probes;
+        _probes = null; // armed for one pass
         var result = RecurrentFunctional.Run(_kind, GetType().Name, input, _stateIn, _parameters.Select(p => p.Data).ToArray(),
-            NumLayers, Bias, BatchFirst);
+            NumLayers, Bias, BatchFirst, probes);
         _stateOut = result.State;
         return result.Output;
     }
@@ -276,31 +302,32 @@ internal static class RecurrentFunctional
         _ => 1,
     };
 
-    /// <summary>One layer over a time-major sequence [T, B, I].</summary>
+    /// <summary>One layer over a time-major sequence [T, B, I] (with an optional gradient probe).</summary>
     public static (Tensor Output, Tensor HN, Tensor? CN) Layer(RecurrentKind kind, Tensor x, Tensor h0, Tensor? c0,
-        Tensor weightIh, Tensor weightHh, Tensor? biasIh, Tensor? biasHh)
+        Tensor weightIh, Tensor weightHh, Tensor? biasIh, Tensor? biasHh, RecurrentGradientProbe? probe = null)
     {
         switch (kind)
         {
             case RecurrentKind.Lstm:
-                var (output, hn, cn) = Tensor.Lstm(x, h0, c0!, weightIh, weightHh, biasIh, biasHh);
+                var (output, hn, cn) = Tensor.Lstm(x, h0, c0!, weightIh, weightHh, biasIh, biasHh, probe);
                 return (output, hn, cn);
             case RecurrentKind.Gru:
-                var gru = Tensor.Gru(x, h0, weightIh, weightHh, biasIh, biasHh);
+                var gru = Tensor.Gru(x, h0, weightIh, weightHh, biasIh, biasHh, probe);
                 return (gru.Output, gru.HN, null);
             default:
                 var rnn = Tensor.Rnn(x, h0, weightIh, weightHh, biasIh, biasHh,
-                    kind == RecurrentKind.RnnRelu ? RnnNonlinearity.Relu : RnnNonlinearity.Tanh);
+                    kind == RecurrentKind.RnnRelu ? RnnNonlinearity.Relu : RnnNonlinearity.Tanh, probe);
                 return (rnn.Output, rnn.HN, null);
         }
     }
 
     /// <summary>
     /// The stacked layers: <paramref name="weights"/> holds per layer weight_ih, weight_hh (and bias_ih,
-    /// bias_hh when <paramref name="bias"/>), converted to the input's element type when they differ.
+    /// bias_hh when <paramref name="bias"/>), converted to the input's element type when they differ;
+    /// <paramref name="probes"/>, when given, one gradient probe per layer.
     /// </summary>
     public static RecurrentOutput Run(RecurrentKind kind, string module, Tensor input, RecurrentState? state, IReadOnlyList<Tensor> weights,
-        int numLayers, bool bias, bool batchFirst)
+        int numLayers, bool bias, bool batchFirst, IReadOnlyList<RecurrentGradientProbe>? probes = null)
     {
         int inputSize = weights[0].Shape[1], hidden = weights[1].Shape[1];
         string layout = batchFirst ? "[B, T, I]" : "[T, B, I]";
@@ -319,7 +346,7 @@ internal static class RecurrentFunctional
             var w = weights.Skip(l * per).Take(per).Select(t => t.DType == input.DType ? t : t.To(input.DType)).ToArray();
             var h0 = state is null ? Tensor.Zeros(input.DType, batch, hidden) : LayerOf(state.H, l, numLayers);
             var c0 = !lstm ? null : state is null ? Tensor.Zeros(input.DType, batch, hidden) : LayerOf(state.C!, l, numLayers);
-            (x, hn[l], var c) = Layer(kind, x, h0, c0, w[0], w[1], bias ? w[2] : null, bias ? w[3] : null);
+            (x, hn[l], var c) = Layer(kind, x, h0, c0, w[0], w[1], bias ? w[2] : null, bias ? w[3] : null, probes?[l]);
             if (cn is not null) cn[l] = c!;
         }
         var output = batchFirst ? x.Transpose(0, 1) : x;

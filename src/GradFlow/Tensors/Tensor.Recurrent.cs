@@ -38,10 +38,11 @@ public sealed partial class Tensor
     /// <param name="biasIh">b_ih, [H], or null.</param>
     /// <param name="biasHh">b_hh, [H], or null.</param>
     /// <param name="nonlinearity">φ.</param>
+    /// <param name="probe">When given, receives Σ(dL/dh_t)² and the non-finite count of every step during backward (<see cref="RecurrentGradientProbe"/>); null (the default) costs nothing.</param>
     /// <returns>Output, every h_t, [T, B, H]; and HN = h_T, [B, H].</returns>
     /// <exception cref="ArgumentException">naming the op (<c>rnn_tanh</c> or <c>rnn_relu</c>) and the shapes when they do not fit.</exception>
     public static (Tensor Output, Tensor HN) Rnn(Tensor input, Tensor h0, Tensor weightIh, Tensor weightHh,
-        Tensor? biasIh = null, Tensor? biasHh = null, RnnNonlinearity nonlinearity = RnnNonlinearity.Tanh)
+        Tensor? biasIh = null, Tensor? biasHh = null, RnnNonlinearity nonlinearity = RnnNonlinearity.Tanh, RecurrentGradientProbe? probe = null)
     {
         string op = nonlinearity switch
         {
@@ -51,7 +52,7 @@ public sealed partial class Tensor
         };
         var a = RecurrentArgs.Check(op, 1, input, h0, null, weightIh, weightHh, biasIh, biasHh);
         bool relu = nonlinearity == RnnNonlinearity.Relu;
-        var output = input.Storage is float[] ? RnnOp<float>(op, a, relu) : RnnOp<double>(op, a, relu);
+        var output = input.Storage is float[] ? RnnOp<float>(op, a, relu, probe) : RnnOp<double>(op, a, relu, probe);
         return (output, a.Step(output, a.Steps - 1));
     }
 
@@ -71,17 +72,18 @@ public sealed partial class Tensor
     /// <param name="weightHh">W_hh, [4H, H].</param>
     /// <param name="biasIh">b_ih, [4H], or null.</param>
     /// <param name="biasHh">b_hh, [4H], or null.</param>
+    /// <param name="probe">When given, receives Σ(dL/dh_t)² and the non-finite count of every step during backward (<see cref="RecurrentGradientProbe"/>); null (the default) costs nothing.</param>
     /// <returns>Output, every h_t, [T, B, H]; HN = h_T and CN = c_T, [B, H].</returns>
     /// <exception cref="ArgumentException">naming <c>lstm</c> and the shapes when they do not fit.</exception>
     public static (Tensor Output, Tensor HN, Tensor CN) Lstm(Tensor input, Tensor h0, Tensor c0, Tensor weightIh, Tensor weightHh,
-        Tensor? biasIh = null, Tensor? biasHh = null)
+        Tensor? biasIh = null, Tensor? biasHh = null, RecurrentGradientProbe? probe = null)
     {
         ArgumentNullException.ThrowIfNull(c0);
         var a = RecurrentArgs.Check("lstm", 4, input, h0, c0, weightIh, weightHh, biasIh, biasHh);
         // One node for the sequence: its tensor is [T + 1, B, H], rows 0..T−1 the outputs h_t, row T
         // the final cell state; the three results are slices of it, so gradients from any of them
         // meet in one backward pass.
-        var packed = input.Storage is float[] ? LstmOp<float>(a) : LstmOp<double>(a);
+        var packed = input.Storage is float[] ? LstmOp<float>(a, probe) : LstmOp<double>(a, probe);
         return (packed.Narrow(0, 0, a.Steps), a.Step(packed, a.Steps - 1), a.Step(packed, a.Steps));
     }
 
@@ -100,19 +102,20 @@ public sealed partial class Tensor
     /// <param name="weightHh">W_hh, [3H, H].</param>
     /// <param name="biasIh">b_ih, [3H], or null.</param>
     /// <param name="biasHh">b_hh, [3H], or null.</param>
+    /// <param name="probe">When given, receives Σ(dL/dh_t)² and the non-finite count of every step during backward (<see cref="RecurrentGradientProbe"/>); null (the default) costs nothing.</param>
     /// <returns>Output, every h_t, [T, B, H]; and HN = h_T, [B, H].</returns>
     /// <exception cref="ArgumentException">naming <c>gru</c> and the shapes when they do not fit.</exception>
     public static (Tensor Output, Tensor HN) Gru(Tensor input, Tensor h0, Tensor weightIh, Tensor weightHh,
-        Tensor? biasIh = null, Tensor? biasHh = null)
+        Tensor? biasIh = null, Tensor? biasHh = null, RecurrentGradientProbe? probe = null)
     {
         var a = RecurrentArgs.Check("gru", 3, input, h0, null, weightIh, weightHh, biasIh, biasHh);
-        var output = input.Storage is float[] ? GruOp<float>(a) : GruOp<double>(a);
+        var output = input.Storage is float[] ? GruOp<float>(a, probe) : GruOp<double>(a, probe);
         return (output, a.Step(output, a.Steps - 1));
     }
 
     // ---------------------------------------------------------------- vanilla RNN
 
-    private static Tensor RnnOp<T>(string op, RecurrentArgs a, bool relu) where T : unmanaged, IFloatingPointIeee754<T>
+    private static Tensor RnnOp<T>(string op, RecurrentArgs a, bool relu, RecurrentGradientProbe? probe) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int steps = a.Steps, batch = a.Batch, hidden = a.Hidden, bh = batch * hidden;
         var output = Uninitialized(op, a.Input, [steps, batch, hidden]);
@@ -136,9 +139,11 @@ public sealed partial class Tensor
             var w = a.WeightHh.Span<T>();
             var dPre = TensorPool.Rent<T>(steps * bh);
             var dh = new T[bh];
+            probe?.Begin(steps, bh);
             for (int t = steps - 1; t >= 0; t--)
             {
                 TensorPrimitives.Add<T>(dh, gs.Slice(t * bh, bh), dh);
+                probe?.Record<T>(t, dh); // dh is now dL/dh_t
                 var dPreT = dPre.AsSpan(t * bh, bh);
                 // φ′ from the output: ReLU's y > 0 exactly where its input is > 0.
                 if (relu) ActivationKernels.ReluBackward<T>(hsv.Slice(t * bh, bh), dh, dPreT);
@@ -153,7 +158,7 @@ public sealed partial class Tensor
 
     // ---------------------------------------------------------------- LSTM
 
-    private static Tensor LstmOp<T>(RecurrentArgs a) where T : unmanaged, IFloatingPointIeee754<T>
+    private static Tensor LstmOp<T>(RecurrentArgs a, RecurrentGradientProbe? probe) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int steps = a.Steps, batch = a.Batch, hidden = a.Hidden, bh = batch * hidden, bg = 4 * bh;
         var packed = Uninitialized("lstm", a.Input, [steps + 1, batch, hidden]);
@@ -192,9 +197,11 @@ public sealed partial class Tensor
             var dPre = TensorPool.Rent<T>(steps * bg);
             var dh = new T[bh];
             var dc = gs.Slice(steps * bh, bh).ToArray();
+            probe?.Begin(steps, bh);
             for (int t = steps - 1; t >= 0; t--)
             {
                 TensorPrimitives.Add<T>(dh, gs.Slice(t * bh, bh), dh);
+                probe?.Record<T>(t, dh); // dh is now dL/dh_t
                 var dPreT = dPre.AsSpan(t * bg, bg);
                 RecurrentKernels.LstmBackward<T>(batch, hidden, gates.AsSpan(t * bg, bg), cs.AsSpan(t * bh, bh), tanhCs.AsSpan(t * bh, bh),
                     dh, dc, dPreT, dc);
@@ -208,7 +215,7 @@ public sealed partial class Tensor
 
     // ---------------------------------------------------------------- GRU
 
-    private static Tensor GruOp<T>(RecurrentArgs a) where T : unmanaged, IFloatingPointIeee754<T>
+    private static Tensor GruOp<T>(RecurrentArgs a, RecurrentGradientProbe? probe) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int steps = a.Steps, batch = a.Batch, hidden = a.Hidden, bh = batch * hidden, bg = 3 * bh, g3 = 3 * hidden;
         var output = Uninitialized("gru", a.Input, [steps, batch, hidden]);
@@ -248,9 +255,11 @@ public sealed partial class Tensor
             var dX = TensorPool.Rent<T>(steps * bg);
             var dH = TensorPool.Rent<T>(steps * bg);
             var dh = new T[bh];
+            probe?.Begin(steps, bh);
             for (int t = steps - 1; t >= 0; t--)
             {
                 TensorPrimitives.Add<T>(dh, gs.Slice(t * bh, bh), dh);
+                probe?.Record<T>(t, dh); // dh is now dL/dh_t
                 var dHt = dH.AsSpan(t * bg, bg);
                 RecurrentKernels.GruBackward<T>(batch, hidden, gates.AsSpan(t * bg, bg), hns.AsSpan(t * bh, bh), a.HiddenBefore<T>(hsv, t),
                     dh, dX.AsSpan(t * bg, bg), dHt, dh);
