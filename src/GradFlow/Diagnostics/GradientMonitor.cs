@@ -82,15 +82,23 @@ public sealed class MonitorSample
 }
 
 /// <summary>A layer the monitor watches: a weight matrix, the module whose output is h_l, and its activation.</summary>
+/// <remarks>
+/// A stacked layer k of a recurrent module is one monitored layer: its weight is <c>weight_hh_l{k}</c>,
+/// its output module the recurrent module, its <see cref="Activation"/> null and its <see cref="Kind"/>
+/// the recurrence's nonlinearity (tanh or ReLU for an <see cref="Rnn"/>, null for LSTM and GRU).
+/// </remarks>
 /// <param name="Index">1 (input side) .. L (output).</param>
-/// <param name="Name">The weight's module name in the model (<c>body.3</c>).</param>
+/// <param name="Name">The weight's module name in the model (<c>body.3</c>), or for a recurrent layer the weight's state-dict name (<c>rnn.weight_hh_l0</c>).</param>
 /// <param name="Weight">The layer's weight.</param>
 /// <param name="Output">The module whose output is the layer's output h_l (dL/dh_l is the backpropagated signal).</param>
 /// <param name="Activation">The activation module (statistics, saturation, dead units), or null.</param>
 public sealed record MonitoredLayer(int Index, string Name, Parameter Weight, Module Output, Module? Activation)
 {
     /// <summary>The activation's kind, or null.</summary>
-    public Activation? Kind { get; } = Activation is null ? null : Activations.KindOf(Activation);
+    public Activation? Kind { get; init; } = Activation is null ? null : Activations.KindOf(Activation);
+
+    /// <summary>For a stacked layer of a recurrent module, its index k (0 = input side); −1 otherwise.</summary>
+    public int RecurrentLayer { get; init; } = -1;
 }
 
 /// <summary>
@@ -103,9 +111,17 @@ public sealed record MonitoredLayer(int Index, string Name, Parameter Weight, Mo
 /// <see cref="UpdateRatioEvery"/>-th sample).
 /// </summary>
 /// <remarks>
-/// Layers: an <see cref="Mlp"/>'s own layers; for any other module, every <see cref="Linear"/> in
-/// registration order, each with the first activation module registered after it (before the next
-/// Linear) — the layout of a Sequential MLP. Cost: outside sampled steps, one branch per hook; on a
+/// Layers: an <see cref="Mlp"/>'s own layers; for any other module, in registration order, every
+/// stacked layer of every <see cref="RecurrentLayer"/> (<c>NumLayers</c> monitored layers each,
+/// weight <c>weight_hh_l{k}</c>) and every <see cref="Linear"/>, each Linear with the first activation
+/// module registered after it (before the next Linear) — the layout of a Sequential MLP.
+/// Recurrent layers are measured through time: on sampled steps the monitor arms a
+/// <see cref="RecurrentGradientProbe"/> per stacked layer before the forward pass
+/// (<see cref="RecurrentLayer.ArmGradientProbes"/>) and reads it after backward, giving
+/// <see cref="MonitorSample.TimeSignal"/> (RMS of dL/dh_t per step) and, as the layer's
+/// <see cref="LayerStats.BackpropagatedSignalRms"/>, the RMS of dL/dh over all steps; activation
+/// statistics come from the module's output (the last stacked layer's h at every step) and are NaN
+/// for the stacked layers below it. Cost: outside sampled steps, one branch per hook; on a
 /// sampled step, one fused SIMD pass (Σx², max|x|, non-finite) over each gradient and activation, split
 /// across the kernel threads for large tensors. The history is columnar and grows by doubling; the
 /// <see cref="MonitorSample"/> objects of <see cref="Samples"/> are built when read, so a monitored
@@ -123,6 +139,14 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     private readonly StatisticsKernel _stats = new();
     private readonly Tensor?[] _grads;
     private readonly (double SumSq, double MaxAbs, long NonFinite)[] _gradStats;
+    private bool _disposed;
+
+    // recurrent layers: the probes of each recurrent module, and per monitored layer its probe (null for Linear layers)
+    private readonly (RecurrentLayer Module, RecurrentGradientProbe[] Probes)[] _recurrent;
+    private readonly RecurrentGradientProbe?[] _probeOf;
+    private readonly int[] _timeLayers;           // monitored layers with a time signal, in order
+    private double[] _currentTime = [];
+    private readonly int[] _currentTimeLength;
 
     // the sample being taken
     private bool _sampling;
@@ -140,6 +164,9 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     // columnar history
     private SampleRecord[] _history = new SampleRecord[64];
     private LayerRecord[] _layerHistory;
+    private double[] _timeHistory = [];            // every sample's time signals, back to back
+    private int _timeUsed;
+    private int[] _timeLengthHistory;              // [sample][time layer] steps
     private int _count;
     private readonly List<MonitorSample> _built = [];
     private readonly SampleList _view;
@@ -154,13 +181,26 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         Every = every;
         UpdateRatioEvery = updateRatioEvery;
         _layers = DiscoverLayers(model);
-        if (_layers.Length == 0) throw new ArgumentException($"GradientMonitor: {model.GetType().Name} has no Linear layer to watch.", nameof(model));
+        if (_layers.Length == 0)
+            throw new ArgumentException($"GradientMonitor: {model.GetType().Name} has no Linear layer (or recurrent layer) to watch.", nameof(model));
+        _recurrent = _layers.Where(l => l.RecurrentLayer == 0)
+            .Select(l => ((RecurrentLayer)l.Output, Enumerable.Range(0, ((RecurrentLayer)l.Output).NumLayers).Select(_ => new RecurrentGradientProbe()).ToArray()))
+            .ToArray();
+        _probeOf = new RecurrentGradientProbe?[_layers.Length];
+        for (int i = 0, r = -1; i < _layers.Length; i++)
+        {
+            if (_layers[i].RecurrentLayer == 0) r++;
+            if (_layers[i].RecurrentLayer >= 0) _probeOf[i] = _recurrent[r].Probes[_layers[i].RecurrentLayer];
+        }
+        _timeLayers = Enumerable.Range(0, _layers.Length).Where(i => _probeOf[i] is not null).ToArray();
+        _currentTimeLength = new int[_timeLayers.Length];
         _parameters = model.Parameters().ToArray();
         _grads = new Tensor?[_parameters.Length];
         _gradStats = new (double, double, long)[_parameters.Length];
         _weightSlot = _layers.Select(l => Array.IndexOf(_parameters, l.Weight)).ToArray();
         _current = new LayerRecord[_layers.Length];
         _layerHistory = new LayerRecord[_history.Length * _layers.Length];
+        _timeLengthHistory = new int[_history.Length * _timeLayers.Length];
         _aliveMask = new float[_layers.Length][];
         _signalHooks = new Action<Tensor>[_layers.Length];
         _view = new SampleList(this);
@@ -175,6 +215,17 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
                 _current[layer].NonFinite += bad;
             };
             var l = _layers[i];
+            if (l.RecurrentLayer >= 0)
+            {
+                // the signal comes from the probe; activation statistics from the module's output,
+                // which is the last stacked layer's h at every step
+                if (l.RecurrentLayer == ((RecurrentLayer)l.Output).NumLayers - 1)
+                    _handles.Add(l.Output.RegisterForwardHook((_, _, y) =>
+                    {
+                        if (_sampling) ActivationStatistics(y, layer);
+                    }));
+                continue;
+            }
             if (l.Activation is { } act && !ReferenceEquals(act, l.Output))
                 _handles.Add(act.RegisterForwardHook((_, _, y) =>
                 {
@@ -228,6 +279,13 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         _epoch = epoch;
         _loss = _meanLoss = _globalNorm = double.NaN;
         Array.Fill(_current, LayerRecord.Empty);
+        Array.Clear(_currentTimeLength);
+        if (_disposed) return;
+        foreach (var (module, probes) in _recurrent)
+        {
+            foreach (var p in probes) p.Reset();
+            module.ArmGradientProbes(probes);
+        }
     }
 
     /// <summary>Records the loss and parameter gradients (call after backward).</summary>
@@ -254,6 +312,37 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
             _current[layer].NonFinite += bad;
         }
         _globalNorm = Math.Sqrt(total);
+        RecordTimeSignal();
+    }
+
+    /// <summary>Reads the armed probes: each recurrent layer's signal RMS over all steps, and its per-step RMS into the current time signal.</summary>
+    private void RecordTimeSignal()
+    {
+        if (_timeLayers.Length == 0) return;
+        int needed = 0;
+        foreach (int i in _timeLayers) needed += _probeOf[i]!.Steps;
+        if (_currentTime.Length < needed) _currentTime = new double[Math.Max(needed, 2 * _currentTime.Length)];
+        int at = 0;
+        for (int k = 0; k < _timeLayers.Length; k++)
+        {
+            int i = _timeLayers[k];
+            var probe = _probeOf[i]!;
+            _currentTimeLength[k] = probe.Steps;
+            if (!probe.Recorded) continue;
+            var sumSq = probe.SumOfSquares;
+            var bad = probe.NonFinite;
+            double total = 0;
+            long nonFinite = 0;
+            double n = probe.ElementsPerStep;
+            for (int t = 0; t < sumSq.Length; t++)
+            {
+                total += sumSq[t];
+                nonFinite += bad[t];
+                _currentTime[at++] = Math.Sqrt(sumSq[t] / n);
+            }
+            _current[i].Signal = Math.Sqrt(total / (n * sumSq.Length));
+            _current[i].NonFinite += nonFinite;
+        }
     }
 
     /// <summary>Finishes the current sample (update ratios from <paramref name="optimizer"/> when it tracked them).</summary>
@@ -261,6 +350,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     {
         if (!_sampling) return;
         _sampling = false;
+        foreach (var (module, _) in _recurrent) module.ArmGradientProbes(null); // in case no forward pass consumed them
         if (optimizer is { TrackUpdates: true })
         {
             var parameters = optimizer.Parameters;
@@ -297,7 +387,9 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     {
         foreach (var h in _handles) h.Dispose();
         _handles.Clear();
+        foreach (var (module, _) in _recurrent) module.ArmGradientProbes(null);
         _sampling = false;
+        _disposed = true;
     }
 
     /// <summary>The saturation threshold: a unit is saturated when its derivative is below this fraction of the maximum.</summary>
@@ -309,14 +401,30 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     {
         if (model is Mlp mlp)
             return mlp.Layers.Select(l => new MonitoredLayer(l.Index, NameOf(model, l.Linear), l.Linear.Weight, l.Output, l.Activation)).ToArray();
-        var found = new List<(string Name, Linear Linear, Module? Activation)>();
+        var found = new List<MonitoredLayer>();
         foreach (var (name, m) in model.NamedModules())
         {
-            if (m is Linear linear) found.Add((name, linear, null));
-            else if (found.Count > 0 && found[^1].Activation is null && m.NamedChildren().Count() == 0 && Activations.KindOf(m) is not null)
-                found[^1] = found[^1] with { Activation = m };
+            if (m is RecurrentLayer rnn)
+            {
+                Activation? kind = rnn.Kind switch
+                {
+                    RecurrentKind.RnnTanh => Nn.Activation.Tanh,
+                    RecurrentKind.RnnRelu => Nn.Activation.Relu,
+                    _ => null,
+                };
+                for (int k = 0; k < rnn.NumLayers; k++)
+                    found.Add(new MonitoredLayer(found.Count + 1, (name.Length == 0 ? "" : name + ".") + $"weight_hh_l{k}", rnn.WeightHh(k), rnn, null)
+                    {
+                        Kind = kind,
+                        RecurrentLayer = k,
+                    });
+            }
+            else if (m is Linear linear) found.Add(new MonitoredLayer(found.Count + 1, name, linear.Weight, linear, null));
+            else if (found.Count > 0 && found[^1] is { RecurrentLayer: < 0, Activation: null } last && m.NamedChildren().Count() == 0
+                     && Activations.KindOf(m) is not null)
+                found[^1] = new MonitoredLayer(last.Index, last.Name, last.Weight, m, m);
         }
-        return found.Select((f, i) => new MonitoredLayer(i + 1, f.Name, f.Linear.Weight, f.Activation ?? f.Linear, f.Activation)).ToArray();
+        return found.ToArray();
     }
 
     private static string NameOf(Module model, Module target) =>
@@ -370,7 +478,14 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         {
             Array.Resize(ref _history, _history.Length * 2);
             Array.Resize(ref _layerHistory, _history.Length * layers);
+            Array.Resize(ref _timeLengthHistory, _history.Length * _timeLayers.Length);
         }
+        int timeOffset = _timeUsed, timeCount = 0;
+        foreach (int n in _currentTimeLength) timeCount += n;
+        if (_timeUsed + timeCount > _timeHistory.Length) Array.Resize(ref _timeHistory, Math.Max(_timeUsed + timeCount, 2 * _timeHistory.Length));
+        _currentTime.AsSpan(0, timeCount).CopyTo(_timeHistory.AsSpan(_timeUsed));
+        _timeUsed += timeCount;
+        _currentTimeLength.CopyTo(_timeLengthHistory, _count * _timeLayers.Length);
         long nonFinite = 0;
         for (int i = 0; i < layers; i++)
         {
@@ -378,7 +493,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
             r.Gain = i + 1 < layers ? r.Signal / _current[i + 1].Signal : double.NaN;
             nonFinite += r.NonFinite;
         }
-        _history[_count] = new SampleRecord(_step, _epoch, _loss, _meanLoss, _globalNorm, nonFinite);
+        _history[_count] = new SampleRecord(_step, _epoch, _loss, _meanLoss, _globalNorm, nonFinite, timeOffset);
         _current.CopyTo(_layerHistory, _count * layers);
         _count++;
     }
@@ -407,8 +522,20 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
                 NonFinite = r.NonFinite,
             };
         }
+        double[][]? time = null;
+        if (_timeLayers.Length > 0)
+        {
+            time = new double[_timeLayers.Length][];
+            for (int k = 0, at = h.TimeOffset; k < time.Length; k++)
+            {
+                int n = _timeLengthHistory[index * _timeLayers.Length + k];
+                time[k] = _timeHistory.AsSpan(at, n).ToArray();
+                at += n;
+            }
+        }
         return new MonitorSample
         {
+            TimeSignal = time,
             Step = h.Step,
             Epoch = h.Epoch,
             Loss = h.Loss,
@@ -419,7 +546,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         };
     }
 
-    private readonly record struct SampleRecord(long Step, int Epoch, double Loss, double MeanLoss, double GlobalNorm, long NonFinite);
+    private readonly record struct SampleRecord(long Step, int Epoch, double Loss, double MeanLoss, double GlobalNorm, long NonFinite, int TimeOffset);
 
     private struct LayerRecord
     {

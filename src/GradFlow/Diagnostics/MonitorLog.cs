@@ -11,8 +11,12 @@ namespace GradFlow.Diagnostics;
 /// <code>
 /// {"type":"step","step":40,"epoch":0,"loss":2.3,"mean_loss":2.4,"global_gradient_norm":0.8,"gradient_ratio":3.1e-6,"non_finite":0,
 ///  "layers":[{"layer":1,"activation":"tanh","signal_rms":1e-9,"gain":0.5,"grad_norm":1e-7,"grad_max_abs":1e-8,
-///             "act_mean":0.01,"act_std":0.6,"saturation":0.1,"dead_units":null,"update_ratio":1e-5,"non_finite":0}, ...]}
+///             "act_mean":0.01,"act_std":0.6,"saturation":0.1,"dead_units":null,"update_ratio":1e-5,"non_finite":0}, ...],
+///  "time_signal":[[0.002,0.004,0.01],[0.001,0.003,0.02]]}
 /// </code>
+/// <c>time_signal</c> is present only for models with recurrent layers (<see cref="MonitorSample.TimeSignal"/>):
+/// one array per recurrent monitored layer (each stacked layer of each recurrent module, input side
+/// first), element t the RMS of dL/dh_t, t = 0..T−1 (an empty array when the layer's backward did not run).
 /// Numbers that do not apply, and NaN, are null (the <c>non_finite</c> counts say when NaN occurred);
 /// infinities are written as the strings "Infinity"/"-Infinity", so an explosion stays visible
 /// instead of being dropped.
@@ -23,7 +27,7 @@ public static class MonitorLog
     public static string ToJsonLine(MonitorSample s)
     {
         ArgumentNullException.ThrowIfNull(s);
-        var sb = new StringBuilder(256 + 256 * s.Layers.Length);
+        var sb = new StringBuilder(256 + 256 * s.Layers.Length + 24 * (s.TimeSignal?.Sum(t => t.Length) ?? 0));
         sb.Append("{\"type\":\"step\",\"step\":").Append(s.Step).Append(",\"epoch\":").Append(s.Epoch);
         Num(sb, "loss", s.Loss);
         Num(sb, "mean_loss", s.MeanLoss);
@@ -47,7 +51,24 @@ public static class MonitorLog
             Num(sb, "update_ratio", l.UpdateRatio);
             sb.Append(",\"non_finite\":").Append(l.NonFinite).Append('}');
         }
-        return sb.Append("]}").ToString();
+        sb.Append(']');
+        if (s.TimeSignal is { } time)
+        {
+            sb.Append(",\"time_signal\":[");
+            for (int k = 0; k < time.Length; k++)
+            {
+                if (k > 0) sb.Append(',');
+                sb.Append('[');
+                for (int t = 0; t < time[k].Length; t++)
+                {
+                    if (t > 0) sb.Append(',');
+                    Value(sb, time[k][t]);
+                }
+                sb.Append(']');
+            }
+            sb.Append(']');
+        }
+        return sb.Append('}').ToString();
     }
 
     /// <summary>Reads the step lines of a <c>metrics.jsonl</c> file (other lines are skipped; a truncated last line is ignored).</summary>
@@ -97,6 +118,9 @@ public static class MonitorLog
             GlobalGradientNorm = Get(r, "global_gradient_norm"),
             NonFinite = r.GetProperty("non_finite").GetInt64(),
             Layers = layers,
+            TimeSignal = r.TryGetProperty("time_signal", out var time) && time.ValueKind == JsonValueKind.Array
+                ? time.EnumerateArray().Select(k => k.EnumerateArray().Select(Value).ToArray()).ToArray()
+                : null,
         };
     }
 
@@ -108,20 +132,24 @@ public static class MonitorLog
         monitor.SampleCompleted += s => run.AppendLine(ToJsonLine(s));
     }
 
-    internal static double Get(JsonElement e, string name)
-    {
-        var v = e.GetProperty(name);
-        return v.ValueKind switch
+    internal static double Get(JsonElement e, string name) => Value(e.GetProperty(name));
+
+    private static double Value(JsonElement v) =>
+        v.ValueKind switch
         {
             JsonValueKind.Number => v.GetDouble(),
             JsonValueKind.String => v.GetString() switch { "Infinity" => double.PositiveInfinity, "-Infinity" => double.NegativeInfinity, _ => double.NaN },
             _ => double.NaN,
         };
-    }
 
     private static void Num(StringBuilder sb, string name, double v)
     {
         sb.Append(",\"").Append(name).Append("\":");
+        Value(sb, v);
+    }
+
+    private static void Value(StringBuilder sb, double v)
+    {
         if (double.IsPositiveInfinity(v)) sb.Append("\"Infinity\"");
         else if (double.IsNegativeInfinity(v)) sb.Append("\"-Infinity\"");
         else if (double.IsNaN(v)) sb.Append("null");
