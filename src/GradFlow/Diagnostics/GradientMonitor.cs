@@ -280,11 +280,10 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         _loss = _meanLoss = _globalNorm = double.NaN;
         Array.Fill(_current, LayerRecord.Empty);
         Array.Clear(_currentTimeLength);
-        if (_disposed) return;
         foreach (var (module, probes) in _recurrent)
         {
             foreach (var p in probes) p.Reset();
-            module.ArmGradientProbes(probes);
+            if (!_disposed) module.ArmGradientProbes(probes);
         }
     }
 

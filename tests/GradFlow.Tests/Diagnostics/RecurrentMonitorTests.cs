@@ -146,6 +146,27 @@ public class RecurrentMonitorTests
     }
 
     [Fact]
+    public void Dispose_StopsArmingProbes()
+    {
+        var model = Model(RecurrentCellKind.Lstm, 2);
+        var mon = new GradientMonitor(model, 1);
+        void Step(long step)
+        {
+            mon.BeginSample(step);
+            var loss = Losses.Mse(model.Forward(X(1)), Y(2));
+            loss.Backward();
+            mon.RecordGradients(loss.Item());
+            mon.EndSample();
+        }
+        Step(0);
+        Assert.All(mon.Last!.TimeSignal!, row => Assert.Equal(Steps, row.Length));
+        mon.Dispose();
+        Step(1);
+        Assert.All(mon.Last!.TimeSignal!, Assert.Empty);
+        Assert.True(double.IsNaN(mon.Last.Layers[0].BackpropagatedSignalRms));
+    }
+
+    [Fact]
     public void TimeSignal_IsNullWithoutRecurrentLayers()
     {
         var m = ModelBuilder.Build(ModelSpec.Parse("mlp 4-4-2"), new Generator(7));
