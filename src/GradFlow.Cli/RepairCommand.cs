@@ -43,7 +43,7 @@ internal static class RepairCommand
     /// <summary>Runs the repair, printing each step of it.</summary>
     internal static RepairResult Run(TrainingConfig config, int steps, int attempts, TextWriter stdout, DataBundle? data = null)
     {
-        stdout.WriteLine($"repairing: {Nn.ModelSpec.ParseAny(config.Model).Describe()}");
+        stdout.WriteLine($"repairing: {Nn.NetworkSpecs.ParseAny(config.Model).Describe()}");
         stdout.WriteLine($"trials of {steps} steps on seed {config.Seed}");
         var result = Repairer.Repair(config, steps, attempts, data, progress: a =>
             stdout.WriteLine($"  tried [{a.Remedy}] {a.Description}: {Line(a.Trial)} -> {(a.Accepted ? "kept" : "rejected")}"));
@@ -54,7 +54,7 @@ internal static class RepairCommand
         stdout.WriteLine($"after:  {Line(result.Final)}");
         stdout.WriteLine(DiagnosisView.Verdict(result.Final.Diagnosis));
         stdout.WriteLine();
-        stdout.WriteLine($"final model: {Nn.ModelSpec.ParseAny(result.Config.Model).Describe()}");
+        stdout.WriteLine($"final model: {Nn.NetworkSpecs.ParseAny(result.Config.Model).Describe()}");
         var changes = result.Attempts.Where(a => a.Accepted).Select(a => a.Remedy).ToArray();
         stdout.WriteLine($"changes kept: {(changes.Length == 0 ? "none" : string.Join(", ", changes))}");
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"cost: {result.Attempts.Count + 1} trials = {result.Cost:F2} × one full training run of the config"));
@@ -62,7 +62,7 @@ internal static class RepairCommand
     }
 
     internal static string Line(TrialResult t) => string.Create(CultureInfo.InvariantCulture,
-        $"gradient ratio {t.Diagnosis.GradientRatio:E1}, loss {t.FinalLoss:F3}, test accuracy {t.TestAccuracy:P1}, {(t.Diagnosis.Healthy ? "healthy" : string.Join(", ", t.Diagnosis.Problems.Select(p => p.Kind)))}");
+        $"gradient ratio {t.Diagnosis.GradientRatio:E1}, loss {t.FinalLoss:F3}, {(double.IsNaN(t.TestAccuracy) ? $"test loss {t.Result.Epochs.LastOrDefault()?.TestLoss ?? double.NaN:F4}" : $"test accuracy {t.TestAccuracy:P1}")}, {(t.Diagnosis.Healthy ? "healthy" : string.Join(", ", t.Diagnosis.Problems.Select(p => p.Kind)))}");
 
     private static string ToJson(RepairResult r) => System.Text.Json.JsonSerializer.Serialize(new
     {
@@ -79,6 +79,7 @@ internal static class RepairCommand
         gradient_ratio = t.Diagnosis.GradientRatio,
         loss = t.FinalLoss,
         test_accuracy = t.TestAccuracy,
+        test_loss = t.Result.Epochs.LastOrDefault()?.TestLoss ?? double.NaN,
         steps = t.Steps,
         problems = t.Diagnosis.Problems.Select(p => p.Summary),
     };

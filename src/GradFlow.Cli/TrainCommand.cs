@@ -11,12 +11,16 @@ internal static class TrainCommand
     public const string Help = """
         Usage: gradflow train [options]
 
-        Trains an MLP and prints a table of per-epoch metrics. Options override --config.
+        Trains a model (an MLP or a recurrent network) and prints a table of per-epoch metrics.
+        Options override --config.
 
         Model and data:
-          --model SPEC          model spec, e.g. "mlp 784-256x2-10 act=relu init=he-normal" (docs/model-spec.md)
+          --model SPEC          model spec, e.g. "mlp 784-256x2-10 act=relu init=he-normal" or
+                                "lstm 2-64-1 forget-bias=1" (docs/model-spec.md)
           --model-file FILE     the model spec in a file (text or JSON)
-          --data NAME           fashion-mnist (default), spirals, circles, teacher
+          --data NAME           fashion-mnist (default), spirals, circles, teacher; for recurrent models
+                                adding (the adding problem, regression) and fashion-mnist-rows
+          --seq-len N           steps per sequence of the adding problem (default 100)
           --data-dir DIR        Fashion-MNIST directory (else $GRADFLOW_DATA, else /usr/share/datasets/fashion-mnist)
           --train-limit N       use the first N training examples
           --test-limit N        use the first N test examples
@@ -46,7 +50,7 @@ internal static class TrainCommand
 
     internal static readonly string[] ValuedOptions =
     [
-        "model", "model-file", "data", "data-dir", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
+        "model", "model-file", "data", "data-dir", "seq-len", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
         "schedule", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "seed",
         "threads", "config", "out", "resume", "monitor-every",
     ];
@@ -130,6 +134,7 @@ internal static class TrainCommand
             Model = o.String("model") ?? c.Model,
             Data = o.String("data") ?? c.Data,
             DataDir = o.String("data-dir") ?? c.DataDir,
+            SequenceLength = o.Int("seq-len") ?? c.SequenceLength,
             TrainLimit = o.Int("train-limit") ?? c.TrainLimit,
             TestLimit = o.Int("test-limit") ?? c.TestLimit,
             Optimizer = o.Enum<OptimizerKind>("optimizer") ?? c.Optimizer,
@@ -158,9 +163,13 @@ internal static class TrainCommand
         sb.AppendLine(" -----   ----------   ---------   ---------   --------   ---------   -----");
         foreach (var e in epochs)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $" {e.Epoch,5}   {e.TrainLoss,10:F4}   {e.TrainAccuracy * 100,8:F2}%   {e.TestLoss,9:F4}   {e.TestAccuracy * 100,7:F2}%   {e.LearningRate,9:G3}   {e.Seconds,4:F1}s"));
+                $" {e.Epoch,5}   {e.TrainLoss,10:F4}   {Percent(e.TrainAccuracy),9}   {e.TestLoss,9:F4}   {Percent(e.TestAccuracy),8}   {e.LearningRate,9:G3}   {e.Seconds,4:F1}s"));
         return sb.ToString().TrimEnd();
     }
+
+    /// <summary>An accuracy as a percentage, or "-" for regression runs (NaN).</summary>
+    internal static string Percent(double accuracy) =>
+        double.IsNaN(accuracy) ? "-" : (accuracy * 100).ToString("F2", CultureInfo.InvariantCulture) + "%";
 
     private static string Fmt(double v) => v.ToString("G4", CultureInfo.InvariantCulture);
 
@@ -202,7 +211,7 @@ internal static class TrainCommand
             _lastDraw = now;
             int width = 30, filled = (int)((long)(s.Batch + 1) * width / Math.Max(1, batches));
             progress.Write(string.Create(CultureInfo.InvariantCulture,
-                $"\repoch {s.Epoch + 1}/{epochs} [{new string('#', filled)}{new string('.', width - filled)}] {s.Batch + 1}/{batches}  loss {s.RunningLoss:F4}  acc {s.RunningAccuracy * 100:F1}%"));
+                $"\repoch {s.Epoch + 1}/{epochs} [{new string('#', filled)}{new string('.', width - filled)}] {s.Batch + 1}/{batches}  loss {s.RunningLoss:F4}  acc {Percent(s.RunningAccuracy)}"));
             progress.Flush();
         }
 
@@ -210,7 +219,7 @@ internal static class TrainCommand
         {
             progress.WriteLine();
             summary?.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"epoch {m.Epoch}: train loss {m.TrainLoss:F4} acc {m.TrainAccuracy * 100:F2}% | test loss {m.TestLoss:F4} acc {m.TestAccuracy * 100:F2}% ({m.Seconds:F1} s)"));
+                $"epoch {m.Epoch}: train loss {m.TrainLoss:F4} acc {Percent(m.TrainAccuracy)} | test loss {m.TestLoss:F4} acc {Percent(m.TestAccuracy)} ({m.Seconds:F1} s)"));
         }
     }
 }

@@ -265,12 +265,12 @@ public static class CatalogueEvaluator
 
     private static DataBundle DataFor(TrainingConfig config, Dictionary<string, DataBundle> cache)
     {
-        var spec = Nn.ModelSpec.ParseAny(config.Model);
+        var spec = Nn.NetworkSpecs.ParseAny(config.Model);
         // synthetic data sets are generated from the seed; Fashion-MNIST is the same for every seed
         ulong? seed = config.Data == "fashion-mnist" ? null : config.Seed;
         string key = string.Join("|", config.Data, config.DataDir, config.TrainLimit, config.TestLimit, seed, spec.Input, spec.Output);
         if (!cache.TryGetValue(key, out var bundle))
-            cache[key] = bundle = DataSources.Load(config, spec.Input, spec.Output);
+            cache[key] = bundle = DataSources.Load(config, spec);
         return bundle;
     }
 }

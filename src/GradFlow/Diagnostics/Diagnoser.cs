@@ -14,22 +14,33 @@ namespace GradFlow.Diagnostics;
 public static class Diagnoser
 {
     /// <summary>Diagnoses <paramref name="samples"/> of a run of <paramref name="config"/> (whose model is <paramref name="model"/>, when available for weight facts).</summary>
-    public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Mlp? model = null,
+    public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Module? model = null,
         DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null, IReadOnlyList<double>? recentLosses = null,
         bool preflight = false, double predictedUpdateRatio = double.NaN)
     {
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(config);
         settings ??= new DiagnosisSettings();
-        var spec = ModelSpec.ParseAny(config.Model);
+        var spec = NetworkSpecs.ParseAny(config.Model);
         var facts = new ModelFacts(spec, config, model, samples, settings) { IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio };
         var problems = new List<Problem>();
         var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
-        double ratio = Median(window.Select(s => s.GradientRatio));
+        // recurrent models: the ratio that matters is through time (first step over last step of the top recurrent layer)
+        bool recurrent = facts.Recurrent is not null;
+        // (only finite samples: a blown-up step's signal says nothing about how it decays)
+        if (recurrent) window = window.Where(s => TopTimeSignal(s) is not null && s.NonFinite == 0 && double.IsFinite(s.GlobalGradientNorm)).ToArray();
+        double ratio = recurrent ? Median(window.Select(TimeRatio)) : Median(window.Select(s => s.GradientRatio));
 
         if (nonFiniteLoss is not null || samples.Any(s => s.NonFinite > 0 || !double.IsFinite(s.Loss) && !double.IsNaN(s.Loss)))
             problems.Add(NonFinite(samples, facts, nonFiniteOrigin, nonFiniteLoss));
-        if (window.Length > 0)
+        if (window.Length > 0 && recurrent)
+        {
+            if (ratio < settings.VanishingRatio) problems.Add(VanishingThroughTime(window, facts, ratio, settings));
+            var exploding = Exploding(window, facts, ratio, settings, nonFiniteLoss is null ? 1 : LossGrowth(recentLosses),
+                preflight ? window[^1].Layers.Select(l => l.UpdateRatio).Where(double.IsFinite).DefaultIfEmpty(0).Max() : 0);
+            if (exploding is not null) problems.Add(exploding);
+        }
+        else if (window.Length > 0)
         {
             if (ratio < settings.VanishingRatio) problems.Add(Vanishing(window, facts, ratio, settings));
             var exploding = Exploding(window, facts, ratio, settings, nonFiniteLoss is null ? 1 : LossGrowth(recentLosses),
@@ -99,6 +110,80 @@ public static class Diagnoser
         };
     }
 
+    /// <summary>The top recurrent layer's signal through time (the layer the read-out reads), or null.</summary>
+    internal static double[]? TopTimeSignal(MonitorSample s) =>
+        s.TimeSignal is { Length: > 0 } t && t[^1].Length >= 2 && double.IsFinite(t[^1][^1]) && t[^1][^1] > 0 ? t[^1] : null;
+
+    /// <summary>The signal at the first time step over that at the last, top recurrent layer (NaN without one).</summary>
+    internal static double TimeRatio(MonitorSample s) => TopTimeSignal(s) is { } t ? t[0] / t[^1] : double.NaN;
+
+    /// <summary>The smallest lag k (steps back from the last) at which the signal is below <paramref name="threshold"/> of the last step's, or −1.</summary>
+    internal static int LagBelow(double[] signal, double threshold)
+    {
+        double top = signal[^1];
+        for (int k = 1; k < signal.Length; k++)
+            if (signal[^(k + 1)] / top < threshold) return k;
+        return -1;
+    }
+
+    private static Problem VanishingThroughTime(MonitorSample[] window, ModelFacts f, double ratio, DiagnosisSettings s)
+    {
+        var last = window[^1];
+        var signal = TopTimeSignal(last)!;
+        int steps = signal.Length;
+        int lag = LagBelow(signal, s.VanishingRatio);
+        if (lag < 0) lag = steps - 1;
+        var r = f.Recurrent!;
+        var causes = new List<Cause>();
+        if (r.IsVanilla)
+            causes.Add(new Cause("vanilla recurrent cell", 4,
+                $"a {(r.Cell == RecurrentCellKind.RnnRelu ? "ReLU" : "tanh")} RNN has no additive path through time: each step multiplies dL/dh by W_hhᵀ·diag(φ′), so the signal shrinks geometrically unless W_hh's singular values stay near 1 and units stay unsaturated (Bengio et al. 1994; Hochreiter and Schmidhuber 1997)"));
+        f.AddRecurrentScale(causes, wantSmall: true);
+        f.AddRecurrentScale(causes, wantSmall: false); // too large saturates the units: φ′ ≈ 0 stops the signal as surely
+        if (r.Cell == RecurrentCellKind.Lstm && !(r.ForgetBias >= 0.5))
+            causes.Add(new Cause("forget gate starts half closed", 2,
+                string.Create(CultureInfo.InvariantCulture, $"forget-gate bias {(r.ForgetBias is { } fb ? fb.ToString("G3", CultureInfo.InvariantCulture) : "≈ 0 (default draw)")}: f ≈ σ(0) = 0.5 at the start, so the cell state keeps half its signal per step, 0.5^{steps - 1} = {Math.Pow(0.5, steps - 1):E1} over the sequence (Gers et al. 2000; Jozefowicz et al. 2015)")));
+        causes.Add(new Cause("sequence length", 0.5 + Math.Log10(steps),
+            string.Create(CultureInfo.InvariantCulture, $"T = {steps}: the first step's signal crosses {steps - 1} steps; it is below {s.VanishingRatio:E0} of the last step's from lag {lag} on, so dependencies longer than about {lag} step{(lag == 1 ? "" : "s")} get no gradient")));
+        var remedies = new RankedRemedies(causes);
+        var all = f.RecurrentLayers;
+        if (r.IsVanilla)
+        {
+            // the GRU first: on the adding problem at T = 100 (Adam 1e-2) it learnt in 250-500 steps, the LSTM in 1000-1750 (docs/recurrent.md)
+            remedies.Add("vanilla recurrent cell", new RemedySuggestion("cell:gru", "switch the cell to a GRU (the update gate's path z·h_(t−1) carries the signal, scaled by z ≈ 1)", all));
+            remedies.Add("vanilla recurrent cell", new RemedySuggestion("cell:lstm", "switch the cell to an LSTM with forget-gate bias 1 (the cell state's additive path carries the signal, scaled by f ≈ 1)", all), -0.1);
+            remedies.Add("recurrent weight scale", new RemedySuggestion("init:orthogonal", "start each W_hh orthogonal (every singular value 1: the weights neither shrink nor blow up the signal at the start; Saxe et al. 2014)", all));
+            remedies.Add("recurrent weight scale", new RemedySuggestion("init:identity", "IRNN: ReLU units with W_hh = I and zero biases (Le et al. 2015)", all), -0.1);
+        }
+        else
+        {
+            if (r.Cell == RecurrentCellKind.Lstm && !(r.ForgetBias >= 0.5))
+                remedies.Add("forget gate", new RemedySuggestion("forget-bias:1", "set the forget-gate bias to 1 so the cell state starts by keeping σ(1) ≈ 0.73 of its signal per step", all));
+            if (r.Init.Kind != RecurrentInitKind.Orthogonal)
+                remedies.Add(null, new RemedySuggestion("init:orthogonal", "start each gate block of W_hh orthogonal (Saxe et al. 2014)", all));
+        }
+        var evidence = new Dictionary<string, double>
+        {
+            ["time_ratio"] = ratio,
+            ["signal_rms_first_step"] = signal[0],
+            ["signal_rms_last_step"] = signal[^1],
+            ["sequence_length"] = steps,
+            ["lag_below_threshold"] = lag,
+        };
+        return new Problem
+        {
+            Kind = ProblemKind.VanishingGradient,
+            Severity = Math.Log10(s.VanishingRatio / ratio),
+            Layers = all,
+            Steps = window.Select(w => w.Step).ToArray(),
+            Summary = string.Create(CultureInfo.InvariantCulture,
+                $"vanishing gradient through time: the backpropagated signal dL/dh at the first of {steps} time steps is {ratio:E1} of that at the last (threshold {s.VanishingRatio:E0}); it falls below the threshold at lag {lag} (time step {steps - lag} of {steps})"),
+            Evidence = evidence,
+            Causes = causes.OrderByDescending(c => c.Score).ToArray(),
+            Remedies = remedies.Ranked(),
+        };
+    }
+
     /// <summary>The last finite loss over the smallest before it, among the steps just before a non-finite loss (1 when unknown).</summary>
     private static double LossGrowth(IReadOnlyList<double>? losses)
     {
@@ -124,17 +209,23 @@ public static class Diagnoser
             : last.Layers.Select(l => l.LayerIndex).ToArray();
         var causes = new List<Cause>();
         f.AddInitScale(causes, wantSmall: false);
+        f.AddRecurrentScale(causes, wantSmall: false);
         f.AddLearningRate(causes);
         f.AddNoNormalisation(causes);
         f.AddFullResidual(causes);
-        if (f.Config.ClipNorm is null) causes.Add(new Cause("no gradient clipping", 1, "clipNorm is not set: nothing bounds a step when the gradient spikes"));
+        if (f.Config.ClipNorm is null)
+            causes.Add(new Cause("no gradient clipping", f.Recurrent is null ? 1 : 3, f.Recurrent is null
+                ? "clipNorm is not set: nothing bounds a step when the gradient spikes"
+                : "clipNorm is not set: a recurrent layer's gradient can grow by orders of magnitude in one step when a trajectory crosses a bifurcation (Pascanu et al. 2013), and nothing bounds that step"));
         var remedies = new RankedRemedies(causes);
+        if (causes.Any(c => c.Name.StartsWith("recurrent weight scale", StringComparison.Ordinal)))
+            remedies.Add("recurrent weight scale", new RemedySuggestion("init:orthogonal", "start each gate block of W_hh orthogonal (every singular value 1)", f.RecurrentLayers));
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
             remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
         if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal)) || byGrowth || byLoss || byStep)
             remedies.Add("learning rate", f.LearningRateRemedy());
         if (f.Config.ClipNorm is null) remedies.Add("no gradient clipping", new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
-        if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
+        if (!f.HasNorm && f.Recurrent is null) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
         if (f.Spec.Hidden.Count(h => h.Residual == ResidualKind.Full) >= 2)
         {
             int from = f.Spec.Hidden.TakeWhile(h => h.Residual != ResidualKind.Full).Count() + 1;
@@ -148,7 +239,9 @@ public static class Diagnoser
                 Math.Max(byLoss ? Math.Log10(lossGrowth / s.ExplodingGrowth) : 0, byStep ? Math.Log10(predictedUpdate / s.DivergentUpdateRatio) : 0)),
             Layers = layers,
             Steps = window.Select(w => w.Step).ToArray(),
-            Summary = byRatio
+            Summary = byRatio && f.Recurrent is not null
+                ? string.Create(CultureInfo.InvariantCulture, $"exploding gradient through time: the backpropagated signal dL/dh at the first time step is {ratio:E1} times that at the last (step {TopTimeSignal(last)!.Length}; threshold {s.ExplodingRatio:E0})")
+                : byRatio
                 ? string.Create(CultureInfo.InvariantCulture, $"exploding gradient: the backpropagated signal at layer 1 is {ratio:E1} times that at layer {last.Layers.Length} (threshold {s.ExplodingRatio:E0})")
                 : byGrowth
                     ? string.Create(CultureInfo.InvariantCulture, $"exploding gradient: the global gradient norm grew {growth:E1}× over the last {window.Length} samples (threshold {s.ExplodingGrowth:E0})")
@@ -213,7 +306,9 @@ public static class Diagnoser
         if (f.Config.ClipNorm is null) causes.Add(new Cause("no gradient clipping", 1, "clipNorm is not set"));
         var remedies = new RankedRemedies(causes);
         remedies.Add("learning rate", f.LearningRateRemedy());
-        remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit}"));
+        f.AddRecurrentScale(causes, wantSmall: false);
+        if (f.Recurrent is null) remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit}"));
+        else remedies.Add("recurrent weight scale", new RemedySuggestion("init:orthogonal", "start each gate block of W_hh orthogonal (every singular value 1)", f.RecurrentLayers));
         if (f.Config.ClipNorm is null) remedies.Add("no gradient clipping", new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
         string where = origin ?? (layers.Length > 0 ? $"layers {string.Join(", ", layers)}" : "the loss");
         long? step = bad.Length > 0 ? bad[0].Step : null;
@@ -328,11 +423,15 @@ public static class Diagnoser
     /// <summary>Facts about the model and config that causes and remedies are ranked by.</summary>
     private sealed class ModelFacts
     {
-        public ModelFacts(ModelSpec spec, TrainingConfig config, Mlp? model, IReadOnlyList<MonitorSample> samples, DiagnosisSettings settings)
+        public ModelFacts(INetworkSpec network, TrainingConfig config, Module? model, IReadOnlyList<MonitorSample> samples, DiagnosisSettings settings)
         {
+            // a recurrent model has no MLP hidden layers: the MLP facts see an empty stack, the recurrent ones its spec
+            Recurrent = network as RecurrentSpec;
+            var spec = network as ModelSpec ?? new ModelSpec(network.Input, [], network.Output, new InitScheme(InitKind.Default));
+            RecurrentLayers = Recurrent is null ? [] : Enumerable.Range(1, Recurrent.Layers).ToArray();
             Spec = spec;
             Config = config;
-            Model = model;
+            Model = model as Mlp;
             Samples = samples;
             Settings = settings;
             SaturatingLayers = spec.Hidden.Select((h, i) => (h, i)).Where(t => Activations.Saturates(t.h.Activation)).Select(t => t.i + 1).ToArray();
@@ -352,6 +451,8 @@ public static class Diagnoser
         }
 
         public ModelSpec Spec { get; }
+        public RecurrentSpec? Recurrent { get; }
+        public int[] RecurrentLayers { get; }
         public TrainingConfig Config { get; }
         public Mlp? Model { get; }
         public IReadOnlyList<MonitorSample> Samples { get; }
@@ -406,6 +507,56 @@ public static class Diagnoser
                 1 + Math.Abs(Math.Log2(worst.Ratio)),
                 string.Create(CultureInfo.InvariantCulture,
                     $"layer {worst.Layer}: weight std {worst.Std:G3} vs gain/√fan_in = {worst.Target:G3} (fan_in {worst.Fan}): {worst.Ratio:G3}× the variance-preserving scale; over {Spec.Hidden.Count} layers the signal scales by about {Math.Pow(worst.Ratio, Spec.Hidden.Count):E1}")));
+        }
+
+        /// <summary>
+        /// A vanilla RNN's W_hh scale as a cause: its largest singular value σ bounds the per-step gain
+        /// of the backpropagated signal (|φ′| ≤ 1), so σ^(T−1) bounds the signal over the sequence
+        /// (Pascanu et al. 2013): far below 1 it must vanish; above 1 it can explode.
+        /// </summary>
+        public void AddRecurrentScale(List<Cause> causes, bool wantSmall)
+        {
+            if (Recurrent is not { IsVanilla: true }) return;
+            int steps = Samples.Select(TopTimeSignal).LastOrDefault(t => t is not null)?.Length ?? 0;
+            // the initial W_hh (rebuilt from the spec and seed: the trained one may have blown up)
+            var initial = Recurrent.Build(new Tensors.Generator(Config.Seed));
+            double sigma = Enumerable.Range(0, Recurrent.Layers).Max(l => LargestSingularValue(initial.Recurrent.WeightHh(l).Data));
+            // PyTorch's default start has σ ≈ 1.15 for any H (U(±1/√H)): with φ′ < 1 that is neutral, not a cause
+            if (wantSmall ? sigma > 0.9 : sigma < 1.5) return;
+            string bound = steps > 1 ? string.Create(CultureInfo.InvariantCulture, $"; over {steps - 1} steps σ^{steps - 1} = {Math.Pow(sigma, steps - 1):E1}") : "";
+            causes.Add(new Cause(wantSmall ? "recurrent weight scale too small" : "recurrent weight scale too large",
+                1 + Math.Abs(Math.Log2(sigma)) * (wantSmall ? 1 : 2),
+                string.Create(CultureInfo.InvariantCulture, $"largest singular value of the initial W_hh σ = {sigma:G3} ({(wantSmall ? "below" : "above")} 1): it bounds the signal's gain per step{bound}")));
+        }
+
+        /// <summary>The largest singular value of a [rows, H] matrix by power iteration on AᵀA (deterministic start).</summary>
+        internal static double LargestSingularValue(Tensors.Tensor weight)
+        {
+            var a = weight.ToDoubleArray();
+            int rows = weight.Shape[0], cols = weight.Shape[1];
+            var v = new double[cols];
+            var av = new double[rows];
+            for (int j = 0; j < cols; j++) v[j] = 1 + 0.01 * j;
+            double sigma = 0;
+            for (int it = 0; it < 100; it++)
+            {
+                double norm = Math.Sqrt(v.Sum(x => x * x));
+                if (norm == 0) return 0;
+                for (int j = 0; j < cols; j++) v[j] /= norm;
+                for (int i = 0; i < rows; i++)
+                {
+                    double sum = 0;
+                    for (int j = 0; j < cols; j++) sum += a[i * cols + j] * v[j];
+                    av[i] = sum;
+                }
+                double next = Math.Sqrt(av.Sum(x => x * x));
+                Array.Clear(v);
+                for (int i = 0; i < rows; i++)
+                    for (int j = 0; j < cols; j++) v[j] += a[i * cols + j] * av[i];
+                if (Math.Abs(next - sigma) <= 1e-10 * next) return next;
+                sigma = next;
+            }
+            return sigma;
         }
 
         public void AddNoNormalisation(List<Cause> causes)

@@ -16,6 +16,9 @@ namespace GradFlow.Diagnostics;
 /// <item><term><c>clip:1</c></term><description>clip the global gradient norm at 1</description></item>
 /// <item><term><c>lr:0.1</c></term><description>multiply the learning rate by 0.1</description></item>
 /// <item><term><c>optimizer:adam</c></term><description>switch optimiser</description></item>
+/// <item><term><c>cell:lstm</c></term><description>recurrent networks: switch the cell (<c>lstm</c> with forget-gate bias 1, <c>gru</c>)</description></item>
+/// <item><term><c>init:orthogonal</c></term><description>recurrent networks: W_hh orthogonal (<c>identity</c>: the IRNN)</description></item>
+/// <item><term><c>forget-bias:1</c></term><description>LSTM: the forget-gate bias</description></item>
 /// </list>
 /// </summary>
 public static class Remedies
@@ -26,7 +29,22 @@ public static class Remedies
         ArgumentNullException.ThrowIfNull(id);
         ArgumentNullException.ThrowIfNull(config);
         var (kind, arg, range) = Split(id);
-        var spec = ModelSpec.ParseAny(config.Model);
+        switch (kind)
+        {
+            case "clip": return config with { ClipNorm = Number(id, arg) };
+            case "lr": return config with { LearningRate = config.LearningRate * Number(id, arg) };
+            case "optimizer":
+                return config with
+                {
+                    Optimizer = Enum.TryParse<OptimizerKind>(arg.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var o)
+                        ? o
+                        : throw new FormatException($"remedy '{id}': unknown optimizer '{arg}'."),
+                    LearningRate = 1e-3,
+                };
+        }
+        var network = NetworkSpecs.ParseAny(config.Model);
+        if (network is RecurrentSpec recurrent) return config with { Model = ApplyRecurrent(id, kind, arg, range is not null, recurrent).ToString() };
+        var spec = (ModelSpec)network;
         int first = range?.First ?? 1, last = Math.Min(range?.Last ?? spec.Hidden.Count, spec.Hidden.Count);
         if (first < 1 || first > last && spec.Hidden.Count > 0 && range is not null)
             throw new FormatException($"remedy '{id}': layer range {first}-{last} is outside the hidden layers 1-{spec.Hidden.Count}.");
@@ -76,18 +94,49 @@ public static class Remedies
                     _ => throw new FormatException($"remedy '{id}': unknown residual '{arg}' (zero, full)."),
                 },
             })),
-            "clip" => config with { ClipNorm = Number(id, arg) },
-            "lr" => config with { LearningRate = config.LearningRate * Number(id, arg) },
-            "optimizer" => config with
-            {
-                Optimizer = Enum.TryParse<OptimizerKind>(arg.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var o)
-                    ? o
-                    : throw new FormatException($"remedy '{id}': unknown optimizer '{arg}'."),
-                LearningRate = 1e-3,
-            },
             _ => throw new FormatException($"remedy '{id}': unknown remedy kind '{kind}' (activation, init, norm, residual, clip, lr, optimizer)."),
         };
     }
+
+    /// <summary>
+    /// The remedies of a recurrent network: <c>cell:lstm</c> (with forget-gate bias 1), <c>cell:gru</c>,
+    /// <c>cell:rnn</c>; <c>init:orthogonal</c> (W_hh's gate blocks orthogonal), <c>init:identity</c> (the
+    /// IRNN: ReLU units, W_hh = I, zero biases); <c>forget-bias:V</c> (LSTM).
+    /// </summary>
+    private static RecurrentSpec ApplyRecurrent(string id, string kind, string arg, bool hasRange, RecurrentSpec spec)
+    {
+        if (hasRange) throw new FormatException($"remedy '{id}': a recurrent network's remedies apply to every layer (no @range).");
+        return kind switch
+        {
+            "cell" => arg switch
+            {
+                "lstm" => spec with { Cell = RecurrentCellKind.Lstm, ForgetBias = 1, Init = KeepInit(spec.Init) },
+                "gru" => spec with { Cell = RecurrentCellKind.Gru, ForgetBias = null, Init = KeepInit(spec.Init) },
+                "rnn" or "rnn-tanh" => spec with { Cell = RecurrentCellKind.RnnTanh, ForgetBias = null },
+                _ => throw new FormatException($"remedy '{id}': unknown cell '{arg}' (lstm, gru, rnn)."),
+            },
+            "init" => arg switch
+            {
+                "orthogonal" => spec with { Init = new RecurrentInit(RecurrentInitKind.Orthogonal) },
+                "identity" => spec.IsVanilla
+                    ? spec with { Cell = RecurrentCellKind.RnnRelu, Init = new RecurrentInit(RecurrentInitKind.Identity) }
+                    : throw new FormatException($"remedy '{id}': the identity initialisation (IRNN) is for a vanilla RNN."),
+                "default" => spec with { Init = new RecurrentInit(RecurrentInitKind.Default) },
+                _ => throw new FormatException($"remedy '{id}': unknown recurrent initialiser '{arg}' (orthogonal, identity, default)."),
+            },
+            "forget-bias" => spec.Cell == RecurrentCellKind.Lstm
+                ? spec with { ForgetBias = double.TryParse(arg, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && double.IsFinite(v) ? v : throw new FormatException($"remedy '{id}': '{arg}' is not a number.") }
+                : throw new FormatException($"remedy '{id}': forget-bias applies to an LSTM."),
+            _ => throw new FormatException($"remedy '{id}': '{kind}' does not apply to a recurrent network (cell, init, forget-bias, clip, lr, optimizer)."),
+        };
+    }
+
+    // identity (IRNN) is a ReLU RNN's start; a gated cell takes the orthogonal start instead, the default otherwise
+    private static RecurrentInit KeepInit(RecurrentInit init) => init.Kind switch
+    {
+        RecurrentInitKind.Orthogonal => new RecurrentInit(RecurrentInitKind.Orthogonal),
+        _ => new RecurrentInit(RecurrentInitKind.Default),
+    };
 
     /// <summary>The id of a remedy on a range of hidden layers (no range when it covers all of them).</summary>
     public static string Id(string kind, string arg, int first, int last, int hiddenLayers) =>

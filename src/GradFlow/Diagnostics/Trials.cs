@@ -91,26 +91,26 @@ public static class Trials
         using var tracer = new NonFiniteTracer(trainer.Model);
         var batch = trainer.Loader.Epoch(0).First();
         monitor.BeginSample(0);
-        var loss = Losses.CrossEntropy(trainer.Model.Forward(batch.Inputs), batch.Labels!, config.LabelSmoothing);
+        var loss = trainer.Loss(trainer.Model.Forward(batch.Inputs), batch);
         Autograd.BackwardEngine.Backward(loss);
         monitor.RecordGradients(loss.Item());
         monitor.EndSample();
         var sample = monitor.Last!;
-        foreach (var layer in trainer.Model.Layers)
-            sample.Layers[layer.Index - 1].UpdateRatio = PredictedUpdateRatio(config, layer.Linear.Weight);
+        foreach (var layer in monitor.Layers)
+            sample.Layers[layer.Index - 1].UpdateRatio = PredictedUpdateRatio(config, layer.Weight);
         var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin, preflight: true);
         return (diagnosis, sample);
     }
 
     /// <summary>The largest <see cref="PredictedUpdateRatio"/> over the layers, from the first step's gradients (before its update).</summary>
-    private sealed class FirstStepPredictor(TrainingConfig config, Mlp model) : ITrainingObserver
+    private sealed class FirstStepPredictor(TrainingConfig config, IReadOnlyList<MonitoredLayer> layers) : ITrainingObserver
     {
         public double Ratio { get; private set; } = double.NaN;
 
         public void OnBackward(StepInfo step)
         {
             if (step.Step != 0) return;
-            Ratio = model.Layers.Select(l => PredictedUpdateRatio(config, l.Linear.Weight)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
+            Ratio = layers.Select(l => PredictedUpdateRatio(config, l.Weight)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
         }
     }
 
@@ -158,7 +158,7 @@ public static class Trials
         var trainer = new Trainer(trialConfig, data);
         using var monitor = new GradientMonitor(trainer.Model, every);
         using var tracer = new NonFiniteTracer(trainer.Model);
-        var predictor = new FirstStepPredictor(config, trainer.Model);
+        var predictor = new FirstStepPredictor(config, monitor.Layers);
         trainer.AddObserver(tracer).AddObserver(monitor).AddObserver(predictor);
         if (observer is not null) trainer.AddObserver(observer);
         RunDirectory? run = null;

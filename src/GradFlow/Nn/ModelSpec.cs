@@ -48,7 +48,7 @@ public sealed record LayerSpec(int Width, Activation Activation, InitScheme Init
 /// every hidden layer. The JSON form (<see cref="ToJson"/>) lists layers one by one, so a remedy can
 /// change some layers only.
 /// </remarks>
-public sealed record ModelSpec(int Input, IReadOnlyList<LayerSpec> Hidden, int Output, InitScheme OutputInit)
+public sealed record ModelSpec(int Input, IReadOnlyList<LayerSpec> Hidden, int Output, InitScheme OutputInit) : INetworkSpec
 {
     /// <summary>Number of linear layers (hidden + output): the layer indices of the model are 1..this.</summary>
     public int LinearLayers => Hidden.Count + 1;

@@ -29,7 +29,9 @@ public enum RecurrentCellKind
 /// <c>head</c> (<see cref="Linear"/>(H, 1)), so the state-dict keys are PyTorch's for the same module
 /// (<c>rnn.weight_ih_l0</c>, …, <c>head.weight</c>, <c>head.bias</c>). Default initialisation is that
 /// of the two children (PyTorch's); the recurrent layer is built first from the generator, then the head.
-/// Input [B, T, I] (batch-first, the default, as the reference) or [T, B, I]; output [B, 1].
+/// Input [B, T, I] (batch-first, the default, as the reference) or [T, B, I]; output [B, outputs]
+/// (1 by default; class logits when it classifies, as <see cref="RecurrentSpec"/> builds it for
+/// Fashion-MNIST read by rows).
 /// </remarks>
 /// <example><code>
 /// var model = new SequenceRegressor(RecurrentCellKind.Lstm, inputSize: 2, hiddenSize: 64, new Generator(0));
@@ -37,9 +39,10 @@ public enum RecurrentCellKind
 /// </code></example>
 public sealed class SequenceRegressor : Module
 {
-    /// <summary>A <paramref name="numLayers"/>-layer recurrence of <paramref name="cell"/> with <paramref name="hiddenSize"/> units and a linear head.</summary>
+    /// <summary>A <paramref name="numLayers"/>-layer recurrence of <paramref name="cell"/> with <paramref name="hiddenSize"/> units and a linear head of <paramref name="outputSize"/> outputs.</summary>
     /// <exception cref="ArgumentOutOfRangeException">for an unknown cell or sizes below 1.</exception>
-    public SequenceRegressor(RecurrentCellKind cell, int inputSize, int hiddenSize, Generator generator, int numLayers = 1, bool batchFirst = true)
+    public SequenceRegressor(RecurrentCellKind cell, int inputSize, int hiddenSize, Generator generator, int numLayers = 1, bool batchFirst = true,
+        int outputSize = 1)
     {
         ArgumentNullException.ThrowIfNull(generator);
         Cell = cell;
@@ -51,7 +54,7 @@ public sealed class SequenceRegressor : Module
             RecurrentCellKind.Gru => new Gru(inputSize, hiddenSize, generator, numLayers, batchFirst: batchFirst),
             _ => throw new ArgumentOutOfRangeException(nameof(cell), $"SequenceRegressor: unknown cell {cell}; use RnnTanh, RnnRelu, Lstm or Gru."),
         });
-        Head = RegisterModule("head", new Linear(hiddenSize, 1, generator));
+        Head = RegisterModule("head", new Linear(hiddenSize, outputSize, generator));
     }
 
     /// <summary>The recurrence.</summary>
@@ -60,7 +63,7 @@ public sealed class SequenceRegressor : Module
     /// <summary>The recurrent layer (child <c>rnn</c>).</summary>
     public RecurrentLayer Recurrent { get; }
 
-    /// <summary>The read-out, <see cref="Linear"/>(H, 1) (child <c>head</c>).</summary>
+    /// <summary>The read-out, <see cref="Linear"/>(H, outputs) (child <c>head</c>).</summary>
     public Linear Head { get; }
 
     /// <inheritdoc />

@@ -1,4 +1,6 @@
 using GradFlow.Data;
+using GradFlow.Nn;
+using GradFlow.Tensors;
 
 namespace GradFlow.Training;
 
@@ -9,33 +11,72 @@ public sealed record DataBundle(Dataset Train, Dataset Test);
 public static class DataSources
 {
     /// <summary>The valid names.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["fashion-mnist", "spirals", "circles", "teacher"];
+    public static IReadOnlyList<string> Names { get; } = ["fashion-mnist", "spirals", "circles", "teacher", "adding", "fashion-mnist-rows"];
+
+    /// <summary>The fixed seed of the adding problem's test sequences: one test set for every run seed, never drawn in training.</summary>
+    public const ulong AddingTestSeed = 0x7E575E70FADD5UL;
 
     /// <summary>
     /// Loads or generates the data: Fashion-MNIST (flattened, standardised with the training set's
     /// mean and standard deviation), or a synthetic set of 4000 training and 1000 test examples
-    /// generated from the seed (the teacher task takes its input size and class count from the model).
+    /// generated from the seed (the teacher task takes its input size and class count from the model);
+    /// for recurrent models, the adding problem (<see cref="SequenceTasks.Adding"/>, T =
+    /// <see cref="TrainingConfig.SequenceLength"/> or 100: by default as many training sequences as
+    /// <see cref="TrainingConfig.MaxSteps"/> batches use, at most 128 000, so that every step sees fresh
+    /// ones; 2000 test sequences from <see cref="AddingTestSeed"/>) or Fashion-MNIST by rows
+    /// ([N, 28, 28]).
     /// </summary>
-    public static DataBundle Load(TrainingConfig config, int modelInput, int modelOutput)
+    /// <exception cref="ArgumentException">naming the data set and the model when their sizes do not fit.</exception>
+    public static DataBundle Load(TrainingConfig config, INetworkSpec spec)
     {
         ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(spec);
         ulong s = config.Seed;
         var bundle = config.Data switch
         {
             "fashion-mnist" => FashionMnistBundle(config.DataDir),
             "spirals" => new DataBundle(Synthetic.TwoSpirals(4000, 0.05, seed: s * 2 + 1), Synthetic.TwoSpirals(1000, 0.05, seed: s * 2 + 2)),
             "circles" => new DataBundle(Synthetic.ConcentricCircles(4000, 0.05, seed: s * 2 + 1), Synthetic.ConcentricCircles(1000, 0.05, seed: s * 2 + 2)),
-            "teacher" => TeacherBundle(modelInput, modelOutput, s),
+            "teacher" => TeacherBundle(spec.Input, spec.Output, s),
+            "adding" => AddingBundle(config),
+            "fashion-mnist-rows" => FashionMnistRowsBundle(config.DataDir),
             _ => throw new ArgumentException($"data: unknown data set '{config.Data}' (valid: {string.Join(", ", Names)})."),
         };
-        int inputs = bundle.Train.Inputs.Count / Math.Max(1, bundle.Train.Count);
-        if (inputs != modelInput)
-            throw new ArgumentException($"data: '{config.Data}' has {inputs} inputs per example but the model expects {modelInput}.");
-        if (bundle.Train.ClassCount != modelOutput)
-            throw new ArgumentException($"data: '{config.Data}' has {bundle.Train.ClassCount} classes but the model has {modelOutput} outputs.");
+        var inputs = bundle.Train.Inputs;
+        if (spec is RecurrentSpec)
+        {
+            if (inputs.Rank != 3)
+                throw new ArgumentException($"data: '{config.Data}' is not a sequence data set (inputs {Shapes.Format(inputs.Shape)}); a recurrent model ({spec.Describe()}) needs [N, T, features] (adding, fashion-mnist-rows).");
+            if (inputs.Shape[2] != spec.Input)
+                throw new ArgumentException($"data: '{config.Data}' has {inputs.Shape[2]} features per time step but the model expects {spec.Input}.");
+        }
+        else
+        {
+            int perExample = inputs.Count / Math.Max(1, bundle.Train.Count);
+            if (perExample != spec.Input)
+                throw new ArgumentException($"data: '{config.Data}' has {perExample} inputs per example but the model expects {spec.Input}.");
+        }
+        if (bundle.Train.IsClassification && bundle.Train.ClassCount != spec.Output)
+            throw new ArgumentException($"data: '{config.Data}' has {bundle.Train.ClassCount} classes but the model has {spec.Output} outputs.");
+        if (!bundle.Train.IsClassification && bundle.Train.Targets!.Count / Math.Max(1, bundle.Train.Count) is var targets && targets != spec.Output)
+            throw new ArgumentException($"data: '{config.Data}' has {targets} regression targets per example but the model has {spec.Output} outputs.");
         var train = config.TrainLimit is { } tl && tl < bundle.Train.Count ? bundle.Train.Subset(0, tl) : bundle.Train;
         var test = config.TestLimit is { } el && el < bundle.Test.Count ? bundle.Test.Subset(0, el) : bundle.Test;
         return new DataBundle(train, test);
+    }
+
+    private static DataBundle AddingBundle(TrainingConfig config)
+    {
+        int length = config.SequenceLength ?? 100;
+        int train = config.TrainLimit ?? (int)Math.Min(128_000L, (long)(config.MaxSteps ?? 4000) * config.BatchSize);
+        int test = config.TestLimit ?? 2000;
+        return new DataBundle(SequenceTasks.Adding(train, length, seed: config.Seed * 2 + 1), SequenceTasks.Adding(test, length, seed: AddingTestSeed));
+    }
+
+    private static DataBundle FashionMnistRowsBundle(string? dir)
+    {
+        var resolved = DataResolver.ResolveFashionMnist(dir);
+        return new DataBundle(SequenceTasks.FashionMnistRows(resolved, MnistSplit.Train), SequenceTasks.FashionMnistRows(resolved, MnistSplit.Test));
     }
 
     private static DataBundle FashionMnistBundle(string? dir)

@@ -92,8 +92,9 @@ public interface ITrainingObserver
 }
 
 /// <summary>
-/// The training loop for classification models built from a <see cref="TrainingConfig"/>: seeded
-/// model, data order and dropout; cross-entropy loss; clipping; optimiser and schedule; evaluation on
+/// The training loop for models built from a <see cref="TrainingConfig"/> (MLPs and recurrent
+/// networks): seeded model, data order and dropout; cross-entropy loss on classification data, mean
+/// squared error on regression data (the adding problem; accuracies are then NaN); clipping; optimiser and schedule; evaluation on
 /// the test set after every epoch; a run directory with <c>config.json</c>, <c>metrics.jsonl</c> and
 /// <c>checkpoints/epoch-NNNN.safetensors</c>, from which <see cref="Run"/> can resume bit for bit.
 /// </summary>
@@ -110,15 +111,16 @@ public sealed class Trainer
         config.Validate();
         Config = config;
         if (config.Threads is { } t) KernelThreads.SetCount(t);
-        Spec = ModelSpec.ParseAny(config.Model);
-        Data = data ?? DataSources.Load(config, Spec.Input, Spec.Output);
-        if (!Data.Train.IsClassification || !Data.Test.IsClassification)
-            throw new ArgumentException("Trainer: the data sets must be classification sets (class labels).");
+        Spec = NetworkSpecs.ParseAny(config.Model);
+        Data = data ?? DataSources.Load(config, Spec);
+        if (Data.Train.IsClassification != Data.Test.IsClassification)
+            throw new ArgumentException("Trainer: the training and test sets must both be classification sets (class labels) or both regression sets (targets).");
+        IsRegression = !Data.Train.IsClassification;
         var generator = new Generator(config.Seed);
         Tensor? lsuvBatch = null;
-        if (Spec.Hidden.Any(h => h.Init.Kind == InitKind.Lsuv) || Spec.OutputInit.Kind == InitKind.Lsuv)
+        if (Spec is ModelSpec m && (m.Hidden.Any(h => h.Init.Kind == InitKind.Lsuv) || m.OutputInit.Kind == InitKind.Lsuv))
             lsuvBatch = Data.Train.Subset(0, Math.Min(256, Data.Train.Count)).Inputs;
-        Model = ModelBuilder.Build(Spec, generator, lsuvBatch);
+        Model = NetworkSpecs.Build(Spec, generator, lsuvBatch);
         Optimizer = CreateOptimizer(config, Model.Parameters());
         Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true);
         int totalSteps = Math.Max(1, config.MaxSteps ?? Loader.BatchCount * config.Epochs);
@@ -133,14 +135,20 @@ public sealed class Trainer
     /// <summary>The configuration.</summary>
     public TrainingConfig Config { get; }
 
-    /// <summary>The model's spec.</summary>
-    public ModelSpec Spec { get; }
+    /// <summary>The model's spec (a <see cref="ModelSpec"/> or a <see cref="RecurrentSpec"/>).</summary>
+    public INetworkSpec Spec { get; }
+
+    /// <summary>Whether the data are regression targets (loss: mean squared error) rather than class labels (cross-entropy).</summary>
+    public bool IsRegression { get; }
 
     /// <summary>Training and test data.</summary>
     public DataBundle Data { get; }
 
-    /// <summary>The model.</summary>
-    public Mlp Model { get; }
+    /// <summary>The model: an <see cref="Mlp"/> or a <see cref="SequenceRegressor"/>.</summary>
+    public Module Model { get; }
+
+    /// <summary>The model as an <see cref="Mlp"/>, or null for a recurrent one.</summary>
+    public Mlp? Mlp => Model as Mlp;
 
     /// <summary>The optimiser.</summary>
     public Optimizer Optimizer { get; }
@@ -215,7 +223,7 @@ public sealed class Trainer
                 foreach (var o in _observers) o.OnStepStart(info2);
                 Optimizer.ZeroGrad();
                 var logits = Model.Forward(batch.Inputs);
-                var loss = Losses.CrossEntropy(logits, batch.Labels!, Config.LabelSmoothing);
+                var loss = Loss(logits, batch);
                 double lossValue = loss.Item();
                 info2.Loss = lossValue;
                 if (!double.IsFinite(lossValue))
@@ -233,10 +241,10 @@ public sealed class Trainer
                 Scheduler?.Step();
                 step++;
                 lossSum += lossValue * batch.Count;
-                correct += CountCorrect(logits, batch.Labels!);
+                if (!IsRegression) correct += CountCorrect(logits, batch.Labels!);
                 seen += batch.Count;
                 info2.RunningLoss = lossSum / seen;
-                info2.RunningAccuracy = (double)correct / seen;
+                info2.RunningAccuracy = IsRegression ? double.NaN : (double)correct / seen;
                 foreach (var o in _observers) o.OnStepEnd(info2);
                 if (Config.MaxSteps is { } max && step >= max)
                 {
@@ -246,7 +254,7 @@ public sealed class Trainer
             }
             if (seen == 0) break;
             var (testLoss, testAccuracy) = Evaluate(Data.Test);
-            var metrics = new EpochMetrics(epoch + 1, step, lossSum / seen, (double)correct / seen, testLoss, testAccuracy,
+            var metrics = new EpochMetrics(epoch + 1, step, lossSum / seen, IsRegression ? double.NaN : (double)correct / seen, testLoss, testAccuracy,
                 Optimizer.LearningRate, epochClock.Elapsed.TotalSeconds);
             epochs.Add(metrics);
             foreach (var o in _observers) o.OnEpochEnd(metrics);
@@ -261,7 +269,15 @@ public sealed class Trainer
         return new TrainingResult(epochs, stop, step, message, clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>Mean cross-entropy and accuracy on <paramref name="data"/> in evaluation mode, without a graph.</summary>
+    /// <summary>The training loss of one batch: cross-entropy (with the config's label smoothing) on class labels, mean squared error on targets.</summary>
+    public Tensor Loss(Tensor output, Batch batch)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(batch);
+        return IsRegression ? Losses.Mse(output, batch.Targets!) : Losses.CrossEntropy(output, batch.Labels!, Config.LabelSmoothing);
+    }
+
+    /// <summary>Mean cross-entropy and accuracy on <paramref name="data"/> in evaluation mode, without a graph (regression: mean squared error and NaN).</summary>
     public (double Loss, double Accuracy) Evaluate(Dataset data)
     {
         ArgumentNullException.ThrowIfNull(data);
@@ -276,10 +292,17 @@ public sealed class Trainer
             foreach (var batch in loader.Epoch(0))
             {
                 var logits = Model.Forward(batch.Inputs);
+                if (IsRegression)
+                {
+                    // mean over targets per example, summed over examples (Mse's mean is over every element)
+                    int perExample = batch.Targets!.Count / batch.Count;
+                    lossSum += Losses.Mse(logits, batch.Targets!, Reduction.Sum).Item() / perExample;
+                    continue;
+                }
                 lossSum += Losses.CrossEntropy(logits, batch.Labels!, reduction: Reduction.Sum).Item();
                 correct += CountCorrect(logits, batch.Labels!);
             }
-            return (lossSum / data.Count, (double)correct / data.Count);
+            return (lossSum / data.Count, IsRegression ? double.NaN : (double)correct / data.Count);
         }
         finally
         {

@@ -39,11 +39,14 @@ public sealed record TrainingConfig
     /// <summary>The model spec (text or JSON).</summary>
     public string Model { get; init; } = "mlp 784-256x2-10 act=relu init=he-normal";
 
-    /// <summary>Data set: <c>fashion-mnist</c>, <c>spirals</c>, <c>circles</c> or <c>teacher</c>.</summary>
+    /// <summary>Data set: <c>fashion-mnist</c>, <c>spirals</c>, <c>circles</c>, <c>teacher</c> (classification); <c>adding</c> (the adding problem, regression); <c>fashion-mnist-rows</c> (Fashion-MNIST read row by row, a sequence of 28 steps).</summary>
     public string Data { get; init; } = "fashion-mnist";
 
     /// <summary>Directory of the Fashion-MNIST files (else <c>$GRADFLOW_DATA</c>, else the Debian package's).</summary>
     public string? DataDir { get; init; }
+
+    /// <summary>Steps per sequence of the <c>adding</c> problem (null = 100).</summary>
+    public int? SequenceLength { get; init; }
 
     /// <summary>Use only the first N training examples (null = all).</summary>
     public int? TrainLimit { get; init; }
@@ -147,10 +150,11 @@ public sealed record TrainingConfig
         Require(CheckpointEvery >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
         Require(TrainLimit is null or >= 1, "trainLimit", $"must be at least 1, got {TrainLimit}");
         Require(TestLimit is null or >= 1, "testLimit", $"must be at least 1, got {TestLimit}");
+        Require(SequenceLength is null or (>= 2 and <= 100_000), "sequenceLength", $"must be in 2..100000, got {SequenceLength}");
         Require(DataSources.Names.Contains(Data), "data", $"is '{Data}' (valid: {string.Join(", ", DataSources.Names)})");
         try
         {
-            Nn.ModelSpec.ParseAny(Model);
+            Nn.NetworkSpecs.ParseAny(Model);
         }
         catch (FormatException e)
         {

@@ -161,7 +161,7 @@ public class DiagnoserTests
         var trainer = new Trainer(config with { Epochs = 1 });
         var batch = trainer.Loader.Epoch(0).First();
         GradFlow.Autograd.BackwardEngine.Backward(GradFlow.Nn.Losses.CrossEntropy(trainer.Model.Forward(batch.Inputs), batch.Labels!));
-        double expected = trainer.Model.Layers.Max(l =>
+        double expected = trainer.Mlp!.Layers.Max(l =>
         {
             var w = l.Linear.Weight.Data.ToDoubleArray();
             var g = l.Linear.Weight.Grad!.ToDoubleArray();
