@@ -1,0 +1,77 @@
+using GradFlow.Data;
+using GradFlow.Diagnostics;
+using GradFlow.Training;
+
+namespace GradFlow.Tests.Diagnostics;
+
+/// <summary>Diagnosis and repair through time, on the adding problem (docs/diagnosis.md, "Through time").</summary>
+public class RecurrentDiagnosisTests
+{
+    private static TrainingConfig Adding(string model, int length, double lr = 1e-2, double? clip = 1, OptimizerKind optimizer = OptimizerKind.Adam) => new()
+    {
+        Model = model, Data = "adding", SequenceLength = length, Optimizer = optimizer, LearningRate = lr, ClipNorm = clip,
+        BatchSize = 32, Epochs = 1, MaxSteps = 4000, Seed = 0, Threads = 2,
+    };
+
+    [Fact]
+    public void TanhRnn_Length100_VanishesThroughTime_AtTheLagWhereTheMeasuredSignalFallsBelowTheThreshold()
+    {
+        var trial = Trials.Run(Adding("rnn 2-64-1", 100), steps: 300, every: 20, cancellation: TestContext.Current.CancellationToken);
+        var p = Assert.Single(trial.Diagnosis.Problems, x => x.Kind == ProblemKind.VanishingGradient);
+        // the lag reported is the one in the last sample's measured profile (top layer), the ratio the window's median
+        var signal = trial.Samples[^1].TimeSignal![^1];
+        int lag = Enumerable.Range(1, signal.Length - 1).First(k => signal[^(k + 1)] / signal[^1] < new DiagnosisSettings().VanishingRatio);
+        Assert.Equal(lag, p.Evidence["lag_below_threshold"]);
+        Assert.True(lag < 50, $"lag {lag}: the first marker of the adding problem is at least 50 steps back");
+        Assert.Contains($"falls below the threshold at lag {lag}", p.Summary);
+        Assert.True(p.Evidence["time_ratio"] < 1e-3);
+        Assert.Equal("vanilla recurrent cell", p.Causes[0].Name);
+        Assert.Contains(p.Causes, c => c.Name == "sequence length" && c.Facts.Contains("T = 100"));
+        Assert.Equal("cell:gru", p.Remedies[0].Id);
+        Assert.Contains(p.Remedies, r => r.Id == "cell:lstm");
+        Assert.Contains(p.Remedies, r => r.Id == "init:orthogonal");
+    }
+
+    [Fact]
+    public void Gru_Length100_CarriesTheSignalThroughTime_OnceItHasLearnt()
+    {
+        var trial = Trials.Run(Adding("gru 2-64-1", 100), steps: 800, every: 40, cancellation: TestContext.Current.CancellationToken);
+        Assert.DoesNotContain(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.VanishingGradient);
+        Assert.True(trial.Diagnosis.GradientRatio > 1e-3, $"time ratio {trial.Diagnosis.GradientRatio}");
+        Assert.True(trial.Result.Epochs[^1].TestLoss < 0.05, $"test MSE {trial.Result.Epochs[^1].TestLoss}");
+    }
+
+    [Fact]
+    public void LargeRecurrentInit_WithSgd_DivergesWithoutClipping_AndTheDiagnosisNamesTheScaleAndClipping()
+    {
+        // σ(W_hh) of an orthogonal start with gain 2 is exactly 2
+        var trial = Trials.Run(Adding("rnn 2-64-1 init=orthogonal:2", 20, lr: 0.1, clip: null, optimizer: OptimizerKind.Sgd), steps: 500, every: 5, cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(StopReason.NonFiniteLoss, trial.Result.Stop);
+        var exploding = Assert.Single(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.ExplodingGradient);
+        Assert.Contains(exploding.Causes, c => c.Name == "recurrent weight scale too large" && c.Facts.Contains("σ = 2 "));
+        Assert.Contains(exploding.Causes, c => c.Name == "no gradient clipping");
+        Assert.Contains(exploding.Remedies, r => r.Id == "clip:1");
+        Assert.Contains(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.NonFinite);
+    }
+
+    [Fact]
+    public void LargeRecurrentInit_WithSgd_TrainsWithClipping()
+    {
+        var config = Adding("rnn 2-64-1 init=default:3", 20, lr: 0.1, clip: null, optimizer: OptimizerKind.Sgd);
+        var unclipped = new Trainer(config).Run(cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(StopReason.NonFiniteLoss, unclipped.Stop);
+        var clipped = new Trainer(config with { ClipNorm = 1 }).Run(cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(StopReason.MaxSteps, clipped.Stop);
+        Assert.True(clipped.Epochs[^1].TestLoss < 0.5 * SequenceTasks.AddingBaselineMse, $"test MSE {clipped.Epochs[^1].TestLoss}");
+    }
+
+    [Fact]
+    public void Repair_TanhRnn_Length100_SwitchesToAGatedCellThatLearns()
+    {
+        var result = Repairer.Repair(Adding("rnn 2-64-1", 100), trialSteps: 1000, maxAttempts: 3, cancellation: TestContext.Current.CancellationToken);
+        Assert.False(result.Initial.Diagnosis.Healthy);
+        Assert.True(result.Healthy, string.Join("; ", result.Final.Diagnosis.Problems.Select(p => p.Summary)));
+        Assert.StartsWith("gru ", result.Config.Model);
+        Assert.True(result.Final.Result.Epochs[^1].TestLoss < 0.05, $"test MSE {result.Final.Result.Epochs[^1].TestLoss}");
+    }
+}
