@@ -115,10 +115,10 @@ public static class Diagnoser
         s.TimeSignal is { Length: > 0 } t && t[^1].Length >= 2 && double.IsFinite(t[^1][^1]) && t[^1][^1] > 0 ? t[^1] : null;
 
     /// <summary>The signal at the first time step over that at the last, top recurrent layer (NaN without one).</summary>
-    internal static double TimeRatio(MonitorSample s) => TopTimeSignal(s) is { } t ? t[0] / t[^1] : double.NaN;
+    public static double TimeRatio(MonitorSample s) => TopTimeSignal(s) is { } t ? t[0] / t[^1] : double.NaN;
 
     /// <summary>The smallest lag k (steps back from the last) at which the signal is below <paramref name="threshold"/> of the last step's, or −1.</summary>
-    internal static int LagBelow(double[] signal, double threshold)
+    public static int LagBelow(double[] signal, double threshold)
     {
         double top = signal[^1];
         for (int k = 1; k < signal.Length; k++)
@@ -177,7 +177,7 @@ public static class Diagnoser
             Layers = all,
             Steps = window.Select(w => w.Step).ToArray(),
             Summary = string.Create(CultureInfo.InvariantCulture,
-                $"vanishing gradient through time: the backpropagated signal dL/dh at the first of {steps} time steps is {ratio:E1} of that at the last (threshold {s.VanishingRatio:E0}); it falls below the threshold at lag {lag} (time step {steps - lag} of {steps})"),
+                $"vanishing gradient through time: the backpropagated signal dL/dh at the first of {steps} time steps is {(ratio == 0 ? "0 (it underflowed)" : ratio.ToString("E1", CultureInfo.InvariantCulture))} of that at the last (threshold {s.VanishingRatio:E0}); it falls below the threshold at lag {lag} (time step {steps - lag} of {steps})"),
             Evidence = evidence,
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = remedies.Ranked(),

@@ -16,14 +16,16 @@ public static class DataSources
     /// <summary>The fixed seed of the adding problem's test sequences: one test set for every run seed, never drawn in training.</summary>
     public const ulong AddingTestSeed = 0x7E575E70FADD5UL;
 
+    /// <summary>Time steps of the adding problem's default training set: 128 000 sequences at T = 100.</summary>
+    public const int AddingTrainSteps = 12_800_000;
+
     /// <summary>
     /// Loads or generates the data: Fashion-MNIST (flattened, standardised with the training set's
     /// mean and standard deviation), or a synthetic set of 4000 training and 1000 test examples
     /// generated from the seed (the teacher task takes its input size and class count from the model);
     /// for recurrent models, the adding problem (<see cref="SequenceTasks.Adding"/>, T =
-    /// <see cref="TrainingConfig.SequenceLength"/> or 100: by default as many training sequences as
-    /// <see cref="TrainingConfig.MaxSteps"/> batches use, at most 128 000, so that every step sees fresh
-    /// ones; 2000 test sequences from <see cref="AddingTestSeed"/>) or Fashion-MNIST by rows
+    /// <see cref="TrainingConfig.SequenceLength"/> or 100: by default <see cref="AddingTrainSteps"/>/T training
+    /// sequences, 128 000 at T = 100, so that 4000 steps of 32 see fresh ones; 2000 test sequences from <see cref="AddingTestSeed"/>) or Fashion-MNIST by rows
     /// ([N, 28, 28]).
     /// </summary>
     /// <exception cref="ArgumentException">naming the data set and the model when their sizes do not fit.</exception>
@@ -68,7 +70,9 @@ public static class DataSources
     private static DataBundle AddingBundle(TrainingConfig config)
     {
         int length = config.SequenceLength ?? 100;
-        int train = config.TrainLimit ?? (int)Math.Min(128_000L, (long)(config.MaxSteps ?? 4000) * config.BatchSize);
+        // 12.8 million time steps (100 MB), whatever the run's budget: the same seed gives the same training set for
+        // a short trial and a full run (128 000 sequences at T = 100: 4000 steps of 32 without repeating one)
+        int train = config.TrainLimit ?? Math.Max(1000, AddingTrainSteps / length);
         int test = config.TestLimit ?? 2000;
         return new DataBundle(SequenceTasks.Adding(train, length, seed: config.Seed * 2 + 1), SequenceTasks.Adding(test, length, seed: AddingTestSeed));
     }

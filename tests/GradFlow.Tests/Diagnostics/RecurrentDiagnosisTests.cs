@@ -57,12 +57,12 @@ public class RecurrentDiagnosisTests
     [Fact]
     public void LargeRecurrentInit_WithSgd_TrainsWithClipping()
     {
-        var config = Adding("rnn 2-64-1 init=default:3", 20, lr: 0.1, clip: null, optimizer: OptimizerKind.Sgd);
+        var config = Adding("rnn 2-64-1 init=default:3", 20, lr: 0.03, clip: null, optimizer: OptimizerKind.Sgd) with { MaxSteps = 12000 };
         var unclipped = new Trainer(config).Run(cancellation: TestContext.Current.CancellationToken);
         Assert.Equal(StopReason.NonFiniteLoss, unclipped.Stop);
         var clipped = new Trainer(config with { ClipNorm = 1 }).Run(cancellation: TestContext.Current.CancellationToken);
         Assert.Equal(StopReason.MaxSteps, clipped.Stop);
-        Assert.True(clipped.Epochs[^1].TestLoss < 0.5 * SequenceTasks.AddingBaselineMse, $"test MSE {clipped.Epochs[^1].TestLoss}");
+        Assert.True(clipped.Epochs[^1].TestLoss < 0.05, $"test MSE {clipped.Epochs[^1].TestLoss} (baseline {SequenceTasks.AddingBaselineMse:F3})");
     }
 
     [Fact]
