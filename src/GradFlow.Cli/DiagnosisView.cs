@@ -18,10 +18,42 @@ internal static class DiagnosisView
             int len = double.IsFinite(lg) ? Math.Clamp((int)Math.Round((lg + 12) * 2), 0, 28) : 28;
             string bar = double.IsFinite(lg) ? new string('█', len).PadRight(28) : "non-finite".PadRight(28);
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $" {l.LayerIndex,5}  {(l.Activation is { } a ? Nn.ModelSpec.NameOf(a) : "(output)"),-12} {l.BackpropagatedSignalRms,10:E2}  {bar}  {F(l.Gain, "F3"),10}  {l.ParameterGradientNorm,10:E2}   {P(l.Saturation),9}  {P(l.DeadUnits),5}"));
+                $" {l.LayerIndex,5}  {(l.Activation is { } a ? Nn.ModelSpec.NameOf(a) : l.LayerIndex <= (s.TimeSignal?.Length ?? 0) ? "(recurrent)" : "(output)"),-12} {l.BackpropagatedSignalRms,10:E2}  {bar}  {F(l.Gain, "F3"),10}  {l.ParameterGradientNorm,10:E2}   {P(l.Saturation),9}  {P(l.DeadUnits),5}"));
         }
         sb.Append(string.Create(CultureInfo.InvariantCulture, $" gradient ratio (signal at layer 1 / layer {s.Layers.Length}): {s.GradientRatio:E2}   loss {s.Loss:F4}   global gradient norm {s.GlobalGradientNorm:E2}"));
+        if (s.TimeSignal is { } time)
+            for (int k = 0; k < time.Length; k++)
+                if (time[k].Length >= 2) sb.AppendLine().Append(TimeLine(k + 1, time[k]));
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// One recurrent layer's signal through time as a line: a log-scale character per time step
+    /// (the steps binned to at most 50 by the mean of log10), relative to the last step, then the ratio
+    /// of the first to the last step.
+    /// </summary>
+    internal static string TimeLine(int layer, double[] signal)
+    {
+        const string levels = " ▁▂▃▄▅▆▇█";
+        int steps = signal.Length, columns = Math.Min(50, steps);
+        double top = signal[^1];
+        var sb = new StringBuilder();
+        for (int c = 0; c < columns; c++)
+        {
+            int from = c * steps / columns, to = (c + 1) * steps / columns;
+            double sum = 0;
+            int n = 0;
+            for (int t = from; t < to; t++)
+            {
+                double r = signal[t] / top;
+                sum += r > 0 && double.IsFinite(r) ? Math.Log10(r) : -12;
+                n++;
+            }
+            double lg = sum / Math.Max(1, n); // 0 = as strong as the last step, -12 or less = nothing
+            sb.Append(levels[Math.Clamp((int)Math.Round((lg + 12) / 12 * (levels.Length - 1)), 0, levels.Length - 1)]);
+        }
+        return string.Create(CultureInfo.InvariantCulture,
+            $" through time, recurrent layer {layer}: t=1 |{sb}| t={steps}  (log scale, 1e-12..1 of the last step; first/last {signal[0] / top:E1})");
     }
 
     /// <summary>The problems with causes and remedies, or "healthy".</summary>
