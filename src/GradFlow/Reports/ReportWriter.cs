@@ -65,7 +65,9 @@ public sealed record RunData(string Directory, string? Config, IReadOnlyList<(in
 /// Self-contained HTML reports (inline CSS and SVG, no script, no network) from run directories:
 /// configuration, loss and accuracy curves, the gradient-flow chart (signal RMS per layer, log scale,
 /// at several moments), a layer × step heatmap of log10 signal RMS (non-finite cells shown in
-/// magenta), saturation, dead units and update ratios per layer, and the diagnosis in words.
+/// magenta), saturation, dead units and update ratios per layer, and the diagnosis in words; for
+/// recurrent models also the signal through time (recurrent layer × time step and training step ×
+/// time step heatmaps, and the signal against the lag with the vanishing threshold).
 /// </summary>
 public static class ReportWriter
 {
@@ -91,6 +93,7 @@ public static class ReportWriter
         Diagnosis(html, run);
         Curves(html, [(Path.GetFileName(runDirectory), run)]);
         GradientFlow(html, run);
+        ThroughTime(html, run);
         html.Append("</body></html>");
         var path = outputPath ?? Path.Combine(runDirectory, "report.html");
         AtomicFile.WriteAllText(path, html.ToString());
@@ -111,7 +114,7 @@ public static class ReportWriter
             double ratio = run.Samples.Count > 0 ? run.Samples[^1].GradientRatio : double.NaN;
             string verdict = run.Diagnosis is null ? "-" : run.Diagnosis.RootElement.GetProperty("healthy").GetBoolean() ? "healthy"
                 : string.Join(", ", run.Diagnosis.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("kind").GetString()));
-            html.Append(CultureInfo.InvariantCulture, $"<tr><td style=\"text-align:left\">{Svg.E(label)}</td><td>{(run.Epochs.Count > 0 ? last.TestAccuracy.ToString("P1", CultureInfo.InvariantCulture) : "-")}</td><td>{(run.Epochs.Count > 0 ? last.TestLoss.ToString("F4", CultureInfo.InvariantCulture) : "-")}</td><td>{ratio:E1}</td><td>{Svg.E(verdict)}</td></tr>");
+            html.Append(CultureInfo.InvariantCulture, $"<tr><td style=\"text-align:left\">{Svg.E(label)}</td><td>{(run.Epochs.Count > 0 && !double.IsNaN(last.TestAccuracy) ? last.TestAccuracy.ToString("P1", CultureInfo.InvariantCulture) : "-")}</td><td>{(run.Epochs.Count > 0 ? last.TestLoss.ToString("F4", CultureInfo.InvariantCulture) : "-")}</td><td>{ratio:E1}</td><td>{Svg.E(verdict)}</td></tr>");
         }
         html.Append("</table>");
         Curves(html, data.Select(d => (d.Label, d.Item2)).ToArray());
@@ -186,7 +189,9 @@ public static class ReportWriter
         }).ToArray();
         html.Append("<div class=\"card\">").Append(Svg.LineChart("training loss", "step", "loss", stepLoss, logY: false)).Append(Svg.Legend(stepLoss)).Append("</div>");
         html.Append("<div class=\"card\">").Append(Svg.LineChart("loss per epoch", "epoch", "loss", epochLoss, logY: false)).Append(Svg.Legend(epochLoss)).Append("</div>");
-        html.Append("<div class=\"card\">").Append(Svg.LineChart("accuracy per epoch", "epoch", "accuracy", acc, logY: false)).Append(Svg.Legend(acc)).Append("</div>");
+        // regression runs (the adding problem) have no accuracy: no empty chart
+        if (runs.Any(r => r.Run.Epochs.Any(e => !double.IsNaN(e.TestAccuracy) || !double.IsNaN(e.TrainAccuracy))))
+            html.Append("<div class=\"card\">").Append(Svg.LineChart("accuracy per epoch", "epoch", "accuracy", acc, logY: false)).Append(Svg.Legend(acc)).Append("</div>");
         html.Append("</div>");
     }
 
@@ -224,5 +229,83 @@ public static class ReportWriter
             .Append("</div><div class=\"card\">").Append(Svg.Bars($"dead units per layer (step {last.Step})", names, last.Layers.Select(l => l.DeadUnits).ToArray(), "#8c564b"))
             .Append("</div><div class=\"card\">").Append(Svg.LineChart($"update ratio ||ΔW||/||W|| (step {last.Step})", "layer index", "ratio", [new Series("update ratio", ratios, "#17becf")], logY: true))
             .Append("</div></div>");
+    }
+
+    /// <summary>Values below this fraction of a layer's last-step signal (an underflowed 0 included) are drawn at it.</summary>
+    public const double TimeFloor = 1e-30;
+
+    /// <summary>
+    /// <paramref name="signal"/> relative to its last step, binned to at most <paramref name="columns"/>
+    /// columns by the geometric mean (the mean of log10: a decay over many decades is not hidden by the
+    /// largest value of a bin); 0 and values below <see cref="TimeFloor"/> count as the floor, NaN stays NaN.
+    /// </summary>
+    public static double[] RelativeTimeBins(double[] signal, int columns)
+    {
+        ArgumentNullException.ThrowIfNull(signal);
+        int steps = signal.Length, n = Math.Min(columns, steps);
+        var bins = new double[n];
+        double top = steps > 0 ? signal[^1] : double.NaN;
+        for (int c = 0; c < n; c++)
+        {
+            int from = (int)((long)c * steps / n), to = (int)((long)(c + 1) * steps / n);
+            double sum = 0;
+            int count = 0;
+            bool nan = false;
+            for (int t = from; t < to; t++)
+            {
+                double r = signal[t] / top;
+                if (double.IsNaN(r)) { nan = true; break; }
+                sum += Math.Log10(Math.Max(TimeFloor, Math.Min(r, 1e30)));
+                count++;
+            }
+            bins[c] = nan || count == 0 ? double.NaN : Math.Pow(10, sum / count);
+        }
+        return bins;
+    }
+
+    private static void ThroughTime(StringBuilder html, RunData run)
+    {
+        var samples = run.Samples.Where(s => s.TimeSignal is { Length: > 0 } t && t[^1].Length >= 2).ToArray();
+        if (samples.Length == 0) return;
+        const int maxColumns = 100;
+        var last = samples[^1];
+        var time = last.TimeSignal!;
+        int steps = time[^1].Length, columns = Math.Min(maxColumns, steps);
+        string[] ColumnLabels(int n) => Enumerable.Range(0, n).Select(c => (c * steps / n + 1).ToString(CultureInfo.InvariantCulture)).ToArray();
+        int cell = Math.Clamp(900 / columns, 4, 16);
+        html.Append("<h2>Gradient flow through time</h2><p class=\"muted\">RMS of dL/dh_t, the signal backpropagation through time has carried to time step t, relative to the last step's (where the read-out's gradient enters); ")
+            .Append(steps > maxColumns ? $"steps binned {maxColumns} columns wide by the geometric mean; " : "")
+            .Append("values below 1e-30 (an underflow to 0 included) are drawn at 1e-30. A vanishing signal is dark on the left.</p>");
+        // (a) recurrent layer × time step, last sample
+        var layerValues = new double[time.Length, columns];
+        for (int k = 0; k < time.Length; k++)
+        {
+            var bins = time[time.Length - 1 - k].Length >= 2 ? RelativeTimeBins(time[time.Length - 1 - k], columns) : [];
+            for (int c = 0; c < columns; c++) layerValues[k, c] = c < bins.Length ? bins[c] : double.NaN;
+        }
+        html.Append("<div class=\"card\">").Append(Svg.Heatmap($"signal through time / last step's, recurrent layer × time step (step {last.Step})", "layer (top at the top)", "time step",
+            Enumerable.Range(0, time.Length).Select(k => (time.Length - k).ToString(CultureInfo.InvariantCulture)).ToArray(), ColumnLabels(columns), layerValues, cell)).Append("</div>");
+        // (b) training step × time step, top layer
+        var shown = samples.Length <= 40 ? samples : Enumerable.Range(0, 40).Select(i => samples[i * (samples.Length - 1) / 39]).Distinct().ToArray();
+        var stepValues = new double[shown.Length, columns];
+        for (int r = 0; r < shown.Length; r++)
+        {
+            var top = shown[r].TimeSignal![^1];
+            var bins = top.Length == steps ? RelativeTimeBins(top, columns) : [];
+            for (int c = 0; c < columns; c++) stepValues[r, c] = c < bins.Length ? bins[c] : double.NaN;
+        }
+        html.Append("<div class=\"card\">").Append(Svg.Heatmap("signal through time / last step's, top recurrent layer: training step × time step", "training step", "time step",
+            shown.Select(s => s.Step.ToString(CultureInfo.InvariantCulture)).ToArray(), ColumnLabels(columns), stepValues, cell)).Append("</div>");
+        // (c) the signal against the lag, a few moments, with the vanishing threshold
+        var moments = new[] { 0, samples.Length / 2, samples.Length - 1 }.Distinct().ToArray();
+        var series = moments.Select((m, i) =>
+        {
+            var sig = samples[m].TimeSignal![^1];
+            return new Series($"step {samples[m].Step}", Enumerable.Range(0, sig.Length).Select(k => ((double)k, Math.Max(TimeFloor, sig[^(k + 1)] / sig[^1]))).ToArray(), Svg.Palette[i]);
+        }).ToList();
+        double threshold = new DiagnosisSettings().VanishingRatio;
+        series.Add(new Series($"vanishing threshold {threshold:E0}", [(0.0, threshold), (steps - 1.0, threshold)], "#999999", Dashed: true));
+        html.Append("<div class=\"card\">").Append(Svg.LineChart("signal / last step's against the lag (top recurrent layer)", "lag (steps back from the last)", "relative RMS of dL/dh_t", series, logY: true, width: 900, height: 320))
+            .Append(Svg.Legend(series)).Append("</div>");
     }
 }

@@ -115,4 +115,47 @@ public sealed class ReportWriterTests : IDisposable
         Assert.DoesNotContain("Uncaught", log);
         Assert.DoesNotContain("SyntaxError", log);
     }
+
+    [Fact]
+    public void RelativeTimeBins_AreGeometricMeansRelativeToTheLastStep_WithTheFloor()
+    {
+        double[] signal = [1e-8, 1e-4, 0, 1e-2, 0.5, 2];
+        var bins = ReportWriter.RelativeTimeBins(signal, 3);
+        Assert.Equal(Math.Sqrt(0.5e-8 * 0.5e-4), bins[0], 1e-18);                    // geometric, not arithmetic (2.5e-5)
+        Assert.Equal(Math.Sqrt(ReportWriter.TimeFloor * 0.5e-2), bins[1], 1e-20);    // an underflowed 0 counts as the floor
+        Assert.Equal(Math.Sqrt(0.25 * 1), bins[2], 1e-12);
+        double[] expected = [0.5e-8, 0.5e-4, ReportWriter.TimeFloor, 0.5e-2, 0.25, 1];
+        var unbinned = ReportWriter.RelativeTimeBins(signal, 10);                       // at most one column per step
+        Assert.Equal(expected.Length, unbinned.Length);
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(1, unbinned[i] / expected[i], 1e-12);
+        Assert.True(double.IsNaN(ReportWriter.RelativeTimeBins([1, double.NaN, 1, 1], 2)[0]));
+    }
+
+    [Fact]
+    public void Write_RecurrentRun_HasTheThroughTimeHeatmapsAndNoAccuracyChart()
+    {
+        var dir = Path.Combine(_dir, "rnn");
+        Trials.Run(new TrainingConfig { Model = "rnn 2-8x2-1", Data = "adding", SequenceLength = 12, TrainLimit = 640, TestLimit = 100, BatchSize = 32, Epochs = 1, Threads = 1 },
+            steps: 20, every: 5, runDirectory: dir, cancellation: TestContext.Current.CancellationToken);
+        var doc = Parse(ReportWriter.Write(dir));
+        var svgs = Named(doc, "svg").ToArray();
+        Assert.DoesNotContain(svgs, s => s.Value.Contains("accuracy per epoch", StringComparison.Ordinal));
+        var samples = MonitorLog.ReadSamples(Path.Combine(dir, "metrics.jsonl"));
+        int Cells(string title) => svgs.Single(s => s.Value.Contains(title, StringComparison.Ordinal))
+            .Elements().Count(e => e.Name.LocalName == "rect" && e.Elements().Any(t => t.Name.LocalName == "title"));
+        Assert.Equal(2 * 12, Cells("recurrent layer × time step"));                 // 2 stacked layers × 12 steps
+        Assert.Equal(samples.Count * 12, Cells("training step × time step"));
+        Assert.Contains(svgs, s => s.Value.Contains("against the lag", StringComparison.Ordinal));
+        // the last step of each layer is the reference: its cell is the top of the colour scale
+        var layerMap = svgs.Single(s => s.Value.Contains("recurrent layer × time step", StringComparison.Ordinal));
+        var lastCell = layerMap.Elements().Where(e => e.Name.LocalName == "rect" && e.Elements().Any(t => t.Name.LocalName == "title")).ElementAt(11);
+        Assert.Contains("1.00E+000", lastCell.Value);
+    }
+
+    [Fact]
+    public void Write_MlpRun_HasNoThroughTimeSection()
+    {
+        var run = MonitoredRun("mlp", "mlp 2-8x2-2 act=relu init=he-normal");
+        Assert.DoesNotContain("Gradient flow through time", File.ReadAllText(ReportWriter.Write(run)));
+    }
 }
