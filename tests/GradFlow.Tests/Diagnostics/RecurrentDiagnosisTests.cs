@@ -74,4 +74,40 @@ public class RecurrentDiagnosisTests
         Assert.StartsWith("gru ", result.Config.Model);
         Assert.True(result.Final.Result.Epochs[^1].TestLoss < 0.05, $"test MSE {result.Final.Result.Epochs[^1].TestLoss}");
     }
+
+    private static MonitorSample Sample(long step, double[] signal) => new()
+    {
+        Step = step, Loss = 0.1, MeanLoss = 0.1, GlobalGradientNorm = 1,
+        Layers = [new LayerStats { LayerIndex = 1, BackpropagatedSignalRms = 1e-3 }, new LayerStats { LayerIndex = 2, BackpropagatedSignalRms = 1e-2 }],
+        TimeSignal = [signal],
+    };
+
+    [Fact]
+    public void Rules_SignalGrowingBackThroughTime_IsAnExplosionThroughTime_WithClippingAmongTheRemedies()
+    {
+        // 50 steps, the signal growing ×1.25 per step back: the first step's is 1.25^49 ≈ 5.6e4 times the last's
+        var signal = Enumerable.Range(0, 50).Select(t => Math.Pow(1.25, 49 - t)).ToArray();
+        var d = Diagnoser.Diagnose(Enumerable.Range(0, 5).Select(i => Sample(i * 10, signal)).ToArray(), Adding("rnn 2-16-1", 50, clip: null));
+        var p = Assert.Single(d.Problems, x => x.Kind == ProblemKind.ExplodingGradient);
+        Assert.StartsWith("exploding gradient through time", p.Summary);
+        Assert.Equal(Math.Pow(1.25, 49), d.GradientRatio, 1e-6 * Math.Pow(1.25, 49));
+        Assert.Contains(p.Remedies, r => r.Id == "clip:1");
+        Assert.DoesNotContain(d.Problems, x => x.Kind == ProblemKind.VanishingGradient);
+    }
+
+    [Fact]
+    public void Rules_SignalDecayingThroughTime_VanishesAtTheFirstLagBelowTheThreshold()
+    {
+        // ×0.5 per step back: below 1e-3 of the last step's from lag 10 (0.5^10 ≈ 9.8e-4)
+        var signal = Enumerable.Range(0, 40).Select(t => Math.Pow(0.5, 39 - t)).ToArray();
+        var d = Diagnoser.Diagnose(Enumerable.Range(0, 5).Select(i => Sample(i * 10, signal)).ToArray(), Adding("gru 2-16-1", 40));
+        var p = Assert.Single(d.Problems, x => x.Kind == ProblemKind.VanishingGradient);
+        Assert.Equal(10, p.Evidence["lag_below_threshold"]);
+        Assert.Equal(40, p.Evidence["sequence_length"]);
+        Assert.DoesNotContain(p.Causes, c => c.Name == "vanilla recurrent cell");
+        Assert.Contains(p.Remedies, r => r.Id == "init:orthogonal");
+        // healthy when the decay stops at 0.9 per step: 0.9^39 ≈ 0.016
+        var mild = Enumerable.Range(0, 40).Select(t => Math.Pow(0.9, 39 - t)).ToArray();
+        Assert.True(Diagnoser.Diagnose(Enumerable.Range(0, 5).Select(i => Sample(i * 10, mild)).ToArray(), Adding("gru 2-16-1", 40)).Healthy);
+    }
 }
