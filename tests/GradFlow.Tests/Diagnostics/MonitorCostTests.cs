@@ -1,3 +1,4 @@
+using GradFlow.Tests.TestSupport;
 using GradFlow.Autograd;
 using GradFlow.Diagnostics;
 using GradFlow.Nn;
@@ -67,26 +68,7 @@ public class MonitorCostTests
             var x = Tensor.RandN(new Generator(6), 16, 20);
             var y = IndexTensor.FromArray(Enumerable.Range(0, 16).Select(i => i % 4).ToArray(), 16);
             var opt = new Sgd(m.Parameters(), 0.01, momentum: 0.9);
-            using var mon = monitored ? new GradientMonitor(m, 1) : null;
-            long before = 0;
-            for (int step = 0; step < 200; step++)
-            {
-                if (step == 140) before = GC.GetAllocatedBytesForCurrentThread(); // history capacity is 256 from step 128 on
-                if (mon is not null)
-                {
-                    mon.BeginSample(step);
-                    opt.TrackUpdates = true;
-                }
-                opt.ZeroGrad();
-                var loss = Losses.CrossEntropy(m.Forward(x), y);
-                BackwardEngine.Backward(loss);
-                mon?.RecordGradients(loss.Item());
-                opt.Step();
-                mon?.EndSample(opt);
-            }
-            long perStep = (GC.GetAllocatedBytesForCurrentThread() - before) / 60;
-            if (mon is not null) Assert.Equal(200, mon.Samples.Count);
-            return perStep;
+            return MonitorAllocation.PerStep(m, opt, () => Losses.CrossEntropy(m.Forward(x), y), monitored);
         }
         PerStep(true);
         long plain = PerStep(false), monitored = PerStep(true);

@@ -1,3 +1,4 @@
+using GradFlow.Tests.TestSupport;
 using GradFlow.Autograd;
 using GradFlow.Diagnostics;
 using GradFlow.Nn;
@@ -207,26 +208,7 @@ public class RecurrentMonitorTests
             var x = X(6);
             var y = Y(7);
             var opt = new Sgd(m.Parameters(), 0.01, momentum: 0.9);
-            using var mon = monitored ? new GradientMonitor(m, 1) : null;
-            long before = 0;
-            for (int step = 0; step < 200; step++)
-            {
-                if (step == 140) before = GC.GetAllocatedBytesForCurrentThread(); // history capacities double at 128 samples
-                if (mon is not null)
-                {
-                    mon.BeginSample(step);
-                    opt.TrackUpdates = true;
-                }
-                opt.ZeroGrad();
-                var loss = Losses.Mse(m.Forward(x), y);
-                BackwardEngine.Backward(loss);
-                mon?.RecordGradients(loss.Item());
-                opt.Step();
-                mon?.EndSample(opt);
-            }
-            long perStep = (GC.GetAllocatedBytesForCurrentThread() - before) / 60;
-            if (mon is not null) Assert.Equal(200, mon.Samples.Count);
-            return perStep;
+            return MonitorAllocation.PerStep(m, opt, () => Losses.Mse(m.Forward(x), y), monitored);
         }
         PerStep(true);
         long plain = PerStep(false), monitored = PerStep(true);

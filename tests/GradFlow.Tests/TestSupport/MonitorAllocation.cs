@@ -1,0 +1,39 @@
+using GradFlow.Autograd;
+using GradFlow.Diagnostics;
+using GradFlow.Nn;
+using GradFlow.Optim;
+using GradFlow.Tensors;
+
+namespace GradFlow.Tests.TestSupport;
+
+/// <summary>Bytes a training step allocates, with or without the gradient monitor sampling every step (update ratios included).</summary>
+internal static class MonitorAllocation
+{
+    /// <summary>
+    /// Runs 200 steps of <paramref name="model"/> and returns the bytes allocated per step over steps
+    /// 140-199 (after the monitor's history capacities have doubled to 256 at step 128).
+    /// </summary>
+    public static long PerStep(Module model, Optimizer optimizer, Func<Tensor> loss, bool monitored)
+    {
+        using var mon = monitored ? new GradientMonitor(model, 1) : null;
+        long before = 0;
+        for (int step = 0; step < 200; step++)
+        {
+            if (step == 140) before = GC.GetAllocatedBytesForCurrentThread();
+            if (mon is not null)
+            {
+                mon.BeginSample(step);
+                optimizer.TrackUpdates = true;
+            }
+            optimizer.ZeroGrad();
+            var l = loss();
+            BackwardEngine.Backward(l);
+            mon?.RecordGradients(l.Item());
+            optimizer.Step();
+            mon?.EndSample(optimizer);
+        }
+        long perStep = (GC.GetAllocatedBytesForCurrentThread() - before) / 60;
+        if (mon is not null) Assert.Equal(200, mon.Samples.Count);
+        return perStep;
+    }
+}
