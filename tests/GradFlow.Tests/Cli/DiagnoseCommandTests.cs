@@ -72,6 +72,16 @@ public sealed class DiagnoseCommandTests : IDisposable
         Assert.Equal(2, code);
         Assert.Contains("exclude each other", err);
     }
+    [Fact]
+    public void Diagnose_TanhRnnOnTheAddingProblem_ReportsVanishingThroughTimeWithTheLag()
+    {
+        var (code, output, _) = Run("diagnose", "--model", "rnn 2-64-1", "--data", "adding", "--seq-len", "100", "--lr", "0.01", "--clip-norm", "1",
+            "--batch-size", "32", "--steps", "300", "--epochs", "1", "--threads", "2");
+        Assert.Equal(3, code);
+        Assert.Matches(@"vanishing gradient through time: .* falls below the threshold at lag \d+ \(time step \d+ of 100\)", output);
+        Assert.Contains("through time, recurrent layer 1: t=1 |", output);
+        Assert.Contains("[cell:gru]", output);
+    }
 }
 
 public sealed class TrainMonitorTests : IDisposable
