@@ -76,15 +76,15 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// <summary>One matrix (Count = 1), optionally spread over the kernel threads.</summary>
     private static void Single(Problem<T> p, bool parallel, GemmPath path)
     {
-        if (TKernel.HasDirect && (path == GemmPath.Direct || path == GemmPath.Auto && (long)p.M * p.N * p.K <= Gemm.DirectMacs))
-        {
-            Direct(p);
-            return;
-        }
         int mr = TKernel.MR, nr = TKernel.NR, kcMax = TKernel.KC;
         int panelsM = (p.M + mr - 1) / mr;
         int mTasks = (panelsM + TKernel.MC / mr - 1) / (TKernel.MC / mr);
         if (mTasks > 1 && (mTasks & 1) == 1 && mTasks < panelsM) mTasks++;
+        if (TKernel.HasDirect && (path == GemmPath.Direct || path == GemmPath.Auto && UseDirect(p, parallel, mTasks)))
+        {
+            Direct(p);
+            return;
+        }
         var job = _job ??= new Job();
         job.Reset(p, panelsM, mTasks);
         for (int jc = 0; jc < p.N; jc += Gemm.NC)
@@ -112,6 +112,21 @@ internal static unsafe class GemmDriver<T, TKernel>
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Auto choice of the small-GEMM path: at most <see cref="Gemm.DirectMacs"/> multiply-adds, and
+    /// the packed loops would run it as one task anyway (single-threaded call, or one row block of
+    /// fewer than 8 column panels, e.g. every GEMM of a 64-wide layer). A problem the packed loops
+    /// split over the threads (the 64×784 weight gradient of a first layer) stays there: measured
+    /// faster on 2 threads than the direct path on one. Depends on the shape and thread count only.
+    /// </summary>
+    private static bool UseDirect(Problem<T> p, bool parallel, int mTasks)
+    {
+        if ((long)p.M * p.N * p.K > Gemm.DirectMacs) return false;
+        if (!parallel) return true;
+        int panelsN = (Math.Min(Gemm.NC, p.N) + TKernel.NR - 1) / TKernel.NR;
+        return mTasks == 1 && panelsN / 4 < 2;
     }
 
     /// <summary>
