@@ -410,31 +410,39 @@ public static class ActivationKernels
 
         public float Invoke(float x) => MathF.Tanh(x);
 
-        /// <summary>e^{2a} for 0 ≤ a ≤ <see cref="Saturate"/> (Cephes expf: n = round(2a·log₂e), r = 2a − n·ln2 in two parts, polynomial, 2ⁿ by the exponent bits; ~1 ulp).</summary>
+        /// <summary>1.5·2²³: adding it rounds a float of magnitude below 2²² to an integer, which then sits in the low mantissa bits.</summary>
+        private const float RoundMagic = 12582912f;
+
+        /// <summary>e^{2a} for 0 ≤ a ≤ <see cref="Saturate"/> (Cephes expf: n = round(2a·log₂e) by the magic-number add, r = 2a − n·ln2 in two parts, polynomial, 2ⁿ by shifting n's bits into the exponent; ~1 ulp).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static Vector256<float> Exp2X(Vector256<float> a)
         {
             var x = a + a;
-            var n = Vector256.Round(x * Vector256.Create(Log2E));
+            var t = Vector256.FusedMultiplyAdd(x, Vector256.Create(Log2E), Vector256.Create(RoundMagic));
+            var n = t - Vector256.Create(RoundMagic);
             var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), x));
             var q = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(
                 Vector256.Create(Q0), r, Vector256.Create(Q1)), r, Vector256.Create(Q2)), r, Vector256.Create(Q3)), r, Vector256.Create(Q4)), r, Vector256.Create(Q5));
             var e = Vector256.FusedMultiplyAdd(q, r * r, r) + Vector256<float>.One;
-            var scale = Vector256.ShiftLeft(Vector256.ConvertToInt32(n) + Vector256.Create(127), 23).AsSingle();
+            var scale = (Vector256.ShiftLeft(t.AsInt32(), 23) + Vector256.Create(127 << 23)).AsSingle();
             return e * scale;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static Vector512<float> Exp2X(Vector512<float> a)
         {
             var x = a + a;
-            var n = Vector512.Round(x * Vector512.Create(Log2E));
+            var t = Vector512.FusedMultiplyAdd(x, Vector512.Create(Log2E), Vector512.Create(RoundMagic));
+            var n = t - Vector512.Create(RoundMagic);
             var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), x));
             var q = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(
                 Vector512.Create(Q0), r, Vector512.Create(Q1)), r, Vector512.Create(Q2)), r, Vector512.Create(Q3)), r, Vector512.Create(Q4)), r, Vector512.Create(Q5));
             var e = Vector512.FusedMultiplyAdd(q, r * r, r) + Vector512<float>.One;
-            var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(n) + Vector512.Create(127), 23).AsSingle();
+            var scale = (Vector512.ShiftLeft(t.AsInt32(), 23) + Vector512.Create(127 << 23)).AsSingle();
             return e * scale;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector256<float> Invoke(Vector256<float> x)
         {
             var ax = Vector256.Abs(x);
@@ -443,9 +451,10 @@ public static class ActivationKernels
                 Vector256.Create(P0), z, Vector256.Create(P1)), z, Vector256.Create(P2)), z, Vector256.Create(P3)), z, Vector256.Create(P4));
             var small = Vector256.FusedMultiplyAdd(x, z * poly, x);
             var large = Vector256<float>.One - Vector256.Create(2f) / (Exp2X(Vector256.Min(ax, Vector256.Create(Saturate))) + Vector256<float>.One);
-            return Vector256.CopySign(Vector256.ConditionalSelect(Vector256.LessThan(ax, Vector256.Create(Split)), small, large), x);
+            return Vector256.ConditionalSelect(Vector256.LessThan(ax, Vector256.Create(Split)), small, large) | (x & Vector256.Create(-0f));
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector512<float> Invoke(Vector512<float> x)
         {
             var ax = Vector512.Abs(x);
@@ -454,7 +463,7 @@ public static class ActivationKernels
                 Vector512.Create(P0), z, Vector512.Create(P1)), z, Vector512.Create(P2)), z, Vector512.Create(P3)), z, Vector512.Create(P4));
             var small = Vector512.FusedMultiplyAdd(x, z * poly, x);
             var large = Vector512<float>.One - Vector512.Create(2f) / (Exp2X(Vector512.Min(ax, Vector512.Create(Saturate))) + Vector512<float>.One);
-            return Vector512.CopySign(Vector512.ConditionalSelect(Vector512.LessThan(ax, Vector512.Create(Split)), small, large), x);
+            return Vector512.ConditionalSelect(Vector512.LessThan(ax, Vector512.Create(Split)), small, large) | (x & Vector512.Create(-0f));
         }
     }
 
