@@ -30,6 +30,24 @@ internal static class Profile
             double ms = Time(() => Tensor.Linear(x, w, b));
             Console.WriteLine($"linear {rows}x{inF}->{outF} with bias: {ms:F4} ms");
         }
+        // The other pieces of an mlp-deep-narrow layer (64×64, float32): ops with a graph, and bare kernels.
+        {
+            var gen = new Generator(3);
+            var x = Tensor.RandN(gen, 64, 64);
+            var w = Tensor.RandN(gen, 64, 64);
+            var b = Tensor.RandN(gen, 64);
+            w.RequiresGrad = true;
+            b.RequiresGrad = true;
+            var xs = x.ToArray();
+            var ys = new float[xs.Length];
+            var gs = Tensor.RandN(gen, 64, 64).ToArray();
+            var db = new float[64];
+            Console.WriteLine($"deep-narrow pieces (64x64): linear op with grad {Time(() => Tensor.Linear(x, w, b)):F4} ms, " +
+                $"tanh op with grad {Time(() => Tensor.Linear(x, w, b).Tanh()) - Time(() => Tensor.Linear(x, w, b)):F4} ms, " +
+                $"tanh kernel {Time(() => GradFlow.Kernels.ActivationKernels.Tanh<float>(xs, ys)):F4} ms, " +
+                $"tanh backward kernel {Time(() => GradFlow.Kernels.ActivationKernels.TanhBackward<float>(xs, gs, ys)):F4} ms, " +
+                $"bias gradient sum {Time(() => GradFlow.Kernels.ReduceKernels.Sum<float>(gs, 1, 64, 64, db)):F4} ms");
+        }
     }
 
     private static void Phases(string name, int[] dims, int batch, Func<Module> act, bool release)

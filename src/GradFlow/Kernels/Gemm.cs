@@ -32,11 +32,25 @@ namespace GradFlow.Kernels;
 /// identical for any <see cref="KernelThreads.Count"/>. Problems below about 64³ multiply-adds run
 /// on the calling thread.
 /// </para>
+/// <para>
+/// Small GEMMs (up to <see cref="DirectMacs"/> multiply-adds that the packed loops would run as one
+/// task, e.g. the 64×64×64 products of a narrow layer) take a direct path: the same tiles and k
+/// blocks, but op(A) and untransposed op(B) are read in place by a strided variant of the
+/// micro-kernel (only a transposed B, a partial last column panel and a partial last row panel are
+/// packed). It computes the same bits as the packed loops.
+/// </para>
 /// </remarks>
 public static class Gemm
 {
     /// <summary>Multiply-adds below which a problem stays on the calling thread (64³: a few µs of work).</summary>
     internal const long ParallelThreshold = 64 * 64 * 64;
+
+    /// <summary>
+    /// Multiply-adds up to which a matrix may take the small-GEMM path (operands read in place, calling
+    /// thread; 2²² ≈ 64×64×1024), when the packed loops would not split it over threads anyway: there
+    /// the packing costs a large share of the multiply.
+    /// </summary>
+    internal const long DirectMacs = 1L << 22;
 
     /// <summary>Columns of packed B per block (KC·NC·4 bytes = 4 MiB at KC = 256: sized for L3).</summary>
     internal const int NC = 4096;
@@ -52,8 +66,13 @@ public static class Gemm
     /// forward of a linear layer without a separate pass that first copies the bias into C.
     /// </summary>
     /// <exception cref="ArgumentException">as <see cref="MultiplyBatched(int, bool, bool, int, int, int, float, ReadOnlySpan{float}, int, long, ReadOnlySpan{float}, int, long, float, Span{float}, int, long)"/>, or when bias has fewer than n elements.</exception>
-    public static unsafe void Multiply(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
-        ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> bias, Span<float> c, int ldc)
+    public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> bias, Span<float> c, int ldc) =>
+        Multiply(KernelIsa.Best, GemmPath.Auto, transA, transB, m, n, k, alpha, a, lda, b, ldb, bias, c, ldc);
+
+    /// <summary>The bias overload on an explicit path and loop structure (tests compare them).</summary>
+    internal static unsafe void Multiply(InstructionSet isa, GemmPath path, bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> bias, Span<float> c, int ldc)
     {
         Validate(1, transA, transB, m, n, k, a.Length, lda, 0, b.Length, ldb, 0, c.Length, ldc, 0);
         if (bias.Length < n) throw new ArgumentException($"gemm: bias has {bias.Length} elements but C has n = {n} columns.", nameof(bias));
@@ -66,11 +85,11 @@ public static class Gemm
                 for (int i = 0; i < m; i++) bias[..n].CopyTo(c.Slice(i * ldc, n));
                 return;
             }
-            switch (KernelIsa.Best)
+            switch (isa)
             {
-                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p); break;
-                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p); break;
-                default: GemmDriver<float, GemmKernelF32Portable>.Run(p); break;
+                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p, path); break;
+                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p, path); break;
+                default: GemmDriver<float, GemmKernelF32Portable>.Run(p, path); break;
             }
         }
     }
@@ -104,7 +123,7 @@ public static class Gemm
     /// computes the right numbers (in slow software emulation).</remarks>
     internal static unsafe void MultiplyBatched(InstructionSet isa, int count, bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
-        float beta, Span<float> c, int ldc, long strideC)
+        float beta, Span<float> c, int ldc, long strideC, GemmPath path = GemmPath.Auto)
     {
         Validate(count, transA, transB, m, n, k, a.Length, lda, strideA, b.Length, ldb, strideB, c.Length, ldc, strideC);
         if (count == 0 || m == 0 || n == 0) return;
@@ -113,9 +132,9 @@ public static class Gemm
             var p = new Problem<float>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC);
             switch (isa)
             {
-                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p); break;
-                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p); break;
-                default: GemmDriver<float, GemmKernelF32Portable>.Run(p); break;
+                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p, path); break;
+                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p, path); break;
+                default: GemmDriver<float, GemmKernelF32Portable>.Run(p, path); break;
             }
         }
     }
@@ -130,8 +149,8 @@ public static class Gemm
         fixed (double* pa = a, pb = b, pc = c)
         {
             var p = new Problem<double>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC);
-            if (isa >= InstructionSet.Avx2) GemmDriver<double, GemmKernelF64Avx2>.Run(p);
-            else GemmDriver<double, GemmKernelF64Portable>.Run(p);
+            if (isa >= InstructionSet.Avx2) GemmDriver<double, GemmKernelF64Avx2>.Run(p, GemmPath.Auto);
+            else GemmDriver<double, GemmKernelF64Portable>.Run(p, GemmPath.Auto);
         }
     }
 
@@ -166,6 +185,19 @@ public static class Gemm
                 $"gemm: {name} has {length} elements but {count} matrices of {layout} = {rows}×{cols} with {ldName} = {ld} and {strideName} = {stride} need {needed}.",
                 name);
     }
+}
+
+/// <summary>Loop structure of a GEMM: chosen by shape (Auto), or forced (tests compare the two).</summary>
+internal enum GemmPath
+{
+    /// <summary>The small-GEMM path up to <see cref="Gemm.DirectMacs"/> multiply-adds per matrix when the packed loops would not split it over threads, else packed.</summary>
+    Auto,
+
+    /// <summary>Always the packed (GotoBLAS) loops.</summary>
+    Packed,
+
+    /// <summary>Always the small-GEMM loops where the micro-kernel has a direct variant (float32), whatever the size.</summary>
+    Direct,
 }
 
 /// <summary>A validated GEMM call: raw pointers into pinned spans plus the shape.</summary>
@@ -207,4 +239,15 @@ internal unsafe interface IMicroKernel<T> where T : unmanaged
 
     /// <summary>Computes one full MR×NR tile of C (row stride ldc).</summary>
     static abstract void Run(nint kc, T* a, T* b, T* c, nint ldc, T alpha, T beta);
+
+    /// <summary>Whether <see cref="RunDirect"/> exists: the small-GEMM path reads unpacked operands through it.</summary>
+    static virtual bool HasDirect => false;
+
+    /// <summary>
+    /// The tile of <see cref="Run"/> with operands read in place: tile row r at depth p is <c>a[r·rsA + p·csA]</c>
+    /// (any strides, so op(A) transposed or not), B row p is the NR contiguous elements at <c>b + p·ldb</c>.
+    /// Same operations in the same order as <see cref="Run"/> on packed copies, so the same bits.
+    /// </summary>
+    static virtual void RunDirect(nint kc, T* a, nint rsA, nint csA, T* b, nint ldb, T* c, nint ldc, T alpha, T beta) =>
+        throw new NotSupportedException("this micro-kernel has no direct variant");
 }

@@ -36,7 +36,7 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// <summary>Packed B elements from which the packing itself is spread over the threads.</summary>
     private const long PackInParallel = 1L << 16;
 
-    public static void Run(Problem<T> p)
+    public static void Run(Problem<T> p, GemmPath path)
     {
         if (p.K == 0 || p.Alpha == T.Zero)
         {
@@ -49,16 +49,16 @@ internal static unsafe class GemmDriver<T, TKernel>
             if (macs * p.Count >= Gemm.ParallelThreshold && KernelThreads.Count > 1)
             {
                 var whole = p;
-                KernelThreads.Run(p.Count, i => Single(whole.Item(i), parallel: false));
+                KernelThreads.Run(p.Count, i => Single(whole.Item(i), parallel: false, path));
             }
             else
             {
-                for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel: false);
+                for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel: false, path);
             }
             return;
         }
         bool parallel = macs >= Gemm.ParallelThreshold && KernelThreads.Count > 1;
-        for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel);
+        for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel, path);
     }
 
     /// <summary>C = beta·C (k = 0 or alpha = 0); beta = 0 writes zeros without reading C.</summary>
@@ -74,12 +74,17 @@ internal static unsafe class GemmDriver<T, TKernel>
     }
 
     /// <summary>One matrix (Count = 1), optionally spread over the kernel threads.</summary>
-    private static void Single(Problem<T> p, bool parallel)
+    private static void Single(Problem<T> p, bool parallel, GemmPath path)
     {
         int mr = TKernel.MR, nr = TKernel.NR, kcMax = TKernel.KC;
         int panelsM = (p.M + mr - 1) / mr;
         int mTasks = (panelsM + TKernel.MC / mr - 1) / (TKernel.MC / mr);
         if (mTasks > 1 && (mTasks & 1) == 1 && mTasks < panelsM) mTasks++;
+        if (TKernel.HasDirect && (path == GemmPath.Direct || path == GemmPath.Auto && UseDirect(p, parallel, mTasks)))
+        {
+            Direct(p);
+            return;
+        }
         var job = _job ??= new Job();
         job.Reset(p, panelsM, mTasks);
         for (int jc = 0; jc < p.N; jc += Gemm.NC)
@@ -104,6 +109,88 @@ internal static unsafe class GemmDriver<T, TKernel>
                     else for (int t = 0; t < bTasks; t++) job.PackB(t);
                     if (parallel) KernelThreads.Run(tasks, job.ComputeTask);
                     else for (int t = 0; t < tasks; t++) job.Compute(t);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Auto choice of the small-GEMM path: at most <see cref="Gemm.DirectMacs"/> multiply-adds, and
+    /// the packed loops would run it as one task anyway (single-threaded call, or one row block of
+    /// fewer than 8 column panels, e.g. every GEMM of a 64-wide layer). A problem the packed loops
+    /// split over the threads (the 64×784 weight gradient of a first layer) stays there: measured
+    /// faster on 2 threads than the direct path on one. Depends on the shape and thread count only.
+    /// </summary>
+    private static bool UseDirect(Problem<T> p, bool parallel, int mTasks)
+    {
+        if ((long)p.M * p.N * p.K > Gemm.DirectMacs) return false;
+        if (!parallel) return true;
+        int panelsN = (Math.Min(Gemm.NC, p.N) + TKernel.NR - 1) / TKernel.NR;
+        return mTasks == 1 && panelsN / 4 < 2;
+    }
+
+    /// <summary>
+    /// The small-GEMM path (one matrix, calling thread): the loops of <see cref="Single"/> without the
+    /// packing of operands the micro-kernel can read in place. op(A) row panels are read through
+    /// strides (transposed or not); op(B) is read in place unless transposed. Packed are only op(B)
+    /// when transposed (W of a linear layer's forward: KC×N, in L1/L2), a last partial column panel
+    /// and the last partial row panel (zero-padded, one MR×KC block per k block). Tiles, k blocks
+    /// and epilogues are those of the packed path, so the result is bitwise the same.
+    /// </summary>
+    private static void Direct(Problem<T> p)
+    {
+        int mr = TKernel.MR, nr = TKernel.NR, kcMax = TKernel.KC;
+        int panelsN = (p.N + nr - 1) / nr;
+        int fullRows = p.M / mr * mr, lastCols = p.N - (panelsN - 1) * nr;
+        nint rsA = p.TransA ? 1 : p.Lda, csA = p.TransA ? p.Lda : 1;
+        int kc0 = Math.Min(kcMax, p.K);
+        int needB = (p.TransB ? panelsN : 1) * nr * kc0;
+        if (_packB is null || _packB.Length < needB) _packB = GC.AllocateUninitializedArray<T>(needB, pinned: true);
+        if (_packA is null || _packA.Length < mr * kc0)
+            _packA = GC.AllocateUninitializedArray<T>(Math.Max(mr * kc0, (TKernel.MC + mr) * TKernel.KC), pinned: true);
+        fixed (T* packB = _packB, packA = _packA)
+        {
+            T* tile = stackalloc T[mr * nr];
+            for (int pc = 0; pc < p.K; pc += kcMax)
+            {
+                int kc = Math.Min(kcMax, p.K - pc);
+                T beta = pc == 0 ? p.Beta : T.One;
+                T* bias = pc == 0 ? p.Bias : null;
+                if (p.TransB)
+                {
+                    for (int jp = 0; jp < panelsN; jp++)
+                        GemmPack.PackB(p.B, p.Ldb, true, pc, kc, jp * nr, Math.Min(nr, p.N - jp * nr), nr, packB + (nint)jp * nr * kc);
+                }
+                else if (lastCols < nr)
+                {
+                    GemmPack.PackB(p.B, p.Ldb, false, pc, kc, (panelsN - 1) * nr, lastCols, nr, packB);
+                }
+                if (fullRows < p.M) GemmPack.PackA(p.A, p.Lda, p.TransA, fullRows, p.M - fullRows, pc, kc, mr, packA);
+                T* aBlock = p.A + (p.TransA ? (nint)pc * p.Lda : pc);
+                for (int jp = 0; jp < panelsN; jp++)
+                {
+                    int j0 = jp * nr, cols = Math.Min(nr, p.N - j0);
+                    bool inPlace = !p.TransB && cols == nr;
+                    T* bp = inPlace ? p.B + (nint)pc * p.Ldb + j0 : p.TransB ? packB + (nint)jp * nr * kc : packB;
+                    nint ldb = inPlace ? p.Ldb : nr;
+                    for (int i0 = 0; i0 < p.M; i0 += mr)
+                    {
+                        int rows = Math.Min(mr, p.M - i0);
+                        T* ap = rows == mr ? aBlock + i0 * rsA : packA;
+                        nint rs = rows == mr ? rsA : 1, cs = rows == mr ? csA : mr;
+                        T* c = p.C + (nint)i0 * p.Ldc + j0;
+                        if (bias is not null)
+                        {
+                            TKernel.RunDirect(kc, ap, rs, cs, bp, ldb, tile, nr, p.Alpha, T.Zero);
+                            StoreWithBias(tile, c, p.Ldc, rows, cols, bias + j0);
+                        }
+                        else if (rows == mr && cols == nr) TKernel.RunDirect(kc, ap, rs, cs, bp, ldb, c, p.Ldc, p.Alpha, beta);
+                        else
+                        {
+                            TKernel.RunDirect(kc, ap, rs, cs, bp, ldb, tile, nr, p.Alpha, T.Zero);
+                            MergeTile(tile, c, p.Ldc, rows, cols, beta);
+                        }
+                    }
                 }
             }
         }
@@ -204,53 +291,56 @@ internal static unsafe class GemmDriver<T, TKernel>
                         if (_bias is not null)
                         {
                             TKernel.Run(_kc, ap, bp, tile, nr, _p.Alpha, T.Zero);
-                            StoreWithBias(tile, c, rows, cols, _bias + j0);
+                            StoreWithBias(tile, c, _p.Ldc, rows, cols, _bias + j0);
                         }
                         else if (rows == mr && cols == nr) TKernel.Run(_kc, ap, bp, c, _p.Ldc, _p.Alpha, _beta);
-                        else EdgeTile(ap, bp, c, rows, cols, tile);
+                        else
+                        {
+                            TKernel.Run(_kc, ap, bp, tile, nr, _p.Alpha, T.Zero);
+                            MergeTile(tile, c, _p.Ldc, rows, cols, _beta);
+                        }
                     }
                 }
             }
         }
+    }
 
-        /// <summary>C[r, j] = tile[r, j] + bias[j] for the tile's rows×cols (the tile is in L1; one pass, no read of C).</summary>
-        private void StoreWithBias(T* tile, T* c, int rows, int cols, T* bias)
+    /// <summary>C[r, j] = tile[r, j] + bias[j] for the tile's rows×cols (the tile is in L1; one pass, no read of C).</summary>
+    private static void StoreWithBias(T* tile, T* c, int ldc, int rows, int cols, T* bias)
+    {
+        int nr = TKernel.NR;
+        if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated && cols == nr && nr % 8 == 0)
         {
-            int nr = TKernel.NR;
-            if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated && cols == nr && nr % 8 == 0)
-            {
-                for (int r = 0; r < rows; r++)
-                {
-                    float* dst = (float*)c + (nint)r * _p.Ldc, src = (float*)tile + r * nr;
-                    for (int j = 0; j < nr; j += 8)
-                        Vector256.Store(Vector256.Load(src + j) + Vector256.Load((float*)bias + j), dst + j);
-                }
-                return;
-            }
             for (int r = 0; r < rows; r++)
             {
-                T* dst = c + (nint)r * _p.Ldc;
-                T* src = tile + r * nr;
-                for (int j = 0; j < cols; j++) dst[j] = src[j] + bias[j];
+                float* dst = (float*)c + (nint)r * ldc, src = (float*)tile + r * nr;
+                for (int j = 0; j < nr; j += 8)
+                    Vector256.Store(Vector256.Load(src + j) + Vector256.Load((float*)bias + j), dst + j);
             }
+            return;
         }
-
-        /// <summary>A partial tile: the full tile goes to a scratch buffer, then rows×cols are merged into C.</summary>
-        private void EdgeTile(T* ap, T* bp, T* c, int rows, int cols, T* tile)
+        for (int r = 0; r < rows; r++)
         {
-            int nr = TKernel.NR;
-            TKernel.Run(_kc, ap, bp, tile, nr, _p.Alpha, T.Zero);
-            for (int r = 0; r < rows; r++)
-            {
-                T* dst = c + (nint)r * _p.Ldc;
-                T* src = tile + r * nr;
-                if (_beta == T.Zero)
-                    for (int j = 0; j < cols; j++) dst[j] = src[j];
-                else if (_beta == T.One)
-                    for (int j = 0; j < cols; j++) dst[j] = src[j] + dst[j];
-                else
-                    for (int j = 0; j < cols; j++) dst[j] = src[j] + _beta * dst[j];
-            }
+            T* dst = c + (nint)r * ldc;
+            T* src = tile + r * nr;
+            for (int j = 0; j < cols; j++) dst[j] = src[j] + bias[j];
+        }
+    }
+
+    /// <summary>A partial tile: rows×cols of the full tile (alpha·A·B, in a scratch buffer) merged into C with beta.</summary>
+    private static void MergeTile(T* tile, T* c, int ldc, int rows, int cols, T beta)
+    {
+        int nr = TKernel.NR;
+        for (int r = 0; r < rows; r++)
+        {
+            T* dst = c + (nint)r * ldc;
+            T* src = tile + r * nr;
+            if (beta == T.Zero)
+                for (int j = 0; j < cols; j++) dst[j] = src[j];
+            else if (beta == T.One)
+                for (int j = 0; j < cols; j++) dst[j] = src[j] + dst[j];
+            else
+                for (int j = 0; j < cols; j++) dst[j] = src[j] + beta * dst[j];
         }
     }
 }

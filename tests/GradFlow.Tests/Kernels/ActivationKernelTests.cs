@@ -141,7 +141,7 @@ public class ActivationKernelTests
     public static readonly Forward[] Forwards =
     [
         new("sigmoid", Sigmoid, (x, y, _) => ActivationKernels.Sigmoid<float>(x, y), (x, y, _) => ActivationKernels.Sigmoid<double>(x, y), 1, 0),
-        new("tanh", Math.Tanh, (x, y, _) => ActivationKernels.Tanh<float>(x, y), (x, y, _) => ActivationKernels.Tanh<double>(x, y), 1, -1),
+        new("tanh", Math.Tanh, (x, y, i) => ActivationKernels.Tanh<float>(x, y, i), (x, y, i) => ActivationKernels.Tanh<double>(x, y, i), 1, -1),
         new("relu", x => x > 0 ? x : 0, (x, y, i) => ActivationKernels.Relu<float>(x, y, i), (x, y, i) => ActivationKernels.Relu<double>(x, y, i), double.PositiveInfinity, 0),
         new("leaky_relu", x => x > 0 ? x : Slope * x, (x, y, i) => ActivationKernels.LeakyRelu<float>(x, (float)Slope, y, i),
             (x, y, i) => ActivationKernels.LeakyRelu<double>(x, Slope, y, i), double.PositiveInfinity, double.NegativeInfinity),
@@ -276,6 +276,32 @@ public class ActivationKernelTests
                     Assert.True(CloseF(yf[i], want[i]), $"{op.Name} float {KernelIsa.Name(isa)} at x={x[i]}: {yf[i]:R}, expected {want[i]:R}");
                     Assert.True(CloseD(yd[i], want[i]), $"{op.Name} double {KernelIsa.Name(isa)} at x={x[i]}: {yd[i]:R}, expected {want[i]:R}");
                 }
+            }
+        }
+    }
+
+    [Fact]
+    public void Tanh_Float_DenseSweepAndBranchEdges_WithinFourUlpsOnEveryPath()
+    {
+        // Both branches of the vector tanh (polynomial below |x| = 0.625, exponential form above), the
+        // split itself, tiny arguments (relative accuracy, signed zero) and saturation.
+        var xs = new List<float>();
+        for (int i = -40000; i <= 40000; i++) xs.Add(i * 2.5e-4f);
+        for (int e = -40; e <= 4; e++) { xs.Add(MathF.Pow(2, e)); xs.Add(-MathF.Pow(2, e) * 1.37f); }
+        foreach (float s in new[] { 0.625f, -0.625f }) { xs.Add(s); xs.Add(MathF.BitIncrement(s)); xs.Add(MathF.BitDecrement(s)); }
+        xs.AddRange([-0f, 0f, 8.9f, 9.1f, -15f, 44f, float.Epsilon, -float.Epsilon]);
+        var x = xs.ToArray();
+        foreach (var isa in KernelIsa.Supported)
+        {
+            var y = new float[x.Length];
+            ActivationKernels.Tanh<float>(x, y, isa);
+            for (int i = 0; i < x.Length; i++)
+            {
+                float want = (float)Math.Tanh(x[i]);
+                double ulp = Math.Max(MathF.BitIncrement(Math.Abs(want)) - Math.Abs(want), float.Epsilon);
+                Assert.True(Math.Abs(y[i] - (double)Math.Tanh(x[i])) <= 4 * ulp,
+                    $"tanh {KernelIsa.Name(isa)} at x={x[i]:R}: {y[i]:R}, expected {Math.Tanh(x[i]):R}");
+                Assert.True(float.IsNegative(x[i]) == float.IsNegative(y[i]), $"tanh {KernelIsa.Name(isa)} at x={x[i]:R}: {y[i]:R} has the wrong sign");
             }
         }
     }

@@ -62,7 +62,8 @@ public class GemmTests
             }
     }
 
-    private static void RunCase(InstructionSet isa, int m, int n, int k, bool ta, bool tb, float alpha, float beta, int seed)
+    private static void RunCase(InstructionSet isa, int m, int n, int k, bool ta, bool tb, float alpha, float beta, int seed,
+        GemmPath path = GemmPath.Auto)
     {
         int pad = seed % 3;
         var a = MakeOperand(m, k, ta, pad, seed);
@@ -71,8 +72,8 @@ public class GemmTests
         var c = KernelLengths.Values(Math.Max(0, (m - 1) * ldc + n), seed + 2);
         if (beta == 0) Array.Fill(c, float.NaN);
         var before = (float[])c.Clone();
-        Gemm.MultiplyBatched(isa, 1, ta, tb, m, n, k, alpha, a.Data, a.Ld, 0, b.Data, b.Ld, 0, beta, c, ldc, 0);
-        AssertGemm($"{KernelIsa.Name(isa)} m={m} n={n} k={k} ta={ta} tb={tb} alpha={alpha} beta={beta}",
+        Gemm.MultiplyBatched(isa, 1, ta, tb, m, n, k, alpha, a.Data, a.Ld, 0, b.Data, b.Ld, 0, beta, c, ldc, 0, path);
+        AssertGemm($"{KernelIsa.Name(isa)} {path} m={m} n={n} k={k} ta={ta} tb={tb} alpha={alpha} beta={beta}",
             m, n, k, alpha, a, 0, b, 0, beta, before, c, ldc, 0);
         for (int i = 0; i + 1 < m; i++)
             for (int j = n; j < ldc; j++)
@@ -90,9 +91,97 @@ public class GemmTests
             {
                 bool ta = (t & 1) != 0, tb = (t & 2) != 0;
                 var (alpha, beta) = Scalars[(s + t) % Scalars.Length];
-                RunCase(isa, s, s, s, ta, tb, alpha, beta, seed: s * 8 + t);
-                RunCase(isa, s, 68 - s, 2 * s + 1, ta, tb, alpha, beta, seed: s * 8 + t + 4);
+                // Auto takes the small-GEMM path at these sizes; the packed loops are forced beside it.
+                foreach (var path in new[] { GemmPath.Auto, GemmPath.Packed })
+                {
+                    RunCase(isa, s, s, s, ta, tb, alpha, beta, seed: s * 8 + t, path);
+                    RunCase(isa, s, 68 - s, 2 * s + 1, ta, tb, alpha, beta, seed: s * 8 + t + 4, path);
+                }
             }
+    }
+
+    [Theory]
+    [MemberData(nameof(Sizes))]
+    public void Multiply_DirectPathEachDimension1To67AllTransposes_MatchesReference(int s)
+    {
+        // The small-GEMM path forced: one dimension runs 1..67 (partial row and column panels, short
+        // depths) while the others stay at the 64 of a narrow layer, in the three layouts of a linear
+        // layer (x·Wᵀ, g·W, gᵀ·x) and the fourth.
+        foreach (var isa in Paths)
+            for (int t = 0; t < 4; t++)
+            {
+                bool ta = (t & 1) != 0, tb = (t & 2) != 0;
+                var (alpha, beta) = Scalars[(s + t) % Scalars.Length];
+                int seed = s * 16 + t * 4;
+                RunCase(isa, s, 64, 64, ta, tb, alpha, beta, seed, GemmPath.Direct);
+                RunCase(isa, 64, s, 64, ta, tb, alpha, beta, seed + 1, GemmPath.Direct);
+                RunCase(isa, 64, 64, s, ta, tb, alpha, beta, seed + 2, GemmPath.Direct);
+                RunCase(isa, s, 68 - s, s + 5, ta, tb, alpha, beta, seed + 3, GemmPath.Direct);
+            }
+    }
+
+    [Theory]
+    [InlineData(64, 64, 784, false, true)]  // first layer forward of mlp-deep-narrow, several k blocks
+    [InlineData(64, 784, 64, true, false)]  // its weight gradient
+    [InlineData(37, 45, 600, false, false)]
+    [InlineData(29, 70, 513, true, true)]
+    [InlineData(200, 3, 257, true, false)]
+    public void Multiply_DirectPathDeepOrLarge_MatchesReference(int m, int n, int k, bool ta, bool tb)
+    {
+        foreach (var isa in Paths)
+        {
+            RunCase(isa, m, n, k, ta, tb, 1f, 0f, seed: m + n, GemmPath.Direct);
+            RunCase(isa, m, n, k, ta, tb, -0.5f, 1f, seed: m + k, GemmPath.Direct);
+            RunCase(isa, m, n, k, ta, tb, 2f, -0.25f, seed: n + k, GemmPath.Direct);
+        }
+    }
+
+    public static TheoryData<int, int, int> DirectVersusPacked => new()
+    {
+        { 1, 1, 1 }, { 5, 7, 3 }, { 6, 16, 8 }, { 13, 17, 19 }, { 64, 64, 64 }, { 64, 10, 64 }, { 10, 64, 64 },
+        { 64, 64, 10 }, { 67, 66, 65 }, { 64, 64, 784 }, { 64, 784, 64 }, { 7, 33, 300 }, { 130, 40, 513 },
+    };
+
+    [Theory]
+    [MemberData(nameof(DirectVersusPacked))]
+    public void Multiply_DirectAndPackedPaths_AreBitwiseIdentical(int m, int n, int k)
+    {
+        // Same tiles, k blocks and epilogues: reading the operands in place must not change one bit,
+        // with beta 0, 1, other, and with the bias epilogue.
+        foreach (var isa in Paths)
+            for (int t = 0; t < 4; t++)
+            {
+                bool ta = (t & 1) != 0, tb = (t & 2) != 0;
+                var a = MakeOperand(m, k, ta, t % 2, seed: m + t);
+                var b = MakeOperand(k, n, tb, 1, seed: n + 2 * t);
+                var bias = KernelLengths.Values(n, seed: k);
+                int ldc = n + 1;
+                var c0 = KernelLengths.Values(m * ldc, seed: m * n + t);
+                foreach (var (alpha, beta) in Scalars)
+                {
+                    float[] Run(GemmPath path)
+                    {
+                        var c = (float[])c0.Clone();
+                        Gemm.MultiplyBatched(isa, 1, ta, tb, m, n, k, alpha, a.Data, a.Ld, 0, b.Data, b.Ld, 0, beta, c, ldc, 0, path);
+                        return c;
+                    }
+                    AssertBitwise($"{KernelIsa.Name(isa)} m={m} n={n} k={k} ta={ta} tb={tb} alpha={alpha} beta={beta}", Run(GemmPath.Packed), Run(GemmPath.Direct));
+                }
+                float[] RunBias(GemmPath path)
+                {
+                    var c = (float[])c0.Clone();
+                    Gemm.Multiply(isa, path, ta, tb, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, bias, c, ldc);
+                    return c;
+                }
+                AssertBitwise($"{KernelIsa.Name(isa)} bias m={m} n={n} k={k} ta={ta} tb={tb}", RunBias(GemmPath.Packed), RunBias(GemmPath.Direct));
+            }
+    }
+
+    private static void AssertBitwise(string what, float[] expected, float[] actual)
+    {
+        for (int i = 0; i < expected.Length; i++)
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+                Assert.Fail($"{what}: element {i} is {actual[i]:R}, packed path {expected[i]:R}");
     }
 
     public static TheoryData<int, int, int, bool, bool> Large => new()
@@ -111,8 +200,8 @@ public class GemmTests
     {
         foreach (var isa in Paths)
         {
-            RunCase(isa, m, n, k, ta, tb, 1f, 0f, seed: m + n);
-            RunCase(isa, m, n, k, ta, tb, -0.5f, 1f, seed: m + k);
+            RunCase(isa, m, n, k, ta, tb, 1f, 0f, seed: m + n, GemmPath.Packed);
+            RunCase(isa, m, n, k, ta, tb, -0.5f, 1f, seed: m + k, GemmPath.Packed);
         }
     }
 
@@ -120,8 +209,9 @@ public class GemmTests
     public void Multiply_Avx512TileEvenWhereUnsupported_MatchesReference()
     {
         // The AVX-512 path is written with Vector512, so it also runs (emulated) where the CPU lacks it.
-        foreach (int s in new[] { 1, 11, 13, 33, 45 })
-            RunCase(InstructionSet.Avx512, s, s + 31, s + 2, s % 2 == 0, s % 3 == 0, 1.5f, s % 2 == 0 ? 0f : 1f, seed: s);
+        foreach (var path in new[] { GemmPath.Packed, GemmPath.Direct })
+            foreach (int s in new[] { 1, 11, 13, 33, 45 })
+                RunCase(InstructionSet.Avx512, s, s + 31, s + 2, s % 2 == 0, s % 3 == 0, 1.5f, s % 2 == 0 ? 0f : 1f, seed: s, path);
     }
 
     [Theory]
