@@ -23,6 +23,11 @@ using GradFlow.Tensors;
 
 var options = Options.Parse(args);
 if (options is null) return 2;
+if (options.FmaPeak)
+{
+    Peak.Run(options.Threads);
+    return 0;
+}
 if (options.Profile)
 {
     Profile.Run(options.Threads);
@@ -45,7 +50,7 @@ return 0;
 
 /// <summary>Command line: workload names/prefixes, --threads and the reference's timing knobs.</summary>
 internal sealed record Options(List<string> Names, int Threads, int Blocks, double BlockSeconds, double WarmupSeconds,
-    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = false)
+    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = false, bool FmaPeak = false)
 {
     public static Options? Parse(string[] args)
     {
@@ -57,10 +62,11 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--release-intermediates] | --profile [--threads T]");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--release-intermediates] | --profile [--threads T] | --fma-peak [--threads T]");
                 return null;
             }
             if (a == "--profile") { o = o with { Profile = true }; continue; }
+            if (a == "--fma-peak") { o = o with { FmaPeak = true }; continue; }
             if (a == "--release-intermediates") { o = o with { ReleaseIntermediates = true }; continue; }
             if (i + 1 >= args.Length) { Console.Error.WriteLine($"{a} needs a value"); return null; }
             string v = args[++i];
