@@ -33,11 +33,12 @@ namespace GradFlow.Kernels;
 /// on the calling thread.
 /// </para>
 /// <para>
-/// Small GEMMs (up to <see cref="DirectMacs"/> multiply-adds that the packed loops would run as one
-/// task, e.g. the 64×64×64 products of a narrow layer) take a direct path: the same tiles and k
-/// blocks, but op(A) and untransposed op(B) are read in place by a strided variant of the
+/// Small GEMMs (up to <see cref="DirectMacs"/> multiply-adds and at most one MC block of rows, e.g.
+/// the 64×64×64 products of a narrow layer or a recurrent step) take a direct path: the same tiles and
+/// k blocks, but op(A) and untransposed op(B) are read in place by a strided variant of the
 /// micro-kernel (only a transposed B, a partial last column panel and a partial last row panel are
-/// packed). It computes the same bits as the packed loops.
+/// packed), its column panels split into an even number of chunks (by shape) for the kernel threads.
+/// It computes the same bits as the packed loops.
 /// </para>
 /// </remarks>
 public static class Gemm
@@ -46,9 +47,8 @@ public static class Gemm
     internal const long ParallelThreshold = 64 * 64 * 64;
 
     /// <summary>
-    /// Multiply-adds up to which a matrix may take the small-GEMM path (operands read in place, calling
-    /// thread; 2²² ≈ 64×64×1024), when the packed loops would not split it over threads anyway: there
-    /// the packing costs a large share of the multiply.
+    /// Multiply-adds up to which a matrix of at most MC rows takes the small-GEMM path (operands read in
+    /// place; 2²² ≈ 64×64×1024): there the packing costs a large share of the multiply.
     /// </summary>
     internal const long DirectMacs = 1L << 22;
 
@@ -190,7 +190,7 @@ public static class Gemm
 /// <summary>Loop structure of a GEMM: chosen by shape (Auto), or forced (tests compare the two).</summary>
 internal enum GemmPath
 {
-    /// <summary>The small-GEMM path up to <see cref="Gemm.DirectMacs"/> multiply-adds per matrix when the packed loops would not split it over threads, else packed.</summary>
+    /// <summary>The small-GEMM path up to <see cref="Gemm.DirectMacs"/> multiply-adds per matrix of at most MC rows, else packed.</summary>
     Auto,
 
     /// <summary>Always the packed (GotoBLAS) loops.</summary>

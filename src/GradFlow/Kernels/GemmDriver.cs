@@ -80,9 +80,9 @@ internal static unsafe class GemmDriver<T, TKernel>
         int panelsM = (p.M + mr - 1) / mr;
         int mTasks = (panelsM + TKernel.MC / mr - 1) / (TKernel.MC / mr);
         if (mTasks > 1 && (mTasks & 1) == 1 && mTasks < panelsM) mTasks++;
-        if (TKernel.HasDirect && (path == GemmPath.Direct || path == GemmPath.Auto && UseDirect(p, parallel, mTasks)))
+        if (TKernel.HasDirect && (path == GemmPath.Direct || path == GemmPath.Auto && UseDirect(p, mTasks)))
         {
-            Direct(p);
+            Direct(p, parallel);
             return;
         }
         var job = _job ??= new Job();
@@ -115,36 +115,62 @@ internal static unsafe class GemmDriver<T, TKernel>
     }
 
     /// <summary>
-    /// Auto choice of the small-GEMM path: at most <see cref="Gemm.DirectMacs"/> multiply-adds, and
-    /// the packed loops would run it as one task anyway (single-threaded call, or one row block of
-    /// fewer than 8 column panels, e.g. every GEMM of a 64-wide layer). A problem the packed loops
-    /// split over the threads (the 64×784 weight gradient of a first layer) stays there: measured
-    /// faster on 2 threads than the direct path on one. Depends on the shape and thread count only.
+    /// Auto choice of the small-GEMM path: at most <see cref="Gemm.DirectMacs"/> multiply-adds and one
+    /// row block of the packed loops (at most MC rows, e.g. every GEMM of a 64-wide layer, a recurrent
+    /// step, a linear layer on a batch of ≤ 144 rows with ≤ 1024 features). There packing costs a large
+    /// share of the multiply and the operands fit L1/L2 as they are. Depends on the shape only.
     /// </summary>
-    private static bool UseDirect(Problem<T> p, bool parallel, int mTasks)
-    {
-        if ((long)p.M * p.N * p.K > Gemm.DirectMacs) return false;
-        if (!parallel) return true;
-        int panelsN = (Math.Min(Gemm.NC, p.N) + TKernel.NR - 1) / TKernel.NR;
-        return mTasks == 1 && panelsN / 4 < 2;
-    }
+    private static bool UseDirect(Problem<T> p, int mTasks) =>
+        (long)p.M * p.N * p.K <= Gemm.DirectMacs && mTasks == 1;
 
     /// <summary>
-    /// The small-GEMM path (one matrix, calling thread): the loops of <see cref="Single"/> without the
-    /// packing of operands the micro-kernel can read in place. op(A) row panels are read through
-    /// strides (transposed or not); op(B) is read in place unless transposed. Packed are only op(B)
-    /// when transposed (W of a linear layer's forward: KC×N, in L1/L2), a last partial column panel
-    /// and the last partial row panel (zero-padded, one MR×KC block per k block). Tiles, k blocks
-    /// and epilogues are those of the packed path, so the result is bitwise the same.
+    /// The small-GEMM path (one matrix): the loops of <see cref="Single"/> without the packing of
+    /// operands the micro-kernel can read in place, the column panels split into an even number of
+    /// chunks (by shape: up to 8) that the kernel threads run when <paramref name="parallel"/>.
     /// </summary>
-    private static void Direct(Problem<T> p)
+    private static void Direct(Problem<T> p, bool parallel)
+    {
+        int panelsN = (p.N + TKernel.NR - 1) / TKernel.NR;
+        int chunks = panelsN < 2 ? 1 : Math.Min(panelsN, 8) & ~1;
+        if (!parallel || chunks == 1)
+        {
+            DirectColumns(p, 0, panelsN);
+            return;
+        }
+        var job = _directJob ??= new DirectJob();
+        job.Set(p, panelsN, chunks);
+        KernelThreads.Run(chunks, job.Task);
+    }
+
+    /// <summary>The small-GEMM loops of the calling thread's current matrix, one task per column chunk.</summary>
+    private sealed class DirectJob
+    {
+        private Problem<T> _p;
+        private int _panelsN, _chunks;
+        public readonly Action<int> Task;
+
+        public DirectJob() => Task = t => DirectColumns(_p, (int)((long)t * _panelsN / _chunks), (int)((long)(t + 1) * _panelsN / _chunks));
+
+        public void Set(Problem<T> p, int panelsN, int chunks) => (_p, _panelsN, _chunks) = (p, panelsN, chunks);
+    }
+
+    [ThreadStatic] private static DirectJob? _directJob;
+
+    /// <summary>
+    /// Column panels [q0, q1) of the small-GEMM path, on the calling thread: op(A) row panels are read
+    /// through strides (transposed or not); op(B) is read in place unless transposed. Packed (into the
+    /// running thread's buffers) are only op(B) when transposed (W of a linear layer's forward), a last
+    /// partial column panel and the last partial row panel (zero-padded, one MR×KC block per k block).
+    /// Tiles, k blocks and epilogues are those of the packed path, so the result is bitwise the same.
+    /// </summary>
+    private static void DirectColumns(Problem<T> p, int q0, int q1)
     {
         int mr = TKernel.MR, nr = TKernel.NR, kcMax = TKernel.KC;
         int panelsN = (p.N + nr - 1) / nr;
         int fullRows = p.M / mr * mr, lastCols = p.N - (panelsN - 1) * nr;
         nint rsA = p.TransA ? 1 : p.Lda, csA = p.TransA ? p.Lda : 1;
         int kc0 = Math.Min(kcMax, p.K);
-        int needB = (p.TransB ? panelsN : 1) * nr * kc0;
+        int needB = (p.TransB ? q1 - q0 : 1) * nr * kc0;
         if (_packB is null || _packB.Length < needB) _packB = GC.AllocateUninitializedArray<T>(needB, pinned: true);
         if (_packA is null || _packA.Length < mr * kc0)
             _packA = GC.AllocateUninitializedArray<T>(Math.Max(mr * kc0, (TKernel.MC + mr) * TKernel.KC), pinned: true);
@@ -158,20 +184,20 @@ internal static unsafe class GemmDriver<T, TKernel>
                 T* bias = pc == 0 ? p.Bias : null;
                 if (p.TransB)
                 {
-                    for (int jp = 0; jp < panelsN; jp++)
-                        GemmPack.PackB(p.B, p.Ldb, true, pc, kc, jp * nr, Math.Min(nr, p.N - jp * nr), nr, packB + (nint)jp * nr * kc);
+                    for (int jp = q0; jp < q1; jp++)
+                        GemmPack.PackB(p.B, p.Ldb, true, pc, kc, jp * nr, Math.Min(nr, p.N - jp * nr), nr, packB + (nint)(jp - q0) * nr * kc);
                 }
-                else if (lastCols < nr)
+                else if (lastCols < nr && q1 == panelsN)
                 {
                     GemmPack.PackB(p.B, p.Ldb, false, pc, kc, (panelsN - 1) * nr, lastCols, nr, packB);
                 }
                 if (fullRows < p.M) GemmPack.PackA(p.A, p.Lda, p.TransA, fullRows, p.M - fullRows, pc, kc, mr, packA);
                 T* aBlock = p.A + (p.TransA ? (nint)pc * p.Lda : pc);
-                for (int jp = 0; jp < panelsN; jp++)
+                for (int jp = q0; jp < q1; jp++)
                 {
                     int j0 = jp * nr, cols = Math.Min(nr, p.N - j0);
                     bool inPlace = !p.TransB && cols == nr;
-                    T* bp = inPlace ? p.B + (nint)pc * p.Ldb + j0 : p.TransB ? packB + (nint)jp * nr * kc : packB;
+                    T* bp = inPlace ? p.B + (nint)pc * p.Ldb + j0 : p.TransB ? packB + (nint)(jp - q0) * nr * kc : packB;
                     nint ldb = inPlace ? p.Ldb : nr;
                     for (int i0 = 0; i0 < p.M; i0 += mr)
                     {

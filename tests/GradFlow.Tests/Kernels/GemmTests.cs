@@ -324,7 +324,8 @@ public class GemmTests
         try
         {
             foreach (var isa in Paths)
-                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (24, 30, 31, 32) })
+                // packed loops; the small-GEMM path split into column chunks (2, and 8 with a partial last panel); batched
+                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 64, 64, 64), (1, 64, 784, 70), (24, 30, 31, 32) })
                 {
                     var a = KernelLengths.Values(count * m * k, seed: m);
                     var b = KernelLengths.Values(count * k * n, seed: n);
