@@ -9,9 +9,79 @@ using GradFlow.Tensors;
 
 internal static class Profile
 {
-    public static void Run(int threads)
+    /// <summary>Runs the sections named (<c>mlp</c>, <c>recurrent</c>), or all when none is named.</summary>
+    public static void Run(int threads, IReadOnlyCollection<string> sections)
     {
         GradFlow.Kernels.KernelThreads.SetCount(threads);
+        if (sections.Count == 0 || sections.Contains("recurrent")) Recurrent();
+        if (sections.Count == 0 || sections.Contains("mlp")) Mlp();
+    }
+
+    /// <summary>The lstm and gru workloads' steps by phase, and their per-time-step GEMMs.</summary>
+    private static void Recurrent()
+    {
+        foreach (var cell in new[] { "lstm", "gru" })
+        {
+            var gen = new Generator(0);
+            RecurrentLayer rnn = cell == "lstm" ? new Lstm(1, 128, gen, batchFirst: true) : new Gru(1, 128, gen, batchFirst: true);
+            var head = new Linear(128, 1, gen);
+            var x = Tensor.RandN(gen, 32, 100, 1);
+            var target = Tensor.RandN(gen, 32, 1);
+            var opt = new Adam(rnn.Parameters().Concat(head.Parameters()).ToArray(), learningRate: 1e-3);
+            var best = new double[] { double.MaxValue, double.MaxValue, double.MaxValue };
+            var sum = new double[3];
+            int steps = 0;
+            var sw = Stopwatch.StartNew();
+            while (steps < 20 || sw.Elapsed.TotalSeconds < 3)
+            {
+                long t0 = Stopwatch.GetTimestamp(), a0 = GC.GetTotalAllocatedBytes(true);
+                opt.ZeroGrad();
+                var h = rnn.Forward(x, null).State.H;
+                var loss = Losses.Mse(head.Forward(h.Narrow(0, h.Shape[0] - 1, 1).Reshape(32, 128)), target);
+                long t1 = Stopwatch.GetTimestamp(), a1 = GC.GetTotalAllocatedBytes(true);
+                loss.Backward();
+                long t2 = Stopwatch.GetTimestamp(), a2 = GC.GetTotalAllocatedBytes(true);
+                opt.Step();
+                long t3 = Stopwatch.GetTimestamp(), a3 = GC.GetTotalAllocatedBytes(true);
+                if (steps == 0) Console.WriteLine($"{cell}: allocated forward {(a1 - a0) / 1024} KiB, backward {(a2 - a1) / 1024} KiB, step {(a3 - a2) / 1024} KiB");
+                if (sw.Elapsed.TotalSeconds < 1) continue;
+                long[] d = [t1 - t0, t2 - t1, t3 - t2];
+                for (int i = 0; i < 3; i++) { sum[i] += d[i]; best[i] = Math.Min(best[i], d[i]); }
+                steps++;
+            }
+            double ms(double ticks) => ticks * 1000.0 / Stopwatch.Frequency;
+            Console.WriteLine($"{cell}: {steps} steps, mean forward {ms(sum[0]) / steps:F3} backward {ms(sum[1]) / steps:F3} step {ms(sum[2]) / steps:F3} ms; " +
+                $"fastest {ms(best[0]):F3} / {ms(best[1]):F3} / {ms(best[2]):F3} ms; GC gen0/gen2 so far {GC.CollectionCount(0)}/{GC.CollectionCount(2)}");
+            int g = cell == "lstm" ? 512 : 384;
+            var hp = Tensor.RandN(gen, 32, 128).ToArray();
+            var w = Tensor.RandN(gen, g, 128).ToArray();
+            var wt = Tensor.RandN(gen, 128, g).ToArray();
+            var pre = new float[32 * g];
+            var dpre = Tensor.RandN(gen, 32, g).ToArray();
+            var dh = new float[32 * 128];
+            Console.WriteLine($"{cell} per time step: h·W_hhᵀ {Time(() => GradFlow.Kernels.Gemm.Multiply(false, true, 32, g, 128, 1f, hp, 128, w, 128, 1f, pre, g)) * 1000:F1} µs, " +
+                $"h·(W_hhᵀ stored) {Time(() => GradFlow.Kernels.Gemm.Multiply(false, false, 32, g, 128, 1f, hp, 128, wt, g, 1f, pre, g)) * 1000:F1} µs, " +
+                $"dA·W_hh {Time(() => GradFlow.Kernels.Gemm.Multiply(false, false, 32, 128, g, 1f, dpre, g, w, 128, 1f, dh, 128)) * 1000:F1} µs, " +
+                $"gates forward / backward {Time(() => GateForward(cell, pre, hp)) * 1000:F1} / {Time(() => GateBackward(cell, pre, hp, dpre)) * 1000:F1} µs");
+        }
+    }
+
+    private static readonly float[] S1 = new float[32 * 128], S2 = new float[32 * 128], S3 = new float[32 * 128], S4 = new float[32 * 512];
+
+    private static void GateForward(string cell, float[] pre, float[] hp)
+    {
+        if (cell == "lstm") GradFlow.Kernels.RecurrentKernels.LstmForward<float>(32, 128, pre, hp, S4, S1, S2, S3);
+        else GradFlow.Kernels.RecurrentKernels.GruForward<float>(32, 128, pre, pre, hp, S4.AsSpan(0, 32 * 384), S1, S2);
+    }
+
+    private static void GateBackward(string cell, float[] gates, float[] hp, float[] d)
+    {
+        if (cell == "lstm") GradFlow.Kernels.RecurrentKernels.LstmBackward<float>(32, 128, gates, hp, hp, S1, S2, S4, S3);
+        else GradFlow.Kernels.RecurrentKernels.GruBackward<float>(32, 128, gates, hp, hp, S1, d, S4.AsSpan(0, 32 * 384), S2);
+    }
+
+    private static void Mlp()
+    {
         foreach (bool release in new[] { false, true })
         {
             Phases("mlp-wide", [784, 1024, 1024, 1024, 10], 128, () => new Relu(), release);

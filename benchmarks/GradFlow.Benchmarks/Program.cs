@@ -30,7 +30,7 @@ if (options.FmaPeak)
 }
 if (options.Profile)
 {
-    Profile.Run(options.Threads);
+    Profile.Run(options.Threads, options.Names);
     return 0;
 }
 if (options.Child is not null)

@@ -307,6 +307,34 @@ public class ActivationKernelTests
     }
 
     [Fact]
+    public void ExpF_DenseSweepSubnormalsOverflowAndNaN_WithinTwoUlpsInBothWidths()
+    {
+        // The float32 vector exponential behind σ, SiLU, ELU, the gate kernels...: the whole finite
+        // range of results, the subnormal results (rounded once), overflow to ∞, and NaN.
+        var xs = new List<float>();
+        for (int i = -110000; i <= 90000; i++) xs.Add(i * 1e-3f);
+        xs.AddRange([0f, -0f, 1e-30f, -1e-30f, 88.72f, 88.7228f, 88.73f, 89f, 1000f, float.PositiveInfinity,
+            -87.33f, -87.34f, -100f, -103.9f, -103.98f, -104f, -200f, float.NegativeInfinity, float.NaN]);
+        var x = xs.ToArray();
+        for (int width = 8; width <= 16; width += 8)
+        {
+            if (width == 16 && !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated) continue;
+            for (int i = 0; i < x.Length; i++)
+            {
+                float got = width == 8
+                    ? VMath.ExpF(System.Runtime.Intrinsics.Vector256.Create(x[i]))[3]
+                    : VMath.ExpF(System.Runtime.Intrinsics.Vector512.Create(x[i]))[11];
+                double want = Math.Exp(x[i]);
+                if (float.IsNaN(x[i])) { Assert.True(float.IsNaN(got), $"exp({width} lanes) of NaN gave {got:R}"); continue; }
+                if (want > float.MaxValue) { Assert.True(float.IsPositiveInfinity(got), $"exp({width} lanes) at x={x[i]:R}: {got:R}, expected ∞"); continue; }
+                float w = (float)want;
+                double ulp = Math.Max(MathF.BitIncrement(w) - w, float.Epsilon);
+                Assert.True(Math.Abs(got - want) <= 2 * ulp, $"exp({width} lanes) at x={x[i]:R}: {got:R}, expected {want:R}");
+            }
+        }
+    }
+
+    [Fact]
     public void Sigmoid_Saturated_IsExactlyZeroOrOne()
     {
         float[] x = [40f, -1000f, 1000f, float.PositiveInfinity, float.NegativeInfinity];
