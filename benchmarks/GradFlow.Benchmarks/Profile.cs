@@ -39,11 +39,11 @@ internal static class Profile
                 var h = rnn.Forward(x, null).State.H;
                 var loss = Losses.Mse(head.Forward(h.Narrow(0, h.Shape[0] - 1, 1).Reshape(32, 128)), target);
                 long t1 = Stopwatch.GetTimestamp(), a1 = GC.GetTotalAllocatedBytes(true);
-                loss.Backward();
+                loss.Backward(releaseIntermediates: true);
                 long t2 = Stopwatch.GetTimestamp(), a2 = GC.GetTotalAllocatedBytes(true);
                 opt.Step();
                 long t3 = Stopwatch.GetTimestamp(), a3 = GC.GetTotalAllocatedBytes(true);
-                if (steps == 0) Console.WriteLine($"{cell}: allocated forward {(a1 - a0) / 1024} KiB, backward {(a2 - a1) / 1024} KiB, step {(a3 - a2) / 1024} KiB");
+                if (steps == 20) Console.WriteLine($"{cell}: allocated forward {(a1 - a0) / 1024} KiB, backward {(a2 - a1) / 1024} KiB, step {(a3 - a2) / 1024} KiB");
                 if (sw.Elapsed.TotalSeconds < 1) continue;
                 long[] d = [t1 - t0, t2 - t1, t3 - t2];
                 for (int i = 0; i < 3; i++) { sum[i] += d[i]; best[i] = Math.Min(best[i], d[i]); }

@@ -50,7 +50,7 @@ return 0;
 
 /// <summary>Command line: workload names/prefixes, --threads and the reference's timing knobs.</summary>
 internal sealed record Options(List<string> Names, int Threads, int Blocks, double BlockSeconds, double WarmupSeconds,
-    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = false, bool FmaPeak = false)
+    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = true, bool FmaPeak = false)
 {
     public static Options? Parse(string[] args)
     {
@@ -62,12 +62,13 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--release-intermediates] | --profile [--threads T] | --fma-peak [--threads T]");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] | --profile [--threads T] | --fma-peak [--threads T]");
                 return null;
             }
             if (a == "--profile") { o = o with { Profile = true }; continue; }
             if (a == "--fma-peak") { o = o with { FmaPeak = true }; continue; }
             if (a == "--release-intermediates") { o = o with { ReleaseIntermediates = true }; continue; }
+            if (a == "--default-backward") { o = o with { ReleaseIntermediates = false }; continue; }
             if (i + 1 >= args.Length) { Console.Error.WriteLine($"{a} needs a value"); return null; }
             string v = args[++i];
             if (a == "--child") { o = o with { Child = v }; continue; }
@@ -244,10 +245,11 @@ internal static class Workloads
 
     /// <summary>
     /// One training step: zero grad (to null), forward, cross-entropy (mean), backward, optimiser step.
-    /// With <paramref name="releaseIntermediates"/> (runner option <c>--release-intermediates</c>)
-    /// backward hands the step's intermediate tensors back to the tensor pool
-    /// (<see cref="BackwardEngine.Backward"/>'s opt-in), so a step allocates no tensor storage; nothing
-    /// in these steps reads an intermediate after backward. Off by default: timed steps use plain Backward().
+    /// With <paramref name="releaseIntermediates"/> (the default; runner option <c>--default-backward</c>
+    /// turns it off) backward hands the step's intermediate tensors back to the tensor pool
+    /// (<see cref="BackwardEngine.Backward"/>'s opt-in), so a step allocates no tensor storage: the
+    /// counterpart of PyTorch freeing a step's intermediates by reference counting. Nothing in these
+    /// steps reads an intermediate after backward.
     /// </summary>
     private static Action TrainStep(Module model, Tensor x, IndexTensor y, Optimizer opt, bool releaseIntermediates = false) => () =>
     {
@@ -417,7 +419,7 @@ internal static class Harness
                          "--block-seconds", o.BlockSeconds.ToString(CultureInfo.InvariantCulture),
                          "--warmup-seconds", o.WarmupSeconds.ToString(CultureInfo.InvariantCulture) })
                 psi.ArgumentList.Add(arg);
-            if (o.ReleaseIntermediates) psi.ArgumentList.Add("--release-intermediates");
+            if (!o.ReleaseIntermediates) psi.ArgumentList.Add("--default-backward");
             using var p = Process.Start(psi)!;
             var output = p.StandardOutput.ReadToEndAsync();
             // A child that outlives its time budget is killed and counts as a failed attempt

@@ -133,7 +133,13 @@ public sealed partial class Tensor
     /// <summary>An uninitialised tensor with <paramref name="like"/>'s element type.</summary>
     internal static Tensor Uninitialized(string op, Tensor like, int[] shape) => Uninitialized(op, like.DType, shape);
 
-    internal static Tensor ZerosOf(Tensor like, int[] shape) => Zeros(like.DType, shape);
+    /// <summary>A zero tensor with <paramref name="like"/>'s element type, its storage rented from the tensor pool (so a backward temporary is recycled).</summary>
+    internal static Tensor ZerosOf(Tensor like, int[] shape)
+    {
+        var t = Uninitialized("zeros", like.DType, shape);
+        Array.Clear(t.Storage);
+        return t;
+    }
 
     internal void FillRaw(double value)
     {

@@ -122,15 +122,16 @@ public sealed partial class Tensor
         var pre = TensorPool.Rent<T>(steps * bh);
         a.InputProjection<T>(pre, withHiddenBias: true);
         var hs = output.Span<T>();
-        var wHh = a.WeightHh.Span<T>();
+        var wHhT = a.TransposedWeightHh<T>();
         for (int t = 0; t < steps; t++)
         {
             var preT = pre.AsSpan(t * bh, bh);
-            GemmT(false, true, batch, hidden, hidden, a.HiddenBefore<T>(hs, t), hidden, wHh, hidden, true, preT, hidden);
+            GemmT(false, false, batch, hidden, hidden, a.HiddenBefore<T>(hs, t), hidden, wHhT, hidden, true, preT, hidden);
             if (relu) ActivationKernels.Relu<T>(preT, hs.Slice(t * bh, bh));
             else ActivationKernels.Tanh<T>(preT, hs.Slice(t * bh, bh));
         }
         TensorPool.Return(pre); // the backward rule reads the outputs, not the pre-activations
+        TensorPool.Return(wHhT);
         if (!NeedsGrad(a.Inputs)) return output;
         return output.Record(op, a.Inputs, g =>
         {
@@ -169,14 +170,15 @@ public sealed partial class Tensor
         a.C0!.Span<T>().CopyTo(cs);
         a.InputProjection<T>(gates, withHiddenBias: true);
         var hs = packed.Span<T>();
-        var wHh = a.WeightHh.Span<T>();
+        var wHhT = a.TransposedWeightHh<T>();
         for (int t = 0; t < steps; t++)
         {
             var pre = gates.AsSpan(t * bg, bg);
-            GemmT(false, true, batch, 4 * hidden, hidden, a.HiddenBefore<T>(hs, t), hidden, wHh, hidden, true, pre, 4 * hidden);
+            GemmT(false, false, batch, 4 * hidden, hidden, a.HiddenBefore<T>(hs, t), hidden, wHhT, 4 * hidden, true, pre, 4 * hidden);
             RecurrentKernels.LstmForward<T>(batch, hidden, pre, cs.AsSpan(t * bh, bh), pre, cs.AsSpan((t + 1) * bh, bh),
                 tanhCs.AsSpan(t * bh, bh), hs.Slice(t * bh, bh));
         }
+        TensorPool.Return(wHhT);
         cs.AsSpan(steps * bh, bh).CopyTo(hs.Slice(steps * bh));
         void ReturnSaved()
         {
@@ -226,17 +228,18 @@ public sealed partial class Tensor
         var hGates = TensorPool.Rent<T>(bg);
         a.InputProjection<T>(xGates, withHiddenBias: false);
         var hs = output.Span<T>();
-        var wHh = a.WeightHh.Span<T>();
+        var wHhT = a.TransposedWeightHh<T>();
         for (int t = 0; t < steps; t++)
         {
             var hPrev = a.HiddenBefore<T>(hs, t);
             bool biased = FillBias<T>(hGates, batch, g3, a.BiasHh, null);
-            GemmT(false, true, batch, g3, hidden, hPrev, hidden, wHh, hidden, biased, hGates, g3);
+            GemmT(false, false, batch, g3, hidden, hPrev, hidden, wHhT, g3, biased, hGates, g3);
             RecurrentKernels.GruForward<T>(batch, hidden, xGates.AsSpan(t * bg, bg), hGates, hPrev,
                 gates.AsSpan(t * bg, bg), hns.AsSpan(t * bh, bh), hs.Slice(t * bh, bh));
         }
         TensorPool.Return(xGates);
         TensorPool.Return(hGates);
+        TensorPool.Return(wHhT);
         void ReturnSaved()
         {
             TensorPool.Return(gates);
@@ -372,6 +375,24 @@ public sealed partial class Tensor
         {
             if (bias is not null && (bias.Rank != 1 || bias._shape[0] != g))
                 throw new ArgumentException($"{op}: {name} must be [{g}], got {Shapes.Format(bias._shape)}.");
+        }
+
+        /// <summary>
+        /// W_hhᵀ, [H, G·H], in an array rented from the tensor pool (the caller returns it): the
+        /// per-step products h·W_hhᵀ then read their B operand in place instead of transposing
+        /// W_hh in the packing at every step. Same values, same tiles: the same bits.
+        /// </summary>
+        public T[] TransposedWeightHh<T>() where T : unmanaged
+        {
+            int rows = Gates * Hidden, h = Hidden;
+            var w = WeightHh.Span<T>();
+            var wt = TensorPool.Rent<T>(rows * h);
+            for (int r = 0; r < rows; r++)
+            {
+                var src = w.Slice(r * h, h);
+                for (int c = 0; c < h; c++) wt[c * rows + r] = src[c];
+            }
+            return wt;
         }
 
         /// <summary>Step <paramref name="index"/> of a [steps, B, H] tensor as [B, H] (in the graph).</summary>
