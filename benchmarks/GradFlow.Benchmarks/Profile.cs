@@ -15,6 +15,60 @@ internal static class Profile
         GradFlow.Kernels.KernelThreads.SetCount(threads);
         if (sections.Count == 0 || sections.Contains("recurrent")) Recurrent();
         if (sections.Count == 0 || sections.Contains("mlp")) Mlp();
+        if (sections.Count == 0 || sections.Contains("fusion")) Fusion();
+    }
+
+    /// <summary>
+    /// A/B in one process, alternating blocks of 50 steps: each MLP workload's Sequential as is (Linear +
+    /// activation fused) and the same model with a no-op forward hook on every activation module (which
+    /// turns the fusion off). Mean of each block; prints the fastest and the median block per mode.
+    /// </summary>
+    private static void Fusion()
+    {
+        foreach (var (name, dims, batch, act) in new (string, int[], int, Func<Module>)[]
+                 {
+                     ("mlp-deep-narrow", [784, .. Enumerable.Repeat(64, 33), 10], 64, () => new Tanh()),
+                     ("mlp-wide", [784, 1024, 1024, 1024, 10], 128, () => new Relu()),
+                 })
+        {
+            Action Make(bool fused)
+            {
+                var gen = new Generator(0);
+                var model = new Sequential();
+                for (int i = 0; i + 1 < dims.Length; i++)
+                {
+                    model.Add(new Linear(dims[i], dims[i + 1], gen));
+                    if (i + 2 < dims.Length)
+                    {
+                        var a = act();
+                        if (!fused) a.RegisterForwardHook((_, _, _) => { });
+                        model.Add(a);
+                    }
+                }
+                var x = Tensor.RandN(gen, batch, dims[0]);
+                var y = IndexTensor.FromArray(Enumerable.Range(0, batch).Select(_ => gen.NextInt(10)).ToArray(), batch);
+                var opt = new Sgd(model.Parameters(), learningRate: 0.01, momentum: 0.9);
+                return () =>
+                {
+                    opt.ZeroGrad();
+                    Losses.CrossEntropy(model.Forward(x), y).Backward(releaseIntermediates: true);
+                    opt.Step();
+                };
+            }
+            var modes = new[] { Make(true), Make(false) };
+            var blocks = new[] { new List<double>(), new List<double>() };
+            int per = name == "mlp-wide" ? 10 : 50;
+            var sw = Stopwatch.StartNew();
+            for (int round = 0; sw.Elapsed.TotalSeconds < 8; round++)
+                for (int m = 0; m < 2; m++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    for (int i = 0; i < per; i++) modes[m]();
+                    if (round > 0) blocks[m].Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds / per);
+                }
+            string Fmt(List<double> b) => $"fastest {b.Min():F3} median {b.Order().ElementAt(b.Count / 2):F3} ms/step";
+            Console.WriteLine($"{name} fused: {Fmt(blocks[0])}; unfused: {Fmt(blocks[1])} ({blocks[0].Count} blocks of {per} steps each)");
+        }
     }
 
     /// <summary>The lstm and gru workloads' steps by phase, and their per-time-step GEMMs.</summary>

@@ -70,19 +70,39 @@ public static class Gemm
         ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> bias, Span<float> c, int ldc) =>
         Multiply(KernelIsa.Best, GemmPath.Auto, transA, transB, m, n, k, alpha, a, lda, b, ldb, bias, c, ldc);
 
-    /// <summary>The bias overload on an explicit path and loop structure (tests compare them).</summary>
+    /// <summary>
+    /// <c>C = act(alpha·op(A)·op(B) + bias)</c> for one float32 matrix: the product of
+    /// <see cref="Multiply(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, ReadOnlySpan{float}, Span{float}, int)"/>
+    /// (an empty <paramref name="bias"/> adds none) with <paramref name="activation"/> applied to each
+    /// tile of C in the epilogue (C is only written): a linear layer and its activation in one pass.
+    /// </summary>
+    /// <exception cref="ArgumentException">as the bias overload (a non-empty bias must have at least n elements).</exception>
+    public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> bias, Span<float> c, int ldc, FusedActivation activation) =>
+        Multiply(KernelIsa.Best, GemmPath.Auto, transA, transB, m, n, k, alpha, a, lda, b, ldb, bias, c, ldc, activation);
+
+    /// <summary>The bias overload on an explicit path and loop structure (tests compare them); an empty bias adds none.</summary>
     internal static unsafe void Multiply(InstructionSet isa, GemmPath path, bool transA, bool transB, int m, int n, int k, float alpha,
-        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> bias, Span<float> c, int ldc)
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, ReadOnlySpan<float> bias, Span<float> c, int ldc,
+        FusedActivation activation = FusedActivation.None)
     {
         Validate(1, transA, transB, m, n, k, a.Length, lda, 0, b.Length, ldb, 0, c.Length, ldc, 0);
-        if (bias.Length < n) throw new ArgumentException($"gemm: bias has {bias.Length} elements but C has n = {n} columns.", nameof(bias));
+        bool hasBias = activation == FusedActivation.None || !bias.IsEmpty;
+        if (hasBias && bias.Length < n) throw new ArgumentException($"gemm: bias has {bias.Length} elements but C has n = {n} columns.", nameof(bias));
+        if (!Enum.IsDefined(activation)) throw new ArgumentException($"gemm: unknown activation {(int)activation}.", nameof(activation));
         if (m == 0 || n == 0) return;
         fixed (float* pa = a, pb = b, pc = c, pbias = bias)
         {
-            var p = new Problem<float>(1, transA, transB, m, n, k, alpha, pa, lda, 0, pb, ldb, 0, 0f, pc, ldc, 0, pbias);
+            var p = new Problem<float>(1, transA, transB, m, n, k, alpha, pa, lda, 0, pb, ldb, 0, 0f, pc, ldc, 0, hasBias ? pbias : null, activation);
             if (k == 0 || alpha == 0)
             {
-                for (int i = 0; i < m; i++) bias[..n].CopyTo(c.Slice(i * ldc, n));
+                for (int i = 0; i < m; i++)
+                {
+                    var row = c.Slice(i * ldc, n);
+                    if (hasBias) bias[..n].CopyTo(row);
+                    else row.Clear();
+                    GemmEpilogue.Apply(activation, row);
+                }
                 return;
             }
             switch (isa)
@@ -187,6 +207,28 @@ public static class Gemm
     }
 }
 
+/// <summary>
+/// An element-wise activation a GEMM applies to its output in the epilogue, while each finished tile
+/// of C is still in L1: <c>C = act(alpha·op(A)·op(B) + bias)</c>. The functions are those of
+/// <see cref="ActivationKernels"/> (same kernels, applied tile row by tile row). Chosen for the
+/// activations whose derivative is read from the output (ReLU: y &gt; 0; tanh: 1 − y²; σ: y(1 − y)),
+/// so a fused layer needs to keep only y for its backward pass.
+/// </summary>
+public enum FusedActivation
+{
+    /// <summary>No activation: C = alpha·op(A)·op(B) + bias.</summary>
+    None,
+
+    /// <summary><c>max(0, ·)</c>.</summary>
+    Relu,
+
+    /// <summary><c>tanh</c>.</summary>
+    Tanh,
+
+    /// <summary><c>σ = 1/(1 + e^−x)</c>.</summary>
+    Sigmoid,
+}
+
 /// <summary>Loop structure of a GEMM: chosen by shape (Auto), or forced (tests compare the two).</summary>
 internal enum GemmPath
 {
@@ -202,11 +244,15 @@ internal enum GemmPath
 
 /// <summary>A validated GEMM call: raw pointers into pinned spans plus the shape.</summary>
 internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, int m, int n, int k, T alpha,
-    T* a, int lda, long strideA, T* b, int ldb, long strideB, T beta, T* c, int ldc, long strideC, T* bias = null)
+    T* a, int lda, long strideA, T* b, int ldb, long strideB, T beta, T* c, int ldc, long strideC, T* bias = null,
+    FusedActivation activation = FusedActivation.None)
     where T : unmanaged
 {
     /// <summary>Row vector added to every row of C instead of beta·C (null: none).</summary>
     public readonly T* Bias = bias;
+
+    /// <summary>Applied to each finished tile of C in the epilogue of the last k block.</summary>
+    public readonly FusedActivation Activation = activation;
 
     public readonly int Count = count, M = m, N = n, K = k, Lda = lda, Ldb = ldb, Ldc = ldc;
     public readonly bool TransA = transA, TransB = transB;
@@ -216,7 +262,7 @@ internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, 
 
     /// <summary>The same problem restricted to batch item <paramref name="i"/>.</summary>
     public Problem<T> Item(int i) => new(1, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, 0, B + i * StrideB, Ldb, 0,
-        Beta, C + i * StrideC, Ldc, 0, Bias);
+        Beta, C + i * StrideC, Ldc, 0, Bias, Activation);
 }
 
 /// <summary>

@@ -182,6 +182,7 @@ internal static unsafe class GemmDriver<T, TKernel>
                 int kc = Math.Min(kcMax, p.K - pc);
                 T beta = pc == 0 ? p.Beta : T.One;
                 T* bias = pc == 0 ? p.Bias : null;
+                bool last = pc + kc == p.K && p.Activation != FusedActivation.None;
                 if (p.TransB)
                 {
                     for (int jp = q0; jp < q1; jp++)
@@ -216,6 +217,7 @@ internal static unsafe class GemmDriver<T, TKernel>
                             TKernel.RunDirect(kc, ap, rs, cs, bp, ldb, tile, nr, p.Alpha, T.Zero);
                             MergeTile(tile, c, p.Ldc, rows, cols, beta);
                         }
+                        if (last) GemmEpilogue.Apply(p.Activation, c, p.Ldc, rows, cols);
                     }
                 }
             }
@@ -292,6 +294,7 @@ internal static unsafe class GemmDriver<T, TKernel>
             int p0 = (int)((long)im * _panelsM / _mTasks), p1 = (int)((long)(im + 1) * _panelsM / _mTasks);
             int q0 = (int)((long)jn * _panelsN / _nChunks), q1 = (int)((long)(jn + 1) * _panelsN / _nChunks);
             if (p0 == p1 || q0 == q1) return;
+            bool last = _pc + _kc == _p.K && _p.Activation != FusedActivation.None;
             int need = (p1 - p0) * mr * _kc;
             if (_packA is null || _packA.Length < need)
                 _packA = GC.AllocateUninitializedArray<T>(Math.Max(need, (TKernel.MC + mr) * TKernel.KC), pinned: true);
@@ -325,6 +328,7 @@ internal static unsafe class GemmDriver<T, TKernel>
                             TKernel.Run(_kc, ap, bp, tile, nr, _p.Alpha, T.Zero);
                             MergeTile(tile, c, _p.Ldc, rows, cols, _beta);
                         }
+                        if (last) GemmEpilogue.Apply(_p.Activation, c, _p.Ldc, rows, cols);
                     }
                 }
             }
@@ -367,6 +371,32 @@ internal static unsafe class GemmDriver<T, TKernel>
                 for (int j = 0; j < cols; j++) dst[j] = src[j] + dst[j];
             else
                 for (int j = 0; j < cols; j++) dst[j] = src[j] + beta * dst[j];
+        }
+    }
+}
+
+/// <summary>The activation of a fused GEMM epilogue, applied in place to rows of C with the element-wise kernels.</summary>
+internal static unsafe class GemmEpilogue
+{
+    /// <summary>C[r, 0..cols) = act(C[r, 0..cols)) for r in 0..rows (float or double; nothing for None).</summary>
+    public static void Apply<T>(FusedActivation act, T* c, int ldc, int rows, int cols) where T : unmanaged
+    {
+        if (act == FusedActivation.None) return;
+        for (int r = 0; r < rows; r++)
+        {
+            if (typeof(T) == typeof(float)) Apply(act, new Span<float>((float*)c + (nint)r * ldc, cols));
+            else Apply(act, new Span<double>((double*)c + (nint)r * ldc, cols));
+        }
+    }
+
+    /// <summary>y = act(y) in place.</summary>
+    public static void Apply<T>(FusedActivation act, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        switch (act)
+        {
+            case FusedActivation.Relu: ActivationKernels.Relu<T>(y, y); break;
+            case FusedActivation.Tanh: ActivationKernels.Tanh<T>(y, y); break;
+            case FusedActivation.Sigmoid: ActivationKernels.Sigmoid<T>(y, y); break;
         }
     }
 }

@@ -1,3 +1,4 @@
+using GradFlow.Kernels;
 using GradFlow.Tensors;
 
 namespace GradFlow.Nn;
@@ -50,7 +51,13 @@ public sealed class Linear : Module
     }
 
     /// <inheritdoc />
-    protected override Tensor ForwardCore(Tensor input)
+    protected override Tensor ForwardCore(Tensor input) => ForwardFused(input, FusedActivation.None);
+
+    /// <summary>
+    /// <c>act(x·Wᵀ + b)</c> in one op (<see cref="Tensor.Linear(Tensor, Tensor, Tensor?, FusedActivation)"/>),
+    /// bypassing <see cref="Module.Forward"/>: the caller has checked that no hook watches this module.
+    /// </summary>
+    internal Tensor ForwardFused(Tensor input, FusedActivation activation)
     {
         Tensor w = Weight;
         Tensor? b = Bias?.Data;
@@ -59,7 +66,7 @@ public sealed class Linear : Module
             w = w.To(input.DType);
             b = b?.To(input.DType);
         }
-        return Tensor.Linear(input, w, b);
+        return Tensor.Linear(input, w, b, activation);
     }
 
     /// <inheritdoc />

@@ -55,6 +55,9 @@ public abstract class Module
         return output;
     }
 
+    /// <summary>Whether a forward or backward hook is registered on this module (a container may then not fuse it with its neighbour).</summary>
+    internal bool HasHooks => _forwardHooks is not null || _backwardHooks is not null;
+
     /// <summary>The module's computation (called by <see cref="Forward"/>).</summary>
     protected abstract Tensor ForwardCore(Tensor input);
 

@@ -1,3 +1,4 @@
+using GradFlow.Kernels;
 using GradFlow.Tensors;
 
 namespace GradFlow.Nn;
@@ -35,13 +36,39 @@ public sealed class Sequential : Module
     /// <summary>The modules in order.</summary>
     public IReadOnlyList<Module> Modules => _modules;
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Runs the modules in order. A <see cref="Linear"/> directly followed by <see cref="Relu"/>,
+    /// <see cref="Tanh"/> or <see cref="Sigmoid"/>, neither watched by a hook, runs as one fused op
+    /// (<see cref="Tensor.Linear(Tensor, Tensor, Tensor?, FusedActivation)"/>: the activation in the GEMM's
+    /// epilogue, one graph node): the same values (up to the last bits of the vector activation) and
+    /// gradients, one pass over the layer's output fewer. With a hook on either module (e.g. the
+    /// gradient monitor's), both run as modules so the hook sees each output.
+    /// </summary>
     protected override Tensor ForwardCore(Tensor input)
     {
         var x = input;
-        foreach (var m in _modules) x = m.Forward(x);
+        for (int i = 0; i < _modules.Count; i++)
+        {
+            var m = _modules[i];
+            if (m is Linear linear && i + 1 < _modules.Count && !linear.HasHooks && Fusable(_modules[i + 1]) is var act && act != FusedActivation.None)
+            {
+                x = linear.ForwardFused(x, act);
+                i++;
+                continue;
+            }
+            x = m.Forward(x);
+        }
         return x;
     }
+
+    /// <summary>The activation a hook-free module applies, when the GEMM epilogue can apply it; else None.</summary>
+    private static FusedActivation Fusable(Module m) => m.HasHooks ? FusedActivation.None : m switch
+    {
+        Relu => FusedActivation.Relu,
+        Tanh => FusedActivation.Tanh,
+        Sigmoid => FusedActivation.Sigmoid,
+        _ => FusedActivation.None,
+    };
 
     /// <inheritdoc />
     protected override void OnChildReplaced(string name, Module module) => _modules[int.Parse(name, System.Globalization.CultureInfo.InvariantCulture)] = module;

@@ -11,7 +11,19 @@ public sealed partial class Tensor
     /// materialised) and, in float32, the bias added in the GEMM's epilogue (float64: copied in first). Backward: <c>dx = g·W</c>, <c>dW = gᵀ·x</c>
     /// (over all leading dimensions), <c>db = Σ_rows g</c>.
     /// </summary>
-    public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias = null)
+    public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias = null) => Linear(input, weight, bias, FusedActivation.None);
+
+    /// <summary>
+    /// A linear layer and its activation as one op: <c>y = act(x·Wᵀ + b)</c>, the activation applied
+    /// in the GEMM's epilogue (float32; float64: after the product). The pre-activation is never
+    /// stored. Backward: <c>dz = g·act′</c> from the output (ReLU: 1 where y &gt; 0, else 0, PyTorch's
+    /// subgradient at 0; tanh: 1 − y²; σ: y(1 − y)), then <c>dx = dz·W</c>, <c>dW = dzᵀ·x</c>,
+    /// <c>db = Σ_rows dz</c>. Same values as <c>act(Linear(x, W, b))</c> up to the last bits of the
+    /// vector activation; Sequential uses it for a Linear followed by ReLU, Tanh or
+    /// Sigmoid when no hook watches either module.
+    /// </summary>
+    /// <exception cref="ArgumentException">as <see cref="Linear(Tensor, Tensor, Tensor?)"/>, or for an undefined activation.</exception>
+    public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias, FusedActivation activation)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(weight);
@@ -27,6 +39,8 @@ public sealed partial class Tensor
             if (bias.Rank != 1 || bias._shape[0] != outF)
                 throw new ArgumentException($"linear: bias must be [{outF}], got {Shapes.Format(bias._shape)}.");
         }
+        if (!Enum.IsDefined(activation))
+            throw new ArgumentException($"linear: unknown activation {(int)activation}.", nameof(activation));
         int rows = input.Count / inF;
         var outShape = (int[])input._shape.Clone();
         outShape[^1] = outF;
@@ -34,8 +48,9 @@ public sealed partial class Tensor
         if (y.Storage is float[])
         {
             var ys = y.Span<float>();
-            if (bias is not null)
-                Gemm.Multiply(false, true, rows, outF, inF, 1f, input.Span<float>(), inF, weight.Span<float>(), inF, bias.Span<float>(), ys, outF);
+            if (bias is not null || activation != FusedActivation.None)
+                Gemm.Multiply(false, true, rows, outF, inF, 1f, input.Span<float>(), inF, weight.Span<float>(), inF,
+                    bias is null ? default : bias.Span<float>(), ys, outF, activation);
             else
                 Gemm.Multiply(false, true, rows, outF, inF, 1f, input.Span<float>(), inF, weight.Span<float>(), inF, 0f, ys, outF);
         }
@@ -49,11 +64,20 @@ public sealed partial class Tensor
             }
             Gemm.Multiply(false, true, rows, outF, inF, 1.0, input.Span<double>(), inF, weight.Span<double>(), inF,
                 bias is null ? 0.0 : 1.0, ys, outF);
+            GemmEpilogue.Apply(activation, ys);
         }
         Tensor[] inputs = bias is null ? [input, weight] : [input, weight, bias];
         if (!NeedsGrad(inputs)) return y;
-        return y.Record("linear", inputs, g =>
+        string op = activation switch
         {
+            FusedActivation.Relu => "linear_relu",
+            FusedActivation.Tanh => "linear_tanh",
+            FusedActivation.Sigmoid => "linear_sigmoid",
+            _ => "linear",
+        };
+        return y.Record(op, inputs, gOut =>
+        {
+            var g = activation == FusedActivation.None ? gOut : ActivationGradient(activation, y, gOut);
             Tensor? dx = null, dw = null, db = null;
             if (input.RequiresGrad)
             {
@@ -77,7 +101,29 @@ public sealed partial class Tensor
                 if (db.Storage is float[]) ReduceKernels.Sum(g.Span<float>(), 1, rows, outF, db.Span<float>());
                 else ReduceKernels.Sum(g.Span<double>(), 1, rows, outF, db.Span<double>());
             }
+            if (!ReferenceEquals(g, gOut)) g.ReleaseStorage(); // dz: this rule's own temporary
             return bias is null ? [dx, dw] : [dx, dw, db];
         });
+    }
+
+    /// <summary>dz = g·act′(z), the derivative read from the output y = act(z) (see the fused <see cref="Linear(Tensor, Tensor, Tensor?, FusedActivation)"/>).</summary>
+    private static Tensor ActivationGradient(FusedActivation activation, Tensor y, Tensor g)
+    {
+        var dz = Uninitialized("linear", y, y._shape);
+        if (dz.Storage is float[]) ActivationGradient<float>(activation, y.Span<float>(), g.Span<float>(), dz.Span<float>());
+        else ActivationGradient<double>(activation, y.Span<double>(), g.Span<double>(), dz.Span<double>());
+        return dz;
+    }
+
+    private static void ActivationGradient<T>(FusedActivation activation, ReadOnlySpan<T> y, ReadOnlySpan<T> g, Span<T> dz)
+        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        switch (activation)
+        {
+            // ReLU's y > 0 exactly where its input is > 0 (gradient 0 at 0, as PyTorch).
+            case FusedActivation.Relu: ActivationKernels.ReluBackward(y, g, dz); break;
+            case FusedActivation.Tanh: ActivationKernels.TanhBackward(y, g, dz); break;
+            case FusedActivation.Sigmoid: ActivationKernels.SigmoidBackward(y, g, dz); break;
+        }
     }
 }

@@ -416,6 +416,56 @@ public class GemmTests
             }
     }
 
+    [Theory]
+    [InlineData(7, 33, 300)]
+    [InlineData(64, 64, 64)]
+    [InlineData(13, 50, 0)]
+    [InlineData(130, 1030, 260)]
+    [InlineData(64, 784, 70)]
+    public void Multiply_ActivationEpilogue_IsActivationOfTheBiasedProductOnEveryPath(int m, int n, int k)
+    {
+        // Both loop structures, every instruction set, with and without bias, k over one and two
+        // blocks: the epilogue must equal the activation kernel (itself checked against the formulas
+        // in ActivationKernelTests) applied to the finished product (ReLU exactly; tanh and σ within
+        // 4 ulps: a tile row may split into vector and scalar lanes differently from a whole row) and
+        // must not touch C outside m×n.
+        foreach (var isa in Paths)
+            foreach (var path in new[] { GemmPath.Packed, GemmPath.Direct })
+                foreach (var act in new[] { FusedActivation.Relu, FusedActivation.Tanh, FusedActivation.Sigmoid })
+                    foreach (bool withBias in new[] { false, true })
+                    {
+                        var a = MakeOperand(m, k, false, 1, 31);
+                        var b = MakeOperand(k, n, true, 2, 32);
+                        var bias = withBias ? KernelLengths.Values(n, 33) : [];
+                        int ldc = n + 3;
+                        var fused = Enumerable.Repeat(-7f, m * ldc).ToArray();
+                        Gemm.Multiply(isa, path, false, true, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, bias, fused, ldc, act);
+                        var plain = new float[m * ldc];
+                        for (int i = 0; i < m; i++) if (withBias) bias.CopyTo(plain, i * ldc);
+                        Gemm.MultiplyBatched(isa, 1, false, true, m, n, k, 0.5f, a.Data, a.Ld, 0, b.Data, b.Ld, 0, withBias ? 1f : 0f, plain, ldc, 0, path);
+                        for (int i = 0; i < m; i++)
+                        {
+                            var row = plain.AsSpan(i * ldc, n);
+                            switch (act)
+                            {
+                                case FusedActivation.Relu: ActivationKernels.Relu<float>(row, row); break;
+                                case FusedActivation.Tanh: ActivationKernels.Tanh<float>(row, row); break;
+                                default: ActivationKernels.Sigmoid<float>(row, row); break;
+                            }
+                            for (int j = 0; j < n; j++)
+                            {
+                                float want = row[j];
+                                float got = fused[i * ldc + j];
+                                double ulp = Math.Max(MathF.BitIncrement(Math.Abs(want)) - Math.Abs(want), float.Epsilon);
+                                double tol = act == FusedActivation.Relu ? 0 : 4 * ulp;
+                                Assert.True(Math.Abs(got - want) <= tol,
+                                    $"{KernelIsa.Name(isa)} {path} {act} bias={withBias} m={m} n={n} k={k} at ({i}, {j}): {got:R}, expected {want:R}");
+                            }
+                            for (int j = n; j < ldc && i * ldc + j < fused.Length; j++) Assert.Equal(-7f, fused[i * ldc + j]);
+                        }
+                    }
+    }
+
     [Fact]
     public void Multiply_BiasShorterThanN_NamesBias()
     {

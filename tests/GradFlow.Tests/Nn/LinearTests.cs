@@ -1,4 +1,5 @@
 using GradFlow.Autograd;
+using GradFlow.Kernels;
 using GradFlow.Nn;
 using GradFlow.Tensors;
 using GradFlow.Tests.TestSupport;
@@ -41,6 +42,109 @@ public class LinearTests
         TestTensors.AllClose(expected, y.ToDoubleArray(), 1e-12, 1e-13, "linear");
         Tensor[] inputs = withBias ? [x, w, b] : [x, w];
         GradCheck.Assert(t => Tensor.Linear(t[0], t[1], withBias ? t[2] : null), inputs, name: "linear");
+    }
+
+    public static TheoryData<FusedActivation, int[], int, bool> FusedCases => new()
+    {
+        { FusedActivation.Relu, [4, 3], 5, true },
+        { FusedActivation.Relu, [2, 3, 33], 17, false },
+        { FusedActivation.Tanh, [4, 3], 5, true },
+        { FusedActivation.Tanh, [5, 67], 3, false },
+        { FusedActivation.Sigmoid, [1, 7], 1, true },
+        { FusedActivation.Sigmoid, [2, 3, 33], 17, true },
+    };
+
+    [Theory]
+    [MemberData(nameof(FusedCases))]
+    public void LinearOpWithActivation_MatchesReferenceAndFiniteDifferences(FusedActivation act, int[] inputShape, int outF, bool withBias)
+    {
+        int inF = inputShape[^1];
+        // ReLU: inputs scaled so no pre-activation sits within the finite-difference step of the kink.
+        var x = TestTensors.Leaf(11, inputShape);
+        var w = TestTensors.Leaf(12, outF, inF);
+        var b = TestTensors.Leaf(13, outF);
+        var y = Tensor.Linear(x, w, withBias ? b : null, act);
+        var (xv, wv, bv) = (x.ToDoubleArray(), w.ToDoubleArray(), b.ToDoubleArray());
+        int rows = xv.Length / inF;
+        var expected = new double[rows * outF];
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < outF; o++)
+            {
+                double z = withBias ? bv[o] : 0;
+                for (int i = 0; i < inF; i++) z += xv[r * inF + i] * wv[o * inF + i];
+                expected[r * outF + o] = act switch
+                {
+                    FusedActivation.Relu => Math.Max(0, z),
+                    FusedActivation.Tanh => Math.Tanh(z),
+                    _ => 1 / (1 + Math.Exp(-z)),
+                };
+            }
+        Assert.Equal([.. inputShape[..^1], outF], y.Shape.ToArray());
+        TestTensors.AllClose(expected, y.ToDoubleArray(), 1e-12, 1e-13, $"linear {act}");
+        Tensor[] inputs = withBias ? [x, w, b] : [x, w];
+        GradCheck.Assert(t => Tensor.Linear(t[0], t[1], withBias ? t[2] : null, act), inputs, name: $"linear {act}");
+    }
+
+    [Theory]
+    [InlineData(FusedActivation.Relu)]
+    [InlineData(FusedActivation.Tanh)]
+    [InlineData(FusedActivation.Sigmoid)]
+    public void LinearOpWithActivation_Float32_EqualsComposedOpsAndTheirGradients(FusedActivation act)
+    {
+        // 70×300 → 45: partial tiles and two k blocks; float32 against the separate linear and activation ops.
+        var gen = new Generator(21);
+        Tensor Leaf(params int[] shape) { var t = Tensor.RandN(gen, shape); t.RequiresGrad = true; return t; }
+        var (x, w, b, up) = (Leaf(70, 300), Leaf(45, 300), Leaf(45), Tensor.RandN(gen, 70, 45));
+        Tensor Composed(Tensor z) => act switch { FusedActivation.Relu => z.Relu(), FusedActivation.Tanh => z.Tanh(), _ => z.Sigmoid() };
+        var fused = Tensor.Linear(x, w, b, act);
+        (fused * up).Sum().Backward();
+        var (gx, gw, gb) = (x.Grad!.ToArray(), w.Grad!.ToArray(), b.Grad!.ToArray());
+        x.Grad = w.Grad = b.Grad = null;
+        var composed = Composed(Tensor.Linear(x, w, b));
+        (composed * up).Sum().Backward();
+        // The same float32 GEMM and activation kernel: equal up to the vector/scalar split of the activation.
+        TestTensors.AllClose(composed.ToDoubleArray(), fused.ToDoubleArray(), 1e-6, 1e-7, $"{act} forward");
+        TestTensors.AllClose(x.Grad!.ToDoubleArray(), gx.Select(v => (double)v).ToArray(), 1e-5, 1e-5, $"{act} dx");
+        TestTensors.AllClose(w.Grad!.ToDoubleArray(), gw.Select(v => (double)v).ToArray(), 1e-5, 1e-5, $"{act} dW");
+        TestTensors.AllClose(b.Grad!.ToDoubleArray(), gb.Select(v => (double)v).ToArray(), 1e-5, 1e-5, $"{act} db");
+    }
+
+    [Fact]
+    public void LinearOp_UndefinedActivation_ThrowsNamingIt()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Tensor.Linear(Tensor.Zeros(2, 3), Tensor.Zeros(4, 3), null, (FusedActivation)42));
+        Assert.Contains("activation", e.Message);
+    }
+
+    [Fact]
+    public void Sequential_LinearThenActivation_FusedUnlessHooked_SameOutputsAndGradients()
+    {
+        // The same weights twice: one Sequential fuses each Linear with its activation, the other has a
+        // forward hook on each activation module (which must then see every activation's output).
+        Sequential Build(bool hooked, List<Tensor> seen)
+        {
+            var gen = new Generator(5);
+            var s = new Sequential(new Linear(20, 16, gen), new Tanh(), new Linear(16, 16, gen), new Relu(), new Linear(16, 8, gen), new Sigmoid(), new Linear(8, 3, gen));
+            if (hooked)
+                foreach (int i in new[] { 1, 3, 5 })
+                    s[i].RegisterForwardHook((_, _, output) => seen.Add(output));
+            return s;
+        }
+        var seen = new List<Tensor>();
+        var fused = Build(false, seen);
+        var hooked = Build(true, seen);
+        var x = Tensor.RandN(new Generator(6), 9, 20);
+        var yF = fused.Forward(x);
+        var yH = hooked.Forward(x);
+        Assert.Equal(3, seen.Count);
+        Assert.Equal(new[] { 16, 16, 8 }, seen.Select(t => t.Shape[1]).ToArray());
+        TestTensors.AllClose(yH.ToDoubleArray(), yF.ToDoubleArray(), 1e-6, 1e-6, "output");
+        yF.Square().Sum().Backward();
+        yH.Square().Sum().Backward();
+        var pF = fused.NamedParameters().ToList();
+        var pH = hooked.NamedParameters().ToList();
+        for (int i = 0; i < pF.Count; i++)
+            TestTensors.AllClose(pH[i].Parameter.Grad!.ToDoubleArray(), pF[i].Parameter.Grad!.ToDoubleArray(), 1e-5, 1e-5, pF[i].Name);
     }
 
     [Fact]
