@@ -16,6 +16,36 @@ internal static class Profile
         if (sections.Count == 0 || sections.Contains("recurrent")) Recurrent();
         if (sections.Count == 0 || sections.Contains("mlp")) Mlp();
         if (sections.Count == 0 || sections.Contains("fusion")) Fusion();
+        if (sections.Contains("kernel")) MicroKernel();
+        if (sections.Contains("blocking")) BlockingAb.Run();
+    }
+
+    /// <summary>The AVX-512 float micro-kernel alone on L1-resident packed panels (kc = 128: A 6 KiB, B 16 KiB), one thread: its ceiling.</summary>
+    private static unsafe void MicroKernel()
+    {
+        if (!GradFlow.Kernels.KernelIsa.IsSupported(GradFlow.Kernels.InstructionSet.Avx512)) return;
+        foreach (int kc in new[] { 64, 128, 256 })
+        {
+            var a = GC.AllocateArray<float>(12 * kc, pinned: true);
+            var b = GC.AllocateArray<float>(32 * kc, pinned: true);
+            var c = GC.AllocateArray<float>(12 * 32, pinned: true);
+            new Random(1).NextBytes(new byte[1]);
+            for (int i = 0; i < a.Length; i++) a[i] = 1e-3f * (i % 7);
+            for (int i = 0; i < b.Length; i++) b[i] = 1e-3f * (i % 5);
+            fixed (float* pa = a, pb = b, pc = c)
+            {
+                int calls = 200_000 * 128 / kc;
+                double best = 0;
+                for (int rep = 0; rep < 5; rep++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    for (int i = 0; i < calls; i++) GradFlow.Kernels.GemmKernelF32Avx512.Run(kc, pa, pb, pc, 32, 1f, 1f);
+                    double s = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                    best = Math.Max(best, 2.0 * 12 * 32 * kc * calls / s / 1e9);
+                }
+                Console.WriteLine($"AVX-512 12x32 micro-kernel, kc = {kc}, L1-resident panels: {best:F1} GFLOP/s (one thread)");
+            }
+        }
     }
 
     /// <summary>
@@ -255,5 +285,69 @@ internal static class Profile
             n++;
         }
         return best;
+    }
+}
+
+/// <summary>The AVX-512 tile with other blocking parameters, for the blocking A/B of <c>--profile blocking</c>.</summary>
+internal readonly unsafe struct Avx512Blocking<TK, TM> : GradFlow.Kernels.IMicroKernel<float>
+    where TK : struct, IConst where TM : struct, IConst
+{
+    public static int MR => 12;
+    public static int NR => 32;
+    public static int KC => TK.Value;
+    public static int MC => TM.Value;
+    public static bool HasDirect => true;
+    public static void Run(nint kc, float* a, float* b, float* c, nint ldc, float alpha, float beta) =>
+        GradFlow.Kernels.GemmKernelF32Avx512.Run(kc, a, b, c, ldc, alpha, beta);
+    public static void RunDirect(nint kc, float* a, nint rsA, nint csA, float* b, nint ldb, float* c, nint ldc, float alpha, float beta) =>
+        GradFlow.Kernels.GemmKernelF32Avx512.RunDirect(kc, a, rsA, csA, b, ldb, c, ldc, alpha, beta);
+}
+
+internal interface IConst { static abstract int Value { get; } }
+internal struct C128 : IConst { public static int Value => 128; }
+internal struct C144 : IConst { public static int Value => 144; }
+internal struct C192 : IConst { public static int Value => 192; }
+internal struct C256 : IConst { public static int Value => 256; }
+internal struct C288 : IConst { public static int Value => 288; }
+internal struct C384 : IConst { public static int Value => 384; }
+internal struct C480 : IConst { public static int Value => 480; }
+internal struct C512 : IConst { public static int Value => 512; }
+internal struct C768 : IConst { public static int Value => 768; }
+
+internal static class BlockingAb
+{
+    public static unsafe void Run()
+    {
+        foreach (int n in new[] { 512, 1024, 2048 })
+        {
+            var gen = new GradFlow.Tensors.Generator(0);
+            var a = GradFlow.Tensors.Tensor.RandN(gen, n, n).ToArray();
+            var b = GradFlow.Tensors.Tensor.RandN(gen, n, n).ToArray();
+            var c = new float[n * n];
+            fixed (float* pa = a, pb = b, pc = c)
+            {
+                var p = new GradFlow.Kernels.Problem<float>(1, false, false, n, n, n, 1f, pa, n, 0, pb, n, 0, 0f, pc, n, 0);
+                var variants = new (string Name, Action Run)[]
+                {
+                    ("KC256 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C256, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC384 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C384, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC512 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC768 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C768, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                };
+                var times = variants.Select(_ => new List<double>()).ToArray();
+                int reps = Math.Max(1, (int)(4e8 / ((double)n * n * n)));
+                var sw = Stopwatch.StartNew();
+                for (int round = 0; sw.Elapsed.TotalSeconds < 12; round++)
+                    for (int v = 0; v < variants.Length; v++)
+                    {
+                        long t0 = Stopwatch.GetTimestamp();
+                        for (int r = 0; r < reps; r++) variants[v].Run();
+                        if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds / reps);
+                    }
+                double g = 2.0 * n * n * n / 1e9;
+                Console.WriteLine($"gemm-{n}, {GradFlow.Kernels.KernelThreads.Count} thread(s): " + string.Join("; ", variants.Select((v, i) =>
+                    $"{v.Name} best {g / times[i].Min():F0} median {g / times[i].Order().ElementAt(times[i].Count / 2):F0}")));
+            }
+        }
     }
 }

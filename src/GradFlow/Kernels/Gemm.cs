@@ -21,7 +21,7 @@ namespace GradFlow.Kernels;
 /// dimension, a KC×NC block of op(B) is packed into NR-wide column panels (contiguous, zero-padded),
 /// then each MC×KC block of op(A) is packed into MR-high row panels, and a register-tile
 /// micro-kernel computes MR×NR of C per call from one A panel and one B panel. The packed B
-/// micro-panel (KC·NR elements) stays in L1, the packed A block (MC·KC) in L2 and the packed B
+/// micro-panel (KC·NR elements) stays in L1 or L2 across the row panels, the packed A block (MC·KC) in L2 and the packed B
 /// block in L3. Transposes are absorbed by the packing, never materialised. Tile shapes by path:
 /// AVX-512 12×32, AVX2 6×16, portable 4×8 (float); 4×8 / 4×4 (double); see GemmKernels.cs.
 /// </para>
@@ -52,7 +52,7 @@ public static class Gemm
     /// </summary>
     internal const long DirectMacs = 1L << 22;
 
-    /// <summary>Columns of packed B per block (KC·NC·4 bytes = 4 MiB at KC = 256: sized for L3).</summary>
+    /// <summary>Columns of packed B per block (KC·NC·4 bytes = 4 MiB at KC = 256, 8 MiB at the AVX-512 tile's KC = 512: sized for L3).</summary>
     internal const int NC = 4096;
 
     /// <summary><c>C = alpha·op(A)·op(B) + beta·C</c> for one float32 matrix; see <see cref="Gemm"/>.</summary>
@@ -277,7 +277,7 @@ internal unsafe interface IMicroKernel<T> where T : unmanaged
     /// <summary>Columns of the register tile.</summary>
     static abstract int NR { get; }
 
-    /// <summary>Depth of a packed block (a B micro-panel KC·NR fits L1).</summary>
+    /// <summary>Depth of a packed block (measured per tile: a B micro-panel KC·NR in L1 or L2, the A block MC·KC in L2).</summary>
     static abstract int KC { get; }
 
     /// <summary>Largest rows of a packed A block (MC·KC fits L2); a multiple of MR.</summary>
