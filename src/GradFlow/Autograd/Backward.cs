@@ -240,12 +240,12 @@ public static class BackwardEngine
         [ThreadStatic] private static Pass? _cached;
 
         public readonly List<Tensor> Order = [];
-        public readonly HashSet<Tensor> Visited = new(ReferenceEqualityComparer.Instance);
+        public readonly HashSet<Tensor> Visited = new(IdentityComparer<Tensor>.Instance);
         public readonly Stack<(Tensor Tensor, int Next)> Stack = new();
         public readonly HashSet<Array> Fresh = new(ReferenceEqualityComparer.Instance);
         public readonly List<Tensor> Candidates = [];
-        public readonly HashSet<StorageBox> Keep = new(ReferenceEqualityComparer.Instance);
-        private readonly Dictionary<StorageBox, int> _refs = new(ReferenceEqualityComparer.Instance);
+        public readonly HashSet<StorageBox> Keep = new(IdentityComparer<StorageBox>.Instance);
+        private readonly Dictionary<StorageBox, int> _refs = new(IdentityComparer<StorageBox>.Instance);
 
         /// <summary>The thread's cached pass (a new one when a backward runs inside another, e.g. from a hook).</summary>
         public static Pass Rent()
