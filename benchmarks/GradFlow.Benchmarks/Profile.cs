@@ -324,6 +324,8 @@ internal struct C384 : IConst { public static int Value => 384; }
 internal struct C480 : IConst { public static int Value => 480; }
 internal struct C512 : IConst { public static int Value => 512; }
 internal struct C768 : IConst { public static int Value => 768; }
+internal struct C96 : IConst { public static int Value => 96; }
+internal struct C240 : IConst { public static int Value => 240; }
 
 internal static class BlockingAb
 {
@@ -341,8 +343,10 @@ internal static class BlockingAb
                 var variants = new (string Name, Action Run)[]
                 {
                     ("KC256 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C256, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
-                    ("KC384 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C384, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC512 MC96", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C96>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
                     ("KC512 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC512 MC240", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C240>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC768 MC96", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C768, C96>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
                     ("KC768 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C768, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
                 };
                 var times = variants.Select(_ => new List<double>()).ToArray();
