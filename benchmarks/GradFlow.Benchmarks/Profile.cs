@@ -2,6 +2,7 @@
 // phases of an mlp-wide and an mlp-deep-narrow training step (forward, loss, backward, optimiser
 // step) and of each GEMM shape those steps run, so tuning starts from measurements, not guesses.
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using GradFlow.Autograd;
 using GradFlow.Nn;
 using GradFlow.Optim;
@@ -360,6 +361,20 @@ internal static class BlockingAb
                         if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds / reps);
                     }
                 double g = 2.0 * n * n * n / 1e9;
+                if (n == 2048)
+                {
+                    var dst = GC.AllocateArray<float>(156 * 512, pinned: true);
+                    nint src = (nint)pa, d = (nint)Unsafe.AsPointer(ref dst[0]);
+                    int lda = n;
+                    double best = double.MaxValue;
+                    for (int rep = 0; rep < 2000; rep++)
+                    {
+                        long t0 = Stopwatch.GetTimestamp();
+                        for (int ip = 0; ip < 12; ip++) GradFlow.Kernels.GemmPack.PackA((float*)src, lda, false, ip * 12, 12, 0, 512, 12, (float*)d + ip * 12 * 512);
+                        best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalMicroseconds);
+                    }
+                    Console.WriteLine($"PackA of one 144×512 block of A (row-major, lda {n}): {best:F1} µs; a {n}³ product packs {(double)n * n / (144 * 512):F0} such blocks");
+                }
                 Console.WriteLine($"gemm-{n}, {GradFlow.Kernels.KernelThreads.Count} thread(s): " + string.Join("; ", variants.Select((v, i) =>
                     $"{v.Name} best {g / times[i].Min():F0} median {g / times[i].Order().ElementAt(times[i].Count / 2):F0}")));
             }

@@ -67,7 +67,6 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             }
             if (a == "--profile") { o = o with { Profile = true }; continue; }
             if (a == "--fma-peak") { o = o with { FmaPeak = true }; continue; }
-            if (a == "--release-intermediates") { o = o with { ReleaseIntermediates = true }; continue; }
             if (a == "--default-backward") { o = o with { ReleaseIntermediates = false }; continue; }
             if (i + 1 >= args.Length) { Console.Error.WriteLine($"{a} needs a value"); return null; }
             string v = args[++i];
