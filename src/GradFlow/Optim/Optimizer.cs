@@ -141,6 +141,12 @@ public abstract class Optimizer
                 _weightNorms[i] = Norm(w);
             }
         }
+        EndStep();
+    }
+
+    /// <summary>Called once after every parameter's <see cref="Update"/> of a step: an optimiser that deferred work (to run it for all parameters at once) finishes it here.</summary>
+    protected virtual void EndStep()
+    {
     }
 
     /// <summary>

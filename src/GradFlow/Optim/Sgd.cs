@@ -90,6 +90,14 @@ public sealed class Sgd : Optimizer
         float mu = (float)Momentum, s = (float)(1 - Dampening), negLr = (float)-LearningRate;
         (_mu, _s, _negLr) = (mu, s, negLr);
         int n = weight.Count;
+        if (n < 2 * Chunk && KernelThreads.Count > 1 && !TrackUpdates)
+        {
+            // Small tensors wait for EndStep, which updates them all as one job of the kernel threads
+            // (a task per tensor: the same bits on any thread). Not with TrackUpdates, which reads
+            // each parameter right after its update.
+            _pending.Add(((float[])weight.Storage, (float[])gradient.Storage, (float[])buffer.Storage));
+            return;
+        }
         if (n < 2 * Chunk || KernelThreads.Count == 1)
         {
             OptimizerKernels.SgdMomentum(weight.Span<float>(), gradient.Span<float>(), buffer.Span<float>(), mu, s, negLr);
@@ -107,6 +115,28 @@ public sealed class Sgd : Optimizer
     }
 
     private float _mu, _s, _negLr;
+
+    /// <summary>The small float32 tensors of this step's fused update, run together by <see cref="EndStep"/>.</summary>
+    private readonly List<(float[] W, float[] G, float[] B)> _pending = [];
+    private Action<int>? _pendingTask;
+
+    /// <inheritdoc />
+    protected override void EndStep()
+    {
+        if (_pending.Count == 0) return;
+        try
+        {
+            KernelThreads.Run(_pending.Count, _pendingTask ??= t =>
+            {
+                var (w, g, b) = _pending[t];
+                OptimizerKernels.SgdMomentum(w, g, b, _mu, _s, _negLr);
+            });
+        }
+        finally
+        {
+            _pending.Clear();
+        }
+    }
 
     private void RunChunk(int t)
     {

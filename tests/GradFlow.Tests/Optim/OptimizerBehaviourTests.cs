@@ -233,6 +233,50 @@ public class OptimizerBehaviourTests
     }
 
     [Fact]
+    public void Sgd_MomentumOnManyTensors_MatchesTheFormulaBitwiseOnOneOrTwoThreads()
+    {
+        // The fused momentum path: small tensors are updated together at the end of the step (one
+        // task each), large ones split in chunks. Every element must be b = μ·b + g, w = w + (−lr)·b,
+        // each operation rounded to float, whatever thread ran it.
+        int[][] shapes = [[5], [64, 64], [3, 7], [300, 500], [1], [64]];
+        int saved = GradFlow.Kernels.KernelThreads.Count;
+        try
+        {
+            foreach (int threads in new[] { 1, 2 })
+            {
+                GradFlow.Kernels.KernelThreads.SetCount(threads);
+                var ps = shapes.Select((sh, i) => new Parameter(Random(DType.Float32, 40 + (ulong)i, sh))).ToArray();
+                var w = ps.Select(p => p.Data.ToArray()).ToArray();
+                var b = ps.Select(p => new float[p.Data.Count]).ToArray();
+                var opt = new Sgd(ps, learningRate: 0.05, momentum: 0.9);
+                for (int step = 0; step < 3; step++)
+                {
+                    SetGradients(ps, 7 + (ulong)step);
+                    var g = ps.Select(p => p.Grad!.ToArray()).ToArray();
+                    opt.Step();
+                    for (int t = 0; t < ps.Length; t++)
+                    {
+                        for (int i = 0; i < w[t].Length; i++)
+                        {
+                            // PyTorch: the first step copies g into the buffer.
+                            b[t][i] = step == 0 ? g[t][i] : g[t][i] * 1f + b[t][i] * 0.9f;
+                            w[t][i] = b[t][i] * -0.05f + w[t][i];
+                        }
+                        var got = ps[t].Data.ToArray();
+                        for (int i = 0; i < got.Length; i++)
+                            Assert.True(BitConverter.SingleToInt32Bits(w[t][i]) == BitConverter.SingleToInt32Bits(got[i]),
+                                $"{threads} thread(s), step {step}, tensor {t} element {i}: {got[i]:R}, expected {w[t][i]:R}");
+                    }
+                }
+            }
+        }
+        finally
+        {
+            GradFlow.Kernels.KernelThreads.SetCount(saved);
+        }
+    }
+
+    [Fact]
     public void TrackUpdates_Sgd_ReportsUpdateAndWeightNorms()
     {
         var ps = TwoParameters(DType.Float64, 8);
