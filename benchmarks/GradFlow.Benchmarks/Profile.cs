@@ -30,7 +30,6 @@ internal static class Profile
             var a = GC.AllocateArray<float>(12 * kc, pinned: true);
             var b = GC.AllocateArray<float>(32 * kc, pinned: true);
             var c = GC.AllocateArray<float>(12 * 32, pinned: true);
-            new Random(1).NextBytes(new byte[1]);
             for (int i = 0; i < a.Length; i++) a[i] = 1e-3f * (i % 7);
             for (int i = 0; i < b.Length; i++) b[i] = 1e-3f * (i % 5);
             fixed (float* pa = a, pb = b, pc = c)
@@ -316,13 +315,8 @@ internal readonly unsafe struct Avx512Blocking<TK, TM> : GradFlow.Kernels.IMicro
 }
 
 internal interface IConst { static abstract int Value { get; } }
-internal struct C128 : IConst { public static int Value => 128; }
 internal struct C144 : IConst { public static int Value => 144; }
-internal struct C192 : IConst { public static int Value => 192; }
 internal struct C256 : IConst { public static int Value => 256; }
-internal struct C288 : IConst { public static int Value => 288; }
-internal struct C384 : IConst { public static int Value => 384; }
-internal struct C480 : IConst { public static int Value => 480; }
 internal struct C512 : IConst { public static int Value => 512; }
 internal struct C768 : IConst { public static int Value => 768; }
 internal struct C96 : IConst { public static int Value => 96; }

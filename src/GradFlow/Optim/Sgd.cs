@@ -68,8 +68,8 @@ public sealed class Sgd : Optimizer
         var buffer = Momentum != 0 ? State(index, MomentumBuffer) : null;
         if (weight.Is<float>() && buffer is not null && !first && WeightDecay == 0 && !Nesterov)
         {
-            // The common case in one fused pass, split over the kernel threads for large tensors
-            // (element-wise, so any split gives the same bits).
+            // The common case in one fused pass, run with the step's other such tensors over the
+            // kernel threads (element-wise, so any split gives the same bits).
             FusedMomentum(weight, gradient, buffer);
             return;
         }
@@ -81,44 +81,25 @@ public sealed class Sgd : Optimizer
     /// <summary>Elements per task of the fused update (64 Ki floats: 256 KiB of each operand).</summary>
     private const int Chunk = 1 << 16;
 
-    private float[]? _w, _g, _b;
-    private int _n;
-    private Action<int>? _chunk;
+    /// <summary>
+    /// This step's fused updates not yet run: a tensor below two chunks is one piece, a larger one is cut
+    /// into chunks. <see cref="EndStep"/> runs them all as one job of the kernel threads, a task per
+    /// piece (element-wise, so the same bits on any thread).
+    /// </summary>
+    private readonly List<(float[] W, float[] G, float[] B, int Start, int Length)> _pending = [];
+    private Action<int>? _runPiece;
+    private float _mu, _s, _negLr;
 
     private void FusedMomentum(Tensor weight, Tensor gradient, Tensor buffer)
     {
-        float mu = (float)Momentum, s = (float)(1 - Dampening), negLr = (float)-LearningRate;
-        (_mu, _s, _negLr) = (mu, s, negLr);
+        (_mu, _s, _negLr) = ((float)Momentum, (float)(1 - Dampening), (float)-LearningRate);
+        var (w, g, b) = ((float[])weight.Storage, (float[])gradient.Storage, (float[])buffer.Storage);
         int n = weight.Count;
-        if (n < 2 * Chunk && KernelThreads.Count > 1 && !TrackUpdates)
-        {
-            // Small tensors wait for EndStep, which updates them all as one job of the kernel threads
-            // (a task per tensor: the same bits on any thread). Not with TrackUpdates, which reads
-            // each parameter right after its update.
-            _pending.Add(((float[])weight.Storage, (float[])gradient.Storage, (float[])buffer.Storage));
-            return;
-        }
-        if (n < 2 * Chunk || KernelThreads.Count == 1)
-        {
-            OptimizerKernels.SgdMomentum(weight.Span<float>(), gradient.Span<float>(), buffer.Span<float>(), mu, s, negLr);
-            return;
-        }
-        (_w, _g, _b, _n) = ((float[])weight.Storage, (float[])gradient.Storage, (float[])buffer.Storage, n);
-        try
-        {
-            KernelThreads.Run((n + Chunk - 1) / Chunk, _chunk ??= RunChunk);
-        }
-        finally
-        {
-            (_w, _g, _b) = (null, null, null);
-        }
+        if (n < 2 * Chunk) _pending.Add((w, g, b, 0, n));
+        else
+            for (int start = 0; start < n; start += Chunk) _pending.Add((w, g, b, start, Math.Min(Chunk, n - start)));
+        if (TrackUpdates) EndStep(); // the tracking reads each parameter right after its update
     }
-
-    private float _mu, _s, _negLr;
-
-    /// <summary>The small float32 tensors of this step's fused update, run together by <see cref="EndStep"/>.</summary>
-    private readonly List<(float[] W, float[] G, float[] B)> _pending = [];
-    private Action<int>? _pendingTask;
 
     /// <inheritdoc />
     protected override void EndStep()
@@ -126,11 +107,7 @@ public sealed class Sgd : Optimizer
         if (_pending.Count == 0) return;
         try
         {
-            KernelThreads.Run(_pending.Count, _pendingTask ??= t =>
-            {
-                var (w, g, b) = _pending[t];
-                OptimizerKernels.SgdMomentum(w, g, b, _mu, _s, _negLr);
-            });
+            KernelThreads.Run(_pending.Count, _runPiece ??= RunPiece);
         }
         finally
         {
@@ -138,10 +115,10 @@ public sealed class Sgd : Optimizer
         }
     }
 
-    private void RunChunk(int t)
+    private void RunPiece(int t)
     {
-        int start = t * Chunk, len = Math.Min(Chunk, _n - start);
-        OptimizerKernels.SgdMomentum(_w.AsSpan(start, len), _g.AsSpan(start, len), _b.AsSpan(start, len), _mu, _s, _negLr);
+        var (w, g, b, start, length) = _pending[t];
+        OptimizerKernels.SgdMomentum(w.AsSpan(start, length), g.AsSpan(start, length), b.AsSpan(start, length), _mu, _s, _negLr);
     }
 
     private void Apply<T>(Span<T> w, ReadOnlySpan<T> g, Span<T> buffer, Span<T> scratch, bool first)

@@ -382,18 +382,7 @@ public sealed partial class Tensor
         /// per-step products h·W_hhᵀ then read their B operand in place instead of transposing
         /// W_hh in the packing at every step. Same values, same tiles: the same bits.
         /// </summary>
-        public T[] TransposedWeightHh<T>() where T : unmanaged
-        {
-            int rows = Gates * Hidden, h = Hidden;
-            var w = WeightHh.Span<T>();
-            var wt = TensorPool.Rent<T>(rows * h);
-            for (int r = 0; r < rows; r++)
-            {
-                var src = w.Slice(r * h, h);
-                for (int c = 0; c < h; c++) wt[c * rows + r] = src[c];
-            }
-            return wt;
-        }
+        public T[] TransposedWeightHh<T>() where T : unmanaged => (T[])PermuteRaw(WeightHh, [1, 0]).Storage;
 
         /// <summary>Step <paramref name="index"/> of a [steps, B, H] tensor as [B, H] (in the graph).</summary>
         public Tensor Step(Tensor sequence, int index) => sequence.Narrow(0, index, 1).Reshape(Batch, Hidden);

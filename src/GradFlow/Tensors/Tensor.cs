@@ -18,11 +18,11 @@ namespace GradFlow.Tensors;
 public sealed partial class Tensor : IIdentityHashed
 {
     private readonly int[] _shape;
+    private readonly StorageBox _box;
+    private bool _requiresGrad;
 
     /// <inheritdoc />
     int IIdentityHashed.IdentityHash { get; } = IdentityHash.Next();
-    private readonly StorageBox _box;
-    private bool _requiresGrad;
 
     internal Tensor(Array storage, int[] shape) : this(new StorageBox(storage), shape)
     {
