@@ -24,7 +24,7 @@ internal static class Profile
     /// <summary>The AVX-512 float micro-kernel alone on L1-resident packed panels (kc = 128: A 6 KiB, B 16 KiB), one thread: its ceiling.</summary>
     private static unsafe void MicroKernel()
     {
-        if (!GradFlow.Kernels.KernelIsa.IsSupported(GradFlow.Kernels.InstructionSet.Avx512)) return;
+        if (!GradFlow.Kernels.KernelIsa.IsAccelerated(GradFlow.Kernels.InstructionSet.Avx512)) return;
         foreach (int kc in new[] { 64, 128, 256 })
         {
             var a = GC.AllocateArray<float>(12 * kc, pinned: true);

@@ -42,7 +42,7 @@ internal static class ElementwiseLoops
         where T : unmanaged, IFloatingPointIeee754<T> where TOp : struct, IUnaryOperator<T>
     {
         int n = x.Length;
-        CheckDestination(op, n, y.Length, isa);
+        CheckDestination(op, n, y.Length);
         ref T xr = ref MemoryMarshal.GetReference(x);
         ref T yr = ref MemoryMarshal.GetReference(y);
         int i = 0;
@@ -61,7 +61,7 @@ internal static class ElementwiseLoops
     {
         int n = a.Length;
         CheckOperand(op, "second operand", n, b.Length);
-        CheckDestination(op, n, y.Length, isa);
+        CheckDestination(op, n, y.Length);
         ref T ar = ref MemoryMarshal.GetReference(a);
         ref T br = ref MemoryMarshal.GetReference(b);
         ref T yr = ref MemoryMarshal.GetReference(y);
@@ -82,7 +82,7 @@ internal static class ElementwiseLoops
         int n = a.Length;
         CheckOperand(op, "second operand", n, b.Length);
         CheckOperand(op, "third operand", n, c.Length);
-        CheckDestination(op, n, y.Length, isa);
+        CheckDestination(op, n, y.Length);
         ref T ar = ref MemoryMarshal.GetReference(a);
         ref T br = ref MemoryMarshal.GetReference(b);
         ref T cr = ref MemoryMarshal.GetReference(c);
@@ -105,11 +105,9 @@ internal static class ElementwiseLoops
         if (length != n) throw new ArgumentException($"{op}: the {name} has {length} elements, the first has {n}; pass spans of equal length.");
     }
 
-    private static void CheckDestination(string op, int n, int length, InstructionSet isa)
+    private static void CheckDestination(string op, int n, int length)
     {
         if (length < n) throw new ArgumentException($"{op}: destination has {length} elements, needs {n}.");
-        if (!KernelIsa.IsSupported(isa))
-            throw new PlatformNotSupportedException($"{op}: instruction set {KernelIsa.Name(isa)} is not available in this process (best is {KernelIsa.Name(KernelIsa.Best)}).");
     }
 }
 

@@ -5,9 +5,11 @@ namespace GradFlow.Kernels;
 /// <summary>The SIMD instruction-set path a kernel runs on.</summary>
 /// <remarks>
 /// Kernels pick <see cref="KernelIsa.Best"/> at run time. Every kernel also has an internal
-/// entry point that takes the path explicitly, so tests can run each path the machine supports
-/// side by side; the dispatcher itself is tested in a subprocess started with
-/// <c>DOTNET_EnableAVX512=0</c> / <c>DOTNET_EnableAVX2=0</c>.
+/// entry point that takes the path explicitly. The wide paths are written against
+/// <see cref="Vector512{T}"/> and <see cref="Vector256{T}"/>, which .NET runs (in software) on any
+/// hardware, so tests force every path (<see cref="KernelIsa.All"/>) on every machine: a machine
+/// without AVX-512 still checks the AVX-512 path's results, only slowly. The dispatcher itself is
+/// tested in a subprocess started with <c>DOTNET_EnableAVX512=0</c> / <c>DOTNET_EnableAVX2=0</c>.
 /// </remarks>
 public enum InstructionSet
 {
@@ -27,12 +29,11 @@ public static class KernelIsa
     /// <summary>The widest path this process can run (honours <c>DOTNET_EnableAVX512=0</c> etc.).</summary>
     public static InstructionSet Best { get; } = Detect();
 
-    /// <summary>Every path this process can run, narrowest first.</summary>
-    public static IReadOnlyList<InstructionSet> Supported { get; } =
-        Enum.GetValues<InstructionSet>().Where(IsSupported).ToArray();
+    /// <summary>Every path, narrowest first: each runs on any machine (the wider ones emulated where the hardware lacks them).</summary>
+    public static IReadOnlyList<InstructionSet> All { get; } = Enum.GetValues<InstructionSet>();
 
-    /// <summary>Whether this process can run <paramref name="isa"/>.</summary>
-    public static bool IsSupported(InstructionSet isa) => isa <= Best;
+    /// <summary>Whether the hardware runs <paramref name="isa"/> natively (a path above it still runs, emulated and slow).</summary>
+    public static bool IsAccelerated(InstructionSet isa) => isa <= Best;
 
     /// <summary>Lower-case name used in output: <c>portable</c>, <c>avx2</c>, <c>avx512</c>.</summary>
     public static string Name(InstructionSet isa) => isa switch

@@ -53,7 +53,7 @@ public static class RecurrentKernels
         Span<T> gates, Span<T> c, Span<T> tanhC, Span<T> h, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
     {
         const string op = "lstm forward";
-        CheckSizes(op, batch, hidden, isa);
+        CheckSizes(op, batch, hidden);
         CheckLength(op, "preGates", preGates.Length, batch, 4, hidden);
         CheckLength(op, "cPrev", cPrev.Length, batch, 1, hidden);
         CheckLength(op, "gates", gates.Length, batch, 4, hidden);
@@ -92,7 +92,7 @@ public static class RecurrentKernels
         ReadOnlySpan<T> dh, ReadOnlySpan<T> dc, Span<T> dPreGates, Span<T> dcPrev, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
     {
         const string op = "lstm backward";
-        CheckSizes(op, batch, hidden, isa);
+        CheckSizes(op, batch, hidden);
         CheckLength(op, "gates", gates.Length, batch, 4, hidden);
         CheckLength(op, "cPrev", cPrev.Length, batch, 1, hidden);
         CheckLength(op, "tanhC", tanhC.Length, batch, 1, hidden);
@@ -133,7 +133,7 @@ public static class RecurrentKernels
         Span<T> gates, Span<T> hn, Span<T> h, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
     {
         const string op = "gru forward";
-        CheckSizes(op, batch, hidden, isa);
+        CheckSizes(op, batch, hidden);
         CheckLength(op, "xGates", xGates.Length, batch, 3, hidden);
         CheckLength(op, "hGates", hGates.Length, batch, 3, hidden);
         CheckLength(op, "hPrev", hPrev.Length, batch, 1, hidden);
@@ -174,7 +174,7 @@ public static class RecurrentKernels
         ReadOnlySpan<T> dh, Span<T> dxGates, Span<T> dhGates, Span<T> dhPrev, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
     {
         const string op = "gru backward";
-        CheckSizes(op, batch, hidden, isa);
+        CheckSizes(op, batch, hidden);
         CheckLength(op, "gates", gates.Length, batch, 3, hidden);
         CheckLength(op, "hn", hn.Length, batch, 1, hidden);
         CheckLength(op, "hPrev", hPrev.Length, batch, 1, hidden);
@@ -194,12 +194,10 @@ public static class RecurrentKernels
 
     // ---------------------------------------------------------------- validation
 
-    private static void CheckSizes(string op, int batch, int hidden, InstructionSet isa)
+    private static void CheckSizes(string op, int batch, int hidden)
     {
         if (batch < 0 || hidden < 0)
             throw new ArgumentException($"{op}: batch {batch} and hidden {hidden} must not be negative.");
-        if (!KernelIsa.IsSupported(isa))
-            throw new PlatformNotSupportedException($"{op}: instruction set {KernelIsa.Name(isa)} is not available in this process (best is {KernelIsa.Name(KernelIsa.Best)}).");
     }
 
     private static void CheckLength(string op, string name, int length, int batch, int gates, int hidden)

@@ -21,7 +21,7 @@ public class GemmTests
         }
     }
 
-    public static IEnumerable<InstructionSet> Paths => KernelIsa.Supported;
+    public static IEnumerable<InstructionSet> Paths => KernelIsa.All;
 
     /// <summary>Stored operand: op(X) is rows×cols; stored transposed when <paramref name="trans"/>, with padding in ld.</summary>
     private sealed record Operand(float[] Data, int Ld, bool Trans, int Rows, int Cols)

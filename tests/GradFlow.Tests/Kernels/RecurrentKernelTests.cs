@@ -87,7 +87,7 @@ public class RecurrentKernelTests
         var pre = Values(Batch * 4 * h, h + 1);
         var cPrev = Values(Batch * h, h + 2);
         var want = LstmRef(h, pre, cPrev);
-        foreach (var isa in KernelIsa.Supported)
+        foreach (var isa in KernelIsa.All)
         {
             var (gates, c, tc, hy) = (new double[pre.Length], new double[cPrev.Length], new double[cPrev.Length], new double[cPrev.Length]);
             RecurrentKernels.LstmForward<double>(Batch, h, pre, cPrev, gates, c, tc, hy, isa);
@@ -131,7 +131,7 @@ public class RecurrentKernelTests
                 wantPre[g + 3 * h + j] = dh[s] * tc * o * (1 - o);
                 wantCPrev[s] = dct * f;
             }
-        foreach (var isa in KernelIsa.Supported)
+        foreach (var isa in KernelIsa.All)
         {
             var dPre = new double[pre.Length];
             var dcPrev = (double[])dc.Clone(); // in place: dcPrev is dc
@@ -156,7 +156,7 @@ public class RecurrentKernelTests
         var cPrev = KernelLengths.Values(Batch * h, 92).Select(x => (double)x).ToArray();
         var dh = KernelLengths.Values(Batch * h, 93).Select(x => (double)x).ToArray();
         var dc = KernelLengths.Values(Batch * h, 94).Select(x => (double)x).ToArray();
-        foreach (var isa in KernelIsa.Supported)
+        foreach (var isa in KernelIsa.All)
         {
             // L = Σ dh·h + Σ dc·c as a function of the pre-activations and c_prev.
             double Loss(double[] p, double[] cp)
@@ -199,7 +199,7 @@ public class RecurrentKernelTests
         var hPrev = Values(Batch * h, h + 13);
         var want = GruRef(h, xg, hg, hPrev);
         var wantF = GruRef(h, D(F(xg)), D(F(hg)), D(F(hPrev)));
-        foreach (var isa in KernelIsa.Supported)
+        foreach (var isa in KernelIsa.All)
         {
             var (gates, hn, hy) = (new double[xg.Length], new double[hPrev.Length], new double[hPrev.Length]);
             RecurrentKernels.GruForward<double>(Batch, h, xg, hg, hPrev, gates, hn, hy, isa);
@@ -238,7 +238,7 @@ public class RecurrentKernelTests
                 (wantH[g + j], wantH[g + h + j], wantH[g + 2 * h + j]) = (dr, dz, dn * r);
                 wantPrev[s] = dh[s] * z;
             }
-        foreach (var isa in KernelIsa.Supported)
+        foreach (var isa in KernelIsa.All)
         {
             var (dx, dhg) = (new double[xg.Length], new double[xg.Length]);
             var dhPrev = (double[])dh.Clone(); // in place: dhPrev is dh
@@ -266,7 +266,7 @@ public class RecurrentKernelTests
         var hg = KernelLengths.Values(Batch * 3 * h, 82).Select(x => (double)x).ToArray();
         var hPrev = KernelLengths.Values(Batch * h, 83).Select(x => (double)x).ToArray();
         var dh = KernelLengths.Values(Batch * h, 84).Select(x => (double)x).ToArray();
-        foreach (var isa in KernelIsa.Supported)
+        foreach (var isa in KernelIsa.All)
         {
             double Loss(double[] x, double[] hgv, double[] hp)
             {
@@ -308,7 +308,7 @@ public class RecurrentKernelTests
         double[] pattern = [1000, -1000, 200, -200]; // e^200 overflows float: σ is exactly 0 or 1
         var pre = Enumerable.Range(0, 4 * h).Select(i => pattern[i % 4]).ToArray();
         var cPrev = Enumerable.Range(0, h).Select(i => (double)(i % 3 - 1)).ToArray();
-        foreach (var isa in KernelIsa.Supported)
+        foreach (var isa in KernelIsa.All)
         {
             var (g, c, tc, hy) = (new float[4 * h], new float[h], new float[h], new float[h]);
             RecurrentKernels.LstmForward<float>(1, h, F(pre), F(cPrev), g, c, tc, hy, isa);
