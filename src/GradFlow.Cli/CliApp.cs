@@ -30,6 +30,7 @@ public static class CliApp
                 "repair" => RepairCommand.Run(args[1..], stdout, stderr),
                 "report" => ReportCommand.Run(args[1..], stdout, stderr),
                 "evaluate" => EvaluateCommand.Run(args[1..], stdout, stderr),
+                "catalogue" => CatalogueCommand.Run(args[1..], stdout, stderr),
                 _ => Unknown(args[0], stderr),
             };
         }
@@ -73,6 +74,7 @@ public static class CliApp
           repair      apply remedies in short trials until the gradient flow is healthy
           report      self-contained HTML report of a run directory, or a comparison of several
           evaluate    measure diagnosis and repair on a labelled catalogue of configurations
+          catalogue   generate a catalogue labelled by the outcomes of full training runs
           grads       gradients of one batch, written to safetensors for comparison with other frameworks
 
         Options:

@@ -67,6 +67,8 @@ internal static class DiagnosisView
         foreach (var p in d.Problems)
         {
             sb.AppendLine($"{++i}. {p.Summary}");
+            if (double.IsFinite(p.Confidence))
+                sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"   confidence {p.Confidence:P0} ({p.ConfidenceBasis})"));
             if (p.Causes.Count > 0)
             {
                 sb.AppendLine("   causes, most likely first:");

@@ -19,6 +19,21 @@ public sealed record CatalogueEntry(string Name, TrainingConfig Config, ProblemK
 {
     /// <summary>Whether the entry is labelled healthy.</summary>
     public bool Healthy => Expect is null;
+
+    /// <summary>Which half of a generated catalogue the entry belongs to (<c>calibration</c>, <c>held-out</c>), or null.</summary>
+    public string? Split { get; init; }
+
+    /// <summary>Every mechanism the labelling run showed (generated entries); a verdict naming any of them, or a kind of the label's family, is right.</summary>
+    public IReadOnlyList<ProblemKind> Mechanisms { get; init; } = [];
+
+    /// <summary>What the full training run did (generated entries), or null.</summary>
+    public RunOutcome? Outcome { get; init; }
+
+    /// <summary>
+    /// The kinds a verdict on this entry may name to count as detected: the label, every mechanism of
+    /// the labelling run, and the label's family (<see cref="Catalogue.Family"/>).
+    /// </summary>
+    public IEnumerable<ProblemKind> Accepted => Expect is { } k ? Catalogue.Family(k).Concat(Mechanisms).Distinct() : [];
 }
 
 /// <summary>
@@ -75,17 +90,67 @@ public sealed record Catalogue(IReadOnlyList<CatalogueEntry> Entries, IReadOnlyL
                 var config = TrainingConfig.FromJson(Required(e, "config", where, JsonValueKind.Object).GetRawText(), $"{where}.config");
                 if (kind is not null && reference is null) throw new FormatException($"{where}: a broken entry needs a 'reference' (the healthy entry of the same task).");
                 if (entries.Any(x => x.Name == name)) throw new FormatException($"{where}: duplicate name.");
-                entries.Add(new CatalogueEntry(name, config, kind, why, reference));
+                string? split = e.TryGetProperty("split", out var sp) ? sp.ValueKind == JsonValueKind.String && sp.GetString() is "calibration" or "held-out"
+                    ? sp.GetString() : throw new FormatException($"{where}: field 'split' must be \"calibration\" or \"held-out\".") : null;
+                var mechanisms = e.TryGetProperty("mechanisms", out var mech) ? mech.ValueKind == JsonValueKind.Array
+                    ? mech.EnumerateArray().Select((m, i) => ParseKind(m.GetString() ?? "", $"{where}.mechanisms[{i}]")).ToArray()
+                    : throw new FormatException($"{where}: field 'mechanisms' must be an array.") : [];
+                RunOutcome? outcome = null;
+                if (e.TryGetProperty("outcome", out var oc))
+                {
+                    try
+                    {
+                        outcome = JsonSerializer.Deserialize<RunOutcome>(oc.GetRawText(), OutcomeJson);
+                    }
+                    catch (JsonException x)
+                    {
+                        throw new FormatException($"{where}.outcome: {x.Message}");
+                    }
+                }
+                entries.Add(new CatalogueEntry(name, config, kind, why, reference) { Split = split, Mechanisms = mechanisms, Outcome = outcome });
             }
             foreach (var e in entries.Where(e => e.Reference is not null))
             {
                 var target = entries.FirstOrDefault(x => x.Name == e.Reference)
                     ?? throw new FormatException($"{source}: entry '{e.Name}': reference '{e.Reference}' is not an entry.");
                 if (!target.Healthy) throw new FormatException($"{source}: entry '{e.Name}': reference '{e.Reference}' is not labelled healthy.");
+                // a fair yardstick: the same task, optimiser family, learning-rate policy and budget
+                var (a, b) = (e.Config, target.Config);
+                string? differs = a.Data != b.Data ? "data" : CatalogueGrammar.OptimizerFamily(a.Optimizer) != CatalogueGrammar.OptimizerFamily(b.Optimizer) ? "optimizer family"
+                    : a.Schedule != b.Schedule ? "schedule" : a.MaxSteps != b.MaxSteps ? "maxSteps"
+                    // without a step budget, the budget is epochs of batches
+                    : a.MaxSteps is null && (a.Epochs != b.Epochs || a.BatchSize != b.BatchSize) ? "epochs or batchSize (the budget)"
+                    : a.TrainLimit != b.TrainLimit ? "trainLimit" : a.SequenceLength != b.SequenceLength ? "sequenceLength" : null;
+                if (differs is not null)
+                    throw new FormatException($"{source}: entry '{e.Name}': reference '{e.Reference}' differs in {differs}; a reference must share the task, optimiser family, learning-rate schedule and budget.");
             }
-            return new Catalogue(entries, seeds, trialSteps);
+            int dropped = root.TryGetProperty("dropped", out var d) && d.ValueKind == JsonValueKind.Array ? d.GetArrayLength() : 0;
+            return new Catalogue(entries, seeds, trialSteps) { Dropped = dropped };
         }
     }
+
+    /// <summary>Configurations of a generated catalogue whose outcome was ambiguous (neither healthy nor broken), dropped and counted.</summary>
+    public int Dropped { get; init; }
+
+    /// <summary>The JSON options of stored outcomes (camelCase; NaN written as "NaN").</summary>
+    public static JsonSerializerOptions OutcomeJson { get; } = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>
+    /// The problem family of <paramref name="kind"/>: the kinds that describe the same failure from
+    /// another side. Vanishing gradient and saturation (saturated units pass no signal); exploding
+    /// gradient, non-finite values and an oscillating loss (steps too large for the loss surface);
+    /// dying ReLU; stalled loss.
+    /// </summary>
+    public static IReadOnlyList<ProblemKind> Family(ProblemKind kind) => kind switch
+    {
+        ProblemKind.VanishingGradient or ProblemKind.Saturation => [ProblemKind.VanishingGradient, ProblemKind.Saturation],
+        ProblemKind.ExplodingGradient or ProblemKind.NonFinite or ProblemKind.OscillatingLoss => [ProblemKind.ExplodingGradient, ProblemKind.NonFinite, ProblemKind.OscillatingLoss],
+        _ => [kind],
+    };
 
     private static JsonElement Required(JsonElement e, string field, string where, JsonValueKind kind)
     {
@@ -122,8 +187,8 @@ public sealed record CatalogueRun(CatalogueEntry Entry, ulong Seed, Diagnosis Pr
     /// <summary>Kinds the trial reported.</summary>
     public IEnumerable<ProblemKind> Found => Trial.Diagnosis.Problems.Select(p => p.Kind).Distinct();
 
-    /// <summary>Broken entry: the known problem was reported. Healthy entry: no problem reported.</summary>
-    public bool Correct => Entry.Healthy ? Trial.Diagnosis.Healthy : Found.Contains(Entry.Expect!.Value);
+    /// <summary>Broken entry: the known problem (or a kind of its family, or a mechanism of its labelling run) was reported. Healthy entry: no problem reported.</summary>
+    public bool Correct => Entry.Healthy ? Trial.Diagnosis.Healthy : Found.Intersect(Entry.Accepted).Any();
 
     /// <summary>A healthy entry with any problem reported.</summary>
     public bool FalseAlarm => Entry.Healthy && !Trial.Diagnosis.Healthy;
@@ -131,8 +196,19 @@ public sealed record CatalogueRun(CatalogueEntry Entry, ulong Seed, Diagnosis Pr
     /// <summary>The preflight reported the known problem (meaningful for vanishing and exploding entries).</summary>
     public bool Forecast => Entry.Expect is { } k && Preflight.Problems.Any(p => p.Kind == k);
 
-    /// <summary>The repair ended healthy and its full training reached the reference accuracy within <paramref name="points"/> (fraction).</summary>
-    public bool Repaired(double points = 0.02) => Repair is { Healthy: true } && RepairedAccuracy >= ReferenceAccuracy - points;
+    /// <summary>
+    /// For a generated entry: the share of the reference's (the group's best) result that the repaired
+    /// config's full training reached (<see cref="RunOutcome.Score"/>); NaN otherwise.
+    /// </summary>
+    public double RepairedScore { get; init; } = double.NaN;
+
+    /// <summary>
+    /// The repair ended healthy and its full training reached the reference: within
+    /// <paramref name="points"/> (fraction) of its accuracy for a hand-written entry, at least
+    /// <see cref="OutcomeLabeler.HealthyScore"/> of its score for a generated one (the bar of a healthy label).
+    /// </summary>
+    public bool Repaired(double points = 0.02) => Repair is { Healthy: true } &&
+        (Entry.Outcome is not null ? RepairedScore >= OutcomeLabeler.HealthyScore : RepairedAccuracy >= ReferenceAccuracy - points);
 
     /// <summary>Repair trials plus the training run of the repaired config, in training runs.</summary>
     public double TotalCost => Repair is null ? double.NaN : Repair.Cost + 1;
@@ -169,6 +245,62 @@ public sealed record CatalogueReport(IReadOnlyList<CatalogueRun> Runs, double Se
         return a.Length == 0 ? double.NaN : (double)a.Count(ok) / a.Length;
     }
 
+    /// <summary>The verdict of a run as one kind: the most severe problem found, or null for healthy.</summary>
+    public static ProblemKind? Verdict(CatalogueRun run)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        return run.Trial.Diagnosis.Problems.Count == 0 ? null : run.Trial.Diagnosis.Problems[0].Kind;
+    }
+
+    /// <summary>
+    /// Per labelled problem kind: recall (its broken runs detected with the right family), precision
+    /// (of the runs whose verdict names a kind of that family, the share labelled with that family),
+    /// and false-alarm rate (healthy runs whose verdict names a kind of that family).
+    /// </summary>
+    public IReadOnlyList<(ProblemKind Kind, int Runs, double Recall, double Precision, double FalseAlarmRate)> PerKind()
+    {
+        var healthy = Runs.Where(r => r.Entry.Healthy).ToArray();
+        var rows = new List<(ProblemKind, int, double, double, double)>();
+        foreach (var kind in Runs.Where(r => !r.Entry.Healthy).Select(r => r.Entry.Expect!.Value).Distinct().Order())
+        {
+            var family = Catalogue.Family(kind);
+            var labelled = Runs.Where(r => r.Entry.Expect == kind).ToArray();
+            var named = Runs.Where(r => r.Found.Intersect(family).Any()).ToArray();
+            double precision = named.Length == 0 ? double.NaN : (double)named.Count(r => r.Entry.Expect is { } k && (family.Contains(k) || r.Entry.Mechanisms.Intersect(family).Any())) / named.Length;
+            rows.Add((kind, labelled.Length, Fraction(labelled, r => r.Correct), precision,
+                healthy.Length == 0 ? double.NaN : (double)healthy.Count(r => r.Found.Intersect(family).Any()) / healthy.Length));
+        }
+        return rows;
+    }
+
+    /// <summary>Markdown tables: per kind (recall, precision, false alarms) and the confusion matrix (label × most severe verdict).</summary>
+    public string PerKindMarkdown()
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine("| label | runs | recall (right family) | precision | false alarms of that family on healthy runs |");
+        sb.AppendLine("|---|---:|---:|---:|---:|");
+        foreach (var (kind, n, recall, precision, fa) in PerKind())
+            sb.AppendLine(inv, $"| {Catalogue.KindName(kind)} | {n} | {recall:P0} | {precision:P0} | {fa:P1} |");
+        sb.AppendLine();
+        var kinds = Enum.GetValues<ProblemKind>().Where(k => Runs.Any(r => r.Entry.Expect == k || Verdict(r) == k)).ToArray();
+        sb.Append("| label \\ verdict | healthy |");
+        foreach (var k in kinds) sb.Append(inv, $" {Catalogue.KindName(k)} |");
+        sb.AppendLine();
+        sb.Append("|---|---:|");
+        foreach (var _ in kinds) sb.Append("---:|");
+        sb.AppendLine();
+        foreach (ProblemKind? label in new ProblemKind?[] { null }.Concat(kinds.Select(k => (ProblemKind?)k)))
+        {
+            var row = Runs.Where(r => r.Entry.Expect == label).ToArray();
+            if (row.Length == 0) continue;
+            sb.Append(inv, $"| {(label is { } l ? Catalogue.KindName(l) : "healthy")} | {row.Count(r => Verdict(r) is null)} |");
+            foreach (var k in kinds) sb.Append(inv, $" {row.Count(r => Verdict(r) == k)} |");
+            sb.AppendLine();
+        }
+        return sb.ToString();
+    }
+
     /// <summary>A Markdown summary and a table per entry (for docs/diagnosis.md).</summary>
     public string ToMarkdown()
     {
@@ -182,10 +314,12 @@ public sealed record CatalogueReport(IReadOnlyList<CatalogueRun> Runs, double Se
         sb.AppendLine(inv, $"| vanishing/exploding forecast by the preflight alone | {ForecastRate:P1} | — (needs training) |");
         if (Runs.Any(r => r.Repair is not null))
         {
-            sb.AppendLine(inv, $"| repaired: healthy and within 2 points of the healthy config | {RepairRate:P1} | 97% of detected |");
+            sb.AppendLine(inv, $"| repaired: healthy and {(Runs.Any(r => r.Entry.Outcome is not null) ? "at least 0.9 of the way from chance to the group's best" : "within 2 points of the healthy config")} | {RepairRate:P1} of {Broken.Count(r => r.Repair is not null)} | 97% of detected |");
             sb.AppendLine(inv, $"| median cost, repair trials + training the repaired config | {MedianTotalCost:F2} training runs | 1.8-1.9 training runs |");
             sb.AppendLine(inv, $"| median cost of the repair trials alone | {MedianRepairCost:F2} training runs | — |");
         }
+        sb.AppendLine();
+        sb.Append(PerKindMarkdown());
         sb.AppendLine();
         sb.AppendLine("| entry | ground truth | found (per seed) | preflight | repaired | accuracy repaired / reference | cost |");
         sb.AppendLine("|---|---|---|---|---|---|---:|");
@@ -234,7 +368,20 @@ public static class CatalogueEvaluator
                 var trial = Trials.Run(config, Math.Min(catalogue.TrialSteps, Budget(config, bundle)), every: 10, bundle, settings: settings, cancellation: cancellation);
                 RepairResult? repaired = null;
                 double accuracy = double.NaN, reference = double.NaN;
-                if (repair && !entry.Healthy)
+                double repairedScore = double.NaN;
+                if (repair && !entry.Healthy && catalogue.Entries.First(e => e.Name == entry.Reference) is { Outcome: { } refOutcome })
+                {
+                    // generated entry: the reference's outcome is stored; the repaired config is judged by the labelling rule
+                    repaired = Repairer.Repair(config, catalogue.TrialSteps, data: bundle, settings: settings, cancellation: cancellation);
+                    if (repaired.Healthy)
+                    {
+                        var outcome = OutcomeLabeler.Measure(repaired.Config, bundle, cancellation);
+                        (accuracy, repairedScore) = (outcome.TestAccuracy, outcome.Score(refOutcome));
+                    }
+                    else repairedScore = 0;
+                    reference = refOutcome.TestAccuracy;
+                }
+                else if (repair && !entry.Healthy)
                 {
                     repaired = Repairer.Repair(config, catalogue.TrialSteps, data: bundle, settings: settings, cancellation: cancellation);
                     accuracy = repaired.Healthy ? new Trainer(repaired.Config, bundle).Run(cancellation: cancellation).FinalTestAccuracy : double.NaN;
@@ -247,7 +394,7 @@ public static class CatalogueEvaluator
                     }
                 }
                 var run = new CatalogueRun(entry, seed, preflight, trial, repaired, accuracy, reference, clock.Elapsed.TotalSeconds,
-                    preflightSample.Layers.Select(l => l.UpdateRatio).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max());
+                    preflightSample.Layers.Select(l => l.UpdateRatio).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max()) { RepairedScore = repairedScore };
                 runs.Add(run);
                 progress?.Invoke(run);
             }

@@ -16,13 +16,13 @@ public static class Diagnoser
     /// <summary>Diagnoses <paramref name="samples"/> of a run of <paramref name="config"/> (whose model is <paramref name="model"/>, when available for weight facts).</summary>
     public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Module? model = null,
         DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null, IReadOnlyList<double>? recentLosses = null,
-        bool preflight = false, double predictedUpdateRatio = double.NaN)
+        bool preflight = false, double predictedUpdateRatio = double.NaN, double chanceLoss = double.NaN)
     {
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(config);
         settings ??= new DiagnosisSettings();
         var spec = NetworkSpecs.ParseAny(config.Model);
-        var facts = new ModelFacts(spec, config, model, samples, settings) { IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio };
+        var facts = new ModelFacts(spec, config, model, samples, settings) { IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio, ChanceLoss = chanceLoss };
         var problems = new List<Problem>();
         var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
         // recurrent models: the ratio that matters is through time (first step over last step of the top recurrent layer)
@@ -46,10 +46,19 @@ public static class Diagnoser
             var exploding = Exploding(window, facts, ratio, settings, nonFiniteLoss is null ? 1 : LossGrowth(recentLosses),
                 preflight ? window[^1].Layers.Select(l => l.UpdateRatio).Where(double.IsFinite).DefaultIfEmpty(0).Max() : 0);
             if (exploding is not null) problems.Add(exploding);
-            var saturation = PerLayer(window, facts, ProblemKind.Saturation, l => l.Saturation, settings.SaturatedFraction, "saturated units");
+            // saturated or dead units are a problem when they stop the learning: not while the loss is far below chance
+            bool learning = double.IsFinite(chanceLoss) && Median(window.Select(TrendLoss)) < settings.HarmlessBelowChance * chanceLoss;
+            var saturation = learning ? null : PerLayer(window, facts, ProblemKind.Saturation, l => l.Saturation, settings.SaturatedFraction, "saturated units");
             if (saturation is not null) problems.Add(saturation);
-            var dead = PerLayer(window, facts, ProblemKind.DyingRelu, l => l.DeadUnits, settings.DeadFraction, "dead units");
+            var dead = learning ? null : PerLayer(window, facts, ProblemKind.DyingRelu, l => l.DeadUnits, settings.DeadFraction, "dead units");
             if (dead is not null) problems.Add(dead);
+        }
+        if (window.Length > 0 && AboveChance(window, facts, settings) is { } above)
+        {
+            // the same failure seen from the loss: merged into an exploding verdict already found, else one of its own
+            int i = problems.FindIndex(p => p.Kind == ProblemKind.ExplodingGradient);
+            if (i < 0) problems.Add(above);
+            else problems[i] = problems[i] with { Evidence = new Dictionary<string, double>(problems[i].Evidence.Concat(above.Evidence.Where(e => !problems[i].Evidence.ContainsKey(e.Key)))) };
         }
         var trend = samples.Where(s => double.IsFinite(TrendLoss(s))).ToArray();
         if (trend.Length >= settings.TrendSamples)
@@ -62,10 +71,69 @@ public static class Diagnoser
                 if (stalled is not null) problems.Add(stalled);
             }
         }
-        return new Diagnosis(problems.OrderByDescending(p => p.Severity).ToArray(), samples.Count, ratio, nonFiniteOrigin);
+        return new Diagnosis(problems.OrderByDescending(p => p.Severity).Select(p => WithConfidence(p, settings)).ToArray(), samples.Count, ratio, nonFiniteOrigin);
     }
 
+    private static Problem WithConfidence(Problem p, DiagnosisSettings s) =>
+        s.Calibration.TryGetValue(p.Kind, out var c)
+            ? p with
+            {
+                Confidence = (c.Broken + 1.0) / (c.Runs + 2.0),
+                ConfidenceBasis = string.Create(CultureInfo.InvariantCulture, $"{c.Broken} of {c.Runs} calibration runs with this verdict ended broken"),
+            }
+            : p;
+
     // ---------------------------------------------------------------- detectors
+
+    /// <summary>
+    /// A loss far above the chance level (ln K for K classes, the targets' variance for regression):
+    /// a model that knew nothing would do better, so its outputs are large and confidently wrong. That
+    /// is the forward signal grown out of scale — through a residual stack whose branches add their full
+    /// output, weights too large, or steps too large — whether or not the backpropagated signal's ratio
+    /// across layers shows it (a residual stack keeps that ratio near 1 while every layer's signal grows).
+    /// </summary>
+    private static Problem? AboveChance(MonitorSample[] window, ModelFacts f, DiagnosisSettings s)
+    {
+        if (!double.IsFinite(f.ChanceLoss) || f.ChanceLoss <= 0) return null;
+        double loss = Median(window.Select(TrendLoss));
+        if (!(loss > s.FarAboveChance * f.ChanceLoss)) return null;
+        var last = window[^1];
+        // forward growth: the activation spread at the last hidden layer over that at the first
+        var stds = last.Layers.Take(Math.Max(1, last.Layers.Length - 1)).Select(l => l.ActivationStd).ToArray();
+        double growth = stds.Length >= 2 && stds[0] > 0 ? stds[^1] / stds[0] : double.NaN;
+        var causes = new List<Cause>();
+        f.AddFullResidual(causes);
+        f.AddInitScale(causes, wantSmall: false);
+        f.AddLearningRate(causes);
+        f.AddNoNormalisation(causes);
+        if (double.IsFinite(growth) && growth > 10)
+            causes.Add(new Cause("forward signal grows with depth", 1 + Math.Log10(growth),
+                string.Create(CultureInfo.InvariantCulture, $"the activations' standard deviation grows {growth:G3}× from hidden layer 1 to hidden layer {stds.Length}")));
+        var remedies = new RankedRemedies(causes);
+        if (f.Spec.Hidden.Count(h => h.Residual == ResidualKind.Full) >= 2)
+        {
+            int from = f.Spec.Hidden.TakeWhile(h => h.Residual != ResidualKind.Full).Count() + 1;
+            int to = f.Spec.Hidden.Count - f.Spec.Hidden.Reverse().TakeWhile(h => h.Residual != ResidualKind.Full).Count();
+            remedies.Add("full-gain residual", f.Remedy("residual", "zero", from, to, "start the residual branches at zero (ReZero) so the stack is the identity at initialisation"));
+        }
+        if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
+            remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
+        remedies.Add("learning rate", f.LearningRateRemedy(), causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal)) ? 0 : -0.5);
+        if (!f.HasNorm && f.Recurrent is null && f.Spec.Hidden.Count > 0) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
+        if (f.Config.ClipNorm is null) remedies.Add(null, new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
+        return new Problem
+        {
+            Kind = ProblemKind.ExplodingGradient,
+            Severity = Math.Log10(loss / (s.FarAboveChance * f.ChanceLoss)) + 0.2,
+            Layers = last.Layers.Select(l => l.LayerIndex).ToArray(),
+            Steps = window.Select(w => w.Step).ToArray(),
+            Summary = string.Create(CultureInfo.InvariantCulture,
+                $"exploding forward signal: the training loss {loss:G3} is {loss / f.ChanceLoss:G3}× the chance level {f.ChanceLoss:G3} (threshold {s.FarAboveChance:G2}×): the outputs are large and confidently wrong{(double.IsFinite(growth) && growth > 10 ? string.Create(CultureInfo.InvariantCulture, $"; the activations grow {growth:G3}× through the hidden layers") : "")}"),
+            Evidence = new Dictionary<string, double> { ["loss_over_chance"] = loss / f.ChanceLoss, ["chance_loss"] = f.ChanceLoss, ["forward_growth"] = growth },
+            Causes = causes.OrderByDescending(c => c.Score).ToArray(),
+            Remedies = remedies.Ranked(),
+        };
+    }
 
     private static Problem Vanishing(MonitorSample[] window, ModelFacts f, double ratio, DiagnosisSettings s)
     {
@@ -360,23 +428,36 @@ public static class Diagnoser
         int half = recent.Length / 2;
         double before = recent.Take(half).Average(), after = recent.Skip(half).Average();
         double improvement = (before - after) / Math.Max(1e-12, Math.Abs(before));
-        if (improvement >= s.StallImprovement) return null;
-        // a loss that fell a long way and then flattened has converged (for this learning rate), not stalled
         double start = TrendLoss(trend[0]);
         double overall = (start - after) / Math.Max(1e-12, Math.Abs(start));
-        if (overall >= s.StallOverallImprovement) return null;
+        // flat now, and it has not fallen far since the start (a loss that fell a long way and then flattened has
+        // converged for this learning rate) ...
+        bool flat = improvement < s.StallImprovement && overall < s.StallOverallImprovement;
+        // ... or, whatever its trend, still at the chance level: after the trial it has learnt almost nothing
+        bool atChance = double.IsFinite(f.ChanceLoss) && after >= s.ChanceStall * f.ChanceLoss;
+        if (!flat && !atChance) return null;
         var causes = new List<Cause>();
         if (found.Any(p => p.Kind == ProblemKind.VanishingGradient))
             causes.Add(new Cause("vanishing gradient", 3, "the early layers receive almost no signal, so they do not learn"));
         f.AddLearningRate(causes);
         if (f.Config.Optimizer == OptimizerKind.Sgd && f.Config.Momentum == 0)
             causes.Add(new Cause("plain SGD", 1, "no momentum and no per-parameter scaling"));
+        double update = f.MaxUpdateRatio;
+        if (double.IsFinite(update) && update < s.SmallUpdateRatio)
+            causes.Add(new Cause("learning rate too small for the gradient scale", 1.5 + Math.Log10(s.SmallUpdateRatio / update),
+                string.Create(CultureInfo.InvariantCulture, $"learning rate {f.Config.LearningRate:G3}: update ratio ||ΔW||/||W|| at most {update:G2} (healthy ≈ 1e-3 to 1e-2, threshold {s.SmallUpdateRatio:G2}): the weights barely move")));
         var remedies = new RankedRemedies(causes);
         // a stall with steps that are too large (units killed, weights thrown about) needs a smaller rate, not a larger one
-        if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal))) remedies.Add("learning rate", f.LearningRateRemedy());
+        if (causes.Any(c => c.Name.StartsWith("learning rate too large", StringComparison.Ordinal))) remedies.Add("learning rate too large", f.LearningRateRemedy());
         else
         {
-            if (f.Config.Optimizer != OptimizerKind.Adam) remedies.Add("plain SGD", new RemedySuggestion("optimizer:adam", "switch to Adam (learning rate 1e-3)", []));
+            // Adam at 1e-3 (Kingma and Ba 2015) is the setting that trains most of the catalogue's tasks: the first change
+            // for an optimiser that learns too slowly, or for Adam far from its usual rate
+            if (f.Config.Optimizer is not (OptimizerKind.Adam or OptimizerKind.AdamW))
+                remedies.Add("plain SGD", new RemedySuggestion("optimizer:adam", "switch to Adam with learning rate 1e-3 (per-parameter step sizes of about the learning rate)", []), 1);
+            else if (f.Config.LearningRate < 5e-4)
+                remedies.Add("learning rate too small", new RemedySuggestion(string.Create(CultureInfo.InvariantCulture, $"lr:{1e-3 / f.Config.LearningRate:G3}"),
+                    string.Create(CultureInfo.InvariantCulture, $"raise the learning rate to Adam's usual 1e-3 (× {1e-3 / f.Config.LearningRate:G3})"), []), 1);
             remedies.Add(null, new RemedySuggestion("lr:3", "multiply the learning rate by 3", []));
         }
         return new Problem
@@ -385,8 +466,10 @@ public static class Diagnoser
             Severity = 0.01,
             Layers = [],
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
-            Summary = string.Create(CultureInfo.InvariantCulture, $"stalled loss: improved by {improvement:P1} over the last {recent.Length} samples (threshold {s.StallImprovement:P0}) and by {overall:P1} since the first sample (threshold {s.StallOverallImprovement:P0})"),
-            Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after },
+            Summary = flat
+                ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: improved by {improvement:P1} over the last {recent.Length} samples (threshold {s.StallImprovement:P0}) and by {overall:P1} since the first sample (threshold {s.StallOverallImprovement:P0})")
+                : string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {after / f.ChanceLoss:P0} of the chance level {f.ChanceLoss:G3} (threshold {s.ChanceStall:P0}): the model has learnt almost nothing"),
+            Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after, ["loss_over_chance"] = after / f.ChanceLoss },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = remedies.Ranked(),
         };
@@ -581,6 +664,9 @@ public static class Diagnoser
                 return double.IsFinite(PredictedUpdateRatio) ? Math.Max(measured, PredictedUpdateRatio) : measured;
             }
         }
+
+        /// <summary>The loss of a model that knows nothing (ln K, or the targets' variance), NaN when unknown.</summary>
+        public double ChanceLoss { get; init; } = double.NaN;
 
         /// <summary>Whether the samples are a preflight's (its update ratios are already predictions, momentum included).</summary>
         public bool IsPreflight { get; init; }

@@ -64,6 +64,15 @@ public sealed record Problem
 
     /// <summary>Remedies, best first.</summary>
     public IReadOnlyList<RemedySuggestion> Remedies { get; init; } = [];
+
+    /// <summary>
+    /// How sure the verdict is: the share of the calibration runs with this verdict whose full training
+    /// ended broken (<see cref="DiagnosisSettings.Calibration"/>, Laplace-smoothed); NaN when not calibrated.
+    /// </summary>
+    public double Confidence { get; init; } = double.NaN;
+
+    /// <summary>What <see cref="Confidence"/> rests on, in words ("38 of 43 calibration runs with this verdict ended broken").</summary>
+    public string? ConfidenceBasis { get; init; }
 }
 
 /// <summary>The verdict on a model or run (written as <c>diagnosis.json</c>).</summary>

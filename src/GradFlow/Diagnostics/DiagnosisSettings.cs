@@ -47,6 +47,9 @@ public sealed record DiagnosisSettings
     /// <summary>Update ratio ||ΔW||/||W|| above which the learning rate counts as too large (rule of thumb: about 1e-3 is healthy).</summary>
     public double LargeUpdateRatio { get; init; } = 1e-1;
 
+    /// <summary>Update ratio below which a stalled run's learning rate counts as too small: the weights barely move.</summary>
+    public double SmallUpdateRatio { get; init; } = 1e-3;
+
     /// <summary>
     /// The update ratio a learning-rate remedy aims for, as the preflight predicts it (momentum's
     /// amplification included): the healthy configurations of the catalogue predict 0.014-0.044 (Adam)
@@ -56,6 +59,46 @@ public sealed record DiagnosisSettings
 
     /// <summary>Preflight: a predicted first-step update ratio ||ΔW||/||W|| above this forecasts divergence (an exploding gradient).</summary>
     public double DivergentUpdateRatio { get; init; } = 1.0;
+
+    /// <summary>
+    /// Exploding forward signal when the recent training loss exceeds this multiple of the chance level
+    /// (ln K for K classes, the targets' variance for regression): knowing nothing would do better.
+    /// </summary>
+    public double FarAboveChance { get; init; } = 3;
+
+    /// <summary>
+    /// Stalled loss also when the recent loss is at or above this fraction of the chance level, whatever
+    /// its trend: the model has learnt almost nothing. Calibrated on the generated catalogue's calibration
+    /// half with 300-step trials (a quarter of its shortest budget): runs that ended healthy were below 0.92
+    /// of chance there but for 3 MLPs of 76 runs (and 5 gated recurrent cells still on the adding problem's
+    /// plateau). Shorter trials call slow starters stalled: a 3-layer sigmoid MLP on the teacher task is at
+    /// 0.96 of chance after 200 steps and ends as well as ReLU.
+    /// </summary>
+    public double ChanceStall { get; init; } = 0.92;
+
+    /// <summary>
+    /// Saturated or dead units are reported only while the loss is at or above this fraction of the chance
+    /// level: a network that learns well with some units saturated or dead is not stopped by them
+    /// (calibration half: healthy runs with 57-86 % saturated or 64-77 % dead units had losses of 0.002-0.52 of chance).
+    /// </summary>
+    public double HarmlessBelowChance { get; init; } = 0.6;
+
+    /// <summary>
+    /// Per verdict kind: of the runs of the generated catalogue's calibration half (300-step trials)
+    /// with this verdict, how many ended broken after full training, and how many there were. A
+    /// verdict's confidence is (broken + 1)/(runs + 2). Measured with <c>gradflow evaluate --catalogue
+    /// tests/catalogue/generated.json --split calibration</c> (docs/diagnosis.md).
+    /// </summary>
+    public IReadOnlyDictionary<ProblemKind, (int Broken, int Runs)> Calibration { get; init; } = new Dictionary<ProblemKind, (int, int)>
+    {
+        [ProblemKind.VanishingGradient] = (38, 43),
+        [ProblemKind.ExplodingGradient] = (12, 13),
+        [ProblemKind.Saturation] = (7, 7),
+        [ProblemKind.DyingRelu] = (5, 5),
+        [ProblemKind.NonFinite] = (5, 5),
+        [ProblemKind.StalledLoss] = (73, 82),
+        [ProblemKind.OscillatingLoss] = (1, 1),
+    };
 
     /// <summary>Samples the windowed rules look at (the medians of the last this-many samples).</summary>
     public int Window { get; init; } = 5;

@@ -98,8 +98,30 @@ public static class Trials
         var sample = monitor.Last!;
         foreach (var layer in monitor.Layers)
             sample.Layers[layer.Index - 1].UpdateRatio = PredictedUpdateRatio(config, layer.Weight);
-        var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin, preflight: true);
+        var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin, preflight: true, chanceLoss: ChanceLoss(trainer.Data.Train));
         return (diagnosis, sample);
+    }
+
+    /// <summary>
+    /// The loss of a model that knows nothing about <paramref name="data"/>: ln K for K classes (the
+    /// cross-entropy of uniform predictions), the targets' variance for regression (the mean squared
+    /// error of predicting their mean).
+    /// </summary>
+    public static double ChanceLoss(Data.Dataset data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (data.IsClassification) return Math.Log(data.ClassCount);
+        var y = data.Targets!.ToDoubleArray();
+        int perExample = y.Length / Math.Max(1, data.Count);
+        double variance = 0;
+        for (int j = 0; j < perExample; j++)
+        {
+            double mean = 0;
+            for (int i = j; i < y.Length; i += perExample) mean += y[i];
+            mean /= data.Count;
+            for (int i = j; i < y.Length; i += perExample) variance += (y[i] - mean) * (y[i] - mean);
+        }
+        return variance / y.Length;
     }
 
     /// <summary>The largest <see cref="PredictedUpdateRatio"/> over the layers, from the first step's gradients (before its update).</summary>
@@ -171,7 +193,7 @@ public static class Trials
         var result = trainer.Run(runDirectory, cancellation: cancellation);
         double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
         var diagnosis = Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, settings, tracer.Origin, badLoss, monitor.RecentLosses(),
-            predictedUpdateRatio: predictor.Ratio);
+            predictedUpdateRatio: predictor.Ratio, chanceLoss: ChanceLoss(trainer.Data.Train));
         if (run is not null) AtomicFile.WriteAllText(Path.Combine(run.Path, "diagnosis.json"), DiagnosisJson.Serialize(diagnosis));
         return new TrialResult(config, diagnosis, monitor.Samples.ToArray(), result, result.Steps);
     }

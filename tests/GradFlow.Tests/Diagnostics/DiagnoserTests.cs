@@ -86,6 +86,45 @@ public class DiagnoserTests
         Assert.StartsWith("activation:leaky-relu", p.Remedies[0].Id);
     }
 
+    [Theory]
+    [InlineData(20.0, true)]
+    [InlineData(4.0, false)]
+    public void LossFarAboveChance_IsAnExplodingForwardSignal(double loss, bool expected)
+    {
+        // ln 4 = 1.39: a loss of 20 is 14× chance, 4 is 2.9× (below the 3× threshold); the layer ratio is healthy
+        var samples = Enumerable.Range(0, 5).Select(i => Sample(i * 10, loss, [1, 1, 1])).ToArray();
+        var d = Diagnoser.Diagnose(samples, Teacher("mlp 64-8x2-4 residual=yes"), chanceLoss: Math.Log(4));
+        Assert.Equal(expected, d.Problems.Any(p => p.Kind == ProblemKind.ExplodingGradient));
+        if (!expected) return;
+        var p = d.Problems.Single(x => x.Kind == ProblemKind.ExplodingGradient);
+        Assert.Equal(loss / Math.Log(4), p.Evidence["loss_over_chance"], 1e-12);
+        Assert.Contains("chance level", p.Summary);
+        Assert.Equal("residual:zero", p.Remedies[0].Id);
+        // without a known chance level the rule says nothing
+        Assert.True(Diagnoser.Diagnose(samples, Teacher("mlp 64-8x2-4 residual=yes")).Healthy);
+    }
+
+    [Fact]
+    public void LossFlatAtChanceAfterFalling_IsStalled()
+    {
+        // falls from 3.0 to ln 10 = 2.30 (23 %) and stays there: learnt nothing, although it fell
+        var samples = Enumerable.Range(0, 12).Select(i => Sample(i, i < 2 ? 3.0 : 2.303, [1, 1])).ToArray();
+        Assert.Contains(Diagnoser.Diagnose(samples, Teacher("mlp 64-8-10"), chanceLoss: Math.Log(10)).Problems, p => p.Kind == ProblemKind.StalledLoss);
+        Assert.DoesNotContain(Diagnoser.Diagnose(samples, Teacher("mlp 64-8-10")).Problems, p => p.Kind == ProblemKind.StalledLoss);
+    }
+
+    [Fact]
+    public void IssueMiss_DeepLeakyResidualStack_IsDiagnosedExploding()
+    {
+        // the configuration the issue reports as a miss: loss 33-88 against chance 1.39, "healthy" before
+        var config = new TrainingConfig { Model = "mlp 20-64x30-4 act=leaky-relu init=he-normal residual=yes", Data = "teacher", Seed = 1,
+            Optimizer = OptimizerKind.Adam, LearningRate = 1e-3, BatchSize = 32, Epochs = 25, Threads = 1 };
+        var trial = Trials.Run(config, steps: 200, cancellation: TestContext.Current.CancellationToken);
+        var p = Assert.Single(trial.Diagnosis.Problems, x => x.Kind == ProblemKind.ExplodingGradient);
+        Assert.Contains(p.Causes, c => c.Name == "full-gain residual branches");
+        Assert.Equal("residual:zero", p.Remedies[0].Id);
+    }
+
     [Fact]
     public void OscillatingAndStalled_FollowTheLossTrend()
     {

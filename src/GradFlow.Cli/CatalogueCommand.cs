@@ -1,0 +1,65 @@
+using System.Globalization;
+using GradFlow.Diagnostics;
+using GradFlow.Training;
+
+namespace GradFlow.Cli;
+
+/// <summary><c>gradflow catalogue</c>: builds a catalogue labelled by the outcomes of full training runs.</summary>
+internal static class CatalogueCommand
+{
+    public const string Help = """
+        Usage: gradflow catalogue --out FILE [--seed S] [--count N] [--cache FILE.jsonl]
+               gradflow catalogue --relabel FILE
+
+        Draws N configurations (default 340) reproducibly from the catalogue grammar with seed S
+        (default 1): MLPs and recurrent networks of many depths, widths, activations, initialisations,
+        normalisations and residual forms, with SGD, Adam, AdamW, RMSprop or Adagrad over wide ranges of
+        learning rate, batch size and clipping, on six tasks with fixed budgets. Trains each for its full
+        budget with the monitor on and labels it by what happened: healthy (at least 0.9 of the way from
+        chance to the best run of the same task, optimiser family and budget), broken (non-finite, loss
+        at or above chance, or below 0.6 of the way) with the mechanism the monitor saw, or ambiguous
+        (dropped and counted). Entries alternate between a calibration half and a held-out half.
+        --cache keeps each measured outcome as it completes, so an interrupted build resumes.
+        --relabel re-labels FILE in place from its stored outcomes, without training.
+        Exit code: 0 when done, 1 error, 2 usage.
+        """;
+
+    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    {
+        if (args is ["--help"] or ["-h"])
+        {
+            stdout.Write(Help);
+            return 0;
+        }
+        var o = new CliOptions("catalogue", args, ["out", "seed", "count", "cache", "relabel"], []);
+        if (o.String("relabel") is { } path)
+        {
+            AtomicFile.WriteAllText(path, GeneratedCatalogue.Relabel(File.ReadAllText(path)));
+            var relabelled = Catalogue.Load(path);
+            stdout.WriteLine(Summary(relabelled));
+            return 0;
+        }
+        string outPath = o.String("out") ?? throw new UsageException("gradflow catalogue: --out FILE is required.");
+        ulong seed = o.ULong("seed") ?? 1;
+        int count = o.Int("count") ?? 340;
+        if (count < 1) throw new UsageException($"gradflow catalogue: --count must be at least 1, got {count}.");
+        int done = 0;
+        string json = GeneratedCatalogue.Build(seed, count, o.String("cache"), (name, r) =>
+        {
+            done++;
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{done,4}/{count} {name,-34} acc {r.TestAccuracy,7:P1} loss {r.FinalTrainLoss,9:G3} (chance {r.ChanceLoss:G3}) ratio {r.GradientRatio,8:E1} dead {r.DeadFraction,5:F2} sat {r.Saturation,5:F2} upd {r.UpdateRatio,8:G2} {r.Seconds,5:F1}s"));
+        });
+        AtomicFile.WriteAllText(outPath, json);
+        stdout.WriteLine(Summary(Catalogue.Load(outPath)));
+        return 0;
+    }
+
+    private static string Summary(Catalogue c)
+    {
+        var kinds = c.Entries.Where(e => !e.Healthy).GroupBy(e => Catalogue.KindName(e.Expect!.Value)).OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => $"{g.Key} {g.Count()}");
+        return string.Create(CultureInfo.InvariantCulture,
+            $"{c.Entries.Count} entries ({c.Entries.Count(e => e.Healthy)} healthy; broken: {string.Join(", ", kinds)}), {c.Dropped} dropped; calibration {c.Entries.Count(e => e.Split == "calibration")}, held-out {c.Entries.Count(e => e.Split == "held-out")}");
+    }
+}
