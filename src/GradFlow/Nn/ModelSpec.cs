@@ -162,7 +162,7 @@ public sealed record ModelSpec(int Input, IReadOnlyList<LayerSpec> Hidden, int O
               .Append(" norm=").Append(NameOf(h.Norm)).Append(" residual=").Append(NameOf(h.Residual));
             if (h.Dropout > 0) sb.Append(" dropout=").Append(h.Dropout.ToString("R", CultureInfo.InvariantCulture));
         }
-        if (OutputInit.Kind != InitKind.Default) sb.Append(" out-init=").Append(OutputInit);
+        if (OutputInit != new InitScheme(InitKind.Default)) sb.Append(" out-init=").Append(OutputInit);
         return sb.ToString();
     }
 
