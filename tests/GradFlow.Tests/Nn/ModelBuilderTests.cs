@@ -99,4 +99,19 @@ public class ModelBuilderTests
             Assert.True(want.SequenceEqual(s), $"{init}:3 {name}: [{string.Join(", ", s.Take(4))}, …], expected [{string.Join(", ", want.Take(4))}, …]");
         }
     }
+
+    [Theory]
+    [InlineData("mlp 5-1")]
+    [InlineData("mlp 6-5x2-3 act=tanh norm=batch")]
+    [InlineData("mlp 7-4-9x2-3 act=prelu norm=layer residual=zero")]
+    [InlineData("mlp 3-6-6-2 act=relu residual=yes dropout=0.1")]
+    [InlineData("rnn 3-5-2")]
+    [InlineData("lstm 2-4x3-1")]
+    [InlineData("gru 4-3x2-2")]
+    public void ParameterCount_FromSpec_EqualsTheBuiltModels(string text)
+    {
+        var spec = NetworkSpecs.ParseAny(text);
+        var built = NetworkSpecs.Build(spec, new Generator(1), Tensor.RandN(new Generator(2), 8, spec.Input));
+        Assert.Equal(built.Parameters().Sum(p => (long)p.Count), NetworkSpecs.ParameterCount(spec));
+    }
 }
