@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using GradFlow.Autograd;
 using GradFlow.Kernels;
@@ -35,14 +34,8 @@ public sealed class PyTorchActivationKinkTests
 
     private static TorchValues RunPyTorch()
     {
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(RepoPaths.Root, "tests", "python", "activation_kinks.py"));
-        using var p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.False(stderr.Contains("No module named 'torch'", StringComparison.Ordinal),
-            "PyTorch is missing: run 'apt-get install -y python3-torch' (scripts/test.sh does this)");
-        Assert.True(p.ExitCode == 0, $"activation_kinks.py failed: {stderr}");
+        var (exit, stdout, stderr) = PyTorchScript.Run("activation_kinks.py");
+        Assert.True(exit == 0, $"activation_kinks.py failed: {stderr}");
         double[]? points = null;
         var series = new Dictionary<string, double[]>(StringComparer.Ordinal);
         foreach (var line in stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using GradFlow.Tensors;
 using GradFlow.Tests.TestSupport;
 using GradFlow.Training;
@@ -41,18 +40,8 @@ public sealed class PyTorchGradsParityTests : IDisposable
     }
 
     /// <summary>Runs tests/python/grads_parity.py on a batch and GradFlow's gradients: (exit code, stdout, stderr).</summary>
-    private static (int Exit, string Stdout, string Stderr) RunParity(string batchPath, string gradsPath, string activation)
-    {
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { Path.Combine(RepoPaths.Root, "tests", "python", "grads_parity.py"), batchPath, gradsPath, activation })
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.False(stderr.Contains("No module named 'torch'", StringComparison.Ordinal),
-            "PyTorch is missing: run 'apt-get install -y python3-torch' (scripts/test.sh does this)");
-        return (p.ExitCode, stdout, stderr);
-    }
+    private static (int Exit, string Stdout, string Stderr) RunParity(string batchPath, string gradsPath, string activation) =>
+        PyTorchScript.Run("grads_parity.py", batchPath, gradsPath, activation);
 
     [Fact]
     public void Grads_PReluAtExactlyZero_MatchPyTorch()
