@@ -41,8 +41,11 @@ internal static class TrainCommand
           --seed N              seed of every random choice (default 0)
           --threads N           kernel threads (default: all cores)
           --config FILE         start from a config.json (from a run directory, or 'gradflow repair')
-          --out DIR             run directory: config.json, metrics.jsonl, checkpoints/
-          --resume DIR          continue the run in DIR from its last checkpoint
+          --out DIR             run directory: config.json, metrics.jsonl, checkpoints/ (refused when DIR
+                                already holds a run: --resume it, or --force)
+          --force               with --out: delete the run already in DIR and start over
+          --resume DIR          continue the run in DIR from its newest intact checkpoint (its config,
+                                monitoring included; options given override it)
           --json                print one JSON object per epoch instead of the table
           --monitor             live per-layer gradient display (every --monitor-every steps, default 10),
                                 monitor samples in metrics.jsonl, and a diagnosis at the end
@@ -62,19 +65,26 @@ internal static class TrainCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("train", args, ValuedOptions, ["json", "monitor"]);
+        var o = new CliOptions("train", args, ValuedOptions, ["json", "monitor", "force"]);
         if (o.Has("resume") && o.Has("out")) throw new UsageException("gradflow train: give either --out or --resume, not both.");
+        if (o.Has("force") && !o.Has("out")) throw new UsageException("gradflow train: --force goes with --out (it starts the run in that directory over).");
         string? runDir = o.String("resume") ?? o.String("out");
+        bool startOver = o.Has("out") && RunDirectory.HoldsRun(runDir!);
+        if (startOver && !o.Has("force"))
+            throw new UsageException($"gradflow train: {runDir} already holds a run (config.json, metrics.jsonl). " +
+                $"Use --resume {runDir} to continue it, or --force to delete it and start over.");
         var config = BuildConfig(o, o.Has("resume") ? Path.Combine(o.String("resume")!, "config.json") : null);
         var trainer = new Trainer(config);
+        trainer.Warning += stderr.WriteLine;
+        if (startOver) new RunDirectory(runDir!).Clear();
         bool json = o.Has("json");
         var progress = new ProgressObserver(stderr, config.Epochs, trainer.Loader.BatchCount, json ? null : stdout);
         trainer.AddObserver(progress);
         Diagnostics.GradientMonitor? monitor = null;
         Diagnostics.NonFiniteTracer? tracer = null;
-        if (o.Has("monitor"))
+        if (config.MonitorEvery is { } every)
         {
-            monitor = new Diagnostics.GradientMonitor(trainer.Model, o.Int("monitor-every") ?? 10);
+            monitor = new Diagnostics.GradientMonitor(trainer.Model, every);
             tracer = new Diagnostics.NonFiniteTracer(trainer.Model);
             trainer.AddObserver(tracer).AddObserver(monitor);
             if (runDir is not null) Diagnostics.MonitorLog.WriteTo(monitor, new RunDirectory(runDir));
@@ -151,6 +161,7 @@ internal static class TrainCommand
             LabelSmoothing = o.Double("label-smoothing") ?? c.LabelSmoothing,
             Seed = o.ULong("seed") ?? c.Seed,
             Threads = o.Int("threads") ?? c.Threads,
+            MonitorEvery = o.Has("monitor") || c.MonitorEvery is not null ? o.Int("monitor-every") ?? c.MonitorEvery ?? 10 : null,
         };
         c.Validate("gradflow train");
         return c;

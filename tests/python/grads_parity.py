@@ -3,7 +3,7 @@
 
 usage: grads_parity.py BATCH.safetensors GRADS.safetensors ACTIVATION
 Reads GradFlow's parameters from GRADS (names like layers.0.weight), builds the same MLP in
-PyTorch (Linear layers with ACTIVATION between them), loads those parameters, runs cross-entropy
+PyTorch (Linear layers with ACTIVATION between them; a PReLU's slopes are loaded like any parameter), loads those parameters, runs cross-entropy
 forward and backward on the batch, and prints one JSON line with the largest relative errors of the
 loss, the output and every gradient against GradFlow's. Exit code 0 when all are below 1e-4.
 """
@@ -36,8 +36,10 @@ def read_safetensors(path):
 def main():
     batch, grads, activation = read_safetensors(sys.argv[1]), read_safetensors(sys.argv[2]), sys.argv[3]
     act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid, "gelu": torch.nn.GELU,
-           "silu": torch.nn.SiLU, "elu": torch.nn.ELU, "selu": torch.nn.SELU, "mish": torch.nn.Mish}[activation]
-    weights = sorted((k for k in grads if k.endswith(".weight")), key=lambda k: int(k.split(".")[1]))
+           "silu": torch.nn.SiLU, "elu": torch.nn.ELU, "selu": torch.nn.SELU, "mish": torch.nn.Mish,
+           "prelu": torch.nn.PReLU}[activation]
+    # Linear layers have 2-D weights; a PReLU's learnt slopes are a 1-D weight of its own layer index.
+    weights = sorted((k for k in grads if k.endswith(".weight") and grads[k].dim() == 2), key=lambda k: int(k.split(".")[1]))
     layers = []
     for i, k in enumerate(weights):
         w = grads[k]

@@ -97,6 +97,36 @@ public static class ActivationKernels
     internal static void LeakyReluBackward<T>(ReadOnlySpan<T> x, T slope, ReadOnlySpan<T> dy, Span<T> dx, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T> =>
         ElementwiseLoops.Binary("leaky_relu backward", x, dy, dx, new LeakyReluBackwardOp<T>(slope), isa);
 
+    /// <summary>
+    /// PReLU (He et al. 2015) with one slope per element: <c>x</c> for x &gt; 0, else <c>a·x</c> (the
+    /// caller broadcasts the learnt slopes to x's shape).
+    /// </summary>
+    public static void PRelu<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> a, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        PRelu(x, a, y, KernelIsa.Best);
+
+    internal static void PRelu<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> a, Span<T> y, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T> =>
+        ElementwiseLoops.Binary("prelu", x, a, y, new PReluOp<T>(), isa);
+
+    /// <summary>
+    /// PReLU input backward: <c>dx = dy</c> for x &gt; 0, else <c>a·dy</c>. At x = 0 the subgradient is
+    /// a (PyTorch's <c>x &gt; 0 ? g : a·g</c>); a NaN x gets a·dy, as PyTorch.
+    /// </summary>
+    public static void PReluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> a, ReadOnlySpan<T> dy, Span<T> dx) where T : unmanaged, IFloatingPointIeee754<T> =>
+        PReluBackward(x, a, dy, dx, KernelIsa.Best);
+
+    internal static void PReluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> a, ReadOnlySpan<T> dy, Span<T> dx, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T> =>
+        ElementwiseLoops.Ternary("prelu backward", x, a, dy, dx, new PReluBackwardOp<T>(), isa);
+
+    /// <summary>
+    /// PReLU slope backward, per element: <c>da = 0</c> for x &gt; 0, else <c>x·dy</c> (so 0 at x = 0, as
+    /// PyTorch's <c>x &gt; 0 ? 0 : x·g</c>); the caller sums it over the positions sharing a slope.
+    /// </summary>
+    public static void PReluWeightBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> da) where T : unmanaged, IFloatingPointIeee754<T> =>
+        PReluWeightBackward(x, dy, da, KernelIsa.Best);
+
+    internal static void PReluWeightBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> da, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T> =>
+        ElementwiseLoops.Binary("prelu weight backward", x, dy, da, new PReluWeightBackwardOp<T>(), isa);
+
     /// <summary>ELU (Clevert, Unterthiner and Hochreiter 2016): <c>x</c> for x &gt; 0, else <c>α(eˣ − 1)</c>.</summary>
     public static void Elu<T>(ReadOnlySpan<T> x, T alpha, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
         Elu(x, alpha, y, KernelIsa.Best);
@@ -105,8 +135,9 @@ public static class ActivationKernels
         ElementwiseLoops.Unary("elu", x, y, new EluOp<T>(T.One, alpha), isa);
 
     /// <summary>
-    /// ELU backward from the saved input and output: <c>dx = dy</c> for x &gt; 0, else <c>dy·(y + α)</c>
-    /// (= α·eˣ·dy). At x = 0 the left branch is taken (α·dy), as PyTorch.
+    /// ELU backward from the saved input and output: <c>dx = dy·(y + α)</c> (= α·eˣ·dy) for x ≤ 0, else
+    /// <c>dy</c>. At x = 0 the left branch is taken (α·dy) and a NaN x passes dy, as PyTorch's
+    /// <c>x ≤ 0 ? α·eˣ·g : g</c>.
     /// </summary>
     public static void EluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> y, T alpha, ReadOnlySpan<T> dy, Span<T> dx) where T : unmanaged, IFloatingPointIeee754<T> =>
         EluBackward(x, y, alpha, dy, dx, KernelIsa.Best);
@@ -130,7 +161,7 @@ public static class ActivationKernels
     internal static void Selu<T>(ReadOnlySpan<T> x, Span<T> y, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T> =>
         ElementwiseLoops.Unary("selu", x, y, new EluOp<T>(T.CreateTruncating(SeluLambda), T.CreateTruncating(SeluLambda * SeluAlpha)), isa);
 
-    /// <summary>SELU backward: <c>dx = λ·dy</c> for x &gt; 0, else <c>λα·eˣ·dy</c> (left branch at x = 0, as PyTorch).</summary>
+    /// <summary>SELU backward: <c>dx = λα·eˣ·dy</c> for x ≤ 0, else <c>λ·dy</c>: λα·dy at x = 0 and λ·dy at a NaN x, as PyTorch.</summary>
     public static void SeluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx) where T : unmanaged, IFloatingPointIeee754<T> =>
         SeluBackward(x, dy, dx, KernelIsa.Best);
 
@@ -331,6 +362,33 @@ public static class ActivationKernels
             Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<T>.Zero), dy, dy * slope);
     }
 
+    private readonly struct PReluOp<T> : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T Invoke(T x, T a) => x > T.Zero ? x : a * x;
+        public Vector256<T> Invoke(Vector256<T> x, Vector256<T> a) =>
+            Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256<T>.Zero), x, a * x);
+        public Vector512<T> Invoke(Vector512<T> x, Vector512<T> a) =>
+            Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<T>.Zero), x, a * x);
+    }
+
+    private readonly struct PReluBackwardOp<T> : ITernaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T Invoke(T x, T a, T dy) => x > T.Zero ? dy : a * dy;
+        public Vector256<T> Invoke(Vector256<T> x, Vector256<T> a, Vector256<T> dy) =>
+            Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256<T>.Zero), dy, a * dy);
+        public Vector512<T> Invoke(Vector512<T> x, Vector512<T> a, Vector512<T> dy) =>
+            Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<T>.Zero), dy, a * dy);
+    }
+
+    private readonly struct PReluWeightBackwardOp<T> : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T Invoke(T x, T dy) => x > T.Zero ? T.Zero : x * dy;
+        public Vector256<T> Invoke(Vector256<T> x, Vector256<T> dy) =>
+            Vector256.AndNot(x * dy, Vector256.GreaterThan(x, Vector256<T>.Zero));
+        public Vector512<T> Invoke(Vector512<T> x, Vector512<T> dy) =>
+            Vector512.AndNot(x * dy, Vector512.GreaterThan(x, Vector512<T>.Zero));
+    }
+
     /// <summary><c>scale·x</c> for x &gt; 0, else <c>negScale·(eˣ − 1)</c>: ELU (1, α) and SELU (λ, λα).</summary>
     private readonly struct EluOp<T>(T scale, T negScale) : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -343,22 +401,22 @@ public static class ActivationKernels
 
     private readonly struct EluBackwardOp<T>(T alpha) : ITernaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        public T Invoke(T x, T y, T dy) => x > T.Zero ? dy : dy * (y + alpha);
+        public T Invoke(T x, T y, T dy) => x <= T.Zero ? dy * (y + alpha) : dy;
         public Vector256<T> Invoke(Vector256<T> x, Vector256<T> y, Vector256<T> dy) =>
-            Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256<T>.Zero), dy, dy * (y + Vector256.Create(alpha)));
+            Vector256.ConditionalSelect(Vector256.LessThanOrEqual(x, Vector256<T>.Zero), dy * (y + Vector256.Create(alpha)), dy);
         public Vector512<T> Invoke(Vector512<T> x, Vector512<T> y, Vector512<T> dy) =>
-            Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<T>.Zero), dy, dy * (y + Vector512.Create(alpha)));
+            Vector512.ConditionalSelect(Vector512.LessThanOrEqual(x, Vector512<T>.Zero), dy * (y + Vector512.Create(alpha)), dy);
     }
 
     private readonly struct SeluBackwardOp<T> : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         private static T Lambda => T.CreateTruncating(SeluLambda);
         private static T LambdaAlpha => T.CreateTruncating(SeluLambda * SeluAlpha);
-        public T Invoke(T x, T dy) => x > T.Zero ? Lambda * dy : LambdaAlpha * T.Exp(x) * dy;
+        public T Invoke(T x, T dy) => x <= T.Zero ? LambdaAlpha * T.Exp(x) * dy : Lambda * dy;
         public Vector256<T> Invoke(Vector256<T> x, Vector256<T> dy) =>
-            Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256<T>.Zero), dy * Lambda, VMath.Exp(x) * LambdaAlpha * dy);
+            Vector256.ConditionalSelect(Vector256.LessThanOrEqual(x, Vector256<T>.Zero), VMath.Exp(x) * LambdaAlpha * dy, dy * Lambda);
         public Vector512<T> Invoke(Vector512<T> x, Vector512<T> dy) =>
-            Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512<T>.Zero), dy * Lambda, VMath.Exp(x) * LambdaAlpha * dy);
+            Vector512.ConditionalSelect(Vector512.LessThanOrEqual(x, Vector512<T>.Zero), VMath.Exp(x) * LambdaAlpha * dy, dy * Lambda);
     }
 
     private readonly struct GeluOp<T> : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>

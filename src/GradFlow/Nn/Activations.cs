@@ -69,14 +69,14 @@ public sealed class Tanh : Module
     protected override Tensor ForwardCore(Tensor input) => input.Tanh();
 }
 
-/// <summary><c>max(0, x)</c>, as <c>torch.nn.ReLU</c> (Nair and Hinton 2010).</summary>
+/// <summary><c>max(0, x)</c>, as <c>torch.nn.ReLU</c> (Nair and Hinton 2010). Gradient 0 at x = 0.</summary>
 public sealed class Relu : Module
 {
     /// <inheritdoc />
     protected override Tensor ForwardCore(Tensor input) => input.Relu();
 }
 
-/// <summary><c>x</c> for x &gt; 0, else <c>negativeSlope·x</c> (default 0.01), as <c>torch.nn.LeakyReLU</c> (Maas et al. 2013).</summary>
+/// <summary><c>x</c> for x &gt; 0, else <c>negativeSlope·x</c> (default 0.01), as <c>torch.nn.LeakyReLU</c> (Maas et al. 2013). Gradient negativeSlope at x = 0.</summary>
 public sealed class LeakyRelu(double negativeSlope = 0.01) : Module
 {
     /// <summary>The slope for x &lt; 0.</summary>
@@ -89,7 +89,7 @@ public sealed class LeakyRelu(double negativeSlope = 0.01) : Module
     protected override string ExtraRepr() => "negative_slope=" + NegativeSlope.ToString(CultureInfo.InvariantCulture);
 }
 
-/// <summary><c>x</c> for x &gt; 0, else <c>α(eˣ − 1)</c> (default α = 1), as <c>torch.nn.ELU</c> (Clevert et al. 2016).</summary>
+/// <summary><c>x</c> for x &gt; 0, else <c>α(eˣ − 1)</c> (default α = 1), as <c>torch.nn.ELU</c> (Clevert et al. 2016). Gradient α at x = 0.</summary>
 public sealed class Elu(double alpha = 1.0) : Module
 {
     /// <summary>α.</summary>
@@ -102,7 +102,7 @@ public sealed class Elu(double alpha = 1.0) : Module
     protected override string ExtraRepr() => "alpha=" + Alpha.ToString(CultureInfo.InvariantCulture);
 }
 
-/// <summary>SELU, <c>λ·elu(x, α)</c> with λ ≈ 1.0507, α ≈ 1.6733, as <c>torch.nn.SELU</c> (Klambauer et al. 2017). Pair with LeCun-normal initialisation.</summary>
+/// <summary>SELU, <c>λ·elu(x, α)</c> with λ ≈ 1.0507, α ≈ 1.6733, as <c>torch.nn.SELU</c> (Klambauer et al. 2017). Gradient λα at x = 0. Pair with LeCun-normal initialisation.</summary>
 public sealed class Selu : Module
 {
     /// <inheritdoc />
@@ -146,14 +146,14 @@ public sealed class Softplus(double beta = 1.0, double threshold = 20.0) : Modul
     protected override string ExtraRepr() => string.Create(CultureInfo.InvariantCulture, $"beta={beta}, threshold={threshold}");
 }
 
-/// <summary><c>relu6(x + 3)/6</c>, as <c>torch.nn.Hardsigmoid</c>.</summary>
+/// <summary><c>relu6(x + 3)/6</c>, as <c>torch.nn.Hardsigmoid</c>. Gradient 0 at x = ±3.</summary>
 public sealed class HardSigmoid : Module
 {
     /// <inheritdoc />
     protected override Tensor ForwardCore(Tensor input) => input.HardSigmoid();
 }
 
-/// <summary><c>clamp(x, min, max)</c> (−1, 1), as <c>torch.nn.Hardtanh</c>.</summary>
+/// <summary><c>clamp(x, min, max)</c> (−1, 1), as <c>torch.nn.Hardtanh</c> (with (0, 6), <c>torch.nn.ReLU6</c>). Gradient 0 at x = min and x = max.</summary>
 public sealed class HardTanh(double min = -1.0, double max = 1.0) : Module
 {
     /// <inheritdoc />
@@ -164,11 +164,12 @@ public sealed class HardTanh(double min = -1.0, double max = 1.0) : Module
 }
 
 /// <summary>
-/// PReLU (He et al. 2015): <c>x</c> for x ≥ 0, else <c>a·x</c> with a learnt slope a (parameter
+/// PReLU (He et al. 2015): <c>x</c> for x &gt; 0, else <c>a·x</c> with a learnt slope a (parameter
 /// <c>weight</c>, shape [numParameters], initial value 0.25), as <c>torch.nn.PReLU</c>. With
 /// numParameters = C the slope is per channel (dimension 1 of the input).
-/// Computed as <c>relu(x) − a·relu(−x)</c>, whose gradients are <c>∂/∂x = 1 or a</c>, <c>∂/∂a = min(0, x)</c>
-/// (subgradient at 0: 0 w.r.t. a, 1 w.r.t. x from the relu rule; the −relu(−x) branch contributes 0).
+/// One fused op (<see cref="Tensor.PRelu"/>) with PyTorch's gradients: <c>∂/∂x = 1</c> for x &gt; 0,
+/// else <c>a</c>; <c>∂/∂a = 0</c> for x &gt; 0, else <c>x</c>. At x = 0 the subgradient is a w.r.t. x and
+/// 0 w.r.t. a.
 /// </summary>
 public sealed class PRelu : Module
 {
@@ -206,7 +207,7 @@ public sealed class PRelu : Module
             a = a.Reshape(shape);
         }
         if (a.DType != input.DType) a = a.To(input.DType);
-        return input.Relu() - a * input.Neg().Relu();
+        return input.PRelu(a);
     }
 
     /// <inheritdoc />

@@ -5,7 +5,7 @@ namespace GradFlow.Nn;
 /// <summary>How a layer's weight is initialised (biases start at zero except under <see cref="InitKind.Default"/>).</summary>
 public enum InitKind
 {
-    /// <summary>PyTorch's <c>nn.Linear</c> default: U(±1/√fan_in) for weight and bias.</summary>
+    /// <summary>PyTorch's <c>nn.Linear</c> default: U(±1/√fan_in) for weight and bias; a scale multiplies the weight.</summary>
     Default,
     /// <summary>Xavier/Glorot uniform with the activation's gain.</summary>
     XavierUniform,
@@ -21,13 +21,15 @@ public enum InitKind
     Orthogonal,
     /// <summary>N(0, Scale²): a fixed standard deviation regardless of fan (the classic cause of vanishing or exploding signals).</summary>
     Normal,
-    /// <summary>Orthogonal, then scaled layer by layer on a data batch until each output has unit variance (Mishkin and Matas 2016).</summary>
+    /// <summary>Orthogonal, then scaled layer by layer on a data batch until each output has unit variance (Mishkin and Matas 2016); a scale then multiplies the calibrated weights.</summary>
     Lsuv,
 }
 
 /// <summary>
 /// An initialisation scheme with its optional scale: the gain for Xavier/Kaiming/orthogonal (default:
-/// the activation's recommended gain) or the standard deviation for <see cref="InitKind.Normal"/>.
+/// the activation's recommended gain), the standard deviation for <see cref="InitKind.Normal"/>, a
+/// factor on the std for LeCun, and a factor on the finished weights for <see cref="InitKind.Default"/>
+/// (PyTorch's draw) and <see cref="InitKind.Lsuv"/> (after calibration).
 /// Text form: <c>default</c>, <c>xavier-uniform</c>, <c>xavier-normal</c>, <c>he-uniform</c>
 /// (= <c>kaiming-uniform</c>), <c>he-normal</c>, <c>lecun-normal</c>, <c>orthogonal</c>,
 /// <c>normal:0.05</c>, <c>lsuv</c>; a scale may follow any of them after a colon (<c>orthogonal:1.0</c>).

@@ -62,13 +62,13 @@ public static class ModelBuilder
         var body = new Sequential();
         var index = new List<MlpLayer>();
         int prev = spec.Input;
-        var lsuvLayers = new List<Linear>();
+        var lsuvLayers = new List<(Linear Layer, double Scale)>();
         for (int i = 0; i < spec.Hidden.Count; i++)
         {
             var h = spec.Hidden[i];
             var linear = new Linear(prev, h.Width, generator);
             Initialise(linear, h.Init, h.Activation, generator);
-            if (h.Init.Kind == InitKind.Lsuv) lsuvLayers.Add(linear);
+            if (h.Init.Kind == InitKind.Lsuv) lsuvLayers.Add((linear, h.Init.Scale ?? 1.0));
             Module? norm = h.Norm switch
             {
                 NormKind.Batch => new BatchNorm1d(h.Width),
@@ -99,7 +99,7 @@ public static class ModelBuilder
         }
         var last = new Linear(prev, spec.Output, generator);
         Initialise(last, spec.OutputInit, Activation.Identity, generator);
-        if (spec.OutputInit.Kind == InitKind.Lsuv) lsuvLayers.Add(last);
+        if (spec.OutputInit.Kind == InitKind.Lsuv) lsuvLayers.Add((last, spec.OutputInit.Scale ?? 1.0));
         body.Add(last);
         index.Add(new MlpLayer(spec.Hidden.Count + 1, last, null, null, last, null));
         var model = new Mlp(spec, body, index);
@@ -107,7 +107,12 @@ public static class ModelBuilder
         {
             if (lsuvBatch is null)
                 throw new ArgumentException("ModelBuilder: the spec uses init=lsuv, which needs a batch of inputs (lsuvBatch).");
-            Lsuv.Apply(model, lsuvLayers, lsuvBatch);
+            Lsuv.Apply(model, lsuvLayers.Select(l => l.Layer).ToArray(), lsuvBatch);
+            // lsuv:S is S times LSUV's weights, applied after every layer is calibrated (so the same
+            // seed and batch give exactly S times the unscaled weights).
+            using (GradMode.NoGrad())
+                foreach (var (layer, scale) in lsuvLayers)
+                    if (scale != 1.0) layer.Weight.Data.MulInPlace(scale);
         }
         return model;
     }
@@ -119,7 +124,13 @@ public static class ModelBuilder
         return p;
     }
 
-    /// <summary>Initialises a linear layer's weight with <paramref name="scheme"/> for <paramref name="activation"/>; the bias becomes 0 (except for the default scheme).</summary>
+    /// <summary>
+    /// Initialises a linear layer's weight with <paramref name="scheme"/> for <paramref name="activation"/>;
+    /// the bias becomes 0 (except for the default scheme). The scale is the gain (Xavier, Kaiming,
+    /// orthogonal), multiplies the std (LeCun), is the std (normal), or multiplies PyTorch's default
+    /// weight, U(±1/√fan_in) (default: the bias keeps its U(±1/√fan_in)). LSUV's scale is applied by
+    /// <see cref="Build"/> after calibration.
+    /// </summary>
     public static void Initialise(Linear linear, InitScheme scheme, Activation activation, Generator generator)
     {
         ArgumentNullException.ThrowIfNull(linear);
@@ -131,6 +142,9 @@ public static class ModelBuilder
         {
             case InitKind.Default:
                 linear.ResetParameters();
+                if (scheme.Scale is { } s)
+                    using (GradMode.NoGrad())
+                        w.MulInPlace(s);
                 return;
             case InitKind.XavierUniform: Init.XavierUniform(w, generator, gain); break;
             case InitKind.XavierNormal: Init.XavierNormal(w, generator, gain); break;

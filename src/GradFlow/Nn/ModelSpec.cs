@@ -162,8 +162,33 @@ public sealed record ModelSpec(int Input, IReadOnlyList<LayerSpec> Hidden, int O
               .Append(" norm=").Append(NameOf(h.Norm)).Append(" residual=").Append(NameOf(h.Residual));
             if (h.Dropout > 0) sb.Append(" dropout=").Append(h.Dropout.ToString("R", CultureInfo.InvariantCulture));
         }
-        if (OutputInit.Kind != InitKind.Default) sb.Append(" out-init=").Append(OutputInit);
+        if (OutputInit != new InitScheme(InitKind.Default)) sb.Append(" out-init=").Append(OutputInit);
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// Learnable parameters, as <see cref="ModelBuilder.Build"/> will create them: per hidden layer
+    /// Linear (in·width + width), norm weight and bias (2·width), a PReLU slope, a residual projection
+    /// (in·width, when the width changes) and ReZero's α; then the output Linear.
+    /// </summary>
+    /// <exception cref="OverflowException">beyond <see cref="long.MaxValue"/>.</exception>
+    public long ParameterCount()
+    {
+        long n = 0, prev = Input;
+        checked
+        {
+            foreach (var h in Hidden)
+            {
+                long w = h.Width;
+                n += prev * w + w;
+                if (h.Norm != NormKind.None) n += 2 * w;
+                if (h.Activation == Activation.PRelu) n += 1;
+                if (h.Residual != ResidualKind.None && prev != w) n += prev * w;
+                if (h.Residual == ResidualKind.ZeroInit) n += 1;
+                prev = w;
+            }
+            return n + prev * Output + Output;
+        }
     }
 
     /// <summary>The JSON form: <c>{"kind":"mlp","input":..,"output":..,"outputInit":..,"layers":[{"width":..,"activation":..,"init":..,"norm":..,"residual":..,"dropout":..}]}</c>.</summary>

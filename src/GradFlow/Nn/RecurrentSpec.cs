@@ -63,6 +63,18 @@ public static class NetworkSpecs
     };
 
     /// <summary>
+    /// The number of learnable parameters the model of <paramref name="spec"/> has, computed from the
+    /// spec without building it (so a model too large to allocate can be refused up front).
+    /// </summary>
+    /// <exception cref="OverflowException">when the count exceeds <see cref="long.MaxValue"/>.</exception>
+    public static long ParameterCount(INetworkSpec spec) => spec switch
+    {
+        ModelSpec m => m.ParameterCount(),
+        RecurrentSpec r => r.ParameterCount(),
+        _ => throw new ArgumentException($"unknown spec type {spec?.GetType().Name}.", nameof(spec)),
+    };
+
+    /// <summary>
     /// Builds <paramref name="spec"/>, every random number drawn from <paramref name="generator"/>;
     /// <paramref name="lsuvBatch"/> is needed by MLP layers initialised with LSUV.
     /// </summary>
@@ -150,6 +162,22 @@ public sealed record RecurrentSpec(RecurrentCellKind Cell, int Input, int Hidden
 {
     /// <summary>The kind's text name: <c>rnn</c>, <c>lstm</c> or <c>gru</c>.</summary>
     public string KindName => Cell switch { RecurrentCellKind.Lstm => "lstm", RecurrentCellKind.Gru => "gru", _ => "rnn" };
+
+    /// <summary>
+    /// Learnable parameters: per layer G gate blocks (1 RNN, 3 GRU, 4 LSTM) of W_ih [G·H, in],
+    /// W_hh [G·H, H] and two biases [G·H], then the head Linear(H, outputs).
+    /// </summary>
+    /// <exception cref="OverflowException">beyond <see cref="long.MaxValue"/>.</exception>
+    public long ParameterCount()
+    {
+        long g = Cell switch { RecurrentCellKind.Lstm => 4, RecurrentCellKind.Gru => 3, _ => 1 };
+        long h = Hidden, n = 0;
+        checked
+        {
+            for (int l = 0; l < Layers; l++) n += g * h * ((l == 0 ? Input : h) + h + 2);
+            return n + h * Output + Output;
+        }
+    }
 
     /// <summary>Whether the cell is a vanilla RNN (tanh or ReLU).</summary>
     public bool IsVanilla => Cell is RecurrentCellKind.RnnTanh or RecurrentCellKind.RnnRelu;

@@ -31,14 +31,47 @@ public sealed partial class Tensor
         ActivationKernels.Relu, ActivationKernels.Relu,
         ActivationKernels.ReluBackward, ActivationKernels.ReluBackward);
 
-    /// <summary><c>x</c> for x &gt; 0, else <c>slope·x</c> (PyTorch default slope 0.01). Backward: g or slope·g.</summary>
+    /// <summary><c>x</c> for x &gt; 0, else <c>slope·x</c> (PyTorch default slope 0.01). Backward: g for x &gt; 0, else slope·g (slope·g at x = 0).</summary>
     public Tensor LeakyRelu(double negativeSlope = 0.01) => FromInput("leaky_relu",
         (x, y) => ActivationKernels.LeakyRelu(x, (float)negativeSlope, y),
         (x, y) => ActivationKernels.LeakyRelu(x, negativeSlope, y),
         (x, g, d) => ActivationKernels.LeakyReluBackward(x, (float)negativeSlope, g, d),
         (x, g, d) => ActivationKernels.LeakyReluBackward(x, negativeSlope, g, d));
 
-    /// <summary><c>x</c> for x &gt; 0, else <c>α(eˣ − 1)</c> (Clevert et al. 2016; α = 1). Backward: g, or g(y + α).</summary>
+    /// <summary>
+    /// PReLU (He et al. 2015): <c>x</c> for x &gt; 0, else <c>a·x</c>, the slopes <paramref name="weight"/>
+    /// broadcast to this tensor's shape (the <c>PRelu</c> module reshapes its [C] slopes to [C, 1, …]).
+    /// Backward, as PyTorch's: <c>dx = g</c> for x &gt; 0, else <c>a·g</c> (so a·g at x = 0);
+    /// <c>da = Σ x·g</c> over the elements with x ≤ 0 (x = 0 contributes 0).
+    /// </summary>
+    public Tensor PRelu(Tensor weight)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        CheckSameDType("prelu", this, weight);
+        var x = this;
+        if (!Shapes.Equal(Shapes.Broadcast("prelu", x._shape, weight._shape), x._shape))
+            throw new ArgumentException($"prelu: slopes of shape {Shapes.Format(weight._shape)} do not broadcast to the input's shape {Shapes.Format(x._shape)}.");
+        var a = ExpandRaw(weight, x._shape);
+        var y = Zip("prelu", x, a, ActivationKernels.PRelu, ActivationKernels.PRelu);
+        if (!NeedsGrad(x, weight)) return y;
+        int[] weightShape = weight._shape;
+        return y.Record("prelu", [x, weight], g =>
+        {
+            Tensor? dx = null;
+            if (x.RequiresGrad)
+            {
+                dx = Uninitialized("prelu", x, x._shape);
+                if (dx.Storage is float[]) ActivationKernels.PReluBackward(x.Span<float>(), a.Span<float>(), g.Span<float>(), dx.Span<float>());
+                else ActivationKernels.PReluBackward(x.Span<double>(), a.Span<double>(), g.Span<double>(), dx.Span<double>());
+            }
+            var da = weight.RequiresGrad
+                ? SumTo(Zip("prelu", x, g, ActivationKernels.PReluWeightBackward, ActivationKernels.PReluWeightBackward), weightShape)
+                : null;
+            return [dx, da];
+        });
+    }
+
+    /// <summary><c>x</c> for x &gt; 0, else <c>α(eˣ − 1)</c> (Clevert et al. 2016; α = 1). Backward: g for x &gt; 0, else g(y + α) (α·g at x = 0; g at a NaN x, as PyTorch).</summary>
     public Tensor Elu(double alpha = 1.0)
     {
         var x = this;
@@ -55,7 +88,7 @@ public sealed partial class Tensor
 
     /// <summary>
     /// <c>λ·x</c> for x &gt; 0, else <c>λα(eˣ − 1)</c>, λ ≈ 1.0507, α ≈ 1.6733 (Klambauer et al. 2017,
-    /// self-normalising). Backward: λg, or g·λαeˣ.
+    /// self-normalising). Backward: λg for x &gt; 0, else g·λαeˣ (λα·g at x = 0; λg at a NaN x, as PyTorch).
     /// </summary>
     public Tensor Selu() => FromInput("selu",
         ActivationKernels.Selu, ActivationKernels.Selu,
@@ -98,12 +131,15 @@ public sealed partial class Tensor
             (x, g, d) => ActivationKernels.SoftplusBackward(x, beta, threshold, g, d));
     }
 
-    /// <summary><c>relu6(x + 3)/6</c>: 0 below −3, 1 above 3. Backward: g/6 for −3 &lt; x &lt; 3, else 0.</summary>
+    /// <summary><c>relu6(x + 3)/6</c>: 0 below −3, 1 above 3. Backward: g/6 for −3 &lt; x &lt; 3, else 0 (0 at ±3, as PyTorch).</summary>
     public Tensor HardSigmoid() => FromInput("hard_sigmoid",
         ActivationKernels.HardSigmoid, ActivationKernels.HardSigmoid,
         ActivationKernels.HardSigmoidBackward, ActivationKernels.HardSigmoidBackward);
 
-    /// <summary><c>clamp(x, min, max)</c> (defaults −1, 1). Backward: g for min &lt; x &lt; max, else 0.</summary>
+    /// <summary>
+    /// <c>clamp(x, min, max)</c> (defaults −1, 1; <c>HardTanh(0, 6)</c> is ReLU6). Backward: g for
+    /// min &lt; x &lt; max, else 0 (0 at x = min and x = max, as PyTorch's hardtanh and relu6).
+    /// </summary>
     public Tensor HardTanh(double min = -1.0, double max = 1.0)
     {
         if (!(min < max)) throw new ArgumentException($"hard_tanh: min {min} must be below max {max}.");

@@ -1,3 +1,7 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+
 namespace GradFlow.Training;
 
 /// <summary>
@@ -15,7 +19,7 @@ public static class AtomicFile
         var full = Path.GetFullPath(path);
         var dir = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
-        var temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        var temp = Path.Combine(dir, TemporaryName(Path.GetFileName(full), Environment.ProcessId));
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
@@ -29,6 +33,55 @@ public static class AtomicFile
         {
             try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             throw;
+        }
+    }
+
+    /// <summary>The temporary file of a write: <c>.NAME.PID.GUID.tmp</c>, hidden, naming the writing process.</summary>
+    private static string TemporaryName(string name, int processId) => $".{name}.{processId}.{Guid.NewGuid():N}.tmp";
+
+    /// <summary>Matches <see cref="TemporaryName"/>; group 1 is the process id.</summary>
+    private static readonly Regex Temporary = new(@"^\..+\.(\d+)\.[0-9a-f]{32}\.tmp$", RegexOptions.CultureInvariant);
+
+    /// <summary>
+    /// Deletes the temporary files that writers killed mid-write left in <paramref name="directory"/>
+    /// (named <c>.NAME.PID.GUID.tmp</c>) whose process is no longer running. Temporaries of a live
+    /// process (this one, or another writing concurrently) and files named otherwise are kept.
+    /// </summary>
+    /// <returns>The paths deleted (none when the directory does not exist).</returns>
+    public static IReadOnlyList<string> RemoveOrphanedTemporaries(string directory)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        var removed = new List<string>();
+        if (!Directory.Exists(directory)) return removed;
+        foreach (var path in Directory.EnumerateFiles(directory, ".*.tmp"))
+        {
+            var m = Temporary.Match(Path.GetFileName(path));
+            if (!m.Success || !int.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out int pid) || IsRunning(pid))
+                continue;
+            try
+            {
+                File.Delete(path);
+                removed.Add(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // another process removed or holds it: leave it
+            }
+        }
+        return removed;
+    }
+
+    private static bool IsRunning(int processId)
+    {
+        if (processId == Environment.ProcessId) return true;
+        try
+        {
+            using var p = Process.GetProcessById(processId);
+            return !p.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
         }
     }
 

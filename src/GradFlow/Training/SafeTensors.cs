@@ -17,7 +17,10 @@ namespace GradFlow.Training;
 /// GradFlow writes F32 and F64; it reads F32, F64, F16, BF16 (converted to float32) and the integer
 /// types I64, I32, I16, I8, U8, BOOL (converted to float64, so exact up to 2⁵³). Writing is atomic
 /// (<see cref="AtomicFile"/>). Reading validates the whole header against the file size before any
-/// data is read; every error names the file and the tensor or field.
+/// data is read, then streams each tensor from the file into its own array (never the whole file, nor
+/// a tensor twice); a tensor of more bytes than one .NET array holds (about 2³¹) is refused with an
+/// <see cref="InvalidDataException"/> naming it and its size. Every error names the file and the
+/// tensor or field.
 /// </remarks>
 public static class SafeTensors
 {
@@ -123,26 +126,41 @@ public static class SafeTensors
         {
             if (e.Begin != expected)
                 throw Bad(file, $"tensor '{e.Name}': data_offsets begin at {e.Begin}, expected {expected} (data must be contiguous without gaps or overlaps)");
-            long count = 1;
-            foreach (int d in e.Shape) count *= d;
-            long bytes = count * ElementSize(file, e);
+            long bytes = ByteSize(file, e);
             if (e.End - e.Begin != bytes)
                 throw Bad(file, $"tensor '{e.Name}': shape [{string.Join(", ", e.Shape)}] of {e.DType} needs {bytes} bytes but data_offsets span {e.End - e.Begin}");
             if (e.End > dataLength)
                 throw Bad(file, $"tensor '{e.Name}': data_offsets end at {e.End} but the data section has {dataLength} bytes (truncated file?)");
+            if (bytes > Array.MaxLength)
+                throw Bad(file, $"tensor '{e.Name}' ({e.DType} [{string.Join(", ", e.Shape)}]) holds {bytes} bytes ({bytes / (double)(1L << 30):F1} GiB), " +
+                    $"more than one .NET array can hold ({Array.MaxLength} bytes); GradFlow cannot load it (split it into smaller tensors)");
             expected = e.End;
         }
         if (expected != dataLength)
             throw Bad(file, $"the data section has {dataLength} bytes but the tensors cover {expected}");
 
         var result = new List<KeyValuePair<string, Tensor>>(entries.Count);
-        foreach (var e in entries)
-        {
-            var raw = new byte[e.End - e.Begin];
-            stream.ReadExactly(raw);
-            result.Add(new(e.Name, Decode(file, e, raw)));
-        }
+        var chunk = new byte[ChunkBytes];
+        foreach (var e in entries) result.Add(new(e.Name, Decode(file, e, stream, chunk)));
         return new Contents(result, metadata);
+    }
+
+    /// <summary>Bytes converted per read when a tensor's type differs from its in-memory type (F16, BF16, integers).</summary>
+    private const int ChunkBytes = 1 << 16;
+
+    /// <summary>The bytes a tensor's shape and dtype need; throws naming the tensor when that overflows.</summary>
+    private static long ByteSize(string file, Entry e)
+    {
+        try
+        {
+            long count = 1;
+            foreach (int d in e.Shape) count = checked(count * d);
+            return checked(count * ElementSize(file, e));
+        }
+        catch (OverflowException)
+        {
+            throw Bad(file, $"tensor '{e.Name}': shape [{string.Join(", ", e.Shape)}] of {e.DType} has more bytes than a file can hold");
+        }
     }
 
     private static (List<Entry>, Dictionary<string, string>) ParseHeader(string file, byte[] header)
@@ -221,58 +239,85 @@ public static class SafeTensors
         _ => throw Bad(file, $"tensor '{e.Name}': unsupported dtype '{e.DType}'"),
     };
 
-    private static Tensor Decode(string file, Entry e, byte[] raw)
+    /// <summary>
+    /// Reads one tensor's bytes from <paramref name="stream"/> (positioned at them) straight into its
+    /// array: F32 and F64 in one read into the array's memory, the other types through
+    /// <paramref name="chunk"/> a chunk at a time, so no tensor is ever held twice.
+    /// </summary>
+    private static Tensor Decode(string file, Entry e, Stream stream, byte[] chunk)
     {
-        long count = 1;
-        foreach (int d in e.Shape) count *= d;
-        if (count > Array.MaxLength) throw Bad(file, $"tensor '{e.Name}': {count} elements is too many");
-        int n = (int)count;
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("safetensors: big-endian hosts are not supported.");
+        int n = (int)((e.End - e.Begin) / ElementSize(file, e));
+        int[] shape = e.Shape;
         switch (e.DType)
         {
             case "F32":
             {
                 var f = new float[n];
-                for (int i = 0; i < n; i++) f[i] = BinaryPrimitives.ReadSingleLittleEndian(raw.AsSpan(i * 4));
-                return Tensor.FromArray(f, e.Shape.Length == 0 ? [] : e.Shape).ReshapeRaw(e.Shape);
+                stream.ReadExactly(MemoryMarshal.AsBytes(f.AsSpan()));
+                return Tensor.FromArray(f, shape.Length == 0 ? [] : shape).ReshapeRaw(shape);
             }
             case "F64":
             {
                 var d = new double[n];
-                for (int i = 0; i < n; i++) d[i] = BinaryPrimitives.ReadDoubleLittleEndian(raw.AsSpan(i * 8));
-                return Tensor.FromArray(d, e.Shape.Length == 0 ? [] : e.Shape).ReshapeRaw(e.Shape);
+                stream.ReadExactly(MemoryMarshal.AsBytes(d.AsSpan()));
+                return Tensor.FromArray(d, shape.Length == 0 ? [] : shape).ReshapeRaw(shape);
             }
             case "F16":
             case "BF16":
             {
                 var f = new float[n];
-                for (int i = 0; i < n; i++)
+                bool half = e.DType == "F16";
+                ReadChunked(stream, chunk, n, 2, (raw, at) =>
                 {
-                    ushort bits = BinaryPrimitives.ReadUInt16LittleEndian(raw.AsSpan(i * 2));
-                    f[i] = e.DType == "F16" ? (float)BitConverter.UInt16BitsToHalf(bits) : BitConverter.Int32BitsToSingle(bits << 16);
-                }
-                return Tensor.FromArray(f, e.Shape.Length == 0 ? [] : e.Shape).ReshapeRaw(e.Shape);
+                    for (int i = 0; i < raw.Length / 2; i++)
+                    {
+                        ushort bits = BinaryPrimitives.ReadUInt16LittleEndian(raw[(i * 2)..]);
+                        f[at + i] = half ? (float)BitConverter.UInt16BitsToHalf(bits) : BitConverter.Int32BitsToSingle(bits << 16);
+                    }
+                });
+                return Tensor.FromArray(f, shape.Length == 0 ? [] : shape).ReshapeRaw(shape);
             }
             default:
             {
                 int size = ElementSize(file, e);
                 var d = new double[n];
-                for (int i = 0; i < n; i++)
+                string dtype = e.DType;
+                ReadChunked(stream, chunk, n, size, (raw, at) =>
                 {
-                    var s = raw.AsSpan(i * size, size);
-                    d[i] = e.DType switch
+                    for (int i = 0; i < raw.Length / size; i++)
                     {
-                        "I64" => BinaryPrimitives.ReadInt64LittleEndian(s),
-                        "U64" => BinaryPrimitives.ReadUInt64LittleEndian(s),
-                        "I32" => BinaryPrimitives.ReadInt32LittleEndian(s),
-                        "U32" => BinaryPrimitives.ReadUInt32LittleEndian(s),
-                        "I16" => BinaryPrimitives.ReadInt16LittleEndian(s),
-                        "U16" => BinaryPrimitives.ReadUInt16LittleEndian(s),
-                        "I8" => (sbyte)s[0],
-                        _ => s[0],
-                    };
-                }
-                return Tensor.FromArray(d, e.Shape.Length == 0 ? [] : e.Shape).ReshapeRaw(e.Shape);
+                        var s = raw.Slice(i * size, size);
+                        d[at + i] = dtype switch
+                        {
+                            "I64" => BinaryPrimitives.ReadInt64LittleEndian(s),
+                            "U64" => BinaryPrimitives.ReadUInt64LittleEndian(s),
+                            "I32" => BinaryPrimitives.ReadInt32LittleEndian(s),
+                            "U32" => BinaryPrimitives.ReadUInt32LittleEndian(s),
+                            "I16" => BinaryPrimitives.ReadInt16LittleEndian(s),
+                            "U16" => BinaryPrimitives.ReadUInt16LittleEndian(s),
+                            "I8" => (sbyte)s[0],
+                            _ => s[0],
+                        };
+                    }
+                });
+                return Tensor.FromArray(d, shape.Length == 0 ? [] : shape).ReshapeRaw(shape);
             }
+        }
+    }
+
+    private delegate void ChunkConverter(ReadOnlySpan<byte> raw, int firstElement);
+
+    /// <summary>Reads <paramref name="count"/> elements of <paramref name="size"/> bytes through <paramref name="chunk"/>, converting each chunk.</summary>
+    private static void ReadChunked(Stream stream, byte[] chunk, int count, int size, ChunkConverter convert)
+    {
+        int perChunk = chunk.Length / size;
+        for (int at = 0; at < count; at += perChunk)
+        {
+            int m = Math.Min(perChunk, count - at);
+            var raw = chunk.AsSpan(0, m * size);
+            stream.ReadExactly(raw);
+            convert(raw, at);
         }
     }
 

@@ -112,6 +112,7 @@ public sealed class Trainer
         Config = config;
         if (config.Threads is { } t) KernelThreads.SetCount(t);
         Spec = NetworkSpecs.ParseAny(config.Model);
+        CheckFitsInMemory(Spec, config);
         Data = data ?? DataSources.Load(config, Spec);
         if (Data.Train.IsClassification != Data.Test.IsClassification)
             throw new ArgumentException("Trainer: the training and test sets must both be classification sets (class labels) or both regression sets (targets).");
@@ -159,12 +160,61 @@ public sealed class Trainer
     /// <summary>The training-set loader.</summary>
     public DataLoader Loader { get; }
 
+    /// <summary>
+    /// Raised with a one-line message when <see cref="Run"/> works around a problem instead of failing
+    /// (e.g. resuming from an earlier checkpoint because the newest is damaged).
+    /// </summary>
+    public event Action<string>? Warning;
+
     /// <summary>Adds an observer (called in registration order).</summary>
     public Trainer AddObserver(ITrainingObserver observer)
     {
         _observers.Add(observer ?? throw new ArgumentNullException(nameof(observer)));
         return this;
     }
+
+    /// <summary>
+    /// Refuses, before anything is allocated, a model whose float32 parameters, gradients and
+    /// optimiser state exceed what this process can allocate (<see cref="GCMemoryInfo.TotalAvailableMemoryBytes"/>:
+    /// the machine's memory or the container's limit).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">naming the parameter count, the bytes and the limit.</exception>
+    private static void CheckFitsInMemory(INetworkSpec spec, TrainingConfig config)
+    {
+        int copies = 2 + OptimizerStateTensors(config);
+        long limit = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        string bytesText;
+        string countText;
+        try
+        {
+            long count = NetworkSpecs.ParameterCount(spec);
+            long bytes = checked(count * sizeof(float) * copies);
+            if (bytes <= limit) return;
+            countText = count.ToString("N0", CultureInfo.InvariantCulture);
+            bytesText = $"{bytes.ToString("N0", CultureInfo.InvariantCulture)} bytes ({Gib(bytes)} GiB)";
+        }
+        catch (OverflowException)
+        {
+            countText = "more than " + long.MaxValue.ToString("N0", CultureInfo.InvariantCulture);
+            bytesText = "more bytes than a 64-bit count holds";
+        }
+        throw new InvalidOperationException(
+            $"Trainer: the model '{NetworkSpecs.ToText(spec)}' has {countText} parameters; as float32 with their gradients and " +
+            $"{config.Optimizer.ToString().ToLowerInvariant()}'s {copies - 2} state tensor(s) that is {bytesText}, more than the " +
+            $"{limit.ToString("N0", CultureInfo.InvariantCulture)} bytes ({Gib(limit)} GiB) this process can allocate " +
+            "(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes). Use fewer or narrower layers.");
+    }
+
+    private static string Gib(long bytes) => (bytes / (double)(1L << 30)).ToString("F1", CultureInfo.InvariantCulture);
+
+    /// <summary>Tensors of optimiser state per parameter tensor: Adam's two moments, momentum buffers, squared-gradient averages.</summary>
+    private static int OptimizerStateTensors(TrainingConfig config) => config.Optimizer switch
+    {
+        OptimizerKind.Adam or OptimizerKind.AdamW => 2,
+        OptimizerKind.RmsProp => config.Momentum > 0 ? 2 : 1,
+        OptimizerKind.Adagrad => 1,
+        _ => config.Momentum > 0 ? 1 : 0,
+    };
 
     /// <summary>Builds the optimiser a config names.</summary>
     public static Optimizer CreateOptimizer(TrainingConfig config, IEnumerable<Parameter> parameters) => config.Optimizer switch
@@ -187,11 +237,11 @@ public sealed class Trainer
         int startEpoch = 0;
         long step = 0;
         RunDirectory? run = runDirectory is null ? null : new RunDirectory(runDirectory);
+        run?.RemoveOrphanedTemporaries();
         if (resume)
         {
             if (run is null) throw new ArgumentException("Trainer: resume needs a run directory.");
-            var last = run.LastCheckpoint() ?? throw new InvalidOperationException($"Trainer: no checkpoint to resume from in {run.Checkpoints}.");
-            var info = Checkpoint.Load(last, Model, Optimizer);
+            var info = LoadNewestIntactCheckpoint(run);
             (startEpoch, step) = (info.Epoch, info.Step);
             if (Scheduler is not null) Scheduler.LastStep = (int)step;
             run.TruncateMetrics(startEpoch);
@@ -267,6 +317,35 @@ public sealed class Trainer
             }
         }
         return new TrainingResult(epochs, stop, step, message, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// Loads the newest checkpoint of <paramref name="run"/> that reads back intact; each damaged one
+    /// (truncated, corrupt, or not fitting the model) is skipped with a <see cref="Warning"/> naming it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">when the run has no checkpoint.</exception>
+    /// <exception cref="InvalidDataException">when none is intact, with each file's error.</exception>
+    private Checkpoint.Info LoadNewestIntactCheckpoint(RunDirectory run)
+    {
+        var checkpoints = run.CheckpointFiles();
+        if (checkpoints.Count == 0) throw new InvalidOperationException($"Trainer: no checkpoint to resume from in {run.Checkpoints}.");
+        var errors = new List<string>();
+        for (int i = checkpoints.Count - 1; i >= 0; i--)
+        {
+            string file = Path.GetFileName(checkpoints[i]);
+            try
+            {
+                var info = Checkpoint.Load(checkpoints[i], Model, Optimizer);
+                if (errors.Count > 0) Warning?.Invoke($"warning: resuming from {file} (epoch {info.Epoch}), the newest intact checkpoint.");
+                return info;
+            }
+            catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
+            {
+                errors.Add(e.Message);
+                if (i > 0) Warning?.Invoke($"warning: checkpoint {file} is damaged, trying the previous one: {e.Message}");
+            }
+        }
+        throw new InvalidDataException($"Trainer: no intact checkpoint to resume from in {run.Checkpoints}: {string.Join(" ", errors)}");
     }
 
     /// <summary>The training loss of one batch: cross-entropy (with the config's label smoothing) on class labels, mean squared error on targets.</summary>
@@ -350,7 +429,35 @@ public sealed class RunDirectory
     public string CheckpointPath(int epoch) => System.IO.Path.Combine(Checkpoints, $"epoch-{epoch:D4}.safetensors");
 
     /// <summary>The checkpoint of the latest epoch, or null.</summary>
-    public string? LastCheckpoint() => Directory.EnumerateFiles(Checkpoints, "epoch-*.safetensors").Order(StringComparer.Ordinal).LastOrDefault();
+    public string? LastCheckpoint() => CheckpointFiles().LastOrDefault();
+
+    /// <summary>The checkpoint files, oldest epoch first.</summary>
+    public IReadOnlyList<string> CheckpointFiles() => Directory.EnumerateFiles(Checkpoints, "epoch-*.safetensors").Order(StringComparer.Ordinal).ToArray();
+
+    /// <summary>Whether the directory already holds a run (its <c>config.json</c> or <c>metrics.jsonl</c>).</summary>
+    public static bool HoldsRun(string path) =>
+        File.Exists(System.IO.Path.Combine(path, "config.json")) || File.Exists(System.IO.Path.Combine(path, "metrics.jsonl"));
+
+    /// <summary>Files a run writes besides its checkpoints, which <see cref="Clear"/> deletes.</summary>
+    private static readonly string[] RunFiles = ["config.json", "metrics.jsonl", "diagnosis.json", "report.html"];
+
+    /// <summary>
+    /// Deletes the run this directory holds, to start over: config, metrics, diagnosis, report, every
+    /// checkpoint, and the temporary files of interrupted writes. Other files are left alone.
+    /// </summary>
+    public void Clear()
+    {
+        foreach (var name in RunFiles) File.Delete(System.IO.Path.Combine(Path, name));
+        foreach (var checkpoint in CheckpointFiles()) File.Delete(checkpoint);
+        RemoveOrphanedTemporaries();
+    }
+
+    /// <summary>
+    /// Deletes the temporary files that a killed process left behind in the directory and its
+    /// checkpoints folder (<see cref="AtomicFile.RemoveOrphanedTemporaries"/>); returns their paths.
+    /// </summary>
+    public IReadOnlyList<string> RemoveOrphanedTemporaries() =>
+        [.. AtomicFile.RemoveOrphanedTemporaries(Path), .. AtomicFile.RemoveOrphanedTemporaries(Checkpoints)];
 
     /// <summary>Writes the config atomically.</summary>
     public void WriteConfig(TrainingConfig config) => AtomicFile.WriteAllText(Config, config.ToJson() + "\n");

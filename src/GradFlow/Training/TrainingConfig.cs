@@ -99,6 +99,12 @@ public sealed record TrainingConfig
     /// <summary>Write a checkpoint every this many epochs (and at the end).</summary>
     public int CheckpointEvery { get; init; } = 1;
 
+    /// <summary>
+    /// Run the gradient monitor, sampling every this many steps (<c>gradflow train --monitor</c>,
+    /// <c>--monitor-every</c>), or null for no monitor. Saved so that a resumed run keeps monitoring.
+    /// </summary>
+    public int? MonitorEvery { get; init; }
+
     private static readonly JsonSerializerOptions Options = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -148,6 +154,7 @@ public sealed record TrainingConfig
         Require(LabelSmoothing >= 0 && LabelSmoothing < 1, "labelSmoothing", $"must be in [0, 1), got {LabelSmoothing}");
         Require(Threads is null or (>= 1 and <= 256), "threads", $"must be in 1..256, got {Threads}");
         Require(CheckpointEvery >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
+        Require(MonitorEvery is null or >= 1, "monitorEvery", $"must be at least 1, got {MonitorEvery}");
         Require(TrainLimit is null or >= 1, "trainLimit", $"must be at least 1, got {TrainLimit}");
         Require(TestLimit is null or >= 1, "testLimit", $"must be at least 1, got {TestLimit}");
         Require(SequenceLength is null or (>= 2 and <= 100_000), "sequenceLength", $"must be in 2..100000, got {SequenceLength}");

@@ -38,4 +38,24 @@ public class CliAppTests
         Assert.Equal(2, code);
         Assert.Contains("'frobnicate'", err);
     }
+
+    [Fact]
+    public void Grads_BatchWithTensorLargerThanAnArray_ExitsOneNamingFileTensorAndSize()
+    {
+        var dir = Directory.CreateTempSubdirectory("gradflow-cli-big-").FullName;
+        try
+        {
+            var batch = Path.Combine(dir, "batch.safetensors");
+            SparseSafeTensors.Write(batch, huge: "x", small: "y");
+            var (code, _, err) = Run("grads", "--model", "mlp 2-3-2", "--batch", batch, "--out", Path.Combine(dir, "g.safetensors"));
+            Assert.Equal(1, code);
+            Assert.Contains("batch.safetensors", err);
+            Assert.Contains("'x'", err);
+            Assert.Contains(SparseSafeTensors.HugeBytes + " bytes", err);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

@@ -98,4 +98,141 @@ public sealed class TrainCommandTests : IDisposable
             Assert.Equal(a.Tensors[i].Value.ToDoubleArray(), b.Tensors[i].Value.ToDoubleArray());
         Assert.Equal(4, File.ReadAllLines(Path.Combine(killed, "metrics.jsonl")).Length);
     }
+
+    /// <summary>A small, quick run on the circles data: 2 epochs of 4 steps unless overridden.</summary>
+    private static readonly string[] Quick = ["--model", "mlp 2-8-2 act=tanh init=xavier-uniform", "--data", "circles", "--train-limit", "64",
+        "--test-limit", "32", "--batch-size", "16", "--lr", "0.01", "--seed", "3", "--threads", "1"];
+
+    private static string[] Train(string[] extra) => ["train", .. Quick, .. extra];
+
+    /// <summary>The id of a process that has exited (so no live process has it, barring reuse).</summary>
+    private static int DeadProcessId()
+    {
+        using var p = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+        p.WaitForExit();
+        return p.Id;
+    }
+
+    [Fact]
+    public void Train_ResumeWithOrphanedTemporaryFiles_RemovesThoseOfDeadProcessesOnly()
+    {
+        var run = Path.Combine(_dir, "run");
+        Assert.Equal(0, Run(Train(["--epochs", "1", "--out", run])).Code);
+        int dead = DeadProcessId();
+        var orphanCheckpoint = Path.Combine(run, "checkpoints", $".epoch-0002.safetensors.{dead}.{Guid.NewGuid():N}.tmp");
+        var orphanMetrics = Path.Combine(run, $".metrics.jsonl.{dead}.{Guid.NewGuid():N}.tmp");
+        var live = Path.Combine(run, "checkpoints", $".epoch-0002.safetensors.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        var unrelated = Path.Combine(run, "checkpoints", "notes.tmp");
+        foreach (var f in new[] { orphanCheckpoint, orphanMetrics, live, unrelated }) File.WriteAllBytes(f, new byte[1024]);
+
+        var (code, _, err) = Run("train", "--resume", run, "--epochs", "2");
+        Assert.True(code == 0, err);
+        Assert.False(File.Exists(orphanCheckpoint), "the dead process's checkpoint temporary is still there");
+        Assert.False(File.Exists(orphanMetrics), "the dead process's metrics temporary is still there");
+        Assert.True(File.Exists(live), "a live process's temporary was removed");
+        Assert.True(File.Exists(unrelated), "a file not named like AtomicFile's temporaries was removed");
+    }
+
+    [Fact]
+    public void Train_ResumeOfMonitoredRun_KeepsMonitoringWithItsInterval()
+    {
+        var run = Path.Combine(_dir, "run");
+        var (code, _, err) = Run(Train(["--epochs", "1", "--monitor", "--monitor-every", "2", "--out", run]));
+        Assert.True(code == 0, err);
+        Assert.Equal(2, TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).MonitorEvery);
+        File.Delete(Path.Combine(run, "diagnosis.json"));
+
+        (code, var output, err) = Run("train", "--resume", run, "--epochs", "2");
+        Assert.True(code == 0, err);
+        Assert.Contains("monitor step 6:", err); // steps 4..7 of epoch 2, sampled every 2
+        Assert.True(File.Exists(Path.Combine(run, "diagnosis.json")), "the resumed run wrote no diagnosis");
+        Assert.Contains("\"step\":6", File.ReadAllText(Path.Combine(run, "metrics.jsonl")).Replace(" ", ""));
+        Assert.Equal(2, TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).MonitorEvery);
+    }
+
+    [Fact]
+    public void Train_OutIntoExistingRun_ExitsTwoSayingResumeOrForce_AndLeavesTheRunAlone()
+    {
+        var run = Path.Combine(_dir, "run");
+        Assert.Equal(0, Run(Train(["--epochs", "2", "--out", run])).Code);
+        var metrics = File.ReadAllText(Path.Combine(run, "metrics.jsonl"));
+
+        var (code, _, err) = Run(Train(["--epochs", "1", "--out", run]));
+        Assert.Equal(2, code);
+        Assert.Contains(run, err);
+        Assert.Contains("--resume", err);
+        Assert.Contains("--force", err);
+        Assert.Equal(metrics, File.ReadAllText(Path.Combine(run, "metrics.jsonl")));
+        Assert.True(File.Exists(Path.Combine(run, "checkpoints", "epoch-0002.safetensors")));
+    }
+
+    [Fact]
+    public void Train_OutIntoExistingRunWithForce_StartsOverFromAnEmptyRun()
+    {
+        var run = Path.Combine(_dir, "run");
+        Assert.Equal(0, Run(Train(["--epochs", "2", "--monitor", "--out", run])).Code);
+        Assert.True(File.Exists(Path.Combine(run, "diagnosis.json")));
+
+        var (code, _, err) = Run(Train(["--epochs", "1", "--weight-decay", "0.001", "--out", run, "--force"]));
+        Assert.True(code == 0, err);
+        var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
+        Assert.Single(lines); // one epoch of the new run, no monitor samples of the old one
+        Assert.Equal(["epoch-0001.safetensors"], Directory.GetFiles(Path.Combine(run, "checkpoints")).Select(Path.GetFileName));
+        Assert.False(File.Exists(Path.Combine(run, "diagnosis.json")), "the old run's diagnosis was kept");
+        Assert.Equal(0.001, TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).WeightDecay);
+    }
+
+    [Fact]
+    public void Train_ResumeWithTruncatedNewestCheckpoint_FallsBackToPreviousWithWarning_AndMatchesUninterruptedRun()
+    {
+        var full = Path.Combine(_dir, "full");
+        Assert.Equal(0, Run(Train(["--epochs", "3", "--out", full])).Code);
+        var run = Path.Combine(_dir, "run");
+        Assert.Equal(0, Run(Train(["--epochs", "2", "--out", run])).Code);
+        var newest = Path.Combine(run, "checkpoints", "epoch-0002.safetensors");
+        using (var f = new FileStream(newest, FileMode.Open)) f.SetLength(f.Length / 2);
+
+        var (code, _, err) = Run("train", "--resume", run, "--epochs", "3");
+        Assert.True(code == 0, err);
+        Assert.Contains("warning", err);
+        Assert.Contains("epoch-0002.safetensors", err);
+        Assert.Contains("epoch-0001.safetensors", err);
+        var a = SafeTensors.Read(Path.Combine(full, "checkpoints", "epoch-0003.safetensors"));
+        var b = SafeTensors.Read(Path.Combine(run, "checkpoints", "epoch-0003.safetensors"));
+        for (int i = 0; i < a.Tensors.Count; i++)
+            Assert.Equal(a.Tensors[i].Value.ToDoubleArray(), b.Tensors[i].Value.ToDoubleArray());
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length);
+    }
+
+    [Fact]
+    public void Train_ResumeWithNoIntactCheckpoint_ExitsOneNamingTheDamage()
+    {
+        var run = Path.Combine(_dir, "run");
+        Assert.Equal(0, Run(Train(["--epochs", "1", "--out", run])).Code);
+        var only = Path.Combine(run, "checkpoints", "epoch-0001.safetensors");
+        SparseSafeTensors.Write(only, huge: "layers.0.weight", small: "layers.0.bias");
+
+        var (code, _, err) = Run("train", "--resume", run, "--epochs", "2");
+        Assert.Equal(1, code);
+        Assert.Contains("epoch-0001.safetensors", err);
+        Assert.Contains("'layers.0.weight'", err);
+        Assert.Contains(SparseSafeTensors.HugeBytes + " bytes", err);
+    }
+
+    [Theory]
+    [InlineData("mlp 784-1000000x20-10", "19,000,814,000,010")]
+    [InlineData("mlp 784-40000x20-10", "30,432,560,010")]
+    [InlineData("mlp 2-1000000x20-2", "19,000,024,000,002")]
+    public void Train_ModelTooLargeForMemory_FailsFastNamingParametersAndBytes(string model, string parameters)
+    {
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var clock = Stopwatch.StartNew();
+        var (code, _, err) = Run("train", "--model", model, "--data", "circles", "--epochs", "1", "--threads", "1");
+        Assert.Equal(1, code);
+        Assert.Contains(parameters + " parameters", err);
+        Assert.Contains("bytes", err);
+        Assert.Contains("TotalAvailableMemoryBytes", err);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 64 << 20, "the command allocated more than 64 MiB before refusing");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"refusing took {clock.Elapsed}");
+    }
 }

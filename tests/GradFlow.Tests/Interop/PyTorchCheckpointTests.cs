@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using GradFlow.Tests.TestSupport;
 using GradFlow.Training;
@@ -20,15 +19,8 @@ public sealed class PyTorchCheckpointTests : IDisposable
         trainer.Run(_dir, cancellation: TestContext.Current.CancellationToken);
         var path = Path.Combine(_dir, "checkpoints", "epoch-0001.safetensors");
 
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(RepoPaths.Root, "tests", "python", "read_checkpoint.py"));
-        psi.ArgumentList.Add(path);
-        using var p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.False(stderr.Contains("No module named 'torch'", StringComparison.Ordinal),
-            "PyTorch is missing: run 'apt-get install -y python3-torch' (scripts/test.sh does this)");
-        Assert.True(p.ExitCode == 0, stderr);
+        var (exit, stdout, stderr) = PyTorchScript.Run("read_checkpoint.py", path);
+        Assert.True(exit == 0, stderr);
 
         using var doc = JsonDocument.Parse(stdout);
         var tensors = doc.RootElement.GetProperty("tensors");

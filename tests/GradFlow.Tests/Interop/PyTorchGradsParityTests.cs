@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using GradFlow.Tensors;
 using GradFlow.Tests.TestSupport;
 using GradFlow.Training;
@@ -35,15 +34,30 @@ public sealed class PyTorchGradsParityTests : IDisposable
             "--batch", batchPath, "--out", gradsPath);
         Assert.True(code == 0, err);
 
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { Path.Combine(RepoPaths.Root, "tests", "python", "grads_parity.py"), batchPath, gradsPath, activation })
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.False(stderr.Contains("No module named 'torch'", StringComparison.Ordinal),
-            "PyTorch is missing: run 'apt-get install -y python3-torch' (scripts/test.sh does this)");
-        Assert.True(p.ExitCode == 0, $"PyTorch parity failed for {activation}: {stdout}\n{stderr}");
+        var (exit, stdout, stderr) = RunParity(batchPath, gradsPath, activation);
+        Assert.True(exit == 0, $"PyTorch parity failed for {activation}: {stdout}\n{stderr}");
         Assert.Contains("\"worst\"", stdout);
+    }
+
+    /// <summary>Runs tests/python/grads_parity.py on a batch and GradFlow's gradients: (exit code, stdout, stderr).</summary>
+    private static (int Exit, string Stdout, string Stderr) RunParity(string batchPath, string gradsPath, string activation) =>
+        PyTorchScript.Run("grads_parity.py", batchPath, gradsPath, activation);
+
+    [Fact]
+    public void Grads_PReluAtExactlyZero_MatchPyTorch()
+    {
+        // he-normal zeroes the biases, so a zero input row puts exactly 0 into the PReLU, where
+        // PyTorch's input gradient is a·g (and the slope's x·g = 0); a random row covers both branches.
+        var batchPath = Path.Combine(_dir, "batch.safetensors");
+        SafeTensors.Write(batchPath, [
+            new("x", Tensor.FromArray([0f, 0f, 0.7f, -1.3f], 2, 2)),
+            new("y", Tensor.FromArray([0.0, 1.0])),
+        ]);
+        var gradsPath = Path.Combine(_dir, "grads.safetensors");
+        var (code, _, err) = CliRunner.Run("grads", "--model", "mlp 2-3-2 act=prelu init=he-normal", "--seed", "3",
+            "--batch", batchPath, "--out", gradsPath);
+        Assert.True(code == 0, err);
+        var (exit, stdout, stderr) = RunParity(batchPath, gradsPath, "prelu");
+        Assert.True(exit == 0, $"PyTorch parity failed for prelu at x = 0: {stdout}\n{stderr}");
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using GradFlow.Autograd;
 using GradFlow.Nn;
@@ -91,15 +90,8 @@ public sealed class PyTorchRnnParityTests : IDisposable
             ["batch_first"] = batchFirst ? "true" : "false",
         });
 
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(RepoPaths.Root, "tests", "python", "rnn_parity.py"));
-        psi.ArgumentList.Add(path);
-        using var p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.False(stderr.Contains("No module named 'torch'", StringComparison.Ordinal),
-            "PyTorch is missing: run 'apt-get install -y python3-torch' (scripts/test.sh does this)");
-        Assert.True(p.ExitCode == 0, $"PyTorch parity failed for {mode}: {stdout}\n{stderr}");
+        var (exit, stdout, stderr) = PyTorchScript.Run("rnn_parity.py", path);
+        Assert.True(exit == 0, $"PyTorch parity failed for {mode}: {stdout}\n{stderr}");
 
         using var doc = JsonDocument.Parse(stdout);
         var errors = doc.RootElement.GetProperty("errors").EnumerateObject().ToDictionary(e => e.Name, e => e.Value.GetDouble());

@@ -80,4 +80,38 @@ public class ModelBuilderTests
         Assert.All(vars, v => Assert.InRange(v, 0.9, 1.1));
         Assert.Throws<ArgumentException>(() => ModelBuilder.Build(spec, new Generator(8)));
     }
+
+    /// <summary>Every parameter of two models built from the same seed: (name, scaled, unscaled).</summary>
+    private static IEnumerable<(string Name, float[] Scaled, float[] Unscaled)> Pairs(Mlp scaled, Mlp unscaled) =>
+        scaled.NamedParameters().Zip(unscaled.NamedParameters(), (a, b) => (a.Name, a.Parameter.Data.ToArray(), b.Parameter.Data.ToArray()));
+
+    [Theory]
+    [InlineData("default")]
+    [InlineData("lsuv")]
+    public void Build_InitWithScale_WeightsAreScaleTimesUnscaledAndBiasesUnchanged(string init)
+    {
+        var batch = Tensor.RandN(new Generator(7), 64, 8);
+        var scaled = ModelBuilder.Build(ModelSpec.Parse($"mlp 8-16x2-4 act=tanh init={init}:3 out-init={init}:3"), new Generator(5), batch);
+        var unscaled = ModelBuilder.Build(ModelSpec.Parse($"mlp 8-16x2-4 act=tanh init={init} out-init={init}"), new Generator(5), batch);
+        foreach (var (name, s, u) in Pairs(scaled, unscaled))
+        {
+            var want = name.EndsWith(".weight", StringComparison.Ordinal) ? u.Select(v => v * 3f).ToArray() : u;
+            Assert.True(want.SequenceEqual(s), $"{init}:3 {name}: [{string.Join(", ", s.Take(4))}, …], expected [{string.Join(", ", want.Take(4))}, …]");
+        }
+    }
+
+    [Theory]
+    [InlineData("mlp 5-1")]
+    [InlineData("mlp 6-5x2-3 act=tanh norm=batch")]
+    [InlineData("mlp 7-4-9x2-3 act=prelu norm=layer residual=zero")]
+    [InlineData("mlp 3-6-6-2 act=relu residual=yes dropout=0.1")]
+    [InlineData("rnn 3-5-2")]
+    [InlineData("lstm 2-4x3-1")]
+    [InlineData("gru 4-3x2-2")]
+    public void ParameterCount_FromSpec_EqualsTheBuiltModels(string text)
+    {
+        var spec = NetworkSpecs.ParseAny(text);
+        var built = NetworkSpecs.Build(spec, new Generator(1), Tensor.RandN(new Generator(2), 8, spec.Input));
+        Assert.Equal(built.Parameters().Sum(p => (long)p.Count), NetworkSpecs.ParameterCount(spec));
+    }
 }

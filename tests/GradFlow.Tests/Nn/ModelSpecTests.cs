@@ -35,12 +35,15 @@ public class ModelSpecTests
     [InlineData("mlp 784-256x8-10 act=sigmoid init=normal:1 norm=none residual=no")]
     [InlineData("mlp 20-64-32x2-3 act=leaky-relu init=orthogonal:1.2 norm=layer residual=yes dropout=0.25 out-init=xavier-normal")]
     [InlineData("mlp 5-1")]
+    [InlineData("mlp 8-16-4 init=default:3 out-init=default:3")]
+    [InlineData("mlp 8-16-4 init=lsuv:2 out-init=lsuv:0.5")]
     public void ToText_RoundTripsThroughParse(string text)
     {
         var s = ModelSpec.Parse(text);
         var again = ModelSpec.Parse(s.ToText()!);
         Assert.Equal(s.ToText(), again.ToText());
         Assert.Equal(s.Hidden, again.Hidden);
+        Assert.Equal(s.OutputInit, again.OutputInit);
     }
 
     [Fact]

@@ -130,6 +130,28 @@ public class ActivationTests
     }
 
     [Fact]
+    public void PRelu_Backward_InputAndBroadcastSlopes_MatchFiniteDifferencesOverShapes()
+    {
+        // (input shape, slope shape): one shared slope, one per channel of [N, C] and of [N, C, L], one per element.
+        (int[] X, int[] A)[] cases = [([7], [1]), ([3, 5], [5]), ([2, 3, 11], [3, 1]), ([2, 1, 33], [2, 1, 33])];
+        foreach (var (xs, As) in cases)
+        {
+            var x = Points(xs, seed: xs.Sum());
+            var a = Points(As, seed: As.Sum() + 1);
+            GradCheck.Assert(t => t[0].PRelu(t[1]), [x, a], name: $"prelu x [{string.Join(", ", xs)}] a [{string.Join(", ", As)}]");
+        }
+    }
+
+    [Fact]
+    public void PRelu_SlopesNotBroadcastingToInput_ThrowsNamingShapes()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => Tensor.Zeros(2, 3).PRelu(Tensor.Zeros(2, 1, 3)));
+        Assert.Contains("prelu", ex.Message);
+        Assert.Contains("[2, 1, 3]", ex.Message);
+        Assert.Contains("[2, 3]", ex.Message);
+    }
+
+    [Fact]
     public void HardTanh_MinNotBelowMax_ThrowsNamingTheOp()
     {
         var ex = Assert.Throws<ArgumentException>(() => Tensor.Zeros(3).HardTanh(1, 1));

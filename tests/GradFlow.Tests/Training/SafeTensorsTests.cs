@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
 using GradFlow.Training;
 
 namespace GradFlow.Tests.Training;
@@ -121,6 +122,37 @@ public sealed class SafeTensorsTests : IDisposable
         var e = Assert.Throws<InvalidDataException>(() => SafeTensors.Read(path));
         Assert.Contains("huge.safetensors", e.Message);
         Assert.Contains("header length 1000000", e.Message);
+    }
+
+    [Fact]
+    public void Read_SparseTenGigabyteTensor_ThrowsNamingTensorAndByteSize()
+    {
+        var path = PathOf("big.safetensors");
+        SparseSafeTensors.Write(path, huge: "layers.0.weight");
+        Assert.True(new FileInfo(path).Length > 10L << 30);
+        var e = Assert.Throws<InvalidDataException>(() => SafeTensors.Read(path));
+        Assert.Contains("big.safetensors", e.Message);
+        Assert.Contains("'layers.0.weight'", e.Message);
+        Assert.Contains(SparseSafeTensors.HugeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture) + " bytes", e.Message);
+    }
+
+    [Fact]
+    public void Read_ChunkedTypesLongerThanOneChunk_DecodeEveryElement()
+    {
+        // 40000 F16 and 40000 I32 values: more than one 64 KiB read each, with a partial last chunk.
+        const int n = 40000;
+        var data = new byte[n * 2 + n * 4];
+        for (int i = 0; i < n; i++)
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(i * 2), BitConverter.HalfToUInt16Bits((Half)(i % 2048)));
+            BinaryPrimitives.WriteInt32LittleEndian(data.AsSpan(n * 2 + i * 4), i * 7 - 100000);
+        }
+        var path = Craft("chunks.safetensors",
+            $$$"""{"h":{"dtype":"F16","shape":[{{{n}}}],"data_offsets":[0,{{{n * 2}}}]},"i":{"dtype":"I32","shape":[{{{n}}}],"data_offsets":[{{{n * 2}}},{{{n * 6}}}]}}""",
+            data);
+        var c = SafeTensors.Read(path);
+        Assert.Equal(Enumerable.Range(0, n).Select(i => (double)(i % 2048)), c["h"].ToDoubleArray());
+        Assert.Equal(Enumerable.Range(0, n).Select(i => (double)(i * 7 - 100000)), c["i"].ToDoubleArray());
     }
 
     [Fact]
