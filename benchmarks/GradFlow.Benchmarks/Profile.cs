@@ -87,6 +87,48 @@ internal static class Profile
             ["best_forward_kernel_gflops"] = Math.Round(kf, 2), ["best_input_grad_kernel_gflops"] = Math.Round(kdx, 2),
             ["best_weight_grad_kernel_gflops"] = Math.Round(kdw, 2),
         }));
+        DirectVersusGemm();
+    }
+
+    /// <summary>
+    /// The shapes the direct conv path takes (one input channel per group), timed on both paths: fastest of
+    /// 30 calls of forward, input gradient and weight gradient, ms each. One JSON line per shape.
+    /// </summary>
+    private static void DirectVersusGemm()
+    {
+        foreach (var (name, shape) in new (string, GradFlow.Kernels.ConvShape)[]
+                 {
+                     ("depthwise 32ch 28x28 3x3", new(64, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32)),
+                     ("depthwise 64ch 14x14 3x3 stride 2", new(64, 64, 28, 28, 64, 3, 3, 2, 2, 1, 1, 1, 1, 64)),
+                     ("cnn-resnet stem 1->16 28x28 3x3", new(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                 })
+        {
+            var gen = new Generator(1);
+            var x = Tensor.RandN(gen, shape.N * shape.C * shape.H * shape.W).ToArray();
+            var w = Tensor.RandN(gen, shape.Cout * shape.GroupRows).ToArray();
+            var g = Tensor.RandN(gen, shape.N * shape.Cout * shape.OH * shape.OW).ToArray();
+            var (y, dx, dw) = (new float[g.Length], new float[x.Length], new float[w.Length]);
+            double Ms(Action a)
+            {
+                double best = double.MaxValue;
+                for (int i = 0; i < 30; i++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    a();
+                    best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                }
+                return Math.Round(best, 3);
+            }
+            var row = new Dictionary<string, object> { ["shape"] = name };
+            foreach (bool direct in new[] { true, false })
+            {
+                string path = direct ? "direct" : "gemm";
+                row[path + "_forward_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.Forward<float>(shape, x, w, default, y, direct));
+                row[path + "_input_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardInput<float>(shape, w, g, dx, direct));
+                row[path + "_weight_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardWeight<float>(shape, x, g, dw, direct));
+            }
+            Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(row));
+        }
     }
 
     /// <summary>The AVX-512 float micro-kernel alone on L1-resident packed panels (kc = 128: A 6 KiB, B 16 KiB), one thread: its ceiling.</summary>

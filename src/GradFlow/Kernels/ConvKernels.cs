@@ -33,7 +33,7 @@ internal readonly record struct ConvShape(int N, int C, int H, int W, int Cout, 
 
 /// <summary>
 /// 2-D convolution (cross-correlation, as PyTorch) by im2col and the packed <see cref="Gemm"/>, forward
-/// and both backward products, float32 and float64.
+/// and both backward products, float32 and float64; depthwise convolutions by direct loops.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -44,6 +44,12 @@ internal readonly record struct ConvShape(int N, int C, int H, int W, int Cout, 
 /// to the pixel it was read from), and <c>dW_g = Σ_n dY_n,g · col_n,gᵀ</c>. The groups of one image are
 /// one batched GEMM (strides by group). A 1×1 kernel with stride 1 and no padding uses the image as its
 /// own column matrix.
+/// </para>
+/// <para>
+/// Depthwise (one input and at most two output channels per group, <see cref="IsDirect"/>): direct
+/// loops per plane, each tap a multiply-add over an output row segment (TensorPrimitives when the
+/// stride is 1), the weight gradient per output channel as row-segment dot products summed over
+/// images and rows in order.
 /// </para>
 /// <para>
 /// Threads and determinism: forward and the input gradient run one task per image (each owns its
@@ -65,38 +71,64 @@ internal static unsafe class ConvKernels
     /// [N, Cout, OH, OW] (written, not read).
     /// </summary>
     public static void Forward<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> w, ReadOnlySpan<T> bias, Span<T> y)
+        where T : unmanaged, IFloatingPointIeee754<T> => Forward(s, x, w, bias, y, IsDirect(s));
+
+    /// <summary><see cref="Forward{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/> on a chosen path (tests and benchmarks compare them).</summary>
+    internal static void Forward<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> w, ReadOnlySpan<T> bias, Span<T> y, bool direct)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(s, x.Length, w.Length, y.Length, "forward");
         if (!bias.IsEmpty && bias.Length != s.Cout)
             throw new ArgumentException($"conv2d kernel: bias has {bias.Length} elements, expected {s.Cout}.", nameof(bias));
+        CheckDirect(s, direct);
         fixed (T* px = x, pw = w, pb = bias, py = y)
         {
             var job = new Job<T>(s, px, pw, bias.IsEmpty ? null : pb, py);
-            PerImage(s.N, job.ForwardImage);
+            if (direct) Items(s.N * s.Cout, (long)s.OH * s.OW * s.KH * s.KW, job.DirectForwardPlane);
+            else PerImage(s.N, job.ForwardImage);
         }
     }
 
     /// <summary><c>dx = convᵀ(dy, w)</c>: the gradient of the forward with respect to x (dx written, not read).</summary>
     public static void BackwardInput<T>(in ConvShape s, ReadOnlySpan<T> w, ReadOnlySpan<T> dy, Span<T> dx)
+        where T : unmanaged, IFloatingPointIeee754<T> => BackwardInput(s, w, dy, dx, IsDirect(s));
+
+    /// <summary><see cref="BackwardInput{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/> on a chosen path.</summary>
+    internal static void BackwardInput<T>(in ConvShape s, ReadOnlySpan<T> w, ReadOnlySpan<T> dy, Span<T> dx, bool direct)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(s, dx.Length, w.Length, dy.Length, "input gradient");
+        CheckDirect(s, direct);
         fixed (T* pdx = dx, pw = w, pdy = dy)
         {
             var job = new Job<T>(s, pdx, pw, null, pdy);
-            PerImage(s.N, job.InputGradientImage);
+            if (direct) Items(s.N * s.C, (long)s.Cog * s.OH * s.OW * s.KH * s.KW, job.DirectInputGradientPlane);
+            else PerImage(s.N, job.InputGradientImage);
         }
     }
 
     /// <summary><c>dw = Σ_n dY_n · col(x_n)ᵀ</c>: the gradient of the forward with respect to w (written, not read).</summary>
     public static void BackwardWeight<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dw)
+        where T : unmanaged, IFloatingPointIeee754<T> => BackwardWeight(s, x, dy, dw, IsDirect(s));
+
+    /// <summary><see cref="BackwardWeight{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/> on a chosen path.</summary>
+    internal static void BackwardWeight<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dw, bool direct)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check(s, x.Length, dw.Length, dy.Length, "weight gradient");
+        CheckDirect(s, direct);
         if (s.N == 0)
         {
             dw.Clear();
+            return;
+        }
+        if (direct)
+        {
+            fixed (T* px = x, pdw = dw, pdy = dy)
+            {
+                var job = new Job<T>(s, px, pdw, null, pdy);
+                Items(s.Cout, (long)s.N * s.OH * s.OW * s.KH * s.KW, job.DirectWeightGradientChannel);
+            }
             return;
         }
         int chunks = WeightChunks(s);
@@ -142,10 +174,7 @@ internal static unsafe class ConvKernels
                 for (int kw = 0; kw < s.KW; kw++, row++)
                 {
                     var dst = col.Slice(row * cols, cols);
-                    int offW = kw * s.DW - s.PW;
-                    // Output columns whose input column ow·SW + offW lies inside [0, W).
-                    int first = Math.Clamp(CeilDiv(-offW, s.SW), 0, ow);
-                    int end = Math.Clamp(CeilDiv(s.W - offW, s.SW), first, ow);
+                    var (first, end, offW) = Columns(s, kw);
                     for (int o = 0; o < oh; o++)
                     {
                         var seg = dst.Slice(o * ow, ow);
@@ -185,9 +214,7 @@ internal static unsafe class ConvKernels
                 for (int kw = 0; kw < s.KW; kw++, row++)
                 {
                     var src = col.Slice(row * cols, cols);
-                    int offW = kw * s.DW - s.PW;
-                    int first = Math.Clamp(CeilDiv(-offW, s.SW), 0, ow);
-                    int end = Math.Clamp(CeilDiv(s.W - offW, s.SW), first, ow);
+                    var (first, end, offW) = Columns(s, kw);
                     for (int o = 0; o < oh; o++)
                     {
                         int ih = o * s.SH - s.PH + kh * s.DH;
@@ -206,6 +233,28 @@ internal static unsafe class ConvKernels
         }
     }
 
+    /// <summary>
+    /// Whether the direct path computes this shape: one input channel and at most two output channels
+    /// per group (depthwise convolution, channel multiplier 1 or 2). There each group's GEMM has one or
+    /// two rows and k = KH·KW; measured (docs/benchmarks.md), the direct loops take about 1.5–3 µs per
+    /// output plane and a group's GEMM about 5–7 µs whatever its rows up to 16, so the direct path is 2–7×
+    /// faster for depthwise layers and 5× slower for a one-channel stem with 16 outputs.
+    /// </summary>
+    internal static bool IsDirect(in ConvShape s) => s.Cig == 1 && s.Cog <= 2;
+
+    private static void CheckDirect(in ConvShape s, bool direct)
+    {
+        if (direct && s.Cig != 1) throw new ArgumentException($"conv2d kernel: the direct path needs one input channel per group, got {s}.");
+    }
+
+    /// <summary>Input columns [first, end) of the output columns j whose tap kw reads inside [0, W): 0 ≤ j·SW + offW &lt; W.</summary>
+    private static (int First, int End, int OffW) Columns(in ConvShape s, int kw)
+    {
+        int offW = kw * s.DW - s.PW, ow = s.OW;
+        int first = Math.Clamp(CeilDiv(-offW, s.SW), 0, ow);
+        return (first, Math.Clamp(CeilDiv(s.W - offW, s.SW), first, ow), offW);
+    }
+
     /// <summary>⌈a/b⌉ for b &gt; 0 and any a.</summary>
     private static int CeilDiv(int a, int b) => a >= 0 ? (a + b - 1) / b : -(-a / b);
 
@@ -214,6 +263,22 @@ internal static unsafe class ConvKernels
     {
         if (items >= 2) KernelThreads.Run(items, body);
         else if (items == 1) body(0);
+    }
+
+    /// <summary>Runs <paramref name="item"/> for every item, in up to 32 consecutive chunks (by shape) on the kernel threads when the work is large enough.</summary>
+    private static void Items(int items, long workPerItem, Action<int> item)
+    {
+        int chunks = (long)items * workPerItem < Gemm.ParallelThreshold ? 1 : Math.Min(items, 32);
+        if (chunks <= 1)
+        {
+            for (int i = 0; i < items; i++) item(i);
+            return;
+        }
+        KernelThreads.Run(chunks, c =>
+        {
+            int begin = (int)((long)items * c / chunks), end = (int)((long)items * (c + 1) / chunks);
+            for (int i = begin; i < end; i++) item(i);
+        });
     }
 
     private static void Check(in ConvShape s, int xLength, int wLength, int yLength, string what)
@@ -266,7 +331,7 @@ internal static unsafe class ConvKernels
         public int Chunks;
 
         /// <summary>The column matrix of image n: the image itself when pointwise, else im2col into the thread's scratch.</summary>
-        private ReadOnlySpan<T> Columns(int n)
+        private ReadOnlySpan<T> ColumnMatrix(int n)
         {
             var src = new ReadOnlySpan<T>(_x + (long)n * _image, _image);
             if (_s.IsPointwise) return src;
@@ -277,7 +342,7 @@ internal static unsafe class ConvKernels
 
         public void ForwardImage(int n)
         {
-            var col = Columns(n);
+            var col = ColumnMatrix(n);
             var yn = new Span<T>(_y + (long)n * _output, _output);
             if (_bias != null)
                 for (int c = 0; c < _s.Cout; c++) yn.Slice(c * _cols, _cols).Fill(_bias[c]);
@@ -297,6 +362,112 @@ internal static unsafe class ConvKernels
             if (!_s.IsPointwise) Col2Im(_s, dcol, dxn);
         }
 
+        /// <summary>
+        /// Direct path, output plane p = (n, o): <c>y = b[o] + Σ_{kh, kw} w[o, kh, kw]·(row segment of input plane
+        /// (n, group of o))</c>, taps in order, each a multiply-add over an output row (stride 1: one
+        /// TensorPrimitives call per row segment).
+        /// </summary>
+        public void DirectForwardPlane(int p)
+        {
+            int n = p / _s.Cout, o = p % _s.Cout, hw = _s.H * _s.W, taps = _s.KH * _s.KW;
+            var xp = new ReadOnlySpan<T>(_x + ((long)n * _s.C + o / _s.Cog) * hw, hw);
+            var yp = new Span<T>(_y + (long)p * _cols, _cols);
+            var wo = new ReadOnlySpan<T>(_w + (long)o * taps, taps);
+            yp.Fill(_bias != null ? _bias[o] : T.Zero);
+            for (int oh = 0; oh < _s.OH; oh++)
+            {
+                var yrow = yp.Slice(oh * _s.OW, _s.OW);
+                for (int kh = 0; kh < _s.KH; kh++)
+                {
+                    int ih = oh * _s.SH - _s.PH + kh * _s.DH;
+                    if ((uint)ih >= (uint)_s.H) continue;
+                    var xrow = xp.Slice(ih * _s.W, _s.W);
+                    for (int kw = 0; kw < _s.KW; kw++)
+                    {
+                        var (first, end, offW) = ConvKernels.Columns(_s, kw);
+                        T wv = wo[kh * _s.KW + kw];
+                        if (_s.SW == 1)
+                        {
+                            var seg = yrow[first..end];
+                            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(xrow.Slice(first + offW, end - first), wv, seg, seg);
+                        }
+                        else
+                            for (int j = first; j < end; j++) yrow[j] += xrow[j * _s.SW + offW] * wv;
+                    }
+                }
+            }
+        }
+
+        /// <summary>Direct path, input-gradient plane p = (n, c) (x holds dx, y holds dy): the taps of every output channel of c's group scattered back, in order.</summary>
+        public void DirectInputGradientPlane(int p)
+        {
+            int n = p / _s.C, c = p % _s.C, hw = _s.H * _s.W, taps = _s.KH * _s.KW;
+            var dxp = new Span<T>(_x + (long)p * hw, hw);
+            dxp.Clear();
+            for (int o = c * _s.Cog; o < (c + 1) * _s.Cog; o++)
+            {
+                var gp = new ReadOnlySpan<T>(_y + ((long)n * _s.Cout + o) * _cols, _cols);
+                var wo = new ReadOnlySpan<T>(_w + (long)o * taps, taps);
+                for (int oh = 0; oh < _s.OH; oh++)
+                {
+                    var grow = gp.Slice(oh * _s.OW, _s.OW);
+                    for (int kh = 0; kh < _s.KH; kh++)
+                    {
+                        int ih = oh * _s.SH - _s.PH + kh * _s.DH;
+                        if ((uint)ih >= (uint)_s.H) continue;
+                        var dxrow = dxp.Slice(ih * _s.W, _s.W);
+                        for (int kw = 0; kw < _s.KW; kw++)
+                        {
+                            var (first, end, offW) = ConvKernels.Columns(_s, kw);
+                            T wv = wo[kh * _s.KW + kw];
+                            if (_s.SW == 1)
+                            {
+                                var seg = dxrow.Slice(first + offW, end - first);
+                                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(grow[first..end], wv, seg, seg);
+                            }
+                            else
+                                for (int j = first; j < end; j++) dxrow[j * _s.SW + offW] += grow[j] * wv;
+                        }
+                    }
+                }
+            }
+        }
+
+        /// <summary>Direct path, dw of output channel o (w holds dw, y holds dy): per tap, Σ over images, then output rows, of row-segment dot products, in that order.</summary>
+        public void DirectWeightGradientChannel(int o)
+        {
+            int hw = _s.H * _s.W, taps = _s.KH * _s.KW;
+            var dwo = new Span<T>(_w + (long)o * taps, taps);
+            dwo.Clear();
+            for (int n = 0; n < _s.N; n++)
+            {
+                var xp = new ReadOnlySpan<T>(_x + ((long)n * _s.C + o / _s.Cog) * hw, hw);
+                var gp = new ReadOnlySpan<T>(_y + ((long)n * _s.Cout + o) * _cols, _cols);
+                for (int oh = 0; oh < _s.OH; oh++)
+                {
+                    var grow = gp.Slice(oh * _s.OW, _s.OW);
+                    for (int kh = 0; kh < _s.KH; kh++)
+                    {
+                        int ih = oh * _s.SH - _s.PH + kh * _s.DH;
+                        if ((uint)ih >= (uint)_s.H) continue;
+                        var xrow = xp.Slice(ih * _s.W, _s.W);
+                        for (int kw = 0; kw < _s.KW; kw++)
+                        {
+                            var (first, end, offW) = ConvKernels.Columns(_s, kw);
+                            T sum;
+                            if (_s.SW == 1) sum = System.Numerics.Tensors.TensorPrimitives.Dot(grow[first..end], xrow.Slice(first + offW, end - first));
+                            else
+                            {
+                                sum = T.Zero;
+                                for (int j = first; j < end; j++) sum += grow[j] * xrow[j * _s.SW + offW];
+                            }
+                            dwo[kh * _s.KW + kw] += sum;
+                        }
+                    }
+                }
+            }
+        }
+
         /// <summary>dw over chunk <paramref name="chunk"/> of <see cref="Chunks"/> consecutive images (w holds dw, y holds dy), images in order.</summary>
         public void WeightGradientChunk(int chunk)
         {
@@ -305,7 +476,7 @@ internal static unsafe class ConvKernels
             int begin = (int)((long)_s.N * chunk / Chunks), end = (int)((long)_s.N * (chunk + 1) / Chunks);
             for (int n = begin; n < end; n++)
             {
-                var col = Columns(n);
+                var col = ColumnMatrix(n);
                 Multiply(_s.Groups, false, true, _s.Cog, k, _cols, new ReadOnlySpan<T>(_y + (long)n * _output, _output), _cols,
                     (long)_s.Cog * _cols, col, _cols, (long)k * _cols, n > begin, dw, k, (long)_s.Cog * k);
             }

@@ -18,6 +18,9 @@ public class ConvKernelTests
         { 2, 8, 8, 2, 3, 3, 2, 2, 1 },
         { 6, 5, 6, 3, 3, 1, 1, 1, 6 },
         { 5, 33, 35, 5, 5, 1, 2, 1, 1 }, // long rows: every SIMD tail of the stride-1 copies
+        { 4, 9, 8, 3, 3, 2, 1, 2, 4 },    // depthwise, strided and dilated
+        { 3, 40, 37, 3, 5, 1, 2, 1, 3 },  // depthwise, long rows
+        { 1, 12, 13, 3, 3, 1, 1, 1, 1 },  // one input channel (a stem): the direct path too
     };
 
     private static ConvShape Shape(int n, int c, int h, int w, int cout, int kh, int kw, int s, int p, int d, int groups) =>
@@ -52,12 +55,20 @@ public class ConvKernelTests
                         }
     }
 
+    /// <summary>Both paths where the direct one can run (one input channel per group), else the GEMM path.</summary>
     [Theory]
     [MemberData(nameof(Shapes))]
     public void ForwardAndGradients_MatchDirectLoops(int c, int h, int w, int kh, int kw, int s, int p, int d, int groups)
     {
-        int n = 3, cout = 2 * groups;
-        var shape = Shape(n, c, h, w, cout, kh, kw, s, p, d, groups);
+        var shape = Shape(3, c, h, w, 2 * groups, kh, kw, s, p, d, groups);
+        foreach (bool direct in shape.Cig == 1 ? new[] { true, false } : [false])
+            CheckAgainstLoops(shape, direct);
+    }
+
+    private static void CheckAgainstLoops(ConvShape shape, bool direct)
+    {
+        int n = shape.N, c = shape.C, h = shape.H, w = shape.W, cout = shape.Cout, kh = shape.KH, kw = shape.KW, s = shape.SH, p = shape.PH,
+            d = shape.DH, groups = shape.Groups;
         int oh = shape.OH, ow = shape.OW, cig = c / groups, cog = cout / groups;
         var x = KernelLengths.Values(n * c * h * w, 3);
         var wt = KernelLengths.Values(cout * cig * kh * kw, 4);
@@ -66,9 +77,9 @@ public class ConvKernelTests
         var y = new float[gy.Length];
         var dx = new float[x.Length];
         var dw = new float[wt.Length];
-        ConvKernels.Forward<float>(shape, x, wt, bias, y);
-        ConvKernels.BackwardInput<float>(shape, wt, gy, dx);
-        ConvKernels.BackwardWeight<float>(shape, x, gy, dw);
+        ConvKernels.Forward<float>(shape, x, wt, bias, y, direct);
+        ConvKernels.BackwardInput<float>(shape, wt, gy, dx, direct);
+        ConvKernels.BackwardWeight<float>(shape, x, gy, dw, direct);
         var ey = new double[y.Length];
         var edx = new double[x.Length];
         var edw = new double[wt.Length];
@@ -93,9 +104,9 @@ public class ConvKernelTests
                                     edw[wi] += (double)x[xi] * gy[at];
                                 }
                     }
-        for (int i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - ey[i]) <= 1e-5 * (mag[i] + 1), $"y[{i}] = {y[i]}, expected {ey[i]}");
-        for (int i = 0; i < dx.Length; i++) Assert.True(Math.Abs(dx[i] - edx[i]) <= 1e-4 * (Math.Abs(edx[i]) + 1), $"dx[{i}] = {dx[i]}, expected {edx[i]}");
-        for (int i = 0; i < dw.Length; i++) Assert.True(Math.Abs(dw[i] - edw[i]) <= 1e-4 * (Math.Abs(edw[i]) + 10), $"dw[{i}] = {dw[i]}, expected {edw[i]}");
+        for (int i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - ey[i]) <= 1e-5 * (mag[i] + 1), $"direct={direct} y[{i}] = {y[i]}, expected {ey[i]}");
+        for (int i = 0; i < dx.Length; i++) Assert.True(Math.Abs(dx[i] - edx[i]) <= 1e-4 * (Math.Abs(edx[i]) + 1), $"direct={direct} dx[{i}] = {dx[i]}, expected {edx[i]}");
+        for (int i = 0; i < dw.Length; i++) Assert.True(Math.Abs(dw[i] - edw[i]) <= 1e-4 * (Math.Abs(edw[i]) + 10), $"direct={direct} dw[{i}] = {dw[i]}, expected {edw[i]}");
     }
 
     [Fact]
