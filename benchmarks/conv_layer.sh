@@ -18,7 +18,7 @@ for _ in $(seq "$rounds"); do
 done
 /usr/bin/python3 - "$out" <<'PY'
 import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+rows = [r for r in (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")) if "engine" in r]
 for engine in ("gradflow", "pytorch"):
     rs = [r for r in rows if r["engine"] == engine]
     keys = [k for k in rs[0] if k.endswith("gflops")]

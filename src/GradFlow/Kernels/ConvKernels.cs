@@ -236,9 +236,10 @@ internal static unsafe class ConvKernels
     /// <summary>
     /// Whether the direct path computes this shape: one input channel and at most two output channels
     /// per group (depthwise convolution, channel multiplier 1 or 2). There each group's GEMM has one or
-    /// two rows and k = KH·KW; measured (docs/benchmarks.md), the direct loops take about 1.5–3 µs per
-    /// output plane and a group's GEMM about 5–7 µs whatever its rows up to 16, so the direct path is 2–7×
-    /// faster for depthwise layers and 5× slower for a one-channel stem with 16 outputs.
+    /// two rows and k = KH·KW. Measured (docs/benchmarks.md): a group's GEMM costs about the same for 1
+    /// to 16 rows, the direct loops grow with the output channels; the direct path is 1.5–3× faster
+    /// (forward, input gradient) and 4–9× faster (weight gradient) on depthwise layers, and 4–6×
+    /// slower on a one-channel stem with 16 outputs.
     /// </summary>
     internal static bool IsDirect(in ConvShape s) => s.Cig == 1 && s.Cog <= 2;
 
