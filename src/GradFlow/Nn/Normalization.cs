@@ -407,81 +407,31 @@ internal static class NormOps
     /// </summary>
     public static Tensor GroupNorm(Tensor x, int groups, Tensor? gamma, Tensor? beta, double eps)
     {
-        int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 0 : x.Count / (n * c);
+        int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 1 : x.Count / (n * c);
         if (c % groups != 0)
             throw new ArgumentException($"group_norm: {c} channels of input {Shapes.Format(x.Shape)} are not divisible by {groups} groups.");
-        int rows = n * groups, d = c / groups * l;
-        var xv = x.ToDoubleArray();
-        var gv = gamma?.ToDoubleArray();
-        var bv = beta?.ToDoubleArray();
-        var xhat = new double[xv.Length];
-        var rstd = new double[rows];
-        var y = Tensor.Uninitialized("group_norm", x, x.ShapeArray);
-        // Channel of element j of row r: (r mod G)·C/G + j / L.
-        int Channel(int r, int j) => r % groups * (c / groups) + j / l;
-        for (int r = 0; r < rows; r++)
-        {
-            double s = 0;
-            for (int j = 0; j < d; j++) s += xv[r * d + j];
-            double mu = s / d, ss = 0;
-            for (int j = 0; j < d; j++) ss += (xv[r * d + j] - mu) * (xv[r * d + j] - mu);
-            rstd[r] = 1 / Math.Sqrt(ss / d + eps);
-            for (int j = 0; j < d; j++)
-            {
-                int at = r * d + j, ch = Channel(r, j);
-                xhat[at] = (xv[at] - mu) * rstd[r];
-                y.SetFlatRaw(at, xhat[at] * (gv?[ch] ?? 1) + (bv?[ch] ?? 0));
-            }
-        }
-        var inputs = new List<Tensor> { x };
-        if (gamma is not null) inputs.Add(gamma);
-        if (beta is not null) inputs.Add(beta);
-        if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
-        return y.Record("group_norm", inputs.ToArray(), g =>
-        {
-            var gd = g.ToDoubleArray();
-            var dgamma = new double[c];
-            var dbeta = new double[c];
-            var grads = new Tensor?[inputs.Count];
-            var dx = x.RequiresGrad ? Tensor.Uninitialized("group_norm", x, x.ShapeArray) : null;
-            for (int r = 0; r < rows; r++)
-            {
-                double sumG = 0, sumGx = 0;
-                for (int j = 0; j < d; j++)
-                {
-                    int at = r * d + j, ch = Channel(r, j);
-                    double gh = gd[at] * (gv?[ch] ?? 1);
-                    sumG += gh;
-                    sumGx += gh * xhat[at];
-                    dgamma[ch] += gd[at] * xhat[at];
-                    dbeta[ch] += gd[at];
-                }
-                if (dx is null) continue;
-                for (int j = 0; j < d; j++)
-                {
-                    int at = r * d + j;
-                    double gh = gd[at] * (gv?[Channel(r, j)] ?? 1);
-                    dx.SetFlatRaw(at, rstd[r] * (gh - sumG / d - xhat[at] * sumGx / d));
-                }
-            }
-            grads[0] = dx;
-            int k = 1;
-            if (gamma is not null) grads[k++] = gamma.RequiresGrad ? Tensor.FromArray(dgamma).To(gamma.DType).Detach() : null;
-            if (beta is not null) grads[k] = beta.RequiresGrad ? Tensor.FromArray(dbeta).To(beta.DType).Detach() : null;
-            return grads;
-        });
+        return NormalizeRows("group_norm", x, n * groups, c / groups * l, groups, l, gamma, beta, eps);
     }
 
     /// <summary>Layer norm over the trailing <paramref name="d"/> elements of each row.</summary>
-    public static Tensor LayerNorm(Tensor x, int d, Tensor? gamma, Tensor? beta, double eps)
+    public static Tensor LayerNorm(Tensor x, int d, Tensor? gamma, Tensor? beta, double eps) =>
+        NormalizeRows("layer_norm", x, x.Count / d, d, 1, 1, gamma, beta, eps);
+
+    /// <summary>
+    /// The shared core of layer and group norm: each of <paramref name="rows"/> contiguous rows of
+    /// <paramref name="d"/> values normalised (biased variance), then the affine of element j of row r at
+    /// index <c>(r mod groups)·d/l + j/l</c> (layer norm: groups = l = 1, so index j; group norm: the channel).
+    /// Backward per row: <c>dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))</c>, ĝ = γ·g; <c>dγ = Σ g·x̂</c>, <c>dβ = Σ g</c>.
+    /// </summary>
+    private static Tensor NormalizeRows(string op, Tensor x, int rows, int d, int groups, int l, Tensor? gamma, Tensor? beta, double eps)
     {
-        int rows = x.Count / d;
+        int perGroup = d / l, affine = groups * perGroup;
         var xv = x.ToDoubleArray();
         var gv = gamma?.ToDoubleArray();
         var bv = beta?.ToDoubleArray();
         var xhat = new double[xv.Length];
         var rstd = new double[rows];
-        var y = Tensor.Uninitialized("layer_norm", x, x.ShapeArray);
+        var y = Tensor.Uninitialized(op, x, x.ShapeArray);
         for (int r = 0; r < rows; r++)
         {
             double s = 0;
@@ -489,41 +439,43 @@ internal static class NormOps
             double mu = s / d, ss = 0;
             for (int j = 0; j < d; j++) ss += (xv[r * d + j] - mu) * (xv[r * d + j] - mu);
             rstd[r] = 1 / Math.Sqrt(ss / d + eps);
+            int a0 = r % groups * perGroup;
             for (int j = 0; j < d; j++)
             {
-                int at = r * d + j;
+                int at = r * d + j, a = a0 + j / l;
                 xhat[at] = (xv[at] - mu) * rstd[r];
-                y.SetFlatRaw(at, xhat[at] * (gv?[j] ?? 1) + (bv?[j] ?? 0));
+                y.SetFlatRaw(at, xhat[at] * (gv?[a] ?? 1) + (bv?[a] ?? 0));
             }
         }
         var inputs = new List<Tensor> { x };
         if (gamma is not null) inputs.Add(gamma);
         if (beta is not null) inputs.Add(beta);
         if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
-        return y.Record("layer_norm", inputs.ToArray(), g =>
+        return y.Record(op, inputs.ToArray(), g =>
         {
             var gd = g.ToDoubleArray();
-            var dgamma = new double[d];
-            var dbeta = new double[d];
+            var dgamma = new double[affine];
+            var dbeta = new double[affine];
             var grads = new Tensor?[inputs.Count];
-            var dx = x.RequiresGrad ? Tensor.Uninitialized("layer_norm", x, x.ShapeArray) : null;
+            var dx = x.RequiresGrad ? Tensor.Uninitialized(op, x, x.ShapeArray) : null;
             for (int r = 0; r < rows; r++)
             {
                 double sumG = 0, sumGx = 0;
+                int a0 = r % groups * perGroup;
                 for (int j = 0; j < d; j++)
                 {
-                    int at = r * d + j;
-                    double gh = gd[at] * (gv?[j] ?? 1);
+                    int at = r * d + j, a = a0 + j / l;
+                    double gh = gd[at] * (gv?[a] ?? 1);
                     sumG += gh;
                     sumGx += gh * xhat[at];
-                    dgamma[j] += gd[at] * xhat[at];
-                    dbeta[j] += gd[at];
+                    dgamma[a] += gd[at] * xhat[at];
+                    dbeta[a] += gd[at];
                 }
                 if (dx is null) continue;
                 for (int j = 0; j < d; j++)
                 {
                     int at = r * d + j;
-                    double gh = gd[at] * (gv?[j] ?? 1);
+                    double gh = gd[at] * (gv?[a0 + j / l] ?? 1);
                     dx.SetFlatRaw(at, rstd[r] * (gh - sumG / d - xhat[at] * sumGx / d));
                 }
             }
