@@ -13,7 +13,7 @@ public sealed partial class Tensor
     /// [N, C, H, W] (or [C, H, W]), W [Cout, C/G, KH, KW], b [Cout] optional; y [N, Cout, OH, OW] with
     /// <c>OH = ⌊(H + 2·PH − DH·(KH − 1) − 1)/SH⌋ + 1</c>. Defaults stride 1, padding 0, dilation 1, groups 1;
     /// groups = C (with Cout a multiple of C) is a depthwise convolution. Computed by im2col and the
-    /// packed GEMM (<see cref="ConvKernels"/>). Backward: <c>dx = convᵀ(g, W)</c> (GEMM Wᵀ·g, then col2im),
+    /// packed GEMM, depthwise layers by direct loops (<see cref="ConvKernels"/>). Backward: <c>dx = convᵀ(g, W)</c> (GEMM Wᵀ·g, then col2im),
     /// <c>dW = Σ_n g_n·col(x_n)ᵀ</c>, <c>db = Σ_{n, i, j} g</c>.
     /// </summary>
     /// <exception cref="ArgumentException">naming conv2d, the argument and the shapes: wrong ranks, channels not
