@@ -4,10 +4,10 @@
 # timing rules, same thread count. Prints the raw JSON lines and then a markdown table with the
 # median over rounds of each side, the ratio GradFlow / PyTorch and both peak RSS values.
 #   bash benchmarks/compare.sh [--threads T] [--rounds R] [--only w1,w2,...] [extra options for both runners]
-# Default workloads: every one GradFlow implements (gemm-N, mlp-wide, mlp-deep-narrow, lstm, gru, monitor-overhead).
+# Default workloads: every one GradFlow implements (gemm-N, mlp-wide, mlp-deep-narrow, lstm, gru, cnn-resnet, monitor-overhead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=2 rounds=1 only="gemm-128,gemm-512,gemm-1024,gemm-2048,mlp-wide,mlp-deep-narrow,lstm,gru,monitor-overhead" extra=()
+threads=2 rounds=1 only="gemm-128,gemm-512,gemm-1024,gemm-2048,mlp-wide,mlp-deep-narrow,lstm,gru,cnn-resnet,monitor-overhead" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;

@@ -19,6 +19,116 @@ internal static class Profile
         if (sections.Count == 0 || sections.Contains("fusion")) Fusion();
         if (sections.Contains("kernel")) MicroKernel();
         if (sections.Contains("blocking")) BlockingAb.Run();
+        if (sections.Contains("conv")) ConvLayer();
+    }
+
+    /// <summary>
+    /// One conv layer of cnn-resnet (Conv2d(16, 16, 3, padding=1, bias=False) on x = randn(64, 16, 28, 28)):
+    /// forward (no grad) and forward + backward (dx and dW, g = randn of y's shape) in GFLOP/s, counting
+    /// 2·N·Cout·OH·OW·Cin·9 flop per product (forward 1, backward 2 products), median of 5 blocks of
+    /// ~0.5 s after a 1 s warm-up; plus the fastest call of each kernel alone. One JSON line; its PyTorch
+    /// twin is benchmarks/conv_layer.py, and benchmarks/conv_layer.sh interleaves the two.
+    /// </summary>
+    private static void ConvLayer()
+    {
+        var gen = new Generator(0);
+        var x = Tensor.RandN(gen, 64, 16, 28, 28);
+        var w = Tensor.RandN(gen, 16, 16, 3, 3) * (1 / 12.0);
+        var g = Tensor.RandN(gen, 64, 16, 28, 28);
+        double product = 2.0 * 64 * 16 * 28 * 28 * 16 * 9 / 1e9;
+        double Rate(Action step)
+        {
+            var sw = Stopwatch.StartNew();
+            int n = 0;
+            while (sw.Elapsed.TotalSeconds < 1 || n < 3) { step(); n++; }
+            int iters = Math.Max(1, (int)(n * 0.5 / sw.Elapsed.TotalSeconds));
+            var rates = new double[5];
+            for (int b = 0; b < rates.Length; b++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                for (int i = 0; i < iters; i++) step();
+                rates[b] = iters / Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            }
+            Array.Sort(rates);
+            return rates[rates.Length / 2];
+        }
+        double forward;
+        using (GradMode.NoGrad()) forward = Rate(() => Tensor.Conv2d(x, w, padding: 1)) * product;
+        var xl = x.Detach();
+        var wl = w.Detach();
+        xl.RequiresGrad = wl.RequiresGrad = true;
+        double both = Rate(() =>
+        {
+            xl.Grad = null;
+            wl.Grad = null;
+            Tensor.Conv2d(xl, wl, padding: 1).Backward(g, releaseIntermediates: true);
+        }) * 3 * product;
+        var shape = new GradFlow.Kernels.ConvShape(64, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1);
+        var (xs, ws, gs) = (x.ToArray(), w.ToArray(), g.ToArray());
+        var (ys, dxs, dws) = (new float[gs.Length], new float[xs.Length], new float[ws.Length]);
+        double Best(Action a)
+        {
+            double best = double.MaxValue;
+            for (int i = 0; i < 30; i++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                a();
+                best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+            return product / best;
+        }
+        double kf = Best(() => GradFlow.Kernels.ConvKernels.Forward<float>(shape, xs, ws, default, ys));
+        double kdx = Best(() => GradFlow.Kernels.ConvKernels.BackwardInput<float>(shape, ws, gs, dxs));
+        double kdw = Best(() => GradFlow.Kernels.ConvKernels.BackwardWeight<float>(shape, xs, gs, dws));
+        Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["engine"] = "gradflow", ["threads"] = GradFlow.Kernels.KernelThreads.Count,
+            ["forward_gflops"] = Math.Round(forward, 2), ["forward_backward_gflops"] = Math.Round(both, 2),
+            ["best_forward_kernel_gflops"] = Math.Round(kf, 2), ["best_input_grad_kernel_gflops"] = Math.Round(kdx, 2),
+            ["best_weight_grad_kernel_gflops"] = Math.Round(kdw, 2),
+        }));
+        DirectVersusGemm();
+    }
+
+    /// <summary>
+    /// The shapes the direct conv path takes (one input channel per group), timed on both paths: fastest of
+    /// 30 calls of forward, input gradient and weight gradient, ms each. One JSON line per shape.
+    /// </summary>
+    private static void DirectVersusGemm()
+    {
+        foreach (var (name, shape) in new (string, GradFlow.Kernels.ConvShape)[]
+                 {
+                     ("depthwise 32ch 28x28 3x3", new(64, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32)),
+                     ("depthwise 64ch 14x14 3x3 stride 2", new(64, 64, 28, 28, 64, 3, 3, 2, 2, 1, 1, 1, 1, 64)),
+                     ("cnn-resnet stem 1->16 28x28 3x3", new(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                 })
+        {
+            var gen = new Generator(1);
+            var x = Tensor.RandN(gen, shape.N * shape.C * shape.H * shape.W).ToArray();
+            var w = Tensor.RandN(gen, shape.Cout * shape.GroupRows).ToArray();
+            var g = Tensor.RandN(gen, shape.N * shape.Cout * shape.OH * shape.OW).ToArray();
+            var (y, dx, dw) = (new float[g.Length], new float[x.Length], new float[w.Length]);
+            double Ms(Action a)
+            {
+                double best = double.MaxValue;
+                for (int i = 0; i < 30; i++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    a();
+                    best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                }
+                return Math.Round(best, 3);
+            }
+            var row = new Dictionary<string, object> { ["shape"] = name };
+            foreach (bool direct in new[] { true, false })
+            {
+                string path = direct ? "direct" : "gemm";
+                row[path + "_forward_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.Forward<float>(shape, x, w, default, y, direct));
+                row[path + "_input_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardInput<float>(shape, w, g, dx, direct));
+                row[path + "_weight_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardWeight<float>(shape, x, g, dw, direct));
+            }
+            Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(row));
+        }
     }
 
     /// <summary>The AVX-512 float micro-kernel alone on L1-resident packed panels (kc = 128: A 6 KiB, B 16 KiB), one thread: its ceiling.</summary>

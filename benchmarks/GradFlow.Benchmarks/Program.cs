@@ -62,7 +62,7 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] | --profile [mlp|recurrent|fusion|kernel|blocking] [--threads T] | --fma-peak [--threads T]");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] | --profile [mlp|recurrent|fusion|kernel|blocking|conv] [--threads T] | --fma-peak [--threads T]");
                 return null;
             }
             if (a == "--profile") { o = o with { Profile = true }; continue; }
@@ -101,7 +101,7 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
 /// <summary>A workload: its name and a function that builds its data and returns its result fields.</summary>
 internal sealed record Workload(string Name, Func<Options, Dictionary<string, object>> Run);
 
-/// <summary>The table of workloads, in the reference's order (cnn-resnet joins when convolutions land).</summary>
+/// <summary>The table of workloads, in the reference's order.</summary>
 internal static class Workloads
 {
     public static readonly Workload[] All =
@@ -114,7 +114,7 @@ internal static class Workloads
         new("mlp-deep-narrow", MlpDeepNarrow),
         new("lstm", o => Recurrent(gen => new Lstm(1, 128, gen, batchFirst: true), o)),
         new("gru", o => Recurrent(gen => new Gru(1, 128, gen, batchFirst: true), o)),
-        // cnn-resnet: when Conv2d lands.
+        new("cnn-resnet", CnnResnet),
         new("monitor-overhead", MonitorOverhead),
     ];
 
@@ -163,6 +163,14 @@ internal static class Workloads
         int[] dims = [784, .. Enumerable.Repeat(64, 33), 10];
         return RunClassifier(Sequential(dims, () => new Tanh()), 784, 64, o);
     }
+
+    /// <summary>
+    /// cnn-resnet: stem Conv2d(1, 16, 3, padding=1, bias=False)-BatchNorm2d(16)-ReLU, 3 residual blocks
+    /// (conv-BN-ReLU-conv-BN + identity, then ReLU; convs 16→16, 3×3, padding 1, no bias), global
+    /// average pool, Linear(16, 10); x = randn(64, 1, 28, 28) (drawn as 64×784 and viewed as images),
+    /// targets in [0, 10); CrossEntropy, SGD(lr 0.01, momentum 0.9); BN in training mode.
+    /// </summary>
+    private static Dictionary<string, object> CnnResnet(Options o) => RunClassifier(gen => new CnnResnetNet(gen), 784, 64, o);
 
     /// <summary>
     /// monitor-overhead: the mlp-wide model, data and optimiser twice (same seed), one plain and one with
@@ -490,5 +498,46 @@ internal static class Harness
     {
         var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
         return line is null ? double.NaN : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
+    }
+}
+
+/// <summary>The reference's cnn-resnet residual block: relu(bn2(conv2(relu(bn1(conv1(x))))) + x), PyTorch's child names.</summary>
+internal sealed class CnnResnetBlock : Module
+{
+    private readonly Conv2d _conv1, _conv2;
+    private readonly BatchNorm2d _bn1, _bn2;
+
+    public CnnResnetBlock(int c, Generator gen)
+    {
+        _conv1 = RegisterModule("conv1", new Conv2d(c, c, 3, gen, padding: 1, bias: false));
+        _bn1 = RegisterModule("bn1", new BatchNorm2d(c));
+        _conv2 = RegisterModule("conv2", new Conv2d(c, c, 3, gen, padding: 1, bias: false));
+        _bn2 = RegisterModule("bn2", new BatchNorm2d(c));
+    }
+
+    protected override Tensor ForwardCore(Tensor input)
+    {
+        var y = _bn1.Forward(_conv1.Forward(input)).Relu();
+        return (_bn2.Forward(_conv2.Forward(y)) + input).Relu();
+    }
+}
+
+/// <summary>The reference's cnn-resnet network (stem, three blocks, global average pool, fc); input [N, 784] viewed as [N, 1, 28, 28].</summary>
+internal sealed class CnnResnetNet : Module
+{
+    private readonly Sequential _stem, _blocks;
+    private readonly Linear _fc;
+
+    public CnnResnetNet(Generator gen)
+    {
+        _stem = RegisterModule("stem", new Sequential(new Conv2d(1, 16, 3, gen, padding: 1, bias: false), new BatchNorm2d(16), new Relu()));
+        _blocks = RegisterModule("blocks", new Sequential(new CnnResnetBlock(16, gen), new CnnResnetBlock(16, gen), new CnnResnetBlock(16, gen)));
+        _fc = RegisterModule("fc", new Linear(16, 10, gen));
+    }
+
+    protected override Tensor ForwardCore(Tensor input)
+    {
+        var x = _blocks.Forward(_stem.Forward(input.Reshape(input.Shape[0], 1, 28, 28)));
+        return _fc.Forward(x.Mean([2, 3]));
     }
 }

@@ -4,28 +4,27 @@ using GradFlow.Tensors;
 namespace GradFlow.Nn;
 
 /// <summary>
-/// Batch normalisation over a 2-D [N, C] or 3-D [N, C, L] input (Ioffe and Szegedy 2015), as
-/// <c>torch.nn.BatchNorm1d</c>: <c>y = γ·(x − μ)/√(σ² + ε) + β</c> per channel c.
+/// The batch norms (Ioffe and Szegedy 2015), as PyTorch's <c>_BatchNorm</c>:
+/// <c>y = γ·(x − μ)/√(σ² + ε) + β</c> per channel c of an input [N, C, *].
 /// </summary>
 /// <remarks>
-/// Training mode normalises with the batch statistics over N (and L) — biased variance — and updates
-/// <c>running_mean ← (1 − m)·running_mean + m·μ</c>, <c>running_var ← (1 − m)·running_var + m·σ²·M/(M − 1)</c>
-/// (unbiased), momentum m = 0.1; evaluation mode uses the running statistics. Parameters <c>weight</c>
-/// (γ, ones) and <c>bias</c> (β, zeros); buffers <c>running_mean</c>, <c>running_var</c>,
-/// <c>num_batches_tracked</c>. Forward and backward are one fused op each; forward saves x̂ and rstd.
-/// Backward (training): <c>dx = γ·rstd/M·(M·g − Σg − x̂·Σ g·x̂)</c>, <c>dγ = Σ g·x̂</c>, <c>dβ = Σ g</c>,
-/// sums over the M = N·L values of the channel.
-/// Why it helps gradient flow: the signal entering each activation has unit scale whatever the
-/// weights, so saturation and geometric growth or decay with depth are removed at every layer.
+/// Training mode normalises with the batch statistics over N and the trailing dimensions — biased
+/// variance — and updates <c>running_mean ← (1 − m)·running_mean + m·μ</c>,
+/// <c>running_var ← (1 − m)·running_var + m·σ²·M/(M − 1)</c> (unbiased), momentum m = 0.1; evaluation
+/// mode uses the running statistics. Parameters <c>weight</c> (γ, ones) and <c>bias</c> (β, zeros);
+/// buffers <c>running_mean</c>, <c>running_var</c>, <c>num_batches_tracked</c>. Forward and backward are
+/// one fused op each (<see cref="NormOps.BatchNorm"/>); forward saves x̂ and rstd. Backward (training):
+/// <c>dx = γ·rstd/M·(M·g − Σg − x̂·Σ g·x̂)</c>, <c>dγ = Σ g·x̂</c>, <c>dβ = Σ g</c>, sums over the M values
+/// of the channel. Why it helps gradient flow: the signal entering each activation has unit scale
+/// whatever the weights, so saturation and geometric growth or decay with depth are removed at every layer.
 /// </remarks>
-public sealed class BatchNorm1d : Module
+public abstract class BatchNormBase : Module
 {
-    /// <summary>A batch norm over <paramref name="numFeatures"/> channels.</summary>
-    public BatchNorm1d(int numFeatures, double eps = 1e-5, double momentum = 0.1, bool affine = true, bool trackRunningStats = true)
+    private protected BatchNormBase(int numFeatures, double eps, double momentum, bool affine, bool trackRunningStats)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(numFeatures, 1);
-        if (!(eps > 0)) throw new ArgumentException($"BatchNorm1d: eps must be positive, got {eps}.");
-        if (!(momentum >= 0 && momentum <= 1)) throw new ArgumentException($"BatchNorm1d: momentum must be in [0, 1], got {momentum}.");
+        if (!(eps > 0)) throw new ArgumentException($"{GetType().Name}: eps must be positive, got {eps}.");
+        if (!(momentum >= 0 && momentum <= 1)) throw new ArgumentException($"{GetType().Name}: momentum must be in [0, 1], got {momentum}.");
         NumFeatures = numFeatures;
         Eps = eps;
         Momentum = momentum;
@@ -66,6 +65,12 @@ public sealed class BatchNorm1d : Module
     /// <summary>Number of training batches seen.</summary>
     public Tensor? NumBatchesTracked { get; }
 
+    /// <summary>Whether an input of this rank is accepted (dimension 1 must then be C).</summary>
+    private protected abstract bool AcceptsRank(int rank);
+
+    /// <summary>The accepted shapes for error messages, e.g. <c>[N, 16, H, W]</c>.</summary>
+    private protected abstract string ExpectedShapes { get; }
+
     /// <inheritdoc />
     public override void ResetParameters()
     {
@@ -80,11 +85,12 @@ public sealed class BatchNorm1d : Module
     /// <inheritdoc />
     protected override Tensor ForwardCore(Tensor input)
     {
-        if (input.Rank is not (2 or 3) || input.Shape[1] != NumFeatures)
-            throw new ArgumentException($"BatchNorm1d: expected input [N, {NumFeatures}] or [N, {NumFeatures}, L], got {Shapes.Format(input.Shape)}.");
+        string name = GetType().Name;
+        if (!AcceptsRank(input.Rank) || input.Shape[1] != NumFeatures)
+            throw new ArgumentException($"{name}: expected input {ExpectedShapes}, got {Shapes.Format(input.Shape)}.");
         bool useBatch = Training || RunningMean is null;
         if (useBatch && input.Count / NumFeatures < 2)
-            throw new ArgumentException($"BatchNorm1d: training needs more than one value per channel, got input {Shapes.Format(input.Shape)}.");
+            throw new ArgumentException($"{name}: training needs more than one value per channel, got input {Shapes.Format(input.Shape)}.");
         var y = NormOps.BatchNorm(input, Weight?.Data, Bias?.Data, useBatch ? null : RunningMean, useBatch ? null : RunningVar, Eps,
             out var batchMean, out var batchVar);
         if (Training && RunningMean is not null && batchMean is not null)
@@ -110,7 +116,124 @@ public sealed class BatchNorm1d : Module
 
     /// <inheritdoc />
     protected override string ExtraRepr() =>
-        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{NumFeatures}, eps={Eps}, momentum={Momentum}, affine={Weight is not null}, track_running_stats={RunningMean is not null}");
+        $"{NumFeatures}, eps={PyRepr.Float(Eps)}, momentum={PyRepr.Float(Momentum)}, affine={PyRepr.Bool(Weight is not null)}, track_running_stats={PyRepr.Bool(RunningMean is not null)}";
+}
+
+/// <summary>
+/// Batch normalisation over a 2-D [N, C] or 3-D [N, C, L] input, as <c>torch.nn.BatchNorm1d</c>
+/// (statistics over N and L); see <see cref="BatchNormBase"/>.
+/// </summary>
+public sealed class BatchNorm1d : BatchNormBase
+{
+    /// <summary>A batch norm over <paramref name="numFeatures"/> channels.</summary>
+    public BatchNorm1d(int numFeatures, double eps = 1e-5, double momentum = 0.1, bool affine = true, bool trackRunningStats = true)
+        : base(numFeatures, eps, momentum, affine, trackRunningStats)
+    {
+    }
+
+    private protected override bool AcceptsRank(int rank) => rank is 2 or 3;
+
+    private protected override string ExpectedShapes => $"[N, {NumFeatures}] or [N, {NumFeatures}, L]";
+}
+
+/// <summary>
+/// Batch normalisation over a 4-D [N, C, H, W] input, as <c>torch.nn.BatchNorm2d</c>: statistics per
+/// channel over N, H and W (biased variance to normalise, unbiased into <c>running_var</c>, momentum 0.1,
+/// ε 1e-5); see <see cref="BatchNormBase"/>.
+/// </summary>
+/// <example><code>var bn = new BatchNorm2d(16); // after a Conv2d with 16 output channels</code></example>
+public sealed class BatchNorm2d : BatchNormBase
+{
+    /// <summary>A batch norm over the <paramref name="numFeatures"/> channels of an image batch.</summary>
+    public BatchNorm2d(int numFeatures, double eps = 1e-5, double momentum = 0.1, bool affine = true, bool trackRunningStats = true)
+        : base(numFeatures, eps, momentum, affine, trackRunningStats)
+    {
+    }
+
+    private protected override bool AcceptsRank(int rank) => rank == 4;
+
+    private protected override string ExpectedShapes => $"[N, {NumFeatures}, H, W]";
+}
+
+/// <summary>
+/// Group normalisation (Wu and He 2018), as <c>torch.nn.GroupNorm</c>: the C channels of an input
+/// [N, C, *] are split into <c>numGroups</c> groups of consecutive channels, and each (example, group)
+/// is normalised over its channels and trailing dimensions, <c>y = (x − μ)/√(σ² + ε)·γ_c + β_c</c>
+/// (biased σ²), with a per-channel affine <c>weight</c> (γ, ones) and <c>bias</c> (β, zeros). Same in
+/// training and evaluation; no running statistics, so it does not depend on the batch size.
+/// Backward (per example and group, D values): <c>dx = rstd/D·(D·ĝ − Σĝ − x̂·Σ ĝ·x̂)</c>, ĝ = g·γ_c;
+/// <c>dγ_c = Σ g·x̂</c>, <c>dβ_c = Σ g</c> over examples and positions.
+/// </summary>
+/// <example><code>var gn = new GroupNorm(numGroups: 4, numChannels: 16);</code></example>
+public sealed class GroupNorm : Module
+{
+    /// <summary>A group norm of <paramref name="numChannels"/> channels in <paramref name="numGroups"/> groups.</summary>
+    /// <exception cref="ArgumentException">when the channels are not divisible by the groups, or eps is not positive.</exception>
+    public GroupNorm(int numGroups, int numChannels, double eps = 1e-5, bool affine = true)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(numGroups, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(numChannels, 1);
+        if (numChannels % numGroups != 0)
+            throw new ArgumentException($"GroupNorm: num_channels {numChannels} must be divisible by num_groups {numGroups}.");
+        if (!(eps > 0)) throw new ArgumentException($"GroupNorm: eps must be positive, got {eps}.");
+        NumGroups = numGroups;
+        NumChannels = numChannels;
+        Eps = eps;
+        if (affine)
+        {
+            Weight = RegisterParameter("weight", Tensor.Ones(numChannels));
+            Bias = RegisterParameter("bias", Tensor.Zeros(numChannels));
+        }
+    }
+
+    /// <summary>G.</summary>
+    public int NumGroups { get; }
+
+    /// <summary>C.</summary>
+    public int NumChannels { get; }
+
+    /// <summary>ε added to the variance.</summary>
+    public double Eps { get; }
+
+    /// <summary>γ (ones), or null without affine.</summary>
+    public Parameter? Weight { get; }
+
+    /// <summary>β (zeros), or null without affine.</summary>
+    public Parameter? Bias { get; }
+
+    /// <inheritdoc />
+    public override void ResetParameters()
+    {
+        using var _ = GradMode.NoGrad();
+        Weight?.Data.FillInPlace(1);
+        Bias?.Data.FillInPlace(0);
+    }
+
+    /// <inheritdoc />
+    protected override Tensor ForwardCore(Tensor input)
+    {
+        if (input.Rank < 2 || input.Shape[1] != NumChannels)
+            throw new ArgumentException($"GroupNorm: expected input [N, {NumChannels}, *], got {Shapes.Format(input.Shape)}.");
+        return NormOps.GroupNorm(input, NumGroups, Weight?.Data, Bias?.Data, Eps);
+    }
+
+    /// <inheritdoc />
+    protected override string ExtraRepr() => $"{NumGroups}, {NumChannels}, eps={PyRepr.Float(Eps)}, affine={PyRepr.Bool(Weight is not null)}";
+}
+
+/// <summary>Python's repr of values, for PyTorch-like module reprs.</summary>
+internal static class PyRepr
+{
+    /// <summary><c>repr(float)</c>: <c>1e-05</c>, <c>0.1</c>, <c>1.0</c>.</summary>
+    public static string Float(double v)
+    {
+        var r = v.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        if (r.Contains('E')) return r.Replace("E", "e", StringComparison.Ordinal);
+        return r.Contains('.') || r.Contains("Infinity") || r == "NaN" ? r : r + ".0";
+    }
+
+    /// <summary><c>True</c> / <c>False</c>.</summary>
+    public static string Bool(bool b) => b ? "True" : "False";
 }
 
 /// <summary>
@@ -179,13 +302,13 @@ public sealed class LayerNorm : Module
 internal static class NormOps
 {
     /// <summary>
-    /// Batch norm over channels of [N, C(, L)]. With running statistics given, normalises with them
+    /// Batch norm over channels of [N, C, *] (statistics over N and the trailing dimensions). With running statistics given, normalises with them
     /// (evaluation); otherwise with the batch's, returned in <paramref name="batchMean"/> / <paramref name="batchVar"/> (biased).
     /// </summary>
     public static Tensor BatchNorm(Tensor x, Tensor? gamma, Tensor? beta, Tensor? runMean, Tensor? runVar, double eps,
         out double[]? batchMean, out double[]? batchVar)
     {
-        int n = x.Shape[0], c = x.Shape[1], l = x.Rank == 3 ? x.Shape[2] : 1;
+        int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 0 : x.Count / (n * c);
         int m = n * l;
         var xv = x.ToDoubleArray();
         var mean = new double[c];
@@ -277,16 +400,38 @@ internal static class NormOps
         });
     }
 
-    /// <summary>Layer norm over the trailing <paramref name="d"/> elements of each row.</summary>
-    public static Tensor LayerNorm(Tensor x, int d, Tensor? gamma, Tensor? beta, double eps)
+    /// <summary>
+    /// Group norm of [N, C, *]: each example's channels in <paramref name="groups"/> groups of consecutive
+    /// channels (a contiguous block of C/G·L values, L the trailing size), normalised over the block, then
+    /// the per-channel affine γ_c, β_c.
+    /// </summary>
+    public static Tensor GroupNorm(Tensor x, int groups, Tensor? gamma, Tensor? beta, double eps)
     {
-        int rows = x.Count / d;
+        int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 1 : x.Count / (n * c);
+        if (c % groups != 0)
+            throw new ArgumentException($"group_norm: {c} channels of input {Shapes.Format(x.Shape)} are not divisible by {groups} groups.");
+        return NormalizeRows("group_norm", x, n * groups, c / groups * l, groups, l, gamma, beta, eps);
+    }
+
+    /// <summary>Layer norm over the trailing <paramref name="d"/> elements of each row.</summary>
+    public static Tensor LayerNorm(Tensor x, int d, Tensor? gamma, Tensor? beta, double eps) =>
+        NormalizeRows("layer_norm", x, x.Count / d, d, 1, 1, gamma, beta, eps);
+
+    /// <summary>
+    /// The shared core of layer and group norm: each of <paramref name="rows"/> contiguous rows of
+    /// <paramref name="d"/> values normalised (biased variance), then the affine of element j of row r at
+    /// index <c>(r mod groups)·d/l + j/l</c> (layer norm: groups = l = 1, so index j; group norm: the channel).
+    /// Backward per row: <c>dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))</c>, ĝ = γ·g; <c>dγ = Σ g·x̂</c>, <c>dβ = Σ g</c>.
+    /// </summary>
+    private static Tensor NormalizeRows(string op, Tensor x, int rows, int d, int groups, int l, Tensor? gamma, Tensor? beta, double eps)
+    {
+        int perGroup = d / l, affine = groups * perGroup;
         var xv = x.ToDoubleArray();
         var gv = gamma?.ToDoubleArray();
         var bv = beta?.ToDoubleArray();
         var xhat = new double[xv.Length];
         var rstd = new double[rows];
-        var y = Tensor.Uninitialized("layer_norm", x, x.ShapeArray);
+        var y = Tensor.Uninitialized(op, x, x.ShapeArray);
         for (int r = 0; r < rows; r++)
         {
             double s = 0;
@@ -294,41 +439,43 @@ internal static class NormOps
             double mu = s / d, ss = 0;
             for (int j = 0; j < d; j++) ss += (xv[r * d + j] - mu) * (xv[r * d + j] - mu);
             rstd[r] = 1 / Math.Sqrt(ss / d + eps);
+            int a0 = r % groups * perGroup;
             for (int j = 0; j < d; j++)
             {
-                int at = r * d + j;
+                int at = r * d + j, a = a0 + j / l;
                 xhat[at] = (xv[at] - mu) * rstd[r];
-                y.SetFlatRaw(at, xhat[at] * (gv?[j] ?? 1) + (bv?[j] ?? 0));
+                y.SetFlatRaw(at, xhat[at] * (gv?[a] ?? 1) + (bv?[a] ?? 0));
             }
         }
         var inputs = new List<Tensor> { x };
         if (gamma is not null) inputs.Add(gamma);
         if (beta is not null) inputs.Add(beta);
         if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
-        return y.Record("layer_norm", inputs.ToArray(), g =>
+        return y.Record(op, inputs.ToArray(), g =>
         {
             var gd = g.ToDoubleArray();
-            var dgamma = new double[d];
-            var dbeta = new double[d];
+            var dgamma = new double[affine];
+            var dbeta = new double[affine];
             var grads = new Tensor?[inputs.Count];
-            var dx = x.RequiresGrad ? Tensor.Uninitialized("layer_norm", x, x.ShapeArray) : null;
+            var dx = x.RequiresGrad ? Tensor.Uninitialized(op, x, x.ShapeArray) : null;
             for (int r = 0; r < rows; r++)
             {
                 double sumG = 0, sumGx = 0;
+                int a0 = r % groups * perGroup;
                 for (int j = 0; j < d; j++)
                 {
-                    int at = r * d + j;
-                    double gh = gd[at] * (gv?[j] ?? 1);
+                    int at = r * d + j, a = a0 + j / l;
+                    double gh = gd[at] * (gv?[a] ?? 1);
                     sumG += gh;
                     sumGx += gh * xhat[at];
-                    dgamma[j] += gd[at] * xhat[at];
-                    dbeta[j] += gd[at];
+                    dgamma[a] += gd[at] * xhat[at];
+                    dbeta[a] += gd[at];
                 }
                 if (dx is null) continue;
                 for (int j = 0; j < d; j++)
                 {
                     int at = r * d + j;
-                    double gh = gd[at] * (gv?[j] ?? 1);
+                    double gh = gd[at] * (gv?[a0 + j / l] ?? 1);
                     dx.SetFlatRaw(at, rstd[r] * (gh - sumG / d - xhat[at] * sumGx / d));
                 }
             }
