@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using GradFlow.Autograd;
@@ -125,14 +124,7 @@ public sealed class PyTorchConvParityTests : IDisposable
             paths.Add(path);
         }
 
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(RepoPaths.Root, "tests", "python", "conv_parity.py"));
-        foreach (var p in paths) psi.ArgumentList.Add(p);
-        using var process = Process.Start(psi)!;
-        string stdout = process.StandardOutput.ReadToEnd(), stderr = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.False(stderr.Contains("No module named 'torch'", StringComparison.Ordinal),
-            "PyTorch is missing: run 'apt-get install -y python3-torch' (scripts/test.sh does this)");
+        var (exit, stdout, stderr) = PyTorchScript.Run("conv_parity.py", [.. paths]);
         var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.True(lines.Length == paths.Count, $"conv_parity.py answered {lines.Length} of {paths.Count} cases:\n{stdout}\n{stderr}");
         foreach (var line in lines)
@@ -143,6 +135,6 @@ public sealed class PyTorchConvParityTests : IDisposable
             Assert.True(errors.Count == expectedCounts[name], $"{name}: compared {errors.Count} tensors, expected {expectedCounts[name]}: {line}");
             Assert.All(errors, e => Assert.True(e.Value <= 1e-4, $"{name} {e.Key}: relative error {e.Value}"));
         }
-        Assert.True(process.ExitCode == 0, $"PyTorch parity failed:\n{stdout}\n{stderr}");
+        Assert.True(exit == 0, $"PyTorch parity failed:\n{stdout}\n{stderr}");
     }
 }
