@@ -12,27 +12,11 @@ backward in training mode, and prints one JSON line per case with the relative e
 max|a - b| / max|b| of every compared tensor. Exit code 0 when all are below 1e-4.
 """
 import json
-import struct
 import sys
 
 import torch
 
-DTYPES = {"F32": torch.float32, "F64": torch.float64}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    body = data[8 + n:]
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = e["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(body[begin:end]), dtype=DTYPES[e["dtype"]]).reshape(e["shape"]).double()
-    return out, header.get("__metadata__", {})
+from gradflow_io import exit_by, read_safetensors, rel, summary
 
 
 def layer(d):
@@ -61,12 +45,9 @@ def layer(d):
     raise ValueError("unknown layer " + kind)
 
 
-def rel(a, b):
-    return float((a - b).abs().max() / (b.abs().max() + 1e-30))
-
-
 def check(path):
     t, meta = read_safetensors(path)
+    t = {k: v.double() for k, v in t.items()}
     model = torch.nn.Sequential(*[layer(d) for d in json.loads(meta["layers"])]).double()
     model.train()
     model.load_state_dict({k[len("model."):]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
@@ -78,7 +59,7 @@ def check(path):
         errors["grad." + name] = rel(t["grad." + name], p.grad)
     for name, b in model.named_buffers():
         errors["after." + name] = rel(t["after." + name], b.double())
-    return {"case": meta["case"], "worst": max(errors.values()), "errors": errors}
+    return summary(errors, case=meta["case"])
 
 
 def main():
@@ -87,7 +68,7 @@ def main():
         r = check(path)
         worst = max(worst, r["worst"])
         print(json.dumps(r))
-    sys.exit(0 if worst < 1e-4 else 1)
+    exit_by(worst)
 
 
 main()

@@ -8,33 +8,15 @@ forward and backward on the batch, and prints one JSON line with the largest rel
 loss, the output and every gradient against GradFlow's. Exit code 0 when all are below 1e-4.
 """
 import json
-import struct
 import sys
 
 import torch
 
-DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "I32": torch.int32}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    body = data[8 + n:]
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = e["data_offsets"]
-        t = torch.frombuffer(bytearray(body[begin:end]), dtype=DTYPES[e["dtype"]]) if end > begin \
-            else torch.empty(0, dtype=DTYPES[e["dtype"]])
-        out[name] = t.reshape(e["shape"]).clone()
-    return out
+from gradflow_io import exit_by, read_safetensors, rel, summary
 
 
 def main():
-    batch, grads, activation = read_safetensors(sys.argv[1]), read_safetensors(sys.argv[2]), sys.argv[3]
+    batch, grads, activation = read_safetensors(sys.argv[1])[0], read_safetensors(sys.argv[2])[0], sys.argv[3]
     act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid, "gelu": torch.nn.GELU,
            "silu": torch.nn.SiLU, "elu": torch.nn.ELU, "selu": torch.nn.SELU, "mish": torch.nn.Mish,
            "prelu": torch.nn.PReLU}[activation]
@@ -55,15 +37,12 @@ def main():
     loss = torch.nn.functional.cross_entropy(out, y)
     loss.backward()
 
-    def rel(a, b):
-        return float((a - b).abs().max() / (b.abs().max() + 1e-30))
-
     errors = {"loss": rel(loss.detach(), grads["loss"].double()), "output": rel(out.detach(), grads["output"].double())}
     for name, p in model.named_parameters():
         errors[name + ".grad"] = rel(grads["layers." + name + ".grad"].double(), p.grad)
-    worst = max(errors.values())
-    print(json.dumps({"worst": worst, "errors": errors}))
-    sys.exit(0 if worst < 1e-4 else 1)
+    result = summary(errors)
+    print(json.dumps(result))
+    exit_by(result["worst"])
 
 
 main()

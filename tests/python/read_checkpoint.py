@@ -7,26 +7,13 @@ Prints one JSON object: {"tensors": {name: {"dtype", "shape", "sum", "first"}}, 
 "loaded": [names load_state_dict accepted]}.
 """
 import json
-import struct
 import sys
 
 import torch
 
-DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64}
+from gradflow_io import read_safetensors
 
-with open(sys.argv[1], "rb") as f:
-    data = f.read()
-(n,) = struct.unpack("<Q", data[:8])
-header = json.loads(data[8:8 + n])
-body = data[8 + n:]
-tensors = {}
-for name, e in header.items():
-    if name == "__metadata__":
-        continue
-    begin, end = e["data_offsets"]
-    t = torch.frombuffer(bytearray(body[begin:end]), dtype=DTYPES[e["dtype"]]).reshape(e["shape"]) if end > begin \
-        else torch.empty(e["shape"], dtype=DTYPES[e["dtype"]])
-    tensors[name] = t.clone()
+tensors, metadata = read_safetensors(sys.argv[1])
 
 # Load the model part (names layers.N.*) into a Sequential of Linear layers at the same indices.
 model_state = {k[len("layers."):]: v for k, v in tensors.items() if k.startswith("layers.")}
@@ -41,6 +28,6 @@ seq.load_state_dict(model_state, strict=True)
 print(json.dumps({
     "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape), "sum": float(v.double().sum()),
                     "first": [float(x) for x in v.flatten()[:3]]} for k, v in tensors.items()},
-    "metadata": header.get("__metadata__", {}),
+    "metadata": metadata,
     "loaded": sorted(seq.state_dict().keys()),
 }))

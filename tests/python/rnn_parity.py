@@ -13,31 +13,16 @@ JSON line with the relative error max|a - b| / max|b| of every compared tensor. 
 are below 1e-4.
 """
 import json
-import struct
 import sys
 
 import torch
 
-DTYPES = {"F32": torch.float32, "F64": torch.float64}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    body = data[8 + n:]
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = e["data_offsets"]
-        out[name] = torch.frombuffer(bytearray(body[begin:end]), dtype=DTYPES[e["dtype"]]).reshape(e["shape"]).double()
-    return out, header.get("__metadata__", {})
+from gradflow_io import exit_by, read_safetensors, rel, summary
 
 
 def main():
     t, meta = read_safetensors(sys.argv[1])
+    t = {k: v.double() for k, v in t.items()}
     mode, layers, batch_first = meta["mode"], int(meta["num_layers"]), meta["batch_first"] == "true"
     w = t["weight_ih_l0"]
     input_size, hidden = w.shape[1], t["weight_hh_l0"].shape[1]
@@ -71,9 +56,6 @@ def main():
         loss = loss + (t["v_c"] * cn).sum()
     loss.backward()
 
-    def rel(a, b):
-        return float((a - b).abs().max() / (b.abs().max() + 1e-30))
-
     errors = {"output": rel(t["output"], output.detach()), "h_n": rel(t["h_n"], hn.detach())}
     if cn is not None:
         errors["c_n"] = rel(t["c_n"], cn.detach())
@@ -81,9 +63,9 @@ def main():
         errors["grad." + name] = rel(t["grad." + name], p.grad)
     for name, leaf in leaves.items():
         errors["grad." + name] = rel(t["grad." + name], leaf.grad)
-    worst = max(errors.values())
-    print(json.dumps({"worst": worst, "errors": errors}))
-    sys.exit(0 if worst < 1e-4 else 1)
+    result = summary(errors)
+    print(json.dumps(result))
+    exit_by(result["worst"])
 
 
 main()
