@@ -364,6 +364,98 @@ internal static unsafe class ConvKernels
         }
 
         /// <summary>
+        /// Direct path: every (output row oh, tap) pair whose input row ih = oh·SH − PH + kh·DH lies inside the
+        /// plane, in order (output rows, then kh, then kw), with the output columns [first, end) whose tap reads
+        /// inside the row (input column j·SW + offW). The three direct passes differ only in <paramref name="op"/>.
+        /// </summary>
+        private void ForEachRowTap<TOp>(ref TOp op) where TOp : IRowTap, allows ref struct
+        {
+            for (int oh = 0; oh < _s.OH; oh++)
+                for (int kh = 0; kh < _s.KH; kh++)
+                {
+                    int ih = oh * _s.SH - _s.PH + kh * _s.DH;
+                    if ((uint)ih >= (uint)_s.H) continue;
+                    for (int kw = 0; kw < _s.KW; kw++)
+                    {
+                        var (first, end, offW) = ConvKernels.Columns(_s, kw);
+                        op.Tap(oh, ih, kh * _s.KW + kw, first, end, offW);
+                    }
+                }
+        }
+
+        /// <summary>One tap over one output row of <see cref="ForEachRowTap{TOp}"/>; tap = kh·KW + kw.</summary>
+        private interface IRowTap
+        {
+            void Tap(int oh, int ih, int tap, int first, int end, int offW);
+        }
+
+        /// <summary>Forward: <c>y row += w[tap]·(x row segment)</c>.</summary>
+        private readonly ref struct ForwardTap(in ConvShape s, ReadOnlySpan<T> xp, Span<T> yp, ReadOnlySpan<T> wo) : IRowTap
+        {
+            private readonly ConvShape _s = s;
+            private readonly ReadOnlySpan<T> _xp = xp, _wo = wo;
+            private readonly Span<T> _yp = yp;
+
+            public void Tap(int oh, int ih, int tap, int first, int end, int offW)
+            {
+                var yrow = _yp.Slice(oh * _s.OW, _s.OW);
+                var xrow = _xp.Slice(ih * _s.W, _s.W);
+                T wv = _wo[tap];
+                if (_s.SW == 1)
+                {
+                    var seg = yrow[first..end];
+                    System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(xrow.Slice(first + offW, end - first), wv, seg, seg);
+                }
+                else
+                    for (int j = first; j < end; j++) yrow[j] += xrow[j * _s.SW + offW] * wv;
+            }
+        }
+
+        /// <summary>Input gradient: <c>dx row segment += w[tap]·(dy row)</c>.</summary>
+        private readonly ref struct InputGradientTap(in ConvShape s, Span<T> dxp, ReadOnlySpan<T> gp, ReadOnlySpan<T> wo) : IRowTap
+        {
+            private readonly ConvShape _s = s;
+            private readonly ReadOnlySpan<T> _gp = gp, _wo = wo;
+            private readonly Span<T> _dxp = dxp;
+
+            public void Tap(int oh, int ih, int tap, int first, int end, int offW)
+            {
+                var grow = _gp.Slice(oh * _s.OW, _s.OW);
+                var dxrow = _dxp.Slice(ih * _s.W, _s.W);
+                T wv = _wo[tap];
+                if (_s.SW == 1)
+                {
+                    var seg = dxrow.Slice(first + offW, end - first);
+                    System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(grow[first..end], wv, seg, seg);
+                }
+                else
+                    for (int j = first; j < end; j++) dxrow[j * _s.SW + offW] += grow[j] * wv;
+            }
+        }
+
+        /// <summary>Weight gradient: <c>dw[tap] += (dy row)·(x row segment)</c>.</summary>
+        private readonly ref struct WeightGradientTap(in ConvShape s, ReadOnlySpan<T> xp, ReadOnlySpan<T> gp, Span<T> dwo) : IRowTap
+        {
+            private readonly ConvShape _s = s;
+            private readonly ReadOnlySpan<T> _xp = xp, _gp = gp;
+            private readonly Span<T> _dwo = dwo;
+
+            public void Tap(int oh, int ih, int tap, int first, int end, int offW)
+            {
+                var grow = _gp.Slice(oh * _s.OW, _s.OW);
+                var xrow = _xp.Slice(ih * _s.W, _s.W);
+                T sum;
+                if (_s.SW == 1) sum = System.Numerics.Tensors.TensorPrimitives.Dot(grow[first..end], xrow.Slice(first + offW, end - first));
+                else
+                {
+                    sum = T.Zero;
+                    for (int j = first; j < end; j++) sum += grow[j] * xrow[j * _s.SW + offW];
+                }
+                _dwo[tap] += sum;
+            }
+        }
+
+        /// <summary>
         /// Direct path, output plane p = (n, o): <c>y = b[o] + Σ_{kh, kw} w[o, kh, kw]·(row segment of input plane
         /// (n, group of o))</c>, taps in order, each a multiply-add over an output row (stride 1: one
         /// TensorPrimitives call per row segment).
@@ -375,28 +467,8 @@ internal static unsafe class ConvKernels
             var yp = new Span<T>(_y + (long)p * _cols, _cols);
             var wo = new ReadOnlySpan<T>(_w + (long)o * taps, taps);
             yp.Fill(_bias != null ? _bias[o] : T.Zero);
-            for (int oh = 0; oh < _s.OH; oh++)
-            {
-                var yrow = yp.Slice(oh * _s.OW, _s.OW);
-                for (int kh = 0; kh < _s.KH; kh++)
-                {
-                    int ih = oh * _s.SH - _s.PH + kh * _s.DH;
-                    if ((uint)ih >= (uint)_s.H) continue;
-                    var xrow = xp.Slice(ih * _s.W, _s.W);
-                    for (int kw = 0; kw < _s.KW; kw++)
-                    {
-                        var (first, end, offW) = ConvKernels.Columns(_s, kw);
-                        T wv = wo[kh * _s.KW + kw];
-                        if (_s.SW == 1)
-                        {
-                            var seg = yrow[first..end];
-                            System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(xrow.Slice(first + offW, end - first), wv, seg, seg);
-                        }
-                        else
-                            for (int j = first; j < end; j++) yrow[j] += xrow[j * _s.SW + offW] * wv;
-                    }
-                }
-            }
+            var op = new ForwardTap(_s, xp, yp, wo);
+            ForEachRowTap(ref op);
         }
 
         /// <summary>Direct path, input-gradient plane p = (n, c) (x holds dx, y holds dy): the taps of every output channel of c's group scattered back, in order.</summary>
@@ -409,28 +481,8 @@ internal static unsafe class ConvKernels
             {
                 var gp = new ReadOnlySpan<T>(_y + ((long)n * _s.Cout + o) * _cols, _cols);
                 var wo = new ReadOnlySpan<T>(_w + (long)o * taps, taps);
-                for (int oh = 0; oh < _s.OH; oh++)
-                {
-                    var grow = gp.Slice(oh * _s.OW, _s.OW);
-                    for (int kh = 0; kh < _s.KH; kh++)
-                    {
-                        int ih = oh * _s.SH - _s.PH + kh * _s.DH;
-                        if ((uint)ih >= (uint)_s.H) continue;
-                        var dxrow = dxp.Slice(ih * _s.W, _s.W);
-                        for (int kw = 0; kw < _s.KW; kw++)
-                        {
-                            var (first, end, offW) = ConvKernels.Columns(_s, kw);
-                            T wv = wo[kh * _s.KW + kw];
-                            if (_s.SW == 1)
-                            {
-                                var seg = dxrow.Slice(first + offW, end - first);
-                                System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(grow[first..end], wv, seg, seg);
-                            }
-                            else
-                                for (int j = first; j < end; j++) dxrow[j * _s.SW + offW] += grow[j] * wv;
-                        }
-                    }
-                }
+                var op = new InputGradientTap(_s, dxp, gp, wo);
+                ForEachRowTap(ref op);
             }
         }
 
@@ -444,28 +496,8 @@ internal static unsafe class ConvKernels
             {
                 var xp = new ReadOnlySpan<T>(_x + ((long)n * _s.C + o / _s.Cog) * hw, hw);
                 var gp = new ReadOnlySpan<T>(_y + ((long)n * _s.Cout + o) * _cols, _cols);
-                for (int oh = 0; oh < _s.OH; oh++)
-                {
-                    var grow = gp.Slice(oh * _s.OW, _s.OW);
-                    for (int kh = 0; kh < _s.KH; kh++)
-                    {
-                        int ih = oh * _s.SH - _s.PH + kh * _s.DH;
-                        if ((uint)ih >= (uint)_s.H) continue;
-                        var xrow = xp.Slice(ih * _s.W, _s.W);
-                        for (int kw = 0; kw < _s.KW; kw++)
-                        {
-                            var (first, end, offW) = ConvKernels.Columns(_s, kw);
-                            T sum;
-                            if (_s.SW == 1) sum = System.Numerics.Tensors.TensorPrimitives.Dot(grow[first..end], xrow.Slice(first + offW, end - first));
-                            else
-                            {
-                                sum = T.Zero;
-                                for (int j = first; j < end; j++) sum += grow[j] * xrow[j * _s.SW + offW];
-                            }
-                            dwo[kh * _s.KW + kw] += sum;
-                        }
-                    }
-                }
+                var op = new WeightGradientTap(_s, xp, gp, dwo);
+                ForEachRowTap(ref op);
             }
         }
 
