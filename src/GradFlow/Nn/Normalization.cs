@@ -202,12 +202,7 @@ public sealed class GroupNorm : Module
     public Parameter? Bias { get; }
 
     /// <inheritdoc />
-    public override void ResetParameters()
-    {
-        using var _ = GradMode.NoGrad();
-        Weight?.Data.FillInPlace(1);
-        Bias?.Data.FillInPlace(0);
-    }
+    public override void ResetParameters() => NormAffine.Reset(Weight, Bias);
 
     /// <inheritdoc />
     protected override Tensor ForwardCore(Tensor input)
@@ -219,6 +214,18 @@ public sealed class GroupNorm : Module
 
     /// <inheritdoc />
     protected override string ExtraRepr() => $"{NumGroups}, {NumChannels}, eps={PyRepr.Float(Eps)}, affine={PyRepr.Bool(Weight is not null)}";
+}
+
+/// <summary>The elementwise affine γ, β of the normalisation layers.</summary>
+internal static class NormAffine
+{
+    /// <summary>γ to ones and β to zeros (either may be absent), without recording gradients.</summary>
+    public static void Reset(Parameter? weight, Parameter? bias)
+    {
+        using var _ = GradMode.NoGrad();
+        weight?.Data.FillInPlace(1);
+        bias?.Data.FillInPlace(0);
+    }
 }
 
 /// <summary>Python's repr of values, for PyTorch-like module reprs.</summary>
@@ -277,12 +284,7 @@ public sealed class LayerNorm : Module
     public Parameter? Bias { get; }
 
     /// <inheritdoc />
-    public override void ResetParameters()
-    {
-        using var _ = GradMode.NoGrad();
-        Weight?.Data.FillInPlace(1);
-        Bias?.Data.FillInPlace(0);
-    }
+    public override void ResetParameters() => NormAffine.Reset(Weight, Bias);
 
     /// <inheritdoc />
     protected override Tensor ForwardCore(Tensor input)
