@@ -84,6 +84,12 @@ public sealed class DataLoader
     /// <summary>Whether batches are written into reused tensors.</summary>
     public bool ReuseBuffers { get; }
 
+    /// <summary>
+    /// Augmentation applied to every batch's inputs (image batches <c>[B, C, H, W]</c>), drawn from a
+    /// generator seeded by (seed, epoch, batch index); null (the default) leaves the inputs as they are.
+    /// </summary>
+    public ImageAugmentation? Augmentation { get; init; }
+
     /// <summary>Batches per epoch.</summary>
     public int BatchCount => DropLast ? Dataset.Count / BatchSize : (Dataset.Count + BatchSize - 1) / BatchSize;
 
@@ -106,7 +112,12 @@ public sealed class DataLoader
         {
             int start = b * BatchSize;
             int count = Math.Min(BatchSize, order.Length - start);
-            yield return MakeBatch(b, order.AsSpan(start, count).ToArray());
+            var indices = order.AsSpan(start, count).ToArray();
+            var batch = MakeBatch(b, indices);
+            if (Augmentation is { } augmentation)
+                batch = new Batch(b, indices, augmentation.Apply(batch.Inputs, new Generator(Mix(Mix(Seed + Mix((ulong)epoch + 1)) + (ulong)b + 1))),
+                    batch.Labels, batch.Targets);
+            yield return batch;
         }
     }
 

@@ -20,6 +20,9 @@ public enum ImageLayout
 
     /// <summary><c>[N, rows, cols]</c>.</summary>
     Grid,
+
+    /// <summary><c>[N, 1, rows, cols]</c>: one channel, NCHW, for convolutional networks.</summary>
+    Channels,
 }
 
 /// <summary>
@@ -60,7 +63,7 @@ public static class Mnist
     /// <summary>Loads one split from <paramref name="directory"/>.</summary>
     /// <param name="directory">Folder holding the IDX files.</param>
     /// <param name="split">Training or test half.</param>
-    /// <param name="layout">Flat <c>[N, 784]</c> (default) or grid <c>[N, 28, 28]</c>.</param>
+    /// <param name="layout">Flat <c>[N, 784]</c> (default), grid <c>[N, 28, 28]</c> or channels <c>[N, 1, 28, 28]</c>.</param>
     /// <param name="mean">Optional mean to subtract after scaling to [0, 1].</param>
     /// <param name="std">Optional standard deviation to divide by (positive; give both or neither).</param>
     /// <param name="classNames">Optional names of the 10 classes.</param>
@@ -112,7 +115,12 @@ public static class Mnist
         var x = GC.AllocateUninitializedArray<float>(pixels.Length);
         for (int i = 0; i < pixels.Length; i++) x[i] = table[pixels[i]];
 
-        int[] shape = layout == ImageLayout.Flat ? [n, rows * cols] : [n, rows, cols];
+        int[] shape = layout switch
+        {
+            ImageLayout.Flat => [n, rows * cols],
+            ImageLayout.Grid => [n, rows, cols],
+            _ => [n, 1, rows, cols],
+        };
         return Dataset.Classification(new Tensor(x, shape), new IndexTensor(y, [n]), ClassCount, classNames);
     }
 }

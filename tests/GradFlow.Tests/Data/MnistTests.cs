@@ -43,6 +43,10 @@ public class MnistTests
         var grid = Mnist.Load(dir.Path, MnistSplit.Train, ImageLayout.Grid);
         Assert.Equal([5, Rows, Cols], grid.Inputs.Shape.ToArray());
         Assert.Equal(x, grid.Inputs.ToArray());
+
+        var channels = Mnist.Load(dir.Path, MnistSplit.Train, ImageLayout.Channels);
+        Assert.Equal([5, 1, Rows, Cols], channels.Inputs.Shape.ToArray());
+        Assert.Equal(x, channels.Inputs.ToArray());
     }
 
     [Fact]
