@@ -369,28 +369,26 @@ public static class CatalogueEvaluator
                 RepairResult? repaired = null;
                 double accuracy = double.NaN, reference = double.NaN;
                 double repairedScore = double.NaN;
-                if (repair && !entry.Healthy && catalogue.Entries.First(e => e.Name == entry.Reference) is { Outcome: { } refOutcome })
-                {
-                    // generated entry: the reference's outcome is stored; the repaired config is judged by the labelling rule
-                    repaired = Repairer.Repair(config, catalogue.TrialSteps, data: bundle, settings: settings, cancellation: cancellation);
-                    if (repaired.Healthy)
-                    {
-                        var outcome = OutcomeLabeler.Measure(repaired.Config, bundle, cancellation);
-                        (accuracy, repairedScore) = (outcome.TestAccuracy, outcome.Score(refOutcome));
-                    }
-                    else repairedScore = 0;
-                    reference = refOutcome.TestAccuracy;
-                }
-                else if (repair && !entry.Healthy)
+                if (repair && !entry.Healthy)
                 {
                     repaired = Repairer.Repair(config, catalogue.TrialSteps, data: bundle, settings: settings, cancellation: cancellation);
-                    accuracy = repaired.Healthy ? new Trainer(repaired.Config, bundle).Run(cancellation: cancellation).FinalTestAccuracy : double.NaN;
                     var refEntry = catalogue.Entries.First(e => e.Name == entry.Reference);
-                    if (!referenceAccuracy.TryGetValue((refEntry.Name, seed), out reference))
+                    if (refEntry.Outcome is { } refOutcome)
                     {
-                        var refConfig = refEntry.Config with { Seed = seed };
-                        reference = new Trainer(refConfig, DataFor(refConfig, data)).Run(cancellation: cancellation).FinalTestAccuracy;
-                        referenceAccuracy[(refEntry.Name, seed)] = reference;
+                        // generated entry: the reference's outcome is stored; the repaired config is judged by the labelling rule
+                        var outcome = repaired.Healthy ? OutcomeLabeler.Measure(repaired.Config, bundle, cancellation) : null;
+                        (accuracy, repairedScore) = outcome is null ? (double.NaN, 0) : (outcome.TestAccuracy, outcome.Score(refOutcome));
+                        reference = refOutcome.TestAccuracy;
+                    }
+                    else
+                    {
+                        accuracy = repaired.Healthy ? new Trainer(repaired.Config, bundle).Run(cancellation: cancellation).FinalTestAccuracy : double.NaN;
+                        if (!referenceAccuracy.TryGetValue((refEntry.Name, seed), out reference))
+                        {
+                            var refConfig = refEntry.Config with { Seed = seed };
+                            reference = new Trainer(refConfig, DataFor(refConfig, data)).Run(cancellation: cancellation).FinalTestAccuracy;
+                            referenceAccuracy[(refEntry.Name, seed)] = reference;
+                        }
                     }
                 }
                 var run = new CatalogueRun(entry, seed, preflight, trial, repaired, accuracy, reference, clock.Elapsed.TotalSeconds,

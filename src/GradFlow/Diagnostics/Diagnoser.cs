@@ -110,12 +110,7 @@ public static class Diagnoser
             causes.Add(new Cause("forward signal grows with depth", 1 + Math.Log10(growth),
                 string.Create(CultureInfo.InvariantCulture, $"the activations' standard deviation grows {growth:G3}× from hidden layer 1 to hidden layer {stds.Length}")));
         var remedies = new RankedRemedies(causes);
-        if (f.Spec.Hidden.Count(h => h.Residual == ResidualKind.Full) >= 2)
-        {
-            int from = f.Spec.Hidden.TakeWhile(h => h.Residual != ResidualKind.Full).Count() + 1;
-            int to = f.Spec.Hidden.Count - f.Spec.Hidden.Reverse().TakeWhile(h => h.Residual != ResidualKind.Full).Count();
-            remedies.Add("full-gain residual", f.Remedy("residual", "zero", from, to, "start the residual branches at zero (ReZero) so the stack is the identity at initialisation"));
-        }
+        if (f.ZeroStartResidualRemedy() is { } rezero) remedies.Add("full-gain residual", rezero);
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
             remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
         remedies.Add("learning rate", f.LearningRateRemedy(), causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal)) ? 0 : -0.5);
@@ -294,12 +289,7 @@ public static class Diagnoser
             remedies.Add("learning rate", f.LearningRateRemedy());
         if (f.Config.ClipNorm is null) remedies.Add("no gradient clipping", new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
         if (!f.HasNorm && f.Recurrent is null) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
-        if (f.Spec.Hidden.Count(h => h.Residual == ResidualKind.Full) >= 2)
-        {
-            int from = f.Spec.Hidden.TakeWhile(h => h.Residual != ResidualKind.Full).Count() + 1;
-            int to = f.Spec.Hidden.Count - f.Spec.Hidden.Reverse().TakeWhile(h => h.Residual != ResidualKind.Full).Count();
-            remedies.Add("full-gain residual", f.Remedy("residual", "zero", from, to, "start the residual branches at zero (ReZero) so the stack is the identity at initialisation"));
-        }
+        if (f.ZeroStartResidualRemedy() is { } rezero) remedies.Add("full-gain residual", rezero);
         return new Problem
         {
             Kind = ProblemKind.ExplodingGradient,
@@ -693,6 +683,15 @@ public static class Diagnoser
             string f = factor.ToString("G3", CultureInfo.InvariantCulture);
             return new RemedySuggestion($"lr:{f}", string.Create(CultureInfo.InvariantCulture,
                 $"multiply the learning rate by {f} (to {Config.LearningRate * factor:G3}){(double.IsFinite(max) ? $": the update ratio {max:G2} becomes about {max * factor:G2}" : "")}"), []);
+        }
+
+        /// <summary>Start the full-gain residual branches at zero (from the first to the last such block), or null with fewer than two.</summary>
+        public RemedySuggestion? ZeroStartResidualRemedy()
+        {
+            if (Spec.Hidden.Count(h => h.Residual == ResidualKind.Full) < 2) return null;
+            int from = Spec.Hidden.TakeWhile(h => h.Residual != ResidualKind.Full).Count() + 1;
+            int to = Spec.Hidden.Count - Spec.Hidden.Reverse().TakeWhile(h => h.Residual != ResidualKind.Full).Count();
+            return Remedy("residual", "zero", from, to, "start the residual branches at zero (ReZero) so the stack is the identity at initialisation");
         }
 
         public void AddFullResidual(List<Cause> causes)

@@ -96,9 +96,7 @@ public static class OutcomeLabeler
         ArgumentNullException.ThrowIfNull(config);
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var trainer = new Trainer(config with { CheckpointEvery = int.MaxValue / 2 }, data);
-        long budget = (long)trainer.Loader.BatchCount * config.Epochs;
-        if (config.MaxSteps is { } m) budget = Math.Min(budget, m);
-        using var monitor = new GradientMonitor(trainer.Model, (int)Math.Max(1, budget / 40));
+        using var monitor = new GradientMonitor(trainer.Model, (int)Math.Max(1, trainer.StepBudget / 40));
         trainer.AddObserver(monitor);
         var result = trainer.Run(cancellation: cancellation);
         var samples = monitor.Samples.ToArray();

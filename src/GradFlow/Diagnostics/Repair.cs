@@ -41,8 +41,7 @@ public static class Repairer
         ArgumentOutOfRangeException.ThrowIfLessThan(trialSteps, 1);
         var trainerForBudget = new Trainer(config, data);
         data ??= trainerForBudget.Data;
-        long fullRun = (long)trainerForBudget.Loader.BatchCount * config.Epochs;
-        if (config.MaxSteps is { } maxSteps) fullRun = Math.Min(fullRun, maxSteps);
+        long fullRun = trainerForBudget.StepBudget;
         int every = Math.Max(1, trialSteps / 20);
         var initial = Trials.Run(config, trialSteps, every, data, settings: settings, cancellation: cancellation);
         var current = initial;

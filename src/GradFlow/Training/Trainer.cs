@@ -348,6 +348,9 @@ public sealed class Trainer
         throw new InvalidDataException($"Trainer: no intact checkpoint to resume from in {run.Checkpoints}: {string.Join(" ", errors)}");
     }
 
+    /// <summary>Optimiser steps of one full run: epochs × batches per epoch, or <see cref="TrainingConfig.MaxSteps"/> when that is fewer.</summary>
+    public long StepBudget => Math.Min((long)Loader.BatchCount * Config.Epochs, Config.MaxSteps ?? long.MaxValue);
+
     /// <summary>The training loss of one batch: cross-entropy (with the config's label smoothing) on class labels, mean squared error on targets.</summary>
     public Tensor Loss(Tensor output, Batch batch)
     {
