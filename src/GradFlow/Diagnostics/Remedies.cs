@@ -15,11 +15,13 @@ namespace GradFlow.Diagnostics;
 /// <item><term><c>residual:zero@a-b</c></term><description>wrap the layers in residual connections with zero-initialised branches</description></item>
 /// <item><term><c>clip:1</c></term><description>clip the global gradient norm at 1</description></item>
 /// <item><term><c>lr:0.1</c></term><description>multiply the learning rate by 0.1</description></item>
-/// <item><term><c>optimizer:adam</c></term><description>switch optimiser</description></item>
+/// <item><term><c>optimizer:adam</c></term><description>switch optimiser, at learning rate 1e-3 (<c>optimizer:adam=0.01</c>: at 0.01)</description></item>
+/// <item><term><c>recipe:standard</c></term><description>the standard recipe at once: an MLP's hidden layers become ReLU with He-normal init in residual blocks with zero-started branches; a recurrent network's cell a GRU; the gradient norm clipped at 1 (norms, widths and depth are kept)</description></item>
 /// <item><term><c>cell:lstm</c></term><description>recurrent networks: switch the cell (<c>lstm</c> with forget-gate bias 1, <c>gru</c>)</description></item>
 /// <item><term><c>init:orthogonal</c></term><description>recurrent networks: W_hh orthogonal (<c>identity</c>: the IRNN)</description></item>
 /// <item><term><c>forget-bias:1</c></term><description>LSTM: the forget-gate bias</description></item>
 /// </list>
+/// Remedies combine with <c> + </c> (<c>recipe:standard + optimizer:adam</c>): applied left to right.
 /// </summary>
 public static class Remedies
 {
@@ -28,21 +30,50 @@ public static class Remedies
     {
         ArgumentNullException.ThrowIfNull(id);
         ArgumentNullException.ThrowIfNull(config);
+        if (id.Contains('+', StringComparison.Ordinal))
+            return id.Split('+', StringSplitOptions.TrimEntries).Aggregate(config, (c, part) =>
+                part.Length > 0 ? Apply(part, c) : throw new FormatException($"remedy '{id}': empty part in a combination."));
         var (kind, arg, range) = Split(id);
         switch (kind)
         {
             case "clip": return config with { ClipNorm = Number(id, arg) };
             case "lr": return config with { LearningRate = config.LearningRate * Number(id, arg) };
             case "optimizer":
+                int eq = arg.IndexOf('=');
+                string name = eq < 0 ? arg : arg[..eq];
                 return config with
                 {
-                    Optimizer = Enum.TryParse<OptimizerKind>(arg.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var o)
+                    Optimizer = Enum.TryParse<OptimizerKind>(name.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var o)
                         ? o
-                        : throw new FormatException($"remedy '{id}': unknown optimizer '{arg}'."),
-                    LearningRate = 1e-3,
+                        : throw new FormatException($"remedy '{id}': unknown optimizer '{name}'."),
+                    LearningRate = eq < 0 ? 1e-3 : Number(id, arg[(eq + 1)..]),
                 };
+            case "recipe" when arg != "standard":
+                throw new FormatException($"remedy '{id}': unknown recipe '{arg}' (standard).");
         }
         var network = NetworkSpecs.ParseAny(config.Model);
+        if (kind == "recipe")
+        {
+            if (range is not null) throw new FormatException($"remedy '{id}': a recipe applies to the whole network (no @range).");
+            var clipped = config with { ClipNorm = Math.Min(config.ClipNorm ?? 1, 1) };
+            return network switch
+            {
+                RecurrentSpec r => clipped with { Model = (r with { Cell = RecurrentCellKind.Gru, ForgetBias = null, Init = KeepInit(r.Init) }).ToString() },
+                ModelSpec m => clipped with
+                {
+                    Model = (m with
+                    {
+                        Hidden = m.Hidden.Select(h => h with
+                        {
+                            Activation = Activation.Relu,
+                            Init = new InitScheme(InitKind.KaimingNormal),
+                            Residual = m.Hidden.Count >= 2 ? ResidualKind.ZeroInit : h.Residual,
+                        }).ToArray(),
+                    }).ToString(),
+                },
+                _ => throw new FormatException($"remedy '{id}': no recipe for {config.Model}."),
+            };
+        }
         if (network is RecurrentSpec recurrent) return config with { Model = ApplyRecurrent(id, kind, arg, range is not null, recurrent).ToString() };
         var spec = (ModelSpec)network;
         int first = range?.First ?? 1, last = Math.Min(range?.Last ?? spec.Hidden.Count, spec.Hidden.Count);
@@ -94,7 +125,7 @@ public static class Remedies
                     _ => throw new FormatException($"remedy '{id}': unknown residual '{arg}' (zero, full)."),
                 },
             })),
-            _ => throw new FormatException($"remedy '{id}': unknown remedy kind '{kind}' (activation, init, norm, residual, clip, lr, optimizer)."),
+            _ => throw new FormatException($"remedy '{id}': unknown remedy kind '{kind}' (activation, init, norm, residual, clip, lr, optimizer, recipe)."),
         };
     }
 
@@ -137,6 +168,33 @@ public static class Remedies
         RecurrentInitKind.Orthogonal => new RecurrentInit(RecurrentInitKind.Orthogonal),
         _ => new RecurrentInit(RecurrentInitKind.Default),
     };
+
+    /// <summary>
+    /// The standard recipe for a run the diagnosis found broken, or null when the config already follows it:
+    /// <c>recipe:standard</c>, and Adam (1e-3 for an MLP, 1e-2 for a recurrent network, whose gates need larger
+    /// steps to leave the plateau within a short budget) when the optimiser is implicated — the trial's loss
+    /// stalled, or a learning-rate cause was named.
+    /// </summary>
+    public static RemedySuggestion? Recipe(Diagnosis diagnosis, TrainingConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(diagnosis);
+        ArgumentNullException.ThrowIfNull(config);
+        if (diagnosis.Healthy) return null;
+        bool recurrent = NetworkSpecs.ParseAny(config.Model) is RecurrentSpec;
+        bool optimiser = diagnosis.Problems.Any(p => p.Kind == ProblemKind.StalledLoss ||
+            p.Causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal) || c.Name == "plain SGD"));
+        double lr = recurrent ? 1e-2 : 1e-3;
+        bool adamAlready = config.Optimizer is OptimizerKind.Adam or OptimizerKind.AdamW && config.LearningRate >= lr / 2 && config.LearningRate <= lr * 3;
+        string id = optimiser && !adamAlready
+            ? "recipe:standard + " + (recurrent ? string.Create(CultureInfo.InvariantCulture, $"optimizer:adam={lr:G}") : "optimizer:adam")
+            : "recipe:standard";
+        if (Apply(id, config) == config) return null;
+        string model = recurrent
+            ? "a GRU cell (its update gate carries the signal through time)"
+            : "ReLU hidden layers with He-normal init in residual blocks whose branches start at zero";
+        string opt = id.Contains("optimizer", StringComparison.Ordinal) ? string.Create(CultureInfo.InvariantCulture, $", Adam at {lr:G}") : "";
+        return new RemedySuggestion(id, $"the standard recipe at once: {model}{opt}, the gradient norm clipped at 1", []);
+    }
 
     /// <summary>The id of a remedy on a range of hidden layers (no range when it covers all of them).</summary>
     public static string Id(string kind, string arg, int first, int last, int hiddenLayers) =>

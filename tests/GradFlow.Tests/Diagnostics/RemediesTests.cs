@@ -39,7 +39,70 @@ public class RemediesTests
         Assert.Equal(Base.Model, Remedies.Apply("clip:1", Base).Model);
     }
 
+    [Fact]
+    public void Recipe_Mlp_ReluHeZeroStartedResidualEverywhere_KeepsNormsWidthsAndClipsAtOne()
+    {
+        var config = Base with { Model = "mlp 10-8-16-8-2 act=tanh init=normal:0.05 norm=layer" };
+        var recipe = Remedies.Apply("recipe:standard", config);
+        var s = SpecOf(recipe);
+        Assert.Equal([8, 16, 8], s.Hidden.Select(h => h.Width));
+        Assert.All(s.Hidden, h =>
+        {
+            Assert.Equal(Activation.Relu, h.Activation);
+            Assert.Equal(InitKind.KaimingNormal, h.Init.Kind);
+            Assert.Equal(ResidualKind.ZeroInit, h.Residual);
+            Assert.Equal(NormKind.Layer, h.Norm);
+        });
+        Assert.Equal(1.0, recipe.ClipNorm);
+        Assert.Equal(0.25, Remedies.Apply("recipe:standard", config with { ClipNorm = 0.25 }).ClipNorm);
+        Assert.Equal(config.Optimizer, recipe.Optimizer);
+        Assert.Equal(config.LearningRate, recipe.LearningRate);
+        // one hidden layer: nothing to stack, no residual
+        Assert.Equal(ResidualKind.None, SpecOf(Remedies.Apply("recipe:standard", Base with { Model = "mlp 10-8-2 act=tanh" })).Hidden[0].Residual);
+    }
+
+    [Fact]
+    public void Recipe_Recurrent_SwitchesToAGru_KeepingSizes()
+    {
+        var config = Base with { Model = "rnn 2-32x2-1 init=orthogonal", Data = "adding" };
+        var recipe = Remedies.Apply("recipe:standard", config);
+        var s = RecurrentSpec.Parse(recipe.Model);
+        Assert.Equal((RecurrentCellKind.Gru, 2, 32, 2, 1), (s.Cell, s.Input, s.Hidden, s.Layers, s.Output));
+        Assert.Equal(1.0, recipe.ClipNorm);
+    }
+
+    [Fact]
+    public void Combination_AppliesLeftToRight_AndOptimizerTakesALearningRate()
+    {
+        var c = Remedies.Apply("recipe:standard + optimizer:adam=0.01 + lr:0.5", Base with { Optimizer = OptimizerKind.Sgd });
+        Assert.Equal(OptimizerKind.Adam, c.Optimizer);
+        Assert.Equal(0.005, c.LearningRate, 1e-15);
+        Assert.All(SpecOf(c).Hidden, h => Assert.Equal(Activation.Relu, h.Activation));
+        Assert.Contains("empty part", Assert.Throws<FormatException>(() => Remedies.Apply("clip:1 + ", Base)).Message);
+        Assert.Contains("'-3' is not a positive number", Assert.Throws<FormatException>(() => Remedies.Apply("optimizer:adam=-3", Base)).Message);
+    }
+
+    [Fact]
+    public void Recipe_ForADiagnosis_SwitchesTheOptimiserOnlyWhenTheLossStalledOrTheLearningRateIsNamed()
+    {
+        var sgd = Base with { Optimizer = OptimizerKind.Sgd, Momentum = 0.9 };
+        Problem P(ProblemKind kind, params Cause[] causes) => new() { Kind = kind, Severity = 1, Layers = [], Steps = [], Summary = "", Evidence = new Dictionary<string, double>(), Causes = causes };
+        Diagnosis D(params Problem[] problems) => new(problems, 10, 1);
+        Assert.Null(Remedies.Recipe(D(), sgd));
+        Assert.Equal("recipe:standard", Remedies.Recipe(D(P(ProblemKind.VanishingGradient)), sgd)!.Id);
+        Assert.Equal("recipe:standard + optimizer:adam", Remedies.Recipe(D(P(ProblemKind.VanishingGradient), P(ProblemKind.StalledLoss)), sgd)!.Id);
+        Assert.Equal("recipe:standard + optimizer:adam",
+            Remedies.Recipe(D(P(ProblemKind.ExplodingGradient, new Cause("learning rate too large for the gradient scale", 2, ""))), sgd)!.Id);
+        var rnn = sgd with { Model = "rnn 2-16-1", Data = "adding" };
+        Assert.Equal("recipe:standard + optimizer:adam=0.01", Remedies.Recipe(D(P(ProblemKind.StalledLoss)), rnn)!.Id);
+        // a config that already follows the recipe has none
+        var done = Remedies.Apply("recipe:standard + optimizer:adam", sgd);
+        Assert.Null(Remedies.Recipe(D(P(ProblemKind.StalledLoss)), done));
+    }
+
     [Theory]
+    [InlineData("recipe:fancy", "unknown recipe 'fancy'")]
+    [InlineData("recipe:standard@1-2", "no @range")]
     [InlineData("activation", "expected kind:argument")]
     [InlineData("activation:swishy", "unknown activation 'swishy'")]
     [InlineData("norm:group", "unknown norm 'group'")]
