@@ -77,6 +77,13 @@ public static class Rewrites
     public static NetworkDescription SwitchCell(NetworkDescription d, RecurrentCellKind cell, string? scope = null) =>
         Map(d, scope, (b, _) => b is RecurrentBlock r ? r with { Cell = cell, ForgetBias = cell == RecurrentCellKind.Lstm ? r.ForgetBias : null } : b);
 
+    /// <summary>Every block in scope replaced by <paramref name="rewrite"/>'s answer (children before their parent): the general form of the rewrites above.</summary>
+    public static NetworkDescription Map(NetworkDescription d, Func<Block, Block> rewrite, string? scope = null)
+    {
+        ArgumentNullException.ThrowIfNull(rewrite);
+        return Map(d, scope, (b, _) => rewrite(b));
+    }
+
     private static bool InScope(string path, string? scope) =>
         scope is null || path == scope || path.StartsWith(scope + ".", StringComparison.Ordinal);
 
