@@ -1,6 +1,8 @@
+using GradFlow.Autograd;
 using GradFlow.Nn;
 using GradFlow.Nn.Network;
 using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Network;
 
@@ -152,6 +154,24 @@ public class NetworkBuilderTests
                     double expected = c is < 2 or >= 6 ? 0 : x[0, c - 2, 2 * i, 2 * j];
                     Assert.Equal(expected, y[0, c, i, j], 1e-6);
                 }
+    }
+
+    [Fact]
+    public void Build_ResidualUnitsAndShortcuts_GradientsMatchFiniteDifferences()
+    {
+        // float64 input through option-A, option-B and α-scaled blocks (smooth activations: no kinks)
+        foreach (var (shortcut, start) in new[] { (ShortcutKind.ZeroPad, BranchStart.Full), (ShortcutKind.Projection, BranchStart.Zero) })
+        {
+            var d = NetworkDescription.Create([2, 5, 5], n => n
+                .Residual(b => b.Conv(4, 3, stride: 2, padding: 1).Norm(NormalizationKind.Batch).Act(Activation.Tanh).Conv(4, 3, padding: 1),
+                    shortcut, start, Activation.Tanh)
+                .Residual(b => b.Conv(4, 3, padding: 1).Norm(NormalizationKind.Group, 2), start: start, post: Activation.Silu)
+                .AdaptiveAvgPool(1).Flatten().Linear(3));
+            var net = NetworkBuilder.Build(d, new Generator(11));
+            using (GradMode.NoGrad())
+                foreach (var p in net.NamedParameters().Where(p => p.Name.EndsWith("alpha", StringComparison.Ordinal))) p.Parameter.Data.FillInPlace(0.7);
+            GradCheck.Assert(t => net.Forward(t[0]), [TestTensors.Leaf(12, 3, 2, 5, 5)], name: $"residual network {shortcut} {start}");
+        }
     }
 
     [Fact]

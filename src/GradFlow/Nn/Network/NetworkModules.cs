@@ -133,18 +133,7 @@ public sealed class ResidualUnit : Module
     protected override Tensor ForwardCore(Tensor input)
     {
         var f = Chain.Step.Run(_branch, input);
-        var s = Shortcut is null ? input : Shortcut.Forward(input);
-        if (!f.Shape.SequenceEqual(s.Shape))
-            throw new ArgumentException(
-                $"ResidualUnit: the branch maps {Shapes.Format(input.Shape)} to {Shapes.Format(f.Shape)} but the shortcut gives {Shapes.Format(s.Shape)}.");
-        Tensor y;
-        if (Alpha is null) y = s + f;
-        else
-        {
-            Tensor a = Alpha;
-            if (a.DType != f.DType) a = a.To(f.DType);
-            y = s + f * a;
-        }
+        var y = Residual.Sum(nameof(ResidualUnit), input, Shortcut is null ? input : Shortcut.Forward(input), f, Alpha);
         return Post is null ? y : Post.Forward(y);
     }
 
