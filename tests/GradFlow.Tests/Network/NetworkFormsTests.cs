@@ -105,6 +105,9 @@ public class NetworkFormsTests
     {
         var mlp = NetworkDescription.Parse("mlp 8-4-2 act=tanh residual=zero norm=batch");
         Assert.Equal("net 8 layers:seq[residual(shortcut=projection,start=zero)[branch:seq[linear(out=4,init=default) batchnorm tanh]] linear(out=2,init=default)]", mlp.ToString());
+        // docs/model-spec.md's example
+        Assert.Equal("net 8 layers:seq[linear(out=4,init=he-normal) batchnorm relu linear(out=2,init=default)]",
+            NetworkDescription.Parse("mlp 8-4-2 init=he-normal norm=batch").ToString());
         Assert.Equal("net 1x2 seq[rnn:recurrent(cell=lstm,hidden=64,forget-bias=1) head:linear(out=1)]", NetworkDescription.Parse("lstm 2-64-1 forget-bias=1").ToString());
         Assert.Equal("net 1x28x28 seq[conv(out=8,k=3,s=2,p=1,bias=false) batchnorm relu maxpool(k=2) adaptiveavgpool(size=1) flatten linear(out=10)]",
             NetworkDescription.Parse("cnn 1x28x28-c8s2-p-gap-10").ToString());
