@@ -194,8 +194,9 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         _layers = layers.ToArray();
         if (_layers.Length == 0)
             throw new ArgumentException($"GradientMonitor: {model.GetType().Name} has no Linear layer (or recurrent layer) to watch.", nameof(model));
+        var parameters = model.Parameters().ToArray();
         for (int i = 0; i < _layers.Length; i++)
-            if (_layers[i].Index != i + 1 || IndexOf(model.Parameters().ToArray(), _layers[i].Weight) < 0)
+            if (_layers[i].Index != i + 1 || IndexOf(parameters, _layers[i].Weight) < 0)
                 throw new ArgumentException($"GradientMonitor: monitored layer {i + 1} ('{_layers[i].Name}') must have index {i + 1} and a weight of the model.", nameof(layers));
         _recurrent = _layers.Where(l => l.RecurrentLayer == 0)
             .Select(l => ((RecurrentLayer)l.Output, Enumerable.Range(0, ((RecurrentLayer)l.Output).NumLayers).Select(_ => new RecurrentGradientProbe()).ToArray()))
@@ -208,7 +209,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         }
         _timeLayers = Enumerable.Range(0, _layers.Length).Where(i => _probeOf[i] is not null).ToArray();
         _currentTimeLength = new int[_timeLayers.Length];
-        _parameters = model.Parameters().ToArray();
+        _parameters = parameters;
         _grads = new Tensor?[_parameters.Length];
         _gradStats = new (double, double, long)[_parameters.Length];
         _weightSlot = _layers.Select(l => Array.IndexOf(_parameters, l.Weight)).ToArray();

@@ -105,6 +105,8 @@ public class NetworkFormsTests
     {
         var mlp = NetworkDescription.Parse("mlp 8-4-2 act=tanh residual=zero norm=batch");
         Assert.Equal("net 8 layers:seq[residual(shortcut=projection,start=zero)[branch:seq[linear(out=4,init=default) batchnorm tanh]] linear(out=2,init=default)]", mlp.ToString());
+        Assert.Equal(NetworkDescription.Parse("gru 3-4-2"), Shorthands.FromSpec(NetworkSpecs.ParseAny("gru 3-4-2")));
+        Assert.Equal(NetworkDescription.Parse("mlp 3-4-2"), Shorthands.FromSpec(NetworkSpecs.ParseAny("mlp 3-4-2")));
         // docs/model-spec.md's example
         Assert.Equal("net 8 layers:seq[linear(out=4,init=he-normal) batchnorm relu linear(out=2,init=default)]",
             NetworkDescription.Parse("mlp 8-4-2 init=he-normal norm=batch").ToString());

@@ -9,6 +9,14 @@ namespace GradFlow.Nn.Network;
 /// </summary>
 public static class Shorthands
 {
+    /// <summary>The description of either kind of spec (<see cref="NetworkSpecs.ParseAny"/>'s result).</summary>
+    public static NetworkDescription FromSpec(INetworkSpec spec) => spec switch
+    {
+        ModelSpec m => FromSpec(m),
+        RecurrentSpec r => FromSpec(r),
+        _ => throw new ArgumentException($"Shorthands: unknown spec type {spec?.GetType().Name}.", nameof(spec)),
+    };
+
     /// <summary>
     /// The description of an MLP spec: input [Input]; root <c>layers</c>; per hidden layer
     /// <c>linear, [norm], act</c> (or that inside a residual with a named <c>branch</c> and a projection
