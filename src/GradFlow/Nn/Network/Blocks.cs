@@ -19,9 +19,6 @@ public abstract record Block
 {
     /// <summary>The state-dict name inside the parent, or null for the position (see the remarks).</summary>
     public string? Name { get; init; }
-
-    /// <summary>Whether the block holds a weight that the monitor watches (linear, conv, recurrent).</summary>
-    public virtual bool HasWeight => false;
 }
 
 /// <summary>
@@ -43,9 +40,6 @@ public sealed record LinearBlock(int Out) : Block
     /// constructor's draw (a ResNet's fc, a recurrent read-out).
     /// </summary>
     public InitScheme? Init { get; init; }
-
-    /// <inheritdoc />
-    public override bool HasWeight => true;
 }
 
 /// <summary>
@@ -75,9 +69,6 @@ public sealed record ConvBlock(int Out, Size2d Kernel) : Block
 
     /// <summary>How the weight starts (default He normal, fan_out, ReLU gain: torchvision's ResNet).</summary>
     public InitScheme Init { get; init; } = new(InitKind.KaimingNormalFanOut);
-
-    /// <inheritdoc />
-    public override bool HasWeight => true;
 }
 
 /// <summary>The reduction of a <see cref="PoolBlock"/>.</summary>
@@ -227,7 +218,4 @@ public sealed record RecurrentBlock(RecurrentCellKind Cell, int Hidden) : Block
 
     /// <summary>The final hidden state (default) or every step's.</summary>
     public RecurrentOutputKind Output { get; init; }
-
-    /// <inheritdoc />
-    public override bool HasWeight => true;
 }

@@ -62,7 +62,7 @@ public static class NetworkBuilder
     }
 
     /// <summary>The activation that follows block <paramref name="index"/> of <paramref name="blocks"/> before the next block with a weight, else <paramref name="after"/>.</summary>
-    internal static Activation Following(IReadOnlyList<Block> blocks, int index, Activation after)
+    private static Activation Following(IReadOnlyList<Block> blocks, int index, Activation after)
     {
         for (int j = index + 1; j < blocks.Count; j++)
         {
