@@ -11,7 +11,7 @@ namespace GradFlow.Diagnostics;
 /// In order from the input, each of these is one monitored layer (layer index 1, 2, …):
 /// <list type="bullet">
 /// <item>a Linear or Conv block: its weight, and as its output h the activation that follows it in its
-/// sequence (past norms and dropout), or the block itself when none does (an output layer);</item>
+/// sequence (past norms, dropout and pooling), or the block itself when none does (an output layer);</item>
 /// <item>a residual block as a unit: the last weight of its branch, the block's output as h, and its
 /// post-activation (else the branch's last activation) for the activation statistics;</item>
 /// <item>each stacked layer k of a recurrent block: <c>weight_hh_l{k}</c>, measured through time.</item>
@@ -86,9 +86,9 @@ public static class NetworkWatch
         return layers;
     }
 
-    private static string ChildName(Block b, int i) => b.Name ?? i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    private static string ChildName(Block b, int i) => ShapeInference.ChildName(b, i);
 
-    private static string Join(string prefix, string name) => prefix.Length == 0 ? name : prefix + "." + name;
+    private static string Join(string prefix, string name) => ShapeInference.Join(prefix, name);
 
     private static Parameter WeightOf(Module m) => m switch
     {
@@ -97,20 +97,9 @@ public static class NetworkWatch
         _ => throw new ArgumentException($"NetworkWatch: expected a Linear or Conv2d, found {m.GetType().Name}."),
     };
 
-    /// <summary>The path of the activation after block <paramref name="index"/> (past norms and dropout), or null.</summary>
-    private static string? FollowingActivation(SequenceBlock s, int index, string prefix)
-    {
-        for (int j = index + 1; j < s.Blocks.Count; j++)
-        {
-            switch (s.Blocks[j])
-            {
-                case ActBlock a: return Join(prefix, ChildName(a, j));
-                case NormBlock or DropoutBlock: continue;
-                default: return null;
-            }
-        }
-        return null;
-    }
+    /// <summary>The path of the activation after block <paramref name="index"/> (past norms, dropout and pooling), or null.</summary>
+    private static string? FollowingActivation(SequenceBlock s, int index, string prefix) =>
+        ShapeInference.FollowingActivation(s.Blocks, index) is >= 0 and var j ? Join(prefix, ChildName(s.Blocks[j], j)) : null;
 
     /// <summary>The path of the last Linear or Conv anywhere in <paramref name="s"/>, and of its last top-level activation.</summary>
     private static (string? Weight, string? Activation) LastWeightAndActivation(SequenceBlock s, string prefix)

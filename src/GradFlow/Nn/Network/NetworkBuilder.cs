@@ -61,20 +61,14 @@ public static class NetworkBuilder
         return network;
     }
 
-    /// <summary>The activation that follows block <paramref name="index"/> of <paramref name="blocks"/> before the next block with a weight, else <paramref name="after"/>.</summary>
-    private static Activation Following(IReadOnlyList<Block> blocks, int index, Activation after)
-    {
-        for (int j = index + 1; j < blocks.Count; j++)
+    /// <summary>The activation that follows block <paramref name="index"/> of <paramref name="blocks"/> (<see cref="ShapeInference.FollowingActivation"/>), else <paramref name="after"/> when the sequence ends first.</summary>
+    private static Activation Following(IReadOnlyList<Block> blocks, int index, Activation after) =>
+        ShapeInference.FollowingActivation(blocks, index) switch
         {
-            switch (blocks[j])
-            {
-                case ActBlock a: return a.Kind;
-                case NormBlock or DropoutBlock or PoolBlock or AdaptiveAvgPoolBlock or FlattenBlock: continue;
-                default: return Activation.Identity;
-            }
-        }
-        return after;
-    }
+            >= 0 and var j => ((ActBlock)blocks[j]).Kind,
+            -1 => after,
+            _ => Activation.Identity,
+        };
 
     private sealed class Walk(Generator generator)
     {

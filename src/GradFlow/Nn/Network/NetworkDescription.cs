@@ -148,6 +148,25 @@ internal static class ShapeInference
     /// <summary>The name of block <paramref name="index"/> of a sequence: its own, or its position.</summary>
     public static string ChildName(Block b, int index) => b.Name ?? index.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// The index of the activation block that follows block <paramref name="index"/> (past norms,
+    /// dropout, pooling and flatten, which keep what the activation sees); −1 when the sequence ends
+    /// first, −2 when another block (a weight, a residual) comes first.
+    /// </summary>
+    public static int FollowingActivation(IReadOnlyList<Block> blocks, int index)
+    {
+        for (int j = index + 1; j < blocks.Count; j++)
+        {
+            switch (blocks[j])
+            {
+                case ActBlock: return j;
+                case NormBlock or DropoutBlock or PoolBlock or AdaptiveAvgPoolBlock or FlattenBlock: continue;
+                default: return -2;
+            }
+        }
+        return -1;
+    }
+
     public static string Join(string prefix, string name) => prefix.Length == 0 ? name : prefix + "." + name;
 
     public static string Format(IReadOnlyList<int> shape) => "[" + string.Join(", ", shape) + "]";
