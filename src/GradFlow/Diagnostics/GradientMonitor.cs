@@ -111,7 +111,7 @@ public sealed record MonitoredLayer(int Index, string Name, Parameter Weight, Mo
 /// <see cref="UpdateRatioEvery"/>-th sample).
 /// </summary>
 /// <remarks>
-/// Layers: an <see cref="Mlp"/>'s own layers; for any other module, in registration order, every
+/// Layers: a description-built <see cref="Nn.Network.Network"/>'s (<see cref="NetworkWatch"/>); an <see cref="Mlp"/>'s own layers; for any other module, in registration order, every
 /// stacked layer of every <see cref="RecurrentLayer"/> (<c>NumLayers</c> monitored layers each,
 /// weight <c>weight_hh_l{k}</c>) and every <see cref="Linear"/>, each Linear with the first activation
 /// module registered after it (before the next Linear) — the layout of a Sequential MLP.
@@ -174,15 +174,30 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     /// <summary>Attaches to <paramref name="model"/>, sampling every <paramref name="every"/>-th step.</summary>
     /// <exception cref="ArgumentException">when the model has no Linear layer to watch.</exception>
     public GradientMonitor(Module model, int every = 10, int updateRatioEvery = 1)
+        : this(model, DiscoverLayers(model ?? throw new ArgumentNullException(nameof(model))), every, updateRatioEvery)
+    {
+    }
+
+    /// <summary>
+    /// Attaches to <paramref name="model"/> watching <paramref name="layers"/> (e.g. a description's,
+    /// <see cref="NetworkWatch.Layers(Nn.Network.NetworkDescription, Module)"/>), sampling every <paramref name="every"/>-th step.
+    /// </summary>
+    /// <exception cref="ArgumentException">when the list is empty, its indices are not 1..L in order, or a weight is not the model's.</exception>
+    public GradientMonitor(Module model, IReadOnlyList<MonitoredLayer> layers, int every = 10, int updateRatioEvery = 1)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(layers);
         ArgumentOutOfRangeException.ThrowIfLessThan(every, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(updateRatioEvery, 1);
         Every = every;
         UpdateRatioEvery = updateRatioEvery;
-        _layers = DiscoverLayers(model);
+        _layers = layers.ToArray();
         if (_layers.Length == 0)
             throw new ArgumentException($"GradientMonitor: {model.GetType().Name} has no Linear layer (or recurrent layer) to watch.", nameof(model));
+        var parameters = model.Parameters().ToArray();
+        for (int i = 0; i < _layers.Length; i++)
+            if (_layers[i].Index != i + 1 || IndexOf(parameters, _layers[i].Weight) < 0)
+                throw new ArgumentException($"GradientMonitor: monitored layer {i + 1} ('{_layers[i].Name}') must have index {i + 1} and a weight of the model.", nameof(layers));
         _recurrent = _layers.Where(l => l.RecurrentLayer == 0)
             .Select(l => ((RecurrentLayer)l.Output, Enumerable.Range(0, ((RecurrentLayer)l.Output).NumLayers).Select(_ => new RecurrentGradientProbe()).ToArray()))
             .ToArray();
@@ -194,7 +209,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         }
         _timeLayers = Enumerable.Range(0, _layers.Length).Where(i => _probeOf[i] is not null).ToArray();
         _currentTimeLength = new int[_timeLayers.Length];
-        _parameters = model.Parameters().ToArray();
+        _parameters = parameters;
         _grads = new Tensor?[_parameters.Length];
         _gradStats = new (double, double, long)[_parameters.Length];
         _weightSlot = _layers.Select(l => Array.IndexOf(_parameters, l.Weight)).ToArray();
@@ -398,6 +413,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
 
     private static MonitoredLayer[] DiscoverLayers(Module model)
     {
+        if (model is Nn.Network.Network network) return NetworkWatch.Layers(network).ToArray();
         if (model is Mlp mlp)
             return mlp.Layers.Select(l => new MonitoredLayer(l.Index, NameOf(model, l.Linear), l.Linear.Weight, l.Output, l.Activation)).ToArray();
         var found = new List<MonitoredLayer>();

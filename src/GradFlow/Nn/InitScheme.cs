@@ -23,6 +23,8 @@ public enum InitKind
     Normal,
     /// <summary>Orthogonal, then scaled layer by layer on a data batch until each output has unit variance (Mishkin and Matas 2016); a scale then multiplies the calibrated weights.</summary>
     Lsuv,
+    /// <summary>He/Kaiming normal with fan_out, N(0, gain²/fan_out) (torchvision's ResNet convolutions); a scale replaces the gain.</summary>
+    KaimingNormalFanOut,
 }
 
 /// <summary>
@@ -31,7 +33,7 @@ public enum InitKind
 /// factor on the std for LeCun, and a factor on the finished weights for <see cref="InitKind.Default"/>
 /// (PyTorch's draw) and <see cref="InitKind.Lsuv"/> (after calibration).
 /// Text form: <c>default</c>, <c>xavier-uniform</c>, <c>xavier-normal</c>, <c>he-uniform</c>
-/// (= <c>kaiming-uniform</c>), <c>he-normal</c>, <c>lecun-normal</c>, <c>orthogonal</c>,
+/// (= <c>kaiming-uniform</c>), <c>he-normal</c>, <c>he-normal-fan-out</c>, <c>lecun-normal</c>, <c>orthogonal</c>,
 /// <c>normal:0.05</c>, <c>lsuv</c>; a scale may follow any of them after a colon (<c>orthogonal:1.0</c>).
 /// </summary>
 public readonly record struct InitScheme(InitKind Kind, double? Scale = null)
@@ -41,6 +43,7 @@ public readonly record struct InitScheme(InitKind Kind, double? Scale = null)
         ("default", InitKind.Default), ("xavier-uniform", InitKind.XavierUniform), ("xavier-normal", InitKind.XavierNormal),
         ("he-uniform", InitKind.KaimingUniform), ("kaiming-uniform", InitKind.KaimingUniform),
         ("he-normal", InitKind.KaimingNormal), ("kaiming-normal", InitKind.KaimingNormal),
+        ("he-normal-fan-out", InitKind.KaimingNormalFanOut), ("kaiming-normal-fan-out", InitKind.KaimingNormalFanOut),
         ("lecun-normal", InitKind.LecunNormal), ("orthogonal", InitKind.Orthogonal), ("normal", InitKind.Normal), ("lsuv", InitKind.Lsuv),
     ];
 

@@ -82,12 +82,17 @@ public sealed class Residual : Module
     protected override Tensor ForwardCore(Tensor input)
     {
         var f = Branch.Forward(input);
-        var s = Shortcut is null ? input : Shortcut.Forward(input);
+        return Sum(nameof(Residual), input, Shortcut is null ? input : Shortcut.Forward(input), f, Alpha);
+    }
+
+    /// <summary><c>s + f</c>, or <c>s + α·f</c> with <paramref name="alpha"/>; throws naming <paramref name="module"/> when the shapes differ.</summary>
+    internal static Tensor Sum(string module, Tensor input, Tensor s, Tensor f, Parameter? alpha)
+    {
         if (!f.Shape.SequenceEqual(s.Shape))
             throw new ArgumentException(
-                $"Residual: the branch maps {Shapes.Format(input.Shape)} to {Shapes.Format(f.Shape)} but the shortcut gives {Shapes.Format(s.Shape)}; give a projection shortcut.");
-        if (Alpha is null) return s + f;
-        Tensor a = Alpha;
+                $"{module}: the branch maps {Shapes.Format(input.Shape)} to {Shapes.Format(f.Shape)} but the shortcut gives {Shapes.Format(s.Shape)}; give a projection shortcut.");
+        if (alpha is null) return s + f;
+        Tensor a = alpha;
         if (a.DType != f.DType) a = a.To(f.DType);
         return s + f * a;
     }

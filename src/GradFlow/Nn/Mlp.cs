@@ -134,14 +134,27 @@ public static class ModelBuilder
     public static void Initialise(Linear linear, InitScheme scheme, Activation activation, Generator generator)
     {
         ArgumentNullException.ThrowIfNull(linear);
-        var w = linear.Weight.Data;
+        Initialise(linear.Weight.Data, linear.Bias?.Data, linear.ResetParameters, scheme, activation, generator);
+    }
+
+    /// <summary>
+    /// Initialises any weight (a Linear's [out, in], a convolution's [C_out, C_in/groups, KH, KW]) with
+    /// <paramref name="scheme"/> for <paramref name="activation"/>, fans as <see cref="Init.Fans"/>: as the
+    /// <see cref="Linear"/> overload, with <paramref name="resetParameters"/> the layer's PyTorch default
+    /// (drawn again for <see cref="InitKind.Default"/>).
+    /// </summary>
+    public static void Initialise(Tensor weight, Tensor? bias, Action resetParameters, InitScheme scheme, Activation activation, Generator generator)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        ArgumentNullException.ThrowIfNull(resetParameters);
+        var w = weight;
         var nl = Init.NonlinearityOf(activation);
         double gain = scheme.Scale ?? Init.CalculateGain(nl);
-        int fanIn = linear.InFeatures;
+        var (fanIn, fanOut) = Init.Fans(w);
         switch (scheme.Kind)
         {
             case InitKind.Default:
-                linear.ResetParameters();
+                resetParameters();
                 if (scheme.Scale is { } s)
                     using (GradMode.NoGrad())
                         w.MulInPlace(s);
@@ -156,12 +169,16 @@ public static class ModelBuilder
                 if (scheme.Scale is null) Init.KaimingNormal(w, generator, nonlinearity: nl);
                 else Init.Normal(w, generator, 0, gain / Math.Sqrt(fanIn));
                 break;
+            case InitKind.KaimingNormalFanOut:
+                if (scheme.Scale is null) Init.KaimingNormal(w, generator, mode: FanMode.FanOut, nonlinearity: nl);
+                else Init.Normal(w, generator, 0, gain / Math.Sqrt(fanOut));
+                break;
             case InitKind.LecunNormal: Init.Normal(w, generator, 0, (scheme.Scale ?? 1.0) / Math.Sqrt(fanIn)); break;
             case InitKind.Orthogonal: Init.Orthogonal(w, generator, gain); break;
             case InitKind.Normal: Init.Normal(w, generator, 0, scheme.Scale ?? 1.0); break;
             case InitKind.Lsuv: Init.Orthogonal(w, generator, 1.0); break;
         }
-        if (linear.Bias is not null) Init.Constant(linear.Bias.Data, 0);
+        if (bias is not null) Init.Constant(bias, 0);
     }
 }
 

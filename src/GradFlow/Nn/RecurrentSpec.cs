@@ -293,34 +293,43 @@ public sealed record RecurrentSpec(RecurrentCellKind Cell, int Input, int Hidden
     {
         ArgumentNullException.ThrowIfNull(generator);
         var model = new SequenceRegressor(Cell, Input, Hidden, generator, Layers, batchFirst: true, outputSize: Output);
+        Initialise(model.Recurrent, Init, ForgetBias, generator);
+        return model;
+    }
+
+    /// <summary>
+    /// Initialises W_hh of every stacked layer of <paramref name="rnn"/> as <paramref name="init"/> says
+    /// (identity also zeroes the biases and draws W_ih from N(0, 0.001²), the IRNN of Le et al. 2015),
+    /// then an LSTM's forget-gate bias to <paramref name="forgetBias"/> when given.
+    /// </summary>
+    internal static void Initialise(RecurrentLayer rnn, RecurrentInit init, double? forgetBias, Generator generator)
+    {
         using (GradMode.NoGrad())
         {
-            var rnn = model.Recurrent;
-            for (int l = 0; l < Layers; l++)
+            for (int l = 0; l < rnn.NumLayers; l++)
             {
                 var w = rnn.WeightHh(l).Data;
-                switch (Init.Kind)
+                switch (init.Kind)
                 {
                     case RecurrentInitKind.Default:
-                        if (Init.Scale != 1) w.MulInPlace(Init.Scale);
+                        if (init.Scale != 1) w.MulInPlace(init.Scale);
                         break;
                     case RecurrentInitKind.Orthogonal:
-                        Nn.Init.OrthogonalRecurrent(w, generator, Init.Scale);
+                        Nn.Init.OrthogonalRecurrent(w, generator, init.Scale);
                         break;
                     case RecurrentInitKind.Identity:
-                        Nn.Init.IdentityRecurrent(w, Init.Scale);
+                        Nn.Init.IdentityRecurrent(w, init.Scale);
                         Nn.Init.Normal(rnn.WeightIh(l).Data, generator, 0, 0.001);
                         if (rnn.BiasIh(l) is { } bi) Nn.Init.Constant(bi.Data, 0);
                         if (rnn.BiasHh(l) is { } bh) Nn.Init.Constant(bh.Data, 0);
                         break;
                     case RecurrentInitKind.Normal:
-                        Nn.Init.Normal(w, generator, 0, Init.Scale);
+                        Nn.Init.Normal(w, generator, 0, init.Scale);
                         break;
                 }
             }
-            if (ForgetBias is { } fb && rnn is Lstm lstm) lstm.InitForgetGateBias(fb);
+            if (forgetBias is { } fb && rnn is Lstm lstm) lstm.InitForgetGateBias(fb);
         }
-        return model;
     }
 
     private static T Wrap<T>(string field, Func<T> parse)

@@ -1,0 +1,121 @@
+using GradFlow.Nn;
+using GradFlow.Nn.Network;
+
+namespace GradFlow.Diagnostics;
+
+/// <summary>
+/// The monitored layers of a network built from a description, read from the description: the
+/// generic rule that replaces discovering <see cref="Linear"/>s.
+/// </summary>
+/// <remarks>
+/// In order from the input, each of these is one monitored layer (layer index 1, 2, …):
+/// <list type="bullet">
+/// <item>a Linear or Conv block: its weight, and as its output h the activation that follows it in its
+/// sequence (past norms, dropout and pooling), or the block itself when none does (an output layer);</item>
+/// <item>a residual block as a unit: the last weight of its branch, the block's output as h, and its
+/// post-activation (else the branch's last activation) for the activation statistics;</item>
+/// <item>each stacked layer k of a recurrent block: <c>weight_hh_l{k}</c>, measured through time.</item>
+/// </list>
+/// Sequences are walked into. An MLP spec's description gives the layers <see cref="Mlp"/> gives
+/// (the same weights, outputs and activations, by layer index).
+/// </remarks>
+public static class NetworkWatch
+{
+    /// <summary>The monitored layers of <paramref name="network"/>, from its description.</summary>
+    public static IReadOnlyList<MonitoredLayer> Layers(Nn.Network.Network network)
+    {
+        ArgumentNullException.ThrowIfNull(network);
+        return Layers(network.Description, network);
+    }
+
+    /// <summary>The monitored layers of <paramref name="model"/>, built from <paramref name="description"/> (modules are found by their state-dict paths).</summary>
+    /// <exception cref="ArgumentException">when the model does not have the description's modules.</exception>
+    public static IReadOnlyList<MonitoredLayer> Layers(NetworkDescription description, Module model)
+    {
+        ArgumentNullException.ThrowIfNull(description);
+        ArgumentNullException.ThrowIfNull(model);
+        var modules = model.NamedModules().ToDictionary(t => t.Name, t => t.Module);
+        Module At(string path) => modules.TryGetValue(path, out var m) ? m
+            : throw new ArgumentException($"NetworkWatch: the model has no module '{path}' that the description names; was it built from this description?");
+        var layers = new List<MonitoredLayer>();
+        void Sequence(SequenceBlock s, string prefix)
+        {
+            for (int i = 0; i < s.Blocks.Count; i++)
+            {
+                var b = s.Blocks[i];
+                string path = Join(prefix, ChildName(b, i));
+                switch (b)
+                {
+                    case LinearBlock or ConvBlock:
+                    {
+                        var weight = At(path);
+                        var act = FollowingActivation(s, i, prefix) is { } actPath ? At(actPath) : null;
+                        layers.Add(new MonitoredLayer(layers.Count + 1, path, WeightOf(weight), act ?? weight, act));
+                        break;
+                    }
+                    case ResidualBlock r:
+                    {
+                        string branchPrefix = r.Branch.Name is { } n ? Join(path, n) : path;
+                        var (weightPath, actPath) = LastWeightAndActivation(r.Branch, branchPrefix);
+                        if (weightPath is null) break;
+                        var act = r.Post is not null ? At(Join(path, "act")) : actPath is null ? null : At(actPath);
+                        layers.Add(new MonitoredLayer(layers.Count + 1, path, WeightOf(At(weightPath)), At(path), act));
+                        break;
+                    }
+                    case RecurrentBlock rec:
+                    {
+                        var rnn = (RecurrentLayer)At(path);
+                        Activation? kind = rec.Cell switch
+                        {
+                            RecurrentCellKind.RnnTanh => Activation.Tanh,
+                            RecurrentCellKind.RnnRelu => Activation.Relu,
+                            _ => null,
+                        };
+                        for (int k = 0; k < rnn.NumLayers; k++)
+                            layers.Add(new MonitoredLayer(layers.Count + 1, Join(path, $"weight_hh_l{k}"), rnn.WeightHh(k), rnn, null) { Kind = kind, RecurrentLayer = k });
+                        break;
+                    }
+                    case SequenceBlock inner:
+                        Sequence(inner, path);
+                        break;
+                }
+            }
+        }
+        var root = description.Root;
+        Sequence(root, root.Name ?? "");
+        return layers;
+    }
+
+    private static string ChildName(Block b, int i) => ShapeInference.ChildName(b, i);
+
+    private static string Join(string prefix, string name) => ShapeInference.Join(prefix, name);
+
+    private static Parameter WeightOf(Module m) => m switch
+    {
+        Linear l => l.Weight,
+        Conv2d c => c.Weight,
+        _ => throw new ArgumentException($"NetworkWatch: expected a Linear or Conv2d, found {m.GetType().Name}."),
+    };
+
+    /// <summary>The path of the activation after block <paramref name="index"/> (past norms, dropout and pooling), or null.</summary>
+    private static string? FollowingActivation(SequenceBlock s, int index, string prefix) =>
+        ShapeInference.FollowingActivation(s.Blocks, index) is >= 0 and var j ? Join(prefix, ChildName(s.Blocks[j], j)) : null;
+
+    /// <summary>The path of the last Linear or Conv anywhere in <paramref name="s"/>, and of its last top-level activation.</summary>
+    private static (string? Weight, string? Activation) LastWeightAndActivation(SequenceBlock s, string prefix)
+    {
+        string? weight = null, act = null;
+        for (int i = 0; i < s.Blocks.Count; i++)
+        {
+            string path = Join(prefix, ChildName(s.Blocks[i], i));
+            switch (s.Blocks[i])
+            {
+                case LinearBlock or ConvBlock: weight = path; break;
+                case ActBlock: act = path; break;
+                case SequenceBlock inner: weight = LastWeightAndActivation(inner, path).Weight ?? weight; break;
+                case ResidualBlock r: weight = LastWeightAndActivation(r.Branch, r.Branch.Name is { } n ? Join(path, n) : path).Weight ?? weight; break;
+            }
+        }
+        return (weight, act);
+    }
+}

@@ -1,0 +1,121 @@
+namespace GradFlow.Nn.Network;
+
+/// <summary>
+/// Remedies as pure functions description → description, for every family that has the blocks they
+/// touch. A <c>scope</c> is a block path (<c>layer2</c>, <c>layers.3</c>): the rewrite touches the blocks
+/// at or under it; null touches the whole network. Paths are those of <see cref="NetworkDescription.Shapes"/>.
+/// </summary>
+public static class Rewrites
+{
+    /// <summary>Every activation (<see cref="ActBlock"/> and a residual's post-activation) of kind <paramref name="from"/> (any, when null) in scope becomes <paramref name="to"/>.</summary>
+    public static NetworkDescription SwapActivation(NetworkDescription d, Activation to, Activation? from = null, string? scope = null) =>
+        Map(d, scope, (b, _) => b switch
+        {
+            ActBlock a when from is null || a.Kind == from => a with { Kind = to },
+            ResidualBlock { Post: { } p } r when from is null || p == from => r with { Post = to },
+            _ => b,
+        });
+
+    /// <summary>
+    /// A norm of <paramref name="kind"/> after every Linear or Conv in scope that an activation directly
+    /// follows (a hidden layer: <c>linear, act</c> becomes <c>linear, norm, act</c>); the output layer and
+    /// layers already normalised are left alone. Unnamed blocks after it are renumbered, as in
+    /// <c>torch.nn.Sequential</c>.
+    /// </summary>
+    public static NetworkDescription InsertNorm(NetworkDescription d, NormalizationKind kind, int groups = 0, string? scope = null) =>
+        MapSequences(d, scope, (s, inScope) =>
+        {
+            var blocks = new List<Block>();
+            for (int i = 0; i < s.Blocks.Count; i++)
+            {
+                blocks.Add(s.Blocks[i]);
+                if (inScope(i) && s.Blocks[i] is LinearBlock or ConvBlock && i + 1 < s.Blocks.Count && s.Blocks[i + 1] is ActBlock)
+                    blocks.Add(new NormBlock(kind, groups));
+            }
+            return blocks;
+        });
+
+    /// <summary>
+    /// Every hidden layer in scope (a Linear or Conv, its norms, its activation) becomes the branch
+    /// (named <c>branch</c>) of a residual block starting as <paramref name="start"/> (default
+    /// <see cref="BranchStart.Zero"/>: α = 0, so each block is its shortcut at initialisation), with a
+    /// projection where the layer changes the shape.
+    /// </summary>
+    public static NetworkDescription WrapResidual(NetworkDescription d, BranchStart start = BranchStart.Zero, string? scope = null) =>
+        MapSequences(d, scope, (s, inScope) =>
+        {
+            var blocks = new List<Block>();
+            for (int i = 0; i < s.Blocks.Count; i++)
+            {
+                int j = i + 1;
+                while (j < s.Blocks.Count && s.Blocks[j] is NormBlock) j++;
+                if (inScope(i) && s.Blocks[i] is LinearBlock or ConvBlock && j < s.Blocks.Count && s.Blocks[j] is ActBlock)
+                {
+                    var branch = new SequenceBlock(s.Blocks.Skip(i).Take(j - i + 1).ToArray()) { Name = "branch" };
+                    blocks.Add(new ResidualBlock(branch, ShortcutKind.Projection, start));
+                    i = j;
+                }
+                else blocks.Add(s.Blocks[i]);
+            }
+            return blocks;
+        });
+
+    /// <summary>Every Linear and Conv in scope starts as <paramref name="init"/>.</summary>
+    public static NetworkDescription ChangeInit(NetworkDescription d, InitScheme init, string? scope = null) =>
+        Map(d, scope, (b, _) => b switch
+        {
+            LinearBlock l => l with { Init = init },
+            ConvBlock c => c with { Init = init },
+            _ => b,
+        });
+
+    /// <summary>Every recurrent block in scope has its W_hh start as <paramref name="init"/>.</summary>
+    public static NetworkDescription ChangeRecurrentInit(NetworkDescription d, RecurrentInit init, string? scope = null) =>
+        Map(d, scope, (b, _) => b is RecurrentBlock r ? r with { Init = init } : b);
+
+    /// <summary>Every recurrent block in scope uses <paramref name="cell"/> (a forget bias is kept for an LSTM only).</summary>
+    public static NetworkDescription SwitchCell(NetworkDescription d, RecurrentCellKind cell, string? scope = null) =>
+        Map(d, scope, (b, _) => b is RecurrentBlock r ? r with { Cell = cell, ForgetBias = cell == RecurrentCellKind.Lstm ? r.ForgetBias : null } : b);
+
+    /// <summary>Every block in scope replaced by <paramref name="rewrite"/>'s answer (children before their parent): the general form of the rewrites above.</summary>
+    public static NetworkDescription Map(NetworkDescription d, Func<Block, Block> rewrite, string? scope = null)
+    {
+        ArgumentNullException.ThrowIfNull(rewrite);
+        return Map(d, scope, (b, _) => rewrite(b));
+    }
+
+    private static bool InScope(string path, string? scope) =>
+        scope is null || path == scope || path.StartsWith(scope + ".", StringComparison.Ordinal);
+
+    /// <summary>Rewrites every block in scope with <paramref name="f"/>, children before their parent.</summary>
+    private static NetworkDescription Map(NetworkDescription d, string? scope, Func<Block, string, Block> f)
+    {
+        ArgumentNullException.ThrowIfNull(d);
+        return Walk(d, scope, (s, _) => s.Blocks, (b, path) => InScope(path, scope) ? f(b, path) : b);
+    }
+
+    /// <summary>Rewrites the block list of every sequence (the root and residual branches included); <c>inScope(i)</c> says whether block i is in scope.</summary>
+    private static NetworkDescription MapSequences(NetworkDescription d, string? scope, Func<SequenceBlock, Func<int, bool>, IReadOnlyList<Block>> f)
+    {
+        ArgumentNullException.ThrowIfNull(d);
+        return Walk(d, scope, (s, prefix) => f(s, i => InScope(ShapeInference.Join(prefix, ShapeInference.ChildName(s.Blocks[i], i)), scope)), (b, _) => b);
+    }
+
+    private static NetworkDescription Walk(NetworkDescription d, string? scope, Func<SequenceBlock, string, IReadOnlyList<Block>> sequence,
+        Func<Block, string, Block> leaf)
+    {
+        SequenceBlock Seq(SequenceBlock s, string prefix)
+        {
+            var children = s.Blocks.Select((b, i) => Block(b, ShapeInference.Join(prefix, ShapeInference.ChildName(b, i)))).ToArray();
+            var rewritten = s with { Blocks = children };
+            return rewritten with { Blocks = sequence(rewritten, prefix).ToArray() };
+        }
+        Block Block(Block b, string path) => b switch
+        {
+            SequenceBlock s => leaf(Seq(s, path), path),
+            ResidualBlock r => leaf(r with { Branch = Seq(r.Branch, r.Branch.Name is { } n ? ShapeInference.Join(path, n) : path) }, path),
+            _ => leaf(b, path),
+        };
+        return d with { Root = Seq(d.Root, d.Root.Name ?? "") };
+    }
+}
