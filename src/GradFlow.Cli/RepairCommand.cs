@@ -57,6 +57,8 @@ internal static class RepairCommand
         stdout.WriteLine($"final model: {Nn.NetworkSpecs.ParseAny(result.Config.Model).Describe()}");
         var changes = result.Attempts.Where(a => a.Accepted).Select(a => a.Remedy).ToArray();
         stdout.WriteLine($"changes kept: {(changes.Length == 0 ? "none" : string.Join(", ", changes))}");
+        if (!result.Healthy && changes.Length > 0)
+            stdout.WriteLine("the last trial is not healthy yet: the changes kept lowered its loss or its problems; train the config in full to see whether it was a slow start");
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture, $"cost: {result.Attempts.Count + 1} trials = {result.Cost:F2} × one full training run of the config"));
         return result;
     }

@@ -162,15 +162,24 @@ public static class OutcomeLabeler
             {
                 double score = o.Score(best.Outcome);
                 var mechanisms = Mechanisms(o);
-                bool aboveChance = o.NonFinite || !(o.FinalTrainLoss < o.ChanceLoss);
-                bool broken = aboveChance || score < BrokenScore;
-                bool healthy = !broken && score >= HealthyScore;
+                bool broken = AtOrAboveChance(o) || score < BrokenScore;
+                bool healthy = IsHealthy(o, best.Outcome);
                 ProblemKind? kind = broken ? (mechanisms.Count > 0 ? mechanisms[0] : ProblemKind.StalledLoss) : null;
                 labels.Add(new OutcomeLabel(name, kind, !broken && !healthy, mechanisms, score, best.Name, group.Key));
             }
         }
         return labels;
     }
+
+    /// <summary>Whether a run's outcome earns the healthy label against its group's best: finite, a final loss below chance and at least <see cref="HealthyScore"/> of the best's score.</summary>
+    public static bool IsHealthy(RunOutcome outcome, RunOutcome best)
+    {
+        ArgumentNullException.ThrowIfNull(outcome);
+        ArgumentNullException.ThrowIfNull(best);
+        return !AtOrAboveChance(outcome) && outcome.Score(best) >= HealthyScore;
+    }
+
+    private static bool AtOrAboveChance(RunOutcome o) => o.NonFinite || !(o.FinalTrainLoss < o.ChanceLoss);
 
     /// <summary>The reason for a label, in words, for the catalogue's <c>why</c> field.</summary>
     public static string Why(OutcomeLabel label, RunOutcome o)

@@ -55,7 +55,9 @@ public static class Repairer
             tried.Add(Key(recipe.Id, config));
             var trial = Trials.Run(Remedies.Apply(recipe.Id, config), trialSteps, every, data, settings: settings, cancellation: cancellation);
             steps += trial.Steps;
-            bool better = Better(trial, current);
+            // kept unless its trial did worse on the loss: the recipe carries what is known to train, and a slow
+            // starter's trial may still be at chance (a worse verdict at an equal or lower loss does not refute it)
+            bool better = Better(trial, current) || double.IsFinite(trial.FinalLoss) && !(trial.FinalLoss > current.FinalLoss);
             var attempt = new RepairAttempt(recipe.Id, recipe.Description, trial, better);
             attempts.Add(attempt);
             progress?.Invoke(attempt);
