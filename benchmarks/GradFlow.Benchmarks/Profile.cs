@@ -20,6 +20,90 @@ internal static class Profile
         if (sections.Contains("kernel")) MicroKernel();
         if (sections.Contains("blocking")) BlockingAb.Run();
         if (sections.Contains("conv")) ConvLayer();
+        if (sections.Contains("cnn")) CnnStep();
+    }
+
+    /// <summary>
+    /// Where a cnn-resnet step goes (named only): mean and fastest ms of the step's phases (forward, loss
+    /// and backward, SGD step; releaseIntermediates as the benchmark) over 20 steps after 5 warm-up steps,
+    /// bytes allocated per step, and the ops of the step on its own shapes (fastest of 20 calls, each
+    /// through autograd with its backward: conv 16→16, the stem conv, BatchNorm2d, ReLU, the residual add,
+    /// the global average pool), with the count of each op per step. One JSON line per section.
+    /// </summary>
+    private static void CnnStep()
+    {
+        var gen = new Generator(0);
+        var model = new CnnResnetNet(gen);
+        model.Train();
+        var x = Tensor.RandN(gen, 64, 784);
+        var y = IndexTensor.FromArray(Enumerable.Range(0, 64).Select(_ => gen.NextInt(10)).ToArray(), 64);
+        var opt = new Sgd(model.Parameters(), learningRate: 0.01, momentum: 0.9);
+        double fwd = 0, bwd = 0, sgd = 0, bestF = double.MaxValue, bestB = double.MaxValue, bestS = double.MaxValue;
+        int steps = 20;
+        long bytes = 0;
+        for (int i = -5; i < steps; i++)
+        {
+            if (i == 0) bytes = GC.GetTotalAllocatedBytes(true);
+            long t0 = Stopwatch.GetTimestamp();
+            opt.ZeroGrad();
+            var loss = Losses.CrossEntropy(model.Forward(x), y);
+            long t1 = Stopwatch.GetTimestamp();
+            loss.Backward(releaseIntermediates: true);
+            long t2 = Stopwatch.GetTimestamp();
+            opt.Step();
+            long t3 = Stopwatch.GetTimestamp();
+            if (i < 0) continue;
+            double f = Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds, b = Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds,
+                s = Stopwatch.GetElapsedTime(t2, t3).TotalMilliseconds;
+            fwd += f; bwd += b; sgd += s;
+            bestF = Math.Min(bestF, f); bestB = Math.Min(bestB, b); bestS = Math.Min(bestS, s);
+        }
+        bytes = GC.GetTotalAllocatedBytes(true) - bytes;
+        Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["section"] = "cnn-resnet step", ["threads"] = GradFlow.Kernels.KernelThreads.Count,
+            ["forward_ms_mean"] = Math.Round(fwd / steps, 2), ["backward_ms_mean"] = Math.Round(bwd / steps, 2), ["sgd_ms_mean"] = Math.Round(sgd / steps, 3),
+            ["forward_ms_best"] = Math.Round(bestF, 2), ["backward_ms_best"] = Math.Round(bestB, 2), ["sgd_ms_best"] = Math.Round(bestS, 3),
+            ["alloc_kib_per_step"] = Math.Round(bytes / 1024.0 / steps, 1),
+        }));
+
+        var a = Tensor.RandN(gen, 64, 16, 28, 28);
+        var stemIn = Tensor.RandN(gen, 64, 1, 28, 28);
+        var w16 = Tensor.RandN(gen, 16, 16, 3, 3) * (1 / 12.0);
+        var w1 = Tensor.RandN(gen, 16, 1, 3, 3) * (1 / 3.0);
+        var bn = new BatchNorm2d(16);
+        bn.Train();
+        var g = Tensor.RandN(gen, 64, 16, 28, 28);
+        (double Fwd, double Both) Op(Func<Tensor, Tensor> op, Tensor input, Tensor? grad)
+        {
+            var leaf = input.Detach();
+            leaf.RequiresGrad = true;
+            double bf = double.MaxValue, bb = double.MaxValue;
+            for (int i = 0; i < 25; i++)
+            {
+                leaf.Grad = null;
+                long t0 = Stopwatch.GetTimestamp();
+                var o = op(leaf);
+                long t1 = Stopwatch.GetTimestamp();
+                o.Backward(grad ?? o.OnesLike(), releaseIntermediates: true);
+                long t2 = Stopwatch.GetTimestamp();
+                if (i < 5) continue;
+                bf = Math.Min(bf, Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds);
+                bb = Math.Min(bb, Stopwatch.GetElapsedTime(t0, t2).TotalMilliseconds);
+            }
+            return (Math.Round(bf, 3), Math.Round(bb, 3));
+        }
+        w16.RequiresGrad = true;
+        w1.RequiresGrad = true;
+        var row = new Dictionary<string, object> { ["section"] = "cnn-resnet ops, fastest ms forward / forward+backward" };
+        void Add(string name, int count, (double Fwd, double Both) t) => row[$"{name} x{count}"] = $"{t.Fwd} / {t.Both}";
+        Add("conv16", 6, Op(t => Tensor.Conv2d(t, w16, padding: 1), a, g));
+        Add("stem conv", 1, Op(t => Tensor.Conv2d(t, w1, padding: 1), stemIn, g));
+        Add("batchnorm2d", 7, Op(t => bn.Forward(t), a, g));
+        Add("relu", 7, Op(t => t.Relu(), a, g));
+        Add("add", 3, Op(t => t + a, a, g));
+        Add("mean(2,3)", 1, Op(t => t.Mean([2, 3]), a, null));
+        Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(row));
     }
 
     /// <summary>
