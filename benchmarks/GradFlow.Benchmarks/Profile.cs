@@ -185,6 +185,7 @@ internal static class Profile
                      ("depthwise 32ch 28x28 3x3", new(64, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32)),
                      ("depthwise 64ch 14x14 3x3 stride 2", new(64, 64, 28, 28, 64, 3, 3, 2, 2, 1, 1, 1, 1, 64)),
                      ("cnn-resnet stem 1->16 28x28 3x3", new(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                     ("cnn-resnet layer 16->16 28x28 3x3", new(64, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
                  })
         {
             var gen = new Generator(1);
@@ -204,12 +205,20 @@ internal static class Profile
                 return Math.Round(best, 3);
             }
             var row = new Dictionary<string, object> { ["shape"] = name };
-            foreach (bool direct in new[] { true, false })
+            foreach (bool direct in shape.Cig == 1 ? new[] { true, false } : [false])
             {
                 string path = direct ? "direct" : "gemm";
                 row[path + "_forward_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.Forward<float>(shape, x, w, default, y, direct));
                 row[path + "_input_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardInput<float>(shape, w, g, dx, direct));
                 row[path + "_weight_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardWeight<float>(shape, x, g, dw, direct));
+            }
+            if (GradFlow.Kernels.ConvFlat.Applies(shape))
+            {
+                var isa = GradFlow.Kernels.KernelIsa.Best;
+                row["flat_forward_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.ForwardFlat(shape, x, w, default, y, isa));
+                if (GradFlow.Kernels.ConvFlat.AppliesToInputGradient(shape))
+                    row["flat_input_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardInputFlat(shape, w, g, dx, isa));
+                row["flat_weight_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardWeightFlat(shape, x, g, dw, isa));
             }
             Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(row));
         }

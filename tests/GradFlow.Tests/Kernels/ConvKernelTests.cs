@@ -70,7 +70,8 @@ public class ConvKernelTests
         // N, C, H, W, Cout, K, P, D, groups (stride 1)
         { 3, 3, 7, 5, 2, 3, 1, 1, 1 },
         { 2, 16, 28, 28, 16, 3, 1, 1, 1 },  // cnn-resnet's layer
-        { 4, 1, 12, 13, 16, 3, 1, 1, 1 },   // one input channel (cnn-resnet's stem)
+        { 4, 1, 12, 13, 16, 3, 1, 1, 1 },   // one input channel (cnn-resnet's stem): the input gradient by im2col
+        { 2, 4, 12, 13, 5, 3, 1, 1, 1 },    // four input channels: the input gradient's tile mostly zero rows
         { 2, 4, 9, 11, 6, 3, 0, 1, 2 },     // groups, no padding
         { 2, 2, 8, 9, 3, 3, 2, 2, 1 },      // dilation 2
         { 2, 5, 6, 7, 17, 5, 2, 1, 1 },     // 5×5, Cout not a multiple of any tile
