@@ -30,7 +30,7 @@ namespace GradFlow.Kernels;
 /// <para>
 /// Determinism: forward and input gradient run one task per image (each owns its output image); the
 /// weight gradient runs <see cref="ConvKernels.WeightChunks"/> chunks of consecutive images, each into its
-/// own partial sums, lanes then chunks added in order. Results are bitwise the same for any thread count.
+/// own lane partial sums; the chunks are added lane-wise in chunk order, then each entry's lanes in order. Results are bitwise the same for any thread count.
 /// A NaN or infinity in x also reaches the weight-gradient entries of the taps that read it only from a
 /// dropped column (0·∞).
 /// </para>
@@ -134,6 +134,7 @@ internal static unsafe class ConvFlat
     /// end, inline (the rows are short, 28 floats in cnn-resnet, and a call to memmove per row cost 8 % of a step).
     /// A copy, so the same bits on every instruction-set path.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private static void CopyRow(float* src, float* dst, int n)
     {
         if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
@@ -279,19 +280,17 @@ internal static unsafe class ConvFlat
             }
             if (chunks >= 2) KernelThreads.Run(chunks, Chunk);
             else Chunk(0);
-            // Lanes in order, then chunks in order: fixed by the shape.
+            // Chunks added into chunk 0 in chunk order (lane-wise), then each entry's lanes in lane order: fixed by the shape.
+            var first = new Span<float>(parts, (int)perChunk);
+            for (int c = 1; c < chunks; c++)
+                System.Numerics.Tensors.TensorPrimitives.Add(first, new ReadOnlySpan<float>(parts + c * perChunk, (int)perChunk), first);
             for (int g = 0; g < s.Groups; g++)
                 for (int o = 0; o < s.Cog; o++)
                     for (int kk = 0; kk < k; kk++)
                     {
+                        float* e = parts + ((long)(g * rows + o) * kPad + kk) * v;
                         float total = 0;
-                        for (int c = 0; c < chunks; c++)
-                        {
-                            float* e = parts + c * perChunk + ((long)(g * rows + o) * kPad + kk) * v;
-                            float lanes = 0;
-                            for (int l = 0; l < v; l++) lanes += e[l];
-                            total += lanes;
-                        }
+                        for (int l = 0; l < v; l++) total += e[l];
                         dw[(g * s.Cog + o) * k + kk] = total;
                     }
         }
