@@ -21,6 +21,88 @@ internal static class Profile
         if (sections.Contains("blocking")) BlockingAb.Run();
         if (sections.Contains("conv")) ConvLayer();
         if (sections.Contains("cnn")) CnnStep();
+        if (sections.Contains("resnet20")) ResNet20Epoch();
+    }
+
+    /// <summary>
+    /// A ResNet-20-like network on Fashion-MNIST-sized images (named only): stem 3×3 conv 1→16, BN, ReLU; three stages of
+    /// three basic blocks (16, 32, 64 channels at 28×28, 14×14, 7×7; the first block of stages 2 and 3 with stride 2 and a
+    /// 1×1 stride-2 projection + BN shortcut, option B), global average pool, Linear(64, 10). Batch 128 of randn images,
+    /// CrossEntropy, SGD(0.1, momentum 0.9), releaseIntermediates. Times 30 steps after 5 warm-up steps and states the
+    /// epoch of 60 000 images (469 steps) as mean step × 469: the compute of one epoch, without data loading.
+    /// </summary>
+    private static void ResNet20Epoch()
+    {
+        var gen = new Generator(0);
+        var model = new ResNet20Like(gen);
+        model.Train();
+        var x = Tensor.RandN(gen, 128, 1, 28, 28);
+        var y = IndexTensor.FromArray(Enumerable.Range(0, 128).Select(_ => gen.NextInt(10)).ToArray(), 128);
+        var opt = new Sgd(model.Parameters(), learningRate: 0.1, momentum: 0.9);
+        var times = new List<double>();
+        for (int i = -5; i < 30; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            opt.ZeroGrad();
+            Losses.CrossEntropy(model.Forward(x), y).Backward(releaseIntermediates: true);
+            opt.Step();
+            if (i >= 0) times.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+        }
+        times.Sort();
+        double mean = times.Average();
+        Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["section"] = "resnet20-like, batch 128", ["threads"] = GradFlow.Kernels.KernelThreads.Count,
+            ["step_ms_mean"] = Math.Round(mean, 1), ["step_ms_median"] = Math.Round(times[times.Count / 2], 1), ["step_ms_best"] = Math.Round(times[0], 1),
+            ["epoch_s_from_mean"] = Math.Round(mean * 469 / 1000, 1), ["epoch_s_from_median"] = Math.Round(times[times.Count / 2] * 469 / 1000, 1),
+        }));
+    }
+
+    /// <summary>A basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); shortcut identity or 1×1 conv + BN (stride 2).</summary>
+    private sealed class BasicBlock : Module
+    {
+        private readonly Conv2d _conv1, _conv2;
+        private readonly BatchNorm2d _bn1, _bn2;
+        private readonly Sequential? _shortcut;
+
+        public BasicBlock(int cin, int cout, int stride, Generator gen)
+        {
+            _conv1 = RegisterModule("conv1", new Conv2d(cin, cout, 3, gen, stride: stride, padding: 1, bias: false));
+            _bn1 = RegisterModule("bn1", new BatchNorm2d(cout));
+            _conv2 = RegisterModule("conv2", new Conv2d(cout, cout, 3, gen, padding: 1, bias: false));
+            _bn2 = RegisterModule("bn2", new BatchNorm2d(cout));
+            if (stride != 1 || cin != cout)
+                _shortcut = RegisterModule("shortcut", new Sequential(new Conv2d(cin, cout, 1, gen, stride: stride, bias: false), new BatchNorm2d(cout)));
+        }
+
+        protected override Tensor ForwardCore(Tensor input)
+        {
+            var y = _bn1.Forward(_conv1.Forward(input)).Relu();
+            y = _bn2.Forward(_conv2.Forward(y));
+            return (y + (_shortcut is null ? input : _shortcut.Forward(input))).Relu();
+        }
+    }
+
+    private sealed class ResNet20Like : Module
+    {
+        private readonly Sequential _body;
+        private readonly Linear _fc;
+
+        public ResNet20Like(Generator gen)
+        {
+            var layers = new List<Module> { new Conv2d(1, 16, 3, gen, padding: 1, bias: false), new BatchNorm2d(16), new Relu() };
+            int cin = 16;
+            foreach (int c in new[] { 16, 32, 64 })
+                for (int b = 0; b < 3; b++)
+                {
+                    layers.Add(new BasicBlock(cin, c, b == 0 && c != 16 ? 2 : 1, gen));
+                    cin = c;
+                }
+            _body = RegisterModule("body", new Sequential(layers.ToArray()));
+            _fc = RegisterModule("fc", new Linear(64, 10, gen));
+        }
+
+        protected override Tensor ForwardCore(Tensor input) => _fc.Forward(_body.Forward(input).Mean([2, 3]));
     }
 
     /// <summary>

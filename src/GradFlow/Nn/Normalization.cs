@@ -322,7 +322,6 @@ internal static class NormOps
     {
         int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 0 : x.Count / (n * c);
         int m = n * l, segments = n * c;
-        bool isFloat = x.Is<float>();
         var mean = new double[c];
         var rstd = new double[c];
         var segMean = new double[segments];
@@ -331,13 +330,11 @@ internal static class NormOps
         {
             var perSegment = new double[segments];
             var var = new double[c];
-            if (isFloat) NormKernels.SegmentSums<float>(x.Span<float>(), segments, l, perSegment);
-            else NormKernels.SegmentSums<double>(x.Span<double>(), segments, l, perSegment);
+            Sums(x, segments, l, perSegment);
             ChannelTotals(perSegment, n, c, mean);
             for (int ch = 0; ch < c; ch++) mean[ch] /= m;
             Spread(mean, n, segMean);
-            if (isFloat) NormKernels.SegmentSquaredDeviations<float>(x.Span<float>(), segments, l, segMean, perSegment);
-            else NormKernels.SegmentSquaredDeviations<double>(x.Span<double>(), segments, l, segMean, perSegment);
+            SquaredDeviations(x, segments, l, segMean, perSegment);
             ChannelTotals(perSegment, n, c, var);
             for (int ch = 0; ch < c; ch++)
             {
@@ -371,25 +368,18 @@ internal static class NormOps
         var segShift = new double[segments];
         Spread(scale, n, segScale);
         Spread(shift, n, segShift);
-        var y = Tensor.Uninitialized("batch_norm", x, x.ShapeArray);
-        if (isFloat) NormKernels.SegmentAffine<float>(x.Span<float>(), segments, l, segMean, segScale, segShift, y.Span<float>());
-        else NormKernels.SegmentAffine<double>(x.Span<double>(), segments, l, segMean, segScale, segShift, y.Span<double>());
-        var inputs = new List<Tensor> { x };
-        if (gamma is not null) inputs.Add(gamma);
-        if (beta is not null) inputs.Add(beta);
-        if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
+        var y = Affine("batch_norm", x, segments, l, segMean, segScale, segShift);
+        var inputs = Inputs(x, gamma, beta);
+        if (!Tensor.NeedsGrad(inputs)) return y;
         bool training = runMean is null;
-        return y.Record("batch_norm", inputs.ToArray(), g =>
+        return y.Record("batch_norm", inputs, g =>
         {
-            var s1 = new double[segments];
-            var s2 = new double[segments];
-            if (isFloat) NormKernels.SegmentGradientSums<float>(g.Span<float>(), x.Span<float>(), segments, l, segMean, s1, s2);
-            else NormKernels.SegmentGradientSums<double>(g.Span<double>(), x.Span<double>(), segments, l, segMean, s1, s2);
+            var (s1, s2) = GradientSums(g, x, segments, l, segMean);
             var sumG = new double[c];
             var sumGDev = new double[c];
             ChannelTotals(s1, n, c, sumG);
             ChannelTotals(s2, n, c, sumGDev);
-            var grads = new Tensor?[inputs.Count];
+            var grads = new Tensor?[inputs.Length];
             if (x.RequiresGrad)
             {
                 var a = new double[c];
@@ -405,10 +395,7 @@ internal static class NormOps
                 Spread(b, n, s2);
                 var segC = new double[segments];
                 Spread(k, n, segC);
-                var dx = Tensor.Uninitialized("batch_norm", x, x.ShapeArray);
-                if (isFloat) NormKernels.SegmentAffineGradient<float>(g.Span<float>(), x.Span<float>(), segments, l, segMean, s1, s2, segC, dx.Span<float>());
-                else NormKernels.SegmentAffineGradient<double>(g.Span<double>(), x.Span<double>(), segments, l, segMean, s1, s2, segC, dx.Span<double>());
-                grads[0] = dx;
+                grads[0] = AffineGradient("batch_norm", g, x, segments, l, segMean, s1, s2, segC);
             }
             for (int ch = 0; ch < c; ch++) sumGDev[ch] *= rstd[ch]; // Σ g·x̂
             int at = 1;
@@ -416,6 +403,47 @@ internal static class NormOps
             if (beta is not null) grads[at] = beta.RequiresGrad ? Tensor.FromArray(sumG).To(beta.DType).Detach() : null;
             return grads;
         });
+    }
+
+    /// <summary>x, then γ and β where given: the inputs of a norm's graph node.</summary>
+    private static Tensor[] Inputs(Tensor x, Tensor? gamma, Tensor? beta) =>
+        gamma is null ? beta is null ? [x] : [x, beta] : beta is null ? [x, gamma] : [x, gamma, beta];
+
+    // The NormKernels passes on a tensor of either precision.
+    private static void Sums(Tensor x, int segments, int l, double[] sum)
+    {
+        if (x.Is<float>()) NormKernels.SegmentSums<float>(x.Span<float>(), segments, l, sum);
+        else NormKernels.SegmentSums<double>(x.Span<double>(), segments, l, sum);
+    }
+
+    private static void SquaredDeviations(Tensor x, int segments, int l, double[] mean, double[] ss)
+    {
+        if (x.Is<float>()) NormKernels.SegmentSquaredDeviations<float>(x.Span<float>(), segments, l, mean, ss);
+        else NormKernels.SegmentSquaredDeviations<double>(x.Span<double>(), segments, l, mean, ss);
+    }
+
+    private static (double[] SumG, double[] SumGDev) GradientSums(Tensor g, Tensor x, int segments, int l, double[] mean)
+    {
+        var (s1, s2) = (new double[segments], new double[segments]);
+        if (x.Is<float>()) NormKernels.SegmentGradientSums<float>(g.Span<float>(), x.Span<float>(), segments, l, mean, s1, s2);
+        else NormKernels.SegmentGradientSums<double>(g.Span<double>(), x.Span<double>(), segments, l, mean, s1, s2);
+        return (s1, s2);
+    }
+
+    private static Tensor Affine(string op, Tensor x, int segments, int l, double[] mean, double[] scale, double[] shift)
+    {
+        var y = Tensor.Uninitialized(op, x, x.ShapeArray);
+        if (x.Is<float>()) NormKernels.SegmentAffine<float>(x.Span<float>(), segments, l, mean, scale, shift, y.Span<float>());
+        else NormKernels.SegmentAffine<double>(x.Span<double>(), segments, l, mean, scale, shift, y.Span<double>());
+        return y;
+    }
+
+    private static Tensor AffineGradient(string op, Tensor g, Tensor x, int segments, int l, double[] mean, double[] a, double[] b, double[] c)
+    {
+        var dx = Tensor.Uninitialized(op, x, x.ShapeArray);
+        if (x.Is<float>()) NormKernels.SegmentAffineGradient<float>(g.Span<float>(), x.Span<float>(), segments, l, mean, a, b, c, dx.Span<float>());
+        else NormKernels.SegmentAffineGradient<double>(g.Span<double>(), x.Span<double>(), segments, l, mean, a, b, c, dx.Span<double>());
+        return dx;
     }
 
     /// <summary><c>total[ch] = Σ_i perSegment[i·C + ch]</c>, examples in order.</summary>
@@ -445,20 +473,17 @@ internal static class NormOps
         if (c % groups != 0)
             throw new ArgumentException($"group_norm: {c} channels of input {Shapes.Format(x.Shape)} are not divisible by {groups} groups.");
         int segments = n * c, perGroup = c / groups, rows = n * groups, d = perGroup * l;
-        bool isFloat = x.Is<float>();
         var perSegment = new double[segments];
         var segMean = new double[segments];
         var rstd = new double[rows];
-        if (isFloat) NormKernels.SegmentSums<float>(x.Span<float>(), segments, l, perSegment);
-        else NormKernels.SegmentSums<double>(x.Span<double>(), segments, l, perSegment);
+        Sums(x, segments, l, perSegment);
         var rowMean = RowTotals(perSegment, rows, perGroup);
         for (int r = 0; r < rows; r++)
         {
             rowMean[r] /= d;
             for (int j = 0; j < perGroup; j++) segMean[r * perGroup + j] = rowMean[r];
         }
-        if (isFloat) NormKernels.SegmentSquaredDeviations<float>(x.Span<float>(), segments, l, segMean, perSegment);
-        else NormKernels.SegmentSquaredDeviations<double>(x.Span<double>(), segments, l, segMean, perSegment);
+        SquaredDeviations(x, segments, l, segMean, perSegment);
         var rowSs = RowTotals(perSegment, rows, perGroup);
         for (int r = 0; r < rows; r++) rstd[r] = 1 / Math.Sqrt(rowSs[r] / d + eps);
         var gv = gamma?.ToDoubleArray();
@@ -471,19 +496,12 @@ internal static class NormOps
             segScale[s] = (gv?[ch] ?? 1) * rstd[s / perGroup];
             segShift[s] = bv?[ch] ?? 0;
         }
-        var y = Tensor.Uninitialized("group_norm", x, x.ShapeArray);
-        if (isFloat) NormKernels.SegmentAffine<float>(x.Span<float>(), segments, l, segMean, segScale, segShift, y.Span<float>());
-        else NormKernels.SegmentAffine<double>(x.Span<double>(), segments, l, segMean, segScale, segShift, y.Span<double>());
-        var inputs = new List<Tensor> { x };
-        if (gamma is not null) inputs.Add(gamma);
-        if (beta is not null) inputs.Add(beta);
-        if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
-        return y.Record("group_norm", inputs.ToArray(), g =>
+        var y = Affine("group_norm", x, segments, l, segMean, segScale, segShift);
+        var inputs = Inputs(x, gamma, beta);
+        if (!Tensor.NeedsGrad(inputs)) return y;
+        return y.Record("group_norm", inputs, g =>
         {
-            var s1 = new double[segments];
-            var s2 = new double[segments];
-            if (isFloat) NormKernels.SegmentGradientSums<float>(g.Span<float>(), x.Span<float>(), segments, l, segMean, s1, s2);
-            else NormKernels.SegmentGradientSums<double>(g.Span<double>(), x.Span<double>(), segments, l, segMean, s1, s2);
+            var (s1, s2) = GradientSums(g, x, segments, l, segMean);
             var dgamma = new double[c];
             var dbeta = new double[c];
             for (int s = 0; s < segments; s++)
@@ -491,7 +509,7 @@ internal static class NormOps
                 dgamma[s % c] += s2[s] * rstd[s / perGroup];
                 dbeta[s % c] += s1[s];
             }
-            var grads = new Tensor?[inputs.Count];
+            var grads = new Tensor?[inputs.Length];
             if (x.RequiresGrad)
             {
                 var a = new double[segments];
@@ -516,10 +534,7 @@ internal static class NormOps
                         k[s] = -rs * sumGh / d;
                     }
                 }
-                var dx = Tensor.Uninitialized("group_norm", x, x.ShapeArray);
-                if (isFloat) NormKernels.SegmentAffineGradient<float>(g.Span<float>(), x.Span<float>(), segments, l, segMean, a, b, k, dx.Span<float>());
-                else NormKernels.SegmentAffineGradient<double>(g.Span<double>(), x.Span<double>(), segments, l, segMean, a, b, k, dx.Span<double>());
-                grads[0] = dx;
+                grads[0] = AffineGradient("group_norm", g, x, segments, l, segMean, a, b, k);
             }
             int at = 1;
             if (gamma is not null) grads[at++] = gamma.RequiresGrad ? Tensor.FromArray(dgamma).To(gamma.DType).Detach().ReshapeRaw(gamma.ShapeArray) : null;
@@ -572,16 +587,14 @@ internal static class NormOps
                 y.SetFlatRaw(at, xhat[at] * (gv?[a] ?? 1) + (bv?[a] ?? 0));
             }
         }
-        var inputs = new List<Tensor> { x };
-        if (gamma is not null) inputs.Add(gamma);
-        if (beta is not null) inputs.Add(beta);
-        if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
-        return y.Record(op, inputs.ToArray(), g =>
+        var inputs = Inputs(x, gamma, beta);
+        if (!Tensor.NeedsGrad(inputs)) return y;
+        return y.Record(op, inputs, g =>
         {
             var gd = g.ToDoubleArray();
             var dgamma = new double[affine];
             var dbeta = new double[affine];
-            var grads = new Tensor?[inputs.Count];
+            var grads = new Tensor?[inputs.Length];
             var dx = x.RequiresGrad ? Tensor.Uninitialized(op, x, x.ShapeArray) : null;
             for (int r = 0; r < rows; r++)
             {

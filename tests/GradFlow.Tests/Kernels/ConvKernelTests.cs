@@ -105,21 +105,10 @@ public class ConvKernelTests
             ConvKernels.BackwardWeightFlat(shape, x, gy, dw, KernelIsa.Best);
             return (y, dx, dw);
         }
-        int saved = KernelThreads.Count;
-        try
-        {
-            KernelThreads.SetCount(1);
-            var one = Run();
-            KernelThreads.SetCount(2);
-            var two = Run();
-            Assert.Equal(one.Item1, two.Item1);
-            Assert.Equal(one.Item2, two.Item2);
-            Assert.Equal(one.Item3, two.Item3);
-        }
-        finally
-        {
-            KernelThreads.SetCount(saved);
-        }
+        var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Item1, two.Item1);
+        Assert.Equal(one.Item2, two.Item2);
+        Assert.Equal(one.Item3, two.Item3);
     }
 
     [Fact]

@@ -126,23 +126,12 @@ public class NormKernelTests
             NormKernels.SegmentAffineGradient<float>(g, x, segments, length, mean, ones, ones, ones, dx);
             return (sum, s1, s2, y, dx);
         }
-        int before = KernelThreads.Count;
-        try
-        {
-            KernelThreads.SetCount(1);
-            var one = Run();
-            KernelThreads.SetCount(2);
-            var two = Run();
-            Assert.Equal(one.Item1, two.Item1);
-            Assert.Equal(one.Item2, two.Item2);
-            Assert.Equal(one.Item3, two.Item3);
-            Assert.Equal(one.Item4, two.Item4);
-            Assert.Equal(one.Item5, two.Item5);
-        }
-        finally
-        {
-            KernelThreads.SetCount(before);
-        }
+        var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Item1, two.Item1);
+        Assert.Equal(one.Item2, two.Item2);
+        Assert.Equal(one.Item3, two.Item3);
+        Assert.Equal(one.Item4, two.Item4);
+        Assert.Equal(one.Item5, two.Item5);
     }
 
     [Fact]
