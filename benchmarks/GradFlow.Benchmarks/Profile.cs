@@ -20,6 +20,172 @@ internal static class Profile
         if (sections.Contains("kernel")) MicroKernel();
         if (sections.Contains("blocking")) BlockingAb.Run();
         if (sections.Contains("conv")) ConvLayer();
+        if (sections.Contains("cnn")) CnnStep();
+        if (sections.Contains("resnet20")) ResNet20Epoch();
+    }
+
+    /// <summary>
+    /// A ResNet-20-like network on Fashion-MNIST-sized images (named only): stem 3×3 conv 1→16, BN, ReLU; three stages of
+    /// three basic blocks (16, 32, 64 channels at 28×28, 14×14, 7×7; the first block of stages 2 and 3 with stride 2 and a
+    /// 1×1 stride-2 projection + BN shortcut, option B), global average pool, Linear(64, 10). Batch 128 of randn images,
+    /// CrossEntropy, SGD(0.1, momentum 0.9), releaseIntermediates. Times 30 steps after 5 warm-up steps and states the
+    /// epoch of 60 000 images (469 steps) as mean step × 469: the compute of one epoch, without data loading.
+    /// </summary>
+    private static void ResNet20Epoch()
+    {
+        var gen = new Generator(0);
+        var model = new ResNet20Like(gen);
+        model.Train();
+        var x = Tensor.RandN(gen, 128, 1, 28, 28);
+        var y = IndexTensor.FromArray(Enumerable.Range(0, 128).Select(_ => gen.NextInt(10)).ToArray(), 128);
+        var opt = new Sgd(model.Parameters(), learningRate: 0.1, momentum: 0.9);
+        var times = new List<double>();
+        for (int i = -5; i < 30; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            opt.ZeroGrad();
+            Losses.CrossEntropy(model.Forward(x), y).Backward(releaseIntermediates: true);
+            opt.Step();
+            if (i >= 0) times.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+        }
+        times.Sort();
+        double mean = times.Average();
+        Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["section"] = "resnet20-like, batch 128", ["threads"] = GradFlow.Kernels.KernelThreads.Count,
+            ["step_ms_mean"] = Math.Round(mean, 1), ["step_ms_median"] = Math.Round(times[times.Count / 2], 1), ["step_ms_best"] = Math.Round(times[0], 1),
+            ["epoch_s_from_mean"] = Math.Round(mean * 469 / 1000, 1), ["epoch_s_from_median"] = Math.Round(times[times.Count / 2] * 469 / 1000, 1),
+        }));
+    }
+
+    /// <summary>A basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); shortcut identity or 1×1 conv + BN (stride 2).</summary>
+    private sealed class BasicBlock : Module
+    {
+        private readonly Conv2d _conv1, _conv2;
+        private readonly BatchNorm2d _bn1, _bn2;
+        private readonly Sequential? _shortcut;
+
+        public BasicBlock(int cin, int cout, int stride, Generator gen)
+        {
+            _conv1 = RegisterModule("conv1", new Conv2d(cin, cout, 3, gen, stride: stride, padding: 1, bias: false));
+            _bn1 = RegisterModule("bn1", new BatchNorm2d(cout));
+            _conv2 = RegisterModule("conv2", new Conv2d(cout, cout, 3, gen, padding: 1, bias: false));
+            _bn2 = RegisterModule("bn2", new BatchNorm2d(cout));
+            if (stride != 1 || cin != cout)
+                _shortcut = RegisterModule("shortcut", new Sequential(new Conv2d(cin, cout, 1, gen, stride: stride, bias: false), new BatchNorm2d(cout)));
+        }
+
+        protected override Tensor ForwardCore(Tensor input)
+        {
+            var y = _bn1.Forward(_conv1.Forward(input)).Relu();
+            y = _bn2.Forward(_conv2.Forward(y));
+            return (y + (_shortcut is null ? input : _shortcut.Forward(input))).Relu();
+        }
+    }
+
+    private sealed class ResNet20Like : Module
+    {
+        private readonly Sequential _body;
+        private readonly Linear _fc;
+
+        public ResNet20Like(Generator gen)
+        {
+            var layers = new List<Module> { new Conv2d(1, 16, 3, gen, padding: 1, bias: false), new BatchNorm2d(16), new Relu() };
+            int cin = 16;
+            foreach (int c in new[] { 16, 32, 64 })
+                for (int b = 0; b < 3; b++)
+                {
+                    layers.Add(new BasicBlock(cin, c, b == 0 && c != 16 ? 2 : 1, gen));
+                    cin = c;
+                }
+            _body = RegisterModule("body", new Sequential(layers.ToArray()));
+            _fc = RegisterModule("fc", new Linear(64, 10, gen));
+        }
+
+        protected override Tensor ForwardCore(Tensor input) => _fc.Forward(_body.Forward(input).Mean([2, 3]));
+    }
+
+    /// <summary>
+    /// Where a cnn-resnet step goes (named only): mean and fastest ms of the step's phases (forward, loss
+    /// and backward, SGD step; releaseIntermediates as the benchmark) over 20 steps after 5 warm-up steps,
+    /// bytes allocated per step, and the ops of the step on its own shapes (fastest of 20 calls, each
+    /// through autograd with its backward: conv 16→16, the stem conv, BatchNorm2d, ReLU, the residual add,
+    /// the global average pool), with the count of each op per step. One JSON line per section.
+    /// </summary>
+    private static void CnnStep()
+    {
+        var gen = new Generator(0);
+        var model = new CnnResnetNet(gen);
+        model.Train();
+        var x = Tensor.RandN(gen, 64, 784);
+        var y = IndexTensor.FromArray(Enumerable.Range(0, 64).Select(_ => gen.NextInt(10)).ToArray(), 64);
+        var opt = new Sgd(model.Parameters(), learningRate: 0.01, momentum: 0.9);
+        double fwd = 0, bwd = 0, sgd = 0, bestF = double.MaxValue, bestB = double.MaxValue, bestS = double.MaxValue;
+        int steps = 20;
+        long bytes = 0;
+        for (int i = -5; i < steps; i++)
+        {
+            if (i == 0) bytes = GC.GetTotalAllocatedBytes(true);
+            long t0 = Stopwatch.GetTimestamp();
+            opt.ZeroGrad();
+            var loss = Losses.CrossEntropy(model.Forward(x), y);
+            long t1 = Stopwatch.GetTimestamp();
+            loss.Backward(releaseIntermediates: true);
+            long t2 = Stopwatch.GetTimestamp();
+            opt.Step();
+            long t3 = Stopwatch.GetTimestamp();
+            if (i < 0) continue;
+            double f = Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds, b = Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds,
+                s = Stopwatch.GetElapsedTime(t2, t3).TotalMilliseconds;
+            fwd += f; bwd += b; sgd += s;
+            bestF = Math.Min(bestF, f); bestB = Math.Min(bestB, b); bestS = Math.Min(bestS, s);
+        }
+        bytes = GC.GetTotalAllocatedBytes(true) - bytes;
+        Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["section"] = "cnn-resnet step", ["threads"] = GradFlow.Kernels.KernelThreads.Count,
+            ["forward_ms_mean"] = Math.Round(fwd / steps, 2), ["backward_ms_mean"] = Math.Round(bwd / steps, 2), ["sgd_ms_mean"] = Math.Round(sgd / steps, 3),
+            ["forward_ms_best"] = Math.Round(bestF, 2), ["backward_ms_best"] = Math.Round(bestB, 2), ["sgd_ms_best"] = Math.Round(bestS, 3),
+            ["alloc_kib_per_step"] = Math.Round(bytes / 1024.0 / steps, 1),
+        }));
+
+        var a = Tensor.RandN(gen, 64, 16, 28, 28);
+        var stemIn = Tensor.RandN(gen, 64, 1, 28, 28);
+        var w16 = Tensor.RandN(gen, 16, 16, 3, 3) * (1 / 12.0);
+        var w1 = Tensor.RandN(gen, 16, 1, 3, 3) * (1 / 3.0);
+        var bn = new BatchNorm2d(16);
+        bn.Train();
+        var g = Tensor.RandN(gen, 64, 16, 28, 28);
+        (double Fwd, double Both) Op(Func<Tensor, Tensor> op, Tensor input, Tensor? grad)
+        {
+            var leaf = input.Detach();
+            leaf.RequiresGrad = true;
+            double bf = double.MaxValue, bb = double.MaxValue;
+            for (int i = 0; i < 25; i++)
+            {
+                leaf.Grad = null;
+                long t0 = Stopwatch.GetTimestamp();
+                var o = op(leaf);
+                long t1 = Stopwatch.GetTimestamp();
+                o.Backward(grad ?? o.OnesLike(), releaseIntermediates: true);
+                long t2 = Stopwatch.GetTimestamp();
+                if (i < 5) continue;
+                bf = Math.Min(bf, Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds);
+                bb = Math.Min(bb, Stopwatch.GetElapsedTime(t0, t2).TotalMilliseconds);
+            }
+            return (Math.Round(bf, 3), Math.Round(bb, 3));
+        }
+        w16.RequiresGrad = true;
+        w1.RequiresGrad = true;
+        var row = new Dictionary<string, object> { ["section"] = "cnn-resnet ops, fastest ms forward / forward+backward" };
+        void Add(string name, int count, (double Fwd, double Both) t) => row[$"{name} x{count}"] = $"{t.Fwd} / {t.Both}";
+        Add("conv16", 6, Op(t => Tensor.Conv2d(t, w16, padding: 1), a, g));
+        Add("stem conv", 1, Op(t => Tensor.Conv2d(t, w1, padding: 1), stemIn, g));
+        Add("batchnorm2d", 7, Op(t => bn.Forward(t), a, g));
+        Add("relu", 7, Op(t => t.Relu(), a, g));
+        Add("add", 3, Op(t => t + a, a, g));
+        Add("mean(2,3)", 1, Op(t => t.Mean([2, 3]), a, null));
+        Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(row));
     }
 
     /// <summary>
@@ -53,15 +219,21 @@ internal static class Profile
             return rates[rates.Length / 2];
         }
         double forward;
-        using (GradMode.NoGrad()) forward = Rate(() => Tensor.Conv2d(x, w, padding: 1)) * product;
+        // Every output and gradient goes back to the tensor pool after its call (the counterpart of PyTorch's caching
+        // allocator, which hands the freed output of one call to the next): a fresh 3.2 MB array per call is page faults.
+        using (GradMode.NoGrad()) forward = Rate(() => Tensor.Conv2d(x, w, padding: 1).ReleaseStorage()) * product;
         var xl = x.Detach();
         var wl = w.Detach();
         xl.RequiresGrad = wl.RequiresGrad = true;
         double both = Rate(() =>
         {
+            xl.Grad?.ReleaseStorage();
+            wl.Grad?.ReleaseStorage();
             xl.Grad = null;
             wl.Grad = null;
-            Tensor.Conv2d(xl, wl, padding: 1).Backward(g, releaseIntermediates: true);
+            var y = Tensor.Conv2d(xl, wl, padding: 1);
+            y.Backward(g, releaseIntermediates: true);
+            y.ReleaseStorage();
         }) * 3 * product;
         var shape = new GradFlow.Kernels.ConvShape(64, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1);
         var (xs, ws, gs) = (x.ToArray(), w.ToArray(), g.ToArray());
@@ -101,6 +273,7 @@ internal static class Profile
                      ("depthwise 32ch 28x28 3x3", new(64, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 32)),
                      ("depthwise 64ch 14x14 3x3 stride 2", new(64, 64, 28, 28, 64, 3, 3, 2, 2, 1, 1, 1, 1, 64)),
                      ("cnn-resnet stem 1->16 28x28 3x3", new(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                     ("cnn-resnet layer 16->16 28x28 3x3", new(64, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
                  })
         {
             var gen = new Generator(1);
@@ -120,12 +293,20 @@ internal static class Profile
                 return Math.Round(best, 3);
             }
             var row = new Dictionary<string, object> { ["shape"] = name };
-            foreach (bool direct in new[] { true, false })
+            foreach (bool direct in shape.Cig == 1 ? new[] { true, false } : [false])
             {
                 string path = direct ? "direct" : "gemm";
                 row[path + "_forward_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.Forward<float>(shape, x, w, default, y, direct));
                 row[path + "_input_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardInput<float>(shape, w, g, dx, direct));
                 row[path + "_weight_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardWeight<float>(shape, x, g, dw, direct));
+            }
+            if (GradFlow.Kernels.ConvFlat.Applies(shape))
+            {
+                var isa = GradFlow.Kernels.KernelIsa.Best;
+                row["flat_forward_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.ForwardFlat(shape, x, w, default, y, isa));
+                if (GradFlow.Kernels.ConvFlat.AppliesToInputGradient(shape))
+                    row["flat_input_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardInputFlat(shape, w, g, dx, isa));
+                row["flat_weight_grad_ms"] = Ms(() => GradFlow.Kernels.ConvKernels.BackwardWeightFlat(shape, x, g, dw, isa));
             }
             Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(row));
         }

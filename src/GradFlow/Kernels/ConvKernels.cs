@@ -71,7 +71,42 @@ internal static unsafe class ConvKernels
     /// [N, Cout, OH, OW] (written, not read).
     /// </summary>
     public static void Forward<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> w, ReadOnlySpan<T> bias, Span<T> y)
-        where T : unmanaged, IFloatingPointIeee754<T> => Forward(s, x, w, bias, y, IsDirect(s));
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float) && ConvFlat.Applies(s)) ForwardFlat(s, Floats(x), Floats(w), Floats(bias), Floats(y), KernelIsa.Best);
+        else Forward(s, x, w, bias, y, IsDirect(s));
+    }
+
+    /// <summary>The forward on the flat implicit-GEMM path (<see cref="ConvFlat"/>) with a chosen instruction set (tests compare the paths).</summary>
+    internal static void ForwardFlat(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, InstructionSet isa)
+    {
+        Check(s, x.Length, w.Length, y.Length, "forward");
+        if (!bias.IsEmpty && bias.Length != s.Cout)
+            throw new ArgumentException($"conv2d kernel: bias has {bias.Length} elements, expected {s.Cout}.", nameof(bias));
+        if (!ConvFlat.Applies(s)) throw new ArgumentException($"conv2d kernel: the flat path needs stride 1 and a kernel that is neither depthwise nor pointwise, got {s}.");
+        ConvFlat.Forward(s, x, w, bias, y, isa);
+    }
+
+    /// <summary>The input gradient on the flat path (stride 1, padding at most D·(K − 1)).</summary>
+    internal static void BackwardInputFlat(in ConvShape s, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx, InstructionSet isa)
+    {
+        Check(s, dx.Length, w.Length, dy.Length, "input gradient");
+        if (!ConvFlat.AppliesToInputGradient(s)) throw new ArgumentException($"conv2d kernel: the flat input gradient needs stride 1 and padding at most dilation·(kernel − 1), got {s}.");
+        ConvFlat.BackwardInput(s, w, dy, dx, isa);
+    }
+
+    /// <summary>The weight gradient on the flat path.</summary>
+    internal static void BackwardWeightFlat(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dw, InstructionSet isa)
+    {
+        Check(s, x.Length, dw.Length, dy.Length, "weight gradient");
+        if (!ConvFlat.AppliesToWeightGradient(s, isa)) throw new ArgumentException($"conv2d kernel: the flat weight gradient does not take {s}.");
+        if (s.N == 0) dw.Clear();
+        else ConvFlat.BackwardWeight(s, x, dy, dw, isa);
+    }
+
+    private static ReadOnlySpan<float> Floats<T>(ReadOnlySpan<T> s) where T : unmanaged => MemoryMarshal.Cast<T, float>(s);
+
+    private static Span<float> Floats<T>(Span<T> s) where T : unmanaged => MemoryMarshal.Cast<T, float>(s);
 
     /// <summary><see cref="Forward{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/> on a chosen path (tests and benchmarks compare them).</summary>
     internal static void Forward<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> w, ReadOnlySpan<T> bias, Span<T> y, bool direct)
@@ -91,7 +126,11 @@ internal static unsafe class ConvKernels
 
     /// <summary><c>dx = convᵀ(dy, w)</c>: the gradient of the forward with respect to x (dx written, not read).</summary>
     public static void BackwardInput<T>(in ConvShape s, ReadOnlySpan<T> w, ReadOnlySpan<T> dy, Span<T> dx)
-        where T : unmanaged, IFloatingPointIeee754<T> => BackwardInput(s, w, dy, dx, IsDirect(s));
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float) && ConvFlat.AppliesToInputGradient(s)) BackwardInputFlat(s, Floats(w), Floats(dy), Floats(dx), KernelIsa.Best);
+        else BackwardInput(s, w, dy, dx, IsDirect(s));
+    }
 
     /// <summary><see cref="BackwardInput{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/> on a chosen path.</summary>
     internal static void BackwardInput<T>(in ConvShape s, ReadOnlySpan<T> w, ReadOnlySpan<T> dy, Span<T> dx, bool direct)
@@ -109,7 +148,11 @@ internal static unsafe class ConvKernels
 
     /// <summary><c>dw = Σ_n dY_n · col(x_n)ᵀ</c>: the gradient of the forward with respect to w (written, not read).</summary>
     public static void BackwardWeight<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dw)
-        where T : unmanaged, IFloatingPointIeee754<T> => BackwardWeight(s, x, dy, dw, IsDirect(s));
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float) && ConvFlat.AppliesToWeightGradient(s, KernelIsa.Best)) BackwardWeightFlat(s, Floats(x), Floats(dy), Floats(dw), KernelIsa.Best);
+        else BackwardWeight(s, x, dy, dw, IsDirect(s));
+    }
 
     /// <summary><see cref="BackwardWeight{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/> on a chosen path.</summary>
     internal static void BackwardWeight<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dw, bool direct)

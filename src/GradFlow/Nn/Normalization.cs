@@ -1,4 +1,5 @@
 using System.Numerics;
+using GradFlow.Kernels;
 using GradFlow.Tensors;
 
 namespace GradFlow.Nn;
@@ -300,39 +301,44 @@ public sealed class LayerNorm : Module
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $"({string.Join(", ", _normalizedShape)},), eps={Eps}, elementwise_affine={Weight is not null}");
 }
 
-/// <summary>The fused normalisation ops (forward and backward side by side), in double accumulation.</summary>
+/// <summary>
+/// The fused normalisation ops (forward and backward side by side). Batch and group norm run the
+/// segment passes of <see cref="NormKernels"/> in the tensor's own precision (no float64 copy of the
+/// data; per-segment sums combined in double); layer norm runs in double accumulation element by element.
+/// </summary>
 internal static class NormOps
 {
     /// <summary>
     /// Batch norm over channels of [N, C, *] (statistics over N and the trailing dimensions). With running statistics given, normalises with them
     /// (evaluation); otherwise with the batch's, returned in <paramref name="batchMean"/> / <paramref name="batchVar"/> (biased).
     /// </summary>
+    /// <remarks>
+    /// Passes over the data: forward Σx, then Σ(x − μ)² (training only), then <c>y = (x − μ)·γ·rstd + β</c>; backward Σg and
+    /// Σg·(x − μ) in one pass, then <c>dx = γ·rstd·g − γ·rstd³·Σg(x − μ)/M·(x − μ) − γ·rstd·Σg/M</c> (evaluation: <c>γ·rstd·g</c>).
+    /// The node keeps μ and rstd per channel and reads x again in backward (no saved x̂).
+    /// </remarks>
     public static Tensor BatchNorm(Tensor x, Tensor? gamma, Tensor? beta, Tensor? runMean, Tensor? runVar, double eps,
         out double[]? batchMean, out double[]? batchVar)
     {
         int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 0 : x.Count / (n * c);
-        int m = n * l;
-        var xv = x.ToDoubleArray();
+        int m = n * l, segments = n * c;
         var mean = new double[c];
         var rstd = new double[c];
+        var segMean = new double[segments];
         batchMean = batchVar = null;
         if (runMean is null)
         {
+            var perSegment = new double[segments];
             var var = new double[c];
+            Sums(x, segments, l, perSegment);
+            ChannelTotals(perSegment, n, c, mean);
+            for (int ch = 0; ch < c; ch++) mean[ch] /= m;
+            Spread(mean, n, segMean);
+            SquaredDeviations(x, segments, l, segMean, perSegment);
+            ChannelTotals(perSegment, n, c, var);
             for (int ch = 0; ch < c; ch++)
             {
-                double s = 0;
-                for (int i = 0; i < n; i++)
-                    for (int j = 0; j < l; j++) s += xv[(i * c + ch) * l + j];
-                double mu = s / m, ss = 0;
-                for (int i = 0; i < n; i++)
-                    for (int j = 0; j < l; j++)
-                    {
-                        double d = xv[(i * c + ch) * l + j] - mu;
-                        ss += d * d;
-                    }
-                mean[ch] = mu;
-                var[ch] = ss / m;
+                var[ch] /= m;
                 rstd[ch] = 1 / Math.Sqrt(var[ch] + eps);
             }
             batchMean = mean;
@@ -347,82 +353,214 @@ internal static class NormOps
                 mean[ch] = rm[ch];
                 rstd[ch] = 1 / Math.Sqrt(rv[ch] + eps);
             }
+            Spread(mean, n, segMean);
         }
         var gv = gamma?.ToDoubleArray();
         var bv = beta?.ToDoubleArray();
-        var xhat = new double[xv.Length];
-        var y = Tensor.Uninitialized("batch_norm", x, x.ShapeArray);
-        for (int i = 0; i < n; i++)
-            for (int ch = 0; ch < c; ch++)
-                for (int j = 0; j < l; j++)
-                {
-                    int at = (i * c + ch) * l + j;
-                    xhat[at] = (xv[at] - mean[ch]) * rstd[ch];
-                    y.SetFlatRaw(at, xhat[at] * (gv?[ch] ?? 1) + (bv?[ch] ?? 0));
-                }
-        var inputs = new List<Tensor> { x };
-        if (gamma is not null) inputs.Add(gamma);
-        if (beta is not null) inputs.Add(beta);
-        if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
-        bool training = runMean is null;
-        return y.Record("batch_norm", inputs.ToArray(), g =>
+        var scale = new double[c];
+        var shift = new double[c];
+        for (int ch = 0; ch < c; ch++)
         {
-            var gd = g.ToDoubleArray();
+            scale[ch] = (gv?[ch] ?? 1) * rstd[ch];
+            shift[ch] = bv?[ch] ?? 0;
+        }
+        var segScale = new double[segments];
+        var segShift = new double[segments];
+        Spread(scale, n, segScale);
+        Spread(shift, n, segShift);
+        var y = Affine("batch_norm", x, segments, l, segMean, segScale, segShift);
+        var inputs = Inputs(x, gamma, beta);
+        if (!Tensor.NeedsGrad(inputs)) return y;
+        bool training = runMean is null;
+        return y.Record("batch_norm", inputs, g =>
+        {
+            var (s1, s2) = GradientSums(g, x, segments, l, segMean);
             var sumG = new double[c];
-            var sumGx = new double[c];
-            for (int i = 0; i < n; i++)
-                for (int ch = 0; ch < c; ch++)
-                    for (int j = 0; j < l; j++)
-                    {
-                        int at = (i * c + ch) * l + j;
-                        sumG[ch] += gd[at];
-                        sumGx[ch] += gd[at] * xhat[at];
-                    }
-            var grads = new Tensor?[inputs.Count];
+            var sumGDev = new double[c];
+            ChannelTotals(s1, n, c, sumG);
+            ChannelTotals(s2, n, c, sumGDev);
+            var grads = new Tensor?[inputs.Length];
             if (x.RequiresGrad)
             {
-                var dx = Tensor.Uninitialized("batch_norm", x, x.ShapeArray);
-                for (int i = 0; i < n; i++)
-                    for (int ch = 0; ch < c; ch++)
-                    {
-                        double scale = (gv?[ch] ?? 1) * rstd[ch];
-                        for (int j = 0; j < l; j++)
-                        {
-                            int at = (i * c + ch) * l + j;
-                            double d = training ? scale * (gd[at] - sumG[ch] / m - xhat[at] * sumGx[ch] / m) : scale * gd[at];
-                            dx.SetFlatRaw(at, d);
-                        }
-                    }
-                grads[0] = dx;
+                var a = new double[c];
+                var b = new double[c];
+                var k = new double[c];
+                for (int ch = 0; ch < c; ch++)
+                {
+                    a[ch] = scale[ch];
+                    b[ch] = training ? -scale[ch] * rstd[ch] * rstd[ch] * sumGDev[ch] / m : 0;
+                    k[ch] = training ? -scale[ch] * sumG[ch] / m : 0;
+                }
+                Spread(a, n, s1);
+                Spread(b, n, s2);
+                var segC = new double[segments];
+                Spread(k, n, segC);
+                grads[0] = AffineGradient("batch_norm", g, x, segments, l, segMean, s1, s2, segC);
             }
-            int k = 1;
-            if (gamma is not null) grads[k++] = gamma.RequiresGrad ? Tensor.FromArray(sumGx).To(gamma.DType).Detach() : null;
-            if (beta is not null) grads[k] = beta.RequiresGrad ? Tensor.FromArray(sumG).To(beta.DType).Detach() : null;
+            for (int ch = 0; ch < c; ch++) sumGDev[ch] *= rstd[ch]; // Σ g·x̂
+            int at = 1;
+            if (gamma is not null) grads[at++] = gamma.RequiresGrad ? Tensor.FromArray(sumGDev).To(gamma.DType).Detach() : null;
+            if (beta is not null) grads[at] = beta.RequiresGrad ? Tensor.FromArray(sumG).To(beta.DType).Detach() : null;
             return grads;
         });
+    }
+
+    /// <summary>x, then γ and β where given: the inputs of a norm's graph node.</summary>
+    private static Tensor[] Inputs(Tensor x, Tensor? gamma, Tensor? beta) =>
+        gamma is null ? beta is null ? [x] : [x, beta] : beta is null ? [x, gamma] : [x, gamma, beta];
+
+    // The NormKernels passes on a tensor of either precision.
+    private static void Sums(Tensor x, int segments, int l, double[] sum)
+    {
+        if (x.Is<float>()) NormKernels.SegmentSums<float>(x.Span<float>(), segments, l, sum);
+        else NormKernels.SegmentSums<double>(x.Span<double>(), segments, l, sum);
+    }
+
+    private static void SquaredDeviations(Tensor x, int segments, int l, double[] mean, double[] ss)
+    {
+        if (x.Is<float>()) NormKernels.SegmentSquaredDeviations<float>(x.Span<float>(), segments, l, mean, ss);
+        else NormKernels.SegmentSquaredDeviations<double>(x.Span<double>(), segments, l, mean, ss);
+    }
+
+    private static (double[] SumG, double[] SumGDev) GradientSums(Tensor g, Tensor x, int segments, int l, double[] mean)
+    {
+        var (s1, s2) = (new double[segments], new double[segments]);
+        if (x.Is<float>()) NormKernels.SegmentGradientSums<float>(g.Span<float>(), x.Span<float>(), segments, l, mean, s1, s2);
+        else NormKernels.SegmentGradientSums<double>(g.Span<double>(), x.Span<double>(), segments, l, mean, s1, s2);
+        return (s1, s2);
+    }
+
+    private static Tensor Affine(string op, Tensor x, int segments, int l, double[] mean, double[] scale, double[] shift)
+    {
+        var y = Tensor.Uninitialized(op, x, x.ShapeArray);
+        if (x.Is<float>()) NormKernels.SegmentAffine<float>(x.Span<float>(), segments, l, mean, scale, shift, y.Span<float>());
+        else NormKernels.SegmentAffine<double>(x.Span<double>(), segments, l, mean, scale, shift, y.Span<double>());
+        return y;
+    }
+
+    private static Tensor AffineGradient(string op, Tensor g, Tensor x, int segments, int l, double[] mean, double[] a, double[] b, double[] c)
+    {
+        var dx = Tensor.Uninitialized(op, x, x.ShapeArray);
+        if (x.Is<float>()) NormKernels.SegmentAffineGradient<float>(g.Span<float>(), x.Span<float>(), segments, l, mean, a, b, c, dx.Span<float>());
+        else NormKernels.SegmentAffineGradient<double>(g.Span<double>(), x.Span<double>(), segments, l, mean, a, b, c, dx.Span<double>());
+        return dx;
+    }
+
+    /// <summary><c>total[ch] = Σ_i perSegment[i·C + ch]</c>, examples in order.</summary>
+    private static void ChannelTotals(double[] perSegment, int n, int c, double[] total)
+    {
+        Array.Clear(total);
+        for (int i = 0; i < n; i++)
+            for (int ch = 0; ch < c; ch++) total[ch] += perSegment[i * c + ch];
+    }
+
+    /// <summary><c>perSegment[i·C + ch] = perChannel[ch]</c> for the N examples.</summary>
+    private static void Spread(double[] perChannel, int n, double[] perSegment)
+    {
+        for (int i = 0; i < n; i++) perChannel.CopyTo(perSegment, i * perChannel.Length);
     }
 
     /// <summary>
     /// Group norm of [N, C, *]: each example's channels in <paramref name="groups"/> groups of consecutive
     /// channels (a contiguous block of C/G·L values, L the trailing size), normalised over the block, then
-    /// the per-channel affine γ_c, β_c.
+    /// the per-channel affine γ_c, β_c. Segments are the (example, channel) runs of L values: forward Σx, Σ(x − μ)²,
+    /// <c>y = (x − μ)·γ_c·rstd + β_c</c>; backward Σg and Σg·(x − μ) per segment, then per group (D values)
+    /// <c>dx = rstd·(γ_c·g − Σĝ/D − x̂·Σĝx̂/D)</c>, ĝ = γ_c·g, as one affine pass per segment.
     /// </summary>
     public static Tensor GroupNorm(Tensor x, int groups, Tensor? gamma, Tensor? beta, double eps)
     {
         int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 1 : x.Count / (n * c);
         if (c % groups != 0)
             throw new ArgumentException($"group_norm: {c} channels of input {Shapes.Format(x.Shape)} are not divisible by {groups} groups.");
-        return NormalizeRows("group_norm", x, n * groups, c / groups * l, groups, l, gamma, beta, eps);
+        int segments = n * c, perGroup = c / groups, rows = n * groups, d = perGroup * l;
+        var perSegment = new double[segments];
+        var segMean = new double[segments];
+        var rstd = new double[rows];
+        Sums(x, segments, l, perSegment);
+        var rowMean = RowTotals(perSegment, rows, perGroup);
+        for (int r = 0; r < rows; r++)
+        {
+            rowMean[r] /= d;
+            for (int j = 0; j < perGroup; j++) segMean[r * perGroup + j] = rowMean[r];
+        }
+        SquaredDeviations(x, segments, l, segMean, perSegment);
+        var rowSs = RowTotals(perSegment, rows, perGroup);
+        for (int r = 0; r < rows; r++) rstd[r] = 1 / Math.Sqrt(rowSs[r] / d + eps);
+        var gv = gamma?.ToDoubleArray();
+        var bv = beta?.ToDoubleArray();
+        var segScale = new double[segments];
+        var segShift = new double[segments];
+        for (int s = 0; s < segments; s++)
+        {
+            int ch = s % c;
+            segScale[s] = (gv?[ch] ?? 1) * rstd[s / perGroup];
+            segShift[s] = bv?[ch] ?? 0;
+        }
+        var y = Affine("group_norm", x, segments, l, segMean, segScale, segShift);
+        var inputs = Inputs(x, gamma, beta);
+        if (!Tensor.NeedsGrad(inputs)) return y;
+        return y.Record("group_norm", inputs, g =>
+        {
+            var (s1, s2) = GradientSums(g, x, segments, l, segMean);
+            var dgamma = new double[c];
+            var dbeta = new double[c];
+            for (int s = 0; s < segments; s++)
+            {
+                dgamma[s % c] += s2[s] * rstd[s / perGroup];
+                dbeta[s % c] += s1[s];
+            }
+            var grads = new Tensor?[inputs.Length];
+            if (x.RequiresGrad)
+            {
+                var a = new double[segments];
+                var b = new double[segments];
+                var k = new double[segments];
+                for (int r = 0; r < rows; r++)
+                {
+                    double sumGh = 0, sumGhDev = 0;
+                    for (int j = 0; j < perGroup; j++)
+                    {
+                        int s = r * perGroup + j;
+                        double gam = gv?[s % c] ?? 1;
+                        sumGh += gam * s1[s];
+                        sumGhDev += gam * s2[s];
+                    }
+                    double rs = rstd[r];
+                    for (int j = 0; j < perGroup; j++)
+                    {
+                        int s = r * perGroup + j;
+                        a[s] = rs * (gv?[s % c] ?? 1);
+                        b[s] = -rs * rs * rs * sumGhDev / d;
+                        k[s] = -rs * sumGh / d;
+                    }
+                }
+                grads[0] = AffineGradient("group_norm", g, x, segments, l, segMean, a, b, k);
+            }
+            int at = 1;
+            if (gamma is not null) grads[at++] = gamma.RequiresGrad ? Tensor.FromArray(dgamma).To(gamma.DType).Detach().ReshapeRaw(gamma.ShapeArray) : null;
+            if (beta is not null) grads[at] = beta.RequiresGrad ? Tensor.FromArray(dbeta).To(beta.DType).Detach().ReshapeRaw(beta.ShapeArray) : null;
+            return grads;
+        });
+    }
+
+    /// <summary><c>total[r] = Σ_j perSegment[r·perRow + j]</c>, segments in order.</summary>
+    private static double[] RowTotals(double[] perSegment, int rows, int perRow)
+    {
+        var total = new double[rows];
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < perRow; j++) total[r] += perSegment[r * perRow + j];
+        return total;
     }
 
     /// <summary>Layer norm over the trailing <paramref name="d"/> elements of each row.</summary>
     public static Tensor LayerNorm(Tensor x, int d, Tensor? gamma, Tensor? beta, double eps) =>
         NormalizeRows("layer_norm", x, x.Count / d, d, 1, 1, gamma, beta, eps);
 
+
     /// <summary>
-    /// The shared core of layer and group norm: each of <paramref name="rows"/> contiguous rows of
+    /// The core of layer norm: each of <paramref name="rows"/> contiguous rows of
     /// <paramref name="d"/> values normalised (biased variance), then the affine of element j of row r at
-    /// index <c>(r mod groups)·d/l + j/l</c> (layer norm: groups = l = 1, so index j; group norm: the channel).
+    /// index <c>(r mod groups)·d/l + j/l</c> (layer norm: groups = l = 1, so index j).
     /// Backward per row: <c>dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))</c>, ĝ = γ·g; <c>dγ = Σ g·x̂</c>, <c>dβ = Σ g</c>.
     /// </summary>
     private static Tensor NormalizeRows(string op, Tensor x, int rows, int d, int groups, int l, Tensor? gamma, Tensor? beta, double eps)
@@ -449,16 +587,14 @@ internal static class NormOps
                 y.SetFlatRaw(at, xhat[at] * (gv?[a] ?? 1) + (bv?[a] ?? 0));
             }
         }
-        var inputs = new List<Tensor> { x };
-        if (gamma is not null) inputs.Add(gamma);
-        if (beta is not null) inputs.Add(beta);
-        if (!Tensor.NeedsGrad(inputs.ToArray())) return y;
-        return y.Record(op, inputs.ToArray(), g =>
+        var inputs = Inputs(x, gamma, beta);
+        if (!Tensor.NeedsGrad(inputs)) return y;
+        return y.Record(op, inputs, g =>
         {
             var gd = g.ToDoubleArray();
             var dgamma = new double[affine];
             var dbeta = new double[affine];
-            var grads = new Tensor?[inputs.Count];
+            var grads = new Tensor?[inputs.Length];
             var dx = x.RequiresGrad ? Tensor.Uninitialized(op, x, x.ShapeArray) : null;
             for (int r = 0; r < rows; r++)
             {

@@ -65,7 +65,64 @@ public class ConvKernelTests
             CheckAgainstLoops(shape, direct);
     }
 
-    private static void CheckAgainstLoops(ConvShape shape, bool direct)
+    public static TheoryData<int, int, int, int, int, int, int, int, int> FlatShapes => new()
+    {
+        // N, C, H, W, Cout, K, P, D, groups (stride 1)
+        { 3, 3, 7, 5, 2, 3, 1, 1, 1 },
+        { 2, 16, 28, 28, 16, 3, 1, 1, 1 },  // cnn-resnet's layer
+        { 4, 1, 12, 13, 16, 3, 1, 1, 1 },   // one input channel (cnn-resnet's stem): the input gradient by im2col
+        { 2, 4, 12, 13, 5, 3, 1, 1, 1 },    // four input channels: the input gradient's tile mostly zero rows
+        { 2, 4, 9, 11, 6, 3, 0, 1, 2 },     // groups, no padding
+        { 2, 2, 8, 9, 3, 3, 2, 2, 1 },      // dilation 2
+        { 2, 5, 6, 7, 17, 5, 2, 1, 1 },     // 5×5, Cout not a multiple of any tile
+        { 2, 3, 5, 6, 4, 3, 3, 1, 1 },      // padding 3 > D·(K − 1): the input gradient falls back to im2col
+        { 1, 6, 33, 35, 9, 2, 1, 1, 3 },    // even kernel, long rows
+    };
+
+    /// <summary>The flat implicit-GEMM path (stride 1) on every instruction-set path, and the public dispatch.</summary>
+    [Theory]
+    [MemberData(nameof(FlatShapes))]
+    public void FlatPath_EveryInstructionSet_MatchesDirectLoops(int n, int c, int h, int w, int cout, int k, int p, int d, int groups)
+    {
+        var shape = Shape(n, c, h, w, cout, k, k, 1, p, d, groups);
+        Assert.True(GradFlow.Kernels.ConvFlat.Applies(shape));
+        foreach (var isa in KernelIsa.All) CheckAgainstLoops(shape, false, isa);
+        CheckAgainstLoops(shape, false, null, publicEntry: true);
+    }
+
+    [Fact]
+    public void FlatPath_OneAndTwoThreads_AreBitwiseEqual()
+    {
+        var shape = Shape(8, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1);
+        var x = KernelLengths.Values(8 * 16 * 28 * 28, 1);
+        var wt = KernelLengths.Values(16 * 16 * 9, 2);
+        var gy = KernelLengths.Values(x.Length, 3);
+        (float[], float[], float[]) Run()
+        {
+            var (y, dx, dw) = (new float[x.Length], new float[x.Length], new float[wt.Length]);
+            ConvKernels.ForwardFlat(shape, x, wt, default, y, KernelIsa.Best);
+            ConvKernels.BackwardInputFlat(shape, wt, gy, dx, KernelIsa.Best);
+            ConvKernels.BackwardWeightFlat(shape, x, gy, dw, KernelIsa.Best);
+            return (y, dx, dw);
+        }
+        var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Item1, two.Item1);
+        Assert.Equal(one.Item2, two.Item2);
+        Assert.Equal(one.Item3, two.Item3);
+    }
+
+    [Fact]
+    public void FlatPath_ShapesItDoesNotTake_ThrowNamingTheShape()
+    {
+        var strided = Shape(1, 2, 6, 6, 2, 3, 3, 2, 1, 1, 1);
+        var ex = Assert.Throws<ArgumentException>(() => ConvKernels.ForwardFlat(strided, new float[72], new float[36], default, new float[18], KernelIsa.Best));
+        Assert.Contains("stride 1", ex.Message);
+        var wide = Shape(1, 2, 6, 6, 2, 3, 3, 1, 3, 1, 1);
+        ex = Assert.Throws<ArgumentException>(() => ConvKernels.BackwardInputFlat(wide, new float[36], new float[200], new float[72], KernelIsa.Best));
+        Assert.Contains("padding", ex.Message);
+    }
+
+    private static void CheckAgainstLoops(ConvShape shape, bool direct, InstructionSet? flat = null, bool publicEntry = false)
     {
         int n = shape.N, c = shape.C, h = shape.H, w = shape.W, cout = shape.Cout, kh = shape.KH, kw = shape.KW, s = shape.SH, p = shape.PH,
             d = shape.DH, groups = shape.Groups;
@@ -77,9 +134,25 @@ public class ConvKernelTests
         var y = new float[gy.Length];
         var dx = new float[x.Length];
         var dw = new float[wt.Length];
-        ConvKernels.Forward<float>(shape, x, wt, bias, y, direct);
-        ConvKernels.BackwardInput<float>(shape, wt, gy, dx, direct);
-        ConvKernels.BackwardWeight<float>(shape, x, gy, dw, direct);
+        if (publicEntry)
+        {
+            ConvKernels.Forward<float>(shape, x, wt, bias, y);
+            ConvKernels.BackwardInput<float>(shape, wt, gy, dx);
+            ConvKernels.BackwardWeight<float>(shape, x, gy, dw);
+        }
+        else if (flat is { } isa)
+        {
+            ConvKernels.ForwardFlat(shape, x, wt, bias, y, isa);
+            if (GradFlow.Kernels.ConvFlat.AppliesToInputGradient(shape)) ConvKernels.BackwardInputFlat(shape, wt, gy, dx, isa);
+            else ConvKernels.BackwardInput<float>(shape, wt, gy, dx, direct);
+            ConvKernels.BackwardWeightFlat(shape, x, gy, dw, isa);
+        }
+        else
+        {
+            ConvKernels.Forward<float>(shape, x, wt, bias, y, direct);
+            ConvKernels.BackwardInput<float>(shape, wt, gy, dx, direct);
+            ConvKernels.BackwardWeight<float>(shape, x, gy, dw, direct);
+        }
         var ey = new double[y.Length];
         var edx = new double[x.Length];
         var edw = new double[wt.Length];
@@ -104,9 +177,9 @@ public class ConvKernelTests
                                     edw[wi] += (double)x[xi] * gy[at];
                                 }
                     }
-        for (int i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - ey[i]) <= 1e-5 * (mag[i] + 1), $"direct={direct} y[{i}] = {y[i]}, expected {ey[i]}");
-        for (int i = 0; i < dx.Length; i++) Assert.True(Math.Abs(dx[i] - edx[i]) <= 1e-4 * (Math.Abs(edx[i]) + 1), $"direct={direct} dx[{i}] = {dx[i]}, expected {edx[i]}");
-        for (int i = 0; i < dw.Length; i++) Assert.True(Math.Abs(dw[i] - edw[i]) <= 1e-4 * (Math.Abs(edw[i]) + 10), $"direct={direct} dw[{i}] = {dw[i]}, expected {edw[i]}");
+        for (int i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - ey[i]) <= 1e-5 * (mag[i] + 1), $"direct={direct} flat={flat} y[{i}] = {y[i]}, expected {ey[i]}");
+        for (int i = 0; i < dx.Length; i++) Assert.True(Math.Abs(dx[i] - edx[i]) <= 1e-4 * (Math.Abs(edx[i]) + 1), $"direct={direct} flat={flat} dx[{i}] = {dx[i]}, expected {edx[i]}");
+        for (int i = 0; i < dw.Length; i++) Assert.True(Math.Abs(dw[i] - edw[i]) <= 1e-4 * (Math.Abs(edw[i]) + 10), $"direct={direct} flat={flat} dw[{i}] = {dw[i]}, expected {edw[i]}");
     }
 
     [Fact]

@@ -1,0 +1,515 @@
+using System.Buffers;
+using System.Runtime.Intrinsics;
+
+namespace GradFlow.Kernels;
+
+/// <summary>
+/// Stride-1 convolutions in float32 as an implicit GEMM over the flat padded image: no column matrix.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Each image's channels (of one group) are copied into zero-padded scratch planes of Hp rows of Wp, Hp = H + 2·PH,
+/// Wp = max(W + PW, OW) (one run of PW zeros between rows pads both sides, <see cref="RowStride"/>), stored flat.
+/// With stride 1, output (oh, ow) at the flat position q = oh·Wp + ow reads tap
+/// (c, kh, kw) at <c>q + offset(c, kh, kw)</c>, <c>offset = c·Hp·Wp + kh·DH·Wp + kw·DW</c>: every tap is the
+/// same flat vector shifted by a constant. So <c>Yf[o, q] = Σ_k W[o, k]·P[offset(k) + q]</c> over
+/// q &lt; OH·Wp is a GEMM whose right-hand rows are read in place at their offsets; the columns
+/// ow ≥ OW of each row (Wp − OW of every Wp) are computed and dropped when Yf is copied into y
+/// (plus the bias). The micro-kernel keeps an MR × (NV·lanes) tile of Yf in registers (AVX-512 8×48,
+/// AVX2 4×24; portable scalar 4×16), broadcasting the weights from a packed [k][MR] panel (rows past
+/// C_out/G are zero).
+/// </para>
+/// <para>
+/// Input gradient: for stride 1, <c>dx = conv(dy, W')</c> with <c>W'[c, o, kh, kw] = W[o, c, KH−1−kh, KW−1−kw]</c>
+/// (per group), padding <c>D·(K − 1) − P</c> and the same dilation: the forward kernel on dy, taken when that
+/// padding is not negative (<see cref="AppliesToInputGradient"/>). Weight gradient:
+/// <c>dW[o, k] = Σ_n Σ_q DYf_n[o, q]·P_n[offset(k) + q]</c>, DYf being dy laid out on the Wp-wide grid with zeros
+/// in the dropped columns; the kernel keeps MR × NK (AVX-512 4×6, AVX2 2×6, portable 1×1) entries as
+/// vectors of lane partial sums across the images of a chunk, and the lanes are added once at the end.
+/// </para>
+/// <para>
+/// Determinism: forward and input gradient run one task per image (each owns its output image); the
+/// weight gradient runs <see cref="ConvKernels.WeightChunks"/> chunks of consecutive images, each into its
+/// own lane partial sums; the chunks are added lane-wise in chunk order, then each entry's lanes in order. Results are bitwise the same for any thread count.
+/// A NaN or infinity in x also reaches the weight-gradient entries of the taps that read it only from a
+/// dropped column (0·∞).
+/// </para>
+/// </remarks>
+internal static unsafe class ConvFlat
+{
+    /// <summary>Whether the forward and the weight gradient run here: float32, stride 1, not depthwise (direct loops) and not pointwise (the image is its own column matrix).</summary>
+    public static bool Applies(in ConvShape s) => s.SH == 1 && s.SW == 1 && !ConvKernels.IsDirect(s) && !s.IsPointwise;
+
+    /// <summary>Floats of the weight gradient's lane partial sums allowed per call (all chunks together).</summary>
+    private const long PartialBudget = 1L << 22;
+
+    /// <summary>Whether the weight gradient runs here: <see cref="Applies"/> and lane partial sums within <see cref="PartialBudget"/> (else im2col + GEMM).</summary>
+    public static bool AppliesToWeightGradient(in ConvShape s, InstructionSet isa)
+    {
+        var (mr, nk, v) = WeightTile(isa);
+        long partial = (long)ConvKernels.WeightChunks(s) * s.Groups * ((s.Cog + mr - 1) / mr * mr) * ((s.GroupRows + nk - 1) / nk * nk) * v;
+        return Applies(s) && partial <= PartialBudget;
+    }
+
+    /// <summary>
+    /// Whether the input gradient runs here: <see cref="Applies"/> and a padding of at most D·(K − 1), so the transposed convolution's padding is not negative.
+    /// Also at least 4 input channels per group: the input gradient's tile rows are the input channels, and with fewer most of
+    /// the tile is zero rows (measured on cnn-resnet's one-channel stem: 1.2 ms flat against 0.7 ms by im2col + GEMM).
+    /// </summary>
+    public static bool AppliesToInputGradient(in ConvShape s) => Applies(s) && s.Cig >= 4 && s.PH <= s.DH * (s.KH - 1) && s.PW <= s.DW * (s.KW - 1);
+
+    /// <summary>The input gradient of <paramref name="s"/> as a forward convolution of dy ([N, Cout, OH, OW] to [N, C, H, W]).</summary>
+    public static ConvShape Transposed(in ConvShape s) =>
+        new(s.N, s.Cout, s.OH, s.OW, s.C, s.KH, s.KW, 1, 1, s.DH * (s.KH - 1) - s.PH, s.DW * (s.KW - 1) - s.PW, s.DH, s.DW, s.Groups);
+
+    /// <summary>Forward tile: output channels MR, flat columns NB per micro-kernel call.</summary>
+    private static (int MR, int NB) ForwardTile(InstructionSet isa) => isa switch
+    {
+        InstructionSet.Avx512 => (8, 48),
+        InstructionSet.Avx2 => (4, 24),
+        _ => (4, 16),
+    };
+
+    /// <summary>Weight-gradient tile: output channels MR, taps NK, lanes V.</summary>
+    private static (int MR, int NK, int V) WeightTile(InstructionSet isa) => isa switch
+    {
+        InstructionSet.Avx512 => (4, 6, 16),
+        InstructionSet.Avx2 => (2, 6, 8),
+        _ => (1, 1, 1),
+    };
+
+    /// <summary><c>y = conv(x, w) + bias</c> (shape checked by the caller).</summary>
+    public static void Forward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, InstructionSet isa) =>
+        Run(s, x, w, bias, y, flipped: false, isa);
+
+    /// <summary><c>dx = convᵀ(dy, w)</c> as the forward of <see cref="Transposed"/> with the flipped, transposed weight.</summary>
+    public static void BackwardInput(in ConvShape s, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx, InstructionSet isa) =>
+        Run(Transposed(s), dy, w, default, dx, flipped: true, isa);
+
+    /// <summary>
+    /// The row stride Wp of the padded planes: <c>max(W + PW, OW)</c>. One run of PW zeros after each row serves as
+    /// that row's right padding and the next row's left padding (a tap reading column −j of row h reads column
+    /// Wp − j of row h − 1), so each output row computes Wp − OW dropped columns (1 for a 3×3 kernel with padding 1).
+    /// </summary>
+    private static int RowStride(in ConvShape t) => Math.Max(t.W + t.PW, t.OW);
+
+    /// <summary>Floats of one padded plane: H + 2·PH rows of Wp.</summary>
+    private static int Plane(in ConvShape t) => (t.H + 2 * t.PH) * RowStride(t);
+
+    /// <summary>Scratch floats of the padded planes of one group of an image, with room for the last tile's reads past the flat output.</summary>
+    private static int PaddedLength(in ConvShape t, int flatColumns)
+    {
+        int wp = RowStride(t), plane = Plane(t);
+        return Math.Max(t.Cig * plane + t.PW, (t.Cig - 1) * plane + (t.KH - 1) * t.DH * wp + (t.KW - 1) * t.DW + flatColumns);
+    }
+
+    /// <summary>Tap offsets in the padded planes, k = (c·KH + kh)·KW + kw; entries past the taps (padding to a tile) are 0.</summary>
+    private static int[] Offsets(in ConvShape t, int length)
+    {
+        int wp = RowStride(t), plane = Plane(t);
+        var offsets = new int[length];
+        int k = 0;
+        for (int c = 0; c < t.Cig; c++)
+            for (int kh = 0; kh < t.KH; kh++)
+                for (int kw = 0; kw < t.KW; kw++) offsets[k++] = c * plane + kh * t.DH * wp + kw * t.DW;
+        return offsets;
+    }
+
+    /// <summary>
+    /// Copies channels [c0, c0 + Cig) of one image [C, H, W] into the zero-padded flat planes <paramref name="p"/>: pixel
+    /// (c, h, w) at <c>c·plane + PW + (h + PH)·Wp + w</c>, every other element 0 (cleared only when the buffer held another layout:
+    /// the pixels are the only elements ever written).
+    /// </summary>
+    private static void Pad(in ConvShape t, float* image, int c0, float* p, int length, bool clear)
+    {
+        int wp = RowStride(t), plane = Plane(t);
+        if (clear) new Span<float>(p, length).Clear();
+        for (int c = 0; c < t.Cig; c++)
+            for (int h = 0; h < t.H; h++)
+                CopyRow(image + ((long)(c0 + c) * t.H + h) * t.W, p + (long)c * plane + t.PW + (h + t.PH) * wp, t.W);
+    }
+
+    /// <summary>
+    /// Copies one image row (<paramref name="n"/> floats, no overlap): whole vectors and one last vector ending at the row's
+    /// end, inline (the rows are short, 28 floats in cnn-resnet, and a call to memmove per row cost 8 % of a step).
+    /// A copy, so the same bits on every instruction-set path.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void CopyRow(float* src, float* dst, int n)
+    {
+        if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
+        {
+            int i = 0;
+            for (; i <= n - Vector512<float>.Count; i += Vector512<float>.Count) Vector512.Load(src + i).Store(dst + i);
+            if (i < n) Vector512.Load(src + n - Vector512<float>.Count).Store(dst + n - Vector512<float>.Count);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count)
+        {
+            int i = 0;
+            for (; i <= n - Vector256<float>.Count; i += Vector256<float>.Count) Vector256.Load(src + i).Store(dst + i);
+            if (i < n) Vector256.Load(src + n - Vector256<float>.Count).Store(dst + n - Vector256<float>.Count);
+        }
+        else
+            for (int i = 0; i < n; i++) dst[i] = src[i];
+    }
+
+    /// <summary>What a scratch buffer last held, so that its zeros can be trusted: the layout of padded planes (or of flat dy), 0 for anything else.</summary>
+    private static Layout LayoutKey(in ConvShape t, int length, int kind) => new(kind, t.Cig, t.H, t.W, t.PH, t.PW, RowStride(t), length);
+
+    /// <summary>A scratch buffer's layout; <c>default</c> (kind 0) for contents that are not zeros plus pixels.</summary>
+    private readonly record struct Layout(int Kind, int Cig, int H, int W, int PH, int PW, int RowStride, int Length);
+
+    private static void Run(ConvShape t, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, bool flipped, InstructionSet isa)
+    {
+        var (mr, nb) = ForwardTile(isa);
+        int k = t.Cig * t.KH * t.KW, blocks = (t.Cog + mr - 1) / mr, wp = RowStride(t), q = t.OH * wp;
+        int qPad = (q + nb - 1) / nb * nb, pLength = PaddedLength(t, qPad), taps = t.KH * t.KW;
+        int panel = k * mr, packed = t.Groups * blocks * panel;
+        var wt = ArrayPool<float>.Shared.Rent(packed);
+        // Packed weights [g][block][k][r]; flipped: W'[c, o, kh, kw] = W[o, c, KH−1−kh, KW−1−kw] of the original
+        // convolution, whose input channels per group are t.Cog and output channels per group t.Cig.
+        for (int g = 0; g < t.Groups; g++)
+            for (int b = 0; b < blocks; b++)
+                for (int kk = 0; kk < k; kk++)
+                    for (int r = 0; r < mr; r++)
+                    {
+                        int o = b * mr + r;
+                        float v = 0;
+                        if (o < t.Cog)
+                        {
+                            if (!flipped) v = w[(g * t.Cog + o) * k + kk];
+                            else
+                            {
+                                int c = kk / taps, tap = kk % taps, kh = tap / t.KW, kw = tap % t.KW;
+                                v = w[((g * t.Cig + c) * t.Cog + o) * taps + (t.KH - 1 - kh) * t.KW + (t.KW - 1 - kw)];
+                            }
+                        }
+                        wt[(g * blocks + b) * panel + kk * mr + r] = v;
+                    }
+        var offsets = Offsets(t, k);
+        int image = t.C * t.H * t.W, output = t.Cout * t.OH * t.OW;
+        fixed (float* px = x, pwt = wt, pb = bias, py = y)
+        fixed (int* po = offsets)
+        {
+            float* xs = px, ws = pwt, bs = bias.IsEmpty ? null : pb, ys = py;
+            int* offs = po;
+            var shape = t;
+            void Image(int n)
+            {
+                var p = Scratch.Padded(pLength, LayoutKey(shape, pLength, 1), out bool clear);
+                var yf = Scratch.Output(blocks * mr * qPad, default, out _);
+                fixed (float* pp = p, pyf = yf)
+                    for (int g = 0; g < shape.Groups; g++)
+                    {
+                        Pad(shape, xs + (long)n * image, g * shape.Cig, pp, pLength, clear);
+                        clear = false;
+                        for (int b = 0; b < blocks; b++)
+                        {
+                            float* wpanel = ws + (long)(g * blocks + b) * panel, rows = pyf + (long)b * mr * qPad;
+                            for (int c0 = 0; c0 < qPad; c0 += nb)
+                            {
+                                if (isa == InstructionSet.Avx512) ForwardTile512(pp + c0, offs, wpanel, k, rows + c0, qPad);
+                                else if (isa == InstructionSet.Avx2) ForwardTile256(pp + c0, offs, wpanel, k, rows + c0, qPad);
+                                else ForwardTileScalar(pp + c0, offs, wpanel, k, rows + c0, qPad, mr, nb);
+                            }
+                        }
+                        for (int o = 0; o < shape.Cog; o++)
+                        {
+                            int oc = g * shape.Cog + o;
+                            float* dst = ys + (long)n * output + (long)oc * shape.OH * shape.OW;
+                            for (int oh = 0; oh < shape.OH; oh++)
+                            {
+                                float* src = pyf + (long)o * qPad + oh * wp;
+                                if (bs == null) CopyRow(src, dst + oh * shape.OW, shape.OW);
+                                else System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(src, shape.OW), bs[oc], new Span<float>(dst + oh * shape.OW, shape.OW));
+                            }
+                        }
+                    }
+            }
+            if (t.N >= 2) KernelThreads.Run(t.N, Image);
+            else if (t.N == 1) Image(0);
+        }
+        ArrayPool<float>.Shared.Return(wt);
+    }
+
+    /// <summary><c>dw = Σ_n dY_n · col(x_n)ᵀ</c> (written, not read).</summary>
+    public static void BackwardWeight(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dw, InstructionSet isa)
+    {
+        var (mr, nk, v) = WeightTile(isa);
+        int k = s.GroupRows, kPad = (k + nk - 1) / nk * nk, blocks = (s.Cog + mr - 1) / mr, rows = blocks * mr;
+        int wp = RowStride(s), q = s.OH * wp, qw = (q + v - 1) / v * v, pLength = PaddedLength(s, qw);
+        int chunks = ConvKernels.WeightChunks(s);
+        long perChunk = (long)s.Groups * rows * kPad * v;
+        var partial = ArrayPool<float>.Shared.Rent((int)(chunks * perChunk));
+        var offsets = Offsets(s, kPad);
+        int image = s.C * s.H * s.W, output = s.Cout * s.OH * s.OW, plane = s.OH * s.OW;
+        fixed (float* px = x, pdy = dy, ppart = partial)
+        fixed (int* po = offsets)
+        {
+            float* xs = px, gs = pdy, parts = ppart;
+            int* offs = po;
+            var shape = s;
+            void Chunk(int chunk)
+            {
+                float* part = parts + chunk * perChunk;
+                new Span<float>(part, (int)perChunk).Clear();
+                var p = Scratch.Padded(pLength, LayoutKey(shape, pLength, 1), out bool clear);
+                var dyf = Scratch.Output(rows * qw, LayoutKey(shape, rows * qw, 2), out bool clearDy);
+                int begin = (int)((long)shape.N * chunk / chunks), end = (int)((long)shape.N * (chunk + 1) / chunks);
+                fixed (float* pp = p, pd = dyf)
+                    for (int n = begin; n < end; n++)
+                        for (int g = 0; g < shape.Groups; g++)
+                        {
+                            Pad(shape, xs + (long)n * image, g * shape.Cig, pp, pLength, clear);
+                            clear = false;
+                            // dy on the Wp grid: the dropped columns and the rows past C_out/G stay 0.
+                            if (clearDy) new Span<float>(pd, rows * qw).Clear();
+                            clearDy = false;
+                            for (int o = 0; o < shape.Cog; o++)
+                                for (int oh = 0; oh < shape.OH; oh++)
+                                    CopyRow(gs + (long)n * output + (long)(g * shape.Cog + o) * plane + oh * shape.OW, pd + (long)o * qw + oh * wp, shape.OW);
+                            for (int b = 0; b < blocks; b++)
+                                for (int t0 = 0; t0 < kPad; t0 += nk)
+                                {
+                                    float* e = part + ((long)(g * rows + b * mr) * kPad + t0) * v;
+                                    if (isa == InstructionSet.Avx512) WeightTile512(pd + (long)b * mr * qw, qw, pp, offs + t0, qw, e, kPad);
+                                    else if (isa == InstructionSet.Avx2) WeightTile256(pd + (long)b * mr * qw, qw, pp, offs + t0, qw, e, kPad);
+                                    else e[0] += WeightDotScalar(pd + (long)b * qw, pp + offs[t0], qw);
+                                }
+                        }
+            }
+            if (chunks >= 2) KernelThreads.Run(chunks, Chunk);
+            else Chunk(0);
+            // Chunks added into chunk 0 in chunk order (lane-wise), then each entry's lanes in lane order: fixed by the shape.
+            var first = new Span<float>(parts, (int)perChunk);
+            for (int c = 1; c < chunks; c++)
+                System.Numerics.Tensors.TensorPrimitives.Add(first, new ReadOnlySpan<float>(parts + c * perChunk, (int)perChunk), first);
+            for (int g = 0; g < s.Groups; g++)
+                for (int o = 0; o < s.Cog; o++)
+                    for (int kk = 0; kk < k; kk++)
+                    {
+                        float* e = parts + ((long)(g * rows + o) * kPad + kk) * v;
+                        float total = 0;
+                        for (int l = 0; l < v; l++) total += e[l];
+                        dw[(g * s.Cog + o) * k + kk] = total;
+                    }
+        }
+        ArrayPool<float>.Shared.Return(partial);
+    }
+
+    /// <summary>Portable forward tile: MR rows × <paramref name="cols"/> flat columns, scalar.</summary>
+    private static void ForwardTileScalar(float* p, int* offsets, float* wt, int k, float* yf, int ldy, int mr, int cols)
+    {
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < cols; j++)
+            {
+                float sum = 0;
+                for (int kk = 0; kk < k; kk++) sum = MathF.FusedMultiplyAdd(wt[kk * mr + r], p[offsets[kk] + j], sum);
+                yf[(long)r * ldy + j] = sum;
+            }
+    }
+
+    /// <summary>Portable weight-gradient entry: <c>Σ_q dy[q]·p[q]</c>, scalar.</summary>
+    private static float WeightDotScalar(float* dy, float* p, int length)
+    {
+        float sum = 0;
+        for (int q = 0; q < length; q++) sum = MathF.FusedMultiplyAdd(dy[q], p[q], sum);
+        return sum;
+    }
+
+    /// <summary>Per-thread scratch: the padded planes and the flat output (or flat dy) of the image a task is working on.</summary>
+    private static class Scratch
+    {
+        [ThreadStatic] private static float[]? _padded;
+        [ThreadStatic] private static float[]? _output;
+        [ThreadStatic] private static Layout _paddedKey, _outputKey;
+
+        /// <summary>The padded-planes buffer; <paramref name="clear"/> when it must be zeroed first (it last held another layout <paramref name="key"/>).</summary>
+        public static float[] Padded(int length, Layout key, out bool clear) => Get(ref _padded, ref _paddedKey, length, key, out clear);
+
+        /// <summary>The flat output (forward, key 0: every element overwritten) or flat dy (weight gradient) buffer.</summary>
+        public static float[] Output(int length, Layout key, out bool clear) => Get(ref _output, ref _outputKey, length, key, out clear);
+
+        private static float[] Get(ref float[]? buffer, ref Layout held, int length, Layout key, out bool clear)
+        {
+            if (buffer is null || buffer.Length < length)
+            {
+                buffer = GC.AllocateUninitializedArray<float>(length, pinned: true);
+                held = default;
+            }
+            clear = key.Kind == 0 || held != key;
+            held = key;
+            return buffer;
+        }
+    }
+
+    /// <summary>8 output channels × 3 vectors of 16 flat columns: <c>yf[r, j] = Σ_k wt[k, r]·p[offsets[k] + j]</c> (row r at yf + r·ldy).</summary>
+    private static void ForwardTile512(float* p, int* offsets, float* wt, int k, float* yf, int ldy)
+    {
+        var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero; var c02 = Vector512<float>.Zero;
+        var c10 = Vector512<float>.Zero; var c11 = Vector512<float>.Zero; var c12 = Vector512<float>.Zero;
+        var c20 = Vector512<float>.Zero; var c21 = Vector512<float>.Zero; var c22 = Vector512<float>.Zero;
+        var c30 = Vector512<float>.Zero; var c31 = Vector512<float>.Zero; var c32 = Vector512<float>.Zero;
+        var c40 = Vector512<float>.Zero; var c41 = Vector512<float>.Zero; var c42 = Vector512<float>.Zero;
+        var c50 = Vector512<float>.Zero; var c51 = Vector512<float>.Zero; var c52 = Vector512<float>.Zero;
+        var c60 = Vector512<float>.Zero; var c61 = Vector512<float>.Zero; var c62 = Vector512<float>.Zero;
+        var c70 = Vector512<float>.Zero; var c71 = Vector512<float>.Zero; var c72 = Vector512<float>.Zero;
+        for (int kk = 0; kk < k; kk++, wt += 8)
+        {
+            float* src = p + offsets[kk];
+            var x0 = Vector512.Load(src + 0);
+            var x1 = Vector512.Load(src + 16);
+            var x2 = Vector512.Load(src + 32);
+            var w0 = Vector512.Create(wt[0]);
+            c00 = Vector512.FusedMultiplyAdd(w0, x0, c00); c01 = Vector512.FusedMultiplyAdd(w0, x1, c01); c02 = Vector512.FusedMultiplyAdd(w0, x2, c02);
+            var w1 = Vector512.Create(wt[1]);
+            c10 = Vector512.FusedMultiplyAdd(w1, x0, c10); c11 = Vector512.FusedMultiplyAdd(w1, x1, c11); c12 = Vector512.FusedMultiplyAdd(w1, x2, c12);
+            var w2 = Vector512.Create(wt[2]);
+            c20 = Vector512.FusedMultiplyAdd(w2, x0, c20); c21 = Vector512.FusedMultiplyAdd(w2, x1, c21); c22 = Vector512.FusedMultiplyAdd(w2, x2, c22);
+            var w3 = Vector512.Create(wt[3]);
+            c30 = Vector512.FusedMultiplyAdd(w3, x0, c30); c31 = Vector512.FusedMultiplyAdd(w3, x1, c31); c32 = Vector512.FusedMultiplyAdd(w3, x2, c32);
+            var w4 = Vector512.Create(wt[4]);
+            c40 = Vector512.FusedMultiplyAdd(w4, x0, c40); c41 = Vector512.FusedMultiplyAdd(w4, x1, c41); c42 = Vector512.FusedMultiplyAdd(w4, x2, c42);
+            var w5 = Vector512.Create(wt[5]);
+            c50 = Vector512.FusedMultiplyAdd(w5, x0, c50); c51 = Vector512.FusedMultiplyAdd(w5, x1, c51); c52 = Vector512.FusedMultiplyAdd(w5, x2, c52);
+            var w6 = Vector512.Create(wt[6]);
+            c60 = Vector512.FusedMultiplyAdd(w6, x0, c60); c61 = Vector512.FusedMultiplyAdd(w6, x1, c61); c62 = Vector512.FusedMultiplyAdd(w6, x2, c62);
+            var w7 = Vector512.Create(wt[7]);
+            c70 = Vector512.FusedMultiplyAdd(w7, x0, c70); c71 = Vector512.FusedMultiplyAdd(w7, x1, c71); c72 = Vector512.FusedMultiplyAdd(w7, x2, c72);
+        }
+        c00.Store(yf + 0 * (long)ldy + 0); c01.Store(yf + 0 * (long)ldy + 16); c02.Store(yf + 0 * (long)ldy + 32);
+        c10.Store(yf + 1 * (long)ldy + 0); c11.Store(yf + 1 * (long)ldy + 16); c12.Store(yf + 1 * (long)ldy + 32);
+        c20.Store(yf + 2 * (long)ldy + 0); c21.Store(yf + 2 * (long)ldy + 16); c22.Store(yf + 2 * (long)ldy + 32);
+        c30.Store(yf + 3 * (long)ldy + 0); c31.Store(yf + 3 * (long)ldy + 16); c32.Store(yf + 3 * (long)ldy + 32);
+        c40.Store(yf + 4 * (long)ldy + 0); c41.Store(yf + 4 * (long)ldy + 16); c42.Store(yf + 4 * (long)ldy + 32);
+        c50.Store(yf + 5 * (long)ldy + 0); c51.Store(yf + 5 * (long)ldy + 16); c52.Store(yf + 5 * (long)ldy + 32);
+        c60.Store(yf + 6 * (long)ldy + 0); c61.Store(yf + 6 * (long)ldy + 16); c62.Store(yf + 6 * (long)ldy + 32);
+        c70.Store(yf + 7 * (long)ldy + 0); c71.Store(yf + 7 * (long)ldy + 16); c72.Store(yf + 7 * (long)ldy + 32);
+    }
+
+    /// <summary>4 output channels × 3 vectors of 8 flat columns: <c>yf[r, j] = Σ_k wt[k, r]·p[offsets[k] + j]</c> (row r at yf + r·ldy).</summary>
+    private static void ForwardTile256(float* p, int* offsets, float* wt, int k, float* yf, int ldy)
+    {
+        var c00 = Vector256<float>.Zero; var c01 = Vector256<float>.Zero; var c02 = Vector256<float>.Zero;
+        var c10 = Vector256<float>.Zero; var c11 = Vector256<float>.Zero; var c12 = Vector256<float>.Zero;
+        var c20 = Vector256<float>.Zero; var c21 = Vector256<float>.Zero; var c22 = Vector256<float>.Zero;
+        var c30 = Vector256<float>.Zero; var c31 = Vector256<float>.Zero; var c32 = Vector256<float>.Zero;
+        for (int kk = 0; kk < k; kk++, wt += 4)
+        {
+            float* src = p + offsets[kk];
+            var x0 = Vector256.Load(src + 0);
+            var x1 = Vector256.Load(src + 8);
+            var x2 = Vector256.Load(src + 16);
+            var w0 = Vector256.Create(wt[0]);
+            c00 = Vector256.FusedMultiplyAdd(w0, x0, c00); c01 = Vector256.FusedMultiplyAdd(w0, x1, c01); c02 = Vector256.FusedMultiplyAdd(w0, x2, c02);
+            var w1 = Vector256.Create(wt[1]);
+            c10 = Vector256.FusedMultiplyAdd(w1, x0, c10); c11 = Vector256.FusedMultiplyAdd(w1, x1, c11); c12 = Vector256.FusedMultiplyAdd(w1, x2, c12);
+            var w2 = Vector256.Create(wt[2]);
+            c20 = Vector256.FusedMultiplyAdd(w2, x0, c20); c21 = Vector256.FusedMultiplyAdd(w2, x1, c21); c22 = Vector256.FusedMultiplyAdd(w2, x2, c22);
+            var w3 = Vector256.Create(wt[3]);
+            c30 = Vector256.FusedMultiplyAdd(w3, x0, c30); c31 = Vector256.FusedMultiplyAdd(w3, x1, c31); c32 = Vector256.FusedMultiplyAdd(w3, x2, c32);
+        }
+        c00.Store(yf + 0 * (long)ldy + 0); c01.Store(yf + 0 * (long)ldy + 8); c02.Store(yf + 0 * (long)ldy + 16);
+        c10.Store(yf + 1 * (long)ldy + 0); c11.Store(yf + 1 * (long)ldy + 8); c12.Store(yf + 1 * (long)ldy + 16);
+        c20.Store(yf + 2 * (long)ldy + 0); c21.Store(yf + 2 * (long)ldy + 8); c22.Store(yf + 2 * (long)ldy + 16);
+        c30.Store(yf + 3 * (long)ldy + 0); c31.Store(yf + 3 * (long)ldy + 8); c32.Store(yf + 3 * (long)ldy + 16);
+    }
+
+    /// <summary>
+    /// 4 output channels × 6 taps: <c>partial[r, t] += Σ_q dy[r·ldd + q]·p[offsets[t] + q]</c> over q &lt; qLength (a multiple
+    /// of 16), lane by lane (16 lanes per entry; entry (r, t) at partial + (r·ldp + t)·16).
+    /// </summary>
+    private static void WeightTile512(float* dy, int ldd, float* p, int* offsets, int qLength, float* partial, int ldp)
+    {
+        var a00 = Vector512<float>.Zero; var a01 = Vector512<float>.Zero; var a02 = Vector512<float>.Zero; var a03 = Vector512<float>.Zero; var a04 = Vector512<float>.Zero; var a05 = Vector512<float>.Zero;
+        var a10 = Vector512<float>.Zero; var a11 = Vector512<float>.Zero; var a12 = Vector512<float>.Zero; var a13 = Vector512<float>.Zero; var a14 = Vector512<float>.Zero; var a15 = Vector512<float>.Zero;
+        var a20 = Vector512<float>.Zero; var a21 = Vector512<float>.Zero; var a22 = Vector512<float>.Zero; var a23 = Vector512<float>.Zero; var a24 = Vector512<float>.Zero; var a25 = Vector512<float>.Zero;
+        var a30 = Vector512<float>.Zero; var a31 = Vector512<float>.Zero; var a32 = Vector512<float>.Zero; var a33 = Vector512<float>.Zero; var a34 = Vector512<float>.Zero; var a35 = Vector512<float>.Zero;
+        float* x0 = p + offsets[0]; float* x1 = p + offsets[1]; float* x2 = p + offsets[2]; float* x3 = p + offsets[3]; float* x4 = p + offsets[4]; float* x5 = p + offsets[5];
+        float* d0 = dy + 0 * (long)ldd; float* d1 = dy + 1 * (long)ldd; float* d2 = dy + 2 * (long)ldd; float* d3 = dy + 3 * (long)ldd;
+        for (int q = 0; q < qLength; q += 16)
+        {
+            var g0 = Vector512.Load(d0 + q);
+            var g1 = Vector512.Load(d1 + q);
+            var g2 = Vector512.Load(d2 + q);
+            var g3 = Vector512.Load(d3 + q);
+            var v0 = Vector512.Load(x0 + q);
+            a00 = Vector512.FusedMultiplyAdd(g0, v0, a00); a10 = Vector512.FusedMultiplyAdd(g1, v0, a10); a20 = Vector512.FusedMultiplyAdd(g2, v0, a20); a30 = Vector512.FusedMultiplyAdd(g3, v0, a30);
+            var v1 = Vector512.Load(x1 + q);
+            a01 = Vector512.FusedMultiplyAdd(g0, v1, a01); a11 = Vector512.FusedMultiplyAdd(g1, v1, a11); a21 = Vector512.FusedMultiplyAdd(g2, v1, a21); a31 = Vector512.FusedMultiplyAdd(g3, v1, a31);
+            var v2 = Vector512.Load(x2 + q);
+            a02 = Vector512.FusedMultiplyAdd(g0, v2, a02); a12 = Vector512.FusedMultiplyAdd(g1, v2, a12); a22 = Vector512.FusedMultiplyAdd(g2, v2, a22); a32 = Vector512.FusedMultiplyAdd(g3, v2, a32);
+            var v3 = Vector512.Load(x3 + q);
+            a03 = Vector512.FusedMultiplyAdd(g0, v3, a03); a13 = Vector512.FusedMultiplyAdd(g1, v3, a13); a23 = Vector512.FusedMultiplyAdd(g2, v3, a23); a33 = Vector512.FusedMultiplyAdd(g3, v3, a33);
+            var v4 = Vector512.Load(x4 + q);
+            a04 = Vector512.FusedMultiplyAdd(g0, v4, a04); a14 = Vector512.FusedMultiplyAdd(g1, v4, a14); a24 = Vector512.FusedMultiplyAdd(g2, v4, a24); a34 = Vector512.FusedMultiplyAdd(g3, v4, a34);
+            var v5 = Vector512.Load(x5 + q);
+            a05 = Vector512.FusedMultiplyAdd(g0, v5, a05); a15 = Vector512.FusedMultiplyAdd(g1, v5, a15); a25 = Vector512.FusedMultiplyAdd(g2, v5, a25); a35 = Vector512.FusedMultiplyAdd(g3, v5, a35);
+        }
+        { float* e = partial + ((long)(0 * ldp + 0)) * 16; (Vector512.Load(e) + a00).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 1)) * 16; (Vector512.Load(e) + a01).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 2)) * 16; (Vector512.Load(e) + a02).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 3)) * 16; (Vector512.Load(e) + a03).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 4)) * 16; (Vector512.Load(e) + a04).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 5)) * 16; (Vector512.Load(e) + a05).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 0)) * 16; (Vector512.Load(e) + a10).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 1)) * 16; (Vector512.Load(e) + a11).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 2)) * 16; (Vector512.Load(e) + a12).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 3)) * 16; (Vector512.Load(e) + a13).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 4)) * 16; (Vector512.Load(e) + a14).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 5)) * 16; (Vector512.Load(e) + a15).Store(e); }
+        { float* e = partial + ((long)(2 * ldp + 0)) * 16; (Vector512.Load(e) + a20).Store(e); }
+        { float* e = partial + ((long)(2 * ldp + 1)) * 16; (Vector512.Load(e) + a21).Store(e); }
+        { float* e = partial + ((long)(2 * ldp + 2)) * 16; (Vector512.Load(e) + a22).Store(e); }
+        { float* e = partial + ((long)(2 * ldp + 3)) * 16; (Vector512.Load(e) + a23).Store(e); }
+        { float* e = partial + ((long)(2 * ldp + 4)) * 16; (Vector512.Load(e) + a24).Store(e); }
+        { float* e = partial + ((long)(2 * ldp + 5)) * 16; (Vector512.Load(e) + a25).Store(e); }
+        { float* e = partial + ((long)(3 * ldp + 0)) * 16; (Vector512.Load(e) + a30).Store(e); }
+        { float* e = partial + ((long)(3 * ldp + 1)) * 16; (Vector512.Load(e) + a31).Store(e); }
+        { float* e = partial + ((long)(3 * ldp + 2)) * 16; (Vector512.Load(e) + a32).Store(e); }
+        { float* e = partial + ((long)(3 * ldp + 3)) * 16; (Vector512.Load(e) + a33).Store(e); }
+        { float* e = partial + ((long)(3 * ldp + 4)) * 16; (Vector512.Load(e) + a34).Store(e); }
+        { float* e = partial + ((long)(3 * ldp + 5)) * 16; (Vector512.Load(e) + a35).Store(e); }
+    }
+
+    /// <summary>
+    /// 2 output channels × 6 taps: <c>partial[r, t] += Σ_q dy[r·ldd + q]·p[offsets[t] + q]</c> over q &lt; qLength (a multiple
+    /// of 8), lane by lane (8 lanes per entry; entry (r, t) at partial + (r·ldp + t)·8).
+    /// </summary>
+    private static void WeightTile256(float* dy, int ldd, float* p, int* offsets, int qLength, float* partial, int ldp)
+    {
+        var a00 = Vector256<float>.Zero; var a01 = Vector256<float>.Zero; var a02 = Vector256<float>.Zero; var a03 = Vector256<float>.Zero; var a04 = Vector256<float>.Zero; var a05 = Vector256<float>.Zero;
+        var a10 = Vector256<float>.Zero; var a11 = Vector256<float>.Zero; var a12 = Vector256<float>.Zero; var a13 = Vector256<float>.Zero; var a14 = Vector256<float>.Zero; var a15 = Vector256<float>.Zero;
+        float* x0 = p + offsets[0]; float* x1 = p + offsets[1]; float* x2 = p + offsets[2]; float* x3 = p + offsets[3]; float* x4 = p + offsets[4]; float* x5 = p + offsets[5];
+        float* d0 = dy + 0 * (long)ldd; float* d1 = dy + 1 * (long)ldd;
+        for (int q = 0; q < qLength; q += 8)
+        {
+            var g0 = Vector256.Load(d0 + q);
+            var g1 = Vector256.Load(d1 + q);
+            var v0 = Vector256.Load(x0 + q);
+            a00 = Vector256.FusedMultiplyAdd(g0, v0, a00); a10 = Vector256.FusedMultiplyAdd(g1, v0, a10);
+            var v1 = Vector256.Load(x1 + q);
+            a01 = Vector256.FusedMultiplyAdd(g0, v1, a01); a11 = Vector256.FusedMultiplyAdd(g1, v1, a11);
+            var v2 = Vector256.Load(x2 + q);
+            a02 = Vector256.FusedMultiplyAdd(g0, v2, a02); a12 = Vector256.FusedMultiplyAdd(g1, v2, a12);
+            var v3 = Vector256.Load(x3 + q);
+            a03 = Vector256.FusedMultiplyAdd(g0, v3, a03); a13 = Vector256.FusedMultiplyAdd(g1, v3, a13);
+            var v4 = Vector256.Load(x4 + q);
+            a04 = Vector256.FusedMultiplyAdd(g0, v4, a04); a14 = Vector256.FusedMultiplyAdd(g1, v4, a14);
+            var v5 = Vector256.Load(x5 + q);
+            a05 = Vector256.FusedMultiplyAdd(g0, v5, a05); a15 = Vector256.FusedMultiplyAdd(g1, v5, a15);
+        }
+        { float* e = partial + ((long)(0 * ldp + 0)) * 8; (Vector256.Load(e) + a00).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 1)) * 8; (Vector256.Load(e) + a01).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 2)) * 8; (Vector256.Load(e) + a02).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 3)) * 8; (Vector256.Load(e) + a03).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 4)) * 8; (Vector256.Load(e) + a04).Store(e); }
+        { float* e = partial + ((long)(0 * ldp + 5)) * 8; (Vector256.Load(e) + a05).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 0)) * 8; (Vector256.Load(e) + a10).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 1)) * 8; (Vector256.Load(e) + a11).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 2)) * 8; (Vector256.Load(e) + a12).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 3)) * 8; (Vector256.Load(e) + a13).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 4)) * 8; (Vector256.Load(e) + a14).Store(e); }
+        { float* e = partial + ((long)(1 * ldp + 5)) * 8; (Vector256.Load(e) + a15).Store(e); }
+    }
+}

@@ -1,0 +1,145 @@
+using GradFlow.Kernels;
+
+namespace GradFlow.Tests.Kernels;
+
+public class NormKernelTests
+{
+    public static TheoryData<int> Lengths => KernelLengths.All;
+
+    private const int Segments = 3;
+
+    /// <summary>Values in about [97, 103]: a large mean, so deviations must be taken from the mean, not from E[x²] − μ².</summary>
+    private static float[] Shifted(int count, int seed) => KernelLengths.Values(count, seed).Select(v => v + 100f).ToArray();
+
+    private static double[] SegmentMeans(float[] x, int length)
+    {
+        var mean = new double[Segments];
+        for (int s = 0; s < Segments; s++)
+            for (int j = 0; j < length; j++) mean[s] += x[s * length + j] / (double)length;
+        return mean;
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void SegmentSumsAndSquaredDeviations_EveryPath_MatchDoubleReference(int length)
+    {
+        var x = Shifted(Segments * length, length);
+        var mean = SegmentMeans(x, length);
+        foreach (var isa in KernelIsa.All)
+        {
+            var sum = new double[Segments];
+            var ss = new double[Segments];
+            NormKernels.SegmentSums<float>(x, Segments, length, sum, isa);
+            NormKernels.SegmentSquaredDeviations<float>(x, Segments, length, mean, ss, isa);
+            for (int s = 0; s < Segments; s++)
+            {
+                double refSum = 0, refSs = 0;
+                for (int j = 0; j < length; j++)
+                {
+                    float xv = x[s * length + j];
+                    refSum += xv;
+                    // float deviation from the float mean, as the kernel: exact up to float rounding of x − μ
+                    double d = (double)(xv - (float)mean[s]);
+                    refSs += d * d;
+                }
+                Assert.True(Math.Abs(sum[s] - refSum) <= 1e-6 * Math.Abs(refSum), $"{isa} n={length} segment {s}: sum {sum[s]} vs {refSum}");
+                Assert.True(Math.Abs(ss[s] - refSs) <= 1e-5 * refSs + 1e-9, $"{isa} n={length} segment {s}: ss {ss[s]} vs {refSs}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void SegmentGradientSums_EveryPath_MatchDoubleReference(int length)
+    {
+        var x = Shifted(Segments * length, length);
+        var g = KernelLengths.Values(Segments * length, length + 7);
+        var mean = SegmentMeans(x, length);
+        foreach (var isa in KernelIsa.All)
+        {
+            var sumG = new double[Segments];
+            var sumGDev = new double[Segments];
+            NormKernels.SegmentGradientSums<float>(g, x, Segments, length, mean, sumG, sumGDev, isa);
+            for (int s = 0; s < Segments; s++)
+            {
+                double r1 = 0, r2 = 0, m1 = 0, m2 = 0;
+                for (int j = 0; j < length; j++)
+                {
+                    int at = s * length + j;
+                    double d = (double)(x[at] - (float)mean[s]);
+                    r1 += g[at];
+                    r2 += g[at] * d;
+                    m1 += Math.Abs(g[at]);
+                    m2 += Math.Abs(g[at] * d);
+                }
+                Assert.True(Math.Abs(sumG[s] - r1) <= 1e-6 * m1 + 1e-9, $"{isa} n={length}: Σg {sumG[s]} vs {r1}");
+                Assert.True(Math.Abs(sumGDev[s] - r2) <= 1e-6 * m2 + 1e-9, $"{isa} n={length}: Σg(x−μ) {sumGDev[s]} vs {r2}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void SegmentAffineAndGradient_EveryPath_MatchScalarDefinition(int length)
+    {
+        var x = Shifted(Segments * length, length);
+        var g = KernelLengths.Values(Segments * length, length + 3);
+        var mean = SegmentMeans(x, length);
+        double[] scale = [0.5, -1.25, 2.0], shift = [0.1, 0, -3], a = [1.5, 0.25, -2], b = [-0.3, 0.7, 0], c = [0.01, -0.2, 1];
+        foreach (var isa in KernelIsa.All)
+        {
+            var y = new float[x.Length];
+            var dx = new float[x.Length];
+            NormKernels.SegmentAffine<float>(x, Segments, length, mean, scale, shift, y, isa);
+            NormKernels.SegmentAffineGradient<float>(g, x, Segments, length, mean, a, b, c, dx, isa);
+            for (int s = 0; s < Segments; s++)
+                for (int j = 0; j < length; j++)
+                {
+                    int at = s * length + j;
+                    double dev = x[at] - (float)mean[s];
+                    double ry = dev * scale[s] + shift[s], rdx = a[s] * g[at] + b[s] * dev + c[s];
+                    Assert.True(Math.Abs(y[at] - ry) <= 1e-5 * (Math.Abs(dev * scale[s]) + Math.Abs(shift[s])) + 1e-6, $"{isa} n={length} at {at}: y {y[at]} vs {ry}");
+                    Assert.True(Math.Abs(dx[at] - rdx) <= 1e-5 * (Math.Abs(a[s] * g[at]) + Math.Abs(b[s] * dev) + Math.Abs(c[s])) + 1e-6,
+                        $"{isa} n={length} at {at}: dx {dx[at]} vs {rdx}");
+                }
+        }
+    }
+
+    [Fact]
+    public void SegmentPasses_OneAndTwoThreads_AreBitwiseEqual()
+    {
+        const int segments = 64 * 16, length = 784;
+        var x = Shifted(segments * length, 1);
+        var g = KernelLengths.Values(segments * length, 2);
+        var mean = Enumerable.Range(0, segments).Select(s => 100.0 + s % 3 * 0.01).ToArray();
+        var ones = Enumerable.Repeat(0.5, segments).ToArray();
+        (double[], double[], double[], float[], float[]) Run()
+        {
+            var sum = new double[segments];
+            var s1 = new double[segments];
+            var s2 = new double[segments];
+            var y = new float[x.Length];
+            var dx = new float[x.Length];
+            NormKernels.SegmentSums<float>(x, segments, length, sum);
+            NormKernels.SegmentGradientSums<float>(g, x, segments, length, mean, s1, s2);
+            NormKernels.SegmentAffine<float>(x, segments, length, mean, ones, ones, y);
+            NormKernels.SegmentAffineGradient<float>(g, x, segments, length, mean, ones, ones, ones, dx);
+            return (sum, s1, s2, y, dx);
+        }
+        var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Item1, two.Item1);
+        Assert.Equal(one.Item2, two.Item2);
+        Assert.Equal(one.Item3, two.Item3);
+        Assert.Equal(one.Item4, two.Item4);
+        Assert.Equal(one.Item5, two.Item5);
+    }
+
+    [Fact]
+    public void SegmentSums_WrongLengths_ThrowNamingTheSpans()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => NormKernels.SegmentSums<float>(new float[10], 3, 4, new double[3]));
+        Assert.Contains("10 elements", ex.Message);
+        ex = Assert.Throws<ArgumentException>(() => NormKernels.SegmentSums<float>(new float[12], 3, 4, new double[2]));
+        Assert.Contains("sum has 2", ex.Message);
+    }
+}
