@@ -59,6 +59,10 @@ internal static class TrainCommand
           --resume DIR          continue the run in DIR from its newest intact checkpoint (its config,
                                 monitoring included; options given override it)
           --json                print one JSON object per epoch instead of the table
+          --tensorboard DIR     TensorBoard event files in DIR: loss, accuracy, learning rate, weight and
+                                gradient histograms, and (turning on --monitor) the gradient ratio, per-layer
+                                signal RMS, weight-gradient norm, update ratio, saturation, dead units and
+                                the verdict as text
           --monitor             live per-layer gradient display (every --monitor-every steps, default 10),
                                 monitor samples in metrics.jsonl, and a diagnosis at the end
         """;
@@ -67,7 +71,7 @@ internal static class TrainCommand
     [
         "model", "model-file", "data", "data-dir", "seq-len", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
         "schedule", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "seed",
-        "threads", "config", "out", "resume", "monitor-every", "target", "task", "test-data", "test-fraction", "image-size", "channels",
+        "threads", "config", "out", "resume", "monitor-every", "target", "task", "test-data", "test-fraction", "image-size", "channels", "tensorboard",
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
@@ -92,6 +96,8 @@ internal static class TrainCommand
         bool json = o.Has("json");
         var progress = new ProgressObserver(stderr, config.Epochs, trainer.Loader.BatchCount, json ? null : stdout);
         trainer.AddObserver(progress);
+        using var tensorboard = o.String("tensorboard") is { } tbDir ? new Training.TensorBoard.EventWriter(tbDir) : null;
+        if (tensorboard is not null) trainer.AddObserver(new Training.TensorBoard.TensorBoardObserver(tensorboard, config.MonitorEvery ?? 10));
         Diagnostics.GradientMonitor? monitor = null;
         Diagnostics.NonFiniteTracer? tracer = null;
         if (config.MonitorEvery is { } every)
@@ -100,6 +106,7 @@ internal static class TrainCommand
             tracer = new Diagnostics.NonFiniteTracer(trainer.Model);
             trainer.AddObserver(tracer).AddObserver(monitor);
             if (runDir is not null) Diagnostics.MonitorLog.WriteTo(monitor, new RunDirectory(runDir));
+            if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteTo(monitor, tensorboard);
             var live = new LiveDisplay(stderr, ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected);
             monitor.SampleCompleted += live.Show;
         }
@@ -117,6 +124,7 @@ internal static class TrainCommand
                 nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null, recentLosses: monitor.RecentLosses());
             if (runDir is not null) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
             verdict = DiagnosisView.Verdict(diagnosis);
+            if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteVerdict(tensorboard, verdict, result.Steps);
             monitor.Dispose();
             tracer.Dispose();
         }
@@ -181,7 +189,7 @@ internal static class TrainCommand
             ImageWidth = ImageSize(o)?.Width ?? c.ImageWidth,
             ImageHeight = ImageSize(o)?.Height ?? c.ImageHeight,
             ImageChannels = o.Int("channels") ?? c.ImageChannels,
-            MonitorEvery = o.Has("monitor") || c.MonitorEvery is not null ? o.Int("monitor-every") ?? c.MonitorEvery ?? 10 : null,
+            MonitorEvery = o.Has("monitor") || o.Has("tensorboard") || c.MonitorEvery is not null ? o.Int("monitor-every") ?? c.MonitorEvery ?? 10 : null,
         };
         c.Validate("gradflow train");
         return c;
