@@ -48,6 +48,21 @@ public sealed class TrainFromFilesTests : IDisposable
     }
 
     [Fact]
+    public void Diagnose_Csv_PreflightGivesAVerdict()
+    {
+        var sb = new System.Text.StringBuilder("a,b,y\n");
+        for (int i = 0; i < 64; i++) sb.Append(CultureInfo.InvariantCulture, $"{i % 7},{i % 5},{i % 2}\n");
+        var csv = Path.Combine(_dir, "t.csv");
+        File.WriteAllText(csv, sb.ToString());
+        var (code, output, err) = CliRunner.Run("diagnose", "--preflight", "--model", "mlp 2-8-2", "--data", csv, "--target", "y", "--no-standardize", "--threads", "1");
+        Assert.True(code is 0 or 3, err);
+        Assert.Contains("layer", output);
+        var (code2, _, err2) = CliRunner.Run("diagnose", "--preflight", "--data", csv, "--target", "y", "--tensorboard", _dir);
+        Assert.Equal(2, code2);
+        Assert.Contains("unknown option --tensorboard", err2);
+    }
+
+    [Fact]
     public void Train_ImageFolder_LearnsTwoColours()
     {
         var root = Path.Combine(_dir, "images");
