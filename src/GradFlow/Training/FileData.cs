@@ -266,8 +266,8 @@ public static class FileData
             if (!float.IsFinite(x[i]))
                 throw new InvalidDataException($"data: {xy.XName}: element {i} (example {i / Math.Max(1, x.Length / n)}) is {xy.X[i]}, not a finite float32 value.");
         }
-        int[] shape = xy.XShape.Length == 1 ? [n, 1] : xy.XShape;
-        var inputs = new Tensor(x, shape);
+        // flat [N, features]: the model specs DataSources builds take one vector per example
+        var inputs = new Tensor(x, [n, x.Length / n]);
         if (classes)
         {
             var labels = new int[n];

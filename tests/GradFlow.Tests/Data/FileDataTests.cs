@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using GradFlow.Data;
 using GradFlow.Nn;
@@ -19,18 +18,10 @@ public sealed class FileDataTests : IDisposable
     private static DataBundle Load(TrainingConfig c) => FileData.Load(c);
 
     /// <summary>Runs python3 with numpy on <paramref name="script"/> (the temp folder as working directory).</summary>
-    internal static string Python(string workDir, string script)
+    private static void Python(string workDir, string script)
     {
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workDir };
-        psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add(script);
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        string output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        Assert.False(err.Result.Contains("No module named", StringComparison.Ordinal), "python3-numpy is missing: apt-get install -y python3-numpy (scripts/test.sh does this): " + err.Result);
-        Assert.True(p.ExitCode == 0, err.Result);
-        return output;
+        var (exit, _, err) = TestSupport.Python.Run(workDir, "-c", script);
+        Assert.True(exit == 0, err);
     }
 
     // ------------------------------------------------------------------ CSV / TSV
@@ -271,7 +262,7 @@ public sealed class FileDataTests : IDisposable
         var images = _dir.Write("shapes-images-idx3-ubyte", IdxBytes.UByte(pixels, 6, 2, 2));
         _dir.Write("shapes-labels-idx1-ubyte", IdxBytes.UByte([0, 1, 2, 0, 1, 2], 6));
         var d = Load(new TrainingConfig { Data = images, TestData = images, Standardize = false });
-        Assert.Equal([6, 2, 2], d.Train.Inputs.Shape.ToArray());
+        Assert.Equal([6, 4], d.Train.Inputs.Shape.ToArray()); // flattened per example
         Assert.Equal(3, d.Train.ClassCount);
         Assert.Equal(230 / 255f, ((float[])d.Train.Inputs.Storage)[23], 6);
         // one mean and standard deviation for all pixels

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using GradFlow.Tests.TestSupport;
@@ -17,17 +16,12 @@ public sealed class TensorBoardTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
+    private static string Reader => Path.Combine(RepoPaths.Root, "tests", "python", "tensorboard_reader.py");
+
     private static List<JsonElement> Read(string eventFile)
     {
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(RepoPaths.Root, "tests", "python", "tensorboard_reader.py"));
-        psi.ArgumentList.Add(eventFile);
-        using var p = Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        string output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        Assert.False(err.Result.Contains("No module named 'google'", StringComparison.Ordinal), "python3-protobuf is missing: apt-get install -y python3-protobuf (scripts/test.sh does this)");
-        Assert.True(p.ExitCode == 0, err.Result);
+        var (exit, output, err) = Python.Run(null, Reader, eventFile);
+        Assert.True(exit == 0, err);
         return output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
     }
 
@@ -84,13 +78,8 @@ public sealed class TensorBoardTests : IDisposable
         var bytes = File.ReadAllBytes(path);
         bytes[^6] ^= 0x40; // inside the last record's data
         File.WriteAllBytes(path, bytes);
-        var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(RepoPaths.Root, "tests", "python", "tensorboard_reader.py"));
-        psi.ArgumentList.Add(path);
-        using var p = Process.Start(psi)!;
-        string err = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.NotEqual(0, p.ExitCode);
+        var (exit, _, err) = Python.Run(null, Reader, path);
+        Assert.NotEqual(0, exit);
         Assert.Contains("CRC mismatch", err);
     }
 
@@ -99,7 +88,7 @@ public sealed class TensorBoardTests : IDisposable
     {
         var tb = Path.Combine(_dir, "tb");
         var (code, output, err) = CliRunner.Run("train", "--model", "mlp 2-8x2-2 act=tanh init=xavier-uniform", "--data", "circles",
-            "--epochs", "2", "--max-steps", "40", "--batch-size", "100", "--threads", "1", "--tensorboard", tb, "--monitor-every", "5");
+            "--epochs", "2", "--max-steps", "40", "--batch-size", "100", "--threads", "1", "--tensorboard", tb, "--monitor-every", "5", "--clip-norm", "100");
         Assert.True(code == 0, err);
         var file = Assert.Single(Directory.GetFiles(tb));
         var events = Read(file);
@@ -108,6 +97,7 @@ public sealed class TensorBoardTests : IDisposable
         // a loss and a learning rate for each of the 40 steps
         Assert.Equal(Enumerable.Range(0, 40).Select(i => (long)i), values.Where(v => v.Value.GetProperty("tag").GetString() == "train/loss").Select(v => v.Step));
         Assert.Contains("train/learning_rate", tags);
+        Assert.Contains("train/gradient_norm", tags); // measured by --clip-norm
         Assert.Contains("epoch/test_accuracy", tags);
         Assert.Contains("epoch/train_loss", tags);
         Assert.Contains("gradient_ratio", tags);

@@ -4,8 +4,8 @@ namespace GradFlow.Training.TensorBoard;
 
 /// <summary>
 /// Writes a training run to TensorBoard (<c>gradflow train --tensorboard DIR</c>): per step the loss
-/// (<c>train/loss</c>), learning rate (<c>train/learning_rate</c>) and global gradient norm
-/// (<c>train/gradient_norm</c>); per epoch <c>epoch/train_loss</c>, <c>epoch/train_accuracy</c>,
+/// (<c>train/loss</c>), learning rate (<c>train/learning_rate</c>) and, when clipping by norm measures
+/// it, the global gradient norm (<c>train/gradient_norm</c>); per epoch <c>epoch/train_loss</c>, <c>epoch/train_accuracy</c>,
 /// <c>epoch/test_loss</c>, <c>epoch/test_accuracy</c> (accuracies only for classification); and every
 /// <c>histogramEvery</c> steps, when the gradients are complete, histograms of every parameter
 /// (<c>weights/NAME</c>) and its gradient (<c>gradients/NAME</c>). The monitor's per-layer figures and
@@ -28,8 +28,14 @@ public sealed class TensorBoardObserver(EventWriter writer, int histogramEvery =
     }
 
     /// <inheritdoc />
-    public void OnStepEnd(StepInfo step) =>
-        Writer.AddScalars([("train/loss", step.Loss), ("train/learning_rate", step.Optimizer.LearningRate), ("train/gradient_norm", step.GradientNorm)], step.Step);
+    public void OnStepEnd(StepInfo step)
+    {
+        // the global gradient norm is measured only when clipping by norm
+        if (double.IsNaN(step.GradientNorm))
+            Writer.AddScalars([("train/loss", step.Loss), ("train/learning_rate", step.Optimizer.LearningRate)], step.Step);
+        else
+            Writer.AddScalars([("train/loss", step.Loss), ("train/learning_rate", step.Optimizer.LearningRate), ("train/gradient_norm", step.GradientNorm)], step.Step);
+    }
 
     /// <inheritdoc />
     public void OnEpochEnd(EpochMetrics m)
