@@ -20,6 +20,18 @@ internal static class TrainCommand
           --model-file FILE     the model spec in a file (text or JSON)
           --data NAME           fashion-mnist (default), spirals, circles, teacher; for recurrent models
                                 adding (the adding problem, regression) and fashion-mnist-rows
+                                or a file or folder of your own (docs/data.md): FILE.csv / FILE.tsv (a header,
+                                numeric features, --target COLUMN), FILE.npz or FILE.safetensors (arrays x, y),
+                                X.npy (targets in Y.npy, or --target FILE), IDX images (labels found by name,
+                                or --target FILE), or a folder with one subfolder of PNG/JPEG images per class
+          --target NAME         the target column of a table, or the target file of NPY or IDX data
+          --task KIND           auto (default: integers and strings are classes, other numbers values),
+                                classes or values
+          --test-data PATH      test data in the same format (default: a seeded split of --data)
+          --test-fraction X     fraction of --data held out for testing without --test-data (default 0.2)
+          --no-standardize      keep the inputs as read (default: standardise with training-set statistics)
+          --image-size WxH      resize the images of an image folder (default: the first image's size)
+          --channels N          1 (grey) or 3 (RGB, default) channels for an image folder
           --seq-len N           steps per sequence of the adding problem (default 100)
           --data-dir DIR        Fashion-MNIST directory (else $GRADFLOW_DATA, else /usr/share/datasets/fashion-mnist)
           --train-limit N       use the first N training examples
@@ -47,6 +59,10 @@ internal static class TrainCommand
           --resume DIR          continue the run in DIR from its newest intact checkpoint (its config,
                                 monitoring included; options given override it)
           --json                print one JSON object per epoch instead of the table
+          --tensorboard DIR     TensorBoard event files in DIR: loss, accuracy, learning rate, weight and
+                                gradient histograms, and (turning on --monitor) the gradient ratio, per-layer
+                                signal RMS, weight-gradient norm, update ratio, saturation, dead units and
+                                the verdict as text
           --monitor             live per-layer gradient display (every --monitor-every steps, default 10),
                                 monitor samples in metrics.jsonl, and a diagnosis at the end
         """;
@@ -55,7 +71,7 @@ internal static class TrainCommand
     [
         "model", "model-file", "data", "data-dir", "seq-len", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
         "schedule", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "seed",
-        "threads", "config", "out", "resume", "monitor-every",
+        "threads", "config", "out", "resume", "monitor-every", "target", "task", "test-data", "test-fraction", "image-size", "channels", "tensorboard",
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
@@ -65,7 +81,7 @@ internal static class TrainCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("train", args, ValuedOptions, ["json", "monitor", "force"]);
+        var o = new CliOptions("train", args, ValuedOptions, ["json", "monitor", "force", "no-standardize"]);
         if (o.Has("resume") && o.Has("out")) throw new UsageException("gradflow train: give either --out or --resume, not both.");
         if (o.Has("force") && !o.Has("out")) throw new UsageException("gradflow train: --force goes with --out (it starts the run in that directory over).");
         string? runDir = o.String("resume") ?? o.String("out");
@@ -80,6 +96,8 @@ internal static class TrainCommand
         bool json = o.Has("json");
         var progress = new ProgressObserver(stderr, config.Epochs, trainer.Loader.BatchCount, json ? null : stdout);
         trainer.AddObserver(progress);
+        using var tensorboard = o.String("tensorboard") is { } tbDir ? new Training.TensorBoard.EventWriter(tbDir) : null;
+        if (tensorboard is not null) trainer.AddObserver(new Training.TensorBoard.TensorBoardObserver(tensorboard, config.MonitorEvery ?? 10));
         Diagnostics.GradientMonitor? monitor = null;
         Diagnostics.NonFiniteTracer? tracer = null;
         if (config.MonitorEvery is { } every)
@@ -88,6 +106,7 @@ internal static class TrainCommand
             tracer = new Diagnostics.NonFiniteTracer(trainer.Model);
             trainer.AddObserver(tracer).AddObserver(monitor);
             if (runDir is not null) Diagnostics.MonitorLog.WriteTo(monitor, new RunDirectory(runDir));
+            if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteTo(monitor, tensorboard);
             var live = new LiveDisplay(stderr, ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected);
             monitor.SampleCompleted += live.Show;
         }
@@ -105,6 +124,7 @@ internal static class TrainCommand
                 nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null, recentLosses: monitor.RecentLosses());
             if (runDir is not null) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
             verdict = DiagnosisView.Verdict(diagnosis);
+            if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteVerdict(tensorboard, verdict, result.Steps);
             monitor.Dispose();
             tracer.Dispose();
         }
@@ -161,10 +181,29 @@ internal static class TrainCommand
             LabelSmoothing = o.Double("label-smoothing") ?? c.LabelSmoothing,
             Seed = o.ULong("seed") ?? c.Seed,
             Threads = o.Int("threads") ?? c.Threads,
-            MonitorEvery = o.Has("monitor") || c.MonitorEvery is not null ? o.Int("monitor-every") ?? c.MonitorEvery ?? 10 : null,
+            Target = o.String("target") ?? c.Target,
+            TargetKind = o.Enum<Data.TargetKind>("task") ?? c.TargetKind,
+            TestData = o.String("test-data") ?? c.TestData,
+            TestFraction = o.Double("test-fraction") ?? c.TestFraction,
+            Standardize = !o.Has("no-standardize") && c.Standardize,
+            ImageWidth = ImageSize(o)?.Width ?? c.ImageWidth,
+            ImageHeight = ImageSize(o)?.Height ?? c.ImageHeight,
+            ImageChannels = o.Int("channels") ?? c.ImageChannels,
+            MonitorEvery = o.Has("monitor") || o.Has("tensorboard") || c.MonitorEvery is not null ? o.Int("monitor-every") ?? c.MonitorEvery ?? 10 : null,
         };
         c.Validate("gradflow train");
         return c;
+    }
+
+    /// <summary>--image-size WxH (or one number for a square), or null.</summary>
+    private static (int Width, int Height)? ImageSize(CliOptions o)
+    {
+        if (o.String("image-size") is not { } v) return null;
+        var parts = v.Split('x', 'X');
+        if (parts.Length is 1 or 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int w)
+            && int.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out int h) && w >= 1 && h >= 1)
+            return (w, h);
+        throw new UsageException($"gradflow train: --image-size '{v}' is not WIDTHxHEIGHT (e.g. 32x32) or one number.");
     }
 
     internal static string Table(IReadOnlyList<EpochMetrics> epochs)

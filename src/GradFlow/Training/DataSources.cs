@@ -26,7 +26,7 @@ public static class DataSources
     /// for recurrent models, the adding problem (<see cref="SequenceTasks.Adding"/>, T =
     /// <see cref="TrainingConfig.SequenceLength"/> or 100: by default <see cref="AddingTrainSteps"/>/T training
     /// sequences, 128 000 at T = 100, so that 4000 steps of 32 see fresh ones; 2000 test sequences from <see cref="AddingTestSeed"/>) or Fashion-MNIST by rows
-    /// ([N, 28, 28]).
+    /// ([N, 28, 28]). Any other name is a file or folder (<see cref="FileData"/>).
     /// </summary>
     /// <exception cref="ArgumentException">naming the data set and the model when their sizes do not fit.</exception>
     public static DataBundle Load(TrainingConfig config, INetworkSpec spec)
@@ -42,7 +42,7 @@ public static class DataSources
             "teacher" => TeacherBundle(spec.Input, spec.Output, s),
             "adding" => AddingBundle(config),
             "fashion-mnist-rows" => FashionMnistRowsBundle(config.DataDir),
-            _ => throw new ArgumentException($"data: unknown data set '{config.Data}' (valid: {string.Join(", ", Names)})."),
+            _ => FileData.Load(config),
         };
         var inputs = bundle.Train.Inputs;
         if (spec is RecurrentSpec)

@@ -90,6 +90,9 @@ public static class SafeTensors
     /// <param name="Metadata">The <c>__metadata__</c> strings (empty when absent).</param>
     public sealed record Contents(IReadOnlyList<KeyValuePair<string, Tensor>> Tensors, IReadOnlyDictionary<string, string> Metadata)
     {
+        /// <summary>Each tensor's dtype as the file states it (<c>F32</c>, <c>I64</c>, ...): integer types are read into float64 tensors.</summary>
+        public IReadOnlyDictionary<string, string> DTypes { get; init; } = new Dictionary<string, string>();
+
         /// <summary>The tensors as a dictionary.</summary>
         public IReadOnlyDictionary<string, Tensor> ToDictionary() => Tensors.ToDictionary(kv => kv.Key, kv => kv.Value);
 
@@ -142,7 +145,7 @@ public static class SafeTensors
         var result = new List<KeyValuePair<string, Tensor>>(entries.Count);
         var chunk = new byte[ChunkBytes];
         foreach (var e in entries) result.Add(new(e.Name, Decode(file, e, stream, chunk)));
-        return new Contents(result, metadata);
+        return new Contents(result, metadata) { DTypes = entries.ToDictionary(e => e.Name, e => e.DType, StringComparer.Ordinal) };
     }
 
     /// <summary>Bytes converted per read when a tensor's type differs from its in-memory type (F16, BF16, integers).</summary>

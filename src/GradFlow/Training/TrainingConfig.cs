@@ -42,6 +42,30 @@ public sealed record TrainingConfig
     /// <summary>Data set: <c>fashion-mnist</c>, <c>spirals</c>, <c>circles</c>, <c>teacher</c> (classification); <c>adding</c> (the adding problem, regression); <c>fashion-mnist-rows</c> (Fashion-MNIST read row by row, a sequence of 28 steps).</summary>
     public string Data { get; init; } = "fashion-mnist";
 
+    /// <summary>For data from files (<see cref="FileData"/>): the target column of a CSV/TSV file, or the label file of IDX images or of an NPY array (default: see docs/data.md).</summary>
+    public string? Target { get; init; }
+
+    /// <summary>For data from files: what the target holds (class labels or regression values; by default decided from the values).</summary>
+    public GradFlow.Data.TargetKind TargetKind { get; init; } = GradFlow.Data.TargetKind.Auto;
+
+    /// <summary>For data from files: a test file (or image folder) in the training data's format; null = a seeded split of the training data.</summary>
+    public string? TestData { get; init; }
+
+    /// <summary>For data from files without <see cref="TestData"/>: the fraction of examples held out for testing (seeded by <see cref="Seed"/>).</summary>
+    public double TestFraction { get; init; } = 0.2;
+
+    /// <summary>For data from files: standardise the inputs with the training set's statistics (per feature; per channel for image folders; one mean for IDX images).</summary>
+    public bool Standardize { get; init; } = true;
+
+    /// <summary>For image folders: the width and height every image is resized to (null = the first image's size).</summary>
+    public int? ImageWidth { get; init; }
+
+    /// <summary>For image folders: see <see cref="ImageWidth"/>.</summary>
+    public int? ImageHeight { get; init; }
+
+    /// <summary>For image folders: 1 (grey) or 3 (RGB) channels.</summary>
+    public int ImageChannels { get; init; } = 3;
+
     /// <summary>Directory of the Fashion-MNIST files (else <c>$GRADFLOW_DATA</c>, else the Debian package's).</summary>
     public string? DataDir { get; init; }
 
@@ -158,7 +182,13 @@ public sealed record TrainingConfig
         Require(TrainLimit is null or >= 1, "trainLimit", $"must be at least 1, got {TrainLimit}");
         Require(TestLimit is null or >= 1, "testLimit", $"must be at least 1, got {TestLimit}");
         Require(SequenceLength is null or (>= 2 and <= 100_000), "sequenceLength", $"must be in 2..100000, got {SequenceLength}");
-        Require(DataSources.Names.Contains(Data), "data", $"is '{Data}' (valid: {string.Join(", ", DataSources.Names)})");
+        Require(DataSources.Names.Contains(Data) || FileData.Exists(Data), "data",
+            $"is '{Data}': neither a built-in data set (valid: {string.Join(", ", DataSources.Names)}) nor an existing file or folder");
+        Require(TestData is null || FileData.Exists(TestData), "testData", $"is '{TestData}', which does not exist");
+        Require(TestFraction > 0 && TestFraction < 1, "testFraction", $"must be in (0, 1), got {TestFraction}");
+        Require(ImageChannels is 1 or 3, "imageChannels", $"must be 1 or 3, got {ImageChannels}");
+        Require(ImageWidth.HasValue == ImageHeight.HasValue && ImageWidth is null or (>= 1 and <= 4096) && ImageHeight is null or (>= 1 and <= 4096),
+            "imageWidth", $"and imageHeight must both be given, in 1..4096, got {ImageWidth}x{ImageHeight}");
         try
         {
             Nn.NetworkSpecs.ParseAny(Model);

@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using GradFlow.Data;
 using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
 using GradFlow.Training;
 
 namespace GradFlow.Tests.Fuzz;
@@ -16,81 +17,8 @@ public sealed class CorruptFileFuzzTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static byte[] Mutate(byte[] original, Random rng, out string how)
-    {
-        var b = (byte[])original.Clone();
-        switch (rng.Next(6))
-        {
-            case 0:
-            {
-                int flips = 1 + rng.Next(4);
-                for (int i = 0; i < flips; i++) b[rng.Next(b.Length)] ^= (byte)(1 << rng.Next(8));
-                how = $"{flips} bit flips";
-                return b;
-            }
-            case 1:
-            {
-                int len = rng.Next(b.Length);
-                how = $"truncated to {len}";
-                return b[..len];
-            }
-            case 2:
-            {
-                int at = rng.Next(b.Length), n = 1 + rng.Next(16);
-                var ins = new byte[n];
-                rng.NextBytes(ins);
-                how = $"inserted {n} bytes at {at}";
-                return [.. b[..at], .. ins, .. b[at..]];
-            }
-            case 3:
-            {
-                int at = rng.Next(b.Length), n = Math.Min(1 + rng.Next(16), b.Length - at);
-                how = $"deleted {n} bytes at {at}";
-                return [.. b[..at], .. b[(at + n)..]];
-            }
-            case 4:
-            {
-                // overwrite a 4- or 8-byte field near the start (length fields, dims) with an extreme value
-                int at = rng.Next(Math.Min(b.Length, 48));
-                var v = BitConverter.GetBytes(rng.Next(3) switch { 0 => ulong.MaxValue, 1 => (ulong)int.MaxValue + 1, _ => (ulong)rng.NextInt64() });
-                for (int i = 0; i < 8 && at + i < b.Length; i++) b[at + i] = v[i];
-                how = $"extreme value at {at}";
-                return b;
-            }
-            default:
-            {
-                int at = rng.Next(b.Length);
-                b[at] = (byte)"0123456789-,:{}[]\"eE.F"[rng.Next(22)];
-                how = $"syntax byte at {at}";
-                return b;
-            }
-        }
-    }
-
-    private void Fuzz(string name, byte[] valid, int variants, int seed, Action<string> read)
-    {
-        var rng = new Random(seed);
-        var path = Path.Combine(_dir, name);
-        for (int v = 0; v < variants; v++)
-        {
-            var bytes = Mutate(valid, rng, out string how);
-            File.WriteAllBytes(path, bytes);
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            try
-            {
-                read(path);
-            }
-            catch (InvalidDataException)
-            {
-            }
-            catch (Exception e)
-            {
-                Assert.Fail($"{name} variant {v} (seed {seed}, {how}): {e.GetType().Name}: {e.Message}");
-            }
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-            Assert.True(allocated < 64L * bytes.Length + (8 << 20), $"{name} variant {v} (seed {seed}, {how}) allocated {allocated} bytes for a {bytes.Length}-byte file");
-        }
-    }
+    private void Fuzz(string name, byte[] valid, int variants, int seed, Action<string> read) =>
+        new FileFuzzer(_dir).Run(name, valid, variants, seed, read);
 
     [Fact]
     public void SafeTensors_3000CorruptVariants_OnlyInvalidDataException()

@@ -1,0 +1,162 @@
+using GradFlow.Tensors;
+using SkiaSharp;
+
+namespace GradFlow.Data;
+
+/// <summary>How the images of an <see cref="ImageFolder"/> are decoded and laid out.</summary>
+/// <param name="Width">Width every image is resized to; null with <paramref name="Height"/> null = the first image's size.</param>
+/// <param name="Height">Height every image is resized to.</param>
+/// <param name="Channels">1 (grey: ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B) or 3 (RGB); alpha is dropped.</param>
+/// <param name="Layout">Flat <c>[N, C·H·W]</c> (for MLPs), or channels <c>[N, C, H, W]</c> (for conv nets); grid <c>[N, H, W]</c> needs one channel.</param>
+public sealed record ImageFolderOptions(int? Width = null, int? Height = null, int Channels = 3, ImageLayout Layout = ImageLayout.Flat);
+
+/// <summary>
+/// A folder of images with one subfolder per class (<c>root/cat/1.png</c>, <c>root/dog/a.jpg</c>):
+/// classes are the subfolder names in ordinal order, examples the PNG and JPEG files in each
+/// (<c>.png</c>, <c>.jpg</c>, <c>.jpeg</c>, any case; other files and deeper folders are ignored),
+/// decoded with SkiaSharp, resized with a Mitchell cubic filter, scaled to [0, 1].
+/// </summary>
+/// <remarks>
+/// Guards against crafted files: an image whose header declares more than
+/// <see cref="MaxPixels"/> pixels, or more than <see cref="PixelsPerFileByte"/> pixels per byte of
+/// its file plus <see cref="PixelAllowance"/> (more than any real PNG or JPEG compresses to), is
+/// refused before anything is decoded. Every failure is an <see cref="InvalidDataException"/>
+/// naming the file.
+/// </remarks>
+public static class ImageFolder
+{
+    /// <summary>The most pixels one image may declare.</summary>
+    public const long MaxPixels = 100_000_000;
+
+    /// <summary>Pixels allowed per byte of an image file beyond <see cref="PixelAllowance"/> (deflate's limit is 1032:1 bytes).</summary>
+    public const long PixelsPerFileByte = 2100;
+
+    /// <summary>Pixels any image may have whatever its file size.</summary>
+    public const long PixelAllowance = 4_000_000;
+
+    /// <summary>The class folders and image files under <paramref name="root"/>, sorted.</summary>
+    /// <exception cref="DirectoryNotFoundException">when <paramref name="root"/> does not exist.</exception>
+    /// <exception cref="InvalidDataException">when there is no class folder or a class folder has no image.</exception>
+    public static (IReadOnlyList<string> Classes, IReadOnlyList<(string File, int Label)> Files) List(string root)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(root);
+        if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"images: {root} does not exist or is not a directory.");
+        var classes = Directory.GetDirectories(root).Select(Path.GetFileName).Where(n => n is not null && !n.StartsWith('.'))
+            .Order(StringComparer.Ordinal).ToList();
+        if (classes.Count == 0) throw new InvalidDataException($"images: {root}: has no class subfolders (expected {root}/CLASS/IMAGE.png).");
+        var files = new List<(string, int)>();
+        for (int c = 0; c < classes.Count; c++)
+        {
+            var dir = Path.Combine(root, classes[c]!);
+            var images = Directory.GetFiles(dir).Where(IsImage).Order(StringComparer.Ordinal).ToList();
+            if (images.Count == 0) throw new InvalidDataException($"images: {dir}: the class folder '{classes[c]}' has no .png, .jpg or .jpeg file.");
+            files.AddRange(images.Select(f => (f, c)));
+        }
+        return (classes!, files);
+    }
+
+    private static bool IsImage(string file) =>
+        Path.GetExtension(file).ToLowerInvariant() is ".png" or ".jpg" or ".jpeg" && !Path.GetFileName(file).StartsWith('.');
+
+    /// <summary>Loads every image under <paramref name="root"/> as a classification set.</summary>
+    /// <param name="root">The folder of class subfolders.</param>
+    /// <param name="options">Size, channels and layout.</param>
+    /// <param name="classNames">When given (a test folder), its class folders must be exactly these.</param>
+    /// <exception cref="DirectoryNotFoundException">when <paramref name="root"/> does not exist.</exception>
+    /// <exception cref="InvalidDataException">naming the file that is not a decodable PNG or JPEG, or too large.</exception>
+    public static Dataset Load(string root, ImageFolderOptions options, IReadOnlyList<string>? classNames = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Channels is not (1 or 3)) throw new ArgumentException($"images: channels must be 1 or 3, got {options.Channels}.", nameof(options));
+        if (options.Width is < 1 or > 4096 || options.Height is < 1 or > 4096 || options.Width.HasValue != options.Height.HasValue)
+            throw new ArgumentException($"images: the size {options.Width}x{options.Height} must give both width and height in 1..4096.", nameof(options));
+        if (options.Layout == ImageLayout.Grid && options.Channels != 1)
+            throw new ArgumentException("images: the grid layout [N, H, W] needs one channel.", nameof(options));
+        var (classes, files) = List(root);
+        if (classNames is not null && !classNames.SequenceEqual(classes))
+            throw new InvalidDataException($"images: {root}: the class folders ({string.Join(", ", classes)}) differ from the training folder's ({string.Join(", ", classNames)}).");
+        int? width = options.Width, height = options.Height;
+        int c = options.Channels;
+        float[]? x = null;
+        var labels = new int[files.Count];
+        for (int i = 0; i < files.Count; i++)
+        {
+            var (file, label) = files[i];
+            var pixels = Decode(file, ref width, ref height, c);
+            if (x is null)
+            {
+                if ((long)files.Count * pixels.Length > Array.MaxLength)
+                    throw new InvalidDataException($"images: {root}: {files.Count} images of {pixels.Length} values do not fit one array; resize them smaller.");
+                x = new float[files.Count * pixels.Length];
+            }
+            pixels.CopyTo(x.AsSpan(i * pixels.Length));
+            labels[i] = label;
+        }
+        int h = height!.Value, w = width!.Value, n = files.Count;
+        int[] shape = options.Layout switch
+        {
+            ImageLayout.Flat => [n, c * h * w],
+            ImageLayout.Grid => [n, h, w],
+            _ => [n, c, h, w],
+        };
+        return Dataset.Classification(new Tensor(x!, shape), new IndexTensor(labels, [n]), classes.Count, classes);
+    }
+
+    /// <summary>
+    /// Decodes one PNG or JPEG file into channels-first values in [0, 1], resized to
+    /// <paramref name="width"/> × <paramref name="height"/> (set to the image's own size when null).
+    /// </summary>
+    /// <exception cref="InvalidDataException">naming the file when it is not a complete, decodable PNG or JPEG, or declares too many pixels.</exception>
+    public static float[] Decode(string file, ref int? width, ref int? height, int channels)
+    {
+        var bytes = File.ReadAllBytes(file);
+        using var data = SKData.CreateCopy(bytes);
+        using var codec = SKCodec.Create(data)
+            ?? throw new InvalidDataException($"images: {file}: not a decodable PNG or JPEG image.");
+        if (codec.EncodedFormat is not (SKEncodedImageFormat.Png or SKEncodedImageFormat.Jpeg))
+            throw new InvalidDataException($"images: {file}: is a {codec.EncodedFormat} image; only PNG and JPEG are read.");
+        var info = codec.Info;
+        long pixels = (long)info.Width * info.Height;
+        if (info.Width < 1 || info.Height < 1 || pixels > MaxPixels || pixels > PixelAllowance + PixelsPerFileByte * bytes.Length)
+            throw new InvalidDataException($"images: {file}: declares {info.Width}x{info.Height} pixels, more than a {bytes.Length}-byte file can hold " +
+                $"(limits: {MaxPixels:N0} pixels, and {PixelAllowance:N0} + {PixelsPerFileByte} per file byte).");
+        var rgba = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        using var decoded = new SKBitmap(rgba);
+        var result = codec.GetPixels(rgba, decoded.GetPixels());
+        if (result != SKCodecResult.Success)
+            throw new InvalidDataException($"images: {file}: decoding failed ({result}).");
+        width ??= info.Width;
+        height ??= info.Height;
+        int w = width.Value, h = height.Value;
+        SKBitmap? resized = null;
+        try
+        {
+            var source = decoded;
+            if (w != info.Width || h != info.Height)
+            {
+                resized = decoded.Resize(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Unpremul), new SKSamplingOptions(SKCubicResampler.Mitchell))
+                    ?? throw new InvalidDataException($"images: {file}: could not be resized from {info.Width}x{info.Height} to {w}x{h}.");
+                source = resized;
+            }
+            var span = source.GetPixelSpan();
+            int plane = w * h;
+            var x = new float[channels * plane];
+            for (int p = 0; p < plane; p++)
+            {
+                float r = span[4 * p] / 255f, g = span[4 * p + 1] / 255f, b = span[4 * p + 2] / 255f;
+                if (channels == 1) x[p] = 0.299f * r + 0.587f * g + 0.114f * b;
+                else
+                {
+                    x[p] = r;
+                    x[plane + p] = g;
+                    x[2 * plane + p] = b;
+                }
+            }
+            return x;
+        }
+        finally
+        {
+            resized?.Dispose();
+        }
+    }
+}

@@ -1,0 +1,161 @@
+using System.Globalization;
+using nietras.SeparatedValues;
+
+namespace GradFlow.Data;
+
+/// <summary>What the target column of a table (or the <c>y</c> array of a file) holds.</summary>
+public enum TargetKind
+{
+    /// <summary>Decided from the values: integers or non-numeric strings are class labels, other numbers regression values.</summary>
+    Auto,
+    /// <summary>Class labels (integers or strings).</summary>
+    Classes,
+    /// <summary>Regression values.</summary>
+    Values,
+}
+
+/// <summary>
+/// The numeric feature columns and the raw target column of a CSV or TSV file with a header, as read
+/// by <see cref="Tabular.Read"/>.
+/// </summary>
+/// <param name="Path">The file.</param>
+/// <param name="FeatureNames">The feature columns in file order (every column but the target).</param>
+/// <param name="Features">Row-major <c>[Rows, FeatureNames.Count]</c>.</param>
+/// <param name="Target">The target column's text per row.</param>
+/// <param name="Lines">The line number (1-based) where each row starts, for error messages.</param>
+public sealed record TableColumns(string Path, IReadOnlyList<string> FeatureNames, float[] Features, string[] Target, int[] Lines)
+{
+    /// <summary>Number of data rows.</summary>
+    public int Rows => Target.Length;
+}
+
+/// <summary>
+/// CSV/TSV tables with a header: numeric feature columns and a target column named by the caller,
+/// parsed with Sep (comma-separated, or tab-separated for a <c>.tsv</c> file; RFC 4180 quotes
+/// unescaped). Every error is an <see cref="InvalidDataException"/> naming the file, the line and
+/// the column.
+/// </summary>
+/// <example>
+/// <code>
+/// var table = Tabular.Read("iris.csv", target: "species");
+/// var (classNames, labels, _) = Tabular.EncodeTarget([table], "species", TargetKind.Auto);
+/// </code>
+/// </example>
+public static class Tabular
+{
+    /// <summary>Reads the header and every row of <paramref name="path"/>; <paramref name="target"/> names the target column.</summary>
+    /// <param name="path">The file; <c>.tsv</c> is tab-separated, anything else comma-separated.</param>
+    /// <param name="target">The target column's name (exact, case-sensitive).</param>
+    /// <param name="featureNames">When given (a test file), the feature columns must be exactly these, in this order.</param>
+    /// <exception cref="FileNotFoundException">when the file does not exist.</exception>
+    /// <exception cref="InvalidDataException">naming file, line and column for a malformed row, a non-numeric feature, or a missing target column.</exception>
+    public static TableColumns Read(string path, string target, IReadOnlyList<string>? featureNames = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentException.ThrowIfNullOrEmpty(target);
+        if (!File.Exists(path)) throw new FileNotFoundException($"csv: {path} does not exist.", path);
+        char separator = path.EndsWith(".tsv", StringComparison.OrdinalIgnoreCase) ? '\t' : ',';
+        try
+        {
+            using var reader = Sep.Reader(o => o with { Sep = new Sep(separator), Unescape = true, HasHeader = true, CultureInfo = CultureInfo.InvariantCulture })
+                .FromFile(path);
+            var names = reader.Header.ColNames;
+            if (names.Count == 0 || names.Count == 1 && names[0].Length == 0) throw Bad(path, 1, null, "the file is empty (a header line is needed)");
+            int targetIndex = -1;
+            for (int i = 0; i < names.Count; i++)
+                if (names[i] == target) targetIndex = i;
+            if (targetIndex < 0)
+                throw Bad(path, 1, null, $"there is no target column '{target}' (columns: {string.Join(", ", names)})");
+            var features = new List<string>(names.Count - 1);
+            var featureIndex = new List<int>(names.Count - 1);
+            for (int i = 0; i < names.Count; i++)
+                if (i != targetIndex)
+                {
+                    features.Add(names[i]);
+                    featureIndex.Add(i);
+                }
+            if (features.Count == 0) throw Bad(path, 1, null, $"the only column is the target '{target}'; at least one feature column is needed");
+            if (featureNames is not null && !featureNames.SequenceEqual(features))
+                throw Bad(path, 1, null, $"the feature columns ({string.Join(", ", features)}) differ from the training file's ({string.Join(", ", featureNames)})");
+
+            var x = new List<float>();
+            var y = new List<string>();
+            var lines = new List<int>();
+            foreach (var row in reader)
+            {
+                int line = row.LineNumberFrom; // Sep has checked the row's column count against the header
+                for (int j = 0; j < featureIndex.Count; j++)
+                {
+                    var text = row[featureIndex[j]].Span.Trim();
+                    if (!float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) || !float.IsFinite(v))
+                        throw Bad(path, line, features[j], text.Length == 0
+                            ? "the value is empty (missing values are not supported)"
+                            : $"'{Clip(text)}' is not a finite number");
+                    x.Add(v);
+                }
+                string t = row[targetIndex].Span.Trim().ToString();
+                if (t.Length == 0) throw Bad(path, line, target, "the target is empty");
+                y.Add(t);
+                lines.Add(line);
+            }
+            if (y.Count == 0) throw Bad(path, 2, null, "the file has a header but no data rows");
+            return new TableColumns(path, features, [.. x], [.. y], [.. lines]);
+        }
+        catch (Exception e) when (e is not InvalidDataException and (ArgumentException or NotSupportedException or FormatException or IndexOutOfRangeException))
+        {
+            throw new InvalidDataException($"csv: {path}: {e.Message}", e);
+        }
+        catch (InvalidDataException e) when (!e.Message.StartsWith("csv: ", StringComparison.Ordinal))
+        {
+            // Sep's own errors (a row with a different column count, a column named twice) name the row and lines; add the file
+            throw new InvalidDataException($"csv: {path}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// The labels of a target column: class indices into the sorted distinct values of
+    /// <paramref name="columns"/> (numerically when every value is an integer, else ordinally), or
+    /// regression values. <see cref="TargetKind.Auto"/> chooses classes when every value is an
+    /// integer or some value is not a number, regression values otherwise.
+    /// </summary>
+    /// <returns>For classes, the class names and each column's labels; for values, each column's values.</returns>
+    /// <exception cref="InvalidDataException">when <see cref="TargetKind.Values"/> meets a non-number (naming file, line and column).</exception>
+    public static (IReadOnlyList<string>? ClassNames, int[][]? Labels, float[][]? Values) EncodeTarget(IReadOnlyList<TableColumns> columns, string target, TargetKind kind)
+    {
+        bool allIntegers = true, allNumbers = true;
+        foreach (var c in columns)
+            foreach (var t in c.Target)
+            {
+                allIntegers &= long.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out _);
+                allNumbers &= double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && double.IsFinite(d);
+            }
+        bool classes = kind == TargetKind.Classes || kind == TargetKind.Auto && (allIntegers || !allNumbers);
+        if (!classes)
+        {
+            var values = new float[columns.Count][];
+            for (int k = 0; k < columns.Count; k++)
+            {
+                var c = columns[k];
+                values[k] = new float[c.Rows];
+                for (int i = 0; i < c.Rows; i++)
+                    if (!double.TryParse(c.Target[i], NumberStyles.Float, CultureInfo.InvariantCulture, out double d) || !double.IsFinite(d))
+                        throw Bad(c.Path, c.Lines[i], target, $"'{Clip(c.Target[i])}' is not a finite number (regression targets were asked for)");
+                    else values[k][i] = (float)d;
+            }
+            return (null, null, values);
+        }
+        var distinct = columns.SelectMany(c => c.Target).Distinct(StringComparer.Ordinal);
+        var names = allIntegers
+            ? distinct.OrderBy(t => long.Parse(t, NumberStyles.Integer, CultureInfo.InvariantCulture)).ThenBy(t => t, StringComparer.Ordinal).ToList()
+            : distinct.OrderBy(t => t, StringComparer.Ordinal).ToList();
+        var index = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < names.Count; i++) index[names[i]] = i;
+        var labels = columns.Select(c => c.Target.Select(t => index[t]).ToArray()).ToArray();
+        return (names, labels, null);
+    }
+
+    private static string Clip(ReadOnlySpan<char> text) => text.Length <= 40 ? text.ToString() : text[..40].ToString() + "...";
+
+    private static InvalidDataException Bad(string path, int line, string? column, string what) =>
+        new($"csv: {path}: line {line}{(column is null ? "" : $", column '{column}'")}: {what}.");
+}

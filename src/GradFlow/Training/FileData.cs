@@ -1,0 +1,286 @@
+using GradFlow.Data;
+using GradFlow.Tensors;
+
+namespace GradFlow.Training;
+
+/// <summary>The formats <see cref="FileData"/> reads.</summary>
+public enum FileDataFormat
+{
+    /// <summary>Comma-separated values with a header (<c>.csv</c>).</summary>
+    Csv,
+    /// <summary>Tab-separated values with a header (<c>.tsv</c>).</summary>
+    Tsv,
+    /// <summary>A NumPy array (<c>.npy</c>) with a second one for the targets.</summary>
+    Npy,
+    /// <summary>A NumPy archive (<c>.npz</c>) holding arrays <c>x</c> and <c>y</c>.</summary>
+    Npz,
+    /// <summary>A safetensors file holding tensors <c>x</c> and <c>y</c>.</summary>
+    SafeTensors,
+    /// <summary>An IDX image file (MNIST's format, optionally gzipped) with its IDX label file.</summary>
+    Idx,
+    /// <summary>A folder with one subfolder of PNG/JPEG images per class.</summary>
+    ImageFolder,
+}
+
+/// <summary>
+/// The user's own data: a training configuration whose <c>data</c> is a file or folder rather than
+/// a built-in set (docs/data.md). Reads the training data and the test data (<c>testData</c>, or a
+/// seeded split holding out <c>testFraction</c>), then standardises both with the training set's
+/// statistics. Called by <see cref="DataSources.Load"/>, which then checks the sizes against the model.
+/// </summary>
+/// <remarks>
+/// Errors: <see cref="FileNotFoundException"/> or <see cref="DirectoryNotFoundException"/> for a
+/// missing file; <see cref="InvalidDataException"/> naming the file and the row and column (tables),
+/// array and index (arrays) or image file for content that cannot be used. Nothing is written.
+/// </remarks>
+public static class FileData
+{
+    /// <summary>Whether <paramref name="path"/> names an existing file or folder.</summary>
+    public static bool Exists(string path) => File.Exists(path) || Directory.Exists(path);
+
+    /// <summary>The format of <paramref name="path"/>: a folder is an image folder, a file goes by its extension (IDX files by <c>idx</c> in their name).</summary>
+    /// <exception cref="InvalidDataException">when the extension is not one of the formats.</exception>
+    public static FileDataFormat FormatOf(string path)
+    {
+        if (Directory.Exists(path)) return FileDataFormat.ImageFolder;
+        string name = Path.GetFileName(path).ToLowerInvariant();
+        return Path.GetExtension(name) switch
+        {
+            ".csv" => FileDataFormat.Csv,
+            ".tsv" => FileDataFormat.Tsv,
+            ".npy" => FileDataFormat.Npy,
+            ".npz" => FileDataFormat.Npz,
+            ".safetensors" => FileDataFormat.SafeTensors,
+            _ when name.Contains("idx", StringComparison.Ordinal) || name.Contains("ubyte", StringComparison.Ordinal) => FileDataFormat.Idx,
+            _ => throw new InvalidDataException(
+                $"data: {path}: unknown format (.csv, .tsv, .npy, .npz, .safetensors, an IDX file with 'idx' in its name, or a folder of class subfolders)."),
+        };
+    }
+
+    /// <summary>Loads <c>config.Data</c> (and <c>config.TestData</c>) as training and test sets.</summary>
+    /// <exception cref="ArgumentException">when <c>config.Data</c> is neither a built-in name nor an existing path.</exception>
+    public static DataBundle Load(TrainingConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (!Exists(config.Data))
+            throw new ArgumentException($"data: '{config.Data}' is neither a built-in data set (valid: {string.Join(", ", DataSources.Names)}) nor an existing file or folder.");
+        if (config.TestData is { } td && !Exists(td))
+            throw new FileNotFoundException($"data: the test data {td} does not exist.", td);
+        var format = FormatOf(config.Data);
+        if (config.TestData is not null && FormatOf(config.TestData) != format)
+            throw new InvalidDataException($"data: the test data {config.TestData} is {FormatOf(config.TestData)} but the training data {config.Data} is {format}.");
+        var (train, test, groups) = format switch
+        {
+            FileDataFormat.Csv or FileDataFormat.Tsv => Tables(config),
+            FileDataFormat.ImageFolder => Images(config),
+            _ => Arrays(config, format),
+        };
+        if (test is null)
+        {
+            // the split's seed is drawn from the run's seed but differs from the shuffling and initialisation streams
+            (train, test) = train.RandomSplit(1 - config.TestFraction, config.Seed ^ 0x5EED_5B117_DA7AUL);
+            if (train.Count == 0 || test.Count == 0)
+                throw new InvalidDataException($"data: {config.Data}: {train.Count + test.Count} examples cannot be split into a training and a test set " +
+                    $"at test fraction {config.TestFraction}; give more examples or --test-data.");
+        }
+        if (config.Standardize)
+        {
+            var s = Standardizer.Fit(train.Inputs, groups(train.Inputs));
+            train = WithInputs(train, s.Apply(train.Inputs));
+            test = WithInputs(test, s.Apply(test.Inputs));
+        }
+        return new DataBundle(train, test);
+    }
+
+    private static Dataset WithInputs(Dataset d, Tensor inputs) => d.IsClassification
+        ? Dataset.Classification(inputs, d.Labels!, d.ClassCount, d.ClassNames)
+        : Dataset.Regression(inputs, d.Targets!);
+
+    // ------------------------------------------------------------------ tables
+
+    private static (Dataset, Dataset?, Func<Tensor, int>) Tables(TrainingConfig config)
+    {
+        string target = config.Target
+            ?? throw new ArgumentException($"data: {config.Data} is a table; name its target column with --target (the 'target' field).");
+        var train = Tabular.Read(config.Data, target);
+        var test = config.TestData is null ? null : Tabular.Read(config.TestData, target, train.FeatureNames);
+        var tables = test is null ? new[] { train } : [train, test];
+        var (classNames, labels, values) = Tabular.EncodeTarget(tables, target, config.TargetKind);
+        Dataset Make(TableColumns t, int k)
+        {
+            var x = new Tensor(t.Features, [t.Rows, t.FeatureNames.Count]);
+            return labels is not null
+                ? Dataset.Classification(x, IndexTensor.FromArray(labels[k], t.Rows), classNames!.Count, classNames)
+                : Dataset.Regression(x, new Tensor(values![k], [t.Rows, 1]));
+        }
+        return (Make(train, 0), test is null ? null : Make(test, 1), x => x.Size(1));
+    }
+
+    // ------------------------------------------------------------------ image folders
+
+    private static (Dataset, Dataset?, Func<Tensor, int>) Images(TrainingConfig config)
+    {
+        var options = new ImageFolderOptions(config.ImageWidth, config.ImageHeight, config.ImageChannels);
+        var train = ImageFolder.Load(config.Data, options);
+        if (options.Width is null)
+        {
+            // the test images are resized to the training images' size: that of the first training image
+            int? w = null, h = null;
+            ImageFolder.Decode(ImageFolder.List(config.Data).Files[0].File, ref w, ref h, config.ImageChannels);
+            options = options with { Width = w, Height = h };
+        }
+        var test = config.TestData is null ? null : ImageFolder.Load(config.TestData, options, train.ClassNames);
+        return (train, test, _ => config.ImageChannels);
+    }
+
+    // ------------------------------------------------------------------ arrays: NPY, NPZ, safetensors, IDX
+
+    /// <summary>An input array and a target array, with where they came from.</summary>
+    private sealed record XY(string XName, int[] XShape, double[] X, string YName, bool YInteger, int[] YShape, double[] Y);
+
+    private static (Dataset, Dataset?, Func<Tensor, int>) Arrays(TrainingConfig config, FileDataFormat format)
+    {
+        var train = ReadXY(config.Data, config.Target, format);
+        var test = config.TestData is null ? null : ReadXY(config.TestData, null, format);
+        bool classes = config.TargetKind switch
+        {
+            TargetKind.Classes => true,
+            TargetKind.Values => false,
+            _ => train.YInteger,
+        };
+        int classCount = 0;
+        if (classes)
+            foreach (var xy in test is null ? new[] { train } : [train, test])
+                classCount = Math.Max(classCount, CheckLabels(xy));
+        Func<Tensor, int> groups = format == FileDataFormat.Idx ? _ => 1 : x => x.Count / Math.Max(1, x.Size(0));
+        return (ToDataset(train, classes, classCount), test is null ? null : ToDataset(test, classes, classCount), groups);
+    }
+
+    private static XY ReadXY(string path, string? target, FileDataFormat format)
+    {
+        switch (format)
+        {
+            case FileDataFormat.Npz:
+            {
+                var arrays = Npy.ReadNpz(path);
+                var x = arrays.GetValueOrDefault("x") ?? throw new InvalidDataException($"npz: {path}: has no array 'x' (arrays: {string.Join(", ", arrays.Keys)}).");
+                var y = arrays.GetValueOrDefault("y") ?? throw new InvalidDataException($"npz: {path}: has no array 'y' (arrays: {string.Join(", ", arrays.Keys)}).");
+                return new XY($"{path}:x", x.Shape, x.Values, $"{path}:y", y.IsInteger, y.Shape, y.Values);
+            }
+            case FileDataFormat.Npy:
+            {
+                string yPath = target ?? Sibling(path, 'x', 'y', "npy: name the target array's file with --target");
+                var x = Npy.Read(path);
+                var y = Npy.Read(yPath);
+                return new XY(path, x.Shape, x.Values, yPath, y.IsInteger, y.Shape, y.Values);
+            }
+            case FileDataFormat.SafeTensors:
+            {
+                var c = SafeTensors.Read(path);
+                var d = c.ToDictionary();
+                var x = d.GetValueOrDefault("x") ?? throw new InvalidDataException($"safetensors: {path}: has no tensor 'x' (tensors: {string.Join(", ", d.Keys)}).");
+                var y = d.GetValueOrDefault("y") ?? throw new InvalidDataException($"safetensors: {path}: has no tensor 'y' (tensors: {string.Join(", ", d.Keys)}).");
+                bool yInteger = c.DTypes.GetValueOrDefault("y") is { } t && (t.StartsWith('I') || t.StartsWith('U') || t == "BOOL");
+                return new XY($"{path}:x", x.Shape.ToArray(), Doubles(x), $"{path}:y", yInteger, y.Shape.ToArray(), Doubles(y));
+            }
+            default:
+            {
+                string yPath = target ?? IdxLabels(path);
+                var x = IdxReader.Read(path);
+                var y = IdxReader.Read(yPath);
+                var xv = IdxDoubles(x);
+                if (x.Type == IdxType.UInt8)
+                    for (int i = 0; i < xv.Length; i++) xv[i] /= 255; // pixels to [0, 1], as for Fashion-MNIST
+                return new XY(path, x.Shape.ToArray(), xv, yPath, y.Type is not (IdxType.Float32 or IdxType.Float64), y.Shape.ToArray(), IdxDoubles(y));
+            }
+        }
+    }
+
+    /// <summary>The file named like <paramref name="path"/> with its first <paramref name="from"/> replaced by <paramref name="to"/>.</summary>
+    private static string Sibling(string path, char from, char to, string hint)
+    {
+        string name = Path.GetFileName(path);
+        int at = name.IndexOf(from, StringComparison.Ordinal);
+        if (at < 0) throw new ArgumentException($"{hint} (no '{from}' in {name} to replace by '{to}').");
+        var result = Path.Combine(Path.GetDirectoryName(path) ?? "", name[..at] + to + name[(at + 1)..]);
+        if (!File.Exists(result)) throw new FileNotFoundException($"{hint}; {result} does not exist.", result);
+        return result;
+    }
+
+    /// <summary>The labels file of an IDX images file: 'images' → 'labels' and 'idx3' → 'idx1' in its name.</summary>
+    private static string IdxLabels(string path)
+    {
+        string name = Path.GetFileName(path);
+        string labels = name.Replace("images", "labels", StringComparison.Ordinal).Replace("idx3", "idx1", StringComparison.Ordinal);
+        var result = Path.Combine(Path.GetDirectoryName(path) ?? "", labels);
+        if (labels == name || !File.Exists(result))
+            throw new FileNotFoundException($"idx: the label file of {path} was looked for as {result}; name it with --target.", result);
+        return result;
+    }
+
+    private static double[] Doubles(Tensor t) => t.Storage switch
+    {
+        float[] f => Array.ConvertAll(f, v => (double)v),
+        double[] d => d,
+        _ => throw new InvalidOperationException("unreachable: tensors hold float or double"),
+    };
+
+    private static double[] IdxDoubles(IdxArray a) => a.Data switch
+    {
+        byte[] b => Array.ConvertAll(b, v => (double)v),
+        sbyte[] b => Array.ConvertAll(b, v => (double)v),
+        short[] s => Array.ConvertAll(s, v => (double)v),
+        int[] i => Array.ConvertAll(i, v => (double)v),
+        float[] f => Array.ConvertAll(f, v => (double)v),
+        double[] d => (double[])d.Clone(),
+        _ => throw new InvalidOperationException("unreachable: IDX arrays are byte, sbyte, short, int, float or double"),
+    };
+
+    /// <summary>Checks that y holds class labels (one non-negative integer per example); returns the largest plus one.</summary>
+    private static int CheckLabels(XY xy)
+    {
+        if (!(xy.YShape.Length == 1 || xy.YShape.Length == 2 && xy.YShape[1] == 1))
+            throw new InvalidDataException($"data: {xy.YName}: class labels need shape [N] or [N, 1], got [{string.Join(", ", xy.YShape)}].");
+        int max = -1;
+        for (int i = 0; i < xy.Y.Length; i++)
+        {
+            double v = xy.Y[i];
+            if (!(v >= 0 && v < 1_000_000 && v == Math.Floor(v)))
+                throw new InvalidDataException($"data: {xy.YName}: element {i} is {v}, not a class label (an integer in 0..999999).");
+            max = Math.Max(max, (int)v);
+        }
+        return max + 1;
+    }
+
+    private static Dataset ToDataset(XY xy, bool classes, int classCount)
+    {
+        if (xy.XShape.Length == 0) throw new InvalidDataException($"data: {xy.XName}: the inputs are a scalar; they need a leading example dimension [N, ...].");
+        int n = xy.XShape[0];
+        if (xy.YShape.Length == 0 || xy.YShape[0] != n)
+            throw new InvalidDataException($"data: {xy.YName}: shape [{string.Join(", ", xy.YShape)}] does not hold one target for each of the {n} examples of {xy.XName}.");
+        if (n == 0) throw new InvalidDataException($"data: {xy.XName}: holds no examples.");
+        var x = new float[xy.X.Length];
+        for (int i = 0; i < x.Length; i++)
+        {
+            x[i] = (float)xy.X[i];
+            if (!float.IsFinite(x[i]))
+                throw new InvalidDataException($"data: {xy.XName}: element {i} (example {i / Math.Max(1, x.Length / n)}) is {xy.X[i]}, not a finite float32 value.");
+        }
+        // flat [N, features]: the model specs DataSources builds take one vector per example
+        var inputs = new Tensor(x, [n, x.Length / n]);
+        if (classes)
+        {
+            var labels = new int[n];
+            for (int i = 0; i < n; i++) labels[i] = (int)xy.Y[i];
+            return Dataset.Classification(inputs, IndexTensor.FromArray(labels, n), classCount);
+        }
+        var y = new float[xy.Y.Length];
+        for (int i = 0; i < y.Length; i++)
+        {
+            y[i] = (float)xy.Y[i];
+            if (!float.IsFinite(y[i]))
+                throw new InvalidDataException($"data: {xy.YName}: element {i} is {xy.Y[i]}, not a finite float32 regression target.");
+        }
+        return Dataset.Regression(inputs, new Tensor(y, [n, y.Length / n]));
+    }
+}

@@ -1,0 +1,97 @@
+using System.Globalization;
+using System.Text.Json;
+using GradFlow.Tests.Data;
+using GradFlow.Tests.TestSupport;
+using SkiaSharp;
+
+namespace GradFlow.Tests.Cli;
+
+/// <summary><c>gradflow train --data FILE</c>: a CSV table and an image folder trained from the command line.</summary>
+public sealed class TrainFromFilesTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gradflow-files-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static double LastTestAccuracy(string jsonLines)
+    {
+        double acc = double.NaN;
+        foreach (var line in jsonLines.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            using var doc = JsonDocument.Parse(line);
+            if (doc.RootElement.TryGetProperty("TestAccuracy", out var a)) acc = a.GetDouble();
+        }
+        return acc;
+    }
+
+    [Fact]
+    public void Train_Csv_LearnsTwoBlobsAndSavesTheFileOptionsInConfig()
+    {
+        // two separated clusters in columns x1, x2 (offset 100 so that standardisation matters), label a string
+        var rng = new Random(5);
+        var sb = new System.Text.StringBuilder("x1,label,x2\n");
+        for (int i = 0; i < 300; i++)
+        {
+            bool b = i % 2 == 0;
+            sb.Append(CultureInfo.InvariantCulture, $"{100 + (b ? 2 : -2) + rng.NextDouble()},{(b ? "yes" : "no")},{(b ? 1 : -1) + rng.NextDouble()}\n");
+        }
+        var csv = Path.Combine(_dir, "blobs.csv");
+        File.WriteAllText(csv, sb.ToString());
+        var run = Path.Combine(_dir, "run");
+        var (code, output, err) = CliRunner.Run("train", "--model", "mlp 2-8-2 act=relu init=he-normal", "--data", csv, "--target", "label",
+            "--epochs", "3", "--batch-size", "16", "--lr", "0.01", "--threads", "1", "--json", "--out", run);
+        Assert.True(code == 0, err);
+        Assert.True(LastTestAccuracy(output) > 0.9, output);
+        var config = GradFlow.Training.TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json")));
+        Assert.Equal(csv, config.Data);
+        Assert.Equal("label", config.Target);
+    }
+
+    [Fact]
+    public void Diagnose_Csv_PreflightGivesAVerdict()
+    {
+        var sb = new System.Text.StringBuilder("a,b,y\n");
+        for (int i = 0; i < 64; i++) sb.Append(CultureInfo.InvariantCulture, $"{i % 7},{i % 5},{i % 2}\n");
+        var csv = Path.Combine(_dir, "t.csv");
+        File.WriteAllText(csv, sb.ToString());
+        var (code, output, err) = CliRunner.Run("diagnose", "--preflight", "--model", "mlp 2-8-2", "--data", csv, "--target", "y", "--no-standardize", "--threads", "1");
+        Assert.True(code is 0 or 3, err);
+        Assert.Contains("layer", output);
+        var (code2, _, err2) = CliRunner.Run("diagnose", "--preflight", "--data", csv, "--target", "y", "--tensorboard", _dir);
+        Assert.Equal(2, code2);
+        Assert.Contains("unknown option --tensorboard", err2);
+    }
+
+    [Fact]
+    public void Train_ImageFolder_LearnsTwoColours()
+    {
+        var root = Path.Combine(_dir, "images");
+        var rng = new Random(2);
+        for (int i = 0; i < 40; i++)
+        {
+            byte jitter = (byte)rng.Next(60);
+            FileDataTests.WriteImage(Path.Combine(root, "dark", $"{i}.png"), 6, 5, new SKColor(jitter, jitter, (byte)(jitter + 20)), SKEncodedImageFormat.Png);
+            FileDataTests.WriteImage(Path.Combine(root, "light", $"{i}.jpg"), 5, 6, new SKColor((byte)(255 - jitter), 200, 180), SKEncodedImageFormat.Jpeg);
+        }
+        var (code, output, err) = CliRunner.Run("train", "--model", "mlp 48-8-2", "--data", root, "--image-size", "4x4",
+            "--epochs", "3", "--batch-size", "8", "--lr", "0.01", "--threads", "1", "--json");
+        Assert.True(code == 0, err);
+        Assert.True(LastTestAccuracy(output) > 0.9, output);
+
+        // one channel: 16 inputs; a model of the wrong size is an error naming both
+        var (code2, _, err2) = CliRunner.Run("train", "--model", "mlp 48-8-2", "--data", root, "--image-size", "4x4", "--channels", "1", "--epochs", "1");
+        Assert.Equal(1, code2);
+        Assert.Contains("has 16 inputs per example but the model expects 48", err2);
+    }
+
+    [Fact]
+    public void Train_MissingDataFile_IsAUsageOrDataError()
+    {
+        var (code, _, err) = CliRunner.Run("train", "--data", Path.Combine(_dir, "nope.csv"), "--target", "y", "--epochs", "1");
+        Assert.NotEqual(0, code);
+        Assert.Contains("neither a built-in data set", err);
+        var (code2, _, err2) = CliRunner.Run("train", "--data", "circles", "--image-size", "4by4");
+        Assert.Equal(2, code2);
+        Assert.Contains("--image-size '4by4'", err2);
+    }
+}

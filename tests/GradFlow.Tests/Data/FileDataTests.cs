@@ -1,0 +1,352 @@
+using System.Globalization;
+using GradFlow.Data;
+using GradFlow.Nn;
+using GradFlow.Tensors;
+using GradFlow.Training;
+using SkiaSharp;
+
+namespace GradFlow.Tests.Data;
+
+public sealed class FileDataTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string Text(string name, string text) => _dir.Write(name, System.Text.Encoding.UTF8.GetBytes(text));
+
+    private static DataBundle Load(TrainingConfig c) => FileData.Load(c);
+
+    /// <summary>Runs python3 with numpy on <paramref name="script"/> (the temp folder as working directory).</summary>
+    private static void Python(string workDir, string script)
+    {
+        var (exit, _, err) = TestSupport.Python.Run(workDir, "-c", script);
+        Assert.True(exit == 0, err);
+    }
+
+    // ------------------------------------------------------------------ CSV / TSV
+
+    [Fact]
+    public void Csv_StringLabels_SplitsBySeedAndStandardisesWithTrainingStatistics()
+    {
+        var sb = new System.Text.StringBuilder("a,species,b\n");
+        for (int i = 0; i < 50; i++) sb.Append(CultureInfo.InvariantCulture, $"{i},{(i % 3 == 0 ? "setosa" : i % 3 == 1 ? "\"versi,color\"" : "virginica")},{2 * i + 1.5}\n");
+        var path = Text("t.csv", sb.ToString());
+        var c = new TrainingConfig { Data = path, Target = "species", Seed = 4 };
+        var d = Load(c);
+        Assert.Equal(40, d.Train.Count);
+        Assert.Equal(10, d.Test.Count);
+        Assert.Equal(["setosa", "versi,color", "virginica"], d.Train.ClassNames!);
+        Assert.Equal([40, 2], d.Train.Inputs.Shape.ToArray());
+        // training inputs have mean 0 and standard deviation 1 per column; test ones are shifted by the same statistics
+        var x = (float[])d.Train.Inputs.Storage;
+        for (int col = 0; col < 2; col++)
+        {
+            double m = 0, v = 0;
+            for (int i = 0; i < 40; i++) m += x[i * 2 + col];
+            m /= 40;
+            for (int i = 0; i < 40; i++) v += (x[i * 2 + col] - m) * (x[i * 2 + col] - m);
+            Assert.Equal(0, m, 1e-5);
+            Assert.Equal(1, Math.Sqrt(v / 40), 1e-5);
+        }
+        // labels follow their rows: column a = i, label i mod 3
+        var raw = Load(c with { Standardize = false });
+        var xr = (float[])raw.Test.Inputs.Storage;
+        for (int i = 0; i < raw.Test.Count; i++) Assert.Equal((int)xr[i * 2] % 3, raw.Test.Labels![i]);
+        Assert.Equal(d.Test.Labels!.Data, raw.Test.Labels!.Data);
+        // the same seed gives the same split, another seed another
+        Assert.Equal(d.Test.Labels!.Data, Load(c).Test.Labels!.Data);
+        Assert.NotEqual((float[])d.Test.Inputs.Storage, (float[])Load(c with { Seed = 5 }).Test.Inputs.Storage);
+    }
+
+    [Fact]
+    public void Csv_IntegerLabels_AreClassesInNumericOrder_AndRealTargetsAreRegression()
+    {
+        var cls = Text("c.tsv", "x\ty\n1\t10\n2\t2\n3\t10\n4\t2\n5\t-1\n");
+        var d = Load(new TrainingConfig { Data = cls, Target = "y", TestData = cls, Standardize = false });
+        Assert.Equal(["-1", "2", "10"], d.Train.ClassNames!);
+        Assert.Equal([2, 1, 2, 1, 0], d.Train.Labels!.Data);
+        Assert.Equal([1f, 2, 3, 4, 5], (float[])d.Train.Inputs.Storage);
+
+        var reg = Text("r.csv", "x,y\n1,0.5\n2,1.5\n3,2\n");
+        var r = Load(new TrainingConfig { Data = reg, Target = "y", TestData = reg });
+        Assert.False(r.Train.IsClassification);
+        Assert.Equal([3, 1], r.Train.Targets!.Shape.ToArray());
+        Assert.Equal([0.5f, 1.5f, 2f], (float[])r.Train.Targets.Storage);
+
+        // --task values makes integer targets regression values
+        var v = Load(new TrainingConfig { Data = cls, Target = "y", TestData = cls, TargetKind = TargetKind.Values });
+        Assert.Equal([10f, 2, 10, 2, -1], (float[])v.Train.Targets!.Storage);
+    }
+
+    [Fact]
+    public void Csv_TestFile_UsesTrainingStatisticsAndClasses()
+    {
+        var train = Text("train.csv", "f,label\n0,a\n2,b\n4,a\n6,b\n");
+        var test = Text("test.csv", "f,label\n3,b\n");
+        var d = Load(new TrainingConfig { Data = train, Target = "label", TestData = test });
+        // mean 3, population std sqrt(5)
+        Assert.Equal(0f, ((float[])d.Test.Inputs.Storage)[0], 6);
+        Assert.Equal((float)(-3 / Math.Sqrt(5)), ((float[])d.Train.Inputs.Storage)[0], 5);
+        Assert.Equal(1, d.Test.Labels![0]);
+    }
+
+    [Theory]
+    [InlineData("a,y\n1,0\n2,x1\nz,1\n", "line 4, column 'a': 'z' is not a finite number")]
+    [InlineData("a,y\n1,0\n,1\n", "line 3, column 'a': the value is empty")]
+    [InlineData("a,b\n1,0\n", "there is no target column 'y' (columns: a, b)")]
+    [InlineData("y\n1\n", "the only column is the target 'y'")]
+    [InlineData("a,y\n", "no data rows")]
+    [InlineData("a,y\n1,2\n1,2,3\n", "Found 3 column(s) on row 2/lines [3..4]")]
+    [InlineData("a,a,y\n1,2,3\n", "Col name 'a' found 2 times")]
+    [InlineData("a,y\nNaN,2\n", "column 'a': 'NaN' is not a finite number")]
+    public void Csv_BadContent_ErrorNamesFileLineAndColumn(string text, string expected)
+    {
+        var path = Text("t.csv", text);
+        var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = path, Target = "y" }));
+        Assert.Contains(expected, e.Message);
+        Assert.Contains("t.csv", e.Message);
+    }
+
+    [Fact]
+    public void Csv_WithoutTarget_SaysToNameIt()
+    {
+        var path = Text("t.csv", "a,y\n1,2\n");
+        var e = Assert.Throws<ArgumentException>(() => Load(new TrainingConfig { Data = path }));
+        Assert.Contains("--target", e.Message);
+    }
+
+    [Fact]
+    public void Csv_TestFileWithOtherColumns_IsRefused()
+    {
+        var train = Text("train.csv", "a,b,y\n1,2,0\n");
+        var test = Text("test.csv", "b,a,y\n1,2,0\n");
+        var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = train, Target = "y", TestData = test }));
+        Assert.Contains("test.csv: line 1: the feature columns (b, a) differ from the training file's (a, b)", e.Message);
+    }
+
+    // ------------------------------------------------------------------ NPY / NPZ, compared with numpy
+
+    [Fact]
+    public void Npy_EveryDtypeOrderAndFortranLayout_MatchesNumpy()
+    {
+        string[] dtypes = ["<f4", ">f4", "<f8", ">f8", "<f2", "|i1", "<i2", ">i4", "<i8", "|u1", ">u2", "<u4", "<u8", "|b1"];
+        var script = "import numpy as np\nbase = (np.arange(24).reshape(2, 3, 4) * 7 % 11 - 3)\n";
+        foreach (var d in dtypes)
+        {
+            string n = d.Replace("<", "le").Replace(">", "be").Replace("|", "na");
+            script += $"a = base.astype('{d}') if '{d}'[1] not in 'ub' else (base % 5).astype('{d}')\n";
+            script += $"np.save('{n}-c.npy', a)\nnp.save('{n}-f.npy', np.asfortranarray(a))\nopen('{n}.txt','w').write(' '.join(repr(float(v)) for v in a.ravel()))\n";
+        }
+        script += "np.save('scalar.npy', np.float64(2.5))\nnp.save('empty.npy', np.zeros((0, 3), '<f4'))\n";
+        Python(_dir.Path, script);
+        foreach (var d in dtypes)
+        {
+            string n = d.Replace("<", "le").Replace(">", "be").Replace("|", "na");
+            var expected = File.ReadAllText(Path.Combine(_dir.Path, n + ".txt")).Split(' ').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+            foreach (var layout in new[] { "c", "f" })
+            {
+                var a = Npy.Read(Path.Combine(_dir.Path, $"{n}-{layout}.npy"));
+                Assert.Equal([2, 3, 4], a.Shape);
+                Assert.Equal(d[1] != 'f', a.IsInteger);
+                Assert.Equal(expected, a.Values);
+            }
+        }
+        var s = Npy.Read(Path.Combine(_dir.Path, "scalar.npy"));
+        Assert.Empty(s.Shape);
+        Assert.Equal([2.5], s.Values);
+        Assert.Equal([0, 3], Npy.Read(Path.Combine(_dir.Path, "empty.npy")).Shape);
+    }
+
+    [Fact]
+    public void Npz_CompressedAndStored_LoadAsDataWithIntegerLabels()
+    {
+        Python(_dir.Path, """
+            import numpy as np
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((30, 4)).astype(np.float32)
+            y = (np.arange(30) % 3).astype(np.int64)
+            np.savez('d.npz', x=x, y=y)
+            np.savez_compressed('dc.npz', x=x, y=y)
+            np.savez('reg.npz', x=x, y=rng.standard_normal((30, 2)))
+            np.save('x.npy', x); np.save('y.npy', y)
+            open('x.txt', 'w').write(' '.join(repr(float(v)) for v in x.ravel()))
+            """);
+        var x = File.ReadAllText(Path.Combine(_dir.Path, "x.txt")).Split(' ').Select(v => (float)double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+        foreach (var file in new[] { "d.npz", "dc.npz", "x.npy" })
+        {
+            var path = Path.Combine(_dir.Path, file);
+            var d = Load(new TrainingConfig { Data = path, TestData = path, Standardize = false });
+            Assert.Equal(3, d.Train.ClassCount);
+            Assert.Equal(x, (float[])d.Train.Inputs.Storage);
+            Assert.Equal(Enumerable.Range(0, 30).Select(i => i % 3), d.Train.Labels!.Data);
+        }
+        var r = Load(new TrainingConfig { Data = Path.Combine(_dir.Path, "reg.npz") });
+        Assert.False(r.Train.IsClassification);
+        Assert.Equal(2, r.Train.Targets!.Size(1));
+        Assert.Equal(24 + 6, r.Train.Count + r.Test.Count);
+    }
+
+    [Theory]
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", 12, "needs 16 bytes but the data holds 12")]
+    [InlineData("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", 8, "dtype '<c8' is not supported")]
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (2147483647, 2147483647, 9), }", 8, "needs 1.66")]
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'extra': 1}", 4, "unexpected key 'extra'")]
+    [InlineData("{'descr': '<f4', 'shape': (1,), }", 4, "lacks the key 'fortran_order'")]
+    [InlineData("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,), }", 4, "fortran_order must be True or False")]
+    [InlineData("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }", 4, "shape has a non-integer entry")]
+    public void Npy_BadHeader_ErrorNamesFileAndField(string header, int dataBytes, string expected)
+    {
+        var h = System.Text.Encoding.ASCII.GetBytes(header);
+        byte[] bytes = [0x93, .. "NUMPY"u8, 1, 0, (byte)h.Length, (byte)(h.Length >> 8), .. h, .. new byte[dataBytes]];
+        var path = _dir.Write("bad.npy", bytes);
+        var e = Assert.Throws<InvalidDataException>(() => Npy.Read(path));
+        Assert.Contains("bad.npy", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Arrays_BadLabelsAndMissingArrays_AreNamed()
+    {
+        Python(_dir.Path, """
+            import numpy as np
+            np.savez('neg.npz', x=np.zeros((3, 2), np.float32), y=np.array([0, -1, 1]))
+            np.savez('short.npz', x=np.zeros((3, 2), np.float32), y=np.array([0, 1]))
+            np.savez('noy.npz', x=np.zeros((3, 2), np.float32))
+            np.savez('nan.npz', x=np.array([[0, np.nan]], np.float32), y=np.array([0]))
+            """);
+        string P(string f) => Path.Combine(_dir.Path, f);
+        Assert.Contains("neg.npz:y: element 1 is -1, not a class label", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("neg.npz") })).Message);
+        Assert.Contains("short.npz:y: shape [2] does not hold one target for each of the 3 examples", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("short.npz") })).Message);
+        Assert.Contains("has no array 'y' (arrays: x)", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("noy.npz") })).Message);
+        Assert.Contains("nan.npz:x: element 1 (example 0) is NaN", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("nan.npz"), TestData = P("nan.npz") })).Message);
+    }
+
+    // ------------------------------------------------------------------ safetensors and IDX
+
+    [Fact]
+    public void SafeTensors_IntegerYIsClasses_FloatYIsRegression()
+    {
+        var g = new Generator(3);
+        var x = Tensor.RandN(g, 20, 3);
+        var cls = Path.Combine(_dir.Path, "c.safetensors");
+        SafeTensors.Write(cls, [new("x", x), new("y", Tensor.FromArray(Enumerable.Range(0, 20).Select(i => (double)(i % 4)).ToArray(), 20))]);
+        // rewrite y's dtype as I64 by hand: the writer stores F64, so build the integer file through numpy-free bytes
+        var i64 = Path.Combine(_dir.Path, "i.safetensors");
+        WriteSafeTensorsI64(i64, (float[])x.Storage, [20, 3], Enumerable.Range(0, 20).Select(i => (long)(i % 4)).ToArray());
+        var d = Load(new TrainingConfig { Data = i64, TestData = i64, Standardize = false });
+        Assert.Equal(4, d.Train.ClassCount);
+        Assert.Equal((float[])x.Storage, (float[])d.Train.Inputs.Storage);
+        var r = Load(new TrainingConfig { Data = cls, TestData = cls });
+        Assert.False(r.Train.IsClassification);
+        var forced = Load(new TrainingConfig { Data = cls, TestData = cls, TargetKind = TargetKind.Classes });
+        Assert.Equal(4, forced.Train.ClassCount);
+    }
+
+    private static void WriteSafeTensorsI64(string path, float[] x, int[] shape, long[] y)
+    {
+        int xb = x.Length * 4, yb = y.Length * 8;
+        string header = $"{{\"x\":{{\"dtype\":\"F32\",\"shape\":[{shape[0]},{shape[1]}],\"data_offsets\":[0,{xb}]}},\"y\":{{\"dtype\":\"I64\",\"shape\":[{y.Length}],\"data_offsets\":[{xb},{xb + yb}]}}}}";
+        var h = System.Text.Encoding.UTF8.GetBytes(header);
+        using var f = File.Create(path);
+        f.Write(BitConverter.GetBytes((ulong)h.Length));
+        f.Write(h);
+        foreach (var v in x) f.Write(BitConverter.GetBytes(v));
+        foreach (var v in y) f.Write(BitConverter.GetBytes(v));
+    }
+
+    [Fact]
+    public void Idx_ImagesFindTheirLabelsByName()
+    {
+        var pixels = Enumerable.Range(0, 6 * 2 * 2).Select(i => (byte)(i * 10)).ToArray();
+        var images = _dir.Write("shapes-images-idx3-ubyte", IdxBytes.UByte(pixels, 6, 2, 2));
+        _dir.Write("shapes-labels-idx1-ubyte", IdxBytes.UByte([0, 1, 2, 0, 1, 2], 6));
+        var d = Load(new TrainingConfig { Data = images, TestData = images, Standardize = false });
+        Assert.Equal([6, 4], d.Train.Inputs.Shape.ToArray()); // flattened per example
+        Assert.Equal(3, d.Train.ClassCount);
+        Assert.Equal(230 / 255f, ((float[])d.Train.Inputs.Storage)[23], 6);
+        // one mean and standard deviation for all pixels
+        var s = Load(new TrainingConfig { Data = images, TestData = images });
+        var v = (float[])s.Train.Inputs.Storage;
+        Assert.Equal(0, v.Average(), 5);
+        var e = Assert.Throws<FileNotFoundException>(() => Load(new TrainingConfig { Data = _dir.Write("idx-alone", IdxBytes.UByte([1], 1)) }));
+        Assert.Contains("--target", e.Message);
+    }
+
+    // ------------------------------------------------------------------ image folders
+
+    internal static void WriteImage(string path, int width, int height, SKColor color, SKEncodedImageFormat format)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        using var bitmap = new SKBitmap(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        bitmap.Erase(color);
+        using var image = SKImage.FromBitmap(bitmap);
+        using var data = image.Encode(format, 100);
+        File.WriteAllBytes(path, data.ToArray());
+    }
+
+    [Fact]
+    public void ImageFolder_PngAndJpeg_ResizedToRgbChannelsInClassOrder()
+    {
+        var root = Path.Combine(_dir.Path, "img");
+        WriteImage(Path.Combine(root, "red", "1.png"), 8, 6, new SKColor(255, 0, 0), SKEncodedImageFormat.Png);
+        WriteImage(Path.Combine(root, "red", "2.jpg"), 5, 5, new SKColor(255, 0, 0), SKEncodedImageFormat.Jpeg);
+        WriteImage(Path.Combine(root, "blue", "a.PNG"), 4, 4, new SKColor(0, 0, 255), SKEncodedImageFormat.Png);
+        File.WriteAllText(Path.Combine(root, "blue", "notes.txt"), "ignored");
+        var d = ImageFolder.Load(root, new ImageFolderOptions(4, 3, 3, ImageLayout.Channels));
+        Assert.Equal(["blue", "red"], d.ClassNames!);
+        Assert.Equal([3, 3, 3, 4], d.Inputs.Shape.ToArray());
+        Assert.Equal([0, 1, 1], d.Labels!.Data);
+        var x = (float[])d.Inputs.Storage;
+        // blue image: R and G planes 0, B plane 1; red images: R plane 1 (JPEG within a few levels)
+        Assert.All(x.AsSpan(0, 24).ToArray(), v => Assert.Equal(0, v, 6));
+        Assert.All(x.AsSpan(24, 12).ToArray(), v => Assert.Equal(1, v, 6));
+        Assert.All(x.AsSpan(36, 12).ToArray(), v => Assert.Equal(1, v, 6));
+        Assert.All(x.AsSpan(72, 12).ToArray(), v => Assert.True(v > 0.95f, $"{v}"));
+        // grey: luma 0.299 R + 0.587 G + 0.114 B
+        var grey = ImageFolder.Load(root, new ImageFolderOptions(2, 2, 1));
+        Assert.Equal([3, 4], grey.Inputs.Shape.ToArray());
+        Assert.Equal(0.114f, ((float[])grey.Inputs.Storage)[0], 5);
+        Assert.Equal(0.299f, ((float[])grey.Inputs.Storage)[4], 5);
+    }
+
+    [Fact]
+    public void ImageFolder_StandardisedPerChannel_AndErrorsNameTheFile()
+    {
+        var root = Path.Combine(_dir.Path, "img");
+        for (int i = 0; i < 5; i++)
+        {
+            WriteImage(Path.Combine(root, "a", $"{i}.png"), 3, 3, new SKColor((byte)(i * 40), 10, 200), SKEncodedImageFormat.Png);
+            WriteImage(Path.Combine(root, "b", $"{i}.png"), 3, 3, new SKColor(10, (byte)(i * 50), 0), SKEncodedImageFormat.Png);
+        }
+        var d = Load(new TrainingConfig { Data = root, TestData = root });
+        Assert.Equal([10, 27], d.Train.Inputs.Shape.ToArray());
+        var x = (float[])d.Train.Inputs.Storage;
+        for (int ch = 0; ch < 3; ch++)
+        {
+            double m = 0;
+            for (int i = 0; i < 10; i++)
+                for (int p = 0; p < 9; p++) m += x[i * 27 + ch * 9 + p];
+            Assert.Equal(0, m / 90, 5);
+        }
+        File.WriteAllBytes(Path.Combine(root, "b", "broken.png"), [0x89, (byte)'P', (byte)'N', (byte)'G', 1, 2, 3]);
+        var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = root }));
+        Assert.Contains("broken.png", e.Message);
+        Directory.CreateDirectory(Path.Combine(root, "empty"));
+        Assert.Contains("the class folder 'empty' has no .png", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = root })).Message);
+    }
+
+    // ------------------------------------------------------------------ into DataSources
+
+    [Fact]
+    public void DataSources_FilePathLoadsAndChecksTheModel()
+    {
+        var path = Text("t.csv", "a,b,y\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n9,1,x\n");
+        var bundle = DataSources.Load(new TrainingConfig { Data = path, Target = "y" }, NetworkSpecs.ParseAny("mlp 2-4-2"));
+        Assert.Equal(5, bundle.Train.Count + bundle.Test.Count);
+        var e = Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = path, Target = "y" }, NetworkSpecs.ParseAny("mlp 3-4-2")));
+        Assert.Contains("has 2 inputs per example but the model expects 3", e.Message);
+        var missing = Assert.Throws<FormatException>(() => new TrainingConfig { Data = Path.Combine(_dir.Path, "nope.csv") }.Validate());
+        Assert.Contains("neither a built-in data set", missing.Message);
+    }
+}
