@@ -25,6 +25,32 @@ public static class NetworkSpecs
     private static readonly string[] RecurrentKinds = ["rnn", "lstm", "gru"];
 
     /// <summary>
+    /// The spec a model text is written as, or null when it is not a spec: a text whose first word is
+    /// <c>mlp</c>, <c>rnn</c>, <c>lstm</c> or <c>gru</c>, or a JSON object with a <c>"kind"</c> field, is
+    /// parsed by <see cref="ParseAny"/> (and may throw); anything else (a network description, a
+    /// <c>resnet20</c> or <c>cnn …</c> shorthand) gives null.
+    /// </summary>
+    public static INetworkSpec? TryParse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var trimmed = text.TrimStart();
+        if (trimmed.StartsWith('{'))
+        {
+            try
+            {
+                if (JsonNode.Parse(text) is not JsonObject o || !o.ContainsKey("kind")) return null;
+            }
+            catch (JsonException)
+            {
+                return null;
+            }
+            return ParseAny(text);
+        }
+        string first = trimmed.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
+        return first == "mlp" || RecurrentKinds.Contains(first) ? ParseAny(text) : null;
+    }
+
+    /// <summary>
     /// Parses either grammar, text or JSON: <c>mlp …</c> (or JSON kind <c>mlp</c>) is a
     /// <see cref="ModelSpec"/>; <c>rnn</c>, <c>lstm</c>, <c>gru</c> a <see cref="RecurrentSpec"/>.
     /// </summary>

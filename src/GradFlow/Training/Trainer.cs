@@ -4,6 +4,7 @@ using System.Text.Json;
 using GradFlow.Data;
 using GradFlow.Kernels;
 using GradFlow.Nn;
+using GradFlow.Nn.Network;
 using GradFlow.Optim;
 using GradFlow.Tensors;
 
@@ -92,8 +93,8 @@ public interface ITrainingObserver
 }
 
 /// <summary>
-/// The training loop for models built from a <see cref="TrainingConfig"/> (MLPs and recurrent
-/// networks): seeded model, data order and dropout; cross-entropy loss on classification data, mean
+/// The training loop for any model a <see cref="TrainingConfig"/> describes (MLPs, conv nets and
+/// ResNets, recurrent networks: one <see cref="NetworkDescription"/> built by <see cref="NetworkBuilder"/>): seeded model, data order and dropout; cross-entropy loss on classification data, mean
 /// squared error on regression data (the adding problem; accuracies are then NaN); clipping; optimiser and schedule; evaluation on
 /// the test set after every epoch; a run directory with <c>config.json</c>, <c>metrics.jsonl</c> and
 /// <c>checkpoints/epoch-NNNN.safetensors</c>, from which <see cref="Run"/> can resume bit for bit.
@@ -111,17 +112,18 @@ public sealed class Trainer
         config.Validate();
         Config = config;
         if (config.Threads is { } t) KernelThreads.SetCount(t);
-        Spec = NetworkSpecs.ParseAny(config.Model);
-        CheckFitsInMemory(Spec, config);
-        Data = data ?? DataSources.Load(config, Spec);
+        Description = config.Description();
+        Spec = config.Spec();
+        CheckFitsInMemory(Description, config);
+        Data = data ?? DataSources.Load(config, Description);
         if (Data.Train.IsClassification != Data.Test.IsClassification)
             throw new ArgumentException("Trainer: the training and test sets must both be classification sets (class labels) or both regression sets (targets).");
         IsRegression = !Data.Train.IsClassification;
         var generator = new Generator(config.Seed);
         Tensor? lsuvBatch = null;
-        if (Spec is ModelSpec m && (m.Hidden.Any(h => h.Init.Kind == InitKind.Lsuv) || m.OutputInit.Kind == InitKind.Lsuv))
+        if (UsesLsuv(Description.Root))
             lsuvBatch = Data.Train.Subset(0, Math.Min(256, Data.Train.Count)).Inputs;
-        Model = NetworkSpecs.Build(Spec, generator, lsuvBatch);
+        Model = NetworkBuilder.Build(Description, generator, lsuvBatch);
         Optimizer = CreateOptimizer(config, Model.Parameters());
         Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true);
         int totalSteps = Math.Max(1, config.MaxSteps ?? Loader.BatchCount * config.Epochs);
@@ -136,8 +138,11 @@ public sealed class Trainer
     /// <summary>The configuration.</summary>
     public TrainingConfig Config { get; }
 
-    /// <summary>The model's spec (a <see cref="ModelSpec"/> or a <see cref="RecurrentSpec"/>).</summary>
-    public INetworkSpec Spec { get; }
+    /// <summary>The model's network description (<see cref="TrainingConfig.Description"/>).</summary>
+    public NetworkDescription Description { get; }
+
+    /// <summary>The spec the model is written as (an <c>mlp …</c> or <c>rnn|lstm|gru …</c> text), or null for any other description.</summary>
+    public INetworkSpec? Spec { get; }
 
     /// <summary>Whether the data are regression targets (loss: mean squared error) rather than class labels (cross-entropy).</summary>
     public bool IsRegression { get; }
@@ -145,11 +150,16 @@ public sealed class Trainer
     /// <summary>Training and test data.</summary>
     public DataBundle Data { get; }
 
-    /// <summary>The model: an <see cref="Mlp"/> or a <see cref="SequenceRegressor"/>.</summary>
-    public Module Model { get; }
+    /// <summary>The model, built from <see cref="Description"/> (<see cref="NetworkBuilder.Build"/>).</summary>
+    public Network Model { get; }
 
-    /// <summary>The model as an <see cref="Mlp"/>, or null for a recurrent one.</summary>
-    public Mlp? Mlp => Model as Mlp;
+    private static bool UsesLsuv(Block block) => block switch
+    {
+        LinearBlock { Init.Kind: InitKind.Lsuv } => true,
+        SequenceBlock s => s.Blocks.Any(UsesLsuv),
+        ResidualBlock r => UsesLsuv(r.Branch),
+        _ => false,
+    };
 
     /// <summary>The optimiser.</summary>
     public Optimizer Optimizer { get; }
@@ -179,7 +189,7 @@ public sealed class Trainer
     /// the machine's memory or the container's limit).
     /// </summary>
     /// <exception cref="InvalidOperationException">naming the parameter count, the bytes and the limit.</exception>
-    private static void CheckFitsInMemory(INetworkSpec spec, TrainingConfig config)
+    private static void CheckFitsInMemory(NetworkDescription description, TrainingConfig config)
     {
         int copies = 2 + OptimizerStateTensors(config);
         long limit = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
@@ -187,7 +197,7 @@ public sealed class Trainer
         string countText;
         try
         {
-            long count = NetworkSpecs.ParameterCount(spec);
+            long count = description.ParameterCount();
             long bytes = checked(count * sizeof(float) * copies);
             if (bytes <= limit) return;
             countText = count.ToString("N0", CultureInfo.InvariantCulture);
@@ -199,7 +209,7 @@ public sealed class Trainer
             bytesText = "more bytes than a 64-bit count holds";
         }
         throw new InvalidOperationException(
-            $"Trainer: the model '{NetworkSpecs.ToText(spec)}' has {countText} parameters; as float32 with their gradients and " +
+            $"Trainer: the model '{config.Spec()?.ToString() ?? config.Model}' has {countText} parameters; as float32 with their gradients and " +
             $"{config.Optimizer.ToString().ToLowerInvariant()}'s {copies - 2} state tensor(s) that is {bytesText}, more than the " +
             $"{limit.ToString("N0", CultureInfo.InvariantCulture)} bytes ({Gib(limit)} GiB) this process can allocate " +
             "(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes). Use fewer or narrower layers.");
