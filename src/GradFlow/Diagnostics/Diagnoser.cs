@@ -150,7 +150,7 @@ public static class Diagnoser
             remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
         if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Hidden.Count, "insert BatchNorm before every hidden activation"));
         if (f.ResidualRange is { } rr) remedies.Add("no normalisation", f.Remedy("residual", "zero", rr.First, rr.Last, $"add residual connections with zero-initialised branches on layers {Range(rr.First, rr.Last)}"), -0.1);
-        remedies.Add(null, f.Remedy("init", "lsuv", 1, f.Hidden.Count, "re-initialise with LSUV (unit output variance layer by layer)"));
+        if (!f.HasConv) remedies.Add(null, f.Remedy("init", "lsuv", 1, f.Hidden.Count, "re-initialise with LSUV (unit output variance layer by layer)"));
         return new Problem
         {
             Kind = ProblemKind.VanishingGradient,
@@ -509,6 +509,7 @@ public static class Diagnoser
             };
             RecurrentLayers = Recurrent is null ? [] : Enumerable.Range(1, Recurrent.Layers).ToArray();
             Hidden = hidden;
+            HasConv = network is null && DescriptionRemedies.HasConv(config.Description());
             Config = config;
             Weights = model is Nn.Network.Network n ? NetworkWatch.Layers(n) : null;
             Samples = samples;
@@ -531,6 +532,9 @@ public static class Diagnoser
 
         /// <summary>The hidden layers (every monitored layer but the output layer): an MLP spec's own, or <see cref="NetworkFacts.Hidden"/> of any other description; none for a recurrent spec.</summary>
         public IReadOnlyList<LayerSpec> Hidden { get; }
+
+        /// <summary>Whether the model has conv layers (LSUV, which calibrates Linear layers, is then not offered).</summary>
+        public bool HasConv { get; }
         public RecurrentSpec? Recurrent { get; }
         public int[] RecurrentLayers { get; }
         public TrainingConfig Config { get; }
