@@ -21,6 +21,8 @@ public enum StopReason
     NonFiniteLoss,
     /// <summary>Cancelled by the caller.</summary>
     Cancelled,
+    /// <summary>The gradient norm became NaN or infinite (only with <see cref="Trainer.StopOnNonFiniteGradient"/>); the step was not applied.</summary>
+    NonFiniteGradient,
 }
 
 /// <summary>Metrics of one epoch (one line of <c>metrics.jsonl</c> with <c>"type": "epoch"</c>).</summary>
@@ -103,11 +105,21 @@ public sealed class Trainer
 {
     private readonly List<ITrainingObserver> _observers = [];
 
+    private readonly Func<long, Batch>? _stream;
+
     /// <summary>Prepares a run: builds the data, the model (seeded) and the optimiser.</summary>
     /// <param name="config">The run's configuration (validated).</param>
     /// <param name="data">The data sets, or null to load them as the config says.</param>
-    public Trainer(TrainingConfig config, DataBundle? data = null)
+    /// <param name="stream">
+    /// A fresh training batch for each step (the step index in, the batch out) instead of epochs over
+    /// <paramref name="data"/>'s training set: one epoch of <see cref="TrainingConfig.MaxSteps"/> steps
+    /// (the adding problem draws every batch anew, <see cref="AddingProblem.Train"/>); null: the loader.
+    /// </param>
+    public Trainer(TrainingConfig config, DataBundle? data = null, Func<long, Batch>? stream = null)
     {
+        if (stream is not null && (config?.MaxSteps is null || config.Epochs != 1))
+            throw new ArgumentException("Trainer: a batch stream needs a step budget (maxSteps) and one epoch.", nameof(stream));
+        _stream = stream;
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         Config = config;
@@ -163,6 +175,17 @@ public sealed class Trainer
 
     /// <summary>The optimiser.</summary>
     public Optimizer Optimizer { get; }
+
+    /// <summary>
+    /// Take the global gradient norm at every step (clipping it when the config says so) and stop with
+    /// <see cref="StopReason.NonFiniteGradient"/>, before the update, when it is NaN or infinite; the
+    /// norm is in <see cref="StepInfo.GradientNorm"/>. Off by default: a run then stops on the
+    /// non-finite loss that follows.
+    /// </summary>
+    public bool StopOnNonFiniteGradient { get; init; }
+
+    /// <summary>Batches per epoch: the loader's, or the step budget with a batch stream.</summary>
+    public int BatchCount => _stream is null ? Loader.BatchCount : Config.MaxSteps!.Value;
 
     /// <summary>The schedule, or null for a constant rate.</summary>
     public LrScheduler? Scheduler { get; }
@@ -259,7 +282,7 @@ public sealed class Trainer
         run?.WriteConfig(Config);
 
         var epochs = new List<EpochMetrics>();
-        var info2 = new StepInfo { Model = Model, Optimizer = Optimizer, BatchCount = Loader.BatchCount };
+        var info2 = new StepInfo { Model = Model, Optimizer = Optimizer, BatchCount = BatchCount };
         var parameters = Model.Parameters().ToArray();
         StopReason stop = StopReason.Completed;
         string? message = null;
@@ -270,7 +293,7 @@ public sealed class Trainer
             double lossSum = 0;
             long correct = 0, seen = 0;
             info2.Epoch = epoch;
-            foreach (var batch in Loader.Epoch(epoch))
+            foreach (var batch in _stream is null ? Loader.Epoch(epoch) : Stream(_stream, step))
             {
                 if (cancellation.IsCancellationRequested)
                 {
@@ -294,7 +317,17 @@ public sealed class Trainer
                 }
                 Autograd.BackwardEngine.Backward(loss);
                 foreach (var o in _observers) o.OnBackward(info2);
-                if (Config.ClipNorm is { } maxNorm) info2.GradientNorm = GradClip.ClipGradNorm(parameters, maxNorm);
+                if (StopOnNonFiniteGradient)
+                {
+                    info2.GradientNorm = GradClip.ClipGradNorm(parameters, Config.ClipNorm ?? double.PositiveInfinity);
+                    if (!double.IsFinite(info2.GradientNorm))
+                    {
+                        stop = StopReason.NonFiniteGradient;
+                        message = $"the gradient norm became {info2.GradientNorm.ToString(CultureInfo.InvariantCulture)} at step {step} (epoch {epoch + 1}, batch {batch.Index + 1}); training stopped before applying that step.";
+                        break;
+                    }
+                }
+                else if (Config.ClipNorm is { } maxNorm) info2.GradientNorm = GradClip.ClipGradNorm(parameters, maxNorm);
                 if (Config.ClipValue is { } clipValue) GradClip.ClipGradValue(parameters, clipValue);
                 if (Config.ClipAgc is { } lambda) GradClip.ClipGradAdaptive(parameters, lambda);
                 Optimizer.Step();
@@ -329,6 +362,11 @@ public sealed class Trainer
         return new TrainingResult(epochs, stop, step, message, clock.Elapsed.TotalSeconds);
     }
 
+    private static IEnumerable<Batch> Stream(Func<long, Batch> stream, long from)
+    {
+        for (long s = from; ; s++) yield return stream(s);
+    }
+
     /// <summary>
     /// Loads the newest checkpoint of <paramref name="run"/> that reads back intact; each damaged one
     /// (truncated, corrupt, or not fitting the model) is skipped with a <see cref="Warning"/> naming it.
@@ -359,7 +397,7 @@ public sealed class Trainer
     }
 
     /// <summary>Optimiser steps of one full run: epochs × batches per epoch, or <see cref="TrainingConfig.MaxSteps"/> when that is fewer.</summary>
-    public long StepBudget => Math.Min((long)Loader.BatchCount * Config.Epochs, Config.MaxSteps ?? long.MaxValue);
+    public long StepBudget => Math.Min((long)BatchCount * Config.Epochs, Config.MaxSteps ?? long.MaxValue);
 
     /// <summary>The training loss of one batch: cross-entropy (with the config's label smoothing) on class labels, mean squared error on targets.</summary>
     public Tensor Loss(Tensor output, Batch batch)
