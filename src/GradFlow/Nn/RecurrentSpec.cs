@@ -80,14 +80,6 @@ public static class NetworkSpecs
         throw new FormatException($"model spec '{text}': expected a kind first: mlp, rnn, lstm or gru (e.g. 'mlp 784-256x8-10 act=relu', 'lstm 2-64-1').");
     }
 
-    /// <summary>The spec's text form when it has one, else its JSON.</summary>
-    public static string ToText(INetworkSpec spec) => spec switch
-    {
-        ModelSpec m => m.ToString(),
-        RecurrentSpec r => r.ToString(),
-        _ => throw new ArgumentException($"unknown spec type {spec?.GetType().Name}.", nameof(spec)),
-    };
-
     /// <summary>
     /// The number of learnable parameters the model of <paramref name="spec"/> has, computed from the
     /// spec without building it (so a model too large to allocate can be refused up front).
