@@ -38,9 +38,8 @@ public static class DataSources
         ulong s = config.Seed;
         var input = description.Input;
         var outputShape = description.OutputShape();
-        string model = config.DescribeModel();
         if (outputShape.Length != 1)
-            throw new ArgumentException($"data: the model ({model}) gives {Shapes.Format(outputShape)} per example; training needs a vector of outputs (end the network with a flatten and a linear).");
+            throw new ArgumentException($"data: the model ({config.DescribeModel()}) gives {Shapes.Format(outputShape)} per example; training needs a vector of outputs (end the network with a flatten and a linear).");
         int output = outputShape[0];
         var bundle = config.Data switch
         {
@@ -56,7 +55,7 @@ public static class DataSources
         if (input.Count == 2)
         {
             if (inputs.Rank != 3)
-                throw new ArgumentException($"data: '{config.Data}' is not a sequence data set (inputs {Shapes.Format(inputs.Shape)}); a recurrent model ({model}) needs [N, T, features] (adding, fashion-mnist-rows).");
+                throw new ArgumentException($"data: '{config.Data}' is not a sequence data set (inputs {Shapes.Format(inputs.Shape)}); a recurrent model ({config.DescribeModel()}) needs [N, T, features] (adding, fashion-mnist-rows).");
             if (inputs.Shape[2] != input[1])
                 throw new ArgumentException($"data: '{config.Data}' has {inputs.Shape[2]} features per time step but the model expects {input[1]}.");
         }
