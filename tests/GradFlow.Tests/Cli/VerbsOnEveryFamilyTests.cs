@@ -17,7 +17,7 @@ public sealed class VerbsOnEveryFamilyTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>Model, data options, and the shape of one example of the grads batch.</summary>
+    /// <summary>The three families; <see cref="Model"/> and <see cref="Data"/> give each one's model and data options.</summary>
     public static TheoryData<string> Families => ["mlp", "lstm", "resnet"];
 
     private static string Model(string family) => family switch
@@ -156,5 +156,21 @@ public sealed class VerbsOnEveryFamilyTests : IDisposable
         foreach (var name in new[] { "verbs-mlp", "verbs-lstm", "verbs-resnet" })
             Assert.Matches(@"(ok |MISS) " + name + @"\s+seed 1", output);
         Assert.Contains("(3 runs,", output);
+    }
+
+    [Fact]
+    public void ModelFile_AJsonDescription_TrainsAndGivesGradients()
+    {
+        string file = Path.Combine(_dir, "net.json");
+        File.WriteAllText(file, NetworkJson.ToJson(NetworkDescription.Parse(Model("resnet"))).ToJsonString());
+        var (code, output, err) = CliRunner.Run(["train", "--model-file", file, .. Data("resnet"), "--batch-size", "16", "--epochs", "1", "--max-steps", "2", "--threads", "1"]);
+        Assert.True(code == 0, err + output);
+        Assert.Contains("network [1, 8, 8] -> [4]", output);
+
+        string batch = Path.Combine(_dir, "batch.safetensors"), outPath = Path.Combine(_dir, "grads.safetensors");
+        SafeTensors.Write(batch, new Dictionary<string, Tensor> { ["x"] = Tensor.RandN(new Generator(1), 2, 1, 8, 8), ["y"] = Tensor.FromArray(new float[] { 3, 0 }, 2) });
+        var (gradsCode, gradsOut, gradsErr) = CliRunner.Run("grads", "--model-file", file, "--batch", batch, "--out", outPath);
+        Assert.True(gradsCode == 0, gradsErr + gradsOut);
+        Assert.Contains("conv1.weight.grad", SafeTensors.Read(outPath).Tensors.Select(t => t.Key));
     }
 }
