@@ -14,6 +14,7 @@ internal static class DemoCommand
 {
     public const string Help = """
         Usage: gradflow demo [--out DIR] [--data-dir DIR] [--steps N] [--seed N]
+               gradflow demo --model MODEL [train options] [--out DIR] [--steps N]
 
         A 20-layer sigmoid network on Fashion-MNIST (or, when the data set is not installed, a synthetic
         784-input task): preflight with the per-layer signal and the diagnosis (vanishing gradient:
@@ -22,6 +23,11 @@ internal static class DemoCommand
         then automatic repair in short trials. Then the same through time: a tanh RNN and a GRU on the
         adding problem at T = 100 (the RNN's signal vanishes within a few steps back), and the repair
         of the RNN. Run directories go to DIR (default ./gradflow-demo).
+
+        With --model (or --model-file), the same story on that model (any description: an MLP, an
+        LSTM, a ResNet such as "resnet20 in=1x28x28" ...; data and settings as 'gradflow train'
+        takes them): preflight, a monitored trial of --steps (default 300), automatic repair in
+        trials of the same length, and the report of the trial.
         """;
 
     public const string Model = "mlp 784-256x20-10 act=sigmoid init=xavier-uniform";
@@ -42,9 +48,14 @@ internal static class DemoCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("demo", args, ["out", "data-dir", "steps", "seed"], []);
+        bool custom = args.Contains("--model") || args.Contains("--model-file");
+        var o = custom
+            ? new CliOptions("demo", args, [.. TrainCommand.ValuedOptions.Where(n => n is not ("resume" or "out")), "out", "steps"], [])
+            : new CliOptions("demo", args, ["out", "data-dir", "steps", "seed"], []);
         string outDir = Path.GetFullPath(o.String("out") ?? "gradflow-demo");
         int steps = o.Int("steps") ?? 300;
+        if (custom && steps < 1) throw new UsageException("gradflow demo: --steps must be at least 1.");
+        if (custom) return OfModel(TrainCommand.BuildConfig(o, null), steps, outDir, stdout);
         if (steps < 10) throw new UsageException("gradflow demo: --steps must be at least 10.");
         var config = new TrainingConfig
         {
@@ -108,6 +119,36 @@ internal static class DemoCommand
         stdout.WriteLine($"run directories: {string.Join(", ", runs.Select(r => r.Dir))} (config.json, metrics.jsonl with per-layer samples, diagnosis.json)");
         stdout.WriteLine($"repaired config: {Path.Combine(outDir, "repaired-config.json")} (gradflow train --config accepts it)");
         stdout.WriteLine($"through time: {string.Join(", ", sequenceRuns)} (report.html with the time x layer heatmaps)");
+        return 0;
+    }
+
+    /// <summary>The demo's story on any model: preflight, a monitored trial, repair in trials of the same length, the report.</summary>
+    private static int OfModel(TrainingConfig config, int steps, string outDir, TextWriter stdout)
+    {
+        Heading(stdout, "1. The model");
+        stdout.WriteLine($"{config.DescribeModel()}; data {config.Data}, {config.Optimizer.ToString().ToLowerInvariant()} lr {config.LearningRate.ToString("G3", CultureInfo.InvariantCulture)}, batch {config.BatchSize}.");
+
+        Heading(stdout, "2. Preflight: one forward and backward pass, before any training");
+        var (preflight, sample) = Trials.Preflight(config);
+        stdout.WriteLine(DiagnosisView.LayerTable(sample));
+        stdout.WriteLine();
+        stdout.WriteLine(DiagnosisView.Verdict(preflight));
+
+        Heading(stdout, $"3. A monitored trial of {steps} steps");
+        string dir = Path.Combine(outDir, "trial");
+        Directory.CreateDirectory(outDir);
+        var trial = Trials.Run(config, steps, every: Math.Max(1, Math.Min(10, steps / 4)), runDirectory: dir);
+        if (trial.Samples.Count > 0) stdout.WriteLine(DiagnosisView.LayerTable(trial.Samples[^1]));
+        stdout.WriteLine();
+        stdout.WriteLine(DiagnosisView.Verdict(trial.Diagnosis));
+
+        Heading(stdout, $"4. Automatic repair (trials of {steps} steps, same seed)");
+        var repair = RepairCommand.Run(config, steps, attempts: 2, stdout);
+        AtomicFile.WriteAllText(Path.Combine(outDir, "repaired-config.json"), repair.Config.ToJson() + "\n");
+
+        Heading(stdout, "5. Files");
+        stdout.WriteLine($"report: {Reports.ReportWriter.Write(dir)}");
+        stdout.WriteLine($"repaired config: {Path.Combine(outDir, "repaired-config.json")} (gradflow train --config accepts it)");
         return 0;
     }
 

@@ -47,7 +47,7 @@ internal static class DiagnoseCommand
         if (o.Has("json")) stdout.WriteLine(DiagnosisJson.Serialize(diagnosis));
         else
         {
-            stdout.WriteLine($"model: {Nn.NetworkSpecs.ParseAny(config.Model).Describe()}");
+            stdout.WriteLine($"model: {config.DescribeModel()}");
             if (shown is not null) stdout.WriteLine(DiagnosisView.LayerTable(shown));
             stdout.WriteLine();
             stdout.WriteLine(DiagnosisView.Verdict(diagnosis));

@@ -1,5 +1,6 @@
 using GradFlow.Autograd;
 using GradFlow.Nn;
+using GradFlow.Nn.Network;
 using GradFlow.Tensors;
 using GradFlow.Training;
 
@@ -13,12 +14,15 @@ namespace GradFlow.Cli;
 internal static class GradsCommand
 {
     public const string Help = """
-        Usage: gradflow grads --model SPEC --batch FILE --out FILE [--seed N] [--label-smoothing X]
+        Usage: gradflow grads (--model MODEL | --model-file FILE) --batch FILE --out FILE [--seed N] [--label-smoothing X]
 
-        Builds the model with the seed, runs one forward and backward pass of cross-entropy on the
-        batch (a safetensors file holding 'x' [N, in] and 'y' [N] class indices, any numeric dtype),
-        and writes a safetensors file with every parameter (PyTorch names, e.g. layers.0.weight), its
-        gradient (layers.0.weight.grad), 'output' (the logits) and 'loss'.
+        Builds any model (a spec such as "mlp 20-32-5", "lstm 2-16-3", a shorthand such as resnet20 or
+        "cnn 1x28x28-c8-p-10", a 'net ...' description or its JSON; docs/model-spec.md) with the seed,
+        runs one forward and backward pass of cross-entropy on the batch (a safetensors file holding
+        'x' and 'y' [N] class indices, any numeric dtype; 'x' is [N, ...the model's input shape] or
+        the same number of values per example, [N, T, features] for a recurrent model), and writes a
+        safetensors file with every parameter (PyTorch names, e.g. layers.0.weight, layer1.0.conv1.weight),
+        its gradient (layers.0.weight.grad), 'output' (the logits) and 'loss'.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
@@ -28,31 +32,43 @@ internal static class GradsCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("grads", args, ["model", "batch", "out", "seed", "label-smoothing"], []);
-        string model = o.String("model") ?? throw new UsageException("gradflow grads: --model is required.");
+        var o = new CliOptions("grads", args, ["model", "model-file", "batch", "out", "seed", "label-smoothing"], []);
+        if (o.Has("model") && o.Has("model-file")) throw new UsageException("gradflow grads: give either --model or --model-file, not both.");
+        string model = o.String("model") ?? (o.String("model-file") is { } modelFile ? File.ReadAllText(modelFile)
+            : throw new UsageException("gradflow grads: --model or --model-file is required."));
         string batchPath = o.String("batch") ?? throw new UsageException("gradflow grads: --batch is required.");
         string outPath = o.String("out") ?? throw new UsageException("gradflow grads: --out is required.");
-        var spec = ModelSpec.ParseAny(model);
+        var description = NetworkDescription.Parse(model);
+        var inShape = description.Input.ToArray();
+        int perExample = inShape.Aggregate(1, (a, n) => a * n);
+        var outShape = description.OutputShape();
+        if (outShape.Length != 1)
+            throw new InvalidDataException($"gradflow grads: the model gives {Fmt(outShape)} per example; cross-entropy needs a vector of class logits.");
+        int classes = outShape[0];
         var batch = SafeTensors.Read(batchPath);
         string file = Path.GetFileName(batchPath);
         var x = batch.Tensors.FirstOrDefault(kv => kv.Key == "x").Value
             ?? throw new InvalidDataException($"gradflow grads: {file} has no tensor 'x' (present: {string.Join(", ", batch.Tensors.Select(t => t.Key))}).");
         var yTensor = batch.Tensors.FirstOrDefault(kv => kv.Key == "y").Value
             ?? throw new InvalidDataException($"gradflow grads: {file} has no tensor 'y' (present: {string.Join(", ", batch.Tensors.Select(t => t.Key))}).");
-        if (x.Rank != 2 || x.Shape[1] != spec.Input)
-            throw new InvalidDataException($"gradflow grads: {file}: 'x' has shape {Fmt(x.Shape)}, the model needs [N, {spec.Input}].");
+        // a sequence model ([T, I]) takes [N, T, I] of any length T; any other model [N, ...its input shape] or the same values per example
+        bool sequence = inShape.Length == 2;
+        bool fits = sequence ? x.Rank == 3 && x.Shape[2] == inShape[1] : x.Rank >= 2 && x.Count / Math.Max(1, x.Shape[0]) == perExample;
+        if (!fits)
+            throw new InvalidDataException($"gradflow grads: {file}: 'x' has shape {Fmt(x.Shape)}, the model needs {(sequence ? $"[N, T, {inShape[1]}]" : $"[N, {string.Join(", ", inShape)}]")}.");
         if (yTensor.Rank != 1 || yTensor.Shape[0] != x.Shape[0])
             throw new InvalidDataException($"gradflow grads: {file}: 'y' has shape {Fmt(yTensor.Shape)}, expected [{x.Shape[0]}].");
         var labels = new int[yTensor.Count];
         for (int i = 0; i < labels.Length; i++)
         {
             double v = yTensor.GetFlat(i);
-            if (v != Math.Floor(v) || v < 0 || v >= spec.Output)
-                throw new InvalidDataException($"gradflow grads: {file}: 'y'[{i}] = {v} is not a class index in [0, {spec.Output}).");
+            if (v != Math.Floor(v) || v < 0 || v >= classes)
+                throw new InvalidDataException($"gradflow grads: {file}: 'y'[{i}] = {v} is not a class index in [0, {classes}).");
             labels[i] = (int)v;
         }
         var input = x.DType == DType.Float32 ? x : x.To(DType.Float32).Detach();
-        var net = ModelBuilder.Build(spec, new Generator(o.ULong("seed") ?? 0), input);
+        if (!sequence) input = input.Reshape([x.Shape[0], .. inShape]);
+        var net = NetworkBuilder.Build(description, new Generator(o.ULong("seed") ?? 0), input);
         var output = net.Forward(input);
         var loss = Losses.CrossEntropy(output, IndexTensor.FromArray(labels, labels.Length), o.Double("label-smoothing") ?? 0);
         loss.Backward();
@@ -61,7 +77,7 @@ internal static class GradsCommand
         foreach (var (name, p) in net.NamedParameters()) tensors.Add(new(name + ".grad", p.Grad ?? p.Data.ZerosLike()));
         tensors.Add(new("output", output.Detach()));
         tensors.Add(new("loss", loss.Detach()));
-        SafeTensors.Write(outPath, tensors, new Dictionary<string, string> { ["model"] = spec.ToString(), ["seed"] = (o.ULong("seed") ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        SafeTensors.Write(outPath, tensors, new Dictionary<string, string> { ["model"] = NetworkSpecs.TryParse(model)?.ToString() ?? NetworkText.Format(description), ["seed"] = (o.ULong("seed") ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture) });
         stdout.WriteLine($"loss {loss.Item():R}; {net.NamedParameters().Count()} parameters and their gradients written to {outPath}");
         return 0;
     }

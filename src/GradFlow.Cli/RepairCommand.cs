@@ -43,7 +43,7 @@ internal static class RepairCommand
     /// <summary>Runs the repair, printing each step of it.</summary>
     internal static RepairResult Run(TrainingConfig config, int steps, int attempts, TextWriter stdout, DataBundle? data = null)
     {
-        stdout.WriteLine($"repairing: {Nn.NetworkSpecs.ParseAny(config.Model).Describe()}");
+        stdout.WriteLine($"repairing: {config.DescribeModel()}");
         stdout.WriteLine($"trials of {steps} steps on seed {config.Seed}");
         var result = Repairer.Repair(config, steps, attempts, data, progress: a =>
             stdout.WriteLine($"  tried [{a.Remedy}] {a.Description}: {Line(a.Trial)} -> {(a.Accepted ? "kept" : "rejected")}"));
@@ -54,7 +54,7 @@ internal static class RepairCommand
         stdout.WriteLine($"after:  {Line(result.Final)}");
         stdout.WriteLine(DiagnosisView.Verdict(result.Final.Diagnosis));
         stdout.WriteLine();
-        stdout.WriteLine($"final model: {Nn.NetworkSpecs.ParseAny(result.Config.Model).Describe()}");
+        stdout.WriteLine($"final model: {result.Config.DescribeModel()}");
         var changes = result.Attempts.Where(a => a.Accepted).Select(a => a.Remedy).ToArray();
         stdout.WriteLine($"changes kept: {(changes.Length == 0 ? "none" : string.Join(", ", changes))}");
         if (!result.Healthy && changes.Length > 0)

@@ -5,19 +5,22 @@ using GradFlow.Training;
 
 namespace GradFlow.Cli;
 
-/// <summary><c>gradflow train</c>: trains a model spec on a data set, with a progress bar per epoch and a final table.</summary>
+/// <summary><c>gradflow train</c>: trains any model description on a data set, with a progress bar per epoch and a final table.</summary>
 internal static class TrainCommand
 {
     public const string Help = """
         Usage: gradflow train [options]
 
-        Trains a model (an MLP or a recurrent network) and prints a table of per-epoch metrics.
+        Trains a model (any network description: MLP, conv net or ResNet, recurrent network) and
+        prints a table of per-epoch metrics.
         Options override --config.
 
         Model and data:
-          --model SPEC          model spec, e.g. "mlp 784-256x2-10 act=relu init=he-normal" or
-                                "lstm 2-64-1 forget-bias=1" (docs/model-spec.md)
-          --model-file FILE     the model spec in a file (text or JSON)
+          --model MODEL         a spec or shorthand, e.g. "mlp 784-256x2-10 act=relu init=he-normal",
+                                "lstm 2-64-1 forget-bias=1", "resnet20 in=1x28x28", "plain20 in=1x28x28",
+                                "cnn 1x28x28-c16-p-c32-p-10", or a 'net ...' description (docs/model-spec.md);
+                                the data are laid out as its input shape ([N, 1, 28, 28] for 1x28x28)
+          --model-file FILE     the model in a file (any of those texts, or a JSON description or spec)
           --data NAME           fashion-mnist (default), spirals, circles, teacher; for recurrent models
                                 adding (the adding problem, regression) and fashion-mnist-rows
                                 or a file or folder of your own (docs/data.md): FILE.csv / FILE.tsv (a header,
@@ -112,7 +115,7 @@ internal static class TrainCommand
         }
         if (!json)
         {
-            stdout.WriteLine($"model: {trainer.Spec} ({trainer.Model.ParameterCount():N0} parameters)");
+            stdout.WriteLine(trainer.Spec is { } spec ? $"model: {spec} ({trainer.Model.ParameterCount():N0} parameters)" : $"model: {config.DescribeModel()}");
             stdout.WriteLine($"data: {config.Data}, {trainer.Data.Train.Count} training / {trainer.Data.Test.Count} test examples; " +
                 $"optimizer {config.Optimizer.ToString().ToLowerInvariant()} lr {Fmt(config.LearningRate)}; seed {config.Seed}");
         }

@@ -420,12 +420,12 @@ public static class CatalogueEvaluator
 
     private static DataBundle DataFor(TrainingConfig config, Dictionary<string, DataBundle> cache)
     {
-        var spec = Nn.NetworkSpecs.ParseAny(config.Model);
+        var description = config.Description();
         // synthetic data sets are generated from the seed; Fashion-MNIST is the same for every seed
         ulong? seed = config.Data == "fashion-mnist" ? null : config.Seed;
-        string key = string.Join("|", config.Data, config.DataDir, config.TrainLimit, config.TestLimit, seed, spec.Input, spec.Output);
+        string key = string.Join("|", config.Data, config.DataDir, config.TrainLimit, config.TestLimit, seed, string.Join("x", description.Input), string.Join("x", description.OutputShape()));
         if (!cache.TryGetValue(key, out var bundle))
-            cache[key] = bundle = DataSources.Load(config, spec);
+            cache[key] = bundle = DataSources.Load(config, description);
         return bundle;
     }
 }

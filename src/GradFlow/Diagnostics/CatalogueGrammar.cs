@@ -44,11 +44,12 @@ public static class CatalogueGrammar
     /// <summary>The optimiser family a configuration is compared within: <c>sgd</c> or <c>adaptive</c> (Adam, AdamW, RMSprop, Adagrad).</summary>
     public static string OptimizerFamily(OptimizerKind kind) => kind == OptimizerKind.Sgd ? "sgd" : "adaptive";
 
-    /// <summary>The task whose data and sizes <paramref name="config"/> has, or null.</summary>
+    /// <summary>The task whose data and sizes <paramref name="config"/> has, or null (also for a model that is not an MLP or recurrent spec).</summary>
     public static CatalogueTask? TaskOf(TrainingConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        var spec = Nn.NetworkSpecs.ParseAny(config.Model);
+        // the tasks are the specs' (MLPs and recurrent networks); another description has none
+        if (config.Spec() is not { } spec) return null;
         return Tasks.FirstOrDefault(t => t.Data == config.Data && t.Input == spec.Input && t.Output == spec.Output
             && t.SequenceLength == config.SequenceLength && t.TrainLimit == config.TrainLimit);
     }

@@ -21,8 +21,7 @@ public static class Diagnoser
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(config);
         settings ??= new DiagnosisSettings();
-        var spec = NetworkSpecs.ParseAny(config.Model);
-        var facts = new ModelFacts(spec, config, model, samples, settings) { IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio, ChanceLoss = chanceLoss };
+        var facts = new ModelFacts(config, model, samples, settings) { IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio, ChanceLoss = chanceLoss };
         var problems = new List<Problem>();
         var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
         // recurrent models: the ratio that matters is through time (first step over last step of the top recurrent layer)
@@ -112,9 +111,9 @@ public static class Diagnoser
         var remedies = new RankedRemedies(causes);
         if (f.ZeroStartResidualRemedy() is { } rezero) remedies.Add("full-gain residual", rezero);
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
-            remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
+            remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
         remedies.Add("learning rate", f.LearningRateRemedy(), causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal)) ? 0 : -0.5);
-        if (!f.HasNorm && f.Recurrent is null && f.Spec.Hidden.Count > 0) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
+        if (!f.HasNorm && f.Recurrent is null && f.Hidden.Count > 0) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Hidden.Count, "insert BatchNorm before every hidden activation"));
         if (f.Config.ClipNorm is null) remedies.Add(null, new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
         return new Problem
         {
@@ -144,14 +143,14 @@ public static class Diagnoser
         f.AddLearningRate(causes); // steps too large kill ReLU units, whose zero gradient then looks like a vanishing signal
         var remedies = new RankedRemedies(causes);
         if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal))) remedies.Add("learning rate", f.LearningRateRemedy());
-        int hiddenLast = Math.Min(boundary + 1, f.Spec.Hidden.Count);
+        int hiddenLast = Math.Min(boundary + 1, f.Hidden.Count);
         if (f.SaturatingLayers.Length > 0)
             remedies.Add("saturating", f.Remedy("activation", "relu", 1, hiddenLast, $"switch hidden layers {Range(1, hiddenLast)} to ReLU with He-normal initialisation (ReLU's derivative is 1 on its active side)"));
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
-            remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
-        if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
+            remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
+        if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Hidden.Count, "insert BatchNorm before every hidden activation"));
         if (f.ResidualRange is { } rr) remedies.Add("no normalisation", f.Remedy("residual", "zero", rr.First, rr.Last, $"add residual connections with zero-initialised branches on layers {Range(rr.First, rr.Last)}"), -0.1);
-        remedies.Add(null, f.Remedy("init", "lsuv", 1, f.Spec.Hidden.Count, "re-initialise with LSUV (unit output variance layer by layer)"));
+        if (!f.HasConv) remedies.Add(null, f.Remedy("init", "lsuv", 1, f.Hidden.Count, "re-initialise with LSUV (unit output variance layer by layer)"));
         return new Problem
         {
             Kind = ProblemKind.VanishingGradient,
@@ -284,11 +283,11 @@ public static class Diagnoser
         if (causes.Any(c => c.Name.StartsWith("recurrent weight scale", StringComparison.Ordinal)))
             remedies.Add("recurrent weight scale", new RemedySuggestion("init:orthogonal", "start each gate block of W_hh orthogonal (every singular value 1)", f.RecurrentLayers));
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
-            remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
+            remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
         if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal)) || byGrowth || byLoss || byStep)
             remedies.Add("learning rate", f.LearningRateRemedy());
         if (f.Config.ClipNorm is null) remedies.Add("no gradient clipping", new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
-        if (!f.HasNorm && f.Recurrent is null) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Spec.Hidden.Count, "insert BatchNorm before every hidden activation"));
+        if (!f.HasNorm && f.Recurrent is null) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Hidden.Count, "insert BatchNorm before every hidden activation"));
         if (f.ZeroStartResidualRemedy() is { } rezero) remedies.Add("full-gain residual", rezero);
         return new Problem
         {
@@ -321,7 +320,7 @@ public static class Diagnoser
         double worst = layers.Max(l => medians[l - 1]);
         var causes = new List<Cause>();
         var remedies = new RankedRemedies(causes);
-        int first = layers.Min(), last = Math.Min(layers.Max(), f.Spec.Hidden.Count);
+        int first = layers.Min(), last = Math.Min(layers.Max(), f.Hidden.Count);
         if (kind == ProblemKind.Saturation)
         {
             f.AddInitScale(causes, wantSmall: false);
@@ -365,7 +364,7 @@ public static class Diagnoser
         var remedies = new RankedRemedies(causes);
         remedies.Add("learning rate", f.LearningRateRemedy());
         f.AddRecurrentScale(causes, wantSmall: false);
-        if (f.Recurrent is null) remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Spec.Hidden.Count, $"re-initialise with {f.MatchedInit}"));
+        if (f.Recurrent is null) remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Hidden.Count, $"re-initialise with {f.MatchedInit}"));
         else remedies.Add("recurrent weight scale", new RemedySuggestion("init:orthogonal", "start each gate block of W_hh orthogonal (every singular value 1)", f.RecurrentLayers));
         if (f.Config.ClipNorm is null) remedies.Add("no gradient clipping", new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
         string where = origin ?? (layers.Length > 0 ? $"layers {string.Join(", ", layers)}" : "the loss");
@@ -496,38 +495,51 @@ public static class Diagnoser
     /// <summary>Facts about the model and config that causes and remedies are ranked by.</summary>
     private sealed class ModelFacts
     {
-        public ModelFacts(INetworkSpec network, TrainingConfig config, Module? model, IReadOnlyList<MonitorSample> samples, DiagnosisSettings settings)
+        public ModelFacts(TrainingConfig config, Module? model, IReadOnlyList<MonitorSample> samples, DiagnosisSettings settings)
         {
             // a recurrent model has no MLP hidden layers: the MLP facts see an empty stack, the recurrent ones its spec
+            // any other description: its hidden layers' facts in the same form (NetworkFacts.Hidden)
+            var network = config.Spec();
             Recurrent = network as RecurrentSpec;
-            var spec = network as ModelSpec ?? new ModelSpec(network.Input, [], network.Output, new InitScheme(InitKind.Default));
+            var hidden = network switch
+            {
+                ModelSpec m => m.Hidden,
+                RecurrentSpec => [],
+                _ => NetworkFacts.Hidden(config.Description()),
+            };
             RecurrentLayers = Recurrent is null ? [] : Enumerable.Range(1, Recurrent.Layers).ToArray();
-            Spec = spec;
+            Hidden = hidden;
+            HasConv = network is null && DescriptionRemedies.HasConv(config.Description());
             Config = config;
-            Model = model as Mlp;
+            Weights = model is Nn.Network.Network n ? NetworkWatch.Layers(n) : null;
             Samples = samples;
             Settings = settings;
-            SaturatingLayers = spec.Hidden.Select((h, i) => (h, i)).Where(t => Activations.Saturates(t.h.Activation)).Select(t => t.i + 1).ToArray();
-            HasNorm = spec.Hidden.Any(h => h.Norm != NormKind.None);
-            var act = spec.Hidden.Count > 0 ? spec.Hidden[0].Activation : Activation.Relu;
+            SaturatingLayers = hidden.Select((h, i) => (h, i)).Where(t => Activations.Saturates(t.h.Activation)).Select(t => t.i + 1).ToArray();
+            HasNorm = hidden.Any(h => h.Norm != NormKind.None);
+            var act = hidden.Count > 0 ? hidden[0].Activation : Activation.Relu;
             MatchedInit = act is Activation.Relu or Activation.LeakyRelu or Activation.PRelu or Activation.Gelu or Activation.GeluTanh or Activation.Silu or Activation.Mish or Activation.Elu ? "he" : "xavier";
             // residual connections need equal widths: the longest run of equal-width hidden layers after the first
             int best = 0, bestStart = 0;
-            for (int i = 1; i < spec.Hidden.Count;)
+            for (int i = 1; i < hidden.Count;)
             {
                 int j = i;
-                while (j < spec.Hidden.Count && spec.Hidden[j].Width == spec.Hidden[i - 1].Width) j++;
+                while (j < hidden.Count && hidden[j].Width == hidden[i - 1].Width) j++;
                 if (j - i > best) (best, bestStart) = (j - i, i);
                 i = Math.Max(j, i + 1);
             }
             ResidualRange = best >= 2 ? (bestStart + 1, bestStart + best) : null;
         }
 
-        public ModelSpec Spec { get; }
+        /// <summary>The hidden layers (every monitored layer but the output layer): an MLP spec's own, or <see cref="NetworkFacts.Hidden"/> of any other description; none for a recurrent spec.</summary>
+        public IReadOnlyList<LayerSpec> Hidden { get; }
+
+        /// <summary>Whether the model has conv layers (LSUV, which calibrates Linear layers, is then not offered).</summary>
+        public bool HasConv { get; }
         public RecurrentSpec? Recurrent { get; }
         public int[] RecurrentLayers { get; }
         public TrainingConfig Config { get; }
-        public Mlp? Model { get; }
+        /// <summary>The model's monitored layers (weights and activations), when the model is known.</summary>
+        public IReadOnlyList<MonitoredLayer>? Weights { get; }
         public IReadOnlyList<MonitorSample> Samples { get; }
         public DiagnosisSettings Settings { get; }
         public int[] SaturatingLayers { get; }
@@ -537,16 +549,16 @@ public static class Diagnoser
 
         public RemedySuggestion Remedy(string kind, string arg, int first, int last, string description)
         {
-            last = Math.Min(last, Spec.Hidden.Count);
+            last = Math.Min(last, Hidden.Count);
             first = Math.Max(1, Math.Min(first, last));
-            return new RemedySuggestion(Remedies.Id(kind, arg, first, last, Spec.Hidden.Count), description,
+            return new RemedySuggestion(Remedies.Id(kind, arg, first, last, Hidden.Count), description,
                 Enumerable.Range(first, Math.Max(0, last - first + 1)).ToArray());
         }
 
         public void AddSaturatingDepth(List<Cause> causes)
         {
             if (SaturatingLayers.Length == 0) return;
-            var act = Spec.Hidden[SaturatingLayers[0] - 1].Activation;
+            var act = Hidden[SaturatingLayers[0] - 1].Activation;
             double maxDerivative = act is Activation.Sigmoid or Activation.HardSigmoid ? 0.25 : 1.0;
             double bound = Math.Pow(maxDerivative, SaturatingLayers.Length);
             string name = ModelSpec.NameOf(act);
@@ -562,14 +574,15 @@ public static class Diagnoser
 
         public void AddInitScale(List<Cause> causes, bool wantSmall)
         {
-            if (Model is null) return;
+            if (Weights is null) return;
             var worst = (Layer: 0, Ratio: 1.0, Std: 0.0, Target: 0.0, Fan: 0);
-            foreach (var layer in Model.Layers.Take(Model.Layers.Count - 1))
+            foreach (var layer in Weights.Take(Weights.Count - 1).Where(l => l.RecurrentLayer < 0))
             {
-                var w = layer.Linear.Weight.Data.ToDoubleArray();
+                var weight = layer.Weight.Data;
+                var w = weight.ToDoubleArray();
                 double std = Math.Sqrt(w.Sum(v => v * v) / w.Length);
-                int fan = layer.Linear.InFeatures;
-                var act = layer.Spec!.Activation;
+                int fan = weight.Count / weight.Shape[0];    // Linear [out, in]: in; Conv [out, in/g, kh, kw]: in/g·kh·kw
+                var act = layer.Kind ?? Activation.Identity;
                 double gain = Init.CalculateGain(Init.NonlinearityOf(act));
                 double target = gain / Math.Sqrt(fan);
                 double ratio = std / target;
@@ -579,7 +592,7 @@ public static class Diagnoser
             causes.Add(new Cause(wantSmall ? "initial weight scale too small for the fan-in" : "initial weight scale too large for the fan-in",
                 1 + Math.Abs(Math.Log2(worst.Ratio)),
                 string.Create(CultureInfo.InvariantCulture,
-                    $"layer {worst.Layer}: weight std {worst.Std:G3} vs gain/√fan_in = {worst.Target:G3} (fan_in {worst.Fan}): {worst.Ratio:G3}× the variance-preserving scale; over {Spec.Hidden.Count} layers the signal scales by about {Math.Pow(worst.Ratio, Spec.Hidden.Count):E1}")));
+                    $"layer {worst.Layer}: weight std {worst.Std:G3} vs gain/√fan_in = {worst.Target:G3} (fan_in {worst.Fan}): {worst.Ratio:G3}× the variance-preserving scale; over {Hidden.Count} layers the signal scales by about {Math.Pow(worst.Ratio, Hidden.Count):E1}")));
         }
 
         /// <summary>
@@ -634,8 +647,8 @@ public static class Diagnoser
 
         public void AddNoNormalisation(List<Cause> causes)
         {
-            if (HasNorm || Spec.Hidden.Count < 3) return;
-            causes.Add(new Cause("no normalisation", 0.5 + Spec.Hidden.Count / 20.0, $"{Spec.Hidden.Count} hidden layers without BatchNorm or LayerNorm: nothing rescales the signal between layers"));
+            if (HasNorm || Hidden.Count < 3) return;
+            causes.Add(new Cause("no normalisation", 0.5 + Hidden.Count / 20.0, $"{Hidden.Count} hidden layers without BatchNorm or LayerNorm: nothing rescales the signal between layers"));
         }
 
         /// <summary>
@@ -688,15 +701,15 @@ public static class Diagnoser
         /// <summary>Start the full-gain residual branches at zero (from the first to the last such block), or null with fewer than two.</summary>
         public RemedySuggestion? ZeroStartResidualRemedy()
         {
-            if (Spec.Hidden.Count(h => h.Residual == ResidualKind.Full) < 2) return null;
-            int from = Spec.Hidden.TakeWhile(h => h.Residual != ResidualKind.Full).Count() + 1;
-            int to = Spec.Hidden.Count - Spec.Hidden.Reverse().TakeWhile(h => h.Residual != ResidualKind.Full).Count();
+            if (Hidden.Count(h => h.Residual == ResidualKind.Full) < 2) return null;
+            int from = Hidden.TakeWhile(h => h.Residual != ResidualKind.Full).Count() + 1;
+            int to = Hidden.Count - Hidden.Reverse().TakeWhile(h => h.Residual != ResidualKind.Full).Count();
             return Remedy("residual", "zero", from, to, "start the residual branches at zero (ReZero) so the stack is the identity at initialisation");
         }
 
         public void AddFullResidual(List<Cause> causes)
         {
-            int n = Spec.Hidden.Count(h => h.Residual == ResidualKind.Full);
+            int n = Hidden.Count(h => h.Residual == ResidualKind.Full);
             if (n < 2) return;
             causes.Add(new Cause("full-gain residual branches", 2 + n / 10.0,
                 string.Create(CultureInfo.InvariantCulture, $"{n} residual blocks add a unit-gain branch to the identity: the variance roughly doubles per block, 2^{n} = {Math.Pow(2, n):E1} (Zhang et al. 2019, Fixup)")));

@@ -38,6 +38,12 @@ public sealed class LayerStats
     /// <summary>Fraction of ReLU units whose output is zero for every example of the sampled batch (NaN for other activations).</summary>
     public double DeadUnits { get; set; } = double.NaN;
 
+    /// <summary>The layer's BatchNorm after this step: mean |running mean| over its features or channels (NaN without one).</summary>
+    public double NormRunningMean { get; set; } = double.NaN;
+
+    /// <summary>The layer's BatchNorm after this step: mean running variance over its features or channels (NaN without one).</summary>
+    public double NormRunningVar { get; set; } = double.NaN;
+
     /// <summary>||ΔW|| / ||W|| of the optimiser step (NaN without an optimiser step).</summary>
     public double UpdateRatio { get; set; } = double.NaN;
 
@@ -99,6 +105,9 @@ public sealed record MonitoredLayer(int Index, string Name, Parameter Weight, Mo
 
     /// <summary>For a stacked layer of a recurrent module, its index k (0 = input side); −1 otherwise.</summary>
     public int RecurrentLayer { get; init; } = -1;
+
+    /// <summary>The layer's norm (between its weight and its activation; a residual block: its branch's last), whose running statistics a BatchNorm's sample records; or null.</summary>
+    public Module? Norm { get; init; }
 }
 
 /// <summary>
@@ -375,6 +384,12 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
             }
             optimizer.TrackUpdates = false;
         }
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            if (_layers[i].Norm is not BatchNormBase { RunningMean: { } mean, RunningVar: { } variance }) continue;
+            _current[i].NormMean = StatisticsKernel.MeanAbs(mean.Span<float>());
+            _current[i].NormVar = StatisticsKernel.MeanAbs(variance.Span<float>());    // variances are not negative
+        }
         Append();
         if (SampleCompleted is { } handler) handler(_view[_count - 1]);
     }
@@ -475,12 +490,15 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         s.ActStd = Math.Sqrt(Math.Max(0, sumSq / n - m * m));
         s.NonFinite += bad;
         if (kind is { } k && Activations.Saturates(k)) s.Saturation = StatisticsKernel.SaturatedFraction(span, k, SaturationFraction);
-        if (kind is Nn.Activation.Relu && y.Rank == 2)
+        if (kind is Nn.Activation.Relu && y.Rank is 2 or 4)
         {
+            // a unit of [B, F]; a channel of [B, C, H, W]: dead when 0 for every example (and every position)
             int cols = y.Shape[1];
             var mask = _aliveMask[layer];
             if (mask is null || mask.Length != cols) _aliveMask[layer] = mask = new float[cols];
-            s.DeadUnits = StatisticsKernel.DeadFraction(span, y.Shape[0], cols, mask);
+            s.DeadUnits = y.Rank == 2
+                ? StatisticsKernel.DeadFraction(span, y.Shape[0], cols, mask)
+                : StatisticsKernel.DeadChannelFraction(span, y.Shape[0], cols, y.Shape[2] * y.Shape[3], mask);
         }
     }
 
@@ -533,6 +551,8 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
                 ActivationStd = r.ActStd,
                 Saturation = r.Saturation,
                 DeadUnits = r.DeadUnits,
+                NormRunningMean = r.NormMean,
+                NormRunningVar = r.NormVar,
                 UpdateRatio = r.UpdateRatio,
                 NonFinite = r.NonFinite,
             };
@@ -568,10 +588,10 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         public static readonly LayerRecord Empty = new()
         {
             Signal = double.NaN, Gain = double.NaN, GradNorm = double.NaN, GradMaxAbs = double.NaN, ActMean = double.NaN,
-            ActStd = double.NaN, Saturation = double.NaN, DeadUnits = double.NaN, UpdateRatio = double.NaN,
+            ActStd = double.NaN, Saturation = double.NaN, DeadUnits = double.NaN, UpdateRatio = double.NaN, NormMean = double.NaN, NormVar = double.NaN,
         };
 
-        public double Signal, Gain, GradNorm, GradMaxAbs, ActMean, ActStd, Saturation, DeadUnits, UpdateRatio;
+        public double Signal, Gain, GradNorm, GradMaxAbs, ActMean, ActStd, Saturation, DeadUnits, UpdateRatio, NormMean, NormVar;
         public long NonFinite;
     }
 

@@ -48,6 +48,11 @@ public static class MonitorLog
             Num(sb, "act_std", l.ActivationStd);
             Num(sb, "saturation", l.Saturation);
             Num(sb, "dead_units", l.DeadUnits);
+            if (!double.IsNaN(l.NormRunningMean) || !double.IsNaN(l.NormRunningVar))
+            {
+                Num(sb, "bn_running_mean", l.NormRunningMean);
+                Num(sb, "bn_running_var", l.NormRunningVar);
+            }
             Num(sb, "update_ratio", l.UpdateRatio);
             sb.Append(",\"non_finite\":").Append(l.NonFinite).Append('}');
         }
@@ -106,6 +111,8 @@ public static class MonitorLog
             ActivationStd = Get(l, "act_std"),
             Saturation = Get(l, "saturation"),
             DeadUnits = Get(l, "dead_units"),
+            NormRunningMean = l.TryGetProperty("bn_running_mean", out var bm) ? Value(bm) : double.NaN,
+            NormRunningVar = l.TryGetProperty("bn_running_var", out var bv) ? Value(bv) : double.NaN,
             UpdateRatio = Get(l, "update_ratio"),
             NonFinite = l.GetProperty("non_finite").GetInt64(),
         }).ToArray();

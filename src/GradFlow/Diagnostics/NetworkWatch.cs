@@ -50,7 +50,7 @@ public static class NetworkWatch
                     {
                         var weight = At(path);
                         var act = FollowingActivation(s, i, prefix) is { } actPath ? At(actPath) : null;
-                        layers.Add(new MonitoredLayer(layers.Count + 1, path, WeightOf(weight), act ?? weight, act));
+                        layers.Add(new MonitoredLayer(layers.Count + 1, path, WeightOf(weight), act ?? weight, act) { Norm = FollowingNorm(s, i, prefix) is { } n ? At(n) : null });
                         break;
                     }
                     case ResidualBlock r:
@@ -59,7 +59,10 @@ public static class NetworkWatch
                         var (weightPath, actPath) = LastWeightAndActivation(r.Branch, branchPrefix);
                         if (weightPath is null) break;
                         var act = r.Post is not null ? At(Join(path, "act")) : actPath is null ? null : At(actPath);
-                        layers.Add(new MonitoredLayer(layers.Count + 1, path, WeightOf(At(weightPath)), At(path), act));
+                        layers.Add(new MonitoredLayer(layers.Count + 1, path, WeightOf(At(weightPath)), At(path), act)
+                        {
+                            Norm = LastNorm(r.Branch, branchPrefix) is { } normPath ? At(normPath) : null,
+                        });
                         break;
                     }
                     case RecurrentBlock rec:
@@ -102,6 +105,26 @@ public static class NetworkWatch
         ShapeInference.FollowingActivation(s.Blocks, index) is >= 0 and var j ? Join(prefix, ChildName(s.Blocks[j], j)) : null;
 
     /// <summary>The path of the last Linear or Conv anywhere in <paramref name="s"/>, and of its last top-level activation.</summary>
+    /// <summary>The path of the norm directly after the weight block at <paramref name="index"/> (past other norms, dropout and pooling), or null.</summary>
+    private static string? FollowingNorm(SequenceBlock s, int index, string prefix)
+    {
+        for (int j = index + 1; j < s.Blocks.Count && s.Blocks[j] is NormBlock or DropoutBlock or PoolBlock or AdaptiveAvgPoolBlock or FlattenBlock; j++)
+            if (s.Blocks[j] is NormBlock) return Join(prefix, ChildName(s.Blocks[j], j));
+        return null;
+    }
+
+    /// <summary>The path of the last norm of a residual branch (not inside nested residual blocks), or null.</summary>
+    private static string? LastNorm(SequenceBlock s, string prefix)
+    {
+        string? norm = null;
+        for (int i = 0; i < s.Blocks.Count; i++)
+        {
+            string path = Join(prefix, ChildName(s.Blocks[i], i));
+            norm = s.Blocks[i] switch { NormBlock => path, SequenceBlock inner => LastNorm(inner, path) ?? norm, _ => norm };
+        }
+        return norm;
+    }
+
     private static (string? Weight, string? Activation) LastWeightAndActivation(SequenceBlock s, string prefix)
     {
         string? weight = null, act = null;

@@ -16,12 +16,16 @@ namespace GradFlow.Diagnostics;
 /// <item><term><c>clip:1</c></term><description>clip the global gradient norm at 1</description></item>
 /// <item><term><c>lr:0.1</c></term><description>multiply the learning rate by 0.1</description></item>
 /// <item><term><c>optimizer:adam</c></term><description>switch optimiser, at learning rate 1e-3 (<c>optimizer:adam=0.01</c>: at 0.01)</description></item>
-/// <item><term><c>recipe:standard</c></term><description>the standard recipe at once: an MLP's hidden layers become ReLU with He-normal init in residual blocks with zero-started branches; a recurrent network's cell a GRU; the gradient norm clipped at 1 (norms, widths and depth are kept)</description></item>
+/// <item><term><c>recipe:standard</c></term><description>the standard recipe at once: an MLP's hidden layers become ReLU with He-normal init in residual blocks with zero-started branches; a recurrent network's cell a GRU; the gradient norm clipped at 1 (norms, widths and depth are kept); a conv net's the ResNet recipe (ReLU, He init, BatchNorm after each conv, zero-started residual blocks)</description></item>
 /// <item><term><c>cell:lstm</c></term><description>recurrent networks: switch the cell (<c>lstm</c> with forget-gate bias 1, <c>gru</c>)</description></item>
 /// <item><term><c>init:orthogonal</c></term><description>recurrent networks: W_hh orthogonal (<c>identity</c>: the IRNN)</description></item>
 /// <item><term><c>forget-bias:1</c></term><description>LSTM: the forget-gate bias</description></item>
 /// </list>
 /// Remedies combine with <c> + </c> (<c>recipe:standard + optimizer:adam</c>): applied left to right.
+/// On an MLP or recurrent spec (<see cref="TrainingConfig.Spec"/>) a remedy rewrites the spec, as it
+/// always has; on any other description (a conv net, a ResNet, a <c>net …</c> text) it is the same
+/// rewrite of the description (<see cref="DescriptionRemedies"/>, with <see cref="Nn.Network.Rewrites"/>),
+/// the range counting the description's hidden layers (<see cref="NetworkFacts"/>).
 /// </summary>
 public static class Remedies
 {
@@ -51,7 +55,7 @@ public static class Remedies
             case "recipe" when arg != "standard":
                 throw new FormatException($"remedy '{id}': unknown recipe '{arg}' (standard).");
         }
-        var network = NetworkSpecs.ParseAny(config.Model);
+        if (config.Spec() is not { } network) return DescriptionRemedies.Apply(id, kind, arg, range, config);
         if (kind == "recipe")
         {
             if (range is not null) throw new FormatException($"remedy '{id}': a recipe applies to the whole network (no @range).");
@@ -163,7 +167,7 @@ public static class Remedies
     }
 
     // identity (IRNN) is a ReLU RNN's start; a gated cell takes the orthogonal start instead, the default otherwise
-    private static RecurrentInit KeepInit(RecurrentInit init) => init.Kind switch
+    internal static RecurrentInit KeepInit(RecurrentInit init) => init.Kind switch
     {
         RecurrentInitKind.Orthogonal => new RecurrentInit(RecurrentInitKind.Orthogonal),
         _ => new RecurrentInit(RecurrentInitKind.Default),
@@ -182,7 +186,7 @@ public static class Remedies
         ArgumentNullException.ThrowIfNull(diagnosis);
         ArgumentNullException.ThrowIfNull(config);
         if (diagnosis.Healthy) return null;
-        bool recurrent = NetworkSpecs.ParseAny(config.Model) is RecurrentSpec;
+        bool recurrent = config.Spec() is RecurrentSpec || config.Spec() is null && DescriptionRemedies.IsRecurrent(config.Description());
         bool optimiser = diagnosis.Problems.Any(p => p.Kind == ProblemKind.StalledLoss ||
             p.Causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal) || c.Name == "plain SGD"));
         double lr = recurrent ? 1e-2 : 1e-3;
@@ -193,7 +197,9 @@ public static class Remedies
         if (Apply(id, config) == config) return null;
         string model = recurrent
             ? "a GRU cell (its update gate carries the signal through time)"
-            : "ReLU hidden layers with He-normal init in residual blocks whose branches start at zero";
+            : config.Spec() is null && DescriptionRemedies.HasConv(config.Description())
+                ? "ReLU hidden layers with He init and BatchNorm in residual blocks whose branches start at zero (the ResNet recipe)"
+                : "ReLU hidden layers with He-normal init in residual blocks whose branches start at zero";
         string opt = id.Contains("optimizer", StringComparison.Ordinal) ? string.Create(CultureInfo.InvariantCulture, $", Adam at {lr:G}") : "";
         return new RemedySuggestion(id, $"the standard recipe at once: {model}{opt}, the gradient norm clipped at 1", []);
     }

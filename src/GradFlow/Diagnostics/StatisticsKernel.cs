@@ -299,4 +299,34 @@ internal sealed class StatisticsKernel
         foreach (float v in m) if (v == 0) dead++;
         return (double)dead / cols;
     }
+
+    /// <summary>
+    /// The fraction of dead channels of a [rows, channels, spatial] activation (a ReLU after a conv):
+    /// channels that are 0 at every position of every example. <paramref name="mask"/> (at least
+    /// <paramref name="channels"/> long) receives each channel's largest magnitude.
+    /// </summary>
+    public static double DeadChannelFraction(ReadOnlySpan<float> y, int rows, int channels, int spatial, float[] mask)
+    {
+        var m = mask.AsSpan(0, channels);
+        m.Clear();
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < channels; c++)
+            {
+                // NaN counts as alive, as in DeadFraction
+                float v = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(y.Slice((r * channels + c) * spatial, spatial));
+                float a = float.IsNaN(v) ? float.PositiveInfinity : Math.Abs(v);
+                if (a > m[c]) m[c] = a;
+            }
+        int dead = 0;
+        foreach (float v in m) if (v == 0) dead++;
+        return (double)dead / channels;
+    }
+
+    /// <summary>The mean magnitude of <paramref name="x"/> (accumulated in double), NaN when empty.</summary>
+    public static double MeanAbs(ReadOnlySpan<float> x)
+    {
+        double sum = 0;
+        foreach (float v in x) sum += Math.Abs(v);
+        return x.Length == 0 ? double.NaN : sum / x.Length;
+    }
 }

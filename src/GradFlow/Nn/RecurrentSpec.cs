@@ -25,6 +25,32 @@ public static class NetworkSpecs
     private static readonly string[] RecurrentKinds = ["rnn", "lstm", "gru"];
 
     /// <summary>
+    /// The spec a model text is written as, or null when it is not a spec: a text whose first word is
+    /// <c>mlp</c>, <c>rnn</c>, <c>lstm</c> or <c>gru</c>, or a JSON object with a <c>"kind"</c> field, is
+    /// parsed by <see cref="ParseAny"/> (and may throw); anything else (a network description, a
+    /// <c>resnet20</c> or <c>cnn …</c> shorthand) gives null.
+    /// </summary>
+    public static INetworkSpec? TryParse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var trimmed = text.TrimStart();
+        if (trimmed.StartsWith('{'))
+        {
+            try
+            {
+                if (JsonNode.Parse(text) is not JsonObject o || !o.ContainsKey("kind")) return null;
+            }
+            catch (JsonException)
+            {
+                return null;
+            }
+            return ParseAny(text);
+        }
+        string first = trimmed.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
+        return first == "mlp" || RecurrentKinds.Contains(first) ? ParseAny(text) : null;
+    }
+
+    /// <summary>
     /// Parses either grammar, text or JSON: <c>mlp …</c> (or JSON kind <c>mlp</c>) is a
     /// <see cref="ModelSpec"/>; <c>rnn</c>, <c>lstm</c>, <c>gru</c> a <see cref="RecurrentSpec"/>.
     /// </summary>
@@ -53,14 +79,6 @@ public static class NetworkSpecs
         if (first == "mlp") return ModelSpec.Parse(text);
         throw new FormatException($"model spec '{text}': expected a kind first: mlp, rnn, lstm or gru (e.g. 'mlp 784-256x8-10 act=relu', 'lstm 2-64-1').");
     }
-
-    /// <summary>The spec's text form when it has one, else its JSON.</summary>
-    public static string ToText(INetworkSpec spec) => spec switch
-    {
-        ModelSpec m => m.ToString(),
-        RecurrentSpec r => r.ToString(),
-        _ => throw new ArgumentException($"unknown spec type {spec?.GetType().Name}.", nameof(spec)),
-    };
 
     /// <summary>
     /// The number of learnable parameters the model of <paramref name="spec"/> has, computed from the

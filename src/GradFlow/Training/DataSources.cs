@@ -1,5 +1,5 @@
 using GradFlow.Data;
-using GradFlow.Nn;
+using GradFlow.Nn.Network;
 using GradFlow.Tensors;
 
 namespace GradFlow.Training;
@@ -28,43 +28,59 @@ public static class DataSources
     /// sequences, 128 000 at T = 100, so that 4000 steps of 32 see fresh ones; 2000 test sequences from <see cref="AddingTestSeed"/>) or Fashion-MNIST by rows
     /// ([N, 28, 28]). Any other name is a file or folder (<see cref="FileData"/>).
     /// </summary>
+    /// <remarks>The layout follows the description's input shape: [N, F] for an input [F], [N, T, I] for a
+    /// sequence input [T, I], and [N, C, H, W] for an image input [C, H, W] (Fashion-MNIST as [N, 1, 28, 28]).</remarks>
     /// <exception cref="ArgumentException">naming the data set and the model when their sizes do not fit.</exception>
-    public static DataBundle Load(TrainingConfig config, INetworkSpec spec)
+    public static DataBundle Load(TrainingConfig config, NetworkDescription description)
     {
         ArgumentNullException.ThrowIfNull(config);
-        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(description);
         ulong s = config.Seed;
+        var input = description.Input;
+        var outputShape = description.OutputShape();
+        if (outputShape.Length != 1)
+            throw new ArgumentException($"data: the model ({config.DescribeModel()}) gives {Shapes.Format(outputShape)} per example; training needs a vector of outputs (end the network with a flatten and a linear).");
+        int output = outputShape[0];
         var bundle = config.Data switch
         {
             "fashion-mnist" => FashionMnistBundle(config.DataDir),
             "spirals" => new DataBundle(Synthetic.TwoSpirals(4000, 0.05, seed: s * 2 + 1), Synthetic.TwoSpirals(1000, 0.05, seed: s * 2 + 2)),
             "circles" => new DataBundle(Synthetic.ConcentricCircles(4000, 0.05, seed: s * 2 + 1), Synthetic.ConcentricCircles(1000, 0.05, seed: s * 2 + 2)),
-            "teacher" => TeacherBundle(spec.Input, spec.Output, s),
+            "teacher" => TeacherBundle(input.Aggregate(1, (a, n) => a * n), output, s),
             "adding" => AddingBundle(config),
             "fashion-mnist-rows" => FashionMnistRowsBundle(config.DataDir),
             _ => FileData.Load(config),
         };
         var inputs = bundle.Train.Inputs;
-        if (spec is RecurrentSpec)
+        if (input.Count == 2)
         {
             if (inputs.Rank != 3)
-                throw new ArgumentException($"data: '{config.Data}' is not a sequence data set (inputs {Shapes.Format(inputs.Shape)}); a recurrent model ({spec.Describe()}) needs [N, T, features] (adding, fashion-mnist-rows).");
-            if (inputs.Shape[2] != spec.Input)
-                throw new ArgumentException($"data: '{config.Data}' has {inputs.Shape[2]} features per time step but the model expects {spec.Input}.");
+                throw new ArgumentException($"data: '{config.Data}' is not a sequence data set (inputs {Shapes.Format(inputs.Shape)}); a recurrent model ({config.DescribeModel()}) needs [N, T, features] (adding, fashion-mnist-rows).");
+            if (inputs.Shape[2] != input[1])
+                throw new ArgumentException($"data: '{config.Data}' has {inputs.Shape[2]} features per time step but the model expects {input[1]}.");
         }
         else
         {
             int perExample = inputs.Count / Math.Max(1, bundle.Train.Count);
-            if (perExample != spec.Input)
-                throw new ArgumentException($"data: '{config.Data}' has {perExample} inputs per example but the model expects {spec.Input}.");
+            int expected = input.Aggregate(1, (a, n) => a * n);
+            if (perExample != expected)
+                throw new ArgumentException($"data: '{config.Data}' has {perExample} inputs per example but the model expects {expected}{(input.Count > 1 ? $" ({Shapes.Format(input.ToArray())})" : "")}.");
+            if (input.Count > 1) bundle = new DataBundle(Reshape(bundle.Train, input), Reshape(bundle.Test, input));
         }
-        if (bundle.Train.IsClassification && bundle.Train.ClassCount != spec.Output)
-            throw new ArgumentException($"data: '{config.Data}' has {bundle.Train.ClassCount} classes but the model has {spec.Output} outputs.");
-        if (!bundle.Train.IsClassification && bundle.Train.Targets!.Count / Math.Max(1, bundle.Train.Count) is var targets && targets != spec.Output)
-            throw new ArgumentException($"data: '{config.Data}' has {targets} regression targets per example but the model has {spec.Output} outputs.");
+        if (bundle.Train.IsClassification && bundle.Train.ClassCount != output)
+            throw new ArgumentException($"data: '{config.Data}' has {bundle.Train.ClassCount} classes but the model has {output} outputs.");
+        if (!bundle.Train.IsClassification && bundle.Train.Targets!.Count / Math.Max(1, bundle.Train.Count) is var targets && targets != output)
+            throw new ArgumentException($"data: '{config.Data}' has {targets} regression targets per example but the model has {output} outputs.");
         var train = config.TrainLimit is { } tl && tl < bundle.Train.Count ? bundle.Train.Subset(0, tl) : bundle.Train;
         var test = config.TestLimit is { } el && el < bundle.Test.Count ? bundle.Test.Subset(0, el) : bundle.Test;
         return new DataBundle(train, test);
+    }
+
+    /// <summary>The same examples with each input laid out as <paramref name="shape"/> (e.g. Fashion-MNIST's 784 pixels as [1, 28, 28]).</summary>
+    private static Dataset Reshape(Dataset data, IReadOnlyList<int> shape)
+    {
+        var inputs = data.Inputs.Reshape([data.Count, .. shape]);
+        return data.IsClassification ? Dataset.Classification(inputs, data.Labels!, data.ClassCount, data.ClassNames) : Dataset.Regression(inputs, data.Targets!);
     }
 
     private static DataBundle AddingBundle(TrainingConfig config)

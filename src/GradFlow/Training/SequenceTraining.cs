@@ -54,8 +54,8 @@ public sealed record AddingProblemOptions
     /// <summary>Stop at the first evaluation whose test MSE is below this; null: run all <see cref="Steps"/>.</summary>
     public double? TargetTestMse { get; init; }
 
-    /// <summary>Changes the freshly built model before training (a recurrent initialisation, a forget-gate bias), with grad mode off so it may change the parameters in place; null: PyTorch's defaults.</summary>
-    public Action<SequenceRegressor>? Initialise { get; init; }
+    /// <summary>Changes the freshly built model (children <c>rnn</c>, the stacked recurrent layer, and <c>head</c>, the Linear read-out) before training (a recurrent initialisation, a forget-gate bias), with grad mode off so it may change the parameters in place; null: PyTorch's defaults.</summary>
+    public Action<Nn.Network.Network>? Initialise { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first option that is out of range.</summary>
     public void Validate()
@@ -134,7 +134,8 @@ public sealed record AddingProblemResult(AddingProblemOptions Options, IReadOnly
 /// Schmidhuber 1997; Le et al. 2015; Arjovsky et al. 2016).
 /// </summary>
 /// <remarks>
-/// <para>Each step: draw batch s as <c>SequenceTasks.Adding(B, T, Mix(Seed + Mix(s + 1)))</c> (Mix the
+/// <para>One training loop: the run is a <see cref="Trainer"/> of the spec <c>lstm|gru|rnn 2-H[xL]-1</c> on a
+/// stream of fresh batches (<see cref="Trainer.StopOnNonFiniteGradient"/> on). Each step: draw batch s as <c>SequenceTasks.Adding(B, T, Mix(Seed + Mix(s + 1)))</c> (Mix the
 /// SplitMix64 finaliser, as <see cref="DataLoader"/>'s epochs), forward, MSE, backward, take the
 /// global gradient norm (clipping to <see cref="AddingProblemOptions.ClipNorm"/> when set), Adam step.
 /// The model is initialised from <c>new Generator(Seed)</c>, the recurrent layer first. A NaN or
@@ -158,81 +159,92 @@ public static class AddingProblem
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         var clock = Stopwatch.StartNew();
-        var model = new SequenceRegressor(options.Cell, inputSize: 2, options.HiddenSize, new Generator(options.Seed), options.NumLayers);
-        using (GradMode.NoGrad()) options.Initialise?.Invoke(model);
-        var parameters = model.Parameters().ToArray();
-        var optimizer = new Adam(parameters, options.LearningRate);
+        string cell = options.Cell switch { RecurrentCellKind.Lstm => "lstm", RecurrentCellKind.Gru => "gru", _ => "rnn" };
+        string model = string.Create(CultureInfo.InvariantCulture,
+            $"{cell} 2-{options.HiddenSize}{(options.NumLayers > 1 ? $"x{options.NumLayers}" : "")}-1{(options.Cell == RecurrentCellKind.RnnRelu ? " act=relu" : "")}");
+        var config = new TrainingConfig
+        {
+            Model = model, Data = "adding", SequenceLength = options.Length, Optimizer = OptimizerKind.Adam, LearningRate = options.LearningRate,
+            ClipNorm = options.ClipNorm, Seed = options.Seed, Epochs = 1, BatchSize = options.BatchSize, MaxSteps = options.Steps, Threads = null,
+        };
         var test = SequenceTasks.Adding(options.TestSize, options.Length, options.TestSeed);
-        double maxNorm = options.ClipNorm ?? double.PositiveInfinity;
-
-        var curve = new List<AddingProblemPoint>();
-        double lossSum = 0, lastNorm = double.NaN, intervalMaxNorm = 0;
-        int lossCount = 0;
-        long step = 0;
-        var stop = AddingProblemStop.Completed;
+        // batch s: SequenceTasks.Adding(B, T, Mix(Seed + Mix(s + 1))), fresh at every step
+        var trainer = new Trainer(config, new DataBundle(test, test),
+            s => AsBatch(SequenceTasks.Adding(options.BatchSize, options.Length, DataLoader.Mix(options.Seed + DataLoader.Mix((ulong)s + 1))), (int)Math.Min(s, int.MaxValue)))
+        {
+            StopOnNonFiniteGradient = true,
+        };
+        using (GradMode.NoGrad()) options.Initialise?.Invoke(trainer.Model);
+        using var target = new CancellationTokenSource();
+        var curve = new Curve(options, trainer, test, clock, progress, target);
+        trainer.AddObserver(curve);
+        var result = trainer.Run(cancellation: target.Token);
+        var stop = result.Stop switch
+        {
+            StopReason.NonFiniteLoss => AddingProblemStop.NonFiniteLoss,
+            StopReason.NonFiniteGradient => AddingProblemStop.NonFiniteGradient,
+            StopReason.Cancelled => AddingProblemStop.ReachedTarget,
+            _ => AddingProblemStop.Completed,
+        };
         string? message = null;
-
-        void Record()
+        if (stop == AddingProblemStop.NonFiniteGradient)
         {
-            var point = new AddingProblemPoint(step, lossCount > 0 ? lossSum / lossCount : double.NaN, TestMse(model, test), lastNorm,
-                intervalMaxNorm, clock.Elapsed.TotalSeconds);
-            curve.Add(point);
-            progress?.Invoke(point);
-            (lossSum, lossCount, intervalMaxNorm) = (0, 0, 0);
+            curve.Diverged(curve.Info!.GradientNorm);
+            message = Diverged("gradient norm", curve.Info.GradientNorm, result.Steps, options);
         }
-
-        while (step < options.Steps)
-        {
-            var batch = SequenceTasks.Adding(options.BatchSize, options.Length, DataLoader.Mix(options.Seed + DataLoader.Mix((ulong)step + 1)));
-            optimizer.ZeroGrad();
-            var loss = Losses.Mse(model.Forward(batch.Inputs), batch.Targets!);
-            double value = loss.Item();
-            if (!double.IsFinite(value))
-            {
-                (stop, message) = (AddingProblemStop.NonFiniteLoss, Diverged("loss", value, step, options));
-                break;
-            }
-            loss.Backward(releaseIntermediates: true);
-            lastNorm = GradClip.ClipGradNorm(parameters, maxNorm);
-            intervalMaxNorm = double.IsNaN(lastNorm) || double.IsNaN(intervalMaxNorm) ? double.NaN : Math.Max(intervalMaxNorm, lastNorm);
-            if (!double.IsFinite(lastNorm))
-            {
-                (stop, message) = (AddingProblemStop.NonFiniteGradient, Diverged("gradient norm", lastNorm, step, options));
-                break;
-            }
-            optimizer.Step();
-            lossSum += value;
-            lossCount++;
-            step++;
-            if (step % options.EvalEvery == 0 || step == options.Steps)
-            {
-                Record();
-                if (curve[^1].TestMse < options.TargetTestMse)
-                {
-                    stop = AddingProblemStop.ReachedTarget;
-                    break;
-                }
-            }
-        }
-        if (curve.Count == 0 || curve[^1].Step != step || stop is AddingProblemStop.NonFiniteLoss or AddingProblemStop.NonFiniteGradient)
-            Record();
-        return new AddingProblemResult(options, curve, stop, step, clock.Elapsed.TotalSeconds, message);
+        else if (stop == AddingProblemStop.NonFiniteLoss) message = Diverged("loss", curve.Info!.Loss, result.Steps, options);
+        if (curve.Points.Count == 0 || curve.Points[^1].Step != result.Steps || message is not null) curve.Record(result.Steps);
+        return new AddingProblemResult(options, curve.Points, stop, result.Steps, clock.Elapsed.TotalSeconds, message);
     }
 
-    /// <summary>MSE of <paramref name="model"/> on <paramref name="test"/>, without a graph, in chunks of 250 sequences (sum of squared errors in double).</summary>
-    private static double TestMse(SequenceRegressor model, Dataset test)
+    /// <summary>All of <paramref name="data"/> as one batch.</summary>
+    private static Batch AsBatch(Dataset data, int index) =>
+        new(index, Enumerable.Range(0, data.Count).ToArray(), data.Inputs, data.Labels, data.Targets);
+
+    /// <summary>Records the learning curve from the trainer's steps: every <see cref="AddingProblemOptions.EvalEvery"/> steps, the test MSE; stops the run at the target.</summary>
+    private sealed class Curve(AddingProblemOptions options, Trainer trainer, Dataset test, Stopwatch clock, Action<AddingProblemPoint>? progress,
+        CancellationTokenSource target) : ITrainingObserver
     {
-        const int chunk = 250;
-        double sum = 0;
-        using (GradMode.NoGrad())
+        private double _lossSum, _lastNorm = double.NaN, _intervalMaxNorm;
+        private int _lossCount;
+
+        public List<AddingProblemPoint> Points { get; } = [];
+
+        /// <summary>The trainer's step state (one reused instance): after a stop, the step that stopped it.</summary>
+        public StepInfo? Info { get; private set; }
+
+        public void OnStepStart(StepInfo step) => Info = step;
+
+        public void OnStepEnd(StepInfo step)
         {
-            for (int start = 0; start < test.Count; start += chunk)
+            Add(step.GradientNorm);
+            _lossSum += step.Loss;
+            _lossCount++;
+            long done = step.Step + 1;
+            if (done % options.EvalEvery == 0 || done == options.Steps)
             {
-                var part = test.Subset(start, Math.Min(chunk, test.Count - start));
-                sum += Losses.Mse(model.Forward(part.Inputs), part.Targets!, Reduction.Sum).Item();
+                Record(done);
+                if (Points[^1].TestMse < options.TargetTestMse) target.Cancel();
             }
         }
-        return sum / test.Count;
+
+        /// <summary>Counts a non-finite gradient norm that stopped the run.</summary>
+        public void Diverged(double norm) => Add(norm);
+
+        private void Add(double norm)
+        {
+            _lastNorm = norm;
+            _intervalMaxNorm = double.IsNaN(norm) || double.IsNaN(_intervalMaxNorm) ? double.NaN : Math.Max(_intervalMaxNorm, norm);
+        }
+
+        public void Record(long step)
+        {
+            var point = new AddingProblemPoint(step, _lossCount > 0 ? _lossSum / _lossCount : double.NaN, trainer.Evaluate(test).Loss, _lastNorm,
+                _intervalMaxNorm, clock.Elapsed.TotalSeconds);
+            Points.Add(point);
+            progress?.Invoke(point);
+            (_lossSum, _lossCount, _intervalMaxNorm) = (0, 0, 0);
+        }
     }
 
     private static string Diverged(string quantity, double value, long step, AddingProblemOptions options)

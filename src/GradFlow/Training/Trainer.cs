@@ -4,6 +4,7 @@ using System.Text.Json;
 using GradFlow.Data;
 using GradFlow.Kernels;
 using GradFlow.Nn;
+using GradFlow.Nn.Network;
 using GradFlow.Optim;
 using GradFlow.Tensors;
 
@@ -20,6 +21,8 @@ public enum StopReason
     NonFiniteLoss,
     /// <summary>Cancelled by the caller.</summary>
     Cancelled,
+    /// <summary>The gradient norm became NaN or infinite (only with <see cref="Trainer.StopOnNonFiniteGradient"/>); the step was not applied.</summary>
+    NonFiniteGradient,
 }
 
 /// <summary>Metrics of one epoch (one line of <c>metrics.jsonl</c> with <c>"type": "epoch"</c>).</summary>
@@ -92,8 +95,8 @@ public interface ITrainingObserver
 }
 
 /// <summary>
-/// The training loop for models built from a <see cref="TrainingConfig"/> (MLPs and recurrent
-/// networks): seeded model, data order and dropout; cross-entropy loss on classification data, mean
+/// The training loop for any model a <see cref="TrainingConfig"/> describes (MLPs, conv nets and
+/// ResNets, recurrent networks: one <see cref="NetworkDescription"/> built by <see cref="NetworkBuilder"/>): seeded model, data order and dropout; cross-entropy loss on classification data, mean
 /// squared error on regression data (the adding problem; accuracies are then NaN); clipping; optimiser and schedule; evaluation on
 /// the test set after every epoch; a run directory with <c>config.json</c>, <c>metrics.jsonl</c> and
 /// <c>checkpoints/epoch-NNNN.safetensors</c>, from which <see cref="Run"/> can resume bit for bit.
@@ -102,26 +105,37 @@ public sealed class Trainer
 {
     private readonly List<ITrainingObserver> _observers = [];
 
+    private readonly Func<long, Batch>? _stream;
+
     /// <summary>Prepares a run: builds the data, the model (seeded) and the optimiser.</summary>
     /// <param name="config">The run's configuration (validated).</param>
     /// <param name="data">The data sets, or null to load them as the config says.</param>
-    public Trainer(TrainingConfig config, DataBundle? data = null)
+    /// <param name="stream">
+    /// A fresh training batch for each step (the step index in, the batch out) instead of epochs over
+    /// <paramref name="data"/>'s training set: one epoch of <see cref="TrainingConfig.MaxSteps"/> steps
+    /// (the adding problem draws every batch anew, <see cref="AddingProblem.Train"/>); null: the loader.
+    /// </param>
+    public Trainer(TrainingConfig config, DataBundle? data = null, Func<long, Batch>? stream = null)
     {
+        if (stream is not null && (config?.MaxSteps is null || config.Epochs != 1))
+            throw new ArgumentException("Trainer: a batch stream needs a step budget (maxSteps) and one epoch.", nameof(stream));
+        _stream = stream;
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         Config = config;
         if (config.Threads is { } t) KernelThreads.SetCount(t);
-        Spec = NetworkSpecs.ParseAny(config.Model);
-        CheckFitsInMemory(Spec, config);
-        Data = data ?? DataSources.Load(config, Spec);
+        Description = config.Description();
+        Spec = config.Spec();
+        CheckFitsInMemory(Description, config);
+        Data = data ?? DataSources.Load(config, Description);
         if (Data.Train.IsClassification != Data.Test.IsClassification)
             throw new ArgumentException("Trainer: the training and test sets must both be classification sets (class labels) or both regression sets (targets).");
         IsRegression = !Data.Train.IsClassification;
         var generator = new Generator(config.Seed);
         Tensor? lsuvBatch = null;
-        if (Spec is ModelSpec m && (m.Hidden.Any(h => h.Init.Kind == InitKind.Lsuv) || m.OutputInit.Kind == InitKind.Lsuv))
+        if (UsesLsuv(Description.Root))
             lsuvBatch = Data.Train.Subset(0, Math.Min(256, Data.Train.Count)).Inputs;
-        Model = NetworkSpecs.Build(Spec, generator, lsuvBatch);
+        Model = NetworkBuilder.Build(Description, generator, lsuvBatch);
         Optimizer = CreateOptimizer(config, Model.Parameters());
         Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true);
         int totalSteps = Math.Max(1, config.MaxSteps ?? Loader.BatchCount * config.Epochs);
@@ -136,8 +150,11 @@ public sealed class Trainer
     /// <summary>The configuration.</summary>
     public TrainingConfig Config { get; }
 
-    /// <summary>The model's spec (a <see cref="ModelSpec"/> or a <see cref="RecurrentSpec"/>).</summary>
-    public INetworkSpec Spec { get; }
+    /// <summary>The model's network description (<see cref="TrainingConfig.Description"/>).</summary>
+    public NetworkDescription Description { get; }
+
+    /// <summary>The spec the model is written as (an <c>mlp …</c> or <c>rnn|lstm|gru …</c> text), or null for any other description.</summary>
+    public INetworkSpec? Spec { get; }
 
     /// <summary>Whether the data are regression targets (loss: mean squared error) rather than class labels (cross-entropy).</summary>
     public bool IsRegression { get; }
@@ -145,14 +162,30 @@ public sealed class Trainer
     /// <summary>Training and test data.</summary>
     public DataBundle Data { get; }
 
-    /// <summary>The model: an <see cref="Mlp"/> or a <see cref="SequenceRegressor"/>.</summary>
-    public Module Model { get; }
+    /// <summary>The model, built from <see cref="Description"/> (<see cref="NetworkBuilder.Build"/>).</summary>
+    public Network Model { get; }
 
-    /// <summary>The model as an <see cref="Mlp"/>, or null for a recurrent one.</summary>
-    public Mlp? Mlp => Model as Mlp;
+    private static bool UsesLsuv(Block block) => block switch
+    {
+        LinearBlock { Init.Kind: InitKind.Lsuv } => true,
+        SequenceBlock s => s.Blocks.Any(UsesLsuv),
+        ResidualBlock r => UsesLsuv(r.Branch),
+        _ => false,
+    };
 
     /// <summary>The optimiser.</summary>
     public Optimizer Optimizer { get; }
+
+    /// <summary>
+    /// Take the global gradient norm at every step (clipping it when the config says so) and stop with
+    /// <see cref="StopReason.NonFiniteGradient"/>, before the update, when it is NaN or infinite; the
+    /// norm is in <see cref="StepInfo.GradientNorm"/>. Off by default: a run then stops on the
+    /// non-finite loss that follows.
+    /// </summary>
+    public bool StopOnNonFiniteGradient { get; init; }
+
+    /// <summary>Batches per epoch: the loader's, or the step budget with a batch stream.</summary>
+    public int BatchCount => _stream is null ? Loader.BatchCount : Config.MaxSteps!.Value;
 
     /// <summary>The schedule, or null for a constant rate.</summary>
     public LrScheduler? Scheduler { get; }
@@ -179,7 +212,7 @@ public sealed class Trainer
     /// the machine's memory or the container's limit).
     /// </summary>
     /// <exception cref="InvalidOperationException">naming the parameter count, the bytes and the limit.</exception>
-    private static void CheckFitsInMemory(INetworkSpec spec, TrainingConfig config)
+    private static void CheckFitsInMemory(NetworkDescription description, TrainingConfig config)
     {
         int copies = 2 + OptimizerStateTensors(config);
         long limit = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
@@ -187,7 +220,7 @@ public sealed class Trainer
         string countText;
         try
         {
-            long count = NetworkSpecs.ParameterCount(spec);
+            long count = description.ParameterCount();
             long bytes = checked(count * sizeof(float) * copies);
             if (bytes <= limit) return;
             countText = count.ToString("N0", CultureInfo.InvariantCulture);
@@ -199,7 +232,7 @@ public sealed class Trainer
             bytesText = "more bytes than a 64-bit count holds";
         }
         throw new InvalidOperationException(
-            $"Trainer: the model '{NetworkSpecs.ToText(spec)}' has {countText} parameters; as float32 with their gradients and " +
+            $"Trainer: the model '{config.Spec()?.ToString() ?? config.Model}' has {countText} parameters; as float32 with their gradients and " +
             $"{config.Optimizer.ToString().ToLowerInvariant()}'s {copies - 2} state tensor(s) that is {bytesText}, more than the " +
             $"{limit.ToString("N0", CultureInfo.InvariantCulture)} bytes ({Gib(limit)} GiB) this process can allocate " +
             "(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes). Use fewer or narrower layers.");
@@ -249,7 +282,7 @@ public sealed class Trainer
         run?.WriteConfig(Config);
 
         var epochs = new List<EpochMetrics>();
-        var info2 = new StepInfo { Model = Model, Optimizer = Optimizer, BatchCount = Loader.BatchCount };
+        var info2 = new StepInfo { Model = Model, Optimizer = Optimizer, BatchCount = BatchCount };
         var parameters = Model.Parameters().ToArray();
         StopReason stop = StopReason.Completed;
         string? message = null;
@@ -260,7 +293,7 @@ public sealed class Trainer
             double lossSum = 0;
             long correct = 0, seen = 0;
             info2.Epoch = epoch;
-            foreach (var batch in Loader.Epoch(epoch))
+            foreach (var batch in _stream is null ? Loader.Epoch(epoch) : Stream(_stream, step))
             {
                 if (cancellation.IsCancellationRequested)
                 {
@@ -284,7 +317,17 @@ public sealed class Trainer
                 }
                 Autograd.BackwardEngine.Backward(loss);
                 foreach (var o in _observers) o.OnBackward(info2);
-                if (Config.ClipNorm is { } maxNorm) info2.GradientNorm = GradClip.ClipGradNorm(parameters, maxNorm);
+                if (StopOnNonFiniteGradient)
+                {
+                    info2.GradientNorm = GradClip.ClipGradNorm(parameters, Config.ClipNorm ?? double.PositiveInfinity);
+                    if (!double.IsFinite(info2.GradientNorm))
+                    {
+                        stop = StopReason.NonFiniteGradient;
+                        message = $"the gradient norm became {info2.GradientNorm.ToString(CultureInfo.InvariantCulture)} at step {step} (epoch {epoch + 1}, batch {batch.Index + 1}); training stopped before applying that step.";
+                        break;
+                    }
+                }
+                else if (Config.ClipNorm is { } maxNorm) info2.GradientNorm = GradClip.ClipGradNorm(parameters, maxNorm);
                 if (Config.ClipValue is { } clipValue) GradClip.ClipGradValue(parameters, clipValue);
                 if (Config.ClipAgc is { } lambda) GradClip.ClipGradAdaptive(parameters, lambda);
                 Optimizer.Step();
@@ -319,6 +362,11 @@ public sealed class Trainer
         return new TrainingResult(epochs, stop, step, message, clock.Elapsed.TotalSeconds);
     }
 
+    private static IEnumerable<Batch> Stream(Func<long, Batch> stream, long from)
+    {
+        for (long s = from; ; s++) yield return stream(s);
+    }
+
     /// <summary>
     /// Loads the newest checkpoint of <paramref name="run"/> that reads back intact; each damaged one
     /// (truncated, corrupt, or not fitting the model) is skipped with a <see cref="Warning"/> naming it.
@@ -349,7 +397,7 @@ public sealed class Trainer
     }
 
     /// <summary>Optimiser steps of one full run: epochs × batches per epoch, or <see cref="TrainingConfig.MaxSteps"/> when that is fewer.</summary>
-    public long StepBudget => Math.Min((long)Loader.BatchCount * Config.Epochs, Config.MaxSteps ?? long.MaxValue);
+    public long StepBudget => Math.Min((long)BatchCount * Config.Epochs, Config.MaxSteps ?? long.MaxValue);
 
     /// <summary>The training loss of one batch: cross-entropy (with the config's label smoothing) on class labels, mean squared error on targets.</summary>
     public Tensor Loss(Tensor output, Batch batch)

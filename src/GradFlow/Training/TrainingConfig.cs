@@ -1,5 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using GradFlow.Nn;
+using GradFlow.Nn.Network;
 
 namespace GradFlow.Training;
 
@@ -31,12 +33,13 @@ public enum ScheduleKind
 
 /// <summary>
 /// Everything needed to re-run a training run (written as <c>config.json</c> in the run directory and
-/// accepted back by <c>gradflow train --config</c>). The model is a spec in the text grammar or its
-/// JSON form (docs/model-spec.md).
+/// accepted back by <c>gradflow train --config</c>). The model is any network description: a
+/// shorthand (<c>mlp …</c>, <c>lstm …</c>, <c>resnet20</c>, <c>cnn …</c>), the <c>net …</c> text form, or
+/// a JSON description or spec (docs/model-spec.md).
 /// </summary>
 public sealed record TrainingConfig
 {
-    /// <summary>The model spec (text or JSON).</summary>
+    /// <summary>The model: a network description's text, shorthand or JSON (<see cref="NetworkDescription.Parse"/>).</summary>
     public string Model { get; init; } = "mlp 784-256x2-10 act=relu init=he-normal";
 
     /// <summary>Data set: <c>fashion-mnist</c>, <c>spirals</c>, <c>circles</c>, <c>teacher</c> (classification); <c>adding</c> (the adding problem, regression); <c>fashion-mnist-rows</c> (Fashion-MNIST read row by row, a sequence of 28 steps).</summary>
@@ -191,11 +194,28 @@ public sealed record TrainingConfig
             "imageWidth", $"and imageHeight must both be given, in 1..4096, got {ImageWidth}x{ImageHeight}");
         try
         {
-            Nn.NetworkSpecs.ParseAny(Model);
+            Description();
         }
-        catch (FormatException e)
+        catch (Exception e) when (e is FormatException or ArgumentException)
         {
             throw new FormatException($"{source}: field 'model': {e.Message}");
         }
+    }
+
+    /// <summary>The model as a network description: any text <see cref="NetworkDescription.Parse"/> accepts.</summary>
+    /// <exception cref="FormatException">for a text that is not a model.</exception>
+    /// <exception cref="ArgumentException">for blocks that do not fit the input shape.</exception>
+    public NetworkDescription Description() => NetworkDescription.Parse(Model);
+
+    /// <summary>The spec the model is written as (an <c>mlp …</c> or <c>rnn|lstm|gru …</c> text or its JSON), or null for any other description.</summary>
+    public INetworkSpec? Spec() => NetworkSpecs.TryParse(Model);
+
+    /// <summary>One line naming the model: the spec's description, else the model text (when it is one short line) with the network's shapes and parameter count.</summary>
+    public string DescribeModel()
+    {
+        if (Spec() is { } spec) return spec.Describe();
+        string text = Model.Trim();
+        string network = Description().Describe();
+        return text.StartsWith('{') || text.Length > 80 || text.Contains('\n') ? network : $"{text}: {network}";
     }
 }

@@ -200,10 +200,10 @@ public class DiagnoserTests
         var trainer = new Trainer(config with { Epochs = 1 });
         var batch = trainer.Loader.Epoch(0).First();
         GradFlow.Autograd.BackwardEngine.Backward(GradFlow.Nn.Losses.CrossEntropy(trainer.Model.Forward(batch.Inputs), batch.Labels!));
-        double expected = trainer.Mlp!.Layers.Max(l =>
+        double expected = NetworkWatch.Layers(trainer.Model).Max(l =>
         {
-            var w = l.Linear.Weight.Data.ToDoubleArray();
-            var g = l.Linear.Weight.Grad!.ToDoubleArray();
+            var w = l.Weight.Data.ToDoubleArray();
+            var g = l.Weight.Grad!.ToDoubleArray();
             return 3 * Math.Sqrt(g.Sum(v => v * v)) / Math.Sqrt(w.Sum(v => v * v)) / (1 - 0.9);
         });
         double predicted = sample.Layers.Max(l => l.UpdateRatio);

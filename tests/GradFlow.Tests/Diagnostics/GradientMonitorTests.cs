@@ -90,7 +90,7 @@ public class GradientMonitorTests
     {
         var config = new TrainingConfig { Model = "mlp 2-8x2-2 act=tanh", Data = "circles", Epochs = 1, BatchSize = 100, Seed = 1, Threads = 1, Optimizer = OptimizerKind.Sgd, LearningRate = 0.1 };
         var trainer = new Trainer(config);
-        var weightsBefore = trainer.Mlp!.Layers[1].Linear.Weight.Data.ToDoubleArray();
+        var weightsBefore = NetworkWatch.Layers(trainer.Model)[1].Weight.Data.ToDoubleArray();
         using var mon = new GradientMonitor(trainer.Model, every: 7);
         trainer.AddObserver(mon);
         MonitorSample? first = null;
@@ -101,7 +101,7 @@ public class GradientMonitorTests
         var after = first!.Layers[1];
         Assert.True(after.UpdateRatio > 0);
         Assert.All(mon.Samples, s => Assert.True(double.IsFinite(s.Loss) && s.GlobalGradientNorm > 0));
-        Assert.NotEqual(weightsBefore, trainer.Mlp!.Layers[1].Linear.Weight.Data.ToDoubleArray());
+        Assert.NotEqual(weightsBefore, NetworkWatch.Layers(trainer.Model)[1].Weight.Data.ToDoubleArray());
     }
 
     [Fact]

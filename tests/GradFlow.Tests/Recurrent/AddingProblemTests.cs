@@ -87,7 +87,7 @@ public class AddingProblemTests
         // step is bounded by about lr per coordinate whatever the gradient's scale, so neither run
         // overflows; with clipping the applied gradient has norm ≤ 1 and the run must stay finite.
         var options = new AddingProblemOptions { Cell = RecurrentCellKind.RnnTanh, Length = 20, HiddenSize = 32, Steps = 300, EvalEvery = 50, TestSize = 200 };
-        static void Scale(SequenceRegressor m) => m.Recurrent.WeightHh(0).Data.MulInPlace(5);
+        static void Scale(GradFlow.Nn.Network.Network m) => ((RecurrentLayer)m.NamedChildren().Single(c => c.Name == "rnn").Module).WeightHh(0).Data.MulInPlace(5);
 
         var normal = AddingProblem.Train(options);
         var large = AddingProblem.Train(options with { Initialise = Scale });
@@ -107,7 +107,7 @@ public class AddingProblemTests
         var result = AddingProblem.Train(new AddingProblemOptions
         {
             Cell = RecurrentCellKind.Lstm, Length = 6, HiddenSize = 4, Steps = 50, TestSize = 10,
-            Initialise = m => m.Head.Weight.Data.FillInPlace(double.PositiveInfinity),
+            Initialise = m => ((Linear)m.NamedChildren().Single(c => c.Name == "head").Module).Weight.Data.FillInPlace(double.PositiveInfinity),
         });
         Assert.True(result.Diverged);
         Assert.Equal(AddingProblemStop.NonFiniteLoss, result.Stop);

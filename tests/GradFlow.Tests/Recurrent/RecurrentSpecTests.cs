@@ -3,6 +3,7 @@ using GradFlow.Autograd;
 using GradFlow.Data;
 using GradFlow.Diagnostics;
 using GradFlow.Nn;
+using GradFlow.Nn.Network;
 using GradFlow.Tensors;
 using GradFlow.Training;
 
@@ -118,14 +119,14 @@ public class RecurrentSpecTests
     public void DataSources_Adding_HasTheSequenceLengthAndFreshTestSet_WhateverTheBudget()
     {
         var config = new TrainingConfig { Model = "lstm 2-8-1", Data = "adding", SequenceLength = 30, MaxSteps = 10, BatchSize = 16 };
-        var data = DataSources.Load(config, NetworkSpecs.ParseAny(config.Model));
+        var data = DataSources.Load(config, config.Description());
         Assert.Equal([DataSources.AddingTrainSteps / 30, 30, 2], data.Train.Inputs.Shape.ToArray());
         Assert.Equal([2000, 30, 2], data.Test.Inputs.Shape.ToArray());
         Assert.False(data.Train.IsClassification);
         // the test set is the same for every run seed and is not the start of the training set
-        var other = DataSources.Load(config with { Seed = 9 }, NetworkSpecs.ParseAny(config.Model));
+        var other = DataSources.Load(config with { Seed = 9 }, config.Description());
         // a short trial and a full run of the same seed train on the same sequences
-        var longer = DataSources.Load(config with { MaxSteps = 4000 }, NetworkSpecs.ParseAny(config.Model));
+        var longer = DataSources.Load(config with { MaxSteps = 4000 }, config.Description());
         Assert.Equal(data.Train.Subset(0, 10).Inputs.ToDoubleArray(), longer.Train.Subset(0, 10).Inputs.ToDoubleArray());
         Assert.Equal(data.Test.Inputs.ToDoubleArray(), other.Test.Inputs.ToDoubleArray());
         Assert.NotEqual(data.Train.Subset(0, 1).Inputs.ToDoubleArray(), data.Test.Subset(0, 1).Inputs.ToDoubleArray());
@@ -138,7 +139,7 @@ public class RecurrentSpecTests
     public void DataSources_SizesThatDoNotFit_AreNamed(string model, string data, string message)
     {
         var config = new TrainingConfig { Model = model, Data = data, SequenceLength = 10, MaxSteps = 2 };
-        var e = Assert.Throws<ArgumentException>(() => DataSources.Load(config, NetworkSpecs.ParseAny(model)));
+        var e = Assert.Throws<ArgumentException>(() => DataSources.Load(config, NetworkDescription.Parse(model)));
         Assert.Contains(message, e.Message);
     }
 

@@ -97,7 +97,7 @@ public sealed record NetworkDescription(IReadOnlyList<int> Input, SequenceBlock 
     }
 
     /// <summary>
-    /// Parses any model text: JSON (starts with '{'), the text form (<c>net 3x32x32 […]</c>), or a
+    /// Parses any model text: JSON (a description, or a spec's JSON with its <c>"kind"</c>), the text form (<c>net 3x32x32 […]</c>), or a
     /// shorthand: <c>mlp …</c> (<see cref="ModelSpec"/>), <c>rnn|lstm|gru …</c>
     /// (<see cref="RecurrentSpec"/>), <c>resnet20|32|56|110 …</c> and <c>plain20|… …</c>
     /// (<see cref="Shorthands.CifarResNet"/>), <c>cnn …</c> (<see cref="Shorthands.Cnn"/>). The result's
@@ -110,15 +110,14 @@ public sealed record NetworkDescription(IReadOnlyList<int> Input, SequenceBlock 
         ArgumentNullException.ThrowIfNull(text);
         var t = text.TrimStart();
         NetworkDescription d;
-        if (t.StartsWith('{')) d = NetworkJson.Parse(t);
+        if (NetworkSpecs.TryParse(t) is { } spec) d = Shorthands.FromSpec(spec);
+        else if (t.StartsWith('{')) d = NetworkJson.Parse(t);
         else
         {
             string first = t.Split((char[]?)null, 2, StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
             d = first switch
             {
                 "net" => NetworkText.Parse(t),
-                "mlp" => Shorthands.FromSpec(ModelSpec.Parse(t)),
-                "rnn" or "lstm" or "gru" => Shorthands.FromSpec(RecurrentSpec.Parse(t)),
                 "cnn" => Shorthands.Cnn(t),
                 _ when first.StartsWith("resnet", StringComparison.Ordinal) || first.StartsWith("plain", StringComparison.Ordinal) => Shorthands.CifarResNet(t),
                 _ => throw new FormatException(
@@ -128,6 +127,10 @@ public sealed record NetworkDescription(IReadOnlyList<int> Input, SequenceBlock 
         d.OutputShape();
         return d;
     }
+
+    /// <summary>One line for people: input and output shapes and the parameter count, e.g. <c>network [1, 28, 28] -> [10], 269,722 parameters</c>.</summary>
+    public string Describe() => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"network {ShapeInference.Format(Input)} -> {ShapeInference.Format(OutputShape())}, {ParameterCount():N0} parameters");
 
     /// <summary>The text form (<see cref="NetworkText.Format"/>).</summary>
     public override string ToString() => NetworkText.Format(this);
