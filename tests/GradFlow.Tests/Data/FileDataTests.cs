@@ -1,3 +1,4 @@
+using GradFlow.Nn.Network;
 using System.Globalization;
 using GradFlow.Data;
 using GradFlow.Nn;
@@ -342,9 +343,9 @@ public sealed class FileDataTests : IDisposable
     public void DataSources_FilePathLoadsAndChecksTheModel()
     {
         var path = Text("t.csv", "a,b,y\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n9,1,x\n");
-        var bundle = DataSources.Load(new TrainingConfig { Data = path, Target = "y" }, NetworkSpecs.ParseAny("mlp 2-4-2"));
+        var bundle = DataSources.Load(new TrainingConfig { Data = path, Target = "y" }, NetworkDescription.Parse("mlp 2-4-2"));
         Assert.Equal(5, bundle.Train.Count + bundle.Test.Count);
-        var e = Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = path, Target = "y" }, NetworkSpecs.ParseAny("mlp 3-4-2")));
+        var e = Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = path, Target = "y" }, NetworkDescription.Parse("mlp 3-4-2")));
         Assert.Contains("has 2 inputs per example but the model expects 3", e.Message);
         var missing = Assert.Throws<FormatException>(() => new TrainingConfig { Data = Path.Combine(_dir.Path, "nope.csv") }.Validate());
         Assert.Contains("neither a built-in data set", missing.Message);
