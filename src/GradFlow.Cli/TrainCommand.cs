@@ -52,6 +52,9 @@ internal static class TrainCommand
           --clip-value X        clip gradient elements to +-X
           --clip-agc X          adaptive gradient clipping with factor X
           --label-smoothing X   cross-entropy label smoothing
+          --augment-crop P      image models: random crop of the training images with P pixels of zero
+                                padding (seeded; evaluation is not augmented)
+          --augment-flip P      image models: horizontal flip of training images with probability P
         Run:
           --seed N              seed of every random choice (default 0)
           --threads N           kernel threads (default: all cores)
@@ -73,7 +76,7 @@ internal static class TrainCommand
     internal static readonly string[] ValuedOptions =
     [
         "model", "model-file", "data", "data-dir", "seq-len", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
-        "schedule", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "seed",
+        "schedule", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "augment-crop", "augment-flip", "seed",
         "threads", "config", "out", "resume", "monitor-every", "target", "task", "test-data", "test-fraction", "image-size", "channels", "tensorboard",
     ];
 
@@ -182,6 +185,8 @@ internal static class TrainCommand
             ClipValue = o.Double("clip-value") ?? c.ClipValue,
             ClipAgc = o.Double("clip-agc") ?? c.ClipAgc,
             LabelSmoothing = o.Double("label-smoothing") ?? c.LabelSmoothing,
+            AugmentPadding = o.Int("augment-crop") ?? c.AugmentPadding,
+            AugmentFlip = o.Double("augment-flip") ?? c.AugmentFlip,
             Seed = o.ULong("seed") ?? c.Seed,
             Threads = o.Int("threads") ?? c.Threads,
             Target = o.String("target") ?? c.Target,

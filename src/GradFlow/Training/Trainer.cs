@@ -137,7 +137,14 @@ public sealed class Trainer
             lsuvBatch = Data.Train.Subset(0, Math.Min(256, Data.Train.Count)).Inputs;
         Model = NetworkBuilder.Build(Description, generator, lsuvBatch);
         Optimizer = CreateOptimizer(config, Model.Parameters());
-        Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true);
+        ImageAugmentation? augmentation = null;
+        if (config.AugmentPadding > 0 || config.AugmentFlip > 0)
+        {
+            if (Data.Train.Inputs.Rank != 4)
+                throw new ArgumentException($"Trainer: augmentation (augmentPadding {config.AugmentPadding}, augmentFlip {config.AugmentFlip}) needs images [N, C, H, W], but the training inputs are {Shapes.Format(Data.Train.Inputs.Shape)}: give the model an image input (e.g. \"resnet20 in=1x28x28\").");
+            augmentation = new ImageAugmentation(config.AugmentPadding, config.AugmentFlip);
+        }
+        Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true) { Augmentation = augmentation };
         int totalSteps = Math.Max(1, config.MaxSteps ?? Loader.BatchCount * config.Epochs);
         Scheduler = config.Schedule switch
         {

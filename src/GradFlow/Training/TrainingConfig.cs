@@ -117,6 +117,12 @@ public sealed record TrainingConfig
     /// <summary>Cross-entropy label smoothing.</summary>
     public double LabelSmoothing { get; init; }
 
+    /// <summary>Image augmentation of the training batches: random crop with this zero padding on every side (0 = none). Evaluation is never augmented.</summary>
+    public int AugmentPadding { get; init; }
+
+    /// <summary>Image augmentation of the training batches: horizontal flip with this probability (0 = none).</summary>
+    public double AugmentFlip { get; init; }
+
     /// <summary>Seed of every random choice (initialisation, shuffling, dropout, synthetic data).</summary>
     public ulong Seed { get; init; }
 
@@ -179,6 +185,8 @@ public sealed record TrainingConfig
         Require(ClipValue is null or > 0, "clipValue", $"must be positive, got {ClipValue}");
         Require(ClipAgc is null or > 0, "clipAgc", $"must be positive, got {ClipAgc}");
         Require(LabelSmoothing >= 0 && LabelSmoothing < 1, "labelSmoothing", $"must be in [0, 1), got {LabelSmoothing}");
+        Require(AugmentPadding >= 0 && AugmentPadding <= 16, "augmentPadding", $"must be in [0, 16] pixels, got {AugmentPadding}");
+        Require(AugmentFlip >= 0 && AugmentFlip <= 1, "augmentFlip", $"must be in [0, 1], got {AugmentFlip}");
         Require(Threads is null or (>= 1 and <= 256), "threads", $"must be in 1..256, got {Threads}");
         Require(CheckpointEvery >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
         Require(MonitorEvery is null or >= 1, "monitorEvery", $"must be at least 1, got {MonitorEvery}");
