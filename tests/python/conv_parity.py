@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from gradflow_io import exit_by, read_safetensors, rel, summary
+from gradflow_io import check_all, read_safetensors, rel, summary
 
 
 def layer(d):
@@ -62,13 +62,4 @@ def check(path):
     return summary(errors, case=meta["case"])
 
 
-def main():
-    worst = 0.0
-    for path in sys.argv[1:]:
-        r = check(path)
-        worst = max(worst, r["worst"])
-        print(json.dumps(r))
-    exit_by(worst)
-
-
-main()
+check_all(check, sys.argv[1:])

@@ -47,3 +47,14 @@ def summary(errors, **fields):
 def exit_by(worst):
     """Exits 0 when the worst relative error is below TOLERANCE, else 1."""
     sys.exit(0 if worst < TOLERANCE else 1)
+
+
+def check_all(check, paths):
+    """Runs check on every file, prints each summary as a JSON line, exits by the worst error."""
+    worst = 0.0
+    for path in paths:
+        r = check(path)
+        worst = max(worst, r["worst"])
+        print(json.dumps(r))
+    exit_by(worst)
+

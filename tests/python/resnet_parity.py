@@ -14,14 +14,13 @@ strict=True (so the names and shapes must match exactly), runs both passes, and 
 per case with the parameter count and the relative error max|a - b| / max|b| of every compared tensor.
 Exit code 0 when all are below 1e-4.
 """
-import json
 import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gradflow_io import exit_by, read_safetensors, rel, summary
+from gradflow_io import check_all, read_safetensors, rel, summary
 
 
 class BasicBlock(nn.Module):
@@ -95,13 +94,4 @@ def check(path):
     return summary(errors, case=meta["case"], parameters=count)
 
 
-def main():
-    worst = 0.0
-    for path in sys.argv[1:]:
-        r = check(path)
-        worst = max(worst, r["worst"])
-        print(json.dumps(r))
-    exit_by(worst)
-
-
-main()
+check_all(check, sys.argv[1:])

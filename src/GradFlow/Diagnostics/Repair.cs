@@ -48,20 +48,26 @@ public static class Repairer
         var attempts = new List<RepairAttempt>();
         var tried = new HashSet<string>();
         long steps = initial.Steps;
+        // one trial of a candidate config, recorded as an attempt and kept when keep(trial, current) says so
+        void Attempt(string remedy, string description, TrainingConfig candidate, Func<TrialResult, TrialResult, bool> keep)
+        {
+            var trial = Trials.Run(candidate, trialSteps, every, data, settings: settings, cancellation: cancellation);
+            steps += trial.Steps;
+            bool kept = keep(trial, current);
+            var attempt = new RepairAttempt(remedy, description, trial, kept);
+            attempts.Add(attempt);
+            progress?.Invoke(attempt);
+            if (kept) current = trial;
+        }
         // First the standard recipe (every common remedy at once): on the generated catalogue's calibration half it made
         // more broken runs end healthy than the single remedy aimed at the top cause, at the cost of one trial.
+        // It is kept unless its trial did worse on the loss: the recipe carries what is known to train, and a slow
+        // starter's trial may still be at chance (a worse verdict at an equal or lower loss does not refute it).
         if (Remedies.Recipe(initial.Diagnosis, config) is { } recipe && !cancellation.IsCancellationRequested)
         {
             tried.Add(Key(recipe.Id, config));
-            var trial = Trials.Run(Remedies.Apply(recipe.Id, config), trialSteps, every, data, settings: settings, cancellation: cancellation);
-            steps += trial.Steps;
-            // kept unless its trial did worse on the loss: the recipe carries what is known to train, and a slow
-            // starter's trial may still be at chance (a worse verdict at an equal or lower loss does not refute it)
-            bool better = Better(trial, current) || double.IsFinite(trial.FinalLoss) && !(trial.FinalLoss > current.FinalLoss);
-            var attempt = new RepairAttempt(recipe.Id, recipe.Description, trial, better);
-            attempts.Add(attempt);
-            progress?.Invoke(attempt);
-            if (better) current = trial;
+            Attempt(recipe.Id, recipe.Description, Remedies.Apply(recipe.Id, config),
+                (t, c) => Better(t, c) || double.IsFinite(t.FinalLoss) && !(t.FinalLoss > c.FinalLoss));
         }
         while (!current.Diagnosis.Healthy && attempts.Count < maxAttempts && !cancellation.IsCancellationRequested)
         {
@@ -82,13 +88,7 @@ public static class Repairer
                 continue;
             }
             if (candidate == current.Config) continue;
-            var trial = Trials.Run(candidate, trialSteps, every, data, settings: settings, cancellation: cancellation);
-            steps += trial.Steps;
-            bool better = Better(trial, current);
-            var attempt = new RepairAttempt(next.Id, next.Description, trial, better);
-            attempts.Add(attempt);
-            progress?.Invoke(attempt);
-            if (better) current = trial;
+            Attempt(next.Id, next.Description, candidate, Better);
         }
         // Healthy after a change limited to the faulty layers: one more trial with the same change on every
         // hidden layer, kept if it stays healthy and reaches a lower loss (the smallest change may not be the best).
@@ -98,15 +98,8 @@ public static class Repairer
             string wide = partial.Remedy![..partial.Remedy!.IndexOf('@', StringComparison.Ordinal)];
             var candidate = Remedies.Apply(wide, current.Config);
             if (!tried.Contains(Key(wide, current.Config)) && candidate != current.Config)
-            {
-                var trial = Trials.Run(candidate, trialSteps, every, data, settings: settings, cancellation: cancellation);
-                steps += trial.Steps;
-                bool better = trial.Diagnosis.Healthy && double.IsFinite(trial.FinalLoss) && trial.FinalLoss < current.FinalLoss;
-                var attempt = new RepairAttempt(wide, $"the same change on every hidden layer ({partial.Description})", trial, better);
-                attempts.Add(attempt);
-                progress?.Invoke(attempt);
-                if (better) current = trial;
-            }
+                Attempt(wide, $"the same change on every hidden layer ({partial.Description})", candidate,
+                    (t, c) => t.Diagnosis.Healthy && double.IsFinite(t.FinalLoss) && t.FinalLoss < c.FinalLoss);
         }
         return new RepairResult(initial, attempts, current, fullRun == 0 ? double.NaN : (double)steps / fullRun);
     }
