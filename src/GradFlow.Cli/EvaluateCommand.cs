@@ -8,7 +8,7 @@ namespace GradFlow.Cli;
 internal static class EvaluateCommand
 {
     public const string Help = """
-        Usage: gradflow evaluate --catalogue FILE [--split calibration|held-out] [--repair] [--only NAMES] [--seeds S,S,...] [--out FILE.md]
+        Usage: gradflow evaluate --catalogue FILE [--split calibration|held-out] [--repair] [--only NAMES] [--seeds S,S,...] [--trial-steps N] [--out FILE.md]
 
         Runs every configuration of a labelled catalogue (tests/catalogue/catalogue.json is GradFlow's
         own: healthy configurations and ones with a known problem) at each seed: the preflight and the
@@ -21,7 +21,8 @@ internal static class EvaluateCommand
         'gradflow catalogue'), whose labels come from full training runs; a repair there must reach 0.9
         of the way from chance to the best run of the same task, optimiser family and budget.
         --only keeps the entries whose names contain one of the comma-separated NAMES; --seeds
-        replaces the catalogue's seeds. --out writes the Markdown tables.
+        replaces the catalogue's seeds; --trial-steps replaces the catalogue's trial length (the
+        diagnosis trial and each repair trial). --out writes the Markdown tables.
         Exit code: 0 when done, 1 error, 2 usage.
         """;
 
@@ -32,8 +33,10 @@ internal static class EvaluateCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("evaluate", args, ["catalogue", "only", "seeds", "out", "split"], ["repair"]);
+        var o = new CliOptions("evaluate", args, ["catalogue", "only", "seeds", "out", "split", "trial-steps"], ["repair"]);
         string path = o.String("catalogue") ?? throw new UsageException("gradflow evaluate: --catalogue FILE is required.");
+        int? trialSteps = o.Int("trial-steps");
+        if (trialSteps < 1) throw new UsageException($"gradflow evaluate: --trial-steps must be at least 1, got {trialSteps}.");
         var catalogue = Catalogue.Load(path);
         if (o.String("seeds") is { } seedText)
         {
@@ -42,6 +45,7 @@ internal static class EvaluateCommand
             if (seeds.Length == 0) throw new UsageException("gradflow evaluate: --seeds is empty.");
             catalogue = catalogue with { Seeds = seeds };
         }
+        if (trialSteps is { } steps) catalogue = catalogue with { TrialSteps = steps };
         var only = o.String("only")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         string? split = o.String("split");
         if (split is not null and not "calibration" and not "held-out") throw new UsageException($"gradflow evaluate: --split must be calibration or held-out, got '{split}'.");

@@ -31,6 +31,17 @@ public class CliAppTests
         Assert.Matches(@"^gradflow \d+\.\d+\.\d+ \(kernels: (avx512|avx2|portable), threads: \d+\)\s*$", output);
     }
 
+    [Theory]
+    [InlineData("0", "at least 1")]
+    [InlineData("many", "an integer")]
+    public void Evaluate_BadTrialSteps_ExitsTwoNamingTheOption(string value, string expected)
+    {
+        var (code, _, err) = Run("evaluate", "--catalogue", "tests/catalogue/generated.json", "--trial-steps", value);
+        Assert.Equal(2, code);
+        Assert.Contains("--trial-steps", err);
+        Assert.Contains(expected, err);
+    }
+
     [Fact]
     public void UnknownCommand_NamesItAndExitsTwo()
     {
