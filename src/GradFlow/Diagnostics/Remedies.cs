@@ -45,11 +45,12 @@ public static class Remedies
             case "optimizer":
                 int eq = arg.IndexOf('=');
                 string name = eq < 0 ? arg : arg[..eq];
+                var target = Enum.TryParse<OptimizerKind>(name.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var o)
+                    ? o
+                    : throw new FormatException($"remedy '{id}': unknown optimizer '{name}'.");
                 return config with
                 {
-                    Optimizer = Enum.TryParse<OptimizerKind>(name.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var o)
-                        ? o
-                        : throw new FormatException($"remedy '{id}': unknown optimizer '{name}'."),
+                    Optimizer = KeepDecoupledDecay(config, target),
                     LearningRate = eq < 0 ? 1e-3 : Number(id, arg[(eq + 1)..]),
                 };
             case "recipe" when arg != "standard":
@@ -200,9 +201,23 @@ public static class Remedies
             : config.Spec() is null && DescriptionRemedies.HasConv(config.Description())
                 ? "ReLU hidden layers with He init and BatchNorm in residual blocks whose branches start at zero (the ResNet recipe)"
                 : "ReLU hidden layers with He-normal init in residual blocks whose branches start at zero";
-        string opt = id.Contains("optimizer", StringComparison.Ordinal) ? string.Create(CultureInfo.InvariantCulture, $", Adam at {lr:G}") : "";
+        string opt = !id.Contains("optimizer", StringComparison.Ordinal) ? ""
+            : KeepDecoupledDecay(config, OptimizerKind.Adam) == OptimizerKind.AdamW
+                ? string.Create(CultureInfo.InvariantCulture, $", AdamW at {lr:G} (the weight decay {config.WeightDecay:G} stays decoupled)")
+                : string.Create(CultureInfo.InvariantCulture, $", Adam at {lr:G}");
         return new RemedySuggestion(id, $"the standard recipe at once: {model}{opt}, the gradient norm clipped at 1", []);
     }
+
+    /// <summary>
+    /// The optimiser a switch to <paramref name="target"/> gives: Adam becomes AdamW when the config has weight
+    /// decay and is not already Adam, so the decay stays decoupled. Adam's weight decay is an L2 term added to the
+    /// gradient, which Adam then normalises: 0.01 carried over from AdamW (or from SGD, where it shrinks the weights
+    /// by lr·λ per step, as AdamW's does) dominates the small gradients of a run on a plateau and keeps it there
+    /// (measured on the adding problem: a GRU at Adam 1e-2 ends at test MSE 0.16 with λ = 0.01 as L2, 0.0005 with it
+    /// decoupled).
+    /// </summary>
+    internal static OptimizerKind KeepDecoupledDecay(TrainingConfig config, OptimizerKind target) =>
+        target == OptimizerKind.Adam && config.WeightDecay > 0 && config.Optimizer != OptimizerKind.Adam ? OptimizerKind.AdamW : target;
 
     /// <summary>The id of a remedy on a range of hidden layers (no range when it covers all of them).</summary>
     public static string Id(string kind, string arg, int first, int last, int hiddenLayers) =>

@@ -39,6 +39,21 @@ public class RemediesTests
         Assert.Equal(Base.Model, Remedies.Apply("clip:1", Base).Model);
     }
 
+    [Theory]
+    [InlineData(OptimizerKind.AdamW, 0.01, OptimizerKind.AdamW)]
+    [InlineData(OptimizerKind.Sgd, 5e-4, OptimizerKind.AdamW)]
+    [InlineData(OptimizerKind.RmsProp, 1e-4, OptimizerKind.AdamW)]
+    [InlineData(OptimizerKind.Adam, 0.01, OptimizerKind.Adam)]
+    [InlineData(OptimizerKind.Sgd, 0.0, OptimizerKind.Adam)]
+    [InlineData(OptimizerKind.AdamW, 0.0, OptimizerKind.Adam)]
+    public void SwitchToAdam_KeepsWeightDecayDecoupled(OptimizerKind from, double decay, OptimizerKind expected)
+    {
+        var c = Remedies.Apply("optimizer:adam=0.01", Base with { Optimizer = from, WeightDecay = decay });
+        Assert.Equal(expected, c.Optimizer);
+        Assert.Equal(decay, c.WeightDecay);
+        Assert.Equal(0.01, c.LearningRate);
+    }
+
     [Fact]
     public void Recipe_Mlp_ReluHeZeroStartedResidualEverywhere_KeepsNormsWidthsAndClipsAtOne()
     {
