@@ -84,3 +84,4 @@ public class TransformerDescriptionTests
         Assert.Contains(message, e.Message, StringComparison.Ordinal);
     }
 }
+
