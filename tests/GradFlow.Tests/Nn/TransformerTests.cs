@@ -253,4 +253,24 @@ public class TransformerTests
                 Assert.Equal(expected, g[v * 3 + c], 5);
             }
     }
+
+    [Fact]
+    public void AttentionEntropy_UniformAttention_IsLnOfTheVisibleKeys()
+    {
+        // q = 0: every visible key gets the same weight, so a row's entropy is ln(visible keys)
+        var q = Tensor.Zeros(DType.Float64, 1, 2, 4, 3);
+        var k = TestTensors.Leaf(25, 1, 2, 4, 3);
+        var full = Transformers.AttentionEntropy(q, k, causal: false, null);
+        Assert.Equal(Math.Log(4), full[0, 1], 12);
+        var causal = Transformers.AttentionEntropy(q, k, causal: true, null);
+        Assert.Equal((Math.Log(1) + Math.Log(2) + Math.Log(3) + Math.Log(4)) / 4, causal[0, 0], 12);
+        // the module hands the same numbers to its observer, one per example and head
+        var mha = new MultiheadAttention(4, 2, new Generator(26));
+        double[,]? seen = null;
+        mha.EntropyObserver = e => seen = e;
+        mha.Forward(Tensor.Normal(new Generator(27), 0, 1, DType.Float32, 3, 5, 4));
+        Assert.Equal(3, seen!.GetLength(0));
+        Assert.Equal(2, seen.GetLength(1));
+        Assert.All(seen.Cast<double>(), e => Assert.InRange(e, 0, Math.Log(5) + 1e-9));
+    }
 }
