@@ -86,7 +86,7 @@ public sealed class TextCorpus
     /// <summary>
     /// The King James Bible (1611, public domain) from Debian's <c>bible-kjv-text</c> package, read through
     /// its <c>bible</c> program (package <c>bible-kjv</c>): one verse per line, without book and chapter
-    /// headings or verse numbers, Genesis to Revelation (about 4.3 million characters, 63 distinct ones).
+    /// headings or verse numbers, Genesis to Revelation (4,137,850 characters, 63 distinct ones; the validation part starts in Acts 21).
     /// </summary>
     /// <param name="program">The <c>bible</c> program (default /usr/bin/bible).</param>
     /// <exception cref="FileNotFoundException">when the program is missing, saying which packages to install.</exception>

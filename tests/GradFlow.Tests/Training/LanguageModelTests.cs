@@ -51,6 +51,9 @@ public class LanguageModelTests
         Assert.EndsWith("The grace of our Lord Jesus Christ be with you all. Amen.\n", kjv.Text, StringComparison.Ordinal);
         Assert.Equal(31_102, kjv.Text.Count(c => c == '\n'));   // the verses of the King James Bible
         Assert.Equal(63, kjv.Vocabulary.Length);
+        Assert.Equal(4_137_850, kjv.Text.Length);
+        // the split falls in Acts 21:40
+        Assert.StartsWith("And when he had given him licence, Paul stood on the stairs", kjv.Text[(kjv.Text.LastIndexOf('\n', kjv.TrainLength - 1) + 1)..], StringComparison.Ordinal);
     }
 
     private static Trainer LanguageTrainer(TextCorpus corpus, string model, int steps, int warmup = 0, ScheduleKind schedule = ScheduleKind.Constant)
