@@ -31,6 +31,7 @@ public static class CliApp
                 "report" => ReportCommand.Run(args[1..], stdout, stderr),
                 "evaluate" => EvaluateCommand.Run(args[1..], stdout, stderr),
                 "catalogue" => CatalogueCommand.Run(args[1..], stdout, stderr),
+                "generate" => GenerateCommand.Run(args[1..], stdout, stderr),
                 _ => Unknown(args[0], stderr),
             };
         }
@@ -75,6 +76,7 @@ public static class CliApp
           report      self-contained HTML report of a run directory, or a comparison of several
           evaluate    measure diagnosis and repair on a labelled catalogue of configurations
           catalogue   generate a catalogue labelled by the outcomes of full training runs
+          generate    sample text from a trained character-level language model
           grads       gradients of one batch, written to safetensors for comparison with other frameworks
 
         Options:

@@ -22,7 +22,9 @@ internal static class TrainCommand
                                 the data are laid out as its input shape ([N, 1, 28, 28] for 1x28x28)
           --model-file FILE     the model in a file (any of those texts, or a JSON description or spec)
           --data NAME           fashion-mnist (default), spirals, circles, teacher; for recurrent models
-                                adding (the adding problem, regression) and fashion-mnist-rows
+                                adding (the adding problem, regression) and fashion-mnist-rows; for language
+                                models ("transformer vocab=65 ..."), kjv (the King James Bible by character,
+                                Debian's bible-kjv-text; the last 10 % validates, reported in bits per character)
                                 or a file or folder of your own (docs/data.md): FILE.csv / FILE.tsv (a header,
                                 numeric features, --target COLUMN), FILE.npz or FILE.safetensors (arrays x, y),
                                 X.npy (targets in Y.npy, or --target FILE), IDX images (labels found by name,
@@ -45,6 +47,7 @@ internal static class TrainCommand
           --momentum X          momentum for sgd and rmsprop
           --weight-decay X      weight decay
           --schedule NAME       constant (default), cosine, step
+          --warmup N            linear learning-rate warm-up over the first N steps, then the schedule
           --epochs N            epochs (default 10)
           --batch-size N        batch size (default 128)
           --max-steps N         stop after N optimiser steps
@@ -76,7 +79,7 @@ internal static class TrainCommand
     internal static readonly string[] ValuedOptions =
     [
         "model", "model-file", "data", "data-dir", "seq-len", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
-        "schedule", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "augment-crop", "augment-flip", "seed",
+        "schedule", "warmup", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "augment-crop", "augment-flip", "seed",
         "threads", "config", "out", "resume", "monitor-every", "target", "task", "test-data", "test-fraction", "image-size", "channels", "tensorboard",
     ];
 
@@ -143,6 +146,9 @@ internal static class TrainCommand
         {
             stdout.WriteLine();
             stdout.WriteLine(Table(result.Epochs));
+            if (DataSources.IsCorpus(config.Data) && result.Epochs.Count > 0)
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"validation: {result.Epochs[^1].TestLoss:F4} nats per character = {result.Epochs[^1].TestLoss / Math.Log(2):F4} bits per character"));
             stdout.WriteLine($"stopped: {result.Stop}{(result.Message is null ? "" : " - " + result.Message)}; {result.Steps} steps in {result.Seconds:F1} s");
             if (runDir is not null) stdout.WriteLine($"run directory: {Path.GetFullPath(runDir)}");
             if (verdict is not null) stdout.WriteLine(verdict);
@@ -178,6 +184,7 @@ internal static class TrainCommand
             Momentum = o.Double("momentum") ?? c.Momentum,
             WeightDecay = o.Double("weight-decay") ?? c.WeightDecay,
             Schedule = o.Enum<ScheduleKind>("schedule") ?? c.Schedule,
+            WarmupSteps = o.Int("warmup") ?? c.WarmupSteps,
             Epochs = o.Int("epochs") ?? c.Epochs,
             BatchSize = o.Int("batch-size") ?? c.BatchSize,
             MaxSteps = o.Int("max-steps") ?? c.MaxSteps,

@@ -24,16 +24,19 @@ public sealed class Dataset
         ClassNames = classNames;
     }
 
-    /// <summary>A classification set: <paramref name="inputs"/> <c>[N, ...]</c>, <paramref name="labels"/> <c>[N]</c> in <c>0..classCount-1</c>.</summary>
+    /// <summary>
+    /// A classification set: <paramref name="inputs"/> <c>[N, ...]</c>, <paramref name="labels"/> <c>[N]</c> in <c>0..classCount-1</c>,
+    /// or <c>[N, T]</c>, a class for each of T positions (a language model's next tokens).
+    /// </summary>
     /// <exception cref="ArgumentException">when the shapes disagree, or a label is out of range (the message gives its position).</exception>
     public static Dataset Classification(Tensor inputs, IndexTensor labels, int classCount, IReadOnlyList<string>? classNames = null)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(labels);
         CheckInputs(inputs);
-        if (labels.Rank != 1 || labels.Count != inputs.Size(0))
+        if (labels.Rank is not (1 or 2) || labels.Shape[0] != inputs.Size(0))
             throw new ArgumentException(
-                $"Dataset.Classification: labels have shape {Shapes.Format(labels.Shape)}, expected [{inputs.Size(0)}] to match inputs {Shapes.Format(inputs.Shape)}.", nameof(labels));
+                $"Dataset.Classification: labels have shape {Shapes.Format(labels.Shape)}, expected [{inputs.Size(0)}] or [{inputs.Size(0)}, T] to match inputs {Shapes.Format(inputs.Shape)}.", nameof(labels));
         ArgumentOutOfRangeException.ThrowIfLessThan(classCount, 1);
         if (classNames is not null && classNames.Count != classCount)
             throw new ArgumentException($"Dataset.Classification: {classNames.Count} class names for {classCount} classes.", nameof(classNames));
@@ -177,8 +180,9 @@ public sealed class Dataset
 
     internal static IndexTensor GatherLabels(IndexTensor source, ReadOnlySpan<int> indices, IndexTensor? into)
     {
-        var result = into ?? new IndexTensor(new int[indices.Length], [indices.Length]);
-        for (int i = 0; i < indices.Length; i++) result.Data[i] = source.Data[indices[i]];
+        int per = source.Rank == 1 ? 1 : source.Shape[1];
+        var result = into ?? new IndexTensor(new int[indices.Length * per], source.Rank == 1 ? [indices.Length] : [indices.Length, per]);
+        for (int i = 0; i < indices.Length; i++) source.Data.AsSpan(indices[i] * per, per).CopyTo(result.Data.AsSpan(i * per, per));
         return result;
     }
 }

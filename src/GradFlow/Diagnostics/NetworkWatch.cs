@@ -14,7 +14,10 @@ namespace GradFlow.Diagnostics;
 /// sequence (past norms, dropout and pooling), or the block itself when none does (an output layer);</item>
 /// <item>a residual block as a unit: the last weight of its branch, the block's output as h, and its
 /// post-activation (else the branch's last activation) for the activation statistics;</item>
-/// <item>each stacked layer k of a recurrent block: <c>weight_hh_l{k}</c>, measured through time.</item>
+/// <item>each stacked layer k of a recurrent block: <c>weight_hh_l{k}</c>, measured through time;</item>
+/// <item>each transformer layer as two: its attention sub-layer (<c>self_attn</c>, weight <c>in_proj_weight</c>) and its
+/// feed-forward sub-layer (output <c>linear2</c>, its weight), each with its output before the residual sum as h
+/// (a tied read-out is a layer with the embedding's weight).</item>
 /// </list>
 /// Sequences are walked into. An MLP spec's description gives the layers <see cref="Mlp"/> gives
 /// (the same weights, outputs and activations, by layer index).
@@ -78,6 +81,15 @@ public static class NetworkWatch
                             layers.Add(new MonitoredLayer(layers.Count + 1, Join(path, $"weight_hh_l{k}"), rnn.WeightHh(k), rnn, null) { Kind = kind, RecurrentLayer = k });
                         break;
                     }
+                    case TransformerLayerBlock:
+                    {
+                        // two monitored layers: the attention sub-layer and the feed-forward sub-layer, each with its
+                        // output (before the residual sum) as h, so their signals and weight gradients are reported apart
+                        var layer = (TransformerEncoderLayer)At(path);
+                        layers.Add(new MonitoredLayer(layers.Count + 1, Join(path, "self_attn"), layer.SelfAttn.InProjWeight, layer.SelfAttn, null) { Norm = layer.Norm1 });
+                        layers.Add(new MonitoredLayer(layers.Count + 1, Join(path, "linear2"), layer.Linear2.Weight, layer.Linear2, null) { Norm = layer.Norm2 });
+                        break;
+                    }
                     case SequenceBlock inner:
                         Sequence(inner, path);
                         break;
@@ -97,6 +109,7 @@ public static class NetworkWatch
     {
         Linear l => l.Weight,
         Conv2d c => c.Weight,
+        TiedLinear t => t.Weight,
         _ => throw new ArgumentException($"NetworkWatch: expected a Linear or Conv2d, found {m.GetType().Name}."),
     };
 

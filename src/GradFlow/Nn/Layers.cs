@@ -118,9 +118,11 @@ public sealed class Embedding : Module
 {
     private readonly Generator? _generator;
 
-    /// <summary>An embedding of <paramref name="numEmbeddings"/> rows of <paramref name="embeddingDim"/>, weights N(0, 1) from <paramref name="generator"/>.</summary>
-    public Embedding(int numEmbeddings, int embeddingDim, Generator generator)
+    /// <summary>An embedding of <paramref name="numEmbeddings"/> rows of <paramref name="embeddingDim"/>, weights N(0, <paramref name="std"/>²) (default 1, PyTorch's) from <paramref name="generator"/>.</summary>
+    public Embedding(int numEmbeddings, int embeddingDim, Generator generator, double std = 1.0)
     {
+        if (!(std > 0)) throw new ArgumentException($"Embedding: std must be positive, got {std}.");
+        Std = std;
         ArgumentOutOfRangeException.ThrowIfLessThan(numEmbeddings, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(embeddingDim, 1);
         _generator = generator ?? throw new ArgumentNullException(nameof(generator));
@@ -131,8 +133,11 @@ public sealed class Embedding : Module
     /// <summary>The table, [numEmbeddings, embeddingDim].</summary>
     public Parameter Weight { get; }
 
+    /// <summary>Standard deviation of the initial table.</summary>
+    public double Std { get; }
+
     /// <inheritdoc />
-    public override void ResetParameters() => Init.Normal(Weight.Data, _generator!);
+    public override void ResetParameters() => Init.Normal(Weight.Data, _generator!, 0, Std);
 
     /// <summary>Looks up <paramref name="indices"/> (any shape).</summary>
     public Tensor Lookup(IndexTensor indices)

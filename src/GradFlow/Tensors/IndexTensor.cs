@@ -41,6 +41,9 @@ public sealed class IndexTensor
     /// <summary>Element at a flat (row-major) position.</summary>
     public int this[int flatIndex] => Data[flatIndex];
 
+    /// <summary>The same values as one dimension (sharing the storage).</summary>
+    internal IndexTensor Flat() => Rank == 1 ? this : new IndexTensor(Data, [Data.Length]);
+
     /// <summary>A copy of the values, row-major.</summary>
     public int[] ToArray() => (int[])Data.Clone();
 

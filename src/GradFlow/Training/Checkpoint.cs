@@ -78,5 +78,21 @@ public static class Checkpoint
         return new Info(epoch, step, Meta("config"));
     }
 
+    /// <summary>Loads only the model's weights from a checkpoint (for inference: sampling, evaluation).</summary>
+    /// <exception cref="InvalidDataException">when the file does not fit the model, naming the file and the key.</exception>
+    public static void LoadModel(string path, Module model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var contents = SafeTensors.Read(path);
+        try
+        {
+            model.LoadStateDict(contents.Tensors.Where(kv => !kv.Key.StartsWith(OptimizerPrefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key, kv => kv.Value));
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"checkpoint: {Path.GetFileName(path)}: {e.Message}", e);
+        }
+    }
+
     private static IEnumerable<Dropout> Dropouts(Module model) => model.NamedModules().Select(m => m.Module).OfType<Dropout>();
 }

@@ -11,7 +11,7 @@ public sealed record DataBundle(Dataset Train, Dataset Test);
 public static class DataSources
 {
     /// <summary>The valid names.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["fashion-mnist", "spirals", "circles", "teacher", "adding", "fashion-mnist-rows"];
+    public static IReadOnlyList<string> Names { get; } = ["fashion-mnist", "spirals", "circles", "teacher", "adding", "fashion-mnist-rows", "kjv"];
 
     /// <summary>The fixed seed of the adding problem's test sequences: one test set for every run seed, never drawn in training.</summary>
     public const ulong AddingTestSeed = 0x7E575E70FADD5UL;
@@ -23,6 +23,7 @@ public static class DataSources
     /// Loads or generates the data: Fashion-MNIST (flattened, standardised with the training set's
     /// mean and standard deviation), or a synthetic set of 4000 training and 1000 test examples
     /// generated from the seed (the teacher task takes its input size and class count from the model);
+    /// for language models, <c>kjv</c> (<see cref="TextCorpus.Kjv"/>: windows of the model's T characters, the last 10 % validating);
     /// for recurrent models, the adding problem (<see cref="SequenceTasks.Adding"/>, T =
     /// <see cref="TrainingConfig.SequenceLength"/> or 100: by default <see cref="AddingTrainSteps"/>/T training
     /// sequences, 128 000 at T = 100, so that 4000 steps of 32 see fresh ones; 2000 test sequences from <see cref="AddingTestSeed"/>) or Fashion-MNIST by rows
@@ -38,9 +39,12 @@ public static class DataSources
         ulong s = config.Seed;
         var input = description.Input;
         var outputShape = description.OutputShape();
-        if (outputShape.Length != 1)
+        bool text = IsCorpus(config.Data);
+        if (text && (input.Count != 1 || outputShape.Length != 2 || outputShape[0] != input[0]))
+            throw new ArgumentException($"data: '{config.Data}' is a character corpus; its model takes [T] characters and gives [T, vocabulary] logits (e.g. 'transformer vocab=65'), but {config.DescribeModel()} maps {Shapes.Format(input.ToArray())} to {Shapes.Format(outputShape)}.");
+        if (!text && outputShape.Length != 1)
             throw new ArgumentException($"data: the model ({config.DescribeModel()}) gives {Shapes.Format(outputShape)} per example; training needs a vector of outputs (end the network with a flatten and a linear).");
-        int output = outputShape[0];
+        int output = outputShape[^1];
         var bundle = config.Data switch
         {
             "fashion-mnist" => FashionMnistBundle(config.DataDir),
@@ -49,6 +53,7 @@ public static class DataSources
             "teacher" => TeacherBundle(input.Aggregate(1, (a, n) => a * n), output, s),
             "adding" => AddingBundle(config),
             "fashion-mnist-rows" => FashionMnistRowsBundle(config.DataDir),
+            "kjv" => TextBundle(TextCorpus.Kjv(), input[0]),
             _ => FileData.Load(config),
         };
         var inputs = bundle.Train.Inputs;
@@ -92,6 +97,19 @@ public static class DataSources
         int test = config.TestLimit ?? 2000;
         return new DataBundle(SequenceTasks.Adding(train, length, seed: config.Seed * 2 + 1), SequenceTasks.Adding(test, length, seed: AddingTestSeed));
     }
+
+    /// <summary>Whether <paramref name="name"/> is a character corpus (its model's output is [T, vocabulary]).</summary>
+    public static bool IsCorpus(string name) => name is "kjv";
+
+    /// <summary>The corpus named <paramref name="name"/> (<c>kjv</c>), or null for another data set.</summary>
+    public static TextCorpus? Corpus(string name) => name switch
+    {
+        "kjv" => TextCorpus.Kjv(),
+        _ => null,
+    };
+
+    /// <summary>Windows of <paramref name="length"/> characters: the training part and the validation part (the last 10 %).</summary>
+    private static DataBundle TextBundle(TextCorpus corpus, int length) => new(corpus.Windows(train: true, length), corpus.Windows(train: false, length));
 
     private static DataBundle FashionMnistRowsBundle(string? dir)
     {

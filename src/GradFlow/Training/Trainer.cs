@@ -146,12 +146,14 @@ public sealed class Trainer
         }
         Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true) { Augmentation = augmentation };
         int totalSteps = Math.Max(1, config.MaxSteps ?? Loader.BatchCount * config.Epochs);
-        Scheduler = config.Schedule switch
+        int afterWarmup = Math.Max(1, totalSteps - config.WarmupSteps);
+        LrScheduler? schedule = config.Schedule switch
         {
-            ScheduleKind.Cosine => new CosineAnnealingLr(Optimizer, totalSteps),
-            ScheduleKind.Step => new StepLr(Optimizer, Math.Max(1, totalSteps / 3)),
+            ScheduleKind.Cosine => new CosineAnnealingLr(Optimizer, afterWarmup),
+            ScheduleKind.Step => new StepLr(Optimizer, Math.Max(1, afterWarmup / 3)),
             _ => null,
         };
+        Scheduler = config.WarmupSteps > 0 ? new LinearWarmup(Optimizer, config.WarmupSteps, 1.0 / config.WarmupSteps, schedule) : schedule;
     }
 
     /// <summary>The configuration.</summary>
@@ -298,7 +300,7 @@ public sealed class Trainer
             var epochClock = Stopwatch.StartNew();
             Model.Train();
             double lossSum = 0;
-            long correct = 0, seen = 0;
+            long correct = 0, seen = 0, seenLabels = 0;
             info2.Epoch = epoch;
             foreach (var batch in _stream is null ? Loader.Epoch(epoch) : Stream(_stream, step))
             {
@@ -343,8 +345,9 @@ public sealed class Trainer
                 lossSum += lossValue * batch.Count;
                 if (!IsRegression) correct += CountCorrect(logits, batch.Labels!);
                 seen += batch.Count;
+                seenLabels += IsRegression ? batch.Count : batch.Labels!.Count;
                 info2.RunningLoss = lossSum / seen;
-                info2.RunningAccuracy = IsRegression ? double.NaN : (double)correct / seen;
+                info2.RunningAccuracy = IsRegression ? double.NaN : (double)correct / seenLabels;
                 foreach (var o in _observers) o.OnStepEnd(info2);
                 if (Config.MaxSteps is { } max && step >= max)
                 {
@@ -354,7 +357,7 @@ public sealed class Trainer
             }
             if (seen == 0) break;
             var (testLoss, testAccuracy) = Evaluate(Data.Test);
-            var metrics = new EpochMetrics(epoch + 1, step, lossSum / seen, IsRegression ? double.NaN : (double)correct / seen, testLoss, testAccuracy,
+            var metrics = new EpochMetrics(epoch + 1, step, lossSum / seen, IsRegression ? double.NaN : (double)correct / seenLabels, testLoss, testAccuracy,
                 Optimizer.LearningRate, epochClock.Elapsed.TotalSeconds);
             epochs.Add(metrics);
             foreach (var o in _observers) o.OnEpochEnd(metrics);
@@ -411,8 +414,15 @@ public sealed class Trainer
     {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(batch);
-        return IsRegression ? Losses.Mse(output, batch.Targets!) : Losses.CrossEntropy(output, batch.Labels!, Config.LabelSmoothing);
+        return IsRegression ? Losses.Mse(output, batch.Targets!) : Losses.CrossEntropy(Rows(output, batch.Labels!), batch.Labels!.Flat(), Config.LabelSmoothing);
     }
+
+    /// <summary>
+    /// The logits as one row per label: unchanged for a label per example; [N·T, V] for labels [N, T]
+    /// (a class per position, a language model's next tokens: cross-entropy over every position).
+    /// </summary>
+    private static Tensor Rows(Tensor logits, IndexTensor labels) =>
+        labels.Rank == 1 ? logits : logits.Reshape(labels.Count, logits.Shape[^1]);
 
     /// <summary>Mean cross-entropy and accuracy on <paramref name="data"/> in evaluation mode, without a graph (regression: mean squared error and NaN).</summary>
     public (double Loss, double Accuracy) Evaluate(Dataset data)
@@ -436,10 +446,12 @@ public sealed class Trainer
                     lossSum += Losses.Mse(logits, batch.Targets!, Reduction.Sum).Item() / perExample;
                     continue;
                 }
-                lossSum += Losses.CrossEntropy(logits, batch.Labels!, reduction: Reduction.Sum).Item();
+                lossSum += Losses.CrossEntropy(Rows(logits, batch.Labels!), batch.Labels!.Flat(), reduction: Reduction.Sum).Item();
                 correct += CountCorrect(logits, batch.Labels!);
             }
-            return (lossSum / data.Count, IsRegression ? double.NaN : (double)correct / data.Count);
+            // per label: per example, or per position of a sequence labelled at every position
+            long labels = IsRegression ? data.Count : data.Labels!.Count;
+            return (lossSum / labels, IsRegression ? double.NaN : (double)correct / labels);
         }
         finally
         {

@@ -96,6 +96,13 @@ public sealed record TrainingConfig
     /// <summary>Learning-rate schedule.</summary>
     public ScheduleKind Schedule { get; init; } = ScheduleKind.Constant;
 
+    /// <summary>
+    /// Linear learning-rate warm-up over this many first steps, from lr/W up to lr (0 = none), before the
+    /// <see cref="Schedule"/>, which then runs over the remaining steps (Goyal et al. 2017; what a Post-LN
+    /// transformer needs, Xiong et al. 2020).
+    /// </summary>
+    public int WarmupSteps { get; init; }
+
     /// <summary>Epochs.</summary>
     public int Epochs { get; init; } = 10;
 
@@ -180,6 +187,7 @@ public sealed record TrainingConfig
         Require(LearningRate > 0 && double.IsFinite(LearningRate), "learningRate", $"must be positive, got {LearningRate}");
         Require(Momentum >= 0 && Momentum < 1, "momentum", $"must be in [0, 1), got {Momentum}");
         Require(WeightDecay >= 0, "weightDecay", $"must be non-negative, got {WeightDecay}");
+        Require(WarmupSteps >= 0, "warmupSteps", $"must be non-negative, got {WarmupSteps}");
         Require(MaxSteps is null or >= 1, "maxSteps", $"must be at least 1, got {MaxSteps}");
         Require(ClipNorm is null or > 0, "clipNorm", $"must be positive, got {ClipNorm}");
         Require(ClipValue is null or > 0, "clipValue", $"must be positive, got {ClipValue}");

@@ -13,6 +13,9 @@ public class NetworkFormsTests
         "lstm 2-64-1 forget-bias=1", "gru 28-16x2-10 init=orthogonal:1.5", "rnn 2-8-1 act=relu init=identity",
         "resnet20", "resnet56 shortcut=b start=zero-gamma", "resnet32 start=zero norm=none in=1x28x28 classes=7", "plain20 width=8",
         "cnn 1x28x28-c16-c32s2-p-gap-10 act=leaky-relu norm=group:4 init=he-uniform", "cnn 3x8x8-c4x2-f16-5 norm=none",
+        "transformer vocab=65 d=32 heads=4 layers=2 ctx=16",
+        "transformer vocab=10 d=16 heads=2 layers=3 ctx=8 norm=post pos=sin tie=no act=swiglu rms=yes qk-norm=yes dropout=0.1",
+        "transformer vocab=12 d=8 heads=2 layers=1 ctx=4 pos=rope rms=yes act=relu",
     ];
 
     public static TheoryData<string> ModelTexts() => [.. Models];
@@ -70,13 +73,26 @@ public class NetworkFormsTests
             _ => new InitScheme(InitKind.Orthogonal, 1.25),
         };
         int kinds = depth >= 2 ? 9 : 11;
-        return rng.Next(kinds) switch
+        int pick = rng.Next(kinds + 3);
+        return (pick >= kinds ? pick - kinds + 11 : pick) switch
         {
+            11 => new EmbeddingBlock(1 + rng.Next(50), 1 + rng.Next(9)) { Std = rng.Next(2) == 0 ? 1.0 : 0.02 },
+            12 => new PositionBlock(rng.Next(2) == 0 ? PositionalKind.Learned : PositionalKind.Sinusoidal, 1 + rng.Next(64)),
+            13 => new TransformerLayerBlock(1 + rng.Next(4), 1 + rng.Next(64))
+            {
+                NormFirst = rng.Next(2) == 0, FeedForward = (FeedForwardKind)rng.Next(3), Dropout = Math.Round(rng.NextDouble() * 0.5, 3),
+                RmsNorm = rng.Next(2) == 0, Causal = rng.Next(2) == 0, Rotary = rng.Next(2) == 0, QkNorm = rng.Next(2) == 0,
+            },
+            0 when rng.Next(4) == 0 => new LinearBlock(1 + rng.Next(50)) { Bias = false, Tied = true },
             0 => new LinearBlock(1 + rng.Next(50)) { Bias = rng.Next(2) == 0, Init = rng.Next(2) == 0 ? null : Init() },
             1 => new ConvBlock(1 + rng.Next(50), Size(1)) { Stride = Size(1), Padding = Size(0), Dilation = Size(1), Groups = 1 + rng.Next(3), Bias = rng.Next(2) == 0, Init = Init() },
             2 => new PoolBlock(rng.Next(2) == 0 ? PoolKind.Max : PoolKind.Avg, Size(1)) { Stride = rng.Next(2) == 0 ? null : Size(1), Padding = Size(0) },
             3 => new AdaptiveAvgPoolBlock(Size(1)),
-            4 => rng.Next(3) switch { 0 => new NormBlock(NormalizationKind.Batch), 1 => new NormBlock(NormalizationKind.Layer), _ => new NormBlock(NormalizationKind.Group, 1 + rng.Next(8)) },
+            4 => rng.Next(5) switch
+            {
+                0 => new NormBlock(NormalizationKind.Batch), 1 => new NormBlock(NormalizationKind.Layer), 2 => new NormBlock(NormalizationKind.Layer) { Last = true },
+                3 => new NormBlock(NormalizationKind.Rms), _ => new NormBlock(NormalizationKind.Group, 1 + rng.Next(8)),
+            },
             5 => new ActBlock((Activation)rng.Next(Enum.GetValues<Activation>().Length)),
             6 => new DropoutBlock(Math.Round(rng.NextDouble() * 0.9, 4)),
             7 => new FlattenBlock(),

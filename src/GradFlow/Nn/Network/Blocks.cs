@@ -34,6 +34,13 @@ public sealed record LinearBlock(int Out) : Block
     public bool Bias { get; init; } = true;
 
     /// <summary>
+    /// Weight tying (Press and Wolf 2017): the layer reads out through the weight of the nearest
+    /// <see cref="EmbeddingBlock"/> before it (<c>logits = x·Eᵀ</c>, <see cref="TiedLinear"/>); it then has
+    /// no weight of its own, no bias and no <see cref="Init"/>, and <see cref="Out"/> must be the vocabulary.
+    /// </summary>
+    public bool Tied { get; init; }
+
+    /// <summary>
     /// How the weight is re-initialised after construction
     /// (<see cref="ModelBuilder.Initialise(Nn.Linear, InitScheme, Activation, Generator)"/>, as an MLP spec's
     /// layers are: <c>default</c> draws PyTorch's default a second time), or null to keep the
@@ -105,12 +112,18 @@ public enum NormalizationKind
     Layer,
     /// <summary>Group normalisation (Wu and He 2018) of the channels (the first dimension) in <see cref="NormBlock.Groups"/> groups (<see cref="GroupNorm"/>).</summary>
     Group,
+    /// <summary>RMS normalisation (Zhang and Sennrich 2019) of the last dimension (<see cref="RmsNorm"/>).</summary>
+    Rms,
 }
 
 /// <summary>A normalisation layer, γ = 1 and β = 0 at the start (a residual branch's last one may start at γ = 0, <see cref="BranchStart.ZeroGamma"/>).</summary>
 /// <param name="Kind">Batch, layer or group.</param>
 /// <param name="Groups">Groups of a group norm (0 otherwise).</param>
-public sealed record NormBlock(NormalizationKind Kind, int Groups = 0) : Block;
+public sealed record NormBlock(NormalizationKind Kind, int Groups = 0) : Block
+{
+    /// <summary>Layer norm only: normalise the last dimension alone (each position of a sequence [T, D], as a transformer does), not every dimension.</summary>
+    public bool Last { get; init; }
+}
 
 /// <summary>An element-wise activation (<see cref="Activations.Create"/>); shape unchanged.</summary>
 /// <param name="Kind">The activation.</param>
@@ -218,4 +231,57 @@ public sealed record RecurrentBlock(RecurrentCellKind Cell, int Hidden) : Block
 
     /// <summary>The final hidden state (default) or every step's.</summary>
     public RecurrentOutputKind Output { get; init; }
+}
+
+/// <summary>
+/// A token embedding (<see cref="Embedding"/>): [T] token indices (as numbers) → [T, <paramref name="Dim"/>],
+/// a table [<paramref name="Vocab"/>, Dim] drawn N(0, <see cref="Std"/>²).
+/// </summary>
+/// <param name="Vocab">Number of tokens.</param>
+/// <param name="Dim">Width of a token's vector.</param>
+public sealed record EmbeddingBlock(int Vocab, int Dim) : Block
+{
+    /// <summary>Standard deviation of the initial table (default 1, PyTorch's; GPT-2 uses 0.02).</summary>
+    public double Std { get; init; } = 1.0;
+}
+
+/// <summary>
+/// Position encodings added to a sequence [T, D] (<see cref="PositionalEncoding"/>): a learnt table
+/// [<paramref name="MaxLength"/>, D] or Vaswani et al.'s sinusoids; T ≤ MaxLength. Rotary positions are
+/// an option of <see cref="TransformerLayerBlock"/> instead.
+/// </summary>
+/// <param name="Kind">Learned or sinusoidal.</param>
+/// <param name="MaxLength">The longest sequence.</param>
+public sealed record PositionBlock(PositionalKind Kind, int MaxLength) : Block;
+
+/// <summary>
+/// One transformer layer over a sequence [T, D] → [T, D] (<see cref="TransformerEncoderLayer"/>, PyTorch's
+/// names): multi-head self-attention and a feed-forward of width <paramref name="Ff"/>, each a residual
+/// sub-layer with its norm after the sum (Post-LN, PyTorch's default) or before the sub-layer
+/// (<see cref="NormFirst"/>, Pre-LN).
+/// </summary>
+/// <param name="Heads">Attention heads; they divide D.</param>
+/// <param name="Ff">Feed-forward width.</param>
+public sealed record TransformerLayerBlock(int Heads, int Ff) : Block
+{
+    /// <summary>Pre-LN when true; Post-LN (default, as PyTorch) when false.</summary>
+    public bool NormFirst { get; init; }
+
+    /// <summary>The feed-forward (default ReLU, as PyTorch).</summary>
+    public FeedForwardKind FeedForward { get; init; } = FeedForwardKind.Relu;
+
+    /// <summary>Dropout of the sub-layers (default 0.1, as PyTorch).</summary>
+    public double Dropout { get; init; } = 0.1;
+
+    /// <summary>RMSNorm instead of LayerNorm.</summary>
+    public bool RmsNorm { get; init; }
+
+    /// <summary>Whether a position attends to itself and earlier positions only (a language model).</summary>
+    public bool Causal { get; init; }
+
+    /// <summary>Rotary positions on queries and keys.</summary>
+    public bool Rotary { get; init; }
+
+    /// <summary>LayerNorm of each head's queries and keys (QK normalisation).</summary>
+    public bool QkNorm { get; init; }
 }

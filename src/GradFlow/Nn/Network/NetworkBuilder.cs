@@ -94,6 +94,8 @@ public static class NetworkBuilder
             x = ShapeInference.Block(b, x, "", null);
             switch (b)
             {
+                case LinearBlock { Tied: true }:
+                    return (new TiedLinear((LastEmbedding ?? throw new ArgumentException("NetworkBuilder: a tied linear needs an embedding before it.")).Weight), false);
                 case LinearBlock l:
                 {
                     var linear = new Linear(input[^1], l.Out, generator, l.Bias);
@@ -116,7 +118,15 @@ public static class NetworkBuilder
                 case AdaptiveAvgPoolBlock a:
                     return (new AdaptiveAvgPool2d(a.Size), false);
                 case NormBlock n:
-                    return (Norm(n.Kind, n.Groups, input), false);
+                    return (Norm(n, input), false);
+                case EmbeddingBlock e:
+                    LastEmbedding = new Embedding(e.Vocab, e.Dim, generator, e.Std);
+                    return (LastEmbedding, false);
+                case PositionBlock p:
+                    return (new PositionalEncoding(p.Kind, p.MaxLength, input[1], generator), false);
+                case TransformerLayerBlock t:
+                    return (new TransformerEncoderLayer(input[1], t.Heads, t.Ff, generator, t.NormFirst, t.FeedForward, t.Dropout, t.RmsNorm,
+                        t.Causal, t.Rotary, t.QkNorm), false);
                 case ActBlock act:
                     return (Activations.Create(act.Kind), false);
                 case DropoutBlock d:
@@ -142,11 +152,15 @@ public static class NetworkBuilder
             }
         }
 
-        private static Module Norm(NormalizationKind kind, int groups, int[] x) => kind switch
+        /// <summary>The embedding built last (a tied linear reads out through its weight).</summary>
+        private Embedding? LastEmbedding { get; set; }
+
+        private static Module Norm(NormBlock n, int[] x) => n.Kind switch
         {
             NormalizationKind.Batch => x.Length == 1 ? new BatchNorm1d(x[0]) : new BatchNorm2d(x[0]),
-            NormalizationKind.Layer => new LayerNorm(x),
-            _ => new GroupNorm(groups, x[0]),
+            NormalizationKind.Layer => n.Last ? new LayerNorm(x[^1]) : new LayerNorm(x),
+            NormalizationKind.Rms => new RmsNorm(x[^1]),
+            _ => new GroupNorm(n.Groups, x[0]),
         };
 
         private ResidualUnit Residual(ResidualBlock r, int[] x, int[] y)

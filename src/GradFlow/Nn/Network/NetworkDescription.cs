@@ -83,7 +83,13 @@ public sealed record NetworkDescription(IReadOnlyList<int> Input, SequenceBlock 
                 ResidualBlock { Shortcut: ShortcutKind.Projection } when s.IsShortcut =>
                     s.Input.Length == 1 ? (long)s.Input[0] * s.Output[0] : (long)s.Input[0] * s.Output[0] + 2L * s.Output[0],
                 ResidualBlock r when !s.IsShortcut => r.Start == BranchStart.Zero ? 1 : 0,
+                LinearBlock { Tied: true } => 0,
                 LinearBlock l => (long)s.Input[^1] * l.Out + (l.Bias ? l.Out : 0),
+                EmbeddingBlock e => (long)e.Vocab * e.Dim,
+                PositionBlock { Kind: PositionalKind.Learned } p => (long)p.MaxLength * s.Input[1],
+                TransformerLayerBlock t => TransformerParameters(t, s.Input[1]),
+                NormBlock { Kind: NormalizationKind.Rms } => s.Input[^1],
+                NormBlock { Kind: NormalizationKind.Layer, Last: true } => 2L * s.Input[^1],
                 ConvBlock c => (long)c.Out * (s.Input[0] / c.Groups) * c.Kernel.H * c.Kernel.W + (c.Bias ? c.Out : 0),
                 NormBlock { Kind: NormalizationKind.Layer } => 2 * Product(s.Input),
                 NormBlock => 2L * s.Input[0],
@@ -93,6 +99,17 @@ public sealed record NetworkDescription(IReadOnlyList<int> Input, SequenceBlock 
                     * ((l == 0 ? s.Input[1] : r.Hidden) + r.Hidden + 2)),
                 _ => 0,
             };
+        }
+    }
+
+    private static long TransformerParameters(TransformerLayerBlock t, long d)
+    {
+        checked
+        {
+            long inner = t.FeedForward == FeedForwardKind.SwiGlu ? 2L * t.Ff : t.Ff;
+            long attention = 3 * d * d + 3 * d + d * d + d + (t.QkNorm ? 4 * (d / t.Heads) : 0);
+            long ff = d * inner + inner + t.Ff * d + d;
+            return attention + ff + (t.RmsNorm ? 2 * d : 4 * d);
         }
     }
 
@@ -119,9 +136,10 @@ public sealed record NetworkDescription(IReadOnlyList<int> Input, SequenceBlock 
             {
                 "net" => NetworkText.Parse(t),
                 "cnn" => Shorthands.Cnn(t),
+                "transformer" => Shorthands.Transformer(t),
                 _ when first.StartsWith("resnet", StringComparison.Ordinal) || first.StartsWith("plain", StringComparison.Ordinal) => Shorthands.CifarResNet(t),
                 _ => throw new FormatException(
-                    $"model '{text}': expected JSON, 'net SHAPE [...]', or a shorthand: mlp, rnn, lstm, gru, cnn, resnetN, plainN (e.g. 'resnet20', 'mlp 784-256x8-10')."),
+                    $"model '{text}': expected JSON, 'net SHAPE [...]', or a shorthand: mlp, rnn, lstm, gru, cnn, resnetN, plainN, transformer (e.g. 'resnet20', 'mlp 784-256x8-10')."),
             };
         }
         d.OutputShape();
@@ -145,7 +163,32 @@ internal static class ShapeInference
         if (d.Input.Count == 0 || d.Input.Any(n => n < 1))
             throw new ArgumentException($"network: input shape {Format(d.Input)} must have positive sizes.");
         var x = d.Input.ToArray();
-        return d.Root.Name is { } name ? Block(d.Root, x, name, trace) : Blocks(d.Root, x, "", trace);
+        var walk = trace ?? [];
+        var y = d.Root.Name is { } name ? Block(d.Root, x, name, walk) : Blocks(d.Root, x, "", walk);
+        CheckTied(walk);
+        return y;
+    }
+
+    /// <summary>The embedding a tied linear at <paramref name="at"/> of <paramref name="trace"/> reads out through (the nearest before it), or null.</summary>
+    public static BlockShape? TiedEmbedding(IReadOnlyList<BlockShape> trace, int at)
+    {
+        for (int i = at - 1; i >= 0; i--)
+            if (trace[i].Block is EmbeddingBlock) return trace[i];
+        return null;
+    }
+
+    private static void CheckTied(List<BlockShape> trace)
+    {
+        for (int i = 0; i < trace.Count; i++)
+        {
+            if (trace[i] is not { Block: LinearBlock { Tied: true } l } s) continue;
+            if (TiedEmbedding(trace, i) is not { Block: EmbeddingBlock e } emb)
+                throw Error(s.Path, "a tied linear needs an embedding before it, whose weight it reads out through.");
+            if (l.Out != e.Vocab || s.Input[^1] != e.Dim)
+                throw Error(s.Path, $"a tied linear maps {s.Input[^1]} to {l.Out} features but the embedding {emb.Path} is {e.Vocab}x{e.Dim}; out must be its vocabulary and the input its width.");
+            if (l.Bias || l.Init is not null)
+                throw Error(s.Path, "a tied linear has no bias and no init of its own (bias=false, no init).");
+        }
     }
 
     /// <summary>The name of block <paramref name="index"/> of a sequence: its own, or its position.</summary>
@@ -235,6 +278,7 @@ internal static class ShapeInference
                 if (a.Size.H < 1 || a.Size.W < 1) throw Error(path, $"adaptive average pool size {a.Size} must be positive.");
                 return [x[0], a.Size.H, a.Size.W];
             case NormBlock n:
+                if (n.Last && n.Kind != NormalizationKind.Layer) throw Error(path, "last applies to a layer norm only (an RMS norm always normalises the last dimension).");
                 switch (n.Kind)
                 {
                     case NormalizationKind.Batch when x.Length is not (1 or 3):
@@ -255,6 +299,21 @@ internal static class ShapeInference
                 return Blocks(s, x, path, trace);
             case ResidualBlock r:
                 return Residual(r, x, path, trace);
+            case EmbeddingBlock e:
+                if (x.Length != 1) throw Error(path, $"embedding expects token indices [T], gets {Format(x)}.");
+                if (e.Vocab < 1 || e.Dim < 1 || !(e.Std > 0)) throw Error(path, $"embedding vocab {e.Vocab}, dim {e.Dim} and std {e.Std} must be positive.");
+                return [x[0], e.Dim];
+            case PositionBlock p:
+                if (x.Length != 2) throw Error(path, $"positions expect a sequence [T, D], get {Format(x)}.");
+                if (p.Kind is not (PositionalKind.Learned or PositionalKind.Sinusoidal)) throw Error(path, $"positions kind {p.Kind} is not learned or sinusoidal (rotary is an option of the transformer layers).");
+                if (x[0] > p.MaxLength) throw Error(path, $"positions max {p.MaxLength} is shorter than the sequence of {x[0]}.");
+                return x;
+            case TransformerLayerBlock t:
+                if (x.Length != 2) throw Error(path, $"transformer expects a sequence [T, D], gets {Format(x)}.");
+                if (t.Heads < 1 || t.Ff < 1 || x[1] % t.Heads != 0) throw Error(path, $"transformer heads {t.Heads} must divide the width {x[1]} and ff {t.Ff} be positive.");
+                if (t.Rotary && x[1] / t.Heads % 2 != 0) throw Error(path, $"rotary positions need an even head size, got {x[1]}/{t.Heads} = {x[1] / t.Heads}.");
+                if (!(t.Dropout >= 0 && t.Dropout < 1)) throw Error(path, $"transformer dropout {t.Dropout} must be in [0, 1).");
+                return x;
             case RecurrentBlock rec:
                 if (x.Length != 2) throw Error(path, $"recurrent expects [T, I], gets {Format(x)}.");
                 if (rec.Hidden < 1 || rec.Layers < 1) throw Error(path, $"recurrent hidden {rec.Hidden} and layers {rec.Layers} must be positive.");

@@ -8,7 +8,7 @@ namespace GradFlow.Nn.Network;
 /// The JSON form of a <see cref="NetworkDescription"/>: <c>{"input":[3,32,32],"root":BLOCK}</c>, each
 /// block an object with a <c>"block"</c> discriminator (<c>linear</c>, <c>conv</c>, <c>pool</c>,
 /// <c>adaptive-avg-pool</c>, <c>norm</c>, <c>act</c>, <c>dropout</c>, <c>flatten</c>, <c>sequence</c>,
-/// <c>residual</c>, <c>recurrent</c>), an optional <c>"name"</c> and its fields in the text form's words
+/// <c>residual</c>, <c>recurrent</c>, <c>embedding</c>, <c>positions</c>, <c>transformer</c>), an optional <c>"name"</c> and its fields in the text form's words
 /// (sizes as [h, w]). <see cref="ToJson"/> writes every field; <see cref="FromJson"/> takes the
 /// defaults for missing ones, so the two round-trip exactly.
 /// </summary>
@@ -63,6 +63,7 @@ public static class NetworkJson
                 Kind("linear");
                 o["out"] = l.Out;
                 o["bias"] = l.Bias;
+                o["tied"] = l.Tied;
                 o["init"] = l.Init?.ToString();
                 break;
             case ConvBlock c:
@@ -91,6 +92,30 @@ public static class NetworkJson
                 Kind("norm");
                 o["kind"] = n.Kind.ToString().ToLowerInvariant();
                 o["groups"] = n.Groups;
+                o["last"] = n.Last;
+                break;
+            case EmbeddingBlock e:
+                Kind("embedding");
+                o["vocab"] = e.Vocab;
+                o["dim"] = e.Dim;
+                o["std"] = e.Std;
+                break;
+            case PositionBlock p:
+                Kind("positions");
+                o["kind"] = NetworkText.NameOf(p.Kind);
+                o["max"] = p.MaxLength;
+                break;
+            case TransformerLayerBlock t:
+                Kind("transformer");
+                o["heads"] = t.Heads;
+                o["ff"] = t.Ff;
+                o["norm"] = t.NormFirst ? "pre" : "post";
+                o["act"] = NetworkText.NameOf(t.FeedForward);
+                o["dropout"] = t.Dropout;
+                o["rms"] = t.RmsNorm;
+                o["causal"] = t.Causal;
+                o["rope"] = t.Rotary;
+                o["qkNorm"] = t.QkNorm;
                 break;
             case ActBlock act:
                 Kind("act");
@@ -158,6 +183,12 @@ public static class NetworkJson
             JsonValue v when v.TryGetValue(out string? s) => s,
             _ => throw new FormatException($"network JSON: {at}.{key} must be a string."),
         };
+        double Number(string key, double fallback) => Field(key) switch
+        {
+            null => fallback,
+            JsonValue v when v.TryGetValue(out double x) && double.IsFinite(x) => x,
+            _ => throw new FormatException($"network JSON: {at}.{key} must be a number."),
+        };
         Size2d Size(string key, int? fallback = null, int min = 1)
         {
             var n = Field(key);
@@ -180,7 +211,7 @@ public static class NetworkJson
         }
         Block block = kind switch
         {
-            "linear" => new LinearBlock(Int("out")) { Bias = Bool("bias", true), Init = Field("init") is null ? null : Wrap("init", () => InitScheme.Parse(Text("init"))) },
+            "linear" => new LinearBlock(Int("out")) { Bias = Bool("bias", true), Tied = Bool("tied", false), Init = Field("init") is null ? null : Wrap("init", () => InitScheme.Parse(Text("init"))) },
             "conv" => new ConvBlock(Int("out"), Size("kernel"))
             {
                 Stride = Size("stride", 1), Padding = Size("padding", 0, 0), Dilation = Size("dilation", 1), Groups = Int("groups", 1),
@@ -202,8 +233,18 @@ public static class NetworkJson
                 "batch" => NormalizationKind.Batch,
                 "layer" => NormalizationKind.Layer,
                 "group" => NormalizationKind.Group,
-                var k => throw new FormatException($"network JSON: {at}.kind '{k}' is not batch, layer or group."),
-            }, Int("groups", 0, 0)),
+                "rms" => NormalizationKind.Rms,
+                var k => throw new FormatException($"network JSON: {at}.kind '{k}' is not batch, layer, group or rms."),
+            }, Int("groups", 0, 0)) { Last = Bool("last", false) },
+            "embedding" => new EmbeddingBlock(Int("vocab"), Int("dim")) { Std = Number("std", 1.0) },
+            "positions" => new PositionBlock(Wrap("kind", () => NetworkText.ParsePositional(Text("kind"))), Int("max")),
+            "transformer" => new TransformerLayerBlock(Int("heads"), Int("ff"))
+            {
+                NormFirst = Wrap("norm", () => NetworkText.ParseNormFirst(Text("norm", "post"))),
+                FeedForward = Wrap("act", () => NetworkText.ParseFeedForward(Text("act", "relu"))),
+                Dropout = Number("dropout", 0.1), RmsNorm = Bool("rms", false), Causal = Bool("causal", false),
+                Rotary = Bool("rope", false), QkNorm = Bool("qkNorm", false),
+            },
             "act" => new ActBlock(Wrap("kind", () => ModelSpec.ParseActivation(Text("kind")))),
             "dropout" => new DropoutBlock(Field("p") is JsonValue pv && pv.TryGetValue(out double p) ? p : throw new FormatException($"network JSON: {at}.p must be a number.")),
             "flatten" => new FlattenBlock(),
@@ -231,7 +272,7 @@ public static class NetworkJson
                     var x => throw new FormatException($"network JSON: {at}.output '{x}' is not last or sequence."),
                 },
             },
-            _ => throw new FormatException($"network JSON: {at}.block '{kind}' is not a block kind (linear, conv, pool, adaptive-avg-pool, norm, act, dropout, flatten, sequence, residual, recurrent)."),
+            _ => throw new FormatException($"network JSON: {at}.block '{kind}' is not a block kind (linear, conv, pool, adaptive-avg-pool, norm, act, dropout, flatten, sequence, residual, recurrent, embedding, positions, transformer)."),
         };
         if (o.Select(kv => kv.Key).FirstOrDefault(k => !known.Contains(k)) is { } unknown)
             throw new FormatException($"network JSON: {at} ({kind}) has no field '{unknown}'.");

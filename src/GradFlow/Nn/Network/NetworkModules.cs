@@ -74,6 +74,8 @@ public sealed class Network : Chain
     {
         var shape = Description.Input;
         bool sequence = shape.Count == 2 && input.Rank == 3 && input.Shape[2] == shape[1];
+        // a token model (an embedding first) reads any length up to its context, as a generator does
+        sequence |= shape.Count == 1 && input.Rank == 2 && input.Shape[1] <= shape[0] && Description.Root.Blocks.FirstOrDefault() is EmbeddingBlock;
         if (!sequence && (input.Rank != shape.Count + 1 || !input.Shape[1..].ToArray().SequenceEqual(shape)))
         {
             long per = shape.Aggregate(1L, (a, n) => a * n);

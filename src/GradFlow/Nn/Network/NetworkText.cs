@@ -12,8 +12,9 @@ namespace GradFlow.Nn.Network;
 /// <code>
 /// network := "net" SP shape SP block                       shape: INT { "x" INT }, e.g. 3x32x32
 /// block   := [ NAME ":" ] kind [ "(" key "=" value { "," key "=" value } ")" ] [ "[" { block } "]" ]
-/// kind    := linear(out, bias, init) | conv(out, k, s, p, d, g, bias, init) | maxpool(k, s, p) | avgpool(k, s, p)
-///          | adaptiveavgpool(size) | batchnorm | layernorm | groupnorm(groups) | ACTIVATION | dropout(p) | flatten
+/// kind    := linear(out, bias, tied, init) | embedding(vocab, dim, std) | positions(kind, max)
+///          | transformer(heads, ff, norm, act, dropout, rms, causal, rope, qk-norm) | rmsnorm | conv(out, k, s, p, d, g, bias, init) | maxpool(k, s, p) | avgpool(k, s, p)
+///          | adaptiveavgpool(size) | batchnorm | layernorm(last) | groupnorm(groups) | ACTIVATION | dropout(p) | flatten
 ///          | seq[ blocks ] | residual(shortcut, start, post)[ branch ] | recurrent(cell, hidden, layers, init, forget-bias, output)
 /// </code>
 /// Sizes are <c>3</c> or <c>3x1</c>; only values other than the defaults are written (conv's init
@@ -101,7 +102,38 @@ public static class NetworkText
         return i >= 0 ? CellNames[i].Cell : throw new FormatException($"cell '{s}' is not valid (valid: {string.Join(", ", CellNames.Select(n => n.Name))}).");
     }
 
-    internal static string NameOf(NormalizationKind k) => k switch { NormalizationKind.Layer => "layernorm", NormalizationKind.Group => "groupnorm", _ => "batchnorm" };
+    internal static string NameOf(NormalizationKind k) => k switch
+    {
+        NormalizationKind.Layer => "layernorm", NormalizationKind.Group => "groupnorm", NormalizationKind.Rms => "rmsnorm", _ => "batchnorm",
+    };
+
+    internal static string NameOf(PositionalKind k) => k switch { PositionalKind.Learned => "learned", PositionalKind.Sinusoidal => "sin", PositionalKind.Rotary => "rope", _ => "none" };
+
+    internal static PositionalKind ParsePositional(string s) => s switch
+    {
+        "learned" => PositionalKind.Learned,
+        "sin" or "sinusoidal" => PositionalKind.Sinusoidal,
+        "rope" or "rotary" => PositionalKind.Rotary,
+        "none" => PositionalKind.None,
+        _ => throw new FormatException($"positions '{s}' is not valid (valid: learned, sin, rope, none)."),
+    };
+
+    internal static string NameOf(FeedForwardKind k) => k switch { FeedForwardKind.Gelu => "gelu", FeedForwardKind.SwiGlu => "swiglu", _ => "relu" };
+
+    internal static FeedForwardKind ParseFeedForward(string s) => s switch
+    {
+        "relu" => FeedForwardKind.Relu,
+        "gelu" => FeedForwardKind.Gelu,
+        "swiglu" => FeedForwardKind.SwiGlu,
+        _ => throw new FormatException($"feed-forward '{s}' is not valid (valid: relu, gelu, swiglu)."),
+    };
+
+    internal static bool ParseNormFirst(string s) => s switch
+    {
+        "pre" => true,
+        "post" => false,
+        _ => throw new FormatException($"norm '{s}' is not valid (valid: pre, post)."),
+    };
 
     internal static string Size(Size2d s) => s.IsSquare ? Num(s.H) : Num(s.H) + "x" + Num(s.W);
 
@@ -136,6 +168,7 @@ public static class NetworkText
             case LinearBlock l:
                 args.Add("out=" + Num(l.Out));
                 if (!l.Bias) args.Add("bias=false");
+                if (l.Tied) args.Add("tied=true");
                 if (l.Init is { } init) args.Add("init=" + init);
                 Call(sb, "linear", args);
                 break;
@@ -161,7 +194,29 @@ public static class NetworkText
                 break;
             case NormBlock n:
                 if (n.Kind == NormalizationKind.Group || n.Groups != 0) args.Add("groups=" + Num(n.Groups));
+                if (n.Last) args.Add("last=true");
                 Call(sb, NameOf(n.Kind), args);
+                break;
+            case EmbeddingBlock e:
+                args.Add("vocab=" + Num(e.Vocab));
+                args.Add("dim=" + Num(e.Dim));
+                if (e.Std != 1.0) args.Add("std=" + Num(e.Std));
+                Call(sb, "embedding", args);
+                break;
+            case PositionBlock p:
+                Call(sb, "positions", ["kind=" + NameOf(p.Kind), "max=" + Num(p.MaxLength)]);
+                break;
+            case TransformerLayerBlock t:
+                args.Add("heads=" + Num(t.Heads));
+                args.Add("ff=" + Num(t.Ff));
+                args.Add("norm=" + (t.NormFirst ? "pre" : "post"));
+                if (t.FeedForward != FeedForwardKind.Relu) args.Add("act=" + NameOf(t.FeedForward));
+                if (t.Dropout != 0.1) args.Add("dropout=" + Num(t.Dropout));
+                if (t.RmsNorm) args.Add("rms=true");
+                if (t.Causal) args.Add("causal=true");
+                if (t.Rotary) args.Add("rope=true");
+                if (t.QkNorm) args.Add("qk-norm=true");
+                Call(sb, "transformer", args);
                 break;
             case ActBlock act:
                 sb.Append(ModelSpec.NameOf(act.Kind));
@@ -246,7 +301,19 @@ public static class NetworkText
             {
                 block = word switch
                 {
-                    "linear" => new LinearBlock(Int(Arg("out"))) { Bias = Bool(Arg("bias", "true")), Init = args.ContainsKey("init") ? InitScheme.Parse(Arg("init")) : null },
+                    "linear" => new LinearBlock(Int(Arg("out")))
+                    {
+                        Bias = Bool(Arg("bias", "true")), Tied = Bool(Arg("tied", "false")), Init = args.ContainsKey("init") ? InitScheme.Parse(Arg("init")) : null,
+                    },
+                    "embedding" => new EmbeddingBlock(Int(Arg("vocab")), Int(Arg("dim"))) { Std = Double(Arg("std", "1")) },
+                    "positions" => new PositionBlock(ParsePositional(Arg("kind")), Int(Arg("max"))),
+                    "transformer" => new TransformerLayerBlock(Int(Arg("heads")), Int(Arg("ff")))
+                    {
+                        NormFirst = ParseNormFirst(Arg("norm", "post")), FeedForward = ParseFeedForward(Arg("act", "relu")), Dropout = Double(Arg("dropout", "0.1")),
+                        RmsNorm = Bool(Arg("rms", "false")), Causal = Bool(Arg("causal", "false")), Rotary = Bool(Arg("rope", "false")),
+                        QkNorm = Bool(Arg("qk-norm", "false")),
+                    },
+                    "rmsnorm" => new NormBlock(NormalizationKind.Rms),
                     "conv" => new ConvBlock(Int(Arg("out")), ParseSize(Arg("k")))
                     {
                         Stride = ParseSize(Arg("s", "1")), Padding = ParseSize(Arg("p", "0"), 0), Dilation = ParseSize(Arg("d", "1")),
@@ -258,7 +325,7 @@ public static class NetworkText
                     },
                     "adaptiveavgpool" => new AdaptiveAvgPoolBlock(ParseSize(Arg("size"))),
                     "batchnorm" => new NormBlock(NormalizationKind.Batch, Int0(Arg("groups", "0"))),
-                    "layernorm" => new NormBlock(NormalizationKind.Layer, Int0(Arg("groups", "0"))),
+                    "layernorm" => new NormBlock(NormalizationKind.Layer, Int0(Arg("groups", "0"))) { Last = Bool(Arg("last", "false")) },
                     "groupnorm" => new NormBlock(NormalizationKind.Group, Int(Arg("groups"))),
                     "dropout" => new DropoutBlock(Double(Arg("p"))),
                     "flatten" => new FlattenBlock(),

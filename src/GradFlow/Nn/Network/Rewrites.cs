@@ -94,6 +94,40 @@ public static class Rewrites
         return Walk(d, scope, (s, _) => s.Blocks, (b, path) => InScope(path, scope) ? f(b, path) : b);
     }
 
+    /// <summary>
+    /// Post-LN → Pre-LN (Xiong et al. 2020): every transformer layer in scope puts its norms before its
+    /// sub-layers, so the residual path from the output to the input is the identity; where a sequence's
+    /// last such layer changed and no norm follows it, a final norm of the last dimension (the layers' own
+    /// kind, LayerNorm or RMSNorm) is inserted after it, as Pre-LN transformers end. Idempotent.
+    /// </summary>
+    public static NetworkDescription PreLayerNorm(NetworkDescription d, string? scope = null) =>
+        MapSequences(d, scope, (s, inScope) =>
+        {
+            var blocks = new List<Block>();
+            int last = -1;
+            for (int i = 0; i < s.Blocks.Count; i++)
+                if (inScope(i) && s.Blocks[i] is TransformerLayerBlock { NormFirst: false }) last = i;
+            for (int i = 0; i < s.Blocks.Count; i++)
+            {
+                var b = s.Blocks[i];
+                blocks.Add(inScope(i) && b is TransformerLayerBlock t ? t with { NormFirst = true } : b);
+                if (i == last && (i + 1 >= s.Blocks.Count || s.Blocks[i + 1] is not NormBlock))
+                {
+                    bool rms = ((TransformerLayerBlock)b).RmsNorm;
+                    blocks.Add(new NormBlock(rms ? NormalizationKind.Rms : NormalizationKind.Layer) { Last = !rms });
+                }
+            }
+            return blocks;
+        });
+
+    /// <summary>
+    /// QK normalisation (Henry et al. 2020; Dehghani et al. 2023): every transformer layer in scope
+    /// layer-normalises each head's queries and keys, which bounds the attention logits and so keeps the
+    /// attention entropy from collapsing (Zhai et al. 2023 discuss the collapse).
+    /// </summary>
+    public static NetworkDescription QkNorm(NetworkDescription d, string? scope = null) =>
+        Map(d, scope, (b, _) => b is TransformerLayerBlock t ? t with { QkNorm = true } : b);
+
     /// <summary>Rewrites the block list of every sequence (the root and residual branches included); <c>inScope(i)</c> says whether block i is in scope.</summary>
     private static NetworkDescription MapSequences(NetworkDescription d, string? scope, Func<SequenceBlock, Func<int, bool>, IReadOnlyList<Block>> f)
     {

@@ -226,6 +226,77 @@ public static class Shorthands
         return new NetworkDescription(input, b.ToSequence(null));
     }
 
+    /// <summary>
+    /// A character- or token-level language model (a decoder-only transformer):
+    /// <c>transformer vocab=V [d=128] [heads=4] [layers=4] [ff=4d] [ctx=128] [norm=pre|post] [pos=learned|sin|rope|none]
+    /// [tie=yes|no] [act=gelu|relu|swiglu] [dropout=0] [rms=no|yes] [qk-norm=no|yes]</c>. Input [ctx] token indices; blocks
+    /// <c>tok_emb</c> (N(0, 0.02²)), <c>pos_emb</c> (learned or sinusoidal positions), <c>layers</c> (the causal
+    /// transformer layers 0..L−1), <c>norm</c> (Pre-LN only: the final LayerNorm or RMSNorm of the last dimension),
+    /// <c>head</c> (the read-out to V logits per position, without bias; tied to <c>tok_emb</c> by default).
+    /// Output [ctx, V].
+    /// </summary>
+    /// <exception cref="FormatException">naming the option that is wrong.</exception>
+    public static NetworkDescription Transformer(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var tokens = text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        if (tokens.Length < 2 || tokens[0] != "transformer")
+            throw new FormatException($"model '{text}': expected 'transformer vocab=V [d=128 heads=4 layers=4 ff=512 ctx=128 norm=pre pos=learned tie=yes ...]'.");
+        int? vocab = null;
+        int d = 128, heads = 4, layers = 4, ctx = 128;
+        int? ff = null;
+        bool pre = true, tie = true, rms = false, qk = false;
+        var pos = PositionalKind.Learned;
+        var act = FeedForwardKind.Gelu;
+        double dropout = 0;
+        foreach (var (key, value) in Options(tokens[1..], "transformer"))
+        {
+            switch (key)
+            {
+                case "vocab": vocab = Positive(value, "vocab"); break;
+                case "d": d = Positive(value, "d"); break;
+                case "heads": heads = Positive(value, "heads"); break;
+                case "layers": layers = Positive(value, "layers"); break;
+                case "ff": ff = Positive(value, "ff"); break;
+                case "ctx": ctx = Positive(value, "ctx"); break;
+                case "norm": pre = NetworkText.ParseNormFirst(value); break;
+                case "pos": pos = NetworkText.ParsePositional(value); break;
+                case "tie": tie = YesNo(value, "tie"); break;
+                case "act": act = NetworkText.ParseFeedForward(value); break;
+                case "rms": rms = YesNo(value, "rms"); break;
+                case "qk-norm": qk = YesNo(value, "qk-norm"); break;
+                case "dropout":
+                    dropout = double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double p) && p >= 0 && p < 1
+                        ? p : throw new FormatException($"model: transformer dropout '{value}' is not a number in [0, 1).");
+                    break;
+                default:
+                    throw new FormatException($"model: unknown option '{key}' for transformer (valid: vocab, d, heads, layers, ff, ctx, norm, pos, tie, act, dropout, rms, qk-norm).");
+            }
+        }
+        if (vocab is null) throw new FormatException("model: transformer needs vocab=V (the number of tokens).");
+        var layer = new TransformerLayerBlock(heads, ff ?? 4 * d)
+        {
+            NormFirst = pre, FeedForward = act, Dropout = dropout, RmsNorm = rms, Causal = true, Rotary = pos == PositionalKind.Rotary, QkNorm = qk,
+        };
+        var b = new SequenceBuilder();
+        b.Add(new EmbeddingBlock(vocab.Value, d) { Std = 0.02 }, "tok_emb");
+        if (pos is PositionalKind.Learned or PositionalKind.Sinusoidal) b.Add(new PositionBlock(pos, ctx), "pos_emb");
+        b.Sequence(s =>
+        {
+            for (int i = 0; i < layers; i++) s.Add(layer);
+        }, "layers");
+        if (pre) b.Add(new NormBlock(rms ? NormalizationKind.Rms : NormalizationKind.Layer) { Last = !rms }, "norm");
+        b.Add(new LinearBlock(vocab.Value) { Bias = false, Tied = tie }, "head");
+        return new NetworkDescription([ctx], b.ToSequence(null));
+    }
+
+    private static bool YesNo(string s, string what) => s switch
+    {
+        "yes" or "true" => true,
+        "no" or "false" => false,
+        _ => throw new FormatException($"model: transformer {what} '{s}' is not yes or no."),
+    };
+
     private static (int Channels, int Stride, int Repeat)? ParseConv(string s)
     {
         int repeat = 1, stride = 1;

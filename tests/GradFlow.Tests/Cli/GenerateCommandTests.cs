@@ -1,0 +1,39 @@
+using GradFlow.Tests.TestSupport;
+
+namespace GradFlow.Tests.Cli;
+
+/// <summary><c>gradflow generate</c> after <c>gradflow train --data kjv</c>, in process.</summary>
+public sealed class GenerateCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gradflow-generate-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void TrainOnKjvThenGenerate_ContinuesThePromptTheSameWayForTheSameSeed()
+    {
+        string run = Path.Combine(_dir, "run");
+        var (code, output, err) = CliRunner.Run("train", "--model", "transformer vocab=63 d=16 heads=2 layers=1 ctx=16", "--data", "kjv",
+            "--optimizer", "adamw", "--lr", "0.01", "--warmup", "2", "--batch-size", "4", "--max-steps", "3", "--epochs", "1",
+            "--test-limit", "8", "--threads", "1", "--out", run);
+        Assert.True(code == 0, err);
+        Assert.Matches(@"validation: \d+\.\d{4} nats per character = \d+\.\d{4} bits per character", output);
+        var (g1, text1, e1) = CliRunner.Run("generate", "--model", run, "--prompt", "And God said", "--length", "40", "--seed", "7");
+        Assert.True(g1 == 0, e1);
+        Assert.StartsWith("And God said", text1, StringComparison.Ordinal);
+        Assert.Equal("And God said".Length + 40, text1.TrimEnd('\r', '\n').Length);
+        Assert.Equal(text1, CliRunner.Run("generate", "--model", run, "--prompt", "And God said", "--length", "40", "--seed", "7").Out);
+        var (bad, _, badErr) = CliRunner.Run("generate", "--model", run, "--prompt", "§");
+        Assert.Equal(1, bad);
+        Assert.Contains("'§' (U+00A7) at position 0", badErr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Generate_WithoutPromptOrRun_IsAUsageErrorOrNamesTheDirectory()
+    {
+        Assert.Equal(2, CliRunner.Run("generate", "--model", _dir).Code);
+        var (code, _, err) = CliRunner.Run("generate", "--model", _dir, "--prompt", "a");
+        Assert.Equal(1, code);
+        Assert.Contains("has no config.json", err, StringComparison.Ordinal);
+    }
+}
