@@ -27,6 +27,12 @@ public interface ICommunicator
     void AllGather(ReadOnlySpan<double> send, Span<double> receive);
 
     /// <summary>
+    /// Sends block d of <paramref name="send"/> (<see cref="Size"/> equal blocks of n values) to rank d, and receives rank r's block
+    /// for this process into block r of <paramref name="receive"/> (also <see cref="Size"/>·n values).
+    /// </summary>
+    void AllToAll(ReadOnlySpan<float> send, Span<float> receive);
+
+    /// <summary>
     /// Replaces <paramref name="values"/> on every process by the element-wise sum over the processes. The order
     /// of the additions is MPI's, so the bits may depend on <see cref="Size"/>: the data-parallel step does not use it for gradients.
     /// </summary>
@@ -70,6 +76,9 @@ public sealed class SingleProcessCommunicator : ICommunicator
             throw new ArgumentException($"AllGather: the receive buffer holds {receive.Length} values, but 1 process × {send.Length} values arrive.", nameof(receive));
         send.CopyTo(receive);
     }
+
+    /// <inheritdoc />
+    public void AllToAll(ReadOnlySpan<float> send, Span<float> receive) => Gather(send, receive);
 
     /// <inheritdoc />
     public void AllReduceSum(Span<double> values)

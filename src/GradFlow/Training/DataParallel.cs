@@ -14,16 +14,18 @@ namespace GradFlow.Training;
 /// <remarks>
 /// <para>The global batch of n examples is cut into M fixed micro-batches, micro-batch k holding examples
 /// <c>[⌊k·n/M⌋, ⌊(k+1)·n/M⌋)</c>; process r computes micro-batches <c>r·M/N … (r+1)·M/N − 1</c>, each with its own forward
-/// and backward (mean loss over its examples). The processes all-gather the micro-batch gradients (float32, rank-major, so in
-/// micro-batch order), and every process combines them in the same fixed sequence, <c>g = Σ_k (n_k/n)·g_k</c> for k = 0 … M − 1,
-/// with separate IEEE multiplications and additions (no fused multiply-add, whose rounding differs): the gradient, and so the
+/// and backward (mean loss over its examples). The flat gradient (P values, padded to N slices of S = ⌈P/N⌉) is then reduced
+/// in a fixed order by an ordered reduce-scatter: an all-to-all sends slice d of every micro-batch gradient to rank d, which sums
+/// its slice over the M micro-batches in micro-batch order, <c>g = Σ_k (n_k/n)·g_k</c> for k = 0 … M − 1, with separate IEEE
+/// multiplications and additions (no fused multiply-add, whose rounding differs); an all-gather of the summed slices gives
+/// every process the whole gradient. Each element is the same sequence of operations for any N, so the gradient, and so the
 /// update, does not depend on N. The single-process run with M micro-batches takes the same path.</para>
 /// <para>Batch normalisation uses each micro-batch's own statistics (local, as in PyTorch's DistributedDataParallel); the
 /// running statistics' updates of each micro-batch are gathered and replayed in micro-batch order on every process. Dropout
 /// draws micro-batch k's masks from a generator seeded by (one draw of the layer's generator per step, k), so masks depend on
 /// the step and k only.</para>
-/// <para>The all-gather moves M·P floats into each process (P parameters), against 2(N − 1)/N·P for a ring all-reduce: the
-/// price of a reduction order that MPI's summation (whose order depends on N) cannot give.</para>
+/// <para>With M = N each process receives (N − 1)/N·P floats in the all-to-all and as many in the all-gather: 2(N − 1)/N·P, the
+/// volume of a ring all-reduce, whose summation order (MPI's) would depend on N. With M = c·N the all-to-all carries c times more.</para>
 /// </remarks>
 public sealed class DataParallel
 {
@@ -35,7 +37,8 @@ public sealed class DataParallel
     private readonly BatchNormBase[] _norms;
     private readonly Dropout[] _dropouts;
     private readonly ulong[][] _dropoutStates;
-    private readonly float[] _send, _receive, _scratch;
+    private readonly float[] _flat, _send, _receive, _slice, _gathered, _scratch;
+    private readonly int _sliceLength;
     private readonly double[] _sendStats, _receiveStats;
     private readonly int _statsLength;
 
@@ -63,15 +66,17 @@ public sealed class DataParallel
         _norms = modules.OfType<BatchNormBase>().Where(b => b.RunningMean is not null).ToArray();
         _dropouts = modules.OfType<Dropout>().ToArray();
         _dropoutStates = new ulong[_dropouts.Length][];
-        int local = microBatches / communicator.Size;
-        long gradientFloats = (long)local * ParameterCount;
-        if (gradientFloats > int.MaxValue)
+        int local = microBatches / communicator.Size, size = communicator.Size;
+        _sliceLength = (ParameterCount + size - 1) / size;
+        long sendFloats = (long)local * _sliceLength * size;
+        if (sendFloats > int.MaxValue)
             throw new ArgumentException($"DataParallel: {local} micro-batch gradients of {ParameterCount:N0} parameters exceed one MPI message ({int.MaxValue:N0} values); use fewer micro-batches per process.");
-        if ((long)microBatches * ParameterCount > Array.MaxLength)
-            throw new ArgumentException($"DataParallel: {microBatches} micro-batch gradients of {ParameterCount:N0} parameters do not fit one array; use fewer micro-batches.");
-        _send = new float[gradientFloats];
-        _receive = new float[microBatches * ParameterCount];
-        _scratch = new float[_parameters.Length == 0 ? 0 : _parameters.Max(p => p.Data.Count)];
+        _flat = new float[_sliceLength * size];
+        _send = new float[sendFloats];
+        _receive = new float[sendFloats];
+        _slice = new float[_sliceLength];
+        _gathered = new float[_sliceLength * size];
+        _scratch = new float[_sliceLength];
         _statsLength = 3 + _norms.Sum(b => 2 * b.NumFeatures + 1);
         _sendStats = new double[local * _statsLength];
         _receiveStats = new double[microBatches * _statsLength];
@@ -113,11 +118,12 @@ public sealed class DataParallel
             for (int j = 0; j < local; j++)
             {
                 int k = first + j, start = Start(k), count = Start(k + 1) - start;
-                var grads = _send.AsSpan(j * ParameterCount, ParameterCount);
+                var grads = _flat.AsSpan(0, ParameterCount);
                 var stats = _sendStats.AsSpan(j * _statsLength, _statsLength);
                 if (count == 0)
                 {
                     grads.Clear();
+                    Scatter(j, local);
                     continue;
                 }
                 for (int d = 0; d < _dropouts.Length; d++)
@@ -137,6 +143,7 @@ public sealed class DataParallel
                     if (_parameters[i].Grad is { } g) g.F.CopyTo(target);
                     else target.Clear();
                 }
+                Scatter(j, local);
                 int at = 3;
                 for (int b = 0; b < _norms.Length; b++)
                 {
@@ -157,29 +164,37 @@ public sealed class DataParallel
             for (int d = 0; d < _dropouts.Length; d++) _dropouts[d].MaskGenerator.SetState(_dropoutStates[d]);
         }
         _optimizer.ZeroGrad();
-        Communicator.AllGather(_send, _receive);
+        Communicator.AllToAll(_send, _receive);
         Communicator.AllGather(_sendStats, _receiveStats);
         return Combine(n);
     }
 
-    /// <summary>g = Σ_k (n_k/n)·g_k in micro-batch order into each parameter's gradient; the loss likewise; the running statistics replayed.</summary>
+    /// <summary>Slice d of local micro-batch j's flat gradient (in <c>_flat</c>) into the block for rank d: <c>_send[(d·L + j)·S ..]</c>.</summary>
+    private void Scatter(int j, int local)
+    {
+        for (int d = 0; d < Communicator.Size; d++)
+            _flat.AsSpan(d * _sliceLength, _sliceLength).CopyTo(_send.AsSpan((d * local + j) * _sliceLength, _sliceLength));
+    }
+
+    /// <summary>g = Σ_k (n_k/n)·g_k in micro-batch order, each process summing its slice, then the slices gathered into each parameter's gradient; the loss likewise; the running statistics replayed.</summary>
     private (double Loss, long Correct) Combine(int n)
     {
         double lossSum = 0;
         long correct = 0;
+        // this process's slice: Σ_k (n_k/n)·g_k[slice] in micro-batch order (rank r's block holds micro-batches r·L … r·L + L − 1)
+        _slice.AsSpan().Clear();
+        for (int k = 0; k < MicroBatches; k++)
+        {
+            double count = _receiveStats[k * _statsLength + 2];
+            if (count == 0) continue;
+            float weight = (float)(count / n);
+            TensorPrimitives.Multiply(_receive.AsSpan(k * _sliceLength, _sliceLength), weight, _scratch);
+            TensorPrimitives.Add(_slice, _scratch, _slice);
+        }
+        Communicator.AllGather(_slice, _gathered);
         for (int i = 0; i < _parameters.Length; i++)
         {
-            var acc = _gradients[i].F;
-            var tmp = _scratch.AsSpan(0, acc.Length);
-            acc.Clear();
-            for (int k = 0; k < MicroBatches; k++)
-            {
-                double count = _receiveStats[k * _statsLength + 2];
-                if (count == 0) continue;
-                float weight = (float)(count / n);
-                TensorPrimitives.Multiply(_receive.AsSpan(k * ParameterCount + _offsets[i], acc.Length), weight, tmp);
-                TensorPrimitives.Add(acc, tmp, acc);
-            }
+            _gathered.AsSpan(_offsets[i], _offsets[i + 1] - _offsets[i]).CopyTo(_gradients[i].F);
             _parameters[i].Grad = _gradients[i];
         }
         for (int k = 0; k < MicroBatches; k++)

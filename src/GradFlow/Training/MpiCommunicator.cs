@@ -17,6 +17,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
 {
     private readonly nint _world, _float, _double, _sum;
     private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> _allgather;
+    private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> _alltoall;
     private readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> _allreduce;
     private readonly delegate* unmanaged<void*, int, nint, int, nint, int> _bcast;
     private readonly delegate* unmanaged<nint, int> _barrier;
@@ -40,6 +41,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         var rank = (delegate* unmanaged<nint, int*, int>)Export("MPI_Comm_rank");
         var size = (delegate* unmanaged<nint, int*, int>)Export("MPI_Comm_size");
         _allgather = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)Export("MPI_Allgather");
+        _alltoall = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)Export("MPI_Alltoall");
         _allreduce = (delegate* unmanaged<void*, void*, int, nint, nint, nint, int>)Export("MPI_Allreduce");
         _bcast = (delegate* unmanaged<void*, int, nint, int, nint, int>)Export("MPI_Bcast");
         _barrier = (delegate* unmanaged<nint, int>)Export("MPI_Barrier");
@@ -86,6 +88,17 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         fixed (T* s = send)
         fixed (T* r = receive)
             Check(_allgather(s, send.Length, type, r, send.Length, type, _world), "MPI_Allgather");
+    }
+
+    /// <inheritdoc />
+    public void AllToAll(ReadOnlySpan<float> send, Span<float> receive)
+    {
+        if (send.Length != receive.Length || send.Length % Size != 0)
+            throw new ArgumentException($"AllToAll: {send.Length} values to send and {receive.Length} to receive are not {Size} equal blocks each.", nameof(receive));
+        int block = send.Length / Size;
+        fixed (float* s = send)
+        fixed (float* r = receive)
+            Check(_alltoall(s, block, _float, r, block, _float, _world), "MPI_Alltoall");
     }
 
     /// <inheritdoc />
