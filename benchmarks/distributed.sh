@@ -35,7 +35,7 @@ for w in mlp-wide cnn-resnet; do
   for r in $(seq "$rounds"); do
     for cfg in "1 1" "1 2" "2 2" "4 4"; do
       set -- $cfg
-      echo "$w $1 $2 $(run "$w" "$1" "$2")" >> "$out/times"
+      echo "$w $1 $2 $(run "$w" "$1" "$2")" | tee -a "$out/times" >&2
     done
   done
 done
