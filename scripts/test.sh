@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests need: Fashion-MNIST (the training test), PyTorch (the
 # interoperability tests read GradFlow's safetensors files with it), NumPy (NPY/NPZ files written
 # by numpy), protobuf (the TensorBoard event files are read back by an independent Python reader)
-# Chromium (the report is rendered headless) and the King James Bible (bible-kjv-text: the
-# character-level language-model corpus). Installed when missing.
+# Chromium (the report is rendered headless), the King James Bible (bible-kjv-text: the
+# character-level language-model corpus) and Open MPI (the data-parallel tests run
+# mpirun --oversubscribe -np 2 and 3 on localhost). Installed when missing.
 need=""
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need="$need dataset-fashion-mnist"
 /usr/bin/python3 -c "import torch" >/dev/null 2>&1 || need="$need python3-torch"
@@ -20,6 +21,8 @@ need=""
 /usr/bin/python3 -c "import google.protobuf" >/dev/null 2>&1 || need="$need python3-protobuf"
 [ -x /usr/bin/chromium ] || need="$need chromium"
 [ -e /usr/share/bible-kjv/bible.rawtext ] || need="$need bible-kjv-text"
+command -v mpirun >/dev/null 2>&1 || need="$need openmpi-bin"
+[ -e /usr/lib/x86_64-linux-gnu/libmpi.so ] || [ -e /usr/lib/aarch64-linux-gnu/libmpi.so ] || need="$need libopenmpi-dev"
 if [ -n "$need" ]; then
   echo "installing Debian packages:$need"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -28,6 +28,11 @@ if (options.FmaPeak)
     Peak.Run(options.Threads);
     return 0;
 }
+if (options.AllGather)
+{
+    AllGatherBench.Run();
+    return 0;
+}
 if (options.Profile)
 {
     Profile.Run(options.Threads, options.Names);
@@ -50,7 +55,7 @@ return 0;
 
 /// <summary>Command line: workload names/prefixes, --threads and the reference's timing knobs.</summary>
 internal sealed record Options(List<string> Names, int Threads, int Blocks, double BlockSeconds, double WarmupSeconds,
-    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = true, bool FmaPeak = false)
+    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = true, bool FmaPeak = false, bool AllGather = false)
 {
     public static Options? Parse(string[] args)
     {
@@ -62,11 +67,12 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] | --profile [mlp|recurrent|fusion|kernel|blocking|conv|cnn|resnet20] [--threads T] | --fma-peak [--threads T]");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] | --profile [mlp|recurrent|fusion|kernel|blocking|conv|cnn|resnet20] [--threads T] | --fma-peak [--threads T] | --allgather (under mpirun)");
                 return null;
             }
             if (a == "--profile") { o = o with { Profile = true }; continue; }
             if (a == "--fma-peak") { o = o with { FmaPeak = true }; continue; }
+            if (a == "--allgather") { o = o with { AllGather = true }; continue; }
             if (a == "--default-backward") { o = o with { ReleaseIntermediates = false }; continue; }
             if (i + 1 >= args.Length) { Console.Error.WriteLine($"{a} needs a value"); return null; }
             string v = args[++i];

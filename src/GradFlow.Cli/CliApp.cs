@@ -1,5 +1,6 @@
 using System.Reflection;
 using GradFlow.Kernels;
+using GradFlow.Training;
 
 namespace GradFlow.Cli;
 
@@ -37,13 +38,13 @@ public static class CliApp
         }
         catch (UsageException e)
         {
-            stderr.WriteLine(e.Message);
+            stderr.WriteLine(Communicators.RankPrefix + e.Message);
             return 2;
         }
         catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException
                                       or ArgumentException or InvalidOperationException or IOException)
         {
-            stderr.WriteLine($"gradflow {args[0]}: {e.Message}");
+            stderr.WriteLine($"{Communicators.RankPrefix}gradflow {args[0]}: {e.Message}");
             return 1;
         }
     }

@@ -60,7 +60,11 @@ internal static class TrainCommand
           --augment-flip P      image models: horizontal flip of training images with probability P
         Run:
           --seed N              seed of every random choice (default 0)
-          --threads N           kernel threads (default: all cores)
+          --threads N           kernel threads (default: all cores; under mpirun give threads per process)
+          --micro-batches M     cut every batch into M micro-batches combined in a fixed order, so that
+                                'mpirun -np N gradflow train ...' (N dividing M) gives the same weights, bit
+                                for bit, as one process with the same M (default: 1, or N under mpirun;
+                                docs/distributed.md)
           --config FILE         start from a config.json (from a run directory, or 'gradflow repair')
           --out DIR             run directory: config.json, metrics.jsonl, checkpoints/ (refused when DIR
                                 already holds a run: --resume it, or --force)
@@ -80,7 +84,7 @@ internal static class TrainCommand
     [
         "model", "model-file", "data", "data-dir", "seq-len", "train-limit", "test-limit", "optimizer", "lr", "momentum", "weight-decay",
         "schedule", "warmup", "epochs", "batch-size", "max-steps", "clip-norm", "clip-value", "clip-agc", "label-smoothing", "augment-crop", "augment-flip", "seed",
-        "threads", "config", "out", "resume", "monitor-every", "target", "task", "test-data", "test-fraction", "image-size", "channels", "tensorboard",
+        "threads", "micro-batches", "config", "out", "resume", "monitor-every", "target", "task", "test-data", "test-fraction", "image-size", "channels", "tensorboard",
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
@@ -99,9 +103,21 @@ internal static class TrainCommand
             throw new UsageException($"gradflow train: {runDir} already holds a run (config.json, metrics.jsonl). " +
                 $"Use --resume {runDir} to continue it, or --force to delete it and start over.");
         var config = BuildConfig(o, o.Has("resume") ? Path.Combine(o.String("resume")!, "config.json") : null);
-        var trainer = new Trainer(config);
+        var world = Communicators.FromEnvironment();
+        if (world.Size > 1)
+        {
+            config = config with { MicroBatches = config.MicroBatches ?? world.Size };
+            if (config.MicroBatches % world.Size != 0)
+                throw new UsageException($"gradflow train: {config.MicroBatches} micro-batches (--micro-batches{(o.Has("resume") ? ", or the resumed run's config" : "")}) cannot be shared by {world.Size} processes; run a number of processes that divides it.");
+            if (config.MonitorEvery is not null)
+                throw new UsageException("gradflow train: --monitor and --tensorboard do not run across processes yet; monitor a run of one process (with the same --micro-batches).");
+            if (world.Rank > 0) stdout = stderr = TextWriter.Null;
+        }
+        var trainer = new Trainer(config) { Communicator = world };
         trainer.Warning += stderr.WriteLine;
-        if (startOver) new RunDirectory(runDir!).Clear();
+        if (startOver && world.Rank == 0) new RunDirectory(runDir!).Clear();
+        // every process has checked the directory before rank 0 writes into it
+        world.Barrier();
         bool json = o.Has("json");
         var progress = new ProgressObserver(stderr, config.Epochs, trainer.Loader.BatchCount, json ? null : stdout);
         trainer.AddObserver(progress);
@@ -196,6 +212,7 @@ internal static class TrainCommand
             AugmentFlip = o.Double("augment-flip") ?? c.AugmentFlip,
             Seed = o.ULong("seed") ?? c.Seed,
             Threads = o.Int("threads") ?? c.Threads,
+            MicroBatches = o.Int("micro-batches") ?? c.MicroBatches,
             Target = o.String("target") ?? c.Target,
             TargetKind = o.Enum<Data.TargetKind>("task") ?? c.TargetKind,
             TestData = o.String("test-data") ?? c.TestData,

@@ -31,6 +31,23 @@ public sealed class Batch
 
     /// <summary>Targets <c>[B, ...]</c> (regression sets).</summary>
     public Tensor? Targets { get; }
+
+    /// <summary>
+    /// Examples <paramref name="start"/> to <paramref name="start"/> + <paramref name="count"/> − 1 of this batch as a batch
+    /// of their own (copies; same <see cref="Index"/>): a micro-batch of data-parallel training.
+    /// </summary>
+    public Batch Rows(int start, int count)
+    {
+        if (start < 0 || count < 1 || start + count > Count)
+            throw new ArgumentOutOfRangeException(nameof(start), $"Batch.Rows: rows [{start}, {start}+{count}) are not a non-empty part of a batch of {Count}.");
+        var rows = new int[count];
+        for (int i = 0; i < count; i++) rows[i] = start + i;
+        var indices = new int[count];
+        for (int i = 0; i < count; i++) indices[i] = Indices[start + i];
+        return new Batch(Index, indices, Dataset.GatherRows(Inputs, rows, null),
+            Labels is null ? null : Dataset.GatherLabels(Labels, rows, null),
+            Targets is null ? null : Dataset.GatherRows(Targets, rows, null));
+    }
 }
 
 /// <summary>

@@ -96,23 +96,46 @@ public abstract class BatchNormBase : Module
             out var batchMean, out var batchVar);
         if (Training && RunningMean is not null && batchMean is not null)
         {
-            double m = Momentum;
-            int count = input.Count / NumFeatures;
-            var rm = RunningMean.ToDoubleArray();
-            var rv = RunningVar!.ToDoubleArray();
-            for (int c = 0; c < NumFeatures; c++)
-            {
-                rm[c] = (1 - m) * rm[c] + m * batchMean[c];
-                rv[c] = (1 - m) * rv[c] + m * batchVar![c] * count / (count - 1);
-            }
-            using (GradMode.NoGrad())
-            {
-                RunningMean.CopyFrom(Tensor.FromArray(rm).To(RunningMean.DType).Detach());
-                RunningVar.CopyFrom(Tensor.FromArray(rv).To(RunningVar.DType).Detach());
-                NumBatchesTracked!.AddInPlace(Tensor.Ones(NumBatchesTracked.DType));
-            }
+            var update = new RunningStatisticsUpdate(batchMean, batchVar!, input.Count / NumFeatures);
+            if (DeferredUpdates is { } deferred) deferred.Add(update);
+            else ApplyRunningUpdate(update);
         }
         return y;
+    }
+
+    /// <summary>
+    /// When not null, each training forward adds its running-statistics update here instead of applying it: the
+    /// data-parallel step (<c>Training.DataParallel</c>) gathers the updates of every micro-batch of a step and replays
+    /// them in micro-batch order with <see cref="ApplyRunningUpdate"/> on every process, so the running statistics are the
+    /// same for any number of processes.
+    /// </summary>
+    public List<RunningStatisticsUpdate>? DeferredUpdates { get; set; }
+
+    /// <summary>
+    /// <c>running_mean = (1 − m)·running_mean + m·mean</c>, <c>running_var = (1 − m)·running_var + m·var·n/(n − 1)</c>
+    /// (the unbiased variance, as PyTorch), in double; <c>num_batches_tracked += 1</c>.
+    /// </summary>
+    public void ApplyRunningUpdate(RunningStatisticsUpdate update)
+    {
+        ArgumentNullException.ThrowIfNull(update);
+        if (RunningMean is null) throw new InvalidOperationException($"{GetType().Name}: no running statistics to update (track_running_stats=False).");
+        if (update.Mean.Length != NumFeatures || update.Var.Length != NumFeatures)
+            throw new ArgumentException($"{GetType().Name}: a running-statistics update has {update.Mean.Length} means and {update.Var.Length} variances for {NumFeatures} channels.");
+        double m = Momentum;
+        int count = update.Count;
+        var rm = RunningMean.ToDoubleArray();
+        var rv = RunningVar!.ToDoubleArray();
+        for (int c = 0; c < NumFeatures; c++)
+        {
+            rm[c] = (1 - m) * rm[c] + m * update.Mean[c];
+            rv[c] = (1 - m) * rv[c] + m * update.Var[c] * count / (count - 1);
+        }
+        using (GradMode.NoGrad())
+        {
+            RunningMean.CopyFrom(Tensor.FromArray(rm).To(RunningMean.DType).Detach());
+            RunningVar.CopyFrom(Tensor.FromArray(rv).To(RunningVar.DType).Detach());
+            NumBatchesTracked!.AddInPlace(Tensor.Ones(NumBatchesTracked.DType));
+        }
     }
 
     /// <inheritdoc />
@@ -625,3 +648,6 @@ internal static class NormOps
         });
     }
 }
+
+/// <summary>One training batch's statistics for a batch norm's running statistics: per-channel mean and (biased) variance over <see cref="Count"/> values per channel.</summary>
+public sealed record RunningStatisticsUpdate(double[] Mean, double[] Var, int Count);

@@ -193,6 +193,12 @@ public sealed class Trainer
     /// </summary>
     public bool StopOnNonFiniteGradient { get; init; }
 
+    /// <summary>
+    /// The processes that share each batch (<see cref="DataParallel"/>, with <see cref="TrainingConfig.MicroBatches"/> a multiple
+    /// of their count); rank 0 alone writes the run directory. Default: this process alone.
+    /// </summary>
+    public ICommunicator Communicator { get; init; } = SingleProcessCommunicator.Instance;
+
     /// <summary>Batches per epoch: the loader's, or the step budget with a batch stream.</summary>
     public int BatchCount => _stream is null ? Loader.BatchCount : Config.MaxSteps!.Value;
 
@@ -279,16 +285,20 @@ public sealed class Trainer
         int startEpoch = 0;
         long step = 0;
         RunDirectory? run = runDirectory is null ? null : new RunDirectory(runDirectory);
-        run?.RemoveOrphanedTemporaries();
+        // with several processes, rank 0 alone writes the run directory; every process reads the checkpoint it resumes from
+        bool writer = Communicator.Rank == 0;
+        int microBatches = Config.MicroBatches ?? 1;
+        var parallel = microBatches > 1 || Communicator.Size > 1 ? new DataParallel(Model, Optimizer, Communicator, microBatches) : null;
+        if (writer) run?.RemoveOrphanedTemporaries();
         if (resume)
         {
             if (run is null) throw new ArgumentException("Trainer: resume needs a run directory.");
             var info = LoadNewestIntactCheckpoint(run);
             (startEpoch, step) = (info.Epoch, info.Step);
             if (Scheduler is not null) Scheduler.LastStep = (int)step;
-            run.TruncateMetrics(startEpoch);
+            if (writer) run.TruncateMetrics(startEpoch);
         }
-        run?.WriteConfig(Config);
+        if (writer) run?.WriteConfig(Config);
 
         var epochs = new List<EpochMetrics>();
         var info2 = new StepInfo { Model = Model, Optimizer = Optimizer, BatchCount = BatchCount };
@@ -314,9 +324,20 @@ public sealed class Trainer
                 info2.GradientNorm = double.NaN;
                 foreach (var o in _observers) o.OnStepStart(info2);
                 Optimizer.ZeroGrad();
-                var logits = Model.Forward(batch.Inputs);
-                var loss = Loss(logits, batch);
-                double lossValue = loss.Item();
+                double lossValue;
+                long batchCorrect = 0;
+                if (parallel is null)
+                {
+                    var logits = Model.Forward(batch.Inputs);
+                    var loss = Loss(logits, batch);
+                    lossValue = loss.Item();
+                    if (double.IsFinite(lossValue))
+                    {
+                        if (!IsRegression) batchCorrect = CountCorrect(logits, batch.Labels!);
+                        Autograd.BackwardEngine.Backward(loss);
+                    }
+                }
+                else (lossValue, batchCorrect) = parallel.ComputeGradients(batch, Loss, IsRegression ? null : (output, micro) => CountCorrect(output, micro.Labels!));
                 info2.Loss = lossValue;
                 if (!double.IsFinite(lossValue))
                 {
@@ -324,7 +345,6 @@ public sealed class Trainer
                     message = $"the loss became {lossValue.ToString(CultureInfo.InvariantCulture)} at step {step} (epoch {epoch + 1}, batch {batch.Index + 1}); training stopped before applying that step.";
                     break;
                 }
-                Autograd.BackwardEngine.Backward(loss);
                 foreach (var o in _observers) o.OnBackward(info2);
                 if (StopOnNonFiniteGradient)
                 {
@@ -343,7 +363,7 @@ public sealed class Trainer
                 Scheduler?.Step();
                 step++;
                 lossSum += lossValue * batch.Count;
-                if (!IsRegression) correct += CountCorrect(logits, batch.Labels!);
+                correct += batchCorrect;
                 seen += batch.Count;
                 seenLabels += IsRegression ? batch.Count : batch.Labels!.Count;
                 info2.RunningLoss = lossSum / seen;
@@ -361,7 +381,7 @@ public sealed class Trainer
                 Optimizer.LearningRate, epochClock.Elapsed.TotalSeconds);
             epochs.Add(metrics);
             foreach (var o in _observers) o.OnEpochEnd(metrics);
-            if (run is not null)
+            if (run is not null && writer)
             {
                 run.AppendMetrics(metrics);
                 bool last = epoch + 1 == Config.Epochs || stop != StopReason.Completed;

@@ -136,6 +136,13 @@ public sealed record TrainingConfig
     /// <summary>Kernel threads (null = all cores).</summary>
     public int? Threads { get; init; }
 
+    /// <summary>
+    /// Cut every batch into this many micro-batches whose gradients are combined in a fixed order (<see cref="DataParallel"/>):
+    /// a run of N processes (<c>mpirun -np N</c>, N dividing it) then gives the same weights, bit for bit, as one process.
+    /// Null: the whole batch at once (one process), or one micro-batch per process under mpirun.
+    /// </summary>
+    public int? MicroBatches { get; init; }
+
     /// <summary>Write a checkpoint every this many epochs (and at the end).</summary>
     public int CheckpointEvery { get; init; } = 1;
 
@@ -196,6 +203,8 @@ public sealed record TrainingConfig
         Require(AugmentPadding >= 0 && AugmentPadding <= 16, "augmentPadding", $"must be in [0, 16] pixels, got {AugmentPadding}");
         Require(AugmentFlip >= 0 && AugmentFlip <= 1, "augmentFlip", $"must be in [0, 1], got {AugmentFlip}");
         Require(Threads is null or (>= 1 and <= 256), "threads", $"must be in 1..256, got {Threads}");
+        Require(MicroBatches is null or (>= 1 and <= 4096), "microBatches", $"must be in 1..4096, got {MicroBatches}");
+        Require(MicroBatches is null || MicroBatches <= BatchSize, "microBatches", $"({MicroBatches}) must not exceed batchSize ({BatchSize}): each micro-batch needs an example");
         Require(CheckpointEvery >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
         Require(MonitorEvery is null or >= 1, "monitorEvery", $"must be at least 1, got {MonitorEvery}");
         Require(TrainLimit is null or >= 1, "trainLimit", $"must be at least 1, got {TrainLimit}");

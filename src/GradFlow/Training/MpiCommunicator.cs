@@ -1,0 +1,143 @@
+using System.Runtime.InteropServices;
+
+namespace GradFlow.Training;
+
+/// <summary>
+/// MPI's world communicator through P/Invoke on Open MPI's <c>libmpi.so.40</c> (docs/distributed.md says why not MPI.NET:
+/// its 1.4.0 package binds MS-MPI's <c>msmpi.dll</c> with MS-MPI's integer handles, which Open MPI does not have).
+/// </summary>
+/// <remarks>
+/// Open MPI's handles are addresses of global objects: <c>MPI_COMM_WORLD</c> is <c>&amp;ompi_mpi_comm_world</c>,
+/// <c>MPI_FLOAT</c> is <c>&amp;ompi_mpi_float</c>, <c>MPI_SUM</c> is <c>&amp;ompi_mpi_op_sum</c>; they and the functions are
+/// looked up once with <see cref="NativeLibrary.GetExport"/> and called through unmanaged function pointers. MPI's default
+/// error handler (errors are fatal) stays: an error or a lost process ends the whole job, so no call can hang on a dead peer.
+/// Every call comes from the thread that initialised MPI (the training loop's), as MPI_THREAD_SINGLE allows.
+/// </remarks>
+public sealed unsafe class MpiCommunicator : ICommunicator
+{
+    private readonly nint _world, _float, _double, _sum;
+    private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> _allgather;
+    private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> _alltoall;
+    private readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> _allreduce;
+    private readonly delegate* unmanaged<void*, int, nint, int, nint, int> _bcast;
+    private readonly delegate* unmanaged<nint, int> _barrier;
+    private readonly delegate* unmanaged<nint, int, int> _abort;
+    private readonly delegate* unmanaged<int> _finalize;
+    private bool _finalized;
+
+    private MpiCommunicator(nint library)
+    {
+        nint Export(string name)
+        {
+            if (NativeLibrary.TryGetExport(library, name, out nint address)) return address;
+            throw new InvalidOperationException($"MPI: libmpi has no symbol '{name}'; GradFlow needs Open MPI 4 or later (openmpi-bin, libopenmpi-dev).");
+        }
+
+        _world = Export("ompi_mpi_comm_world");
+        _float = Export("ompi_mpi_float");
+        _double = Export("ompi_mpi_double");
+        _sum = Export("ompi_mpi_op_sum");
+        var init = (delegate* unmanaged<int*, byte***, int>)Export("MPI_Init");
+        var rank = (delegate* unmanaged<nint, int*, int>)Export("MPI_Comm_rank");
+        var size = (delegate* unmanaged<nint, int*, int>)Export("MPI_Comm_size");
+        _allgather = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)Export("MPI_Allgather");
+        _alltoall = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)Export("MPI_Alltoall");
+        _allreduce = (delegate* unmanaged<void*, void*, int, nint, nint, nint, int>)Export("MPI_Allreduce");
+        _bcast = (delegate* unmanaged<void*, int, nint, int, nint, int>)Export("MPI_Bcast");
+        _barrier = (delegate* unmanaged<nint, int>)Export("MPI_Barrier");
+        _abort = (delegate* unmanaged<nint, int, int>)Export("MPI_Abort");
+        _finalize = (delegate* unmanaged<int>)Export("MPI_Finalize");
+        Check(init(null, null), "MPI_Init");
+        int r, s;
+        Check(rank(_world, &r), "MPI_Comm_rank");
+        Check(size(_world, &s), "MPI_Comm_size");
+        Rank = r;
+        Size = s;
+    }
+
+    /// <summary>Loads libmpi, initialises MPI and returns the world communicator; MPI is finalised when the process exits.</summary>
+    /// <exception cref="InvalidOperationException">when libmpi cannot be loaded, saying which package to install.</exception>
+    public static MpiCommunicator InitWorld()
+    {
+        nint library = 0;
+        foreach (var name in (string[])["libmpi.so.40", "libmpi.so"])
+            if (NativeLibrary.TryLoad(name, out library)) break;
+        if (library == 0)
+            throw new InvalidOperationException("MPI: this process runs under mpirun, but Open MPI's libmpi.so.40 cannot be loaded; install openmpi-bin and libopenmpi-dev (Debian) or set LD_LIBRARY_PATH to Open MPI's lib folder.");
+        var world = new MpiCommunicator(library);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => world.FinalizeMpi();
+        return world;
+    }
+
+    /// <inheritdoc />
+    public int Rank { get; }
+
+    /// <inheritdoc />
+    public int Size { get; }
+
+    /// <inheritdoc />
+    public void AllGather(ReadOnlySpan<float> send, Span<float> receive) => Gather(send, receive, _float);
+
+    /// <inheritdoc />
+    public void AllGather(ReadOnlySpan<double> send, Span<double> receive) => Gather(send, receive, _double);
+
+    private void Gather<T>(ReadOnlySpan<T> send, Span<T> receive, nint type) where T : unmanaged
+    {
+        if ((long)receive.Length != (long)send.Length * Size)
+            throw new ArgumentException($"AllGather: the receive buffer holds {receive.Length} values, but {Size} processes × {send.Length} values arrive.", nameof(receive));
+        fixed (T* s = send)
+        fixed (T* r = receive)
+            Check(_allgather(s, send.Length, type, r, send.Length, type, _world), "MPI_Allgather");
+    }
+
+    /// <inheritdoc />
+    public void AllToAll(ReadOnlySpan<float> send, Span<float> receive)
+    {
+        if (send.Length != receive.Length || send.Length % Size != 0)
+            throw new ArgumentException($"AllToAll: {send.Length} values to send and {receive.Length} to receive are not {Size} equal blocks each.", nameof(receive));
+        int block = send.Length / Size;
+        fixed (float* s = send)
+        fixed (float* r = receive)
+            Check(_alltoall(s, block, _float, r, block, _float, _world), "MPI_Alltoall");
+    }
+
+    /// <inheritdoc />
+    public void AllReduceSum(Span<double> values)
+    {
+        // MPI_IN_PLACE is ((void*)1) in Open MPI's mpi.h
+        fixed (double* v = values)
+            Check(_allreduce((void*)1, v, values.Length, _double, _sum, _world), "MPI_Allreduce");
+    }
+
+    /// <inheritdoc />
+    public void Broadcast(Span<double> values, int root)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(root);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(root, Size);
+        fixed (double* v = values)
+            Check(_bcast(v, values.Length, _double, root, _world), "MPI_Bcast");
+    }
+
+    /// <inheritdoc />
+    public void Barrier() => Check(_barrier(_world), "MPI_Barrier");
+
+    /// <inheritdoc />
+    public void Abort(int exitCode)
+    {
+        _abort(_world, exitCode);
+        Environment.Exit(exitCode);
+    }
+
+    private void FinalizeMpi()
+    {
+        if (_finalized) return;
+        _finalized = true;
+        _finalize();
+    }
+
+    private void Check(int code, string call)
+    {
+        // errors are fatal under MPI's default handler; a non-zero code means a handler was changed elsewhere
+        if (code != 0) throw new InvalidOperationException($"MPI: {call} failed with error code {code} on rank {Rank}.");
+    }
+}

@@ -1,0 +1,105 @@
+using GradFlow.Autograd;
+using GradFlow.Data;
+using GradFlow.Nn;
+using GradFlow.Optim;
+using GradFlow.Tensors;
+using GradFlow.Training;
+
+namespace GradFlow.Tests.Training;
+
+/// <summary>
+/// The data-parallel step in one process: the combined micro-batch gradient is the whole batch's (up to float rounding), the
+/// batch norms' running statistics are replayed in micro-batch order, and bad micro-batch counts are refused. The bit identity
+/// across process counts is <see cref="MpiTrainingTests"/>'.
+/// </summary>
+public class DataParallelTests
+{
+    private static Batch OneBatch(int n, int features, int classes, ulong seed)
+    {
+        var gen = new Generator(seed);
+        var x = Tensor.RandN(gen, n, features);
+        var labels = new int[n];
+        for (int i = 0; i < n; i++) labels[i] = (int)(gen.NextUInt64() % (ulong)classes);
+        var data = Dataset.Classification(x, IndexTensor.FromArray(labels, n), classes);
+        return new DataLoader(data, n, shuffle: false).Epoch(0).Single();
+    }
+
+    private static Tensor Loss(Tensor output, Batch batch) => Losses.CrossEntropy(output, batch.Labels!);
+
+    [Theory]
+    [InlineData(10, 1)]
+    [InlineData(10, 3)] // micro-batches of 3, 3 and 4 examples, weighted by size
+    [InlineData(10, 10)]
+    public void ComputeGradients_MicroBatches_EqualTheWholeBatchGradient(int n, int microBatches)
+    {
+        var gen = new Generator(7);
+        var model = new Sequential(new Linear(5, 8, gen), new Tanh(), new Linear(8, 3, gen));
+        var optimizer = new Sgd(model.Parameters(), 0.1);
+        var batch = OneBatch(n, 5, 3, 11);
+
+        optimizer.ZeroGrad();
+        var whole = Loss(model.Forward(batch.Inputs), batch);
+        BackwardEngine.Backward(whole);
+        var expected = model.Parameters().Select(p => p.Grad!.ToDoubleArray()).ToArray();
+        double expectedLoss = whole.Item();
+
+        var step = new DataParallel(model, optimizer, SingleProcessCommunicator.Instance, microBatches);
+        var (loss, correct) = step.ComputeGradients(batch, Loss, (o, b) => 0);
+        Assert.Equal(0, correct);
+        Assert.Equal(expectedLoss, loss, 5);
+        var actual = model.Parameters().Select(p => p.Grad!.ToDoubleArray()).ToArray();
+        for (int i = 0; i < expected.Length; i++)
+            for (int j = 0; j < expected[i].Length; j++)
+                Assert.True(Math.Abs(expected[i][j] - actual[i][j]) <= 1e-6 + 1e-5 * Math.Abs(expected[i][j]),
+                    $"parameter {i} element {j}: whole batch {expected[i][j]}, micro-batches {actual[i][j]}");
+    }
+
+    [Fact]
+    public void ComputeGradients_BatchNorm_ReplaysRunningStatisticsInMicroBatchOrder()
+    {
+        var batch = OneBatch(8, 4, 2, 3);
+        Sequential Build() => new(new Linear(4, 6, new Generator(1)), new BatchNorm1d(6), new Relu(), new Linear(6, 2, new Generator(2)));
+
+        // reference: the two halves forwarded one after the other, each updating the running statistics at once
+        var reference = Build();
+        reference.Forward(batch.Rows(0, 4).Inputs);
+        reference.Forward(batch.Rows(4, 4).Inputs);
+        var norm = (BatchNorm1d)reference.NamedModules().Select(m => m.Module).OfType<BatchNorm1d>().Single();
+
+        var model = Build();
+        var step = new DataParallel(model, new Sgd(model.Parameters(), 0.1), SingleProcessCommunicator.Instance, 2);
+        step.ComputeGradients(batch, Loss, null);
+        var replayed = model.NamedModules().Select(m => m.Module).OfType<BatchNorm1d>().Single();
+
+        Assert.Equal(norm.RunningMean!.ToDoubleArray(), replayed.RunningMean!.ToDoubleArray());
+        Assert.Equal(norm.RunningVar!.ToDoubleArray(), replayed.RunningVar!.ToDoubleArray());
+        Assert.Equal(2.0, replayed.NumBatchesTracked!.Item());
+        Assert.Null(replayed.DeferredUpdates);
+    }
+
+    [Fact]
+    public void Constructor_MicroBatchesNotAMultipleOfTheProcesses_IsRefused()
+    {
+        var model = new Linear(2, 2, new Generator(0));
+        var e = Assert.Throws<ArgumentException>(() => new DataParallel(model, new Sgd(model.Parameters(), 0.1), SingleProcessCommunicator.Instance, 0));
+        Assert.Contains("0 micro-batches", e.Message);
+    }
+
+    [Fact]
+    public void TrainingConfig_MoreMicroBatchesThanExamples_IsRefusedNamingTheField()
+    {
+        var e = Assert.Throws<FormatException>(() => new TrainingConfig { Data = "spirals", Model = "mlp 2-8-2", BatchSize = 4, MicroBatches = 8 }.Validate());
+        Assert.Contains("microBatches", e.Message);
+    }
+
+    [Fact]
+    public void Batch_Rows_CopiesThoseExamples()
+    {
+        var batch = OneBatch(6, 3, 2, 5);
+        var rows = batch.Rows(2, 3);
+        Assert.Equal(3, rows.Count);
+        Assert.Equal(batch.Inputs.ToDoubleArray()[6..15], rows.Inputs.ToDoubleArray());
+        Assert.Equal(batch.Labels!.ToArray()[2..5], rows.Labels!.ToArray());
+        Assert.Throws<ArgumentOutOfRangeException>(() => batch.Rows(4, 3));
+    }
+}

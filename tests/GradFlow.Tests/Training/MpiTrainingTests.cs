@@ -1,0 +1,154 @@
+using System.Diagnostics;
+using GradFlow.Tests.TestSupport;
+
+namespace GradFlow.Tests.Training;
+
+/// <summary>
+/// <c>mpirun --oversubscribe -np N gradflow train</c> on localhost against one process: the same weights bit for bit for
+/// N = 1, 2, 3, a resume with another N, and a rank killed with SIGKILL (docs/distributed.md). Each run is a few seconds of
+/// spirals on a small MLP with batch norm and dropout, so the replayed running statistics and the per-micro-batch masks are covered.
+/// </summary>
+public class MpiTrainingTests
+{
+    private const string Model = "mlp 2-32x2-2 act=relu norm=batch dropout=0.1";
+
+    private static readonly string Cli = Path.Combine(AppContext.BaseDirectory, "GradFlow.Cli.dll");
+
+    private static string[] Train(string dir, int epochs, params string[] extra) =>
+    [
+        "train", "--data", "spirals", "--model", Model, "--batch-size", "24", "--micro-batches", "6", "--train-limit", "480",
+        "--epochs", epochs.ToString(System.Globalization.CultureInfo.InvariantCulture), "--threads", "1", "--json", .. extra, dir,
+    ];
+
+    [Fact]
+    public async Task Train_OneTwoAndThreeProcesses_WriteTheSameWeightsBitForBit()
+    {
+        using var root = new TempDir();
+        var one = await Run(1, Train(root.Sub("n1"), 2, "--out"));
+        Assert.True(one.Code == 0, one.Output);
+        byte[] expected = File.ReadAllBytes(Path.Combine(root.Sub("n1"), "checkpoints", "epoch-0002.safetensors"));
+        foreach (int n in new[] { 2, 3 })
+        {
+            var run = await Run(n, Train(root.Sub($"n{n}"), 2, "--out"));
+            Assert.True(run.Code == 0, run.Output);
+            Assert.Equal(expected, File.ReadAllBytes(Path.Combine(root.Sub($"n{n}"), "checkpoints", "epoch-0002.safetensors")));
+            // rank 0 alone wrote the metrics: one line per epoch, not one per process
+            Assert.Equal(2, File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")).Length);
+        }
+    }
+
+    [Fact]
+    public async Task Train_ResumedWithAnotherProcessCount_EndsBitForBitAsTheUninterruptedRun()
+    {
+        using var root = new TempDir();
+        var whole = await Run(2, Train(root.Sub("whole"), 3, "--out"));
+        Assert.True(whole.Code == 0, whole.Output);
+        var first = await Run(2, Train(root.Sub("split"), 1, "--out"));
+        Assert.True(first.Code == 0, first.Output);
+        var rest = await Run(3, ["train", "--epochs", "3", "--json", "--resume", root.Sub("split")]);
+        Assert.True(rest.Code == 0, rest.Output);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(root.Sub("whole"), "checkpoints", "epoch-0003.safetensors")),
+            File.ReadAllBytes(Path.Combine(root.Sub("split"), "checkpoints", "epoch-0003.safetensors")));
+    }
+
+    [Fact]
+    public async Task Train_MicroBatchesNotDividedByTheProcesses_IsRefusedNamingBoth()
+    {
+        using var root = new TempDir();
+        var run = await Run(2, ["train", "--data", "spirals", "--model", Model, "--micro-batches", "3", "--epochs", "1", "--threads", "1", "--out", root.Sub("x")]);
+        Assert.NotEqual(0, run.Code);
+        Assert.Contains("3 micro-batches", run.Output);
+        Assert.Contains("2 processes", run.Output);
+    }
+
+    [Fact]
+    public async Task Train_RankKilledWithSigkill_FailsNamingTheRankAndResumesBitForBit()
+    {
+        using var root = new TempDir();
+        string killed = root.Sub("killed");
+        // many epochs, so the job is still running when a checkpoint exists; the kill comes after the first checkpoint
+        // each rank writes its process id, then becomes the CLI (exec keeps the id)
+        string pids = root.Sub("pids");
+        Directory.CreateDirectory(pids);
+        var job = Start(2, Train(killed, 200, "--out"), wrapper: ["sh", "-c", $"echo $$ > {pids}/rank-$OMPI_COMM_WORLD_RANK; exec \"$0\" \"$@\"", "dotnet"]);
+        var deadline = Stopwatch.StartNew();
+        string firstCheckpoint = Path.Combine(killed, "checkpoints", "epoch-0001.safetensors");
+        while (!File.Exists(firstCheckpoint) && !job.Process.HasExited && deadline.Elapsed < TimeSpan.FromMinutes(3))
+            Thread.Sleep(20);
+        // (the job's output is awaited only on failure: awaiting it waits for the job to end)
+        if (!File.Exists(firstCheckpoint) || job.Process.HasExited)
+            Assert.Fail("the job wrote no checkpoint, or ended, before the kill:\n" + await job.Output());
+        string pidFile = Path.Combine(pids, "rank-1");
+        while (!File.Exists(pidFile) || File.ReadAllText(pidFile).Trim().Length == 0) Thread.Sleep(20);
+        int rank1 = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        Process.GetProcessById(rank1).Kill(); // SIGKILL on Linux
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        timeout.CancelAfter(TimeSpan.FromMinutes(3)); // generous: a hang fails here, prompt failure is not timed
+        await job.Process.WaitForExitAsync(timeout.Token);
+        string output = await job.Output();
+        Assert.NotEqual(0, job.Process.ExitCode);
+        Assert.Contains("rank 1", output);
+
+        // resume two epochs past the newest checkpoint with one process, against an uninterrupted one-process run of as many epochs
+        int newest = Directory.GetFiles(Path.Combine(killed, "checkpoints"), "epoch-*.safetensors")
+            .Max(f => int.Parse(Path.GetFileNameWithoutExtension(f)["epoch-".Length..], System.Globalization.CultureInfo.InvariantCulture));
+        string end = (newest + 2).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var resumed = await Run(1, ["train", "--epochs", end, "--json", "--resume", killed]);
+        Assert.True(resumed.Code == 0, resumed.Output);
+        var whole = await Run(1, Train(root.Sub("whole"), newest + 2, "--out"));
+        Assert.True(whole.Code == 0, whole.Output);
+        string last = $"epoch-{newest + 2:D4}.safetensors";
+        Assert.Equal(File.ReadAllBytes(Path.Combine(root.Sub("whole"), "checkpoints", last)), File.ReadAllBytes(Path.Combine(killed, "checkpoints", last)));
+    }
+
+    private sealed record Job(Process Process, Task<string> Stdout, Task<string> Stderr)
+    {
+        public async Task<string> Output() => await Stdout + await Stderr;
+    }
+
+    /// <summary>Starts the CLI under <c>mpirun --oversubscribe -np N</c> (N = 1: the CLI alone, as a user would run it).</summary>
+    private static Job Start(int processes, string[] args, string[]? wrapper = null)
+    {
+        string? mpirun = Mpirun.Value;
+        Assert.SkipUnless(mpirun is not null, "mpirun was not found: install openmpi-bin and libopenmpi-dev (scripts/test.sh does).");
+        var psi = new ProcessStartInfo(processes == 1 ? "dotnet" : mpirun!)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        if (processes > 1)
+            foreach (var a in (string[])["--oversubscribe", "-np", processes.ToString(System.Globalization.CultureInfo.InvariantCulture), .. wrapper ?? ["dotnet"]])
+                psi.ArgumentList.Add(a);
+        psi.ArgumentList.Add(Cli);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        // tests run as root in CI; Open MPI refuses root unless told
+        psi.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
+        psi.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        psi.Environment.Remove("OMPI_COMM_WORLD_SIZE");
+        var process = Process.Start(psi)!;
+        var token = TestContext.Current.CancellationToken;
+        return new Job(process, process.StandardOutput.ReadToEndAsync(token), process.StandardError.ReadToEndAsync(token));
+    }
+
+    private static async Task<(int Code, string Output)> Run(int processes, string[] args)
+    {
+        var job = Start(processes, args);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        timeout.CancelAfter(TimeSpan.FromMinutes(3));
+        await job.Process.WaitForExitAsync(timeout.Token);
+        return (job.Process.ExitCode, await job.Output());
+    }
+
+    private static readonly Lazy<string?> Mpirun = new(() =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, "mpirun")).FirstOrDefault(File.Exists));
+
+    private sealed class TempDir : IDisposable
+    {
+        public string Path { get; } = Directory.CreateTempSubdirectory("gradflow-mpi-").FullName;
+
+        public string Sub(string name) => System.IO.Path.Combine(Path, name);
+
+        public void Dispose() => Directory.Delete(Path, recursive: true);
+    }
+}
