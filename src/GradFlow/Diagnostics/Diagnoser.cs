@@ -499,24 +499,44 @@ public static class Diagnoser
         public RemedySuggestion[] Ranked() => _items.OrderByDescending(i => i.Score).ThenBy(i => i.Order).Select(i => i.Remedy with { Score = i.Score }).ToArray();
     }
 
+    /// <summary>
+    /// What the through-time causes read of a network's recurrent blocks: the top block's cell (the one the
+    /// read-out reads, whose signal through time the rules measure), its forget-gate bias and W_hh start, and
+    /// the layer indices of every stacked recurrent layer (<see cref="NetworkFacts.Layers"/>).
+    /// </summary>
+    private sealed record RecurrentFacts(RecurrentCellKind Cell, double? ForgetBias, RecurrentInit Init, int[] Layers)
+    {
+        public bool IsVanilla => Cell is RecurrentCellKind.RnnTanh or RecurrentCellKind.RnnRelu;
+
+        /// <summary>The facts of <paramref name="d"/>'s recurrent blocks, or null when it has none.</summary>
+        public static RecurrentFacts? Of(Nn.Network.NetworkDescription d)
+        {
+            var top = NetworkFacts.Flatten(d.Root).OfType<Nn.Network.RecurrentBlock>().LastOrDefault();
+            return top is null ? null
+                : new RecurrentFacts(top.Cell, top.ForgetBias, top.Init, NetworkFacts.Layers(d).Where(l => l.Cell is not null).Select(l => l.Index).ToArray());
+        }
+    }
+
     /// <summary>Facts about the model and config that causes and remedies are ranked by.</summary>
     private sealed class ModelFacts
     {
         public ModelFacts(TrainingConfig config, Module? model, IReadOnlyList<MonitorSample> samples, DiagnosisSettings settings)
         {
-            // a recurrent model has no MLP hidden layers: the MLP facts see an empty stack, the recurrent ones its spec
+            // a recurrent model has no MLP hidden layers: the MLP facts see an empty stack, the recurrent ones its
+            // recurrent blocks (a recurrent spec's, or those of any description: a 'net …' text or JSON)
             // any other description: its hidden layers' facts in the same form (NetworkFacts.Hidden)
             var network = config.Spec();
-            Recurrent = network as RecurrentSpec;
+            var description = config.Description();
+            Recurrent = network is ModelSpec ? null : RecurrentFacts.Of(description);
             var hidden = network switch
             {
                 ModelSpec m => m.Hidden,
                 RecurrentSpec => [],
-                _ => NetworkFacts.Hidden(config.Description()),
+                _ => NetworkFacts.Hidden(description),
             };
-            RecurrentLayers = Recurrent is null ? [] : Enumerable.Range(1, Recurrent.Layers).ToArray();
+            RecurrentLayers = Recurrent?.Layers ?? [];
             Hidden = hidden;
-            HasConv = network is null && DescriptionRemedies.HasConv(config.Description());
+            HasConv = network is null && DescriptionRemedies.HasConv(description);
             Config = config;
             Weights = model is Nn.Network.Network n ? NetworkWatch.Layers(n) : null;
             Samples = samples;
@@ -552,7 +572,8 @@ public static class Diagnoser
 
         /// <summary>Whether the model has conv layers (LSUV, which calibrates Linear layers, is then not offered).</summary>
         public bool HasConv { get; }
-        public RecurrentSpec? Recurrent { get; }
+        /// <summary>The recurrent layers' facts, or null for a network without recurrent blocks.</summary>
+        public RecurrentFacts? Recurrent { get; }
         public int[] RecurrentLayers { get; }
         public TrainingConfig Config { get; }
         /// <summary>The model's monitored layers (weights and activations), when the model is known.</summary>
@@ -656,9 +677,10 @@ public static class Diagnoser
         {
             if (Recurrent is not { IsVanilla: true }) return;
             int steps = Samples.Select(TopTimeSignal).LastOrDefault(t => t is not null)?.Length ?? 0;
-            // the initial W_hh (rebuilt from the spec and seed: the trained one may have blown up)
-            var initial = Recurrent.Build(new Tensors.Generator(Config.Seed));
-            double sigma = Enumerable.Range(0, Recurrent.Layers).Max(l => LargestSingularValue(initial.Recurrent.WeightHh(l).Data));
+            // the initial W_hh of every recurrent layer (rebuilt from the description and seed, as the trainer builds
+            // it: the trained one may have blown up)
+            var initial = Nn.Network.NetworkBuilder.Build(Config.Description(), new Tensors.Generator(Config.Seed));
+            double sigma = NetworkWatch.Layers(initial).Where(l => l.RecurrentLayer >= 0).Max(l => LargestSingularValue(l.Weight.Data));
             // PyTorch's default start has σ ≈ 1.15 for any H (U(±1/√H)): with φ′ < 1 that is neutral, not a cause
             if (wantSmall ? sigma > 0.9 : sigma < 1.5) return;
             string bound = steps > 1 ? string.Create(CultureInfo.InvariantCulture, $"; over {steps - 1} steps σ^{steps - 1} = {Math.Pow(sigma, steps - 1):E1}") : "";

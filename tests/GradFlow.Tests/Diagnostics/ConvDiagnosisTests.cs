@@ -22,7 +22,7 @@ public class ConvDiagnosisTests
     private static TrainingConfig Images(string model) => new()
     {
         Model = model, Data = "fashion-mnist", TrainLimit = 2000, TestLimit = 200, BatchSize = 32,
-        Optimizer = OptimizerKind.Adam, LearningRate = 1e-3, Epochs = 1, Seed = 0, Threads = 1,
+        Optimizer = OptimizerKind.Adam, LearningRate = 1e-3, Epochs = 10, Seed = 0, Threads = 1,
     };
 
     private static TrialResult Trial(TrainingConfig config) =>
