@@ -20,8 +20,10 @@ internal static class DemoCommand
         784-input task): preflight with the per-layer signal and the diagnosis (vanishing gradient:
         where and why); the same budget (--steps, default 300) for the network and for each remedy
         (ReLU + He, BatchNorm, zero-initialised residual connections) with the gradient monitor on;
-        then automatic repair in short trials. Then the same through time: a tanh RNN and a GRU on the
-        adding problem at T = 100 (the RNN's signal vanishes within a few steps back), and the repair
+        then automatic repair in short trials. Then images: a plain CNN of 54 conv layers with BatchNorm
+        on 2000 Fashion-MNIST images stays at chance; the diagnosis names the deep plain stack and
+        repair makes it a ResNet (skipped without the data set). Then the same through time: a tanh
+        RNN and a GRU on the adding problem at T = 100 (the RNN's signal vanishes within a few steps back), and the repair
         of the RNN. Run directories go to DIR (default ./gradflow-demo).
 
         With --model (or --model-file), the same story on that model (any description: an MLP, an
@@ -31,6 +33,9 @@ internal static class DemoCommand
         """;
 
     public const string Model = "mlp 784-256x20-10 act=sigmoid init=xavier-uniform";
+
+    /// <summary>The image part's deep plain CNN: a plain-56's widths without its stride-1 stem (a quarter of the cost).</summary>
+    public const string PlainCnn = "cnn 1x28x28-c8s2-c8x17-c16s2-c16x17-c32s2-c32x17-gap-10";
 
     /// <summary>The runs of the demo: the problem and each remedy (label, directory, model).</summary>
     private static readonly (string Label, string Dir, string Model)[] Remedies =
@@ -109,18 +114,60 @@ internal static class DemoCommand
         var repair = RepairCommand.Run(config, steps: 100, attempts: 3, stdout);
         AtomicFile.WriteAllText(Path.Combine(outDir, "repaired-config.json"), repair.Config.ToJson() + "\n");
 
-        var sequenceRuns = ThroughTime(stdout, outDir, config.Seed);
+        var imageRuns = config.Data == "fashion-mnist" ? Images(stdout, outDir, config) : [];
 
-        Heading(stdout, "6. Files");
+        var sequenceRuns = ThroughTime(stdout, outDir, config.Seed, imageRuns.Length > 0 ? 6 : 5);
+
+        Heading(stdout, $"{(imageRuns.Length > 0 ? 7 : 6)}. Files");
         foreach (var r in runs) Reports.ReportWriter.Write(r.Dir);
         foreach (var r in sequenceRuns) Reports.ReportWriter.Write(r);
         var comparison = Reports.ReportWriter.WriteComparison(runs.Select(r => (r.Label, r.Dir)).ToArray(), Path.Combine(outDir, "report.html"));
         stdout.WriteLine($"report: {comparison} (all runs side by side); each run directory has its own report.html");
         stdout.WriteLine($"run directories: {string.Join(", ", runs.Select(r => r.Dir))} (config.json, metrics.jsonl with per-layer samples, diagnosis.json)");
         stdout.WriteLine($"repaired config: {Path.Combine(outDir, "repaired-config.json")} (gradflow train --config accepts it)");
+        if (imageRuns.Length > 0)
+        {
+            foreach (var r in imageRuns) Reports.ReportWriter.Write(r.Dir);
+            var images = Reports.ReportWriter.WriteComparison(imageRuns, Path.Combine(outDir, "report-images.html"));
+            stdout.WriteLine($"images: {images} (the plain CNN and its repair side by side), {Path.Combine(outDir, "repaired-cnn-config.json")}");
+        }
         stdout.WriteLine($"through time: {string.Join(", ", sequenceRuns)} (report.html with the time x layer heatmaps)");
         return 0;
     }
+
+    /// <summary>
+    /// The image part: 54 conv layers of a plain CNN (BatchNorm, ReLU, He init: healthy signals) on 2000
+    /// Fashion-MNIST images stay at chance where 18 such layers learn — the degradation of He et al. 2016;
+    /// the diagnosis names the deep plain stack and repair makes the net a ResNet.
+    /// </summary>
+    private static (string Label, string Dir)[] Images(TextWriter stdout, string outDir, TrainingConfig mlp)
+    {
+        const int steps = 60;
+        Heading(stdout, "5. Images: a deep plain CNN on Fashion-MNIST");
+        var config = new TrainingConfig
+        {
+            Model = PlainCnn, Data = "fashion-mnist", DataDir = mlp.DataDir, TrainLimit = 2000, TestLimit = 1000,
+            Optimizer = OptimizerKind.Adam, LearningRate = 1e-3, BatchSize = 32, Epochs = 10, Seed = mlp.Seed,
+        };
+        stdout.WriteLine($"{PlainCnn}: 54 3x3 conv layers (stride 2 at layers 1, 19 and 37) with BatchNorm and ReLU, He init, no shortcuts;");
+        stdout.WriteLine($"2000 training images, Adam 1e-3, batch 32, {steps} steps per trial.");
+        var data = DataSources.Load(config, config.Description());
+        string plainDir = Path.Combine(outDir, "cnn-plain"), repairedDir = Path.Combine(outDir, "cnn-repaired");
+        var plain = Trials.Run(config, steps, every: 3, data, runDirectory: plainDir);
+        stdout.WriteLine(Line("plain CNN, 54 layers", plain));
+        stdout.WriteLine();
+        stdout.WriteLine(DiagnosisView.Verdict(plain.Diagnosis));
+        stdout.WriteLine();
+        stdout.WriteLine($"automatic repair (trials of {steps} steps):");
+        var repair = RepairCommand.Run(config, steps, attempts: 1, stdout, data);
+        AtomicFile.WriteAllText(Path.Combine(outDir, "repaired-cnn-config.json"), repair.Config.ToJson() + "\n");
+        var repaired = Trials.Run(repair.Config, steps, every: 3, data, runDirectory: repairedDir);
+        stdout.WriteLine(Line("repaired: a ResNet", repaired));
+        return [("plain CNN (54 layers)", plainDir), ("repaired into a ResNet", repairedDir)];
+    }
+
+    private static string Line(string label, TrialResult trial) => string.Create(CultureInfo.InvariantCulture,
+        $"{label,-22} test accuracy {trial.TestAccuracy,6:P1}   loss {trial.FinalLoss,6:F3}   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}");
 
     /// <summary>The demo's story on any model: preflight, a monitored trial, repair in trials of the same length, the report.</summary>
     private static int OfModel(TrainingConfig config, int steps, string outDir, TextWriter stdout)
@@ -153,9 +200,9 @@ internal static class DemoCommand
     }
 
     /// <summary>The adding problem at T = 100 (docs/recurrent.md): the tanh RNN's signal vanishes through time, a GRU's does not; repair switches the cell.</summary>
-    private static string[] ThroughTime(TextWriter stdout, string outDir, ulong seed)
+    private static string[] ThroughTime(TextWriter stdout, string outDir, ulong seed, int section)
     {
-        Heading(stdout, "5. Through time: the adding problem at T = 100, one recurrent layer of 64 units");
+        Heading(stdout, $"{section}. Through time: the adding problem at T = 100, one recurrent layer of 64 units");
         var config = new TrainingConfig
         {
             Model = "rnn 2-64-1", Data = "adding", SequenceLength = 100, Optimizer = OptimizerKind.Adam, LearningRate = 1e-2,

@@ -141,6 +141,7 @@ public static class Diagnoser
         f.AddInitScale(causes, wantSmall: true);
         f.AddNoNormalisation(causes);
         f.AddLearningRate(causes); // steps too large kill ReLU units, whose zero gradient then looks like a vanishing signal
+        f.AddPlainDepth(causes);
         var remedies = new RankedRemedies(causes);
         if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal))) remedies.Add("learning rate", f.LearningRateRemedy());
         int hiddenLast = Math.Min(boundary + 1, f.Hidden.Count);
@@ -149,7 +150,9 @@ public static class Diagnoser
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
             remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
         if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Hidden.Count, "insert BatchNorm before every hidden activation"));
-        if (f.ResidualRange is { } rr) remedies.Add("no normalisation", f.Remedy("residual", "zero", rr.First, rr.Last, $"add residual connections with zero-initialised branches on layers {Range(rr.First, rr.Last)}"), -0.1);
+        // shortcuts around the whole deep plain stack, else around the longest run of equal widths
+        if (f.ShortcutRemedy() is { } shortcuts) remedies.Add("deep plain stack", shortcuts);
+        else if (f.ResidualRange is { } rr) remedies.Add("no normalisation", f.Remedy("residual", "zero", rr.First, rr.Last, $"add residual connections with zero-initialised branches on layers {Range(rr.First, rr.Last)}"), -0.1);
         if (!f.HasConv) remedies.Add(null, f.Remedy("init", "lsuv", 1, f.Hidden.Count, "re-initialise with LSUV (unit output variance layer by layer)"));
         return new Problem
         {
@@ -275,6 +278,7 @@ public static class Diagnoser
         f.AddLearningRate(causes);
         f.AddNoNormalisation(causes);
         f.AddFullResidual(causes);
+        f.AddPlainDepth(causes);
         if (f.Config.ClipNorm is null)
             causes.Add(new Cause("no gradient clipping", f.Recurrent is null ? 1 : 3, f.Recurrent is null
                 ? "clipNorm is not set: nothing bounds a step when the gradient spikes"
@@ -289,6 +293,7 @@ public static class Diagnoser
         if (f.Config.ClipNorm is null) remedies.Add("no gradient clipping", new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
         if (!f.HasNorm && f.Recurrent is null) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Hidden.Count, "insert BatchNorm before every hidden activation"));
         if (f.ZeroStartResidualRemedy() is { } rezero) remedies.Add("full-gain residual", rezero);
+        if (f.ShortcutRemedy() is { } shortcuts) remedies.Add("deep plain stack", shortcuts);
         return new Problem
         {
             Kind = ProblemKind.ExplodingGradient,
@@ -435,7 +440,9 @@ public static class Diagnoser
         if (double.IsFinite(update) && update < s.SmallUpdateRatio)
             causes.Add(new Cause("learning rate too small for the gradient scale", 1.5 + Math.Log10(s.SmallUpdateRatio / update),
                 string.Create(CultureInfo.InvariantCulture, $"learning rate {f.Config.LearningRate:G3}: update ratio ||ΔW||/||W|| at most {update:G2} (healthy ≈ 1e-3 to 1e-2, threshold {s.SmallUpdateRatio:G2}): the weights barely move")));
+        f.AddPlainDepth(causes);
         var remedies = new RankedRemedies(causes);
+        if (f.ShortcutRemedy() is { } shortcuts) remedies.Add("deep plain stack", shortcuts);
         // a stall with steps that are too large (units killed, weights thrown about) needs a smaller rate, not a larger one
         if (causes.Any(c => c.Name.StartsWith("learning rate too large", StringComparison.Ordinal))) remedies.Add("learning rate too large", f.LearningRateRemedy());
         else
@@ -492,24 +499,44 @@ public static class Diagnoser
         public RemedySuggestion[] Ranked() => _items.OrderByDescending(i => i.Score).ThenBy(i => i.Order).Select(i => i.Remedy with { Score = i.Score }).ToArray();
     }
 
+    /// <summary>
+    /// What the through-time causes read of a network's recurrent blocks: the top block's cell (the one the
+    /// read-out reads, whose signal through time the rules measure), its forget-gate bias and W_hh start, and
+    /// the layer indices of every stacked recurrent layer (<see cref="NetworkFacts.Layers"/>).
+    /// </summary>
+    private sealed record RecurrentFacts(RecurrentCellKind Cell, double? ForgetBias, RecurrentInit Init, int[] Layers)
+    {
+        public bool IsVanilla => Cell is RecurrentCellKind.RnnTanh or RecurrentCellKind.RnnRelu;
+
+        /// <summary>The facts of <paramref name="d"/>'s recurrent blocks, or null when it has none.</summary>
+        public static RecurrentFacts? Of(Nn.Network.NetworkDescription d)
+        {
+            var top = NetworkFacts.Flatten(d.Root).OfType<Nn.Network.RecurrentBlock>().LastOrDefault();
+            return top is null ? null
+                : new RecurrentFacts(top.Cell, top.ForgetBias, top.Init, NetworkFacts.Layers(d).Where(l => l.Cell is not null).Select(l => l.Index).ToArray());
+        }
+    }
+
     /// <summary>Facts about the model and config that causes and remedies are ranked by.</summary>
     private sealed class ModelFacts
     {
         public ModelFacts(TrainingConfig config, Module? model, IReadOnlyList<MonitorSample> samples, DiagnosisSettings settings)
         {
-            // a recurrent model has no MLP hidden layers: the MLP facts see an empty stack, the recurrent ones its spec
+            // a recurrent model has no MLP hidden layers: the MLP facts see an empty stack, the recurrent ones its
+            // recurrent blocks (a recurrent spec's, or those of any description: a 'net …' text or JSON)
             // any other description: its hidden layers' facts in the same form (NetworkFacts.Hidden)
             var network = config.Spec();
-            Recurrent = network as RecurrentSpec;
+            var description = config.Description();
+            Recurrent = network is ModelSpec ? null : RecurrentFacts.Of(description);
             var hidden = network switch
             {
                 ModelSpec m => m.Hidden,
                 RecurrentSpec => [],
-                _ => NetworkFacts.Hidden(config.Description()),
+                _ => NetworkFacts.Hidden(description),
             };
-            RecurrentLayers = Recurrent is null ? [] : Enumerable.Range(1, Recurrent.Layers).ToArray();
+            RecurrentLayers = Recurrent?.Layers ?? [];
             Hidden = hidden;
-            HasConv = network is null && DescriptionRemedies.HasConv(config.Description());
+            HasConv = network is null && DescriptionRemedies.HasConv(description);
             Config = config;
             Weights = model is Nn.Network.Network n ? NetworkWatch.Layers(n) : null;
             Samples = samples;
@@ -528,6 +555,16 @@ public static class Diagnoser
                 i = Math.Max(j, i + 1);
             }
             ResidualRange = best >= 2 ? (bestStart + 1, bestStart + best) : null;
+            // the longest run of consecutive hidden layers that are not residual blocks (1-based, inclusive)
+            int run = 0, runStart = 0;
+            for (int i = 0; i < hidden.Count;)
+            {
+                int j = i;
+                while (j < hidden.Count && hidden[j].Residual == ResidualKind.None) j++;
+                if (j - i > run) (run, runStart) = (j - i, i);
+                i = j + 1;
+            }
+            PlainRun = run == 0 ? null : (runStart + 1, runStart + run);
         }
 
         /// <summary>The hidden layers (every monitored layer but the output layer): an MLP spec's own, or <see cref="NetworkFacts.Hidden"/> of any other description; none for a recurrent spec.</summary>
@@ -535,7 +572,8 @@ public static class Diagnoser
 
         /// <summary>Whether the model has conv layers (LSUV, which calibrates Linear layers, is then not offered).</summary>
         public bool HasConv { get; }
-        public RecurrentSpec? Recurrent { get; }
+        /// <summary>The recurrent layers' facts, or null for a network without recurrent blocks.</summary>
+        public RecurrentFacts? Recurrent { get; }
         public int[] RecurrentLayers { get; }
         public TrainingConfig Config { get; }
         /// <summary>The model's monitored layers (weights and activations), when the model is known.</summary>
@@ -546,6 +584,41 @@ public static class Diagnoser
         public bool HasNorm { get; }
         public string MatchedInit { get; }
         public (int First, int Last)? ResidualRange { get; }
+
+        /// <summary>The longest run of consecutive hidden layers without a shortcut (first and last layer index), or null.</summary>
+        public (int First, int Last)? PlainRun { get; }
+
+        /// <summary>Whether <see cref="PlainRun"/> is a deep plain stack (<see cref="DiagnosisSettings.PlainDepth"/> layers or more).</summary>
+        private bool DeepPlain => PlainRun is { } p && p.Last - p.First + 1 >= Settings.PlainDepth;
+
+        /// <summary>
+        /// A deep plain stack as a cause (He et al. 2016): deeper plain nets train worse than shallower ones even
+        /// when their signals are kept healthy (degradation), so depth without shortcuts is itself a cause of a
+        /// run that does not learn, as well as compounding any per-layer gain below or above 1.
+        /// </summary>
+        public void AddPlainDepth(List<Cause> causes)
+        {
+            if (!DeepPlain) return;
+            var (first, last) = PlainRun!.Value;
+            int n = last - first + 1;
+            causes.Add(new Cause("deep plain stack without shortcuts", 1 + n / 30.0,
+                string.Create(CultureInfo.InvariantCulture,
+                    $"hidden layers {Range(first, last)}: {n} layers in sequence without a shortcut (threshold {Settings.PlainDepth}); deeper plain nets train worse than shallower ones even with healthy signals (degradation: He et al. 2016, plain-56 against plain-20), and each layer's gain compounds over all {n}")));
+        }
+
+        /// <summary>
+        /// Residual shortcuts around the deep plain stack's layers (its first layer too when that is not hidden
+        /// layer 1, which takes the input's layout), each branch starting at zero so the stack starts as the
+        /// identity; a projection shortcut where a layer changes the shape. Null unless the stack is deep.
+        /// </summary>
+        public RemedySuggestion? ShortcutRemedy()
+        {
+            if (!DeepPlain) return null;
+            var (first, last) = PlainRun!.Value;
+            first = Math.Max(2, first);
+            return Remedy("residual", "zero", first, last,
+                $"add residual shortcuts around hidden layers {Range(first, last)} with zero-initialised branches (a ResNet: identity shortcuts, projections where the shape changes)");
+        }
 
         public RemedySuggestion Remedy(string kind, string arg, int first, int last, string description)
         {
@@ -604,9 +677,10 @@ public static class Diagnoser
         {
             if (Recurrent is not { IsVanilla: true }) return;
             int steps = Samples.Select(TopTimeSignal).LastOrDefault(t => t is not null)?.Length ?? 0;
-            // the initial W_hh (rebuilt from the spec and seed: the trained one may have blown up)
-            var initial = Recurrent.Build(new Tensors.Generator(Config.Seed));
-            double sigma = Enumerable.Range(0, Recurrent.Layers).Max(l => LargestSingularValue(initial.Recurrent.WeightHh(l).Data));
+            // the initial W_hh of every recurrent layer (rebuilt from the description and seed, as the trainer builds
+            // it: the trained one may have blown up)
+            var initial = Nn.Network.NetworkBuilder.Build(Config.Description(), new Tensors.Generator(Config.Seed));
+            double sigma = NetworkWatch.Layers(initial).Where(l => l.RecurrentLayer >= 0).Max(l => LargestSingularValue(l.Weight.Data));
             // PyTorch's default start has σ ≈ 1.15 for any H (U(±1/√H)): with φ′ < 1 that is neutral, not a cause
             if (wantSmall ? sigma > 0.9 : sigma < 1.5) return;
             string bound = steps > 1 ? string.Create(CultureInfo.InvariantCulture, $"; over {steps - 1} steps σ^{steps - 1} = {Math.Pow(sigma, steps - 1):E1}") : "";

@@ -100,6 +100,14 @@ public sealed record DiagnosisSettings
         [ProblemKind.OscillatingLoss] = (1, 1),
     };
 
+    /// <summary>
+    /// A run of at least this many consecutive hidden layers without a shortcut is a deep plain stack, named as a
+    /// cause of a vanishing, exploding or stalled run: He et al. 2016 (Fig. 6) found plain nets of 32, 44 and 56
+    /// layers training worse than the plain 20-layer one with healthy signals (BatchNorm), and their ResNets of the
+    /// same depths better. The plain-20 of that figure (19 hidden layers) stays below it.
+    /// </summary>
+    public int PlainDepth { get; init; } = 30;
+
     /// <summary>Samples the windowed rules look at (the medians of the last this-many samples).</summary>
     public int Window { get; init; } = 5;
 

@@ -1,5 +1,6 @@
 using GradFlow.Data;
 using GradFlow.Diagnostics;
+using GradFlow.Nn.Network;
 using GradFlow.Training;
 
 namespace GradFlow.Tests.Diagnostics;
@@ -109,5 +110,43 @@ public class RecurrentDiagnosisTests
         // healthy when the decay stops at 0.9 per step: 0.9^39 ≈ 0.016
         var mild = Enumerable.Range(0, 40).Select(t => Math.Pow(0.9, 39 - t)).ToArray();
         Assert.True(Diagnoser.Diagnose(Enumerable.Range(0, 5).Select(i => Sample(i * 10, mild)).ToArray(), Adding("gru 2-16-1", 40)).Healthy);
+    }
+
+    /// <summary>Two vanilla recurrent blocks (no spec expresses this), the first starting orthogonal with gain 2 (σ(W_hh) = 2), and a linear read-out.</summary>
+    private const string TwoRnnNet = "net 1x2 seq[enc:recurrent(cell=rnn-tanh,hidden=16,init=orthogonal:2,output=sequence) dec:recurrent(cell=rnn-tanh,hidden=16) head:linear(out=1)]";
+
+    [Fact]
+    public void Rules_OnANetTextWithRecurrentBlocks_AreTheThroughTimeRules_WithItsCellsAndInitialWeights()
+    {
+        var config = Adding(TwoRnnNet, 40);
+        Assert.Null(config.Spec());
+        // the layer ratio (1e-3 / 1e-2) is healthy; the signal through time halves per step back
+        var signal = Enumerable.Range(0, 40).Select(t => Math.Pow(0.5, 39 - t)).ToArray();
+        var d = Diagnoser.Diagnose(Enumerable.Range(0, 5).Select(i => Sample(i * 10, signal)).ToArray(), config);
+        var p = Assert.Single(d.Problems, x => x.Kind == ProblemKind.VanishingGradient);
+        Assert.StartsWith("vanishing gradient through time", p.Summary);
+        Assert.Equal(10, p.Evidence["lag_below_threshold"]);
+        Assert.Equal([1, 2], p.Layers);
+        Assert.Equal("vanilla recurrent cell", p.Causes[0].Name);
+        // σ of the initial W_hh, rebuilt from the description and seed: the first block's orthogonal start with gain 2
+        Assert.Contains(p.Causes, c => c.Name == "recurrent weight scale too large" && c.Facts.Contains("σ = 2 "));
+        Assert.Equal("cell:gru", p.Remedies[0].Id);
+        Assert.Equal([1, 2], p.Remedies[0].Scope);
+        var gru = NetworkDescription.Parse(Remedies.Apply("cell:gru", config).Model);
+        Assert.All(NetworkFacts.Flatten(gru.Root).OfType<RecurrentBlock>(), b => Assert.Equal(GradFlow.Nn.RecurrentCellKind.Gru, b.Cell));
+    }
+
+    [Theory]
+    [InlineData("rnn 2-16x2-1 init=orthogonal:0.5")]
+    [InlineData("lstm 2-16-1")]
+    [InlineData("gru 2-16-1")]
+    public void Rules_OnTheNetTextOfARecurrentSpec_GiveTheSpecsDiagnosis(string spec)
+    {
+        var signal = Enumerable.Range(0, 40).Select(t => Math.Pow(0.5, 39 - t)).ToArray();
+        var samples = Enumerable.Range(0, 5).Select(i => Sample(i * 10, signal)).ToArray();
+        var bySpec = Diagnoser.Diagnose(samples, Adding(spec, 40));
+        var byText = Diagnoser.Diagnose(samples, Adding(NetworkText.Format(NetworkDescription.Parse(spec)), 40));
+        Assert.NotEmpty(bySpec.Problems);
+        Assert.Equal(DiagnosisJson.Serialize(bySpec), DiagnosisJson.Serialize(byText));
     }
 }
