@@ -2,11 +2,12 @@
 
     python3 tests/python/onnx_models.py export DIR
         For each model (mlp, cnn: a small ResNet with an identity and a projection block, lstm: two
-        stacked layers read at the last step), writes DIR/NAME.onnx (torch.onnx.export in training
+        stacked layers read at the last step, deep_sigmoid: ten sigmoid layers), writes DIR/NAME.onnx (torch.onnx.export in training
         mode, no constant folding) and DIR/NAME.safetensors with the reference: the input x, the
         output weights v, the output of the model in training mode and, for the loss sum(v * output),
         the gradient of x (grad.x) and of every parameter in named_parameters order (grad.0, grad.1, ...;
-        the PyTorch names in the metadata), all computed in float64.
+        the PyTorch names in the metadata), all computed in float64; and DIR/data.npz, 600 examples
+        of 6 features in 3 classes for the vector models.
     python3 tests/python/onnx_models.py check FILE.onnx
         Runs onnx.checker.check_model (full) on FILE; prints "ok" or the checker's message, exit 0 / 1.
 """
@@ -56,6 +57,9 @@ def models():
                               BasicBlock(4, 4, 1), BasicBlock(4, 8, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)),
                 torch.randn(4, 1, 8, 8)),
         "lstm": (LstmClassifier(), torch.randn(3, 5, 3)),
+        # ten sigmoid layers: a vanishing gradient, the same network as "mlp 6-16x10-3 act=sigmoid"
+        "deep_sigmoid": (nn.Sequential(*[m for i in range(10) for m in (nn.Linear(6 if i == 0 else 16, 16), nn.Sigmoid())], nn.Linear(16, 3)),
+                         torch.randn(5, 6)),
     }
 
 
@@ -90,6 +94,12 @@ def export(out_dir):
             tensors[f"grad.{i}"] = p.grad
             names.append(pname)
         write_safetensors(f"{out_dir}/{name}.safetensors", tensors, {"parameters": ",".join(names)})
+    # a data set for the vector models: 600 examples of 6 features, 3 classes
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 6)).astype(np.float32)
+    y = ((x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)).astype(np.int64)
+    np.savez(f"{out_dir}/data.npz", x=x, y=y)
     print("ok")
 
 

@@ -82,6 +82,44 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
         Assert.Equal([5, 3], d.Input);
     }
 
+    [Fact]
+    public void Diagnose_OnnxDeepSigmoid_SameVerdictAsTheNativeDescription()
+    {
+        string data = Path.Combine(_exported.Dir, "data.npz");
+        string[] Kinds(string model)
+        {
+            var (code, stdout, stderr) = CliRunner.Run("diagnose", "--model", model, "--data", data, "--json");
+            Assert.True(code is 0 or 3, $"diagnose {model}: exit {code}\n{stderr}");
+            using var doc = System.Text.Json.JsonDocument.Parse(stdout);
+            return doc.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("kind").GetString()!).ToArray();
+        }
+        var imported = Kinds(Path.Combine(_exported.Dir, "deep_sigmoid.onnx"));
+        Assert.Contains("vanishing-gradient", imported);
+        Assert.Equal(Kinds("mlp 6-16x10-3 act=sigmoid"), imported);
+    }
+
+    [Fact]
+    public void Repair_OnnxDeepSigmoid_GivesTheChangesAndTrainsTheImport()
+    {
+        string data = Path.Combine(_exported.Dir, "data.npz"), model = Path.Combine(_exported.Dir, "deep_sigmoid.onnx");
+        var (code, stdout, stderr) = CliRunner.Run("repair", "--model", model, "--data", data);
+        Assert.True(code == 0, $"repair: exit {code}\n{stdout}\n{stderr}");
+        Assert.Contains("changes kept:", stdout);
+        (code, stdout, stderr) = CliRunner.Run("train", "--model", model, "--data", data, "--epochs", "1", "--json");
+        Assert.True(code == 0, $"train: exit {code}\n{stdout}\n{stderr}");
+    }
+
+    [Fact]
+    public void Trainer_OnnxModel_StartsFromTheImportedWeights()
+    {
+        string model = Path.Combine(_exported.Dir, "mlp.onnx");
+        var config = new TrainingConfig { Model = model, Data = Path.Combine(_exported.Dir, "data.npz"), Epochs = 1 };
+        var trainer = new Trainer(config);
+        var imported = OnnxImport.Read(model);
+        foreach (var (name, p) in trainer.Model.NamedParameters())
+            Assert.Equal(imported.Weights[name].ToArray(), p.Data.ToArray());
+    }
+
     private static void AssertClose(Tensor expected, Tensor actual, string what)
     {
         Assert.Equal(expected.Shape.ToArray(), actual.Shape.ToArray());

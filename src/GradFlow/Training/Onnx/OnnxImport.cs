@@ -43,6 +43,31 @@ public static class OnnxImport
         "ConstantOfShape", "Cast",
     ];
 
+    /// <summary>Whether a model text is the path of an ONNX file: one line ending in <c>.onnx</c>.</summary>
+    public static bool IsOnnxPath(string model) =>
+        model is not null && model.Trim() is var t && t.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) && !t.Contains('\n') && !t.StartsWith('{');
+
+    private static readonly Lock CacheLock = new();
+    private static (string Path, DateTime Written, long Length, OnnxModel Model)? _cache;
+
+    /// <summary>
+    /// <see cref="Read"/>, remembering the last file read (by full path, write time and length): a
+    /// configuration asks for its description many times.
+    /// </summary>
+    public static OnnxModel ReadCached(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new FormatException($"ONNX model {path} does not exist.");
+        lock (CacheLock)
+        {
+            if (_cache is { } c && c.Path == info.FullName && c.Written == info.LastWriteTimeUtc && c.Length == info.Length) return c.Model;
+        }
+        var model = Read(path);
+        lock (CacheLock) _cache = (info.FullName, info.LastWriteTimeUtc, info.Length, model);
+        return model;
+    }
+
     /// <summary>Reads <paramref name="path"/>.</summary>
     /// <exception cref="FormatException">naming the file and what is wrong: not an ONNX model, a node (name and op type) that has no block, a tensor that does not fit.</exception>
     public static OnnxModel Read(string path)
@@ -82,7 +107,7 @@ public static class OnnxImport
 
     /// <summary>Loads <paramref name="weights"/> into <paramref name="network"/>: every parameter must be given with its shape; <c>num_batches_tracked</c> may be missing.</summary>
     /// <exception cref="ArgumentException">naming the missing, unexpected or misshapen tensor.</exception>
-    internal static void Load(Module network, IReadOnlyDictionary<string, Tensor> weights, string source)
+    public static void Load(Module network, IReadOnlyDictionary<string, Tensor> weights, string source)
     {
         var state = new Dictionary<string, Tensor>(weights);
         foreach (var (name, t) in network.StateDict())
