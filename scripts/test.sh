@@ -10,13 +10,15 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests need: Fashion-MNIST (the training test), PyTorch (the
 # interoperability tests read GradFlow's safetensors files with it), NumPy (NPY/NPZ files written
-# by numpy), protobuf (the TensorBoard event files are read back by an independent Python reader)
+# by numpy), protobuf (the TensorBoard event files are read back by an independent Python reader),
+# ONNX (PyTorch's ONNX export for the importer's tests, and ONNX's checker for the exporter's)
 # and Chromium (the report is rendered headless). Installed when missing.
 need=""
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need="$need dataset-fashion-mnist"
 /usr/bin/python3 -c "import torch" >/dev/null 2>&1 || need="$need python3-torch"
 /usr/bin/python3 -c "import numpy" >/dev/null 2>&1 || need="$need python3-numpy"
 /usr/bin/python3 -c "import google.protobuf" >/dev/null 2>&1 || need="$need python3-protobuf"
+/usr/bin/python3 -c "import onnx" >/dev/null 2>&1 || need="$need python3-onnx"
 [ -x /usr/bin/chromium ] || need="$need chromium"
 if [ -n "$need" ]; then
   echo "installing Debian packages:$need"

@@ -31,6 +31,7 @@ public static class CliApp
                 "report" => ReportCommand.Run(args[1..], stdout, stderr),
                 "evaluate" => EvaluateCommand.Run(args[1..], stdout, stderr),
                 "catalogue" => CatalogueCommand.Run(args[1..], stdout, stderr),
+                "export" => ExportCommand.Run(args[1..], stdout, stderr),
                 _ => Unknown(args[0], stderr),
             };
         }
@@ -39,7 +40,7 @@ public static class CliApp
             stderr.WriteLine(e.Message);
             return 2;
         }
-        catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException
+        catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or NotSupportedException
                                       or ArgumentException or InvalidOperationException or IOException)
         {
             stderr.WriteLine($"gradflow {args[0]}: {e.Message}");
@@ -76,6 +77,7 @@ public static class CliApp
           evaluate    measure diagnosis and repair on a labelled catalogue of configurations
           catalogue   generate a catalogue labelled by the outcomes of full training runs
           grads       gradients of one batch, written to safetensors for comparison with other frameworks
+          export      a trained run's model as an ONNX file (gradflow export RUN --onnx FILE.onnx)
 
         Options:
           --version   print the version, the kernel instruction set and thread count

@@ -400,19 +400,20 @@ public static class OnnxImport
             var (branchNode, shortcutNode) = (a, b);
             var shortcut = Path(b, common);
             var branch = Path(a, common);
-            if (branch.Count == 0) (branch, shortcut, branchNode, shortcutNode) = (shortcut, branch, b, a);
+            // the shortcut is the empty path, or the projection (its Add may list it first or second)
+            if (branch.Count == 0 || (shortcut.Count > 0 && IsProjection(branch, common) && !IsProjection(shortcut, common)))
+                (branch, shortcut, branchNode, shortcutNode) = (shortcut, branch, b, a);
             if (branch.Count == 0) throw Unsupported(node, "Add of a value to itself", "x + f(x) with f at least one layer");
             var kind = ShortcutKind.Identity;
             var weights = new Dictionary<string, Tensor>();
             if (shortcut.Count > 0)
             {
-                if (shortcut is [ConvBlock { Kernel: { H: 1, W: 1 }, Bias: false, Groups: 1, Padding: { H: 0, W: 0 } } conv, NormBlock { Kind: NormalizationKind.Batch } bn]
-                    && conv.Stride.H == conv.Stride.W)
+                if (IsProjection(shortcut, common) && shortcut is [ConvBlock conv, NormBlock bn])
                 {
                     foreach (var (k, t) in _weights[conv]) weights["shortcut.0." + k] = t;
                     foreach (var (k, t) in _weights[bn]) weights["shortcut.1." + k] = t;
                 }
-                else if (shortcut is [LinearBlock { Bias: false } proj] && common.Shape.Length == 2)
+                else if (IsProjection(shortcut, common) && shortcut is [LinearBlock proj])
                     weights["shortcut.weight"] = _weights[proj]["weight"];
                 else
                     throw Unsupported(node, "a residual shortcut of " + string.Join(", ", shortcut.Select(s => s.GetType().Name)),
@@ -428,6 +429,15 @@ public static class OnnxImport
             if (weights.Count > 0) _weights[block] = weights;
             Output(node, new Data(common, block, branchNode.Shape));
         }
+
+        /// <summary>Whether <paramref name="path"/> is a projection shortcut: a 1×1 conv (no bias) then BatchNorm on images, a bias-free Linear on vectors.</summary>
+        private static bool IsProjection(List<Block> path, Data from) => path switch
+        {
+            [ConvBlock { Kernel: { H: 1, W: 1 }, Bias: false, Groups: 1, Padding: { H: 0, W: 0 }, Dilation: { H: 1, W: 1 } } conv, NormBlock { Kind: NormalizationKind.Batch }] =>
+                conv.Stride.H == conv.Stride.W,
+            [LinearBlock { Bias: false }] => from.Shape.Length == 2,
+            _ => false,
+        };
 
         /// <summary>The blocks from <paramref name="from"/> (exclusive) down to <paramref name="to"/>, input side first; layout changes are not allowed inside.</summary>
         private static List<Block> Path(Data to, Data from)
@@ -512,7 +522,8 @@ public static class OnnxImport
             if (node.Output.Count > 1 && node.Output[1].Length > 0) throw Unsupported(node, "MaxPool with its indices output", "MaxPool's values only");
             var block = new PoolBlock(kind, new Size2d((int)k[0], (int)k[1]))
             {
-                Stride = new Size2d((int)strides[0], (int)strides[1]),
+                // the stride defaults to the kernel, as PyTorch's
+                Stride = strides.SequenceEqual(k) ? null : new Size2d((int)strides[0], (int)strides[1]),
                 Padding = new Size2d((int)pads[0], (int)pads[1]),
             };
             Emit(node, x, block, null, null);
