@@ -97,7 +97,7 @@ public static class OnnxImport
             throw new FormatException($"{source}: not an ONNX model (no graph, or a graph without nodes).");
         try
         {
-            return new Importer(model.Graph, source).Run();
+            return new Importer(model.Graph, source, bytes.LongLength + (1 << 16)).Run();
         }
         catch (ArgumentException e)
         {
@@ -168,7 +168,10 @@ public static class OnnxImport
         }
     }
 
-    private sealed class Importer(GraphProto graph, string source)
+    /// <param name="graph">The model's graph.</param>
+    /// <param name="source">Names the file in messages.</param>
+    /// <param name="budget">The most values one folded constant may hold (the file's size plus 64 Ki: no file makes the importer allocate far beyond its size).</param>
+    private sealed class Importer(GraphProto graph, string source, long budget)
     {
         private readonly Dictionary<string, Const> _consts = [];
         private readonly Dictionary<string, Data> _data = [];
@@ -206,7 +209,9 @@ public static class OnnxImport
             if (blocks.Count == 0) throw new FormatException($"{source}: the graph has no layer between its input and its output.");
             int[] inputExample = _input.Example;
             var description = new NetworkDescription(inputExample, new SequenceBlock(blocks));
-            return new OnnxModel(description, StateDict(description));
+            var model = new OnnxModel(description, StateDict(description));
+            model.Build(new Generator(0)); // every weight present with its shape, or an ArgumentException naming it
+            return model;
         }
 
         private Dictionary<string, Tensor> StateDict(NetworkDescription d)
@@ -252,11 +257,12 @@ public static class OnnxImport
         {
             if (node.Domain is { Length: > 0 } domain && domain != "ai.onnx")
                 throw Unsupported(node, $"operators of domain '{domain}' are not ONNX standard operators");
+            if (node.Input.FirstOrDefault(i => i.Length > 0 && !_consts.ContainsKey(i) && !_data.ContainsKey(i)) is { } unknown)
+                throw Bad(node, $"input '{unknown}' is not produced by an earlier node or initializer");
+            if (node.Output.Count == 0 || node.Output[0].Length == 0) throw Bad(node, "no output");
             bool anyData = node.Input.Any(i => i.Length > 0 && _data.ContainsKey(i));
             if (!anyData)
             {
-                if (node.Input.Any(i => i.Length > 0 && !_consts.ContainsKey(i)) && node.OpType != "Constant")
-                    throw Bad(node, $"input '{node.Input.First(i => i.Length > 0 && !_consts.ContainsKey(i))}' is not produced by an earlier node or initializer");
                 Fold(node);
                 return;
             }
@@ -299,8 +305,8 @@ public static class OnnxImport
                 }
                 case "Dropout":
                 {
-                    double ratio = node.Input.Count > 1 && node.Input[1].Length > 0 ? ConstIn(node, 1, "ratio").Values.Single() : Float(node, "ratio", 0.5);
-                    bool training = node.Input.Count > 2 && node.Input[2].Length > 0 && ConstIn(node, 2, "training_mode").Values.Single() != 0;
+                    double ratio = node.Input.Count > 1 && node.Input[1].Length > 0 ? One(ConstIn(node, 1, "ratio"), "ratio", node) : Float(node, "ratio", 0.5);
+                    bool training = node.Input.Count > 2 && node.Input[2].Length > 0 && One(ConstIn(node, 2, "training_mode"), "training_mode", node) != 0;
                     if (training) Emit(node, x, new DropoutBlock(ratio), null, x.Shape);
                     else Pass(node, x);
                     break;
@@ -455,11 +461,13 @@ public static class OnnxImport
             var w = ConstIn(node, 1, "weight");
             if (w.Shape.Length != 4) throw Unsupported(node, $"a convolution with a weight of shape {Fmt(w.Shape)}", "a 2-D convolution (nn.Conv2d)");
             if (Str(node, "auto_pad", "NOTSET") != "NOTSET") throw Unsupported(node, "Conv with auto_pad", "Conv with explicit pads (nn.Conv2d's padding)");
-            var pads = Ints(node, "pads") ?? [0, 0, 0, 0];
-            if (pads.Length != 4 || pads[0] != pads[2] || pads[1] != pads[3]) throw Unsupported(node, $"Conv with pads {Fmt(pads)}", "the same padding on both sides");
-            var strides = Ints(node, "strides") ?? [1, 1];
-            var dil = Ints(node, "dilations") ?? [1, 1];
-            int groups = (int)Int(node, "group", 1);
+            var pads = Sizes(node, "pads", [0, 0, 0, 0], 4, 0);
+            if (pads[0] != pads[2] || pads[1] != pads[3]) throw Unsupported(node, $"Conv with pads {Fmt(pads)}", "the same padding on both sides");
+            var strides = Sizes(node, "strides", [1, 1], 2, 1);
+            var dil = Sizes(node, "dilations", [1, 1], 2, 1);
+            long group = Int(node, "group", 1);
+            if (group < 1 || group > int.MaxValue) throw Bad(node, $"group {group} must be a positive int");
+            int groups = (int)group;
             bool bias = node.Input.Count > 2 && node.Input[2].Length > 0;
             if (groups < 1 || x.Shape[1] % groups != 0 || w.Shape[1] * groups != x.Shape[1]) throw Bad(node, $"weight {Fmt(w.Shape)} with {groups} groups does not fit input {Fmt(x.Shape)}");
             var block = new ConvBlock((int)w.Shape[0], new Size2d((int)w.Shape[2], (int)w.Shape[3]))
@@ -509,10 +517,10 @@ public static class OnnxImport
         private void Pool(NodeProto node, Data x)
         {
             RequireImage(node, x);
-            var k = Ints(node, "kernel_shape") ?? throw Bad(node, "no kernel_shape");
-            var strides = Ints(node, "strides") ?? k;
-            var pads = Ints(node, "pads") ?? [0, 0, 0, 0];
-            if (k.Length != 2 || pads.Length != 4 || pads[0] != pads[2] || pads[1] != pads[3]) throw Unsupported(node, $"{node.OpType} with kernel {Fmt(k)} and pads {Fmt(pads)}", "2-D pooling with the same padding on both sides");
+            var k = Sizes(node, "kernel_shape", null, 2, 1);
+            var strides = Sizes(node, "strides", k, 2, 1);
+            var pads = Sizes(node, "pads", [0, 0, 0, 0], 4, 0);
+            if (pads[0] != pads[2] || pads[1] != pads[3]) throw Unsupported(node, $"{node.OpType} with kernel {Fmt(k)} and pads {Fmt(pads)}", "2-D pooling with the same padding on both sides");
             if (Int(node, "ceil_mode", 0) != 0) throw Unsupported(node, $"{node.OpType} with ceil_mode", "ceil_mode=False");
             if (Str(node, "auto_pad", "NOTSET") != "NOTSET") throw Unsupported(node, $"{node.OpType} with auto_pad", "explicit pads");
             if (Ints(node, "dilations") is { } d && d.Any(v => v != 1)) throw Unsupported(node, "MaxPool with dilation", "MaxPool without dilation");
@@ -599,7 +607,9 @@ public static class OnnxImport
                 var s = ConstIn(node, i, "initial state");
                 if (s.Values.Any(v => v != 0)) throw Unsupported(node, $"{op} with a non-zero initial state", $"{op} starting from zeros");
             }
-            int hidden = (int)Int(node, "hidden_size", 0);
+            long hiddenSize = Int(node, "hidden_size", 0);
+            if (hiddenSize < 1 || hiddenSize > 1 << 20) throw Bad(node, $"hidden_size {hiddenSize} must be in 1..{1 << 20}");
+            int hidden = (int)hiddenSize;
             int gates = cell switch { RecurrentCellKind.Lstm => 4, RecurrentCellKind.Gru => 3, _ => 1 };
             var w = ConstIn(node, 1, "W");
             var r = ConstIn(node, 2, "R");
@@ -757,11 +767,19 @@ public static class OnnxImport
                 TensorProto.Types.DataType.Bool => 1,
                 _ => throw new FormatException($"{source}: {what} has ONNX data type {type}; GradFlow reads float, double, int32, int64 and bool tensors."),
             };
-            var values = new double[count];
             var raw = t.RawData.Span;
+            long given = raw.Length > 0 ? raw.Length / width : type switch
+            {
+                TensorProto.Types.DataType.Float => t.FloatData.Count,
+                TensorProto.Types.DataType.Double => t.DoubleData.Count,
+                TensorProto.Types.DataType.Int64 => t.Int64Data.Count,
+                _ => t.Int32Data.Count,
+            };
+            if (given != count || (raw.Length > 0 && raw.Length != count * width))
+                throw new FormatException($"{source}: {what} holds {(raw.Length > 0 ? $"{raw.Length} bytes of raw data" : $"{given} values")} for shape {Fmt(dims)} ({count} values of {width} bytes expected).");
+            var values = new double[count];
             if (raw.Length > 0)
             {
-                if (raw.Length != count * width) throw new FormatException($"{source}: {what} has {raw.Length} bytes of raw data for shape {Fmt(dims)} ({count * width} expected).");
                 for (int i = 0; i < count; i++)
                 {
                     var s = raw.Slice(i * width, width);
@@ -784,7 +802,6 @@ public static class OnnxImport
                     TensorProto.Types.DataType.Int64 => t.Int64Data.Select(v => (double)v).ToArray(),
                     _ => t.Int32Data.Select(v => (double)v).ToArray(),
                 };
-                if (list.Count != count) throw new FormatException($"{source}: {what} has {list.Count} values for shape {Fmt(dims)} ({count} expected).");
                 for (int i = 0; i < count; i++) values[i] = list[i];
             }
             bool isInt = type is not (TensorProto.Types.DataType.Float or TensorProto.Types.DataType.Double);
@@ -821,7 +838,7 @@ public static class OnnxImport
         private Const ConstantOfShape(NodeProto node)
         {
             var shape = ConstIn(node, 0, "shape").Longs().Select(d => d == BatchDim ? 1 : d).ToArray();
-            double value = node.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } t ? Tensor(t, "value").Values.Single() : 0;
+            double value = node.Attribute.FirstOrDefault(a => a.Name == "value")?.T is { } t ? One(Tensor(t, "value"), "value", node) : 0;
             return new Const(shape, Filled(Count(shape, node), value), false);
         }
 
@@ -832,20 +849,21 @@ public static class OnnxImport
             return a;
         }
 
-        private static long Count(long[] shape, NodeProto node)
+        private long Count(long[] shape, NodeProto node)
         {
             long n = 1;
             foreach (var d in shape)
             {
                 if (d < 0) throw Bad(node, $"shape {Fmt(shape)} has a negative dimension");
-                n = checked(n * d);
-                if (n > 1 << 28) throw Bad(node, $"shape {Fmt(shape)} is too large for a constant");
+                if (d > 0 && n > budget / d) throw Bad(node, $"shape {Fmt(shape)} is too large for a constant computed from a {budget - (1 << 16)}-byte file");
+                n *= d;
             }
+            if (n > budget) throw Bad(node, $"shape {Fmt(shape)} is too large for a constant computed from a {budget - (1 << 16)}-byte file");
             return n;
         }
 
         /// <summary>Expand of a constant to a shape with the batch: only the (zero) initial states of recurrent layers do this, so the batch dimension stays 1.</summary>
-        private static Const Expand(Const c, long[] shape, NodeProto node)
+        private Const Expand(Const c, long[] shape, NodeProto node)
         {
             var target = shape.Select(d => d == BatchDim ? 1 : d).ToArray();
             if (c.Values.All(v => v == c.Values.FirstOrDefault()) && c.Count > 0)
@@ -898,7 +916,7 @@ public static class OnnxImport
         }
 
         /// <summary>out[i] = c[start + i·step] per axis (an odometer over the output).</summary>
-        private static Const Strided(Const c, long[] start, long[] step, long[] outShape, NodeProto? node)
+        private Const Strided(Const c, long[] start, long[] step, long[] outShape, NodeProto? node)
         {
             long n = node is null ? outShape.Aggregate(1L, (a, b) => a * b) : Count(outShape, node);
             var src = Strides(c.Shape);
@@ -944,7 +962,7 @@ public static class OnnxImport
             return Strided(c, start, step, shape, node);
         }
 
-        private static Const Concat(Const[] parts, long axis, NodeProto node)
+        private Const Concat(Const[] parts, long axis, NodeProto node)
         {
             if (parts.Length == 0) throw Bad(node, "Concat of nothing");
             int rank = parts[0].Shape.Length;
@@ -991,7 +1009,7 @@ public static class OnnxImport
             return new Const(outShape, values, c.IsInt);
         }
 
-        private static Const GatherConst(Const c, Const indices, long axis, NodeProto node)
+        private Const GatherConst(Const c, Const indices, long axis, NodeProto node)
         {
             int rank = c.Shape.Length;
             if (axis < 0) axis += rank;
@@ -1028,6 +1046,18 @@ public static class OnnxImport
         private static string[]? Strs(NodeProto node, string name) => Attr(node, name) is { } a ? a.Strings.Select(s => s.ToStringUtf8()).ToArray() : null;
 
         private static string Fmt(IEnumerable<long> shape) => "[" + string.Join(", ", shape.Select(d => d == -1 ? "N" : d == BatchDim ? "N" : d.ToString(CultureInfo.InvariantCulture))) + "]";
+
+        /// <summary>An ints attribute of <paramref name="count"/> values, each in [<paramref name="min"/>, int.MaxValue]; <paramref name="fallback"/> when absent (null: required).</summary>
+        private static long[] Sizes(NodeProto node, string name, long[]? fallback, int count, long min)
+        {
+            var v = Ints(node, name) ?? fallback ?? throw Bad(node, $"no {name}");
+            if (v.Length != count) throw Unsupported(node, $"{node.OpType} with {name} {Fmt(v)}", $"2-D {node.OpType} ({count} values of {name})");
+            if (v.Any(x => x < min || x > int.MaxValue)) throw Bad(node, $"{name} {Fmt(v)} must be in [{min}, {int.MaxValue}]");
+            return v;
+        }
+
+        private static double One(Const c, string what, NodeProto node) =>
+            c.Values.Length == 1 ? c.Values[0] : throw Bad(node, $"{what} must be one value, got shape {Fmt(c.Shape)}");
 
         private static ArgumentException Bad(NodeProto node, string what) =>
             new($"node '{node.Name}' ({node.OpType}): {what}.");
