@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests need: Fashion-MNIST (the training test), PyTorch (the
 # interoperability tests read GradFlow's safetensors files with it), NumPy (NPY/NPZ files written
-# by numpy), protobuf (the TensorBoard event files are read back by an independent Python reader)
+# by numpy), protobuf (the TensorBoard event files are read back by an independent Python reader),
+# ONNX (PyTorch's ONNX export for the importer's tests, and ONNX's checker for the exporter's),
 # Chromium (the report is rendered headless), the King James Bible (bible-kjv-text: the
 # character-level language-model corpus) and Open MPI (the data-parallel tests run
 # mpirun --oversubscribe -np 2 and 3 on localhost). Installed when missing.
@@ -19,6 +20,7 @@ need=""
 /usr/bin/python3 -c "import torch" >/dev/null 2>&1 || need="$need python3-torch"
 /usr/bin/python3 -c "import numpy" >/dev/null 2>&1 || need="$need python3-numpy"
 /usr/bin/python3 -c "import google.protobuf" >/dev/null 2>&1 || need="$need python3-protobuf"
+/usr/bin/python3 -c "import onnx" >/dev/null 2>&1 || need="$need python3-onnx"
 [ -x /usr/bin/chromium ] || need="$need chromium"
 [ -e /usr/share/bible-kjv/bible.rawtext ] || need="$need bible-kjv-text"
 command -v mpirun >/dev/null 2>&1 || need="$need openmpi-bin"

@@ -33,6 +33,7 @@ public static class CliApp
                 "evaluate" => EvaluateCommand.Run(args[1..], stdout, stderr),
                 "catalogue" => CatalogueCommand.Run(args[1..], stdout, stderr),
                 "generate" => GenerateCommand.Run(args[1..], stdout, stderr),
+                "export" => ExportCommand.Run(args[1..], stdout, stderr),
                 _ => Unknown(args[0], stderr),
             };
         }
@@ -41,7 +42,7 @@ public static class CliApp
             stderr.WriteLine(Communicators.RankPrefix + e.Message);
             return 2;
         }
-        catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException
+        catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or NotSupportedException
                                       or ArgumentException or InvalidOperationException or IOException)
         {
             stderr.WriteLine($"{Communicators.RankPrefix}gradflow {args[0]}: {e.Message}");
@@ -79,6 +80,7 @@ public static class CliApp
           catalogue   generate a catalogue labelled by the outcomes of full training runs
           generate    sample text from a trained character-level language model
           grads       gradients of one batch, written to safetensors for comparison with other frameworks
+          export      a trained run's model as an ONNX file (gradflow export RUN --onnx FILE.onnx)
 
         Options:
           --version   print the version, the kernel instruction set and thread count

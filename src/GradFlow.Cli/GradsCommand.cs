@@ -1,3 +1,4 @@
+using GradFlow.Training.Onnx;
 using GradFlow.Autograd;
 using GradFlow.Nn;
 using GradFlow.Nn.Network;
@@ -17,7 +18,8 @@ internal static class GradsCommand
         Usage: gradflow grads (--model MODEL | --model-file FILE) --batch FILE --out FILE [--seed N] [--label-smoothing X]
 
         Builds any model (a spec such as "mlp 20-32-5", "lstm 2-16-3", a shorthand such as resnet20 or
-        "cnn 1x28x28-c8-p-10", a 'net ...' description or its JSON; docs/model-spec.md) with the seed,
+        "cnn 1x28x28-c8-p-10", a 'net ...' description or its JSON; docs/model-spec.md) with the seed
+        (or imports FILE.onnx with its weights, docs/onnx.md),
         runs one forward and backward pass of cross-entropy on the batch (a safetensors file holding
         'x' and 'y' [N] class indices, any numeric dtype; 'x' is [N, ...the model's input shape] or
         the same number of values per example, [N, T, features] for a recurrent model), and writes a
@@ -38,7 +40,8 @@ internal static class GradsCommand
             : throw new UsageException("gradflow grads: --model or --model-file is required."));
         string batchPath = o.String("batch") ?? throw new UsageException("gradflow grads: --batch is required.");
         string outPath = o.String("out") ?? throw new UsageException("gradflow grads: --out is required.");
-        var description = NetworkDescription.Parse(model);
+        var imported = OnnxImport.IsOnnxPath(model) ? OnnxImport.Read(model.Trim()) : null;
+        var description = imported?.Description ?? NetworkDescription.Parse(model);
         var inShape = description.Input.ToArray();
         int perExample = inShape.Aggregate(1, (a, n) => a * n);
         var outShape = description.OutputShape();
@@ -69,6 +72,7 @@ internal static class GradsCommand
         var input = x.DType == DType.Float32 ? x : x.To(DType.Float32).Detach();
         if (!sequence) input = input.Reshape([x.Shape[0], .. inShape]);
         var net = NetworkBuilder.Build(description, new Generator(o.ULong("seed") ?? 0), input);
+        if (imported is not null) OnnxImport.Load(net, imported.Weights, model.Trim());
         var output = net.Forward(input);
         var loss = Losses.CrossEntropy(output, IndexTensor.FromArray(labels, labels.Length), o.Double("label-smoothing") ?? 0);
         loss.Backward();
@@ -77,7 +81,7 @@ internal static class GradsCommand
         foreach (var (name, p) in net.NamedParameters()) tensors.Add(new(name + ".grad", p.Grad ?? p.Data.ZerosLike()));
         tensors.Add(new("output", output.Detach()));
         tensors.Add(new("loss", loss.Detach()));
-        SafeTensors.Write(outPath, tensors, new Dictionary<string, string> { ["model"] = NetworkSpecs.TryParse(model)?.ToString() ?? NetworkText.Format(description), ["seed"] = (o.ULong("seed") ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        SafeTensors.Write(outPath, tensors, new Dictionary<string, string> { ["model"] = imported is null ? NetworkSpecs.TryParse(model)?.ToString() ?? NetworkText.Format(description) : NetworkText.Format(description), ["seed"] = (o.ULong("seed") ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture) });
         stdout.WriteLine($"loss {loss.Item():R}; {net.NamedParameters().Count()} parameters and their gradients written to {outPath}");
         return 0;
     }

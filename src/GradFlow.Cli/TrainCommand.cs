@@ -19,6 +19,8 @@ internal static class TrainCommand
           --model MODEL         a spec or shorthand, e.g. "mlp 784-256x2-10 act=relu init=he-normal",
                                 "lstm 2-64-1 forget-bias=1", "resnet20 in=1x28x28", "plain20 in=1x28x28",
                                 "cnn 1x28x28-c16-p-c32-p-10", or a 'net ...' description (docs/model-spec.md);
+                                or FILE.onnx, a model exported by torch.onnx.export, with its weights as the
+                                starting point (docs/onnx.md);
                                 the data are laid out as its input shape ([N, 1, 28, 28] for 1x28x28)
           --model-file FILE     the model in a file (any of those texts, or a JSON description or spec)
           --data NAME           fashion-mnist (default), spirals, circles, teacher; for recurrent models

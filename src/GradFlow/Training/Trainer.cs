@@ -136,6 +136,7 @@ public sealed class Trainer
         if (UsesLsuv(Description.Root))
             lsuvBatch = Data.Train.Subset(0, Math.Min(256, Data.Train.Count)).Inputs;
         Model = NetworkBuilder.Build(Description, generator, lsuvBatch);
+        if (config.ImportedModel() is { } imported) Onnx.OnnxImport.Load(Model, imported.Weights, config.Model.Trim());
         Optimizer = CreateOptimizer(config, Model.Parameters());
         ImageAugmentation? augmentation = null;
         if (config.AugmentPadding > 0 || config.AugmentFlip > 0)

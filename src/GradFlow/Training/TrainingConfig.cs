@@ -227,10 +227,18 @@ public sealed record TrainingConfig
         }
     }
 
-    /// <summary>The model as a network description: any text <see cref="NetworkDescription.Parse"/> accepts.</summary>
-    /// <exception cref="FormatException">for a text that is not a model.</exception>
+    /// <summary>
+    /// The model as a network description: any text <see cref="NetworkDescription.Parse"/> accepts, or the
+    /// path of an ONNX file (ending in <c>.onnx</c>), imported by <see cref="Onnx.OnnxImport"/>; its weights
+    /// are the network's starting weights (<see cref="ImportedModel"/>).
+    /// </summary>
+    /// <exception cref="FormatException">for a text that is not a model, or an ONNX file that cannot be imported.</exception>
     /// <exception cref="ArgumentException">for blocks that do not fit the input shape.</exception>
-    public NetworkDescription Description() => NetworkDescription.Parse(Model);
+    public NetworkDescription Description() => ImportedModel() is { } m ? m.Description : NetworkDescription.Parse(Model);
+
+    /// <summary>The imported model when <see cref="Model"/> is an ONNX file's path (<see cref="Onnx.OnnxImport.IsOnnxPath"/>), else null.</summary>
+    /// <exception cref="FormatException">when the file cannot be imported.</exception>
+    public Onnx.OnnxModel? ImportedModel() => Onnx.OnnxImport.IsOnnxPath(Model) ? Onnx.OnnxImport.ReadCached(Model.Trim()) : null;
 
     /// <summary>The spec the model is written as (an <c>mlp …</c> or <c>rnn|lstm|gru …</c> text or its JSON), or null for any other description.</summary>
     public INetworkSpec? Spec() => NetworkSpecs.TryParse(Model);

@@ -88,7 +88,7 @@ public sealed class FileFuzzer(string directory)
             }
             catch (Exception e)
             {
-                Assert.Fail($"{name} variant {v} (seed {seed}, {how}): {e.GetType().Name}: {e.Message}");
+                Assert.Fail($"{name} variant {v} (seed {seed}, {how}): {e.GetType().Name}: {e.Message}\n{e.StackTrace}");
             }
             long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             Assert.True(allocated < 64L * bytes.Length + (8 << 20), $"{name} variant {v} (seed {seed}, {how}) allocated {allocated} bytes for a {bytes.Length}-byte file");

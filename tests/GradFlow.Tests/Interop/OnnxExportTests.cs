@@ -1,0 +1,154 @@
+using GradFlow.Autograd;
+using GradFlow.Nn;
+using GradFlow.Nn.Network;
+using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
+using GradFlow.Training.Onnx;
+using Microsoft.ML.OnnxRuntime;
+using OrtTensors = Microsoft.ML.OnnxRuntime.Tensors;
+
+namespace GradFlow.Tests.Interop;
+
+/// <summary>
+/// <see cref="OnnxExport"/> against ONNX Runtime (Microsoft.ML.OnnxRuntime) and ONNX's own checker
+/// (python3-onnx): every family's network, its parameters and running statistics moved away from their
+/// initial values as training would, is exported; ONNX Runtime's output on a random batch equals
+/// GradFlow's evaluation-mode output within 1e-5 (relative to the largest output), the checker accepts
+/// the file, and the models the importer reads come back as the same description and weights.
+/// </summary>
+[Trait("Category", "Interop")]
+public sealed class OnnxExportTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gradflow-onnx-export-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    public static TheoryData<string, string, bool> Models => new()
+    {
+        { "mlp", "mlp 6-16x2-3 act=tanh", true },
+        {
+            "resnet",
+            "net 1x8x8 seq[conv(out=4,k=3,p=1,bias=false) batchnorm relu maxpool(k=2) "
+            + "residual(post=relu)[seq[conv(out=4,k=3,p=1,bias=false) batchnorm relu conv(out=4,k=3,p=1,bias=false) batchnorm]] "
+            + "residual(shortcut=projection,post=relu)[seq[conv(out=8,k=3,s=2,p=1,bias=false) batchnorm relu conv(out=8,k=3,p=1,bias=false) batchnorm]] "
+            + "adaptiveavgpool(size=1) flatten linear(out=3)]",
+            true
+        },
+        { "lstm", "net 5x3 seq[recurrent(cell=lstm,hidden=8,layers=2) linear(out=4)]", true },
+        { "gru", "net 5x3 seq[recurrent(cell=gru,hidden=6,output=sequence) linear(out=2) flatten linear(out=3)]", true },
+        { "rnn", "net 5x3 seq[recurrent(cell=rnn-relu,hidden=6,layers=2) sigmoid linear(out=3)]", true },
+        {
+            "everything-else",
+            "net 2x8x8 seq[conv(out=4,k=3,p=1) groupnorm(groups=2) gelu avgpool(k=2,p=1) conv(out=4,k=1) silu "
+            + "residual(start=zero)[seq[conv(out=4,k=3,p=1) mish]] residual(shortcut=zero-pad)[seq[conv(out=8,k=3,s=2,p=1) selu]] "
+            + "adaptiveavgpool(size=1) flatten dropout(p=0.5) linear(out=8) layernorm elu linear(out=8) leaky-relu hard-tanh "
+            + "linear(out=8) prelu softplus linear(out=8) hard-sigmoid gelu-tanh linear(out=3)]",
+            false
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(Models))]
+    public void Export_RunInOnnxRuntime_SameOutputsAsGradFlow(string name, string model, bool importable)
+    {
+        var d = NetworkDescription.Parse(model);
+        var net = Trained(d, 5);
+        var x = Tensor.RandN(new Generator(9), [3, .. d.Input]);
+        net.Eval();
+        var expected = net.Forward(x).ToArray();
+
+        string path = Path.Combine(_dir, name + ".onnx");
+        OnnxExport.Write(net, path);
+        using (var session = new InferenceSession(path))
+        {
+            var input = new OrtTensors.DenseTensor<float>(x.ToArray(), x.Shape.ToArray());
+            using var results = session.Run([NamedOnnxValue.CreateFromTensor("input", input)]);
+            var actual = results.Single().AsTensor<float>().ToArray();
+            AssertClose(expected, actual, 1e-5, $"{name}: ONNX Runtime vs GradFlow");
+        }
+
+        var (exit, stdout, stderr) = PyTorchScript.Run("onnx_models.py", "check", path);
+        Assert.True(exit == 0, $"{name}: onnx.checker rejects the export: {stdout}\n{stderr}");
+
+        if (!importable) return;
+        var back = OnnxImport.Read(path);
+        Assert.Equal(NetworkText.Format(WithoutInit(d)), NetworkText.Format(back.Description));
+        var rebuilt = back.Build(new Generator(1));
+        AssertSameWeights(net, rebuilt.StateDict());
+        rebuilt.Eval();
+        Assert.Equal(expected, rebuilt.Forward(x).ToArray());
+    }
+
+    [Fact]
+    public void Export_Cli_WritesTheRunsModel()
+    {
+        string data = Path.Combine(_dir, "data.csv");
+        File.WriteAllLines(data, ["a,b,label", .. Enumerable.Range(0, 40).Select(i => $"{i % 7},{i % 5},{i % 2}")]);
+        string run = Path.Combine(_dir, "run"), onnx = Path.Combine(_dir, "run.onnx");
+        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 2-8-2", "--data", data, "--target", "label", "--epochs", "1", "--out", run, "--json");
+        Assert.True(code == 0, err);
+        (code, var output, err) = CliRunner.Run("export", run, "--onnx", onnx);
+        Assert.True(code == 0, err);
+        Assert.Contains("wrote", output);
+        AssertSameWeights(OnnxExport.LoadRun(run), OnnxImport.Read(onnx).Weights);
+    }
+
+    [Fact]
+    public void Export_Cli_RunWithoutCheckpoint_SaysSo()
+    {
+        var (code, _, err) = CliRunner.Run("export", _dir, "--onnx", Path.Combine(_dir, "x.onnx"));
+        Assert.Equal(1, code);
+        Assert.Contains("no run (no config.json)", err);
+        Assert.False(File.Exists(Path.Combine(_dir, "x.onnx")));
+    }
+
+    /// <summary>The same tensors in the same order (the import names blocks by position: an MLP spec's <c>layers.0</c> comes back as <c>0</c>).</summary>
+    private static void AssertSameWeights(GradFlow.Nn.Network.Network original, IEnumerable<KeyValuePair<string, Tensor>> imported)
+    {
+        static KeyValuePair<string, Tensor>[] Kept(IEnumerable<KeyValuePair<string, Tensor>> s) =>
+            s.Where(kv => !kv.Key.EndsWith("num_batches_tracked", StringComparison.Ordinal)).ToArray();
+        var a = Kept(original.StateDict());
+        var b = Kept(imported);
+        Assert.Equal(a.Length, b.Length);
+        for (int i = 0; i < a.Length; i++)
+        {
+            Assert.True(a[i].Key.EndsWith(b[i].Key, StringComparison.Ordinal), $"{a[i].Key} came back as {b[i].Key}");
+            Assert.Equal(a[i].Value.ToArray(), b[i].Value.ToArray());
+        }
+    }
+
+    /// <summary>A network whose every parameter and running statistic moved from its start: a few training-mode passes and a seeded nudge of each parameter.</summary>
+    private static GradFlow.Nn.Network.Network Trained(NetworkDescription d, ulong seed)
+    {
+        var g = new Generator(seed);
+        var net = NetworkBuilder.Build(d, g);
+        net.Train();
+        using (GradMode.NoGrad())
+        {
+            for (int i = 0; i < 3; i++) net.Forward(Tensor.RandN(g, [4, .. d.Input]) * 1.5 + 0.3);
+            foreach (var p in net.Parameters()) p.Data.AddInPlace(Tensor.RandN(g, p.Data.Shape.ToArray()) * 0.1);
+        }
+        return net;
+    }
+
+    /// <summary>The description as the importer reads it back: initialisation schemes are not in an ONNX file (the weights are).</summary>
+    private static NetworkDescription WithoutInit(NetworkDescription d)
+    {
+        var mapped = Rewrites.Map(d, b => b switch
+        {
+            LinearBlock l => l with { Init = null },
+            ConvBlock c => c with { Init = new ConvBlock(1, 1).Init },
+            RecurrentBlock r => r with { Init = new RecurrentBlock(r.Cell, 1).Init, ForgetBias = null },
+            _ => b,
+        });
+        return mapped with { Root = mapped.Root with { Name = null } };
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, double tolerance, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double scale = expected.Max(v => Math.Abs((double)v)), worst = 0;
+        for (int i = 0; i < expected.Length; i++) worst = Math.Max(worst, Math.Abs((double)actual[i] - expected[i]));
+        Assert.True(worst <= tolerance * scale, $"{what}: max difference {worst:G3} for outputs up to {scale:G3}");
+    }
+}

@@ -1,0 +1,132 @@
+using GradFlow.Autograd;
+using GradFlow.Nn.Network;
+using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
+using GradFlow.Training;
+using GradFlow.Training.Onnx;
+
+namespace GradFlow.Tests.Interop;
+
+/// <summary>
+/// Models exported from PyTorch (python3-torch, python3-onnx) by tests/python/onnx_models.py with
+/// <c>torch.onnx.export</c> in training mode: an MLP, a small ResNet (conv, BatchNorm, max pooling, an
+/// identity and a projection BasicBlock, global average pooling) and a two-layer LSTM read at its last
+/// step. Each imports into a description, runs forward in training mode on the script's input and
+/// backward on the loss Σ v·output: the output, the input's gradient and every parameter's gradient
+/// (in PyTorch's parameter order) equal PyTorch's float64 ones within 1e-4 relative.
+/// </summary>
+[Trait("Category", "Interop")]
+public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.Exported>
+{
+    private readonly Exported _exported;
+
+    public OnnxImportParityTests(Exported exported) => _exported = exported;
+
+    /// <summary>The script's files, written once for the class.</summary>
+    public sealed class Exported : IDisposable
+    {
+        public string Dir { get; } = Directory.CreateTempSubdirectory("gradflow-onnx-import-").FullName;
+
+        public Exported()
+        {
+            var (exit, stdout, stderr) = PyTorchScript.Run("onnx_models.py", "export", Dir);
+            Assert.True(exit == 0, $"onnx_models.py export failed: {stdout}\n{stderr}");
+        }
+
+        public void Dispose() => Directory.Delete(Dir, recursive: true);
+    }
+
+    [Theory]
+    [InlineData("mlp")]
+    [InlineData("cnn")]
+    [InlineData("lstm")]
+    public void PyTorchExport_Imported_SameOutputAndGradientsAsPyTorch(string name)
+    {
+        var model = OnnxImport.Read(Path.Combine(_exported.Dir, name + ".onnx"));
+        var reference = SafeTensors.Read(Path.Combine(_exported.Dir, name + ".safetensors"));
+        var net = model.Build(new Generator(1));
+        net.Train();
+        var x = reference["x"].To(DType.Float32).Detach();
+        x.RequiresGrad = true;
+        var output = net.Forward(x);
+        var v = reference["v"].To(DType.Float32).Detach();
+        (v * output).Sum().Backward();
+
+        AssertClose(reference["output"], output.Detach(), $"{name} output");
+        AssertClose(reference["grad.x"], x.Grad!, $"{name} input gradient");
+        var parameters = net.NamedParameters().ToArray();
+        var torchNames = reference.Metadata["parameters"].Split(',');
+        Assert.Equal(torchNames.Length, parameters.Length);
+        for (int i = 0; i < parameters.Length; i++)
+            AssertClose(reference[$"grad.{i}"], parameters[i].Parameter.Grad!, $"{name} gradient of {parameters[i].Name} (PyTorch's {torchNames[i]})");
+    }
+
+    [Fact]
+    public void PyTorchExport_Cnn_ImportsAsResidualBlocks()
+    {
+        var d = OnnxImport.Read(Path.Combine(_exported.Dir, "cnn.onnx")).Description;
+        var residuals = d.Root.Blocks.OfType<ResidualBlock>().ToArray();
+        Assert.Equal(2, residuals.Length);
+        Assert.Equal(ShortcutKind.Identity, residuals[0].Shortcut);
+        Assert.Equal(ShortcutKind.Projection, residuals[1].Shortcut);
+        Assert.All(residuals, r => Assert.Equal(GradFlow.Nn.Activation.Relu, r.Post));
+        Assert.Equal([1, 8, 8], d.Input);
+    }
+
+    [Fact]
+    public void PyTorchExport_Lstm_ImportsAsOneTwoLayerBlockReadAtTheEnd()
+    {
+        var d = OnnxImport.Read(Path.Combine(_exported.Dir, "lstm.onnx")).Description;
+        var rec = Assert.IsType<RecurrentBlock>(d.Root.Blocks[0]);
+        Assert.Equal((GradFlow.Nn.RecurrentCellKind.Lstm, 8, 2, RecurrentOutputKind.Last), (rec.Cell, rec.Hidden, rec.Layers, rec.Output));
+        Assert.Equal([5, 3], d.Input);
+    }
+
+    [Fact]
+    public void Diagnose_OnnxDeepSigmoid_SameVerdictAsTheNativeDescription()
+    {
+        string data = Path.Combine(_exported.Dir, "data.npz");
+        string[] Kinds(string model)
+        {
+            var (code, stdout, stderr) = CliRunner.Run("diagnose", "--model", model, "--data", data, "--json");
+            Assert.True(code is 0 or 3, $"diagnose {model}: exit {code}\n{stderr}");
+            using var doc = System.Text.Json.JsonDocument.Parse(stdout);
+            return doc.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("kind").GetString()!).ToArray();
+        }
+        var imported = Kinds(Path.Combine(_exported.Dir, "deep_sigmoid.onnx"));
+        Assert.Contains("vanishing-gradient", imported);
+        Assert.Equal(Kinds("mlp 6-16x10-3 act=sigmoid"), imported);
+    }
+
+    [Fact]
+    public void Repair_OnnxDeepSigmoid_GivesTheChangesAndTrainsTheImport()
+    {
+        string data = Path.Combine(_exported.Dir, "data.npz"), model = Path.Combine(_exported.Dir, "deep_sigmoid.onnx");
+        var (code, stdout, stderr) = CliRunner.Run("repair", "--model", model, "--data", data);
+        Assert.True(code == 0, $"repair: exit {code}\n{stdout}\n{stderr}");
+        Assert.Contains("changes kept:", stdout);
+        (code, stdout, stderr) = CliRunner.Run("train", "--model", model, "--data", data, "--epochs", "1", "--json");
+        Assert.True(code == 0, $"train: exit {code}\n{stdout}\n{stderr}");
+    }
+
+    [Fact]
+    public void Trainer_OnnxModel_StartsFromTheImportedWeights()
+    {
+        string model = Path.Combine(_exported.Dir, "mlp.onnx");
+        var config = new TrainingConfig { Model = model, Data = Path.Combine(_exported.Dir, "data.npz"), Epochs = 1 };
+        var trainer = new Trainer(config);
+        var imported = OnnxImport.Read(model);
+        foreach (var (name, p) in trainer.Model.NamedParameters())
+            Assert.Equal(imported.Weights[name].ToArray(), p.Data.ToArray());
+    }
+
+    private static void AssertClose(Tensor expected, Tensor actual, string what)
+    {
+        Assert.Equal(expected.Shape.ToArray(), actual.Shape.ToArray());
+        var e = expected.ToDoubleArray();
+        var a = actual.ToDoubleArray();
+        double scale = e.Max(Math.Abs) + 1e-30, worst = 0;
+        for (int i = 0; i < e.Length; i++) worst = Math.Max(worst, Math.Abs(a[i] - e[i]));
+        Assert.True(worst / scale <= 1e-4, $"{what}: relative error {worst / scale:G3}");
+    }
+}

@@ -1,0 +1,74 @@
+using Google.Protobuf;
+using GradFlow.Nn.Network;
+using GradFlow.Tensors;
+using GradFlow.Training.Onnx;
+using GradFlow.Training.Onnx.Proto;
+
+namespace GradFlow.Tests.Training;
+
+/// <summary>The importer's errors on models it cannot read: each names the file, the node, its op type and the nearest supported form.</summary>
+public sealed class OnnxImportTests
+{
+    private static ModelProto Mlp() =>
+        ModelProto.Parser.ParseFrom(OnnxExport.ToBytes(NetworkBuilder.Build(NetworkDescription.Parse("mlp 4-8-3 act=relu"), new Generator(1))));
+
+    /// <summary>The model with <paramref name="op"/> applied to its output (the new node's output becomes the graph's).</summary>
+    private static byte[] WithLastNode(string op, string name)
+    {
+        var m = Mlp();
+        var node = new NodeProto { OpType = op, Name = name };
+        node.Input.Add("output");
+        node.Output.Add("after");
+        m.Graph.Node.Add(node);
+        m.Graph.Output[0].Name = "after";
+        return m.ToByteArray();
+    }
+
+    [Theory]
+    [InlineData("Softmax", "end the network with its logits")]
+    [InlineData("ConvTranspose", "nearest supported: Conv")]
+    [InlineData("Gelu", "Relu")]
+    [InlineData("Reluu", "nearest supported: Relu")]
+    public void Import_UnsupportedNode_NamesTheNodeOpTypeAndNearestSupported(string op, string nearest)
+    {
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Parse(WithLastNode(op, "/head/" + op), "model.onnx"));
+        Assert.Contains("model.onnx", e.Message);
+        Assert.Contains($"node '/head/{op}' (op type {op})", e.Message);
+        Assert.Contains(nearest, e.Message);
+    }
+
+    [Fact]
+    public void Import_NotOnnx_SaysSo()
+    {
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Parse("hello, world"u8.ToArray(), "x.onnx"));
+        Assert.Contains("x.onnx: not", e.Message);
+    }
+
+    [Fact]
+    public void Import_Truncated_SaysItIsNotAValidModel()
+    {
+        var bytes = Mlp().ToByteArray();
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Parse(bytes[..(bytes.Length - 7)], "t.onnx"));
+        Assert.StartsWith("t.onnx: ", e.Message);
+    }
+
+    [Fact]
+    public void Import_WeightOfTheWrongSize_NamesTheInitializer()
+    {
+        var m = Mlp();
+        var w = m.Graph.Initializer.First(t => t.Name.EndsWith(".weight", StringComparison.Ordinal));
+        w.Dims[0] += 1;
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Parse(m.ToByteArray(), "w.onnx"));
+        Assert.Contains($"initializer '{w.Name}'", e.Message);
+    }
+
+    [Fact]
+    public void Import_TwoInputs_SaysGradFlowReadsOne()
+    {
+        var m = Mlp();
+        m.Graph.Input.Add(m.Graph.Input[0].Clone());
+        m.Graph.Input[1].Name = "second";
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Parse(m.ToByteArray(), "i.onnx"));
+        Assert.Contains("2 inputs (input, second)", e.Message);
+    }
+}

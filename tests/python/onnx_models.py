@@ -1,0 +1,122 @@
+"""PyTorch models exported to ONNX for GradFlow's importer (Debian's python3-torch and python3-onnx).
+
+    python3 tests/python/onnx_models.py export DIR
+        For each model (mlp, cnn: a small ResNet with an identity and a projection block, lstm: two
+        stacked layers read at the last step, deep_sigmoid: ten sigmoid layers), writes DIR/NAME.onnx (torch.onnx.export in training
+        mode, no constant folding) and DIR/NAME.safetensors with the reference: the input x, the
+        output weights v, the output of the model in training mode and, for the loss sum(v * output),
+        the gradient of x (grad.x) and of every parameter in named_parameters order (grad.0, grad.1, ...;
+        the PyTorch names in the metadata), all computed in float64; and DIR/data.npz, 600 examples
+        of 6 features in 3 classes for the vector models.
+    python3 tests/python/onnx_models.py check FILE.onnx
+        Runs onnx.checker.check_model (full) on FILE; prints "ok" or the checker's message, exit 0 / 1.
+"""
+import json
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock: conv-bn-relu-conv-bn, plus x (or its 1x1 conv + bn projection), relu."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class LstmClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(3, 8, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.fc(out[:, -1])
+
+
+def models():
+    torch.manual_seed(7)
+    return {
+        "mlp": (nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.Sigmoid(), nn.Linear(16, 3)), torch.randn(5, 6)),
+        "cnn": (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                              BasicBlock(4, 4, 1), BasicBlock(4, 8, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)),
+                torch.randn(4, 1, 8, 8)),
+        "lstm": (LstmClassifier(), torch.randn(3, 5, 3)),
+        # ten sigmoid layers: a vanishing gradient, the same network as "mlp 6-16x10-3 act=sigmoid"
+        "deep_sigmoid": (nn.Sequential(*[m for i in range(10) for m in (nn.Linear(6 if i == 0 else 16, 16), nn.Sigmoid())], nn.Linear(16, 3)),
+                         torch.randn(5, 6)),
+    }
+
+
+def write_safetensors(path, tensors, metadata):
+    header = {"__metadata__": metadata}
+    body = b""
+    for name, t in tensors.items():
+        data = t.detach().contiguous().to(torch.float64).numpy().tobytes()
+        header[name] = {"dtype": "F64", "shape": list(t.shape), "data_offsets": [len(body), len(body) + len(data)]}
+        body += data
+    h = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + body)
+
+
+def export(out_dir):
+    for name, (model, x) in models().items():
+        model.train()
+        torch.onnx.export(model, x, f"{out_dir}/{name}.onnx", training=torch.onnx.TrainingMode.TRAINING,
+                          do_constant_folding=False, opset_version=14, input_names=["x"], output_names=["y"])
+        # the export ran the model once (BatchNorm's running statistics moved): reference from a fresh copy
+        fresh = models()[name][0]
+        fresh.load_state_dict(model.state_dict())
+        fresh = fresh.double().train()
+        xd = x.double().requires_grad_(True)
+        out = fresh(xd)
+        v = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        (v * out).sum().backward()
+        tensors = {"x": x.double(), "v": v, "output": out, "grad.x": xd.grad}
+        names = []
+        for i, (pname, p) in enumerate(fresh.named_parameters()):
+            tensors[f"grad.{i}"] = p.grad
+            names.append(pname)
+        write_safetensors(f"{out_dir}/{name}.safetensors", tensors, {"parameters": ",".join(names)})
+    # a data set for the vector models: 600 examples of 6 features, 3 classes
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 6)).astype(np.float32)
+    y = ((x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)).astype(np.int64)
+    np.savez(f"{out_dir}/data.npz", x=x, y=y)
+    print("ok")
+
+
+def check(path):
+    import onnx
+    try:
+        onnx.checker.check_model(onnx.load(path), full_check=True)
+    except Exception as e:  # the checker's own exception types differ between versions
+        print(f"{type(e).__name__}: {e}")
+        sys.exit(1)
+    print("ok")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "export":
+        export(sys.argv[2])
+    elif sys.argv[1] == "check":
+        check(sys.argv[2])
+    else:
+        sys.exit(f"unknown command {sys.argv[1]}")
