@@ -42,10 +42,16 @@ public static class CliApp
         catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException
                                       or ArgumentException or InvalidOperationException or IOException)
         {
-            stderr.WriteLine($"gradflow {args[0]}: {e.Message}");
+            stderr.WriteLine(Prefixed(args[0], e.Message));
             return 1;
         }
     }
+
+    /// <summary>"gradflow VERB: message", without repeating a prefix the message already carries.</summary>
+    internal static string Prefixed(string verb, string message) =>
+        message.StartsWith("gradflow ", StringComparison.Ordinal) ? message
+        : message.StartsWith(verb + ": ", StringComparison.Ordinal) ? "gradflow " + message
+        : $"gradflow {verb}: {message}";
 
     private static int Unknown(string command, TextWriter stderr)
     {

@@ -157,12 +157,12 @@ internal static class TrainCommand
         string? file = o.String("config") ?? resumedConfig;
         if (file is not null)
         {
-            if (!File.Exists(file)) throw new UsageException($"gradflow train: config file {file} does not exist.");
+            if (!File.Exists(file)) throw new UsageException($"gradflow {o.Command}: config file {file} does not exist.");
             c = TrainingConfig.FromJson(File.ReadAllText(file), file);
         }
         if (o.String("model-file") is { } mf)
         {
-            if (!File.Exists(mf)) throw new UsageException($"gradflow train: model file {mf} does not exist.");
+            if (!File.Exists(mf)) throw new UsageException($"gradflow {o.Command}: model file {mf} does not exist.");
             c = c with { Model = File.ReadAllText(mf).Trim() };
         }
         c = c with
@@ -199,7 +199,14 @@ internal static class TrainCommand
             ImageChannels = o.Int("channels") ?? c.ImageChannels,
             MonitorEvery = o.Has("monitor") || o.Has("tensorboard") || c.MonitorEvery is not null ? o.Int("monitor-every") ?? c.MonitorEvery ?? 10 : null,
         };
-        c.Validate("gradflow train");
+        try
+        {
+            c.Validate($"gradflow {o.Command}");
+        }
+        catch (ConfigValueException e)
+        {
+            throw new UsageException(e.Message); // an out-of-range option value is a usage error (exit 2), like any other; a bad model stays an error (1)
+        }
         return c;
     }
 
@@ -211,7 +218,7 @@ internal static class TrainCommand
         if (parts.Length is 1 or 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int w)
             && int.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out int h) && w >= 1 && h >= 1)
             return (w, h);
-        throw new UsageException($"gradflow train: --image-size '{v}' is not WIDTHxHEIGHT (e.g. 32x32) or one number.");
+        throw new UsageException($"gradflow {o.Command}: --image-size '{v}' is not WIDTHxHEIGHT (e.g. 32x32) or one number.");
     }
 
     internal static string Table(IReadOnlyList<EpochMetrics> epochs)

@@ -129,8 +129,9 @@ public sealed record TrainingConfig
     /// <summary>Kernel threads (null = all cores).</summary>
     public int? Threads { get; init; }
 
-    /// <summary>Write a checkpoint every this many epochs (and at the end).</summary>
-    public int CheckpointEvery { get; init; } = 1;
+    /// <summary>Write a checkpoint every this many epochs (and at the end); null: only at the end (trials and catalogue runs).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)] // null is written: omitted, it would read back as the default 1
+    public int? CheckpointEvery { get; init; } = 1;
 
     /// <summary>
     /// Run the gradient monitor, sampling every this many steps (<c>gradflow train --monitor</c>,
@@ -142,6 +143,7 @@ public sealed record TrainingConfig
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // a model "a+b" stays readable
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower, allowIntegerValues: false) },
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
@@ -173,7 +175,7 @@ public sealed record TrainingConfig
     {
         void Require(bool ok, string field, string what)
         {
-            if (!ok) throw new FormatException($"{source}: field '{field}' {what}.");
+            if (!ok) throw new ConfigValueException($"{source}: field '{field}' {what}.");
         }
         Require(Epochs >= 1, "epochs", $"must be at least 1, got {Epochs}");
         Require(BatchSize >= 1, "batchSize", $"must be at least 1, got {BatchSize}");
@@ -188,7 +190,7 @@ public sealed record TrainingConfig
         Require(AugmentPadding >= 0 && AugmentPadding <= 16, "augmentPadding", $"must be in [0, 16] pixels, got {AugmentPadding}");
         Require(AugmentFlip >= 0 && AugmentFlip <= 1, "augmentFlip", $"must be in [0, 1], got {AugmentFlip}");
         Require(Threads is null or (>= 1 and <= 256), "threads", $"must be in 1..256, got {Threads}");
-        Require(CheckpointEvery >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
+        Require(CheckpointEvery is null or >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
         Require(MonitorEvery is null or >= 1, "monitorEvery", $"must be at least 1, got {MonitorEvery}");
         Require(TrainLimit is null or >= 1, "trainLimit", $"must be at least 1, got {TrainLimit}");
         Require(TestLimit is null or >= 1, "testLimit", $"must be at least 1, got {TestLimit}");
@@ -227,3 +229,6 @@ public sealed record TrainingConfig
         return text.StartsWith('{') || text.Length > 80 || text.Contains('\n') ? network : $"{text}: {network}";
     }
 }
+
+/// <summary>A config field whose value is out of its range (or names no data): the CLI reports it as a usage error.</summary>
+public sealed class ConfigValueException(string message) : FormatException(message);
