@@ -11,13 +11,15 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests need: Fashion-MNIST (the training test), PyTorch (the
 # interoperability tests read GradFlow's safetensors files with it), NumPy (NPY/NPZ files written
 # by numpy), protobuf (the TensorBoard event files are read back by an independent Python reader)
-# and Chromium (the report is rendered headless). Installed when missing.
+# and Chromium with its WebDriver (the report and the live dashboard are driven headless by Selenium).
+# Installed when missing.
 need=""
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need="$need dataset-fashion-mnist"
 /usr/bin/python3 -c "import torch" >/dev/null 2>&1 || need="$need python3-torch"
 /usr/bin/python3 -c "import numpy" >/dev/null 2>&1 || need="$need python3-numpy"
 /usr/bin/python3 -c "import google.protobuf" >/dev/null 2>&1 || need="$need python3-protobuf"
 [ -x /usr/bin/chromium ] || need="$need chromium"
+[ -x /usr/bin/chromedriver ] || need="$need chromium-driver"
 if [ -n "$need" ]; then
   echo "installing Debian packages:$need"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

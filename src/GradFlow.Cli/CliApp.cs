@@ -29,6 +29,7 @@ public static class CliApp
                 "diagnose" => DiagnoseCommand.Run(args[1..], stdout, stderr),
                 "repair" => RepairCommand.Run(args[1..], stdout, stderr),
                 "report" => ReportCommand.Run(args[1..], stdout, stderr),
+                "serve" => ServeCommand.Run(args[1..], stdout, stderr, CancellationToken.None),
                 "evaluate" => EvaluateCommand.Run(args[1..], stdout, stderr),
                 "catalogue" => CatalogueCommand.Run(args[1..], stdout, stderr),
                 _ => Unknown(args[0], stderr),
@@ -79,6 +80,7 @@ public static class CliApp
           diagnose    measure gradient flow, detect vanishing/exploding gradients, say why and what to change
           repair      apply remedies in short trials until the gradient flow is healthy
           report      self-contained HTML report of a run directory, or a comparison of several
+          serve       live dashboard of the runs under a folder, in the browser (localhost)
           evaluate    measure diagnosis and repair on a labelled catalogue of configurations
           catalogue   generate a catalogue labelled by the outcomes of full training runs
           grads       gradients of one batch, written to safetensors for comparison with other frameworks

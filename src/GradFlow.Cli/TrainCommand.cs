@@ -69,6 +69,9 @@ internal static class TrainCommand
                                 gradient histograms, and (turning on --monitor) the gradient ratio, per-layer
                                 signal RMS, weight-gradient norm, update ratio, saturation, dead units and
                                 the verdict as text
+          --serve               the live dashboard of this run in the browser (gradflow serve), from the start
+                                of training until Ctrl+C; needs --out or --resume. --port P (default 6070,
+                                0: any free port) and --host ADDRESS (default 127.0.0.1) as for 'gradflow serve'
           --monitor             live per-layer gradient display (every --monitor-every steps, default 10),
                                 monitor samples in metrics.jsonl, and a diagnosis at the end
         """;
@@ -87,7 +90,9 @@ internal static class TrainCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("train", args, ValuedOptions, ["json", "monitor", "force", "no-standardize"]);
+        var o = new CliOptions("train", args, [.. ValuedOptions, "port", "host"], ["json", "monitor", "force", "no-standardize", "serve"]);
+        if ((o.Has("port") || o.Has("host")) && !o.Has("serve")) throw new UsageException("gradflow train: --port and --host go with --serve.");
+        if (o.Has("serve") && !o.Has("out") && !o.Has("resume")) throw new UsageException("gradflow train: --serve shows the run directory: give --out DIR (or --resume DIR).");
         if (o.Has("resume") && o.Has("out")) throw new UsageException("gradflow train: give either --out or --resume, not both.");
         if (o.Has("force") && !o.Has("out")) throw new UsageException("gradflow train: --force goes with --out (it starts the run in that directory over).");
         string? runDir = o.String("resume") ?? o.String("out");
@@ -122,6 +127,15 @@ internal static class TrainCommand
             stdout.WriteLine($"data: {config.Data}, {trainer.Data.Train.Count} training / {trainer.Data.Test.Count} test examples; " +
                 $"optimizer {config.Optimizer.ToString().ToLowerInvariant()} lr {Fmt(config.LearningRate)}; seed {config.Seed}");
         }
+        Dashboard.DashboardServer? dashboard = null;
+        if (o.Has("serve"))
+        {
+            var (host, port) = ServeCommand.Endpoint(o);
+            Directory.CreateDirectory(runDir!);
+            dashboard = Dashboard.DashboardServer.StartAsync([runDir!], host, port, cancellation).GetAwaiter().GetResult();
+            stderr.WriteLine($"dashboard: {dashboard.Address}#run={Uri.EscapeDataString(Path.GetFileName(Path.GetFullPath(runDir!)))}");
+            stderr.Flush();
+        }
         var result = trainer.Run(runDir, resume: o.Has("resume"), cancellation);
         string? verdict = null;
         if (monitor is not null)
@@ -147,7 +161,26 @@ internal static class TrainCommand
             if (runDir is not null) stdout.WriteLine($"run directory: {Path.GetFullPath(runDir)}");
             if (verdict is not null) stdout.WriteLine(verdict);
         }
+        if (dashboard is not null) Serve(dashboard, stderr, cancellation);
         return result.Stop is StopReason.Completed or StopReason.MaxSteps ? 0 : 1;
+    }
+
+    /// <summary>After training with --serve: the dashboard stays up (the run can be studied) until Ctrl+C.</summary>
+    private static void Serve(Dashboard.DashboardServer dashboard, TextWriter stderr, CancellationToken cancellation)
+    {
+        stderr.WriteLine($"training finished; the dashboard stays at {dashboard.Address} until Ctrl+C");
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            dashboard.RunUntilAsync(stop.Token).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+            dashboard.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
     }
 
     /// <summary>The config: --config (or the resumed run's), then each explicit option.</summary>

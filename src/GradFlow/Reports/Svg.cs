@@ -80,8 +80,10 @@ public static class Svg
             return sb.ToString();
         }
         bool integerX = finite.All(p => p.X == Math.Round(p.X));
-        var xTicks = NiceTicks(finite.Min(p => p.X), finite.Max(p => p.X), 6, integerX);
-        double x0 = xTicks[0], x1 = xTicks[^1];
+        // the x axis spans the data (a step axis does not run on past the last step); its ticks are the round values inside
+        double x0 = finite.Min(p => p.X), x1 = finite.Max(p => p.X);
+        if (x1 == x0) { x0 -= 1; x1 += 1; }
+        var xTicks = NiceTicks(x0, x1, 6, integerX).Where(t => t >= x0 - 1e-9 * (x1 - x0) && t <= x1 + 1e-9 * (x1 - x0)).ToArray();
         double[] yTicks;
         if (logY)
         {
@@ -105,7 +107,7 @@ public static class Svg
             sb.Append(CultureInfo.InvariantCulture, $"<line x1=\"{left}\" x2=\"{F(left + pw)}\" y1=\"{F(py)}\" y2=\"{F(py)}\" class=\"grid\"/>");
             sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{left - 6}\" y=\"{F(py + 4)}\" text-anchor=\"end\" class=\"tick\">{label}</text>");
         }
-        double xSpacing = xTicks.Length > 1 ? xTicks[1] - xTicks[0] : 1;
+        double xSpacing = xTicks.Length > 1 ? xTicks[1] - xTicks[0] : integerX ? 1 : Math.Abs(x1 - x0);
         foreach (double v in xTicks)
             sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(X(v))}\" y=\"{F(top + ph + 16)}\" text-anchor=\"middle\" class=\"tick\">{TickLabel(v, xSpacing)}</text>");
         sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(left + pw / 2)}\" y=\"{height - 6}\" text-anchor=\"middle\" class=\"axis\">{E(xLabel)}</text>");
