@@ -3,7 +3,7 @@ using GradFlow.Kernels;
 
 namespace GradFlow.Cli;
 
-/// <summary>The <c>gradflow</c> command. Exit codes: 0 ok, 1 failure, 2 usage.</summary>
+/// <summary>The <c>gradflow</c> command. Exit codes: 0 done or healthy, 1 error, 2 usage, 3 problem found (diagnose, repair).</summary>
 public static class CliApp
 {
     /// <summary>Runs the command with <paramref name="args"/>, writing to the given writers.</summary>
@@ -88,6 +88,8 @@ public static class CliApp
         Options:
           --version   print the version, the kernel instruction set and thread count
           -h, --help  print this help
+
+        Exit codes: 0 done (diagnose, repair: healthy), 1 error, 2 usage, 3 problem found (diagnose, repair).
 
         """;
 }

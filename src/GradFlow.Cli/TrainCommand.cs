@@ -136,7 +136,16 @@ internal static class TrainCommand
             stderr.WriteLine($"dashboard: {dashboard.Address}#run={Uri.EscapeDataString(Path.GetFileName(Path.GetFullPath(runDir!)))}");
             stderr.Flush();
         }
-        var result = trainer.Run(runDir, resume: o.Has("resume"), cancellation);
+        TrainingResult result;
+        try
+        {
+            result = trainer.Run(runDir, resume: o.Has("resume"), cancellation);
+        }
+        catch when (dashboard is not null)
+        {
+            dashboard.DisposeAsync().AsTask().GetAwaiter().GetResult(); // the port is given back before the error is reported
+            throw;
+        }
         string? verdict = null;
         if (monitor is not null)
         {
