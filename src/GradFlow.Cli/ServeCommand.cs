@@ -37,21 +37,11 @@ internal static class ServeCommand
         var (host, port) = Endpoint(o);
         foreach (var d in dirs)
             if (!Directory.Exists(d)) throw new UsageException($"gradflow serve: {d} is not a folder.");
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            var server = DashboardServer.StartAsync(dirs.Length == 0 ? ["."] : dirs, host, port, stop.Token).GetAwaiter().GetResult();
-            stdout.WriteLine($"dashboard: {server.Address} (runs under {string.Join(", ", (dirs.Length == 0 ? ["."] : dirs).Select(Path.GetFullPath))}; Ctrl+C stops)");
-            stdout.Flush();
-            server.RunUntilAsync(stop.Token).GetAwaiter().GetResult();
-            server.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
+        string[] roots = dirs.Length == 0 ? ["."] : dirs;
+        var server = DashboardServer.StartAsync(roots, host, port, cancellation).GetAwaiter().GetResult();
+        stdout.WriteLine($"dashboard: {server.Address} (runs under {string.Join(", ", roots.Select(Path.GetFullPath))}; Ctrl+C stops)");
+        stdout.Flush();
+        server.ServeUntilCtrlC(cancellation);
         return 0;
     }
 

@@ -178,18 +178,7 @@ internal static class TrainCommand
     private static void Serve(Dashboard.DashboardServer dashboard, TextWriter stderr, CancellationToken cancellation)
     {
         stderr.WriteLine($"training finished; the dashboard stays at {dashboard.Address} until Ctrl+C");
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            dashboard.RunUntilAsync(stop.Token).GetAwaiter().GetResult();
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-            dashboard.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        }
+        dashboard.ServeUntilCtrlC(cancellation);
     }
 
     /// <summary>The config: --config (or the resumed run's), then each explicit option.</summary>
@@ -245,7 +234,7 @@ internal static class TrainCommand
         {
             c.Validate($"gradflow {o.Command}");
         }
-        catch (ConfigValueException e)
+        catch (FormatException e) when (e.Data.Contains(TrainingConfig.OutOfRangeField))
         {
             throw new UsageException(e.Message); // an out-of-range option value is a usage error (exit 2), like any other; a bad model stays an error (1)
         }

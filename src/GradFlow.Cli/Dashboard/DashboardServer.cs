@@ -55,15 +55,20 @@ internal sealed class DashboardServer : IAsyncDisposable
         return server;
     }
 
-    /// <summary>Waits until <paramref name="cancellation"/> fires, then stops.</summary>
-    public async Task RunUntilAsync(CancellationToken cancellation)
+    /// <summary>Serves until Ctrl+C (or <paramref name="cancellation"/>), then stops the server.</summary>
+    public void ServeUntilCtrlC(CancellationToken cancellation)
     {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
+        Console.CancelKeyPress += onCancel;
         try
         {
-            await Task.Delay(Timeout.Infinite, cancellation);
+            stop.Token.WaitHandle.WaitOne();
         }
-        catch (OperationCanceledException)
+        finally
         {
+            Console.CancelKeyPress -= onCancel;
+            DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
     }
 

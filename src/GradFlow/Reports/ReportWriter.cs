@@ -20,7 +20,7 @@ public sealed record RunData(string Directory, string? Config, IReadOnlyList<(in
     {
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"report: run directory {directory} does not exist.");
         string configPath = Path.Combine(directory, "config.json"), metricsPath = Path.Combine(directory, "metrics.jsonl"), diagnosisPath = Path.Combine(directory, "diagnosis.json");
-        if (!File.Exists(configPath) && !File.Exists(metricsPath))
+        if (!RunDirectory.HoldsRun(directory))
             throw new FileNotFoundException($"report: {directory} is not a run directory: it has neither config.json nor metrics.jsonl " +
                 "(write one with 'gradflow train --out DIR', 'gradflow diagnose --out DIR' or 'gradflow demo').", metricsPath);
         var epochs = new List<(int, double, double, double, double)>();

@@ -170,12 +170,19 @@ public sealed record TrainingConfig
         return c;
     }
 
+    /// <summary>
+    /// The key in <see cref="Exception.Data"/> under which <see cref="Validate"/>'s <see cref="FormatException"/>
+    /// names a field whose value is out of its range (or names no data); absent for a model that does not parse.
+    /// The CLI reports the first as a usage error (exit 2), the second as an error (exit 1).
+    /// </summary>
+    public const string OutOfRangeField = "GradFlow.OutOfRangeField";
+
     /// <summary>Checks every field's range; throws naming the field.</summary>
     public void Validate(string source = "config")
     {
         void Require(bool ok, string field, string what)
         {
-            if (!ok) throw new ConfigValueException($"{source}: field '{field}' {what}.");
+            if (!ok) throw new FormatException($"{source}: field '{field}' {what}.") { Data = { [OutOfRangeField] = field } };
         }
         Require(Epochs >= 1, "epochs", $"must be at least 1, got {Epochs}");
         Require(BatchSize >= 1, "batchSize", $"must be at least 1, got {BatchSize}");
@@ -229,6 +236,3 @@ public sealed record TrainingConfig
         return text.StartsWith('{') || text.Length > 80 || text.Contains('\n') ? network : $"{text}: {network}";
     }
 }
-
-/// <summary>A config field whose value is out of its range (or names no data): the CLI reports it as a usage error.</summary>
-public sealed class ConfigValueException(string message) : FormatException(message);
