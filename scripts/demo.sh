@@ -12,4 +12,6 @@ if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z
     { $SUDO apt-get update >/dev/null 2>&1 && $SUDO apt-get install -y --no-install-recommends dataset-fashion-mnist >/dev/null; } ||
     echo "note: could not install dataset-fashion-mnist; the demo uses a synthetic task instead" >&2
 fi
-exec dotnet run -c Release --project src/GradFlow.Cli -- demo "$@"
+echo "building gradflow (Release; the first build takes a minute) ..." >&2
+dotnet build src/GradFlow.Cli -c Release --nologo -v quiet -clp:ErrorsOnly
+exec dotnet run -c Release --no-build --project src/GradFlow.Cli -- demo "$@"

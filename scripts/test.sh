@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 # interoperability tests read GradFlow's safetensors files with it), NumPy (NPY/NPZ files written
 # by numpy), protobuf (the TensorBoard event files are read back by an independent Python reader),
 # ONNX (PyTorch's ONNX export for the importer's tests, and ONNX's checker for the exporter's),
-# Chromium (the report is rendered headless), the King James Bible (bible-kjv-text, read by
-# bible-kjv's program: the character-level language-model corpus) and Open MPI (the data-parallel tests run
-# mpirun --oversubscribe -np 2 and 3 on localhost). Installed when missing.
+# Chromium with its WebDriver (the report and the live dashboard are driven headless by Selenium),
+# the King James Bible (bible-kjv-text, read by bible-kjv's program: the character-level
+# language-model corpus) and Open MPI (the data-parallel tests run mpirun --oversubscribe -np 2
+# and 3 on localhost). Installed when missing.
 need=""
 [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need="$need dataset-fashion-mnist"
 /usr/bin/python3 -c "import torch" >/dev/null 2>&1 || need="$need python3-torch"
@@ -22,6 +23,7 @@ need=""
 /usr/bin/python3 -c "import google.protobuf" >/dev/null 2>&1 || need="$need python3-protobuf"
 /usr/bin/python3 -c "import onnx" >/dev/null 2>&1 || need="$need python3-onnx"
 [ -x /usr/bin/chromium ] || need="$need chromium"
+[ -x /usr/bin/chromedriver ] || need="$need chromium-driver"
 { [ -x /usr/bin/bible ] && [ -e /usr/lib/bible.data ]; } || need="$need bible-kjv bible-kjv-text"
 command -v mpirun >/dev/null 2>&1 || need="$need openmpi-bin"
 [ -e /usr/lib/x86_64-linux-gnu/libmpi.so ] || [ -e /usr/lib/aarch64-linux-gnu/libmpi.so ] || need="$need libopenmpi-dev"

@@ -4,7 +4,7 @@ using GradFlow.Training;
 
 namespace GradFlow.Cli;
 
-/// <summary>The <c>gradflow</c> command. Exit codes: 0 ok, 1 failure, 2 usage.</summary>
+/// <summary>The <c>gradflow</c> command. Exit codes: 0 done or healthy, 1 error, 2 usage, 3 problem found (diagnose, repair).</summary>
 public static class CliApp
 {
     /// <summary>Runs the command with <paramref name="args"/>, writing to the given writers.</summary>
@@ -30,6 +30,7 @@ public static class CliApp
                 "diagnose" => DiagnoseCommand.Run(args[1..], stdout, stderr),
                 "repair" => RepairCommand.Run(args[1..], stdout, stderr),
                 "report" => ReportCommand.Run(args[1..], stdout, stderr),
+                "serve" => ServeCommand.Run(args[1..], stdout, stderr, CancellationToken.None),
                 "evaluate" => EvaluateCommand.Run(args[1..], stdout, stderr),
                 "catalogue" => CatalogueCommand.Run(args[1..], stdout, stderr),
                 "generate" => GenerateCommand.Run(args[1..], stdout, stderr),
@@ -45,10 +46,16 @@ public static class CliApp
         catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or NotSupportedException
                                       or ArgumentException or InvalidOperationException or IOException)
         {
-            stderr.WriteLine($"{Communicators.RankPrefix}gradflow {args[0]}: {e.Message}");
+            stderr.WriteLine(Communicators.RankPrefix + Prefixed(args[0], e.Message));
             return 1;
         }
     }
+
+    /// <summary>"gradflow VERB: message", without repeating a prefix the message already carries.</summary>
+    internal static string Prefixed(string verb, string message) =>
+        message.StartsWith("gradflow ", StringComparison.Ordinal) ? message
+        : message.StartsWith(verb + ": ", StringComparison.Ordinal) ? "gradflow " + message
+        : $"gradflow {verb}: {message}";
 
     private static int Unknown(string command, TextWriter stderr)
     {
@@ -76,6 +83,7 @@ public static class CliApp
           diagnose    measure gradient flow, detect vanishing/exploding gradients, say why and what to change
           repair      apply remedies in short trials until the gradient flow is healthy
           report      self-contained HTML report of a run directory, or a comparison of several
+          serve       live dashboard of the runs under a folder, in the browser (localhost)
           evaluate    measure diagnosis and repair on a labelled catalogue of configurations
           catalogue   generate a catalogue labelled by the outcomes of full training runs
           generate    sample text from a trained character-level language model
@@ -85,6 +93,8 @@ public static class CliApp
         Options:
           --version   print the version, the kernel instruction set and thread count
           -h, --help  print this help
+
+        Exit codes: 0 done (diagnose, repair: healthy), 1 error, 2 usage, 3 problem found (diagnose, repair).
 
         """;
 }

@@ -51,6 +51,9 @@ public sealed class CliOptions
         }
     }
 
+    /// <summary>The verb these options belong to (<c>train</c>, <c>diagnose</c> ...), for messages.</summary>
+    public string Command => _command;
+
     /// <summary>Whether the option or flag was given.</summary>
     public bool Has(string name) => _values.ContainsKey(name);
 

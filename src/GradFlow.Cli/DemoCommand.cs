@@ -74,6 +74,8 @@ internal static class DemoCommand
             Seed = o.ULong("seed") ?? 0,
             TestLimit = 5000,
         };
+        stdout.WriteLine($"gradflow demo: reading the data and building the 20-layer network; run directories go to {outDir}");
+        stdout.Flush();
         try
         {
             DataResolver.ResolveFashionMnist(config.DataDir);
@@ -99,11 +101,13 @@ internal static class DemoCommand
         var runs = new List<(string Label, string Dir, TrialResult Trial)>();
         foreach (var (label, dir, model) in Remedies)
         {
+            stdout.Write(string.Create(CultureInfo.InvariantCulture, $"{label,-34} ")); // the label at once: each trial takes seconds
+            stdout.Flush();
             var trial = Trials.Run(config with { Model = model }, steps, every: 10, runDirectory: Path.Combine(outDir, dir));
             runs.Add((label, Path.Combine(outDir, dir), trial));
             var last = trial.Samples.Count > 0 ? trial.Samples[^1] : null;
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{label,-34} test accuracy {trial.TestAccuracy,6:P1}   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   signal layer 1 {last?.Layers[0].BackpropagatedSignalRms ?? double.NaN,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}"));
+                $"test accuracy {trial.TestAccuracy,6:P1}   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   signal layer 1 {last?.Layers[0].BackpropagatedSignalRms ?? double.NaN,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}"));
         }
         stdout.WriteLine();
         stdout.WriteLine("per-layer signal at the end of the sigmoid run and of the ReLU + He run:");
@@ -121,7 +125,9 @@ internal static class DemoCommand
         Heading(stdout, $"{(imageRuns.Length > 0 ? 7 : 6)}. Files");
         foreach (var r in runs) Reports.ReportWriter.Write(r.Dir);
         foreach (var r in sequenceRuns) Reports.ReportWriter.Write(r);
-        var comparison = Reports.ReportWriter.WriteComparison(runs.Select(r => (r.Label, r.Dir)).ToArray(), Path.Combine(outDir, "report.html"));
+        var comparison = Reports.ReportWriter.WriteComparison(
+            [.. runs.Select(r => (r.Label, r.Dir)), .. sequenceRuns.Select(d => (Path.GetFileName(d) == "rnn-adding" ? "tanh RNN, adding problem" : "GRU, adding problem", d))],
+            Path.Combine(outDir, "report.html"));
         stdout.WriteLine($"report: {comparison} (all runs side by side); each run directory has its own report.html");
         stdout.WriteLine($"run directories: {string.Join(", ", runs.Select(r => r.Dir))} (config.json, metrics.jsonl with per-layer samples, diagnosis.json)");
         stdout.WriteLine($"repaired config: {Path.Combine(outDir, "repaired-config.json")} (gradflow train --config accepts it)");
@@ -214,13 +220,15 @@ internal static class DemoCommand
         foreach (var (label, dir, model) in new[] { ("tanh RNN", "rnn-adding", "rnn 2-64-1"), ("GRU", "gru-adding", "gru 2-64-1") })
         {
             string path = Path.Combine(outDir, dir);
+            stdout.Write(string.Create(CultureInfo.InvariantCulture, $"{label,-10} "));
+            stdout.Flush();
             var trial = Trials.Run(config with { Model = model }, 1000, every: 50, runDirectory: path);
             dirs.Add(path);
             rnn ??= trial;
             var signal = trial.Samples.Count > 0 ? trial.Samples[^1].TimeSignal?[^1] : null;
             int lag = signal is null ? -1 : Diagnoser.LagBelow(signal, new DiagnosisSettings().VanishingRatio);
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{label,-10} test MSE {trial.Result.Epochs[^1].TestLoss,7:F4}   signal at t = 1 / t = 100 {trial.Diagnosis.GradientRatio,9:E1}   below 1e-3 from lag {(lag < 0 ? "-" : lag.ToString(CultureInfo.InvariantCulture)),3}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}"));
+                $"test MSE {trial.Result.Epochs[^1].TestLoss,7:F4}   signal at t = 1 / t = 100 {trial.Diagnosis.GradientRatio,9:E1}   below 1e-3 from lag {(lag < 0 ? "-" : lag.ToString(CultureInfo.InvariantCulture)),3}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}"));
         }
         stdout.WriteLine();
         stdout.WriteLine(DiagnosisView.Verdict(rnn!.Diagnosis));

@@ -73,7 +73,7 @@ internal static class RepairCommand
         initial = Summary(r.Initial),
         attempts = r.Attempts.Select(a => new { remedy = a.Remedy, description = a.Description, accepted = a.Accepted, trial = Summary(a.Trial) }),
         final = Summary(r.Final),
-    }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
+    }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals });
 
     private static object Summary(TrialResult t) => new
     {

@@ -12,7 +12,8 @@ internal static class ReportCommand
         curves, the gradient-flow chart per layer (log scale) at the start, middle and end, a layer x step
         heatmap of the backpropagated signal (non-finite cells in magenta), saturation, dead units and
         update ratios per layer. With several, writes one comparison page (default ./comparison.html).
-        One self-contained file: inline CSS and SVG, no script, no network.
+        One self-contained file: inline CSS and SVG, a small inline script for the values on hover, no network.
+        Exit code: 0 written, 1 error (e.g. a folder that is no run directory), 2 usage.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)

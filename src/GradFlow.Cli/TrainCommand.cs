@@ -78,6 +78,9 @@ internal static class TrainCommand
                                 gradient histograms, and (turning on --monitor) the gradient ratio, per-layer
                                 signal RMS, weight-gradient norm, update ratio, saturation, dead units and
                                 the verdict as text
+          --serve               the live dashboard of this run in the browser (gradflow serve), from the start
+                                of training until Ctrl+C; needs --out or --resume. --port P (default 6070,
+                                0: any free port) and --host ADDRESS (default 127.0.0.1) as for 'gradflow serve'
           --monitor             live per-layer gradient display (every --monitor-every steps, default 10),
                                 monitor samples in metrics.jsonl, and a diagnosis at the end
         """;
@@ -96,7 +99,9 @@ internal static class TrainCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("train", args, ValuedOptions, ["json", "monitor", "force", "no-standardize"]);
+        var o = new CliOptions("train", args, [.. ValuedOptions, "port", "host"], ["json", "monitor", "force", "no-standardize", "serve"]);
+        if ((o.Has("port") || o.Has("host")) && !o.Has("serve")) throw new UsageException("gradflow train: --port and --host go with --serve.");
+        if (o.Has("serve") && !o.Has("out") && !o.Has("resume")) throw new UsageException("gradflow train: --serve shows the run directory: give --out DIR (or --resume DIR).");
         if (o.Has("resume") && o.Has("out")) throw new UsageException("gradflow train: give either --out or --resume, not both.");
         if (o.Has("force") && !o.Has("out")) throw new UsageException("gradflow train: --force goes with --out (it starts the run in that directory over).");
         string? runDir = o.String("resume") ?? o.String("out");
@@ -143,7 +148,25 @@ internal static class TrainCommand
             stdout.WriteLine($"data: {config.Data}, {trainer.Data.Train.Count} training / {trainer.Data.Test.Count} test examples; " +
                 $"optimizer {config.Optimizer.ToString().ToLowerInvariant()} lr {Fmt(config.LearningRate)}; seed {config.Seed}");
         }
-        var result = trainer.Run(runDir, resume: o.Has("resume"), cancellation);
+        Dashboard.DashboardServer? dashboard = null;
+        if (o.Has("serve"))
+        {
+            var (host, port) = ServeCommand.Endpoint(o);
+            Directory.CreateDirectory(runDir!);
+            dashboard = Dashboard.DashboardServer.StartAsync([runDir!], host, port, cancellation).GetAwaiter().GetResult();
+            stderr.WriteLine($"dashboard: {dashboard.Address}#run={Uri.EscapeDataString(Path.GetFileName(Path.GetFullPath(runDir!)))}");
+            stderr.Flush();
+        }
+        TrainingResult result;
+        try
+        {
+            result = trainer.Run(runDir, resume: o.Has("resume"), cancellation);
+        }
+        catch when (dashboard is not null)
+        {
+            dashboard.DisposeAsync().AsTask().GetAwaiter().GetResult(); // the port is given back before the error is reported
+            throw;
+        }
         string? verdict = null;
         if (monitor is not null)
         {
@@ -171,7 +194,15 @@ internal static class TrainCommand
             if (runDir is not null) stdout.WriteLine($"run directory: {Path.GetFullPath(runDir)}");
             if (verdict is not null) stdout.WriteLine(verdict);
         }
+        if (dashboard is not null) Serve(dashboard, stderr, cancellation);
         return result.Stop is StopReason.Completed or StopReason.MaxSteps ? 0 : 1;
+    }
+
+    /// <summary>After training with --serve: the dashboard stays up (the run can be studied) until Ctrl+C.</summary>
+    private static void Serve(Dashboard.DashboardServer dashboard, TextWriter stderr, CancellationToken cancellation)
+    {
+        stderr.WriteLine($"training finished; the dashboard stays at {dashboard.Address} until Ctrl+C");
+        dashboard.ServeUntilCtrlC(cancellation);
     }
 
     /// <summary>The config: --config (or the resumed run's), then each explicit option.</summary>
@@ -181,12 +212,12 @@ internal static class TrainCommand
         string? file = o.String("config") ?? resumedConfig;
         if (file is not null)
         {
-            if (!File.Exists(file)) throw new UsageException($"gradflow train: config file {file} does not exist.");
+            if (!File.Exists(file)) throw new UsageException($"gradflow {o.Command}: config file {file} does not exist.");
             c = TrainingConfig.FromJson(File.ReadAllText(file), file);
         }
         if (o.String("model-file") is { } mf)
         {
-            if (!File.Exists(mf)) throw new UsageException($"gradflow train: model file {mf} does not exist.");
+            if (!File.Exists(mf)) throw new UsageException($"gradflow {o.Command}: model file {mf} does not exist.");
             c = c with { Model = File.ReadAllText(mf).Trim() };
         }
         c = c with
@@ -225,7 +256,14 @@ internal static class TrainCommand
             ImageChannels = o.Int("channels") ?? c.ImageChannels,
             MonitorEvery = o.Has("monitor") || o.Has("tensorboard") || c.MonitorEvery is not null ? o.Int("monitor-every") ?? c.MonitorEvery ?? 10 : null,
         };
-        c.Validate("gradflow train");
+        try
+        {
+            c.Validate($"gradflow {o.Command}");
+        }
+        catch (FormatException e) when (e.Data.Contains(TrainingConfig.OutOfRangeField))
+        {
+            throw new UsageException(e.Message); // an out-of-range option value is a usage error (exit 2), like any other; a bad model stays an error (1)
+        }
         return c;
     }
 
@@ -237,7 +275,7 @@ internal static class TrainCommand
         if (parts.Length is 1 or 2 && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int w)
             && int.TryParse(parts[^1], NumberStyles.None, CultureInfo.InvariantCulture, out int h) && w >= 1 && h >= 1)
             return (w, h);
-        throw new UsageException($"gradflow train: --image-size '{v}' is not WIDTHxHEIGHT (e.g. 32x32) or one number.");
+        throw new UsageException($"gradflow {o.Command}: --image-size '{v}' is not WIDTHxHEIGHT (e.g. 32x32) or one number.");
     }
 
     internal static string Table(IReadOnlyList<EpochMetrics> epochs)

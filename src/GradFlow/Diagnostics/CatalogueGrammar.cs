@@ -139,7 +139,7 @@ public static class CatalogueGrammar
             Epochs = Math.Max(1, epochs),
             MaxSteps = task.Steps,
             ClipNorm = clip,
-            CheckpointEvery = int.MaxValue / 2,
+            CheckpointEvery = null,
         };
     }
 

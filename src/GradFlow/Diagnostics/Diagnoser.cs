@@ -146,13 +146,13 @@ public static class Diagnoser
         if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal))) remedies.Add("learning rate", f.LearningRateRemedy());
         int hiddenLast = Math.Min(boundary + 1, f.Hidden.Count);
         if (f.SaturatingLayers.Length > 0)
-            remedies.Add("saturating", f.Remedy("activation", "relu", 1, hiddenLast, $"switch hidden layers {Range(1, hiddenLast)} to ReLU with He-normal initialisation (ReLU's derivative is 1 on its active side)"));
+            remedies.Add("saturating", f.Remedy("activation", "relu", 1, hiddenLast, $"switch hidden {Layers(1, hiddenLast)} to ReLU with He-normal initialisation (ReLU's derivative is 1 on its active side)"));
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
             remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
         if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Hidden.Count, "insert BatchNorm before every hidden activation"));
         // shortcuts around the whole deep plain stack, else around the longest run of equal widths
         if (f.ShortcutRemedy() is { } shortcuts) remedies.Add("deep plain stack", shortcuts);
-        else if (f.ResidualRange is { } rr) remedies.Add("no normalisation", f.Remedy("residual", "zero", rr.First, rr.Last, $"add residual connections with zero-initialised branches on layers {Range(rr.First, rr.Last)}"), -0.1);
+        else if (f.ResidualRange is { } rr) remedies.Add("no normalisation", f.Remedy("residual", "zero", rr.First, rr.Last, $"add residual connections with zero-initialised branches on {Layers(rr.First, rr.Last)}"), -0.1);
         if (!f.HasConv) remedies.Add(null, f.Remedy("init", "lsuv", 1, f.Hidden.Count, "re-initialise with LSUV (unit output variance layer by layer)"));
         return new Problem
         {
@@ -331,9 +331,9 @@ public static class Diagnoser
             f.AddInitScale(causes, wantSmall: false);
             f.AddSaturatingDepth(causes);
             f.AddNoNormalisation(causes);
-            remedies.Add("initial weight scale", f.Remedy("init", "xavier", first, last, $"re-initialise layers {Range(first, last)} with Xavier (gain of the activation) so pre-activations stay in the linear region"), 0.5);
-            if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", first, last, $"insert BatchNorm before the activations of layers {Range(first, last)}"));
-            remedies.Add("saturating", f.Remedy("activation", "relu", first, last, $"switch layers {Range(first, last)} to ReLU with He init (no saturation on the active side)"), -1);
+            remedies.Add("initial weight scale", f.Remedy("init", "xavier", first, last, $"re-initialise {Layers(first, last)} with Xavier (gain of the activation) so pre-activations stay in the linear region"), 0.5);
+            if (!f.HasNorm) remedies.Add("no normalisation", f.Remedy("norm", "batch", first, last, $"insert BatchNorm before the activations of {Layers(first, last)}"));
+            remedies.Add("saturating", f.Remedy("activation", "relu", first, last, $"switch {Layers(first, last)} to ReLU with He init (no saturation on the active side)"), -1);
         }
         else
         {
@@ -341,8 +341,8 @@ public static class Diagnoser
             f.AddInitScale(causes, wantSmall: false);
             causes.Add(new Cause("ReLU's zero half-line", 1, "a ReLU unit whose pre-activation is negative for every input gets zero gradient and cannot recover"));
             remedies.Add("learning rate", f.LearningRateRemedy());
-            remedies.Add("initial weight scale", f.Remedy("init", "he", first, last, $"re-initialise layers {Range(first, last)} with He-normal"));
-            remedies.Add("ReLU's zero half-line", f.Remedy("activation", "leaky-relu", first, last, $"switch layers {Range(first, last)} to Leaky ReLU (slope 0.01 keeps a gradient on the negative side)"));
+            remedies.Add("initial weight scale", f.Remedy("init", "he", first, last, $"re-initialise {Layers(first, last)} with He-normal"));
+            remedies.Add("ReLU's zero half-line", f.Remedy("activation", "leaky-relu", first, last, $"switch {Layers(first, last)} to Leaky ReLU (slope 0.01 keeps a gradient on the negative side)"));
         }
         return new Problem
         {
@@ -463,7 +463,7 @@ public static class Diagnoser
             Layers = [],
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
             Summary = flat
-                ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: improved by {improvement:P1} over the last {recent.Length} samples (threshold {s.StallImprovement:P0}) and by {overall:P1} since the first sample (threshold {s.StallOverallImprovement:P0})")
+                ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: {Change(improvement)} over the last {recent.Length} samples (threshold: improved by {s.StallImprovement:P0}); {Change(overall)} since the first sample (threshold: improved by {s.StallOverallImprovement:P0})")
                 : string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {after / f.ChanceLoss:P0} of the chance level {f.ChanceLoss:G3} (threshold {s.ChanceStall:P0}): the model has learnt almost nothing"),
             Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after, ["loss_over_chance"] = after / f.ChanceLoss },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
@@ -481,7 +481,12 @@ public static class Diagnoser
         return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
     }
 
-    private static string Range(int a, int b) => a == b ? a.ToString(CultureInfo.InvariantCulture) : $"{a}-{b}";
+    /// <summary>"layer 19" or "layers 3-19".</summary>
+    internal static string Layers(int a, int b) => a == b ? string.Create(CultureInfo.InvariantCulture, $"layer {a}") : string.Create(CultureInfo.InvariantCulture, $"layers {a}-{b}");
+
+    /// <summary>"improved by 0.4 %" or, for a loss that rose, "worsened by 0.1 %" (never "improved by -0.1 %").</summary>
+    internal static string Change(double improvement) =>
+        improvement < 0 ? string.Create(CultureInfo.InvariantCulture, $"worsened by {-improvement:P1}") : string.Create(CultureInfo.InvariantCulture, $"improved by {improvement:P1}");
 
     /// <summary>Remedies ranked by the score of the cause each addresses (plus a small bias), ties in insertion order.</summary>
     private sealed class RankedRemedies(List<Cause> causes)
@@ -603,7 +608,7 @@ public static class Diagnoser
             int n = last - first + 1;
             causes.Add(new Cause("deep plain stack without shortcuts", 1 + n / 30.0,
                 string.Create(CultureInfo.InvariantCulture,
-                    $"hidden layers {Range(first, last)}: {n} layers in sequence without a shortcut (threshold {Settings.PlainDepth}); deeper plain nets train worse than shallower ones even with healthy signals (degradation: He et al. 2016, plain-56 against plain-20), and each layer's gain compounds over all {n}")));
+                    $"{Layers(first, last)}: {n} layers in sequence without a shortcut (threshold {Settings.PlainDepth}); deeper plain nets train worse than shallower ones even with healthy signals (degradation: He et al. 2016, plain-56 against plain-20), and each layer's gain compounds over all {n}")));
         }
 
         /// <summary>
@@ -617,7 +622,7 @@ public static class Diagnoser
             var (first, last) = PlainRun!.Value;
             first = Math.Max(2, first);
             return Remedy("residual", "zero", first, last,
-                $"add residual shortcuts around hidden layers {Range(first, last)} with zero-initialised branches (a ResNet: identity shortcuts, projections where the shape changes)");
+                $"add residual shortcuts around {Layers(first, last)} with zero-initialised branches (a ResNet: identity shortcuts, projections where the shape changes)");
         }
 
         public RemedySuggestion Remedy(string kind, string arg, int first, int last, string description)

@@ -95,7 +95,7 @@ public static class OutcomeLabeler
     {
         ArgumentNullException.ThrowIfNull(config);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var trainer = new Trainer(config with { CheckpointEvery = int.MaxValue / 2 }, data);
+        var trainer = new Trainer(config with { CheckpointEvery = null }, data);
         using var monitor = new GradientMonitor(trainer.Model, (int)Math.Max(1, trainer.StepBudget / 40));
         trainer.AddObserver(monitor);
         var result = trainer.Run(cancellation: cancellation);

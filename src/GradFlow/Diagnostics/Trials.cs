@@ -176,7 +176,7 @@ public static class Trials
         ITrainingObserver? observer = null)
     {
         ArgumentNullException.ThrowIfNull(config);
-        var trialConfig = steps is { } s ? config with { MaxSteps = s, CheckpointEvery = int.MaxValue / 2 } : config;
+        var trialConfig = steps is { } s ? config with { MaxSteps = s, CheckpointEvery = null } : config;
         var trainer = new Trainer(trialConfig, data);
         using var monitor = new GradientMonitor(trainer.Model, every);
         using var tracer = new NonFiniteTracer(trainer.Model);
@@ -206,6 +206,7 @@ public static class DiagnosisJson
     {
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // "2.2E+004", not "2.2E\u002B004"
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
         Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
     };

@@ -20,6 +20,9 @@ public sealed record RunData(string Directory, string? Config, IReadOnlyList<(in
     {
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"report: run directory {directory} does not exist.");
         string configPath = Path.Combine(directory, "config.json"), metricsPath = Path.Combine(directory, "metrics.jsonl"), diagnosisPath = Path.Combine(directory, "diagnosis.json");
+        if (!RunDirectory.HoldsRun(directory))
+            throw new FileNotFoundException($"report: {directory} is not a run directory: it has neither config.json nor metrics.jsonl " +
+                "(write one with 'gradflow train --out DIR', 'gradflow diagnose --out DIR' or 'gradflow demo').", metricsPath);
         var epochs = new List<(int, double, double, double, double)>();
         var samples = new List<MonitorSample>();
         if (File.Exists(metricsPath))
@@ -62,7 +65,7 @@ public sealed record RunData(string Directory, string? Config, IReadOnlyList<(in
 }
 
 /// <summary>
-/// Self-contained HTML reports (inline CSS and SVG, no script, no network) from run directories:
+/// Self-contained HTML reports (inline CSS and SVG, one small inline script for hover values, no network) from run directories:
 /// configuration, loss and accuracy curves, the gradient-flow chart (signal RMS per layer, log scale,
 /// at several moments), a layer × step heatmap of log10 signal RMS (non-finite cells shown in
 /// magenta), saturation, dead units and update ratios per layer, and the diagnosis in words; for
@@ -78,7 +81,9 @@ public static class ReportWriter
         pre{background:#fff;border:1px solid #e2e2e2;padding:8px;overflow:auto;font-size:12px}
         svg .title{font-size:13px;font-weight:600} svg .tick{font-size:10px;fill:#555} svg .axis{font-size:11px;fill:#333}
         svg .muted{font-size:12px;fill:#999} svg .plot{fill:#fff;stroke:#ccc} svg .grid{stroke:#eee} svg .nonfinite{fill:#ff00ff}
-        .legend span{margin-right:14px;font-size:12px} .legend i{display:inline-block;width:12px;height:3px;margin-right:4px;vertical-align:middle}
+        .legend{display:flex;flex-wrap:wrap;gap:2px 14px;font-size:12px;padding:4px 0 0 64px} .legend i{display:inline-block;width:22px;height:0;margin-right:5px;vertical-align:middle}
+        .card{overflow-x:auto} [data-tip]:hover{stroke:#000;stroke-width:1.5}
+        #tip{position:absolute;display:none;background:#222;color:#fff;font-size:12px;padding:3px 7px;border-radius:3px;pointer-events:none;white-space:nowrap;z-index:9}
         .problem{background:#fff4f4;border-left:4px solid #d62728;padding:6px 10px;margin:8px 0} .healthy{background:#f2fbf2;border-left:4px solid #2ca02c;padding:6px 10px}
         table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ddd;padding:3px 8px;text-align:right} th{background:#f0f0f0}
         """;
@@ -94,7 +99,7 @@ public static class ReportWriter
         Curves(html, [(Path.GetFileName(runDirectory), run)]);
         GradientFlow(html, run);
         ThroughTime(html, run);
-        html.Append("</body></html>");
+        End(html);
         var path = outputPath ?? Path.Combine(runDirectory, "report.html");
         AtomicFile.WriteAllText(path, html.ToString());
         return path;
@@ -121,9 +126,9 @@ public static class ReportWriter
         var flow = data.Select((d, i) => d.Item2.Samples.Count == 0 ? null : new Series(d.Label,
             d.Item2.Samples[^1].Layers.Select(l => ((double)l.LayerIndex, l.BackpropagatedSignalRms)).ToArray(), Svg.Palette[i % Svg.Palette.Length])).OfType<Series>().ToArray();
         html.Append("<h2>Gradient flow at the end of each run</h2><div class=\"card\">")
-            .Append(Svg.LineChart("backpropagated signal RMS per layer", "layer index (1 = input side)", "RMS of dL/dh", flow, logY: true, width: 900, height: 340))
-            .Append(Svg.Legend(flow)).Append("</div>");
-        html.Append("</body></html>");
+            .Append(Svg.LineChart("backpropagated signal RMS per layer (1 = input side)", "layer", "RMS of dL/dh", flow, logY: true, width: 900, height: 340))
+            .Append(Svg.Legend(flow, 900)).Append("</div>");
+        End(html);
         AtomicFile.WriteAllText(outputPath, html.ToString());
         return outputPath;
     }
@@ -134,6 +139,8 @@ public static class ReportWriter
             .Append(Svg.E(title)).Append("</title><style>").Append(Style).Append("</style></head><body><h1>").Append(Svg.E(title)).Append("</h1>")
             .Append("<div class=\"muted\">written by GradFlow ").Append(DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture)).Append("</div>");
     }
+
+    private static void End(StringBuilder html) => html.Append("<script>").Append(Svg.HoverScript).Append("</script></body></html>");
 
     private static void Diagnosis(StringBuilder html, RunData run)
     {
@@ -173,27 +180,55 @@ public static class ReportWriter
 
     private static string Text(JsonElement e, string name) => e.TryGetProperty(name, out var v) ? v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText() : "";
 
+    /// <summary>
+    /// Loss and accuracy: the sampled training loss against the step, and per epoch train (solid) and test
+    /// (dashed; in a single run also another colour) loss and accuracy. A chart needs two points of some
+    /// series: a one-epoch run gets a line of its epoch's numbers instead, a run without samples no step chart.
+    /// </summary>
     private static void Curves(StringBuilder html, IReadOnlyList<(string Label, RunData Run)> runs)
     {
-        html.Append("<h2>Loss and accuracy</h2><div class=\"grid2\">");
-        var stepLoss = runs.Select((r, i) => new Series($"{r.Label} (mean since the previous sample)", r.Run.Samples.Select(s => ((double)s.Step, double.IsNaN(s.MeanLoss) ? s.Loss : s.MeanLoss)).ToArray(), Svg.Palette[i % Svg.Palette.Length])).ToArray();
-        var epochLoss = runs.SelectMany((r, i) => new[]
+        bool single = runs.Count == 1;
+        string RunColor(int i) => Svg.Palette[i % Svg.Palette.Length];
+        string Label(string run, string what) => single ? what : $"{run} {what}";
+        var stepLoss = runs.Select((r, i) => new Series(single ? "training loss" : r.Label, r.Run.Samples.Select(s => ((double)s.Step, double.IsNaN(s.MeanLoss) ? s.Loss : s.MeanLoss)).ToArray(), RunColor(i))).ToArray();
+        Series[] PerEpoch(Func<(int Epoch, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy), double> train,
+            Func<(int Epoch, double TrainLoss, double TrainAccuracy, double TestLoss, double TestAccuracy), double> test) =>
+            runs.SelectMany((r, i) => new[]
+            {
+                new Series(Label(r.Label, "train"), r.Run.Epochs.Select(e => ((double)e.Epoch, train(e))).ToArray(), RunColor(i)),
+                new Series(Label(r.Label, "test"), r.Run.Epochs.Select(e => ((double)e.Epoch, test(e))).ToArray(), single ? Svg.Palette[1] : RunColor(i), Dashed: true),
+            }).ToArray();
+        var epochLoss = PerEpoch(e => e.TrainLoss, e => e.TestLoss);
+        var acc = PerEpoch(e => e.TrainAccuracy, e => e.TestAccuracy);
+        bool anyAccuracy = runs.Any(r => r.Run.Epochs.Any(e => !double.IsNaN(e.TestAccuracy) || !double.IsNaN(e.TrainAccuracy))); // regression runs have none
+        var charts = new List<string>();
+        if (Svg.HasLine(stepLoss))
+            charts.Add(Svg.LineChart("training loss (mean since the previous sample)", "step", "loss", stepLoss, logY: false) + Svg.Legend(stepLoss));
+        if (Svg.HasLine(epochLoss))
+            charts.Add(Svg.LineChart("loss per epoch", "epoch", "loss", epochLoss, logY: false) + Svg.Legend(epochLoss));
+        if (anyAccuracy && Svg.HasLine(acc))
+            charts.Add(Svg.LineChart("accuracy per epoch", "epoch", "accuracy", acc, logY: false) + Svg.Legend(acc));
+        var few = runs.Where(r => r.Run.Epochs.Count is > 0 and < 2).ToArray();
+        if (charts.Count == 0 && few.Length == 0) return;
+        html.Append("<h2>Loss and accuracy</h2>");
+        if (few.Length > 0)
         {
-            new Series($"{r.Label} train", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TrainLoss)).ToArray(), Svg.Palette[i % Svg.Palette.Length]),
-            new Series($"{r.Label} test", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TestLoss)).ToArray(), Svg.Palette[i % Svg.Palette.Length], Dashed: true),
-        }).ToArray();
-        var acc = runs.SelectMany((r, i) => new[]
-        {
-            new Series($"{r.Label} train", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TrainAccuracy)).ToArray(), Svg.Palette[i % Svg.Palette.Length]),
-            new Series($"{r.Label} test", r.Run.Epochs.Select(e => ((double)e.Epoch, e.TestAccuracy)).ToArray(), Svg.Palette[i % Svg.Palette.Length], Dashed: true),
-        }).ToArray();
-        html.Append("<div class=\"card\">").Append(Svg.LineChart("training loss", "step", "loss", stepLoss, logY: false)).Append(Svg.Legend(stepLoss)).Append("</div>");
-        html.Append("<div class=\"card\">").Append(Svg.LineChart("loss per epoch", "epoch", "loss", epochLoss, logY: false)).Append(Svg.Legend(epochLoss)).Append("</div>");
-        // regression runs (the adding problem) have no accuracy: no empty chart
-        if (runs.Any(r => r.Run.Epochs.Any(e => !double.IsNaN(e.TestAccuracy) || !double.IsNaN(e.TrainAccuracy))))
-            html.Append("<div class=\"card\">").Append(Svg.LineChart("accuracy per epoch", "epoch", "accuracy", acc, logY: false)).Append(Svg.Legend(acc)).Append("</div>");
+            html.Append("<table><tr><th style=\"text-align:left\">run</th><th>epoch</th><th>train loss</th><th>test loss</th>").Append(anyAccuracy ? "<th>train accuracy</th><th>test accuracy</th>" : "").Append("</tr>");
+            foreach (var (label, run) in few)
+                foreach (var e in run.Epochs)
+                {
+                    html.Append(CultureInfo.InvariantCulture, $"<tr><td style=\"text-align:left\">{Svg.E(label)}</td><td>{e.Epoch}</td><td>{Svg.Value(e.TrainLoss)}</td><td>{Svg.Value(e.TestLoss)}</td>");
+                    if (anyAccuracy) html.Append(CultureInfo.InvariantCulture, $"<td>{Percent(e.TrainAccuracy)}</td><td>{Percent(e.TestAccuracy)}</td>");
+                    html.Append("</tr>");
+                }
+            html.Append("</table>");
+        }
+        html.Append("<div class=\"grid2\">");
+        foreach (var c in charts) html.Append("<div class=\"card\">").Append(c).Append("</div>");
         html.Append("</div>");
     }
+
+    private static string Percent(double v) => double.IsNaN(v) ? "-" : v.ToString("P1", CultureInfo.InvariantCulture);
 
     private static void GradientFlow(StringBuilder html, RunData run)
     {
@@ -208,20 +243,24 @@ public static class ReportWriter
         var flow = moments.Select((m, i) => new Series($"step {samples[m].Step}", samples[m].Layers.Select(l => ((double)l.LayerIndex, l.BackpropagatedSignalRms)).ToArray(), Svg.Palette[i])).ToArray();
         var grads = moments.Select((m, i) => new Series($"step {samples[m].Step}", samples[m].Layers.Select(l => ((double)l.LayerIndex, l.ParameterGradientNorm)).ToArray(), Svg.Palette[i])).ToArray();
         html.Append("<div class=\"grid2\"><div class=\"card\">")
-            .Append(Svg.LineChart("backpropagated signal RMS per layer", "layer index (1 = input side)", "RMS of dL/dh", flow, logY: true)).Append(Svg.Legend(flow))
+            .Append(Svg.LineChart("backpropagated signal RMS per layer (1 = input side)", "layer", "RMS of dL/dh", flow, logY: true)).Append(Svg.Legend(flow))
             .Append("</div><div class=\"card\">")
-            .Append(Svg.LineChart("weight gradient norm per layer", "layer index", "||dL/dW||", grads, logY: true)).Append(Svg.Legend(grads)).Append("</div></div>");
+            .Append(Svg.LineChart("weight gradient norm per layer", "layer", "||dL/dW||", grads, logY: true)).Append(Svg.Legend(grads)).Append("</div></div>");
         int layers = samples[^1].Layers.Length;
-        var values = new double[layers, samples.Count];
-        for (int c = 0; c < samples.Count; c++)
-            for (int r = 0; r < layers && r < samples[c].Layers.Length; r++)
+        // at most MaxHeatmapColumns columns (evenly spaced samples, the first and the last among them): a long run fits the page
+        var shown = samples.Count <= MaxHeatmapColumns ? samples.ToArray()
+            : Enumerable.Range(0, MaxHeatmapColumns).Select(i => samples[(int)((long)i * (samples.Count - 1) / (MaxHeatmapColumns - 1))]).ToArray();
+        var values = new double[layers, shown.Length];
+        for (int c = 0; c < shown.Length; c++)
+            for (int r = 0; r < layers; r++)
             {
-                var l = samples[c].Layers[layers - 1 - r];
+                if (r >= shown[c].Layers.Length) { values[r, c] = double.NaN; continue; }
+                var l = shown[c].Layers[layers - 1 - r];
                 values[r, c] = double.IsNaN(l.BackpropagatedSignalRms) && l.NonFinite > 0 ? double.PositiveInfinity : l.BackpropagatedSignalRms;
             }
-        html.Append("<div class=\"card\">").Append(Svg.Heatmap("log10 signal RMS, layer × sampled step", "layer (output at the top)", "step",
+        html.Append("<div class=\"card\">").Append(Svg.Heatmap("log10 signal RMS, layer × sampled step" + (shown.Length < samples.Count ? $" ({shown.Length} of {samples.Count} samples)" : ""), "layer", "step",
             Enumerable.Range(0, layers).Select(r => (layers - r).ToString(CultureInfo.InvariantCulture)).ToArray(),
-            samples.Select(s => s.Step.ToString(CultureInfo.InvariantCulture)).ToArray(), values, cell: Math.Clamp(900 / Math.Max(1, samples.Count), 4, 16))).Append("</div>");
+            shown.Select(s => s.Step.ToString(CultureInfo.InvariantCulture)).ToArray(), values)).Append("</div>");
         var last = samples[^1];
         var names = last.Layers.Select(l => l.LayerIndex.ToString(CultureInfo.InvariantCulture)).ToArray();
         var ratios = last.Layers.Select(l => ((double)l.LayerIndex, l.UpdateRatio)).ToArray();
@@ -230,6 +269,9 @@ public static class ReportWriter
             .Append("</div><div class=\"card\">").Append(Svg.LineChart($"update ratio ||ΔW||/||W|| (step {last.Step})", "layer index", "ratio", [new Series("update ratio", ratios, "#17becf")], logY: true))
             .Append("</div></div>");
     }
+
+    /// <summary>The layer × step heatmap shows at most this many samples (2 px each), evenly spaced.</summary>
+    public const int MaxHeatmapColumns = 450;
 
     /// <summary>Values below this fraction of a layer's last-step signal (an underflowed 0 included) are drawn at it.</summary>
     public const double TimeFloor = 1e-30;
@@ -272,7 +314,6 @@ public static class ReportWriter
         var time = last.TimeSignal!;
         int steps = time[^1].Length, columns = Math.Min(maxColumns, steps);
         string[] ColumnLabels(int n) => Enumerable.Range(0, n).Select(c => (c * steps / n + 1).ToString(CultureInfo.InvariantCulture)).ToArray();
-        int cell = Math.Clamp(900 / columns, 4, 16);
         html.Append("<h2>Gradient flow through time</h2><p class=\"muted\">RMS of dL/dh_t, the signal backpropagation through time has carried to time step t, relative to the last step's (where the read-out's gradient enters); ")
             .Append(steps > maxColumns ? $"steps binned {maxColumns} columns wide by the geometric mean; " : "")
             .Append("values below 1e-30 (an underflow to 0 included) are drawn at 1e-30. A vanishing signal is dark on the left.</p>");
@@ -283,8 +324,8 @@ public static class ReportWriter
             var bins = time[time.Length - 1 - k].Length >= 2 ? RelativeTimeBins(time[time.Length - 1 - k], columns) : [];
             for (int c = 0; c < columns; c++) layerValues[k, c] = c < bins.Length ? bins[c] : double.NaN;
         }
-        html.Append("<div class=\"card\">").Append(Svg.Heatmap($"signal through time / last step's, recurrent layer × time step (step {last.Step})", "layer (top at the top)", "time step",
-            Enumerable.Range(0, time.Length).Select(k => (time.Length - k).ToString(CultureInfo.InvariantCulture)).ToArray(), ColumnLabels(columns), layerValues, cell)).Append("</div>");
+        html.Append("<div class=\"card\">").Append(Svg.Heatmap($"signal through time / last step's, recurrent layer × time step (step {last.Step})", "layer", "time step",
+            Enumerable.Range(0, time.Length).Select(k => (time.Length - k).ToString(CultureInfo.InvariantCulture)).ToArray(), ColumnLabels(columns), layerValues)).Append("</div>");
         // (b) training step × time step, top layer
         var shown = samples.Length <= 40 ? samples : Enumerable.Range(0, 40).Select(i => samples[i * (samples.Length - 1) / 39]).Distinct().ToArray();
         var stepValues = new double[shown.Length, columns];
@@ -295,7 +336,7 @@ public static class ReportWriter
             for (int c = 0; c < columns; c++) stepValues[r, c] = c < bins.Length ? bins[c] : double.NaN;
         }
         html.Append("<div class=\"card\">").Append(Svg.Heatmap("signal through time / last step's, top recurrent layer: training step × time step", "training step", "time step",
-            shown.Select(s => s.Step.ToString(CultureInfo.InvariantCulture)).ToArray(), ColumnLabels(columns), stepValues, cell)).Append("</div>");
+            shown.Select(s => s.Step.ToString(CultureInfo.InvariantCulture)).ToArray(), ColumnLabels(columns), stepValues)).Append("</div>");
         // (c) the signal against the lag, a few moments, with the vanishing threshold
         var moments = new[] { 0, samples.Length / 2, samples.Length - 1 }.Distinct().ToArray();
         var series = moments.Select((m, i) =>
@@ -306,6 +347,6 @@ public static class ReportWriter
         double threshold = new DiagnosisSettings().VanishingRatio;
         series.Add(new Series($"vanishing threshold {threshold:E0}", [(0.0, threshold), (steps - 1.0, threshold)], "#999999", Dashed: true));
         html.Append("<div class=\"card\">").Append(Svg.LineChart("signal / last step's against the lag (top recurrent layer)", "lag (steps back from the last)", "relative RMS of dL/dh_t", series, logY: true, width: 900, height: 320))
-            .Append(Svg.Legend(series)).Append("</div>");
+            .Append(Svg.Legend(series, 900)).Append("</div>");
     }
 }

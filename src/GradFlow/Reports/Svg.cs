@@ -18,7 +18,53 @@ public static class Svg
     /// <summary>HTML-escapes text.</summary>
     public static string E(string s) => WebUtility.HtmlEncode(s);
 
-    /// <summary>A line chart; with <paramref name="logY"/> the y axis is log10 (non-positive values count as non-finite).</summary>
+    /// <summary>
+    /// Round tick values ("nice numbers", Heckbert 1990) covering [<paramref name="lo"/>, <paramref name="hi"/>]:
+    /// about <paramref name="target"/> ticks, spaced 1, 2 or 5 × 10^k, the first at or below lo and the last at or
+    /// above hi. With <paramref name="integers"/> the spacing is at least 1 (steps, epochs, layers).
+    /// </summary>
+    public static double[] NiceTicks(double lo, double hi, int target = 5, bool integers = false)
+    {
+        if (!double.IsFinite(lo) || !double.IsFinite(hi) || hi < lo) throw new ArgumentException($"NiceTicks: [{lo}, {hi}] is not a finite interval.");
+        if (hi == lo) { lo -= integers ? 1 : Math.Max(Math.Abs(lo) * 0.1, 0.5); hi += integers ? 1 : Math.Max(Math.Abs(hi) * 0.1, 0.5); }
+        double step = Nice((hi - lo) / Math.Max(1, target - 1));
+        if (integers) step = Math.Max(1, step);
+        double first = Math.Floor(lo / step + 1e-9) * step, last = Math.Ceiling(hi / step - 1e-9) * step;
+        int n = (int)Math.Round((last - first) / step);
+        var ticks = new double[n + 1];
+        for (int i = 0; i <= n; i++) ticks[i] = Math.Round((first + i * step) / step) * step; // 0.30000000000000004 -> 0.3
+        return ticks;
+    }
+
+    /// <summary>The nice number nearest <paramref name="x"/> &gt; 0: 1, 2 or 5 × 10^k.</summary>
+    private static double Nice(double x)
+    {
+        double e = Math.Pow(10, Math.Floor(Math.Log10(x))), f = x / e;
+        return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * e;
+    }
+
+    /// <summary>A tick label with as many decimals as the tick spacing needs (0.5, 1, 1.5; 0.02; 2000).</summary>
+    public static string TickLabel(double v, double spacing)
+    {
+        int decimals = Math.Clamp(-(int)Math.Floor(Math.Log10(spacing) + 1e-9), 0, 12);
+        return Math.Abs(v) >= 1e6 || (v != 0 && Math.Abs(v) < 1e-4) ? v.ToString("0.##E+0", CultureInfo.InvariantCulture)
+            : v.ToString("F" + decimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>A value for a hover label: 4 significant digits, exponent form outside [1e-3, 1e5).</summary>
+    public static string Value(double v) =>
+        !double.IsFinite(v) ? v.ToString(CultureInfo.InvariantCulture)
+        : v != 0 && (Math.Abs(v) < 1e-3 || Math.Abs(v) >= 1e5) ? v.ToString("0.###E+0", CultureInfo.InvariantCulture) : v.ToString("G4", CultureInfo.InvariantCulture);
+
+    /// <summary>Whether a chart of these series would show a line: some series has at least two finite points.</summary>
+    public static bool HasLine(IEnumerable<Series> series, bool logY = false) =>
+        series.Any(s => s.Points.Count(p => double.IsFinite(p.X) && double.IsFinite(p.Y) && (!logY || p.Y > 0)) >= 2);
+
+    /// <summary>
+    /// A line chart with round tick values; with <paramref name="logY"/> the y axis is log10 with a tick per decade
+    /// (non-positive values count as non-finite). Every point carries its value for the report's hover label
+    /// (<c>data-tip</c>); callers leave out charts of fewer than two points (<see cref="HasLine"/>).
+    /// </summary>
     public static string LineChart(string title, string xLabel, string yLabel, IReadOnlyList<Series> series, bool logY, int width = 560, int height = 300)
     {
         const int left = 64, right = 16, top = 28, bottom = 44;
@@ -26,71 +72,81 @@ public static class Svg
         bool Ok(double y) => double.IsFinite(y) && (!logY || y > 0);
         var finite = series.SelectMany(s => s.Points).Where(p => Ok(p.Y) && double.IsFinite(p.X)).ToArray();
         var sb = new StringBuilder();
-        sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">");
-        sb.Append($"<text x=\"{width / 2}\" y=\"18\" text-anchor=\"middle\" class=\"title\">{E(title)}</text>");
+        sb.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">");
+        sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{width / 2}\" y=\"18\" text-anchor=\"middle\" class=\"title\">{E(title)}</text>");
         if (finite.Length == 0)
         {
-            sb.Append($"<text x=\"{width / 2}\" y=\"{height / 2}\" text-anchor=\"middle\" class=\"muted\">no data</text></svg>");
+            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{width / 2}\" y=\"{height / 2}\" text-anchor=\"middle\" class=\"muted\">no finite values</text></svg>");
             return sb.ToString();
         }
+        bool integerX = finite.All(p => p.X == Math.Round(p.X));
+        // the x axis spans the data (a step axis does not run on past the last step); its ticks are the round values inside
         double x0 = finite.Min(p => p.X), x1 = finite.Max(p => p.X);
-        double y0 = finite.Min(p => Tr(p.Y)), y1 = finite.Max(p => Tr(p.Y));
-        if (logY) { y0 = Math.Floor(y0); y1 = Math.Ceiling(y1); }
-        if (x1 == x0) x1 = x0 + 1;
-        if (y1 - y0 < 1e-12) { y0 -= 0.5; y1 += 0.5; }
+        if (x1 == x0) { x0 -= 1; x1 += 1; }
+        var xTicks = NiceTicks(x0, x1, 6, integerX).Where(t => t >= x0 - 1e-9 * (x1 - x0) && t <= x1 + 1e-9 * (x1 - x0)).ToArray();
+        double[] yTicks;
+        if (logY)
+        {
+            double lo = Math.Floor(finite.Min(p => Tr(p.Y))), hi = Math.Ceiling(finite.Max(p => Tr(p.Y)));
+            if (hi == lo) hi = lo + 1;
+            int decadeStep = Math.Max(1, (int)Math.Ceiling((hi - lo) / 8));
+            hi = lo + Math.Ceiling((hi - lo) / decadeStep) * decadeStep;
+            yTicks = Enumerable.Range(0, (int)((hi - lo) / decadeStep) + 1).Select(i => lo + i * decadeStep).ToArray();
+        }
+        else yTicks = NiceTicks(finite.Min(p => p.Y), finite.Max(p => p.Y), 5);
+        double y0 = yTicks[0], y1 = yTicks[^1];
         double pw = width - left - right, ph = height - top - bottom;
         double X(double x) => left + (x - x0) / (x1 - x0) * pw;
         double Y(double y) => top + ph - (Tr(y) - y0) / (y1 - y0) * ph;
-        sb.Append($"<rect x=\"{left}\" y=\"{top}\" width=\"{F(pw)}\" height=\"{F(ph)}\" class=\"plot\"/>");
-        int decadeStep = logY ? Math.Max(1, (int)Math.Ceiling((y1 - y0) / 8)) : 1;
-        int yTicks = logY ? (int)((y1 - y0) / decadeStep) : 5;
-        for (int i = 0; i <= yTicks; i++)
+        sb.Append(CultureInfo.InvariantCulture, $"<rect x=\"{left}\" y=\"{top}\" width=\"{F(pw)}\" height=\"{F(ph)}\" class=\"plot\"/>");
+        double ySpacing = yTicks.Length > 1 ? yTicks[1] - yTicks[0] : 1;
+        foreach (double v in yTicks)
         {
-            double v = logY ? y0 + i * decadeStep : y0 + (y1 - y0) * i / Math.Max(1, yTicks);
             double py = top + ph - (v - y0) / (y1 - y0) * ph;
-            string label = logY ? "1e" + F(Math.Round(v)) : v.ToString("G4", CultureInfo.InvariantCulture);
-            sb.Append($"<line x1=\"{left}\" x2=\"{F(left + pw)}\" y1=\"{F(py)}\" y2=\"{F(py)}\" class=\"grid\"/>");
-            sb.Append($"<text x=\"{left - 6}\" y=\"{F(py + 4)}\" text-anchor=\"end\" class=\"tick\">{label}</text>");
+            string label = logY ? "1e" + F(Math.Round(v)) : TickLabel(v, ySpacing);
+            sb.Append(CultureInfo.InvariantCulture, $"<line x1=\"{left}\" x2=\"{F(left + pw)}\" y1=\"{F(py)}\" y2=\"{F(py)}\" class=\"grid\"/>");
+            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{left - 6}\" y=\"{F(py + 4)}\" text-anchor=\"end\" class=\"tick\">{label}</text>");
         }
-        for (int i = 0; i <= 5; i++)
-        {
-            double v = x0 + (x1 - x0) * i / 5;
-            sb.Append($"<text x=\"{F(X(v))}\" y=\"{F(top + ph + 16)}\" text-anchor=\"middle\" class=\"tick\">{v.ToString("G4", CultureInfo.InvariantCulture)}</text>");
-        }
-        sb.Append($"<text x=\"{F(left + pw / 2)}\" y=\"{height - 6}\" text-anchor=\"middle\" class=\"axis\">{E(xLabel)}</text>");
-        sb.Append($"<text x=\"14\" y=\"{F(top + ph / 2)}\" text-anchor=\"middle\" class=\"axis\" transform=\"rotate(-90 14 {F(top + ph / 2)})\">{E(yLabel)}</text>");
+        double xSpacing = xTicks.Length > 1 ? xTicks[1] - xTicks[0] : integerX ? 1 : Math.Abs(x1 - x0);
+        foreach (double v in xTicks)
+            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(X(v))}\" y=\"{F(top + ph + 16)}\" text-anchor=\"middle\" class=\"tick\">{TickLabel(v, xSpacing)}</text>");
+        sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(left + pw / 2)}\" y=\"{height - 6}\" text-anchor=\"middle\" class=\"axis\">{E(xLabel)}</text>");
+        sb.Append(CultureInfo.InvariantCulture, $"<text x=\"14\" y=\"{F(top + ph / 2)}\" text-anchor=\"middle\" class=\"axis\" transform=\"rotate(-90 14 {F(top + ph / 2)})\">{E(yLabel)}</text>");
         foreach (var s in series)
         {
-            var pts = s.Points.Where(p => Ok(p.Y) && double.IsFinite(p.X)).Select(p => $"{F(X(p.X))},{F(Y(p.Y))}");
-            var list = pts.ToArray();
-            sb.Append($"<polyline fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"2\"{(s.Dashed ? " stroke-dasharray=\"6 4\"" : "")} points=\"{string.Join(" ", list)}\"/>");
-            if (list.Length <= 40)
-                foreach (var p in list)
-                {
-                    var xy = p.Split(',');
-                    sb.Append($"<circle cx=\"{xy[0]}\" cy=\"{xy[1]}\" r=\"3\" fill=\"{(s.Dashed ? "#fff" : s.Color)}\" stroke=\"{s.Color}\"/>");
-                }
+            var pts = s.Points.Where(p => Ok(p.Y) && double.IsFinite(p.X)).ToArray();
+            sb.Append(CultureInfo.InvariantCulture, $"<polyline fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"2\"{(s.Dashed ? " stroke-dasharray=\"6 4\"" : "")} points=\"{string.Join(" ", pts.Select(p => $"{F(X(p.X))},{F(Y(p.Y))}"))}\"/>");
+            bool marks = pts.Length <= 40;
+            foreach (var p in pts) // a visible marker for a few points, an invisible target for the hover label otherwise
+                sb.Append(CultureInfo.InvariantCulture, $"<circle cx=\"{F(X(p.X))}\" cy=\"{F(Y(p.Y))}\" r=\"{(marks ? 3 : 4)}\" fill=\"{(marks ? s.Dashed ? "#fff" : s.Color : "transparent")}\" stroke=\"{(marks ? s.Color : "none")}\" data-tip=\"{E($"{s.Label}: {xLabel} {Value(p.X)}, {yLabel} {Value(p.Y)}")}\"/>");
             foreach (var p in s.Points.Where(p => !Ok(p.Y) && double.IsFinite(p.X) && !double.IsNaN(p.Y)))
-                sb.Append($"<path d=\"M{F(X(p.X) - 5)},{top + 2} l10,0 l-5,9 z\" class=\"nonfinite\"><title>{E(s.Label)}: non-finite at {F(p.X)}</title></path>");
+                sb.Append(CultureInfo.InvariantCulture, $"<path d=\"M{F(X(p.X) - 5)},{top + 2} l10,0 l-5,9 z\" class=\"nonfinite\" data-tip=\"{E($"{s.Label}: non-finite at {xLabel} {Value(p.X)}")}\"/>");
         }
         sb.Append("</svg>");
         return sb.ToString();
     }
 
-    /// <summary>The legend of a set of series (HTML).</summary>
-    public static string Legend(IEnumerable<Series> series) =>
-        "<div class=\"legend\">" + string.Concat(series.Select(s => $"<span><i style=\"background:{s.Color}\"></i>{E(s.Label)}</span>")) + "</div>";
+    /// <summary>The legend of a set of series (HTML): a swatch drawn as the line is (colour and dashes), wrapping below the chart, never over it.</summary>
+    public static string Legend(IEnumerable<Series> series, int width = 560) =>
+        $"<div class=\"legend\" style=\"max-width:{width}px\">" + string.Concat(series.Select(s =>
+            $"<span><i style=\"border-top:3px {(s.Dashed ? "dashed" : "solid")} {s.Color}\"></i>{E(s.Label)}</span>")) + "</div>";
 
     /// <summary>
     /// A heatmap of log10 values (rows top to bottom, columns left to right) in the viridis palette;
-    /// non-finite cells are magenta and listed in the legend, never dropped.
+    /// non-finite cells are magenta and listed in the legend, never dropped. Rows are at least 12 px tall
+    /// (a 2-layer model gets rows of 32 px); columns share about 900 px; the row labels are thinned so
+    /// that they never overlap, the column labels spaced at least 56 px apart, and the left margin fits
+    /// the longest row label. Every cell carries its value for the hover label.
     /// </summary>
     public static string Heatmap(string title, string rowLabel, string columnLabel, IReadOnlyList<string> rows, IReadOnlyList<string> columns,
-        double[,] values, int cell = 14)
+        double[,] values, int plotWidth = 900)
     {
         int nr = rows.Count, nc = columns.Count;
-        const int left = 70, top = 28;
-        int width = Math.Max(420, left + nc * cell + 90), height = top + nr * cell + 50;
+        int rowHeight = Math.Clamp(160 / Math.Max(1, nr), 12, 32);
+        double cw = Math.Clamp((double)plotWidth / Math.Max(1, nc), 1, 24);
+        int left = 34 + 7 * Math.Max(2, rows.Count == 0 ? 2 : rows.Max(r => r.Length)), top = 28;
+        int legendTop = top, plotHeight = nr * rowHeight;
+        int width = (int)Math.Max(420, left + nc * cw + 130), height = top + Math.Max(plotHeight, 125) + 50;
         var logs = new List<double>();
         for (int r = 0; r < nr; r++)
             for (int c = 0; c < nc; c++)
@@ -98,12 +154,14 @@ public static class Svg
         double lo = logs.Count > 0 ? Math.Floor(logs.Min()) : 0, hi = logs.Count > 0 ? Math.Ceiling(logs.Max()) : 1;
         if (hi - lo < 1) hi = lo + 1;
         var sb = new StringBuilder();
-        sb.Append($"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">");
-        sb.Append($"<text x=\"{width / 2}\" y=\"18\" text-anchor=\"middle\" class=\"title\">{E(title)}</text>");
+        sb.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">");
+        sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{width / 2}\" y=\"18\" text-anchor=\"middle\" class=\"title\">{E(title)}</text>");
         bool anyNonFinite = false;
+        int labelEvery = (int)Math.Ceiling(12.0 / rowHeight);
         for (int r = 0; r < nr; r++)
         {
-            sb.Append($"<text x=\"{left - 6}\" y=\"{top + r * cell + cell - 3}\" text-anchor=\"end\" class=\"tick\">{E(rows[r])}</text>");
+            if (r % labelEvery == 0)
+                sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{left - 6}\" y=\"{top + r * rowHeight + rowHeight / 2 + 4}\" text-anchor=\"end\" class=\"tick\">{E(rows[r])}</text>");
             for (int c = 0; c < nc; c++)
             {
                 double v = values[r, c];
@@ -111,22 +169,40 @@ public static class Svg
                 if (double.IsNaN(v)) fill = "#eeeeee";
                 else if (!double.IsFinite(v) || v <= 0) { fill = "#ff00ff"; anyNonFinite |= !double.IsFinite(v); }
                 else fill = Viridis((Math.Log10(v) - lo) / (hi - lo));
-                sb.Append($"<rect x=\"{left + c * cell}\" y=\"{top + r * cell}\" width=\"{cell}\" height=\"{cell}\" fill=\"{fill}\"><title>{E(rows[r])}, {E(columns[c])}: {v.ToString("E2", CultureInfo.InvariantCulture)}</title></rect>");
+                sb.Append(CultureInfo.InvariantCulture, $"<rect x=\"{F(left + c * cw)}\" y=\"{top + r * rowHeight}\" width=\"{F(cw + 0.02)}\" height=\"{rowHeight}\" fill=\"{fill}\" data-tip=\"{E($"{rowLabel} {rows[r]}, {columnLabel} {columns[c]}: {v.ToString("E2", CultureInfo.InvariantCulture)}")}\"/>");
             }
         }
-        int step = Math.Max(1, nc / 8);
+        int step = Math.Max(1, (int)Math.Ceiling(56 / cw));
         for (int c = 0; c < nc; c += step)
-            sb.Append($"<text x=\"{left + c * cell + cell / 2}\" y=\"{top + nr * cell + 14}\" text-anchor=\"middle\" class=\"tick\">{E(columns[c])}</text>");
-        sb.Append($"<text x=\"{left + nc * cell / 2}\" y=\"{top + nr * cell + 32}\" text-anchor=\"middle\" class=\"axis\">{E(columnLabel)}</text>");
-        sb.Append($"<text x=\"14\" y=\"{top + nr * cell / 2}\" text-anchor=\"middle\" class=\"axis\" transform=\"rotate(-90 14 {top + nr * cell / 2})\">{E(rowLabel)}</text>");
-        int lx = left + nc * cell + 16;
+            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(left + c * cw + cw / 2)}\" y=\"{top + plotHeight + 14}\" text-anchor=\"middle\" class=\"tick\">{E(columns[c])}</text>");
+        sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(left + nc * cw / 2)}\" y=\"{top + plotHeight + 32}\" text-anchor=\"middle\" class=\"axis\">{E(columnLabel)}</text>");
+        sb.Append(CultureInfo.InvariantCulture, $"<text x=\"12\" y=\"{top + plotHeight / 2}\" text-anchor=\"middle\" class=\"axis\" transform=\"rotate(-90 12 {top + plotHeight / 2})\">{E(rowLabel)}</text>");
+        double lx = left + nc * cw + 16;
         for (int i = 0; i < 10; i++)
-            sb.Append($"<rect x=\"{lx}\" y=\"{top + (9 - i) * 10}\" width=\"14\" height=\"10\" fill=\"{Viridis(i / 9.0)}\"/>");
-        sb.Append($"<text x=\"{lx + 18}\" y=\"{top + 8}\" class=\"tick\">1e{F(hi)}</text><text x=\"{lx + 18}\" y=\"{top + 100}\" class=\"tick\">1e{F(lo)}</text>");
-        sb.Append($"<rect x=\"{lx}\" y=\"{top + 110}\" width=\"14\" height=\"10\" fill=\"#ff00ff\"/><text x=\"{lx + 18}\" y=\"{top + 119}\" class=\"tick\">non-finite{(anyNonFinite ? " (present)" : "")}</text>");
+            sb.Append(CultureInfo.InvariantCulture, $"<rect x=\"{F(lx)}\" y=\"{legendTop + (9 - i) * 10}\" width=\"14\" height=\"10\" fill=\"{Viridis(i / 9.0)}\"/>");
+        sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(lx + 18)}\" y=\"{legendTop + 8}\" class=\"tick\">1e{F(hi)}</text><text x=\"{F(lx + 18)}\" y=\"{legendTop + 100}\" class=\"tick\">1e{F(lo)}</text>");
+        sb.Append(CultureInfo.InvariantCulture, $"<rect x=\"{F(lx)}\" y=\"{legendTop + 110}\" width=\"14\" height=\"10\" fill=\"#ff00ff\"/><text x=\"{F(lx + 18)}\" y=\"{legendTop + 119}\" class=\"tick\">non-finite{(anyNonFinite ? " (present)" : "")}</text>");
         sb.Append("</svg>");
         return sb.ToString();
     }
+
+    /// <summary>
+    /// The hover label of a report (one small inline script; the page stays one self-contained file): the
+    /// <c>data-tip</c> of the point or cell under the pointer, shown beside it.
+    /// </summary>
+    public const string HoverScript = """
+        //<![CDATA[
+        (function () {
+          var tip = document.createElement('div'); tip.id = 'tip'; document.body.appendChild(tip);
+          document.addEventListener('mouseover', function (e) {
+            var el = e.target.closest ? e.target.closest('[data-tip]') : null;
+            if (!el) { tip.style.display = 'none'; return; }
+            tip.textContent = el.getAttribute('data-tip'); tip.style.display = 'block';
+          });
+          document.addEventListener('mousemove', function (e) { tip.style.left = (e.pageX + 12) + 'px'; tip.style.top = (e.pageY + 12) + 'px'; });
+        })();
+        //]]>
+        """;
 
     /// <summary>Vertical bars of fractions in [0, 1] per category (NaN bars are marked "n/a").</summary>
     public static string Bars(string title, IReadOnlyList<string> categories, IReadOnlyList<double> values, string color, int width = 560, int height = 220)
@@ -149,7 +225,7 @@ public static class Svg
             if (double.IsNaN(v))
                 sb.Append($"<text x=\"{F(x + bw / 2)}\" y=\"{F(top + ph - 4)}\" text-anchor=\"middle\" class=\"muted\">n/a</text>");
             else
-                sb.Append($"<rect x=\"{F(x + bw * 0.15)}\" y=\"{F(top + ph - Math.Clamp(v, 0, 1) * ph)}\" width=\"{F(bw * 0.7)}\" height=\"{F(Math.Clamp(v, 0, 1) * ph)}\" fill=\"{color}\"><title>{E(categories[i])}: {v:P1}</title></rect>");
+                sb.Append(CultureInfo.InvariantCulture, $"<rect x=\"{F(x + bw * 0.15)}\" y=\"{F(top + ph - Math.Clamp(v, 0, 1) * ph)}\" width=\"{F(bw * 0.7)}\" height=\"{F(Math.Clamp(v, 0, 1) * ph)}\" fill=\"{color}\" data-tip=\"{E(categories[i])}: {v.ToString("P1", CultureInfo.InvariantCulture)}\"/>");
             if (categories.Count <= 30 || i % Math.Max(1, categories.Count / 15) == 0)
                 sb.Append($"<text x=\"{F(x + bw / 2)}\" y=\"{F(top + ph + 14)}\" text-anchor=\"middle\" class=\"tick\">{E(categories[i])}</text>");
         }

@@ -386,7 +386,7 @@ public sealed class Trainer
             {
                 run.AppendMetrics(metrics);
                 bool last = epoch + 1 == Config.Epochs || stop != StopReason.Completed;
-                if ((epoch + 1) % Config.CheckpointEvery == 0 || last)
+                if ((Config.CheckpointEvery is { } every && (epoch + 1) % every == 0) || last)
                     Checkpoint.Save(run.CheckpointPath(epoch + 1), Model, Optimizer, new Checkpoint.Info(epoch + 1, step, Config.ToJson()));
             }
         }
@@ -562,9 +562,15 @@ public sealed class RunDirectory
 
     /// <summary>
     /// Options of every metrics line: NaN and ±Infinity are written as the strings "NaN", "Infinity",
-    /// "-Infinity" — a diverging run's numbers are the ones a user needs to see, not an error.
+    /// "-Infinity" — a diverging run's numbers are the ones a user needs to see, not an error. Text is
+    /// escaped only where JSON requires it (a message reads "2.2E+004", not "2.2E\\u002B004"); the lines are
+    /// data, never embedded in HTML.
     /// </summary>
-    public static readonly JsonSerializerOptions JsonLines = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+    public static readonly JsonSerializerOptions JsonLines = new()
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     /// <summary>Appends a line (a complete JSON object) to <c>metrics.jsonl</c> and flushes it.</summary>
     public void AppendLine(string json)

@@ -143,8 +143,9 @@ public sealed record TrainingConfig
     /// </summary>
     public int? MicroBatches { get; init; }
 
-    /// <summary>Write a checkpoint every this many epochs (and at the end).</summary>
-    public int CheckpointEvery { get; init; } = 1;
+    /// <summary>Write a checkpoint every this many epochs (and at the end); null: only at the end (trials and catalogue runs).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.Never)] // null is written: omitted, it would read back as the default 1
+    public int? CheckpointEvery { get; init; } = 1;
 
     /// <summary>
     /// Run the gradient monitor, sampling every this many steps (<c>gradflow train --monitor</c>,
@@ -156,6 +157,7 @@ public sealed record TrainingConfig
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // a model "a+b" stays readable
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower, allowIntegerValues: false) },
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
@@ -182,12 +184,19 @@ public sealed record TrainingConfig
         return c;
     }
 
+    /// <summary>
+    /// The key in <see cref="Exception.Data"/> under which <see cref="Validate"/>'s <see cref="FormatException"/>
+    /// names a field whose value is out of its range (or names no data); absent for a model that does not parse.
+    /// The CLI reports the first as a usage error (exit 2), the second as an error (exit 1).
+    /// </summary>
+    public const string OutOfRangeField = "GradFlow.OutOfRangeField";
+
     /// <summary>Checks every field's range; throws naming the field.</summary>
     public void Validate(string source = "config")
     {
         void Require(bool ok, string field, string what)
         {
-            if (!ok) throw new FormatException($"{source}: field '{field}' {what}.");
+            if (!ok) throw new FormatException($"{source}: field '{field}' {what}.") { Data = { [OutOfRangeField] = field } };
         }
         Require(Epochs >= 1, "epochs", $"must be at least 1, got {Epochs}");
         Require(BatchSize >= 1, "batchSize", $"must be at least 1, got {BatchSize}");
@@ -205,7 +214,7 @@ public sealed record TrainingConfig
         Require(Threads is null or (>= 1 and <= 256), "threads", $"must be in 1..256, got {Threads}");
         Require(MicroBatches is null or (>= 1 and <= 4096), "microBatches", $"must be in 1..4096, got {MicroBatches}");
         Require(MicroBatches is null || MicroBatches <= BatchSize, "microBatches", $"({MicroBatches}) must not exceed batchSize ({BatchSize}): each micro-batch needs an example");
-        Require(CheckpointEvery >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
+        Require(CheckpointEvery is null or >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
         Require(MonitorEvery is null or >= 1, "monitorEvery", $"must be at least 1, got {MonitorEvery}");
         Require(TrainLimit is null or >= 1, "trainLimit", $"must be at least 1, got {TrainLimit}");
         Require(TestLimit is null or >= 1, "testLimit", $"must be at least 1, got {TestLimit}");

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Xml.Linq;
 using GradFlow.Diagnostics;
 using GradFlow.Reports;
@@ -28,7 +29,12 @@ public sealed class ReportWriterTests : IDisposable
         return XDocument.Parse(html["<!DOCTYPE html>".Length..]);
     }
 
-    private static IEnumerable<XElement> Named(XDocument doc, string name) => doc.Descendants().Where(e => e.Name.LocalName == name);
+    private static IEnumerable<XElement> Named(XContainer doc, string name) => doc.Descendants().Where(e => e.Name.LocalName == name);
+
+    /// <summary>The cells of a heatmap: its rectangles with a hover value.</summary>
+    private static IEnumerable<XElement> Cells(XElement svg) => svg.Elements().Where(e => e.Name.LocalName == "rect" && e.Attribute("data-tip") is not null);
+
+    private static XElement Chart(XDocument doc, string title) => Named(doc, "svg").Single(s => s.Elements().First().Value.Contains(title, StringComparison.Ordinal));
 
     [Fact]
     public void Write_MonitoredRun_IsWellFormedWithEveryChartAndHeatmapCells()
@@ -39,9 +45,10 @@ public sealed class ReportWriterTests : IDisposable
         Assert.Equal(9, svgs.Length); // 3 loss/accuracy, 2 gradient flow, heatmap, saturation, dead units, update ratio
         var samples = MonitorLog.ReadSamples(Path.Combine(run, "metrics.jsonl"));
         var heatmap = svgs.Single(s => s.Value.Contains("layer × sampled step", StringComparison.Ordinal));
-        Assert.Equal(7 * samples.Count, heatmap.Elements().Count(e => e.Name.LocalName == "rect" && e.Elements().Any(t => t.Name.LocalName == "title")));
+        Assert.Equal(7 * samples.Count, Cells(heatmap).Count());
         Assert.Contains("vanishing", doc.ToString(), StringComparison.OrdinalIgnoreCase);
-        Assert.Empty(Named(doc, "script"));
+        var script = Assert.Single(Named(doc, "script")); // the hover label: inline, nothing loaded
+        Assert.Null(script.Attribute("src"));
         Assert.DoesNotContain("http://", File.ReadAllText(Path.Combine(run, "report.html")).Replace("http://www.w3.org/", "", StringComparison.Ordinal));
     }
 
@@ -55,7 +62,7 @@ public sealed class ReportWriterTests : IDisposable
             "{\"layer\":2,\"activation\":null,\"signal_rms\":0.01,\"gain\":null,\"grad_norm\":0.1,\"grad_max_abs\":null,\"act_mean\":null,\"act_std\":null,\"saturation\":null,\"dead_units\":null,\"update_ratio\":null,\"non_finite\":0}]}";
         File.WriteAllText(Path.Combine(dir, "metrics.jsonl"), line + "\n");
         var doc = Parse(ReportWriter.Write(dir));
-        Assert.Contains(Named(doc, "rect"), r => (string?)r.Attribute("fill") == "#ff00ff" && r.Value.Contains("Infinity", StringComparison.Ordinal));
+        Assert.Contains(Named(doc, "rect"), r => (string?)r.Attribute("fill") == "#ff00ff" && ((string?)r.Attribute("data-tip") ?? "").Contains("Infinity", StringComparison.Ordinal));
         Assert.Contains("non-finite (present)", doc.ToString());
     }
 
@@ -141,15 +148,16 @@ public sealed class ReportWriterTests : IDisposable
         var svgs = Named(doc, "svg").ToArray();
         Assert.DoesNotContain(svgs, s => s.Value.Contains("accuracy per epoch", StringComparison.Ordinal));
         var samples = MonitorLog.ReadSamples(Path.Combine(dir, "metrics.jsonl"));
-        int Cells(string title) => svgs.Single(s => s.Value.Contains(title, StringComparison.Ordinal))
-            .Elements().Count(e => e.Name.LocalName == "rect" && e.Elements().Any(t => t.Name.LocalName == "title"));
-        Assert.Equal(2 * 12, Cells("recurrent layer × time step"));                 // 2 stacked layers × 12 steps
-        Assert.Equal(samples.Count * 12, Cells("training step × time step"));
+        int CellCount(string title) => Cells(svgs.Single(s => s.Value.Contains(title, StringComparison.Ordinal))).Count();
+        Assert.Equal(2 * 12, CellCount("recurrent layer × time step"));                 // 2 stacked layers × 12 steps
+        Assert.Equal(samples.Count * 12, CellCount("training step × time step"));
         Assert.Contains(svgs, s => s.Value.Contains("against the lag", StringComparison.Ordinal));
         // the last step of each layer is the reference: its cell is the top of the colour scale
         var layerMap = svgs.Single(s => s.Value.Contains("recurrent layer × time step", StringComparison.Ordinal));
-        var lastCell = layerMap.Elements().Where(e => e.Name.LocalName == "rect" && e.Elements().Any(t => t.Name.LocalName == "title")).ElementAt(11);
-        Assert.Contains("1.00E+000", lastCell.Value);
+        var lastCell = Cells(layerMap).ElementAt(11);
+        Assert.Contains("1.00E+000", (string)lastCell.Attribute("data-tip")!);
+        // readable: rows of a 2-layer heatmap are tall enough to see and to label
+        Assert.All(Cells(layerMap), c => Assert.True(double.Parse((string)c.Attribute("height")!, CultureInfo.InvariantCulture) >= 20));
     }
 
     [Fact]
@@ -157,5 +165,119 @@ public sealed class ReportWriterTests : IDisposable
     {
         var run = MonitoredRun("mlp", "mlp 2-8x2-2 act=relu init=he-normal");
         Assert.DoesNotContain("Gradient flow through time", File.ReadAllText(ReportWriter.Write(run)));
+    }
+
+    [Theory]
+    [InlineData(0.7918, 2.397, 5, false, new[] { 0.5, 1, 1.5, 2, 2.5 })]
+    [InlineData(0, 4690, 6, true, new double[] { 0, 1000, 2000, 3000, 4000, 5000 })]
+    [InlineData(1, 2, 6, true, new double[] { 1, 2 })]
+    [InlineData(0.0993, 0.1012, 5, false, new[] { 0.099, 0.0995, 0.1, 0.1005, 0.101, 0.1015 })]
+    [InlineData(-3.2, 7.9, 5, false, new double[] { -4, -2, 0, 2, 4, 6, 8 })]
+    public void NiceTicks_AreRoundAndCoverTheRange(double lo, double hi, int target, bool integers, double[] expected)
+    {
+        var ticks = Svg.NiceTicks(lo, hi, target, integers);
+        Assert.Equal(expected.Length, ticks.Length);
+        for (int i = 0; i < ticks.Length; i++) Assert.Equal(expected[i], ticks[i], 12);
+        Assert.True(ticks[0] <= lo && ticks[^1] >= hi);
+    }
+
+    [Theory]
+    [InlineData(1.5, 0.5, "1.5")]
+    [InlineData(2, 0.5, "2.0")]
+    [InlineData(3000, 1000, "3000")]
+    [InlineData(0.1005, 0.0005, "0.1005")]
+    public void TickLabel_HasTheDecimalsOfTheSpacing(double v, double spacing, string expected) => Assert.Equal(expected, Svg.TickLabel(v, spacing));
+
+    /// <summary>The y tick labels of a linear chart, as numbers.</summary>
+    private static double[] YTicks(XElement svg) => svg.Elements().Where(e => e.Name.LocalName == "text" && (string?)e.Attribute("text-anchor") == "end")
+        .Select(e => double.Parse(e.Value, CultureInfo.InvariantCulture)).ToArray();
+
+    [Fact]
+    public void Write_LossChart_HasRoundTicks_AndTrainAndTestDifferInColourAndDashes()
+    {
+        var run = MonitoredRun("ticks", "mlp 2-8x2-2 act=tanh");
+        var doc = Parse(ReportWriter.Write(run));
+        var loss = Chart(doc, "loss per epoch");
+        var ticks = YTicks(loss);
+        Assert.True(ticks.Length >= 3);
+        double spacing = ticks[1] - ticks[0];
+        double mantissa = spacing / Math.Pow(10, Math.Floor(Math.Log10(spacing)));
+        Assert.Contains(Math.Round(mantissa, 9), new[] { 1.0, 2.0, 5.0 });
+        Assert.All(ticks, t => Assert.Equal(0, Math.Abs(t / spacing - Math.Round(t / spacing)), 6)); // multiples of the spacing
+        var lines = Named(loss, "polyline").ToArray();
+        Assert.Equal(2, lines.Length);
+        Assert.NotEqual((string?)lines[0].Attribute("stroke"), (string?)lines[1].Attribute("stroke"));
+        Assert.Null(lines[0].Attribute("stroke-dasharray"));
+        Assert.NotNull(lines[1].Attribute("stroke-dasharray"));
+        // the legend draws the dashes too
+        var legend = Named(doc, "div").First(d => (string?)d.Attribute("class") == "legend" && d.Value.Contains("test", StringComparison.Ordinal));
+        Assert.Contains("dashed", legend.ToString(), StringComparison.Ordinal);
+        // every point has its value for the hover label
+        Assert.All(Named(loss, "circle"), c => Assert.Matches(@"^(train|test): epoch \d+, loss [0-9.]+$", (string)c.Attribute("data-tip")!));
+    }
+
+    [Fact]
+    public void Write_OneEpochPlainRun_HasNoChartOfOnePointAndNoEmptyChart()
+    {
+        var dir = Path.Combine(_dir, "one");
+        new Trainer(new TrainingConfig { Model = "mlp 2-4-2", Data = "circles", Epochs = 1, Threads = 1 }).Run(dir, cancellation: TestContext.Current.CancellationToken);
+        var html = File.ReadAllText(ReportWriter.Write(dir));
+        var doc = Parse(Path.Combine(dir, "report.html"));
+        Assert.DoesNotContain("per epoch", html);
+        Assert.DoesNotContain("no data", html);
+        Assert.DoesNotContain("training loss", html);   // no monitor samples: no step chart
+        Assert.Contains(Named(doc, "td"), td => td.Value == "1"); // the epoch's numbers, in a table
+        var metrics = File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Where(l => l.Contains("\"epoch\"", StringComparison.Ordinal)).ToArray();
+        Assert.Single(metrics);
+    }
+
+    [Fact]
+    public void Write_LongRun_HeatmapFitsThePageWithRowLabelsApart()
+    {
+        var dir = Path.Combine(_dir, "long");
+        Directory.CreateDirectory(dir);
+        const int layers = 22, samples = 1000;
+        var lines = new System.Text.StringBuilder();
+        for (int s = 0; s < samples; s++)
+        {
+            lines.Append(CultureInfo.InvariantCulture, $"{{\"type\":\"step\",\"step\":{s * 10},\"epoch\":{s / 100},\"loss\":{2.0 / (1 + s)},\"global_gradient_norm\":1,\"gradient_ratio\":0.001,\"non_finite\":0,\"layers\":[");
+            for (int l = 1; l <= layers; l++)
+                lines.Append(CultureInfo.InvariantCulture, $"{(l > 1 ? "," : "")}{{\"layer\":{l},\"activation\":\"sigmoid\",\"signal_rms\":{Math.Pow(10, -l / 2.0)},\"gain\":null,\"grad_norm\":0.1,\"grad_max_abs\":null,\"act_mean\":null,\"act_std\":null,\"saturation\":0.5,\"dead_units\":null,\"update_ratio\":null,\"non_finite\":0}}");
+            lines.Append("]}\n");
+        }
+        File.WriteAllText(Path.Combine(dir, "metrics.jsonl"), lines.ToString());
+        var doc = Parse(ReportWriter.Write(dir));
+        var heatmap = Chart(doc, "layer × sampled step");
+        Assert.True(double.Parse((string)heatmap.Attribute("width")!, CultureInfo.InvariantCulture) <= 1150, "wider than the page");
+        Assert.Equal(layers * ReportWriter.MaxHeatmapColumns, Cells(heatmap).Count());
+        var rowLabels = heatmap.Elements().Where(e => e.Name.LocalName == "text" && (string?)e.Attribute("text-anchor") == "end")
+            .Select(e => double.Parse((string)e.Attribute("y")!, CultureInfo.InvariantCulture)).Order().ToArray();
+        Assert.Equal(layers, rowLabels.Length);
+        Assert.All(rowLabels.Zip(rowLabels.Skip(1)), p => Assert.True(p.Second - p.First >= 11, $"row labels {p.First} and {p.Second} overlap"));
+        var columnLabels = heatmap.Elements().Where(e => e.Name.LocalName == "text" && (string?)e.Attribute("class") == "tick" && (string?)e.Attribute("text-anchor") == "middle")
+            .Select(e => double.Parse((string)e.Attribute("x")!, CultureInfo.InvariantCulture)).Order().ToArray();
+        Assert.All(columnLabels.Zip(columnLabels.Skip(1)), p => Assert.True(p.Second - p.First >= 50, $"column labels at {p.First} and {p.Second} overlap"));
+    }
+
+    [Fact]
+    public void Write_TwoLayerModel_HeatmapRowsAreReadable()
+    {
+        var run = MonitoredRun("small", "mlp 2-8-2 act=tanh");
+        var heatmap = Chart(Parse(ReportWriter.Write(run)), "layer × sampled step");
+        Assert.All(Cells(heatmap), c => Assert.True(double.Parse((string)c.Attribute("height")!, CultureInfo.InvariantCulture) >= 20));
+    }
+
+    [Fact]
+    public void Report_FolderThatIsNoRun_ExitsOneNamingWhatIsMissing_AndWritesNothing()
+    {
+        var empty = Path.Combine(_dir, "not-a-run");
+        Directory.CreateDirectory(empty);
+        var (code, _, err) = CliRunner.Run("report", empty);
+        Assert.Equal(1, code);
+        Assert.Contains("not a run directory", err);
+        Assert.Contains("config.json", err);
+        Assert.Contains("metrics.jsonl", err);
+        Assert.Equal(1, err.Split("gradflow report:").Length - 1); // the prefix once
+        Assert.False(File.Exists(Path.Combine(empty, "report.html")));
     }
 }

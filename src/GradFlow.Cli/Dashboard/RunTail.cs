@@ -1,0 +1,84 @@
+using System.Text;
+using GradFlow.Diagnostics;
+using GradFlow.Training;
+
+namespace GradFlow.Cli.Dashboard;
+
+/// <summary>
+/// Follows one run directory as it is written, by this process or another: the complete new lines of
+/// <c>metrics.jsonl</c> since the last read (a line still being written waits for its newline), the
+/// monitor samples among them, and <c>diagnosis.json</c> once it exists. Reads share the file with the
+/// writer; nothing is locked.
+/// </summary>
+internal sealed class RunTail(string directory)
+{
+    private long _offset;
+    private readonly List<MonitorSample> _samples = [];
+    private DateTime _diagnosisTime;
+
+    /// <summary>The run directory.</summary>
+    public string Directory { get; } = directory;
+
+    /// <summary>Every monitor sample read so far.</summary>
+    public IReadOnlyList<MonitorSample> Samples => _samples;
+
+    /// <summary>The complete lines added to metrics.jsonl since the last call (each a JSON object), in order.</summary>
+    public IReadOnlyList<string> ReadNewLines()
+    {
+        var path = Path.Combine(Directory, "metrics.jsonl");
+        if (!File.Exists(path)) return [];
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        if (stream.Length < _offset) { _offset = 0; _samples.Clear(); } // the run was started over (--force)
+        if (stream.Length == _offset) return [];
+        stream.Position = _offset;
+        var bytes = new byte[stream.Length - _offset];
+        stream.ReadExactly(bytes);
+        int end = Array.LastIndexOf(bytes, (byte)'\n');
+        if (end < 0) return [];
+        _offset += end + 1;
+        var lines = new List<string>();
+        foreach (var raw in Encoding.UTF8.GetString(bytes, 0, end).Split('\n'))
+        {
+            var line = raw.TrimEnd('\r');
+            if (line.Length == 0) continue;
+            lines.Add(line);
+            if (line.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal))
+            {
+                try
+                {
+                    _samples.Add(MonitorLog.Parse(line));
+                }
+                catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or KeyNotFoundException or InvalidOperationException)
+                {
+                    // the browser shows what it can read; the report names a corrupt line
+                }
+            }
+        }
+        return lines;
+    }
+
+    /// <summary>diagnosis.json's text when it is new or changed since the last call, else null.</summary>
+    public string? ReadNewDiagnosis()
+    {
+        var path = Path.Combine(Directory, "diagnosis.json");
+        if (!File.Exists(path)) return null;
+        var time = File.GetLastWriteTimeUtc(path);
+        if (time == _diagnosisTime) return null;
+        _diagnosisTime = time;
+        return File.ReadAllText(path);
+    }
+
+    /// <summary>The config of the run, or null when config.json is missing or unreadable.</summary>
+    public TrainingConfig? Config()
+    {
+        var path = Path.Combine(Directory, "config.json");
+        try
+        {
+            return File.Exists(path) ? TrainingConfig.FromJson(File.ReadAllText(path), path) : null;
+        }
+        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or IOException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,96 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using GradFlow.Cli.Dashboard;
+using GradFlow.Diagnostics;
+using GradFlow.Tests.TestSupport;
+using GradFlow.Training;
+
+namespace GradFlow.Tests.Dashboard;
+
+/// <summary>The dashboard's server without a browser: the run list, the event stream of a run written by someone else, the embedded page.</summary>
+public sealed class DashboardServerTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gradflow-serve-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string MonitoredRun(string name)
+    {
+        var dir = Path.Combine(_dir, "runs", name);
+        Trials.Run(new TrainingConfig { Model = "mlp 2-8x3-2 act=tanh", Data = "circles", Epochs = 1, Threads = 1 }, steps: 20, every: 5, runDirectory: dir,
+            cancellation: TestContext.Current.CancellationToken);
+        return dir;
+    }
+
+    [Fact]
+    public async Task Server_ListsRunsAndStreamsLinesAppendedByAnotherWriter()
+    {
+        var run = MonitoredRun("a");
+        MonitoredRun("b");
+        Directory.CreateDirectory(Path.Combine(_dir, "runs", "not-a-run"));
+        await using var server = await DashboardServer.StartAsync([Path.Combine(_dir, "runs")], IPAddress.Loopback, 0, TestContext.Current.CancellationToken);
+        Assert.Equal("127.0.0.1", server.Address.Host);
+        using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
+        var cancel = TestContext.Current.CancellationToken;
+
+        using var runs = JsonDocument.Parse(await http.GetStringAsync("api/runs", cancel));
+        Assert.Equal(["a", "b"], runs.RootElement.EnumerateArray().Select(r => r.GetProperty("id").GetString()).ToArray());
+
+        Assert.Contains("GradFlow dashboard", await http.GetStringAsync("", cancel));
+        var script = await http.GetStringAsync("app.js", cancel);
+        Assert.DoesNotContain("http://", script.Replace("http://www.w3.org/2000/svg", "", StringComparison.Ordinal)); // nothing from the network
+        Assert.DoesNotContain("https://", script);
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("api/events?run=..%2F..%2Fetc", cancel)).StatusCode);
+
+        using var response = await http.GetAsync("api/events?run=a", HttpCompletionOption.ResponseHeadersRead, cancel);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel), Encoding.UTF8);
+        var written = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
+        var received = new List<string>();
+        bool verdict = false;
+        async Task ReadUntil(Func<bool> done)
+        {
+            string? eventName = null;
+            while (!done())
+            {
+                var line = await reader.ReadLineAsync(cancel) ?? throw new EndOfStreamException("the event stream ended");
+                if (line.StartsWith("event: ", StringComparison.Ordinal)) eventName = line[7..];
+                else if (line.StartsWith("data: ", StringComparison.Ordinal) && eventName == "lines")
+                    received.AddRange(JsonDocument.Parse(line[6..]).RootElement.EnumerateArray().Select(e => e.GetRawText()));
+                else if (line.StartsWith("data: ", StringComparison.Ordinal) && eventName == "verdict") verdict = true;
+            }
+        }
+        await ReadUntil(() => received.Count >= written.Length && verdict);
+        Assert.Equal(written.Length, received.Count);
+        for (int i = 0; i < written.Length; i++) Assert.Equal(JsonDocument.Parse(written[i]).RootElement.GetProperty("type").GetString(), JsonDocument.Parse(received[i]).RootElement.GetProperty("type").GetString());
+
+        // another writer appends a sample, first half a line (as a crash or a slow write leaves it), then the rest
+        var sample = File.ReadLines(Path.Combine(run, "metrics.jsonl")).First(l => l.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal))
+            .Replace("\"step\":0,", "\"step\":777,", StringComparison.Ordinal);
+        using (var w = new FileStream(Path.Combine(run, "metrics.jsonl"), FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
+        {
+            var bytes = Encoding.UTF8.GetBytes(sample + "\n");
+            w.Write(bytes, 0, 40);
+            w.Flush();
+            await Task.Delay(DashboardServer.PollInterval * 3, cancel);
+            w.Write(bytes, 40, bytes.Length - 40);
+        }
+        await ReadUntil(() => received.Count > written.Length);
+        Assert.Equal(written.Length + 1, received.Count);
+        Assert.Equal(777, MonitorLog.Parse(received[^1]).Step); // the whole line, once
+    }
+
+    [Theory]
+    [InlineData(new[] { "serve", "--port", "70000" }, "--port 70000")]
+    [InlineData(new[] { "serve", "--host", "example.org" }, "--host 'example.org'")]
+    [InlineData(new[] { "serve", "/no/such/folder" }, "/no/such/folder")]
+    [InlineData(new[] { "train", "--data", "circles", "--serve" }, "--serve shows the run directory")]
+    [InlineData(new[] { "train", "--data", "circles", "--port", "8080" }, "--port and --host go with --serve")]
+    public void Serve_BadArguments_ExitTwoNamingTheOption(string[] args, string expected)
+    {
+        var (code, _, err) = CliRunner.Run(args);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err);
+    }
+}
