@@ -121,10 +121,13 @@ public static class ImageFolder
             throw new InvalidDataException($"images: {file}: declares {info.Width}x{info.Height} pixels, more than a {bytes.Length}-byte file can hold " +
                 $"(limits: {MaxPixels:N0} pixels, and {PixelAllowance:N0} + {PixelsPerFileByte} per file byte).");
         var rgba = new SKImageInfo(info.Width, info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        using var decoded = new SKBitmap(rgba);
-        var result = codec.GetPixels(rgba, decoded.GetPixels());
+        using var stored = new SKBitmap(rgba);
+        var result = codec.GetPixels(rgba, stored.GetPixels());
         if (result != SKCodecResult.Success)
             throw new InvalidDataException($"images: {file}: decoding failed ({result}).");
+        using var oriented = Orient(stored, codec.EncodedOrigin);
+        var decoded = oriented ?? stored;
+        info = decoded.Info;
         width ??= info.Width;
         height ??= info.Height;
         int w = width.Value, h = height.Value;
@@ -158,5 +161,39 @@ public static class ImageFolder
         {
             resized?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// The image as it is meant to be seen: a JPEG's EXIF orientation (<paramref name="origin"/>, tag
+    /// 0x0112) applied to the stored pixels, or null when they are already upright. For orientations 5–8
+    /// width and height swap. Output pixel (x, y) reads stored pixel: 2 (W−1−x, y), 3 (W−1−x, H−1−y),
+    /// 4 (x, H−1−y), 5 (y, x), 6 (y, H−1−x), 7 (W−1−y, H−1−x), 8 (W−1−y, x).
+    /// </summary>
+    internal static SKBitmap? Orient(SKBitmap stored, SKEncodedOrigin origin)
+    {
+        if (origin == SKEncodedOrigin.TopLeft) return null;
+        int w = stored.Width, h = stored.Height;
+        bool swap = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        int ow = swap ? h : w, oh = swap ? w : h;
+        var result = new SKBitmap(new SKImageInfo(ow, oh, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        var src = stored.GetPixelSpan();
+        using var pixmap = result.PeekPixels();
+        var dst = pixmap.GetPixelSpan<byte>();
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++)
+            {
+                (int sx, int sy) = origin switch
+                {
+                    SKEncodedOrigin.TopRight => (w - 1 - x, y),
+                    SKEncodedOrigin.BottomRight => (w - 1 - x, h - 1 - y),
+                    SKEncodedOrigin.BottomLeft => (x, h - 1 - y),
+                    SKEncodedOrigin.LeftTop => (y, x),
+                    SKEncodedOrigin.RightTop => (y, h - 1 - x),
+                    SKEncodedOrigin.RightBottom => (w - 1 - y, h - 1 - x),
+                    _ => (w - 1 - y, x), // LeftBottom
+                };
+                src.Slice(4 * (sy * w + sx), 4).CopyTo(dst.Slice(4 * (y * ow + x), 4));
+            }
+        return result;
     }
 }
