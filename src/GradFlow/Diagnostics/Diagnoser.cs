@@ -608,7 +608,7 @@ public static class Diagnoser
             int n = last - first + 1;
             causes.Add(new Cause("deep plain stack without shortcuts", 1 + n / 30.0,
                 string.Create(CultureInfo.InvariantCulture,
-                    $"{Layers(first, last)}: {n} layers in sequence without a shortcut (threshold {Settings.PlainDepth}); deeper plain nets train worse than shallower ones even with healthy signals (degradation: He et al. 2016, plain-56 against plain-20), and each layer's gain compounds over all {n}")));
+                    $"hidden {Layers(first, last)}: {n} layers in sequence without a shortcut (threshold {Settings.PlainDepth}); deeper plain nets train worse than shallower ones even with healthy signals (degradation: He et al. 2016, plain-56 against plain-20), and each layer's gain compounds over all {n}")));
         }
 
         /// <summary>
@@ -622,7 +622,7 @@ public static class Diagnoser
             var (first, last) = PlainRun!.Value;
             first = Math.Max(2, first);
             return Remedy("residual", "zero", first, last,
-                $"add residual shortcuts around {Layers(first, last)} with zero-initialised branches (a ResNet: identity shortcuts, projections where the shape changes)");
+                $"add residual shortcuts around hidden {Layers(first, last)} with zero-initialised branches (a ResNet: identity shortcuts, projections where the shape changes)");
         }
 
         public RemedySuggestion Remedy(string kind, string arg, int first, int last, string description)

@@ -10,7 +10,8 @@ namespace GradFlow.Tensors;
 /// storage whose owner is known: the backward engine's gradient temporaries once consumed (it tracks
 /// every array allocated during the pass and every reference it hands out) and engine-created
 /// parameter gradients released by <c>Optimizer.ZeroGrad</c>. The pool holds at most
-/// <see cref="MaxBytes"/> per thread; beyond that released arrays are left to the GC.
+/// <see cref="MaxBytes"/> per thread; when a returned array would exceed that, the pooled arrays are
+/// dropped (left to the GC) and pooling starts again from the newcomer.
 /// While the backward engine runs, <see cref="Rent{T}"/> records what it hands out in the
 /// engine's tracking set (<see cref="Track"/>).
 /// </remarks>
@@ -40,11 +41,30 @@ internal static class TensorPool
     public static void Return(Array array)
     {
         long size = array is double[] ? array.Length * 8L : array.Length * 4L;
-        if (array.Length == 0 || _bytes + size > MaxBytes) return;
+        if (array.Length == 0 || size > MaxBytes) return;
+        if (_bytes + size > MaxBytes)
+        {
+            // Full: what is pooled belongs to earlier work more likely than to the current one (a bigger model
+            // trained before on this thread, other tests on a test runner's thread). Hand it all to the GC and
+            // start again, so the current workload's arrays are pooled from its next step on; refusing the
+            // newcomer instead would leave the thread without reuse for good.
+            Clear();
+        }
         _bytes += size;
         if (array is float[] f) Put(_floats ??= [], f);
         else if (array is double[] d) Put(_doubles ??= [], d);
     }
+
+    /// <summary>Drops every array pooled on this thread (they are left to the GC).</summary>
+    public static void Clear()
+    {
+        _floats?.Clear();
+        _doubles?.Clear();
+        _bytes = 0;
+    }
+
+    /// <summary>The bytes pooled on this thread.</summary>
+    public static long PooledBytes => _bytes;
 
     /// <summary>Starts recording every rented array in <paramref name="set"/> (null stops); returns the previous set.</summary>
     public static HashSet<Array>? Track(HashSet<Array>? set)

@@ -64,6 +64,26 @@ public class StepAllocationTests
     }
 
     [Fact]
+    public void TrainingStep_AfterEarlierWorkFilledThePool_StillReusesGradientStorage()
+    {
+        // A thread whose pool is full of another workload's arrays (a bigger model trained before, or other tests on a
+        // test runner's thread) must still reuse the current step's gradients.
+        const int stale = 1 << 20; // 4 MiB float arrays, a length no step here uses
+        while (TensorPool.PooledBytes + stale * 4L <= TensorPool.MaxBytes)
+            TensorPool.Return(GC.AllocateUninitializedArray<float>(stale));
+        Assert.True(TensorPool.PooledBytes > TensorPool.MaxBytes - stale * 4L, "the pool was not filled");
+        var (model, x, y, opt) = SmallMlp(width: 256);
+        for (int i = 0; i < 5; i++) Step(model, x, y, opt, release: false);
+        const int steps = 50;
+        long bytes = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < steps; i++) Step(model, x, y, opt, release: false);
+        double perStep = (double)(GC.GetAllocatedBytesForCurrentThread() - bytes) / steps;
+        long gradients = 0;
+        foreach (var p in model.Parameters()) gradients += p.Count * 4L;
+        Assert.True(perStep < gradients / 4, $"{perStep:F0} bytes per step against {gradients} bytes of gradients");
+    }
+
+    [Fact]
     public void TrainingSteps_WithPooling_MatchTheSameStepsBitForBit()
     {
         // Same seed: default, released intermediates, and a fresh model per step order give the same numbers.
