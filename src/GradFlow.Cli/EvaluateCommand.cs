@@ -8,7 +8,7 @@ namespace GradFlow.Cli;
 internal static class EvaluateCommand
 {
     public const string Help = """
-        Usage: gradflow evaluate --catalogue FILE [--split calibration|held-out] [--repair] [--only NAMES] [--seeds S,S,...] [--trial-steps N] [--out FILE.md]
+        Usage: gradflow evaluate --catalogue FILE [--split calibration|held-out] [--repair] [--only NAMES] [--seeds S,S,...] [--trial-steps N] [--jobs N] [--out FILE.md]
 
         Runs every configuration of a labelled catalogue (tests/catalogue/catalogue.json is GradFlow's
         own: healthy configurations and ones with a known problem) at each seed: the preflight and the
@@ -22,7 +22,10 @@ internal static class EvaluateCommand
         of the way from chance to the best run of the same task, optimiser family and budget.
         --only keeps the entries whose names contain one of the comma-separated NAMES; --seeds
         replaces the catalogue's seeds; --trial-steps replaces the catalogue's trial length (the
-        diagnosis trial and each repair trial). --out writes the Markdown tables.
+        diagnosis trial and each repair trial). --jobs runs N configurations at once (the figures are the
+        same for any N; small models gain more from this than from kernel threads, see --threads of
+        'train'). A config that two repairs, or a repair and a reference, reach is trained once.
+        --out writes the Markdown tables.
         Exit code: 0 when done, 1 error, 2 usage.
         """;
 
@@ -33,10 +36,12 @@ internal static class EvaluateCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("evaluate", args, ["catalogue", "only", "seeds", "out", "split", "trial-steps"], ["repair"]);
+        var o = new CliOptions("evaluate", args, ["catalogue", "only", "seeds", "out", "split", "trial-steps", "jobs"], ["repair"]);
         string path = o.String("catalogue") ?? throw new UsageException("gradflow evaluate: --catalogue FILE is required.");
         int? trialSteps = o.Int("trial-steps");
         if (trialSteps < 1) throw new UsageException($"gradflow evaluate: --trial-steps must be at least 1, got {trialSteps}.");
+        int jobs = o.Int("jobs") ?? 1;
+        if (jobs is < 1 or > 256) throw new UsageException($"gradflow evaluate: --jobs must be in 1..256, got {jobs}.");
         var catalogue = Catalogue.Load(path);
         if (o.String("seeds") is { } seedText)
         {
@@ -52,7 +57,7 @@ internal static class EvaluateCommand
         if (split is not null && catalogue.Entries.All(e => e.Split is null)) throw new UsageException($"gradflow evaluate: --split: {path} has no split (a generated catalogue has).");
         var report = CatalogueEvaluator.Evaluate(catalogue, o.Has("repair"),
             filter: e => (split is null || e.Split == split) && (only is null || only.Any(n => e.Name.Contains(n, StringComparison.Ordinal))),
-            progress: run => stdout.WriteLine(Line(run)));
+            progress: run => stdout.WriteLine(Line(run)), jobs: jobs);
         stdout.WriteLine();
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"detected {report.DetectionRate:P1} of broken runs, false alarms {report.FalseAlarmRate:P1} of healthy runs, preflight forecast {report.ForecastRate:P1} of vanishing/exploding runs ({report.Runs.Count} runs, {report.Seconds:F0} s)"));

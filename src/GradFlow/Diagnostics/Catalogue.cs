@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.ExceptionServices;
 using System.Text;
 using System.Text.Json;
 using GradFlow.Training;
@@ -353,61 +355,98 @@ public sealed record CatalogueReport(IReadOnlyList<CatalogueRun> Runs, double Se
 /// </summary>
 public static class CatalogueEvaluator
 {
-    /// <summary>Evaluates <paramref name="catalogue"/>; <paramref name="progress"/> sees each run as it completes.</summary>
+    /// <summary>
+    /// Evaluates <paramref name="catalogue"/>; <paramref name="progress"/> sees each run, in catalogue
+    /// order, as soon as it and every run before it are done. <paramref name="jobs"/> runs that many
+    /// entry-and-seed runs at once, each on its own thread (the report is the same for any count: every
+    /// run is a function of its config and seed).
+    /// </summary>
     public static CatalogueReport Evaluate(Catalogue catalogue, bool repair = false, DiagnosisSettings? settings = null,
-        Func<CatalogueEntry, bool>? filter = null, Action<CatalogueRun>? progress = null, CancellationToken cancellation = default)
+        Func<CatalogueEntry, bool>? filter = null, Action<CatalogueRun>? progress = null, CancellationToken cancellation = default, int jobs = 1)
     {
         ArgumentNullException.ThrowIfNull(catalogue);
+        ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
         var total = System.Diagnostics.Stopwatch.StartNew();
-        var data = new Dictionary<string, DataBundle>();
-        var referenceAccuracy = new Dictionary<(string, ulong), double>();
-        var runs = new List<CatalogueRun>();
-        foreach (var entry in catalogue.Entries.Where(e => filter?.Invoke(e) ?? true))
+        var data = new ConcurrentDictionary<string, Lazy<DataBundle>>();
+        // Every config trained in full, by value: a repair often yields a config that another entry's
+        // repair (or a healthy reference) already trained at the same seed, and the same config and seed
+        // give the same numbers (see Trainer), so it is trained once.
+        var trained = new ConcurrentDictionary<TrainingConfig, Lazy<double>>();
+        double TrainInFull(TrainingConfig c) => trained.GetOrAdd(c, k => new Lazy<double>(
+            () => new Trainer(k, DataFor(k, data)).Run(cancellation: cancellation).FinalTestAccuracy)).Value;
+        var measured = new ConcurrentDictionary<TrainingConfig, Lazy<RunOutcome>>();
+        RunOutcome Measure(TrainingConfig c) => measured.GetOrAdd(c, k => new Lazy<RunOutcome>(
+            () => OutcomeLabeler.Measure(k, DataFor(k, data), cancellation))).Value;
+
+        CatalogueRun One(CatalogueEntry entry, ulong seed)
         {
-            foreach (ulong seed in catalogue.Seeds)
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var config = entry.Config with { Seed = seed };
+            var bundle = DataFor(config, data);
+            var (preflight, preflightSample) = Trials.Preflight(config, bundle, settings);
+            var trial = Trials.Run(config, Math.Min(catalogue.TrialSteps, Budget(config, bundle)), every: 10, bundle, settings: settings, cancellation: cancellation);
+            RepairResult? repaired = null;
+            double accuracy = double.NaN, reference = double.NaN;
+            double repairedScore = double.NaN;
+            bool endsHealthy = false;
+            if (repair && !entry.Healthy)
             {
-                cancellation.ThrowIfCancellationRequested();
-                var clock = System.Diagnostics.Stopwatch.StartNew();
-                var config = entry.Config with { Seed = seed };
-                var bundle = DataFor(config, data);
-                var (preflight, preflightSample) = Trials.Preflight(config, bundle, settings);
-                var trial = Trials.Run(config, Math.Min(catalogue.TrialSteps, Budget(config, bundle)), every: 10, bundle, settings: settings, cancellation: cancellation);
-                RepairResult? repaired = null;
-                double accuracy = double.NaN, reference = double.NaN;
-                double repairedScore = double.NaN;
-                bool endsHealthy = false;
-                if (repair && !entry.Healthy)
+                repaired = Repairer.Repair(config, catalogue.TrialSteps, data: bundle, settings: settings, cancellation: cancellation);
+                // the returned config is trained in full when the repair changed anything (unchanged, it is the broken run)
+                bool changed = repaired.Config != config;
+                var refEntry = catalogue.Entries.First(e => e.Name == entry.Reference);
+                if (refEntry.Outcome is { } refOutcome)
                 {
-                    repaired = Repairer.Repair(config, catalogue.TrialSteps, data: bundle, settings: settings, cancellation: cancellation);
-                    // the returned config is trained in full when the repair changed anything (unchanged, it is the broken run)
-                    bool changed = repaired.Config != config;
-                    var refEntry = catalogue.Entries.First(e => e.Name == entry.Reference);
-                    if (refEntry.Outcome is { } refOutcome)
+                    // generated entry: the reference's outcome is stored; the repaired config is judged by the labelling rule
+                    var outcome = changed ? Measure(repaired.Config) : null;
+                    (accuracy, repairedScore) = outcome is null ? (double.NaN, 0) : (outcome.TestAccuracy, outcome.Score(refOutcome));
+                    endsHealthy = outcome is not null && OutcomeLabeler.IsHealthy(outcome, refOutcome);
+                    reference = refOutcome.TestAccuracy;
+                }
+                else
+                {
+                    accuracy = changed ? TrainInFull(repaired.Config) : double.NaN;
+                    reference = TrainInFull(refEntry.Config with { Seed = seed });
+                }
+            }
+            return new CatalogueRun(entry, seed, preflight, trial, repaired, accuracy, reference, clock.Elapsed.TotalSeconds,
+                preflightSample.Layers.Select(l => l.UpdateRatio).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max()) { RepairedScore = repairedScore, RepairedEndsHealthy = endsHealthy };
+        }
+
+        var work = catalogue.Entries.Where(e => filter?.Invoke(e) ?? true).SelectMany(e => catalogue.Seeds.Select(s => (Entry: e, Seed: s))).ToArray();
+        var runs = new CatalogueRun?[work.Length];
+        int next = -1, reported = 0;
+        var gate = new object();
+        ExceptionDispatchInfo? error = null;
+        void Worker()
+        {
+            try
+            {
+                int i;
+                while ((i = Interlocked.Increment(ref next)) < work.Length && Volatile.Read(ref error) is null)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    var run = One(work[i].Entry, work[i].Seed);
+                    lock (gate)
                     {
-                        // generated entry: the reference's outcome is stored; the repaired config is judged by the labelling rule
-                        var outcome = changed ? OutcomeLabeler.Measure(repaired.Config, bundle, cancellation) : null;
-                        (accuracy, repairedScore) = outcome is null ? (double.NaN, 0) : (outcome.TestAccuracy, outcome.Score(refOutcome));
-                        endsHealthy = outcome is not null && OutcomeLabeler.IsHealthy(outcome, refOutcome);
-                        reference = refOutcome.TestAccuracy;
-                    }
-                    else
-                    {
-                        accuracy = changed ? new Trainer(repaired.Config, bundle).Run(cancellation: cancellation).FinalTestAccuracy : double.NaN;
-                        if (!referenceAccuracy.TryGetValue((refEntry.Name, seed), out reference))
-                        {
-                            var refConfig = refEntry.Config with { Seed = seed };
-                            reference = new Trainer(refConfig, DataFor(refConfig, data)).Run(cancellation: cancellation).FinalTestAccuracy;
-                            referenceAccuracy[(refEntry.Name, seed)] = reference;
-                        }
+                        runs[i] = run;
+                        // progress in catalogue order: report every finished run that has no unfinished one before it
+                        for (; reported < runs.Length && runs[reported] is { } done; reported++) progress?.Invoke(done);
                     }
                 }
-                var run = new CatalogueRun(entry, seed, preflight, trial, repaired, accuracy, reference, clock.Elapsed.TotalSeconds,
-                    preflightSample.Layers.Select(l => l.UpdateRatio).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max()) { RepairedScore = repairedScore, RepairedEndsHealthy = endsHealthy };
-                runs.Add(run);
-                progress?.Invoke(run);
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref error, ExceptionDispatchInfo.Capture(e), null);
             }
         }
-        return new CatalogueReport(runs, total.Elapsed.TotalSeconds);
+        var threads = Enumerable.Range(1, Math.Min(jobs, work.Length) - 1)
+            .Select(j => new Thread(Worker) { IsBackground = true, Name = $"gradflow-evaluate-{j}" }).ToArray();
+        foreach (var t in threads) t.Start();
+        Worker();
+        foreach (var t in threads) t.Join();
+        error?.Throw();
+        return new CatalogueReport(runs.Select(r => r!).ToList(), total.Elapsed.TotalSeconds);
     }
 
     /// <summary>Optimiser steps of one full training run of <paramref name="config"/>.</summary>
@@ -418,14 +457,12 @@ public static class CatalogueEvaluator
         return (int)Math.Min(int.MaxValue, config.MaxSteps is { } m ? Math.Min(m, steps) : steps);
     }
 
-    private static DataBundle DataFor(TrainingConfig config, Dictionary<string, DataBundle> cache)
+    private static DataBundle DataFor(TrainingConfig config, ConcurrentDictionary<string, Lazy<DataBundle>> cache)
     {
         var description = config.Description();
         // synthetic data sets are generated from the seed; Fashion-MNIST is the same for every seed
         ulong? seed = config.Data == "fashion-mnist" ? null : config.Seed;
         string key = string.Join("|", config.Data, config.DataDir, config.TrainLimit, config.TestLimit, seed, string.Join("x", description.Input), string.Join("x", description.OutputShape()));
-        if (!cache.TryGetValue(key, out var bundle))
-            cache[key] = bundle = DataSources.Load(config, description);
-        return bundle;
+        return cache.GetOrAdd(key, _ => new Lazy<DataBundle>(() => DataSources.Load(config, description))).Value;
     }
 }

@@ -41,8 +41,13 @@ internal sealed class StatisticsKernel
     public void MeasureAll(ReadOnlySpan<Tensor?> tensors, Span<(double SumSq, double MaxAbs, long NonFinite)> results)
     {
         int total = 0;
+        long elements = 0;
         foreach (var t in tensors)
-            if (t is { Count: > 0, Storage: float[] }) total += Chunks(t.Count);
+            if (t is { Count: > 0, Storage: float[] })
+            {
+                total += Chunks(t.Count);
+                elements += t.Count;
+            }
         if (_a.Length < total)
         {
             int n = Math.Max(total, 2 * _a.Length);
@@ -64,7 +69,7 @@ internal sealed class StatisticsKernel
                 _chunkLength[k] = Math.Min(Chunk, t.Count - start);
             }
         }
-        KernelThreads.Run(total, _bodyMany);
+        KernelThreads.Run(total, _bodyMany, elements);
         k = 0;
         for (int i = 0; i < tensors.Length; i++)
         {
@@ -148,7 +153,7 @@ internal sealed class StatisticsKernel
         _data = data;
         _count = count;
         _moments = moments;
-        KernelThreads.Run(chunks, _body);
+        KernelThreads.Run(chunks, _body, count);
         _data = [];
     }
 

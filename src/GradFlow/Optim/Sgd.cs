@@ -107,7 +107,9 @@ public sealed class Sgd : Optimizer
         if (_pending.Count == 0) return;
         try
         {
-            KernelThreads.Run(_pending.Count, _runPiece ??= RunPiece);
+            long elements = 0;
+            foreach (var piece in _pending) elements += piece.Length;
+            KernelThreads.Run(_pending.Count, _runPiece ??= RunPiece, elements);
         }
         finally
         {

@@ -42,6 +42,18 @@ public class CliAppTests
         Assert.Contains(expected, err);
     }
 
+    [Theory]
+    [InlineData("0", "1..256")]
+    [InlineData("257", "1..256")]
+    [InlineData("two", "an integer")]
+    public void Evaluate_BadJobs_ExitsTwoNamingTheOption(string value, string expected)
+    {
+        var (code, _, err) = Run("evaluate", "--catalogue", "tests/catalogue/generated.json", "--jobs", value);
+        Assert.Equal(2, code);
+        Assert.Contains("--jobs", err);
+        Assert.Contains(expected, err);
+    }
+
     [Fact]
     public void UnknownCommand_NamesItAndExitsTwo()
     {

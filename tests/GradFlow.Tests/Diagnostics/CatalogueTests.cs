@@ -45,6 +45,36 @@ public class CatalogueTests
     }
 
     /// <summary>
+    /// Several runs at once give the report of one at a time, in catalogue order: runs are functions of
+    /// their config and seed, and the configs trained once for two repairs are shared, not raced.
+    /// </summary>
+    [Fact]
+    public void Evaluate_TwoJobs_GiveTheReportOfOne_InCatalogueOrder()
+    {
+        var c = Catalogue.Load(CataloguePath) with { Seeds = [5, 6], TrialSteps = 40 };
+        // two entries whose standard repair is the same config, and their shared reference
+        string[] names = ["teacher-relu-nan-lr", "teacher-relu-high-lr-sgd", "teacher-relu-he-d4"];
+        CatalogueReport Run(int jobs, List<string> order) => CatalogueEvaluator.Evaluate(c with { Entries = [.. c.Entries.Select(e => e with { Config = e.Config with { Epochs = 2 } })] },
+            repair: true, filter: e => names.Contains(e.Name), progress: r => order.Add($"{r.Entry.Name}/{r.Seed}"), jobs: jobs,
+            cancellation: TestContext.Current.CancellationToken);
+        List<string> orderOne = [], orderTwo = [];
+        var one = Run(1, orderOne);
+        var two = Run(2, orderTwo);
+        Assert.Equal(6, one.Runs.Count);
+        Assert.Equal(names.SelectMany(n => new[] { $"{n}/5", $"{n}/6" }).Order(), orderOne.Order());
+        Assert.Equal(orderOne, orderTwo);
+        Assert.Equal(one.Runs.Select(r => $"{r.Entry.Name}/{r.Seed}"), orderTwo);
+        for (int i = 0; i < one.Runs.Count; i++)
+        {
+            Assert.Equal(one.Runs[i].Trial.Diagnosis.Problems.Select(p => p.Kind), two.Runs[i].Trial.Diagnosis.Problems.Select(p => p.Kind));
+            Assert.Equal(one.Runs[i].Trial.Samples[^1].Loss, two.Runs[i].Trial.Samples[^1].Loss);
+            Assert.Equal(one.Runs[i].RepairedAccuracy, two.Runs[i].RepairedAccuracy);
+            Assert.Equal(one.Runs[i].ReferenceAccuracy, two.Runs[i].ReferenceAccuracy);
+        }
+        Assert.Contains(one.Runs, r => r.Repair is not null && !double.IsNaN(r.RepairedAccuracy));
+    }
+
+    /// <summary>
     /// Every entry at every seed: the preflight and the diagnosis trial of <c>gradflow diagnose</c>, then
     /// for every broken run the repair, the full training of the repaired config and of the healthy
     /// reference. The figures of docs/diagnosis.md; with GRADFLOW_CATALOGUE_OUT set, its tables are written there.
@@ -53,7 +83,7 @@ public class CatalogueTests
     [Trait("Category", "Catalogue")]
     public void Catalogue_DetectsAndRepairsAtTheIssuesRates()
     {
-        var report = CatalogueEvaluator.Evaluate(Catalogue.Load(CataloguePath), repair: true, cancellation: TestContext.Current.CancellationToken);
+        var report = CatalogueEvaluator.Evaluate(Catalogue.Load(CataloguePath), repair: true, cancellation: TestContext.Current.CancellationToken, jobs: 2);
         if (Environment.GetEnvironmentVariable("GRADFLOW_CATALOGUE_OUT") is { Length: > 0 } path) File.WriteAllText(path, report.ToMarkdown());
         string misses = string.Join("; ", report.Runs.Where(r => !r.Correct).Select(r => $"{r.Entry.Name}/{r.Seed}: {string.Join("+", r.Found)}"));
         Assert.True(report.DetectionRate >= 0.95, $"detected {report.DetectionRate:P1}: {misses}");

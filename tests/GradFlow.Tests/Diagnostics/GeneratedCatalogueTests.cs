@@ -147,7 +147,7 @@ public class GeneratedCatalogueTests
     {
         var c = Catalogue.Load(GeneratedPath);
         var sample = c.Entries.Where(e => e.Split == "held-out").Where((_, i) => i % 3 == 0).Select(e => e.Name).ToHashSet();
-        var report = CatalogueEvaluator.Evaluate(c, filter: e => sample.Contains(e.Name), cancellation: TestContext.Current.CancellationToken);
+        var report = CatalogueEvaluator.Evaluate(c, filter: e => sample.Contains(e.Name), cancellation: TestContext.Current.CancellationToken, jobs: 2);
         string misses = string.Join("; ", report.Runs.Where(r => !r.Correct).Select(r =>
             $"{r.Entry.Name} ({(r.Entry.Expect is { } k ? Catalogue.KindName(k) : "healthy")}): {(r.Trial.Diagnosis.Healthy ? "healthy" : string.Join("+", r.Found.Select(Catalogue.KindName)))}"));
         int broken = report.Runs.Count(r => !r.Entry.Healthy), healthy = report.Runs.Count(r => r.Entry.Healthy);
@@ -169,7 +169,7 @@ public class GeneratedCatalogueTests
     {
         var c = Catalogue.Load(GeneratedPath);
         var sample = c.Entries.Where(e => e.Split == "held-out" && !e.Healthy).Where((_, i) => i % 6 == 0).Select(e => e.Name).ToHashSet();
-        var report = CatalogueEvaluator.Evaluate(c, repair: true, filter: e => sample.Contains(e.Name), cancellation: TestContext.Current.CancellationToken);
+        var report = CatalogueEvaluator.Evaluate(c, repair: true, filter: e => sample.Contains(e.Name), cancellation: TestContext.Current.CancellationToken, jobs: 2);
         string failed = string.Join("; ", report.Runs.Where(r => !r.Repaired()).Select(r =>
             $"{r.Entry.Name}: kept {string.Join(", ", r.Repair!.Attempts.Where(a => a.Accepted).Select(a => a.Remedy))}, score {r.RepairedScore:F2}"));
         Assert.True(report.Runs.Count >= 14, $"{report.Runs.Count} broken runs");

@@ -11,7 +11,7 @@ public class RecurrentDiagnosisTests
     private static TrainingConfig Adding(string model, int length, double lr = 1e-2, double? clip = 1, OptimizerKind optimizer = OptimizerKind.Adam) => new()
     {
         Model = model, Data = "adding", SequenceLength = length, Optimizer = optimizer, LearningRate = lr, ClipNorm = clip,
-        BatchSize = 32, Epochs = 1, MaxSteps = 4000, Seed = 0, Threads = 2,
+        BatchSize = 32, Epochs = 1, MaxSteps = 4000, Seed = 0, Threads = 1,
     };
 
     [Fact]
