@@ -32,25 +32,16 @@ public class CliAppTests
     }
 
     [Theory]
-    [InlineData("0", "at least 1")]
-    [InlineData("many", "an integer")]
-    public void Evaluate_BadTrialSteps_ExitsTwoNamingTheOption(string value, string expected)
+    [InlineData("--trial-steps", "0", "at least 1")]
+    [InlineData("--trial-steps", "many", "an integer")]
+    [InlineData("--jobs", "0", "1..256")]
+    [InlineData("--jobs", "257", "1..256")]
+    [InlineData("--jobs", "two", "an integer")]
+    public void Evaluate_BadNumber_ExitsTwoNamingTheOption(string option, string value, string expected)
     {
-        var (code, _, err) = Run("evaluate", "--catalogue", "tests/catalogue/generated.json", "--trial-steps", value);
+        var (code, _, err) = Run("evaluate", "--catalogue", "tests/catalogue/generated.json", option, value);
         Assert.Equal(2, code);
-        Assert.Contains("--trial-steps", err);
-        Assert.Contains(expected, err);
-    }
-
-    [Theory]
-    [InlineData("0", "1..256")]
-    [InlineData("257", "1..256")]
-    [InlineData("two", "an integer")]
-    public void Evaluate_BadJobs_ExitsTwoNamingTheOption(string value, string expected)
-    {
-        var (code, _, err) = Run("evaluate", "--catalogue", "tests/catalogue/generated.json", "--jobs", value);
-        Assert.Equal(2, code);
-        Assert.Contains("--jobs", err);
+        Assert.Contains(option, err);
         Assert.Contains(expected, err);
     }
 
