@@ -177,7 +177,8 @@ public static class Trials
     {
         ArgumentNullException.ThrowIfNull(config);
         var trialConfig = steps is { } s ? config with { MaxSteps = s, CheckpointEvery = null } : config;
-        var trainer = new Trainer(trialConfig, data);
+        // the trial is the first steps of the configured run: its learning-rate schedule spans the run's budget, not the trial
+        var trainer = new Trainer(trialConfig, data, scheduleOf: config);
         using var monitor = new GradientMonitor(trainer.Model, every);
         using var tracer = new NonFiniteTracer(trainer.Model);
         var predictor = new FirstStepPredictor(config, monitor.Layers);

@@ -115,7 +115,11 @@ public sealed class Trainer
     /// <paramref name="data"/>'s training set: one epoch of <see cref="TrainingConfig.MaxSteps"/> steps
     /// (the adding problem draws every batch anew, <see cref="AddingProblem.Train"/>); null: the loader.
     /// </param>
-    public Trainer(TrainingConfig config, DataBundle? data = null, Func<long, Batch>? stream = null)
+    /// <param name="scheduleOf">
+    /// The longer run whose first steps this one is (a diagnosis trial): the learning-rate schedule spans
+    /// that run's budget, so step k has the learning rate it has there. Null: the schedule spans this run.
+    /// </param>
+    public Trainer(TrainingConfig config, DataBundle? data = null, Func<long, Batch>? stream = null, TrainingConfig? scheduleOf = null)
     {
         if (stream is not null && (config?.MaxSteps is null || config.Epochs != 1))
             throw new ArgumentException("Trainer: a batch stream needs a step budget (maxSteps) and one epoch.", nameof(stream));
@@ -146,7 +150,8 @@ public sealed class Trainer
             augmentation = new ImageAugmentation(config.AugmentPadding, config.AugmentFlip);
         }
         Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true) { Augmentation = augmentation };
-        int totalSteps = Math.Max(1, config.MaxSteps ?? Loader.BatchCount * config.Epochs);
+        var horizon = scheduleOf ?? config;
+        int totalSteps = (int)Math.Clamp(horizon.MaxSteps ?? (long)Loader.BatchCount * horizon.Epochs, 1, int.MaxValue);
         int afterWarmup = Math.Max(1, totalSteps - config.WarmupSteps);
         LrScheduler? schedule = config.Schedule switch
         {
