@@ -10,21 +10,29 @@ namespace GradFlow.Cli;
 internal static class DiagnosisView
 {
     /// <summary>Writes the per-layer table of <paramref name="s"/> to <paramref name="w"/>.</summary>
-    public static void WriteLayerTable(TextWriter w, MonitorSample s) => Terminal.Write(w, LayerTable(s, Terminal.IsTerminal(w)));
+    public static void WriteLayerTable(TextWriter w, MonitorSample s)
+    {
+        var console = Terminal.For(w);
+        Terminal.Write(w, console, LayerTable(s, Terminal.IsTerminal(w), console.Profile.Width));
+    }
 
     /// <summary>
     /// A per-layer table: signal RMS with a log-scale bar (1e-12 to 1e+2), gain, weight-gradient norm,
     /// saturation, dead units; then the gradient ratio, and the signal through time of recurrent layers.
+    /// The bar takes 28 characters (two a decade), fewer when <paramref name="width"/> is narrow, so that a row fits a line.
     /// </summary>
-    public static IRenderable LayerTable(MonitorSample s, bool tty)
+    public static IRenderable LayerTable(MonitorSample s, bool tty, int width)
     {
+        int barWidth = Math.Clamp(width - 82, 10, 28);
         var table = Terminal.Table(tty, ("layer", true), ("activation", false), ("signal RMS", true), ("log10, bar from 1e-12 to 1e+2", false),
             ("gain", true), ("grad norm", true), ("saturated", true), ("dead", true));
+        if (tty) table.Border = TableBorder.Simple; // the per-layer table is wide: no vertical rules in the terminal either
+        foreach (var column in table.Columns) column.NoWrap();
         foreach (var l in s.Layers)
         {
             double lg = Math.Log10(l.BackpropagatedSignalRms);
-            int len = double.IsFinite(lg) ? Math.Clamp((int)Math.Round((lg + 12) * 2), 0, 28) : 28;
-            string bar = double.IsFinite(lg) ? new string('█', len).PadRight(28) : "non-finite".PadRight(28);
+            int len = double.IsFinite(lg) ? Math.Clamp((int)Math.Round((lg + 12) / 14 * barWidth), 0, barWidth) : barWidth;
+            string bar = double.IsFinite(lg) ? new string('█', len).PadRight(barWidth) : "non-finite".PadRight(barWidth);
             string colour = !double.IsFinite(lg) ? "magenta" : lg < -6 ? "red" : lg > 1 ? "yellow" : "green";
             string activation = l.Activation is { } a ? Nn.ModelSpec.NameOf(a) : l.LayerIndex <= (s.TimeSignal?.Length ?? 0) ? "(recurrent)" : "(output)";
             table.AddRow(

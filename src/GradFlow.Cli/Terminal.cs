@@ -34,9 +34,22 @@ internal static class Terminal
     }
 
     /// <summary>Writes <paramref name="renderable"/> to <paramref name="w"/>.</summary>
-    public static void Write(TextWriter w, IRenderable renderable)
+    public static void Write(TextWriter w, IRenderable renderable) => Write(w, For(w), renderable);
+
+    /// <summary>Writes <paramref name="renderable"/> with <paramref name="console"/> (made by <see cref="For"/> for <paramref name="w"/>); plain text without trailing blanks.</summary>
+    public static void Write(TextWriter w, IAnsiConsole console, IRenderable renderable)
     {
-        For(w).Write(renderable);
+        if (IsTerminal(w))
+            console.Write(renderable);
+        else
+        {
+            var text = new StringWriter();
+            var plain = For(text);
+            plain.Write(renderable);
+            var lines = text.ToString().Split('\n').Select(l => l.TrimEnd()).SkipWhile(l => l.Length == 0).ToList();
+            while (lines.Count > 0 && lines[^1].Length == 0) lines.RemoveAt(lines.Count - 1);
+            foreach (var line in lines) w.WriteLine(line);
+        }
         w.Flush();
     }
 

@@ -18,12 +18,15 @@ internal sealed class TrainingView(TextWriter stdout, TextWriter stderr, int epo
     private ProgressContext? _context;
     private ProgressTask? _task;
     private IRenderable? _sample;
+    private int _width = 200;
 
     /// <summary>Runs <paramref name="train"/>, inside the live progress display when there is one.</summary>
     public TrainingResult Run(Func<TrainingResult> train)
     {
         if (!_live) return train();
-        return Terminal.For(stderr).Progress()
+        var console = Terminal.For(stderr);
+        _width = console.Profile.Width;
+        return console.Progress()
             .AutoClear(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
             .UseRenderHook((progress, _) => _sample is null ? progress : new Rows(_sample, progress))
@@ -57,7 +60,7 @@ internal sealed class TrainingView(TextWriter stdout, TextWriter stderr, int epo
     {
         if (_context is not null)
         {
-            _sample = new Rows(new Text($"monitor, step {s.Step}"), DiagnosisView.LayerTable(s, tty: true));
+            _sample = new Rows(new Text($"monitor, step {s.Step}"), DiagnosisView.LayerTable(s, tty: true, _width));
             _context.Refresh();
             return;
         }
