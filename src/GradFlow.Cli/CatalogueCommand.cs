@@ -15,7 +15,7 @@ internal static class CatalogueCommand
     public static readonly Option<string?> Cache = Opt.String("cache", "keep each measured outcome as it completes, so an interrupted build resumes", "FILE.jsonl");
     public static readonly Option<string?> Relabel = Opt.String("relabel", "re-label FILE in place from its stored outcomes, without training", "FILE");
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
         var command = new Verb("catalogue", "generate a catalogue labelled by the outcomes of full training runs",
             "Draws N configurations reproducibly from the catalogue grammar with seed S: MLPs and recurrent networks of many depths, widths, " +
@@ -30,7 +30,7 @@ internal static class CatalogueCommand
             if (!r.Has(Relabel) && !r.Has(Out)) r.AddError("--out FILE is required (or --relabel FILE).");
             else if (r.Valid(Count) is int count and < 1) r.AddError($"--count must be at least 1, got {count}.");
         });
-        command.SetAction(r => Run(r, stdout));
+        command.SetAction(r => Run(r, r.Out()));
         return command;
     }
 

@@ -19,8 +19,7 @@ public static class CliApp
     /// <summary>Runs the command with <paramref name="args"/>, writing to the given writers.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var root = Root(stdout, stderr, CancellationToken.None);
-        var result = root.Parse(args.Length == 0 ? ["--help"] : args);
+        var result = TheRoot.Value.Parse(args.Length == 0 ? ["--help"] : args);
         string verb = result.CommandResult.Command is RootCommand ? "" : result.CommandResult.Command.Name;
         if (result.Action is ParseErrorAction)
         {
@@ -45,37 +44,44 @@ public static class CliApp
         }
     }
 
-    /// <summary>The root command with every verb; actions write to <paramref name="stdout"/> and <paramref name="stderr"/>.</summary>
-    internal static RootCommand Root(TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
+    /// <summary>
+    /// The command tree, built once: its options are static fields shared by verbs, and System.CommandLine
+    /// links each to its parents when it is added, so a tree per call would grow them (and race in parallel calls).
+    /// Actions write to the writers of the invocation (<see cref="Opt.Out"/>, <see cref="Opt.Err"/>).
+    /// </summary>
+    private static readonly Lazy<RootCommand> TheRoot = new(Root);
+
+    /// <summary>The root command with every verb.</summary>
+    private static RootCommand Root()
     {
         var root = new RootCommand(
             "gradflow - train deep networks and see, explain and fix their gradient flow.\n" +
             "Exit codes: 0 done (diagnose, repair: healthy), 1 error, 2 usage, 3 problem found (diagnose, repair).")
         {
-            DemoCommand.Declare(stdout),
-            TrainCommand.Declare(stdout, stderr, cancellation),
-            DiagnoseCommand.Declare(stdout),
-            RepairCommand.Declare(stdout),
-            ReportCommand.Declare(stdout),
-            ServeCommand.Declare(stdout, cancellation),
-            EvaluateCommand.Declare(stdout),
-            CatalogueCommand.Declare(stdout),
-            GenerateCommand.Declare(stdout),
-            GradsCommand.Declare(stdout),
-            ExportCommand.Declare(stdout),
-            CompletionCommand.Declare(stdout),
+            DemoCommand.Declare(),
+            TrainCommand.Declare(),
+            DiagnoseCommand.Declare(),
+            RepairCommand.Declare(),
+            ReportCommand.Declare(),
+            ServeCommand.Declare(),
+            EvaluateCommand.Declare(),
+            CatalogueCommand.Declare(),
+            GenerateCommand.Declare(),
+            GradsCommand.Declare(),
+            ExportCommand.Declare(),
+            CompletionCommand.Declare(),
         };
         root.HelpName = "gradflow"; // also when the assembly runs as 'dotnet GradFlow.Cli.dll' or inside the tests' process
         foreach (var option in root.Options)
             if (option is VersionOption version)
             {
                 version.Description = "print the version, the kernel instruction set and thread count";
-                version.Action = new VersionAction(stdout);
+                version.Action = new VersionAction();
             }
             else if (option is HelpOption { Action: HelpAction help } helpOption)
             {
                 help.MaxWidth = 110; // a terminal or a file alike: lines that wrap at a readable width
-                helpOption.Action = new VerbHelpAction(help, stdout);
+                helpOption.Action = new VerbHelpAction(help);
             }
         return root;
     }
@@ -98,7 +104,11 @@ public static class CliApp
         stderr.WriteLine($"Run 'gradflow{(verb.Length == 0 ? "" : " " + verb)} --help' for usage.");
     }
 
-    /// <summary>The verbs and options of <paramref name="command"/> that System.CommandLine's completion offers for a prefix of <paramref name="token"/>, nearest first.</summary>
+    /// <summary>
+    /// The verbs and options of <paramref name="command"/> nearest to <paramref name="token"/> in edit distance (at most
+    /// a third of the name, or 2), nearest first. System.CommandLine's own typo correction (ParseErrorAction) prints
+    /// in its own format, apart from the errors, and offers '-h' for a stray value; this keeps one format.
+    /// </summary>
     internal static string[] Suggestions(Command command, string token)
     {
         var names = command.Subcommands.Select(c => c.Name).Concat(command.Options.Where(o => !o.Hidden).Select(o => o.Name)).Distinct().ToArray();
@@ -145,10 +155,11 @@ public static class CliApp
         result.Errors.FirstOrDefault(e => e.Message.StartsWith("Required command", StringComparison.Ordinal))?.Message ?? "";
 
     /// <summary>System.CommandLine's generated help, then the verb's details.</summary>
-    private sealed class VerbHelpAction(HelpAction generated, TextWriter stdout) : SynchronousCommandLineAction
+    private sealed class VerbHelpAction(HelpAction generated) : SynchronousCommandLineAction
     {
         public override int Invoke(ParseResult parseResult)
         {
+            var stdout = parseResult.Out();
             generated.Invoke(parseResult);
             if (parseResult.CommandResult.Command is Verb { Details: { Length: > 0 } details })
             {
@@ -176,11 +187,11 @@ public static class CliApp
         }
     }
 
-    private sealed class VersionAction(TextWriter stdout) : SynchronousCommandLineAction
+    private sealed class VersionAction : SynchronousCommandLineAction
     {
         public override int Invoke(ParseResult parseResult)
         {
-            stdout.WriteLine(VersionLine());
+            parseResult.Out().WriteLine(VersionLine());
             return 0;
         }
     }

@@ -9,14 +9,13 @@ namespace GradFlow.Cli;
 /// </summary>
 internal static class CompletionCommand
 {
-    public static readonly Argument<string> Shell = new("SHELL") { Description = "the shell (bash)" };
+    public static readonly Argument<string> Shell = new Argument<string>("SHELL") { Description = "the shell (bash)" }.AcceptOnlyFromAmong("bash");
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
-        Shell.AcceptOnlyFromAmong("bash");
         var command = new Verb("completion", "print a shell completion script (gradflow completion bash)",
             "Prints a shell completion script: 'source <(gradflow completion bash)', or save it under /etc/bash_completion.d/gradflow.") { Shell };
-        command.SetAction(r => stdout.Write(BashScript));
+        command.SetAction(r => r.Out().Write(BashScript));
         return command;
     }
 

@@ -17,7 +17,7 @@ internal static class DemoCommand
     public static readonly Option<string?> Out = Opt.String("out", "where the run directories go (default ./gradflow-demo)", "DIR");
     public static readonly Option<int?> Steps = Opt.Int("steps", "optimiser steps of each trial (default 300)");
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
         var command = new Verb("demo", "the vanishing gradient problem measured, diagnosed and repaired, end to end",
             "The vanishing gradient problem measured, diagnosed and repaired, end to end. A 20-layer sigmoid network on Fashion-MNIST (or, when the " +
@@ -38,7 +38,7 @@ internal static class DemoCommand
             else if (custom && r.Valid(Steps) is < 1) r.AddError("--steps must be at least 1.");
             else if (!custom && r.Valid(Steps) is < 10) r.AddError("--steps must be at least 10.");
         });
-        command.SetAction(r => Run(r, stdout));
+        command.SetAction(r => Run(r, r.Out()));
         return command;
     }
 

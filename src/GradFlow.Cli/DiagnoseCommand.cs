@@ -13,7 +13,7 @@ internal static class DiagnoseCommand
     public static readonly Option<bool> Json = Opt.Flag("json", "print diagnosis.json's schema (docs/diagnosis.md)");
     public static readonly Option<string?> Out = Opt.String("out", "keep the trial's run directory (metrics.jsonl, diagnosis.json)", "DIR");
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
         var command = new Verb("diagnose", "measure gradient flow, detect vanishing/exploding gradients, say why and what to change",
             "Measures the gradient flow of a model and says whether gradients vanish or explode, where, why, and what to change: " +
@@ -26,7 +26,7 @@ internal static class DiagnoseCommand
             if (r.Has(Preflight) && r.Has(Steps)) r.AddError("--preflight and --steps exclude each other.");
             else if (r.Valid(Steps) is < 1) r.AddError("--steps must be at least 1.");
         });
-        command.SetAction(r => Run(r, stdout));
+        command.SetAction(r => Run(r, r.Out()));
         return command;
     }
 

@@ -10,7 +10,7 @@ internal static class EvaluateCommand
 {
     // the options of 'evaluate'; one line each
     public static readonly Option<string?> CatalogueFile = new("--catalogue") { Description = "the labelled catalogue (tests/catalogue/catalogue.json is GradFlow's own)", HelpName = "FILE", Required = true };
-    public static readonly Option<string?> Split = Opt.String("split", "keep one half of a generated catalogue", "calibration|held-out");
+    public static readonly Option<string?> Split = Opt.Choice("split", "keep one half of a generated catalogue", "calibration", "held-out");
     public static readonly Option<bool> Repair = Opt.Flag("repair",
         "also repair every broken run, train the repaired config and the healthy reference for their full budget, and report the repair rate and the median cost");
     public static readonly Option<string?> Only = Opt.String("only", "keep the entries whose names contain one of the comma-separated NAMES", "NAMES");
@@ -19,7 +19,7 @@ internal static class EvaluateCommand
     public static readonly Option<int?> Jobs = Opt.Int("jobs", "configurations run at once (the figures are the same for any N)");
     public static readonly Option<string?> Out = Opt.String("out", "write the Markdown tables", "FILE.md");
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
         var command = new Verb("evaluate", "measure diagnosis and repair on a labelled catalogue of configurations",
             "Runs every configuration of a labelled catalogue at each seed: the preflight and the diagnosis trial that 'gradflow diagnose' runs. " +
@@ -28,13 +28,12 @@ internal static class EvaluateCommand
             "reach 0.9 of the way from chance to the best run of the same task, optimiser family and budget. A config that two repairs, or a repair " +
             "and a reference, reach is trained once. Exit code: 0 when done, 1 error, 2 usage.")
         { CatalogueFile, Split, Repair, Only, Seeds, TrialSteps, Jobs, Out };
-        Split.AcceptOnlyFromAmong("calibration", "held-out");
         command.Validators.Add(r =>
         {
             if (r.Valid(TrialSteps) is int steps and < 1) r.AddError($"--trial-steps must be at least 1, got {steps}.");
             else if (r.Valid(Jobs) is int jobs and (< 1 or > 256)) r.AddError($"--jobs must be in 1..256, got {jobs}.");
         });
-        command.SetAction(r => Run(r, stdout));
+        command.SetAction(r => Run(r, r.Out()));
         return command;
     }
 

@@ -10,7 +10,7 @@ internal static class ExportCommand
     public static readonly Argument<string> RunDir = new("RUN") { Description = "the run directory (its config.json and newest intact checkpoint)" };
     public static readonly Option<string?> Onnx = new("--onnx") { Description = "the ONNX file to write", HelpName = "FILE.onnx", Required = true };
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
         var command = new Verb("export", "a trained run's model as an ONNX file",
             "Writes the model of the run directory RUN (its config.json's model with the weights of its newest intact checkpoint) as an ONNX model " +
@@ -18,7 +18,7 @@ internal static class ExportCommand
             "dropout is left out. Any network description exports (MLP, conv net and ResNet, RNN/LSTM/GRU; docs/onnx.md). The file is written " +
             "atomically. Exit code: 0 written, 1 error, 2 usage.")
         { RunDir, Onnx };
-        command.SetAction(r => Run(r, stdout));
+        command.SetAction(r => Run(r, r.Out()));
         return command;
     }
 

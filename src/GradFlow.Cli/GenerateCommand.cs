@@ -16,7 +16,7 @@ internal static class GenerateCommand
     public static readonly Option<double?> Temperature = Opt.Double("temperature", "softmax temperature (default 0.8; 0 takes the most likely character)", "T");
     public static readonly Option<ulong?> Seed = Opt.ULong("seed", "seed of the sampling generator (default 0): same seed, same text");
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
         var command = new Verb("generate", "sample text from a trained character-level language model",
             "Continues TEXT with a language model trained by 'gradflow train --data kjv --out RUN': reads RUN/config.json (the model and its corpus, " +
@@ -28,7 +28,7 @@ internal static class GenerateCommand
             if (r.Valid(Length) is int length and < 0) r.AddError($"--length must be ≥ 0, got {length}.");
             else if (r.Valid(Temperature) is double t and < 0) r.AddError($"--temperature must be ≥ 0, got {t.ToString(System.Globalization.CultureInfo.InvariantCulture)}.");
         });
-        command.SetAction(r => Run(r, stdout));
+        command.SetAction(r => Run(r, r.Out()));
         return command;
     }
 

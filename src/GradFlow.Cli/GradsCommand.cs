@@ -23,7 +23,7 @@ internal static class GradsCommand
     public static readonly Option<ulong?> Seed = Opt.ULong("seed", "seed of the initialisation (default 0)");
     public static readonly Option<double?> LabelSmoothing = Opt.Double("label-smoothing", "cross-entropy label smoothing");
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
         var command = new Verb("grads", "gradients of one batch, written to safetensors for comparison with other frameworks",
             "Builds any model (a spec such as \"mlp 20-32-5\", \"lstm 2-16-3\", a shorthand such as resnet20 or \"cnn 1x28x28-c8-p-10\", a 'net ...' " +
@@ -37,7 +37,7 @@ internal static class GradsCommand
             if (r.Has(Model) && r.Has(ModelFile)) r.AddError("give either --model or --model-file, not both.");
             else if (!r.Has(Model) && !r.Has(ModelFile)) r.AddError("--model or --model-file is required.");
         });
-        command.SetAction(r => Run(r, stdout));
+        command.SetAction(r => Run(r, r.Out()));
         return command;
     }
 

@@ -58,7 +58,26 @@ internal static class Opt
         return option;
     }
 
-    private delegate bool TryParse<T>(string text, out T value);
+    /// <summary>A string option that takes one of <paramref name="choices"/> (which complete); another value is a parse error naming the option.</summary>
+    public static Option<string?> Choice(string name, string help, params string[] choices)
+    {
+        var option = new Option<string?>("--" + name)
+        {
+            Description = help,
+            HelpName = string.Join("|", choices),
+            CustomParser = r =>
+            {
+                string text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+                if (choices.Contains(text, StringComparer.Ordinal)) return text;
+                r.AddError($"--{name} must be {string.Join(" or ", choices)}, got '{text}'.");
+                return null;
+            },
+        };
+        option.CompletionSources.Add(choices);
+        return option;
+    }
+
+        private delegate bool TryParse<T>(string text, out T value);
 
     private static Option<T?> Parsed<T>(string name, string help, string valueName, string what, TryParse<T> parse) where T : struct =>
         new("--" + name)
@@ -92,6 +111,12 @@ internal static class Opt
             return default; // the value's parse error is reported already
         }
     }
+
+    /// <summary>The standard output of the invocation (the writer given to <see cref="CliApp.Run"/>).</summary>
+    public static TextWriter Out(this ParseResult r) => r.InvocationConfiguration.Output;
+
+    /// <summary>The standard error of the invocation.</summary>
+    public static TextWriter Err(this ParseResult r) => r.InvocationConfiguration.Error;
 
     /// <summary>The verb being run (<c>train</c>, <c>diagnose</c> ...), for messages.</summary>
     public static string Verb(this ParseResult r) => r.CommandResult.Command.Name;

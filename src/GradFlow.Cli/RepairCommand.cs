@@ -14,7 +14,7 @@ internal static class RepairCommand
     public static readonly Option<string?> Out = Opt.String("out",
         "save repair.json (every attempt) and config.json (the repaired config, accepted by 'gradflow train --config DIR/config.json')", "DIR");
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
         var command = new Verb("repair", "apply remedies in short trials until the gradient flow is healthy",
             "Runs a short monitored trial of the config, diagnoses it, applies the best remedy (the faulty layers first), and runs again on the " +
@@ -26,7 +26,7 @@ internal static class RepairCommand
         {
             if (r.Valid(TrialSteps) is < 1 || r.Valid(Attempts) is < 1) r.AddError("--trial-steps and --attempts must be at least 1.");
         });
-        command.SetAction(r => Run(r, stdout));
+        command.SetAction(r => Run(r, r.Out()));
         return command;
     }
 

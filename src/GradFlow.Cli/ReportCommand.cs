@@ -10,7 +10,7 @@ internal static class ReportCommand
     public static readonly Argument<string[]> RunDirs = new("RUNDIR") { Description = "run directories: one for its report, several for a comparison", Arity = ArgumentArity.OneOrMore };
     public static readonly Option<string?> Out = Opt.String("out", "the HTML file (default RUNDIR/report.html, or ./comparison.html for several)", "FILE");
 
-    public static Command Declare(TextWriter stdout)
+    public static Command Declare()
     {
         var command = new Verb("report", "self-contained HTML report of a run directory, or a comparison of several",
             "With one run directory, writes RUNDIR/report.html: configuration, diagnosis, loss and accuracy curves, the gradient-flow chart per layer " +
@@ -18,7 +18,7 @@ internal static class ReportCommand
             "dead units and update ratios per layer. With several, writes one comparison page. One self-contained file: inline CSS and SVG, a small " +
             "inline script for the values on hover, no network. Exit code: 0 written, 1 error (e.g. a folder that is no run directory), 2 usage.")
         { RunDirs, Out };
-        command.SetAction(r => Run(r, stdout));
+        command.SetAction(r => Run(r, r.Out()));
         return command;
     }
 

@@ -14,7 +14,7 @@ internal static class ServeCommand
     public static readonly Option<int?> Port = Opt.Int("port", "port (default 6070; 0: any free port, printed at start)", "P");
     public static readonly Option<string?> Host = Opt.String("host", "address to listen on (default 127.0.0.1: this machine only)", "ADDRESS");
 
-    public static Command Declare(TextWriter stdout, CancellationToken cancellation)
+    public static Command Declare()
     {
         var command = new Verb("serve", "live dashboard of the runs under a folder, in the browser (localhost)",
             "A local web dashboard of the runs under the given folders: each folder that holds a run (config.json, metrics.jsonl) and the runs in " +
@@ -24,7 +24,7 @@ internal static class ServeCommand
             "to a log scale. Works for a run written by another process ('gradflow train --out DIR --monitor'). Nothing is loaded from the network. " +
             "Stop with Ctrl+C. Exit code: 0 stopped, 1 error (e.g. the port is taken), 2 usage.")
         { RunDirs, Port, Host };
-        command.SetAction(r => Run(r, stdout, cancellation));
+        command.SetAction(r => Run(r, r.Out(), CancellationToken.None));
         return command;
     }
 

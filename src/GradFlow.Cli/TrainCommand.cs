@@ -26,7 +26,7 @@ internal static class TrainCommand
         "live per-layer gradient display (every --monitor-every steps, default 10), monitor samples in metrics.jsonl, and a diagnosis at the end");
 
     /// <summary>The 'train' command: the config's options, then the run's, and the rules between them.</summary>
-    public static Command Declare(TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
+    public static Command Declare()
     {
         var command = new Verb("train", "train a model spec on a data set",
             "Trains a model (any network description: MLP, conv net or ResNet, recurrent network, transformer) and prints a table of per-epoch metrics. Options override --config.");
@@ -39,7 +39,7 @@ internal static class TrainCommand
             else if (r.Has(Resume) && r.Has(Out)) r.AddError("give either --out or --resume, not both.");
             else if (r.Has(Force) && !r.Has(Out)) r.AddError("--force goes with --out (it starts the run in that directory over).");
         });
-        command.SetAction(r => Run(r, stdout, stderr, cancellation));
+        command.SetAction(r => Run(r, r.Out(), r.Err(), CancellationToken.None));
         return command;
     }
 
