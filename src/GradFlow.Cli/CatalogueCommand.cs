@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using GradFlow.Diagnostics;
 using GradFlow.Training;
@@ -7,44 +8,46 @@ namespace GradFlow.Cli;
 /// <summary><c>gradflow catalogue</c>: builds a catalogue labelled by the outcomes of full training runs.</summary>
 internal static class CatalogueCommand
 {
-    public const string Help = """
-        Usage: gradflow catalogue --out FILE [--seed S] [--count N] [--cache FILE.jsonl]
-               gradflow catalogue --relabel FILE
+    // the options of 'catalogue'; one line each
+    public static readonly Option<string?> Out = Opt.String("out", "the catalogue file to write", "FILE");
+    public static readonly Option<ulong?> Seed = Opt.ULong("seed", "seed of the draw (default 1)", "S");
+    public static readonly Option<int?> Count = Opt.Int("count", "configurations to draw (default 340)");
+    public static readonly Option<string?> Cache = Opt.String("cache", "keep each measured outcome as it completes, so an interrupted build resumes", "FILE.jsonl");
+    public static readonly Option<string?> Relabel = Opt.String("relabel", "re-label FILE in place from its stored outcomes, without training", "FILE");
 
-        Draws N configurations (default 340) reproducibly from the catalogue grammar with seed S
-        (default 1): MLPs and recurrent networks of many depths, widths, activations, initialisations,
-        normalisations and residual forms, with SGD, Adam, AdamW, RMSprop or Adagrad over wide ranges of
-        learning rate, batch size and clipping, on six tasks with fixed budgets. Trains each for its full
-        budget with the monitor on and labels it by what happened: healthy (at least 0.9 of the way from
-        chance to the best run of the same task, optimiser family and budget), broken (non-finite, loss
-        at or above chance, or below 0.6 of the way) with the mechanism the monitor saw, or ambiguous
-        (dropped and counted). Entries alternate between a calibration half and a held-out half.
-        --cache keeps each measured outcome as it completes, so an interrupted build resumes.
-        --relabel re-labels FILE in place from its stored outcomes, without training.
-        Exit code: 0 when done, 1 error, 2 usage.
-        """;
-
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    public static Command Declare()
     {
-        if (args is ["--help"] or ["-h"])
+        var command = new Verb("catalogue", "generate a catalogue labelled by the outcomes of full training runs",
+            "Draws N configurations reproducibly from the catalogue grammar with seed S: MLPs and recurrent networks of many depths, widths, " +
+            "activations, initialisations, normalisations and residual forms, with SGD, Adam, AdamW, RMSprop or Adagrad over wide ranges of " +
+            "learning rate, batch size and clipping, on six tasks with fixed budgets. Trains each for its full budget with the monitor on and labels " +
+            "it by what happened: healthy (at least 0.9 of the way from chance to the best run of the same task, optimiser family and budget), " +
+            "broken (non-finite, loss at or above chance, or below 0.6 of the way) with the mechanism the monitor saw, or ambiguous (dropped and " +
+            "counted). Entries alternate between a calibration half and a held-out half. Exit code: 0 when done, 1 error, 2 usage.")
+        { Out, Seed, Count, Cache, Relabel };
+        command.Validators.Add(r =>
         {
-            stdout.Write(Help);
-            return 0;
-        }
-        var o = new CliOptions("catalogue", args, ["out", "seed", "count", "cache", "relabel"], []);
-        if (o.String("relabel") is { } path)
+            if (!r.Has(Relabel) && !r.Has(Out)) r.AddError("--out FILE is required (or --relabel FILE).");
+            else if (r.Valid(Count) is int count and < 1) r.AddError($"--count must be at least 1, got {count}.");
+        });
+        command.SetAction(r => Run(r, r.Out()));
+        return command;
+    }
+
+    private static int Run(ParseResult o, TextWriter stdout)
+    {
+        if (o.GetValue(Relabel) is { } path)
         {
             AtomicFile.WriteAllText(path, GeneratedCatalogue.Relabel(File.ReadAllText(path)));
             var relabelled = Catalogue.Load(path);
             stdout.WriteLine(Summary(relabelled));
             return 0;
         }
-        string outPath = o.String("out") ?? throw new UsageException("gradflow catalogue: --out FILE is required.");
-        ulong seed = o.ULong("seed") ?? 1;
-        int count = o.Int("count") ?? 340;
-        if (count < 1) throw new UsageException($"gradflow catalogue: --count must be at least 1, got {count}.");
+        string outPath = o.GetValue(Out)!;
+        ulong seed = o.GetValue(Seed) ?? 1;
+        int count = o.GetValue(Count) ?? 340;
         int done = 0;
-        string json = GeneratedCatalogue.Build(seed, count, o.String("cache"), (name, r) =>
+        string json = GeneratedCatalogue.Build(seed, count, o.GetValue(Cache), (name, r) =>
         {
             done++;
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -1,67 +1,146 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 using System.Reflection;
 using GradFlow.Kernels;
 using GradFlow.Training;
 
 namespace GradFlow.Cli;
 
-/// <summary>The <c>gradflow</c> command. Exit codes: 0 done or healthy, 1 error, 2 usage, 3 problem found (diagnose, repair).</summary>
+/// <summary>
+/// The <c>gradflow</c> command, declared with System.CommandLine: each verb declares its options in its own
+/// file (<c>XCommand.Declare</c>; the training config's in <see cref="TrainOptions"/>), and this class puts
+/// them together. Exit codes: 0 done or healthy, 1 error, 2 usage (every parse error, every rule between
+/// options, every out-of-range value), 3 problem found (diagnose, repair).
+/// </summary>
 public static class CliApp
 {
     /// <summary>Runs the command with <paramref name="args"/>, writing to the given writers.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        if (args.Length == 0 || args is ["--help"] or ["-h"] or ["help"])
+        var result = TheRoot.Value.Parse(args.Length == 0 ? ["--help"] : args);
+        string verb = result.CommandResult.Command is RootCommand ? "" : result.CommandResult.Command.Name;
+        if (result.Action is ParseErrorAction)
         {
-            stdout.Write(Help);
-            return args.Length == 0 ? 2 : 0;
-        }
-        if (args is ["--version"])
-        {
-            stdout.WriteLine(VersionLine());
-            return 0;
+            WriteUsageErrors(result, verb, stderr);
+            return 2;
         }
         try
         {
-            return args[0] switch
-            {
-                "train" => TrainCommand.Run(args[1..], stdout, stderr, CancellationToken.None),
-                "grads" => GradsCommand.Run(args[1..], stdout, stderr),
-                "demo" => DemoCommand.Run(args[1..], stdout, stderr),
-                "diagnose" => DiagnoseCommand.Run(args[1..], stdout, stderr),
-                "repair" => RepairCommand.Run(args[1..], stdout, stderr),
-                "report" => ReportCommand.Run(args[1..], stdout, stderr),
-                "serve" => ServeCommand.Run(args[1..], stdout, stderr, CancellationToken.None),
-                "evaluate" => EvaluateCommand.Run(args[1..], stdout, stderr),
-                "catalogue" => CatalogueCommand.Run(args[1..], stdout, stderr),
-                "generate" => GenerateCommand.Run(args[1..], stdout, stderr),
-                "export" => ExportCommand.Run(args[1..], stdout, stderr),
-                _ => Unknown(args[0], stderr),
-            };
+            int code = result.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
+            return args.Length == 0 ? 2 : code; // no command: the help, as a usage error
         }
         catch (UsageException e)
         {
-            stderr.WriteLine(Communicators.RankPrefix + e.Message);
+            stderr.WriteLine(Communicators.RankPrefix + Prefixed(verb, e.Message));
             return 2;
         }
         catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or NotSupportedException
                                       or ArgumentException or InvalidOperationException or IOException)
         {
-            stderr.WriteLine(Communicators.RankPrefix + Prefixed(args[0], e.Message));
+            stderr.WriteLine(Communicators.RankPrefix + Prefixed(verb, e.Message));
             return 1;
         }
     }
 
+    /// <summary>
+    /// The command tree, built once: its options are static fields shared by verbs, and System.CommandLine
+    /// links each to its parents when it is added, so a tree per call would grow them (and race in parallel calls).
+    /// Actions write to the writers of the invocation (<see cref="Opt.Out"/>, <see cref="Opt.Err"/>).
+    /// </summary>
+    private static readonly Lazy<RootCommand> TheRoot = new(Root);
+
+    /// <summary>The root command with every verb.</summary>
+    private static RootCommand Root()
+    {
+        var root = new RootCommand(
+            "gradflow - train deep networks and see, explain and fix their gradient flow.\n" +
+            "Exit codes: 0 done (diagnose, repair: healthy), 1 error, 2 usage, 3 problem found (diagnose, repair).")
+        {
+            DemoCommand.Declare(),
+            TrainCommand.Declare(),
+            DiagnoseCommand.Declare(),
+            RepairCommand.Declare(),
+            ReportCommand.Declare(),
+            ServeCommand.Declare(),
+            EvaluateCommand.Declare(),
+            CatalogueCommand.Declare(),
+            GenerateCommand.Declare(),
+            GradsCommand.Declare(),
+            ExportCommand.Declare(),
+            CompletionCommand.Declare(),
+        };
+        root.HelpName = "gradflow"; // also when the assembly runs as 'dotnet GradFlow.Cli.dll' or inside the tests' process
+        foreach (var option in root.Options)
+            if (option is VersionOption version)
+            {
+                version.Description = "print the version, the kernel instruction set and thread count";
+                version.Action = new VersionAction();
+            }
+            else if (option is HelpOption { Action: HelpAction help } helpOption)
+            {
+                help.MaxWidth = 110; // a terminal or a file alike: lines that wrap at a readable width
+                helpOption.Action = new VerbHelpAction(help);
+            }
+        return root;
+    }
+
+    /// <summary>
+    /// Every parse error once, as "gradflow VERB: message", then System.CommandLine's suggestions for a
+    /// misspelt verb or option ("Did you mean ..."), then where the help is.
+    /// </summary>
+    private static void WriteUsageErrors(ParseResult result, string verb, TextWriter stderr)
+    {
+        var messages = result.Errors.Select(e => e.Message).Distinct().ToList();
+        if (messages.Count > 1) messages.Remove(LocalizedRequiredCommand(result)); // 'gradflow trian': the unknown word says it
+        foreach (var message in messages)
+            stderr.WriteLine(Communicators.RankPrefix + Prefixed(verb, message));
+        foreach (var token in result.UnmatchedTokens)
+        {
+            var suggestions = Suggestions(result.CommandResult.Command, token);
+            if (suggestions.Length > 0) stderr.WriteLine($"'{token}' was not matched. Did you mean {string.Join(" or ", suggestions.Select(s => $"'{s}'"))}?");
+        }
+        stderr.WriteLine($"Run 'gradflow{(verb.Length == 0 ? "" : " " + verb)} --help' for usage.");
+    }
+
+    /// <summary>
+    /// The verbs and options of <paramref name="command"/> nearest to <paramref name="token"/> in edit distance (at most
+    /// a third of the name, or 2), nearest first. System.CommandLine's own typo correction (ParseErrorAction) prints
+    /// in its own format, apart from the errors, and offers '-h' for a stray value; this keeps one format.
+    /// </summary>
+    internal static string[] Suggestions(Command command, string token)
+    {
+        var names = command.Subcommands.Select(c => c.Name).Concat(command.Options.Where(o => !o.Hidden).Select(o => o.Name)).Distinct().ToArray();
+        return [.. names.Select(n => (Name: n, Distance: Distance(token, n)))
+            .Where(x => x.Distance <= Math.Max(2, x.Name.Length / 3))
+            .OrderBy(x => x.Distance).ThenBy(x => x.Name, StringComparer.Ordinal).Take(3).Select(x => x.Name)];
+    }
+
+    /// <summary>Levenshtein distance, for suggestions.</summary>
+    private static int Distance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int previous = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int current = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), previous + (a[i - 1] == b[j - 1] ? 0 : 1));
+                previous = current;
+            }
+        }
+        return row[b.Length];
+    }
+
     /// <summary>"gradflow VERB: message", without repeating a prefix the message already carries.</summary>
     internal static string Prefixed(string verb, string message) =>
-        message.StartsWith("gradflow ", StringComparison.Ordinal) ? message
+        message.StartsWith("gradflow ", StringComparison.Ordinal) || message.StartsWith("gradflow:", StringComparison.Ordinal) ? message
+        : verb.Length == 0 ? "gradflow: " + message
         : message.StartsWith(verb + ": ", StringComparison.Ordinal) ? "gradflow " + message
         : $"gradflow {verb}: {message}";
-
-    private static int Unknown(string command, TextWriter stderr)
-    {
-        stderr.WriteLine($"gradflow: unknown command or option '{command}'. Run 'gradflow --help'.");
-        return 2;
-    }
 
     /// <summary>Version, kernel instruction set and thread count, e.g. <c>gradflow 0.1.0 (kernels: avx512, threads: 2)</c>.</summary>
     public static string VersionLine()
@@ -72,29 +151,48 @@ public static class CliApp
         return $"gradflow {version} (kernels: {KernelIsa.Name(KernelIsa.Best)}, threads: {KernelThreads.Count})";
     }
 
-    private const string Help = """
-        gradflow - train deep networks and see, explain and fix their gradient flow
+    private static string LocalizedRequiredCommand(ParseResult result) =>
+        result.Errors.FirstOrDefault(e => e.Message.StartsWith("Required command", StringComparison.Ordinal))?.Message ?? "";
 
-        Usage: gradflow <command> [options]
+    /// <summary>System.CommandLine's generated help, then the verb's details.</summary>
+    private sealed class VerbHelpAction(HelpAction generated) : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            var stdout = parseResult.Out();
+            generated.Invoke(parseResult);
+            if (parseResult.CommandResult.Command is Verb { Details: { Length: > 0 } details })
+            {
+                stdout.WriteLine("Details:");
+                foreach (var line in Wrap(details, 100)) stdout.WriteLine("  " + line);
+                stdout.WriteLine();
+            }
+            return 0;
+        }
 
-        Commands:
-          demo        the vanishing gradient problem measured, diagnosed and repaired, end to end
-          train       train a model spec on a data set (gradflow train --help)
-          diagnose    measure gradient flow, detect vanishing/exploding gradients, say why and what to change
-          repair      apply remedies in short trials until the gradient flow is healthy
-          report      self-contained HTML report of a run directory, or a comparison of several
-          serve       live dashboard of the runs under a folder, in the browser (localhost)
-          evaluate    measure diagnosis and repair on a labelled catalogue of configurations
-          catalogue   generate a catalogue labelled by the outcomes of full training runs
-          generate    sample text from a trained character-level language model
-          grads       gradients of one batch, written to safetensors for comparison with other frameworks
-          export      a trained run's model as an ONNX file (gradflow export RUN --onnx FILE.onnx)
+        private static IEnumerable<string> Wrap(string text, int width)
+        {
+            var line = new System.Text.StringBuilder();
+            foreach (var word in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (line.Length > 0 && line.Length + 1 + word.Length > width)
+                {
+                    yield return line.ToString();
+                    line.Clear();
+                }
+                if (line.Length > 0) line.Append(' ');
+                line.Append(word);
+            }
+            if (line.Length > 0) yield return line.ToString();
+        }
+    }
 
-        Options:
-          --version   print the version, the kernel instruction set and thread count
-          -h, --help  print this help
-
-        Exit codes: 0 done (diagnose, repair: healthy), 1 error, 2 usage, 3 problem found (diagnose, repair).
-
-        """;
+    private sealed class VersionAction : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            parseResult.Out().WriteLine(VersionLine());
+            return 0;
+        }
+    }
 }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using GradFlow.Data;
 using GradFlow.Diagnostics;
@@ -12,25 +13,34 @@ namespace GradFlow.Cli;
 /// </summary>
 internal static class DemoCommand
 {
-    public const string Help = """
-        Usage: gradflow demo [--out DIR] [--data-dir DIR] [--steps N] [--seed N]
-               gradflow demo --model MODEL [train options] [--out DIR] [--steps N]
+    // the options of 'demo'; with --model (or --model-file) it also takes the config's (TrainOptions.Config)
+    public static readonly Option<string?> Out = Opt.String("out", "where the run directories go (default ./gradflow-demo)", "DIR");
+    public static readonly Option<int?> Steps = Opt.Int("steps", "optimiser steps of each trial (default 300)");
 
-        A 20-layer sigmoid network on Fashion-MNIST (or, when the data set is not installed, a synthetic
-        784-input task): preflight with the per-layer signal and the diagnosis (vanishing gradient:
-        where and why); the same budget (--steps, default 300) for the network and for each remedy
-        (ReLU + He, BatchNorm, zero-initialised residual connections) with the gradient monitor on;
-        then automatic repair in short trials. Then images: a plain CNN of 54 conv layers with BatchNorm
-        on 2000 Fashion-MNIST images stays at chance; the diagnosis names the deep plain stack and
-        repair makes it a ResNet (skipped without the data set). Then the same through time: a tanh
-        RNN and a GRU on the adding problem at T = 100 (the RNN's signal vanishes within a few steps back), and the repair
-        of the RNN. Run directories go to DIR (default ./gradflow-demo).
-
-        With --model (or --model-file), the same story on that model (any description: an MLP, an
-        LSTM, a ResNet such as "resnet20 in=1x28x28" ...; data and settings as 'gradflow train'
-        takes them): preflight, a monitored trial of --steps (default 300), automatic repair in
-        trials of the same length, and the report of the trial.
-        """;
+    public static Command Declare()
+    {
+        var command = new Verb("demo", "the vanishing gradient problem measured, diagnosed and repaired, end to end",
+            "The vanishing gradient problem measured, diagnosed and repaired, end to end. A 20-layer sigmoid network on Fashion-MNIST (or, when the " +
+            "data set is not installed, a synthetic 784-input task): preflight with the per-layer signal and the diagnosis; the same budget (--steps) " +
+            "for the network and for each remedy (ReLU + He, BatchNorm, zero-initialised residual connections) with the gradient monitor on; then " +
+            "automatic repair in short trials. Then images: a plain CNN of 54 conv layers stays at chance and repair makes it a ResNet (skipped " +
+            "without the data set). Then the same through time: a tanh RNN and a GRU on the adding problem at T = 100, and the repair of the RNN. " +
+            "With --model (or --model-file), the same story on that model, with data and settings as 'gradflow train' takes them: preflight, a " +
+            "monitored trial of --steps, automatic repair in trials of the same length, and the report of the trial.");
+        foreach (var o in TrainOptions.Config) command.Options.Add(o);
+        command.Options.Add(Out);
+        command.Options.Add(Steps);
+        command.Validators.Add(r =>
+        {
+            bool custom = r.Has(TrainOptions.Model) || r.Has(TrainOptions.ModelFile);
+            var modelOnly = TrainOptions.Config.Where(o => o != TrainOptions.DataDir && o != TrainOptions.Seed && r.Has(o)).Select(o => o.Name).ToArray();
+            if (!custom && modelOnly.Length > 0) r.AddError($"{string.Join(", ", modelOnly)} go{(modelOnly.Length == 1 ? "es" : "")} with --model or --model-file (the built-in demo takes --out, --data-dir, --steps and --seed).");
+            else if (custom && r.Valid(Steps) is < 1) r.AddError("--steps must be at least 1.");
+            else if (!custom && r.Valid(Steps) is < 10) r.AddError("--steps must be at least 10.");
+        });
+        command.SetAction(r => Run(r, r.Out()));
+        return command;
+    }
 
     public const string Model = "mlp 784-256x20-10 act=sigmoid init=xavier-uniform";
 
@@ -46,32 +56,22 @@ internal static class DemoCommand
         ("ReLU + He + residual (zero-init)", "relu-residual", "mlp 784-256x20-10 act=relu init=he-normal residual=zero"),
     ];
 
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    private static int Run(ParseResult o, TextWriter stdout)
     {
-        if (args is ["--help"] or ["-h"])
-        {
-            stdout.Write(Help);
-            return 0;
-        }
-        bool custom = args.Contains("--model") || args.Contains("--model-file");
-        var o = custom
-            ? new CliOptions("demo", args, [.. TrainCommand.ValuedOptions.Where(n => n is not ("resume" or "out")), "out", "steps"], [])
-            : new CliOptions("demo", args, ["out", "data-dir", "steps", "seed"], []);
-        string outDir = Path.GetFullPath(o.String("out") ?? "gradflow-demo");
-        int steps = o.Int("steps") ?? 300;
-        if (custom && steps < 1) throw new UsageException("gradflow demo: --steps must be at least 1.");
-        if (custom) return OfModel(TrainCommand.BuildConfig(o, null), steps, outDir, stdout);
-        if (steps < 10) throw new UsageException("gradflow demo: --steps must be at least 10.");
+        bool custom = o.Has(TrainOptions.Model) || o.Has(TrainOptions.ModelFile);
+        string outDir = Path.GetFullPath(o.GetValue(Out) ?? "gradflow-demo");
+        int steps = o.GetValue(Steps) ?? 300;
+        if (custom) return OfModel(TrainOptions.BuildConfig(o, null), steps, outDir, stdout);
         var config = new TrainingConfig
         {
             Model = Model,
             Data = "fashion-mnist",
-            DataDir = o.String("data-dir"),
+            DataDir = o.GetValue(TrainOptions.DataDir),
             Optimizer = OptimizerKind.Adam,
             LearningRate = 1e-3,
             Epochs = 10,
             BatchSize = 128,
-            Seed = o.ULong("seed") ?? 0,
+            Seed = o.GetValue(TrainOptions.Seed) ?? 0,
             TestLimit = 5000,
         };
         stdout.WriteLine($"gradflow demo: reading the data and building the 20-layer network; run directories go to {outDir}");
@@ -91,9 +91,9 @@ internal static class DemoCommand
         Heading(stdout, "2. Preflight: one forward and backward pass, before any training");
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var (preflight, sample) = Trials.Preflight(config);
-        stdout.WriteLine(DiagnosisView.LayerTable(sample));
+        DiagnosisView.WriteLayerTable(stdout, sample);
         stdout.WriteLine();
-        stdout.WriteLine(DiagnosisView.Verdict(preflight));
+        DiagnosisView.WriteVerdict(stdout, preflight);
         stdout.WriteLine($"({sw.ElapsedMilliseconds} ms including data and model set-up)");
 
         Heading(stdout, $"3. The same network and budget ({steps} steps), with each remedy");
@@ -111,8 +111,8 @@ internal static class DemoCommand
         }
         stdout.WriteLine();
         stdout.WriteLine("per-layer signal at the end of the sigmoid run and of the ReLU + He run:");
-        stdout.WriteLine(DiagnosisView.LayerTable(runs[0].Trial.Samples[^1]));
-        stdout.WriteLine(DiagnosisView.LayerTable(runs[1].Trial.Samples[^1]));
+        DiagnosisView.WriteLayerTable(stdout, runs[0].Trial.Samples[^1]);
+        DiagnosisView.WriteLayerTable(stdout, runs[1].Trial.Samples[^1]);
 
         Heading(stdout, "4. Automatic repair of the sigmoid network (short trials, same seed)");
         var repair = RepairCommand.Run(config, steps: 100, attempts: 3, stdout);
@@ -162,7 +162,7 @@ internal static class DemoCommand
         var plain = Trials.Run(config, steps, every: 3, data, runDirectory: plainDir);
         stdout.WriteLine(Line("plain CNN, 54 layers", plain));
         stdout.WriteLine();
-        stdout.WriteLine(DiagnosisView.Verdict(plain.Diagnosis));
+        DiagnosisView.WriteVerdict(stdout, plain.Diagnosis);
         stdout.WriteLine();
         stdout.WriteLine($"automatic repair (trials of {steps} steps):");
         var repair = RepairCommand.Run(config, steps, attempts: 1, stdout, data);
@@ -183,17 +183,17 @@ internal static class DemoCommand
 
         Heading(stdout, "2. Preflight: one forward and backward pass, before any training");
         var (preflight, sample) = Trials.Preflight(config);
-        stdout.WriteLine(DiagnosisView.LayerTable(sample));
+        DiagnosisView.WriteLayerTable(stdout, sample);
         stdout.WriteLine();
-        stdout.WriteLine(DiagnosisView.Verdict(preflight));
+        DiagnosisView.WriteVerdict(stdout, preflight);
 
         Heading(stdout, $"3. A monitored trial of {steps} steps");
         string dir = Path.Combine(outDir, "trial");
         Directory.CreateDirectory(outDir);
         var trial = Trials.Run(config, steps, every: Math.Max(1, Math.Min(10, steps / 4)), runDirectory: dir);
-        if (trial.Samples.Count > 0) stdout.WriteLine(DiagnosisView.LayerTable(trial.Samples[^1]));
+        if (trial.Samples.Count > 0) DiagnosisView.WriteLayerTable(stdout, trial.Samples[^1]);
         stdout.WriteLine();
-        stdout.WriteLine(DiagnosisView.Verdict(trial.Diagnosis));
+        DiagnosisView.WriteVerdict(stdout, trial.Diagnosis);
 
         Heading(stdout, $"4. Automatic repair (trials of {steps} steps, same seed)");
         var repair = RepairCommand.Run(config, steps, attempts: 2, stdout);
@@ -231,7 +231,7 @@ internal static class DemoCommand
                 $"test MSE {trial.Result.Epochs[^1].TestLoss,7:F4}   signal at t = 1 / t = 100 {trial.Diagnosis.GradientRatio,9:E1}   below 1e-3 from lag {(lag < 0 ? "-" : lag.ToString(CultureInfo.InvariantCulture)),3}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}"));
         }
         stdout.WriteLine();
-        stdout.WriteLine(DiagnosisView.Verdict(rnn!.Diagnosis));
+        DiagnosisView.WriteVerdict(stdout, rnn!.Diagnosis);
         stdout.WriteLine();
         stdout.WriteLine("automatic repair of the tanh RNN (trials of 1000 steps):");
         RepairCommand.Run(config, steps: 1000, attempts: 2, stdout);

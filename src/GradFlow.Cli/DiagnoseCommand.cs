@@ -1,3 +1,4 @@
+using System.CommandLine;
 using GradFlow.Diagnostics;
 
 namespace GradFlow.Cli;
@@ -5,52 +6,56 @@ namespace GradFlow.Cli;
 /// <summary><c>gradflow diagnose</c>: preflight or a short monitored trial; a table and a verdict, or JSON. Exit 0 healthy, 3 problem found.</summary>
 internal static class DiagnoseCommand
 {
-    public const string Help = """
-        Usage: gradflow diagnose [--preflight | --steps N] [train options] [--json] [--out DIR]
+    // the options of 'diagnose' beyond the config's (TrainOptions.Config); one line each
+    public static readonly Option<bool> Preflight = Opt.Flag("preflight", "one forward and backward pass on one batch, before any training");
+    public static readonly Option<int?> Steps = Opt.Int("steps", "optimiser steps of the trial (default 200)");
+    public static readonly Option<int?> Every = Opt.Int("every", "monitor sample every N steps of the trial (default 10)");
+    public static readonly Option<bool> Json = Opt.Flag("json", "print diagnosis.json's schema (docs/diagnosis.md)");
+    public static readonly Option<string?> Out = Opt.String("out", "keep the trial's run directory (metrics.jsonl, diagnosis.json)", "DIR");
 
-        Measures the gradient flow of a model spec and says whether gradients vanish or explode,
-        where, why, and what to change. --preflight: one forward and backward pass on one batch,
-        before any training. Otherwise a trial of --steps optimiser steps (default 200) with the
-        monitor sampling every --every steps (default 10). Takes every option of 'gradflow train'
-        (--model, --data, --lr, ...). --json prints diagnosis.json's schema (docs/diagnosis.md).
-        --out DIR keeps the trial's run directory (metrics.jsonl, diagnosis.json).
-        Exit code: 0 healthy, 3 problem found, 1 error, 2 usage.
-        """;
-
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    public static Command Declare()
     {
-        if (args is ["--help"] or ["-h"])
+        var command = new Verb("diagnose", "measure gradient flow, detect vanishing/exploding gradients, say why and what to change",
+            "Measures the gradient flow of a model and says whether gradients vanish or explode, where, why, and what to change: " +
+            "a preflight (--preflight) or a short monitored trial. Takes every option of 'gradflow train' that describes the config. " +
+            "Exit code: 0 healthy, 3 problem found, 1 error, 2 usage.");
+        foreach (var o in TrainOptions.Config) command.Options.Add(o);
+        foreach (Option o in new Option[] { Preflight, Steps, Every, Json, Out }) command.Options.Add(o);
+        command.Validators.Add(r =>
         {
-            stdout.Write(Help);
-            return 0;
-        }
-        var o = new CliOptions("diagnose", args, [.. TrainCommand.ValuedOptions.Where(n => n is not ("resume" or "out" or "tensorboard")), "steps", "every", "out"], ["json", "preflight", "no-standardize"]);
-        var config = TrainCommand.BuildConfig(o, null);
+            if (r.Has(Preflight) && r.Has(Steps)) r.AddError("--preflight and --steps exclude each other.");
+            else if (r.Valid(Steps) is < 1) r.AddError("--steps must be at least 1.");
+        });
+        command.SetAction(r => Run(r, r.Out()));
+        return command;
+    }
+
+    private static int Run(ParseResult o, TextWriter stdout)
+    {
+        var config = TrainOptions.BuildConfig(o, null);
         Diagnosis diagnosis;
         MonitorSample? shown;
-        if (o.Has("preflight"))
+        if (o.Has(Preflight))
         {
-            if (o.Has("steps")) throw new UsageException("gradflow diagnose: --preflight and --steps exclude each other.");
             var sw = System.Diagnostics.Stopwatch.StartNew();
             (diagnosis, shown) = Trials.Preflight(config);
-            if (!o.Has("json")) stdout.WriteLine($"preflight: one forward and backward pass ({sw.ElapsedMilliseconds} ms with model and data set-up)");
+            if (!o.Has(Json)) stdout.WriteLine($"preflight: one forward and backward pass ({sw.ElapsedMilliseconds} ms with model and data set-up)");
         }
         else
         {
-            int steps = o.Int("steps") ?? 200;
-            if (steps < 1) throw new UsageException("gradflow diagnose: --steps must be at least 1.");
-            var trial = Trials.Run(config, steps, o.Int("every") ?? 10, runDirectory: o.String("out"));
+            int steps = o.GetValue(Steps) ?? 200;
+            var trial = Trials.Run(config, steps, o.GetValue(Every) ?? 10, runDirectory: o.GetValue(Out));
             diagnosis = trial.Diagnosis;
             shown = trial.Samples.Count > 0 ? trial.Samples[^1] : null;
-            if (!o.Has("json")) stdout.WriteLine($"trial: {trial.Steps} steps, {trial.Samples.Count} monitor samples");
+            if (!o.Has(Json)) stdout.WriteLine($"trial: {trial.Steps} steps, {trial.Samples.Count} monitor samples");
         }
-        if (o.Has("json")) stdout.WriteLine(DiagnosisJson.Serialize(diagnosis));
+        if (o.Has(Json)) stdout.WriteLine(DiagnosisJson.Serialize(diagnosis));
         else
         {
             stdout.WriteLine($"model: {config.DescribeModel()}");
-            if (shown is not null) stdout.WriteLine(DiagnosisView.LayerTable(shown));
+            if (shown is not null) DiagnosisView.WriteLayerTable(stdout, shown);
             stdout.WriteLine();
-            stdout.WriteLine(DiagnosisView.Verdict(diagnosis));
+            DiagnosisView.WriteVerdict(stdout, diagnosis);
         }
         return diagnosis.Healthy ? 0 : 3;
     }

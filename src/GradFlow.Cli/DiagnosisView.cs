@@ -1,30 +1,51 @@
 using System.Globalization;
 using System.Text;
 using GradFlow.Diagnostics;
+using Spectre.Console;
+using Spectre.Console.Rendering;
 
 namespace GradFlow.Cli;
 
-/// <summary>Readable renderings of monitor samples and diagnoses for the terminal.</summary>
+/// <summary>Monitor samples and diagnoses for the terminal, drawn with Spectre.Console (plain text when not a terminal, see <see cref="Terminal"/>).</summary>
 internal static class DiagnosisView
 {
-    /// <summary>A per-layer table: signal RMS with a log-scale bar, gain, weight-gradient norm, saturation, dead units.</summary>
-    public static string LayerTable(MonitorSample s)
+    /// <summary>Writes the per-layer table of <paramref name="s"/> to <paramref name="w"/>.</summary>
+    public static void WriteLayerTable(TextWriter w, MonitorSample s)
     {
-        var sb = new StringBuilder();
-        sb.AppendLine(" layer  activation     signal RMS  (log10, bar from 1e-12 to 1e+2)          gain   grad norm   saturated   dead");
+        var console = Terminal.For(w);
+        Terminal.Write(w, console, LayerTable(s, Terminal.IsTerminal(w), console.Profile.Width));
+    }
+
+    /// <summary>
+    /// A per-layer table: signal RMS with a log-scale bar (1e-12 to 1e+2), gain, weight-gradient norm,
+    /// saturation, dead units; then the gradient ratio, and the signal through time of recurrent layers.
+    /// The bar takes 28 characters (two a decade), fewer when <paramref name="width"/> is narrow, so that a row fits a line.
+    /// </summary>
+    public static IRenderable LayerTable(MonitorSample s, bool tty, int width)
+    {
+        int barWidth = Math.Clamp(width - 82, 10, 28);
+        var table = Terminal.Table(tty, ("layer", true), ("activation", false), ("signal RMS", true), ("log10, bar from 1e-12 to 1e+2", false),
+            ("gain", true), ("grad norm", true), ("saturated", true), ("dead", true));
+        if (tty) table.Border = TableBorder.Simple; // the per-layer table is wide: no vertical rules in the terminal either
+        foreach (var column in table.Columns) column.NoWrap();
         foreach (var l in s.Layers)
         {
             double lg = Math.Log10(l.BackpropagatedSignalRms);
-            int len = double.IsFinite(lg) ? Math.Clamp((int)Math.Round((lg + 12) * 2), 0, 28) : 28;
-            string bar = double.IsFinite(lg) ? new string('█', len).PadRight(28) : "non-finite".PadRight(28);
-            sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $" {l.LayerIndex,5}  {(l.Activation is { } a ? Nn.ModelSpec.NameOf(a) : l.LayerIndex <= (s.TimeSignal?.Length ?? 0) ? "(recurrent)" : "(output)"),-12} {l.BackpropagatedSignalRms,10:E2}  {bar}  {F(l.Gain, "F3"),10}  {l.ParameterGradientNorm,10:E2}   {P(l.Saturation),9}  {P(l.DeadUnits),5}"));
+            int len = double.IsFinite(lg) ? Math.Clamp((int)Math.Round((lg + 12) / 14 * barWidth), 0, barWidth) : barWidth;
+            string bar = double.IsFinite(lg) ? new string('█', len).PadRight(barWidth) : "non-finite".PadRight(barWidth);
+            string colour = !double.IsFinite(lg) ? "magenta" : lg < -6 ? "red" : lg > 1 ? "yellow" : "green";
+            string activation = l.Activation is { } a ? Nn.ModelSpec.NameOf(a) : l.LayerIndex <= (s.TimeSignal?.Length ?? 0) ? "(recurrent)" : "(output)";
+            table.AddRow(
+                I(l.LayerIndex), Markup.Escape(activation), E2(l.BackpropagatedSignalRms),
+                tty ? $"[{colour}]{Markup.Escape(bar)}[/]" : bar,
+                F(l.Gain, "F3"), E2(l.ParameterGradientNorm), P(l.Saturation), P(l.DeadUnits));
         }
-        sb.Append(string.Create(CultureInfo.InvariantCulture, $" gradient ratio (signal at layer 1 / layer {s.Layers.Length}): {s.GradientRatio:E2}   loss {s.Loss:F4}   global gradient norm {s.GlobalGradientNorm:E2}"));
+        var footer = new StringBuilder(string.Create(CultureInfo.InvariantCulture,
+            $" gradient ratio (signal at layer 1 / layer {s.Layers.Length}): {s.GradientRatio:E2}   loss {s.Loss:F4}   global gradient norm {s.GlobalGradientNorm:E2}"));
         if (s.TimeSignal is { } time)
             for (int k = 0; k < time.Length; k++)
-                if (time[k].Length >= 2) sb.AppendLine().Append(TimeLine(k + 1, time[k]));
-        return sb.ToString();
+                if (time[k].Length >= 2) footer.Append('\n').Append(TimeLine(k + 1, time[k]));
+        return new Rows(table, new Text(footer.ToString()));
     }
 
     /// <summary>
@@ -56,7 +77,24 @@ internal static class DiagnosisView
             $" through time, recurrent layer {layer}: t=1 |{sb}| t={steps}  (log scale, 1e-12..1 of the last step; first/last {signal[0] / top:E1})");
     }
 
-    /// <summary>The problems with causes and remedies, or "healthy".</summary>
+    /// <summary>Writes the verdict of <paramref name="d"/>: in a terminal coloured, in a panel; otherwise the text of <see cref="Verdict"/>.</summary>
+    public static void WriteVerdict(TextWriter w, Diagnosis d)
+    {
+        if (!Terminal.IsTerminal(w))
+        {
+            w.WriteLine(Verdict(d));
+            return;
+        }
+        var panel = new Panel(new Markup(Markup.Escape(Verdict(d))))
+        {
+            Header = new PanelHeader(d.Healthy ? "[green bold] healthy [/]" : "[red bold] problem found [/]"),
+            Border = BoxBorder.Rounded,
+            BorderStyle = new Style(d.Healthy ? Color.Green : Color.Red),
+        };
+        Terminal.Write(w, panel);
+    }
+
+    /// <summary>The problems with causes and remedies, or "healthy", as plain text (also the verdict of TensorBoard's text tab).</summary>
     public static string Verdict(Diagnosis d)
     {
         if (d.Healthy)
@@ -83,6 +121,10 @@ internal static class DiagnosisView
         if (d.NonFiniteOrigin is { } o) sb.AppendLine($"first non-finite value: {o}");
         return sb.ToString().TrimEnd();
     }
+
+    private static string I(int v) => v.ToString(CultureInfo.InvariantCulture);
+
+    private static string E2(double v) => v.ToString("E2", CultureInfo.InvariantCulture);
 
     private static string F(double v, string format) => double.IsNaN(v) ? "-" : v.ToString(format, CultureInfo.InvariantCulture);
 

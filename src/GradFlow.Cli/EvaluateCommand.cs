@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using GradFlow.Diagnostics;
 using GradFlow.Training;
@@ -7,43 +8,42 @@ namespace GradFlow.Cli;
 /// <summary><c>gradflow evaluate</c>: measures diagnosis (and repair) on a labelled catalogue of training configurations.</summary>
 internal static class EvaluateCommand
 {
-    public const string Help = """
-        Usage: gradflow evaluate --catalogue FILE [--split calibration|held-out] [--repair] [--only NAMES] [--seeds S,S,...] [--trial-steps N] [--jobs N] [--out FILE.md]
+    // the options of 'evaluate'; one line each
+    public static readonly Option<string?> CatalogueFile = new("--catalogue") { Description = "the labelled catalogue (tests/catalogue/catalogue.json is GradFlow's own)", HelpName = "FILE", Required = true };
+    public static readonly Option<string?> Split = Opt.Choice("split", "keep one half of a generated catalogue", "calibration", "held-out");
+    public static readonly Option<bool> Repair = Opt.Flag("repair",
+        "also repair every broken run, train the repaired config and the healthy reference for their full budget, and report the repair rate and the median cost");
+    public static readonly Option<string?> Only = Opt.String("only", "keep the entries whose names contain one of the comma-separated NAMES", "NAMES");
+    public static readonly Option<string?> Seeds = Opt.String("seeds", "replace the catalogue's seeds", "S,S,...");
+    public static readonly Option<int?> TrialSteps = Opt.Int("trial-steps", "replace the catalogue's trial length (the diagnosis trial and each repair trial)");
+    public static readonly Option<int?> Jobs = Opt.Int("jobs", "configurations run at once (the figures are the same for any N)");
+    public static readonly Option<string?> Out = Opt.String("out", "write the Markdown tables", "FILE.md");
 
-        Runs every configuration of a labelled catalogue (tests/catalogue/catalogue.json is GradFlow's
-        own: healthy configurations and ones with a known problem) at each seed: the preflight and the
-        diagnosis trial that 'gradflow diagnose' runs. Prints each verdict against the ground truth,
-        then the detection rate, the false-alarm rate and how often the preflight alone forecast the
-        vanishing and exploding cases. --repair also repairs every broken run, trains the repaired
-        config and the healthy reference for their full budget, and reports the repair rate (healthy
-        and within 2 points of the reference's accuracy) and the median cost in training runs.
-        --split keeps one half of a generated catalogue (tests/catalogue/generated.json, built by
-        'gradflow catalogue'), whose labels come from full training runs; a repair there must reach 0.9
-        of the way from chance to the best run of the same task, optimiser family and budget.
-        --only keeps the entries whose names contain one of the comma-separated NAMES; --seeds
-        replaces the catalogue's seeds; --trial-steps replaces the catalogue's trial length (the
-        diagnosis trial and each repair trial). --jobs runs N configurations at once (the figures are the
-        same for any N; small models gain more from this than from kernel threads, see --threads of
-        'train'). A config that two repairs, or a repair and a reference, reach is trained once.
-        --out writes the Markdown tables.
-        Exit code: 0 when done, 1 error, 2 usage.
-        """;
-
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    public static Command Declare()
     {
-        if (args is ["--help"] or ["-h"])
+        var command = new Verb("evaluate", "measure diagnosis and repair on a labelled catalogue of configurations",
+            "Runs every configuration of a labelled catalogue at each seed: the preflight and the diagnosis trial that 'gradflow diagnose' runs. " +
+            "Prints each verdict against the ground truth, then the detection rate, the false-alarm rate and how often the preflight alone forecast " +
+            "the vanishing and exploding cases. A generated catalogue ('gradflow catalogue') has labels from full training runs; a repair there must " +
+            "reach 0.9 of the way from chance to the best run of the same task, optimiser family and budget. A config that two repairs, or a repair " +
+            "and a reference, reach is trained once. Exit code: 0 when done, 1 error, 2 usage.")
+        { CatalogueFile, Split, Repair, Only, Seeds, TrialSteps, Jobs, Out };
+        command.Validators.Add(r =>
         {
-            stdout.Write(Help);
-            return 0;
-        }
-        var o = new CliOptions("evaluate", args, ["catalogue", "only", "seeds", "out", "split", "trial-steps", "jobs"], ["repair"]);
-        string path = o.String("catalogue") ?? throw new UsageException("gradflow evaluate: --catalogue FILE is required.");
-        int? trialSteps = o.Int("trial-steps");
-        if (trialSteps < 1) throw new UsageException($"gradflow evaluate: --trial-steps must be at least 1, got {trialSteps}.");
-        int jobs = o.Int("jobs") ?? 1;
-        if (jobs is < 1 or > 256) throw new UsageException($"gradflow evaluate: --jobs must be in 1..256, got {jobs}.");
+            if (r.Valid(TrialSteps) is int steps and < 1) r.AddError($"--trial-steps must be at least 1, got {steps}.");
+            else if (r.Valid(Jobs) is int jobs and (< 1 or > 256)) r.AddError($"--jobs must be in 1..256, got {jobs}.");
+        });
+        command.SetAction(r => Run(r, r.Out()));
+        return command;
+    }
+
+    private static int Run(ParseResult o, TextWriter stdout)
+    {
+        string path = o.GetValue(CatalogueFile)!;
+        int? trialSteps = o.GetValue(TrialSteps);
+        int jobs = o.GetValue(Jobs) ?? 1;
         var catalogue = Catalogue.Load(path);
-        if (o.String("seeds") is { } seedText)
+        if (o.GetValue(Seeds) is { } seedText)
         {
             var seeds = seedText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s =>
                 ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out ulong v) ? v : throw new UsageException($"gradflow evaluate: --seeds: '{s}' is not a non-negative integer.")).ToArray();
@@ -51,22 +51,21 @@ internal static class EvaluateCommand
             catalogue = catalogue with { Seeds = seeds };
         }
         if (trialSteps is { } steps) catalogue = catalogue with { TrialSteps = steps };
-        var only = o.String("only")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        string? split = o.String("split");
-        if (split is not null and not "calibration" and not "held-out") throw new UsageException($"gradflow evaluate: --split must be calibration or held-out, got '{split}'.");
+        var only = o.GetValue(Only)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        string? split = o.GetValue(Split);
         if (split is not null && catalogue.Entries.All(e => e.Split is null)) throw new UsageException($"gradflow evaluate: --split: {path} has no split (a generated catalogue has).");
-        var report = CatalogueEvaluator.Evaluate(catalogue, o.Has("repair"),
+        var report = CatalogueEvaluator.Evaluate(catalogue, o.Has(Repair),
             filter: e => (split is null || e.Split == split) && (only is null || only.Any(n => e.Name.Contains(n, StringComparison.Ordinal))),
             progress: run => stdout.WriteLine(Line(run)), jobs: jobs);
         stdout.WriteLine();
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"detected {report.DetectionRate:P1} of broken runs, false alarms {report.FalseAlarmRate:P1} of healthy runs, preflight forecast {report.ForecastRate:P1} of vanishing/exploding runs ({report.Runs.Count} runs, {report.Seconds:F0} s)"));
-        if (o.Has("repair"))
+        if (o.Has(Repair))
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"repaired {report.RepairRate:P1} of broken runs; median cost {report.MedianTotalCost:F2} training runs (repair trials alone {report.MedianRepairCost:F2})"));
         stdout.WriteLine();
         stdout.Write(report.PerKindMarkdown());
-        if (o.String("out") is { } outPath) AtomicFile.WriteAllText(outPath, report.ToMarkdown());
+        if (o.GetValue(Out) is { } outPath) AtomicFile.WriteAllText(outPath, report.ToMarkdown());
         return 0;
     }
 

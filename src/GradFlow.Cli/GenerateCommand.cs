@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using GradFlow.Nn.Network;
 using GradFlow.Tensors;
@@ -8,31 +9,35 @@ namespace GradFlow.Cli;
 /// <summary><c>gradflow generate</c>: samples text from a trained character-level language model.</summary>
 internal static class GenerateCommand
 {
-    public const string Help = """
-        Usage: gradflow generate --model RUN --prompt TEXT [--length N] [--temperature T] [--seed N]
+    // the options of 'generate'; one line each
+    public static readonly Option<string?> Model = new("--model") { Description = "a run directory of 'gradflow train --data kjv'", HelpName = "RUN", Required = true };
+    public static readonly Option<string?> Prompt = new("--prompt") { Description = "the text to continue", HelpName = "TEXT", Required = true };
+    public static readonly Option<int?> Length = Opt.Int("length", "characters to draw (default 300)");
+    public static readonly Option<double?> Temperature = Opt.Double("temperature", "softmax temperature (default 0.8; 0 takes the most likely character)", "T");
+    public static readonly Option<ulong?> Seed = Opt.ULong("seed", "seed of the sampling generator (default 0): same seed, same text");
 
-        Continues TEXT with a language model trained by 'gradflow train --data kjv --out RUN': reads
-        RUN/config.json (the model and its corpus, whose characters are the vocabulary) and the newest
-        checkpoint in RUN/checkpoints, then draws N characters (default 300) one at a time from the
-        model's softmax at temperature T (default 0.8; 0 takes the most likely character), with a
-        generator seeded by --seed (default 0): same seed, same text.
-        Exit code: 0 ok, 1 error, 2 usage.
-        """;
-
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    public static Command Declare()
     {
-        if (args is ["--help"] or ["-h"])
+        var command = new Verb("generate", "sample text from a trained character-level language model",
+            "Continues TEXT with a language model trained by 'gradflow train --data kjv --out RUN': reads RUN/config.json (the model and its corpus, " +
+            "whose characters are the vocabulary) and the newest checkpoint in RUN/checkpoints, then draws N characters one at a time from the " +
+            "model's softmax at temperature T, with a generator seeded by --seed. Exit code: 0 ok, 1 error, 2 usage.")
+        { Model, Prompt, Length, Temperature, Seed };
+        command.Validators.Add(r =>
         {
-            stdout.Write(Help);
-            return 0;
-        }
-        var o = new CliOptions("generate", args, ["model", "prompt", "length", "temperature", "seed"], []);
-        string run = o.String("model") ?? throw new UsageException("gradflow generate: --model RUN (a run directory of 'gradflow train --data kjv') is required.");
-        string prompt = o.String("prompt") ?? throw new UsageException("gradflow generate: --prompt TEXT is required.");
-        int length = o.Int("length") ?? 300;
-        if (length < 0) throw new UsageException($"gradflow generate: --length must be ≥ 0, got {length}.");
-        double temperature = o.Double("temperature") ?? 0.8;
-        if (temperature < 0) throw new UsageException($"gradflow generate: --temperature must be ≥ 0, got {temperature.ToString(CultureInfo.InvariantCulture)}.");
+            if (r.Valid(Length) is int length and < 0) r.AddError($"--length must be ≥ 0, got {length}.");
+            else if (r.Valid(Temperature) is double t and < 0) r.AddError($"--temperature must be ≥ 0, got {t.ToString(System.Globalization.CultureInfo.InvariantCulture)}.");
+        });
+        command.SetAction(r => Run(r, r.Out()));
+        return command;
+    }
+
+    private static int Run(ParseResult o, TextWriter stdout)
+    {
+        string run = o.GetValue(Model)!;
+        string prompt = o.GetValue(Prompt)!;
+        int length = o.GetValue(Length) ?? 300;
+        double temperature = o.GetValue(Temperature) ?? 0.8;
         var directory = new RunDirectory(run);
         string configPath = Path.Combine(directory.Path, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{run} is not a run directory: it has no config.json.", configPath);
@@ -44,7 +49,7 @@ internal static class GenerateCommand
             ?? throw new FileNotFoundException($"{run} has no checkpoint in {directory.Checkpoints}; train it to the end of an epoch first.");
         var model = NetworkBuilder.Build(description, new Generator(config.Seed));
         Checkpoint.LoadModel(checkpoint, model);
-        stdout.WriteLine(TextGeneration.Generate(model, corpus, description.Input[0], prompt, length, temperature, o.ULong("seed") ?? 0));
+        stdout.WriteLine(TextGeneration.Generate(model, corpus, description.Input[0], prompt, length, temperature, o.GetValue(Seed) ?? 0));
         return 0;
     }
 }

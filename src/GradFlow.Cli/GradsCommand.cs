@@ -1,3 +1,4 @@
+using System.CommandLine;
 using GradFlow.Training.Onnx;
 using GradFlow.Autograd;
 using GradFlow.Nn;
@@ -14,32 +15,37 @@ namespace GradFlow.Cli;
 /// </summary>
 internal static class GradsCommand
 {
-    public const string Help = """
-        Usage: gradflow grads (--model MODEL | --model-file FILE) --batch FILE --out FILE [--seed N] [--label-smoothing X]
+    // the options of 'grads'; one line each
+    public static readonly Option<string?> Model = Opt.String("model", "a spec, shorthand or 'net ...' description (docs/model-spec.md), or FILE.onnx with its weights (docs/onnx.md)", "MODEL");
+    public static readonly Option<string?> ModelFile = Opt.String("model-file", "the model in a file", "FILE");
+    public static readonly Option<string?> Batch = new("--batch") { Description = "a safetensors file holding 'x' and 'y' [N] class indices", HelpName = "FILE", Required = true };
+    public static readonly Option<string?> Out = new("--out") { Description = "the safetensors file to write", HelpName = "FILE", Required = true };
+    public static readonly Option<ulong?> Seed = Opt.ULong("seed", "seed of the initialisation (default 0)");
+    public static readonly Option<double?> LabelSmoothing = Opt.Double("label-smoothing", "cross-entropy label smoothing");
 
-        Builds any model (a spec such as "mlp 20-32-5", "lstm 2-16-3", a shorthand such as resnet20 or
-        "cnn 1x28x28-c8-p-10", a 'net ...' description or its JSON; docs/model-spec.md) with the seed
-        (or imports FILE.onnx with its weights, docs/onnx.md),
-        runs one forward and backward pass of cross-entropy on the batch (a safetensors file holding
-        'x' and 'y' [N] class indices, any numeric dtype; 'x' is [N, ...the model's input shape] or
-        the same number of values per example, [N, T, features] for a recurrent model), and writes a
-        safetensors file with every parameter (PyTorch names, e.g. layers.0.weight, layer1.0.conv1.weight),
-        its gradient (layers.0.weight.grad), 'output' (the logits) and 'loss'.
-        """;
-
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    public static Command Declare()
     {
-        if (args is ["--help"] or ["-h"])
+        var command = new Verb("grads", "gradients of one batch, written to safetensors for comparison with other frameworks",
+            "Builds any model (a spec such as \"mlp 20-32-5\", \"lstm 2-16-3\", a shorthand such as resnet20 or \"cnn 1x28x28-c8-p-10\", a 'net ...' " +
+            "description or its JSON; docs/model-spec.md) with the seed (or imports FILE.onnx with its weights, docs/onnx.md), runs one forward and " +
+            "backward pass of cross-entropy on the batch ('x' is [N, ...the model's input shape] or the same number of values per example, " +
+            "[N, T, features] for a recurrent model), and writes a safetensors file with every parameter (PyTorch names, e.g. layers.0.weight), its " +
+            "gradient (layers.0.weight.grad), 'output' (the logits) and 'loss'.")
+        { Model, ModelFile, Batch, Out, Seed, LabelSmoothing };
+        command.Validators.Add(r =>
         {
-            stdout.Write(Help);
-            return 0;
-        }
-        var o = new CliOptions("grads", args, ["model", "model-file", "batch", "out", "seed", "label-smoothing"], []);
-        if (o.Has("model") && o.Has("model-file")) throw new UsageException("gradflow grads: give either --model or --model-file, not both.");
-        string model = o.String("model") ?? (o.String("model-file") is { } modelFile ? File.ReadAllText(modelFile)
-            : throw new UsageException("gradflow grads: --model or --model-file is required."));
-        string batchPath = o.String("batch") ?? throw new UsageException("gradflow grads: --batch is required.");
-        string outPath = o.String("out") ?? throw new UsageException("gradflow grads: --out is required.");
+            if (r.Has(Model) && r.Has(ModelFile)) r.AddError("give either --model or --model-file, not both.");
+            else if (!r.Has(Model) && !r.Has(ModelFile)) r.AddError("--model or --model-file is required.");
+        });
+        command.SetAction(r => Run(r, r.Out()));
+        return command;
+    }
+
+    private static int Run(ParseResult o, TextWriter stdout)
+    {
+        string model = o.GetValue(Model) ?? File.ReadAllText(o.GetValue(ModelFile)!);
+        string batchPath = o.GetValue(Batch)!;
+        string outPath = o.GetValue(Out)!;
         var imported = OnnxImport.IsOnnxPath(model) ? OnnxImport.Read(model.Trim()) : null;
         var description = imported?.Description ?? NetworkDescription.Parse(model);
         var inShape = description.Input.ToArray();
@@ -71,17 +77,17 @@ internal static class GradsCommand
         }
         var input = x.DType == DType.Float32 ? x : x.To(DType.Float32).Detach();
         if (!sequence) input = input.Reshape([x.Shape[0], .. inShape]);
-        var net = NetworkBuilder.Build(description, new Generator(o.ULong("seed") ?? 0), input);
+        var net = NetworkBuilder.Build(description, new Generator(o.GetValue(Seed) ?? 0), input);
         if (imported is not null) OnnxImport.Load(net, imported.Weights, model.Trim());
         var output = net.Forward(input);
-        var loss = Losses.CrossEntropy(output, IndexTensor.FromArray(labels, labels.Length), o.Double("label-smoothing") ?? 0);
+        var loss = Losses.CrossEntropy(output, IndexTensor.FromArray(labels, labels.Length), o.GetValue(LabelSmoothing) ?? 0);
         loss.Backward();
         var tensors = new List<KeyValuePair<string, Tensor>>();
         foreach (var (name, p) in net.NamedParameters()) tensors.Add(new(name, p.Data));
         foreach (var (name, p) in net.NamedParameters()) tensors.Add(new(name + ".grad", p.Grad ?? p.Data.ZerosLike()));
         tensors.Add(new("output", output.Detach()));
         tensors.Add(new("loss", loss.Detach()));
-        SafeTensors.Write(outPath, tensors, new Dictionary<string, string> { ["model"] = imported is null ? NetworkSpecs.TryParse(model)?.ToString() ?? NetworkText.Format(description) : NetworkText.Format(description), ["seed"] = (o.ULong("seed") ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        SafeTensors.Write(outPath, tensors, new Dictionary<string, string> { ["model"] = imported is null ? NetworkSpecs.TryParse(model)?.ToString() ?? NetworkText.Format(description) : NetworkText.Format(description), ["seed"] = (o.GetValue(Seed) ?? 0).ToString(System.Globalization.CultureInfo.InvariantCulture) });
         stdout.WriteLine($"loss {loss.Item():R}; {net.NamedParameters().Count()} parameters and their gradients written to {outPath}");
         return 0;
     }

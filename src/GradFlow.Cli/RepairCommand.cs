@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using GradFlow.Diagnostics;
 using GradFlow.Training;
@@ -7,30 +8,34 @@ namespace GradFlow.Cli;
 /// <summary><c>gradflow repair</c>: short trials, diagnosis, remedies, until healthy; prints and saves every attempt and the final config.</summary>
 internal static class RepairCommand
 {
-    public const string Help = """
-        Usage: gradflow repair [train options] [--trial-steps N] [--attempts N] [--out DIR]
+    // the options of 'repair' beyond the config's (TrainOptions.Config); one line each
+    public static readonly Option<int?> TrialSteps = Opt.Int("trial-steps", "optimiser steps of each trial (default 200)");
+    public static readonly Option<int?> Attempts = Opt.Int("attempts", "remedies to try at most (default 4)");
+    public static readonly Option<string?> Out = Opt.String("out",
+        "save repair.json (every attempt) and config.json (the repaired config, accepted by 'gradflow train --config DIR/config.json')", "DIR");
 
-        Runs a short monitored trial of the config (--trial-steps, default 200), diagnoses it, applies
-        the best remedy (the faulty layers first), and runs again on the same seeds, until the run is
-        healthy or --attempts remedies (default 4) were tried. Prints every attempt with the metrics
-        before and after, and the cost as a multiple of one full training run. --out DIR saves
-        repair.json (every attempt) and config.json (the repaired config, accepted by
-        'gradflow train --config DIR/config.json'). Exit code 0 when the final config is healthy, 3 otherwise.
-        """;
-
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    public static Command Declare()
     {
-        if (args is ["--help"] or ["-h"])
+        var command = new Verb("repair", "apply remedies in short trials until the gradient flow is healthy",
+            "Runs a short monitored trial of the config, diagnoses it, applies the best remedy (the faulty layers first), and runs again on the " +
+            "same seeds, until the run is healthy or --attempts remedies were tried. Prints every attempt with the metrics before and after, and the " +
+            "cost as a multiple of one full training run. Exit code: 0 when the final config is healthy, 3 otherwise, 1 error, 2 usage.");
+        foreach (var o in TrainOptions.Config) command.Options.Add(o);
+        foreach (Option o in new Option[] { TrialSteps, Attempts, Out }) command.Options.Add(o);
+        command.Validators.Add(r =>
         {
-            stdout.Write(Help);
-            return 0;
-        }
-        var o = new CliOptions("repair", args, [.. TrainCommand.ValuedOptions.Where(n => n is not ("resume" or "out" or "tensorboard")), "trial-steps", "attempts", "out"], ["no-standardize"]);
-        var config = TrainCommand.BuildConfig(o, null);
-        int steps = o.Int("trial-steps") ?? 200, attempts = o.Int("attempts") ?? 4;
-        if (steps < 1 || attempts < 1) throw new UsageException("gradflow repair: --trial-steps and --attempts must be at least 1.");
+            if (r.Valid(TrialSteps) is < 1 || r.Valid(Attempts) is < 1) r.AddError("--trial-steps and --attempts must be at least 1.");
+        });
+        command.SetAction(r => Run(r, r.Out()));
+        return command;
+    }
+
+    private static int Run(ParseResult o, TextWriter stdout)
+    {
+        var config = TrainOptions.BuildConfig(o, null);
+        int steps = o.GetValue(TrialSteps) ?? 200, attempts = o.GetValue(Attempts) ?? 4;
         var result = Run(config, steps, attempts, stdout);
-        if (o.String("out") is { } dir)
+        if (o.GetValue(Out) is { } dir)
         {
             Directory.CreateDirectory(dir);
             AtomicFile.WriteAllText(Path.Combine(dir, "config.json"), result.Config.ToJson() + "\n");
@@ -49,10 +54,10 @@ internal static class RepairCommand
             stdout.WriteLine($"  tried [{a.Remedy}] {a.Description}: {Line(a.Trial)} -> {(a.Accepted ? "kept" : "rejected")}"));
         stdout.WriteLine();
         stdout.WriteLine($"before: {Line(result.Initial)}");
-        stdout.WriteLine(DiagnosisView.Verdict(result.Initial.Diagnosis));
+        DiagnosisView.WriteVerdict(stdout, result.Initial.Diagnosis);
         stdout.WriteLine();
         stdout.WriteLine($"after:  {Line(result.Final)}");
-        stdout.WriteLine(DiagnosisView.Verdict(result.Final.Diagnosis));
+        DiagnosisView.WriteVerdict(stdout, result.Final.Diagnosis);
         stdout.WriteLine();
         stdout.WriteLine($"final model: {result.Config.DescribeModel()}");
         var changes = result.Attempts.Where(a => a.Accepted).Select(a => a.Remedy).ToArray();

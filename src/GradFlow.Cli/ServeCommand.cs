@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net;
 using GradFlow.Cli.Dashboard;
 
@@ -8,32 +9,28 @@ internal static class ServeCommand
 {
     public const int DefaultPort = 6070;
 
-    public const string Help = """
-        Usage: gradflow serve [RUNDIR ...] [--port P] [--host ADDRESS]
+    // the arguments and options of 'serve' ('train --serve' takes --port and --host too); one line each
+    public static readonly Argument<string[]> RunDirs = new("RUNDIR") { Description = "folders whose runs are shown (default: the current folder)", Arity = ArgumentArity.ZeroOrMore };
+    public static readonly Option<int?> Port = Opt.Int("port", "port (default 6070; 0: any free port, printed at start)", "P");
+    public static readonly Option<string?> Host = Opt.String("host", "address to listen on (default 127.0.0.1: this machine only)", "ADDRESS");
 
-        A local web dashboard of the runs under the given folders (default: the current folder): each
-        folder that holds a run (config.json, metrics.jsonl) and the runs in its subfolders, two levels
-        down. For a run that is training, the page follows its files within a second: loss and accuracy,
-        the backpropagated signal per layer, the layer x step heatmap growing as samples arrive, the
-        through-time heatmap of recurrent models, and the verdicts as they appear; tick runs to compare
-        them. Charts show values on hover, zoom by dragging (double-click resets) and switch to a log
-        scale. Works for a run written by another process ('gradflow train --out DIR --monitor').
-        Nothing is loaded from the network. Stop with Ctrl+C.
-
-          --port P          port (default 6070; 0: any free port, printed at start)
-          --host ADDRESS    address to listen on (default 127.0.0.1: this machine only)
-        Exit code: 0 stopped, 1 error (e.g. the port is taken), 2 usage.
-        """;
-
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
+    public static Command Declare()
     {
-        if (args is ["--help"] or ["-h"])
-        {
-            stdout.Write(Help);
-            return 0;
-        }
-        var dirs = args.TakeWhile(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray();
-        var o = new CliOptions("serve", args.Skip(dirs.Length).ToArray(), ["port", "host"], []);
+        var command = new Verb("serve", "live dashboard of the runs under a folder, in the browser (localhost)",
+            "A local web dashboard of the runs under the given folders: each folder that holds a run (config.json, metrics.jsonl) and the runs in " +
+            "its subfolders, two levels down. For a run that is training, the page follows its files within a second: loss and accuracy, the " +
+            "backpropagated signal per layer, the layer x step heatmap growing as samples arrive, the through-time heatmap of recurrent models, and " +
+            "the verdicts as they appear; tick runs to compare them. Charts show values on hover, zoom by dragging (double-click resets) and switch " +
+            "to a log scale. Works for a run written by another process ('gradflow train --out DIR --monitor'). Nothing is loaded from the network. " +
+            "Stop with Ctrl+C. Exit code: 0 stopped, 1 error (e.g. the port is taken), 2 usage.")
+        { RunDirs, Port, Host };
+        command.SetAction(r => Run(r, r.Out(), CancellationToken.None));
+        return command;
+    }
+
+    private static int Run(ParseResult o, TextWriter stdout, CancellationToken cancellation)
+    {
+        var dirs = o.GetValue(RunDirs) ?? [];
         var (host, port) = Endpoint(o);
         foreach (var d in dirs)
             if (!Directory.Exists(d)) throw new UsageException($"gradflow serve: {d} is not a folder.");
@@ -46,13 +43,13 @@ internal static class ServeCommand
     }
 
     /// <summary>--host and --port, checked.</summary>
-    internal static (IPAddress Host, int Port) Endpoint(CliOptions o)
+    internal static (IPAddress Host, int Port) Endpoint(ParseResult o)
     {
-        int port = o.Int("port") ?? DefaultPort;
-        if (port is < 0 or > 65535) throw new UsageException($"gradflow {o.Command}: --port {port} is not a port (0-65535; 0 picks a free one).");
-        var hostText = o.String("host") ?? "127.0.0.1";
+        int port = o.GetValue(Port) ?? DefaultPort;
+        if (port is < 0 or > 65535) throw new UsageException($"gradflow {o.Verb()}: --port {port} is not a port (0-65535; 0 picks a free one).");
+        var hostText = o.GetValue(Host) ?? "127.0.0.1";
         if (!IPAddress.TryParse(hostText, out var host))
-            host = hostText == "localhost" ? IPAddress.Loopback : throw new UsageException($"gradflow {o.Command}: --host '{hostText}' is not an IP address (e.g. 127.0.0.1, or 0.0.0.0 for every interface).");
+            host = hostText == "localhost" ? IPAddress.Loopback : throw new UsageException($"gradflow {o.Verb()}: --host '{hostText}' is not an IP address (e.g. 127.0.0.1, or 0.0.0.0 for every interface).");
         return (host, port);
     }
 }

@@ -12,7 +12,7 @@ public class CliAppTests
     {
         var (code, output, _) = Run("--help");
         Assert.Equal(0, code);
-        Assert.Contains("Usage: gradflow", output);
+        Assert.Contains("Usage:\n  gradflow [command] [options]", output);
     }
 
     [Fact]
@@ -20,7 +20,7 @@ public class CliAppTests
     {
         var (code, output, _) = Run();
         Assert.Equal(2, code);
-        Assert.Contains("Usage: gradflow", output);
+        Assert.Contains("Usage:\n  gradflow [command] [options]", output);
     }
 
     [Fact]

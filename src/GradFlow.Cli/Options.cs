@@ -1,0 +1,123 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+
+namespace GradFlow.Cli;
+
+/// <summary>A usage error found after parsing (a cross-option rule, an out-of-range value): the CLI prints it and exits with code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>
+/// A verb of the CLI: a one-line summary (the list of 'gradflow --help') and the details that
+/// 'gradflow VERB --help' prints after the generated usage and options.
+/// </summary>
+internal sealed class Verb(string name, string summary, string details) : Command(name, summary)
+{
+    public string Details { get; } = details;
+}
+
+/// <summary>
+/// Typed System.CommandLine options with GradFlow's value rules and messages: a value that is not of the
+/// option's type is a parse error naming the option and the value ("--epochs 'ten' is not an integer").
+/// Nullable types: an option not given reads as null, so that a config file's value stays.
+/// </summary>
+internal static class Opt
+{
+    public static Option<string?> String(string name, string help, string? valueName = null) =>
+        new("--" + name) { Description = help, HelpName = valueName };
+
+    public static Option<bool> Flag(string name, string help) => new("--" + name) { Description = help, Arity = ArgumentArity.Zero };
+
+    public static Option<int?> Int(string name, string help, string valueName = "N") =>
+        Parsed<int>(name, help, valueName, "an integer", (string t, out int v) => int.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out v));
+
+    public static Option<ulong?> ULong(string name, string help, string valueName = "N") =>
+        Parsed<ulong>(name, help, valueName, "a non-negative integer", (string t, out ulong v) => ulong.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out v));
+
+    public static Option<double?> Double(string name, string help, string valueName = "X") =>
+        Parsed<double>(name, help, valueName, "a finite number",
+            (string t, out double v) => double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out v) && double.IsFinite(v));
+
+    /// <summary>An enum member named in kebab case (<c>adam-w</c> or <c>adamw</c>), case-insensitive; the members complete.</summary>
+    public static Option<T?> Enum<T>(string name, string help) where T : struct, System.Enum
+    {
+        string[] names = [.. System.Enum.GetNames<T>().Select(n => n.ToLowerInvariant())];
+        var option = Parsed<T>(name, help, string.Join("|", names), "one of " + string.Join(", ", names), (string t, out T v) =>
+        {
+            foreach (var value in System.Enum.GetValues<T>())
+                if (string.Equals(value.ToString(), t.Replace("-", "", StringComparison.Ordinal), StringComparison.OrdinalIgnoreCase))
+                {
+                    v = value;
+                    return true;
+                }
+            v = default;
+            return false;
+        });
+        option.CompletionSources.Clear(); // System.CommandLine's own offers the members as declared (AdamW); the lower-case names are the documented ones
+        option.CompletionSources.Add(names);
+        return option;
+    }
+
+    /// <summary>A string option that takes one of <paramref name="choices"/> (which complete); another value is a parse error naming the option.</summary>
+    public static Option<string?> Choice(string name, string help, params string[] choices)
+    {
+        var option = new Option<string?>("--" + name)
+        {
+            Description = help,
+            HelpName = string.Join("|", choices),
+            CustomParser = r =>
+            {
+                string text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+                if (choices.Contains(text, StringComparer.Ordinal)) return text;
+                r.AddError($"--{name} must be {string.Join(" or ", choices)}, got '{text}'.");
+                return null;
+            },
+        };
+        option.CompletionSources.Add(choices);
+        return option;
+    }
+
+        private delegate bool TryParse<T>(string text, out T value);
+
+    private static Option<T?> Parsed<T>(string name, string help, string valueName, string what, TryParse<T> parse) where T : struct =>
+        new("--" + name)
+        {
+            Description = help,
+            HelpName = valueName,
+            CustomParser = r =>
+            {
+                string text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+                if (parse(text, out T v)) return v;
+                r.AddError($"--{name} '{text}' is not {what}.");
+                return null;
+            },
+        };
+
+    /// <summary>Whether the option was given on the command line.</summary>
+    public static bool Has(this ParseResult r, Option option) => r.GetResult(option) is { Implicit: false };
+
+    /// <summary>Whether the option was given on the command line (in a command's validator).</summary>
+    public static bool Has(this SymbolResult r, Option option) => r.GetResult(option) is { Implicit: false };
+
+    /// <summary>The option's value in a command's validator, or the default when it was not given or did not parse (its own error says so).</summary>
+    public static T? Valid<T>(this SymbolResult r, Option<T> option)
+    {
+        try
+        {
+            return r.GetValue(option);
+        }
+        catch (InvalidOperationException)
+        {
+            return default; // the value's parse error is reported already
+        }
+    }
+
+    /// <summary>The standard output of the invocation (the writer given to <see cref="CliApp.Run"/>).</summary>
+    public static TextWriter Out(this ParseResult r) => r.InvocationConfiguration.Output;
+
+    /// <summary>The standard error of the invocation.</summary>
+    public static TextWriter Err(this ParseResult r) => r.InvocationConfiguration.Error;
+
+    /// <summary>The verb being run (<c>train</c>, <c>diagnose</c> ...), for messages.</summary>
+    public static string Verb(this ParseResult r) => r.CommandResult.Command.Name;
+}
