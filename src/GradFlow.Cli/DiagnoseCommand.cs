@@ -24,7 +24,7 @@ internal static class DiagnoseCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("diagnose", args, [.. TrainCommand.ValuedOptions.Where(n => n is not ("resume" or "out" or "tensorboard")), "steps", "every", "out"], ["json", "preflight", "no-standardize"]);
+        var o = new CliOptions("diagnose", args, [.. TrainCommand.ValuedOptions.Where(n => n is not ("resume" or "out" or "tensorboard")), "steps", "every", "out"], ["json", "preflight", "no-standardize", "stream"]);
         var config = TrainCommand.BuildConfig(o, null);
         Diagnosis diagnosis;
         MonitorSample? shown;

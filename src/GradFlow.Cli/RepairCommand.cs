@@ -25,7 +25,7 @@ internal static class RepairCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("repair", args, [.. TrainCommand.ValuedOptions.Where(n => n is not ("resume" or "out" or "tensorboard")), "trial-steps", "attempts", "out"], ["no-standardize"]);
+        var o = new CliOptions("repair", args, [.. TrainCommand.ValuedOptions.Where(n => n is not ("resume" or "out" or "tensorboard")), "trial-steps", "attempts", "out"], ["no-standardize", "stream"]);
         var config = TrainCommand.BuildConfig(o, null);
         int steps = o.Int("trial-steps") ?? 200, attempts = o.Int("attempts") ?? 4;
         if (steps < 1 || attempts < 1) throw new UsageException("gradflow repair: --trial-steps and --attempts must be at least 1.");

@@ -37,6 +37,7 @@ internal static class TrainCommand
           --test-data PATH      test data in the same format (default: a seeded split of --data)
           --test-fraction X     fraction of --data held out for testing without --test-data (default 0.2)
           --no-standardize      keep the inputs as read (default: standardise with training-set statistics)
+          --stream              read a CSV/TSV file or image folder from disk batch by batch (data larger than memory)
           --image-size WxH      resize the images of an image folder (default: the first image's size)
           --channels N          1 (grey) or 3 (RGB, default) channels for an image folder
           --seq-len N           steps per sequence of the adding problem (default 100)
@@ -99,7 +100,7 @@ internal static class TrainCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("train", args, [.. ValuedOptions, "port", "host"], ["json", "monitor", "force", "no-standardize", "serve"]);
+        var o = new CliOptions("train", args, [.. ValuedOptions, "port", "host"], ["json", "monitor", "force", "no-standardize", "stream", "serve"]);
         if ((o.Has("port") || o.Has("host")) && !o.Has("serve")) throw new UsageException("gradflow train: --port and --host go with --serve.");
         if (o.Has("serve") && !o.Has("out") && !o.Has("resume")) throw new UsageException("gradflow train: --serve shows the run directory: give --out DIR (or --resume DIR).");
         if (o.Has("resume") && o.Has("out")) throw new UsageException("gradflow train: give either --out or --resume, not both.");
@@ -251,6 +252,7 @@ internal static class TrainCommand
             TestData = o.String("test-data") ?? c.TestData,
             TestFraction = o.Double("test-fraction") ?? c.TestFraction,
             Standardize = !o.Has("no-standardize") && c.Standardize,
+            Stream = o.Has("stream") || c.Stream,
             ImageWidth = ImageSize(o)?.Width ?? c.ImageWidth,
             ImageHeight = ImageSize(o)?.Height ?? c.ImageHeight,
             ImageChannels = o.Int("channels") ?? c.ImageChannels,
