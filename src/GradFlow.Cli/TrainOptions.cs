@@ -28,6 +28,7 @@ internal static class TrainOptions
     public static readonly Option<string?> TestData = Opt.String("test-data", "test data in the same format (default: a seeded split of --data)", "PATH");
     public static readonly Option<double?> TestFraction = Opt.Double("test-fraction", "fraction of --data held out for testing without --test-data (default 0.2)");
     public static readonly Option<bool> NoStandardize = Opt.Flag("no-standardize", "keep the inputs as read (default: standardise with training-set statistics)");
+    public static readonly Option<bool> Stream = Opt.Flag("stream", "read a CSV/TSV file or image folder from disk batch by batch (data larger than memory)");
     public static readonly Option<string?> ImageSize = Opt.String("image-size", "resize the images of an image folder (default: the first image's size)", "WxH");
     public static readonly Option<int?> Channels = Opt.Int("channels", "1 (grey) or 3 (RGB, default) channels for an image folder");
     public static readonly Option<int?> SeqLen = Opt.Int("seq-len", "steps per sequence of the adding problem (default 100)");
@@ -62,7 +63,7 @@ internal static class TrainOptions
     /// <summary>The options of a training config, in help order; every verb that builds a config declares these.</summary>
     public static readonly Option[] Config =
     [
-        Model, ModelFile, Data, Target, Task, TestData, TestFraction, NoStandardize, ImageSize, Channels, SeqLen, DataDir, TrainLimit, TestLimit,
+        Model, ModelFile, Data, Target, Task, TestData, TestFraction, NoStandardize, Stream, ImageSize, Channels, SeqLen, DataDir, TrainLimit, TestLimit,
         Optimizer, Lr, Momentum, WeightDecay, Schedule, Warmup, Epochs, BatchSize, MaxSteps, ClipNorm, ClipValue, ClipAgc, LabelSmoothing,
         AugmentCrop, AugmentFlip, Seed, Threads, MicroBatches, ConfigFile, MonitorEvery,
     ];
@@ -115,6 +116,7 @@ internal static class TrainOptions
             TestData = r.GetValue(TestData) ?? c.TestData,
             TestFraction = r.GetValue(TestFraction) ?? c.TestFraction,
             Standardize = !r.GetValue(NoStandardize) && c.Standardize,
+            Stream = r.GetValue(Stream) || c.Stream,
             ImageWidth = size?.Width ?? c.ImageWidth,
             ImageHeight = size?.Height ?? c.ImageHeight,
             ImageChannels = r.GetValue(Channels) ?? c.ImageChannels,

@@ -143,12 +143,12 @@ public sealed class DataLoader
         var d = Dataset;
         bool full = indices.Length == BatchSize;
         if (!ReuseBuffers)
-            return new Batch(index, indices, Dataset.GatherRows(d.Inputs, indices, null),
+            return new Batch(index, indices, d.GatherInputs(indices, null),
                 d.Labels is null ? null : Dataset.GatherLabels(d.Labels, indices, null),
                 d.Targets is null ? null : Dataset.GatherRows(d.Targets, indices, null));
 
         ref var inputs = ref full ? ref _fullInputs : ref _lastInputs;
-        inputs = Dataset.GatherRows(d.Inputs, indices, inputs);
+        inputs = d.GatherInputs(indices, inputs);
         IndexTensor? labels = null;
         Tensor? targets = null;
         if (d.Labels is not null)

@@ -3,10 +3,17 @@ using GradFlow.Tensors;
 namespace GradFlow.Data;
 
 /// <summary>
-/// A supervised data set held in memory: inputs <c>[N, ...]</c> and, per example, either a class
+/// A supervised data set: inputs <c>[N, ...]</c> and, per example, either a class
 /// label (<see cref="Labels"/>, an <see cref="IndexTensor"/> <c>[N]</c>, for classification) or a
 /// float target (<see cref="Targets"/>, a <see cref="Tensor"/> <c>[N, ...]</c>, for regression).
 /// </summary>
+/// <remarks>
+/// The inputs are held in memory (<see cref="Inputs"/>), or, for a streamed set
+/// (<see cref="Streamed"/>, <see cref="IsStreamed"/>), read from an <see cref="IInputSource"/> only
+/// when a batch asks for them: a streamed set is a list of the source's rows (a subset or split is
+/// a new list over the same source) and, when standardised, the statistics applied to each row as
+/// it is read. Labels and targets (one per example) stay in memory either way.
+/// </remarks>
 /// <example>
 /// <code>
 /// var data = Synthetic.TwoSpirals(1000, noise: 0.05, turns: 1.5, seed: 7);
@@ -15,9 +22,17 @@ namespace GradFlow.Data;
 /// </example>
 public sealed class Dataset
 {
+    private readonly Tensor? _inputs;
+    private readonly IInputSource? _source;
+    private readonly int[]? _rows;
+    private readonly int[] _exampleShape;
+    private readonly Standardizer? _standardizer;
+
     private Dataset(Tensor inputs, IndexTensor? labels, Tensor? targets, int classCount, IReadOnlyList<string>? classNames)
     {
-        Inputs = inputs;
+        _inputs = inputs;
+        _exampleShape = inputs.Shape[1..].ToArray();
+        Count = inputs.Size(0);
         Labels = labels;
         Targets = targets;
         ClassCount = classCount;
@@ -58,14 +73,62 @@ public sealed class Dataset
         return new Dataset(inputs, null, targets, 0, null);
     }
 
+    private Dataset(IInputSource source, int[] rows, int[] exampleShape, Standardizer? standardizer, IndexTensor? labels, Tensor? targets, int classCount, IReadOnlyList<string>? classNames)
+    {
+        _source = source;
+        _rows = rows;
+        _exampleShape = exampleShape;
+        _standardizer = standardizer;
+        Count = rows.Length;
+        Labels = labels;
+        Targets = targets;
+        ClassCount = classCount;
+        ClassNames = classNames;
+    }
+
+    /// <summary>
+    /// A streamed set over every example of <paramref name="source"/>, with either
+    /// <paramref name="labels"/> <c>[N]</c> (and <paramref name="classCount"/>) or
+    /// <paramref name="targets"/> <c>[N, ...]</c>: the inputs are read when a batch needs them.
+    /// </summary>
+    /// <exception cref="ArgumentException">when neither or both of labels and targets are given, their length is not the source's, or a label is out of range.</exception>
+    public static Dataset Streamed(IInputSource source, IndexTensor? labels, Tensor? targets, int classCount = 0, IReadOnlyList<string>? classNames = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (labels is null == targets is null)
+            throw new ArgumentException("Dataset.Streamed: give either class labels or regression targets.", nameof(labels));
+        int n = source.Count;
+        if (labels is not null)
+        {
+            if (labels.Rank != 1 || labels.Shape[0] != n)
+                throw new ArgumentException($"Dataset.Streamed: labels have shape {Shapes.Format(labels.Shape)}, expected [{n}].", nameof(labels));
+            ArgumentOutOfRangeException.ThrowIfLessThan(classCount, 1);
+            for (int i = 0; i < n; i++)
+                if ((uint)labels[i] >= (uint)classCount)
+                    throw new ArgumentException($"Dataset.Streamed: label {labels[i]} at position {i} is outside 0..{classCount - 1}.", nameof(labels));
+        }
+        else if (targets!.Rank == 0 || targets.Size(0) != n)
+            throw new ArgumentException($"Dataset.Streamed: targets have shape {Shapes.Format(targets.Shape)}, expected [{n}, ...].", nameof(targets));
+        var rows = new int[n];
+        for (int i = 0; i < n; i++) rows[i] = i;
+        return new Dataset(source, rows, [.. source.ExampleShape], null, labels, targets, labels is null ? 0 : classCount, classNames);
+    }
     private static void CheckInputs(Tensor inputs)
     {
         if (inputs.Rank == 0)
             throw new ArgumentException("Dataset: inputs must have a leading example dimension [N, ...]; got a scalar.", nameof(inputs));
     }
 
-    /// <summary>The inputs, <c>[N, ...]</c>.</summary>
-    public Tensor Inputs { get; }
+    /// <summary>The inputs, <c>[N, ...]</c>, of a set held in memory.</summary>
+    /// <exception cref="InvalidOperationException">for a streamed set: read its inputs by batches (<see cref="DataLoader"/>) or <see cref="Materialize"/> a subset.</exception>
+    public Tensor Inputs => _inputs ?? throw new InvalidOperationException(
+        $"Dataset: the inputs of this streamed set ({Count} examples) are read from disk by batches; use a DataLoader, or Materialize() a subset.");
+
+    /// <summary>Whether the inputs are read from disk when asked for (<see cref="Streamed"/>) rather than held in memory.</summary>
+    public bool IsStreamed => _source is not null;
+
+    /// <summary>The shape of the inputs, <c>[N, ...]</c> (known without reading a streamed set).</summary>
+    public int[] InputShape => [Count, .. _exampleShape];
 
     /// <summary>Class labels <c>[N]</c> for a classification set; null for regression.</summary>
     public IndexTensor? Labels { get; }
@@ -83,7 +146,7 @@ public sealed class Dataset
     public bool IsClassification => Labels is not null;
 
     /// <summary>Number of examples N.</summary>
-    public int Count => Inputs.Size(0);
+    public int Count { get; }
 
     /// <summary>Number of examples of each class (classification sets only).</summary>
     public int[] ClassCounts()
@@ -101,10 +164,60 @@ public sealed class Dataset
         for (int i = 0; i < indices.Length; i++)
             if ((uint)indices[i] >= (uint)Count)
                 throw new ArgumentOutOfRangeException(nameof(indices), $"Dataset.Subset: index {indices[i]} at position {i} is outside 0..{Count - 1}.");
+        if (_source is not null)
+        {
+            var rows = new int[indices.Length];
+            for (int i = 0; i < rows.Length; i++) rows[i] = _rows![indices[i]];
+            return new Dataset(_source, rows, _exampleShape, _standardizer, Labels is null ? null : GatherLabels(Labels, indices, null),
+                Targets is null ? null : GatherRows(Targets, indices, null), ClassCount, ClassNames);
+        }
         var inputs = GatherRows(Inputs, indices, null);
         if (Labels is not null)
             return new Dataset(inputs, GatherLabels(Labels, indices, null), null, ClassCount, ClassNames);
         return new Dataset(inputs, null, GatherRows(Targets!, indices, null), 0, null);
+    }
+
+    /// <summary>The same examples held in memory: a streamed set's inputs read (all of them: use it on a subset); a set in memory itself.</summary>
+    public Dataset Materialize()
+    {
+        if (_source is null) return this;
+        var all = new int[Count];
+        for (int i = 0; i < all.Length; i++) all[i] = i;
+        var inputs = GatherInputs(all, null);
+        return Labels is not null ? new Dataset(inputs, Labels, null, ClassCount, ClassNames) : new Dataset(inputs, null, Targets, 0, null);
+    }
+
+    /// <summary>The same examples with each input laid out as <paramref name="exampleShape"/> (the same number of values).</summary>
+    /// <exception cref="ArgumentException">when the number of values per example differs.</exception>
+    public Dataset WithExampleShape(IReadOnlyList<int> exampleShape)
+    {
+        ArgumentNullException.ThrowIfNull(exampleShape);
+        int per = 1, now = 1;
+        foreach (int d in exampleShape) per *= d;
+        foreach (int d in _exampleShape) now *= d;
+        if (per != now)
+            throw new ArgumentException($"Dataset.WithExampleShape: {Shapes.Format([.. exampleShape])} has {per} values, the examples {now}.", nameof(exampleShape));
+        if (_source is not null) return new Dataset(_source, _rows!, [.. exampleShape], _standardizer, Labels, Targets, ClassCount, ClassNames);
+        var inputs = Inputs.Reshape([Count, .. exampleShape]);
+        return Labels is not null ? new Dataset(inputs, Labels, null, ClassCount, ClassNames) : new Dataset(inputs, null, Targets, 0, null);
+    }
+
+    /// <summary>
+    /// The same examples with inputs standardised by <paramref name="standardizer"/>: a copy for a set
+    /// in memory (<see cref="Standardizer.Apply"/>); for a streamed set, applied to each example as it
+    /// is read, with the same arithmetic, so both give the same numbers.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">when a streamed set is standardised already.</exception>
+    public Dataset Standardized(Standardizer standardizer)
+    {
+        ArgumentNullException.ThrowIfNull(standardizer);
+        if (_source is null)
+        {
+            var inputs = standardizer.Apply(Inputs);
+            return Labels is not null ? new Dataset(inputs, Labels, null, ClassCount, ClassNames) : new Dataset(inputs, null, Targets, 0, null);
+        }
+        if (_standardizer is not null) throw new InvalidOperationException("Dataset.Standardized: this streamed set is standardised already.");
+        return new Dataset(_source, _rows!, _exampleShape, standardizer, Labels, Targets, ClassCount, ClassNames);
     }
 
     /// <summary>The <paramref name="length"/> examples starting at <paramref name="start"/>, copied.</summary>
@@ -155,10 +268,27 @@ public sealed class Dataset
 
     /// <inheritdoc />
     public override string ToString() => IsClassification
-        ? $"Dataset(classification, N={Count}, inputs={Shapes.Format(Inputs.Shape)}, classes={ClassCount})"
-        : $"Dataset(regression, N={Count}, inputs={Shapes.Format(Inputs.Shape)}, targets={Shapes.Format(Targets!.Shape)})";
+        ? $"Dataset(classification{(IsStreamed ? ", streamed" : "")}, N={Count}, inputs={Shapes.Format(InputShape)}, classes={ClassCount})"
+        : $"Dataset(regression{(IsStreamed ? ", streamed" : "")}, N={Count}, inputs={Shapes.Format(InputShape)}, targets={Shapes.Format(Targets!.Shape)})";
 
     // ---------------------------------------------------------------- row copies shared with DataLoader
+
+    /// <summary>
+    /// The inputs of examples <paramref name="indices"/> into <paramref name="into"/> (reused when given and
+    /// of the right shape) or a new float32 tensor: copied rows of a set in memory, or read (and
+    /// standardised) rows of a streamed set.
+    /// </summary>
+    internal Tensor GatherInputs(ReadOnlySpan<int> indices, Tensor? into)
+    {
+        if (_source is null) return GatherRows(Inputs, indices, into);
+        var result = into ?? Tensor.Zeros(DType.Float32, [indices.Length, .. _exampleShape]);
+        var rows = new int[indices.Length];
+        for (int i = 0; i < rows.Length; i++) rows[i] = _rows![indices[i]];
+        var values = ((float[])result.Storage).AsSpan(0, result.Count);
+        _source.Read(rows, values);
+        if (indices.Length > 0) _standardizer?.ApplyInPlace(values, values.Length / indices.Length);
+        return result;
+    }
 
     /// <summary>Rows <paramref name="indices"/> of <paramref name="source"/> into <paramref name="into"/> (reused when given and of the right shape) or a new tensor.</summary>
     internal static Tensor GatherRows(Tensor source, ReadOnlySpan<int> indices, Tensor? into)

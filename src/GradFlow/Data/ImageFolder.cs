@@ -103,6 +103,51 @@ public static class ImageFolder
     }
 
     /// <summary>
+    /// The folder as a streamed <see cref="Dataset"/> (<see cref="ImageLayout.Flat"/> inputs
+    /// <c>[N, C·H·W]</c>): the file list and the labels are held, each image is decoded when a batch
+    /// asks for it, as <see cref="Load"/> decodes it. Without a size in <paramref name="options"/>, the
+    /// first image is decoded now to fix it.
+    /// </summary>
+    /// <exception cref="ArgumentException">for bad options or a layout other than flat.</exception>
+    /// <exception cref="InvalidDataException">as <see cref="Load"/>, for the folder now and for an image when it is read.</exception>
+    public static Dataset Stream(string root, ImageFolderOptions options, IReadOnlyList<string>? classNames = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Channels is not (1 or 3)) throw new ArgumentException($"images: channels must be 1 or 3, got {options.Channels}.", nameof(options));
+        if (options.Width is < 1 or > 4096 || options.Height is < 1 or > 4096 || options.Width.HasValue != options.Height.HasValue)
+            throw new ArgumentException($"images: the size {options.Width}x{options.Height} must give both width and height in 1..4096.", nameof(options));
+        if (options.Layout != ImageLayout.Flat)
+            throw new ArgumentException("images: a streamed folder gives flat inputs [N, C·H·W] (a model's image input reshapes them).", nameof(options));
+        var (classes, files) = List(root);
+        if (classNames is not null && !classNames.SequenceEqual(classes))
+            throw new InvalidDataException($"images: {root}: the class folders ({string.Join(", ", classes)}) differ from the training folder's ({string.Join(", ", classNames)}).");
+        int? width = options.Width, height = options.Height;
+        if (width is null) Decode(files[0].File, ref width, ref height, options.Channels);
+        var labels = new int[files.Count];
+        for (int i = 0; i < labels.Length; i++) labels[i] = files[i].Label;
+        var source = new StreamedImages([.. files.Select(f => f.File)], width!.Value, height!.Value, options.Channels);
+        return Dataset.Streamed(source, new IndexTensor(labels, [labels.Length]), null, classes.Count, classes);
+    }
+
+    /// <summary>Images decoded per read, resized to one size.</summary>
+    private sealed class StreamedImages(string[] files, int width, int height, int channels) : IInputSource
+    {
+        public int Count => files.Length;
+
+        public IReadOnlyList<int> ExampleShape { get; } = [channels * height * width];
+
+        public void Read(ReadOnlySpan<int> rows, Span<float> destination)
+        {
+            int per = channels * height * width;
+            for (int k = 0; k < rows.Length; k++)
+            {
+                int? w = width, h = height;
+                Decode(files[rows[k]], ref w, ref h, channels).AsSpan().CopyTo(destination.Slice(k * per, per));
+            }
+        }
+    }
+
+    /// <summary>
     /// Decodes one PNG or JPEG file into channels-first values in [0, 1], resized to
     /// <paramref name="width"/> × <paramref name="height"/> (set to the image's own size when null).
     /// </summary>

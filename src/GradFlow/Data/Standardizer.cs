@@ -20,8 +20,12 @@ namespace GradFlow.Data;
 /// </example>
 public sealed class Standardizer
 {
+    private readonly double[] _mean, _std;
+
     private Standardizer(double[] mean, double[] std)
     {
+        _mean = mean;
+        _std = std;
         Mean = mean;
         Std = std;
     }
@@ -40,25 +44,72 @@ public sealed class Standardizer
         var x = (float[])inputs.Storage;
         int n = inputs.Size(0);
         if (n == 0) throw new ArgumentException("Standardizer.Fit: the training set is empty.", nameof(inputs));
-        int per = inputs.Count / n;
+        return Fit(n, inputs.Count / n, groups, (start, count) => x.AsSpan(start * (inputs.Count / n), count * (inputs.Count / n)));
+    }
+
+    /// <summary>
+    /// Fits the statistics of <paramref name="data"/>'s inputs: a set in memory as <see cref="Fit(Tensor, int)"/>;
+    /// a streamed set in two streaming passes of <see cref="ChunkExamples"/> examples at a time, adding
+    /// the values in the same order, so the statistics are bitwise those of the same data in memory.
+    /// </summary>
+    public static Standardizer Fit(Dataset data, int groups)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (!data.IsStreamed) return Fit(data.Inputs, groups);
+        if (data.Count == 0) throw new ArgumentException("Standardizer.Fit: the training set is empty.", nameof(data));
+        int per = 1;
+        foreach (int d in data.InputShape.AsSpan(1)) per *= d;
+        Tensor? buffer = null;
+        int bufferStart = -1, bufferCount = 0;
+        return Fit(data.Count, per, groups, (start, count) =>
+        {
+            if (start != bufferStart || count != bufferCount)
+            {
+                var idx = new int[count];
+                for (int i = 0; i < count; i++) idx[i] = start + i;
+                buffer = data.GatherInputs(idx, buffer is not null && buffer.Size(0) == count ? buffer : null);
+                (bufferStart, bufferCount) = (start, count);
+            }
+            return ((float[])buffer!.Storage).AsSpan(0, count * per);
+        });
+    }
+
+    /// <summary>Examples read at a time by the streaming <see cref="Fit(Dataset, int)"/>.</summary>
+    public const int ChunkExamples = 1024;
+
+    private delegate ReadOnlySpan<float> Chunk(int start, int count);
+
+    // the one accumulation both paths use: means then population deviations in double, examples in order
+    private static Standardizer Fit(int n, int per, int groups, Chunk chunk)
+    {
         if (groups < 1 || per % groups != 0)
             throw new ArgumentException($"Standardizer.Fit: {per} values per example do not split into {groups} groups.", nameof(groups));
         int run = per / groups;
         var mean = new double[groups];
         var std = new double[groups];
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < per; j++) mean[j / run] += x[i * per + j];
-        double count = (double)n * run;
-        for (int g = 0; g < groups; g++) mean[g] /= count;
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < per; j++)
-            {
-                double d = x[i * per + j] - mean[j / run];
-                std[j / run] += d * d;
-            }
+        for (int start = 0; start < n; start += ChunkExamples)
+        {
+            int count = Math.Min(ChunkExamples, n - start);
+            var x = chunk(start, count);
+            for (int i = 0; i < count; i++)
+                for (int j = 0; j < per; j++) mean[j / run] += x[i * per + j];
+        }
+        double total = (double)n * run;
+        for (int g = 0; g < groups; g++) mean[g] /= total;
+        for (int start = 0; start < n; start += ChunkExamples)
+        {
+            int count = Math.Min(ChunkExamples, n - start);
+            var x = chunk(start, count);
+            for (int i = 0; i < count; i++)
+                for (int j = 0; j < per; j++)
+                {
+                    double d = x[i * per + j] - mean[j / run];
+                    std[j / run] += d * d;
+                }
+        }
         for (int g = 0; g < groups; g++)
         {
-            std[g] = Math.Sqrt(std[g] / count);
+            std[g] = Math.Sqrt(std[g] / total);
             if (!(std[g] > 0)) std[g] = 1;
         }
         return new Standardizer(mean, std);
@@ -73,13 +124,26 @@ public sealed class Standardizer
         int per = n == 0 ? 0 : inputs.Count / n;
         if (n > 0 && per % groups != 0)
             throw new ArgumentException($"Standardizer.Apply: {per} values per example do not split into the fitted {groups} groups.", nameof(inputs));
-        int run = n == 0 ? 1 : per / groups;
-        var y = new float[x.Length];
+        var y = (float[])x.Clone();
+        if (n > 0) ApplyRows(y, per);
+        return new Tensor(y, inputs.Shape.ToArray());
+    }
+
+    /// <summary>Standardises whole examples of <paramref name="per"/> values in <paramref name="values"/> in place, with <see cref="Apply"/>'s arithmetic.</summary>
+    internal void ApplyInPlace(Span<float> values, int per)
+    {
+        if (per % _mean.Length != 0)
+            throw new ArgumentException($"Standardizer.Apply: {per} values per example do not split into the fitted {_mean.Length} groups.", nameof(per));
+        ApplyRows(values, per);
+    }
+
+    private void ApplyRows(Span<float> x, int per)
+    {
+        int run = per / _mean.Length;
         for (int i = 0; i < x.Length; i++)
         {
-            int g = i % Math.Max(per, 1) / run;
-            y[i] = (float)((x[i] - Mean[g]) / Std[g]);
+            int g = i % per / run;
+            x[i] = (float)((x[i] - _mean[g]) / _std[g]);
         }
-        return new Tensor(y, inputs.Shape.ToArray());
     }
 }

@@ -49,12 +49,19 @@ public static class Tabular
     /// <param name="featureNames">When given (a test file), the feature columns must be exactly these, in this order.</param>
     /// <exception cref="FileNotFoundException">when the file does not exist.</exception>
     /// <exception cref="InvalidDataException">naming file, line and column for a malformed row, a non-numeric feature, or a missing target column.</exception>
-    public static TableColumns Read(string path, string target, IReadOnlyList<string>? featureNames = null)
+    public static TableColumns Read(string path, string target, IReadOnlyList<string>? featureNames = null) =>
+        ReadRows(path, target, featureNames, keepFeatures: true);
+
+    /// <summary>
+    /// <see cref="Read(string, string, IReadOnlyList{string}?)"/>; without <paramref name="keepFeatures"/> every
+    /// feature is parsed and checked, but not kept (<see cref="TableColumns.Features"/> is empty): the checking pass of a streamed table.
+    /// </summary>
+    internal static TableColumns ReadRows(string path, string target, IReadOnlyList<string>? featureNames, bool keepFeatures)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentException.ThrowIfNullOrEmpty(target);
         if (!File.Exists(path)) throw new FileNotFoundException($"csv: {path} does not exist.", path);
-        char separator = path.EndsWith(".tsv", StringComparison.OrdinalIgnoreCase) ? '\t' : ',';
+        char separator = Separator(path);
         try
         {
             using var reader = Sep.Reader(o => o with { Sep = new Sep(separator), Unescape = true, HasHeader = true, CultureInfo = CultureInfo.InvariantCulture })
@@ -86,12 +93,8 @@ public static class Tabular
                 int line = row.LineNumberFrom; // Sep has checked the row's column count against the header
                 for (int j = 0; j < featureIndex.Count; j++)
                 {
-                    var text = row[featureIndex[j]].Span.Trim();
-                    if (!float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) || !float.IsFinite(v))
-                        throw Bad(path, line, features[j], text.Length == 0
-                            ? "the value is empty (missing values are not supported)"
-                            : $"'{Clip(text)}' is not a finite number");
-                    x.Add(v);
+                    float v = Feature(row[featureIndex[j]].Span, path, line, features[j]);
+                    if (keepFeatures) x.Add(v);
                 }
                 string t = row[targetIndex].Span.Trim().ToString();
                 if (t.Length == 0) throw Bad(path, line, target, "the target is empty");
@@ -154,8 +157,22 @@ public static class Tabular
         return (names, labels, null);
     }
 
+    /// <summary>The separator of <paramref name="path"/>: tab for <c>.tsv</c>, else comma.</summary>
+    internal static char Separator(string path) => path.EndsWith(".tsv", StringComparison.OrdinalIgnoreCase) ? '\t' : ',';
+
+    /// <summary>A feature cell as a finite float (invariant culture, surrounding blanks trimmed), or an error naming file, line and column.</summary>
+    internal static float Feature(ReadOnlySpan<char> cell, string path, int line, string column)
+    {
+        var text = cell.Trim();
+        if (!float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) || !float.IsFinite(v))
+            throw Bad(path, line, column, text.Length == 0
+                ? "the value is empty (missing values are not supported)"
+                : $"'{Clip(text)}' is not a finite number");
+        return v;
+    }
+
     private static string Clip(ReadOnlySpan<char> text) => text.Length <= 40 ? text.ToString() : text[..40].ToString() + "...";
 
-    private static InvalidDataException Bad(string path, int line, string? column, string what) =>
+    internal static InvalidDataException Bad(string path, int line, string? column, string what) =>
         new($"csv: {path}: line {line}{(column is null ? "" : $", column '{column}'")}: {what}.");
 }

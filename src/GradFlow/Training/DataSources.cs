@@ -56,17 +56,17 @@ public static class DataSources
             "kjv" => TextBundle(TextCorpus.Kjv(), input[0]),
             _ => FileData.Load(config),
         };
-        var inputs = bundle.Train.Inputs;
+        var inputs = bundle.Train.InputShape;
         if (input.Count == 2)
         {
-            if (inputs.Rank != 3)
-                throw new ArgumentException($"data: '{config.Data}' is not a sequence data set (inputs {Shapes.Format(inputs.Shape)}); a recurrent model ({config.DescribeModel()}) needs [N, T, features] (adding, fashion-mnist-rows).");
-            if (inputs.Shape[2] != input[1])
-                throw new ArgumentException($"data: '{config.Data}' has {inputs.Shape[2]} features per time step but the model expects {input[1]}.");
+            if (inputs.Length != 3)
+                throw new ArgumentException($"data: '{config.Data}' is not a sequence data set (inputs {Shapes.Format(inputs)}); a recurrent model ({config.DescribeModel()}) needs [N, T, features] (adding, fashion-mnist-rows).");
+            if (inputs[2] != input[1])
+                throw new ArgumentException($"data: '{config.Data}' has {inputs[2]} features per time step but the model expects {input[1]}.");
         }
         else
         {
-            int perExample = inputs.Count / Math.Max(1, bundle.Train.Count);
+            int perExample = inputs.Skip(1).Aggregate(1, (a, d) => a * d);
             int expected = input.Aggregate(1, (a, n) => a * n);
             if (perExample != expected)
                 throw new ArgumentException($"data: '{config.Data}' has {perExample} inputs per example but the model expects {expected}{(input.Count > 1 ? $" ({Shapes.Format(input.ToArray())})" : "")}.");
@@ -82,11 +82,7 @@ public static class DataSources
     }
 
     /// <summary>The same examples with each input laid out as <paramref name="shape"/> (e.g. Fashion-MNIST's 784 pixels as [1, 28, 28]).</summary>
-    private static Dataset Reshape(Dataset data, IReadOnlyList<int> shape)
-    {
-        var inputs = data.Inputs.Reshape([data.Count, .. shape]);
-        return data.IsClassification ? Dataset.Classification(inputs, data.Labels!, data.ClassCount, data.ClassNames) : Dataset.Regression(inputs, data.Targets!);
-    }
+    private static Dataset Reshape(Dataset data, IReadOnlyList<int> shape) => data.WithExampleShape(shape);
 
     private static DataBundle AddingBundle(TrainingConfig config)
     {

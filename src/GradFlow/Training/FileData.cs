@@ -69,6 +69,8 @@ public static class FileData
         var format = FormatOf(config.Data);
         if (config.TestData is not null && FormatOf(config.TestData) != format)
             throw new InvalidDataException($"data: the test data {config.TestData} is {FormatOf(config.TestData)} but the training data {config.Data} is {format}.");
+        if (config.Stream && format is not (FileDataFormat.Csv or FileDataFormat.Tsv or FileDataFormat.ImageFolder))
+            throw new ArgumentException($"data: {config.Data} is {format}; streaming (--stream) reads CSV/TSV files and image folders.");
         var (train, test, groups) = format switch
         {
             FileDataFormat.Csv or FileDataFormat.Tsv => Tables(config),
@@ -85,23 +87,21 @@ public static class FileData
         }
         if (config.Standardize)
         {
-            var s = Standardizer.Fit(train.Inputs, groups(train.Inputs));
-            train = WithInputs(train, s.Apply(train.Inputs));
-            test = WithInputs(test, s.Apply(test.Inputs));
+            // a streamed set is fitted in a streaming pass over its training part and standardised as it is read
+            var s = Standardizer.Fit(train, groups(train.InputShape));
+            train = train.Standardized(s);
+            test = test.Standardized(s);
         }
         return new DataBundle(train, test);
     }
 
-    private static Dataset WithInputs(Dataset d, Tensor inputs) => d.IsClassification
-        ? Dataset.Classification(inputs, d.Labels!, d.ClassCount, d.ClassNames)
-        : Dataset.Regression(inputs, d.Targets!);
-
     // ------------------------------------------------------------------ tables
 
-    private static (Dataset, Dataset?, Func<Tensor, int>) Tables(TrainingConfig config)
+    private static (Dataset, Dataset?, Func<int[], int>) Tables(TrainingConfig config)
     {
         string target = config.Target
             ?? throw new ArgumentException($"data: {config.Data} is a table; name its target column with --target (the 'target' field).");
+        if (config.Stream) return StreamedTables(config, target);
         var train = Tabular.Read(config.Data, target);
         var test = config.TestData is null ? null : Tabular.Read(config.TestData, target, train.FeatureNames);
         var tables = test is null ? new[] { train } : [train, test];
@@ -113,15 +113,28 @@ public static class FileData
                 ? Dataset.Classification(x, IndexTensor.FromArray(labels[k], t.Rows), classNames!.Count, classNames)
                 : Dataset.Regression(x, new Tensor(values![k], [t.Rows, 1]));
         }
-        return (Make(train, 0), test is null ? null : Make(test, 1), x => x.Size(1));
+        return (Make(train, 0), test is null ? null : Make(test, 1), x => x[1]);
+    }
+
+    private static (Dataset, Dataset?, Func<int[], int>) StreamedTables(TrainingConfig config, string target)
+    {
+        var (trainSource, train) = StreamedTable.Open(config.Data, target);
+        var (testSource, test) = config.TestData is null ? (null, null) : StreamedTable.Open(config.TestData, target, train.FeatureNames);
+        var tables = test is null ? new[] { train } : [train, test!];
+        var (classNames, labels, values) = Tabular.EncodeTarget(tables, target, config.TargetKind);
+        Dataset Make(StreamedTable source, int k) => labels is not null
+            ? Dataset.Streamed(source, IndexTensor.FromArray(labels[k], source.Count), null, classNames!.Count, classNames)
+            : Dataset.Streamed(source, null, new Tensor(values![k], [source.Count, 1]));
+        return (Make(trainSource, 0), testSource is null ? null : Make(testSource, 1), x => x[1]);
     }
 
     // ------------------------------------------------------------------ image folders
 
-    private static (Dataset, Dataset?, Func<Tensor, int>) Images(TrainingConfig config)
+    private static (Dataset, Dataset?, Func<int[], int>) Images(TrainingConfig config)
     {
         var options = new ImageFolderOptions(config.ImageWidth, config.ImageHeight, config.ImageChannels);
-        var train = ImageFolder.Load(config.Data, options);
+        Func<string, ImageFolderOptions, IReadOnlyList<string>?, Dataset> load = config.Stream ? ImageFolder.Stream : ImageFolder.Load;
+        var train = load(config.Data, options, null);
         if (options.Width is null)
         {
             // the test images are resized to the training images' size: that of the first training image
@@ -129,7 +142,7 @@ public static class FileData
             ImageFolder.Decode(ImageFolder.List(config.Data).Files[0].File, ref w, ref h, config.ImageChannels);
             options = options with { Width = w, Height = h };
         }
-        var test = config.TestData is null ? null : ImageFolder.Load(config.TestData, options, train.ClassNames);
+        var test = config.TestData is null ? null : load(config.TestData, options, train.ClassNames);
         return (train, test, _ => config.ImageChannels);
     }
 
@@ -138,7 +151,7 @@ public static class FileData
     /// <summary>An input array and a target array, with where they came from.</summary>
     private sealed record XY(string XName, int[] XShape, double[] X, string YName, bool YInteger, int[] YShape, double[] Y);
 
-    private static (Dataset, Dataset?, Func<Tensor, int>) Arrays(TrainingConfig config, FileDataFormat format)
+    private static (Dataset, Dataset?, Func<int[], int>) Arrays(TrainingConfig config, FileDataFormat format)
     {
         var train = ReadXY(config.Data, config.Target, format);
         var test = config.TestData is null ? null : ReadXY(config.TestData, null, format);
@@ -152,7 +165,7 @@ public static class FileData
         if (classes)
             foreach (var xy in test is null ? new[] { train } : [train, test])
                 classCount = Math.Max(classCount, CheckLabels(xy));
-        Func<Tensor, int> groups = format == FileDataFormat.Idx ? _ => 1 : x => x.Count / Math.Max(1, x.Size(0));
+        Func<int[], int> groups = format == FileDataFormat.Idx ? _ => 1 : shape => shape.Skip(1).Aggregate(1, (a, d) => a * d);
         return (ToDataset(train, classes, classCount), test is null ? null : ToDataset(test, classes, classCount), groups);
     }
 

@@ -138,15 +138,15 @@ public sealed class Trainer
         var generator = new Generator(config.Seed);
         Tensor? lsuvBatch = null;
         if (UsesLsuv(Description.Root))
-            lsuvBatch = Data.Train.Subset(0, Math.Min(256, Data.Train.Count)).Inputs;
+            lsuvBatch = Data.Train.Subset(0, Math.Min(256, Data.Train.Count)).Materialize().Inputs;
         Model = NetworkBuilder.Build(Description, generator, lsuvBatch);
         if (config.ImportedModel() is { } imported) Onnx.OnnxImport.Load(Model, imported.Weights, config.Model.Trim());
         Optimizer = CreateOptimizer(config, Model.Parameters());
         ImageAugmentation? augmentation = null;
         if (config.AugmentPadding > 0 || config.AugmentFlip > 0)
         {
-            if (Data.Train.Inputs.Rank != 4)
-                throw new ArgumentException($"Trainer: augmentation (augmentPadding {config.AugmentPadding}, augmentFlip {config.AugmentFlip}) needs images [N, C, H, W], but the training inputs are {Shapes.Format(Data.Train.Inputs.Shape)}: give the model an image input (e.g. \"resnet20 in=1x28x28\").");
+            if (Data.Train.InputShape.Length != 4)
+                throw new ArgumentException($"Trainer: augmentation (augmentPadding {config.AugmentPadding}, augmentFlip {config.AugmentFlip}) needs images [N, C, H, W], but the training inputs are {Shapes.Format(Data.Train.InputShape)}: give the model an image input (e.g. \"resnet20 in=1x28x28\").");
             augmentation = new ImageAugmentation(config.AugmentPadding, config.AugmentFlip);
         }
         Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true) { Augmentation = augmentation };

@@ -60,6 +60,12 @@ public sealed record TrainingConfig
     /// <summary>For data from files: standardise the inputs with the training set's statistics (per feature; per channel for image folders; one mean for IDX images).</summary>
     public bool Standardize { get; init; } = true;
 
+    /// <summary>
+    /// For CSV/TSV files and image folders: read the inputs from disk batch by batch instead of into memory
+    /// (data larger than memory; docs/data.md). The same seed gives the same numbers either way.
+    /// </summary>
+    public bool Stream { get; init; }
+
     /// <summary>For image folders: the width and height every image is resized to (null = the first image's size).</summary>
     public int? ImageWidth { get; init; }
 

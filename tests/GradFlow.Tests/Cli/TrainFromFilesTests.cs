@@ -45,6 +45,16 @@ public sealed class TrainFromFilesTests : IDisposable
         var config = GradFlow.Training.TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json")));
         Assert.Equal(csv, config.Data);
         Assert.Equal("label", config.Target);
+        Assert.False(config.Stream);
+        // --stream reads the same rows batch by batch from disk: the same losses and accuracies, and the switch is saved
+        var streamed = Path.Combine(_dir, "streamed");
+        var (code2, output2, err2) = CliRunner.Run("train", "--model", "mlp 2-8-2 act=relu init=he-normal", "--data", csv, "--target", "label",
+            "--epochs", "3", "--batch-size", "16", "--lr", "0.01", "--threads", "1", "--json", "--stream", "--out", streamed);
+        Assert.True(code2 == 0, err2);
+        static string[] Metrics(string json) => json.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith('{'))
+            .Select(l => System.Text.RegularExpressions.Regex.Replace(l, "\"[Ss]econds\":[^,}]*", "")).ToArray();
+        Assert.Equal(Metrics(output), Metrics(output2));
+        Assert.True(GradFlow.Training.TrainingConfig.FromJson(File.ReadAllText(Path.Combine(streamed, "config.json"))).Stream);
     }
 
     [Fact]

@@ -51,6 +51,40 @@ public sealed class FileDataFuzzTests : IDisposable
         Assert.InRange(loaded, 1, Variants - 1);
     }
 
+    /// <summary>
+    /// The streamed CSV path (<see cref="StreamedTable"/>: its own row scan) on 3000 mutations: it loads exactly
+    /// when the in-memory path loads, and then gives bitwise the same inputs, labels and split.
+    /// </summary>
+    [Fact]
+    public void StreamedCsv_3000Mutations_LoadLikeInMemoryOrInvalidDataException()
+    {
+        var sb = new StringBuilder("\uFEFFf1,\"f 2\",label\r\n");
+        var rng = new Random(3);
+        for (int i = 0; i < 12; i++) sb.Append($"{rng.NextDouble() * 10 - 5:F3},\"{i * 1.5e-3}\",{(i % 3 == 0 ? "\"a,\nb\"" : i % 3 == 1 ? "c" : "d")}\r\n");
+        var fuzzer = new FileFuzzer(_dir);
+        int loaded = fuzzer.Run("s.csv", Encoding.UTF8.GetBytes(sb.ToString()), 3000, 23, p =>
+        {
+            var config = new TrainingConfig { Data = p, Target = "label" };
+            DataBundle? memory = null;
+            try { memory = FileData.Load(config); }
+            catch (InvalidDataException) { }
+            if (memory is null)
+            {
+                Assert.Throws<InvalidDataException>(() => FileData.Load(config with { Stream = true }));
+                throw new InvalidDataException("refused by both paths");
+            }
+            var streamed = FileData.Load(config with { Stream = true });
+            foreach (var (m, s) in new[] { (memory.Train, streamed.Train), (memory.Test, streamed.Test) })
+            {
+                var x = s.Materialize();
+                Assert.Equal((float[])m.Inputs.Storage, (float[])x.Inputs.Storage);
+                Assert.Equal(m.Labels?.Data, x.Labels?.Data);
+                Assert.Equal(m.Targets is null ? null : (float[])m.Targets.Storage, x.Targets is null ? null : (float[])x.Targets.Storage);
+            }
+        }, "0123456789-+.,;\"\n\r\teEnaNx ");
+        Assert.InRange(loaded, 1, 2999);
+    }
+
     /// <summary>NPY bytes written by hand: the version 1.0 preamble, a header padded to 64 bytes, the data.</summary>
     internal static byte[] NpyBytes(string descr, string shape, byte[] data, bool fortran = false)
     {
