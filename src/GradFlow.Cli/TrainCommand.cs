@@ -116,8 +116,6 @@ internal static class TrainCommand
             config = config with { MicroBatches = config.MicroBatches ?? world.Size };
             if (config.MicroBatches % world.Size != 0)
                 throw new UsageException($"gradflow train: {config.MicroBatches} micro-batches (--micro-batches{(o.Has("resume") ? ", or the resumed run's config" : "")}) cannot be shared by {world.Size} processes; run a number of processes that divides it.");
-            if (config.MonitorEvery is not null)
-                throw new UsageException("gradflow train: --monitor and --tensorboard do not run across processes yet; monitor a run of one process (with the same --micro-batches).");
             if (world.Rank > 0) stdout = stderr = TextWriter.Null;
         }
         var trainer = new Trainer(config) { Communicator = world };
@@ -128,7 +126,9 @@ internal static class TrainCommand
         bool json = o.Has("json");
         var progress = new ProgressObserver(stderr, config.Epochs, trainer.Loader.BatchCount, json ? null : stdout);
         trainer.AddObserver(progress);
-        using var tensorboard = o.String("tensorboard") is { } tbDir ? new Training.TensorBoard.EventWriter(tbDir) : null;
+        // every process monitors (the statistics are combined over the global batch, docs/distributed.md); rank 0 alone writes them
+        bool writer = world.Rank == 0;
+        using var tensorboard = o.String("tensorboard") is { } tbDir && writer ? new Training.TensorBoard.EventWriter(tbDir) : null;
         if (tensorboard is not null) trainer.AddObserver(new Training.TensorBoard.TensorBoardObserver(tensorboard, config.MonitorEvery ?? 10));
         Diagnostics.GradientMonitor? monitor = null;
         Diagnostics.NonFiniteTracer? tracer = null;
@@ -137,7 +137,7 @@ internal static class TrainCommand
             monitor = new Diagnostics.GradientMonitor(trainer.Model, every);
             tracer = new Diagnostics.NonFiniteTracer(trainer.Model);
             trainer.AddObserver(tracer).AddObserver(monitor);
-            if (runDir is not null) Diagnostics.MonitorLog.WriteTo(monitor, new RunDirectory(runDir));
+            if (runDir is not null && writer) Diagnostics.MonitorLog.WriteTo(monitor, new RunDirectory(runDir));
             if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteTo(monitor, tensorboard);
             var live = new LiveDisplay(stderr, ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected);
             monitor.SampleCompleted += live.Show;
@@ -149,7 +149,7 @@ internal static class TrainCommand
                 $"optimizer {config.Optimizer.ToString().ToLowerInvariant()} lr {Fmt(config.LearningRate)}; seed {config.Seed}");
         }
         Dashboard.DashboardServer? dashboard = null;
-        if (o.Has("serve"))
+        if (o.Has("serve") && writer)
         {
             var (host, port) = ServeCommand.Endpoint(o);
             Directory.CreateDirectory(runDir!);
@@ -172,7 +172,7 @@ internal static class TrainCommand
         {
             var diagnosis = Diagnostics.Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, nonFiniteOrigin: tracer!.Origin,
                 nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null, recentLosses: monitor.RecentLosses());
-            if (runDir is not null) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
+            if (runDir is not null && writer) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
             verdict = DiagnosisView.Verdict(diagnosis);
             if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteVerdict(tensorboard, verdict, result.Steps);
             monitor.Dispose();

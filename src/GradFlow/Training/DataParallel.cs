@@ -41,10 +41,16 @@ public sealed class DataParallel
     private readonly int _sliceLength;
     private readonly double[] _sendStats, _receiveStats;
     private readonly int _statsLength;
+    private readonly IMicroBatchStatistics[] _observed;
+    private readonly int[] _observedOffset;
+    private readonly double[] _weights;
 
-    /// <summary>Prepares the step for <paramref name="model"/> on <paramref name="communicator"/>'s processes.</summary>
+    /// <summary>
+    /// Prepares the step for <paramref name="model"/> on <paramref name="communicator"/>'s processes; <paramref name="statistics"/>
+    /// (e.g. the gradient monitor) take partial statistics per micro-batch, which every step combines over the global batch.
+    /// </summary>
     /// <exception cref="ArgumentException">when <paramref name="microBatches"/> is not a positive multiple of the process count.</exception>
-    public DataParallel(Module model, Optimizer optimizer, ICommunicator communicator, int microBatches)
+    public DataParallel(Module model, Optimizer optimizer, ICommunicator communicator, int microBatches, IReadOnlyList<IMicroBatchStatistics>? statistics = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -78,6 +84,14 @@ public sealed class DataParallel
         _gathered = new float[_sliceLength * size];
         _scratch = new float[_sliceLength];
         _statsLength = 3 + _norms.Sum(b => 2 * b.NumFeatures + 1);
+        _observed = statistics?.ToArray() ?? [];
+        _observedOffset = new int[_observed.Length];
+        for (int i = 0; i < _observed.Length; i++)
+        {
+            _observedOffset[i] = _statsLength;
+            _statsLength = checked(_statsLength + _observed[i].MicroBatchStatisticsLength);
+        }
+        _weights = new double[microBatches];
         _sendStats = new double[local * _statsLength];
         _receiveStats = new double[microBatches * _statsLength];
     }
@@ -156,6 +170,8 @@ public sealed class DataParallel
                     at += 2 * u.Mean.Length;
                     stats[at++] = u.Count;
                 }
+                for (int o = 0; o < _observed.Length; o++)
+                    _observed[o].EndMicroBatch(stats.Slice(_observedOffset[o], _observed[o].MicroBatchStatisticsLength));
             }
         }
         finally
@@ -176,7 +192,7 @@ public sealed class DataParallel
             _flat.AsSpan(d * _sliceLength, _sliceLength).CopyTo(_send.AsSpan((d * local + j) * _sliceLength, _sliceLength));
     }
 
-    /// <summary>g = Σ_k (n_k/n)·g_k in micro-batch order, each process summing its slice, then the slices gathered into each parameter's gradient; the loss likewise; the running statistics replayed.</summary>
+    /// <summary>g = Σ_k (n_k/n)·g_k in micro-batch order, each process summing its slice, then the slices gathered into each parameter's gradient; the loss likewise; the running statistics replayed; the observers' statistics combined.</summary>
     private (double Loss, long Correct) Combine(int n)
     {
         double lossSum = 0;
@@ -212,6 +228,8 @@ public sealed class DataParallel
                 at += 2 * c + 1;
             }
         }
+        for (int k = 0; k < MicroBatches; k++) _weights[k] = _receiveStats[k * _statsLength + 2] / n;
+        for (int o = 0; o < _observed.Length; o++) _observed[o].CombineMicroBatches(_receiveStats, _statsLength, _observedOffset[o], _weights);
         return (lossSum, correct);
     }
 }

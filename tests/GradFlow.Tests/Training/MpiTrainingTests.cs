@@ -21,21 +21,32 @@ public class MpiTrainingTests
     ];
 
     [Fact]
-    public async Task Train_OneTwoAndThreeProcesses_WriteTheSameWeightsBitForBit()
+    public async Task Train_OneTwoAndThreeProcesses_WriteTheSameWeightsAndMonitorSamplesBitForBit()
     {
         using var root = new TempDir();
-        var one = await Run(1, Train(root.Sub("n1"), 2, "--out"));
+        // monitored: every process takes its micro-batches' statistics, combined in micro-batch order (docs/distributed.md)
+        string[] monitor = ["--monitor", "--monitor-every", "7"];
+        var one = await Run(1, Train(root.Sub("n1"), 2, [.. monitor, "--out"]));
         Assert.True(one.Code == 0, one.Output);
         byte[] expected = File.ReadAllBytes(Path.Combine(root.Sub("n1"), "checkpoints", "epoch-0002.safetensors"));
+        string[] expectedSamples = Samples(root.Sub("n1"));
+        Assert.Equal(6, expectedSamples.Length); // 40 steps, sampled at 0, 7, …, 35
+        string expectedDiagnosis = File.ReadAllText(Path.Combine(root.Sub("n1"), "diagnosis.json"));
         foreach (int n in new[] { 2, 3 })
         {
-            var run = await Run(n, Train(root.Sub($"n{n}"), 2, "--out"));
+            var run = await Run(n, Train(root.Sub($"n{n}"), 2, [.. monitor, "--out"]));
             Assert.True(run.Code == 0, run.Output);
             Assert.Equal(expected, File.ReadAllBytes(Path.Combine(root.Sub($"n{n}"), "checkpoints", "epoch-0002.safetensors")));
-            // rank 0 alone wrote the metrics: one line per epoch, not one per process
-            Assert.Equal(2, File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")).Length);
+            // rank 0 alone wrote the metrics (one line per epoch and per sample, not one per process), the same samples bit for bit
+            Assert.Equal(expectedSamples, Samples(root.Sub($"n{n}")));
+            Assert.Equal(2, File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")).Length - expectedSamples.Length);
+            Assert.Equal(expectedDiagnosis, File.ReadAllText(Path.Combine(root.Sub($"n{n}"), "diagnosis.json")));
         }
     }
+
+    /// <summary>The monitor samples of a run's metrics.jsonl (its epoch lines carry their seconds, which differ run to run).</summary>
+    private static string[] Samples(string dir) =>
+        File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Where(l => l.Contains("\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
 
     [Fact]
     public async Task Train_ResumedWithAnotherProcessCount_EndsBitForBitAsTheUninterruptedRun()
