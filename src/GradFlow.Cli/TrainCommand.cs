@@ -67,6 +67,9 @@ internal static class TrainCommand
                                 'mpirun -np N gradflow train ...' (N dividing M) gives the same weights, bit
                                 for bit, as one process with the same M (default: 1, or N under mpirun;
                                 docs/distributed.md)
+          --sync-batch-norm     under mpirun, batch norms take the statistics of the whole global batch
+                                over the processes (as PyTorch's SyncBatchNorm), not of each process's
+                                share; needs one micro-batch per process
           --config FILE         start from a config.json (from a run directory, or 'gradflow repair')
           --out DIR             run directory: config.json, metrics.jsonl, checkpoints/ (refused when DIR
                                 already holds a run: --resume it, or --force)
@@ -99,7 +102,7 @@ internal static class TrainCommand
             stdout.Write(Help);
             return 0;
         }
-        var o = new CliOptions("train", args, [.. ValuedOptions, "port", "host"], ["json", "monitor", "force", "no-standardize", "serve"]);
+        var o = new CliOptions("train", args, [.. ValuedOptions, "port", "host"], ["json", "monitor", "force", "no-standardize", "serve", "sync-batch-norm"]);
         if ((o.Has("port") || o.Has("host")) && !o.Has("serve")) throw new UsageException("gradflow train: --port and --host go with --serve.");
         if (o.Has("serve") && !o.Has("out") && !o.Has("resume")) throw new UsageException("gradflow train: --serve shows the run directory: give --out DIR (or --resume DIR).");
         if (o.Has("resume") && o.Has("out")) throw new UsageException("gradflow train: give either --out or --resume, not both.");
@@ -116,6 +119,8 @@ internal static class TrainCommand
             config = config with { MicroBatches = config.MicroBatches ?? world.Size };
             if (config.MicroBatches % world.Size != 0)
                 throw new UsageException($"gradflow train: {config.MicroBatches} micro-batches (--micro-batches{(o.Has("resume") ? ", or the resumed run's config" : "")}) cannot be shared by {world.Size} processes; run a number of processes that divides it.");
+            if (config.SyncBatchNorm && config.MicroBatches != world.Size)
+                throw new UsageException($"gradflow train: --sync-batch-norm needs one micro-batch per process: {config.MicroBatches} micro-batches for {world.Size} processes (leave --micro-batches out, or give {world.Size}).");
             if (world.Rank > 0) stdout = stderr = TextWriter.Null;
         }
         var trainer = new Trainer(config) { Communicator = world };
@@ -246,6 +251,7 @@ internal static class TrainCommand
             Seed = o.ULong("seed") ?? c.Seed,
             Threads = o.Int("threads") ?? c.Threads,
             MicroBatches = o.Int("micro-batches") ?? c.MicroBatches,
+            SyncBatchNorm = o.Has("sync-batch-norm") || c.SyncBatchNorm,
             Target = o.String("target") ?? c.Target,
             TargetKind = o.Enum<Data.TargetKind>("task") ?? c.TargetKind,
             TestData = o.String("test-data") ?? c.TestData,
