@@ -90,6 +90,20 @@ public class MpiTrainingTests
     }
 
     [Fact]
+    public async Task Train_StoppedByANonFiniteLossOnEveryProcess_EndsWithoutAnAbortAfterRankZeroWroteTheDiagnosis()
+    {
+        // every process sees the same loss and stops at the same step: no process aborts the job (which killed rank 0 before it
+        // wrote diagnosis.json); the exit code is still 1
+        using var root = new TempDir();
+        var run = await Run(2, ["train", "--data", "spirals", "--model", "mlp 2-32x2-2 act=relu", "--batch-size", "24", "--train-limit", "480",
+            "--epochs", "2", "--optimizer", "sgd", "--lr", "1e12", "--threads", "1", "--json", "--monitor", "--out", root.Sub("diverged")]);
+        Assert.Equal(1, run.Code);
+        Assert.DoesNotContain("MPI_ABORT", run.Output);
+        Assert.Contains("NonFiniteLoss", run.Output);
+        Assert.True(File.Exists(Path.Combine(root.Sub("diverged"), "diagnosis.json")), run.Output);
+    }
+
+    [Fact]
     public async Task Train_MicroBatchesNotDividedByTheProcesses_IsRefusedNamingBoth()
     {
         using var root = new TempDir();
