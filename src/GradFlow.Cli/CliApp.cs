@@ -34,13 +34,13 @@ public static class CliApp
         catch (UsageException e)
         {
             stderr.WriteLine(Communicators.RankPrefix + Prefixed(verb, e.Message));
-            return 2;
+            return EndJob(2);
         }
         catch (Exception e) when (e is FormatException or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or NotSupportedException
                                       or ArgumentException or InvalidOperationException or IOException)
         {
             stderr.WriteLine(Communicators.RankPrefix + Prefixed(verb, e.Message));
-            return 1;
+            return EndJob(1);
         }
     }
 
@@ -133,6 +133,18 @@ public static class CliApp
             }
         }
         return row[b.Length];
+    }
+
+    /// <summary>
+    /// After an error on this process under mpirun, once MPI is initialised: ends the job (MPI_Abort), so that the other processes
+    /// do not wait for this one in a collective, nor this one in MPI_Finalize, forever. Otherwise returns <paramref name="code"/>
+    /// (before MPI_Init, a process exiting non-zero makes mpirun end the job). A run that stops by itself (done, a non-finite
+    /// loss, a problem found) stops the same way on every process and ends without an abort, so rank 0 finishes writing its files.
+    /// </summary>
+    private static int EndJob(int code)
+    {
+        if (Communicators.Initialised is { Size: > 1 } world) world.Abort(code);
+        return code;
     }
 
     /// <summary>"gradflow VERB: message", without repeating a prefix the message already carries.</summary>

@@ -57,8 +57,8 @@ internal static class TrainCommand
             config = config with { MicroBatches = config.MicroBatches ?? world.Size };
             if (config.MicroBatches % world.Size != 0)
                 throw new UsageException($"gradflow train: {config.MicroBatches} micro-batches (--micro-batches{(o.Has(Resume) ? ", or the resumed run's config" : "")}) cannot be shared by {world.Size} processes; run a number of processes that divides it.");
-            if (config.MonitorEvery is not null)
-                throw new UsageException("gradflow train: --monitor and --tensorboard do not run across processes yet; monitor a run of one process (with the same --micro-batches).");
+            if (config.SyncBatchNorm && config.MicroBatches != world.Size)
+                throw new UsageException($"gradflow train: --sync-batch-norm needs one micro-batch per process: {config.MicroBatches} micro-batches for {world.Size} processes (leave --micro-batches out, or give {world.Size}).");
             if (world.Rank > 0) stdout = stderr = TextWriter.Null;
         }
         var trainer = new Trainer(config) { Communicator = world };
@@ -69,7 +69,9 @@ internal static class TrainCommand
         bool json = o.Has(Json);
         var view = new TrainingView(stdout, stderr, config.Epochs, trainer.Loader.BatchCount, json);
         trainer.AddObserver(view);
-        using var tensorboard = o.GetValue(Tensorboard) is { } tbDir ? new Training.TensorBoard.EventWriter(tbDir) : null;
+        // every process monitors (the statistics are combined over the global batch, docs/distributed.md); rank 0 alone writes them
+        bool writer = world.Rank == 0;
+        using var tensorboard = o.GetValue(Tensorboard) is { } tbDir && writer ? new Training.TensorBoard.EventWriter(tbDir) : null;
         if (tensorboard is not null) trainer.AddObserver(new Training.TensorBoard.TensorBoardObserver(tensorboard, config.MonitorEvery ?? 10));
         Diagnostics.GradientMonitor? monitor = null;
         Diagnostics.NonFiniteTracer? tracer = null;
@@ -78,7 +80,7 @@ internal static class TrainCommand
             monitor = new Diagnostics.GradientMonitor(trainer.Model, every);
             tracer = new Diagnostics.NonFiniteTracer(trainer.Model);
             trainer.AddObserver(tracer).AddObserver(monitor);
-            if (runDir is not null) Diagnostics.MonitorLog.WriteTo(monitor, new RunDirectory(runDir));
+            if (runDir is not null && writer) Diagnostics.MonitorLog.WriteTo(monitor, new RunDirectory(runDir));
             if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteTo(monitor, tensorboard);
             monitor.SampleCompleted += view.ShowSample;
         }
@@ -89,7 +91,7 @@ internal static class TrainCommand
                 $"optimizer {config.Optimizer.ToString().ToLowerInvariant()} lr {Fmt(config.LearningRate)}; seed {config.Seed}");
         }
         Dashboard.DashboardServer? dashboard = null;
-        if (o.Has(ServeFlag))
+        if (o.Has(ServeFlag) && writer)
         {
             var (host, port) = ServeCommand.Endpoint(o);
             Directory.CreateDirectory(runDir!);
@@ -112,7 +114,7 @@ internal static class TrainCommand
         {
             var diagnosis = Diagnostics.Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, nonFiniteOrigin: tracer!.Origin,
                 nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null, recentLosses: monitor.RecentLosses());
-            if (runDir is not null) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
+            if (runDir is not null && writer) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
             verdict = diagnosis;
             if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteVerdict(tensorboard, DiagnosisView.Verdict(diagnosis), result.Steps);
             monitor.Dispose();

@@ -57,6 +57,8 @@ internal static class TrainOptions
     public static readonly Option<int?> MicroBatches = Opt.Int("micro-batches",
         "cut every batch into M micro-batches combined in a fixed order, so that 'mpirun -np N gradflow train ...' (N dividing M) gives the same " +
         "weights, bit for bit, as one process with the same M (default: 1, or N under mpirun; docs/distributed.md)", "M");
+    public static readonly Option<bool> SyncBatchNorm = Opt.Flag("sync-batch-norm",
+        "under mpirun, batch norms take the statistics of the whole global batch over the processes (as PyTorch's SyncBatchNorm), not of each process's share; needs one micro-batch per process");
     public static readonly Option<string?> ConfigFile = Opt.String("config", "start from a config.json (from a run directory, or 'gradflow repair')", "FILE");
     public static readonly Option<int?> MonitorEvery = Opt.Int("monitor-every", "monitor sample every N steps (default 10)");
 
@@ -65,7 +67,7 @@ internal static class TrainOptions
     [
         Model, ModelFile, Data, Target, Task, TestData, TestFraction, NoStandardize, Stream, ImageSize, Channels, SeqLen, DataDir, TrainLimit, TestLimit,
         Optimizer, Lr, Momentum, WeightDecay, Schedule, Warmup, Epochs, BatchSize, MaxSteps, ClipNorm, ClipValue, ClipAgc, LabelSmoothing,
-        AugmentCrop, AugmentFlip, Seed, Threads, MicroBatches, ConfigFile, MonitorEvery,
+        AugmentCrop, AugmentFlip, Seed, Threads, MicroBatches, SyncBatchNorm, ConfigFile, MonitorEvery,
     ];
 
     /// <summary>The config: --config (or the resumed run's), then each explicit option; monitoring on when <paramref name="monitor"/> or the config has it.</summary>
@@ -111,6 +113,7 @@ internal static class TrainOptions
             Seed = r.GetValue(Seed) ?? c.Seed,
             Threads = r.GetValue(Threads) ?? c.Threads,
             MicroBatches = r.GetValue(MicroBatches) ?? c.MicroBatches,
+            SyncBatchNorm = r.GetValue(SyncBatchNorm) || c.SyncBatchNorm,
             Target = r.GetValue(Target) ?? c.Target,
             TargetKind = r.GetValue(Task) ?? c.TargetKind,
             TestData = r.GetValue(TestData) ?? c.TestData,

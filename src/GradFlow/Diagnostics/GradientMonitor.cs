@@ -137,7 +137,7 @@ public sealed record MonitoredLayer(int Index, string Name, Parameter Weight, Mo
 /// training step allocates nothing in steady state (the <see cref="SampleCompleted"/> event, when
 /// subscribed, builds each sample it passes).
 /// </remarks>
-public sealed class GradientMonitor : ITrainingObserver, IDisposable
+public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, IDisposable
 {
     private readonly MonitoredLayer[] _layers;
     private readonly Parameter[] _parameters;
@@ -145,6 +145,12 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     private readonly List<IDisposable> _handles = [];
     private readonly Action<Tensor>[] _signalHooks;
     private readonly float[]?[] _aliveMask;
+
+    // the statistics of the batch seen so far, as sums (Partial.* fields per layer, then its alive mask): one forward and backward
+    // in one process, or a micro-batch's under DataParallel, which combines them over the global batch (IMicroBatchStatistics)
+    private readonly int[] _partialOffset;     // per layer, into _partial; [L] = the length
+    private readonly double[] _partial, _totals;
+    private bool _combined;
     private readonly StatisticsKernel _stats = new();
     private readonly Tensor?[] _grads;
     private readonly (double SumSq, double MaxAbs, long NonFinite)[] _gradStats;
@@ -226,6 +232,11 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         _layerHistory = new LayerRecord[_history.Length * _layers.Length];
         _timeLengthHistory = new int[_history.Length * _timeLayers.Length];
         _aliveMask = new float[_layers.Length][];
+        _partialOffset = new int[_layers.Length + 1];
+        for (int i = 0; i < _layers.Length; i++)
+            _partialOffset[i + 1] = _partialOffset[i] + Partial.Count + MaskWidth(_layers[i]);
+        _partial = new double[_partialOffset[^1]];
+        _totals = new double[_partialOffset[^1]];
         _signalHooks = new Action<Tensor>[_layers.Length];
         _view = new SampleList(this);
         for (int i = 0; i < _layers.Length; i++)
@@ -235,8 +246,11 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
             {
                 if (!_sampling) return;
                 var (sumSq, _, bad) = _stats.Measure(g);
-                _current[layer].Signal = g.Count == 0 ? 0 : Math.Sqrt(sumSq / g.Count);
-                _current[layer].NonFinite += bad;
+                var p = _partial.AsSpan(_partialOffset[layer]);
+                p[Partial.SignalHits]++;
+                p[Partial.SignalSumSq] += sumSq;
+                p[Partial.SignalCount] += g.Count;
+                p[Partial.NonFinite] += bad;
             };
             var l = _layers[i];
             if (l.RecurrentLayer >= 0)
@@ -303,6 +317,9 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
         _epoch = epoch;
         _loss = _meanLoss = _globalNorm = double.NaN;
         Array.Fill(_current, LayerRecord.Empty);
+        Array.Clear(_partial);
+        foreach (var mask in _aliveMask) mask?.AsSpan().Clear();
+        _combined = false;
         Array.Clear(_currentTimeLength);
         foreach (var (module, probes) in _recurrent)
         {
@@ -315,6 +332,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     public void RecordGradients(double loss)
     {
         if (!_sampling) return;
+        FinishLocal();
         _loss = loss;
         _meanLoss = _lossCount > 0 ? _lossSum / _lossCount : loss;
         _lossSum = 0;
@@ -372,6 +390,7 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     public void EndSample(Optim.Optimizer? optimizer = null)
     {
         if (!_sampling) return;
+        FinishLocal();
         _sampling = false;
         foreach (var (module, _) in _recurrent) module.ArmGradientProbes(null); // in case no forward pass consumed them
         if (optimizer is { TrackUpdates: true })
@@ -473,32 +492,153 @@ public sealed class GradientMonitor : ITrainingObserver, IDisposable
     {
         int n = y.Count;
         if (n == 0) return;
-        ref var s = ref _current[layer];
+        var p = _partial.AsSpan(_partialOffset[layer]);
         var kind = _layers[layer].Kind;
+        p[Partial.ActivationHits]++;
+        p[Partial.ActivationCount] += n;
         if (y.Storage is not float[])
         {
-            var v = y.ToDoubleArray();
-            double mean = v.Average();
-            s.ActMean = mean;
-            s.ActStd = Math.Sqrt(v.Sum(e => (e - mean) * (e - mean)) / n);
+            foreach (double e in y.ToDoubleArray())
+            {
+                p[Partial.ActivationSum] += e;
+                p[Partial.ActivationSumSq] += e * e;
+            }
             return;
         }
         var span = y.Span<float>();
         var (sum, sumSq, bad) = _stats.Moments(y);
-        double m = sum / n;
-        s.ActMean = m;
-        s.ActStd = Math.Sqrt(Math.Max(0, sumSq / n - m * m));
-        s.NonFinite += bad;
-        if (kind is { } k && Activations.Saturates(k)) s.Saturation = StatisticsKernel.SaturatedFraction(span, k, SaturationFraction);
+        p[Partial.ActivationSum] += sum;
+        p[Partial.ActivationSumSq] += sumSq;
+        p[Partial.NonFinite] += bad;
+        if (kind is { } k && Activations.Saturates(k))
+        {
+            p[Partial.Saturated] += StatisticsKernel.SaturatedCount(span, k, SaturationFraction);
+            p[Partial.SaturationCount] += n;
+        }
         if (kind is Nn.Activation.Relu && y.Rank is 2 or 4)
         {
-            // a unit of [B, F]; a channel of [B, C, H, W]: dead when 0 for every example (and every position)
+            // a unit of [B, F]; a channel of [B, C, H, W]: dead when 0 for every example (and every position) of the batch
             int cols = y.Shape[1];
             var mask = _aliveMask[layer];
-            if (mask is null || mask.Length != cols) _aliveMask[layer] = mask = new float[cols];
-            s.DeadUnits = y.Rank == 2
-                ? StatisticsKernel.DeadFraction(span, y.Shape[0], cols, mask)
-                : StatisticsKernel.DeadChannelFraction(span, y.Shape[0], cols, y.Shape[2] * y.Shape[3], mask);
+            if (mask is null || mask.Length != cols)
+            {
+                if (mask is not null && p[Partial.DeadHits] > 0)
+                    throw new InvalidOperationException($"GradientMonitor: layer {layer + 1} ('{_layers[layer].Name}') gave activations of {mask.Length} and then {cols} units in one sample.");
+                _aliveMask[layer] = mask = new float[cols];
+            }
+            p[Partial.DeadHits]++;
+            if (y.Rank == 2) StatisticsKernel.AccumulateAlive(span, y.Shape[0], cols, mask);
+            else StatisticsKernel.AccumulateAliveChannels(span, y.Shape[0], cols, y.Shape[2] * y.Shape[3], mask);
+        }
+    }
+
+    // ---------------------------------------------------------------- the batch's statistics, from its micro-batches
+
+    /// <summary>The fields of a layer's partial statistics (sums over the examples seen), followed by its alive mask.</summary>
+    private static class Partial
+    {
+        public const int SignalHits = 0, SignalSumSq = 1, SignalCount = 2, ActivationHits = 3, ActivationSum = 4, ActivationSumSq = 5,
+            ActivationCount = 6, Saturated = 7, SaturationCount = 8, NonFinite = 9, DeadHits = 10, Count = 11;
+    }
+
+    /// <summary>The units a layer's alive mask holds in the micro-batch statistics: a ReLU layer's output features or channels (its weight's first dimension), else 0.</summary>
+    private static int MaskWidth(MonitoredLayer layer) =>
+        layer.Kind is Nn.Activation.Relu && layer.RecurrentLayer < 0 && layer.Weight.Data.Rank >= 2 ? layer.Weight.Data.Shape[0] : 0;
+
+    /// <inheritdoc />
+    int IMicroBatchStatistics.MicroBatchStatisticsLength => _partial.Length;
+
+    /// <inheritdoc />
+    void IMicroBatchStatistics.EndMicroBatch(Span<double> destination)
+    {
+        if (!_sampling) return;
+        WritePartial(destination);
+        Array.Clear(_partial);
+        foreach (var mask in _aliveMask) mask?.AsSpan().Clear();
+    }
+
+    /// <summary>
+    /// The sums of the micro-batches in micro-batch order: signal Σ(dL/dh)² weighted by (n_k/n)², since the global batch's mean loss
+    /// scales micro-batch k's signal by its share n_k/n; activation sums, counts and non-finite counts as they are; alive masks by
+    /// their maximum (alive in any micro-batch is alive in the batch). Every process computes the same from the same gathered values.
+    /// </summary>
+    void IMicroBatchStatistics.CombineMicroBatches(ReadOnlySpan<double> statistics, int stride, int offset, ReadOnlySpan<double> weights)
+    {
+        if (!_sampling) return;
+        if (_timeLayers.Length > 0)
+            throw new NotSupportedException("GradientMonitor: the signal through time of recurrent layers is not combined over micro-batches; monitor a run of one micro-batch (one process, --micro-batches 1).");
+        Array.Clear(_totals);
+        for (int k = 0; k < weights.Length; k++)
+        {
+            if (weights[k] == 0) continue;
+            var part = statistics.Slice(k * stride + offset, _totals.Length);
+            double w2 = weights[k] * weights[k];
+            for (int i = 0; i < _layers.Length; i++)
+            {
+                int at = _partialOffset[i];
+                for (int f = 0; f < Partial.Count; f++)
+                    _totals[at + f] += f == Partial.SignalSumSq ? w2 * part[at + f] : part[at + f];
+                for (int u = at + Partial.Count; u < _partialOffset[i + 1]; u++)
+                {
+                    double a = double.IsNaN(part[u]) ? double.PositiveInfinity : part[u];
+                    if (a > _totals[u]) _totals[u] = a;
+                }
+            }
+        }
+        Finish(_totals, local: false);
+        _combined = true;
+    }
+
+    /// <summary>Copies the partial statistics, masks included, into <paramref name="destination"/>.</summary>
+    private void WritePartial(Span<double> destination)
+    {
+        _partial.CopyTo(destination);
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            int width = _partialOffset[i + 1] - _partialOffset[i] - Partial.Count;
+            if (_partial[_partialOffset[i] + Partial.DeadHits] == 0 || width == 0) continue;
+            var mask = _aliveMask[i]!;
+            if (mask.Length != width)
+                throw new InvalidOperationException($"GradientMonitor: layer {i + 1} ('{_layers[i].Name}') has {mask.Length} ReLU units or channels, not the {width} of its weight's first dimension; its dead units cannot be combined over micro-batches.");
+            for (int u = 0; u < width; u++) destination[_partialOffset[i] + Partial.Count + u] = mask[u];
+        }
+    }
+
+    /// <summary>The local statistics of a step in one process (one forward and backward), once per sample.</summary>
+    private void FinishLocal()
+    {
+        if (_combined) return;
+        Finish(_partial, local: true);
+        _combined = true;
+    }
+
+    /// <summary>The layers' figures from the batch's sums; the dead units from the local alive masks (<paramref name="local"/>) or from the combined ones in <paramref name="totals"/>.</summary>
+    private void Finish(ReadOnlySpan<double> totals, bool local)
+    {
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            var t = totals.Slice(_partialOffset[i], _partialOffset[i + 1] - _partialOffset[i]);
+            ref var s = ref _current[i];
+            if (t[Partial.SignalHits] > 0) s.Signal = t[Partial.SignalCount] == 0 ? 0 : Math.Sqrt(t[Partial.SignalSumSq] / t[Partial.SignalCount]);
+            if (t[Partial.ActivationHits] > 0 && t[Partial.ActivationCount] > 0)
+            {
+                double n = t[Partial.ActivationCount], m = t[Partial.ActivationSum] / n;
+                s.ActMean = m;
+                s.ActStd = Math.Sqrt(Math.Max(0, t[Partial.ActivationSumSq] / n - m * m));
+            }
+            if (t[Partial.SaturationCount] > 0) s.Saturation = t[Partial.Saturated] / t[Partial.SaturationCount];
+            if (t[Partial.DeadHits] > 0)
+            {
+                if (local) s.DeadUnits = StatisticsKernel.ZeroFraction(_aliveMask[i]);
+                else
+                {
+                    var mask = t[Partial.Count..];
+                    int dead = 0;
+                    foreach (double v in mask) if (v == 0) dead++;
+                    s.DeadUnits = (double)dead / mask.Length;
+                }
+            }
+            s.NonFinite += (long)t[Partial.NonFinite];
         }
     }
 

@@ -250,7 +250,10 @@ internal sealed class StatisticsKernel
     /// maximum, from the outputs: sigmoid σ' = y(1−y) (max 1/4), tanh 1 − y² (max 1); the hard forms
     /// have derivative 0 outside their linear region.
     /// </summary>
-    public static double SaturatedFraction(ReadOnlySpan<float> y, Activation kind, double fraction)
+    public static double SaturatedFraction(ReadOnlySpan<float> y, Activation kind, double fraction) => (double)SaturatedCount(y, kind, fraction) / y.Length;
+
+    /// <summary>The count of outputs that <see cref="SaturatedFraction"/> divides by their number (so counts of micro-batches add up).</summary>
+    public static long SaturatedCount(ReadOnlySpan<float> y, Activation kind, double fraction)
     {
         long count = 0;
         int i = 0;
@@ -290,19 +293,34 @@ internal sealed class StatisticsKernel
             };
             if (sat) count++;
         }
-        return (double)count / y.Length;
+        return count;
     }
 
     /// <summary>Fraction of the <paramref name="cols"/> units (ReLU outputs, ≥ 0) that are zero in every row; <paramref name="mask"/> is scratch of length cols.</summary>
     public static double DeadFraction(ReadOnlySpan<float> y, int rows, int cols, float[] mask)
     {
+        mask.AsSpan(0, cols).Clear();
+        AccumulateAlive(y, rows, cols, mask);
+        return ZeroFraction(mask.AsSpan(0, cols));
+    }
+
+    /// <summary>
+    /// Raises each unit's entry of <paramref name="mask"/> (length ≥ <paramref name="cols"/>) to its largest magnitude over the rows of
+    /// <paramref name="y"/> ([rows, cols]; NaN stays NaN: alive), without clearing it first, so the mask of several batches is the mask of their rows together.
+    /// </summary>
+    public static void AccumulateAlive(ReadOnlySpan<float> y, int rows, int cols, float[] mask)
+    {
         var m = mask.AsSpan(0, cols);
-        m.Clear();
         for (int r = 0; r < rows; r++)
             System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(m, y.Slice(r * cols, cols), m);
+    }
+
+    /// <summary>The fraction of entries of a mask that are 0 (dead units).</summary>
+    public static double ZeroFraction(ReadOnlySpan<float> mask)
+    {
         int dead = 0;
-        foreach (float v in m) if (v == 0) dead++;
-        return (double)dead / cols;
+        foreach (float v in mask) if (v == 0) dead++;
+        return (double)dead / mask.Length;
     }
 
     /// <summary>
@@ -312,8 +330,15 @@ internal sealed class StatisticsKernel
     /// </summary>
     public static double DeadChannelFraction(ReadOnlySpan<float> y, int rows, int channels, int spatial, float[] mask)
     {
+        mask.AsSpan(0, channels).Clear();
+        AccumulateAliveChannels(y, rows, channels, spatial, mask);
+        return ZeroFraction(mask.AsSpan(0, channels));
+    }
+
+    /// <summary>As <see cref="AccumulateAlive"/>, for the channels of a [rows, channels, spatial] activation (NaN counts as alive: +∞).</summary>
+    public static void AccumulateAliveChannels(ReadOnlySpan<float> y, int rows, int channels, int spatial, float[] mask)
+    {
         var m = mask.AsSpan(0, channels);
-        m.Clear();
         for (int r = 0; r < rows; r++)
             for (int c = 0; c < channels; c++)
             {
@@ -322,9 +347,6 @@ internal sealed class StatisticsKernel
                 float a = float.IsNaN(v) ? float.PositiveInfinity : Math.Abs(v);
                 if (a > m[c]) m[c] = a;
             }
-        int dead = 0;
-        foreach (float v in m) if (v == 0) dead++;
-        return (double)dead / channels;
     }
 
     /// <summary>The mean magnitude of <paramref name="x"/> (accumulated in double), NaN when empty.</summary>

@@ -14,7 +14,7 @@ namespace GradFlow.Nn;
 /// <c>running_var ← (1 − m)·running_var + m·σ²·M/(M − 1)</c> (unbiased), momentum m = 0.1; evaluation
 /// mode uses the running statistics. Parameters <c>weight</c> (γ, ones) and <c>bias</c> (β, zeros);
 /// buffers <c>running_mean</c>, <c>running_var</c>, <c>num_batches_tracked</c>. Forward and backward are
-/// one fused op each (<see cref="NormOps.BatchNorm"/>); forward saves x̂ and rstd. Backward (training):
+/// one fused op each (<c>NormOps.BatchNorm</c>); forward saves x̂ and rstd. Backward (training):
 /// <c>dx = γ·rstd/M·(M·g − Σg − x̂·Σ g·x̂)</c>, <c>dγ = Σ g·x̂</c>, <c>dβ = Σ g</c>, sums over the M values
 /// of the channel. Why it helps gradient flow: the signal entering each activation has unit scale
 /// whatever the weights, so saturation and geometric growth or decay with depth are removed at every layer.
@@ -93,10 +93,10 @@ public abstract class BatchNormBase : Module
         if (useBatch && input.Count / NumFeatures < 2)
             throw new ArgumentException($"{name}: training needs more than one value per channel, got input {Shapes.Format(input.Shape)}.");
         var y = NormOps.BatchNorm(input, Weight?.Data, Bias?.Data, useBatch ? null : RunningMean, useBatch ? null : RunningVar, Eps,
-            out var batchMean, out var batchVar);
+            out var batchMean, out var batchVar, out long count, useBatch ? Sync : null);
         if (Training && RunningMean is not null && batchMean is not null)
         {
-            var update = new RunningStatisticsUpdate(batchMean, batchVar!, input.Count / NumFeatures);
+            var update = new RunningStatisticsUpdate(batchMean, batchVar!, checked((int)count));
             if (DeferredUpdates is { } deferred) deferred.Add(update);
             else ApplyRunningUpdate(update);
         }
@@ -110,6 +110,14 @@ public abstract class BatchNormBase : Module
     /// same for any number of processes.
     /// </summary>
     public List<RunningStatisticsUpdate>? DeferredUpdates { get; set; }
+
+    /// <summary>
+    /// When not null, training normalises with the statistics of the whole global batch, summed over the processes of a
+    /// data-parallel job (synchronised batch norm, as PyTorch's <c>SyncBatchNorm</c>): forward sums Σx and the count, then
+    /// Σ(x − μ)² around the global mean μ; backward sums Σg and Σg·(x − μ), each process's scaled by its share of the global
+    /// batch (see <see cref="IBatchNormSync"/>). Set by <c>Training.DataParallel</c> for one step at a time.
+    /// </summary>
+    public IBatchNormSync? Sync { get; set; }
 
     /// <summary>
     /// <c>running_mean = (1 − m)·running_mean + m·mean</c>, <c>running_var = (1 − m)·running_var + m·var·n/(n − 1)</c>
@@ -141,6 +149,22 @@ public abstract class BatchNormBase : Module
     /// <inheritdoc />
     protected override string ExtraRepr() =>
         $"{NumFeatures}, eps={PyRepr.Float(Eps)}, momentum={PyRepr.Float(Momentum)}, affine={PyRepr.Bool(Weight is not null)}, track_running_stats={PyRepr.Bool(RunningMean is not null)}";
+}
+
+/// <summary>
+/// The processes of a data-parallel step, seen from a synchronised batch norm (<see cref="BatchNormBase.Sync"/>): every process
+/// calls <see cref="Sum"/> at the same points of its forward and backward, with as many values.
+/// </summary>
+public interface IBatchNormSync
+{
+    /// <summary>Replaces <paramref name="values"/> by their element-wise sum over the processes, the same bits on every process.</summary>
+    void Sum(Span<double> values);
+
+    /// <summary>
+    /// This process's share of the global batch, n_r/n: its loss is the mean over its n_r examples, so its gradients are
+    /// 1/share times those of the global batch's mean loss.
+    /// </summary>
+    double Share { get; }
 }
 
 /// <summary>
@@ -341,7 +365,21 @@ internal static class NormOps
     /// The node keeps μ and rstd per channel and reads x again in backward (no saved x̂).
     /// </remarks>
     public static Tensor BatchNorm(Tensor x, Tensor? gamma, Tensor? beta, Tensor? runMean, Tensor? runVar, double eps,
-        out double[]? batchMean, out double[]? batchVar)
+        out double[]? batchMean, out double[]? batchVar) =>
+        BatchNorm(x, gamma, beta, runMean, runVar, eps, out batchMean, out batchVar, out _, null);
+
+    /// <summary>
+    /// As the overload above; with <paramref name="sync"/> (training only), the statistics are the global batch's over the processes
+    /// (<see cref="IBatchNormSync"/>), and <paramref name="count"/> is the values per channel they were taken over (the global count).
+    /// </summary>
+    /// <remarks>
+    /// Synchronised: μ = ΣΣx / ΣM, σ² = ΣΣ(x − μ)² / ΣM (two sums over the processes in forward). Backward: with this process's
+    /// share s = n_r/n, G₁ = Σ_r s_r·Σg and G₂ = Σ_r s_r·Σg(x − μ) are the global batch's sums (one sum over the processes), and
+    /// <c>dx = γ·rstd·g − γ·rstd³·(G₂/s)/ΣM·(x − μ) − γ·rstd·(G₁/s)/ΣM</c>: the gradient of this process's loss, which the data-parallel
+    /// step weighs by s. dγ and dβ are this process's sums, weighed likewise. With one process (s = 1) this is the plain batch norm.
+    /// </remarks>
+    public static Tensor BatchNorm(Tensor x, Tensor? gamma, Tensor? beta, Tensor? runMean, Tensor? runVar, double eps,
+        out double[]? batchMean, out double[]? batchVar, out long count, IBatchNormSync? sync)
     {
         int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 0 : x.Count / (n * c);
         int m = n * l, segments = n * c;
@@ -349,19 +387,31 @@ internal static class NormOps
         var rstd = new double[c];
         var segMean = new double[segments];
         batchMean = batchVar = null;
+        if (runMean is not null) sync = null;
+        double total = m;
         if (runMean is null)
         {
             var perSegment = new double[segments];
             var var = new double[c];
             Sums(x, segments, l, perSegment);
             ChannelTotals(perSegment, n, c, mean);
-            for (int ch = 0; ch < c; ch++) mean[ch] /= m;
+            if (sync is not null)
+            {
+                var sums = new double[c + 1];
+                mean.CopyTo(sums, 0);
+                sums[c] = m;
+                sync.Sum(sums);
+                sums.AsSpan(0, c).CopyTo(mean);
+                total = sums[c];
+            }
+            for (int ch = 0; ch < c; ch++) mean[ch] /= total;
             Spread(mean, n, segMean);
             SquaredDeviations(x, segments, l, segMean, perSegment);
             ChannelTotals(perSegment, n, c, var);
+            sync?.Sum(var);
             for (int ch = 0; ch < c; ch++)
             {
-                var[ch] /= m;
+                var[ch] /= total;
                 rstd[ch] = 1 / Math.Sqrt(var[ch] + eps);
             }
             batchMean = mean;
@@ -382,6 +432,7 @@ internal static class NormOps
         var bv = beta?.ToDoubleArray();
         var scale = new double[c];
         var shift = new double[c];
+        count = (long)total;
         for (int ch = 0; ch < c; ch++)
         {
             scale[ch] = (gv?[ch] ?? 1) * rstd[ch];
@@ -408,11 +459,30 @@ internal static class NormOps
                 var a = new double[c];
                 var b = new double[c];
                 var k = new double[c];
+                var (globalG, globalGDev) = (sumG, sumGDev);
+                if (sync is not null)
+                {
+                    // the global batch's sums, in this process's loss scale
+                    double share = sync.Share;
+                    var sums = new double[2 * c];
+                    for (int ch = 0; ch < c; ch++)
+                    {
+                        sums[ch] = share * sumG[ch];
+                        sums[c + ch] = share * sumGDev[ch];
+                    }
+                    sync.Sum(sums);
+                    (globalG, globalGDev) = (new double[c], new double[c]);
+                    for (int ch = 0; ch < c; ch++)
+                    {
+                        globalG[ch] = sums[ch] / share;
+                        globalGDev[ch] = sums[c + ch] / share;
+                    }
+                }
                 for (int ch = 0; ch < c; ch++)
                 {
                     a[ch] = scale[ch];
-                    b[ch] = training ? -scale[ch] * rstd[ch] * rstd[ch] * sumGDev[ch] / m : 0;
-                    k[ch] = training ? -scale[ch] * sumG[ch] / m : 0;
+                    b[ch] = training ? -scale[ch] * rstd[ch] * rstd[ch] * globalGDev[ch] / total : 0;
+                    k[ch] = training ? -scale[ch] * globalG[ch] / total : 0;
                 }
                 Spread(a, n, s1);
                 Spread(b, n, s2);

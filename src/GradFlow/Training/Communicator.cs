@@ -117,6 +117,9 @@ public static class Communicators
         return _current;
     }
 
+    /// <summary>The communicator <see cref="FromEnvironment"/> made, or null before its first call (MPI not initialised).</summary>
+    public static ICommunicator? Initialised => _current;
+
     /// <summary>"rank R: " under mpirun (for error messages, so a failure names its process), else "".</summary>
     public static string RankPrefix => Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_RANK") is { } rank ? $"rank {rank}: " : "";
 

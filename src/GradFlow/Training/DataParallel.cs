@@ -41,10 +41,22 @@ public sealed class DataParallel
     private readonly int _sliceLength;
     private readonly double[] _sendStats, _receiveStats;
     private readonly int _statsLength;
+    private readonly IMicroBatchStatistics[] _observed;
+    private readonly int[] _observedOffset;
+    private readonly double[] _weights;
+    private readonly BatchNormBase[] _synchronised;   // every batch norm, with synchronised statistics; else none
+    private readonly NormSync? _sync;
 
-    /// <summary>Prepares the step for <paramref name="model"/> on <paramref name="communicator"/>'s processes.</summary>
-    /// <exception cref="ArgumentException">when <paramref name="microBatches"/> is not a positive multiple of the process count.</exception>
-    public DataParallel(Module model, Optimizer optimizer, ICommunicator communicator, int microBatches)
+    /// <summary>
+    /// Prepares the step for <paramref name="model"/> on <paramref name="communicator"/>'s processes; <paramref name="statistics"/>
+    /// (e.g. the gradient monitor) take partial statistics per micro-batch, which every step combines over the global batch.
+    /// With <paramref name="syncBatchNorm"/>, every batch norm normalises with the statistics of the whole global batch
+    /// (<see cref="BatchNormBase.Sync"/>), which needs one micro-batch per process.
+    /// </summary>
+    /// <exception cref="ArgumentException">when <paramref name="microBatches"/> is not a positive multiple of the process count, or
+    /// differs from it with <paramref name="syncBatchNorm"/>.</exception>
+    public DataParallel(Module model, Optimizer optimizer, ICommunicator communicator, int microBatches, IReadOnlyList<IMicroBatchStatistics>? statistics = null,
+        bool syncBatchNorm = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -65,6 +77,10 @@ public sealed class DataParallel
         var modules = model.NamedModules().Select(m => m.Module).ToArray();
         _norms = modules.OfType<BatchNormBase>().Where(b => b.RunningMean is not null).ToArray();
         _dropouts = modules.OfType<Dropout>().ToArray();
+        if (syncBatchNorm && microBatches != communicator.Size)
+            throw new ArgumentException($"DataParallel: synchronised batch norm takes the global batch's statistics in one forward per process, so it needs one micro-batch per process; got {microBatches} micro-batches for {communicator.Size} processes (--micro-batches {communicator.Size}, or leave it out).");
+        _synchronised = syncBatchNorm ? modules.OfType<BatchNormBase>().ToArray() : [];
+        _sync = syncBatchNorm ? new NormSync(communicator) : null;
         _dropoutStates = new ulong[_dropouts.Length][];
         int local = microBatches / communicator.Size, size = communicator.Size;
         _sliceLength = (ParameterCount + size - 1) / size;
@@ -78,6 +94,14 @@ public sealed class DataParallel
         _gathered = new float[_sliceLength * size];
         _scratch = new float[_sliceLength];
         _statsLength = 3 + _norms.Sum(b => 2 * b.NumFeatures + 1);
+        _observed = statistics?.ToArray() ?? [];
+        _observedOffset = new int[_observed.Length];
+        for (int i = 0; i < _observed.Length; i++)
+        {
+            _observedOffset[i] = _statsLength;
+            _statsLength = checked(_statsLength + _observed[i].MicroBatchStatisticsLength);
+        }
+        _weights = new double[microBatches];
         _sendStats = new double[local * _statsLength];
         _receiveStats = new double[microBatches * _statsLength];
     }
@@ -110,8 +134,11 @@ public sealed class DataParallel
             draws[d] = _dropouts[d].MaskGenerator.NextUInt64();
             _dropoutStates[d] = _dropouts[d].MaskGenerator.GetState();
         }
+        if (_sync is not null && n < m)
+            throw new InvalidOperationException($"DataParallel: a batch of {n} examples leaves a process without examples for its synchronised batch norms ({m} processes); use a batch size of at least {m}, and one that the training set's size leaves no smaller last batch of.");
         var deferred = new List<RunningStatisticsUpdate>[_norms.Length];
         for (int b = 0; b < _norms.Length; b++) _norms[b].DeferredUpdates = deferred[b] = [];
+        foreach (var norm in _synchronised) norm.Sync = _sync;
         try
         {
             Array.Clear(_sendStats);
@@ -129,6 +156,7 @@ public sealed class DataParallel
                 for (int d = 0; d < _dropouts.Length; d++)
                     _dropouts[d].MaskGenerator.SetState(new Generator(draws[d] ^ (0x9E3779B97F4A7C15UL * (ulong)(k + 1))).GetState());
                 foreach (var list in deferred) list.Clear();
+                if (_sync is not null) _sync.Share = (double)count / n;
                 _optimizer.ZeroGrad();
                 var micro = batch.Rows(start, count);
                 var output = _model.Forward(micro.Inputs);
@@ -156,11 +184,14 @@ public sealed class DataParallel
                     at += 2 * u.Mean.Length;
                     stats[at++] = u.Count;
                 }
+                for (int o = 0; o < _observed.Length; o++)
+                    _observed[o].EndMicroBatch(stats.Slice(_observedOffset[o], _observed[o].MicroBatchStatisticsLength));
             }
         }
         finally
         {
             foreach (var norm in _norms) norm.DeferredUpdates = null;
+            foreach (var norm in _synchronised) norm.Sync = null;
             for (int d = 0; d < _dropouts.Length; d++) _dropouts[d].MaskGenerator.SetState(_dropoutStates[d]);
         }
         _optimizer.ZeroGrad();
@@ -176,7 +207,7 @@ public sealed class DataParallel
             _flat.AsSpan(d * _sliceLength, _sliceLength).CopyTo(_send.AsSpan((d * local + j) * _sliceLength, _sliceLength));
     }
 
-    /// <summary>g = Σ_k (n_k/n)·g_k in micro-batch order, each process summing its slice, then the slices gathered into each parameter's gradient; the loss likewise; the running statistics replayed.</summary>
+    /// <summary>g = Σ_k (n_k/n)·g_k in micro-batch order, each process summing its slice, then the slices gathered into each parameter's gradient; the loss likewise; the running statistics replayed; the observers' statistics combined.</summary>
     private (double Loss, long Correct) Combine(int n)
     {
         double lossSum = 0;
@@ -204,6 +235,8 @@ public sealed class DataParallel
             lossSum += stats[2] / n * stats[0];
             correct += (long)stats[1];
             int at = 3;
+            // synchronised, every micro-batch's update is the same global one: applied once, as one process with the whole batch
+            if (_sync is not null && k > 0) continue;
             foreach (var norm in _norms)
             {
                 int c = norm.NumFeatures;
@@ -212,6 +245,27 @@ public sealed class DataParallel
                 at += 2 * c + 1;
             }
         }
+        for (int k = 0; k < MicroBatches; k++) _weights[k] = _receiveStats[k * _statsLength + 2] / n;
+        for (int o = 0; o < _observed.Length; o++) _observed[o].CombineMicroBatches(_receiveStats, _statsLength, _observedOffset[o], _weights);
         return (lossSum, correct);
+    }
+
+    /// <summary>The processes as a synchronised batch norm sees them: sums gathered from every process and added in rank order (the same bits everywhere).</summary>
+    private sealed class NormSync(ICommunicator communicator) : IBatchNormSync
+    {
+        private double[] _gathered = [];
+
+        public double Share { get; set; } = 1;
+
+        public void Sum(Span<double> values)
+        {
+            int size = communicator.Size, length = values.Length;
+            if (_gathered.Length < size * length) _gathered = new double[size * length];
+            var all = _gathered.AsSpan(0, size * length);
+            communicator.AllGather(values, all);
+            values.Clear();
+            for (int r = 0; r < size; r++)
+                for (int i = 0; i < length; i++) values[i] += all[r * length + i];
+        }
     }
 }

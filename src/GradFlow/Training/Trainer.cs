@@ -294,7 +294,7 @@ public sealed class Trainer
         // with several processes, rank 0 alone writes the run directory; every process reads the checkpoint it resumes from
         bool writer = Communicator.Rank == 0;
         int microBatches = Config.MicroBatches ?? 1;
-        var parallel = microBatches > 1 || Communicator.Size > 1 ? new DataParallel(Model, Optimizer, Communicator, microBatches) : null;
+        var parallel = microBatches > 1 || Communicator.Size > 1 ? new DataParallel(Model, Optimizer, Communicator, microBatches, _observers.OfType<IMicroBatchStatistics>().ToArray(), Config.SyncBatchNorm) : null;
         if (writer) run?.RemoveOrphanedTemporaries();
         if (resume)
         {

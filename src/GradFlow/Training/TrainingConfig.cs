@@ -149,6 +149,13 @@ public sealed record TrainingConfig
     /// </summary>
     public int? MicroBatches { get; init; }
 
+    /// <summary>
+    /// With several processes, batch norms normalise with the statistics of the whole global batch (synchronised batch norm,
+    /// as PyTorch's <c>SyncBatchNorm</c>; <see cref="Nn.BatchNormBase.Sync"/>) instead of each micro-batch's own; needs one
+    /// micro-batch per process. One process with one micro-batch is the same thing.
+    /// </summary>
+    public bool SyncBatchNorm { get; init; }
+
     /// <summary>Write a checkpoint every this many epochs (and at the end); null: only at the end (trials and catalogue runs).</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.Never)] // null is written: omitted, it would read back as the default 1
     public int? CheckpointEvery { get; init; } = 1;

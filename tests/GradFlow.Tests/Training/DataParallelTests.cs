@@ -55,6 +55,64 @@ public class DataParallelTests
     }
 
     [Fact]
+    public void GradientMonitor_MicroBatches_GiveTheWholeBatchSample()
+    {
+        // 12 examples, |x| ≤ 3 except x[0, 0] = 5; 5 micro-batches of 2, 2, 3, 2 and 3 examples (uneven weights n_k/n)
+        var gen = new Generator(5);
+        var x = Tensor.RandN(gen, 12, 4);
+        var xs = x.Span<float>();
+        for (int i = 0; i < xs.Length; i++) xs[i] = Math.Clamp(xs[i], -3f, 3f);
+        xs[0] = 5;
+        var labels = Enumerable.Range(0, 12).Select(i => i % 3).ToArray();
+        var batch = new DataLoader(Dataset.Classification(x, IndexTensor.FromArray(labels, 12), 3), 12, shuffle: false).Epoch(0).Single();
+        var first = new Linear(4, 6, new Generator(1));
+        var second = new Linear(6, 5, new Generator(2));
+        var model = new Sequential(first, new Relu(), second, new Tanh(), new Linear(5, 3, new Generator(3)));
+        // ReLU unit 0 fires for example 0 only (the first micro-batch: dead in the others), unit 1 never
+        var w = first.Weight.Data.Span<float>();
+        var b = first.Bias!.Data.Span<float>();
+        w[..4].Clear();
+        w[0] = 1;
+        b[0] = -4;
+        w.Slice(4, 4).Clear();
+        b[1] = -100;
+        // a tanh layer of large weights: part of its units saturated
+        foreach (ref float v in second.Weight.Data.Span<float>()) v *= 8;
+        var optimizer = new Sgd(model.Parameters(), 0.1);
+        using var monitor = new GradFlow.Diagnostics.GradientMonitor(model, every: 1);
+
+        monitor.BeginSample(0);
+        optimizer.ZeroGrad();
+        var loss = Loss(model.Forward(batch.Inputs), batch);
+        BackwardEngine.Backward(loss);
+        monitor.RecordGradients(loss.Item());
+        monitor.EndSample();
+        var whole = monitor.Last!;
+
+        monitor.BeginSample(1);
+        var step = new DataParallel(model, optimizer, SingleProcessCommunicator.Instance, 5, [monitor]);
+        monitor.RecordGradients(step.ComputeGradients(batch, Loss, null).Loss);
+        monitor.EndSample();
+        var micro = monitor.Last!;
+
+        Assert.Equal(1.0 / 6, whole.Layers[0].DeadUnits);
+        Assert.InRange(whole.Layers[1].Saturation, 0.05, 0.95);
+        static void Close(double expected, double actual, string what) =>
+            Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Abs(expected) + 1e-9, $"{what}: whole batch {expected}, micro-batches {actual}");
+        Close(whole.GlobalGradientNorm, micro.GlobalGradientNorm, "global gradient norm");
+        for (int l = 0; l < 3; l++)
+        {
+            var (e, a) = (whole.Layers[l], micro.Layers[l]);
+            Close(e.BackpropagatedSignalRms, a.BackpropagatedSignalRms, $"layer {l + 1} signal RMS");
+            Close(e.ParameterGradientNorm, a.ParameterGradientNorm, $"layer {l + 1} gradient norm");
+            Close(e.ActivationMean, a.ActivationMean, $"layer {l + 1} activation mean");
+            Close(e.ActivationStd, a.ActivationStd, $"layer {l + 1} activation std");
+            Assert.Equal(e.Saturation, a.Saturation);
+            Assert.Equal(e.DeadUnits, a.DeadUnits);
+        }
+    }
+
+    [Fact]
     public void ComputeGradients_BatchNorm_ReplaysRunningStatisticsInMicroBatchOrder()
     {
         var batch = OneBatch(8, 4, 2, 3);

@@ -21,19 +21,57 @@ public class MpiTrainingTests
     ];
 
     [Fact]
-    public async Task Train_OneTwoAndThreeProcesses_WriteTheSameWeightsBitForBit()
+    public async Task Train_OneTwoAndThreeProcesses_WriteTheSameWeightsAndMonitorSamplesBitForBit()
     {
         using var root = new TempDir();
-        var one = await Run(1, Train(root.Sub("n1"), 2, "--out"));
+        // monitored: every process takes its micro-batches' statistics, combined in micro-batch order (docs/distributed.md)
+        string[] monitor = ["--monitor", "--monitor-every", "7"];
+        var one = await Run(1, Train(root.Sub("n1"), 2, [.. monitor, "--out"]));
         Assert.True(one.Code == 0, one.Output);
         byte[] expected = File.ReadAllBytes(Path.Combine(root.Sub("n1"), "checkpoints", "epoch-0002.safetensors"));
+        string[] expectedSamples = Samples(root.Sub("n1"));
+        Assert.Equal(6, expectedSamples.Length); // 40 steps, sampled at 0, 7, …, 35
+        string expectedDiagnosis = File.ReadAllText(Path.Combine(root.Sub("n1"), "diagnosis.json"));
         foreach (int n in new[] { 2, 3 })
         {
-            var run = await Run(n, Train(root.Sub($"n{n}"), 2, "--out"));
+            var run = await Run(n, Train(root.Sub($"n{n}"), 2, [.. monitor, "--out"]));
             Assert.True(run.Code == 0, run.Output);
             Assert.Equal(expected, File.ReadAllBytes(Path.Combine(root.Sub($"n{n}"), "checkpoints", "epoch-0002.safetensors")));
-            // rank 0 alone wrote the metrics: one line per epoch, not one per process
-            Assert.Equal(2, File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")).Length);
+            // rank 0 alone wrote the metrics (one line per epoch and per sample, not one per process), the same samples bit for bit
+            Assert.Equal(expectedSamples, Samples(root.Sub($"n{n}")));
+            Assert.Equal(2, File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")).Length - expectedSamples.Length);
+            Assert.Equal(expectedDiagnosis, File.ReadAllText(Path.Combine(root.Sub($"n{n}"), "diagnosis.json")));
+        }
+    }
+
+    /// <summary>The monitor samples of a run's metrics.jsonl (its epoch lines carry their seconds, which differ run to run).</summary>
+    private static string[] Samples(string dir) =>
+        File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Where(l => l.Contains("\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
+
+    [Fact]
+    public async Task Train_SyncBatchNormOverTwoProcesses_GivesTheWeightsOfOneProcessWithTheWholeBatch()
+    {
+        // SGD (Adam would turn the rounding noise in the zero gradient of a bias before a batch norm into whole steps); no dropout
+        // (its masks are drawn per micro-batch); one micro-batch per process against the whole batch in one process
+        using var root = new TempDir();
+        string[] Args(string dir, params string[] extra) =>
+        [
+            "train", "--data", "spirals", "--model", "mlp 2-32x2-2 act=relu norm=batch", "--batch-size", "24", "--train-limit", "480",
+            "--epochs", "2", "--optimizer", "sgd", "--lr", "0.1", "--threads", "1", "--json", .. extra, "--out", dir,
+        ];
+        var one = await Run(1, Args(root.Sub("one")));
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, Args(root.Sub("two"), "--sync-batch-norm"));
+        Assert.True(two.Code == 0, two.Output);
+        var expected = GradFlow.Training.SafeTensors.Read(Path.Combine(root.Sub("one"), "checkpoints", "epoch-0002.safetensors"));
+        var actual = GradFlow.Training.SafeTensors.Read(Path.Combine(root.Sub("two"), "checkpoints", "epoch-0002.safetensors"));
+        foreach (var (name, tensor) in expected.Tensors.Where(t => t.Key.StartsWith("layers.", StringComparison.Ordinal)))
+        {
+            var (e, a) = (tensor.ToDoubleArray(), actual[name].ToDoubleArray());
+            Assert.Equal(e.Length, a.Length);
+            // float32 rounding of sums taken in another order; local statistics differ by about 1e-2 here
+            for (int i = 0; i < e.Length; i++)
+                Assert.True(Math.Abs(e[i] - a[i]) <= 1e-5, $"{name}[{i}]: one process {e[i]}, two synchronised {a[i]}");
         }
     }
 
@@ -49,6 +87,20 @@ public class MpiTrainingTests
         Assert.True(rest.Code == 0, rest.Output);
         Assert.Equal(File.ReadAllBytes(Path.Combine(root.Sub("whole"), "checkpoints", "epoch-0003.safetensors")),
             File.ReadAllBytes(Path.Combine(root.Sub("split"), "checkpoints", "epoch-0003.safetensors")));
+    }
+
+    [Fact]
+    public async Task Train_StoppedByANonFiniteLossOnEveryProcess_EndsWithoutAnAbortAfterRankZeroWroteTheDiagnosis()
+    {
+        // every process sees the same loss and stops at the same step: no process aborts the job (which killed rank 0 before it
+        // wrote diagnosis.json); the exit code is still 1
+        using var root = new TempDir();
+        var run = await Run(2, ["train", "--data", "spirals", "--model", "mlp 2-32x2-2 act=relu", "--batch-size", "24", "--train-limit", "480",
+            "--epochs", "2", "--optimizer", "sgd", "--lr", "1e12", "--threads", "1", "--json", "--monitor", "--out", root.Sub("diverged")]);
+        Assert.Equal(1, run.Code);
+        Assert.DoesNotContain("MPI_ABORT", run.Output);
+        Assert.Contains("NonFiniteLoss", run.Output);
+        Assert.True(File.Exists(Path.Combine(root.Sub("diverged"), "diagnosis.json")), run.Output);
     }
 
     [Fact]
