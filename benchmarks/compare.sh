@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=2 rounds=3 check=() extra=()
-only="gemm-128,gemm-512,gemm-1024,gemm-2048,mlp-wide,mlp-deep-narrow,lstm,gru,cnn-resnet,monitor-overhead"
+only="gemm-128,gemm-512,gemm-1024,gemm-2048,mlp-wide,mlp-deep-narrow,lstm,gru,cnn-resnet,transformer-small,monitor-overhead"
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;

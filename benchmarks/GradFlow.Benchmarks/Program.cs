@@ -18,6 +18,7 @@ using GradFlow.Autograd;
 using GradFlow.Diagnostics;
 using GradFlow.Kernels;
 using GradFlow.Nn;
+using GradFlow.Nn.Network;
 using GradFlow.Optim;
 using GradFlow.Tensors;
 
@@ -121,6 +122,7 @@ internal static class Workloads
         new("lstm", o => Recurrent(gen => new Lstm(1, 128, gen, batchFirst: true), o)),
         new("gru", o => Recurrent(gen => new Gru(1, 128, gen, batchFirst: true), o)),
         new("cnn-resnet", CnnResnet),
+        new("transformer-small", TransformerSmall),
         new("monitor-overhead", MonitorOverhead),
     ];
 
@@ -177,6 +179,39 @@ internal static class Workloads
     /// targets in [0, 10); CrossEntropy, SGD(lr 0.01, momentum 0.9); BN in training mode.
     /// </summary>
     private static Dictionary<string, object> CnnResnet(Options o) => RunClassifier(gen => new CnnResnetNet(gen), 784, 64, o);
+
+    /// <summary>
+    /// transformer-small: a causal character-level language model, the reference's: token embedding (96, 256),
+    /// learned positions (128 × 256), 4 Pre-LN transformer layers (d 256, 4 heads, feed-forward 1024, GELU,
+    /// dropout 0, causal), a final LayerNorm and an untied Linear(256, 96) with bias — the description
+    /// <c>transformer vocab=96 d=256 heads=4 layers=4 ctx=128 tie=no</c> with the head's bias on. x, targets =
+    /// random tokens in [0, 96) of shape (32, 128); cross-entropy over all 32 × 128 positions; AdamW(lr 3e-4,
+    /// weight decay 0.01).
+    /// </summary>
+    private static Dictionary<string, object> TransformerSmall(Options o)
+    {
+        const int vocab = 96, batch = 32, t = 128;
+        var description = Rewrites.Map(NetworkDescription.Parse($"transformer vocab={vocab} d=256 heads=4 layers=4 ctx={t} tie=no"),
+            b => b is LinearBlock l ? l with { Bias = true } : b);
+        var gen = new Generator(0);
+        var model = NetworkBuilder.Build(description, gen);
+        model.Train();
+        var x = Tensor.FromArray(Enumerable.Range(0, batch * t).Select(_ => (double)gen.NextInt(vocab)).ToArray(), [batch, t]).To(DType.Float32);
+        var y = IndexTensor.FromArray(Enumerable.Range(0, batch * t).Select(_ => gen.NextInt(vocab)).ToArray(), batch * t);
+        var opt = new AdamW(model.Parameters(), learningRate: 3e-4, weightDecay: 0.01);
+        bool release = o.ReleaseIntermediates;
+        void Step()
+        {
+            opt.ZeroGrad();
+            var loss = Losses.CrossEntropy(model.Forward(x).Reshape(batch * t, vocab), y);
+            loss.Backward(releaseIntermediates: release);
+            opt.Step();
+        }
+        var (med, lo, hi, iters) = Harness.Measure(Step, o);
+        var r = StepsResult(med, lo, hi, iters);
+        r["backward"] = release ? "releaseIntermediates" : "default";
+        return r;
+    }
 
     /// <summary>
     /// monitor-overhead: the mlp-wide model, data and optimiser twice (same seed), one plain and one with

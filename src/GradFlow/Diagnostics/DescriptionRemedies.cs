@@ -17,13 +17,15 @@ namespace GradFlow.Diagnostics;
 /// its post-activation) becomes A, its weight the matched init (He normal; SELU: LeCun normal; tanh:
 /// Xavier uniform), convs He normal fan-out as torchvision's.</item>
 /// <item><c>init:xavier|he|orthogonal|lsuv</c>: re-initialise the weights (<c>lsuv</c>: Linear layers only).</item>
-/// <item><c>norm:batch|layer</c>: a norm between each weight and the activation that directly follows it.</item>
+/// <item><c>norm:batch|layer</c>: a norm between each weight and the activation that directly follows it;
+/// <c>norm:pre-ln</c>: every transformer layer Pre-LN (with a final norm); <c>norm:qk</c>: QK normalisation in every transformer layer.</item>
 /// <item><c>residual:zero|full</c>: a plain layer (weight, norms, activation) becomes a residual block
 /// (projection shortcut where the shape changes) starting at zero (SkipInit α) or at full gain; a
 /// residual block's start becomes zero (zero-γ when its branch has a norm, Goyal et al. 2017) or full.</item>
 /// <item><c>recipe:standard</c>: ReLU with He init, BatchNorm after each conv that has none, every
 /// hidden layer a zero-started residual block (the ResNet recipe; norms of Linear layers, widths and depth
-/// kept); with recurrent blocks, their cell a GRU; the gradient norm clipped at 1.</item>
+/// kept); with recurrent blocks, their cell a GRU; with transformer layers, Pre-LN and a warm-up
+/// (<see cref="Remedies.DefaultWarmup"/>); the gradient norm clipped at 1.</item>
 /// <item><c>cell:lstm|gru|rnn</c>, <c>init:orthogonal|identity|default</c>, <c>forget-bias:V</c>: on a
 /// description with recurrent blocks, as on a recurrent spec.</item>
 /// </list>
@@ -46,6 +48,15 @@ internal static class DescriptionRemedies
     public static TrainingConfig Apply(string id, string kind, string arg, (int First, int Last)? range, TrainingConfig config)
     {
         var d = config.Description();
+        if (kind == "norm" && arg is "pre-ln" or "qk")
+        {
+            // transformer rewrites: every transformer layer, no range
+            if (range is not null) throw new FormatException($"remedy '{id}': applies to every transformer layer (no @range).");
+            if (!NetworkFacts.Flatten(d.Root).Any(b => b is TransformerLayerBlock)) throw new FormatException($"remedy '{id}': the network has no transformer layer.");
+            return config with { Model = NetworkText.Format(arg == "qk" ? Rewrites.QkNorm(d) : Rewrites.PreLayerNorm(d)) };
+        }
+        if (kind == "norm" && arg is not ("batch" or "layer"))
+            throw new FormatException($"remedy '{id}': unknown norm '{arg}' (batch, layer, pre-ln, qk).");
         bool recurrent = IsRecurrent(d);
         var hidden = Hidden(d);
         int first = range?.First ?? 1, last = Math.Min(range?.Last ?? hidden.Length, hidden.Length);
@@ -64,7 +75,14 @@ internal static class DescriptionRemedies
             n = Each(n, (x, l) => Swap(x, l, Activation.Relu));
             n = Each(n, (x, l) => l.Norm is null && HasConvAt(x, l) ? Rewrites.InsertNorm(x, NormalizationKind.Batch, scope: l.Path) : x);
             if (last - first + 1 >= 2) n = Each(n, (x, l) => Residual(x, l, BranchStart.Zero));
-            return With(n) with { ClipNorm = Math.Min(config.ClipNorm ?? 1, 1) };
+            // transformers: Pre-LN and a warm-up (Xiong et al. 2020)
+            bool transformer = NetworkFacts.Flatten(n.Root).Any(b => b is TransformerLayerBlock);
+            if (transformer) n = Rewrites.PreLayerNorm(n);
+            return With(n) with
+            {
+                ClipNorm = Math.Min(config.ClipNorm ?? 1, 1),
+                WarmupSteps = transformer && config.WarmupSteps == 0 ? Remedies.DefaultWarmup(config) : config.WarmupSteps,
+            };
         }
         if (recurrent && kind is "cell" or "init" or "forget-bias")
         {
@@ -92,7 +110,7 @@ internal static class DescriptionRemedies
             {
                 "batch" => NormalizationKind.Batch,
                 "layer" => NormalizationKind.Layer,
-                _ => throw new FormatException($"remedy '{id}': unknown norm '{arg}' (batch, layer)."),
+                _ => throw new FormatException($"remedy '{id}': unknown norm '{arg}' (batch, layer, pre-ln, qk)."),
             }, scope: l.Path))),
             "residual" => With(Each(d, (x, l) => Residual(x, l, arg switch
             {

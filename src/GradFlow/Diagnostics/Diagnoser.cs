@@ -11,7 +11,7 @@ namespace GradFlow.Diagnostics;
 /// rate against gradient scale, clipping), and its remedies, ranked, smallest change first.
 /// Verdicts never depend on an accuracy target. docs/diagnosis.md states every rule.
 /// </summary>
-public static class Diagnoser
+public static partial class Diagnoser
 {
     /// <summary>Diagnoses <paramref name="samples"/> of a run of <paramref name="config"/> (whose model is <paramref name="model"/>, when available for weight facts).</summary>
     public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Module? model = null,
@@ -70,6 +70,7 @@ public static class Diagnoser
                 if (stalled is not null) problems.Add(stalled);
             }
         }
+        if (facts.Transformer is not null) TransformerRules(problems, samples, facts, settings);
         return new Diagnosis(problems.OrderByDescending(p => p.Severity).Select(p => WithConfidence(p, settings)).ToArray(), samples.Count, ratio, nonFiniteOrigin);
     }
 
@@ -540,6 +541,7 @@ public static class Diagnoser
                 _ => NetworkFacts.Hidden(description),
             };
             RecurrentLayers = Recurrent?.Layers ?? [];
+            Transformer = network is null ? TransformerFacts.Of(description) : null;
             Hidden = hidden;
             HasConv = network is null && DescriptionRemedies.HasConv(description);
             Config = config;
@@ -580,6 +582,8 @@ public static class Diagnoser
         /// <summary>The recurrent layers' facts, or null for a network without recurrent blocks.</summary>
         public RecurrentFacts? Recurrent { get; }
         public int[] RecurrentLayers { get; }
+        /// <summary>The transformer layers' facts, or null for a network without them.</summary>
+        public TransformerFacts? Transformer { get; }
         public TrainingConfig Config { get; }
         /// <summary>The model's monitored layers (weights and activations), when the model is known.</summary>
         public IReadOnlyList<MonitoredLayer>? Weights { get; }

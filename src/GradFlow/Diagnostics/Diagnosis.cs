@@ -20,6 +20,10 @@ public enum ProblemKind
     StalledLoss,
     /// <summary>The loss goes up and down by large amounts.</summary>
     OscillatingLoss,
+    /// <summary>A Post-LN transformer trained without a learning-rate warm-up: large gradients near the output at the start (Xiong et al. 2020).</summary>
+    PostLnWithoutWarmup,
+    /// <summary>Attention heads whose entropy fell toward 0 (one-hot attention) while the model does not learn (Zhai et al. 2023).</summary>
+    AttentionEntropyCollapse,
 }
 
 /// <summary>A ranked cause of a problem, from facts about the model and the run.</summary>

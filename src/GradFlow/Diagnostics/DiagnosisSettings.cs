@@ -108,6 +108,15 @@ public sealed record DiagnosisSettings
     /// </summary>
     public int PlainDepth { get; init; } = 30;
 
+    /// <summary>A head's attention has collapsed when its entropy is below this fraction of ln S (S keys; Zhai et al. 2023).</summary>
+    public double EntropyCollapseFraction { get; init; } = 0.1;
+
+    /// <summary>
+    /// Post-LN's signature at initialisation (Xiong et al. 2020): the parameter-gradient norm of the last transformer
+    /// layer over that of the first, at the first sample, above which the gradients near the output are "large".
+    /// </summary>
+    public double PostLnGradientGrowth { get; init; } = 2;
+
     /// <summary>Samples the windowed rules look at (the medians of the last this-many samples).</summary>
     public int Window { get; init; } = 5;
 

@@ -83,8 +83,36 @@ public sealed class MonitorSample
     /// </summary>
     public double[][]? TimeSignal { get; init; }
 
+    /// <summary>
+    /// The transformer layers (blocks), input side first, for models with them; null otherwise. Each
+    /// block's attention and feed-forward sub-layers are also two monitored layers of <see cref="Layers"/>.
+    /// </summary>
+    public BlockStats[]? Blocks { get; init; }
+
     /// <summary>Signal RMS at the first layer over that at the last: the gradient ratio.</summary>
     public double GradientRatio => Layers.Length < 2 ? double.NaN : Layers[0].BackpropagatedSignalRms / Layers[^1].BackpropagatedSignalRms;
+}
+
+/// <summary>What the monitor measured for one transformer layer (block) at one sampled step.</summary>
+public sealed class BlockStats
+{
+    /// <summary>Block index, 1 (input side) .. number of transformer layers.</summary>
+    public int Block { get; init; }
+
+    /// <summary>The monitored layer index of the block's attention sub-layer (its feed-forward sub-layer is the next).</summary>
+    public int AttentionLayer { get; init; }
+
+    /// <summary>RMS of dL/dx_out, the gradient of the loss with respect to the block's output (after both residual sums).</summary>
+    public double BackpropagatedSignalRms { get; set; } = double.NaN;
+
+    /// <summary>
+    /// Each head's attention entropy in nats, <c>−Σ_j P_ij ln P_ij</c> averaged over the queries i and the batch
+    /// (Zhai et al. 2023); at most <see cref="MaxEntropy"/>.
+    /// </summary>
+    public required double[] AttentionEntropy { get; init; }
+
+    /// <summary>ln S for S keys: the entropy of uniform attention, the largest a head can have (a causal query sees fewer keys, so its own maximum is lower).</summary>
+    public double MaxEntropy { get; init; } = double.NaN;
 }
 
 /// <summary>A layer the monitor watches: a weight matrix, the module whose output is h_l, and its activation.</summary>
@@ -163,6 +191,14 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
     private double[] _currentTime = [];
     private readonly int[] _currentTimeLength;
 
+    // transformer layers: the layer, its attention sub-layer's monitored index, its heads' offset in the entropy arrays
+    private readonly (TransformerEncoderLayer Layer, int AttentionLayer, int Offset)[] _blocks;
+    private readonly Action<double[,]>[] _entropyHooks;
+    private readonly int _heads;                   // heads of all blocks together
+    private readonly double[] _blockSignal, _blockKeys, _entropySum;
+    private readonly int[] _entropyCalls;
+    private double[] _blockHistory = [];           // per sample: signal and keys of each block, then every head's entropy
+
     // the sample being taken
     private bool _sampling;
     private long _step;
@@ -239,6 +275,50 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         _totals = new double[_partialOffset[^1]];
         _signalHooks = new Action<Tensor>[_layers.Length];
         _view = new SampleList(this);
+        var blocks = new List<(TransformerEncoderLayer, int, int)>();
+        foreach (var (_, m) in model.NamedModules())
+            if (m is TransformerEncoderLayer t && Array.FindIndex(_layers, l => ReferenceEquals(l.Output, t.SelfAttn)) is >= 0 and var a)
+            {
+                blocks.Add((t, a + 1, _heads));
+                _heads += t.SelfAttn.NumHeads;
+            }
+        _blocks = blocks.ToArray();
+        _blockSignal = new double[_blocks.Length];
+        _blockKeys = new double[_blocks.Length];
+        _entropySum = new double[_heads];
+        _entropyCalls = new int[_blocks.Length];
+        _entropyHooks = new Action<double[,]>[_blocks.Length];
+        for (int k = 0; k < _blocks.Length; k++)
+        {
+            int block = k;
+            var (layer, _, offset) = _blocks[k];
+            Action<Tensor> signal = g =>
+            {
+                if (!_sampling) return;
+                var (sumSq, _, bad) = _stats.Measure(g);
+                _blockSignal[block] = g.Count == 0 ? 0 : Math.Sqrt(sumSq / g.Count);
+                _current[_blocks[block].AttentionLayer - 1].NonFinite += bad;
+            };
+            _entropyHooks[k] = e =>
+            {
+                // [B, H] mean entropies over the queries: the mean over the batch, summed over the forward passes of the step
+                if (!_sampling) return;
+                int n = e.GetLength(0);
+                for (int h = 0; h < e.GetLength(1); h++)
+                {
+                    double sum = 0;
+                    for (int b = 0; b < n; b++) sum += e[b, h];
+                    _entropySum[offset + h] += n == 0 ? 0 : sum / n;
+                }
+                _entropyCalls[block]++;
+            };
+            _handles.Add(layer.RegisterForwardHook((_, x, y) =>
+            {
+                if (!_sampling) return;
+                _blockKeys[block] = x.Rank == 3 ? x.Shape[1] : double.NaN;
+                if (y.RequiresGrad) y.ObserveGradient(signal);
+            }));
+        }
         for (int i = 0; i < _layers.Length; i++)
         {
             int layer = i;
@@ -321,6 +401,13 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         foreach (var mask in _aliveMask) mask?.AsSpan().Clear();
         _combined = false;
         Array.Clear(_currentTimeLength);
+        Array.Fill(_blockSignal, double.NaN);
+        Array.Fill(_blockKeys, double.NaN);
+        Array.Clear(_entropySum);
+        Array.Clear(_entropyCalls);
+        // attention entropy costs a second softmax of the scores: computed on sampled steps only
+        if (!_disposed)
+            for (int k = 0; k < _blocks.Length; k++) _blocks[k].Layer.SelfAttn.EntropyObserver = _entropyHooks[k];
         foreach (var (module, probes) in _recurrent)
         {
             foreach (var p in probes) p.Reset();
@@ -393,6 +480,7 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         FinishLocal();
         _sampling = false;
         foreach (var (module, _) in _recurrent) module.ArmGradientProbes(null); // in case no forward pass consumed them
+        StopEntropy();
         if (optimizer is { TrackUpdates: true })
         {
             var parameters = optimizer.Parameters;
@@ -436,8 +524,15 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         foreach (var h in _handles) h.Dispose();
         _handles.Clear();
         foreach (var (module, _) in _recurrent) module.ArmGradientProbes(null);
+        StopEntropy();
         _sampling = false;
         _disposed = true;
+    }
+
+    private void StopEntropy()
+    {
+        for (int k = 0; k < _blocks.Length; k++)
+            if (_blocks[k].Layer.SelfAttn.EntropyObserver == _entropyHooks[k]) _blocks[k].Layer.SelfAttn.EntropyObserver = null;
     }
 
     /// <summary>The saturation threshold: a unit is saturated when its derivative is below this fraction of the maximum.</summary>
@@ -666,6 +761,20 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
             r.Gain = i + 1 < layers ? r.Signal / _current[i + 1].Signal : double.NaN;
             nonFinite += r.NonFinite;
         }
+        int blockStride = 2 * _blocks.Length + _heads;
+        if (blockStride > 0)
+        {
+            if (_blockHistory.Length < (_count + 1) * blockStride) Array.Resize(ref _blockHistory, _history.Length * blockStride);
+            var row = _blockHistory.AsSpan(_count * blockStride, blockStride);
+            for (int k = 0; k < _blocks.Length; k++)
+            {
+                row[2 * k] = _blockSignal[k];
+                row[2 * k + 1] = _blockKeys[k];
+                int heads = _blocks[k].Layer.SelfAttn.NumHeads, calls = _entropyCalls[k];
+                for (int h = 0; h < heads; h++)
+                    row[2 * _blocks.Length + _blocks[k].Offset + h] = calls == 0 ? double.NaN : _entropySum[_blocks[k].Offset + h] / calls;
+            }
+        }
         _history[_count] = new SampleRecord(_step, _epoch, _loss, _meanLoss, _globalNorm, nonFinite, timeOffset);
         _current.CopyTo(_layerHistory, _count * layers);
         _count++;
@@ -708,8 +817,25 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
                 at += n;
             }
         }
+        BlockStats[]? blocks = null;
+        if (_blocks.Length > 0)
+        {
+            int stride = 2 * _blocks.Length + _heads;
+            var row = _blockHistory.AsSpan(index * stride, stride);
+            blocks = new BlockStats[_blocks.Length];
+            for (int k = 0; k < blocks.Length; k++)
+                blocks[k] = new BlockStats
+                {
+                    Block = k + 1,
+                    AttentionLayer = _blocks[k].AttentionLayer,
+                    BackpropagatedSignalRms = row[2 * k],
+                    MaxEntropy = Math.Log(row[2 * k + 1]),
+                    AttentionEntropy = row.Slice(2 * _blocks.Length + _blocks[k].Offset, _blocks[k].Layer.SelfAttn.NumHeads).ToArray(),
+                };
+        }
         return new MonitorSample
         {
+            Blocks = blocks,
             TimeSignal = time,
             Step = h.Step,
             Epoch = h.Epoch,

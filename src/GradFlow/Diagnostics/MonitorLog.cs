@@ -12,8 +12,12 @@ namespace GradFlow.Diagnostics;
 /// {"type":"step","step":40,"epoch":0,"loss":2.3,"mean_loss":2.4,"global_gradient_norm":0.8,"gradient_ratio":3.1e-6,"non_finite":0,
 ///  "layers":[{"layer":1,"activation":"tanh","signal_rms":1e-9,"gain":0.5,"grad_norm":1e-7,"grad_max_abs":1e-8,
 ///             "act_mean":0.01,"act_std":0.6,"saturation":0.1,"dead_units":null,"update_ratio":1e-5,"non_finite":0}, ...],
-///  "time_signal":[[0.002,0.004,0.01],[0.001,0.003,0.02]]}
+///  "time_signal":[[0.002,0.004,0.01],[0.001,0.003,0.02]],
+///  "blocks":[{"block":1,"attention_layer":3,"signal_rms":0.02,"max_entropy":4.85,"entropy":[3.1,2.7,4.0,0.4]}, ...]}
 /// </code>
+/// <c>blocks</c> is present only for models with transformer layers (<see cref="MonitorSample.Blocks"/>): per layer,
+/// the monitored layer index of its attention sub-layer (its feed-forward sub-layer is the next), the RMS of
+/// dL/d(block output), ln S for S keys, and each head's attention entropy in nats.
 /// <c>time_signal</c> is present only for models with recurrent layers (<see cref="MonitorSample.TimeSignal"/>):
 /// one array per recurrent monitored layer (each stacked layer of each recurrent module, input side
 /// first), element t the RMS of dL/dh_t, t = 0..T−1 (an empty array when the layer's backward did not run).
@@ -73,6 +77,26 @@ public static class MonitorLog
             }
             sb.Append(']');
         }
+        if (s.Blocks is { } blocks)
+        {
+            sb.Append(",\"blocks\":[");
+            for (int k = 0; k < blocks.Length; k++)
+            {
+                var b = blocks[k];
+                if (k > 0) sb.Append(',');
+                sb.Append("{\"block\":").Append(b.Block).Append(",\"attention_layer\":").Append(b.AttentionLayer);
+                Num(sb, "signal_rms", b.BackpropagatedSignalRms);
+                Num(sb, "max_entropy", b.MaxEntropy);
+                sb.Append(",\"entropy\":[");
+                for (int h = 0; h < b.AttentionEntropy.Length; h++)
+                {
+                    if (h > 0) sb.Append(',');
+                    Value(sb, b.AttentionEntropy[h]);
+                }
+                sb.Append("]}");
+            }
+            sb.Append(']');
+        }
         return sb.Append('}').ToString();
     }
 
@@ -127,6 +151,16 @@ public static class MonitorLog
             Layers = layers,
             TimeSignal = r.TryGetProperty("time_signal", out var time) && time.ValueKind == JsonValueKind.Array
                 ? time.EnumerateArray().Select(k => k.EnumerateArray().Select(Value).ToArray()).ToArray()
+                : null,
+            Blocks = r.TryGetProperty("blocks", out var blocks) && blocks.ValueKind == JsonValueKind.Array
+                ? blocks.EnumerateArray().Select(b => new BlockStats
+                {
+                    Block = b.GetProperty("block").GetInt32(),
+                    AttentionLayer = b.GetProperty("attention_layer").GetInt32(),
+                    BackpropagatedSignalRms = Get(b, "signal_rms"),
+                    MaxEntropy = Get(b, "max_entropy"),
+                    AttentionEntropy = b.GetProperty("entropy").EnumerateArray().Select(Value).ToArray(),
+                }).ToArray()
                 : null,
         };
     }

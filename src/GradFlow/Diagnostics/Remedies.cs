@@ -13,6 +13,8 @@ namespace GradFlow.Diagnostics;
 /// <item><term><c>init:xavier@a-b</c></term><description>re-initialise: <c>xavier</c> (gain of the activation), <c>he</c>, <c>orthogonal</c>, <c>lsuv</c></description></item>
 /// <item><term><c>norm:batch@a-b</c></term><description>insert BatchNorm (or <c>layer</c>) before the activation</description></item>
 /// <item><term><c>residual:zero@a-b</c></term><description>wrap the layers in residual connections with zero-initialised branches</description></item>
+/// <item><term><c>norm:pre-ln</c></term><description>transformers: every Post-LN layer becomes Pre-LN, with a final LayerNorm (<c>norm:qk</c>: QK normalisation in every layer)</description></item>
+/// <item><term><c>warmup:100</c></term><description>warm the learning rate up linearly over the first 100 steps</description></item>
 /// <item><term><c>clip:1</c></term><description>clip the global gradient norm at 1</description></item>
 /// <item><term><c>lr:0.1</c></term><description>multiply the learning rate by 0.1</description></item>
 /// <item><term><c>optimizer:adam</c></term><description>switch optimiser, at learning rate 1e-3 (<c>optimizer:adam=0.01</c>: at 0.01)</description></item>
@@ -41,6 +43,13 @@ public static class Remedies
         switch (kind)
         {
             case "clip": return config with { ClipNorm = Number(id, arg) };
+            case "warmup":
+                return config with
+                {
+                    WarmupSteps = int.TryParse(arg, NumberStyles.None, CultureInfo.InvariantCulture, out int w) && w >= 1
+                        ? w
+                        : throw new FormatException($"remedy '{id}': '{arg}' is not a positive whole number of steps."),
+                };
             case "lr": return config with { LearningRate = config.LearningRate * Number(id, arg) };
             case "optimizer":
                 int eq = arg.IndexOf('=');
@@ -191,12 +200,16 @@ public static class Remedies
         bool optimiser = diagnosis.Problems.Any(p => p.Kind == ProblemKind.StalledLoss ||
             p.Causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal) || c.Name == "plain SGD"));
         double lr = recurrent ? 1e-2 : 1e-3;
-        bool adamAlready = config.Optimizer is OptimizerKind.Adam or OptimizerKind.AdamW && config.LearningRate >= lr / 2 && config.LearningRate <= lr * 3;
+        // a transformer already on Adam keeps its learning rate: Pre-LN and the warm-up are its cure (Xiong et al. 2020)
+        bool transformer = config.Spec() is null && NetworkFacts.Flatten(config.Description().Root).Any(b => b is Nn.Network.TransformerLayerBlock);
+        bool adamAlready = config.Optimizer is OptimizerKind.Adam or OptimizerKind.AdamW && (transformer || config.LearningRate >= lr / 2 && config.LearningRate <= lr * 3);
         string id = optimiser && !adamAlready
             ? "recipe:standard + " + (recurrent ? string.Create(CultureInfo.InvariantCulture, $"optimizer:adam={lr:G}") : "optimizer:adam")
             : "recipe:standard";
         if (Apply(id, config) == config) return null;
-        string model = recurrent
+        string model = transformer
+            ? "Pre-LN transformer layers" + (config.WarmupSteps == 0 ? $" with a {DefaultWarmup(config)}-step warm-up" : "")
+            : recurrent
             ? "a GRU cell (its update gate carries the signal through time)"
             : config.Spec() is null && DescriptionRemedies.HasConv(config.Description())
                 ? "ReLU hidden layers with He init and BatchNorm in residual blocks whose branches start at zero (the ResNet recipe)"
@@ -218,6 +231,16 @@ public static class Remedies
     /// </summary>
     internal static OptimizerKind KeepDecoupledDecay(TrainingConfig config, OptimizerKind target) =>
         target == OptimizerKind.Adam && config.WeightDecay > 0 && config.Optimizer != OptimizerKind.Adam ? OptimizerKind.AdamW : target;
+
+    /// <summary>
+    /// The warm-up the diagnosis proposes: a tenth of the config's step limit (at least 1), or 100 steps when it
+    /// has none (Vaswani et al. 2017 warm up over 4,000 of 100,000 steps; short runs need a larger share).
+    /// </summary>
+    public static int DefaultWarmup(TrainingConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.MaxSteps is { } m ? Math.Max(1, m / 10) : 100;
+    }
 
     /// <summary>The id of a remedy on a range of hidden layers (no range when it covers all of them).</summary>
     public static string Id(string kind, string arg, int first, int last, int hiddenLayers) =>

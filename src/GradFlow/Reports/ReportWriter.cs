@@ -99,6 +99,7 @@ public static class ReportWriter
         Curves(html, [(Path.GetFileName(runDirectory), run)]);
         GradientFlow(html, run);
         ThroughTime(html, run);
+        TransformerLayers(html, run);
         End(html);
         var path = outputPath ?? Path.Combine(runDirectory, "report.html");
         AtomicFile.WriteAllText(path, html.ToString());
@@ -348,5 +349,40 @@ public static class ReportWriter
         series.Add(new Series($"vanishing threshold {threshold:E0}", [(0.0, threshold), (steps - 1.0, threshold)], "#999999", Dashed: true));
         html.Append("<div class=\"card\">").Append(Svg.LineChart("signal / last step's against the lag (top recurrent layer)", "lag (steps back from the last)", "relative RMS of dL/dh_t", series, logY: true, width: 900, height: 320))
             .Append(Svg.Legend(series, 900)).Append("</div>");
+    }
+
+    /// <summary>Transformer layers: each head's attention entropy over training, each block's signal, and the parameter-gradient norm by layer index at the first sample.</summary>
+    private static void TransformerLayers(StringBuilder html, RunData run)
+    {
+        var samples = run.Samples.Where(s => s.Blocks is { Length: > 0 }).ToArray();
+        if (samples.Length == 0) return;
+        var first = samples[0].Blocks!;
+        double maxEntropy = first[0].MaxEntropy, threshold = new DiagnosisSettings().EntropyCollapseFraction * maxEntropy;
+        html.Append("<h2>Transformer layers</h2><p class=\"muted\">Each head's attention entropy (nats, mean over the queries and the batch; ln S = ")
+            .Append(Svg.Value(maxEntropy)).Append(" is uniform attention over S keys, 0 one-hot; the dashed line is the collapse threshold of the diagnosis), each layer's backpropagated signal at its output, and the parameter-gradient norm of every monitored layer at the first sample (Xiong et al. 2020: Post-LN's grows toward the output).</p>");
+        var series = new List<Series>();
+        for (int k = 0, c = 0; k < first.Length; k++)
+            for (int h = 0; h < first[k].AttentionEntropy.Length; h++, c++)
+            {
+                int block = k, head = h;
+                series.Add(new Series($"layer {k + 1} head {h + 1}", samples.Where(s => s.Blocks!.Length > block && double.IsFinite(s.Blocks[block].AttentionEntropy[head]))
+                    .Select(s => ((double)s.Step, s.Blocks![block].AttentionEntropy[head])).ToArray(), Svg.Palette[c % Svg.Palette.Length]));
+            }
+        double lastStep = samples[^1].Step, firstStep = samples[0].Step;
+        if (double.IsFinite(maxEntropy))
+        {
+            series.Add(new Series("ln S", [(firstStep, maxEntropy), (lastStep, maxEntropy)], "#999999"));
+            series.Add(new Series("collapse threshold", [(firstStep, threshold), (lastStep, threshold)], "#999999", Dashed: true));
+        }
+        html.Append("<div class=\"card\">").Append(Svg.LineChart("attention entropy per head", "step", "entropy (nats)", series, logY: false, width: 900, height: 320))
+            .Append(Svg.Legend(series, 900)).Append("</div>");
+        var signals = Enumerable.Range(0, first.Length).Select(k => new Series($"layer {k + 1}",
+            samples.Where(s => s.Blocks!.Length > k && s.Blocks[k].BackpropagatedSignalRms > 0).Select(s => ((double)s.Step, s.Blocks![k].BackpropagatedSignalRms)).ToArray(),
+            Svg.Palette[k % Svg.Palette.Length])).ToList();
+        html.Append("<div class=\"card\">").Append(Svg.LineChart("signal at each transformer layer's output (RMS of dL/dx)", "step", "RMS", signals, logY: true))
+            .Append(Svg.Legend(signals)).Append("</div>");
+        var layers = samples[0].Layers;
+        html.Append("<div class=\"card\">").Append(Svg.Bars($"parameter-gradient norm by layer index, step {samples[0].Step}",
+            layers.Select(l => l.LayerIndex.ToString(CultureInfo.InvariantCulture)).ToArray(), layers.Select(l => l.ParameterGradientNorm).ToArray(), Svg.Palette[0])).Append("</div>");
     }
 }

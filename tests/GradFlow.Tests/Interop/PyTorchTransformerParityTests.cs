@@ -10,7 +10,8 @@ namespace GradFlow.Tests.Interop;
 /// <summary>
 /// <see cref="MultiheadAttention"/> and <see cref="TransformerEncoderLayer"/> against
 /// <c>torch.nn.MultiheadAttention</c> and <c>torch.nn.TransformerEncoderLayer</c> (batch_first, Post-LN
-/// and Pre-LN, ReLU and GELU, causal and key-padding masks; tests/python/transformer_parity.py, Debian's
+/// and Pre-LN, ReLU and GELU, causal and key-padding masks; QK normalisation against a reference written from
+/// its definition, torch.nn having none; tests/python/transformer_parity.py, Debian's
 /// python3-torch): the script loads our state dict with strict=True, so every name and shape must match,
 /// and compares the output, the input gradient and every parameter gradient of <c>L = Σ v·y</c> at
 /// relative error ≤ 1e-4 (ours float32, PyTorch's float64).
@@ -29,6 +30,7 @@ public sealed class PyTorchTransformerParityTests : IDisposable
         [
             ("mha", "mha", false, FeedForwardKind.Relu, false, false),
             ("mha causal padded", "mha", false, FeedForwardKind.Relu, true, true),
+            ("mha qk-norm causal padded", "mha-qk-norm", false, FeedForwardKind.Relu, true, true),
             ("post-ln relu", "layer", false, FeedForwardKind.Relu, false, false),
             ("post-ln gelu padded", "layer", false, FeedForwardKind.Gelu, false, true),
             ("pre-ln gelu causal", "layer", true, FeedForwardKind.Gelu, true, false),
@@ -43,7 +45,7 @@ public sealed class PyTorchTransformerParityTests : IDisposable
             var g = new Generator(91 + (ulong)i);
             Module module;
             MultiheadAttention attention;
-            if (c.Module == "mha") module = attention = new MultiheadAttention(D, H, g, c.Causal);
+            if (c.Module.StartsWith("mha", StringComparison.Ordinal)) module = attention = new MultiheadAttention(D, H, g, c.Causal, qkNorm: c.Module == "mha-qk-norm");
             else
             {
                 var layer = new TransformerEncoderLayer(D, H, Ff, g, c.NormFirst, c.Ff, dropout: 0, causal: c.Causal);

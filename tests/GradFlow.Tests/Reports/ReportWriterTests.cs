@@ -164,7 +164,28 @@ public sealed class ReportWriterTests : IDisposable
     public void Write_MlpRun_HasNoThroughTimeSection()
     {
         var run = MonitoredRun("mlp", "mlp 2-8x2-2 act=relu init=he-normal");
-        Assert.DoesNotContain("Gradient flow through time", File.ReadAllText(ReportWriter.Write(run)));
+        var html = File.ReadAllText(ReportWriter.Write(run));
+        Assert.DoesNotContain("Gradient flow through time", html);
+        Assert.DoesNotContain("Transformer layers", html);
+    }
+
+    [Fact]
+    public void Write_TransformerRun_HasEachHeadsEntropyAndEachLayersSignal()
+    {
+        var dir = Path.Combine(_dir, "lm");
+        var corpus = new GradFlow.Data.TextCorpus("abc", string.Concat(Enumerable.Repeat("abcd abcd. ", 40)));
+        Trials.Run(new TrainingConfig { Model = "transformer vocab=6 d=8 heads=2 layers=2 ctx=5", Optimizer = OptimizerKind.AdamW, BatchSize = 8, Epochs = 1, Threads = 1 },
+            steps: 10, every: 5, data: new DataBundle(corpus.Windows(true, 5), corpus.Windows(false, 5)), runDirectory: dir,
+            cancellation: TestContext.Current.CancellationToken);
+        var doc = Parse(ReportWriter.Write(dir));
+        Assert.Contains("Transformer layers", doc.ToString(), StringComparison.Ordinal);
+        var entropy = Chart(doc, "attention entropy per head");
+        foreach (var label in new[] { "layer 1 head 1", "layer 1 head 2", "layer 2 head 1", "layer 2 head 2", "collapse threshold" })
+            Assert.Contains(label, doc.ToString(), StringComparison.Ordinal);
+        Assert.NotNull(Chart(doc, "signal at each transformer layer's output"));
+        var bars = Chart(doc, "parameter-gradient norm by layer index");
+        Assert.Equal(5, bars.Elements().Count(e => e.Name.LocalName == "rect" && e.Attribute("data-tip") is not null)); // 2 × (attention, feed-forward) and the head
+        Assert.NotNull(entropy);
     }
 
     [Theory]

@@ -1,0 +1,136 @@
+using GradFlow.Data;
+using GradFlow.Diagnostics;
+using GradFlow.Nn;
+using GradFlow.Nn.Network;
+using GradFlow.Tensors;
+using GradFlow.Training;
+
+namespace GradFlow.Tests.Diagnostics;
+
+/// <summary>
+/// The transformer verdicts on tiny character models (d = 16, T = 16, 60-80 steps): Post-LN without warm-up,
+/// attention-entropy collapse, and their remedies.
+/// </summary>
+public class TransformerDiagnosisTests
+{
+    /// <summary>A text of 12 words in a seeded order, 18 characters: learnable, but not in a few steps.</summary>
+    private static readonly TextCorpus Words = MakeWords();
+
+    private static readonly DataBundle Data = new(Words.Windows(true, 16), Words.Windows(false, 16));
+
+    private static TextCorpus MakeWords()
+    {
+        string[] words = ["the", "lord", "said", "unto", "him", "and", "god", "saw", "that", "it", "was", "good"];
+        var sb = new System.Text.StringBuilder();
+        ulong x = 12345;
+        while (sb.Length < 6000)
+        {
+            x = x * 6364136223846793005UL + 1442695040888963407UL;
+            sb.Append(words[(int)((x >> 33) % (ulong)words.Length)]).Append((x >> 20) % 7 == 0 ? ".\n" : " ");
+        }
+        return new TextCorpus("words", sb.ToString());
+    }
+
+    private static TrainingConfig Config(string norm, double lr, int layers, int steps) => new()
+    {
+        Model = $"transformer vocab={Words.Vocabulary.Length} d=16 heads=2 layers={layers} ctx=16 norm={norm}",
+        Optimizer = OptimizerKind.AdamW, LearningRate = lr, BatchSize = 8, Epochs = 100, MaxSteps = steps, Seed = 3, Threads = 1,
+    };
+
+    [Fact]
+    public void PostLn_LargeLearningRateWithoutWarmup_IsNamed_AndTheRepairMakesItTrain()
+    {
+        var config = Config("post", 0.03, layers: 4, steps: 80);
+        var repair = Repairer.Repair(config, trialSteps: 80, maxAttempts: 2, data: Data, cancellation: TestContext.Current.CancellationToken);
+        var verdict = Assert.Single(repair.Initial.Diagnosis.Problems, p => p.Kind == ProblemKind.PostLnWithoutWarmup);
+        Assert.Equal("norm:pre-ln", verdict.Remedies[0].Id);
+        Assert.Contains(verdict.Remedies, r => r.Id == "warmup:8");
+        Assert.Contains("Post-LN without warm-up", verdict.Summary, StringComparison.Ordinal);
+        // the vanishing verdict of the same run offers the transformer remedies first, and no MLP rewrite that changes nothing
+        var vanishing = Assert.Single(repair.Initial.Diagnosis.Problems, p => p.Kind == ProblemKind.VanishingGradient);
+        Assert.Equal("norm:pre-ln", vanishing.Remedies[0].Id);
+        Assert.DoesNotContain(vanishing.Remedies, r => r.Id == "norm:batch");
+        // repaired: healthy, Pre-LN with a warm-up, and it learns (the broken run stays near chance, ln 18 = 2.89)
+        Assert.True(repair.Healthy);
+        Assert.True(repair.Config.Description().Root.Blocks.OfType<SequenceBlock>().SelectMany(s => s.Blocks).OfType<TransformerLayerBlock>().All(t => t.NormFirst));
+        Assert.True(repair.Initial.FinalLoss > 2.4, $"broken run's loss {repair.Initial.FinalLoss}");
+        Assert.True(repair.Final.FinalLoss < repair.Initial.FinalLoss - 0.5, $"repaired {repair.Final.FinalLoss} vs {repair.Initial.FinalLoss}");
+    }
+
+    [Fact]
+    public void PostLn_WithWarmup_IsNotNamed()
+    {
+        var config = Config("post", 0.03, layers: 4, steps: 80);
+        var trial = Trials.Run(config, 80, 4, Data, cancellation: TestContext.Current.CancellationToken);
+        Assert.Contains(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.PostLnWithoutWarmup);
+        // the same samples under a config that warms up: the rule needs the missing warm-up
+        var warm = Diagnoser.Diagnose(trial.Samples, config with { WarmupSteps = 8 }, chanceLoss: Math.Log(Words.Vocabulary.Length));
+        Assert.DoesNotContain(warm.Problems, p => p.Kind == ProblemKind.PostLnWithoutWarmup);
+        Assert.NotEmpty(warm.Problems);
+    }
+
+    /// <summary>Trains with the query and key rows of every in_proj_weight multiplied by <paramref name="qkScale"/> (logits × scale²).</summary>
+    private static (Diagnosis Diagnosis, IReadOnlyList<MonitorSample> Samples) Train(TrainingConfig config, float qkScale)
+    {
+        var trainer = new Trainer(config, Data);
+        foreach (var (_, m) in trainer.Model.NamedModules())
+            if (m is MultiheadAttention a)
+                using (GradMode.NoGrad())
+                {
+                    var w = a.InProjWeight.Data.Span<float>();
+                    for (int i = 0; i < 2 * a.EmbedDim * a.EmbedDim; i++) w[i] *= qkScale;
+                }
+        using var monitor = new GradientMonitor(trainer.Model, 3);
+        trainer.AddObserver(monitor);
+        trainer.Run(null, cancellation: TestContext.Current.CancellationToken);
+        return (Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, recentLosses: monitor.RecentLosses(), chanceLoss: Trials.ChanceLoss(trainer.Data.Train)),
+            monitor.Samples.ToArray());
+    }
+
+    [Fact]
+    public void LargeQkScale_CollapsesTheAttentionEntropy_AndQkNormRemovesIt()
+    {
+        var config = Config("pre", 0.01, layers: 2, steps: 60);
+        var (collapsed, samples) = Train(config, 8);
+        var verdict = Assert.Single(collapsed.Problems, p => p.Kind == ProblemKind.AttentionEntropyCollapse);
+        Assert.Equal("norm:qk", verdict.Remedies[0].Id);
+        Assert.True(verdict.Evidence["min_entropy"] < 0.1 * Math.Log(16));
+        Assert.Contains("layer 1 head 1", verdict.Summary, StringComparison.Ordinal);
+        // the same model at its initial scale learns and keeps spread-out heads
+        var (healthy, healthySamples) = Train(config, 1);
+        Assert.DoesNotContain(healthy.Problems, p => p.Kind == ProblemKind.AttentionEntropyCollapse);
+        Assert.True(healthySamples[^1].MeanLoss < samples[^1].MeanLoss - 0.5);
+        // QK normalisation takes the scale out of the logits (a LayerNorm of 8·q with zero bias is that of q)
+        var (normed, normedSamples) = Train(Remedies.Apply("norm:qk", config), 8);
+        Assert.DoesNotContain(normed.Problems, p => p.Kind == ProblemKind.AttentionEntropyCollapse);
+        Assert.True(normedSamples[^1].Blocks!.SelectMany(b => b.AttentionEntropy).Min() > 0.1 * Math.Log(16));
+    }
+
+    [Theory]
+    [InlineData("norm:pre-ln@1-2", "no @range")]
+    [InlineData("warmup:0", "not a positive whole number")]
+    [InlineData("warmup:1.5", "not a positive whole number")]
+    [InlineData("norm:rms", "unknown norm 'rms' (batch, layer, pre-ln, qk)")]
+    public void TransformerRemedies_BadIds_AreNamed(string id, string message)
+    {
+        var e = Assert.Throws<FormatException>(() => Remedies.Apply(id, Config("post", 0.01, 2, 10)));
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TransformerRemedies_RewriteTheDescriptionAndTheSchedule()
+    {
+        var config = Config("post", 0.01, 2, 50);
+        var layers = (TrainingConfig c) => NetworkFacts.Flatten(c.Description().Root).OfType<TransformerLayerBlock>().ToArray();
+        Assert.All(layers(Remedies.Apply("norm:pre-ln", config)), t => Assert.True(t.NormFirst));
+        Assert.Contains(NetworkFacts.Flatten(Remedies.Apply("norm:pre-ln", config).Description().Root), b => b is NormBlock);
+        Assert.All(layers(Remedies.Apply("norm:qk", config)), t => Assert.True(t.QkNorm && !t.NormFirst));
+        Assert.Equal(7, Remedies.Apply("warmup:7", config).WarmupSteps);
+        var recipe = Remedies.Apply("recipe:standard", config);
+        Assert.All(layers(recipe), t => Assert.True(t.NormFirst));
+        Assert.Equal(5, recipe.WarmupSteps);
+        Assert.Equal(1, recipe.ClipNorm);
+        var mlp = Assert.Throws<FormatException>(() => Remedies.Apply("norm:qk", new TrainingConfig { Model = "net 2 layers:seq[linear(out=4) relu linear(out=2)]", Data = "spirals" }));
+        Assert.Contains("no transformer layer", mlp.Message, StringComparison.Ordinal);
+    }
+}
