@@ -85,7 +85,9 @@ public sealed partial class DashboardBrowserTests : IDisposable
     {
         new Actions(_browser).MoveToElement(find()).Perform();
         var tip = _browser.FindElement(By.Id("tip"));
-        return tip.Displayed && tip.Text.Length > 0 ? tip.Text : null;
+        // one read of the text: a live page may redraw and clear the label between two reads
+        string text = tip.Displayed ? tip.Text : "";
+        return text.Length > 0 ? text : null;
     }, "the hover label");
 
     private static Process StartTrainingWithServe(string runDir)
