@@ -153,8 +153,20 @@ public static class BackwardEngine
             if (t.IsLeaf || t.RetainsGrad) keep.Add(t.Box);
             if (t.Grad is { } g) keep.Add(g.Box);
         }
+        // Each storage once (views share it); the pool learns how much comes back before it does.
+        long bytes = 0;
+        var release = ctx.Release;
         foreach (var t in ctx.Order)
-            if (!t.IsLeaf && !keep.Contains(t.Box)) t.ReleaseStorage();
+            if (!t.IsLeaf && !t.IsReleased && keep.Add(t.Box))
+            {
+                release.Add(t);
+                bytes += t.Storage is double[] d ? d.Length * 8L : t.Storage.Length * 4L;
+            }
+        // engine-made gradients of leaves come back too, at the next ZeroGrad
+        foreach (var t in ctx.Order)
+            if (t.IsLeaf && t.Grad is { IsEngineGrad: true, IsReleased: false } g) bytes += g.Storage is double[] gd ? gd.Length * 8L : g.Storage.Length * 4L;
+        TensorPool.EndStep(bytes);
+        foreach (var t in release) t.ReleaseStorage();
     }
 
     private static Tensor RunHooks(Tensor t, object hooks, Tensor g)
@@ -245,6 +257,7 @@ public static class BackwardEngine
         public readonly HashSet<Array> Fresh = new(ReferenceEqualityComparer.Instance);
         public readonly List<Tensor> Candidates = [];
         public readonly HashSet<StorageBox> Keep = new(IdentityComparer<StorageBox>.Instance);
+        public readonly List<Tensor> Release = [];
         private readonly Dictionary<StorageBox, int> _refs = new(IdentityComparer<StorageBox>.Instance);
 
         /// <summary>The thread's cached pass (a new one when a backward runs inside another, e.g. from a hook).</summary>
@@ -263,6 +276,7 @@ public static class BackwardEngine
             Fresh.Clear();
             Candidates.Clear();
             Keep.Clear();
+            Release.Clear();
             _refs.Clear();
             _cached = this;
         }

@@ -89,6 +89,59 @@ public class StepAllocationTests
     }
 
     [Fact]
+    public void TrainingStep_IntermediatesBeyondTheInitialCapacity_StillAllocateNoStorage()
+    {
+        // Five 64 MiB intermediates (320 MiB) and their gradients: more than the 256 MiB a thread's pool holds
+        // before a step says what it needs. Before the capacity followed the step, the pool overflowed at the
+        // end of every backward pass, dropped everything, and each step allocated all of it anew.
+        const int n = 1 << 24;
+        var x = Tensor.FromArray(new float[n], n);
+        x.RequiresGrad = true;
+        try
+        {
+            void Step()
+            {
+                x.Grad = null;
+                x.Tanh().Tanh().Tanh().Tanh().Tanh().Sum().Backward(releaseIntermediates: true);
+            }
+            for (int i = 0; i < 3; i++) Step();
+            Assert.True(TensorPool.Capacity > TensorPool.MaxBytes, $"capacity {TensorPool.Capacity} did not grow beyond {TensorPool.MaxBytes}");
+            long bytes = GC.GetAllocatedBytesForCurrentThread();
+            const int steps = 3;
+            for (int i = 0; i < steps; i++) Step();
+            double perStep = (double)(GC.GetAllocatedBytesForCurrentThread() - bytes) / steps;
+            // x's gradient is the one array a step hands out for good (it is set to null here, not released)
+            Assert.True(perStep < 1.5 * n * 4, $"{perStep / (1 << 20):F0} MiB allocated per step; one intermediate is {n * 4 >> 20} MiB");
+        }
+        finally
+        {
+            TensorPool.Clear();
+        }
+    }
+
+    [Fact]
+    public void EndStep_DropsLengthsTheStepDidNotAskFor_AndKeepsTheOthers()
+    {
+        try
+        {
+            TensorPool.Clear();
+            var used = TensorPool.Rent<float>(1000);
+            TensorPool.Return(used);
+            TensorPool.Return(GC.AllocateUninitializedArray<float>(777)); // returned, never asked for in this step
+            TensorPool.Return(GC.AllocateUninitializedArray<double>(1000)); // the same length in another type: not asked for either
+            Assert.Equal(1000 * 4 + 777 * 4 + 1000 * 8, TensorPool.PooledBytes);
+            TensorPool.EndStep(returning: 0);
+            Assert.Equal(1000 * 4, TensorPool.PooledBytes);
+            Assert.Same(used, TensorPool.Rent<float>(1000));
+            Assert.Equal(TensorPool.MaxBytes, TensorPool.Capacity); // a small step keeps the initial capacity
+        }
+        finally
+        {
+            TensorPool.Clear();
+        }
+    }
+
+    [Fact]
     public void TrainingSteps_WithPooling_MatchTheSameStepsBitForBit()
     {
         // Same seed: default, released intermediates, and a fresh model per step order give the same numbers.
