@@ -137,6 +137,225 @@ public static class NormKernels
         }
     }
 
+    /// <summary>
+    /// Layer norm's forward over <paramref name="rows"/> rows of <paramref name="d"/>:
+    /// <c>y[r, j] = (x[r, j] − mean[r])·rstd[r]·γ[j] + β[j]</c> (γ, β empty: 1 and 0).
+    /// </summary>
+    public static void RowAffine<T>(ReadOnlySpan<T> x, int rows, int d, ReadOnlySpan<double> mean, ReadOnlySpan<double> rstd,
+        ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        RowAffine(x, rows, d, mean, rstd, gamma, beta, y, KernelIsa.Best);
+
+    /// <summary>
+    /// Layer norm's backward over <paramref name="rows"/> rows of <paramref name="d"/>, with
+    /// x̂ = (x − mean[r])·rstd[r] and ĝ = g·γ: <c>dx = rstd·(ĝ − mean_j(ĝ) − x̂·mean_j(ĝ·x̂))</c> (dx empty:
+    /// not wanted), <c>dγ[j] += Σ_r g·x̂</c> and <c>dβ[j] += Σ_r g</c> (null: not wanted). The column sums
+    /// go over shape-fixed chunks of rows in T and the chunks are added in double in order, so the result
+    /// is the same for any thread count.
+    /// </summary>
+    public static void RowNormGradient<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, int rows, int d, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> rstd, ReadOnlySpan<T> gamma, Span<T> dx, double[]? dgamma, double[]? dbeta) where T : unmanaged, IFloatingPointIeee754<T> =>
+        RowNormGradient(g, x, rows, d, mean, rstd, gamma, dx, dgamma, dbeta, KernelIsa.Best);
+
+    internal static unsafe void RowAffine<T>(ReadOnlySpan<T> x, int rows, int d, ReadOnlySpan<double> mean, ReadOnlySpan<double> rstd,
+        ReadOnlySpan<T> gamma, ReadOnlySpan<T> beta, Span<T> y, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("layer norm", x.Length, rows, d);
+        Check("layer norm", y.Length, rows, d);
+        CheckPerSegment("layer norm", "mean", mean.Length, rows);
+        CheckPerSegment("layer norm", "rstd", rstd.Length, rows);
+        CheckAffine("layer norm", "gamma", gamma.Length, d);
+        CheckAffine("layer norm", "beta", beta.Length, d);
+        fixed (T* px = x, py = y, pg = gamma, pb = beta)
+        fixed (double* pm = mean, pr = rstd)
+        {
+            T* xp = px, yp = py, gp = gamma.IsEmpty ? null : pg, bp = beta.IsEmpty ? null : pb;
+            double* mp = pm, rp = pr;
+            ForSegments(rows, d, r => AffineRow(xp + (long)r * d, yp + (long)r * d, d, T.CreateTruncating(mp[r]), T.CreateTruncating(rp[r]), gp, bp, isa));
+        }
+    }
+
+    internal static unsafe void RowNormGradient<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, int rows, int d, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> rstd, ReadOnlySpan<T> gamma, Span<T> dx, double[]? dgamma, double[]? dbeta, InstructionSet isa)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("layer norm backward", x.Length, rows, d);
+        Check("layer norm backward", g.Length, rows, d);
+        if (!dx.IsEmpty) Check("layer norm backward", dx.Length, rows, d);
+        CheckPerSegment("layer norm backward", "mean", mean.Length, rows);
+        CheckPerSegment("layer norm backward", "rstd", rstd.Length, rows);
+        CheckAffine("layer norm backward", "gamma", gamma.Length, d);
+        if (dgamma is not null) CheckPerSegment("layer norm backward", "dgamma", dgamma.Length, d);
+        if (dbeta is not null) CheckPerSegment("layer norm backward", "dbeta", dbeta.Length, d);
+        int chunks = (long)rows * d < 1L << 15 ? 1 : Math.Min(rows, 32);
+        // per chunk: Σ g·x̂ and Σ g over its rows, d each
+        var partial = dgamma is null && dbeta is null ? null : new T[2 * chunks * d];
+        fixed (T* px = x, pg = g, pgam = gamma, pd = dx, pp = partial)
+        fixed (double* pm = mean, pr = rstd)
+        {
+            T* xp = px, gp = pg, gam = gamma.IsEmpty ? null : pgam, dp = dx.IsEmpty ? null : pd, part = partial is null ? null : pp;
+            double* mp = pm, rp = pr;
+            void Chunk(int k)
+            {
+                int begin = (int)((long)rows * k / chunks), end = (int)((long)rows * (k + 1) / chunks);
+                T* sumGx = part is null ? null : part + 2L * k * d, sumG = part is null ? null : sumGx + d;
+                for (int r = begin; r < end; r++)
+                    GradientRow(gp + (long)r * d, xp + (long)r * d, dp is null ? null : dp + (long)r * d, d, mp[r], rp[r], gam, sumGx, sumG, isa);
+            }
+            if (chunks <= 1) Chunk(0);
+            else KernelThreads.Run(chunks, Chunk);
+        }
+        if (partial is null) return;
+        for (int k = 0; k < chunks; k++)
+            for (int j = 0; j < d; j++)
+            {
+                if (dgamma is not null) dgamma[j] += double.CreateTruncating(partial[2 * k * d + j]);
+                if (dbeta is not null) dbeta[j] += double.CreateTruncating(partial[(2 * k + 1) * d + j]);
+            }
+    }
+
+    /// <summary>One row of <see cref="RowAffine{T}(ReadOnlySpan{T}, int, int, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/>: the same operations, in the same order, on every path.</summary>
+    private static unsafe void AffineRow<T>(T* x, T* y, int d, T mu, T rs, T* gamma, T* beta, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int j = 0;
+        if (isa == InstructionSet.Avx512 && d >= Vector512<T>.Count)
+        {
+            Vector512<T> vm = Vector512.Create(mu), vr = Vector512.Create(rs);
+            for (; j <= d - Vector512<T>.Count; j += Vector512<T>.Count)
+            {
+                var v = (Vector512.Load(x + j) - vm) * vr;
+                if (gamma != null) v *= Vector512.Load(gamma + j);
+                if (beta != null) v += Vector512.Load(beta + j);
+                v.Store(y + j);
+            }
+        }
+        if (isa >= InstructionSet.Avx2 && d - j >= Vector256<T>.Count)
+        {
+            Vector256<T> vm = Vector256.Create(mu), vr = Vector256.Create(rs);
+            for (; j <= d - Vector256<T>.Count; j += Vector256<T>.Count)
+            {
+                var v = (Vector256.Load(x + j) - vm) * vr;
+                if (gamma != null) v *= Vector256.Load(gamma + j);
+                if (beta != null) v += Vector256.Load(beta + j);
+                v.Store(y + j);
+            }
+        }
+        for (; j < d; j++)
+        {
+            var v = (x[j] - mu) * rs;
+            if (gamma != null) v *= gamma[j];
+            if (beta != null) v += beta[j];
+            y[j] = v;
+        }
+    }
+
+    /// <summary>
+    /// One row of layer norm's backward: Σ ĝ and Σ ĝ·(x − μ) (lanes of T, added in double), then dx and the
+    /// chunk's column sums. The same operations in the same order on every path.
+    /// </summary>
+    private static unsafe void GradientRow<T>(T* g, T* x, T* dx, int d, double mean, double rstd, T* gamma, T* sumGx, T* sumG, InstructionSet isa)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T mu = T.CreateTruncating(mean), rs = T.CreateTruncating(rstd);
+        double s1 = 0, s2 = 0;
+        int j = 0;
+        if (isa == InstructionSet.Avx512 && d >= Vector512<T>.Count)
+        {
+            Vector512<T> vm = Vector512.Create(mu), a1 = Vector512<T>.Zero, a2 = Vector512<T>.Zero;
+            for (; j <= d - Vector512<T>.Count; j += Vector512<T>.Count)
+            {
+                var gh = Vector512.Load(g + j);
+                if (gamma != null) gh *= Vector512.Load(gamma + j);
+                a1 += gh;
+                a2 += gh * (Vector512.Load(x + j) - vm);
+            }
+            for (int k = 0; k < Vector512<T>.Count; k++)
+            {
+                s1 += double.CreateTruncating(a1[k]);
+                s2 += double.CreateTruncating(a2[k]);
+            }
+        }
+        if (isa >= InstructionSet.Avx2 && d - j >= Vector256<T>.Count)
+        {
+            Vector256<T> vm = Vector256.Create(mu), a1 = Vector256<T>.Zero, a2 = Vector256<T>.Zero;
+            for (; j <= d - Vector256<T>.Count; j += Vector256<T>.Count)
+            {
+                var gh = Vector256.Load(g + j);
+                if (gamma != null) gh *= Vector256.Load(gamma + j);
+                a1 += gh;
+                a2 += gh * (Vector256.Load(x + j) - vm);
+            }
+            for (int k = 0; k < Vector256<T>.Count; k++)
+            {
+                s1 += double.CreateTruncating(a1[k]);
+                s2 += double.CreateTruncating(a2[k]);
+            }
+        }
+        for (; j < d; j++)
+        {
+            var gh = g[j];
+            if (gamma != null) gh *= gamma[j];
+            s1 += double.CreateTruncating(gh);
+            s2 += double.CreateTruncating(gh * (x[j] - mu));
+        }
+        // dx = a·ĝ + b·(x − μ) + c, with a = rstd, b = −rstd³·Σĝ(x−μ)/d, c = −rstd·Σĝ/d
+        T a = rs, b = T.CreateTruncating(-rstd * rstd * rstd * s2 / d), c = T.CreateTruncating(-rstd * s1 / d);
+        j = 0;
+        if (isa == InstructionSet.Avx512 && d >= Vector512<T>.Count)
+        {
+            Vector512<T> vm = Vector512.Create(mu), va = Vector512.Create(a), vb = Vector512.Create(b), vc = Vector512.Create(c);
+            for (; j <= d - Vector512<T>.Count; j += Vector512<T>.Count)
+            {
+                var gv = Vector512.Load(g + j);
+                var dev = Vector512.Load(x + j) - vm;
+                if (dx != null)
+                {
+                    var gh = gamma != null ? gv * Vector512.Load(gamma + j) : gv;
+                    (va * gh + vb * dev + vc).Store(dx + j);
+                }
+                if (sumGx != null)
+                {
+                    (Vector512.Load(sumGx + j) + gv * (dev * va)).Store(sumGx + j);
+                    (Vector512.Load(sumG + j) + gv).Store(sumG + j);
+                }
+            }
+        }
+        if (isa >= InstructionSet.Avx2 && d - j >= Vector256<T>.Count)
+        {
+            Vector256<T> vm = Vector256.Create(mu), va = Vector256.Create(a), vb = Vector256.Create(b), vc = Vector256.Create(c);
+            for (; j <= d - Vector256<T>.Count; j += Vector256<T>.Count)
+            {
+                var gv = Vector256.Load(g + j);
+                var dev = Vector256.Load(x + j) - vm;
+                if (dx != null)
+                {
+                    var gh = gamma != null ? gv * Vector256.Load(gamma + j) : gv;
+                    (va * gh + vb * dev + vc).Store(dx + j);
+                }
+                if (sumGx != null)
+                {
+                    (Vector256.Load(sumGx + j) + gv * (dev * va)).Store(sumGx + j);
+                    (Vector256.Load(sumG + j) + gv).Store(sumG + j);
+                }
+            }
+        }
+        for (; j < d; j++)
+        {
+            var gv = g[j];
+            var dev = x[j] - mu;
+            if (dx != null) dx[j] = a * (gamma != null ? gv * gamma[j] : gv) + b * dev + c;
+            if (sumGx != null)
+            {
+                sumGx[j] += gv * (dev * a);
+                sumG[j] += gv;
+            }
+        }
+    }
+
+    private static void CheckAffine(string op, string name, int length, int d)
+    {
+        if (length != 0 && length != d) throw new ArgumentException($"norm kernel ({op}): {name} has {length} elements, expected {d} (one per normalised element) or none.");
+    }
+
     /// <summary>Runs every segment, in up to 32 consecutive chunks on the kernel threads when the work is large enough (chunks fixed by the shape).</summary>
     private static void ForSegments(int segments, int length, Action<int> segment)
     {

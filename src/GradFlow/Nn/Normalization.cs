@@ -645,78 +645,57 @@ internal static class NormOps
         return total;
     }
 
-    /// <summary>Layer norm over the trailing <paramref name="d"/> elements of each row.</summary>
-    public static Tensor LayerNorm(Tensor x, int d, Tensor? gamma, Tensor? beta, double eps) =>
-        NormalizeRows("layer_norm", x, x.Count / d, d, 1, 1, gamma, beta, eps);
-
-
     /// <summary>
-    /// The core of layer norm: each of <paramref name="rows"/> contiguous rows of
-    /// <paramref name="d"/> values normalised (biased variance), then the affine of element j of row r at
-    /// index <c>(r mod groups)·d/l + j/l</c> (layer norm: groups = l = 1, so index j).
-    /// Backward per row: <c>dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))</c>, ĝ = γ·g; <c>dγ = Σ g·x̂</c>, <c>dβ = Σ g</c>.
+    /// Layer norm over the trailing <paramref name="d"/> elements of each row, in the tensor's own
+    /// precision on the segment kernels (a row is a segment): per-row mean and 1/σ in double, x̂ never
+    /// stored (backward recomputes it from x and the two per-row numbers, as PyTorch does).
+    /// Backward per row: <c>dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))</c>, ĝ = γ·g; <c>dγ = Σ_rows g·x̂</c>,
+    /// <c>dβ = Σ_rows g</c>, the column sums taken over fixed chunks of rows and the chunks added in
+    /// order, so the result is the same for any thread count.
     /// </summary>
-    private static Tensor NormalizeRows(string op, Tensor x, int rows, int d, int groups, int l, Tensor? gamma, Tensor? beta, double eps)
+    public static Tensor LayerNorm(Tensor x, int d, Tensor? gamma, Tensor? beta, double eps)
     {
-        int perGroup = d / l, affine = groups * perGroup;
-        var xv = x.ToDoubleArray();
-        var gv = gamma?.ToDoubleArray();
-        var bv = beta?.ToDoubleArray();
-        var xhat = new double[xv.Length];
+        const string op = "layer_norm";
+        return x.Storage is float[] ? LayerNorm<float>(op, x, d, gamma, beta, eps) : LayerNorm<double>(op, x, d, gamma, beta, eps);
+    }
+
+    private static Tensor LayerNorm<T>(string op, Tensor x, int d, Tensor? gamma, Tensor? beta, double eps) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (gamma is not null && gamma.DType != x.DType) gamma = gamma.To(x.DType);
+        if (beta is not null && beta.DType != x.DType) beta = beta.To(x.DType);
+        int rows = d == 0 ? 0 : x.Count / d;
+        var mean = new double[rows];
         var rstd = new double[rows];
         var y = Tensor.Uninitialized(op, x, x.ShapeArray);
-        for (int r = 0; r < rows; r++)
+        if (rows > 0)
         {
-            double s = 0;
-            for (int j = 0; j < d; j++) s += xv[r * d + j];
-            double mu = s / d, ss = 0;
-            for (int j = 0; j < d; j++) ss += (xv[r * d + j] - mu) * (xv[r * d + j] - mu);
-            rstd[r] = 1 / Math.Sqrt(ss / d + eps);
-            int a0 = r % groups * perGroup;
-            for (int j = 0; j < d; j++)
-            {
-                int at = r * d + j, a = a0 + j / l;
-                xhat[at] = (xv[at] - mu) * rstd[r];
-                y.SetFlatRaw(at, xhat[at] * (gv?[a] ?? 1) + (bv?[a] ?? 0));
-            }
+            var xv = x.Span<T>();
+            NormKernels.SegmentSums(xv, rows, d, mean);
+            for (int r = 0; r < rows; r++) mean[r] /= d;
+            NormKernels.SegmentSquaredDeviations(xv, rows, d, mean, rstd);
+            for (int r = 0; r < rows; r++) rstd[r] = 1 / Math.Sqrt(rstd[r] / d + eps);
+            NormKernels.RowAffine(xv, rows, d, mean, rstd, gamma is null ? default : gamma.Span<T>(), beta is null ? default : beta.Span<T>(), y.Span<T>());
         }
         var inputs = Inputs(x, gamma, beta);
         if (!Tensor.NeedsGrad(inputs)) return y;
         return y.Record(op, inputs, g =>
         {
-            var gd = g.ToDoubleArray();
-            var dgamma = new double[affine];
-            var dbeta = new double[affine];
             var grads = new Tensor?[inputs.Length];
             var dx = x.RequiresGrad ? Tensor.Uninitialized(op, x, x.ShapeArray) : null;
-            for (int r = 0; r < rows; r++)
-            {
-                double sumG = 0, sumGx = 0;
-                int a0 = r % groups * perGroup;
-                for (int j = 0; j < d; j++)
-                {
-                    int at = r * d + j, a = a0 + j / l;
-                    double gh = gd[at] * (gv?[a] ?? 1);
-                    sumG += gh;
-                    sumGx += gh * xhat[at];
-                    dgamma[a] += gd[at] * xhat[at];
-                    dbeta[a] += gd[at];
-                }
-                if (dx is null) continue;
-                for (int j = 0; j < d; j++)
-                {
-                    int at = r * d + j;
-                    double gh = gd[at] * (gv?[a0 + j / l] ?? 1);
-                    dx.SetFlatRaw(at, rstd[r] * (gh - sumG / d - xhat[at] * sumGx / d));
-                }
-            }
+            var dgamma = gamma is { RequiresGrad: true } ? new double[d] : null;
+            var dbeta = beta is { RequiresGrad: true } ? new double[d] : null;
+            if (rows > 0)
+                NormKernels.RowNormGradient(g.Span<T>(), x.Span<T>(), rows, d, mean, rstd, gamma is null ? default : gamma.Span<T>(),
+                    dx is null ? default : dx.Span<T>(), dgamma, dbeta);
             grads[0] = dx;
             int k = 1;
-            if (gamma is not null) grads[k++] = gamma.RequiresGrad ? Tensor.FromArray(dgamma).To(gamma.DType).Detach().ReshapeRaw(gamma.ShapeArray) : null;
-            if (beta is not null) grads[k] = beta.RequiresGrad ? Tensor.FromArray(dbeta).To(beta.DType).Detach().ReshapeRaw(beta.ShapeArray) : null;
+            if (gamma is not null) grads[k++] = dgamma is null ? null : Tensor.FromArray(dgamma).To(gamma.DType).Detach().ReshapeRaw(gamma.ShapeArray);
+            if (beta is not null) grads[k] = dbeta is null ? null : Tensor.FromArray(dbeta).To(beta.DType).Detach().ReshapeRaw(beta.ShapeArray);
             return grads;
         });
     }
+
+
 }
 
 /// <summary>One training batch's statistics for a batch norm's running statistics: per-channel mean and (biased) variance over <see cref="Count"/> values per channel.</summary>

@@ -134,6 +134,98 @@ public class NormKernelTests
         Assert.Equal(one.Item5, two.Item5);
     }
 
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void LayerNormRows_EveryPath_MatchDoubleDefinition(int d)
+    {
+        // rows of d values around 100 (a large mean), per-element γ and β, and an upstream gradient
+        var x = Shifted(Segments * d, d);
+        var g = KernelLengths.Values(Segments * d, d + 5);
+        var gamma = KernelLengths.Values(d, d + 9).Select(v => 1 + v).ToArray();
+        var beta = KernelLengths.Values(d, d + 11);
+        var mean = SegmentMeans(x, d);
+        var rstd = new double[Segments];
+        for (int r = 0; r < Segments; r++)
+        {
+            double ss = 0;
+            for (int j = 0; j < d; j++) ss += (x[r * d + j] - mean[r]) * (x[r * d + j] - mean[r]);
+            rstd[r] = 1 / Math.Sqrt(ss / d + 1e-5);
+        }
+        foreach (var isa in KernelIsa.All)
+        {
+            var y = new float[x.Length];
+            var dx = new float[x.Length];
+            var dgamma = new double[d];
+            var dbeta = new double[d];
+            NormKernels.RowAffine<float>(x, Segments, d, mean, rstd, gamma, beta, y, isa);
+            NormKernels.RowNormGradient<float>(g, x, Segments, d, mean, rstd, gamma, dx, dgamma, dbeta, isa);
+            var rg = new double[d];
+            var rb = new double[d];
+            for (int r = 0; r < Segments; r++)
+            {
+                double s1 = 0, s2 = 0, m = 0;
+                for (int j = 0; j < d; j++)
+                {
+                    int at = r * d + j;
+                    double xhat = (x[at] - (float)mean[r]) * rstd[r], gh = g[at] * (double)gamma[j];
+                    s1 += gh;
+                    s2 += gh * xhat;
+                    m += Math.Abs(gh);
+                    rg[j] += g[at] * xhat;
+                    rb[j] += g[at];
+                    double ry = xhat * gamma[j] + beta[j];
+                    Assert.True(Math.Abs(y[at] - ry) <= 1e-5 * (Math.Abs(xhat * gamma[j]) + Math.Abs(beta[j])) + 1e-6, $"{isa} d={d} at {at}: y {y[at]} vs {ry}");
+                }
+                for (int j = 0; j < d; j++)
+                {
+                    int at = r * d + j;
+                    double xhat = (x[at] - (float)mean[r]) * rstd[r], gh = g[at] * (double)gamma[j];
+                    double rdx = rstd[r] * (gh - s1 / d - xhat * s2 / d);
+                    double scale = rstd[r] * (Math.Abs(gh) + m / d * (1 + Math.Abs(xhat)));
+                    Assert.True(Math.Abs(dx[at] - rdx) <= 1e-5 * scale + 1e-6, $"{isa} d={d} at {at}: dx {dx[at]} vs {rdx}");
+                }
+            }
+            for (int j = 0; j < d; j++)
+            {
+                Assert.True(Math.Abs(dgamma[j] - rg[j]) <= 1e-5 * Segments * 4 + 1e-6, $"{isa} d={d}: dγ[{j}] {dgamma[j]} vs {rg[j]}");
+                Assert.True(Math.Abs(dbeta[j] - rb[j]) <= 1e-6 * Segments + 1e-7, $"{isa} d={d}: dβ[{j}] {dbeta[j]} vs {rb[j]}");
+            }
+        }
+    }
+
+    [Fact]
+    public void LayerNormRows_OneAndTwoThreads_AreBitwiseEqual()
+    {
+        const int rows = 4096, d = 96;
+        var x = Shifted(rows * d, 3);
+        var g = KernelLengths.Values(rows * d, 4);
+        var gamma = KernelLengths.Values(d, 5);
+        var mean = Enumerable.Range(0, rows).Select(r => 100.0 + r % 5 * 0.01).ToArray();
+        var rstd = Enumerable.Range(0, rows).Select(r => 1.5 + r % 3 * 0.25).ToArray();
+        (float[], float[], double[], double[]) Run()
+        {
+            var y = new float[x.Length];
+            var dx = new float[x.Length];
+            var dgamma = new double[d];
+            var dbeta = new double[d];
+            NormKernels.RowAffine<float>(x, rows, d, mean, rstd, gamma, gamma, y);
+            NormKernels.RowNormGradient<float>(g, x, rows, d, mean, rstd, gamma, dx, dgamma, dbeta);
+            return (y, dx, dgamma, dbeta);
+        }
+        var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Item1, two.Item1);
+        Assert.Equal(one.Item2, two.Item2);
+        Assert.Equal(one.Item3, two.Item3);
+        Assert.Equal(one.Item4, two.Item4);
+    }
+
+    [Fact]
+    public void LayerNormRows_WrongAffineLength_ThrowsNamingIt()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => NormKernels.RowAffine<float>(new float[12], 3, 4, new double[3], new double[3], new float[3], default, new float[12]));
+        Assert.Contains("gamma has 3 elements, expected 4", ex.Message);
+    }
+
     [Fact]
     public void SegmentSums_WrongLengths_ThrowNamingTheSpans()
     {
