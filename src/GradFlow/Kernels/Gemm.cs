@@ -123,7 +123,7 @@ public static class Gemm
     /// For each batch item i in [0, count): <c>C_i = alpha·op(A_i)·op(B_i) + beta·C_i</c> with
     /// <c>A_i = a[i·strideA ..]</c>, <c>B_i = b[i·strideB ..]</c>, <c>C_i = c[i·strideC ..]</c>. A stride of
     /// 0 shares that operand across the batch (not allowed for C when count &gt; 1: outputs may not
-    /// overlap).
+    /// overlap; they may lie side by side within rows, strideC ≥ n and count·strideC ≤ ldc).
     /// </summary>
     /// <exception cref="ArgumentException">when a size is negative, a leading dimension is too small,
     /// or a span is too short for the stated extents (the message names gemm, the argument and the sizes).</exception>
@@ -184,7 +184,9 @@ public static class Gemm
         CheckOperand("b", "ldb", "strideB", transB ? n : k, transB ? k : n, transB ? "n×k (transB)" : "k×n", bLength, ldb, strideB, count);
         CheckOperand("c", "ldc", "strideC", m, n, "m×n", cLength, ldc, strideC, count);
         long extentC = m == 0 || n == 0 ? 0 : (long)(m - 1) * ldc + n;
-        if (count > 1 && extentC > 0 && strideC < extentC)
+        // outputs side by side within rows (attention heads written into one [T, heads·n] matrix) do not overlap either
+        bool sideBySide = strideC >= n && (long)count * strideC <= ldc;
+        if (count > 1 && extentC > 0 && strideC < extentC && !sideBySide)
             throw new ArgumentException(
                 $"gemm: strideC = {strideC} is smaller than one output matrix ({extentC} elements for m×n = {m}×{n}, ldc = {ldc}); batch outputs may not overlap.",
                 "strideC");

@@ -225,6 +225,14 @@ public sealed class MultiheadAttention : Module
             throw new ArgumentException($"MultiheadAttention: input {Shapes.Format(input.Shape)} must be [B, T, {EmbedDim}] (batch first).");
         int b = input.Shape[0], t = input.Shape[1], h = NumHeads, dh = EmbedDim / h;
         var qkv = Tensor.Linear(input, Transformers.As(InProjWeight, input), Transformers.As(InProjBias, input));
+        var mask = KeyPaddingMask;
+        if (mask is not null && mask.Length != b * t)
+            throw new ArgumentException($"MultiheadAttention: the key padding mask has {mask.Length} flags for a batch of {b}×{t}.");
+        if (QNorm is null && !Rotary)
+        {
+            // the heads read and written in place in the packed projection: no split, reshape or permute copies
+            return OutProj.Forward(Tensor.PackedSelfAttention(qkv, h, Causal, mask, entropy: EntropyObserver));
+        }
         var parts = qkv.Split(EmbedDim, dim: 2);
         Tensor Heads(Tensor x) => x.Reshape(b, t, h, dh).Permute(0, 2, 1, 3);
         Tensor q = Heads(parts[0]), k = Heads(parts[1]), v = Heads(parts[2]);
@@ -238,9 +246,6 @@ public sealed class MultiheadAttention : Module
             q = Transformers.Rotate(q);
             k = Transformers.Rotate(k);
         }
-        var mask = KeyPaddingMask;
-        if (mask is not null && mask.Length != b * t)
-            throw new ArgumentException($"MultiheadAttention: the key padding mask has {mask.Length} flags for a batch of {b}×{t}.");
         var o = Tensor.ScaledDotProductAttention(q, k, v, Causal, mask);
         if (EntropyObserver is { } observe) observe(Transformers.AttentionEntropy(q, k, Causal, mask));
         return OutProj.Forward(o.Permute(0, 2, 1, 3).Reshape(b, t, EmbedDim));
@@ -449,28 +454,6 @@ public static class Transformers
                 for (int j = 0; j < s; j++) eye.SetFlatRaw((n * s + j) * s + j, 1);
             p = Tensor.ScaledDotProductAttention(q.Detach(), k.Detach(), eye, causal, keyPadding);
         }
-        var pv = p.ToDoubleArray();
-        var result = new double[b, h];
-        for (int n = 0; n < b; n++)
-            for (int head = 0; head < h; head++)
-            {
-                double total = 0;
-                int rows = 0;
-                for (int i = 0; i < t; i++)
-                {
-                    double e = 0, mass = 0;
-                    for (int j = 0; j < s; j++)
-                    {
-                        double pij = pv[((n * h + head) * t + i) * s + j];
-                        mass += pij;
-                        if (pij > 0) e -= pij * Math.Log(pij);
-                    }
-                    if (mass == 0) continue;
-                    total += e;
-                    rows++;
-                }
-                result[n, head] = rows == 0 ? 0 : total / rows;
-            }
-        return result;
+        return p.Storage is float[] ? Tensor.RowEntropy<float>(p, b, h, t) : Tensor.RowEntropy<double>(p, b, h, t);
     }
 }

@@ -89,6 +89,155 @@ public sealed partial class Tensor
         }, onRelease: p.ReleaseStorage);
     }
 
+    /// <summary>
+    /// Multi-head self-attention on the packed projection of <c>nn.MultiheadAttention</c>: with
+    /// <paramref name="qkv"/> = [B, T, 3E] holding Q, K and V side by side (head h's columns
+    /// h·E/H … (h+1)·E/H − 1 of each), the result is the heads' outputs side by side, [B, T, E] — what
+    /// splitting, reshaping to [B, H, T, E/H], <see cref="ScaledDotProductAttention"/> and reshaping back
+    /// give, without materialising any of those copies: the GEMMs read and write the heads in place
+    /// (leading dimension 3E or E), and backward writes dQ, dK and dV straight into one [B, T, 3E]
+    /// gradient. Backward keeps the attention weights and the output, as
+    /// <see cref="ScaledDotProductAttention"/>. <paramref name="entropy"/>, when given, receives each
+    /// head's mean attention entropy [B, H] (nats, over the queries that see a key) from the weights the
+    /// forward pass computes anyway.
+    /// </summary>
+    /// <exception cref="ArgumentException">when qkv is not [B, T, 3E] with E divisible by <paramref name="heads"/>, or the mask's length is not B·T.</exception>
+    public static Tensor PackedSelfAttention(Tensor qkv, int heads, bool causal = false, bool[]? keyPadding = null, double? scale = null,
+        Action<double[,]>? entropy = null)
+    {
+        ArgumentNullException.ThrowIfNull(qkv);
+        const string op = "packed_self_attention";
+        if (qkv.Rank != 3 || heads < 1 || qkv._shape[2] % (3 * heads) != 0)
+            throw new ArgumentException($"{op}: expects the packed projection [B, T, 3E] with E divisible by {heads} heads, got {Shapes.Format(qkv._shape)}.");
+        int b = qkv._shape[0], t = qkv._shape[1], e = qkv._shape[2] / 3, dh = e / heads;
+        if (keyPadding is not null && keyPadding.Length != b * t)
+            throw new ArgumentException($"{op}: the key padding mask has {keyPadding.Length} flags, expected B·T = {b}·{t} = {b * t}.");
+        double sc = scale ?? 1 / Math.Sqrt(dh);
+        var p = Uninitialized(op, qkv, [b, heads, t, t]);
+        var y = Uninitialized(op, qkv, [b, t, e]);
+        if (qkv.Storage is float[]) PackedForward<float>(qkv, p, y, b, heads, t, e, (float)sc, causal, keyPadding);
+        else PackedForward<double>(qkv, p, y, b, heads, t, e, sc, causal, keyPadding);
+        if (entropy is not null) entropy(qkv.Storage is float[] ? RowEntropy<float>(p, b, heads, t) : RowEntropy<double>(p, b, heads, t));
+        if (!NeedsGrad(qkv))
+        {
+            p.ReleaseStorage();
+            return y;
+        }
+        return y.Record(op, [qkv], g =>
+        {
+            var dqkv = Uninitialized(op, qkv, qkv._shape);
+            if (qkv.Storage is float[]) PackedBackward<float>(qkv, p, y, g, dqkv, b, heads, t, e, (float)sc);
+            else PackedBackward<double>(qkv, p, y, g, dqkv, b, heads, t, e, sc);
+            return [dqkv];
+        }, onRelease: p.ReleaseStorage);
+    }
+
+    private static void PackedForward<T>(Tensor qkv, Tensor p, Tensor y, int b, int h, int t, int e, T scale, bool causal, bool[]? keyPadding)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (b * t == 0) return;
+        int dh = e / h, row = 3 * e;
+        var x = qkv.Span<T>();
+        var ps = p.Span<T>();
+        var ys = y.Span<T>();
+        long perSeq = (long)t * row, perP = (long)h * t * t;
+        for (int n = 0; n < b; n++)
+        {
+            var xs = x[(int)(n * perSeq)..];
+            // S = Q·Kᵀ per head (scaled and masked by the softmax), then O = P·V into the heads' columns
+            GemmBatched(h, false, true, t, t, dh, xs, row, dh, xs[e..], row, dh, ps[(int)(n * perP)..], t, (long)t * t);
+        }
+        MaskedSoftmax(ps, scale, b, h, t, t, causal, keyPadding);
+        for (int n = 0; n < b; n++)
+            GemmBatched(h, false, false, t, dh, t, ps[(int)(n * perP)..], t, (long)t * t, x[(int)(n * perSeq + 2 * e)..], row, dh,
+                ys[(n * t * e)..], e, dh);
+    }
+
+    private static void PackedBackward<T>(Tensor qkv, Tensor p, Tensor y, Tensor g, Tensor dqkv, int b, int h, int t, int e, T scale)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (b * t == 0) return;
+        int dh = e / h, row = 3 * e;
+        var x = qkv.Span<T>();
+        var ps = p.Span<T>();
+        var gs = g.Span<T>();
+        var ys = y.Span<T>();
+        var dx = dqkv.Span<T>();
+        long perSeq = (long)t * row, perP = (long)h * t * t;
+        var dsBuffer = TensorPool.Rent<T>(h * t * t); // one sequence's dS at a time
+        var ds = dsBuffer.AsSpan(0, h * t * t);
+        for (int n = 0; n < b; n++)
+        {
+            var xs = x[(int)(n * perSeq)..];
+            var dxs = dx[(int)(n * perSeq)..];
+            var pn = ps[(int)(n * perP)..];
+            var gn = gs[(n * t * e)..];
+            // dV = Pᵀ·G; dP = G·Vᵀ
+            GemmBatched(h, true, false, t, dh, t, pn, t, (long)t * t, gn, e, dh, dxs[(2 * e)..], row, dh);
+            GemmBatched(h, false, true, t, t, dh, gn, e, dh, xs[(2 * e)..], row, dh, ds, t, (long)t * t);
+            // dS = scale·P ⊙ (dP − Σ_k G_k·O_k), row by row (query i of head hh)
+            for (int hh = 0; hh < h; hh++)
+                for (int i = 0; i < t; i++)
+                {
+                    int at = (n * t + i) * e + hh * dh;
+                    T dot = TensorPrimitives.Dot(gs.Slice(at, dh), ys.Slice(at, dh));
+                    var r = ds.Slice((hh * t + i) * t, t);
+                    TensorPrimitives.Subtract(r, dot, r);
+                    TensorPrimitives.Multiply(r, pn.Slice((hh * t + i) * t, t), r);
+                    TensorPrimitives.Multiply(r, scale, r);
+                }
+            // dQ = dS·K; dK = dSᵀ·Q
+            GemmBatched(h, false, false, t, dh, t, ds, t, (long)t * t, xs[e..], row, dh, dxs, row, dh);
+            GemmBatched(h, true, false, t, dh, t, ds, t, (long)t * t, xs, row, dh, dxs[e..], row, dh);
+        }
+        TensorPool.Return(dsBuffer);
+    }
+
+    /// <summary>C_i = op(A_i)·op(B_i) for i &lt; count (β = 0), on spans of T.</summary>
+    private static void GemmBatched<T>(int count, bool ta, bool tb, int m, int n, int k, ReadOnlySpan<T> a, int lda, long strideA,
+        ReadOnlySpan<T> b, int ldb, long strideB, Span<T> c, int ldc, long strideC) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float))
+            Kernels.Gemm.MultiplyBatched(count, ta, tb, m, n, k, 1f, System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a), lda, strideA,
+                System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(b), ldb, strideB, 0f, System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(c), ldc, strideC);
+        else
+            Kernels.Gemm.MultiplyBatched(count, ta, tb, m, n, k, 1.0, System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(a), lda, strideA,
+                System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(b), ldb, strideB, 0.0, System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(c), ldc, strideC);
+    }
+
+    /// <summary>
+    /// Mean entropy (nats) of each head's attention rows, [B, H], from the weights P [B, H, T, S]:
+    /// <c>−Σ_j P_ij ln P_ij</c> averaged over the queries i that see at least one key (Zhai et al. 2023).
+    /// </summary>
+    internal static double[,] RowEntropy<T>(Tensor p, int b, int h, int t) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var pv = p.Span<T>();
+        int s = p._shape[3];
+        var result = new double[b, h];
+        for (int n = 0; n < b; n++)
+            for (int head = 0; head < h; head++)
+            {
+                double total = 0;
+                int rows = 0;
+                for (int i = 0; i < t; i++)
+                {
+                    double en = 0, mass = 0;
+                    var r = pv.Slice(((n * h + head) * t + i) * s, s);
+                    foreach (var v in r)
+                    {
+                        double pij = double.CreateTruncating(v);
+                        mass += pij;
+                        if (pij > 0) en -= pij * Math.Log(pij);
+                    }
+                    if (mass == 0) continue;
+                    total += en;
+                    rows++;
+                }
+                result[n, head] = rows == 0 ? 0 : total / rows;
+            }
+        return result;
+    }
+
     /// <summary>In place over rows of S scores: <c>P = softmax(scale·row + mask)</c>; a row with no visible key becomes zeros.</summary>
     private static void MaskedSoftmax<T>(Span<T> scores, T scale, int b, int h, int t, int s, bool causal, bool[]? keyPadding)
         where T : unmanaged, IFloatingPointIeee754<T>

@@ -389,6 +389,34 @@ public class GemmTests
         Assert.Contains(detail, e.Message);
     }
 
+    [Fact]
+    public void MultiplyBatched_OutputsSideBySideWithinRows_AreAcceptedAndLeaveTheOtherColumnsAlone()
+    {
+        // three heads' m×n outputs written into one m×(3n + 1) matrix (ldc 3n + 1, strideC n); the last column is not written
+        const int count = 3, m = 5, n = 4, k = 6, ldc = count * n + 1;
+        var rng = new Random(3);
+        var a = Enumerable.Range(0, count * m * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var b = Enumerable.Range(0, count * k * n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        foreach (var isa in KernelIsa.All)
+        {
+            var c = Enumerable.Repeat(7f, m * ldc).ToArray();
+            Gemm.MultiplyBatched(isa, count, false, false, m, n, k, 1f, a, k, (long)m * k, b, n, (long)k * n, 0f, c, ldc, n);
+            for (int h = 0; h < count; h++)
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++)
+                    {
+                        double r = 0;
+                        for (int p = 0; p < k; p++) r += a[h * m * k + i * k + p] * (double)b[h * k * n + p * n + j];
+                        Assert.True(Math.Abs(c[i * ldc + h * n + j] - r) <= 1e-5 * (1 + Math.Abs(r)), $"{isa} head {h} ({i}, {j}): {c[i * ldc + h * n + j]} vs {r}");
+                    }
+            for (int i = 0; i < m; i++) Assert.Equal(7f, c[i * ldc + ldc - 1]);
+        }
+        // one column more per head and they would overlap: refused
+        var e = Assert.Throws<ArgumentException>(() => Gemm.MultiplyBatched(count, false, false, m, n + 1, k, 1f, a, k, (long)m * k,
+            new float[count * k * (n + 1)], n + 1, (long)k * (n + 1), 0f, new float[m * ldc], ldc, n));
+        Assert.Contains("overlap", e.Message);
+    }
+
     [Theory]
     [InlineData(1, 1, 1)]
     [InlineData(6, 16, 8)]

@@ -86,6 +86,87 @@ public class TransformerTests
             [TestTensors.Leaf(4, 2, 2, t, d), TestTensors.Leaf(5, 2, 2, s, d), TestTensors.Leaf(6, 2, 2, s, 3)], name: "attention");
     }
 
+    public static TheoryData<int, int, bool, bool> PackedCases => new()
+    {
+        // T, heads (E = 6), causal, padding (B = 2)
+        { 4, 2, false, false },
+        { 5, 3, true, false },
+        { 4, 1, false, true },
+        { 5, 2, true, true },
+        { 1, 6, false, false },
+    };
+
+    /// <summary>[B, T, 3E] → Q, K, V as [B, H, T, E/H] each, by split, reshape and permute (the unfused path).</summary>
+    private static (Tensor Q, Tensor K, Tensor V) Heads(Tensor qkv, int heads)
+    {
+        int b = qkv.Shape[0], t = qkv.Shape[1], e = qkv.Shape[2] / 3;
+        var parts = qkv.Split(e, dim: 2);
+        Tensor H(Tensor x) => x.Reshape(b, t, heads, e / heads).Permute(0, 2, 1, 3);
+        return (H(parts[0]), H(parts[1]), H(parts[2]));
+    }
+
+    [Theory]
+    [MemberData(nameof(PackedCases))]
+    public void PackedSelfAttention_Forward_MatchesDefinitionOnTheHeads(int t, int heads, bool causal, bool padding)
+    {
+        var qkv = TestTensors.Leaf(21, 2, t, 18);
+        var pad = padding ? Padding(2, t) : null;
+        var (q, k, v) = Heads(qkv, heads);
+        // the definition gives [B, H, T, E/H]; the packed op gives the heads side by side, [B, T, E]
+        var expected = ReferenceAttention(q, k, v, causal, pad);
+        var y = Tensor.PackedSelfAttention(qkv, heads, causal, pad);
+        Assert.Equal([2, t, 6], y.Shape.ToArray());
+        var got = y.Reshape(2, t, heads, 6 / heads).Permute(0, 2, 1, 3).ToDoubleArray();
+        TestTensors.AllClose(expected, got, 1e-12, 1e-14, "packed attention");
+        var f = Tensor.PackedSelfAttention(qkv.To(DType.Float32), heads, causal, pad).Reshape(2, t, heads, 6 / heads).Permute(0, 2, 1, 3);
+        TestTensors.AllClose(expected, f.ToDoubleArray(), 1e-5, 1e-6, "packed attention float32");
+    }
+
+    [Theory]
+    [MemberData(nameof(PackedCases))]
+    public void PackedSelfAttention_Backward_MatchesFiniteDifferences(int t, int heads, bool causal, bool padding)
+    {
+        var pad = padding ? Padding(2, t) : null;
+        GradCheck.Assert(x => Tensor.PackedSelfAttention(x[0], heads, causal, pad), [TestTensors.Leaf(22, 2, t, 18)], name: "packed_self_attention");
+    }
+
+    [Fact]
+    public void PackedSelfAttention_Float32_GivesTheUnfusedPathsGradient_AndItsEntropy()
+    {
+        const int b = 3, t = 16, heads = 4, e = 32;
+        var gen = new Generator(5);
+        var data = Tensor.RandN(gen, b, t, 3 * e).To(DType.Float32);
+        var upstream = Tensor.RandN(gen, b, t, e).To(DType.Float32);
+        var pad = new bool[b * t];
+        pad[t - 1] = pad[2 * t + 3] = true;
+        var fused = data.Detach();
+        fused.RequiresGrad = true;
+        double[,]? entropy = null;
+        var y1 = Tensor.PackedSelfAttention(fused, heads, causal: true, pad, entropy: h => entropy = h);
+        (y1 * upstream).Sum().Backward();
+        var plain = data.Detach();
+        plain.RequiresGrad = true;
+        var (q, k, v) = Heads(plain, heads);
+        var y2 = Tensor.ScaledDotProductAttention(q, k, v, causal: true, pad).Permute(0, 2, 1, 3).Reshape(b, t, e);
+        (y2 * upstream).Sum().Backward();
+        TestTensors.AllClose(y2.ToDoubleArray(), y1.ToDoubleArray(), 1e-5, 1e-6, "output");
+        TestTensors.AllClose(plain.Grad!.ToDoubleArray(), fused.Grad!.ToDoubleArray(), 1e-4, 1e-5, "gradient");
+        var reference = Transformers.AttentionEntropy(q, k, causal: true, pad);
+        Assert.NotNull(entropy);
+        for (int n = 0; n < b; n++)
+            for (int h = 0; h < heads; h++)
+                Assert.Equal(reference[n, h], entropy![n, h], 5);
+    }
+
+    [Fact]
+    public void PackedSelfAttention_BadShapes_ThrowNamingThem()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Tensor.PackedSelfAttention(Tensor.Zeros(2, 3, 10), 2));
+        Assert.Contains("[2, 3, 10]", e.Message);
+        e = Assert.Throws<ArgumentException>(() => Tensor.PackedSelfAttention(Tensor.Zeros(2, 3, 12), 2, keyPadding: new bool[5]));
+        Assert.Contains("padding mask has 5", e.Message);
+    }
+
     [Fact]
     public void Attention_LargeLogits_StayFinite()
     {
