@@ -532,4 +532,35 @@ public class ActivationKernelTests
         }
         Assert.True(worst <= 2e-15, $"erfc worst relative error {worst:G3} at {worstAt:R}");
     }
+
+    [Fact]
+    public void Gelu_Float_IsWithinAnUlpOfTheDoubleResultRounded_OnEveryPath()
+    {
+        // the float path cuts the erfc series where the remainder is far below a float ulp: check that claim
+        var x = Enumerable.Range(0, 24_001).Select(i => (float)(-12 + i * 1e-3)).ToArray();
+        var xd = x.Select(v => (double)v).ToArray();
+        var g = Enumerable.Repeat(1f, x.Length).ToArray();
+        var gd = Enumerable.Repeat(1.0, x.Length).ToArray();
+        var yd = new double[x.Length];
+        var dd = new double[x.Length];
+        ActivationKernels.Gelu<double>(xd, yd);
+        ActivationKernels.GeluBackward<double>(xd, gd, dd);
+        foreach (var isa in KernelIsa.All)
+        {
+            var y = new float[x.Length];
+            var d = new float[x.Length];
+            ActivationKernels.Gelu<float>(x, y, isa);
+            ActivationKernels.GeluBackward<float>(x, g, d, isa);
+            for (int i = 0; i < x.Length; i++)
+            {
+                float wy = (float)yd[i], wd = (float)dd[i];
+                Assert.True(Math.Abs(y[i] - wy) <= MathF.BitIncrement(MathF.Abs(wy)) - MathF.Abs(wy),
+                    $"gelu {KernelIsa.Name(isa)} x={x[i]:R}: {y[i]:R} vs {wy:R}");
+                // the derivative Φ(x) + x·φ(x) is a difference of terms of size Φ(x) near its zero (x ≈ −0.75): an ulp of those
+                float terms = MathF.Abs(wd) + (xd[i] == 0 ? 0.5f : (float)Math.Abs(yd[i] / xd[i]));
+                Assert.True(Math.Abs(d[i] - wd) <= MathF.BitIncrement(terms) - terms,
+                    $"gelu backward {KernelIsa.Name(isa)} x={x[i]:R}: {d[i]:R} vs {wd:R}");
+            }
+        }
+    }
 }
