@@ -350,8 +350,9 @@ internal sealed class StorageBox(Array data) : IIdentityHashed
     public int IdentityHash { get; } = Tensors.IdentityHash.Next();
 
     public static InvalidOperationException Released() => new(
-        "This tensor's storage was released for reuse: it was a gradient cleared by Optimizer.ZeroGrad (or an internal backward temporary). " +
-        "Clone() a gradient before ZeroGrad to keep its values.");
+        "This tensor's storage was released for reuse: it was a gradient cleared by Optimizer.ZeroGrad, an internal backward temporary, " +
+        "or an intermediate of a step whose backward pass released them (Backward(releaseIntermediates: true), as the Trainer does). " +
+        "Clone() it before then to keep its values.");
 }
 
 /// <summary>Removes a hook registered with <see cref="Tensor.RegisterHook"/> when disposed (a struct: registering allocates no handle).</summary>

@@ -164,7 +164,7 @@ public sealed class DataParallel
                 stats[0] = l.Item();
                 stats[1] = countCorrect?.Invoke(output, micro) ?? 0;
                 stats[2] = count;
-                BackwardEngine.Backward(l);
+                BackwardEngine.Backward(l, releaseIntermediates: true);
                 for (int i = 0; i < _parameters.Length; i++)
                 {
                     var target = grads[_offsets[i].._offsets[i + 1]];

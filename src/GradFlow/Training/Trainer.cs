@@ -340,7 +340,9 @@ public sealed class Trainer
                     if (double.IsFinite(lossValue))
                     {
                         if (!IsRegression) batchCorrect = CountCorrect(logits, batch.Labels!);
-                        Autograd.BackwardEngine.Backward(loss);
+                        // nothing reads the step's intermediates after backward (observers' hooks measure in the forward and
+                        // backward passes): their storage goes back to the pool, so a step in steady state allocates none
+                        Autograd.BackwardEngine.Backward(loss, releaseIntermediates: true);
                     }
                 }
                 else (lossValue, batchCorrect) = parallel.ComputeGradients(batch, Loss, IsRegression ? null : (output, micro) => CountCorrect(output, micro.Labels!));

@@ -31,6 +31,22 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void Run_HandsEachStepsIntermediatesBackToThePool()
+    {
+        // a training step's intermediates are released after backward (so steps in steady state reuse their storage):
+        // a hidden layer's output kept past its step cannot be read, while the parameters and their gradients stay
+        var trainer = new Trainer(Circles(1) with { MaxSteps = 3 });
+        var kept = new List<GradFlow.Tensors.Tensor>();
+        var hidden = trainer.Model.NamedModules().Select(m => m.Item2).OfType<GradFlow.Nn.Linear>().First();
+        using var hook = hidden.RegisterForwardHook((_, _, y) => kept.Add(y));
+        trainer.Run(cancellation: TestContext.Current.CancellationToken);
+        Assert.True(kept.Count >= 3, $"{kept.Count} forward passes seen");
+        var e = Assert.Throws<InvalidOperationException>(() => kept[0].ToArray());
+        Assert.Contains("released", e.Message);
+        Assert.All(trainer.Model.Parameters(), p => Assert.True(p.Data.ToArray().All(float.IsFinite)));
+    }
+
+    [Fact]
     public void Run_SameConfigTwice_GivesBitIdenticalWeights()
     {
         var a = new Trainer(Circles(2) with { Model = "mlp 2-16x2-2 act=relu dropout=0.2" });
