@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Globalization;
-using System.Runtime.ExceptionServices;
 using System.Text;
 using System.Text.Json;
 using GradFlow.Training;
@@ -414,39 +413,8 @@ public static class CatalogueEvaluator
         }
 
         var work = catalogue.Entries.Where(e => filter?.Invoke(e) ?? true).SelectMany(e => catalogue.Seeds.Select(s => (Entry: e, Seed: s))).ToArray();
-        var runs = new CatalogueRun?[work.Length];
-        int next = -1, reported = 0;
-        var gate = new object();
-        ExceptionDispatchInfo? error = null;
-        void Worker()
-        {
-            try
-            {
-                int i;
-                while ((i = Interlocked.Increment(ref next)) < work.Length && Volatile.Read(ref error) is null)
-                {
-                    cancellation.ThrowIfCancellationRequested();
-                    var run = One(work[i].Entry, work[i].Seed);
-                    lock (gate)
-                    {
-                        runs[i] = run;
-                        // progress in catalogue order: report every finished run that has no unfinished one before it
-                        for (; reported < runs.Length && runs[reported] is { } done; reported++) progress?.Invoke(done);
-                    }
-                }
-            }
-            catch (Exception e)
-            {
-                Interlocked.CompareExchange(ref error, ExceptionDispatchInfo.Capture(e), null);
-            }
-        }
-        var threads = Enumerable.Range(1, Math.Min(jobs, work.Length) - 1)
-            .Select(j => new Thread(Worker) { IsBackground = true, Name = $"gradflow-evaluate-{j}" }).ToArray();
-        foreach (var t in threads) t.Start();
-        Worker();
-        foreach (var t in threads) t.Join();
-        error?.Throw();
-        return new CatalogueReport(runs.Select(r => r!).ToList(), total.Elapsed.TotalSeconds);
+        var runs = IndependentRuns.Run(work.Length, i => One(work[i].Entry, work[i].Seed), (_, run) => progress?.Invoke(run), jobs, cancellation);
+        return new CatalogueReport(runs, total.Elapsed.TotalSeconds);
     }
 
     /// <summary>Optimiser steps of one full training run of <paramref name="config"/>.</summary>

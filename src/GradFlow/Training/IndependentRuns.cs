@@ -1,0 +1,166 @@
+using System.Buffers.Binary;
+using System.Runtime.ExceptionServices;
+using System.Text;
+
+namespace GradFlow.Training;
+
+/// <summary>
+/// Runs many independent runs (a sweep's grid points, a catalogue's entry-and-seed runs) on threads or on the processes of an
+/// MPI job, handing each out as a worker frees up, and reports the results in run order: the same results, in the same order,
+/// for any number of threads or processes, because every run is a function of its index alone.
+/// </summary>
+public static class IndependentRuns
+{
+    /// <summary>
+    /// Runs <c>run(i)</c> for i = 0 … <paramref name="count"/> − 1 on <paramref name="jobs"/> threads (the calling one and
+    /// jobs − 1 more), each taking the next index as it frees up. <paramref name="done"/> sees run i's result as soon as it and
+    /// every run before it are finished, in index order, one call at a time. The first exception of a run stops the handing
+    /// out and is rethrown (runs already started finish first); so is a cancellation, checked before each run.
+    /// </summary>
+    public static T[] Run<T>(int count, Func<int, T> run, Action<int, T>? done = null, int jobs = 1, CancellationToken cancellation = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
+        ArgumentNullException.ThrowIfNull(run);
+        var results = new T[count];
+        var finished = new bool[count];
+        int next = -1, reported = 0;
+        var gate = new object();
+        ExceptionDispatchInfo? error = null;
+        void Worker()
+        {
+            try
+            {
+                int i;
+                while (Volatile.Read(ref error) is null && (i = Interlocked.Increment(ref next)) < count)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    var result = run(i);
+                    lock (gate)
+                    {
+                        (results[i], finished[i]) = (result, true);
+                        // in index order: every finished run that has no unfinished one before it
+                        for (; reported < count && finished[reported]; reported++) done?.Invoke(reported, results[reported]);
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref error, ExceptionDispatchInfo.Capture(e), null);
+            }
+        }
+        var threads = Enumerable.Range(1, Math.Max(0, Math.Min(jobs, count) - 1))
+            .Select(j => new Thread(Worker) { IsBackground = true, Name = $"gradflow-run-{j}" }).ToArray();
+        foreach (var t in threads) t.Start();
+        Worker();
+        foreach (var t in threads) t.Join();
+        error?.Throw();
+        return results;
+    }
+
+    /// <summary>
+    /// As <see cref="Run{T}"/>, over the processes of <paramref name="world"/> (every process calls it with the same
+    /// <paramref name="count"/> and the same <paramref name="run"/>): rank 0 keeps a work queue and hands the next index to each
+    /// process as it asks, the worker ranks send each result back as text (their <paramref name="run"/> serialises it), and rank 0
+    /// runs <paramref name="jobs"/> runs itself on threads meanwhile. On rank 0, <paramref name="done"/> sees every result in index
+    /// order and the method returns them all; on the other ranks it returns an empty array when the queue is empty. With one
+    /// process it is <see cref="Run{T}"/>.
+    /// </summary>
+    /// <remarks>
+    /// Messages (point to point, MPI_Send/MPI_Recv): worker to rank 0 <c>[index: int32][result: UTF-8]</c>, index −1 for the
+    /// first request; rank 0 to worker <c>[index: int32]</c>, −1 to stop. Rank 0 polls for requests every millisecond from the
+    /// thread that initialised MPI (MPI_THREAD_SINGLE), so a waiting rank 0 does not spin a core that a run needs. A failed run
+    /// throws on its process, and the CLI ends the job (MPI_Abort), so no process waits for it forever.
+    /// </remarks>
+    public static string[] Run(ICommunicator world, int count, Func<int, string> run, Action<int, string>? done = null, int jobs = 1,
+        CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(world);
+        ArgumentNullException.ThrowIfNull(run);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
+        if (world.Size == 1) return Run(count, run, done, jobs, cancellation);
+        return world.Rank == 0 ? Coordinate(world, count, run, done, jobs, cancellation) : Serve(world, run);
+    }
+
+    private static string[] Serve(ICommunicator world, Func<int, string> run)
+    {
+        var message = Message(-1, "");
+        while (true)
+        {
+            world.Send(message, 0);
+            int index = BinaryPrimitives.ReadInt32LittleEndian(world.Receive(0));
+            if (index < 0) return [];
+            message = Message(index, run(index));
+        }
+    }
+
+    private static string[] Coordinate(ICommunicator world, int count, Func<int, string> run, Action<int, string>? done, int jobs,
+        CancellationToken cancellation)
+    {
+        var results = new string?[count];
+        int next = 0, reported = 0, stopped = 0;
+        var gate = new object();
+        ExceptionDispatchInfo? error = null;
+        int Take()
+        {
+            lock (gate) return error is null && next < count ? next++ : -1;
+        }
+        // rank 0's own runs, on threads, from the same queue
+        void Local()
+        {
+            try
+            {
+                for (int i; (i = Take()) >= 0;)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                    string result = run(i);
+                    lock (gate) results[i] = result;
+                }
+            }
+            catch (Exception e)
+            {
+                lock (gate) error ??= ExceptionDispatchInfo.Capture(e);
+            }
+        }
+        var threads = Enumerable.Range(0, jobs).Select(j => new Thread(Local) { IsBackground = true, Name = $"gradflow-run-{j}" }).ToArray();
+        foreach (var t in threads) t.Start();
+        while (true)
+        {
+            bool busy = false;
+            while (world.TryReceive(out int source, out byte[] message))
+            {
+                busy = true;
+                int index = BinaryPrimitives.ReadInt32LittleEndian(message);
+                if (index >= 0)
+                    lock (gate) results[index] = Encoding.UTF8.GetString(message.AsSpan(sizeof(int)));
+                int give = Take();
+                world.Send(Message(give, ""), source);
+                if (give < 0) stopped++;
+            }
+            for (; ; reported++)
+            {
+                string? result;
+                lock (gate) result = reported < count ? results[reported] : null;
+                if (result is null) break;
+                done?.Invoke(reported, result);
+            }
+            ExceptionDispatchInfo? failed;
+            lock (gate) failed = error;
+            // on an error the other ranks are still running or waiting: the caller ends the job (the CLI aborts it)
+            failed?.Throw();
+            if (reported == count && stopped == world.Size - 1) break;
+            if (!busy) Thread.Sleep(1);
+        }
+        foreach (var t in threads) t.Join();
+        return results!;
+    }
+
+    private static byte[] Message(int index, string text)
+    {
+        var bytes = new byte[sizeof(int) + Encoding.UTF8.GetByteCount(text)];
+        BinaryPrimitives.WriteInt32LittleEndian(bytes, index);
+        Encoding.UTF8.GetBytes(text, bytes.AsSpan(sizeof(int)));
+        return bytes;
+    }
+}
