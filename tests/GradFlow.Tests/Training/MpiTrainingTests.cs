@@ -44,6 +44,27 @@ public class MpiTrainingTests
         }
     }
 
+    [Fact]
+    public async Task Sweep_OneAndTwoProcesses_WriteTheSameResultsFileAndTable()
+    {
+        // six 30-step points handed out to the processes as they free up; rank 0 writes them in grid order
+        using var root = new TempDir();
+        string[] Sweep(string dir) =>
+        [
+            "sweep", "--data", "spirals", "--model", "mlp 2-16x2-2 act=tanh", "--batch-size", "24", "--train-limit", "240", "--threads", "1",
+            "--grid", "lr=0.3,0.03,0.003", "--grid", "optimizer=sgd,adam", "--steps", "30", "--out", dir,
+        ];
+        var one = await Run(1, Sweep(root.Sub("n1")));
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, Sweep(root.Sub("n2")));
+        Assert.True(two.Code == 0, two.Output);
+        string expected = File.ReadAllText(Path.Combine(root.Sub("n1"), "results.jsonl"));
+        Assert.Equal(6, expected.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+        Assert.Equal(expected, File.ReadAllText(Path.Combine(root.Sub("n2"), "results.jsonl")));
+        Assert.Equal(File.ReadAllText(Path.Combine(root.Sub("n1"), "results.md")), File.ReadAllText(Path.Combine(root.Sub("n2"), "results.md")));
+        Assert.Contains("over 2 processes", two.Output);
+    }
+
     /// <summary>The monitor samples of a run's metrics.jsonl (its epoch lines carry their seconds, which differ run to run).</summary>
     private static string[] Samples(string dir) =>
         File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Where(l => l.Contains("\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
