@@ -360,8 +360,16 @@ public static class CatalogueEvaluator
     /// entry-and-seed runs at once, each on its own thread (the report is the same for any count: every
     /// run is a function of its config and seed).
     /// </summary>
+    /// <remarks>
+    /// With a <paramref name="world"/> of several processes (<c>mpirun -np N gradflow evaluate</c>), every process calls it with the
+    /// same arguments; the entry-and-seed runs go to the processes as they free up (<see cref="IndependentRuns"/>), each process
+    /// running <paramref name="jobs"/> at once, and come back as JSON (<see cref="CatalogueRunWire"/>: everything the report reads,
+    /// without the monitor samples). Rank 0 returns the report, the same as one process's; the other ranks an empty one. Each
+    /// process memoises its own full trainings, so a config two runs on different processes need is trained on both (same numbers).
+    /// </remarks>
     public static CatalogueReport Evaluate(Catalogue catalogue, bool repair = false, DiagnosisSettings? settings = null,
-        Func<CatalogueEntry, bool>? filter = null, Action<CatalogueRun>? progress = null, CancellationToken cancellation = default, int jobs = 1)
+        Func<CatalogueEntry, bool>? filter = null, Action<CatalogueRun>? progress = null, CancellationToken cancellation = default, int jobs = 1,
+        ICommunicator? world = null)
     {
         ArgumentNullException.ThrowIfNull(catalogue);
         ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
@@ -413,7 +421,18 @@ public static class CatalogueEvaluator
         }
 
         var work = catalogue.Entries.Where(e => filter?.Invoke(e) ?? true).SelectMany(e => catalogue.Seeds.Select(s => (Entry: e, Seed: s))).ToArray();
-        var runs = IndependentRuns.Run(work.Length, i => One(work[i].Entry, work[i].Seed), (_, run) => progress?.Invoke(run), jobs, cancellation);
+        CatalogueRun[] runs;
+        if (world is { Size: > 1 })
+        {
+            runs = new CatalogueRun[work.Length];
+            IndependentRuns.Run(world, work.Length, i => CatalogueRunWire.Serialize(One(work[i].Entry, work[i].Seed)), (i, json) =>
+            {
+                runs[i] = CatalogueRunWire.Parse(json, work[i].Entry);
+                progress?.Invoke(runs[i]);
+            }, jobs, cancellation);
+            if (world.Rank != 0) return new CatalogueReport([], total.Elapsed.TotalSeconds);
+        }
+        else runs = IndependentRuns.Run(work.Length, i => One(work[i].Entry, work[i].Seed), (_, run) => progress?.Invoke(run), jobs, cancellation);
         return new CatalogueReport(runs, total.Elapsed.TotalSeconds);
     }
 
@@ -432,5 +451,62 @@ public static class CatalogueEvaluator
         ulong? seed = config.Data == "fashion-mnist" ? null : config.Seed;
         string key = string.Join("|", config.Data, config.DataDir, config.TrainLimit, config.TestLimit, seed, string.Join("x", description.Input), string.Join("x", description.OutputShape()));
         return cache.GetOrAdd(key, _ => new Lazy<DataBundle>(() => DataSources.Load(config, description))).Value;
+    }
+}
+
+/// <summary>
+/// A <see cref="CatalogueRun"/> as JSON, to send it from the process that ran it to rank 0: the verdicts (preflight, trial, every
+/// repair trial), the training results, the repair's attempts and the accuracies, without the monitor samples (which no figure of
+/// the report reads; a parsed <see cref="TrialResult"/> has none, so its <see cref="TrialResult.FinalLoss"/> is NaN).
+/// </summary>
+public static class CatalogueRunWire
+{
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        IncludeFields = false,
+    };
+
+    private sealed record Trial(string Config, Diagnosis Diagnosis, TrainingResult Result, long Steps);
+
+    private sealed record Attempt(string? Remedy, string Description, Trial Trial, bool Accepted);
+
+    private sealed record Repair(Trial Initial, Attempt[] Attempts, Trial Final, double Cost);
+
+    private sealed record Run(ulong Seed, Diagnosis Preflight, Trial Trial, Repair? Repair, double RepairedAccuracy, double ReferenceAccuracy,
+        double Seconds, double PredictedUpdateRatio, double RepairedScore, bool RepairedEndsHealthy);
+
+    /// <summary>The run as one JSON text.</summary>
+    public static string Serialize(CatalogueRun run)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        static Trial T(TrialResult t) => new(t.Config.ToJson(), t.Diagnosis, t.Result, t.Steps);
+        var repair = run.Repair is { } r
+            ? new Repair(T(r.Initial), [.. r.Attempts.Select(a => new Attempt(a.Remedy, a.Description, T(a.Trial), a.Accepted))], T(r.Final), r.Cost)
+            : null;
+        return JsonSerializer.Serialize(new Run(run.Seed, run.Preflight, T(run.Trial), repair, run.RepairedAccuracy, run.ReferenceAccuracy,
+            run.Seconds, run.PredictedUpdateRatio, run.RepairedScore, run.RepairedEndsHealthy), Options);
+    }
+
+    /// <summary>Reads a run that <see cref="Serialize"/> wrote for <paramref name="entry"/>.</summary>
+    /// <exception cref="FormatException">when the text is not such a run.</exception>
+    public static CatalogueRun Parse(string json, CatalogueEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        Run run;
+        try
+        {
+            run = JsonSerializer.Deserialize<Run>(json, Options) ?? throw new FormatException($"catalogue run of '{entry.Name}': null.");
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"catalogue run of '{entry.Name}': {e.Message}");
+        }
+        static TrialResult T(Trial t) => new(TrainingConfig.FromJson(t.Config, "catalogue run"), t.Diagnosis, [], t.Result, t.Steps);
+        var repair = run.Repair is { } r
+            ? new RepairResult(T(r.Initial), [.. r.Attempts.Select(a => new RepairAttempt(a.Remedy, a.Description, T(a.Trial), a.Accepted))], T(r.Final), r.Cost)
+            : null;
+        return new CatalogueRun(entry, run.Seed, run.Preflight, T(run.Trial), repair, run.RepairedAccuracy, run.ReferenceAccuracy, run.Seconds,
+            run.PredictedUpdateRatio) { RepairedScore = run.RepairedScore, RepairedEndsHealthy = run.RepairedEndsHealthy };
     }
 }

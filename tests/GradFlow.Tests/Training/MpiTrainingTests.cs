@@ -65,6 +65,26 @@ public class MpiTrainingTests
         Assert.Contains("over 2 processes", two.Output);
     }
 
+    [Fact]
+    public async Task Evaluate_OneAndTwoProcesses_PrintTheSameVerdictsInCatalogueOrder()
+    {
+        // four entry-and-seed runs handed out to the processes, sent back to rank 0 as JSON (CatalogueRunWire), printed in order
+        string catalogue = Path.Combine(GradFlow.Tests.TestSupport.RepoPaths.Root, "tests", "catalogue", "catalogue.json");
+        string[] args = ["evaluate", "--catalogue", catalogue, "--only", "teacher-relu-he-d4,teacher-relu-nan-lr", "--seeds", "5,6", "--trial-steps", "20"];
+        var one = await Run(1, args);
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, args);
+        Assert.True(two.Code == 0, two.Output);
+        // each line without its wall time ("0.8s", "(4 runs, 11 s)")
+        // (without the keypad-mode escape "ESC[?1h ESC=" that a process under mpirun may print first)
+        static string[] Lines(string output) => [.. System.Text.RegularExpressions.Regex.Replace(output, @"\e\[[0-9;?]*[a-zA-Z]|\e=", "").Split('\n').Where(l => l.StartsWith("ok ", StringComparison.Ordinal) || l.StartsWith("MISS", StringComparison.Ordinal)
+            || l.StartsWith("detected", StringComparison.Ordinal)).Select(l => System.Text.RegularExpressions.Regex.Replace(l, @"\s+[0-9.]+ ?s\b|, [0-9]+ s\)", ""))];
+        string[] expected = Lines(one.Output);
+        Assert.Equal(5, expected.Length);
+        Assert.True(expected[3].Contains("teacher-relu-nan-lr              seed 6", StringComparison.Ordinal), string.Join("\n", expected));
+        Assert.Equal(expected, Lines(two.Output));
+    }
+
     /// <summary>The monitor samples of a run's metrics.jsonl (its epoch lines carry their seconds, which differ run to run).</summary>
     private static string[] Samples(string dir) =>
         File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Where(l => l.Contains("\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
