@@ -363,8 +363,8 @@ public static class CatalogueEvaluator
     /// <remarks>
     /// With a <paramref name="world"/> of several processes (<c>mpirun -np N gradflow evaluate</c>), every process calls it with the
     /// same arguments; the entry-and-seed runs go to the processes as they free up (<see cref="IndependentRuns"/>), each process
-    /// running <paramref name="jobs"/> at once, and come back as JSON (<see cref="CatalogueRunWire"/>: everything the report reads,
-    /// without the monitor samples). Rank 0 returns the report, the same as one process's; the other ranks an empty one. Each
+    /// running <paramref name="jobs"/> at once, and come back as JSON (<see cref="CatalogueRunWire"/>: everything the report reads;
+    /// of the monitor samples, their losses). Rank 0 returns the report, the same as one process's; the other ranks an empty one. Each
     /// process memoises its own full trainings, so a config two runs on different processes need is trained on both (same numbers).
     /// </remarks>
     public static CatalogueReport Evaluate(Catalogue catalogue, bool repair = false, DiagnosisSettings? settings = null,
@@ -456,35 +456,30 @@ public static class CatalogueEvaluator
 
 /// <summary>
 /// A <see cref="CatalogueRun"/> as JSON, to send it from the process that ran it to rank 0: the verdicts (preflight, trial, every
-/// repair trial), the training results, the repair's attempts and the accuracies, without the monitor samples (which no figure of
-/// the report reads; a parsed <see cref="TrialResult"/> has none, so its <see cref="TrialResult.FinalLoss"/> is NaN).
+/// repair trial) and the trials as <see cref="TrialWire"/> has them, the repair's attempts and the accuracies.
 /// </summary>
 public static class CatalogueRunWire
 {
     private static readonly JsonSerializerOptions Options = new()
     {
         NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
-        IncludeFields = false,
     };
 
-    private sealed record Trial(string Config, Diagnosis Diagnosis, TrainingResult Result, long Steps);
+    private sealed record Attempt(string? Remedy, string Description, TrialWire.Form Trial, bool Accepted);
 
-    private sealed record Attempt(string? Remedy, string Description, Trial Trial, bool Accepted);
+    private sealed record Repair(TrialWire.Form Initial, Attempt[] Attempts, TrialWire.Form Final, double Cost);
 
-    private sealed record Repair(Trial Initial, Attempt[] Attempts, Trial Final, double Cost);
-
-    private sealed record Run(ulong Seed, Diagnosis Preflight, Trial Trial, Repair? Repair, double RepairedAccuracy, double ReferenceAccuracy,
+    private sealed record Run(ulong Seed, Diagnosis Preflight, TrialWire.Form Trial, Repair? Repair, double RepairedAccuracy, double ReferenceAccuracy,
         double Seconds, double PredictedUpdateRatio, double RepairedScore, bool RepairedEndsHealthy);
 
     /// <summary>The run as one JSON text.</summary>
     public static string Serialize(CatalogueRun run)
     {
         ArgumentNullException.ThrowIfNull(run);
-        static Trial T(TrialResult t) => new(t.Config.ToJson(), t.Diagnosis, t.Result, t.Steps);
         var repair = run.Repair is { } r
-            ? new Repair(T(r.Initial), [.. r.Attempts.Select(a => new Attempt(a.Remedy, a.Description, T(a.Trial), a.Accepted))], T(r.Final), r.Cost)
+            ? new Repair(TrialWire.From(r.Initial), [.. r.Attempts.Select(a => new Attempt(a.Remedy, a.Description, TrialWire.From(a.Trial), a.Accepted))], TrialWire.From(r.Final), r.Cost)
             : null;
-        return JsonSerializer.Serialize(new Run(run.Seed, run.Preflight, T(run.Trial), repair, run.RepairedAccuracy, run.ReferenceAccuracy,
+        return JsonSerializer.Serialize(new Run(run.Seed, run.Preflight, TrialWire.From(run.Trial), repair, run.RepairedAccuracy, run.ReferenceAccuracy,
             run.Seconds, run.PredictedUpdateRatio, run.RepairedScore, run.RepairedEndsHealthy), Options);
     }
 
@@ -502,11 +497,10 @@ public static class CatalogueRunWire
         {
             throw new FormatException($"catalogue run of '{entry.Name}': {e.Message}");
         }
-        static TrialResult T(Trial t) => new(TrainingConfig.FromJson(t.Config, "catalogue run"), t.Diagnosis, [], t.Result, t.Steps);
         var repair = run.Repair is { } r
-            ? new RepairResult(T(r.Initial), [.. r.Attempts.Select(a => new RepairAttempt(a.Remedy, a.Description, T(a.Trial), a.Accepted))], T(r.Final), r.Cost)
+            ? new RepairResult(TrialWire.To(r.Initial), [.. r.Attempts.Select(a => new RepairAttempt(a.Remedy, a.Description, TrialWire.To(a.Trial), a.Accepted))], TrialWire.To(r.Final), r.Cost)
             : null;
-        return new CatalogueRun(entry, run.Seed, run.Preflight, T(run.Trial), repair, run.RepairedAccuracy, run.ReferenceAccuracy, run.Seconds,
+        return new CatalogueRun(entry, run.Seed, run.Preflight, TrialWire.To(run.Trial), repair, run.RepairedAccuracy, run.ReferenceAccuracy, run.Seconds,
             run.PredictedUpdateRatio) { RepairedScore = run.RepairedScore, RepairedEndsHealthy = run.RepairedEndsHealthy };
     }
 }

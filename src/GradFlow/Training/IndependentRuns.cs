@@ -83,6 +83,42 @@ public static class IndependentRuns
         return world.Rank == 0 ? Coordinate(world, count, run, done, jobs, cancellation) : Serve(world, run);
     }
 
+    /// <summary>
+    /// As <see cref="Run(ICommunicator, int, Func{int, string}, Action{int, string}?, int, CancellationToken)"/>, and then rank 0
+    /// sends every result to every other rank, so that all processes return the same results (for callers whose next runs depend
+    /// on these, run in step on every process: the repair's candidate trials).
+    /// </summary>
+    public static string[] RunEverywhere(ICommunicator world, int count, Func<int, string> run, int jobs = 1, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(world);
+        var results = Run(world, count, run, null, jobs, cancellation);
+        if (world.Size == 1) return results;
+        if (world.Rank == 0)
+        {
+            // [count × (length: int32, UTF-8)]
+            var parts = results.Select(Encoding.UTF8.GetBytes).ToArray();
+            var message = new byte[parts.Sum(p => sizeof(int) + p.Length)];
+            int at = 0;
+            foreach (var p in parts)
+            {
+                BinaryPrimitives.WriteInt32LittleEndian(message.AsSpan(at), p.Length);
+                p.CopyTo(message, at + sizeof(int));
+                at += sizeof(int) + p.Length;
+            }
+            for (int r = 1; r < world.Size; r++) world.Send(message, r);
+            return results;
+        }
+        byte[] all = world.Receive(0);
+        var received = new string[count];
+        for (int i = 0, at = 0; i < count; i++)
+        {
+            int length = BinaryPrimitives.ReadInt32LittleEndian(all.AsSpan(at));
+            received[i] = Encoding.UTF8.GetString(all, at + sizeof(int), length);
+            at += sizeof(int) + length;
+        }
+        return received;
+    }
+
     private static string[] Serve(ICommunicator world, Func<int, string> run)
     {
         var message = Message(-1, "");

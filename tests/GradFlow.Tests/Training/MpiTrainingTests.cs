@@ -85,6 +85,26 @@ public class MpiTrainingTests
         Assert.Equal(expected, Lines(two.Output));
     }
 
+    [Fact]
+    public async Task Repair_OneAndTwoProcesses_WriteTheSameRepair()
+    {
+        // five attempts, kept and rejected; with 2 processes the next 2 candidates run at once, one per process
+        using var root = new TempDir();
+        string[] Repair(string dir) =>
+        [
+            "repair", "--data", "spirals", "--model", "mlp 2-8x2-2 act=relu", "--lr", "3", "--optimizer", "adam", "--threads", "1",
+            "--trial-steps", "60", "--attempts", "6", "--out", dir,
+        ];
+        var one = await Run(1, Repair(root.Sub("n1")));
+        Assert.True(one.Code == 3, one.Output); // the last trial is not healthy yet
+        var two = await Run(2, Repair(root.Sub("n2")));
+        Assert.True(two.Code == 3, two.Output);
+        string expected = File.ReadAllText(Path.Combine(root.Sub("n1"), "repair.json"));
+        Assert.Contains("\"accepted\": false", expected);
+        Assert.Equal(expected, File.ReadAllText(Path.Combine(root.Sub("n2"), "repair.json")));
+        Assert.Equal(File.ReadAllText(Path.Combine(root.Sub("n1"), "config.json")), File.ReadAllText(Path.Combine(root.Sub("n2"), "config.json")));
+    }
+
     /// <summary>The monitor samples of a run's metrics.jsonl (its epoch lines carry their seconds, which differ run to run).</summary>
     private static string[] Samples(string dir) =>
         File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Where(l => l.Contains("\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
