@@ -73,17 +73,21 @@ public sealed record SweepRecord(int Point, IReadOnlyList<string> Values, long S
     public string ToJsonLine() => JsonSerializer.Serialize(this, Json);
 
     /// <summary>Reads a line of <c>results.jsonl</c>; <paramref name="where"/> names it in errors.</summary>
-    /// <exception cref="FormatException">when the line is not a record.</exception>
+    /// <exception cref="InvalidDataException">when the line is not a record.</exception>
     public static SweepRecord Parse(string line, string where)
     {
+        SweepRecord? record;
         try
         {
-            return JsonSerializer.Deserialize<SweepRecord>(line, Json) ?? throw new FormatException($"{where}: null is not a sweep record.");
+            record = JsonSerializer.Deserialize<SweepRecord>(line, Json);
         }
         catch (JsonException e)
         {
-            throw new FormatException($"{where}: not a sweep record ({e.Message}).");
+            throw new InvalidDataException($"{where}: not a sweep record ({e.Message}).");
         }
+        if (record is null || record.Values is null || record.Values.Any(v => v is null) || record.Stop is null || record.Verdict is null)
+            throw new InvalidDataException($"{where}: not a sweep record (a field is missing or null).");
+        return record;
     }
 }
 
@@ -140,14 +144,15 @@ public static class Sweep
     /// grid order (on rank 0; an empty list on the other ranks of <paramref name="world"/>, which only run points).
     /// <paramref name="progress"/> sees each new record in grid order, after it is in <c>results.jsonl</c>.
     /// </summary>
-    /// <exception cref="InvalidOperationException">when the directory holds another sweep (the message names the difference) or a damaged results file.</exception>
+    /// <exception cref="InvalidOperationException">when the directory holds another sweep (the message names the difference).</exception>
+    /// <exception cref="InvalidDataException">when its files are damaged (the message names the file and line).</exception>
     public static IReadOnlyList<SweepRecord> Run(SweepDefinition sweep, string directory, ICommunicator? world = null, int jobs = 1,
         Action<SweepRecord>? progress = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(sweep);
         ArgumentNullException.ThrowIfNull(directory);
         world ??= SingleProcessCommunicator.Instance;
-        var lines = Recorded(sweep, directory);
+        var lines = Finished(sweep, directory).Select(r => r.ToJsonLine()).ToList();
         int done = lines.Count;
         // every process read the same files before rank 0 writes to them
         world.Barrier();
@@ -167,28 +172,43 @@ public static class Sweep
     }
 
     /// <summary>
-    /// The lines of the points already recorded in <paramref name="directory"/> (none for a new directory), after checking that
-    /// it holds this sweep: the same grid, steps, sampling and base config, or an error naming the first difference.
+    /// The points already recorded in <paramref name="directory"/>, in grid order (none for a new directory), after checking
+    /// that it holds this sweep: the same grid, steps, sampling and base config, or an error naming the first difference.
     /// </summary>
-    private static List<string> Recorded(SweepDefinition sweep, string directory)
+    /// <exception cref="InvalidOperationException">when the directory holds another sweep (the message names the difference).</exception>
+    /// <exception cref="InvalidDataException">when its files are damaged (the message names the file and line).</exception>
+    public static IReadOnlyList<SweepRecord> Finished(SweepDefinition sweep, string directory)
     {
+        ArgumentNullException.ThrowIfNull(sweep);
+        ArgumentNullException.ThrowIfNull(directory);
         string definition = Path.Combine(directory, DefinitionFile), results = Path.Combine(directory, ResultsFile);
         if (!File.Exists(definition))
         {
             if (File.Exists(results)) throw new InvalidOperationException($"sweep: {results} exists without {definition}; delete it or choose another directory.");
             return [];
         }
-        string? difference = Difference(JsonNode.Parse(File.ReadAllText(definition)), JsonNode.Parse(sweep.ToJson()), "");
+        JsonNode? recorded;
+        try
+        {
+            recorded = JsonNode.Parse(File.ReadAllText(definition));
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{definition}: not a sweep definition ({e.Message}).");
+        }
+        string? difference = Difference(recorded, JsonNode.Parse(sweep.ToJson()), "");
         if (difference is not null)
             throw new InvalidOperationException($"sweep: {directory} holds another sweep: {difference}. Run the recorded command again, or choose another directory.");
-        var lines = File.Exists(results) ? File.ReadAllLines(results).ToList() : [];
-        for (int i = 0; i < lines.Count; i++)
+        var lines = File.Exists(results) ? File.ReadAllLines(results) : [];
+        var records = new List<SweepRecord>(lines.Length);
+        for (int i = 0; i < lines.Length; i++)
         {
             var record = SweepRecord.Parse(lines[i], $"{results}, line {i + 1}");
             if (record.Point != i || i >= sweep.Points.Count || !record.Values.SequenceEqual(sweep.Points[i].Values))
-                throw new InvalidOperationException($"sweep: {results}, line {i + 1}: expected point {i} ({string.Join(", ", sweep.Points.ElementAtOrDefault(i)?.Values ?? [])}), found point {record.Point} ({string.Join(", ", record.Values)}).");
+                throw new InvalidDataException($"{results}, line {i + 1}: expected point {i} ({string.Join(", ", sweep.Points.ElementAtOrDefault(i)?.Values ?? [])}), found point {record.Point} ({string.Join(", ", record.Values)}).");
+            records.Add(record);
         }
-        return lines;
+        return records;
     }
 
     /// <summary>The first difference between the recorded definition and this one, as "grid: ... recorded X, now Y", or null.</summary>
@@ -205,7 +225,9 @@ public static class Sweep
         {
             if (path == "grid")
             {
-                string Axes(JsonArray g) => string.Join(" ", g.Select(axis => $"{axis!["key"]}={string.Join(",", axis["values"]!.AsArray().Select(v => (string?)v))}"));
+                static string Text(JsonNode? v) => v is JsonValue j && j.TryGetValue(out string? text) ? text : v?.ToJsonString() ?? "null";
+                string Axes(JsonArray g) => string.Join(" ", g.Select(axis => axis is JsonObject o && o["values"] is JsonArray values
+                    ? $"{Text(o["key"])}={string.Join(",", values.Select(Text))}" : Text(axis)));
                 return Axes(x) == Axes(y) ? null : $"grid: recorded {Axes(x)}, now {Axes(y)}";
             }
             if (x.Count != y.Count) return $"{path}: recorded {x.ToJsonString()}, now {y.ToJsonString()}";

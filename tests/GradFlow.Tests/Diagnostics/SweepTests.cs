@@ -109,7 +109,7 @@ public sealed class SweepTests : IDisposable
         Sweep.Run(sweep, Dir("d"), cancellation: Token);
         string results = Path.Combine(Dir("d"), Sweep.ResultsFile);
         File.WriteAllText(results, File.ReadAllLines(results)[0] + "\n{\"point\":1,\n");
-        var e = Assert.Throws<FormatException>(() => Sweep.Run(sweep, Dir("d"), cancellation: Token));
+        var e = Assert.Throws<InvalidDataException>(() => Sweep.Run(sweep, Dir("d"), cancellation: Token));
         Assert.Contains("results.jsonl, line 2", e.Message);
     }
 
