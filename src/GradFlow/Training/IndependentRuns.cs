@@ -61,14 +61,15 @@ public static class IndependentRuns
     /// <summary>
     /// As <see cref="Run{T}"/>, over the processes of <paramref name="world"/> (every process calls it with the same
     /// <paramref name="count"/> and the same <paramref name="run"/>): rank 0 keeps a work queue and hands the next index to each
-    /// process as it asks, the worker ranks send each result back as text (their <paramref name="run"/> serialises it), and rank 0
-    /// runs <paramref name="jobs"/> runs itself on threads meanwhile. On rank 0, <paramref name="done"/> sees every result in index
+    /// process as it asks, the worker ranks send each result back as text (their <paramref name="run"/> serialises it); every
+    /// process, rank 0 included, keeps <paramref name="jobs"/> runs going on threads. On rank 0, <paramref name="done"/> sees every result in index
     /// order and the method returns them all; on the other ranks it returns an empty array when the queue is empty. With one
     /// process it is <see cref="Run{T}"/>.
     /// </summary>
     /// <remarks>
-    /// Messages (point to point, MPI_Send/MPI_Recv): worker to rank 0 <c>[index: int32][result: UTF-8]</c>, index −1 for the
-    /// first request; rank 0 to worker <c>[index: int32]</c>, −1 to stop. Rank 0 polls for requests every millisecond from the
+    /// Messages (point to point, MPI_Send/MPI_Recv): worker to rank 0 <c>[index: int32][result: UTF-8]</c>, index −1 for a
+    /// request without a result (a worker's first <paramref name="jobs"/>); rank 0 answers each with <c>[index: int32]</c>, the
+    /// next run, or −1 when none is left (the worker then only delivers the runs it has going). Rank 0 polls for requests every millisecond from the
     /// thread that initialised MPI (MPI_THREAD_SINGLE), so a waiting rank 0 does not spin a core that a run needs. A failed run
     /// throws on its process, and the CLI ends the job (MPI_Abort), so no process waits for it forever.
     /// </remarks>
@@ -80,7 +81,7 @@ public static class IndependentRuns
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
         if (world.Size == 1) return Run(count, run, done, jobs, cancellation);
-        return world.Rank == 0 ? Coordinate(world, count, run, done, jobs, cancellation) : Serve(world, run);
+        return world.Rank == 0 ? Coordinate(world, count, run, done, jobs, cancellation) : Serve(world, run, jobs);
     }
 
     /// <summary>
@@ -119,23 +120,37 @@ public static class IndependentRuns
         return received;
     }
 
-    private static string[] Serve(ICommunicator world, Func<int, string> run)
+    /// <summary>A worker rank: asks for runs until told to stop, keeping <paramref name="jobs"/> of them going on threads.</summary>
+    private static string[] Serve(ICommunicator world, Func<int, string> run, int jobs)
     {
-        var message = Message(-1, "");
-        while (true)
+        var running = new List<(int Index, Task<string> Run)>();
+        bool stopped = false;
+        // every message to rank 0 gets one reply: the next index, or −1
+        void Ask(byte[] message)
         {
             world.Send(message, 0);
             int index = BinaryPrimitives.ReadInt32LittleEndian(world.Receive(0));
-            if (index < 0) return [];
-            message = Message(index, run(index));
+            if (index < 0) stopped = true;
+            else running.Add((index, Task.Factory.StartNew(() => run(index), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)));
         }
+        for (int j = 0; j < jobs && !stopped; j++) Ask(Message(-1, ""));
+        while (running.Count > 0)
+        {
+            int finished = Task.WaitAny([.. running.Select(r => (Task)r.Run)]);
+            var (index, task) = running[finished];
+            running.RemoveAt(finished);
+            string result = task.GetAwaiter().GetResult(); // a failed run throws here, and the CLI ends the job
+            Ask(Message(index, result));
+        }
+        return [];
     }
 
     private static string[] Coordinate(ICommunicator world, int count, Func<int, string> run, Action<int, string>? done, int jobs,
         CancellationToken cancellation)
     {
         var results = new string?[count];
-        int next = 0, reported = 0, stopped = 0;
+        int next = 0, reported = 0;
+        var stopped = new HashSet<int>();
         var gate = new object();
         ExceptionDispatchInfo? error = null;
         int Take()
@@ -172,7 +187,7 @@ public static class IndependentRuns
                     lock (gate) results[index] = Encoding.UTF8.GetString(message.AsSpan(sizeof(int)));
                 int give = Take();
                 world.Send(Message(give, ""), source);
-                if (give < 0) stopped++;
+                if (give < 0) stopped.Add(source);
             }
             for (; ; reported++)
             {
@@ -185,7 +200,7 @@ public static class IndependentRuns
             lock (gate) failed = error;
             // on an error the other ranks are still running or waiting: the caller ends the job (the CLI aborts it)
             failed?.Throw();
-            if (reported == count && stopped == world.Size - 1) break;
+            if (reported == count && stopped.Count == world.Size - 1) break;
             if (!busy) Thread.Sleep(1);
         }
         foreach (var t in threads) t.Join();
