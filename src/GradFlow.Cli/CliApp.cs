@@ -65,6 +65,7 @@ public static class CliApp
             ReportCommand.Declare(),
             ServeCommand.Declare(),
             EvaluateCommand.Declare(),
+            SweepCommand.Declare(),
             CatalogueCommand.Declare(),
             GenerateCommand.Declare(),
             GradsCommand.Declare(),

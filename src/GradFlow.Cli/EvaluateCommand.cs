@@ -26,7 +26,8 @@ internal static class EvaluateCommand
             "Prints each verdict against the ground truth, then the detection rate, the false-alarm rate and how often the preflight alone forecast " +
             "the vanishing and exploding cases. A generated catalogue ('gradflow catalogue') has labels from full training runs; a repair there must " +
             "reach 0.9 of the way from chance to the best run of the same task, optimiser family and budget. A config that two repairs, or a repair " +
-            "and a reference, reach is trained once. Exit code: 0 when done, 1 error, 2 usage.")
+            "and a reference, reach is trained once (per process). Under 'mpirun -np N' the runs go to the processes as they free up, and the " +
+            "output is the same as from one process. Exit code: 0 when done, 1 error, 2 usage.")
         { CatalogueFile, Split, Repair, Only, Seeds, TrialSteps, Jobs, Out };
         command.Validators.Add(r =>
         {
@@ -39,6 +40,8 @@ internal static class EvaluateCommand
 
     private static int Run(ParseResult o, TextWriter stdout)
     {
+        var world = Communicators.FromEnvironment();
+        if (world.Rank > 0) stdout = TextWriter.Null;
         string path = o.GetValue(CatalogueFile)!;
         int? trialSteps = o.GetValue(TrialSteps);
         int jobs = o.GetValue(Jobs) ?? 1;
@@ -56,7 +59,8 @@ internal static class EvaluateCommand
         if (split is not null && catalogue.Entries.All(e => e.Split is null)) throw new UsageException($"gradflow evaluate: --split: {path} has no split (a generated catalogue has).");
         var report = CatalogueEvaluator.Evaluate(catalogue, o.Has(Repair),
             filter: e => (split is null || e.Split == split) && (only is null || only.Any(n => e.Name.Contains(n, StringComparison.Ordinal))),
-            progress: run => stdout.WriteLine(Line(run)), jobs: jobs);
+            progress: run => stdout.WriteLine(Line(run)), jobs: jobs, world: world);
+        if (world.Rank > 0) return 0;
         stdout.WriteLine();
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"detected {report.DetectionRate:P1} of broken runs, false alarms {report.FalseAlarmRate:P1} of healthy runs, preflight forecast {report.ForecastRate:P1} of vanishing/exploding runs ({report.Runs.Count} runs, {report.Seconds:F0} s)"));

@@ -11,6 +11,8 @@ internal static class RepairCommand
     // the options of 'repair' beyond the config's (TrainOptions.Config); one line each
     public static readonly Option<int?> TrialSteps = Opt.Int("trial-steps", "optimiser steps of each trial (default 200)");
     public static readonly Option<int?> Attempts = Opt.Int("attempts", "remedies to try at most (default 4)");
+    public static readonly Option<int?> Jobs = Opt.Int("jobs",
+        "candidate remedies tried at once on threads (the attempts and result are the same for any N; under mpirun each process runs N)");
     public static readonly Option<string?> Out = Opt.String("out",
         "save repair.json (every attempt) and config.json (the repaired config, accepted by 'gradflow train --config DIR/config.json')", "DIR");
 
@@ -19,12 +21,14 @@ internal static class RepairCommand
         var command = new Verb("repair", "apply remedies in short trials until the gradient flow is healthy",
             "Runs a short monitored trial of the config, diagnoses it, applies the best remedy (the faulty layers first), and runs again on the " +
             "same seeds, until the run is healthy or --attempts remedies were tried. Prints every attempt with the metrics before and after, and the " +
-            "cost as a multiple of one full training run. Exit code: 0 when the final config is healthy, 3 otherwise, 1 error, 2 usage.");
+            "cost as a multiple of one full training run. With --jobs N (or under 'mpirun -np N') the next candidate remedies run at once and are " +
+            "taken in the order one worker would try them, so the attempts and the result are the same. Exit code: 0 when the final config is healthy, 3 otherwise, 1 error, 2 usage.");
         foreach (var o in TrainOptions.Config) command.Options.Add(o);
-        foreach (Option o in new Option[] { TrialSteps, Attempts, Out }) command.Options.Add(o);
+        foreach (Option o in new Option[] { TrialSteps, Attempts, Jobs, Out }) command.Options.Add(o);
         command.Validators.Add(r =>
         {
             if (r.Valid(TrialSteps) is < 1 || r.Valid(Attempts) is < 1) r.AddError("--trial-steps and --attempts must be at least 1.");
+            else if (r.Valid(Jobs) is int jobs and (< 1 or > 256)) r.AddError($"--jobs must be in 1..256, got {jobs}.");
         });
         command.SetAction(r => Run(r, r.Out()));
         return command;
@@ -32,10 +36,12 @@ internal static class RepairCommand
 
     private static int Run(ParseResult o, TextWriter stdout)
     {
+        var world = Communicators.FromEnvironment();
+        if (world.Rank > 0) stdout = TextWriter.Null;
         var config = TrainOptions.BuildConfig(o, null);
         int steps = o.GetValue(TrialSteps) ?? 200, attempts = o.GetValue(Attempts) ?? 4;
-        var result = Run(config, steps, attempts, stdout);
-        if (o.GetValue(Out) is { } dir)
+        var result = Run(config, steps, attempts, stdout, jobs: o.GetValue(Jobs) ?? 1, world: world);
+        if (o.GetValue(Out) is { } dir && world.Rank == 0)
         {
             Directory.CreateDirectory(dir);
             AtomicFile.WriteAllText(Path.Combine(dir, "config.json"), result.Config.ToJson() + "\n");
@@ -46,12 +52,12 @@ internal static class RepairCommand
     }
 
     /// <summary>Runs the repair, printing each step of it.</summary>
-    internal static RepairResult Run(TrainingConfig config, int steps, int attempts, TextWriter stdout, DataBundle? data = null)
+    internal static RepairResult Run(TrainingConfig config, int steps, int attempts, TextWriter stdout, DataBundle? data = null, int jobs = 1, ICommunicator? world = null)
     {
         stdout.WriteLine($"repairing: {config.DescribeModel()}");
         stdout.WriteLine($"trials of {steps} steps on seed {config.Seed}");
         var result = Repairer.Repair(config, steps, attempts, data, progress: a =>
-            stdout.WriteLine($"  tried [{a.Remedy}] {a.Description}: {Line(a.Trial)} -> {(a.Accepted ? "kept" : "rejected")}"));
+            stdout.WriteLine($"  tried [{a.Remedy}] {a.Description}: {Line(a.Trial)} -> {(a.Accepted ? "kept" : "rejected")}"), jobs: jobs, world: world);
         stdout.WriteLine();
         stdout.WriteLine($"before: {Line(result.Initial)}");
         DiagnosisView.WriteVerdict(stdout, result.Initial.Diagnosis);

@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Globalization;
-using System.Runtime.ExceptionServices;
 using System.Text;
 using System.Text.Json;
 using GradFlow.Training;
@@ -361,8 +360,16 @@ public static class CatalogueEvaluator
     /// entry-and-seed runs at once, each on its own thread (the report is the same for any count: every
     /// run is a function of its config and seed).
     /// </summary>
+    /// <remarks>
+    /// With a <paramref name="world"/> of several processes (<c>mpirun -np N gradflow evaluate</c>), every process calls it with the
+    /// same arguments; the entry-and-seed runs go to the processes as they free up (<see cref="IndependentRuns"/>), each process
+    /// running <paramref name="jobs"/> at once, and come back as JSON (<see cref="CatalogueRunWire"/>: everything the report reads;
+    /// of the monitor samples, their losses). Rank 0 returns the report, the same as one process's; the other ranks an empty one. Each
+    /// process memoises its own full trainings, so a config two runs on different processes need is trained on both (same numbers).
+    /// </remarks>
     public static CatalogueReport Evaluate(Catalogue catalogue, bool repair = false, DiagnosisSettings? settings = null,
-        Func<CatalogueEntry, bool>? filter = null, Action<CatalogueRun>? progress = null, CancellationToken cancellation = default, int jobs = 1)
+        Func<CatalogueEntry, bool>? filter = null, Action<CatalogueRun>? progress = null, CancellationToken cancellation = default, int jobs = 1,
+        ICommunicator? world = null)
     {
         ArgumentNullException.ThrowIfNull(catalogue);
         ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
@@ -414,39 +421,19 @@ public static class CatalogueEvaluator
         }
 
         var work = catalogue.Entries.Where(e => filter?.Invoke(e) ?? true).SelectMany(e => catalogue.Seeds.Select(s => (Entry: e, Seed: s))).ToArray();
-        var runs = new CatalogueRun?[work.Length];
-        int next = -1, reported = 0;
-        var gate = new object();
-        ExceptionDispatchInfo? error = null;
-        void Worker()
+        CatalogueRun[] runs;
+        if (world is { Size: > 1 })
         {
-            try
+            runs = new CatalogueRun[work.Length];
+            IndependentRuns.Run(world, work.Length, i => CatalogueRunWire.Serialize(One(work[i].Entry, work[i].Seed)), (i, json) =>
             {
-                int i;
-                while ((i = Interlocked.Increment(ref next)) < work.Length && Volatile.Read(ref error) is null)
-                {
-                    cancellation.ThrowIfCancellationRequested();
-                    var run = One(work[i].Entry, work[i].Seed);
-                    lock (gate)
-                    {
-                        runs[i] = run;
-                        // progress in catalogue order: report every finished run that has no unfinished one before it
-                        for (; reported < runs.Length && runs[reported] is { } done; reported++) progress?.Invoke(done);
-                    }
-                }
-            }
-            catch (Exception e)
-            {
-                Interlocked.CompareExchange(ref error, ExceptionDispatchInfo.Capture(e), null);
-            }
+                runs[i] = CatalogueRunWire.Parse(json, work[i].Entry);
+                progress?.Invoke(runs[i]);
+            }, jobs, cancellation);
+            if (world.Rank != 0) return new CatalogueReport([], total.Elapsed.TotalSeconds);
         }
-        var threads = Enumerable.Range(1, Math.Min(jobs, work.Length) - 1)
-            .Select(j => new Thread(Worker) { IsBackground = true, Name = $"gradflow-evaluate-{j}" }).ToArray();
-        foreach (var t in threads) t.Start();
-        Worker();
-        foreach (var t in threads) t.Join();
-        error?.Throw();
-        return new CatalogueReport(runs.Select(r => r!).ToList(), total.Elapsed.TotalSeconds);
+        else runs = IndependentRuns.Run(work.Length, i => One(work[i].Entry, work[i].Seed), (_, run) => progress?.Invoke(run), jobs, cancellation);
+        return new CatalogueReport(runs, total.Elapsed.TotalSeconds);
     }
 
     /// <summary>Optimiser steps of one full training run of <paramref name="config"/>.</summary>
@@ -464,5 +451,56 @@ public static class CatalogueEvaluator
         ulong? seed = config.Data == "fashion-mnist" ? null : config.Seed;
         string key = string.Join("|", config.Data, config.DataDir, config.TrainLimit, config.TestLimit, seed, string.Join("x", description.Input), string.Join("x", description.OutputShape()));
         return cache.GetOrAdd(key, _ => new Lazy<DataBundle>(() => DataSources.Load(config, description))).Value;
+    }
+}
+
+/// <summary>
+/// A <see cref="CatalogueRun"/> as JSON, to send it from the process that ran it to rank 0: the verdicts (preflight, trial, every
+/// repair trial) and the trials as <see cref="TrialWire"/> has them, the repair's attempts and the accuracies.
+/// </summary>
+public static class CatalogueRunWire
+{
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    private sealed record Attempt(string? Remedy, string Description, TrialWire.Form Trial, bool Accepted);
+
+    private sealed record Repair(TrialWire.Form Initial, Attempt[] Attempts, TrialWire.Form Final, double Cost);
+
+    private sealed record Run(ulong Seed, Diagnosis Preflight, TrialWire.Form Trial, Repair? Repair, double RepairedAccuracy, double ReferenceAccuracy,
+        double Seconds, double PredictedUpdateRatio, double RepairedScore, bool RepairedEndsHealthy);
+
+    /// <summary>The run as one JSON text.</summary>
+    public static string Serialize(CatalogueRun run)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        var repair = run.Repair is { } r
+            ? new Repair(TrialWire.From(r.Initial), [.. r.Attempts.Select(a => new Attempt(a.Remedy, a.Description, TrialWire.From(a.Trial), a.Accepted))], TrialWire.From(r.Final), r.Cost)
+            : null;
+        return JsonSerializer.Serialize(new Run(run.Seed, run.Preflight, TrialWire.From(run.Trial), repair, run.RepairedAccuracy, run.ReferenceAccuracy,
+            run.Seconds, run.PredictedUpdateRatio, run.RepairedScore, run.RepairedEndsHealthy), Options);
+    }
+
+    /// <summary>Reads a run that <see cref="Serialize"/> wrote for <paramref name="entry"/>.</summary>
+    /// <exception cref="FormatException">when the text is not such a run.</exception>
+    public static CatalogueRun Parse(string json, CatalogueEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        Run run;
+        try
+        {
+            run = JsonSerializer.Deserialize<Run>(json, Options) ?? throw new FormatException($"catalogue run of '{entry.Name}': null.");
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"catalogue run of '{entry.Name}': {e.Message}");
+        }
+        var repair = run.Repair is { } r
+            ? new RepairResult(TrialWire.To(r.Initial), [.. r.Attempts.Select(a => new RepairAttempt(a.Remedy, a.Description, TrialWire.To(a.Trial), a.Accepted))], TrialWire.To(r.Final), r.Cost)
+            : null;
+        return new CatalogueRun(entry, run.Seed, run.Preflight, TrialWire.To(run.Trial), repair, run.RepairedAccuracy, run.ReferenceAccuracy, run.Seconds,
+            run.PredictedUpdateRatio) { RepairedScore = run.RepairedScore, RepairedEndsHealthy = run.RepairedEndsHealthy };
     }
 }

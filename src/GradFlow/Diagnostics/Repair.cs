@@ -34,31 +34,53 @@ public sealed record RepairResult(TrialResult Initial, IReadOnlyList<RepairAttem
 public static class Repairer
 {
     /// <summary>Repairs <paramref name="config"/> with trials of <paramref name="trialSteps"/> steps, at most <paramref name="maxAttempts"/> remedies.</summary>
+    /// <remarks>
+    /// With <paramref name="jobs"/> threads, or several processes in <paramref name="world"/> (every process calls it with the same
+    /// arguments), the candidate remedies that the search would try one after another while each is rejected run at once, one per
+    /// worker (jobs × processes), and their trials are then taken in that order: the first kept one ends the batch, and the trials
+    /// after it are dropped (speculation that did not pay: they count in no cost, and the next batch starts from the kept config).
+    /// So the attempts, the result and the progress are those of one worker, for any count. Under mpirun the trials come back to
+    /// every process as <see cref="TrialWire"/> JSON, and every process takes the same decisions.
+    /// </remarks>
     public static RepairResult Repair(TrainingConfig config, int trialSteps = 200, int maxAttempts = 4, DataBundle? data = null,
-        DiagnosisSettings? settings = null, Action<RepairAttempt>? progress = null, CancellationToken cancellation = default)
+        DiagnosisSettings? settings = null, Action<RepairAttempt>? progress = null, CancellationToken cancellation = default,
+        int jobs = 1, ICommunicator? world = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentOutOfRangeException.ThrowIfLessThan(trialSteps, 1);
         var trainerForBudget = new Trainer(config, data);
         data ??= trainerForBudget.Data;
         long fullRun = trainerForBudget.StepBudget;
+        ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
+        world ??= SingleProcessCommunicator.Instance;
         int every = Math.Max(1, trialSteps / 20);
-        var initial = Trials.Run(config, trialSteps, every, data, settings: settings, cancellation: cancellation);
-        var current = initial;
         var attempts = new List<RepairAttempt>();
+        TrialResult current = null!;
         var tried = new HashSet<string>();
-        long steps = initial.Steps;
-        // one trial of a candidate config, recorded as an attempt and kept when keep(trial, current) says so
-        void Attempt(string remedy, string description, TrainingConfig candidate, Func<TrialResult, TrialResult, bool> keep)
+        long steps = 0;
+        // trials of candidate configs at once, on the threads or processes (the same results on every process)
+        TrialResult[] RunTrials(TrainingConfig[] candidates)
         {
-            var trial = Trials.Run(candidate, trialSteps, every, data, settings: settings, cancellation: cancellation);
+            TrialResult One(int i) => Trials.Run(candidates[i], trialSteps, every, data, settings: settings, cancellation: cancellation);
+            return world.Size == 1 ? IndependentRuns.Run(candidates.Length, One, jobs: jobs, cancellation: cancellation)
+                : [.. IndependentRuns.RunEverywhere(world, candidates.Length, i => TrialWire.Serialize(One(i)), jobs, cancellation).Select(TrialWire.Parse)];
+        }
+        // a candidate's trial recorded as an attempt, and kept when keep(trial, current) says so
+        bool Record(string remedy, string description, TrialResult trial, Func<TrialResult, TrialResult, bool> keep)
+        {
             steps += trial.Steps;
             bool kept = keep(trial, current);
             var attempt = new RepairAttempt(remedy, description, trial, kept);
             attempts.Add(attempt);
             progress?.Invoke(attempt);
             if (kept) current = trial;
+            return kept;
         }
+        void Attempt(string remedy, string description, TrainingConfig candidate, Func<TrialResult, TrialResult, bool> keep) =>
+            Record(remedy, description, RunTrials([candidate])[0], keep);
+        var initial = RunTrials([config])[0];
+        steps = initial.Steps;
+        current = initial;
         // First the standard recipe (every common remedy at once): on the generated catalogue's calibration half it made
         // more broken runs end healthy than the single remedy aimed at the top cause, at the cost of one trial.
         // It is kept unless its trial did worse on the loss: the recipe carries what is known to train, and a slow
@@ -69,26 +91,48 @@ public static class Repairer
             Attempt(recipe.Id, recipe.Description, Remedies.Apply(recipe.Id, config),
                 (t, c) => Better(t, c) || double.IsFinite(t.FinalLoss) && !(t.FinalLoss > c.FinalLoss));
         }
+        int workers = jobs * world.Size;
         while (!current.Diagnosis.Healthy && attempts.Count < maxAttempts && !cancellation.IsCancellationRequested)
         {
-            // the remedy for the highest-scoring cause over all problems (ties: the more severe problem first);
-            // a remedy is tried once per config, so a learning rate can be lowered again after another change
-            var next = current.Diagnosis.Problems.SelectMany((p, i) => p.Remedies.Select(r => (r, i)))
-                .OrderByDescending(t => t.r.Score).ThenBy(t => t.i).Select(t => t.r)
-                .FirstOrDefault(r => !tried.Contains(Key(r.Id, current.Config)));
-            if (next is null) break;
-            tried.Add(Key(next.Id, current.Config));
-            TrainingConfig candidate;
-            try
+            // the remedies for the highest-scoring cause over all problems (ties: the more severe problem first), in the order
+            // the search tries them while each is rejected; a remedy is tried once per config, so a learning rate can be
+            // lowered again after another change; one that does not apply or changes nothing is passed over
+            var batch = new List<(RemedySuggestion Remedy, TrainingConfig Candidate, List<string> Keys)>();
+            var keys = new List<string>();
+            var seen = new HashSet<string>(tried);
+            foreach (var remedy in current.Diagnosis.Problems.SelectMany((p, i) => p.Remedies.Select(r => (r, i)))
+                .OrderByDescending(t => t.r.Score).ThenBy(t => t.i).Select(t => t.r))
             {
-                candidate = Remedies.Apply(next.Id, current.Config);
+                if (batch.Count == Math.Min(workers, maxAttempts - attempts.Count)) break;
+                string key = Key(remedy.Id, current.Config);
+                if (!seen.Add(key)) continue;
+                keys.Add(key);
+                TrainingConfig candidate;
+                try
+                {
+                    candidate = Remedies.Apply(remedy.Id, current.Config);
+                }
+                catch (FormatException)
+                {
+                    continue;
+                }
+                if (candidate == current.Config) continue;
+                batch.Add((remedy, candidate, keys));
+                keys = [];
             }
-            catch (FormatException)
+            if (batch.Count == 0)
             {
-                continue;
+                tried.UnionWith(keys);
+                break;
             }
-            if (candidate == current.Config) continue;
-            Attempt(next.Id, next.Description, candidate, Better);
+            var trials = RunTrials([.. batch.Select(b => b.Candidate)]);
+            bool kept = false;
+            for (int b = 0; b < batch.Count && !kept; b++)
+            {
+                tried.UnionWith(batch[b].Keys);
+                kept = Record(batch[b].Remedy.Id, batch[b].Remedy.Description, trials[b], Better);
+            }
+            if (!kept) tried.UnionWith(keys); // passed over after the last candidate, as one worker would have before stopping
         }
         // Healthy after a change limited to the faulty layers: one more trial with the same change on every
         // hidden layer, kept if it stays healthy and reaches a lower loss (the smallest change may not be the best).

@@ -200,6 +200,59 @@ public static class Trials
     }
 }
 
+/// <summary>
+/// A <see cref="TrialResult"/> as JSON, to send it from the process that ran it to the others (repair and evaluate under
+/// mpirun): its config, verdict, training result and steps, and of its monitor samples the step, epoch and losses only (what
+/// <see cref="TrialResult.FinalLoss"/>, the repair's choices and every report read; not the per-layer statistics).
+/// </summary>
+public static class TrialWire
+{
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>The wire form (public for the serialiser; build it with <see cref="From"/>).</summary>
+    public sealed record Form(string Config, Diagnosis Diagnosis, TrainingResult Result, long Steps, SampleLoss[] Samples);
+
+    /// <summary>A monitor sample's step, epoch, loss and mean loss.</summary>
+    public sealed record SampleLoss(long Step, int Epoch, double Loss, double MeanLoss);
+
+    /// <summary>The wire form of <paramref name="trial"/>.</summary>
+    public static Form From(TrialResult trial)
+    {
+        ArgumentNullException.ThrowIfNull(trial);
+        return new Form(trial.Config.ToJson(), trial.Diagnosis, trial.Result, trial.Steps,
+            [.. trial.Samples.Select(s => new SampleLoss(s.Step, s.Epoch, s.Loss, s.MeanLoss))]);
+    }
+
+    /// <summary>The trial a wire form describes (its samples without per-layer statistics).</summary>
+    public static TrialResult To(Form form)
+    {
+        ArgumentNullException.ThrowIfNull(form);
+        return new TrialResult(TrainingConfig.FromJson(form.Config, "trial"), form.Diagnosis,
+            [.. form.Samples.Select(s => new MonitorSample { Step = s.Step, Epoch = s.Epoch, Loss = s.Loss, MeanLoss = s.MeanLoss, Layers = [] })],
+            form.Result, form.Steps);
+    }
+
+    /// <summary>The trial as one JSON text.</summary>
+    public static string Serialize(TrialResult trial) => JsonSerializer.Serialize(From(trial), Options);
+
+    /// <summary>Reads a trial that <see cref="Serialize"/> wrote.</summary>
+    /// <exception cref="FormatException">when the text is not a trial.</exception>
+    public static TrialResult Parse(string json)
+    {
+        try
+        {
+            return To(JsonSerializer.Deserialize<Form>(json, Options) ?? throw new FormatException("trial: null."));
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"trial: {e.Message}");
+        }
+    }
+}
+
 /// <summary>The JSON form of a <see cref="Diagnosis"/> (<c>diagnosis.json</c>; schema in docs/diagnosis.md).</summary>
 public static class DiagnosisJson
 {

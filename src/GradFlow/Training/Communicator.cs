@@ -44,6 +44,15 @@ public interface ICommunicator
     /// <summary>Returns when every process has called it.</summary>
     void Barrier();
 
+    /// <summary>Sends <paramref name="message"/> to rank <paramref name="destination"/> (point to point; the sweeps' work queue, <see cref="IndependentRuns"/>).</summary>
+    void Send(ReadOnlySpan<byte> message, int destination);
+
+    /// <summary>Waits for the next message from rank <paramref name="source"/> and returns it.</summary>
+    byte[] Receive(int source);
+
+    /// <summary>Takes a message from any rank if one has arrived (without waiting): its sender and bytes, or false.</summary>
+    bool TryReceive(out int source, out byte[] message);
+
     /// <summary>Ends every process of the job with <paramref name="exitCode"/> (after an error on this one, so the others do not wait for it forever).</summary>
     void Abort(int exitCode);
 }
@@ -94,6 +103,21 @@ public sealed class SingleProcessCommunicator : ICommunicator
     /// <inheritdoc />
     public void Barrier()
     {
+    }
+
+    /// <inheritdoc />
+    public void Send(ReadOnlySpan<byte> message, int destination) =>
+        throw new InvalidOperationException($"Send: a 1-process job has no rank {destination} to send to.");
+
+    /// <inheritdoc />
+    public byte[] Receive(int source) =>
+        throw new InvalidOperationException($"Receive: a 1-process job has no rank {source} to receive from.");
+
+    /// <inheritdoc />
+    public bool TryReceive(out int source, out byte[] message)
+    {
+        (source, message) = (-1, []);
+        return false;
     }
 
     /// <inheritdoc />

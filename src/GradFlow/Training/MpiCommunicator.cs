@@ -15,12 +15,17 @@ namespace GradFlow.Training;
 /// </remarks>
 public sealed unsafe class MpiCommunicator : ICommunicator
 {
-    private readonly nint _world, _float, _double, _sum;
+    private readonly nint _world, _float, _double, _byte, _sum;
     private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> _allgather;
     private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> _alltoall;
     private readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> _allreduce;
     private readonly delegate* unmanaged<void*, int, nint, int, nint, int> _bcast;
     private readonly delegate* unmanaged<nint, int> _barrier;
+    private readonly delegate* unmanaged<void*, int, nint, int, int, nint, int> _send;
+    private readonly delegate* unmanaged<void*, int, nint, int, int, nint, Status*, int> _recv;
+    private readonly delegate* unmanaged<int, int, nint, int*, Status*, int> _iprobe;
+    private readonly delegate* unmanaged<int, int, nint, Status*, int> _probe;
+    private readonly delegate* unmanaged<Status*, nint, int*, int> _getCount;
     private readonly delegate* unmanaged<nint, int, int> _abort;
     private readonly delegate* unmanaged<int> _finalize;
     private bool _finalized;
@@ -36,6 +41,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         _world = Export("ompi_mpi_comm_world");
         _float = Export("ompi_mpi_float");
         _double = Export("ompi_mpi_double");
+        _byte = Export("ompi_mpi_byte");
         _sum = Export("ompi_mpi_op_sum");
         var init = (delegate* unmanaged<int*, byte***, int>)Export("MPI_Init");
         var rank = (delegate* unmanaged<nint, int*, int>)Export("MPI_Comm_rank");
@@ -45,6 +51,11 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         _allreduce = (delegate* unmanaged<void*, void*, int, nint, nint, nint, int>)Export("MPI_Allreduce");
         _bcast = (delegate* unmanaged<void*, int, nint, int, nint, int>)Export("MPI_Bcast");
         _barrier = (delegate* unmanaged<nint, int>)Export("MPI_Barrier");
+        _send = (delegate* unmanaged<void*, int, nint, int, int, nint, int>)Export("MPI_Send");
+        _recv = (delegate* unmanaged<void*, int, nint, int, int, nint, Status*, int>)Export("MPI_Recv");
+        _iprobe = (delegate* unmanaged<int, int, nint, int*, Status*, int>)Export("MPI_Iprobe");
+        _probe = (delegate* unmanaged<int, int, nint, Status*, int>)Export("MPI_Probe");
+        _getCount = (delegate* unmanaged<Status*, nint, int*, int>)Export("MPI_Get_count");
         _abort = (delegate* unmanaged<nint, int, int>)Export("MPI_Abort");
         _finalize = (delegate* unmanaged<int>)Export("MPI_Finalize");
         Check(init(null, null), "MPI_Init");
@@ -120,6 +131,69 @@ public sealed unsafe class MpiCommunicator : ICommunicator
 
     /// <inheritdoc />
     public void Barrier() => Check(_barrier(_world), "MPI_Barrier");
+
+    /// <inheritdoc />
+    public void Send(ReadOnlySpan<byte> message, int destination)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(destination);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(destination, Size);
+        fixed (byte* m = message)
+            Check(_send(m, message.Length, _byte, destination, Tag, _world), "MPI_Send");
+    }
+
+    /// <inheritdoc />
+    public byte[] Receive(int source)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(source);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(source, Size);
+        Status status;
+        Check(_probe(source, Tag, _world, &status), "MPI_Probe");
+        return ReceiveProbed(status);
+    }
+
+    /// <inheritdoc />
+    public bool TryReceive(out int source, out byte[] message)
+    {
+        Status status;
+        int flag;
+        Check(_iprobe(AnySource, Tag, _world, &flag, &status), "MPI_Iprobe");
+        if (flag == 0)
+        {
+            (source, message) = (-1, []);
+            return false;
+        }
+        source = status.Source;
+        message = ReceiveProbed(status);
+        return true;
+    }
+
+    /// <summary>Receives the message that <paramref name="status"/> describes (from MPI_Probe or MPI_Iprobe), sized by MPI_Get_count.</summary>
+    private byte[] ReceiveProbed(Status status)
+    {
+        int count;
+        Check(_getCount(&status, _byte, &count), "MPI_Get_count");
+        var message = new byte[count];
+        fixed (byte* m = message)
+        {
+            Status received;
+            Check(_recv(m, count, _byte, status.Source, Tag, _world, &received), "MPI_Recv");
+        }
+        return message;
+    }
+
+    /// <summary>The one tag of GradFlow's point-to-point messages; <c>MPI_ANY_SOURCE</c> is −1 in Open MPI's mpi.h.</summary>
+    private const int Tag = 19, AnySource = -1;
+
+    /// <summary>Open MPI's <c>MPI_Status</c> (mpi.h, <c>struct ompi_status_public_t</c>): source, tag, error, cancelled, a size_t count.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Status
+    {
+        public int Source;
+        public int TagValue;
+        public int Error;
+        public int Cancelled;
+        public nuint Count;
+    }
 
     /// <inheritdoc />
     public void Abort(int exitCode)

@@ -72,6 +72,12 @@ public class CatalogueTests
             Assert.Equal(one.Runs[i].ReferenceAccuracy, two.Runs[i].ReferenceAccuracy);
         }
         Assert.Contains(one.Runs, r => r.Repair is not null && !double.IsNaN(r.RepairedAccuracy));
+        // the form in which a run goes from another process to rank 0 (mpirun -np N gradflow evaluate) gives the same report
+        var parsed = new CatalogueReport([.. one.Runs.Select(r => CatalogueRunWire.Parse(CatalogueRunWire.Serialize(r), r.Entry))], one.Seconds);
+        Assert.Equal(one.ToMarkdown(), parsed.ToMarkdown());
+        Assert.Equal(one.PerKindMarkdown(), parsed.PerKindMarkdown());
+        Assert.Equal(one.Runs.Select(r => r.Repair?.Attempts.Count), parsed.Runs.Select(r => r.Repair?.Attempts.Count));
+        Assert.Equal(one.Runs.Select(r => r.Trial.Diagnosis.GradientRatio), parsed.Runs.Select(r => r.Trial.Diagnosis.GradientRatio));
     }
 
     /// <summary>

@@ -44,6 +44,67 @@ public class MpiTrainingTests
         }
     }
 
+    [Fact]
+    public async Task Sweep_OneAndTwoProcesses_WriteTheSameResultsFileAndTable()
+    {
+        // six 30-step points handed out to the processes as they free up; rank 0 writes them in grid order
+        using var root = new TempDir();
+        string[] Sweep(string dir) =>
+        [
+            "sweep", "--data", "spirals", "--model", "mlp 2-16x2-2 act=tanh", "--batch-size", "24", "--train-limit", "240", "--threads", "1",
+            "--grid", "lr=0.3,0.03,0.003", "--grid", "optimizer=sgd,adam", "--steps", "30", "--out", dir,
+        ];
+        var one = await Run(1, Sweep(root.Sub("n1")));
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, Sweep(root.Sub("n2")));
+        Assert.True(two.Code == 0, two.Output);
+        string expected = File.ReadAllText(Path.Combine(root.Sub("n1"), "results.jsonl"));
+        Assert.Equal(6, expected.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+        Assert.Equal(expected, File.ReadAllText(Path.Combine(root.Sub("n2"), "results.jsonl")));
+        Assert.Equal(File.ReadAllText(Path.Combine(root.Sub("n1"), "results.md")), File.ReadAllText(Path.Combine(root.Sub("n2"), "results.md")));
+        Assert.Contains("over 2 processes", two.Output);
+    }
+
+    [Fact]
+    public async Task Evaluate_OneAndTwoProcesses_PrintTheSameVerdictsInCatalogueOrder()
+    {
+        // four entry-and-seed runs handed out to the processes, sent back to rank 0 as JSON (CatalogueRunWire), printed in order
+        string catalogue = Path.Combine(GradFlow.Tests.TestSupport.RepoPaths.Root, "tests", "catalogue", "catalogue.json");
+        string[] args = ["evaluate", "--catalogue", catalogue, "--only", "teacher-relu-he-d4,teacher-relu-nan-lr", "--seeds", "5,6", "--trial-steps", "20"];
+        var one = await Run(1, args);
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, args);
+        Assert.True(two.Code == 0, two.Output);
+        // each line without its wall time ("0.8s", "(4 runs, 11 s)")
+        // (without the keypad-mode escape "ESC[?1h ESC=" that a process under mpirun may print first)
+        static string[] Lines(string output) => [.. System.Text.RegularExpressions.Regex.Replace(output, @"\e\[[0-9;?]*[a-zA-Z]|\e=", "").Split('\n').Where(l => l.StartsWith("ok ", StringComparison.Ordinal) || l.StartsWith("MISS", StringComparison.Ordinal)
+            || l.StartsWith("detected", StringComparison.Ordinal)).Select(l => System.Text.RegularExpressions.Regex.Replace(l, @"\s+[0-9.]+ ?s\b|, [0-9]+ s\)", ""))];
+        string[] expected = Lines(one.Output);
+        Assert.Equal(5, expected.Length);
+        Assert.True(expected[3].Contains("teacher-relu-nan-lr              seed 6", StringComparison.Ordinal), string.Join("\n", expected));
+        Assert.Equal(expected, Lines(two.Output));
+    }
+
+    [Fact]
+    public async Task Repair_OneAndTwoProcesses_WriteTheSameRepair()
+    {
+        // five attempts, kept and rejected; with 2 processes the next 2 candidates run at once, one per process
+        using var root = new TempDir();
+        string[] Repair(string dir) =>
+        [
+            "repair", "--data", "spirals", "--model", "mlp 2-8x2-2 act=relu", "--lr", "3", "--optimizer", "adam", "--threads", "1",
+            "--trial-steps", "60", "--attempts", "6", "--out", dir,
+        ];
+        var one = await Run(1, Repair(root.Sub("n1")));
+        Assert.True(one.Code == 3, one.Output); // the last trial is not healthy yet
+        var two = await Run(2, Repair(root.Sub("n2")));
+        Assert.True(two.Code == 3, two.Output);
+        string expected = File.ReadAllText(Path.Combine(root.Sub("n1"), "repair.json"));
+        Assert.Contains("\"accepted\": false", expected);
+        Assert.Equal(expected, File.ReadAllText(Path.Combine(root.Sub("n2"), "repair.json")));
+        Assert.Equal(File.ReadAllText(Path.Combine(root.Sub("n1"), "config.json")), File.ReadAllText(Path.Combine(root.Sub("n2"), "config.json")));
+    }
+
     /// <summary>The monitor samples of a run's metrics.jsonl (its epoch lines carry their seconds, which differ run to run).</summary>
     private static string[] Samples(string dir) =>
         File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Where(l => l.Contains("\"type\":\"step\"", StringComparison.Ordinal)).ToArray();

@@ -1,0 +1,69 @@
+using GradFlow.Tests.TestSupport;
+
+namespace GradFlow.Tests.Cli;
+
+/// <summary>
+/// <c>gradflow sweep</c>: grid values read by their options' own parsers, bad keys and values named, a restart in a directory of
+/// another sweep refused naming the difference. Points are 2-step trials of a small MLP on spirals.
+/// </summary>
+public sealed class SweepCommandTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("gradflow-sweepcli-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string[] Args(params string[] extra) =>
+        ["sweep", "--data", "spirals", "--model", "mlp 2-8-2 act=tanh", "--train-limit", "96", "--test-limit", "48", "--threads", "1", "--steps", "2",
+         "--out", Path.Combine(_dir, "s"), .. extra];
+
+    [Fact]
+    public void Sweep_PrefixAndSpecKeys_RunEveryPointAndWriteTheTable()
+    {
+        var (code, output, err) = CliRunner.Run(Args("--grid", "batch=8,16", "--grid", "init=xavier-uniform,normal:2"));
+        Assert.True(code == 0, err + output);
+        Assert.Contains("sweep: 4 points (2 batch-size × 2 init)", output);
+        string definition = File.ReadAllText(Path.Combine(_dir, "s", "sweep.json"));
+        Assert.Contains("\"key\": \"batch-size\"", definition);
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(_dir, "s", "results.jsonl")).Length);
+        string table = File.ReadAllText(Path.Combine(_dir, "s", "results.md"));
+        Assert.Contains("| 3 | 16 | normal:2 |", table);
+        Assert.Contains("★", table);
+        // run again: every point is recorded, nothing runs
+        (code, output, err) = CliRunner.Run(Args("--grid", "batch=8,16", "--grid", "init=xavier-uniform,normal:2"));
+        Assert.True(code == 0, err + output);
+        Assert.DoesNotContain("point 0:", output);
+    }
+
+    [Theory]
+    [InlineData("lr=0.1,abc", "--grid lr=abc: --lr 'abc' is not a finite number.")]
+    [InlineData("optimizer=sgd,adamx", "--grid optimizer=adamx: --optimizer 'adamx' is not one of")]
+    [InlineData("act=relu,bogus", "--grid act=bogus:")]
+    [InlineData("frob=1", "--grid frob=1:")]
+    [InlineData("lr", "--grid 'lr' is not KEY=V,V,...")]
+    [InlineData("lr=0.1,0.1", "--grid lr: a value is repeated")]
+    [InlineData("m=1", "--grid m: ambiguous, it begins")]
+    public void Sweep_BadGrid_ExitsTwoNamingTheKeyAndValue(string grid, string expected)
+    {
+        var (code, _, err) = CliRunner.Run(Args("--grid", grid));
+        Assert.Equal(2, code);
+        Assert.Contains(expected, err);
+        Assert.False(File.Exists(Path.Combine(_dir, "s", "results.jsonl")));
+    }
+
+    [Fact]
+    public void Sweep_GridKeyAlsoGivenAsOption_IsRefused()
+    {
+        var (code, _, err) = CliRunner.Run(Args("--lr", "0.1", "--grid", "lr=0.1,0.2"));
+        Assert.Equal(2, code);
+        Assert.Contains("--grid lr and --lr are both given", err);
+    }
+
+    [Fact]
+    public void Sweep_AgainWithAnotherConfig_IsRefusedNamingTheField()
+    {
+        Assert.Equal(0, CliRunner.Run(Args("--grid", "lr=0.1")).Code);
+        var (code, _, err) = CliRunner.Run(Args("--grid", "lr=0.1", "--seed", "3"));
+        Assert.Equal(2, code);
+        Assert.Contains("holds another sweep: config.seed: recorded 0, now 3", err);
+    }
+}
