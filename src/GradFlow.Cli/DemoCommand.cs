@@ -170,17 +170,28 @@ internal static class DemoCommand
         stdout.WriteLine($"2000 training images, Adam 1e-3, batch 32, {steps} steps per trial.");
         var data = DataSources.Load(config, config.Description());
         string plainDir = Path.Combine(outDir, "cnn-plain"), repairedDir = Path.Combine(outDir, "cnn-repaired");
-        var plain = Trials.Run(config, steps, every: 3, data, runDirectory: plainDir);
-        stdout.WriteLine(Line("plain CNN, 54 layers", plain));
-        stdout.WriteLine();
-        DiagnosisView.WriteVerdict(stdout, plain.Diagnosis);
-        stdout.WriteLine();
-        stdout.WriteLine($"automatic repair (trials of {steps} steps):");
-        var repair = RepairCommand.Run(config, steps, attempts: 1, stdout, data);
-        AtomicFile.WriteAllText(Path.Combine(outDir, "repaired-cnn-config.json"), repair.Config.ToJson() + "\n");
+        var repair = DiagnoseAndRepair(stdout, config, steps, every: 3, data, attempts: 1, plainDir, t => Line("plain CNN, 54 layers", t), Path.Combine(outDir, "repaired-cnn-config.json"));
         var repaired = Trials.Run(repair.Config, steps, every: 3, data, runDirectory: repairedDir);
         stdout.WriteLine(Line("repaired: a ResNet", repaired));
         return [("plain CNN (54 layers)", plainDir), ("repaired into a ResNet", repairedDir)];
+    }
+
+    /// <summary>
+    /// A part's story: a monitored trial of <paramref name="config"/> (its run directory <paramref name="dir"/>) with its
+    /// line and verdict, then automatic repair in trials of the same length, whose config is written to <paramref name="repairedConfig"/>.
+    /// </summary>
+    private static RepairResult DiagnoseAndRepair(TextWriter stdout, TrainingConfig config, int steps, int every, DataBundle data, int attempts,
+        string dir, Func<TrialResult, string> line, string repairedConfig)
+    {
+        var trial = Trials.Run(config, steps, every, data, runDirectory: dir);
+        stdout.WriteLine(line(trial));
+        stdout.WriteLine();
+        DiagnosisView.WriteVerdict(stdout, trial.Diagnosis);
+        stdout.WriteLine();
+        stdout.WriteLine($"automatic repair (trials of {steps} steps):");
+        var repair = RepairCommand.Run(config, steps, attempts, stdout, data);
+        AtomicFile.WriteAllText(repairedConfig, repair.Config.ToJson() + "\n");
+        return repair;
     }
 
     private static string Line(string label, TrialResult trial) => string.Create(CultureInfo.InvariantCulture,
@@ -280,14 +291,8 @@ internal static class DemoCommand
         stdout.WriteLine($"{LanguageModel}: 4 Post-LN layers (LayerNorm after each residual sum), d = 16, 2 heads, 16 characters of context;");
         stdout.WriteLine($"AdamW 0.03 from the first step (no warm-up), batch 32; a trial of {trialSteps} steps. Uniform guessing is log2 63 = 5.98 bits per character.");
         string brokenDir = Path.Combine(outDir, "lm-post-ln"), repairedDir = Path.Combine(outDir, "lm-repaired");
-        var broken = Trials.Run(config, trialSteps, every: 4, data, runDirectory: brokenDir);
-        stdout.WriteLine(LanguageLine("Post-LN, no warm-up", broken));
-        stdout.WriteLine();
-        DiagnosisView.WriteVerdict(stdout, broken.Diagnosis);
-        stdout.WriteLine();
-        stdout.WriteLine($"automatic repair (trials of {trialSteps} steps):");
-        var repair = RepairCommand.Run(config, trialSteps, attempts: 2, stdout, data);
-        AtomicFile.WriteAllText(Path.Combine(outDir, "repaired-lm-config.json"), repair.Config.ToJson() + "\n");
+        var repair = DiagnoseAndRepair(stdout, config, trialSteps, every: 4, data, attempts: 2, brokenDir, t => LanguageLine("Post-LN, no warm-up", t),
+            Path.Combine(outDir, "repaired-lm-config.json"));
         stdout.WriteLine();
         stdout.WriteLine($"the repaired config trained for {trainSteps} steps:");
         var sw = System.Diagnostics.Stopwatch.StartNew();
