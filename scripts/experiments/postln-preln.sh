@@ -60,7 +60,7 @@ names=(); for r in "${runs[@]}"; do IFS='|' read -r layers norm w <<<"$r"; names
 gradflow report "${names[@]}" --out "$out/report.html"
 if [ -x /usr/bin/chromium ]; then
   # a picture of the comparison page for docs (the report's own charts)
-  chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1200,2300 --screenshot="$(realpath "$out")/report.png" \
+  chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1200,2000 --screenshot="$(realpath "$out")/report.png" \
     "file://$(realpath "$out/report.html")" >/dev/null 2>&1 || echo "chromium could not take the screenshot; $out/report.html is the figure"
 fi
 python3 - "$out" "$steps" "$diagnose_steps" "${names[@]}" <<'PY'
@@ -78,7 +78,7 @@ def kinds(path):
     d = json.load(open(path))
     return ", ".join(p["kind"] for p in d["problems"]) or "healthy"
 
-table = ["| layers | norm | warm-up | training loss, last 50 steps | validation bits/char | ||dL/dW|| last / first layer at step 0 | `gradflow diagnose` ("
+table = ["| layers | norm | warm-up | training loss, last 50 steps | validation bits/char | ‖dL/dW‖ last / first layer at step 0 | `gradflow diagnose` ("
          + diagnose_steps + " steps) | the run's diagnosis (" + steps + " steps) | time (wall; user + system CPU) |",
          "|---:|---|---:|---:|---:|---:|---|---|---|"]
 init = {}
