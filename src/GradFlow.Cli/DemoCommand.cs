@@ -283,7 +283,7 @@ internal static class DemoCommand
         {
             data = DataSources.Load(config, config.Description());
         }
-        catch (FileNotFoundException e)
+        catch (Exception e) when (e is FileNotFoundException or InvalidDataException) // no bible program, or no text for it
         {
             stdout.WriteLine($"skipped: {e.Message}");
             return [];
