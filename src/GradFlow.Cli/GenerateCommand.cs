@@ -34,10 +34,16 @@ internal static class GenerateCommand
 
     private static int Run(ParseResult o, TextWriter stdout)
     {
-        string run = o.GetValue(Model)!;
-        string prompt = o.GetValue(Prompt)!;
-        int length = o.GetValue(Length) ?? 300;
-        double temperature = o.GetValue(Temperature) ?? 0.8;
+        stdout.WriteLine(FromRun(o.GetValue(Model)!, o.GetValue(Prompt)!, o.GetValue(Length) ?? 300, o.GetValue(Temperature) ?? 0.8, o.GetValue(Seed) ?? 0));
+        return 0;
+    }
+
+    /// <summary>
+    /// The text that <paramref name="run"/>'s model (its config.json and newest checkpoint) writes after
+    /// <paramref name="prompt"/>: <see cref="TextGeneration.Generate"/> with the run's corpus and context.
+    /// </summary>
+    internal static string FromRun(string run, string prompt, int length, double temperature, ulong seed)
+    {
         var directory = new RunDirectory(run);
         string configPath = Path.Combine(directory.Path, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{run} is not a run directory: it has no config.json.", configPath);
@@ -49,7 +55,6 @@ internal static class GenerateCommand
             ?? throw new FileNotFoundException($"{run} has no checkpoint in {directory.Checkpoints}; train it to the end of an epoch first.");
         var model = NetworkBuilder.Build(description, new Generator(config.Seed));
         Checkpoint.LoadModel(checkpoint, model);
-        stdout.WriteLine(TextGeneration.Generate(model, corpus, description.Input[0], prompt, length, temperature, o.GetValue(Seed) ?? 0));
-        return 0;
+        return TextGeneration.Generate(model, corpus, description.Input[0], prompt, length, temperature, seed);
     }
 }

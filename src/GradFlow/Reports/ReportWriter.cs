@@ -106,7 +106,11 @@ public static class ReportWriter
         return path;
     }
 
-    /// <summary>One page comparing runs (e.g. before and after a repair): curves overlaid, final gradient flow of each, final metrics.</summary>
+    /// <summary>
+    /// One page comparing runs (e.g. before and after a repair): final metrics, curves overlaid, the gradient flow
+    /// at the end of each run, and each run's weight-gradient norm per layer at its first sample (Xiong et al. 2020's
+    /// quantity: at step 0, before any update, it depends on the architecture and the initialisation only).
+    /// </summary>
     public static string WriteComparison(IReadOnlyList<(string Label, string RunDirectory)> runs, string outputPath)
     {
         ArgumentNullException.ThrowIfNull(runs);
@@ -129,6 +133,13 @@ public static class ReportWriter
         html.Append("<h2>Gradient flow at the end of each run</h2><div class=\"card\">")
             .Append(Svg.LineChart("backpropagated signal RMS per layer (1 = input side)", "layer", "RMS of dL/dh", flow, logY: true, width: 900, height: 340))
             .Append(Svg.Legend(flow, 900)).Append("</div>");
+        // the quantity of Xiong et al. (2020): each layer's weight-gradient norm before any update
+        var initial = data.Select((d, i) => d.Item2.Samples.Count == 0 ? null : new Series(d.Label,
+            d.Item2.Samples[0].Layers.Select(l => ((double)l.LayerIndex, l.ParameterGradientNorm)).ToArray(), Svg.Palette[i % Svg.Palette.Length])).OfType<Series>().ToArray();
+        if (Svg.HasLine(initial, logY: true))
+            html.Append("<h2>Weight-gradient norm per layer at the first sample</h2><div class=\"card\">")
+                .Append(Svg.LineChart("||dL/dW|| per layer (1 = input side) at each run's first sample", "layer", "||dL/dW||", initial, logY: true, width: 900, height: 340))
+                .Append(Svg.Legend(initial, 900)).Append("</div>");
         End(html);
         AtomicFile.WriteAllText(outputPath, html.ToString());
         return outputPath;
@@ -204,7 +215,8 @@ public static class ReportWriter
         bool anyAccuracy = runs.Any(r => r.Run.Epochs.Any(e => !double.IsNaN(e.TestAccuracy) || !double.IsNaN(e.TrainAccuracy))); // regression runs have none
         var charts = new List<string>();
         if (Svg.HasLine(stepLoss))
-            charts.Add(Svg.LineChart("training loss (mean since the previous sample)", "step", "loss", stepLoss, logY: false) + Svg.Legend(stepLoss));
+            charts.Add(single ? Svg.LineChart("training loss (mean since the previous sample)", "step", "loss", stepLoss, logY: false) + Svg.Legend(stepLoss)
+                : Svg.LineChart("training loss (mean since the previous sample)", "step", "loss", stepLoss, logY: false, width: 900, height: 340) + Svg.Legend(stepLoss, 900));
         if (Svg.HasLine(epochLoss))
             charts.Add(Svg.LineChart("loss per epoch", "epoch", "loss", epochLoss, logY: false) + Svg.Legend(epochLoss));
         if (anyAccuracy && Svg.HasLine(acc))

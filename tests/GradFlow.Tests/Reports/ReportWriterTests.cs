@@ -88,6 +88,15 @@ public sealed class ReportWriterTests : IDisposable
         var doc = Parse(Path.Combine(_dir, "cmp.html"));
         var rows = Named(doc, "tr").Skip(1).Select(r => r.Elements().First().Value).ToArray();
         Assert.Equal(["before", "after"], rows);
+        // each run's weight-gradient norm per layer at its first sample, as metrics.jsonl has it
+        var chart = Chart(doc, "||dL/dW|| per layer (1 = input side) at each run's first sample");
+        foreach (var (label, run) in new[] { ("before", a), ("after", b) })
+        {
+            var first = MonitorLog.ReadSamples(Path.Combine(run, "metrics.jsonl"))[0];
+            Assert.Equal(0, first.Step);
+            var tips = Named(chart, "circle").Select(c => (string)c.Attribute("data-tip")!).Where(t => t.StartsWith(label + ":", StringComparison.Ordinal)).ToArray();
+            Assert.Equal(first.Layers.Select(l => $"{label}: layer {l.LayerIndex}, ||dL/dW|| {Svg.Value(l.ParameterGradientNorm)}"), tips);
+        }
     }
 
     [Fact]
