@@ -5,7 +5,7 @@
         stacked layers read at the last step, deep_sigmoid: ten sigmoid layers), writes DIR/NAME.onnx (torch.onnx.export in training
         mode, no constant folding) and DIR/NAME.safetensors with the reference: the input x, the
         output weights v, the output of the model in training mode and, for the loss sum(v * output),
-        the gradient of x (grad.x) and of every parameter in named_parameters order (grad.0, grad.1, ...;
+        the gradient of x (grad.x, not for token inputs) and of every parameter in named_parameters order (grad.0, grad.1, ...;
         the PyTorch names in the metadata), all computed in float64; and DIR/data.npz, 600 examples
         of 6 features in 3 classes for the vector models.
     python3 tests/python/onnx_models.py check FILE.onnx
@@ -49,6 +49,47 @@ class LstmClassifier(nn.Module):
         return self.fc(out[:, -1])
 
 
+class Positions(nn.Module):
+    """A learnt position table added to [N, T, D] (an nn.Parameter; a module of its own so that named_parameters lists it after the embedding, as GradFlow does)."""
+
+    def __init__(self, t, d):
+        super().__init__()
+        self.weight = nn.Parameter(0.5 * torch.randn(1, t, d))
+
+    def forward(self, x):
+        return x + self.weight
+
+
+class Encoder(nn.Module):
+    """Optional nn.Embedding and learnt positions, a two-layer nn.TransformerEncoder (batch first, no dropout), a Linear head."""
+
+    def __init__(self, norm_first, activation, vocab=None, causal=False):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, 16) if vocab else None
+        self.pos = Positions(8, 16) if vocab else None
+        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(8) if causal else None)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        if self.emb is not None:
+            x = self.pos(self.emb(x))
+        return self.head(self.enc(x, mask=self.mask))
+
+
+class Decoder(nn.Module):
+    """nn.TransformerDecoderLayer: its cross-attention has no GradFlow block."""
+
+    def __init__(self):
+        super().__init__()
+        self.memory = nn.Linear(16, 16)
+        self.dec = nn.TransformerDecoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+
+    def forward(self, x):
+        return self.dec(x, self.memory(x))
+
+
 def models():
     torch.manual_seed(7)
     return {
@@ -60,6 +101,12 @@ def models():
         # ten sigmoid layers: a vanishing gradient, the same network as "mlp 6-16x10-3 act=sigmoid"
         "deep_sigmoid": (nn.Sequential(*[m for i in range(10) for m in (nn.Linear(6 if i == 0 else 16, 16), nn.Sigmoid())], nn.Linear(16, 3)),
                          torch.randn(5, 6)),
+        "gelu": (nn.Sequential(nn.Linear(6, 16), nn.GELU(), nn.Linear(16, 16), nn.GELU(approximate="tanh"), nn.Linear(16, 3)), 2 * torch.randn(5, 6)),
+        # transformers: d = 16, 2 heads, T = 8, two layers
+        "tf_pre": (Encoder(True, "gelu", vocab=11), torch.randint(0, 11, (3, 8))),
+        "tf_post": (Encoder(False, "relu"), torch.randn(3, 8, 16)),
+        "tf_causal": (Encoder(False, "gelu", causal=True), torch.randn(3, 8, 16)),
+        "tf_decoder": (Decoder(), torch.randn(3, 8, 16)),
     }
 
 
@@ -84,14 +131,18 @@ def export(out_dir):
         fresh = models()[name][0]
         fresh.load_state_dict(model.state_dict())
         fresh = fresh.double().train()
-        xd = x.double().requires_grad_(True)
+        tokens = not x.is_floating_point()
+        xd = x if tokens else x.double().requires_grad_(True)
         out = fresh(xd)
         v = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
         (v * out).sum().backward()
-        tensors = {"x": x.double(), "v": v, "output": out, "grad.x": xd.grad}
+        tensors = {"x": x.double(), "v": v, "output": out}
+        if not tokens:
+            tensors["grad.x"] = xd.grad
         names = []
         for i, (pname, p) in enumerate(fresh.named_parameters()):
-            tensors[f"grad.{i}"] = p.grad
+            # a position table [1, T, D] is GradFlow's [T, D]: its gradient is written in the shape GradFlow holds
+            tensors[f"grad.{i}"] = p.grad.squeeze(0) if pname == "pos.weight" else p.grad
             names.append(pname)
         write_safetensors(f"{out_dir}/{name}.safetensors", tensors, {"parameters": ",".join(names)})
     # a data set for the vector models: 600 examples of 6 features, 3 classes

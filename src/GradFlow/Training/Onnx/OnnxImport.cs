@@ -29,7 +29,7 @@ public sealed record OnnxModel(NetworkDescription Description, IReadOnlyDictiona
 /// Supported operators and how they map: docs/onnx.md. Messages are read with the protobuf types
 /// compiled from ONNX's own onnx.proto.
 /// </summary>
-public static class OnnxImport
+public static partial class OnnxImport
 {
     /// <summary>Largest file read (2 GiB, protobuf's own limit for one message).</summary>
     private const long MaxBytes = int.MaxValue;
@@ -40,7 +40,7 @@ public static class OnnxImport
         "Gemm", "MatMul", "Add", "Conv", "BatchNormalization", "LayerNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
         "Flatten", "Reshape", "Dropout", "Identity", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Softplus",
         "LSTM", "GRU", "RNN", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Slice", "Concat", "Shape", "Expand", "Constant",
-        "ConstantOfShape", "Cast",
+        "ConstantOfShape", "Cast", "Gelu", "Erf", "Mul", "Div", "Sub", "Pow", "Sqrt", "ReduceMean", "Softmax",
     ];
 
     /// <summary>Whether a model text is the path of an ONNX file: one line ending in <c>.onnx</c>.</summary>
@@ -171,14 +171,17 @@ public static class OnnxImport
     /// <param name="graph">The model's graph.</param>
     /// <param name="source">Names the file in messages.</param>
     /// <param name="budget">The most values one folded constant may hold (the file's size plus 64 Ki: no file makes the importer allocate far beyond its size).</param>
-    private sealed class Importer(GraphProto graph, string source, long budget)
+    private sealed partial class Importer(GraphProto graph, string source, long budget)
     {
         private readonly Dictionary<string, Const> _consts = [];
         private readonly Dictionary<string, Data> _data = [];
         private readonly Dictionary<string, int> _uses = [];
         private readonly Dictionary<Block, Dictionary<string, Tensor>> _weights = new(ReferenceEqualityComparer.Instance);
+        private const string AttentionForm = "the self-attention of nn.TransformerEncoderLayer (batch_first=True), unmasked or with a constant causal mask";
         private Data? _input;
         private string _inputName = "";
+        private bool _tokens;
+        private Dictionary<string, string> _refusals = [];
 
         public OnnxModel Run()
         {
@@ -192,10 +195,16 @@ public static class OnnxImport
             _input = new Data(null, null, InputShape(inputs[0]));
             _data[_inputName] = _input;
             // who reads each value (Shape nodes only read its size, so they do not count)
-            foreach (var n in graph.Node.Where(n => n.OpType != "Shape"))
+            // the expressions of GELU, LayerNorm and attention become one node each (OnnxPatterns)
+            var rewritten = OnnxPatterns.Rewrite(graph.Node, _inputName, graph.Output.Select(o => o.Name));
+            _refusals = rewritten.Refusals;
+            // attention in a form GradFlow has no block for: said before the walk stumbles on its reshapes
+            if (graph.Node.FirstOrDefault(n => n.OpType == "Softmax" && _refusals.ContainsKey(n.Name)) is { } refused)
+                throw new FormatException($"{source}: " + Unsupported(refused, _refusals[refused.Name], AttentionForm).Message);
+            foreach (var n in rewritten.Nodes.Where(n => n.OpType != "Shape"))
                 foreach (var i in n.Input)
                     if (i.Length > 0) _uses[i] = _uses.GetValueOrDefault(i) + 1;
-            foreach (var node in graph.Node) Node(node);
+            foreach (var node in rewritten.Nodes) Node(node);
 
             string outName = graph.Output[0].Name;
             if (!_data.TryGetValue(outName, out var output))
@@ -206,6 +215,7 @@ public static class OnnxImport
             for (var d = output; d is not null && d != _input; d = d.Parent)
                 if (d.Block is not null) blocks.Add(d.Block);
             blocks.Reverse();
+            blocks = TransformerLayers(blocks);
             if (blocks.Count == 0) throw new FormatException($"{source}: the graph has no layer between its input and its output.");
             int[] inputExample = _input.Example;
             var description = new NetworkDescription(inputExample, new SequenceBlock(blocks));
@@ -237,8 +247,10 @@ public static class OnnxImport
             var shape = input.Type?.TensorType?.Shape;
             if (shape is null || shape.Dim.Count < 2)
                 throw new FormatException($"{source}: the input '{input.Name}' has no shape of at least two dimensions (batch first).");
-            if (input.Type!.TensorType.ElemType != (int)TensorProto.Types.DataType.Float)
-                throw new FormatException($"{source}: the input '{input.Name}' is of ONNX type {input.Type.TensorType.ElemType}; GradFlow reads float inputs.");
+            int type = input.Type!.TensorType.ElemType;
+            _tokens = type is (int)TensorProto.Types.DataType.Int64 or (int)TensorProto.Types.DataType.Int32;
+            if (type != (int)TensorProto.Types.DataType.Float && !_tokens)
+                throw new FormatException($"{source}: the input '{input.Name}' is of ONNX type {type}; GradFlow reads float inputs, or integer token indices read by an nn.Embedding.");
             var dims = new long[shape.Dim.Count];
             dims[0] = -1;
             for (int i = 1; i < dims.Length; i++)
@@ -255,7 +267,7 @@ public static class OnnxImport
 
         private void Node(NodeProto node)
         {
-            if (node.Domain is { Length: > 0 } domain && domain != "ai.onnx")
+            if (node.Domain is { Length: > 0 } domain && domain != "ai.onnx" && domain != OnnxPatterns.Domain)
                 throw Unsupported(node, $"operators of domain '{domain}' are not ONNX standard operators");
             if (node.Input.FirstOrDefault(i => i.Length > 0 && !_consts.ContainsKey(i) && !_data.ContainsKey(i)) is { } unknown)
                 throw Bad(node, $"input '{unknown}' is not produced by an earlier node or initializer");
@@ -264,6 +276,18 @@ public static class OnnxImport
             if (!anyData)
             {
                 Fold(node);
+                return;
+            }
+            if (_tokens && node.Input.Contains(_inputName) && !(node.OpType == "Gather" && node.Input.Count == 2 && node.Input[1] == _inputName))
+                throw Unsupported(node, $"{node.OpType} of the integer input '{_inputName}'", "an nn.Embedding (Gather of its weight) reading the token indices");
+            if (node.OpType == "Gather" && node.Input.Count == 2 && _consts.ContainsKey(node.Input[0]))
+            {
+                Embedding(node, _data[node.Input[1]]);
+                return;
+            }
+            if (node.Domain == OnnxPatterns.Domain)
+            {
+                Fused(node, DataIn(node, 0));
                 return;
             }
             var x = DataIn(node, 0);
@@ -312,7 +336,9 @@ public static class OnnxImport
                     break;
                 }
                 case "Identity": Pass(node, x); break;
-                case "Relu" or "Sigmoid" or "Tanh" or "LeakyRelu" or "PRelu" or "Elu" or "Selu" or "Softplus": Act(node, x); break;
+                case "Relu" or "Sigmoid" or "Tanh" or "LeakyRelu" or "PRelu" or "Elu" or "Selu" or "Softplus" or "Gelu": Act(node, x); break;
+                case "Softmax" when _refusals.TryGetValue(node.Name, out var why):
+                    throw Unsupported(node, why, AttentionForm);
                 case "LSTM" or "GRU" or "RNN": Recurrent(node, x); break;
                 case "Transpose":
                 {
@@ -389,7 +415,13 @@ public static class OnnxImport
                 _data[node.Output[0]] = x;
                 return;
             }
-            throw Unsupported(node, $"Add of a constant of shape {Fmt(c.Shape)} to {Fmt(x.Shape)}", "the bias of a Linear (MatMul followed by Add) or a residual Add of two layers' outputs");
+            // a learnt position table added to a sequence [N, T, D]: nn.Parameter of [1, T, D] or [T, D]
+            if (x.Shape.Length == 3 && x.BatchAxis == 0 && (c.Shape.SequenceEqual([1, x.Shape[1], x.Shape[2]]) || c.Shape.SequenceEqual(x.Shape[1..])))
+            {
+                Emit(node, x, new PositionBlock(PositionalKind.Learned, (int)x.Shape[1]), new() { ["weight"] = ToTensor(c with { Shape = x.Shape[1..] }) }, x.Shape);
+                return;
+            }
+            throw Unsupported(node, $"Add of a constant of shape {Fmt(c.Shape)} to {Fmt(x.Shape)}", "the bias of a Linear (MatMul followed by Add), a learnt position table [1, T, D] added to a sequence, or a residual Add of two layers' outputs");
         }
 
         private int Uses(Data x) =>
@@ -503,15 +535,24 @@ public static class OnnxImport
         {
             long axis = Int(node, "axis", -1);
             if (axis < 0) axis += x.Shape.Length;
-            if (axis != 1 || x.BatchAxis != 0) throw Unsupported(node, $"LayerNormalization from axis {axis} of {Fmt(x.Shape)}", "LayerNorm over every dimension but the batch");
+            // over every dimension but the batch, or over the last one of a sequence [N, T, D] (a transformer's)
+            bool last = x.Shape.Length == 3 && axis == 2;
+            if ((axis != 1 && !last) || x.BatchAxis != 0) throw Unsupported(node, $"LayerNormalization from axis {axis} of {Fmt(x.Shape)}", "LayerNorm over every dimension but the batch, or over the last of [N, T, D]");
             if (Math.Abs(Float(node, "epsilon", 1e-5) - 1e-5) > 1e-9) throw Unsupported(node, "LayerNormalization with epsilon other than 1e-5", "epsilon 1e-5 (PyTorch's default)");
-            var shape = x.Shape[1..];
+            LayerNormBlock(node, x, last, ConstIn(node, 1, "scale"), ConstIn(node, 2, "B"));
+        }
+
+        private void LayerNormBlock(NodeProto node, Data x, bool last, Const scale, Const bias)
+        {
+            var shape = last ? x.Shape[2..] : x.Shape[1..];
+            if (scale.Count != shape.Aggregate(1L, (a, b) => a * b) || bias.Count != scale.Count)
+                throw Bad(node, $"a LayerNorm weight of shape {Fmt(scale.Shape)} and bias of {Fmt(bias.Shape)} for {Fmt(x.Shape)}");
             var weights = new Dictionary<string, Tensor>
             {
-                ["weight"] = ToTensor(ConstIn(node, 1, "scale") with { Shape = shape }),
-                ["bias"] = ToTensor(ConstIn(node, 2, "B") with { Shape = shape }),
+                ["weight"] = ToTensor(scale with { Shape = shape }),
+                ["bias"] = ToTensor(bias with { Shape = shape }),
             };
-            Emit(node, x, new NormBlock(NormalizationKind.Layer), weights, x.Shape);
+            Emit(node, x, new NormBlock(NormalizationKind.Layer) { Last = last }, weights, x.Shape);
         }
 
         private void Pool(NodeProto node, Data x)
@@ -555,6 +596,12 @@ public static class OnnxImport
                 "Elu" => Math.Abs(Float(node, "alpha", 1) - 1) < 1e-7 ? Activation.Elu : throw Unsupported(node, "Elu with alpha other than 1", "Elu with alpha 1"),
                 "Selu" => Activation.Selu,
                 "Softplus" => Activation.Softplus,
+                "Gelu" => Str(node, "approximate", "none") switch
+                {
+                    "none" => Activation.Gelu,
+                    "tanh" => Activation.GeluTanh,
+                    var a => throw Unsupported(node, $"Gelu with approximate '{a}'", "Gelu with approximate 'none' or 'tanh'"),
+                },
                 _ => Activation.PRelu,
             };
             Dictionary<string, Tensor>? weights = null;
@@ -828,6 +875,7 @@ public static class OnnxImport
                 "Gather" => GatherConst(ConstIn(node, 0, "data"), ConstIn(node, 1, "indices"), Int(node, "axis", 0), node),
                 "Reshape" => ReshapeConst(ConstIn(node, 0, "data"), ConstIn(node, 1, "shape").Longs(), node),
                 "Expand" => Expand(ConstIn(node, 0, "input"), ConstIn(node, 1, "shape").Longs(), node),
+                "Add" or "Sub" or "Mul" or "Div" => Arithmetic(node, ConstIn(node, 0, "A"), ConstIn(node, 1, "B")),
                 "ConstantOfShape" => ConstantOfShape(node),
                 _ => throw Unsupported(node, $"{node.OpType} on constants"),
             };
@@ -1072,7 +1120,7 @@ public static class OnnxImport
             "ConvTranspose" => "Conv",
             "InstanceNormalization" or "GroupNormalization" => "BatchNormalization or LayerNormalization",
             "ReduceMean" => "GlobalAveragePool",
-            "Gelu" or "Erf" => "Relu (GELU exports as an Erf expression GradFlow does not read)",
+            "Erf" => "Gelu (x·½·(1 + erf(x/√2)) as torch.onnx.export writes nn.GELU())",
             "HardSigmoid" => "Sigmoid",
             "Clip" => "Relu",
             "Mul" or "Sub" or "Div" => "Add of two layers' outputs (a residual block)",
