@@ -2,8 +2,11 @@
 
     python3 tests/python/onnx_models.py export DIR
         For each model (mlp, cnn: a small ResNet with an identity and a projection block, lstm: two
-        stacked layers read at the last step, deep_sigmoid: ten sigmoid layers), writes DIR/NAME.onnx (torch.onnx.export in training
-        mode, no constant folding) and DIR/NAME.safetensors with the reference: the input x, the
+        stacked layers read at the last step, deep_sigmoid: ten sigmoid layers, gelu: an MLP with exact and
+        tanh GELU, tf_pre / tf_post / tf_causal: two-layer transformer encoders (Pre-LN GELU with an
+        nn.Embedding and learnt positions; Post-LN ReLU; Post-LN GELU with a causal mask), and two that
+        GradFlow refuses: tf_decoder, an nn.TransformerDecoderLayer, and tf_mask, an encoder with a constant
+        mask that is not causal), writes DIR/NAME.onnx (torch.onnx.export in training mode, no constant folding) and DIR/NAME.safetensors with the reference: the input x, the
         output weights v, the output of the model in training mode and, for the loss sum(v * output),
         the gradient of x (grad.x, not for token inputs) and of every parameter in named_parameters order (grad.0, grad.1, ...;
         the PyTorch names in the metadata), all computed in float64; and DIR/data.npz, 600 examples
@@ -63,13 +66,13 @@ class Positions(nn.Module):
 class Encoder(nn.Module):
     """Optional nn.Embedding and learnt positions, a two-layer nn.TransformerEncoder (batch first, no dropout), a Linear head."""
 
-    def __init__(self, norm_first, activation, vocab=None, causal=False):
+    def __init__(self, norm_first, activation, vocab=None, causal=False, mask=None):
         super().__init__()
         self.emb = nn.Embedding(vocab, 16) if vocab else None
         self.pos = Positions(8, 16) if vocab else None
         layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
         self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(8) if causal else None)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(8) if causal else mask)
         self.head = nn.Linear(16, 5)
 
     def forward(self, x):
@@ -107,6 +110,8 @@ def models():
         "tf_post": (Encoder(False, "relu"), torch.randn(3, 8, 16)),
         "tf_causal": (Encoder(False, "gelu", causal=True), torch.randn(3, 8, 16)),
         "tf_decoder": (Decoder(), torch.randn(3, 8, 16)),
+        # a constant mask that is not causal (each position sees itself and later ones): refused
+        "tf_mask": (Encoder(False, "relu", mask=nn.Transformer.generate_square_subsequent_mask(8).T.contiguous()), torch.randn(3, 8, 16)),
     }
 
 

@@ -35,6 +35,7 @@ public sealed class OnnxExportTests : IDisposable
             true
         },
         { "lstm", "net 5x3 seq[recurrent(cell=lstm,hidden=8,layers=2) linear(out=4)]", true },
+        { "gelu", "net 6 seq[linear(out=16) gelu linear(out=16) gelu-tanh linear(out=3)]", true },
         { "gru", "net 5x3 seq[recurrent(cell=gru,hidden=6,output=sequence) linear(out=2) flatten linear(out=3)]", true },
         { "rnn", "net 5x3 seq[recurrent(cell=rnn-relu,hidden=6,layers=2) sigmoid linear(out=3)]", true },
         {

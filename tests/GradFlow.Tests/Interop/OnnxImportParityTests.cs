@@ -108,6 +108,14 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
     }
 
     [Fact]
+    public void PyTorchExport_MaskNotCausal_RefusedNamingTheAttention()
+    {
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Read(Path.Combine(_exported.Dir, "tf_mask.onnx")));
+        Assert.Contains("node '/enc/layers.0/self_attn/Softmax' (the self-attention around it): an attention mask that is not causal (row 0, column 1 is 0)", e.Message);
+        Assert.Contains("nearest supported: a causal mask", e.Message);
+    }
+
+    [Fact]
     public void Diagnose_OnnxDeepSigmoid_SameVerdictAsTheNativeDescription()
     {
         string data = Path.Combine(_exported.Dir, "data.npz");

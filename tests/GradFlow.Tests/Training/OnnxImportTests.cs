@@ -27,7 +27,7 @@ public sealed class OnnxImportTests
     [Theory]
     [InlineData("Softmax", "end the network with its logits")]
     [InlineData("ConvTranspose", "nearest supported: Conv")]
-    [InlineData("Gelu", "Relu")]
+    [InlineData("Erf", "nearest supported: Gelu")]
     [InlineData("Reluu", "nearest supported: Relu")]
     public void Import_UnsupportedNode_NamesTheNodeOpTypeAndNearestSupported(string op, string nearest)
     {
@@ -35,6 +35,39 @@ public sealed class OnnxImportTests
         Assert.Contains("model.onnx", e.Message);
         Assert.Contains($"node '/head/{op}' (op type {op})", e.Message);
         Assert.Contains(nearest, e.Message);
+    }
+
+    [Theory]
+    [InlineData(null, GradFlow.Nn.Activation.Gelu)]
+    [InlineData("none", GradFlow.Nn.Activation.Gelu)]
+    [InlineData("tanh", GradFlow.Nn.Activation.GeluTanh)]
+    public void Import_GeluOperator_IsTheGeluActivation(string? approximate, GradFlow.Nn.Activation expected)
+    {
+        var m = ModelProto.Parser.ParseFrom(WithLastNode("Gelu", "/head/Gelu"));
+        if (approximate is not null)
+            m.Graph.Node[^1].Attribute.Add(new AttributeProto { Name = "approximate", Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(approximate) });
+        var blocks = OnnxImport.Parse(m.ToByteArray(), "model.onnx").Description.Root.Blocks;
+        Assert.Equal(new ActBlock(expected), blocks[^1]);
+    }
+
+    [Fact]
+    public void Import_GeluOperator_UnknownApproximation_NamesIt()
+    {
+        var m = ModelProto.Parser.ParseFrom(WithLastNode("Gelu", "/head/Gelu"));
+        m.Graph.Node[^1].Attribute.Add(new AttributeProto { Name = "approximate", Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8("sigmoid") });
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Parse(m.ToByteArray(), "model.onnx"));
+        Assert.Contains("node '/head/Gelu' (op type Gelu): Gelu with approximate 'sigmoid' is not supported", e.Message);
+    }
+
+    [Fact]
+    public void Import_GeluExpressionWithAnotherConstant_NamesTheExpression()
+    {
+        // GradFlow's own export writes GELU as x·½·(1 + erf(x/√2)); √2 replaced by 1.5 is some other function
+        var m = ModelProto.Parser.ParseFrom(OnnxExport.ToBytes(NetworkBuilder.Build(NetworkDescription.Parse("net 4 seq[linear(out=8) gelu linear(out=3)]"), new Generator(1))));
+        var sqrt2 = m.Graph.Initializer.Single(t => t.RawData.Length == 4 && BitConverter.ToSingle(t.RawData.Span) == MathF.Sqrt(2));
+        sqrt2.RawData = ByteString.CopyFrom(BitConverter.GetBytes(1.5f));
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Parse(m.ToByteArray(), "model.onnx"));
+        Assert.Contains("(the GELU expression around it): the GELU's scale 1.5 (the definition's is 1.414", e.Message);
     }
 
     [Fact]

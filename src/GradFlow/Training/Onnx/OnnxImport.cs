@@ -1108,10 +1108,10 @@ public static partial class OnnxImport
             c.Values.Length == 1 ? c.Values[0] : throw Bad(node, $"{what} must be one value, got shape {Fmt(c.Shape)}");
 
         private static ArgumentException Bad(NodeProto node, string what) =>
-            new($"node '{node.Name}' ({node.OpType}): {what}.");
+            new($"node '{node.Name}' ({(node.Domain == OnnxPatterns.Domain ? Str(node, "what", "") : node.OpType)}): {what}.");
 
         private static ArgumentException Unsupported(NodeProto node, string what, string? instead = null) =>
-            new($"node '{node.Name}' (op type {node.OpType}): {what} is not supported; nearest supported: {instead ?? Nearest(node.OpType)} (docs/onnx.md lists the supported operators).");
+            new($"node '{node.Name}' ({(node.Domain == OnnxPatterns.Domain ? Str(node, "what", "") : "op type " + node.OpType)}): {what} is not supported; nearest supported: {instead ?? Nearest(node.OpType)} (docs/onnx.md lists the supported operators).");
 
         /// <summary>The supported operator closest to <paramref name="op"/>: a known substitute, else the least edit distance.</summary>
         private static string Nearest(string op) => op switch

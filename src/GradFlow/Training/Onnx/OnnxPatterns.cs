@@ -137,9 +137,6 @@ internal static class OnnxPatterns
         private static bool Perm(NodeProto? n, params long[] perm) =>
             n is { OpType: "Transpose" } && n.Attribute.FirstOrDefault(a => a.Name == "perm") is { } a && a.Ints.SequenceEqual(perm);
 
-        private static string Scope(NodeProto n, string op) =>
-            (n.Name.LastIndexOf('/') is var k and > 0 ? n.Name[..k] : "") + "/" + op;
-
         private void Replace(IEnumerable<NodeProto> interior, NodeProto last, NodeProto fused)
         {
             foreach (var n in interior) _removed.Add(n);
@@ -147,9 +144,11 @@ internal static class OnnxPatterns
             _placed[last] = fused;
         }
 
-        private static NodeProto Fused(string op, string name, string output, params string[] inputs)
+        /// <summary>A node of <see cref="Domain"/>, named as the file's node it was found around (<paramref name="anchor"/>); <paramref name="what"/> describes it in messages.</summary>
+        private static NodeProto Fused(string op, NodeProto anchor, string what, string output, params string[] inputs)
         {
-            var n = new NodeProto { OpType = op, Domain = Domain, Name = name };
+            var n = new NodeProto { OpType = op, Domain = Domain, Name = anchor.Name };
+            n.Attribute.Add(new AttributeProto { Name = "what", Type = AttributeProto.Types.AttributeType.String, S = Google.Protobuf.ByteString.CopyFromUtf8(what) });
             n.Input.AddRange(inputs);
             n.Output.Add(output);
             return n;
@@ -180,7 +179,7 @@ internal static class OnnxPatterns
             var div = Prod(erf.Input[0]);
             if (DataConst(div, "Div", "Mul") is not var (x, c) || Readers(div!.Output[0]).Count != 1) return;
             if (HalfXTimesOnePlus(erf.Output[0], x) is not var (add, m1, m2, one, half)) return;
-            var fused = Fused("Gelu", Scope(erf, "Gelu"), m2.Output[0], x, c, one, half);
+            var fused = Fused("Gelu", erf, "the GELU expression around it", m2.Output[0], x, c, one, half);
             fused.Attribute.Add(new AttributeProto { Name = "scale_op", Type = AttributeProto.Types.AttributeType.String, S = Google.Protobuf.ByteString.CopyFromUtf8(div.OpType) });
             Replace([div, erf, add, m1], m2, fused);
         }
@@ -202,7 +201,7 @@ internal static class OnnxPatterns
                 var sq = Prod(sqName);
                 if (sq is not { OpType: "Mul" } || sq.Input[0] != x || sq.Input[1] != x || Readers(sqName).Count != 1) continue;
                 if (HalfXTimesOnePlus(tanh.Output[0], x) is not var (add, m1, m2, one, half)) return;
-                var fused = Fused("Gelu", Scope(tanh, "Gelu"), m2.Output[0], x, c1, one, half, c2);
+                var fused = Fused("Gelu", tanh, "the tanh-GELU expression around it", m2.Output[0], x, c1, one, half, c2);
                 fused.Attribute.Add(new AttributeProto { Name = "approximate", Type = AttributeProto.Types.AttributeType.String, S = Google.Protobuf.ByteString.CopyFromUtf8("tanh") });
                 Replace([sq, cubeNode, m!, sum, scaled, tanh, add, m1], m2, fused);
                 return;
@@ -234,7 +233,7 @@ internal static class OnnxPatterns
             var addB = Only(mul.Output[0], "Add");
             var bias = Other(addB, mul.Output[0]);
             if (addB is null || bias is null || IsData(bias)) return;
-            var fused = Fused("LayerNorm", Scope(mean, "LayerNormalization"), addB.Output[0], x, weight, bias, eps, pow.Input[1]);
+            var fused = Fused("LayerNorm", mean, "the LayerNorm expression it starts", addB.Output[0], x, weight, bias, eps, pow.Input[1]);
             Replace([mean, sub, pow, var_, addEps, sqrt, div, mul], addB, fused);
         }
 
@@ -344,7 +343,7 @@ internal static class OnnxPatterns
                         Refuse($"an intermediate value of the attention ('{o}') is also read by node '{outside.Name}'");
                         return;
                     }
-            var fused = Fused("SelfAttention", Scope(softmax, "SelfAttention"), t6!.Output[0],
+            var fused = Fused("SelfAttention", softmax, "the self-attention around it", t6!.Output[0],
                 tIn.Input[0], mmIn.Input[1], inBias, gemm.Input[1], gemm.Input[2], scale, mask, scoreScale, dropRatio, dropTraining);
             fused.Attribute.AddRange(softmax.Attribute.Where(a => a.Name == "axis"));
             foreach (var a in gemm.Attribute) fused.Attribute.Add(new AttributeProto(a) { Name = "gemm_" + a.Name });
