@@ -10,7 +10,8 @@
         output weights v, the output of the model in training mode and, for the loss sum(v * output),
         the gradient of x (grad.x, not for token inputs) and of every parameter in named_parameters order (grad.0, grad.1, ...;
         the PyTorch names in the metadata), all computed in float64; and DIR/data.npz, 600 examples
-        of 6 features in 3 classes for the vector models.
+        of 6 features in 3 classes for the vector models, and DIR/data_seq.npz, 400 sequences [8, 16] in
+        3 classes for tf_cls.
     python3 tests/python/onnx_models.py check FILE.onnx
         Runs onnx.checker.check_model (full) on FILE; prints "ok" or the checker's message, exit 0 / 1.
 """
@@ -66,14 +67,15 @@ class Positions(nn.Module):
 class Encoder(nn.Module):
     """Optional nn.Embedding and learnt positions, a two-layer nn.TransformerEncoder (batch first, no dropout), a Linear head."""
 
-    def __init__(self, norm_first, activation, vocab=None, causal=False, mask=None):
+    def __init__(self, norm_first, activation, vocab=None, causal=False, mask=None, classes=None):
         super().__init__()
         self.emb = nn.Embedding(vocab, 16) if vocab else None
         self.pos = Positions(8, 16) if vocab else None
         layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
         self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
         self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(8) if causal else mask)
-        self.head = nn.Linear(16, 5)
+        # a class per position, or (classes) one for the whole sequence through its flattened positions
+        self.head = nn.Linear(16, 5) if classes is None else nn.Sequential(nn.Flatten(), nn.Linear(8 * 16, classes))
 
     def forward(self, x):
         if self.emb is not None:
@@ -110,6 +112,8 @@ def models():
         "tf_post": (Encoder(False, "relu"), torch.randn(3, 8, 16)),
         "tf_causal": (Encoder(False, "gelu", causal=True), torch.randn(3, 8, 16)),
         "tf_decoder": (Decoder(), torch.randn(3, 8, 16)),
+        # a sequence classifier for `diagnose`: the same verdict as the native description
+        "tf_cls": (Encoder(False, "relu", classes=3), torch.randn(3, 8, 16)),
         # a constant mask that is not causal (each position sees itself and later ones): refused
         "tf_mask": (Encoder(False, "relu", mask=nn.Transformer.generate_square_subsequent_mask(8).T.contiguous()), torch.randn(3, 8, 16)),
     }
@@ -156,6 +160,10 @@ def export(out_dir):
     x = rng.normal(size=(600, 6)).astype(np.float32)
     y = ((x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)).astype(np.int64)
     np.savez(f"{out_dir}/data.npz", x=x, y=y)
+    # and for the sequence classifier: 400 sequences [8, 16], 3 classes
+    x = rng.normal(size=(400, 8, 16)).astype(np.float32)
+    y = ((x[:, :, 0].mean(axis=1) > 0).astype(np.int64) + (x[:, 0, 1] > 1)).astype(np.int64)
+    np.savez(f"{out_dir}/data_seq.npz", x=x, y=y)
     print("ok")
 
 

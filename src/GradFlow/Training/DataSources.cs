@@ -57,6 +57,12 @@ public static class DataSources
             _ => FileData.Load(config),
         };
         var inputs = bundle.Train.InputShape;
+        // a file's sequences read flat ([N, T·I]) take the description's [T, I], as images take [C, H, W]
+        if (input.Count == 2 && inputs.Length == 2 && inputs[1] == input[0] * input[1] && bundle.Train.Count > 0)
+        {
+            bundle = new DataBundle(Reshape(bundle.Train, input), Reshape(bundle.Test, input));
+            inputs = bundle.Train.InputShape;
+        }
         if (input.Count == 2)
         {
             if (inputs.Length != 3)

@@ -10,8 +10,9 @@ namespace GradFlow.Tests.Interop;
 /// <summary>
 /// Models exported from PyTorch (python3-torch, python3-onnx) by tests/python/onnx_models.py with
 /// <c>torch.onnx.export</c> in training mode: an MLP, a small ResNet (conv, BatchNorm, max pooling, an
-/// identity and a projection BasicBlock, global average pooling) and a two-layer LSTM read at its last
-/// step. Each imports into a description, runs forward in training mode on the script's input and
+/// identity and a projection BasicBlock, global average pooling), a two-layer LSTM read at its last
+/// step, an MLP with exact and tanh GELU, and two-layer transformer encoders (d = 16, 2 heads, T = 8:
+/// Pre-LN GELU behind an nn.Embedding and learnt positions, Post-LN ReLU, Post-LN GELU with a causal mask). Each imports into a description, runs forward in training mode on the script's input and
 /// backward on the loss Σ v·output: the output, the input's gradient and every parameter's gradient
 /// (in PyTorch's parameter order) equal PyTorch's float64 ones within 1e-4 relative.
 /// </summary>
@@ -129,6 +130,23 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
         var imported = Kinds(Path.Combine(_exported.Dir, "deep_sigmoid.onnx"));
         Assert.Contains("vanishing-gradient", imported);
         Assert.Equal(Kinds("mlp 6-16x10-3 act=sigmoid"), imported);
+    }
+
+    [Fact]
+    public void Diagnose_OnnxPostLnTransformer_SameVerdictAsTheNativeDescription()
+    {
+        // learning rate 1 without warm-up: a Post-LN encoder that does not learn
+        string data = Path.Combine(_exported.Dir, "data_seq.npz");
+        string[] Kinds(string model)
+        {
+            var (code, stdout, stderr) = CliRunner.Run("diagnose", "--model", model, "--data", data, "--lr", "1", "--json");
+            Assert.True(code is 0 or 3, $"diagnose {model}: exit {code}\n{stderr}");
+            using var doc = System.Text.Json.JsonDocument.Parse(stdout);
+            return doc.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("kind").GetString()!).ToArray();
+        }
+        var imported = Kinds(Path.Combine(_exported.Dir, "tf_cls.onnx"));
+        Assert.Contains("post-ln-without-warmup", imported);
+        Assert.Equal(Kinds("net 8x16 seq[transformer(heads=2,ff=32,dropout=0) transformer(heads=2,ff=32,dropout=0) flatten linear(out=3)]"), imported);
     }
 
     [Fact]
