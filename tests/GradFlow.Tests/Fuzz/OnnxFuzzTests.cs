@@ -6,8 +6,8 @@ using GradFlow.Training.Onnx;
 namespace GradFlow.Tests.Fuzz;
 
 /// <summary>
-/// The ONNX importer on 10 000 mutated models (GradFlow's own exports of a small ResNet and a
-/// two-layer LSTM: bit flips, truncation, inserted and deleted bytes, extreme values): each loads
+/// The ONNX importer on 10 000 mutated models (GradFlow's own exports of a small ResNet, a
+/// two-layer LSTM and an MLP with GELU and tanh-GELU expressions: bit flips, truncation, inserted and deleted bytes, extreme values): each loads
 /// into a network whose weights fit, or fails with the importer's documented
 /// <see cref="FormatException"/> (counted as the fuzzer's documented error); no other exception,
 /// and no allocation beyond the fuzzer's bound.
@@ -46,9 +46,12 @@ public sealed class OnnxFuzzTests : IDisposable
     {
         var cnn = Export("net 1x6x6 seq[conv(out=3,k=3,p=1,bias=false) batchnorm relu residual(shortcut=projection,post=relu)[seq[conv(out=4,k=3,s=2,p=1) batchnorm]] adaptiveavgpool(size=1) flatten linear(out=2)]");
         var lstm = Export("net 4x2 seq[recurrent(cell=lstm,hidden=3,layers=2) tanh linear(out=2)]");
+        // GELU and tanh-GELU as expressions of Erf / Tanh, Mul, Add, Div: the importer's pattern matching
+        var gelu = Export("net 4 seq[linear(out=6) gelu linear(out=6) gelu-tanh linear(out=2)]");
         var fuzzer = new FileFuzzer(_dir);
-        int loaded = fuzzer.Run("cnn.onnx", cnn, Variants / 2, 31, Read);
-        loaded += fuzzer.Run("lstm.onnx", lstm, Variants / 2, 32, Read);
+        int loaded = fuzzer.Run("cnn.onnx", cnn, Variants * 2 / 5, 31, Read);
+        loaded += fuzzer.Run("lstm.onnx", lstm, Variants * 2 / 5, 32, Read);
+        loaded += fuzzer.Run("gelu.onnx", gelu, Variants / 5, 33, Read);
         Assert.InRange(loaded, 1, Variants - 1);
     }
 }
