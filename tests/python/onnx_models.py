@@ -3,7 +3,7 @@
     python3 tests/python/onnx_models.py export DIR
         For each model (mlp, cnn: a small ResNet with an identity and a projection block, lstm: two
         stacked layers read at the last step, deep_sigmoid: ten sigmoid layers, gelu: an MLP with exact and
-        tanh GELU, tf_pre / tf_post / tf_causal: two-layer transformer encoders (Pre-LN GELU with an
+        tanh GELU, norms: nn.GroupNorm and nn.InstanceNorm2d, tf_pre / tf_post / tf_causal: two-layer transformer encoders (Pre-LN GELU with an
         nn.Embedding and learnt positions; Post-LN ReLU; Post-LN GELU with a causal mask), and two that
         GradFlow refuses: tf_decoder, an nn.TransformerDecoderLayer, and tf_mask, an encoder with a constant
         mask that is not causal), writes DIR/NAME.onnx (torch.onnx.export in training mode, no constant folding) and DIR/NAME.safetensors with the reference: the input x, the
@@ -106,6 +106,12 @@ def models():
         # ten sigmoid layers: a vanishing gradient, the same network as "mlp 6-16x10-3 act=sigmoid"
         "deep_sigmoid": (nn.Sequential(*[m for i in range(10) for m in (nn.Linear(6 if i == 0 else 16, 16), nn.Sigmoid())], nn.Linear(16, 3)),
                          torch.randn(5, 6)),
+        # nn.GroupNorm (a Reshape, InstanceNormalization, Reshape, Mul, Add) and nn.InstanceNorm2d(affine=True); the conv
+        # between them mixes channels (an instance norm right after would make the loss nearly invariant to γ: a gradient of ~0),
+        # without a bias (an instance norm cancels it: a true gradient of 0)
+        "norms": (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1, bias=False),
+                                nn.InstanceNorm2d(4, affine=True), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)),
+                  torch.randn(3, 1, 6, 6)),
         "gelu": (nn.Sequential(nn.Linear(6, 16), nn.GELU(), nn.Linear(16, 16), nn.GELU(approximate="tanh"), nn.Linear(16, 3)), 2 * torch.randn(5, 6)),
         # transformers: d = 16, 2 heads, T = 8, two layers
         "tf_pre": (Encoder(True, "gelu", vocab=11), torch.randint(0, 11, (3, 8))),

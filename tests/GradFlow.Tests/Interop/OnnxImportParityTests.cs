@@ -42,6 +42,7 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
     [InlineData("cnn")]
     [InlineData("lstm")]
     [InlineData("gelu")]
+    [InlineData("norms")]
     [InlineData("tf_pre")]
     [InlineData("tf_post")]
     [InlineData("tf_causal")]
@@ -144,9 +145,10 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
             using var doc = System.Text.Json.JsonDocument.Parse(stdout);
             return doc.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("kind").GetString()!).ToArray();
         }
-        var imported = Kinds(Path.Combine(_exported.Dir, "tf_cls.onnx"));
+        // the same problems (their order is by severity, which the two starting points may rank differently)
+        var imported = Kinds(Path.Combine(_exported.Dir, "tf_cls.onnx")).Order().ToArray();
         Assert.Contains("post-ln-without-warmup", imported);
-        Assert.Equal(Kinds("net 8x16 seq[transformer(heads=2,ff=32,dropout=0) transformer(heads=2,ff=32,dropout=0) flatten linear(out=3)]"), imported);
+        Assert.Equal(Kinds("net 8x16 seq[transformer(heads=2,ff=32,dropout=0) transformer(heads=2,ff=32,dropout=0) flatten linear(out=3)]").Order(), imported);
     }
 
     [Fact]

@@ -59,8 +59,40 @@ public static partial class OnnxImport
                     break;
                 }
                 case "SelfAttention": SelfAttention(node, x); break;
+                case "GroupNorm":
+                {
+                    RequireImage(node, x);
+                    long c = x.Shape[1];
+                    var shape = ConstIn(node, 1, "shape").Longs();
+                    long g = shape.Length == 3 && shape[2] == -1 ? shape[1] : -1;
+                    if (g < 1 || c % g != 0) throw Unsupported(node, $"a group norm reshaping {Fmt(x.Shape)} to {Fmt(shape)}", "nn.GroupNorm (a Reshape to [N, groups, -1])");
+                    var scale = ConstIn(node, 2, "scale");
+                    var bias = ConstIn(node, 3, "B");
+                    if (scale.Count != g || bias.Count != g || scale.Values.Any(v => v != 1) || bias.Values.Any(v => v != 0))
+                        throw Unsupported(node, "a group norm whose InstanceNormalization has a scale other than 1 or a bias other than 0", "nn.GroupNorm as PyTorch exports it");
+                    GroupNormBlock(node, x, (int)g, ConstIn(node, 4, "weight"), ConstIn(node, 5, "bias"));
+                    break;
+                }
                 default: throw Bad(node, "unknown fused node");
             }
+        }
+
+        /// <summary>A group norm of <paramref name="groups"/> groups with γ and β (one per channel) on [N, C, H, W]; ε 1e-5.</summary>
+        private void GroupNormBlock(NodeProto node, Data x, int groups, Const gamma, Const beta)
+        {
+            long c = x.Shape[1];
+            double eps = Float(node, "epsilon", 1e-5);
+            if (Math.Abs(eps - 1e-5) > 1e-9) throw Unsupported(node, $"a group or instance norm with epsilon {eps}", "epsilon 1e-5 (PyTorch's default)");
+            if (gamma.Count != c || beta.Count != c) throw Bad(node, $"a norm weight of shape {Fmt(gamma.Shape)} and bias of {Fmt(beta.Shape)} for {c} channels");
+            var weights = new Dictionary<string, Tensor> { ["weight"] = ToTensor(gamma with { Shape = [c] }), ["bias"] = ToTensor(beta with { Shape = [c] }) };
+            Emit(node, x, new NormBlock(NormalizationKind.Group, groups), weights, x.Shape);
+        }
+
+        /// <summary>nn.InstanceNorm2d(affine=True) without running statistics: a group norm of one channel per group.</summary>
+        private void InstanceNorm(NodeProto node, Data x)
+        {
+            RequireImage(node, x);
+            GroupNormBlock(node, x, (int)x.Shape[1], ConstIn(node, 1, "scale"), ConstIn(node, 2, "B"));
         }
 
         private static void ExpectConst(NodeProto node, string what, double actual, double expected)

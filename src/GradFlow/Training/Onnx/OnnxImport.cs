@@ -40,7 +40,7 @@ public static partial class OnnxImport
         "Gemm", "MatMul", "Add", "Conv", "BatchNormalization", "LayerNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
         "Flatten", "Reshape", "Dropout", "Identity", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Softplus",
         "LSTM", "GRU", "RNN", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Slice", "Concat", "Shape", "Expand", "Constant",
-        "ConstantOfShape", "Cast", "Gelu", "Erf", "Mul", "Div", "Sub", "Pow", "Sqrt", "ReduceMean", "Softmax",
+        "ConstantOfShape", "Cast", "Gelu", "Erf", "Mul", "Div", "Sub", "Pow", "Sqrt", "ReduceMean", "Softmax", "InstanceNormalization",
     ];
 
     /// <summary>Whether a model text is the path of an ONNX file: one line ending in <c>.onnx</c>.</summary>
@@ -306,6 +306,7 @@ public static partial class OnnxImport
                 case "Conv": Conv(node, x); break;
                 case "BatchNormalization": BatchNorm(node, x); break;
                 case "LayerNormalization": LayerNorm(node, x); break;
+                case "InstanceNormalization": InstanceNorm(node, x); break;
                 case "MaxPool" or "AveragePool": Pool(node, x); break;
                 case "GlobalAveragePool":
                     RequireImage(node, x);
@@ -1118,7 +1119,7 @@ public static partial class OnnxImport
         {
             "Softmax" or "LogSoftmax" => "none: end the network with its logits (GradFlow's loss applies the softmax)",
             "ConvTranspose" => "Conv",
-            "InstanceNormalization" or "GroupNormalization" => "BatchNormalization or LayerNormalization",
+            "GroupNormalization" => "InstanceNormalization, or nn.GroupNorm as PyTorch exports it (Reshape, InstanceNormalization, Reshape, Mul, Add)",
             "ReduceMean" => "GlobalAveragePool",
             "Erf" => "Gelu (x·½·(1 + erf(x/√2)) as torch.onnx.export writes nn.GELU())",
             "HardSigmoid" => "Sigmoid",

@@ -72,6 +72,7 @@ internal static class OnnxPatterns
                     case "Tanh": GeluTanh(n); break;
                     case "ReduceMean": LayerNorm(n); break;
                     case "Softmax": Attention(n); break;
+                    case "InstanceNormalization": GroupNorm(n); break;
                 }
             }
         }
@@ -235,6 +236,24 @@ internal static class OnnxPatterns
             if (addB is null || bias is null || IsData(bias)) return;
             var fused = Fused("LayerNorm", mean, "the LayerNorm expression it starts", addB.Output[0], x, weight, bias, eps, pow.Input[1]);
             Replace([mean, sub, pow, var_, addEps, sqrt, div, mul], addB, fused);
+        }
+
+        /// <summary>nn.GroupNorm as PyTorch exports it: Reshape [N, G, −1], InstanceNormalization (scale 1, bias 0), Reshape back, Mul γ, Add β.</summary>
+        private void GroupNorm(NodeProto inorm)
+        {
+            var r1 = Prod(inorm.Input[0]);
+            if (DataConst(r1, "Reshape") is not var (x, groupShape) || r1!.Input[0] != x || Readers(r1.Output[0]).Count != 1 || inorm.Input.Count != 3) return;
+            var r2 = Only(inorm.Output[0], "Reshape");
+            if (r2 is null || r2.Input[0] != inorm.Output[0] || IsData(r2.Input[1])) return;
+            var mul = Only(r2.Output[0], "Mul");
+            var gamma = Other(mul, r2.Output[0]);
+            if (mul is null || gamma is null || IsData(gamma)) return;
+            var add = Only(mul.Output[0], "Add");
+            var beta = Other(add, mul.Output[0]);
+            if (add is null || beta is null || IsData(beta)) return;
+            var fused = Fused("GroupNorm", inorm, "the GroupNorm expression around it", add.Output[0], x, groupShape, inorm.Input[1], inorm.Input[2], gamma, beta);
+            fused.Attribute.AddRange(inorm.Attribute.Where(a => a.Name == "epsilon"));
+            Replace([r1, inorm, r2, mul], add, fused);
         }
 
         /// <summary>
