@@ -45,6 +45,7 @@ public static class DataSources
         if (!text && outputShape.Length != 1)
             throw new ArgumentException($"data: the model ({config.DescribeModel()}) gives {Shapes.Format(outputShape)} per example; training needs a vector of outputs (end the network with a flatten and a linear).");
         int output = outputShape[^1];
+        bool fromFile = false;
         var bundle = config.Data switch
         {
             "fashion-mnist" => FashionMnistBundle(config.DataDir),
@@ -54,11 +55,16 @@ public static class DataSources
             "adding" => AddingBundle(config),
             "fashion-mnist-rows" => FashionMnistRowsBundle(config.DataDir),
             "kjv" => TextBundle(TextCorpus.Kjv(), input[0]),
-            _ => FileData.Load(config),
+            _ => FromFile(),
         };
+        DataBundle FromFile()
+        {
+            fromFile = true;
+            return FileData.Load(config);
+        }
         var inputs = bundle.Train.InputShape;
         // a file's sequences read flat ([N, T·I]) take the description's [T, I], as images take [C, H, W]
-        if (input.Count == 2 && inputs.Length == 2 && inputs[1] == input[0] * input[1] && bundle.Train.Count > 0)
+        if (fromFile && input.Count == 2 && inputs.Length == 2 && inputs[1] == input[0] * input[1] && bundle.Train.Count > 0)
         {
             bundle = new DataBundle(Reshape(bundle.Train, input), Reshape(bundle.Test, input));
             inputs = bundle.Train.InputShape;
