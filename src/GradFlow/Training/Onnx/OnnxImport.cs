@@ -181,7 +181,7 @@ public static partial class OnnxImport
         private Data? _input;
         private string _inputName = "";
         private bool _tokens;
-        private Dictionary<string, string> _refusals = [];
+        private Dictionary<NodeProto, string> _refusals = [];
 
         public OnnxModel Run()
         {
@@ -199,8 +199,8 @@ public static partial class OnnxImport
             var rewritten = OnnxPatterns.Rewrite(graph.Node, _inputName, graph.Output.Select(o => o.Name));
             _refusals = rewritten.Refusals;
             // attention in a form GradFlow has no block for: said before the walk stumbles on its reshapes
-            if (graph.Node.FirstOrDefault(n => n.OpType == "Softmax" && _refusals.ContainsKey(n.Name)) is { } refused)
-                throw new FormatException($"{source}: " + Unsupported(refused, _refusals[refused.Name], AttentionForm).Message);
+            if (graph.Node.FirstOrDefault(_refusals.ContainsKey) is { } refused)
+                throw new FormatException($"{source}: " + Unsupported(refused, _refusals[refused], AttentionForm).Message);
             foreach (var n in rewritten.Nodes.Where(n => n.OpType != "Shape"))
                 foreach (var i in n.Input)
                     if (i.Length > 0) _uses[i] = _uses.GetValueOrDefault(i) + 1;
@@ -338,8 +338,6 @@ public static partial class OnnxImport
                 }
                 case "Identity": Pass(node, x); break;
                 case "Relu" or "Sigmoid" or "Tanh" or "LeakyRelu" or "PRelu" or "Elu" or "Selu" or "Softplus" or "Gelu": Act(node, x); break;
-                case "Softmax" when _refusals.TryGetValue(node.Name, out var why):
-                    throw Unsupported(node, why, AttentionForm);
                 case "LSTM" or "GRU" or "RNN": Recurrent(node, x); break;
                 case "Transpose":
                 {

@@ -21,7 +21,7 @@ internal static class OnnxPatterns
     public const string Domain = "gradflow.import";
 
     /// <summary>The rewritten node list, and for Softmax nodes left alone that look like attention, why they were.</summary>
-    public sealed record Rewritten(List<NodeProto> Nodes, Dictionary<string, string> Refusals);
+    public sealed record Rewritten(List<NodeProto> Nodes, Dictionary<NodeProto, string> Refusals);
 
     /// <summary>Rewrites <paramref name="nodes"/> (topological order) of a graph whose one data input is <paramref name="input"/>.</summary>
     public static Rewritten Rewrite(IList<NodeProto> nodes, string input, IEnumerable<string> outputs)
@@ -40,11 +40,15 @@ internal static class OnnxPatterns
         private readonly HashSet<NodeProto> _removed = new(ReferenceEqualityComparer.Instance);
         private readonly Dictionary<NodeProto, NodeProto> _placed = new(ReferenceEqualityComparer.Instance);
 
-        public Dictionary<string, string> Refusals { get; } = [];
+        public Dictionary<NodeProto, string> Refusals { get; } = new(ReferenceEqualityComparer.Instance);
+
+        /// <summary>A node without inputs or outputs: no pattern is looked for, and the importer names the node.</summary>
+        private readonly bool _malformed;
 
         public Graph(IList<NodeProto> nodes, string input)
         {
             _nodes = nodes;
+            _malformed = nodes.Any(n => n.Input.Count == 0 && n.OpType != "Constant" || n.Output.Count == 0 || n.Output[0].Length == 0);
             _data.Add(input);
             foreach (var n in nodes)
             {
@@ -63,6 +67,7 @@ internal static class OnnxPatterns
 
         public void Run()
         {
+            if (_malformed) return;
             foreach (var n in _nodes.ToArray())
             {
                 if (_removed.Contains(n)) continue;
@@ -265,8 +270,7 @@ internal static class OnnxPatterns
         /// </summary>
         private void Attention(NodeProto softmax)
         {
-            string name = softmax.Name;
-            void Refuse(string why) => Refusals[name] = why;
+            void Refuse(string why) => Refusals[softmax] = why;
             var interior = new List<NodeProto> { softmax };
             string scores = softmax.Input[0];
             var p = Prod(scores);
@@ -274,11 +278,14 @@ internal static class OnnxPatterns
             if (p is { OpType: "Add" } && p.Input.Count == 2)
             {
                 bool d0 = IsData(p.Input[0]), d1 = IsData(p.Input[1]);
+                bool Scores(string v) => Prod(v) is { OpType: "MatMul" } || DataConst(Prod(v), "Mul") is var (raw, _) && Prod(raw) is { OpType: "MatMul" };
                 if (d0 && d1)
                 {
-                    Refuse("attention with a mask computed from the input (a key-padding mask or a mask argument that is not a constant)");
+                    if (Scores(p.Input[0]) || Scores(p.Input[1]))
+                        Refuse("attention with a mask computed from the input (a key-padding mask or a mask argument that is not a constant)");
                     return;
                 }
+                if (!d0 && !d1) return;
                 interior.Add(p);
                 mask = d0 ? p.Input[1] : p.Input[0];
                 p = Prod(d0 ? p.Input[0] : p.Input[1]);
