@@ -5,8 +5,8 @@
         stacked layers read at the last step, deep_sigmoid: ten sigmoid layers, gelu: an MLP with exact and
         tanh GELU, norms: nn.GroupNorm and nn.InstanceNorm2d, tf_pre / tf_post / tf_causal: two-layer transformer encoders (Pre-LN GELU with an
         nn.Embedding and learnt positions; Post-LN ReLU; Post-LN GELU with a causal mask), and two that
-        GradFlow refuses: tf_decoder, an nn.TransformerDecoderLayer, and tf_mask, an encoder with a constant
-        mask that is not causal), writes DIR/NAME.onnx (torch.onnx.export in training mode, no constant folding) and DIR/NAME.safetensors with the reference: the input x, the
+        GradFlow refuses: tf_decoder, an nn.TransformerDecoderLayer, tf_mask, an encoder with a constant
+        mask that is not causal, and mha_alone, nn.MultiheadAttention outside a transformer layer), writes DIR/NAME.onnx (torch.onnx.export in training mode, no constant folding) and DIR/NAME.safetensors with the reference: the input x, the
         output weights v, the output of the model in training mode and, for the loss sum(v * output),
         the gradient of x (grad.x, not for token inputs) and of every parameter in named_parameters order (grad.0, grad.1, ...;
         the PyTorch names in the metadata), all computed in float64; and DIR/data.npz, 600 examples
@@ -95,6 +95,18 @@ class Decoder(nn.Module):
         return self.dec(x, self.memory(x))
 
 
+class AttentionAlone(nn.Module):
+    """nn.MultiheadAttention outside a transformer layer: refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(self.attn(x, x, x, need_weights=False)[0])
+
+
 def models():
     torch.manual_seed(7)
     return {
@@ -120,6 +132,7 @@ def models():
         "tf_decoder": (Decoder(), torch.randn(3, 8, 16)),
         # a sequence classifier for `diagnose`: the same verdict as the native description
         "tf_cls": (Encoder(False, "relu", classes=3), torch.randn(3, 8, 16)),
+        "mha_alone": (AttentionAlone(), torch.randn(3, 8, 16)),
         # a constant mask that is not causal (each position sees itself and later ones): refused
         "tf_mask": (Encoder(False, "relu", mask=nn.Transformer.generate_square_subsequent_mask(8).T.contiguous()), torch.randn(3, 8, 16)),
     }

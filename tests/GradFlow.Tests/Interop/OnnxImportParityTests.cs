@@ -110,6 +110,13 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
     }
 
     [Fact]
+    public void PyTorchExport_AttentionOutsideALayer_RefusedNamingIt()
+    {
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Read(Path.Combine(_exported.Dir, "mha_alone.onnx")));
+        Assert.Contains("node '/attn/Softmax' (self-attention): attention outside the form of nn.TransformerEncoderLayer is not supported; nearest supported: nn.TransformerEncoderLayer(batch_first=True)", e.Message);
+    }
+
+    [Fact]
     public void PyTorchExport_MaskNotCausal_RefusedNamingTheAttention()
     {
         var e = Assert.Throws<FormatException>(() => OnnxImport.Read(Path.Combine(_exported.Dir, "tf_mask.onnx")));
