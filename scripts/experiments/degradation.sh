@@ -3,8 +3,9 @@
 # ResNet-56 (option A shortcuts) trained with the same budget, schedule and seed; training-loss and test-error
 # curves in one comparison page, and a table (docs/experiments.md).
 #
-# Usage: bash scripts/experiments/degradation.sh [OUT] [TRAIN_IMAGES] [EPOCHS] [TEST_IMAGES]
-#   defaults: runs/degradation 10000 6 5000. SGD lr 0.1 momentum 0.9, weight decay 1e-4, cosine schedule,
+# Usage: bash scripts/experiments/degradation.sh [OUT] [TRAIN_IMAGES] [EPOCHS] [TEST_IMAGES] [WARMUP_STEPS]
+#   defaults: runs/degradation 10000 6 5000 0. SGD lr 0.1 momentum 0.9, weight decay 1e-4, cosine schedule
+#   (after a linear warm-up of WARMUP_STEPS steps, the same for the four nets),
 #   batch 128, random crops (padding 2) and flips, seed 1. The four runs go side by side, one kernel thread
 #   each (same numbers on any machine with the same instruction set); the monitor samples every 10 steps.
 # Writes OUT/{plain-20,plain-56,resnet-20,resnet-56}/ (run directories), OUT/report.html and OUT/table.md.
@@ -14,6 +15,7 @@ out=${1:-runs/degradation}
 train=${2:-10000}
 epochs=${3:-6}
 test=${4:-5000}
+warmup=${5:-0}
 dotnet build -c Release src/GradFlow.Cli >/dev/null
 gradflow() { dotnet src/GradFlow.Cli/bin/Release/net10.0/GradFlow.Cli.dll "$@"; }
 runs=("plain-20|plain20" "plain-56|plain56" "resnet-20|resnet20" "resnet-56|resnet56")
@@ -22,7 +24,7 @@ pids=()
 for r in "${runs[@]}"; do
   name=${r%%|*}; model=${r#*|}
   gradflow train --model "$model in=1x28x28" --optimizer sgd --lr 0.1 --momentum 0.9 --weight-decay 1e-4 \
-    --schedule cosine --epochs "$epochs" --batch-size 128 --augment-crop 2 --augment-flip 0.5 \
+    --schedule cosine --warmup "$warmup" --epochs "$epochs" --batch-size 128 --augment-crop 2 --augment-flip 0.5 \
     --train-limit "$train" --test-limit "$test" --seed 1 --threads 1 --monitor --monitor-every 10 \
     --force --out "$out/$name" >"$out/$name.log" 2>&1 &
   pids+=($!)
@@ -46,5 +48,5 @@ field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p"; }
     echo
   done
   echo
-  echo "cells: training loss (mean over the epoch) / test error after the epoch; $train training images, $test test images, $epochs epochs"
+  echo "cells: training loss (mean over the epoch) / test error after the epoch; $train training images, $test test images, $epochs epochs, warm-up $warmup steps"
 } | tee "$out/table.md"
