@@ -30,6 +30,7 @@ public static partial class OnnxImport
             if (Int(node, "axis", 0) != 0 || w.Shape.Length != 2) throw Unsupported(node, $"Gather on axis {Int(node, "axis", 0)} of a constant of shape {Fmt(w.Shape)}", "an nn.Embedding (Gather of rows of its [vocab, dim] weight)");
             if (x.Shape.Length != 2) throw Unsupported(node, $"an embedding of token indices of shape {Fmt(x.Shape)}", "token indices [N, T]");
             Emit(node, x, new EmbeddingBlock((int)w.Shape[0], (int)w.Shape[1]), new() { ["weight"] = ToTensor(w) }, [-1, x.Shape[1], w.Shape[1]]);
+            _embeddingWeight = w;
         }
 
         private void Fused(NodeProto node, Data x)
