@@ -80,24 +80,32 @@ public sealed class OnnxExportTests : IDisposable
         Assert.Equal(expected, rebuilt.Forward(x).ToArray());
     }
 
-    public static TheoryData<string, string> Transformers => new()
+    public static TheoryData<string, string, bool> Transformers => new()
     {
         // a character model: embedding, learnt positions, two Pre-LN GELU layers, the final norm, the head tied to the embedding
         {
             "tf-pre-gelu",
             "net 8 seq[embedding(vocab=12,dim=16) positions(kind=learned,max=8) transformer(heads=2,ff=32,norm=pre,act=gelu,dropout=0,causal=true) "
-            + "transformer(heads=2,ff=32,norm=pre,act=gelu,dropout=0,causal=true) layernorm(last=true) linear(out=12,bias=false,tied=true)]"
+            + "transformer(heads=2,ff=32,norm=pre,act=gelu,dropout=0,causal=true) layernorm(last=true) linear(out=12,bias=false,tied=true)]",
+            true
         },
         {
             "tf-post-relu-causal",
-            "net 8 seq[embedding(vocab=12,dim=16) positions(kind=learned,max=8) transformer(heads=2,ff=32,dropout=0,causal=true) "
-            + "transformer(heads=2,ff=32,dropout=0,causal=true) linear(out=12,bias=false)]"
+            "net 8 seq[embedding(vocab=12,dim=16) positions(kind=sin,max=8) transformer(heads=2,ff=32,dropout=0,causal=true) "
+            + "transformer(heads=2,ff=32,dropout=0,causal=true) linear(out=12,bias=false)]",
+            true
+        },
+        // RMSNorm as its expression: ONNX Runtime runs it, the importer has no pattern for it
+        {
+            "tf-rms",
+            "net 8 seq[embedding(vocab=12,dim=16) transformer(heads=2,ff=32,norm=pre,rms=true,dropout=0,causal=true) rmsnorm linear(out=12,bias=false,tied=true)]",
+            false
         },
     };
 
     [Theory]
     [MemberData(nameof(Transformers))]
-    public void Export_Transformer_RunInOnnxRuntime_SameOutputsAsGradFlow_ImportsBack(string name, string model)
+    public void Export_Transformer_RunInOnnxRuntime_SameOutputsAsGradFlow_ImportsBack(string name, string model, bool importable)
     {
         var d = NetworkDescription.Parse(model);
         var g = new Generator(5);
@@ -122,6 +130,7 @@ public sealed class OnnxExportTests : IDisposable
         var (exit, stdout, stderr) = PyTorchScript.Run("onnx_models.py", "check", path);
         Assert.True(exit == 0, $"{name}: onnx.checker rejects the export: {stdout}\n{stderr}");
 
+        if (!importable) return;
         var back = OnnxImport.Read(path);
         Assert.Equal(NetworkText.Format(WithoutInit(d)), NetworkText.Format(back.Description));
         var rebuilt = back.Build(new Generator(1));

@@ -424,9 +424,16 @@ public static partial class OnnxImport
                 _data[node.Output[0]] = x;
                 return;
             }
-            // a learnt position table added to a sequence [N, T, D]: nn.Parameter of [1, T, D] or [T, D]
+            // a learnt position table added to a sequence [N, T, D]: nn.Parameter of [1, T, D] or [T, D];
+            // Vaswani et al.'s sinusoids (within float32 rounding) are the fixed encoding, without parameters
             if (x.Shape.Length == 3 && x.BatchAxis == 0 && (c.Shape.SequenceEqual([1, x.Shape[1], x.Shape[2]]) || c.Shape.SequenceEqual(x.Shape[1..])))
             {
+                var sinusoids = PositionalEncoding.Sinusoids((int)x.Shape[1], (int)x.Shape[2]).ToArray();
+                if (c.Values.Zip(sinusoids).All(p => Math.Abs(p.First - p.Second) <= 1e-6))
+                {
+                    Emit(node, x, new PositionBlock(PositionalKind.Sinusoidal, (int)x.Shape[1]), [], x.Shape);
+                    return;
+                }
                 Emit(node, x, new PositionBlock(PositionalKind.Learned, (int)x.Shape[1]), new() { ["weight"] = ToTensor(c with { Shape = x.Shape[1..] }) }, x.Shape);
                 return;
             }
