@@ -219,6 +219,7 @@ public static partial class OnnxImport
                 if (d.Block is not null) blocks.Add(d.Block);
             blocks.Reverse();
             blocks = TransformerLayers(blocks);
+            CheckRmsEpsilon(blocks);
             if (blocks.Count == 0) throw new FormatException($"{source}: the graph has no layer between its input and its output.");
             int[] inputExample = _input.Example;
             var description = new NetworkDescription(inputExample, new SequenceBlock(blocks));
