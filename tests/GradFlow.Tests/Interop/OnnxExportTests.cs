@@ -154,6 +154,14 @@ public sealed class OnnxExportTests : IDisposable
     }
 
     [Fact]
+    public void Export_EmbeddingNotReadingTheInput_RefusedNamingIt()
+    {
+        var net = NetworkBuilder.Build(NetworkDescription.Parse("net 8 seq[relu embedding(vocab=12,dim=16) linear(out=3)]"), new Generator(1));
+        var e = Assert.Throws<NotSupportedException>(() => OnnxExport.ToBytes(net));
+        Assert.Contains("ONNX export: 1: an embedding that does not read the model's input", e.Message);
+    }
+
+    [Fact]
     public void Export_Cli_WritesTheRunsModel()
     {
         string data = Path.Combine(_dir, "data.csv");

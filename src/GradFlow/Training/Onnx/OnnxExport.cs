@@ -258,6 +258,8 @@ public static class OnnxExport
                 case ResidualBlock r: return Residual(r, x, input, shape, path);
                 case RecurrentBlock rec: return Recurrent(rec, x, input, path);
                 case EmbeddingBlock:
+                    if (x != "input")
+                        throw new NotSupportedException($"ONNX export: {path}: an embedding that does not read the model's input; ONNX's Gather needs integer indices, which only the input (int64 token indices) carries.");
                     _embedding = Weight(path + ".weight");
                     return Emit("Gather", path, [_embedding, x], Int("axis", 0));
                 case PositionBlock p:
