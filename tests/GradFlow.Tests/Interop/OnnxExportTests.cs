@@ -80,6 +80,87 @@ public sealed class OnnxExportTests : IDisposable
         Assert.Equal(expected, rebuilt.Forward(x).ToArray());
     }
 
+    public static TheoryData<string, string, bool> Transformers => new()
+    {
+        // a character model: embedding, learnt positions, two Pre-LN GELU layers, the final norm, the head tied to the embedding
+        {
+            "tf-pre-gelu",
+            "net 8 seq[embedding(vocab=12,dim=16) positions(kind=learned,max=8) transformer(heads=2,ff=32,norm=pre,act=gelu,dropout=0,causal=true) "
+            + "transformer(heads=2,ff=32,norm=pre,act=gelu,dropout=0,causal=true) layernorm(last=true) linear(out=12,bias=false,tied=true)]",
+            true
+        },
+        {
+            "tf-post-relu-causal",
+            "net 8 seq[embedding(vocab=12,dim=16) positions(kind=sin,max=8) transformer(heads=2,ff=32,dropout=0,causal=true) "
+            + "transformer(heads=2,ff=32,dropout=0,causal=true) linear(out=12,bias=false)]",
+            true
+        },
+        // RMSNorm as its expression (ε 1e-5 in the layers, 1e-6 in the final norm)
+        {
+            "tf-rms",
+            "net 8 seq[embedding(vocab=12,dim=16) transformer(heads=2,ff=32,norm=pre,rms=true,dropout=0,causal=true) rmsnorm linear(out=12,bias=false,tied=true)]",
+            true
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(Transformers))]
+    public void Export_Transformer_RunInOnnxRuntime_SameOutputsAsGradFlow_ImportsBack(string name, string model, bool importable)
+    {
+        var d = NetworkDescription.Parse(model);
+        var g = new Generator(5);
+        var net = NetworkBuilder.Build(d, g);
+        using (GradMode.NoGrad())
+            foreach (var p in net.Parameters()) p.Data.AddInPlace(Tensor.RandN(g, p.Data.Shape.ToArray()) * 0.1);
+        var tokens = Enumerable.Range(0, 3 * 8).Select(_ => (long)g.NextInt(12)).ToArray();
+        var x = Tensor.FromArray(tokens.Select(v => (float)v).ToArray(), 3, 8);
+        net.Eval();
+        var expected = net.Forward(x).ToArray();
+
+        string path = Path.Combine(_dir, name + ".onnx");
+        OnnxExport.Write(net, path);
+        using (var session = new InferenceSession(path))
+        {
+            var input = new OrtTensors.DenseTensor<long>(tokens, [3, 8]);
+            using var results = session.Run([NamedOnnxValue.CreateFromTensor("input", input)]);
+            var actual = results.Single().AsTensor<float>().ToArray();
+            AssertClose(expected, actual, 1e-5, $"{name}: ONNX Runtime vs GradFlow");
+        }
+
+        var (exit, stdout, stderr) = PyTorchScript.Run("onnx_models.py", "check", path);
+        Assert.True(exit == 0, $"{name}: onnx.checker rejects the export: {stdout}\n{stderr}");
+
+        if (!importable) return;
+        var back = OnnxImport.Read(path);
+        Assert.Equal(NetworkText.Format(WithoutInit(d)), NetworkText.Format(back.Description));
+        var rebuilt = back.Build(new Generator(1));
+        AssertSameWeights(net, rebuilt.StateDict());
+        rebuilt.Eval();
+        Assert.Equal(expected, rebuilt.Forward(x).ToArray());
+    }
+
+    [Theory]
+    [InlineData("rope=true", "rotary positions")]
+    [InlineData("qk-norm=true", "QK normalisation")]
+    [InlineData("act=swiglu", "a SwiGLU feed-forward")]
+    public void Export_TransformerWithoutAnOnnxForm_RefusedNamingTheBlock(string option, string what)
+    {
+        var d = NetworkDescription.Parse($"net 8 seq[embedding(vocab=12,dim=16) transformer(heads=2,ff=32,dropout=0,{option}) linear(out=12)]");
+        var net = NetworkBuilder.Build(d, new Generator(1));
+        string path = Path.Combine(_dir, "refused.onnx");
+        var e = Assert.Throws<NotSupportedException>(() => OnnxExport.Write(net, path));
+        Assert.Contains($"ONNX export: 1: a transformer layer with {what}", e.Message);
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public void Export_EmbeddingNotReadingTheInput_RefusedNamingIt()
+    {
+        var net = NetworkBuilder.Build(NetworkDescription.Parse("net 8 seq[relu embedding(vocab=12,dim=16) linear(out=3)]"), new Generator(1));
+        var e = Assert.Throws<NotSupportedException>(() => OnnxExport.ToBytes(net));
+        Assert.Contains("ONNX export: 1: an embedding that does not read the model's input", e.Message);
+    }
+
     [Fact]
     public void Export_Cli_WritesTheRunsModel()
     {
@@ -138,6 +219,7 @@ public sealed class OnnxExportTests : IDisposable
         var mapped = Rewrites.Map(d, b => b switch
         {
             LinearBlock l => l with { Init = null },
+            EmbeddingBlock e => e with { Std = new EmbeddingBlock(1, 1).Std },
             ConvBlock c => c with { Init = new ConvBlock(1, 1).Init },
             RecurrentBlock r => r with { Init = new RecurrentBlock(r.Cell, 1).Init, ForgetBias = null },
             _ => b,

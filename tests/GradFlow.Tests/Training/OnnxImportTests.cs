@@ -71,6 +71,35 @@ public sealed class OnnxImportTests
     }
 
     [Fact]
+    public void Import_RmsNormWithALayersEpsilonOutsideALayer_NamesTheExpression()
+    {
+        // the exporter writes an rmsnorm block with ε 1e-6; 1e-5 is a transformer layer's, which a lone norm cannot build
+        var m = ModelProto.Parser.ParseFrom(OnnxExport.ToBytes(NetworkBuilder.Build(NetworkDescription.Parse("net 4x8 seq[rmsnorm linear(out=3)]"), new Generator(1))));
+        var eps = m.Graph.Initializer.Single(t => t.RawData.Length == 4 && BitConverter.ToSingle(t.RawData.Span) == 1e-6f);
+        Assert.Equal(NormalizationKind.Rms, Assert.IsType<NormBlock>(OnnxImport.Parse(m.ToByteArray(), "rms.onnx").Description.Root.Blocks[0]).Kind);
+        eps.RawData = ByteString.CopyFrom(BitConverter.GetBytes(1e-5f));
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Parse(m.ToByteArray(), "rms.onnx"));
+        Assert.Contains("(the RMS norm expression around it): an RMS norm with epsilon 1e-5 outside a transformer layer is not supported", e.Message);
+    }
+
+    [Fact]
+    public void Import_MatMulByAnotherTableThanTheEmbeddings_IsAnUntiedLinear()
+    {
+        var m = ModelProto.Parser.ParseFrom(OnnxExport.ToBytes(NetworkBuilder.Build(NetworkDescription.Parse("net 8 seq[embedding(vocab=12,dim=16) linear(out=12,bias=false,tied=true)]"), new Generator(1))));
+        Assert.True(OnnxImport.Parse(m.ToByteArray(), "tied.onnx").Description.Root.Blocks[1] is LinearBlock { Tied: true });
+        // the head reads a copy of the table with one entry changed: no longer the embedding's own weight
+        var table = m.Graph.Initializer.Single(t => t.Name == "0.weight");
+        var copy = new TensorProto(table) { Name = "copy" };
+        var bytes = copy.RawData.ToByteArray();
+        bytes[0] ^= 1;
+        copy.RawData = ByteString.CopyFrom(bytes);
+        m.Graph.Initializer.Add(copy);
+        m.Graph.Node.Single(n => n.OpType == "Transpose").Input[0] = "copy";
+        var head = OnnxImport.Parse(m.ToByteArray(), "untied.onnx").Description.Root.Blocks[1];
+        Assert.Equal(new LinearBlock(12) { Bias = false }, head);
+    }
+
+    [Fact]
     public void Import_NotOnnx_SaysSo()
     {
         var e = Assert.Throws<FormatException>(() => OnnxImport.Parse("hello, world"u8.ToArray(), "x.onnx"));

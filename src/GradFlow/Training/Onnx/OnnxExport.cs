@@ -73,7 +73,8 @@ public static class OnnxExport
         var e = new Emitter(network.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value), network);
         var graph = e.Graph;
         graph.Name = "gradflow";
-        graph.Input.Add(ValueInfo("input", d.Input));
+        // a token model (an embedding first) reads integer token indices, as PyTorch's exports do
+        graph.Input.Add(ValueInfo("input", d.Input, FirstLeaf(d.Root) is EmbeddingBlock ? TensorProto.Types.DataType.Int64 : TensorProto.Types.DataType.Float));
         int[] x = [.. d.Input];
         string root = d.Root.Name is { } rootName ? rootName : "";
         string y = e.Sequence(d.Root, "input", ref x, root);
@@ -89,7 +90,13 @@ public static class OnnxExport
         return model;
     }
 
-    private static ValueInfoProto ValueInfo(string name, IReadOnlyList<int> example)
+    private static Block? FirstLeaf(Block b) => b switch
+    {
+        SequenceBlock s => s.Blocks.Count == 0 ? null : FirstLeaf(s.Blocks[0]),
+        _ => b,
+    };
+
+    private static ValueInfoProto ValueInfo(string name, IReadOnlyList<int> example, TensorProto.Types.DataType type = TensorProto.Types.DataType.Float)
     {
         var shape = new TensorShapeProto();
         shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = "N" });
@@ -97,7 +104,7 @@ public static class OnnxExport
         return new ValueInfoProto
         {
             Name = name,
-            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = shape } },
         };
     }
 
@@ -133,6 +140,9 @@ public static class OnnxExport
         public GraphProto Graph { get; } = new();
         private int _next;
         private readonly Dictionary<string, Module> _modules = network.NamedModules().ToDictionary(m => m.Name, m => m.Module);
+
+        /// <summary>The weight of the embedding written last (a tied linear reads out through it).</summary>
+        private string? _embedding;
 
         private string Fresh(string path, string op) => $"{(path.Length == 0 ? "net" : path)}/{op}_{_next++}";
 
@@ -190,6 +200,13 @@ public static class OnnxExport
             shape = b is SequenceBlock ? shape : ShapeInference.Block(b, shape, path, null);
             switch (b)
             {
+                case LinearBlock { Tied: true }:
+                {
+                    // logits = x·Eᵀ: a MatMul with the transposed embedding table (the one initializer, shared)
+                    if (_embedding is null) throw new NotSupportedException($"ONNX export: {path}: a tied linear without an embedding before it.");
+                    string et = Emit("Transpose", path, [_embedding], Ints("perm", 1, 0));
+                    return Emit("MatMul", path, [x, et]);
+                }
                 case LinearBlock l:
                 {
                     if (input.Length == 1)
@@ -240,6 +257,21 @@ public static class OnnxExport
                 }
                 case ResidualBlock r: return Residual(r, x, input, shape, path);
                 case RecurrentBlock rec: return Recurrent(rec, x, input, path);
+                case EmbeddingBlock:
+                    if (x != "input")
+                        throw new NotSupportedException($"ONNX export: {path}: an embedding that does not read the model's input; ONNX's Gather needs integer indices, which only the input (int64 token indices) carries.");
+                    _embedding = Weight(path + ".weight");
+                    return Emit("Gather", path, [_embedding, x], Int("axis", 0));
+                case PositionBlock p:
+                {
+                    // the table's first T rows added (learnt: the weight; sinusoidal: the constant table)
+                    int t = input[0], dim = input[1];
+                    string table = p.Kind == PositionalKind.Learned
+                        ? Init(path + ".weight", state[path + ".weight"].Narrow(0, 0, t).ToArray(), [t, dim])
+                        : Init(path + ".sinusoids", PositionalEncoding.Sinusoids(t, dim).ToArray(), [t, dim]);
+                    return Emit("Add", path, [x, table]);
+                }
+                case TransformerLayerBlock tl: return TransformerLayer(tl, x, input, path);
                 default: throw new NotSupportedException($"ONNX export: {path}: no ONNX form for {b.GetType().Name}.");
             }
         }
@@ -254,7 +286,8 @@ public static class OnnxExport
                         [x, Weight(path + ".weight"), Weight(path + ".bias"), Weight(path + ".running_mean"), Weight(path + ".running_var")],
                         Float("epsilon", ((BatchNormBase)module).Eps));
                 case NormalizationKind.Layer:
-                    return Emit("LayerNormalization", path, [x, Weight(path + ".weight"), Weight(path + ".bias")], Int("axis", 1), Float("epsilon", ((LayerNorm)module).Eps));
+                    return Emit("LayerNormalization", path, [x, Weight(path + ".weight"), Weight(path + ".bias")], Int("axis", n.Last ? -1 : 1), Float("epsilon", ((LayerNorm)module).Eps));
+                case NormalizationKind.Rms: return RmsNorm((RmsNorm)module, x, path);
                 default:
                 {
                     // (x reshaped to [N, G, rest]) normalised per group by InstanceNormalization, reshaped back, then γ and β per channel
@@ -272,6 +305,79 @@ public static class OnnxExport
                     return Emit("Add", path, [scaled, Init(path + ".bias", beta.ToArray(), perChannel)]);
                 }
             }
+        }
+
+        /// <summary>x / √(mean(x²) over the last dimension + ε) · γ (opset 17 has no RMSNormalization).</summary>
+        private string RmsNorm(RmsNorm m, string x, string path)
+        {
+            string meanSquare = Emit("ReduceMean", path, [Emit("Mul", path, [x, x])], Ints("axes", -1), Int("keepdims", 1));
+            string rms = Emit("Sqrt", path, [Emit("Add", path, [meanSquare, Scalar(path, (float)m.Eps)])]);
+            return Emit("Mul", path, [Emit("Div", path, [x, rms]), Weight(path + ".weight")]);
+        }
+
+        /// <summary>
+        /// A transformer layer as <c>nn.TransformerEncoderLayer</c> exports it (what <see cref="OnnxPatterns"/>
+        /// reads back): Pre-LN <c>x + attn(norm1(x))</c> then <c>+ ff(norm2(·))</c>, or Post-LN
+        /// <c>norm1(x + attn(x))</c> then <c>norm2(· + ff(·))</c>; dropout left out (inference).
+        /// </summary>
+        private string TransformerLayer(TransformerLayerBlock t, string x, int[] input, string path)
+        {
+            string? refused = t.Rotary ? "rotary positions (rope)" : t.QkNorm ? "QK normalisation (qk-norm)"
+                : t.FeedForward == FeedForwardKind.SwiGlu ? "a SwiGLU feed-forward" : null;
+            if (refused is not null)
+                throw new NotSupportedException($"ONNX export: {path}: a transformer layer with {refused} has no ONNX form the exporter writes; supported: LayerNorm or RMSNorm, Pre- or Post-LN, a ReLU or GELU feed-forward, causal or not, learnt or sinusoidal positions added before the layers.");
+            var layer = (TransformerEncoderLayer)_modules[path];
+            string Norm(string v, string name) => t.RmsNorm
+                ? RmsNorm((RmsNorm)_modules[path + "." + name], v, path + "." + name)
+                : Emit("LayerNormalization", path + "." + name, [v, Weight(path + "." + name + ".weight"), Weight(path + "." + name + ".bias")],
+                    Int("axis", -1), Float("epsilon", ((LayerNorm)_modules[path + "." + name]).Eps));
+            string FeedForward(string v)
+            {
+                int[] s = input;
+                string h = Block(new LinearBlock(t.Ff), v, ref s, path + ".linear1");
+                h = Act(t.FeedForward == FeedForwardKind.Gelu ? Activation.Gelu : Activation.Relu, h, path + ".activation");
+                return Block(new LinearBlock(input[1]), h, ref s, path + ".linear2");
+            }
+            string attn = path + ".self_attn";
+            if (layer.NormFirst)
+            {
+                string x1 = Emit("Add", path, [x, Attention(Norm(x, "norm1"), t.Heads, t.Causal, input, attn)]);
+                return Emit("Add", path, [x1, FeedForward(Norm(x1, "norm2"))]);
+            }
+            string y1 = Norm(Emit("Add", path, [x, Attention(x, t.Heads, t.Causal, input, attn)]), "norm1");
+            return Norm(Emit("Add", path, [y1, FeedForward(y1)]), "norm2");
+        }
+
+        /// <summary>
+        /// Self-attention of [N, T, D] in PyTorch 1.13's decomposition of <c>nn.MultiheadAttention</c>
+        /// (sequence first inside): the packed projection, three Slices, Reshape [T, N·H, D/H], Transpose,
+        /// q / √(D/H), q·kᵀ (+ the causal mask, 0 on and below the diagonal, −∞ above), Softmax, ·v,
+        /// heads merged, out_proj as a Gemm, back to [N, T, D].
+        /// </summary>
+        private string Attention(string x, int heads, bool causal, int[] input, string path)
+        {
+            int t = input[0], d = input[1], dh = d / heads;
+            string seq = Emit("Transpose", path, [x], Ints("perm", 1, 0, 2));
+            var w = state[path + ".in_proj_weight"].Transpose(0, 1);
+            string proj = Emit("Add", path, [Emit("MatMul", path, [seq, Init(path + ".in_proj_weight.T", w.ToArray(), w.Shape.ToArray())]), Weight(path + ".in_proj_bias")]);
+            string Head(int k, long[] perm)
+            {
+                string slice = Emit("Slice", path, [proj, Longs(path, k * d), Longs(path, (k + 1) * d), Longs(path, 2)]);
+                return Emit("Transpose", path, [Emit("Reshape", path, [slice, Longs(path, t, -1, dh)])], Ints("perm", perm));
+            }
+            string q = Head(0, [1, 0, 2]), kT = Head(1, [1, 2, 0]), v = Head(2, [1, 0, 2]);
+            string scores = Emit("MatMul", path, [Emit("Div", path, [q, Scalar(path, MathF.Sqrt(dh))]), kT]);
+            if (causal)
+            {
+                var mask = new float[t * t];
+                for (int i = 0; i < t; i++)
+                    for (int j = i + 1; j < t; j++) mask[i * t + j] = float.NegativeInfinity;
+                scores = Emit("Add", path, [scores, Init(path + ".causal_mask", mask, [t, t])]);
+            }
+            string o = Emit("MatMul", path, [Emit("Softmax", path, [scores], Int("axis", -1)), v]);
+            o = Emit("Reshape", path, [Emit("Transpose", path, [o], Ints("perm", 1, 0, 2)), Longs(path, -1, d)]);
+            o = Emit("Gemm", path + ".out_proj", [o, Weight(path + ".out_proj.weight"), Weight(path + ".out_proj.bias")], Int("transB", 1));
+            return Emit("Transpose", path, [Emit("Reshape", path, [o, Longs(path, t, -1, d)])], Ints("perm", 1, 0, 2));
         }
 
         private string Act(Activation kind, string x, string path)

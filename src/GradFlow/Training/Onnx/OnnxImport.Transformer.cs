@@ -30,6 +30,7 @@ public static partial class OnnxImport
             if (Int(node, "axis", 0) != 0 || w.Shape.Length != 2) throw Unsupported(node, $"Gather on axis {Int(node, "axis", 0)} of a constant of shape {Fmt(w.Shape)}", "an nn.Embedding (Gather of rows of its [vocab, dim] weight)");
             if (x.Shape.Length != 2) throw Unsupported(node, $"an embedding of token indices of shape {Fmt(x.Shape)}", "token indices [N, T]");
             Emit(node, x, new EmbeddingBlock((int)w.Shape[0], (int)w.Shape[1]), new() { ["weight"] = ToTensor(w) }, [-1, x.Shape[1], w.Shape[1]]);
+            _embeddingWeight = w;
         }
 
         private void Fused(NodeProto node, Data x)
@@ -56,6 +57,21 @@ public static partial class OnnxImport
                     if (Math.Abs(eps - 1e-5) > 1e-9) throw Unsupported(node, $"LayerNorm with epsilon {eps}", "epsilon 1e-5 (PyTorch's default)");
                     if (x.BatchAxis != 0 || x.Shape.Length is not (2 or 3)) throw Unsupported(node, $"LayerNorm over the last dimension of {Fmt(x.Shape)}", "LayerNorm on [N, F] or on each position of [N, T, D]");
                     LayerNormBlock(node, x, x.Shape.Length == 3, ConstIn(node, 1, "weight"), ConstIn(node, 2, "bias"));
+                    break;
+                }
+                case "RmsNorm":
+                {
+                    if (x.BatchAxis != 0 || x.Shape.Length is not (2 or 3)) throw Unsupported(node, $"an RMS norm over the last dimension of {Fmt(x.Shape)}", "an RMS norm on [N, F] or on each position of [N, T, D]");
+                    var weight = ConstIn(node, 1, "weight");
+                    if (weight.Count != x.Shape[^1]) throw Bad(node, $"an RMS norm weight of shape {Fmt(weight.Shape)} for {Fmt(x.Shape)}");
+                    // ε: a norm block's (1e-6) or a transformer layer's (1e-5), checked once the layers are folded
+                    double eps = One(ConstIn(node, 2, "epsilon"), "epsilon", node);
+                    bool layer = Math.Abs(eps - 1e-5) <= ConstTolerance * 1e-5;
+                    if (!layer && !(Math.Abs(eps - 1e-6) <= ConstTolerance * 1e-6))
+                        throw Unsupported(node, $"an RMS norm with epsilon {eps}", "epsilon 1e-6 (an rmsnorm block) or 1e-5 (in a transformer layer)");
+                    var block = new NormBlock(NormalizationKind.Rms);
+                    if (layer) _layerRms[block] = node.Name;
+                    Emit(node, x, block, new() { ["weight"] = ToTensor(weight with { Shape = [x.Shape[^1]] }) }, x.Shape);
                     break;
                 }
                 case "SelfAttention": SelfAttention(node, x); break;
@@ -231,6 +247,21 @@ public static partial class OnnxImport
             return result;
         }
 
+        /// <summary>RMS norms with a transformer layer's ε (1e-5), by the node they were read from: each must fold into a layer.</summary>
+        private readonly Dictionary<Block, string> _layerRms = new(ReferenceEqualityComparer.Instance);
+
+        /// <summary>Refuses an RMS norm with a layer's ε left outside a transformer layer (an rmsnorm block's ε is 1e-6).</summary>
+        private void CheckRmsEpsilon(IEnumerable<Block> blocks)
+        {
+            foreach (var b in blocks)
+            {
+                if (_layerRms.TryGetValue(b, out var node))
+                    throw new FormatException($"{source}: node '{node}' (the RMS norm expression around it): an RMS norm with epsilon 1e-5 outside a transformer layer is not supported; nearest supported: epsilon 1e-6 (an rmsnorm block) or the norms of a transformer layer.");
+                if (b is ResidualBlock r) CheckRmsEpsilon(r.Branch.Blocks);
+                if (b is SequenceBlock s) CheckRmsEpsilon(s.Blocks);
+            }
+        }
+
         private static bool ContainsAttention(Block b) => FindAttention(b) is not null;
 
         private static AttentionPart? FindAttention(Block b) => b switch
@@ -265,7 +296,8 @@ public static partial class OnnxImport
                 norm2 = blocks[i + 3] as NormBlock;
                 if (norm1 is null || norm2 is null) return null;
             }
-            if (norm1 is not { Kind: NormalizationKind.Layer, Last: true } || norm2 is not { Kind: NormalizationKind.Layer, Last: true }) return null;
+            bool rms = _layerRms.ContainsKey(norm1) && _layerRms.ContainsKey(norm2);
+            if (!rms && (norm1 is not { Kind: NormalizationKind.Layer, Last: true } || norm2 is not { Kind: NormalizationKind.Layer, Last: true })) return null;
             // attention (dropout1); linear1, activation, (dropout), linear2, (dropout2)
             var drops = new List<double>();
             AttentionPart attn;
@@ -295,6 +327,7 @@ public static partial class OnnxImport
                 FeedForward = ff.Value,
                 Dropout = drops.Count == 0 ? 0 : drops[0],
                 Causal = attn.Causal,
+                RmsNorm = rms,
             };
             var w = new Dictionary<string, Tensor>();
             foreach (var (prefix, part) in new (string, Block)[] { ("self_attn.", attn), ("linear1.", l1), ("linear2.", l2), ("norm1.", norm1), ("norm2.", norm2) })

@@ -181,6 +181,9 @@ public static partial class OnnxImport
         private Data? _input;
         private string _inputName = "";
         private bool _tokens;
+
+        /// <summary>The table of the embedding read last: a MatMul by its transpose is a tied read-out.</summary>
+        private Const? _embeddingWeight;
         private Dictionary<NodeProto, string> _refusals = [];
 
         public OnnxModel Run()
@@ -216,6 +219,7 @@ public static partial class OnnxImport
                 if (d.Block is not null) blocks.Add(d.Block);
             blocks.Reverse();
             blocks = TransformerLayers(blocks);
+            CheckRmsEpsilon(blocks);
             if (blocks.Count == 0) throw new FormatException($"{source}: the graph has no layer between its input and its output.");
             int[] inputExample = _input.Example;
             var description = new NetworkDescription(inputExample, new SequenceBlock(blocks));
@@ -298,8 +302,15 @@ public static partial class OnnxImport
                 {
                     var w = ConstIn(node, 1, "weight");
                     if (w.Shape.Length != 2) throw Bad(node, $"MatMul's weight must be 2-D [in, out], got {Fmt(w.Shape)}");
+                    var wT = Transpose(w, [1, 0]);
+                    // weight tying: the read-out through the embedding's own table (x·Eᵀ), no weight of its own
+                    if (_embeddingWeight is { } e && wT.Shape.SequenceEqual(e.Shape) && wT.Values.SequenceEqual(e.Values))
+                    {
+                        Emit(node, x, new LinearBlock((int)w.Shape[1]) { Bias = false, Tied = true }, [], LinearShape(node, x, w.Shape[0], w.Shape[1]));
+                        break;
+                    }
                     var block = new LinearBlock((int)w.Shape[1]) { Bias = false };
-                    Emit(node, x, block, new() { ["weight"] = ToTensor(Transpose(w, [1, 0])) }, LinearShape(node, x, w.Shape[0], w.Shape[1]));
+                    Emit(node, x, block, new() { ["weight"] = ToTensor(wT) }, LinearShape(node, x, w.Shape[0], w.Shape[1]));
                     break;
                 }
                 case "Add": AddNode(node); break;
@@ -403,7 +414,7 @@ public static partial class OnnxImport
             var x = d0 ? a! : b!;
             var c = _consts[d0 ? node.Input[1] : node.Input[0]];
             // MatMul + Add: a linear layer's bias (nn.Linear on [N, T, F] exports this way)
-            if (x.Block is LinearBlock { Bias: false } l && x.Parent is not null && Uses(x) == 1 && c.Count == l.Out)
+            if (x.Block is LinearBlock { Bias: false, Tied: false } l && x.Parent is not null && Uses(x) == 1 && c.Count == l.Out)
             {
                 var w = _weights[l];
                 _weights.Remove(l);
@@ -414,9 +425,16 @@ public static partial class OnnxImport
                 _data[node.Output[0]] = x;
                 return;
             }
-            // a learnt position table added to a sequence [N, T, D]: nn.Parameter of [1, T, D] or [T, D]
+            // a learnt position table added to a sequence [N, T, D]: nn.Parameter of [1, T, D] or [T, D];
+            // Vaswani et al.'s sinusoids (within float32 rounding) are the fixed encoding, without parameters
             if (x.Shape.Length == 3 && x.BatchAxis == 0 && (c.Shape.SequenceEqual([1, x.Shape[1], x.Shape[2]]) || c.Shape.SequenceEqual(x.Shape[1..])))
             {
+                var sinusoids = PositionalEncoding.Sinusoids((int)x.Shape[1], (int)x.Shape[2]).ToArray();
+                if (c.Values.Zip(sinusoids).All(p => Math.Abs(p.First - p.Second) <= 1e-6))
+                {
+                    Emit(node, x, new PositionBlock(PositionalKind.Sinusoidal, (int)x.Shape[1]), [], x.Shape);
+                    return;
+                }
                 Emit(node, x, new PositionBlock(PositionalKind.Learned, (int)x.Shape[1]), new() { ["weight"] = ToTensor(c with { Shape = x.Shape[1..] }) }, x.Shape);
                 return;
             }

@@ -7,7 +7,7 @@ namespace GradFlow.Training.Onnx;
 /// exported opset, and replaces each by one node of the <see cref="Domain"/> domain that
 /// <see cref="OnnxImport"/> reads as a block: GELU (<c>x·½·(1 + erf(x/√2))</c>) and its tanh
 /// approximation, LayerNorm over the last dimension (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div,
-/// Mul, Add before opset 17), and <c>nn.MultiheadAttention</c>'s self-attention (the packed input
+/// Mul, Add before opset 17), RMS norm as GradFlow's exporter writes it, and <c>nn.MultiheadAttention</c>'s self-attention (the packed input
 /// projection, the slicing into queries, keys and values, the per-head reshapes, the scaled scores, an
 /// optional additive mask, the softmax, the output projection). The constants an expression reads
 /// (the √2, ε, the weights, the mask) become inputs of the new node, so the importer checks their values
@@ -75,7 +75,10 @@ internal static class OnnxPatterns
                 {
                     case "Erf": Gelu(n); break;
                     case "Tanh": GeluTanh(n); break;
-                    case "ReduceMean": LayerNorm(n); break;
+                    case "ReduceMean":
+                        LayerNorm(n);
+                        if (!_removed.Contains(n)) RmsNorm(n);
+                        break;
                     case "Softmax": Attention(n); break;
                     case "InstanceNormalization": GroupNorm(n); break;
                 }
@@ -241,6 +244,27 @@ internal static class OnnxPatterns
             if (addB is null || bias is null || IsData(bias)) return;
             var fused = Fused("LayerNorm", mean, "the LayerNorm expression it starts", addB.Output[0], x, weight, bias, eps, pow.Input[1]);
             Replace([mean, sub, pow, var_, addEps, sqrt, div, mul], addB, fused);
+        }
+
+        /// <summary>RMS norm over the last dimension as GradFlow's exporter writes it: Mul x·x, ReduceMean (last axis), Add ε, Sqrt, Div x by it, Mul γ.</summary>
+        private void RmsNorm(NodeProto mean)
+        {
+            if (mean.Attribute.FirstOrDefault(a => a.Name == "axes") is not { } axes || !axes.Ints.SequenceEqual([-1L]) || mean.Input.Count != 1) return;
+            if (mean.Attribute.FirstOrDefault(a => a.Name == "keepdims") is { I: 0 }) return;
+            var sq = Prod(mean.Input[0]);
+            if (sq is not { OpType: "Mul" } || sq.Input.Count != 2 || sq.Input[0] != sq.Input[1] || !IsData(sq.Input[0]) || Readers(sq.Output[0]).Count != 1) return;
+            string x = sq.Input[0];
+            var addEps = Only(mean.Output[0], "Add");
+            var eps = Other(addEps, mean.Output[0]);
+            if (addEps is null || eps is null || IsData(eps)) return;
+            var sqrt = Only(addEps.Output[0], "Sqrt");
+            var div = sqrt is null ? null : Only(sqrt.Output[0], "Div");
+            if (div is null || div.Input[0] != x || div.Input[1] != sqrt!.Output[0]) return;
+            var mul = Only(div.Output[0], "Mul");
+            var weight = Other(mul, div.Output[0]);
+            if (mul is null || weight is null || IsData(weight)) return;
+            var fused = Fused("RmsNorm", mean, "the RMS norm expression around it", mul.Output[0], x, weight, eps);
+            Replace([sq, mean, addEps, sqrt, div], mul, fused);
         }
 
         /// <summary>nn.GroupNorm as PyTorch exports it: Reshape [N, G, −1], InstanceNormalization (scale 1, bias 0), Reshape back, Mul γ, Add β.</summary>
