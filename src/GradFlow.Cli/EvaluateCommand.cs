@@ -16,7 +16,7 @@ internal static class EvaluateCommand
     public static readonly Option<string?> Only = Opt.String("only", "keep the entries whose names contain one of the comma-separated NAMES", "NAMES");
     public static readonly Option<string?> Seeds = Opt.String("seeds", "replace the catalogue's seeds", "S,S,...");
     public static readonly Option<int?> TrialSteps = Opt.Int("trial-steps", "replace the catalogue's trial length (the diagnosis trial and each repair trial)");
-    public static readonly Option<int?> Jobs = Opt.Int("jobs", "configurations run at once (the figures are the same for any N)");
+    public static readonly Option<int?> Jobs = Opt.Jobs("configurations run at once (the figures are the same for any N)");
     public static readonly Option<string?> Out = Opt.String("out", "write the Markdown tables", "FILE.md");
 
     public static Command Declare()
@@ -32,7 +32,6 @@ internal static class EvaluateCommand
         command.Validators.Add(r =>
         {
             if (r.Valid(TrialSteps) is int steps and < 1) r.AddError($"--trial-steps must be at least 1, got {steps}.");
-            else if (r.Valid(Jobs) is int jobs and (< 1 or > 256)) r.AddError($"--jobs must be in 1..256, got {jobs}.");
         });
         command.SetAction(r => Run(r, r.Out()));
         return command;

@@ -31,6 +31,17 @@ internal static class Opt
     public static Option<int?> Int(string name, string help, string valueName = "N") =>
         Parsed<int>(name, help, valueName, "an integer", (string t, out int v) => int.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out v));
 
+    /// <summary><c>--jobs N</c>: independent runs at once, 1 to 256 (another value is an error naming the option).</summary>
+    public static Option<int?> Jobs(string help)
+    {
+        var option = Int("jobs", help);
+        option.Validators.Add(r =>
+        {
+            if (r.Valid(option) is int jobs and (< 1 or > 256)) r.AddError($"--jobs must be in 1..256, got {jobs}.");
+        });
+        return option;
+    }
+
     public static Option<ulong?> ULong(string name, string help, string valueName = "N") =>
         Parsed<ulong>(name, help, valueName, "a non-negative integer", (string t, out ulong v) => ulong.TryParse(t, NumberStyles.Integer, CultureInfo.InvariantCulture, out v));
 

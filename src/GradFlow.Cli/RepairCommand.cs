@@ -11,7 +11,7 @@ internal static class RepairCommand
     // the options of 'repair' beyond the config's (TrainOptions.Config); one line each
     public static readonly Option<int?> TrialSteps = Opt.Int("trial-steps", "optimiser steps of each trial (default 200)");
     public static readonly Option<int?> Attempts = Opt.Int("attempts", "remedies to try at most (default 4)");
-    public static readonly Option<int?> Jobs = Opt.Int("jobs",
+    public static readonly Option<int?> Jobs = Opt.Jobs(
         "candidate remedies tried at once on threads (the attempts and result are the same for any N; under mpirun each process runs N)");
     public static readonly Option<string?> Out = Opt.String("out",
         "save repair.json (every attempt) and config.json (the repaired config, accepted by 'gradflow train --config DIR/config.json')", "DIR");
@@ -28,7 +28,6 @@ internal static class RepairCommand
         command.Validators.Add(r =>
         {
             if (r.Valid(TrialSteps) is < 1 || r.Valid(Attempts) is < 1) r.AddError("--trial-steps and --attempts must be at least 1.");
-            else if (r.Valid(Jobs) is int jobs and (< 1 or > 256)) r.AddError($"--jobs must be in 1..256, got {jobs}.");
         });
         command.SetAction(r => Run(r, r.Out()));
         return command;
