@@ -157,17 +157,20 @@ public static class BackwardEngine
         long bytes = 0;
         var release = ctx.Release;
         foreach (var t in ctx.Order)
+        {
             if (!t.IsLeaf && !t.IsReleased && keep.Add(t.Box))
             {
                 release.Add(t);
-                bytes += t.Storage is double[] d ? d.Length * 8L : t.Storage.Length * 4L;
+                bytes += Bytes(t);
             }
-        // engine-made gradients of leaves come back too, at the next ZeroGrad
-        foreach (var t in ctx.Order)
-            if (t.IsLeaf && t.Grad is { IsEngineGrad: true, IsReleased: false } g) bytes += g.Storage is double[] gd ? gd.Length * 8L : g.Storage.Length * 4L;
+            // engine-made gradients of leaves come back too, at the next ZeroGrad
+            else if (t.IsLeaf && t.Grad is { IsEngineGrad: true, IsReleased: false } g) bytes += Bytes(g);
+        }
         TensorPool.EndStep(bytes);
         foreach (var t in release) t.ReleaseStorage();
     }
+
+    private static long Bytes(Tensor t) => t.Storage is double[] d ? d.Length * 8L : t.Storage.Length * 4L;
 
     private static Tensor RunHooks(Tensor t, object hooks, Tensor g)
     {

@@ -188,7 +188,8 @@ public static class NormKernels
         if (dbeta is not null) CheckPerSegment("layer norm backward", "dbeta", dbeta.Length, d);
         int chunks = (long)rows * d < 1L << 15 ? 1 : Math.Min(rows, 32);
         // per chunk: Σ g·x̂ and Σ g over its rows, d each
-        var partial = dgamma is null && dbeta is null ? null : new T[2 * chunks * d];
+        var partial = dgamma is null && dbeta is null ? null : Tensors.TensorPool.Rent<T>(2 * chunks * d);
+        partial?.AsSpan(0, 2 * chunks * d).Clear();
         fixed (T* px = x, pg = g, pgam = gamma, pd = dx, pp = partial)
         fixed (double* pm = mean, pr = rstd)
         {
@@ -211,6 +212,7 @@ public static class NormKernels
                 if (dgamma is not null) dgamma[j] += double.CreateTruncating(partial[2 * k * d + j]);
                 if (dbeta is not null) dbeta[j] += double.CreateTruncating(partial[(2 * k + 1) * d + j]);
             }
+        Tensors.TensorPool.Return(partial);
     }
 
     /// <summary>One row of <see cref="RowAffine{T}(ReadOnlySpan{T}, int, int, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/>: the same operations, in the same order, on every path.</summary>

@@ -107,7 +107,7 @@ public class StepAllocationTests
             for (int i = 0; i < 3; i++) Step();
             Assert.True(TensorPool.Capacity > TensorPool.MaxBytes, $"capacity {TensorPool.Capacity} did not grow beyond {TensorPool.MaxBytes}");
             long bytes = GC.GetAllocatedBytesForCurrentThread();
-            const int steps = 3;
+            const int steps = 6;
             for (int i = 0; i < steps; i++) Step();
             double perStep = (double)(GC.GetAllocatedBytesForCurrentThread() - bytes) / steps;
             // x's gradient is the one array a step hands out for good (it is set to null here, not released)
