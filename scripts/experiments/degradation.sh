@@ -9,6 +9,7 @@
 #   batch 128, random crops (padding 2) and flips, seed 1. The four runs go side by side, one kernel thread
 #   each (same numbers on any machine with the same instruction set); the monitor samples every 10 steps.
 # Writes OUT/{plain-20,plain-56,resnet-20,resnet-56}/ (run directories), OUT/report.html and OUT/table.md.
+# MODELS="resnet-20 resnet-56" (environment) runs only the nets named.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-runs/degradation}
@@ -18,7 +19,13 @@ test=${4:-5000}
 warmup=${5:-0}
 dotnet build -c Release src/GradFlow.Cli >/dev/null
 gradflow() { dotnet src/GradFlow.Cli/bin/Release/net10.0/GradFlow.Cli.dll "$@"; }
-runs=("plain-20|plain20" "plain-56|plain56" "resnet-20|resnet20" "resnet-56|resnet56")
+runs=()
+for name in ${MODELS:-plain-20 plain-56 resnet-20 resnet-56}; do
+  case "$name" in
+    plain-20|plain-56|resnet-20|resnet-56) runs+=("$name|${name//-/}") ;;
+    *) echo "MODELS: unknown net '$name' (plain-20, plain-56, resnet-20, resnet-56)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$out"
 pids=()
 for r in "${runs[@]}"; do
@@ -32,7 +39,7 @@ done
 status=0
 for p in "${pids[@]}"; do wait "$p" || status=1; done
 if [ "$status" -ne 0 ]; then echo "a run failed: see $out/*.log" >&2; exit 1; fi
-gradflow report "$out/plain-20" "$out/plain-56" "$out/resnet-20" "$out/resnet-56" --out "$out/report.html"
+gradflow report $(for r in "${runs[@]}"; do echo "$out/${r%%|*}"; done) --out "$out/report.html"
 # the table: training loss (mean over each epoch) and test error after each epoch
 field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p"; }
 {

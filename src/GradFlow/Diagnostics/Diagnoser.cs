@@ -86,7 +86,7 @@ public static partial class Diagnoser
     // ---------------------------------------------------------------- detectors
 
     /// <summary>
-    /// A loss far above the chance level (ln K for K classes, the targets' variance for regression):
+    /// A loss far above the chance level (the entropy of the class frequencies, the targets' variance for regression):
     /// a model that knew nothing would do better, so its outputs are large and confidently wrong. That
     /// is the forward signal grown out of scale — through a residual stack whose branches add their full
     /// output, weights too large, or steps too large — whether or not the backpropagated signal's ratio
@@ -465,7 +465,7 @@ public static partial class Diagnoser
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
             Summary = flat
                 ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: {Change(improvement)} over the last {recent.Length} samples (threshold: improved by {s.StallImprovement:P0}); {Change(overall)} since the first sample (threshold: improved by {s.StallOverallImprovement:P0})")
-                : string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {after / f.ChanceLoss:P0} of the chance level {f.ChanceLoss:G3} (threshold {s.ChanceStall:P0}): the model has learnt almost nothing"),
+                : string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {after / f.ChanceLoss:P0} of the chance level {f.ChanceLoss:G3} (the loss of the best constant prediction; threshold {s.ChanceStall:P0}): the model has learnt almost nothing"),
             Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after, ["loss_over_chance"] = after / f.ChanceLoss },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = remedies.Ranked(),
@@ -751,7 +751,7 @@ public static partial class Diagnoser
             }
         }
 
-        /// <summary>The loss of a model that knows nothing (ln K, or the targets' variance), NaN when unknown.</summary>
+        /// <summary>The loss of a model that knows nothing (the entropy of the class frequencies, or the targets' variance), NaN when unknown.</summary>
         public double ChanceLoss { get; init; } = double.NaN;
 
         /// <summary>Whether the samples are a preflight's (its update ratios are already predictions, momentum included).</summary>

@@ -62,7 +62,7 @@ public sealed record DiagnosisSettings
 
     /// <summary>
     /// Exploding forward signal when the recent training loss exceeds this multiple of the chance level
-    /// (ln K for K classes, the targets' variance for regression): knowing nothing would do better.
+    /// (the entropy of the class frequencies, the targets' variance for regression): knowing nothing would do better.
     /// </summary>
     public double FarAboveChance { get; init; } = 3;
 

@@ -19,7 +19,7 @@ public sealed record RunOutcome
     /// <summary>Mean training loss of the last sampled stretch of the run.</summary>
     public double FinalTrainLoss { get; init; } = double.NaN;
 
-    /// <summary>The loss of a model that knows nothing: ln K for K classes, the training targets' variance for regression.</summary>
+    /// <summary>The loss of a model that knows nothing of the inputs: the entropy of the training labels' class frequencies, the training targets' variance for regression (<see cref="Trials.ChanceLoss"/>).</summary>
     public double ChanceLoss { get; init; }
 
     /// <summary>Classes (0 for regression).</summary>

@@ -103,14 +103,16 @@ public static class Trials
     }
 
     /// <summary>
-    /// The loss of a model that knows nothing about <paramref name="data"/>: ln K for K classes (the
-    /// cross-entropy of uniform predictions), the targets' variance for regression (the mean squared
-    /// error of predicting their mean).
+    /// The loss of a model that knows nothing about <paramref name="data"/>'s inputs: the best constant
+    /// prediction's. For classification that is the entropy of the class frequencies, −Σ p_k ln p_k (the
+    /// cross-entropy of predicting the frequencies; ln K when the K classes are balanced): a character
+    /// model that learned only how often each character occurs sits there, well below ln K. For
+    /// regression, the targets' variance (the mean squared error of predicting their mean).
     /// </summary>
     public static double ChanceLoss(Data.Dataset data)
     {
         ArgumentNullException.ThrowIfNull(data);
-        if (data.IsClassification) return Math.Log(data.ClassCount);
+        if (data.IsClassification) return LabelEntropy(data.ClassCounts());
         var y = data.Targets!.ToDoubleArray();
         int perExample = y.Length / Math.Max(1, data.Count);
         double variance = 0;
@@ -122,6 +124,17 @@ public static class Trials
             for (int i = j; i < y.Length; i += perExample) variance += (y[i] - mean) * (y[i] - mean);
         }
         return variance / y.Length;
+    }
+
+    /// <summary>The entropy in nats of the class frequencies <paramref name="counts"/> (0 for an empty or one-class set).</summary>
+    public static double LabelEntropy(ReadOnlySpan<int> counts)
+    {
+        long total = 0;
+        foreach (int c in counts) total += c;
+        double entropy = 0;
+        foreach (int c in counts)
+            if (c > 0) entropy -= (double)c / total * Math.Log((double)c / total);
+        return entropy;
     }
 
     /// <summary>The largest <see cref="PredictedUpdateRatio"/> over the layers, from the first step's gradients (before its update).</summary>

@@ -114,6 +114,29 @@ public class DiagnoserTests
     }
 
     [Fact]
+    public void ChanceLoss_IsTheEntropyOfTheClassFrequencies()
+    {
+        // 4 classes seen 6, 2, 0 and 0 times: the best constant prediction (3/4, 1/4) loses
+        // −(¾ ln ¾ + ¼ ln ¼) = 0.5623 nats, far below ln 4 = 1.386; balanced classes give ln K
+        var skewed = GradFlow.Data.Dataset.Classification(GradFlow.Tensors.Tensor.Zeros(8, 2),
+            GradFlow.Tensors.IndexTensor.FromArray([0, 0, 1, 0, 0, 1, 0, 0]), 4);
+        Assert.Equal(-(0.75 * Math.Log(0.75) + 0.25 * Math.Log(0.25)), Trials.ChanceLoss(skewed), 1e-12);
+        var balanced = GradFlow.Data.Dataset.Classification(GradFlow.Tensors.Tensor.Zeros(6, 2),
+            GradFlow.Tensors.IndexTensor.FromArray([0, 1, 2, 2, 1, 0]), 3);
+        Assert.Equal(Math.Log(3), Trials.ChanceLoss(balanced), 1e-12);
+    }
+
+    [Fact]
+    public void LossFlatAtTheLabelEntropy_IsStalledThoughFarBelowLnK()
+    {
+        // A character model stuck at the letter frequencies: 3.03 nats with 63 classes (ln 63 = 4.14,
+        // 73 %: "learning" against the uniform chance level), but 100 % of the labels' entropy.
+        var samples = Enumerable.Range(0, 12).Select(i => Sample(i * 10, i < 2 ? 4.1 : 3.03, [1, 1])).ToArray();
+        Assert.Contains(Diagnoser.Diagnose(samples, Teacher("mlp 64-8-63"), chanceLoss: 3.02).Problems, p => p.Kind == ProblemKind.StalledLoss);
+        Assert.DoesNotContain(Diagnoser.Diagnose(samples, Teacher("mlp 64-8-63"), chanceLoss: Math.Log(63)).Problems, p => p.Kind == ProblemKind.StalledLoss);
+    }
+
+    [Fact]
     public void IssueMiss_DeepLeakyResidualStack_IsDiagnosedExploding()
     {
         // the configuration the issue reports as a miss: loss 33-88 against chance 1.39, "healthy" before
