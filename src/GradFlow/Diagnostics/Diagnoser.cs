@@ -62,7 +62,10 @@ public static partial class Diagnoser
         var trend = samples.Where(s => double.IsFinite(TrendLoss(s))).ToArray();
         if (trend.Length >= settings.TrendSamples)
         {
-            var oscillating = Oscillating(trend, facts, settings);
+            // a loss that swings while far below chance is minibatch noise on a task being learnt (as with saturated
+            // or dead units above): the swings are large only against a loss that is already small
+            bool farBelowChance = double.IsFinite(chanceLoss) && Median(trend.TakeLast(settings.Window).Select(TrendLoss)) < settings.HarmlessBelowChance * chanceLoss;
+            var oscillating = farBelowChance ? null : Oscillating(trend, facts, settings);
             if (oscillating is not null) problems.Add(oscillating);
             else
             {

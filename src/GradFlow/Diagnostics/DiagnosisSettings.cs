@@ -77,9 +77,10 @@ public sealed record DiagnosisSettings
     public double ChanceStall { get; init; } = 0.92;
 
     /// <summary>
-    /// Saturated or dead units are reported only while the loss is at or above this fraction of the chance
-    /// level: a network that learns well with some units saturated or dead is not stopped by them
-    /// (calibration half: healthy runs with 57-86 % saturated or 64-77 % dead units had losses of 0.002-0.52 of chance).
+    /// Saturated or dead units, and an oscillating loss, are reported only while the loss is at or above this
+    /// fraction of the chance level: a network that learns well with some units saturated or dead is not stopped
+    /// by them (calibration half: healthy runs with 57-86 % saturated or 64-77 % dead units had losses of
+    /// 0.002-0.52 of chance), and the swings of a loss far below chance are minibatch noise on a task being learnt.
     /// </summary>
     public double HarmlessBelowChance { get; init; } = 0.6;
 

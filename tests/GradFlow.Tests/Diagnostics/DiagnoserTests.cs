@@ -214,6 +214,17 @@ public class DiagnoserTests
         Assert.DoesNotContain(Diagnoser.Diagnose(solved, Teacher("mlp 64-8-4")).Problems, p => p.Kind == ProblemKind.OscillatingLoss);
     }
 
+    [Theory]
+    [InlineData(0.30, false)] // swings of ±50 % around 0.3 nats, 0.22 of chance ln 4: noise on a task being learnt
+    [InlineData(1.20, true)]  // the same swings around 1.2 nats, 0.87 of chance: the loss is kept up
+    public void Oscillation_FarBelowChanceIsNotReported(double level, bool expected)
+    {
+        var samples = Enumerable.Range(0, 12).Select(i => Sample(i * 10, level * (i % 2 == 0 ? 0.5 : 1.5), [1, 1])).ToArray();
+        Assert.Equal(expected, Diagnoser.Diagnose(samples, Teacher("mlp 64-8-4"), chanceLoss: Math.Log(4)).Problems.Any(p => p.Kind == ProblemKind.OscillatingLoss));
+        // without a known chance level both oscillate
+        Assert.Contains(Diagnoser.Diagnose(samples, Teacher("mlp 64-8-4")).Problems, p => p.Kind == ProblemKind.OscillatingLoss);
+    }
+
     [Fact]
     public void Preflight_HighLearningRate_ForecastsDivergenceFromThePredictedStep_AndSizesTheRemedy()
     {
