@@ -374,22 +374,22 @@ public static class CatalogueEvaluator
         ArgumentNullException.ThrowIfNull(catalogue);
         ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
         var total = System.Diagnostics.Stopwatch.StartNew();
-        var data = new ConcurrentDictionary<string, Lazy<DataBundle>>();
+        var data = new DataCache();
         // Every config trained in full, by value: a repair often yields a config that another entry's
         // repair (or a healthy reference) already trained at the same seed, and the same config and seed
         // give the same numbers (see Trainer), so it is trained once.
         var trained = new ConcurrentDictionary<TrainingConfig, Lazy<double>>();
         double TrainInFull(TrainingConfig c) => trained.GetOrAdd(c, k => new Lazy<double>(
-            () => new Trainer(k, DataFor(k, data)).Run(cancellation: cancellation).FinalTestAccuracy)).Value;
+            () => new Trainer(k, data.For(k)).Run(cancellation: cancellation).FinalTestAccuracy)).Value;
         var measured = new ConcurrentDictionary<TrainingConfig, Lazy<RunOutcome>>();
         RunOutcome Measure(TrainingConfig c) => measured.GetOrAdd(c, k => new Lazy<RunOutcome>(
-            () => OutcomeLabeler.Measure(k, DataFor(k, data), cancellation))).Value;
+            () => OutcomeLabeler.Measure(k, data.For(k), cancellation))).Value;
 
         CatalogueRun One(CatalogueEntry entry, ulong seed)
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var config = entry.Config with { Seed = seed };
-            var bundle = DataFor(config, data);
+            var bundle = data.For(config);
             var (preflight, preflightSample) = Trials.Preflight(config, bundle, settings);
             var trial = Trials.Run(config, Math.Min(catalogue.TrialSteps, Budget(config, bundle)), every: 10, bundle, settings: settings, cancellation: cancellation);
             RepairResult? repaired = null;
@@ -442,15 +442,6 @@ public static class CatalogueEvaluator
         long perEpoch = (data.Train.Count + config.BatchSize - 1) / config.BatchSize;
         long steps = perEpoch * config.Epochs;
         return (int)Math.Min(int.MaxValue, config.MaxSteps is { } m ? Math.Min(m, steps) : steps);
-    }
-
-    private static DataBundle DataFor(TrainingConfig config, ConcurrentDictionary<string, Lazy<DataBundle>> cache)
-    {
-        var description = config.Description();
-        // synthetic data sets are generated from the seed; Fashion-MNIST is the same for every seed
-        ulong? seed = config.Data == "fashion-mnist" ? null : config.Seed;
-        string key = string.Join("|", config.Data, config.DataDir, config.TrainLimit, config.TestLimit, seed, string.Join("x", description.Input), string.Join("x", description.OutputShape()));
-        return cache.GetOrAdd(key, _ => new Lazy<DataBundle>(() => DataSources.Load(config, description))).Value;
     }
 }
 

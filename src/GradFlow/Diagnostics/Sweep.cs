@@ -158,7 +158,9 @@ public static class Sweep
         world.Barrier();
         if (world.Rank == 0 && done == 0) AtomicFile.WriteAllText(Path.Combine(directory, DefinitionFile), sweep.ToJson() + "\n");
         string results = Path.Combine(directory, ResultsFile);
-        IndependentRuns.Run(world, sweep.Points.Count - done, i => RunPoint(sweep, sweep.Points[done + i], cancellation: cancellation).ToJsonLine(),
+        // points that differ only in training settings (learning rate, optimiser, clipping, ...) share their data
+        var data = new DataCache();
+        IndependentRuns.Run(world, sweep.Points.Count - done, i => RunPoint(sweep, sweep.Points[done + i], data.For(sweep.Points[done + i].Config), cancellation).ToJsonLine(),
             (_, line) =>
             {
                 lines.Add(line);
