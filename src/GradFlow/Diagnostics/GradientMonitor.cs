@@ -47,6 +47,15 @@ public sealed class LayerStats
     /// <summary>||ΔW|| / ||W|| of the optimiser step (NaN without an optimiser step).</summary>
     public double UpdateRatio { get; set; } = double.NaN;
 
+    /// <summary>Of the weight gradient's nonzero values, the fraction below fp16's smallest subnormal 2⁻²⁴: what an fp16 run would lose without loss scaling (NaN when not measured).</summary>
+    public double GradientBelowFp16Subnormal { get; set; } = double.NaN;
+
+    /// <summary>Of the weight gradient's nonzero values, the fraction below fp16's smallest normal 2⁻¹⁴ (subnormal in fp16: fewer significant bits).</summary>
+    public double GradientBelowFp16Normal { get; set; } = double.NaN;
+
+    /// <summary>Of the weights the optimiser step changed, the fraction that changed by less than half a bf16 ulp: the updates a bf16 weight would swallow (NaN without a tracked step).</summary>
+    public double UpdatesSwallowedByBf16 { get; set; } = double.NaN;
+
     /// <summary>Non-finite elements in the layer's output, its signal and its weight gradient.</summary>
     public long NonFinite { get; set; }
 }
@@ -182,6 +191,7 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
     private readonly StatisticsKernel _stats = new();
     private readonly Tensor?[] _grads;
     private readonly (double SumSq, double MaxAbs, long NonFinite)[] _gradStats;
+    private readonly (long Nonzero, long BelowSubnormal, long BelowNormal)[] _gradFp16;
     private bool _disposed;
 
     // recurrent layers: the probes of each recurrent module, and per monitored layer its probe (null for Linear layers)
@@ -263,6 +273,7 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         _parameters = parameters;
         _grads = new Tensor?[_parameters.Length];
         _gradStats = new (double, double, long)[_parameters.Length];
+        _gradFp16 = new (long, long, long)[_parameters.Length];
         _weightSlot = _layers.Select(l => Array.IndexOf(_parameters, l.Weight)).ToArray();
         _current = new LayerRecord[_layers.Length];
         _layerHistory = new LayerRecord[_history.Length * _layers.Length];
@@ -426,7 +437,7 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         _lossCount = 0;
         double total = 0;
         for (int p = 0; p < _parameters.Length; p++) _grads[p] = _parameters[p].Grad;
-        _stats.MeasureAll(_grads, _gradStats);
+        _stats.MeasureAll(_grads, _gradStats, _gradFp16);
         Array.Clear(_grads);
         for (int p = 0; p < _parameters.Length; p++)
         {
@@ -437,6 +448,9 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
             if (layer < 0) continue;
             _current[layer].GradNorm = Math.Sqrt(sumSq);
             _current[layer].GradMaxAbs = maxAbs;
+            var (nonzero, belowSubnormal, belowNormal) = _gradFp16[p];
+            _current[layer].Fp16Subnormal = nonzero == 0 ? double.NaN : (double)belowSubnormal / nonzero;
+            _current[layer].Fp16Normal = nonzero == 0 ? double.NaN : (double)belowNormal / nonzero;
             _current[layer].NonFinite += bad;
         }
         _globalNorm = Math.Sqrt(total);
@@ -487,7 +501,9 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
             for (int i = 0; i < _layers.Length; i++)
             {
                 int p = IndexOf(parameters, _layers[i].Weight);
-                if (p >= 0) _current[i].UpdateRatio = optimizer.UpdateRatio(p);
+                if (p < 0) continue;
+                _current[i].UpdateRatio = optimizer.UpdateRatio(p);
+                _current[i].Bf16Swallowed = optimizer.UpdatesSwallowedByBf16(p);
             }
             optimizer.TrackUpdates = false;
         }
@@ -803,6 +819,9 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
                 NormRunningMean = r.NormMean,
                 NormRunningVar = r.NormVar,
                 UpdateRatio = r.UpdateRatio,
+                GradientBelowFp16Subnormal = r.Fp16Subnormal,
+                GradientBelowFp16Normal = r.Fp16Normal,
+                UpdatesSwallowedByBf16 = r.Bf16Swallowed,
                 NonFinite = r.NonFinite,
             };
         }
@@ -855,9 +874,11 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         {
             Signal = double.NaN, Gain = double.NaN, GradNorm = double.NaN, GradMaxAbs = double.NaN, ActMean = double.NaN,
             ActStd = double.NaN, Saturation = double.NaN, DeadUnits = double.NaN, UpdateRatio = double.NaN, NormMean = double.NaN, NormVar = double.NaN,
+            Fp16Subnormal = double.NaN, Fp16Normal = double.NaN, Bf16Swallowed = double.NaN,
         };
 
         public double Signal, Gain, GradNorm, GradMaxAbs, ActMean, ActStd, Saturation, DeadUnits, UpdateRatio, NormMean, NormVar;
+        public double Fp16Subnormal, Fp16Normal, Bf16Swallowed;
         public long NonFinite;
     }
 

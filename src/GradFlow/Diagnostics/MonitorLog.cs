@@ -58,6 +58,9 @@ public static class MonitorLog
                 Num(sb, "bn_running_var", l.NormRunningVar);
             }
             Num(sb, "update_ratio", l.UpdateRatio);
+            Num(sb, "grad_below_fp16_subnormal", l.GradientBelowFp16Subnormal);
+            Num(sb, "grad_below_fp16_normal", l.GradientBelowFp16Normal);
+            Num(sb, "update_bf16_swallowed", l.UpdatesSwallowedByBf16);
             sb.Append(",\"non_finite\":").Append(l.NonFinite).Append('}');
         }
         sb.Append(']');

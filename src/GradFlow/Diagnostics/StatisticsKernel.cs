@@ -26,6 +26,7 @@ internal sealed class StatisticsKernel
     // MeasureAll: the chunks of several tensors in one job (one wake-up of the kernel threads, not one per tensor)
     private float[][] _chunkData = new float[8][];
     private int[] _chunkStart = new int[8], _chunkLength = new int[8];
+    private (long Nonzero, long BelowSubnormal, long BelowNormal)[] _fp16 = new (long, long, long)[8];
     private readonly Action<int> _bodyMany;
 
     public StatisticsKernel()
@@ -36,10 +37,14 @@ internal sealed class StatisticsKernel
 
     /// <summary>
     /// <see cref="Measure"/> of every tensor of <paramref name="tensors"/> (null entries are skipped and
-    /// give (0, 0, 0)); the float32 ones are cut into chunks that run as one job.
+    /// give (0, 0, 0)); the float32 ones are cut into chunks that run as one job. For float32 tensors
+    /// <paramref name="fp16"/> (when not empty) receives <see cref="PrecisionLoss.Fp16Underflow(ReadOnlySpan{float})"/>'s
+    /// counts, taken while each chunk is in cache (float64 tensors in one pass of their own).
     /// </summary>
-    public void MeasureAll(ReadOnlySpan<Tensor?> tensors, Span<(double SumSq, double MaxAbs, long NonFinite)> results)
+    public void MeasureAll(ReadOnlySpan<Tensor?> tensors, Span<(double SumSq, double MaxAbs, long NonFinite)> results,
+        Span<(long Nonzero, long BelowSubnormal, long BelowNormal)> fp16 = default)
     {
+        _countFp16 = !fp16.IsEmpty;
         int total = 0;
         long elements = 0;
         foreach (var t in tensors)
@@ -57,6 +62,7 @@ internal sealed class StatisticsKernel
             _chunkData = new float[n][];
             _chunkStart = new int[n];
             _chunkLength = new int[n];
+            _fp16 = new (long, long, long)[n];
         }
         int k = 0;
         foreach (var t in tensors)
@@ -74,6 +80,7 @@ internal sealed class StatisticsKernel
         for (int i = 0; i < tensors.Length; i++)
         {
             var t = tensors[i];
+            if (!fp16.IsEmpty) fp16[i] = (0, 0, 0);
             if (t is null || t.Count == 0)
             {
                 results[i] = (0, 0, 0);
@@ -82,23 +89,34 @@ internal sealed class StatisticsKernel
             if (t.Storage is not float[])
             {
                 results[i] = Measure(t);
+                if (!fp16.IsEmpty && t.Storage is double[] d) fp16[i] = PrecisionLoss.Fp16Underflow(d.AsSpan(0, t.Count));
                 continue;
             }
             double sumSq = 0, maxAbs = 0;
-            long bad = 0;
+            long bad = 0, nonzero = 0, sub = 0, normal = 0;
             for (int c = Chunks(t.Count); c > 0; c--, k++)
             {
                 sumSq += _a[k];
                 maxAbs = Math.Max(maxAbs, _b[k]);
                 bad += _bad[k];
+                nonzero += _fp16[k].Nonzero;
+                sub += _fp16[k].BelowSubnormal;
+                normal += _fp16[k].BelowNormal;
             }
             results[i] = (bad > 0 ? double.PositiveInfinity : sumSq, maxAbs, bad);
+            if (!fp16.IsEmpty) fp16[i] = (nonzero, sub, normal);
         }
         Array.Clear(_chunkData, 0, total);
     }
 
-    private void RunChunkOfMany(int k) =>
-        ChunkNorms(_chunkData[k].AsSpan(_chunkStart[k], _chunkLength[k]), out _a[k], out _b[k], out _bad[k]);
+    private bool _countFp16;
+
+    private void RunChunkOfMany(int k)
+    {
+        var x = _chunkData[k].AsSpan(_chunkStart[k], _chunkLength[k]);
+        ChunkNorms(x, out _a[k], out _b[k], out _bad[k]);
+        _fp16[k] = _countFp16 ? PrecisionLoss.Fp16Underflow(x) : default;
+    }
 
     /// <summary>(Σx², max|x|, non-finite count) in double; Σx² skips non-finite elements and is +∞ when there are any.</summary>
     public (double SumSq, double MaxAbs, long NonFinite) Measure(Tensor t)

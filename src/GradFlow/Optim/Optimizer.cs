@@ -30,6 +30,7 @@ public abstract class Optimizer
     private readonly Tensor?[] _previous;
     private readonly double[] _updateNorms;
     private readonly double[] _weightNorms;
+    private readonly double[] _swallowed;
     private double _learningRate;
 
     /// <summary>Takes the parameters in their enumeration order.</summary>
@@ -63,6 +64,7 @@ public abstract class Optimizer
         _previous = new Tensor?[_parameters.Length];
         _updateNorms = new double[_parameters.Length];
         _weightNorms = new double[_parameters.Length];
+        _swallowed = new double[_parameters.Length];
     }
 
     /// <summary>The optimiser's name, as in error messages and PyTorch ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad").</summary>
@@ -105,6 +107,13 @@ public abstract class Optimizer
         return u == 0 ? 0 : u / w;
     }
 
+    /// <summary>
+    /// Of the weights of parameter <paramref name="index"/> that the last tracked step changed, the fraction that
+    /// changed by less than half a bf16 ulp of their value (<c>Kernels.PrecisionLoss.Bf16Swallowed</c>): the updates a
+    /// bf16 copy of the weight would swallow. NaN when none changed.
+    /// </summary>
+    public double UpdatesSwallowedByBf16(int index) => _swallowed[index];
+
     /// <summary>Number of steps taken for parameter <paramref name="index"/> (steps where it had a gradient).</summary>
     public long StepCount(int index) => _steps[index];
 
@@ -124,6 +133,7 @@ public abstract class Optimizer
                 {
                     _updateNorms[i] = 0;
                     _weightNorms[i] = Norm(w);
+                    _swallowed[i] = double.NaN;
                 }
                 continue;
             }
@@ -139,6 +149,9 @@ public abstract class Optimizer
                     ? TensorPrimitives.Distance<float>(w.Span<float>(), _previous[i]!.Span<float>())
                     : TensorPrimitives.Distance<double>(w.Span<double>(), _previous[i]!.Span<double>());
                 _weightNorms[i] = Norm(w);
+                var (updated, swallowed) = w.Is<float>() ? Kernels.PrecisionLoss.Bf16Swallowed(w.Span<float>(), _previous[i]!.Span<float>())
+                    : Kernels.PrecisionLoss.Bf16Swallowed(w.Span<double>(), _previous[i]!.Span<double>());
+                _swallowed[i] = updated == 0 ? double.NaN : (double)swallowed / updated;
             }
         }
         EndStep();
