@@ -8,7 +8,8 @@ namespace GradFlow.Diagnostics;
 /// gradient ratio (<c>gradient_ratio</c>) and per layer l (two digits, 1 = input side) the
 /// backpropagated signal RMS (<c>signal_rms/layer_NN</c>), weight-gradient norm
 /// (<c>weight_gradient_norm/layer_NN</c>), update ratio (<c>update_ratio/layer_NN</c>), saturation
-/// (<c>saturation/layer_NN</c>) and dead units (<c>dead_units/layer_NN</c>); a figure that does not
+/// (<c>saturation/layer_NN</c>), dead units (<c>dead_units/layer_NN</c>), and what fp16 and bf16 would lose
+/// (<c>grad_below_fp16_subnormal/layer_NN</c>, <c>update_bf16_swallowed/layer_NN</c>); a figure that does not
 /// apply to a layer (NaN: saturation of a ReLU, dead units of tanh) is left out. Grouped by figure,
 /// so TensorBoard draws the layers of one figure side by side.
 /// </summary>
@@ -34,6 +35,7 @@ public static class TensorBoardLog
                      {
                          ("signal_rms", l.BackpropagatedSignalRms), ("weight_gradient_norm", l.ParameterGradientNorm),
                          ("update_ratio", l.UpdateRatio), ("saturation", l.Saturation), ("dead_units", l.DeadUnits),
+                         ("grad_below_fp16_subnormal", l.GradientBelowFp16Subnormal), ("update_bf16_swallowed", l.UpdatesSwallowedByBf16),
                      })
                 if (!double.IsNaN(value)) yield return ($"{name}/{layer}", value);
         }

@@ -103,7 +103,7 @@ public sealed class TensorBoardTests : IDisposable
         Assert.Contains("gradient_ratio", tags);
         // three monitored layers (2-8, 8-8, 8-2); tanh layers have saturation, the output layer none
         foreach (var layer in new[] { "layer_01", "layer_02", "layer_03" })
-            foreach (var figure in new[] { "signal_rms", "weight_gradient_norm", "update_ratio" })
+            foreach (var figure in new[] { "signal_rms", "weight_gradient_norm", "update_ratio", "grad_below_fp16_subnormal", "update_bf16_swallowed" })
                 Assert.Contains($"{figure}/{layer}", tags);
         Assert.Contains("saturation/layer_01", tags);
         Assert.DoesNotContain("dead_units/layer_01", tags); // not a ReLU layer
