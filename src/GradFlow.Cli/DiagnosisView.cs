@@ -98,7 +98,7 @@ internal static class DiagnosisView
     public static string Verdict(Diagnosis d)
     {
         if (d.Healthy)
-            return string.Create(CultureInfo.InvariantCulture, $"healthy: no problem found (gradient ratio {d.GradientRatio:E2} over {d.Samples} samples)");
+            return string.Create(CultureInfo.InvariantCulture, $"healthy: no problem found (gradient ratio {d.GradientRatio:E2} over {d.Samples} samples)") + PrecisionText(d);
         var sb = new StringBuilder();
         sb.AppendLine($"{d.Problems.Count} problem{(d.Problems.Count == 1 ? "" : "s")} found:");
         int i = 0;
@@ -119,6 +119,23 @@ internal static class DiagnosisView
             }
         }
         if (d.NonFiniteOrigin is { } o) sb.AppendLine($"first non-finite value: {o}");
+        return sb.ToString().TrimEnd() + PrecisionText(d);
+    }
+
+    /// <summary>The precision notes, after the verdict: advice for fp16 or bf16 training, not problems of this run.</summary>
+    private static string PrecisionText(Diagnosis d)
+    {
+        if (d.Precision.Count == 0) return "";
+        var sb = new StringBuilder();
+        sb.AppendLine().AppendLine().AppendLine("in lower precision (this float32 run is not affected):");
+        foreach (var kind in d.Precision.GroupBy(n => n.Kind))
+        {
+            string layers = string.Join(", ", kind.Select(n => string.Create(CultureInfo.InvariantCulture, $"{n.Layer} ({n.Fraction:P0})")));
+            string what = kind.Key == "fp16-gradient-underflow"
+                ? "weight-gradient values below fp16's smallest subnormal 2^-24 (an fp16 run would lose them)"
+                : "weight updates smaller than half a bf16 ulp of their weight (a bf16 weight would not move)";
+            sb.AppendLine($"  - {what}, at layer{(kind.Count() == 1 ? "" : "s")} {layers}: {kind.First().Advice}");
+        }
         return sb.ToString().TrimEnd();
     }
 

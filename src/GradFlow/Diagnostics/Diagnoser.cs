@@ -74,7 +74,41 @@ public static partial class Diagnoser
             }
         }
         if (facts.Transformer is not null) TransformerRules(problems, samples, facts, settings);
-        return new Diagnosis(problems.OrderByDescending(p => p.Severity).Select(p => WithConfidence(p, settings)).ToArray(), samples.Count, ratio, nonFiniteOrigin);
+        return new Diagnosis(problems.OrderByDescending(p => p.Severity).Select(p => WithConfidence(p, settings)).ToArray(), samples.Count, ratio, nonFiniteOrigin)
+        {
+            Precision = PrecisionNotes(samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray(), settings),
+        };
+    }
+
+    /// <summary>
+    /// Per layer, what fp16 gradients and bf16 weights would lose (medians over the window), where it passes the settings'
+    /// fractions. The fp16 advice names the static loss scale that lifts the gradients most while the largest one seen stays
+    /// below 2¹⁵ (fp16's largest finite number is 65 504): the largest power of two S with S·max|dL/dW| ≤ 2¹⁵.
+    /// </summary>
+    private static PrecisionNote[] PrecisionNotes(MonitorSample[] window, DiagnosisSettings s)
+    {
+        if (window.Length == 0) return [];
+        double maxGrad = window.SelectMany(w => w.Layers).Select(l => l.ParameterGradientMaxAbs).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
+        double scale = maxGrad > 0 ? Math.Pow(2, Math.Floor(Math.Log2(32768 / maxGrad))) : double.NaN;
+        var notes = new List<PrecisionNote>();
+        var inv = CultureInfo.InvariantCulture;
+        for (int i = 0; i < window[0].Layers.Length; i++)
+        {
+            int layer = window[0].Layers[i].LayerIndex;
+            double lost = Median(window.Select(w => w.Layers[i].GradientBelowFp16Subnormal).Where(double.IsFinite));
+            if (lost > s.Fp16LossFraction)
+                notes.Add(new PrecisionNote(layer, "fp16-gradient-underflow", lost,
+                    string.Create(inv, $"layer {layer}: {lost:P1} of the weight gradient's values are below fp16's smallest subnormal 2^-24; an fp16 run would lose them"),
+                    scale > 1
+                        ? string.Create(inv, $"scale the loss by {scale:F0} (2^{Math.Log2(scale):F0}, the largest power of two that keeps the largest gradient seen, {maxGrad:G3}, below 2^15) and unscale the gradients before the update, or keep such layers in fp32")
+                        : "keep such layers in fp32: their gradients span more than fp16's range"));
+            double swallowed = Median(window.Select(w => w.Layers[i].UpdatesSwallowedByBf16).Where(double.IsFinite));
+            if (swallowed > s.Bf16SwallowedFraction)
+                notes.Add(new PrecisionNote(layer, "bf16-swallowed-updates", swallowed,
+                    string.Create(inv, $"layer {layer}: {swallowed:P0} of the weight updates are smaller than half a bf16 ulp of their weight; a bf16 weight would not move"),
+                    "keep fp32 master weights (update in fp32, round to bf16 for the forward pass)"));
+        }
+        return notes.ToArray();
     }
 
     private static Problem WithConfidence(Problem p, DiagnosisSettings s) =>

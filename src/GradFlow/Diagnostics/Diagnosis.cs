@@ -79,6 +79,17 @@ public sealed record Problem
     public string? ConfidenceBasis { get; init; }
 }
 
+/// <summary>
+/// What a lower precision would lose at one layer, measured on the float32 run (<see cref="LayerStats.GradientBelowFp16Subnormal"/>,
+/// <see cref="LayerStats.UpdatesSwallowedByBf16"/>): advice for training the model in fp16 or bf16, not a problem of this run.
+/// </summary>
+/// <param name="Layer">The monitored layer (1 = input side).</param>
+/// <param name="Kind"><c>fp16-gradient-underflow</c> or <c>bf16-swallowed-updates</c>.</param>
+/// <param name="Fraction">The median fraction over the diagnosis window (of the nonzero gradient values, or of the changed weights).</param>
+/// <param name="Summary">What would be lost, in words.</param>
+/// <param name="Advice">What to do about it.</param>
+public sealed record PrecisionNote(int Layer, string Kind, double Fraction, string Summary, string Advice);
+
 /// <summary>The verdict on a model or run (written as <c>diagnosis.json</c>).</summary>
 /// <param name="Problems">Problems found, most severe first; empty when healthy.</param>
 /// <param name="Samples">Monitor samples the verdict rests on.</param>
@@ -88,4 +99,7 @@ public sealed record Diagnosis(IReadOnlyList<Problem> Problems, int Samples, dou
 {
     /// <summary>True when no problem was found.</summary>
     public bool Healthy => Problems.Count == 0;
+
+    /// <summary>What fp16 or bf16 would lose at each layer where it is a notable share (empty when nothing would be, or not measured).</summary>
+    public IReadOnlyList<PrecisionNote> Precision { get; init; } = [];
 }

@@ -84,6 +84,12 @@ public sealed record DiagnosisSettings
     /// </summary>
     public double HarmlessBelowChance { get; init; } = 0.6;
 
+    /// <summary>A precision note on fp16 when more than this fraction of a layer's nonzero weight-gradient values lie below fp16's smallest subnormal (median over the window).</summary>
+    public double Fp16LossFraction { get; init; } = 0.01;
+
+    /// <summary>A precision note on bf16 when more than this fraction of a layer's weight updates are below half a bf16 ulp (median over the window).</summary>
+    public double Bf16SwallowedFraction { get; init; } = 0.5;
+
     /// <summary>
     /// Per verdict kind: of the runs of the generated catalogue's calibration half (300-step trials)
     /// with this verdict, how many ended broken after full training, and how many there were. A

@@ -289,6 +289,7 @@ public static class DiagnosisJson
             samples = d.Samples,
             non_finite_origin = d.NonFiniteOrigin,
             problems = d.Problems,
+            precision = d.Precision,
         }, Options);
     }
 }

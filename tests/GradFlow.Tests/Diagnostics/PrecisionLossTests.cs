@@ -107,4 +107,35 @@ public sealed class PrecisionLossTests
         Assert.Contains("\"grad_below_fp16_subnormal\":", line);
         Assert.Contains("\"update_bf16_swallowed\":", line);
     }
+
+    [Fact]
+    public void Diagnosis_NotesWhatFp16AndBf16WouldLose_AndTheLossScale_WithoutChangingTheVerdict()
+    {
+        // layer 1: 30 % of its gradients below 2^-24, updates all registered; layer 2: none lost, 80 % of updates swallowed;
+        // the largest gradient seen is 0.02, so the loss scale is the largest 2^k with 2^k·0.02 ≤ 2^15: 2^20
+        MonitorSample Sample(int step) => new()
+        {
+            Step = step, Loss = 1.0 / (step + 1), GlobalGradientNorm = 1,
+            Layers =
+            [
+                new LayerStats { LayerIndex = 1, BackpropagatedSignalRms = 0.5, ParameterGradientMaxAbs = 1e-6, GradientBelowFp16Subnormal = 0.30, UpdatesSwallowedByBf16 = 0.0 },
+                new LayerStats { LayerIndex = 2, BackpropagatedSignalRms = 1.0, ParameterGradientMaxAbs = 0.02, GradientBelowFp16Subnormal = 0.0, UpdatesSwallowedByBf16 = 0.8 },
+            ],
+        };
+        var config = new TrainingConfig { Model = "mlp 4-8-3", Data = "teacher", Seed = 1 };
+        var samples = Enumerable.Range(0, 6).Select(i => Sample(i * 10)).ToArray();
+        var d = Diagnoser.Diagnose(samples, config);
+        Assert.True(d.Healthy);
+        var fp16 = Assert.Single(d.Precision, n => n.Kind == "fp16-gradient-underflow");
+        Assert.Equal(1, fp16.Layer);
+        Assert.Equal(0.30, fp16.Fraction, 12);
+        Assert.Contains("1048576 (2^20", fp16.Advice);
+        var bf16 = Assert.Single(d.Precision, n => n.Kind == "bf16-swallowed-updates");
+        Assert.Equal(2, bf16.Layer);
+        Assert.Contains("fp32 master weights", bf16.Advice);
+        Assert.Contains("\"precision\"", DiagnosisJson.Serialize(d));
+        // below the settings' fractions: no note
+        var quiet = Diagnoser.Diagnose(samples, config, settings: new DiagnosisSettings { Fp16LossFraction = 0.5, Bf16SwallowedFraction = 0.9 });
+        Assert.Empty(quiet.Precision);
+    }
 }
