@@ -200,6 +200,14 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
     private readonly int[] _timeLayers;           // monitored layers with a time signal, in order
     private double[] _currentTime = [];
     private readonly int[] _currentTimeLength;
+    // under DataParallel: each local micro-batch's probe readings (per time layer its T sums of squares, then T non-finite counts),
+    // and the global batch's, combined over the micro-batches (same layout; elements per step per time layer)
+    private readonly List<double[]> _microTime = [];
+    private int _microTimeCount;
+    private readonly int[] _variableSteps;
+    private double[] _timeTotals = [];
+    private readonly double[] _timeElements;
+    private bool _timeCombined;
 
     // transformer layers: the layer, its attention sub-layer's monitored index, its heads' offset in the entropy arrays
     private readonly (TransformerEncoderLayer Layer, int AttentionLayer, int Offset)[] _blocks;
@@ -270,6 +278,8 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         }
         _timeLayers = Enumerable.Range(0, _layers.Length).Where(i => _probeOf[i] is not null).ToArray();
         _currentTimeLength = new int[_timeLayers.Length];
+        _variableSteps = new int[_timeLayers.Length];
+        _timeElements = new double[_timeLayers.Length];
         _parameters = parameters;
         _grads = new Tensor?[_parameters.Length];
         _gradStats = new (double, double, long)[_parameters.Length];
@@ -282,7 +292,7 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         _partialOffset = new int[_layers.Length + 1];
         for (int i = 0; i < _layers.Length; i++)
             _partialOffset[i + 1] = _partialOffset[i] + Partial.Count + MaskWidth(_layers[i]);
-        _partial = new double[_partialOffset[^1]];
+        _partial = new double[_partialOffset[^1] + 2 * _timeLayers.Length];
         _totals = new double[_partialOffset[^1]];
         _signalHooks = new Action<Tensor>[_layers.Length];
         _view = new SampleList(this);
@@ -419,6 +429,14 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         // attention entropy costs a second softmax of the scores: computed on sampled steps only
         if (!_disposed)
             for (int k = 0; k < _blocks.Length; k++) _blocks[k].Layer.SelfAttn.EntropyObserver = _entropyHooks[k];
+        _microTimeCount = 0;
+        _timeCombined = false;
+        ArmProbes();
+    }
+
+    /// <summary>Resets the recurrent layers' probes and arms them for the next forward pass.</summary>
+    private void ArmProbes()
+    {
         foreach (var (module, probes) in _recurrent)
         {
             foreach (var p in probes) p.Reset();
@@ -464,22 +482,42 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         int needed = 0;
         foreach (int i in _timeLayers) needed += _probeOf[i]!.Steps;
         if (_currentTime.Length < needed) _currentTime = new double[Math.Max(needed, 2 * _currentTime.Length)];
+        if (_timeCombined)
+        {
+            needed = 0;
+            foreach (int steps in _variableSteps) needed += steps;
+            if (_currentTime.Length < needed) _currentTime = new double[Math.Max(needed, 2 * _currentTime.Length)];
+        }
         int at = 0;
-        for (int k = 0; k < _timeLayers.Length; k++)
+        for (int k = 0, v = 0; k < _timeLayers.Length; k++)
         {
             int i = _timeLayers[k];
             var probe = _probeOf[i]!;
-            _currentTimeLength[k] = probe.Steps;
-            if (!probe.Recorded) continue;
-            var sumSq = probe.SumOfSquares;
-            var bad = probe.NonFinite;
-            double total = 0;
+            ReadOnlySpan<double> sumSq;
+            double n, total = 0;
             long nonFinite = 0;
-            double n = probe.ElementsPerStep;
+            if (_timeCombined)
+            {
+                // the global batch's sums, combined over the micro-batches (CombineMicroBatches)
+                int steps = _variableSteps[k];
+                _currentTimeLength[k] = steps;
+                sumSq = _timeTotals.AsSpan(v, steps);
+                for (int t = 0; t < steps; t++) nonFinite += (long)_timeTotals[v + steps + t];
+                v += 2 * steps;
+                n = _timeElements[k];
+                if (steps == 0) continue;
+            }
+            else
+            {
+                _currentTimeLength[k] = probe.Steps;
+                if (!probe.Recorded) continue;
+                sumSq = probe.SumOfSquares;
+                foreach (long bad in probe.NonFinite) nonFinite += bad;
+                n = probe.ElementsPerStep;
+            }
             for (int t = 0; t < sumSq.Length; t++)
             {
                 total += sumSq[t];
-                nonFinite += bad[t];
                 _currentTime[at++] = Math.Sqrt(sumSq[t] / n);
             }
             _current[i].Signal = Math.Sqrt(total / (n * sumSq.Length));
@@ -666,6 +704,58 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         WritePartial(destination);
         Array.Clear(_partial);
         foreach (var mask in _aliveMask) mask?.AsSpan().Clear();
+        if (_timeLayers.Length == 0) return;
+        // the signal through time: T and B·H per time layer in the fixed statistics, the per-step sums kept for the variable ones
+        int length = 0;
+        for (int k = 0; k < _timeLayers.Length; k++)
+        {
+            var probe = _probeOf[_timeLayers[k]]!;
+            destination[_partialOffset[^1] + 2 * k] = probe.Steps;
+            destination[_partialOffset[^1] + 2 * k + 1] = probe.ElementsPerStep;
+            length += 2 * probe.Steps;
+        }
+        if (_microTimeCount == _microTime.Count) _microTime.Add([]);
+        var kept = _microTime[_microTimeCount];
+        if (kept.Length < length) _microTime[_microTimeCount] = kept = new double[length];
+        for (int k = 0, at = 0; k < _timeLayers.Length; k++)
+        {
+            var probe = _probeOf[_timeLayers[k]]!;
+            probe.SumOfSquares.CopyTo(kept.AsSpan(at));
+            for (int t = 0; t < probe.Steps; t++) kept[at + probe.Steps + t] = probe.NonFinite[t];
+            at += 2 * probe.Steps;
+        }
+        _microTimeCount++;
+        ArmProbes(); // a probe is armed for one forward pass: the next micro-batch's
+    }
+
+    /// <summary>Per time layer, 2·T doubles (Σ(dL/dh_t)² and the non-finite count of each step t), T the same in every non-empty micro-batch.</summary>
+    int IMicroBatchStatistics.VariableStatisticsLength(ReadOnlySpan<double> statistics, int stride, int offset, ReadOnlySpan<double> weights)
+    {
+        if (!_sampling || _timeLayers.Length == 0) return 0;
+        int length = 0;
+        for (int k = 0; k < _timeLayers.Length; k++)
+        {
+            int steps = -1;
+            for (int m = 0; m < weights.Length; m++)
+            {
+                if (weights[m] == 0) continue;
+                int t = (int)statistics[m * stride + offset + _partialOffset[^1] + 2 * k];
+                if (steps >= 0 && t != steps)
+                    throw new NotSupportedException($"GradientMonitor: recurrent layer '{_layers[_timeLayers[k]].Name}' ran {steps} time steps in one micro-batch and {t} in micro-batch {m} of the same batch; the signal through time is combined over micro-batches of one sequence length.");
+                steps = t;
+            }
+            _variableSteps[k] = Math.Max(steps, 0);
+            length += 2 * _variableSteps[k];
+        }
+        return length;
+    }
+
+    /// <inheritdoc />
+    void IMicroBatchStatistics.WriteVariableStatistics(int index, Span<double> destination)
+    {
+        if (index >= _microTimeCount)
+            throw new InvalidOperationException($"GradientMonitor: micro-batch {index} of this process's step was not recorded ({_microTimeCount} were).");
+        _microTime[index].AsSpan(0, destination.Length).CopyTo(destination);
     }
 
     /// <summary>
@@ -673,11 +763,11 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
     /// scales micro-batch k's signal by its share n_k/n; activation sums, counts and non-finite counts as they are; alive masks by
     /// their maximum (alive in any micro-batch is alive in the batch). Every process computes the same from the same gathered values.
     /// </summary>
-    void IMicroBatchStatistics.CombineMicroBatches(ReadOnlySpan<double> statistics, int stride, int offset, ReadOnlySpan<double> weights)
+    void IMicroBatchStatistics.CombineMicroBatches(ReadOnlySpan<double> statistics, int stride, int offset, ReadOnlySpan<double> variable, int variableStride,
+        ReadOnlySpan<double> weights)
     {
         if (!_sampling) return;
-        if (_timeLayers.Length > 0)
-            throw new NotSupportedException("GradientMonitor: the signal through time of recurrent layers is not combined over micro-batches; monitor a run of one micro-batch (one process, --micro-batches 1).");
+        if (_timeLayers.Length > 0) CombineTime(statistics, stride, offset, variable, variableStride, weights);
         Array.Clear(_totals);
         for (int k = 0; k < weights.Length; k++)
         {
@@ -698,6 +788,36 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         }
         Finish(_totals, local: false);
         _combined = true;
+    }
+
+    /// <summary>
+    /// The signal through time of the global batch: per time layer and step, Σ_k (n_k/n)²·Σ(dL_k/dh_t)² in micro-batch order (the
+    /// global mean loss scales micro-batch k's signal by n_k/n, as for the layers), the non-finite counts and the elements per step
+    /// B_k·H summed; read by <see cref="RecordTimeSignal"/>.
+    /// </summary>
+    private void CombineTime(ReadOnlySpan<double> statistics, int stride, int offset, ReadOnlySpan<double> variable, int variableStride, ReadOnlySpan<double> weights)
+    {
+        if (_timeTotals.Length < variableStride) _timeTotals = new double[variableStride];
+        _timeTotals.AsSpan().Clear();
+        Array.Clear(_timeElements);
+        for (int m = 0; m < weights.Length; m++)
+        {
+            if (weights[m] == 0) continue;
+            double w2 = weights[m] * weights[m];
+            var part = variable.Slice(m * variableStride, variableStride);
+            for (int k = 0, v = 0; k < _timeLayers.Length; k++)
+            {
+                int steps = _variableSteps[k];
+                _timeElements[k] += statistics[m * stride + offset + _partialOffset[^1] + 2 * k + 1];
+                for (int t = 0; t < steps; t++)
+                {
+                    _timeTotals[v + t] += w2 * part[v + t];
+                    _timeTotals[v + steps + t] += part[v + steps + t];
+                }
+                v += 2 * steps;
+            }
+        }
+        _timeCombined = true;
     }
 
     /// <summary>Copies the partial statistics, masks included, into <paramref name="destination"/>.</summary>

@@ -44,6 +44,7 @@ public sealed class DataParallel
     private readonly IMicroBatchStatistics[] _observed;
     private readonly int[] _observedOffset;
     private readonly double[] _weights;
+    private readonly int[] _nonEmpty;                 // per local micro-batch: its index among the step's non-empty ones, or −1
     private readonly BatchNormBase[] _synchronised;   // every batch norm, with synchronised statistics; else none
     private readonly NormSync? _sync;
 
@@ -102,6 +103,7 @@ public sealed class DataParallel
             _statsLength = checked(_statsLength + _observed[i].MicroBatchStatisticsLength);
         }
         _weights = new double[microBatches];
+        _nonEmpty = new int[local];
         _sendStats = new double[local * _statsLength];
         _receiveStats = new double[microBatches * _statsLength];
     }
@@ -142,7 +144,8 @@ public sealed class DataParallel
         try
         {
             Array.Clear(_sendStats);
-            for (int j = 0; j < local; j++)
+            Array.Fill(_nonEmpty, -1);
+            for (int j = 0, made = 0; j < local; j++)
             {
                 int k = first + j, start = Start(k), count = Start(k + 1) - start;
                 var grads = _flat.AsSpan(0, ParameterCount);
@@ -186,6 +189,7 @@ public sealed class DataParallel
                 }
                 for (int o = 0; o < _observed.Length; o++)
                     _observed[o].EndMicroBatch(stats.Slice(_observedOffset[o], _observed[o].MicroBatchStatisticsLength));
+                _nonEmpty[j] = made++;
             }
         }
         finally
@@ -246,7 +250,23 @@ public sealed class DataParallel
             }
         }
         for (int k = 0; k < MicroBatches; k++) _weights[k] = _receiveStats[k * _statsLength + 2] / n;
-        for (int o = 0; o < _observed.Length; o++) _observed[o].CombineMicroBatches(_receiveStats, _statsLength, _observedOffset[o], _weights);
+        for (int o = 0; o < _observed.Length; o++)
+        {
+            var observer = _observed[o];
+            // variable statistics (the signal at every time step): sized from the gathered fixed ones, so alike on every process
+            int length = observer.VariableStatisticsLength(_receiveStats, _statsLength, _observedOffset[o], _weights);
+            double[] variable = [];
+            if (length > 0)
+            {
+                int local = MicroBatches / Communicator.Size;
+                var send = new double[checked(local * length)];
+                variable = new double[checked(MicroBatches * length)];
+                for (int j = 0; j < local; j++)
+                    if (_nonEmpty[j] >= 0) observer.WriteVariableStatistics(_nonEmpty[j], send.AsSpan(j * length, length));
+                Communicator.AllGather(send, variable);
+            }
+            observer.CombineMicroBatches(_receiveStats, _statsLength, _observedOffset[o], variable, length, _weights);
+        }
         return (lossSum, correct);
     }
 

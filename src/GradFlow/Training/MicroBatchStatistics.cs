@@ -16,9 +16,21 @@ public interface IMicroBatchStatistics
     void EndMicroBatch(Span<double> destination);
 
     /// <summary>
-    /// After the step's gradient is reduced: combines the partial statistics of the M micro-batches, micro-batch k's at
-    /// <c>statistics[k·stride + offset ..]</c>, in micro-batch order; <paramref name="weights"/>[k] is micro-batch k's share of the
-    /// global batch, n_k/n (0 for an empty micro-batch, whose statistics are zeros).
+    /// After the fixed statistics of every micro-batch are gathered: the doubles of one micro-batch's variable statistics this
+    /// step (e.g. the monitor's signal at every time step, whose count the fixed statistics carry), computed from the gathered
+    /// values, so the same on every process; 0 (the default) when there are none.
     /// </summary>
-    void CombineMicroBatches(ReadOnlySpan<double> statistics, int stride, int offset, ReadOnlySpan<double> weights);
+    int VariableStatisticsLength(ReadOnlySpan<double> statistics, int stride, int offset, ReadOnlySpan<double> weights) => 0;
+
+    /// <summary>Writes the variable statistics of this process's <paramref name="index"/>-th non-empty micro-batch of the step (counting from 0 in the order of <see cref="EndMicroBatch"/>) into <paramref name="destination"/> (zeroed, <see cref="VariableStatisticsLength"/> long).</summary>
+    void WriteVariableStatistics(int index, Span<double> destination) { }
+
+    /// <summary>
+    /// After the step's gradient is reduced: combines the partial statistics of the M micro-batches, micro-batch k's at
+    /// <c>statistics[k·stride + offset ..]</c> and its variable statistics at <c>variable[k·variableStride ..]</c>
+    /// (<paramref name="variableStride"/> = <see cref="VariableStatisticsLength"/>), in micro-batch order; <paramref name="weights"/>[k]
+    /// is micro-batch k's share of the global batch, n_k/n (0 for an empty micro-batch, whose statistics are zeros).
+    /// </summary>
+    void CombineMicroBatches(ReadOnlySpan<double> statistics, int stride, int offset, ReadOnlySpan<double> variable, int variableStride,
+        ReadOnlySpan<double> weights);
 }

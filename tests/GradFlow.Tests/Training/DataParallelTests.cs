@@ -112,6 +112,53 @@ public class DataParallelTests
         }
     }
 
+    [Theory]
+    [InlineData(RecurrentCellKind.RnnTanh)]
+    [InlineData(RecurrentCellKind.Lstm)]
+    public void GradientMonitor_RecurrentModelMicroBatches_GiveTheWholeBatchSignalThroughTime(RecurrentCellKind cell)
+    {
+        // 10 sequences of 9 steps, 3 micro-batches of 3, 3 and 4: every stacked layer's dL/dh_t, combined with weights (n_k/n)²
+        var gen = new Generator(21);
+        var x = Tensor.RandN(gen, 10, 9, 3);
+        var y = Tensor.RandN(gen, 10, 1);
+        var batch = new DataLoader(Dataset.Regression(x, y), 10, shuffle: false).Epoch(0).Single();
+        var model = new SequenceRegressor(cell, 3, 5, new Generator(4), numLayers: 2);
+        var optimizer = new Sgd(model.Parameters(), 0.1);
+        static Tensor Mse(Tensor output, Batch b) => Losses.Mse(output, b.Targets!);
+        using var monitor = new GradFlow.Diagnostics.GradientMonitor(model, every: 1);
+
+        monitor.BeginSample(0);
+        optimizer.ZeroGrad();
+        var loss = Mse(model.Forward(batch.Inputs), batch);
+        BackwardEngine.Backward(loss);
+        monitor.RecordGradients(loss.Item());
+        monitor.EndSample();
+        var whole = monitor.Last!;
+
+        monitor.BeginSample(1);
+        var step = new DataParallel(model, optimizer, SingleProcessCommunicator.Instance, 3, [monitor]);
+        monitor.RecordGradients(step.ComputeGradients(batch, Mse, null).Loss);
+        monitor.EndSample();
+        var micro = monitor.Last!;
+
+        Assert.NotNull(whole.TimeSignal);
+        Assert.NotNull(micro.TimeSignal);
+        Assert.Equal(2, micro.TimeSignal.Length);
+        static void Close(double expected, double actual, string what) =>
+            Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Abs(expected) + 1e-12, $"{what}: whole batch {expected}, micro-batches {actual}");
+        for (int k = 0; k < 2; k++)
+        {
+            Assert.Equal(9, micro.TimeSignal[k].Length);
+            for (int t = 0; t < 9; t++) Close(whole.TimeSignal[k][t], micro.TimeSignal[k][t], $"layer {k} step {t} signal");
+            Close(whole.Layers[k].BackpropagatedSignalRms, micro.Layers[k].BackpropagatedSignalRms, $"layer {k} signal RMS");
+            Close(whole.Layers[k].ParameterGradientNorm, micro.Layers[k].ParameterGradientNorm, $"layer {k} gradient norm");
+        }
+        // the signal at the first step differs from the last's: the sample is not one constant
+        Assert.NotEqual(micro.TimeSignal[1][0], micro.TimeSignal[1][8]);
+        Close(whole.Layers[2].BackpropagatedSignalRms, micro.Layers[2].BackpropagatedSignalRms, "head signal RMS");
+        Close(whole.Layers[1].ActivationStd, micro.Layers[1].ActivationStd, "top layer activation std");
+    }
+
     [Fact]
     public void ComputeGradients_BatchNorm_ReplaysRunningStatisticsInMicroBatchOrder()
     {

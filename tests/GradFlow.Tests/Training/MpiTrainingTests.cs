@@ -105,6 +105,28 @@ public class MpiTrainingTests
         Assert.Equal(File.ReadAllText(Path.Combine(root.Sub("n1"), "config.json")), File.ReadAllText(Path.Combine(root.Sub("n2"), "config.json")));
     }
 
+    [Fact]
+    public async Task Train_RecurrentModelMonitored_OneAndTwoProcessesWriteTheSameSignalThroughTime()
+    {
+        using var root = new TempDir();
+        // 4 micro-batches of 6 sequences of 10 steps: the signal through time combined over micro-batches and processes
+        static string[] Args(string dir) =>
+        [
+            "train", "--data", "adding", "--seq-len", "10", "--model", "rnn 2-16x2-1", "--batch-size", "24", "--micro-batches", "4",
+            "--train-limit", "240", "--epochs", "1", "--threads", "1", "--json", "--monitor", "--monitor-every", "3", "--out", dir,
+        ];
+        var one = await Run(1, Args(root.Sub("n1")));
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, Args(root.Sub("n2")));
+        Assert.True(two.Code == 0, two.Output);
+        string[] expected = Samples(root.Sub("n1"));
+        Assert.Equal(4, expected.Length); // 10 steps, sampled at 0, 3, 6, 9
+        Assert.All(expected, l => Assert.Contains("\"time_signal\":[[", l, StringComparison.Ordinal));
+        Assert.Equal(expected, Samples(root.Sub("n2")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(root.Sub("n1"), "checkpoints", "epoch-0001.safetensors")),
+            File.ReadAllBytes(Path.Combine(root.Sub("n2"), "checkpoints", "epoch-0001.safetensors")));
+    }
+
     /// <summary>The monitor samples of a run's metrics.jsonl (its epoch lines carry their seconds, which differ run to run).</summary>
     private static string[] Samples(string dir) =>
         File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Where(l => l.Contains("\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
