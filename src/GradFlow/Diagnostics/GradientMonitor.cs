@@ -3,6 +3,8 @@ using GradFlow.Nn;
 using GradFlow.Tensors;
 using GradFlow.Training;
 
+using GradFlow.Kernels;
+
 namespace GradFlow.Diagnostics;
 
 /// <summary>What the monitor measured for one layer at one sampled step (DESIGN.md's vocabulary).</summary>
@@ -52,6 +54,12 @@ public sealed class LayerStats
 
     /// <summary>Of the weight gradient's nonzero values, the fraction below fp16's smallest normal 2⁻¹⁴ (subnormal in fp16: fewer significant bits).</summary>
     public double GradientBelowFp16Normal { get; set; } = double.NaN;
+
+    /// <summary>As <see cref="GradientBelowFp16Subnormal"/>, of the backpropagated signal dL/d(layer output), counted over every micro-batch at its own scale (NaN without a signal, and for a recurrent layer, whose signal its probes measure).</summary>
+    public double SignalBelowFp16Subnormal { get; set; } = double.NaN;
+
+    /// <summary>As <see cref="SignalBelowFp16Subnormal"/>, below fp16's smallest normal 2⁻¹⁴.</summary>
+    public double SignalBelowFp16Normal { get; set; } = double.NaN;
 
     /// <summary>Of the weights the optimiser step changed, the fraction that changed by less than half a bf16 ulp: the updates a bf16 weight would swallow (NaN without a tracked step).</summary>
     public double UpdatesSwallowedByBf16 { get; set; } = double.NaN;
@@ -352,6 +360,13 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
                 p[Partial.SignalSumSq] += sumSq;
                 p[Partial.SignalCount] += g.Count;
                 p[Partial.NonFinite] += bad;
+                if (g.Storage is float[] data)
+                {
+                    var (nonzero, belowSubnormal, belowNormal) = PrecisionLoss.Fp16Underflow(data.AsSpan(0, g.Count));
+                    p[Partial.SignalNonzero] += nonzero;
+                    p[Partial.SignalBelowFp16Subnormal] += belowSubnormal;
+                    p[Partial.SignalBelowFp16Normal] += belowNormal;
+                }
             };
             var l = _layers[i];
             if (l.RecurrentLayer >= 0)
@@ -687,7 +702,8 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
     private static class Partial
     {
         public const int SignalHits = 0, SignalSumSq = 1, SignalCount = 2, ActivationHits = 3, ActivationSum = 4, ActivationSumSq = 5,
-            ActivationCount = 6, Saturated = 7, SaturationCount = 8, NonFinite = 9, DeadHits = 10, Count = 11;
+            ActivationCount = 6, Saturated = 7, SaturationCount = 8, NonFinite = 9, DeadHits = 10,
+            SignalNonzero = 11, SignalBelowFp16Subnormal = 12, SignalBelowFp16Normal = 13, Count = 14;
     }
 
     /// <summary>The units a layer's alive mask holds in the micro-batch statistics: a ReLU layer's output features or channels (its weight's first dimension), else 0.</summary>
@@ -851,6 +867,11 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
             var t = totals.Slice(_partialOffset[i], _partialOffset[i + 1] - _partialOffset[i]);
             ref var s = ref _current[i];
             if (t[Partial.SignalHits] > 0) s.Signal = t[Partial.SignalCount] == 0 ? 0 : Math.Sqrt(t[Partial.SignalSumSq] / t[Partial.SignalCount]);
+            if (t[Partial.SignalNonzero] > 0)
+            {
+                s.SignalFp16Subnormal = t[Partial.SignalBelowFp16Subnormal] / t[Partial.SignalNonzero];
+                s.SignalFp16Normal = t[Partial.SignalBelowFp16Normal] / t[Partial.SignalNonzero];
+            }
             if (t[Partial.ActivationHits] > 0 && t[Partial.ActivationCount] > 0)
             {
                 double n = t[Partial.ActivationCount], m = t[Partial.ActivationSum] / n;
@@ -942,6 +963,8 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
                 GradientBelowFp16Subnormal = r.Fp16Subnormal,
                 GradientBelowFp16Normal = r.Fp16Normal,
                 UpdatesSwallowedByBf16 = r.Bf16Swallowed,
+                SignalBelowFp16Subnormal = r.SignalFp16Subnormal,
+                SignalBelowFp16Normal = r.SignalFp16Normal,
                 NonFinite = r.NonFinite,
             };
         }
@@ -994,11 +1017,11 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         {
             Signal = double.NaN, Gain = double.NaN, GradNorm = double.NaN, GradMaxAbs = double.NaN, ActMean = double.NaN,
             ActStd = double.NaN, Saturation = double.NaN, DeadUnits = double.NaN, UpdateRatio = double.NaN, NormMean = double.NaN, NormVar = double.NaN,
-            Fp16Subnormal = double.NaN, Fp16Normal = double.NaN, Bf16Swallowed = double.NaN,
+            Fp16Subnormal = double.NaN, Fp16Normal = double.NaN, Bf16Swallowed = double.NaN, SignalFp16Subnormal = double.NaN, SignalFp16Normal = double.NaN,
         };
 
         public double Signal, Gain, GradNorm, GradMaxAbs, ActMean, ActStd, Saturation, DeadUnits, UpdateRatio, NormMean, NormVar;
-        public double Fp16Subnormal, Fp16Normal, Bf16Swallowed;
+        public double Fp16Subnormal, Fp16Normal, Bf16Swallowed, SignalFp16Subnormal, SignalFp16Normal;
         public long NonFinite;
     }
 

@@ -58,6 +58,8 @@ public static class MonitorLog
                 Num(sb, "bn_running_var", l.NormRunningVar);
             }
             Num(sb, "update_ratio", l.UpdateRatio);
+            Num(sb, "signal_below_fp16_subnormal", l.SignalBelowFp16Subnormal);
+            Num(sb, "signal_below_fp16_normal", l.SignalBelowFp16Normal);
             Num(sb, "grad_below_fp16_subnormal", l.GradientBelowFp16Subnormal);
             Num(sb, "grad_below_fp16_normal", l.GradientBelowFp16Normal);
             Num(sb, "update_bf16_swallowed", l.UpdatesSwallowedByBf16);

@@ -98,6 +98,9 @@ public sealed class PrecisionLossTests
         Assert.All(plain.Layers, l => Assert.True(l.GradientBelowFp16Subnormal < 0.05, $"layer {l.LayerIndex}: {l.GradientBelowFp16Subnormal}"));
         Assert.All(tiny.Layers, l => Assert.True(l.GradientBelowFp16Subnormal > 0.95, $"layer {l.LayerIndex}: {l.GradientBelowFp16Subnormal}"));
         Assert.All(tiny.Layers, l => Assert.True(l.GradientBelowFp16Normal >= l.GradientBelowFp16Subnormal));
+        // the backpropagated signal dL/dh scales with the loss too
+        Assert.All(plain.Layers, l => Assert.True(l.SignalBelowFp16Subnormal < 0.05, $"layer {l.LayerIndex}: {l.SignalBelowFp16Subnormal}"));
+        Assert.All(tiny.Layers, l => Assert.True(l.SignalBelowFp16Subnormal > 0.95, $"layer {l.LayerIndex}: {l.SignalBelowFp16Subnormal}"));
         // with the loss scaled by 1e-4, SGD's updates are about 1e-7 of the weights: float32 registers them (its half
         // ulp is 3e-8 of a weight at most) but a bf16 weight (half ulp at least 2e-3 of it) would not move
         var small = Step(1e-4, 1e-2);
@@ -106,6 +109,7 @@ public sealed class PrecisionLossTests
         string line = MonitorLog.ToJsonLine(tiny);
         Assert.Contains("\"grad_below_fp16_subnormal\":", line);
         Assert.Contains("\"update_bf16_swallowed\":", line);
+        Assert.Contains("\"signal_below_fp16_subnormal\":", line);
     }
 
     [Fact]
