@@ -29,6 +29,9 @@ public static partial class Diagnoser
         // (only finite samples: a blown-up step's signal says nothing about how it decays)
         if (recurrent) window = window.Where(s => TopTimeSignal(s) is not null && s.NonFinite == 0 && double.IsFinite(s.GlobalGradientNorm)).ToArray();
         double ratio = recurrent ? Median(window.Select(TimeRatio)) : Median(window.Select(s => s.GradientRatio));
+        // saturated or dead units, and a swinging loss, are a problem when they stop the learning: not while the loss is far
+        // below chance (the swings of a small loss are minibatch noise on a task being learnt)
+        bool farBelowChance = double.IsFinite(chanceLoss) && Median(window.Select(TrendLoss)) < settings.HarmlessBelowChance * chanceLoss;
 
         if (nonFiniteLoss is not null || samples.Any(s => s.NonFinite > 0 || !double.IsFinite(s.Loss) && !double.IsNaN(s.Loss)))
             problems.Add(NonFinite(samples, facts, nonFiniteOrigin, nonFiniteLoss));
@@ -45,11 +48,9 @@ public static partial class Diagnoser
             var exploding = Exploding(window, facts, ratio, settings, nonFiniteLoss is null ? 1 : LossGrowth(recentLosses),
                 preflight ? window[^1].Layers.Select(l => l.UpdateRatio).Where(double.IsFinite).DefaultIfEmpty(0).Max() : 0);
             if (exploding is not null) problems.Add(exploding);
-            // saturated or dead units are a problem when they stop the learning: not while the loss is far below chance
-            bool learning = double.IsFinite(chanceLoss) && Median(window.Select(TrendLoss)) < settings.HarmlessBelowChance * chanceLoss;
-            var saturation = learning ? null : PerLayer(window, facts, ProblemKind.Saturation, l => l.Saturation, settings.SaturatedFraction, "saturated units");
+            var saturation = farBelowChance ? null : PerLayer(window, facts, ProblemKind.Saturation, l => l.Saturation, settings.SaturatedFraction, "saturated units");
             if (saturation is not null) problems.Add(saturation);
-            var dead = learning ? null : PerLayer(window, facts, ProblemKind.DyingRelu, l => l.DeadUnits, settings.DeadFraction, "dead units");
+            var dead = farBelowChance ? null : PerLayer(window, facts, ProblemKind.DyingRelu, l => l.DeadUnits, settings.DeadFraction, "dead units");
             if (dead is not null) problems.Add(dead);
         }
         if (window.Length > 0 && AboveChance(window, facts, settings) is { } above)
@@ -62,9 +63,6 @@ public static partial class Diagnoser
         var trend = samples.Where(s => double.IsFinite(TrendLoss(s))).ToArray();
         if (trend.Length >= settings.TrendSamples)
         {
-            // a loss that swings while far below chance is minibatch noise on a task being learnt (as with saturated
-            // or dead units above): the swings are large only against a loss that is already small
-            bool farBelowChance = double.IsFinite(chanceLoss) && Median(trend.TakeLast(settings.Window).Select(TrendLoss)) < settings.HarmlessBelowChance * chanceLoss;
             var oscillating = farBelowChance ? null : Oscillating(trend, facts, settings);
             if (oscillating is not null) problems.Add(oscillating);
             else

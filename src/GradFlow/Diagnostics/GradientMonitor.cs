@@ -354,19 +354,15 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
             _signalHooks[i] = g =>
             {
                 if (!_sampling) return;
-                var (sumSq, _, bad) = _stats.Measure(g);
+                var (sumSq, _, bad) = _stats.Measure(g, countFp16: true, out var fp16);
                 var p = _partial.AsSpan(_partialOffset[layer]);
                 p[Partial.SignalHits]++;
                 p[Partial.SignalSumSq] += sumSq;
                 p[Partial.SignalCount] += g.Count;
                 p[Partial.NonFinite] += bad;
-                if (g.Storage is float[] data)
-                {
-                    var (nonzero, belowSubnormal, belowNormal) = PrecisionLoss.Fp16Underflow(data.AsSpan(0, g.Count));
-                    p[Partial.SignalNonzero] += nonzero;
-                    p[Partial.SignalBelowFp16Subnormal] += belowSubnormal;
-                    p[Partial.SignalBelowFp16Normal] += belowNormal;
-                }
+                p[Partial.SignalNonzero] += fp16.Nonzero;
+                p[Partial.SignalBelowFp16Subnormal] += fp16.BelowSubnormal;
+                p[Partial.SignalBelowFp16Normal] += fp16.BelowNormal;
             };
             var l = _layers[i];
             if (l.RecurrentLayer >= 0)

@@ -36,7 +36,7 @@ internal sealed class StatisticsKernel
     }
 
     /// <summary>
-    /// <see cref="Measure"/> of every tensor of <paramref name="tensors"/> (null entries are skipped and
+    /// <see cref="Measure(Tensor)"/> of every tensor of <paramref name="tensors"/> (null entries are skipped and
     /// give (0, 0, 0)); the float32 ones are cut into chunks that run as one job. For float32 tensors
     /// <paramref name="fp16"/> (when not empty) receives <see cref="PrecisionLoss.Fp16Underflow(ReadOnlySpan{float})"/>'s
     /// counts, taken while each chunk is in cache (float64 tensors in one pass of their own).
@@ -119,25 +119,38 @@ internal sealed class StatisticsKernel
     }
 
     /// <summary>(Σx², max|x|, non-finite count) in double; Σx² skips non-finite elements and is +∞ when there are any.</summary>
-    public (double SumSq, double MaxAbs, long NonFinite) Measure(Tensor t)
+    public (double SumSq, double MaxAbs, long NonFinite) Measure(Tensor t) => Measure(t, countFp16: false, out _);
+
+    /// <summary>
+    /// <see cref="Measure(Tensor)"/>, and with <paramref name="countFp16"/> also <see cref="PrecisionLoss.Fp16Underflow(ReadOnlySpan{float})"/>'s
+    /// counts of <paramref name="t"/>, taken in the same chunked job while each chunk is in cache.
+    /// </summary>
+    public (double SumSq, double MaxAbs, long NonFinite) Measure(Tensor t, bool countFp16, out (long Nonzero, long BelowSubnormal, long BelowNormal) fp16)
     {
+        fp16 = default;
         if (t.Count == 0) return (0, 0, 0);
         if (t.Storage is not float[] data)
         {
             var d = t.ToDoubleArray();
+            if (countFp16) fp16 = PrecisionLoss.Fp16Underflow(d);
             long badD = d.Count(x => !double.IsFinite(x));
             return (badD > 0 ? double.PositiveInfinity : d.Sum(x => x * x), d.Where(double.IsFinite).Select(Math.Abs).DefaultIfEmpty(0).Max(), badD);
         }
+        _countFp16 = countFp16;
         Run(data, t.Count, moments: false);
         double sumSq = 0, maxAbs = 0;
-        long bad = 0;
+        long bad = 0, nonzero = 0, sub = 0, normal = 0;
         int chunks = Chunks(t.Count);
         for (int c = 0; c < chunks; c++)
         {
             sumSq += _a[c];
             maxAbs = Math.Max(maxAbs, _b[c]);
             bad += _bad[c];
+            nonzero += _fp16[c].Nonzero;
+            sub += _fp16[c].BelowSubnormal;
+            normal += _fp16[c].BelowNormal;
         }
+        if (countFp16) fp16 = (nonzero, sub, normal);
         return (bad > 0 ? double.PositiveInfinity : sumSq, maxAbs, bad);
     }
 
@@ -168,6 +181,7 @@ internal sealed class StatisticsKernel
             _b = new double[chunks];
             _bad = new long[chunks];
         }
+        if (_fp16.Length < chunks) _fp16 = new (long, long, long)[Math.Max(chunks, _a.Length)];
         _data = data;
         _count = count;
         _moments = moments;
@@ -180,7 +194,11 @@ internal sealed class StatisticsKernel
         int start = c * Chunk, length = Math.Min(Chunk, _count - start);
         var x = _data.AsSpan(start, length);
         if (_moments) ChunkMoments(x, out _a[c], out _b[c], out _bad[c]);
-        else ChunkNorms(x, out _a[c], out _b[c], out _bad[c]);
+        else
+        {
+            ChunkNorms(x, out _a[c], out _b[c], out _bad[c]);
+            _fp16[c] = _countFp16 ? PrecisionLoss.Fp16Underflow(x) : default;
+        }
     }
 
     private static void ChunkNorms(ReadOnlySpan<float> x, out double sumSq, out double maxAbs, out long bad)
