@@ -18,6 +18,8 @@ internal static class EvaluateCommand
     public static readonly Option<int?> TrialSteps = Opt.Int("trial-steps", "replace the catalogue's trial length (the diagnosis trial and each repair trial)");
     public static readonly Option<int?> Jobs = Opt.Jobs("configurations run at once (the figures are the same for any N)");
     public static readonly Option<string?> Out = Opt.String("out", "write the Markdown tables", "FILE.md");
+    public static readonly Option<string?> TrialsOut = Opt.String("trials-out",
+        "write each diagnosis trial's run directory (config, metrics.jsonl, diagnosis.json) to DIR/ENTRY-sSEED, for 'gradflow report' or analysis", "DIR");
 
     public static Command Declare()
     {
@@ -28,7 +30,7 @@ internal static class EvaluateCommand
             "reach 0.9 of the way from chance to the best run of the same task, optimiser family and budget. A config that two repairs, or a repair " +
             "and a reference, reach is trained once (per process). Under 'mpirun -np N' the runs go to the processes as they free up, and the " +
             "output is the same as from one process. Exit code: 0 when done, 1 error, 2 usage.")
-        { CatalogueFile, Split, Repair, Only, Seeds, TrialSteps, Jobs, Out };
+        { CatalogueFile, Split, Repair, Only, Seeds, TrialSteps, Jobs, Out, TrialsOut };
         command.Validators.Add(r =>
         {
             if (r.Valid(TrialSteps) is int steps and < 1) r.AddError($"--trial-steps must be at least 1, got {steps}.");
@@ -58,7 +60,7 @@ internal static class EvaluateCommand
         if (split is not null && catalogue.Entries.All(e => e.Split is null)) throw new UsageException($"gradflow evaluate: --split: {path} has no split (a generated catalogue has).");
         var report = CatalogueEvaluator.Evaluate(catalogue, o.Has(Repair),
             filter: e => (split is null || e.Split == split) && (only is null || only.Any(n => e.Name.Contains(n, StringComparison.Ordinal))),
-            progress: run => stdout.WriteLine(Line(run)), jobs: jobs, world: world);
+            progress: run => stdout.WriteLine(Line(run)), jobs: jobs, world: world, trialsDirectory: o.GetValue(TrialsOut));
         if (world.Rank > 0) return 0;
         stdout.WriteLine();
         stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,

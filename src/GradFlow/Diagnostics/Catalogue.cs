@@ -358,7 +358,8 @@ public static class CatalogueEvaluator
     /// Evaluates <paramref name="catalogue"/>; <paramref name="progress"/> sees each run, in catalogue
     /// order, as soon as it and every run before it are done. <paramref name="jobs"/> runs that many
     /// entry-and-seed runs at once, each on its own thread (the report is the same for any count: every
-    /// run is a function of its config and seed).
+    /// run is a function of its config and seed). With <paramref name="trialsDirectory"/>, each diagnosis trial's run directory
+    /// (config, metrics, <c>diagnosis.json</c>) is written to <c>trialsDirectory/ENTRY-sSEED</c>.
     /// </summary>
     /// <remarks>
     /// With a <paramref name="world"/> of several processes (<c>mpirun -np N gradflow evaluate</c>), every process calls it with the
@@ -369,7 +370,7 @@ public static class CatalogueEvaluator
     /// </remarks>
     public static CatalogueReport Evaluate(Catalogue catalogue, bool repair = false, DiagnosisSettings? settings = null,
         Func<CatalogueEntry, bool>? filter = null, Action<CatalogueRun>? progress = null, CancellationToken cancellation = default, int jobs = 1,
-        ICommunicator? world = null)
+        ICommunicator? world = null, string? trialsDirectory = null)
     {
         ArgumentNullException.ThrowIfNull(catalogue);
         ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
@@ -391,7 +392,8 @@ public static class CatalogueEvaluator
             var config = entry.Config with { Seed = seed };
             var bundle = data.For(config);
             var (preflight, preflightSample) = Trials.Preflight(config, bundle, settings);
-            var trial = Trials.Run(config, Math.Min(catalogue.TrialSteps, Budget(config, bundle)), every: 10, bundle, settings: settings, cancellation: cancellation);
+            var trial = Trials.Run(config, Math.Min(catalogue.TrialSteps, Budget(config, bundle)), every: 10, bundle, settings: settings, cancellation: cancellation,
+                runDirectory: trialsDirectory is null ? null : Path.Combine(trialsDirectory, $"{entry.Name}-s{seed}"));
             RepairResult? repaired = null;
             double accuracy = double.NaN, reference = double.NaN;
             double repairedScore = double.NaN;

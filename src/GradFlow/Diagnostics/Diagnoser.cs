@@ -69,6 +69,7 @@ public static partial class Diagnoser
             {
                 var stalled = Stalled(trend, facts, settings, problems);
                 if (stalled is not null) problems.Add(stalled);
+                if (stalled is not null && BouncingAtChance(trend, facts, settings) is { } bouncing) problems.Add(bouncing);
             }
         }
         if (facts.Transformer is not null) TransformerRules(problems, samples, facts, settings);
@@ -447,6 +448,39 @@ public static partial class Diagnoser
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
             Summary = string.Create(CultureInfo.InvariantCulture, $"oscillating loss: {flipFraction:P0} of successive changes flip sign, RMS change {amplitude:P0} of the mean loss"),
             Evidence = new Dictionary<string, double> { ["sign_flip_fraction"] = flipFraction, ["relative_amplitude"] = amplitude },
+            Causes = causes.OrderByDescending(c => c.Score).ToArray(),
+            Remedies = [f.LearningRateRemedy(), new RemedySuggestion("clip:1", "clip the global gradient norm at 1", [])],
+        };
+    }
+
+    /// <summary>
+    /// A loss that stays at the chance level while it swings back and forth and the weights move a large fraction of
+    /// themselves per step: the steps are too large to descend, so the loss bounces instead of falling (the oscillating
+    /// mechanism of <see cref="OutcomeLabeler.Mechanisms"/>, read over the trial's recent samples). Its swings are small
+    /// next to the loss itself, which is why <see cref="Oscillating"/>'s amplitude test does not see it.
+    /// </summary>
+    private static Problem? BouncingAtChance(MonitorSample[] trend, ModelFacts f, DiagnosisSettings s)
+    {
+        if (!double.IsFinite(f.ChanceLoss)) return null;
+        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(TrendLoss).ToArray();
+        if (recent.Length < 3 || !(recent.Skip(recent.Length / 2).Average() >= s.ChanceStall * f.ChanceLoss)) return null;
+        var d = recent.Zip(recent.Skip(1), (a, b) => b - a).ToArray();
+        double flipFraction = (double)d.Zip(d.Skip(1), (a, b) => Math.Sign(a) * Math.Sign(b) < 0 ? 1 : 0).Sum() / (d.Length - 1);
+        double update = trend.SelectMany(t => t.Layers.Select(l => l.UpdateRatio)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
+        if (flipFraction < s.OscillationSignFlips || !(update > s.BouncingUpdateRatio)) return null;
+        var causes = new List<Cause>();
+        f.AddLearningRate(causes);
+        if (causes.Count == 0)
+            causes.Add(new Cause("learning rate too large for the curvature", 2, string.Create(CultureInfo.InvariantCulture, $"learning rate {f.Config.LearningRate:G3}: update ratio up to {update:G2}")));
+        return new Problem
+        {
+            Kind = ProblemKind.OscillatingLoss,
+            Severity = 0.02,
+            Layers = [],
+            Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
+            Summary = string.Create(CultureInfo.InvariantCulture,
+                $"loss bouncing at the chance level: {flipFraction:P0} of successive changes flip sign (threshold {s.OscillationSignFlips:P0}) while a step moves the weights by up to {update:G2} of their norm (threshold {s.BouncingUpdateRatio:G2}): the steps are too large to descend"),
+            Evidence = new Dictionary<string, double> { ["sign_flip_fraction"] = flipFraction, ["max_update_ratio"] = update, ["loss_over_chance"] = recent.Skip(recent.Length / 2).Average() / f.ChanceLoss },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = [f.LearningRateRemedy(), new RemedySuggestion("clip:1", "clip the global gradient norm at 1", [])],
         };

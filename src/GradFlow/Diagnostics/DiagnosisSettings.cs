@@ -44,6 +44,9 @@ public sealed record DiagnosisSettings
     /// <summary>The oscillation amplitude is measured against the recent mean loss, but at least this fraction of the first sample's loss (changes of a nearly solved task are not oscillation).</summary>
     public double OscillationFloor { get; init; } = 0.01;
 
+    /// <summary>A loss at the chance level whose changes flip sign this often (<see cref="OscillationSignFlips"/>) while some step moved a layer's weights by more than this fraction of their norm is bouncing, not descending (the labeller's oscillating mechanism).</summary>
+    public double BouncingUpdateRatio { get; init; } = 0.1;
+
     /// <summary>Update ratio ||ΔW||/||W|| above which the learning rate counts as too large (rule of thumb: about 1e-3 is healthy).</summary>
     public double LargeUpdateRatio { get; init; } = 1e-1;
 
