@@ -104,10 +104,10 @@ public sealed record DiagnosisSettings
         [ProblemKind.VanishingGradient] = (38, 43),
         [ProblemKind.ExplodingGradient] = (12, 13),
         [ProblemKind.Saturation] = (7, 7),
-        [ProblemKind.DyingRelu] = (5, 5),
+        [ProblemKind.DyingRelu] = (6, 6),
         [ProblemKind.NonFinite] = (5, 5),
         [ProblemKind.StalledLoss] = (73, 82),
-        [ProblemKind.OscillatingLoss] = (1, 1),
+        [ProblemKind.OscillatingLoss] = (14, 15),
     };
 
     /// <summary>

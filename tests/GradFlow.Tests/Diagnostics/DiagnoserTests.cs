@@ -225,6 +225,28 @@ public class DiagnoserTests
         Assert.Contains(Diagnoser.Diagnose(samples, Teacher("mlp 64-8-4")).Problems, p => p.Kind == ProblemKind.OscillatingLoss);
     }
 
+    [Theory]
+    [InlineData(0.30, 1.00, true)]  // swings of ±2 % at chance while a step moves a layer's weights by 30 %: bouncing
+    [InlineData(0.05, 1.00, false)] // the same loss with steps of 5 %: a plateau, stalled only
+    [InlineData(0.30, 0.50, false)] // large steps at half of chance: the loss is being learnt
+    public void BouncingAtChance_IsOscillationBesideTheStall(double updateRatio, double level, bool expected)
+    {
+        double chance = Math.Log(4);
+        var samples = Enumerable.Range(0, 12).Select(i => new MonitorSample
+        {
+            Step = i * 10, Loss = level * chance * (i % 2 == 0 ? 0.99 : 1.01), GlobalGradientNorm = 1,
+            Layers = [.. Enumerable.Range(1, 2).Select(l => new LayerStats { LayerIndex = l, BackpropagatedSignalRms = 1, UpdateRatio = updateRatio })],
+        }).ToArray();
+        var d = Diagnoser.Diagnose(samples, Teacher("mlp 64-8-4"), chanceLoss: chance);
+        var bouncing = d.Problems.Where(p => p.Kind == ProblemKind.OscillatingLoss).ToArray();
+        Assert.Equal(expected, bouncing.Length == 1);
+        if (level >= 0.92) Assert.Contains(d.Problems, p => p.Kind == ProblemKind.StalledLoss);
+        if (!expected) return;
+        Assert.Equal(1.0, bouncing[0].Evidence["sign_flip_fraction"]);
+        Assert.Equal(updateRatio, bouncing[0].Evidence["max_update_ratio"]);
+        Assert.StartsWith("lr:", bouncing[0].Remedies[0].Id);
+    }
+
     [Fact]
     public void Preflight_HighLearningRate_ForecastsDivergenceFromThePredictedStep_AndSizesTheRemedy()
     {
