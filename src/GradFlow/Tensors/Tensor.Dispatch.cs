@@ -15,10 +15,28 @@ public sealed partial class Tensor
     internal static Tensor Map(string op, Tensor x, SpanMap<float> f, SpanMap<double> d)
     {
         var y = Uninitialized(op, x, x._shape);
+        int n = y.Count;
+        if (n >= KernelThreads.SerialBelow && KernelThreads.Count > 1)
+        {
+            if (x.Storage is float[]) KernelThreads.Run(Chunks(n), t => { var (lo, len) = Chunk(t, n); f(x.Span<float>().Slice(lo, len), y.Span<float>().Slice(lo, len)); });
+            else KernelThreads.Run(Chunks(n), t => { var (lo, len) = Chunk(t, n); d(x.Span<double>().Slice(lo, len), y.Span<double>().Slice(lo, len)); });
+            return y;
+        }
         if (x.Storage is float[]) f(x.Span<float>(), y.Span<float>());
         else d(x.Span<double>(), y.Span<double>());
         return y;
     }
+
+    /// <summary>
+    /// Elements per task of a large element-wise kernel on the kernel threads: a multiple of every vector width, so
+    /// each chunk but the last runs whole vectors and the last has the unchunked tail — the same bits as one pass,
+    /// for any thread count.
+    /// </summary>
+    private const int ElementwiseChunk = 1 << 15;
+
+    private static int Chunks(int n) => (n + ElementwiseChunk - 1) / ElementwiseChunk;
+
+    private static (int Start, int Length) Chunk(int t, int n) => (t * ElementwiseChunk, Math.Min(ElementwiseChunk, n - t * ElementwiseChunk));
 
     /// <summary>Applies a kernel to two tensors of the same shape and type.</summary>
     internal static Tensor Zip(string op, Tensor a, Tensor b, SpanZip<float> f, SpanZip<double> d)
@@ -27,6 +45,15 @@ public sealed partial class Tensor
         if (!Shapes.Equal(a._shape, b._shape))
             throw new ArgumentException($"{op}: shapes {Shapes.Format(a._shape)} and {Shapes.Format(b._shape)} must be equal.");
         var y = Uninitialized(op, a, a._shape);
+        int n = y.Count;
+        if (n >= KernelThreads.SerialBelow && KernelThreads.Count > 1)
+        {
+            if (a.Storage is float[])
+                KernelThreads.Run(Chunks(n), t => { var (lo, len) = Chunk(t, n); f(a.Span<float>().Slice(lo, len), b.Span<float>().Slice(lo, len), y.Span<float>().Slice(lo, len)); });
+            else
+                KernelThreads.Run(Chunks(n), t => { var (lo, len) = Chunk(t, n); d(a.Span<double>().Slice(lo, len), b.Span<double>().Slice(lo, len), y.Span<double>().Slice(lo, len)); });
+            return y;
+        }
         if (a.Storage is float[]) f(a.Span<float>(), b.Span<float>(), y.Span<float>());
         else d(a.Span<double>(), b.Span<double>(), y.Span<double>());
         return y;

@@ -1,0 +1,44 @@
+using GradFlow.Autograd;
+using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
+
+namespace GradFlow.Tests.Tensors;
+
+/// <summary>
+/// Large element-wise ops run in fixed chunks on the kernel threads (Tensor.Map and Tensor.Zip): the values must be the
+/// bits of one pass over the whole tensor, forward and backward, in float and double, whatever the thread count.
+/// </summary>
+public class ElementwiseThreadsTests
+{
+    // two whole chunks and a partial one with a tail shorter than any vector; and just above the serial floor
+    [Theory]
+    [InlineData(3 * 32768 + 13, DType.Float32)]
+    [InlineData(3 * 32768 + 13, DType.Float64)]
+    [InlineData(65536 + 1, DType.Float32)]
+    public void ChunkedOnTwoThreads_GivesTheBitsOfOnePass(int n, DType dtype)
+    {
+        Func<Tensor, Tensor>[] ops =
+        [
+            t => t.Gelu(), t => t.Gelu(GeluApproximation.Tanh), t => t.Relu(), t => t.Sigmoid(), t => t.Tanh(), t => t.Silu(),
+            t => t.LeakyRelu(0.1), t => t.Mish(),
+        ];
+        foreach (var op in ops)
+        {
+            (double[] Y, double[] Dx) Run()
+            {
+                var gen = new Generator(7);
+                var x = Tensor.Normal(gen, 0, 3, dtype, n);
+                x.RequiresGrad = true;
+                var g = Tensor.Normal(gen, 0, 1, dtype, n);
+                var y = op(x);
+                y.Backward(g);
+                return (y.Detach().ToDoubleArray(), x.Grad!.ToDoubleArray());
+            }
+            var (one, two) = KernelThreadCounts.OneAndTwo(Run);
+            Assert.Equal(one.Y, two.Y);
+            Assert.Equal(one.Dx, two.Dx);
+            // and the values are the op's, not a chunk's neighbour's: y is odd or monotone in x, so no two ops agree everywhere
+            Assert.NotEqual(one.Y, one.Dx);
+        }
+    }
+}
