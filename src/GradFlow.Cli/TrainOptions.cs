@@ -49,6 +49,8 @@ internal static class TrainOptions
     public static readonly Option<double?> ClipValue = Opt.Double("clip-value", "clip gradient elements to +-X");
     public static readonly Option<double?> ClipAgc = Opt.Double("clip-agc", "adaptive gradient clipping with factor X");
     public static readonly Option<double?> LabelSmoothing = Opt.Double("label-smoothing", "cross-entropy label smoothing");
+    public static readonly Option<PrecisionKind?> Precision = Opt.Enum<PrecisionKind>("precision",
+        "matrix products in fp32 (default) or bf16: operands rounded to bfloat16, float32 accumulation, float32 master weights and optimiser state");
     public static readonly Option<int?> AugmentCrop = Opt.Int("augment-crop", "image models: random crop of the training images with P pixels of zero padding (seeded; evaluation is not augmented)", "P");
     public static readonly Option<double?> AugmentFlip = Opt.Double("augment-flip", "image models: horizontal flip of training images with probability P", "P");
     // run
@@ -66,7 +68,7 @@ internal static class TrainOptions
     public static readonly Option[] Config =
     [
         Model, ModelFile, Data, Target, Task, TestData, TestFraction, NoStandardize, Stream, ImageSize, Channels, SeqLen, DataDir, TrainLimit, TestLimit,
-        Optimizer, Lr, Momentum, WeightDecay, Schedule, Warmup, Epochs, BatchSize, MaxSteps, ClipNorm, ClipValue, ClipAgc, LabelSmoothing,
+        Optimizer, Lr, Momentum, WeightDecay, Schedule, Warmup, Epochs, BatchSize, MaxSteps, ClipNorm, ClipValue, ClipAgc, LabelSmoothing, Precision,
         AugmentCrop, AugmentFlip, Seed, Threads, MicroBatches, SyncBatchNorm, ConfigFile, MonitorEvery,
     ];
 
@@ -108,6 +110,7 @@ internal static class TrainOptions
             ClipValue = r.GetValue(ClipValue) ?? c.ClipValue,
             ClipAgc = r.GetValue(ClipAgc) ?? c.ClipAgc,
             LabelSmoothing = r.GetValue(LabelSmoothing) ?? c.LabelSmoothing,
+            Precision = r.GetValue(Precision) ?? c.Precision,
             AugmentPadding = r.GetValue(AugmentCrop) ?? c.AugmentPadding,
             AugmentFlip = r.GetValue(AugmentFlip) ?? c.AugmentFlip,
             Seed = r.GetValue(Seed) ?? c.Seed,

@@ -93,7 +93,8 @@ public static class Gemm
         if (m == 0 || n == 0) return;
         fixed (float* pa = a, pb = b, pc = c, pbias = bias)
         {
-            var p = new Problem<float>(1, transA, transB, m, n, k, alpha, pa, lda, 0, pb, ldb, 0, 0f, pc, ldc, 0, hasBias ? pbias : null, activation);
+            var p = new Problem<float>(1, transA, transB, m, n, k, alpha, pa, lda, 0, pb, ldb, 0, 0f, pc, ldc, 0, hasBias ? pbias : null, activation)
+                { RoundBf16 = BFloat16.Operands };
             if (k == 0 || alpha == 0)
             {
                 for (int i = 0; i < m; i++)
@@ -149,7 +150,8 @@ public static class Gemm
         if (count == 0 || m == 0 || n == 0) return;
         fixed (float* pa = a, pb = b, pc = c)
         {
-            var p = new Problem<float>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC);
+            var p = new Problem<float>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC)
+                { RoundBf16 = BFloat16.Operands };
             switch (isa)
             {
                 case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p, path); break;
@@ -262,9 +264,12 @@ internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, 
     public readonly T* A = a, B = b, C = c;
     public readonly long StrideA = strideA, StrideB = strideB, StrideC = strideC;
 
+    /// <summary>Round the packed operands to bf16 (float32 only; <see cref="BFloat16.Operands"/> when the call was made).</summary>
+    public bool RoundBf16 { get; init; }
+
     /// <summary>The same problem restricted to batch item <paramref name="i"/>.</summary>
     public Problem<T> Item(int i) => new(1, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, 0, B + i * StrideB, Ldb, 0,
-        Beta, C + i * StrideC, Ldc, 0, Bias, Activation);
+        Beta, C + i * StrideC, Ldc, 0, Bias, Activation) { RoundBf16 = RoundBf16 };
 }
 
 /// <summary>

@@ -80,7 +80,8 @@ internal static unsafe class GemmDriver<T, TKernel>
         int panelsM = (p.M + mr - 1) / mr;
         int mTasks = (panelsM + TKernel.MC / mr - 1) / (TKernel.MC / mr);
         if (mTasks > 1 && (mTasks & 1) == 1 && mTasks < panelsM) mTasks++;
-        if (TKernel.HasDirect && (path == GemmPath.Direct || path == GemmPath.Auto && UseDirect(p, mTasks)))
+        // the small-GEMM loops read the operands in place: bf16 operands need the packed loops, which round as they pack
+        if (TKernel.HasDirect && !p.RoundBf16 && (path == GemmPath.Direct || path == GemmPath.Auto && UseDirect(p, mTasks)))
         {
             Direct(p, parallel);
             return;
@@ -258,8 +259,18 @@ internal static unsafe class GemmDriver<T, TKernel>
         /// <summary>The bias row vector while the first k block is applied (C is then written as A·B + bias), else null.</summary>
         private T* _bias;
 
-        /// <summary>Packs B column panels [16t, 16t + 16) of the current block.</summary>
+        /// <summary>Packs B column panels [16t, 16t + 16) of the current block (rounded to bf16 when the problem asks).</summary>
         public void PackB(int t)
+        {
+            PackBPanels(t);
+            if (_p.RoundBf16)
+            {
+                int first = 16 * t, end = Math.Min(_panelsN, 16 * t + 16);
+                BFloat16.Round((float*)(PackedB + (nint)first * TKernel.NR * _kc), (end - first) * TKernel.NR * _kc, KernelIsa.Best);
+            }
+        }
+
+        private void PackBPanels(int t)
         {
             int nr = TKernel.NR;
             int end = Math.Min(_panelsN, 16 * t + 16);
@@ -308,6 +319,7 @@ internal static unsafe class GemmDriver<T, TKernel>
                     int i0 = ip * mr;
                     GemmPack.PackA(_p.A, _p.Lda, _p.TransA, i0, Math.Min(mr, _p.M - i0), _pc, _kc, mr, packA + (nint)(ip - p0) * mr * _kc);
                 }
+                if (_p.RoundBf16) BFloat16.Round((float*)packA, need, KernelIsa.Best);
                 T* tile = stackalloc T[mr * nr];
                 for (int jp = q0; jp < q1; jp++)
                 {

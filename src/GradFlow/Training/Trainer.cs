@@ -332,6 +332,9 @@ public sealed class Trainer
                 Optimizer.ZeroGrad();
                 double lossValue;
                 long batchCorrect = 0;
+                // --precision bf16: the forward and backward GEMMs multiply bf16-rounded operands (float32 accumulation and
+                // outputs); the master weights, their gradients and the optimiser state stay float32
+                using var precision = BFloat16.OperandsScope(Config.Precision == PrecisionKind.Bf16);
                 if (parallel is null)
                 {
                     var logits = Model.Forward(batch.Inputs);
@@ -461,6 +464,7 @@ public sealed class Trainer
         try
         {
             using var _ = GradMode.NoGrad();
+            using var precision = BFloat16.OperandsScope(Config.Precision == PrecisionKind.Bf16);
             double lossSum = 0;
             long correct = 0;
             var loader = new DataLoader(data, 1000, shuffle: false);

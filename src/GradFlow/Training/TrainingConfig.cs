@@ -31,6 +31,18 @@ public enum ScheduleKind
     Step,
 }
 
+/// <summary>The arithmetic of a training run's matrix products.</summary>
+public enum PrecisionKind
+{
+    /// <summary>float32 throughout.</summary>
+    Fp32,
+    /// <summary>
+    /// Mixed precision: the operands of every float32 GEMM (linear layers, attention, the convolutions that run as GEMMs)
+    /// rounded to bfloat16, products accumulated in float32; float32 master weights, gradients and optimiser state.
+    /// </summary>
+    Bf16,
+}
+
 /// <summary>
 /// Everything needed to re-run a training run (written as <c>config.json</c> in the run directory and
 /// accepted back by <c>gradflow train --config</c>). The model is any network description: a
@@ -129,6 +141,9 @@ public sealed record TrainingConfig
 
     /// <summary>Cross-entropy label smoothing.</summary>
     public double LabelSmoothing { get; init; }
+
+    /// <summary>The arithmetic of the matrix products (<see cref="PrecisionKind"/>; default float32).</summary>
+    public PrecisionKind Precision { get; init; }
 
     /// <summary>Image augmentation of the training batches: random crop with this zero padding on every side (0 = none). Evaluation is never augmented.</summary>
     public int AugmentPadding { get; init; }
