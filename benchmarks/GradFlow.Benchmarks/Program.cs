@@ -56,7 +56,7 @@ return 0;
 
 /// <summary>Command line: workload names/prefixes, --threads and the reference's timing knobs.</summary>
 internal sealed record Options(List<string> Names, int Threads, int Blocks, double BlockSeconds, double WarmupSeconds,
-    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = true, bool FmaPeak = false, bool AllGather = false)
+    double MaxInterference, int Retries, double QuietPct, double MaxWait, string? Child, bool Profile = false, bool ReleaseIntermediates = true, bool FmaPeak = false, bool AllGather = false, bool Bf16 = false)
 {
     public static Options? Parse(string[] args)
     {
@@ -68,13 +68,14 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] | --profile [mlp|recurrent|fusion|kernel|blocking|conv|cnn|resnet20] [--threads T] | --fma-peak [--threads T] | --allgather (under mpirun)");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] [--bf16] | --profile [mlp|recurrent|fusion|kernel|blocking|conv|cnn|resnet20] [--threads T] | --fma-peak [--threads T] | --allgather (under mpirun)");
                 return null;
             }
             if (a == "--profile") { o = o with { Profile = true }; continue; }
             if (a == "--fma-peak") { o = o with { FmaPeak = true }; continue; }
             if (a == "--allgather") { o = o with { AllGather = true }; continue; }
             if (a == "--default-backward") { o = o with { ReleaseIntermediates = false }; continue; }
+            if (a == "--bf16") { o = o with { Bf16 = true }; continue; }
             if (i + 1 >= args.Length) { Console.Error.WriteLine($"{a} needs a value"); return null; }
             string v = args[++i];
             if (a == "--child") { o = o with { Child = v }; continue; }
@@ -385,7 +386,10 @@ internal static class Harness
         double baseRss = RssMb("VmRSS:");
         var w = Workloads.All.First(x => x.Name == name);
         var result = new Dictionary<string, object> { ["name"] = name };
-        foreach (var (k, v) in w.Run(o)) result[k] = v;
+        // --bf16: every float32 GEMM of the workload multiplies bf16-rounded operands (gradflow train --precision bf16)
+        using (BFloat16.OperandsScope(o.Bf16))
+            foreach (var (k, v) in w.Run(o)) result[k] = v;
+        result["precision"] = o.Bf16 ? "bf16" : "fp32";
         result["blocks"] = o.Blocks;
         result["threads"] = KernelThreads.Count;
         result["base_rss_mb"] = baseRss;
@@ -468,6 +472,7 @@ internal static class Harness
                          "--warmup-seconds", o.WarmupSeconds.ToString(CultureInfo.InvariantCulture) })
                 psi.ArgumentList.Add(arg);
             if (!o.ReleaseIntermediates) psi.ArgumentList.Add("--default-backward");
+            if (o.Bf16) psi.ArgumentList.Add("--bf16");
             using var p = Process.Start(psi)!;
             var output = p.StandardOutput.ReadToEndAsync();
             // A child that outlives its time budget is killed and counts as a failed attempt
