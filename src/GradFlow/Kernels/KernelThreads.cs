@@ -19,7 +19,9 @@ namespace GradFlow.Kernels;
 /// </remarks>
 public static class KernelThreads
 {
-    private static readonly object RunLock = new();
+    // System.Threading.Lock: its TryEnter is one compare-exchange; Monitor.TryEnter on an object took its slow path on every call
+    // here (7 % of an mlp-deep-narrow step's CPU samples, about 100 jobs per step)
+    private static readonly Lock RunLock = new();
     private static readonly object WakeLock = new();
     private static Worker[] _workers = [];
     private static int _generation;
@@ -68,7 +70,7 @@ public static class KernelThreads
     public static void Run(int tasks, Action<int> body)
     {
         if (tasks <= 0) return;
-        if (tasks == 1 || _count == 1 || _inTask || !Monitor.TryEnter(RunLock))
+        if (tasks == 1 || _count == 1 || _inTask || !RunLock.TryEnter())
         {
             RunInline(tasks, body);
             return;
@@ -104,7 +106,7 @@ public static class KernelThreads
         }
         finally
         {
-            Monitor.Exit(RunLock);
+            RunLock.Exit();
         }
     }
 

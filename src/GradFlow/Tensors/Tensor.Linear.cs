@@ -42,7 +42,7 @@ public sealed partial class Tensor
         if (!Enum.IsDefined(activation))
             throw new ArgumentException($"linear: unknown activation {(int)activation}.", nameof(activation));
         int rows = input.Count / inF;
-        var outShape = (int[])input._shape.Clone();
+        var outShape = input._shape.AsSpan().ToArray();
         outShape[^1] = outF;
         var y = Uninitialized("linear", input, outShape);
         if (y.Storage is float[])
