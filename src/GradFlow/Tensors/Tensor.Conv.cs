@@ -54,7 +54,13 @@ public sealed partial class Tensor
         CheckWindow("conv2d", input._shape, (kh, kw), s, p, d);
         var shape = new ConvShape(n, c, h, w, cout, kh, kw, s.H, s.W, p.H, p.W, d.H, d.W, groups);
         var y = Uninitialized("conv2d", input, [n, cout, shape.OH, shape.OW]);
-        if (y.Storage is float[])
+        if (y.Storage is float[] && BFloat16.Operands)
+        {
+            using var xb = new Bf16Copy(input.Span<float>());
+            using var wb = new Bf16Copy(weight.Span<float>());
+            ConvKernels.Forward(shape, xb.Span, wb.Span, bias is null ? default : bias.Span<float>(), y.Span<float>());
+        }
+        else if (y.Storage is float[])
             ConvKernels.Forward(shape, input.Span<float>(), weight.Span<float>(), bias is null ? default : bias.Span<float>(), y.Span<float>());
         else
             ConvKernels.Forward(shape, input.Span<double>(), weight.Span<double>(), bias is null ? default : bias.Span<double>(), y.Span<double>());
@@ -66,13 +72,25 @@ public sealed partial class Tensor
             if (input.RequiresGrad)
             {
                 dx = Uninitialized("conv2d", input, input._shape);
-                if (dx.Storage is float[]) ConvKernels.BackwardInput(shape, weight.Span<float>(), g.Span<float>(), dx.Span<float>());
+                if (dx.Storage is float[] && BFloat16.Operands)
+                {
+                    using var wb = new Bf16Copy(weight.Span<float>());
+                    using var gb = new Bf16Copy(g.Span<float>());
+                    ConvKernels.BackwardInput(shape, wb.Span, gb.Span, dx.Span<float>());
+                }
+                else if (dx.Storage is float[]) ConvKernels.BackwardInput(shape, weight.Span<float>(), g.Span<float>(), dx.Span<float>());
                 else ConvKernels.BackwardInput(shape, weight.Span<double>(), g.Span<double>(), dx.Span<double>());
             }
             if (weight.RequiresGrad)
             {
                 dw = Uninitialized("conv2d", weight, weight._shape);
-                if (dw.Storage is float[]) ConvKernels.BackwardWeight(shape, input.Span<float>(), g.Span<float>(), dw.Span<float>());
+                if (dw.Storage is float[] && BFloat16.Operands)
+                {
+                    using var xb = new Bf16Copy(input.Span<float>());
+                    using var gb = new Bf16Copy(g.Span<float>());
+                    ConvKernels.BackwardWeight(shape, xb.Span, gb.Span, dw.Span<float>());
+                }
+                else if (dw.Storage is float[]) ConvKernels.BackwardWeight(shape, input.Span<float>(), g.Span<float>(), dw.Span<float>());
                 else ConvKernels.BackwardWeight(shape, input.Span<double>(), g.Span<double>(), dw.Span<double>());
             }
             if (bias is not null && bias.RequiresGrad)
@@ -209,5 +227,27 @@ public sealed partial class Tensor
             throw new ArgumentException(
                 $"{op}: kernel {kernel} (dilation {dilation}, effective ({effH}, {effW})) is larger than the padded input ({paddedH}, {paddedW}) (input {Shapes.Format(input)}, padding {padding}).",
                 "kernel_size");
+    }
+
+    /// <summary>
+    /// A bf16-rounded copy of a convolution operand (<c>--precision bf16</c>): every convolution path — direct, flat implicit
+    /// GEMM, Winograd, im2col — then multiplies bf16 values and accumulates in float32, as the GEMMs do. Pooled storage.
+    /// </summary>
+    private readonly ref struct Bf16Copy
+    {
+        private readonly float[] _array;
+        private readonly int _length;
+
+        public Bf16Copy(ReadOnlySpan<float> source)
+        {
+            _length = source.Length;
+            _array = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, _length));
+            source.CopyTo(_array);
+            BFloat16.Round(_array.AsSpan(0, _length));
+        }
+
+        public ReadOnlySpan<float> Span => _array.AsSpan(0, _length);
+
+        public void Dispose() => System.Buffers.ArrayPool<float>.Shared.Return(_array);
     }
 }

@@ -37,7 +37,7 @@ public enum PrecisionKind
     /// <summary>float32 throughout.</summary>
     Fp32,
     /// <summary>
-    /// Mixed precision: the operands of every float32 GEMM (linear layers, attention, the convolutions that run as GEMMs)
+    /// Mixed precision: the operands of every float32 GEMM (linear layers, attention, convolutions)
     /// rounded to bfloat16, products accumulated in float32; float32 master weights, gradients and optimiser state.
     /// </summary>
     Bf16,

@@ -1,4 +1,5 @@
 using System.Globalization;
+using GradFlow.Autograd;
 using GradFlow.Kernels;
 using GradFlow.Tests.TestSupport;
 using GradFlow.Training;
@@ -167,5 +168,46 @@ public sealed class BFloat16Tests
         Assert.NotEqual(bf16, Weights(config with { Precision = PrecisionKind.Fp32 }));
         // the master weights are float32: Adam's updates leave bits below bf16's 8-bit significand
         Assert.Contains(bf16, w => (BitConverter.SingleToUInt32Bits(w) & 0xFFFF) != 0);
+    }
+
+    /// <summary>
+    /// A convolution under <c>--precision bf16</c> is the float32 convolution of the rounded operands, forward and both
+    /// gradients (the weight and dy for dx, x and dy for dW), on the shapes of every convolution path: a one-channel stem
+    /// (direct loops), 3×3 stride 1 (flat implicit GEMM or Winograd), stride 2 (im2col + GEMM).
+    /// </summary>
+    [Theory]
+    [InlineData(1, 8, 1)]
+    [InlineData(8, 8, 1)]
+    [InlineData(8, 16, 2)]
+    public void Conv2d_Bf16_IsTheConvolutionOfRoundedOperands(int cin, int cout, int stride)
+    {
+        var gen = new GradFlow.Tensors.Generator(5);
+        var x = GradFlow.Tensors.Tensor.RandN(gen, 3, cin, 11, 9);
+        var w = GradFlow.Tensors.Tensor.RandN(gen, cout, cin, 3, 3);
+        var g = GradFlow.Tensors.Tensor.RandN(gen, 3, cout, (11 + 2 - 3) / stride + 1, (9 + 2 - 3) / stride + 1);
+        GradFlow.Tensors.Tensor Rounded(GradFlow.Tensors.Tensor t)
+        {
+            var r = t.Detach().ToArray().Select(BFloat16.Round).ToArray();
+            return GradFlow.Tensors.Tensor.FromArray(r, t.Shape.ToArray());
+        }
+        (float[] Y, float[] Dx, float[] Dw) Run(GradFlow.Tensors.Tensor xi, GradFlow.Tensors.Tensor wi, GradFlow.Tensors.Tensor gi, bool bf16)
+        {
+            var xl = xi.Detach();
+            var wl = wi.Detach();
+            xl.RequiresGrad = wl.RequiresGrad = true;
+            using (BFloat16.OperandsScope(bf16))
+            {
+                var y = GradFlow.Tensors.Tensor.Conv2d(xl, wl, stride: stride, padding: 1);
+                y.Backward(gi);
+                return (y.Detach().ToArray(), xl.Grad!.ToArray(), wl.Grad!.ToArray());
+            }
+        }
+        var bf = Run(x, w, g, bf16: true);
+        var reference = Run(Rounded(x), Rounded(w), Rounded(g), bf16: false);
+        Assert.Equal(reference.Y, bf.Y);
+        Assert.Equal(reference.Dx, bf.Dx);
+        Assert.Equal(reference.Dw, bf.Dw);
+        var fp32 = Run(x, w, g, bf16: false);
+        Assert.NotEqual(fp32.Y, bf.Y);
     }
 }
