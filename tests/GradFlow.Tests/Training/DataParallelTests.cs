@@ -3,6 +3,7 @@ using GradFlow.Data;
 using GradFlow.Nn;
 using GradFlow.Optim;
 using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
 using GradFlow.Training;
 
 namespace GradFlow.Tests.Training;
@@ -180,6 +181,68 @@ public class DataParallelTests
         Assert.Equal(norm.RunningVar!.ToDoubleArray(), replayed.RunningVar!.ToDoubleArray());
         Assert.Equal(2.0, replayed.NumBatchesTracked!.Item());
         Assert.Null(replayed.DeferredUpdates);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void ComputeGradients_ProcessesWithSmallBuckets_GiveTheOneProcessGradientsBitForBit(int processes)
+    {
+        // 23 examples in 6 uneven micro-batches; one process with one bucket against threads standing in for processes, with
+        // buckets of 64 bytes (a parameter each or two, slices padded), the running statistics replayed across them
+        var batch = OneBatch(23, 5, 3, 5);
+        Sequential Build() => new(new Linear(5, 8, new Generator(1)), new BatchNorm1d(8), new Relu(), new Linear(8, 7, new Generator(2)), new Tanh(),
+            new Linear(7, 3, new Generator(3)));
+        (float[][] Grads, float[] Mean, double Loss) Run(ICommunicator communicator, int bucketBytes, Action<DataParallel, Sequential>? observe = null)
+        {
+            var model = Build();
+            var step = new DataParallel(model, new Sgd(model.Parameters(), 0.1), communicator, 6, bucketBytes: bucketBytes);
+            observe?.Invoke(step, model);
+            var (loss, _) = step.ComputeGradients(batch, Loss, null);
+            var norm = model.NamedModules().Select(m => m.Module).OfType<BatchNorm1d>().Single();
+            return (model.Parameters().Select(p => p.Grad!.ToArray()).ToArray(), norm.RunningMean!.ToArray(), loss);
+        }
+
+        var expected = Run(SingleProcessCommunicator.Instance, DataParallel.DefaultBucketBytes);
+        var communicators = ThreadCommunicator.Create(processes);
+        var startedBeforeFirstLayer = new int[processes];
+        var buckets = new int[processes];
+        var errors = new Exception?[processes];
+        var results = new (float[][] Grads, float[] Mean, double Loss)[processes];
+        var threads = Enumerable.Range(0, processes).Select(r => new Thread(() =>
+        {
+            try
+            {
+                results[r] = Run(communicators[r], 64, Observe);
+            }
+            catch (Exception e)
+            {
+                errors[r] = e;
+            }
+        })).ToArray();
+        void Observe(DataParallel step, Sequential model)
+        {
+            int r = step.Communicator.Rank;
+            buckets[r] = step.Buckets.Count;
+            // the first layer's weight is the last gradient backward finishes: the later buckets' reductions have started by then
+            model.Parameters().First().Data.RegisterHook(g =>
+            {
+                startedBeforeFirstLayer[r] = communicators[r].StartedAllToAlls;
+                return null;
+            });
+        }
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromSeconds(60)));
+        for (int r = 0; r < processes; r++)
+        {
+            Assert.Null(errors[r]);
+            // (3 + 21), (7 + 56), (8 + 8) and (8 + 40) floats: the last layer's parameters first
+            Assert.Equal(4, buckets[r]);
+            Assert.Equal(expected.Loss, results[r].Loss);
+            Assert.Equal(expected.Mean, results[r].Mean);
+            for (int i = 0; i < expected.Grads.Length; i++) Assert.Equal(expected.Grads[i], results[r].Grads[i]);
+            Assert.True(startedBeforeFirstLayer[r] == 3, $"rank {r}: {startedBeforeFirstLayer[r]} reductions started before the first layer's gradient");
+        }
     }
 
     [Fact]
