@@ -14,14 +14,20 @@ namespace GradFlow.Training;
 /// <remarks>
 /// <para>The global batch of n examples is cut into M fixed micro-batches, micro-batch k holding examples
 /// <c>[⌊k·n/M⌋, ⌊(k+1)·n/M⌋)</c>; process r computes micro-batches <c>r·M/N … (r+1)·M/N − 1</c>, each with its own forward
-/// and backward (mean loss over its examples). The flat gradient (P values, padded to N slices of S = ⌈P/N⌉) is then reduced
-/// in a fixed order by an ordered reduce-scatter: an all-to-all sends slice d of every micro-batch gradient to rank d, which sums
-/// its slice over the M micro-batches in micro-batch order, <c>g = Σ_k (n_k/n)·g_k</c> for k = 0 … M − 1, with separate IEEE
-/// multiplications and additions (no fused multiply-add, whose rounding differs); an all-gather of the summed slices gives
-/// every process the whole gradient. Each element is the same sequence of operations for any N, so the gradient, and so the
-/// update, does not depend on N. The single-process run with M micro-batches takes the same path.</para>
+/// and backward (mean loss over its examples). The gradient is reduced in a fixed order by an ordered reduce-scatter, bucket by
+/// bucket: the parameters are grouped, last registered first, into buckets of at least 1 MiB (fixed by the model); each bucket
+/// (B values, padded to N slices of ⌈B/N⌉) goes by a non-blocking all-to-all that sends slice d of every local micro-batch
+/// gradient to rank d, which sums its slice over the M micro-batches in micro-batch order, <c>g = Σ_k (n_k/n)·g_k</c> for
+/// k = 0 … M − 1, with separate IEEE multiplications and additions (no fused multiply-add, whose rounding differs); a
+/// non-blocking all-gather of the summed slices gives every process the bucket's gradient. Each element is the same sequence of
+/// operations for any N and any bucketing, so the gradient, and so the update, does not depend on N. A bucket's all-to-all
+/// starts as soon as the last local micro-batch's backward has finished its parameters (<c>leafGradientReady</c> of
+/// <see cref="BackwardEngine.Backward"/>), in bucket order, and the transfers progress (<see cref="ICommunicationRequest.Test"/>)
+/// each time backward finishes a parameter, so the reduction overlaps the rest of backward; the earlier local micro-batches'
+/// gradients wait in the send buffer. The single-process run with M micro-batches takes the same path.</para>
 /// <para>Batch normalisation uses each micro-batch's own statistics (local, as in PyTorch's DistributedDataParallel); the
-/// running statistics' updates of each micro-batch are gathered and replayed in micro-batch order on every process. Dropout
+/// running statistics' updates of each micro-batch are gathered and replayed in micro-batch order on every process. With
+/// synchronised batch norm, the statistics are the global batch's, and a process's micro-batches run as one forward. Dropout
 /// draws micro-batch k's masks from a generator seeded by (one draw of the layer's generator per step, k), so masks depend on
 /// the step and k only.</para>
 /// <para>With M = N each process receives (N − 1)/N·P floats in the all-to-all and as many in the all-gather: 2(N − 1)/N·P, the
@@ -62,10 +68,10 @@ public sealed class DataParallel
     /// Prepares the step for <paramref name="model"/> on <paramref name="communicator"/>'s processes; <paramref name="statistics"/>
     /// (e.g. the gradient monitor) take partial statistics per micro-batch, which every step combines over the global batch.
     /// With <paramref name="syncBatchNorm"/>, every batch norm normalises with the statistics of the whole global batch
-    /// (<see cref="BatchNormBase.Sync"/>), which needs one micro-batch per process.
+    /// (<see cref="BatchNormBase.Sync"/>); a process's micro-batches then run as one forward over its share of the batch.
+    /// The gradients travel in buckets of at least <paramref name="bucketBytes"/> (a parameter is never split).
     /// </summary>
-    /// <exception cref="ArgumentException">when <paramref name="microBatches"/> is not a positive multiple of the process count, or
-    /// differs from it with <paramref name="syncBatchNorm"/>.</exception>
+    /// <exception cref="ArgumentException">when <paramref name="microBatches"/> is not a positive multiple of the process count.</exception>
     public DataParallel(Module model, Optimizer optimizer, ICommunicator communicator, int microBatches, IReadOnlyList<IMicroBatchStatistics>? statistics = null,
         bool syncBatchNorm = false, int bucketBytes = DefaultBucketBytes)
     {
@@ -88,8 +94,6 @@ public sealed class DataParallel
         var modules = model.NamedModules().Select(m => m.Module).ToArray();
         _norms = modules.OfType<BatchNormBase>().Where(b => b.RunningMean is not null).ToArray();
         _dropouts = modules.OfType<Dropout>().ToArray();
-        if (syncBatchNorm && microBatches != communicator.Size)
-            throw new ArgumentException($"DataParallel: synchronised batch norm takes the global batch's statistics in one forward per process, so it needs one micro-batch per process; got {microBatches} micro-batches for {communicator.Size} processes (--micro-batches {communicator.Size}, or leave it out).");
         _synchronised = syncBatchNorm ? modules.OfType<BatchNormBase>().ToArray() : [];
         _sync = syncBatchNorm ? new NormSync(communicator) : null;
         _dropoutStates = new ulong[_dropouts.Length][];
@@ -196,9 +200,14 @@ public sealed class DataParallel
             draws[d] = _dropouts[d].MaskGenerator.NextUInt64();
             _dropoutStates[d] = _dropouts[d].MaskGenerator.GetState();
         }
-        if (_sync is not null && n < m)
-            throw new InvalidOperationException($"DataParallel: a batch of {n} examples leaves a process without examples for its synchronised batch norms ({m} processes); use a batch size of at least {m}, and one that the training set's size leaves no smaller last batch of.");
-        for (int k = 0; k < m; k++) _counts[k] = Start(k + 1) - Start(k);
+        if (_sync is not null && n < Communicator.Size)
+            throw new InvalidOperationException($"DataParallel: a batch of {n} examples leaves a process without examples for its synchronised batch norms ({Communicator.Size} processes); use a batch size of at least {Communicator.Size}, and one that the training set's size leaves no smaller last batch of.");
+        // synchronised batch norm with several micro-batches per process: each normalisation needs the statistics of every
+        // micro-batch, so a process's micro-batches run as one forward over its share (held in its first micro-batch's place,
+        // the others empty); the statistics are the global batch's, and the gradient Σ_r (n_r/n)·g_r
+        bool merged = _sync is not null && local > 1;
+        for (int k = 0; k < m; k++)
+            _counts[k] = !merged ? Start(k + 1) - Start(k) : k % local == 0 ? Start(k + local) - Start(k) : 0;
         // the reduction of the last local micro-batch that has examples overlaps its backward
         // (a micro-batch without examples sends zeros: cleared now, before any bucket's reduction starts)
         int overlapped = -1;

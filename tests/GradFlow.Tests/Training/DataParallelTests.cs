@@ -245,6 +245,64 @@ public class DataParallelTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 3)]
+    [InlineData(2, 2)]
+    [InlineData(3, 2)]
+    public void ComputeGradients_SyncBatchNormWithSeveralMicroBatchesPerProcess_GivesTheWholeBatchGradientAndStatistics(int processes, int perProcess)
+    {
+        // 25 examples; the whole batch in one forward with plain batch norm against threads standing in for processes, each
+        // with several micro-batches and synchronised statistics (local statistics would be off by far more than the rounding)
+        var batch = OneBatch(25, 5, 3, 9);
+        Sequential Build() => new(new Linear(5, 8, new Generator(1)), new BatchNorm1d(8), new Relu(), new Linear(8, 3, new Generator(2)));
+        var reference = Build();
+        var whole = Loss(reference.Forward(batch.Inputs), batch);
+        BackwardEngine.Backward(whole);
+        var expected = reference.Parameters().Select(p => p.Grad!.ToDoubleArray()).ToArray();
+        var expectedVar = reference.NamedModules().Select(m => m.Module).OfType<BatchNorm1d>().Single().RunningVar!.ToDoubleArray();
+
+        (double[][] Grads, double[] Var, double Loss) Run(ICommunicator communicator, bool sync)
+        {
+            var model = Build();
+            var step = new DataParallel(model, new Sgd(model.Parameters(), 0.1), communicator, processes * perProcess, syncBatchNorm: sync);
+            var (loss, _) = step.ComputeGradients(batch, Loss, null);
+            var norm = model.NamedModules().Select(m => m.Module).OfType<BatchNorm1d>().Single();
+            return (model.Parameters().Select(p => p.Grad!.ToDoubleArray()).ToArray(), norm.RunningVar!.ToDoubleArray(), loss);
+        }
+
+        var communicators = ThreadCommunicator.Create(processes);
+        var results = new (double[][] Grads, double[] Var, double Loss)[processes];
+        var errors = new Exception?[processes];
+        var threads = Enumerable.Range(0, processes).Select(r => new Thread(() =>
+        {
+            try
+            {
+                results[r] = Run(communicators[r], sync: true);
+            }
+            catch (Exception e)
+            {
+                errors[r] = e;
+            }
+        })).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromSeconds(60)));
+        static bool Close(double e, double a) => Math.Abs(e - a) <= 1e-6 + 1e-5 * Math.Abs(e);
+        for (int r = 0; r < processes; r++)
+        {
+            Assert.Null(errors[r]);
+            Assert.True(Close(whole.Item(), results[r].Loss), $"rank {r}: loss {results[r].Loss}, whole batch {whole.Item()}");
+            for (int c = 0; c < expectedVar.Length; c++)
+                Assert.True(Close(expectedVar[c], results[r].Var[c]), $"rank {r}: running variance {c}: whole batch {expectedVar[c]}, synchronised {results[r].Var[c]}");
+            for (int i = 0; i < expected.Length; i++)
+                for (int j = 0; j < expected[i].Length; j++)
+                    Assert.True(Close(expected[i][j], results[r].Grads[i][j]),
+                        $"rank {r}: parameter {i} element {j}: whole batch {expected[i][j]}, synchronised micro-batches {results[r].Grads[i][j]}");
+        }
+        // the same micro-batches with local statistics: far from the whole batch
+        var local = Run(SingleProcessCommunicator.Instance, sync: false);
+        Assert.Contains(Enumerable.Range(0, expected.Length).SelectMany(i => expected[i].Zip(local.Grads[i])), p => Math.Abs(p.First - p.Second) > 1e-3);
+    }
+
     [Fact]
     public void Constructor_MicroBatchesNotAMultipleOfTheProcesses_IsRefused()
     {

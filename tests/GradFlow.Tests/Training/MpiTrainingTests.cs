@@ -159,6 +159,32 @@ public class MpiTrainingTests
     }
 
     [Fact]
+    public async Task Train_SyncBatchNormOverTwoProcessesOfTwoMicroBatches_GivesTheWeightsOfOneProcessWithTheWholeBatch()
+    {
+        // as above, with 2 micro-batches per process (each process's share in one forward, docs/distributed.md)
+        using var root = new TempDir();
+        string[] Args(string dir, params string[] extra) =>
+        [
+            "train", "--data", "spirals", "--model", "mlp 2-32x2-2 act=relu norm=batch", "--batch-size", "24", "--train-limit", "480",
+            "--epochs", "2", "--optimizer", "sgd", "--lr", "0.1", "--threads", "1", "--json", .. extra, "--out", dir,
+        ];
+        var one = await Run(1, Args(root.Sub("one")));
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, Args(root.Sub("two"), "--sync-batch-norm", "--micro-batches", "4"));
+        Assert.True(two.Code == 0, two.Output);
+        var expected = GradFlow.Training.SafeTensors.Read(Path.Combine(root.Sub("one"), "checkpoints", "epoch-0002.safetensors"));
+        var actual = GradFlow.Training.SafeTensors.Read(Path.Combine(root.Sub("two"), "checkpoints", "epoch-0002.safetensors"));
+        Assert.Contains(expected.Tensors, t => t.Key.Contains("running_mean", StringComparison.Ordinal));
+        foreach (var (name, tensor) in expected.Tensors.Where(t => t.Key.StartsWith("layers.", StringComparison.Ordinal)))
+        {
+            var (e, a) = (tensor.ToDoubleArray(), actual[name].ToDoubleArray());
+            Assert.Equal(e.Length, a.Length);
+            for (int i = 0; i < e.Length; i++)
+                Assert.True(Math.Abs(e[i] - a[i]) <= 1e-5, $"{name}[{i}]: one process {e[i]}, two synchronised processes of two micro-batches {a[i]}");
+        }
+    }
+
+    [Fact]
     public async Task Train_ResumedWithAnotherProcessCount_EndsBitForBitAsTheUninterruptedRun()
     {
         using var root = new TempDir();
