@@ -304,6 +304,17 @@ public class DataParallelTests
     }
 
     [Fact]
+    public void Buckets_AreFormedLastParameterFirstUpToTheByteSize()
+    {
+        // parameters: 40 + 8 (first layer), 56 + 7, 21 + 3 floats; 1 MiB: one bucket; 90 bytes: (3 + 21), (7 + 56), (8 + 40); 1 byte: one each
+        var model = new Sequential(new Linear(5, 8, new Generator(1)), new Relu(), new Linear(8, 7, new Generator(2)), new Linear(7, 3, new Generator(3)));
+        var optimizer = new Sgd(model.Parameters(), 0.1);
+        Assert.Equal([(0, 6)], new DataParallel(model, optimizer, SingleProcessCommunicator.Instance, 1).Buckets);
+        Assert.Equal([(4, 6), (2, 4), (0, 2)], new DataParallel(model, optimizer, SingleProcessCommunicator.Instance, 1, bucketBytes: 90).Buckets);
+        Assert.Equal([(5, 6), (4, 5), (3, 4), (2, 3), (1, 2), (0, 1)], new DataParallel(model, optimizer, SingleProcessCommunicator.Instance, 1, bucketBytes: 1).Buckets);
+    }
+
+    [Fact]
     public void Constructor_MicroBatchesNotAMultipleOfTheProcesses_IsRefused()
     {
         var model = new Linear(2, 2, new Generator(0));

@@ -45,6 +45,24 @@ public class MpiTrainingTests
     }
 
     [Fact]
+    public async Task Train_ModelOfSeveralGradientBuckets_OneAndTwoProcessesWriteTheSameWeightsBitForBit()
+    {
+        // two 512×512 layers (1 MiB each): 3 buckets, whose all-to-alls start during backward and are in flight together
+        using var root = new TempDir();
+        string[] Args(string dir) =>
+        [
+            "train", "--data", "spirals", "--model", "mlp 2-512x3-2 act=relu norm=batch dropout=0.1", "--batch-size", "24", "--micro-batches", "6",
+            "--train-limit", "240", "--epochs", "1", "--threads", "1", "--json", "--out", dir,
+        ];
+        var one = await Run(1, Args(root.Sub("n1")));
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, Args(root.Sub("n2")));
+        Assert.True(two.Code == 0, two.Output);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(root.Sub("n1"), "checkpoints", "epoch-0001.safetensors")),
+            File.ReadAllBytes(Path.Combine(root.Sub("n2"), "checkpoints", "epoch-0001.safetensors")));
+    }
+
+    [Fact]
     public async Task Sweep_OneAndTwoProcesses_WriteTheSameResultsFileAndTable()
     {
         // six 30-step points handed out to the processes as they free up; rank 0 writes them in grid order
