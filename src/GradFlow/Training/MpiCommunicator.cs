@@ -11,7 +11,9 @@ namespace GradFlow.Training;
 /// <c>MPI_FLOAT</c> is <c>&amp;ompi_mpi_float</c>, <c>MPI_SUM</c> is <c>&amp;ompi_mpi_op_sum</c>; they and the functions are
 /// looked up once with <see cref="NativeLibrary.GetExport"/> and called through unmanaged function pointers. MPI's default
 /// error handler (errors are fatal) stays: an error or a lost process ends the whole job, so no call can hang on a dead peer.
-/// Every call comes from the thread that initialised MPI (the training loop's), as MPI_THREAD_SINGLE allows.
+/// Every call comes from the thread that initialised MPI (the training loop's), as MPI_THREAD_SINGLE allows. A non-blocking
+/// collective (<c>MPI_Ialltoall</c>, <c>MPI_Iallgather</c>) pins its buffers until <c>MPI_Test</c> or <c>MPI_Wait</c> sees it complete;
+/// <see cref="Duplicate"/> is <c>MPI_Comm_dup</c>, a communicator whose collectives are matched apart from this one's.
 /// </remarks>
 public sealed unsafe class MpiCommunicator : ICommunicator
 {
