@@ -57,8 +57,6 @@ internal static class TrainCommand
             config = config with { MicroBatches = config.MicroBatches ?? world.Size };
             if (config.MicroBatches % world.Size != 0)
                 throw new UsageException($"gradflow train: {config.MicroBatches} micro-batches (--micro-batches{(o.Has(Resume) ? ", or the resumed run's config" : "")}) cannot be shared by {world.Size} processes; run a number of processes that divides it.");
-            if (config.SyncBatchNorm && config.MicroBatches != world.Size)
-                throw new UsageException($"gradflow train: --sync-batch-norm needs one micro-batch per process: {config.MicroBatches} micro-batches for {world.Size} processes (leave --micro-batches out, or give {world.Size}).");
             if (world.Rank > 0) stdout = stderr = TextWriter.Null;
         }
         var trainer = new Trainer(config) { Communicator = world };

@@ -60,7 +60,7 @@ internal static class TrainOptions
         "cut every batch into M micro-batches combined in a fixed order, so that 'mpirun -np N gradflow train ...' (N dividing M) gives the same " +
         "weights, bit for bit, as one process with the same M (default: 1, or N under mpirun; docs/distributed.md)", "M");
     public static readonly Option<bool> SyncBatchNorm = Opt.Flag("sync-batch-norm",
-        "under mpirun, batch norms take the statistics of the whole global batch over the processes (as PyTorch's SyncBatchNorm), not of each process's share; needs one micro-batch per process");
+        "under mpirun, batch norms take the statistics of the whole global batch over the processes (as PyTorch's SyncBatchNorm), not of each process's share (a process's micro-batches then run as one forward)");
     public static readonly Option<string?> ConfigFile = Opt.String("config", "start from a config.json (from a run directory, or 'gradflow repair')", "FILE");
     public static readonly Option<int?> MonitorEvery = Opt.Int("monitor-every", "monitor sample every N steps (default 10)");
 

@@ -8,7 +8,9 @@ namespace GradFlow.Autograd;
 /// search (deep graphs cannot overflow the stack). A tensor's gradient is complete when all its
 /// consumers have run; then its hooks see it (and may replace it), and it flows either into
 /// <see cref="Tensor.Grad"/> (leaves, accumulated with +=) or through its node's backward rule to
-/// its inputs. The walk runs with grad mode off. Unless <c>retainGraph</c> is set, each node frees
+/// its inputs. A leaf is taken as soon as its last consumer has run (its consumers are counted before
+/// the walk), not at its place in the order, so a parameter's gradient is final as early as the graph
+/// allows (the <c>leafGradientReady</c> callback). The walk runs with grad mode off. Unless <c>retainGraph</c> is set, each node frees
 /// its saved values after use, so a second pass through it throws.
 /// </remarks>
 public static class BackwardEngine
@@ -33,7 +35,15 @@ public static class BackwardEngine
     /// inputs), their gradients, the root and retained gradients are never touched. Ignored with
     /// <paramref name="retainGraph"/>.
     /// </param>
-    public static void Backward(this Tensor root, Tensor? gradient = null, bool retainGraph = false, bool releaseIntermediates = false)
+    /// <param name="leafGradientReady">
+    /// Called with each leaf as soon as this pass has added its last contribution to the leaf's <see cref="Tensor.Grad"/>, while
+    /// the walk goes on to the nodes below (e.g. to start sending a layer's gradients while the layers before it run their
+    /// backward: <c>Training.DataParallel</c>). A leaf is visited once, after every node that consumes it (the walk is in
+    /// reverse topological order), so its gradient is final when it is visited; the callback must not change it. Leaves that
+    /// no gradient reaches (not in the graph, or every path cut) are not called.
+    /// </param>
+    public static void Backward(this Tensor root, Tensor? gradient = null, bool retainGraph = false, bool releaseIntermediates = false,
+        Action<Tensor>? leafGradientReady = null)
     {
         ArgumentNullException.ThrowIfNull(root);
         if (!root.RequiresGrad)
@@ -69,63 +79,7 @@ public static class BackwardEngine
                 var g = t.PendingGrad;
                 t.PendingGrad = null;
                 if (g is null) continue;
-                ctx.Unref(g);
-                if (t.Observers is Action<Tensor> observer) observer(g);
-                else if (t.Observers is Action<Tensor>[] observers)
-                    foreach (var o in observers) o(g);
-                if (t.Hooks is { } hooks)
-                {
-                    // A hook may keep what it sees: neither g nor a replacement is reused.
-                    ctx.Escape(g);
-                    g = RunHooks(t, hooks, g);
-                    ctx.Escape(g);
-                }
-                var node = t.GradFn;
-                if (node is null)
-                {
-                    Accumulate(t, g, ctx);
-                    continue;
-                }
-                if (t.RetainsGrad)
-                {
-                    ctx.Escape(g);
-                    Accumulate(t, g, ctx);
-                }
-                var grads = node.Apply(g);
-                if (!retainGraph) node.Release();
-                var inputs = node.Inputs;
-                for (int i = 0; i < inputs.Length; i++)
-                {
-                    var gi = grads[i];
-                    var input = inputs[i];
-                    if (gi is null || !input.RequiresGrad) continue;
-                    if (!input.Shape.SequenceEqual(gi.Shape))
-                        throw new InvalidOperationException(
-                            $"backward: '{node.Op}' produced a gradient of shape {Format(gi.Shape)} for input {i} of shape {Format(input.Shape)}.");
-                    var pending = input.PendingGrad;
-                    if (pending is null)
-                    {
-                        input.PendingGrad = gi;
-                        ctx.Ref(gi);
-                    }
-                    else if (ctx.IsExclusive(pending))
-                    {
-                        pending.AddInPlace(gi);
-                        ctx.Candidates.Add(gi);
-                    }
-                    else
-                    {
-                        var sum = pending + gi;
-                        ctx.Unref(pending);
-                        input.PendingGrad = sum;
-                        ctx.Ref(sum);
-                        ctx.Candidates.Add(pending);
-                        ctx.Candidates.Add(gi);
-                    }
-                }
-                // Only now: the same tensor may have gone to several inputs.
-                ctx.Candidates.Add(g);
-                ctx.RecycleCandidates();
+                Visit(t, g, ctx, retainGraph, leafGradientReady);
             }
         }
         finally
@@ -141,6 +95,84 @@ public static class BackwardEngine
         {
             ctx.Return();
         }
+    }
+
+    /// <summary>
+    /// Takes <paramref name="t"/>'s complete gradient <paramref name="g"/> (its pending slot already emptied): observers and
+    /// hooks, then a leaf's accumulation, or the node's backward rule into its inputs' pending gradients.
+    /// </summary>
+    private static void Visit(Tensor t, Tensor g, Pass ctx, bool retainGraph, Action<Tensor>? leafGradientReady)
+    {
+        ctx.Unref(g);
+        if (t.Observers is Action<Tensor> observer) observer(g);
+        else if (t.Observers is Action<Tensor>[] observers)
+            foreach (var o in observers) o(g);
+        if (t.Hooks is { } hooks)
+        {
+            // A hook may keep what it sees: neither g nor a replacement is reused.
+            ctx.Escape(g);
+            g = RunHooks(t, hooks, g);
+            ctx.Escape(g);
+        }
+        var node = t.GradFn;
+        if (node is null)
+        {
+            Accumulate(t, g, ctx);
+            leafGradientReady?.Invoke(t);
+            return;
+        }
+        if (t.RetainsGrad)
+        {
+            ctx.Escape(g);
+            Accumulate(t, g, ctx);
+        }
+        var grads = node.Apply(g);
+        if (!retainGraph) node.Release();
+        var inputs = node.Inputs;
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            var gi = grads[i];
+            var input = inputs[i];
+            if (gi is null || !input.RequiresGrad) continue;
+            if (!input.Shape.SequenceEqual(gi.Shape))
+                throw new InvalidOperationException(
+                    $"backward: '{node.Op}' produced a gradient of shape {Format(gi.Shape)} for input {i} of shape {Format(input.Shape)}.");
+            var pending = input.PendingGrad;
+            if (pending is null)
+            {
+                input.PendingGrad = gi;
+                ctx.Ref(gi);
+            }
+            else if (ctx.IsExclusive(pending))
+            {
+                pending.AddInPlace(gi);
+                ctx.Candidates.Add(gi);
+            }
+            else
+            {
+                var sum = pending + gi;
+                ctx.Unref(pending);
+                input.PendingGrad = sum;
+                ctx.Ref(sum);
+                ctx.Candidates.Add(pending);
+                ctx.Candidates.Add(gi);
+            }
+        }
+        // A leaf whose last contribution this was is done now, not at its place in the walk (which may be much later: a
+        // leaf input before the other operand, w·x, comes before x's whole subgraph in the order); the same bits either way.
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            var input = inputs[i];
+            if (!input.IsLeaf || !ctx.LeafEdges.TryGetValue(input, out int left)) continue;
+            ctx.LeafEdges[input] = --left;
+            if (left > 0) continue;
+            var pending = input.PendingGrad;
+            input.PendingGrad = null;
+            if (pending is not null) Visit(input, pending, ctx, retainGraph, leafGradientReady);
+        }
+        // Only now: the same tensor may have gone to several inputs.
+        ctx.Candidates.Add(g);
+        ctx.RecycleCandidates();
     }
 
     /// <summary>Releases the storage of each non-leaf tensor of the graph whose storage no leaf, the root or a retained gradient shares.</summary>
@@ -236,6 +268,8 @@ public static class BackwardEngine
             {
                 stack.Push((t, next + 1));
                 var child = inputs[next];
+                if (child.RequiresGrad && child.IsLeaf)
+                    ctx.LeafEdges[child] = ctx.LeafEdges.GetValueOrDefault(child) + 1;
                 if (child.RequiresGrad && visited.Add(child)) stack.Push((child, 0));
                 continue;
             }
@@ -261,6 +295,8 @@ public static class BackwardEngine
         public readonly List<Tensor> Candidates = [];
         public readonly HashSet<StorageBox> Keep = new(IdentityComparer<StorageBox>.Instance);
         public readonly List<Tensor> Release = [];
+        /// <summary>Per leaf of the graph: the node inputs that refer to it and have not yet given it their gradient.</summary>
+        public readonly Dictionary<Tensor, int> LeafEdges = new(IdentityComparer<Tensor>.Instance);
         private readonly Dictionary<StorageBox, int> _refs = new(IdentityComparer<StorageBox>.Instance);
 
         /// <summary>The thread's cached pass (a new one when a backward runs inside another, e.g. from a hook).</summary>
@@ -280,6 +316,7 @@ public static class BackwardEngine
             Candidates.Clear();
             Keep.Clear();
             Release.Clear();
+            LeafEdges.Clear();
             _refs.Clear();
             _cached = this;
         }

@@ -33,6 +33,23 @@ public interface ICommunicator
     void AllToAll(ReadOnlySpan<float> send, Span<float> receive);
 
     /// <summary>
+    /// Starts <see cref="AllToAll(ReadOnlySpan{float}, Span{float})"/> without waiting for it. Non-blocking collectives are
+    /// matched in the order they are started on a communicator: every process starts them in the same order (use
+    /// <see cref="Duplicate"/> for collectives whose order relative to others may differ between processes). Neither buffer
+    /// may be touched until the request has completed.
+    /// </summary>
+    ICommunicationRequest StartAllToAll(ReadOnlyMemory<float> send, Memory<float> receive);
+
+    /// <summary>Starts <see cref="AllGather(ReadOnlySpan{float}, Span{float})"/> without waiting for it (as <see cref="StartAllToAll"/>).</summary>
+    ICommunicationRequest StartAllGather(ReadOnlyMemory<float> send, Memory<float> receive);
+
+    /// <summary>
+    /// The same processes as a new communicator whose collectives are matched apart from this one's (<c>MPI_Comm_dup</c>).
+    /// Every process calls it at the same point (it is a collective).
+    /// </summary>
+    ICommunicator Duplicate();
+
+    /// <summary>
     /// Replaces <paramref name="values"/> on every process by the element-wise sum over the processes. The order
     /// of the additions is MPI's, so the bits may depend on <see cref="Size"/>: the data-parallel step does not use it for gradients.
     /// </summary>
@@ -55,6 +72,16 @@ public interface ICommunicator
 
     /// <summary>Ends every process of the job with <paramref name="exitCode"/> (after an error on this one, so the others do not wait for it forever).</summary>
     void Abort(int exitCode);
+}
+
+/// <summary>A non-blocking collective in flight (<see cref="ICommunicator.StartAllToAll"/>).</summary>
+public interface ICommunicationRequest
+{
+    /// <summary>Lets the transfers progress without waiting, and returns whether the operation has completed (then its receive buffer holds the result).</summary>
+    bool Test();
+
+    /// <summary>Returns when the operation has completed.</summary>
+    void Wait();
 }
 
 /// <summary>The job of one process: rank 0 of 1; gathering copies, reducing and broadcasting leave the values as they are.</summary>
@@ -92,6 +119,35 @@ public sealed class SingleProcessCommunicator : ICommunicator
     /// <inheritdoc />
     public void AllReduceSum(Span<double> values)
     {
+    }
+
+    /// <inheritdoc />
+    public ICommunicationRequest StartAllToAll(ReadOnlyMemory<float> send, Memory<float> receive)
+    {
+        Gather(send.Span, receive.Span);
+        return Completed.Instance;
+    }
+
+    /// <inheritdoc />
+    public ICommunicationRequest StartAllGather(ReadOnlyMemory<float> send, Memory<float> receive)
+    {
+        Gather(send.Span, receive.Span);
+        return Completed.Instance;
+    }
+
+    /// <inheritdoc />
+    public ICommunicator Duplicate() => this;
+
+    /// <summary>A request completed when it was started.</summary>
+    private sealed class Completed : ICommunicationRequest
+    {
+        public static readonly Completed Instance = new();
+
+        public bool Test() => true;
+
+        public void Wait()
+        {
+        }
     }
 
     /// <inheritdoc />

@@ -14,14 +14,20 @@ namespace GradFlow.Training;
 /// <remarks>
 /// <para>The global batch of n examples is cut into M fixed micro-batches, micro-batch k holding examples
 /// <c>[⌊k·n/M⌋, ⌊(k+1)·n/M⌋)</c>; process r computes micro-batches <c>r·M/N … (r+1)·M/N − 1</c>, each with its own forward
-/// and backward (mean loss over its examples). The flat gradient (P values, padded to N slices of S = ⌈P/N⌉) is then reduced
-/// in a fixed order by an ordered reduce-scatter: an all-to-all sends slice d of every micro-batch gradient to rank d, which sums
-/// its slice over the M micro-batches in micro-batch order, <c>g = Σ_k (n_k/n)·g_k</c> for k = 0 … M − 1, with separate IEEE
-/// multiplications and additions (no fused multiply-add, whose rounding differs); an all-gather of the summed slices gives
-/// every process the whole gradient. Each element is the same sequence of operations for any N, so the gradient, and so the
-/// update, does not depend on N. The single-process run with M micro-batches takes the same path.</para>
+/// and backward (mean loss over its examples). The gradient is reduced in a fixed order by an ordered reduce-scatter, bucket by
+/// bucket: the parameters are grouped, last registered first, into buckets of at least 1 MiB (fixed by the model); each bucket
+/// (B values, padded to N slices of ⌈B/N⌉) goes by a non-blocking all-to-all that sends slice d of every local micro-batch
+/// gradient to rank d, which sums its slice over the M micro-batches in micro-batch order, <c>g = Σ_k (n_k/n)·g_k</c> for
+/// k = 0 … M − 1, with separate IEEE multiplications and additions (no fused multiply-add, whose rounding differs); a
+/// non-blocking all-gather of the summed slices gives every process the bucket's gradient. Each element is the same sequence of
+/// operations for any N and any bucketing, so the gradient, and so the update, does not depend on N. A bucket's all-to-all
+/// starts as soon as the last local micro-batch's backward has finished its parameters (<c>leafGradientReady</c> of
+/// <see cref="BackwardEngine.Backward"/>), in bucket order, and the transfers progress (<see cref="ICommunicationRequest.Test"/>)
+/// each time backward finishes a parameter, so the reduction overlaps the rest of backward; the earlier local micro-batches'
+/// gradients wait in the send buffer. The single-process run with M micro-batches takes the same path.</para>
 /// <para>Batch normalisation uses each micro-batch's own statistics (local, as in PyTorch's DistributedDataParallel); the
-/// running statistics' updates of each micro-batch are gathered and replayed in micro-batch order on every process. Dropout
+/// running statistics' updates of each micro-batch are gathered and replayed in micro-batch order on every process. With
+/// synchronised batch norm, the statistics are the global batch's, and a process's micro-batches run as one forward. Dropout
 /// draws micro-batch k's masks from a generator seeded by (one draw of the layer's generator per step, k), so masks depend on
 /// the step and k only.</para>
 /// <para>With M = N each process receives (N − 1)/N·P floats in the all-to-all and as many in the all-gather: 2(N − 1)/N·P, the
@@ -37,8 +43,18 @@ public sealed class DataParallel
     private readonly BatchNormBase[] _norms;
     private readonly Dropout[] _dropouts;
     private readonly ulong[][] _dropoutStates;
-    private readonly float[] _flat, _send, _receive, _slice, _gathered, _scratch;
-    private readonly int _sliceLength;
+    private readonly Bucket[] _buckets;
+    private readonly int[] _bucketOf;                 // per parameter: its bucket
+    private readonly Dictionary<Tensor, int> _index;  // parameter tensor → its index
+    private readonly float[] _send, _receive, _sums, _gathered, _scratch;
+    private readonly ICommunicator _reduceChannel, _gatherChannel;
+    private readonly ICommunicationRequest?[] _reduceRequests, _gatherRequests;
+    private readonly int[] _waiting;                  // per bucket: its parameters whose gradient has not come in the current micro-batch
+    private readonly bool[] _ready;                   // per parameter: its gradient has come in the current micro-batch
+    private readonly double[] _counts;                // per micro-batch of the step: its examples
+    private readonly Action<Tensor> _onGradientReady;
+    private int _slot, _started, _summed, _examples;
+    private bool _overlap;
     private readonly double[] _sendStats, _receiveStats;
     private readonly int _statsLength;
     private readonly IMicroBatchStatistics[] _observed;
@@ -52,12 +68,12 @@ public sealed class DataParallel
     /// Prepares the step for <paramref name="model"/> on <paramref name="communicator"/>'s processes; <paramref name="statistics"/>
     /// (e.g. the gradient monitor) take partial statistics per micro-batch, which every step combines over the global batch.
     /// With <paramref name="syncBatchNorm"/>, every batch norm normalises with the statistics of the whole global batch
-    /// (<see cref="BatchNormBase.Sync"/>), which needs one micro-batch per process.
+    /// (<see cref="BatchNormBase.Sync"/>); a process's micro-batches then run as one forward over its share of the batch.
+    /// The gradients travel in buckets of at least <paramref name="bucketBytes"/> (a parameter is never split).
     /// </summary>
-    /// <exception cref="ArgumentException">when <paramref name="microBatches"/> is not a positive multiple of the process count, or
-    /// differs from it with <paramref name="syncBatchNorm"/>.</exception>
+    /// <exception cref="ArgumentException">when <paramref name="microBatches"/> is not a positive multiple of the process count.</exception>
     public DataParallel(Module model, Optimizer optimizer, ICommunicator communicator, int microBatches, IReadOnlyList<IMicroBatchStatistics>? statistics = null,
-        bool syncBatchNorm = false)
+        bool syncBatchNorm = false, int bucketBytes = DefaultBucketBytes)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -78,22 +94,34 @@ public sealed class DataParallel
         var modules = model.NamedModules().Select(m => m.Module).ToArray();
         _norms = modules.OfType<BatchNormBase>().Where(b => b.RunningMean is not null).ToArray();
         _dropouts = modules.OfType<Dropout>().ToArray();
-        if (syncBatchNorm && microBatches != communicator.Size)
-            throw new ArgumentException($"DataParallel: synchronised batch norm takes the global batch's statistics in one forward per process, so it needs one micro-batch per process; got {microBatches} micro-batches for {communicator.Size} processes (--micro-batches {communicator.Size}, or leave it out).");
         _synchronised = syncBatchNorm ? modules.OfType<BatchNormBase>().ToArray() : [];
         _sync = syncBatchNorm ? new NormSync(communicator) : null;
         _dropoutStates = new ulong[_dropouts.Length][];
         int local = microBatches / communicator.Size, size = communicator.Size;
-        _sliceLength = (ParameterCount + size - 1) / size;
-        long sendFloats = (long)local * _sliceLength * size;
-        if (sendFloats > int.MaxValue)
-            throw new ArgumentException($"DataParallel: {local} micro-batch gradients of {ParameterCount:N0} parameters exceed one MPI message ({int.MaxValue:N0} values); use fewer micro-batches per process.");
-        _flat = new float[_sliceLength * size];
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(bucketBytes);
+        _buckets = MakeBuckets(bucketBytes, size, local);
+        _bucketOf = new int[_parameters.Length];
+        for (int b = 0; b < _buckets.Length; b++)
+            for (int i = _buckets[b].FirstParameter; i < _buckets[b].EndParameter; i++) _bucketOf[i] = b;
+        _index = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < _parameters.Length; i++) _index[_parameters[i].Data] = i;
+        var last = _buckets.Length > 0 ? _buckets[^1] : default;
+        long sendFloats = (long)last.SendOffset + (long)size * local * last.Slice;
+        if (sendFloats > Array.MaxLength)
+            throw new ArgumentException($"DataParallel: {local} micro-batch gradients of {ParameterCount:N0} parameters exceed one array ({Array.MaxLength:N0} values); use fewer micro-batches per process.");
         _send = new float[sendFloats];
         _receive = new float[sendFloats];
-        _slice = new float[_sliceLength];
-        _gathered = new float[_sliceLength * size];
-        _scratch = new float[_sliceLength];
+        _sums = new float[last.SumOffset + last.Slice];
+        _gathered = new float[(long)size * (last.SumOffset + last.Slice)];
+        _scratch = new float[_buckets.Length == 0 ? 0 : _buckets.Max(b => b.Slice)];
+        _reduceChannel = communicator.Duplicate();
+        _gatherChannel = communicator.Duplicate();
+        _reduceRequests = new ICommunicationRequest?[_buckets.Length];
+        _gatherRequests = new ICommunicationRequest?[_buckets.Length];
+        _waiting = new int[_buckets.Length];
+        _ready = new bool[_parameters.Length];
+        _counts = new double[microBatches];
+        _onGradientReady = OnGradientReady;
         _statsLength = 3 + _norms.Sum(b => 2 * b.NumFeatures + 1);
         _observed = statistics?.ToArray() ?? [];
         _observedOffset = new int[_observed.Length];
@@ -108,8 +136,44 @@ public sealed class DataParallel
         _receiveStats = new double[microBatches * _statsLength];
     }
 
+    /// <summary>The default size of a gradient bucket (1 MiB, the first bucket of PyTorch's DistributedDataParallel).</summary>
+    public const int DefaultBucketBytes = 1 << 20;
+
     /// <summary>The processes.</summary>
     public ICommunicator Communicator { get; }
+
+    /// <summary>The gradient buckets: parameter ranges in registration order, bucket 0 holding the last parameters.</summary>
+    public IReadOnlyList<(int FirstParameter, int EndParameter)> Buckets => _buckets.Select(b => (b.FirstParameter, b.EndParameter)).ToArray();
+
+    /// <summary>
+    /// One bucket: parameters <c>[FirstParameter, EndParameter)</c>, flat values <c>[Start, Start + Length)</c>, cut into
+    /// N slices of <c>Slice</c> values (the last padded); its all-to-all blocks at <c>SendOffset</c> of the send and receive
+    /// buffers (N blocks of L slices: slice d of local micro-batch j at <c>SendOffset + (d·L + j)·Slice</c>; received, micro-batch
+    /// k's slice at <c>SendOffset + k·Slice</c>), its summed slice at <c>SumOffset</c>, gathered at <c>N·SumOffset</c>.
+    /// </summary>
+    private readonly record struct Bucket(int FirstParameter, int EndParameter, int Start, int Length, int Slice, long SendOffset, int SumOffset);
+
+    /// <summary>
+    /// Buckets in reverse registration order (the order backward finishes the parameters in, roughly), each closed when it holds
+    /// at least <paramref name="bucketBytes"/>; a parameter is never split. Fixed by the model and the byte size alone.
+    /// </summary>
+    private Bucket[] MakeBuckets(int bucketBytes, int size, int local)
+    {
+        var buckets = new List<Bucket>();
+        long sendOffset = 0;
+        int sumOffset = 0;
+        for (int end = _parameters.Length, i = end - 1; i >= 0; i--)
+        {
+            long bytes = 4L * (_offsets[end] - _offsets[i]);
+            if (bytes < bucketBytes && i > 0) continue;
+            int length = _offsets[end] - _offsets[i], slice = (length + size - 1) / size;
+            buckets.Add(new Bucket(i, end, _offsets[i], length, slice, sendOffset, sumOffset));
+            sendOffset += (long)size * local * slice;
+            sumOffset = checked(sumOffset + slice);
+            end = i;
+        }
+        return [.. buckets];
+    }
 
     /// <summary>M: the micro-batches of every global batch.</summary>
     public int MicroBatches { get; }
@@ -136,8 +200,26 @@ public sealed class DataParallel
             draws[d] = _dropouts[d].MaskGenerator.NextUInt64();
             _dropoutStates[d] = _dropouts[d].MaskGenerator.GetState();
         }
-        if (_sync is not null && n < m)
-            throw new InvalidOperationException($"DataParallel: a batch of {n} examples leaves a process without examples for its synchronised batch norms ({m} processes); use a batch size of at least {m}, and one that the training set's size leaves no smaller last batch of.");
+        if (_sync is not null && n < Communicator.Size)
+            throw new InvalidOperationException($"DataParallel: a batch of {n} examples leaves a process without examples for its synchronised batch norms ({Communicator.Size} processes); use a batch size of at least {Communicator.Size}, and one that the training set's size leaves no smaller last batch of.");
+        // synchronised batch norm with several micro-batches per process: each normalisation needs the statistics of every
+        // micro-batch, so a process's micro-batches run as one forward over its share (held in its first micro-batch's place,
+        // the others empty); the statistics are the global batch's, and the gradient Σ_r (n_r/n)·g_r
+        bool merged = _sync is not null && local > 1;
+        for (int k = 0; k < m; k++)
+            _counts[k] = !merged ? Start(k + 1) - Start(k) : k % local == 0 ? Start(k + local) - Start(k) : 0;
+        // the reduction of the last local micro-batch that has examples overlaps its backward
+        // (a micro-batch without examples sends zeros: cleared now, before any bucket's reduction starts)
+        int overlapped = -1;
+        for (int j = 0; j < local; j++)
+        {
+            if (_counts[first + j] > 0) overlapped = j;
+            else
+                for (int i = 0; i < _parameters.Length; i++) CopyGradient(i, j, null);
+        }
+        (_started, _summed, _examples) = (0, 0, n);
+        Array.Clear(_reduceRequests);
+        Array.Clear(_gatherRequests);
         var deferred = new List<RunningStatisticsUpdate>[_norms.Length];
         for (int b = 0; b < _norms.Length; b++) _norms[b].DeferredUpdates = deferred[b] = [];
         foreach (var norm in _synchronised) norm.Sync = _sync;
@@ -147,15 +229,10 @@ public sealed class DataParallel
             Array.Fill(_nonEmpty, -1);
             for (int j = 0, made = 0; j < local; j++)
             {
-                int k = first + j, start = Start(k), count = Start(k + 1) - start;
-                var grads = _flat.AsSpan(0, ParameterCount);
+                int k = first + j, start = Start(k), count = (int)_counts[k];
                 var stats = _sendStats.AsSpan(j * _statsLength, _statsLength);
-                if (count == 0)
-                {
-                    grads.Clear();
-                    Scatter(j, local);
-                    continue;
-                }
+                _slot = j;
+                if (count == 0) continue;
                 for (int d = 0; d < _dropouts.Length; d++)
                     _dropouts[d].MaskGenerator.SetState(new Generator(draws[d] ^ (0x9E3779B97F4A7C15UL * (ulong)(k + 1))).GetState());
                 foreach (var list in deferred) list.Clear();
@@ -167,14 +244,16 @@ public sealed class DataParallel
                 stats[0] = l.Item();
                 stats[1] = countCorrect?.Invoke(output, micro) ?? 0;
                 stats[2] = count;
-                BackwardEngine.Backward(l, releaseIntermediates: true);
+                // each parameter's gradient goes to the send buffer as soon as backward has finished it; in the overlapped
+                // micro-batch, each bucket's reduction starts as soon as its last parameter is in (OnGradientReady)
+                _overlap = j == overlapped;
+                Array.Clear(_ready);
+                for (int b = 0; b < _buckets.Length; b++) _waiting[b] = _buckets[b].EndParameter - _buckets[b].FirstParameter;
+                BackwardEngine.Backward(l, releaseIntermediates: true, leafGradientReady: _onGradientReady);
+                // the parameters that no gradient reached (outside this forward's graph): zero, or what they held
                 for (int i = 0; i < _parameters.Length; i++)
-                {
-                    var target = grads[_offsets[i].._offsets[i + 1]];
-                    if (_parameters[i].Grad is { } g) g.F.CopyTo(target);
-                    else target.Clear();
-                }
-                Scatter(j, local);
+                    if (!_ready[i]) GradientIn(i);
+                _overlap = false;
                 int at = 3;
                 for (int b = 0; b < _norms.Length; b++)
                 {
@@ -199,16 +278,90 @@ public sealed class DataParallel
             for (int d = 0; d < _dropouts.Length; d++) _dropouts[d].MaskGenerator.SetState(_dropoutStates[d]);
         }
         _optimizer.ZeroGrad();
-        Communicator.AllToAll(_send, _receive);
+        // every bucket is complete now: start the reductions not started during backward, in bucket order, then sum each
+        // bucket's slice as its all-to-all arrives and start its all-gather
+        while (_started < _buckets.Length) StartReduction(_started++);
+        while (_summed < _buckets.Length)
+        {
+            _reduceRequests[_summed]!.Wait();
+            SumAndGather(_summed++);
+        }
         Communicator.AllGather(_sendStats, _receiveStats);
         return Combine(n);
     }
 
-    /// <summary>Slice d of local micro-batch j's flat gradient (in <c>_flat</c>) into the block for rank d: <c>_send[(d·L + j)·S ..]</c>.</summary>
-    private void Scatter(int j, int local)
+    /// <summary>Backward has finished a leaf's gradient: a parameter's goes to the send buffer; its bucket's reduction starts when complete.</summary>
+    private void OnGradientReady(Tensor leaf)
     {
-        for (int d = 0; d < Communicator.Size; d++)
-            _flat.AsSpan(d * _sliceLength, _sliceLength).CopyTo(_send.AsSpan((d * local + j) * _sliceLength, _sliceLength));
+        if (!_index.TryGetValue(leaf, out int i) || _ready[i]) return;
+        GradientIn(i);
+        if (!_overlap) return;
+        // in bucket order only, so that every process starts them in the same order whatever its graph
+        while (_started < _buckets.Length && _waiting[_started] == 0) StartReduction(_started++);
+        Progress();
+    }
+
+    /// <summary>Parameter i's gradient of the current micro-batch (or zero without one) into the send buffer; counts it in its bucket.</summary>
+    private void GradientIn(int i)
+    {
+        CopyGradient(i, _slot, _parameters[i].Grad);
+        _ready[i] = true;
+        _waiting[_bucketOf[i]]--;
+    }
+
+    /// <summary>Copies <paramref name="gradient"/> (zeros when null) of parameter i into local micro-batch j's slices of its bucket.</summary>
+    private void CopyGradient(int i, int j, Tensor? gradient)
+    {
+        var bucket = _buckets[_bucketOf[i]];
+        int local = MicroBatches / Communicator.Size, s = bucket.Slice;
+        int at = _offsets[i] - bucket.Start, length = _offsets[i + 1] - _offsets[i];
+        ReadOnlySpan<float> values = gradient is null ? default : gradient.F;
+        for (int done = 0; done < length;)
+        {
+            int d = at / s, e = at % s, chunk = Math.Min(length - done, s - e);
+            var target = _send.AsSpan(checked((int)(bucket.SendOffset + (long)(d * local + j) * s + e)), chunk);
+            if (gradient is null) target.Clear();
+            else values.Slice(done, chunk).CopyTo(target);
+            done += chunk;
+            at += chunk;
+        }
+    }
+
+    /// <summary>Starts bucket b's all-to-all: slice d of every local micro-batch's gradient to rank d.</summary>
+    private void StartReduction(int b)
+    {
+        var bucket = _buckets[b];
+        int length = Communicator.Size * (MicroBatches / Communicator.Size) * bucket.Slice;
+        var range = new Range(checked((int)bucket.SendOffset), checked((int)bucket.SendOffset + length));
+        _reduceRequests[b] = _reduceChannel.StartAllToAll(_send.AsMemory(range), _receive.AsMemory(range));
+    }
+
+    /// <summary>Between backward's operations: sums the slices of the buckets whose all-to-all has arrived, in order, and starts their all-gathers.</summary>
+    private void Progress()
+    {
+        while (_summed < _started && _reduceRequests[_summed]!.Test()) SumAndGather(_summed++);
+    }
+
+    /// <summary>
+    /// This process's slice of bucket b: Σ_k (n_k/n)·g_k in micro-batch order k = 0 … M − 1, a separate float multiplication and
+    /// addition each (the same operations for any N); then its all-gather starts.
+    /// </summary>
+    private void SumAndGather(int b)
+    {
+        var bucket = _buckets[b];
+        int s = bucket.Slice;
+        var sum = _sums.AsSpan(bucket.SumOffset, s);
+        var scratch = _scratch.AsSpan(0, s);
+        sum.Clear();
+        for (int k = 0; k < MicroBatches; k++)
+        {
+            if (_counts[k] == 0) continue;
+            float weight = (float)(_counts[k] / _examples);
+            TensorPrimitives.Multiply(_receive.AsSpan(checked((int)(bucket.SendOffset + (long)k * s)), s), weight, scratch);
+            TensorPrimitives.Add(sum, scratch, sum);
+        }
+        _gatherRequests[b] = _gatherChannel.StartAllGather(_sums.AsMemory(bucket.SumOffset, s),
+            _gathered.AsMemory(Communicator.Size * bucket.SumOffset, Communicator.Size * s));
     }
 
     /// <summary>g = Σ_k (n_k/n)·g_k in micro-batch order, each process summing its slice, then the slices gathered into each parameter's gradient; the loss likewise; the running statistics replayed; the observers' statistics combined.</summary>
@@ -216,21 +369,15 @@ public sealed class DataParallel
     {
         double lossSum = 0;
         long correct = 0;
-        // this process's slice: Σ_k (n_k/n)·g_k[slice] in micro-batch order (rank r's block holds micro-batches r·L … r·L + L − 1)
-        _slice.AsSpan().Clear();
-        for (int k = 0; k < MicroBatches; k++)
+        for (int b = 0; b < _buckets.Length; b++)
         {
-            double count = _receiveStats[k * _statsLength + 2];
-            if (count == 0) continue;
-            float weight = (float)(count / n);
-            TensorPrimitives.Multiply(_receive.AsSpan(k * _sliceLength, _sliceLength), weight, _scratch);
-            TensorPrimitives.Add(_slice, _scratch, _slice);
-        }
-        Communicator.AllGather(_slice, _gathered);
-        for (int i = 0; i < _parameters.Length; i++)
-        {
-            _gathered.AsSpan(_offsets[i], _offsets[i + 1] - _offsets[i]).CopyTo(_gradients[i].F);
-            _parameters[i].Grad = _gradients[i];
+            _gatherRequests[b]!.Wait();
+            var bucket = _buckets[b];
+            for (int i = bucket.FirstParameter; i < bucket.EndParameter; i++)
+            {
+                _gathered.AsSpan(Communicator.Size * bucket.SumOffset + _offsets[i] - bucket.Start, _offsets[i + 1] - _offsets[i]).CopyTo(_gradients[i].F);
+                _parameters[i].Grad = _gradients[i];
+            }
         }
         for (int k = 0; k < MicroBatches; k++)
         {

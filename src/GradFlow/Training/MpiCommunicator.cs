@@ -11,15 +11,23 @@ namespace GradFlow.Training;
 /// <c>MPI_FLOAT</c> is <c>&amp;ompi_mpi_float</c>, <c>MPI_SUM</c> is <c>&amp;ompi_mpi_op_sum</c>; they and the functions are
 /// looked up once with <see cref="NativeLibrary.GetExport"/> and called through unmanaged function pointers. MPI's default
 /// error handler (errors are fatal) stays: an error or a lost process ends the whole job, so no call can hang on a dead peer.
-/// Every call comes from the thread that initialised MPI (the training loop's), as MPI_THREAD_SINGLE allows.
+/// Every call comes from the thread that initialised MPI (the training loop's), as MPI_THREAD_SINGLE allows. A non-blocking
+/// collective (<c>MPI_Ialltoall</c>, <c>MPI_Iallgather</c>) pins its buffers until <c>MPI_Test</c> or <c>MPI_Wait</c> sees it complete;
+/// <see cref="Duplicate"/> is <c>MPI_Comm_dup</c>, a communicator whose collectives are matched apart from this one's.
 /// </remarks>
 public sealed unsafe class MpiCommunicator : ICommunicator
 {
-    private readonly nint _world, _float, _double, _byte, _sum;
+    private nint _comm;
+    private readonly nint _float, _double, _byte, _sum;
     private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> _allgather;
     private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int> _alltoall;
     private readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> _allreduce;
     private readonly delegate* unmanaged<void*, int, nint, int, nint, int> _bcast;
+    private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, nint*, int> _iallgather;
+    private readonly delegate* unmanaged<void*, int, nint, void*, int, nint, nint, nint*, int> _ialltoall;
+    private readonly delegate* unmanaged<nint*, int*, void*, int> _test;
+    private readonly delegate* unmanaged<nint*, void*, int> _wait;
+    private readonly delegate* unmanaged<nint, nint*, int> _commDup;
     private readonly delegate* unmanaged<nint, int> _barrier;
     private readonly delegate* unmanaged<void*, int, nint, int, int, nint, int> _send;
     private readonly delegate* unmanaged<void*, int, nint, int, int, nint, Status*, int> _recv;
@@ -38,7 +46,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
             throw new InvalidOperationException($"MPI: libmpi has no symbol '{name}'; GradFlow needs Open MPI 4 or later (openmpi-bin, libopenmpi-dev).");
         }
 
-        _world = Export("ompi_mpi_comm_world");
+        _comm = Export("ompi_mpi_comm_world");
         _float = Export("ompi_mpi_float");
         _double = Export("ompi_mpi_double");
         _byte = Export("ompi_mpi_byte");
@@ -50,6 +58,11 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         _alltoall = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, int>)Export("MPI_Alltoall");
         _allreduce = (delegate* unmanaged<void*, void*, int, nint, nint, nint, int>)Export("MPI_Allreduce");
         _bcast = (delegate* unmanaged<void*, int, nint, int, nint, int>)Export("MPI_Bcast");
+        _iallgather = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, nint*, int>)Export("MPI_Iallgather");
+        _ialltoall = (delegate* unmanaged<void*, int, nint, void*, int, nint, nint, nint*, int>)Export("MPI_Ialltoall");
+        _test = (delegate* unmanaged<nint*, int*, void*, int>)Export("MPI_Test");
+        _wait = (delegate* unmanaged<nint*, void*, int>)Export("MPI_Wait");
+        _commDup = (delegate* unmanaged<nint, nint*, int>)Export("MPI_Comm_dup");
         _barrier = (delegate* unmanaged<nint, int>)Export("MPI_Barrier");
         _send = (delegate* unmanaged<void*, int, nint, int, int, nint, int>)Export("MPI_Send");
         _recv = (delegate* unmanaged<void*, int, nint, int, int, nint, Status*, int>)Export("MPI_Recv");
@@ -60,8 +73,8 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         _finalize = (delegate* unmanaged<int>)Export("MPI_Finalize");
         Check(init(null, null), "MPI_Init");
         int r, s;
-        Check(rank(_world, &r), "MPI_Comm_rank");
-        Check(size(_world, &s), "MPI_Comm_size");
+        Check(rank(_comm, &r), "MPI_Comm_rank");
+        Check(size(_comm, &s), "MPI_Comm_size");
         Rank = r;
         Size = s;
     }
@@ -98,7 +111,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
             throw new ArgumentException($"AllGather: the receive buffer holds {receive.Length} values, but {Size} processes × {send.Length} values arrive.", nameof(receive));
         fixed (T* s = send)
         fixed (T* r = receive)
-            Check(_allgather(s, send.Length, type, r, send.Length, type, _world), "MPI_Allgather");
+            Check(_allgather(s, send.Length, type, r, send.Length, type, _comm), "MPI_Allgather");
     }
 
     /// <inheritdoc />
@@ -109,7 +122,78 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         int block = send.Length / Size;
         fixed (float* s = send)
         fixed (float* r = receive)
-            Check(_alltoall(s, block, _float, r, block, _float, _world), "MPI_Alltoall");
+            Check(_alltoall(s, block, _float, r, block, _float, _comm), "MPI_Alltoall");
+    }
+
+    /// <inheritdoc />
+    public ICommunicationRequest StartAllToAll(ReadOnlyMemory<float> send, Memory<float> receive)
+    {
+        if (send.Length != receive.Length || send.Length % Size != 0)
+            throw new ArgumentException($"StartAllToAll: {send.Length} values to send and {receive.Length} to receive are not {Size} equal blocks each.", nameof(receive));
+        var request = new Request(this, send.Pin(), receive.Pin());
+        int block = send.Length / Size;
+        nint handle;
+        Check(_ialltoall(request.Send.Pointer, block, _float, request.Receive.Pointer, block, _float, _comm, &handle), "MPI_Ialltoall");
+        request.Handle = handle;
+        return request;
+    }
+
+    /// <inheritdoc />
+    public ICommunicationRequest StartAllGather(ReadOnlyMemory<float> send, Memory<float> receive)
+    {
+        if ((long)receive.Length != (long)send.Length * Size)
+            throw new ArgumentException($"StartAllGather: the receive buffer holds {receive.Length} values, but {Size} processes × {send.Length} values arrive.", nameof(receive));
+        var request = new Request(this, send.Pin(), receive.Pin());
+        nint handle;
+        Check(_iallgather(request.Send.Pointer, send.Length, _float, request.Receive.Pointer, send.Length, _float, _comm, &handle), "MPI_Iallgather");
+        request.Handle = handle;
+        return request;
+    }
+
+    /// <inheritdoc />
+    public ICommunicator Duplicate()
+    {
+        nint comm;
+        Check(_commDup(_comm, &comm), "MPI_Comm_dup");
+        var copy = (MpiCommunicator)MemberwiseClone();
+        copy._comm = comm;
+        return copy;
+    }
+
+    /// <summary>An <c>MPI_Request</c> (a pointer in Open MPI) and its pinned buffers, unpinned when it completes.</summary>
+    private sealed class Request(MpiCommunicator owner, System.Buffers.MemoryHandle send, System.Buffers.MemoryHandle receive) : ICommunicationRequest
+    {
+        public System.Buffers.MemoryHandle Send = send, Receive = receive;
+        public nint Handle;
+        private bool _done;
+
+        public bool Test()
+        {
+            if (_done) return true;
+            nint handle = Handle;
+            int flag;
+            // MPI_STATUS_IGNORE is a null pointer in Open MPI's mpi.h
+            owner.Check(owner._test(&handle, &flag, null), "MPI_Test");
+            Handle = handle;
+            if (flag != 0) Complete();
+            return _done;
+        }
+
+        public void Wait()
+        {
+            if (_done) return;
+            nint handle = Handle;
+            owner.Check(owner._wait(&handle, null), "MPI_Wait");
+            Handle = handle;
+            Complete();
+        }
+
+        private void Complete()
+        {
+            _done = true;
+            Send.Dispose();
+            Receive.Dispose();
+        }
     }
 
     /// <inheritdoc />
@@ -117,7 +201,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     {
         // MPI_IN_PLACE is ((void*)1) in Open MPI's mpi.h
         fixed (double* v = values)
-            Check(_allreduce((void*)1, v, values.Length, _double, _sum, _world), "MPI_Allreduce");
+            Check(_allreduce((void*)1, v, values.Length, _double, _sum, _comm), "MPI_Allreduce");
     }
 
     /// <inheritdoc />
@@ -126,11 +210,11 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         ArgumentOutOfRangeException.ThrowIfNegative(root);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(root, Size);
         fixed (double* v = values)
-            Check(_bcast(v, values.Length, _double, root, _world), "MPI_Bcast");
+            Check(_bcast(v, values.Length, _double, root, _comm), "MPI_Bcast");
     }
 
     /// <inheritdoc />
-    public void Barrier() => Check(_barrier(_world), "MPI_Barrier");
+    public void Barrier() => Check(_barrier(_comm), "MPI_Barrier");
 
     /// <inheritdoc />
     public void Send(ReadOnlySpan<byte> message, int destination)
@@ -138,7 +222,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         ArgumentOutOfRangeException.ThrowIfNegative(destination);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(destination, Size);
         fixed (byte* m = message)
-            Check(_send(m, message.Length, _byte, destination, Tag, _world), "MPI_Send");
+            Check(_send(m, message.Length, _byte, destination, Tag, _comm), "MPI_Send");
     }
 
     /// <inheritdoc />
@@ -147,7 +231,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         ArgumentOutOfRangeException.ThrowIfNegative(source);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(source, Size);
         Status status;
-        Check(_probe(source, Tag, _world, &status), "MPI_Probe");
+        Check(_probe(source, Tag, _comm, &status), "MPI_Probe");
         return ReceiveProbed(status);
     }
 
@@ -156,7 +240,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     {
         Status status;
         int flag;
-        Check(_iprobe(AnySource, Tag, _world, &flag, &status), "MPI_Iprobe");
+        Check(_iprobe(AnySource, Tag, _comm, &flag, &status), "MPI_Iprobe");
         if (flag == 0)
         {
             (source, message) = (-1, []);
@@ -176,7 +260,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         fixed (byte* m = message)
         {
             Status received;
-            Check(_recv(m, count, _byte, status.Source, Tag, _world, &received), "MPI_Recv");
+            Check(_recv(m, count, _byte, status.Source, Tag, _comm, &received), "MPI_Recv");
         }
         return message;
     }
@@ -198,7 +282,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     /// <inheritdoc />
     public void Abort(int exitCode)
     {
-        _abort(_world, exitCode);
+        _abort(_comm, exitCode);
         Environment.Exit(exitCode);
     }
 

@@ -166,8 +166,8 @@ public sealed record TrainingConfig
 
     /// <summary>
     /// With several processes, batch norms normalise with the statistics of the whole global batch (synchronised batch norm,
-    /// as PyTorch's <c>SyncBatchNorm</c>; <see cref="Nn.BatchNormBase.Sync"/>) instead of each micro-batch's own; needs one
-    /// micro-batch per process. One process with one micro-batch is the same thing.
+    /// as PyTorch's <c>SyncBatchNorm</c>; <see cref="Nn.BatchNormBase.Sync"/>) instead of each micro-batch's own; a process's
+    /// micro-batches then run as one forward over its share. One process with one micro-batch is the same thing.
     /// </summary>
     public bool SyncBatchNorm { get; init; }
 

@@ -129,6 +129,37 @@ public class BackwardEngineTests
     }
 
     [Fact]
+    public void LeafGradientReady_CalledOncePerLeafWithItsFinalGradient_BeforeTheNodesBelowRun()
+    {
+        // h = w1·x (used twice), y = Σ (w2·h + h·h); w2 is ready before the product that feeds w1 runs its backward;
+        // w1 collects two contributions (through w2·h and h·h) and is reported once, with their sum
+        var x = Tensor.FromArray([1f, 2f]);
+        var w1 = Tensor.FromArray([3f, -1f]);
+        var w2 = Tensor.FromArray([0.5f, 4f]);
+        var unused = Tensor.FromArray([7f]);
+        w1.RequiresGrad = w2.RequiresGrad = unused.RequiresGrad = true;
+        var h = w1 * x;
+        var events = new List<string>();
+        h.RegisterHook(g =>
+        {
+            events.Add("h");
+            return null;
+        });
+        var seen = new Dictionary<Tensor, float[]>(ReferenceEqualityComparer.Instance);
+        (w2 * h + h * h).Sum().Backward(leafGradientReady: leaf =>
+        {
+            events.Add(ReferenceEquals(leaf, w1) ? "w1" : ReferenceEquals(leaf, w2) ? "w2" : "other");
+            seen.Add(leaf, leaf.Grad!.ToArray());
+        });
+        // dy/dw2 = h = [3, -2]; dy/dh = w2 + 2h = [6.5, 0]; dy/dw1 = dy/dh·x = [6.5, 0]
+        Assert.Equal(["w2", "h", "w1"], events);
+        Assert.Equal([3f, -2f], seen[w2]);
+        Assert.Equal([6.5f, 0f], seen[w1]);
+        Assert.Equal(seen[w1], w1.Grad!.ToArray());
+        Assert.False(seen.ContainsKey(unused));
+    }
+
+    [Fact]
     public void Hook_ObservesGradientFlowingThroughIntermediate()
     {
         var x = Tensor.FromArray([1.0, 2.0, 3.0]);

@@ -3,6 +3,7 @@ using GradFlow.Data;
 using GradFlow.Nn;
 using GradFlow.Optim;
 using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
 using GradFlow.Training;
 
 namespace GradFlow.Tests.Training;
@@ -180,6 +181,137 @@ public class DataParallelTests
         Assert.Equal(norm.RunningVar!.ToDoubleArray(), replayed.RunningVar!.ToDoubleArray());
         Assert.Equal(2.0, replayed.NumBatchesTracked!.Item());
         Assert.Null(replayed.DeferredUpdates);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void ComputeGradients_ProcessesWithSmallBuckets_GiveTheOneProcessGradientsBitForBit(int processes)
+    {
+        // 23 examples in 6 uneven micro-batches; one process with one bucket against threads standing in for processes, with
+        // buckets of 64 bytes (a parameter each or two, slices padded), the running statistics replayed across them
+        var batch = OneBatch(23, 5, 3, 5);
+        Sequential Build() => new(new Linear(5, 8, new Generator(1)), new BatchNorm1d(8), new Relu(), new Linear(8, 7, new Generator(2)), new Tanh(),
+            new Linear(7, 3, new Generator(3)));
+        (float[][] Grads, float[] Mean, double Loss) Run(ICommunicator communicator, int bucketBytes, Action<DataParallel, Sequential>? observe = null)
+        {
+            var model = Build();
+            var step = new DataParallel(model, new Sgd(model.Parameters(), 0.1), communicator, 6, bucketBytes: bucketBytes);
+            observe?.Invoke(step, model);
+            var (loss, _) = step.ComputeGradients(batch, Loss, null);
+            var norm = model.NamedModules().Select(m => m.Module).OfType<BatchNorm1d>().Single();
+            return (model.Parameters().Select(p => p.Grad!.ToArray()).ToArray(), norm.RunningMean!.ToArray(), loss);
+        }
+
+        var expected = Run(SingleProcessCommunicator.Instance, DataParallel.DefaultBucketBytes);
+        var communicators = ThreadCommunicator.Create(processes);
+        var startedBeforeFirstLayer = new int[processes];
+        var buckets = new int[processes];
+        var errors = new Exception?[processes];
+        var results = new (float[][] Grads, float[] Mean, double Loss)[processes];
+        var threads = Enumerable.Range(0, processes).Select(r => new Thread(() =>
+        {
+            try
+            {
+                results[r] = Run(communicators[r], 64, Observe);
+            }
+            catch (Exception e)
+            {
+                errors[r] = e;
+            }
+        })).ToArray();
+        void Observe(DataParallel step, Sequential model)
+        {
+            int r = step.Communicator.Rank;
+            buckets[r] = step.Buckets.Count;
+            // the first layer's weight is the last gradient backward finishes: the later buckets' reductions have started by then
+            model.Parameters().First().Data.RegisterHook(g =>
+            {
+                startedBeforeFirstLayer[r] = communicators[r].StartedAllToAlls;
+                return null;
+            });
+        }
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromSeconds(60)));
+        for (int r = 0; r < processes; r++)
+        {
+            Assert.Null(errors[r]);
+            // (3 + 21), (7 + 56), (8 + 8) and (8 + 40) floats: the last layer's parameters first
+            Assert.Equal(4, buckets[r]);
+            Assert.Equal(expected.Loss, results[r].Loss);
+            Assert.Equal(expected.Mean, results[r].Mean);
+            for (int i = 0; i < expected.Grads.Length; i++) Assert.Equal(expected.Grads[i], results[r].Grads[i]);
+            Assert.True(startedBeforeFirstLayer[r] == 3, $"rank {r}: {startedBeforeFirstLayer[r]} reductions started before the first layer's gradient");
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 3)]
+    [InlineData(2, 2)]
+    [InlineData(3, 2)]
+    public void ComputeGradients_SyncBatchNormWithSeveralMicroBatchesPerProcess_GivesTheWholeBatchGradientAndStatistics(int processes, int perProcess)
+    {
+        // 25 examples; the whole batch in one forward with plain batch norm against threads standing in for processes, each
+        // with several micro-batches and synchronised statistics (local statistics would be off by far more than the rounding)
+        var batch = OneBatch(25, 5, 3, 9);
+        Sequential Build() => new(new Linear(5, 8, new Generator(1)), new BatchNorm1d(8), new Relu(), new Linear(8, 3, new Generator(2)));
+        var reference = Build();
+        var whole = Loss(reference.Forward(batch.Inputs), batch);
+        BackwardEngine.Backward(whole);
+        var expected = reference.Parameters().Select(p => p.Grad!.ToDoubleArray()).ToArray();
+        var expectedVar = reference.NamedModules().Select(m => m.Module).OfType<BatchNorm1d>().Single().RunningVar!.ToDoubleArray();
+
+        (double[][] Grads, double[] Var, double Loss) Run(ICommunicator communicator, bool sync)
+        {
+            var model = Build();
+            var step = new DataParallel(model, new Sgd(model.Parameters(), 0.1), communicator, processes * perProcess, syncBatchNorm: sync);
+            var (loss, _) = step.ComputeGradients(batch, Loss, null);
+            var norm = model.NamedModules().Select(m => m.Module).OfType<BatchNorm1d>().Single();
+            return (model.Parameters().Select(p => p.Grad!.ToDoubleArray()).ToArray(), norm.RunningVar!.ToDoubleArray(), loss);
+        }
+
+        var communicators = ThreadCommunicator.Create(processes);
+        var results = new (double[][] Grads, double[] Var, double Loss)[processes];
+        var errors = new Exception?[processes];
+        var threads = Enumerable.Range(0, processes).Select(r => new Thread(() =>
+        {
+            try
+            {
+                results[r] = Run(communicators[r], sync: true);
+            }
+            catch (Exception e)
+            {
+                errors[r] = e;
+            }
+        })).ToArray();
+        foreach (var t in threads) t.Start();
+        foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromSeconds(60)));
+        static bool Close(double e, double a) => Math.Abs(e - a) <= 1e-6 + 1e-5 * Math.Abs(e);
+        for (int r = 0; r < processes; r++)
+        {
+            Assert.Null(errors[r]);
+            Assert.True(Close(whole.Item(), results[r].Loss), $"rank {r}: loss {results[r].Loss}, whole batch {whole.Item()}");
+            for (int c = 0; c < expectedVar.Length; c++)
+                Assert.True(Close(expectedVar[c], results[r].Var[c]), $"rank {r}: running variance {c}: whole batch {expectedVar[c]}, synchronised {results[r].Var[c]}");
+            for (int i = 0; i < expected.Length; i++)
+                for (int j = 0; j < expected[i].Length; j++)
+                    Assert.True(Close(expected[i][j], results[r].Grads[i][j]),
+                        $"rank {r}: parameter {i} element {j}: whole batch {expected[i][j]}, synchronised micro-batches {results[r].Grads[i][j]}");
+        }
+        // the same micro-batches with local statistics: far from the whole batch
+        var local = Run(SingleProcessCommunicator.Instance, sync: false);
+        Assert.Contains(Enumerable.Range(0, expected.Length).SelectMany(i => expected[i].Zip(local.Grads[i])), p => Math.Abs(p.First - p.Second) > 1e-3);
+    }
+
+    [Fact]
+    public void Buckets_AreFormedLastParameterFirstUpToTheByteSize()
+    {
+        // parameters: 40 + 8 (first layer), 56 + 7, 21 + 3 floats; 1 MiB: one bucket; 90 bytes: (3 + 21), (7 + 56), (8 + 40); 1 byte: one each
+        var model = new Sequential(new Linear(5, 8, new Generator(1)), new Relu(), new Linear(8, 7, new Generator(2)), new Linear(7, 3, new Generator(3)));
+        var optimizer = new Sgd(model.Parameters(), 0.1);
+        Assert.Equal([(0, 6)], new DataParallel(model, optimizer, SingleProcessCommunicator.Instance, 1).Buckets);
+        Assert.Equal([(4, 6), (2, 4), (0, 2)], new DataParallel(model, optimizer, SingleProcessCommunicator.Instance, 1, bucketBytes: 90).Buckets);
+        Assert.Equal([(5, 6), (4, 5), (3, 4), (2, 3), (1, 2), (0, 1)], new DataParallel(model, optimizer, SingleProcessCommunicator.Instance, 1, bucketBytes: 1).Buckets);
     }
 
     [Fact]

@@ -45,6 +45,24 @@ public class MpiTrainingTests
     }
 
     [Fact]
+    public async Task Train_ModelOfSeveralGradientBuckets_OneAndTwoProcessesWriteTheSameWeightsBitForBit()
+    {
+        // two 512×512 layers (1 MiB each): 3 buckets, whose all-to-alls start during backward and are in flight together
+        using var root = new TempDir();
+        string[] Args(string dir) =>
+        [
+            "train", "--data", "spirals", "--model", "mlp 2-512x3-2 act=relu norm=batch dropout=0.1", "--batch-size", "24", "--micro-batches", "6",
+            "--train-limit", "240", "--epochs", "1", "--threads", "1", "--json", "--out", dir,
+        ];
+        var one = await Run(1, Args(root.Sub("n1")));
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, Args(root.Sub("n2")));
+        Assert.True(two.Code == 0, two.Output);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(root.Sub("n1"), "checkpoints", "epoch-0001.safetensors")),
+            File.ReadAllBytes(Path.Combine(root.Sub("n2"), "checkpoints", "epoch-0001.safetensors")));
+    }
+
+    [Fact]
     public async Task Sweep_OneAndTwoProcesses_WriteTheSameResultsFileAndTable()
     {
         // six 30-step points handed out to the processes as they free up; rank 0 writes them in grid order
@@ -155,6 +173,32 @@ public class MpiTrainingTests
             // float32 rounding of sums taken in another order; local statistics differ by about 1e-2 here
             for (int i = 0; i < e.Length; i++)
                 Assert.True(Math.Abs(e[i] - a[i]) <= 1e-5, $"{name}[{i}]: one process {e[i]}, two synchronised {a[i]}");
+        }
+    }
+
+    [Fact]
+    public async Task Train_SyncBatchNormOverTwoProcessesOfTwoMicroBatches_GivesTheWeightsOfOneProcessWithTheWholeBatch()
+    {
+        // as above, with 2 micro-batches per process (each process's share in one forward, docs/distributed.md)
+        using var root = new TempDir();
+        string[] Args(string dir, params string[] extra) =>
+        [
+            "train", "--data", "spirals", "--model", "mlp 2-32x2-2 act=relu norm=batch", "--batch-size", "24", "--train-limit", "480",
+            "--epochs", "2", "--optimizer", "sgd", "--lr", "0.1", "--threads", "1", "--json", .. extra, "--out", dir,
+        ];
+        var one = await Run(1, Args(root.Sub("one")));
+        Assert.True(one.Code == 0, one.Output);
+        var two = await Run(2, Args(root.Sub("two"), "--sync-batch-norm", "--micro-batches", "4"));
+        Assert.True(two.Code == 0, two.Output);
+        var expected = GradFlow.Training.SafeTensors.Read(Path.Combine(root.Sub("one"), "checkpoints", "epoch-0002.safetensors"));
+        var actual = GradFlow.Training.SafeTensors.Read(Path.Combine(root.Sub("two"), "checkpoints", "epoch-0002.safetensors"));
+        Assert.Contains(expected.Tensors, t => t.Key.Contains("running_mean", StringComparison.Ordinal));
+        foreach (var (name, tensor) in expected.Tensors.Where(t => t.Key.StartsWith("layers.", StringComparison.Ordinal)))
+        {
+            var (e, a) = (tensor.ToDoubleArray(), actual[name].ToDoubleArray());
+            Assert.Equal(e.Length, a.Length);
+            for (int i = 0; i < e.Length; i++)
+                Assert.True(Math.Abs(e[i] - a[i]) <= 1e-5, $"{name}[{i}]: one process {e[i]}, two synchronised processes of two micro-batches {a[i]}");
         }
     }
 
