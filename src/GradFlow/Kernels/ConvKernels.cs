@@ -104,6 +104,24 @@ internal static unsafe class ConvKernels
         else ConvFlat.BackwardWeight(s, x, dy, dw, isa);
     }
 
+    /// <summary>The forward on the Winograd F(2×2, 3×3) path (<see cref="ConvWinograd"/>) with a chosen instruction set.</summary>
+    internal static void ForwardWinograd(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, InstructionSet isa)
+    {
+        Check(s, x.Length, w.Length, y.Length, "forward");
+        if (!bias.IsEmpty && bias.Length != s.Cout)
+            throw new ArgumentException($"conv2d kernel: bias has {bias.Length} elements, expected {s.Cout}.", nameof(bias));
+        if (!ConvWinograd.Applies(s)) throw new ArgumentException($"conv2d kernel: the Winograd path needs a 3×3 kernel, stride 1, dilation 1, one group and padding at most 2, got {s}.");
+        ConvWinograd.Forward(s, x, w, bias, y, isa);
+    }
+
+    /// <summary>The input gradient on the Winograd path (the forward of dy with the flipped, transposed weight).</summary>
+    internal static void BackwardInputWinograd(in ConvShape s, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx, InstructionSet isa)
+    {
+        Check(s, dx.Length, w.Length, dy.Length, "input gradient");
+        if (!ConvWinograd.Applies(s)) throw new ArgumentException($"conv2d kernel: the Winograd path needs a 3×3 kernel, stride 1, dilation 1, one group and padding at most 2, got {s}.");
+        ConvWinograd.BackwardInput(s, w, dy, dx, isa);
+    }
+
     private static ReadOnlySpan<float> Floats<T>(ReadOnlySpan<T> s) where T : unmanaged => MemoryMarshal.Cast<T, float>(s);
 
     private static Span<float> Floats<T>(Span<T> s) where T : unmanaged => MemoryMarshal.Cast<T, float>(s);
