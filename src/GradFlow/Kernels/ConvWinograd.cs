@@ -41,6 +41,9 @@ internal static unsafe class ConvWinograd
     public static bool Applies(in ConvShape s) =>
         s.KH == 3 && s.KW == 3 && s.SH == 1 && s.SW == 1 && s.DH == 1 && s.DW == 1 && s.Groups == 1 && s.PH <= 2 && s.PW <= 2;
 
+    /// <summary>Floats a row's split or interleave may write past its end (two 512-bit vectors, in zeros or in data rewritten later).</summary>
+    private const int RowSlack = 32;
+
     /// <summary>Output channels per micro-kernel call.</summary>
     private const int MR = 4;
 
@@ -60,6 +63,13 @@ internal static unsafe class ConvWinograd
     /// </summary>
     private static int BlockTiles(int c, int k, int nb) => Math.Max(nb, 2048 / (c + k) / nb * nb);
 
+    /// <summary>
+    /// Floats between the 16 planes of V or M of a block (<paramref name="rows"/> rows of <paramref name="block"/> tiles): one
+    /// cache line more than the plane, so that the 16 planes a tile transform reads or writes do not all map to the same
+    /// L1 set (a plane of 16 × 64 floats is 4 KiB, the L1's set period: the transforms ran 2× slower).
+    /// </summary>
+    private static int XiStride(int rows, int block) => rows * block + 16;
+
     /// <summary><c>y = conv(x, w) + bias</c> (shape checked by the caller).</summary>
     public static void Forward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, InstructionSet isa) =>
         Run(s, x, w, bias, y, flipped: false, isa);
@@ -72,7 +82,7 @@ internal static unsafe class ConvWinograd
     {
         int nb = ColumnTile(isa), c = t.C, k = t.Cout, kBlocks = (k + MR - 1) / MR, kPad = kBlocks * MR;
         int th = (t.OH + 1) / 2, tw = (t.OW + 1) / 2, stride = tw + 1, tiles = th * stride, tPad = (tiles + nb - 1) / nb * nb;
-        int block = BlockTiles(c, kPad, nb), subLength = tPad + stride + 1;
+        int block = BlockTiles(c, kPad, nb), subLength = tPad + stride + 1 + RowSlack, rowLength = (Math.Max(t.W, 2 * tw) + RowSlack - 1) / RowSlack * RowSlack;
         var u = ArrayPool<float>.Shared.Rent(16 * kPad * c);
         TransformWeights(t, w, flipped, u, kPad);
         var layout = new Layout(c, t.H, t.W, t.PH, t.PW, stride, subLength);
@@ -82,24 +92,39 @@ internal static unsafe class ConvWinograd
             var shape = t;
             void Image(int n)
             {
-                var scratch = Scratch.Get(4 * c * subLength, 16 * c * block, 16 * kPad * block, 4 * k * tPad, layout, out bool clear);
-                fixed (float* sub = scratch.Sub, v = scratch.V, m = scratch.M, ysub = scratch.Y)
+                var scratch = Scratch.Get(4 * c * subLength, 16 * XiStride(c, block), 16 * XiStride(kPad, block), 4 * k * tPad, rowLength, layout, out bool clear);
+                fixed (float* sub = scratch.Sub, v = scratch.V, m = scratch.M, ysub = scratch.Y, row = scratch.Row)
                 {
-                    Split(shape, xs + (long)n * c * shape.H * shape.W, sub, subLength, stride, clear);
-                    for (int b0 = 0; b0 < tPad; b0 += block)
-                    {
-                        int cols = Math.Min(block, tPad - b0);
-                        if (isa == InstructionSet.Avx512) Block<Lanes512>(sub + b0, subLength, stride, c, k, kPad, us, v, m, block, cols, ysub + b0, tPad);
-                        else if (isa == InstructionSet.Avx2) Block<Lanes256>(sub + b0, subLength, stride, c, k, kPad, us, v, m, block, cols, ysub + b0, tPad);
-                        else Block<Lanes1>(sub + b0, subLength, stride, c, k, kPad, us, v, m, block, cols, ysub + b0, tPad);
-                    }
-                    Interleave(shape, ysub, tPad, stride, bs, ys + (long)n * k * shape.OH * shape.OW);
+                    var work = new Work(shape, subLength, stride, tPad, block, kPad, rowLength, us, sub, v, m, ysub, row);
+                    float* xn = xs + (long)n * c * shape.H * shape.W, yn = ys + (long)n * k * shape.OH * shape.OW;
+                    if (isa == InstructionSet.Avx512) ImageOf<Lanes512>(work, xn, bs, yn, clear);
+                    else if (isa == InstructionSet.Avx2) ImageOf<Lanes256>(work, xn, bs, yn, clear);
+                    else ImageOf<Lanes1>(work, xn, bs, yn, clear);
                 }
             }
             if (t.N >= 2) KernelThreads.Run(t.N, Image);
             else if (t.N == 1) Image(0);
         }
         ArrayPool<float>.Shared.Return(u);
+    }
+
+    /// <summary>One image's sizes and scratch pointers (input sub-planes, V and M of a block, output sub-planes, one row).</summary>
+    private readonly struct Work(ConvShape shape, int subLength, int stride, int tPad, int block, int kPad, int rowLength,
+        float* u, float* sub, float* v, float* m, float* ySub, float* row)
+    {
+        public readonly ConvShape Shape = shape;
+        public readonly int SubLength = subLength, Stride = stride, TPad = tPad, Block = block, KPad = kPad, RowLength = rowLength;
+        public readonly float* U = u, Sub = sub, V = v, M = m, YSub = ySub, Row = row;
+    }
+
+    /// <summary>One image: split into sub-planes, the blocks of tiles in order, interleaved into y (plus the bias).</summary>
+    private static void ImageOf<TL>(in Work w, float* x, float* bias, float* y, bool clear) where TL : unmanaged, ILanes<TL>
+    {
+        var t = w.Shape;
+        Split<TL>(t, x, w.Sub, w.SubLength, w.Stride, clear, w.Row, w.RowLength);
+        for (int b0 = 0; b0 < w.TPad; b0 += w.Block)
+            Block<TL>(w.Sub + b0, w.SubLength, w.Stride, t.C, t.Cout, w.KPad, w.U, w.V, w.M, w.Block, Math.Min(w.Block, w.TPad - b0), w.YSub + b0, w.TPad);
+        Interleave<TL>(t, w.YSub, w.TPad, w.Stride, bias, y, w.Row);
     }
 
     /// <summary>
@@ -133,53 +158,65 @@ internal static unsafe class ConvWinograd
     /// <summary>
     /// Copies image [C, H, W] into its parity sub-planes: pixel (c, h, w) at padded position (r, s) = (h + PH, w + PW) goes to
     /// sub-plane (r % 2, s % 2) of channel c at <c>(r/2)·S + s/2</c>; every other element stays 0 (the buffer is cleared
-    /// only when it last held another layout: the pixels are the only elements ever written).
+    /// only when it last held another layout). Rows are split by whole vectors of 2·TL.Count floats straight from the image,
+    /// reading up to that many floats past the row's end (the next row's pixels); the values this puts past the row's
+    /// ⌈W/2⌉ or ⌊W/2⌋ entries are overwritten by one vector of zeros, which may reach into the next sub-plane row of the
+    /// same parity: left padding, or pixels of the row two below, written after. The image's last row, whose reads would
+    /// leave the image (the last, or the last few when rows are short), go through <paramref name="row"/> (zeros past W). (A row copied into a buffer and read back by
+    /// other vector bounds stalls store-to-load forwarding: that cost a third of the transform's time.)
     /// </summary>
-    private static void Split(in ConvShape t, float* image, float* sub, int subLength, int stride, bool clear)
+    private static void Split<TL>(in ConvShape t, float* image, float* sub, int subLength, int stride, bool clear, float* row, int rowLength)
+        where TL : unmanaged, ILanes<TL>
     {
         if (clear) new Span<float>(sub, 4 * t.C * subLength).Clear();
+        int step = 2 * TL.Count, evens = (t.W + 1) / 2, odds = t.W / 2, reach = (t.W + step - 1) / step * step;
+        long end = (long)t.C * t.H * t.W;
         for (int c = 0; c < t.C; c++)
             for (int h = 0; h < t.H; h++)
             {
                 int r = h + t.PH;
-                float* src = image + ((long)c * t.H + h) * t.W;
+                long at = ((long)c * t.H + h) * t.W;
+                float* src = image + at;
+                if (at + reach > end)
+                {
+                    new Span<float>(src, t.W).CopyTo(new Span<float>(row, t.W));
+                    new Span<float>(row + t.W, rowLength - t.W).Clear();
+                    src = row;
+                }
+                // Source column w lands in parity (w + PW) % 2 at (w + PW)/2: even w at even + w/2, odd w at odd + w/2.
                 float* even = sub + (long)(4 * c + 2 * (r & 1) + (t.PW & 1)) * subLength + (r >> 1) * stride + (t.PW >> 1);
                 float* odd = sub + (long)(4 * c + 2 * (r & 1) + 1 - (t.PW & 1)) * subLength + (r >> 1) * stride + ((t.PW + 1) >> 1);
-                // Source column w lands in parity (w + PW) % 2 at (w + PW)/2: even w at even + w/2, odd w at odd + w/2.
-                int w = 0;
-                for (; w + 1 < t.W; w += 2)
-                {
-                    even[w >> 1] = src[w];
-                    odd[w >> 1] = src[w + 1];
-                }
-                if (w < t.W) even[w >> 1] = src[w];
+                for (int w = 0; w < t.W; w += step) TL.Deinterleave(src + w, even + w / 2, odd + w / 2);
+                TL.Zero.Store(even + evens);
+                TL.Zero.Store(odd + odds);
             }
     }
 
     /// <summary>
-    /// One block of <paramref name="cols"/> tiles (a multiple of the column tile): input transform into V [16][C][ldv],
-    /// the 16 products M[ξ] = U[ξ]·V[ξ] into M [16][kPad][ldv], output transform into the sub-planes of y (four per output
+    /// One block of <paramref name="cols"/> tiles (a multiple of the column tile): input transform into V [16][C][ldv]
+    /// (planes <see cref="XiStride"/> apart), the 16 products M[ξ] = U[ξ]·V[ξ] into M [16][kPad][ldv] (alike), output transform into the sub-planes of y (four per output
     /// channel, ldy apart per parity, K·4 of them).
     /// </summary>
     private static void Block<TL>(float* sub, int subLength, int stride, int c, int k, int kPad, float* u, float* v, float* m, int ldv, int cols,
         float* ysub, int ldy) where TL : unmanaged, ILanes<TL>
     {
         int lanes = TL.Count, nb = 2 * lanes;
+        long vXi = XiStride(c, ldv), mXi = XiStride(kPad, ldv);
         for (int ci = 0; ci < c; ci++)
         {
             float* p00 = sub + (long)(4 * ci) * subLength, p01 = p00 + subLength, p10 = p01 + subLength, p11 = p10 + subLength;
             for (int j = 0; j < cols; j += lanes)
-                InputTile<TL>(p00 + j, p01 + j, p10 + j, p11 + j, stride, v + (long)ci * ldv + j, (long)c * ldv);
+                InputTile<TL>(p00 + j, p01 + j, p10 + j, p11 + j, stride, v + (long)ci * ldv + j, vXi);
         }
         for (int xi = 0; xi < 16; xi++)
             for (int kb = 0; kb < kPad; kb += MR)
             {
-                float* panel = u + ((long)xi * kPad + kb) * c, vx = v + (long)xi * c * ldv, mx = m + ((long)xi * kPad + kb) * ldv;
+                float* panel = u + ((long)xi * kPad + kb) * c, vx = v + xi * vXi, mx = m + xi * mXi + (long)kb * ldv;
                 for (int j = 0; j < cols; j += nb) Gemm4x2<TL>(panel, vx + j, ldv, c, mx + j, ldv);
             }
         for (int o = 0; o < k; o++)
             for (int j = 0; j < cols; j += lanes)
-                OutputTile<TL>(m + (long)o * ldv + j, (long)kPad * ldv, ysub + (long)4 * o * ldy + j, ldy);
+                OutputTile<TL>(m + (long)o * ldv + j, mXi, ysub + (long)4 * o * ldy + j, ldy);
     }
 
     /// <summary>
@@ -269,31 +306,28 @@ internal static unsafe class ConvWinograd
         c30.Store(m + 3 * ldm); c31.Store(m + 3 * ldm + l);
     }
 
-    /// <summary>y[k][oh][ow] = Y_(oh%2)(ow%2)[k][(oh/2)·S + ow/2] (+ bias[k]): the output sub-planes interleaved, the dropped tiles left out.</summary>
-    private static void Interleave(in ConvShape t, float* ysub, int ldy, int stride, float* bias, float* y)
+    /// <summary>
+    /// y[k][oh][ow] = Y_(oh%2)(ow%2)[k][(oh/2)·S + ow/2] (+ bias[k]): the output sub-planes interleaved by whole vectors of
+    /// 2·TL.Count floats straight into y, writing up to that many floats past the row's end into the next row of the
+    /// image, written after; the rows whose writes would leave the image (the last, or the last few when rows are short) go
+    /// through <paramref name="row"/>. The dropped tiles are left out.
+    /// </summary>
+    private static void Interleave<TL>(in ConvShape t, float* ysub, int ldy, int stride, float* bias, float* y, float* row) where TL : unmanaged, ILanes<TL>
     {
-        int oh = t.OH, ow = t.OW;
+        int oh = t.OH, ow = t.OW, step = 2 * TL.Count, reach = (ow + step - 1) / step * step;
+        long end = (long)t.Cout * oh * ow;
         for (int o = 0; o < t.Cout; o++)
         {
-            float add = bias == null ? 0f : bias[o];
+            bool hasBias = bias != null;
+            var add = TL.Broadcast(hasBias ? bias[o] : 0f);
             for (int r = 0; r < oh; r++)
             {
                 float* even = ysub + (long)(4 * o + 2 * (r & 1)) * ldy + (r >> 1) * stride, odd = even + ldy;
-                float* dst = y + ((long)o * oh + r) * ow;
-                int w = 0;
-                if (bias == null)
-                    for (; w + 1 < ow; w += 2)
-                    {
-                        dst[w] = even[w >> 1];
-                        dst[w + 1] = odd[w >> 1];
-                    }
-                else
-                    for (; w + 1 < ow; w += 2)
-                    {
-                        dst[w] = even[w >> 1] + add;
-                        dst[w + 1] = odd[w >> 1] + add;
-                    }
-                if (w < ow) dst[w] = bias == null ? even[w >> 1] : even[w >> 1] + add;
+                long at = ((long)o * oh + r) * ow;
+                bool last = at + reach > end;
+                float* dst = last ? row : y + at;
+                for (int w = 0; w < ow; w += step) TL.Interleave(even + w / 2, odd + w / 2, hasBias, add, dst + w);
+                if (last) new Span<float>(row, ow).CopyTo(new Span<float>(y + at, ow));
             }
         }
     }
@@ -301,15 +335,15 @@ internal static unsafe class ConvWinograd
     /// <summary>The layout of the input sub-planes a scratch buffer last held, so that its zeros can be trusted.</summary>
     private readonly record struct Layout(int C, int H, int W, int PH, int PW, int Stride, int SubLength);
 
-    /// <summary>Per-thread scratch: input sub-planes, V and M of a block, output sub-planes.</summary>
+    /// <summary>Per-thread scratch: input sub-planes, V and M of a block, output sub-planes, one image or output row.</summary>
     private sealed class Scratch
     {
         [ThreadStatic] private static Scratch? _current;
 
-        public float[] Sub = [], V = [], M = [], Y = [];
+        public float[] Sub = [], V = [], M = [], Y = [], Row = [];
         private Layout _held;
 
-        public static Scratch Get(int sub, int v, int m, int y, Layout layout, out bool clear)
+        public static Scratch Get(int sub, int v, int m, int y, int row, Layout layout, out bool clear)
         {
             var s = _current ??= new Scratch();
             clear = s._held != layout;
@@ -321,6 +355,7 @@ internal static unsafe class ConvWinograd
             if (s.V.Length < v) s.V = GC.AllocateUninitializedArray<float>(v, pinned: true);
             if (s.M.Length < m) s.M = GC.AllocateUninitializedArray<float>(m, pinned: true);
             if (s.Y.Length < y) s.Y = GC.AllocateUninitializedArray<float>(y, pinned: true);
+            if (s.Row.Length < row) s.Row = GC.AllocateUninitializedArray<float>(row, pinned: true);
             s._held = layout;
             return s;
         }
@@ -337,6 +372,12 @@ internal static unsafe class ConvWinograd
         static abstract TSelf operator +(TSelf a, TSelf b);
         static abstract TSelf operator -(TSelf a, TSelf b);
         void Store(float* p);
+
+        /// <summary><c>even[i] = src[2i]</c>, <c>odd[i] = src[2i + 1]</c> for i &lt; Count.</summary>
+        static abstract void Deinterleave(float* src, float* even, float* odd);
+
+        /// <summary><c>dst[2i] = even[i] (+ add)</c>, <c>dst[2i + 1] = odd[i] (+ add)</c> for i &lt; Count.</summary>
+        static abstract void Interleave(float* even, float* odd, bool hasAdd, TSelf add, float* dst);
     }
 
     private readonly struct Lanes512(Vector512<float> v) : ILanes<Lanes512>
@@ -350,6 +391,33 @@ internal static unsafe class ConvWinograd
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 operator +(Lanes512 a, Lanes512 b) => new(a._v + b._v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 operator -(Lanes512 a, Lanes512 b) => new(a._v - b._v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* p) => _v.Store(p);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Deinterleave(float* src, float* even, float* odd)
+        {
+            Vector512<float> a = Vector512.Load(src), b = Vector512.Load(src + 16);
+            var low = Vector512.Create(-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0).AsSingle();
+            var e = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+            var o = Vector512.Create(1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+            Vector512.ConditionalSelect(low, Vector512.Shuffle(a, e), Vector512.Shuffle(b, e)).Store(even);
+            Vector512.ConditionalSelect(low, Vector512.Shuffle(a, o), Vector512.Shuffle(b, o)).Store(odd);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Interleave(float* even, float* odd, bool hasAdd, Lanes512 add, float* dst)
+        {
+            Vector512<float> e = Vector512.Load(even), o = Vector512.Load(odd);
+            if (hasAdd)
+            {
+                e += add._v;
+                o += add._v;
+            }
+            var evens = Vector512.Create(-1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0).AsSingle();
+            var lo = Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+            var hi = Vector512.Create(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+            Vector512.ConditionalSelect(evens, Vector512.Shuffle(e, lo), Vector512.Shuffle(o, lo)).Store(dst);
+            Vector512.ConditionalSelect(evens, Vector512.Shuffle(e, hi), Vector512.Shuffle(o, hi)).Store(dst + 16);
+        }
     }
 
     private readonly struct Lanes256(Vector256<float> v) : ILanes<Lanes256>
@@ -363,6 +431,33 @@ internal static unsafe class ConvWinograd
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256 operator +(Lanes256 a, Lanes256 b) => new(a._v + b._v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256 operator -(Lanes256 a, Lanes256 b) => new(a._v - b._v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* p) => _v.Store(p);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Deinterleave(float* src, float* even, float* odd)
+        {
+            Vector256<float> a = Vector256.Load(src), b = Vector256.Load(src + 8);
+            var low = Vector256.Create(-1, -1, -1, -1, 0, 0, 0, 0).AsSingle();
+            var e = Vector256.Create(0, 2, 4, 6, 0, 2, 4, 6);
+            var o = Vector256.Create(1, 3, 5, 7, 1, 3, 5, 7);
+            Vector256.ConditionalSelect(low, Vector256.Shuffle(a, e), Vector256.Shuffle(b, e)).Store(even);
+            Vector256.ConditionalSelect(low, Vector256.Shuffle(a, o), Vector256.Shuffle(b, o)).Store(odd);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Interleave(float* even, float* odd, bool hasAdd, Lanes256 add, float* dst)
+        {
+            Vector256<float> e = Vector256.Load(even), o = Vector256.Load(odd);
+            if (hasAdd)
+            {
+                e += add._v;
+                o += add._v;
+            }
+            var evens = Vector256.Create(-1, 0, -1, 0, -1, 0, -1, 0).AsSingle();
+            var lo = Vector256.Create(0, 0, 1, 1, 2, 2, 3, 3);
+            var hi = Vector256.Create(4, 4, 5, 5, 6, 6, 7, 7);
+            Vector256.ConditionalSelect(evens, Vector256.Shuffle(e, lo), Vector256.Shuffle(o, lo)).Store(dst);
+            Vector256.ConditionalSelect(evens, Vector256.Shuffle(e, hi), Vector256.Shuffle(o, hi)).Store(dst + 8);
+        }
     }
 
     private readonly struct Lanes1(float v) : ILanes<Lanes1>
@@ -376,5 +471,19 @@ internal static unsafe class ConvWinograd
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes1 operator +(Lanes1 a, Lanes1 b) => new(a._v + b._v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes1 operator -(Lanes1 a, Lanes1 b) => new(a._v - b._v);
         [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(float* p) => *p = _v;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Deinterleave(float* src, float* even, float* odd)
+        {
+            *even = src[0];
+            *odd = src[1];
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Interleave(float* even, float* odd, bool hasAdd, Lanes1 add, float* dst)
+        {
+            dst[0] = hasAdd ? *even + add._v : *even;
+            dst[1] = hasAdd ? *odd + add._v : *odd;
+        }
     }
 }

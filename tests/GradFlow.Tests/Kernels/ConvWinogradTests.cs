@@ -44,10 +44,11 @@ public class ConvWinogradTests
         var (exact, bound) = Reference(s, x, wt, bias);
         foreach (var isa in KernelIsa.All)
         {
-            var y = new float[exact.Length];
-            ConvKernels.ForwardWinograd(s, x, wt, bias, y, isa);
-            for (int i = 0; i < y.Length; i++)
+            var y = Guarded(exact.Length);
+            ConvKernels.ForwardWinograd(s, Guarded(x), wt, bias, y.AsSpan(0, exact.Length), isa);
+            for (int i = 0; i < exact.Length; i++)
                 Assert.True(Math.Abs(y[i] - exact[i]) <= bound[i], $"{isa} {s}: y[{i}] = {y[i]}, expected {exact[i]} ± {bound[i]}");
+            AssertGuardIntact(y, exact.Length);
         }
     }
 
@@ -83,10 +84,11 @@ public class ConvWinogradTests
         var (_, bound) = Reference(t, dy, flipped, new float[s.C]);
         foreach (var isa in KernelIsa.All)
         {
-            var dx = new float[exact.Length];
-            ConvKernels.BackwardInputWinograd(s, wt, dy, dx, isa);
-            for (int i = 0; i < dx.Length; i++)
+            var dx = Guarded(exact.Length);
+            ConvKernels.BackwardInputWinograd(s, wt, Guarded(dy), dx.AsSpan(0, exact.Length), isa);
+            for (int i = 0; i < exact.Length; i++)
                 Assert.True(Math.Abs(dx[i] - exact[i]) <= bound[i], $"{isa} {s}: dx[{i}] = {dx[i]}, expected {exact[i]} ± {bound[i]}");
+            AssertGuardIntact(dx, exact.Length);
         }
     }
 
@@ -142,6 +144,30 @@ public class ConvWinogradTests
             Assert.Contains("Winograd", ex.Message);
             Assert.Contains(s.ToString(), ex.Message);
         }
+    }
+
+    /// <summary>Guard floats after an array: the kernel reads and writes whole vectors near row ends and must stay inside its spans.</summary>
+    private const int Guard = 64;
+
+    /// <summary>An output array with NaN guards after its <paramref name="length"/> elements (the span passed is the front).</summary>
+    private static float[] Guarded(int length)
+    {
+        var a = new float[length + Guard];
+        a.AsSpan(length).Fill(float.NaN);
+        return a;
+    }
+
+    /// <summary>An input as the front of a longer array whose tail is NaN: a read past the span that reached a result would show.</summary>
+    private static ReadOnlySpan<float> Guarded(float[] values)
+    {
+        var a = Guarded(values.Length);
+        values.CopyTo(a, 0);
+        return a.AsSpan(0, values.Length);
+    }
+
+    private static void AssertGuardIntact(float[] a, int length)
+    {
+        for (int i = length; i < a.Length; i++) Assert.True(float.IsNaN(a[i]), $"element {i - length} past the output was written");
     }
 
     /// <summary>The direct convolution in float64 and, per output, the rounding bound of the remarks above.</summary>
