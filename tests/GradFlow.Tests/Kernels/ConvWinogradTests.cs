@@ -29,6 +29,9 @@ public class ConvWinogradTests
         { 2, 1, 1, 1, 2, 1 },     // one pixel: one tile, three quarters of it dropped
         { 1, 2, 3, 3, 1, 0 },     // one output pixel
         { 1, 6, 13, 40, 9, 1 },   // long rows: several blocks per image
+        { 5, 8, 14, 14, 8, 1 },
+        { 5, 16, 7, 7, 16, 1 },
+        { 5, 32, 4, 4, 32, 1 },
     };
 
     private static ConvShape Shape(int n, int c, int h, int w, int cout, int p) => new(n, c, h, w, cout, 3, 3, 1, 1, p, p, 1, 1, 1);
