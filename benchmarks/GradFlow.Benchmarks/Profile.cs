@@ -266,7 +266,7 @@ internal static class Profile
 
     /// <summary>
     /// The 3×3 stride-1 shapes of cnn-resnet and a ResNet-20 on both stride-1 paths, flat implicit GEMM and Winograd
-    /// F(2×2, 3×3): forward and input gradient (and the flat weight gradient), 30 calls each after 3 warm-up calls, fastest
+    /// F(2×2, 3×3): forward and input gradient (and the flat weight gradient), 30 calls each after 0.5 s of warm-up, fastest
     /// and median ms and the GFLOP/s-equivalent of the fastest (direct flop count 2·N·Cout·OH·OW·Cin·9 / time). One JSON
     /// line per shape.
     /// </summary>
@@ -294,7 +294,10 @@ internal static class Profile
             var row = new Dictionary<string, object> { ["shape"] = name, ["threads"] = GradFlow.Kernels.KernelThreads.Count };
             void Time(string key, Action a)
             {
-                for (int i = 0; i < 3; i++) a();
+                // Warm-up of at least 0.5 s: the kernels' methods reach tier-1 code only after call counting, which starts
+                // 100 ms after the last tier-0 compilation; three calls measured partly tier-0 code.
+                var warm = Stopwatch.StartNew();
+                for (int i = 0; i < 3 || warm.Elapsed.TotalSeconds < 0.5; i++) a();
                 var ms = new double[30];
                 for (int i = 0; i < ms.Length; i++)
                 {
