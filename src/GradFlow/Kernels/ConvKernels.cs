@@ -82,9 +82,10 @@ internal static unsafe class ConvKernels
     /// Whether a float32 forward and input gradient take the Winograd path (<see cref="ConvWinograd"/>) rather than the flat
     /// implicit GEMM: a shape it takes (3×3, stride 1, dilation 1, one group, padding ≤ 2) with at least 4 input and 4 output
     /// channels. By shape only, so results do not depend on timing. Measured (<c>--profile winograd</c>, docs/benchmarks.md,
-    /// fastest of 30 calls, one thread): Winograd is 1.1-1.2× faster on 16→16 at 28×28, 1.2× on 4→4, 1.4× on 32→32 at 14×14
-    /// and 64→64 at 7×7, 1.7-2.1× on 128→128 at 14×14, even on 8→8, and 1.3× slower on a one-channel stem (1→16).
-    /// The rule is symmetric in C and C_out because the input gradient is the forward with the two swapped.
+    /// fastest of 30 calls, one thread, Zen 4): Winograd takes 0.78× the flat path's time on cnn-resnet's 16→16 at 28×28
+    /// (forward and input gradient), 0.65× on 32→32 at 14×14, 0.71× on 64→64 at 7×7, 0.57× on 128→128 at 14×14, 0.82× on
+    /// 4→4, 1.03× on 8→8 (a tie), and 1.37× on a one-channel stem (1→16), which stays flat. The rule is symmetric in C and
+    /// C_out because the input gradient is the forward with the two swapped.
     /// </summary>
     internal static bool PrefersWinograd(in ConvShape s) => ConvWinograd.Applies(s) && s.C >= 4 && s.Cout >= 4;
 
