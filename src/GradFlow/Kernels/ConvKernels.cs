@@ -92,9 +92,7 @@ internal static unsafe class ConvKernels
     /// <summary>The forward on the flat implicit-GEMM path (<see cref="ConvFlat"/>) with a chosen instruction set (tests compare the paths).</summary>
     internal static void ForwardFlat(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, InstructionSet isa)
     {
-        Check(s, x.Length, w.Length, y.Length, "forward");
-        if (!bias.IsEmpty && bias.Length != s.Cout)
-            throw new ArgumentException($"conv2d kernel: bias has {bias.Length} elements, expected {s.Cout}.", nameof(bias));
+        CheckForward(s, x.Length, w.Length, bias.Length, y.Length);
         if (!ConvFlat.Applies(s)) throw new ArgumentException($"conv2d kernel: the flat path needs stride 1 and a kernel that is neither depthwise nor pointwise, got {s}.");
         ConvFlat.Forward(s, x, w, bias, y, isa);
     }
@@ -119,9 +117,7 @@ internal static unsafe class ConvKernels
     /// <summary>The forward on the Winograd F(2×2, 3×3) path (<see cref="ConvWinograd"/>) with a chosen instruction set.</summary>
     internal static void ForwardWinograd(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, InstructionSet isa)
     {
-        Check(s, x.Length, w.Length, y.Length, "forward");
-        if (!bias.IsEmpty && bias.Length != s.Cout)
-            throw new ArgumentException($"conv2d kernel: bias has {bias.Length} elements, expected {s.Cout}.", nameof(bias));
+        CheckForward(s, x.Length, w.Length, bias.Length, y.Length);
         if (!ConvWinograd.Applies(s)) throw new ArgumentException($"conv2d kernel: the Winograd path needs a 3×3 kernel, stride 1, dilation 1, one group and padding at most 2, got {s}.");
         ConvWinograd.Forward(s, x, w, bias, y, isa);
     }
@@ -142,9 +138,7 @@ internal static unsafe class ConvKernels
     internal static void Forward<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> w, ReadOnlySpan<T> bias, Span<T> y, bool direct)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Check(s, x.Length, w.Length, y.Length, "forward");
-        if (!bias.IsEmpty && bias.Length != s.Cout)
-            throw new ArgumentException($"conv2d kernel: bias has {bias.Length} elements, expected {s.Cout}.", nameof(bias));
+        CheckForward(s, x.Length, w.Length, bias.Length, y.Length);
         CheckDirect(s, direct);
         fixed (T* px = x, pw = w, pb = bias, py = y)
         {
@@ -354,6 +348,14 @@ internal static unsafe class ConvKernels
             int begin = (int)((long)items * c / chunks), end = (int)((long)items * (c + 1) / chunks);
             for (int i = begin; i < end; i++) item(i);
         });
+    }
+
+    /// <summary><see cref="Check"/> for a forward, and a bias of C_out elements or none.</summary>
+    private static void CheckForward(in ConvShape s, int xLength, int wLength, int biasLength, int yLength)
+    {
+        Check(s, xLength, wLength, yLength, "forward");
+        if (biasLength != 0 && biasLength != s.Cout)
+            throw new ArgumentException($"conv2d kernel: bias has {biasLength} elements, expected {s.Cout}.", "bias");
     }
 
     private static void Check(in ConvShape s, int xLength, int wLength, int yLength, string what)
