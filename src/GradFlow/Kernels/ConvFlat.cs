@@ -135,7 +135,7 @@ internal static unsafe class ConvFlat
     /// A copy, so the same bits on every instruction-set path.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal static void CopyRow(float* src, float* dst, int n)
+    private static void CopyRow(float* src, float* dst, int n)
     {
         if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
         {
