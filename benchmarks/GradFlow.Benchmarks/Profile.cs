@@ -20,6 +20,7 @@ internal static class Profile
         if (sections.Contains("kernel")) MicroKernel();
         if (sections.Contains("blocking")) BlockingAb.Run();
         if (sections.Contains("conv")) ConvLayer();
+        else if (sections.Contains("winograd")) WinogradVersusFlat();
         if (sections.Contains("cnn")) CnnStep();
         if (sections.Contains("resnet20")) ResNet20Epoch();
     }
@@ -260,6 +261,64 @@ internal static class Profile
             ["best_weight_grad_kernel_gflops"] = Math.Round(kdw, 2),
         }));
         DirectVersusGemm();
+        WinogradVersusFlat();
+    }
+
+    /// <summary>
+    /// The 3×3 stride-1 shapes of cnn-resnet and a ResNet-20 on both stride-1 paths, flat implicit GEMM and Winograd
+    /// F(2×2, 3×3): forward and input gradient (and the flat weight gradient), 30 calls each after 0.5 s of warm-up, fastest
+    /// and median ms and the GFLOP/s-equivalent of the fastest (direct flop count 2·N·Cout·OH·OW·Cin·9 / time). One JSON
+    /// line per shape.
+    /// </summary>
+    private static void WinogradVersusFlat()
+    {
+        var isa = GradFlow.Kernels.KernelIsa.Best;
+        foreach (var (name, shape) in new (string, GradFlow.Kernels.ConvShape)[]
+                 {
+                     ("cnn-resnet layer 16->16 28x28", new(64, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                     ("resnet20 stage 2 32->32 14x14 (batch 128)", new(128, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                     ("resnet20 stage 3 64->64 7x7 (batch 128)", new(128, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                     ("cnn-resnet stem 1->16 28x28", new(64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                     ("4->4 28x28", new(64, 4, 28, 28, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                     ("8->8 28x28", new(64, 8, 28, 28, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                     ("16->16 27x27 no padding", new(64, 16, 27, 27, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1)),
+                     ("128->128 14x14 (batch 32)", new(32, 128, 14, 14, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1)),
+                 })
+        {
+            var gen = new Generator(2);
+            var x = Tensor.RandN(gen, shape.N * shape.C * shape.H * shape.W).ToArray();
+            var w = Tensor.RandN(gen, shape.Cout * shape.GroupRows).ToArray();
+            var g = Tensor.RandN(gen, shape.N * shape.Cout * shape.OH * shape.OW).ToArray();
+            var (y, dx, dw) = (new float[g.Length], new float[x.Length], new float[w.Length]);
+            double gflop = 2.0 * shape.N * shape.Cout * shape.OH * shape.OW * shape.C * 9 / 1e9;
+            var row = new Dictionary<string, object> { ["shape"] = name, ["threads"] = GradFlow.Kernels.KernelThreads.Count };
+            void Time(string key, Action a)
+            {
+                // Warm-up of at least 0.5 s: the kernels' methods reach tier-1 code only after call counting, which starts
+                // 100 ms after the last tier-0 compilation; three calls measured partly tier-0 code.
+                var warm = Stopwatch.StartNew();
+                for (int i = 0; i < 3 || warm.Elapsed.TotalSeconds < 0.5; i++) a();
+                var ms = new double[30];
+                for (int i = 0; i < ms.Length; i++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    a();
+                    ms[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                }
+                Array.Sort(ms);
+                row[key + "_best_ms"] = Math.Round(ms[0], 3);
+                row[key + "_median_ms"] = Math.Round(ms[ms.Length / 2], 3);
+                row[key + "_best_gflops"] = Math.Round(gflop / ms[0] * 1e3, 1);
+            }
+            Time("flat_forward", () => GradFlow.Kernels.ConvKernels.ForwardFlat(shape, x, w, default, y, isa));
+            Time("winograd_forward", () => GradFlow.Kernels.ConvKernels.ForwardWinograd(shape, x, w, default, y, isa));
+            if (GradFlow.Kernels.ConvFlat.AppliesToInputGradient(shape))
+                Time("flat_input_grad", () => GradFlow.Kernels.ConvKernels.BackwardInputFlat(shape, w, g, dx, isa));
+            Time("winograd_input_grad", () => GradFlow.Kernels.ConvKernels.BackwardInputWinograd(shape, w, g, dx, isa));
+            if (GradFlow.Kernels.ConvFlat.AppliesToWeightGradient(shape, isa))
+                Time("flat_weight_grad", () => GradFlow.Kernels.ConvKernels.BackwardWeightFlat(shape, x, g, dw, isa));
+            Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(row));
+        }
     }
 
     /// <summary>
