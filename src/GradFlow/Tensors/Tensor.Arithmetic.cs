@@ -249,19 +249,35 @@ public sealed partial class Tensor
         CheckSameDType("AddInPlace", this, other);
         if (!Shapes.Equal(_shape, other._shape))
             throw new ArgumentException($"AddInPlace: shapes {Shapes.Format(_shape)} and {Shapes.Format(other._shape)} differ.");
-        if (Storage is float[])
+        int n = Count;
+        if (n >= KernelThreads.SerialBelow && KernelThreads.Count > 1)
         {
-            var d = Span<float>();
-            if (alpha == 1.0) TensorPrimitives.Add(d, other.Span<float>(), d);
-            else TensorPrimitives.MultiplyAdd(other.Span<float>(), (float)alpha, d, d);
+            // element by element, so the chunks on the kernel threads give the bits of one pass
+            var self = this;
+            KernelThreads.Run(Chunks(n), t =>
+            {
+                var (lo, len) = Chunk(t, n);
+                AddScaled(self, other, alpha, lo, len);
+            });
+        }
+        else AddScaled(this, other, alpha, 0, n);
+        return this;
+    }
+
+    private static void AddScaled(Tensor d, Tensor other, double alpha, int start, int length)
+    {
+        if (d.Storage is float[])
+        {
+            var x = d.Span<float>().Slice(start, length);
+            if (alpha == 1.0) TensorPrimitives.Add(x, other.Span<float>().Slice(start, length), x);
+            else TensorPrimitives.MultiplyAdd(other.Span<float>().Slice(start, length), (float)alpha, x, x);
         }
         else
         {
-            var d = Span<double>();
-            if (alpha == 1.0) TensorPrimitives.Add(d, other.Span<double>(), d);
-            else TensorPrimitives.MultiplyAdd(other.Span<double>(), alpha, d, d);
+            var x = d.Span<double>().Slice(start, length);
+            if (alpha == 1.0) TensorPrimitives.Add(x, other.Span<double>().Slice(start, length), x);
+            else TensorPrimitives.MultiplyAdd(other.Span<double>().Slice(start, length), alpha, x, x);
         }
-        return this;
     }
 
     /// <summary><c>this *= s</c> in place.</summary>

@@ -69,6 +69,15 @@ public sealed partial class Tensor
     internal static Tensor BroadcastRaw(string op, BinaryOp kind, Tensor a, Tensor b)
     {
         CheckSameDType(op, a, b);
+        // same shapes (a residual sum, a gate product): the element-wise kernels, in chunks on the kernel threads when large
+        if (Shapes.Equal(a._shape, b._shape) && a.Count >= KernelThreads.SerialBelow)
+            switch (kind)
+            {
+                case BinaryOp.Add: return Zip(op, a, b, TensorPrimitives.Add, TensorPrimitives.Add);
+                case BinaryOp.Subtract: return Zip(op, a, b, TensorPrimitives.Subtract, TensorPrimitives.Subtract);
+                case BinaryOp.Multiply: return Zip(op, a, b, TensorPrimitives.Multiply, TensorPrimitives.Multiply);
+                case BinaryOp.Divide: return Zip(op, a, b, TensorPrimitives.Divide, TensorPrimitives.Divide);
+            }
         var shape = Shapes.Equal(a._shape, b._shape) ? a._shape : Shapes.Broadcast(op, a._shape, b._shape);
         var y = Uninitialized(op, a, (int[])shape.Clone());
         var sa = Shapes.BroadcastStrides(a._shape, shape);

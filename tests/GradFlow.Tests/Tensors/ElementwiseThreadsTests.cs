@@ -41,4 +41,36 @@ public class ElementwiseThreadsTests
             Assert.NotEqual(one.Y, one.Dx);
         }
     }
+
+    [Theory]
+    [InlineData(3 * 32768 + 13, DType.Float32)]
+    [InlineData(3 * 32768 + 13, DType.Float64)]
+    public void SameShapeArithmeticAndInPlaceAdds_ChunkedOnTwoThreads_GiveTheBitsOfOnePass(int n, DType dtype)
+    {
+        Func<Tensor, Tensor, Tensor>[] ops =
+        [
+            (a, b) => a + b, (a, b) => a - b, (a, b) => a * b, (a, b) => a / b,
+            (a, b) => a.Detach().AddInPlace(b), (a, b) => a.Detach().AddInPlace(b, alpha: 0.37),
+        ];
+        foreach (var op in ops)
+        {
+            double[] Run()
+            {
+                var gen = new Generator(9);
+                var a = Tensor.Normal(gen, 0, 3, dtype, n);
+                var b = Tensor.Normal(gen, 1, 2, dtype, n);
+                return op(a, b).ToDoubleArray();
+            }
+            var (one, two) = KernelThreadCounts.OneAndTwo(Run);
+            Assert.Equal(one, two);
+        }
+        // and each is the operation: against a scalar loop in double on the same operands (float: one rounding of each)
+        var g = new Generator(9);
+        var x = Tensor.Normal(g, 0, 3, dtype, n);
+        var y = Tensor.Normal(g, 1, 2, dtype, n);
+        var (xs, ys) = (x.ToDoubleArray(), y.ToDoubleArray());
+        var (_, sum) = KernelThreadCounts.OneAndTwo(() => (x + y).ToDoubleArray()); // the chunked pass
+        for (int i = 0; i < n; i++)
+            Assert.Equal(dtype == DType.Float32 ? (double)(float)(xs[i] + ys[i]) : xs[i] + ys[i], sum[i]);
+    }
 }
