@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using GradFlow.Tensors;
 
 namespace GradFlow.Autograd;
@@ -163,9 +165,9 @@ public static class BackwardEngine
         for (int i = 0; i < inputs.Length; i++)
         {
             var input = inputs[i];
-            if (!input.IsLeaf || !ctx.LeafEdges.TryGetValue(input, out int left)) continue;
-            ctx.LeafEdges[input] = --left;
-            if (left > 0) continue;
+            if (!input.IsLeaf) continue;
+            ref int left = ref CollectionsMarshal.GetValueRefOrNullRef(ctx.LeafEdges, input);
+            if (Unsafe.IsNullRef(ref left) || --left > 0) continue;
             var pending = input.PendingGrad;
             input.PendingGrad = null;
             if (pending is not null) Visit(input, pending, ctx, retainGraph, leafGradientReady);
@@ -268,8 +270,7 @@ public static class BackwardEngine
             {
                 stack.Push((t, next + 1));
                 var child = inputs[next];
-                if (child.RequiresGrad && child.IsLeaf)
-                    ctx.LeafEdges[child] = ctx.LeafEdges.GetValueOrDefault(child) + 1;
+                if (child.RequiresGrad && child.IsLeaf) CollectionsMarshal.GetValueRefOrAddDefault(ctx.LeafEdges, child, out _)++;
                 if (child.RequiresGrad && visited.Add(child)) stack.Push((child, 0));
                 continue;
             }

@@ -426,10 +426,9 @@ public static partial class Diagnoser
 
     private static Problem? Oscillating(MonitorSample[] trend, ModelFacts f, DiagnosisSettings s)
     {
-        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(TrendLoss).ToArray();
+        var recent = RecentTrend(trend, s);
         var d = recent.Zip(recent.Skip(1), (a, b) => b - a).ToArray();
-        int flips = d.Zip(d.Skip(1), (a, b) => Math.Sign(a) * Math.Sign(b) < 0 ? 1 : 0).Sum();
-        double flipFraction = d.Length < 2 ? 0 : (double)flips / (d.Length - 1);
+        double flipFraction = SignFlips(d);
         // relative to the recent mean loss, but never to less than a fraction of the first loss: a loss that has
         // fallen to almost nothing (a solved task) has tiny changes that are large only relative to themselves
         double scale = Math.Max(recent.Average(), s.OscillationFloor * TrendLoss(trend[0]));
@@ -462,10 +461,10 @@ public static partial class Diagnoser
     private static Problem? BouncingAtChance(MonitorSample[] trend, ModelFacts f, DiagnosisSettings s)
     {
         if (!double.IsFinite(f.ChanceLoss)) return null;
-        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(TrendLoss).ToArray();
-        if (recent.Length < 3 || !(recent.Skip(recent.Length / 2).Average() >= s.ChanceStall * f.ChanceLoss)) return null;
-        var d = recent.Zip(recent.Skip(1), (a, b) => b - a).ToArray();
-        double flipFraction = (double)d.Zip(d.Skip(1), (a, b) => Math.Sign(a) * Math.Sign(b) < 0 ? 1 : 0).Sum() / (d.Length - 1);
+        var recent = RecentTrend(trend, s);
+        double level = recent.Skip(recent.Length / 2).DefaultIfEmpty(double.NaN).Average();
+        if (!(level >= s.ChanceStall * f.ChanceLoss)) return null;
+        double flipFraction = SignFlips(recent.Zip(recent.Skip(1), (a, b) => b - a).ToArray());
         double update = trend.SelectMany(t => t.Layers.Select(l => l.UpdateRatio)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
         if (flipFraction < s.OscillationSignFlips || !(update > s.BouncingUpdateRatio)) return null;
         var causes = new List<Cause>();
@@ -480,15 +479,23 @@ public static partial class Diagnoser
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
             Summary = string.Create(CultureInfo.InvariantCulture,
                 $"loss bouncing at the chance level: {flipFraction:P0} of successive changes flip sign (threshold {s.OscillationSignFlips:P0}) while a step moves the weights by up to {update:G2} of their norm (threshold {s.BouncingUpdateRatio:G2}): the steps are too large to descend"),
-            Evidence = new Dictionary<string, double> { ["sign_flip_fraction"] = flipFraction, ["max_update_ratio"] = update, ["loss_over_chance"] = recent.Skip(recent.Length / 2).Average() / f.ChanceLoss },
+            Evidence = new Dictionary<string, double> { ["sign_flip_fraction"] = flipFraction, ["max_update_ratio"] = update, ["loss_over_chance"] = level / f.ChanceLoss },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = [f.LearningRateRemedy(), new RemedySuggestion("clip:1", "clip the global gradient norm at 1", [])],
         };
     }
 
+    /// <summary>The trend rules' window: the trend losses of the last max(<c>TrendSamples</c>, 2·<c>Window</c>) samples.</summary>
+    private static double[] RecentTrend(MonitorSample[] trend, DiagnosisSettings s) =>
+        trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(TrendLoss).ToArray();
+
+    /// <summary>Of successive loss changes <paramref name="d"/>, the fraction of consecutive pairs that flip sign (0 for fewer than two).</summary>
+    private static double SignFlips(double[] d) =>
+        d.Length < 2 ? 0 : (double)d.Zip(d.Skip(1), (a, b) => Math.Sign(a) * Math.Sign(b) < 0 ? 1 : 0).Sum() / (d.Length - 1);
+
     private static Problem? Stalled(MonitorSample[] trend, ModelFacts f, DiagnosisSettings s, List<Problem> found)
     {
-        var recent = trend.TakeLast(Math.Max(s.TrendSamples, 2 * s.Window)).Select(TrendLoss).ToArray();
+        var recent = RecentTrend(trend, s);
         int half = recent.Length / 2;
         double before = recent.Take(half).Average(), after = recent.Skip(half).Average();
         double improvement = (before - after) / Math.Max(1e-12, Math.Abs(before));

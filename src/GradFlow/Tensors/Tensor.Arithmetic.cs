@@ -249,20 +249,13 @@ public sealed partial class Tensor
         CheckSameDType("AddInPlace", this, other);
         if (!Shapes.Equal(_shape, other._shape))
             throw new ArgumentException($"AddInPlace: shapes {Shapes.Format(_shape)} and {Shapes.Format(other._shape)} differ.");
-        int n = Count;
-        if (n >= KernelThreads.SerialBelow && KernelThreads.Count > 1)
-        {
-            // element by element, so the chunks on the kernel threads give the bits of one pass
-            var self = this;
-            KernelThreads.Run(Chunks(n), t =>
-            {
-                var (lo, len) = Chunk(t, n);
-                AddScaled(self, other, alpha, lo, len);
-            });
-        }
-        else AddScaled(this, other, alpha, 0, n);
+        // element by element, so the chunks on the kernel threads give the bits of one pass
+        if (IsLarge(Count)) AddScaledInChunks(this, other, alpha);
+        else AddScaled(this, other, alpha, 0, Count);
         return this;
     }
+
+    private static void AddScaledInChunks(Tensor d, Tensor other, double alpha) => InChunks(d.Count, (lo, len) => AddScaled(d, other, alpha, lo, len));
 
     private static void AddScaled(Tensor d, Tensor other, double alpha, int start, int length)
     {

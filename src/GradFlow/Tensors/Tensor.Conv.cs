@@ -54,14 +54,13 @@ public sealed partial class Tensor
         CheckWindow("conv2d", input._shape, (kh, kw), s, p, d);
         var shape = new ConvShape(n, c, h, w, cout, kh, kw, s.H, s.W, p.H, p.W, d.H, d.W, groups);
         var y = Uninitialized("conv2d", input, [n, cout, shape.OH, shape.OW]);
-        if (y.Storage is float[] && BFloat16.Operands)
+        if (y.Storage is float[])
         {
-            using var xb = new Bf16Copy(input.Span<float>());
-            using var wb = new Bf16Copy(weight.Span<float>());
-            ConvKernels.Forward(shape, xb.Span, wb.Span, bias is null ? default : bias.Span<float>(), y.Span<float>());
+            bool bf16 = BFloat16.Operands;
+            using var xs = new Operand(input.Span<float>(), bf16);
+            using var ws = new Operand(weight.Span<float>(), bf16);
+            ConvKernels.Forward(shape, xs.Span, ws.Span, bias is null ? default : bias.Span<float>(), y.Span<float>());
         }
-        else if (y.Storage is float[])
-            ConvKernels.Forward(shape, input.Span<float>(), weight.Span<float>(), bias is null ? default : bias.Span<float>(), y.Span<float>());
         else
             ConvKernels.Forward(shape, input.Span<double>(), weight.Span<double>(), bias is null ? default : bias.Span<double>(), y.Span<double>());
         Tensor[] inputs = bias is null ? [input, weight] : [input, weight, bias];
@@ -69,29 +68,28 @@ public sealed partial class Tensor
         return y.Record("conv2d", inputs, g =>
         {
             Tensor? dx = null, dw = null, db = null;
-            if (input.RequiresGrad)
+            if (input.RequiresGrad) dx = Uninitialized("conv2d", input, input._shape);
+            if (weight.RequiresGrad) dw = Uninitialized("conv2d", weight, weight._shape);
+            if (g.Storage is float[])
             {
-                dx = Uninitialized("conv2d", input, input._shape);
-                if (dx.Storage is float[] && BFloat16.Operands)
+                // --precision bf16: dy rounded once for both gradients
+                bool bf16 = BFloat16.Operands;
+                using var gs = new Operand(g.Span<float>(), bf16);
+                if (dx is not null)
                 {
-                    using var wb = new Bf16Copy(weight.Span<float>());
-                    using var gb = new Bf16Copy(g.Span<float>());
-                    ConvKernels.BackwardInput(shape, wb.Span, gb.Span, dx.Span<float>());
+                    using var ws = new Operand(weight.Span<float>(), bf16);
+                    ConvKernels.BackwardInput(shape, ws.Span, gs.Span, dx.Span<float>());
                 }
-                else if (dx.Storage is float[]) ConvKernels.BackwardInput(shape, weight.Span<float>(), g.Span<float>(), dx.Span<float>());
-                else ConvKernels.BackwardInput(shape, weight.Span<double>(), g.Span<double>(), dx.Span<double>());
+                if (dw is not null)
+                {
+                    using var xs = new Operand(input.Span<float>(), bf16);
+                    ConvKernels.BackwardWeight(shape, xs.Span, gs.Span, dw.Span<float>());
+                }
             }
-            if (weight.RequiresGrad)
+            else
             {
-                dw = Uninitialized("conv2d", weight, weight._shape);
-                if (dw.Storage is float[] && BFloat16.Operands)
-                {
-                    using var xb = new Bf16Copy(input.Span<float>());
-                    using var gb = new Bf16Copy(g.Span<float>());
-                    ConvKernels.BackwardWeight(shape, xb.Span, gb.Span, dw.Span<float>());
-                }
-                else if (dw.Storage is float[]) ConvKernels.BackwardWeight(shape, input.Span<float>(), g.Span<float>(), dw.Span<float>());
-                else ConvKernels.BackwardWeight(shape, input.Span<double>(), g.Span<double>(), dw.Span<double>());
+                if (dx is not null) ConvKernels.BackwardInput(shape, weight.Span<double>(), g.Span<double>(), dx.Span<double>());
+                if (dw is not null) ConvKernels.BackwardWeight(shape, input.Span<double>(), g.Span<double>(), dw.Span<double>());
             }
             if (bias is not null && bias.RequiresGrad)
             {
@@ -230,24 +228,32 @@ public sealed partial class Tensor
     }
 
     /// <summary>
-    /// A bf16-rounded copy of a convolution operand (<c>--precision bf16</c>): every convolution path — direct, flat implicit
-    /// GEMM, Winograd, im2col — then multiplies bf16 values and accumulates in float32, as the GEMMs do. Pooled storage.
+    /// A float32 convolution operand: the tensor's own values, or under <c>--precision bf16</c> a bf16-rounded copy in pooled
+    /// storage, so that every convolution path — direct, flat implicit GEMM, Winograd, im2col — multiplies bf16 values and
+    /// accumulates in float32, as the GEMMs do.
     /// </summary>
-    private readonly ref struct Bf16Copy
+    private readonly ref struct Operand
     {
-        private readonly float[] _array;
-        private readonly int _length;
+        private readonly float[]? _copy;
+        public readonly ReadOnlySpan<float> Span;
 
-        public Bf16Copy(ReadOnlySpan<float> source)
+        public Operand(ReadOnlySpan<float> values, bool bf16)
         {
-            _length = source.Length;
-            _array = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, _length));
-            source.CopyTo(_array);
-            BFloat16.Round(_array.AsSpan(0, _length));
+            if (!bf16)
+            {
+                Span = values;
+                return;
+            }
+            _copy = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, values.Length));
+            var rounded = _copy.AsSpan(0, values.Length);
+            values.CopyTo(rounded);
+            BFloat16.Round(rounded);
+            Span = rounded;
         }
 
-        public ReadOnlySpan<float> Span => _array.AsSpan(0, _length);
-
-        public void Dispose() => System.Buffers.ArrayPool<float>.Shared.Return(_array);
+        public void Dispose()
+        {
+            if (_copy is not null) System.Buffers.ArrayPool<float>.Shared.Return(_copy);
+        }
     }
 }

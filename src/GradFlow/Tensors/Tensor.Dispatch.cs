@@ -15,16 +15,18 @@ public sealed partial class Tensor
     internal static Tensor Map(string op, Tensor x, SpanMap<float> f, SpanMap<double> d)
     {
         var y = Uninitialized(op, x, x._shape);
-        int n = y.Count;
-        if (n >= KernelThreads.SerialBelow && KernelThreads.Count > 1)
-        {
-            if (x.Storage is float[]) KernelThreads.Run(Chunks(n), t => { var (lo, len) = Chunk(t, n); f(x.Span<float>().Slice(lo, len), y.Span<float>().Slice(lo, len)); });
-            else KernelThreads.Run(Chunks(n), t => { var (lo, len) = Chunk(t, n); d(x.Span<double>().Slice(lo, len), y.Span<double>().Slice(lo, len)); });
-            return y;
-        }
-        if (x.Storage is float[]) f(x.Span<float>(), y.Span<float>());
+        if (IsLarge(y.Count)) MapInChunks(x, y, f, d);
+        else if (x.Storage is float[]) f(x.Span<float>(), y.Span<float>());
         else d(x.Span<double>(), y.Span<double>());
         return y;
+    }
+
+    // the chunked paths live in methods of their own: a lambda's captured parameters are allocated at the entry of the method
+    // that declares it, and the small element-wise ops of a step must not pay for that
+    private static void MapInChunks(Tensor x, Tensor y, SpanMap<float> f, SpanMap<double> d)
+    {
+        if (x.Storage is float[]) InChunks(y.Count, (lo, len) => f(x.Span<float>().Slice(lo, len), y.Span<float>().Slice(lo, len)));
+        else InChunks(y.Count, (lo, len) => d(x.Span<double>().Slice(lo, len), y.Span<double>().Slice(lo, len)));
     }
 
     /// <summary>
@@ -34,9 +36,12 @@ public sealed partial class Tensor
     /// </summary>
     private const int ElementwiseChunk = 1 << 15;
 
-    private static int Chunks(int n) => (n + ElementwiseChunk - 1) / ElementwiseChunk;
+    /// <summary>Whether an element-wise kernel over <paramref name="n"/> elements runs in chunks on the kernel threads.</summary>
+    private static bool IsLarge(int n) => n >= KernelThreads.SerialBelow && KernelThreads.Count > 1;
 
-    private static (int Start, int Length) Chunk(int t, int n) => (t * ElementwiseChunk, Math.Min(ElementwiseChunk, n - t * ElementwiseChunk));
+    /// <summary>Runs <paramref name="body"/>(start, length) over [0, n) in <see cref="ElementwiseChunk"/>-element chunks on the kernel threads.</summary>
+    private static void InChunks(int n, Action<int, int> body) =>
+        KernelThreads.Run((n + ElementwiseChunk - 1) / ElementwiseChunk, t => body(t * ElementwiseChunk, Math.Min(ElementwiseChunk, n - t * ElementwiseChunk)));
 
     /// <summary>Applies a kernel to two tensors of the same shape and type.</summary>
     internal static Tensor Zip(string op, Tensor a, Tensor b, SpanZip<float> f, SpanZip<double> d)
@@ -45,18 +50,18 @@ public sealed partial class Tensor
         if (!Shapes.Equal(a._shape, b._shape))
             throw new ArgumentException($"{op}: shapes {Shapes.Format(a._shape)} and {Shapes.Format(b._shape)} must be equal.");
         var y = Uninitialized(op, a, a._shape);
-        int n = y.Count;
-        if (n >= KernelThreads.SerialBelow && KernelThreads.Count > 1)
-        {
-            if (a.Storage is float[])
-                KernelThreads.Run(Chunks(n), t => { var (lo, len) = Chunk(t, n); f(a.Span<float>().Slice(lo, len), b.Span<float>().Slice(lo, len), y.Span<float>().Slice(lo, len)); });
-            else
-                KernelThreads.Run(Chunks(n), t => { var (lo, len) = Chunk(t, n); d(a.Span<double>().Slice(lo, len), b.Span<double>().Slice(lo, len), y.Span<double>().Slice(lo, len)); });
-            return y;
-        }
-        if (a.Storage is float[]) f(a.Span<float>(), b.Span<float>(), y.Span<float>());
+        if (IsLarge(y.Count)) ZipInChunks(a, b, y, f, d);
+        else if (a.Storage is float[]) f(a.Span<float>(), b.Span<float>(), y.Span<float>());
         else d(a.Span<double>(), b.Span<double>(), y.Span<double>());
         return y;
+    }
+
+    private static void ZipInChunks(Tensor a, Tensor b, Tensor y, SpanZip<float> f, SpanZip<double> d)
+    {
+        if (a.Storage is float[])
+            InChunks(y.Count, (lo, len) => f(a.Span<float>().Slice(lo, len), b.Span<float>().Slice(lo, len), y.Span<float>().Slice(lo, len)));
+        else
+            InChunks(y.Count, (lo, len) => d(a.Span<double>().Slice(lo, len), b.Span<double>().Slice(lo, len), y.Span<double>().Slice(lo, len)));
     }
 
     internal static void CheckSameDType(string op, Tensor a, Tensor b)
@@ -70,7 +75,7 @@ public sealed partial class Tensor
     {
         CheckSameDType(op, a, b);
         // same shapes (a residual sum, a gate product): the element-wise kernels, in chunks on the kernel threads when large
-        if (Shapes.Equal(a._shape, b._shape) && a.Count >= KernelThreads.SerialBelow)
+        if (Shapes.Equal(a._shape, b._shape) && IsLarge(a.Count))
             switch (kind)
             {
                 case BinaryOp.Add: return Zip(op, a, b, TensorPrimitives.Add, TensorPrimitives.Add);
