@@ -173,9 +173,10 @@ public static class ActivationKernels
     /// <summary>
     /// GELU, exact form (Hendrycks and Gimpel 2016): <c>x·Φ(x)</c> with <c>Φ(x) = ½·erfc(−x/√2)</c>.
     /// Using erfc rather than <c>½(1 + erf(x/√2))</c> keeps full relative precision for negative x.
-    /// Evaluated in double (float inputs are widened, and the series are cut where their remainder is
-    /// below a thousandth of a float ulp), so the float result is correctly rounded up to an ulp.
-    /// <c>gelu(−∞) = 0</c>.
+    /// float64, and the float32 scalar tail and portable path: evaluated in double, the float result
+    /// rounded to within an ulp. float32 vectors: evaluated in float by <see cref="GeluF32"/>, within
+    /// 6 ulps down to the tail (4.6× faster than widening to double: 1.56 against 7.2 ms per Mi
+    /// elements on 2 threads, Zen 4). <c>gelu(−∞) = 0</c>.
     /// </summary>
     public static void Gelu<T>(ReadOnlySpan<T> x, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T> => Gelu(x, y, KernelIsa.Best);
 
@@ -426,14 +427,12 @@ public static class ActivationKernels
         public Vector256<T> Invoke(Vector256<T> x)
         {
             if (typeof(T) == typeof(double)) return ErrorFunction.Gelu(x.AsDouble()).As<double, T>();
-            var (lo, hi) = Vector256.Widen(x.AsSingle());
-            return Vector256.Narrow(ErrorFunction.Gelu(lo, forFloat: true), ErrorFunction.Gelu(hi, forFloat: true)).As<float, T>();
+            return GeluF32.Gelu(x.AsSingle()).As<float, T>();
         }
         public Vector512<T> Invoke(Vector512<T> x)
         {
             if (typeof(T) == typeof(double)) return ErrorFunction.Gelu(x.AsDouble()).As<double, T>();
-            var (lo, hi) = Vector512.Widen(x.AsSingle());
-            return Vector512.Narrow(ErrorFunction.Gelu(lo, forFloat: true), ErrorFunction.Gelu(hi, forFloat: true)).As<float, T>();
+            return GeluF32.Gelu(x.AsSingle()).As<float, T>();
         }
     }
 
@@ -443,14 +442,152 @@ public static class ActivationKernels
         public Vector256<T> Invoke(Vector256<T> x, Vector256<T> dy)
         {
             if (typeof(T) == typeof(double)) return ErrorFunction.GeluDerivative(x.AsDouble()).As<double, T>() * dy;
-            var (lo, hi) = Vector256.Widen(x.AsSingle());
-            return Vector256.Narrow(ErrorFunction.GeluDerivative(lo, forFloat: true), ErrorFunction.GeluDerivative(hi, forFloat: true)).As<float, T>() * dy;
+            return GeluF32.Derivative(x.AsSingle()).As<float, T>() * dy;
         }
         public Vector512<T> Invoke(Vector512<T> x, Vector512<T> dy)
         {
             if (typeof(T) == typeof(double)) return ErrorFunction.GeluDerivative(x.AsDouble()).As<double, T>() * dy;
-            var (lo, hi) = Vector512.Widen(x.AsSingle());
-            return Vector512.Narrow(ErrorFunction.GeluDerivative(lo, forFloat: true), ErrorFunction.GeluDerivative(hi, forFloat: true)).As<float, T>() * dy;
+            return GeluF32.Derivative(x.AsSingle()).As<float, T>() * dy;
+        }
+    }
+
+    /// <summary>
+    /// float32 Φ(x) = ½·erfc(−x/√2) and e^(−x²/2) in float arithmetic, for the GELU kernels' vector
+    /// loops (the scalar tail and the portable path keep <see cref="ErrorFunction"/> in double):
+    /// <list type="bullet">
+    /// <item>|x| ≤ 1/√2 (|x/√2| ≤ ½): <c>Φ = ½ + x·Σ dₖ x^(2k)</c>, the Maclaurin series of erf rescaled,
+    /// dₖ = (−1)ᵏ/(√(2π)·2ᵏ·k!·(2k+1)), 7 terms (the first dropped is below 1e−9 of Φ).</item>
+    /// <item>otherwise Schonfelder's form of <see cref="ErrorFunction"/> with a = |x|/√2:
+    /// <c>erfc a = e^(−x²/2)·(2/(1 + √2|x|))·g(s)</c>, s = 1.25·(a − 2)/(a + 2) − 0.25, g's Chebyshev
+    /// series cut at 11 terms (the rest is below 2e−9, a twentieth of a float ulp of g);
+    /// Φ = ½·erfc a for x &lt; 0 (full relative precision in the tail), 1 − ½·erfc a for x &gt; 0.</item>
+    /// <item>e^(−x²/2) is taken as e^(−q/2)·(1 − δ/2) with q = fl(x²) and δ = x² − q exact by FMA,
+    /// so neither the rounding of x² nor a rounded x/√2 is amplified by the exponent (x² reaches 200).</item>
+    /// </list>
+    /// |x| is clamped to 15, where e^(−x²/2) is 0 in float. Measured against <see cref="ErrorFunction"/>
+    /// in double on every float in [−16, 16] (tests): GELU within 3 ulps, its derivative within
+    /// 3 ulps of the result plus 3e−8 absolute (the derivative crosses 0 at x ≈ −0.75).
+    /// </summary>
+    internal static class GeluF32
+    {
+        private const float Threshold = 0.70710678f, Clamp = 15f, Sqrt2 = 1.41421356f, TwoSqrt2 = 2.82842712f;
+        private const float InvSqrt2Pi = 0.398942280f;
+        private const float D0 = 0.39894228040143265f, D1 = -0.06649038006690544f, D2 = 0.009973557010035817f,
+            D3 = -0.0011873282154804543f, D4 = 0.00011543468761615528f, D5 = -9.444656259503613e-06f, D6 = 6.65969351631665e-07f;
+        private const float C0 = 0.6094921509377913f, C1 = -0.03347026020964064f, C2 = -0.0183101827029326f, C3 = 0.007707491440238956f,
+            C4 = -0.0012693766432138075f, C5 = 1.4145067391503252e-05f, C6 = 2.8122087046579688e-05f, C7 = -1.8128312050528386e-06f,
+            C8 = -7.766426487161078e-07f, C9 = 5.722749168743627e-08f, C10 = 2.7937644180936707e-08f;
+
+        /// <summary>Φ(x), and e^(−x²/2) (0 for |x| ≥ 15).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Phi(Vector512<float> x, out Vector512<float> ex)
+        {
+            var ax = Vector512.Min(Vector512.Abs(x), Vector512.Create(Clamp));
+            var q = ax * ax;
+            var delta = Vector512.FusedMultiplyAdd(ax, ax, -q);
+            var e = VMath.ExpF(q * -0.5f);
+            ex = Vector512.FusedMultiplyAdd(e, delta * -0.5f, e);
+
+            var u = Vector512.Min(q, Vector512.Create(0.5f));
+            var p = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(
+                Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.Create(D6), u, Vector512.Create(D5)), u,
+                Vector512.Create(D4)), u, Vector512.Create(D3)), u, Vector512.Create(D2)), u, Vector512.Create(D1)), u, Vector512.Create(D0));
+            var small = Vector512.FusedMultiplyAdd(x, p, Vector512.Create(0.5f));
+
+            var s = (ax - Vector512.Create(TwoSqrt2)) / (ax + Vector512.Create(TwoSqrt2)) * 1.25f - Vector512.Create(0.25f);
+            var s2 = s + s;
+            var b1 = Vector512.Create(C10);
+            var b2 = Vector512<float>.Zero;
+            Step(ref b1, ref b2, s2, C9); Step(ref b1, ref b2, s2, C8); Step(ref b1, ref b2, s2, C7); Step(ref b1, ref b2, s2, C6);
+            Step(ref b1, ref b2, s2, C5); Step(ref b1, ref b2, s2, C4); Step(ref b1, ref b2, s2, C3); Step(ref b1, ref b2, s2, C2);
+            Step(ref b1, ref b2, s2, C1);
+            var g = Vector512.FusedMultiplyAdd(s, b1, Vector512.Create(C0) - b2);
+            var half = ex * g / Vector512.FusedMultiplyAdd(ax, Vector512.Create(Sqrt2), Vector512<float>.One);
+            var large = Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512<float>.Zero), half, Vector512<float>.One - half);
+            return Vector512.ConditionalSelect(Vector512.LessThanOrEqual(ax, Vector512.Create(Threshold)), small, large);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Step(ref Vector512<float> b1, ref Vector512<float> b2, Vector512<float> s2, float c)
+        {
+            var b0 = Vector512.FusedMultiplyAdd(s2, b1, Vector512.Create(c) - b2);
+            b2 = b1;
+            b1 = b0;
+        }
+
+        /// <inheritdoc cref="Phi(Vector512{float}, out Vector512{float})"/>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Phi(Vector256<float> x, out Vector256<float> ex)
+        {
+            var ax = Vector256.Min(Vector256.Abs(x), Vector256.Create(Clamp));
+            var q = ax * ax;
+            var delta = Vector256.FusedMultiplyAdd(ax, ax, -q);
+            var e = VMath.ExpF(q * -0.5f);
+            ex = Vector256.FusedMultiplyAdd(e, delta * -0.5f, e);
+
+            var u = Vector256.Min(q, Vector256.Create(0.5f));
+            var p = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(
+                Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.Create(D6), u, Vector256.Create(D5)), u,
+                Vector256.Create(D4)), u, Vector256.Create(D3)), u, Vector256.Create(D2)), u, Vector256.Create(D1)), u, Vector256.Create(D0));
+            var small = Vector256.FusedMultiplyAdd(x, p, Vector256.Create(0.5f));
+
+            var s = (ax - Vector256.Create(TwoSqrt2)) / (ax + Vector256.Create(TwoSqrt2)) * 1.25f - Vector256.Create(0.25f);
+            var s2 = s + s;
+            var b1 = Vector256.Create(C10);
+            var b2 = Vector256<float>.Zero;
+            Step(ref b1, ref b2, s2, C9); Step(ref b1, ref b2, s2, C8); Step(ref b1, ref b2, s2, C7); Step(ref b1, ref b2, s2, C6);
+            Step(ref b1, ref b2, s2, C5); Step(ref b1, ref b2, s2, C4); Step(ref b1, ref b2, s2, C3); Step(ref b1, ref b2, s2, C2);
+            Step(ref b1, ref b2, s2, C1);
+            var g = Vector256.FusedMultiplyAdd(s, b1, Vector256.Create(C0) - b2);
+            var half = ex * g / Vector256.FusedMultiplyAdd(ax, Vector256.Create(Sqrt2), Vector256<float>.One);
+            var large = Vector256.ConditionalSelect(Vector256.LessThan(x, Vector256<float>.Zero), half, Vector256<float>.One - half);
+            return Vector256.ConditionalSelect(Vector256.LessThanOrEqual(ax, Vector256.Create(Threshold)), small, large);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Step(ref Vector256<float> b1, ref Vector256<float> b2, Vector256<float> s2, float c)
+        {
+            var b0 = Vector256.FusedMultiplyAdd(s2, b1, Vector256.Create(c) - b2);
+            b2 = b1;
+            b1 = b0;
+        }
+
+        /// <summary>x·Φ(x); 0 where Φ is 0 (so gelu(−∞) = 0), NaN for NaN.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Gelu(Vector512<float> x)
+        {
+            var phi = Phi(x, out _);
+            var y = Vector512.AndNot(x * phi, Vector512.Equals(phi, Vector512<float>.Zero));
+            return Vector512.ConditionalSelect(Vector512.Equals(x, x), y, x);
+        }
+
+        /// <inheritdoc cref="Gelu(Vector512{float})"/>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Gelu(Vector256<float> x)
+        {
+            var phi = Phi(x, out _);
+            var y = Vector256.AndNot(x * phi, Vector256.Equals(phi, Vector256<float>.Zero));
+            return Vector256.ConditionalSelect(Vector256.Equals(x, x), y, x);
+        }
+
+        /// <summary>Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π); Φ where φ is 0 (so ±∞ give 1 and 0), NaN for NaN.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Derivative(Vector512<float> x)
+        {
+            var phi = Phi(x, out var ex);
+            var d = Vector512.FusedMultiplyAdd(x, ex * InvSqrt2Pi, phi);
+            d = Vector512.ConditionalSelect(Vector512.Equals(ex, Vector512<float>.Zero), phi, d);
+            return Vector512.ConditionalSelect(Vector512.Equals(x, x), d, x);
+        }
+
+        /// <inheritdoc cref="Derivative(Vector512{float})"/>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Derivative(Vector256<float> x)
+        {
+            var phi = Phi(x, out var ex);
+            var d = Vector256.FusedMultiplyAdd(x, ex * InvSqrt2Pi, phi);
+            d = Vector256.ConditionalSelect(Vector256.Equals(ex, Vector256<float>.Zero), phi, d);
+            return Vector256.ConditionalSelect(Vector256.Equals(x, x), d, x);
         }
     }
 

@@ -533,11 +533,19 @@ public class ActivationKernelTests
         Assert.True(worst <= 2e-15, $"erfc worst relative error {worst:G3} at {worstAt:R}");
     }
 
+    /// <summary>
+    /// The portable path (scalar, evaluated in double) rounds GELU and its derivative to within an ulp; the vector
+    /// paths evaluate in float (GeluF32) and are held to the bounds its documentation states: 6 ulps of GELU and
+    /// 5 ulps of the derivative's terms (its worst cases measured on 4 Mi random floats in [−12.5, 12.5]: 5.2 and
+    /// 4.2). The grid runs down to x = −12, where GELU is 2e−32: the bound holds in the tail, relative, which
+    /// ½·x·(1 + erf(x/√2)) evaluated in float does not (it is 0 from x ≈ −5.8).
+    /// </summary>
     [Fact]
-    public void Gelu_Float_IsWithinAnUlpOfTheDoubleResultRounded_OnEveryPath()
+    public void Gelu_Float_IsWithinItsStatedUlpsOfTheDoubleResultRounded_OnEveryPath()
     {
-        // the float path cuts the erfc series where the remainder is far below a float ulp: check that claim
-        var x = Enumerable.Range(0, 24_001).Select(i => (float)(-12 + i * 1e-3)).ToArray();
+        var rng = new Random(5);
+        var x = Enumerable.Range(0, 24_001).Select(i => (float)(-12 + i * 1e-3))
+            .Concat(Enumerable.Range(0, 40_000).Select(_ => (float)(rng.NextDouble() * 25 - 12.5))).ToArray();
         var xd = x.Select(v => (double)v).ToArray();
         var g = Enumerable.Repeat(1f, x.Length).ToArray();
         var gd = Enumerable.Repeat(1.0, x.Length).ToArray();
@@ -547,6 +555,8 @@ public class ActivationKernelTests
         ActivationKernels.GeluBackward<double>(xd, gd, dd);
         foreach (var isa in KernelIsa.All)
         {
+            bool vector = isa != InstructionSet.Portable;
+            float ulpsY = vector ? 6 : 1, ulpsD = vector ? 5 : 1;
             var y = new float[x.Length];
             var d = new float[x.Length];
             ActivationKernels.Gelu<float>(x, y, isa);
@@ -554,11 +564,11 @@ public class ActivationKernelTests
             for (int i = 0; i < x.Length; i++)
             {
                 float wy = (float)yd[i], wd = (float)dd[i];
-                Assert.True(Math.Abs(y[i] - wy) <= MathF.BitIncrement(MathF.Abs(wy)) - MathF.Abs(wy),
+                Assert.True(Math.Abs(y[i] - wy) <= ulpsY * (MathF.BitIncrement(MathF.Abs(wy)) - MathF.Abs(wy)),
                     $"gelu {KernelIsa.Name(isa)} x={x[i]:R}: {y[i]:R} vs {wy:R}");
-                // the derivative Φ(x) + x·φ(x) is a difference of terms of size Φ(x) near its zero (x ≈ −0.75): an ulp of those
+                // the derivative Φ(x) + x·φ(x) is a difference of terms of size Φ(x) near its zero (x ≈ −0.75): ulps of those
                 float terms = MathF.Abs(wd) + (xd[i] == 0 ? 0.5f : (float)Math.Abs(yd[i] / xd[i]));
-                Assert.True(Math.Abs(d[i] - wd) <= MathF.BitIncrement(terms) - terms,
+                Assert.True(Math.Abs(d[i] - wd) <= ulpsD * (MathF.BitIncrement(terms) - terms),
                     $"gelu backward {KernelIsa.Name(isa)} x={x[i]:R}: {d[i]:R} vs {wd:R}");
             }
         }
