@@ -47,8 +47,8 @@ public sealed partial class Tensor
         if (p.Count > 0 && y.Count > 0)
         {
             Batched(count, false, true, t, s, d, q, (long)t * d, k, (long)s * d, p, 0.0);
-            if (p.Storage is float[]) MaskedSoftmax(p.Span<float>(), (float)sc, b, h, t, s, causal, keyPadding);
-            else MaskedSoftmax(p.Span<double>(), sc, b, h, t, s, causal, keyPadding);
+            if (p.Storage is float[]) MaskedSoftmax(p, (float)sc, b, h, t, s, causal, keyPadding);
+            else MaskedSoftmax(p, sc, b, h, t, s, causal, keyPadding);
             Batched(count, false, false, t, dv, s, p, (long)t * s, v, (long)s * dv, y, 0.0);
         }
         else if (y.Count > 0) y.FillInPlace(0);
@@ -132,64 +132,78 @@ public sealed partial class Tensor
         }, onRelease: p.ReleaseStorage);
     }
 
+    /// <summary>
+    /// The forward pass, one kernel-thread task per sequence: its heads' S = Q·Kᵀ, the masked softmax and O = P·V run
+    /// on the thread that claimed it (GEMMs called inside a task run inline, with the same numbers), so the softmax is
+    /// spread over the threads too and a step has one job per attention layer instead of three per sequence.
+    /// </summary>
     private static void PackedForward<T>(Tensor qkv, Tensor p, Tensor y, int b, int h, int t, int e, T scale, bool causal, bool[]? keyPadding)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (b * t == 0) return;
-        int dh = e / h, row = 3 * e;
-        var x = qkv.Span<T>();
-        var ps = p.Span<T>();
-        var ys = y.Span<T>();
-        long perSeq = (long)t * row, perP = (long)h * t * t;
-        for (int n = 0; n < b; n++)
+        bool bf16 = Kernels.BFloat16.Operands; // the caller's precision mode, which is per thread
+        Kernels.KernelThreads.Run(b, n =>
         {
-            var xs = x[(int)(n * perSeq)..];
-            // S = Q·Kᵀ per head (scaled and masked by the softmax), then O = P·V into the heads' columns
-            GemmBatched(h, false, true, t, t, dh, xs, row, dh, xs[e..], row, dh, ps[(int)(n * perP)..], t, (long)t * t);
-        }
-        MaskedSoftmax(ps, scale, b, h, t, t, causal, keyPadding);
-        for (int n = 0; n < b; n++)
-            GemmBatched(h, false, false, t, dh, t, ps[(int)(n * perP)..], t, (long)t * t, x[(int)(n * perSeq + 2 * e)..], row, dh,
-                ys[(n * t * e)..], e, dh);
+            using var precision = Kernels.BFloat16.OperandsScope(bf16);
+            PackedForwardSequence(qkv, p, y, n, h, t, e, scale, causal, keyPadding);
+        });
     }
 
+    private static void PackedForwardSequence<T>(Tensor qkv, Tensor p, Tensor y, int n, int h, int t, int e, T scale, bool causal, bool[]? keyPadding)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int dh = e / h, row = 3 * e;
+        long perSeq = (long)t * row, perP = (long)h * t * t;
+        var xs = qkv.Span<T>()[(int)(n * perSeq)..];
+        var ps = p.Span<T>().Slice((int)(n * perP), (int)perP);
+        // S = Q·Kᵀ per head (scaled and masked by the softmax), then O = P·V into the heads' columns
+        GemmBatched(h, false, true, t, t, dh, xs, row, dh, xs[e..], row, dh, ps, t, (long)t * t);
+        MaskedSoftmaxSequence(ps, scale, h, t, t, causal, keyPadding is null ? default : keyPadding.AsSpan(n * t, t), keyPadding is not null);
+        GemmBatched(h, false, false, t, dh, t, ps, t, (long)t * t, xs[(2 * e)..], row, dh, y.Span<T>()[(n * t * e)..], e, dh);
+    }
+
+    /// <summary>The backward pass, one kernel-thread task per sequence (as <see cref="PackedForward"/>), each with its own dS buffer.</summary>
     private static void PackedBackward<T>(Tensor qkv, Tensor p, Tensor y, Tensor g, Tensor dqkv, int b, int h, int t, int e, T scale)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (b * t == 0) return;
-        int dh = e / h, row = 3 * e;
-        var x = qkv.Span<T>();
-        var ps = p.Span<T>();
-        var gs = g.Span<T>();
-        var ys = y.Span<T>();
-        var dx = dqkv.Span<T>();
-        long perSeq = (long)t * row, perP = (long)h * t * t;
-        var dsBuffer = TensorPool.Rent<T>(h * t * t); // one sequence's dS at a time
-        var ds = dsBuffer.AsSpan(0, h * t * t);
-        for (int n = 0; n < b; n++)
+        bool bf16 = Kernels.BFloat16.Operands;
+        Kernels.KernelThreads.Run(b, n =>
         {
-            var xs = x[(int)(n * perSeq)..];
-            var dxs = dx[(int)(n * perSeq)..];
-            var pn = ps[(int)(n * perP)..];
-            var gn = gs[(n * t * e)..];
-            // dV = Pᵀ·G; dP = G·Vᵀ
-            GemmBatched(h, true, false, t, dh, t, pn, t, (long)t * t, gn, e, dh, dxs[(2 * e)..], row, dh);
-            GemmBatched(h, false, true, t, t, dh, gn, e, dh, xs[(2 * e)..], row, dh, ds, t, (long)t * t);
-            // dS = scale·P ⊙ (dP − Σ_k G_k·O_k), row by row (query i of head hh)
-            for (int hh = 0; hh < h; hh++)
-                for (int i = 0; i < t; i++)
-                {
-                    int at = (n * t + i) * e + hh * dh;
-                    T dot = TensorPrimitives.Dot(gs.Slice(at, dh), ys.Slice(at, dh));
-                    var r = ds.Slice((hh * t + i) * t, t);
-                    TensorPrimitives.Subtract(r, dot, r);
-                    TensorPrimitives.Multiply(r, pn.Slice((hh * t + i) * t, t), r);
-                    TensorPrimitives.Multiply(r, scale, r);
-                }
-            // dQ = dS·K; dK = dSᵀ·Q
-            GemmBatched(h, false, false, t, dh, t, ds, t, (long)t * t, xs[e..], row, dh, dxs, row, dh);
-            GemmBatched(h, true, false, t, dh, t, ds, t, (long)t * t, xs, row, dh, dxs[e..], row, dh);
-        }
+            using var precision = Kernels.BFloat16.OperandsScope(bf16);
+            PackedBackwardSequence(qkv, p, y, g, dqkv, n, h, t, e, scale);
+        });
+    }
+
+    private static void PackedBackwardSequence<T>(Tensor qkv, Tensor p, Tensor y, Tensor g, Tensor dqkv, int n, int h, int t, int e, T scale)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int dh = e / h, row = 3 * e;
+        long perSeq = (long)t * row, perP = (long)h * t * t;
+        var xs = qkv.Span<T>()[(int)(n * perSeq)..];
+        var dxs = dqkv.Span<T>()[(int)(n * perSeq)..];
+        var pn = p.Span<T>()[(int)(n * perP)..];
+        var gn = g.Span<T>()[(n * t * e)..];
+        var yn = y.Span<T>()[(n * t * e)..];
+        var dsBuffer = TensorPool.Rent<T>(h * t * t); // from this thread's pool
+        var ds = dsBuffer.AsSpan(0, h * t * t);
+        // dV = Pᵀ·G; dP = G·Vᵀ
+        GemmBatched(h, true, false, t, dh, t, pn, t, (long)t * t, gn, e, dh, dxs[(2 * e)..], row, dh);
+        GemmBatched(h, false, true, t, t, dh, gn, e, dh, xs[(2 * e)..], row, dh, ds, t, (long)t * t);
+        // dS = scale·P ⊙ (dP − Σ_k G_k·O_k), row by row (query i of head hh)
+        for (int hh = 0; hh < h; hh++)
+            for (int i = 0; i < t; i++)
+            {
+                int at = i * e + hh * dh;
+                T dot = TensorPrimitives.Dot(gn.Slice(at, dh), yn.Slice(at, dh));
+                var r = ds.Slice((hh * t + i) * t, t);
+                TensorPrimitives.Subtract(r, dot, r);
+                TensorPrimitives.Multiply(r, pn.Slice((hh * t + i) * t, t), r);
+                TensorPrimitives.Multiply(r, scale, r);
+            }
+        // dQ = dS·K; dK = dSᵀ·Q
+        GemmBatched(h, false, false, t, dh, t, ds, t, (long)t * t, xs[e..], row, dh, dxs, row, dh);
+        GemmBatched(h, true, false, t, dh, t, ds, t, (long)t * t, xs, row, dh, dxs[e..], row, dh);
         TensorPool.Return(dsBuffer);
     }
 
@@ -238,42 +252,50 @@ public sealed partial class Tensor
         return result;
     }
 
-    /// <summary>In place over rows of S scores: <c>P = softmax(scale·row + mask)</c>; a row with no visible key becomes zeros.</summary>
-    private static void MaskedSoftmax<T>(Span<T> scores, T scale, int b, int h, int t, int s, bool causal, bool[]? keyPadding)
+    /// <summary>
+    /// In place over rows of S scores: <c>P = softmax(scale·row + mask)</c>; a row with no visible key becomes zeros.
+    /// One kernel-thread task per sequence.
+    /// </summary>
+    private static void MaskedSoftmax<T>(Tensor scores, T scale, int b, int h, int t, int s, bool causal, bool[]? keyPadding)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        for (int n = 0; n < b; n++)
-        {
-            var pad = keyPadding is null ? default : keyPadding.AsSpan(n * s, s);
-            for (int head = 0; head < h; head++)
-                for (int i = 0; i < t; i++)
+        long perSeq = (long)h * t * s;
+        Kernels.KernelThreads.Run(b, n => MaskedSoftmaxSequence(scores.Span<T>().Slice((int)(n * perSeq), (int)perSeq), scale, h, t, s, causal,
+            keyPadding is null ? default : keyPadding.AsSpan(n * s, s), keyPadding is not null), b * perSeq);
+    }
+
+    /// <summary><see cref="MaskedSoftmax"/> for one sequence's H·T rows; <paramref name="pad"/> its S key flags when <paramref name="padded"/>.</summary>
+    private static void MaskedSoftmaxSequence<T>(Span<T> scores, T scale, int h, int t, int s, bool causal, ReadOnlySpan<bool> pad, bool padded)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int head = 0; head < h; head++)
+            for (int i = 0; i < t; i++)
+            {
+                var row = scores.Slice((head * t + i) * s, s);
+                int visible = causal ? i + 1 : s;
+                TensorPrimitives.Multiply(row[..visible], scale, row[..visible]);
+                row[visible..].Clear();
+                if (!padded)
                 {
-                    var row = scores.Slice(((n * h + head) * t + i) * s, s);
-                    int visible = causal ? i + 1 : s;
-                    TensorPrimitives.Multiply(row[..visible], scale, row[..visible]);
-                    row[visible..].Clear();
-                    if (keyPadding is null)
-                    {
-                        SoftmaxRow(row[..visible]);
-                        continue;
-                    }
-                    T max = T.NegativeInfinity;
-                    for (int j = 0; j < visible; j++)
-                        if (!pad[j] && row[j] > max) max = row[j];
-                    if (T.IsNegativeInfinity(max))
-                    {
-                        row.Clear();
-                        continue;
-                    }
-                    T sum = T.Zero;
-                    for (int j = 0; j < visible; j++)
-                    {
-                        row[j] = pad[j] ? T.Zero : T.Exp(row[j] - max);
-                        sum += row[j];
-                    }
-                    TensorPrimitives.Divide(row[..visible], sum, row[..visible]);
+                    SoftmaxRow(row[..visible]);
+                    continue;
                 }
-        }
+                T max = T.NegativeInfinity;
+                for (int j = 0; j < visible; j++)
+                    if (!pad[j] && row[j] > max) max = row[j];
+                if (T.IsNegativeInfinity(max))
+                {
+                    row.Clear();
+                    continue;
+                }
+                T sum = T.Zero;
+                for (int j = 0; j < visible; j++)
+                {
+                    row[j] = pad[j] ? T.Zero : T.Exp(row[j] - max);
+                    sum += row[j];
+                }
+                TensorPrimitives.Divide(row[..visible], sum, row[..visible]);
+            }
     }
 
     private static void SoftmaxRow<T>(Span<T> row) where T : unmanaged, IFloatingPointIeee754<T>
