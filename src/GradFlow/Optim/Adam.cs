@@ -75,6 +75,12 @@ public class Adam : Optimizer
     {
         var m = State(index, ExpAvg);
         var v = State(index, ExpAvgSq);
+        if (weight.Is<float>() && !Amsgrad)
+        {
+            // One fused pass, run with the step's other float tensors over the kernel threads at the end of the step.
+            Fused(weight, gradient, m, v, StepCount(index));
+            return;
+        }
         var vMax = Amsgrad ? State(index, MaxExpAvgSq) : null;
         var scratch = Scratch(index);
         long t = StepCount(index);
@@ -82,6 +88,54 @@ public class Adam : Optimizer
             Apply<float>(weight.Span<float>(), gradient.Span<float>(), m.Span<float>(), v.Span<float>(), vMax is null ? default : vMax.Span<float>(), scratch.Span<float>(), t);
         else
             Apply<double>(weight.Span<double>(), gradient.Span<double>(), m.Span<double>(), v.Span<double>(), vMax is null ? default : vMax.Span<double>(), scratch.Span<double>(), t);
+    }
+
+    /// <summary>Elements per task of the fused update (64 Ki floats: 256 KiB of each operand).</summary>
+    private const int Chunk = 1 << 16;
+
+    /// <summary>
+    /// This step's fused updates not yet run, as <see cref="Sgd"/> keeps them: a tensor below two chunks is one
+    /// piece, a larger one is cut into chunks; <see cref="EndStep"/> runs them as one job of the kernel threads
+    /// (element-wise, so the same bits on any thread).
+    /// </summary>
+    private readonly List<(float[] W, float[] G, float[] M, float[] V, int Start, int Length, Kernels.AdamConstants C)> _pending = [];
+    private Action<int>? _runPiece;
+
+    private void Fused(Tensor weight, Tensor gradient, Tensor m, Tensor v, long t)
+    {
+        double lr = LearningRate;
+        // the float constants Apply<float> uses, rounded the same way
+        var c = new Kernels.AdamConstants(_decoupled, WeightDecay == 0 ? 0f : _decoupled ? (float)(1 - lr * WeightDecay) : (float)WeightDecay,
+            (float)Beta1, (float)(1 - Beta1), (float)Beta2, (float)(1 - Beta2), (float)Math.Sqrt(1 - Math.Pow(Beta2, t)), (float)Eps,
+            (float)(-lr / (1 - Math.Pow(Beta1, t))));
+        var (w, g, mm, vv) = ((float[])weight.Storage, (float[])gradient.Storage, (float[])m.Storage, (float[])v.Storage);
+        int n = weight.Count;
+        if (n < 2 * Chunk) _pending.Add((w, g, mm, vv, 0, n, c));
+        else
+            for (int start = 0; start < n; start += Chunk) _pending.Add((w, g, mm, vv, start, Math.Min(Chunk, n - start), c));
+        if (TrackUpdates) EndStep(); // the tracking reads each parameter right after its update
+    }
+
+    /// <inheritdoc />
+    protected sealed override void EndStep()
+    {
+        if (_pending.Count == 0) return;
+        try
+        {
+            long elements = 0;
+            foreach (var piece in _pending) elements += piece.Length;
+            Kernels.KernelThreads.Run(_pending.Count, _runPiece ??= RunPiece, elements);
+        }
+        finally
+        {
+            _pending.Clear();
+        }
+    }
+
+    private void RunPiece(int t)
+    {
+        var (w, g, m, v, start, length, c) = _pending[t];
+        Kernels.OptimizerKernels.Adam(w.AsSpan(start, length), g.AsSpan(start, length), m.AsSpan(start, length), v.AsSpan(start, length), c);
     }
 
     private void Apply<T>(Span<T> w, ReadOnlySpan<T> g, Span<T> m, Span<T> v, Span<T> vMax, Span<T> scratch, long t)
