@@ -103,11 +103,23 @@ internal static unsafe class GemmDriver<T, TKernel>
                 for (int pc = 0; pc < p.K; pc += kcMax)
                 {
                     job.SetDepth(pc, Math.Min(kcMax, p.K - pc));
-                    int bTasks = (panelsN + 15) / 16;
                     int tasks = mTasks * nChunks;
                     // Packing a small B block costs less than a round trip through the pool.
-                    if (parallel && (long)panelsN * nr * kcMax >= PackInParallel) KernelThreads.Run(bTasks, job.PackBTask);
-                    else for (int t = 0; t < bTasks; t++) job.PackB(t);
+                    if (parallel && (long)panelsN * nr * kcMax >= PackInParallel)
+                    {
+                        // Groups of 16 column panels, each cut along the depth into parts when there are fewer
+                        // than 4 groups (a B of up to 48 panels would otherwise be packed by one thread while
+                        // the others wait: a quarter of the dW GEMMs of a 256-wide layer). Copies only: any cut
+                        // gives the same packed block.
+                        int groups = (panelsN + 15) / 16;
+                        job.SetPackParts(groups >= 4 ? 1 : Math.Min((4 + groups - 1) / groups, Math.Max(1, job.Depth / 64)));
+                        KernelThreads.Run(groups * job.PackParts, job.PackBTask);
+                    }
+                    else
+                    {
+                        job.SetPackParts(1);
+                        for (int t = 0, bTasks = (panelsN + 15) / 16; t < bTasks; t++) job.PackB(t);
+                    }
                     if (parallel) KernelThreads.Run(tasks, job.ComputeTask);
                     else for (int t = 0; t < tasks; t++) job.Compute(t);
                 }
@@ -259,43 +271,62 @@ internal static unsafe class GemmDriver<T, TKernel>
         /// <summary>The bias row vector while the first k block is applied (C is then written as A·B + bias), else null.</summary>
         private T* _bias;
 
-        /// <summary>Packs B column panels [16t, 16t + 16) of the current block (rounded to bf16 when the problem asks).</summary>
+        private int _packParts = 1;
+
+        /// <summary>Depth of the current k block.</summary>
+        public int Depth => _kc;
+
+        /// <summary>Parts the depth of each 16-panel group is cut into for packing B (1: whole groups).</summary>
+        public int PackParts => _packParts;
+
+        public void SetPackParts(int parts) => _packParts = parts;
+
+        /// <summary>
+        /// Packing task t: column panels [16g, 16g + 16) of the current block, g = t / PackParts, rows [p0, p1) of
+        /// their depth, part t % PackParts (cut at multiples of 8 for the 8×8 transposes); rounded to bf16 when the
+        /// problem asks.
+        /// </summary>
         public void PackB(int t)
         {
-            PackBPanels(t);
+            int g = t / _packParts, part = t % _packParts;
+            int p0 = part == 0 ? 0 : (int)((long)_kc * part / _packParts) & ~7;
+            int p1 = part == _packParts - 1 ? _kc : (int)((long)_kc * (part + 1) / _packParts) & ~7;
+            if (p0 >= p1) return;
+            PackBPanels(g, p0, p1);
             if (_p.RoundBf16)
             {
-                int first = 16 * t, end = Math.Min(_panelsN, 16 * t + 16);
-                BFloat16.Round((float*)(PackedB + (nint)first * TKernel.NR * _kc), (end - first) * TKernel.NR * _kc, KernelIsa.Best);
+                int nr = TKernel.NR;
+                for (int jp = 16 * g, end = Math.Min(_panelsN, 16 * g + 16); jp < end; jp++)
+                    BFloat16.Round((float*)(PackedB + ((nint)jp * _kc + p0) * nr), (p1 - p0) * nr, KernelIsa.Best);
             }
         }
 
-        private void PackBPanels(int t)
+        private void PackBPanels(int g, int p0, int p1)
         {
             int nr = TKernel.NR;
-            int end = Math.Min(_panelsN, 16 * t + 16);
+            int end = Math.Min(_panelsN, 16 * g + 16);
             if (!_p.TransB)
             {
                 // Row by row of B: sequential reads, each row spread over the panels' rows.
                 int full = end;
-                while (full > 16 * t && _jc + full * nr > _jc + _nc) full--;
-                for (int p = 0; p < _kc; p++)
+                while (full > 16 * g && _jc + full * nr > _jc + _nc) full--;
+                for (int p = p0; p < p1; p++)
                 {
                     T* src = _p.B + (nint)(_pc + p) * _p.Ldb + _jc;
-                    for (int jp = 16 * t; jp < full; jp++)
+                    for (int jp = 16 * g; jp < full; jp++)
                         Unsafe.CopyBlockUnaligned(PackedB + ((nint)jp * _kc + p) * nr, src + (nint)jp * nr, (uint)(nr * sizeof(T)));
                 }
                 for (int jp = full; jp < end; jp++)
                 {
                     int j0 = _jc + jp * nr;
-                    GemmPack.PackB(_p.B, _p.Ldb, false, _pc, _kc, j0, Math.Min(nr, _jc + _nc - j0), nr, PackedB + (nint)jp * nr * _kc);
+                    GemmPack.PackB(_p.B, _p.Ldb, false, _pc + p0, p1 - p0, j0, Math.Min(nr, _jc + _nc - j0), nr, PackedB + ((nint)jp * _kc + p0) * nr);
                 }
                 return;
             }
-            for (int jp = 16 * t; jp < end; jp++)
+            for (int jp = 16 * g; jp < end; jp++)
             {
                 int j0 = _jc + jp * nr;
-                GemmPack.PackB(_p.B, _p.Ldb, _p.TransB, _pc, _kc, j0, Math.Min(nr, _jc + _nc - j0), nr, PackedB + (nint)jp * nr * _kc);
+                GemmPack.PackB(_p.B, _p.Ldb, _p.TransB, _pc + p0, p1 - p0, j0, Math.Min(nr, _jc + _nc - j0), nr, PackedB + ((nint)jp * _kc + p0) * nr);
             }
         }
 

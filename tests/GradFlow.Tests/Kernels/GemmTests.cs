@@ -325,7 +325,9 @@ public class GemmTests
         {
             foreach (var isa in Paths)
                 // packed loops; the small-GEMM path split into column chunks (2, and 8 with a partial last panel); batched
+                // (packing B is cut along the depth when it has few column panels: 300×290×520, both layouts of B)
                 foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 64, 64, 64), (1, 64, 784, 70), (24, 30, 31, 32) })
+                foreach (bool transB in new[] { false, true })
                 {
                     var a = KernelLengths.Values(count * m * k, seed: m);
                     var b = KernelLengths.Values(count * k * n, seed: n);
@@ -333,7 +335,7 @@ public class GemmTests
                     {
                         KernelThreads.SetCount(threads);
                         var c = new float[count * m * n];
-                        Gemm.MultiplyBatched(isa, count, true, false, m, n, k, 1f, a, m, (long)m * k, b, n, (long)k * n, 0f, c, n, (long)m * n);
+                        Gemm.MultiplyBatched(isa, count, true, transB, m, n, k, 1f, a, m, (long)m * k, b, transB ? k : n, (long)k * n, 0f, c, n, (long)m * n);
                         return c;
                     }
                     var one = Run(1);
