@@ -21,6 +21,11 @@ public static class ReduceKernels
             for (int o = 0; o < outer; o++) y[o] = TensorPrimitives.Sum(x.Slice(o * n, n));
             return;
         }
+        if (outer == 1 && n > 1 && inner >= 256 && (long)n * inner >= KernelThreads.SerialBelow && KernelThreads.Count > 1)
+        {
+            SumColumns(x, n, inner, y);
+            return;
+        }
         for (int o = 0; o < outer; o++)
         {
             var dst = y.Slice(o * inner, inner);
@@ -32,6 +37,27 @@ public static class ReduceKernels
             var block = x.Slice(o * n * inner, n * inner);
             block[..inner].CopyTo(dst);
             for (int j = 1; j < n; j++) TensorPrimitives.Add(dst, block.Slice(j * inner, inner), dst);
+        }
+    }
+
+    /// <summary>
+    /// Column sums of an n × inner matrix (a bias gradient over a batch) on the kernel threads: each task owns a
+    /// block of columns, 128 wide (by shape), and adds the rows in order, so every sum is the serial one bit for bit.
+    /// </summary>
+    private static unsafe void SumColumns<T>(ReadOnlySpan<T> x, int n, int inner, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        const int width = 128;
+        int tasks = (inner + width - 1) / width;
+        fixed (T* px = x, py = y)
+        {
+            nint xs = (nint)px, ys = (nint)py;
+            KernelThreads.Run(tasks, t =>
+            {
+                int c0 = t * width, cols = Math.Min(width, inner - c0);
+                var dst = new Span<T>((T*)ys + c0, cols);
+                new ReadOnlySpan<T>((T*)xs + c0, cols).CopyTo(dst);
+                for (int j = 1; j < n; j++) TensorPrimitives.Add(dst, new ReadOnlySpan<T>((T*)xs + (nint)j * inner + c0, cols), dst);
+            });
         }
     }
 

@@ -90,17 +90,35 @@ public static class Losses
             // dℓ_n/dx_nc = p_nc − q_nc, q = (1 − ε)·onehot + ε/C; times the reduction's weight.
             var dx = Tensor.Uninitialized("cross_entropy", x, x.ShapeArray);
             var gv = g.ToDoubleArray();
-            for (int i = 0; i < n; i++)
+            if (x.Storage is float[]) CrossEntropyGradient<float>(logp, dx, idx, gv, n, c, eps, reduction);
+            else CrossEntropyGradient<double>(logp, dx, idx, gv, n, c, eps, reduction);
+            return [dx.ReshapeRaw(logits.ShapeArray)];
+        });
+    }
+
+    /// <summary>
+    /// <c>dx_nc = (e^(logp_nc) − q_nc)·w_n</c>, q = (1 − ε)·onehot + ε/C, w_n the reduction's weight of row n; evaluated
+    /// in double and rounded once, rows split into tasks of the kernel threads by shape (the same bits on any thread).
+    /// </summary>
+    private static void CrossEntropyGradient<T>(Tensor logp, Tensor dx, int[] idx, double[] gv, int n, int c, double eps, Reduction reduction)
+        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        int rows = Math.Max(1, (1 << 14) / Math.Max(1, c));
+        int tasks = (n + rows - 1) / rows;
+        Kernels.KernelThreads.Run(tasks, t =>
+        {
+            var lp = logp.Span<T>();
+            var d = dx.Span<T>();
+            for (int i = t * rows, end = Math.Min(n, i + rows); i < end; i++)
             {
                 double w = reduction switch { Reduction.Mean => gv[0] / n, Reduction.Sum => gv[0], _ => gv[i] };
                 for (int j = 0; j < c; j++)
                 {
                     double q = eps / c + (j == idx[i] ? 1 - eps : 0);
-                    dx.SetFlatRaw(i * c + j, (Math.Exp(logp.GetFlat(i * c + j)) - q) * w);
+                    d[i * c + j] = T.CreateTruncating((Math.Exp(double.CreateTruncating(lp[i * c + j])) - q) * w);
                 }
             }
-            return [dx.ReshapeRaw(logits.ShapeArray)];
-        });
+        }, (long)n * c);
     }
 
     /// <summary>Negative log-likelihood of log-probabilities [N, C] against class indices: <c>ℓ_n = −x_n[y_n]</c>.</summary>

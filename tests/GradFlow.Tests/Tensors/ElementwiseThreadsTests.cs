@@ -73,4 +73,30 @@ public class ElementwiseThreadsTests
         for (int i = 0; i < n; i++)
             Assert.Equal(dtype == DType.Float32 ? (double)(float)(xs[i] + ys[i]) : xs[i] + ys[i], sum[i]);
     }
+
+    /// <summary>
+    /// The row-parallel reductions of a training step: a bias gradient (column sums over the batch, split into blocks of
+    /// columns) and the cross-entropy gradient (split into blocks of rows) give the serial bits on two threads.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.Float32)]
+    [InlineData(DType.Float64)]
+    public void ColumnSumsAndCrossEntropyGradient_OnTwoThreads_GiveTheSerialBits(DType dtype)
+    {
+        (double[] Sum, double[] Dx, double Loss) Run()
+        {
+            var gen = new Generator(11);
+            var m = Tensor.Normal(gen, 0, 1, dtype, 300, 700);
+            var logits = Tensor.Normal(gen, 0, 2, dtype, 3000, 41);
+            logits.RequiresGrad = true;
+            var target = GradFlow.Tensors.IndexTensor.FromArray(Enumerable.Range(0, 3000).Select(i => (i * 7) % 41).ToArray(), 3000);
+            var loss = GradFlow.Nn.Losses.CrossEntropy(logits, target, labelSmoothing: 0.1);
+            loss.Backward();
+            return (m.Sum(0).ToDoubleArray(), logits.Grad!.ToDoubleArray(), loss.Item());
+        }
+        var (one, two) = KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Sum, two.Sum);
+        Assert.Equal(one.Dx, two.Dx);
+        Assert.Equal(one.Loss, two.Loss);
+    }
 }
