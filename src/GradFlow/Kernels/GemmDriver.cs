@@ -30,6 +30,9 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// <summary>Packed B block of the calling thread (KC×NC), shared by that call's tasks.</summary>
     [ThreadStatic] private static T[]? _packB;
 
+    /// <summary>Packed A block of the calling thread (all row panels × KC) when its column chunks share it.</summary>
+    [ThreadStatic] private static T[]? _sharedA;
+
     /// <summary>Multiply-adds per batch item below which a batch is split by items instead of tiles.</summary>
     private const long SmallItem = 1L << 21;
 
@@ -97,23 +100,33 @@ internal static unsafe class GemmDriver<T, TKernel>
             job.SetColumns(jc, nc, panelsN, nChunks);
             int needB = panelsN * nr * Math.Min(kcMax, p.K);
             if (_packB is null || _packB.Length < needB) _packB = GC.AllocateUninitializedArray<T>(needB, pinned: true);
-            fixed (T* packB = _packB)
+            // Column chunks share their row panels: A is then packed once per block, by the packing job, instead of
+            // once by every chunk's task (with 4 chunks, three of four packings of A were repeats).
+            bool sharedA = parallel && nChunks > 1;
+            if (sharedA)
+            {
+                int needA = panelsM * mr * Math.Min(kcMax, p.K);
+                if (_sharedA is null || _sharedA.Length < needA) _sharedA = GC.AllocateUninitializedArray<T>(needA, pinned: true);
+            }
+            fixed (T* packB = _packB, packedA = _sharedA)
             {
                 job.PackedB = packB;
+                job.SharedA = sharedA ? packedA : null;
                 for (int pc = 0; pc < p.K; pc += kcMax)
                 {
                     job.SetDepth(pc, Math.Min(kcMax, p.K - pc));
                     int tasks = mTasks * nChunks;
                     // Packing a small B block costs less than a round trip through the pool.
-                    if (parallel && (long)panelsN * nr * kcMax >= PackInParallel)
+                    bool largeB = (long)panelsN * nr * kcMax >= PackInParallel;
+                    if (parallel && (largeB || sharedA))
                     {
                         // Groups of 16 column panels, each cut along the depth into parts when there are fewer
                         // than 4 groups (a B of up to 48 panels would otherwise be packed by one thread while
-                        // the others wait: a quarter of the dW GEMMs of a 256-wide layer). Copies only: any cut
-                        // gives the same packed block.
+                        // the others wait: a quarter of the dW GEMMs of a 256-wide layer), then the shared A's
+                        // panels in fours. Copies only: any cut gives the same packed blocks.
                         int groups = (panelsN + 15) / 16;
-                        job.SetPackParts(groups >= 4 ? 1 : Math.Min((4 + groups - 1) / groups, Math.Max(1, job.Depth / 64)));
-                        KernelThreads.Run(groups * job.PackParts, job.PackBTask);
+                        job.SetPackParts(groups >= 4 || !largeB ? 1 : Math.Min((4 + groups - 1) / groups, Math.Max(1, job.Depth / 64)));
+                        KernelThreads.Run(job.PackTasks, job.PackTask);
                     }
                     else
                     {
@@ -249,12 +262,36 @@ internal static unsafe class GemmDriver<T, TKernel>
         private T _beta;
 
         public T* PackedB;
-        public readonly Action<int> PackBTask, ComputeTask;
+
+        /// <summary>All row panels of A for the current block, packed by the packing job (null: each task packs its own).</summary>
+        public T* SharedA;
+
+        public readonly Action<int> PackTask, ComputeTask;
 
         public Job()
         {
-            PackBTask = PackB;
+            PackTask = Pack;
             ComputeTask = Compute;
+        }
+
+        /// <summary>Tasks of the packing job: B's (groups × parts), then the shared A's panels in fours.</summary>
+        public int PackTasks => BPackTasks + (SharedA is null ? 0 : (_panelsM + 3) / 4);
+
+        private int BPackTasks => (_panelsN + 15) / 16 * _packParts;
+
+        private void Pack(int t)
+        {
+            int b = BPackTasks;
+            if (t < b)
+            {
+                PackB(t);
+                return;
+            }
+            int mr = TKernel.MR;
+            int first = 4 * (t - b), end = Math.Min(_panelsM, first + 4);
+            for (int ip = first; ip < end; ip++)
+                GemmPack.PackA(_p.A, _p.Lda, _p.TransA, ip * mr, Math.Min(mr, _p.M - ip * mr), _pc, _kc, mr, SharedA + (nint)ip * mr * _kc);
+            if (_p.RoundBf16) BFloat16.Round((float*)(SharedA + (nint)first * mr * _kc), (end - first) * mr * _kc, KernelIsa.Best);
         }
 
         public void Reset(Problem<T> p, int panelsM, int mTasks) => (_p, _panelsM, _mTasks) = (p, panelsM, mTasks);
@@ -341,16 +378,21 @@ internal static unsafe class GemmDriver<T, TKernel>
             if (p0 == p1 || q0 == q1) return;
             bool last = _pc + _kc == _p.K && _p.Activation != FusedActivation.None;
             int need = (p1 - p0) * mr * _kc;
-            if (_packA is null || _packA.Length < need)
+            if (SharedA is null && (_packA is null || _packA.Length < need))
                 _packA = GC.AllocateUninitializedArray<T>(Math.Max(need, (TKernel.MC + mr) * TKernel.KC), pinned: true);
-            fixed (T* packA = _packA)
+            fixed (T* ownA = _packA)
             {
-                for (int ip = p0; ip < p1; ip++)
+                T* packA = ownA;
+                if (SharedA is not null) packA = SharedA + (nint)p0 * mr * _kc; // panels p0..p1 of the shared block
+                else
                 {
-                    int i0 = ip * mr;
-                    GemmPack.PackA(_p.A, _p.Lda, _p.TransA, i0, Math.Min(mr, _p.M - i0), _pc, _kc, mr, packA + (nint)(ip - p0) * mr * _kc);
+                    for (int ip = p0; ip < p1; ip++)
+                    {
+                        int i0 = ip * mr;
+                        GemmPack.PackA(_p.A, _p.Lda, _p.TransA, i0, Math.Min(mr, _p.M - i0), _pc, _kc, mr, packA + (nint)(ip - p0) * mr * _kc);
+                    }
+                    if (_p.RoundBf16) BFloat16.Round((float*)packA, need, KernelIsa.Best);
                 }
-                if (_p.RoundBf16) BFloat16.Round((float*)packA, need, KernelIsa.Best);
                 T* tile = stackalloc T[mr * nr];
                 for (int jp = q0; jp < q1; jp++)
                 {

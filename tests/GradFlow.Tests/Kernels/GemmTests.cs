@@ -325,15 +325,18 @@ public class GemmTests
         {
             foreach (var isa in Paths)
                 // packed loops; the small-GEMM path split into column chunks (2, and 8 with a partial last panel); batched
-                // (packing B is cut along the depth when it has few column panels: 300×290×520, both layouts of B)
-                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 64, 64, 64), (1, 64, 784, 70), (24, 30, 31, 32) })
+                // (packing B is cut along the depth when it has few column panels: 300×290×520, both layouts of B; column
+                // chunks share one packed A, packed by the packing job: 3×700×300 and 200×600×700, also rounded to bf16)
+                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 200, 600, 700), (1, 64, 64, 64), (1, 64, 784, 70), (24, 30, 31, 32) })
                 foreach (bool transB in new[] { false, true })
+                foreach (bool bf16 in new[] { false, true })
                 {
                     var a = KernelLengths.Values(count * m * k, seed: m);
                     var b = KernelLengths.Values(count * k * n, seed: n);
                     float[] Run(int threads)
                     {
                         KernelThreads.SetCount(threads);
+                        using var precision = BFloat16.OperandsScope(bf16);
                         var c = new float[count * m * n];
                         Gemm.MultiplyBatched(isa, count, true, transB, m, n, k, 1f, a, m, (long)m * k, b, transB ? k : n, (long)k * n, 0f, c, n, (long)m * n);
                         return c;
