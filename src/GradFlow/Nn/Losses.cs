@@ -69,8 +69,8 @@ public static class Losses
         var logp = Tensor.Uninitialized("cross_entropy", x, x.ShapeArray);
         var losses = Tensor.Uninitialized("cross_entropy", x, [n]);
         double eps = labelSmoothing;
-        if (x.Storage is float[]) SoftmaxKernels.LogSoftmax(x.Span<float>(), logp.Span<float>(), c);
-        else SoftmaxKernels.LogSoftmax(x.Span<double>(), logp.Span<double>(), c);
+        if (x.Storage is float[]) RowLogSoftmax<float>(x, logp, n, c);
+        else RowLogSoftmax<double>(x, logp, n, c);
         for (int i = 0; i < n; i++)
         {
             double picked = logp.GetFlat(i * c + target.Data[i]);
@@ -94,6 +94,17 @@ public static class Losses
             else CrossEntropyGradient<double>(logp, dx, idx, gv, n, c, eps, reduction);
             return [dx.ReshapeRaw(logits.ShapeArray)];
         });
+    }
+
+    /// <summary>Row-wise log-softmax of [n, c] in the row blocks of <see cref="CrossEntropyGradient"/> over the kernel threads (row by row: the same bits).</summary>
+    private static void RowLogSoftmax<T>(Tensor x, Tensor logp, int n, int c) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        int rows = Math.Max(1, (1 << 14) / Math.Max(1, c));
+        Kernels.KernelThreads.Run((n + rows - 1) / rows, t =>
+        {
+            int r0 = t * rows, count = Math.Min(rows, n - r0);
+            SoftmaxKernels.LogSoftmax(x.Span<T>().Slice(r0 * c, count * c), logp.Span<T>().Slice(r0 * c, count * c), c);
+        }, (long)n * c);
     }
 
     /// <summary>
