@@ -267,6 +267,13 @@ internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, 
     /// <summary>Round the packed operands to bf16 (float32 only; <see cref="BFloat16.Operands"/> when the call was made).</summary>
     public bool RoundBf16 { get; init; }
 
+    /// <summary>
+    /// Depths [k0, k0 + depth) of this single problem, written to <paramref name="c"/> (row stride <paramref name="ldc"/>)
+    /// with <paramref name="beta"/>: one part of a product cut along k.
+    /// </summary>
+    public Problem<T> DepthSlice(int k0, int depth, T beta, T* c, int ldc) => new(1, TransA, TransB, M, N, depth, Alpha,
+        A + (TransA ? (nint)k0 * Lda : k0), Lda, 0, B + (TransB ? k0 : (nint)k0 * Ldb), Ldb, 0, beta, c, ldc, 0) { RoundBf16 = RoundBf16 };
+
     /// <summary>The same problem restricted to batch item <paramref name="i"/>.</summary>
     public Problem<T> Item(int i) => new(1, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, 0, B + i * StrideB, Ldb, 0,
         Beta, C + i * StrideC, Ldc, 0, Bias, Activation) { RoundBf16 = RoundBf16 };

@@ -60,8 +60,100 @@ internal static unsafe class GemmDriver<T, TKernel>
             }
             return;
         }
+        if (p.Count == 1 && DepthParts(p) is int parts and > 1)
+        {
+            SplitDepth(p, parts, path);
+            return;
+        }
         bool parallel = macs >= Gemm.ParallelThreshold && KernelThreads.Count > 1;
         for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel, path);
+    }
+
+    /// <summary>Depth from which a small-output product is cut along k: 4 blocks of the tile's KC.</summary>
+    private static int SplitDepthFrom => 4 * TKernel.KC;
+
+    /// <summary>
+    /// Parts a product is cut into along k, by shape only: a deep product (k ≥ 4·KC) with a small output (m·n ≤ 2¹⁸ and
+    /// at most 3 MC blocks of rows), such as the weight gradient of a layer over a batch of 4 096 tokens, is cut into
+    /// up to 4 parts of whole KC blocks, at least 2 blocks each; anything with a bias or an activation is not.
+    /// Such a product's blocks, split over rows and columns, each give the threads a few tenths of a millisecond of
+    /// work between two synchronisations, and its B block has few panels to share: cut along k, each part runs
+    /// start to end on one thread.
+    /// </summary>
+    private static int DepthParts(Problem<T> p)
+    {
+        if (p.K < SplitDepthFrom || p.Bias != null || p.Activation != FusedActivation.None) return 1;
+        if ((long)p.M * p.N > 1 << 18 || p.M > 3 * TKernel.MC || (long)p.M * p.N * p.K < Gemm.DirectMacs) return 1;
+        return Math.Min(4, p.K / (2 * TKernel.KC));
+    }
+
+    /// <summary>Partial products of the parts after the first, summed into C in part order.</summary>
+    [ThreadStatic] private static T[]? _partials;
+
+    /// <summary>The calling thread's cut product (one at a time; no allocation per call).</summary>
+    [ThreadStatic] private static DepthJob? _depthJob;
+
+    /// <summary>
+    /// C = beta·C + Σ parts: part 0 into C (with beta), parts 1.. into scratch matrices, each part a task of the kernel
+    /// threads run serially on its thread; then the partials are added to C in part order. The cut depends on the
+    /// shape only, so the numbers are the same for any thread count.
+    /// </summary>
+    private static void SplitDepth(Problem<T> p, int parts, GemmPath path)
+    {
+        int size = p.M * p.N;
+        if (_partials is null || _partials.Length < (parts - 1) * size)
+            _partials = GC.AllocateUninitializedArray<T>((parts - 1) * size, pinned: true);
+        fixed (T* scratch = _partials)
+        {
+            var job = _depthJob ??= new DepthJob();
+            job.Set(p, parts, path, scratch);
+            KernelThreads.Run(parts, job.Task);
+            for (int t = 1; t < parts; t++)
+            {
+                T* src = scratch + (nint)(t - 1) * size;
+                for (int i = 0; i < p.M; i++)
+                    AddRow(new Span<T>(p.C + (nint)i * p.Ldc, p.N), new ReadOnlySpan<T>(src + (nint)i * p.N, p.N));
+            }
+        }
+    }
+
+    /// <summary>Task t of a cut product: depths of whole KC blocks [blocks·t/parts, blocks·(t+1)/parts), serially on its thread.</summary>
+    private sealed class DepthJob
+    {
+        private Problem<T> _p;
+        private int _parts;
+        private GemmPath _path;
+        private T* _scratch;
+        public readonly Action<int> Task;
+
+        public DepthJob() => Task = Run;
+
+        public void Set(Problem<T> p, int parts, GemmPath path, T* scratch)
+        {
+            (_p, _parts, _path) = (p, parts, path);
+            _scratch = scratch;
+        }
+
+        private void Run(int t)
+        {
+            int kc = TKernel.KC, blocks = (_p.K + kc - 1) / kc;
+            int k0 = (int)((long)blocks * t / _parts) * kc, k1 = Math.Min(_p.K, (int)((long)blocks * (t + 1) / _parts) * kc);
+            var part = t == 0 ? _p.DepthSlice(k0, k1 - k0, _p.Beta, _p.C, _p.Ldc)
+                : _p.DepthSlice(k0, k1 - k0, T.Zero, _scratch + (nint)(t - 1) * _p.M * _p.N, _p.N);
+            Single(part, parallel: false, _path);
+        }
+    }
+
+    private static void AddRow(Span<T> c, ReadOnlySpan<T> x)
+    {
+        if (typeof(T) == typeof(float))
+            System.Numerics.Tensors.TensorPrimitives.Add(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(c),
+                System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(x), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(c));
+        else if (typeof(T) == typeof(double))
+            System.Numerics.Tensors.TensorPrimitives.Add(System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(c),
+                System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(x), System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(c));
+        else
+            for (int j = 0; j < c.Length; j++) c[j] += x[j];
     }
 
     /// <summary>C = beta·C (k = 0 or alpha = 0); beta = 0 writes zeros without reading C.</summary>
