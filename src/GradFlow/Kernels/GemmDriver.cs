@@ -13,9 +13,11 @@ namespace GradFlow.Kernels;
 /// <remarks>
 /// Task partition (shape only): the ⌈m/MR⌉ row panels are split evenly into ⌈panels/(MC/MR)⌉ tasks,
 /// rounded up to an even count (so two threads get equal shares); when that gives fewer than 4
-/// tasks, the NR column panels are also split into chunks of at least 4 panels. Each task owns its
-/// C tile for the current k block, and k blocks are applied in order (beta on the first, 1 after),
-/// so every C element sees the same operations whichever thread runs it.
+/// tasks, the NR column panels are also split into chunks of at least 4 panels, which then share one
+/// packed A (packed with B by the block's packing job). Each task owns its C tile for the current k
+/// block, and k blocks are applied in order (beta on the first, 1 after), so every C element sees the
+/// same operations whichever thread runs it. A deep product with a small output is first cut along k
+/// into parts (<see cref="DepthParts"/>), each computed that way on one thread and summed in part order.
 /// </remarks>
 internal static unsafe class GemmDriver<T, TKernel>
     where T : unmanaged, INumber<T>
