@@ -30,6 +30,15 @@ public static class NormKernels
     public static void SegmentSquaredDeviations<T>(ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean, Span<double> ss)
         where T : unmanaged, IFloatingPointIeee754<T> => SegmentSquaredDeviations(x, segments, length, mean, ss, KernelIsa.Best);
 
+    /// <summary>
+    /// The first two moments of every segment in one pass over the data: <c>sum[s] = Σ_j x</c>, the segment's own mean
+    /// rounded to T, <c>center[s] = T(sum[s]/length)</c>, and <c>ss[s] = Σ_j (x − center[s])²</c> (the segment is read a second
+    /// time from the core's L1/L2, not from memory). The caller combines segments exactly (Chan et al. 1979): around any μ,
+    /// <c>Σ(x − μ)² = ss + 2·(center − μ)·(sum − length·center) + length·(center − μ)²</c>.
+    /// </summary>
+    public static void SegmentMoments<T>(ReadOnlySpan<T> x, int segments, int length, Span<double> sum, Span<double> center, Span<double> ss)
+        where T : unmanaged, IFloatingPointIeee754<T> => SegmentMoments(x, segments, length, sum, center, ss, KernelIsa.Best);
+
     /// <summary>The sums of a normalisation's backward: <c>sumG[s] = Σ_j g</c>, <c>sumGDev[s] = Σ_j g·(x − mean[s])</c> over segment s.</summary>
     public static void SegmentGradientSums<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean,
         Span<double> sumG, Span<double> sumGDev) where T : unmanaged, IFloatingPointIeee754<T> =>
@@ -56,6 +65,30 @@ public static class NormKernels
             T* xp = px;
             double* sp = ps;
             ForSegments(segments, length, s => sp[s] = Reduce(new ReadOnlySpan<T>(xp + (long)s * length, length), default, new SumOp<T>(), isa));
+        }
+    }
+
+    internal static unsafe void SegmentMoments<T>(ReadOnlySpan<T> x, int segments, int length, Span<double> sum, Span<double> center, Span<double> ss,
+        InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("segment moments", x.Length, segments, length);
+        CheckPerSegment("segment moments", "sum", sum.Length, segments);
+        CheckPerSegment("segment moments", "center", center.Length, segments);
+        CheckPerSegment("segment moments", "ss", ss.Length, segments);
+        fixed (T* px = x)
+        fixed (double* p1 = sum, pc = center, p2 = ss)
+        {
+            T* xp = px;
+            double* s1 = p1, cp = pc, s2 = p2;
+            ForSegments(segments, length, s =>
+            {
+                var xs = new ReadOnlySpan<T>(xp + (long)s * length, length);
+                double total = Reduce(xs, default, new SumOp<T>(), isa);
+                T mu = length == 0 ? T.Zero : T.CreateTruncating(total / length);
+                s1[s] = total;
+                cp[s] = double.CreateTruncating(mu);
+                s2[s] = Reduce(xs, default, new SquaredDeviationOp<T>(mu), isa);
+            });
         }
     }
 

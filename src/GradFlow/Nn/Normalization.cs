@@ -360,7 +360,9 @@ internal static class NormOps
     /// (evaluation); otherwise with the batch's, returned in <paramref name="batchMean"/> / <paramref name="batchVar"/> (biased).
     /// </summary>
     /// <remarks>
-    /// Passes over the data: forward Σx, then Σ(x − μ)² (training only), then <c>y = (x − μ)·γ·rstd + β</c>; backward Σg and
+    /// Passes over the data: forward, in training, each (example, channel) segment's Σx and Σ(x − x̄_s)² around its own mean in one
+    /// pass (<see cref="NormKernels.SegmentMoments{T}(ReadOnlySpan{T}, int, int, Span{double}, Span{double}, Span{double})"/>; the
+    /// segment is read again from cache), combined per channel exactly around the channel's mean μ; then <c>y = (x − μ)·γ·rstd + β</c>; backward Σg and
     /// Σg·(x − μ) in one pass, then <c>dx = γ·rstd·g − γ·rstd³·Σg(x − μ)/M·(x − μ) − γ·rstd·Σg/M</c> (evaluation: <c>γ·rstd·g</c>).
     /// The node keeps μ and rstd per channel and reads x again in backward (no saved x̂).
     /// </remarks>
@@ -393,25 +395,43 @@ internal static class NormOps
         {
             var perSegment = new double[segments];
             var var = new double[c];
-            Sums(x, segments, l, perSegment);
-            ChannelTotals(perSegment, n, c, mean);
-            if (sync is not null)
+            if (sync is null)
             {
+                // one pass over x: each segment's Σx and Σ(x − its own mean)², combined per channel around the channel's mean
+                var center = segMean; // each segment's own mean, until the channel means are spread over it below
+                var ss = new double[segments];
+                Moments(x, segments, l, perSegment, center, ss);
+                ChannelTotals(perSegment, n, c, mean);
+                for (int ch = 0; ch < c; ch++) mean[ch] /= total;
+                for (int i = 0; i < n; i++)
+                    for (int ch = 0; ch < c; ch++)
+                    {
+                        int s = i * c + ch;
+                        double d = center[s] - mean[ch];
+                        var[ch] += ss[s] + 2 * d * (perSegment[s] - l * center[s]) + l * d * d;
+                    }
+                Spread(mean, n, segMean);
+            }
+            else
+            {
+                // synchronised: the global mean first (one sum over the processes), then the deviations around it
+                Sums(x, segments, l, perSegment);
+                ChannelTotals(perSegment, n, c, mean);
                 var sums = new double[c + 1];
                 mean.CopyTo(sums, 0);
                 sums[c] = m;
                 sync.Sum(sums);
                 sums.AsSpan(0, c).CopyTo(mean);
                 total = sums[c];
+                for (int ch = 0; ch < c; ch++) mean[ch] /= total;
+                Spread(mean, n, segMean);
+                SquaredDeviations(x, segments, l, segMean, perSegment);
+                ChannelTotals(perSegment, n, c, var);
+                sync.Sum(var);
             }
-            for (int ch = 0; ch < c; ch++) mean[ch] /= total;
-            Spread(mean, n, segMean);
-            SquaredDeviations(x, segments, l, segMean, perSegment);
-            ChannelTotals(perSegment, n, c, var);
-            sync?.Sum(var);
             for (int ch = 0; ch < c; ch++)
             {
-                var[ch] /= total;
+                var[ch] = Math.Max(var[ch], 0) / total;
                 rstd[ch] = 1 / Math.Sqrt(var[ch] + eps);
             }
             batchMean = mean;
@@ -507,6 +527,12 @@ internal static class NormOps
     {
         if (x.Is<float>()) NormKernels.SegmentSums<float>(x.Span<float>(), segments, l, sum);
         else NormKernels.SegmentSums<double>(x.Span<double>(), segments, l, sum);
+    }
+
+    private static void Moments(Tensor x, int segments, int l, double[] sum, double[] center, double[] ss)
+    {
+        if (x.Is<float>()) NormKernels.SegmentMoments<float>(x.Span<float>(), segments, l, sum, center, ss);
+        else NormKernels.SegmentMoments<double>(x.Span<double>(), segments, l, sum, center, ss);
     }
 
     private static void SquaredDeviations(Tensor x, int segments, int l, double[] mean, double[] ss)

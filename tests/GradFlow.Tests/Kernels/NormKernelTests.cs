@@ -50,6 +50,33 @@ public class NormKernelTests
 
     [Theory]
     [MemberData(nameof(Lengths))]
+    public void SegmentMoments_EveryPath_MatchDoubleReference(int length)
+    {
+        var x = Shifted(Segments * length, length + 13);
+        foreach (var isa in KernelIsa.All)
+        {
+            var (sum, center, ss) = (new double[Segments], new double[Segments], new double[Segments]);
+            NormKernels.SegmentMoments<float>(x, Segments, length, sum, center, ss, isa);
+            for (int s = 0; s < Segments; s++)
+            {
+                double refSum = 0;
+                for (int j = 0; j < length; j++) refSum += x[s * length + j];
+                Assert.True(Math.Abs(sum[s] - refSum) <= 1e-6 * Math.Abs(refSum), $"{isa} n={length} segment {s}: sum {sum[s]} vs {refSum}");
+                // the center is the segment's own mean rounded to float, and ss the squared deviations around it
+                Assert.Equal((double)(float)(sum[s] / length), center[s]);
+                double refSs = 0;
+                for (int j = 0; j < length; j++)
+                {
+                    double d = (double)(x[s * length + j] - (float)center[s]);
+                    refSs += d * d;
+                }
+                Assert.True(Math.Abs(ss[s] - refSs) <= 1e-5 * refSs + 1e-9, $"{isa} n={length} segment {s}: ss {ss[s]} vs {refSs}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
     public void SegmentGradientSums_EveryPath_MatchDoubleReference(int length)
     {
         var x = Shifted(Segments * length, length);
@@ -132,6 +159,30 @@ public class NormKernelTests
         Assert.Equal(one.Item3, two.Item3);
         Assert.Equal(one.Item4, two.Item4);
         Assert.Equal(one.Item5, two.Item5);
+    }
+
+    [Fact]
+    public void SegmentMoments_OneAndTwoThreads_AreBitwiseEqual()
+    {
+        const int segments = 64 * 16, length = 784;
+        var x = Shifted(segments * length, 3);
+        (double[], double[], double[]) Run()
+        {
+            var (sum, center, ss) = (new double[segments], new double[segments], new double[segments]);
+            NormKernels.SegmentMoments<float>(x, segments, length, sum, center, ss);
+            return (sum, center, ss);
+        }
+        var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Item1, two.Item1);
+        Assert.Equal(one.Item2, two.Item2);
+        Assert.Equal(one.Item3, two.Item3);
+    }
+
+    [Fact]
+    public void SegmentMoments_WrongLengths_ThrowNamingTheSpans()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => NormKernels.SegmentMoments<float>(new float[12], 3, 4, new double[3], new double[2], new double[3]));
+        Assert.Contains("center has 2", ex.Message);
     }
 
     [Theory]

@@ -38,6 +38,30 @@ public class NormalizationTests
         return y;
     }
 
+    [Fact]
+    public void BatchNorm2d_Training_LargeMeanSmallSpread_KeepsTheVariance()
+    {
+        // float32 values 1000 + 0.01·N(0, 1), and a different offset per example: the per-segment moments are combined around
+        // the channel's mean exactly (a one-pass E[x²] − μ² would lose every digit of a variance of 1e-4 at a mean of 1000)
+        const int n = 5, c = 3, h = 4, w = 7;
+        var noise = Tensor.RandN(new Generator(3), n, c, h, w).ToDoubleArray();
+        var data = new float[noise.Length];
+        for (int i = 0; i < data.Length; i++) data[i] = (float)(1000 + 0.05 * (i / (c * h * w)) + 0.01 * noise[i]);
+        var x = Tensor.FromArray(data, n, c, h, w);
+        var y = NormOps.BatchNorm(x, null, null, null, null, 1e-12, out var mean, out var var);
+        var xd = data.Select(v => (double)v).ToArray();
+        for (int ch = 0; ch < c; ch++)
+        {
+            var vals = Enumerable.Range(0, n).SelectMany(i => Enumerable.Range((i * c + ch) * h * w, h * w)).Select(j => xd[j]).ToArray();
+            double m = vals.Average(), v = vals.Sum(t => (t - m) * (t - m)) / vals.Length;
+            Assert.True(Math.Abs(mean![ch] - m) <= 2e-7 * m, $"channel {ch}: mean {mean[ch]} vs {m}");
+            Assert.True(Math.Abs(var![ch] - v) <= 1e-4 * v, $"channel {ch}: var {var[ch]} vs {v}");
+        }
+        var expected = BatchNormReference(xd, n, c, h * w, [1, 1, 1], [0, 0, 0], 1e-12);
+        // y: x − μ in float32 at 1000 is exact to 6e-5, i.e. 2e-3 of a standard deviation of ~0.03
+        TestTensors.AllClose(expected, y.ToDoubleArray(), 0, 2e-3, "batch_norm");
+    }
+
     [Theory]
     [InlineData(new[] { 8, 3 })]
     [InlineData(new[] { 5, 4, 7 })]
