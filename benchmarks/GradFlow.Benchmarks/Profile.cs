@@ -110,7 +110,7 @@ internal static class Profile
     /// Where a cnn-resnet step goes (named only): mean and fastest ms of the step's phases (forward, loss
     /// and backward, SGD step; releaseIntermediates as the benchmark) over 20 steps after 5 warm-up steps,
     /// bytes allocated per step, and the ops of the step on its own shapes (fastest of 20 calls, each
-    /// through autograd with its backward: conv 16→16, the stem conv, BatchNorm2d, ReLU, the residual add,
+    /// through autograd with its backward: conv 16→16, the stem conv, BatchNorm2d, BatchNorm2d fused with the ReLU after it, ReLU, the residual add,
     /// the global average pool), with the count of each op per step. One JSON line per section.
     /// </summary>
     private static void CnnStep()
@@ -182,8 +182,9 @@ internal static class Profile
         void Add(string name, int count, (double Fwd, double Both) t) => row[$"{name} x{count}"] = $"{t.Fwd} / {t.Both}";
         Add("conv16", 6, Op(t => Tensor.Conv2d(t, w16, padding: 1), a, g));
         Add("stem conv", 1, Op(t => Tensor.Conv2d(t, w1, padding: 1), stemIn, g));
-        Add("batchnorm2d", 7, Op(t => bn.Forward(t), a, g));
-        Add("relu", 7, Op(t => t.Relu(), a, g));
+        Add("batchnorm2d", 3, Op(t => bn.Forward(t), a, g));
+        Add("batchnorm2d+relu", 4, Op(t => bn.ForwardRelu(t), a, g));
+        Add("relu", 3, Op(t => t.Relu(), a, g));
         Add("add", 3, Op(t => t + a, a, g));
         Add("mean(2,3)", 1, Op(t => t.Mean([2, 3]), a, null));
         Console.WriteLine(System.Text.Json.JsonSerializer.Serialize(row));

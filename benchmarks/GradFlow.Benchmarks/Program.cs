@@ -563,7 +563,7 @@ internal sealed class CnnResnetBlock : Module
 
     protected override Tensor ForwardCore(Tensor input)
     {
-        var y = _bn1.Forward(_conv1.Forward(input)).Relu();
+        var y = _bn1.ForwardRelu(_conv1.Forward(input)); // relu(bn1(·)) as one op (BatchNormBase.ForwardRelu)
         return (_bn2.Forward(_conv2.Forward(y)) + input).Relu();
     }
 }

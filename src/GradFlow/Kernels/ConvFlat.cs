@@ -280,19 +280,34 @@ internal static unsafe class ConvFlat
             }
             if (chunks >= 2) KernelThreads.Run(chunks, Chunk);
             else Chunk(0);
-            // Chunks added into chunk 0 in chunk order (lane-wise), then each entry's lanes in lane order: fixed by the shape.
-            var first = new Span<float>(parts, (int)perChunk);
-            for (int c = 1; c < chunks; c++)
-                System.Numerics.Tensors.TensorPrimitives.Add(first, new ReadOnlySpan<float>(parts + c * perChunk, (int)perChunk), first);
-            for (int g = 0; g < s.Groups; g++)
-                for (int o = 0; o < s.Cog; o++)
-                    for (int kk = 0; kk < k; kk++)
+            // Per output channel (g, o): the chunks' lane sums added into chunk 0's in chunk order (lane-wise), then each entry's
+            // lanes in lane order: fixed by the shape. The channels in up to 16 tasks (this pass read 1.2 MB on one thread after
+            // the job, 3 % of a cnn-resnet step).
+            int outputs = s.Groups * s.Cog, sums = Math.Min(outputs, 16), span = kPad * v;
+            float* pw;
+            fixed (float* pdw = dw)
+            {
+                pw = pdw;
+                void Sum(int t)
+                {
+                    for (int p = outputs * t / sums, end = outputs * (t + 1) / sums; p < end; p++)
                     {
-                        float* e = parts + ((long)(g * rows + o) * kPad + kk) * v;
-                        float total = 0;
-                        for (int l = 0; l < v; l++) total += e[l];
-                        dw[(g * s.Cog + o) * k + kk] = total;
+                        int g = p / shape.Cog, o = p % shape.Cog;
+                        float* first = parts + (long)(g * rows + o) * span;
+                        for (int c = 1; c < chunks; c++)
+                            System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(first, span), new ReadOnlySpan<float>(first + c * perChunk, span),
+                                new Span<float>(first, span));
+                        for (int kk = 0; kk < k; kk++)
+                        {
+                            float* e = first + (long)kk * v;
+                            float total = 0;
+                            for (int l = 0; l < v; l++) total += e[l];
+                            pw[p * k + kk] = total;
+                        }
                     }
+                }
+                KernelThreads.Run(sums, Sum, (long)chunks * outputs * span);
+            }
         }
         ArrayPool<float>.Shared.Return(partial);
     }

@@ -30,6 +30,15 @@ public static class NormKernels
     public static void SegmentSquaredDeviations<T>(ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean, Span<double> ss)
         where T : unmanaged, IFloatingPointIeee754<T> => SegmentSquaredDeviations(x, segments, length, mean, ss, KernelIsa.Best);
 
+    /// <summary>
+    /// The first two moments of every segment in one pass over the data: <c>sum[s] = Σ_j x</c>, the segment's own mean
+    /// rounded to T, <c>center[s] = T(sum[s]/length)</c>, and <c>ss[s] = Σ_j (x − center[s])²</c> (the segment is read a second
+    /// time from the core's L1/L2, not from memory). The caller combines segments exactly (Chan et al. 1979): around any μ,
+    /// <c>Σ(x − μ)² = ss + 2·(center − μ)·(sum − length·center) + length·(center − μ)²</c>.
+    /// </summary>
+    public static void SegmentMoments<T>(ReadOnlySpan<T> x, int segments, int length, Span<double> sum, Span<double> center, Span<double> ss)
+        where T : unmanaged, IFloatingPointIeee754<T> => SegmentMoments(x, segments, length, sum, center, ss, KernelIsa.Best);
+
     /// <summary>The sums of a normalisation's backward: <c>sumG[s] = Σ_j g</c>, <c>sumGDev[s] = Σ_j g·(x − mean[s])</c> over segment s.</summary>
     public static void SegmentGradientSums<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean,
         Span<double> sumG, Span<double> sumGDev) where T : unmanaged, IFloatingPointIeee754<T> =>
@@ -56,6 +65,120 @@ public static class NormKernels
             T* xp = px;
             double* sp = ps;
             ForSegments(segments, length, s => sp[s] = Reduce(new ReadOnlySpan<T>(xp + (long)s * length, length), default, new SumOp<T>(), isa));
+        }
+    }
+
+    /// <summary>
+    /// Batch norm followed by ReLU in one pass: <c>y = relu((x − mean[s])·scale[s] + shift[s])</c>, ReLU as
+    /// <see cref="ActivationKernels.Relu{T}(ReadOnlySpan{T}, Span{T})"/> (<c>z &lt; 0 ? 0 : z</c>: NaN and −0 pass).
+    /// </summary>
+    public static void SegmentAffineRelu<T>(ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean, ReadOnlySpan<double> scale,
+        ReadOnlySpan<double> shift, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        SegmentAffineRelu(x, segments, length, mean, scale, shift, y, KernelIsa.Best);
+
+    /// <summary>
+    /// The backward sums of batch norm followed by ReLU: <c>sumG[s] = Σ g'</c>, <c>sumGDev[s] = Σ g'·(x − mean[s])</c> with
+    /// <c>g' = z ≤ 0 ? 0 : g</c>, ReLU's gradient at its input <c>z = (x − mean[s])·scale[s] + shift[s]</c>, recomputed from x by the same
+    /// operations as the forward (so the same bits as the z that <see cref="SegmentAffineRelu{T}(ReadOnlySpan{T}, int, int, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{double}, Span{T})"/>
+    /// rectified; ReLU's subgradient at 0 is 0, as <see cref="ActivationKernels.ReluBackward{T}(ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/>).
+    /// Reads g and x, as the plain sums do: the ReLU's backward costs no pass of its own.
+    /// </summary>
+    public static void SegmentReluGradientSums<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> scale, ReadOnlySpan<double> shift, Span<double> sumG, Span<double> sumGDev) where T : unmanaged, IFloatingPointIeee754<T> =>
+        SegmentReluGradientSums(g, x, segments, length, mean, scale, shift, sumG, sumGDev, KernelIsa.Best);
+
+    /// <summary><c>dx = a[s]·g' + b[s]·(x − mean[s]) + c[s]</c> with g' the ReLU-masked gradient of <see cref="SegmentReluGradientSums{T}(ReadOnlySpan{T}, ReadOnlySpan{T}, int, int, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{double}, Span{double}, Span{double})"/>.</summary>
+    public static void SegmentReluAffineGradient<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> scale, ReadOnlySpan<double> shift, ReadOnlySpan<double> a, ReadOnlySpan<double> b, ReadOnlySpan<double> c, Span<T> dx)
+        where T : unmanaged, IFloatingPointIeee754<T> =>
+        SegmentReluAffineGradient(g, x, segments, length, mean, scale, shift, a, b, c, dx, KernelIsa.Best);
+
+    internal static unsafe void SegmentAffineRelu<T>(ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean, ReadOnlySpan<double> scale,
+        ReadOnlySpan<double> shift, Span<T> y, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("normalise + relu", x.Length, segments, length);
+        Check("normalise + relu", y.Length, segments, length);
+        CheckPerSegment("normalise + relu", "mean", mean.Length, segments);
+        CheckPerSegment("normalise + relu", "scale", scale.Length, segments);
+        CheckPerSegment("normalise + relu", "shift", shift.Length, segments);
+        fixed (T* px = x, py = y)
+        fixed (double* pm = mean, pa = scale, pb = shift)
+        {
+            T* xp = px, yp = py;
+            double* mp = pm, ap = pa, bp = pb;
+            ForSegments(segments, length, s => ElementwiseLoops.Unary("normalise + relu", new ReadOnlySpan<T>(xp + (long)s * length, length),
+                new Span<T>(yp + (long)s * length, length), new AffineReluOp<T>(Affine<T>(mp[s], ap[s], bp[s])), isa));
+        }
+    }
+
+    internal static unsafe void SegmentReluGradientSums<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> scale, ReadOnlySpan<double> shift, Span<double> sumG, Span<double> sumGDev, InstructionSet isa)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("relu gradient sums", x.Length, segments, length);
+        Check("relu gradient sums", g.Length, segments, length);
+        foreach (var (name, n) in new[] { ("mean", mean.Length), ("scale", scale.Length), ("shift", shift.Length), ("sumG", sumG.Length), ("sumGDev", sumGDev.Length) })
+            CheckPerSegment("relu gradient sums", name, n, segments);
+        fixed (T* px = x, pg = g)
+        fixed (double* pm = mean, pa = scale, pb = shift, p1 = sumG, p2 = sumGDev)
+        {
+            T* xp = px, gp = pg;
+            double* mp = pm, ap = pa, bp = pb, s1 = p1, s2 = p2;
+            ForSegments(segments, length, s =>
+            {
+                var z = Affine<T>(mp[s], ap[s], bp[s]);
+                var gs = new ReadOnlySpan<T>(gp + (long)s * length, length);
+                var xs = new ReadOnlySpan<T>(xp + (long)s * length, length);
+                s1[s] = Reduce(gs, xs, new ReluMaskOp<T>(z), isa);
+                s2[s] = Reduce(gs, xs, new ReluMaskDeviationOp<T>(z), isa);
+            });
+        }
+    }
+
+    internal static unsafe void SegmentReluAffineGradient<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> scale, ReadOnlySpan<double> shift, ReadOnlySpan<double> a, ReadOnlySpan<double> b, ReadOnlySpan<double> c, Span<T> dx,
+        InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("normalise + relu backward", x.Length, segments, length);
+        Check("normalise + relu backward", g.Length, segments, length);
+        Check("normalise + relu backward", dx.Length, segments, length);
+        foreach (var (name, n) in new[] { ("mean", mean.Length), ("scale", scale.Length), ("shift", shift.Length), ("a", a.Length), ("b", b.Length), ("c", c.Length) })
+            CheckPerSegment("normalise + relu backward", name, n, segments);
+        fixed (T* px = x, pg = g, pd = dx)
+        fixed (double* pm = mean, ps = scale, pt = shift, pa = a, pb = b, pc = c)
+        {
+            T* xp = px, gp = pg, dp = pd;
+            double* mp = pm, sp = ps, tp = pt, ap = pa, bp = pb, cp = pc;
+            ForSegments(segments, length, s => ElementwiseLoops.Binary("normalise + relu backward", new ReadOnlySpan<T>(gp + (long)s * length, length),
+                new ReadOnlySpan<T>(xp + (long)s * length, length), new Span<T>(dp + (long)s * length, length),
+                new ReluAffineGradientOp<T>(Affine<T>(mp[s], sp[s], tp[s]), T.CreateTruncating(ap[s]), T.CreateTruncating(bp[s]), T.CreateTruncating(cp[s])), isa));
+        }
+    }
+
+    private static AffineOp<T> Affine<T>(double mean, double scale, double shift) where T : unmanaged, IFloatingPointIeee754<T> =>
+        new(T.CreateTruncating(mean), T.CreateTruncating(scale), T.CreateTruncating(shift));
+
+    internal static unsafe void SegmentMoments<T>(ReadOnlySpan<T> x, int segments, int length, Span<double> sum, Span<double> center, Span<double> ss,
+        InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("segment moments", x.Length, segments, length);
+        CheckPerSegment("segment moments", "sum", sum.Length, segments);
+        CheckPerSegment("segment moments", "center", center.Length, segments);
+        CheckPerSegment("segment moments", "ss", ss.Length, segments);
+        fixed (T* px = x)
+        fixed (double* p1 = sum, pc = center, p2 = ss)
+        {
+            T* xp = px;
+            double* s1 = p1, cp = pc, s2 = p2;
+            ForSegments(segments, length, s =>
+            {
+                var xs = new ReadOnlySpan<T>(xp + (long)s * length, length);
+                double total = Reduce(xs, default, new SumOp<T>(), isa);
+                T mu = length == 0 ? T.Zero : T.CreateTruncating(total / length);
+                s1[s] = total;
+                cp[s] = double.CreateTruncating(mu);
+                s2[s] = Reduce(xs, default, new SquaredDeviationOp<T>(mu), isa);
+            });
         }
     }
 
@@ -453,6 +576,8 @@ public static class NormKernels
     /// <summary>(x − μ)·scale + shift.</summary>
     private readonly struct AffineOp<T>(T mean, T scale, T shift) : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
+        public T Mean => mean;
+
         public T Invoke(T x) => (x - mean) * scale + shift;
         public Vector256<T> Invoke(Vector256<T> x) => (x - Vector256.Create(mean)) * Vector256.Create(scale) + Vector256.Create(shift);
         public Vector512<T> Invoke(Vector512<T> x) => (x - Vector512.Create(mean)) * Vector512.Create(scale) + Vector512.Create(shift);
@@ -468,5 +593,55 @@ public static class NormKernels
 
         public Vector512<T> Invoke(Vector512<T> g, Vector512<T> x) =>
             Vector512.Create(a) * g + Vector512.Create(b) * (x - Vector512.Create(mean)) + Vector512.Create(c);
+    }
+
+    /// <summary>relu(z) of the affine z, as ActivationKernels' ReLU: z &lt; 0 ? 0 : z.</summary>
+    private readonly struct AffineReluOp<T>(AffineOp<T> z) : IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T Invoke(T x)
+        {
+            T v = z.Invoke(x);
+            return v < T.Zero ? T.Zero : v;
+        }
+
+        public Vector256<T> Invoke(Vector256<T> x)
+        {
+            var v = z.Invoke(x);
+            return Vector256.AndNot(v, Vector256.LessThan(v, Vector256<T>.Zero));
+        }
+
+        public Vector512<T> Invoke(Vector512<T> x)
+        {
+            var v = z.Invoke(x);
+            return Vector512.AndNot(v, Vector512.LessThan(v, Vector512<T>.Zero));
+        }
+    }
+
+    /// <summary>g' = z(x) ≤ 0 ? 0 : g (ReLU's backward at the affine z of x), with g the first operand, x the second.</summary>
+    private readonly struct ReluMaskOp<T>(AffineOp<T> z) : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T Invoke(T g, T x) => z.Invoke(x) <= T.Zero ? T.Zero : g;
+        public Vector256<T> Invoke(Vector256<T> g, Vector256<T> x) => Vector256.AndNot(g, Vector256.LessThanOrEqual(z.Invoke(x), Vector256<T>.Zero));
+        public Vector512<T> Invoke(Vector512<T> g, Vector512<T> x) => Vector512.AndNot(g, Vector512.LessThanOrEqual(z.Invoke(x), Vector512<T>.Zero));
+    }
+
+    /// <summary>g'·(x − μ) with g' of <see cref="ReluMaskOp{T}"/>.</summary>
+    private readonly struct ReluMaskDeviationOp<T>(AffineOp<T> z) : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T Invoke(T g, T x) => new ReluMaskOp<T>(z).Invoke(g, x) * (x - z.Mean);
+        public Vector256<T> Invoke(Vector256<T> g, Vector256<T> x) => new ReluMaskOp<T>(z).Invoke(g, x) * (x - Vector256.Create(z.Mean));
+        public Vector512<T> Invoke(Vector512<T> g, Vector512<T> x) => new ReluMaskOp<T>(z).Invoke(g, x) * (x - Vector512.Create(z.Mean));
+    }
+
+    /// <summary>a·g' + b·(x − μ) + c with g' of <see cref="ReluMaskOp{T}"/>.</summary>
+    private readonly struct ReluAffineGradientOp<T>(AffineOp<T> z, T a, T b, T c) : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T Invoke(T g, T x) => new AffineGradientOp<T>(z.Mean, a, b, c).Invoke(new ReluMaskOp<T>(z).Invoke(g, x), x);
+
+        public Vector256<T> Invoke(Vector256<T> g, Vector256<T> x) =>
+            new AffineGradientOp<T>(z.Mean, a, b, c).Invoke(new ReluMaskOp<T>(z).Invoke(g, x), x);
+
+        public Vector512<T> Invoke(Vector512<T> g, Vector512<T> x) =>
+            new AffineGradientOp<T>(z.Mean, a, b, c).Invoke(new ReluMaskOp<T>(z).Invoke(g, x), x);
     }
 }

@@ -84,7 +84,22 @@ public abstract class BatchNormBase : Module
     }
 
     /// <inheritdoc />
-    protected override Tensor ForwardCore(Tensor input)
+    protected override Tensor ForwardCore(Tensor input) => ForwardFused(input, relu: false);
+
+    /// <summary>
+    /// <c>relu(this(input))</c>, as one op (<see cref="ForwardFused"/>) when no forward hook watches this module, else
+    /// <c>Forward(input).Relu()</c> so the hooks see the batch norm's output: for a module that applies ReLU right after its
+    /// batch norm, as a ResNet's basic block does (<c>relu(bn1(conv1(x)))</c>). The same values and gradients either way.
+    /// </summary>
+    /// <example><code>var h = bn1.ForwardRelu(conv1.Forward(x));</code></example>
+    public Tensor ForwardRelu(Tensor input) => HasHooks ? Forward(input).Relu() : ForwardFused(input, relu: true);
+
+    /// <summary>
+    /// The batch norm, followed by ReLU when <paramref name="relu"/> (<c>relu(bn(x))</c> as one op and one graph node:
+    /// <c>NormOps.BatchNorm</c> with relu),
+    /// bypassing <see cref="Module.Forward"/>: the caller (<see cref="Sequential"/>) has checked that no hook watches this module or the ReLU.
+    /// </summary>
+    internal Tensor ForwardFused(Tensor input, bool relu)
     {
         string name = GetType().Name;
         if (!AcceptsRank(input.Rank) || input.Shape[1] != NumFeatures)
@@ -93,7 +108,7 @@ public abstract class BatchNormBase : Module
         if (useBatch && input.Count / NumFeatures < 2)
             throw new ArgumentException($"{name}: training needs more than one value per channel, got input {Shapes.Format(input.Shape)}.");
         var y = NormOps.BatchNorm(input, Weight?.Data, Bias?.Data, useBatch ? null : RunningMean, useBatch ? null : RunningVar, Eps,
-            out var batchMean, out var batchVar, out long count, useBatch ? Sync : null);
+            out var batchMean, out var batchVar, out long count, useBatch ? Sync : null, relu);
         if (Training && RunningMean is not null && batchMean is not null)
         {
             var update = new RunningStatisticsUpdate(batchMean, batchVar!, checked((int)count));
@@ -360,7 +375,9 @@ internal static class NormOps
     /// (evaluation); otherwise with the batch's, returned in <paramref name="batchMean"/> / <paramref name="batchVar"/> (biased).
     /// </summary>
     /// <remarks>
-    /// Passes over the data: forward Σx, then Σ(x − μ)² (training only), then <c>y = (x − μ)·γ·rstd + β</c>; backward Σg and
+    /// Passes over the data: forward, in training, each (example, channel) segment's Σx and Σ(x − x̄_s)² around its own mean in one
+    /// pass (<see cref="NormKernels.SegmentMoments{T}(ReadOnlySpan{T}, int, int, Span{double}, Span{double}, Span{double})"/>; the
+    /// segment is read again from cache), combined per channel exactly around the channel's mean μ; then <c>y = (x − μ)·γ·rstd + β</c>; backward Σg and
     /// Σg·(x − μ) in one pass, then <c>dx = γ·rstd·g − γ·rstd³·Σg(x − μ)/M·(x − μ) − γ·rstd·Σg/M</c> (evaluation: <c>γ·rstd·g</c>).
     /// The node keeps μ and rstd per channel and reads x again in backward (no saved x̂).
     /// </remarks>
@@ -378,8 +395,14 @@ internal static class NormOps
     /// <c>dx = γ·rstd·g − γ·rstd³·(G₂/s)/ΣM·(x − μ) − γ·rstd·(G₁/s)/ΣM</c>: the gradient of this process's loss, which the data-parallel
     /// step weighs by s. dγ and dβ are this process's sums, weighed likewise. With one process (s = 1) this is the plain batch norm.
     /// </remarks>
+    /// <remarks>
+    /// With <paramref name="relu"/>, the op is <c>relu(batch_norm(x))</c> in the same passes: the affine pass rectifies as it writes,
+    /// and backward masks g where the normalised value <c>z = (x − μ)·γ·rstd + β</c>, recomputed from x by the forward's own
+    /// operations, is ≤ 0 (ReLU's subgradient 0 at 0) inside its two passes; so ReLU's own forward and backward passes are gone, and
+    /// the values and gradients are bitwise those of the two ops (the batch norm's output is not kept: a hook that wants it stops the fusion).
+    /// </remarks>
     public static Tensor BatchNorm(Tensor x, Tensor? gamma, Tensor? beta, Tensor? runMean, Tensor? runVar, double eps,
-        out double[]? batchMean, out double[]? batchVar, out long count, IBatchNormSync? sync)
+        out double[]? batchMean, out double[]? batchVar, out long count, IBatchNormSync? sync, bool relu = false)
     {
         int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 0 : x.Count / (n * c);
         int m = n * l, segments = n * c;
@@ -393,25 +416,43 @@ internal static class NormOps
         {
             var perSegment = new double[segments];
             var var = new double[c];
-            Sums(x, segments, l, perSegment);
-            ChannelTotals(perSegment, n, c, mean);
-            if (sync is not null)
+            if (sync is null)
             {
+                // one pass over x: each segment's Σx and Σ(x − its own mean)², combined per channel around the channel's mean
+                var center = segMean; // each segment's own mean, until the channel means are spread over it below
+                var ss = new double[segments];
+                Moments(x, segments, l, perSegment, center, ss);
+                ChannelTotals(perSegment, n, c, mean);
+                for (int ch = 0; ch < c; ch++) mean[ch] /= total;
+                for (int i = 0; i < n; i++)
+                    for (int ch = 0; ch < c; ch++)
+                    {
+                        int s = i * c + ch;
+                        double d = center[s] - mean[ch];
+                        var[ch] += ss[s] + 2 * d * (perSegment[s] - l * center[s]) + l * d * d;
+                    }
+                Spread(mean, n, segMean);
+            }
+            else
+            {
+                // synchronised: the global mean first (one sum over the processes), then the deviations around it
+                Sums(x, segments, l, perSegment);
+                ChannelTotals(perSegment, n, c, mean);
                 var sums = new double[c + 1];
                 mean.CopyTo(sums, 0);
                 sums[c] = m;
                 sync.Sum(sums);
                 sums.AsSpan(0, c).CopyTo(mean);
                 total = sums[c];
+                for (int ch = 0; ch < c; ch++) mean[ch] /= total;
+                Spread(mean, n, segMean);
+                SquaredDeviations(x, segments, l, segMean, perSegment);
+                ChannelTotals(perSegment, n, c, var);
+                sync.Sum(var);
             }
-            for (int ch = 0; ch < c; ch++) mean[ch] /= total;
-            Spread(mean, n, segMean);
-            SquaredDeviations(x, segments, l, segMean, perSegment);
-            ChannelTotals(perSegment, n, c, var);
-            sync?.Sum(var);
             for (int ch = 0; ch < c; ch++)
             {
-                var[ch] /= total;
+                var[ch] = Math.Max(var[ch], 0) / total;
                 rstd[ch] = 1 / Math.Sqrt(var[ch] + eps);
             }
             batchMean = mean;
@@ -442,13 +483,14 @@ internal static class NormOps
         var segShift = new double[segments];
         Spread(scale, n, segScale);
         Spread(shift, n, segShift);
-        var y = Affine("batch_norm", x, segments, l, segMean, segScale, segShift);
+        string op = relu ? "batch_norm_relu" : "batch_norm";
+        var y = Affine(op, x, segments, l, segMean, segScale, segShift, relu);
         var inputs = Inputs(x, gamma, beta);
         if (!Tensor.NeedsGrad(inputs)) return y;
         bool training = runMean is null;
-        return y.Record("batch_norm", inputs, g =>
+        return y.Record(op, inputs, g =>
         {
-            var (s1, s2) = GradientSums(g, x, segments, l, segMean);
+            var (s1, s2) = relu ? ReluGradientSums(g, x, segments, l, segMean, segScale, segShift) : GradientSums(g, x, segments, l, segMean);
             var sumG = new double[c];
             var sumGDev = new double[c];
             ChannelTotals(s1, n, c, sumG);
@@ -488,7 +530,8 @@ internal static class NormOps
                 Spread(b, n, s2);
                 var segC = new double[segments];
                 Spread(k, n, segC);
-                grads[0] = AffineGradient("batch_norm", g, x, segments, l, segMean, s1, s2, segC);
+                grads[0] = relu ? ReluAffineGradient(op, g, x, segments, l, segMean, segScale, segShift, s1, s2, segC)
+                    : AffineGradient(op, g, x, segments, l, segMean, s1, s2, segC);
             }
             for (int ch = 0; ch < c; ch++) sumGDev[ch] *= rstd[ch]; // Σ g·x̂
             int at = 1;
@@ -509,6 +552,12 @@ internal static class NormOps
         else NormKernels.SegmentSums<double>(x.Span<double>(), segments, l, sum);
     }
 
+    private static void Moments(Tensor x, int segments, int l, double[] sum, double[] center, double[] ss)
+    {
+        if (x.Is<float>()) NormKernels.SegmentMoments<float>(x.Span<float>(), segments, l, sum, center, ss);
+        else NormKernels.SegmentMoments<double>(x.Span<double>(), segments, l, sum, center, ss);
+    }
+
     private static void SquaredDeviations(Tensor x, int segments, int l, double[] mean, double[] ss)
     {
         if (x.Is<float>()) NormKernels.SegmentSquaredDeviations<float>(x.Span<float>(), segments, l, mean, ss);
@@ -523,12 +572,34 @@ internal static class NormOps
         return (s1, s2);
     }
 
-    private static Tensor Affine(string op, Tensor x, int segments, int l, double[] mean, double[] scale, double[] shift)
+    private static Tensor Affine(string op, Tensor x, int segments, int l, double[] mean, double[] scale, double[] shift, bool relu = false)
     {
         var y = Tensor.Uninitialized(op, x, x.ShapeArray);
-        if (x.Is<float>()) NormKernels.SegmentAffine<float>(x.Span<float>(), segments, l, mean, scale, shift, y.Span<float>());
+        if (relu)
+        {
+            if (x.Is<float>()) NormKernels.SegmentAffineRelu<float>(x.Span<float>(), segments, l, mean, scale, shift, y.Span<float>());
+            else NormKernels.SegmentAffineRelu<double>(x.Span<double>(), segments, l, mean, scale, shift, y.Span<double>());
+        }
+        else if (x.Is<float>()) NormKernels.SegmentAffine<float>(x.Span<float>(), segments, l, mean, scale, shift, y.Span<float>());
         else NormKernels.SegmentAffine<double>(x.Span<double>(), segments, l, mean, scale, shift, y.Span<double>());
         return y;
+    }
+
+    private static (double[] SumG, double[] SumGDev) ReluGradientSums(Tensor g, Tensor x, int segments, int l, double[] mean, double[] scale, double[] shift)
+    {
+        var (s1, s2) = (new double[segments], new double[segments]);
+        if (x.Is<float>()) NormKernels.SegmentReluGradientSums<float>(g.Span<float>(), x.Span<float>(), segments, l, mean, scale, shift, s1, s2);
+        else NormKernels.SegmentReluGradientSums<double>(g.Span<double>(), x.Span<double>(), segments, l, mean, scale, shift, s1, s2);
+        return (s1, s2);
+    }
+
+    private static Tensor ReluAffineGradient(string op, Tensor g, Tensor x, int segments, int l, double[] mean, double[] scale, double[] shift,
+        double[] a, double[] b, double[] c)
+    {
+        var dx = Tensor.Uninitialized(op, x, x.ShapeArray);
+        if (x.Is<float>()) NormKernels.SegmentReluAffineGradient<float>(g.Span<float>(), x.Span<float>(), segments, l, mean, scale, shift, a, b, c, dx.Span<float>());
+        else NormKernels.SegmentReluAffineGradient<double>(g.Span<double>(), x.Span<double>(), segments, l, mean, scale, shift, a, b, c, dx.Span<double>());
+        return dx;
     }
 
     private static Tensor AffineGradient(string op, Tensor g, Tensor x, int segments, int l, double[] mean, double[] a, double[] b, double[] c)

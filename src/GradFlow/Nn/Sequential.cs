@@ -42,7 +42,9 @@ public sealed class Sequential : Module
     /// (<see cref="Tensor.Linear(Tensor, Tensor, Tensor?, FusedActivation)"/>: the activation in the GEMM's
     /// epilogue, one graph node): the same values (up to the last bits of the vector activation) and
     /// gradients, one pass over the layer's output fewer. With a hook on either module (e.g. the
-    /// gradient monitor's), both run as modules so the hook sees each output.
+    /// gradient monitor's), both run as modules so the hook sees each output. Likewise a hook-free batch norm directly followed
+    /// by a hook-free <see cref="Relu"/> runs as one op (<see cref="BatchNormBase.ForwardFused"/>: the ReLU inside the norm's
+    /// passes, bitwise the two ops).
     /// </summary>
     protected override Tensor ForwardCore(Tensor input)
     {
@@ -53,6 +55,12 @@ public sealed class Sequential : Module
             if (m is Linear linear && i + 1 < _modules.Count && !linear.HasHooks && Fusable(_modules[i + 1]) is var act && act != FusedActivation.None)
             {
                 x = linear.ForwardFused(x, act);
+                i++;
+                continue;
+            }
+            if (m is BatchNormBase norm && i + 1 < _modules.Count && !norm.HasHooks && Fusable(_modules[i + 1]) == FusedActivation.Relu)
+            {
+                x = norm.ForwardFused(x, relu: true);
                 i++;
                 continue;
             }

@@ -50,6 +50,33 @@ public class NormKernelTests
 
     [Theory]
     [MemberData(nameof(Lengths))]
+    public void SegmentMoments_EveryPath_MatchDoubleReference(int length)
+    {
+        var x = Shifted(Segments * length, length + 13);
+        foreach (var isa in KernelIsa.All)
+        {
+            var (sum, center, ss) = (new double[Segments], new double[Segments], new double[Segments]);
+            NormKernels.SegmentMoments<float>(x, Segments, length, sum, center, ss, isa);
+            for (int s = 0; s < Segments; s++)
+            {
+                double refSum = 0;
+                for (int j = 0; j < length; j++) refSum += x[s * length + j];
+                Assert.True(Math.Abs(sum[s] - refSum) <= 1e-6 * Math.Abs(refSum), $"{isa} n={length} segment {s}: sum {sum[s]} vs {refSum}");
+                // the center is the segment's own mean rounded to float, and ss the squared deviations around it
+                Assert.Equal((double)(float)(sum[s] / length), center[s]);
+                double refSs = 0;
+                for (int j = 0; j < length; j++)
+                {
+                    double d = (double)(x[s * length + j] - (float)center[s]);
+                    refSs += d * d;
+                }
+                Assert.True(Math.Abs(ss[s] - refSs) <= 1e-5 * refSs + 1e-9, $"{isa} n={length} segment {s}: ss {ss[s]} vs {refSs}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
     public void SegmentGradientSums_EveryPath_MatchDoubleReference(int length)
     {
         var x = Shifted(Segments * length, length);
@@ -132,6 +159,30 @@ public class NormKernelTests
         Assert.Equal(one.Item3, two.Item3);
         Assert.Equal(one.Item4, two.Item4);
         Assert.Equal(one.Item5, two.Item5);
+    }
+
+    [Fact]
+    public void SegmentMoments_OneAndTwoThreads_AreBitwiseEqual()
+    {
+        const int segments = 64 * 16, length = 784;
+        var x = Shifted(segments * length, 3);
+        (double[], double[], double[]) Run()
+        {
+            var (sum, center, ss) = (new double[segments], new double[segments], new double[segments]);
+            NormKernels.SegmentMoments<float>(x, segments, length, sum, center, ss);
+            return (sum, center, ss);
+        }
+        var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Item1, two.Item1);
+        Assert.Equal(one.Item2, two.Item2);
+        Assert.Equal(one.Item3, two.Item3);
+    }
+
+    [Fact]
+    public void SegmentMoments_WrongLengths_ThrowNamingTheSpans()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => NormKernels.SegmentMoments<float>(new float[12], 3, 4, new double[3], new double[2], new double[3]));
+        Assert.Contains("center has 2", ex.Message);
     }
 
     [Theory]
@@ -233,5 +284,85 @@ public class NormKernelTests
         Assert.Contains("10 elements", ex.Message);
         ex = Assert.Throws<ArgumentException>(() => NormKernels.SegmentSums<float>(new float[12], 3, 4, new double[2]));
         Assert.Contains("sum has 2", ex.Message);
+    }
+
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void SegmentReluPasses_EveryPath_BitwiseTheNormThenReluKernels(int length)
+    {
+        // shifts put about half of each segment below zero; the composition: affine, ReLU, ReLU's backward at the affine, then the plain passes
+        var x = Shifted(Segments * length, length + 21);
+        var g = KernelLengths.Values(Segments * length, length + 22);
+        var mean = SegmentMeans(x, length);
+        double[] scale = [0.5, -1.25, 2.0], shift = [0.1, 0, -0.3], a = [1.5, 0.25, -2], b = [-0.3, 0.7, 0], c = [0.01, -0.2, 1];
+        foreach (var isa in KernelIsa.All)
+        {
+            var z = new float[x.Length];
+            NormKernels.SegmentAffine<float>(x, Segments, length, mean, scale, shift, z, isa);
+            var relu = new float[x.Length];
+            ActivationKernels.Relu<float>(z, relu, isa);
+            var masked = new float[x.Length];
+            ActivationKernels.ReluBackward<float>(z, g, masked, isa);
+            var (w1, w2) = (new double[Segments], new double[Segments]);
+            NormKernels.SegmentGradientSums<float>(masked, x, Segments, length, mean, w1, w2, isa);
+            var wantDx = new float[x.Length];
+            NormKernels.SegmentAffineGradient<float>(masked, x, Segments, length, mean, a, b, c, wantDx, isa);
+
+            var y = new float[x.Length];
+            NormKernels.SegmentAffineRelu<float>(x, Segments, length, mean, scale, shift, y, isa);
+            var (s1, s2) = (new double[Segments], new double[Segments]);
+            NormKernels.SegmentReluGradientSums<float>(g, x, Segments, length, mean, scale, shift, s1, s2, isa);
+            var dx = new float[x.Length];
+            NormKernels.SegmentReluAffineGradient<float>(g, x, Segments, length, mean, scale, shift, a, b, c, dx, isa);
+            Assert.True(relu.SequenceEqual(y), $"{isa} n={length}: relu(affine)");
+            Assert.True(w1.SequenceEqual(s1) && w2.SequenceEqual(s2), $"{isa} n={length}: masked sums");
+            Assert.True(wantDx.SequenceEqual(dx), $"{isa} n={length}: masked dx");
+        }
+    }
+
+    [Fact]
+    public void SegmentReluPasses_NaNAndZero_FollowReluKernels()
+    {
+        // z = NaN passes forward and backward (as relu and its backward: z < 0 and z ≤ 0 are false), z = 0 gives y = 0 and gradient 0
+        float[] x = [float.NaN, 2f, 3f, 4f, 2f, -1f, 7f, 9f];
+        double[] mean = [2], scale = [1], shift = [0];
+        float[] g = [1, 1, 1, 1, 1, 1, 1, 1];
+        var y = new float[8];
+        NormKernels.SegmentAffineRelu<float>(x, 1, 8, mean, scale, shift, y);
+        Assert.True(float.IsNaN(y[0]));
+        Assert.Equal([0f, 1f, 2f, 0f, 0f, 5f, 7f], y[1..]);
+        var (s1, s2) = (new double[1], new double[1]);
+        NormKernels.SegmentReluGradientSums<float>(g, x, 1, 8, mean, scale, shift, s1, s2);
+        Assert.Equal(5, s1[0]); // z = NaN, 1, 2, 5, 7 pass g = 1; z = 0, 0, −3 do not
+        Assert.True(double.IsNaN(s2[0]));
+        var dx = new float[8];
+        NormKernels.SegmentReluAffineGradient<float>(g, x, 1, 8, mean, scale, shift, [1], [0], [0], dx);
+        Assert.True(float.IsNaN(dx[0])); // b·(x − μ) with x NaN, as the plain affine gradient
+        Assert.Equal([0f, 1f, 1f, 0f, 0f, 1f, 1f], dx[1..]);
+    }
+
+    [Fact]
+    public void SegmentReluPasses_OneAndTwoThreads_AreBitwiseEqual()
+    {
+        const int segments = 64 * 16, length = 784;
+        var x = Shifted(segments * length, 9);
+        var g = KernelLengths.Values(segments * length, 10);
+        var mean = Enumerable.Repeat(100.0, segments).ToArray();
+        var half = Enumerable.Repeat(0.5, segments).ToArray();
+        (float[], double[], double[], float[]) Run()
+        {
+            var y = new float[x.Length];
+            NormKernels.SegmentAffineRelu<float>(x, segments, length, mean, half, half, y);
+            var (s1, s2) = (new double[segments], new double[segments]);
+            NormKernels.SegmentReluGradientSums<float>(g, x, segments, length, mean, half, half, s1, s2);
+            var dx = new float[x.Length];
+            NormKernels.SegmentReluAffineGradient<float>(g, x, segments, length, mean, half, half, half, half, half, dx);
+            return (y, s1, s2, dx);
+        }
+        var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Item1, two.Item1);
+        Assert.Equal(one.Item2, two.Item2);
+        Assert.Equal(one.Item3, two.Item3);
+        Assert.Equal(one.Item4, two.Item4);
     }
 }

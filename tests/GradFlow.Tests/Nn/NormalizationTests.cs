@@ -38,6 +38,30 @@ public class NormalizationTests
         return y;
     }
 
+    [Fact]
+    public void BatchNorm2d_Training_LargeMeanSmallSpread_KeepsTheVariance()
+    {
+        // float32 values 1000 + 0.01·N(0, 1), and a different offset per example: the per-segment moments are combined around
+        // the channel's mean exactly (a one-pass E[x²] − μ² would lose every digit of a variance of 1e-4 at a mean of 1000)
+        const int n = 5, c = 3, h = 4, w = 7;
+        var noise = Tensor.RandN(new Generator(3), n, c, h, w).ToDoubleArray();
+        var data = new float[noise.Length];
+        for (int i = 0; i < data.Length; i++) data[i] = (float)(1000 + 0.05 * (i / (c * h * w)) + 0.01 * noise[i]);
+        var x = Tensor.FromArray(data, n, c, h, w);
+        var y = NormOps.BatchNorm(x, null, null, null, null, 1e-12, out var mean, out var var);
+        var xd = data.Select(v => (double)v).ToArray();
+        for (int ch = 0; ch < c; ch++)
+        {
+            var vals = Enumerable.Range(0, n).SelectMany(i => Enumerable.Range((i * c + ch) * h * w, h * w)).Select(j => xd[j]).ToArray();
+            double m = vals.Average(), v = vals.Sum(t => (t - m) * (t - m)) / vals.Length;
+            Assert.True(Math.Abs(mean![ch] - m) <= 2e-7 * m, $"channel {ch}: mean {mean[ch]} vs {m}");
+            Assert.True(Math.Abs(var![ch] - v) <= 1e-4 * v, $"channel {ch}: var {var[ch]} vs {v}");
+        }
+        var expected = BatchNormReference(xd, n, c, h * w, [1, 1, 1], [0, 0, 0], 1e-12);
+        // y: x − μ in float32 at 1000 is exact to 6e-5, i.e. 2e-3 of a standard deviation of ~0.03
+        TestTensors.AllClose(expected, y.ToDoubleArray(), 0, 2e-3, "batch_norm");
+    }
+
     [Theory]
     [InlineData(new[] { 8, 3 })]
     [InlineData(new[] { 5, 4, 7 })]
@@ -64,6 +88,73 @@ public class NormalizationTests
         var beta = TestTensors.Leaf(4, shape[1]);
         GradCheck.Assert(t => NormOps.BatchNorm(t[0], t[1], t[2], null, null, 1e-5, out _, out _),
             [TestTensors.Leaf(5, shape), gamma, beta], name: "batch_norm");
+    }
+
+    [Theory]
+    [InlineData(new[] { 3, 4, 2, 3 }, true)]
+    [InlineData(new[] { 5, 3, 7 }, true)]
+    [InlineData(new[] { 4, 3, 2, 2 }, false)]
+    public void BatchNormRelu_Fused_GradientMatchesFiniteDifferences(int[] shape, bool training)
+    {
+        // relu(batch_norm(x)) as one op; the inputs keep the normalised values away from ReLU's kink
+        var gamma = TestTensors.AwayFromZero(3, 0.5, 1.5, positive: true, shape[1]);
+        var beta = TestTensors.Leaf(4, shape[1]);
+        var rm = training ? null : Tensor.FromArray(Enumerable.Range(0, shape[1]).Select(c => 0.1 * c).ToArray());
+        var rv = training ? null : Tensor.FromArray(Enumerable.Range(0, shape[1]).Select(c => 1 + 0.5 * c).ToArray());
+        GradCheck.Assert(t => NormOps.BatchNorm(t[0], t[1], t[2], rm, rv, 1e-5, out _, out _, out _, null, relu: true),
+            [TestTensors.Leaf(5, shape), gamma, beta], name: "batch_norm_relu");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void BatchNormRelu_Fused_BitwiseTheTwoOps(bool training)
+    {
+        // float32 [6, 5, 4, 3]: values, and the gradients of x, γ and β, against batch_norm then relu as two graph nodes
+        var gen = new Generator(11);
+        var x0 = Tensor.RandN(gen, 6, 5, 4, 3) * 2 + 0.5;
+        var g = Tensor.RandN(gen, 6, 5, 4, 3);
+        var rm = training ? null : Tensor.RandN(gen, 5);
+        var rv = training ? null : Tensor.Uniform(gen, 0.5, 2, 5);
+        (float[] Y, float[] Dx, float[] Dgamma, float[] Dbeta) Run(bool fused)
+        {
+            var x = x0.Detach();
+            x.RequiresGrad = true;
+            var gamma = Tensor.Uniform(new Generator(12), -1, 1.5, 5);
+            var beta = Tensor.Uniform(new Generator(13), -0.5, 0.5, 5);
+            gamma.RequiresGrad = beta.RequiresGrad = true;
+            var y = fused ? NormOps.BatchNorm(x, gamma, beta, rm, rv, 1e-5, out _, out _, out _, null, relu: true)
+                : NormOps.BatchNorm(x, gamma, beta, rm, rv, 1e-5, out _, out _).Relu();
+            y.Backward(g);
+            return (y.ToArray(), x.Grad!.ToArray(), gamma.Grad!.ToArray(), beta.Grad!.ToArray());
+        }
+        var (want, got) = (Run(false), Run(true));
+        Assert.Contains(0f, got.Y);
+        Assert.Equal(want.Y, got.Y);
+        Assert.Equal(want.Dx, got.Dx);
+        Assert.Equal(want.Dgamma, got.Dgamma);
+        Assert.Equal(want.Dbeta, got.Dbeta);
+    }
+
+    [Fact]
+    public void SequentialAndForwardRelu_BatchNormThenRelu_FusedUnlessHooked()
+    {
+        var x = Tensor.RandN(new Generator(14), 4, 3, 5, 5);
+        var bn = new BatchNorm2d(3);
+        SetAffine(bn.Weight, bn.Bias, 15);
+        var seq = new Sequential(bn, new Relu());
+        var fused = seq.Forward(x);
+        Assert.Equal("batch_norm_relu", fused.GradFn?.Op);
+        Assert.Equal("batch_norm_relu", bn.ForwardRelu(x).GradFn?.Op);
+        Tensor? seen = null;
+        using (bn.RegisterForwardHook((_, _, y) => seen = y))
+        {
+            var unfused = seq.Forward(x);
+            Assert.Equal("relu", unfused.GradFn?.Op);
+            Assert.Equal("relu", bn.ForwardRelu(x).GradFn?.Op);
+            Assert.Equal(fused.ToArray(), unfused.ToArray());
+            Assert.True(seen!.ToArray().Any(v => v < 0), "the hook sees the batch norm's output before the ReLU");
+        }
     }
 
     [Fact]
