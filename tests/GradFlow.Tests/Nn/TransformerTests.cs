@@ -172,36 +172,26 @@ public class TransformerTests
         var upstream = Tensor.RandN(gen, b, t, e).To(DType.Float32);
         var pad = new bool[b * t];
         pad[5] = pad[t + 7] = true;
-        float[][] Run(int threads, bool bf16)
+        float[][] Run(bool bf16)
         {
-            int saved = GradFlow.Kernels.KernelThreads.Count;
-            try
-            {
-                GradFlow.Kernels.KernelThreads.SetCount(threads);
-                using var precision = GradFlow.Kernels.BFloat16.OperandsScope(bf16);
-                var packed = data.Detach();
-                packed.RequiresGrad = true;
-                var y1 = Tensor.PackedSelfAttention(packed, heads, causal: true, pad);
-                (y1 * upstream).Sum().Backward();
-                var plain = data.Detach();
-                plain.RequiresGrad = true;
-                var (q, k, v) = Heads(plain, heads);
-                var y2 = Tensor.ScaledDotProductAttention(q, k, v, causal: false, pad);
-                (y2 * upstream.Reshape(b, t, heads, e / heads).Permute(0, 2, 1, 3)).Sum().Backward();
-                return [y1.ToArray(), packed.Grad!.ToArray(), y2.ToArray(), plain.Grad!.ToArray()];
-            }
-            finally
-            {
-                GradFlow.Kernels.KernelThreads.SetCount(saved);
-            }
+            using var precision = GradFlow.Kernels.BFloat16.OperandsScope(bf16);
+            var packed = data.Detach();
+            packed.RequiresGrad = true;
+            var y1 = Tensor.PackedSelfAttention(packed, heads, causal: true, pad);
+            (y1 * upstream).Sum().Backward();
+            var plain = data.Detach();
+            plain.RequiresGrad = true;
+            var (q, k, v) = Heads(plain, heads);
+            var y2 = Tensor.ScaledDotProductAttention(q, k, v, causal: false, pad);
+            (y2 * upstream.Reshape(b, t, heads, e / heads).Permute(0, 2, 1, 3)).Sum().Backward();
+            return [y1.ToArray(), packed.Grad!.ToArray(), y2.ToArray(), plain.Grad!.ToArray()];
         }
         foreach (bool bf16 in new[] { false, true })
         {
-            var one = Run(1, bf16);
-            var two = Run(2, bf16);
+            var (one, two) = KernelThreadCounts.OneAndTwo(() => Run(bf16));
             for (int i = 0; i < one.Length; i++) Assert.Equal(one[i], two[i]);
         }
-        Assert.NotEqual(Run(1, false)[0], Run(1, true)[0]);
+        Assert.NotEqual(Run(false)[0], Run(true)[0]);
     }
 
     [Fact]

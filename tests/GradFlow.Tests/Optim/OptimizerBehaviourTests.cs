@@ -1,7 +1,7 @@
-using GradFlow.Tests.TestSupport;
 using GradFlow.Nn;
 using GradFlow.Optim;
 using GradFlow.Tensors;
+using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Optim;
 
@@ -289,51 +289,45 @@ public class OptimizerBehaviourTests
         // by the unfused kernels' sequence of float operations (no FMA), whatever thread ran it.
         int[][] shapes = [[5], [64, 64], [3, 7], [300, 500], [1], [67]];
         const double lr = 0.01, b1 = 0.8, b2 = 0.95, eps = 1e-6;
-        int saved = GradFlow.Kernels.KernelThreads.Count;
-        try
+        int Run()
         {
-            foreach (int threads in new[] { 1, 2 })
+            int threads = GradFlow.Kernels.KernelThreads.Count;
+            var ps = shapes.Select((sh, i) => new Parameter(Random(DType.Float32, 50 + (ulong)i, sh))).ToArray();
+            var w = ps.Select(p => p.Data.ToArray()).ToArray();
+            var m = ps.Select(p => new float[p.Data.Count]).ToArray();
+            var v = ps.Select(p => new float[p.Data.Count]).ToArray();
+            Optimizer opt = decoupled
+                ? new AdamW(ps, learningRate: lr, beta1: b1, beta2: b2, eps: eps, weightDecay: weightDecay)
+                : new Adam(ps, learningRate: lr, beta1: b1, beta2: b2, eps: eps, weightDecay: weightDecay);
+            for (int step = 1; step <= 3; step++)
             {
-                GradFlow.Kernels.KernelThreads.SetCount(threads);
-                var ps = shapes.Select((sh, i) => new Parameter(Random(DType.Float32, 50 + (ulong)i, sh))).ToArray();
-                var w = ps.Select(p => p.Data.ToArray()).ToArray();
-                var m = ps.Select(p => new float[p.Data.Count]).ToArray();
-                var v = ps.Select(p => new float[p.Data.Count]).ToArray();
-                Optimizer opt = decoupled
-                    ? new AdamW(ps, learningRate: lr, beta1: b1, beta2: b2, eps: eps, weightDecay: weightDecay)
-                    : new Adam(ps, learningRate: lr, beta1: b1, beta2: b2, eps: eps, weightDecay: weightDecay);
-                for (int step = 1; step <= 3; step++)
+                SetGradients(ps, 17 + (ulong)step);
+                var g = ps.Select(p => p.Grad!.ToArray()).ToArray();
+                opt.Step();
+                float c2 = (float)Math.Sqrt(1 - Math.Pow(b2, step)), stepSize = (float)(-lr / (1 - Math.Pow(b1, step)));
+                for (int t = 0; t < ps.Length; t++)
                 {
-                    SetGradients(ps, 17 + (ulong)step);
-                    var g = ps.Select(p => p.Grad!.ToArray()).ToArray();
-                    opt.Step();
-                    float c2 = (float)Math.Sqrt(1 - Math.Pow(b2, step)), stepSize = (float)(-lr / (1 - Math.Pow(b1, step)));
-                    for (int t = 0; t < ps.Length; t++)
+                    for (int i = 0; i < w[t].Length; i++)
                     {
-                        for (int i = 0; i < w[t].Length; i++)
+                        float gi = g[t][i];
+                        if (weightDecay != 0)
                         {
-                            float gi = g[t][i];
-                            if (weightDecay != 0)
-                            {
-                                if (decoupled) w[t][i] *= (float)(1 - lr * weightDecay);
-                                else gi = w[t][i] * (float)weightDecay + gi;
-                            }
-                            m[t][i] = gi * (float)(1 - b1) + m[t][i] * (float)b1;
-                            v[t][i] = gi * gi * (float)(1 - b2) + v[t][i] * (float)b2;
-                            w[t][i] = m[t][i] / (MathF.Sqrt(v[t][i]) / c2 + (float)eps) * stepSize + w[t][i];
+                            if (decoupled) w[t][i] *= (float)(1 - lr * weightDecay);
+                            else gi = w[t][i] * (float)weightDecay + gi;
                         }
-                        var got = ps[t].Data.ToArray();
-                        for (int i = 0; i < got.Length; i++)
-                            Assert.True(BitConverter.SingleToInt32Bits(w[t][i]) == BitConverter.SingleToInt32Bits(got[i]),
-                                $"{threads} thread(s), step {step}, tensor {t} element {i}: {got[i]:R}, expected {w[t][i]:R}");
+                        m[t][i] = gi * (float)(1 - b1) + m[t][i] * (float)b1;
+                        v[t][i] = gi * gi * (float)(1 - b2) + v[t][i] * (float)b2;
+                        w[t][i] = m[t][i] / (MathF.Sqrt(v[t][i]) / c2 + (float)eps) * stepSize + w[t][i];
                     }
+                    var got = ps[t].Data.ToArray();
+                    for (int i = 0; i < got.Length; i++)
+                        Assert.True(BitConverter.SingleToInt32Bits(w[t][i]) == BitConverter.SingleToInt32Bits(got[i]),
+                            $"{threads} thread(s), step {step}, tensor {t} element {i}: {got[i]:R}, expected {w[t][i]:R}");
                 }
             }
+            return threads;
         }
-        finally
-        {
-            GradFlow.Kernels.KernelThreads.SetCount(saved);
-        }
+        Assert.Equal((1, 2), KernelThreadCounts.OneAndTwo(Run));
     }
 
     [Fact]
