@@ -51,22 +51,30 @@ public sealed class Sequential : Module
         var x = input;
         for (int i = 0; i < _modules.Count; i++)
         {
-            var m = _modules[i];
-            if (m is Linear linear && i + 1 < _modules.Count && !linear.HasHooks && Fusable(_modules[i + 1]) is var act && act != FusedActivation.None)
+            if (i + 1 < _modules.Count && TryFused(_modules[i], _modules[i + 1], x) is Tensor fused)
             {
-                x = linear.ForwardFused(x, act);
+                x = fused;
                 i++;
                 continue;
             }
-            if (m is BatchNormBase norm && i + 1 < _modules.Count && !norm.HasHooks && Fusable(_modules[i + 1]) == FusedActivation.Relu)
-            {
-                x = norm.ForwardFused(x, relu: true);
-                i++;
-                continue;
-            }
-            x = m.Forward(x);
+            x = _modules[i].Forward(x);
         }
         return x;
+    }
+
+    /// <summary>
+    /// <paramref name="module"/> then <paramref name="next"/> on <paramref name="x"/> as one fused op when they are a
+    /// hook-free <see cref="Linear"/> and ReLU/tanh/σ, or a hook-free batch norm and ReLU (see <see cref="ForwardCore"/>);
+    /// null when they do not fuse. Shared by every container that runs modules in order (also the network
+    /// description's chains and residual branches).
+    /// </summary>
+    internal static Tensor? TryFused(Module module, Module next, Tensor x)
+    {
+        if (module is Linear linear && !linear.HasHooks && Fusable(next) is var act && act != FusedActivation.None)
+            return linear.ForwardFused(x, act);
+        if (module is BatchNormBase norm && !norm.HasHooks && Fusable(next) == FusedActivation.Relu)
+            return norm.ForwardFused(x, relu: true);
+        return null;
     }
 
     /// <summary>The activation a hook-free module applies, when the GEMM epilogue can apply it; else None.</summary>

@@ -196,6 +196,40 @@ public class NetworkBuilderTests
     }
 
     [Fact]
+    public void Build_ResNet_BranchesFuseBatchNormAndRelu_BitwiseTheUnfusedModules()
+    {
+        // A residual branch runs its steps as a Sequential does: a hook-free batch norm then ReLU as one op. With a forward
+        // hook on every module (as the gradient monitor has) nothing fuses; outputs and gradients are the same bits.
+        (float[] Y, float[][] Grads, Dictionary<string, int> Ops) Run(bool hooks)
+        {
+            var net = NetworkBuilder.Build(NetworkDescription.Parse("resnet8 in=1x8x8 classes=4 width=8"), new Generator(1));
+            net.Train();
+            var handles = hooks ? net.NamedModules().Select(m => m.Module.RegisterForwardHook((_, _, _) => { })).ToList() : [];
+            var x = Tensor.RandN(new Generator(2), 6, 1, 8, 8);
+            var y = net.Forward(x);
+            var ops = new Dictionary<string, int>();
+            var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+            var stack = new Stack<Tensor>([y]);
+            while (stack.Count > 0)
+            {
+                var t = stack.Pop();
+                if (!seen.Add(t) || t.GradFn is null) continue;
+                ops[t.GradFn.Op] = ops.GetValueOrDefault(t.GradFn.Op) + 1;
+                foreach (var input in t.GradFn.InputTensors) stack.Push(input);
+            }
+            (y * Tensor.RandN(new Generator(3), y.ShapeArray)).Sum().Backward();
+            foreach (var h in handles) h.Dispose();
+            return (y.ToArray(), net.Parameters().Select(p => p.Grad!.ToArray()).ToArray(), ops);
+        }
+        var fused = Run(hooks: false);
+        var plain = Run(hooks: true);
+        Assert.True(fused.Ops.GetValueOrDefault("batch_norm_relu") >= 3, string.Join(", ", fused.Ops));
+        Assert.False(plain.Ops.ContainsKey("batch_norm_relu"));
+        Assert.Equal(plain.Y, fused.Y);
+        for (int i = 0; i < plain.Grads.Length; i++) Assert.Equal(plain.Grads[i], fused.Grads[i]);
+    }
+
+    [Fact]
     public void Build_SameSeed_SameWeights_DifferentSeed_DifferentWeights()
     {
         var d = Shorthands.ResNet(20);

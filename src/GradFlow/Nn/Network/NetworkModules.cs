@@ -48,9 +48,20 @@ public class Chain : Module
             return last.Reshape(batch, hidden);
         }
 
+        /// <summary>The steps in order; two plain steps that fuse as in a <see cref="Sequential"/> run as one op.</summary>
         public static Tensor Run(List<Step> steps, Tensor x)
         {
-            foreach (var s in steps) x = s.Apply(x);
+            for (int i = 0; i < steps.Count; i++)
+            {
+                if (i + 1 < steps.Count && !steps[i].ReadLast && !steps[i + 1].ReadLast
+                    && Sequential.TryFused(steps[i].Module, steps[i + 1].Module, x) is Tensor fused)
+                {
+                    x = fused;
+                    i++;
+                    continue;
+                }
+                x = steps[i].Apply(x);
+            }
             return x;
         }
     }
