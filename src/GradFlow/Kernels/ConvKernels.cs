@@ -118,7 +118,7 @@ internal static unsafe class ConvKernels
     internal static void ForwardWinograd(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, InstructionSet isa)
     {
         CheckForward(s, x.Length, w.Length, bias.Length, y.Length);
-        if (!ConvWinograd.Applies(s)) throw new ArgumentException($"conv2d kernel: the Winograd path needs a 3×3 kernel, stride 1, dilation 1, one group and padding at most 2, got {s}.");
+        RequireWinograd(s);
         ConvWinograd.Forward(s, x, w, bias, y, isa);
     }
 
@@ -126,8 +126,13 @@ internal static unsafe class ConvKernels
     internal static void BackwardInputWinograd(in ConvShape s, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx, InstructionSet isa)
     {
         Check(s, dx.Length, w.Length, dy.Length, "input gradient");
-        if (!ConvWinograd.Applies(s)) throw new ArgumentException($"conv2d kernel: the Winograd path needs a 3×3 kernel, stride 1, dilation 1, one group and padding at most 2, got {s}.");
+        RequireWinograd(s);
         ConvWinograd.BackwardInput(s, w, dy, dx, isa);
+    }
+
+    private static void RequireWinograd(in ConvShape s)
+    {
+        if (!ConvWinograd.Applies(s)) throw new ArgumentException($"conv2d kernel: the Winograd path needs a 3×3 kernel, stride 1, dilation 1, one group and padding at most 2, got {s}.");
     }
 
     private static ReadOnlySpan<float> Floats<T>(ReadOnlySpan<T> s) where T : unmanaged => MemoryMarshal.Cast<T, float>(s);

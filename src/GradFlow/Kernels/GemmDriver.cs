@@ -114,7 +114,10 @@ internal static unsafe class GemmDriver<T, TKernel>
             {
                 T* src = scratch + (nint)(t - 1) * size;
                 for (int i = 0; i < p.M; i++)
-                    AddRow(new Span<T>(p.C + (nint)i * p.Ldc, p.N), new ReadOnlySpan<T>(src + (nint)i * p.N, p.N));
+                {
+                    var row = new Span<T>(p.C + (nint)i * p.Ldc, p.N);
+                    System.Numerics.Tensors.TensorPrimitives.Add(row, new ReadOnlySpan<T>(src + (nint)i * p.N, p.N), row);
+                }
             }
         }
     }
@@ -146,17 +149,6 @@ internal static unsafe class GemmDriver<T, TKernel>
         }
     }
 
-    private static void AddRow(Span<T> c, ReadOnlySpan<T> x)
-    {
-        if (typeof(T) == typeof(float))
-            System.Numerics.Tensors.TensorPrimitives.Add(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(c),
-                System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(x), System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(c));
-        else if (typeof(T) == typeof(double))
-            System.Numerics.Tensors.TensorPrimitives.Add(System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(c),
-                System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(x), System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(c));
-        else
-            for (int j = 0; j < c.Length; j++) c[j] += x[j];
-    }
 
     /// <summary>C = beta·C (k = 0 or alpha = 0); beta = 0 writes zeros without reading C.</summary>
     private static void ScaleC(Problem<T> p)

@@ -96,10 +96,13 @@ public static class Losses
         });
     }
 
+    /// <summary>Rows of [n, c] per kernel-thread task of the cross-entropy passes: about 16 Ki elements, by shape only.</summary>
+    private static int RowBlock(int c) => Math.Max(1, (1 << 14) / Math.Max(1, c));
+
     /// <summary>Row-wise log-softmax of [n, c] in the row blocks of <see cref="CrossEntropyGradient"/> over the kernel threads (row by row: the same bits).</summary>
     private static void RowLogSoftmax<T>(Tensor x, Tensor logp, int n, int c) where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
     {
-        int rows = Math.Max(1, (1 << 14) / Math.Max(1, c));
+        int rows = RowBlock(c);
         Kernels.KernelThreads.Run((n + rows - 1) / rows, t =>
         {
             int r0 = t * rows, count = Math.Min(rows, n - r0);
@@ -114,9 +117,8 @@ public static class Losses
     private static void CrossEntropyGradient<T>(Tensor logp, Tensor dx, int[] idx, double[] gv, int n, int c, double eps, Reduction reduction)
         where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
     {
-        int rows = Math.Max(1, (1 << 14) / Math.Max(1, c));
-        int tasks = (n + rows - 1) / rows;
-        Kernels.KernelThreads.Run(tasks, t =>
+        int rows = RowBlock(c);
+        Kernels.KernelThreads.Run((n + rows - 1) / rows, t =>
         {
             var lp = logp.Span<T>();
             var d = dx.Span<T>();

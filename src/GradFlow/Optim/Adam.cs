@@ -90,16 +90,8 @@ public class Adam : Optimizer
             Apply<double>(weight.Span<double>(), gradient.Span<double>(), m.Span<double>(), v.Span<double>(), vMax is null ? default : vMax.Span<double>(), scratch.Span<double>(), t);
     }
 
-    /// <summary>Elements per task of the fused update (64 Ki floats: 256 KiB of each operand).</summary>
-    private const int Chunk = 1 << 16;
-
-    /// <summary>
-    /// This step's fused updates not yet run, as <see cref="Sgd"/> keeps them: a tensor below two chunks is one
-    /// piece, a larger one is cut into chunks; <see cref="EndStep"/> runs them as one job of the kernel threads
-    /// (element-wise, so the same bits on any thread).
-    /// </summary>
-    private readonly List<(float[] W, float[] G, float[] M, float[] V, int Start, int Length, Kernels.AdamConstants C)> _pending = [];
-    private Action<int>? _runPiece;
+    /// <summary>This step's fused updates (as <see cref="Sgd"/> keeps its momentum's), run over the kernel threads when the step ends.</summary>
+    private FusedPieces<(float[] W, float[] G, float[] M, float[] V, Kernels.AdamConstants C)>? _fused;
 
     private void Fused(Tensor weight, Tensor gradient, Tensor m, Tensor v, long t)
     {
@@ -108,35 +100,15 @@ public class Adam : Optimizer
         var c = new Kernels.AdamConstants(_decoupled, WeightDecay == 0 ? 0f : _decoupled ? (float)(1 - lr * WeightDecay) : (float)WeightDecay,
             (float)Beta1, (float)(1 - Beta1), (float)Beta2, (float)(1 - Beta2), (float)Math.Sqrt(1 - Math.Pow(Beta2, t)), (float)Eps,
             (float)(-lr / (1 - Math.Pow(Beta1, t))));
-        var (w, g, mm, vv) = ((float[])weight.Storage, (float[])gradient.Storage, (float[])m.Storage, (float[])v.Storage);
-        int n = weight.Count;
-        if (n < 2 * Chunk) _pending.Add((w, g, mm, vv, 0, n, c));
-        else
-            for (int start = 0; start < n; start += Chunk) _pending.Add((w, g, mm, vv, start, Math.Min(Chunk, n - start), c));
+        (_fused ??= new(UpdatePiece)).Add(((float[])weight.Storage, (float[])gradient.Storage, (float[])m.Storage, (float[])v.Storage, c), weight.Count);
         if (TrackUpdates) EndStep(); // the tracking reads each parameter right after its update
     }
 
     /// <inheritdoc />
-    protected sealed override void EndStep()
-    {
-        if (_pending.Count == 0) return;
-        try
-        {
-            long elements = 0;
-            foreach (var piece in _pending) elements += piece.Length;
-            Kernels.KernelThreads.Run(_pending.Count, _runPiece ??= RunPiece, elements);
-        }
-        finally
-        {
-            _pending.Clear();
-        }
-    }
+    protected sealed override void EndStep() => _fused?.Run();
 
-    private void RunPiece(int t)
-    {
-        var (w, g, m, v, start, length, c) = _pending[t];
-        Kernels.OptimizerKernels.Adam(w.AsSpan(start, length), g.AsSpan(start, length), m.AsSpan(start, length), v.AsSpan(start, length), c);
-    }
+    private static void UpdatePiece((float[] W, float[] G, float[] M, float[] V, Kernels.AdamConstants C) p, int start, int length) =>
+        Kernels.OptimizerKernels.Adam(p.W.AsSpan(start, length), p.G.AsSpan(start, length), p.M.AsSpan(start, length), p.V.AsSpan(start, length), p.C);
 
     private void Apply<T>(Span<T> w, ReadOnlySpan<T> g, Span<T> m, Span<T> v, Span<T> vMax, Span<T> scratch, long t)
         where T : unmanaged, IFloatingPointIeee754<T>

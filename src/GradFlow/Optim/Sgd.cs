@@ -78,50 +78,22 @@ public sealed class Sgd : Optimizer
         else Apply<double>(weight.Span<double>(), gradient.Span<double>(), buffer is null ? default : buffer.Span<double>(), scratch.Span<double>(), first);
     }
 
-    /// <summary>Elements per task of the fused update (64 Ki floats: 256 KiB of each operand).</summary>
-    private const int Chunk = 1 << 16;
-
-    /// <summary>
-    /// This step's fused updates not yet run: a tensor below two chunks is one piece, a larger one is cut
-    /// into chunks. <see cref="EndStep"/> runs them all as one job of the kernel threads, a task per
-    /// piece (element-wise, so the same bits on any thread).
-    /// </summary>
-    private readonly List<(float[] W, float[] G, float[] B, int Start, int Length)> _pending = [];
-    private Action<int>? _runPiece;
+    /// <summary>This step's fused momentum updates, run over the kernel threads when the step ends.</summary>
+    private FusedPieces<(float[] W, float[] G, float[] B)>? _fused;
     private float _mu, _s, _negLr;
 
     private void FusedMomentum(Tensor weight, Tensor gradient, Tensor buffer)
     {
         (_mu, _s, _negLr) = ((float)Momentum, (float)(1 - Dampening), (float)-LearningRate);
-        var (w, g, b) = ((float[])weight.Storage, (float[])gradient.Storage, (float[])buffer.Storage);
-        int n = weight.Count;
-        if (n < 2 * Chunk) _pending.Add((w, g, b, 0, n));
-        else
-            for (int start = 0; start < n; start += Chunk) _pending.Add((w, g, b, start, Math.Min(Chunk, n - start)));
+        (_fused ??= new(UpdatePiece)).Add(((float[])weight.Storage, (float[])gradient.Storage, (float[])buffer.Storage), weight.Count);
         if (TrackUpdates) EndStep(); // the tracking reads each parameter right after its update
     }
 
     /// <inheritdoc />
-    protected override void EndStep()
-    {
-        if (_pending.Count == 0) return;
-        try
-        {
-            long elements = 0;
-            foreach (var piece in _pending) elements += piece.Length;
-            KernelThreads.Run(_pending.Count, _runPiece ??= RunPiece, elements);
-        }
-        finally
-        {
-            _pending.Clear();
-        }
-    }
+    protected override void EndStep() => _fused?.Run();
 
-    private void RunPiece(int t)
-    {
-        var (w, g, b, start, length) = _pending[t];
-        OptimizerKernels.SgdMomentum(w.AsSpan(start, length), g.AsSpan(start, length), b.AsSpan(start, length), _mu, _s, _negLr);
-    }
+    private void UpdatePiece((float[] W, float[] G, float[] B) p, int start, int length) =>
+        OptimizerKernels.SgdMomentum(p.W.AsSpan(start, length), p.G.AsSpan(start, length), p.B.AsSpan(start, length), _mu, _s, _negLr);
 
     private void Apply<T>(Span<T> w, ReadOnlySpan<T> g, Span<T> buffer, Span<T> scratch, bool first)
         where T : unmanaged, IFloatingPointIeee754<T>

@@ -158,7 +158,7 @@ public sealed partial class Tensor
         var ps = p.Span<T>().Slice((int)(n * perP), (int)perP);
         // S = Q·Kᵀ per head (scaled and masked by the softmax), then O = P·V into the heads' columns
         GemmBatched(h, false, true, t, t, dh, xs, row, dh, xs[e..], row, dh, ps, t, (long)t * t);
-        MaskedSoftmaxSequence(ps, scale, h, t, t, causal, keyPadding is null ? default : keyPadding.AsSpan(n * t, t), keyPadding is not null);
+        MaskedSoftmaxSequence(ps, scale, h, t, t, causal, keyPadding, n);
         GemmBatched(h, false, false, t, dh, t, ps, t, (long)t * t, xs[(2 * e)..], row, dh, y.Span<T>()[(n * t * e)..], e, dh);
     }
 
@@ -261,13 +261,14 @@ public sealed partial class Tensor
     {
         long perSeq = (long)h * t * s;
         Kernels.KernelThreads.Run(b, n => MaskedSoftmaxSequence(scores.Span<T>().Slice((int)(n * perSeq), (int)perSeq), scale, h, t, s, causal,
-            keyPadding is null ? default : keyPadding.AsSpan(n * s, s), keyPadding is not null), b * perSeq);
+            keyPadding, n), b * perSeq);
     }
 
-    /// <summary><see cref="MaskedSoftmax"/> for one sequence's H·T rows; <paramref name="pad"/> its S key flags when <paramref name="padded"/>.</summary>
-    private static void MaskedSoftmaxSequence<T>(Span<T> scores, T scale, int h, int t, int s, bool causal, ReadOnlySpan<bool> pad, bool padded)
+    /// <summary><see cref="MaskedSoftmax"/> for the H·T rows of sequence <paramref name="n"/>.</summary>
+    private static void MaskedSoftmaxSequence<T>(Span<T> scores, T scale, int h, int t, int s, bool causal, bool[]? keyPadding, int n)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        var pad = keyPadding is null ? default : keyPadding.AsSpan(n * s, s);
         for (int head = 0; head < h; head++)
             for (int i = 0; i < t; i++)
             {
@@ -275,7 +276,7 @@ public sealed partial class Tensor
                 int visible = causal ? i + 1 : s;
                 TensorPrimitives.Multiply(row[..visible], scale, row[..visible]);
                 row[visible..].Clear();
-                if (!padded)
+                if (keyPadding is null)
                 {
                     SoftmaxRow(row[..visible]);
                     continue;
