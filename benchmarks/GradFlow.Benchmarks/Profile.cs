@@ -19,6 +19,7 @@ internal static class Profile
         if (sections.Count == 0 || sections.Contains("fusion")) Fusion();
         if (sections.Contains("kernel")) MicroKernel();
         if (sections.Contains("blocking")) BlockingAb.Run();
+        if (sections.Contains("blocking-dw")) BlockingAb.WeightGradients();
         if (sections.Contains("conv")) ConvLayer();
         else if (sections.Contains("winograd")) WinogradVersusFlat();
         if (sections.Contains("cnn")) CnnStep();
@@ -675,6 +676,44 @@ internal struct C240 : IConst { public static int Value => 240; }
 
 internal static class BlockingAb
 {
+    /// <summary>
+    /// The weight-gradient shapes of transformer-small (dW = dYᵀ·X over 4 096 tokens: A transposed, k = 4 096) with
+    /// the AVX-512 tile at other KC and MC, alternating, fastest and median of each (<c>--profile blocking-dw</c>).
+    /// </summary>
+    public static unsafe void WeightGradients()
+    {
+        foreach (var (name, m, n, k) in new[] { ("qkv dW", 768, 256, 4096), ("ff1 dW", 1024, 256, 4096), ("ff2 dW", 256, 1024, 4096), ("out dW", 256, 256, 4096) })
+        {
+            var gen = new GradFlow.Tensors.Generator(0);
+            var a = GradFlow.Tensors.Tensor.RandN(gen, k, m).ToArray(); // dY [k, m], read transposed
+            var b = GradFlow.Tensors.Tensor.RandN(gen, k, n).ToArray();
+            var c = new float[m * n];
+            fixed (float* pa = a, pb = b, pc = c)
+            {
+                var p = new GradFlow.Kernels.Problem<float>(1, true, false, m, n, k, 1f, pa, m, 0, pb, n, 0, 0f, pc, n, 0);
+                var variants = new (string Name, Action Run)[]
+                {
+                    ("KC512 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC256 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C256, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC256 MC240", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C256, C240>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC768 MC96", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C768, C96>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                };
+                var times = variants.Select(_ => new List<double>()).ToArray();
+                var sw = Stopwatch.StartNew();
+                for (int round = 0; sw.Elapsed.TotalSeconds < 8; round++)
+                    for (int v = 0; v < variants.Length; v++)
+                    {
+                        long t0 = Stopwatch.GetTimestamp();
+                        variants[v].Run();
+                        if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                    }
+                double g = 2.0 * m * n * k / 1e9;
+                Console.WriteLine($"{name} {m}×{n}×{k}, {GradFlow.Kernels.KernelThreads.Count} thread(s): " + string.Join("; ", variants.Select((v, i) =>
+                    $"{v.Name} best {g / times[i].Min():F0} median {g / times[i].Order().ElementAt(times[i].Count / 2):F0}")));
+            }
+        }
+    }
+
     public static unsafe void Run()
     {
         foreach (int n in new[] { 512, 1024, 2048 })

@@ -211,6 +211,7 @@ internal static class Workloads
         var (med, lo, hi, iters) = Harness.Measure(Step, o);
         var r = StepsResult(med, lo, hi, iters);
         r["backward"] = release ? "releaseIntermediates" : "default";
+        foreach (var (k, v) in Harness.Allocations(Step, 5)) r[k] = v;
         return r;
     }
 

@@ -194,6 +194,7 @@ public class GemmTests
         { 2, 300, 600, true, false },  // few rows: columns split into chunks
         { 40, 70, 2600, true, false }, // deep, small output: cut along k into parts summed in order (a weight gradient)
         { 300, 9, 3000, false, true },
+        { 460, 20, 2100, true, false }, // cut along k although its rows are more than 3 MC blocks (a transformer's qkv dW)
     };
 
     [Theory]
@@ -329,8 +330,8 @@ public class GemmTests
                 // packed loops; the small-GEMM path split into column chunks (2, and 8 with a partial last panel); batched
                 // (packing B is cut along the depth when it has few column panels: 300×290×520, both layouts of B; column
                 // chunks share one packed A, packed by the packing job: 3×700×300 and 200×600×700, also rounded to bf16;
-                // 40×70×2600 is cut along k into parts that run on different threads)
-                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 200, 600, 700), (1, 40, 70, 2600), (1, 64, 64, 64), (1, 64, 784, 70), (24, 30, 31, 32) })
+                // 40×70×2600 and 460×20×2100 are cut along k into parts that run on different threads)
+                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 200, 600, 700), (1, 40, 70, 2600), (1, 460, 20, 2100), (1, 64, 64, 64), (1, 64, 784, 70), (24, 30, 31, 32) })
                 foreach (bool transB in new[] { false, true })
                 foreach (bool bf16 in new[] { false, true })
                 {
