@@ -20,6 +20,7 @@ internal static class Profile
         if (sections.Contains("kernel")) MicroKernel();
         if (sections.Contains("blocking")) BlockingAb.Run();
         if (sections.Contains("blocking-dw")) BlockingAb.WeightGradients();
+        if (sections.Contains("slabs")) BlockingAb.Slabs();
         if (sections.Contains("conv")) ConvLayer();
         else if (sections.Contains("winograd")) WinogradVersusFlat();
         if (sections.Contains("cnn")) CnnStep();
@@ -680,6 +681,52 @@ internal static class BlockingAb
     /// The weight-gradient shapes of transformer-small (dW = dYᵀ·X over 4 096 tokens: A transposed, k = 4 096) with
     /// the AVX-512 tile at other KC and MC, alternating, fastest and median of each (<c>--profile blocking-dw</c>).
     /// </summary>
+    /// <summary>
+    /// The AVX-512 GEMM's large products as per-thread slabs or spread over the tasks of shared k blocks, alternating in
+    /// one process, fastest and median of each: the square gemm-N and the shapes of transformer-small's and mlp-wide's
+    /// steps (<c>--profile slabs</c>, named only).
+    /// </summary>
+    public static unsafe void Slabs()
+    {
+        var shapes = new (string Name, int M, int N, int K, bool TA, bool TB, bool Bias)[]
+        {
+            ("gemm-512", 512, 512, 512, false, false, false), ("gemm-1024", 1024, 1024, 1024, false, false, false),
+            ("gemm-2048", 2048, 2048, 2048, false, false, false),
+            ("tf qkv fwd", 4096, 768, 256, false, true, true), ("tf ff1 fwd", 4096, 1024, 256, false, true, true),
+            ("tf ff2 fwd", 4096, 256, 1024, false, true, true), ("tf ff1 dX", 4096, 256, 1024, false, false, false),
+            ("tf ff2 dX", 4096, 1024, 256, false, false, false), ("tf qkv dX", 4096, 256, 768, false, false, false),
+            ("wide fwd", 128, 1024, 1024, false, true, true), ("wide dX", 128, 1024, 1024, false, false, false),
+            ("wide dW", 1024, 1024, 128, true, false, false),
+        };
+        foreach (var (name, m, n, k, ta, tb, bias) in shapes)
+        {
+            var gen = new GradFlow.Tensors.Generator(0);
+            var a = GradFlow.Tensors.Tensor.RandN(gen, m, k).ToArray();
+            var b = GradFlow.Tensors.Tensor.RandN(gen, k, n).ToArray();
+            var bv = GradFlow.Tensors.Tensor.RandN(gen, n).ToArray();
+            var c = new float[m * n];
+            fixed (float* pa = a, pb = b, pc = c, pbias = bv)
+            {
+                var p = new GradFlow.Kernels.Problem<float>(1, ta, tb, m, n, k, 1f, pa, ta ? m : k, 0, pb, tb ? k : n, 0, 0f, pc, n, 0, bias ? pbias : null);
+                bool[] modes = [false, true];
+                var times = modes.Select(_ => new List<double>()).ToArray();
+                var sw = Stopwatch.StartNew();
+                for (int round = 0; sw.Elapsed.TotalSeconds < 6; round++)
+                    for (int v = 0; v < modes.Length; v++)
+                    {
+                        GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = modes[v];
+                        long t0 = Stopwatch.GetTimestamp();
+                        GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Run(p, GradFlow.Kernels.GemmPath.Auto);
+                        if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                    }
+                GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = true;
+                double g = 2.0 * m * n * k / 1e9;
+                Console.WriteLine($"{name} {m}×{n}×{k}, {GradFlow.Kernels.KernelThreads.Count} thread(s), GFLOP/s: " + string.Join("; ", modes.Select((v, i) =>
+                    $"{(v ? "slabs" : "shared k blocks")} best {g / times[i].Min():F0} median {g / times[i].Order().ElementAt(times[i].Count / 2):F0}")));
+            }
+        }
+    }
+
     public static unsafe void WeightGradients()
     {
         foreach (var (name, m, n, k) in new[] { ("qkv dW", 768, 256, 4096), ("ff1 dW", 1024, 256, 4096), ("ff2 dW", 256, 1024, 4096), ("out dW", 256, 256, 4096) })
@@ -707,6 +754,7 @@ internal static class BlockingAb
                         variants[v].Run();
                         if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
                     }
+                GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = true;
                 double g = 2.0 * m * n * k / 1e9;
                 Console.WriteLine($"{name} {m}×{n}×{k}, {GradFlow.Kernels.KernelThreads.Count} thread(s): " + string.Join("; ", variants.Select((v, i) =>
                     $"{v.Name} best {g / times[i].Min():F0} median {g / times[i].Order().ElementAt(times[i].Count / 2):F0}")));

@@ -274,6 +274,14 @@ internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, 
     public Problem<T> DepthSlice(int k0, int depth, T beta, T* c, int ldc) => new(1, TransA, TransB, M, N, depth, Alpha,
         A + (TransA ? (nint)k0 * Lda : k0), Lda, 0, B + (TransB ? k0 : (nint)k0 * Ldb), Ldb, 0, beta, c, ldc, 0) { RoundBf16 = RoundBf16 };
 
+    /// <summary>Columns [j0, j0 + width) of this single problem (op(B)'s columns, C's and the bias's).</summary>
+    public Problem<T> ColumnSlice(int j0, int width) => new(1, TransA, TransB, M, width, K, Alpha, A, Lda, 0,
+        B + (TransB ? (nint)j0 * Ldb : j0), Ldb, 0, Beta, C + j0, Ldc, 0, Bias is null ? null : Bias + j0, Activation) { RoundBf16 = RoundBf16 };
+
+    /// <summary>Rows [i0, i0 + rows) of this single problem (op(A)'s rows and C's).</summary>
+    public Problem<T> RowSlice(int i0, int rows) => new(1, TransA, TransB, rows, N, K, Alpha, A + (TransA ? i0 : (nint)i0 * Lda), Lda, 0,
+        B, Ldb, 0, Beta, C + (nint)i0 * Ldc, Ldc, 0, Bias, Activation) { RoundBf16 = RoundBf16 };
+
     /// <summary>The same problem restricted to batch item <paramref name="i"/>.</summary>
     public Problem<T> Item(int i) => new(1, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, 0, B + i * StrideB, Ldb, 0,
         Beta, C + i * StrideC, Ldc, 0, Bias, Activation) { RoundBf16 = RoundBf16 };

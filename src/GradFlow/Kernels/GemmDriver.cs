@@ -17,7 +17,9 @@ namespace GradFlow.Kernels;
 /// packed A (packed with B by the block's packing job). Each task owns its C tile for the current k
 /// block, and k blocks are applied in order (beta on the first, 1 after), so every C element sees the
 /// same operations whichever thread runs it. A deep product with a small output is first cut along k
-/// into parts (<see cref="DepthParts"/>), each computed that way on one thread and summed in part order.
+/// into parts (<see cref="DepthParts"/>), each computed that way on one thread and summed in part order; a large
+/// product is cut into one slab of whole row or column panels per thread (<see cref="Slabs"/>), each slab the serial
+/// loops on its own thread.
 /// </remarks>
 internal static unsafe class GemmDriver<T, TKernel>
     where T : unmanaged, INumber<T>
@@ -68,7 +70,65 @@ internal static unsafe class GemmDriver<T, TKernel>
             return;
         }
         bool parallel = macs >= Gemm.ParallelThreshold && KernelThreads.Count > 1;
+        if (parallel && p.Count == 1 && Slabs(p) is int slabs and (> 1 or < -1))
+        {
+            var job = _slabJob ??= new SlabJob();
+            job.Set(p, slabs, path);
+            KernelThreads.Run(Math.Abs(slabs), job.Task);
+            return;
+        }
         for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel, path);
+    }
+
+    /// <summary>
+    /// Threads that take a large product as slabs of whole row panels (negative count) or whole column panels (positive),
+    /// each slab the serial blocked loops on its own thread with its own packed blocks; 1: not cut. Cut along the longer of
+    /// m and n (each thread then repacks the other operand, (T − 1)/longer of the work), into at most one slab per thread
+    /// and at least 8 panels a slab, from 2²⁴ multiply-adds. Spread over the tasks of shared k blocks instead, a product
+    /// waits at two barriers per k block and each core reads the half of the packed B the other one packed; as slabs, the
+    /// two cores of a Zen 5 ran gemm-1024 at 373 instead of 345 GFLOP/s, gemm-2048 at 384 instead of 360, and mlp-wide's
+    /// 128-row products 25-45 % faster (<c>GradFlow.Benchmarks --profile slabs</c>). Slab edges fall on panel edges, so
+    /// every tile, k block and epilogue is the one of the uncut product: the numbers do not depend on the thread count.
+    /// </summary>
+    private static int Slabs(Problem<T> p)
+    {
+        if (!Slabbing || (long)p.M * p.N * p.K < 1L << 24) return 1;
+        bool rows = p.M >= p.N;
+        int panels = rows ? (p.M + TKernel.MR - 1) / TKernel.MR : (p.N + TKernel.NR - 1) / TKernel.NR;
+        int slabs = Math.Min(KernelThreads.Count, panels / 8);
+        return rows ? -slabs : slabs;
+    }
+
+    /// <summary>Whether large products are cut into per-thread slabs (<see cref="Slabs"/>); off only for the profile's A/B.</summary>
+    internal static bool Slabbing = true;
+
+    [ThreadStatic] private static SlabJob? _slabJob;
+
+    /// <summary>Slab t of the calling thread's current product: panels [panels·t/slabs, panels·(t+1)/slabs) of its rows or columns.</summary>
+    /// <remarks>One per calling thread, reused by every call (no allocation per GEMM).</remarks>
+    private sealed class SlabJob
+    {
+        private Problem<T> _p;
+        private int _slabs, _panels;
+        private bool _rows;
+        private GemmPath _path;
+        public readonly Action<int> Task;
+
+        public SlabJob() => Task = Run;
+
+        /// <summary>Slabs as <see cref="Slabs"/> gives them: negative for rows.</summary>
+        public void Set(Problem<T> p, int slabs, GemmPath path)
+        {
+            (_p, _path, _rows, _slabs) = (p, path, slabs < 0, Math.Abs(slabs));
+            _panels = _rows ? (p.M + TKernel.MR - 1) / TKernel.MR : (p.N + TKernel.NR - 1) / TKernel.NR;
+        }
+
+        private void Run(int t)
+        {
+            int width = _rows ? TKernel.MR : TKernel.NR, extent = _rows ? _p.M : _p.N;
+            int j0 = (int)((long)_panels * t / _slabs) * width, j1 = Math.Min(extent, (int)((long)_panels * (t + 1) / _slabs) * width);
+            Single(_rows ? _p.RowSlice(j0, j1 - j0) : _p.ColumnSlice(j0, j1 - j0), parallel: false, _path);
+        }
     }
 
     /// <summary>Depth from which a small-output product is cut along k: 4 blocks of the tile's KC.</summary>

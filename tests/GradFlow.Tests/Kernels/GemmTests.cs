@@ -330,8 +330,10 @@ public class GemmTests
                 // packed loops; the small-GEMM path split into column chunks (2, and 8 with a partial last panel); batched
                 // (packing B is cut along the depth when it has few column panels: 300×290×520, both layouts of B; column
                 // chunks share one packed A, packed by the packing job: 3×700×300 and 200×600×700, also rounded to bf16;
-                // 40×70×2600 and 460×20×2100 are cut along k into parts that run on different threads)
-                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 200, 600, 700), (1, 40, 70, 2600), (1, 460, 20, 2100), (1, 64, 64, 64), (1, 64, 784, 70), (24, 30, 31, 32) })
+                // 40×70×2600 and 460×20×2100 are cut along k into parts that run on different threads; 150×300×600 spreads
+                // its k blocks' tasks over the threads (too few column panels for slabs); 200×600×700 and 700×300×200 are
+                // cut into a slab of column or row panels per thread, partial last panels included)
+                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 200, 600, 700), (1, 150, 300, 600), (1, 700, 300, 200), (1, 40, 70, 2600), (1, 460, 20, 2100), (1, 64, 64, 64), (1, 64, 784, 70), (24, 30, 31, 32) })
                 foreach (bool transB in new[] { false, true })
                 foreach (bool bf16 in new[] { false, true })
                 {
@@ -351,6 +353,47 @@ public class GemmTests
                     Assert.Equal(one, two);
                     Assert.Equal(one, three);
                 }
+        }
+        finally
+        {
+            KernelThreads.SetCount(saved);
+        }
+    }
+
+    [Theory]
+    [InlineData(700, 300, 200)]  // slabs of row panels (m ≥ n), the last panel partial
+    [InlineData(100, 1000, 400)] // slabs of column panels, the last panel partial
+    [InlineData(257, 513, 130)]  // both partial, k over one block
+    public void Multiply_SlabsPerThread_BitwiseAsOneThreadWithBiasAndActivation(int m, int n, int k)
+    {
+        // A large product is cut into a slab of rows or columns per thread, each slab offsetting A or B, C and the bias:
+        // with 2 and 3 threads it must give the one-thread product bit for bit, bias and activation epilogue included,
+        // and leave C outside m×n alone.
+        int saved = KernelThreads.Count;
+        try
+        {
+            foreach (var isa in Paths)
+                foreach (bool ta in new[] { false, true })
+                    foreach (bool tb in new[] { false, true })
+                    {
+                        var a = MakeOperand(m, k, ta, 1, 41);
+                        var b = MakeOperand(k, n, tb, 2, 42);
+                        var bias = KernelLengths.Values(n, 43);
+                        int ldc = n + 5;
+                        float[] Run(int threads)
+                        {
+                            KernelThreads.SetCount(threads);
+                            var c = Enumerable.Repeat(-7f, m * ldc).ToArray();
+                            Gemm.Multiply(isa, GemmPath.Auto, ta, tb, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, bias, c, ldc, FusedActivation.Tanh);
+                            return c;
+                        }
+                        var one = Run(1);
+                        for (int i = 0; i < m; i++)
+                            for (int j = n; j < ldc; j++)
+                                Assert.Equal(-7f, one[i * ldc + j]);
+                        Assert.Equal(one, Run(2));
+                        Assert.Equal(one, Run(3));
+                    }
         }
         finally
         {
