@@ -82,9 +82,10 @@ internal static unsafe class GemmDriver<T, TKernel>
 
     /// <summary>
     /// Threads that take a large product as slabs of whole row panels (negative count) or whole column panels (positive),
-    /// each slab the serial blocked loops on its own thread with its own packed blocks; 1: not cut. Cut along the longer of
-    /// m and n (each thread then repacks the other operand, (T − 1)/longer of the work), into at most one slab per thread
-    /// and at least 8 panels a slab, from 2²⁴ multiply-adds. Spread over the tasks of shared k blocks instead, a product
+    /// each slab the serial blocked loops on its own thread with its own packed blocks; 1: not cut. Cut along n (each thread
+    /// then packs all of A, (T − 1)/n more work, and a B block of n/T columns), or along m when m ≥ 2n or n has too few
+    /// panels (each thread packs all of B: a square product's row slabs were 3-8 % slower than its column slabs, a tall
+    /// one's faster), into at most one slab per thread and at least 8 panels a slab, from 2²⁴ multiply-adds. Spread over the tasks of shared k blocks instead, a product
     /// waits at two barriers per k block and each core reads the half of the packed B the other one packed; as slabs, the
     /// two cores of a Zen 5 ran gemm-1024 at 373 instead of 345 GFLOP/s, gemm-2048 at 384 instead of 360, and mlp-wide's
     /// 128-row products 25-45 % faster (<c>GradFlow.Benchmarks --profile slabs</c>). Slab edges fall on panel edges, so
@@ -93,7 +94,7 @@ internal static unsafe class GemmDriver<T, TKernel>
     private static int Slabs(Problem<T> p)
     {
         if (!Slabbing || (long)p.M * p.N * p.K < 1L << 24) return 1;
-        bool rows = p.M >= p.N;
+        bool rows = p.M >= 2L * p.N || p.N < 16 * TKernel.NR;
         int panels = rows ? (p.M + TKernel.MR - 1) / TKernel.MR : (p.N + TKernel.NR - 1) / TKernel.NR;
         int slabs = Math.Min(KernelThreads.Count, panels / 8);
         return rows ? -slabs : slabs;
