@@ -27,7 +27,9 @@ dotnet build benchmarks/GradFlow.Benchmarks -c Release -v q -nologo >/dev/null
 gf=benchmarks/GradFlow.Benchmarks/bin/Release/net10.0/GradFlow.Benchmarks
 mkdir -p benchmarks/results
 log=benchmarks/results/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl
-peak=$("$gf" --fma-peak --threads "$threads" | awk '/512-bit/ {p=$2} /256-bit/ && !p {p=$2} END {print p}')
+peaks=$("$gf" --fma-peak --threads "$threads")
+peak=$(awk '/512-bit/ {p=$2} /256-bit/ && !p {p=$2} END {print p}' <<<"$peaks")
+peak256=$(awk '/256-bit/ {print $2}' <<<"$peaks")
 for r in $(seq "$rounds"); do
   for w in ${only//,/ }; do
     bash ../shared/bench/run_pytorch_reference.sh --only "$w" --threads "$threads" "${extra[@]}" \
@@ -36,4 +38,4 @@ for r in $(seq "$rounds"); do
   done
 done
 echo
-python3 benchmarks/ratio_table.py "$log" --peak "${peak:-nan}" "${check[@]}"
+python3 benchmarks/ratio_table.py "$log" --peak "${peak:-nan}" --peak256 "${peak256:-nan}" "${check[@]}"
