@@ -678,9 +678,24 @@ internal struct C240 : IConst { public static int Value => 240; }
 internal static class BlockingAb
 {
     /// <summary>
-    /// The weight-gradient shapes of transformer-small (dW = dYᵀ·X over 4 096 tokens: A transposed, k = 4 096) with
-    /// the AVX-512 tile at other KC and MC, alternating, fastest and median of each (<c>--profile blocking-dw</c>).
+    /// Runs the variants one after another in rounds for <paramref name="seconds"/> (the first round a warm-up), each
+    /// <paramref name="reps"/> times per round; returns each variant's "best X median Y" in GFLOP/s for
+    /// <paramref name="gflop"/> per call.
     /// </summary>
+    private static string[] Alternate(IReadOnlyList<Action> variants, double seconds, double gflop, int reps = 1)
+    {
+        var times = variants.Select(_ => new List<double>()).ToArray();
+        var sw = Stopwatch.StartNew();
+        for (int round = 0; sw.Elapsed.TotalSeconds < seconds; round++)
+            for (int v = 0; v < variants.Count; v++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                for (int r = 0; r < reps; r++) variants[v]();
+                if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds / reps);
+            }
+        return times.Select(t => $"best {gflop / t.Min():F0} median {gflop / t.Order().ElementAt(t.Count / 2):F0}").ToArray();
+    }
+
     /// <summary>
     /// The AVX-512 GEMM's large products as per-thread slabs or spread over the tasks of shared k blocks, alternating in
     /// one process, fastest and median of each: the square gemm-N and the shapes of transformer-small's and mlp-wide's
@@ -709,24 +724,22 @@ internal static class BlockingAb
             {
                 var p = new GradFlow.Kernels.Problem<float>(1, ta, tb, m, n, k, 1f, pa, ta ? m : k, 0, pb, tb ? k : n, 0, 0f, pc, n, 0, bias ? pbias : null);
                 bool[] modes = [false, true];
-                var times = modes.Select(_ => new List<double>()).ToArray();
-                var sw = Stopwatch.StartNew();
-                for (int round = 0; sw.Elapsed.TotalSeconds < 6; round++)
-                    for (int v = 0; v < modes.Length; v++)
-                    {
-                        GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = modes[v];
-                        long t0 = Stopwatch.GetTimestamp();
-                        GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Run(p, GradFlow.Kernels.GemmPath.Auto);
-                        if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
-                    }
+                var rates = Alternate(modes.Select(slabs => (Action)(() =>
+                {
+                    GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = slabs;
+                    GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Run(p, GradFlow.Kernels.GemmPath.Auto);
+                })).ToArray(), 6, 2.0 * m * n * k / 1e9);
                 GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = true;
-                double g = 2.0 * m * n * k / 1e9;
                 Console.WriteLine($"{name} {m}×{n}×{k}, {GradFlow.Kernels.KernelThreads.Count} thread(s), GFLOP/s: " + string.Join("; ", modes.Select((v, i) =>
-                    $"{(v ? "slabs" : "shared k blocks")} best {g / times[i].Min():F0} median {g / times[i].Order().ElementAt(times[i].Count / 2):F0}")));
+                    $"{(v ? "slabs" : "shared k blocks")} {rates[i]}")));
             }
         }
     }
 
+    /// <summary>
+    /// The weight-gradient shapes of transformer-small (dW = dYᵀ·X over 4 096 tokens: A transposed, k = 4 096) with
+    /// the AVX-512 tile at other KC and MC, alternating, fastest and median of each (<c>--profile blocking-dw</c>).
+    /// </summary>
     public static unsafe void WeightGradients()
     {
         foreach (var (name, m, n, k) in new[] { ("qkv dW", 768, 256, 4096), ("ff1 dW", 1024, 256, 4096), ("ff2 dW", 256, 1024, 4096), ("out dW", 256, 256, 4096) })
@@ -745,19 +758,8 @@ internal static class BlockingAb
                     ("KC256 MC240", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C256, C240>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
                     ("KC768 MC96", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C768, C96>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
                 };
-                var times = variants.Select(_ => new List<double>()).ToArray();
-                var sw = Stopwatch.StartNew();
-                for (int round = 0; sw.Elapsed.TotalSeconds < 8; round++)
-                    for (int v = 0; v < variants.Length; v++)
-                    {
-                        long t0 = Stopwatch.GetTimestamp();
-                        variants[v].Run();
-                        if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
-                    }
-                GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = true;
-                double g = 2.0 * m * n * k / 1e9;
-                Console.WriteLine($"{name} {m}×{n}×{k}, {GradFlow.Kernels.KernelThreads.Count} thread(s): " + string.Join("; ", variants.Select((v, i) =>
-                    $"{v.Name} best {g / times[i].Min():F0} median {g / times[i].Order().ElementAt(times[i].Count / 2):F0}")));
+                var rates = Alternate(variants.Select(v => v.Run).ToArray(), 8, 2.0 * m * n * k / 1e9);
+                Console.WriteLine($"{name} {m}×{n}×{k}, {GradFlow.Kernels.KernelThreads.Count} thread(s): " + string.Join("; ", variants.Select((v, i) => $"{v.Name} {rates[i]}")));
             }
         }
     }
@@ -782,17 +784,7 @@ internal static class BlockingAb
                     ("KC768 MC96", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C768, C96>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
                     ("KC768 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C768, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
                 };
-                var times = variants.Select(_ => new List<double>()).ToArray();
-                int reps = Math.Max(1, (int)(4e8 / ((double)n * n * n)));
-                var sw = Stopwatch.StartNew();
-                for (int round = 0; sw.Elapsed.TotalSeconds < 12; round++)
-                    for (int v = 0; v < variants.Length; v++)
-                    {
-                        long t0 = Stopwatch.GetTimestamp();
-                        for (int r = 0; r < reps; r++) variants[v].Run();
-                        if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds / reps);
-                    }
-                double g = 2.0 * n * n * n / 1e9;
+                var rates = Alternate(variants.Select(v => v.Run).ToArray(), 12, 2.0 * n * n * n / 1e9, reps: Math.Max(1, (int)(4e8 / ((double)n * n * n))));
                 if (n == 2048)
                 {
                     var dst = GC.AllocateArray<float>(156 * 512, pinned: true);
@@ -807,8 +799,7 @@ internal static class BlockingAb
                     }
                     Console.WriteLine($"PackA of one 144×512 block of A (row-major, lda {n}): {best:F1} µs; a {n}³ product packs {(double)n * n / (144 * 512):F0} such blocks");
                 }
-                Console.WriteLine($"gemm-{n}, {GradFlow.Kernels.KernelThreads.Count} thread(s): " + string.Join("; ", variants.Select((v, i) =>
-                    $"{v.Name} best {g / times[i].Min():F0} median {g / times[i].Order().ElementAt(times[i].Count / 2):F0}")));
+                Console.WriteLine($"gemm-{n}, {GradFlow.Kernels.KernelThreads.Count} thread(s): " + string.Join("; ", variants.Select((v, i) => $"{v.Name} {rates[i]}")));
             }
         }
     }

@@ -70,34 +70,33 @@ internal static unsafe class GemmDriver<T, TKernel>
             return;
         }
         bool parallel = macs >= Gemm.ParallelThreshold && KernelThreads.Count > 1;
-        if (parallel && p.Count == 1 && Slabs(p) is int slabs and (> 1 or < -1))
+        if (parallel && p.Count == 1 && Slabs(p) is { Count: > 1 } slabs)
         {
             var job = _slabJob ??= new SlabJob();
             job.Set(p, slabs, path);
-            KernelThreads.Run(Math.Abs(slabs), job.Task);
+            KernelThreads.Run(slabs.Count, job.Task);
             return;
         }
         for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel, path);
     }
 
     /// <summary>
-    /// Threads that take a large product as slabs of whole row panels (negative count) or whole column panels (positive),
-    /// each slab the serial blocked loops on its own thread with its own packed blocks; 1: not cut. Cut along n (each thread
-    /// then packs all of A, (T − 1)/n more work, and a B block of n/T columns), or along m when m ≥ 2n or n has too few
-    /// panels (each thread packs all of B: a square product's row slabs were 3-8 % slower than its column slabs, a tall
-    /// one's faster), into at most one slab per thread and at least 8 panels a slab, from 2²⁴ multiply-adds. Spread over the tasks of shared k blocks instead, a product
+    /// How a large product is cut into one slab per thread, each slab the serial blocked loops on its own thread with its
+    /// own packed blocks (Count 1: not cut). Cut along n (each thread then packs all of A, (T − 1)/n more work, and a B
+    /// block of n/T columns), or along m (<c>Rows</c>) when m ≥ 2n or n has too few panels (each thread packs all of B: a
+    /// square product's row slabs were 3-8 % slower than its column slabs, a tall one's faster); at most one slab per
+    /// thread, at least 8 panels a slab, from 2²⁴ multiply-adds. Spread over the tasks of shared k blocks instead, a product
     /// waits at two barriers per k block and each core reads the half of the packed B the other one packed; as slabs, the
-    /// two cores of a Zen 5 ran gemm-1024 at 373 instead of 345 GFLOP/s, gemm-2048 at 384 instead of 360, and mlp-wide's
-    /// 128-row products 25-45 % faster (<c>GradFlow.Benchmarks --profile slabs</c>). Slab edges fall on panel edges, so
+    /// two cores of a Zen 5 ran gemm-1024 at 382 instead of 347 GFLOP/s, gemm-2048 at 387 instead of 366, and mlp-wide's
+    /// 128-row products 18-46 % faster (<c>GradFlow.Benchmarks --profile slabs</c>). Slab edges fall on panel edges, so
     /// every tile, k block and epilogue is the one of the uncut product: the numbers do not depend on the thread count.
     /// </summary>
-    private static int Slabs(Problem<T> p)
+    private static (int Count, bool Rows, int Panels) Slabs(Problem<T> p)
     {
-        if (!Slabbing || (long)p.M * p.N * p.K < 1L << 24) return 1;
+        if (!Slabbing || (long)p.M * p.N * p.K < 1L << 24) return (1, false, 0);
         bool rows = p.M >= 2L * p.N || p.N < 16 * TKernel.NR;
         int panels = rows ? (p.M + TKernel.MR - 1) / TKernel.MR : (p.N + TKernel.NR - 1) / TKernel.NR;
-        int slabs = Math.Min(KernelThreads.Count, panels / 8);
-        return rows ? -slabs : slabs;
+        return (Math.Min(KernelThreads.Count, panels / 8), rows, panels);
     }
 
     /// <summary>Whether large products are cut into per-thread slabs (<see cref="Slabs"/>); off only for the profile's A/B.</summary>
@@ -110,25 +109,20 @@ internal static unsafe class GemmDriver<T, TKernel>
     private sealed class SlabJob
     {
         private Problem<T> _p;
-        private int _slabs, _panels;
-        private bool _rows;
+        private (int Count, bool Rows, int Panels) _slabs;
         private GemmPath _path;
         public readonly Action<int> Task;
 
         public SlabJob() => Task = Run;
 
-        /// <summary>Slabs as <see cref="Slabs"/> gives them: negative for rows.</summary>
-        public void Set(Problem<T> p, int slabs, GemmPath path)
-        {
-            (_p, _path, _rows, _slabs) = (p, path, slabs < 0, Math.Abs(slabs));
-            _panels = _rows ? (p.M + TKernel.MR - 1) / TKernel.MR : (p.N + TKernel.NR - 1) / TKernel.NR;
-        }
+        public void Set(Problem<T> p, (int Count, bool Rows, int Panels) slabs, GemmPath path) => (_p, _slabs, _path) = (p, slabs, path);
 
         private void Run(int t)
         {
-            int width = _rows ? TKernel.MR : TKernel.NR, extent = _rows ? _p.M : _p.N;
-            int j0 = (int)((long)_panels * t / _slabs) * width, j1 = Math.Min(extent, (int)((long)_panels * (t + 1) / _slabs) * width);
-            Single(_rows ? _p.RowSlice(j0, j1 - j0) : _p.ColumnSlice(j0, j1 - j0), parallel: false, _path);
+            var (count, rows, panels) = _slabs;
+            int width = rows ? TKernel.MR : TKernel.NR, extent = rows ? _p.M : _p.N;
+            int j0 = (int)((long)panels * t / count) * width, j1 = Math.Min(extent, (int)((long)panels * (t + 1) / count) * width);
+            Single(rows ? _p.RowSlice(j0, j1 - j0) : _p.ColumnSlice(j0, j1 - j0), parallel: false, _path);
         }
     }
 
@@ -211,7 +205,6 @@ internal static unsafe class GemmDriver<T, TKernel>
             Single(part, parallel: false, _path);
         }
     }
-
 
     /// <summary>C = beta·C (k = 0 or alpha = 0); beta = 0 writes zeros without reading C.</summary>
     private static void ScaleC(Problem<T> p)
