@@ -144,14 +144,14 @@ public static class Gemm
     /// computes the right numbers (in slow software emulation).</remarks>
     internal static unsafe void MultiplyBatched(InstructionSet isa, int count, bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, long strideA, ReadOnlySpan<float> b, int ldb, long strideB,
-        float beta, Span<float> c, int ldc, long strideC, GemmPath path = GemmPath.Auto)
+        float beta, Span<float> c, int ldc, long strideC, GemmPath path = GemmPath.Auto, GemmCausal causal = GemmCausal.None)
     {
         Validate(count, transA, transB, m, n, k, a.Length, lda, strideA, b.Length, ldb, strideB, c.Length, ldc, strideC);
         if (count == 0 || m == 0 || n == 0) return;
         fixed (float* pa = a, pb = b, pc = c)
         {
             var p = new Problem<float>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC)
-                { RoundBf16 = BFloat16.Operands };
+                { RoundBf16 = BFloat16.Operands, Causal = causal };
             switch (isa)
             {
                 case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p, path); break;
@@ -164,13 +164,14 @@ public static class Gemm
     /// <summary>The float64 GEMM on an explicit path (256-bit tiles from AVX2 up, 128-bit otherwise).</summary>
     internal static unsafe void MultiplyBatched(InstructionSet isa, int count, bool transA, bool transB, int m, int n, int k, double alpha,
         ReadOnlySpan<double> a, int lda, long strideA, ReadOnlySpan<double> b, int ldb, long strideB,
-        double beta, Span<double> c, int ldc, long strideC)
+        double beta, Span<double> c, int ldc, long strideC, GemmCausal causal = GemmCausal.None)
     {
         Validate(count, transA, transB, m, n, k, a.Length, lda, strideA, b.Length, ldb, strideB, c.Length, ldc, strideC);
         if (count == 0 || m == 0 || n == 0) return;
         fixed (double* pa = a, pb = b, pc = c)
         {
-            var p = new Problem<double>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC);
+            var p = new Problem<double>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC)
+                { Causal = causal };
             if (isa >= InstructionSet.Avx2) GemmDriver<double, GemmKernelF64Avx2>.Run(p, GemmPath.Auto);
             else GemmDriver<double, GemmKernelF64Portable>.Run(p, GemmPath.Auto);
         }
@@ -233,6 +234,26 @@ public enum FusedActivation
     Sigmoid,
 }
 
+/// <summary>
+/// The causal structure of attention's products, which the small-GEMM loops skip (the packed loops compute everything,
+/// which gives the same numbers): the scores' tiles above the diagonal, and the zeros of the attention weights P and
+/// their gradient dS (lower triangular: row i has no entry right of column i).
+/// </summary>
+internal enum GemmCausal
+{
+    /// <summary>Everything is computed.</summary>
+    None,
+
+    /// <summary>Only C's lower triangle is needed: tiles whose columns all lie right of their last row are not written (S = Q·Kᵀ, dP = dO·Vᵀ).</summary>
+    LowerC,
+
+    /// <summary>op(A)[i, p] = 0 for p &gt; i: row tile i0..i1 sums p &lt; i1 only (O = P·V, dQ = dS·K).</summary>
+    ALower,
+
+    /// <summary>op(A)[i, p] = 0 for p &lt; i: row tile i0..i1 sums p ≥ i0 only (dV = Pᵀ·dO, dK = dSᵀ·Q).</summary>
+    AUpper,
+}
+
 /// <summary>Loop structure of a GEMM: chosen by shape (Auto), or forced (tests compare the two).</summary>
 internal enum GemmPath
 {
@@ -267,6 +288,9 @@ internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, 
     /// <summary>Round the packed operands to bf16 (float32 only; <see cref="BFloat16.Operands"/> when the call was made).</summary>
     public bool RoundBf16 { get; init; }
 
+    /// <summary>The causal structure the small-GEMM loops may skip (kept by <see cref="Item"/> only: the other paths compute everything).</summary>
+    public GemmCausal Causal { get; init; }
+
     /// <summary>
     /// Depths [k0, k0 + depth) of this single problem, written to <paramref name="c"/> (row stride <paramref name="ldc"/>)
     /// with <paramref name="beta"/>: one part of a product cut along k.
@@ -284,7 +308,7 @@ internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, 
 
     /// <summary>The same problem restricted to batch item <paramref name="i"/>.</summary>
     public Problem<T> Item(int i) => new(1, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, 0, B + i * StrideB, Ldb, 0,
-        Beta, C + i * StrideC, Ldc, 0, Bias, Activation) { RoundBf16 = RoundBf16 };
+        Beta, C + i * StrideC, Ldc, 0, Bias, Activation) { RoundBf16 = RoundBf16, Causal = Causal };
 }
 
 /// <summary>

@@ -126,8 +126,8 @@ public sealed partial class Tensor
         return y.Record(op, [qkv], g =>
         {
             var dqkv = Uninitialized(op, qkv, qkv._shape);
-            if (qkv.Storage is float[]) PackedBackward<float>(qkv, p, y, g, dqkv, b, heads, t, e, (float)sc);
-            else PackedBackward<double>(qkv, p, y, g, dqkv, b, heads, t, e, sc);
+            if (qkv.Storage is float[]) PackedBackward<float>(qkv, p, y, g, dqkv, b, heads, t, e, (float)sc, causal);
+            else PackedBackward<double>(qkv, p, y, g, dqkv, b, heads, t, e, sc, causal);
             return [dqkv];
         }, onRelease: p.ReleaseStorage);
     }
@@ -156,14 +156,16 @@ public sealed partial class Tensor
         long perSeq = (long)t * row, perP = (long)h * t * t;
         var xs = qkv.Span<T>()[(int)(n * perSeq)..];
         var ps = p.Span<T>().Slice((int)(n * perP), (int)perP);
-        // S = Q·Kᵀ per head (scaled and masked by the softmax), then O = P·V into the heads' columns
-        GemmBatched(h, false, true, t, t, dh, xs, row, dh, xs[e..], row, dh, ps, t, (long)t * t);
+        // S = Q·Kᵀ per head (scaled and masked by the softmax), then O = P·V into the heads' columns; causal attention
+        // skips the scores' tiles above the diagonal (the softmax zeroes them) and P's zeros in O = P·V
+        var (lower, aLower) = causal ? (Kernels.GemmCausal.LowerC, Kernels.GemmCausal.ALower) : default;
+        GemmBatched(h, false, true, t, t, dh, xs, row, dh, xs[e..], row, dh, ps, t, (long)t * t, lower);
         MaskedSoftmaxSequence(ps, scale, h, t, t, causal, keyPadding, n);
-        GemmBatched(h, false, false, t, dh, t, ps, t, (long)t * t, xs[(2 * e)..], row, dh, y.Span<T>()[(n * t * e)..], e, dh);
+        GemmBatched(h, false, false, t, dh, t, ps, t, (long)t * t, xs[(2 * e)..], row, dh, y.Span<T>()[(n * t * e)..], e, dh, aLower);
     }
 
     /// <summary>The backward pass, one kernel-thread task per sequence (as <see cref="PackedForward"/>), each with its own dS buffer.</summary>
-    private static void PackedBackward<T>(Tensor qkv, Tensor p, Tensor y, Tensor g, Tensor dqkv, int b, int h, int t, int e, T scale)
+    private static void PackedBackward<T>(Tensor qkv, Tensor p, Tensor y, Tensor g, Tensor dqkv, int b, int h, int t, int e, T scale, bool causal)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         if (b * t == 0) return;
@@ -171,13 +173,19 @@ public sealed partial class Tensor
         Kernels.KernelThreads.Run(b, n =>
         {
             using var precision = Kernels.BFloat16.OperandsScope(bf16);
-            PackedBackwardSequence(qkv, p, y, g, dqkv, n, h, t, e, scale);
+            PackedBackwardSequence(qkv, p, y, g, dqkv, n, h, t, e, scale, causal);
         });
     }
 
-    private static void PackedBackwardSequence<T>(Tensor qkv, Tensor p, Tensor y, Tensor g, Tensor dqkv, int n, int h, int t, int e, T scale)
+    /// <remarks>
+    /// Causal attention's P and dS are lower triangular: dP is computed on and below the diagonal only, dS is zero above
+    /// it, and the four products skip those zeros (the numbers are those of the full products: only exact zero terms go).
+    /// </remarks>
+    private static void PackedBackwardSequence<T>(Tensor qkv, Tensor p, Tensor y, Tensor g, Tensor dqkv, int n, int h, int t, int e, T scale,
+        bool causal)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        var (lower, aLower, aUpper) = causal ? (Kernels.GemmCausal.LowerC, Kernels.GemmCausal.ALower, Kernels.GemmCausal.AUpper) : default;
         int dh = e / h, row = 3 * e;
         long perSeq = (long)t * row, perP = (long)h * t * t;
         var xs = qkv.Span<T>()[(int)(n * perSeq)..];
@@ -188,35 +196,39 @@ public sealed partial class Tensor
         var dsBuffer = TensorPool.Rent<T>(h * t * t); // from this thread's pool
         var ds = dsBuffer.AsSpan(0, h * t * t);
         // dV = Pᵀ·G; dP = G·Vᵀ
-        GemmBatched(h, true, false, t, dh, t, pn, t, (long)t * t, gn, e, dh, dxs[(2 * e)..], row, dh);
-        GemmBatched(h, false, true, t, t, dh, gn, e, dh, xs[(2 * e)..], row, dh, ds, t, (long)t * t);
-        // dS = scale·P ⊙ (dP − Σ_k G_k·O_k), row by row (query i of head hh)
+        GemmBatched(h, true, false, t, dh, t, pn, t, (long)t * t, gn, e, dh, dxs[(2 * e)..], row, dh, aUpper);
+        GemmBatched(h, false, true, t, t, dh, gn, e, dh, xs[(2 * e)..], row, dh, ds, t, (long)t * t, lower);
+        // dS = scale·P ⊙ (dP − Σ_k G_k·O_k), row by row (query i of head hh); zero right of the diagonal when causal
         for (int hh = 0; hh < h; hh++)
             for (int i = 0; i < t; i++)
             {
-                int at = i * e + hh * dh;
+                int at = i * e + hh * dh, visible = causal ? i + 1 : t;
                 T dot = TensorPrimitives.Dot(gn.Slice(at, dh), yn.Slice(at, dh));
                 var r = ds.Slice((hh * t + i) * t, t);
+                r[visible..].Clear();
+                r = r[..visible];
                 TensorPrimitives.Subtract(r, dot, r);
-                TensorPrimitives.Multiply(r, pn.Slice((hh * t + i) * t, t), r);
+                TensorPrimitives.Multiply(r, pn.Slice((hh * t + i) * t, visible), r);
                 TensorPrimitives.Multiply(r, scale, r);
             }
         // dQ = dS·K; dK = dSᵀ·Q
-        GemmBatched(h, false, false, t, dh, t, ds, t, (long)t * t, xs[e..], row, dh, dxs, row, dh);
-        GemmBatched(h, true, false, t, dh, t, ds, t, (long)t * t, xs, row, dh, dxs[e..], row, dh);
+        GemmBatched(h, false, false, t, dh, t, ds, t, (long)t * t, xs[e..], row, dh, dxs, row, dh, aLower);
+        GemmBatched(h, true, false, t, dh, t, ds, t, (long)t * t, xs, row, dh, dxs[e..], row, dh, aUpper);
         TensorPool.Return(dsBuffer);
     }
 
     /// <summary>C_i = op(A_i)·op(B_i) for i &lt; count (β = 0), on spans of T.</summary>
     private static void GemmBatched<T>(int count, bool ta, bool tb, int m, int n, int k, ReadOnlySpan<T> a, int lda, long strideA,
-        ReadOnlySpan<T> b, int ldb, long strideB, Span<T> c, int ldc, long strideC) where T : unmanaged
+        ReadOnlySpan<T> b, int ldb, long strideB, Span<T> c, int ldc, long strideC, Kernels.GemmCausal causal = Kernels.GemmCausal.None) where T : unmanaged
     {
         if (typeof(T) == typeof(float))
-            Kernels.Gemm.MultiplyBatched(count, ta, tb, m, n, k, 1f, System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a), lda, strideA,
-                System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(b), ldb, strideB, 0f, System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(c), ldc, strideC);
+            Kernels.Gemm.MultiplyBatched(Kernels.KernelIsa.Best, count, ta, tb, m, n, k, 1f, System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(a), lda, strideA,
+                System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(b), ldb, strideB, 0f, System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(c), ldc, strideC,
+                causal: causal);
         else
-            Kernels.Gemm.MultiplyBatched(count, ta, tb, m, n, k, 1.0, System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(a), lda, strideA,
-                System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(b), ldb, strideB, 0.0, System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(c), ldc, strideC);
+            Kernels.Gemm.MultiplyBatched(Kernels.KernelIsa.Best, count, ta, tb, m, n, k, 1.0, System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(a), lda, strideA,
+                System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(b), ldb, strideB, 0.0, System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(c), ldc, strideC,
+                causal);
     }
 
     /// <summary>

@@ -177,6 +177,53 @@ public class GemmTests
             }
     }
 
+    [Theory]
+    [InlineData(1, 8)]
+    [InlineData(13, 16)]
+    [InlineData(40, 8)]
+    [InlineData(128, 64)]
+    [InlineData(30, 600)] // deeper than one k block: the structure of A is not used, the numbers are the same
+    public void Multiply_CausalStructure_SkipsOnlyZerosAndUnneededTiles_BitwiseAsTheFullProduct(int t, int d)
+    {
+        // Causal attention's products: S = Q·Kᵀ needs C's lower triangle only; O = P·V and dQ = dS·K have op(A) zero
+        // right of the diagonal, dV = Pᵀ·dO and dK = dSᵀ·Q zero left of it. The direct loops skip those tiles and
+        // depths, which must give the full product's bits (finite operands: only exact zero terms are left out).
+        foreach (var isa in Paths)
+            foreach (bool ta in new[] { false, true })
+            {
+                foreach (var causal in new[] { GemmCausal.ALower, GemmCausal.AUpper })
+                {
+                    var a = MakeOperand(t, t, ta, 1, seed: t + d);
+                    for (int i = 0; i < t; i++)
+                        for (int q = 0; q < t; q++)
+                            if (causal == GemmCausal.ALower ? q > i : q < i) a.Data[ta ? q * a.Ld + i : i * a.Ld + q] = 0;
+                    var b = MakeOperand(t, d, false, 2, seed: d);
+                    float[] Run(GemmCausal structure)
+                    {
+                        var c = Enumerable.Repeat(float.NaN, t * d).ToArray();
+                        Gemm.MultiplyBatched(isa, 1, ta, false, t, d, t, 1f, a.Data, a.Ld, 0, b.Data, b.Ld, 0, 0f, c, d, 0, GemmPath.Direct, structure);
+                        return c;
+                    }
+                    AssertBitwise($"{KernelIsa.Name(isa)} {causal} t={t} d={d} ta={ta}", Run(GemmCausal.None), Run(causal));
+                }
+                var x = MakeOperand(t, d, ta, 1, seed: 3 * t);
+                var y = MakeOperand(d, t, true, 0, seed: 5 * d);
+                float[] Scores(GemmCausal structure)
+                {
+                    var c = Enumerable.Repeat(float.NaN, t * t).ToArray();
+                    Gemm.MultiplyBatched(isa, 1, ta, true, t, t, d, 0.5f, x.Data, x.Ld, 0, y.Data, y.Ld, 0, 0f, c, t, 0, GemmPath.Direct, structure);
+                    return c;
+                }
+                var full = Scores(GemmCausal.None);
+                var lower = Scores(GemmCausal.LowerC);
+                for (int i = 0; i < t; i++)
+                    for (int j = 0; j <= i; j++)
+                        if (BitConverter.SingleToInt32Bits(full[i * t + j]) != BitConverter.SingleToInt32Bits(lower[i * t + j]))
+                            Assert.Fail($"{KernelIsa.Name(isa)} LowerC t={t} d={d} ta={ta}: S[{i}, {j}] is {lower[i * t + j]:R}, full product {full[i * t + j]:R}");
+                if (t >= 40) Assert.Contains(lower, float.IsNaN); // tiles above the diagonal were skipped, as they may be
+            }
+    }
+
     private static void AssertBitwise(string what, float[] expected, float[] actual)
     {
         for (int i = 0; i < expected.Length; i++)

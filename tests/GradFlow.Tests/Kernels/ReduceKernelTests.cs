@@ -1,4 +1,5 @@
 using GradFlow.Kernels;
+using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Kernels;
 
@@ -39,6 +40,38 @@ public class ReduceKernelTests
                 double reference = 0;
                 for (int j = 0; j < n; j++) reference += x[(o * n + j) * inner + i];
                 Assert.Equal(reference, y[o * inner + i], 12);
+            }
+    }
+
+    [Theory]
+    [InlineData(300, 256)]
+    [InlineData(257, 777)]  // a last column block of 9, a vector tail
+    [InlineData(4096, 130)] // a weight gradient's bias: many rows, two blocks
+    public void Sum_ColumnsOfATallMatrix_AreTheRowByRowSums_BitwiseOnOneAndTwoThreads(int n, int inner)
+    {
+        // The parallel column-block path (a bias gradient over a batch): each column must be the float sum of its rows
+        // in row order, whatever the vector width or the thread count.
+        var x = KernelLengths.Values(n * inner, seed: n + inner);
+        var expected = x[..inner];
+        for (int j = 1; j < n; j++)
+            for (int i = 0; i < inner; i++) expected[i] += x[j * inner + i];
+        var xd = x.Select(v => (double)v * 1.5).ToArray();
+        var expectedD = xd[..inner];
+        for (int j = 1; j < n; j++)
+            for (int i = 0; i < inner; i++) expectedD[i] += xd[j * inner + i];
+        var (one, two) = KernelThreadCounts.OneAndTwo(() =>
+        {
+            var y = new float[inner];
+            var yd = new double[inner];
+            ReduceKernels.Sum<float>(x, 1, n, inner, y);
+            ReduceKernels.Sum<double>(xd, 1, n, inner, yd);
+            return (y, yd);
+        });
+        foreach (var (y, yd) in new[] { one, two })
+            for (int i = 0; i < inner; i++)
+            {
+                Assert.Equal(BitConverter.SingleToInt32Bits(expected[i]), BitConverter.SingleToInt32Bits(y[i]));
+                Assert.Equal(BitConverter.DoubleToInt64Bits(expectedD[i]), BitConverter.DoubleToInt64Bits(yd[i]));
             }
     }
 
