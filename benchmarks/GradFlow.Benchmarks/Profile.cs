@@ -26,6 +26,30 @@ internal static class Profile
         else if (sections.Contains("winograd")) WinogradVersusFlat();
         if (sections.Contains("cnn")) CnnStep();
         if (sections.Contains("resnet20")) ResNet20Epoch();
+        if (sections.Contains("colsum")) ColumnSums();
+    }
+
+    /// <summary>
+    /// The bias gradients of transformer-small's linear layers: column sums of dY [4 096, n] (ReduceKernels.Sum over the
+    /// rows), fastest and median of 200 calls each, in GB/s of dY read (<c>--profile colsum</c>, named only).
+    /// </summary>
+    private static void ColumnSums()
+    {
+        foreach (int n in new[] { 96, 256, 768, 1024 })
+        {
+            var x = Tensor.RandN(new Generator((ulong)n), 4096, n).ToArray();
+            var y = new float[n];
+            var times = new List<double>();
+            for (int rep = 0; rep < 220; rep++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                GradFlow.Kernels.ReduceKernels.Sum<float>(x, 1, 4096, n, y);
+                if (rep >= 20) times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+            times.Sort();
+            double gb = 4.0 * 4096 * n / 1e9;
+            Console.WriteLine($"column sums of [4096, {n}], {GradFlow.Kernels.KernelThreads.Count} thread(s): best {gb / times[0]:F1} GB/s, median {gb / times[times.Count / 2]:F1} GB/s");
+        }
     }
 
     /// <summary>
@@ -759,6 +783,7 @@ internal static class BlockingAb
                 var variants = new (string Name, Action Run)[]
                 {
                     ("A not transposed", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(pN, GradFlow.Kernels.GemmPath.Packed)),
+                    ("no prefetch", () => { GradFlow.Kernels.GemmPack.PrefetchPack = false; GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed); GradFlow.Kernels.GemmPack.PrefetchPack = true; }),
                     ("serial sums", () => { GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.ParallelPartialSums = false; GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed); GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.ParallelPartialSums = true; }),
                     ("2 parts", () => { GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.MaxDepthParts = 2; GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed); GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.MaxDepthParts = 4; }),
                     ("no depth cut", () => { GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.MaxDepthParts = 1; GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed); GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.MaxDepthParts = 4; }),

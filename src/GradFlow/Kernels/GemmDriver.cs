@@ -724,6 +724,13 @@ internal static unsafe class GemmPack
         for (int g = 0; g < kc; g += 8)
         {
             int ge = Math.Min(kc, g + 8);
+            if (PrefetchPack && Sse.IsSupported)
+                // the next group's rows: each is in a page of its own, where the hardware's streams do not start
+                for (int p = ge, pe = Math.Min(kc, ge + 8); p < pe; p++)
+                {
+                    byte* row = (byte*)(a + (nint)(p0 + p) * lda + i0);
+                    for (int off = 0; off < rows * sizeof(T); off += 64) Sse.Prefetch0(row + off);
+                }
             for (int q = 0; q < panels; q++)
             {
                 int r0 = q * mr, n = Math.Min(mr, rows - r0);
@@ -743,6 +750,8 @@ internal static unsafe class GemmPack
             }
         }
     }
+
+    internal static bool PrefetchPack = true;
 
     /// <summary>A 4×4 block: row i of <paramref name="src"/> (stride <paramref name="lds"/>) becomes column i of <paramref name="dst"/> (stride <paramref name="ldd"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

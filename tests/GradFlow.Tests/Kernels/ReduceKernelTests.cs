@@ -47,6 +47,7 @@ public class ReduceKernelTests
     [InlineData(300, 256)]
     [InlineData(257, 777)]  // a last column block of 9, a vector tail
     [InlineData(4096, 130)] // a weight gradient's bias: many rows, two blocks
+    [InlineData(2000, 40)]  // too narrow to cut: one block, on the calling thread
     public void Sum_ColumnsOfATallMatrix_AreTheRowByRowSums_BitwiseOnOneAndTwoThreads(int n, int inner)
     {
         // The parallel column-block path (a bias gradient over a batch): each column must be the float sum of its rows
