@@ -709,7 +709,16 @@ internal static unsafe class GemmPack
             return;
         }
         for (int r0 = 0; r0 < rows; r0 += mr)
+        {
+            if (PrefetchPack && Sse.IsSupported)
+                // the next panel's rows while this one is transposed
+                for (int r = r0 + mr, re = Math.Min(rows, r0 + 2 * mr); r < re; r++)
+                {
+                    byte* row = (byte*)(a + (nint)(i0 + r) * lda + p0);
+                    for (int off = 0; off < kc * sizeof(T); off += 64) Sse.Prefetch0(row + off);
+                }
             PackA(a, lda, false, i0 + r0, Math.Min(mr, rows - r0), p0, kc, mr, dst + (nint)(r0 / mr) * mr * kc);
+        }
     }
 
     /// <summary>
