@@ -27,6 +27,34 @@ internal static class Profile
         if (sections.Contains("cnn")) CnnStep();
         if (sections.Contains("resnet20")) ResNet20Epoch();
         if (sections.Contains("colsum")) ColumnSums();
+        if (sections.Contains("tfsteps")) TransformerSteps();
+    }
+
+    /// <summary>transformer-small's step times one by one (40 steps after 5), with the gen-0 collections each saw (named only).</summary>
+    private static void TransformerSteps()
+    {
+        const int vocab = 96, batch = 32, t = 128;
+        var description = GradFlow.Nn.Network.Rewrites.Map(GradFlow.Nn.Network.NetworkDescription.Parse($"transformer vocab={vocab} d=256 heads=4 layers=4 ctx={t} tie=no"),
+            b => b is GradFlow.Nn.Network.LinearBlock l ? l with { Bias = true } : b);
+        var gen = new Generator(0);
+        var model = GradFlow.Nn.Network.NetworkBuilder.Build(description, gen);
+        model.Train();
+        var x = Tensor.FromArray(Enumerable.Range(0, batch * t).Select(_ => (double)gen.NextInt(vocab)).ToArray(), [batch, t]).To(DType.Float32);
+        var y = IndexTensor.FromArray(Enumerable.Range(0, batch * t).Select(_ => gen.NextInt(vocab)).ToArray(), batch * t);
+        var opt = new AdamW(model.Parameters(), learningRate: 3e-4, weightDecay: 0.01);
+        var lines = new List<string>();
+        for (int i = 0; i < 45; i++)
+        {
+            int g0 = GC.CollectionCount(0), g2 = GC.CollectionCount(2);
+            long t0 = Stopwatch.GetTimestamp();
+            opt.ZeroGrad();
+            var loss = Losses.CrossEntropy(model.Forward(x).Reshape(batch * t, vocab), y);
+            loss.Backward(releaseIntermediates: true);
+            opt.Step();
+            double ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            if (i >= 5) lines.Add($"{ms:F0}{(GC.CollectionCount(0) > g0 ? " gc0" : "")}{(GC.CollectionCount(2) > g2 ? " gc2" : "")}");
+        }
+        Console.WriteLine("transformer-small step ms: " + string.Join(", ", lines));
     }
 
     /// <summary>
