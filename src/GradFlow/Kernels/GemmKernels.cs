@@ -20,92 +20,9 @@ internal readonly unsafe struct GemmKernelF32Avx512 : IMicroKernel<float>
     public static int MC => 144;
     public static bool HasDirect => true;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run(nint kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
-    {
-        var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero;
-        var c10 = Vector512<float>.Zero; var c11 = Vector512<float>.Zero;
-        var c20 = Vector512<float>.Zero; var c21 = Vector512<float>.Zero;
-        var c30 = Vector512<float>.Zero; var c31 = Vector512<float>.Zero;
-        var c40 = Vector512<float>.Zero; var c41 = Vector512<float>.Zero;
-        var c50 = Vector512<float>.Zero; var c51 = Vector512<float>.Zero;
-        var c60 = Vector512<float>.Zero; var c61 = Vector512<float>.Zero;
-        var c70 = Vector512<float>.Zero; var c71 = Vector512<float>.Zero;
-        var c80 = Vector512<float>.Zero; var c81 = Vector512<float>.Zero;
-        var c90 = Vector512<float>.Zero; var c91 = Vector512<float>.Zero;
-        var c100 = Vector512<float>.Zero; var c101 = Vector512<float>.Zero;
-        var c110 = Vector512<float>.Zero; var c111 = Vector512<float>.Zero;
-        for (nint p = 0; p < kc; p++)
-        {
-            var b0 = Vector512.Load(b + 0);
-            var b1 = Vector512.Load(b + 16);
-            var a0 = Vector512.Create(a[0]);
-            c00 = Vector512.FusedMultiplyAdd(a0, b0, c00);
-            c01 = Vector512.FusedMultiplyAdd(a0, b1, c01);
-            var a1 = Vector512.Create(a[1]);
-            c10 = Vector512.FusedMultiplyAdd(a1, b0, c10);
-            c11 = Vector512.FusedMultiplyAdd(a1, b1, c11);
-            var a2 = Vector512.Create(a[2]);
-            c20 = Vector512.FusedMultiplyAdd(a2, b0, c20);
-            c21 = Vector512.FusedMultiplyAdd(a2, b1, c21);
-            var a3 = Vector512.Create(a[3]);
-            c30 = Vector512.FusedMultiplyAdd(a3, b0, c30);
-            c31 = Vector512.FusedMultiplyAdd(a3, b1, c31);
-            var a4 = Vector512.Create(a[4]);
-            c40 = Vector512.FusedMultiplyAdd(a4, b0, c40);
-            c41 = Vector512.FusedMultiplyAdd(a4, b1, c41);
-            var a5 = Vector512.Create(a[5]);
-            c50 = Vector512.FusedMultiplyAdd(a5, b0, c50);
-            c51 = Vector512.FusedMultiplyAdd(a5, b1, c51);
-            var a6 = Vector512.Create(a[6]);
-            c60 = Vector512.FusedMultiplyAdd(a6, b0, c60);
-            c61 = Vector512.FusedMultiplyAdd(a6, b1, c61);
-            var a7 = Vector512.Create(a[7]);
-            c70 = Vector512.FusedMultiplyAdd(a7, b0, c70);
-            c71 = Vector512.FusedMultiplyAdd(a7, b1, c71);
-            var a8 = Vector512.Create(a[8]);
-            c80 = Vector512.FusedMultiplyAdd(a8, b0, c80);
-            c81 = Vector512.FusedMultiplyAdd(a8, b1, c81);
-            var a9 = Vector512.Create(a[9]);
-            c90 = Vector512.FusedMultiplyAdd(a9, b0, c90);
-            c91 = Vector512.FusedMultiplyAdd(a9, b1, c91);
-            var a10 = Vector512.Create(a[10]);
-            c100 = Vector512.FusedMultiplyAdd(a10, b0, c100);
-            c101 = Vector512.FusedMultiplyAdd(a10, b1, c101);
-            var a11 = Vector512.Create(a[11]);
-            c110 = Vector512.FusedMultiplyAdd(a11, b0, c110);
-            c111 = Vector512.FusedMultiplyAdd(a11, b1, c111);
-            a += 12;
-            b += 32;
-        }
-        var va = Vector512.Create(alpha);
-        var vb = Vector512.Create(beta);
-        int mode = beta == 0 ? 0 : beta == 1 ? 1 : 2;
-        Store(c + 0 * ldc + 0, c00, va, vb, mode);
-        Store(c + 0 * ldc + 16, c01, va, vb, mode);
-        Store(c + 1 * ldc + 0, c10, va, vb, mode);
-        Store(c + 1 * ldc + 16, c11, va, vb, mode);
-        Store(c + 2 * ldc + 0, c20, va, vb, mode);
-        Store(c + 2 * ldc + 16, c21, va, vb, mode);
-        Store(c + 3 * ldc + 0, c30, va, vb, mode);
-        Store(c + 3 * ldc + 16, c31, va, vb, mode);
-        Store(c + 4 * ldc + 0, c40, va, vb, mode);
-        Store(c + 4 * ldc + 16, c41, va, vb, mode);
-        Store(c + 5 * ldc + 0, c50, va, vb, mode);
-        Store(c + 5 * ldc + 16, c51, va, vb, mode);
-        Store(c + 6 * ldc + 0, c60, va, vb, mode);
-        Store(c + 6 * ldc + 16, c61, va, vb, mode);
-        Store(c + 7 * ldc + 0, c70, va, vb, mode);
-        Store(c + 7 * ldc + 16, c71, va, vb, mode);
-        Store(c + 8 * ldc + 0, c80, va, vb, mode);
-        Store(c + 8 * ldc + 16, c81, va, vb, mode);
-        Store(c + 9 * ldc + 0, c90, va, vb, mode);
-        Store(c + 9 * ldc + 16, c91, va, vb, mode);
-        Store(c + 10 * ldc + 0, c100, va, vb, mode);
-        Store(c + 10 * ldc + 16, c101, va, vb, mode);
-        Store(c + 11 * ldc + 0, c110, va, vb, mode);
-        Store(c + 11 * ldc + 16, c111, va, vb, mode);
-    }
+    /// <summary>The tile on packed panels: <see cref="RunDirect"/> with A's rows 1 apart and its depths MR apart, B's rows NR apart (one body for both).</summary>
+    public static void Run(nint kc, float* a, float* b, float* c, nint ldc, float alpha, float beta) =>
+        RunDirect(kc, a, 1, MR, b, NR, c, ldc, alpha, beta);
 
     /// <summary>The same tile with A and B read in place (no packing): tile row r at depth p is <c>a[r·rsA + p·csA]</c>, B row p is <c>b[p·ldb ..]</c> (32 contiguous elements).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -220,56 +137,9 @@ internal readonly unsafe struct GemmKernelF32Avx2 : IMicroKernel<float>
     public static int MC => 120;
     public static bool HasDirect => true;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run(nint kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
-    {
-        var c00 = Vector256<float>.Zero; var c01 = Vector256<float>.Zero;
-        var c10 = Vector256<float>.Zero; var c11 = Vector256<float>.Zero;
-        var c20 = Vector256<float>.Zero; var c21 = Vector256<float>.Zero;
-        var c30 = Vector256<float>.Zero; var c31 = Vector256<float>.Zero;
-        var c40 = Vector256<float>.Zero; var c41 = Vector256<float>.Zero;
-        var c50 = Vector256<float>.Zero; var c51 = Vector256<float>.Zero;
-        for (nint p = 0; p < kc; p++)
-        {
-            var b0 = Vector256.Load(b + 0);
-            var b1 = Vector256.Load(b + 8);
-            var a0 = Vector256.Create(a[0]);
-            c00 = Vector256.FusedMultiplyAdd(a0, b0, c00);
-            c01 = Vector256.FusedMultiplyAdd(a0, b1, c01);
-            var a1 = Vector256.Create(a[1]);
-            c10 = Vector256.FusedMultiplyAdd(a1, b0, c10);
-            c11 = Vector256.FusedMultiplyAdd(a1, b1, c11);
-            var a2 = Vector256.Create(a[2]);
-            c20 = Vector256.FusedMultiplyAdd(a2, b0, c20);
-            c21 = Vector256.FusedMultiplyAdd(a2, b1, c21);
-            var a3 = Vector256.Create(a[3]);
-            c30 = Vector256.FusedMultiplyAdd(a3, b0, c30);
-            c31 = Vector256.FusedMultiplyAdd(a3, b1, c31);
-            var a4 = Vector256.Create(a[4]);
-            c40 = Vector256.FusedMultiplyAdd(a4, b0, c40);
-            c41 = Vector256.FusedMultiplyAdd(a4, b1, c41);
-            var a5 = Vector256.Create(a[5]);
-            c50 = Vector256.FusedMultiplyAdd(a5, b0, c50);
-            c51 = Vector256.FusedMultiplyAdd(a5, b1, c51);
-            a += 6;
-            b += 16;
-        }
-        var va = Vector256.Create(alpha);
-        var vb = Vector256.Create(beta);
-        int mode = beta == 0 ? 0 : beta == 1 ? 1 : 2;
-        Store(c + 0 * ldc + 0, c00, va, vb, mode);
-        Store(c + 0 * ldc + 8, c01, va, vb, mode);
-        Store(c + 1 * ldc + 0, c10, va, vb, mode);
-        Store(c + 1 * ldc + 8, c11, va, vb, mode);
-        Store(c + 2 * ldc + 0, c20, va, vb, mode);
-        Store(c + 2 * ldc + 8, c21, va, vb, mode);
-        Store(c + 3 * ldc + 0, c30, va, vb, mode);
-        Store(c + 3 * ldc + 8, c31, va, vb, mode);
-        Store(c + 4 * ldc + 0, c40, va, vb, mode);
-        Store(c + 4 * ldc + 8, c41, va, vb, mode);
-        Store(c + 5 * ldc + 0, c50, va, vb, mode);
-        Store(c + 5 * ldc + 8, c51, va, vb, mode);
-    }
+    /// <summary>The tile on packed panels: <see cref="RunDirect"/> with A's rows 1 apart and its depths MR apart, B's rows NR apart (one body for both).</summary>
+    public static void Run(nint kc, float* a, float* b, float* c, nint ldc, float alpha, float beta) =>
+        RunDirect(kc, a, 1, MR, b, NR, c, ldc, alpha, beta);
 
     /// <summary>The same tile with A and B read in place (no packing): tile row r at depth p is <c>a[r·rsA + p·csA]</c>, B row p is <c>b[p·ldb ..]</c> (16 contiguous elements).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -345,44 +215,9 @@ internal readonly unsafe struct GemmKernelF32Portable : IMicroKernel<float>
     public static int MC => 128;
     public static bool HasDirect => true;
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run(nint kc, float* a, float* b, float* c, nint ldc, float alpha, float beta)
-    {
-        var c00 = Vector128<float>.Zero; var c01 = Vector128<float>.Zero;
-        var c10 = Vector128<float>.Zero; var c11 = Vector128<float>.Zero;
-        var c20 = Vector128<float>.Zero; var c21 = Vector128<float>.Zero;
-        var c30 = Vector128<float>.Zero; var c31 = Vector128<float>.Zero;
-        for (nint p = 0; p < kc; p++)
-        {
-            var b0 = Vector128.Load(b + 0);
-            var b1 = Vector128.Load(b + 4);
-            var a0 = Vector128.Create(a[0]);
-            c00 += a0 * b0;
-            c01 += a0 * b1;
-            var a1 = Vector128.Create(a[1]);
-            c10 += a1 * b0;
-            c11 += a1 * b1;
-            var a2 = Vector128.Create(a[2]);
-            c20 += a2 * b0;
-            c21 += a2 * b1;
-            var a3 = Vector128.Create(a[3]);
-            c30 += a3 * b0;
-            c31 += a3 * b1;
-            a += 4;
-            b += 8;
-        }
-        var va = Vector128.Create(alpha);
-        var vb = Vector128.Create(beta);
-        int mode = beta == 0 ? 0 : beta == 1 ? 1 : 2;
-        Store(c + 0 * ldc + 0, c00, va, vb, mode);
-        Store(c + 0 * ldc + 4, c01, va, vb, mode);
-        Store(c + 1 * ldc + 0, c10, va, vb, mode);
-        Store(c + 1 * ldc + 4, c11, va, vb, mode);
-        Store(c + 2 * ldc + 0, c20, va, vb, mode);
-        Store(c + 2 * ldc + 4, c21, va, vb, mode);
-        Store(c + 3 * ldc + 0, c30, va, vb, mode);
-        Store(c + 3 * ldc + 4, c31, va, vb, mode);
-    }
+    /// <summary>The tile on packed panels: <see cref="RunDirect"/> with A's rows 1 apart and its depths MR apart, B's rows NR apart (one body for both).</summary>
+    public static void Run(nint kc, float* a, float* b, float* c, nint ldc, float alpha, float beta) =>
+        RunDirect(kc, a, 1, MR, b, NR, c, ldc, alpha, beta);
 
     /// <summary>The same tile with A and B read in place (no packing): tile row r at depth p is <c>a[r·rsA + p·csA]</c>, B row p is <c>b[p·ldb ..]</c> (8 contiguous elements).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
