@@ -28,6 +28,34 @@ internal static class Profile
         if (sections.Contains("resnet20")) ResNet20Epoch();
         if (sections.Contains("colsum")) ColumnSums();
         if (sections.Contains("tfsteps")) TransformerSteps();
+        if (sections.Contains("gelu")) GeluKernels();
+    }
+
+    /// <summary>
+    /// The float32 GELU kernels on 4 Mi elements of N(0, 1) (a transformer layer's ff1 output), forward and backward,
+    /// fastest and median of 60 calls each, on the process's kernel threads' caller only (<c>--profile gelu</c>, named only).
+    /// </summary>
+    private static void GeluKernels()
+    {
+        var x = Tensor.RandN(new Generator(7), 1 << 22).ToArray();
+        var dy = Tensor.RandN(new Generator(8), 1 << 22).ToArray();
+        var y = new float[x.Length];
+        foreach (var (name, run) in new (string, Action)[]
+        {
+            ("forward", () => GradFlow.Kernels.ActivationKernels.Gelu<float>(x, y)),
+            ("backward", () => GradFlow.Kernels.ActivationKernels.GeluBackward<float>(x, dy, y)),
+        })
+        {
+            var times = new List<double>();
+            for (int rep = 0; rep < 70; rep++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                run();
+                if (rep >= 10) times.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+            }
+            times.Sort();
+            Console.WriteLine($"GELU {name}, 4 Mi floats, one thread: best {times[0]:F2} ms, median {times[times.Count / 2]:F2} ms");
+        }
     }
 
     /// <summary>transformer-small's step times one by one (40 steps after 5), with the gen-0 collections each saw (named only).</summary>
