@@ -840,9 +840,6 @@ internal static class BlockingAb
                 {
                     ("A not transposed", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(pN, GradFlow.Kernels.GemmPath.Packed)),
                     ("no prefetch", () => { GradFlow.Kernels.GemmPack.PrefetchPack = false; GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed); GradFlow.Kernels.GemmPack.PrefetchPack = true; }),
-                    ("serial sums", () => { GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.ParallelPartialSums = false; GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed); GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.ParallelPartialSums = true; }),
-                    ("2 parts", () => { GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.MaxDepthParts = 2; GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed); GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.MaxDepthParts = 4; }),
-                    ("no depth cut", () => { GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.MaxDepthParts = 1; GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed); GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.MaxDepthParts = 4; }),
                     ("KC512 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
                     ("KC256 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C256, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
                     ("KC256 MC240", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C256, C240>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),

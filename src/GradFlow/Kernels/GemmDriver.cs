@@ -143,7 +143,7 @@ internal static unsafe class GemmDriver<T, TKernel>
     {
         if (p.K < SplitDepthFrom || p.Bias != null || p.Activation != FusedActivation.None) return 1;
         if ((long)p.M * p.N > 1 << 18 || (long)p.M * p.N * p.K < Gemm.DirectMacs) return 1;
-        return Math.Min(MaxDepthParts, p.K / (2 * TKernel.KC));
+        return Math.Min(4, p.K / (2 * TKernel.KC));
     }
 
     /// <summary>Partial products of the parts after the first, summed into C in part order.</summary>
@@ -167,13 +167,11 @@ internal static unsafe class GemmDriver<T, TKernel>
             var job = _depthJob ??= new DepthJob();
             job.Set(p, parts, path, scratch);
             KernelThreads.Run(parts, job.Task);
-            if (ParallelPartialSums && KernelThreads.Count > 1) KernelThreads.Run(KernelThreads.Count, job.SumTask);
+            // the partial sums by rows on the kernel threads (each element's sum in part order, whatever the cut)
+            if (KernelThreads.Count > 1) KernelThreads.Run(KernelThreads.Count, job.SumTask);
             else job.Sum(0, p.M);
         }
     }
-
-    internal static bool ParallelPartialSums = true;
-    internal static int MaxDepthParts = 4;
 
     /// <summary>Task t of a cut product: depths of whole KC blocks [blocks·t/parts, blocks·(t+1)/parts), serially on its thread.</summary>
     private sealed class DepthJob
