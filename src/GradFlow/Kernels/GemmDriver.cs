@@ -708,13 +708,9 @@ internal static unsafe class GemmPack
         }
         for (int r0 = 0; r0 < rows; r0 += mr)
         {
-            if (PrefetchPack && Sse.IsSupported)
-                // the next panel's rows while this one is transposed
-                for (int r = r0 + mr, re = Math.Min(rows, r0 + 2 * mr); r < re; r++)
-                {
-                    byte* row = (byte*)(a + (nint)(i0 + r) * lda + p0);
-                    for (int off = 0; off < kc * sizeof(T); off += 64) Sse.Prefetch0(row + off);
-                }
+            // the next panel's rows while this one is transposed
+            int next = Math.Min(rows, r0 + 2 * mr) - (r0 + mr);
+            if (next > 0) PrefetchRows(a + (nint)(i0 + r0 + mr) * lda + p0, lda, next, kc);
             PackA(a, lda, false, i0 + r0, Math.Min(mr, rows - r0), p0, kc, mr, dst + (nint)(r0 / mr) * mr * kc);
         }
     }
@@ -731,13 +727,8 @@ internal static unsafe class GemmPack
         for (int g = 0; g < kc; g += 8)
         {
             int ge = Math.Min(kc, g + 8);
-            if (PrefetchPack && Sse.IsSupported)
-                // the next group's rows: each is in a page of its own, where the hardware's streams do not start
-                for (int p = ge, pe = Math.Min(kc, ge + 8); p < pe; p++)
-                {
-                    byte* row = (byte*)(a + (nint)(p0 + p) * lda + i0);
-                    for (int off = 0; off < rows * sizeof(T); off += 64) Sse.Prefetch0(row + off);
-                }
+            // the next group's rows: each is in a page of its own, where the hardware's streams do not start
+            if (ge < kc) PrefetchRows(a + (nint)(p0 + ge) * lda + i0, lda, Math.Min(kc, ge + 8) - ge, rows);
             for (int q = 0; q < panels; q++)
             {
                 int r0 = q * mr, n = Math.Min(mr, rows - r0);
@@ -758,7 +749,19 @@ internal static unsafe class GemmPack
         }
     }
 
+    /// <summary>Whether the packing prefetches the rows it reads next (off only for the profiles' A/B).</summary>
     internal static bool PrefetchPack = true;
+
+    /// <summary>Prefetches <paramref name="count"/> rows of <paramref name="length"/> elements, <paramref name="stride"/> apart, into L1.</summary>
+    private static void PrefetchRows<T>(T* first, int stride, int count, int length) where T : unmanaged
+    {
+        if (!PrefetchPack || !Sse.IsSupported) return;
+        for (int r = 0; r < count; r++)
+        {
+            byte* row = (byte*)(first + (nint)r * stride);
+            for (int off = 0; off < length * sizeof(T); off += 64) Sse.Prefetch0(row + off);
+        }
+    }
 
     /// <summary>A 4×4 block: row i of <paramref name="src"/> (stride <paramref name="lds"/>) becomes column i of <paramref name="dst"/> (stride <paramref name="ldd"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
