@@ -780,7 +780,7 @@ internal static class BlockingAb
     /// <summary>
     /// The AVX-512 GEMM's large products as per-thread slabs or spread over the tasks of shared k blocks, alternating in
     /// one process, fastest and median of each: the square gemm-N and the shapes of transformer-small's and mlp-wide's
-    /// steps (<c>--profile slabs</c>, named only).
+    /// steps, and the slabs with a non-transposed A read in place (<c>--profile slabs</c>, named only).
     /// </summary>
     public static unsafe void Slabs()
     {
@@ -804,15 +804,17 @@ internal static class BlockingAb
             fixed (float* pa = a, pb = b, pc = c, pbias = bv)
             {
                 var p = new GradFlow.Kernels.Problem<float>(1, ta, tb, m, n, k, 1f, pa, ta ? m : k, 0, pb, tb ? k : n, 0, 0f, pc, n, 0, bias ? pbias : null);
-                bool[] modes = [false, true];
-                var rates = Alternate(modes.Select(slabs => (Action)(() =>
+                int[] modes = [0, 1, 2];
+                var rates = Alternate(modes.Select(mode => (Action)(() =>
                 {
-                    GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = slabs;
+                    GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = mode > 0;
+                    GradFlow.Kernels.Gemm.InPlaceA = mode == 2;
                     GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Run(p, GradFlow.Kernels.GemmPath.Auto);
                 })).ToArray(), 6, 2.0 * m * n * k / 1e9);
                 GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Slabbing = true;
+                GradFlow.Kernels.Gemm.InPlaceA = true;
                 Console.WriteLine($"{name} {m}×{n}×{k}, {GradFlow.Kernels.KernelThreads.Count} thread(s), GFLOP/s: " + string.Join("; ", modes.Select((v, i) =>
-                    $"{(v ? "slabs" : "shared k blocks")} {rates[i]}")));
+                    $"{(v == 2 ? "slabs, A in place" : v == 1 ? "slabs" : "shared k blocks")} {rates[i]}")));
             }
         }
     }

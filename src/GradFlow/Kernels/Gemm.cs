@@ -55,6 +55,9 @@ public static class Gemm
     /// <summary>Columns of packed B per block (KC·NC·4 bytes = 4 MiB at KC = 256, 8 MiB at the AVX-512 tile's KC = 512: sized for L3).</summary>
     internal const int NC = 4096;
 
+    /// <summary>Whether the packed loops may read a non-transposed A in place (<c>GemmDriver.ReadsAInPlace</c>); off only for the profile's and the tests' A/B.</summary>
+    internal static bool InPlaceA = true;
+
     /// <summary><c>C = alpha·op(A)·op(B) + beta·C</c> for one float32 matrix; see <see cref="Gemm"/>.</summary>
     public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
         ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc) =>

@@ -102,6 +102,21 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// <summary>Whether large products are cut into per-thread slabs (<see cref="Slabs"/>); off only for the profile's A/B.</summary>
     internal static bool Slabbing = true;
 
+    /// <summary>
+    /// Whether the packed loops read op(A) in place instead of packing it (only a last partial row panel is packed):
+    /// A not transposed, not rounded to bf16, and its rows not 4 KiB apart or a multiple of it. A tile's MR rows are then
+    /// spread over at least 4 of L1's 4 KiB set groups (a row stride of 1 or 3 KiB: transformer-small's 256- and 768-wide
+    /// activations); at a multiple of 4 KiB all MR rows fall in one set group and conflict. Same tiles, same k blocks,
+    /// same sums: the result is bitwise that of the packed A. On a Zen 5, 2 threads, <c>--profile slabs</c>: transformer
+    /// qkv forward 341 → 358 GFLOP/s, qkv dX 297 → 316; at a 4 KiB stride (ff2 forward) 307 → 255, hence the rule.
+    /// </summary>
+    private static bool ReadsAInPlace(Problem<T> p)
+    {
+        if (!Gemm.InPlaceA || !TKernel.HasDirect || p.TransA || p.RoundBf16) return false;
+        long bytes = (long)p.Lda * sizeof(T);
+        return 4096 / Math.Min(4096, bytes & -bytes) >= 4; // set groups the rows cycle through: 4 KiB / gcd(stride, 4 KiB)
+    }
+
     [ThreadStatic] private static SlabJob? _slabJob;
 
     /// <summary>Slab t of the calling thread's current product: panels [panels·t/slabs, panels·(t+1)/slabs) of its rows or columns.</summary>
@@ -259,7 +274,7 @@ internal static unsafe class GemmDriver<T, TKernel>
             if (_packB is null || _packB.Length < needB) _packB = GC.AllocateUninitializedArray<T>(needB, pinned: true);
             // Column chunks share their row panels: A is then packed once per block, by the packing job, instead of
             // once by every chunk's task (with 4 chunks, three of four packings of A were repeats).
-            bool sharedA = parallel && nChunks > 1;
+            bool sharedA = parallel && nChunks > 1 && !ReadsAInPlace(p);
             if (sharedA)
             {
                 int needA = panelsM * mr * Math.Min(kcMax, p.K);
@@ -541,12 +556,19 @@ internal static unsafe class GemmDriver<T, TKernel>
             if (p0 == p1 || q0 == q1) return;
             bool last = _pc + _kc == _p.K && _p.Activation != FusedActivation.None;
             int need = (p1 - p0) * mr * _kc;
+            bool directA = ReadsAInPlace(_p);
             if (SharedA is null && (_packA is null || _packA.Length < need))
                 _packA = GC.AllocateUninitializedArray<T>(Math.Max(need, (TKernel.MC + mr) * TKernel.KC), pinned: true);
             fixed (T* ownA = _packA)
             {
                 T* packA = ownA;
                 if (SharedA is not null) packA = SharedA + (nint)p0 * mr * _kc; // panels p0..p1 of the shared block
+                else if (directA)
+                {
+                    // only a last partial row panel is packed (zero-padded), at the start of the thread's buffer
+                    if (Math.Min(_p.M, p1 * mr) - (p1 - 1) * mr < mr)
+                        GemmPack.PackAPanels(_p.A, _p.Lda, false, (p1 - 1) * mr, _p.M - (p1 - 1) * mr, _pc, _kc, mr, packA);
+                }
                 else
                 {
                     GemmPack.PackAPanels(_p.A, _p.Lda, _p.TransA, p0 * mr, Math.Min(_p.M, p1 * mr) - p0 * mr, _pc, _kc, mr, packA);
@@ -562,8 +584,25 @@ internal static unsafe class GemmDriver<T, TKernel>
                     {
                         int i0 = ip * mr;
                         int rows = Math.Min(mr, _p.M - i0);
-                        T* ap = packA + (nint)(ip - p0) * mr * _kc;
                         T* c = _p.C + (nint)i0 * _p.Ldc + j0;
+                        if (directA && SharedA is null && rows == mr)
+                        {
+                            T* ad = _p.A + (nint)i0 * _p.Lda + _pc;
+                            if (_bias is not null)
+                            {
+                                TKernel.RunDirect(_kc, ad, _p.Lda, 1, bp, nr, tile, nr, _p.Alpha, T.Zero);
+                                StoreWithBias(tile, c, _p.Ldc, rows, cols, _bias + j0);
+                            }
+                            else if (cols == nr) TKernel.RunDirect(_kc, ad, _p.Lda, 1, bp, nr, c, _p.Ldc, _p.Alpha, _beta);
+                            else
+                            {
+                                TKernel.RunDirect(_kc, ad, _p.Lda, 1, bp, nr, tile, nr, _p.Alpha, T.Zero);
+                                MergeTile(tile, c, _p.Ldc, rows, cols, _beta);
+                            }
+                            if (last) GemmEpilogue.Apply(_p.Activation, c, _p.Ldc, rows, cols);
+                            continue;
+                        }
+                        T* ap = directA && SharedA is null ? packA : packA + (nint)(ip - p0) * mr * _kc;
                         if (_bias is not null)
                         {
                             TKernel.Run(_kc, ap, bp, tile, nr, _p.Alpha, T.Zero);

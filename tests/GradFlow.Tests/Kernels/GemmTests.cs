@@ -448,6 +448,52 @@ public class GemmTests
         }
     }
 
+    [Theory]
+    [InlineData(1000, 300, 256, 0)] // rows 1 KiB apart (in place), slabs of rows, the last row panel partial (1000 = 83·12 + 4)
+    [InlineData(203, 70, 768, 0)]   // rows 3 KiB apart (in place), k over one block, one thread's loops
+    [InlineData(150, 90, 1024, 0)]  // rows 4 KiB apart: packed either way (all rows of a tile in one L1 set group)
+    [InlineData(131, 40, 256, 3)]   // padded rows (1 036 bytes apart): in place
+    public void Multiply_AReadInPlace_BitwiseAsPackedA(int m, int n, int k, int pad)
+    {
+        // The packed loops read a non-transposed A in place when its rows are not a multiple of 4 KiB apart, packing only
+        // a last partial row panel: the same tiles, k blocks and epilogues, so the result must not change one bit (beta 0,
+        // 1 and other, bias and activation epilogues, 1 and 2 threads).
+        int saved = KernelThreads.Count;
+        try
+        {
+            foreach (var isa in Paths)
+            {
+                var a = MakeOperand(m, k, false, pad, m + k);
+                var b = MakeOperand(k, n, true, 1, n);
+                var bias = KernelLengths.Values(n, k);
+                int ldc = n + 2;
+                var c0 = KernelLengths.Values(m * ldc, m * n);
+                float[] Run(bool inPlace, int threads, float beta, bool epilogue)
+                {
+                    Gemm.InPlaceA = inPlace;
+                    KernelThreads.SetCount(threads);
+                    var c = (float[])c0.Clone();
+                    if (epilogue)
+                        Gemm.Multiply(isa, GemmPath.Packed, false, true, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, bias, c, ldc, FusedActivation.Tanh);
+                    else
+                        Gemm.MultiplyBatched(isa, 1, false, true, m, n, k, -0.75f, a.Data, a.Ld, 0, b.Data, b.Ld, 0, beta, c, ldc, 0, GemmPath.Packed);
+                    return c;
+                }
+                foreach (int threads in new[] { 1, 2 })
+                    foreach (var (beta, epilogue) in new[] { (0f, false), (1f, false), (0.5f, false), (0f, true) })
+                        AssertBitwise($"{KernelIsa.Name(isa)} m={m} n={n} k={k} pad={pad} threads={threads} beta={beta} epilogue={epilogue}",
+                            Run(false, threads, beta, epilogue), Run(true, threads, beta, epilogue));
+                Gemm.InPlaceA = true;
+                RunCase(isa, m, n, k, false, false, 1f, 0f, seed: m, GemmPath.Packed);
+            }
+        }
+        finally
+        {
+            Gemm.InPlaceA = true;
+            KernelThreads.SetCount(saved);
+        }
+    }
+
     public static TheoryData<string, string> BadArguments => new()
     {
         { "m", "negative" },
