@@ -118,6 +118,36 @@ public static class Gemm
         }
     }
 
+    /// <summary>
+    /// <c>C = alpha·op(A)·op(B) + beta·C</c> for one float32 matrix, and <c>sumsA[i] = Σ_p op(A)[i, p]</c> for i &lt; m
+    /// (alpha not applied), summed from op(A)'s packed row panels while they are in cache: a linear layer's weight
+    /// gradient <c>dW = dYᵀ·X</c> gives its bias gradient <c>db = Σ_rows dY</c> without a pass of its own over dY.
+    /// </summary>
+    /// <exception cref="ArgumentException">as <see cref="Multiply(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>, or when sumsA has fewer than m elements.</exception>
+    public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> sumsA) =>
+        Multiply(KernelIsa.Best, GemmPath.Auto, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, sumsA);
+
+    /// <summary>The row-sums overload on an explicit path (tests compare them).</summary>
+    internal static unsafe void Multiply(InstructionSet isa, GemmPath path, bool transA, bool transB, int m, int n, int k, float alpha,
+        ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> sumsA)
+    {
+        Validate(1, transA, transB, m, n, k, a.Length, lda, 0, b.Length, ldb, 0, c.Length, ldc, 0);
+        if (sumsA.Length < m) throw new ArgumentException($"gemm: sumsA has {sumsA.Length} elements but op(A) has m = {m} rows.", nameof(sumsA));
+        if (m == 0) return;
+        fixed (float* pa = a, pb = b, pc = c, ps = sumsA)
+        {
+            var p = new Problem<float>(1, transA, transB, m, n, k, alpha, pa, lda, 0, pb, ldb, 0, beta, pc, ldc, 0)
+                { RoundBf16 = BFloat16.Operands, SumsA = ps };
+            switch (isa)
+            {
+                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p, path); break;
+                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p, path); break;
+                default: GemmDriver<float, GemmKernelF32Portable>.Run(p, path); break;
+            }
+        }
+    }
+
     /// <summary><c>C = alpha·op(A)·op(B) + beta·C</c> for one float64 matrix; see <see cref="Gemm"/>.</summary>
     public static void Multiply(bool transA, bool transB, int m, int n, int k, double alpha, ReadOnlySpan<double> a, int lda,
         ReadOnlySpan<double> b, int ldb, double beta, Span<double> c, int ldc) =>
@@ -295,19 +325,27 @@ internal readonly unsafe struct Problem<T>(int count, bool transA, bool transB, 
     public GemmCausal Causal { get; init; }
 
     /// <summary>
+    /// When not null (single matrices only), <c>SumsA[i] += Σ_p op(A)[i, p]</c> for i &lt; M (alpha not applied), taken from
+    /// the packed row panels while they are hot: a linear layer's bias gradient (the column sums of dY) out of the packing
+    /// of its weight gradient's dYᵀ, instead of a pass of its own over dY.
+    /// </summary>
+    public T* SumsA { get; init; }
+
+    /// <summary>
     /// Depths [k0, k0 + depth) of this single problem, written to <paramref name="c"/> (row stride <paramref name="ldc"/>)
     /// with <paramref name="beta"/>: one part of a product cut along k.
     /// </summary>
-    public Problem<T> DepthSlice(int k0, int depth, T beta, T* c, int ldc) => new(1, TransA, TransB, M, N, depth, Alpha,
-        A + (TransA ? (nint)k0 * Lda : k0), Lda, 0, B + (TransB ? k0 : (nint)k0 * Ldb), Ldb, 0, beta, c, ldc, 0) { RoundBf16 = RoundBf16 };
+    public Problem<T> DepthSlice(int k0, int depth, T beta, T* c, int ldc, T* sumsA) => new(1, TransA, TransB, M, N, depth, Alpha,
+        A + (TransA ? (nint)k0 * Lda : k0), Lda, 0, B + (TransB ? k0 : (nint)k0 * Ldb), Ldb, 0, beta, c, ldc, 0) { RoundBf16 = RoundBf16, SumsA = sumsA };
 
-    /// <summary>Columns [j0, j0 + width) of this single problem (op(B)'s columns, C's and the bias's).</summary>
+    /// <summary>Columns [j0, j0 + width) of this single problem (op(B)'s columns, C's and the bias's); the slice at column 0 keeps the sums of op(A)'s rows.</summary>
     public Problem<T> ColumnSlice(int j0, int width) => new(1, TransA, TransB, M, width, K, Alpha, A, Lda, 0,
-        B + (TransB ? (nint)j0 * Ldb : j0), Ldb, 0, Beta, C + j0, Ldc, 0, Bias is null ? null : Bias + j0, Activation) { RoundBf16 = RoundBf16 };
+        B + (TransB ? (nint)j0 * Ldb : j0), Ldb, 0, Beta, C + j0, Ldc, 0, Bias is null ? null : Bias + j0, Activation)
+        { RoundBf16 = RoundBf16, SumsA = j0 == 0 ? SumsA : null };
 
-    /// <summary>Rows [i0, i0 + rows) of this single problem (op(A)'s rows and C's).</summary>
+    /// <summary>Rows [i0, i0 + rows) of this single problem (op(A)'s rows, C's and the row sums').</summary>
     public Problem<T> RowSlice(int i0, int rows) => new(1, TransA, TransB, rows, N, K, Alpha, A + (TransA ? i0 : (nint)i0 * Lda), Lda, 0,
-        B, Ldb, 0, Beta, C + (nint)i0 * Ldc, Ldc, 0, Bias, Activation) { RoundBf16 = RoundBf16 };
+        B, Ldb, 0, Beta, C + (nint)i0 * Ldc, Ldc, 0, Bias, Activation) { RoundBf16 = RoundBf16, SumsA = SumsA is null ? null : SumsA + i0 };
 
     /// <summary>The same problem restricted to batch item <paramref name="i"/>.</summary>
     public Problem<T> Item(int i) => new(1, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, 0, B + i * StrideB, Ldb, 0,

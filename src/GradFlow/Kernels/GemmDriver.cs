@@ -45,6 +45,16 @@ internal static unsafe class GemmDriver<T, TKernel>
 
     public static void Run(Problem<T> p, GemmPath path)
     {
+        if (p.SumsA != null)
+        {
+            new Span<T>(p.SumsA, p.M).Clear();
+            if (p.N == 0 || p.K == 0 || p.Alpha == T.Zero)
+            {
+                AddRowSums(p); // no packing to take them from
+                p = p with { SumsA = null };
+            }
+        }
+        if (p.N == 0) return;
         if (p.K == 0 || p.Alpha == T.Zero)
         {
             for (int i = 0; i < p.Count; i++) ScaleC(p.Item(i));
@@ -77,7 +87,8 @@ internal static unsafe class GemmDriver<T, TKernel>
             KernelThreads.Run(slabs.Count, job.Task);
             return;
         }
-        for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel, path);
+        if (p.Count == 1) Single(p, parallel, path); // keeps the row sums, which batches do not have
+        else for (int i = 0; i < p.Count; i++) Single(p.Item(i), parallel, path);
     }
 
     /// <summary>
@@ -112,7 +123,7 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// </summary>
     private static bool ReadsAInPlace(Problem<T> p)
     {
-        if (!Gemm.InPlaceA || !TKernel.HasDirect || p.TransA || p.RoundBf16) return false;
+        if (!Gemm.InPlaceA || !TKernel.HasDirect || p.TransA || p.RoundBf16 || p.SumsA != null) return false;
         long bytes = (long)p.Lda * sizeof(T);
         return 4096 / Math.Min(4096, bytes & -bytes) >= 4; // set groups the rows cycle through: 4 KiB / gcd(stride, 4 KiB)
     }
@@ -175,8 +186,11 @@ internal static unsafe class GemmDriver<T, TKernel>
     private static void SplitDepth(Problem<T> p, int parts, GemmPath path)
     {
         int size = p.M * p.N;
-        if (_partials is null || _partials.Length < (parts - 1) * size)
-            _partials = GC.AllocateUninitializedArray<T>((parts - 1) * size, pinned: true);
+        // the parts' C, then (with row sums) their sums of op(A)'s rows, zeroed
+        int need = (parts - 1) * (size + (p.SumsA == null ? 0 : p.M));
+        if (_partials is null || _partials.Length < need)
+            _partials = GC.AllocateUninitializedArray<T>(need, pinned: true);
+        if (p.SumsA != null) _partials.AsSpan((parts - 1) * size, (parts - 1) * p.M).Clear();
         fixed (T* scratch = _partials)
         {
             var job = _depthJob ??= new DepthJob();
@@ -211,7 +225,10 @@ internal static unsafe class GemmDriver<T, TKernel>
             _scratch = scratch;
         }
 
-        /// <summary>Rows [i0, i1) of C += the partial products of parts 1.., in part order (any row cut gives the same bits).</summary>
+        /// <summary>The row sums of part t ≥ 1, after all the parts' partial products.</summary>
+        private T* PartSums(int t) => _scratch + (nint)(_parts - 1) * _p.M * _p.N + (nint)(t - 1) * _p.M;
+
+        /// <summary>Rows [i0, i1) of C (and of the row sums) += those of parts 1.., in part order (any row cut gives the same bits).</summary>
         public void Sum(int i0, int i1)
         {
             int size = _p.M * _p.N;
@@ -223,6 +240,11 @@ internal static unsafe class GemmDriver<T, TKernel>
                     var row = new Span<T>(_p.C + (nint)i * _p.Ldc, _p.N);
                     System.Numerics.Tensors.TensorPrimitives.Add(row, new ReadOnlySpan<T>(src + (nint)i * _p.N, _p.N), row);
                 }
+                if (_p.SumsA != null)
+                {
+                    var sums = new Span<T>(_p.SumsA + i0, i1 - i0);
+                    System.Numerics.Tensors.TensorPrimitives.Add(sums, new ReadOnlySpan<T>(PartSums(t) + i0, i1 - i0), sums);
+                }
             }
         }
 
@@ -230,8 +252,8 @@ internal static unsafe class GemmDriver<T, TKernel>
         {
             int kc = TKernel.KC, blocks = (_p.K + kc - 1) / kc;
             int k0 = (int)((long)blocks * t / _parts) * kc, k1 = Math.Min(_p.K, (int)((long)blocks * (t + 1) / _parts) * kc);
-            var part = t == 0 ? _p.DepthSlice(k0, k1 - k0, _p.Beta, _p.C, _p.Ldc)
-                : _p.DepthSlice(k0, k1 - k0, T.Zero, _scratch + (nint)(t - 1) * _p.M * _p.N, _p.N);
+            var part = t == 0 ? _p.DepthSlice(k0, k1 - k0, _p.Beta, _p.C, _p.Ldc, _p.SumsA)
+                : _p.DepthSlice(k0, k1 - k0, T.Zero, _scratch + (nint)(t - 1) * _p.M * _p.N, _p.N, _p.SumsA == null ? null : PartSums(t));
             Single(part, parallel: false, _path);
         }
     }
@@ -248,6 +270,20 @@ internal static unsafe class GemmDriver<T, TKernel>
         }
     }
 
+    /// <summary><c>SumsA[i] += Σ_p op(A)[i, p]</c> read from A as it is (the loops that do not pack op(A)'s rows).</summary>
+    private static void AddRowSums(Problem<T> p)
+    {
+        var sums = new Span<T>(p.SumsA, p.M);
+        if (p.TransA)
+        {
+            // op(A)'s rows are A's columns: add A's rows, each contiguous
+            for (int q = 0; q < p.K; q++)
+                System.Numerics.Tensors.TensorPrimitives.Add(sums, new ReadOnlySpan<T>(p.A + (nint)q * p.Lda, p.M), sums);
+            return;
+        }
+        for (int i = 0; i < p.M; i++) sums[i] += System.Numerics.Tensors.TensorPrimitives.Sum(new ReadOnlySpan<T>(p.A + (nint)i * p.Lda, p.K));
+    }
+
     /// <summary>One matrix (Count = 1), optionally spread over the kernel threads.</summary>
     private static void Single(Problem<T> p, bool parallel, GemmPath path)
     {
@@ -258,6 +294,7 @@ internal static unsafe class GemmDriver<T, TKernel>
         // the small-GEMM loops read the operands in place: bf16 operands need the packed loops, which round as they pack
         if (TKernel.HasDirect && !p.RoundBf16 && (path == GemmPath.Direct || path == GemmPath.Auto && UseDirect(p, mTasks)))
         {
+            if (p.SumsA != null) AddRowSums(p);
             Direct(p, parallel);
             return;
         }
@@ -468,11 +505,15 @@ internal static unsafe class GemmDriver<T, TKernel>
             }
             int mr = TKernel.MR;
             int first = 4 * (t - b), end = Math.Min(_panelsM, first + 4);
-            GemmPack.PackAPanels(_p.A, _p.Lda, _p.TransA, first * mr, Math.Min(_p.M, end * mr) - first * mr, _pc, _kc, mr, SharedA + (nint)first * mr * _kc);
+            GemmPack.PackAPanels(_p.A, _p.Lda, _p.TransA, first * mr, Math.Min(_p.M, end * mr) - first * mr, _pc, _kc, mr, SharedA + (nint)first * mr * _kc,
+                SumsFor(first));
             if (_p.RoundBf16) BFloat16.Round((float*)(SharedA + (nint)first * mr * _kc), (end - first) * mr * _kc, KernelIsa.Best);
         }
 
         public void Reset(Problem<T> p, int panelsM, int mTasks) => (_p, _panelsM, _mTasks) = (p, panelsM, mTasks);
+
+        /// <summary>Where the row sums of the panels from <paramref name="panel"/> on go: only in the first column block, which packs every row once per k block.</summary>
+        private T* SumsFor(int panel) => _p.SumsA == null || _jc != 0 ? null : _p.SumsA + (nint)panel * TKernel.MR;
 
         public void SetColumns(int jc, int nc, int panelsN, int nChunks) => (_jc, _nc, _panelsN, _nChunks) = (jc, nc, panelsN, nChunks);
 
@@ -571,7 +612,7 @@ internal static unsafe class GemmDriver<T, TKernel>
                 }
                 else
                 {
-                    GemmPack.PackAPanels(_p.A, _p.Lda, _p.TransA, p0 * mr, Math.Min(_p.M, p1 * mr) - p0 * mr, _pc, _kc, mr, packA);
+                    GemmPack.PackAPanels(_p.A, _p.Lda, _p.TransA, p0 * mr, Math.Min(_p.M, p1 * mr) - p0 * mr, _pc, _kc, mr, packA, SumsFor(p0));
                     if (_p.RoundBf16) BFloat16.Round((float*)packA, need, KernelIsa.Best);
                 }
                 T* tile = stackalloc T[mr * nr];
@@ -738,20 +779,56 @@ internal static unsafe class GemmPack
     /// Rows [i0, i0 + rows) of op(A) as ⌈rows/mr⌉ consecutive panels (panel q at <c>dst + q·mr·kc</c>, each as
     /// <see cref="PackA{T}"/> packs it): the panels a task or a packing job packs in one go.
     /// </summary>
-    public static void PackAPanels<T>(T* a, int lda, bool trans, int i0, int rows, int p0, int kc, int mr, T* dst) where T : unmanaged, INumber<T>
+    /// <remarks>
+    /// With <paramref name="sums"/> (null: none), <c>sums[r] += Σ_p op(A)[i0 + r, p0 + p]</c> for r &lt; rows, read back
+    /// from each packed panel while it is in cache (depth by depth, then added: the order depends on the blocking only).
+    /// </remarks>
+    public static void PackAPanels<T>(T* a, int lda, bool trans, int i0, int rows, int p0, int kc, int mr, T* dst, T* sums = null)
+        where T : unmanaged, INumber<T>
     {
-        if (trans)
+        if (trans) PackATransposed(a, lda, i0, rows, p0, kc, mr, dst);
+        else
         {
-            PackATransposed(a, lda, i0, rows, p0, kc, mr, dst);
-            return;
+            for (int r0 = 0; r0 < rows; r0 += mr)
+            {
+                // the next panel's rows while this one is transposed
+                int next = Math.Min(rows, r0 + 2 * mr) - (r0 + mr);
+                if (next > 0) PrefetchRows(a + (nint)(i0 + r0 + mr) * lda + p0, lda, next, kc);
+                PackA(a, lda, false, i0 + r0, Math.Min(mr, rows - r0), p0, kc, mr, dst + (nint)(r0 / mr) * mr * kc);
+            }
         }
+        if (sums == null) return;
         for (int r0 = 0; r0 < rows; r0 += mr)
+            AddPanelSums(dst + (nint)(r0 / mr) * mr * kc, kc, mr, Math.Min(mr, rows - r0), sums + r0);
+    }
+
+    /// <summary><c>sums[r] += Σ_p panel[p·mr + r]</c> for r &lt; rows: a packed panel's row sums, mr lanes at a time.</summary>
+    [SkipLocalsInit]
+    private static void AddPanelSums<T>(T* panel, int kc, int mr, int rows, T* sums) where T : unmanaged, INumber<T>
+    {
+        T* acc = stackalloc T[mr];
+        int r = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; r + Vector256<T>.Count <= mr; r += Vector256<T>.Count)
+            {
+                var s = Vector256<T>.Zero;
+                for (int p = 0; p < kc; p++) s += Vector256.Load(panel + (nint)p * mr + r);
+                s.Store(acc + r);
+            }
+        if (Vector128.IsHardwareAccelerated)
+            for (; r + Vector128<T>.Count <= mr; r += Vector128<T>.Count)
+            {
+                var s = Vector128<T>.Zero;
+                for (int p = 0; p < kc; p++) s += Vector128.Load(panel + (nint)p * mr + r);
+                s.Store(acc + r);
+            }
+        for (; r < mr; r++)
         {
-            // the next panel's rows while this one is transposed
-            int next = Math.Min(rows, r0 + 2 * mr) - (r0 + mr);
-            if (next > 0) PrefetchRows(a + (nint)(i0 + r0 + mr) * lda + p0, lda, next, kc);
-            PackA(a, lda, false, i0 + r0, Math.Min(mr, rows - r0), p0, kc, mr, dst + (nint)(r0 / mr) * mr * kc);
+            T s = T.Zero;
+            for (int p = 0; p < kc; p++) s += panel[(nint)p * mr + r];
+            acc[r] = s;
         }
+        for (r = 0; r < rows; r++) sums[r] += acc[r];
     }
 
     /// <summary>

@@ -9,7 +9,7 @@ public sealed partial class Tensor
     /// The affine map of a linear layer, fused: <c>y = x·Wᵀ + b</c> for x [..., in], W [out, in],
     /// b [out] (optional); y [..., out]. One GEMM with W transposed in the packing (never
     /// materialised) and, in float32, the bias added in the GEMM's epilogue (float64: copied in first). Backward: <c>dx = g·W</c>, <c>dW = gᵀ·x</c>
-    /// (over all leading dimensions), <c>db = Σ_rows g</c>.
+    /// (over all leading dimensions), <c>db = Σ_rows g</c> (float32: summed from dW's packed gᵀ while it is in cache).
     /// </summary>
     public static Tensor Linear(Tensor input, Tensor weight, Tensor? bias = null) => Linear(input, weight, bias, FusedActivation.None);
 
@@ -87,17 +87,19 @@ public sealed partial class Tensor
                 else
                     Gemm.Multiply(false, false, rows, inF, outF, 1.0, g.Span<double>(), outF, weight.Span<double>(), inF, 0.0, dx.Span<double>(), inF);
             }
+            if (bias is not null && bias.RequiresGrad) db = Uninitialized("linear", bias, bias._shape);
             if (weight.RequiresGrad)
             {
                 dw = Uninitialized("linear", weight, weight._shape);
-                if (dw.Storage is float[])
+                if (dw.Storage is float[] && db is not null) // db = Σ_rows g, summed from dW's packed gᵀ
+                    Gemm.Multiply(true, false, outF, inF, rows, 1f, g.Span<float>(), outF, input.Span<float>(), inF, 0f, dw.Span<float>(), inF, db.Span<float>());
+                else if (dw.Storage is float[])
                     Gemm.Multiply(true, false, outF, inF, rows, 1f, g.Span<float>(), outF, input.Span<float>(), inF, 0f, dw.Span<float>(), inF);
                 else
                     Gemm.Multiply(true, false, outF, inF, rows, 1.0, g.Span<double>(), outF, input.Span<double>(), inF, 0.0, dw.Span<double>(), inF);
             }
-            if (bias is not null && bias.RequiresGrad)
+            if (db is not null && !(weight.RequiresGrad && db.Storage is float[]))
             {
-                db = Uninitialized("linear", bias, bias._shape);
                 if (db.Storage is float[]) ReduceKernels.Sum(g.Span<float>(), 1, rows, outF, db.Span<float>());
                 else ReduceKernels.Sum(g.Span<double>(), 1, rows, outF, db.Span<double>());
             }

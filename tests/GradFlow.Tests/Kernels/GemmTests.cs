@@ -494,6 +494,69 @@ public class GemmTests
         }
     }
 
+    [Theory]
+    [InlineData(256, 256, 4096, true)]  // a weight gradient dYᵀ·X: cut along k into parts, each with its own sums
+    [InlineData(700, 300, 200, true)]   // slabs of rows, the last row panel partial
+    [InlineData(100, 1000, 400, true)]  // slabs of columns: only the slab at column 0 sums
+    [InlineData(300, 5000, 40, false)]  // more than one column block (NC): only the first sums
+    [InlineData(37, 23, 600, true)]     // the small-GEMM loops (A read in place, summed on the side)
+    [InlineData(150, 90, 1100, false)]  // A not transposed, three k blocks, one thread's loops
+    [InlineData(40, 0, 30, true)]       // no columns: sums only
+    [InlineData(40, 30, 0, false)]      // no depth: zero sums
+    public void Multiply_RowSumsOfOpA_AreTheSumsAndLeaveTheProductBitwiseAlone(int m, int n, int k, bool ta)
+    {
+        // sumsA[i] = Σ_p op(A)[i, p], taken from the packed panels: within the dot-product bound of the double sums, the
+        // product bitwise that of the plain call, and the same bits for 1, 2 and 3 threads (the cut depends on the shape).
+        int saved = KernelThreads.Count;
+        try
+        {
+            foreach (var isa in Paths)
+            {
+                var a = MakeOperand(m, k, ta, 1, m + n + k);
+                var b = MakeOperand(k, n, false, 2, k);
+                int ldc = n + 1;
+                var c0 = KernelLengths.Values(Math.Max(1, m * ldc), n + 7);
+                float[] Plain()
+                {
+                    var c = (float[])c0.Clone();
+                    Gemm.MultiplyBatched(isa, 1, ta, false, m, n, k, 0.5f, a.Data, a.Ld, 0, b.Data, b.Ld, 0, 0.25f, c, ldc, 0);
+                    return c;
+                }
+                (float[] C, float[] Sums) WithSums(int threads)
+                {
+                    KernelThreads.SetCount(threads);
+                    var c = (float[])c0.Clone();
+                    var sums = Enumerable.Repeat(float.NaN, m + 3).ToArray(); // written, not accumulated; the tail left alone
+                    Gemm.Multiply(isa, GemmPath.Auto, ta, false, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, 0.25f, c, ldc, sums);
+                    return (c, sums);
+                }
+                KernelThreads.SetCount(saved);
+                var plain = Plain();
+                var (c1, s1) = WithSums(1);
+                string what = $"{KernelIsa.Name(isa)} m={m} n={n} k={k} ta={ta}";
+                AssertBitwise(what + " C", plain, c1);
+                for (int i = 0; i < m; i++)
+                {
+                    double sum = 0, mag = 0;
+                    for (int p = 0; p < k; p++) { sum += a.At(i, p); mag += Math.Abs(a.At(i, p)); }
+                    double tol = (k + 2) * F32Step * mag + 1e-30;
+                    if (!(Math.Abs(s1[i] - sum) <= tol)) Assert.Fail($"{what}: sums[{i}] = {s1[i]}, expected {sum} (tolerance {tol:g3})");
+                }
+                for (int i = m; i < m + 3; i++) Assert.True(float.IsNaN(s1[i]), $"{what}: sums[{i}] beyond m written");
+                foreach (int threads in new[] { 2, 3 })
+                {
+                    var (ct, st) = WithSums(threads);
+                    AssertBitwise($"{what} C, {threads} threads", c1, ct);
+                    AssertBitwise($"{what} sums, {threads} threads", s1, st);
+                }
+            }
+        }
+        finally
+        {
+            KernelThreads.SetCount(saved);
+        }
+    }
+
     public static TheoryData<string, string> BadArguments => new()
     {
         { "m", "negative" },
