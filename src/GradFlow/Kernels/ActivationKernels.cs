@@ -190,6 +190,43 @@ public static class ActivationKernels
     internal static void GeluBackward<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dx, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T> =>
         ElementwiseLoops.Binary("gelu backward", x, dy, dx, new GeluBackwardOp<T>(), isa);
 
+    /// <summary>
+    /// float32 GELU and its derivative in one pass over x, from one evaluation of Φ: <c>y</c> bitwise as
+    /// <see cref="Gelu{T}(ReadOnlySpan{T}, Span{T})"/> and <c>dydx</c> bitwise as the factor
+    /// <see cref="GeluBackward{T}(ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/> multiplies dy by. A training forward that
+    /// keeps dydx makes its backward one multiplication instead of a second evaluation of Φ.
+    /// </summary>
+    public static void GeluWithDerivative(ReadOnlySpan<float> x, Span<float> y, Span<float> dydx) => GeluWithDerivative(x, y, dydx, KernelIsa.Best);
+
+    internal static void GeluWithDerivative(ReadOnlySpan<float> x, Span<float> y, Span<float> dydx, InstructionSet isa)
+    {
+        int n = x.Length;
+        if (y.Length < n || dydx.Length < n)
+            throw new ArgumentException($"gelu: destinations have {y.Length} and {dydx.Length} elements, need {n}.");
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float yr = ref MemoryMarshal.GetReference(y);
+        ref float dr = ref MemoryMarshal.GetReference(dydx);
+        int i = 0;
+        if (isa == InstructionSet.Avx512)
+            for (; i <= n - Vector512<float>.Count; i += Vector512<float>.Count)
+            {
+                GeluF32.GeluAndDerivative(Vector512.LoadUnsafe(ref xr, (nuint)i), out var d).StoreUnsafe(ref yr, (nuint)i);
+                d.StoreUnsafe(ref dr, (nuint)i);
+            }
+        if (isa >= InstructionSet.Avx2)
+            for (; i <= n - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                GeluF32.GeluAndDerivative(Vector256.LoadUnsafe(ref xr, (nuint)i), out var d).StoreUnsafe(ref yr, (nuint)i);
+                d.StoreUnsafe(ref dr, (nuint)i);
+            }
+        for (; i < n; i++)
+        {
+            double v = Unsafe.Add(ref xr, i);
+            Unsafe.Add(ref yr, i) = (float)ErrorFunction.Gelu(v, forFloat: true);
+            Unsafe.Add(ref dr, i) = (float)ErrorFunction.GeluDerivative(v, forFloat: true);
+        }
+    }
+
     /// <summary>√(2/π), the scale inside the tanh form of GELU.</summary>
     private const double SqrtTwoOverPi = 0.79788456080286535587989211986876;
 
@@ -568,6 +605,32 @@ public static class ActivationKernels
             var phi = Phi(x, out _);
             var y = Vector256.AndNot(x * phi, Vector256.Equals(phi, Vector256<float>.Zero));
             return Vector256.ConditionalSelect(Vector256.Equals(x, x), y, x);
+        }
+
+        /// <summary><see cref="Gelu(Vector512{float})"/> and, in <paramref name="derivative"/>, <see cref="Derivative(Vector512{float})"/>, from one Φ.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> GeluAndDerivative(Vector512<float> x, out Vector512<float> derivative)
+        {
+            var phi = Phi(x, out var ex);
+            var nan = Vector512.Equals(x, x);
+            var d = Vector512.FusedMultiplyAdd(x, ex * InvSqrt2Pi, phi);
+            d = Vector512.ConditionalSelect(Vector512.Equals(ex, Vector512<float>.Zero), phi, d);
+            derivative = Vector512.ConditionalSelect(nan, d, x);
+            var y = Vector512.AndNot(x * phi, Vector512.Equals(phi, Vector512<float>.Zero));
+            return Vector512.ConditionalSelect(nan, y, x);
+        }
+
+        /// <inheritdoc cref="GeluAndDerivative(Vector512{float}, out Vector512{float})"/>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> GeluAndDerivative(Vector256<float> x, out Vector256<float> derivative)
+        {
+            var phi = Phi(x, out var ex);
+            var nan = Vector256.Equals(x, x);
+            var d = Vector256.FusedMultiplyAdd(x, ex * InvSqrt2Pi, phi);
+            d = Vector256.ConditionalSelect(Vector256.Equals(ex, Vector256<float>.Zero), phi, d);
+            derivative = Vector256.ConditionalSelect(nan, d, x);
+            var y = Vector256.AndNot(x * phi, Vector256.Equals(phi, Vector256<float>.Zero));
+            return Vector256.ConditionalSelect(nan, y, x);
         }
 
         /// <summary>Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π); Φ where φ is 0 (so ±∞ give 1 and 0), NaN for NaN.</summary>

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using GradFlow.Kernels;
 
 namespace GradFlow.Tensors;
@@ -101,8 +102,28 @@ public sealed partial class Tensor
     public Tensor Gelu(GeluApproximation approximate = GeluApproximation.None) => approximate == GeluApproximation.Tanh
         ? FromInput("gelu_tanh", ActivationKernels.GeluTanh, ActivationKernels.GeluTanh,
             ActivationKernels.GeluTanhBackward, ActivationKernels.GeluTanhBackward)
+        : Storage is float[] && NeedsGrad(this) ? GeluKeepingDerivative()
         : FromInput("gelu", ActivationKernels.Gelu, ActivationKernels.Gelu,
             ActivationKernels.GeluBackward, ActivationKernels.GeluBackward);
+
+    /// <summary>
+    /// float32 GELU that is differentiated: the forward keeps GELU′(x), computed from the same Φ as the output, so the
+    /// backward is <c>g·GELU′(x)</c> (the same bits as evaluating GELU′ there) instead of a second evaluation of Φ, the
+    /// costly part (transformer-small: about 2.5 % of a step). The derivative goes back to the pool when the node is
+    /// released (after the backward pass, unless the graph is retained).
+    /// </summary>
+    private Tensor GeluKeepingDerivative()
+    {
+        var x = this;
+        var y = Uninitialized("gelu", x, x._shape);
+        var d = Uninitialized("gelu", x, x._shape);
+        if (IsLarge(y.Count)) GeluInChunks(x, y, d);
+        else ActivationKernels.GeluWithDerivative(x.Span<float>(), y.Span<float>(), d.Span<float>());
+        return y.Record("gelu", [x], g => [Zip("gelu", d, g, TensorPrimitives.Multiply, TensorPrimitives.Multiply)], onRelease: d.ReleaseStorage);
+    }
+
+    private static void GeluInChunks(Tensor x, Tensor y, Tensor d) =>
+        InChunks(y.Count, (lo, len) => ActivationKernels.GeluWithDerivative(x.Span<float>().Slice(lo, len), y.Span<float>().Slice(lo, len), d.Span<float>().Slice(lo, len)));
 
     /// <summary>SiLU / Swish-1: <c>x·σ(x)</c>. Backward: <c>g·σ(x)(1 + x(1 − σ(x)))</c>.</summary>
     public Tensor Silu() => FromInput("silu",

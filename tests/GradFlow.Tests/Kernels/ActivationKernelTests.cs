@@ -573,4 +573,36 @@ public class ActivationKernelTests
             }
         }
     }
+
+    /// <summary>
+    /// The training forward's GELU keeps its derivative from the same Φ: both outputs must be the bits of the separate
+    /// kernels (GELU, and GELU backward with dy = 1) on every path, tails, signed zeros, infinities, NaN and the far tail
+    /// included.
+    /// </summary>
+    [Fact]
+    public void GeluWithDerivative_IsBitwiseGeluAndItsBackwardFactor_OnEveryPath()
+    {
+        var rng = new Random(11);
+        var x = new[] { 0f, -0f, float.PositiveInfinity, float.NegativeInfinity, float.NaN, -0.75f, 1e-30f, -20f, 20f, 15f, -15f, 0.7071f }
+            .Concat(Enumerable.Range(0, 5_003).Select(_ => (float)(rng.NextDouble() * 30 - 15))).ToArray();
+        var ones = Enumerable.Repeat(1f, x.Length).ToArray();
+        foreach (var isa in KernelIsa.All)
+        {
+            var y = new float[x.Length];
+            var d = new float[x.Length];
+            var wantY = new float[x.Length];
+            var wantD = new float[x.Length];
+            ActivationKernels.GeluWithDerivative(x, y, d, isa);
+            ActivationKernels.Gelu<float>(x, wantY, isa);
+            ActivationKernels.GeluBackward<float>(x, ones, wantD, isa);
+            for (int i = 0; i < x.Length; i++)
+            {
+                Assert.True(BitConverter.SingleToInt32Bits(wantY[i]) == BitConverter.SingleToInt32Bits(y[i]),
+                    $"gelu {KernelIsa.Name(isa)} x={x[i]:R}: {y[i]:R} vs {wantY[i]:R}");
+                Assert.True(BitConverter.SingleToInt32Bits(wantD[i]) == BitConverter.SingleToInt32Bits(d[i]),
+                    $"gelu derivative {KernelIsa.Name(isa)} x={x[i]:R}: {d[i]:R} vs {wantD[i]:R}");
+            }
+        }
+        Assert.Throws<ArgumentException>(() => ActivationKernels.GeluWithDerivative(x, new float[x.Length], new float[3]));
+    }
 }

@@ -42,6 +42,32 @@ public class ElementwiseThreadsTests
         }
     }
 
+    /// <summary>
+    /// float32 GELU under autograd keeps its derivative from the forward: the gradient must be the bits of the GELU
+    /// backward kernel on the input, a retained graph must give them twice, and without it the second pass must refuse
+    /// (the kept derivative went back to the pool).
+    /// </summary>
+    [Theory]
+    [InlineData(1000)]
+    [InlineData(3 * 32768 + 13)]
+    public void GeluFloat32_KeepsItsDerivative_GradientIsTheBackwardKernels(int n)
+    {
+        var gen = new Generator(3);
+        var x0 = Tensor.Normal(gen, 0, 3, DType.Float32, n);
+        var g = Tensor.Normal(gen, 0, 1, DType.Float32, n);
+        var want = new float[n];
+        GradFlow.Kernels.ActivationKernels.GeluBackward<float>(x0.ToArray(), g.ToArray(), want);
+        var x = x0.Detach();
+        x.RequiresGrad = true;
+        var y = x.Gelu();
+        y.Backward(g, retainGraph: true);
+        Assert.Equal(want, x.Grad!.ToArray());
+        x.Grad = null;
+        y.Backward(g);
+        Assert.Equal(want, x.Grad!.ToArray());
+        Assert.Throws<InvalidOperationException>(() => y.Backward(g));
+    }
+
     [Theory]
     [InlineData(3 * 32768 + 13, DType.Float32)]
     [InlineData(3 * 32768 + 13, DType.Float64)]
