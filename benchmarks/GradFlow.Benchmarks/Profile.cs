@@ -753,6 +753,7 @@ internal struct C144 : IConst { public static int Value => 144; }
 internal struct C256 : IConst { public static int Value => 256; }
 internal struct C512 : IConst { public static int Value => 512; }
 internal struct C768 : IConst { public static int Value => 768; }
+internal struct C384 : IConst { public static int Value => 384; }
 internal struct C96 : IConst { public static int Value => 96; }
 internal struct C240 : IConst { public static int Value => 240; }
 
@@ -871,6 +872,28 @@ internal static class BlockingAb
 
     public static unsafe void Run()
     {
+        // transformer-small's forward and dX shapes (k 768-1024 runs two k blocks at KC 512, four at 256)
+        foreach (var (name, m, n, k, tb, bias) in new[] { ("tf ff2 fwd", 4096, 256, 1024, true, true), ("tf ff1 dX", 4096, 256, 1024, false, false),
+            ("tf qkv dX", 4096, 256, 768, false, false), ("tf qkv fwd", 4096, 768, 256, true, true) })
+        {
+            var gen = new GradFlow.Tensors.Generator(0);
+            var a = GradFlow.Tensors.Tensor.RandN(gen, m, k).ToArray();
+            var b = GradFlow.Tensors.Tensor.RandN(gen, k, n).ToArray();
+            var bv = GradFlow.Tensors.Tensor.RandN(gen, n).ToArray();
+            var c = new float[m * n];
+            fixed (float* pa = a, pb = b, pc = c, pbias = bv)
+            {
+                var p = new GradFlow.Kernels.Problem<float>(1, false, tb, m, n, k, 1f, pa, k, 0, pb, tb ? k : n, 0, 0f, pc, n, 0, bias ? pbias : null);
+                var variants = new (string Name, Action Run)[]
+                {
+                    ("KC256 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C256, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC384 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C384, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                    ("KC512 MC144", () => GradFlow.Kernels.GemmDriver<float, Avx512Blocking<C512, C144>>.Run(p, GradFlow.Kernels.GemmPath.Packed)),
+                };
+                var rates = Alternate(variants.Select(v => v.Run).ToArray(), 10, 2.0 * m * n * k / 1e9);
+                Console.WriteLine($"{name} {m}×{n}×{k}, {GradFlow.Kernels.KernelThreads.Count} thread(s): " + string.Join("; ", variants.Select((v, i) => $"{v.Name} {rates[i]}")));
+            }
+        }
         foreach (int n in new[] { 512, 1024, 2048 })
         {
             var gen = new GradFlow.Tensors.Generator(0);

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.InteropServices;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -274,6 +275,15 @@ internal static unsafe class GemmDriver<T, TKernel>
     private static void AddRowSums(Problem<T> p)
     {
         var sums = new Span<T>(p.SumsA, p.M);
+        if (p.TransA && p.Lda == p.M && typeof(T) == typeof(float))
+        {
+            // op(A)'s rows are the columns of a contiguous K×M matrix: the column sums of the reduce kernel (a bias
+            // gradient summed as without the GEMM), written over the sums: these loops take all the depths of rows at zero
+            var all = new ReadOnlySpan<float>(p.A, p.K * p.M);
+            var s = MemoryMarshal.Cast<T, float>(sums);
+            if (p.K > 0) ReduceKernels.Sum(all, 1, p.K, p.M, s);
+            return;
+        }
         if (p.TransA)
         {
             // op(A)'s rows are A's columns: add A's rows, each contiguous
