@@ -339,10 +339,13 @@ internal static unsafe class ConvKernels
         else if (items == 1) body(0);
     }
 
+    /// <summary>Work (multiply-adds) from which <see cref="Items"/> runs its items in chunks on the kernel threads: 64³, a few µs of work.</summary>
+    private const long ChunkedFrom = 64 * 64 * 64;
+
     /// <summary>Runs <paramref name="item"/> for every item, in up to 32 consecutive chunks (by shape) on the kernel threads when the work is large enough.</summary>
     private static void Items(int items, long workPerItem, Action<int> item)
     {
-        int chunks = (long)items * workPerItem < Gemm.ParallelThreshold ? 1 : Math.Min(items, 32);
+        int chunks = (long)items * workPerItem < ChunkedFrom ? 1 : Math.Min(items, 32);
         if (chunks <= 1)
         {
             for (int i = 0; i < items; i++) item(i);

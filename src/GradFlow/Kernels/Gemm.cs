@@ -29,8 +29,8 @@ namespace GradFlow.Kernels;
 /// Threads: work is split into tasks by shape only (row panels of C, and column chunks when C has
 /// few rows; whole batch items for small batched problems); each task owns its C tile, and every
 /// C element accumulates its k blocks in the same order on any thread, so results are bitwise
-/// identical for any <see cref="KernelThreads.Count"/>. Problems below about 64³ multiply-adds run
-/// on the calling thread.
+/// identical for any <see cref="KernelThreads.Count"/>. Problems below 2²⁰ multiply-adds run on the
+/// calling thread.
 /// </para>
 /// <para>
 /// Small GEMMs (up to <see cref="DirectMacs"/> multiply-adds and at most one MC block of rows, e.g.
@@ -43,8 +43,13 @@ namespace GradFlow.Kernels;
 /// </remarks>
 public static class Gemm
 {
-    /// <summary>Multiply-adds below which a problem stays on the calling thread (64³: a few µs of work).</summary>
-    internal const long ParallelThreshold = 64 * 64 * 64;
+    /// <summary>
+    /// Multiply-adds below which a problem stays on the calling thread (2²⁰: 10-20 µs of one core's work). Measured on a
+    /// 2-core Zen 5 (interleaved benchmark children, 4 rounds): mlp-deep-narrow, whose step is 96 products of 64³, ran at
+    /// 870-895 steps/s with them split over both threads (the former threshold, 64³) and at 1 336-1 382 with them on the
+    /// calling thread, faster than on one thread (1 140): two chunks of ~3 µs do not pay for the hand-over and the join.
+    /// </summary>
+    internal const long ParallelThreshold = 1L << 20;
 
     /// <summary>
     /// Multiply-adds up to which a matrix of at most MC rows takes the small-GEMM path (operands read in

@@ -374,13 +374,14 @@ public class GemmTests
         try
         {
             foreach (var isa in Paths)
-                // packed loops; the small-GEMM path split into column chunks (2, and 8 with a partial last panel); batched
+                // packed loops; the small-GEMM path split into column chunks (2: 128×64×128, the smallest product split; 8
+                // with a partial last panel); batched
                 // (packing B is cut along the depth when it has few column panels: 300×290×520, both layouts of B; column
                 // chunks share one packed A, packed by the packing job: 3×700×300 and 200×600×700, also rounded to bf16;
                 // 40×70×2600 and 460×20×2100 are cut along k into parts that run on different threads; 150×300×600 spreads
                 // its k blocks' tasks over the threads (too few column panels for slabs); 200×600×700 and 700×300×200 are
                 // cut into a slab of column or row panels per thread, partial last panels included)
-                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 200, 600, 700), (1, 150, 300, 600), (1, 700, 300, 200), (1, 40, 70, 2600), (1, 460, 20, 2100), (1, 64, 64, 64), (1, 64, 784, 70), (24, 30, 31, 32) })
+                foreach (var (count, m, n, k) in new[] { (1, 300, 290, 520), (1, 3, 700, 300), (1, 200, 600, 700), (1, 150, 300, 600), (1, 700, 300, 200), (1, 40, 70, 2600), (1, 460, 20, 2100), (1, 128, 64, 128), (1, 64, 784, 70), (48, 30, 31, 32) })
                 foreach (bool transB in new[] { false, true })
                 foreach (bool bf16 in new[] { false, true })
                 {
