@@ -759,6 +759,14 @@ internal struct C240 : IConst { public static int Value => 240; }
 
 internal static class BlockingAb
 {
+    /// <summary>Random operands of an m×n×k product (A and B as m×k and k×n elements, a bias of n) and its C, seed 0.</summary>
+    internal static (float[] A, float[] B, float[] Bias, float[] C) Operands(int m, int n, int k)
+    {
+        var gen = new GradFlow.Tensors.Generator(0);
+        return (GradFlow.Tensors.Tensor.RandN(gen, m, k).ToArray(), GradFlow.Tensors.Tensor.RandN(gen, k, n).ToArray(),
+            GradFlow.Tensors.Tensor.RandN(gen, n).ToArray(), new float[m * n]);
+    }
+
     /// <summary>
     /// Runs the variants one after another in rounds for <paramref name="seconds"/> (the first round a warm-up), each
     /// <paramref name="reps"/> times per round; returns each variant's "best X median Y" in GFLOP/s for
@@ -797,11 +805,7 @@ internal static class BlockingAb
         };
         foreach (var (name, m, n, k, ta, tb, bias) in shapes)
         {
-            var gen = new GradFlow.Tensors.Generator(0);
-            var a = GradFlow.Tensors.Tensor.RandN(gen, m, k).ToArray();
-            var b = GradFlow.Tensors.Tensor.RandN(gen, k, n).ToArray();
-            var bv = GradFlow.Tensors.Tensor.RandN(gen, n).ToArray();
-            var c = new float[m * n];
+            var (a, b, bv, c) = BlockingAb.Operands(m, n, k);
             fixed (float* pa = a, pb = b, pc = c, pbias = bv)
             {
                 var p = new GradFlow.Kernels.Problem<float>(1, ta, tb, m, n, k, 1f, pa, ta ? m : k, 0, pb, tb ? k : n, 0, 0f, pc, n, 0, bias ? pbias : null);
@@ -876,11 +880,7 @@ internal static class BlockingAb
         foreach (var (name, m, n, k, tb, bias) in new[] { ("tf ff2 fwd", 4096, 256, 1024, true, true), ("tf ff1 dX", 4096, 256, 1024, false, false),
             ("tf qkv dX", 4096, 256, 768, false, false), ("tf qkv fwd", 4096, 768, 256, true, true) })
         {
-            var gen = new GradFlow.Tensors.Generator(0);
-            var a = GradFlow.Tensors.Tensor.RandN(gen, m, k).ToArray();
-            var b = GradFlow.Tensors.Tensor.RandN(gen, k, n).ToArray();
-            var bv = GradFlow.Tensors.Tensor.RandN(gen, n).ToArray();
-            var c = new float[m * n];
+            var (a, b, bv, c) = BlockingAb.Operands(m, n, k);
             fixed (float* pa = a, pb = b, pc = c, pbias = bv)
             {
                 var p = new GradFlow.Kernels.Problem<float>(1, false, tb, m, n, k, 1f, pa, k, 0, pb, tb ? k : n, 0, 0f, pc, n, 0, bias ? pbias : null);
