@@ -61,9 +61,15 @@ public class RecurrentDiagnosisTests
         var config = Adding("rnn 2-64-1 init=default:3", 20, lr: 0.03, clip: null, optimizer: OptimizerKind.Sgd) with { MaxSteps = 12000 };
         var unclipped = new Trainer(config).Run(cancellation: TestContext.Current.CancellationToken);
         Assert.Equal(StopReason.NonFiniteLoss, unclipped.Stop);
-        var clipped = new Trainer(config with { ClipNorm = 1 }).Run(cancellation: TestContext.Current.CancellationToken);
-        Assert.Equal(StopReason.MaxSteps, clipped.Stop);
-        Assert.True(clipped.Epochs[^1].TestLoss < 0.05, $"test MSE {clipped.Epochs[^1].TestLoss} (baseline {SequenceTasks.AddingBaselineMse:F3})");
+        // 12 000 SGD steps of a chaotic trajectory: one seed's final loss moves with the last bits of any kernel (seeds 0-4
+        // ended at 0.025-0.037, but a last-bit change of the head's bias gradient once took seed 0 to 0.066), so the claim
+        // is the median of three seeds
+        var clipped = Enumerable.Range(0, 3).AsParallel().AsOrdered()
+            .Select(seed => new Trainer(config with { ClipNorm = 1, Seed = (ulong)seed }).Run(cancellation: TestContext.Current.CancellationToken))
+            .ToArray();
+        Assert.All(clipped, r => Assert.Equal(StopReason.MaxSteps, r.Stop));
+        var losses = clipped.Select(r => r.Epochs[^1].TestLoss).Order().ToArray();
+        Assert.True(losses[1] < 0.05, $"median test MSE {losses[1]} of {string.Join(", ", losses)} (baseline {SequenceTasks.AddingBaselineMse:F3})");
     }
 
     [Fact]
