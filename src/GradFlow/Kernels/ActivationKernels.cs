@@ -198,6 +198,8 @@ public static class ActivationKernels
     /// </summary>
     public static void GeluWithDerivative(ReadOnlySpan<float> x, Span<float> y, Span<float> dydx) => GeluWithDerivative(x, y, dydx, KernelIsa.Best);
 
+    // not inlined into the public overload: there the JIT's inline budget ran out and Φ stayed a call per vector
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal static void GeluWithDerivative(ReadOnlySpan<float> x, Span<float> y, Span<float> dydx, InstructionSet isa)
     {
         int n = x.Length;
@@ -591,56 +593,18 @@ public static class ActivationKernels
 
         /// <summary>x·Φ(x); 0 where Φ is 0 (so gelu(−∞) = 0), NaN for NaN.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> Gelu(Vector512<float> x)
-        {
-            var phi = Phi(x, out _);
-            var y = Vector512.AndNot(x * phi, Vector512.Equals(phi, Vector512<float>.Zero));
-            return Vector512.ConditionalSelect(Vector512.Equals(x, x), y, x);
-        }
+        public static Vector512<float> Gelu(Vector512<float> x) => GeluFrom(x, Phi(x, out _));
 
         /// <inheritdoc cref="Gelu(Vector512{float})"/>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> Gelu(Vector256<float> x)
-        {
-            var phi = Phi(x, out _);
-            var y = Vector256.AndNot(x * phi, Vector256.Equals(phi, Vector256<float>.Zero));
-            return Vector256.ConditionalSelect(Vector256.Equals(x, x), y, x);
-        }
-
-        /// <summary><see cref="Gelu(Vector512{float})"/> and, in <paramref name="derivative"/>, <see cref="Derivative(Vector512{float})"/>, from one Φ.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector512<float> GeluAndDerivative(Vector512<float> x, out Vector512<float> derivative)
-        {
-            var phi = Phi(x, out var ex);
-            var nan = Vector512.Equals(x, x);
-            var d = Vector512.FusedMultiplyAdd(x, ex * InvSqrt2Pi, phi);
-            d = Vector512.ConditionalSelect(Vector512.Equals(ex, Vector512<float>.Zero), phi, d);
-            derivative = Vector512.ConditionalSelect(nan, d, x);
-            var y = Vector512.AndNot(x * phi, Vector512.Equals(phi, Vector512<float>.Zero));
-            return Vector512.ConditionalSelect(nan, y, x);
-        }
-
-        /// <inheritdoc cref="GeluAndDerivative(Vector512{float}, out Vector512{float})"/>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<float> GeluAndDerivative(Vector256<float> x, out Vector256<float> derivative)
-        {
-            var phi = Phi(x, out var ex);
-            var nan = Vector256.Equals(x, x);
-            var d = Vector256.FusedMultiplyAdd(x, ex * InvSqrt2Pi, phi);
-            d = Vector256.ConditionalSelect(Vector256.Equals(ex, Vector256<float>.Zero), phi, d);
-            derivative = Vector256.ConditionalSelect(nan, d, x);
-            var y = Vector256.AndNot(x * phi, Vector256.Equals(phi, Vector256<float>.Zero));
-            return Vector256.ConditionalSelect(nan, y, x);
-        }
+        public static Vector256<float> Gelu(Vector256<float> x) => GeluFrom(x, Phi(x, out _));
 
         /// <summary>Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π); Φ where φ is 0 (so ±∞ give 1 and 0), NaN for NaN.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector512<float> Derivative(Vector512<float> x)
         {
             var phi = Phi(x, out var ex);
-            var d = Vector512.FusedMultiplyAdd(x, ex * InvSqrt2Pi, phi);
-            d = Vector512.ConditionalSelect(Vector512.Equals(ex, Vector512<float>.Zero), phi, d);
-            return Vector512.ConditionalSelect(Vector512.Equals(x, x), d, x);
+            return DerivativeFrom(x, phi, ex);
         }
 
         /// <inheritdoc cref="Derivative(Vector512{float})"/>
@@ -648,6 +612,52 @@ public static class ActivationKernels
         public static Vector256<float> Derivative(Vector256<float> x)
         {
             var phi = Phi(x, out var ex);
+            return DerivativeFrom(x, phi, ex);
+        }
+
+        /// <summary><see cref="Gelu(Vector512{float})"/> and, in <paramref name="derivative"/>, <see cref="Derivative(Vector512{float})"/>, from one Φ.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> GeluAndDerivative(Vector512<float> x, out Vector512<float> derivative)
+        {
+            var phi = Phi(x, out var ex);
+            derivative = DerivativeFrom(x, phi, ex);
+            return GeluFrom(x, phi);
+        }
+
+        /// <inheritdoc cref="GeluAndDerivative(Vector512{float}, out Vector512{float})"/>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> GeluAndDerivative(Vector256<float> x, out Vector256<float> derivative)
+        {
+            var phi = Phi(x, out var ex);
+            derivative = DerivativeFrom(x, phi, ex);
+            return GeluFrom(x, phi);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector512<float> GeluFrom(Vector512<float> x, Vector512<float> phi)
+        {
+            var y = Vector512.AndNot(x * phi, Vector512.Equals(phi, Vector512<float>.Zero));
+            return Vector512.ConditionalSelect(Vector512.Equals(x, x), y, x);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<float> GeluFrom(Vector256<float> x, Vector256<float> phi)
+        {
+            var y = Vector256.AndNot(x * phi, Vector256.Equals(phi, Vector256<float>.Zero));
+            return Vector256.ConditionalSelect(Vector256.Equals(x, x), y, x);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector512<float> DerivativeFrom(Vector512<float> x, Vector512<float> phi, Vector512<float> ex)
+        {
+            var d = Vector512.FusedMultiplyAdd(x, ex * InvSqrt2Pi, phi);
+            d = Vector512.ConditionalSelect(Vector512.Equals(ex, Vector512<float>.Zero), phi, d);
+            return Vector512.ConditionalSelect(Vector512.Equals(x, x), d, x);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<float> DerivativeFrom(Vector256<float> x, Vector256<float> phi, Vector256<float> ex)
+        {
             var d = Vector256.FusedMultiplyAdd(x, ex * InvSqrt2Pi, phi);
             d = Vector256.ConditionalSelect(Vector256.Equals(ex, Vector256<float>.Zero), phi, d);
             return Vector256.ConditionalSelect(Vector256.Equals(x, x), d, x);

@@ -114,21 +114,17 @@ public static class Gemm
                 }
                 return;
             }
-            switch (isa)
-            {
-                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p, path); break;
-                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p, path); break;
-                default: GemmDriver<float, GemmKernelF32Portable>.Run(p, path); break;
-            }
+            Run(isa, p, path);
         }
     }
 
     /// <summary>
     /// <c>C = alpha·op(A)·op(B) + beta·C</c> for one float32 matrix, and <c>sumsA[i] = Σ_p op(A)[i, p]</c> for i &lt; m
     /// (alpha not applied), summed from op(A)'s packed row panels while they are in cache: a linear layer's weight
-    /// gradient <c>dW = dYᵀ·X</c> gives its bias gradient <c>db = Σ_rows dY</c> without a pass of its own over dY.
+    /// gradient <c>dW = dYᵀ·X</c> gives its bias gradient <c>db = Σ_rows dY</c> without a pass of its own over dY. An
+    /// empty <paramref name="sumsA"/> asks for none (the plain product).
     /// </summary>
-    /// <exception cref="ArgumentException">as <see cref="Multiply(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>, or when sumsA has fewer than m elements.</exception>
+    /// <exception cref="ArgumentException">as <see cref="Multiply(bool, bool, int, int, int, float, ReadOnlySpan{float}, int, ReadOnlySpan{float}, int, float, Span{float}, int)"/>, or when a non-empty sumsA has fewer than m elements.</exception>
     public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
         ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> sumsA) =>
         Multiply(KernelIsa.Best, GemmPath.Auto, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, sumsA);
@@ -138,18 +134,14 @@ public static class Gemm
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> sumsA)
     {
         Validate(1, transA, transB, m, n, k, a.Length, lda, 0, b.Length, ldb, 0, c.Length, ldc, 0);
-        if (sumsA.Length < m) throw new ArgumentException($"gemm: sumsA has {sumsA.Length} elements but op(A) has m = {m} rows.", nameof(sumsA));
-        if (m == 0) return;
+        if (!sumsA.IsEmpty && sumsA.Length < m)
+            throw new ArgumentException($"gemm: sumsA has {sumsA.Length} elements but op(A) has m = {m} rows.", nameof(sumsA));
+        if (m == 0 || n == 0 && sumsA.IsEmpty) return;
         fixed (float* pa = a, pb = b, pc = c, ps = sumsA)
         {
             var p = new Problem<float>(1, transA, transB, m, n, k, alpha, pa, lda, 0, pb, ldb, 0, beta, pc, ldc, 0)
-                { RoundBf16 = BFloat16.Operands, SumsA = ps };
-            switch (isa)
-            {
-                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p, path); break;
-                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p, path); break;
-                default: GemmDriver<float, GemmKernelF32Portable>.Run(p, path); break;
-            }
+                { RoundBf16 = BFloat16.Operands, SumsA = sumsA.IsEmpty ? null : ps };
+            Run(isa, p, path);
         }
     }
 
@@ -190,12 +182,7 @@ public static class Gemm
         {
             var p = new Problem<float>(count, transA, transB, m, n, k, alpha, pa, lda, strideA, pb, ldb, strideB, beta, pc, ldc, strideC)
                 { RoundBf16 = BFloat16.Operands, Causal = causal };
-            switch (isa)
-            {
-                case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p, path); break;
-                case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p, path); break;
-                default: GemmDriver<float, GemmKernelF32Portable>.Run(p, path); break;
-            }
+            Run(isa, p, path);
         }
     }
 
@@ -212,6 +199,17 @@ public static class Gemm
                 { Causal = causal };
             if (isa >= InstructionSet.Avx2) GemmDriver<double, GemmKernelF64Avx2>.Run(p, GemmPath.Auto);
             else GemmDriver<double, GemmKernelF64Portable>.Run(p, GemmPath.Auto);
+        }
+    }
+
+    /// <summary>A validated float32 problem on the micro-kernel of <paramref name="isa"/>.</summary>
+    private static void Run(InstructionSet isa, Problem<float> p, GemmPath path)
+    {
+        switch (isa)
+        {
+            case InstructionSet.Avx512: GemmDriver<float, GemmKernelF32Avx512>.Run(p, path); break;
+            case InstructionSet.Avx2: GemmDriver<float, GemmKernelF32Avx2>.Run(p, path); break;
+            default: GemmDriver<float, GemmKernelF32Portable>.Run(p, path); break;
         }
     }
 

@@ -88,17 +88,18 @@ public sealed partial class Tensor
                     Gemm.Multiply(false, false, rows, inF, outF, 1.0, g.Span<double>(), outF, weight.Span<double>(), inF, 0.0, dx.Span<double>(), inF);
             }
             if (bias is not null && bias.RequiresGrad) db = Uninitialized("linear", bias, bias._shape);
+            // float32: db = Σ_rows g summed from dW's packed gᵀ, when there is a dW
+            bool dbFromWeightGradient = db is not null && weight.RequiresGrad && db.Storage is float[];
             if (weight.RequiresGrad)
             {
                 dw = Uninitialized("linear", weight, weight._shape);
-                if (dw.Storage is float[] && db is not null) // db = Σ_rows g, summed from dW's packed gᵀ
-                    Gemm.Multiply(true, false, outF, inF, rows, 1f, g.Span<float>(), outF, input.Span<float>(), inF, 0f, dw.Span<float>(), inF, db.Span<float>());
-                else if (dw.Storage is float[])
-                    Gemm.Multiply(true, false, outF, inF, rows, 1f, g.Span<float>(), outF, input.Span<float>(), inF, 0f, dw.Span<float>(), inF);
+                if (dw.Storage is float[])
+                    Gemm.Multiply(true, false, outF, inF, rows, 1f, g.Span<float>(), outF, input.Span<float>(), inF, 0f, dw.Span<float>(), inF,
+                        dbFromWeightGradient ? db!.Span<float>() : default);
                 else
                     Gemm.Multiply(true, false, outF, inF, rows, 1.0, g.Span<double>(), outF, input.Span<double>(), inF, 0.0, dw.Span<double>(), inF);
             }
-            if (db is not null && !(weight.RequiresGrad && db.Storage is float[]))
+            if (db is not null && !dbFromWeightGradient)
             {
                 if (db.Storage is float[]) ReduceKernels.Sum(g.Span<float>(), 1, rows, outF, db.Span<float>());
                 else ReduceKernels.Sum(g.Span<double>(), 1, rows, outF, db.Span<double>());

@@ -709,4 +709,18 @@ public class GemmTests
         var e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(false, false, 2, 3, 2, 1f, new float[4], 2, new float[6], 3, new float[2], new float[6], 3));
         Assert.Equal("bias", e.ParamName);
     }
+
+    [Fact]
+    public void Multiply_RowSumsShorterThanM_NamesSumsA_AndEmptyAsksForNone()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Gemm.Multiply(false, false, 2, 3, 2, 1f, new float[4], 2, new float[6], 3, 0f, new float[6], 3, new float[1]));
+        Assert.Equal("sumsA", e.ParamName);
+        var a = KernelLengths.Values(300 * 200, 1);
+        var b = KernelLengths.Values(300 * 90, 2);
+        var plain = new float[200 * 90];
+        var none = new float[200 * 90];
+        Gemm.Multiply(true, false, 200, 90, 300, 1f, a, 200, b, 90, 0f, plain, 90);
+        Gemm.Multiply(true, false, 200, 90, 300, 1f, a, 200, b, 90, 0f, none, 90, Span<float>.Empty);
+        AssertBitwise("empty sumsA", plain, none);
+    }
 }
