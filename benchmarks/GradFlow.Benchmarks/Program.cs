@@ -510,6 +510,7 @@ internal static class Harness
             ["runtime"] = RuntimeInformation.FrameworkDescription,
             ["gradflow"] = typeof(Tensor).Assembly.GetName().Version?.ToString() ?? "?",
             ["isa"] = KernelIsa.Name(KernelIsa.Best),
+            ["full_width_512"] = KernelIsa.FullWidth512,
             ["vector512_accelerated"] = Vector512.IsHardwareAccelerated,
             ["vector256_accelerated"] = Vector256.IsHardwareAccelerated,
             ["kernel_threads"] = o.Threads,

@@ -80,14 +80,27 @@ internal static unsafe class ConvKernels
 
     /// <summary>
     /// Whether a float32 forward and input gradient take the Winograd path (<see cref="ConvWinograd"/>) rather than the flat
-    /// implicit GEMM: a shape it takes (3×3, stride 1, dilation 1, one group, padding ≤ 2) with at least 4 input and 4 output
-    /// channels. By shape only, so results do not depend on timing. Measured (<c>--profile winograd</c>, docs/benchmarks.md,
-    /// fastest of 30 calls, one thread, Zen 4): Winograd takes 0.78× the flat path's time on cnn-resnet's 16→16 at 28×28
-    /// (forward and input gradient), 0.65× on 32→32 at 14×14, 0.71× on 64→64 at 7×7, 0.57× on 128→128 at 14×14, 0.82× on
-    /// 4→4, 1.03× on 8→8 (a tie), and 1.37× on a one-channel stem (1→16), which stays flat. The rule is symmetric in C and
-    /// C_out because the input gradient is the forward with the two swapped.
+    /// implicit GEMM: a shape it takes (3×3, stride 1, dilation 1, one group, padding ≤ 2) with at least
+    /// <see cref="WinogradChannels"/> input and output channels. By shape and a fixed property of the machine
+    /// (<see cref="KernelIsa.FullWidth512"/>), never by timing, so a machine gives the same results on every run.
     /// </summary>
-    internal static bool PrefersWinograd(in ConvShape s) => ConvWinograd.Applies(s) && s.C >= 4 && s.Cout >= 4;
+    internal static bool PrefersWinograd(in ConvShape s) => PrefersWinograd(s, KernelIsa.FullWidth512);
+
+    /// <summary>The rule of <see cref="PrefersWinograd(in ConvShape)"/> for a machine with or without a full-width 512-bit datapath.</summary>
+    internal static bool PrefersWinograd(in ConvShape s, bool fullWidth512) =>
+        ConvWinograd.Applies(s) && Math.Min(s.C, s.Cout) >= WinogradChannels(fullWidth512);
+
+    /// <summary>
+    /// Channels (input and output) from which Winograd F(2×2, 3×3) beats the flat implicit GEMM. Its transforms are
+    /// memory-bound and do not speed up with the FMA, so where the FMA is twice as wide it wins only on more channels.
+    /// Measured (fastest of 30 calls, forward and input gradient, docs/benchmarks.md): with 256-bit-wide FMAs (Zen 4, one
+    /// thread, <c>--profile winograd</c>) Winograd takes 0.78× the flat path's time on 16→16 at 28×28, 0.65× on 32→32,
+    /// 0.57× on 128→128, 0.82× on 4→4, 1.03× on 8→8 and 1.37× on a one-channel stem: from 4. With full-width 512-bit FMAs
+    /// (Zen 5, 2 threads, <c>--profile conv</c>) 1.5-1.7× on 16→16 at 28×28, 1.4-1.5× on 8→8, 1.2× on 4→4, 0.87-0.92× on 32→32 at 14×14,
+    /// 0.85-0.92× on 64→64 at 7×7 and 0.68-0.81× on 128→128: from 32. Symmetric in C and C_out because the input gradient
+    /// is the forward with the two swapped.
+    /// </summary>
+    internal static int WinogradChannels(bool fullWidth512) => fullWidth512 ? 32 : 4;
 
     /// <summary>The forward on the flat implicit-GEMM path (<see cref="ConvFlat"/>) with a chosen instruction set (tests compare the paths).</summary>
     internal static void ForwardFlat(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, InstructionSet isa)

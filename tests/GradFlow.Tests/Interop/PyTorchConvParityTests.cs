@@ -43,9 +43,12 @@ public sealed class PyTorchConvParityTests : IDisposable
     private static IEnumerable<(string Name, int[] Input, JsonObject[] Layers)> Cases()
     {
         yield return ("conv 3x3 pad 1", [3, 3, 9, 8], [Conv(3, 5, (3, 3), (1, 1), (1, 1), (1, 1), 1, true)]);
-        // 3×3 stride 1 with at least 4 input and 4 output channels: forward and input gradient by Winograd F(2×2, 3×3).
+        // 3×3 stride 1: forward and input gradient by Winograd F(2×2, 3×3) from 4 input and 4 output channels, or from 32
+        // where the FMA is 512 bits wide (ConvKernels.WinogradChannels), else by the flat implicit GEMM; the last case
+        // takes Winograd on every machine.
         yield return ("conv 3x3 Winograd 5 to 6 pad 1", [3, 5, 9, 7], [Conv(5, 6, (3, 3), (1, 1), (1, 1), (1, 1), 1, true)]);
         yield return ("conv 3x3 Winograd 17 to 4 no padding", [2, 17, 8, 11], [Conv(17, 4, (3, 3), (1, 1), (0, 0), (1, 1), 1, false)]);
+        yield return ("conv 3x3 Winograd 32 to 33 pad 1", [2, 32, 7, 6], [Conv(32, 33, (3, 3), (1, 1), (1, 1), (1, 1), 1, true)]);
         yield return ("conv 2x3 stride (3, 2) no bias", [1, 2, 11, 10], [Conv(2, 4, (2, 3), (3, 2), (0, 1), (1, 1), 1, false)]);
         yield return ("conv dilation 2 groups 2", [3, 4, 9, 9], [Conv(4, 6, (3, 3), (2, 2), (2, 1), (2, 2), 2, true)]);
         yield return ("conv depthwise", [3, 6, 7, 8], [Conv(6, 6, (3, 3), (1, 1), (1, 1), (1, 1), 6, true)]);

@@ -130,6 +130,29 @@ public class ConvWinogradTests
         Assert.Equal(one.Item2, two.Item2);
     }
 
+    [Theory]
+    [InlineData(false, 4, 4, true)]    // 256-bit-wide FMAs: Winograd from 4 channels
+    [InlineData(false, 3, 16, false)]
+    [InlineData(false, 16, 3, false)]
+    [InlineData(true, 16, 16, false)]  // full-width 512-bit FMAs: the flat path up to 16 channels (cnn-resnet's layers)
+    [InlineData(true, 31, 64, false)]
+    [InlineData(true, 32, 32, true)]   // and Winograd from 32
+    [InlineData(true, 64, 40, true)]
+    public void TheChoiceOfWinograd_FollowsTheChannelsAndTheDatapathWidth(bool fullWidth512, int c, int cout, bool winograd)
+    {
+        Assert.Equal(winograd, ConvKernels.PrefersWinograd(Shape(2, c, 8, 8, cout, 1), fullWidth512));
+        // shapes Winograd does not take stay on the other paths whatever the machine
+        Assert.False(ConvKernels.PrefersWinograd(new ConvShape(2, c, 8, 8, cout, 3, 3, 2, 2, 1, 1, 1, 1, 1), fullWidth512));
+    }
+
+    [Fact]
+    public void TheFullWidthDatapath_IsReportedOnlyWithTheAvx512Path()
+    {
+        // a fixed property of the machine: read once, and never claimed where the AVX-512 kernels do not run
+        if (KernelIsa.Best != InstructionSet.Avx512) Assert.False(KernelIsa.FullWidth512);
+        Assert.Equal(ConvKernels.PrefersWinograd(Shape(1, 16, 8, 8, 16, 1), KernelIsa.FullWidth512), ConvKernels.PrefersWinograd(Shape(1, 16, 8, 8, 16, 1)));
+    }
+
     [Fact]
     public void ShapesItDoesNotTake_ThrowNamingTheShape()
     {
