@@ -380,6 +380,8 @@ internal static class Harness
         ["DOTNET_EnableAVX512", "DOTNET_EnableAVX2", "DOTNET_TieredPGO", "DOTNET_TieredCompilation", "DOTNET_gcServer", "DOTNET_GCgen0size"];
 
     private static double _foreign, _wall;
+    /// <summary>Methods the JIT compiled (tiered up, OSR included) while the timed blocks ran: 0 once the warm-up reached the steady state.</summary>
+    private static long _jitInBlocks;
 
     public static Dictionary<string, object> RunWorkload(string name, Options o)
     {
@@ -395,6 +397,7 @@ internal static class Harness
         result["threads"] = KernelThreads.Count;
         result["base_rss_mb"] = baseRss;
         result["peak_rss_mb"] = RssMb("VmHWM:");
+        result["jit_methods_in_blocks"] = _jitInBlocks;
         result["interference_pct"] = _wall > 0 ? 100.0 * Math.Max(0, _foreign) / (_wall * Environment.ProcessorCount) : 0.0;
         return result.ToDictionary(kv => kv.Key, kv => kv.Value is double d ? Math.Round(d, 4) : kv.Value);
     }
@@ -428,9 +431,11 @@ internal static class Harness
     public static double TimeBlock(Action step, int iters)
     {
         double busy0 = SystemBusySeconds(), own0 = Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+        long jit0 = System.Runtime.JitInfo.GetCompiledMethodCount();
         long t0 = Stopwatch.GetTimestamp();
         for (int i = 0; i < iters; i++) step();
         double wall = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        _jitInBlocks += System.Runtime.JitInfo.GetCompiledMethodCount() - jit0;
         _foreign += SystemBusySeconds() - busy0 - (Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds - own0);
         _wall += wall;
         return iters / wall;
