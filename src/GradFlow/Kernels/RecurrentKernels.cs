@@ -210,7 +210,7 @@ public static class RecurrentKernels
 
     // ---------------------------------------------------------------- rows (one operator per kernel: scalar, 256-bit, 512-bit)
 
-    private readonly ref struct LstmForwardRow<T> : IRowOperator where T : unmanaged, IFloatingPointIeee754<T>
+    private readonly ref struct LstmForwardRow<T> : IRowOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         private readonly int _h;
         private readonly ReadOnlySpan<T> _pre, _cPrev;
@@ -237,42 +237,25 @@ public static class RecurrentKernels
             (_c[j], _tanhC[j], _hOut[j]) = (c, tc, o * tc);
         }
 
-        public void Invoke256(int j)
+        public void Invoke<TV, TW>(int j) where TV : struct where TW : IWidth<TV, T>
         {
-            var i = GateMath.Sigmoid(Lanes.Load256(_pre, j));
-            var f = GateMath.Sigmoid(Lanes.Load256(_pre, _h + j));
-            var g = GateMath.Tanh(Lanes.Load256(_pre, 2 * _h + j));
-            var o = GateMath.Sigmoid(Lanes.Load256(_pre, 3 * _h + j));
-            var c = f * Lanes.Load256(_cPrev, j) + i * g;
+            var i = GateMath.Sigmoid(V<TV, TW, T>.Load(_pre, j));
+            var f = GateMath.Sigmoid(V<TV, TW, T>.Load(_pre, _h + j));
+            var g = GateMath.Tanh(V<TV, TW, T>.Load(_pre, 2 * _h + j));
+            var o = GateMath.Sigmoid(V<TV, TW, T>.Load(_pre, 3 * _h + j));
+            var c = f * V<TV, TW, T>.Load(_cPrev, j) + i * g;
             var tc = GateMath.Tanh(c);
-            Lanes.Store(i, _gates, j);
-            Lanes.Store(f, _gates, _h + j);
-            Lanes.Store(g, _gates, 2 * _h + j);
-            Lanes.Store(o, _gates, 3 * _h + j);
-            Lanes.Store(c, _c, j);
-            Lanes.Store(tc, _tanhC, j);
-            Lanes.Store(o * tc, _hOut, j);
-        }
-
-        public void Invoke512(int j)
-        {
-            var i = GateMath.Sigmoid(Lanes.Load512(_pre, j));
-            var f = GateMath.Sigmoid(Lanes.Load512(_pre, _h + j));
-            var g = GateMath.Tanh(Lanes.Load512(_pre, 2 * _h + j));
-            var o = GateMath.Sigmoid(Lanes.Load512(_pre, 3 * _h + j));
-            var c = f * Lanes.Load512(_cPrev, j) + i * g;
-            var tc = GateMath.Tanh(c);
-            Lanes.Store(i, _gates, j);
-            Lanes.Store(f, _gates, _h + j);
-            Lanes.Store(g, _gates, 2 * _h + j);
-            Lanes.Store(o, _gates, 3 * _h + j);
-            Lanes.Store(c, _c, j);
-            Lanes.Store(tc, _tanhC, j);
-            Lanes.Store(o * tc, _hOut, j);
+            i.Store(_gates, j);
+            f.Store(_gates, _h + j);
+            g.Store(_gates, 2 * _h + j);
+            o.Store(_gates, 3 * _h + j);
+            c.Store(_c, j);
+            tc.Store(_tanhC, j);
+            (o * tc).Store(_hOut, j);
         }
     }
 
-    private readonly ref struct LstmBackwardRow<T> : IRowOperator where T : unmanaged, IFloatingPointIeee754<T>
+    private readonly ref struct LstmBackwardRow<T> : IRowOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         private readonly int _h;
         private readonly ReadOnlySpan<T> _gates, _cPrev, _tanhC, _dh, _dc;
@@ -303,44 +286,26 @@ public static class RecurrentKernels
             _dcPrev[j] = dc * f;
         }
 
-        public void Invoke256(int j)
+        public void Invoke<TV, TW>(int j) where TV : struct where TW : IWidth<TV, T>
         {
-            var one = Vector256<T>.One;
-            var i = Lanes.Load256(_gates, j);
-            var f = Lanes.Load256(_gates, _h + j);
-            var g = Lanes.Load256(_gates, 2 * _h + j);
-            var o = Lanes.Load256(_gates, 3 * _h + j);
-            var tc = Lanes.Load256(_tanhC, j);
-            var dh = Lanes.Load256(_dh, j);
-            var cPrev = Lanes.Load256(_cPrev, j);
-            var dc = Lanes.Load256(_dc, j) + dh * o * (one - tc) * (one + tc);
-            Lanes.Store(dc * g * i * (one - i), _dPre, j);
-            Lanes.Store(dc * cPrev * f * (one - f), _dPre, _h + j);
-            Lanes.Store(dc * i * (one - g) * (one + g), _dPre, 2 * _h + j);
-            Lanes.Store(dh * tc * o * (one - o), _dPre, 3 * _h + j);
-            Lanes.Store(dc * f, _dcPrev, j);
-        }
-
-        public void Invoke512(int j)
-        {
-            var one = Vector512<T>.One;
-            var i = Lanes.Load512(_gates, j);
-            var f = Lanes.Load512(_gates, _h + j);
-            var g = Lanes.Load512(_gates, 2 * _h + j);
-            var o = Lanes.Load512(_gates, 3 * _h + j);
-            var tc = Lanes.Load512(_tanhC, j);
-            var dh = Lanes.Load512(_dh, j);
-            var cPrev = Lanes.Load512(_cPrev, j);
-            var dc = Lanes.Load512(_dc, j) + dh * o * (one - tc) * (one + tc);
-            Lanes.Store(dc * g * i * (one - i), _dPre, j);
-            Lanes.Store(dc * cPrev * f * (one - f), _dPre, _h + j);
-            Lanes.Store(dc * i * (one - g) * (one + g), _dPre, 2 * _h + j);
-            Lanes.Store(dh * tc * o * (one - o), _dPre, 3 * _h + j);
-            Lanes.Store(dc * f, _dcPrev, j);
+            var one = V<TV, TW, T>.One;
+            var i = V<TV, TW, T>.Load(_gates, j);
+            var f = V<TV, TW, T>.Load(_gates, _h + j);
+            var g = V<TV, TW, T>.Load(_gates, 2 * _h + j);
+            var o = V<TV, TW, T>.Load(_gates, 3 * _h + j);
+            var tc = V<TV, TW, T>.Load(_tanhC, j);
+            var dh = V<TV, TW, T>.Load(_dh, j);
+            var cPrev = V<TV, TW, T>.Load(_cPrev, j);
+            var dc = V<TV, TW, T>.Load(_dc, j) + dh * o * (one - tc) * (one + tc);
+            (dc * g * i * (one - i)).Store(_dPre, j);
+            (dc * cPrev * f * (one - f)).Store(_dPre, _h + j);
+            (dc * i * (one - g) * (one + g)).Store(_dPre, 2 * _h + j);
+            (dh * tc * o * (one - o)).Store(_dPre, 3 * _h + j);
+            (dc * f).Store(_dcPrev, j);
         }
     }
 
-    private readonly ref struct GruForwardRow<T> : IRowOperator where T : unmanaged, IFloatingPointIeee754<T>
+    private readonly ref struct GruForwardRow<T> : IRowOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         private readonly int _h;
         private readonly ReadOnlySpan<T> _x, _hg, _hPrev;
@@ -368,36 +333,22 @@ public static class RecurrentKernels
             (_hn[j], _hOut[j]) = (hn, h);
         }
 
-        public void Invoke256(int j)
+        public void Invoke<TV, TW>(int j) where TV : struct where TW : IWidth<TV, T>
         {
-            var r = GateMath.Sigmoid(Lanes.Load256(_x, j) + Lanes.Load256(_hg, j));
-            var z = GateMath.Sigmoid(Lanes.Load256(_x, _h + j) + Lanes.Load256(_hg, _h + j));
-            var hn = Lanes.Load256(_hg, 2 * _h + j);
-            var n = GateMath.Tanh(Lanes.Load256(_x, 2 * _h + j) + r * hn);
-            var h = n + z * (Lanes.Load256(_hPrev, j) - n);
-            Lanes.Store(r, _gates, j);
-            Lanes.Store(z, _gates, _h + j);
-            Lanes.Store(n, _gates, 2 * _h + j);
-            Lanes.Store(hn, _hn, j);
-            Lanes.Store(h, _hOut, j);
-        }
-
-        public void Invoke512(int j)
-        {
-            var r = GateMath.Sigmoid(Lanes.Load512(_x, j) + Lanes.Load512(_hg, j));
-            var z = GateMath.Sigmoid(Lanes.Load512(_x, _h + j) + Lanes.Load512(_hg, _h + j));
-            var hn = Lanes.Load512(_hg, 2 * _h + j);
-            var n = GateMath.Tanh(Lanes.Load512(_x, 2 * _h + j) + r * hn);
-            var h = n + z * (Lanes.Load512(_hPrev, j) - n);
-            Lanes.Store(r, _gates, j);
-            Lanes.Store(z, _gates, _h + j);
-            Lanes.Store(n, _gates, 2 * _h + j);
-            Lanes.Store(hn, _hn, j);
-            Lanes.Store(h, _hOut, j);
+            var r = GateMath.Sigmoid(V<TV, TW, T>.Load(_x, j) + V<TV, TW, T>.Load(_hg, j));
+            var z = GateMath.Sigmoid(V<TV, TW, T>.Load(_x, _h + j) + V<TV, TW, T>.Load(_hg, _h + j));
+            var hn = V<TV, TW, T>.Load(_hg, 2 * _h + j);
+            var n = GateMath.Tanh(V<TV, TW, T>.Load(_x, 2 * _h + j) + r * hn);
+            var h = n + z * (V<TV, TW, T>.Load(_hPrev, j) - n);
+            r.Store(_gates, j);
+            z.Store(_gates, _h + j);
+            n.Store(_gates, 2 * _h + j);
+            hn.Store(_hn, j);
+            h.Store(_hOut, j);
         }
     }
 
-    private readonly ref struct GruBackwardRow<T> : IRowOperator where T : unmanaged, IFloatingPointIeee754<T>
+    private readonly ref struct GruBackwardRow<T> : IRowOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
     {
         private readonly int _h;
         private readonly ReadOnlySpan<T> _gates, _hn, _hPrev, _dh;
@@ -427,52 +378,32 @@ public static class RecurrentKernels
             _dhPrev[j] = dh * z;
         }
 
-        public void Invoke256(int j)
+        public void Invoke<TV, TW>(int j) where TV : struct where TW : IWidth<TV, T>
         {
-            var one = Vector256<T>.One;
-            var r = Lanes.Load256(_gates, j);
-            var z = Lanes.Load256(_gates, _h + j);
-            var n = Lanes.Load256(_gates, 2 * _h + j);
-            var dh = Lanes.Load256(_dh, j);
-            var dz = dh * (Lanes.Load256(_hPrev, j) - n) * z * (one - z);
+            var one = V<TV, TW, T>.One;
+            var r = V<TV, TW, T>.Load(_gates, j);
+            var z = V<TV, TW, T>.Load(_gates, _h + j);
+            var n = V<TV, TW, T>.Load(_gates, 2 * _h + j);
+            var dh = V<TV, TW, T>.Load(_dh, j);
+            var dz = dh * (V<TV, TW, T>.Load(_hPrev, j) - n) * z * (one - z);
             var dn = dh * (one - z) * (one - n) * (one + n);
-            var dr = dn * Lanes.Load256(_hn, j) * r * (one - r);
-            Lanes.Store(dr, _dx, j);
-            Lanes.Store(dz, _dx, _h + j);
-            Lanes.Store(dn, _dx, 2 * _h + j);
-            Lanes.Store(dr, _dhg, j);
-            Lanes.Store(dz, _dhg, _h + j);
-            Lanes.Store(dn * r, _dhg, 2 * _h + j);
-            Lanes.Store(dh * z, _dhPrev, j);
-        }
-
-        public void Invoke512(int j)
-        {
-            var one = Vector512<T>.One;
-            var r = Lanes.Load512(_gates, j);
-            var z = Lanes.Load512(_gates, _h + j);
-            var n = Lanes.Load512(_gates, 2 * _h + j);
-            var dh = Lanes.Load512(_dh, j);
-            var dz = dh * (Lanes.Load512(_hPrev, j) - n) * z * (one - z);
-            var dn = dh * (one - z) * (one - n) * (one + n);
-            var dr = dn * Lanes.Load512(_hn, j) * r * (one - r);
-            Lanes.Store(dr, _dx, j);
-            Lanes.Store(dz, _dx, _h + j);
-            Lanes.Store(dn, _dx, 2 * _h + j);
-            Lanes.Store(dr, _dhg, j);
-            Lanes.Store(dz, _dhg, _h + j);
-            Lanes.Store(dn * r, _dhg, 2 * _h + j);
-            Lanes.Store(dh * z, _dhPrev, j);
+            var dr = dn * V<TV, TW, T>.Load(_hn, j) * r * (one - r);
+            dr.Store(_dx, j);
+            dz.Store(_dx, _h + j);
+            dn.Store(_dx, 2 * _h + j);
+            dr.Store(_dhg, j);
+            dz.Store(_dhg, _h + j);
+            (dn * r).Store(_dhg, 2 * _h + j);
+            (dh * z).Store(_dhPrev, j);
         }
     }
 }
 
-/// <summary>One lane position of a row kernel: the scalar definition and its 256/512-bit forms, each reading and writing at lane j.</summary>
-internal interface IRowOperator
+/// <summary>One lane position of a row kernel: the scalar definition and its vector form, written once for both widths, each reading and writing at lane j.</summary>
+internal interface IRowOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
     void Invoke(int j);
-    void Invoke256(int j);
-    void Invoke512(int j);
+    void Invoke<TV, TW>(int j) where TV : struct where TW : IWidth<TV, T>;
 }
 
 /// <summary>
@@ -483,55 +414,30 @@ internal interface IRowOperator
 internal static class RowLoop
 {
     public static void Run<T, TOp>(ref TOp op, int n, InstructionSet isa)
-        where T : unmanaged, IFloatingPointIeee754<T> where TOp : struct, IRowOperator, allows ref struct
+        where T : unmanaged, IFloatingPointIeee754<T> where TOp : struct, IRowOperator<T>, allows ref struct
     {
         int j = 0;
         if (isa == InstructionSet.Avx512)
-            for (; j <= n - Vector512<T>.Count; j += Vector512<T>.Count) op.Invoke512(j);
+            for (; j <= n - Vector512<T>.Count; j += Vector512<T>.Count) op.Invoke<Vector512<T>, W512<T>>(j);
         if (isa >= InstructionSet.Avx2)
-            for (; j <= n - Vector256<T>.Count; j += Vector256<T>.Count) op.Invoke256(j);
+            for (; j <= n - Vector256<T>.Count; j += Vector256<T>.Count) op.Invoke<Vector256<T>, W256<T>>(j);
         for (; j < n; j++) op.Invoke(j);
     }
-}
-
-/// <summary>Unchecked vector loads and stores at an element offset (callers have checked the span lengths).</summary>
-internal static class Lanes
-{
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<T> Load256<T>(ReadOnlySpan<T> s, int at) => Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<T> Load512<T>(ReadOnlySpan<T> s, int at) => Vector512.LoadUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Store<T>(Vector256<T> v, Span<T> s, int at) => v.StoreUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Store<T>(Vector512<T> v, Span<T> s, int at) => v.StoreUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
 }
 
 /// <summary>σ and tanh for the gate kernels, scalar and vector (see <see cref="RecurrentKernels"/> for the tanh form).</summary>
 internal static class GateMath
 {
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static T Sigmoid<T>(T x) where T : IFloatingPointIeee754<T> => VMath.Sigmoid(x);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<T> Sigmoid<T>(Vector256<T> x) where T : unmanaged, IFloatingPointIeee754<T> => VMath.Sigmoid(x);
+    public static V<TV, TW, T> Sigmoid<TV, TW, T>(V<TV, TW, T> x) where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> =>
+        V<TV, TW, T>.One / (V<TV, TW, T>.One + V.Exp(-x));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<T> Sigmoid<T>(Vector512<T> x) where T : unmanaged, IFloatingPointIeee754<T> => VMath.Sigmoid(x);
-
-    public static Vector256<T> Tanh<T>(Vector256<T> x) where T : unmanaged, IFloatingPointIeee754<T>
+    public static V<TV, TW, T> Tanh<TV, TW, T>(V<TV, TW, T> x) where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var m = VMath.Exp(Vector256.Abs(x) * T.CreateTruncating(-2.0)) - Vector256<T>.One;
-        return Vector256.CopySign(-m / (m + Vector256.Create(T.CreateTruncating(2.0))), x);
-    }
-
-    public static Vector512<T> Tanh<T>(Vector512<T> x) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var m = VMath.Exp(Vector512.Abs(x) * T.CreateTruncating(-2.0)) - Vector512<T>.One;
-        return Vector512.CopySign(-m / (m + Vector512.Create(T.CreateTruncating(2.0))), x);
+        var m = V.Exp(V.Abs(x) * T.CreateTruncating(-2.0)) - V<TV, TW, T>.One;
+        return V.CopySign(-m / (m + V<TV, TW, T>.Of(T.CreateTruncating(2.0))), x);
     }
 }
