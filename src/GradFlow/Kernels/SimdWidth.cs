@@ -19,20 +19,11 @@ internal interface IWidth<TV, T> where TV : struct where T : unmanaged, IFloatin
     static abstract TV Multiply(TV a, TV b);
     static abstract TV Divide(TV a, TV b);
     static abstract TV Negate(TV a);
-    static abstract TV FusedMultiplyAdd(TV a, TV b, TV c);
     static abstract TV Abs(TV a);
     static abstract TV CopySign(TV magnitude, TV sign);
-    static abstract TV Equals(TV a, TV b);
-    static abstract TV GreaterThan(TV a, TV b);
-    static abstract TV LessThan(TV a, TV b);
-    static abstract TV LessThanOrEqual(TV a, TV b);
-    static abstract TV ConditionalSelect(TV mask, TV a, TV b);
-    static abstract TV AndNot(TV a, TV b);
 
     /// <summary>eˣ as <see cref="VMath.Exp{T}(Vector256{T})"/> (float32 by Cephes expf).</summary>
     static abstract TV Exp(TV x);
-
-    static abstract TV Log(TV x);
     static abstract TV Load(ReadOnlySpan<T> s, int at);
     static abstract void Store(TV v, Span<T> s, int at);
 }
@@ -46,19 +37,9 @@ internal readonly struct W256<T> : IWidth<Vector256<T>, T> where T : unmanaged, 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Multiply(Vector256<T> a, Vector256<T> b) => a * b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Divide(Vector256<T> a, Vector256<T> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Negate(Vector256<T> a) => -a;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> FusedMultiplyAdd(Vector256<T> a, Vector256<T> b, Vector256<T> c) =>
-        typeof(T) == typeof(float) ? Vector256.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>()
-        : Vector256.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Abs(Vector256<T> a) => Vector256.Abs(a);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> CopySign(Vector256<T> magnitude, Vector256<T> sign) => Vector256.CopySign(magnitude, sign);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Equals(Vector256<T> a, Vector256<T> b) => Vector256.Equals(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> GreaterThan(Vector256<T> a, Vector256<T> b) => Vector256.GreaterThan(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> LessThan(Vector256<T> a, Vector256<T> b) => Vector256.LessThan(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> LessThanOrEqual(Vector256<T> a, Vector256<T> b) => Vector256.LessThanOrEqual(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> ConditionalSelect(Vector256<T> mask, Vector256<T> a, Vector256<T> b) => Vector256.ConditionalSelect(mask, a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> AndNot(Vector256<T> a, Vector256<T> b) => Vector256.AndNot(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Exp(Vector256<T> x) => VMath.Exp(x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Log(Vector256<T> x) => VMath.Log(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Load(ReadOnlySpan<T> s, int at) => Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<T> v, Span<T> s, int at) => v.StoreUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
 }
@@ -72,19 +53,9 @@ internal readonly struct W512<T> : IWidth<Vector512<T>, T> where T : unmanaged, 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Multiply(Vector512<T> a, Vector512<T> b) => a * b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Divide(Vector512<T> a, Vector512<T> b) => a / b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Negate(Vector512<T> a) => -a;
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> FusedMultiplyAdd(Vector512<T> a, Vector512<T> b, Vector512<T> c) =>
-        typeof(T) == typeof(float) ? Vector512.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>()
-        : Vector512.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Abs(Vector512<T> a) => Vector512.Abs(a);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> CopySign(Vector512<T> magnitude, Vector512<T> sign) => Vector512.CopySign(magnitude, sign);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Equals(Vector512<T> a, Vector512<T> b) => Vector512.Equals(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> GreaterThan(Vector512<T> a, Vector512<T> b) => Vector512.GreaterThan(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> LessThan(Vector512<T> a, Vector512<T> b) => Vector512.LessThan(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> LessThanOrEqual(Vector512<T> a, Vector512<T> b) => Vector512.LessThanOrEqual(a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> ConditionalSelect(Vector512<T> mask, Vector512<T> a, Vector512<T> b) => Vector512.ConditionalSelect(mask, a, b);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> AndNot(Vector512<T> a, Vector512<T> b) => Vector512.AndNot(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Exp(Vector512<T> x) => VMath.Exp(x);
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Log(Vector512<T> x) => VMath.Log(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Load(ReadOnlySpan<T> s, int at) => Vector512.LoadUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<T> v, Span<T> s, int at) => v.StoreUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
 }
@@ -102,11 +73,6 @@ internal readonly struct V<TV, TW, T>(TV value) where TV : struct where TW : IWi
         [MethodImpl(MethodImplOptions.AggressiveInlining)] get => new(TW.Create(T.One));
     }
 
-    public static V<TV, TW, T> Zero
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] get => new(TW.Create(T.Zero));
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V<TV, TW, T> Of(T x) => new(TW.Create(x));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V<TV, TW, T> Load(ReadOnlySpan<T> s, int at) => new(TW.Load(s, at));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public void Store(Span<T> s, int at) => TW.Store(Value, s, at);
@@ -116,17 +82,12 @@ internal readonly struct V<TV, TW, T>(TV value) where TV : struct where TW : IWi
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V<TV, TW, T> operator *(V<TV, TW, T> a, V<TV, TW, T> b) => new(TW.Multiply(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V<TV, TW, T> operator /(V<TV, TW, T> a, V<TV, TW, T> b) => new(TW.Divide(a.Value, b.Value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V<TV, TW, T> operator *(V<TV, TW, T> a, T b) => new(TW.Multiply(a.Value, TW.Create(b)));
-    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V<TV, TW, T> operator /(V<TV, TW, T> a, T b) => new(TW.Divide(a.Value, TW.Create(b)));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V<TV, TW, T> operator -(V<TV, TW, T> a) => new(TW.Negate(a.Value));
 }
 
 /// <summary>The functions of <see cref="V{TV, TW, T}"/> (type arguments inferred from the operands).</summary>
 internal static class V
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V<TV, TW, T> Fma<TV, TW, T>(V<TV, TW, T> a, V<TV, TW, T> b, V<TV, TW, T> c)
-        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.FusedMultiplyAdd(a.Value, b.Value, c.Value));
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V<TV, TW, T> Abs<TV, TW, T>(V<TV, TW, T> a)
         where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.Abs(a.Value));
@@ -139,33 +100,4 @@ internal static class V
     public static V<TV, TW, T> Exp<TV, TW, T>(V<TV, TW, T> x)
         where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.Exp(x.Value));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V<TV, TW, T> Log<TV, TW, T>(V<TV, TW, T> x)
-        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.Log(x.Value));
-
-    /// <summary>Lanes where <paramref name="mask"/> is set from <paramref name="a"/>, the others from <paramref name="b"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V<TV, TW, T> Select<TV, TW, T>(V<TV, TW, T> mask, V<TV, TW, T> a, V<TV, TW, T> b)
-        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.ConditionalSelect(mask.Value, a.Value, b.Value));
-
-    /// <summary><paramref name="a"/> with the lanes of <paramref name="mask"/> cleared.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V<TV, TW, T> AndNot<TV, TW, T>(V<TV, TW, T> a, V<TV, TW, T> mask)
-        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.AndNot(a.Value, mask.Value));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V<TV, TW, T> Equal<TV, TW, T>(V<TV, TW, T> a, V<TV, TW, T> b)
-        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.Equals(a.Value, b.Value));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V<TV, TW, T> Greater<TV, TW, T>(V<TV, TW, T> a, V<TV, TW, T> b)
-        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.GreaterThan(a.Value, b.Value));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V<TV, TW, T> Less<TV, TW, T>(V<TV, TW, T> a, V<TV, TW, T> b)
-        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.LessThan(a.Value, b.Value));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static V<TV, TW, T> LessOrEqual<TV, TW, T>(V<TV, TW, T> a, V<TV, TW, T> b)
-        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.LessThanOrEqual(a.Value, b.Value));
 }
