@@ -1044,22 +1044,37 @@ internal static class VMath
     public static Vector256<T> Log<T>(Vector256<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
         typeof(T) == typeof(float) ? Vector256.Log(x.AsSingle()).As<float, T>() : Vector256.Log(x.AsDouble()).As<double, T>();
 
-    public static Vector256<T> Sigmoid<T>(Vector256<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Vector256<T>.One / (Vector256<T>.One + Exp(-x));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Sigmoid<T>(Vector256<T> x) where T : unmanaged, IFloatingPointIeee754<T> => Sigmoid(new V<Vector256<T>, W256<T>, T>(x)).Value;
 
-    public static Vector256<T> Expm1<T>(Vector256<T> x) where T : unmanaged, IFloatingPointIeee754<T>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Expm1<T>(Vector256<T> x) where T : unmanaged, IFloatingPointIeee754<T> => Expm1(new V<Vector256<T>, W256<T>, T>(x)).Value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<T> Log1p<T>(Vector256<T> v) where T : unmanaged, IFloatingPointIeee754<T> => Log1p(new V<Vector256<T>, W256<T>, T>(v)).Value;
+
+    /// <summary><c>1/(1 + e^−x)</c> in vectors of either width.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V<TV, TW, T> Sigmoid<TV, TW, T>(V<TV, TW, T> x) where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> =>
+        V<TV, TW, T>.One / (V<TV, TW, T>.One + V.Exp(-x));
+
+    /// <summary>eˣ − 1 without cancellation near 0: <c>(u − 1)·x / ln u</c>, u = eˣ (Kahan's form); x where u rounds to 1, −1 where u − 1 does.</summary>
+    public static V<TV, TW, T> Expm1<TV, TW, T>(V<TV, TW, T> x) where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var u = Exp(x);
-        var um1 = u - Vector256<T>.One;
-        var r = um1 * x / Log(u);
-        r = Vector256.ConditionalSelect(Vector256.Equals(um1, -Vector256<T>.One), -Vector256<T>.One, r);
-        return Vector256.ConditionalSelect(Vector256.Equals(u, Vector256<T>.One), x, r);
+        var one = V<TV, TW, T>.One;
+        var u = V.Exp(x);
+        var um1 = u - one;
+        var r = um1 * x / V.Log(u);
+        r = V.Select(V.Equal(um1, -one), -one, r);
+        return V.Select(V.Equal(u, one), x, r);
     }
 
-    public static Vector256<T> Log1p<T>(Vector256<T> v) where T : unmanaged, IFloatingPointIeee754<T>
+    /// <summary>ln(1 + v) without cancellation near 0: <c>ln u · v / (u − 1)</c>, u = 1 + v; v where u rounds to 1.</summary>
+    public static V<TV, TW, T> Log1p<TV, TW, T>(V<TV, TW, T> v) where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T>
     {
-        var u = Vector256<T>.One + v;
-        return Vector256.ConditionalSelect(Vector256.Equals(u, Vector256<T>.One), v, Log(u) * v / (u - Vector256<T>.One));
+        var one = V<TV, TW, T>.One;
+        var u = one + v;
+        return V.Select(V.Equal(u, one), v, V.Log(u) * v / (u - one));
     }
 
     /// <summary>eˣ: float32 by <see cref="ExpF(Vector512{float})"/>, float64 by <see cref="Vector512.Exp(Vector512{double})"/>.</summary>
@@ -1091,23 +1106,14 @@ internal static class VMath
     public static Vector512<T> Log<T>(Vector512<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
         typeof(T) == typeof(float) ? Vector512.Log(x.AsSingle()).As<float, T>() : Vector512.Log(x.AsDouble()).As<double, T>();
 
-    public static Vector512<T> Sigmoid<T>(Vector512<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
-        Vector512<T>.One / (Vector512<T>.One + Exp(-x));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Sigmoid<T>(Vector512<T> x) where T : unmanaged, IFloatingPointIeee754<T> => Sigmoid(new V<Vector512<T>, W512<T>, T>(x)).Value;
 
-    public static Vector512<T> Expm1<T>(Vector512<T> x) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var u = Exp(x);
-        var um1 = u - Vector512<T>.One;
-        var r = um1 * x / Log(u);
-        r = Vector512.ConditionalSelect(Vector512.Equals(um1, -Vector512<T>.One), -Vector512<T>.One, r);
-        return Vector512.ConditionalSelect(Vector512.Equals(u, Vector512<T>.One), x, r);
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Expm1<T>(Vector512<T> x) where T : unmanaged, IFloatingPointIeee754<T> => Expm1(new V<Vector512<T>, W512<T>, T>(x)).Value;
 
-    public static Vector512<T> Log1p<T>(Vector512<T> v) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        var u = Vector512<T>.One + v;
-        return Vector512.ConditionalSelect(Vector512.Equals(u, Vector512<T>.One), v, Log(u) * v / (u - Vector512<T>.One));
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<T> Log1p<T>(Vector512<T> v) where T : unmanaged, IFloatingPointIeee754<T> => Log1p(new V<Vector512<T>, W512<T>, T>(v)).Value;
 }
 
 /// <summary>

@@ -433,7 +433,7 @@ internal static class GateMath
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V<TV, TW, T> Sigmoid<TV, TW, T>(V<TV, TW, T> x) where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> =>
-        V<TV, TW, T>.One / (V<TV, TW, T>.One + V.Exp(-x));
+        VMath.Sigmoid(x);
 
     public static V<TV, TW, T> Tanh<TV, TW, T>(V<TV, TW, T> x) where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T>
     {

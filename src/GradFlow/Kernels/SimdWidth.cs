@@ -21,9 +21,12 @@ internal interface IWidth<TV, T> where TV : struct where T : unmanaged, IFloatin
     static abstract TV Negate(TV a);
     static abstract TV Abs(TV a);
     static abstract TV CopySign(TV magnitude, TV sign);
+    static abstract TV Equals(TV a, TV b);
+    static abstract TV ConditionalSelect(TV mask, TV a, TV b);
 
     /// <summary>eˣ as <see cref="VMath.Exp{T}(Vector256{T})"/> (float32 by Cephes expf).</summary>
     static abstract TV Exp(TV x);
+    static abstract TV Log(TV x);
     static abstract TV Load(ReadOnlySpan<T> s, int at);
     static abstract void Store(TV v, Span<T> s, int at);
 }
@@ -39,7 +42,10 @@ internal readonly struct W256<T> : IWidth<Vector256<T>, T> where T : unmanaged, 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Negate(Vector256<T> a) => -a;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Abs(Vector256<T> a) => Vector256.Abs(a);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> CopySign(Vector256<T> magnitude, Vector256<T> sign) => Vector256.CopySign(magnitude, sign);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Equals(Vector256<T> a, Vector256<T> b) => Vector256.Equals(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> ConditionalSelect(Vector256<T> mask, Vector256<T> a, Vector256<T> b) => Vector256.ConditionalSelect(mask, a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Exp(Vector256<T> x) => VMath.Exp(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Log(Vector256<T> x) => VMath.Log(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<T> Load(ReadOnlySpan<T> s, int at) => Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<T> v, Span<T> s, int at) => v.StoreUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
 }
@@ -55,7 +61,10 @@ internal readonly struct W512<T> : IWidth<Vector512<T>, T> where T : unmanaged, 
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Negate(Vector512<T> a) => -a;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Abs(Vector512<T> a) => Vector512.Abs(a);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> CopySign(Vector512<T> magnitude, Vector512<T> sign) => Vector512.CopySign(magnitude, sign);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Equals(Vector512<T> a, Vector512<T> b) => Vector512.Equals(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> ConditionalSelect(Vector512<T> mask, Vector512<T> a, Vector512<T> b) => Vector512.ConditionalSelect(mask, a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Exp(Vector512<T> x) => VMath.Exp(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Log(Vector512<T> x) => VMath.Log(x);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<T> Load(ReadOnlySpan<T> s, int at) => Vector512.LoadUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<T> v, Span<T> s, int at) => v.StoreUnsafe(ref MemoryMarshal.GetReference(s), (nuint)at);
 }
@@ -99,5 +108,19 @@ internal static class V
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V<TV, TW, T> Exp<TV, TW, T>(V<TV, TW, T> x)
         where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.Exp(x.Value));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V<TV, TW, T> Log<TV, TW, T>(V<TV, TW, T> x)
+        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.Log(x.Value));
+
+    /// <summary>All-ones lanes where <paramref name="a"/> equals <paramref name="b"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V<TV, TW, T> Equal<TV, TW, T>(V<TV, TW, T> a, V<TV, TW, T> b)
+        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.Equals(a.Value, b.Value));
+
+    /// <summary>Lanes of <paramref name="a"/> where <paramref name="mask"/> is set, of <paramref name="b"/> elsewhere.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V<TV, TW, T> Select<TV, TW, T>(V<TV, TW, T> mask, V<TV, TW, T> a, V<TV, TW, T> b)
+        where TV : struct where TW : IWidth<TV, T> where T : unmanaged, IFloatingPointIeee754<T> => new(TW.ConditionalSelect(mask.Value, a.Value, b.Value));
 
 }
