@@ -198,36 +198,8 @@ public static class ActivationKernels
     /// </summary>
     public static void GeluWithDerivative(ReadOnlySpan<float> x, Span<float> y, Span<float> dydx) => GeluWithDerivative(x, y, dydx, KernelIsa.Best);
 
-    // not inlined into the public overload: there the JIT's inline budget ran out and Φ stayed a call per vector
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    internal static void GeluWithDerivative(ReadOnlySpan<float> x, Span<float> y, Span<float> dydx, InstructionSet isa)
-    {
-        int n = x.Length;
-        if (y.Length < n || dydx.Length < n)
-            throw new ArgumentException($"gelu: destinations have {y.Length} and {dydx.Length} elements, need {n}.");
-        ref float xr = ref MemoryMarshal.GetReference(x);
-        ref float yr = ref MemoryMarshal.GetReference(y);
-        ref float dr = ref MemoryMarshal.GetReference(dydx);
-        int i = 0;
-        if (isa == InstructionSet.Avx512)
-            for (; i <= n - Vector512<float>.Count; i += Vector512<float>.Count)
-            {
-                GeluF32.GeluAndDerivative(Vector512.LoadUnsafe(ref xr, (nuint)i), out var d).StoreUnsafe(ref yr, (nuint)i);
-                d.StoreUnsafe(ref dr, (nuint)i);
-            }
-        if (isa >= InstructionSet.Avx2)
-            for (; i <= n - Vector256<float>.Count; i += Vector256<float>.Count)
-            {
-                GeluF32.GeluAndDerivative(Vector256.LoadUnsafe(ref xr, (nuint)i), out var d).StoreUnsafe(ref yr, (nuint)i);
-                d.StoreUnsafe(ref dr, (nuint)i);
-            }
-        for (; i < n; i++)
-        {
-            double v = Unsafe.Add(ref xr, i);
-            Unsafe.Add(ref yr, i) = (float)ErrorFunction.Gelu(v, forFloat: true);
-            Unsafe.Add(ref dr, i) = (float)ErrorFunction.GeluDerivative(v, forFloat: true);
-        }
-    }
+    internal static void GeluWithDerivative(ReadOnlySpan<float> x, Span<float> y, Span<float> dydx, InstructionSet isa) =>
+        ElementwiseLoops.UnaryPair("gelu", x, y, dydx, new GeluAndDerivativeOp(), isa);
 
     /// <summary>√(2/π), the scale inside the tanh form of GELU.</summary>
     private const double SqrtTwoOverPi = 0.79788456080286535587989211986876;
@@ -488,6 +460,19 @@ public static class ActivationKernels
             if (typeof(T) == typeof(double)) return ErrorFunction.GeluDerivative(x.AsDouble()).As<double, T>() * dy;
             return GeluF32.Derivative(x.AsSingle()).As<float, T>() * dy;
         }
+    }
+
+    /// <summary>float32 GELU and its derivative from one Φ (the scalar tail in double, as <see cref="GeluOp{T}"/> and <see cref="GeluBackwardOp{T}"/>).</summary>
+    private readonly struct GeluAndDerivativeOp : IUnaryPairOperator<float>
+    {
+        public float Invoke(float x, out float derivative)
+        {
+            derivative = (float)ErrorFunction.GeluDerivative(x, forFloat: true);
+            return (float)ErrorFunction.Gelu(x, forFloat: true);
+        }
+
+        public Vector256<float> Invoke(Vector256<float> x, out Vector256<float> derivative) => GeluF32.GeluAndDerivative(x, out derivative);
+        public Vector512<float> Invoke(Vector512<float> x, out Vector512<float> derivative) => GeluF32.GeluAndDerivative(x, out derivative);
     }
 
     /// <summary>

@@ -13,6 +13,14 @@ internal interface IUnaryOperator<T> where T : unmanaged, IFloatingPointIeee754<
     Vector512<T> Invoke(Vector512<T> x);
 }
 
+/// <summary>Two element-wise functions of one operand from one evaluation (a function and its derivative): the first returned, the second out.</summary>
+internal interface IUnaryPairOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+{
+    T Invoke(T x, out T second);
+    Vector256<T> Invoke(Vector256<T> x, out Vector256<T> second);
+    Vector512<T> Invoke(Vector512<T> x, out Vector512<T> second);
+}
+
 /// <summary>An element-wise function of two operands.</summary>
 internal interface IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
@@ -54,6 +62,33 @@ internal static class ElementwiseLoops
                 f.Invoke(Vector256.LoadUnsafe(ref xr, (nuint)i)).StoreUnsafe(ref yr, (nuint)i);
         for (; i < n; i++)
             Unsafe.Add(ref yr, i) = f.Invoke(Unsafe.Add(ref xr, i));
+    }
+
+    /// <summary>The unary loop with two destinations: <c>y = f(x)</c> and <c>z</c> = f's second output.</summary>
+    public static void UnaryPair<T, TOp>(string op, ReadOnlySpan<T> x, Span<T> y, Span<T> z, TOp f, InstructionSet isa)
+        where T : unmanaged, IFloatingPointIeee754<T> where TOp : struct, IUnaryPairOperator<T>
+    {
+        int n = x.Length;
+        CheckDestination(op, n, y.Length);
+        CheckDestination(op, n, z.Length);
+        ref T xr = ref MemoryMarshal.GetReference(x);
+        ref T yr = ref MemoryMarshal.GetReference(y);
+        ref T zr = ref MemoryMarshal.GetReference(z);
+        int i = 0;
+        if (isa == InstructionSet.Avx512)
+            for (; i <= n - Vector512<T>.Count; i += Vector512<T>.Count)
+            {
+                f.Invoke(Vector512.LoadUnsafe(ref xr, (nuint)i), out var second).StoreUnsafe(ref yr, (nuint)i);
+                second.StoreUnsafe(ref zr, (nuint)i);
+            }
+        if (isa >= InstructionSet.Avx2)
+            for (; i <= n - Vector256<T>.Count; i += Vector256<T>.Count)
+            {
+                f.Invoke(Vector256.LoadUnsafe(ref xr, (nuint)i), out var second).StoreUnsafe(ref yr, (nuint)i);
+                second.StoreUnsafe(ref zr, (nuint)i);
+            }
+        for (; i < n; i++)
+            Unsafe.Add(ref yr, i) = f.Invoke(Unsafe.Add(ref xr, i), out Unsafe.Add(ref zr, i));
     }
 
     public static void Binary<T, TOp>(string op, ReadOnlySpan<T> a, ReadOnlySpan<T> b, Span<T> y, TOp f, InstructionSet isa)
