@@ -29,6 +29,43 @@ internal static class Profile
         if (sections.Contains("colsum")) ColumnSums();
         if (sections.Contains("tfsteps")) TransformerSteps();
         if (sections.Contains("gelu")) GeluKernels();
+        if (sections.Contains("conv-backward")) ConvBackwardOnePass();
+    }
+
+    /// <summary>
+    /// A cnn-resnet layer's two gradients (64 × 16 × 28 × 28, 3 × 3, padding 1) in one pass over the images against the input
+    /// gradient then the weight gradient, on the flat path: 15 alternating blocks of 20 calls each, fastest and median block
+    /// (<c>--profile conv-backward</c>, named only).
+    /// </summary>
+    private static void ConvBackwardOnePass()
+    {
+        var gen = new Generator(0);
+        var shape = new GradFlow.Kernels.ConvShape(64, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1);
+        var xs = Tensor.RandN(gen, 64, 16, 28, 28).ToArray();
+        var ws = (Tensor.RandN(gen, 16, 16, 3, 3) * (1 / 12.0)).ToArray();
+        var gs = Tensor.RandN(gen, 64, 16, 28, 28).ToArray();
+        var (dx, dw) = (new float[xs.Length], new float[ws.Length]);
+        var isa = GradFlow.Kernels.KernelIsa.Best;
+        Action one = () => GradFlow.Kernels.ConvKernels.BackwardFlat(shape, xs, ws, gs, dx, dw, isa);
+        Action two = () =>
+        {
+            GradFlow.Kernels.ConvKernels.BackwardInputFlat(shape, ws, gs, dx, isa);
+            GradFlow.Kernels.ConvKernels.BackwardWeightFlat(shape, xs, gs, dw, isa);
+        };
+        var warm = Stopwatch.StartNew();
+        while (warm.Elapsed.TotalSeconds < 4) { one(); two(); }
+        var times = new[] { new List<double>(), new List<double>() };
+        for (int b = 0; b < 15; b++)
+            for (int v = 0; v < 2; v++)
+            {
+                var a = v == 0 ? one : two;
+                long t0 = Stopwatch.GetTimestamp();
+                for (int i = 0; i < 20; i++) a();
+                times[v].Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds / 20);
+            }
+        foreach (var t in times) t.Sort();
+        Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"conv backward 64x16x28x28 3x3, {GradFlow.Kernels.KernelThreads.Count} thread(s), ms per call, fastest / median block: one pass {times[0][0]:F3} / {times[0][7]:F3}; input then weight gradient {times[1][0]:F3} / {times[1][7]:F3}"));
     }
 
     /// <summary>

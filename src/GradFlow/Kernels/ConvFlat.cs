@@ -161,13 +161,44 @@ internal static unsafe class ConvFlat
 
     private static void Run(ConvShape t, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y, bool flipped, InstructionSet isa)
     {
-        var (mr, nb) = ForwardTile(isa);
-        int k = t.Cig * t.KH * t.KW, blocks = (t.Cog + mr - 1) / mr, wp = RowStride(t), q = t.OH * wp;
-        int qPad = (q + nb - 1) / nb * nb, pLength = PaddedLength(t, qPad), taps = t.KH * t.KW;
-        int panel = k * mr, packed = t.Groups * blocks * panel;
-        var wt = ArrayPool<float>.Shared.Rent(packed);
-        // Packed weights [g][block][k][r]; flipped: W'[c, o, kh, kw] = W[o, c, KH−1−kh, KW−1−kw] of the original
-        // convolution, whose input channels per group are t.Cog and output channels per group t.Cig.
+        var tiles = new ForwardPlan(t, isa);
+        int pLength = tiles.PaddedLength;
+        var wt = PackWeights(t, w, flipped, tiles.MR);
+        var offsets = Offsets(t, tiles.K);
+        int image = t.C * t.H * t.W, output = t.Cout * t.OH * t.OW;
+        fixed (float* px = x, pwt = wt, pb = bias, py = y)
+        fixed (int* po = offsets)
+        {
+            float* xs = px, ws = pwt, bs = bias.IsEmpty ? null : pb, ys = py;
+            int* offs = po;
+            var shape = t;
+            void Image(int n)
+            {
+                var p = Scratch.Padded(pLength, LayoutKey(shape, pLength, 1), out bool clear);
+                var yf = Scratch.Output(tiles.OutputLength, default, out _);
+                fixed (float* pp = p, pyf = yf)
+                    for (int g = 0; g < shape.Groups; g++)
+                    {
+                        Pad(shape, xs + (long)n * image, g * shape.Cig, pp, pLength, clear);
+                        clear = false;
+                        tiles.Group(pp, g, ws, offs, pyf, bs, ys + (long)n * output);
+                    }
+            }
+            if (t.N >= 2) KernelThreads.Run(t.N, Image);
+            else if (t.N == 1) Image(0);
+        }
+        ArrayPool<float>.Shared.Return(wt);
+    }
+
+    /// <summary>
+    /// Packed weights [g][block][k][r] of the forward tiles of <paramref name="t"/> (rows past C_out/G zero), rented; flipped: the
+    /// input gradient's W'[c, o, kh, kw] = W[o, c, KH−1−kh, KW−1−kw] of the original convolution, whose input channels per group
+    /// are t.Cog and output channels per group t.Cig.
+    /// </summary>
+    private static float[] PackWeights(in ConvShape t, ReadOnlySpan<float> w, bool flipped, int mr)
+    {
+        int k = t.Cig * t.KH * t.KW, blocks = (t.Cog + mr - 1) / mr, taps = t.KH * t.KW, panel = k * mr;
+        var wt = ArrayPool<float>.Shared.Rent(t.Groups * blocks * panel);
         for (int g = 0; g < t.Groups; g++)
             for (int b = 0; b < blocks; b++)
                 for (int kk = 0; kk < k; kk++)
@@ -186,64 +217,144 @@ internal static unsafe class ConvFlat
                         }
                         wt[(g * blocks + b) * panel + kk * mr + r] = v;
                     }
-        var offsets = Offsets(t, k);
-        int image = t.C * t.H * t.W, output = t.Cout * t.OH * t.OW;
-        fixed (float* px = x, pwt = wt, pb = bias, py = y)
-        fixed (int* po = offsets)
+        return wt;
+    }
+
+    /// <summary>The forward tiles of shape <c>T</c> on one machine: tile sizes, the flat output's extent and the scratch it needs.</summary>
+    private readonly struct ForwardPlan
+    {
+        public readonly ConvShape T;
+        public readonly InstructionSet Isa;
+        public readonly int MR, NB, K, Blocks, Panel, RowStride, QPad, PaddedLength;
+
+        public ForwardPlan(in ConvShape t, InstructionSet isa)
         {
-            float* xs = px, ws = pwt, bs = bias.IsEmpty ? null : pb, ys = py;
-            int* offs = po;
-            var shape = t;
-            void Image(int n)
-            {
-                var p = Scratch.Padded(pLength, LayoutKey(shape, pLength, 1), out bool clear);
-                var yf = Scratch.Output(blocks * mr * qPad, default, out _);
-                fixed (float* pp = p, pyf = yf)
-                    for (int g = 0; g < shape.Groups; g++)
-                    {
-                        Pad(shape, xs + (long)n * image, g * shape.Cig, pp, pLength, clear);
-                        clear = false;
-                        for (int b = 0; b < blocks; b++)
-                        {
-                            float* wpanel = ws + (long)(g * blocks + b) * panel, rows = pyf + (long)b * mr * qPad;
-                            for (int c0 = 0; c0 < qPad; c0 += nb)
-                            {
-                                if (isa == InstructionSet.Avx512) ForwardTile512(pp + c0, offs, wpanel, k, rows + c0, qPad);
-                                else if (isa == InstructionSet.Avx2) ForwardTile256(pp + c0, offs, wpanel, k, rows + c0, qPad);
-                                else ForwardTileScalar(pp + c0, offs, wpanel, k, rows + c0, qPad, mr, nb);
-                            }
-                        }
-                        for (int o = 0; o < shape.Cog; o++)
-                        {
-                            int oc = g * shape.Cog + o;
-                            float* dst = ys + (long)n * output + (long)oc * shape.OH * shape.OW;
-                            for (int oh = 0; oh < shape.OH; oh++)
-                            {
-                                float* src = pyf + (long)o * qPad + oh * wp;
-                                if (bs == null) CopyRow(src, dst + oh * shape.OW, shape.OW);
-                                else System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(src, shape.OW), bs[oc], new Span<float>(dst + oh * shape.OW, shape.OW));
-                            }
-                        }
-                    }
-            }
-            if (t.N >= 2) KernelThreads.Run(t.N, Image);
-            else if (t.N == 1) Image(0);
+            (T, Isa) = (t, isa);
+            (MR, NB) = ForwardTile(isa);
+            K = t.Cig * t.KH * t.KW;
+            Blocks = (t.Cog + MR - 1) / MR;
+            Panel = K * MR;
+            RowStride = ConvFlat.RowStride(t);
+            QPad = (t.OH * RowStride + NB - 1) / NB * NB;
+            PaddedLength = ConvFlat.PaddedLength(t, QPad);
         }
-        ArrayPool<float>.Shared.Return(wt);
+
+        /// <summary>Floats of the flat output Yf of one group of an image.</summary>
+        public int OutputLength => Blocks * MR * QPad;
+
+        /// <summary>
+        /// Group <paramref name="g"/> of one image: the tiles over its padded planes <paramref name="pp"/> into the flat output
+        /// <paramref name="yf"/>, whose kept columns (plus the bias) are then copied into the image's output <paramref name="yImage"/> [C_out, OH, OW].
+        /// </summary>
+        public void Group(float* pp, int g, float* wt, int* offsets, float* yf, float* bias, float* yImage)
+        {
+            for (int b = 0; b < Blocks; b++)
+            {
+                float* wpanel = wt + (long)(g * Blocks + b) * Panel, rows = yf + (long)b * MR * QPad;
+                for (int c0 = 0; c0 < QPad; c0 += NB)
+                {
+                    if (Isa == InstructionSet.Avx512) ForwardTile512(pp + c0, offsets, wpanel, K, rows + c0, QPad);
+                    else if (Isa == InstructionSet.Avx2) ForwardTile256(pp + c0, offsets, wpanel, K, rows + c0, QPad);
+                    else ForwardTileScalar(pp + c0, offsets, wpanel, K, rows + c0, QPad, MR, NB);
+                }
+            }
+            for (int o = 0; o < T.Cog; o++)
+            {
+                int oc = g * T.Cog + o;
+                float* dst = yImage + (long)oc * T.OH * T.OW;
+                for (int oh = 0; oh < T.OH; oh++)
+                {
+                    float* src = yf + (long)o * QPad + oh * RowStride;
+                    if (bias == null) CopyRow(src, dst + oh * T.OW, T.OW);
+                    else System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(src, T.OW), bias[oc], new Span<float>(dst + oh * T.OW, T.OW));
+                }
+            }
+        }
+    }
+
+    /// <summary>The weight-gradient tiles of shape <c>S</c>: tile sizes, the padded k, the chunks and their lane partial sums.</summary>
+    private readonly struct WeightPlan
+    {
+        public readonly ConvShape S;
+        public readonly InstructionSet Isa;
+        public readonly int MR, NK, V, K, KPad, Blocks, Rows, RowStride, QW, PaddedLength, Chunks;
+        public readonly long PerChunk;
+
+        public WeightPlan(in ConvShape s, InstructionSet isa)
+        {
+            (S, Isa) = (s, isa);
+            (MR, NK, V) = WeightTile(isa);
+            K = s.GroupRows;
+            KPad = (K + NK - 1) / NK * NK;
+            Blocks = (s.Cog + MR - 1) / MR;
+            Rows = Blocks * MR;
+            RowStride = ConvFlat.RowStride(s);
+            QW = (s.OH * RowStride + V - 1) / V * V;
+            PaddedLength = ConvFlat.PaddedLength(s, QW);
+            Chunks = ConvKernels.WeightChunks(s);
+            PerChunk = (long)s.Groups * Rows * KPad * V;
+        }
+
+        /// <summary>First image of chunk <paramref name="chunk"/> (the chunks are consecutive images, fixed by the shape).</summary>
+        public int First(int chunk) => (int)((long)S.N * chunk / Chunks);
+
+        /// <summary>
+        /// Adds image group <paramref name="g"/>'s products into its chunk's lane partial sums <paramref name="part"/>: dy on the
+        /// Wp grid at <paramref name="dyf"/> (row o at dyf + o·<paramref name="ldd"/>, QW floats, zeros in the dropped columns,
+        /// past the flat output and in the rows past C_out/G), x's padded planes at <paramref name="pp"/>.
+        /// </summary>
+        public void Group(float* dyf, int ldd, float* pp, int g, int* offsets, float* part)
+        {
+            for (int b = 0; b < Blocks; b++)
+                for (int t0 = 0; t0 < KPad; t0 += NK)
+                {
+                    float* e = part + ((long)(g * Rows + b * MR) * KPad + t0) * V;
+                    if (Isa == InstructionSet.Avx512) WeightTile512(dyf + (long)b * MR * ldd, ldd, pp, offsets + t0, QW, e, KPad);
+                    else if (Isa == InstructionSet.Avx2) WeightTile256(dyf + (long)b * MR * ldd, ldd, pp, offsets + t0, QW, e, KPad);
+                    else e[0] += WeightDotScalar(dyf + (long)b * ldd, pp + offsets[t0], QW);
+                }
+        }
+
+        /// <summary>
+        /// dw from the chunks' lane partial sums: per output channel (g, o), the chunks added into chunk 0's in chunk order
+        /// (lane-wise), then each entry's lanes in lane order: fixed by the shape. The channels in up to 16 tasks (this pass read
+        /// 1.2 MB on one thread after the job, 3 % of a cnn-resnet step).
+        /// </summary>
+        public void Sum(float* parts, float* dw)
+        {
+            int outputs = S.Groups * S.Cog, sums = Math.Min(outputs, 16), span = KPad * V, cog = S.Cog, rows = Rows, k = K, v = V, chunks = Chunks;
+            long perChunk = PerChunk;
+            void Task(int t)
+            {
+                for (int p = outputs * t / sums, end = outputs * (t + 1) / sums; p < end; p++)
+                {
+                    int g = p / cog, o = p % cog;
+                    float* first = parts + (long)(g * rows + o) * span;
+                    for (int c = 1; c < chunks; c++)
+                        System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(first, span), new ReadOnlySpan<float>(first + c * perChunk, span),
+                            new Span<float>(first, span));
+                    for (int kk = 0; kk < k; kk++)
+                    {
+                        float* e = first + (long)kk * v;
+                        float total = 0;
+                        for (int l = 0; l < v; l++) total += e[l];
+                        dw[p * k + kk] = total;
+                    }
+                }
+            }
+            KernelThreads.Run(sums, Task, (long)chunks * outputs * span);
+        }
     }
 
     /// <summary><c>dw = Σ_n dY_n · col(x_n)ᵀ</c> (written, not read).</summary>
     public static void BackwardWeight(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dw, InstructionSet isa)
     {
-        var (mr, nk, v) = WeightTile(isa);
-        int k = s.GroupRows, kPad = (k + nk - 1) / nk * nk, blocks = (s.Cog + mr - 1) / mr, rows = blocks * mr;
-        int wp = RowStride(s), q = s.OH * wp, qw = (q + v - 1) / v * v, pLength = PaddedLength(s, qw);
-        int chunks = ConvKernels.WeightChunks(s);
-        long perChunk = (long)s.Groups * rows * kPad * v;
-        var partial = ArrayPool<float>.Shared.Rent((int)(chunks * perChunk));
-        var offsets = Offsets(s, kPad);
+        var plan = new WeightPlan(s, isa);
+        int pLength = plan.PaddedLength, qw = plan.QW, wp = plan.RowStride, dyLength = plan.Rows * qw;
+        var partial = ArrayPool<float>.Shared.Rent((int)(plan.Chunks * plan.PerChunk));
+        var offsets = Offsets(s, plan.KPad);
         int image = s.C * s.H * s.W, output = s.Cout * s.OH * s.OW, plane = s.OH * s.OW;
-        fixed (float* px = x, pdy = dy, ppart = partial)
+        fixed (float* px = x, pdy = dy, ppart = partial, pdw = dw)
         fixed (int* po = offsets)
         {
             float* xs = px, gs = pdy, parts = ppart;
@@ -251,65 +362,99 @@ internal static unsafe class ConvFlat
             var shape = s;
             void Chunk(int chunk)
             {
-                float* part = parts + chunk * perChunk;
-                new Span<float>(part, (int)perChunk).Clear();
+                float* part = parts + chunk * plan.PerChunk;
+                new Span<float>(part, (int)plan.PerChunk).Clear();
                 var p = Scratch.Padded(pLength, LayoutKey(shape, pLength, 1), out bool clear);
-                var dyf = Scratch.Output(rows * qw, LayoutKey(shape, rows * qw, 2), out bool clearDy);
-                int begin = (int)((long)shape.N * chunk / chunks), end = (int)((long)shape.N * (chunk + 1) / chunks);
+                var dyf = Scratch.Output(dyLength, LayoutKey(shape, dyLength, 2), out bool clearDy);
                 fixed (float* pp = p, pd = dyf)
-                    for (int n = begin; n < end; n++)
+                    for (int n = plan.First(chunk), end = plan.First(chunk + 1); n < end; n++)
                         for (int g = 0; g < shape.Groups; g++)
                         {
                             Pad(shape, xs + (long)n * image, g * shape.Cig, pp, pLength, clear);
                             clear = false;
                             // dy on the Wp grid: the dropped columns and the rows past C_out/G stay 0.
-                            if (clearDy) new Span<float>(pd, rows * qw).Clear();
+                            if (clearDy) new Span<float>(pd, dyLength).Clear();
                             clearDy = false;
                             for (int o = 0; o < shape.Cog; o++)
                                 for (int oh = 0; oh < shape.OH; oh++)
                                     CopyRow(gs + (long)n * output + (long)(g * shape.Cog + o) * plane + oh * shape.OW, pd + (long)o * qw + oh * wp, shape.OW);
-                            for (int b = 0; b < blocks; b++)
-                                for (int t0 = 0; t0 < kPad; t0 += nk)
-                                {
-                                    float* e = part + ((long)(g * rows + b * mr) * kPad + t0) * v;
-                                    if (isa == InstructionSet.Avx512) WeightTile512(pd + (long)b * mr * qw, qw, pp, offs + t0, qw, e, kPad);
-                                    else if (isa == InstructionSet.Avx2) WeightTile256(pd + (long)b * mr * qw, qw, pp, offs + t0, qw, e, kPad);
-                                    else e[0] += WeightDotScalar(pd + (long)b * qw, pp + offs[t0], qw);
-                                }
+                            plan.Group(pd, qw, pp, g, offs, part);
                         }
             }
-            if (chunks >= 2) KernelThreads.Run(chunks, Chunk);
+            if (plan.Chunks >= 2) KernelThreads.Run(plan.Chunks, Chunk);
             else Chunk(0);
-            // Per output channel (g, o): the chunks' lane sums added into chunk 0's in chunk order (lane-wise), then each entry's
-            // lanes in lane order: fixed by the shape. The channels in up to 16 tasks (this pass read 1.2 MB on one thread after
-            // the job, 3 % of a cnn-resnet step).
-            int outputs = s.Groups * s.Cog, sums = Math.Min(outputs, 16), span = kPad * v;
-            float* pw;
-            fixed (float* pdw = dw)
-            {
-                pw = pdw;
-                void Sum(int t)
-                {
-                    for (int p = outputs * t / sums, end = outputs * (t + 1) / sums; p < end; p++)
-                    {
-                        int g = p / shape.Cog, o = p % shape.Cog;
-                        float* first = parts + (long)(g * rows + o) * span;
-                        for (int c = 1; c < chunks; c++)
-                            System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(first, span), new ReadOnlySpan<float>(first + c * perChunk, span),
-                                new Span<float>(first, span));
-                        for (int kk = 0; kk < k; kk++)
-                        {
-                            float* e = first + (long)kk * v;
-                            float total = 0;
-                            for (int l = 0; l < v; l++) total += e[l];
-                            pw[p * k + kk] = total;
-                        }
-                    }
-                }
-                KernelThreads.Run(sums, Sum, (long)chunks * outputs * span);
-            }
+            plan.Sum(parts, pdw);
         }
         ArrayPool<float>.Shared.Return(partial);
+    }
+
+    /// <summary>
+    /// Whether <see cref="Backward"/> takes <paramref name="s"/>: the flat input gradient and the flat weight gradient both apply, and dy's
+    /// padded planes for the input gradient can serve as the weight gradient's dy on the Wp grid (the same row stride, and zeros
+    /// below the last row for the weight tiles' reads past the flat output).
+    /// </summary>
+    public static bool AppliesToBackward(in ConvShape s, InstructionSet isa)
+    {
+        if (!AppliesToInputGradient(s) || !AppliesToWeightGradient(s, isa)) return false;
+        var t = Transposed(s);
+        int wp = RowStride(s), q = s.OH * wp;
+        return RowStride(t) == wp && (long)t.PH * wp >= new WeightPlan(s, isa).QW - q;
+    }
+
+    /// <summary>
+    /// dx and dw in one pass over the images: each image's dy is padded once, into the planes the input gradient's tiles read
+    /// (<see cref="BackwardInput"/>), and the weight gradient's tiles read the same planes as dy on the Wp grid: pixel (o, oh, ow)
+    /// at <c>o·plane + PW' + (oh + PH')·Wp + ow</c>, so row o of the grid starts at <c>o·plane + PW' + PH'·Wp</c>, its dropped
+    /// columns fall on the runs of PW' = Wp − OW zeros between rows and its tail on the bottom padding rows; the rows past C_out/G
+    /// are zero planes after the last. The images run in the weight gradient's chunks. Every value is bitwise that of
+    /// <see cref="BackwardInput"/> and <see cref="BackwardWeight"/> (the same tiles on the same numbers in the same order); what is
+    /// saved is the second copy of dy and a second pass over the images.
+    /// </summary>
+    public static void Backward(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, InstructionSet isa)
+    {
+        var t = Transposed(s);
+        var input = new ForwardPlan(t, isa);
+        var weight = new WeightPlan(s, isa);
+        int planeT = Plane(t), start = t.PW + t.PH * input.RowStride;
+        int dyLength = Math.Max(input.PaddedLength, (weight.Rows - 1) * planeT + start + weight.QW);
+        int xLength = weight.PaddedLength;
+        var wt = PackWeights(t, w, flipped: true, input.MR);
+        var offsetsT = Offsets(t, input.K);
+        var offsetsS = Offsets(s, weight.KPad);
+        var partial = ArrayPool<float>.Shared.Rent((int)(weight.Chunks * weight.PerChunk));
+        int image = s.C * s.H * s.W, output = s.Cout * s.OH * s.OW;
+        fixed (float* px = x, pwt = wt, pdy = dy, pdx = dx, pdw = dw, ppart = partial)
+        fixed (int* pot = offsetsT, pos = offsetsS)
+        {
+            float* xs = px, ws = pwt, gs = pdy, dxs = pdx, parts = ppart;
+            int* offT = pot, offS = pos;
+            var shape = s;
+            var shapeT = t;
+            void Chunk(int chunk)
+            {
+                float* part = parts + chunk * weight.PerChunk;
+                new Span<float>(part, (int)weight.PerChunk).Clear();
+                var pd = Scratch.PaddedDy(dyLength, LayoutKey(shapeT, dyLength, 3), out bool clearDy);
+                var pxs = Scratch.Padded(xLength, LayoutKey(shape, xLength, 1), out bool clearX);
+                var yf = Scratch.Output(input.OutputLength, default, out _);
+                fixed (float* ppd = pd, ppx = pxs, pyf = yf)
+                    for (int n = weight.First(chunk), end = weight.First(chunk + 1); n < end; n++)
+                        for (int g = 0; g < shape.Groups; g++)
+                        {
+                            Pad(shapeT, gs + (long)n * output, g * shapeT.Cig, ppd, dyLength, clearDy);
+                            clearDy = false;
+                            input.Group(ppd, g, ws, offT, pyf, null, dxs + (long)n * image);
+                            Pad(shape, xs + (long)n * image, g * shape.Cig, ppx, xLength, clearX);
+                            clearX = false;
+                            weight.Group(ppd + start, planeT, ppx, g, offS, part);
+                        }
+            }
+            if (weight.Chunks >= 2) KernelThreads.Run(weight.Chunks, Chunk);
+            else Chunk(0);
+            weight.Sum(parts, pdw);
+        }
+        ArrayPool<float>.Shared.Return(partial);
+        ArrayPool<float>.Shared.Return(wt);
     }
 
     /// <summary>Portable forward tile: MR rows × <paramref name="cols"/> flat columns, scalar.</summary>
@@ -332,15 +477,19 @@ internal static unsafe class ConvFlat
         return sum;
     }
 
-    /// <summary>Per-thread scratch: the padded planes and the flat output (or flat dy) of the image a task is working on.</summary>
+    /// <summary>Per-thread scratch: the padded planes (of x, and of dy in the one-pass backward) and the flat output (or flat dy) of the image a task is working on.</summary>
     private static class Scratch
     {
         [ThreadStatic] private static float[]? _padded;
+        [ThreadStatic] private static float[]? _paddedDy;
         [ThreadStatic] private static float[]? _output;
-        [ThreadStatic] private static Layout _paddedKey, _outputKey;
+        [ThreadStatic] private static Layout _paddedKey, _paddedDyKey, _outputKey;
 
         /// <summary>The padded-planes buffer; <paramref name="clear"/> when it must be zeroed first (it last held another layout <paramref name="key"/>).</summary>
         public static float[] Padded(int length, Layout key, out bool clear) => Get(ref _padded, ref _paddedKey, length, key, out clear);
+
+        /// <summary>The padded planes of dy when one pass computes both gradients (<see cref="ConvFlat.Backward"/>).</summary>
+        public static float[] PaddedDy(int length, Layout key, out bool clear) => Get(ref _paddedDy, ref _paddedDyKey, length, key, out clear);
 
         /// <summary>The flat output (forward, key 0: every element overwritten) or flat dy (weight gradient) buffer.</summary>
         public static float[] Output(int length, Layout key, out bool clear) => Get(ref _output, ref _outputKey, length, key, out clear);

@@ -189,6 +189,34 @@ internal static unsafe class ConvKernels
         }
     }
 
+    /// <summary>
+    /// Both gradients, <c>dx = convᵀ(dy, w)</c> and <c>dw = Σ_n dY_n · col(x_n)ᵀ</c> (written, not read): in one pass over the
+    /// images where the flat path takes both (<see cref="ConvFlat.Backward"/>, each image's dy padded once for both), else
+    /// <see cref="BackwardInput{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/> then
+    /// <see cref="BackwardWeight{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/>. The same bits either way.
+    /// </summary>
+    public static void Backward<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> w, ReadOnlySpan<T> dy, Span<T> dx, Span<T> dw)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float) && !PrefersWinograd(s) && ConvFlat.AppliesToBackward(s, KernelIsa.Best))
+            BackwardFlat(s, Floats(x), Floats(w), Floats(dy), Floats(dx), Floats(dw), KernelIsa.Best);
+        else
+        {
+            BackwardInput(s, w, dy, dx);
+            BackwardWeight(s, x, dy, dw);
+        }
+    }
+
+    /// <summary>Both gradients in one pass on the flat path (<see cref="ConvFlat.Backward"/>).</summary>
+    internal static void BackwardFlat(in ConvShape s, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, InstructionSet isa)
+    {
+        Check(s, dx.Length, w.Length, dy.Length, "input gradient");
+        Check(s, x.Length, dw.Length, dy.Length, "weight gradient");
+        if (!ConvFlat.AppliesToBackward(s, isa)) throw new ArgumentException($"conv2d kernel: the one-pass flat backward does not take {s}.");
+        if (s.N == 0) dw.Clear();
+        else ConvFlat.Backward(s, x, w, dy, dx, dw, isa);
+    }
+
     /// <summary><c>dw = Σ_n dY_n · col(x_n)ᵀ</c>: the gradient of the forward with respect to w (written, not read).</summary>
     public static void BackwardWeight<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> dy, Span<T> dw)
         where T : unmanaged, IFloatingPointIeee754<T>

@@ -75,17 +75,25 @@ public sealed partial class Tensor
                 // --precision bf16: dy rounded once for both gradients
                 bool bf16 = BFloat16.Operands;
                 using var gs = new Operand(g.Span<float>(), bf16);
-                if (dx is not null)
+                if (dx is not null && dw is not null)
+                {
+                    using var ws = new Operand(weight.Span<float>(), bf16);
+                    using var xs = new Operand(input.Span<float>(), bf16);
+                    ConvKernels.Backward(shape, xs.Span, ws.Span, gs.Span, dx.Span<float>(), dw.Span<float>());
+                }
+                else if (dx is not null)
                 {
                     using var ws = new Operand(weight.Span<float>(), bf16);
                     ConvKernels.BackwardInput(shape, ws.Span, gs.Span, dx.Span<float>());
                 }
-                if (dw is not null)
+                else if (dw is not null)
                 {
                     using var xs = new Operand(input.Span<float>(), bf16);
                     ConvKernels.BackwardWeight(shape, xs.Span, gs.Span, dw.Span<float>());
                 }
             }
+            else if (dx is not null && dw is not null)
+                ConvKernels.Backward(shape, input.Span<double>(), weight.Span<double>(), g.Span<double>(), dx.Span<double>(), dw.Span<double>());
             else
             {
                 if (dx is not null) ConvKernels.BackwardInput(shape, weight.Span<double>(), g.Span<double>(), dx.Span<double>());

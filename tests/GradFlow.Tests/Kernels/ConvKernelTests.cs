@@ -77,6 +77,9 @@ public class ConvKernelTests
         { 2, 5, 6, 7, 17, 5, 2, 1, 1 },     // 5×5, Cout not a multiple of any tile
         { 2, 3, 5, 6, 4, 3, 3, 1, 1 },      // padding 3 > D·(K − 1): the input gradient falls back to im2col
         { 1, 6, 33, 35, 9, 2, 1, 1, 3 },    // even kernel, long rows
+        { 2, 8, 9, 11, 6, 3, 1, 1, 2 },     // groups of four input channels (the one-pass backward per group)
+        { 2, 4, 8, 9, 5, 3, 2, 2, 1 },      // dilation 2 with four input channels
+        { 3, 4, 5, 3, 4, 3, 1, 1, 1 },      // rows narrower than a vector: the weight tiles' tail spans padding rows
     };
 
     /// <summary>The flat implicit-GEMM path (stride 1) on every instruction-set path, and the public dispatch.</summary>
@@ -90,6 +93,51 @@ public class ConvKernelTests
         CheckAgainstLoops(shape, false, null, publicEntry: true);
     }
 
+    /// <summary>
+    /// The one-pass backward (each image's dy padded once for both gradients) gives bitwise the two passes' dx and dw, on every
+    /// instruction-set path; the shapes it does not take (no zero row below dy's planes, padding past D·(K − 1)) are refused.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(FlatShapes))]
+    public void FlatOnePassBackward_EveryInstructionSet_IsBitwiseTheTwoPasses(int n, int c, int h, int w, int cout, int k, int p, int d, int groups)
+    {
+        var shape = Shape(n, c, h, w, cout, k, k, 1, p, d, groups);
+        var x = KernelLengths.Values(n * c * h * w, 7);
+        var wt = KernelLengths.Values(cout * (c / groups) * k * k, 8);
+        var gy = KernelLengths.Values(n * cout * shape.OH * shape.OW, 9);
+        foreach (var isa in KernelIsa.All)
+        {
+            bool takes = GradFlow.Kernels.ConvFlat.AppliesToBackward(shape, isa);
+            // taken exactly where both flat gradients run and the PH' = D·(K − 1) − P padding rows of Wp = W + P below dy's
+            // planes hold the weight tiles' reads past the flat output OH·Wp (rounded up to the path's vector)
+            int wp = w + p, q = shape.OH * wp, lanes = isa == InstructionSet.Avx512 ? 16 : isa == InstructionSet.Avx2 ? 8 : 1;
+            bool room = (d * (k - 1) - p) * wp >= (q + lanes - 1) / lanes * lanes - q;
+            Assert.Equal(GradFlow.Kernels.ConvFlat.AppliesToInputGradient(shape) && GradFlow.Kernels.ConvFlat.AppliesToWeightGradient(shape, isa) && room, takes);
+            var (dx, dw) = (new float[x.Length], new float[wt.Length]);
+            if (!takes)
+            {
+                var ex = Assert.Throws<ArgumentException>(() => ConvKernels.BackwardFlat(shape, x, wt, gy, dx, dw, isa));
+                Assert.Contains("one-pass", ex.Message);
+                continue;
+            }
+            var (dx2, dw2) = (new float[x.Length], new float[wt.Length]);
+            Array.Fill(dx, float.NaN);
+            Array.Fill(dw, float.NaN);
+            ConvKernels.BackwardFlat(shape, x, wt, gy, dx, dw, isa);
+            ConvKernels.BackwardInputFlat(shape, wt, gy, dx2, isa);
+            ConvKernels.BackwardWeightFlat(shape, x, gy, dw2, isa);
+            Assert.Equal(dx2, dx);
+            Assert.Equal(dw2, dw);
+        }
+        // the public entry: whichever path it takes, the bits of the public two-pass entries
+        var (pdx, pdw, qdx, qdw) = (new float[x.Length], new float[wt.Length], new float[x.Length], new float[wt.Length]);
+        ConvKernels.Backward<float>(shape, x, wt, gy, pdx, pdw);
+        ConvKernels.BackwardInput<float>(shape, wt, gy, qdx);
+        ConvKernels.BackwardWeight<float>(shape, x, gy, qdw);
+        Assert.Equal(qdx, pdx);
+        Assert.Equal(qdw, pdw);
+    }
+
     [Fact]
     public void FlatPath_OneAndTwoThreads_AreBitwiseEqual()
     {
@@ -97,18 +145,17 @@ public class ConvKernelTests
         var x = KernelLengths.Values(8 * 16 * 28 * 28, 1);
         var wt = KernelLengths.Values(16 * 16 * 9, 2);
         var gy = KernelLengths.Values(x.Length, 3);
-        (float[], float[], float[]) Run()
+        float[][] Run()
         {
-            var (y, dx, dw) = (new float[x.Length], new float[x.Length], new float[wt.Length]);
+            var (y, dx, dw, dx1, dw1) = (new float[x.Length], new float[x.Length], new float[wt.Length], new float[x.Length], new float[wt.Length]);
             ConvKernels.ForwardFlat(shape, x, wt, default, y, KernelIsa.Best);
             ConvKernels.BackwardInputFlat(shape, wt, gy, dx, KernelIsa.Best);
             ConvKernels.BackwardWeightFlat(shape, x, gy, dw, KernelIsa.Best);
-            return (y, dx, dw);
+            ConvKernels.BackwardFlat(shape, x, wt, gy, dx1, dw1, KernelIsa.Best);
+            return [y, dx, dw, dx1, dw1];
         }
         var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
-        Assert.Equal(one.Item1, two.Item1);
-        Assert.Equal(one.Item2, two.Item2);
-        Assert.Equal(one.Item3, two.Item3);
+        for (int i = 0; i < one.Length; i++) Assert.Equal(one[i], two[i]);
     }
 
     [Fact]
