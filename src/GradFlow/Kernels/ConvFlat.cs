@@ -295,6 +295,14 @@ internal static unsafe class ConvFlat
             PerChunk = (long)s.Groups * Rows * KPad * V;
         }
 
+        /// <summary>Chunk <paramref name="chunk"/>'s lane partial sums in <paramref name="parts"/>, zeroed.</summary>
+        public float* ClearedPart(float* parts, int chunk)
+        {
+            float* part = parts + chunk * PerChunk;
+            new Span<float>(part, (int)PerChunk).Clear();
+            return part;
+        }
+
         /// <summary>First image of chunk <paramref name="chunk"/> (the chunks are consecutive images, fixed by the shape).</summary>
         public int First(int chunk) => (int)((long)S.N * chunk / Chunks);
 
@@ -362,8 +370,7 @@ internal static unsafe class ConvFlat
             var shape = s;
             void Chunk(int chunk)
             {
-                float* part = parts + chunk * plan.PerChunk;
-                new Span<float>(part, (int)plan.PerChunk).Clear();
+                float* part = plan.ClearedPart(parts, chunk);
                 var p = Scratch.Padded(pLength, LayoutKey(shape, pLength, 1), out bool clear);
                 var dyf = Scratch.Output(dyLength, LayoutKey(shape, dyLength, 2), out bool clearDy);
                 fixed (float* pp = p, pd = dyf)
@@ -432,8 +439,7 @@ internal static unsafe class ConvFlat
             var shapeT = t;
             void Chunk(int chunk)
             {
-                float* part = parts + chunk * weight.PerChunk;
-                new Span<float>(part, (int)weight.PerChunk).Clear();
+                float* part = weight.ClearedPart(parts, chunk);
                 var pd = Scratch.PaddedDy(dyLength, LayoutKey(shapeT, dyLength, 3), out bool clearDy);
                 var pxs = Scratch.Padded(xLength, LayoutKey(shape, xLength, 1), out bool clearX);
                 var yf = Scratch.Output(input.OutputLength, default, out _);
