@@ -194,11 +194,18 @@ internal static unsafe class ConvKernels
     /// images where the flat path takes both (<see cref="ConvFlat.Backward"/>, each image's dy padded once for both), else
     /// <see cref="BackwardInput{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/> then
     /// <see cref="BackwardWeight{T}(in ConvShape, ReadOnlySpan{T}, ReadOnlySpan{T}, Span{T})"/>. The same bits either way.
+    /// A gradient whose span is empty is not computed (the operand only it reads, x for dw and w for dx, may then be empty too):
+    /// a gradient not asked for, or an empty one, which has nothing to write.
     /// </summary>
     public static void Backward<T>(in ConvShape s, ReadOnlySpan<T> x, ReadOnlySpan<T> w, ReadOnlySpan<T> dy, Span<T> dx, Span<T> dw)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        if (typeof(T) == typeof(float) && !PrefersWinograd(s) && ConvFlat.AppliesToBackward(s, KernelIsa.Best))
+        if (dx.IsEmpty || dw.IsEmpty)
+        {
+            if (!dx.IsEmpty) BackwardInput(s, w, dy, dx);
+            if (!dw.IsEmpty) BackwardWeight(s, x, dy, dw);
+        }
+        else if (typeof(T) == typeof(float) && !PrefersWinograd(s) && ConvFlat.AppliesToBackward(s, KernelIsa.Best))
             BackwardFlat(s, Floats(x), Floats(w), Floats(dy), Floats(dx), Floats(dw), KernelIsa.Best);
         else
         {

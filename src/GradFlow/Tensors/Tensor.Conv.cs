@@ -72,33 +72,14 @@ public sealed partial class Tensor
             if (weight.RequiresGrad) dw = Uninitialized("conv2d", weight, weight._shape);
             if (g.Storage is float[])
             {
-                // --precision bf16: dy rounded once for both gradients
+                // --precision bf16: dy rounded once for both gradients; w and x only when the gradient that reads them is asked for
                 bool bf16 = BFloat16.Operands;
                 using var gs = new Operand(g.Span<float>(), bf16);
-                if (dx is not null && dw is not null)
-                {
-                    using var ws = new Operand(weight.Span<float>(), bf16);
-                    using var xs = new Operand(input.Span<float>(), bf16);
-                    ConvKernels.Backward(shape, xs.Span, ws.Span, gs.Span, dx.Span<float>(), dw.Span<float>());
-                }
-                else if (dx is not null)
-                {
-                    using var ws = new Operand(weight.Span<float>(), bf16);
-                    ConvKernels.BackwardInput(shape, ws.Span, gs.Span, dx.Span<float>());
-                }
-                else if (dw is not null)
-                {
-                    using var xs = new Operand(input.Span<float>(), bf16);
-                    ConvKernels.BackwardWeight(shape, xs.Span, gs.Span, dw.Span<float>());
-                }
+                using var ws = new Operand(dx is null ? default : weight.Span<float>(), bf16);
+                using var xs = new Operand(dw is null ? default : input.Span<float>(), bf16);
+                ConvKernels.Backward(shape, xs.Span, ws.Span, gs.Span, Gradient<float>(dx), Gradient<float>(dw));
             }
-            else if (dx is not null && dw is not null)
-                ConvKernels.Backward(shape, input.Span<double>(), weight.Span<double>(), g.Span<double>(), dx.Span<double>(), dw.Span<double>());
-            else
-            {
-                if (dx is not null) ConvKernels.BackwardInput(shape, weight.Span<double>(), g.Span<double>(), dx.Span<double>());
-                if (dw is not null) ConvKernels.BackwardWeight(shape, input.Span<double>(), g.Span<double>(), dw.Span<double>());
-            }
+            else ConvKernels.Backward(shape, input.Span<double>(), weight.Span<double>(), g.Span<double>(), Gradient<double>(dx), Gradient<double>(dw));
             if (bias is not null && bias.RequiresGrad)
             {
                 // Σ over each output plane, then over the batch: a fixed order.
@@ -235,6 +216,9 @@ public sealed partial class Tensor
                 "kernel_size");
     }
 
+    /// <summary>A gradient's storage, or an empty span when it is not asked for (<see cref="ConvKernels.Backward{T}"/> then skips it).</summary>
+    private static Span<T> Gradient<T>(Tensor? gradient) where T : unmanaged => gradient is null ? default : gradient.Span<T>();
+
     /// <summary>
     /// A float32 convolution operand: the tensor's own values, or under <c>--precision bf16</c> a bf16-rounded copy in pooled
     /// storage, so that every convolution path — direct, flat implicit GEMM, Winograd, im2col — multiplies bf16 values and
@@ -247,12 +231,12 @@ public sealed partial class Tensor
 
         public Operand(ReadOnlySpan<float> values, bool bf16)
         {
-            if (!bf16)
+            if (!bf16 || values.IsEmpty)
             {
                 Span = values;
                 return;
             }
-            _copy = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, values.Length));
+            _copy = System.Buffers.ArrayPool<float>.Shared.Rent(values.Length);
             var rounded = _copy.AsSpan(0, values.Length);
             values.CopyTo(rounded);
             BFloat16.Round(rounded);

@@ -136,6 +136,12 @@ public class ConvKernelTests
         ConvKernels.BackwardWeight<float>(shape, x, gy, qdw);
         Assert.Equal(qdx, pdx);
         Assert.Equal(qdw, pdw);
+        // a gradient not asked for (an empty span) is skipped, with the operand only it reads
+        var (odx, odw) = (new float[x.Length], new float[wt.Length]);
+        ConvKernels.Backward<float>(shape, x, default, gy, default, odw);
+        ConvKernels.Backward<float>(shape, default, wt, gy, odx, default);
+        Assert.Equal(qdx, odx);
+        Assert.Equal(qdw, odw);
     }
 
     [Fact]
