@@ -571,7 +571,7 @@ internal sealed class CnnResnetBlock : Module
     protected override Tensor ForwardCore(Tensor input)
     {
         var y = _bn1.ForwardRelu(_conv1.Forward(input)); // relu(bn1(·)) as one op (BatchNormBase.ForwardRelu)
-        return (_bn2.Forward(_conv2.Forward(y)) + input).Relu();
+        return _bn2.ForwardAddRelu(_conv2.Forward(y), input); // relu(bn2(·) + x) as one op (BatchNormBase.ForwardAddRelu)
     }
 }
 

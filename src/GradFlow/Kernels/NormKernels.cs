@@ -93,6 +93,72 @@ public static class NormKernels
         where T : unmanaged, IFloatingPointIeee754<T> =>
         SegmentReluAffineGradient(g, x, segments, length, mean, scale, shift, a, b, c, dx, KernelIsa.Best);
 
+    /// <summary>
+    /// Batch norm, a residual add and ReLU in one pass: <c>y = relu(z + r)</c> with <c>z = (x − mean[s])·scale[s] + shift[s]</c> over segment s,
+    /// by the same operations in T as <see cref="SegmentAffine{T}(ReadOnlySpan{T}, int, int, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{double}, Span{T})"/>,
+    /// an add and <see cref="ActivationKernels.Relu{T}(ReadOnlySpan{T}, Span{T})"/> (so the same bits as the three passes; NaN stays NaN).
+    /// </summary>
+    public static void SegmentAffineAddRelu<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> r, int segments, int length, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> scale, ReadOnlySpan<double> shift, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T> =>
+        SegmentAffineAddRelu(x, r, segments, length, mean, scale, shift, y, KernelIsa.Best);
+
+    /// <summary>
+    /// The backward sums of <see cref="SegmentAffineAddRelu{T}(ReadOnlySpan{T}, ReadOnlySpan{T}, int, int, ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{double}, Span{T})"/>
+    /// from its output y: <c>gr = y ≤ 0 ? 0 : g</c> (ReLU's gradient, subgradient 0 at 0, a NaN passes g; y ≤ 0 exactly where the sum was,
+    /// since relu maps the sum to itself or to ±0), written out, as it is the residual's gradient; then <c>sumG[s] = Σ gr</c> and
+    /// <c>sumGDev[s] = Σ gr·(x − mean[s])</c> from the segment just written, as <see cref="SegmentGradientSums{T}(ReadOnlySpan{T}, ReadOnlySpan{T}, int, int, ReadOnlySpan{double}, Span{double}, Span{double})"/>.
+    /// </summary>
+    public static void SegmentMaskedGradientSums<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> y, ReadOnlySpan<T> x, int segments, int length,
+        ReadOnlySpan<double> mean, Span<T> gr, Span<double> sumG, Span<double> sumGDev) where T : unmanaged, IFloatingPointIeee754<T> =>
+        SegmentMaskedGradientSums(g, y, x, segments, length, mean, gr, sumG, sumGDev, KernelIsa.Best);
+
+    internal static unsafe void SegmentAffineAddRelu<T>(ReadOnlySpan<T> x, ReadOnlySpan<T> r, int segments, int length, ReadOnlySpan<double> mean,
+        ReadOnlySpan<double> scale, ReadOnlySpan<double> shift, Span<T> y, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Check("normalise + add + relu", x.Length, segments, length);
+        Check("normalise + add + relu", r.Length, segments, length);
+        Check("normalise + add + relu", y.Length, segments, length);
+        CheckPerSegment("normalise + add + relu", "mean", mean.Length, segments);
+        CheckPerSegment("normalise + add + relu", "scale", scale.Length, segments);
+        CheckPerSegment("normalise + add + relu", "shift", shift.Length, segments);
+        fixed (T* px = x, pr = r, py = y)
+        fixed (double* pm = mean, pa = scale, pb = shift)
+        {
+            T* xp = px, rp = pr, yp = py;
+            double* mp = pm, ap = pa, bp = pb;
+            ForSegments(segments, length, s => ElementwiseLoops.Binary("normalise + add + relu", new ReadOnlySpan<T>(xp + (long)s * length, length),
+                new ReadOnlySpan<T>(rp + (long)s * length, length), new Span<T>(yp + (long)s * length, length),
+                new AffineAddReluOp<T>(Affine<T>(mp[s], ap[s], bp[s])), isa));
+        }
+    }
+
+    internal static unsafe void SegmentMaskedGradientSums<T>(ReadOnlySpan<T> g, ReadOnlySpan<T> y, ReadOnlySpan<T> x, int segments, int length,
+        ReadOnlySpan<double> mean, Span<T> gr, Span<double> sumG, Span<double> sumGDev, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        const string op = "masked gradient sums";
+        Check(op, g.Length, segments, length);
+        Check(op, y.Length, segments, length);
+        Check(op, x.Length, segments, length);
+        Check(op, gr.Length, segments, length);
+        CheckPerSegment(op, "mean", mean.Length, segments);
+        CheckPerSegment(op, "sumG", sumG.Length, segments);
+        CheckPerSegment(op, "sumGDev", sumGDev.Length, segments);
+        fixed (T* pg = g, py = y, px = x, pr = gr)
+        fixed (double* pm = mean, p1 = sumG, p2 = sumGDev)
+        {
+            T* gp = pg, yp = py, xp = px, rp = pr;
+            double* mp = pm, s1 = p1, s2 = p2;
+            ForSegments(segments, length, s =>
+            {
+                long at = (long)s * length;
+                var masked = new Span<T>(rp + at, length);
+                ActivationKernels.ReluBackward(new ReadOnlySpan<T>(yp + at, length), new ReadOnlySpan<T>(gp + at, length), masked, isa);
+                s1[s] = Reduce<T, SumOp<T>>(masked, default, new SumOp<T>(), isa);
+                s2[s] = Reduce(masked, new ReadOnlySpan<T>(xp + at, length), new GradientDeviationOp<T>(T.CreateTruncating(mp[s])), isa);
+            });
+        }
+    }
+
     internal static unsafe void SegmentAffineRelu<T>(ReadOnlySpan<T> x, int segments, int length, ReadOnlySpan<double> mean, ReadOnlySpan<double> scale,
         ReadOnlySpan<double> shift, Span<T> y, InstructionSet isa) where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -613,6 +679,28 @@ public static class NormKernels
         public Vector512<T> Invoke(Vector512<T> x)
         {
             var v = z.Invoke(x);
+            return Vector512.AndNot(v, Vector512.LessThan(v, Vector512<T>.Zero));
+        }
+    }
+
+    /// <summary>relu(z(x) + r) with x the first operand, r the second: the affine, the add and ReLU as their own ops compute them.</summary>
+    private readonly struct AffineAddReluOp<T>(AffineOp<T> z) : IBinaryOperator<T> where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        public T Invoke(T x, T r)
+        {
+            T v = z.Invoke(x) + r;
+            return v < T.Zero ? T.Zero : v;
+        }
+
+        public Vector256<T> Invoke(Vector256<T> x, Vector256<T> r)
+        {
+            var v = z.Invoke(x) + r;
+            return Vector256.AndNot(v, Vector256.LessThan(v, Vector256<T>.Zero));
+        }
+
+        public Vector512<T> Invoke(Vector512<T> x, Vector512<T> r)
+        {
+            var v = z.Invoke(x) + r;
             return Vector512.AndNot(v, Vector512.LessThan(v, Vector512<T>.Zero));
         }
     }

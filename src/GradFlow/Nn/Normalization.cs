@@ -95,11 +95,24 @@ public abstract class BatchNormBase : Module
     public Tensor ForwardRelu(Tensor input) => HasHooks ? Forward(input).Relu() : ForwardFused(input, relu: true);
 
     /// <summary>
+    /// <c>relu(this(input) + residual)</c>, as one op (<see cref="ForwardFused"/> with the residual) when no forward hook watches this
+    /// module, else <c>(Forward(input) + residual).Relu()</c> so the hooks see the batch norm's output: the end of a ResNet basic block,
+    /// <c>relu(bn2(conv2(h)) + x)</c>. The same values and gradients either way; the residual gets ReLU's gradient.
+    /// </summary>
+    /// <exception cref="ArgumentException">when <paramref name="residual"/>'s shape or type is not the input's.</exception>
+    /// <example><code>var y = bn2.ForwardAddRelu(conv2.Forward(h), x);</code></example>
+    public Tensor ForwardAddRelu(Tensor input, Tensor residual)
+    {
+        ArgumentNullException.ThrowIfNull(residual);
+        return HasHooks ? (Forward(input) + residual).Relu() : ForwardFused(input, relu: true, residual);
+    }
+
+    /// <summary>
     /// The batch norm, followed by ReLU when <paramref name="relu"/> (<c>relu(bn(x))</c> as one op and one graph node:
     /// <c>NormOps.BatchNorm</c> with relu),
     /// bypassing <see cref="Module.Forward"/>: the caller (<see cref="Sequential"/>) has checked that no hook watches this module or the ReLU.
     /// </summary>
-    internal Tensor ForwardFused(Tensor input, bool relu)
+    internal Tensor ForwardFused(Tensor input, bool relu, Tensor? residual = null)
     {
         string name = GetType().Name;
         if (!AcceptsRank(input.Rank) || input.Shape[1] != NumFeatures)
@@ -108,7 +121,7 @@ public abstract class BatchNormBase : Module
         if (useBatch && input.Count / NumFeatures < 2)
             throw new ArgumentException($"{name}: training needs more than one value per channel, got input {Shapes.Format(input.Shape)}.");
         var y = NormOps.BatchNorm(input, Weight?.Data, Bias?.Data, useBatch ? null : RunningMean, useBatch ? null : RunningVar, Eps,
-            out var batchMean, out var batchVar, out long count, useBatch ? Sync : null, relu);
+            out var batchMean, out var batchVar, out long count, useBatch ? Sync : null, relu, residual);
         if (Training && RunningMean is not null && batchMean is not null)
         {
             var update = new RunningStatisticsUpdate(batchMean, batchVar!, checked((int)count));
@@ -401,9 +414,23 @@ internal static class NormOps
     /// operations, is ≤ 0 (ReLU's subgradient 0 at 0) inside its two passes; so ReLU's own forward and backward passes are gone, and
     /// the values and gradients are bitwise those of the two ops (the batch norm's output is not kept: a hook that wants it stops the fusion).
     /// </remarks>
+    /// <remarks>
+    /// With <paramref name="residual"/> r as well (a ResNet block's end), the op is <c>relu(batch_norm(x) + r)</c>: the affine pass adds r
+    /// and rectifies as it writes (one pass instead of the affine, the add and ReLU's three); backward masks g by the op's own output,
+    /// writing the masked g out as r's gradient, and takes the two sums from it while it is in cache; then the input gradient's pass.
+    /// The same bits as the three ops.
+    /// </remarks>
     public static Tensor BatchNorm(Tensor x, Tensor? gamma, Tensor? beta, Tensor? runMean, Tensor? runVar, double eps,
-        out double[]? batchMean, out double[]? batchVar, out long count, IBatchNormSync? sync, bool relu = false)
+        out double[]? batchMean, out double[]? batchVar, out long count, IBatchNormSync? sync, bool relu = false, Tensor? residual = null)
     {
+        if (residual is not null)
+        {
+            if (!relu) throw new ArgumentException("batch_norm: a residual is added only before a fused ReLU (relu(batch_norm(x) + r)).", nameof(residual));
+            if (!residual.Shape.SequenceEqual(x.Shape) || residual.DType != x.DType)
+                throw new ArgumentException(
+                    $"batch_norm_add_relu: the residual {Shapes.Format(residual.Shape)} ({residual.DType}) must have the input's shape and type, {Shapes.Format(x.Shape)} ({x.DType}).",
+                    nameof(residual));
+        }
         int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 0 : x.Count / (n * c);
         int m = n * l, segments = n * c;
         var mean = new double[c];
@@ -483,14 +510,18 @@ internal static class NormOps
         var segShift = new double[segments];
         Spread(scale, n, segScale);
         Spread(shift, n, segShift);
-        string op = relu ? "batch_norm_relu" : "batch_norm";
-        var y = Affine(op, x, segments, l, segMean, segScale, segShift, relu);
+        string op = residual is not null ? "batch_norm_add_relu" : relu ? "batch_norm_relu" : "batch_norm";
+        var y = residual is null ? Affine(op, x, segments, l, segMean, segScale, segShift, relu) : AffineAddRelu(op, x, residual, segments, l, segMean, segScale, segShift);
         var inputs = Inputs(x, gamma, beta);
+        if (residual is not null) inputs = [.. inputs, residual];
         if (!Tensor.NeedsGrad(inputs)) return y;
         bool training = runMean is null;
         return y.Record(op, inputs, g =>
         {
-            var (s1, s2) = relu ? ReluGradientSums(g, x, segments, l, segMean, segScale, segShift) : GradientSums(g, x, segments, l, segMean);
+            Tensor? gr = null; // relu's gradient, the residual's (and the batch norm's output's)
+            double[] s1, s2;
+            if (residual is not null) (s1, s2, gr) = MaskedGradientSums(op, g, y, x, segments, l, segMean);
+            else (s1, s2) = relu ? ReluGradientSums(g, x, segments, l, segMean, segScale, segShift) : GradientSums(g, x, segments, l, segMean);
             var sumG = new double[c];
             var sumGDev = new double[c];
             ChannelTotals(s1, n, c, sumG);
@@ -530,13 +561,15 @@ internal static class NormOps
                 Spread(b, n, s2);
                 var segC = new double[segments];
                 Spread(k, n, segC);
-                grads[0] = relu ? ReluAffineGradient(op, g, x, segments, l, segMean, segScale, segShift, s1, s2, segC)
+                grads[0] = gr is not null ? AffineGradient(op, gr, x, segments, l, segMean, s1, s2, segC)
+                    : relu ? ReluAffineGradient(op, g, x, segments, l, segMean, segScale, segShift, s1, s2, segC)
                     : AffineGradient(op, g, x, segments, l, segMean, s1, s2, segC);
             }
             for (int ch = 0; ch < c; ch++) sumGDev[ch] *= rstd[ch]; // Σ g·x̂
             int at = 1;
             if (gamma is not null) grads[at++] = gamma.RequiresGrad ? Tensor.FromArray(sumGDev).To(gamma.DType).Detach() : null;
-            if (beta is not null) grads[at] = beta.RequiresGrad ? Tensor.FromArray(sumG).To(beta.DType).Detach() : null;
+            if (beta is not null) grads[at++] = beta.RequiresGrad ? Tensor.FromArray(sumG).To(beta.DType).Detach() : null;
+            if (residual is not null) grads[at] = residual.RequiresGrad ? gr : null;
             return grads;
         });
     }
@@ -583,6 +616,23 @@ internal static class NormOps
         else if (x.Is<float>()) NormKernels.SegmentAffine<float>(x.Span<float>(), segments, l, mean, scale, shift, y.Span<float>());
         else NormKernels.SegmentAffine<double>(x.Span<double>(), segments, l, mean, scale, shift, y.Span<double>());
         return y;
+    }
+
+    private static Tensor AffineAddRelu(string op, Tensor x, Tensor r, int segments, int l, double[] mean, double[] scale, double[] shift)
+    {
+        var y = Tensor.Uninitialized(op, x, x.ShapeArray);
+        if (x.Is<float>()) NormKernels.SegmentAffineAddRelu<float>(x.Span<float>(), r.Span<float>(), segments, l, mean, scale, shift, y.Span<float>());
+        else NormKernels.SegmentAffineAddRelu<double>(x.Span<double>(), r.Span<double>(), segments, l, mean, scale, shift, y.Span<double>());
+        return y;
+    }
+
+    private static (double[] SumG, double[] SumGDev, Tensor Masked) MaskedGradientSums(string op, Tensor g, Tensor y, Tensor x, int segments, int l, double[] mean)
+    {
+        var (s1, s2) = (new double[segments], new double[segments]);
+        var gr = Tensor.Uninitialized(op, x, x.ShapeArray);
+        if (x.Is<float>()) NormKernels.SegmentMaskedGradientSums<float>(g.Span<float>(), y.Span<float>(), x.Span<float>(), segments, l, mean, gr.Span<float>(), s1, s2);
+        else NormKernels.SegmentMaskedGradientSums<double>(g.Span<double>(), y.Span<double>(), x.Span<double>(), segments, l, mean, gr.Span<double>(), s1, s2);
+        return (s1, s2, gr);
     }
 
     private static (double[] SumG, double[] SumGDev) ReluGradientSums(Tensor g, Tensor x, int segments, int l, double[] mean, double[] scale, double[] shift)

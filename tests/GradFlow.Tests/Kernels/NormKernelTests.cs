@@ -320,6 +320,86 @@ public class NormKernelTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Lengths))]
+    public void SegmentAddReluPasses_EveryPath_BitwiseTheNormAddReluKernels(int length)
+    {
+        // the composition: affine, + r, ReLU, ReLU's backward at the sum, then the plain sums; against the fused forward and the
+        // backward sums that mask g by the fused output
+        var x = Shifted(Segments * length, length + 31);
+        var r = KernelLengths.Values(Segments * length, length + 32);
+        var g = KernelLengths.Values(Segments * length, length + 33);
+        var mean = SegmentMeans(x, length);
+        double[] scale = [0.5, -1.25, 2.0], shift = [0.1, 0, -0.3];
+        foreach (var isa in KernelIsa.All)
+        {
+            var z = new float[x.Length];
+            NormKernels.SegmentAffine<float>(x, Segments, length, mean, scale, shift, z, isa);
+            var sum = z.Zip(r, (a, b) => a + b).ToArray();
+            var relu = new float[x.Length];
+            ActivationKernels.Relu<float>(sum, relu, isa);
+            var masked = new float[x.Length];
+            ActivationKernels.ReluBackward<float>(sum, g, masked, isa);
+            var (w1, w2) = (new double[Segments], new double[Segments]);
+            NormKernels.SegmentGradientSums<float>(masked, x, Segments, length, mean, w1, w2, isa);
+
+            var y = new float[x.Length];
+            NormKernels.SegmentAffineAddRelu<float>(x, r, Segments, length, mean, scale, shift, y, isa);
+            var gr = new float[x.Length];
+            var (s1, s2) = (new double[Segments], new double[Segments]);
+            NormKernels.SegmentMaskedGradientSums<float>(g, y, x, Segments, length, mean, gr, s1, s2, isa);
+            Assert.True(relu.SequenceEqual(y), $"{isa} n={length}: relu(affine + r)");
+            Assert.True(masked.SequenceEqual(gr), $"{isa} n={length}: masked g");
+            Assert.True(w1.SequenceEqual(s1) && w2.SequenceEqual(s2), $"{isa} n={length}: masked sums");
+        }
+    }
+
+    [Fact]
+    public void SegmentAddReluPasses_NaNAndZero_FollowReluKernels()
+    {
+        // a NaN sum passes forward and backward; a sum of exactly 0 (or −0) gives y = 0 and gradient 0
+        float[] x = [float.NaN, 2f, 3f, 4f, 2f, -1f, 7f, 9f], r = [0f, 0f, -1f, 1f, -0f, 0f, -6f, -9f];
+        double[] mean = [2], scale = [1], shift = [0];
+        float[] g = [1, 1, 1, 1, 1, 1, 1, 1];
+        var y = new float[8];
+        NormKernels.SegmentAffineAddRelu<float>(x, r, 1, 8, mean, scale, shift, y);
+        Assert.True(float.IsNaN(y[0]));
+        Assert.Equal([0f, 0f, 3f, 0f, 0f, 0f, 0f], y[1..]);
+        var gr = new float[8];
+        var (s1, s2) = (new double[1], new double[1]);
+        NormKernels.SegmentMaskedGradientSums<float>(g, y, x, 1, 8, mean, gr, s1, s2);
+        Assert.True(gr[0] == 1f && gr[3] == 1f && gr.Where((_, i) => i != 0 && i != 3).All(v => v == 0));
+        Assert.Equal(2, s1[0]);
+        Assert.True(double.IsNaN(s2[0]));
+        var e = Assert.Throws<ArgumentException>(() => NormKernels.SegmentAffineAddRelu<float>(x, new float[7], 1, 8, mean, scale, shift, y));
+        Assert.Contains("7 elements", e.Message);
+    }
+
+    [Fact]
+    public void SegmentAddReluPasses_OneAndTwoThreads_AreBitwiseEqual()
+    {
+        const int segments = 64 * 16, length = 784;
+        var x = Shifted(segments * length, 34);
+        var r = KernelLengths.Values(segments * length, 35);
+        var g = KernelLengths.Values(segments * length, 36);
+        var mean = Enumerable.Repeat(100.0, segments).ToArray();
+        var half = Enumerable.Repeat(0.5, segments).ToArray();
+        (float[], float[], double[], double[]) Run()
+        {
+            var y = new float[x.Length];
+            NormKernels.SegmentAffineAddRelu<float>(x, r, segments, length, mean, half, half, y);
+            var gr = new float[x.Length];
+            var (s1, s2) = (new double[segments], new double[segments]);
+            NormKernels.SegmentMaskedGradientSums<float>(g, y, x, segments, length, mean, gr, s1, s2);
+            return (y, gr, s1, s2);
+        }
+        var (one, two) = GradFlow.Tests.TestSupport.KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Item1, two.Item1);
+        Assert.Equal(one.Item2, two.Item2);
+        Assert.Equal(one.Item3, two.Item3);
+        Assert.Equal(one.Item4, two.Item4);
+    }
+
     [Fact]
     public void SegmentReluPasses_NaNAndZero_FollowReluKernels()
     {

@@ -198,8 +198,9 @@ public class NetworkBuilderTests
     [Fact]
     public void Build_ResNet_BranchesFuseBatchNormAndRelu_BitwiseTheUnfusedModules()
     {
-        // A residual branch runs its steps as a Sequential does: a hook-free batch norm then ReLU as one op. With a forward
-        // hook on every module (as the gradient monitor has) nothing fuses; outputs and gradients are the same bits.
+        // A residual branch runs its steps as a Sequential does: a hook-free batch norm then ReLU as one op; the block's last
+        // batch norm, the sum and the ReLU after it are one op too (relu(bn2(·) + shortcut)). With a forward hook on every module
+        // (as the gradient monitor has) nothing fuses; outputs and gradients are the same bits.
         (float[] Y, float[][] Grads, Dictionary<string, int> Ops) Run(bool hooks)
         {
             var net = NetworkBuilder.Build(NetworkDescription.Parse("resnet8 in=1x8x8 classes=4 width=8"), new Generator(1));
@@ -224,7 +225,9 @@ public class NetworkBuilderTests
         var fused = Run(hooks: false);
         var plain = Run(hooks: true);
         Assert.True(fused.Ops.GetValueOrDefault("batch_norm_relu") >= 3, string.Join(", ", fused.Ops));
+        Assert.Equal(3, fused.Ops.GetValueOrDefault("batch_norm_add_relu")); // one per block, the option-A shortcuts included
         Assert.False(plain.Ops.ContainsKey("batch_norm_relu"));
+        Assert.False(plain.Ops.ContainsKey("batch_norm_add_relu"));
         Assert.Equal(plain.Y, fused.Y);
         for (int i = 0; i < plain.Grads.Length; i++) Assert.Equal(plain.Grads[i], fused.Grads[i]);
     }

@@ -136,6 +136,88 @@ public class NormalizationTests
         Assert.Equal(want.Dbeta, got.Dbeta);
     }
 
+    [Theory]
+    [InlineData(new[] { 3, 4, 2, 3 }, true)]
+    [InlineData(new[] { 5, 3, 7 }, true)]
+    [InlineData(new[] { 4, 3, 2, 2 }, false)]
+    public void BatchNormAddRelu_Fused_GradientMatchesFiniteDifferences(int[] shape, bool training)
+    {
+        // relu(batch_norm(x) + r) as one op, gradients of x, γ, β and r; r of magnitude 0.5-1.5 with random signs, so some sums are
+        // rectified, and only sums well away from ReLU's kink are kept (the check's steps do not cross it)
+        var gamma = TestTensors.AwayFromZero(3, 0.5, 1.5, positive: true, shape[1]);
+        var beta = TestTensors.Leaf(4, shape[1]);
+        var rm = training ? null : Tensor.FromArray(Enumerable.Range(0, shape[1]).Select(c => 0.1 * c).ToArray());
+        var rv = training ? null : Tensor.FromArray(Enumerable.Range(0, shape[1]).Select(c => 1 + 0.5 * c).ToArray());
+        var x = TestTensors.Leaf(5, shape);
+        var r = TestTensors.AwayFromZero(6, 0.5, 1.5, positive: false, shape);
+        double[] sums;
+        using (GradMode.NoGrad())
+            sums = (NormOps.BatchNorm(x, gamma, beta, rm, rv, 1e-5, out _, out _) + r).ToDoubleArray();
+        var kept = sums.Select(v => Math.Abs(v) > 0.05).ToArray();
+        Assert.Contains(sums, v => v < -0.05);
+        Assert.Contains(sums, v => v > 0.05);
+        var keep = Tensor.FromArray(kept.Select(k => k ? 1.0 : 0.0).ToArray(), shape);
+        GradCheck.Assert(t => NormOps.BatchNorm(t[0], t[1], t[2], rm, rv, 1e-5, out _, out _, out _, null, relu: true, residual: t[3]) * keep,
+            [x, gamma, beta, r], name: "batch_norm_add_relu");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void BatchNormAddRelu_Fused_BitwiseTheThreeOps(bool training)
+    {
+        // float32 [6, 5, 4, 3]: values, and the gradients of x, γ, β and r, against batch_norm, + and relu as three graph nodes
+        var gen = new Generator(21);
+        var x0 = Tensor.RandN(gen, 6, 5, 4, 3) * 2 + 0.5;
+        var r0 = Tensor.RandN(gen, 6, 5, 4, 3);
+        var g = Tensor.RandN(gen, 6, 5, 4, 3);
+        var rm = training ? null : Tensor.RandN(gen, 5);
+        var rv = training ? null : Tensor.Uniform(gen, 0.5, 2, 5);
+        (float[] Y, float[] Dx, float[] Dgamma, float[] Dbeta, float[] Dr) Run(bool fused)
+        {
+            var x = x0.Detach();
+            var r = r0.Detach();
+            x.RequiresGrad = r.RequiresGrad = true;
+            var gamma = Tensor.Uniform(new Generator(22), -1, 1.5, 5);
+            var beta = Tensor.Uniform(new Generator(23), -0.5, 0.5, 5);
+            gamma.RequiresGrad = beta.RequiresGrad = true;
+            var y = fused ? NormOps.BatchNorm(x, gamma, beta, rm, rv, 1e-5, out _, out _, out _, null, relu: true, residual: r)
+                : (NormOps.BatchNorm(x, gamma, beta, rm, rv, 1e-5, out _, out _) + r).Relu();
+            y.Backward(g);
+            return (y.ToArray(), x.Grad!.ToArray(), gamma.Grad!.ToArray(), beta.Grad!.ToArray(), r.Grad!.ToArray());
+        }
+        var (want, got) = (Run(false), Run(true));
+        Assert.Contains(0f, got.Y);
+        Assert.Contains(0f, got.Dr);
+        Assert.Equal(want.Y, got.Y);
+        Assert.Equal(want.Dx, got.Dx);
+        Assert.Equal(want.Dgamma, got.Dgamma);
+        Assert.Equal(want.Dbeta, got.Dbeta);
+        Assert.Equal(want.Dr, got.Dr);
+    }
+
+    [Fact]
+    public void ForwardAddRelu_FusedUnlessHooked_AndRefusesAResidualOfAnotherShape()
+    {
+        var x = Tensor.RandN(new Generator(24), 4, 3, 5, 5);
+        var r = Tensor.RandN(new Generator(25), 4, 3, 5, 5);
+        var bn = new BatchNorm2d(3);
+        SetAffine(bn.Weight, bn.Bias, 26);
+        var fused = bn.ForwardAddRelu(x, r);
+        Assert.Equal("batch_norm_add_relu", fused.GradFn?.Op);
+        using (bn.RegisterForwardHook((_, _, _) => { }))
+        {
+            var unfused = bn.ForwardAddRelu(x, r);
+            Assert.Equal("relu", unfused.GradFn?.Op);
+            Assert.Equal(fused.ToArray(), unfused.ToArray());
+        }
+        var e = Assert.Throws<ArgumentException>(() => bn.ForwardAddRelu(x, Tensor.Zeros(4, 3, 5, 4)));
+        Assert.Contains("[4, 3, 5, 4]", e.Message);
+        Assert.Contains("[4, 3, 5, 5]", e.Message);
+        e = Assert.Throws<ArgumentException>(() => NormOps.BatchNorm(x, null, null, null, null, 1e-5, out _, out _, out _, null, relu: false, residual: r));
+        Assert.Contains("ReLU", e.Message);
+    }
+
     [Fact]
     public void SequentialAndForwardRelu_BatchNormThenRelu_FusedUnlessHooked()
     {

@@ -49,11 +49,14 @@ public class Chain : Module
         }
 
         /// <summary>The steps in order; two plain steps that fuse as in a <see cref="Sequential"/> run as one op.</summary>
-        public static Tensor Run(List<Step> steps, Tensor x)
+        public static Tensor Run(List<Step> steps, Tensor x) => Run(steps, steps.Count, x);
+
+        /// <summary>The first <paramref name="count"/> steps, as <see cref="Run(List{Step}, Tensor)"/>.</summary>
+        public static Tensor Run(List<Step> steps, int count, Tensor x)
         {
-            for (int i = 0; i < steps.Count; i++)
+            for (int i = 0; i < count; i++)
             {
-                if (i + 1 < steps.Count && !steps[i].ReadLast && !steps[i + 1].ReadLast
+                if (i + 1 < count && !steps[i].ReadLast && !steps[i + 1].ReadLast
                     && Sequential.TryFused(steps[i].Module, steps[i + 1].Module, x) is Tensor fused)
                 {
                     x = fused;
@@ -145,6 +148,15 @@ public sealed class ResidualUnit : Module
     /// <inheritdoc />
     protected override Tensor ForwardCore(Tensor input)
     {
+        // A branch ending in a batch norm, under a ReLU after the sum (torchvision's BasicBlock): relu(bn(h) + s(x)) as one op, when
+        // neither module is watched by a hook (BatchNormBase.ForwardAddRelu). The same values and gradients as the three ops.
+        if (Alpha is null && Post is Relu { HasHooks: false } && _branch.Count > 0 && _branch[^1] is { ReadLast: false, Module: BatchNormBase { HasHooks: false } norm })
+        {
+            var h = Chain.Step.Run(_branch, _branch.Count - 1, input);
+            var s = Shortcut is null ? input : Shortcut.Forward(input);
+            if (h.Shape.SequenceEqual(s.Shape)) return norm.ForwardFused(h, relu: true, s);
+            Residual.Sum(nameof(ResidualUnit), input, s, h, null); // throws, naming the shapes
+        }
         var f = Chain.Step.Run(_branch, input);
         var y = Residual.Sum(nameof(ResidualUnit), input, Shortcut is null ? input : Shortcut.Forward(input), f, Alpha);
         return Post is null ? y : Post.Forward(y);
