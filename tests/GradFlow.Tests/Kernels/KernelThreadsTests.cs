@@ -29,6 +29,32 @@ public class KernelThreadsTests
     }
 
     [Fact]
+    public void Run_TasksClaimedInRuns_EveryTaskOnceForEveryJobSize()
+    {
+        // Workers claim a share of what is left per claim: every size from 1 to 300 tasks, two jobs of each back to back,
+        // each task of each job exactly once (a run that overlapped the next claim or stopped short would show here)
+        int saved = KernelThreads.Count;
+        try
+        {
+            foreach (int count in new[] { 2, 3 })
+            {
+                KernelThreads.SetCount(count);
+                for (int tasks = 1; tasks <= 300; tasks++)
+                    for (int job = 0; job < 2; job++)
+                    {
+                        var hits = new int[tasks];
+                        KernelThreads.Run(tasks, t => Interlocked.Increment(ref hits[t]));
+                        Assert.True(hits.All(h => h == 1), $"{count} threads, {tasks} tasks: {string.Join(",", hits)}");
+                    }
+            }
+        }
+        finally
+        {
+            KernelThreads.SetCount(saved);
+        }
+    }
+
+    [Fact]
     public void Run_ExceptionInTask_PropagatesToCaller()
     {
         var e = Assert.Throws<InvalidOperationException>(() => KernelThreads.Run(8, t =>
