@@ -153,8 +153,8 @@ public static class NormKernels
                 long at = (long)s * length;
                 var masked = new Span<T>(rp + at, length);
                 ActivationKernels.ReluBackward(new ReadOnlySpan<T>(yp + at, length), new ReadOnlySpan<T>(gp + at, length), masked, isa);
-                s1[s] = Reduce<T, SumOp<T>>(masked, default, new SumOp<T>(), isa);
-                s2[s] = Reduce(masked, new ReadOnlySpan<T>(xp + at, length), new GradientDeviationOp<T>(T.CreateTruncating(mp[s])), isa);
+                (s1[s], s2[s]) = Reduce2<T, SumOp<T>, GradientDeviationOp<T>>(masked, new ReadOnlySpan<T>(xp + at, length), new SumOp<T>(),
+                    new GradientDeviationOp<T>(T.CreateTruncating(mp[s])), isa);
             });
         }
     }
@@ -195,8 +195,7 @@ public static class NormKernels
                 var z = Affine<T>(mp[s], ap[s], bp[s]);
                 var gs = new ReadOnlySpan<T>(gp + (long)s * length, length);
                 var xs = new ReadOnlySpan<T>(xp + (long)s * length, length);
-                s1[s] = Reduce(gs, xs, new ReluMaskOp<T>(z), isa);
-                s2[s] = Reduce(gs, xs, new ReluMaskDeviationOp<T>(z), isa);
+                (s1[s], s2[s]) = Reduce2(gs, xs, new ReluMaskOp<T>(z), new ReluMaskDeviationOp<T>(z), isa);
             });
         }
     }
@@ -280,8 +279,8 @@ public static class NormKernels
             ForSegments(segments, length, s =>
             {
                 var gs = new ReadOnlySpan<T>(gp + (long)s * length, length);
-                s1[s] = Reduce(gs, default, new SumOp<T>(), isa);
-                s2[s] = Reduce(gs, new ReadOnlySpan<T>(xp + (long)s * length, length), new GradientDeviationOp<T>(T.CreateTruncating(mp[s])), isa);
+                (s1[s], s2[s]) = Reduce2(gs, new ReadOnlySpan<T>(xp + (long)s * length, length), new SumOp<T>(),
+                    new GradientDeviationOp<T>(T.CreateTruncating(mp[s])), isa);
             });
         }
     }
@@ -564,6 +563,50 @@ public static class NormKernels
     }
 
     /// <summary>Σ_j f(a_j, b_j) over one segment (b may be empty when f reads a only): vector lanes of T, the lanes and the tail added in double.</summary>
+    /// <summary>
+    /// Two reductions of <see cref="Reduce{T, TOp}"/> over the same operands in one loop: each has its own accumulators, added
+    /// in the same order as alone (so bitwise the two calls), and the two dependency chains overlap where one call's add waits on the last.
+    /// </summary>
+    private static (double, double) Reduce2<T, TOp1, TOp2>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, TOp1 f1, TOp2 f2, InstructionSet isa)
+        where T : unmanaged, IFloatingPointIeee754<T> where TOp1 : struct, IBinaryOperator<T> where TOp2 : struct, IBinaryOperator<T>
+    {
+        int n = a.Length, i = 0;
+        ref T ar = ref MemoryMarshal.GetReference(a);
+        ref T br = ref MemoryMarshal.GetReference(b);
+        double t1 = 0, t2 = 0;
+        if (isa == InstructionSet.Avx512 && n >= Vector512<T>.Count)
+        {
+            Vector512<T> acc1 = Vector512<T>.Zero, acc2 = Vector512<T>.Zero;
+            for (; i <= n - Vector512<T>.Count; i += Vector512<T>.Count)
+            {
+                var (x, y) = (Vector512.LoadUnsafe(ref ar, (nuint)i), Vector512.LoadUnsafe(ref br, (nuint)i));
+                acc1 += f1.Invoke(x, y);
+                acc2 += f2.Invoke(x, y);
+            }
+            for (int k = 0; k < Vector512<T>.Count; k++) t1 += double.CreateTruncating(acc1[k]);
+            for (int k = 0; k < Vector512<T>.Count; k++) t2 += double.CreateTruncating(acc2[k]);
+        }
+        if (isa >= InstructionSet.Avx2 && n - i >= Vector256<T>.Count)
+        {
+            Vector256<T> acc1 = Vector256<T>.Zero, acc2 = Vector256<T>.Zero;
+            for (; i <= n - Vector256<T>.Count; i += Vector256<T>.Count)
+            {
+                var (x, y) = (Vector256.LoadUnsafe(ref ar, (nuint)i), Vector256.LoadUnsafe(ref br, (nuint)i));
+                acc1 += f1.Invoke(x, y);
+                acc2 += f2.Invoke(x, y);
+            }
+            for (int k = 0; k < Vector256<T>.Count; k++) t1 += double.CreateTruncating(acc1[k]);
+            for (int k = 0; k < Vector256<T>.Count; k++) t2 += double.CreateTruncating(acc2[k]);
+        }
+        for (; i < n; i++)
+        {
+            var (x, y) = (Unsafe.Add(ref ar, i), Unsafe.Add(ref br, i));
+            t1 += double.CreateTruncating(f1.Invoke(x, y));
+            t2 += double.CreateTruncating(f2.Invoke(x, y));
+        }
+        return (t1, t2);
+    }
+
     private static double Reduce<T, TOp>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, TOp f, InstructionSet isa)
         where T : unmanaged, IFloatingPointIeee754<T> where TOp : struct, IBinaryOperator<T>
     {
