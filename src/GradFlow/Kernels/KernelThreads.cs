@@ -117,7 +117,7 @@ public static class KernelThreads
     /// </summary>
     private static void Work(int generation, Action<int> body, int tasks)
     {
-        int share = 2 * Math.Max(1, _count);
+        int share = 2 * _count; // SetCount keeps it ≥ 1
         while (true)
         {
             long claim = Volatile.Read(ref _claim);

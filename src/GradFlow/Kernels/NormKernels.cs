@@ -562,7 +562,6 @@ public static class NormKernels
         });
     }
 
-    /// <summary>Σ_j f(a_j, b_j) over one segment (b may be empty when f reads a only): vector lanes of T, the lanes and the tail added in double.</summary>
     /// <summary>
     /// Two reductions of <see cref="Reduce{T, TOp}"/> over the same operands in one loop: each has its own accumulators, added
     /// in the same order as alone (so bitwise the two calls), and the two dependency chains overlap where one call's add waits on the last.
@@ -607,6 +606,7 @@ public static class NormKernels
         return (t1, t2);
     }
 
+    /// <summary>Σ_j f(a_j, b_j) over one segment (b may be empty when f reads a only): vector lanes of T, the lanes and the tail added in double.</summary>
     private static double Reduce<T, TOp>(ReadOnlySpan<T> a, ReadOnlySpan<T> b, TOp f, InstructionSet isa)
         where T : unmanaged, IFloatingPointIeee754<T> where TOp : struct, IBinaryOperator<T>
     {

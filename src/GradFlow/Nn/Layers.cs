@@ -88,13 +88,19 @@ public sealed class Residual : Module
     /// <summary><c>s + f</c>, or <c>s + α·f</c> with <paramref name="alpha"/>; throws naming <paramref name="module"/> when the shapes differ.</summary>
     internal static Tensor Sum(string module, Tensor input, Tensor s, Tensor f, Parameter? alpha)
     {
-        if (!f.Shape.SequenceEqual(s.Shape))
-            throw new ArgumentException(
-                $"{module}: the branch maps {Shapes.Format(input.Shape)} to {Shapes.Format(f.Shape)} but the shortcut gives {Shapes.Format(s.Shape)}; give a projection shortcut.");
+        CheckShapes(module, input, s, f);
         if (alpha is null) return s + f;
         Tensor a = alpha;
         if (a.DType != f.DType) a = a.To(f.DType);
         return s + f * a;
+    }
+
+    /// <summary>Throws, naming <paramref name="module"/> and the shapes, when the branch's output f and the shortcut's s differ in shape.</summary>
+    internal static void CheckShapes(string module, Tensor input, Tensor s, Tensor f)
+    {
+        if (!f.Shape.SequenceEqual(s.Shape))
+            throw new ArgumentException(
+                $"{module}: the branch maps {Shapes.Format(input.Shape)} to {Shapes.Format(f.Shape)} but the shortcut gives {Shapes.Format(s.Shape)}; give a projection shortcut.");
     }
 
     /// <inheritdoc />

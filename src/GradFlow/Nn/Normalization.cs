@@ -104,6 +104,7 @@ public abstract class BatchNormBase : Module
     public Tensor ForwardAddRelu(Tensor input, Tensor residual)
     {
         ArgumentNullException.ThrowIfNull(residual);
+        NormOps.CheckResidual(input, residual); // the same refusal on both paths (the hooked sum would broadcast)
         return HasHooks ? (Forward(input) + residual).Relu() : ForwardFused(input, relu: true, residual);
     }
 
@@ -426,10 +427,7 @@ internal static class NormOps
         if (residual is not null)
         {
             if (!relu) throw new ArgumentException("batch_norm: a residual is added only before a fused ReLU (relu(batch_norm(x) + r)).", nameof(residual));
-            if (!residual.Shape.SequenceEqual(x.Shape) || residual.DType != x.DType)
-                throw new ArgumentException(
-                    $"batch_norm_add_relu: the residual {Shapes.Format(residual.Shape)} ({residual.DType}) must have the input's shape and type, {Shapes.Format(x.Shape)} ({x.DType}).",
-                    nameof(residual));
+            CheckResidual(x, residual);
         }
         int n = x.Shape[0], c = x.Shape[1], l = n * c == 0 ? 0 : x.Count / (n * c);
         int m = n * l, segments = n * c;
@@ -572,6 +570,15 @@ internal static class NormOps
             if (residual is not null) grads[at] = residual.RequiresGrad ? gr : null;
             return grads;
         });
+    }
+
+    /// <summary>Throws, naming both shapes and types, when the residual of <c>relu(batch_norm(x) + r)</c> is not x's shape and type.</summary>
+    internal static void CheckResidual(Tensor x, Tensor residual)
+    {
+        if (!residual.Shape.SequenceEqual(x.Shape) || residual.DType != x.DType)
+            throw new ArgumentException(
+                $"batch_norm_add_relu: the residual {Shapes.Format(residual.Shape)} ({residual.DType}) must have the input's shape and type, {Shapes.Format(x.Shape)} ({x.DType}).",
+                nameof(residual));
     }
 
     /// <summary>x, then γ and β where given: the inputs of a norm's graph node.</summary>

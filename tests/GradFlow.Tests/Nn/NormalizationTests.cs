@@ -210,7 +210,11 @@ public class NormalizationTests
             var unfused = bn.ForwardAddRelu(x, r);
             Assert.Equal("relu", unfused.GradFn?.Op);
             Assert.Equal(fused.ToArray(), unfused.ToArray());
+            // a residual that would broadcast is refused on the hooked path as on the fused one
+            var hooked = Assert.Throws<ArgumentException>(() => bn.ForwardAddRelu(x, Tensor.Zeros(1, 3, 5, 5)));
+            Assert.Contains("[1, 3, 5, 5]", hooked.Message);
         }
+        Assert.Throws<ArgumentException>(() => bn.ForwardAddRelu(x, Tensor.Zeros(1, 3, 5, 5)));
         var e = Assert.Throws<ArgumentException>(() => bn.ForwardAddRelu(x, Tensor.Zeros(4, 3, 5, 4)));
         Assert.Contains("[4, 3, 5, 4]", e.Message);
         Assert.Contains("[4, 3, 5, 5]", e.Message);

@@ -154,8 +154,8 @@ public sealed class ResidualUnit : Module
         {
             var h = Chain.Step.Run(_branch, _branch.Count - 1, input);
             var s = Shortcut is null ? input : Shortcut.Forward(input);
-            if (h.Shape.SequenceEqual(s.Shape)) return norm.ForwardFused(h, relu: true, s);
-            Residual.Sum(nameof(ResidualUnit), input, s, h, null); // throws, naming the shapes
+            Residual.CheckShapes(nameof(ResidualUnit), input, s, h);
+            return norm.ForwardFused(h, relu: true, s);
         }
         var f = Chain.Step.Run(_branch, input);
         var y = Residual.Sum(nameof(ResidualUnit), input, Shortcut is null ? input : Shortcut.Forward(input), f, Alpha);
