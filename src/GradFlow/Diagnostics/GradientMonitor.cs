@@ -160,7 +160,7 @@ public sealed record MonitoredLayer(int Index, string Name, Parameter Weight, Mo
 /// through hooks, without changing the model's code: the backpropagated signal dL/dh_l (a gradient
 /// observer on each layer's output tensor, registered only on sampled steps; unlike a hook it does
 /// not keep the gradient, so backward still recycles its storage), activation statistics,
-/// saturation and dead units (forward hook on each activation), parameter gradients (after backward),
+/// saturation and dead units (an output hook on each activation, so a linear layer or batch norm fused with its activation stays fused), parameter gradients (after backward),
 /// the mean loss since the previous sample, and update ratios (from the optimiser, every
 /// <see cref="UpdateRatioEvery"/>-th sample).
 /// </summary>
@@ -370,19 +370,19 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
                 // the signal comes from the probe; activation statistics from the module's output,
                 // which is the last stacked layer's h at every step
                 if (l.RecurrentLayer == ((RecurrentLayer)l.Output).NumLayers - 1)
-                    _handles.Add(l.Output.RegisterForwardHook((_, _, y) =>
+                    _handles.Add(l.Output.RegisterOutputHook((_, y) =>
                     {
                         if (_sampling) ActivationStatistics(y, layer);
                     }));
                 continue;
             }
             if (l.Activation is { } act && !ReferenceEquals(act, l.Output))
-                _handles.Add(act.RegisterForwardHook((_, _, y) =>
+                _handles.Add(act.RegisterOutputHook((_, y) =>
                 {
                     if (_sampling) ActivationStatistics(y, layer);
                 }));
             bool statsAtOutput = l.Activation is null || ReferenceEquals(l.Activation, l.Output);
-            _handles.Add(l.Output.RegisterForwardHook((_, _, y) =>
+            _handles.Add(l.Output.RegisterOutputHook((_, y) =>
             {
                 if (!_sampling) return;
                 if (statsAtOutput) ActivationStatistics(y, layer);

@@ -205,7 +205,7 @@ public static class Lsuv
                 for (int it = 0; it < maxIterations; it++)
                 {
                     double var = double.NaN;
-                    using (layer.RegisterForwardHook((_, _, y) => var = Variance(y)))
+                    using (layer.RegisterOutputHook((_, y) => var = Variance(y)))
                     using (GradMode.NoGrad())
                         model.Forward(batch);
                     if (!(var > 0) || !double.IsFinite(var) || Math.Abs(var - 1) < tolerance) break;

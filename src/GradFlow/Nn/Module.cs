@@ -6,6 +6,13 @@ namespace GradFlow.Nn;
 /// <summary>Called after a module's forward with (module, input, output).</summary>
 public delegate void ForwardHook(Module module, Tensor input, Tensor output);
 
+/// <summary>
+/// Called after a module's forward with (module, output): a hook that does not read the module's input, so a container
+/// may compute the module's output in one fused op with the module before it and still run the hook (see
+/// <see cref="Module.RegisterOutputHook"/>).
+/// </summary>
+public delegate void OutputHook(Module module, Tensor output);
+
 /// <summary>Called during backward with (module, dL/d(output)), when the gradient w.r.t. the module's output is complete.</summary>
 public delegate void BackwardHook(Module module, Tensor gradOutput);
 
@@ -17,7 +24,7 @@ public delegate void BackwardHook(Module module, Tensor gradOutput);
 /// <remarks>
 /// A module is a constructor that registers its parameters and children, <see cref="ResetParameters"/>,
 /// and <see cref="ForwardCore"/>. <see cref="Forward"/> is the public entry point: it calls
-/// <see cref="ForwardCore"/> and then runs the hooks. With no hook registered the cost is two null
+/// <see cref="ForwardCore"/> and then runs the hooks. With no hook registered the cost is three null
 /// checks. Registration order is kept everywhere (parameters, buffers, children, hooks), so
 /// iteration order, and with it every seeded initialisation, is deterministic.
 /// </remarks>
@@ -28,18 +35,31 @@ public abstract class Module
     private readonly List<(string Name, Module Module)> _children = [];
     // copy-on-write arrays: a forward iterates them without copying, and a hook may remove itself
     private ForwardHook[]? _forwardHooks;
+    private OutputHook[]? _outputHooks;
     private BackwardHook[]? _backwardHooks;
 
     /// <summary>True in training mode (the default), false in evaluation mode.</summary>
     public bool Training { get; private set; } = true;
 
-    /// <summary>Runs the module: <see cref="ForwardCore"/>, then the forward hooks, and arranges the backward hooks.</summary>
+    /// <summary>Runs the module: <see cref="ForwardCore"/>, then the forward hooks and the output hooks, and arranges the backward hooks.</summary>
     public Tensor Forward(Tensor input)
     {
         ArgumentNullException.ThrowIfNull(input);
         var output = ForwardCore(input);
         if (_forwardHooks is { } fh)
             foreach (var hook in fh) hook(this, input, output);
+        return Complete(output);
+    }
+
+    /// <summary>
+    /// What <see cref="Forward"/> does after the module's computation but the forward hooks: the output hooks, and the
+    /// backward hooks' pass-through node. A container that computed this module's output in one op with the module before
+    /// it (<see cref="TakesFusedOutput"/>) calls it in place of <see cref="Forward"/> and uses the tensor it returns.
+    /// </summary>
+    internal Tensor Complete(Tensor output)
+    {
+        if (_outputHooks is { } oh)
+            foreach (var hook in oh) hook(this, output);
         if (_backwardHooks is not null && output.RequiresGrad)
         {
             // A pass-through node gives the hook the gradient w.r.t. this module's output even when
@@ -55,8 +75,15 @@ public abstract class Module
         return output;
     }
 
-    /// <summary>Whether a forward or backward hook is registered on this module (a container may then not fuse it with its neighbour).</summary>
-    internal bool HasHooks => _forwardHooks is not null || _backwardHooks is not null;
+    /// <summary>Whether any hook is registered on this module (a container may then not fuse it with the module after it, whose op would hide its output).</summary>
+    internal bool HasHooks => _forwardHooks is not null || _outputHooks is not null || _backwardHooks is not null;
+
+    /// <summary>
+    /// Whether a container may compute this module's output in one op with the module before it and then call
+    /// <see cref="Complete"/>: no forward hook reads its input, which the fused op does not make. Output and backward hooks
+    /// (the gradient monitor's) leave the fusion on.
+    /// </summary>
+    internal bool TakesFusedOutput => _forwardHooks is null;
 
     /// <summary>The module's computation (called by <see cref="Forward"/>).</summary>
     protected abstract Tensor ForwardCore(Tensor input);
@@ -220,13 +247,31 @@ public abstract class Module
 
     // ---------------------------------------------------------------- hooks
 
-    /// <summary>Registers a hook run after every forward with (module, input, output).</summary>
+    /// <summary>
+    /// Registers a hook run after every forward with (module, input, output). The module then always runs as itself:
+    /// a container does not fuse it with the module before it, since the hook reads the input. A hook that needs only the
+    /// output should be an output hook (<see cref="RegisterOutputHook"/>).
+    /// </summary>
     /// <returns>A handle whose <c>Dispose</c> removes the hook.</returns>
     public IDisposable RegisterForwardHook(ForwardHook hook)
     {
         ArgumentNullException.ThrowIfNull(hook);
         _forwardHooks = [.. _forwardHooks ?? [], hook];
         return new Removal(() => _forwardHooks = Without(_forwardHooks, hook));
+    }
+
+    /// <summary>
+    /// Registers a hook run after every forward with (module, output), after the forward hooks. It does not see the input,
+    /// so a container may still compute this module's output in one op with the module before it (a linear layer and its
+    /// activation, a batch norm and its ReLU, the end of a residual block): the hook sees the same output, and the model
+    /// computes the same numbers watched or not.
+    /// </summary>
+    /// <returns>A handle whose <c>Dispose</c> removes the hook.</returns>
+    public IDisposable RegisterOutputHook(OutputHook hook)
+    {
+        ArgumentNullException.ThrowIfNull(hook);
+        _outputHooks = [.. _outputHooks ?? [], hook];
+        return new Removal(() => _outputHooks = Without(_outputHooks, hook));
     }
 
     /// <summary>

@@ -41,10 +41,11 @@ public sealed class Sequential : Module
     /// <see cref="Tanh"/> or <see cref="Sigmoid"/>, neither watched by a hook, runs as one fused op
     /// (<see cref="Tensor.Linear(Tensor, Tensor, Tensor?, FusedActivation)"/>: the activation in the GEMM's
     /// epilogue, one graph node): the same values (up to the last bits of the vector activation) and
-    /// gradients, one pass over the layer's output fewer. With a hook on either module (e.g. the
-    /// gradient monitor's), both run as modules so the hook sees each output. Likewise a hook-free batch norm directly followed
-    /// by a hook-free <see cref="Relu"/> runs as one op (<see cref="BatchNormBase.ForwardFused"/>: the ReLU inside the norm's
-    /// passes, bitwise the two ops).
+    /// gradients, one pass over the layer's output fewer. Likewise a hook-free batch norm directly followed by a
+    /// <see cref="Relu"/> runs as one op (<see cref="BatchNormBase.ForwardFused"/>: the ReLU inside the norm's passes, bitwise
+    /// the two ops). The activation may carry output and backward hooks (the gradient monitor's): they run on the fused op's
+    /// output (<see cref="Module.Complete"/>). A hook on the first module, or a forward hook on the activation (it reads the
+    /// activation's input, which the fused op does not make), makes both run as modules.
     /// </summary>
     protected override Tensor ForwardCore(Tensor input)
     {
@@ -64,21 +65,21 @@ public sealed class Sequential : Module
 
     /// <summary>
     /// <paramref name="module"/> then <paramref name="next"/> on <paramref name="x"/> as one fused op when they are a
-    /// hook-free <see cref="Linear"/> and ReLU/tanh/σ, or a hook-free batch norm and ReLU (see <see cref="ForwardCore"/>);
-    /// null when they do not fuse. Shared by every container that runs modules in order (also the network
-    /// description's chains and residual branches).
+    /// hook-free <see cref="Linear"/> and ReLU/tanh/σ, or a hook-free batch norm and ReLU, the activation without a forward
+    /// hook (see <see cref="ForwardCore"/>); null when they do not fuse. Shared by every container that runs modules in order
+    /// (also the network description's chains and residual branches).
     /// </summary>
     internal static Tensor? TryFused(Module module, Module next, Tensor x)
     {
         if (module is Linear linear && !linear.HasHooks && Fusable(next) is var act && act != FusedActivation.None)
-            return linear.ForwardFused(x, act);
+            return next.Complete(linear.ForwardFused(x, act));
         if (module is BatchNormBase norm && !norm.HasHooks && Fusable(next) == FusedActivation.Relu)
-            return norm.ForwardFused(x, relu: true);
+            return next.Complete(norm.ForwardFused(x, relu: true));
         return null;
     }
 
-    /// <summary>The activation a hook-free module applies, when the GEMM epilogue can apply it; else None.</summary>
-    private static FusedActivation Fusable(Module m) => m.HasHooks ? FusedActivation.None : m switch
+    /// <summary>The activation a module applies when the GEMM epilogue can apply it and no forward hook reads its input; else None.</summary>
+    private static FusedActivation Fusable(Module m) => !m.TakesFusedOutput ? FusedActivation.None : m switch
     {
         Relu => FusedActivation.Relu,
         Tanh => FusedActivation.Tanh,

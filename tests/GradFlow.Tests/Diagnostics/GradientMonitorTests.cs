@@ -21,6 +21,50 @@ public class GradientMonitorTests
         return mon.Last!;
     }
 
+    [Theory]
+    [InlineData("mlp 12-16x3-4 act=tanh", false)]
+    [InlineData("mlp 12-16x3-4 act=relu norm=batch residual=yes", false)]
+    [InlineData("mlp 12-16x3-4 act=sigmoid", true)]
+    [InlineData("resnet8 in=1x8x8 classes=4 width=8", true)]
+    public void Monitored_TrainsTheSameBitsAsUnmonitored_ItsFusedOpsStayFused(string text, bool description)
+    {
+        // The monitor's hooks read the outputs only, so a linear layer or batch norm fused with its activation (and a
+        // ResNet block's fused end) stays fused under it: the watched model computes exactly what the unwatched one does.
+        bool image = text.StartsWith("resnet", StringComparison.Ordinal);
+        var x = image ? Tensor.RandN(new Generator(2), 8, 1, 8, 8) : Tensor.RandN(new Generator(2), 8, 12);
+        var y = IndexTensor.FromArray(Enumerable.Range(0, 8).Select(i => i % 4).ToArray(), 8);
+        (float[][] Params, Dictionary<string, int> Ops, int Samples) Train(bool monitored)
+        {
+            Module model = description
+                ? GradFlow.Nn.Network.NetworkBuilder.Build(GradFlow.Nn.Network.NetworkDescription.Parse(text), new Generator(1))
+                : ModelBuilder.Build(ModelSpec.Parse(text), new Generator(1));
+            var opt = new GradFlow.Optim.Sgd(model.Parameters(), learningRate: 0.05, momentum: 0.9);
+            using var mon = monitored ? new GradientMonitor(model, every: 2) : null;
+            Dictionary<string, int>? ops = null;
+            for (int step = 0; step < 5; step++)
+            {
+                bool sample = mon is not null && step % 2 == 0;
+                if (sample) mon!.BeginSample(step);
+                opt.ZeroGrad();
+                var logits = model.Forward(x);
+                ops ??= TestSupport.TestGraphs.OpCounts(logits);
+                var loss = Losses.CrossEntropy(logits, y);
+                loss.Backward();
+                if (sample) mon!.RecordGradients(loss.Item());
+                opt.Step();
+                if (sample) mon!.EndSample(opt);
+            }
+            return (model.Parameters().Select(p => p.Data.ToArray()).ToArray(), ops!, mon?.Samples.Count ?? 0);
+        }
+        var plain = Train(monitored: false);
+        var watched = Train(monitored: true);
+        Assert.Equal(3, watched.Samples);
+        var fusedOps = plain.Ops.Keys.Where(op => op.StartsWith("linear_", StringComparison.Ordinal) || op.StartsWith("batch_norm_", StringComparison.Ordinal)).ToArray();
+        Assert.NotEmpty(fusedOps);
+        foreach (var op in fusedOps) Assert.Equal(plain.Ops[op], watched.Ops.GetValueOrDefault(op));
+        for (int i = 0; i < plain.Params.Length; i++) Assert.Equal(plain.Params[i], watched.Params[i]);
+    }
+
     [Fact]
     public void Signal_EqualsRmsOfGradientWithRespectToLayerOutput()
     {

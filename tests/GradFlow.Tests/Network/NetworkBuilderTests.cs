@@ -208,16 +208,7 @@ public class NetworkBuilderTests
             var handles = hooks ? net.NamedModules().Select(m => m.Module.RegisterForwardHook((_, _, _) => { })).ToList() : [];
             var x = Tensor.RandN(new Generator(2), 6, 1, 8, 8);
             var y = net.Forward(x);
-            var ops = new Dictionary<string, int>();
-            var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
-            var stack = new Stack<Tensor>([y]);
-            while (stack.Count > 0)
-            {
-                var t = stack.Pop();
-                if (!seen.Add(t) || t.GradFn is null) continue;
-                ops[t.GradFn.Op] = ops.GetValueOrDefault(t.GradFn.Op) + 1;
-                foreach (var input in t.GradFn.InputTensors) stack.Push(input);
-            }
+            var ops = TestGraphs.OpCounts(y);
             (y * Tensor.RandN(new Generator(3), y.ShapeArray)).Sum().Backward();
             foreach (var h in handles) h.Dispose();
             return (y.ToArray(), net.Parameters().Select(p => p.Grad!.ToArray()).ToArray(), ops);

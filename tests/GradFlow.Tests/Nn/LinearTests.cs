@@ -148,6 +148,68 @@ public class LinearTests
     }
 
     [Fact]
+    public void Sequential_OutputAndBackwardHooksOnTheActivation_KeepItFused_AndSeeWhatAForwardHookSees()
+    {
+        // Three copies of the same weights: no hook (fused), output and backward hooks on each activation (must stay
+        // fused: the same bits as no hook, and the hooks see the fused op's output and gradient), and forward plus
+        // backward hooks on each activation (the forward hook reads the activation's input, so each runs as a module).
+        (Tensor Y, Dictionary<string, int> Ops, List<Tensor> Outputs, List<Tensor> Grads, double[][] ParamGrads) Run(int hooks)
+        {
+            var gen = new Generator(5);
+            var s = new Sequential(new Linear(20, 16, gen), new Tanh(), new Linear(16, 16, gen), new Relu(), new Linear(16, 8, gen), new Sigmoid(), new Linear(8, 3, gen));
+            var outputs = new List<Tensor>();
+            var grads = new List<Tensor>();
+            foreach (int i in new[] { 1, 3, 5 })
+            {
+                if (hooks == 1) s[i].RegisterOutputHook((m, output) => { Assert.Same(s[i], m); outputs.Add(output); });
+                if (hooks == 2) s[i].RegisterForwardHook((_, _, output) => outputs.Add(output));
+                if (hooks > 0) s[i].RegisterBackwardHook((_, g) => grads.Add(g.Clone()));
+            }
+            var y = s.Forward(Tensor.RandN(new Generator(6), 9, 20));
+            var ops = TestGraphs.OpCounts(y);
+            y.Square().Sum().Backward();
+            return (y, ops, outputs, grads, s.Parameters().Select(p => p.Grad!.ToDoubleArray()).ToArray());
+        }
+        var plain = Run(0);
+        var watched = Run(1);
+        var unfused = Run(2);
+        foreach (var op in new[] { "linear_tanh", "linear_relu", "linear_sigmoid" })
+        {
+            Assert.Equal(1, plain.Ops.GetValueOrDefault(op));
+            Assert.Equal(1, watched.Ops.GetValueOrDefault(op));
+            Assert.False(unfused.Ops.ContainsKey(op), op);
+        }
+        Assert.Equal(plain.Y.ToArray(), watched.Y.ToArray());
+        for (int i = 0; i < plain.ParamGrads.Length; i++) Assert.Equal(plain.ParamGrads[i], watched.ParamGrads[i]);
+        Assert.Equal(3, watched.Outputs.Count);
+        Assert.Equal(3, watched.Grads.Count); // backward: sigmoid, relu, tanh
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(unfused.Outputs[i].ShapeArray, watched.Outputs[i].ShapeArray);
+            TestTensors.AllClose(unfused.Outputs[i].ToDoubleArray(), watched.Outputs[i].ToDoubleArray(), 1e-6, 1e-6, $"activation {i} output");
+            TestTensors.AllClose(unfused.Grads[i].ToDoubleArray(), watched.Grads[i].ToDoubleArray(), 1e-5, 1e-5, $"activation gradient {i}");
+        }
+    }
+
+    [Fact]
+    public void Sequential_OutputHookOnTheLinear_KeepsItApartFromItsActivation()
+    {
+        // the fused op would hide the linear layer's own output, which its hook is to see
+        var gen = new Generator(5);
+        var linear = new Linear(6, 4, gen);
+        var s = new Sequential(linear, new Relu());
+        Tensor? seen = null;
+        using var handle = linear.RegisterOutputHook((_, y) => seen = y);
+        var x = Tensor.RandN(new Generator(6), 3, 6);
+        var y = s.Forward(x);
+        var ops = TestGraphs.OpCounts(y);
+        Assert.False(ops.ContainsKey("linear_relu"));
+        Assert.NotNull(seen);
+        Assert.Contains(seen!.ToArray(), v => v < 0); // the pre-activation, not the ReLU's output
+        Assert.Equal(seen.Relu().ToArray(), y.ToArray());
+    }
+
+    [Fact]
     public void LinearOp_EqualsComposedMatmulPlusBias()
     {
         var x = TestTensors.Leaf(4, 6, 5);

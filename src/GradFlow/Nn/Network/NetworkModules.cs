@@ -149,13 +149,14 @@ public sealed class ResidualUnit : Module
     protected override Tensor ForwardCore(Tensor input)
     {
         // A branch ending in a batch norm, under a ReLU after the sum (torchvision's BasicBlock): relu(bn(h) + s(x)) as one op, when
-        // neither module is watched by a hook (BatchNormBase.ForwardAddRelu). The same values and gradients as the three ops.
-        if (Alpha is null && Post is Relu { HasHooks: false } && _branch.Count > 0 && _branch[^1] is { ReadLast: false, Module: BatchNormBase { HasHooks: false } norm })
+        // the norm has no hook and no forward hook reads the ReLU's input (BatchNormBase.ForwardAddRelu; the ReLU's output and
+        // backward hooks, the gradient monitor's, run on the op's output). The same values and gradients as the three ops.
+        if (Alpha is null && Post is Relu { TakesFusedOutput: true } post && _branch.Count > 0 && _branch[^1] is { ReadLast: false, Module: BatchNormBase { HasHooks: false } norm })
         {
             var h = Chain.Step.Run(_branch, _branch.Count - 1, input);
             var s = Shortcut is null ? input : Shortcut.Forward(input);
             Residual.CheckShapes(nameof(ResidualUnit), input, s, h);
-            return norm.ForwardFused(h, relu: true, s);
+            return post.Complete(norm.ForwardFused(h, relu: true, s));
         }
         var f = Chain.Step.Run(_branch, input);
         var y = Residual.Sum(nameof(ResidualUnit), input, Shortcut is null ? input : Shortcut.Forward(input), f, Alpha);
