@@ -987,7 +987,20 @@ internal static class VMath
     /// <summary>eˣ: float32 by <see cref="ExpF(Vector256{float})"/>, float64 by <see cref="Vector256.Exp(Vector256{double})"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<T> Exp<T>(Vector256<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
-        typeof(T) == typeof(float) ? ExpF(x.AsSingle()).As<float, T>() : Vector256.Exp(x.AsDouble()).As<double, T>();
+        typeof(T) == typeof(float) ? ExpF(x.AsSingle()).As<float, T>() : ExpD(x.AsDouble()).As<double, T>();
+
+    /// <summary>
+    /// float64 eˣ by <see cref="Vector256.Exp(Vector256{double})"/>, always compiled fully optimised and never inlined. The
+    /// runtime's vector exp is written with multiply-adds the JIT may fuse or not (MultiplyAddEstimate), so its last bit
+    /// depended on where it was inlined and at which tier: a float64 GELU backward gave other bits in a process's first
+    /// calls than later (3 087 of 2²⁰ elements on a Zen 5). Compiled once, here, it rounds the same way at every call.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector256<double> ExpD(Vector256<double> x) => Vector256.Exp(x);
+
+    /// <inheritdoc cref="ExpD(Vector256{double})"/>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static Vector512<double> ExpD(Vector512<double> x) => Vector512.Exp(x);
 
     // Cephes expf: e^r = 1 + r + r²·Q(r) on |r| ≤ ln2/2, ln 2 split in two for the reduction.
     private const float Log2E = 1.44269504088896341f, Ln2Hi = 0.693359375f, Ln2Lo = -2.12194440e-4f,
@@ -1065,7 +1078,7 @@ internal static class VMath
     /// <summary>eˣ: float32 by <see cref="ExpF(Vector512{float})"/>, float64 by <see cref="Vector512.Exp(Vector512{double})"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<T> Exp<T>(Vector512<T> x) where T : unmanaged, IFloatingPointIeee754<T> =>
-        typeof(T) == typeof(float) ? ExpF(x.AsSingle()).As<float, T>() : Vector512.Exp(x.AsDouble()).As<double, T>();
+        typeof(T) == typeof(float) ? ExpF(x.AsSingle()).As<float, T>() : ExpD(x.AsDouble()).As<double, T>();
 
     /// <summary>The 512-bit <see cref="ExpF(Vector256{float})"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -1267,7 +1280,7 @@ internal static class ErrorFunction
         }
         var g = Vector256.FusedMultiplyAdd(s, b1, Vector256.Create(chebyshev[0]) - b2);
         var sq = ac * ac;
-        var e = Vector256.Exp(-sq) * (one - Vector256.FusedMultiplyAdd(ac, ac, -sq));
+        var e = VMath.ExpD(-sq) * (one - Vector256.FusedMultiplyAdd(ac, ac, -sq));
         var large = Vector256.AndNot(e * g * 2.0 / (one + ac * 2.0), big);
         large = Vector256.ConditionalSelect(Vector256.LessThan(w, Vector256<double>.Zero), Vector256.Create(2.0) - large, large);
         return Vector256.ConditionalSelect(Vector256.LessThanOrEqual(a, Vector256.Create(SmallLimit)), small, large);
@@ -1283,7 +1296,7 @@ internal static class ErrorFunction
     {
         var cdf = Erfc(-x / Sqrt2, forFloat) * 0.5;
         var s = x * x;
-        var ex = Vector256.Exp(s * -0.5);
+        var ex = VMath.ExpD(s * -0.5);
         var pdf = ex * (Vector256<double>.One - Vector256.FusedMultiplyAdd(x, x, -s) * 0.5) * InvSqrt2Pi;
         return cdf + Vector256.AndNot(x * pdf, Vector256.Equals(ex, Vector256<double>.Zero));
     }
@@ -1314,7 +1327,7 @@ internal static class ErrorFunction
         }
         var g = Vector512.FusedMultiplyAdd(s, b1, Vector512.Create(chebyshev[0]) - b2);
         var sq = ac * ac;
-        var e = Vector512.Exp(-sq) * (one - Vector512.FusedMultiplyAdd(ac, ac, -sq));
+        var e = VMath.ExpD(-sq) * (one - Vector512.FusedMultiplyAdd(ac, ac, -sq));
         var large = Vector512.AndNot(e * g * 2.0 / (one + ac * 2.0), big);
         large = Vector512.ConditionalSelect(Vector512.LessThan(w, Vector512<double>.Zero), Vector512.Create(2.0) - large, large);
         return Vector512.ConditionalSelect(Vector512.LessThanOrEqual(a, Vector512.Create(SmallLimit)), small, large);
@@ -1330,7 +1343,7 @@ internal static class ErrorFunction
     {
         var cdf = Erfc(-x / Sqrt2, forFloat) * 0.5;
         var s = x * x;
-        var ex = Vector512.Exp(s * -0.5);
+        var ex = VMath.ExpD(s * -0.5);
         var pdf = ex * (Vector512<double>.One - Vector512.FusedMultiplyAdd(x, x, -s) * 0.5) * InvSqrt2Pi;
         return cdf + Vector512.AndNot(x * pdf, Vector512.Equals(ex, Vector512<double>.Zero));
     }
