@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using System.Runtime.CompilerServices;
 
 namespace GradFlow.Kernels;
 
@@ -248,6 +250,11 @@ internal static unsafe class ConvFlat
         /// </summary>
         public void Group(float* pp, int g, float* wt, int* offsets, float* yf, float* bias, float* yImage)
         {
+            if (Isa == InstructionSet.Avx512 && RowStride >= Vector512<float>.Count && Avx512F.IsSupported)
+            {
+                GroupScattered(pp, g, wt, offsets, bias, yImage);
+                return;
+            }
             for (int b = 0; b < Blocks; b++)
             {
                 float* wpanel = wt + (long)(g * Blocks + b) * Panel, rows = yf + (long)b * MR * QPad;
@@ -267,6 +274,53 @@ internal static unsafe class ConvFlat
                     float* src = yf + (long)o * QPad + oh * RowStride;
                     if (bias == null) CopyRow(src, dst + oh * T.OW, T.OW);
                     else System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(src, T.OW), bias[oc], new Span<float>(dst + oh * T.OW, T.OW));
+                }
+            }
+        }
+
+        /// <summary>
+        /// <see cref="Group"/> on the AVX-512 tiles with rows of at least one vector (Wp ≥ 16): each 8×48 tile goes to a
+        /// scratch tile in L1 and from there straight to the output, each vector of 16 flat columns as at most two masked stores
+        /// (the columns before the row's dropped ones, and the next row's after them), with the bias added on the way: no
+        /// flat output for the whole group and no second pass over it. The same values as the copy-out.
+        /// </summary>
+        [SkipLocalsInit] // the tile is written by the kernel before it is read
+        private void GroupScattered(float* pp, int g, float* wt, int* offsets, float* bias, float* yImage)
+        {
+            const int V = 16;
+            int wp = RowStride, ow = T.OW, flat = T.OH * wp, plane = T.OH * T.OW;
+            float* tile = stackalloc float[MR * NB];
+            var lane = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            for (int b = 0; b < Blocks; b++)
+            {
+                float* wpanel = wt + (long)(g * Blocks + b) * Panel;
+                int rows = Math.Min(MR, T.Cog - b * MR);
+                for (int c0 = 0; c0 < QPad; c0 += NB)
+                {
+                    ForwardTile512(pp + c0, offsets, wpanel, K, tile, NB);
+                    for (int v = 0; v < NB; v += V)
+                    {
+                        int q0 = c0 + v;
+                        if (q0 >= flat) break;
+                        int oh = q0 / wp, col = q0 - oh * wp;
+                        // lanes [0, first): row oh's columns col.. (none when col falls on a dropped column)
+                        int first = Math.Max(0, Math.Min(V, ow - col));
+                        // lanes [next, last): row oh + 1's columns 0.., stored from lane `next` on
+                        int next = wp - col, last = Math.Min(Math.Min(V, flat - q0), next + ow);
+                        bool second = next < last;
+                        var m1 = Vector512.LessThan(lane, Vector512.Create(first)).AsSingle();
+                        var m2 = (Vector512.GreaterThanOrEqual(lane, Vector512.Create(next)) & Vector512.LessThan(lane, Vector512.Create(last))).AsSingle();
+                        long d1 = (long)oh * ow + col, d2 = (long)(oh + 1) * ow - next;
+                        for (int r = 0; r < rows; r++)
+                        {
+                            int oc = g * T.Cog + b * MR + r;
+                            var x = Vector512.Load(tile + r * NB + v);
+                            if (bias != null) x += Vector512.Create(bias[oc]);
+                            float* dst = yImage + (long)oc * plane;
+                            if (first > 0) Avx512F.MaskStore(dst + d1, m1, x);
+                            if (second) Avx512F.MaskStore(dst + d2, m2, x);
+                        }
+                    }
                 }
             }
         }

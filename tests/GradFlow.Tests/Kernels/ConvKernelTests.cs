@@ -80,6 +80,10 @@ public class ConvKernelTests
         { 2, 8, 9, 11, 6, 3, 1, 1, 2 },     // groups of four input channels (the one-pass backward per group)
         { 2, 4, 8, 9, 5, 3, 2, 2, 1 },      // dilation 2 with four input channels
         { 3, 4, 5, 3, 4, 3, 1, 1, 1 },      // rows narrower than a vector: the weight tiles' tail spans padding rows
+        { 2, 4, 10, 15, 6, 3, 1, 1, 1 },    // rows of exactly one 512-bit vector (Wp 16, OW 15): the scattered stores' shortest rows
+        { 2, 3, 9, 14, 10, 5, 2, 1, 1 },    // Wp 16 over OW 14: every vector starts a row
+        { 2, 3, 8, 16, 5, 7, 1, 1, 1 },     // Wp 17 over OW 12: a vector's second store clipped to the next row's 12 columns, last row included
+        { 1, 2, 17, 20, 11, 3, 1, 2, 1 },   // dilation 2, Wp 21 over OW 18: three dropped columns per row, 11 channels (a partial tile block)
     };
 
     /// <summary>The flat implicit-GEMM path (stride 1) on every instruction-set path, and the public dispatch.</summary>
