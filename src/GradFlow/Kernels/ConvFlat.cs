@@ -177,7 +177,7 @@ internal static unsafe class ConvFlat
             void Image(int n)
             {
                 var p = Scratch.Padded(pLength, LayoutKey(shape, pLength, 1), out bool clear);
-                var yf = Scratch.Output(tiles.OutputLength, default, out _);
+                var yf = tiles.Scatters ? null : Scratch.Output(tiles.OutputLength, default, out _);
                 fixed (float* pp = p, pyf = yf)
                     for (int g = 0; g < shape.Groups; g++)
                     {
@@ -244,13 +244,17 @@ internal static unsafe class ConvFlat
         /// <summary>Floats of the flat output Yf of one group of an image.</summary>
         public int OutputLength => Blocks * MR * QPad;
 
+        /// <summary>Whether <see cref="Group"/> stores its tiles straight into y (<see cref="GroupScattered"/>), so needs no flat output Yf.</summary>
+        public bool Scatters => Isa == InstructionSet.Avx512 && RowStride >= Vector512<float>.Count && Avx512F.IsSupported;
+
         /// <summary>
         /// Group <paramref name="g"/> of one image: the tiles over its padded planes <paramref name="pp"/> into the flat output
-        /// <paramref name="yf"/>, whose kept columns (plus the bias) are then copied into the image's output <paramref name="yImage"/> [C_out, OH, OW].
+        /// <paramref name="yf"/>, whose kept columns (plus the bias) are then copied into the image's output <paramref name="yImage"/> [C_out, OH, OW];
+        /// when <see cref="Scatters"/>, straight into y (<paramref name="yf"/> unused, may be null).
         /// </summary>
         public void Group(float* pp, int g, float* wt, int* offsets, float* yf, float* bias, float* yImage)
         {
-            if (Isa == InstructionSet.Avx512 && RowStride >= Vector512<float>.Count && Avx512F.IsSupported)
+            if (Scatters)
             {
                 GroupScattered(pp, g, wt, offsets, bias, yImage);
                 return;
@@ -496,7 +500,7 @@ internal static unsafe class ConvFlat
                 float* part = weight.ClearedPart(parts, chunk);
                 var pd = Scratch.PaddedDy(dyLength, LayoutKey(shapeT, dyLength, 3), out bool clearDy);
                 var pxs = Scratch.Padded(xLength, LayoutKey(shape, xLength, 1), out bool clearX);
-                var yf = Scratch.Output(input.OutputLength, default, out _);
+                var yf = input.Scatters ? null : Scratch.Output(input.OutputLength, default, out _);
                 fixed (float* ppd = pd, ppx = pxs, pyf = yf)
                     for (int n = weight.First(chunk), end = weight.First(chunk + 1); n < end; n++)
                         for (int g = 0; g < shape.Groups; g++)

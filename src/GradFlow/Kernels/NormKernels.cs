@@ -582,8 +582,8 @@ public static class NormKernels
                 acc1 += f1.Invoke(x, y);
                 acc2 += f2.Invoke(x, y);
             }
-            for (int k = 0; k < Vector512<T>.Count; k++) t1 += double.CreateTruncating(acc1[k]);
-            for (int k = 0; k < Vector512<T>.Count; k++) t2 += double.CreateTruncating(acc2[k]);
+            t1 = AddLanes(t1, acc1);
+            t2 = AddLanes(t2, acc2);
         }
         if (isa >= InstructionSet.Avx2 && n - i >= Vector256<T>.Count)
         {
@@ -594,8 +594,8 @@ public static class NormKernels
                 acc1 += f1.Invoke(x, y);
                 acc2 += f2.Invoke(x, y);
             }
-            for (int k = 0; k < Vector256<T>.Count; k++) t1 += double.CreateTruncating(acc1[k]);
-            for (int k = 0; k < Vector256<T>.Count; k++) t2 += double.CreateTruncating(acc2[k]);
+            t1 = AddLanes(t1, acc1);
+            t2 = AddLanes(t2, acc2);
         }
         for (; i < n; i++)
         {
@@ -604,6 +604,20 @@ public static class NormKernels
             t2 += double.CreateTruncating(f2.Invoke(x, y));
         }
         return (t1, t2);
+    }
+
+    /// <summary><paramref name="total"/> plus the lanes of an accumulator, one at a time in double, lane 0 first (the order every reduction here keeps).</summary>
+    private static double AddLanes<T>(double total, Vector512<T> acc) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int k = 0; k < Vector512<T>.Count; k++) total += double.CreateTruncating(acc[k]);
+        return total;
+    }
+
+    /// <inheritdoc cref="AddLanes{T}(double, Vector512{T})"/>
+    private static double AddLanes<T>(double total, Vector256<T> acc) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int k = 0; k < Vector256<T>.Count; k++) total += double.CreateTruncating(acc[k]);
+        return total;
     }
 
     /// <summary>Σ_j f(a_j, b_j) over one segment (b may be empty when f reads a only): vector lanes of T, the lanes and the tail added in double.</summary>
@@ -620,14 +634,14 @@ public static class NormKernels
             var acc = Vector512<T>.Zero;
             for (; i <= n - Vector512<T>.Count; i += Vector512<T>.Count)
                 acc += f.Invoke(Vector512.LoadUnsafe(ref ar, (nuint)i), Vector512.LoadUnsafe(ref br, (nuint)i));
-            for (int k = 0; k < Vector512<T>.Count; k++) total += double.CreateTruncating(acc[k]);
+            total = AddLanes(total, acc);
         }
         if (isa >= InstructionSet.Avx2 && n - i >= Vector256<T>.Count)
         {
             var acc = Vector256<T>.Zero;
             for (; i <= n - Vector256<T>.Count; i += Vector256<T>.Count)
                 acc += f.Invoke(Vector256.LoadUnsafe(ref ar, (nuint)i), Vector256.LoadUnsafe(ref br, (nuint)i));
-            for (int k = 0; k < Vector256<T>.Count; k++) total += double.CreateTruncating(acc[k]);
+            total = AddLanes(total, acc);
         }
         for (; i < n; i++) total += double.CreateTruncating(f.Invoke(Unsafe.Add(ref ar, i), Unsafe.Add(ref br, i)));
         return total;

@@ -52,7 +52,7 @@ public abstract class Module
     }
 
     /// <summary>
-    /// What <see cref="Forward"/> does after the module's computation but the forward hooks: the output hooks, and the
+    /// What <see cref="Forward"/> does after the module's computation and its forward hooks: the output hooks, and the
     /// backward hooks' pass-through node. A container that computed this module's output in one op with the module before
     /// it (<see cref="TakesFusedOutput"/>) calls it in place of <see cref="Forward"/> and uses the tensor it returns.
     /// </summary>
