@@ -36,10 +36,20 @@ if [ -n "$need" ]; then
     echo "warning: could not install$need; the tests that need them will fail and say so" >&2
 fi
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# A crash of the test process (a signal, not a failing test) ends the run without naming a test: the runtime then
+# writes a crash report of every thread's stack (createdump), summarised below by scripts/crash-report.py. The test
+# process keeps these settings to itself (tests/GradFlow.Tests/TestSupport/SuiteSetup.cs).
+dumps=$(mktemp -d)
+trap 'rm -f "$log"; rm -rf "$dumps"' EXIT
 
-dotnet test --solution GradFlow.sln -c Release --no-progress "$@" 2>&1 | tee "$log"
+DOTNET_DbgEnableMiniDump=1 DOTNET_DbgMiniDumpType=1 DOTNET_EnableCrashReport=1 DOTNET_DbgMiniDumpName="$dumps/dump.%p" \
+  dotnet test --solution GradFlow.sln -c Release --no-progress "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+
+if compgen -G "$dumps/*.crashreport.json" >/dev/null; then
+  echo "a test process crashed (exit code $status); what its threads were doing:"
+  python3 scripts/crash-report.py "$dumps" || echo "(the crash report could not be read)"
+fi
 
 passed=$(awk '/^Test run summary/{s=1} s && $1=="succeeded:"{print $2; exit}' "$log")
 failed=$(awk '/^Test run summary/{s=1} s && $1=="failed:"{print $2; exit}' "$log")

@@ -14,5 +14,24 @@ internal static class SuiteSetup
     /// the same wall time. Results are bitwise the same for any count (the kernels' determinism rule).
     /// </summary>
     [ModuleInitializer]
-    internal static void Initialise() => KernelThreads.SetCount(1);
+    internal static void Initialise()
+    {
+        KernelThreads.SetCount(1);
+        KeepCrashDumpsToThisProcess();
+    }
+
+    /// <summary>
+    /// The runtime's crash-dump settings that the test command (scripts/test.sh) sets, so that a crash of the test process
+    /// leaves a report of every thread's stack, are read once when a process starts: removed from this process's environment
+    /// here, they still apply to it but are not inherited by the processes the tests start (a CLI run expected to fail, a
+    /// child test process, an MPI rank), whose crashes are the tests' business and whose stderr the tests read.
+    /// </summary>
+    private static void KeepCrashDumpsToThisProcess()
+    {
+        foreach (var name in CrashDumpVariables) Environment.SetEnvironmentVariable(name, null);
+    }
+
+    /// <summary>The variables scripts/test.sh sets for the crash report.</summary>
+    internal static readonly string[] CrashDumpVariables =
+        ["DOTNET_DbgEnableMiniDump", "DOTNET_DbgMiniDumpType", "DOTNET_DbgMiniDumpName", "DOTNET_EnableCrashReport", "DOTNET_CreateDumpDiagnostics"];
 }
