@@ -68,7 +68,7 @@ public static class Repairer
         // a candidate's trial recorded as an attempt, and kept when keep(trial, current) says so
         bool Record(string remedy, string description, TrialResult trial, Func<TrialResult, TrialResult, bool> keep)
         {
-            steps += trial.Steps;
+            steps += trial.StepsSpent;
             bool kept = keep(trial, current);
             var attempt = new RepairAttempt(remedy, description, trial, kept);
             attempts.Add(attempt);
@@ -79,7 +79,7 @@ public static class Repairer
         void Attempt(string remedy, string description, TrainingConfig candidate, Func<TrialResult, TrialResult, bool> keep) =>
             Record(remedy, description, RunTrials([candidate])[0], keep);
         var initial = RunTrials([config])[0];
-        steps = initial.Steps;
+        steps = initial.StepsSpent;
         current = initial;
         // First the standard recipe (every common remedy at once): on the generated catalogue's calibration half it made
         // more broken runs end healthy than the single remedy aimed at the top cause, at the cost of one trial.

@@ -38,4 +38,45 @@ public class TrialsTests
         if (schedule == ScheduleKind.Cosine && warmup == 0)
             Assert.Equal(0.1 * (1 + Math.Cos(Math.PI * 40 / 400)) / 2, trial.AtStepEnd[^1], 1e-12);
     }
+    [Fact]
+    public void SecondLook_OnlyForARecurrentModelOnAPlateau_TwiceTheStepsWithinTheBudget()
+    {
+        static TrialResult Trial(long steps, params ProblemKind[] kinds) => new(new TrainingConfig(),
+            new Diagnosis([.. kinds.Select(k => new Problem
+            {
+                Kind = k, Severity = 1, Layers = [1], Steps = [steps], Summary = k.ToString(), Evidence = new Dictionary<string, double>(),
+                Causes = [], Remedies = [],
+            })], 10, 1e-6),
+            [], new TrainingResult([], StopReason.Completed, steps, null, 1), steps);
+        Assert.Equal(600, Trials.SecondLook(Trial(300, ProblemKind.VanishingGradient, ProblemKind.StalledLoss), recurrent: true, 300, 1200));
+        Assert.Equal(600, Trials.SecondLook(Trial(300, ProblemKind.OscillatingLoss), recurrent: true, 300, 1200));
+        Assert.Equal(500, Trials.SecondLook(Trial(300, ProblemKind.StalledLoss), recurrent: true, 300, 500)); // at most the budget
+        Assert.Null(Trials.SecondLook(Trial(300, ProblemKind.StalledLoss), recurrent: true, 300, 300)); // the trial was the whole run
+        Assert.Null(Trials.SecondLook(Trial(300, ProblemKind.StalledLoss), recurrent: false, 300, 1200)); // not recurrent
+        Assert.Null(Trials.SecondLook(Trial(300), recurrent: true, 300, 1200)); // healthy
+        Assert.Null(Trials.SecondLook(Trial(120, ProblemKind.StalledLoss), recurrent: true, 300, 1200)); // stopped early
+        foreach (var other in new[] { ProblemKind.ExplodingGradient, ProblemKind.NonFinite, ProblemKind.Saturation, ProblemKind.DyingRelu })
+            Assert.Null(Trials.SecondLook(Trial(300, ProblemKind.VanishingGradient, other), recurrent: true, 300, 1200));
+    }
+
+    [Fact]
+    public void Trial_LstmLeavingTheAddingProblemsPlateauLate_IsJudgedOnTheSecondLook()
+    {
+        // g1-318 of the generated catalogue's calibration half: an LSTM trained by Adam that ends healthy (its full run's test MSE
+        // near the group's best) but after 300 steps still sits at chance with a vanishing gradient through time
+        var config = TrainingConfig.FromJson("""
+            {"model": "lstm 2-32-1", "data": "adding", "sequenceLength": 30, "trainLimit": 38400, "testLimit": 1000, "optimizer": "adam",
+             "learningRate": 0.0092, "epochs": 2, "batchSize": 64, "maxSteps": 1200, "seed": 1, "threads": 1}
+            """, "test");
+        var token = TestContext.Current.CancellationToken;
+        var onlyTheTrial = Trials.Run(config with { MaxSteps = 300 }, steps: 300, cancellation: token); // no room for a second look
+        Assert.Equal(300, onlyTheTrial.Steps);
+        Assert.False(onlyTheTrial.Diagnosis.Healthy);
+        Assert.Contains(onlyTheTrial.Diagnosis.Problems, p => p.Kind == ProblemKind.VanishingGradient);
+        var looked = Trials.Run(config, steps: 300, cancellation: token);
+        Assert.Equal(600, looked.Steps);
+        Assert.Equal(900, looked.StepsSpent); // a repair's cost counts the first look too
+        Assert.Equal(900, TrialWire.Parse(TrialWire.Serialize(looked)).StepsSpent);
+        Assert.True(looked.Diagnosis.Healthy, string.Join(", ", looked.Diagnosis.Problems.Select(p => p.Kind)));
+    }
 }
