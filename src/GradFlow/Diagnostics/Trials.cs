@@ -228,8 +228,7 @@ public static class Trials
         var trialConfig = steps is { } s ? config with { MaxSteps = s, CheckpointEvery = null } : config;
         // the trial is the first steps of the configured run: its learning-rate schedule spans the run's budget, not the trial
         var trainer = new Trainer(trialConfig, data, scheduleOf: config);
-        // the configured run's budget (the trainer's own StepBudget is the trial's)
-        budget = (int)Math.Min(int.MaxValue, Math.Min((long)trainer.BatchCount * config.Epochs, config.MaxSteps ?? long.MaxValue));
+        budget = (int)Math.Min(int.MaxValue, trainer.BudgetOf(config)); // the configured run's (StepBudget is the trial's)
         recurrent = trainer.Model.NamedModules().Any(c => c.Module is RecurrentLayer);
         using var monitor = new GradientMonitor(trainer.Model, every);
         using var tracer = new NonFiniteTracer(trainer.Model);

@@ -438,7 +438,18 @@ public sealed class Trainer
     }
 
     /// <summary>Optimiser steps of one full run: epochs × batches per epoch, or <see cref="TrainingConfig.MaxSteps"/> when that is fewer.</summary>
-    public long StepBudget => Math.Min((long)BatchCount * Config.Epochs, Config.MaxSteps ?? long.MaxValue);
+    public long StepBudget => BudgetOf(Config);
+
+    /// <summary>
+    /// <see cref="StepBudget"/> of <paramref name="config"/> on this trainer's data: what a trial (a trainer made with the
+    /// trial's step limit) reads as the budget of the run it is the start of.
+    /// </summary>
+    public long BudgetOf(TrainingConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        long perEpoch = _stream is null ? Loader.BatchCount : config.MaxSteps!.Value;
+        return Math.Min(perEpoch * config.Epochs, config.MaxSteps ?? long.MaxValue);
+    }
 
     /// <summary>The training loss of one batch: cross-entropy (with the config's label smoothing) on class labels, mean squared error on targets.</summary>
     public Tensor Loss(Tensor output, Batch batch)

@@ -32,6 +32,6 @@ internal static class SuiteSetup
     }
 
     /// <summary>The variables scripts/test.sh sets for the crash report.</summary>
-    internal static readonly string[] CrashDumpVariables =
-        ["DOTNET_DbgEnableMiniDump", "DOTNET_DbgMiniDumpType", "DOTNET_DbgMiniDumpName", "DOTNET_EnableCrashReport", "DOTNET_CreateDumpDiagnostics"];
+    private static readonly string[] CrashDumpVariables =
+        ["DOTNET_DbgEnableMiniDump", "DOTNET_DbgMiniDumpType", "DOTNET_DbgMiniDumpName", "DOTNET_EnableCrashReport"];
 }
