@@ -201,24 +201,32 @@ internal static unsafe class ConvFlat
     {
         int k = t.Cig * t.KH * t.KW, blocks = (t.Cog + mr - 1) / mr, taps = t.KH * t.KW, panel = k * mr;
         var wt = ArrayPool<float>.Shared.Rent(t.Groups * blocks * panel);
+        // nested loops, no division per element: the input gradient packs its flipped weights on every backward
         for (int g = 0; g < t.Groups; g++)
             for (int b = 0; b < blocks; b++)
-                for (int kk = 0; kk < k; kk++)
-                    for (int r = 0; r < mr; r++)
+            {
+                var dst = wt.AsSpan((g * blocks + b) * panel, panel);
+                for (int r = 0; r < mr; r++)
+                {
+                    int o = b * mr + r;
+                    if (o >= t.Cog)
                     {
-                        int o = b * mr + r;
-                        float v = 0;
-                        if (o < t.Cog)
-                        {
-                            if (!flipped) v = w[(g * t.Cog + o) * k + kk];
-                            else
-                            {
-                                int c = kk / taps, tap = kk % taps, kh = tap / t.KW, kw = tap % t.KW;
-                                v = w[((g * t.Cig + c) * t.Cog + o) * taps + (t.KH - 1 - kh) * t.KW + (t.KW - 1 - kw)];
-                            }
-                        }
-                        wt[(g * blocks + b) * panel + kk * mr + r] = v;
+                        for (int kk = 0; kk < k; kk++) dst[kk * mr + r] = 0;
+                        continue;
                     }
+                    if (!flipped)
+                    {
+                        var src = w.Slice((g * t.Cog + o) * k, k);
+                        for (int kk = 0; kk < k; kk++) dst[kk * mr + r] = src[kk];
+                        continue;
+                    }
+                    for (int c = 0, kk = 0; c < t.Cig; c++)
+                    {
+                        var src = w.Slice(((g * t.Cig + c) * t.Cog + o) * taps, taps);
+                        for (int tap = taps - 1; tap >= 0; tap--, kk++) dst[kk * mr + r] = src[tap]; // (KH−1−kh)·KW + (KW−1−kw) = taps − 1 − tap
+                    }
+                }
+            }
         return wt;
     }
 

@@ -17,17 +17,28 @@ public static class ReduceKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         Check("sum", x.Length, outer, n, inner, y.Length);
-        if (inner == 1)
-        {
-            for (int o = 0; o < outer; o++) y[o] = TensorPrimitives.Sum(x.Slice(o * n, n));
-            return;
-        }
         if (outer == 1 && n > 1 && inner >= 16 && (long)n * inner >= KernelThreads.SerialBelow)
         {
             SumColumns(x, n, inner, y);
             return;
         }
-        for (int o = 0; o < outer; o++)
+        if (outer >= 2 && (long)outer * n * inner >= KernelThreads.SerialBelow && KernelThreads.Count > 1)
+        {
+            SumOuterInParallel(x, outer, n, inner, y);
+            return;
+        }
+        SumOuter(x, n, inner, y, 0, outer);
+    }
+
+    /// <summary>Outputs [o0, o1) of <see cref="Sum{T}"/>: a row's sum by TensorPrimitives (inner 1), else the n rows of each block added in order.</summary>
+    private static void SumOuter<T>(ReadOnlySpan<T> x, int n, int inner, Span<T> y, int o0, int o1) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (inner == 1)
+        {
+            for (int o = o0; o < o1; o++) y[o] = TensorPrimitives.Sum(x.Slice(o * n, n));
+            return;
+        }
+        for (int o = o0; o < o1; o++)
         {
             var dst = y.Slice(o * inner, inner);
             if (n == 0)
@@ -38,6 +49,26 @@ public static class ReduceKernels
             var block = x.Slice(o * n * inner, n * inner);
             block[..inner].CopyTo(dst);
             for (int j = 1; j < n; j++) TensorPrimitives.Add(dst, block.Slice(j * inner, inner), dst);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="SumOuter{T}"/> with the outputs cut into runs on the kernel threads: every output is the sum of its own
+    /// elements in the serial order, so the result is bitwise the serial one whatever the cut. A global average pool's
+    /// 1 024 sums of 784 (cnn-resnet) took 0.13 ms on one thread while the other waited.
+    /// </summary>
+    private static unsafe void SumOuterInParallel<T>(ReadOnlySpan<T> x, int outer, int n, int inner, Span<T> y) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int tasks = Math.Min(outer, 4 * KernelThreads.Count);
+        int length = outer * n * inner;
+        fixed (T* px = x, py = y)
+        {
+            nint xs = (nint)px, ys = (nint)py;
+            KernelThreads.Run(tasks, t =>
+            {
+                int o0 = (int)((long)outer * t / tasks), o1 = (int)((long)outer * (t + 1) / tasks);
+                SumOuter(new ReadOnlySpan<T>((T*)xs, length), n, inner, new Span<T>((T*)ys, outer * inner), o0, o1);
+            });
         }
     }
 

@@ -124,16 +124,24 @@ public sealed partial class Tensor
         return values.Reshape(keepDim ? KeptShape(_shape, ax) : restShape);
     }
 
-    /// <summary>Sum over sorted, normalised axes without recording (the shared reduction path).</summary>
+    /// <summary>
+    /// Sum over sorted, normalised axes without recording (the shared reduction path). A run of adjacent axes is one
+    /// reduction over their flattened extent (the data are contiguous): a global average pool's axes (2, 3) of
+    /// [N, C, H, W] are N·C sums of H·W elements, not N·C·H sums of W and then N·C of H.
+    /// </summary>
     internal static Tensor SumRaw(Tensor x, int[] axes, bool keepDim)
     {
         var cur = x;
         var shape = (int[])x._shape.Clone();
-        for (int k = axes.Length - 1; k >= 0; k--)
+        for (int k = axes.Length - 1; k >= 0;)
         {
-            int a = axes[k];
-            var (outer, n, inner) = Split3(shape, a);
-            shape[a] = 1;
+            int last = axes[k], first = last;
+            for (k--; k >= 0 && axes[k] == first - 1; k--) first = axes[k];
+            int outer = 1, n = 1, inner = 1;
+            for (int i = 0; i < first; i++) outer *= shape[i];
+            for (int i = first; i <= last; i++) n *= shape[i];
+            for (int i = last + 1; i < shape.Length; i++) inner *= shape[i];
+            for (int i = first; i <= last; i++) shape[i] = 1;
             var y = Uninitialized("sum", x, (int[])shape.Clone());
             if (x.Storage is float[]) ReduceKernels.Sum(cur.Span<float>(), outer, n, inner, y.Span<float>());
             else ReduceKernels.Sum(cur.Span<double>(), outer, n, inner, y.Span<double>());
