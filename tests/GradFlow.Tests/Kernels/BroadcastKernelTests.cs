@@ -1,4 +1,5 @@
 using GradFlow.Kernels;
+using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Kernels;
 
@@ -63,6 +64,48 @@ public class BroadcastKernelTests
         var back = new double[3 * n];
         BroadcastKernels.AddStrided<double>(y, back, [1, n], [n, 3]);
         Assert.Equal(x, back);
+    }
+
+    [Theory]
+    [InlineData(new[] { 64, 16, 28, 28 }, new[] { 16, 1, 0, 0 })]     // a global average pool's gradient expanded over H, W
+    [InlineData(new[] { 5, 7, 3, 11 }, new[] { 0, 33, 11, 1 })]       // broadcast over the first axis, the rest contiguous
+    [InlineData(new[] { 9, 4, 130, 13 }, new[] { 1, 9, 36, 4680 })]  // a full permutation (nothing coalesces)
+    [InlineData(new[] { 3, 1, 257, 1, 97 }, new[] { 0, 5, 97, 3, 1 })] // axes of extent 1 with any stride
+    [InlineData(new[] { 1, 1 }, new[] { 7, 3 })]                      // one element
+    [InlineData(new[] { 400, 6, 5 }, new[] { 60, 5, 1 })]             // rows of a wider matrix: the last two axes merge, the first not
+    [InlineData(new[] { 300, 250 }, new[] { 1, 1 })]                  // overlapping windows (equal strides that must not merge)
+    public void Gather_CoalescedAndCut_CopiesEveryElementFromItsStridedPlace(int[] shape, int[] strides)
+    {
+        // Gather merges axes that x steps over as one and cuts large copies over the kernel threads: every element of y
+        // must still be x at Σ index·stride, the same on one and two threads.
+        long total = 1, extent = 0;
+        for (int d = 0; d < shape.Length; d++)
+        {
+            total *= shape[d];
+            extent += (long)(shape[d] - 1) * strides[d];
+        }
+        var x = KernelLengths.Values((int)extent + 1, seed: (int)total).Select(v => (double)v).ToArray();
+        var expected = new double[total];
+        var idx = new int[shape.Length];
+        for (long k = 0; k < total; k++)
+        {
+            long rest = k, off = 0;
+            for (int d = shape.Length - 1; d >= 0; d--)
+            {
+                idx[d] = (int)(rest % shape[d]);
+                rest /= shape[d];
+                off += (long)idx[d] * strides[d];
+            }
+            expected[k] = x[off];
+        }
+        var (one, two) = KernelThreadCounts.OneAndTwo(() =>
+        {
+            var y = new double[total];
+            BroadcastKernels.Gather<double>(x, strides, y, shape);
+            return y;
+        });
+        Assert.Equal(expected, one);
+        Assert.Equal(expected, two);
     }
 
     [Fact]

@@ -77,6 +77,47 @@ public class ReduceKernelTests
     }
 
     [Theory]
+    [InlineData(1024, 784, 1)] // a global average pool's sums of [64, 16, 28, 28]: rows cut over the threads
+    [InlineData(3, 40_000, 1)] // fewer rows than tasks
+    [InlineData(37, 19, 97)]   // middle axis, blocks cut over the threads
+    [InlineData(2, 300, 200)]
+    public void Sum_ManyOutputs_AreTheSerialSums_BitwiseOnOneAndTwoThreads(int outer, int n, int inner)
+    {
+        // Above the serial floor the outputs are cut over the kernel threads: each must still be the sum of its own
+        // elements in the serial order (a row by TensorPrimitives.Sum; a block's rows added in order), on any count.
+        var x = KernelLengths.Values(outer * n * inner, seed: outer + n + inner);
+        var expected = new float[outer * inner];
+        double worst = 0;
+        for (int o = 0; o < outer; o++)
+        {
+            if (inner == 1) expected[o] = System.Numerics.Tensors.TensorPrimitives.Sum(x.AsSpan(o * n, n));
+            else
+                for (int i = 0; i < inner; i++)
+                {
+                    float s = x[o * n * inner + i];
+                    for (int j = 1; j < n; j++) s += x[(o * n + j) * inner + i];
+                    expected[o * inner + i] = s;
+                }
+            for (int i = 0; i < inner; i++)
+            {
+                double exact = 0, magnitude = 0;
+                for (int j = 0; j < n; j++) { exact += x[(o * n + j) * inner + i]; magnitude += Math.Abs(x[(o * n + j) * inner + i]); }
+                worst = Math.Max(worst, Math.Abs(expected[o * inner + i] - exact) / (magnitude + 1e-30));
+            }
+        }
+        Assert.True(worst < 1e-5, $"the serial reference itself is off by {worst} of the magnitude");
+        var (one, two) = KernelThreadCounts.OneAndTwo(() =>
+        {
+            var y = new float[outer * inner];
+            ReduceKernels.Sum<float>(x, outer, n, inner, y);
+            return y;
+        });
+        foreach (var y in new[] { one, two })
+            for (int k = 0; k < expected.Length; k++)
+                Assert.Equal(BitConverter.SingleToInt32Bits(expected[k]), BitConverter.SingleToInt32Bits(y[k]));
+    }
+
+    [Theory]
     [MemberData(nameof(Lengths))]
     public void Max_AnyAxis_ReturnsFirstMaximumAndItsIndex(int n)
     {

@@ -134,6 +134,12 @@ public class ReductionTests
         ([2, 3, 4, 5], []),
         ([4, 67], [1]),
         ([67, 3], [0]),
+        // runs of adjacent axes are reduced as one flattened axis
+        ([2, 3, 4, 5], [1, 2]),
+        ([2, 3, 4, 5], [0, 2, 3]),
+        ([3, 4, 5, 6], [0, 1, 3]),
+        ([2, 2, 3, 2], [1, 2, 3]),
+        ([16, 8, 28, 28], [2, 3]), // a global average pool, above the kernel threads' serial floor
     ];
 
     public static TheoryData<int[], int[], bool, bool> SumCases
