@@ -125,4 +125,47 @@ public class ElementwiseThreadsTests
         Assert.Equal(one.Dx, two.Dx);
         Assert.Equal(one.Loss, two.Loss);
     }
+
+    /// <summary>
+    /// A linear layer with its activation fused into the GEMM takes g·act′ from its output in chunks on the kernel threads
+    /// when the output is large: on two threads the gradients must be the one-thread bits, and the bias gradient the column
+    /// sums of the activation's backward kernel applied to the whole output (so no chunk was skipped or shifted).
+    /// </summary>
+    [Theory]
+    [InlineData(GradFlow.Kernels.FusedActivation.Relu)]
+    [InlineData(GradFlow.Kernels.FusedActivation.Tanh)]
+    [InlineData(GradFlow.Kernels.FusedActivation.Sigmoid)]
+    public void FusedLinearActivationGradient_OnTwoThreads_GivesTheOneThreadBits(GradFlow.Kernels.FusedActivation activation)
+    {
+        const int rows = 97, inF = 33, outF = 1031; // 100 007 outputs: three chunks and a tail
+        (float[] Dx, float[] Dw, float[] Db, float[] Y, float[] G) Run()
+        {
+            var gen = new Generator(5);
+            var x = Tensor.Normal(gen, 0, 1, DType.Float32, rows, inF);
+            var w = Tensor.Normal(gen, 0, 0.5, DType.Float32, outF, inF);
+            var b = Tensor.Normal(gen, 0, 0.5, DType.Float32, outF);
+            var g = Tensor.Normal(gen, 0, 1, DType.Float32, rows, outF);
+            x.RequiresGrad = w.RequiresGrad = b.RequiresGrad = true;
+            var y = Tensor.Linear(x, w, b, activation);
+            y.Backward(g);
+            return (x.Grad!.ToArray(), w.Grad!.ToArray(), b.Grad!.ToArray(), y.Detach().ToArray(), g.ToArray());
+        }
+        var (one, two) = KernelThreadCounts.OneAndTwo(Run);
+        Assert.Equal(one.Dx, two.Dx);
+        Assert.Equal(one.Dw, two.Dw);
+        Assert.Equal(one.Db, two.Db);
+        var dz = new float[rows * outF];
+        switch (activation)
+        {
+            case GradFlow.Kernels.FusedActivation.Relu: GradFlow.Kernels.ActivationKernels.ReluBackward<float>(one.Y, one.G, dz); break;
+            case GradFlow.Kernels.FusedActivation.Tanh: GradFlow.Kernels.ActivationKernels.TanhBackward<float>(one.Y, one.G, dz); break;
+            default: GradFlow.Kernels.ActivationKernels.SigmoidBackward<float>(one.Y, one.G, dz); break;
+        }
+        for (int o = 0; o < outF; o++)
+        {
+            double want = 0, magnitude = 0;
+            for (int r = 0; r < rows; r++) { want += dz[r * outF + o]; magnitude += Math.Abs(dz[r * outF + o]); }
+            Assert.True(Math.Abs(two.Db[o] - want) <= 1e-5 * magnitude + 1e-6, $"{activation}: bias gradient {o} is {two.Db[o]}, want {want}");
+        }
+    }
 }
