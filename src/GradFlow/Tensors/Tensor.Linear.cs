@@ -110,33 +110,14 @@ public sealed partial class Tensor
     }
 
     /// <summary>dz = g·act′(z), the derivative read from the output y = act(z) (see the fused <see cref="Linear(Tensor, Tensor, Tensor?, FusedActivation)"/>).</summary>
-    /// <remarks>Element by element, so a large one runs in chunks on the kernel threads with the bits of one pass (mlp-wide's 128×1024
-    /// activations: 0.9 % of a step's samples on one thread while the other waited).</remarks>
-    private static Tensor ActivationGradient(FusedActivation activation, Tensor y, Tensor g)
+    /// <remarks>An element-wise <see cref="Zip"/>, so a large one runs in chunks on the kernel threads with the bits of one pass (mlp-wide's
+    /// 128×1024 activations: 0.9 % of a step's samples on one thread while the other waited). ReLU's y &gt; 0 exactly where its input is
+    /// &gt; 0 (gradient 0 at 0, as PyTorch).</remarks>
+    private static Tensor ActivationGradient(FusedActivation activation, Tensor y, Tensor g) => activation switch
     {
-        var dz = Uninitialized("linear", y, y._shape);
-        if (IsLarge(dz.Count)) InChunks(dz.Count, (lo, len) => ActivationGradient(activation, y, g, dz, lo, len));
-        else ActivationGradient(activation, y, g, dz, 0, dz.Count);
-        return dz;
-    }
-
-    private static void ActivationGradient(FusedActivation activation, Tensor y, Tensor g, Tensor dz, int start, int length)
-    {
-        if (dz.Storage is float[])
-            ActivationGradient<float>(activation, y.Span<float>().Slice(start, length), g.Span<float>().Slice(start, length), dz.Span<float>().Slice(start, length));
-        else
-            ActivationGradient<double>(activation, y.Span<double>().Slice(start, length), g.Span<double>().Slice(start, length), dz.Span<double>().Slice(start, length));
-    }
-
-    private static void ActivationGradient<T>(FusedActivation activation, ReadOnlySpan<T> y, ReadOnlySpan<T> g, Span<T> dz)
-        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
-    {
-        switch (activation)
-        {
-            // ReLU's y > 0 exactly where its input is > 0 (gradient 0 at 0, as PyTorch).
-            case FusedActivation.Relu: ActivationKernels.ReluBackward(y, g, dz); break;
-            case FusedActivation.Tanh: ActivationKernels.TanhBackward(y, g, dz); break;
-            case FusedActivation.Sigmoid: ActivationKernels.SigmoidBackward(y, g, dz); break;
-        }
-    }
+        FusedActivation.Relu => Zip("linear", y, g, ActivationKernels.ReluBackward, ActivationKernels.ReluBackward),
+        FusedActivation.Tanh => Zip("linear", y, g, ActivationKernels.TanhBackward, ActivationKernels.TanhBackward),
+        FusedActivation.Sigmoid => Zip("linear", y, g, ActivationKernels.SigmoidBackward, ActivationKernels.SigmoidBackward),
+        _ => throw new ArgumentOutOfRangeException(nameof(activation), activation, "linear: no activation to differentiate."),
+    };
 }

@@ -137,10 +137,7 @@ public sealed partial class Tensor
         {
             int last = axes[k], first = last;
             for (k--; k >= 0 && axes[k] == first - 1; k--) first = axes[k];
-            int outer = 1, n = 1, inner = 1;
-            for (int i = 0; i < first; i++) outer *= shape[i];
-            for (int i = first; i <= last; i++) n *= shape[i];
-            for (int i = last + 1; i < shape.Length; i++) inner *= shape[i];
+            var (outer, n, inner) = Split3(shape, first, last);
             for (int i = first; i <= last; i++) shape[i] = 1;
             var y = Uninitialized("sum", x, (int[])shape.Clone());
             if (x.Storage is float[]) ReduceKernels.Sum(cur.Span<float>(), outer, n, inner, y.Span<float>());
@@ -151,12 +148,16 @@ public sealed partial class Tensor
         return keepDim ? cur : cur.ReshapeRaw(Removed(x._shape, axes));
     }
 
-    internal static (int Outer, int N, int Inner) Split3(ReadOnlySpan<int> shape, int axis)
+    internal static (int Outer, int N, int Inner) Split3(ReadOnlySpan<int> shape, int axis) => Split3(shape, axis, axis);
+
+    /// <summary>The (outer, n, inner) view of contiguous data with axes [first, last] flattened into the middle one.</summary>
+    internal static (int Outer, int N, int Inner) Split3(ReadOnlySpan<int> shape, int first, int last)
     {
-        int outer = 1, inner = 1;
-        for (int i = 0; i < axis; i++) outer *= shape[i];
-        for (int i = axis + 1; i < shape.Length; i++) inner *= shape[i];
-        return (outer, shape[axis], inner);
+        int outer = 1, n = 1, inner = 1;
+        for (int i = 0; i < first; i++) outer *= shape[i];
+        for (int i = first; i <= last; i++) n *= shape[i];
+        for (int i = last + 1; i < shape.Length; i++) inner *= shape[i];
+        return (outer, n, inner);
     }
 
     internal static int[] KeptShape(ReadOnlySpan<int> shape, int[] axes)
