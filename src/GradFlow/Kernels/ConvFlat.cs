@@ -124,9 +124,9 @@ internal static unsafe class ConvFlat
     /// </summary>
     private static void Pad(in ConvShape t, float* image, int c0, float* p, int length, bool clear)
     {
-        int wp = RowStride(t), plane = Plane(t);
+        int wp = RowStride(t), plane = Plane(t), cig = t.Cig; // Cig is a division
         if (clear) new Span<float>(p, length).Clear();
-        for (int c = 0; c < t.Cig; c++)
+        for (int c = 0; c < cig; c++)
             for (int h = 0; h < t.H; h++)
                 CopyRow(image + ((long)(c0 + c) * t.H + h) * t.W, p + (long)c * plane + t.PW + (h + t.PH) * wp, t.W);
     }
@@ -300,21 +300,24 @@ internal static unsafe class ConvFlat
         private void GroupScattered(float* pp, int g, float* wt, int* offsets, float* bias, float* yImage)
         {
             const int V = 16;
-            int wp = RowStride, ow = T.OW, flat = T.OH * wp, plane = T.OH * T.OW;
+            // the shape's fields in locals: ConvShape.Cog is a division, and a field read in the row loop is a load per store
+            int wp = RowStride, ow = T.OW, flat = T.OH * wp, plane = T.OH * T.OW, cog = T.Cog, mr = MR, nb = NB, k = K, qPad = QPad;
             float* tile = stackalloc float[MR * NB];
             var lane = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             for (int b = 0; b < Blocks; b++)
             {
                 float* wpanel = wt + (long)(g * Blocks + b) * Panel;
-                int rows = Math.Min(MR, T.Cog - b * MR);
-                for (int c0 = 0; c0 < QPad; c0 += NB)
+                int rows = Math.Min(mr, cog - b * mr), oc0 = g * cog + b * mr;
+                float* out0 = yImage + (long)oc0 * plane, bias0 = bias == null ? null : bias + oc0;
+                for (int c0 = 0, oh = 0, col = 0; c0 < qPad; c0 += nb)
                 {
-                    ForwardTile512(pp + c0, offsets, wpanel, K, tile, NB);
-                    for (int v = 0; v < NB; v += V)
+                    ForwardTile512(pp + c0, offsets, wpanel, k, tile, nb);
+                    for (int v = 0; v < nb; v += V)
                     {
                         int q0 = c0 + v;
                         if (q0 >= flat) break;
-                        int oh = q0 / wp, col = q0 - oh * wp;
+                        // q0 = oh·Wp + col, carried from vector to vector instead of divided
+                        while (col >= wp) { col -= wp; oh++; }
                         // lanes [0, first): row oh's columns col.. (none when col falls on a dropped column)
                         int first = Math.Max(0, Math.Min(V, ow - col));
                         // lanes [next, last): row oh + 1's columns 0.., stored from lane `next` on
@@ -325,13 +328,13 @@ internal static unsafe class ConvFlat
                         long d1 = (long)oh * ow + col, d2 = (long)(oh + 1) * ow - next;
                         for (int r = 0; r < rows; r++)
                         {
-                            int oc = g * T.Cog + b * MR + r;
-                            var x = Vector512.Load(tile + r * NB + v);
-                            if (bias != null) x += Vector512.Create(bias[oc]);
-                            float* dst = yImage + (long)oc * plane;
+                            var x = Vector512.Load(tile + r * nb + v);
+                            if (bias0 != null) x += Vector512.Create(bias0[r]);
+                            float* dst = out0 + (long)r * plane;
                             if (first > 0) Avx512F.MaskStore(dst + d1, m1, x);
                             if (second) Avx512F.MaskStore(dst + d2, m2, x);
                         }
+                        col += V;
                     }
                 }
             }
