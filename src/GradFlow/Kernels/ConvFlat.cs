@@ -277,15 +277,16 @@ internal static unsafe class ConvFlat
                     else ForwardTileScalar(pp + c0, offsets, wpanel, K, rows + c0, QPad, MR, NB);
                 }
             }
-            for (int o = 0; o < T.Cog; o++)
+            int cog = T.Cog, oH = T.OH, oW = T.OW, wp = RowStride, qPad = QPad; // Cog, OH and OW are divisions
+            for (int o = 0; o < cog; o++)
             {
-                int oc = g * T.Cog + o;
-                float* dst = yImage + (long)oc * T.OH * T.OW;
-                for (int oh = 0; oh < T.OH; oh++)
+                int oc = g * cog + o;
+                float* dst = yImage + (long)oc * oH * oW;
+                for (int oh = 0; oh < oH; oh++)
                 {
-                    float* src = yf + (long)o * QPad + oh * RowStride;
-                    if (bias == null) CopyRow(src, dst + oh * T.OW, T.OW);
-                    else System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(src, T.OW), bias[oc], new Span<float>(dst + oh * T.OW, T.OW));
+                    float* src = yf + (long)o * qPad + oh * wp;
+                    if (bias == null) CopyRow(src, dst + oh * oW, oW);
+                    else System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(src, oW), bias[oc], new Span<float>(dst + oh * oW, oW));
                 }
             }
         }
@@ -430,7 +431,7 @@ internal static unsafe class ConvFlat
         int pLength = plan.PaddedLength, qw = plan.QW, wp = plan.RowStride, dyLength = plan.Rows * qw;
         var partial = ArrayPool<float>.Shared.Rent((int)(plan.Chunks * plan.PerChunk));
         var offsets = Offsets(s, plan.KPad);
-        int image = s.C * s.H * s.W, output = s.Cout * s.OH * s.OW, plane = s.OH * s.OW;
+        int image = s.C * s.H * s.W, output = s.Cout * s.OH * s.OW, plane = s.OH * s.OW, cog = s.Cog, oH = s.OH, oW = s.OW; // Cog, OH, OW: divisions
         fixed (float* px = x, pdy = dy, ppart = partial, pdw = dw)
         fixed (int* po = offsets)
         {
@@ -451,9 +452,9 @@ internal static unsafe class ConvFlat
                             // dy on the Wp grid: the dropped columns and the rows past C_out/G stay 0.
                             if (clearDy) new Span<float>(pd, dyLength).Clear();
                             clearDy = false;
-                            for (int o = 0; o < shape.Cog; o++)
-                                for (int oh = 0; oh < shape.OH; oh++)
-                                    CopyRow(gs + (long)n * output + (long)(g * shape.Cog + o) * plane + oh * shape.OW, pd + (long)o * qw + oh * wp, shape.OW);
+                            for (int o = 0; o < cog; o++)
+                                for (int oh = 0; oh < oH; oh++)
+                                    CopyRow(gs + (long)n * output + (long)(g * cog + o) * plane + oh * oW, pd + (long)o * qw + oh * wp, oW);
                             plan.Group(pd, qw, pp, g, offs, part);
                         }
             }

@@ -58,12 +58,12 @@ internal static unsafe class PoolKernels
 
     private static void MaxPlane<T>(in PoolShape s, ReadOnlySpan<T> x, Span<T> y, Span<int> argmax) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int at = 0;
-        for (int oh = 0; oh < s.OH; oh++)
+        int at = 0, outH = s.OH, outW = s.OW; // OH and OW are divisions
+        for (int oh = 0; oh < outH; oh++)
         {
             int hStart = oh * s.SH - s.PH, hEnd = Math.Min(hStart + (s.KH - 1) * s.DH + 1, s.H);
             while (hStart < 0) hStart += s.DH;
-            for (int ow = 0; ow < s.OW; ow++, at++)
+            for (int ow = 0; ow < outW; ow++, at++)
             {
                 int wStart = ow * s.SW - s.PW, wEnd = Math.Min(wStart + (s.KW - 1) * s.DW + 1, s.W);
                 while (wStart < 0) wStart += s.DW;
@@ -129,9 +129,9 @@ internal static unsafe class PoolKernels
                 int hw = shape.H * shape.W, ohw = shape.OH * shape.OW;
                 var xp = new ReadOnlySpan<T>((T*)ax + (long)p * hw, hw);
                 var yp = new Span<T>((T*)ay + (long)p * ohw, ohw);
-                int at = 0;
-                for (int oh = 0; oh < shape.OH; oh++)
-                    for (int ow = 0; ow < shape.OW; ow++, at++)
+                int at = 0, outH = shape.OH, outW = shape.OW; // OH and OW are divisions
+                for (int oh = 0; oh < outH; oh++)
+                    for (int ow = 0; ow < outW; ow++, at++)
                     {
                         var (h0, h1, w0, w1, divisor) = AvgWindow(shape, countIncludePad, oh, ow);
                         T sum = T.Zero;
@@ -157,9 +157,9 @@ internal static unsafe class PoolKernels
                 var dxp = new Span<T>((T*)adx + (long)p * hw, hw);
                 var dyp = new ReadOnlySpan<T>((T*)ady + (long)p * ohw, ohw);
                 dxp.Clear();
-                int at = 0;
-                for (int oh = 0; oh < shape.OH; oh++)
-                    for (int ow = 0; ow < shape.OW; ow++, at++)
+                int at = 0, outH = shape.OH, outW = shape.OW; // OH and OW are divisions
+                for (int oh = 0; oh < outH; oh++)
+                    for (int ow = 0; ow < outW; ow++, at++)
                     {
                         var (h0, h1, w0, w1, divisor) = AvgWindow(shape, countIncludePad, oh, ow);
                         if (divisor == 0) continue;
