@@ -110,8 +110,11 @@ internal static class TrainCommand
         Diagnostics.Diagnosis? verdict = null;
         if (monitor is not null)
         {
+            // the chance level as 'diagnose' and 'repair' give it: the loss-against-chance rules (a stall at chance, a loss far above
+            // it, sharp heads in a model that is not learning) judge the end of a training run as they judge a trial
             var diagnosis = Diagnostics.Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, nonFiniteOrigin: tracer!.Origin,
-                nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null, recentLosses: monitor.RecentLosses());
+                nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null, recentLosses: monitor.RecentLosses(),
+                chanceLoss: Diagnostics.Trials.ChanceLoss(trainer.Data.Train));
             if (runDir is not null && writer) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
             verdict = diagnosis;
             if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteVerdict(tensorboard, DiagnosisView.Verdict(diagnosis), result.Steps);

@@ -167,6 +167,26 @@ public sealed class TrainCommandTests : IDisposable
         Assert.True(File.Exists(Path.Combine(run, "checkpoints", "epoch-0002.safetensors")));
     }
 
+    /// <summary>
+    /// The end-of-run verdict of 'train --monitor' knows the chance level, as 'diagnose' and 'repair' do: 12 steps that leave
+    /// the loss at 98 % of ln 2 while it still improves by more than 1 % per window (so the trend rule is silent) are a stall
+    /// at the chance level. Without the chance level the verdict was "healthy".
+    /// </summary>
+    [Fact]
+    public void Train_Monitor_EndsWithTheChanceLevelRules()
+    {
+        var run = Path.Combine(_dir, "run");
+        var args = Train(["--epochs", "3", "--monitor", "--monitor-every", "1", "--out", run]);
+        args[Array.IndexOf(args, "--lr") + 1] = "0.03";
+        var (code, _, err) = Run(args);
+        Assert.True(code == 0, err);
+        using var diagnosis = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "diagnosis.json")));
+        Assert.False(diagnosis.RootElement.GetProperty("healthy").GetBoolean());
+        var stall = Assert.Single(diagnosis.RootElement.GetProperty("problems").EnumerateArray(),
+            p => p.GetProperty("kind").GetString() == "stalled-loss");
+        Assert.Contains("of the chance level", stall.GetProperty("summary").GetString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Train_OutIntoExistingRunWithForce_StartsOverFromAnEmptyRun()
     {
