@@ -124,9 +124,9 @@ internal static unsafe class ConvFlat
     /// </summary>
     private static void Pad(in ConvShape t, float* image, int c0, float* p, int length, bool clear)
     {
-        int wp = RowStride(t), plane = Plane(t), cig = t.Cig; // Cig is a division
+        int wp = RowStride(t), plane = Plane(t);
         if (clear) new Span<float>(p, length).Clear();
-        for (int c = 0; c < cig; c++)
+        for (int c = 0; c < t.Cig; c++)
             for (int h = 0; h < t.H; h++)
                 CopyRow(image + ((long)(c0 + c) * t.H + h) * t.W, p + (long)c * plane + t.PW + (h + t.PH) * wp, t.W);
     }
@@ -277,16 +277,15 @@ internal static unsafe class ConvFlat
                     else ForwardTileScalar(pp + c0, offsets, wpanel, K, rows + c0, QPad, MR, NB);
                 }
             }
-            int cog = T.Cog, oH = T.OH, oW = T.OW, wp = RowStride, qPad = QPad; // Cog, OH and OW are divisions
-            for (int o = 0; o < cog; o++)
+            for (int o = 0; o < T.Cog; o++)
             {
-                int oc = g * cog + o;
-                float* dst = yImage + (long)oc * oH * oW;
-                for (int oh = 0; oh < oH; oh++)
+                int oc = g * T.Cog + o;
+                float* dst = yImage + (long)oc * T.OH * T.OW;
+                for (int oh = 0; oh < T.OH; oh++)
                 {
-                    float* src = yf + (long)o * qPad + oh * wp;
-                    if (bias == null) CopyRow(src, dst + oh * oW, oW);
-                    else System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(src, oW), bias[oc], new Span<float>(dst + oh * oW, oW));
+                    float* src = yf + (long)o * QPad + oh * RowStride;
+                    if (bias == null) CopyRow(src, dst + oh * T.OW, T.OW);
+                    else System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(src, T.OW), bias[oc], new Span<float>(dst + oh * T.OW, T.OW));
                 }
             }
         }
@@ -301,7 +300,7 @@ internal static unsafe class ConvFlat
         private void GroupScattered(float* pp, int g, float* wt, int* offsets, float* bias, float* yImage)
         {
             const int V = 16;
-            // the shape's fields in locals: ConvShape.Cog is a division, and a field read in the row loop is a load per store
+            // the plan's sizes in locals, and the block's first output plane and bias as pointers: the row loop loads nothing but the tile
             int wp = RowStride, ow = T.OW, flat = T.OH * wp, plane = T.OH * T.OW, cog = T.Cog, mr = MR, nb = NB, k = K, qPad = QPad;
             float* tile = stackalloc float[MR * NB];
             var lane = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -431,7 +430,7 @@ internal static unsafe class ConvFlat
         int pLength = plan.PaddedLength, qw = plan.QW, wp = plan.RowStride, dyLength = plan.Rows * qw;
         var partial = ArrayPool<float>.Shared.Rent((int)(plan.Chunks * plan.PerChunk));
         var offsets = Offsets(s, plan.KPad);
-        int image = s.C * s.H * s.W, output = s.Cout * s.OH * s.OW, plane = s.OH * s.OW, cog = s.Cog, oH = s.OH, oW = s.OW; // Cog, OH, OW: divisions
+        int image = s.C * s.H * s.W, output = s.Cout * s.OH * s.OW, plane = s.OH * s.OW;
         fixed (float* px = x, pdy = dy, ppart = partial, pdw = dw)
         fixed (int* po = offsets)
         {
@@ -452,9 +451,9 @@ internal static unsafe class ConvFlat
                             // dy on the Wp grid: the dropped columns and the rows past C_out/G stay 0.
                             if (clearDy) new Span<float>(pd, dyLength).Clear();
                             clearDy = false;
-                            for (int o = 0; o < cog; o++)
-                                for (int oh = 0; oh < oH; oh++)
-                                    CopyRow(gs + (long)n * output + (long)(g * cog + o) * plane + oh * oW, pd + (long)o * qw + oh * wp, oW);
+                            for (int o = 0; o < shape.Cog; o++)
+                                for (int oh = 0; oh < shape.OH; oh++)
+                                    CopyRow(gs + (long)n * output + (long)(g * shape.Cog + o) * plane + oh * shape.OW, pd + (long)o * qw + oh * wp, shape.OW);
                             plan.Group(pd, qw, pp, g, offs, part);
                         }
             }

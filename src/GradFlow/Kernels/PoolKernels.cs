@@ -7,13 +7,26 @@ namespace GradFlow.Kernels;
 /// padding and dilation; output <c>OH = ⌊(H + 2·PH − DH·(KH − 1) − 1)/SH⌋ + 1</c> (floor mode) and OW alike.
 /// Validated by the caller (the tensor op).
 /// </summary>
+/// <remarks>OH and OW are divisions, computed once here (the loops read them per output pixel); the sizes they derive from are get-only, so that no <c>with</c> can leave them stale.</remarks>
 internal readonly record struct PoolShape(int Planes, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH = 1, int DW = 1)
 {
+    public int Planes { get; } = Planes;
+    public int H { get; } = H;
+    public int W { get; } = W;
+    public int KH { get; } = KH;
+    public int KW { get; } = KW;
+    public int SH { get; } = SH;
+    public int SW { get; } = SW;
+    public int PH { get; } = PH;
+    public int PW { get; } = PW;
+    public int DH { get; } = DH;
+    public int DW { get; } = DW;
+
     /// <summary>Output height.</summary>
-    public int OH => (H + 2 * PH - DH * (KH - 1) - 1) / SH + 1;
+    public int OH { get; } = (H + 2 * PH - DH * (KH - 1) - 1) / SH + 1;
 
     /// <summary>Output width.</summary>
-    public int OW => (W + 2 * PW - DW * (KW - 1) - 1) / SW + 1;
+    public int OW { get; } = (W + 2 * PW - DW * (KW - 1) - 1) / SW + 1;
 }
 
 /// <summary>
@@ -58,12 +71,12 @@ internal static unsafe class PoolKernels
 
     private static void MaxPlane<T>(in PoolShape s, ReadOnlySpan<T> x, Span<T> y, Span<int> argmax) where T : unmanaged, IFloatingPointIeee754<T>
     {
-        int at = 0, outH = s.OH, outW = s.OW; // OH and OW are divisions
-        for (int oh = 0; oh < outH; oh++)
+        int at = 0;
+        for (int oh = 0; oh < s.OH; oh++)
         {
             int hStart = oh * s.SH - s.PH, hEnd = Math.Min(hStart + (s.KH - 1) * s.DH + 1, s.H);
             while (hStart < 0) hStart += s.DH;
-            for (int ow = 0; ow < outW; ow++, at++)
+            for (int ow = 0; ow < s.OW; ow++, at++)
             {
                 int wStart = ow * s.SW - s.PW, wEnd = Math.Min(wStart + (s.KW - 1) * s.DW + 1, s.W);
                 while (wStart < 0) wStart += s.DW;
@@ -129,9 +142,9 @@ internal static unsafe class PoolKernels
                 int hw = shape.H * shape.W, ohw = shape.OH * shape.OW;
                 var xp = new ReadOnlySpan<T>((T*)ax + (long)p * hw, hw);
                 var yp = new Span<T>((T*)ay + (long)p * ohw, ohw);
-                int at = 0, outH = shape.OH, outW = shape.OW; // OH and OW are divisions
-                for (int oh = 0; oh < outH; oh++)
-                    for (int ow = 0; ow < outW; ow++, at++)
+                int at = 0;
+                for (int oh = 0; oh < shape.OH; oh++)
+                    for (int ow = 0; ow < shape.OW; ow++, at++)
                     {
                         var (h0, h1, w0, w1, divisor) = AvgWindow(shape, countIncludePad, oh, ow);
                         T sum = T.Zero;
@@ -157,9 +170,9 @@ internal static unsafe class PoolKernels
                 var dxp = new Span<T>((T*)adx + (long)p * hw, hw);
                 var dyp = new ReadOnlySpan<T>((T*)ady + (long)p * ohw, ohw);
                 dxp.Clear();
-                int at = 0, outH = shape.OH, outW = shape.OW; // OH and OW are divisions
-                for (int oh = 0; oh < outH; oh++)
-                    for (int ow = 0; ow < outW; ow++, at++)
+                int at = 0;
+                for (int oh = 0; oh < shape.OH; oh++)
+                    for (int ow = 0; ow < shape.OW; ow++, at++)
                     {
                         var (h0, h1, w0, w1, divisor) = AvgWindow(shape, countIncludePad, oh, ow);
                         if (divisor == 0) continue;
