@@ -33,10 +33,10 @@ internal readonly record struct ConvShape(int N, int C, int H, int W, int Cout, 
     public int Groups { get; } = Groups;
 
     /// <summary>Output height.</summary>
-    public int OH { get; } = (H + 2 * PH - DH * (KH - 1) - 1) / SH + 1;
+    public int OH { get; } = OutputSize(H, KH, SH, PH, DH);
 
     /// <summary>Output width.</summary>
-    public int OW { get; } = (W + 2 * PW - DW * (KW - 1) - 1) / SW + 1;
+    public int OW { get; } = OutputSize(W, KW, SW, PW, DW);
 
     /// <summary>Input channels per group.</summary>
     public int Cig { get; } = C / Groups;
@@ -46,6 +46,9 @@ internal readonly record struct ConvShape(int N, int C, int H, int W, int Cout, 
 
     /// <summary>Rows of one group's column matrix (and columns of its weight matrix): <c>Cig·KH·KW</c>.</summary>
     public int GroupRows => Cig * KH * KW;
+
+    /// <summary>Outputs along one axis of a sliding window (floor mode, as PyTorch): <c>⌊(size + 2·pad − dilation·(kernel − 1) − 1)/stride⌋ + 1</c>; pooling shares it.</summary>
+    internal static int OutputSize(int size, int kernel, int stride, int pad, int dilation) => (size + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
 
     /// <summary>Whether the column matrix of an image is the image itself (1×1 kernel, stride 1, no padding).</summary>
     public bool IsPointwise => KH == 1 && KW == 1 && SH == 1 && SW == 1 && PH == 0 && PW == 0;

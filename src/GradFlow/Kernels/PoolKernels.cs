@@ -23,10 +23,10 @@ internal readonly record struct PoolShape(int Planes, int H, int W, int KH, int 
     public int DW { get; } = DW;
 
     /// <summary>Output height.</summary>
-    public int OH { get; } = (H + 2 * PH - DH * (KH - 1) - 1) / SH + 1;
+    public int OH { get; } = ConvShape.OutputSize(H, KH, SH, PH, DH);
 
     /// <summary>Output width.</summary>
-    public int OW { get; } = (W + 2 * PW - DW * (KW - 1) - 1) / SW + 1;
+    public int OW { get; } = ConvShape.OutputSize(W, KW, SW, PW, DW);
 }
 
 /// <summary>
