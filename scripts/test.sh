@@ -47,22 +47,25 @@ trap 'rm -f "$log"; rm -rf "$dumps"' EXIT
 # HANG_TIMEOUT, having written a dump and the tests still running, summarised below by scripts/hang-report.py. The
 # longest test takes a few minutes and the whole suite about 8 on 2 cores: a hang ends the run well inside CI's 90.
 hang_timeout=${HANG_TIMEOUT:-20m}
+# the run's files (the browser tests' screenshots, a hang's dump and log) go to TestResults/ (ignored by git)
+results="$PWD/TestResults"
+rm -f "$results"/*_hang.log "$results"/*_hang.dmp
 DOTNET_DbgEnableMiniDump=1 DOTNET_DbgMiniDumpType=1 DOTNET_EnableCrashReport=1 DOTNET_DbgMiniDumpName="$dumps/dump.%p" \
   dotnet test --solution GradFlow.sln -c Release --no-progress \
-    --hangdump --hangdump-timeout "$hang_timeout" --hangdump-type Mini --results-directory "$dumps/results" "$@" 2>&1 | tee "$log"
+    --hangdump --hangdump-timeout "$hang_timeout" --hangdump-type Mini --results-directory "$results" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
-if compgen -G "$dumps/results/*_hang.log" >/dev/null; then
+if compgen -G "$results/*_hang.log" >/dev/null; then
   echo "the test process hung: it was ended when no test had started or ended for $hang_timeout"
   # the stacks, read from the dump with dotnet-dump (a NuGet tool, installed here when the machine lacks it)
   stacks=""
-  dump=$(compgen -G "$dumps/results/*_hang.dmp" | head -n 1)
+  dump=$(compgen -G "$results/*_hang.dmp" | head -n 1)
   if [ -n "$dump" ] && dotnet tool install --tool-path "$dumps/tools" dotnet-dump >/dev/null 2>&1; then
     stacks=$("$dumps/tools/dotnet-dump" analyze "$dump" -c "clrstack -all" -c exit 2>&1)
   else
     echo "(dotnet-dump could not be installed: no stacks)"
   fi
-  printf '%s' "$stacks" | python3 scripts/hang-report.py "$dumps/results" || echo "(the hang log could not be read)"
+  printf '%s' "$stacks" | python3 scripts/hang-report.py "$results" || echo "(the hang log could not be read)"
 fi
 
 if compgen -G "$dumps/*.crashreport.json" >/dev/null; then
@@ -78,8 +81,8 @@ if [ -z "$passed" ] || [ -z "$failed" ]; then
   exit 1
 fi
 # a hung test neither passed nor failed in the summary (its process was ended): it counts as failed
-if compgen -G "$dumps/results/*_hang.log" >/dev/null; then
-  hung=$(cat "$dumps"/results/*_hang.log | grep -c .)
+if compgen -G "$results/*_hang.log" >/dev/null; then
+  hung=$(cat "$results"/*_hang.log | grep -c .)
   failed=$((failed + (hung > 0 ? hung : 1)))
 fi
 echo "tests: $passed passed, $failed failed"
