@@ -229,20 +229,16 @@ public class MpiTrainingTests
         var job = Start(2, Train(killed, 200, "--out"), wrapper: ["sh", "-c", $"echo $$ > {pids}/rank-$OMPI_COMM_WORLD_RANK; exec \"$0\" \"$@\"", "dotnet"]);
         var deadline = Stopwatch.StartNew();
         string firstCheckpoint = Path.Combine(killed, "checkpoints", "epoch-0001.safetensors");
-        while (!File.Exists(firstCheckpoint) && !job.Process.HasExited && deadline.Elapsed < TimeSpan.FromMinutes(3))
-            Thread.Sleep(20);
-        // (the job's output is awaited only on failure: awaiting it waits for the job to end)
-        if (!File.Exists(firstCheckpoint) || job.Process.HasExited)
-            Assert.Fail("the job wrote no checkpoint, or ended, before the kill:\n" + await job.Output());
         string pidFile = Path.Combine(pids, "rank-1");
-        while (!File.Exists(pidFile) || File.ReadAllText(pidFile).Trim().Length == 0) Thread.Sleep(20);
+        bool Started() => File.Exists(firstCheckpoint) && File.Exists(pidFile) && File.ReadAllText(pidFile).Trim().Length > 0;
+        while (!Started() && !job.Process.HasExited && deadline.Elapsed < Patience)
+            Thread.Sleep(20);
+        if (!Started() || job.Process.HasExited)
+            Assert.Fail("the job wrote no checkpoint or no process id, or ended, before the kill:\n" + await job.Stop());
         int rank1 = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture);
         Process.GetProcessById(rank1).Kill(); // SIGKILL on Linux
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        timeout.CancelAfter(TimeSpan.FromMinutes(3)); // generous: a hang fails here, prompt failure is not timed
-        await job.Process.WaitForExitAsync(timeout.Token);
-        string output = await job.Output();
-        Assert.NotEqual(0, job.Process.ExitCode);
+        var (code, output) = await job.Finish(Patience); // a hang fails there; prompt failure is not timed
+        Assert.NotEqual(0, code);
         Assert.Contains("rank 1", output);
 
         // resume two epochs past the newest checkpoint with one process, against an uninterrupted one-process run of as many epochs
@@ -257,9 +253,72 @@ public class MpiTrainingTests
         Assert.Equal(File.ReadAllBytes(Path.Combine(root.Sub("whole"), "checkpoints", last)), File.ReadAllBytes(Path.Combine(killed, "checkpoints", last)));
     }
 
-    private sealed record Job(Process Process, Task<string> Stdout, Task<string> Stderr)
+    /// <summary>How long a job may take before the test kills it and fails (a guard against a hang, not a time limit).</summary>
+    private static readonly TimeSpan Patience = TimeSpan.FromMinutes(3);
+
+    /// <summary>A started job: mpirun (or the CLI alone), its output being read, and a variable every one of its processes has in its environment.</summary>
+    private sealed record Job(Process Process, Task<string> Stdout, Task<string> Stderr, string Marker)
     {
-        public async Task<string> Output() => await Stdout + await Stderr;
+        /// <summary>
+        /// The job's exit code and output, once it has ended and every process holding its output has closed it (the ranks can
+        /// outlive mpirun by a moment). A job not done within <paramref name="limit"/> is killed, with every process whose command
+        /// environment holds <see cref="Marker"/> (a rank mpirun left behind is no longer its child), and fails the test.
+        /// </summary>
+        public async Task<(int Code, string Output)> Finish(TimeSpan limit)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+            timeout.CancelAfter(limit);
+            try
+            {
+                await Process.WaitForExitAsync(timeout.Token);
+                string output = await Stdout.WaitAsync(timeout.Token) + await Stderr.WaitAsync(timeout.Token);
+                return (Process.ExitCode, output);
+            }
+            catch (OperationCanceledException) when (!TestContext.Current.CancellationToken.IsCancellationRequested)
+            {
+                string state = Process.HasExited ? $"mpirun ended (exit code {Process.ExitCode}) but a process still held its output" : "the job was still running";
+                throw new TimeoutException($"{state} after {limit}: {await Stop()}");
+            }
+        }
+
+        /// <summary>Kills what is left of the job (see <see cref="KillLeftovers"/>) and returns what it printed.</summary>
+        public async Task<string> Stop()
+        {
+            int killed = KillLeftovers();
+            var both = Task.WhenAll(Stdout, Stderr);
+            string output = await Task.WhenAny(both, Task.Delay(TimeSpan.FromSeconds(30))) == both && both.IsCompletedSuccessfully
+                ? string.Concat(both.Result) : "(its output could not be read)";
+            return $"{killed} process(es) killed. Output:\n{output}";
+        }
+
+        /// <summary>Kills mpirun's process tree and every process whose environment holds the job's marker; returns how many were alive.</summary>
+        private int KillLeftovers()
+        {
+            int killed = 0;
+            if (!Process.HasExited)
+            {
+                Process.Kill(entireProcessTree: true);
+                killed++;
+            }
+            foreach (var p in System.Diagnostics.Process.GetProcesses())
+            {
+                try
+                {
+                    if (p.Id == Environment.ProcessId || !File.ReadAllText($"/proc/{p.Id}/environ").Contains(Marker, StringComparison.Ordinal)) continue;
+                    p.Kill(entireProcessTree: true);
+                    killed++;
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or System.ComponentModel.Win32Exception)
+                {
+                    // it ended meanwhile
+                }
+                finally
+                {
+                    p.Dispose();
+                }
+            }
+            return killed;
+        }
     }
 
     /// <summary>Starts the CLI under <c>mpirun --oversubscribe -np N</c> (N = 1: the CLI alone, as a user would run it).</summary>
@@ -282,18 +341,17 @@ public class MpiTrainingTests
         psi.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
         psi.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
         psi.Environment.Remove("OMPI_COMM_WORLD_SIZE");
+        // a variable of the job's own marks its processes: mpirun's ranks inherit its environment
+        string marker = $"GRADFLOW_TEST_JOB={Guid.NewGuid():N}";
+        psi.Environment["GRADFLOW_TEST_JOB"] = marker["GRADFLOW_TEST_JOB=".Length..];
         var process = Process.Start(psi)!;
         var token = TestContext.Current.CancellationToken;
-        return new Job(process, process.StandardOutput.ReadToEndAsync(token), process.StandardError.ReadToEndAsync(token));
+        return new Job(process, process.StandardOutput.ReadToEndAsync(token), process.StandardError.ReadToEndAsync(token), marker);
     }
 
     private static async Task<(int Code, string Output)> Run(int processes, string[] args)
     {
-        var job = Start(processes, args);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-        timeout.CancelAfter(TimeSpan.FromMinutes(3));
-        await job.Process.WaitForExitAsync(timeout.Token);
-        return (job.Process.ExitCode, await job.Output());
+        return await Start(processes, args).Finish(Patience);
     }
 
     private static readonly Lazy<string?> Mpirun = new(() =>
