@@ -71,16 +71,13 @@ internal static class TrainCommand
         bool writer = world.Rank == 0;
         using var tensorboard = o.GetValue(Tensorboard) is { } tbDir && writer ? new Training.TensorBoard.EventWriter(tbDir) : null;
         if (tensorboard is not null) trainer.AddObserver(new Training.TensorBoard.TensorBoardObserver(tensorboard, config.MonitorEvery ?? 10));
-        Diagnostics.GradientMonitor? monitor = null;
-        Diagnostics.NonFiniteTracer? tracer = null;
-        if (config.MonitorEvery is { } every)
+        // the evidence a trial's verdict reads (docs/diagnosis.md), so that the end of a run is judged as a trial is
+        using var watch = config.MonitorEvery is { } every ? new Diagnostics.RunWatch(trainer, config, every) : null;
+        if (watch is not null)
         {
-            monitor = new Diagnostics.GradientMonitor(trainer.Model, every);
-            tracer = new Diagnostics.NonFiniteTracer(trainer.Model);
-            trainer.AddObserver(tracer).AddObserver(monitor);
-            if (runDir is not null && writer) Diagnostics.MonitorLog.WriteTo(monitor, new RunDirectory(runDir));
-            if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteTo(monitor, tensorboard);
-            monitor.SampleCompleted += view.ShowSample;
+            if (runDir is not null && writer) Diagnostics.MonitorLog.WriteTo(watch.Monitor, new RunDirectory(runDir));
+            if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteTo(watch.Monitor, tensorboard);
+            watch.Monitor.SampleCompleted += view.ShowSample;
         }
         if (!json)
         {
@@ -108,18 +105,12 @@ internal static class TrainCommand
             throw;
         }
         Diagnostics.Diagnosis? verdict = null;
-        if (monitor is not null)
+        if (watch is not null)
         {
-            // the chance level as 'diagnose' and 'repair' give it: the loss-against-chance rules (a stall at chance, a loss far above
-            // it, sharp heads in a model that is not learning) judge the end of a training run as they judge a trial
-            var diagnosis = Diagnostics.Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, nonFiniteOrigin: tracer!.Origin,
-                nonFiniteLoss: result.Stop == StopReason.NonFiniteLoss ? double.NaN : null, recentLosses: monitor.RecentLosses(),
-                chanceLoss: Diagnostics.Trials.ChanceLoss(trainer.Data.Train));
+            var diagnosis = watch.Diagnose(result);
             if (runDir is not null && writer) AtomicFile.WriteAllText(Path.Combine(runDir, "diagnosis.json"), Diagnostics.DiagnosisJson.Serialize(diagnosis));
             verdict = diagnosis;
             if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteVerdict(tensorboard, DiagnosisView.Verdict(diagnosis), result.Steps);
-            monitor.Dispose();
-            tracer.Dispose();
         }
         if (json)
         {

@@ -59,6 +59,53 @@ public sealed class NonFiniteTracer : ITrainingObserver, IDisposable
     }
 }
 
+/// <summary>
+/// What a verdict on a training run reads, watched on a <see cref="Trainer"/>: the gradient monitor, the non-finite tracer and
+/// the first step's predicted update ratio, and the training labels' chance level. A trial (<see cref="Trials.Run"/>) and a
+/// monitored training run (<c>gradflow train --monitor</c>) judge with the same evidence, so the same run gets the same verdict.
+/// </summary>
+public sealed class RunWatch : IDisposable
+{
+    private readonly Trainer _trainer;
+    private readonly TrainingConfig _config;
+    private readonly Trials.FirstStepPredictor _predictor;
+
+    /// <summary>Adds the watch's observers to <paramref name="trainer"/>; <paramref name="config"/> is the run judged (a trial's schedule and budget are the full run's).</summary>
+    public RunWatch(Trainer trainer, TrainingConfig config, int every)
+    {
+        ArgumentNullException.ThrowIfNull(trainer);
+        ArgumentNullException.ThrowIfNull(config);
+        _trainer = trainer;
+        _config = config;
+        Monitor = new GradientMonitor(trainer.Model, every);
+        Tracer = new NonFiniteTracer(trainer.Model);
+        _predictor = new Trials.FirstStepPredictor(config, Monitor.Layers);
+        trainer.AddObserver(Tracer).AddObserver(Monitor).AddObserver(_predictor);
+    }
+
+    /// <summary>The per-layer statistics, sampled every <c>every</c> steps.</summary>
+    public GradientMonitor Monitor { get; }
+
+    /// <summary>Where a non-finite value first appeared.</summary>
+    public NonFiniteTracer Tracer { get; }
+
+    /// <summary>The verdict on the run that ended with <paramref name="result"/>, from all the evidence watched.</summary>
+    public Diagnosis Diagnose(TrainingResult result, DiagnosisSettings? settings = null)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
+        return Diagnoser.Diagnose(Monitor.Samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
+            predictedUpdateRatio: _predictor.Ratio, chanceLoss: Trials.ChanceLoss(_trainer.Data.Train));
+    }
+
+    /// <summary>Removes the monitor's and the tracer's hooks.</summary>
+    public void Dispose()
+    {
+        Monitor.Dispose();
+        Tracer.Dispose();
+    }
+}
+
 /// <summary>The outcome of a monitored trial run.</summary>
 /// <param name="Config">The config that ran.</param>
 /// <param name="Diagnosis">The verdict.</param>
@@ -144,7 +191,7 @@ public static class Trials
     }
 
     /// <summary>The largest <see cref="PredictedUpdateRatio"/> over the layers, from the first step's gradients (before its update).</summary>
-    private sealed class FirstStepPredictor(TrainingConfig config, IReadOnlyList<MonitoredLayer> layers) : ITrainingObserver
+    internal sealed class FirstStepPredictor(TrainingConfig config, IReadOnlyList<MonitoredLayer> layers) : ITrainingObserver
     {
         public double Ratio { get; private set; } = double.NaN;
 
@@ -230,24 +277,19 @@ public static class Trials
         var trainer = new Trainer(trialConfig, data, scheduleOf: config);
         budget = (int)Math.Min(int.MaxValue, trainer.BudgetOf(config)); // the configured run's (StepBudget is the trial's)
         recurrent = trainer.Model.NamedModules().Any(c => c.Module is RecurrentLayer);
-        using var monitor = new GradientMonitor(trainer.Model, every);
-        using var tracer = new NonFiniteTracer(trainer.Model);
-        var predictor = new FirstStepPredictor(config, monitor.Layers);
-        trainer.AddObserver(tracer).AddObserver(monitor).AddObserver(predictor);
+        using var watch = new RunWatch(trainer, config, every);
         if (observer is not null) trainer.AddObserver(observer);
         RunDirectory? run = null;
         if (runDirectory is not null)
         {
             if (Directory.Exists(runDirectory)) Directory.Delete(runDirectory, recursive: true);
             run = new RunDirectory(runDirectory);
-            MonitorLog.WriteTo(monitor, run);
+            MonitorLog.WriteTo(watch.Monitor, run);
         }
         var result = trainer.Run(runDirectory, cancellation: cancellation);
-        double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
-        var diagnosis = Diagnoser.Diagnose(monitor.Samples, config, trainer.Model, settings, tracer.Origin, badLoss, monitor.RecentLosses(),
-            predictedUpdateRatio: predictor.Ratio, chanceLoss: ChanceLoss(trainer.Data.Train));
+        var diagnosis = watch.Diagnose(result, settings);
         if (run is not null) AtomicFile.WriteAllText(Path.Combine(run.Path, "diagnosis.json"), DiagnosisJson.Serialize(diagnosis));
-        return new TrialResult(config, diagnosis, monitor.Samples.ToArray(), result, result.Steps);
+        return new TrialResult(config, diagnosis, watch.Monitor.Samples.ToArray(), result, result.Steps);
     }
 }
 

@@ -187,6 +187,37 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Contains("of the chance level", stall.GetProperty("summary").GetString(), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// 'train --monitor' judges the end of a run with the evidence a trial reads (<see cref="GradFlow.Diagnostics.RunWatch"/>), so
+    /// 'diagnose' on the same steps gives the same verdict. At SGD lr 1e20 the weights overflow in the first step: no update ratio
+    /// can be measured, and the first step's predicted one sets the learning-rate remedy. Before, 'train --monitor' had no prediction
+    /// and suggested the blind tenfold cut (lr 1e19, which explodes as well) where 'diagnose' suggested a millionfold one.
+    /// </summary>
+    [Fact]
+    public void Train_Monitor_JudgesWithTheTrialsEvidence_TheSameVerdictAsDiagnose()
+    {
+        var trained = Path.Combine(_dir, "trained");
+        var tried = Path.Combine(_dir, "tried");
+        string[] args = [.. Quick, "--optimizer", "sgd"];
+        args[Array.IndexOf(args, "--lr") + 1] = "1e20";
+        var train = Run(["train", .. args, "--epochs", "2", "--monitor", "--monitor-every", "1", "--out", trained]);
+        Assert.True(File.Exists(Path.Combine(trained, "diagnosis.json")), train.Err);
+        var diagnose = Run(["diagnose", .. args, "--epochs", "2", "--steps", "8", "--every", "1", "--out", tried]);
+        Assert.True(File.Exists(Path.Combine(tried, "diagnosis.json")), diagnose.Err);
+
+        static (string Kind, string Remedies)[] Verdict(string run)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "diagnosis.json")));
+            return [.. doc.RootElement.GetProperty("problems").EnumerateArray().Select(p => (p.GetProperty("kind").GetString()!,
+                string.Join(", ", p.GetProperty("remedies").EnumerateArray().Select(r => r.GetProperty("id").GetString()))))];
+        }
+        var fromTraining = Verdict(trained);
+        Assert.Equal(Verdict(tried), fromTraining);
+        var exploding = Assert.Single(fromTraining, p => p.Kind == "exploding-gradient");
+        Assert.DoesNotContain("lr:0.1", exploding.Remedies, StringComparison.Ordinal);
+        Assert.Contains("lr:", exploding.Remedies, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Train_OutIntoExistingRunWithForce_StartsOverFromAnEmptyRun()
     {
