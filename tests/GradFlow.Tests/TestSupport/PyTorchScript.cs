@@ -14,12 +14,9 @@ public static class PyTorchScript
         var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(RepoPaths.Root, "tests", "python", script));
         foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stderrTask = p.StandardError.ReadToEndAsync();
-        string stdout = p.StandardOutput.ReadToEnd(), stderr = stderrTask.Result;
-        p.WaitForExit();
+        var (exit, stdout, stderr) = Python.RunToEnd(psi);
         Assert.False(stderr.Contains("No module named 'torch'", StringComparison.Ordinal),
             "PyTorch is missing: run 'apt-get install -y python3-torch' (scripts/test.sh does this)");
-        return (p.ExitCode, stdout, stderr);
+        return (exit, stdout, stderr);
     }
 }
