@@ -18,7 +18,7 @@ namespace GradFlow.Diagnostics;
 /// <item><term><c>clip:1</c></term><description>clip the global gradient norm at 1</description></item>
 /// <item><term><c>lr:0.1</c></term><description>multiply the learning rate by 0.1</description></item>
 /// <item><term><c>optimizer:adam</c></term><description>switch optimiser, at learning rate 1e-3 (<c>optimizer:adam=0.01</c>: at 0.01)</description></item>
-/// <item><term><c>recipe:standard</c></term><description>the standard recipe at once: an MLP's hidden layers become ReLU with He-normal init in residual blocks with zero-started branches; a recurrent network's cell a GRU; the gradient norm clipped at 1 (norms, widths and depth are kept); a conv net's the ResNet recipe (ReLU, He init, BatchNorm after each conv, zero-started residual blocks)</description></item>
+/// <item><term><c>recipe:standard</c></term><description>the standard recipe at once: an MLP's hidden layers become ReLU with He-normal init in residual blocks with zero-started branches; a recurrent network's cell a GRU; the gradient norm clipped at 1 (norms, widths and depth are kept); a conv net's the ResNet recipe (ReLU, He init, BatchNorm after each conv, zero-started residual blocks); a transformer's layers Pre-LN with QK normalisation and a warm-up</description></item>
 /// <item><term><c>cell:lstm</c></term><description>recurrent networks: switch the cell (<c>lstm</c> with forget-gate bias 1, <c>gru</c>)</description></item>
 /// <item><term><c>init:orthogonal</c></term><description>recurrent networks: W_hh orthogonal (<c>identity</c>: the IRNN)</description></item>
 /// <item><term><c>forget-bias:1</c></term><description>LSTM: the forget-gate bias</description></item>
@@ -208,7 +208,7 @@ public static class Remedies
             : "recipe:standard";
         if (Apply(id, config) == config) return null;
         string model = transformer
-            ? "Pre-LN transformer layers" + (config.WarmupSteps == 0 ? $" with a {DefaultWarmup(config)}-step warm-up" : "")
+            ? "Pre-LN transformer layers with QK normalisation" + (config.WarmupSteps == 0 ? $" and a {DefaultWarmup(config)}-step warm-up" : "")
             : recurrent
             ? "a GRU cell (its update gate carries the signal through time)"
             : config.Spec() is null && DescriptionRemedies.HasConv(config.Description())

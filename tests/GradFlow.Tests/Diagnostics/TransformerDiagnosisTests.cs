@@ -127,7 +127,7 @@ public class TransformerDiagnosisTests
         Assert.All(layers(Remedies.Apply("norm:qk", config)), t => Assert.True(t.QkNorm && !t.NormFirst));
         Assert.Equal(7, Remedies.Apply("warmup:7", config).WarmupSteps);
         var recipe = Remedies.Apply("recipe:standard", config);
-        Assert.All(layers(recipe), t => Assert.True(t.NormFirst));
+        Assert.All(layers(recipe), t => Assert.True(t.NormFirst && t.QkNorm)); // Pre-LN with QK normalisation (docs/transformers.md)
         Assert.Equal(5, recipe.WarmupSteps);
         Assert.Equal(1, recipe.ClipNorm);
         var mlp = Assert.Throws<FormatException>(() => Remedies.Apply("norm:qk", new TrainingConfig { Model = "net 2 layers:seq[linear(out=4) relu linear(out=2)]", Data = "spirals" }));
