@@ -34,23 +34,32 @@ public class SyncBatchNormTests
         int processes = counts.Length;
         var board = new Board(processes);
         var results = new (double[] Y, double[] Dx, double[] DGamma, double[] DBeta, double[] Mean, double[] Var, long Count)[processes];
+        var errors = new Exception?[processes];
         var threads = Enumerable.Range(0, processes).Select(r => new Thread(() =>
         {
-            int first = counts.Take(r).Sum(), rows = counts[r];
-            int[] local = [rows, .. trailing];
-            var xr = Tensor.FromArray(x.ToDoubleArray().AsSpan(first * per, rows * per).ToArray(), local);
-            xr.RequiresGrad = true;
-            var g = Tensor.FromArray(gamma.ToDoubleArray(), c);
-            var b = Tensor.FromArray(beta.ToDoubleArray(), c);
-            g.RequiresGrad = b.RequiresGrad = true;
-            var sync = new ThreadSync(board, r, (double)rows / n);
-            var yr = NormOps.BatchNorm(xr, g, b, null, null, 1e-5, out var m, out var v, out long count, sync);
-            var u = Tensor.FromArray(upstream.AsSpan(first * per, rows * per).ToArray(), local);
-            BackwardEngine.Backward((yr * u).Sum() * (1.0 / rows));
-            results[r] = (yr.ToDoubleArray(), xr.Grad!.ToDoubleArray(), g.Grad!.ToDoubleArray(), b.Grad!.ToDoubleArray(), m!, v!, count);
-        })).ToArray();
+            try
+            {
+                int first = counts.Take(r).Sum(), rows = counts[r];
+                int[] local = [rows, .. trailing];
+                var xr = Tensor.FromArray(x.ToDoubleArray().AsSpan(first * per, rows * per).ToArray(), local);
+                xr.RequiresGrad = true;
+                var g = Tensor.FromArray(gamma.ToDoubleArray(), c);
+                var b = Tensor.FromArray(beta.ToDoubleArray(), c);
+                g.RequiresGrad = b.RequiresGrad = true;
+                var sync = new ThreadSync(board, r, (double)rows / n);
+                var yr = NormOps.BatchNorm(xr, g, b, null, null, 1e-5, out var m, out var v, out long count, sync);
+                var u = Tensor.FromArray(upstream.AsSpan(first * per, rows * per).ToArray(), local);
+                BackwardEngine.Backward((yr * u).Sum() * (1.0 / rows));
+                results[r] = (yr.ToDoubleArray(), xr.Grad!.ToDoubleArray(), g.Grad!.ToDoubleArray(), b.Grad!.ToDoubleArray(), m!, v!, count);
+            }
+            catch (Exception e)
+            {
+                errors[r] = e;
+            }
+        }) { IsBackground = true }).ToArray();
         foreach (var t in threads) t.Start();
-        foreach (var t in threads) t.Join();
+        foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromSeconds(120)), "a process thread did not end within 120 s");
+        Assert.All(errors, e => Assert.Null(e));
 
         var dGamma = new double[c];
         var dBeta = new double[c];
@@ -104,11 +113,18 @@ public class SyncBatchNormTests
         public void Sum(Span<double> values)
         {
             board.Slots[rank] = values.ToArray();
-            board.Barrier.SignalAndWait();
+            Meet();
             values.Clear();
             foreach (var slot in board.Slots)
                 for (int i = 0; i < values.Length; i++) values[i] += slot[i];
-            board.Barrier.SignalAndWait();
+            Meet();
+        }
+
+        // a process that never arrives (a mismatched number of sums) fails the test instead of hanging it
+        private void Meet()
+        {
+            if (!board.Barrier.SignalAndWait(TimeSpan.FromSeconds(60)))
+                throw new TimeoutException($"rank {rank}: the other processes did not reach the same sum within 60 s");
         }
     }
 }

@@ -219,7 +219,7 @@ public class DataParallelTests
             {
                 errors[r] = e;
             }
-        })).ToArray();
+        }) { IsBackground = true }).ToArray();
         void Observe(DataParallel step, Sequential model)
         {
             int r = step.Communicator.Rank;
@@ -283,7 +283,7 @@ public class DataParallelTests
             {
                 errors[r] = e;
             }
-        })).ToArray();
+        }) { IsBackground = true }).ToArray();
         foreach (var t in threads) t.Start();
         foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromSeconds(60)));
         static bool Close(double e, double a) => Math.Abs(e - a) <= 1e-6 + 1e-5 * Math.Abs(e);
