@@ -55,6 +55,8 @@ DOTNET_DbgEnableMiniDump=1 DOTNET_DbgMiniDumpType=1 DOTNET_EnableCrashReport=1 D
     --hangdump --hangdump-timeout "$hang_timeout" --hangdump-type Mini --results-directory "$results" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
+# the tests still running when a hang ended the process (none: no hang); each counts as failed below
+hung=$(cat "$results"/*_hang.log 2>/dev/null | grep -c . || true)
 if compgen -G "$results/*_hang.log" >/dev/null; then
   echo "the test process hung: it was ended when no test had started or ended for $hang_timeout"
   # the stacks, read from the dump with dotnet-dump (a NuGet tool, installed here when the machine lacks it)
@@ -81,10 +83,7 @@ if [ -z "$passed" ] || [ -z "$failed" ]; then
   exit 1
 fi
 # a hung test neither passed nor failed in the summary (its process was ended): it counts as failed
-if compgen -G "$results/*_hang.log" >/dev/null; then
-  hung=$(cat "$results"/*_hang.log | grep -c .)
-  failed=$((failed + (hung > 0 ? hung : 1)))
-fi
+if compgen -G "$results/*_hang.log" >/dev/null; then failed=$((failed + (hung > 0 ? hung : 1))); fi
 echo "tests: $passed passed, $failed failed"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
 exit 0

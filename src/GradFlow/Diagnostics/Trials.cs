@@ -68,7 +68,7 @@ public sealed class RunWatch : IDisposable
 {
     private readonly Trainer _trainer;
     private readonly TrainingConfig _config;
-    private readonly Trials.FirstStepPredictor _predictor;
+    private readonly FirstStepPredictor _predictor;
 
     /// <summary>Adds the watch's observers to <paramref name="trainer"/>; <paramref name="config"/> is the run judged (a trial's schedule and budget are the full run's).</summary>
     public RunWatch(Trainer trainer, TrainingConfig config, int every)
@@ -79,7 +79,7 @@ public sealed class RunWatch : IDisposable
         _config = config;
         Monitor = new GradientMonitor(trainer.Model, every);
         Tracer = new NonFiniteTracer(trainer.Model);
-        _predictor = new Trials.FirstStepPredictor(config, Monitor.Layers);
+        _predictor = new FirstStepPredictor(config, Monitor.Layers);
         trainer.AddObserver(Tracer).AddObserver(Monitor).AddObserver(_predictor);
     }
 
@@ -103,6 +103,18 @@ public sealed class RunWatch : IDisposable
     {
         Monitor.Dispose();
         Tracer.Dispose();
+    }
+
+    /// <summary>The largest <see cref="Trials.PredictedUpdateRatio"/> over the layers, from the first step's gradients (before its update).</summary>
+    private sealed class FirstStepPredictor(TrainingConfig config, IReadOnlyList<MonitoredLayer> layers) : ITrainingObserver
+    {
+        public double Ratio { get; private set; } = double.NaN;
+
+        public void OnBackward(StepInfo step)
+        {
+            if (step.Step != 0) return;
+            Ratio = layers.Select(l => Trials.PredictedUpdateRatio(config, l.Weight)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
+        }
     }
 }
 
@@ -188,18 +200,6 @@ public static class Trials
         foreach (int c in counts)
             if (c > 0) entropy -= (double)c / total * Math.Log((double)c / total);
         return entropy;
-    }
-
-    /// <summary>The largest <see cref="PredictedUpdateRatio"/> over the layers, from the first step's gradients (before its update).</summary>
-    internal sealed class FirstStepPredictor(TrainingConfig config, IReadOnlyList<MonitoredLayer> layers) : ITrainingObserver
-    {
-        public double Ratio { get; private set; } = double.NaN;
-
-        public void OnBackward(StepInfo step)
-        {
-            if (step.Step != 0) return;
-            Ratio = layers.Select(l => PredictedUpdateRatio(config, l.Weight)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
-        }
     }
 
     /// <summary>

@@ -32,7 +32,6 @@ public static class Python
             p.WaitForExit();
             Assert.Fail($"{psi.FileName} {string.Join(' ', psi.ArgumentList)} did not end within {Patience}; killed. Its output:\n{stdout.Result}\n{stderr.Result}");
         }
-        p.WaitForExit(); // and the outputs' ends
-        return (p.ExitCode, stdout.Result, stderr.Result);
+        return (p.ExitCode, stdout.Result, stderr.Result); // the reads end with the outputs
     }
 }

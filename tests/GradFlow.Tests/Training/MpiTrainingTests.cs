@@ -261,8 +261,8 @@ public class MpiTrainingTests
     {
         /// <summary>
         /// The job's exit code and output, once it has ended and every process holding its output has closed it (the ranks can
-        /// outlive mpirun by a moment). A job not done within <paramref name="limit"/> is killed, with every process whose command
-        /// environment holds <see cref="Marker"/> (a rank mpirun left behind is no longer its child), and fails the test.
+        /// outlive mpirun by a moment). A job not done within <paramref name="limit"/> is killed, every process whose environment
+        /// holds <see cref="Marker"/> (a rank mpirun left behind is no longer its child), and fails the test.
         /// </summary>
         public async Task<(int Code, string Output)> Finish(TimeSpan limit)
         {
@@ -291,21 +291,16 @@ public class MpiTrainingTests
             return $"{killed} process(es) killed. Output:\n{output}";
         }
 
-        /// <summary>Kills mpirun's process tree and every process whose environment holds the job's marker; returns how many were alive.</summary>
+        /// <summary>Kills every process whose environment holds the job's marker (mpirun, its ranks and their wrappers); returns how many were alive.</summary>
         private int KillLeftovers()
         {
             int killed = 0;
-            if (!Process.HasExited)
-            {
-                Process.Kill(entireProcessTree: true);
-                killed++;
-            }
             foreach (var p in System.Diagnostics.Process.GetProcesses())
             {
                 try
                 {
                     if (p.Id == Environment.ProcessId || !File.ReadAllText($"/proc/{p.Id}/environ").Contains(Marker, StringComparison.Ordinal)) continue;
-                    p.Kill(entireProcessTree: true);
+                    p.Kill();
                     killed++;
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or System.ComponentModel.Win32Exception)
@@ -342,8 +337,9 @@ public class MpiTrainingTests
         psi.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
         psi.Environment.Remove("OMPI_COMM_WORLD_SIZE");
         // a variable of the job's own marks its processes: mpirun's ranks inherit its environment
-        string marker = $"GRADFLOW_TEST_JOB={Guid.NewGuid():N}";
-        psi.Environment["GRADFLOW_TEST_JOB"] = marker["GRADFLOW_TEST_JOB=".Length..];
+        string id = Guid.NewGuid().ToString("N");
+        psi.Environment["GRADFLOW_TEST_JOB"] = id;
+        string marker = "GRADFLOW_TEST_JOB=" + id;
         var process = Process.Start(psi)!;
         var token = TestContext.Current.CancellationToken;
         return new Job(process, process.StandardOutput.ReadToEndAsync(token), process.StandardError.ReadToEndAsync(token), marker);
