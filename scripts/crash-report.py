@@ -4,13 +4,25 @@ DOTNET_EnableCrashReport=1) in a few lines: the crashed thread's frames, innermo
 tests the other threads were running. Used by scripts/test.sh when the test process dies.
 
     python3 scripts/crash-report.py DIR
+    python3 scripts/crash-report.py --log LOG
+
+With --log, it reads the test run's output instead: the runtime's own message when the test process
+died of a stack overflow or a fatal error (no crash report is written then), printed in full by the
+test platform, hundreds of lines of frames above the summary where CI's excerpt of the output may
+not reach. It prints the message, the repeated frames and the frames below them up to the test
+method, generic instantiations dropped, in a few lines.
 """
 import json
 import os
+import re
 import sys
 
 MAX_CRASH_FRAMES = 18
 MAX_OTHER_THREADS = 6
+MAX_LOG_FRAMES = 24
+
+# the runtime's first line when it ends the process itself (stderr, indented by the test platform)
+FATAL = re.compile(r"(Stack overflow\.|Fatal error\.|Unhandled exception\.|Process terminated\.)")
 
 
 def frame_text(f):
@@ -61,7 +73,52 @@ def summarise(path):
             print(line)
 
 
+def short_frame(line):
+    """'at A.B`1[[X, asm, Version=..]].M(System.Object)' -> 'A.B`1.M(Object)'."""
+    text = line.strip()[3:]
+    while True:
+        shorter = re.sub(r"\[\[[^\[\]]*\]\]|\[[^\[\]]*, [^\[\]]*\]", "", text)
+        if shorter == text:
+            break
+        text = shorter
+    return re.sub(r"\bSystem\.(\w+)(?=[,)\]])", r"\1", text)
+
+
+def summarise_log(path):
+    """The runtime's fatal message in the run's output, and its frames down to the test method; False when none."""
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        lines = stream.read().splitlines()
+    start = next((i for i, l in enumerate(lines) if FATAL.search(l)), None)
+    if start is None:
+        return False
+    print("the test process was ended by the runtime:")
+    print(f"  {FATAL.search(lines[start]).group(0)} {lines[start].split(FATAL.search(lines[start]).group(0), 1)[1].strip()}".rstrip())
+    shown = 0
+    for line in lines[start + 1:]:
+        text = line.strip()
+        if text.startswith("Repeated") or text.startswith("-----"):
+            print(f"    {text}")
+            continue
+        if not text.startswith("at "):
+            if shown:
+                break
+            continue
+        frame = short_frame(text)
+        if frame.startswith("Xunit.") or frame.startswith("System.Reflection."):
+            break  # the test framework's frames below the test method
+        print(f"    {frame}")
+        shown += 1
+        if shown >= MAX_LOG_FRAMES:
+            print("    ...")
+            break
+    return True
+
+
 def main():
+    if sys.argv[1] == "--log":
+        if not summarise_log(sys.argv[2]):
+            print("(no message from the runtime in the output: see above)")
+        return 0
     folder = sys.argv[1]
     reports = sorted(f for f in os.listdir(folder) if f.endswith(".crashreport.json"))
     for name in reports:

@@ -73,17 +73,23 @@ fi
 if compgen -G "$dumps/*.crashreport.json" >/dev/null; then
   echo "a test process crashed (exit code $status); what its threads were doing:"
   python3 scripts/crash-report.py "$dumps" || echo "(the crash report could not be read)"
+elif [ "$status" -ne 0 ] && grep -qE "Stack overflow\.|Fatal error\.|Unhandled exception\.|Process terminated\." "$log"; then
+  # the runtime ended the process itself (a stack overflow writes no crash report): its message, shortened, here at the end
+  python3 scripts/crash-report.py --log "$log" || echo "(the runtime's message could not be read)"
 fi
 
 passed=$(awk '/^Test run summary/{s=1} s && $1=="succeeded:"{print $2; exit}' "$log")
 failed=$(awk '/^Test run summary/{s=1} s && $1=="failed:"{print $2; exit}' "$log")
+# a test process that died (a crash, not a failing test) is an error of the run, not a failed test: counted as one
+errors=$(awk '/^Test run summary/{s=1} s && $1=="error:"{print $2; exit}' "$log")
 if [ -z "$passed" ] || [ -z "$failed" ]; then
   echo "no test summary was printed (build failure?)" >&2
   echo "tests: 0 passed, 1 failed"
   exit 1
 fi
 # a hung test neither passed nor failed in the summary (its process was ended): it counts as failed
-if compgen -G "$results/*_hang.log" >/dev/null; then failed=$((failed + (hung > 0 ? hung : 1))); fi
+if compgen -G "$results/*_hang.log" >/dev/null; then failed=$((failed + (hung > 0 ? hung : 1)));
+elif [ -n "$errors" ]; then failed=$((failed + errors)); fi
 echo "tests: $passed passed, $failed failed"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
 exit 0

@@ -1,5 +1,8 @@
 using System.Runtime.CompilerServices;
 using GradFlow.Kernels;
+using GradFlow.Tests.TestSupport;
+
+[assembly: AssemblyFixture(typeof(CrashDumpSettings))]
 
 namespace GradFlow.Tests.TestSupport;
 
@@ -17,21 +20,26 @@ internal static class SuiteSetup
     internal static void Initialise()
     {
         KernelThreads.SetCount(1);
-        KeepCrashDumpsToThisProcess();
     }
+}
 
-    /// <summary>
-    /// The runtime's crash-dump settings that the test command (scripts/test.sh) sets, so that a crash of the test process
-    /// leaves a report of every thread's stack, are read once when a process starts: removed from this process's environment
-    /// here, they still apply to it but are not inherited by the processes the tests start (a CLI run expected to fail, a
-    /// child test process, an MPI rank), whose crashes are the tests' business and whose stderr the tests read.
-    /// </summary>
-    private static void KeepCrashDumpsToThisProcess()
-    {
-        foreach (var name in CrashDumpVariables) Environment.SetEnvironmentVariable(name, null);
-    }
-
+/// <summary>
+/// The runtime's crash-dump settings that the test command (scripts/test.sh) sets, so that a crash of the test process
+/// (a signal, a stack overflow) leaves a report of every thread's stack, are read once when a process starts: removed from
+/// the test process's environment before its first test, they still apply to it but are not inherited by the processes the
+/// tests start (a CLI run expected to fail, a child test process, an MPI rank), whose crashes are the tests' business and
+/// whose stderr the tests read. Not in the module initializer: with the hang dump on, the test platform runs the tests in a
+/// child of the process it starts first, which loads this assembly too and would strip the settings from the child's
+/// environment before starting it (the last CI run's stack overflow left no crash report for that reason).
+/// </summary>
+public sealed class CrashDumpSettings
+{
     /// <summary>The variables scripts/test.sh sets for the crash report.</summary>
-    private static readonly string[] CrashDumpVariables =
+    private static readonly string[] Variables =
         ["DOTNET_DbgEnableMiniDump", "DOTNET_DbgMiniDumpType", "DOTNET_DbgMiniDumpName", "DOTNET_EnableCrashReport"];
+
+    public CrashDumpSettings()
+    {
+        foreach (var name in Variables) Environment.SetEnvironmentVariable(name, null);
+    }
 }
