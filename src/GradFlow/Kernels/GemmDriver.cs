@@ -197,8 +197,15 @@ internal static unsafe class GemmDriver<T, TKernel>
             var job = _depthJob ??= new DepthJob();
             job.Set(p, parts, path, scratch);
             KernelThreads.Run(parts, job.Task);
-            // the partial sums by rows on the kernel threads (each element's sum in part order, whatever the cut)
-            if (KernelThreads.Count > 1) KernelThreads.Run(KernelThreads.Count, job.SumTask);
+            // the partial sums by rows on the kernel threads (each element's sum in part order, whatever the cut); the cut is
+            // the count read once: another thread may set the count while this job runs inline, and a cut re-read per task
+            // summed rows past the end of C
+            int runs = KernelThreads.Count;
+            if (runs > 1)
+            {
+                job.SumRuns = runs;
+                KernelThreads.Run(runs, job.SumTask);
+            }
             else job.Sum(0, p.M);
         }
     }
@@ -212,12 +219,16 @@ internal static unsafe class GemmDriver<T, TKernel>
         private T* _scratch;
         public readonly Action<int> Task;
 
+        /// <summary>Task t of <see cref="SumRuns"/>: a run of C's rows.</summary>
         public readonly Action<int> SumTask;
+
+        /// <summary>The runs of rows <see cref="SumTask"/> cuts C into.</summary>
+        public int SumRuns;
 
         public DepthJob()
         {
             Task = Run;
-            SumTask = t => Sum((int)((long)_p.M * t / KernelThreads.Count), (int)((long)_p.M * (t + 1) / KernelThreads.Count));
+            SumTask = t => Sum((int)((long)_p.M * t / SumRuns), (int)((long)_p.M * (t + 1) / SumRuns));
         }
 
         public void Set(Problem<T> p, int parts, GemmPath path, T* scratch)
