@@ -1,4 +1,5 @@
 using GradFlow.Kernels;
+using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Kernels;
 
@@ -370,7 +371,6 @@ public class GemmTests
     [Fact]
     public void Multiply_AnyThreadCount_BitwiseIdentical()
     {
-        int saved = KernelThreads.Count;
         try
         {
             foreach (var isa in Paths)
@@ -404,7 +404,7 @@ public class GemmTests
         }
         finally
         {
-            KernelThreads.SetCount(saved);
+            SuiteSetup.RestoreKernelThreads();
         }
     }
 
@@ -417,7 +417,6 @@ public class GemmTests
         // A large product is cut into a slab of rows or columns per thread, each slab offsetting A or B, C and the bias:
         // with 2 and 3 threads it must give the one-thread product bit for bit, bias and activation epilogue included,
         // and leave C outside m×n alone.
-        int saved = KernelThreads.Count;
         try
         {
             foreach (var isa in Paths)
@@ -445,7 +444,7 @@ public class GemmTests
         }
         finally
         {
-            KernelThreads.SetCount(saved);
+            SuiteSetup.RestoreKernelThreads();
         }
     }
 
@@ -459,7 +458,6 @@ public class GemmTests
         // The packed loops read a non-transposed A in place when its rows are not a multiple of 4 KiB apart, packing only
         // a last partial row panel: the same tiles, k blocks and epilogues, so the result must not change one bit (beta 0,
         // 1 and other, bias and activation epilogues, 1 and 2 threads).
-        int saved = KernelThreads.Count;
         try
         {
             foreach (var isa in Paths)
@@ -491,7 +489,7 @@ public class GemmTests
         finally
         {
             Gemm.InPlaceA = true;
-            KernelThreads.SetCount(saved);
+            SuiteSetup.RestoreKernelThreads();
         }
     }
 
@@ -508,7 +506,6 @@ public class GemmTests
     {
         // sumsA[i] = Σ_p op(A)[i, p], taken from the packed panels: within the dot-product bound of the double sums, the
         // product bitwise that of the plain call, and the same bits for 1, 2 and 3 threads (the cut depends on the shape).
-        int saved = KernelThreads.Count;
         try
         {
             foreach (var isa in Paths)
@@ -531,7 +528,7 @@ public class GemmTests
                     Gemm.Multiply(isa, GemmPath.Auto, ta, false, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, 0.25f, c, ldc, sums);
                     return (c, sums);
                 }
-                KernelThreads.SetCount(saved);
+                SuiteSetup.RestoreKernelThreads();
                 var plain = Plain();
                 var (c1, s1) = WithSums(1);
                 string what = $"{KernelIsa.Name(isa)} m={m} n={n} k={k} ta={ta}";
@@ -554,7 +551,7 @@ public class GemmTests
         }
         finally
         {
-            KernelThreads.SetCount(saved);
+            SuiteSetup.RestoreKernelThreads();
         }
     }
 

@@ -1,4 +1,5 @@
 using GradFlow.Kernels;
+using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Kernels;
 
@@ -7,7 +8,6 @@ public class KernelThreadsTests
     [Fact]
     public async Task Run_EveryTaskRunsOnce_WhileWorkersAreBeingCreated()
     {
-        int saved = KernelThreads.Count;
         try
         {
             // Growing the pool creates a worker right before a job is published: the start-up race
@@ -24,7 +24,7 @@ public class KernelThreadsTests
         }
         finally
         {
-            KernelThreads.SetCount(saved);
+            SuiteSetup.RestoreKernelThreads();
         }
     }
 
@@ -33,7 +33,6 @@ public class KernelThreadsTests
     {
         // Workers claim a share of what is left per claim: every size from 1 to 300 tasks, two jobs of each back to back,
         // each task of each job exactly once (a run that overlapped the next claim or stopped short would show here)
-        int saved = KernelThreads.Count;
         try
         {
             foreach (int count in new[] { 2, 3 })
@@ -50,7 +49,7 @@ public class KernelThreadsTests
         }
         finally
         {
-            KernelThreads.SetCount(saved);
+            SuiteSetup.RestoreKernelThreads();
         }
     }
 

@@ -1,4 +1,5 @@
 using GradFlow.Kernels;
+using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Kernels;
 
@@ -27,7 +28,6 @@ public class ThreadCountChangeTests
         var b = new float[k * n];
         for (int i = 0; i < a.Length; i++) a[i] = (float)(rng.NextDouble() * 2 - 1);
         for (int i = 0; i < b.Length; i++) b[i] = (float)(rng.NextDouble() * 2 - 1);
-        int saved = KernelThreads.Count;
         var expected = new float[m * n];
         KernelThreads.SetCount(1);
         Gemm.Multiply(true, false, m, n, k, 1f, a, m, b, n, 0f, expected, n);
@@ -63,7 +63,7 @@ public class ThreadCountChangeTests
         {
             stop.Set();
             Assert.True(flipper.Join(TimeSpan.FromMinutes(1)) && holder.Join(TimeSpan.FromMinutes(1)), "the helper threads did not end");
-            KernelThreads.SetCount(saved);
+            SuiteSetup.RestoreKernelThreads();
         }
         Assert.True(failure is null, failure);
     }

@@ -242,7 +242,6 @@ public class OptimizerBehaviourTests
         // task each), large ones split in chunks. Every element must be b = μ·b + g, w = w + (−lr)·b,
         // each operation rounded to float, whatever thread ran it.
         int[][] shapes = [[5], [64, 64], [3, 7], [300, 500], [1], [64]];
-        int saved = GradFlow.Kernels.KernelThreads.Count;
         try
         {
             foreach (int threads in new[] { 1, 2 })
@@ -275,7 +274,7 @@ public class OptimizerBehaviourTests
         }
         finally
         {
-            GradFlow.Kernels.KernelThreads.SetCount(saved);
+            SuiteSetup.RestoreKernelThreads();
         }
     }
 

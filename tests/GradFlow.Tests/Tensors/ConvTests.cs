@@ -122,7 +122,6 @@ public class ConvTests
             var v = Tensor.RandN(g, n, cout, 23, 21);
             float[][] Run(int threads)
             {
-                int saved = KernelThreads.Count;
                 try
                 {
                     KernelThreads.SetCount(threads);
@@ -134,7 +133,7 @@ public class ConvTests
                 }
                 finally
                 {
-                    KernelThreads.SetCount(saved);
+                    SuiteSetup.RestoreKernelThreads();
                 }
             }
             var one = Run(1);
@@ -301,7 +300,6 @@ public class ConvTests
         var va = Tensor.RandN(g, 8, 16, 3, 5);
         float[][] Run(int threads)
         {
-            int saved = KernelThreads.Count;
             try
             {
                 KernelThreads.SetCount(threads);
@@ -319,7 +317,7 @@ public class ConvTests
             }
             finally
             {
-                KernelThreads.SetCount(saved);
+                SuiteSetup.RestoreKernelThreads();
             }
         }
         var one = Run(1);

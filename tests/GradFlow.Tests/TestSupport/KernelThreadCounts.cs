@@ -7,7 +7,6 @@ public static class KernelThreadCounts
 {
     public static (T One, T Two) OneAndTwo<T>(Func<T> run)
     {
-        int saved = KernelThreads.Count;
         try
         {
             KernelThreads.SetCount(1);
@@ -17,7 +16,7 @@ public static class KernelThreadCounts
         }
         finally
         {
-            KernelThreads.SetCount(saved);
+            SuiteSetup.RestoreKernelThreads();
         }
     }
 }

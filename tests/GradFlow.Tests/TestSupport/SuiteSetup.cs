@@ -19,8 +19,18 @@ internal static class SuiteSetup
     [ModuleInitializer]
     internal static void Initialise()
     {
-        KernelThreads.SetCount(1);
+        KernelThreads.SetCount(KernelThreadCount);
     }
+
+    /// <summary>The suite's kernel thread count.</summary>
+    internal const int KernelThreadCount = 1;
+
+    /// <summary>
+    /// Sets the kernel thread count back to the suite's. A test that changes the count restores this, not the count it found
+    /// when it began: that snapshot may be another test's count of the moment (the classes run two at a time), and restoring
+    /// it left the rest of the run on two kernel threads.
+    /// </summary>
+    internal static void RestoreKernelThreads() => KernelThreads.SetCount(KernelThreadCount);
 }
 
 /// <summary>
