@@ -85,14 +85,15 @@ def short_frame(line):
 
 
 def summarise_log(path):
-    """The runtime's fatal message in the run's output, and its frames down to the test method; False when none."""
+    """Prints the runtime's fatal message in the run's output and its frames down to the test method; False when there is none."""
     with open(path, encoding="utf-8", errors="replace") as stream:
         lines = stream.read().splitlines()
     start = next((i for i, l in enumerate(lines) if FATAL.search(l)), None)
     if start is None:
         return False
+    message = FATAL.search(lines[start])
     print("the test process was ended by the runtime:")
-    print(f"  {FATAL.search(lines[start]).group(0)} {lines[start].split(FATAL.search(lines[start]).group(0), 1)[1].strip()}".rstrip())
+    print(f"  {message.group(0)} {lines[start][message.end():].strip()}".rstrip())
     shown = 0
     for line in lines[start + 1:]:
         text = line.strip()
@@ -116,8 +117,7 @@ def summarise_log(path):
 
 def main():
     if sys.argv[1] == "--log":
-        if not summarise_log(sys.argv[2]):
-            print("(no message from the runtime in the output: see above)")
+        summarise_log(sys.argv[2])  # prints nothing when the runtime left no message (failing tests, not a dead process)
         return 0
     folder = sys.argv[1]
     reports = sorted(f for f in os.listdir(folder) if f.endswith(".crashreport.json"))

@@ -195,18 +195,12 @@ internal static unsafe class GemmDriver<T, TKernel>
         fixed (T* scratch = _partials)
         {
             var job = _depthJob ??= new DepthJob();
-            job.Set(p, parts, path, scratch);
+            // the partial sums go by runs of rows on the kernel threads (each element's sum in part order, whatever the cut),
+            // as many runs as threads, the count read once here: another thread may set it while this job runs inline, and a
+            // cut re-read per task summed rows past the end of C
+            job.Set(p, parts, path, scratch, sumRuns: KernelThreads.Count);
             KernelThreads.Run(parts, job.Task);
-            // the partial sums by rows on the kernel threads (each element's sum in part order, whatever the cut); the cut is
-            // the count read once: another thread may set the count while this job runs inline, and a cut re-read per task
-            // summed rows past the end of C
-            int runs = KernelThreads.Count;
-            if (runs > 1)
-            {
-                job.SumRuns = runs;
-                KernelThreads.Run(runs, job.SumTask);
-            }
-            else job.Sum(0, p.M);
+            KernelThreads.Run(job.SumRuns, job.SumTask);
         }
     }
 
@@ -223,7 +217,7 @@ internal static unsafe class GemmDriver<T, TKernel>
         public readonly Action<int> SumTask;
 
         /// <summary>The runs of rows <see cref="SumTask"/> cuts C into.</summary>
-        public int SumRuns;
+        public int SumRuns { get; private set; }
 
         public DepthJob()
         {
@@ -231,9 +225,9 @@ internal static unsafe class GemmDriver<T, TKernel>
             SumTask = t => Sum((int)((long)_p.M * t / SumRuns), (int)((long)_p.M * (t + 1) / SumRuns));
         }
 
-        public void Set(Problem<T> p, int parts, GemmPath path, T* scratch)
+        public void Set(Problem<T> p, int parts, GemmPath path, T* scratch, int sumRuns)
         {
-            (_p, _parts, _path) = (p, parts, path);
+            (_p, _parts, _path, SumRuns) = (p, parts, path, sumRuns);
             _scratch = scratch;
         }
 
@@ -241,7 +235,7 @@ internal static unsafe class GemmDriver<T, TKernel>
         private T* PartSums(int t) => _scratch + (nint)(_parts - 1) * _p.M * _p.N + (nint)(t - 1) * _p.M;
 
         /// <summary>Rows [i0, i1) of C (and of the row sums) += those of parts 1.., in part order (any row cut gives the same bits).</summary>
-        public void Sum(int i0, int i1)
+        private void Sum(int i0, int i1)
         {
             int size = _p.M * _p.N;
             for (int t = 1; t < _parts; t++)

@@ -2,7 +2,7 @@ using GradFlow.Kernels;
 
 namespace GradFlow.Tests.TestSupport;
 
-/// <summary>Runs a computation on one and then two kernel threads (restoring the count), for bitwise-determinism tests.</summary>
+/// <summary>Runs a computation on one and then two kernel threads (then back to the suite's count), for bitwise-determinism tests.</summary>
 public static class KernelThreadCounts
 {
     public static (T One, T Two) OneAndTwo<T>(Func<T> run)
