@@ -75,7 +75,7 @@ internal static class TrainCommand
         using var watch = config.MonitorEvery is { } every ? new Diagnostics.RunWatch(trainer, config, every) : null;
         if (watch is not null)
         {
-            if (runDir is not null && writer) Diagnostics.MonitorLog.WriteTo(watch.Monitor, new RunDirectory(runDir));
+            if (runDir is not null && writer) watch.WriteTo(new RunDirectory(runDir));
             if (tensorboard is not null) Diagnostics.TensorBoardLog.WriteTo(watch.Monitor, tensorboard);
             watch.Monitor.SampleCompleted += view.ShowSample;
         }

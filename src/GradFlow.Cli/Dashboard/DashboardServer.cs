@@ -187,7 +187,8 @@ internal sealed class DashboardServer : IAsyncDisposable
                 else if (!final && config is not null && tail.Samples.Count > 0 && tail.Samples.Count != diagnosedSamples)
                 {
                     diagnosedSamples = tail.Samples.Count;
-                    var live = Diagnoser.Diagnose(tail.Samples, config);
+                    // judged as the run will judge itself (RunWatch.Diagnose), with the facts its watch line gives
+                    var live = Diagnoser.Diagnose(tail.Samples, config, predictedUpdateRatio: tail.PredictedUpdateRatio, chanceLoss: tail.ChanceLoss);
                     await Send(context, "verdict", $"{{\"final\":false,\"diagnosis\":{DiagnosisJson.Serialize(live).ReplaceLineEndings(" ")}}}", cancel);
                 }
                 await Task.Delay(PollInterval, cancel);

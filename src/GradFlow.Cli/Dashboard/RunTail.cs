@@ -22,13 +22,24 @@ internal sealed class RunTail(string directory)
     /// <summary>Every monitor sample read so far.</summary>
     public IReadOnlyList<MonitorSample> Samples => _samples;
 
+    /// <summary>The chance level of the run's training labels, from its last watch line (<see cref="MonitorLog.WatchLine"/>); NaN before one is read.</summary>
+    public double ChanceLoss { get; private set; } = double.NaN;
+
+    /// <summary>The first step's predicted update ratio, from the run's last watch line; NaN before one is read or when the run did not know it.</summary>
+    public double PredictedUpdateRatio { get; private set; } = double.NaN;
+
     /// <summary>The complete lines added to metrics.jsonl since the last call (each a JSON object), in order.</summary>
     public IReadOnlyList<string> ReadNewLines()
     {
         var path = Path.Combine(Directory, "metrics.jsonl");
         if (!File.Exists(path)) return [];
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        if (stream.Length < _offset) { _offset = 0; _samples.Clear(); } // the run was started over (--force)
+        if (stream.Length < _offset) // the run was started over (--force)
+        {
+            _offset = 0;
+            _samples.Clear();
+            (ChanceLoss, PredictedUpdateRatio) = (double.NaN, double.NaN);
+        }
         if (stream.Length == _offset) return [];
         stream.Position = _offset;
         var bytes = new byte[stream.Length - _offset];
@@ -51,6 +62,20 @@ internal sealed class RunTail(string directory)
                 catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or KeyNotFoundException or InvalidOperationException)
                 {
                     // the browser shows what it can read; the report names a corrupt line
+                }
+            }
+            else if (MonitorLog.IsWatchLine(line))
+            {
+                try
+                {
+                    // a resumed run writes another watch line, without the first step's prediction: a known fact stays
+                    var (chance, predicted) = MonitorLog.ParseWatch(line);
+                    if (double.IsFinite(chance)) ChanceLoss = chance;
+                    if (double.IsFinite(predicted)) PredictedUpdateRatio = predicted;
+                }
+                catch (System.Text.Json.JsonException)
+                {
+                    // as a corrupt sample: the live verdict goes without these facts
                 }
             }
         }

@@ -81,6 +81,31 @@ public sealed class RunWatch : IDisposable
         Tracer = new NonFiniteTracer(trainer.Model);
         _predictor = new FirstStepPredictor(config, Monitor.Layers);
         trainer.AddObserver(Tracer).AddObserver(Monitor).AddObserver(_predictor);
+        ChanceLoss = Trials.ChanceLoss(trainer.Data.Train);
+    }
+
+    /// <summary>The training labels' chance level (<see cref="Trials.ChanceLoss"/>).</summary>
+    public double ChanceLoss { get; }
+
+    /// <summary>The first step's predicted update ratio, the largest over the layers (NaN before the first step, and in a resumed run).</summary>
+    public double PredictedUpdateRatio => _predictor.Ratio;
+
+    /// <summary>
+    /// Appends the monitor's samples to <paramref name="run"/>'s metrics file (<see cref="MonitorLog.WriteTo"/>), and before the first
+    /// of them the facts that the samples do not carry (<see cref="MonitorLog.WatchLine"/>), so that the file alone gives the verdict
+    /// this watch gives (the dashboard's live verdict).
+    /// </summary>
+    public void WriteTo(RunDirectory run)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        bool first = true;
+        Monitor.SampleCompleted += sample =>
+        {
+            if (!first) return;
+            first = false;
+            run.AppendLine(MonitorLog.WatchLine(sample.Step, ChanceLoss, PredictedUpdateRatio));
+        };
+        MonitorLog.WriteTo(Monitor, run);
     }
 
     /// <summary>The per-layer statistics, sampled every <c>every</c> steps.</summary>
@@ -95,7 +120,7 @@ public sealed class RunWatch : IDisposable
         ArgumentNullException.ThrowIfNull(result);
         double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
         return Diagnoser.Diagnose(Monitor.Samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
-            predictedUpdateRatio: _predictor.Ratio, chanceLoss: Trials.ChanceLoss(_trainer.Data.Train));
+            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss);
     }
 
     /// <summary>Removes the monitor's and the tracer's hooks.</summary>
@@ -284,7 +309,7 @@ public static class Trials
         {
             if (Directory.Exists(runDirectory)) Directory.Delete(runDirectory, recursive: true);
             run = new RunDirectory(runDirectory);
-            MonitorLog.WriteTo(watch.Monitor, run);
+            watch.WriteTo(run);
         }
         var result = trainer.Run(runDirectory, cancellation: cancellation);
         var diagnosis = watch.Diagnose(result, settings);

@@ -81,6 +81,65 @@ public sealed class DashboardServerTests : IDisposable
         Assert.Equal(777, MonitorLog.Parse(received[^1]).Step); // the whole line, once
     }
 
+    /// <summary>
+    /// While a run trains, the dashboard judges the samples in its metrics file; the chance level and the first step's
+    /// predicted update ratio, which the samples do not carry, come from the run's watch line, so the live verdict is the
+    /// one the run's own watch gives (a loss still at the chance level is a stall whatever its trend).
+    /// </summary>
+    [Fact]
+    public async Task LiveVerdict_JudgesWithTheRunsWatchLine()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        var source = Path.Combine(_dir, "source");
+        Trials.Run(new TrainingConfig { Model = "mlp 2-8x3-2 act=tanh", Data = "circles", Epochs = 3, Threads = 1 }, steps: 60, every: 5,
+            runDirectory: source, cancellation: cancel);
+        var written = File.ReadAllLines(Path.Combine(source, "metrics.jsonl"));
+        // the watch line comes once, before the first sample
+        Assert.Single(written, MonitorLog.IsWatchLine);
+        Assert.True(MonitorLog.IsWatchLine(written.First(l => !l.StartsWith("{\"type\":\"epoch\"", StringComparison.Ordinal))));
+        var (chance, predicted) = MonitorLog.ParseWatch(written.First(MonitorLog.IsWatchLine));
+        Assert.InRange(chance, 0.68, Math.Log(2) + 1e-12); // circles: two classes, about as many of each
+        Assert.True(predicted > 0, $"predicted update ratio {predicted}");
+
+        // the same samples with a loss that falls steadily (4 % of chance per sample) but ends above chance
+        var steps = written.Where(l => l.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
+        Assert.True(steps.Length >= 10, $"{steps.Length} samples");
+        var falling = steps.Select((l, i) =>
+        {
+            var node = System.Text.Json.Nodes.JsonNode.Parse(l)!;
+            double loss = chance * (1.6 - 0.04 * i);
+            node["loss"] = loss;
+            node["mean_loss"] = loss;
+            return node.ToJsonString();
+        }).ToArray();
+        var run = Path.Combine(_dir, "live", "r");
+        Directory.CreateDirectory(run);
+        File.Copy(Path.Combine(source, "config.json"), Path.Combine(run, "config.json"));
+        File.WriteAllLines(Path.Combine(run, "metrics.jsonl"), [written.First(MonitorLog.IsWatchLine), .. falling]);
+        var config = TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json")));
+        var samples = falling.Select(MonitorLog.Parse).ToArray();
+        // without the watch line's facts the falling loss is no stall; with them it is (the run's own verdict would say so)
+        Assert.DoesNotContain(Diagnoser.Diagnose(samples, config).Problems, p => p.Kind == ProblemKind.StalledLoss);
+        var expected = Diagnoser.Diagnose(samples, config, predictedUpdateRatio: predicted, chanceLoss: chance);
+        Assert.Contains(expected.Problems, p => p.Kind == ProblemKind.StalledLoss);
+
+        await using var server = await DashboardServer.StartAsync([Path.Combine(_dir, "live")], IPAddress.Loopback, 0, cancel);
+        using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
+        using var response = await http.GetAsync("api/events?run=r", HttpCompletionOption.ResponseHeadersRead, cancel);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel), Encoding.UTF8);
+        string? eventName = null, verdict = null;
+        while (verdict is null)
+        {
+            var line = await reader.ReadLineAsync(cancel) ?? throw new EndOfStreamException("the event stream ended");
+            if (line.StartsWith("event: ", StringComparison.Ordinal)) eventName = line[7..];
+            else if (line.StartsWith("data: ", StringComparison.Ordinal) && eventName == "verdict") verdict = line[6..];
+        }
+        var received = System.Text.Json.Nodes.JsonNode.Parse(verdict)!;
+        Assert.False(received["final"]!.GetValue<bool>());
+        Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(System.Text.Json.Nodes.JsonNode.Parse(DiagnosisJson.Serialize(expected)), received["diagnosis"]),
+            received["diagnosis"]!.ToJsonString());
+    }
+
     [Theory]
     [InlineData(new[] { "serve", "--port", "70000" }, "--port 70000")]
     [InlineData(new[] { "serve", "--host", "example.org" }, "--host 'example.org'")]

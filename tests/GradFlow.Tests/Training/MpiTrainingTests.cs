@@ -1,3 +1,4 @@
+using GradFlow.Diagnostics;
 using System.Diagnostics;
 using GradFlow.Tests.TestSupport;
 
@@ -39,7 +40,9 @@ public class MpiTrainingTests
             Assert.Equal(expected, File.ReadAllBytes(Path.Combine(root.Sub($"n{n}"), "checkpoints", "epoch-0002.safetensors")));
             // rank 0 alone wrote the metrics (one line per epoch and per sample, not one per process), the same samples bit for bit
             Assert.Equal(expectedSamples, Samples(root.Sub($"n{n}")));
-            Assert.Equal(2, File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")).Length - expectedSamples.Length);
+            // beside the samples: the two epochs and the watch line (the chance level and the first step's prediction)
+            Assert.Equal(3, File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")).Length - expectedSamples.Length);
+            Assert.Single(File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")), MonitorLog.IsWatchLine);
             Assert.Equal(expectedDiagnosis, File.ReadAllText(Path.Combine(root.Sub($"n{n}"), "diagnosis.json")));
         }
     }

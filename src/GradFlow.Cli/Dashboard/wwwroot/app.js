@@ -221,7 +221,7 @@ class RunFeed {
     this.source = new EventSource('api/events?run=' + encodeURIComponent(id));
     this.source.addEventListener('config', e => { this.config = JSON.parse(e.data); onChange(); });
     this.source.addEventListener('lines', e => {
-      for (const line of JSON.parse(e.data)) (line.type === 'step' ? this.steps : this.epochs).push(line);
+      for (const line of JSON.parse(e.data)) if (line.type === 'step' || line.type === 'epoch') (line.type === 'step' ? this.steps : this.epochs).push(line);
       onChange();
     });
     this.source.addEventListener('verdict', e => { this.verdict = JSON.parse(e.data); onChange(); });
