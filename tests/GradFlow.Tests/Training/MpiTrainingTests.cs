@@ -1,5 +1,5 @@
-using GradFlow.Diagnostics;
 using System.Diagnostics;
+using GradFlow.Diagnostics;
 using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Training;
@@ -41,8 +41,9 @@ public class MpiTrainingTests
             // rank 0 alone wrote the metrics (one line per epoch and per sample, not one per process), the same samples bit for bit
             Assert.Equal(expectedSamples, Samples(root.Sub($"n{n}")));
             // beside the samples: the two epochs and the watch line (the chance level and the first step's prediction)
-            Assert.Equal(3, File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")).Length - expectedSamples.Length);
-            Assert.Single(File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl")), MonitorLog.IsWatchLine);
+            var lines = File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl"));
+            Assert.Equal(3, lines.Length - expectedSamples.Length);
+            Assert.Single(lines, MonitorLog.IsWatchLine);
             Assert.Equal(expectedDiagnosis, File.ReadAllText(Path.Combine(root.Sub($"n{n}"), "diagnosis.json")));
         }
     }

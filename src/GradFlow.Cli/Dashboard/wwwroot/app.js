@@ -221,7 +221,10 @@ class RunFeed {
     this.source = new EventSource('api/events?run=' + encodeURIComponent(id));
     this.source.addEventListener('config', e => { this.config = JSON.parse(e.data); onChange(); });
     this.source.addEventListener('lines', e => {
-      for (const line of JSON.parse(e.data)) if (line.type === 'step' || line.type === 'epoch') (line.type === 'step' ? this.steps : this.epochs).push(line);
+      for (const line of JSON.parse(e.data)) {
+        if (line.type === 'step') this.steps.push(line);
+        else if (line.type === 'epoch') this.epochs.push(line); // the watch line is the server's (the live verdict's facts)
+      }
       onChange();
     });
     this.source.addEventListener('verdict', e => { this.verdict = JSON.parse(e.data); onChange(); });
