@@ -19,6 +19,7 @@ internal static class Profile
         if (sections.Count == 0 || sections.Contains("mlp")) Mlp();
         if (sections.Count == 0 || sections.Contains("fusion")) Fusion();
         if (sections.Contains("kernel")) MicroKernel();
+        if (sections.Contains("subblock")) BlockingAb.SubBlocks();
         if (sections.Contains("blocking")) BlockingAb.Run();
         if (sections.Contains("blocking-dw")) BlockingAb.WeightGradients();
         if (sections.Contains("slabs")) BlockingAb.Slabs();
@@ -519,6 +520,7 @@ internal static class Profile
         }
     }
 
+
     /// <summary>
     /// A/B in one process, alternating blocks of 50 steps: each MLP workload's Sequential as is (Linear +
     /// activation fused) and the same model with a no-op forward hook on every activation module (which
@@ -821,6 +823,44 @@ internal static class BlockingAb
                 if (round > 0) times[v].Add(Stopwatch.GetElapsedTime(t0).TotalSeconds / reps);
             }
         return times.Select(t => $"best {gflop / t.Min():F0} median {gflop / t.Order().ElementAt(t.Count / 2):F0}").ToArray();
+    }
+
+    /// <summary>
+    /// The GEMM's task loops with the column panels outermost (sub-blocks of 1 panel, the order before 2026-12-06), the default
+    /// rule (<c>SubBlocksFor</c>) and sub-blocks of <c>SubBlockPanels</c> panels (and half and twice that) forced, alternating in one process on the square gemm-N and the
+    /// shapes of mlp-wide and transformer-small, on the best instruction set's tile (<c>--profile subblock</c>, named only).
+    /// </summary>
+    public static unsafe void SubBlocks()
+    {
+        var shapes = new (string Name, int M, int N, int K, bool TA, bool TB, bool Bias)[]
+        {
+            ("gemm-1024", 1024, 1024, 1024, false, false, false), ("gemm-2048", 2048, 2048, 2048, false, false, false),
+            ("tf ff1 fwd", 4096, 1024, 256, false, true, true), ("tf ff2 dX", 4096, 1024, 256, false, false, false),
+            ("wide fwd", 128, 1024, 1024, false, true, true), ("wide dW", 1024, 1024, 128, true, false, false),
+        };
+        bool avx512 = GradFlow.Kernels.KernelIsa.Best == GradFlow.Kernels.InstructionSet.Avx512;
+        int standard = avx512 ? GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.SubBlockPanels
+            : GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx2>.SubBlockPanels;
+        void Set(int panels) => GradFlow.Kernels.Gemm.SubBlockPanels = panels;
+        int[] sizes = [1, 0, Math.Max(1, standard / 2), standard, 2 * standard];
+        Console.WriteLine($"L2 {GradFlow.Kernels.CacheSizes.L2Bytes >> 10} KiB, {(avx512 ? "AVX-512" : "AVX2")} tile, {GradFlow.Kernels.KernelThreads.Count} thread(s); GFLOP/s with sub-blocks of "
+            + string.Join(" / ", sizes.Select(s => s == 0 ? "the default rule" : $"{s}")) + " panels");
+        foreach (var (name, m, n, k, ta, tb, bias) in shapes)
+        {
+            var (a, b, bv, c) = Operands(m, n, k);
+            fixed (float* pa = a, pb = b, pc = c, pbias = bv)
+            {
+                var p = new GradFlow.Kernels.Problem<float>(1, ta, tb, m, n, k, 1f, pa, ta ? m : k, 0, pb, tb ? k : n, 0, 0f, pc, n, 0, bias ? pbias : null);
+                var rates = Alternate(sizes.Select(size => (Action)(() =>
+                {
+                    Set(size);
+                    if (avx512) GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Run(p, GradFlow.Kernels.GemmPath.Auto);
+                    else GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx2>.Run(p, GradFlow.Kernels.GemmPath.Auto);
+                })).ToArray(), 8, 2.0 * m * n * k / 1e9);
+                Set(0);
+                Console.WriteLine($"  {name,-11} {string.Join(" | ", rates)}");
+            }
+        }
     }
 
     /// <summary>

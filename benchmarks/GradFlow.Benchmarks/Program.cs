@@ -68,7 +68,7 @@ internal sealed record Options(List<string> Names, int Threads, int Blocks, doub
             if (a is "--help" or "-h")
             {
                 Console.WriteLine("usage: GradFlow.Benchmarks [workload names or prefixes] [--threads T] [--blocks B] [--block-seconds S] " +
-                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] [--bf16] | --profile [mlp|recurrent|fusion|kernel|blocking|blocking-dw|slabs|conv|winograd|cnn|resnet20|colsum|gelu|tfsteps] [--threads T] | --fma-peak [--threads T] | --allgather (under mpirun)");
+                    "[--warmup-seconds S] [--max-interference P] [--retries R] [--quiet-pct P] [--max-wait S] [--default-backward] [--bf16] | --profile [mlp|recurrent|fusion|kernel|blocking|blocking-dw|slabs|subblock|conv|conv-backward|winograd|cnn|resnet20|colsum|gelu|tfsteps] [--threads T] | --fma-peak [--threads T] | --allgather (under mpirun)");
                 return null;
             }
             if (a == "--profile") { o = o with { Profile = true }; continue; }

@@ -63,6 +63,9 @@ public static class Gemm
     /// <summary>Whether the packed loops may read a non-transposed A in place (<c>GemmDriver.ReadsAInPlace</c>); off only for the profile's and the tests' A/B.</summary>
     internal static bool InPlaceA = true;
 
+    /// <summary>B micro-panels per sub-block of the packed loops, forced for every product (<c>GemmDriver.SubBlocksFor</c>); 0, the default, lets the rule choose. Set only by tests and the profile's A/B.</summary>
+    internal static int SubBlockPanels = 0;
+
     /// <summary><c>C = alpha·op(A)·op(B) + beta·C</c> for one float32 matrix; see <see cref="Gemm"/>.</summary>
     public static void Multiply(bool transA, bool transB, int m, int n, int k, float alpha, ReadOnlySpan<float> a, int lda,
         ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc) =>

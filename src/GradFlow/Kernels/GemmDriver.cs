@@ -44,6 +44,27 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// <summary>Packed B elements from which the packing itself is spread over the threads.</summary>
     private const long PackInParallel = 1L << 16;
 
+    /// <summary>B micro-panels per sub-block (temporary constant).</summary>
+    /// <summary>
+    /// B micro-panels per sub-block of a task's loops (<c>for jb · for ir · for jr</c>: the row panels inside each sub-block of B
+    /// panels), for an m×n block of C. Sub-blocks of a quarter of the L2 (<see cref="CacheSizes"/>; 4 panels of 32×512 floats for
+    /// the AVX-512 tile and a 1 MiB L2) where the tiles read a C larger than the L2, which then comes from L3: C is visited
+    /// along its rows, where the hardware prefetcher follows it, the sub-block stays in L2 across the row panels and one A
+    /// micro-panel in L1 across the sub-block. With the column panels outermost (1 panel, the order before 2026-12-06) each tile
+    /// starts on MR new rows of C: gemm-2048 1-4 % slower (<c>--profile subblock</c>). A k block that only writes C (the first,
+    /// with beta 0 or a bias) waits for no load of C, and a C that stays in L2 between k blocks (mlp-wide's 128×1024) has no
+    /// misses to avoid: both keep the column panels outermost, which keeps the B micro-panel hot across the row panels (sub-blocks
+    /// measured 1-2 % slower there). Every element sees the same operations in any order. <see cref="Gemm.SubBlockPanels"/> forces a size.
+    /// </summary>
+    internal static int SubBlocksFor(int m, int n, bool readsC) =>
+        Gemm.SubBlockPanels > 0 ? Gemm.SubBlockPanels
+        : readsC && (long)m * n * sizeof(T) > CacheSizes.L2Bytes ? DefaultSubBlockPanels : 1;
+
+    /// <summary>The sub-block size where one is taken: a quarter of the L2 in B micro-panels.</summary>
+    internal static int SubBlockPanels => DefaultSubBlockPanels;
+
+    private static readonly int DefaultSubBlockPanels = Math.Max(1, (int)(CacheSizes.L2Bytes / 4 / ((long)TKernel.KC * TKernel.NR * sizeof(T))));
+
     public static void Run(Problem<T> p, GemmPath path)
     {
         if (p.SumsA != null)
@@ -631,15 +652,17 @@ internal static unsafe class GemmDriver<T, TKernel>
                     if (_p.RoundBf16) BFloat16.Round((float*)packA, need, KernelIsa.Best);
                 }
                 T* tile = stackalloc T[mr * nr];
-                for (int jp = q0; jp < q1; jp++)
+                int sub = SubBlocksFor(_p.M, _nc, readsC: _beta != T.Zero && _bias is null);
+                for (int jb = q0; jb < q1; jb += sub)
+                for (int ip = p0; ip < p1; ip++)
                 {
-                    int j0 = _jc + jp * nr;
-                    int cols = Math.Min(nr, _jc + _nc - j0);
-                    T* bp = PackedB + (nint)jp * nr * _kc;
-                    for (int ip = p0; ip < p1; ip++)
+                    int i0 = ip * mr;
+                    int rows = Math.Min(mr, _p.M - i0);
+                    for (int jp = jb, jEnd = Math.Min(q1, jb + sub); jp < jEnd; jp++)
                     {
-                        int i0 = ip * mr;
-                        int rows = Math.Min(mr, _p.M - i0);
+                        int j0 = _jc + jp * nr;
+                        int cols = Math.Min(nr, _jc + _nc - j0);
+                        T* bp = PackedB + (nint)jp * nr * _kc;
                         T* c = _p.C + (nint)i0 * _p.Ldc + j0;
                         if (directA && SharedA is null && rows == mr)
                         {

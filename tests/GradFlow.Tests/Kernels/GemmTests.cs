@@ -449,6 +449,54 @@ public class GemmTests
     }
 
     [Theory]
+    [InlineData(150, 700, 1100)] // three k blocks of every tile, the last row and column panels partial
+    [InlineData(700, 300, 200)]  // slabs of rows (2 threads), one k block
+    [InlineData(37, 2000, 90)]   // few row panels: column chunks sharing a packed A (2 threads)
+    public void Multiply_SubBlocksOfAnySize_BitwiseAsColumnPanelsOutermost(int m, int n, int k)
+    {
+        // The packed loops visit a task's tiles by sub-blocks of B panels, the row panels inside each: any sub-block size gives
+        // each tile the same operations (1 is the former order, column panels outermost), so the product must not change one bit,
+        // with beta 0, 1 and other, a bias and activation epilogue, on 1 and 2 threads, on every instruction-set path.
+        try
+        {
+            foreach (var isa in Paths)
+            {
+                var a = MakeOperand(m, k, true, 1, m + 3);
+                var b = MakeOperand(k, n, false, 2, n + 5);
+                var bias = KernelLengths.Values(n, k + 7);
+                int ldc = n + 3;
+                var c0 = KernelLengths.Values(m * ldc, m * n + 1);
+                float[] Run(int panels, int threads, float beta, bool epilogue)
+                {
+                    Gemm.SubBlockPanels = panels;
+                    KernelThreads.SetCount(threads);
+                    var c = (float[])c0.Clone();
+                    if (epilogue)
+                        Gemm.Multiply(isa, GemmPath.Packed, true, false, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, bias, c, ldc, FusedActivation.Tanh);
+                    else
+                        Gemm.MultiplyBatched(isa, 1, true, false, m, n, k, -0.75f, a.Data, a.Ld, 0, b.Data, b.Ld, 0, beta, c, ldc, 0, GemmPath.Packed);
+                    return c;
+                }
+                foreach (int threads in new[] { 1, 2 })
+                    foreach (var (beta, epilogue) in new[] { (0f, false), (1f, false), (0.5f, false), (0f, true) })
+                    {
+                        var outermost = Run(1, threads, beta, epilogue);
+                        foreach (int panels in new[] { 3, 1000 })
+                            AssertBitwise($"{KernelIsa.Name(isa)} m={m} n={n} k={k} sub-block {panels} threads={threads} beta={beta} epilogue={epilogue}",
+                                outermost, Run(panels, threads, beta, epilogue));
+                    }
+                Gemm.SubBlockPanels = 0;
+                RunCase(isa, m, n, k, true, false, 1f, 0.5f, seed: m, GemmPath.Packed);
+            }
+        }
+        finally
+        {
+            Gemm.SubBlockPanels = 0;
+            SuiteSetup.RestoreKernelThreads();
+        }
+    }
+
+    [Theory]
     [InlineData(1000, 300, 256, 0)] // rows 1 KiB apart (in place), slabs of rows, the last row panel partial (1000 = 83·12 + 4)
     [InlineData(203, 70, 768, 0)]   // rows 3 KiB apart (in place), k over one block, one thread's loops
     [InlineData(150, 90, 1024, 0)]  // rows 4 KiB apart: packed either way (all rows of a tile in one L1 set group)
