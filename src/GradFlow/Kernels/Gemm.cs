@@ -22,7 +22,8 @@ namespace GradFlow.Kernels;
 /// then each MC×KC block of op(A) is packed into MR-high row panels, and a register-tile
 /// micro-kernel computes MR×NR of C per call from one A panel and one B panel. The packed B
 /// micro-panel (KC·NR elements) stays in L1 or L2 across the row panels, the packed A block (MC·KC) in L2 and the packed B
-/// block in L3. Transposes are absorbed by the packing, never materialised. Tile shapes by path:
+/// block in L3; where the tiles read a C larger than the L2, the row panels run inside sub-blocks of B panels instead
+/// (a quarter of the L2, <c>GemmDriver.SubBlocksFor</c>), so that C is visited along its rows. Transposes are absorbed by the packing, never materialised. Tile shapes by path:
 /// AVX-512 12×32, AVX2 6×16, portable 4×8 (float); 4×8 / 4×4 (double); see GemmKernels.cs.
 /// </para>
 /// <para>
