@@ -836,6 +836,8 @@ internal static class BlockingAb
         {
             ("gemm-1024", 1024, 1024, 1024, false, false, false), ("gemm-2048", 2048, 2048, 2048, false, false, false),
             ("tf ff1 fwd", 4096, 1024, 256, false, true, true), ("tf ff2 dX", 4096, 1024, 256, false, false, false),
+            ("tf ff2 fwd", 4096, 256, 1024, false, true, true), ("tf ff1 dX", 4096, 256, 1024, false, false, false),
+            ("tf qkv dX", 4096, 256, 768, false, false, false),
             ("wide fwd", 128, 1024, 1024, false, true, true), ("wide dW", 1024, 1024, 128, true, false, false),
         };
         bool avx512 = GradFlow.Kernels.KernelIsa.Best == GradFlow.Kernels.InstructionSet.Avx512;
