@@ -448,6 +448,39 @@ public class GemmTests
         }
     }
 
+    /// <summary>
+    /// Runs the packed loops on one product under each setting (applied before the run): beta 0, 1 and 0.5, and a bias with a tanh
+    /// epilogue, on 1 and 2 threads; every setting must give the first one's bits.
+    /// </summary>
+    private static void AssertSettingsBitwise(string what, InstructionSet isa, int m, int n, int k, bool transA, bool transB, int pad, int seed,
+        params (string Name, Action Apply)[] settings)
+    {
+        var a = MakeOperand(m, k, transA, pad, seed);
+        var b = MakeOperand(k, n, transB, 1 + pad % 2, seed + 1);
+        var bias = KernelLengths.Values(n, seed + 2);
+        int ldc = n + 2;
+        var c0 = KernelLengths.Values(m * ldc, seed + 3);
+        float[] Run(Action setting, int threads, float beta, bool epilogue)
+        {
+            setting();
+            KernelThreads.SetCount(threads);
+            var c = (float[])c0.Clone();
+            if (epilogue)
+                Gemm.Multiply(isa, GemmPath.Packed, transA, transB, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, bias, c, ldc, FusedActivation.Tanh);
+            else
+                Gemm.MultiplyBatched(isa, 1, transA, transB, m, n, k, -0.75f, a.Data, a.Ld, 0, b.Data, b.Ld, 0, beta, c, ldc, 0, GemmPath.Packed);
+            return c;
+        }
+        foreach (int threads in new[] { 1, 2 })
+            foreach (var (beta, epilogue) in new[] { (0f, false), (1f, false), (0.5f, false), (0f, true) })
+            {
+                var first = Run(settings[0].Apply, threads, beta, epilogue);
+                foreach (var (name, apply) in settings.Skip(1))
+                    AssertBitwise($"{what} {name} against {settings[0].Name}, threads={threads} beta={beta} epilogue={epilogue}",
+                        first, Run(apply, threads, beta, epilogue));
+            }
+    }
+
     [Theory]
     [InlineData(150, 700, 1100)] // three k blocks of every tile, the last row and column panels partial
     [InlineData(700, 300, 200)]  // slabs of rows (2 threads), one k block
@@ -461,30 +494,9 @@ public class GemmTests
         {
             foreach (var isa in Paths)
             {
-                var a = MakeOperand(m, k, true, 1, m + 3);
-                var b = MakeOperand(k, n, false, 2, n + 5);
-                var bias = KernelLengths.Values(n, k + 7);
-                int ldc = n + 3;
-                var c0 = KernelLengths.Values(m * ldc, m * n + 1);
-                float[] Run(int panels, int threads, float beta, bool epilogue)
-                {
-                    Gemm.SubBlockPanels = panels;
-                    KernelThreads.SetCount(threads);
-                    var c = (float[])c0.Clone();
-                    if (epilogue)
-                        Gemm.Multiply(isa, GemmPath.Packed, true, false, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, bias, c, ldc, FusedActivation.Tanh);
-                    else
-                        Gemm.MultiplyBatched(isa, 1, true, false, m, n, k, -0.75f, a.Data, a.Ld, 0, b.Data, b.Ld, 0, beta, c, ldc, 0, GemmPath.Packed);
-                    return c;
-                }
-                foreach (int threads in new[] { 1, 2 })
-                    foreach (var (beta, epilogue) in new[] { (0f, false), (1f, false), (0.5f, false), (0f, true) })
-                    {
-                        var outermost = Run(1, threads, beta, epilogue);
-                        foreach (int panels in new[] { 3, 1000 })
-                            AssertBitwise($"{KernelIsa.Name(isa)} m={m} n={n} k={k} sub-block {panels} threads={threads} beta={beta} epilogue={epilogue}",
-                                outermost, Run(panels, threads, beta, epilogue));
-                    }
+                AssertSettingsBitwise($"{KernelIsa.Name(isa)} m={m} n={n} k={k}", isa, m, n, k, transA: true, transB: false, pad: 1, seed: m + 3,
+                    ("column panels outermost", () => Gemm.SubBlockPanels = 1), ("sub-blocks of 3", () => Gemm.SubBlockPanels = 3),
+                    ("one sub-block", () => Gemm.SubBlockPanels = 1000));
                 Gemm.SubBlockPanels = 0;
                 RunCase(isa, m, n, k, true, false, 1f, 0.5f, seed: m, GemmPath.Packed);
             }
@@ -510,26 +522,8 @@ public class GemmTests
         {
             foreach (var isa in Paths)
             {
-                var a = MakeOperand(m, k, false, pad, m + k);
-                var b = MakeOperand(k, n, true, 1, n);
-                var bias = KernelLengths.Values(n, k);
-                int ldc = n + 2;
-                var c0 = KernelLengths.Values(m * ldc, m * n);
-                float[] Run(bool inPlace, int threads, float beta, bool epilogue)
-                {
-                    Gemm.InPlaceA = inPlace;
-                    KernelThreads.SetCount(threads);
-                    var c = (float[])c0.Clone();
-                    if (epilogue)
-                        Gemm.Multiply(isa, GemmPath.Packed, false, true, m, n, k, 0.5f, a.Data, a.Ld, b.Data, b.Ld, bias, c, ldc, FusedActivation.Tanh);
-                    else
-                        Gemm.MultiplyBatched(isa, 1, false, true, m, n, k, -0.75f, a.Data, a.Ld, 0, b.Data, b.Ld, 0, beta, c, ldc, 0, GemmPath.Packed);
-                    return c;
-                }
-                foreach (int threads in new[] { 1, 2 })
-                    foreach (var (beta, epilogue) in new[] { (0f, false), (1f, false), (0.5f, false), (0f, true) })
-                        AssertBitwise($"{KernelIsa.Name(isa)} m={m} n={n} k={k} pad={pad} threads={threads} beta={beta} epilogue={epilogue}",
-                            Run(false, threads, beta, epilogue), Run(true, threads, beta, epilogue));
+                AssertSettingsBitwise($"{KernelIsa.Name(isa)} m={m} n={n} k={k} pad={pad}", isa, m, n, k, transA: false, transB: true, pad, seed: m + k,
+                    ("packed A", () => Gemm.InPlaceA = false), ("A in place", () => Gemm.InPlaceA = true));
                 Gemm.InPlaceA = true;
                 RunCase(isa, m, n, k, false, false, 1f, 0f, seed: m, GemmPath.Packed);
             }
