@@ -44,7 +44,6 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// <summary>Packed B elements from which the packing itself is spread over the threads.</summary>
     private const long PackInParallel = 1L << 16;
 
-    /// <summary>B micro-panels per sub-block (temporary constant).</summary>
     /// <summary>
     /// B micro-panels per sub-block of a task's loops (<c>for jb · for ir · for jr</c>: the row panels inside each sub-block of B
     /// panels), for an m×n block of C. Sub-blocks of a quarter of the L2 (<see cref="CacheSizes"/>; 4 panels of 32×512 floats for
