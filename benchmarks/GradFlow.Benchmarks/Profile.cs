@@ -843,7 +843,6 @@ internal static class BlockingAb
         bool avx512 = GradFlow.Kernels.KernelIsa.Best == GradFlow.Kernels.InstructionSet.Avx512;
         int standard = avx512 ? GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.SubBlockPanels
             : GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx2>.SubBlockPanels;
-        void Set(int panels) => GradFlow.Kernels.Gemm.SubBlockPanels = panels;
         int[] sizes = [1, 0, Math.Max(1, standard / 2), standard, 2 * standard];
         Console.WriteLine($"L2 {GradFlow.Kernels.CacheSizes.L2Bytes >> 10} KiB, {(avx512 ? "AVX-512" : "AVX2")} tile, {GradFlow.Kernels.KernelThreads.Count} thread(s); GFLOP/s with sub-blocks of "
             + string.Join(" / ", sizes.Select(s => s == 0 ? "the default rule" : $"{s}")) + " panels");
@@ -855,11 +854,11 @@ internal static class BlockingAb
                 var p = new GradFlow.Kernels.Problem<float>(1, ta, tb, m, n, k, 1f, pa, ta ? m : k, 0, pb, tb ? k : n, 0, 0f, pc, n, 0, bias ? pbias : null);
                 var rates = Alternate(sizes.Select(size => (Action)(() =>
                 {
-                    Set(size);
+                    GradFlow.Kernels.Gemm.SubBlockPanels = size;
                     if (avx512) GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx512>.Run(p, GradFlow.Kernels.GemmPath.Auto);
                     else GradFlow.Kernels.GemmDriver<float, GradFlow.Kernels.GemmKernelF32Avx2>.Run(p, GradFlow.Kernels.GemmPath.Auto);
                 })).ToArray(), 8, 2.0 * m * n * k / 1e9);
-                Set(0);
+                GradFlow.Kernels.Gemm.SubBlockPanels = 0;
                 Console.WriteLine($"  {name,-11} {string.Join(" | ", rates)}");
             }
         }

@@ -98,13 +98,13 @@ public sealed class RunWatch : IDisposable
     public void WriteTo(RunDirectory run)
     {
         ArgumentNullException.ThrowIfNull(run);
-        bool first = true;
-        Monitor.SampleCompleted += sample =>
+        Action<MonitorSample>? watchLine = null;
+        watchLine = sample =>
         {
-            if (!first) return;
-            first = false;
+            Monitor.SampleCompleted -= watchLine; // once, before the first sample's line
             run.AppendLine(MonitorLog.WatchLine(sample.Step, ChanceLoss, PredictedUpdateRatio));
         };
+        Monitor.SampleCompleted += watchLine;
         MonitorLog.WriteTo(Monitor, run);
     }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.Intrinsics.X86;
 
 namespace GradFlow.Kernels;
 
@@ -17,9 +18,9 @@ internal static class CacheSizes
 
     private static long? CpuIdL2()
     {
-        if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported) return null;
-        if ((uint)System.Runtime.Intrinsics.X86.X86Base.CpuId(unchecked((int)0x80000000), 0).Eax < 0x80000006) return null;
-        uint kib = (uint)System.Runtime.Intrinsics.X86.X86Base.CpuId(unchecked((int)0x80000006), 0).Ecx >> 16;
+        if (!X86Base.IsSupported) return null;
+        if ((uint)X86Base.CpuId(unchecked((int)0x80000000), 0).Eax < 0x80000006) return null;
+        uint kib = (uint)X86Base.CpuId(unchecked((int)0x80000006), 0).Ecx >> 16;
         return kib > 0 ? kib * 1024L : null;
     }
 

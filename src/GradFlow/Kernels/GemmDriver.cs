@@ -57,12 +57,10 @@ internal static unsafe class GemmDriver<T, TKernel>
     /// </summary>
     internal static int SubBlocksFor(int m, int n, bool readsC) =>
         Gemm.SubBlockPanels > 0 ? Gemm.SubBlockPanels
-        : readsC && (long)m * n * sizeof(T) > CacheSizes.L2Bytes ? DefaultSubBlockPanels : 1;
+        : readsC && (long)m * n * sizeof(T) > CacheSizes.L2Bytes ? SubBlockPanels : 1;
 
     /// <summary>The sub-block size where one is taken: a quarter of the L2 in B micro-panels.</summary>
-    internal static int SubBlockPanels => DefaultSubBlockPanels;
-
-    private static readonly int DefaultSubBlockPanels = Math.Max(1, (int)(CacheSizes.L2Bytes / 4 / ((long)TKernel.KC * TKernel.NR * sizeof(T))));
+    internal static readonly int SubBlockPanels = Math.Max(1, (int)(CacheSizes.L2Bytes / 4 / ((long)TKernel.KC * TKernel.NR * sizeof(T))));
 
     public static void Run(Problem<T> p, GemmPath path)
     {
