@@ -9,7 +9,7 @@ internal static class DiagnoseCommand
     // the options of 'diagnose' beyond the config's (TrainOptions.Config); one line each
     public static readonly Option<bool> Preflight = Opt.Flag("preflight", "one forward and backward pass on one batch, before any training");
     public static readonly Option<int?> Steps = Opt.Int("steps", "optimiser steps of the trial (default 200)");
-    public static readonly Option<int?> Every = Opt.Int("every", "monitor sample every N steps of the trial (default 10)");
+    public static readonly Option<int?> Every = Opt.Int("every", "monitor sample every N steps of the trial (default 10, or more often in a trial too short for 8 samples at 10)");
     public static readonly Option<bool> Json = Opt.Flag("json", "print diagnosis.json's schema (docs/diagnosis.md)");
     public static readonly Option<string?> Out = Opt.String("out", "keep the trial's run directory (metrics.jsonl, diagnosis.json)", "DIR");
 
@@ -44,7 +44,8 @@ internal static class DiagnoseCommand
         else
         {
             int steps = o.GetValue(Steps) ?? 200;
-            var trial = Trials.Run(config, steps, o.GetValue(Every) ?? 10, runDirectory: o.GetValue(Out));
+            int? every = o.GetValue(Every);
+            var trial = Trials.Run(config, steps, every ?? 10, runDirectory: o.GetValue(Out), exactEvery: every is not null);
             diagnosis = trial.Diagnosis;
             shown = trial.Samples.Count > 0 ? trial.Samples[^1] : null;
             if (!o.Has(Json)) stdout.WriteLine($"trial: {trial.Steps} steps, {trial.Samples.Count} monitor samples");

@@ -258,7 +258,8 @@ public static class Trials
 
     /// <summary>
     /// Trains <paramref name="config"/> for <paramref name="steps"/> steps (or its own budget) with the
-    /// monitor sampling every <paramref name="every"/> steps, and diagnoses the run. With
+    /// monitor sampling every <paramref name="every"/> steps (more often in a trial too short to give the loss-trend rules
+    /// their samples, <see cref="SampleEvery"/>, unless <paramref name="exactEvery"/>: a user's explicit choice), and diagnoses the run. With
     /// <paramref name="runDirectory"/>, the run's config, metrics (epoch and step lines) and
     /// <c>diagnosis.json</c> are written there.
     /// </summary>
@@ -272,14 +273,23 @@ public static class Trials
     /// </remarks>
     public static TrialResult Run(TrainingConfig config, int? steps = null, int every = 10, DataBundle? data = null,
         string? runDirectory = null, DiagnosisSettings? settings = null, CancellationToken cancellation = default,
-        ITrainingObserver? observer = null)
+        ITrainingObserver? observer = null, bool exactEvery = false)
     {
         ArgumentNullException.ThrowIfNull(config);
-        var first = RunOnce(config, steps, every, data, runDirectory, settings, cancellation, observer, out int budget, out bool recurrent);
+        var first = RunOnce(config, steps, every, exactEvery, data, runDirectory, settings, cancellation, observer, out int budget, out bool recurrent);
         if (steps is { } s && SecondLook(first, recurrent, s, budget) is int longer)
-            return RunOnce(config, longer, every, data, runDirectory, settings, cancellation, observer, out _, out _) with { EarlierSteps = first.Steps };
+            return RunOnce(config, longer, every, exactEvery, data, runDirectory, settings, cancellation, observer, out _, out _) with { EarlierSteps = first.Steps };
         return first;
     }
+
+    /// <summary>
+    /// Steps between the monitor samples of a trial of <paramref name="length"/> steps: <paramref name="every"/>, or fewer where
+    /// that would leave the loss-trend rules (stalled, oscillating) fewer than their <see cref="DiagnosisSettings.TrendSamples"/>
+    /// samples. A trial that a small data set's budget cuts short (10 epochs of 4 batches: 40 steps) was otherwise judged on 4
+    /// samples, too few for those rules: a run still at the chance level at the end of its whole budget was called healthy.
+    /// </summary>
+    internal static int SampleEvery(int every, int length, DiagnosisSettings settings) =>
+        length >= (long)every * settings.TrendSamples ? every : Math.Max(1, length / settings.TrendSamples);
 
     /// <summary>
     /// The steps of the second look at <paramref name="trial"/> (see <see cref="Run"/>), or null: a recurrent model, a verdict
@@ -294,7 +304,7 @@ public static class Trials
         return (int)Math.Min(2L * steps, budget);
     }
 
-    private static TrialResult RunOnce(TrainingConfig config, int? steps, int every, DataBundle? data, string? runDirectory,
+    private static TrialResult RunOnce(TrainingConfig config, int? steps, int every, bool exactEvery, DataBundle? data, string? runDirectory,
         DiagnosisSettings? settings, CancellationToken cancellation, ITrainingObserver? observer, out int budget, out bool recurrent)
     {
         var trialConfig = steps is { } s ? config with { MaxSteps = s, CheckpointEvery = null } : config;
@@ -302,6 +312,7 @@ public static class Trials
         var trainer = new Trainer(trialConfig, data, scheduleOf: config);
         budget = (int)Math.Min(int.MaxValue, trainer.BudgetOf(config)); // the configured run's (StepBudget is the trial's)
         recurrent = trainer.Model.NamedModules().Any(c => c.Module is RecurrentLayer);
+        if (!exactEvery) every = SampleEvery(every, (int)Math.Min(steps ?? budget, budget), settings ?? new DiagnosisSettings());
         using var watch = new RunWatch(trainer, config, every);
         if (observer is not null) trainer.AddObserver(observer);
         RunDirectory? run = null;

@@ -38,6 +38,34 @@ public class TrialsTests
         if (schedule == ScheduleKind.Cosine && warmup == 0)
             Assert.Equal(0.1 * (1 + Math.Cos(Math.PI * 40 / 400)) / 2, trial.AtStepEnd[^1], 1e-12);
     }
+
+    [Fact]
+    public void SampleEvery_KeepsTheStepUnlessTheTrialWouldGiveTheTrendRulesTooFewSamples()
+    {
+        var settings = new DiagnosisSettings(); // the trend rules speak from 8 samples
+        Assert.Equal(10, Trials.SampleEvery(10, 300, settings));
+        Assert.Equal(10, Trials.SampleEvery(10, 80, settings)); // 8 samples at 10
+        Assert.Equal(9, Trials.SampleEvery(10, 79, settings));  // 7 at 10, 8 at 9
+        Assert.Equal(5, Trials.SampleEvery(10, 40, settings));
+        Assert.Equal(1, Trials.SampleEvery(10, 5, settings));   // as many as there are steps
+        Assert.Equal(3, Trials.SampleEvery(3, 40, settings));   // already dense enough
+        Assert.Equal(2, Trials.SampleEvery(10, 40, settings with { TrendSamples = 16 }));
+    }
+
+    [Fact]
+    public void ShortRun_StillAtChanceAtTheEndOfItsBudget_IsNotCalledHealthy()
+    {
+        // 512 circles at batch 128: 4 steps an epoch, 10 epochs, so the whole run is 40 steps, and a sigmoid MLP is still at the
+        // chance level (ln 2) at its end. Sampled every 10 steps, its trial had 4 samples, too few for the trend rules, and the
+        // verdict was "healthy".
+        var config = new TrainingConfig { Model = "mlp 2-32x3-2 act=sigmoid", Data = "circles", TrainLimit = 512, Epochs = 10, Seed = 1, Threads = 1 };
+        var trial = Trials.Run(config, steps: 200, every: 10, cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(40, trial.Steps);
+        Assert.True(trial.Samples.Count >= new DiagnosisSettings().TrendSamples, $"{trial.Samples.Count} samples");
+        Assert.True(trial.Samples[^1].Loss > 0.9 * Math.Log(2), $"loss {trial.Samples[^1].Loss} (the case needs a run at chance)");
+        Assert.Contains(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.StalledLoss);
+    }
+
     [Fact]
     public void SecondLook_OnlyForARecurrentModelOnAPlateau_TwiceTheStepsWithinTheBudget()
     {
