@@ -16,12 +16,15 @@ public static partial class Diagnoser
     /// <summary>Diagnoses <paramref name="samples"/> of a run of <paramref name="config"/> (whose model is <paramref name="model"/>, when available for weight facts).</summary>
     public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Module? model = null,
         DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null, IReadOnlyList<double>? recentLosses = null,
-        bool preflight = false, double predictedUpdateRatio = double.NaN, double chanceLoss = double.NaN)
+        bool preflight = false, double predictedUpdateRatio = double.NaN, double chanceLoss = double.NaN, long? wholeRunSteps = null)
     {
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(config);
         settings ??= new DiagnosisSettings();
-        var facts = new ModelFacts(config, model, samples, settings) { IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio, ChanceLoss = chanceLoss };
+        var facts = new ModelFacts(config, model, samples, settings)
+        {
+            IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio, ChanceLoss = chanceLoss, WholeRunSteps = wholeRunSteps,
+        };
         var problems = new List<Problem>();
         var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
         // recurrent models: the ratio that matters is through time (first step over last step of the top recurrent layer)
@@ -493,6 +496,12 @@ public static partial class Diagnoser
     private static double SignFlips(double[] d) =>
         d.Length < 2 ? 0 : (double)d.Zip(d.Skip(1), (a, b) => Math.Sign(a) * Math.Sign(b) < 0 ? 1 : 0).Sum() / (d.Length - 1);
 
+    /// <summary>The cause of a stall at chance at the end of the whole configured run (<see cref="ModelFacts.WholeRunSteps"/>).</summary>
+    internal const string ShortRunCause = "short run";
+
+    /// <summary>How many times longer the <c>epochs:F</c> remedy of a short run trains.</summary>
+    internal const int LongerRun = 5;
+
     private static Problem? Stalled(MonitorSample[] trend, ModelFacts f, DiagnosisSettings s, List<Problem> found)
     {
         var recent = RecentTrend(trend, s);
@@ -518,8 +527,16 @@ public static partial class Diagnoser
             causes.Add(new Cause("learning rate too small for the gradient scale", 1.5 + Math.Log10(s.SmallUpdateRatio / update),
                 string.Create(CultureInfo.InvariantCulture, $"learning rate {f.Config.LearningRate:G3}: update ratio ||ΔW||/||W|| at most {update:G2} (healthy ≈ 1e-3 to 1e-2, threshold {s.SmallUpdateRatio:G2}): the weights barely move")));
         f.AddPlainDepth(causes);
+        // the samples cover the whole configured run: a loss still at chance at its end may only need more steps
+        bool shortRun = atChance && f.WholeRunSteps is long w && w < s.ShortRunSteps;
+        if (shortRun)
+            causes.Add(new Cause(ShortRunCause, 2, string.Create(CultureInfo.InvariantCulture,
+                $"the whole run is {f.WholeRunSteps} steps ({f.Config.Epochs} epochs{(f.Config.MaxSteps is { } max ? $", at most {max} steps" : "")}; threshold {s.ShortRunSteps}), and it ends at the chance level: a model may need more steps than that to leave it")));
         var remedies = new RankedRemedies(causes);
         if (f.ShortcutRemedy() is { } shortcuts) remedies.Add("deep plain stack", shortcuts);
+        if (shortRun && f.WholeRunSteps is long whole)
+            remedies.Add(ShortRunCause, new RemedySuggestion(string.Create(CultureInfo.InvariantCulture, $"epochs:{LongerRun}"),
+                string.Create(CultureInfo.InvariantCulture, $"train {LongerRun} times longer ({whole} → {LongerRun * whole} steps)"), []));
         // a stall with steps that are too large (units killed, weights thrown about) needs a smaller rate, not a larger one
         if (causes.Any(c => c.Name.StartsWith("learning rate too large", StringComparison.Ordinal))) remedies.Add("learning rate too large", f.LearningRateRemedy());
         else
@@ -829,6 +846,9 @@ public static partial class Diagnoser
 
         /// <summary>The loss of a model that knows nothing (the entropy of the class frequencies, or the targets' variance), NaN when unknown.</summary>
         public double ChanceLoss { get; init; } = double.NaN;
+
+        /// <summary>The configured run's steps when the samples cover all of it (a trial as long as the run's budget, a finished run), else null; below <see cref="DiagnosisSettings.ShortRunSteps"/> a stall at chance is a short run.</summary>
+        public long? WholeRunSteps { get; init; }
 
         /// <summary>Whether the samples are a preflight's (its update ratios are already predictions, momentum included).</summary>
         public bool IsPreflight { get; init; }

@@ -132,4 +132,11 @@ public sealed record DiagnosisSettings
 
     /// <summary>Minimum samples before the loss-trend rules (stalled, oscillating) speak.</summary>
     public int TrendSamples { get; init; } = 8;
+
+    /// <summary>
+    /// Steps below which a whole run that ends at the chance level is called a short run, with more epochs among its remedies:
+    /// the default diagnosis trial's 200 steps, the least a verdict reads. A longer run at chance has a stall to cure, not a
+    /// budget to stretch.
+    /// </summary>
+    public int ShortRunSteps { get; init; } = 200;
 }

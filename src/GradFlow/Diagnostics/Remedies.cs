@@ -17,6 +17,7 @@ namespace GradFlow.Diagnostics;
 /// <item><term><c>warmup:100</c></term><description>warm the learning rate up linearly over the first 100 steps</description></item>
 /// <item><term><c>clip:1</c></term><description>clip the global gradient norm at 1</description></item>
 /// <item><term><c>lr:0.1</c></term><description>multiply the learning rate by 0.1</description></item>
+/// <item><term><c>epochs:5</c></term><description>train 5 times longer (the epochs, and a step limit if set)</description></item>
 /// <item><term><c>optimizer:adam</c></term><description>switch optimiser, at learning rate 1e-3 (<c>optimizer:adam=0.01</c>: at 0.01)</description></item>
 /// <item><term><c>recipe:standard</c></term><description>the standard recipe at once: an MLP's hidden layers become ReLU with He-normal init in residual blocks with zero-started branches; a recurrent network's cell a GRU; the gradient norm clipped at 1 (norms, widths and depth are kept); a conv net's the ResNet recipe (ReLU, He init, BatchNorm after each conv, zero-started residual blocks); a transformer's layers Pre-LN with QK normalisation and a warm-up</description></item>
 /// <item><term><c>cell:lstm</c></term><description>recurrent networks: switch the cell (<c>lstm</c> with forget-gate bias 1, <c>gru</c>)</description></item>
@@ -51,6 +52,11 @@ public static class Remedies
                         : throw new FormatException($"remedy '{id}': '{arg}' is not a positive whole number of steps."),
                 };
             case "lr": return config with { LearningRate = config.LearningRate * Number(id, arg) };
+            case "epochs":
+                int times = int.TryParse(arg, NumberStyles.None, CultureInfo.InvariantCulture, out int f) && f >= 2
+                    ? f
+                    : throw new FormatException($"remedy '{id}': '{arg}' is not a whole factor of at least 2.");
+                return config with { Epochs = checked(config.Epochs * times), MaxSteps = config.MaxSteps is { } m ? checked(m * times) : null };
             case "optimizer":
                 int eq = arg.IndexOf('=');
                 string name = eq < 0 ? arg : arg[..eq];
@@ -206,6 +212,9 @@ public static class Remedies
         string id = optimiser && !adamAlready
             ? "recipe:standard + " + (recurrent ? string.Create(CultureInfo.InvariantCulture, $"optimizer:adam={lr:G}") : "optimizer:adam")
             : "recipe:standard";
+        // a run that ends at chance within its whole budget also gets the steps it may lack (else the recipe is judged on as few)
+        bool shortRun = diagnosis.Problems.Any(p => p.Causes.Any(c => c.Name == Diagnoser.ShortRunCause));
+        if (shortRun) id += string.Create(CultureInfo.InvariantCulture, $" + epochs:{Diagnoser.LongerRun}");
         if (Apply(id, config) == config) return null;
         string model = transformer
             ? "Pre-LN transformer layers with QK normalisation" + (config.WarmupSteps == 0 ? $" and a {DefaultWarmup(config)}-step warm-up" : "")
@@ -218,7 +227,7 @@ public static class Remedies
             : KeepDecoupledDecay(config, OptimizerKind.Adam) == OptimizerKind.AdamW
                 ? string.Create(CultureInfo.InvariantCulture, $", AdamW at {lr:G} (the weight decay {config.WeightDecay:G} stays decoupled)")
                 : string.Create(CultureInfo.InvariantCulture, $", Adam at {lr:G}");
-        return new RemedySuggestion(id, $"the standard recipe at once: {model}{opt}, the gradient norm clipped at 1", []);
+        return new RemedySuggestion(id, $"the standard recipe at once: {model}{opt}, the gradient norm clipped at 1{(shortRun ? $", trained {Diagnoser.LongerRun} times longer" : "")}", []);
     }
 
     /// <summary>

@@ -119,8 +119,10 @@ public sealed class RunWatch : IDisposable
     {
         ArgumentNullException.ThrowIfNull(result);
         double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
+        long budget = _trainer.BudgetOf(_config);
         return Diagnoser.Diagnose(Monitor.Samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
-            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss);
+            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss,
+            wholeRunSteps: result.Stop == StopReason.Completed && result.Steps >= budget ? budget : null);
     }
 
     /// <summary>Removes the monitor's and the tracer's hooks.</summary>

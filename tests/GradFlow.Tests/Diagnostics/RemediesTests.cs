@@ -113,6 +113,22 @@ public class RemediesTests
         // a config that already follows the recipe has none
         var done = Remedies.Apply("recipe:standard + optimizer:adam", sgd);
         Assert.Null(Remedies.Recipe(D(P(ProblemKind.StalledLoss)), done));
+        // a run that ends at chance within its whole budget is also trained longer, even when it already follows the recipe
+        var shortRun = new Cause(Diagnoser.ShortRunCause, 2, "");
+        Assert.Equal("recipe:standard + optimizer:adam + epochs:5", Remedies.Recipe(D(P(ProblemKind.StalledLoss, shortRun)), sgd)!.Id);
+        var longer = Remedies.Recipe(D(P(ProblemKind.StalledLoss, shortRun)), done)!;
+        Assert.Equal("recipe:standard + epochs:5", longer.Id);
+        Assert.Contains("trained 5 times longer", longer.Description);
+    }
+
+    [Fact]
+    public void Epochs_MultipliesTheEpochsAndAStepLimit()
+    {
+        Assert.Equal(50, Remedies.Apply("epochs:5", Base).Epochs);
+        Assert.Null(Remedies.Apply("epochs:5", Base).MaxSteps);
+        var limited = Remedies.Apply("epochs:3", Base with { Epochs = 4, MaxSteps = 70 });
+        Assert.Equal((12, 210), (limited.Epochs, limited.MaxSteps));
+        Assert.Equal(Base.Model, limited.Model);
     }
 
     [Theory]
@@ -122,6 +138,8 @@ public class RemediesTests
     [InlineData("activation:swishy", "unknown activation 'swishy'")]
     [InlineData("norm:group", "unknown norm 'group'")]
     [InlineData("lr:-1", "not a positive number")]
+    [InlineData("epochs:1", "not a whole factor of at least 2")]
+    [InlineData("epochs:2.5", "not a whole factor of at least 2")]
     [InlineData("teleport:now", "unknown remedy kind 'teleport'")]
     [InlineData("activation:relu@3-1", "bad layer range")]
     public void Apply_BadId_ThrowsNamingIt(string id, string expected)

@@ -63,7 +63,39 @@ public class TrialsTests
         Assert.Equal(40, trial.Steps);
         Assert.True(trial.Samples.Count >= new DiagnosisSettings().TrendSamples, $"{trial.Samples.Count} samples");
         Assert.True(trial.Samples[^1].Loss > 0.9 * Math.Log(2), $"loss {trial.Samples[^1].Loss} (the case needs a run at chance)");
-        Assert.Contains(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.StalledLoss);
+        var stalled = Assert.Single(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.StalledLoss);
+        // and the trial was the whole run: more steps are one of the remedies
+        Assert.Contains(stalled.Causes, c => c.Name == Diagnoser.ShortRunCause && c.Facts.Contains("40 steps"));
+        Assert.Equal("epochs:5", stalled.Remedies[0].Id);
+    }
+
+    [Fact]
+    public void LongRun_StalledAtChanceWithinItsTrial_HasNoShortRunCause()
+    {
+        // the same model with a budget of 400 steps: its 40-step trial at chance is not the whole run, so more epochs are no remedy
+        var config = new TrainingConfig { Model = "mlp 2-32x3-2 act=sigmoid", Data = "circles", TrainLimit = 512, Epochs = 100, Seed = 1, Threads = 1 };
+        var trial = Trials.Run(config, steps: 40, every: 5, cancellation: TestContext.Current.CancellationToken);
+        var stalled = Assert.Single(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.StalledLoss);
+        Assert.DoesNotContain(stalled.Causes, c => c.Name == Diagnoser.ShortRunCause);
+        Assert.DoesNotContain(stalled.Remedies, r => r.Id.StartsWith("epochs", StringComparison.Ordinal));
+        // nor is a whole run of 200 steps (the settings' ShortRunSteps) that ends at chance a short one
+        var whole = Trials.Run(config with { Epochs = 50 }, steps: 400, cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(200, whole.Steps);
+        var atChance = Assert.Single(whole.Diagnosis.Problems, p => p.Kind == ProblemKind.StalledLoss);
+        Assert.DoesNotContain(atChance.Causes, c => c.Name == Diagnoser.ShortRunCause);
+    }
+
+    [Fact]
+    public void Repair_OfAShortRunAtChance_TrainsTheRecipeLongerAndCountsItsCost()
+    {
+        // the recipe alone stays at chance within the 40 steps; with 5 times the steps it learns the circles
+        var config = new TrainingConfig { Model = "mlp 2-32x3-2 act=sigmoid", Data = "circles", TrainLimit = 512, Epochs = 10, Seed = 1, Threads = 1 };
+        var repair = Repairer.Repair(config, trialSteps: 200, maxAttempts: 2, cancellation: TestContext.Current.CancellationToken);
+        Assert.True(repair.Final.Diagnosis.Healthy, string.Join("; ", repair.Final.Diagnosis.Problems.Select(p => p.Summary)));
+        Assert.Equal(50, repair.Final.Config.Epochs);
+        Assert.Contains("epochs:5", repair.Attempts[0].Remedy);
+        // trials of 40 and 200 steps against a 40-step run
+        Assert.Equal(6.0, repair.Cost, 1e-9);
     }
 
     [Fact]
