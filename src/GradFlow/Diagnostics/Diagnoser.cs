@@ -466,7 +466,9 @@ public static partial class Diagnoser
         if (!double.IsFinite(f.ChanceLoss)) return null;
         var recent = RecentTrend(trend, s);
         double level = recent.Skip(recent.Length / 2).DefaultIfEmpty(double.NaN).Average();
-        if (!(level >= s.ChanceStall * f.ChanceLoss)) return null;
+        // at the chance level, not far above it: there the outputs are large and confidently wrong, the exploding forward
+        // signal's verdict (a loss bouncing at 60 × chance was called "bouncing at the chance level")
+        if (!(level >= s.ChanceStall * f.ChanceLoss) || level > s.FarAboveChance * f.ChanceLoss) return null;
         double flipFraction = SignFlips(recent.Zip(recent.Skip(1), (a, b) => b - a).ToArray());
         double update = trend.SelectMany(t => t.Layers.Select(l => l.UpdateRatio)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
         if (flipFraction < s.OscillationSignFlips || !(update > s.BouncingUpdateRatio)) return null;

@@ -229,6 +229,8 @@ public class DiagnoserTests
     [InlineData(0.30, 1.00, true)]  // swings of ±2 % at chance while a step moves a layer's weights by 30 %: bouncing
     [InlineData(0.05, 1.00, false)] // the same loss with steps of 5 %: a plateau, stalled only
     [InlineData(0.30, 0.50, false)] // large steps at half of chance: the loss is being learnt
+    [InlineData(0.30, 2.90, true)]  // just below FarAboveChance (3 × chance): still bouncing about the chance level
+    [InlineData(0.30, 60.0, false)] // at 60 × chance: an exploding forward signal, not a loss bouncing at the chance level
     public void BouncingAtChance_IsOscillationBesideTheStall(double updateRatio, double level, bool expected)
     {
         double chance = Math.Log(4);
