@@ -62,7 +62,7 @@ internal static class TrainOptions
     public static readonly Option<bool> SyncBatchNorm = Opt.Flag("sync-batch-norm",
         "under mpirun, batch norms take the statistics of the whole global batch over the processes (as PyTorch's SyncBatchNorm), not of each process's share (a process's micro-batches then run as one forward)");
     public static readonly Option<string?> ConfigFile = Opt.String("config", "start from a config.json (from a run directory, or 'gradflow repair')", "FILE");
-    public static readonly Option<int?> MonitorEvery = Opt.Int("monitor-every", "monitor sample every N steps (default 10)");
+    public static readonly Option<int?> MonitorEvery = Opt.Int("monitor-every", "monitor sample every N steps (default 10, or more often in a run too short for 8 samples at 10)");
 
     /// <summary>The options of a training config, in help order; every verb that builds a config declares these.</summary>
     public static readonly Option[] Config =

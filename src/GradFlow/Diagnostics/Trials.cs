@@ -290,8 +290,11 @@ public static class Trials
     /// samples. A trial that a small data set's budget cuts short (10 epochs of 4 batches: 40 steps) was otherwise judged on 4
     /// samples, too few for those rules: a run still at the chance level at the end of its whole budget was called healthy.
     /// </summary>
-    internal static int SampleEvery(int every, int length, DiagnosisSettings settings) =>
-        length >= (long)every * settings.TrendSamples ? every : Math.Max(1, length / settings.TrendSamples);
+    public static int SampleEvery(int every, int length, DiagnosisSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return length >= (long)every * settings.TrendSamples ? every : Math.Max(1, length / settings.TrendSamples);
+    }
 
     /// <summary>
     /// The steps of the second look at <paramref name="trial"/> (see <see cref="Run"/>), or null: a recurrent model, a verdict

@@ -105,4 +105,26 @@ public sealed class TrainMonitorTests : IDisposable
         Assert.Equal(7, steps.Length); // 4000 examples / batch 128 = 32 steps, sampled at 0, 5, ..., 30
         Assert.True(File.Exists(Path.Combine(run, "diagnosis.json")));
     }
+
+    [Fact]
+    public void TrainMonitor_ShortRunAtChance_SamplesOftenEnoughForTheTrendRulesAndSaysSo()
+    {
+        // 512 circles: 4 batches an epoch, 10 epochs = 40 steps, at the default step of 10 only 4 samples (the trend rules need
+        // 8), and a sigmoid MLP ends at chance: judged on 4 samples, the run was called healthy
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var run = Path.Combine(_dir, "short");
+        int code = CliApp.Run(["train", "--model", "mlp 2-32x3-2 act=sigmoid", "--data", "circles", "--train-limit", "512", "--seed", "1",
+            "--threads", "1", "--monitor", "--out", run], stdout, stderr);
+        Assert.True(code == 0, stderr.ToString());
+        var steps = File.ReadLines(Path.Combine(run, "metrics.jsonl")).Count(l => l.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal));
+        Assert.True(steps >= 8, $"{steps} monitor samples");
+        Assert.Contains("stalled loss", stdout.ToString());
+        Assert.Contains("[epochs:5] train 5 times longer (40 → 200 steps)", stdout.ToString());
+        // an explicit step is kept
+        var explicitRun = Path.Combine(_dir, "explicit");
+        Assert.Equal(0, CliApp.Run(["train", "--model", "mlp 2-32x3-2 act=sigmoid", "--data", "circles", "--train-limit", "512", "--seed", "1",
+            "--threads", "1", "--monitor", "--monitor-every", "10", "--out", explicitRun], new StringWriter(), new StringWriter()));
+        Assert.Equal(4, File.ReadLines(Path.Combine(explicitRun, "metrics.jsonl")).Count(l => l.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal)));
+    }
 }
