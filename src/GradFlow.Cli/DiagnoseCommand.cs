@@ -48,7 +48,10 @@ internal static class DiagnoseCommand
             var trial = Trials.Run(config, steps, every ?? 10, runDirectory: o.GetValue(Out), exactEvery: every is not null);
             diagnosis = trial.Diagnosis;
             shown = trial.Samples.Count > 0 ? trial.Samples[^1] : null;
-            if (!o.Has(Json)) stdout.WriteLine($"trial: {trial.Steps} steps, {trial.Samples.Count} monitor samples");
+            // a budget shorter than the trial makes the trial the whole run: say so, since the verdict is then on the run's end
+            string whole = trial.Steps < steps && trial.Result.Stop == Training.StopReason.Completed
+                ? $" (the whole configured run, {config.Epochs} epochs{(config.MaxSteps is { } max ? $" of at most {max} steps" : "")})" : "";
+            if (!o.Has(Json)) stdout.WriteLine($"trial: {trial.Steps} steps{whole}, {trial.Samples.Count} monitor samples");
         }
         if (o.Has(Json)) stdout.WriteLine(DiagnosisJson.Serialize(diagnosis));
         else

@@ -54,7 +54,7 @@ internal static class RepairCommand
     internal static RepairResult Run(TrainingConfig config, int steps, int attempts, TextWriter stdout, DataBundle? data = null, int jobs = 1, ICommunicator? world = null)
     {
         stdout.WriteLine($"repairing: {config.DescribeModel()}");
-        stdout.WriteLine($"trials of {steps} steps on seed {config.Seed}");
+        stdout.WriteLine($"trials of {steps} steps (at most each config's whole run) on seed {config.Seed}");
         var result = Repairer.Repair(config, steps, attempts, data, progress: a =>
             stdout.WriteLine($"  tried [{a.Remedy}] {a.Description}: {Line(a.Trial)} -> {(a.Accepted ? "kept" : "rejected")}"), jobs: jobs, world: world);
         stdout.WriteLine();

@@ -33,6 +33,23 @@ public sealed class DiagnoseCommandTests : IDisposable
     }
 
     [Fact]
+    public void Trial_CutByTheBudget_SaysItIsTheWholeRunAndNamesTheShortRun()
+    {
+        // 512 circles, 10 epochs of 4 batches: the 200-step trial is the whole 40-step run, which ends at chance
+        var (code, output, err) = Run("diagnose", "--model", "mlp 2-32x3-2 act=sigmoid", "--data", "circles", "--train-limit", "512",
+            "--seed", "1", "--threads", "1");
+        Assert.True(code == 3, err + output);
+        Assert.Contains("trial: 40 steps (the whole configured run, 10 epochs), 8 monitor samples", output);
+        Assert.Contains("short run: the whole run is 40 steps", output);
+        // a trial within the budget says nothing of the kind
+        (code, output, err) = Run("diagnose", "--model", "mlp 2-32x3-2 act=sigmoid", "--data", "circles", "--train-limit", "512",
+            "--seed", "1", "--threads", "1", "--epochs", "100", "--steps", "40");
+        Assert.True(code is 0 or 3, err + output);
+        Assert.Contains("trial: 40 steps, 8 monitor samples", output);
+        Assert.DoesNotContain("short run", output);
+    }
+
+    [Fact]
     public void Trial_Json_IsTheDocumentedSchema()
     {
         var run = Path.Combine(_dir, "trial");
