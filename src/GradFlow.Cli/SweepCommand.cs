@@ -23,7 +23,7 @@ internal static partial class SweepCommand
         AllowMultipleArgumentsPerToken = false,
     };
     public static readonly Option<int?> Steps = Opt.Int("steps", "each point is a trial of N steps (default: the config's full training run)");
-    public static readonly Option<int?> Every = Opt.Int("every", "monitor sample every N steps (default 10)");
+    public static readonly Option<int?> Every = Opt.Int("every", "monitor sample every N steps (default 10; a point too short for 8 samples at N samples more often)");
     public static readonly Option<int?> Jobs = Opt.Jobs("points run at once on threads (the results are the same for any N; under mpirun each process runs N)");
     public static readonly Option<string?> Out = new("--out")
     {
