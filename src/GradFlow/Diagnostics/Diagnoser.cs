@@ -560,6 +560,8 @@ public static partial class Diagnoser
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
             Summary = flat
                 ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: {Change(improvement)} over the last {recent.Length} samples (threshold: improved by {s.StallImprovement:P0}); {Change(overall)} since the first sample (threshold: improved by {s.StallOverallImprovement:P0})")
+                : after > s.FarAboveChance * f.ChanceLoss
+                ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {after / f.ChanceLoss:G3} × the chance level {f.ChanceLoss:G3} (the loss of the best constant prediction; threshold {s.ChanceStall:P0} of it): the model does worse than a constant prediction")
                 : string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {after / f.ChanceLoss:P0} of the chance level {f.ChanceLoss:G3} (the loss of the best constant prediction; threshold {s.ChanceStall:P0}): the model has learnt almost nothing"),
             Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after, ["loss_over_chance"] = after / f.ChanceLoss },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),

@@ -250,6 +250,21 @@ public class DiagnoserTests
     }
 
     [Fact]
+    public void StalledFarAboveChance_SaysHowManyTimesTheChanceLevel()
+    {
+        // a loss falling from 120 to 60 times chance: not flat, still not below chance; "6,000 % of the chance level: learnt almost
+        // nothing" read as if it were near chance
+        double chance = Math.Log(4);
+        var samples = Enumerable.Range(0, 12).Select(i => Sample(i * 10, chance * (120 - 5 * i), [1, 1])).ToArray();
+        var stalled = Diagnoser.Diagnose(samples, Teacher("mlp 64-8-4"), chanceLoss: chance).Problems.Single(p => p.Kind == ProblemKind.StalledLoss);
+        Assert.Contains("is still 75 × the chance level", stalled.Summary);
+        Assert.Contains("worse than a constant prediction", stalled.Summary);
+        // near chance it is still a share of it
+        var near = Enumerable.Range(0, 12).Select(i => Sample(i * 10, chance * (1.3 - 0.02 * i), [1, 1])).ToArray();
+        Assert.Contains("% of the chance level", Diagnoser.Diagnose(near, Teacher("mlp 64-8-4"), chanceLoss: chance).Problems.Single(p => p.Kind == ProblemKind.StalledLoss).Summary);
+    }
+
+    [Fact]
     public void Preflight_HighLearningRate_ForecastsDivergenceFromThePredictedStep_AndSizesTheRemedy()
     {
         var config = Teacher("mlp 64-64x4-4 act=relu init=he-normal") with { Optimizer = OptimizerKind.Sgd, LearningRate = 3, Momentum = 0.9 };
