@@ -533,10 +533,10 @@ public static partial class Diagnoser
         bool shortRun = atChance && f.WholeRunSteps is long w && w < s.ShortRunSteps;
         if (shortRun)
             causes.Add(new Cause(ShortRunCause, 2, string.Create(CultureInfo.InvariantCulture,
-                $"the whole run is {f.WholeRunSteps} steps ({f.Config.Epochs} epochs{(f.Config.MaxSteps is { } max ? $", at most {max} steps" : "")}; threshold {s.ShortRunSteps}), and it ends at the chance level: a model may need more steps than that to leave it")));
+                $"the whole run is {f.WholeRunSteps} steps ({f.Config.Epochs} epochs{(f.Config.MaxSteps is { } max ? $", at most {max} steps" : "")}), fewer than {s.ShortRunSteps}, and it ends at the chance level: a model may need more steps than that to leave it")));
         var remedies = new RankedRemedies(causes);
         if (f.ShortcutRemedy() is { } shortcuts) remedies.Add("deep plain stack", shortcuts);
-        if (shortRun && f.WholeRunSteps is long whole)
+        if (shortRun && f.WholeRunSteps is long whole) // (shortRun implies the steps are known)
             remedies.Add(ShortRunCause, new RemedySuggestion(string.Create(CultureInfo.InvariantCulture, $"epochs:{LongerRun}"),
                 string.Create(CultureInfo.InvariantCulture, $"train {LongerRun} times longer ({whole} → {LongerRun * whole} steps)"), []));
         // a stall with steps that are too large (units killed, weights thrown about) needs a smaller rate, not a larger one
