@@ -72,11 +72,8 @@ internal static class TrainCommand
         using var tensorboard = o.GetValue(Tensorboard) is { } tbDir && writer ? new Training.TensorBoard.EventWriter(tbDir) : null;
         if (tensorboard is not null) trainer.AddObserver(new Training.TensorBoard.TensorBoardObserver(tensorboard, config.MonitorEvery ?? 10));
         // the evidence a trial's verdict reads (docs/diagnosis.md), so that the end of a run is judged as a trial is
-        // a run too short for the loss-trend rules' samples at that step samples more often, as a trial does, unless --monitor-every says
-        using var watch = config.MonitorEvery is { } every
-            ? new Diagnostics.RunWatch(trainer, config, o.Has(TrainOptions.MonitorEvery) ? every
-                : Diagnostics.Trials.SampleEvery(every, (int)Math.Min(int.MaxValue, trainer.StepBudget), new Diagnostics.DiagnosisSettings()))
-            : null;
+        // (a run too short for the loss-trend rules' samples at that step samples more often, as a trial does, unless --monitor-every says)
+        using var watch = config.MonitorEvery is { } every ? new Diagnostics.RunWatch(trainer, config, every, exactEvery: o.Has(TrainOptions.MonitorEvery)) : null;
         if (watch is not null)
         {
             if (runDir is not null && writer) watch.WriteTo(new RunDirectory(runDir));

@@ -70,13 +70,19 @@ public sealed class RunWatch : IDisposable
     private readonly TrainingConfig _config;
     private readonly FirstStepPredictor _predictor;
 
-    /// <summary>Adds the watch's observers to <paramref name="trainer"/>; <paramref name="config"/> is the run judged (a trial's schedule and budget are the full run's).</summary>
-    public RunWatch(Trainer trainer, TrainingConfig config, int every)
+    /// <summary>
+    /// Adds the watch's observers to <paramref name="trainer"/>; <paramref name="config"/> is the run judged (a trial's schedule and
+    /// budget are the full run's). The monitor samples every <paramref name="every"/> steps, or more often when the trainer's steps
+    /// would give the loss-trend rules of <paramref name="settings"/> too few samples (<see cref="Trials.SampleEvery"/>), unless
+    /// <paramref name="exactEvery"/>.
+    /// </summary>
+    public RunWatch(Trainer trainer, TrainingConfig config, int every, bool exactEvery = false, DiagnosisSettings? settings = null)
     {
         ArgumentNullException.ThrowIfNull(trainer);
         ArgumentNullException.ThrowIfNull(config);
         _trainer = trainer;
         _config = config;
+        if (!exactEvery) every = Trials.SampleEvery(every, (int)Math.Min(int.MaxValue, trainer.StepBudget), settings ?? new DiagnosisSettings());
         Monitor = new GradientMonitor(trainer.Model, every);
         Tracer = new NonFiniteTracer(trainer.Model);
         _predictor = new FirstStepPredictor(config, Monitor.Layers);
@@ -317,8 +323,7 @@ public static class Trials
         var trainer = new Trainer(trialConfig, data, scheduleOf: config);
         budget = (int)Math.Min(int.MaxValue, trainer.BudgetOf(config)); // the configured run's (StepBudget is the trial's)
         recurrent = trainer.Model.NamedModules().Any(c => c.Module is RecurrentLayer);
-        if (!exactEvery) every = SampleEvery(every, (int)Math.Min(steps ?? budget, budget), settings ?? new DiagnosisSettings());
-        using var watch = new RunWatch(trainer, config, every);
+        using var watch = new RunWatch(trainer, config, every, exactEvery, settings);
         if (observer is not null) trainer.AddObserver(observer);
         RunDirectory? run = null;
         if (runDirectory is not null)
