@@ -39,6 +39,10 @@ public class TrialsTests
             Assert.Equal(0.1 * (1 + Math.Cos(Math.PI * 40 / 400)) / 2, trial.AtStepEnd[^1], 1e-12);
     }
 
+    /// <summary>A sigmoid MLP on 512 circles: 4 batches an epoch, and still at chance after a few hundred steps.</summary>
+    private static TrainingConfig SigmoidOnFewCircles(int epochs) =>
+        new() { Model = "mlp 2-32x3-2 act=sigmoid", Data = "circles", TrainLimit = 512, Epochs = epochs, Seed = 1, Threads = 1 };
+
     [Fact]
     public void SampleEvery_KeepsTheStepUnlessTheTrialWouldGiveTheTrendRulesTooFewSamples()
     {
@@ -58,7 +62,7 @@ public class TrialsTests
         // 512 circles at batch 128: 4 steps an epoch, 10 epochs, so the whole run is 40 steps, and a sigmoid MLP is still at the
         // chance level (ln 2) at its end. Sampled every 10 steps, its trial had 4 samples, too few for the trend rules, and the
         // verdict was "healthy".
-        var config = new TrainingConfig { Model = "mlp 2-32x3-2 act=sigmoid", Data = "circles", TrainLimit = 512, Epochs = 10, Seed = 1, Threads = 1 };
+        var config = SigmoidOnFewCircles(epochs: 10);
         var trial = Trials.Run(config, steps: 200, every: 10, cancellation: TestContext.Current.CancellationToken);
         Assert.Equal(40, trial.Steps);
         Assert.True(trial.Samples.Count >= new DiagnosisSettings().TrendSamples, $"{trial.Samples.Count} samples");
@@ -73,7 +77,7 @@ public class TrialsTests
     public void LongRun_StalledAtChanceWithinItsTrial_HasNoShortRunCause()
     {
         // the same model with a budget of 400 steps: its 40-step trial at chance is not the whole run, so more epochs are no remedy
-        var config = new TrainingConfig { Model = "mlp 2-32x3-2 act=sigmoid", Data = "circles", TrainLimit = 512, Epochs = 100, Seed = 1, Threads = 1 };
+        var config = SigmoidOnFewCircles(epochs: 100);
         var trial = Trials.Run(config, steps: 40, every: 5, cancellation: TestContext.Current.CancellationToken);
         var stalled = Assert.Single(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.StalledLoss);
         Assert.DoesNotContain(stalled.Causes, c => c.Name == Diagnoser.ShortRunCause);
@@ -89,7 +93,7 @@ public class TrialsTests
     public void Repair_OfAShortRunAtChance_TrainsTheRecipeLongerAndCountsItsCost()
     {
         // the recipe alone stays at chance within the 40 steps; with 5 times the steps it learns the circles
-        var config = new TrainingConfig { Model = "mlp 2-32x3-2 act=sigmoid", Data = "circles", TrainLimit = 512, Epochs = 10, Seed = 1, Threads = 1 };
+        var config = SigmoidOnFewCircles(epochs: 10);
         var repair = Repairer.Repair(config, trialSteps: 200, maxAttempts: 2, cancellation: TestContext.Current.CancellationToken);
         Assert.True(repair.Final.Diagnosis.Healthy, string.Join("; ", repair.Final.Diagnosis.Problems.Select(p => p.Summary)));
         Assert.Equal(50, repair.Final.Config.Epochs);
