@@ -272,7 +272,11 @@ internal static unsafe class ConvFlat
                 float* wpanel = wt + (long)(g * Blocks + b) * Panel, rows = yf + (long)b * MR * QPad;
                 for (int c0 = 0; c0 < QPad; c0 += NB)
                 {
-                    if (Isa == InstructionSet.Avx512) ForwardTile512(pp + c0, offsets, wpanel, K, rows + c0, QPad);
+                    if (Isa == InstructionSet.Avx512)
+                    {
+                        var flatSink = new FlatSink { Yf = rows + c0, Ldy = QPad };
+                        ForwardTile512(pp + c0, offsets, wpanel, K, ref flatSink);
+                    }
                     else if (Isa == InstructionSet.Avx2) ForwardTile256(pp + c0, offsets, wpanel, K, rows + c0, QPad);
                     else ForwardTileScalar(pp + c0, offsets, wpanel, K, rows + c0, QPad, MR, NB);
                 }
@@ -291,53 +295,133 @@ internal static unsafe class ConvFlat
         }
 
         /// <summary>
-        /// <see cref="Group"/> on the AVX-512 tiles with rows of at least one vector (Wp ≥ 16): each 8×48 tile goes to a
-        /// scratch tile in L1 and from there straight to the output, each vector of 16 flat columns as at most two masked stores
-        /// (the columns before the row's dropped ones, and the next row's after them), with the bias added on the way: no
-        /// flat output for the whole group and no second pass over it. The same values as the copy-out.
+        /// <see cref="Group"/> on the AVX-512 tiles with rows of at least one vector (Wp ≥ 16): each 8×48 tile goes from the
+        /// micro-kernel's registers straight to the output (<see cref="ScatterSink"/>), with the bias added on the way: no flat
+        /// output, no tile in memory and no second pass. The same values as the copy-out.
         /// </summary>
-        [SkipLocalsInit] // the tile is written by the kernel before it is read
         private void GroupScattered(float* pp, int g, float* wt, int* offsets, float* bias, float* yImage)
         {
             const int V = 16;
-            // the plan's sizes in locals, and the block's first output plane and bias as pointers: the row loop loads nothing but the tile
+            // the plan's sizes in locals, and the block's first output plane and bias as pointers
             int wp = RowStride, ow = T.OW, flat = T.OH * wp, plane = T.OH * T.OW, cog = T.Cog, mr = MR, nb = NB, k = K, qPad = QPad;
-            float* tile = stackalloc float[MR * NB];
             var lane = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            ScatterSink sink = default;
             for (int b = 0; b < Blocks; b++)
             {
                 float* wpanel = wt + (long)(g * Blocks + b) * Panel;
-                int rows = Math.Min(mr, cog - b * mr), oc0 = g * cog + b * mr;
-                float* out0 = yImage + (long)oc0 * plane, bias0 = bias == null ? null : bias + oc0;
+                sink.Rows = Math.Min(mr, cog - b * mr);
+                int oc0 = g * cog + b * mr;
+                sink.Out = yImage + (long)oc0 * plane;
+                sink.Bias = bias == null ? null : bias + oc0;
+                sink.Plane = plane;
                 for (int c0 = 0, oh = 0, col = 0; c0 < qPad; c0 += nb)
                 {
-                    ForwardTile512(pp + c0, offsets, wpanel, k, tile, nb);
-                    for (int v = 0; v < nb; v += V)
+                    for (int v = 0; v < nb / V; v++)
                     {
-                        int q0 = c0 + v;
-                        if (q0 >= flat) break;
+                        int q0 = c0 + v * V;
+                        ref var s = ref sink.Vectors[v];
+                        if (q0 >= flat)
+                        {
+                            s.Mode = ScatterMode.None;
+                            continue;
+                        }
                         // q0 = oh·Wp + col, carried from vector to vector instead of divided
                         while (col >= wp) { col -= wp; oh++; }
-                        // lanes [0, first): row oh's columns col.. (none when col falls on a dropped column)
+                        // lanes [0, first): row oh's columns col.. (none when col falls on a dropped column);
+                        // lanes [next, last): row oh + 1's columns 0..
                         int first = Math.Max(0, Math.Min(V, ow - col));
-                        // lanes [next, last): row oh + 1's columns 0.., stored from lane `next` on
                         int next = wp - col, last = Math.Min(Math.Min(V, flat - q0), next + ow);
-                        bool second = next < last;
-                        var m1 = Vector512.LessThan(lane, Vector512.Create(first)).AsSingle();
-                        var m2 = (Vector512.GreaterThanOrEqual(lane, Vector512.Create(next)) & Vector512.LessThan(lane, Vector512.Create(last))).AsSingle();
-                        long d1 = (long)oh * ow + col, d2 = (long)(oh + 1) * ow - next;
-                        for (int r = 0; r < rows; r++)
-                        {
-                            var x = Vector512.Load(tile + r * nb + v);
-                            if (bias0 != null) x += Vector512.Create(bias0[r]);
-                            float* dst = out0 + (long)r * plane;
-                            if (first > 0) Avx512F.MaskStore(dst + d1, m1, x);
-                            if (second) Avx512F.MaskStore(dst + d2, m2, x);
-                        }
+                        int kept = first + Math.Max(0, last - next);
+                        // the kept lanes go, in order, to consecutive outputs from row oh's column min(col, OW)
+                        s.Offset = (long)oh * ow + Math.Min(col, ow);
+                        s.Keep = (Vector512.LessThan(lane, Vector512.Create(first))
+                            | (Vector512.GreaterThanOrEqual(lane, Vector512.Create(next)) & Vector512.LessThan(lane, Vector512.Create(last)))).AsSingle();
+                        s.Stored = Vector512.LessThan(lane, Vector512.Create(kept)).AsSingle();
+                        // a whole vector may be stored when it stays inside the plane: its lanes past `kept` land on outputs
+                        // that later vectors of this plane overwrite (rows are stored in flat order)
+                        s.Mode = kept == 0 ? ScatterMode.None
+                            : kept == V ? ScatterMode.Whole
+                            : s.Offset + V <= plane ? ScatterMode.Compressed
+                            : ScatterMode.CompressedMasked;
                         col += V;
                     }
+                    ForwardTile512(pp + c0, offsets, wpanel, k, ref sink);
                 }
             }
+        }
+    }
+
+    /// <summary>How one vector of 16 flat columns of a forward tile reaches the output.</summary>
+    private enum ScatterMode : byte
+    {
+        /// <summary>Every lane is a dropped column or past the flat output: nothing stored.</summary>
+        None,
+        /// <summary>16 kept lanes, one store.</summary>
+        Whole,
+        /// <summary>The kept lanes compressed to the front, then one whole store (the lanes past them are overwritten later).</summary>
+        Compressed,
+        /// <summary>The kept lanes compressed to the front, then stored under a mask (the plane ends within the vector).</summary>
+        CompressedMasked,
+    }
+
+    /// <summary>Where one vector of a forward tile goes: its first output, the kept lanes and the lanes stored.</summary>
+    private struct ScatterVector
+    {
+        public Vector512<float> Keep, Stored;
+        public long Offset;
+        public ScatterMode Mode;
+    }
+
+    /// <summary>The three vectors of a tile's rows.</summary>
+    [InlineArray(3)]
+    private struct ScatterVectors
+    {
+        private ScatterVector _element;
+    }
+
+    /// <summary>A forward tile's destination: the flat output Yf (row r at <c>Yf + r·ldy</c>), or the output planes themselves.</summary>
+    private interface ITileSink
+    {
+        void Put(int r, int j, Vector512<float> v);
+    }
+
+    /// <summary>The flat output: tile entry (r, vector j) at <c>Yf + r·Ldy + 16·j</c>.</summary>
+    private struct FlatSink : ITileSink
+    {
+        public float* Yf;
+        public long Ldy;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void Put(int r, int j, Vector512<float> v) => v.Store(Yf + r * Ldy + 16 * j);
+    }
+
+    /// <summary>
+    /// The output planes [rows][OH·OW] at <see cref="Out"/>: vector j of row r, plus bias[r], its kept lanes compressed to the
+    /// front (vcompressps, register form) and stored from output <c>Vectors[j].Offset</c> of plane r. Rows past <see cref="Rows"/>
+    /// (a block past C_out/G) are not stored.
+    /// </summary>
+    private struct ScatterSink : ITileSink
+    {
+        public float* Out, Bias;
+        public long Plane;
+        public int Rows;
+        public ScatterVectors Vectors;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public readonly void Put(int r, int j, Vector512<float> v)
+        {
+            ref readonly var s = ref Vectors[j];
+            if (r >= Rows || s.Mode == ScatterMode.None) return;
+            if (Bias != null) v += Vector512.Create(Bias[r]);
+            float* dst = Out + r * Plane + s.Offset;
+            if (s.Mode == ScatterMode.Whole)
+            {
+                v.Store(dst);
+                return;
+            }
+            v = Avx512F.Compress(Vector512<float>.Zero, s.Keep, v);
+            if (s.Mode == ScatterMode.Compressed) v.Store(dst);
+            else Avx512F.MaskStore(dst, s.Stored, v);
         }
     }
 
@@ -582,8 +666,8 @@ internal static unsafe class ConvFlat
         }
     }
 
-    /// <summary>8 output channels × 3 vectors of 16 flat columns: <c>yf[r, j] = Σ_k wt[k, r]·p[offsets[k] + j]</c> (row r at yf + r·ldy).</summary>
-    private static void ForwardTile512(float* p, int* offsets, float* wt, int k, float* yf, int ldy)
+    /// <summary>8 output channels × 3 vectors of 16 flat columns: <c>tile[r, j] = Σ_k wt[k, r]·p[offsets[k] + j]</c>, handed to <paramref name="sink"/> row by row, vectors in order.</summary>
+    private static void ForwardTile512<TSink>(float* p, int* offsets, float* wt, int k, ref TSink sink) where TSink : struct, ITileSink
     {
         var c00 = Vector512<float>.Zero; var c01 = Vector512<float>.Zero; var c02 = Vector512<float>.Zero;
         var c10 = Vector512<float>.Zero; var c11 = Vector512<float>.Zero; var c12 = Vector512<float>.Zero;
@@ -616,14 +700,14 @@ internal static unsafe class ConvFlat
             var w7 = Vector512.Create(wt[7]);
             c70 = Vector512.FusedMultiplyAdd(w7, x0, c70); c71 = Vector512.FusedMultiplyAdd(w7, x1, c71); c72 = Vector512.FusedMultiplyAdd(w7, x2, c72);
         }
-        c00.Store(yf + 0 * (long)ldy + 0); c01.Store(yf + 0 * (long)ldy + 16); c02.Store(yf + 0 * (long)ldy + 32);
-        c10.Store(yf + 1 * (long)ldy + 0); c11.Store(yf + 1 * (long)ldy + 16); c12.Store(yf + 1 * (long)ldy + 32);
-        c20.Store(yf + 2 * (long)ldy + 0); c21.Store(yf + 2 * (long)ldy + 16); c22.Store(yf + 2 * (long)ldy + 32);
-        c30.Store(yf + 3 * (long)ldy + 0); c31.Store(yf + 3 * (long)ldy + 16); c32.Store(yf + 3 * (long)ldy + 32);
-        c40.Store(yf + 4 * (long)ldy + 0); c41.Store(yf + 4 * (long)ldy + 16); c42.Store(yf + 4 * (long)ldy + 32);
-        c50.Store(yf + 5 * (long)ldy + 0); c51.Store(yf + 5 * (long)ldy + 16); c52.Store(yf + 5 * (long)ldy + 32);
-        c60.Store(yf + 6 * (long)ldy + 0); c61.Store(yf + 6 * (long)ldy + 16); c62.Store(yf + 6 * (long)ldy + 32);
-        c70.Store(yf + 7 * (long)ldy + 0); c71.Store(yf + 7 * (long)ldy + 16); c72.Store(yf + 7 * (long)ldy + 32);
+        sink.Put(0, 0, c00); sink.Put(0, 1, c01); sink.Put(0, 2, c02);
+        sink.Put(1, 0, c10); sink.Put(1, 1, c11); sink.Put(1, 2, c12);
+        sink.Put(2, 0, c20); sink.Put(2, 1, c21); sink.Put(2, 2, c22);
+        sink.Put(3, 0, c30); sink.Put(3, 1, c31); sink.Put(3, 2, c32);
+        sink.Put(4, 0, c40); sink.Put(4, 1, c41); sink.Put(4, 2, c42);
+        sink.Put(5, 0, c50); sink.Put(5, 1, c51); sink.Put(5, 2, c52);
+        sink.Put(6, 0, c60); sink.Put(6, 1, c61); sink.Put(6, 2, c62);
+        sink.Put(7, 0, c70); sink.Put(7, 1, c71); sink.Put(7, 2, c72);
     }
 
     /// <summary>4 output channels × 3 vectors of 8 flat columns: <c>yf[r, j] = Σ_k wt[k, r]·p[offsets[k] + j]</c> (row r at yf + r·ldy).</summary>
