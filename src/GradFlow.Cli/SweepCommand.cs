@@ -23,7 +23,7 @@ internal static partial class SweepCommand
         AllowMultipleArgumentsPerToken = false,
     };
     public static readonly Option<int?> Steps = Opt.Int("steps", "each point is a trial of N steps (default: the config's full training run)");
-    public static readonly Option<int?> Every = Opt.Int("every", "monitor sample every N steps (default 10; a point too short for 8 samples at N samples more often)");
+    public static readonly Option<int?> Every = Opt.Int("every", "monitor sample every N steps (default 10, and a point too short for 8 samples at 10 samples more often; an explicit N is kept)");
     public static readonly Option<int?> Jobs = Opt.Jobs("points run at once on threads (the results are the same for any N; under mpirun each process runs N)");
     public static readonly Option<string?> Out = new("--out")
     {
@@ -59,7 +59,7 @@ internal static partial class SweepCommand
         var baseConfig = TrainOptions.BuildConfig(o, null);
         var grid = Axes(o);
         var points = Sweep.Points(grid, values => PointConfig(o, baseConfig, grid, values));
-        var sweep = new SweepDefinition(baseConfig, grid, points, o.GetValue(Steps), o.GetValue(Every) ?? 10);
+        var sweep = new SweepDefinition(baseConfig, grid, points, o.GetValue(Steps), o.GetValue(Every) ?? 10, ExactEvery: o.GetValue(Every) is not null);
         string dir = o.GetValue(Out)!;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         stdout.WriteLine($"sweep: {points.Count} points ({string.Join(" × ", grid.Select(a => $"{a.Values.Count} {a.Key}"))}), " +

@@ -27,10 +27,14 @@ public sealed record SweepPoint(int Index, IReadOnlyList<string> Values, Trainin
 /// <param name="Grid">The axes.</param>
 /// <param name="Points">Every point, in grid order (<see cref="Sweep.Points"/> makes them).</param>
 /// <param name="Steps">Steps of each point's trial, or null for the full training run.</param>
-/// <param name="Every">Steps between monitor samples.</param>
-public sealed record SweepDefinition(TrainingConfig Base, IReadOnlyList<GridAxis> Grid, IReadOnlyList<SweepPoint> Points, int? Steps, int Every)
+/// <param name="Every">Steps between monitor samples (a point too short for 8 samples at it samples more often, <see cref="Trials.SampleEvery"/>, unless <paramref name="ExactEvery"/>).</param>
+/// <param name="ExactEvery">Whether <paramref name="Every"/> is the user's explicit choice, kept as given (as <c>diagnose --every</c> and <c>train --monitor-every</c>).</param>
+public sealed record SweepDefinition(TrainingConfig Base, IReadOnlyList<GridAxis> Grid, IReadOnlyList<SweepPoint> Points, int? Steps, int Every, bool ExactEvery = false)
 {
-    /// <summary>The definition as JSON (the base config without its thread count, which does not change any number; the grid; steps; every).</summary>
+    /// <summary>
+    /// The definition as JSON (the base config without its thread count, which does not change any number; the grid; steps; every;
+    /// <c>exact_every</c> only when true, so a sweep started before it existed restarts unchanged).
+    /// </summary>
     public string ToJson()
     {
         var config = JsonNode.Parse(Base.ToJson())!.AsObject();
@@ -40,8 +44,9 @@ public sealed record SweepDefinition(TrainingConfig Base, IReadOnlyList<GridAxis
             ["grid"] = new JsonArray([.. Grid.Select(a => (JsonNode)new JsonObject { ["key"] = a.Key, ["values"] = new JsonArray([.. a.Values.Select(v => (JsonNode)JsonValue.Create(v))]) })]),
             ["steps"] = Steps,
             ["every"] = Every,
-            ["config"] = config,
         };
+        if (ExactEvery) root["exact_every"] = true;
+        root["config"] = config;
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     }
 }
@@ -132,7 +137,7 @@ public static class Sweep
     {
         ArgumentNullException.ThrowIfNull(sweep);
         ArgumentNullException.ThrowIfNull(point);
-        var trial = Trials.Run(point.Config, sweep.Steps, sweep.Every, data, cancellation: cancellation);
+        var trial = Trials.Run(point.Config, sweep.Steps, sweep.Every, data, cancellation: cancellation, exactEvery: sweep.ExactEvery);
         var last = trial.Result.Epochs.LastOrDefault();
         string verdict = trial.Diagnosis.Healthy ? "healthy" : string.Join("+", trial.Diagnosis.Problems.Select(p => Catalogue.KindName(p.Kind)).Distinct());
         return new SweepRecord(point.Index, point.Values, trial.Steps, trial.Result.Stop.ToString(), trial.FinalLoss,

@@ -66,4 +66,20 @@ public sealed class SweepCommandTests : IDisposable
         Assert.Equal(2, code);
         Assert.Contains("holds another sweep: config.seed: recorded 0, now 3", err);
     }
+
+    [Fact]
+    public void Sweep_ExplicitEvery_IsRecordedAsKept_AndTheDefaultIsNot()
+    {
+        string definition = Path.Combine(_dir, "s", "sweep.json");
+        Assert.Equal(0, CliRunner.Run(Args("--grid", "lr=0.1")).Code);
+        Assert.DoesNotContain("exact_every", File.ReadAllText(definition));
+        Directory.Delete(Path.Combine(_dir, "s"), recursive: true);
+        var (code, output, err) = CliRunner.Run(Args("--grid", "lr=0.1", "--every", "10"));
+        Assert.True(code == 0, err + output);
+        Assert.Contains("\"exact_every\": true", File.ReadAllText(definition));
+        // the same command without it (the default is also 10, but adapted) is another sweep
+        (code, _, err) = CliRunner.Run(Args("--grid", "lr=0.1"));
+        Assert.Equal(2, code);
+        Assert.Contains("holds another sweep: exact_every: recorded true", err);
+    }
 }

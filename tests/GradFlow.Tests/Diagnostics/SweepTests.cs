@@ -102,6 +102,25 @@ public sealed class SweepTests : IDisposable
         Assert.Equal(2, Sweep.Run(first with { Base = Base with { Threads = 2 } }, Dir("s"), cancellation: Token).Count);
     }
 
+    /// <summary>
+    /// A 20-step point samples every 2 steps at the default --every (5 would give fewer than 8 samples), but keeps an explicit
+    /// one, as diagnose and train do; the choice is part of the definition (so of a restart's comparison) only when explicit.
+    /// </summary>
+    [Fact]
+    public void RunPoint_ExplicitEvery_IsKept_AndRecordedInTheDefinition()
+    {
+        var adapted = Definition("0.3");
+        var exact = adapted with { ExactEvery = true };
+        var point = adapted.Points[0];
+        double exactLoss = Trials.Run(point.Config, 20, 5, exactEvery: true, cancellation: Token).FinalLoss;
+        double adaptedLoss = Trials.Run(point.Config, 20, 5, cancellation: Token).FinalLoss;
+        Assert.NotEqual(exactLoss, adaptedLoss); // the last five samples span steps 5-20 against 12-20
+        Assert.Equal(exactLoss, Sweep.RunPoint(exact, point, cancellation: Token).Loss);
+        Assert.Equal(adaptedLoss, Sweep.RunPoint(adapted, point, cancellation: Token).Loss);
+        Assert.DoesNotContain("exact_every", adapted.ToJson());
+        Assert.Contains("\"exact_every\": true", exact.ToJson());
+    }
+
     [Fact]
     public void Run_WithADamagedResultsLine_NamesTheFileAndLine()
     {
