@@ -13,10 +13,16 @@ namespace GradFlow.Diagnostics;
 /// </summary>
 public static partial class Diagnoser
 {
-    /// <summary>Diagnoses <paramref name="samples"/> of a run of <paramref name="config"/> (whose model is <paramref name="model"/>, when available for weight facts).</summary>
+    /// <summary>
+    /// Diagnoses <paramref name="samples"/> of a run of <paramref name="config"/> (whose model is <paramref name="model"/>, when available for
+    /// weight facts). <paramref name="startWeightScales"/>: the weight scales the run started from (<see cref="WeightScales"/> of the
+    /// model before its first step), which the init-scale cause reads instead of the model's present weights; without them it reads the
+    /// present ones (a preflight's model has taken no step).
+    /// </summary>
     public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Module? model = null,
         DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null, IReadOnlyList<double>? recentLosses = null,
-        bool preflight = false, double predictedUpdateRatio = double.NaN, double chanceLoss = double.NaN, long? wholeRunSteps = null)
+        bool preflight = false, double predictedUpdateRatio = double.NaN, double chanceLoss = double.NaN, long? wholeRunSteps = null,
+        IReadOnlyList<double>? startWeightScales = null)
     {
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(config);
@@ -24,6 +30,7 @@ public static partial class Diagnoser
         var facts = new ModelFacts(config, model, samples, settings)
         {
             IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio, ChanceLoss = chanceLoss, WholeRunSteps = wholeRunSteps,
+            StartWeightScales = startWeightScales,
         };
         var problems = new List<Problem>();
         var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
@@ -76,10 +83,35 @@ public static partial class Diagnoser
             }
         }
         if (facts.Transformer is not null) TransformerRules(problems, samples, facts, settings);
-        return new Diagnosis(problems.OrderByDescending(p => p.Severity).Select(p => WithConfidence(p, settings)).ToArray(), samples.Count, ratio, nonFiniteOrigin)
+        return new Diagnosis(problems.OrderByDescending(p => p.Severity).Select(p => WithConfidence(WithoutNoOps(p, config), settings)).ToArray(), samples.Count, ratio, nonFiniteOrigin)
         {
             Precision = PrecisionNotes(samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray(), settings),
         };
+    }
+
+    /// <summary>
+    /// <paramref name="p"/> without the remedies that would train the same thing (<see cref="Remedies.Changes"/>): a fallback such as
+    /// re-initialising with He, offered for every non-finite run, says nothing to a run that starts with He. A remedy that does not
+    /// apply to the config (its rewrite throws) stays, as before.
+    /// </summary>
+    private static Problem WithoutNoOps(Problem p, TrainingConfig config)
+    {
+        bool Changes(RemedySuggestion r)
+        {
+            try
+            {
+                return Remedies.Changes(config, Remedies.Apply(r.Id, config));
+            }
+            catch (FormatException)
+            {
+                return true;
+            }
+            catch (ArgumentException)
+            {
+                return true;
+            }
+        }
+        return p.Remedies.All(Changes) ? p : p with { Remedies = p.Remedies.Where(Changes).ToArray() };
     }
 
     /// <summary>
@@ -621,6 +653,20 @@ public static partial class Diagnoser
     }
 
     /// <summary>Facts about the model and config that causes and remedies are ranked by.</summary>
+    /// <summary>
+    /// The RMS of every monitored layer's weight (<see cref="NetworkWatch.Layers(Nn.Network.Network)"/>, in order) of <paramref name="model"/>, or null for a
+    /// model that is not a <see cref="Nn.Network.Network"/>: what <see cref="RunWatch"/> keeps of the weights a run starts from.
+    /// </summary>
+    public static double[]? WeightScales(Module model) =>
+        model is Nn.Network.Network n ? NetworkWatch.Layers(n).Select(WeightScale).ToArray() : null;
+
+    /// <summary>√(Σw²/n) of a monitored layer's weight.</summary>
+    private static double WeightScale(MonitoredLayer layer)
+    {
+        var w = layer.Weight.Data.ToDoubleArray();
+        return Math.Sqrt(w.Sum(v => v * v) / w.Length);
+    }
+
     private sealed class ModelFacts
     {
         public ModelFacts(TrainingConfig config, Module? model, IReadOnlyList<MonitorSample> samples, DiagnosisSettings settings)
@@ -751,15 +797,22 @@ public static partial class Diagnoser
                     : string.Create(CultureInfo.InvariantCulture, $"{SaturatingLayers.Length} {name} layers: the derivative is 1 only at 0 and shrinks as units saturate; depth compounds every shrinking layer")));
         }
 
+        /// <summary>
+        /// The init's scale as a cause: the worst layer's weight RMS against gain/√fan_in, read from the weights the run started from
+        /// (<see cref="StartWeightScales"/>) when known. A trial that diverged has weights many orders above any init, and read from
+        /// them this cause blamed an He init for a learning rate's explosion and offered He again as the remedy.
+        /// </summary>
         public void AddInitScale(List<Cause> causes, bool wantSmall)
         {
             if (Weights is null) return;
+            var start = StartWeightScales is { } scales && scales.Count == Weights.Count ? scales : null;
             var worst = (Layer: 0, Ratio: 1.0, Std: 0.0, Target: 0.0, Fan: 0);
-            foreach (var layer in Weights.Take(Weights.Count - 1).Where(l => l.RecurrentLayer < 0))
+            for (int i = 0; i < Weights.Count - 1; i++)
             {
+                var layer = Weights[i];
+                if (layer.RecurrentLayer >= 0) continue;
                 var weight = layer.Weight.Data;
-                var w = weight.ToDoubleArray();
-                double std = Math.Sqrt(w.Sum(v => v * v) / w.Length);
+                double std = start?[i] ?? WeightScale(layer);
                 int fan = weight.Count / weight.Shape[0];    // Linear [out, in]: in; Conv [out, in/g, kh, kw]: in/g·kh·kw
                 var act = layer.Kind ?? Activation.Identity;
                 double gain = Init.CalculateGain(Init.NonlinearityOf(act));
@@ -771,7 +824,7 @@ public static partial class Diagnoser
             causes.Add(new Cause(wantSmall ? "initial weight scale too small for the fan-in" : "initial weight scale too large for the fan-in",
                 1 + Math.Abs(Math.Log2(worst.Ratio)),
                 string.Create(CultureInfo.InvariantCulture,
-                    $"layer {worst.Layer}: weight std {worst.Std:G3} vs gain/√fan_in = {worst.Target:G3} (fan_in {worst.Fan}): {worst.Ratio:G3}× the variance-preserving scale; over {Hidden.Count} layers the signal scales by about {Math.Pow(worst.Ratio, Hidden.Count):E1}")));
+                    $"layer {worst.Layer}: {(start is null ? "weight" : "initial weight")} std {worst.Std:G3} vs gain/√fan_in = {worst.Target:G3} (fan_in {worst.Fan}): {worst.Ratio:G3}× the variance-preserving scale; over {Hidden.Count} layers the signal scales by about {Math.Pow(worst.Ratio, Hidden.Count):E1}")));
         }
 
         /// <summary>
@@ -853,6 +906,9 @@ public static partial class Diagnoser
 
         /// <summary>The configured run's steps when the samples cover all of it (a trial as long as the run's budget, a finished run), else null; below <see cref="DiagnosisSettings.ShortRunSteps"/> a stall at chance is a short run.</summary>
         public long? WholeRunSteps { get; init; }
+
+        /// <summary>The weight scales the run started from, one per monitored layer (<see cref="Diagnoser.WeightScales"/>), or null.</summary>
+        public IReadOnlyList<double>? StartWeightScales { get; init; }
 
         /// <summary>Whether the samples are a preflight's (its update ratios are already predictions, momentum included).</summary>
         public bool IsPreflight { get; init; }

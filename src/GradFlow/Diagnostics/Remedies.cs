@@ -32,6 +32,21 @@ namespace GradFlow.Diagnostics;
 /// </summary>
 public static class Remedies
 {
+    /// <summary>
+    /// Whether <paramref name="after"/> (a remedy applied to <paramref name="before"/>) trains something else: any field but the
+    /// model changed, or the model's description did. A spec rewritten with what it already had is re-rendered in full
+    /// (<c>init=he-normal</c> becomes <c>init=he-normal norm=none residual=no</c>), so the model strings differ for the same model:
+    /// <c>init:he</c> on an He net is no change, and is neither offered nor tried.
+    /// </summary>
+    public static bool Changes(TrainingConfig before, TrainingConfig after)
+    {
+        ArgumentNullException.ThrowIfNull(before);
+        ArgumentNullException.ThrowIfNull(after);
+        if (after == before) return false;
+        if (after with { Model = before.Model } != before) return true;
+        return after.Description().ToString() != before.Description().ToString();
+    }
+
     /// <summary>Applies remedy <paramref name="id"/> to <paramref name="config"/>; throws <see cref="FormatException"/> for an unknown id.</summary>
     public static TrainingConfig Apply(string id, TrainingConfig config)
     {

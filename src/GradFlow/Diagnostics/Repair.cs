@@ -116,7 +116,7 @@ public static class Repairer
                 {
                     continue;
                 }
-                if (candidate == current.Config) continue;
+                if (!Remedies.Changes(current.Config, candidate)) continue;
                 batch.Add((remedy, candidate, keys));
                 keys = [];
             }
@@ -141,7 +141,7 @@ public static class Repairer
         {
             string wide = partial.Remedy![..partial.Remedy!.IndexOf('@', StringComparison.Ordinal)];
             var candidate = Remedies.Apply(wide, current.Config);
-            if (!tried.Contains(Key(wide, current.Config)) && candidate != current.Config)
+            if (!tried.Contains(Key(wide, current.Config)) && Remedies.Changes(current.Config, candidate))
                 Attempt(wide, $"the same change on every hidden layer ({partial.Description})", candidate,
                     (t, c) => t.Diagnosis.Healthy && double.IsFinite(t.FinalLoss) && t.FinalLoss < c.FinalLoss);
         }

@@ -88,7 +88,11 @@ public sealed class RunWatch : IDisposable
         _predictor = new FirstStepPredictor(config, Monitor.Layers);
         trainer.AddObserver(Tracer).AddObserver(Monitor).AddObserver(_predictor);
         ChanceLoss = Trials.ChanceLoss(trainer.Data.Train);
+        _startWeightScales = Diagnoser.WeightScales(trainer.Model);
     }
+
+    /// <summary>The weight scales before the watch's first step (<see cref="Diagnoser.WeightScales"/>): the init-scale cause reads these, not the trained weights.</summary>
+    private readonly double[]? _startWeightScales;
 
     /// <summary>The training labels' chance level (<see cref="Trials.ChanceLoss"/>).</summary>
     public double ChanceLoss { get; }
@@ -128,7 +132,7 @@ public sealed class RunWatch : IDisposable
         long budget = _trainer.BudgetOf(_config);
         return Diagnoser.Diagnose(Monitor.Samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
             predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss,
-            wholeRunSteps: result.Stop == StopReason.Completed && result.Steps >= budget ? budget : null);
+            wholeRunSteps: result.Stop == StopReason.Completed && result.Steps >= budget ? budget : null, startWeightScales: _startWeightScales);
     }
 
     /// <summary>Removes the monitor's and the tracer's hooks.</summary>

@@ -42,6 +42,35 @@ public class DiagnoserTests
         Assert.Equal("init:he", p.Remedies[0].Id);
     }
 
+    /// <summary>
+    /// An He-initialised ReLU net that a learning rate of 2 blows up within a few steps: its weights end some 1e14 times the He
+    /// scale, and read from them the init-scale cause came first and offered He again. The cause reads the weights the trial
+    /// started from, so the learning rate leads, and no problem offers a remedy that changes nothing.
+    /// </summary>
+    [Fact]
+    public void Trial_HeNetBlownUpByTheLearningRate_BlamesTheLearningRate_AndNeverOffersHeAgain()
+    {
+        var config = Teacher("mlp 20-64x6-4 act=relu init=he-normal") with { Optimizer = OptimizerKind.Sgd, LearningRate = 2 };
+        var trial = Trials.Run(config, 50, cancellation: TestContext.Current.CancellationToken);
+        var exploding = Assert.Single(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.ExplodingGradient);
+        Assert.Equal("learning rate too large for the gradient scale", exploding.Causes[0].Name);
+        Assert.DoesNotContain(trial.Diagnosis.Problems.SelectMany(p => p.Causes), c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal));
+        Assert.Contains(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.NonFinite);
+        Assert.DoesNotContain(trial.Diagnosis.Problems.SelectMany(p => p.Remedies), r => r.Id.StartsWith("init:he", StringComparison.Ordinal));
+        Assert.StartsWith("lr:", exploding.Remedies[0].Id);
+    }
+
+    /// <summary>A too-large init that explodes in a trial is still named, by the scale it started from (std 0.5), not the trained one.</summary>
+    [Fact]
+    public void Trial_LargeInit_NamesTheInitialScale()
+    {
+        var config = Teacher("mlp 64-64x20-4 act=relu init=normal:0.5") with { Optimizer = OptimizerKind.Sgd, LearningRate = 0.01 };
+        var trial = Trials.Run(config, 30, cancellation: TestContext.Current.CancellationToken);
+        var cause = trial.Diagnosis.Problems.SelectMany(p => p.Causes).First(c => c.Name == "initial weight scale too large for the fan-in");
+        Assert.Matches(@"^layer \d+: initial weight std 0\.(49|50|51)\d* vs gain/√fan_in = 0\.177", cause.Facts);
+        Assert.Contains(trial.Diagnosis.Problems.SelectMany(p => p.Remedies), r => r.Id.StartsWith("init:he", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Preflight_TanhWithHugeWeights_FindsSaturation()
     {

@@ -10,6 +10,28 @@ public class RemediesTests
 
     private static ModelSpec SpecOf(TrainingConfig c) => ModelSpec.ParseAny(c.Model);
 
+    /// <summary>
+    /// A remedy that rewrites a spec with what it already had re-renders the model string in full, so the configs differ as records
+    /// while the model is the same: <see cref="Remedies.Changes"/> compares the descriptions, and every other field as is.
+    /// </summary>
+    [Theory]
+    [InlineData("mlp 10-8x4-2 act=relu init=he-normal", "init:he", false)]
+    [InlineData("mlp 10-8x4-2 act=relu init=xavier-uniform", "init:he", true)]
+    [InlineData("mlp 10-8x4-2 act=relu init=he-normal norm=batch", "norm:batch", false)]
+    [InlineData("mlp 10-8x4-2 act=relu init=he-normal", "norm:batch", true)]
+    [InlineData("mlp 10-8x4-2 act=relu init=he-normal", "lr:0.1", true)]
+    [InlineData("mlp 10-8x4-2 act=relu init=he-normal", "clip:1", true)]
+    [InlineData("lstm 1-16-1", "cell:lstm", true)] // an LSTM remedy also sets the forget-gate bias to 1
+    [InlineData("lstm 1-16-1 forget-bias=1", "cell:lstm", false)]
+    [InlineData("rnn 1-16-1", "cell:lstm", true)]
+    public void Changes_ComparesTheModelByItsDescription(string model, string remedy, bool changes)
+    {
+        var config = Base with { Model = model, Data = model.StartsWith("mlp", StringComparison.Ordinal) ? "teacher" : "adding" };
+        var after = Remedies.Apply(remedy, config);
+        Assert.Equal(changes, Remedies.Changes(config, after));
+        Assert.False(Remedies.Changes(config, config));
+    }
+
     [Fact]
     public void Activation_OnRange_ChangesOnlyThoseLayersWithMatchedInit()
     {
