@@ -652,7 +652,6 @@ public static partial class Diagnoser
         }
     }
 
-    /// <summary>Facts about the model and config that causes and remedies are ranked by.</summary>
     /// <summary>
     /// The RMS of every monitored layer's weight (<see cref="NetworkWatch.Layers(Nn.Network.Network)"/>, in order) of <paramref name="model"/>, or null for a
     /// model that is not a <see cref="Nn.Network.Network"/>: what <see cref="RunWatch"/> keeps of the weights a run starts from.
@@ -667,6 +666,7 @@ public static partial class Diagnoser
         return Math.Sqrt(w.Sum(v => v * v) / w.Length);
     }
 
+    /// <summary>Facts about the model and config that causes and remedies are ranked by.</summary>
     private sealed class ModelFacts
     {
         public ModelFacts(TrainingConfig config, Module? model, IReadOnlyList<MonitorSample> samples, DiagnosisSettings settings)
