@@ -53,17 +53,7 @@ internal sealed class StatisticsKernel
                 total += Chunks(t.Count);
                 elements += t.Count;
             }
-        if (_a.Length < total)
-        {
-            int n = Math.Max(total, 2 * _a.Length);
-            _a = new double[n];
-            _b = new double[n];
-            _bad = new long[n];
-            _chunkData = new float[n][];
-            _chunkStart = new int[n];
-            _chunkLength = new int[n];
-            _fp16 = new (long, long, long)[n];
-        }
+        Reserve(total);
         int k = 0;
         foreach (var t in tensors)
         {
@@ -172,16 +162,28 @@ internal sealed class StatisticsKernel
 
     private static int Chunks(int n) => (n + Chunk - 1) / Chunk;
 
+    /// <summary>
+    /// Room for <paramref name="chunks"/> chunks in every per-chunk array at once. (Growing only the partials for one large tensor,
+    /// as <see cref="Run"/> once did, left MeasureAll's chunk lists at their old size: a conv net whose activations span more chunks
+    /// than its gradients had ever needed crashed the monitor on its next sampled step.)
+    /// </summary>
+    private void Reserve(int chunks)
+    {
+        if (_a.Length >= chunks) return;
+        int n = Math.Max(chunks, 2 * _a.Length);
+        _a = new double[n];
+        _b = new double[n];
+        _bad = new long[n];
+        _chunkData = new float[n][];
+        _chunkStart = new int[n];
+        _chunkLength = new int[n];
+        _fp16 = new (long, long, long)[n];
+    }
+
     private void Run(float[] data, int count, bool moments)
     {
         int chunks = Chunks(count);
-        if (_a.Length < chunks)
-        {
-            _a = new double[chunks];
-            _b = new double[chunks];
-            _bad = new long[chunks];
-        }
-        if (_fp16.Length < chunks) _fp16 = new (long, long, long)[Math.Max(chunks, _a.Length)];
+        Reserve(chunks);
         _data = data;
         _count = count;
         _moments = moments;
