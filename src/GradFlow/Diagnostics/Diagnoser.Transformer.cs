@@ -59,7 +59,7 @@ public static partial class Diagnoser
             var causes = new List<Cause>
             {
                 new("Post-LN without warm-up", 3, string.Create(CultureInfo.InvariantCulture,
-                    $"{t.Layers.Count(l => !l.NormFirst)} of {t.Layers.Count} transformer layers normalise after the residual sum (Post-LN) and the learning rate starts at its full {f.Config.LearningRate:G3}: every gradient reaching the lower layers passes through each layer's norm, and at initialisation the gradients of the layers near the output are the largest (Xiong et al. 2020: O(d·√ln d) at the last layer, against O(d·√(ln d / L)) for Pre-LN), so full-size Adam steps there disturb the rest before it has learnt")),
+                    $"{t.Layers.Count(l => !l.NormFirst)} of {t.Layers.Count} transformer layers normalise after the residual sum (Post-LN) and the learning rate starts at its full {f.Config.LearningRate:G3}: every gradient reaching the lower layers passes through each layer's norm, and at initialisation the gradients of the layers near the output are the largest (Xiong et al. 2020: O(d·√ln d) at the last layer, against O(d·√(ln d / L)) for Pre-LN), so full-size steps there disturb the rest before it has learnt")),
             };
             f.AddLearningRate(causes);
             problems.Add(new Problem
@@ -171,9 +171,8 @@ public static partial class Diagnoser
     {
         try
         {
-            // compared in the description's canonical text: a rewrite that changes nothing still spells the model out
-            TrainingConfig Canonical(TrainingConfig c) => c.Spec() is null ? c with { Model = NetworkText.Format(c.Description()) } : c;
-            return Canonical(Remedies.Apply(id, config)) != Canonical(config);
+            // compared by the description: a rewrite that changes nothing still spells the model out
+            return Remedies.Changes(config, Remedies.Apply(id, config));
         }
         catch (FormatException)
         {
