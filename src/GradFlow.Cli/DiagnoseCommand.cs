@@ -48,8 +48,8 @@ internal static class DiagnoseCommand
             var trial = Trials.Run(config, steps, every ?? 10, runDirectory: o.GetValue(Out), exactEvery: every is not null);
             diagnosis = trial.Diagnosis;
             shown = trial.Samples.Count > 0 ? trial.Samples[^1] : null;
-            // a budget shorter than the trial makes the trial the whole run: say so, since the verdict is then on the run's end
-            string whole = trial.Steps < steps && trial.Result.Stop == Training.StopReason.Completed
+            // a budget no longer than the trial makes the trial the whole run: say so, since the verdict is then on the run's end
+            string whole = trial.WholeRunSteps is not null
                 ? $" (the whole configured run, {config.Epochs} epochs{(config.MaxSteps is { } max ? $" of at most {max} steps" : "")})" : "";
             if (!o.Has(Json)) stdout.WriteLine($"trial: {trial.Steps} steps{whole}, {trial.Samples.Count} monitor samples");
         }

@@ -52,7 +52,7 @@ public static partial class Diagnoser
                 problems[i] = problems[i] with
                 {
                     Remedies = transformerRemedies.Select(r => r with { Score = r.Score - 0.5 })
-                        .Concat(problems[i].Remedies.Where(r => transformerRemedies.All(x => x.Id != r.Id) && Changes(r.Id, f.Config))).ToArray(),
+                        .Concat(problems[i].Remedies.Where(r => transformerRemedies.All(x => x.Id != r.Id) && Remedies.Changes(r.Id, f.Config) == true)).ToArray(),
                 };
         if (t.PostLn && f.Config.WarmupSteps == 0 && (trouble || growth > s.PostLnGradientGrowth) && first is not null)
         {
@@ -164,20 +164,8 @@ public static partial class Diagnoser
             list.Add(new RemedySuggestion("norm:qk", "normalise each head's queries and keys (LayerNorm over the head dimension) so the attention logits stay bounded (Dehghani et al. 2023)", []) { Score = 2 });
         var lr = f.LearningRateRemedy();
         list.Add(lr with { Score = 1.5 });
-        return list.Where(r => Changes(r.Id, f.Config)).ToArray();
-    }
-
-    private static bool Changes(string id, TrainingConfig config)
-    {
-        try
-        {
-            // compared by the description: a rewrite that changes nothing still spells the model out
-            return Remedies.Changes(config, Remedies.Apply(id, config));
-        }
-        catch (FormatException)
-        {
-            return false;
-        }
+        // only remedies that apply and change something (compared by the description: a rewrite that changes nothing still spells the model out)
+        return list.Where(r => Remedies.Changes(r.Id, f.Config) == true).ToArray();
     }
 
     private static double Square(double x) => x * x;

@@ -90,28 +90,14 @@ public static partial class Diagnoser
     }
 
     /// <summary>
-    /// <paramref name="p"/> without the remedies that would train the same thing (<see cref="Remedies.Changes"/>): a fallback such as
-    /// re-initialising with He, offered for every non-finite run, says nothing to a run that starts with He. A remedy that does not
-    /// apply to the config (its rewrite throws) stays, as before.
+    /// <paramref name="p"/> without the remedies that would train the same thing (<see cref="Remedies.Changes(string, TrainingConfig)"/>):
+    /// a fallback such as re-initialising with He, offered for every non-finite run, says nothing to a run that starts with He. A
+    /// remedy that does not apply to the config (its rewrite throws) stays, as before.
     /// </summary>
     private static Problem WithoutNoOps(Problem p, TrainingConfig config)
     {
-        bool Changes(RemedySuggestion r)
-        {
-            try
-            {
-                return Remedies.Changes(config, Remedies.Apply(r.Id, config));
-            }
-            catch (FormatException)
-            {
-                return true;
-            }
-            catch (ArgumentException)
-            {
-                return true;
-            }
-        }
-        return p.Remedies.All(Changes) ? p : p with { Remedies = p.Remedies.Where(Changes).ToArray() };
+        bool Keep(RemedySuggestion r) => Remedies.Changes(r.Id, config) != false;
+        return p.Remedies.All(Keep) ? p : p with { Remedies = p.Remedies.Where(Keep).ToArray() };
     }
 
     /// <summary>

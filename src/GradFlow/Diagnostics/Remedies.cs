@@ -47,6 +47,22 @@ public static class Remedies
         return after.Description().ToString() != before.Description().ToString();
     }
 
+    /// <summary>
+    /// Whether remedy <paramref name="id"/> changes what <paramref name="config"/> trains (<see cref="Changes(TrainingConfig, TrainingConfig)"/>),
+    /// or null when it does not apply to it (its rewrite throws).
+    /// </summary>
+    public static bool? Changes(string id, TrainingConfig config)
+    {
+        try
+        {
+            return Changes(config, Apply(id, config));
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Applies remedy <paramref name="id"/> to <paramref name="config"/>; throws <see cref="FormatException"/> for an unknown id.</summary>
     public static TrainingConfig Apply(string id, TrainingConfig config)
     {
@@ -230,7 +246,7 @@ public static class Remedies
         // a run that ends at chance within its whole budget also gets the steps it may lack (else the recipe is judged on as few)
         bool shortRun = diagnosis.Problems.Any(p => p.Causes.Any(c => c.Name == Diagnoser.ShortRunCause));
         if (shortRun) id += string.Create(CultureInfo.InvariantCulture, $" + epochs:{Diagnoser.LongerRun}");
-        if (Apply(id, config) == config) return null;
+        if (!Changes(config, Apply(id, config))) return null;
         string model = transformer
             ? "Pre-LN transformer layers with QK normalisation" + (config.WarmupSteps == 0 ? $" and a {DefaultWarmup(config)}-step warm-up" : "")
             : recurrent

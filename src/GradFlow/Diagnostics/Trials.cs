@@ -129,10 +129,19 @@ public sealed class RunWatch : IDisposable
     {
         ArgumentNullException.ThrowIfNull(result);
         double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
-        long budget = _trainer.BudgetOf(_config);
         return Diagnoser.Diagnose(Monitor.Samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
-            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss,
-            wholeRunSteps: result.Stop == StopReason.Completed && result.Steps >= budget ? budget : null, startWeightScales: _startWeightScales);
+            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss, wholeRunSteps: WholeRunSteps(result), startWeightScales: _startWeightScales);
+    }
+
+    /// <summary>
+    /// The judged run's configured steps when <paramref name="result"/> covers all of them, else null: it trained its whole budget,
+    /// whether the budget ended it or a trial's step limit of the same length did (not a non-finite loss or a cancellation).
+    /// </summary>
+    public long? WholeRunSteps(TrainingResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        long budget = _trainer.BudgetOf(_config);
+        return result.Stop is StopReason.Completed or StopReason.MaxSteps && result.Steps >= budget ? budget : null;
     }
 
     /// <summary>Removes the monitor's and the tracer's hooks.</summary>
@@ -165,6 +174,9 @@ public sealed record TrialResult(TrainingConfig Config, Diagnosis Diagnosis, IRe
 {
     /// <summary>Steps of the first look whose verdict this trial replaced (<see cref="Trials.Run"/>'s second look), else 0.</summary>
     public long EarlierSteps { get; init; }
+
+    /// <summary>The configured run's steps when the trial covered all of them (<see cref="RunWatch.WholeRunSteps"/>), else null.</summary>
+    public long? WholeRunSteps { get; init; }
 
     /// <summary>Every step trained to reach this verdict: the trial's and an earlier look's (what a repair's cost counts).</summary>
     public long StepsSpent => Steps + EarlierSteps;
@@ -339,7 +351,7 @@ public static class Trials
         var result = trainer.Run(runDirectory, cancellation: cancellation);
         var diagnosis = watch.Diagnose(result, settings);
         if (run is not null) AtomicFile.WriteAllText(Path.Combine(run.Path, "diagnosis.json"), DiagnosisJson.Serialize(diagnosis));
-        return new TrialResult(config, diagnosis, watch.Monitor.Samples.ToArray(), result, result.Steps);
+        return new TrialResult(config, diagnosis, watch.Monitor.Samples.ToArray(), result, result.Steps) { WholeRunSteps = watch.WholeRunSteps(result) };
     }
 }
 
@@ -356,7 +368,8 @@ public static class TrialWire
     };
 
     /// <summary>The wire form (public for the serialiser; build it with <see cref="From"/>).</summary>
-    public sealed record Form(string Config, Diagnosis Diagnosis, TrainingResult Result, long Steps, SampleLoss[] Samples, long EarlierSteps = 0);
+    public sealed record Form(string Config, Diagnosis Diagnosis, TrainingResult Result, long Steps, SampleLoss[] Samples, long EarlierSteps = 0,
+        long? WholeRunSteps = null);
 
     /// <summary>A monitor sample's step, epoch, loss and mean loss.</summary>
     public sealed record SampleLoss(long Step, int Epoch, double Loss, double MeanLoss);
@@ -366,7 +379,7 @@ public static class TrialWire
     {
         ArgumentNullException.ThrowIfNull(trial);
         return new Form(trial.Config.ToJson(), trial.Diagnosis, trial.Result, trial.Steps,
-            [.. trial.Samples.Select(s => new SampleLoss(s.Step, s.Epoch, s.Loss, s.MeanLoss))], trial.EarlierSteps);
+            [.. trial.Samples.Select(s => new SampleLoss(s.Step, s.Epoch, s.Loss, s.MeanLoss))], trial.EarlierSteps, trial.WholeRunSteps);
     }
 
     /// <summary>The trial a wire form describes (its samples without per-layer statistics).</summary>
@@ -375,7 +388,7 @@ public static class TrialWire
         ArgumentNullException.ThrowIfNull(form);
         return new TrialResult(TrainingConfig.FromJson(form.Config, "trial"), form.Diagnosis,
             [.. form.Samples.Select(s => new MonitorSample { Step = s.Step, Epoch = s.Epoch, Loss = s.Loss, MeanLoss = s.MeanLoss, Layers = [] })],
-            form.Result, form.Steps) { EarlierSteps = form.EarlierSteps };
+            form.Result, form.Steps) { EarlierSteps = form.EarlierSteps, WholeRunSteps = form.WholeRunSteps };
     }
 
     /// <summary>The trial as one JSON text.</summary>

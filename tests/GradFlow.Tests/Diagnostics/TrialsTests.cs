@@ -71,6 +71,10 @@ public class TrialsTests
         // and the trial was the whole run: more steps are one of the remedies
         Assert.Contains(stalled.Causes, c => c.Name == Diagnoser.ShortRunCause && c.Facts.Contains("40 steps"));
         Assert.Equal("epochs:5", stalled.Remedies[0].Id);
+        Assert.Equal(40, trial.WholeRunSteps);
+        Assert.Equal(40, TrialWire.Parse(TrialWire.Serialize(trial)).WholeRunSteps);
+        // a trial exactly as long as the run covers it too (diagnose said so only for a trial cut short by the budget)
+        Assert.Equal(40, Trials.Run(config, steps: 40, cancellation: TestContext.Current.CancellationToken).WholeRunSteps);
     }
 
     [Fact]
@@ -82,6 +86,7 @@ public class TrialsTests
         var stalled = Assert.Single(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.StalledLoss);
         Assert.DoesNotContain(stalled.Causes, c => c.Name == Diagnoser.ShortRunCause);
         Assert.DoesNotContain(stalled.Remedies, r => r.Id.StartsWith("epochs", StringComparison.Ordinal));
+        Assert.Null(trial.WholeRunSteps);
         // nor is a whole run of 200 steps (the settings' ShortRunSteps) that ends at chance a short one
         var whole = Trials.Run(config with { Epochs = 50 }, steps: 400, cancellation: TestContext.Current.CancellationToken);
         Assert.Equal(200, whole.Steps);
