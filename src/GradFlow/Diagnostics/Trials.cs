@@ -134,14 +134,16 @@ public sealed class RunWatch : IDisposable
     }
 
     /// <summary>
-    /// The judged run's configured steps when <paramref name="result"/> covers all of them, else null: it trained its whole budget,
-    /// whether the budget ended it or a trial's step limit of the same length did (not a non-finite loss or a cancellation).
+    /// The judged run's configured steps when <paramref name="result"/> ended where the run ends, else null: the budget ended it, or a
+    /// trial's step limit exactly as long as the run did. (A trial's limit replaces a config's own step limit, so a trial may train past
+    /// a run limited by steps; its end is then not the run's.)
     /// </summary>
     public long? WholeRunSteps(TrainingResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
         long budget = _trainer.BudgetOf(_config);
-        return result.Stop is StopReason.Completed or StopReason.MaxSteps && result.Steps >= budget ? budget : null;
+        bool atEnd = result.Stop == StopReason.Completed ? result.Steps >= budget : result.Stop == StopReason.MaxSteps && result.Steps == budget;
+        return atEnd ? budget : null;
     }
 
     /// <summary>Removes the monitor's and the tracer's hooks.</summary>
