@@ -53,6 +53,21 @@ class LstmClassifier(nn.Module):
         return self.fc(out[:, -1])
 
 
+class FinalState(nn.Module):
+    """An LSTM or GRU read through its final state h_n: h_n[-1] (a stack's last layer) or h_n.squeeze(0) (one layer)."""
+
+    def __init__(self, cell, layers):
+        super().__init__()
+        self.rnn = getattr(nn, cell)(3, 8, num_layers=layers, batch_first=True)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        _, h = self.rnn(x)
+        if isinstance(h, tuple):
+            h = h[0]
+        return self.fc(h[-1] if self.rnn.num_layers > 1 else h.squeeze(0))
+
+
 class Positions(nn.Module):
     """A learnt position table added to [N, T, D] (an nn.Parameter; a module of its own so that named_parameters lists it after the embedding, as GradFlow does)."""
 
@@ -115,6 +130,12 @@ def models():
                               BasicBlock(4, 4, 1), BasicBlock(4, 8, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)),
                 torch.randn(4, 1, 8, 8)),
         "lstm": (LstmClassifier(), torch.randn(3, 5, 3)),
+        # the final state h_n instead of the last step of the output: torch writes Squeeze (one layer), Concat and Gather (a stack)
+        "lstm_hn": (FinalState("LSTM", 2), torch.randn(3, 5, 3)),
+        "gru_hn": (FinalState("GRU", 1), torch.randn(3, 5, 3)),
+        # nn.AvgPool2d: torch writes a Pad before AveragePool (of zeros, or of nothing)
+        "avgpool": (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 4, 3), nn.ReLU(),
+                                  nn.AvgPool2d(3, stride=2, padding=1), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)), torch.randn(3, 1, 10, 10)),
         # ten sigmoid layers: a vanishing gradient, the same network as "mlp 6-16x10-3 act=sigmoid"
         "deep_sigmoid": (nn.Sequential(*[m for i in range(10) for m in (nn.Linear(6 if i == 0 else 16, 16), nn.Sigmoid())], nn.Linear(16, 3)),
                          torch.randn(5, 6)),

@@ -151,6 +151,12 @@ public static partial class OnnxImport
         /// <summary>A recurrent node's final hidden state Y_h [directions, N, H] (only Squeeze of axis 0 may follow).</summary>
         public bool LastState { get; init; }
 
+        /// <summary>The zero padding [top, left] (the same at the bottom and right) of a constant Pad that only an AveragePool may read (PyTorch writes one before every nn.AvgPool2d).</summary>
+        public long[]? PendingPad { get; init; }
+
+        /// <summary>The final states of a stack's layers, first to last, concatenated (PyTorch's h_n of a multi-layer LSTM or GRU; only Gather of the last may follow).</summary>
+        public Data[]? States { get; init; }
+
         public int BatchAxis => Array.IndexOf(Shape, -1L);
 
         /// <summary>The shape of one example: the batch axis removed (a time-major [T, N, I] is [T, I]).</summary>
@@ -295,6 +301,18 @@ public static partial class OnnxImport
                 return;
             }
             var x = DataIn(node, 0);
+            if (node.OpType == "Concat" && node.Input.All(i => i.Length == 0 || _data.TryGetValue(i, out var d) && d.LastState))
+            {
+                // h_n of a stack: its layers' final states; h_n[-1] reads the last layer's
+                if (Int(node, "axis", 0) != 0) throw Unsupported(node, "Concat of recurrent final states along an axis other than 0", "h_n[-1]");
+                var states = node.Input.Where(i => i.Length > 0).Select(i => _data[i]).ToArray();
+                Output(node, new Data(states[^1], null, [states.Length, .. states[^1].Shape[1..]]) { States = states });
+                return;
+            }
+            if (x.States is not null && node.OpType != "Gather")
+                throw Unsupported(node, $"{node.OpType} of the final states of a stack of recurrent layers", "the last layer's final state (h_n[-1])");
+            if (x.PendingPad is not null && node.OpType != "AveragePool")
+                throw Unsupported(node, $"{node.OpType} of a zero-padded image", "Pad before AveragePool (nn.AvgPool2d with padding), or Conv's own pads");
             switch (node.OpType)
             {
                 case "Gemm": Gemm(node, x); break;
@@ -319,6 +337,7 @@ public static partial class OnnxImport
                 case "LayerNormalization": LayerNorm(node, x); break;
                 case "InstanceNormalization": InstanceNorm(node, x); break;
                 case "MaxPool" or "AveragePool": Pool(node, x); break;
+                case "Pad": Pad(node, x); break;
                 case "GlobalAveragePool":
                     RequireImage(node, x);
                     Emit(node, x, new AdaptiveAvgPoolBlock(1), null, [-1, x.Shape[1], 1, 1]);
@@ -572,18 +591,50 @@ public static partial class OnnxImport
             Emit(node, x, new NormBlock(NormalizationKind.Layer) { Last = last }, weights, x.Shape);
         }
 
+        /// <summary>
+        /// A constant zero Pad of an image's height and width: nothing when it pads nothing (PyTorch writes one before every
+        /// nn.AvgPool2d), else the padding of the AveragePool that must read it (nn.AvgPool2d(padding=p), which counts the padded zeros).
+        /// </summary>
+        private void Pad(NodeProto node, Data x)
+        {
+            RequireImage(node, x);
+            if (Str(node, "mode", "constant") != "constant") throw Unsupported(node, $"Pad in mode '{Str(node, "mode", "constant")}'", "a constant zero Pad before AveragePool");
+            var pads = node.Input.Count > 1 && node.Input[1].Length > 0 ? ConstIn(node, 1, "pads").Longs() : Ints(node, "pads") ?? [];
+            if (pads.Length != 8) throw Bad(node, $"Pad of a 4-D image needs 8 pads, got {Fmt(pads)}");
+            if (node.Input.Count > 2 && node.Input[2].Length > 0 && One(ConstIn(node, 2, "constant_value"), "constant_value", node) != 0)
+                throw Unsupported(node, "Pad with a value other than 0", "a constant zero Pad before AveragePool");
+            if (node.Input.Count > 3 && node.Input[3].Length > 0) throw Unsupported(node, "Pad of chosen axes", "a Pad of every axis");
+            if (pads.All(p => p == 0))
+            {
+                Pass(node, x);
+                return;
+            }
+            if (pads.Any(p => p < 0) || pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0 || pads[2] != pads[6] || pads[3] != pads[7])
+                throw Unsupported(node, $"Pad of {Fmt(pads)}", "the same zero padding of height and width on both sides, before AveragePool");
+            Output(node, new Data(x, null, [x.Shape[0], x.Shape[1], x.Shape[2] + 2 * pads[2], x.Shape[3] + 2 * pads[3]]) { PendingPad = [pads[2], pads[3]] });
+        }
+
         private void Pool(NodeProto node, Data x)
         {
             RequireImage(node, x);
             var k = Sizes(node, "kernel_shape", null, 2, 1);
             var strides = Sizes(node, "strides", k, 2, 1);
             var pads = Sizes(node, "pads", [0, 0, 0, 0], 4, 0);
+            bool zerosCounted = Int(node, "count_include_pad", 0) != 0;
+            if (x.PendingPad is { } before)
+            {
+                // the Pad's zeros are values the pool averages: nn.AvgPool2d(padding=p) with count_include_pad=True
+                if (pads.Any(p => p != 0)) throw Unsupported(node, $"{node.OpType} with pads {Fmt(pads)} after a Pad", "the padding in one of them");
+                pads = [before[0], before[1], before[0], before[1]];
+                x = x.Parent!;
+                zerosCounted = true;
+            }
             if (pads[0] != pads[2] || pads[1] != pads[3]) throw Unsupported(node, $"{node.OpType} with kernel {Fmt(k)} and pads {Fmt(pads)}", "2-D pooling with the same padding on both sides");
             if (Int(node, "ceil_mode", 0) != 0) throw Unsupported(node, $"{node.OpType} with ceil_mode", "ceil_mode=False");
             if (Str(node, "auto_pad", "NOTSET") != "NOTSET") throw Unsupported(node, $"{node.OpType} with auto_pad", "explicit pads");
             if (Ints(node, "dilations") is { } d && d.Any(v => v != 1)) throw Unsupported(node, "MaxPool with dilation", "MaxPool without dilation");
             var kind = node.OpType == "MaxPool" ? PoolKind.Max : PoolKind.Avg;
-            if (kind == PoolKind.Avg && pads.Any(p => p != 0) && Int(node, "count_include_pad", 0) == 0)
+            if (kind == PoolKind.Avg && pads.Any(p => p != 0) && !zerosCounted)
                 throw Unsupported(node, "AveragePool with padding not counted", "count_include_pad=True (PyTorch's default)");
             if (node.Output.Count > 1 && node.Output[1].Length > 0) throw Unsupported(node, "MaxPool with its indices output", "MaxPool's values only");
             var block = new PoolBlock(kind, new Size2d((int)k[0], (int)k[1]))
@@ -737,6 +788,15 @@ public static partial class OnnxImport
             long axis = Int(node, "axis", 0);
             if (axis < 0) axis += x.Shape.Length;
             long index = idx.Shape.Length == 0 && idx.Count == 1 ? (long)idx.Values[0] : long.MinValue;
+            if (x.States is { } states)
+            {
+                // the stack's output is its last layer's final state; an earlier layer's feeds the next layer only
+                if (axis != 0 || index != -1 && index != states.Length - 1)
+                    throw Unsupported(node, $"Gather of index {(index == long.MinValue ? Fmt(idx.Shape) : index)} on axis {axis} of the {states.Length} layers' final states",
+                        "the last layer's final state (h_n[-1])");
+                LastStep(node, states[^1]);
+                return;
+            }
             // the last step of a recurrent layer's sequence: [N, T, H] axis 1 or [T, N, H] axis 0, index -1 or T - 1
             bool timeAxis = x.Shape.Length == 3 && (x.BatchAxis == 0 ? axis == 1 : axis == 0 && x.BatchAxis == 1);
             long steps = timeAxis ? x.Shape[axis] : 0;
@@ -750,9 +810,12 @@ public static partial class OnnxImport
         private void LastStep(NodeProto node, Data x)
         {
             var rec = x.BlockNode;
-            if (rec?.Block is not RecurrentBlock { Output: RecurrentOutputKind.Sequence } r || !SingleChain(x, rec))
+            // the final state Y_h (h_n[-1], h_n.squeeze(0)) is the last step of a sequence Y that nothing else reads; the sequence's own
+            // last step (output[:, -1]) is read through layout changes that nothing else reads
+            bool once = rec is not null && (x.LastState ? Uses(x) == 1 && Uses(rec) == 0 : SingleChain(x, rec));
+            if (rec?.Block is not RecurrentBlock { Output: RecurrentOutputKind.Sequence } r || !once)
                 throw Unsupported(node, $"{node.OpType} of the last step of {Fmt(x.Shape)}, which is not a recurrent layer's output read by nothing else",
-                    "the last step of a recurrent layer's output (output[:, -1]) read once");
+                    "the last step of a recurrent layer's output (output[:, -1]) or its final state (h_n[-1]), read once");
             var lastBlock = r with { Output = RecurrentOutputKind.Last };
             _weights[lastBlock] = _weights[r];
             _weights.Remove(r);
