@@ -117,7 +117,8 @@ public static class Tabular
 
     /// <summary>
     /// The labels of a target column: class indices into the sorted distinct values of
-    /// <paramref name="columns"/> (numerically when every value is an integer, else ordinally), or
+    /// <paramref name="columns"/> (when every value is an integer, the distinct integers in numeric order, so that "1", "01" and "+1"
+    /// are one class named "1"; else the distinct texts, ordinally), or
     /// regression values. <see cref="TargetKind.Auto"/> chooses classes when every value is an
     /// integer or some value is not a number, regression values otherwise.
     /// </summary>
@@ -147,10 +148,17 @@ public static class Tabular
             }
             return (null, null, values);
         }
-        var distinct = columns.SelectMany(c => c.Target).Distinct(StringComparer.Ordinal);
-        var names = allIntegers
-            ? distinct.OrderBy(t => long.Parse(t, NumberStyles.Integer, CultureInfo.InvariantCulture)).ThenBy(t => t, StringComparer.Ordinal).ToList()
-            : distinct.OrderBy(t => t, StringComparer.Ordinal).ToList();
+        if (allIntegers)
+        {
+            // integer classes are their values: "1", "01", "+1" and " 1" are one class, named "1"
+            static long Value(string t) => long.Parse(t, NumberStyles.Integer, CultureInfo.InvariantCulture);
+            var values = columns.SelectMany(c => c.Target).Select(Value).Distinct().Order().ToList();
+            var byValue = new Dictionary<long, int>();
+            for (int i = 0; i < values.Count; i++) byValue[values[i]] = i;
+            return (values.Select(v => v.ToString(CultureInfo.InvariantCulture)).ToList(),
+                columns.Select(c => c.Target.Select(t => byValue[Value(t)]).ToArray()).ToArray(), null);
+        }
+        var names = columns.SelectMany(c => c.Target).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var index = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < names.Count; i++) index[names[i]] = i;
         var labels = columns.Select(c => c.Target.Select(t => index[t]).ToArray()).ToArray();

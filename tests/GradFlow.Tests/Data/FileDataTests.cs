@@ -69,6 +69,12 @@ public sealed class FileDataTests : IDisposable
         Assert.Equal([2, 1, 2, 1, 0], d.Train.Labels!.Data);
         Assert.Equal([1f, 2, 3, 4, 5], (float[])d.Train.Inputs.Storage);
 
+        // an integer class is its value, whatever its text ("1", "01", "+1" were three classes)
+        var written = Text("w.csv", "x,y\n1,1\n2,01\n3,+1\n4,2\n5,002\n6,-0\n");
+        var w = Load(new TrainingConfig { Data = written, Target = "y", TestData = written, Standardize = false });
+        Assert.Equal(["0", "1", "2"], w.Train.ClassNames!);
+        Assert.Equal([1, 1, 1, 2, 2, 0], w.Train.Labels!.Data);
+
         var reg = Text("r.csv", "x,y\n1,0.5\n2,1.5\n3,2\n");
         var r = Load(new TrainingConfig { Data = reg, Target = "y", TestData = reg });
         Assert.False(r.Train.IsClassification);
