@@ -91,9 +91,9 @@ internal static class TrainOptions
         var size = ParseImageSize(r);
         c = c with
         {
-            Model = r.GetValue(Model) ?? c.Model,
-            Data = r.GetValue(Data) ?? c.Data,
-            DataDir = r.GetValue(DataDir) ?? c.DataDir,
+            Model = FullPath(r.GetValue(Model)) ?? c.Model,
+            Data = FullPath(r.GetValue(Data)) ?? c.Data,
+            DataDir = FullPath(r.GetValue(DataDir)) ?? c.DataDir,
             SequenceLength = r.GetValue(SeqLen) ?? c.SequenceLength,
             TrainLimit = r.GetValue(TrainLimit) ?? c.TrainLimit,
             TestLimit = r.GetValue(TestLimit) ?? c.TestLimit,
@@ -119,7 +119,7 @@ internal static class TrainOptions
             SyncBatchNorm = r.GetValue(SyncBatchNorm) || c.SyncBatchNorm,
             Target = r.GetValue(Target) ?? c.Target,
             TargetKind = r.GetValue(Task) ?? c.TargetKind,
-            TestData = r.GetValue(TestData) ?? c.TestData,
+            TestData = FullPath(r.GetValue(TestData)) ?? c.TestData,
             TestFraction = r.GetValue(TestFraction) ?? c.TestFraction,
             Standardize = !r.GetValue(NoStandardize) && c.Standardize,
             Stream = r.GetValue(Stream) || c.Stream,
@@ -138,6 +138,14 @@ internal static class TrainOptions
         }
         return c;
     }
+
+    /// <summary>
+    /// <paramref name="value"/> as an absolute path when it names an existing file or folder (and is not a built-in data set), else as
+    /// given: the run's config.json then finds its data and ONNX model from any directory (`export`, `--resume` and `--config` of a run
+    /// trained with `--data e.csv` failed elsewhere).
+    /// </summary>
+    internal static string? FullPath(string? value) =>
+        value is null || DataSources.Names.Contains(value) || !(File.Exists(value) || Directory.Exists(value)) ? value : Path.GetFullPath(value);
 
     /// <summary>--image-size WxH (or one number for a square), or null.</summary>
     private static (int Width, int Height)? ParseImageSize(ParseResult r)

@@ -194,9 +194,10 @@ public sealed record TrainingConfig
     /// <summary>The JSON form (camelCase keys, kebab-case enum values).</summary>
     public string ToJson() => JsonSerializer.Serialize(this, Options);
 
-    /// <summary>Reads the JSON form; errors name the source and the field.</summary>
+    /// <summary>Reads the JSON form; errors name the source and the field. Without <paramref name="requireData"/> the data files need not
+    /// exist (a run's config read for its model alone: <c>gradflow export</c>).</summary>
     /// <exception cref="FormatException">for invalid JSON, unknown fields, or values out of range.</exception>
-    public static TrainingConfig FromJson(string json, string source = "config")
+    public static TrainingConfig FromJson(string json, string source = "config", bool requireData = true)
     {
         TrainingConfig? c;
         try
@@ -208,7 +209,7 @@ public sealed record TrainingConfig
             throw new FormatException($"{source}: {e.Message}");
         }
         if (c is null) throw new FormatException($"{source}: empty configuration.");
-        c.Validate(source);
+        c.Validate(source, requireData);
         return c;
     }
 
@@ -219,8 +220,8 @@ public sealed record TrainingConfig
     /// </summary>
     public const string OutOfRangeField = "GradFlow.OutOfRangeField";
 
-    /// <summary>Checks every field's range; throws naming the field.</summary>
-    public void Validate(string source = "config")
+    /// <summary>Checks every field's range, and with <paramref name="requireData"/> that the data names a built-in set or existing files; throws naming the field.</summary>
+    public void Validate(string source = "config", bool requireData = true)
     {
         void Require(bool ok, string field, string what)
         {
@@ -247,9 +248,9 @@ public sealed record TrainingConfig
         Require(TrainLimit is null or >= 1, "trainLimit", $"must be at least 1, got {TrainLimit}");
         Require(TestLimit is null or >= 1, "testLimit", $"must be at least 1, got {TestLimit}");
         Require(SequenceLength is null or (>= 2 and <= 100_000), "sequenceLength", $"must be in 2..100000, got {SequenceLength}");
-        Require(DataSources.Names.Contains(Data) || FileData.Exists(Data), "data",
+        Require(!requireData || DataSources.Names.Contains(Data) || FileData.Exists(Data), "data",
             $"is '{Data}': neither a built-in data set (valid: {string.Join(", ", DataSources.Names)}) nor an existing file or folder");
-        Require(TestData is null || FileData.Exists(TestData), "testData", $"is '{TestData}', which does not exist");
+        Require(!requireData || TestData is null || FileData.Exists(TestData), "testData", $"is '{TestData}', which does not exist");
         Require(TestFraction > 0 && TestFraction < 1, "testFraction", $"must be in (0, 1), got {TestFraction}");
         Require(ImageChannels is 1 or 3, "imageChannels", $"must be 1 or 3, got {ImageChannels}");
         Require(ImageWidth.HasValue == ImageHeight.HasValue && ImageWidth is null or (>= 1 and <= 4096) && ImageHeight is null or (>= 1 and <= 4096),

@@ -25,6 +25,33 @@ public sealed class TrainFromFilesTests : IDisposable
     }
 
     [Fact]
+    public void Train_RelativeDataPath_IsSavedAbsolute_SoTheRunExportsWithoutItsData()
+    {
+        var rng = new Random(7);
+        var sb = new System.Text.StringBuilder("x1,x2,label\n");
+        for (int i = 0; i < 64; i++) sb.Append(CultureInfo.InvariantCulture, $"{rng.NextDouble()},{rng.NextDouble()},{i % 2}\n");
+        var csv = Path.Combine(_dir, "rel.csv");
+        File.WriteAllText(csv, sb.ToString());
+        string relative = Path.GetRelativePath(Environment.CurrentDirectory, csv);
+        Assert.False(Path.IsPathRooted(relative));
+        var run = Path.Combine(_dir, "rel-run");
+        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 2-4-2", "--data", relative, "--target", "label", "--epochs", "1",
+            "--threads", "1", "--out", run);
+        Assert.True(code == 0, err);
+        // config.json names the file wherever the run is read from (it kept the relative path, which only the training's directory resolved)
+        var config = GradFlow.Training.TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json")));
+        Assert.Equal(csv, config.Data);
+        // export needs the model and weights, not the data: it used to refuse the run once the data had moved
+        File.Delete(csv);
+        (code, _, err) = CliRunner.Run("export", run, "--onnx", Path.Combine(_dir, "rel.onnx"));
+        Assert.True(code == 0, err);
+        Assert.True(File.Exists(Path.Combine(_dir, "rel.onnx")));
+        // built-in data sets and model texts are left as they are
+        Assert.Equal("teacher", GradFlow.Cli.TrainOptions.FullPath("teacher"));
+        Assert.Equal("mlp 2-4-2", GradFlow.Cli.TrainOptions.FullPath("mlp 2-4-2"));
+    }
+
+    [Fact]
     public void Train_Csv_LearnsTwoBlobsAndSavesTheFileOptionsInConfig()
     {
         // two separated clusters in columns x1, x2 (offset 100 so that standardisation matters), label a string

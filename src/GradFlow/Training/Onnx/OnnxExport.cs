@@ -38,7 +38,7 @@ public static class OnnxExport
         ArgumentNullException.ThrowIfNull(runDirectory);
         string configPath = Path.Combine(runDirectory, "config.json");
         if (!File.Exists(configPath)) throw new InvalidDataException($"{runDirectory} holds no run (no config.json).");
-        var config = TrainingConfig.FromJson(File.ReadAllText(configPath), configPath);
+        var config = TrainingConfig.FromJson(File.ReadAllText(configPath), configPath, requireData: false); // the model and weights only
         string checkpoints = Path.Combine(runDirectory, "checkpoints");
         var files = Directory.Exists(checkpoints)
             ? Directory.EnumerateFiles(checkpoints, "epoch-*.safetensors").Order(StringComparer.Ordinal).ToArray()
