@@ -12,6 +12,7 @@ internal static class DiagnoseCommand
     public static readonly Option<int?> Every = Opt.Int("every", "monitor sample every N steps of the trial (default 10, or more often in a trial too short for 8 samples at 10)");
     public static readonly Option<bool> Json = Opt.Flag("json", "print diagnosis.json's schema (docs/diagnosis.md)");
     public static readonly Option<string?> Out = Opt.String("out", "keep the trial's run directory (metrics.jsonl, diagnosis.json)", "DIR");
+    public static readonly Option<bool> Force = Opt.Flag("force", "with --out: replace the run already in DIR (its own files only; nothing else in DIR is touched)");
 
     public static Command Declare()
     {
@@ -20,10 +21,12 @@ internal static class DiagnoseCommand
             "a preflight (--preflight) or a short monitored trial. Takes every option of 'gradflow train' that describes the config. " +
             "Exit code: 0 healthy, 3 problem found, 1 error, 2 usage.");
         foreach (var o in TrainOptions.Config) command.Options.Add(o);
-        foreach (Option o in new Option[] { Preflight, Steps, Every, Json, Out }) command.Options.Add(o);
+        foreach (Option o in new Option[] { Preflight, Steps, Every, Json, Out, Force }) command.Options.Add(o);
         command.Validators.Add(r =>
         {
             if (r.Has(Preflight) && r.Has(Steps)) r.AddError("--preflight and --steps exclude each other.");
+            else if (r.Has(Preflight) && (r.Has(Out) || r.Has(Every))) r.AddError("--out and --every go with a trial; --preflight runs one pass and writes nothing.");
+            else if (r.Has(Force) && !r.Has(Out)) r.AddError("--force goes with --out (it replaces the run in that directory).");
             else if (r.Valid(Steps) is < 1) r.AddError("--steps must be at least 1.");
         });
         command.SetAction(r => Run(r, r.Out()));
@@ -32,6 +35,9 @@ internal static class DiagnoseCommand
 
     private static int Run(ParseResult o, TextWriter stdout)
     {
+        if (o.GetValue(Out) is { } dir && GradFlow.Training.RunDirectory.HoldsRun(dir) && !o.Has(Force))
+            throw new UsageException($"gradflow diagnose: {dir} already holds a run (config.json, metrics.jsonl). Use --force to replace it " +
+                "(its own files only), or another --out.");
         var config = TrainOptions.BuildConfig(o, null);
         Diagnosis diagnosis;
         MonitorSample? shown;
@@ -50,7 +56,7 @@ internal static class DiagnoseCommand
             shown = trial.Samples.Count > 0 ? trial.Samples[^1] : null;
             // a budget no longer than the trial makes the trial the whole run: say so, since the verdict is then on the run's end
             string whole = trial.WholeRunSteps is not null
-                ? $" (the whole configured run, {config.Epochs} epochs{(config.MaxSteps is { } max ? $" of at most {max} steps" : "")})" : "";
+                ? $" (the whole configured run: {config.Epochs} epochs{(config.MaxSteps is { } max ? $", at most {max} steps" : "")})" : "";
             if (!o.Has(Json)) stdout.WriteLine($"trial: {trial.Steps} steps{whole}, {trial.Samples.Count} monitor samples");
         }
         if (o.Has(Json)) stdout.WriteLine(DiagnosisJson.Serialize(diagnosis));

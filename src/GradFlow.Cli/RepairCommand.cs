@@ -37,6 +37,11 @@ internal static class RepairCommand
     {
         var world = Communicators.FromEnvironment();
         if (world.Rank > 0) stdout = TextWriter.Null;
+        // repair's own output (config.json, repair.json) may be replaced; a training run's may not (its checkpoints would no longer fit its config)
+        if (o.GetValue(Out) is { } outDir && (File.Exists(Path.Combine(outDir, "metrics.jsonl"))
+            || Directory.Exists(Path.Combine(outDir, "checkpoints")) && Directory.EnumerateFiles(Path.Combine(outDir, "checkpoints"), "epoch-*.safetensors").Any()))
+            throw new UsageException($"gradflow repair: {outDir} holds a training run (metrics.jsonl or checkpoints), whose config.json the repaired config " +
+                "would replace; choose another --out.");
         var config = TrainOptions.BuildConfig(o, null);
         int steps = o.GetValue(TrialSteps) ?? 200, attempts = o.GetValue(Attempts) ?? 4;
         var result = Run(config, steps, attempts, stdout, jobs: o.GetValue(Jobs) ?? 1, world: world);

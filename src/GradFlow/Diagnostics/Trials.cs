@@ -135,8 +135,7 @@ public sealed class RunWatch : IDisposable
 
     /// <summary>
     /// The judged run's configured steps when <paramref name="result"/> ended where the run ends, else null: the budget ended it, or a
-    /// trial's step limit exactly as long as the run did. (A trial's limit replaces a config's own step limit, so a trial may train past
-    /// a run limited by steps; its end is then not the run's.)
+    /// trial's step limit exactly as long as the run did (a trial limited by steps before the run's budget ends before the run's end).
     /// </summary>
     public long? WholeRunSteps(TrainingResult result)
     {
@@ -336,7 +335,9 @@ public static class Trials
     private static TrialResult RunOnce(TrainingConfig config, int? steps, int every, bool exactEvery, DataBundle? data, string? runDirectory,
         DiagnosisSettings? settings, CancellationToken cancellation, ITrainingObserver? observer, out int budget, out bool recurrent)
     {
-        var trialConfig = steps is { } s ? config with { MaxSteps = s, CheckpointEvery = null } : config;
+        // the trial is the run's first steps, so it ends at the run's own step limit when that comes first (`diagnose --max-steps 20`
+        // trained 30 steps, and said the run ended at 20)
+        var trialConfig = steps is { } s ? config with { MaxSteps = config.MaxSteps is { } m ? Math.Min(s, m) : s, CheckpointEvery = null } : config;
         // the trial is the first steps of the configured run: its learning-rate schedule spans the run's budget, not the trial
         var trainer = new Trainer(trialConfig, data, scheduleOf: config);
         budget = (int)Math.Min(int.MaxValue, trainer.BudgetOf(config)); // the configured run's (StepBudget is the trial's)
@@ -346,8 +347,10 @@ public static class Trials
         RunDirectory? run = null;
         if (runDirectory is not null)
         {
-            if (Directory.Exists(runDirectory)) Directory.Delete(runDirectory, recursive: true);
+            // a run already there is replaced, its own files only: nothing else in the directory is deleted (`diagnose --out .` deleted
+            // the working directory and everything in it)
             run = new RunDirectory(runDirectory);
+            run.Clear();
             watch.WriteTo(run);
         }
         var result = trainer.Run(runDirectory, cancellation: cancellation);

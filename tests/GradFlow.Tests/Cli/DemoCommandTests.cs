@@ -19,7 +19,7 @@ public sealed class DemoCommandTests : IDisposable
     public void Language_PostLnWithoutWarmup_IsNamedRepairedIntoPreLnTrainedAndContinuesThePrompt()
     {
         var output = new StringWriter();
-        var runs = DemoCommand.Language(output, _dir, seed: 0, section: 7, trialSteps: 80, trainSteps: 6);
+        var runs = DemoCommand.Language(output, _dir, seed: 0, section: 7, trialSteps: 80, trainSteps: 100); // the trial is the run's first steps: a run longer than it, as the demo's 600
         string text = output.ToString();
         Assert.Contains("7. Language: a Post-LN transformer on the King James Bible", text, StringComparison.Ordinal);
 
@@ -34,7 +34,7 @@ public sealed class DemoCommandTests : IDisposable
         Assert.Equal(4, layers.Length);
         Assert.All(layers, l => Assert.True(l.NormFirst));
         var trained = TrainingConfig.FromJson(File.ReadAllText(Path.Combine(runs[1].Dir, "config.json")));
-        Assert.Equal(repaired with { CheckpointEvery = null }, trained); // its budget is the demo's trainSteps (6 here): the warm-up is a tenth of it
+        Assert.Equal(repaired with { CheckpointEvery = null }, trained); // its budget is the demo's trainSteps (100 here): the warm-up is a tenth of it
         Assert.Single(new RunDirectory(runs[1].Dir).CheckpointFiles());
 
         // the generated line: the prompt and 100 characters (line breaks shown as " / "), as generate gives them

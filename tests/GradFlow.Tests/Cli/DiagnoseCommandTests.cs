@@ -39,14 +39,46 @@ public sealed class DiagnoseCommandTests : IDisposable
         var (code, output, err) = Run("diagnose", "--model", "mlp 2-32x3-2 act=sigmoid", "--data", "circles", "--train-limit", "512",
             "--seed", "1", "--threads", "1");
         Assert.True(code == 3, err + output);
-        Assert.Contains("trial: 40 steps (the whole configured run, 10 epochs), 8 monitor samples", output);
+        Assert.Contains("trial: 40 steps (the whole configured run: 10 epochs), 8 monitor samples", output);
         Assert.Contains("short run: the whole run is 40 steps", output);
+        // the run's own step limit ends the trial too (it used to be replaced by the trial's: 30 steps of a 20-step run)
+        (code, output, err) = Run("diagnose", "--model", "mlp 2-32x3-2 act=sigmoid", "--data", "circles", "--train-limit", "512",
+            "--seed", "1", "--threads", "1", "--max-steps", "20");
+        Assert.True(code == 3, err + output);
+        Assert.Contains("trial: 20 steps (the whole configured run: 10 epochs, at most 20 steps)", output);
+        Assert.Contains("short run: the whole run is 20 steps", output);
         // a trial within the budget says nothing of the kind
         (code, output, err) = Run("diagnose", "--model", "mlp 2-32x3-2 act=sigmoid", "--data", "circles", "--train-limit", "512",
             "--seed", "1", "--threads", "1", "--epochs", "100", "--steps", "40");
         Assert.True(code is 0 or 3, err + output);
         Assert.Contains("trial: 40 steps, 8 monitor samples", output);
         Assert.DoesNotContain("short run", output);
+    }
+
+    [Fact]
+    public void Trial_Out_TouchesOnlyItsOwnFiles_AndReplacesARunOnlyWithForce()
+    {
+        // `diagnose --out .` deleted the working directory and everything in it
+        var dir = Path.Combine(_dir, "mine");
+        Directory.CreateDirectory(Path.Combine(dir, "notes"));
+        File.WriteAllText(Path.Combine(dir, "keep.txt"), "keep");
+        File.WriteAllText(Path.Combine(dir, "notes", "n.txt"), "n");
+        string[] trial = ["diagnose", "--model", "mlp 2-8-2", "--data", "circles", "--train-limit", "256", "--steps", "10", "--threads", "1", "--out", dir];
+        var (code, output, err) = Run(trial);
+        Assert.True(code is 0 or 3, err + output);
+        Assert.True(File.Exists(Path.Combine(dir, "metrics.jsonl")));
+        // a second trial there would replace the first: only with --force, and still nothing but the run's own files
+        (code, output, err) = Run(trial);
+        Assert.Equal(2, code);
+        Assert.Contains("already holds a run", err);
+        (code, output, err) = Run([.. trial, "--force"]);
+        Assert.True(code is 0 or 3, err + output);
+        Assert.Equal("keep", File.ReadAllText(Path.Combine(dir, "keep.txt")));
+        Assert.Equal("n", File.ReadAllText(Path.Combine(dir, "notes", "n.txt")));
+        // repair's config.json would replace a training run's, whose checkpoints would then no longer fit it
+        (code, _, err) = Run("repair", "--model", "mlp 2-8-2", "--data", "circles", "--trial-steps", "10", "--threads", "1", "--out", dir);
+        Assert.Equal(2, code);
+        Assert.Contains("holds a training run", err);
     }
 
     [Fact]
