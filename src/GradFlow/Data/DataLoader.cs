@@ -120,12 +120,12 @@ public sealed class DataLoader
         return order;
     }
 
-    /// <summary>The batches of epoch <paramref name="epoch"/>.</summary>
-    public IEnumerable<Batch> Epoch(int epoch)
+    /// <summary>The batches of epoch <paramref name="epoch"/>, from batch <paramref name="from"/> on (the rest of an epoch a resumed run had begun).</summary>
+    public IEnumerable<Batch> Epoch(int epoch, int from = 0)
     {
         var order = Order(epoch);
         int batches = BatchCount;
-        for (int b = 0; b < batches; b++)
+        for (int b = from; b < batches; b++)
         {
             int start = b * BatchSize;
             int count = Math.Min(BatchSize, order.Length - start);

@@ -21,7 +21,14 @@ public static class Checkpoint
     /// <param name="Epoch">Epochs completed.</param>
     /// <param name="Step">Optimiser steps completed.</param>
     /// <param name="Config">The run's config (JSON).</param>
-    public sealed record Info(int Epoch, long Step, string Config);
+    public sealed record Info(int Epoch, long Step, string Config)
+    {
+        /// <summary>Batches of the next epoch already trained (a run stopped inside an epoch, by its step limit or a cancellation); 0 at an epoch's end.</summary>
+        public int Batch { get; init; }
+
+        /// <summary>The next epoch's running sums over those batches (loss × examples, correct labels, examples, labels), so that its metrics are an uninterrupted run's.</summary>
+        public (double LossSum, long Correct, long Seen, long SeenLabels) Partial { get; init; }
+    }
 
     /// <summary>Writes model, optimiser and metadata to <paramref name="path"/> (atomically).</summary>
     public static void Save(string path, Module model, Optimizer optimizer, Info info)
@@ -38,6 +45,12 @@ public static class Checkpoint
             ["config"] = info.Config,
             ["rng"] = string.Join(";", Dropouts(model).Select(d => string.Join(",", d.MaskGenerator.GetState().Select(w => w.ToString("x16", CultureInfo.InvariantCulture))))),
         };
+        if (info.Batch > 0)
+        {
+            meta["batch"] = info.Batch.ToString(CultureInfo.InvariantCulture);
+            var (lossSum, correct, seen, labels) = info.Partial;
+            meta["partial"] = string.Create(CultureInfo.InvariantCulture, $"{BitConverter.DoubleToInt64Bits(lossSum):x16},{correct},{seen},{labels}");
+        }
         SafeTensors.Write(path, tensors, meta);
     }
 
@@ -75,7 +88,20 @@ public static class Checkpoint
         if (!int.TryParse(Meta("epoch"), NumberStyles.None, CultureInfo.InvariantCulture, out int epoch) ||
             !long.TryParse(Meta("step"), NumberStyles.None, CultureInfo.InvariantCulture, out long step))
             throw new InvalidDataException($"checkpoint: {file}: metadata fields 'epoch'/'step' are not integers.");
-        return new Info(epoch, step, Meta("config"));
+        var info = new Info(epoch, step, Meta("config"));
+        // a checkpoint inside an epoch (written since 2026-12-06; earlier ones claimed the epoch complete)
+        if (contents.Metadata.TryGetValue("batch", out var b))
+        {
+            var p = contents.Metadata.TryGetValue("partial", out var pv) ? pv.Split(',') : [];
+            if (!int.TryParse(b, NumberStyles.None, CultureInfo.InvariantCulture, out int batch) || batch < 1 || p.Length != 4
+                || !long.TryParse(p[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out long bits)
+                || !long.TryParse(p[1], NumberStyles.None, CultureInfo.InvariantCulture, out long correct)
+                || !long.TryParse(p[2], NumberStyles.None, CultureInfo.InvariantCulture, out long seen)
+                || !long.TryParse(p[3], NumberStyles.None, CultureInfo.InvariantCulture, out long labels))
+                throw new InvalidDataException($"checkpoint: {file}: metadata fields 'batch'/'partial' ('{b}', '{pv}') are not a batch count and four sums.");
+            info = info with { Batch = batch, Partial = (BitConverter.Int64BitsToDouble(bits), correct, seen, labels) };
+        }
+        return info;
     }
 
     /// <summary>Loads only the model's weights from a checkpoint (for inference: sampling, evaluation).</summary>

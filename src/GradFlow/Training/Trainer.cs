@@ -288,8 +288,9 @@ public sealed class Trainer
     public TrainingResult Run(string? runDirectory = null, bool resume = false, CancellationToken cancellation = default)
     {
         var clock = Stopwatch.StartNew();
-        int startEpoch = 0;
+        int startEpoch = 0, startBatch = 0;
         long step = 0;
+        (double LossSum, long Correct, long Seen, long SeenLabels) partial = default;
         RunDirectory? run = runDirectory is null ? null : new RunDirectory(runDirectory);
         // with several processes, rank 0 alone writes the run directory; every process reads the checkpoint it resumes from
         bool writer = Communicator.Rank == 0;
@@ -300,9 +301,9 @@ public sealed class Trainer
         {
             if (run is null) throw new ArgumentException("Trainer: resume needs a run directory.");
             var info = LoadNewestIntactCheckpoint(run);
-            (startEpoch, step) = (info.Epoch, info.Step);
+            (startEpoch, step, startBatch, partial) = (info.Epoch, info.Step, info.Batch, info.Partial);
             if (Scheduler is not null) Scheduler.LastStep = (int)step;
-            if (writer) run.TruncateMetrics(startEpoch);
+            if (writer) run.TruncateMetrics(startEpoch, step);
         }
         if (writer) run?.WriteConfig(Config);
 
@@ -315,10 +316,12 @@ public sealed class Trainer
         {
             var epochClock = Stopwatch.StartNew();
             Model.Train();
-            double lossSum = 0;
-            long correct = 0, seen = 0, seenLabels = 0;
+            // a resumed run goes on inside the epoch its checkpoint stopped in, with that epoch's sums so far
+            int from = epoch == startEpoch ? startBatch : 0;
+            var (lossSum, correct, seen, seenLabels) = epoch == startEpoch ? partial : default;
+            int batches = 0;
             info2.Epoch = epoch;
-            foreach (var batch in _stream is null ? Loader.Epoch(epoch) : Stream(_stream, step))
+            foreach (var batch in _stream is null ? Loader.Epoch(epoch, from) : Stream(_stream, step))
             {
                 if (cancellation.IsCancellationRequested)
                 {
@@ -373,6 +376,7 @@ public sealed class Trainer
                 Optimizer.Step();
                 Scheduler?.Step();
                 step++;
+                batches++;
                 lossSum += lossValue * batch.Count;
                 correct += batchCorrect;
                 seen += batch.Count;
@@ -396,8 +400,15 @@ public sealed class Trainer
             {
                 run.AppendMetrics(metrics);
                 bool last = epoch + 1 == Config.Epochs || stop != StopReason.Completed;
+                // stopped inside the epoch (its step limit, a cancellation): the checkpoint says how far, so that a resumed run trains
+                // the epoch's other batches (it used to count the epoch complete and skip them)
+                int done = from + batches;
+                bool inside = _stream is null && done < BatchCount;
+                var info = inside
+                    ? new Checkpoint.Info(epoch, step, Config.ToJson()) { Batch = done, Partial = (lossSum, correct, seen, seenLabels) }
+                    : new Checkpoint.Info(epoch + 1, step, Config.ToJson());
                 if ((Config.CheckpointEvery is { } every && (epoch + 1) % every == 0) || last)
-                    Checkpoint.Save(run.CheckpointPath(epoch + 1), Model, Optimizer, new Checkpoint.Info(epoch + 1, step, Config.ToJson()));
+                    Checkpoint.Save(run.CheckpointPath(epoch + 1), Model, Optimizer, info);
             }
         }
         return new TrainingResult(epochs, stop, step, message, clock.Elapsed.TotalSeconds);
@@ -603,8 +614,12 @@ public sealed class RunDirectory
         stream.Flush(flushToDisk: true);
     }
 
-    /// <summary>Drops metrics lines of epochs after <paramref name="epoch"/> and any incomplete last line (before resuming).</summary>
-    public void TruncateMetrics(int epoch)
+    /// <summary>
+    /// Drops the metrics lines a resumed run writes again (before resuming from <paramref name="epoch"/> epochs and <paramref name="step"/>
+    /// steps): epoch lines after <paramref name="epoch"/> (a run stopped inside an epoch wrote a line for its part of it), the other lines
+    /// of steps from <paramref name="step"/> on (of epochs from <paramref name="epoch"/> on when they have no step), and any incomplete last line.
+    /// </summary>
+    public void TruncateMetrics(int epoch, long step)
     {
         if (!File.Exists(Metrics)) return;
         var keep = new List<string>();
@@ -614,9 +629,11 @@ public sealed class RunDirectory
             try
             {
                 using var doc = JsonDocument.Parse(line);
-                if (doc.RootElement.TryGetProperty("epoch", out var e) && e.GetInt32() > epoch) continue;
-                if (doc.RootElement.TryGetProperty("type", out var t) && t.GetString() != "epoch" &&
-                    doc.RootElement.TryGetProperty("epoch", out var se) && se.GetInt32() >= epoch) continue;
+                var root = doc.RootElement;
+                bool isEpoch = !root.TryGetProperty("type", out var t) || t.GetString() == "epoch";
+                if (isEpoch && root.TryGetProperty("epoch", out var e) && e.GetInt32() > epoch) continue;
+                if (!isEpoch && (root.TryGetProperty("step", out var s) ? s.GetInt64() >= step
+                    : root.TryGetProperty("epoch", out var se) && se.GetInt32() >= epoch)) continue;
                 keep.Add(line);
             }
             catch (JsonException)

@@ -75,6 +75,29 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(4, lines.Length);
     }
 
+    [Fact]
+    public void Run_ResumeAfterAStepLimitInsideAnEpoch_TrainsTheRestOfThatEpochAsAnUninterruptedRun()
+    {
+        // 63 batches an epoch: a limit of 100 steps stops 37 batches into the second epoch; the resumed run used to count that epoch
+        // complete and go on with the third (226 steps in all instead of 252). A constant rate: a schedule spans the budget, which the
+        // step limit changes
+        var config = Circles(4) with { Model = "mlp 2-16x2-2 act=relu norm=batch dropout=0.1", Schedule = ScheduleKind.Constant };
+        var full = new Trainer(config);
+        var uninterrupted = full.Run(Path.Combine(_dir, "full"), cancellation: TestContext.Current.CancellationToken);
+
+        var runDir = Path.Combine(_dir, "limited");
+        var stopped = new Trainer(config with { MaxSteps = 100 }).Run(runDir, cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal((StopReason.MaxSteps, 100L), (stopped.Stop, stopped.Steps));
+        var resumed = new Trainer(config);
+        var result = resumed.Run(runDir, resume: true, cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal(uninterrupted.Steps, result.Steps);
+        Assert.Equal(full.Model.StateDict().Select(kv => kv.Value.ToArray()), resumed.Model.StateDict().Select(kv => kv.Value.ToArray()));
+        // the second epoch's metrics count all its batches: the same line as the uninterrupted run's, and one line per epoch
+        static string[] Lines(string dir) => File.ReadAllLines(Path.Combine(dir, "metrics.jsonl"))
+            .Select(l => System.Text.RegularExpressions.Regex.Replace(l, "\"[Ss]econds\":[^,}]*", "")).ToArray();
+        Assert.Equal(Lines(Path.Combine(_dir, "full")), Lines(runDir));
+    }
+
     /// <summary>Simulates a crash in the middle of an epoch.</summary>
     private sealed class CrashAt(long step) : ITrainingObserver
     {
