@@ -248,11 +248,15 @@ public static class Sweep
 
     /// <summary>
     /// The best record: the highest test accuracy, or where there is none (regression, or no epoch finished) the lowest test
-    /// loss, else the lowest training loss; the first in grid order on a tie; null when no record has a finite figure.
+    /// loss, else the lowest training loss; the first in grid order on a tie; null when no record has a finite figure. A point whose
+    /// run diverged (stopped on a non-finite loss or gradient, or with a non-finite test loss) is never the best: its NaN outputs
+    /// still score an accuracy (a diverged two-class point was marked best at 50 %).
     /// </summary>
     public static SweepRecord? Best(IReadOnlyList<SweepRecord> records)
     {
         ArgumentNullException.ThrowIfNull(records);
+        records = records.Where(r => !r.Stop.StartsWith("NonFinite", StringComparison.Ordinal)
+            && !(double.IsFinite(r.TestAccuracy) && !double.IsFinite(r.TestLoss))).ToArray();
         if (records.Any(r => double.IsFinite(r.TestAccuracy)))
             return records.Where(r => double.IsFinite(r.TestAccuracy)).MaxBy(r => r.TestAccuracy);
         Func<SweepRecord, double> figure = records.Any(r => double.IsFinite(r.TestLoss)) ? r => r.TestLoss : r => r.Loss;

@@ -143,4 +143,18 @@ public sealed class SweepTests : IDisposable
         Assert.EndsWith("★ |", rows[3].TrimEnd());
         Assert.Equal(1, rows.Count(r => r.Contains('★', StringComparison.Ordinal)));
     }
+
+    [Fact]
+    public void Best_IsNeverADivergedPoint()
+    {
+        // a run stopped on a NaN loss still scores its NaN outputs (50 % on two classes), and was marked best over a slow healthy point
+        SweepRecord[] records =
+        [
+            new(0, ["1e12"], 20, "NonFiniteLoss", 0.69, double.NaN, 0.5, double.NaN, "non-finite"),
+            new(1, ["1e-7"], 20, "MaxSteps", 0.70, 0.70, 0.45, 1, "stalled"),
+            new(2, ["1e3"], 20, "MaxSteps", 1e30, double.PositiveInfinity, 0.6, 1, "exploding"),
+        ];
+        Assert.Same(records[1], Sweep.Best(records));
+        Assert.Null(Sweep.Best([records[0]]));
+    }
 }
