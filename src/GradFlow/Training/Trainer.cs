@@ -149,7 +149,11 @@ public sealed class Trainer
                 throw new ArgumentException($"Trainer: augmentation (augmentPadding {config.AugmentPadding}, augmentFlip {config.AugmentFlip}) needs images [N, C, H, W], but the training inputs are {Shapes.Format(Data.Train.InputShape)}: give the model an image input (e.g. \"resnet20 in=1x28x28\").");
             augmentation = new ImageAugmentation(config.AugmentPadding, config.AugmentFlip);
         }
-        Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, reuseBuffers: true) { Augmentation = augmentation };
+        // a last batch of one example cannot be batch-normalised in training (PyTorch raises there too): it is left out of each
+        // epoch, as drop_last would (a 129-example run with batch 128 stopped after its first step, without a checkpoint)
+        bool dropLast = Data.Train.Count > 1 && Data.Train.Count % config.BatchSize == 1 && Model.NamedModules().Any(c => c.Module is BatchNormBase);
+        Loader = new DataLoader(Data.Train, config.BatchSize, shuffle: true, seed: config.Seed ^ 0x5DEECE66DUL, dropLast: dropLast, reuseBuffers: true)
+            { Augmentation = augmentation };
         var horizon = scheduleOf ?? config;
         int totalSteps = (int)Math.Clamp(horizon.MaxSteps ?? (long)Loader.BatchCount * horizon.Epochs, 1, int.MaxValue);
         int afterWarmup = Math.Max(1, totalSteps - config.WarmupSteps);
@@ -297,6 +301,9 @@ public sealed class Trainer
         int microBatches = Config.MicroBatches ?? 1;
         var parallel = microBatches > 1 || Communicator.Size > 1 ? new DataParallel(Model, Optimizer, Communicator, microBatches, _observers.OfType<IMicroBatchStatistics>().ToArray(), Config.SyncBatchNorm) : null;
         if (writer) run?.RemoveOrphanedTemporaries();
+        if (Loader.DropLast && _stream is null)
+            Warning?.Invoke($"warning: {Data.Train.Count} training examples in batches of {Config.BatchSize} leave a last batch of one, which batch norm " +
+                "cannot normalise in training: each epoch leaves that example out (a different one each epoch, as the order is shuffled).");
         if (resume)
         {
             if (run is null) throw new ArgumentException("Trainer: resume needs a run directory.");

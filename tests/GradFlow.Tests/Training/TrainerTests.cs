@@ -98,6 +98,22 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(Lines(Path.Combine(_dir, "full")), Lines(runDir));
     }
 
+    [Fact]
+    public void Run_BatchNormWithALastBatchOfOne_LeavesThatExampleOutAndSaysSo()
+    {
+        // 129 examples in batches of 64: the third batch would hold one example, which batch norm cannot normalise in training
+        var config = Circles(2) with { Model = "mlp 2-8-2 norm=batch", TrainLimit = 129, BatchSize = 64 };
+        var trainer = new Trainer(config);
+        Assert.Equal(129, trainer.Data.Train.Count);
+        var warnings = new List<string>();
+        trainer.Warning += warnings.Add;
+        var result = trainer.Run(cancellation: TestContext.Current.CancellationToken);
+        Assert.Equal((StopReason.Completed, 4L), (result.Stop, result.Steps));
+        Assert.Contains(warnings, w => w.Contains("last batch of one", StringComparison.Ordinal));
+        // without batch norm every example trains
+        Assert.Equal(6L, new Trainer(config with { Model = "mlp 2-8-2" }).Run(cancellation: TestContext.Current.CancellationToken).Steps);
+    }
+
     /// <summary>Simulates a crash in the middle of an epoch.</summary>
     private sealed class CrashAt(long step) : ITrainingObserver
     {
