@@ -116,7 +116,11 @@ public sealed class RunWatch : IDisposable
         };
         Monitor.SampleCompleted += watchLine;
         MonitorLog.WriteTo(Monitor, run);
+        _metrics = run.Metrics;
     }
+
+    /// <summary>The run directory's metrics file (<see cref="WriteTo"/>), whose samples before this watch's first are a resumed run's earlier part.</summary>
+    private string? _metrics;
 
     /// <summary>The per-layer statistics, sampled every <c>every</c> steps.</summary>
     public GradientMonitor Monitor { get; }
@@ -129,7 +133,16 @@ public sealed class RunWatch : IDisposable
     {
         ArgumentNullException.ThrowIfNull(result);
         double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
-        return Diagnoser.Diagnose(Monitor.Samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
+        IReadOnlyList<MonitorSample> samples = Monitor.Samples;
+        // a resumed run: its samples before the resumption (kept in its metrics file) are part of the run the verdict is on; judged on
+        // the new ones alone, a run stalled at chance was called healthy "over 3 samples"
+        if (_metrics is not null && samples.Count > 0 && File.Exists(_metrics))
+        {
+            long first = samples[0].Step;
+            var earlier = MonitorLog.ReadSamples(_metrics).Where(s => s.Step < first).ToArray();
+            if (earlier.Length > 0) samples = [.. earlier, .. samples];
+        }
+        return Diagnoser.Diagnose(samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
             predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss, wholeRunSteps: WholeRunSteps(result), startWeightScales: _startWeightScales);
     }
 

@@ -152,6 +152,22 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void Train_ResumeOfMonitoredRun_JudgesTheWholeRun()
+    {
+        // an ELU net on spirals stalls (its loss improves by 3 % in 4 epochs); the fifth epoch's 3 samples alone were called healthy
+        var run = Path.Combine(_dir, "stalled");
+        string[] model = ["--data", "spirals", "--model", "mlp 2-32x3-2 act=elu", "--threads", "1"];
+        var (code, output, err) = Run(["train", .. model, "--epochs", "4", "--monitor", "--out", run]);
+        Assert.True(code == 0, err);
+        Assert.Contains("stalled loss", output + err);
+        (code, output, err) = Run("train", "--resume", run, "--epochs", "5");
+        Assert.True(code == 0, err);
+        Assert.Contains("stalled loss", output + err);
+        Assert.DoesNotContain("healthy", output + err);
+        Assert.Contains("stalled-loss", File.ReadAllText(Path.Combine(run, "diagnosis.json")));
+    }
+
+    [Fact]
     public void Train_OutIntoExistingRun_ExitsTwoSayingResumeOrForce_AndLeavesTheRunAlone()
     {
         var run = Path.Combine(_dir, "run");
