@@ -25,6 +25,9 @@ internal sealed class RunTail(string directory)
     /// <summary>The chance level of the run's training labels, from its last watch line (<see cref="MonitorLog.WatchLine"/>); NaN before one is read.</summary>
     public double ChanceLoss { get; private set; } = double.NaN;
 
+    /// <summary>The loss of all-zero outputs on the run's training labels, from its last watch line; NaN before one is read or in a file without it.</summary>
+    public double ZeroOutputLoss { get; private set; } = double.NaN;
+
     /// <summary>The first step's predicted update ratio, from the run's last watch line; NaN before one is read or when the run did not know it.</summary>
     public double PredictedUpdateRatio { get; private set; } = double.NaN;
 
@@ -38,7 +41,7 @@ internal sealed class RunTail(string directory)
         {
             _offset = 0;
             _samples.Clear();
-            (ChanceLoss, PredictedUpdateRatio) = (double.NaN, double.NaN);
+            (ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss) = (double.NaN, double.NaN, double.NaN);
         }
         if (stream.Length == _offset) return [];
         stream.Position = _offset;
@@ -69,8 +72,9 @@ internal sealed class RunTail(string directory)
                 try
                 {
                     // a resumed run writes another watch line, without the first step's prediction: a known fact stays
-                    var (chance, predicted) = MonitorLog.ParseWatch(line);
+                    var (chance, predicted, zero) = MonitorLog.ParseWatch(line);
                     if (double.IsFinite(chance)) ChanceLoss = chance;
+                    if (double.IsFinite(zero)) ZeroOutputLoss = zero;
                     if (double.IsFinite(predicted)) PredictedUpdateRatio = predicted;
                 }
                 catch (System.Text.Json.JsonException)

@@ -17,12 +17,13 @@ public static partial class Diagnoser
     /// Diagnoses <paramref name="samples"/> of a run of <paramref name="config"/> (whose model is <paramref name="model"/>, when available for
     /// weight facts). <paramref name="startWeightScales"/>: the weight scales the run started from (<see cref="WeightScales"/> of the
     /// model before its first step), which the init-scale cause reads instead of the model's present weights; without them it reads the
-    /// present ones (a preflight's model has taken no step).
+    /// present ones (a preflight's model has taken no step). <paramref name="zeroOutputLoss"/>: the loss of all-zero outputs
+    /// (<see cref="Trials.ZeroOutputLoss"/>), which a loss must pass to be an exploding forward signal; NaN: the chance level alone decides.
     /// </summary>
     public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Module? model = null,
         DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null, IReadOnlyList<double>? recentLosses = null,
         bool preflight = false, double predictedUpdateRatio = double.NaN, double chanceLoss = double.NaN, long? wholeRunSteps = null,
-        IReadOnlyList<double>? startWeightScales = null)
+        IReadOnlyList<double>? startWeightScales = null, double zeroOutputLoss = double.NaN)
     {
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(config);
@@ -30,7 +31,7 @@ public static partial class Diagnoser
         var facts = new ModelFacts(config, model, samples, settings)
         {
             IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio, ChanceLoss = chanceLoss, WholeRunSteps = wholeRunSteps,
-            StartWeightScales = startWeightScales,
+            StartWeightScales = startWeightScales, ZeroOutputLoss = zeroOutputLoss,
         };
         var problems = new List<Problem>();
         var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
@@ -153,7 +154,9 @@ public static partial class Diagnoser
     {
         if (!double.IsFinite(f.ChanceLoss) || f.ChanceLoss <= 0) return null;
         double loss = Median(window.Select(TrendLoss));
-        if (!(loss > s.FarAboveChance * f.ChanceLoss)) return null;
+        // large outputs: far above chance, and worse than outputs of zero (a regression net still near zero on targets far from
+        // zero is many times the targets' variance without any large output: slow, not exploding)
+        if (!(loss > s.FarAboveChance * f.ChanceLoss) || loss <= f.ZeroOutputLoss) return null;
         var last = window[^1];
         // forward growth: the activation spread at the last hidden layer over that at the first
         var stds = last.Layers.Take(Math.Max(1, last.Layers.Length - 1)).Select(l => l.ActivationStd).ToArray();
@@ -519,6 +522,9 @@ public static partial class Diagnoser
     /// <summary>The cause of a stall at chance at the end of the whole configured run (<see cref="ModelFacts.WholeRunSteps"/>).</summary>
     internal const string ShortRunCause = "short run";
 
+    /// <summary>The stall's cause when the weights barely move (the largest update ratio below <see cref="DiagnosisSettings.SmallUpdateRatio"/>).</summary>
+    internal const string SmallStepsCause = "learning rate too small for the gradient scale";
+
     /// <summary>How many times longer the <c>epochs:F</c> remedy of a short run trains.</summary>
     internal const int LongerRun = 5;
 
@@ -544,7 +550,7 @@ public static partial class Diagnoser
             causes.Add(new Cause("plain SGD", 1, "no momentum and no per-parameter scaling"));
         double update = f.MaxUpdateRatio;
         if (double.IsFinite(update) && update < s.SmallUpdateRatio)
-            causes.Add(new Cause("learning rate too small for the gradient scale", 1.5 + Math.Log10(s.SmallUpdateRatio / update),
+            causes.Add(new Cause(SmallStepsCause, 1.5 + Math.Log10(s.SmallUpdateRatio / update),
                 string.Create(CultureInfo.InvariantCulture, $"learning rate {f.Config.LearningRate:G3}: update ratio ||ΔW||/||W|| at most {update:G2} (healthy ≈ 1e-3 to 1e-2, threshold {s.SmallUpdateRatio:G2}): the weights barely move")));
         f.AddPlainDepth(causes);
         // the samples cover the whole configured run: a loss still at chance at its end may only need more steps
@@ -892,6 +898,9 @@ public static partial class Diagnoser
 
         /// <summary>The configured run's steps when the samples cover all of it (a trial as long as the run's budget, a finished run), else null; below <see cref="DiagnosisSettings.ShortRunSteps"/> a stall at chance is a short run.</summary>
         public long? WholeRunSteps { get; init; }
+
+        /// <summary>The loss of all-zero outputs (<see cref="Trials.ZeroOutputLoss"/>), NaN when unknown.</summary>
+        public double ZeroOutputLoss { get; init; } = double.NaN;
 
         /// <summary>The weight scales the run started from, one per monitored layer (<see cref="Diagnoser.WeightScales"/>), or null.</summary>
         public IReadOnlyList<double>? StartWeightScales { get; init; }

@@ -88,6 +88,7 @@ public sealed class RunWatch : IDisposable
         _predictor = new FirstStepPredictor(config, Monitor.Layers);
         trainer.AddObserver(Tracer).AddObserver(Monitor).AddObserver(_predictor);
         ChanceLoss = Trials.ChanceLoss(trainer.Data.Train);
+        ZeroOutputLoss = Trials.ZeroOutputLoss(trainer.Data.Train);
         _startWeightScales = Diagnoser.WeightScales(trainer.Model);
     }
 
@@ -96,6 +97,9 @@ public sealed class RunWatch : IDisposable
 
     /// <summary>The training labels' chance level (<see cref="Trials.ChanceLoss"/>).</summary>
     public double ChanceLoss { get; }
+
+    /// <summary>The loss of all-zero outputs on the training labels (<see cref="Trials.ZeroOutputLoss"/>).</summary>
+    public double ZeroOutputLoss { get; }
 
     /// <summary>The first step's predicted update ratio, the largest over the layers (NaN before the first step, and in a resumed run).</summary>
     public double PredictedUpdateRatio => _predictor.Ratio;
@@ -112,7 +116,7 @@ public sealed class RunWatch : IDisposable
         watchLine = sample =>
         {
             Monitor.SampleCompleted -= watchLine; // once, before the first sample's line
-            run.AppendLine(MonitorLog.WatchLine(sample.Step, ChanceLoss, PredictedUpdateRatio));
+            run.AppendLine(MonitorLog.WatchLine(sample.Step, ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss));
         };
         Monitor.SampleCompleted += watchLine;
         MonitorLog.WriteTo(Monitor, run);
@@ -143,7 +147,8 @@ public sealed class RunWatch : IDisposable
             if (earlier.Length > 0) samples = [.. earlier, .. samples];
         }
         return Diagnoser.Diagnose(samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
-            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss, wholeRunSteps: WholeRunSteps(result), startWeightScales: _startWeightScales);
+            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss, zeroOutputLoss: ZeroOutputLoss, wholeRunSteps: WholeRunSteps(result),
+            startWeightScales: _startWeightScales);
     }
 
     /// <summary>
@@ -226,7 +231,8 @@ public static class Trials
         var sample = monitor.Last!;
         foreach (var layer in monitor.Layers)
             sample.Layers[layer.Index - 1].UpdateRatio = PredictedUpdateRatio(config, layer.Weight);
-        var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin, preflight: true, chanceLoss: ChanceLoss(trainer.Data.Train));
+        var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin, preflight: true, chanceLoss: ChanceLoss(trainer.Data.Train),
+            zeroOutputLoss: ZeroOutputLoss(trainer.Data.Train));
         return (diagnosis, sample);
     }
 
@@ -252,6 +258,22 @@ public static class Trials
             for (int i = j; i < y.Length; i += perExample) variance += (y[i] - mean) * (y[i] - mean);
         }
         return variance / y.Length;
+    }
+
+    /// <summary>
+    /// The loss of a model whose outputs are all zero: ln K for K classes (zero logits predict them uniformly), the targets' mean
+    /// square for regression. A loss above it means outputs that are worse than none, so large and wrong; a loss above the chance
+    /// level alone does not (a regression net that starts near zero on targets of mean 1 and spread 0.4 is at 7 × the variance
+    /// before its first step).
+    /// </summary>
+    public static double ZeroOutputLoss(Data.Dataset data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (data.IsClassification) return Math.Log(Math.Max(1, data.ClassCounts().Length));
+        var y = data.Targets!.ToDoubleArray();
+        double sum = 0;
+        foreach (double v in y) sum += v * v;
+        return y.Length == 0 ? double.NaN : sum / y.Length;
     }
 
     /// <summary>The entropy in nats of the class frequencies <paramref name="counts"/> (0 for an empty or one-class set).</summary>
@@ -341,7 +363,8 @@ public static class Trials
     {
         if (!recurrent || trial.Diagnosis.Healthy || trial.Steps < steps || budget <= steps) return null;
         foreach (var p in trial.Diagnosis.Problems)
-            if (p.Kind is not (ProblemKind.VanishingGradient or ProblemKind.StalledLoss or ProblemKind.OscillatingLoss)) return null;
+            if (p.Kind is not (ProblemKind.VanishingGradient or ProblemKind.StalledLoss or ProblemKind.OscillatingLoss)
+                || p.Causes.Any(c => c.Name == Diagnoser.SmallStepsCause)) return null;
         return (int)Math.Min(2L * steps, budget);
     }
 

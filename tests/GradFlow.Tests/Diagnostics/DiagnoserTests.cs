@@ -107,6 +107,45 @@ public class DiagnoserTests
         Assert.Contains(p.Remedies, r => r.Id == "clip:1");
     }
 
+    /// <summary>
+    /// A regression net's loss far above the targets' variance is not a large output when all-zero outputs would do as badly:
+    /// on the adding problem's targets (mean 1, variance 1/6, mean square 7/6) a net still near zero is at 7 × chance before
+    /// its first step. Above the zero outputs' loss it is again an exploding forward signal.
+    /// </summary>
+    [Theory]
+    [InlineData(0.57, false)] // 3.4 × chance, below the 1.17 of zero outputs: slow, not exploding
+    [InlineData(1.50, true)]  // worse than outputs of zero: large and wrong
+    public void LossFarAboveChance_BelowTheLossOfZeroOutputs_IsNoExplodingSignal(double loss, bool expected)
+    {
+        var samples = Enumerable.Range(0, 5).Select(i => Sample(i * 10, loss, [1, 1, 1])).ToArray();
+        var d = Diagnoser.Diagnose(samples, Teacher("mlp 64-8x2-1"), chanceLoss: 1.0 / 6, zeroOutputLoss: 7.0 / 6);
+        Assert.Equal(expected, d.Problems.Any(p => p.Kind == ProblemKind.ExplodingGradient));
+        // without the zero outputs' loss the rule reads the chance level alone, as before
+        Assert.Contains(Diagnoser.Diagnose(samples, Teacher("mlp 64-8x2-1"), chanceLoss: 1.0 / 6).Problems, p => p.Kind == ProblemKind.ExplodingGradient);
+    }
+
+    /// <summary>The loss of all-zero outputs: ln K for K classes, the targets' mean square for regression.</summary>
+    [Fact]
+    public void ZeroOutputLoss_IsLnKOrTheMeanSquare()
+    {
+        var classes = GradFlow.Data.Dataset.Classification(GradFlow.Tensors.Tensor.Zeros(4, 2), GradFlow.Tensors.IndexTensor.FromArray([0, 1, 2, 2], 4), 3);
+        Assert.Equal(Math.Log(3), Trials.ZeroOutputLoss(classes), 1e-12);
+        var values = GradFlow.Data.Dataset.Regression(GradFlow.Tensors.Tensor.Zeros(2, 2), GradFlow.Tensors.Tensor.FromArray([1.0, 3.0]).Reshape(2, 1));
+        Assert.Equal(5.0, Trials.ZeroOutputLoss(values), 1e-12);
+        Assert.Equal(1.0, Trials.ChanceLoss(values), 1e-12);
+    }
+
+    /// <summary>An LSTM at SGD 1e-3 on the adding problem learns slowly from outputs near zero: no exploding verdict (seed 2 had one at 3.75 × chance after 200 steps, with "lower the learning rate" beside the stall's "raise it").</summary>
+    [Fact]
+    public void Trial_SlowLstmOnTheAddingProblem_IsNotExploding()
+    {
+        var config = new TrainingConfig { Model = "lstm 2-32-1", Data = "adding", Optimizer = OptimizerKind.Sgd, LearningRate = 1e-3, Seed = 2, Threads = 1 };
+        var trial = Trials.Run(config, 200, cancellation: TestContext.Current.CancellationToken);
+        Assert.DoesNotContain(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.ExplodingGradient);
+        Assert.Contains(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.StalledLoss);
+
+    }
+
     [Fact]
     public void DyingRelu_MostUnitsDead_SuggestsLeakyRelu()
     {

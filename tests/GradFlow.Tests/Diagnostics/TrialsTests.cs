@@ -126,6 +126,21 @@ public class TrialsTests
         Assert.Null(Trials.SecondLook(Trial(120, ProblemKind.StalledLoss), recurrent: true, 300, 1200)); // stopped early
         foreach (var other in new[] { ProblemKind.ExplodingGradient, ProblemKind.NonFinite, ProblemKind.Saturation, ProblemKind.DyingRelu })
             Assert.Null(Trials.SecondLook(Trial(300, ProblemKind.VanishingGradient, other), recurrent: true, 300, 1200));
+        // a stall whose cause is the learning rate (the weights barely move) is not a plateau more of the same steps would leave
+        var tinySteps = Trial(300, ProblemKind.VanishingGradient, ProblemKind.StalledLoss);
+        var stall = tinySteps.Diagnosis.Problems[1];
+        var withCause = tinySteps with
+        {
+            Diagnosis = tinySteps.Diagnosis with
+            {
+                Problems = [tinySteps.Diagnosis.Problems[0], stall with { Causes = [new Cause(Diagnoser.SmallStepsCause, 2, "update ratio 1.2e-4")] }],
+            },
+        };
+        Assert.Null(Trials.SecondLook(withCause, recurrent: true, 300, 1200));
+        Assert.Equal(600, Trials.SecondLook(tinySteps with
+        {
+            Diagnosis = tinySteps.Diagnosis with { Problems = [tinySteps.Diagnosis.Problems[0], stall with { Causes = [new Cause("plain SGD", 1, "")] }] },
+        }, recurrent: true, 300, 1200));
     }
 
     [Fact]
