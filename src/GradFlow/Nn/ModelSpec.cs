@@ -222,6 +222,7 @@ public sealed record ModelSpec(int Input, IReadOnlyList<LayerSpec> Hidden, int O
         if (node is not JsonObject o) throw new FormatException("model JSON: expected an object.");
         string kind = Str(o, "kind", "kind");
         if (kind != "mlp") throw new FormatException($"model JSON: field 'kind' is '{kind}', expected 'mlp'.");
+        OnlyFields(o, "model JSON", "kind", "input", "output", "outputInit", "layers");
         int input = Int(o, "input", "input"), output = Int(o, "output", "output");
         var outInit = o["outputInit"] is null ? new InitScheme(InitKind.Default) : Wrap("outputInit", () => InitScheme.Parse(Str(o, "outputInit", "outputInit")));
         if (o["layers"] is not JsonArray arr) throw new FormatException("model JSON: field 'layers' must be an array.");
@@ -230,6 +231,7 @@ public sealed record ModelSpec(int Input, IReadOnlyList<LayerSpec> Hidden, int O
         {
             string at = $"layers[{i}]";
             if (arr[i] is not JsonObject l) throw new FormatException($"model JSON: {at} must be an object.");
+            OnlyFields(l, $"model JSON: {at}", "width", "activation", "init", "norm", "residual", "dropout");
             int width = Int(l, "width", at + ".width");
             var act = Wrap(at + ".activation", () => ParseActivation(Str(l, "activation", at + ".activation")));
             var init = l["init"] is null ? new InitScheme(InitKind.Default) : Wrap(at + ".init", () => InitScheme.Parse(Str(l, "init", at + ".init")));
@@ -244,6 +246,17 @@ public sealed record ModelSpec(int Input, IReadOnlyList<LayerSpec> Hidden, int O
             hidden.Add(new LayerSpec(width, act, init, norm, res, dropout));
         }
         return new ModelSpec(input, hidden, output, outInit);
+    }
+
+    /// <summary>
+    /// Refuses a field of <paramref name="o"/> not among <paramref name="known"/>, naming it and the known ones: a misspelt field
+    /// (<c>"dropuot": 0.5</c>) was ignored, and the model trained without it.
+    /// </summary>
+    internal static void OnlyFields(JsonObject o, string where, params string[] known)
+    {
+        foreach (var (name, _) in o)
+            if (Array.IndexOf(known, name) < 0)
+                throw new FormatException($"{where}: unknown field '{name}' (the fields are {string.Join(", ", known)}).");
     }
 
     /// <summary>Parses either form: JSON when the text starts with '{', else the text grammar.</summary>

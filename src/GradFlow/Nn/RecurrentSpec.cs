@@ -288,6 +288,7 @@ public sealed record RecurrentSpec(RecurrentCellKind Cell, int Input, int Hidden
             "rnn" => o["act"] is JsonValue av && av.TryGetValue(out string? act) ? Wrap("act", () => ParseAct(act)) : RecurrentCellKind.RnnTanh,
             _ => throw new FormatException($"model JSON: field 'kind' is '{kind}', expected rnn, lstm or gru."),
         };
+        ModelSpec.OnlyFields(o, "model JSON", "kind", "act", "input", "hidden", "layers", "output", "init", "forgetBias");
         if (kind != "rnn" && o["act"] is JsonValue { } a && a.GetValueKind() != JsonValueKind.Null)
             throw new FormatException($"model JSON: field 'act' applies to rnn only.");
         int layers = o["layers"] is null ? 1 : Int(o, "layers");

@@ -81,6 +81,8 @@ public class ModelSpecTests
     [InlineData("""{"kind":"mlp","input":4,"layers":[]}""", "'output'")]
     [InlineData("""{"kind":"mlp","input":4,"output":2,"layers":[{"width":3,"activation":"tanh","dropout":2}]}""", "layers[0].dropout")]
     [InlineData("""{"kind":"mlp",""", "not valid JSON")]
+    [InlineData("""{"kind":"mlp","input":4,"output":2,"layers":[{"width":3,"activation":"tanh","dropuot":0.5}]}""", "layers[0]: unknown field 'dropuot'")]
+    [InlineData("""{"kind":"mlp","input":4,"output":2,"ouputInit":"xavier-uniform","layers":[]}""", "unknown field 'ouputInit'")]
     public void ParseAny_BadJson_ThrowsNamingTheField(string json, string expected)
     {
         var e = Assert.Throws<FormatException>(() => ModelSpec.ParseAny(json));

@@ -60,6 +60,9 @@ public class RecurrentSpecTests
         Assert.Contains("'hidden'", e.Message);
         e = Assert.Throws<FormatException>(() => NetworkSpecs.ParseAny("""{"kind":"gru","input":2,"hidden":4,"output":1,"forgetBias":1}"""));
         Assert.Contains("forgetBias", e.Message);
+        // a misspelt field was ignored: an LSTM without the forget-gate bias it was given
+        e = Assert.Throws<FormatException>(() => NetworkSpecs.ParseAny("""{"kind":"lstm","input":2,"hidden":4,"output":1,"forgetbias":1}"""));
+        Assert.Contains("unknown field 'forgetbias'", e.Message);
     }
 
     [Fact]
