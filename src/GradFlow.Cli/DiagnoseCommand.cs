@@ -50,7 +50,7 @@ internal static class DiagnoseCommand
         else
         {
             int steps = o.GetValue(Steps) ?? 200;
-            int? every = o.GetValue(Every);
+            int? every = o.GetValue(Every) ?? o.GetValue(TrainOptions.MonitorEvery); // the trial's samples: --every, or the config's option
             var trial = Trials.Run(config, steps, every ?? 10, runDirectory: o.GetValue(Out), exactEvery: every is not null);
             diagnosis = trial.Diagnosis;
             shown = trial.Samples.Count > 0 ? trial.Samples[^1] : null;

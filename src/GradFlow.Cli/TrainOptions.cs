@@ -85,6 +85,7 @@ internal static class TrainOptions
         }
         if (r.GetValue(ModelFile) is { } mf)
         {
+            if (r.GetValue(Model) is not null) throw new UsageException($"gradflow {verb}: give either --model or --model-file, not both.");
             if (!File.Exists(mf)) throw new UsageException($"gradflow {verb}: model file {mf} does not exist.");
             c = c with { Model = File.ReadAllText(mf).Trim() };
         }
@@ -126,7 +127,8 @@ internal static class TrainOptions
             ImageWidth = size?.Width ?? c.ImageWidth,
             ImageHeight = size?.Height ?? c.ImageHeight,
             ImageChannels = r.GetValue(Channels) ?? c.ImageChannels,
-            MonitorEvery = monitor || c.MonitorEvery is not null ? r.GetValue(MonitorEvery) ?? c.MonitorEvery ?? 10 : null,
+            // --monitor-every asks for monitoring (`train --monitor-every 2` without --monitor took no sample and saved nothing)
+            MonitorEvery = monitor || r.GetValue(MonitorEvery) is not null || c.MonitorEvery is not null ? r.GetValue(MonitorEvery) ?? c.MonitorEvery ?? 10 : null,
         };
         try
         {

@@ -152,6 +152,20 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void MonitorEvery_AsksForMonitoring_AndSetsADiagnoseTrialsSamples()
+    {
+        // train took no sample with --monitor-every alone, and diagnose listed it and used its own default
+        var run = Path.Combine(_dir, "every");
+        var (code, _, err) = Run(Train(["--epochs", "1", "--monitor-every", "2", "--out", run]));
+        Assert.True(code == 0, err);
+        Assert.Equal(2, TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).MonitorEvery);
+        Assert.Contains(File.ReadLines(Path.Combine(run, "metrics.jsonl")), l => l.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal));
+        (code, var output, err) = Run("diagnose", "--model", "mlp 2-16-2", "--data", "spirals", "--steps", "100", "--monitor-every", "2", "--threads", "1");
+        Assert.True(code is 0 or 3, err + output);
+        Assert.Contains("trial: 100 steps, 50 monitor samples", output);
+    }
+
+    [Fact]
     public void Train_ResumeOfMonitoredRun_JudgesTheWholeRun()
     {
         // an ELU net on spirals stalls (its loss improves by 3 % in 4 epochs); the fifth epoch's 3 samples alone were called healthy
