@@ -448,11 +448,31 @@ public sealed class Trainer
             }
             catch (Exception e) when (e is InvalidDataException or EndOfStreamException)
             {
+                // a checkpoint that reads but does not fit: written by another model or optimiser (a --resume that changes them), not damaged
+                if (OtherRun(checkpoints[i]) is { } other) throw new InvalidDataException($"Trainer: {file} {other}; resuming continues that run, so its model " +
+                    "and optimiser cannot change: resume without the option that changes them, or train a new run.", e);
                 errors.Add(e.Message);
                 if (i > 0) Warning?.Invoke($"warning: checkpoint {file} is damaged, trying the previous one: {e.Message}");
             }
         }
         throw new InvalidDataException($"Trainer: no intact checkpoint to resume from in {run.Checkpoints}: {string.Join(" ", errors)}");
+    }
+
+    /// <summary>What differs between the run that wrote <paramref name="checkpoint"/> (its metadata's config) and this one's model or optimiser, or null.</summary>
+    private string? OtherRun(string checkpoint)
+    {
+        TrainingConfig written;
+        try
+        {
+            written = TrainingConfig.FromJson(SafeTensors.Read(checkpoint).Metadata["config"], checkpoint, requireData: false);
+        }
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or FormatException or KeyNotFoundException or ArgumentException)
+        {
+            return null; // damaged indeed
+        }
+        if (written.Model != Config.Model) return $"was written by a run of the model '{written.Model}', not '{Config.Model}'";
+        if (written.Optimizer != Config.Optimizer) return $"was written by a run of the optimiser {written.Optimizer}, not {Config.Optimizer}";
+        return null;
     }
 
     /// <summary>Optimiser steps of one full run: epochs × batches per epoch, or <see cref="TrainingConfig.MaxSteps"/> when that is fewer.</summary>

@@ -166,6 +166,22 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void Train_ResumeWithAnotherModelOrOptimiser_SaysSo_NotThatTheCheckpointsAreDamaged()
+    {
+        var run = Path.Combine(_dir, "changed");
+        Assert.Equal(0, Run(Train(["--epochs", "1", "--optimizer", "adam", "--out", run])).Code);
+        var (code, _, err) = Run("train", "--resume", run, "--epochs", "2", "--optimizer", "sgd");
+        Assert.Equal(1, code);
+        Assert.Contains("epoch-0001.safetensors was written by a run of the optimiser Adam, not Sgd", err);
+        Assert.DoesNotContain("damaged", err);
+        (code, _, err) = Run("train", "--resume", run, "--epochs", "2", "--model", "mlp 2-16-2 act=tanh init=xavier-uniform");
+        Assert.Equal(1, code);
+        Assert.Contains("was written by a run of the model 'mlp 2-8-2 act=tanh init=xavier-uniform'", err);
+        // the run itself resumes as it was
+        Assert.Equal(0, Run("train", "--resume", run, "--epochs", "2").Code);
+    }
+
+    [Fact]
     public void Train_ResumeOfMonitoredRun_JudgesTheWholeRun()
     {
         // an ELU net on spirals stalls (its loss improves by 3 % in 4 epochs); the fifth epoch's 3 samples alone were called healthy
