@@ -96,11 +96,14 @@ internal static partial class SweepCommand
             var values = text[(eq + 1)..].Split(',', StringSplitOptions.TrimEntries);
             if (values.Any(v => v.Length == 0)) throw new UsageException($"gradflow sweep: --grid {key}: an empty value in '{text[(eq + 1)..]}'.");
             if (values.Distinct().Count() != values.Length) throw new UsageException($"gradflow sweep: --grid {key}: a value is repeated in '{text[(eq + 1)..]}'.");
-            string name = OptionName(key) ?? (IsSpecKey(key) ? key
+            string name = key == "model-file" ? key : OptionName(key) ?? (IsSpecKey(key) ? key
                 : throw new UsageException($"gradflow sweep: --grid {key}: '{key}' is neither an option of the config (lr, batch-size, optimizer, ...: see 'gradflow sweep --help') nor a model spec key (act, init, norm, ...)."));
             if (axes.Any(a => a.Key == name)) throw new UsageException($"gradflow sweep: --grid {name} is given twice.");
             var option = TrainOptions.Config.FirstOrDefault(x => x.Name == "--" + name);
             if (option is not null && o.Has(option)) throw new UsageException($"gradflow sweep: --grid {name} and --{name} are both given; keep one.");
+            if (name == "model-file")
+                foreach (var file in values.Where(v => !File.Exists(v)))
+                    throw new UsageException($"gradflow sweep: --grid model-file: {file} does not exist.");
             axes.Add(new GridAxis(name, values));
         }
         return axes;
@@ -126,9 +129,13 @@ internal static partial class SweepCommand
     {
         var args = o.Tokens.Select(t => t.Value).ToList();
         string model = baseConfig.Model;
+        // a model-file axis sets the model first (spec-key axes then apply to it); it trained the base --model at every point
+        for (int a = 0; a < grid.Count; a++)
+            if (grid[a].Key == "model-file") model = File.ReadAllText(values[a]).Trim();
         for (int a = 0; a < grid.Count; a++)
         {
             string key = grid[a].Key, value = values[a];
+            if (key == "model-file") continue;
             if (TrainOptions.Config.Any(x => x.Name == "--" + key))
             {
                 var flag = TrainOptions.Config.First(x => x.Name == "--" + key);

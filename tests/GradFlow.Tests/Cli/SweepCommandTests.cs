@@ -34,6 +34,27 @@ public sealed class SweepCommandTests : IDisposable
         Assert.DoesNotContain("point 0:", output);
     }
 
+    [Fact]
+    public void Sweep_ModelFileAxis_TrainsEachFilesModel()
+    {
+        // every point trained the base --model
+        string a = Path.Combine(_dir, "a.txt"), b = Path.Combine(_dir, "b.txt");
+        File.WriteAllText(a, "mlp 2-4-2\n");
+        File.WriteAllText(b, "mlp 2-12-2 act=relu\n");
+        double[] Losses(params string[] args)
+        {
+            Directory.Delete(Path.Combine(_dir, "s"), recursive: true);
+            var (code, output, err) = CliRunner.Run(args);
+            Assert.True(code == 0, err + output);
+            return File.ReadAllLines(Path.Combine(_dir, "s", "results.jsonl")).Select(l => GradFlow.Diagnostics.SweepRecord.Parse(l, "results.jsonl").Loss).ToArray();
+        }
+        Directory.CreateDirectory(Path.Combine(_dir, "s"));
+        var byFile = Losses(Args("--grid", $"model-file={a},{b}", "--grid", "lr=0.05"));
+        string[] WithModel(string model) { var args = Args("--grid", "lr=0.05"); args[4] = model; return args; }
+        Assert.Equal([.. Losses(WithModel("mlp 2-4-2")), .. Losses(WithModel("mlp 2-12-2 act=relu"))], byFile);
+        Assert.NotEqual(byFile[0], byFile[1]);
+    }
+
     [Theory]
     [InlineData("lr=0.1,abc", "--grid lr=abc: --lr 'abc' is not a finite number.")]
     [InlineData("optimizer=sgd,adamx", "--grid optimizer=adamx: --optimizer 'adamx' is not one of")]
