@@ -129,13 +129,13 @@ internal static partial class SweepCommand
     {
         var args = o.Tokens.Select(t => t.Value).ToList();
         string model = baseConfig.Model;
-        // a model-file axis sets the model first (spec-key axes then apply to it); it trained the base --model at every point
+        // a model or model-file axis sets the model first (spec-key axes then apply to it); both trained the base model at every point
         for (int a = 0; a < grid.Count; a++)
-            if (grid[a].Key == "model-file") model = File.ReadAllText(values[a]).Trim();
+            if (grid[a].Key is "model" or "model-file") model = grid[a].Key == "model" ? values[a] : File.ReadAllText(values[a]).Trim();
         for (int a = 0; a < grid.Count; a++)
         {
             string key = grid[a].Key, value = values[a];
-            if (key == "model-file") continue;
+            if (key is "model" or "model-file") continue;
             if (TrainOptions.Config.Any(x => x.Name == "--" + key))
             {
                 var flag = TrainOptions.Config.First(x => x.Name == "--" + key);

@@ -53,6 +53,8 @@ public sealed class SweepCommandTests : IDisposable
         string[] WithModel(string model) { var args = Args("--grid", "lr=0.05"); args[4] = model; return args; }
         Assert.Equal([.. Losses(WithModel("mlp 2-4-2")), .. Losses(WithModel("mlp 2-12-2 act=relu"))], byFile);
         Assert.NotEqual(byFile[0], byFile[1]);
+        // and a model axis of texts (without --model) the same: it trained the default model, and on two-feature data failed
+        Assert.Equal(byFile, Losses([.. Args("--grid", "model=mlp 2-4-2,mlp 2-12-2 act=relu", "--grid", "lr=0.05").Where((_, i) => i is not (3 or 4))]));
     }
 
     [Theory]
