@@ -29,6 +29,7 @@ internal static class DiagnoseCommand
             else if (r.Has(Force) && !r.Has(Out)) r.AddError("--force goes with --out (it replaces the run in that directory).");
             else if (r.Valid(Steps) is < 1) r.AddError("--steps must be at least 1.");
         });
+        command.NoFileFor(Out);
         command.SetAction(r => Run(r, r.Out()));
         return command;
     }

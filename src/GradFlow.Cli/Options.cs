@@ -129,6 +129,17 @@ internal static class Opt
     /// <summary>The standard error of the invocation.</summary>
     public static TextWriter Err(this ParseResult r) => r.InvocationConfiguration.Error;
 
+    /// <summary>
+    /// A validator of a command whose <paramref name="dirs"/> each take a directory: an existing file given as one is a usage error
+    /// (<c>train --out FILE</c> failed only after the model and data were set up, with "the file already exists").
+    /// </summary>
+    public static void NoFileFor(this Command command, params Option<string?>[] dirs) =>
+        command.Validators.Add(r =>
+        {
+            foreach (var d in dirs)
+                if (r.Has(d) && r.Valid(d) is { } path && File.Exists(path)) r.AddError($"{d.Name} {path} is a file; it takes a directory.");
+        });
+
     /// <summary>The verb being run (<c>train</c>, <c>diagnose</c> ...), for messages.</summary>
     public static string Verb(this ParseResult r) => r.CommandResult.Command.Name;
 }

@@ -29,6 +29,7 @@ internal static class RepairCommand
         {
             if (r.Valid(TrialSteps) is < 1 || r.Valid(Attempts) is < 1) r.AddError("--trial-steps and --attempts must be at least 1.");
         });
+        command.NoFileFor(Out);
         command.SetAction(r => Run(r, r.Out()));
         return command;
     }

@@ -48,6 +48,7 @@ internal static partial class SweepCommand
         {
             if (r.Valid(Steps) is < 1 || r.Valid(Every) is < 1) r.AddError("--steps and --every must be at least 1.");
         });
+        command.NoFileFor(Out);
         command.SetAction(r => Run(r, r.Out(), r.Err()));
         return command;
     }

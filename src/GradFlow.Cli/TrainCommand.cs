@@ -39,6 +39,7 @@ internal static class TrainCommand
             else if (r.Has(Resume) && r.Has(Out)) r.AddError("give either --out or --resume, not both.");
             else if (r.Has(Force) && !r.Has(Out)) r.AddError("--force goes with --out (it starts the run in that directory over).");
         });
+        command.NoFileFor(Out, Resume);
         command.SetAction(r => Run(r, r.Out(), r.Err(), CancellationToken.None));
         return command;
     }

@@ -128,10 +128,10 @@ public static class MonitorLog
     {
         using var doc = JsonDocument.Parse(line);
         var r = doc.RootElement;
-        var layers = r.GetProperty("layers").EnumerateArray().Select(l => new LayerStats
+        var layers = Field(r, "layers").EnumerateArray().Select(l => new LayerStats
         {
-            LayerIndex = l.GetProperty("layer").GetInt32(),
-            Activation = l.GetProperty("activation").ValueKind == JsonValueKind.String ? ModelSpec.ParseActivation(l.GetProperty("activation").GetString()!) : null,
+            LayerIndex = Field(l, "layer").GetInt32(),
+            Activation = Field(l, "activation").ValueKind == JsonValueKind.String ? ModelSpec.ParseActivation(Field(l, "activation").GetString()!) : null,
             BackpropagatedSignalRms = Get(l, "signal_rms"),
             Gain = Get(l, "gain"),
             ParameterGradientNorm = Get(l, "grad_norm"),
@@ -143,16 +143,16 @@ public static class MonitorLog
             NormRunningMean = l.TryGetProperty("bn_running_mean", out var bm) ? Value(bm) : double.NaN,
             NormRunningVar = l.TryGetProperty("bn_running_var", out var bv) ? Value(bv) : double.NaN,
             UpdateRatio = Get(l, "update_ratio"),
-            NonFinite = l.GetProperty("non_finite").GetInt64(),
+            NonFinite = Field(l, "non_finite").GetInt64(),
         }).ToArray();
         return new MonitorSample
         {
-            Step = r.GetProperty("step").GetInt64(),
-            Epoch = r.GetProperty("epoch").GetInt32(),
+            Step = Field(r, "step").GetInt64(),
+            Epoch = Field(r, "epoch").GetInt32(),
             Loss = Get(r, "loss"),
             MeanLoss = r.TryGetProperty("mean_loss", out _) ? Get(r, "mean_loss") : double.NaN,
             GlobalGradientNorm = Get(r, "global_gradient_norm"),
-            NonFinite = r.GetProperty("non_finite").GetInt64(),
+            NonFinite = Field(r, "non_finite").GetInt64(),
             Layers = layers,
             TimeSignal = r.TryGetProperty("time_signal", out var time) && time.ValueKind == JsonValueKind.Array
                 ? time.EnumerateArray().Select(k => k.EnumerateArray().Select(Value).ToArray()).ToArray()
@@ -160,11 +160,11 @@ public static class MonitorLog
             Blocks = r.TryGetProperty("blocks", out var blocks) && blocks.ValueKind == JsonValueKind.Array
                 ? blocks.EnumerateArray().Select(b => new BlockStats
                 {
-                    Block = b.GetProperty("block").GetInt32(),
-                    AttentionLayer = b.GetProperty("attention_layer").GetInt32(),
+                    Block = Field(b, "block").GetInt32(),
+                    AttentionLayer = Field(b, "attention_layer").GetInt32(),
                     BackpropagatedSignalRms = Get(b, "signal_rms"),
                     MaxEntropy = Get(b, "max_entropy"),
-                    AttentionEntropy = b.GetProperty("entropy").EnumerateArray().Select(Value).ToArray(),
+                    AttentionEntropy = Field(b, "entropy").EnumerateArray().Select(Value).ToArray(),
                 }).ToArray()
                 : null,
         };
@@ -206,7 +206,12 @@ public static class MonitorLog
         monitor.SampleCompleted += s => run.AppendLine(ToJsonLine(s));
     }
 
-    internal static double Get(JsonElement e, string name) => Value(e.GetProperty(name));
+    internal static double Get(JsonElement e, string name) => Value(Field(e, name));
+
+    /// <summary><paramref name="e"/>'s property <paramref name="name"/>; a missing one is a <see cref="KeyNotFoundException"/> that names it
+    /// (the runtime's says only "the given key was not present").</summary>
+    internal static JsonElement Field(JsonElement e, string name) =>
+        e.TryGetProperty(name, out var v) ? v : throw new KeyNotFoundException($"field '{name}' is missing");
 
     private static double Value(JsonElement v) =>
         v.ValueKind switch

@@ -35,10 +35,10 @@ public sealed record RunData(string Directory, string? Config, IReadOnlyList<(in
                 {
                     using var doc = JsonDocument.Parse(lines[i]);
                     var r = doc.RootElement;
-                    string type = r.GetProperty("type").GetString() ?? "";
+                    string type = MonitorLog.Field(r, "type").GetString() ?? "";
                     if (type == "step") samples.Add(MonitorLog.Parse(lines[i]));
                     else if (type == "epoch")
-                        epochs.Add((r.GetProperty("epoch").GetInt32(), MonitorLog.Get(r, "train_loss"), MonitorLog.Get(r, "train_accuracy"),
+                        epochs.Add((MonitorLog.Field(r, "epoch").GetInt32(), MonitorLog.Get(r, "train_loss"), MonitorLog.Get(r, "train_accuracy"),
                             MonitorLog.Get(r, "test_loss"), MonitorLog.Get(r, "test_accuracy")));
                 }
                 catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)

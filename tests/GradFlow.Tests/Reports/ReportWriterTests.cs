@@ -75,6 +75,11 @@ public sealed class ReportWriterTests : IDisposable
         File.AppendAllText(Path.Combine(dir, "metrics.jsonl"), "{\"type\":\"epoch\",\"epoch\":\"two\"}\n{\"type\":\"epoch\"}\n");
         var e = Assert.Throws<InvalidDataException>(() => ReportWriter.Write(dir));
         Assert.Contains("metrics.jsonl: line 2", e.Message);
+        // a line without a field names it (the runtime's message said only "the given key was not present")
+        var lines = File.ReadAllLines(Path.Combine(dir, "metrics.jsonl"));
+        File.WriteAllLines(Path.Combine(dir, "metrics.jsonl"), [lines[0], "{\"type\":\"step\",\"epoch\":0,\"loss\":1}", lines[0]]);
+        e = Assert.Throws<InvalidDataException>(() => ReportWriter.Write(dir));
+        Assert.Contains("line 2 is not a valid metrics line (field 'layers' is missing)", e.Message);
     }
 
     [Fact]
