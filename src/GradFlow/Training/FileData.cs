@@ -212,8 +212,13 @@ public static class FileData
     /// <summary>The file named like <paramref name="path"/> with its first <paramref name="from"/> replaced by <paramref name="to"/>.</summary>
     private static string Sibling(string path, char from, char to, string hint)
     {
-        string name = Path.GetFileName(path);
-        int at = name.IndexOf(from, StringComparison.Ordinal);
+        string name = Path.GetFileName(path), stem = Path.GetFileNameWithoutExtension(path);
+        // the 'x' that stands as a word of the name (x.npy, train_x.npy, x_train.npy, extra_x.npy: not the x of "extra"), the last
+        // such; else the first 'x' (trainx.npy)
+        int at = -1;
+        for (int i = stem.Length - 1; i >= 0 && at < 0; i--)
+            if (stem[i] == from && (i == 0 || !char.IsLetter(stem[i - 1])) && (i == stem.Length - 1 || !char.IsLetter(stem[i + 1]))) at = i;
+        if (at < 0) at = name.IndexOf(from, StringComparison.Ordinal);
         if (at < 0) throw new ArgumentException($"{hint} (no '{from}' in {name} to replace by '{to}').");
         var result = Path.Combine(Path.GetDirectoryName(path) ?? "", name[..at] + to + name[(at + 1)..]);
         if (!File.Exists(result)) throw new FileNotFoundException($"{hint}; {result} does not exist.", result);

@@ -280,6 +280,27 @@ public sealed class FileDataTests : IDisposable
         Assert.Contains("--target", e.Message);
     }
 
+    [Theory]
+    [InlineData("extra_x.npy", "extra_y.npy")] // the x of "extra" was replaced: eytra_x.npy
+    [InlineData("x_train.npy", "y_train.npy")]
+    [InlineData("train-x.npy", "train-y.npy")]
+    [InlineData("trainx.npy", "trainy.npy")]
+    public void Npy_TargetFile_IsTheNameWithItsWordXReplacedByY(string input, string target)
+    {
+        var dir = Path.Combine(_dir.Path, Path.GetFileNameWithoutExtension(input));
+        Directory.CreateDirectory(dir);
+        var rng = new Random(1);
+        var floats = new byte[8 * 3 * 4];
+        for (int i = 0; i < 24; i++) BitConverter.TryWriteBytes(floats.AsSpan(4 * i), (float)rng.NextDouble());
+        var labels = new byte[8 * 8];
+        for (int i = 0; i < 8; i++) BitConverter.TryWriteBytes(labels.AsSpan(8 * i), (long)(i % 2));
+        File.WriteAllBytes(Path.Combine(dir, input), GradFlow.Tests.Fuzz.FileDataFuzzTests.NpyBytes("<f4", "(8, 3)", floats));
+        File.WriteAllBytes(Path.Combine(dir, target), GradFlow.Tests.Fuzz.FileDataFuzzTests.NpyBytes("<i8", "(8,)", labels));
+        var d = Load(new TrainingConfig { Data = Path.Combine(dir, input), TestData = Path.Combine(dir, input), Standardize = false });
+        Assert.Equal(2, d.Train.ClassCount);
+        Assert.Equal([0, 1, 0, 1, 0, 1, 0, 1], d.Train.Labels!.Data);
+    }
+
     // ------------------------------------------------------------------ image folders
 
     internal static void WriteImage(string path, int width, int height, SKColor color, SKEncodedImageFormat format)
