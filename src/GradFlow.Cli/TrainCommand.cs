@@ -60,6 +60,25 @@ internal static class TrainCommand
                 throw new UsageException($"gradflow train: {config.MicroBatches} micro-batches (--micro-batches{(o.Has(Resume) ? ", or the resumed run's config" : "")}) cannot be shared by {world.Size} processes; run a number of processes that divides it.");
             if (world.Rank > 0) stdout = stderr = TextWriter.Null;
         }
+        // one writer per run directory; a run that appeared while this one set up is another process's
+        IDisposable? held = null;
+        if (runDir is not null && world.Rank == 0)
+        {
+            try
+            {
+                held = RunDirectory.Lock(runDir);
+            }
+            catch (IOException e)
+            {
+                throw new UsageException($"gradflow train: {e.Message}");
+            }
+            if (o.Has(Out) && !startOver && RunDirectory.HoldsRun(runDir))
+            {
+                held.Dispose();
+                throw new UsageException($"gradflow train: {runDir} already holds a run (written while this one set up). Use --resume {runDir} to continue it, or --force to start over.");
+            }
+        }
+        using var _ = held;
         var trainer = new Trainer(config) { Communicator = world };
         trainer.Warning += stderr.WriteLine;
         if (startOver && world.Rank == 0) new RunDirectory(runDir!).Clear();

@@ -585,6 +585,25 @@ public sealed class RunDirectory
     /// <summary>The checkpoint files, oldest epoch first.</summary>
     public IReadOnlyList<string> CheckpointFiles() => Directory.EnumerateFiles(Checkpoints, "epoch-*.safetensors").Order(StringComparer.Ordinal).ToArray();
 
+    /// <summary>
+    /// Takes the directory for one writer process (creating it): an exclusive lock on its <c>.gradflow.lock</c> (deleted when released;
+    /// a killed process's lock goes with it). Two <c>train --out DIR</c> started together both found no run there and both wrote into it.
+    /// </summary>
+    /// <exception cref="IOException">when another process holds the directory, naming it.</exception>
+    public static IDisposable Lock(string path)
+    {
+        Directory.CreateDirectory(path);
+        string file = System.IO.Path.Combine(path, ".gradflow.lock");
+        try
+        {
+            return new FileStream(file, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+        }
+        catch (IOException e)
+        {
+            throw new IOException($"{path} is being written by another gradflow process (it holds {file}); wait for it, or choose another directory.", e);
+        }
+    }
+
     /// <summary>Whether the directory already holds a run (its <c>config.json</c> or <c>metrics.jsonl</c>).</summary>
     public static bool HoldsRun(string path) =>
         File.Exists(System.IO.Path.Combine(path, "config.json")) || File.Exists(System.IO.Path.Combine(path, "metrics.jsonl"));

@@ -182,6 +182,23 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void Train_IntoADirectoryAnotherProcessIsWriting_IsRefused()
+    {
+        // two runs started together into one directory both found no run there and both wrote into it
+        var run = Path.Combine(_dir, "busy");
+        using (RunDirectory.Lock(run))
+        {
+            var (code, _, err) = Run(Train(["--epochs", "1", "--out", run]));
+            Assert.Equal(2, code);
+            Assert.Contains("is being written by another gradflow process", err);
+            Assert.False(RunDirectory.HoldsRun(run));
+        }
+        // released (also when its process is killed): the directory is free again, and its lock file gone after the run
+        Assert.Equal(0, Run(Train(["--epochs", "1", "--out", run])).Code);
+        Assert.False(File.Exists(Path.Combine(run, ".gradflow.lock")));
+    }
+
+    [Fact]
     public void Train_ResumeOfMonitoredRun_JudgesTheWholeRun()
     {
         // an ELU net on spirals stalls (its loss improves by 3 % in 4 epochs); the fifth epoch's 3 samples alone were called healthy
