@@ -47,7 +47,8 @@ internal sealed class DashboardServer : IAsyncDisposable
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>(); // Ctrl+C and SIGTERM stay the command's: they stop training, not only the server
         builder.WebHost.ConfigureKestrel(k => k.Listen(host, port));
         var app = builder.Build();
-        var server = new DashboardServer(app, roots.Select(Path.GetFullPath).ToArray());
+        // a root given with a trailing slash (serve runs/a/) had an empty name, so an empty run id
+        var server = new DashboardServer(app, roots.Select(r => Path.TrimEndingDirectorySeparator(Path.GetFullPath(r))).ToArray());
         server.Map();
         await app.StartAsync(cancellation);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
@@ -108,13 +109,28 @@ internal sealed class DashboardServer : IAsyncDisposable
         }
     }
 
-    /// <summary>A short name for a run: its path relative to the root it was found under.</summary>
+    /// <summary>A short name for a run: its path relative to the root it was found under (a root's own run: its folder's name).</summary>
     private string Name(string run)
     {
         foreach (var root in _roots)
             if (run == root) return Path.GetFileName(run);
             else if (run.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal)) return Path.GetRelativePath(root, run).Replace('\\', '/');
         return run;
+    }
+
+    /// <summary>Every run with its id: its <see cref="Name"/>, and where two runs share one (runs/a and other/a served together, the
+    /// second could not be opened) the later ones with " (2)", " (3)" ….</summary>
+    public IReadOnlyList<(string Id, string Run)> Ids()
+    {
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+        var result = new List<(string, string)>();
+        foreach (var run in Runs())
+        {
+            string name = Name(run);
+            int n = seen[name] = seen.GetValueOrDefault(name) + 1;
+            result.Add((n == 1 ? name : $"{name} ({n})", run));
+        }
+        return result;
     }
 
     private void Map()
@@ -124,12 +140,12 @@ internal sealed class DashboardServer : IAsyncDisposable
             var bytes = Asset(file);
             _app.MapGet(file == "index.html" ? "/" : "/" + file, () => Results.Bytes(bytes, type));
         }
-        _app.MapGet("/api/runs", () => Results.Json(Runs().Select(r => new
+        _app.MapGet("/api/runs", () => Results.Json(Ids().Select(x => (x.Id, Run: x.Run)).Select(x => new
         {
-            id = Name(r),
-            path = r,
-            updated = LastWrite(r),
-            finished = File.Exists(Path.Combine(r, "diagnosis.json")),
+            id = x.Id,
+            path = x.Run,
+            updated = LastWrite(x.Run),
+            finished = File.Exists(Path.Combine(x.Run, "diagnosis.json")),
         })));
         _app.MapGet("/api/events", Events);
     }
@@ -157,7 +173,7 @@ internal sealed class DashboardServer : IAsyncDisposable
     private async Task Events(HttpContext context)
     {
         string id = context.Request.Query["run"].ToString();
-        var run = Runs().FirstOrDefault(r => Name(r) == id);
+        var run = Ids().FirstOrDefault(x => x.Id == id).Run;
         if (run is null)
         {
             context.Response.StatusCode = 404;
@@ -169,8 +185,14 @@ internal sealed class DashboardServer : IAsyncDisposable
         var cancel = context.RequestAborted;
         var tail = new RunTail(run);
         var config = tail.Config();
-        if (File.Exists(Path.Combine(run, "config.json")))
-            await Send(context, "config", File.ReadAllText(Path.Combine(run, "config.json")).ReplaceLineEndings(" "), cancel);
+        // config.json as written, when it is one JSON object (a damaged one made the page fail to parse it)
+        async Task SendConfig()
+        {
+            string path = Path.Combine(run, "config.json");
+            string? text = File.Exists(path) ? File.ReadAllText(path).ReplaceLineEndings(" ") : null;
+            if (text is not null && RunTail.IsJsonObject(text)) await Send(context, "config", text, cancel);
+        }
+        await SendConfig();
         int diagnosedSamples = -1;
         bool final = false;
         try
@@ -178,6 +200,14 @@ internal sealed class DashboardServer : IAsyncDisposable
             while (!cancel.IsCancellationRequested)
             {
                 var lines = tail.ReadNewLines();
+                if (tail.Restarted)
+                {
+                    // the run was started over (--force): the page drops what it has, and the new run's config and verdicts follow
+                    await Send(context, "reset", "{}", cancel);
+                    config = tail.Config();
+                    await SendConfig();
+                    (final, diagnosedSamples) = (false, -1);
+                }
                 if (lines.Count > 0) await Send(context, "lines", "[" + string.Join(",", lines) + "]", cancel);
                 if (tail.ReadNewDiagnosis() is { } diagnosis)
                 {

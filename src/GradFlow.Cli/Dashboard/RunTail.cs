@@ -31,6 +31,30 @@ internal sealed class RunTail(string directory)
     /// <summary>The first step's predicted update ratio, from the run's last watch line; NaN before one is read or when the run did not know it.</summary>
     public double PredictedUpdateRatio { get; private set; } = double.NaN;
 
+    /// <summary>Whether the last <see cref="ReadNewLines"/> found the file started over (a run restarted with --force): the reader
+    /// of the lines so far must drop them. Reset by reading it.</summary>
+    public bool Restarted
+    {
+        get { bool r = _restarted; _restarted = false; return r; }
+        private set => _restarted = value;
+    }
+
+    private bool _restarted;
+
+    /// <summary>Whether <paramref name="text"/> is one JSON object.</summary>
+    internal static bool IsJsonObject(string text)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(text);
+            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>The complete lines added to metrics.jsonl since the last call (each a JSON object), in order.</summary>
     public IReadOnlyList<string> ReadNewLines()
     {
@@ -42,6 +66,8 @@ internal sealed class RunTail(string directory)
             _offset = 0;
             _samples.Clear();
             (ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss) = (double.NaN, double.NaN, double.NaN);
+            _diagnosisTime = default;
+            Restarted = true;
         }
         if (stream.Length == _offset) return [];
         stream.Position = _offset;
@@ -55,6 +81,9 @@ internal sealed class RunTail(string directory)
         {
             var line = raw.TrimEnd('\r');
             if (line.Length == 0) continue;
+            // only JSON objects go to the page (the server sends them as one JSON array: one damaged line made the whole batch
+            // unreadable there, and it was never sent again); the report names a damaged line
+            if (!IsJsonObject(line)) continue;
             lines.Add(line);
             if (line.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal))
             {

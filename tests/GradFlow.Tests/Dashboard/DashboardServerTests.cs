@@ -81,6 +81,42 @@ public sealed class DashboardServerTests : IDisposable
         Assert.Equal(777, MonitorLog.Parse(received[^1]).Step); // the whole line, once
     }
 
+    [Fact]
+    public async Task RunIds_AreNeverEmptyAndNeverShared()
+    {
+        // a root with a trailing slash had an empty id; runs/a and other/a shared one, and the second could not be opened
+        var a = MonitoredRun("a");
+        var other = Path.Combine(_dir, "other", "a");
+        Directory.CreateDirectory(other);
+        File.Copy(Path.Combine(a, "metrics.jsonl"), Path.Combine(other, "metrics.jsonl"));
+        var cancel = TestContext.Current.CancellationToken;
+        await using var server = await DashboardServer.StartAsync([a + Path.DirectorySeparatorChar, other], IPAddress.Loopback, 0, cancel);
+        using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
+        using var runs = JsonDocument.Parse(await http.GetStringAsync("api/runs", cancel));
+        var ids = runs.RootElement.EnumerateArray().Select(r => (r.GetProperty("id").GetString()!, r.GetProperty("path").GetString()!)).ToArray();
+        Assert.Equal([("a", other), ("a (2)", a)], ids); // runs in path order
+        using var response = await http.GetAsync("api/events?run=" + Uri.EscapeDataString("a (2)"), HttpCompletionOption.ResponseHeadersRead, cancel); // runs/a
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public void RunTail_SkipsDamagedLines_AndSaysWhenTheRunStartedOver()
+    {
+        // one damaged line made the server's array of lines unreadable to the page, which never saw them again
+        var dir = Path.Combine(_dir, "tail");
+        Directory.CreateDirectory(dir);
+        var metrics = Path.Combine(dir, "metrics.jsonl");
+        File.WriteAllText(metrics, "{\"type\":\"epoch\",\"epoch\":1}\ngarbage line\n[1,2]\n{\"type\":\"epoch\",\"epoch\":2}\n");
+        var tail = new RunTail(dir);
+        Assert.Equal(["{\"type\":\"epoch\",\"epoch\":1}", "{\"type\":\"epoch\",\"epoch\":2}"], tail.ReadNewLines());
+        Assert.False(tail.Restarted);
+        // started over (--force): a shorter file; the reader is told once
+        File.WriteAllText(metrics, "{\"type\":\"epoch\",\"epoch\":1}\n");
+        Assert.Single(tail.ReadNewLines());
+        Assert.True(tail.Restarted);
+        Assert.False(tail.Restarted);
+    }
+
     /// <summary>
     /// While a run trains, the dashboard judges the samples in its metrics file; the chance level and the first step's
     /// predicted update ratio, which the samples do not carry, come from the run's watch line, so the live verdict is the

@@ -220,6 +220,8 @@ class RunFeed {
     this.id = id; this.steps = []; this.epochs = []; this.verdict = null; this.config = null;
     this.source = new EventSource('api/events?run=' + encodeURIComponent(id));
     this.source.addEventListener('config', e => { this.config = JSON.parse(e.data); onChange(); });
+    // the run was started over: what was shown belongs to the old run
+    this.source.addEventListener('reset', () => { this.steps = []; this.epochs = []; this.verdict = null; this.config = null; onChange(); });
     this.source.addEventListener('lines', e => {
       for (const line of JSON.parse(e.data)) {
         if (line.type === 'step') this.steps.push(line);
