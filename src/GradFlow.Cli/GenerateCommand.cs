@@ -44,9 +44,10 @@ internal static class GenerateCommand
     /// </summary>
     internal static string FromRun(string run, string prompt, int length, double temperature, ulong seed)
     {
+        // a run is read, never made: checked before RunDirectory, which creates the folders (generate --model runs/typo left runs/typo/checkpoints)
+        string configPath = Path.Combine(run, "config.json");
+        if (!Directory.Exists(run) || !File.Exists(configPath)) throw new FileNotFoundException($"{run} is not a run directory: it has no config.json.", configPath);
         var directory = new RunDirectory(run);
-        string configPath = Path.Combine(directory.Path, "config.json");
-        if (!File.Exists(configPath)) throw new FileNotFoundException($"{run} is not a run directory: it has no config.json.", configPath);
         var config = TrainingConfig.FromJson(File.ReadAllText(configPath), configPath);
         var corpus = DataSources.Corpus(config.Data)
             ?? throw new ArgumentException($"{configPath}: the run trained on '{config.Data}', not a character corpus (kjv); generate samples language models.");

@@ -796,13 +796,17 @@ public static partial class Diagnoser
         /// </summary>
         public void AddInitScale(List<Cause> causes, bool wantSmall)
         {
-            if (Weights is null) return;
+            // the cause is a scale compounded over a chain of hidden layers; without one (a transformer's blocks) it explained
+            // nothing ("over 0 layers the signal scales by about 1.0E+000")
+            if (Weights is null || Hidden.Count == 0) return;
             var start = StartWeightScales is { } scales && scales.Count == Weights.Count ? scales : null;
             var worst = (Layer: 0, Ratio: 1.0, Std: 0.0, Target: 0.0, Fan: 0);
             for (int i = 0; i < Weights.Count - 1; i++)
             {
                 var layer = Weights[i];
-                if (layer.RecurrentLayer >= 0) continue;
+                // a norm after the weight makes its output, and the signal back through it, independent of the weight's scale
+                // (a GroupNorm CNN at init normal:0.01 and normal:1 has the same gradient ratio, and was told its weights were too small)
+                if (layer.RecurrentLayer >= 0 || layer.Norm is not null) continue;
                 var weight = layer.Weight.Data;
                 double std = start?[i] ?? WeightScale(layer);
                 int fan = weight.Count / weight.Shape[0];    // Linear [out, in]: in; Conv [out, in/g, kh, kw]: in/g·kh·kw

@@ -35,5 +35,12 @@ public sealed class GenerateCommandTests : IDisposable
         var (code, _, err) = CliRunner.Run("generate", "--model", _dir, "--prompt", "a");
         Assert.Equal(1, code);
         Assert.Contains("has no config.json", err, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "checkpoints")), "generate made a checkpoints folder in a directory it only reads");
+        // a run directory that does not exist is named, and not created
+        var typo = Path.Combine(_dir, "typo");
+        (code, _, err) = CliRunner.Run("generate", "--model", typo, "--prompt", "a");
+        Assert.Equal(1, code);
+        Assert.Contains("is not a run directory", err, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(typo));
     }
 }

@@ -359,4 +359,17 @@ public class DiagnoserTests
         var (healthy, _) = Trials.Preflight(config with { LearningRate = 0.01 });
         Assert.True(healthy.Healthy, string.Join("; ", healthy.Problems.Select(x => x.Summary)));
     }
+    [Fact]
+    public void InitScaleCause_NotForWeightsANormFollows_NorWithoutAChainOfHiddenLayers()
+    {
+        // GroupNorm after every conv: init normal:0.01 and normal:1 have the same gradient ratio, yet 0.01 was told "too small"
+        var cnn = new TrainingConfig { Model = "cnn 1x28x28-c8x8-gap-10 act=sigmoid norm=group:2 init=normal:0.01", Data = "fashion-mnist", TrainLimit = 256, BatchSize = 32, Threads = 1 };
+        var (small, _) = Trials.Preflight(cnn);
+        var (unit, _) = Trials.Preflight(cnn with { Model = "cnn 1x28x28-c8x8-gap-10 act=sigmoid norm=group:2 init=normal:1" });
+        Assert.Equal(unit.GradientRatio, small.GradientRatio, 0.1 * unit.GradientRatio);
+        Assert.DoesNotContain(small.Problems.SelectMany(p => p.Causes), c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal));
+        // without norms (the shorthand's default is BatchNorm) the same too-small init is a cause
+        var (plain, _) = Trials.Preflight(cnn with { Model = "cnn 1x28x28-c8x8-gap-10 act=sigmoid norm=none init=normal:0.01" });
+        Assert.Contains(plain.Problems.SelectMany(p => p.Causes), c => c.Name == "initial weight scale too small for the fan-in");
+    }
 }

@@ -31,6 +31,21 @@ public class TransformerDiagnosisTests
         return new TextCorpus("words", sb.ToString());
     }
 
+    [Fact]
+    public void Vanishing_NamesNoInitScaleCompoundedOverHiddenLayersATransformerDoesNotHave()
+    {
+        // its FFN's second linear at PyTorch's default init was "0.578× the variance-preserving scale; over 0 layers the signal
+        // scales by about 1.0E+000": a cause that explains nothing
+        var config = new TrainingConfig
+        {
+            Model = "transformer vocab=63 d=16 heads=2 layers=4 ctx=16 norm=post", Data = "kjv", Optimizer = OptimizerKind.AdamW, LearningRate = 0.03,
+            WarmupSteps = 1, BatchSize = 32, Epochs = 1, MaxSteps = 600, TestLimit = 200, Seed = 0, Threads = 1,
+        };
+        var trial = Trials.Run(config, steps: 80, cancellation: TestContext.Current.CancellationToken);
+        var vanishing = Assert.Single(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.VanishingGradient);
+        Assert.DoesNotContain(vanishing.Causes, c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal));
+    }
+
     private static TrainingConfig Config(string norm, double lr, int layers, int steps) => new()
     {
         Model = $"transformer vocab={Words.Vocabulary.Length} d=16 heads=2 layers={layers} ctx=16 norm={norm}",
