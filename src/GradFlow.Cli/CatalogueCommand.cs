@@ -38,7 +38,7 @@ internal static class CatalogueCommand
     {
         if (o.GetValue(Relabel) is { } path)
         {
-            AtomicFile.WriteAllText(path, GeneratedCatalogue.Relabel(File.ReadAllText(path)));
+            AtomicFile.WriteAllText(path, GeneratedCatalogue.Relabel(File.ReadAllText(path), path));
             var relabelled = Catalogue.Load(path);
             stdout.WriteLine(Summary(relabelled));
             return 0;

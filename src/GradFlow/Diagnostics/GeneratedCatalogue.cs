@@ -62,17 +62,26 @@ public static class GeneratedCatalogue
     }
 
     /// <summary>Re-labels a generated catalogue from its stored outcomes (after a change of the labelling rule), without training.</summary>
-    public static string Relabel(string json)
+    /// <exception cref="InvalidDataException">for text that is not a generated catalogue with its outcomes, naming what is missing (a
+    /// file that was not one crashed the command with the runtime's exception).</exception>
+    public static string Relabel(string json, string source = "catalogue")
     {
         ArgumentNullException.ThrowIfNull(json);
-        using var doc = JsonDocument.Parse(json);
-        var root = doc.RootElement;
-        ulong grammarSeed = root.GetProperty("grammarSeed").GetUInt64();
-        var runs = root.GetProperty("entries").EnumerateArray().Concat(root.GetProperty("dropped").EnumerateArray())
-            .Select(e => (Name: e.GetProperty("name").GetString()!, Config: TrainingConfig.FromJson(e.GetProperty("config").GetRawText()),
-                Outcome: e.GetProperty("outcome").Deserialize<RunOutcome>(Catalogue.OutcomeJson)!))
-            .OrderBy(r => r.Name, StringComparer.Ordinal).ToList();
-        return ToJson(grammarSeed, runs);
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            var root = doc.RootElement;
+            ulong grammarSeed = MonitorLog.Field(root, "grammarSeed").GetUInt64();
+            var runs = MonitorLog.Field(root, "entries").EnumerateArray().Concat(MonitorLog.Field(root, "dropped").EnumerateArray())
+                .Select(e => (Name: MonitorLog.Field(e, "name").GetString()!, Config: TrainingConfig.FromJson(MonitorLog.Field(e, "config").GetRawText()),
+                    Outcome: MonitorLog.Field(e, "outcome").Deserialize<RunOutcome>(Catalogue.OutcomeJson)!))
+                .OrderBy(r => r.Name, StringComparer.Ordinal).ToList();
+            return ToJson(grammarSeed, runs);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{source}: not a generated catalogue with stored outcomes (gradflow catalogue --out writes one): {e.Message}", e);
+        }
     }
 
     private static string ToJson(ulong grammarSeed, IReadOnlyList<(string Name, TrainingConfig Config, RunOutcome Outcome)> runs)

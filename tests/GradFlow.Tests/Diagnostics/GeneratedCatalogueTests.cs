@@ -131,6 +131,18 @@ public class GeneratedCatalogueTests
         Assert.Equal(stored.Dropped, relabelled.Dropped);
     }
 
+    [Theory]
+    [InlineData("garbage", "is an invalid start of a value")]
+    [InlineData("{}", "field 'grammarSeed' is missing")]
+    [InlineData("""{"grammarSeed":1,"entries":[{"name":"a"}],"dropped":[]}""", "field 'config' is missing")]
+    public void Relabel_OfAFileThatIsNotACatalogue_SaysSoNamingTheFile(string text, string expected)
+    {
+        // the command crashed with the runtime's exception (exit 134)
+        var e = Assert.Throws<InvalidDataException>(() => GeneratedCatalogue.Relabel(text, "x.json"));
+        Assert.StartsWith("x.json: not a generated catalogue", e.Message, StringComparison.Ordinal);
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>
     /// A fixed sample of the held-out half (every third entry: configurations no threshold was tuned
     /// on), diagnosed exactly as <c>gradflow diagnose</c> does with the catalogue's trial length. The
