@@ -79,6 +79,10 @@ internal static class GradsCommand
         if (!sequence) input = input.Reshape([x.Shape[0], .. inShape]);
         var net = NetworkBuilder.Build(description, new Generator(o.GetValue(Seed) ?? 0), input);
         if (imported is not null) OnnxImport.Load(net, imported.Weights, model.Trim());
+        // dropout off, the rest in training mode (batch norm on the batch's statistics): a gradient another framework can reproduce
+        // (a transformer's default dropout 0.1 drew masks no one could match, and grads matched PyTorch in neither mode)
+        foreach (var (_, m) in net.NamedModules())
+            if (m is GradFlow.Nn.Dropout) m.Eval();
         var output = net.Forward(input);
         var loss = Losses.CrossEntropy(output, IndexTensor.FromArray(labels, labels.Length), o.GetValue(LabelSmoothing) ?? 0);
         loss.Backward();

@@ -1,3 +1,5 @@
+using GradFlow.Tensors;
+using GradFlow.Training;
 using GradFlow.Cli;
 using GradFlow.Tests.TestSupport;
 
@@ -51,6 +53,47 @@ public class CliAppTests
         var (code, _, err) = Run("frobnicate");
         Assert.Equal(2, code);
         Assert.Contains("'frobnicate'", err);
+    }
+
+    [Fact]
+    public void Grads_RunsWithDropoutOff()
+    {
+        // the output must be the written weights' own function of x: no dropout mask (a transformer's default dropout drew masks
+        // no other framework could reproduce)
+        var dir = Directory.CreateTempSubdirectory("gradflow-cli-dropout-").FullName;
+        try
+        {
+            var rng = new Random(3);
+            var x = new float[5 * 4];
+            for (int i = 0; i < x.Length; i++) x[i] = (float)(rng.NextDouble() * 2 - 1);
+            var batch = Path.Combine(dir, "b.safetensors");
+            SafeTensors.Write(batch, [new("x", Tensor.FromArray(x, 5, 4)), new("y", Tensor.FromArray(new float[] { 0, 1, 2, 0, 1 }, 5))]);
+            var outPath = Path.Combine(dir, "g.safetensors");
+            var (code, _, err) = Run("grads", "--model", "mlp 4-8-3 act=tanh dropout=0.5", "--batch", batch, "--out", outPath);
+            Assert.True(code == 0, err);
+            var g = SafeTensors.Read(outPath);
+            string first = g.Tensors.Select(t => t.Key).First(k => k.EndsWith(".weight", StringComparison.Ordinal) && g[k].Shape[0] == 8);
+            string last = g.Tensors.Select(t => t.Key).First(k => k.EndsWith(".weight", StringComparison.Ordinal) && g[k].Shape[0] == 3);
+            var (w1, b1) = (g[first].ToDoubleArray(), g[first[..^"weight".Length] + "bias"].ToDoubleArray());
+            var (w2, b2) = (g[last].ToDoubleArray(), g[last[..^"weight".Length] + "bias"].ToDoubleArray());
+            var output = g["output"].ToDoubleArray();
+            for (int n = 0; n < 5; n++)
+                for (int k = 0; k < 3; k++)
+                {
+                    double o = b2[k];
+                    for (int j = 0; j < 8; j++)
+                    {
+                        double h = b1[j];
+                        for (int i = 0; i < 4; i++) h += w1[j * 4 + i] * x[n * 4 + i];
+                        o += w2[k * 8 + j] * Math.Tanh(h);
+                    }
+                    Assert.Equal(o, output[n * 3 + k], 1e-5);
+                }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
