@@ -200,7 +200,7 @@ internal sealed class DashboardServer : IAsyncDisposable
             while (!cancel.IsCancellationRequested)
             {
                 var lines = tail.ReadNewLines();
-                if (tail.Restarted)
+                if (tail.TakeRestart())
                 {
                     // the run was started over (--force): the page drops what it has, and the new run's config and verdicts follow
                     await Send(context, "reset", "{}", cancel);

@@ -31,12 +31,13 @@ internal sealed class RunTail(string directory)
     /// <summary>The first step's predicted update ratio, from the run's last watch line; NaN before one is read or when the run did not know it.</summary>
     public double PredictedUpdateRatio { get; private set; } = double.NaN;
 
-    /// <summary>Whether the last <see cref="ReadNewLines"/> found the file started over (a run restarted with --force): the reader
-    /// of the lines so far must drop them. Reset by reading it.</summary>
-    public bool Restarted
+    /// <summary>Whether a <see cref="ReadNewLines"/> since the last call found the file started over (a run restarted with --force): the
+    /// reader of the lines so far must drop them.</summary>
+    public bool TakeRestart()
     {
-        get { bool r = _restarted; _restarted = false; return r; }
-        private set => _restarted = value;
+        bool restarted = _restarted;
+        _restarted = false;
+        return restarted;
     }
 
     private bool _restarted;
@@ -44,15 +45,25 @@ internal sealed class RunTail(string directory)
     /// <summary>Whether <paramref name="text"/> is one JSON object.</summary>
     internal static bool IsJsonObject(string text)
     {
+        using var doc = ParseObject(text);
+        return doc is not null;
+    }
+
+    /// <summary><paramref name="text"/> as a JSON document when it is one object, else null.</summary>
+    private static System.Text.Json.JsonDocument? ParseObject(string text)
+    {
+        System.Text.Json.JsonDocument doc;
         try
         {
-            using var doc = System.Text.Json.JsonDocument.Parse(text);
-            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object;
+            doc = System.Text.Json.JsonDocument.Parse(text);
         }
         catch (System.Text.Json.JsonException)
         {
-            return false;
+            return null;
         }
+        if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object) return doc;
+        doc.Dispose();
+        return null;
     }
 
     /// <summary>The complete lines added to metrics.jsonl since the last call (each a JSON object), in order.</summary>
@@ -67,7 +78,7 @@ internal sealed class RunTail(string directory)
             _samples.Clear();
             (ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss) = (double.NaN, double.NaN, double.NaN);
             _diagnosisTime = default;
-            Restarted = true;
+            _restarted = true;
         }
         if (stream.Length == _offset) return [];
         stream.Position = _offset;
@@ -82,14 +93,15 @@ internal sealed class RunTail(string directory)
             var line = raw.TrimEnd('\r');
             if (line.Length == 0) continue;
             // only JSON objects go to the page (the server sends them as one JSON array: one damaged line made the whole batch
-            // unreadable there, and it was never sent again); the report names a damaged line
-            if (!IsJsonObject(line)) continue;
+            // unreadable there, and it was never sent again); the report names a damaged line. Each line is parsed once.
+            using var doc = ParseObject(line);
+            if (doc is null) continue;
             lines.Add(line);
             if (line.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal))
             {
                 try
                 {
-                    _samples.Add(MonitorLog.Parse(line));
+                    _samples.Add(MonitorLog.Parse(doc.RootElement));
                 }
                 catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or KeyNotFoundException or InvalidOperationException)
                 {
@@ -101,7 +113,7 @@ internal sealed class RunTail(string directory)
                 try
                 {
                     // a resumed run writes another watch line, without the first step's prediction: a known fact stays
-                    var (chance, predicted, zero) = MonitorLog.ParseWatch(line);
+                    var (chance, predicted, zero) = MonitorLog.ParseWatch(doc.RootElement);
                     if (double.IsFinite(chance)) ChanceLoss = chance;
                     if (double.IsFinite(zero)) ZeroOutputLoss = zero;
                     if (double.IsFinite(predicted)) PredictedUpdateRatio = predicted;

@@ -127,7 +127,12 @@ public static class MonitorLog
     public static MonitorSample Parse(string line)
     {
         using var doc = JsonDocument.Parse(line);
-        var r = doc.RootElement;
+        return Parse(doc.RootElement);
+    }
+
+    /// <summary>Parses one step line already read as JSON.</summary>
+    public static MonitorSample Parse(JsonElement r)
+    {
         var layers = Field(r, "layers").EnumerateArray().Select(l => new LayerStats
         {
             LayerIndex = Field(l, "layer").GetInt32(),
@@ -193,7 +198,12 @@ public static class MonitorLog
     public static (double ChanceLoss, double PredictedUpdateRatio, double ZeroOutputLoss) ParseWatch(string line)
     {
         using var doc = JsonDocument.Parse(line);
-        var r = doc.RootElement;
+        return ParseWatch(doc.RootElement);
+    }
+
+    /// <summary>Parses a <see cref="WatchLine"/> already read as JSON.</summary>
+    public static (double ChanceLoss, double PredictedUpdateRatio, double ZeroOutputLoss) ParseWatch(JsonElement r)
+    {
         double Fact(string name) => r.TryGetProperty(name, out var v) ? Value(v) : double.NaN;
         return (Fact("chance_loss"), Fact("predicted_update_ratio"), Fact("zero_output_loss"));
     }

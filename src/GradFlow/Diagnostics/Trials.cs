@@ -119,12 +119,13 @@ public sealed class RunWatch : IDisposable
             run.AppendLine(MonitorLog.WatchLine(sample.Step, ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss));
         };
         Monitor.SampleCompleted += watchLine;
+        // only a resumed run's metrics file holds lines before this watch's (a new run's directory is empty or cleared)
+        _resumedMetrics = File.Exists(run.Metrics) && new FileInfo(run.Metrics).Length > 0 ? run.Metrics : null;
         MonitorLog.WriteTo(Monitor, run);
-        _metrics = run.Metrics;
     }
 
-    /// <summary>The run directory's metrics file (<see cref="WriteTo"/>), whose samples before this watch's first are a resumed run's earlier part.</summary>
-    private string? _metrics;
+    /// <summary>The metrics file of a resumed run (<see cref="WriteTo"/>), whose samples before this watch's first are its earlier part; else null.</summary>
+    private string? _resumedMetrics;
 
     /// <summary>The per-layer statistics, sampled every <c>every</c> steps.</summary>
     public GradientMonitor Monitor { get; }
@@ -138,12 +139,13 @@ public sealed class RunWatch : IDisposable
         ArgumentNullException.ThrowIfNull(result);
         double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
         IReadOnlyList<MonitorSample> samples = Monitor.Samples;
-        // a resumed run: its samples before the resumption (kept in its metrics file) are part of the run the verdict is on; judged on
-        // the new ones alone, a run stalled at chance was called healthy "over 3 samples"
-        if (_metrics is not null && samples.Count > 0 && File.Exists(_metrics))
+        // a resumed run: its samples before the resumption are part of the run the verdict is on; judged on the new ones alone, a run
+        // stalled at chance was called healthy "over 3 samples"
+        if (_resumedMetrics is not null && samples.Count > 0)
         {
+            // read after training: the trainer has dropped the lines past the checkpoint it resumed from
             long first = samples[0].Step;
-            var earlier = MonitorLog.ReadSamples(_metrics).Where(s => s.Step < first).ToArray();
+            var earlier = MonitorLog.ReadSamples(_resumedMetrics).Where(s => s.Step < first).ToArray();
             if (earlier.Length > 0) samples = [.. earlier, .. samples];
         }
         return Diagnoser.Diagnose(samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),

@@ -155,8 +155,11 @@ internal static unsafe class ConvFlat
             for (int i = 0; i < n; i++) dst[i] = src[i];
     }
 
-    /// <summary>What a scratch buffer last held, so that its zeros can be trusted: the layout of padded planes (kind 1: of x; kind 3: of dy), 0 for anything else (flat dy, kind 2, has its own key).</summary>
+    /// <summary>What a scratch buffer last held, so that its zeros can be trusted: the layout of padded planes (kind 1: of x; kind 3: of dy), 0 for anything else.</summary>
     private static Layout LayoutKey(in ConvShape t, int length, int kind) => new(kind, t.Cig, t.H, t.W, t.PH, t.PW, RowStride(t), length);
+
+    /// <summary>The key of the weight gradient's flat dy (kind 2): C_out/G planes of OH rows of OW on the Wp grid (dy's own layout).</summary>
+    private static Layout FlatDyKey(in ConvShape s, int length) => new(2, s.Cog, s.OH, s.OW, 0, 0, RowStride(s), length);
 
     /// <summary>A scratch buffer's layout; <c>default</c> (kind 0) for contents that are not zeros plus pixels.</summary>
     private readonly record struct Layout(int Kind, int Cig, int H, int W, int PH, int PW, int RowStride, int Length);
@@ -528,7 +531,7 @@ internal static unsafe class ConvFlat
                 // dy's layout on the Wp grid is its own (C_out/G rows of OH rows of OW): keyed by the input's, two convolutions of one
                 // input shape (k 3 and k 2, padding 1, on 2×2 images) shared a key, and the second kept the first's values where it
                 // needed zeros (a wrong weight gradient, and with several threads a different one run to run)
-                var dyf = Scratch.Output(dyLength, new Layout(2, shape.Cog, shape.OH, shape.OW, 0, 0, wp, dyLength), out bool clearDy);
+                var dyf = Scratch.Output(dyLength, FlatDyKey(shape, dyLength), out bool clearDy);
                 fixed (float* pp = p, pd = dyf)
                     for (int n = plan.First(chunk), end = plan.First(chunk + 1); n < end; n++)
                         for (int g = 0; g < shape.Groups; g++)

@@ -409,13 +409,14 @@ public sealed class Trainer
                 bool last = epoch + 1 == Config.Epochs || stop != StopReason.Completed;
                 // stopped inside the epoch (its step limit, a cancellation): the checkpoint says how far, so that a resumed run trains
                 // the epoch's other batches (it used to count the epoch complete and skip them)
-                int done = from + batches;
-                bool inside = _stream is null && done < BatchCount;
-                var info = inside
-                    ? new Checkpoint.Info(epoch, step, Config.ToJson()) { Batch = done, Partial = (lossSum, correct, seen, seenLabels) }
-                    : new Checkpoint.Info(epoch + 1, step, Config.ToJson());
                 if ((Config.CheckpointEvery is { } every && (epoch + 1) % every == 0) || last)
+                {
+                    int done = from + batches;
+                    var info = _stream is null && done < BatchCount
+                        ? new Checkpoint.Info(epoch, step, Config.ToJson()) { Batch = done, Partial = (lossSum, correct, seen, seenLabels) }
+                        : new Checkpoint.Info(epoch + 1, step, Config.ToJson());
                     Checkpoint.Save(run.CheckpointPath(epoch + 1), Model, Optimizer, info);
+                }
             }
         }
         return new TrainingResult(epochs, stop, step, message, clock.Elapsed.TotalSeconds);

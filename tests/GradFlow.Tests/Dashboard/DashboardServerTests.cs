@@ -109,12 +109,12 @@ public sealed class DashboardServerTests : IDisposable
         File.WriteAllText(metrics, "{\"type\":\"epoch\",\"epoch\":1}\ngarbage line\n[1,2]\n{\"type\":\"epoch\",\"epoch\":2}\n");
         var tail = new RunTail(dir);
         Assert.Equal(["{\"type\":\"epoch\",\"epoch\":1}", "{\"type\":\"epoch\",\"epoch\":2}"], tail.ReadNewLines());
-        Assert.False(tail.Restarted);
+        Assert.False(tail.TakeRestart());
         // started over (--force): a shorter file; the reader is told once
         File.WriteAllText(metrics, "{\"type\":\"epoch\",\"epoch\":1}\n");
         Assert.Single(tail.ReadNewLines());
-        Assert.True(tail.Restarted);
-        Assert.False(tail.Restarted);
+        Assert.True(tail.TakeRestart());
+        Assert.False(tail.TakeRestart());
     }
 
     /// <summary>
