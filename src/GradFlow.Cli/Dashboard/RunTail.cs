@@ -28,6 +28,9 @@ internal sealed class RunTail(string directory)
     /// <summary>The loss of all-zero outputs on the run's training labels, from its last watch line; NaN before one is read or in a file without it.</summary>
     public double ZeroOutputLoss { get; private set; } = double.NaN;
 
+    /// <summary>The lowest loss the run can reach (above 0 under label smoothing), from its last watch line; 0 before one is read.</summary>
+    public double LossFloor { get; private set; }
+
     /// <summary>The first step's predicted update ratio, from the run's last watch line; NaN before one is read or when the run did not know it.</summary>
     public double PredictedUpdateRatio { get; private set; } = double.NaN;
 
@@ -76,7 +79,7 @@ internal sealed class RunTail(string directory)
         {
             _offset = 0;
             _samples.Clear();
-            (ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss) = (double.NaN, double.NaN, double.NaN);
+            (ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss, LossFloor) = (double.NaN, double.NaN, double.NaN, 0);
             _diagnosisTime = default;
             _restarted = true;
         }
@@ -113,8 +116,8 @@ internal sealed class RunTail(string directory)
                 try
                 {
                     // a resumed run writes another watch line, without the first step's prediction: a known fact stays
-                    var (chance, predicted, zero) = MonitorLog.ParseWatch(doc.RootElement);
-                    if (double.IsFinite(chance)) ChanceLoss = chance;
+                    var (chance, predicted, zero, floor) = MonitorLog.ParseWatch(doc.RootElement);
+                    if (double.IsFinite(chance)) (ChanceLoss, LossFloor) = (chance, floor);
                     if (double.IsFinite(zero)) ZeroOutputLoss = zero;
                     if (double.IsFinite(predicted)) PredictedUpdateRatio = predicted;
                 }

@@ -83,7 +83,7 @@ internal static class DescriptionRemedies
             return With(n) with
             {
                 ClipNorm = Math.Min(config.ClipNorm ?? 1, 1),
-                WarmupSteps = transformer && config.WarmupSteps == 0 ? Remedies.DefaultWarmup(config) : config.WarmupSteps,
+                WarmupSteps = transformer && !Remedies.HasWarmup(config) ? Remedies.DefaultWarmup(config) : config.WarmupSteps,
             };
         }
         if (recurrent && kind is "cell" or "init" or "forget-bias")

@@ -54,12 +54,12 @@ public static partial class Diagnoser
                     Remedies = transformerRemedies.Select(r => r with { Score = r.Score - 0.5 })
                         .Concat(problems[i].Remedies.Where(r => transformerRemedies.All(x => x.Id != r.Id) && Remedies.Changes(r.Id, f.Config) == true)).ToArray(),
                 };
-        if (t.PostLn && f.Config.WarmupSteps == 0 && (trouble || growth > s.PostLnGradientGrowth) && first is not null)
+        if (t.PostLn && !Remedies.HasWarmup(f.Config) && (trouble || growth > s.PostLnGradientGrowth) && first is not null)
         {
             var causes = new List<Cause>
             {
                 new("Post-LN without warm-up", 3, string.Create(CultureInfo.InvariantCulture,
-                    $"{t.Layers.Count(l => !l.NormFirst)} of {t.Layers.Count} transformer layers normalise after the residual sum (Post-LN) and the learning rate starts at its full {f.Config.LearningRate:G3}: every gradient reaching the lower layers passes through each layer's norm, and at initialisation the gradients of the layers near the output are the largest (Xiong et al. 2020: O(d·√ln d) at the last layer, against O(d·√(ln d / L)) for Pre-LN), so full-size steps there disturb the rest before it has learnt")),
+                    $"{t.Layers.Count(l => !l.NormFirst)} of {t.Layers.Count} transformer layers normalise after the residual sum (Post-LN) and the learning rate {WarmupWords(f.Config)}: every gradient reaching the lower layers passes through each layer's norm, and at initialisation the gradients of the layers near the output are the largest (Xiong et al. 2020: O(d·√ln d) at the last layer, against O(d·√(ln d / L)) for Pre-LN), so full-size steps there disturb the rest before it has learnt")),
             };
             f.AddLearningRate(causes);
             problems.Add(new Problem
@@ -69,7 +69,7 @@ public static partial class Diagnoser
                 Layers = first.Blocks!.SelectMany(b => new[] { b.AttentionLayer, b.AttentionLayer + 1 }).ToArray(),
                 Steps = [first.Step],
                 Summary = string.Create(CultureInfo.InvariantCulture,
-                    $"Post-LN without warm-up: {(trouble ? "the run does not learn (" + string.Join(", ", problems.Where(p => Trouble.Contains(p.Kind)).Select(p => Catalogue.KindName(p.Kind))) + ")" : "the gradients grow toward the output")}; at the first sample the last transformer layer's parameter-gradient norm is {growth:G3}× the first's (Xiong et al. 2020; threshold {s.PostLnGradientGrowth:G2}× alone), and the learning rate has no warm-up"),
+                    $"Post-LN without warm-up: {(trouble ? "the run does not learn (" + string.Join(", ", problems.Where(p => Trouble.Contains(p.Kind)).Select(p => Catalogue.KindName(p.Kind))) + ")" : "the gradients grow toward the output")}; at the first sample the last transformer layer's parameter-gradient norm is {growth:G3}× the first's (Xiong et al. 2020; threshold {s.PostLnGradientGrowth:G2}× alone), and the learning rate {WarmupWords(f.Config)}"),
                 Evidence = new Dictionary<string, double>
                 {
                     ["gradient_norm_growth"] = growth,
@@ -116,7 +116,7 @@ public static partial class Diagnoser
         if (collapsed.Count == 0) return null;
         double loss = Median(window.Select(TrendLoss));
         bool unstable = problems.Any(p => p.Kind is ProblemKind.StalledLoss or ProblemKind.OscillatingLoss or ProblemKind.ExplodingGradient or ProblemKind.NonFinite);
-        bool notLearning = !f.Transformer!.QkNorm && double.IsFinite(f.ChanceLoss) && !(loss < s.HarmlessBelowChance * f.ChanceLoss);
+        bool notLearning = !f.Transformer!.QkNorm && double.IsFinite(f.ChanceLoss) && !(f.OverChance(loss) < s.HarmlessBelowChance);
         if (!unstable && !notLearning) return null;
         double worst = collapsed.Min(c => c.Entropy);
         var start = samples.First(x => x.Blocks is { Length: > 0 }).Blocks!;
@@ -126,7 +126,7 @@ public static partial class Diagnoser
             causes.Add(new Cause("attention logits unbounded", 2.5, string.Create(CultureInfo.InvariantCulture,
                 $"queries and keys are not normalised, so the logits q·k/√d grow with their norms and the softmax turns one-hot: {collapsed.Count} head{(collapsed.Count == 1 ? "" : "s")} below {threshold:G3} nats ({s.EntropyCollapseFraction:G2}·ln S, ln S = {maxEntropy:G3}), lowest {worst:G3}; a one-hot head passes almost no gradient to its queries and keys (Zhai et al. 2023; Dehghani et al. 2023 normalise Q and K)")));
         f.AddLearningRate(causes);
-        if (f.Transformer.PostLn && f.Config.WarmupSteps == 0)
+        if (f.Transformer.PostLn && !Remedies.HasWarmup(f.Config))
             causes.Add(new Cause("Post-LN without warm-up", 1.5, "Post-LN at the full learning rate from the first step (Xiong et al. 2020)"));
         // QK normalisation first, then a lower learning rate, a warm-up, Pre-LN
         double Rank(RemedySuggestion r) => r.Id == "norm:qk" ? 3 : r.Id.StartsWith("lr:", StringComparison.Ordinal) ? 2.5 : r.Id.StartsWith("warmup:", StringComparison.Ordinal) ? 2 : 1.5;
@@ -137,14 +137,14 @@ public static partial class Diagnoser
             Layers = collapsed.Select(c => blocks[c.Block - 1].AttentionLayer).Distinct().ToArray(),
             Steps = window.Select(w => w.Step).ToArray(),
             Summary = string.Create(CultureInfo.InvariantCulture,
-                $"attention-entropy collapse: {string.Join(", ", collapsed.Select(c => $"layer {c.Block} head {c.Head} at {c.Entropy:G2}"))} nats (threshold {threshold:G2} = {s.EntropyCollapseFraction:G2}·ln {Math.Round(Math.Exp(maxEntropy))}; {startMean:G2} at the first sample) while {(unstable ? "the loss is unstable or stalled" : string.Create(CultureInfo.InvariantCulture, $"the loss {loss:G3} is not far below chance {f.ChanceLoss:G3}"))}"),
+                $"attention-entropy collapse: {string.Join(", ", collapsed.Select(c => $"layer {blocks[c.Block - 1].AttentionLayer} (the attention of transformer layer {c.Block}) head {c.Head} at {c.Entropy:G2}"))} nats (threshold {threshold:G2} = {s.EntropyCollapseFraction:G2}·ln {Math.Round(Math.Exp(maxEntropy))}; {startMean:G2} at the first sample) while {(unstable ? "the loss is unstable or stalled" : string.Create(CultureInfo.InvariantCulture, $"the loss {loss:G3} is not far below chance {f.ChanceLoss:G3}"))}"),
             Evidence = new Dictionary<string, double>
             {
                 ["min_entropy"] = worst,
                 ["max_entropy"] = maxEntropy,
                 ["collapsed_heads"] = collapsed.Count,
                 ["first_sample_entropy"] = startMean,
-                ["loss_over_chance"] = double.IsFinite(f.ChanceLoss) ? loss / f.ChanceLoss : double.NaN,
+                ["loss_over_chance"] = f.OverChance(loss),
             },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = transformerRemedies.Select(r => r with { Score = Rank(r) }).OrderByDescending(r => r.Score).ToArray(),
@@ -158,7 +158,7 @@ public static partial class Diagnoser
         var list = new List<RemedySuggestion>();
         if (t.PostLn)
             list.Add(new RemedySuggestion("norm:pre-ln", "switch to Pre-LN: each sub-layer reads a normalised copy and adds to an identity residual path, with a final LayerNorm (Xiong et al. 2020: well-behaved gradients at initialisation, no warm-up needed)", []) { Score = 3 });
-        if (f.Config.WarmupSteps == 0)
+        if (!Remedies.HasWarmup(f.Config))
             list.Add(new RemedySuggestion($"warmup:{warmup}", string.Create(CultureInfo.InvariantCulture, $"warm the learning rate up linearly over the first {warmup} steps (Vaswani et al. 2017; Xiong et al. 2020)"), []) { Score = 2.5 });
         if (!t.QkNorm)
             list.Add(new RemedySuggestion("norm:qk", "normalise each head's queries and keys (LayerNorm over the head dimension) so the attention logits stay bounded (Dehghani et al. 2023)", []) { Score = 2 });
@@ -169,4 +169,9 @@ public static partial class Diagnoser
     }
 
     private static double Square(double x) => x * x;
+
+    /// <summary>How the learning rate of a config without a warm-up (<see cref="Remedies.HasWarmup"/>) starts, for the verdicts' text.</summary>
+    private static string WarmupWords(TrainingConfig c) => c.WarmupSteps == 0
+        ? string.Create(CultureInfo.InvariantCulture, $"starts at its full {c.LearningRate:G3} (no warm-up)")
+        : string.Create(CultureInfo.InvariantCulture, $"reaches its full {c.LearningRate:G3} after a warm-up of {c.WarmupSteps} step{(c.WarmupSteps == 1 ? "" : "s")}, under half the {Remedies.DefaultWarmup(c)} the warm-up remedy gives (too short to count)");
 }

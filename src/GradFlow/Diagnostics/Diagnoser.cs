@@ -19,11 +19,13 @@ public static partial class Diagnoser
     /// model before its first step), which the init-scale cause reads instead of the model's present weights; without them it reads the
     /// present ones (a preflight's model has taken no step). <paramref name="zeroOutputLoss"/>: the loss of all-zero outputs
     /// (<see cref="Trials.ZeroOutputLoss"/>), which a loss must pass to be an exploding forward signal; NaN: the chance level alone decides.
+    /// <paramref name="lossFloor"/>: the lowest loss the run can reach (<see cref="Trials.LossFloor"/>, above 0 under label smoothing); the
+    /// rules read a loss by where it lies between that floor and the chance level (<see cref="ModelFacts.OverChance"/>).
     /// </summary>
     public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Module? model = null,
         DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null, IReadOnlyList<double>? recentLosses = null,
         bool preflight = false, double predictedUpdateRatio = double.NaN, double chanceLoss = double.NaN, long? wholeRunSteps = null,
-        IReadOnlyList<double>? startWeightScales = null, double zeroOutputLoss = double.NaN)
+        IReadOnlyList<double>? startWeightScales = null, double zeroOutputLoss = double.NaN, double lossFloor = 0)
     {
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(config);
@@ -31,7 +33,7 @@ public static partial class Diagnoser
         var facts = new ModelFacts(config, model, samples, settings)
         {
             IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio, ChanceLoss = chanceLoss, WholeRunSteps = wholeRunSteps,
-            StartWeightScales = startWeightScales, ZeroOutputLoss = zeroOutputLoss,
+            StartWeightScales = startWeightScales, ZeroOutputLoss = zeroOutputLoss, LossFloor = lossFloor,
         };
         var problems = new List<Problem>();
         var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
@@ -42,7 +44,7 @@ public static partial class Diagnoser
         double ratio = recurrent ? Median(window.Select(TimeRatio)) : Median(window.Select(s => s.GradientRatio));
         // saturated or dead units, and a swinging loss, are a problem when they stop the learning: not while the loss is far
         // below chance (the swings of a small loss are minibatch noise on a task being learnt)
-        bool farBelowChance = double.IsFinite(chanceLoss) && Median(window.Select(TrendLoss)) < settings.HarmlessBelowChance * chanceLoss;
+        bool farBelowChance = facts.OverChance(Median(window.Select(TrendLoss))) < settings.HarmlessBelowChance;
 
         if (nonFiniteLoss is not null || samples.Any(s => s.NonFinite > 0 || !double.IsFinite(s.Loss) && !double.IsNaN(s.Loss)))
             problems.Add(NonFinite(samples, facts, nonFiniteOrigin, nonFiniteLoss));
@@ -152,11 +154,11 @@ public static partial class Diagnoser
     /// </summary>
     private static Problem? AboveChance(MonitorSample[] window, ModelFacts f, DiagnosisSettings s)
     {
-        if (!double.IsFinite(f.ChanceLoss) || f.ChanceLoss <= 0) return null;
-        double loss = Median(window.Select(TrendLoss));
+        if (!double.IsFinite(f.ChanceLoss) || f.ChanceLoss <= f.LossFloor) return null;
+        double loss = Median(window.Select(TrendLoss)), over = f.OverChance(loss);
         // large outputs: far above chance, and worse than outputs of zero (a regression net still near zero on targets far from
         // zero is many times the targets' variance without any large output: slow, not exploding)
-        if (!(loss > s.FarAboveChance * f.ChanceLoss) || loss <= f.ZeroOutputLoss) return null;
+        if (!(over > s.FarAboveChance) || loss <= f.ZeroOutputLoss) return null;
         var last = window[^1];
         // forward growth: the activation spread at the last hidden layer over that at the first
         var stds = last.Layers.Take(Math.Max(1, last.Layers.Length - 1)).Select(l => l.ActivationStd).ToArray();
@@ -179,12 +181,12 @@ public static partial class Diagnoser
         return new Problem
         {
             Kind = ProblemKind.ExplodingGradient,
-            Severity = Math.Log10(loss / (s.FarAboveChance * f.ChanceLoss)) + 0.2,
+            Severity = Math.Log10(over / s.FarAboveChance) + 0.2,
             Layers = last.Layers.Select(l => l.LayerIndex).ToArray(),
             Steps = window.Select(w => w.Step).ToArray(),
             Summary = string.Create(CultureInfo.InvariantCulture,
-                $"exploding forward signal: the training loss {loss:G3} is {loss / f.ChanceLoss:G3}× the chance level {f.ChanceLoss:G3} (threshold {s.FarAboveChance:G2}×): the outputs are large and confidently wrong{(double.IsFinite(growth) && growth > 10 ? string.Create(CultureInfo.InvariantCulture, $"; the activations grow {growth:G3}× through the hidden layers") : "")}"),
-            Evidence = new Dictionary<string, double> { ["loss_over_chance"] = loss / f.ChanceLoss, ["chance_loss"] = f.ChanceLoss, ["forward_growth"] = growth },
+                $"exploding forward signal: the training loss {loss:G3} is {over:G3}× the chance level {f.ChanceLoss:G3}{f.FloorNote} (threshold {s.FarAboveChance:G2}×): the outputs are large and confidently wrong{(double.IsFinite(growth) && growth > 10 ? string.Create(CultureInfo.InvariantCulture, $"; the activations grow {growth:G3}× through the hidden layers") : "")}"),
+            Evidence = new Dictionary<string, double> { ["loss_over_chance"] = over, ["chance_loss"] = f.ChanceLoss, ["forward_growth"] = growth },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = remedies.Ranked(),
         };
@@ -489,7 +491,7 @@ public static partial class Diagnoser
         double level = recent.Skip(recent.Length / 2).DefaultIfEmpty(double.NaN).Average();
         // at the chance level, not far above it: there the outputs are large and confidently wrong, the exploding forward
         // signal's verdict (a loss bouncing at 60 × chance was called "bouncing at the chance level")
-        if (!(level >= s.ChanceStall * f.ChanceLoss) || level > s.FarAboveChance * f.ChanceLoss) return null;
+        if (!(f.OverChance(level) >= s.ChanceStall) || f.OverChance(level) > s.FarAboveChance) return null;
         double flipFraction = SignFlips(recent.Zip(recent.Skip(1), (a, b) => b - a).ToArray());
         double update = trend.SelectMany(t => t.Layers.Select(l => l.UpdateRatio)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
         if (flipFraction < s.OscillationSignFlips || !(update > s.BouncingUpdateRatio)) return null;
@@ -505,7 +507,7 @@ public static partial class Diagnoser
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
             Summary = string.Create(CultureInfo.InvariantCulture,
                 $"loss bouncing at the chance level: {flipFraction:P0} of successive changes flip sign (threshold {s.OscillationSignFlips:P0}) while a step moves the weights by up to {update:G2} of their norm (threshold {s.BouncingUpdateRatio:G2}): the steps are too large to descend"),
-            Evidence = new Dictionary<string, double> { ["sign_flip_fraction"] = flipFraction, ["max_update_ratio"] = update, ["loss_over_chance"] = level / f.ChanceLoss },
+            Evidence = new Dictionary<string, double> { ["sign_flip_fraction"] = flipFraction, ["max_update_ratio"] = update, ["loss_over_chance"] = f.OverChance(level) },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = [f.LearningRateRemedy(), new RemedySuggestion("clip:1", "clip the global gradient norm at 1", [])],
         };
@@ -533,14 +535,16 @@ public static partial class Diagnoser
         var recent = RecentTrend(trend, s);
         int half = recent.Length / 2;
         double before = recent.Take(half).Average(), after = recent.Skip(half).Average();
-        double improvement = (before - after) / Math.Max(1e-12, Math.Abs(before));
+        // improvements of the part of the loss above its floor (label smoothing's: a converged run's loss barely moves in absolute terms)
+        double floor = f.LossFloor;
+        double improvement = (before - after) / Math.Max(1e-12, Math.Abs(before - floor));
         double start = TrendLoss(trend[0]);
-        double overall = (start - after) / Math.Max(1e-12, Math.Abs(start));
+        double overall = (start - after) / Math.Max(1e-12, Math.Abs(start - floor));
         // flat now, and it has not fallen far since the start (a loss that fell a long way and then flattened has
         // converged for this learning rate) ...
         bool flat = improvement < s.StallImprovement && overall < s.StallOverallImprovement;
         // ... or, whatever its trend, still at the chance level: after the trial it has learnt almost nothing
-        bool atChance = double.IsFinite(f.ChanceLoss) && after >= s.ChanceStall * f.ChanceLoss;
+        bool atChance = f.OverChance(after) >= s.ChanceStall;
         if (!flat && !atChance) return null;
         var causes = new List<Cause>();
         if (found.Any(p => p.Kind == ProblemKind.VanishingGradient))
@@ -584,10 +588,10 @@ public static partial class Diagnoser
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
             Summary = flat
                 ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: {Change(improvement)} over the last {recent.Length} samples (threshold: improved by {s.StallImprovement:P0}); {Change(overall)} since the first sample (threshold: improved by {s.StallOverallImprovement:P0})")
-                : after > s.FarAboveChance * f.ChanceLoss
-                ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {after / f.ChanceLoss:G3} × the chance level {f.ChanceLoss:G3} (the loss of the best constant prediction; threshold {s.ChanceStall:P0} of it): the model does worse than a constant prediction")
-                : string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {after / f.ChanceLoss:P0} of the chance level {f.ChanceLoss:G3} (the loss of the best constant prediction; threshold {s.ChanceStall:P0}): the model has learnt almost nothing"),
-            Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after, ["loss_over_chance"] = after / f.ChanceLoss },
+                : f.OverChance(after) > s.FarAboveChance
+                ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {f.OverChance(after):G3} × the chance level {f.ChanceLoss:G3}{f.FloorNote} (the loss of the best constant prediction; threshold {s.ChanceStall:P0} of it): the model does worse than a constant prediction")
+                : string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {f.OverChance(after):P0} of the chance level {f.ChanceLoss:G3}{f.FloorNote} (the loss of the best constant prediction; threshold {s.ChanceStall:P0}): the model has learnt almost nothing"),
+            Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after, ["loss_over_chance"] = f.OverChance(after) },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = remedies.Ranked(),
         };
@@ -899,6 +903,22 @@ public static partial class Diagnoser
 
         /// <summary>The loss of a model that knows nothing (the entropy of the class frequencies, or the targets' variance), NaN when unknown.</summary>
         public double ChanceLoss { get; init; } = double.NaN;
+
+        /// <summary>The lowest loss the run can reach (<see cref="Trials.LossFloor"/>): 0, or the smoothed targets' entropy under label smoothing.</summary>
+        public double LossFloor { get; init; }
+
+        /// <summary>
+        /// Where <paramref name="loss"/> lies between the loss floor (0) and the chance level (1): (loss − floor) / (chance − floor), which
+        /// is loss / chance without label smoothing. Every rule that compares a loss with the chance level reads this. NaN when the chance
+        /// level is unknown, or not above the floor.
+        /// </summary>
+        public double OverChance(double loss) =>
+            double.IsFinite(ChanceLoss) && ChanceLoss > LossFloor ? (loss - LossFloor) / (ChanceLoss - LossFloor) : double.NaN;
+
+        /// <summary>The words a verdict adds after the chance level when the loss has a floor: how it was measured.</summary>
+        internal string FloorNote => LossFloor > 0
+            ? string.Create(CultureInfo.InvariantCulture, $", measured above the floor {LossFloor:G3} that label smoothing {Config.LabelSmoothing:G2} sets")
+            : "";
 
         /// <summary>The configured run's steps when the samples cover all of it (a trial as long as the run's budget, a finished run), else null; below <see cref="DiagnosisSettings.ShortRunSteps"/> a stall at chance is a short run.</summary>
         public long? WholeRunSteps { get; init; }

@@ -178,34 +178,37 @@ public static class MonitorLog
     /// <summary>
     /// The line of the facts a verdict reads beside the samples, which the samples do not carry:
     /// <c>{"type":"watch","step":0,"chance_loss":0.693,"predicted_update_ratio":0.004,"zero_output_loss":0.693}</c> (the step of the sample it precedes, the training labels' chance level,
-    /// <see cref="Trials.ChanceLoss"/>, the first step's predicted update ratio, and the loss of all-zero outputs, <see cref="Trials.ZeroOutputLoss"/>; null when unknown). A run's
+    /// <see cref="Trials.ChanceLoss"/>, the first step's predicted update ratio, and the loss of all-zero outputs, <see cref="Trials.ZeroOutputLoss"/>; null when unknown),
+    /// and <c>"loss_floor"</c>, the lowest reachable loss (<see cref="Trials.LossFloor"/>), when it is above 0 (label smoothing). A run's
     /// metrics file has it before its first sample, so that a reader of the file alone (the dashboard's live verdict)
     /// judges the samples with the evidence the run's own verdict has.
     /// </summary>
-    public static string WatchLine(long step, double chanceLoss, double predictedUpdateRatio, double zeroOutputLoss = double.NaN)
+    public static string WatchLine(long step, double chanceLoss, double predictedUpdateRatio, double zeroOutputLoss = double.NaN, double lossFloor = 0)
     {
         var sb = new StringBuilder("{\"type\":\"watch\",\"step\":").Append(step);
         Num(sb, "chance_loss", chanceLoss);
         Num(sb, "predicted_update_ratio", predictedUpdateRatio);
         Num(sb, "zero_output_loss", zeroOutputLoss);
+        if (lossFloor > 0) Num(sb, "loss_floor", lossFloor);
         return sb.Append('}').ToString();
     }
 
     /// <summary>Whether <paramref name="line"/> is a <see cref="WatchLine"/>.</summary>
     public static bool IsWatchLine(string line) => line.StartsWith("{\"type\":\"watch\"", StringComparison.Ordinal);
 
-    /// <summary>Parses a <see cref="WatchLine"/> (NaN for a fact it does not have: a file written before the zero-output loss was recorded has none).</summary>
-    public static (double ChanceLoss, double PredictedUpdateRatio, double ZeroOutputLoss) ParseWatch(string line)
+    /// <summary>Parses a <see cref="WatchLine"/> (NaN for a fact it does not have: a file written before the zero-output loss was recorded has none; a loss floor of 0 when absent).</summary>
+    public static WatchFacts ParseWatch(string line)
     {
         using var doc = JsonDocument.Parse(line);
         return ParseWatch(doc.RootElement);
     }
 
     /// <summary>Parses a <see cref="WatchLine"/> already read as JSON.</summary>
-    public static (double ChanceLoss, double PredictedUpdateRatio, double ZeroOutputLoss) ParseWatch(JsonElement r)
+    public static WatchFacts ParseWatch(JsonElement r)
     {
         double Fact(string name) => r.TryGetProperty(name, out var v) ? Value(v) : double.NaN;
-        return (Fact("chance_loss"), Fact("predicted_update_ratio"), Fact("zero_output_loss"));
+        double floor = Fact("loss_floor");
+        return new WatchFacts(Fact("chance_loss"), Fact("predicted_update_ratio"), Fact("zero_output_loss"), double.IsFinite(floor) ? floor : 0);
     }
 
     /// <summary>An observer that appends every completed sample of <paramref name="monitor"/> to the run directory's metrics file.</summary>
@@ -245,3 +248,6 @@ public static class MonitorLog
         else sb.Append(v.ToString("R", CultureInfo.InvariantCulture));
     }
 }
+
+/// <summary>The facts of a <see cref="MonitorLog.WatchLine"/>: chance level, first step's predicted update ratio, loss of all-zero outputs, lowest reachable loss.</summary>
+public readonly record struct WatchFacts(double ChanceLoss, double PredictedUpdateRatio, double ZeroOutputLoss, double LossFloor);

@@ -248,7 +248,7 @@ public static class Remedies
         if (shortRun) id += string.Create(CultureInfo.InvariantCulture, $" + epochs:{Diagnoser.LongerRun}");
         if (!Changes(config, Apply(id, config))) return null;
         string model = transformer
-            ? "Pre-LN transformer layers with QK normalisation" + (config.WarmupSteps == 0 ? $" and a {DefaultWarmup(config)}-step warm-up" : "")
+            ? "Pre-LN transformer layers with QK normalisation" + (!HasWarmup(config) ? $" and a {DefaultWarmup(config)}-step warm-up" : "")
             : recurrent
             ? "a GRU cell (its update gate carries the signal through time)"
             : config.Spec() is null && DescriptionRemedies.HasConv(config.Description())
@@ -280,6 +280,17 @@ public static class Remedies
     {
         ArgumentNullException.ThrowIfNull(config);
         return config.MaxSteps is { } m ? Math.Max(1, m / 10) : 100;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="config"/> warms its learning rate up: over at least half the steps of <see cref="DefaultWarmup"/>. A
+    /// shorter warm-up (<c>--warmup 1</c>) reaches the full rate before the Post-LN layers' large initial gradients have settled, so
+    /// the transformer rules treat it as none and propose the default one.
+    /// </summary>
+    public static bool HasWarmup(TrainingConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return config.WarmupSteps > 0 && 2L * config.WarmupSteps >= DefaultWarmup(config);
     }
 
     /// <summary>The id of a remedy on a range of hidden layers (no range when it covers all of them).</summary>

@@ -87,7 +87,8 @@ public sealed class RunWatch : IDisposable
         Tracer = new NonFiniteTracer(trainer.Model);
         _predictor = new FirstStepPredictor(config, Monitor.Layers);
         trainer.AddObserver(Tracer).AddObserver(Monitor).AddObserver(_predictor);
-        ChanceLoss = Trials.ChanceLoss(trainer.Data.Train);
+        ChanceLoss = Trials.ChanceLoss(trainer.Data.Train, config.LabelSmoothing);
+        LossFloor = Trials.LossFloor(trainer.Data.Train, config.LabelSmoothing);
         ZeroOutputLoss = Trials.ZeroOutputLoss(trainer.Data.Train);
         _startWeightScales = Diagnoser.WeightScales(trainer.Model);
     }
@@ -95,8 +96,11 @@ public sealed class RunWatch : IDisposable
     /// <summary>The weight scales before the watch's first step (<see cref="Diagnoser.WeightScales"/>): the init-scale cause reads these, not the trained weights.</summary>
     private readonly double[]? _startWeightScales;
 
-    /// <summary>The training labels' chance level (<see cref="Trials.ChanceLoss"/>).</summary>
+    /// <summary>The training labels' chance level (<see cref="Trials.ChanceLoss"/>, under the run's label smoothing).</summary>
     public double ChanceLoss { get; }
+
+    /// <summary>The lowest loss the run can reach (<see cref="Trials.LossFloor"/>: above 0 under label smoothing).</summary>
+    public double LossFloor { get; }
 
     /// <summary>The loss of all-zero outputs on the training labels (<see cref="Trials.ZeroOutputLoss"/>).</summary>
     public double ZeroOutputLoss { get; }
@@ -116,7 +120,7 @@ public sealed class RunWatch : IDisposable
         watchLine = sample =>
         {
             Monitor.SampleCompleted -= watchLine; // once, before the first sample's line
-            run.AppendLine(MonitorLog.WatchLine(sample.Step, ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss));
+            run.AppendLine(MonitorLog.WatchLine(sample.Step, ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss, LossFloor));
         };
         Monitor.SampleCompleted += watchLine;
         // only a resumed run's metrics file holds lines before this watch's (a new run's directory is empty or cleared)
@@ -149,7 +153,7 @@ public sealed class RunWatch : IDisposable
             if (earlier.Length > 0) samples = [.. earlier, .. samples];
         }
         return Diagnoser.Diagnose(samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
-            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss, zeroOutputLoss: ZeroOutputLoss, wholeRunSteps: WholeRunSteps(result),
+            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss, zeroOutputLoss: ZeroOutputLoss, lossFloor: LossFloor, wholeRunSteps: WholeRunSteps(result),
             startWeightScales: _startWeightScales);
     }
 
@@ -233,8 +237,8 @@ public static class Trials
         var sample = monitor.Last!;
         foreach (var layer in monitor.Layers)
             sample.Layers[layer.Index - 1].UpdateRatio = PredictedUpdateRatio(config, layer.Weight);
-        var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin, preflight: true, chanceLoss: ChanceLoss(trainer.Data.Train),
-            zeroOutputLoss: ZeroOutputLoss(trainer.Data.Train));
+        var diagnosis = Diagnoser.Diagnose([sample], config, trainer.Model, settings, tracer.Origin, preflight: true, chanceLoss: ChanceLoss(trainer.Data.Train, config.LabelSmoothing),
+            zeroOutputLoss: ZeroOutputLoss(trainer.Data.Train), lossFloor: LossFloor(trainer.Data.Train, config.LabelSmoothing));
         return (diagnosis, sample);
     }
 
@@ -245,10 +249,28 @@ public static class Trials
     /// model that learned only how often each character occurs sits there, well below ln K. For
     /// regression, the targets' variance (the mean squared error of predicting their mean).
     /// </summary>
-    public static double ChanceLoss(Data.Dataset data)
+    /// <remarks>
+    /// Under label smoothing ε = <paramref name="labelSmoothing"/> the best constant prediction of the smoothed targets
+    /// q = (1 − ε)·one-hot + ε/K is their mean p = (1 − ε)·f + ε/K (f the class frequencies), and its loss is the entropy of p.
+    /// Regression ignores ε.
+    /// </remarks>
+    public static double ChanceLoss(Data.Dataset data, double labelSmoothing = 0)
     {
         ArgumentNullException.ThrowIfNull(data);
-        if (data.IsClassification) return LabelEntropy(data.ClassCounts());
+        if (data.IsClassification)
+        {
+            var counts = data.ClassCounts();
+            if (labelSmoothing == 0) return LabelEntropy(counts);
+            long total = 0;
+            foreach (int c in counts) total += c;
+            double entropy = 0, k = counts.Length;
+            foreach (int c in counts)
+            {
+                double p = (1 - labelSmoothing) * c / Math.Max(1, total) + labelSmoothing / k;
+                if (p > 0) entropy -= p * Math.Log(p);
+            }
+            return entropy;
+        }
         var y = data.Targets!.ToDoubleArray();
         int perExample = y.Length / Math.Max(1, data.Count);
         double variance = 0;
@@ -260,6 +282,19 @@ public static class Trials
             for (int i = j; i < y.Length; i += perExample) variance += (y[i] - mean) * (y[i] - mean);
         }
         return variance / y.Length;
+    }
+
+    /// <summary>
+    /// The lowest loss a run can reach: 0, except under label smoothing ε = <paramref name="labelSmoothing"/>, whose smoothed targets
+    /// q = (1 − ε + ε/K on the label, ε/K elsewhere) have a cross-entropy of at least their own entropy H(q), reached by predicting q.
+    /// At ε = 0.8 on two classes that is 0.673 against a chance level of ln 2 = 0.693, so a converged run sits at 97 % of chance.
+    /// </summary>
+    public static double LossFloor(Data.Dataset data, double labelSmoothing)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        if (!data.IsClassification || labelSmoothing <= 0) return 0;
+        double k = data.ClassCount, on = 1 - labelSmoothing + labelSmoothing / k, off = labelSmoothing / k;
+        return -(on * Math.Log(on)) - (k > 1 ? (k - 1) * off * Math.Log(off) : 0);
     }
 
     /// <summary>

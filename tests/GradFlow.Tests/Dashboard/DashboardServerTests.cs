@@ -133,7 +133,7 @@ public sealed class DashboardServerTests : IDisposable
         // the watch line comes once, before the first sample
         Assert.Single(written, MonitorLog.IsWatchLine);
         Assert.True(MonitorLog.IsWatchLine(written.First(l => !l.StartsWith("{\"type\":\"epoch\"", StringComparison.Ordinal))));
-        var (chance, predicted, zero) = MonitorLog.ParseWatch(written.First(MonitorLog.IsWatchLine));
+        var (chance, predicted, zero, _) = MonitorLog.ParseWatch(written.First(MonitorLog.IsWatchLine));
         Assert.InRange(chance, 0.68, Math.Log(2) + 1e-12); // circles: two classes, about as many of each
         Assert.Equal(Math.Log(2), zero, 1e-12); // zero logits: ln 2
         Assert.True(predicted > 0, $"predicted update ratio {predicted}");

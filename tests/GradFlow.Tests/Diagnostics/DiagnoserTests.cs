@@ -135,6 +135,77 @@ public class DiagnoserTests
         Assert.Equal(1.0, Trials.ChanceLoss(values), 1e-12);
     }
 
+    /// <summary>
+    /// Under label smoothing ε the chance level is the loss of the best constant prediction of the smoothed targets, and the floor
+    /// the loss of predicting each smoothed target exactly: both checked against the cross-entropy op itself, on skewed classes.
+    /// </summary>
+    [Theory]
+    [InlineData(0.1)]
+    [InlineData(0.8)]
+    public void ChanceAndFloor_UnderLabelSmoothing_AreTheLossesOfTheirPredictions(double eps)
+    {
+        int[] labels = [0, 1, 2, 2, 2, 1, 0, 2];
+        const int k = 3;
+        var data = GradFlow.Data.Dataset.Classification(GradFlow.Tensors.Tensor.Zeros(labels.Length, 2), GradFlow.Tensors.IndexTensor.FromArray(labels, labels.Length), k);
+        var target = GradFlow.Tensors.IndexTensor.FromArray(labels, labels.Length);
+        // the best constant prediction: the smoothed targets' mean
+        var constant = new double[labels.Length * k];
+        var exact = new double[labels.Length * k];
+        for (int i = 0; i < labels.Length; i++)
+            for (int c = 0; c < k; c++)
+            {
+                double frequency = labels.Count(y => y == c) / (double)labels.Length;
+                constant[i * k + c] = Math.Log((1 - eps) * frequency + eps / k);
+                exact[i * k + c] = Math.Log(c == labels[i] ? 1 - eps + eps / k : eps / k);
+            }
+        double Loss(double[] logits) => Losses.CrossEntropy(GradFlow.Tensors.Tensor.FromArray(logits).Reshape(labels.Length, k), target, eps).Item();
+        Assert.Equal(Loss(constant), Trials.ChanceLoss(data, eps), 5);
+        Assert.Equal(Loss(exact), Trials.LossFloor(data, eps), 5);
+        Assert.True(Trials.LossFloor(data, eps) < Trials.ChanceLoss(data, eps));
+        Assert.Equal(0, Trials.LossFloor(data, 0));
+    }
+
+    /// <summary>
+    /// A run trained with label smoothing 0.8 on two classes converges at 0.675, 97 % of the chance level ln 2, because its floor is
+    /// 0.673: read between the floor and chance it has learnt almost everything (it was called stalled). The same losses with no
+    /// floor are a stall at chance, and a smoothed run whose loss does stay at chance is still one.
+    /// </summary>
+    [Fact]
+    public void Stall_UnderLabelSmoothing_IsReadAboveTheLossFloor()
+    {
+        var config = new TrainingConfig { Model = "mlp 2-16x2-2", Data = "spirals", Seed = 1, Threads = 1, LabelSmoothing = 0.8 };
+        double chance = Math.Log(2), floor = -(0.6 * Math.Log(0.6)) - 0.4 * Math.Log(0.4);
+        // from chance down to just above the floor, then flat there
+        var converged = Enumerable.Range(0, 30).Select(i => Sample(i * 10, floor + (chance - floor) * Math.Max(0.05, 1 - i / 10.0), [0.5, 0.8, 1])).ToArray();
+        var judged = Diagnoser.Diagnose(converged, config, chanceLoss: chance, lossFloor: floor);
+        Assert.DoesNotContain(judged.Problems, p => p.Kind == ProblemKind.StalledLoss);
+        Assert.Contains(Diagnoser.Diagnose(converged, config, chanceLoss: chance).Problems, p => p.Kind == ProblemKind.StalledLoss);
+        var stuck = Enumerable.Range(0, 30).Select(i => Sample(i * 10, chance + 1e-5 * (i % 2), [0.5, 0.8, 1])).ToArray();
+        var stall = Assert.Single(Diagnoser.Diagnose(stuck, config, chanceLoss: chance, lossFloor: floor).Problems, p => p.Kind == ProblemKind.StalledLoss);
+        Assert.Equal(1, stall.Evidence["loss_over_chance"], 2);
+    }
+
+    /// <summary>A smoothed run's metrics file carries its floor and smoothed chance level in the watch line, for readers of the file alone (the dashboard's live verdict); an unsmoothed run's has no floor.</summary>
+    [Fact]
+    public void WatchLine_OfASmoothedRun_CarriesItsLossFloor()
+    {
+        var dir = Directory.CreateTempSubdirectory("gradflow-floor-").FullName;
+        try
+        {
+            var config = new TrainingConfig { Model = "mlp 2-8-2", Data = "spirals", Epochs = 1, Threads = 1, LabelSmoothing = 0.5 };
+            Trials.Run(config, steps: 10, every: 5, runDirectory: Path.Combine(dir, "smoothed"), cancellation: TestContext.Current.CancellationToken);
+            Trials.Run(config with { LabelSmoothing = 0 }, steps: 10, every: 5, runDirectory: Path.Combine(dir, "plain"), cancellation: TestContext.Current.CancellationToken);
+            var data = new Trainer(config).Data.Train;
+            var smoothed = MonitorLog.ParseWatch(File.ReadLines(Path.Combine(dir, "smoothed", "metrics.jsonl")).First(MonitorLog.IsWatchLine));
+            Assert.Equal(Trials.LossFloor(data, 0.5), smoothed.LossFloor, 6);
+            Assert.Equal(Trials.ChanceLoss(data, 0.5), smoothed.ChanceLoss, 6);
+            var plainLine = File.ReadLines(Path.Combine(dir, "plain", "metrics.jsonl")).First(MonitorLog.IsWatchLine);
+            Assert.DoesNotContain("loss_floor", plainLine, StringComparison.Ordinal);
+            Assert.Equal(0, MonitorLog.ParseWatch(plainLine).LossFloor);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     /// <summary>An LSTM at SGD 1e-3 on the adding problem learns slowly from outputs near zero: no exploding verdict (seed 2 had one at 3.75 × chance after 200 steps, with "lower the learning rate" beside the stall's "raise it").</summary>
     [Fact]
     public void Trial_SlowLstmOnTheAddingProblem_IsNotExploding()

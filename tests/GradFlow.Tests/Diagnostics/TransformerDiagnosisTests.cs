@@ -82,6 +82,13 @@ public class TransformerDiagnosisTests
         var warm = Diagnoser.Diagnose(trial.Samples, config with { WarmupSteps = 8 }, chanceLoss: Math.Log(Words.Vocabulary.Length));
         Assert.DoesNotContain(warm.Problems, p => p.Kind == ProblemKind.PostLnWithoutWarmup);
         Assert.NotEmpty(warm.Problems);
+        // half the default warm-up (80 steps / 10 = 8) counts; a one-step warm-up reaches the full rate at once, and is named with its remedy
+        Assert.DoesNotContain(Diagnoser.Diagnose(trial.Samples, config with { WarmupSteps = 4 }, chanceLoss: Math.Log(Words.Vocabulary.Length)).Problems,
+            p => p.Kind == ProblemKind.PostLnWithoutWarmup);
+        var brief = Assert.Single(Diagnoser.Diagnose(trial.Samples, config with { WarmupSteps = 1 }, chanceLoss: Math.Log(Words.Vocabulary.Length)).Problems,
+            p => p.Kind == ProblemKind.PostLnWithoutWarmup);
+        Assert.Contains("warm-up of 1 step", brief.Summary, StringComparison.Ordinal);
+        Assert.Contains(brief.Remedies, r => r.Id == "warmup:8");
     }
 
     /// <summary>Trains with the query and key rows of every in_proj_weight multiplied by <paramref name="qkScale"/> (logits × scale²).</summary>
@@ -110,7 +117,8 @@ public class TransformerDiagnosisTests
         var verdict = Assert.Single(collapsed.Problems, p => p.Kind == ProblemKind.AttentionEntropyCollapse);
         Assert.Equal("norm:qk", verdict.Remedies[0].Id);
         Assert.True(verdict.Evidence["min_entropy"] < 0.1 * Math.Log(16));
-        Assert.Contains("layer 1 head 1", verdict.Summary, StringComparison.Ordinal);
+        // numbered as every verdict numbers layers (the monitored layer), with the transformer layer it belongs to
+        Assert.Contains($"layer {verdict.Layers[0]} (the attention of transformer layer 1) head 1", verdict.Summary, StringComparison.Ordinal);
         // the same model at its initial scale learns and keeps spread-out heads
         var (healthy, healthySamples) = Train(config, 1);
         Assert.DoesNotContain(healthy.Problems, p => p.Kind == ProblemKind.AttentionEntropyCollapse);
