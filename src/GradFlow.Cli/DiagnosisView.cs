@@ -87,9 +87,9 @@ internal static class DiagnosisView
         }
         var panel = new Panel(new Markup(Markup.Escape(Verdict(d))))
         {
-            Header = new PanelHeader(d.Healthy ? "[green bold] healthy [/]" : "[red bold] problem found [/]"),
+            Header = new PanelHeader(!d.Healthy ? "[red bold] problem found [/]" : d.TrendNeedsSamples is null ? "[green bold] healthy [/]" : "[yellow bold] not judged [/]"),
             Border = BoxBorder.Rounded,
-            BorderStyle = new Style(d.Healthy ? Color.Green : Color.Red),
+            BorderStyle = new Style(!d.Healthy ? Color.Red : d.TrendNeedsSamples is null ? Color.Green : Color.Yellow),
         };
         Terminal.Write(w, panel);
     }
@@ -97,6 +97,9 @@ internal static class DiagnosisView
     /// <summary>The problems with causes and remedies, or "healthy", as plain text (also the verdict of TensorBoard's text tab).</summary>
     public static string Verdict(Diagnosis d)
     {
+        if (d.Healthy && d.TrendNeedsSamples is int needed)
+            return string.Create(CultureInfo.InvariantCulture,
+                $"not judged: no problem found in {d.Samples} sample{(d.Samples == 1 ? "" : "s")} (gradient ratio {d.GradientRatio:E2}), but the loss-trend rules (stall, oscillation) need {needed}: run more steps, or sample more often") + PrecisionText(d);
         if (d.Healthy)
             return string.Create(CultureInfo.InvariantCulture, $"healthy: no problem found (gradient ratio {d.GradientRatio:E2} over {d.Samples} samples)") + PrecisionText(d);
         var sb = new StringBuilder();

@@ -33,7 +33,9 @@ internal static class EvaluateCommand
         { CatalogueFile, Split, Repair, Only, Seeds, TrialSteps, Jobs, Out, TrialsOut };
         command.Validators.Add(r =>
         {
-            if (r.Valid(TrialSteps) is int steps and < 1) r.AddError($"--trial-steps must be at least 1, got {steps}.");
+            int least = new DiagnosisSettings().TrendSamples;
+            if (r.Valid(TrialSteps) is int steps && steps < least)
+                r.AddError($"--trial-steps must be at least {least}, got {steps}: the loss-trend rules (stall, oscillation) need {least} monitor samples.");
         });
         command.SetAction(r => Run(r, r.Out()));
         return command;

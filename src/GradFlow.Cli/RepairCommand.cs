@@ -27,7 +27,11 @@ internal static class RepairCommand
         foreach (Option o in new Option[] { TrialSteps, Attempts, Jobs, Out }) command.Options.Add(o);
         command.Validators.Add(r =>
         {
-            if (r.Valid(TrialSteps) is < 1 || r.Valid(Attempts) is < 1) r.AddError("--trial-steps and --attempts must be at least 1.");
+            if (r.Valid(Attempts) is < 1) r.AddError("--attempts must be at least 1.");
+            // a shorter trial cannot tell a stalled or oscillating loss from a healthy one, so every trial would pass
+            int least = new DiagnosisSettings().TrendSamples;
+            if (r.Valid(TrialSteps) is int steps && steps < least)
+                r.AddError($"--trial-steps must be at least {least}, got {steps}: the loss-trend rules (stall, oscillation) need {least} monitor samples.");
         });
         command.NoFileFor(Out);
         command.SetAction(r => Run(r, r.Out()));
@@ -80,7 +84,7 @@ internal static class RepairCommand
     }
 
     internal static string Line(TrialResult t) => string.Create(CultureInfo.InvariantCulture,
-        $"gradient ratio {t.Diagnosis.GradientRatio:E1}, loss {t.FinalLoss:F3}, {(double.IsNaN(t.TestAccuracy) ? $"test loss {t.Result.Epochs.LastOrDefault()?.TestLoss ?? double.NaN:F4}" : $"test accuracy {t.TestAccuracy:P1}")}, {(t.Diagnosis.Healthy ? "healthy" : string.Join(", ", t.Diagnosis.Problems.Select(p => p.Kind)))}");
+        $"gradient ratio {t.Diagnosis.GradientRatio:E1}, loss {t.FinalLoss:F3}, {(double.IsNaN(t.TestAccuracy) ? $"test loss {t.Result.Epochs.LastOrDefault()?.TestLoss ?? double.NaN:F4}" : $"test accuracy {t.TestAccuracy:P1}")}, {(t.Diagnosis.Healthy ? (t.Diagnosis.TrendNeedsSamples is null ? "healthy" : "not judged (too few samples)") : string.Join(", ", t.Diagnosis.Problems.Select(p => p.Kind)))}");
 
     private static string ToJson(RepairResult r) => System.Text.Json.JsonSerializer.Serialize(new
     {

@@ -89,6 +89,8 @@ public static partial class Diagnoser
         return new Diagnosis(problems.OrderByDescending(p => p.Severity).Select(p => WithConfidence(WithoutNoOps(p, config), settings)).ToArray(), samples.Count, ratio, nonFiniteOrigin)
         {
             Precision = PrecisionNotes(samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray(), settings),
+            // (a preflight is a forecast from one step, which no trend rule reads)
+            TrendNeedsSamples = !preflight && trend.Length < settings.TrendSamples ? settings.TrendSamples : null,
         };
     }
 

@@ -100,6 +100,12 @@ public sealed record Diagnosis(IReadOnlyList<Problem> Problems, int Samples, dou
     /// <summary>True when no problem was found.</summary>
     public bool Healthy => Problems.Count == 0;
 
+    /// <summary>
+    /// The samples the loss-trend rules (stall, oscillation) need, when the verdict had fewer and so did not judge the loss's trend
+    /// (a one-step trial); null when it did. A healthy verdict with this set says only that no other rule fired.
+    /// </summary>
+    public int? TrendNeedsSamples { get; init; }
+
     /// <summary>What fp16 or bf16 would lose at each layer where it is a notable share (empty when nothing would be, or not measured).</summary>
     public IReadOnlyList<PrecisionNote> Precision { get; init; } = [];
 }

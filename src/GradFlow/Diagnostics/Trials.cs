@@ -499,7 +499,7 @@ public static class DiagnosisJson
         Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
     };
 
-    /// <summary><c>{"healthy":…,"gradient_ratio":…,"samples":…,"non_finite_origin":…,"problems":[{"kind":"vanishing-gradient","severity":…,"layers":[…],"steps":[…],"summary":"…","evidence":{…},"causes":[{"name","score","facts"}],"remedies":[{"id","description","scope"}]}]}</c></summary>
+    /// <summary><c>{"healthy":…,"gradient_ratio":…,"samples":…,"trend_samples_needed":… (null when the loss trend was judged),"non_finite_origin":…,"problems":[{"kind":"vanishing-gradient","severity":…,"layers":[…],"steps":[…],"summary":"…","evidence":{…},"causes":[{"name","score","facts"}],"remedies":[{"id","description","scope"}]}]}</c></summary>
     public static string Serialize(Diagnosis d)
     {
         ArgumentNullException.ThrowIfNull(d);
@@ -508,6 +508,7 @@ public static class DiagnosisJson
             healthy = d.Healthy,
             gradient_ratio = d.GradientRatio,
             samples = d.Samples,
+            trend_samples_needed = d.TrendNeedsSamples,
             non_finite_origin = d.NonFiniteOrigin,
             problems = d.Problems,
             precision = d.Precision,

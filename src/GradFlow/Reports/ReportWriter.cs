@@ -122,7 +122,7 @@ public static class ReportWriter
         {
             var last = run.Epochs.Count > 0 ? run.Epochs[^1] : default;
             double ratio = run.Samples.Count > 0 ? run.Samples[^1].GradientRatio : double.NaN;
-            string verdict = run.Diagnosis is null ? "-" : run.Diagnosis.RootElement.GetProperty("healthy").GetBoolean() ? "healthy"
+            string verdict = run.Diagnosis is null ? "-" : run.Diagnosis.RootElement.GetProperty("healthy").GetBoolean() ? (Unjudged(run.Diagnosis.RootElement) is null ? "healthy" : "not judged")
                 : string.Join(", ", run.Diagnosis.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("kind").GetString()));
             html.Append(CultureInfo.InvariantCulture, $"<tr><td style=\"text-align:left\">{Svg.E(label)}</td><td>{(run.Epochs.Count > 0 && !double.IsNaN(last.TestAccuracy) ? last.TestAccuracy.ToString("P1", CultureInfo.InvariantCulture) : "-")}</td><td>{(run.Epochs.Count > 0 ? last.TestLoss.ToString("F4", CultureInfo.InvariantCulture) : "-")}</td><td>{ratio:E1}</td><td>{Svg.E(verdict)}</td></tr>");
         }
@@ -154,6 +154,10 @@ public static class ReportWriter
 
     private static void End(StringBuilder html) => html.Append("<script>").Append(Svg.HoverScript).Append("</script></body></html>");
 
+    /// <summary>The samples a diagnosis.json's verdict lacked to judge the loss trend (<c>trend_samples_needed</c>), or null.</summary>
+    private static int? Unjudged(JsonElement diagnosis) =>
+        diagnosis.TryGetProperty("trend_samples_needed", out var n) && n.ValueKind == JsonValueKind.Number ? n.GetInt32() : null;
+
     private static void Diagnosis(StringBuilder html, RunData run)
     {
         html.Append("<h2>Diagnosis</h2>");
@@ -165,7 +169,9 @@ public static class ReportWriter
         var root = run.Diagnosis.RootElement;
         if (root.TryGetProperty("healthy", out var h) && h.ValueKind == JsonValueKind.True)
         {
-            html.Append("<div class=\"healthy\">healthy: no problem found</div>");
+            html.Append(Unjudged(root) is int needed
+                ? string.Create(CultureInfo.InvariantCulture, $"<div class=\"muted\">not judged: no problem found, but the run has too few monitor samples for the loss-trend rules (stall, oscillation), which need {needed}</div>")
+                : "<div class=\"healthy\">healthy: no problem found</div>");
             return;
         }
         if (!root.TryGetProperty("problems", out var problems)) return;

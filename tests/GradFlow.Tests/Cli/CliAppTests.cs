@@ -34,7 +34,8 @@ public class CliAppTests
     }
 
     [Theory]
-    [InlineData("--trial-steps", "0", "at least 1")]
+    [InlineData("--trial-steps", "0", "at least 8")]
+    [InlineData("--trial-steps", "7", "need 8 monitor samples")]
     [InlineData("--trial-steps", "many", "an integer")]
     [InlineData("--jobs", "0", "1..256")]
     [InlineData("--jobs", "257", "1..256")]

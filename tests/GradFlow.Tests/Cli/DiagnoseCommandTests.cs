@@ -55,6 +55,29 @@ public sealed class DiagnoseCommandTests : IDisposable
         Assert.DoesNotContain("short run", output);
     }
 
+    /// <summary>
+    /// A run too short for the loss-trend rules is not called healthy: its loss (0.71 after one step, above chance) was never judged.
+    /// Repair refuses trials that short, since every trial would pass.
+    /// </summary>
+    [Fact]
+    public void TooFewSamples_AreNotJudged_AndRepairRefusesSuchTrials()
+    {
+        var (code, output, err) = Run("diagnose", "--model", "mlp 2-16-2", "--data", "spirals", "--steps", "3", "--every", "1", "--threads", "1", "--json");
+        Assert.True(code == 0, err + output);
+        var root = System.Text.Json.JsonDocument.Parse(output).RootElement;
+        Assert.Equal(8, root.GetProperty("trend_samples_needed").GetInt32());
+        (code, output, err) = Run("diagnose", "--model", "mlp 2-16-2", "--data", "spirals", "--steps", "3", "--every", "1", "--threads", "1");
+        Assert.Contains("not judged: no problem found in 3 samples", output);
+        Assert.DoesNotContain("healthy", output);
+        // enough samples: judged, and the field is null
+        (code, output, err) = Run("diagnose", "--model", "mlp 2-16-2", "--data", "spirals", "--steps", "16", "--every", "2", "--threads", "1", "--json");
+        Assert.True(code is 0 or 3, err + output);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, System.Text.Json.JsonDocument.Parse(output).RootElement.GetProperty("trend_samples_needed").ValueKind);
+        (code, output, err) = Run("repair", "--model", "mlp 2-16-2", "--data", "spirals", "--epochs", "3", "--trial-steps", "1", "--threads", "1");
+        Assert.Equal(2, code);
+        Assert.Contains("--trial-steps must be at least 8, got 1", err);
+    }
+
     [Fact]
     public void Trial_Out_TouchesOnlyItsOwnFiles_AndReplacesARunOnlyWithForce()
     {

@@ -79,7 +79,7 @@ public sealed class VerbsOnEveryFamilyTests : IDisposable
     public void Repair_SavesAConfigThatTrainAccepts(string family)
     {
         string out_ = Path.Combine(_dir, "repair");
-        var (code, output, err) = Run(family, "repair", "--trial-steps", "4", "--attempts", "1", "--out", out_);
+        var (code, output, err) = Run(family, "repair", "--trial-steps", "8", "--attempts", "1", "--out", out_);
         Assert.True(code is 0 or 3, err + output);
         Assert.Contains("final model:", output);
         var repaired = TrainingConfig.FromJson(File.ReadAllText(Path.Combine(out_, "config.json")));
