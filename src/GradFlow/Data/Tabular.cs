@@ -32,8 +32,9 @@ public sealed record TableColumns(string Path, IReadOnlyList<string> FeatureName
 /// <summary>
 /// CSV/TSV tables with a header: numeric feature columns and a target column named by the caller,
 /// parsed with Sep (comma-separated, or tab-separated for a <c>.tsv</c> file; RFC 4180 quotes
-/// unescaped). Every error is an <see cref="InvalidDataException"/> naming the file, the line and
-/// the column.
+/// unescaped). Blank lines (empty, or white space without a separator) are skipped wherever they are,
+/// before the header too, as pandas does. Every error is an <see cref="InvalidDataException"/> naming
+/// the file, the line (the file's own line number, blank lines counted) and the column.
 /// </summary>
 /// <example>
 /// <code>
@@ -50,13 +51,14 @@ public static class Tabular
     /// <exception cref="FileNotFoundException">when the file does not exist.</exception>
     /// <exception cref="InvalidDataException">naming file, line and column for a malformed row, a non-numeric feature, or a missing target column.</exception>
     public static TableColumns Read(string path, string target, IReadOnlyList<string>? featureNames = null) =>
-        ReadRows(path, target, featureNames, keepFeatures: true);
+        ReadRows(path, target, featureNames, keepFeatures: true).Columns;
 
     /// <summary>
     /// <see cref="Read(string, string, IReadOnlyList{string}?)"/>; without <paramref name="keepFeatures"/> every
     /// feature is parsed and checked, but not kept (<see cref="TableColumns.Features"/> is empty): the checking pass of a streamed table.
+    /// Also returns the header's column count and the feature columns' indices in it.
     /// </summary>
-    internal static TableColumns ReadRows(string path, string target, IReadOnlyList<string>? featureNames, bool keepFeatures)
+    internal static (TableColumns Columns, int ColumnCount, int[] FeatureIndex) ReadRows(string path, string target, IReadOnlyList<string>? featureNames, bool keepFeatures)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentException.ThrowIfNullOrEmpty(target);
@@ -64,33 +66,34 @@ public static class Tabular
         char separator = Separator(path);
         try
         {
-            using var reader = Sep.Reader(o => o with { Sep = new Sep(separator), Unescape = true, HasHeader = true, CultureInfo = CultureInfo.InvariantCulture })
-                .FromFile(path);
-            var names = reader.Header.ColNames;
-            if (names.Count == 0 || names.Count == 1 && names[0].Length == 0) throw Bad(path, 1, null, "the file is empty (a header line is needed)");
-            int targetIndex = -1;
-            for (int i = 0; i < names.Count; i++)
-                if (names[i] == target) targetIndex = i;
-            if (targetIndex < 0)
-                throw Bad(path, 1, null, $"there is no target column '{target}' (columns: {string.Join(", ", names)})");
-            var features = new List<string>(names.Count - 1);
-            var featureIndex = new List<int>(names.Count - 1);
-            for (int i = 0; i < names.Count; i++)
-                if (i != targetIndex)
-                {
-                    features.Add(names[i]);
-                    featureIndex.Add(i);
-                }
-            if (features.Count == 0) throw Bad(path, 1, null, $"the only column is the target '{target}'; at least one feature column is needed");
-            if (featureNames is not null && !featureNames.SequenceEqual(features))
-                throw Bad(path, 1, null, $"the feature columns ({string.Join(", ", features)}) differ from the training file's ({string.Join(", ", featureNames)})");
-
+            // Sep has no option to skip blank lines; as its README does, the column count is not checked by Sep, blank rows are
+            // skipped here, and the header is the first row that is not blank (so Sep is told there is none)
+            using var reader = Sep.Reader(o => o with
+            {
+                Sep = new Sep(separator), Unescape = true, HasHeader = false, DisableColCountCheck = true, CultureInfo = CultureInfo.InvariantCulture,
+            }).FromFile(path);
+            string[]? names = null;
+            int headerEnd = 2, targetIndex = -1;
+            var features = new List<string>();
+            var featureIndex = new List<int>();
             var x = new List<float>();
             var y = new List<string>();
             var lines = new List<int>();
             foreach (var row in reader)
             {
-                int line = row.LineNumberFrom; // Sep has checked the row's column count against the header
+                if (IsBlank(row)) continue;
+                // Sep 0.18 without a header reports row 0's LineNumberFrom as the line after it; row 0 starts the file
+                int line = row.RowIndex == 0 ? 1 : row.LineNumberFrom;
+                if (names is null)
+                {
+                    names = new string[row.ColCount];
+                    for (int i = 0; i < names.Length; i++) names[i] = row[i].ToString();
+                    headerEnd = row.LineNumberToExcl;
+                    targetIndex = Header(path, line, names, target, featureNames, features, featureIndex);
+                    continue;
+                }
+                if (row.ColCount != names.Length)
+                    throw Bad(path, line, null, $"found {row.ColCount} column(s), expected {names.Length} as in the header");
                 for (int j = 0; j < featureIndex.Count; j++)
                 {
                     float v = Feature(row[featureIndex[j]].Span, path, line, features[j]);
@@ -101,8 +104,9 @@ public static class Tabular
                 y.Add(t);
                 lines.Add(line);
             }
-            if (y.Count == 0) throw Bad(path, 2, null, "the file has a header but no data rows");
-            return new TableColumns(path, features, [.. x], [.. y], [.. lines]);
+            if (names is null) throw Bad(path, 1, null, "the file is empty or blank (a header line is needed)");
+            if (y.Count == 0) throw Bad(path, headerEnd, null, "the file has a header but no data rows");
+            return (new TableColumns(path, features, [.. x], [.. y], [.. lines]), names.Length, [.. featureIndex]);
         }
         catch (Exception e) when (e is not InvalidDataException and (ArgumentException or NotSupportedException or FormatException or IndexOutOfRangeException))
         {
@@ -110,9 +114,37 @@ public static class Tabular
         }
         catch (InvalidDataException e) when (!e.Message.StartsWith("csv: ", StringComparison.Ordinal))
         {
-            // Sep's own errors (a row with a different column count, a column named twice) name the row and lines; add the file
+            // Sep's own errors name the row and lines; add the file
             throw new InvalidDataException($"csv: {path}: {e.Message}", e);
         }
+    }
+
+    /// <summary>
+    /// A blank line: empty or only white space, with no separator (pandas' <c>skip_blank_lines</c>; a TSV line of tabs is a row of
+    /// empty values, as there).
+    /// </summary>
+    private static bool IsBlank(SepReader.Row row) => row.ColCount == 1 && row.Span.IsWhiteSpace();
+
+    /// <summary>Checks the header <paramref name="names"/> read on <paramref name="line"/>, fills the feature columns, and returns the target's index.</summary>
+    private static int Header(string path, int line, string[] names, string target, IReadOnlyList<string>? featureNames, List<string> features, List<int> featureIndex)
+    {
+        var first = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < names.Length; i++)
+            if (!first.TryAdd(names[i], i))
+                throw Bad(path, line, null, $"the column name '{Clip(names[i])}' appears twice (columns {first[names[i]] + 1} and {i + 1}); column names must differ");
+        int targetIndex = Array.IndexOf(names, target);
+        if (targetIndex < 0)
+            throw Bad(path, line, null, $"there is no target column '{target}' (columns: {string.Join(", ", names)})");
+        for (int i = 0; i < names.Length; i++)
+            if (i != targetIndex)
+            {
+                features.Add(names[i]);
+                featureIndex.Add(i);
+            }
+        if (features.Count == 0) throw Bad(path, line, null, $"the only column is the target '{target}'; at least one feature column is needed");
+        if (featureNames is not null && !featureNames.SequenceEqual(features))
+            throw Bad(path, line, null, $"the feature columns ({string.Join(", ", features)}) differ from the training file's ({string.Join(", ", featureNames)})");
+        return targetIndex;
     }
 
     /// <summary>

@@ -104,8 +104,12 @@ public sealed class FileDataTests : IDisposable
     [InlineData("a,b\n1,0\n", "there is no target column 'y' (columns: a, b)")]
     [InlineData("y\n1\n", "the only column is the target 'y'")]
     [InlineData("a,y\n", "no data rows")]
-    [InlineData("a,y\n1,2\n1,2,3\n", "Found 3 column(s) on row 2/lines [3..4]")]
-    [InlineData("a,a,y\n1,2,3\n", "Col name 'a' found 2 times")]
+    [InlineData("a,y\n1,2\n1,2,3\n", "line 3: found 3 column(s), expected 2 as in the header")]
+    [InlineData("a,a,y\n1,2,3\n", "line 1: the column name 'a' appears twice (columns 1 and 2)")]
+    [InlineData("\n\na,a,y\n1,2,3\n", "line 3: the column name 'a' appears twice")]
+    [InlineData("\n \n\r\n", "line 1: the file is empty or blank (a header line is needed)")]
+    [InlineData("a,y\n\n\n", "line 2: the file has a header but no data rows")]
+    [InlineData("a,y\n1,2\n,\n", "line 3, column 'a': the value is empty")]
     [InlineData("a,y\nNaN,2\n", "column 'a': 'NaN' is not a finite number")]
     public void Csv_BadContent_ErrorNamesFileLineAndColumn(string text, string expected)
     {
@@ -113,6 +117,38 @@ public sealed class FileDataTests : IDisposable
         var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = path, Target = "y" }));
         Assert.Contains(expected, e.Message);
         Assert.Contains("t.csv", e.Message);
+    }
+
+    [Fact]
+    public void Csv_BlankLines_AreSkippedAnywhere_AndErrorsNameTheFilesOwnLine()
+    {
+        // empty and white-space lines before the header, between rows, in LF, CRLF and CR files, and trailing ones at the end (pandas skips them)
+        var expected = Load(new TrainingConfig { Data = Text("clean.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,0\n"), Target = "y", TestData = Text("clean-test.csv", "a,b,y\n0,0,1\n"), Standardize = false });
+        foreach (string eol in new[] { "\n", "\r\n", "\r" })
+        {
+            // the quoted field's line breaks are its text (trimmed as a number's blanks are), not blank lines
+            string text = "\n  \n" + "a,\"b\",y\n\n1,2,0\n \t \n\n3,\"4\n\n\",1\n5,6,0\n\n\n   ";
+            var path = Text("blank.csv", text.Replace("\n", eol));
+            foreach (bool stream in new[] { false, true })
+            {
+                var d = Load(new TrainingConfig { Data = path, Target = "y", TestData = Text("test.csv", $"{eol}a,b,y{eol}{eol}0,0,1{eol}{eol}"), Standardize = false, Stream = stream });
+                Assert.Equal((float[])expected.Train.Inputs.Storage, (float[])d.Train.Materialize().Inputs.Storage);
+                Assert.Equal(expected.Train.Labels!.Data, d.Train.Labels!.Data);
+                Assert.Equal((float[])expected.Test.Inputs.Storage, (float[])d.Test.Materialize().Inputs.Storage);
+            }
+        }
+        Assert.Equal([5, 8], Tabular.Read(Text("lines.csv", "\n  \na,y\n\n1,0\n \n\n" + "3,1\n\n\n"), "y").Lines);
+
+        // an error after blank lines names the row's own line, in memory and streamed; a quoted field's blank lines are its text
+        var bad = Text("bad.csv", "\n\na,y\n1,0\n\n\n   \n2,\"x\n\ny\"\nz,1\n\n");
+        foreach (bool stream in new[] { false, true })
+        {
+            var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = bad, Target = "y", Stream = stream }));
+            Assert.Contains("bad.csv: line 11, column 'a': 'z' is not a finite number", e.Message);
+        }
+        // a TSV line of tabs is a row of empty values (not blank), as in pandas
+        var tabs = Text("tabs.tsv", "a\ty\n1\t0\n\t\n");
+        Assert.Contains("tabs.tsv: line 3, column 'a': the value is empty", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = tabs, Target = "y" })).Message);
     }
 
     [Fact]
