@@ -8,7 +8,7 @@ public enum TargetKind
 {
     /// <summary>Decided from the values: integers or non-numeric strings are class labels, other numbers regression values.</summary>
     Auto,
-    /// <summary>Class labels (integers or strings).</summary>
+    /// <summary>Class labels (strings, or whole numbers written as integers or floats: <c>1</c>, <c>1.0</c> and <c>1e0</c> are one class).</summary>
     Classes,
     /// <summary>Regression values.</summary>
     Values,
@@ -149,13 +149,17 @@ public static class Tabular
 
     /// <summary>
     /// The labels of a target column: class indices into the sorted distinct values of
-    /// <paramref name="columns"/> (when every value is an integer, the distinct integers in numeric order, so that "1", "01" and "+1"
-    /// are one class named "1"; else the distinct texts, ordinally), or
-    /// regression values. <see cref="TargetKind.Auto"/> chooses classes when every value is an
-    /// integer or some value is not a number, regression values otherwise.
+    /// <paramref name="columns"/> (when every value is a number, the distinct integers in numeric order, so that "1", "01", "+1",
+    /// "1.0" and "1e0" are one class named "1"; else the distinct texts, ordinally), or
+    /// regression values. <see cref="TargetKind.Auto"/> chooses classes when every value is written as an
+    /// integer or some value is not a number, regression values otherwise (a column written as decimals, such as
+    /// pandas' "0.0" and "1.0" for a float column, is regression, as a float array's is; <see cref="TargetKind.Classes"/> reads it as classes).
     /// </summary>
     /// <returns>For classes, the class names and each column's labels; for values, each column's values.</returns>
-    /// <exception cref="InvalidDataException">when <see cref="TargetKind.Values"/> meets a non-number (naming file, line and column).</exception>
+    /// <exception cref="InvalidDataException">
+    /// when <see cref="TargetKind.Values"/> meets a non-number, or class labels that are all numbers meet one that is not a whole number
+    /// (naming file, line and column).
+    /// </exception>
     public static (IReadOnlyList<string>? ClassNames, int[][]? Labels, float[][]? Values) EncodeTarget(IReadOnlyList<TableColumns> columns, string target, TargetKind kind)
     {
         bool allIntegers = true, allNumbers = true;
@@ -180,21 +184,43 @@ public static class Tabular
             }
             return (null, null, values);
         }
-        if (allIntegers)
+        if (allNumbers)
         {
-            // integer classes are their values: "1", "01", "+1" and " 1" are one class, named "1"
-            static long Value(string t) => long.Parse(t, NumberStyles.Integer, CultureInfo.InvariantCulture);
-            var values = columns.SelectMany(c => c.Target).Select(Value).Distinct().Order().ToList();
+            // numeric classes are their values: "1", "01", "+1", " 1", "1.0" and "1e0" are one class, named "1"
+            var classValues = new long[columns.Count][];
+            for (int k = 0; k < columns.Count; k++)
+            {
+                var c = columns[k];
+                classValues[k] = new long[c.Rows];
+                for (int i = 0; i < c.Rows; i++)
+                    if (!TryWholeNumber(c.Target[i], out classValues[k][i]))
+                        throw Bad(c.Path, c.Lines[i], target, $"'{Clip(c.Target[i])}' is not a whole number, so not a class label " +
+                            "(class labels were asked for; numeric labels must be whole numbers such as 1, 1.0 or 1e0)");
+            }
+            var values = classValues.SelectMany(v => v).Distinct().Order().ToList();
             var byValue = new Dictionary<long, int>();
             for (int i = 0; i < values.Count; i++) byValue[values[i]] = i;
             return (values.Select(v => v.ToString(CultureInfo.InvariantCulture)).ToList(),
-                columns.Select(c => c.Target.Select(t => byValue[Value(t)]).ToArray()).ToArray(), null);
+                classValues.Select(v => v.Select(t => byValue[t]).ToArray()).ToArray(), null);
         }
         var names = columns.SelectMany(c => c.Target).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var index = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < names.Count; i++) index[names[i]] = i;
         var labels = columns.Select(c => c.Target.Select(t => index[t]).ToArray()).ToArray();
         return (names, labels, null);
+    }
+
+    /// <summary>
+    /// The integer <paramref name="text"/> is: written as one ("1", "+1", "01"; any <see cref="long"/>), or as a float that is a whole
+    /// number below 2⁶³ in magnitude ("1.0", "1e0", "-0.0").
+    /// </summary>
+    private static bool TryWholeNumber(string text, out long value)
+    {
+        if (long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out value)) return true;
+        value = 0;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) || d != Math.Floor(d) || !(Math.Abs(d) < 9223372036854775808.0)) return false;
+        value = (long)d;
+        return true;
     }
 
     /// <summary>The separator of <paramref name="path"/>: tab for <c>.tsv</c>, else comma.</summary>

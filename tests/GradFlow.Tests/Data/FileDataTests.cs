@@ -152,6 +152,30 @@ public sealed class FileDataTests : IDisposable
     }
 
     [Fact]
+    public void Csv_WholeNumbersWrittenAsFloats_AreRegressionInAutoMode_AndClassesWithTaskClasses()
+    {
+        // pandas writes a float column's 0 and 1 as 0.0 and 1.0; "1", "1.0" and "1e0" are one class, named 1
+        var path = Text("f.csv", "x,y\n1,0.0\n2,1.0\n3,1e0\n4,1\n5,-2.0\n6,2.000\n");
+        var auto = Load(new TrainingConfig { Data = path, Target = "y", TestData = path });
+        Assert.False(auto.Train.IsClassification); // auto: decimals are regression values, as a float array's are
+        var d = Load(new TrainingConfig { Data = path, Target = "y", TestData = path, TargetKind = TargetKind.Classes, Standardize = false });
+        Assert.Equal(["-2", "0", "1", "2"], d.Train.ClassNames!);
+        Assert.Equal([1, 2, 2, 2, 0, 3], d.Train.Labels!.Data);
+        var streamed = Load(new TrainingConfig { Data = path, Target = "y", TestData = path, TargetKind = TargetKind.Classes, Stream = true });
+        Assert.Equal(d.Train.Labels!.Data, streamed.Train.Labels!.Data);
+
+        // a number that is not whole is not a class label: refused naming file, line and column (the blank line counted)
+        var half = Text("half.csv", "x,y\n1,0.0\n\n2,1.5\n3,1.0\n");
+        var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = half, Target = "y", TargetKind = TargetKind.Classes }));
+        Assert.Contains("half.csv: line 4, column 'y': '1.5' is not a whole number, so not a class label", e.Message);
+        Assert.Contains("1e300", Assert.Throws<InvalidDataException>(() =>
+            Load(new TrainingConfig { Data = Text("huge.csv", "x,y\n1,0\n2,1e300\n"), Target = "y", TargetKind = TargetKind.Classes })).Message);
+        // labels that are not all numbers stay texts
+        var mixed = Load(new TrainingConfig { Data = Text("m.csv", "x,y\n1,1.5\n2,cat\n3,1.5\n4,cat\n5,1.0\n"), Target = "y", TargetKind = TargetKind.Classes });
+        Assert.Equal(["1.0", "1.5", "cat"], mixed.Train.ClassNames!);
+    }
+
+    [Fact]
     public void Csv_WithoutTarget_SaysToNameIt()
     {
         var path = Text("t.csv", "a,y\n1,2\n");
@@ -410,6 +434,14 @@ public sealed class FileDataTests : IDisposable
         Assert.Equal(5, bundle.Train.Count + bundle.Test.Count);
         var e = Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = path, Target = "y" }, NetworkDescription.Parse("mlp 3-4-2")));
         Assert.Contains("has 2 inputs per example but the model expects 3", e.Message);
+        // whole-number float targets (pandas' 0.0 and 1.0) for a model with several outputs: the error says to ask for classes
+        var floats = Text("f.csv", "a,b,y\n1,2,0.0\n3,4,1.0\n5,6,0.0\n7,8,1.0\n9,1,0.0\n");
+        var regression = Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = floats, Target = "y" }, NetworkDescription.Parse("mlp 2-4-2")));
+        Assert.Contains("has 1 regression targets per example but the model has 2 outputs", regression.Message);
+        Assert.Contains("if they are class labels, pass --task classes", regression.Message);
+        Assert.Equal(2, DataSources.Load(new TrainingConfig { Data = floats, Target = "y", TargetKind = TargetKind.Classes }, NetworkDescription.Parse("mlp 2-4-2")).Train.ClassCount);
+        var fractions = Text("g.csv", "a,b,y\n1,2,0.5\n3,4,1.0\n5,6,0.0\n7,8,1.0\n9,1,0.0\n");
+        Assert.DoesNotContain("--task", Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = fractions, Target = "y" }, NetworkDescription.Parse("mlp 2-4-2"))).Message);
         var missing = Assert.Throws<FormatException>(() => new TrainingConfig { Data = Path.Combine(_dir.Path, "nope.csv") }.Validate());
         Assert.Contains("neither a built-in data set", missing.Message);
     }
