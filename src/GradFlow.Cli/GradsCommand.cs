@@ -18,7 +18,7 @@ internal static class GradsCommand
     // the options of 'grads'; one line each
     public static readonly Option<string?> Model = Opt.String("model", "a spec, shorthand or 'net ...' description (docs/model-spec.md), or FILE.onnx with its weights (docs/onnx.md)", "MODEL");
     public static readonly Option<string?> ModelFile = Opt.String("model-file", "the model in a file", "FILE");
-    public static readonly Option<string?> Batch = new("--batch") { Description = "a safetensors file holding 'x' and 'y' [N] class indices", HelpName = "FILE", Required = true };
+    public static readonly Option<string?> Batch = new("--batch") { Description = "a safetensors file holding 'x' and 'y': [N] class indices, or [N, T] for a model with logits per position", HelpName = "FILE", Required = true };
     public static readonly Option<string?> Out = new("--out") { Description = "the safetensors file to write", HelpName = "FILE", Required = true };
     public static readonly Option<ulong?> Seed = Opt.ULong("seed", "seed of the initialisation (default 0)");
     public static readonly Option<double?> LabelSmoothing = Opt.Double("label-smoothing", "cross-entropy label smoothing");
@@ -29,7 +29,8 @@ internal static class GradsCommand
             "Builds any model (a spec such as \"mlp 20-32-5\", \"lstm 2-16-3\", a shorthand such as resnet20 or \"cnn 1x28x28-c8-p-10\", a 'net ...' " +
             "description or its JSON; docs/model-spec.md) with the seed (or imports FILE.onnx with its weights, docs/onnx.md), runs one forward and " +
             "backward pass of cross-entropy on the batch ('x' is [N, ...the model's input shape] or the same number of values per example, " +
-            "[N, T, features] for a recurrent model), and writes a safetensors file with every parameter (PyTorch names, e.g. layers.0.weight), its " +
+            "[N, T, features] or [N, T·features] for a sequence model; 'y' is [N] class indices, or [N, T] for a model with logits per position " +
+            "such as a language model, with the loss of 'train': the mean over every position), and writes a safetensors file with every parameter (PyTorch names, e.g. layers.0.weight), its " +
             "gradient (layers.0.weight.grad), 'output' (the logits) and 'loss'.")
         { Model, ModelFile, Batch, Out, Seed, LabelSmoothing };
         command.Validators.Add(r =>
@@ -51,32 +52,25 @@ internal static class GradsCommand
         var inShape = description.Input.ToArray();
         int perExample = inShape.Aggregate(1, (a, n) => a * n);
         var outShape = description.OutputShape();
-        if (outShape.Length != 1)
-            throw new InvalidDataException($"gradflow grads: the model gives {Fmt(outShape)} per example; cross-entropy needs a vector of class logits.");
-        int classes = outShape[0];
+        // cross-entropy as training computes it: a vector of class logits per example, or [T, classes] (a class per position, a language model)
+        if (outShape.Length is not (1 or 2))
+            throw new InvalidDataException($"gradflow grads: the model gives {Fmt(outShape)} per example; cross-entropy needs a vector of class logits, or [T, classes] for a class per position.");
         var batch = SafeTensors.Read(batchPath);
         string file = Path.GetFileName(batchPath);
         var x = batch.Tensors.FirstOrDefault(kv => kv.Key == "x").Value
             ?? throw new InvalidDataException($"gradflow grads: {file} has no tensor 'x' (present: {string.Join(", ", batch.Tensors.Select(t => t.Key))}).");
         var yTensor = batch.Tensors.FirstOrDefault(kv => kv.Key == "y").Value
             ?? throw new InvalidDataException($"gradflow grads: {file} has no tensor 'y' (present: {string.Join(", ", batch.Tensors.Select(t => t.Key))}).");
-        // a sequence model ([T, I]) takes [N, T, I] of any length T; any other model [N, ...its input shape] or the same values per example
+        // as train reads data: a sequence model ([T, I]) takes [N, T, I] of any length T, or [N, T·I] read flat; any other model
+        // [N, ...its input shape] or the same values per example
         bool sequence = inShape.Length == 2;
-        bool fits = sequence ? x.Rank == 3 && x.Shape[2] == inShape[1] : x.Rank >= 2 && x.Count / Math.Max(1, x.Shape[0]) == perExample;
+        bool flatSequence = sequence && x.Rank == 2 && x.Shape[1] == perExample;
+        bool fits = sequence ? x.Rank == 3 && x.Shape[2] == inShape[1] || flatSequence : x.Rank >= 2 && x.Count / Math.Max(1, x.Shape[0]) == perExample;
         if (!fits)
-            throw new InvalidDataException($"gradflow grads: {file}: 'x' has shape {Fmt(x.Shape)}, the model needs {(sequence ? $"[N, T, {inShape[1]}]" : $"[N, {string.Join(", ", inShape)}]")}.");
-        if (yTensor.Rank != 1 || yTensor.Shape[0] != x.Shape[0])
-            throw new InvalidDataException($"gradflow grads: {file}: 'y' has shape {Fmt(yTensor.Shape)}, expected [{x.Shape[0]}].");
-        var labels = new int[yTensor.Count];
-        for (int i = 0; i < labels.Length; i++)
-        {
-            double v = yTensor.GetFlat(i);
-            if (v != Math.Floor(v) || v < 0 || v >= classes)
-                throw new InvalidDataException($"gradflow grads: {file}: 'y'[{i}] = {v} is not a class index in [0, {classes}).");
-            labels[i] = (int)v;
-        }
+            throw new InvalidDataException($"gradflow grads: {file}: 'x' has shape {Fmt(x.Shape)}, the model needs " +
+                (sequence ? $"[N, T, {inShape[1]}] or [N, {perExample}] ({inShape[0]}·{inShape[1]} values read as [{inShape[0]}, {inShape[1]}])." : $"[N, {string.Join(", ", inShape)}]."));
         var input = x.DType == DType.Float32 ? x : x.To(DType.Float32).Detach();
-        if (!sequence) input = input.Reshape([x.Shape[0], .. inShape]);
+        if (!sequence || flatSequence) input = input.Reshape([x.Shape[0], .. inShape]);
         var net = NetworkBuilder.Build(description, new Generator(o.GetValue(Seed) ?? 0), input);
         if (imported is not null) OnnxImport.Load(net, imported.Weights, model.Trim());
         // dropout off, the rest in training mode (batch norm on the batch's statistics): a gradient another framework can reproduce
@@ -84,7 +78,21 @@ internal static class GradsCommand
         foreach (var (_, m) in net.NamedModules())
             if (m is GradFlow.Nn.Dropout) m.Eval();
         var output = net.Forward(input);
-        var loss = Losses.CrossEntropy(output, IndexTensor.FromArray(labels, labels.Length), o.GetValue(LabelSmoothing) ?? 0);
+        // a label per example ([N]), or per position ([N, T]) when the model gives logits per position ([N, T, classes])
+        int[] yShape = output.Shape[..^1].ToArray();
+        if (!yTensor.Shape.SequenceEqual(yShape))
+            throw new InvalidDataException($"gradflow grads: {file}: 'y' has shape {Fmt(yTensor.Shape)}, expected {Fmt(yShape)}" +
+                (outShape.Length == 1 ? " (a class index per example)." : $" (a class index per position: the model gives {Fmt(output.Shape[1..])} logits per example)."));
+        int classes = output.Shape[^1];
+        var labels = new int[yTensor.Count];
+        for (int i = 0; i < labels.Length; i++)
+        {
+            double v = yTensor.GetFlat(i);
+            if (v != Math.Floor(v) || v < 0 || v >= classes)
+                throw new InvalidDataException($"gradflow grads: {file}: 'y'[{Index(i, yShape)}] = {v} is not a class index in [0, {classes}).");
+            labels[i] = (int)v;
+        }
+        var loss = Trainer.CrossEntropy(output, IndexTensor.FromArray(labels, yShape), o.GetValue(LabelSmoothing) ?? 0);
         loss.Backward();
         var tensors = new List<KeyValuePair<string, Tensor>>();
         foreach (var (name, p) in net.NamedParameters()) tensors.Add(new(name, p.Data));
@@ -97,4 +105,7 @@ internal static class GradsCommand
     }
 
     private static string Fmt(ReadOnlySpan<int> shape) => "[" + string.Join(", ", shape.ToArray()) + "]";
+
+    /// <summary>The flat index <paramref name="i"/> of a tensor of <paramref name="shape"/> as its indices ("3" or "1, 4").</summary>
+    private static string Index(int i, int[] shape) => shape.Length == 1 ? $"{i}" : $"{i / shape[1]}, {i % shape[1]}";
 }

@@ -24,7 +24,7 @@ internal static class TrainOptions
         "FILE.safetensors (arrays x, y), X.npy (targets in Y.npy, or --target FILE), IDX images, or a folder with one subfolder of images per class", "NAME");
     public static readonly Option<string?> Target = Opt.String("target", "the target column of a table, or the target file of NPY or IDX data", "NAME");
     public static readonly Option<Data.TargetKind?> Task = Opt.Enum<Data.TargetKind>("task",
-        "auto (default: integers and strings are classes, other numbers values), classes or values");
+        "auto (default: integers and strings are classes, other numbers values), classes (whole numbers such as 1.0 are their integer) or values");
     public static readonly Option<string?> TestData = Opt.String("test-data", "test data in the same format (default: a seeded split of --data)", "PATH");
     public static readonly Option<double?> TestFraction = Opt.Double("test-fraction", "fraction of --data held out for testing without --test-data (default 0.2)");
     public static readonly Option<bool> NoStandardize = Opt.Flag("no-standardize", "keep the inputs as read (default: standardise with training-set statistics)");

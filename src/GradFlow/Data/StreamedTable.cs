@@ -65,20 +65,12 @@ public sealed class StreamedTable : IInputSource
     /// <exception cref="InvalidDataException">for what the in-memory reader refuses, a file that is not UTF-8, or rows the scan cannot find where Sep found them.</exception>
     public static (StreamedTable Source, TableColumns Columns) Open(string path, string target, IReadOnlyList<string>? featureNames = null)
     {
-        var columns = Tabular.ReadRows(path, target, featureNames, keepFeatures: false);
-        int[] featureIndex;
-        int count;
-        using (var reader = Sep.Reader(o => o with { Sep = new Sep(Tabular.Separator(path)), Unescape = true, HasHeader = true, CultureInfo = CultureInfo.InvariantCulture }).FromFile(path))
-        {
-            var names = reader.Header.ColNames;
-            count = names.Count;
-            featureIndex = [.. columns.FeatureNames.Select(f => names.ToList().IndexOf(f))];
-        }
+        var (columns, count, featureIndex) = Tabular.ReadRows(path, target, featureNames, keepFeatures: false);
         var start = new long[columns.Rows];
         var end = new long[columns.Rows];
         int k = 0;
         long pending = -1;
-        // rows the scan finds, matched by line to the rows Sep read (the scan's first row is the header)
+        // rows the scan finds, matched by line to the rows Sep read (the scan also finds the header and blank lines, which Sep's rows skip)
         foreach (var (offset, line) in Scan(path))
         {
             if (pending >= 0) { end[k++] = offset; pending = -1; }

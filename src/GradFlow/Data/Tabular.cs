@@ -8,7 +8,7 @@ public enum TargetKind
 {
     /// <summary>Decided from the values: integers or non-numeric strings are class labels, other numbers regression values.</summary>
     Auto,
-    /// <summary>Class labels (integers or strings).</summary>
+    /// <summary>Class labels (strings, or whole numbers written as integers or floats: <c>1</c>, <c>1.0</c> and <c>1e0</c> are one class).</summary>
     Classes,
     /// <summary>Regression values.</summary>
     Values,
@@ -32,8 +32,9 @@ public sealed record TableColumns(string Path, IReadOnlyList<string> FeatureName
 /// <summary>
 /// CSV/TSV tables with a header: numeric feature columns and a target column named by the caller,
 /// parsed with Sep (comma-separated, or tab-separated for a <c>.tsv</c> file; RFC 4180 quotes
-/// unescaped). Every error is an <see cref="InvalidDataException"/> naming the file, the line and
-/// the column.
+/// unescaped). Blank lines (empty, or white space without a separator) are skipped wherever they are,
+/// before the header too, as pandas does. Every error is an <see cref="InvalidDataException"/> naming
+/// the file, the line (the file's own line number, blank lines counted) and the column.
 /// </summary>
 /// <example>
 /// <code>
@@ -50,13 +51,14 @@ public static class Tabular
     /// <exception cref="FileNotFoundException">when the file does not exist.</exception>
     /// <exception cref="InvalidDataException">naming file, line and column for a malformed row, a non-numeric feature, or a missing target column.</exception>
     public static TableColumns Read(string path, string target, IReadOnlyList<string>? featureNames = null) =>
-        ReadRows(path, target, featureNames, keepFeatures: true);
+        ReadRows(path, target, featureNames, keepFeatures: true).Columns;
 
     /// <summary>
     /// <see cref="Read(string, string, IReadOnlyList{string}?)"/>; without <paramref name="keepFeatures"/> every
     /// feature is parsed and checked, but not kept (<see cref="TableColumns.Features"/> is empty): the checking pass of a streamed table.
+    /// Also returns the header's column count and the feature columns' indices in it.
     /// </summary>
-    internal static TableColumns ReadRows(string path, string target, IReadOnlyList<string>? featureNames, bool keepFeatures)
+    internal static (TableColumns Columns, int ColumnCount, int[] FeatureIndex) ReadRows(string path, string target, IReadOnlyList<string>? featureNames, bool keepFeatures)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentException.ThrowIfNullOrEmpty(target);
@@ -64,33 +66,34 @@ public static class Tabular
         char separator = Separator(path);
         try
         {
-            using var reader = Sep.Reader(o => o with { Sep = new Sep(separator), Unescape = true, HasHeader = true, CultureInfo = CultureInfo.InvariantCulture })
-                .FromFile(path);
-            var names = reader.Header.ColNames;
-            if (names.Count == 0 || names.Count == 1 && names[0].Length == 0) throw Bad(path, 1, null, "the file is empty (a header line is needed)");
-            int targetIndex = -1;
-            for (int i = 0; i < names.Count; i++)
-                if (names[i] == target) targetIndex = i;
-            if (targetIndex < 0)
-                throw Bad(path, 1, null, $"there is no target column '{target}' (columns: {string.Join(", ", names)})");
-            var features = new List<string>(names.Count - 1);
-            var featureIndex = new List<int>(names.Count - 1);
-            for (int i = 0; i < names.Count; i++)
-                if (i != targetIndex)
-                {
-                    features.Add(names[i]);
-                    featureIndex.Add(i);
-                }
-            if (features.Count == 0) throw Bad(path, 1, null, $"the only column is the target '{target}'; at least one feature column is needed");
-            if (featureNames is not null && !featureNames.SequenceEqual(features))
-                throw Bad(path, 1, null, $"the feature columns ({string.Join(", ", features)}) differ from the training file's ({string.Join(", ", featureNames)})");
-
+            // Sep has no option to skip blank lines; as its README does, the column count is not checked by Sep, blank rows are
+            // skipped here, and the header is the first row that is not blank (so Sep is told there is none)
+            using var reader = Sep.Reader(o => o with
+            {
+                Sep = new Sep(separator), Unescape = true, HasHeader = false, DisableColCountCheck = true, CultureInfo = CultureInfo.InvariantCulture,
+            }).FromFile(path);
+            string[]? names = null;
+            int headerEnd = 2, targetIndex = -1;
+            var features = new List<string>();
+            var featureIndex = new List<int>();
             var x = new List<float>();
             var y = new List<string>();
             var lines = new List<int>();
             foreach (var row in reader)
             {
-                int line = row.LineNumberFrom; // Sep has checked the row's column count against the header
+                if (IsBlank(row)) continue;
+                // Sep 0.18 without a header reports row 0's LineNumberFrom as the line after it; row 0 starts the file
+                int line = row.RowIndex == 0 ? 1 : row.LineNumberFrom;
+                if (names is null)
+                {
+                    names = new string[row.ColCount];
+                    for (int i = 0; i < names.Length; i++) names[i] = row[i].ToString();
+                    headerEnd = row.LineNumberToExcl;
+                    targetIndex = Header(path, line, names, target, featureNames, features, featureIndex);
+                    continue;
+                }
+                if (row.ColCount != names.Length)
+                    throw Bad(path, line, null, $"found {row.ColCount} column(s), expected {names.Length} as in the header");
                 for (int j = 0; j < featureIndex.Count; j++)
                 {
                     float v = Feature(row[featureIndex[j]].Span, path, line, features[j]);
@@ -101,8 +104,9 @@ public static class Tabular
                 y.Add(t);
                 lines.Add(line);
             }
-            if (y.Count == 0) throw Bad(path, 2, null, "the file has a header but no data rows");
-            return new TableColumns(path, features, [.. x], [.. y], [.. lines]);
+            if (names is null) throw Bad(path, 1, null, "the file is empty or blank (a header line is needed)");
+            if (y.Count == 0) throw Bad(path, headerEnd, null, "the file has a header but no data rows");
+            return (new TableColumns(path, features, [.. x], [.. y], [.. lines]), names.Length, [.. featureIndex]);
         }
         catch (Exception e) when (e is not InvalidDataException and (ArgumentException or NotSupportedException or FormatException or IndexOutOfRangeException))
         {
@@ -110,20 +114,52 @@ public static class Tabular
         }
         catch (InvalidDataException e) when (!e.Message.StartsWith("csv: ", StringComparison.Ordinal))
         {
-            // Sep's own errors (a row with a different column count, a column named twice) name the row and lines; add the file
+            // Sep's own errors name the row and lines; add the file
             throw new InvalidDataException($"csv: {path}: {e.Message}", e);
         }
     }
 
     /// <summary>
+    /// A blank line: empty or only white space, with no separator (pandas' <c>skip_blank_lines</c>; a TSV line of tabs is a row of
+    /// empty values, as there).
+    /// </summary>
+    private static bool IsBlank(SepReader.Row row) => row.ColCount == 1 && row.Span.IsWhiteSpace();
+
+    /// <summary>Checks the header <paramref name="names"/> read on <paramref name="line"/>, fills the feature columns, and returns the target's index.</summary>
+    private static int Header(string path, int line, string[] names, string target, IReadOnlyList<string>? featureNames, List<string> features, List<int> featureIndex)
+    {
+        var first = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < names.Length; i++)
+            if (!first.TryAdd(names[i], i))
+                throw Bad(path, line, null, $"the column name '{Clip(names[i])}' appears twice (columns {first[names[i]] + 1} and {i + 1}); column names must differ");
+        int targetIndex = Array.IndexOf(names, target);
+        if (targetIndex < 0)
+            throw Bad(path, line, null, $"there is no target column '{target}' (columns: {string.Join(", ", names)})");
+        for (int i = 0; i < names.Length; i++)
+            if (i != targetIndex)
+            {
+                features.Add(names[i]);
+                featureIndex.Add(i);
+            }
+        if (features.Count == 0) throw Bad(path, line, null, $"the only column is the target '{target}'; at least one feature column is needed");
+        if (featureNames is not null && !featureNames.SequenceEqual(features))
+            throw Bad(path, line, null, $"the feature columns ({string.Join(", ", features)}) differ from the training file's ({string.Join(", ", featureNames)})");
+        return targetIndex;
+    }
+
+    /// <summary>
     /// The labels of a target column: class indices into the sorted distinct values of
-    /// <paramref name="columns"/> (when every value is an integer, the distinct integers in numeric order, so that "1", "01" and "+1"
-    /// are one class named "1"; else the distinct texts, ordinally), or
-    /// regression values. <see cref="TargetKind.Auto"/> chooses classes when every value is an
-    /// integer or some value is not a number, regression values otherwise.
+    /// <paramref name="columns"/> (when every value is a number, the distinct integers in numeric order, so that "1", "01", "+1",
+    /// "1.0" and "1e0" are one class named "1"; else the distinct texts, ordinally), or
+    /// regression values. <see cref="TargetKind.Auto"/> chooses classes when every value is written as an
+    /// integer or some value is not a number, regression values otherwise (a column written as decimals, such as
+    /// pandas' "0.0" and "1.0" for a float column, is regression, as a float array's is; <see cref="TargetKind.Classes"/> reads it as classes).
     /// </summary>
     /// <returns>For classes, the class names and each column's labels; for values, each column's values.</returns>
-    /// <exception cref="InvalidDataException">when <see cref="TargetKind.Values"/> meets a non-number (naming file, line and column).</exception>
+    /// <exception cref="InvalidDataException">
+    /// when <see cref="TargetKind.Values"/> meets a non-number, or class labels that are all numbers meet one that is not a whole number
+    /// (naming file, line and column).
+    /// </exception>
     public static (IReadOnlyList<string>? ClassNames, int[][]? Labels, float[][]? Values) EncodeTarget(IReadOnlyList<TableColumns> columns, string target, TargetKind kind)
     {
         bool allIntegers = true, allNumbers = true;
@@ -148,21 +184,43 @@ public static class Tabular
             }
             return (null, null, values);
         }
-        if (allIntegers)
+        if (allNumbers)
         {
-            // integer classes are their values: "1", "01", "+1" and " 1" are one class, named "1"
-            static long Value(string t) => long.Parse(t, NumberStyles.Integer, CultureInfo.InvariantCulture);
-            var values = columns.SelectMany(c => c.Target).Select(Value).Distinct().Order().ToList();
+            // numeric classes are their values: "1", "01", "+1", " 1", "1.0" and "1e0" are one class, named "1"
+            var classValues = new long[columns.Count][];
+            for (int k = 0; k < columns.Count; k++)
+            {
+                var c = columns[k];
+                classValues[k] = new long[c.Rows];
+                for (int i = 0; i < c.Rows; i++)
+                    if (!TryWholeNumber(c.Target[i], out classValues[k][i]))
+                        throw Bad(c.Path, c.Lines[i], target, $"'{Clip(c.Target[i])}' is not a whole number, so not a class label " +
+                            "(class labels were asked for; numeric labels must be whole numbers such as 1, 1.0 or 1e0)");
+            }
+            var values = classValues.SelectMany(v => v).Distinct().Order().ToList();
             var byValue = new Dictionary<long, int>();
             for (int i = 0; i < values.Count; i++) byValue[values[i]] = i;
             return (values.Select(v => v.ToString(CultureInfo.InvariantCulture)).ToList(),
-                columns.Select(c => c.Target.Select(t => byValue[Value(t)]).ToArray()).ToArray(), null);
+                classValues.Select(v => v.Select(t => byValue[t]).ToArray()).ToArray(), null);
         }
         var names = columns.SelectMany(c => c.Target).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
         var index = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < names.Count; i++) index[names[i]] = i;
         var labels = columns.Select(c => c.Target.Select(t => index[t]).ToArray()).ToArray();
         return (names, labels, null);
+    }
+
+    /// <summary>
+    /// The integer <paramref name="text"/> is: written as one ("1", "+1", "01"; any <see cref="long"/>), or as a float that is a whole
+    /// number below 2⁶³ in magnitude ("1.0", "1e0", "-0.0").
+    /// </summary>
+    private static bool TryWholeNumber(string text, out long value)
+    {
+        if (long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out value)) return true;
+        value = 0;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) || d != Math.Floor(d) || !(Math.Abs(d) < 9223372036854775808.0)) return false;
+        value = (long)d;
+        return true;
     }
 
     /// <summary>The separator of <paramref name="path"/>: tab for <c>.tsv</c>, else comma.</summary>

@@ -87,10 +87,22 @@ public static class DataSources
         if (bundle.Train.IsClassification && bundle.Train.ClassCount != output)
             throw new ArgumentException($"data: '{config.Data}' has {bundle.Train.ClassCount} classes but the model has {output} outputs.");
         if (!bundle.Train.IsClassification && bundle.Train.Targets!.Count / Math.Max(1, bundle.Train.Count) is var targets && targets != output)
-            throw new ArgumentException($"data: '{config.Data}' has {targets} regression targets per example but the model has {output} outputs.");
+            throw new ArgumentException($"data: '{config.Data}' has {targets} regression targets per example but the model has {output} outputs." +
+                (fromFile && config.TargetKind == TargetKind.Auto && targets == 1 && output > 1 && AllWhole(bundle.Train.Targets) && AllWhole(bundle.Test.Targets!)
+                    ? " The targets are whole numbers written as floats (such as 1.0), which --task auto reads as regression values; " +
+                      "if they are class labels, pass --task classes (the 'targetKind' field)."
+                    : ""));
         var train = config.TrainLimit is { } tl && tl < bundle.Train.Count ? bundle.Train.Subset(0, tl) : bundle.Train;
         var test = config.TestLimit is { } el && el < bundle.Test.Count ? bundle.Test.Subset(0, el) : bundle.Test;
         return new DataBundle(train, test);
+    }
+
+    /// <summary>Whether every value of <paramref name="targets"/> is a whole number (float targets that may be class labels).</summary>
+    private static bool AllWhole(Tensor targets)
+    {
+        for (int i = 0; i < targets.Count; i++)
+            if (targets.GetFlat(i) is var v && v != Math.Floor(v)) return false;
+        return true;
     }
 
     /// <summary>The same examples with each input laid out as <paramref name="shape"/> (e.g. Fashion-MNIST's 784 pixels as [1, 28, 28]).</summary>

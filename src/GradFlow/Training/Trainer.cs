@@ -495,15 +495,21 @@ public sealed class Trainer
     {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(batch);
-        return IsRegression ? Losses.Mse(output, batch.Targets!) : Losses.CrossEntropy(Rows(output, batch.Labels!), batch.Labels!.Flat(), Config.LabelSmoothing);
+        return IsRegression ? Losses.Mse(output, batch.Targets!) : CrossEntropy(output, batch.Labels!, Config.LabelSmoothing);
     }
 
     /// <summary>
-    /// The logits as one row per label: unchanged for a label per example; [N·T, V] for labels [N, T]
-    /// (a class per position, a language model's next tokens: cross-entropy over every position).
+    /// Cross-entropy of <paramref name="logits"/> against class <paramref name="labels"/> as training computes it: logits [N, C] against
+    /// a label per example [N]; or logits [N, T, C] against a label per position [N, T] (a language model's next tokens), the logits
+    /// read as [N·T, C] rows, so the mean is over every position. <c>gradflow grads</c> uses it too.
     /// </summary>
-    private static Tensor Rows(Tensor logits, IndexTensor labels) =>
-        labels.Rank == 1 ? logits : logits.Reshape(labels.Count, logits.Shape[^1]);
+    public static Tensor CrossEntropy(Tensor logits, IndexTensor labels, double labelSmoothing = 0, Reduction reduction = Reduction.Mean)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
+        var rows = labels.Rank == 1 ? logits : logits.Reshape(labels.Count, logits.Shape[^1]);
+        return Losses.CrossEntropy(rows, labels.Flat(), labelSmoothing, reduction);
+    }
 
     /// <summary>Mean cross-entropy and accuracy on <paramref name="data"/> in evaluation mode, without a graph (regression: mean squared error and NaN).</summary>
     public (double Loss, double Accuracy) Evaluate(Dataset data)
@@ -528,7 +534,7 @@ public sealed class Trainer
                     lossSum += Losses.Mse(logits, batch.Targets!, Reduction.Sum).Item() / perExample;
                     continue;
                 }
-                lossSum += Losses.CrossEntropy(Rows(logits, batch.Labels!), batch.Labels!.Flat(), reduction: Reduction.Sum).Item();
+                lossSum += CrossEntropy(logits, batch.Labels!, reduction: Reduction.Sum).Item();
                 correct += CountCorrect(logits, batch.Labels!);
             }
             // per label: per example, or per position of a sequence labelled at every position

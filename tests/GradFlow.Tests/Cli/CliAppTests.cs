@@ -98,6 +98,48 @@ public class CliAppTests
     }
 
     [Fact]
+    public void Grads_LanguageModel_TakesATargetPerPosition_AndNamesTheShapeItNeeds()
+    {
+        var dir = Directory.CreateTempSubdirectory("gradflow-cli-lm-").FullName;
+        try
+        {
+            const string model = "transformer vocab=7 d=8 heads=2 layers=1 ctx=4";
+            var tokens = new float[] { 1, 2, 3, 4, 5, 6, 0, 1 };
+            string batch = Path.Combine(dir, "b.safetensors"), outPath = Path.Combine(dir, "g.safetensors");
+            SafeTensors.Write(batch, [new("x", Tensor.FromArray(tokens, 2, 4)), new("y", Tensor.FromArray(new float[] { 2, 3, 4, 5, 6, 0, 1, 2 }, 2, 4))]);
+            var (code, _, err) = Run("grads", "--model", model, "--batch", batch, "--out", outPath);
+            Assert.True(code == 0, err);
+            var written = SafeTensors.Read(outPath);
+            Assert.Equal([2, 4, 7], written["output"].Shape.ToArray());
+            // the loss is train's: the mean cross-entropy over the 8 positions of the written logits
+            var logits = written["output"].ToDoubleArray();
+            double sum = 0;
+            int[] y = [2, 3, 4, 5, 6, 0, 1, 2];
+            for (int p = 0; p < 8; p++)
+            {
+                var row = logits.AsSpan(p * 7, 7);
+                double max = row.ToArray().Max(), z = 0;
+                foreach (double v in row) z += Math.Exp(v - max);
+                sum += max + Math.Log(z) - row[y[p]];
+            }
+            Assert.Equal(sum / 8, written["loss"].Item(), 1e-6);
+
+            SafeTensors.Write(batch, [new("x", Tensor.FromArray(tokens, 2, 4)), new("y", Tensor.FromArray(new float[] { 2, 3 }, 2))]);
+            (code, _, err) = Run("grads", "--model", model, "--batch", batch, "--out", outPath);
+            Assert.Equal(1, code);
+            Assert.Contains("b.safetensors: 'y' has shape [2], expected [2, 4] (a class index per position: the model gives [4, 7] logits per example)", err);
+            SafeTensors.Write(batch, [new("x", Tensor.FromArray(tokens, 2, 4)), new("y", Tensor.FromArray(new float[] { 2, 3, 4, 5, 6, 0, 7, 2 }, 2, 4))]);
+            (code, _, err) = Run("grads", "--model", model, "--batch", batch, "--out", outPath);
+            Assert.Equal(1, code);
+            Assert.Contains("'y'[1, 2] = 7 is not a class index in [0, 7)", err);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Grads_BatchWithTensorLargerThanAnArray_ExitsOneNamingFileTensorAndSize()
     {
         var dir = Directory.CreateTempSubdirectory("gradflow-cli-big-").FullName;

@@ -104,8 +104,12 @@ public sealed class FileDataTests : IDisposable
     [InlineData("a,b\n1,0\n", "there is no target column 'y' (columns: a, b)")]
     [InlineData("y\n1\n", "the only column is the target 'y'")]
     [InlineData("a,y\n", "no data rows")]
-    [InlineData("a,y\n1,2\n1,2,3\n", "Found 3 column(s) on row 2/lines [3..4]")]
-    [InlineData("a,a,y\n1,2,3\n", "Col name 'a' found 2 times")]
+    [InlineData("a,y\n1,2\n1,2,3\n", "line 3: found 3 column(s), expected 2 as in the header")]
+    [InlineData("a,a,y\n1,2,3\n", "line 1: the column name 'a' appears twice (columns 1 and 2)")]
+    [InlineData("\n\na,a,y\n1,2,3\n", "line 3: the column name 'a' appears twice")]
+    [InlineData("\n \n\r\n", "line 1: the file is empty or blank (a header line is needed)")]
+    [InlineData("a,y\n\n\n", "line 2: the file has a header but no data rows")]
+    [InlineData("a,y\n1,2\n,\n", "line 3, column 'a': the value is empty")]
     [InlineData("a,y\nNaN,2\n", "column 'a': 'NaN' is not a finite number")]
     public void Csv_BadContent_ErrorNamesFileLineAndColumn(string text, string expected)
     {
@@ -113,6 +117,62 @@ public sealed class FileDataTests : IDisposable
         var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = path, Target = "y" }));
         Assert.Contains(expected, e.Message);
         Assert.Contains("t.csv", e.Message);
+    }
+
+    [Fact]
+    public void Csv_BlankLines_AreSkippedAnywhere_AndErrorsNameTheFilesOwnLine()
+    {
+        // empty and white-space lines before the header, between rows, in LF, CRLF and CR files, and trailing ones at the end (pandas skips them)
+        var expected = Load(new TrainingConfig { Data = Text("clean.csv", "a,b,y\n1,2,0\n3,4,1\n5,6,0\n"), Target = "y", TestData = Text("clean-test.csv", "a,b,y\n0,0,1\n"), Standardize = false });
+        foreach (string eol in new[] { "\n", "\r\n", "\r" })
+        {
+            // the quoted field's line breaks are its text (trimmed as a number's blanks are), not blank lines
+            string text = "\n  \n" + "a,\"b\",y\n\n1,2,0\n \t \n\n3,\"4\n\n\",1\n5,6,0\n\n\n   ";
+            var path = Text("blank.csv", text.Replace("\n", eol));
+            foreach (bool stream in new[] { false, true })
+            {
+                var d = Load(new TrainingConfig { Data = path, Target = "y", TestData = Text("test.csv", $"{eol}a,b,y{eol}{eol}0,0,1{eol}{eol}"), Standardize = false, Stream = stream });
+                Assert.Equal((float[])expected.Train.Inputs.Storage, (float[])d.Train.Materialize().Inputs.Storage);
+                Assert.Equal(expected.Train.Labels!.Data, d.Train.Labels!.Data);
+                Assert.Equal((float[])expected.Test.Inputs.Storage, (float[])d.Test.Materialize().Inputs.Storage);
+            }
+        }
+        Assert.Equal([5, 8], Tabular.Read(Text("lines.csv", "\n  \na,y\n\n1,0\n \n\n" + "3,1\n\n\n"), "y").Lines);
+
+        // an error after blank lines names the row's own line, in memory and streamed; a quoted field's blank lines are its text
+        var bad = Text("bad.csv", "\n\na,y\n1,0\n\n\n   \n2,\"x\n\ny\"\nz,1\n\n");
+        foreach (bool stream in new[] { false, true })
+        {
+            var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = bad, Target = "y", Stream = stream }));
+            Assert.Contains("bad.csv: line 11, column 'a': 'z' is not a finite number", e.Message);
+        }
+        // a TSV line of tabs is a row of empty values (not blank), as in pandas
+        var tabs = Text("tabs.tsv", "a\ty\n1\t0\n\t\n");
+        Assert.Contains("tabs.tsv: line 3, column 'a': the value is empty", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = tabs, Target = "y" })).Message);
+    }
+
+    [Fact]
+    public void Csv_WholeNumbersWrittenAsFloats_AreRegressionInAutoMode_AndClassesWithTaskClasses()
+    {
+        // pandas writes a float column's 0 and 1 as 0.0 and 1.0; "1", "1.0" and "1e0" are one class, named 1
+        var path = Text("f.csv", "x,y\n1,0.0\n2,1.0\n3,1e0\n4,1\n5,-2.0\n6,2.000\n");
+        var auto = Load(new TrainingConfig { Data = path, Target = "y", TestData = path });
+        Assert.False(auto.Train.IsClassification); // auto: decimals are regression values, as a float array's are
+        var d = Load(new TrainingConfig { Data = path, Target = "y", TestData = path, TargetKind = TargetKind.Classes, Standardize = false });
+        Assert.Equal(["-2", "0", "1", "2"], d.Train.ClassNames!);
+        Assert.Equal([1, 2, 2, 2, 0, 3], d.Train.Labels!.Data);
+        var streamed = Load(new TrainingConfig { Data = path, Target = "y", TestData = path, TargetKind = TargetKind.Classes, Stream = true });
+        Assert.Equal(d.Train.Labels!.Data, streamed.Train.Labels!.Data);
+
+        // a number that is not whole is not a class label: refused naming file, line and column (the blank line counted)
+        var half = Text("half.csv", "x,y\n1,0.0\n\n2,1.5\n3,1.0\n");
+        var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = half, Target = "y", TargetKind = TargetKind.Classes }));
+        Assert.Contains("half.csv: line 4, column 'y': '1.5' is not a whole number, so not a class label", e.Message);
+        Assert.Contains("1e300", Assert.Throws<InvalidDataException>(() =>
+            Load(new TrainingConfig { Data = Text("huge.csv", "x,y\n1,0\n2,1e300\n"), Target = "y", TargetKind = TargetKind.Classes })).Message);
+        // labels that are not all numbers stay texts
+        var mixed = Load(new TrainingConfig { Data = Text("m.csv", "x,y\n1,1.5\n2,cat\n3,1.5\n4,cat\n5,1.0\n"), Target = "y", TargetKind = TargetKind.Classes });
+        Assert.Equal(["1.0", "1.5", "cat"], mixed.Train.ClassNames!);
     }
 
     [Fact]
@@ -374,6 +434,14 @@ public sealed class FileDataTests : IDisposable
         Assert.Equal(5, bundle.Train.Count + bundle.Test.Count);
         var e = Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = path, Target = "y" }, NetworkDescription.Parse("mlp 3-4-2")));
         Assert.Contains("has 2 inputs per example but the model expects 3", e.Message);
+        // whole-number float targets (pandas' 0.0 and 1.0) for a model with several outputs: the error says to ask for classes
+        var floats = Text("f.csv", "a,b,y\n1,2,0.0\n3,4,1.0\n5,6,0.0\n7,8,1.0\n9,1,0.0\n");
+        var regression = Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = floats, Target = "y" }, NetworkDescription.Parse("mlp 2-4-2")));
+        Assert.Contains("has 1 regression targets per example but the model has 2 outputs", regression.Message);
+        Assert.Contains("if they are class labels, pass --task classes", regression.Message);
+        Assert.Equal(2, DataSources.Load(new TrainingConfig { Data = floats, Target = "y", TargetKind = TargetKind.Classes }, NetworkDescription.Parse("mlp 2-4-2")).Train.ClassCount);
+        var fractions = Text("g.csv", "a,b,y\n1,2,0.5\n3,4,1.0\n5,6,0.0\n7,8,1.0\n9,1,0.0\n");
+        Assert.DoesNotContain("--task", Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = fractions, Target = "y" }, NetworkDescription.Parse("mlp 2-4-2"))).Message);
         var missing = Assert.Throws<FormatException>(() => new TrainingConfig { Data = Path.Combine(_dir.Path, "nope.csv") }.Validate());
         Assert.Contains("neither a built-in data set", missing.Message);
     }

@@ -43,6 +43,30 @@ public sealed class PyTorchGradsParityTests : IDisposable
     private static (int Exit, string Stdout, string Stderr) RunParity(string batchPath, string gradsPath, string activation) =>
         PyTorchScript.Run("grads_parity.py", batchPath, gradsPath, activation);
 
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.1)]
+    public void Grads_TokenTransformerWithATargetPerPosition_MatchesPyTorch(double labelSmoothing)
+    {
+        // a language model (the `transformer vocab=V` shorthand: Pre-LN, causal, GELU, learned positions, tied head) with y [N, T],
+        // the next token of every position: the loss train uses, cross-entropy over all N·T positions
+        var g = new Generator(5);
+        var tokens = new double[3 * 8];
+        var next = new double[3 * 8];
+        for (int i = 0; i < tokens.Length; i++) (tokens[i], next[i]) = (g.NextInt(11), g.NextInt(11));
+        var batchPath = Path.Combine(_dir, "batch.safetensors");
+        SafeTensors.Write(batchPath, [new("x", Tensor.FromArray(tokens, 3, 8)), new("y", Tensor.FromArray(next, 3, 8))]);
+        var gradsPath = Path.Combine(_dir, "grads.safetensors");
+        var (code, _, err) = CliRunner.Run("grads", "--model", "transformer vocab=11 d=16 heads=4 layers=2 ctx=8", "--seed", "3",
+            "--batch", batchPath, "--out", gradsPath, "--label-smoothing", labelSmoothing.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(code == 0, err);
+
+        var (exit, stdout, stderr) = PyTorchScript.Run("lm_grads_parity.py", batchPath, gradsPath, "4", labelSmoothing.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(exit == 0, $"PyTorch parity failed for the token transformer (label smoothing {labelSmoothing}): {stdout}\n{stderr}");
+        Assert.Contains("\"positions\": 24", stdout);
+        Assert.Contains("\"tok_emb.weight.grad\"", stdout);
+    }
+
     [Fact]
     public void Grads_PReluAtExactlyZero_MatchPyTorch()
     {
