@@ -203,7 +203,7 @@ public static partial class Diagnoser
         int boundary = layers.Length == 0 ? 1 : layers.Max();
         var causes = new List<Cause>();
         f.AddSaturatingDepth(causes);
-        f.AddInitScale(causes, wantSmall: true);
+        f.AddInitScale(causes, wantSmall: true, backward: true);
         f.AddNoNormalisation(causes);
         f.AddLearningRate(causes); // steps too large kill ReLU units, whose zero gradient then looks like a vanishing signal
         f.AddPlainDepth(causes);
@@ -338,7 +338,7 @@ public static partial class Diagnoser
             ? last.Layers.Where(l => !(l.BackpropagatedSignalRms / top <= s.ExplodingRatio)).Select(l => l.LayerIndex).ToArray()
             : last.Layers.Select(l => l.LayerIndex).ToArray();
         var causes = new List<Cause>();
-        f.AddInitScale(causes, wantSmall: false);
+        f.AddInitScale(causes, wantSmall: false, backward: true);
         f.AddRecurrentScale(causes, wantSmall: false);
         f.AddLearningRate(causes);
         f.AddNoNormalisation(causes);
@@ -796,18 +796,31 @@ public static partial class Diagnoser
         }
 
         /// <summary>
-        /// The init's scale as a cause: the worst layer's weight RMS against gain/√fan_in, read from the weights the run started from
-        /// (<see cref="StartWeightScales"/>) when known. A trial that diverged has weights many orders above any init, and read from
-        /// them this cause blamed an He init for a learning rate's explosion and offered He again as the remedy.
+        /// The init's scale as a cause: each layer's weight RMS against the variance-preserving gain/√fan, read from the weights the run
+        /// started from (<see cref="StartWeightScales"/>) when known; the worst layer names it, and the layers' ratios compound. A trial
+        /// that diverged has weights many orders above any init, and read from them this cause blamed an He init for a learning rate's
+        /// explosion and offered He again as the remedy.
         /// </summary>
-        public void AddInitScale(List<Cause> causes, bool wantSmall)
+        /// <param name="causes">Where the cause goes, when the worst layer is below 0.7 (<paramref name="wantSmall"/>) or above 1.5 of its scale.</param>
+        /// <param name="wantSmall">Whether the problem is a signal too small (vanishing) rather than too large.</param>
+        /// <param name="backward">
+        /// Whether the problem is the backpropagated signal's (a vanishing or exploding gradient): it crosses each weight from its output
+        /// side, so its scale per layer is std·√fan_out / gain (He's fan_out mode, torchvision's conv default), over the weights between
+        /// the first monitored layer's output and the output layer's input (the first layer's weights are not on that path). Otherwise
+        /// the forward signal's: std·√fan_in / gain over every hidden layer. The two differ only where a layer changes the width: a conv
+        /// net whose 1-channel stem is He fan_out was told its stem was 0.35× too small and that "over 54 layers the signal scales by
+        /// about 3.8E-025", the stem's ratio raised to the depth.
+        /// </param>
+        public void AddInitScale(List<Cause> causes, bool wantSmall, bool backward = false)
         {
             // the cause is a scale compounded over a chain of hidden layers; without one (a transformer's blocks) it explained
             // nothing ("over 0 layers the signal scales by about 1.0E+000")
             if (Weights is null || Hidden.Count == 0) return;
             var start = StartWeightScales is { } scales && scales.Count == Weights.Count ? scales : null;
             var worst = (Layer: 0, Ratio: 1.0, Std: 0.0, Target: 0.0, Fan: 0);
-            for (int i = 0; i < Weights.Count - 1; i++)
+            double compound = 1;
+            int chain = 0;
+            for (int i = backward ? 1 : 0; i < Weights.Count - 1; i++)
             {
                 var layer = Weights[i];
                 // a norm after the weight makes its output, and the signal back through it, independent of the weight's scale
@@ -815,18 +828,23 @@ public static partial class Diagnoser
                 if (layer.RecurrentLayer >= 0 || layer.Norm is not null) continue;
                 var weight = layer.Weight.Data;
                 double std = start?[i] ?? WeightScale(layer);
-                int fan = weight.Count / weight.Shape[0];    // Linear [out, in]: in; Conv [out, in/g, kh, kw]: in/g·kh·kw
+                // Linear [out, in]: fan_in = in, fan_out = out; Conv [out, in/g, kh, kw]: in/g·kh·kw and out·kh·kw (PyTorch's fans)
+                int fan = backward ? weight.Count / weight.Shape[1] : weight.Count / weight.Shape[0];
                 var act = layer.Kind ?? Activation.Identity;
                 double gain = Init.CalculateGain(Init.NonlinearityOf(act));
                 double target = gain / Math.Sqrt(fan);
                 double ratio = std / target;
+                compound *= ratio;
+                chain++;
                 if (wantSmall ? ratio < worst.Ratio : ratio > worst.Ratio) worst = (layer.Index, ratio, std, target, fan);
             }
             if (worst.Layer == 0 || (wantSmall ? worst.Ratio > 0.7 : worst.Ratio < 1.5)) return;
-            causes.Add(new Cause(wantSmall ? "initial weight scale too small for the fan-in" : "initial weight scale too large for the fan-in",
+            string fanName = backward ? "fan_out" : "fan_in", signal = backward ? "backpropagated signal" : "forward signal";
+            string fanWords = backward ? "fan-out" : "fan-in";
+            causes.Add(new Cause(wantSmall ? $"initial weight scale too small for the {fanWords}" : $"initial weight scale too large for the {fanWords}",
                 1 + Math.Abs(Math.Log2(worst.Ratio)),
                 string.Create(CultureInfo.InvariantCulture,
-                    $"layer {worst.Layer}: {(start is null ? "weight" : "initial weight")} std {worst.Std:G3} vs gain/√fan_in = {worst.Target:G3} (fan_in {worst.Fan}): {worst.Ratio:G3}× the variance-preserving scale; over {Hidden.Count} layers the signal scales by about {Math.Pow(worst.Ratio, Hidden.Count):E1}")));
+                    $"layer {worst.Layer}: {(start is null ? "weight" : "initial weight")} std {worst.Std:G3} vs gain/√{fanName} = {worst.Target:G3} ({fanName} {worst.Fan}): {worst.Ratio:G3}× the scale that preserves the {signal}; the {chain} layer{(chain == 1 ? "'s ratio" : "s' ratios")} on its path compound to {compound:G3}")));
         }
 
         /// <summary>

@@ -99,7 +99,7 @@ public class ConvDiagnosisTests
         var trial = Trial(config);
         var exploding = Assert.Single(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.ExplodingGradient);
         Assert.True(exploding.Evidence["gradient_ratio"] > 1e5, $"ratio {exploding.Evidence["gradient_ratio"]}");
-        Assert.Equal("initial weight scale too large for the fan-in", exploding.Causes[0].Name);
+        Assert.Equal("initial weight scale too large for the fan-out", exploding.Causes[0].Name);
         Assert.Equal("init:he", exploding.Remedies[0].Id);
         Assert.Contains(exploding.Remedies, r => r.Id == "clip:1");
 

@@ -38,7 +38,7 @@ public class DiagnoserTests
     {
         var (d, _) = Trials.Preflight(Teacher("mlp 64-64x20-4 act=relu init=normal:0.5"));
         var p = Assert.Single(d.Problems, x => x.Kind == ProblemKind.ExplodingGradient);
-        Assert.Equal("initial weight scale too large for the fan-in", p.Causes[0].Name);
+        Assert.Equal("initial weight scale too large for the fan-out", p.Causes[0].Name);
         Assert.Equal("init:he", p.Remedies[0].Id);
     }
 
@@ -441,6 +441,29 @@ public class DiagnoserTests
         Assert.DoesNotContain(small.Problems.SelectMany(p => p.Causes), c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal));
         // without norms (the shorthand's default is BatchNorm) the same too-small init is a cause
         var (plain, _) = Trials.Preflight(cnn with { Model = "cnn 1x28x28-c8x8-gap-10 act=sigmoid norm=none init=normal:0.01" });
-        Assert.Contains(plain.Problems.SelectMany(p => p.Causes), c => c.Name == "initial weight scale too small for the fan-in");
+        Assert.Contains(plain.Problems.SelectMany(p => p.Causes), c => c.Name == "initial weight scale too small for the fan-out");
+    }
+
+    /// <summary>
+    /// A vanishing gradient is the backpropagated signal's, which crosses each weight from its output side: the init-scale cause reads
+    /// std·√fan_out / gain over the weights on that path (not the first layer's), and compounds the layers' ratios. A sigmoid CNN with
+    /// the default conv init (He fan_out, torchvision's) was told its 1-channel stem was 0.35× too small for its fan-in of 9 and that
+    /// "over 7 layers the signal scales by about 6.8E-004", the stem's ratio raised to the depth; its cause is the sigmoid.
+    /// </summary>
+    [Fact]
+    public void InitScaleCause_OfAVanishingGradient_ReadsTheFanOutOnTheSignalsPath_AndCompoundsTheLayers()
+    {
+        var cnn = new TrainingConfig { Model = "cnn 1x28x28-c8-c8x6-gap-10 act=sigmoid norm=none", Data = "fashion-mnist", TrainLimit = 256, BatchSize = 32, Threads = 1 };
+        var (byDefault, _) = Trials.Preflight(cnn);
+        var vanishing = Assert.Single(byDefault.Problems, p => p.Kind == ProblemKind.VanishingGradient);
+        Assert.DoesNotContain(vanishing.Causes, c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal));
+        Assert.Equal("saturating activation × depth", vanishing.Causes[0].Name);
+        // a scale that is too small: 0.01 against 1/√72 at each of the 6 convs after the stem, (0.01·√72)^6 ≈ 3.7e-7 together
+        var (small, _) = Trials.Preflight(cnn with { Model = "cnn 1x28x28-c8-c8x6-gap-10 act=sigmoid norm=none init=normal:0.01" });
+        var cause = Assert.Single(Assert.Single(small.Problems, p => p.Kind == ProblemKind.VanishingGradient).Causes,
+            c => c.Name == "initial weight scale too small for the fan-out");
+        var match = System.Text.RegularExpressions.Regex.Match(cause.Facts, @"the 6 layers' ratios on its path compound to ([0-9.E+-]+)$");
+        Assert.True(match.Success, cause.Facts);
+        Assert.InRange(double.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 3.7e-7 / 2, 3.7e-7 * 2);
     }
 }
