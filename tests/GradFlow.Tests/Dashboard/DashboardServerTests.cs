@@ -177,6 +177,24 @@ public sealed class DashboardServerTests : IDisposable
             received["diagnosis"]!.ToJsonString());
     }
 
+    [Fact]
+    public void TakenPort_IsAUsageErrorNamingIt_AndTrainServeLeavesNoRunDirectory()
+    {
+        // train --serve found the port taken only after loading the data, exited 1, and left an empty run directory behind
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        string port = ((IPEndPoint)taken.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var run = Path.Combine(_dir, "busy");
+        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 2-8-2", "--data", "circles", "--epochs", "1", "--threads", "1",
+            "--out", run, "--serve", "--port", port);
+        Assert.True(code == 2, err);
+        Assert.Contains($"gradflow train: --port {port} is taken", err);
+        Assert.False(Directory.Exists(run), "a run directory was left behind");
+        (code, _, err) = CliRunner.Run("serve", _dir, "--port", port);
+        Assert.True(code == 2, err);
+        Assert.Contains($"gradflow serve: --port {port} is taken", err);
+    }
+
     [Theory]
     [InlineData(new[] { "serve", "--port", "70000" }, "--port 70000")]
     [InlineData(new[] { "serve", "--host", "example.org" }, "--host 'example.org'")]
