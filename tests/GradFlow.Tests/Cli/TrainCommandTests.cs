@@ -97,7 +97,7 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(a.Tensors.Select(t => t.Key), b.Tensors.Select(t => t.Key));
         for (int i = 0; i < a.Tensors.Count; i++)
             Assert.Equal(a.Tensors[i].Value.ToDoubleArray(), b.Tensors[i].Value.ToDoubleArray());
-        Assert.Equal(4, File.ReadAllLines(Path.Combine(killed, "metrics.jsonl")).Length);
+        Assert.Equal(5, File.ReadAllLines(Path.Combine(killed, "metrics.jsonl")).Length); // four epochs and the end line (the killed run wrote none)
     }
 
     /// <summary>A small, quick run on the circles data: 2 epochs of 4 steps unless overridden.</summary>
@@ -291,7 +291,7 @@ public sealed class TrainCommandTests : IDisposable
         var (code, _, err) = Run(Train(["--epochs", "1", "--weight-decay", "0.001", "--out", run, "--force"]));
         Assert.True(code == 0, err);
         var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
-        Assert.Single(lines); // one epoch of the new run, no monitor samples of the old one
+        Assert.Equal(2, lines.Length); // one epoch of the new run and its end line, no monitor samples of the old one
         Assert.Equal(["epoch-0001.safetensors"], Directory.GetFiles(Path.Combine(run, "checkpoints")).Select(Path.GetFileName));
         Assert.False(File.Exists(Path.Combine(run, "diagnosis.json")), "the old run's diagnosis was kept");
         Assert.Equal(0.001, TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).WeightDecay);
@@ -316,7 +316,7 @@ public sealed class TrainCommandTests : IDisposable
         var b = SafeTensors.Read(Path.Combine(run, "checkpoints", "epoch-0003.safetensors"));
         for (int i = 0; i < a.Tensors.Count; i++)
             Assert.Equal(a.Tensors[i].Value.ToDoubleArray(), b.Tensors[i].Value.ToDoubleArray());
-        Assert.Equal(3, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length);
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length); // three epochs and the end line (the resumed run's only)
     }
 
     [Fact]
