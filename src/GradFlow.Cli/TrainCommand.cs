@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.CommandLine;
-using System.Text.Json;
 using GradFlow.Training;
 
 namespace GradFlow.Cli;
@@ -15,7 +14,8 @@ internal static class TrainCommand
     public static readonly Option<bool> Force = Opt.Flag("force", "with --out: delete the run already in DIR and start over");
     public static readonly Option<string?> Resume = Opt.String("resume",
         "continue the run in DIR from its newest intact checkpoint (its config, monitoring included; options given override it)", "DIR");
-    public static readonly Option<bool> Json = Opt.Flag("json", "print one JSON object per epoch instead of the table");
+    public static readonly Option<bool> Json = Opt.Flag("json",
+        "print JSON lines instead of the table: one per epoch and a last one for the run, as in metrics.jsonl (\"type\": \"epoch\", \"end\")");
     public static readonly Option<string?> Tensorboard = Opt.String("tensorboard",
         "TensorBoard event files in DIR: loss, accuracy, learning rate, weight and gradient histograms, and (turning on --monitor) the gradient " +
         "ratio, per-layer signal RMS, weight-gradient norm, update ratio, saturation, dead units and the verdict as text", "DIR");
@@ -139,8 +139,9 @@ internal static class TrainCommand
         }
         if (json)
         {
-            foreach (var e in result.Epochs) stdout.WriteLine(JsonSerializer.Serialize(e, RunDirectory.JsonLines));
-            stdout.WriteLine(JsonSerializer.Serialize(new { stop = result.Stop.ToString(), steps = result.Steps, message = result.Message, seconds = result.Seconds }, RunDirectory.JsonLines));
+            // the lines metrics.jsonl holds for them (the epochs were printed with the record's own PascalCase names)
+            foreach (var e in result.Epochs) stdout.WriteLine(RunDirectory.EpochLine(e));
+            stdout.WriteLine(RunDirectory.EndLine(result));
         }
         else
         {

@@ -31,7 +31,23 @@ public sealed class TrainCommandTests : IDisposable
         // the saved config is accepted as is
         var (code2, output2, _) = Run("train", "--config", Path.Combine(run, "config.json"), "--epochs", "1", "--json");
         Assert.Equal(0, code2);
-        Assert.Contains("\"TestAccuracy\"", output2);
+        Assert.Contains("\"test_accuracy\"", output2);
+    }
+
+    [Fact]
+    public void Train_Json_PrintsTheEpochAndEndLinesOfMetricsJsonl_InSnakeCase()
+    {
+        // the epoch lines were the record's PascalCase names ("TrainLoss"), unlike metrics.jsonl and the last line
+        var run = Path.Combine(_dir, "json");
+        var (code, output, err) = Run(Train(["--epochs", "2", "--json", "--out", run]));
+        Assert.True(code == 0, err);
+        var printed = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, printed.Length);
+        foreach (var line in printed)
+            foreach (var property in System.Text.Json.JsonDocument.Parse(line).RootElement.EnumerateObject())
+                Assert.Matches("^[a-z]+(_[a-z]+)*$", property.Name);
+        Assert.Equal(File.ReadAllLines(Path.Combine(run, "metrics.jsonl")), printed);
+        Assert.StartsWith("{\"type\":\"end\",\"stop\":\"Completed\",\"steps\":8,", printed[^1]);
     }
 
     [Theory]
