@@ -182,6 +182,21 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void MonitorEvery_SetsTheSamplesOfRepairsTrials()
+    {
+        // repair listed --monitor-every and sampled its trials every twentieth of a trial (here 3 steps: 20 samples)
+        var dir = Path.Combine(_dir, "repair");
+        var (code, output, err) = Run("repair", "--model", "mlp 2-16-2", "--data", "spirals", "--trial-steps", "60", "--attempts", "1",
+            "--monitor-every", "2", "--threads", "1", "--out", dir);
+        Assert.True(code is 0 or 3, err + output);
+        using var repair = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "repair.json")));
+        var trials = repair.RootElement.GetProperty("attempts").EnumerateArray().Select(a => a.GetProperty("trial")).Prepend(repair.RootElement.GetProperty("initial")).ToArray();
+        Assert.NotEmpty(trials);
+        foreach (var trial in trials)
+            Assert.Equal((trial.GetProperty("steps").GetInt64() + 1) / 2, trial.GetProperty("samples").GetInt64());
+    }
+
+    [Fact]
     public void Train_ResumeWithAnotherModelOrOptimiser_SaysSo_NotThatTheCheckpointsAreDamaged()
     {
         var run = Path.Combine(_dir, "changed");
