@@ -20,7 +20,7 @@ for c in "${configs[@]}"; do
   row="| $name |"
   for depth in 2 10 20; do
     acc=$(gradflow train --model "mlp 784-256x$depth-10 $opts" --epochs "$epochs" --seed 0 --json 2>/dev/null |
-          grep '"TestAccuracy"' | tail -1 | sed 's/.*"TestAccuracy":\([0-9.eE+-]*\).*/\1/')
+          grep '"test_accuracy"' | tail -1 | sed 's/.*"test_accuracy":\([0-9.eE+-]*\).*/\1/')
     row="$row $(awk -v a="$acc" 'BEGIN { printf "%.1f%%", a * 100 }') |"
   done
   echo "$row"

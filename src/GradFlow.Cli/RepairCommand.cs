@@ -49,7 +49,8 @@ internal static class RepairCommand
                 "would replace; choose another --out.");
         var config = TrainOptions.BuildConfig(o, null);
         int steps = o.GetValue(TrialSteps) ?? 200, attempts = o.GetValue(Attempts) ?? 4;
-        var result = Run(config, steps, attempts, stdout, jobs: o.GetValue(Jobs) ?? 1, world: world);
+        // the trials' samples: --monitor-every as given, as diagnose's trial takes it (repair listed it and used its own interval)
+        var result = Run(config, steps, attempts, stdout, jobs: o.GetValue(Jobs) ?? 1, world: world, every: o.GetValue(TrainOptions.MonitorEvery));
         if (o.GetValue(Out) is { } dir && world.Rank == 0)
         {
             Directory.CreateDirectory(dir);
@@ -61,12 +62,13 @@ internal static class RepairCommand
     }
 
     /// <summary>Runs the repair, printing each step of it.</summary>
-    internal static RepairResult Run(TrainingConfig config, int steps, int attempts, TextWriter stdout, DataBundle? data = null, int jobs = 1, ICommunicator? world = null)
+    internal static RepairResult Run(TrainingConfig config, int steps, int attempts, TextWriter stdout, DataBundle? data = null, int jobs = 1, ICommunicator? world = null,
+        int? every = null)
     {
         stdout.WriteLine($"repairing: {config.DescribeModel()}");
         stdout.WriteLine($"trials of {steps} steps (at most each config's whole run) on seed {config.Seed}");
         var result = Repairer.Repair(config, steps, attempts, data, progress: a =>
-            stdout.WriteLine($"  tried [{a.Remedy}] {a.Description}: {Line(a.Trial)} -> {(a.Accepted ? "kept" : "rejected")}"), jobs: jobs, world: world);
+            stdout.WriteLine($"  tried [{a.Remedy}] {a.Description}: {Line(a.Trial)} -> {(a.Accepted ? "kept" : "rejected")}"), jobs: jobs, world: world, every: every);
         stdout.WriteLine();
         stdout.WriteLine($"before: {Line(result.Initial)}");
         DiagnosisView.WriteVerdict(stdout, result.Initial.Diagnosis);
@@ -103,6 +105,7 @@ internal static class RepairCommand
         test_accuracy = t.TestAccuracy,
         test_loss = t.Result.Epochs.LastOrDefault()?.TestLoss ?? double.NaN,
         steps = t.Steps,
+        samples = t.Samples.Count,
         problems = t.Diagnosis.Problems.Select(p => p.Summary),
     };
 }

@@ -22,7 +22,7 @@ internal static class ServeCommand
             "backpropagated signal per layer, the layer x step heatmap growing as samples arrive, the through-time heatmap of recurrent models, and " +
             "the verdicts as they appear; tick runs to compare them. Charts show values on hover, zoom by dragging (double-click resets) and switch " +
             "to a log scale. Works for a run written by another process ('gradflow train --out DIR --monitor'). Nothing is loaded from the network. " +
-            "Stop with Ctrl+C. Exit code: 0 stopped, 1 error (e.g. the port is taken), 2 usage.")
+            "Stop with Ctrl+C. Exit code: 0 stopped, 1 error, 2 usage (e.g. the port is taken).")
         { RunDirs, Port, Host };
         command.SetAction(r => Run(r, r.Out(), CancellationToken.None));
         return command;
@@ -31,15 +31,32 @@ internal static class ServeCommand
     private static int Run(ParseResult o, TextWriter stdout, CancellationToken cancellation)
     {
         var dirs = o.GetValue(RunDirs) ?? [];
-        var (host, port) = Endpoint(o);
         foreach (var d in dirs)
             if (!Directory.Exists(d)) throw new UsageException($"gradflow serve: {d} is not a folder.");
         string[] roots = dirs.Length == 0 ? ["."] : dirs;
-        var server = DashboardServer.StartAsync(roots, host, port, cancellation).GetAwaiter().GetResult();
+        var server = Start(o, roots, cancellation);
         stdout.WriteLine($"dashboard: {server.Address} (runs under {string.Join(", ", roots.Select(Path.GetFullPath))}; Ctrl+C stops)");
         stdout.Flush();
         server.ServeUntilCtrlC(cancellation);
         return 0;
+    }
+
+    /// <summary>
+    /// Starts the dashboard of <paramref name="roots"/> on --host and --port (serve, train --serve). A port another program listens on
+    /// is a usage error naming it (train --serve found out only after loading the data, and left an empty run directory behind).
+    /// </summary>
+    internal static DashboardServer Start(ParseResult o, IReadOnlyList<string> roots, CancellationToken cancellation)
+    {
+        var (host, port) = Endpoint(o);
+        try
+        {
+            return DashboardServer.StartAsync(roots, host, port, cancellation).GetAwaiter().GetResult();
+        }
+        catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+        {
+            throw new UsageException($"gradflow {o.Verb()}: --port {port} is taken on {host} (another program listens there); " +
+                "choose another port, or --port 0 for any free one.");
+        }
     }
 
     /// <summary>--host and --port, checked.</summary>

@@ -16,14 +16,15 @@ internal static partial class SweepCommand
     public static readonly Option<string[]> Grid = new("--grid")
     {
         Description = "an axis of the grid: KEY=V,V,... where KEY is an option of the config without its dashes (lr, batch-size, optimizer, " +
-            "clip-norm, ...; a unique prefix will do: batch) and each V is parsed as that option's value, or a key of an mlp/rnn/lstm/gru " +
+            "clip-norm, monitor-every, ...; a unique prefix will do: batch) and each V is parsed as that option's value, or a key of an mlp/rnn/lstm/gru " +
             "spec (act, init, norm, ...), set in --model's text; repeat for more axes (the first varies slowest)",
         HelpName = "KEY=V,V,...",
         Required = true,
         AllowMultipleArgumentsPerToken = false,
     };
     public static readonly Option<int?> Steps = Opt.Int("steps", "each point is a trial of N steps (default: the config's full training run)");
-    public static readonly Option<int?> Every = Opt.Int("every", "monitor sample every N steps (default 10, and a point too short for 8 samples at 10 samples more often; an explicit N is kept)");
+    public static readonly Option<int?> Every = Opt.Int("every",
+        "monitor sample every N steps (default 10, and a point too short for 8 samples at 10 samples more often; an explicit N, or --monitor-every N, is kept)");
     public static readonly Option<int?> Jobs = Opt.Jobs("points run at once on threads (the results are the same for any N; under mpirun each process runs N)");
     public static readonly Option<string?> Out = new("--out")
     {
@@ -60,7 +61,11 @@ internal static partial class SweepCommand
         var baseConfig = TrainOptions.BuildConfig(o, null);
         var grid = Axes(o);
         var points = Sweep.Points(grid, values => PointConfig(o, baseConfig, grid, values));
-        var sweep = new SweepDefinition(baseConfig, grid, points, o.GetValue(Steps), o.GetValue(Every) ?? 10, ExactEvery: o.GetValue(Every) is not null);
+        // the monitor sampling: --every, or the config's option as diagnose takes it; a monitor-every axis gives each point its own
+        // (its points were the same: the trials sampled at --every)
+        if (grid.Any(a => a.Key == MonitorEveryKey)) points = [.. points.Select(p => p with { Every = p.Config.MonitorEvery })];
+        int? every = o.GetValue(Every) ?? o.GetValue(TrainOptions.MonitorEvery);
+        var sweep = new SweepDefinition(baseConfig, grid, points, o.GetValue(Steps), every ?? 10, ExactEvery: every is not null);
         string dir = o.GetValue(Out)!;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         stdout.WriteLine($"sweep: {points.Count} points ({string.Join(" × ", grid.Select(a => $"{a.Values.Count} {a.Key}"))}), " +
@@ -102,6 +107,7 @@ internal static partial class SweepCommand
             if (axes.Any(a => a.Key == name)) throw new UsageException($"gradflow sweep: --grid {name} is given twice.");
             var option = TrainOptions.Config.FirstOrDefault(x => x.Name == "--" + name);
             if (option is not null && o.Has(option)) throw new UsageException($"gradflow sweep: --grid {name} and --{name} are both given; keep one.");
+            if (name == MonitorEveryKey && o.Has(Every)) throw new UsageException($"gradflow sweep: --grid {name} and --every both set the monitor sampling; keep one.");
             if (name == "model-file")
                 foreach (var file in values.Where(v => !File.Exists(v)))
                     throw new UsageException($"gradflow sweep: --grid model-file: {file} does not exist.");
@@ -121,6 +127,9 @@ internal static partial class SweepCommand
     }
 
     private static bool IsSpecKey(string key) => SpecKey().IsMatch(key);
+
+    /// <summary>The grid key of --monitor-every, an axis that sets each point's monitor sampling (<see cref="SweepPoint.Every"/>).</summary>
+    private static readonly string MonitorEveryKey = TrainOptions.MonitorEvery.Name[2..];
 
     /// <summary>
     /// The config of one point: the command line with <c>--KEY VALUE</c> added for each option axis, parsed by the same command

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.CommandLine;
-using System.Text.Json;
 using GradFlow.Training;
 
 namespace GradFlow.Cli;
@@ -15,7 +14,8 @@ internal static class TrainCommand
     public static readonly Option<bool> Force = Opt.Flag("force", "with --out: delete the run already in DIR and start over");
     public static readonly Option<string?> Resume = Opt.String("resume",
         "continue the run in DIR from its newest intact checkpoint (its config, monitoring included; options given override it)", "DIR");
-    public static readonly Option<bool> Json = Opt.Flag("json", "print one JSON object per epoch instead of the table");
+    public static readonly Option<bool> Json = Opt.Flag("json",
+        "print JSON lines instead of the table: one per epoch and a last one for the run, as in metrics.jsonl (\"type\": \"epoch\", \"end\")");
     public static readonly Option<string?> Tensorboard = Opt.String("tensorboard",
         "TensorBoard event files in DIR: loss, accuracy, learning rate, weight and gradient histograms, and (turning on --monitor) the gradient " +
         "ratio, per-layer signal RMS, weight-gradient norm, update ratio, saturation, dead units and the verdict as text", "DIR");
@@ -60,6 +60,23 @@ internal static class TrainCommand
                 throw new UsageException($"gradflow train: {config.MicroBatches} micro-batches (--micro-batches{(o.Has(Resume) ? ", or the resumed run's config" : "")}) cannot be shared by {world.Size} processes; run a number of processes that divides it.");
             if (world.Rank > 0) stdout = stderr = TextWriter.Null;
         }
+        // the dashboard's port is taken first: one already in use is refused before the run directory is created and the data loaded
+        var dashboard = o.Has(ServeFlag) && world.Rank == 0 ? ServeCommand.Start(o, [runDir!], cancellation) : null;
+        try
+        {
+            return Run(o, runDir, startOver, config, world, dashboard, stdout, stderr, cancellation);
+        }
+        catch when (dashboard is not null)
+        {
+            dashboard.DisposeAsync().AsTask().GetAwaiter().GetResult(); // the port is given back before the error is reported
+            throw;
+        }
+    }
+
+    /// <summary>The run, once its config is built and its dashboard (with --serve, on rank 0) listens.</summary>
+    private static int Run(ParseResult o, string? runDir, bool startOver, TrainingConfig config, ICommunicator world, Dashboard.DashboardServer? dashboard,
+        TextWriter stdout, TextWriter stderr, CancellationToken cancellation)
+    {
         // one writer per run directory; a run that appeared while this one set up is another process's
         IDisposable? held = null;
         if (runDir is not null && world.Rank == 0)
@@ -106,25 +123,12 @@ internal static class TrainCommand
             stdout.WriteLine($"data: {config.Data}, {trainer.Data.Train.Count} training / {trainer.Data.Test.Count} test examples; " +
                 $"optimizer {config.Optimizer.ToString().ToLowerInvariant()} lr {Fmt(config.LearningRate)}; seed {config.Seed}");
         }
-        Dashboard.DashboardServer? dashboard = null;
-        if (o.Has(ServeFlag) && writer)
+        if (dashboard is not null)
         {
-            var (host, port) = ServeCommand.Endpoint(o);
-            Directory.CreateDirectory(runDir!);
-            dashboard = Dashboard.DashboardServer.StartAsync([runDir!], host, port, cancellation).GetAwaiter().GetResult();
             stderr.WriteLine($"dashboard: {dashboard.Address}#run={Uri.EscapeDataString(Path.GetFileName(Path.GetFullPath(runDir!)))}");
             stderr.Flush();
         }
-        TrainingResult result;
-        try
-        {
-            result = view.Run(() => trainer.Run(runDir, resume: o.Has(Resume), cancellation));
-        }
-        catch when (dashboard is not null)
-        {
-            dashboard.DisposeAsync().AsTask().GetAwaiter().GetResult(); // the port is given back before the error is reported
-            throw;
-        }
+        var result = view.Run(() => trainer.Run(runDir, resume: o.Has(Resume), cancellation));
         Diagnostics.Diagnosis? verdict = null;
         if (watch is not null)
         {
@@ -135,8 +139,9 @@ internal static class TrainCommand
         }
         if (json)
         {
-            foreach (var e in result.Epochs) stdout.WriteLine(JsonSerializer.Serialize(e, RunDirectory.JsonLines));
-            stdout.WriteLine(JsonSerializer.Serialize(new { stop = result.Stop.ToString(), steps = result.Steps, message = result.Message, seconds = result.Seconds }, RunDirectory.JsonLines));
+            // the lines metrics.jsonl holds for them (the epochs were printed with the record's own PascalCase names)
+            foreach (var e in result.Epochs) stdout.WriteLine(RunDirectory.EpochLine(e));
+            stdout.WriteLine(RunDirectory.EndLine(result));
         }
         else
         {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json;
 using GradFlow.Training;
 
 namespace GradFlow.Cli;
@@ -134,12 +135,29 @@ internal static class TrainOptions
         {
             c.Validate($"gradflow {verb}");
         }
-        catch (FormatException e) when (e.Data.Contains(TrainingConfig.OutOfRangeField))
+        catch (FormatException e) when (e.Data[TrainingConfig.OutOfRangeField] is string field)
         {
-            throw new UsageException(e.Message); // an out-of-range option value is a usage error (exit 2), like any other; a bad model stays an error (1)
+            // an out-of-range option value is a usage error (exit 2), like any other; a bad model stays an error (1). A value typed as an
+            // option is named as typed (`--batch-size 0` said "field 'batchSize'"); one from --config or the resumed run's config keeps its field
+            throw new UsageException(OptionOf(field) is { } option && r.Has(option)
+                ? e.Message.Replace($"field '{field}'", option.Name, StringComparison.Ordinal) : e.Message);
         }
         return c;
     }
+
+    /// <summary>
+    /// The option that sets the config field <paramref name="field"/> (its name in config.json): the option named as the field in
+    /// kebab case (<c>batchSize</c>: <c>--batch-size</c>), or one of <see cref="OtherNames"/>; null for a field no option sets.
+    /// </summary>
+    internal static Option? OptionOf(string field) =>
+        OtherNames.GetValueOrDefault(field) ?? Config.FirstOrDefault(o => o.Name == "--" + JsonNamingPolicy.KebabCaseLower.ConvertName(field));
+
+    /// <summary>The options whose name is not their config field's in kebab case.</summary>
+    private static readonly Dictionary<string, Option> OtherNames = new(StringComparer.Ordinal)
+    {
+        ["learningRate"] = Lr, ["warmupSteps"] = Warmup, ["sequenceLength"] = SeqLen, ["augmentPadding"] = AugmentCrop, ["imageChannels"] = Channels,
+        ["imageWidth"] = ImageSize, ["imageHeight"] = ImageSize, ["targetKind"] = Task, ["standardize"] = NoStandardize,
+    };
 
     /// <summary>
     /// <paramref name="value"/> as an absolute path when it names an existing file or folder (and is not a built-in data set), else as

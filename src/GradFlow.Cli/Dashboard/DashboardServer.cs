@@ -145,9 +145,21 @@ internal sealed class DashboardServer : IAsyncDisposable
             id = x.Id,
             path = x.Run,
             updated = LastWrite(x.Run),
-            finished = File.Exists(Path.Combine(x.Run, "diagnosis.json")),
+            finished = Finished(x.Run),
         })));
         _app.MapGet("/api/events", Events);
+    }
+
+    /// <summary>
+    /// Whether the run has finished: its metrics file ends with the end line a run writes when it stops (<see cref="RunDirectory.HasEnded"/>),
+    /// monitored or not (this read diagnosis.json, which only a monitored run writes: an unmonitored run was never "done", and a resumed
+    /// one was "done" while it trained). A run directory written before the end line existed: a diagnosis.json newer than its metrics.
+    /// </summary>
+    internal static bool Finished(string run)
+    {
+        if (RunDirectory.HasEnded(run)) return true;
+        string diagnosis = Path.Combine(run, "diagnosis.json"), metrics = Path.Combine(run, "metrics.jsonl");
+        return File.Exists(diagnosis) && (!File.Exists(metrics) || File.GetLastWriteTimeUtc(diagnosis) >= File.GetLastWriteTimeUtc(metrics));
     }
 
     private static DateTime LastWrite(string run)

@@ -33,7 +33,11 @@ public sealed record RepairResult(TrialResult Initial, IReadOnlyList<RepairAttem
 /// </summary>
 public static class Repairer
 {
-    /// <summary>Repairs <paramref name="config"/> with trials of <paramref name="trialSteps"/> steps, at most <paramref name="maxAttempts"/> remedies.</summary>
+    /// <summary>
+    /// Repairs <paramref name="config"/> with trials of <paramref name="trialSteps"/> steps, at most <paramref name="maxAttempts"/> remedies;
+    /// each trial's monitor samples every <paramref name="every"/> steps, kept as given (a user's explicit choice: <c>--monitor-every</c>), or
+    /// by default every twentieth of a trial (more often in a trial too short for the loss-trend rules, <see cref="Trials.SampleEvery"/>).
+    /// </summary>
     /// <remarks>
     /// With <paramref name="jobs"/> threads, or several processes in <paramref name="world"/> (every process calls it with the same
     /// arguments), the candidate remedies that the search would try one after another while each is rejected run at once, one per
@@ -44,16 +48,17 @@ public static class Repairer
     /// </remarks>
     public static RepairResult Repair(TrainingConfig config, int trialSteps = 200, int maxAttempts = 4, DataBundle? data = null,
         DiagnosisSettings? settings = null, Action<RepairAttempt>? progress = null, CancellationToken cancellation = default,
-        int jobs = 1, ICommunicator? world = null)
+        int jobs = 1, ICommunicator? world = null, int? every = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentOutOfRangeException.ThrowIfLessThan(trialSteps, 1);
+        if (every is { } e) ArgumentOutOfRangeException.ThrowIfLessThan(e, 1, nameof(every));
         var trainerForBudget = new Trainer(config, data);
         data ??= trainerForBudget.Data;
         long fullRun = trainerForBudget.StepBudget;
         ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
         world ??= SingleProcessCommunicator.Instance;
-        int every = Math.Max(1, trialSteps / 20);
+        int sampleEvery = every ?? Math.Max(1, trialSteps / 20);
         var attempts = new List<RepairAttempt>();
         TrialResult current = null!;
         var tried = new HashSet<string>();
@@ -61,7 +66,7 @@ public static class Repairer
         // trials of candidate configs at once, on the threads or processes (the same results on every process)
         TrialResult[] RunTrials(TrainingConfig[] candidates)
         {
-            TrialResult One(int i) => Trials.Run(candidates[i], trialSteps, every, data, settings: settings, cancellation: cancellation);
+            TrialResult One(int i) => Trials.Run(candidates[i], trialSteps, sampleEvery, data, settings: settings, cancellation: cancellation, exactEvery: every is not null);
             return world.Size == 1 ? IndependentRuns.Run(candidates.Length, One, jobs: jobs, cancellation: cancellation)
                 : [.. IndependentRuns.RunEverywhere(world, candidates.Length, i => TrialWire.Serialize(One(i)), jobs, cancellation).Select(TrialWire.Parse)];
         }

@@ -11,11 +11,13 @@ namespace GradFlow.Diagnostics;
 /// <param name="Values">Its values in the order given.</param>
 public sealed record GridAxis(string Key, IReadOnlyList<string> Values);
 
-/// <summary>One point of the grid: its index in grid order, its value on each axis, and the config it trains.</summary>
+/// <summary>One point of the grid: its index in grid order, its value on each axis, the config it trains, and its own monitor sampling.</summary>
 /// <param name="Index">Position in grid order (the first axis varies slowest).</param>
 /// <param name="Values">The value of each axis, in axis order.</param>
 /// <param name="Config">The training config of this point.</param>
-public sealed record SweepPoint(int Index, IReadOnlyList<string> Values, TrainingConfig Config);
+/// <param name="Every">Steps between this point's monitor samples, kept as given (a grid axis of the sampling), or null for the sweep's
+/// (<see cref="SweepDefinition.Every"/>).</param>
+public sealed record SweepPoint(int Index, IReadOnlyList<string> Values, TrainingConfig Config, int? Every = null);
 
 /// <summary>
 /// A hyperparameter sweep: a base config, the grid (the points are every combination of the axes' values, the first axis
@@ -27,7 +29,7 @@ public sealed record SweepPoint(int Index, IReadOnlyList<string> Values, Trainin
 /// <param name="Grid">The axes.</param>
 /// <param name="Points">Every point, in grid order (<see cref="Sweep.Points"/> makes them).</param>
 /// <param name="Steps">Steps of each point's trial, or null for the full training run.</param>
-/// <param name="Every">Steps between monitor samples (a point too short for 8 samples at it samples more often, <see cref="Trials.SampleEvery"/>, unless <paramref name="ExactEvery"/>).</param>
+/// <param name="Every">Steps between monitor samples of a point without its own (<see cref="SweepPoint.Every"/>; a point too short for 8 samples at it samples more often, <see cref="Trials.SampleEvery"/>, unless <paramref name="ExactEvery"/>).</param>
 /// <param name="ExactEvery">Whether <paramref name="Every"/> is the user's explicit choice, kept as given (as <c>diagnose --every</c> and <c>train --monitor-every</c>).</param>
 public sealed record SweepDefinition(TrainingConfig Base, IReadOnlyList<GridAxis> Grid, IReadOnlyList<SweepPoint> Points, int? Steps, int Every, bool ExactEvery = false)
 {
@@ -137,7 +139,7 @@ public static class Sweep
     {
         ArgumentNullException.ThrowIfNull(sweep);
         ArgumentNullException.ThrowIfNull(point);
-        var trial = Trials.Run(point.Config, sweep.Steps, sweep.Every, data, cancellation: cancellation, exactEvery: sweep.ExactEvery);
+        var trial = Trials.Run(point.Config, sweep.Steps, point.Every ?? sweep.Every, data, cancellation: cancellation, exactEvery: point.Every is not null || sweep.ExactEvery);
         var last = trial.Result.Epochs.LastOrDefault();
         string verdict = trial.Diagnosis.Healthy ? "healthy" : string.Join("+", trial.Diagnosis.Problems.Select(p => Catalogue.KindName(p.Kind)).Distinct());
         return new SweepRecord(point.Index, point.Values, trial.Steps, trial.Result.Stop.ToString(), trial.FinalLoss,

@@ -419,7 +419,10 @@ public sealed class Trainer
                 }
             }
         }
-        return new TrainingResult(epochs, stop, step, message, clock.Elapsed.TotalSeconds);
+        var result = new TrainingResult(epochs, stop, step, message, clock.Elapsed.TotalSeconds);
+        // the run stopped (not a crash): its last line says so, monitored or not (the dashboard's "done")
+        if (run is not null && writer) run.AppendEnd(result);
+        return result;
     }
 
     private static IEnumerable<Batch> Stream(Func<long, Batch> stream, long from)
@@ -639,12 +642,65 @@ public sealed class RunDirectory
     /// <summary>Writes the config atomically.</summary>
     public void WriteConfig(TrainingConfig config) => AtomicFile.WriteAllText(Config, config.ToJson() + "\n");
 
-    /// <summary>Appends one epoch line and flushes it to disk.</summary>
-    public void AppendMetrics(EpochMetrics m) => AppendLine(JsonSerializer.Serialize(new
+    /// <summary>Appends one epoch line (<see cref="EpochLine"/>) and flushes it to disk.</summary>
+    public void AppendMetrics(EpochMetrics m) => AppendLine(EpochLine(m));
+
+    /// <summary>Appends the end line (<see cref="EndLine"/>) and flushes it to disk.</summary>
+    public void AppendEnd(TrainingResult result) => AppendLine(EndLine(result));
+
+    /// <summary>
+    /// The metrics line of an epoch, <c>{"type":"epoch","epoch":2,"step":126,"train_loss":…,"train_accuracy":…,"test_loss":…,"test_accuracy":…,"lr":…,"seconds":…}</c>
+    /// (also what <c>gradflow train --json</c> prints for each epoch).
+    /// </summary>
+    public static string EpochLine(EpochMetrics m) => JsonSerializer.Serialize(new
     {
         type = "epoch", epoch = m.Epoch, step = m.Step, train_loss = m.TrainLoss, train_accuracy = m.TrainAccuracy,
         test_loss = m.TestLoss, test_accuracy = m.TestAccuracy, lr = m.LearningRate, seconds = m.Seconds,
-    }, JsonLines));
+    }, JsonLines);
+
+    /// <summary>
+    /// The last metrics line of a run that stopped — all its epochs done, its step limit reached, a non-finite loss or gradient, or a
+    /// cancellation; a crashed run has none: <c>{"type":"end","stop":"Completed","steps":252,"message":null,"seconds":…}</c> (also the
+    /// last line of <c>gradflow train --json</c>). Whether a run has finished is read from it (<see cref="HasEnded"/>), monitored or not;
+    /// a resumed run drops it (<see cref="TruncateMetrics"/>).
+    /// </summary>
+    public static string EndLine(TrainingResult result) => JsonSerializer.Serialize(new
+    {
+        type = "end", stop = result.Stop.ToString(), steps = result.Steps, message = result.Message, seconds = result.Seconds,
+    }, JsonLines);
+
+    /// <summary>Whether <paramref name="line"/> is an end line (<see cref="EndLine"/>).</summary>
+    public static bool IsEndLine(string line) => line.StartsWith(EndPrefix, StringComparison.Ordinal);
+
+    private const string EndPrefix = "{\"type\":\"end\"";
+
+    /// <summary>
+    /// Whether the run in <paramref name="path"/> has finished: the last complete line of its metrics file is an end line
+    /// (<see cref="EndLine"/>). Reads the file's last bytes only; false for a directory without one, or while a line is being written.
+    /// </summary>
+    public static bool HasEnded(string path)
+    {
+        string metrics = System.IO.Path.Combine(path, "metrics.jsonl");
+        if (!File.Exists(metrics)) return false;
+        try
+        {
+            using var stream = new FileStream(metrics, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            // an end line is short; a longer last line is some other line
+            int length = (int)Math.Min(stream.Length, 4096);
+            if (length == 0) return false;
+            var tail = new byte[length];
+            stream.Position = stream.Length - length;
+            stream.ReadExactly(tail);
+            if (tail[^1] != (byte)'\n') return false; // a line being written
+            int previous = length >= 2 ? Array.LastIndexOf(tail, (byte)'\n', length - 2) : -1;
+            if (previous < 0 && stream.Length > length) return false; // the last line began before these bytes: too long for an end line
+            return IsEndLine(System.Text.Encoding.UTF8.GetString(tail, previous + 1, length - previous - 2));
+        }
+        catch (IOException)
+        {
+            return false; // deleted or replaced while read: not known to have ended
+        }
+    }
 
     /// <summary>
     /// Options of every metrics line: NaN and ±Infinity are written as the strings "NaN", "Infinity",
@@ -669,7 +725,7 @@ public sealed class RunDirectory
 
     /// <summary>
     /// Drops the metrics lines a resumed run writes again (before resuming from <paramref name="epoch"/> epochs and <paramref name="step"/>
-    /// steps): epoch lines after <paramref name="epoch"/> (a run stopped inside an epoch wrote a line for its part of it), the other lines
+    /// steps): the end line, epoch lines after <paramref name="epoch"/> (a run stopped inside an epoch wrote a line for its part of it), the other lines
     /// of steps from <paramref name="step"/> on (of epochs from <paramref name="epoch"/> on when they have no step), and any incomplete last line.
     /// </summary>
     public void TruncateMetrics(int epoch, long step)
@@ -683,7 +739,9 @@ public sealed class RunDirectory
             {
                 using var doc = JsonDocument.Parse(line);
                 var root = doc.RootElement;
-                bool isEpoch = !root.TryGetProperty("type", out var t) || t.GetString() == "epoch";
+                string? type = root.TryGetProperty("type", out var t) ? t.GetString() : null;
+                if (type == "end") continue; // the resumed run has not ended
+                bool isEpoch = type is null or "epoch";
                 if (isEpoch && root.TryGetProperty("epoch", out var e) && e.GetInt32() > epoch) continue;
                 if (!isEpoch && (root.TryGetProperty("step", out var s) ? s.GetInt64() >= step
                     : root.TryGetProperty("epoch", out var se) && se.GetInt32() >= epoch)) continue;

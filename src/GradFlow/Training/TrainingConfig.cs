@@ -242,7 +242,7 @@ public sealed record TrainingConfig
         Require(AugmentFlip >= 0 && AugmentFlip <= 1, "augmentFlip", $"must be in [0, 1], got {AugmentFlip}");
         Require(Threads is null or (>= 1 and <= 256), "threads", $"must be in 1..256, got {Threads}");
         Require(MicroBatches is null or (>= 1 and <= 4096), "microBatches", $"must be in 1..4096, got {MicroBatches}");
-        Require(MicroBatches is null || MicroBatches <= BatchSize, "microBatches", $"({MicroBatches}) must not exceed batchSize ({BatchSize}): each micro-batch needs an example");
+        Require(MicroBatches is null || MicroBatches <= BatchSize, "microBatches", $"({MicroBatches}) must not exceed the batch size ({BatchSize}): each micro-batch needs an example");
         Require(CheckpointEvery is null or >= 1, "checkpointEvery", $"must be at least 1, got {CheckpointEvery}");
         Require(MonitorEvery is null or >= 1, "monitorEvery", $"must be at least 1, got {MonitorEvery}");
         Require(TrainLimit is null or >= 1, "trainLimit", $"must be at least 1, got {TrainLimit}");
@@ -253,8 +253,9 @@ public sealed record TrainingConfig
         Require(!requireData || TestData is null || FileData.Exists(TestData), "testData", $"is '{TestData}', which does not exist");
         Require(TestFraction > 0 && TestFraction < 1, "testFraction", $"must be in (0, 1), got {TestFraction}");
         Require(ImageChannels is 1 or 3, "imageChannels", $"must be 1 or 3, got {ImageChannels}");
-        Require(ImageWidth.HasValue == ImageHeight.HasValue && ImageWidth is null or (>= 1 and <= 4096) && ImageHeight is null or (>= 1 and <= 4096),
-            "imageWidth", $"and imageHeight must both be given, in 1..4096, got {ImageWidth}x{ImageHeight}");
+        Require(ImageWidth.HasValue == ImageHeight.HasValue, "imageWidth", $"and imageHeight must both be given or neither, got {ImageWidth}x{ImageHeight}");
+        Require(ImageWidth is null or (>= 1 and <= 4096), "imageWidth", $"must be in 1..4096, got {ImageWidth}");
+        Require(ImageHeight is null or (>= 1 and <= 4096), "imageHeight", $"must be in 1..4096, got {ImageHeight}");
         try
         {
             Description();

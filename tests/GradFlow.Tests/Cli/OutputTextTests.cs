@@ -25,15 +25,48 @@ public sealed class OutputTextTests : IDisposable
     public void Change_ANegativeImprovementIsAWorsening(double improvement, string expected) => Assert.Equal(expected, Diagnoser.Change(improvement));
 
     [Theory]
-    [InlineData("--epochs", "0", "'epochs'")]
-    [InlineData("--lr", "-1", "'learningRate'")]
-    [InlineData("--threads", "999", "'threads'")]
-    public void Train_OutOfRangeValue_IsAUsageErrorWithThePrefixOnce(string option, string value, string field)
+    [InlineData("--epochs", "0", "--epochs must be at least 1, got 0.")]
+    [InlineData("--batch-size", "0", "--batch-size must be at least 1, got 0.")]
+    [InlineData("--lr", "-1", "--lr must be positive, got -1.")]
+    [InlineData("--threads", "999", "--threads must be in 1..256, got 999.")]
+    [InlineData("--seq-len", "1", "--seq-len must be in 2..100000, got 1.")]
+    [InlineData("--augment-crop", "17", "--augment-crop must be in [0, 16] pixels, got 17.")]
+    [InlineData("--image-size", "5000", "--image-size must be in 1..4096, got 5000.")]
+    public void Train_OutOfRangeValue_IsAUsageErrorNamingTheOptionAsTyped_WithThePrefixOnce(string option, string value, string expected)
     {
+        // the errors named the config field ("field 'batchSize' must be at least 1") that the user never typed
         var (code, _, err) = CliRunner.Run("train", "--data", "circles", option, value);
         Assert.Equal(2, code);
-        Assert.Contains(field, err);
+        Assert.Contains("gradflow train: " + expected, err);
+        Assert.DoesNotContain("field", err);
         Assert.Equal(1, err.Split("gradflow train:").Length - 1);
+    }
+
+    [Fact]
+    public void Train_OutOfRangeValueFromAConfigFile_NamesItsField()
+    {
+        var config = Path.Combine(_dir, "config.json");
+        File.WriteAllText(config, """{"batchSize": 0}""");
+        Assert.Contains($"{config}: field 'batchSize' must be at least 1", CliRunner.Run("train", "--data", "circles", "--config", config).Err);
+        // valid in the file, out of range with an option: the field the option did not set is named
+        File.WriteAllText(config, """{"microBatches": 8}""");
+        var (code, _, err) = CliRunner.Run("train", "--data", "circles", "--config", config, "--batch-size", "4");
+        Assert.Equal(2, code);
+        Assert.Contains("gradflow train: field 'microBatches' (8) must not exceed the batch size (4)", err);
+    }
+
+    [Fact]
+    public void OptionOf_EveryConfigFieldButTheCheckpointInterval_HasTheOptionThatSetsIt()
+    {
+        var fields = System.Text.Json.Nodes.JsonNode.Parse(new TrainingConfig { Threads = 1, MicroBatches = 1, MonitorEvery = 1, MaxSteps = 1, ClipNorm = 1,
+            ClipValue = 1, ClipAgc = 1, TrainLimit = 1, TestLimit = 1, SequenceLength = 2, TestData = "t", Target = "y", DataDir = "d", ImageWidth = 1,
+            ImageHeight = 1 }.ToJson())!.AsObject().Select(p => p.Key).ToArray();
+        Assert.Contains("monitorEvery", fields);
+        Assert.Contains("imageHeight", fields);
+        foreach (var field in fields.Where(f => f != "checkpointEvery"))
+            Assert.True(TrainOptions.OptionOf(field) is not null, $"config field '{field}' has no option");
+        Assert.Equal("--lr", TrainOptions.OptionOf("learningRate")!.Name);
+        Assert.Equal("--batch-size", TrainOptions.OptionOf("batchSize")!.Name);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using GradFlow.Diagnostics;
 using GradFlow.Tests.TestSupport;
 
 namespace GradFlow.Tests.Cli;
@@ -55,6 +56,29 @@ public sealed class SweepCommandTests : IDisposable
         Assert.NotEqual(byFile[0], byFile[1]);
         // and a model axis of texts (without --model) the same: it trained the default model, and on two-feature data failed
         Assert.Equal(byFile, Losses([.. Args("--grid", "model=mlp 2-4-2,mlp 2-12-2 act=relu", "--grid", "lr=0.05").Where((_, i) => i is not (3 or 4))]));
+    }
+
+    [Fact]
+    public void Sweep_MonitorEveryAxis_SamplesEachPointAtItsOwnInterval()
+    {
+        // --grid monitor-every=1,2 gave identical points: every trial sampled at --every
+        SweepRecord[] Records(params string[] args)
+        {
+            if (Directory.Exists(Path.Combine(_dir, "s"))) Directory.Delete(Path.Combine(_dir, "s"), recursive: true);
+            var command = Args(args);
+            command[Array.IndexOf(command, "--steps") + 1] = "40"; // trials long enough for the intervals to differ
+            var (code, output, err) = CliRunner.Run(command);
+            Assert.True(code == 0, err + output);
+            return [.. File.ReadAllLines(Path.Combine(_dir, "s", "results.jsonl")).Select(l => SweepRecord.Parse(l, "results.jsonl"))];
+        }
+        var axis = Records("--grid", "monitor-every=1,5");
+        Assert.NotEqual(axis[0].Loss, axis[1].Loss); // the mean loss of each point's last samples
+        // each the point of a sweep sampled at that interval throughout
+        Assert.Equal(Records("--grid", "seed=0", "--every", "1")[0] with { Values = axis[0].Values }, axis[0]);
+        Assert.Equal(Records("--grid", "seed=0", "--monitor-every", "5")[0] with { Point = 1, Values = axis[1].Values }, axis[1]);
+        var (code, _, err) = CliRunner.Run(Args("--grid", "monitor-every=1,5", "--every", "3"));
+        Assert.Equal(2, code);
+        Assert.Contains("--grid monitor-every and --every both set the monitor sampling", err);
     }
 
     [Theory]

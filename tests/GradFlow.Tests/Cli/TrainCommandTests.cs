@@ -31,7 +31,23 @@ public sealed class TrainCommandTests : IDisposable
         // the saved config is accepted as is
         var (code2, output2, _) = Run("train", "--config", Path.Combine(run, "config.json"), "--epochs", "1", "--json");
         Assert.Equal(0, code2);
-        Assert.Contains("\"TestAccuracy\"", output2);
+        Assert.Contains("\"test_accuracy\"", output2);
+    }
+
+    [Fact]
+    public void Train_Json_PrintsTheEpochAndEndLinesOfMetricsJsonl_InSnakeCase()
+    {
+        // the epoch lines were the record's PascalCase names ("TrainLoss"), unlike metrics.jsonl and the last line
+        var run = Path.Combine(_dir, "json");
+        var (code, output, err) = Run(Train(["--epochs", "2", "--json", "--out", run]));
+        Assert.True(code == 0, err);
+        var printed = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, printed.Length);
+        foreach (var line in printed)
+            foreach (var property in System.Text.Json.JsonDocument.Parse(line).RootElement.EnumerateObject())
+                Assert.Matches("^[a-z]+(_[a-z]+)*$", property.Name);
+        Assert.Equal(File.ReadAllLines(Path.Combine(run, "metrics.jsonl")), printed);
+        Assert.StartsWith("{\"type\":\"end\",\"stop\":\"Completed\",\"steps\":8,", printed[^1]);
     }
 
     [Theory]
@@ -97,7 +113,7 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(a.Tensors.Select(t => t.Key), b.Tensors.Select(t => t.Key));
         for (int i = 0; i < a.Tensors.Count; i++)
             Assert.Equal(a.Tensors[i].Value.ToDoubleArray(), b.Tensors[i].Value.ToDoubleArray());
-        Assert.Equal(4, File.ReadAllLines(Path.Combine(killed, "metrics.jsonl")).Length);
+        Assert.Equal(5, File.ReadAllLines(Path.Combine(killed, "metrics.jsonl")).Length); // four epochs and the end line (the killed run wrote none)
     }
 
     /// <summary>A small, quick run on the circles data: 2 epochs of 4 steps unless overridden.</summary>
@@ -163,6 +179,21 @@ public sealed class TrainCommandTests : IDisposable
         (code, var output, err) = Run("diagnose", "--model", "mlp 2-16-2", "--data", "spirals", "--steps", "100", "--monitor-every", "2", "--threads", "1");
         Assert.True(code is 0 or 3, err + output);
         Assert.Contains("trial: 100 steps, 50 monitor samples", output);
+    }
+
+    [Fact]
+    public void MonitorEvery_SetsTheSamplesOfRepairsTrials()
+    {
+        // repair listed --monitor-every and sampled its trials every twentieth of a trial (here 3 steps: 20 samples)
+        var dir = Path.Combine(_dir, "repair");
+        var (code, output, err) = Run("repair", "--model", "mlp 2-16-2", "--data", "spirals", "--trial-steps", "60", "--attempts", "1",
+            "--monitor-every", "2", "--threads", "1", "--out", dir);
+        Assert.True(code is 0 or 3, err + output);
+        using var repair = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "repair.json")));
+        var trials = repair.RootElement.GetProperty("attempts").EnumerateArray().Select(a => a.GetProperty("trial")).Prepend(repair.RootElement.GetProperty("initial")).ToArray();
+        Assert.NotEmpty(trials);
+        foreach (var trial in trials)
+            Assert.Equal((trial.GetProperty("steps").GetInt64() + 1) / 2, trial.GetProperty("samples").GetInt64());
     }
 
     [Fact]
@@ -291,7 +322,7 @@ public sealed class TrainCommandTests : IDisposable
         var (code, _, err) = Run(Train(["--epochs", "1", "--weight-decay", "0.001", "--out", run, "--force"]));
         Assert.True(code == 0, err);
         var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
-        Assert.Single(lines); // one epoch of the new run, no monitor samples of the old one
+        Assert.Equal(2, lines.Length); // one epoch of the new run and its end line, no monitor samples of the old one
         Assert.Equal(["epoch-0001.safetensors"], Directory.GetFiles(Path.Combine(run, "checkpoints")).Select(Path.GetFileName));
         Assert.False(File.Exists(Path.Combine(run, "diagnosis.json")), "the old run's diagnosis was kept");
         Assert.Equal(0.001, TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).WeightDecay);
@@ -316,7 +347,7 @@ public sealed class TrainCommandTests : IDisposable
         var b = SafeTensors.Read(Path.Combine(run, "checkpoints", "epoch-0003.safetensors"));
         for (int i = 0; i < a.Tensors.Count; i++)
             Assert.Equal(a.Tensors[i].Value.ToDoubleArray(), b.Tensors[i].Value.ToDoubleArray());
-        Assert.Equal(3, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length);
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length); // three epochs and the end line (the resumed run's only)
     }
 
     [Fact]

@@ -19,7 +19,7 @@ public sealed class TrainFromFilesTests : IDisposable
         foreach (var line in jsonLines.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
             using var doc = JsonDocument.Parse(line);
-            if (doc.RootElement.TryGetProperty("TestAccuracy", out var a)) acc = a.GetDouble();
+            if (doc.RootElement.TryGetProperty("test_accuracy", out var a)) acc = a.GetDouble();
         }
         return acc;
     }

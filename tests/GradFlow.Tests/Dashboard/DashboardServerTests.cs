@@ -177,6 +177,54 @@ public sealed class DashboardServerTests : IDisposable
             received["diagnosis"]!.ToJsonString());
     }
 
+    [Fact]
+    public void TakenPort_IsAUsageErrorNamingIt_AndTrainServeLeavesNoRunDirectory()
+    {
+        // train --serve found the port taken only after loading the data, exited 1, and left an empty run directory behind
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        string port = ((IPEndPoint)taken.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var run = Path.Combine(_dir, "busy");
+        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 2-8-2", "--data", "circles", "--epochs", "1", "--threads", "1",
+            "--out", run, "--serve", "--port", port);
+        Assert.True(code == 2, err);
+        Assert.Contains($"gradflow train: --port {port} is taken", err);
+        Assert.False(Directory.Exists(run), "a run directory was left behind");
+        (code, _, err) = CliRunner.Run("serve", _dir, "--port", port);
+        Assert.True(code == 2, err);
+        Assert.Contains($"gradflow serve: --port {port} is taken", err);
+    }
+
+    [Fact]
+    public async Task RunList_ARunThatStopped_IsFinished_MonitoredOrNot_AndARunStillTrainingIsNot()
+    {
+        // finished was "diagnosis.json exists", which only a monitored run writes: an unmonitored run was never "done"
+        var cancel = TestContext.Current.CancellationToken;
+        var config = new TrainingConfig { Model = "mlp 2-8-2", Data = "circles", Epochs = 2, TrainLimit = 64, TestLimit = 32, Threads = 1 };
+        var plain = Path.Combine(_dir, "runs", "plain");
+        new Trainer(config).Run(plain, cancellation: cancel);
+        Assert.False(File.Exists(Path.Combine(plain, "diagnosis.json")));
+        var monitored = MonitoredRun("monitored");
+        // a run still training (or killed): its lines so far, without the end line
+        var training = Path.Combine(_dir, "runs", "training");
+        Directory.CreateDirectory(training);
+        File.Copy(Path.Combine(plain, "config.json"), Path.Combine(training, "config.json"));
+        File.WriteAllLines(Path.Combine(training, "metrics.jsonl"), File.ReadAllLines(Path.Combine(plain, "metrics.jsonl")).SkipLast(1));
+        // a monitored run resumed: its diagnosis.json stays while the resumed part trains
+        var resumed = Path.Combine(_dir, "runs", "resumed");
+        Directory.CreateDirectory(resumed);
+        File.Copy(Path.Combine(monitored, "diagnosis.json"), Path.Combine(resumed, "diagnosis.json"));
+        File.Copy(Path.Combine(monitored, "config.json"), Path.Combine(resumed, "config.json"));
+        File.WriteAllLines(Path.Combine(resumed, "metrics.jsonl"), File.ReadAllLines(Path.Combine(monitored, "metrics.jsonl")).SkipLast(1));
+        File.SetLastWriteTimeUtc(Path.Combine(resumed, "diagnosis.json"), File.GetLastWriteTimeUtc(Path.Combine(resumed, "metrics.jsonl")).AddMinutes(-1));
+
+        await using var server = await DashboardServer.StartAsync([Path.Combine(_dir, "runs")], IPAddress.Loopback, 0, cancel);
+        using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(60) };
+        using var runs = JsonDocument.Parse(await http.GetStringAsync("api/runs", cancel));
+        var finished = runs.RootElement.EnumerateArray().ToDictionary(r => r.GetProperty("id").GetString()!, r => r.GetProperty("finished").GetBoolean());
+        Assert.Equal(new Dictionary<string, bool> { ["monitored"] = true, ["plain"] = true, ["resumed"] = false, ["training"] = false }, finished);
+    }
+
     [Theory]
     [InlineData(new[] { "serve", "--port", "70000" }, "--port 70000")]
     [InlineData(new[] { "serve", "--host", "example.org" }, "--host 'example.org'")]

@@ -74,7 +74,7 @@ public sealed class ReportWriterTests : IDisposable
         Assert.Contains("no monitor samples: run with --monitor", File.ReadAllText(ReportWriter.Write(dir)));
         File.AppendAllText(Path.Combine(dir, "metrics.jsonl"), "{\"type\":\"epoch\",\"epoch\":\"two\"}\n{\"type\":\"epoch\"}\n");
         var e = Assert.Throws<InvalidDataException>(() => ReportWriter.Write(dir));
-        Assert.Contains("metrics.jsonl: line 2", e.Message);
+        Assert.Contains("metrics.jsonl: line 3", e.Message); // after the epoch and the end line
         // a line without a field names it (the runtime's message said only "the given key was not present")
         var lines = File.ReadAllLines(Path.Combine(dir, "metrics.jsonl"));
         File.WriteAllLines(Path.Combine(dir, "metrics.jsonl"), [lines[0], "{\"type\":\"step\",\"epoch\":0,\"loss\":1}", lines[0]]);

@@ -40,9 +40,9 @@ public class MpiTrainingTests
             Assert.Equal(expected, File.ReadAllBytes(Path.Combine(root.Sub($"n{n}"), "checkpoints", "epoch-0002.safetensors")));
             // rank 0 alone wrote the metrics (one line per epoch and per sample, not one per process), the same samples bit for bit
             Assert.Equal(expectedSamples, Samples(root.Sub($"n{n}")));
-            // beside the samples: the two epochs and the watch line (the chance level and the first step's prediction)
+            // beside the samples: the two epochs, the watch line (the chance level and the first step's prediction) and the end line
             var lines = File.ReadAllLines(Path.Combine(root.Sub($"n{n}"), "metrics.jsonl"));
-            Assert.Equal(3, lines.Length - expectedSamples.Length);
+            Assert.Equal(4, lines.Length - expectedSamples.Length);
             Assert.Single(lines, MonitorLog.IsWatchLine);
             Assert.Equal(expectedDiagnosis, File.ReadAllText(Path.Combine(root.Sub($"n{n}"), "diagnosis.json")));
         }

@@ -72,7 +72,8 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(4, result.Epochs[^1].Epoch);
         Assert.Equal(full.Model.StateDict().Select(kv => kv.Value.ToArray()), resumed.Model.StateDict().Select(kv => kv.Value.ToArray()));
         var lines = File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl"));
-        Assert.Equal(4, lines.Length);
+        Assert.Equal(5, lines.Length); // four epochs and the end line of the resumed run (the crash wrote none)
+        Assert.True(RunDirectory.IsEndLine(lines[^1]), lines[^1]);
     }
 
     [Fact]
@@ -139,7 +140,7 @@ public sealed class TrainerTests : IDisposable
         new Trainer(Circles(2)).Run(runDir, cancellation: TestContext.Current.CancellationToken);
         var config = TrainingConfig.FromJson(File.ReadAllText(Path.Combine(runDir, "config.json")));
         Assert.Equal(Circles(2), config);
-        Assert.Equal(2, File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl")).Length);
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl")).Length); // two epochs and the end line
         Assert.True(File.Exists(Path.Combine(runDir, "checkpoints", "epoch-0002.safetensors")));
         var st = SafeTensors.Read(Path.Combine(runDir, "checkpoints", "epoch-0002.safetensors"));
         Assert.Contains(st.Tensors, kv => kv.Key == "layers.0.weight");
