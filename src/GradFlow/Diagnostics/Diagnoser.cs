@@ -177,7 +177,9 @@ public static partial class Diagnoser
         if (f.ZeroStartResidualRemedy() is { } rezero) remedies.Add("full-gain residual", rezero);
         if (causes.Any(c => c.Name.StartsWith("initial weight scale", StringComparison.Ordinal)))
             remedies.Add("initial weight scale", f.Remedy("init", f.MatchedInit, 1, f.Hidden.Count, $"re-initialise with {f.MatchedInit} (variance matched to fan-in and activation gain)"));
-        remedies.Add("learning rate", f.LearningRateRemedy(), causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal)) ? 0 : -0.5);
+        // a lower learning rate only when the steps are large: with small ones it contradicted a stall's "raise it" beside it
+        // (an LSTM at SGD 1e-3 was offered lr:0.1 and lr:3 at once)
+        if (causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal))) remedies.Add("learning rate", f.LearningRateRemedy());
         if (!f.HasNorm && f.Recurrent is null && f.Hidden.Count > 0) remedies.Add("no normalisation", f.Remedy("norm", "batch", 1, f.Hidden.Count, "insert BatchNorm before every hidden activation"));
         if (f.Config.ClipNorm is null) remedies.Add(null, new RemedySuggestion("clip:1", "clip the global gradient norm at 1", []));
         return new Problem

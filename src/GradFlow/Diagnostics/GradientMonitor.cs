@@ -16,7 +16,10 @@ public sealed class LayerStats
     /// <summary>The activation of the layer (null for the output layer).</summary>
     public Activation? Activation { get; init; }
 
-    /// <summary>RMS of dL/dh_l, the gradient of the loss with respect to the layer's output.</summary>
+    /// <summary>
+    /// RMS of dL/dh_l, the gradient of the loss with respect to the layer's output; for a layer before an average pool, times the
+    /// positions each pooled value averages (<see cref="MonitoredLayer.SignalScale"/>): the pool's constant 1/P divided out.
+    /// </summary>
     public double BackpropagatedSignalRms { get; set; } = double.NaN;
 
     /// <summary>Signal RMS of this layer over that of the next (NaN for the last): below 1 the signal shrinks going back through layer l+1.</summary>
@@ -153,6 +156,14 @@ public sealed record MonitoredLayer(int Index, string Name, Parameter Weight, Mo
 
     /// <summary>The layer's norm (between its weight and its activation; a residual block: its branch's last), whose running statistics a BatchNorm's sample records; or null.</summary>
     public Module? Norm { get; init; }
+
+    /// <summary>
+    /// What the layer's signal RMS is multiplied by: the positions that the average pools after it average into one (H·W for a
+    /// global average pool), 1 when none follows. An average pool hands each of P positions 1/P of the gradient of their mean, a
+    /// constant of the architecture rather than a decay of the signal: measured raw, a one-conv ReLU net with He init ending in a
+    /// global average pool over 28×28 had a gradient ratio of 8.5e-4 and was called vanishing (<see cref="NetworkWatch"/>).
+    /// </summary>
+    public double SignalScale { get; init; } = 1;
 }
 
 /// <summary>
@@ -862,7 +873,7 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
         {
             var t = totals.Slice(_partialOffset[i], _partialOffset[i + 1] - _partialOffset[i]);
             ref var s = ref _current[i];
-            if (t[Partial.SignalHits] > 0) s.Signal = t[Partial.SignalCount] == 0 ? 0 : Math.Sqrt(t[Partial.SignalSumSq] / t[Partial.SignalCount]);
+            if (t[Partial.SignalHits] > 0) s.Signal = t[Partial.SignalCount] == 0 ? 0 : Math.Sqrt(t[Partial.SignalSumSq] / t[Partial.SignalCount]) * _layers[i].SignalScale;
             if (t[Partial.SignalNonzero] > 0)
             {
                 s.SignalFp16Subnormal = t[Partial.SignalBelowFp16Subnormal] / t[Partial.SignalNonzero];

@@ -38,6 +38,9 @@ public static class NetworkWatch
         ArgumentNullException.ThrowIfNull(description);
         ArgumentNullException.ThrowIfNull(model);
         var modules = model.NamedModules().ToDictionary(t => t.Name, t => t.Module);
+        var shapes = description.Shapes().ToDictionary(t => t.Path, t => t);
+        // average pools, as (monitored layers before them, positions each output averages)
+        var pools = new List<(int Before, double Positions)>();
         Module At(string path) => modules.TryGetValue(path, out var m) ? m
             : throw new ArgumentException($"NetworkWatch: the model has no module '{path}' that the description names; was it built from this description?");
         var layers = new List<MonitoredLayer>();
@@ -90,6 +93,9 @@ public static class NetworkWatch
                         layers.Add(new MonitoredLayer(layers.Count + 1, Join(path, "linear2"), layer.Linear2.Weight, layer.Linear2, null) { Norm = layer.Norm2 });
                         break;
                     }
+                    case AdaptiveAvgPoolBlock or PoolBlock { Kind: PoolKind.Avg } when shapes.TryGetValue(path, out var shape):
+                        pools.Add((layers.Count, Positions(shape.Input) / Math.Max(1.0, Positions(shape.Output))));
+                        break;
                     case SequenceBlock inner:
                         Sequence(inner, path);
                         break;
@@ -98,10 +104,19 @@ public static class NetworkWatch
         }
         var root = description.Root;
         Sequence(root, root.Name ?? "");
+        // each layer's signal is measured as the gradient of what the pools after it average (MonitoredLayer.SignalScale)
+        for (int k = 0; k < layers.Count; k++)
+        {
+            double scale = pools.Where(p => p.Before > k).Aggregate(1.0, (a, p) => a * p.Positions);
+            if (scale != 1) layers[k] = layers[k] with { SignalScale = scale };
+        }
         return layers;
     }
 
     private static string ChildName(Block b, int i) => ShapeInference.ChildName(b, i);
+
+    /// <summary>The spatial positions of a [C, H, W] shape (H·W), 1 for any other rank.</summary>
+    private static double Positions(int[] shape) => shape.Length == 3 ? (double)shape[1] * shape[2] : 1;
 
     private static string Join(string prefix, string name) => ShapeInference.Join(prefix, name);
 

@@ -87,7 +87,7 @@ public static class DataSources
         if (bundle.Train.IsClassification && bundle.Train.ClassCount != output)
             throw new ArgumentException($"data: '{config.Data}' has {bundle.Train.ClassCount} classes but the model has {output} outputs.");
         if (!bundle.Train.IsClassification && bundle.Train.Targets!.Count / Math.Max(1, bundle.Train.Count) is var targets && targets != output)
-            throw new ArgumentException($"data: '{config.Data}' has {targets} regression targets per example but the model has {output} outputs." +
+            throw new ArgumentException($"data: '{config.Data}' has {targets} regression target{(targets == 1 ? "" : "s")} per example but the model has {output} outputs." +
                 (fromFile && config.TargetKind == TargetKind.Auto && targets == 1 && output > 1 && AllWhole(bundle.Train.Targets) && AllWhole(bundle.Test.Targets!)
                     ? " The targets are whole numbers written as floats (such as 1.0), which --task auto reads as regression values; " +
                       "if they are class labels, pass --task classes (the 'targetKind' field)."

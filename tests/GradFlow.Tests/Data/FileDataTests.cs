@@ -437,7 +437,7 @@ public sealed class FileDataTests : IDisposable
         // whole-number float targets (pandas' 0.0 and 1.0) for a model with several outputs: the error says to ask for classes
         var floats = Text("f.csv", "a,b,y\n1,2,0.0\n3,4,1.0\n5,6,0.0\n7,8,1.0\n9,1,0.0\n");
         var regression = Assert.Throws<ArgumentException>(() => DataSources.Load(new TrainingConfig { Data = floats, Target = "y" }, NetworkDescription.Parse("mlp 2-4-2")));
-        Assert.Contains("has 1 regression targets per example but the model has 2 outputs", regression.Message);
+        Assert.Contains("has 1 regression target per example but the model has 2 outputs", regression.Message);
         Assert.Contains("if they are class labels, pass --task classes", regression.Message);
         Assert.Equal(2, DataSources.Load(new TrainingConfig { Data = floats, Target = "y", TargetKind = TargetKind.Classes }, NetworkDescription.Parse("mlp 2-4-2")).Train.ClassCount);
         var fractions = Text("g.csv", "a,b,y\n1,2,0.5\n3,4,1.0\n5,6,0.0\n7,8,1.0\n9,1,0.0\n");

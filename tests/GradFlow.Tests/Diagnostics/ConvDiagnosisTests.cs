@@ -87,9 +87,11 @@ public class ConvDiagnosisTests
         var fixedTrial = Trial(fixedConfig);
         Assert.DoesNotContain(fixedTrial.Diagnosis.Problems, p => p.Kind == ProblemKind.VanishingGradient);
         Assert.True(fixedTrial.Diagnosis.GradientRatio > 1e-2, $"ratio {fixedTrial.Diagnosis.GradientRatio}");
-        // the sigmoid net is still at chance; with the signal reaching layer 1 the loss falls within the trial
+        // the sigmoid net is still at chance; with the signal reaching layer 1 the loss falls within the trial (by 0.04: the remedy
+        // converts the layers up to one above the threshold, 1-9 of 12, since the monitor divides out the average pool's 1/16; before,
+        // that constant put the threshold at layer 10 and the remedy converted 11 layers, and the loss fell by 0.29)
         Assert.True(trial.FinalLoss > 0.98 * Math.Log(10), $"sigmoid loss {trial.FinalLoss}");
-        Assert.True(fixedTrial.FinalLoss < trial.FinalLoss - 0.15, $"loss {trial.FinalLoss} -> {fixedTrial.FinalLoss}");
+        Assert.True(fixedTrial.FinalLoss < trial.FinalLoss - 0.02, $"loss {trial.FinalLoss} -> {fixedTrial.FinalLoss}");
     }
 
     [Fact]
@@ -114,7 +116,10 @@ public class ConvDiagnosisTests
         // ratio swinging from 3e-2 to 7e-6 between samples five steps apart, so the window's median landed on either side of
         // the 1e-3 threshold with convolutions that differ only in rounding (flat implicit GEMM, Winograd). Under SGD(0.01,
         // 0.9) the ratio stays at 1e-5 to 6e-5 (seeds 0-2, both convolution paths) and the verdict is the same every time.
-        var config = Images(DeepPlain + " norm=none") with { Optimizer = OptimizerKind.Sgd, LearningRate = 0.01, Momentum = 0.9 };
+        // LeCun-normal init (std 1/√fan_in, as Keras and older nets use): with torchvision's He fan_out the signal of this stack
+        // decays by only about 1e-3 over the 54 layers once the average pool's constant 1/16 is divided out (the monitor's signal
+        // scale), which sits on the threshold; with LeCun's scale each ReLU layer passes back about 0.7 of the signal (1e-8 over 54).
+        var config = Images(DeepPlain + " norm=none init=lecun-normal") with { Optimizer = OptimizerKind.Sgd, LearningRate = 0.01, Momentum = 0.9 };
         var trial = Trial(config);
         var vanishing = Assert.Single(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.VanishingGradient);
         Assert.Equal("no normalisation", vanishing.Causes[0].Name);

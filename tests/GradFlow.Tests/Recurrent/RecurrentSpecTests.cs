@@ -137,7 +137,7 @@ public class RecurrentSpecTests
 
     [Theory]
     [InlineData("lstm 3-8-1", "adding", "2 features per time step but the model expects 3")]
-    [InlineData("lstm 2-8-2", "adding", "1 regression targets per example but the model has 2 outputs")]
+    [InlineData("lstm 2-8-2", "adding", "1 regression target per example but the model has 2 outputs")]
     [InlineData("lstm 2-8-4", "teacher", "not a sequence data set")]
     public void DataSources_SizesThatDoNotFit_AreNamed(string model, string data, string message)
     {
