@@ -51,8 +51,11 @@ public static partial class Diagnoser
             if (Trouble.Contains(problems[i].Kind))
                 problems[i] = problems[i] with
                 {
+                    // (the transformer remedies' learning rate replaces the problem's own: a stall's lr:3 beside their lower rate
+                    // told the user to raise and to lower it at once)
                     Remedies = transformerRemedies.Select(r => r with { Score = r.Score - 0.5 })
-                        .Concat(problems[i].Remedies.Where(r => transformerRemedies.All(x => x.Id != r.Id) && Remedies.Changes(r.Id, f.Config) == true)).ToArray(),
+                        .Concat(problems[i].Remedies.Where(r => transformerRemedies.All(x => x.Id != r.Id && !(IsLearningRate(x) && IsLearningRate(r)))
+                            && Remedies.Changes(r.Id, f.Config) == true)).ToArray(),
                 };
         if (t.PostLn && !Remedies.HasWarmup(f.Config) && (trouble || growth > s.PostLnGradientGrowth) && first is not null)
         {
@@ -169,6 +172,8 @@ public static partial class Diagnoser
     }
 
     private static double Square(double x) => x * x;
+
+    private static bool IsLearningRate(RemedySuggestion r) => r.Id.StartsWith("lr:", StringComparison.Ordinal);
 
     /// <summary>How the learning rate of a config without a warm-up (<see cref="Remedies.HasWarmup"/>) starts, for the verdicts' text.</summary>
     private static string WarmupWords(TrainingConfig c) => c.WarmupSteps == 0

@@ -78,6 +78,7 @@ public class TransformerDiagnosisTests
         var config = Config("post", 0.03, layers: 4, steps: 80);
         var trial = Trials.Run(config, 80, 4, Data, cancellation: TestContext.Current.CancellationToken);
         Assert.Contains(trial.Diagnosis.Problems, p => p.Kind == ProblemKind.PostLnWithoutWarmup);
+
         // the same samples under a config that warms up: the rule needs the missing warm-up
         var warm = Diagnoser.Diagnose(trial.Samples, config with { WarmupSteps = 8 }, chanceLoss: Math.Log(Words.Vocabulary.Length));
         Assert.DoesNotContain(warm.Problems, p => p.Kind == ProblemKind.PostLnWithoutWarmup);
@@ -89,6 +90,25 @@ public class TransformerDiagnosisTests
             p => p.Kind == ProblemKind.PostLnWithoutWarmup);
         Assert.Contains("warm-up of 1 step", brief.Summary, StringComparison.Ordinal);
         Assert.Contains(brief.Remedies, r => r.Id == "warmup:8");
+    }
+
+    /// <summary>
+    /// A transformer's stall gets the transformer remedies first, whose learning rate replaces the stall's own: a Pre-LN model at
+    /// chance was told to multiply its rate by 0.1 and by 3 in one list.
+    /// </summary>
+    [Fact]
+    public void Stall_OfATransformer_HasOneLearningRateRemedy()
+    {
+        var config = Config("pre", 1e-3, layers: 2, steps: 400);
+        double chance = Math.Log(Words.Vocabulary.Length);
+        var samples = Enumerable.Range(0, 12).Select(i => new MonitorSample
+        {
+            Step = i * 10, Loss = chance + 1e-4 * (i % 2), GlobalGradientNorm = 1,
+            Layers = Enumerable.Range(1, 5).Select(l => new LayerStats { LayerIndex = l, BackpropagatedSignalRms = 0.5 + 0.1 * l }).ToArray(),
+        }).ToArray();
+        var stall = Assert.Single(Diagnoser.Diagnose(samples, config, chanceLoss: chance).Problems, p => p.Kind == ProblemKind.StalledLoss);
+        var rates = stall.Remedies.Where(r => r.Id.StartsWith("lr:", StringComparison.Ordinal)).Select(r => r.Id).ToArray();
+        Assert.True(rates.Length == 1, string.Join(", ", stall.Remedies.Select(r => r.Id)));
     }
 
     /// <summary>Trains with the query and key rows of every in_proj_weight multiplied by <paramref name="qkScale"/> (logits × scale²).</summary>
