@@ -547,10 +547,10 @@ public static partial class Diagnoser
         // flat now, and it has not fallen far since the start (a loss that fell a long way and then flattened has
         // converged for this learning rate) ...
         bool flat = improvement < s.StallImprovement && overall < s.StallOverallImprovement;
-        // ... or, whatever its trend, still at the chance level: after the trial it has learnt almost nothing. Far above chance a
-        // falling loss is not a stall but large outputs coming down, the exploding forward signal's verdict (a loss falling from
-        // 2e4 to 119 in 36 steps was called stalled at 89 × chance, with lr:3 beside that verdict's lower rate)
-        bool atChance = f.OverChance(after) >= s.ChanceStall && (f.OverChance(after) <= s.FarAboveChance || flat);
+        // ... or, whatever its trend, still at the chance level: after the trial it has learnt almost nothing (far above chance too,
+        // even while falling: dropping the stall there lost two of the calibration half's stalled runs, at 30-90 × chance after the
+        // trial, that never came down)
+        bool atChance = f.OverChance(after) >= s.ChanceStall;
         if (!flat && !atChance) return null;
         var causes = new List<Cause>();
         if (found.Any(p => p.Kind == ProblemKind.VanishingGradient))
