@@ -110,7 +110,7 @@ internal static class DemoCommand
             runs.Add((label, Path.Combine(outDir, dir), trial));
             var last = trial.Samples.Count > 0 ? trial.Samples[^1] : null;
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"test accuracy {trial.TestAccuracy,6:P1}   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   signal layer 1 {last?.Layers[0].BackpropagatedSignalRms ?? double.NaN,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}"));
+                $"test accuracy {trial.TestAccuracy,6:P1}   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   signal layer 1 {last?.Layers[0].BackpropagatedSignalRms ?? double.NaN,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => Catalogue.KindName(p.Kind))))}"));
         }
         stdout.WriteLine();
         stdout.WriteLine("per-layer signal at the end of the sigmoid run and of the ReLU + He run:");
@@ -195,7 +195,7 @@ internal static class DemoCommand
     }
 
     private static string Line(string label, TrialResult trial) => string.Create(CultureInfo.InvariantCulture,
-        $"{label,-22} test accuracy {trial.TestAccuracy,6:P1}   loss {trial.FinalLoss,6:F3}   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}");
+        $"{label,-22} test accuracy {trial.TestAccuracy,6:P1}   loss {trial.FinalLoss,6:F3}   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => Catalogue.KindName(p.Kind))))}");
 
     /// <summary>The demo's story on any model: preflight, a monitored trial, repair in trials of the same length, the report.</summary>
     private static int OfModel(TrainingConfig config, int steps, string outDir, TextWriter stdout)
@@ -250,7 +250,7 @@ internal static class DemoCommand
             var signal = trial.Samples.Count > 0 ? trial.Samples[^1].TimeSignal?[^1] : null;
             int lag = signal is null ? -1 : Diagnoser.LagBelow(signal, new DiagnosisSettings().VanishingRatio);
             stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"test MSE {trial.Result.Epochs[^1].TestLoss,7:F4}   signal at t = 1 / t = 100 {trial.Diagnosis.GradientRatio,9:E1}   below 1e-3 from lag {(lag < 0 ? "-" : lag.ToString(CultureInfo.InvariantCulture)),3}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}"));
+                $"test MSE {trial.Result.Epochs[^1].TestLoss,7:F4}   signal at t = 1 / t = 100 {trial.Diagnosis.GradientRatio,9:E1}   below 1e-3 from lag {(lag < 0 ? "-" : lag.ToString(CultureInfo.InvariantCulture)),3}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => Catalogue.KindName(p.Kind))))}"));
         }
         stdout.WriteLine();
         DiagnosisView.WriteVerdict(stdout, rnn!.Diagnosis);
@@ -309,7 +309,7 @@ internal static class DemoCommand
     {
         double test = trial.Result.Epochs.Count > 0 ? trial.Result.Epochs[^1].TestLoss : double.NaN;
         return string.Create(CultureInfo.InvariantCulture,
-            $"{label,-22} training loss {trial.FinalLoss,6:F3}   validation {test / Math.Log(2),5:F2} bits per character   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => p.Kind)))}");
+            $"{label,-22} training loss {trial.FinalLoss,6:F3}   validation {test / Math.Log(2),5:F2} bits per character   gradient ratio {trial.Diagnosis.GradientRatio,9:E1}   {(trial.Diagnosis.Healthy ? "healthy" : string.Join(", ", trial.Diagnosis.Problems.Select(p => Catalogue.KindName(p.Kind))))}");
     }
 
     private static void Heading(TextWriter w, string title)

@@ -60,6 +60,9 @@ internal static class EvaluateCommand
         var only = o.GetValue(Only)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         string? split = o.GetValue(Split);
         if (split is not null && catalogue.Entries.All(e => e.Split is null)) throw new UsageException($"gradflow evaluate: --split: {path} has no split (a generated catalogue has).");
+        // a name that matches nothing evaluated nothing and printed rates of NaN with exit code 0
+        if (only?.FirstOrDefault(n => !catalogue.Entries.Any(e => e.Name.Contains(n, StringComparison.Ordinal) && (split is null || e.Split == split))) is { } unmatched)
+            throw new UsageException($"gradflow evaluate: --only: no entry{(split is null ? "" : $" of the {split} half")} of {path} has '{unmatched}' in its name (names are case-sensitive: 'gradflow evaluate --catalogue {path}' lists them as it runs).");
         var report = CatalogueEvaluator.Evaluate(catalogue, o.Has(Repair),
             filter: e => (split is null || e.Split == split) && (only is null || only.Any(n => e.Name.Contains(n, StringComparison.Ordinal))),
             progress: run => stdout.WriteLine(Line(run)), jobs: jobs, world: world, trialsDirectory: o.GetValue(TrialsOut));

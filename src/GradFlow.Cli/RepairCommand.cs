@@ -86,7 +86,7 @@ internal static class RepairCommand
     }
 
     internal static string Line(TrialResult t) => string.Create(CultureInfo.InvariantCulture,
-        $"gradient ratio {t.Diagnosis.GradientRatio:E1}, loss {t.FinalLoss:F3}, {(double.IsNaN(t.TestAccuracy) ? $"test loss {t.Result.Epochs.LastOrDefault()?.TestLoss ?? double.NaN:F4}" : $"test accuracy {t.TestAccuracy:P1}")}, {(t.Diagnosis.Healthy ? (t.Diagnosis.TrendNeedsSamples is null ? "healthy" : "not judged (too few samples)") : string.Join(", ", t.Diagnosis.Problems.Select(p => p.Kind)))}");
+        $"gradient ratio {t.Diagnosis.GradientRatio:E1}, loss {t.FinalLoss:F3}, {(double.IsNaN(t.TestAccuracy) ? $"test loss {t.Result.Epochs.LastOrDefault()?.TestLoss ?? double.NaN:F4}" : $"test accuracy {t.TestAccuracy:P1}")}, {(t.Diagnosis.Healthy ? (t.Diagnosis.TrendNeedsSamples is null ? "healthy" : "not judged (too few samples)") : string.Join(", ", t.Diagnosis.Problems.Select(p => Catalogue.KindName(p.Kind))))}");
 
     private static string ToJson(RepairResult r) => System.Text.Json.JsonSerializer.Serialize(new
     {

@@ -99,7 +99,7 @@ internal static partial class SweepCommand
             int eq = text.IndexOf('=', StringComparison.Ordinal);
             if (eq <= 0 || eq == text.Length - 1) throw new UsageException($"gradflow sweep: --grid '{text}' is not KEY=V,V,...");
             string key = text[..eq].Trim().TrimStart('-');
-            var values = text[(eq + 1)..].Split(',', StringSplitOptions.TrimEntries);
+            var values = TopLevelValues(text[(eq + 1)..]);
             if (values.Any(v => v.Length == 0)) throw new UsageException($"gradflow sweep: --grid {key}: an empty value in '{text[(eq + 1)..]}'.");
             if (values.Distinct().Count() != values.Length) throw new UsageException($"gradflow sweep: --grid {key}: a value is repeated in '{text[(eq + 1)..]}'.");
             string name = key == "model-file" ? key : OptionName(key) ?? (IsSpecKey(key) ? key
@@ -186,4 +186,27 @@ internal static partial class SweepCommand
 
     [GeneratedRegex("^[a-z][a-z-]*$", RegexOptions.CultureInvariant)]
     private static partial Regex SpecKey();
+
+    /// <summary>
+    /// The comma-separated values of a grid axis, split only at commas outside parentheses and brackets, so that a model
+    /// description such as <c>net 2: linear(out=8,bias=false) ...</c> is one value (every comma used to split it).
+    /// </summary>
+    internal static string[] TopLevelValues(string text)
+    {
+        var values = new List<string>();
+        int depth = 0, start = 0;
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (c is '(' or '[' or '{') depth++;
+            else if (c is ')' or ']' or '}') depth = Math.Max(0, depth - 1);
+            else if (c == ',' && depth == 0)
+            {
+                values.Add(text[start..i].Trim());
+                start = i + 1;
+            }
+        }
+        values.Add(text[start..].Trim());
+        return values.ToArray();
+    }
 }

@@ -58,6 +58,19 @@ public sealed class SweepCommandTests : IDisposable
         Assert.Equal(byFile, Losses([.. Args("--grid", "model=mlp 2-4-2,mlp 2-12-2 act=relu", "--grid", "lr=0.05").Where((_, i) => i is not (3 or 4))]));
     }
 
+    /// <summary>A model axis splits at the commas between values, not inside a description's parentheses (every comma split it).</summary>
+    [Fact]
+    public void Sweep_ModelAxis_KeepsTheCommasOfADescription()
+    {
+        Assert.Equal(["net 2 seq[linear(out=8,bias=false) relu linear(out=2)]", "mlp 2-4-2", "[a,b]"],
+            GradFlow.Cli.SweepCommand.TopLevelValues(" net 2 seq[linear(out=8,bias=false) relu linear(out=2)] ,mlp 2-4-2,[a,b]"));
+        var (code, output, err) = CliRunner.Run([.. Args("--grid", "model=net 2 seq[linear(out=8,bias=false) relu linear(out=2)],mlp 2-4-2", "--grid", "lr=0.05")
+            .Where((_, i) => i is not (3 or 4))]);
+        Assert.True(code == 0, err + output);
+        var models = File.ReadAllLines(Path.Combine(_dir, "s", "results.jsonl")).Select(l => GradFlow.Diagnostics.SweepRecord.Parse(l, "results.jsonl").Values[0]).ToArray();
+        Assert.Equal(["net 2 seq[linear(out=8,bias=false) relu linear(out=2)]", "mlp 2-4-2"], models);
+    }
+
     [Fact]
     public void Sweep_MonitorEveryAxis_SamplesEachPointAtItsOwnInterval()
     {

@@ -61,6 +61,32 @@ public sealed class OnnxExportTests : IDisposable
         ExportRunCheckImport(name, d, net, x, expected, NamedOnnxValue.CreateFromTensor("input", new OrtTensors.DenseTensor<float>(x.ToArray(), x.Shape.ToArray())), importable);
     }
 
+    /// <summary>
+    /// A recurrent shorthand reads sequences of any length, and its export says so (a symbolic T): a GRU trained on 30 steps was
+    /// declared [N, 1, 2], and ONNX Runtime refuses a 30-step input against that declaration. A fixed T stays fixed.
+    /// </summary>
+    [Fact]
+    public void Export_RecurrentShorthand_DeclaresAnyLength_AndRunsA30StepSequence()
+    {
+        var d = NetworkDescription.Parse("gru 2-16-1");
+        var net = NetworkBuilder.Build(d, new Generator(3));
+        var x = Tensor.RandN(new Generator(9), [3, 30, 2]);
+        net.Eval();
+        var expected = net.Forward(x).ToArray();
+        string path = Path.Combine(_dir, "gru.onnx");
+        OnnxExport.Write(net, path);
+        using (var session = new InferenceSession(path))
+        {
+            Assert.Equal([-1, -1, 2], session.InputMetadata["input"].Dimensions);
+            using var results = session.Run([NamedOnnxValue.CreateFromTensor("input", new OrtTensors.DenseTensor<float>(x.ToArray(), [3, 30, 2]))]);
+            AssertClose(expected, results.Single().AsTensor<float>().ToArray(), 1e-5, "gru, 30 steps: ONNX Runtime vs GradFlow");
+        }
+        var fixedLength = NetworkBuilder.Build(NetworkDescription.Parse("net 5x3 seq[recurrent(cell=gru,hidden=6,output=sequence) linear(out=2) flatten linear(out=3)]"), new Generator(3));
+        OnnxExport.Write(fixedLength, path);
+        using var fixedSession = new InferenceSession(path);
+        Assert.Equal([-1, 5, 3], fixedSession.InputMetadata["input"].Dimensions);
+    }
+
     public static TheoryData<string, string, bool> Transformers => new()
     {
         // a character model: embedding, learnt positions, two Pre-LN GELU layers, the final norm, the head tied to the embedding

@@ -74,7 +74,10 @@ public static class OnnxExport
         var graph = e.Graph;
         graph.Name = "gradflow";
         // a token model (an embedding first) reads integer token indices, as PyTorch's exports do
-        graph.Input.Add(ValueInfo("input", d.Input, FirstLeaf(d.Root) is EmbeddingBlock ? TensorProto.Types.DataType.Int64 : TensorProto.Types.DataType.Float));
+        // a recurrent model reads sequences of any length: its time dimension is named, not the description's nominal T (a GRU
+        // trained on 30 steps was declared [N, 1, 2], which a runtime that checks the declared shape refuses for [N, 30, 2])
+        graph.Input.Add(ValueInfo("input", d.Input, FirstLeaf(d.Root) is EmbeddingBlock ? TensorProto.Types.DataType.Int64 : TensorProto.Types.DataType.Float,
+            firstDim: AnyLength(d) ? "T" : null));
         int[] x = [.. d.Input];
         string root = d.Root.Name is { } rootName ? rootName : "";
         string y = e.Sequence(d.Root, "input", ref x, root);
@@ -90,17 +93,27 @@ public static class OnnxExport
         return model;
     }
 
+    /// <summary>
+    /// Whether the model reads sequences of any length: a recurrent block first, at the nominal length 1 of the <c>lstm|gru|rnn</c>
+    /// shorthands ("any length T runs"), and no flatten that would tie a later layer to T.
+    /// </summary>
+    private static bool AnyLength(NetworkDescription d) =>
+        FirstLeaf(d.Root) is RecurrentBlock && d.Input.Count == 2 && d.Input[0] == 1 && !Diagnostics.NetworkFacts.Flatten(d.Root).Any(b => b is FlattenBlock);
+
     private static Block? FirstLeaf(Block b) => b switch
     {
         SequenceBlock s => s.Blocks.Count == 0 ? null : FirstLeaf(s.Blocks[0]),
         _ => b,
     };
 
-    private static ValueInfoProto ValueInfo(string name, IReadOnlyList<int> example, TensorProto.Types.DataType type = TensorProto.Types.DataType.Float)
+    /// <summary>A tensor's name, type and shape: a batch dimension N, then <paramref name="example"/>'s (its first named <paramref name="firstDim"/> when given).</summary>
+    private static ValueInfoProto ValueInfo(string name, IReadOnlyList<int> example, TensorProto.Types.DataType type = TensorProto.Types.DataType.Float,
+        string? firstDim = null)
     {
         var shape = new TensorShapeProto();
         shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = "N" });
-        foreach (var v in example) shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = v });
+        for (int i = 0; i < example.Count; i++)
+            shape.Dim.Add(i == 0 && firstDim is not null ? new TensorShapeProto.Types.Dimension { DimParam = firstDim } : new TensorShapeProto.Types.Dimension { DimValue = example[i] });
         return new ValueInfoProto
         {
             Name = name,
