@@ -34,7 +34,12 @@ internal static class DiagnosisView
             int len = double.IsFinite(lg) ? Math.Clamp((int)Math.Round((lg + 12) / 14 * barWidth), 0, barWidth) : barWidth;
             string bar = double.IsFinite(lg) ? new string('█', len).PadRight(barWidth) : "non-finite".PadRight(barWidth);
             string colour = !double.IsFinite(lg) ? "magenta" : lg < -6 ? "red" : lg > 1 ? "yellow" : "green";
-            string activation = l.Activation is { } a ? Nn.ModelSpec.NameOf(a) : l.LayerIndex <= (s.TimeSignal?.Length ?? 0) ? "(recurrent)" : "(output)";
+            // a transformer layer is two monitored layers, its attention and its feed-forward sub-layer (each was labelled "(output)")
+            var block = s.Blocks?.FirstOrDefault(b => l.LayerIndex == b.AttentionLayer || l.LayerIndex == b.AttentionLayer + 1);
+            string activation = l.Activation is { } a ? Nn.ModelSpec.NameOf(a)
+                : l.LayerIndex <= (s.TimeSignal?.Length ?? 0) ? "(recurrent)"
+                : block is not null ? (l.LayerIndex == block.AttentionLayer ? $"(attention {block.Block})" : $"(feed-forward {block.Block})")
+                : l.LayerIndex == s.Layers[^1].LayerIndex ? "(output)" : "-";
             table.AddRow(
                 I(l.LayerIndex), Markup.Escape(activation), E2(l.BackpropagatedSignalRms),
                 tty ? $"[{colour}]{Markup.Escape(bar)}[/]" : bar,

@@ -141,7 +141,7 @@ public static partial class Diagnoser
             ? p with
             {
                 Confidence = (c.Broken + 1.0) / (c.Runs + 2.0),
-                ConfidenceBasis = string.Create(CultureInfo.InvariantCulture, $"{c.Broken} of {c.Runs} calibration runs with this verdict ended broken"),
+                ConfidenceBasis = string.Create(CultureInfo.InvariantCulture, $"{c.Broken} of {c.Runs} calibration runs with this verdict ended broken; ({c.Broken} + 1) / ({c.Runs} + 2), so that few runs do not claim certainty"),
             }
             : p;
 

@@ -93,7 +93,7 @@ public static class GeneratedCatalogue
         {
             w.WriteStartObject();
             w.WriteString("//", "GradFlow's generated catalogue, labelled by the outcomes of full training runs (docs/diagnosis.md). " +
-                "Built by: gradflow catalogue --seed 1 --count 340 --out tests/catalogue/generated.json");
+                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Built by: gradflow catalogue --seed {grammarSeed} --count {runs.Count}"));
             w.WriteNumber("grammarSeed", grammarSeed);
             w.WriteStartArray("seeds");
             w.WriteNumberValue(RunSeed);

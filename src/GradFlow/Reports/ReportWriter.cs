@@ -117,14 +117,14 @@ public static class ReportWriter
         var data = runs.Select(r => (r.Label, RunData.Read(r.RunDirectory))).ToArray();
         var html = new StringBuilder();
         Begin(html, "GradFlow comparison: " + string.Join(" vs ", runs.Select(r => r.Label)));
-        html.Append("<h2>Final metrics</h2><table><tr><th style=\"text-align:left\">run</th><th>test accuracy</th><th>test loss</th><th>gradient ratio</th><th>verdict</th></tr>");
+        html.Append("<h2>Final metrics</h2><table><tr><th style=\"text-align:left\">run</th><th>test accuracy</th><th>test loss</th><th>gradient ratio (last sample)</th><th>verdict</th></tr>");
         foreach (var (label, run) in data)
         {
             var last = run.Epochs.Count > 0 ? run.Epochs[^1] : default;
             double ratio = run.Samples.Count > 0 ? run.Samples[^1].GradientRatio : double.NaN;
             string verdict = run.Diagnosis is null ? "-" : run.Diagnosis.RootElement.GetProperty("healthy").GetBoolean() ? (Unjudged(run.Diagnosis.RootElement) is null ? "healthy" : "not judged")
                 : string.Join(", ", run.Diagnosis.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetProperty("kind").GetString()));
-            html.Append(CultureInfo.InvariantCulture, $"<tr><td style=\"text-align:left\">{Svg.E(label)}</td><td>{(run.Epochs.Count > 0 && !double.IsNaN(last.TestAccuracy) ? last.TestAccuracy.ToString("P1", CultureInfo.InvariantCulture) : "-")}</td><td>{(run.Epochs.Count > 0 ? last.TestLoss.ToString("F4", CultureInfo.InvariantCulture) : "-")}</td><td>{ratio:E1}</td><td>{Svg.E(verdict)}</td></tr>");
+            html.Append(CultureInfo.InvariantCulture, $"<tr><td style=\"text-align:left\">{Svg.E(label)}</td><td>{(run.Epochs.Count > 0 && !double.IsNaN(last.TestAccuracy) ? last.TestAccuracy.ToString("P1", CultureInfo.InvariantCulture) : "-")}</td><td>{(run.Epochs.Count > 0 ? last.TestLoss.ToString("F4", CultureInfo.InvariantCulture) : "-")}</td><td>{(double.IsFinite(ratio) ? ratio.ToString("E1", CultureInfo.InvariantCulture) : "-")}</td><td>{Svg.E(verdict)}</td></tr>");
         }
         html.Append("</table>");
         Curves(html, data.Select(d => (d.Label, d.Item2)).ToArray());

@@ -252,6 +252,10 @@ public sealed record TrainingConfig
             $"is '{Data}': neither a built-in data set (valid: {string.Join(", ", DataSources.Names)}) nor an existing file or folder");
         Require(!requireData || TestData is null || FileData.Exists(TestData), "testData", $"is '{TestData}', which does not exist");
         Require(TestFraction > 0 && TestFraction < 1, "testFraction", $"must be in (0, 1), got {TestFraction}");
+        Require(ImageChannels is 1 or 3, "imageChannels", $"must be 1 or 3, got {ImageChannels}");
+        Require(ImageWidth.HasValue == ImageHeight.HasValue, "imageWidth", $"and imageHeight must both be given or neither, got {ImageWidth}x{ImageHeight}");
+        Require(ImageWidth is null or (>= 1 and <= 4096), "imageWidth", $"must be in 1..4096, got {ImageWidth}");
+        Require(ImageHeight is null or (>= 1 and <= 4096), "imageHeight", $"must be in 1..4096, got {ImageHeight}");
         // a built-in data set ignores what only a data file is read with: refused, not written into config.json as if it had
         // happened (--no-standardize on Fashion-MNIST gave the same losses bit for bit)
         if (DataSources.Names.Contains(Data))
@@ -267,10 +271,6 @@ public sealed record TrainingConfig
             Require(ImageChannels == new TrainingConfig().ImageChannels, "imageChannels", only);
             Require(SequenceLength is null || Data == "adding", "sequenceLength", $"applies to the adding problem and data files only; '{Data}' is a built-in data set of fixed shape");
         }
-        Require(ImageChannels is 1 or 3, "imageChannels", $"must be 1 or 3, got {ImageChannels}");
-        Require(ImageWidth.HasValue == ImageHeight.HasValue, "imageWidth", $"and imageHeight must both be given or neither, got {ImageWidth}x{ImageHeight}");
-        Require(ImageWidth is null or (>= 1 and <= 4096), "imageWidth", $"must be in 1..4096, got {ImageWidth}");
-        Require(ImageHeight is null or (>= 1 and <= 4096), "imageHeight", $"must be in 1..4096, got {ImageHeight}");
         try
         {
             Description();
