@@ -68,6 +68,17 @@ public class CliAppTests
         Assert.Contains($"'{data}' is a built-in data set", err);
     }
 
+    /// <summary>--every and --monitor-every both set a trial's sampling: given together, --every won silently; now a usage error.</summary>
+    [Theory]
+    [InlineData("diagnose")]
+    [InlineData("sweep")]
+    public void EveryAndMonitorEvery_Together_ExitTwo(string verb)
+    {
+        var (code, _, err) = Run(verb, "--data", "spirals", "--model", "mlp 2-8-2", "--steps", "8", "--every", "2", "--monitor-every", "4");
+        Assert.Equal(2, code);
+        Assert.Contains("--every and --monitor-every both set", err);
+    }
+
     /// <summary>A name that matches no entry is a usage error (it evaluated nothing and printed rates of NaN, exit 0).</summary>
     [Fact]
     public void Evaluate_OnlyMatchingNothing_ExitsTwoNamingIt()

@@ -177,6 +177,38 @@ public sealed class DashboardServerTests : IDisposable
             received["diagnosis"]!.ToJsonString());
     }
 
+    /// <summary>train --serve --out DIR/ (a trailing separator) announced the run as "#run=" with an empty id; the id is the folder's name, as /api/runs lists it.</summary>
+    [Fact]
+    public async Task TrainServe_OutWithATrailingSlash_AnnouncesTheRunsOwnId()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "GradFlow.Cli.dll"), "train", "--model", "mlp 2-8-2", "--data", "circles",
+                     "--max-steps", "4", "--threads", "1", "--out", Path.Combine(_dir, "slash") + Path.DirectorySeparatorChar, "--serve", "--port", "0" })
+            psi.ArgumentList.Add(a);
+        using var training = System.Diagnostics.Process.Start(psi)!;
+        try
+        {
+            training.OutputDataReceived += (_, _) => { };
+            training.BeginOutputReadLine();
+            string? url = null;
+            using var announced = new ManualResetEventSlim();
+            training.ErrorDataReceived += (_, e) =>
+            {
+                if (e.Data?.StartsWith("dashboard: ", StringComparison.Ordinal) == true) { url = e.Data["dashboard: ".Length..].Trim(); announced.Set(); }
+            };
+            training.BeginErrorReadLine();
+            Assert.True(announced.Wait(TimeSpan.FromMinutes(2), cancel), "no 'dashboard:' line");
+            Assert.EndsWith("#run=slash", url);
+            using var http = new HttpClient { BaseAddress = new Uri(url![..url!.IndexOf('#', StringComparison.Ordinal)]), Timeout = TimeSpan.FromSeconds(60) };
+            Assert.Contains("\"id\":\"slash\"", await http.GetStringAsync("api/runs", cancel));
+        }
+        finally
+        {
+            if (!training.HasExited) training.Kill(entireProcessTree: true);
+        }
+    }
+
     [Fact]
     public void TakenPort_IsAUsageErrorNamingIt_AndTrainServeLeavesNoRunDirectory()
     {
