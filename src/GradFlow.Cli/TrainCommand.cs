@@ -79,6 +79,7 @@ internal static class TrainCommand
     {
         // one writer per run directory; a run that appeared while this one set up is another process's
         IDisposable? held = null;
+        bool created = runDir is not null && !Directory.Exists(runDir);
         if (runDir is not null && world.Rank == 0)
         {
             try
@@ -96,7 +97,19 @@ internal static class TrainCommand
             }
         }
         using var _ = held;
-        var trainer = new Trainer(config) { Communicator = world };
+        Trainer trainer;
+        try
+        {
+            trainer = new Trainer(config) { Communicator = world };
+        }
+        catch when (created && world.Rank == 0)
+        {
+            // the data or the model failed before anything was written: the directory this run created goes (an empty one was
+            // left behind, and a rerun then had to say --force)
+            held?.Dispose();
+            if (Directory.Exists(runDir) && !Directory.EnumerateFileSystemEntries(runDir!).Any()) Directory.Delete(runDir!);
+            throw;
+        }
         trainer.Warning += stderr.WriteLine;
         if (startOver && world.Rank == 0) new RunDirectory(runDir!).Clear();
         // every process has checked the directory before rank 0 writes into it

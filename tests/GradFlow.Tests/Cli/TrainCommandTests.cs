@@ -383,4 +383,22 @@ public sealed class TrainCommandTests : IDisposable
         Assert.DoesNotContain(missing, err);
         Assert.DoesNotContain("elements", err);
     }
+
+    /// <summary>
+    /// A run whose data or model fails before anything is written leaves no directory it created (an empty one stayed, and a rerun
+    /// then needed --force); a directory that existed before stays.
+    /// </summary>
+    [Fact]
+    public void Train_DataThatDoesNotFitTheModel_LeavesNoDirectoryItCreated()
+    {
+        string fresh = Path.Combine(_dir, "fresh"), existing = Path.Combine(_dir, "existing");
+        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 3-8-2", "--data", "spirals", "--epochs", "1", "--threads", "1", "--out", fresh);
+        Assert.Equal(1, code);
+        Assert.Contains("the model expects 3", err);
+        Assert.False(Directory.Exists(fresh), "the run's new directory was left behind");
+        Directory.CreateDirectory(existing);
+        (code, _, _) = CliRunner.Run("train", "--model", "mlp 3-8-2", "--data", "spirals", "--epochs", "1", "--threads", "1", "--out", existing);
+        Assert.Equal(1, code);
+        Assert.True(Directory.Exists(existing));
+    }
 }
