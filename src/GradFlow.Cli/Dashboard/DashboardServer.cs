@@ -146,6 +146,7 @@ internal sealed class DashboardServer : IAsyncDisposable
             path = x.Run,
             updated = LastWrite(x.Run),
             finished = Finished(x.Run),
+            stop = RunDirectory.EndStop(x.Run), // why it stopped (Completed, MaxSteps, Cancelled, …), null while it has not ended
         })));
         _app.MapGet("/api/events", Events);
     }

@@ -678,27 +678,36 @@ public sealed class RunDirectory
     /// Whether the run in <paramref name="path"/> has finished: the last complete line of its metrics file is an end line
     /// (<see cref="EndLine"/>). Reads the file's last bytes only; false for a directory without one, or while a line is being written.
     /// </summary>
-    public static bool HasEnded(string path)
+    public static bool HasEnded(string path) => EndStop(path) is not null;
+
+    /// <summary>
+    /// Why the run in <paramref name="path"/> stopped (<see cref="StopReason"/>'s name in its end line: <c>Completed</c>, <c>Cancelled</c>, …),
+    /// or null while it has not ended (<see cref="HasEnded"/>).
+    /// </summary>
+    public static string? EndStop(string path)
     {
         string metrics = System.IO.Path.Combine(path, "metrics.jsonl");
-        if (!File.Exists(metrics)) return false;
+        if (!File.Exists(metrics)) return null;
         try
         {
             using var stream = new FileStream(metrics, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             // an end line is short; a longer last line is some other line
             int length = (int)Math.Min(stream.Length, 4096);
-            if (length == 0) return false;
+            if (length == 0) return null;
             var tail = new byte[length];
             stream.Position = stream.Length - length;
             stream.ReadExactly(tail);
-            if (tail[^1] != (byte)'\n') return false; // a line being written
+            if (tail[^1] != (byte)'\n') return null; // a line being written
             int previous = length >= 2 ? Array.LastIndexOf(tail, (byte)'\n', length - 2) : -1;
-            if (previous < 0 && stream.Length > length) return false; // the last line began before these bytes: too long for an end line
-            return IsEndLine(System.Text.Encoding.UTF8.GetString(tail, previous + 1, length - previous - 2));
+            if (previous < 0 && stream.Length > length) return null; // the last line began before these bytes: too long for an end line
+            string line = System.Text.Encoding.UTF8.GetString(tail, previous + 1, length - previous - 2);
+            if (!IsEndLine(line)) return null;
+            using var doc = JsonDocument.Parse(line);
+            return doc.RootElement.TryGetProperty("stop", out var stop) && stop.ValueKind == JsonValueKind.String ? stop.GetString() : "";
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or JsonException)
         {
-            return false; // deleted or replaced while read: not known to have ended
+            return null; // deleted or replaced while read, or a damaged line: not known to have ended
         }
     }
 

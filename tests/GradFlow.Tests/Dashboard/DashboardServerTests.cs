@@ -255,6 +255,15 @@ public sealed class DashboardServerTests : IDisposable
         using var runs = JsonDocument.Parse(await http.GetStringAsync("api/runs", cancel));
         var finished = runs.RootElement.EnumerateArray().ToDictionary(r => r.GetProperty("id").GetString()!, r => r.GetProperty("finished").GetBoolean());
         Assert.Equal(new Dictionary<string, bool> { ["monitored"] = true, ["plain"] = true, ["resumed"] = false, ["training"] = false }, finished);
+        // why each stopped: a run stopped by Ctrl+C showed as "done" like one that completed
+        var stop = runs.RootElement.EnumerateArray().ToDictionary(r => r.GetProperty("id").GetString()!, r => r.GetProperty("stop").GetString());
+        Assert.Equal("Completed", stop["plain"]);
+        Assert.Null(stop["training"]);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        var stopped = Path.Combine(_dir, "runs", "stopped");
+        new Trainer(config).Run(stopped, cancellation: cancelled.Token);
+        Assert.Equal("Cancelled", RunDirectory.EndStop(stopped));
     }
 
     [Theory]

@@ -370,7 +370,7 @@ async function loadRuns() {
     const a = el('a', { href: '#run=' + encodeURIComponent(r.id), text: r.id, title: r.path }, row);
     if (current === 'run=' + r.id) a.classList.add('active');
     const live = !r.finished && now - Date.parse(r.updated) < 15000;
-    el('span', { class: 'badge' + (live ? ' live' : ''), text: live ? 'training' : r.finished ? 'done' : 'idle' }, row);
+    el('span', { class: 'badge' + (live ? ' live' : ''), text: live ? 'training' : r.finished ? (r.stop === 'Cancelled' ? 'stopped' : 'done') : 'idle' }, row);
   }
   document.getElementById('status').textContent = `${runs.length} run${runs.length === 1 ? '' : 's'}`;
   updateCompare();
