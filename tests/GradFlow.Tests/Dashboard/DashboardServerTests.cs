@@ -201,7 +201,14 @@ public sealed class DashboardServerTests : IDisposable
             Assert.True(announced.Wait(TimeSpan.FromMinutes(2), cancel), "no 'dashboard:' line");
             Assert.EndsWith("#run=slash", url);
             using var http = new HttpClient { BaseAddress = new Uri(url![..url!.IndexOf('#', StringComparison.Ordinal)]), Timeout = TimeSpan.FromSeconds(60) };
-            Assert.Contains("\"id\":\"slash\"", await http.GetStringAsync("api/runs", cancel));
+            // the run is listed once it has written its config, which may come after the announcement
+            string runs = "";
+            for (var until = DateTime.UtcNow.AddMinutes(2); DateTime.UtcNow < until && !runs.Contains("\"id\":\"slash\"", StringComparison.Ordinal);)
+            {
+                runs = await http.GetStringAsync("api/runs", cancel);
+                if (!runs.Contains("\"id\":\"slash\"", StringComparison.Ordinal)) await Task.Delay(100, cancel);
+            }
+            Assert.Contains("\"id\":\"slash\"", runs);
         }
         finally
         {
