@@ -31,12 +31,7 @@ internal static class EvaluateCommand
             "and a reference, reach is trained once (per process). Under 'mpirun -np N' the runs go to the processes as they free up, and the " +
             "output is the same as from one process. Exit code: 0 when done, 1 error, 2 usage.")
         { CatalogueFile, Split, Repair, Only, Seeds, TrialSteps, Jobs, Out, TrialsOut };
-        command.Validators.Add(r =>
-        {
-            int least = new DiagnosisSettings().TrendSamples;
-            if (r.Valid(TrialSteps) is int steps && steps < least)
-                r.AddError($"--trial-steps must be at least {least}, got {steps}: the loss-trend rules (stall, oscillation) need {least} monitor samples.");
-        });
+        command.TrialStepsForTheTrendRules(TrialSteps);
         command.SetAction(r => Run(r, r.Out()));
         return command;
     }

@@ -140,6 +140,19 @@ internal static class Opt
                 if (r.Has(d) && r.Valid(d) is { } path && File.Exists(path)) r.AddError($"{d.Name} {path} is a file; it takes a directory.");
         });
 
+    /// <summary>
+    /// A validator of a command whose <paramref name="trialSteps"/> sets the length of diagnosis trials: at least the samples the
+    /// loss-trend rules need (<see cref="Diagnostics.DiagnosisSettings.TrendSamples"/>), since a shorter trial cannot tell a stalled or
+    /// oscillating loss from a healthy one, and every trial would pass.
+    /// </summary>
+    public static void TrialStepsForTheTrendRules(this Command command, Option<int?> trialSteps) =>
+        command.Validators.Add(r =>
+        {
+            int least = new Diagnostics.DiagnosisSettings().TrendSamples;
+            if (r.Valid(trialSteps) is int steps && steps < least)
+                r.AddError($"{trialSteps.Name} must be at least {least}, got {steps}: the loss-trend rules (stall, oscillation) need {least} monitor samples.");
+        });
+
     /// <summary>The verb being run (<c>train</c>, <c>diagnose</c> ...), for messages.</summary>
     public static string Verb(this ParseResult r) => r.CommandResult.Command.Name;
 }

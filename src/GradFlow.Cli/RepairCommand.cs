@@ -28,11 +28,8 @@ internal static class RepairCommand
         command.Validators.Add(r =>
         {
             if (r.Valid(Attempts) is < 1) r.AddError("--attempts must be at least 1.");
-            // a shorter trial cannot tell a stalled or oscillating loss from a healthy one, so every trial would pass
-            int least = new DiagnosisSettings().TrendSamples;
-            if (r.Valid(TrialSteps) is int steps && steps < least)
-                r.AddError($"--trial-steps must be at least {least}, got {steps}: the loss-trend rules (stall, oscillation) need {least} monitor samples.");
         });
+        command.TrialStepsForTheTrendRules(TrialSteps);
         command.NoFileFor(Out);
         command.SetAction(r => Run(r, r.Out()));
         return command;

@@ -138,7 +138,7 @@ internal static class TrainCommand
         }
         if (dashboard is not null)
         {
-            stderr.WriteLine($"dashboard: {dashboard.Address}#run={Uri.EscapeDataString(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(runDir!))))}");
+            stderr.WriteLine($"dashboard: {dashboard.Address}#run={Uri.EscapeDataString(Dashboard.DashboardServer.OwnRunId(runDir!))}");
             stderr.Flush();
         }
         var result = view.Run(() => trainer.Run(runDir, resume: o.Has(Resume), cancellation));

@@ -47,8 +47,7 @@ internal sealed class DashboardServer : IAsyncDisposable
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>(); // Ctrl+C and SIGTERM stay the command's: they stop training, not only the server
         builder.WebHost.ConfigureKestrel(k => k.Listen(host, port));
         var app = builder.Build();
-        // a root given with a trailing slash (serve runs/a/) had an empty name, so an empty run id
-        var server = new DashboardServer(app, roots.Select(r => Path.TrimEndingDirectorySeparator(Path.GetFullPath(r))).ToArray());
+        var server = new DashboardServer(app, roots.Select(Root).ToArray());
         server.Map();
         await app.StartAsync(cancellation);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
@@ -109,6 +108,12 @@ internal sealed class DashboardServer : IAsyncDisposable
         }
     }
 
+    /// <summary>A folder to serve as a root: its full path without a trailing separator (a root given as runs/a/ had an empty name).</summary>
+    private static string Root(string dir) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir));
+
+    /// <summary>The id of the run a root folder holds itself (<c>train --serve --out DIR</c>): the folder's name.</summary>
+    internal static string OwnRunId(string dir) => Path.GetFileName(Root(dir));
+
     /// <summary>A short name for a run: its path relative to the root it was found under (a root's own run: its folder's name).</summary>
     private string Name(string run)
     {
@@ -140,25 +145,26 @@ internal sealed class DashboardServer : IAsyncDisposable
             var bytes = Asset(file);
             _app.MapGet(file == "index.html" ? "/" : "/" + file, () => Results.Bytes(bytes, type));
         }
-        _app.MapGet("/api/runs", () => Results.Json(Ids().Select(x => (x.Id, Run: x.Run)).Select(x => new
+        _app.MapGet("/api/runs", () => Results.Json(Ids().Select(x => (x.Id, x.Run, Stop: RunDirectory.EndStop(x.Run))).Select(x => new
         {
             id = x.Id,
             path = x.Run,
             updated = LastWrite(x.Run),
-            finished = Finished(x.Run),
-            stop = RunDirectory.EndStop(x.Run), // why it stopped (Completed, MaxSteps, Cancelled, …), null while it has not ended
+            finished = Finished(x.Run, x.Stop),
+            stop = x.Stop, // why it stopped (Completed, MaxSteps, Cancelled, …), null while it has not ended
         })));
         _app.MapGet("/api/events", Events);
     }
 
     /// <summary>
-    /// Whether the run has finished: its metrics file ends with the end line a run writes when it stops (<see cref="RunDirectory.HasEnded"/>),
-    /// monitored or not (this read diagnosis.json, which only a monitored run writes: an unmonitored run was never "done", and a resumed
-    /// one was "done" while it trained). A run directory written before the end line existed: a diagnosis.json newer than its metrics.
+    /// Whether the run has finished: its metrics file ends with the end line a run writes when it stops (<paramref name="stop"/>, its
+    /// reason, from <see cref="RunDirectory.EndStop"/>), monitored or not (this read diagnosis.json, which only a monitored run writes:
+    /// an unmonitored run was never "done", and a resumed one was "done" while it trained). A run directory written before the end line
+    /// existed: a diagnosis.json newer than its metrics.
     /// </summary>
-    internal static bool Finished(string run)
+    internal static bool Finished(string run, string? stop)
     {
-        if (RunDirectory.HasEnded(run)) return true;
+        if (stop is not null) return true;
         string diagnosis = Path.Combine(run, "diagnosis.json"), metrics = Path.Combine(run, "metrics.jsonl");
         return File.Exists(diagnosis) && (!File.Exists(metrics) || File.GetLastWriteTimeUtc(diagnosis) >= File.GetLastWriteTimeUtc(metrics));
     }

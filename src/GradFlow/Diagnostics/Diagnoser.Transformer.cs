@@ -132,7 +132,7 @@ public static partial class Diagnoser
         if (f.Transformer.PostLn && !Remedies.HasWarmup(f.Config))
             causes.Add(new Cause("Post-LN without warm-up", 1.5, "Post-LN at the full learning rate from the first step (Xiong et al. 2020)"));
         // QK normalisation first, then a lower learning rate, a warm-up, Pre-LN
-        double Rank(RemedySuggestion r) => r.Id == "norm:qk" ? 3 : r.Id.StartsWith("lr:", StringComparison.Ordinal) ? 2.5 : r.Id.StartsWith("warmup:", StringComparison.Ordinal) ? 2 : 1.5;
+        double Rank(RemedySuggestion r) => r.Id == "norm:qk" ? 3 : IsLearningRate(r) ? 2.5 : r.Id.StartsWith("warmup:", StringComparison.Ordinal) ? 2 : 1.5;
         return new Problem
         {
             Kind = ProblemKind.AttentionEntropyCollapse,

@@ -156,10 +156,10 @@ public static partial class Diagnoser
     /// </summary>
     private static Problem? AboveChance(MonitorSample[] window, ModelFacts f, DiagnosisSettings s)
     {
-        if (!double.IsFinite(f.ChanceLoss) || f.ChanceLoss <= f.LossFloor) return null;
         double loss = Median(window.Select(TrendLoss)), over = f.OverChance(loss);
-        // large outputs: far above chance, and worse than outputs of zero (a regression net still near zero on targets far from
-        // zero is many times the targets' variance without any large output: slow, not exploding)
+        // large outputs: far above chance (NaN, so no verdict, without a chance level above the floor), and worse than outputs of
+        // zero (a regression net still near zero on targets far from zero is many times the targets' variance without any large
+        // output: slow, not exploding)
         if (!(over > s.FarAboveChance) || loss <= f.ZeroOutputLoss) return null;
         var last = window[^1];
         // forward growth: the activation spread at the last hidden layer over that at the first
@@ -843,9 +843,8 @@ public static partial class Diagnoser
                 if (wantSmall ? ratio < worst.Ratio : ratio > worst.Ratio) worst = (layer.Index, ratio, std, target, fan);
             }
             if (worst.Layer == 0 || (wantSmall ? worst.Ratio > 0.7 : worst.Ratio < 1.5)) return;
-            string fanName = backward ? "fan_out" : "fan_in", signal = backward ? "backpropagated signal" : "forward signal";
-            string fanWords = backward ? "fan-out" : "fan-in";
-            causes.Add(new Cause(wantSmall ? $"initial weight scale too small for the {fanWords}" : $"initial weight scale too large for the {fanWords}",
+            string side = backward ? "out" : "in", signal = backward ? "backpropagated signal" : "forward signal", fanName = "fan_" + side;
+            causes.Add(new Cause($"initial weight scale too {(wantSmall ? "small" : "large")} for the fan-{side}",
                 1 + Math.Abs(Math.Log2(worst.Ratio)),
                 string.Create(CultureInfo.InvariantCulture,
                     $"layer {worst.Layer}: {(start is null ? "weight" : "initial weight")} std {worst.Std:G3} vs gain/√{fanName} = {worst.Target:G3} ({fanName} {worst.Fan}): {worst.Ratio:G3}× the scale that preserves the {signal}; the {chain} layer{(chain == 1 ? "'s ratio" : "s' ratios")} on its path compound to {compound:G3}")));

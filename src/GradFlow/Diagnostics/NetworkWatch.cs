@@ -38,8 +38,8 @@ public static class NetworkWatch
         ArgumentNullException.ThrowIfNull(description);
         ArgumentNullException.ThrowIfNull(model);
         var modules = model.NamedModules().ToDictionary(t => t.Name, t => t.Module);
-        var shapes = description.Shapes().ToDictionary(t => t.Path, t => t);
-        // average pools, as (monitored layers before them, positions each output averages)
+        // the average pools' shapes by path, and each pool as (monitored layers before it, positions each of its outputs averages)
+        var poolShapes = description.Shapes().Where(t => IsAveragePool(t.Block)).ToDictionary(t => t.Path, t => t);
         var pools = new List<(int Before, double Positions)>();
         Module At(string path) => modules.TryGetValue(path, out var m) ? m
             : throw new ArgumentException($"NetworkWatch: the model has no module '{path}' that the description names; was it built from this description?");
@@ -93,7 +93,7 @@ public static class NetworkWatch
                         layers.Add(new MonitoredLayer(layers.Count + 1, Join(path, "linear2"), layer.Linear2.Weight, layer.Linear2, null) { Norm = layer.Norm2 });
                         break;
                     }
-                    case AdaptiveAvgPoolBlock or PoolBlock { Kind: PoolKind.Avg } when shapes.TryGetValue(path, out var shape):
+                    case var pool when IsAveragePool(pool) && poolShapes.TryGetValue(path, out var shape):
                         pools.Add((layers.Count, Positions(shape.Input) / Math.Max(1.0, Positions(shape.Output))));
                         break;
                     case SequenceBlock inner:
@@ -114,6 +114,8 @@ public static class NetworkWatch
     }
 
     private static string ChildName(Block b, int i) => ShapeInference.ChildName(b, i);
+
+    private static bool IsAveragePool(Block b) => b is AdaptiveAvgPoolBlock or PoolBlock { Kind: PoolKind.Avg };
 
     /// <summary>The spatial positions of a [C, H, W] shape (H·W), 1 for any other rank.</summary>
     private static double Positions(int[] shape) => shape.Length == 3 ? (double)shape[1] * shape[2] : 1;

@@ -257,20 +257,7 @@ public static class Trials
     public static double ChanceLoss(Data.Dataset data, double labelSmoothing = 0)
     {
         ArgumentNullException.ThrowIfNull(data);
-        if (data.IsClassification)
-        {
-            var counts = data.ClassCounts();
-            if (labelSmoothing == 0) return LabelEntropy(counts);
-            long total = 0;
-            foreach (int c in counts) total += c;
-            double entropy = 0, k = counts.Length;
-            foreach (int c in counts)
-            {
-                double p = (1 - labelSmoothing) * c / Math.Max(1, total) + labelSmoothing / k;
-                if (p > 0) entropy -= p * Math.Log(p);
-            }
-            return entropy;
-        }
+        if (data.IsClassification) return LabelEntropy(data.ClassCounts(), labelSmoothing);
         var y = data.Targets!.ToDoubleArray();
         int perExample = y.Length / Math.Max(1, data.Count);
         double variance = 0;
@@ -313,14 +300,20 @@ public static class Trials
         return y.Length == 0 ? double.NaN : sum / y.Length;
     }
 
-    /// <summary>The entropy in nats of the class frequencies <paramref name="counts"/> (0 for an empty or one-class set).</summary>
-    public static double LabelEntropy(ReadOnlySpan<int> counts)
+    /// <summary>
+    /// The entropy in nats of the class frequencies f of <paramref name="counts"/> (0 for an empty or one-class set), or under label
+    /// smoothing ε = <paramref name="labelSmoothing"/> of the smoothed targets' mean (1 − ε)·f + ε/K.
+    /// </summary>
+    public static double LabelEntropy(ReadOnlySpan<int> counts, double labelSmoothing = 0)
     {
         long total = 0;
         foreach (int c in counts) total += c;
         double entropy = 0;
         foreach (int c in counts)
-            if (c > 0) entropy -= (double)c / total * Math.Log((double)c / total);
+        {
+            double p = (1 - labelSmoothing) * c / Math.Max(1, total) + labelSmoothing / counts.Length;
+            if (p > 0) entropy -= p * Math.Log(p);
+        }
         return entropy;
     }
 

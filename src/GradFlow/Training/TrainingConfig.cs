@@ -51,6 +51,9 @@ public enum PrecisionKind
 /// </summary>
 public sealed record TrainingConfig
 {
+    /// <summary>Every field at its default, for checks against the defaults.</summary>
+    private static readonly TrainingConfig Defaults = new();
+
     /// <summary>The model: a network description's text, shorthand or JSON (<see cref="NetworkDescription.Parse"/>).</summary>
     public string Model { get; init; } = "mlp 784-256x2-10 act=relu init=he-normal";
 
@@ -263,12 +266,12 @@ public sealed record TrainingConfig
             string only = $"applies to data files only; '{Data}' is a built-in data set";
             Require(Target is null, "target", only);
             Require(TestData is null, "testData", only);
-            Require(TestFraction == new TrainingConfig().TestFraction, "testFraction", only + " with its own test split");
+            Require(TestFraction == Defaults.TestFraction, "testFraction", only + " with its own test split");
             Require(Standardize, "standardize", only + " (its own preprocessing is fixed: docs/data.md)");
             Require(!Stream, "stream", only);
             Require(TargetKind == GradFlow.Data.TargetKind.Auto, "targetKind", only);
             Require(ImageWidth is null && ImageHeight is null, "imageWidth", only);
-            Require(ImageChannels == new TrainingConfig().ImageChannels, "imageChannels", only);
+            Require(ImageChannels == Defaults.ImageChannels, "imageChannels", only);
             Require(SequenceLength is null || Data == "adding", "sequenceLength", $"applies to the adding problem and data files only; '{Data}' is a built-in data set of fixed shape");
         }
         try
