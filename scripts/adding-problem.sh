@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The adding-problem experiment of docs/recurrent.md (the Long tests of AddingProblemTests):
+# The adding-problem experiment of docs/recurrent.md (the Experiment tests of AddingProblemTests, which
+# scripts/test.sh leaves out):
 # one recurrent layer of 64 units, Adam (1e-2; the tanh RNN at T = 50: 1e-3), clipping at norm 1,
 # batch 32, 1000 fresh test sequences; T = 50 for every cell (1 seed), then T = 100 for LSTM, GRU
 # and tanh RNN x 3 seeds (4000 steps at most each). Prints one line per run.

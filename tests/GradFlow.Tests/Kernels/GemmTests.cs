@@ -84,6 +84,7 @@ public class GemmTests
     private static readonly (float Alpha, float Beta)[] Scalars = [(1f, 0f), (1f, 1f), (-0.75f, 0.5f), (2f, 0f)];
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [MemberData(nameof(Sizes))]
     public void Multiply_EverySizeAllTransposes_MatchesReference(int s)
     {
@@ -122,6 +123,7 @@ public class GemmTests
     }
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [InlineData(64, 64, 784, false, true)]  // first layer forward of mlp-deep-narrow, several k blocks
     [InlineData(64, 784, 64, true, false)]  // its weight gradient
     [InlineData(37, 45, 600, false, false)]
@@ -144,6 +146,7 @@ public class GemmTests
     };
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [MemberData(nameof(DirectVersusPacked))]
     public void Multiply_DirectAndPackedPaths_AreBitwiseIdentical(int m, int n, int k)
     {
@@ -179,6 +182,7 @@ public class GemmTests
     }
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [InlineData(1, 8)]
     [InlineData(13, 16)]
     [InlineData(40, 8)]
@@ -246,6 +250,7 @@ public class GemmTests
     };
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [MemberData(nameof(Large))]
     public void Multiply_LargeMixedShapes_MatchesReference(int m, int n, int k, bool ta, bool tb)
     {
@@ -266,6 +271,7 @@ public class GemmTests
     }
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [InlineData(0, 0f, 0f)]
     [InlineData(0, 2f, -3f)]
     [InlineData(5, 0f, 0.5f)]
@@ -292,6 +298,7 @@ public class GemmTests
     };
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [MemberData(nameof(Batches))]
     public void MultiplyBatched_SharedAndStridedOperands_MatchesReference(int count, int m, int n, int k, bool ta, bool tb)
     {
@@ -369,6 +376,7 @@ public class GemmTests
     }
 
     [Fact]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     public void Multiply_AnyThreadCount_BitwiseIdentical()
     {
         try
@@ -409,6 +417,7 @@ public class GemmTests
     }
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [InlineData(700, 300, 200)]  // slabs of row panels (m ≥ n), the last panel partial
     [InlineData(100, 1000, 400)] // slabs of column panels, the last panel partial
     [InlineData(257, 513, 130)]  // both partial, k over one block
@@ -482,6 +491,7 @@ public class GemmTests
     }
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [InlineData(150, 700, 1100)] // three k blocks of every tile, the last row and column panels partial
     [InlineData(700, 300, 200)]  // slabs of rows (2 threads), one k block
     [InlineData(37, 2000, 90)]   // few row panels: column chunks sharing a packed A (2 threads)
@@ -509,6 +519,7 @@ public class GemmTests
     }
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [InlineData(1000, 300, 256, 0)] // rows 1 KiB apart (in place), slabs of rows, the last row panel partial (1000 = 83·12 + 4)
     [InlineData(203, 70, 768, 0)]   // rows 3 KiB apart (in place), k over one block, one thread's loops
     [InlineData(150, 90, 1024, 0)]  // rows 4 KiB apart: packed either way (all rows of a tile in one L1 set group)
@@ -536,6 +547,7 @@ public class GemmTests
     }
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [InlineData(256, 256, 4096, true)]  // a weight gradient dYᵀ·X: cut along k into parts, each with its own sums
     [InlineData(700, 300, 200, true)]   // slabs of rows, the last row panel partial
     [InlineData(100, 1000, 400, true)]  // slabs of columns: only the slab at column 0 sums
@@ -638,6 +650,7 @@ public class GemmTests
     }
 
     [Fact]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     public void MultiplyBatched_OutputsSideBySideWithinRows_AreAcceptedAndLeaveTheOtherColumnsAlone()
     {
         // three heads' m×n outputs written into one m×(3n + 1) matrix (ldc 3n + 1, strideC n); the last column is not written
@@ -693,6 +706,7 @@ public class GemmTests
     }
 
     [Theory]
+    [Trait(KernelPaths.Trait, KernelPaths.Forced)]
     [InlineData(7, 33, 300)]
     [InlineData(64, 64, 64)]
     [InlineData(13, 50, 0)]
