@@ -114,9 +114,11 @@ def main():
         rounds = f"{len(gs)}/{len(ps)} rounds"
         print(f"| {name} | {unit} | {gv:.2f} | {pv:.2f} | {ratio:.2f} | {peak} | {med(gs, 'peak_rss_mb'):.0f} / {med(ps, 'peak_rss_mb'):.0f} | {extra}{'; ' if extra else ''}{rounds} |")
     if a.check:
-        ref, column = reference(a.check, machine_kind(g.get("isa"), a.peak, a.peak256))
+        kind = machine_kind(g.get("isa"), a.peak, a.peak256)
+        ref, column = reference(a.check, kind)
         print()
-        print(f"check: reference column '{column}'")
+        print(f"check: reference column '{column}'"
+              + ("" if kind in column else f" (no column for this kind of machine, '{kind}': the ratios of another kind, where a warning may be the machine)"))
         fallen = 0
         for name, r in ratios.items():
             if name not in ref:
