@@ -27,10 +27,9 @@ internal static class DiagnoseCommand
             if (r.Has(Preflight) && r.Has(Steps)) r.AddError("--preflight and --steps exclude each other.");
             else if (r.Has(Preflight) && (r.Has(Out) || r.Has(Every))) r.AddError("--out and --every go with a trial; --preflight runs one pass and writes nothing.");
             else if (r.Has(Force) && !r.Has(Out)) r.AddError("--force goes with --out (it replaces the run in that directory).");
-            // both set the trial's sampling; --every won silently
-            else if (r.Has(Every) && r.Has(TrainOptions.MonitorEvery)) r.AddError("--every and --monitor-every both set the trial's monitor sampling; keep one.");
             else if (r.Valid(Steps) is < 1) r.AddError("--steps must be at least 1.");
         });
+        command.EveryOrMonitorEvery(Every);
         command.NoFileFor(Out);
         command.SetAction(r => Run(r, r.Out()));
         return command;

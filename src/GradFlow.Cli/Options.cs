@@ -153,6 +153,17 @@ internal static class Opt
                 r.AddError($"{trialSteps.Name} must be at least {least}, got {steps}: the loss-trend rules (stall, oscillation) need {least} monitor samples.");
         });
 
+    /// <summary>
+    /// A validator of a command whose <paramref name="every"/> sets the monitor sampling, as <c>--monitor-every</c> does too: given
+    /// together, one of them would win silently, so they are a usage error.
+    /// </summary>
+    public static void EveryOrMonitorEvery(this Command command, Option<int?> every) =>
+        command.Validators.Add(r =>
+        {
+            if (r.Has(every) && r.Has(TrainOptions.MonitorEvery))
+                r.AddError($"{every.Name} and {TrainOptions.MonitorEvery.Name} both set the monitor sampling; keep one.");
+        });
+
     /// <summary>The verb being run (<c>train</c>, <c>diagnose</c> ...), for messages.</summary>
     public static string Verb(this ParseResult r) => r.CommandResult.Command.Name;
 }

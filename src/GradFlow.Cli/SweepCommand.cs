@@ -48,8 +48,8 @@ internal static partial class SweepCommand
         command.Validators.Add(r =>
         {
             if (r.Valid(Steps) is < 1 || r.Valid(Every) is < 1) r.AddError("--steps and --every must be at least 1.");
-            else if (r.Has(Every) && r.Has(TrainOptions.MonitorEvery)) r.AddError("--every and --monitor-every both set the monitor sampling; keep one.");
         });
+        command.EveryOrMonitorEvery(Every);
         command.NoFileFor(Out);
         command.SetAction(r => Run(r, r.Out(), r.Err()));
         return command;
