@@ -64,13 +64,14 @@ internal static class GradsCommand
         // as train reads data: a sequence model ([T, I]) takes [N, T, I] of any length T, or [N, T·I] read flat; any other model
         // [N, ...its input shape] or the same values per example
         bool sequence = inShape.Length == 2;
-        bool flatSequence = sequence && x.Rank == 2 && x.Shape[1] == perExample;
-        bool fits = sequence ? x.Rank == 3 && x.Shape[2] == inShape[1] || flatSequence : x.Rank >= 2 && x.Count / Math.Max(1, x.Shape[0]) == perExample;
+        int? flatSteps = sequence && x.Rank == 2 ? description.FlatSequenceSteps(x.Shape[1]) : null;
+        bool fits = sequence ? x.Rank == 3 && x.Shape[2] == inShape[1] || flatSteps is not null : x.Rank >= 2 && x.Count / Math.Max(1, x.Shape[0]) == perExample;
         if (!fits)
             throw new InvalidDataException($"gradflow grads: {file}: 'x' has shape {Fmt(x.Shape)}, the model needs " +
-                (sequence ? $"[N, T, {inShape[1]}] or [N, {perExample}] ({inShape[0]}·{inShape[1]} values read as [{inShape[0]}, {inShape[1]}])." : $"[N, {string.Join(", ", inShape)}]."));
+                (sequence ? $"[N, T, {inShape[1]}] or [N, T·{inShape[1]}] (a flat row read as T steps of {inShape[1]})." : $"[N, {string.Join(", ", inShape)}]."));
         var input = x.DType == DType.Float32 ? x : x.To(DType.Float32).Detach();
-        if (!sequence || flatSequence) input = input.Reshape([x.Shape[0], .. inShape]);
+        if (!sequence) input = input.Reshape([x.Shape[0], .. inShape]);
+        else if (flatSteps is { } steps) input = input.Reshape([x.Shape[0], steps, inShape[1]]);
         var net = NetworkBuilder.Build(description, new Generator(o.GetValue(Seed) ?? 0), input);
         if (imported is not null) OnnxImport.Load(net, imported.Weights, model.Trim());
         // dropout off, the rest in training mode (batch norm on the batch's statistics): a gradient another framework can reproduce

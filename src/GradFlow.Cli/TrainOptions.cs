@@ -32,7 +32,7 @@ internal static class TrainOptions
     public static readonly Option<bool> Stream = Opt.Flag("stream", "read a CSV/TSV file or image folder from disk batch by batch (data larger than memory)");
     public static readonly Option<string?> ImageSize = Opt.String("image-size", "resize the images of an image folder (default: the first image's size)", "WxH");
     public static readonly Option<int?> Channels = Opt.Int("channels", "1 (grey) or 3 (RGB, default) channels for an image folder");
-    public static readonly Option<int?> SeqLen = Opt.Int("seq-len", "steps per sequence of the adding problem (default 100)");
+    public static readonly Option<int?> SeqLen = Opt.Int("seq-len", "steps per sequence: the adding problem's (default 100), or the T a data file's flat rows of T·I values are cut into (default: values / I)");
     public static readonly Option<string?> DataDir = Opt.String("data-dir", "Fashion-MNIST directory (else $GRADFLOW_DATA, else /usr/share/datasets/fashion-mnist)", "DIR");
     public static readonly Option<int?> TrainLimit = Opt.Int("train-limit", "use the first N training examples");
     public static readonly Option<int?> TestLimit = Opt.Int("test-limit", "use the first N test examples");

@@ -63,10 +63,16 @@ public static class DataSources
             return FileData.Load(config);
         }
         var inputs = bundle.Train.InputShape;
-        // a file's sequences read flat ([N, T·I]) take the description's [T, I], as images take [C, H, W]
-        if (fromFile && input.Count == 2 && inputs.Length == 2 && inputs[1] == input[0] * input[1] && bundle.Train.Count > 0)
+        // a file's sequences read flat ([N, T·I]) are cut into steps of the description's I features, as images take [C, H, W]
+        if (fromFile && input.Count == 2 && inputs.Length == 2 && bundle.Train.Count > 0)
         {
-            bundle = new DataBundle(Reshape(bundle.Train, input), Reshape(bundle.Test, input));
+            int steps = description.FlatSequenceSteps(inputs[1], config.SequenceLength) ?? throw new ArgumentException(
+                $"data: '{config.Data}' has {inputs[1]} values per example, read flat as time steps of the {input[1]} feature{(input[1] == 1 ? "" : "s")} the model " +
+                $"({config.DescribeModel()}) takes per step; " + (config.SequenceLength is { } t
+                    ? $"--seq-len {t} (the 'sequenceLength' field) needs {(long)t * input[1]} values per example."
+                    : inputs[1] % input[1] != 0 ? $"{inputs[1]} is not a multiple of {input[1]}." : $"the network does not run at {inputs[1] / input[1]} steps."));
+            int[] shape = [steps, input[1]];
+            bundle = new DataBundle(Reshape(bundle.Train, shape), Reshape(bundle.Test, shape));
             inputs = bundle.Train.InputShape;
         }
         if (input.Count == 2)
@@ -75,6 +81,8 @@ public static class DataSources
                 throw new ArgumentException($"data: '{config.Data}' is not a sequence data set (inputs {Shapes.Format(inputs)}); a recurrent model ({config.DescribeModel()}) needs [N, T, features] (adding, fashion-mnist-rows).");
             if (inputs[2] != input[1])
                 throw new ArgumentException($"data: '{config.Data}' has {inputs[2]} features per time step but the model expects {input[1]}.");
+            if (fromFile && config.SequenceLength is { } t && inputs[1] != t)
+                throw new ArgumentException($"data: '{config.Data}' has sequences of {inputs[1]} steps, but --seq-len (the 'sequenceLength' field) says {t}.");
         }
         else
         {

@@ -93,7 +93,10 @@ public sealed record TrainingConfig
     /// <summary>Directory of the Fashion-MNIST files (else <c>$GRADFLOW_DATA</c>, else the Debian package's).</summary>
     public string? DataDir { get; init; }
 
-    /// <summary>Steps per sequence of the <c>adding</c> problem (null = 100).</summary>
+    /// <summary>
+    /// Steps per sequence: the <c>adding</c> problem's (null = 100); for a data file, the steps T its flat rows of T·I values are cut
+    /// into (null = the row's values over the model's I features per step), or the length its [N, T, I] sequences must have.
+    /// </summary>
     public int? SequenceLength { get; init; }
 
     /// <summary>Use only the first N training examples (null = all).</summary>

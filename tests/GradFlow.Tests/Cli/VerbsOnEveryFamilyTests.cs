@@ -94,6 +94,7 @@ public sealed class VerbsOnEveryFamilyTests : IDisposable
     [InlineData("resnet8 in=1x8x8 classes=3 width=4", new[] { 5, 1, 8, 8 })]
     [InlineData("resnet8 in=1x8x8 classes=3 width=4", new[] { 5, 64 })]
     [InlineData("net 6x2 seq[recurrent(cell=lstm,hidden=8) linear(out=3)]", new[] { 5, 12 })] // a sequence read flat, [N, T·I], as train reads it
+    [InlineData("lstm 2-8-3", new[] { 5, 14 })] // read flat as 7 steps of 2 (the shorthand's description says T = 1)
     public void Grads_AnyModel_WritesEveryParameterAndItsGradient_AsABackwardPassGivesThem(string model, int[] xShape)
     {
         var g = new Generator(4);
@@ -107,7 +108,8 @@ public sealed class VerbsOnEveryFamilyTests : IDisposable
 
         // the same pass in process: the description built with the seed, cross-entropy, backward
         var description = NetworkDescription.Parse(model);
-        var input = xShape.Length == 2 && description.Input.Count >= 2 ? x.Reshape([5, .. description.Input]) : x;
+        var input = xShape.Length == 2 && description.Input.Count >= 2
+            ? x.Reshape(description.Input.Count == 2 ? [5, xShape[1] / description.Input[1], description.Input[1]] : [5, .. description.Input]) : x;
         var net = NetworkBuilder.Build(description, new Generator(3), input);
         var loss = Losses.CrossEntropy(net.Forward(input), IndexTensor.FromArray([0, 2, 1, 1, 0], 5));
         GradFlow.Autograd.BackwardEngine.Backward(loss);

@@ -445,4 +445,38 @@ public sealed class FileDataTests : IDisposable
         var missing = Assert.Throws<FormatException>(() => new TrainingConfig { Data = Path.Combine(_dir.Path, "nope.csv") }.Validate());
         Assert.Contains("neither a built-in data set", missing.Message);
     }
+
+    [Fact]
+    public void DataSources_FlatRows_AreCutIntoStepsOfTheRecurrentModelsFeatures()
+    {
+        // row r holds 10r + j in column j: a row of 6 values is 6 steps of 1 feature, 3 of 2, 2 of 3, in the row's order
+        var rows = Enumerable.Range(0, 8).Select(r => string.Join(",", Enumerable.Range(0, 6).Select(j => (10 * r + j).ToString(CultureInfo.InvariantCulture))) + $",{r % 2}");
+        var path = Text("seq.csv", "x0,x1,x2,x3,x4,x5,y\n" + string.Join("\n", rows) + "\n");
+        TrainingConfig Config(int? steps = null) => new() { Data = path, Target = "y", Standardize = false, SequenceLength = steps };
+        foreach (var (model, features) in new[] { ("lstm 1-8-2", 1), ("gru 2-8-2", 2), ("rnn 3-8-2", 3) })
+        {
+            var train = DataSources.Load(Config(), NetworkDescription.Parse(model)).Train;
+            int steps = 6 / features;
+            Assert.Equal([train.Count, steps, features], train.InputShape);
+            for (int i = 0; i < train.Count; i++)
+            {
+                double first = train.Inputs.GetFlat(i * 6);
+                for (int t = 0; t < steps; t++)
+                    for (int f = 0; f < features; f++)
+                        Assert.Equal(first + t * features + f, train.Inputs.GetFlat(i * 6 + t * features + f));
+            }
+        }
+        Assert.Equal([3, 2], DataSources.Load(Config(3), NetworkDescription.Parse("gru 2-8-2")).Train.InputShape[1..]);
+        var notWhole = Assert.Throws<ArgumentException>(() => DataSources.Load(Config(), NetworkDescription.Parse("lstm 4-8-2")));
+        Assert.Contains("6 values per example, read flat as time steps of the 4 features", notWhole.Message);
+        Assert.Contains("6 is not a multiple of 4", notWhole.Message);
+        var length = Assert.Throws<ArgumentException>(() => DataSources.Load(Config(4), NetworkDescription.Parse("lstm 1-8-2")));
+        Assert.Contains("--seq-len 4 (the 'sequenceLength' field) needs 4 values per example", length.Message);
+        // a network whose weights are sized by T (a linear after a flatten) reads only rows of its own T·I values
+        var fixedLength = NetworkDescription.Parse("net 2x3 seq[flatten linear(out=2)]");
+        Assert.Null(fixedLength.FlatSequenceSteps(9));
+        Assert.Equal(2, fixedLength.FlatSequenceSteps(6));
+        var own = Assert.Throws<ArgumentException>(() => DataSources.Load(Config(), NetworkDescription.Parse("net 2x2 seq[flatten linear(out=2)]")).Train);
+        Assert.Contains("the network does not run at 3 steps", own.Message);
+    }
 }

@@ -48,6 +48,38 @@ public sealed record NetworkDescription(IReadOnlyList<int> Input, SequenceBlock 
     public int[] OutputShape() => ShapeInference.Run(this, null);
 
     /// <summary>
+    /// The time steps T a flat row of <paramref name="values"/> numbers holds for a sequence input [T, I]: values / I, when that is
+    /// whole, equals <paramref name="steps"/> if given (a config's <c>sequenceLength</c>, <c>--seq-len</c>), and the network runs
+    /// at that length as at its own T (same output shape, same parameters). A recurrent network runs at any length: an <c>lstm 1-16-2</c>, whose
+    /// description says T = 1, reads a row of 10 values as 10 steps. Null when the input is not a sequence, or the row does not
+    /// hold a whole number of steps the network can run.
+    /// </summary>
+    public int? FlatSequenceSteps(int values, int? steps = null)
+    {
+        if (Input.Count != 2 || values < 1 || values % Input[1] != 0) return null;
+        int length = values / Input[1];
+        return (steps ?? length) == length && RunsAt(length) ? length : null;
+    }
+
+    /// <summary>
+    /// Whether a sequence network runs on <paramref name="length"/> steps as on its own T: the same output shape and the same
+    /// parameters (a linear after a flatten, or a norm over the whole sequence, has weights sized by T).
+    /// </summary>
+    private bool RunsAt(int length)
+    {
+        if (length == Input[0]) return true;
+        try
+        {
+            var other = this with { Input = [length, Input[1]] };
+            return other.OutputShape().AsSpan().SequenceEqual(OutputShape()) && other.ParameterCount() == ParameterCount();
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
     /// Every block with its path and shapes, in build order (a sequence before its blocks, a residual
     /// before its branch, its shortcut after).
     /// </summary>
