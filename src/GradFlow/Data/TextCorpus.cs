@@ -83,6 +83,41 @@ public sealed class TextCorpus
         return Dataset.Classification(Tensor.FromArray(x, n, length), IndexTensor.FromArray(y, n, length), Vocabulary.Length);
     }
 
+    /// <summary>Largest text file read as a corpus (it is read whole, as one string of at most this many characters).</summary>
+    public const long MaxFileBytes = 1L << 30;
+
+    /// <summary>
+    /// The UTF-8 text file <paramref name="path"/> as a corpus named by its path (a byte-order mark is skipped; line ends are
+    /// characters like any other).
+    /// </summary>
+    /// <exception cref="InvalidDataException">naming the file and, for bytes that are not UTF-8, their offset and line; or a
+    /// file that is too large or too small to be a corpus.</exception>
+    public static TextCorpus FromFile(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        long size = new FileInfo(path).Length;
+        if (size > MaxFileBytes)
+            throw new InvalidDataException($"data: {path}: a text corpus is read whole; {size:N0} bytes is over the limit of {MaxFileBytes:N0}.");
+        var bytes = File.ReadAllBytes(path).AsSpan();
+        int bom = bytes.StartsWith("\uFEFF"u8) ? 3 : 0;
+        bytes = bytes[bom..];
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+        {
+            int at = 0;
+            while (System.Text.Rune.DecodeFromUtf8(bytes[at..], out _, out int used) == System.Buffers.OperationStatus.Done) at += used;
+            throw new InvalidDataException($"data: {path}: not UTF-8 text: byte 0x{bytes[at]:X2} at offset {bom + at} (line {bytes[..at].Count((byte)'\n') + 1}) " +
+                "does not start a valid character; a text corpus must be UTF-8.");
+        }
+        try
+        {
+            return new TextCorpus(path, System.Text.Encoding.UTF8.GetString(bytes));
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"data: {path}: {e.Message}", e);
+        }
+    }
+
     /// <summary>
     /// The King James Bible (1611, public domain) from Debian's <c>bible-kjv-text</c> package, read through
     /// its <c>bible</c> program (package <c>bible-kjv</c>): one verse per line, without book and chapter

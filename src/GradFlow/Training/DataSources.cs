@@ -23,7 +23,8 @@ public static class DataSources
     /// Loads or generates the data: Fashion-MNIST (flattened, standardised with the training set's
     /// mean and standard deviation), or a synthetic set of 4000 training and 1000 test examples
     /// generated from the seed (the teacher task takes its input size and class count from the model);
-    /// for language models, <c>kjv</c> (<see cref="TextCorpus.Kjv"/>: windows of the model's T characters, the last 10 % validating);
+    /// for language models, <c>kjv</c> (<see cref="TextCorpus.Kjv"/>) or a <c>.txt</c> file (<see cref="TextCorpus.FromFile"/>): windows of
+    /// the model's T characters, the last 10 % validating;
     /// for recurrent models, the adding problem (<see cref="SequenceTasks.Adding"/>, T =
     /// <see cref="TrainingConfig.SequenceLength"/> or 100: by default <see cref="AddingTrainSteps"/>/T training
     /// sequences, 128 000 at T = 100, so that 4000 steps of 32 see fresh ones; 2000 test sequences from <see cref="AddingTestSeed"/>) or Fashion-MNIST by rows
@@ -54,7 +55,7 @@ public static class DataSources
             "teacher" => TeacherBundle(input.Aggregate(1, (a, n) => a * n), output, s),
             "adding" => AddingBundle(config),
             "fashion-mnist-rows" => FashionMnistRowsBundle(config.DataDir),
-            "kjv" => TextBundle(TextCorpus.Kjv(), input[0]),
+            _ when text => TextBundle(Corpus(config.Data)!, input[0]),
             _ => FromFile(),
         };
         DataBundle FromFile()
@@ -92,6 +93,9 @@ public static class DataSources
                 throw new ArgumentException($"data: '{config.Data}' has {perExample} inputs per example but the model expects {expected}{(input.Count > 1 ? $" ({Shapes.Format(input.ToArray())})" : "")}.");
             if (input.Count > 1) bundle = new DataBundle(Reshape(bundle.Train, input), Reshape(bundle.Test, input));
         }
+        if (text && bundle.Train.ClassCount != output)
+            throw new ArgumentException($"data: '{config.Data}' is a character corpus of {bundle.Train.ClassCount} distinct characters, but the model gives {output} logits per position; " +
+                $"its vocabulary must be the corpus's (vocab={bundle.Train.ClassCount}).");
         if (bundle.Train.IsClassification && bundle.Train.ClassCount != output)
             throw new ArgumentException($"data: '{config.Data}' has {bundle.Train.ClassCount} classes but the model has {output} outputs.");
         if (!bundle.Train.IsClassification && bundle.Train.Targets!.Count / Math.Max(1, bundle.Train.Count) is var targets && targets != output)
@@ -126,13 +130,20 @@ public static class DataSources
         return new DataBundle(SequenceTasks.Adding(train, length, seed: config.Seed * 2 + 1), SequenceTasks.Adding(test, length, seed: AddingTestSeed));
     }
 
-    /// <summary>Whether <paramref name="name"/> is a character corpus (its model's output is [T, vocabulary]).</summary>
-    public static bool IsCorpus(string name) => name is "kjv";
+    /// <summary>
+    /// Whether <paramref name="name"/> is a character corpus (its model's output is [T, vocabulary]): <c>kjv</c>, or a text file
+    /// (<c>.txt</c>, <see cref="TextCorpus.FromFile"/>).
+    /// </summary>
+    public static bool IsCorpus(string name) => name is "kjv" || IsTextFile(name);
 
-    /// <summary>The corpus named <paramref name="name"/> (<c>kjv</c>), or null for another data set.</summary>
+    /// <summary>Whether <paramref name="name"/> is the path of a text file read as a character corpus (its extension is <c>.txt</c>).</summary>
+    public static bool IsTextFile(string name) => name.EndsWith(".txt", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The corpus named <paramref name="name"/> (<c>kjv</c> or a text file), or null for another data set.</summary>
     public static TextCorpus? Corpus(string name) => name switch
     {
         "kjv" => TextCorpus.Kjv(),
+        _ when IsTextFile(name) => TextCorpus.FromFile(name),
         _ => null,
     };
 

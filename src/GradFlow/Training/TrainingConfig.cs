@@ -264,18 +264,23 @@ public sealed record TrainingConfig
         Require(ImageHeight is null or (>= 1 and <= 4096), "imageHeight", $"must be in 1..4096, got {ImageHeight}");
         // a built-in data set ignores what only a data file is read with: refused, not written into config.json as if it had
         // happened (--no-standardize on Fashion-MNIST gave the same losses bit for bit)
-        if (DataSources.Names.Contains(Data))
+        bool builtIn = DataSources.Names.Contains(Data);
+        if (builtIn || DataSources.IsTextFile(Data))
         {
-            string only = $"applies to data files only; '{Data}' is a built-in data set";
+            // a text file is a character corpus like kjv: its split (the last 10 % validates) and its windows (the model's context) are fixed
+            string only = builtIn ? $"applies to data files only; '{Data}' is a built-in data set" : $"applies to tables, arrays and images only; '{Data}' is a text file, read as a character corpus";
+            string split = builtIn ? " with its own test split" : " (its last 10 % validates)";
             Require(Target is null, "target", only);
-            Require(TestData is null, "testData", only);
-            Require(TestFraction == Defaults.TestFraction, "testFraction", only + " with its own test split");
-            Require(Standardize, "standardize", only + " (its own preprocessing is fixed: docs/data.md)");
+            Require(TestData is null, "testData", only + (builtIn ? "" : split));
+            Require(TestFraction == Defaults.TestFraction, "testFraction", only + split);
+            Require(Standardize, "standardize", only + (builtIn ? " (its own preprocessing is fixed: docs/data.md)" : ""));
             Require(!Stream, "stream", only);
             Require(TargetKind == GradFlow.Data.TargetKind.Auto, "targetKind", only);
             Require(ImageWidth is null && ImageHeight is null, "imageWidth", only);
             Require(ImageChannels == Defaults.ImageChannels, "imageChannels", only);
-            Require(SequenceLength is null || Data == "adding", "sequenceLength", $"applies to the adding problem and data files only; '{Data}' is a built-in data set of fixed shape");
+            Require(SequenceLength is null || Data == "adding", "sequenceLength", builtIn
+                ? $"applies to the adding problem and data files only; '{Data}' is a built-in data set of fixed shape"
+                : $"does not apply to a text file: its windows are the model's context ('{Data}' is read as a character corpus)");
         }
         try
         {

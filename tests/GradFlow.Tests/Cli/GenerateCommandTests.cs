@@ -29,6 +29,32 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void TrainOnATextFileThenGenerate_ItsOwnVocabularyAndOnlyItsOptions()
+    {
+        // a user's text (UTF-8 with a byte-order mark, non-ASCII letters): its vocabulary is its distinct characters, 16 here
+        string text = Path.Combine(_dir, "poem.txt");
+        string poem = string.Concat(Enumerable.Repeat("Ünder the linden, on the heath; é è\n", 30));
+        File.WriteAllBytes(text, [.. "\uFEFF"u8, .. System.Text.Encoding.UTF8.GetBytes(poem)]);
+        int vocabulary = poem.Distinct().Count();
+        string run = Path.Combine(_dir, "text-run");
+        string[] Train(int vocab, params string[] more) => ["train", "--model", $"transformer vocab={vocab} d=16 heads=2 layers=1 ctx=16", "--data", text,
+            "--optimizer", "adamw", "--lr", "0.01", "--batch-size", "4", "--max-steps", "3", "--epochs", "1", "--threads", "1", "--out", run, "--force", .. more];
+        var (wrong, _, wrongErr) = CliRunner.Run(Train(vocabulary + 1));
+        Assert.Equal(1, wrong);
+        Assert.Contains($"is a character corpus of {vocabulary} distinct characters, but the model gives {vocabulary + 1} logits per position", wrongErr, StringComparison.Ordinal);
+        var (option, _, optionErr) = CliRunner.Run(Train(vocabulary, "--target", "y"));
+        Assert.Equal(2, option);
+        Assert.Contains("is a text file, read as a character corpus", optionErr, StringComparison.Ordinal);
+        var (code, output, err) = CliRunner.Run(Train(vocabulary));
+        Assert.True(code == 0, err);
+        Assert.Matches(@"validation: \d+\.\d{4} nats per character", output);
+        var (g, generated, gErr) = CliRunner.Run("generate", "--model", run, "--prompt", "Ünder", "--length", "20", "--seed", "3");
+        Assert.True(g == 0, gErr);
+        Assert.StartsWith("Ünder", generated, StringComparison.Ordinal);
+        Assert.All(generated.TrimEnd('\n')[5..], c => Assert.Contains(c, poem));
+    }
+
+    [Fact]
     public void Generate_WithoutPromptOrRun_IsAUsageErrorOrNamesTheDirectory()
     {
         Assert.Equal(2, CliRunner.Run("generate", "--model", _dir).Code);

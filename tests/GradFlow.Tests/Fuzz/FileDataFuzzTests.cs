@@ -52,6 +52,34 @@ public sealed class FileDataFuzzTests : IDisposable
     }
 
     /// <summary>
+    /// A text corpus (<see cref="TextCorpus.FromFile"/>, <c>--data FILE.txt</c>) on 10 000 mutations of UTF-8 text with two-, three- and
+    /// four-byte characters and a byte-order mark: it loads exactly the text a strict UTF-8 decoder reads (mark dropped), whose
+    /// windows label each character with the next, or it names the bad byte.
+    /// </summary>
+    [Fact]
+    public void Text_10000Mutations_LoadTheStrictDecodingOrInvalidDataException()
+    {
+        var text = new StringBuilder("\uFEFF");
+        for (int i = 0; i < 40; i++) text.Append($"Line {i}: naïve café, π ≈ 3.14, 中文 😀 — {(i % 2 == 0 ? "\r\n" : "\n")}");
+        var strict = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+        var fuzzer = new FileFuzzer(_dir);
+        int loaded = fuzzer.Run("t.txt", Encoding.UTF8.GetBytes(text.ToString()), Variants, 24, p =>
+        {
+            var corpus = TextCorpus.FromFile(p);
+            var bytes = File.ReadAllBytes(p);
+            string expected = strict.GetString(bytes.AsSpan().StartsWith("\uFEFF"u8) ? bytes[3..] : bytes);
+            Assert.Equal(expected, corpus.Text);
+            Assert.Equal(new string(expected.Distinct().Order().ToArray()), corpus.Vocabulary);
+            if (corpus.TrainLength < 9) return;
+            var windows = corpus.Windows(train: true, 8);
+            var ids = corpus.Encode(expected[..(8 * windows.Count + 1)]);
+            Assert.Equal(ids[..^1].Select(i => (double)i), windows.Inputs.ToDoubleArray());
+            Assert.Equal(ids[1..], windows.Labels!.ToArray());
+        }, "\n\r\uFEFF");
+        Assert.InRange(loaded, 1, Variants - 1);
+    }
+
+    /// <summary>
     /// The streamed CSV path (<see cref="StreamedTable"/>: its own row scan) on 3000 mutations: it loads exactly
     /// when the in-memory path loads, and then gives bitwise the same inputs, labels and split.
     /// </summary>

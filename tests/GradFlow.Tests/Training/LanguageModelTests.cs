@@ -37,6 +37,45 @@ public class LanguageModelTests
     }
 
     [Fact]
+    public void FromFile_Utf8WithOrWithoutAMark_AndBadBytesNamedByOffsetAndLine()
+    {
+        var dir = Directory.CreateTempSubdirectory("gradflow-text-").FullName;
+        try
+        {
+            string Write(string name, byte[] bytes)
+            {
+                string path = Path.Combine(dir, name);
+                File.WriteAllBytes(path, bytes);
+                return path;
+            }
+            const string text = "naïve café\nπ ≈ 3.14159\r\n中文 😀\n";
+            var plain = TextCorpus.FromFile(Write("a.txt", System.Text.Encoding.UTF8.GetBytes(text)));
+            Assert.Equal(text, plain.Text);
+            Assert.Equal(new string(text.Distinct().Order().ToArray()), plain.Vocabulary);
+            Assert.Equal(text, TextCorpus.FromFile(Write("b.txt", [0xEF, 0xBB, 0xBF, .. System.Text.Encoding.UTF8.GetBytes(text)])).Text);
+            // a Latin-1 'é' (0xE9) on the second line, at byte 3 + 9 of the file with the mark
+            byte[] latin1 = [0xEF, 0xBB, 0xBF, .. "first\ncaf"u8, 0xE9, .. " au lait and more text\n"u8];
+            var bad = Assert.Throws<InvalidDataException>(() => TextCorpus.FromFile(Write("c.txt", latin1)));
+            Assert.Contains("c.txt: not UTF-8 text: byte 0xE9 at offset 12 (line 2)", bad.Message, StringComparison.Ordinal);
+            var truncated = Assert.Throws<InvalidDataException>(() => TextCorpus.FromFile(Write("d.txt", [.. System.Text.Encoding.UTF8.GetBytes("long enough text, nearly " + "中")[..^1]])));
+            Assert.Contains("byte 0xE4 at offset 25 (line 1)", truncated.Message, StringComparison.Ordinal);
+            var empty = Assert.Throws<InvalidDataException>(() => TextCorpus.FromFile(Write("e.txt", [])));
+            Assert.Contains("e.txt: text corpus", empty.Message, StringComparison.Ordinal);
+            // through DataSources: windows of the model's context, the next character as each position's label
+            string longer = string.Concat(Enumerable.Repeat(text, 4));
+            var bundle = DataSources.Load(new TrainingConfig { Data = Write("long.txt", System.Text.Encoding.UTF8.GetBytes(longer)) },
+                NetworkDescription.Parse($"transformer vocab={plain.Vocabulary.Length} d=8 heads=2 layers=1 ctx=4"));
+            Assert.Equal(plain.Encode(longer[..8]).Select(i => (double)i), bundle.Train.Inputs.ToDoubleArray().Take(8));
+            Assert.Equal(plain.Encode(longer[1..9]), bundle.Train.Labels!.ToArray().Take(8));
+            Assert.Equal(plain.Encode(longer[(int)(longer.Length * 0.9)..][..4]).Select(i => (double)i), bundle.Test.Inputs.ToDoubleArray().Take(4));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Encode_UnknownCharacter_IsNamed()
     {
         var e = Assert.Throws<ArgumentException>(() => Abc.Encode("ab!"));
