@@ -1,4 +1,5 @@
 using System.CommandLine;
+using GradFlow.Training;
 using GradFlow.Training.Onnx;
 
 namespace GradFlow.Cli;
@@ -18,17 +19,45 @@ internal static class ExportCommand
             "dropout is left out. Any network description exports (MLP, conv net and ResNet, RNN/LSTM/GRU; docs/onnx.md). The file is written " +
             "atomically. Exit code: 0 written, 1 error, 2 usage.")
         { RunDir, Onnx };
-        command.SetAction(r => Run(r, r.Out()));
+        command.SetAction(r => Run(r, r.Out(), r.Err()));
         return command;
     }
 
-    private static int Run(ParseResult o, TextWriter stdout)
+    private static int Run(ParseResult o, TextWriter stdout, TextWriter stderr)
     {
         string run = o.GetValue(RunDir)!;
         string path = o.GetValue(Onnx)!;
-        var network = OnnxExport.LoadRun(run);
+        var network = OnnxExport.LoadRun(run, out string checkpoint);
         OnnxExport.Write(network, path);
         stdout.WriteLine($"wrote {path}: {network.Description.Describe()}");
+        // a run that stopped on a non-finite loss or gradient keeps the checkpoint of its last whole epoch, which may already be
+        // diverging (a loss of 1e27, a NaN test loss): exported without a word, it passed for a trained model
+        if (RunDirectory.EndStop(run) is "NonFiniteLoss" or "NonFiniteGradient")
+            stderr.WriteLine($"gradflow export: warning: the run stopped on a non-finite {(RunDirectory.EndStop(run) == "NonFiniteLoss" ? "loss" : "gradient")}; " +
+                $"{Path.GetFileName(checkpoint)} is its last checkpoint{EpochFigures(run, checkpoint)}, saved before that step: it may be diverging.");
         return 0;
+    }
+
+    /// <summary>", whose epoch ended at a training loss of … and a test loss of …" from the run's epoch line of <paramref name="checkpoint"/>, or "".</summary>
+    private static string EpochFigures(string run, string checkpoint)
+    {
+        string metrics = Path.Combine(run, "metrics.jsonl");
+        if (!int.TryParse(Path.GetFileNameWithoutExtension(checkpoint).AsSpan("epoch-".Length), out int epoch) || !File.Exists(metrics)) return "";
+        foreach (var line in File.ReadLines(metrics))
+        {
+            if (!line.StartsWith("{\"type\":\"epoch\"", StringComparison.Ordinal)) continue;
+            try
+            {
+                using var doc = System.Text.Json.JsonDocument.Parse(line);
+                var e = doc.RootElement;
+                if (e.GetProperty("epoch").GetInt32() == epoch)
+                    return $", whose epoch ended at a training loss of {e.GetProperty("train_loss")} and a test loss of {e.GetProperty("test_loss")}";
+            }
+            catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+            {
+                return "";
+            }
+        }
+        return "";
     }
 }

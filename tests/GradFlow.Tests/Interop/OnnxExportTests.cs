@@ -1,3 +1,4 @@
+using GradFlow.Training;
 using GradFlow.Autograd;
 using GradFlow.Nn;
 using GradFlow.Nn.Network;
@@ -184,7 +185,24 @@ public sealed class OnnxExportTests : IDisposable
         (code, var output, err) = CliRunner.Run("export", run, "--onnx", onnx);
         Assert.True(code == 0, err);
         Assert.Contains("wrote", output);
+        Assert.DoesNotContain("warning", err);
         AssertSameWeights(OnnxExport.LoadRun(run), OnnxImport.Read(onnx).Weights);
+    }
+
+    [Fact]
+    public void Export_Cli_RunStoppedOnANonFiniteLoss_WarnsWithItsLastEpochsFigures()
+    {
+        // SGD at 50 diverges within the first epoch; the checkpoint written at the stop holds the weights before the NaN step
+        string run = Path.Combine(_dir, "diverged"), onnx = Path.Combine(_dir, "diverged.onnx");
+        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 32-64x4-10", "--data", "teacher", "--optimizer", "sgd", "--lr", "50",
+            "--epochs", "3", "--threads", "1", "--out", run, "--json");
+        Assert.Equal(1, code);
+        Assert.Equal("NonFiniteLoss", RunDirectory.EndStop(run));
+        (code, var output, err) = CliRunner.Run("export", run, "--onnx", onnx);
+        Assert.True(code == 0, err);
+        Assert.Contains("wrote", output);
+        Assert.Matches(@"warning: the run stopped on a non-finite loss; epoch-0001\.safetensors is its last checkpoint, whose epoch ended at a training loss of \S+ and a test loss of \S+, saved before that step", err);
+        Assert.True(File.Exists(onnx));
     }
 
     [Fact]

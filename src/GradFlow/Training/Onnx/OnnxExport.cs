@@ -33,7 +33,12 @@ public static class OnnxExport
     /// of its newest checkpoint that reads back intact.
     /// </summary>
     /// <exception cref="InvalidDataException">naming the directory when it holds no run, or no checkpoint fits the model.</exception>
-    public static Network LoadRun(string runDirectory)
+    public static Network LoadRun(string runDirectory) => LoadRun(runDirectory, out _);
+
+    /// <inheritdoc cref="LoadRun(string)"/>
+    /// <param name="runDirectory">The run directory.</param>
+    /// <param name="checkpoint">The path of the checkpoint whose weights the network holds.</param>
+    public static Network LoadRun(string runDirectory, out string checkpoint)
     {
         ArgumentNullException.ThrowIfNull(runDirectory);
         string configPath = Path.Combine(runDirectory, "config.json");
@@ -53,6 +58,7 @@ public static class OnnxExport
                 var contents = SafeTensors.Read(files[i]);
                 network.LoadStateDict(contents.Tensors.Where(kv => !kv.Key.StartsWith(Checkpoint.OptimizerPrefix, StringComparison.Ordinal))
                     .ToDictionary(kv => kv.Key, kv => kv.Value));
+                checkpoint = files[i];
                 return network;
             }
             catch (Exception e) when (e is InvalidDataException or ArgumentException or EndOfStreamException)
