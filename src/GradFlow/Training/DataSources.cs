@@ -43,8 +43,6 @@ public static class DataSources
         bool text = IsCorpus(config.Data);
         if (text && (input.Count != 1 || outputShape.Length != 2 || outputShape[0] != input[0]))
             throw new ArgumentException($"data: '{config.Data}' is a character corpus; its model takes [T] characters and gives [T, vocabulary] logits (e.g. 'transformer vocab=65'), but {config.DescribeModel()} maps {Shapes.Format(input.ToArray())} to {Shapes.Format(outputShape)}.");
-        if (!text && outputShape.Length != 1)
-            throw new ArgumentException($"data: the model ({config.DescribeModel()}) gives {Shapes.Format(outputShape)} per example; training needs a vector of outputs (end the network with a flatten and a linear).");
         int output = outputShape[^1];
         bool fromFile = false;
         var bundle = config.Data switch
@@ -93,6 +91,15 @@ public static class DataSources
                 throw new ArgumentException($"data: '{config.Data}' has {perExample} inputs per example but the model expects {expected}{(input.Count > 1 ? $" ({Shapes.Format(input.ToArray())})" : "")}.");
             if (input.Count > 1) bundle = new DataBundle(Reshape(bundle.Train, input), Reshape(bundle.Test, input));
         }
+        // a class per position ([N, T] labels: a sequence tagger, a language model) needs logits per position ([T, classes]); anything
+        // else, a vector of outputs per example
+        int positions = bundle.Train.Labels is { } labels && labels.Shape.Length == 2 ? labels.Shape[1] : 0;
+        if (positions > 0 && !text && (outputShape.Length != 2 || outputShape[0] != positions))
+            throw new ArgumentException($"data: '{config.Data}' has a class for each of {positions} positions per example, but the model ({config.DescribeModel()}) gives " +
+                $"{Shapes.Format(outputShape)} per example; a class per position needs [{positions}, classes] logits (a recurrent block with output=sequence and a linear, or a transformer).");
+        if (positions == 0 && !text && outputShape.Length != 1)
+            throw new ArgumentException($"data: the model ({config.DescribeModel()}) gives {Shapes.Format(outputShape)} per example; training needs a vector of outputs " +
+                "(end the network with a flatten and a linear), or labels with a class per position ([N, T]).");
         if (text && bundle.Train.ClassCount != output)
             throw new ArgumentException($"data: '{config.Data}' is a character corpus of {bundle.Train.ClassCount} distinct characters, but the model gives {output} logits per position; " +
                 $"its vocabulary must be the corpus's (vocab={bundle.Train.ClassCount}).");

@@ -254,17 +254,21 @@ public static class FileData
         _ => throw new InvalidOperationException("unreachable: IDX arrays are byte, sbyte, short, int, float or double"),
     };
 
-    /// <summary>Checks that y holds class labels (one non-negative integer per example); returns the largest plus one.</summary>
+    /// <summary>
+    /// Checks that y holds class labels: one non-negative integer per example ([N] or [N, 1]), or one per position ([N, T], T ≥ 2: a
+    /// sequence tagger's or a language model's targets); returns the largest plus one.
+    /// </summary>
     private static int CheckLabels(XY xy)
     {
-        if (!(xy.YShape.Length == 1 || xy.YShape.Length == 2 && xy.YShape[1] == 1))
-            throw new InvalidDataException($"data: {xy.YName}: class labels need shape [N] or [N, 1], got [{string.Join(", ", xy.YShape)}].");
+        if (xy.YShape.Length is not (1 or 2))
+            throw new InvalidDataException($"data: {xy.YName}: class labels need shape [N], [N, 1], or [N, T] (a class per position), got [{string.Join(", ", xy.YShape)}].");
+        int perExample = xy.YShape.Length == 2 ? xy.YShape[1] : 1;
         int max = -1;
         for (int i = 0; i < xy.Y.Length; i++)
         {
             double v = xy.Y[i];
             if (!(v >= 0 && v < 1_000_000 && v == Math.Floor(v)))
-                throw new InvalidDataException($"data: {xy.YName}: element {i} is {v}, not a class label (an integer in 0..999999).");
+                throw new InvalidDataException($"data: {xy.YName}: element {i}{(perExample > 1 ? $" (example {i / perExample}, position {i % perExample})" : "")} is {v}, not a class label (an integer in 0..999999).");
             max = Math.Max(max, (int)v);
         }
         return max + 1;
@@ -288,9 +292,10 @@ public static class FileData
         var inputs = new Tensor(x, [n, x.Length / n]);
         if (classes)
         {
-            var labels = new int[n];
-            for (int i = 0; i < n; i++) labels[i] = (int)xy.Y[i];
-            return Dataset.Classification(inputs, IndexTensor.FromArray(labels, n), classCount);
+            var labels = new int[xy.Y.Length];
+            for (int i = 0; i < labels.Length; i++) labels[i] = (int)xy.Y[i];
+            // [N, T] with T ≥ 2: a class per position; [N] and [N, 1]: one per example
+            return Dataset.Classification(inputs, labels.Length > n ? IndexTensor.FromArray(labels, n, labels.Length / n) : IndexTensor.FromArray(labels, n), classCount);
         }
         var y = new float[xy.Y.Length];
         for (int i = 0; i < y.Length; i++)

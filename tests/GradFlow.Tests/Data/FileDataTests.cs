@@ -479,4 +479,42 @@ public sealed class FileDataTests : IDisposable
         var own = Assert.Throws<ArgumentException>(() => DataSources.Load(Config(), NetworkDescription.Parse("net 2x2 seq[flatten linear(out=2)]")).Train);
         Assert.Contains("the network does not run at 3 steps", own.Message);
     }
+
+    [Fact]
+    public void Arrays_AClassPerPosition_TrainASequenceTaggerAndNeedLogitsPerPosition()
+    {
+        // 480 sequences of 8 steps of 2 features; each step's tag is the sign of its first feature (plus a third class near 0)
+        var g = new Generator(5);
+        var x = Tensor.RandN(g, 480, 8, 2);
+        var xs = (float[])x.Storage;
+        var tags = Enumerable.Range(0, 480 * 8).Select(i => xs[2 * i] > 0.5f ? 2.0 : xs[2 * i] < -0.5f ? 0.0 : 1.0).ToArray();
+        var path = Path.Combine(_dir.Path, "tags.safetensors");
+        SafeTensors.Write(path, [new("x", x), new("y", Tensor.FromArray(tags, 480, 8))]);
+        var config = new TrainingConfig
+        {
+            Data = path, TargetKind = TargetKind.Classes, Standardize = false, Model = "net 8x2 seq[recurrent(cell=gru,hidden=16,output=sequence) linear(out=3)]",
+            Optimizer = OptimizerKind.Adam, LearningRate = 0.02, BatchSize = 32, Epochs = 8, Seed = 1, Threads = 1,
+        };
+        var bundle = DataSources.Load(config, config.Description());
+        Assert.Equal([bundle.Train.Count, 8], bundle.Train.Labels!.Shape.ToArray());
+        Assert.Equal(480, bundle.Train.Count + bundle.Test.Count);
+        // every example keeps its own tags, position by position (the split permutes whole examples)
+        var inputs = (float[])bundle.Train.Inputs.Storage;
+        for (int e = 0; e < bundle.Train.Count; e++)
+            for (int t = 0; t < 8; t++)
+            {
+                float v = inputs[(e * 8 + t) * 2];
+                Assert.Equal(v > 0.5f ? 2 : v < -0.5f ? 0 : 1, bundle.Train.Labels.Data[e * 8 + t]);
+            }
+        var result = new Trainer(config).Run(cancellation: TestContext.Current.CancellationToken);
+        Assert.True(result.Epochs[^1].TestAccuracy > 0.9, $"a GRU tagger reached {result.Epochs[^1].TestAccuracy:P1} of the test positions");
+        // a model with one output vector per example cannot take a class per position, and the reverse
+        var perExample = Assert.Throws<ArgumentException>(() => DataSources.Load(config with { Model = "gru 2-16-3" }, NetworkDescription.Parse("gru 2-16-3")));
+        Assert.Contains("has a class for each of 8 positions per example, but the model (gru 2-16-3 init=default) gives [3] per example", perExample.Message);
+        var bad = tags.ToArray();
+        bad[8 * 3 + 5] = 1.5;
+        SafeTensors.Write(path, [new("x", x), new("y", Tensor.FromArray(bad, 480, 8))]);
+        var label = Assert.Throws<InvalidDataException>(() => FileData.Load(config));
+        Assert.Contains("element 29 (example 3, position 5) is 1.5, not a class label", label.Message);
+    }
 }
