@@ -49,7 +49,7 @@ internal static class Opt
         Parsed<double>(name, help, valueName, "a finite number",
             (string t, out double v) => double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out v) && double.IsFinite(v));
 
-    /// <summary>An enum member named in kebab case (<c>adam-w</c> or <c>adamw</c>), case-insensitive; the members complete.</summary>
+    /// <summary>An enum member by its name in lower case (<c>adamw</c>), case-insensitive, hyphens ignored (<c>adam-w</c>); the members complete.</summary>
     public static Option<T?> Enum<T>(string name, string help) where T : struct, System.Enum
     {
         string[] names = [.. System.Enum.GetNames<T>().Select(n => n.ToLowerInvariant())];

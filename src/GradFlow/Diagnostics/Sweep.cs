@@ -205,6 +205,21 @@ public static class Sweep
         {
             throw new InvalidDataException($"{definition}: not a sweep definition ({e.Message}).");
         }
+        // a definition written before 2026-12-07 spells two optimizers in kebab case (adam-w, rms-prop): its config is compared as
+        // this version writes it
+        if (recorded is JsonObject { } root && root["config"] is JsonObject old)
+        {
+            try
+            {
+                var config = JsonNode.Parse(TrainingConfig.FromJson(old.ToJsonString(), definition, requireData: false).ToJson())!.AsObject();
+                config.Remove("threads");
+                root["config"] = config;
+            }
+            catch (FormatException)
+            {
+                // compared as it is, and named by the difference below
+            }
+        }
         string? difference = Difference(recorded, JsonNode.Parse(sweep.ToJson()), "");
         if (difference is not null)
             throw new InvalidOperationException($"sweep: {directory} holds another sweep: {difference}. Run the recorded command again, or choose another directory.");

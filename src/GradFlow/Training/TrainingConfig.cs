@@ -193,11 +193,39 @@ public sealed record TrainingConfig
         WriteIndented = true,
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // a model "a+b" stays readable
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower, allowIntegerValues: false) },
+        Converters = { new EnumNames() },
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     };
 
-    /// <summary>The JSON form (camelCase keys, kebab-case enum values).</summary>
+    /// <summary>
+    /// Enum values as the command line spells them: the member's name in lower case (<c>adamw</c>, <c>rmsprop</c>, <c>cosine</c>); read
+    /// case-insensitively with hyphens ignored, so the kebab case that configs written before 2026-12-07 hold (<c>adam-w</c>,
+    /// <c>rms-prop</c>) reads too. A number is refused.
+    /// </summary>
+    private sealed class EnumNames : JsonConverterFactory
+    {
+        public override bool CanConvert(Type type) => type.IsEnum;
+
+        public override JsonConverter CreateConverter(Type type, JsonSerializerOptions options) =>
+            (JsonConverter)Activator.CreateInstance(typeof(Names<>).MakeGenericType(type))!;
+
+        private sealed class Names<T> : JsonConverter<T> where T : struct, Enum
+        {
+            public override T Read(ref Utf8JsonReader reader, Type type, JsonSerializerOptions options)
+            {
+                string? text = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+                foreach (var value in Enum.GetValues<T>())
+                    if (text is not null && string.Equals(value.ToString(), text.Replace("-", "", StringComparison.Ordinal), StringComparison.OrdinalIgnoreCase))
+                        return value;
+                throw new JsonException($"{(text is null ? $"a {reader.TokenType.ToString().ToLowerInvariant()}" : $"'{text}'")} is not one of {string.Join(", ", Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}.");
+            }
+
+            public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options) =>
+                writer.WriteStringValue(value.ToString().ToLowerInvariant());
+        }
+    }
+
+    /// <summary>The JSON form (camelCase keys, enum values as the command line spells them).</summary>
     public string ToJson() => JsonSerializer.Serialize(this, Options);
 
     /// <summary>Reads the JSON form; errors name the source and the field. Without <paramref name="requireData"/> the data files need not
@@ -212,7 +240,9 @@ public sealed record TrainingConfig
         }
         catch (JsonException e)
         {
-            throw new FormatException($"{source}: {e.Message}");
+            // an enum value's error (EnumNames) carries no path in its text: the field is named as the range errors name theirs
+            throw new FormatException(e.Path is ['$', '.', .. var field] && !e.Message.Contains("Path:", StringComparison.Ordinal)
+                ? $"{source}: field '{field}': {e.Message}" : $"{source}: {e.Message}");
         }
         if (c is null) throw new FormatException($"{source}: empty configuration.");
         c.Validate(source, requireData);

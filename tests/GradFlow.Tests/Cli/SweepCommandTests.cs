@@ -142,4 +142,20 @@ public sealed class SweepCommandTests : IDisposable
         Assert.Equal(2, code);
         Assert.Contains("holds another sweep: exact_every: recorded true", err);
     }
+
+    [Fact]
+    public void Sweep_RecordedWithTheOlderKebabCaseOptimizer_RestartsAsTheSameSweep()
+    {
+        string definition = Path.Combine(_dir, "s", "sweep.json");
+        Assert.Equal(0, CliRunner.Run(Args("--grid", "lr=0.1", "--optimizer", "adamw")).Code);
+        string recorded = File.ReadAllText(definition);
+        Assert.Contains("\"optimizer\": \"adamw\"", recorded);
+        // as written before 2026-12-07
+        File.WriteAllText(definition, recorded.Replace("\"adamw\"", "\"adam-w\""));
+        var (code, output, err) = CliRunner.Run(Args("--grid", "lr=0.1", "--optimizer", "adamw"));
+        Assert.True(code == 0, err + output);
+        (code, _, err) = CliRunner.Run(Args("--grid", "lr=0.1", "--optimizer", "adam"));
+        Assert.Equal(2, code);
+        Assert.Contains("holds another sweep: config.optimizer: recorded", err);
+    }
 }

@@ -150,7 +150,9 @@ public sealed class TrainerTests : IDisposable
     [Theory]
     [InlineData("""{"epochs": 0}""", "'epochs'")]
     [InlineData("""{"learningRate": -1}""", "'learningRate'")]
-    [InlineData("""{"optimizer": "adamax"}""", "optimizer")]
+    [InlineData("""{"optimizer": "adamax"}""", "field 'optimizer': 'adamax' is not one of sgd, adam, adamw, rmsprop, adagrad")]
+    [InlineData("""{"optimizer": 2}""", "field 'optimizer': a number is not one of")]
+    [InlineData("""{"schedule": "linear"}""", "field 'schedule': 'linear' is not one of constant, cosine, step")]
     [InlineData("""{"data": "imagenet"}""", "'data'")]
     [InlineData("""{"model": "mlp 4-x-2"}""", "'model'")]
     [InlineData("""{"epochz": 3}""", "epochz")]
@@ -159,5 +161,21 @@ public sealed class TrainerTests : IDisposable
         var e = Assert.Throws<FormatException>(() => TrainingConfig.FromJson(json, "cfg.json"));
         Assert.Contains("cfg.json", e.Message);
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Config_EnumValues_AreTheCommandLinesNames_AndTheOlderKebabCaseStillReads()
+    {
+        var config = Circles(1) with { Optimizer = OptimizerKind.AdamW, Schedule = ScheduleKind.Cosine, Precision = PrecisionKind.Bf16 };
+        string json = config.ToJson();
+        Assert.Contains("\"optimizer\": \"adamw\"", json);
+        Assert.Contains("\"schedule\": \"cosine\"", json);
+        Assert.Contains("\"precision\": \"bf16\"", json);
+        Assert.Equal(config, TrainingConfig.FromJson(json));
+        // configs written before 2026-12-07 said "adam-w" and "rms-prop"; any case reads
+        Assert.Equal(OptimizerKind.AdamW, TrainingConfig.FromJson(json.Replace("\"adamw\"", "\"adam-w\"")).Optimizer);
+        Assert.Equal(OptimizerKind.RmsProp, TrainingConfig.FromJson(json.Replace("\"adamw\"", "\"rms-prop\"")).Optimizer);
+        Assert.Equal(OptimizerKind.RmsProp, TrainingConfig.FromJson(json.Replace("\"adamw\"", "\"RMSprop\"")).Optimizer);
+        Assert.Contains("\"optimizer\": \"rmsprop\"", (config with { Optimizer = OptimizerKind.RmsProp }).ToJson());
     }
 }
