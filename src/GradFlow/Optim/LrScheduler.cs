@@ -112,6 +112,28 @@ public sealed class CosineAnnealingLr : LrScheduler
 }
 
 /// <summary>
+/// Linear decay to 0 over <c>T</c> steps, then 0 (PyTorch's <c>LinearLR</c> with start factor 1, end factor 0 and
+/// <c>total_iters</c> T; after a warm-up, Hugging Face's <c>get_linear_schedule_with_warmup</c>):
+/// <c>lr_t = lr₀ · max(0, 1 − t / T)</c>.
+/// </summary>
+public sealed class LinearDecayLr : LrScheduler
+{
+    /// <exception cref="ArgumentException">when <paramref name="steps"/> &lt; 1.</exception>
+    public LinearDecayLr(Optimizer optimizer, int steps) : base(optimizer)
+    {
+        if (steps < 1) throw new ArgumentException($"LinearDecayLr: steps must be ≥ 1; got {steps}.", nameof(steps));
+        Steps = steps;
+        Start();
+    }
+
+    /// <summary>T: the step at which the rate reaches 0.</summary>
+    public int Steps { get; }
+
+    /// <inheritdoc />
+    public override double LearningRateAt(int t) => BaseLearningRate * Math.Max(0, 1 - (double)t / Steps);
+}
+
+/// <summary>
 /// Linear warm-up, optionally followed by another schedule: for t &lt; W,
 /// <c>lr_t = lr₀ · (f₀ + (1 − f₀) · t / W)</c> (PyTorch's <c>LinearLR</c> with end factor 1); from
 /// t = W on, <c>lr_t = then.LearningRateAt(t − W)</c>, or lr₀ when there is no <c>then</c> schedule

@@ -161,6 +161,7 @@ public sealed class Trainer
         {
             ScheduleKind.Cosine => new CosineAnnealingLr(Optimizer, afterWarmup),
             ScheduleKind.Step => new StepLr(Optimizer, Math.Max(1, afterWarmup / 3)),
+            ScheduleKind.Linear => new LinearDecayLr(Optimizer, afterWarmup),
             _ => null,
         };
         Scheduler = config.WarmupSteps > 0 ? new LinearWarmup(Optimizer, config.WarmupSteps, 1.0 / config.WarmupSteps, schedule) : schedule;

@@ -29,6 +29,8 @@ public enum ScheduleKind
     Cosine,
     /// <summary>×0.1 every third of the run.</summary>
     Step,
+    /// <summary>Linear decay to 0 over all steps (after the warm-up: the transformer fine-tuning schedule).</summary>
+    Linear,
 }
 
 /// <summary>The arithmetic of a training run's matrix products.</summary>

@@ -43,6 +43,15 @@ public class LrSchedulerTests
     }
 
     [Fact]
+    public void LinearDecayLr_FallsLinearlyToZeroThenHolds()
+    {
+        var rates = Rates(new LinearDecayLr(NewOptimizer(0.8), steps: 4), 6);
+        double[] expected = [0.8, 0.6, 0.4, 0.2, 0, 0, 0];
+        for (int t = 0; t < expected.Length; t++) Assert.Equal(expected[t], rates[t], 1e-15);
+        Assert.Equal("steps", Assert.Throws<ArgumentException>(() => new LinearDecayLr(NewOptimizer(1), 0)).ParamName);
+    }
+
+    [Fact]
     public void LinearWarmup_Alone_RisesLinearlyThenHolds()
     {
         var rates = Rates(new LinearWarmup(NewOptimizer(0.4), warmupSteps: 4, startFactor: 0.25), 6);

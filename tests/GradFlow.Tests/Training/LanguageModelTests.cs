@@ -158,6 +158,12 @@ public class LanguageModelTests
         Assert.Equal(0.01 * (0.25 + 0.75 * 2 / 4), s.LearningRateAt(2), 12);
         Assert.Equal(0.01, s.LearningRateAt(4), 12);
         Assert.Equal(0.01 * (1 + Math.Cos(Math.PI * 10 / 20)) / 2, s.LearningRateAt(14), 12);
+        // the linear schedule after the same warm-up: 1 − t/20 of the rate over the 20 steps after it, 0 at the run's end
+        var linear = LanguageTrainer(Abc, "transformer vocab=6 d=8 heads=2 layers=1 ctx=5", 24, warmup: 4, schedule: ScheduleKind.Linear).Scheduler!;
+        Assert.Equal(0.01 / 4, linear.LearningRateAt(0), 12);
+        Assert.Equal(0.01, linear.LearningRateAt(4), 12);
+        Assert.Equal(0.01 * (1 - 10 / 20.0), linear.LearningRateAt(14), 12);
+        Assert.Equal(0, linear.LearningRateAt(24), 12);
     }
 
     [Fact]
