@@ -40,6 +40,7 @@ internal static class TrainOptions
     public static readonly Option<OptimizerKind?> Optimizer = Opt.Enum<OptimizerKind>("optimizer", "the optimiser (default adam)");
     public static readonly Option<double?> Lr = Opt.Double("lr", "learning rate (default 0.001)");
     public static readonly Option<double?> Momentum = Opt.Double("momentum", "momentum for sgd and rmsprop");
+    public static readonly Option<bool> Nesterov = Opt.Flag("nesterov", "Nesterov momentum for sgd (needs --momentum > 0)");
     public static readonly Option<double?> WeightDecay = Opt.Double("weight-decay", "weight decay");
     public static readonly Option<ScheduleKind?> Schedule = Opt.Enum<ScheduleKind>("schedule", "learning-rate schedule (default constant)");
     public static readonly Option<int?> Warmup = Opt.Int("warmup", "linear learning-rate warm-up over the first N steps, then the schedule");
@@ -69,7 +70,7 @@ internal static class TrainOptions
     public static readonly Option[] Config =
     [
         Model, ModelFile, Data, Target, Task, TestData, TestFraction, NoStandardize, Stream, ImageSize, Channels, SeqLen, DataDir, TrainLimit, TestLimit,
-        Optimizer, Lr, Momentum, WeightDecay, Schedule, Warmup, Epochs, BatchSize, MaxSteps, ClipNorm, ClipValue, ClipAgc, LabelSmoothing, Precision,
+        Optimizer, Lr, Momentum, Nesterov, WeightDecay, Schedule, Warmup, Epochs, BatchSize, MaxSteps, ClipNorm, ClipValue, ClipAgc, LabelSmoothing, Precision,
         AugmentCrop, AugmentFlip, Seed, Threads, MicroBatches, SyncBatchNorm, ConfigFile, MonitorEvery,
     ];
 
@@ -119,6 +120,7 @@ internal static class TrainOptions
             Threads = r.GetValue(Threads) ?? c.Threads,
             MicroBatches = r.GetValue(MicroBatches) ?? c.MicroBatches,
             SyncBatchNorm = r.GetValue(SyncBatchNorm) || c.SyncBatchNorm,
+            Nesterov = r.GetValue(Nesterov) || c.Nesterov,
             Target = r.GetValue(Target) ?? c.Target,
             TargetKind = r.GetValue(Task) ?? c.TargetKind,
             TestData = FullPath(r.GetValue(TestData)) ?? c.TestData,

@@ -98,6 +98,7 @@ public static class Remedies
                 {
                     Optimizer = KeepDecoupledDecay(config, target),
                     LearningRate = eq < 0 ? 1e-3 : Number(id, arg[(eq + 1)..]),
+                    Nesterov = config.Nesterov && target == OptimizerKind.Sgd, // SGD's own momentum; another optimizer has none
                 };
             case "recipe" when arg != "standard":
                 throw new FormatException($"remedy '{id}': unknown recipe '{arg}' (standard).");

@@ -41,7 +41,7 @@ public sealed class DataCache
         var dataOnly = config with
         {
             Model = $"{string.Join("x", description.Input)}->{string.Join("x", description.OutputShape())}",
-            Optimizer = default, LearningRate = 0, Momentum = 0, WeightDecay = 0, Schedule = default, WarmupSteps = 0,
+            Optimizer = default, LearningRate = 0, Momentum = 0, Nesterov = false, WeightDecay = 0, Schedule = default, WarmupSteps = 0,
             Epochs = 0, BatchSize = 0, MaxSteps = null, ClipNorm = null, ClipValue = null, ClipAgc = null, LabelSmoothing = 0,
             AugmentPadding = 0, AugmentFlip = 0, Threads = null, MicroBatches = null, SyncBatchNorm = false,
             CheckpointEvery = null, MonitorEvery = null,

@@ -278,7 +278,7 @@ public sealed class Trainer
     /// <summary>Builds the optimiser a config names.</summary>
     public static Optimizer CreateOptimizer(TrainingConfig config, IEnumerable<Parameter> parameters) => config.Optimizer switch
     {
-        OptimizerKind.Sgd => new Sgd(parameters, config.LearningRate, momentum: config.Momentum, weightDecay: config.WeightDecay),
+        OptimizerKind.Sgd => new Sgd(parameters, config.LearningRate, momentum: config.Momentum, weightDecay: config.WeightDecay, nesterov: config.Nesterov),
         OptimizerKind.Adam => new Adam(parameters, config.LearningRate, weightDecay: config.WeightDecay),
         OptimizerKind.AdamW => new AdamW(parameters, config.LearningRate, weightDecay: config.WeightDecay),
         OptimizerKind.RmsProp => new RmsProp(parameters, config.LearningRate, momentum: config.Momentum, weightDecay: config.WeightDecay),

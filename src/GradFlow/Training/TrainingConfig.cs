@@ -116,6 +116,10 @@ public sealed record TrainingConfig
     /// <summary>SGD/RMSprop momentum.</summary>
     public double Momentum { get; init; }
 
+    /// <summary>SGD with Nesterov momentum (PyTorch's <c>nesterov=True</c>; needs momentum &gt; 0). Written only when set.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Nesterov { get; init; }
+
     /// <summary>Weight decay.</summary>
     public double WeightDecay { get; init; }
 
@@ -269,6 +273,8 @@ public sealed record TrainingConfig
         Require(BatchSize >= 1, "batchSize", $"must be at least 1, got {BatchSize}");
         Require(LearningRate > 0 && double.IsFinite(LearningRate), "learningRate", $"must be positive, got {LearningRate}");
         Require(Momentum >= 0 && Momentum < 1, "momentum", $"must be in [0, 1), got {Momentum}");
+        Require(!Nesterov || Optimizer == OptimizerKind.Sgd && Momentum > 0, "nesterov",
+            $"is Nesterov momentum for sgd with momentum > 0; got {Optimizer.ToString().ToLowerInvariant()} with momentum {Momentum}");
         Require(WeightDecay >= 0, "weightDecay", $"must be non-negative, got {WeightDecay}");
         Require(WarmupSteps >= 0, "warmupSteps", $"must be non-negative, got {WarmupSteps}");
         Require(MaxSteps is null or >= 1, "maxSteps", $"must be at least 1, got {MaxSteps}");

@@ -59,6 +59,12 @@ public class RemediesTests
         var adam = Remedies.Apply("optimizer:adam", Base with { Optimizer = OptimizerKind.Sgd });
         Assert.Equal(OptimizerKind.Adam, adam.Optimizer);
         Assert.Equal(Base.Model, Remedies.Apply("clip:1", Base).Model);
+        // Nesterov is SGD's: a switch away from SGD drops it (the config would not validate), a switch to SGD keeps it
+        var nesterov = Base with { Optimizer = OptimizerKind.Sgd, Momentum = 0.9, Nesterov = true };
+        var switched = Remedies.Apply("optimizer:adam", nesterov);
+        Assert.False(switched.Nesterov);
+        switched.Validate();
+        Assert.True(Remedies.Apply("optimizer:sgd=0.1", nesterov).Nesterov);
     }
 
     [Theory]

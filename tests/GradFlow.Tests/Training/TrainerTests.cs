@@ -1,3 +1,4 @@
+using GradFlow.Optim;
 using GradFlow.Training;
 
 namespace GradFlow.Tests.Training;
@@ -152,7 +153,9 @@ public sealed class TrainerTests : IDisposable
     [InlineData("""{"learningRate": -1}""", "'learningRate'")]
     [InlineData("""{"optimizer": "adamax"}""", "field 'optimizer': 'adamax' is not one of sgd, adam, adamw, rmsprop, adagrad")]
     [InlineData("""{"optimizer": 2}""", "field 'optimizer': a number is not one of")]
-    [InlineData("""{"schedule": "linear"}""", "field 'schedule': 'linear' is not one of constant, cosine, step")]
+    [InlineData("""{"schedule": "onecycle"}""", "field 'schedule': 'onecycle' is not one of constant, cosine, step, linear")]
+    [InlineData("""{"optimizer": "adam", "nesterov": true}""", "field 'nesterov' is Nesterov momentum for sgd with momentum > 0; got adam with momentum 0")]
+    [InlineData("""{"optimizer": "sgd", "nesterov": true}""", "field 'nesterov' is Nesterov momentum for sgd with momentum > 0; got sgd with momentum 0")]
     [InlineData("""{"data": "imagenet"}""", "'data'")]
     [InlineData("""{"model": "mlp 4-x-2"}""", "'model'")]
     [InlineData("""{"epochz": 3}""", "epochz")]
@@ -177,5 +180,23 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(OptimizerKind.RmsProp, TrainingConfig.FromJson(json.Replace("\"adamw\"", "\"rms-prop\"")).Optimizer);
         Assert.Equal(OptimizerKind.RmsProp, TrainingConfig.FromJson(json.Replace("\"adamw\"", "\"RMSprop\"")).Optimizer);
         Assert.Contains("\"optimizer\": \"rmsprop\"", (config with { Optimizer = OptimizerKind.RmsProp }).ToJson());
+    }
+
+    [Fact]
+    public void Config_Nesterov_ReachesTheOptimizer_AndIsWrittenOnlyWhenSet()
+    {
+        var plain = Circles(1) with { Optimizer = OptimizerKind.Sgd, Momentum = 0.9 };
+        Assert.DoesNotContain("nesterov", plain.ToJson());
+        Assert.False(((Sgd)new Trainer(plain).Optimizer).Nesterov);
+        var nesterov = plain with { Nesterov = true };
+        Assert.Contains("\"nesterov\": true", nesterov.ToJson());
+        Assert.Equal(nesterov, TrainingConfig.FromJson(nesterov.ToJson()));
+        Assert.True(((Sgd)new Trainer(nesterov).Optimizer).Nesterov);
+        // the same first steps, another trajectory: the look-ahead gradient changes the weights from the second step on
+        var a = new Trainer(plain with { MaxSteps = 3 });
+        var b = new Trainer(nesterov with { MaxSteps = 3 });
+        a.Run(cancellation: TestContext.Current.CancellationToken);
+        b.Run(cancellation: TestContext.Current.CancellationToken);
+        Assert.NotEqual(a.Model.Parameters().First().Data.ToArray(), b.Model.Parameters().First().Data.ToArray());
     }
 }
