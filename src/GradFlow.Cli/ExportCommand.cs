@@ -32,8 +32,8 @@ internal static class ExportCommand
         stdout.WriteLine($"wrote {path}: {network.Description.Describe()}");
         // a run that stopped on a non-finite loss or gradient keeps the checkpoint of its last whole epoch, which may already be
         // diverging (a loss of 1e27, a NaN test loss): exported without a word, it passed for a trained model
-        if (RunDirectory.EndStop(run) is "NonFiniteLoss" or "NonFiniteGradient")
-            stderr.WriteLine($"gradflow export: warning: the run stopped on a non-finite {(RunDirectory.EndStop(run) == "NonFiniteLoss" ? "loss" : "gradient")}; " +
+        if (RunDirectory.EndStop(run) is ("NonFiniteLoss" or "NonFiniteGradient") and var stop)
+            stderr.WriteLine($"gradflow export: warning: the run stopped on a non-finite {(stop == "NonFiniteLoss" ? "loss" : "gradient")}; " +
                 $"{Path.GetFileName(checkpoint)} is its last checkpoint{EpochFigures(run, checkpoint)}, saved before that step: it may be diverging.");
         return 0;
     }
