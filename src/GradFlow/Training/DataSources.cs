@@ -44,6 +44,9 @@ public static class DataSources
         if (text && (input.Count != 1 || outputShape.Length != 2 || outputShape[0] != input[0]))
             throw new ArgumentException($"data: '{config.Data}' is a character corpus; its model takes [T] characters and gives [T, vocabulary] logits (e.g. 'transformer vocab=65'), but {config.DescribeModel()} maps {Shapes.Format(input.ToArray())} to {Shapes.Format(outputShape)}.");
         int output = outputShape[^1];
+        // a model that starts with an embedding reads token ids: a file's ids are not standardised (standardised ids were refused
+        // deep inside the embedding, "input element 0 is -0.51"), and each must be an id of its vocabulary
+        var tokens = TokenEmbedding(description);
         bool fromFile = false;
         var bundle = config.Data switch
         {
@@ -59,7 +62,14 @@ public static class DataSources
         DataBundle FromFile()
         {
             fromFile = true;
-            return FileData.Load(config);
+            var loaded = FileData.Load(tokens is null ? config : config with { Standardize = false });
+            if (tokens is { } e)
+                foreach (var (set, file) in new[] { (loaded.Train, config.Data), (loaded.Test, config.TestData ?? config.Data) })
+                    for (int i = 0; i < set.Inputs.Count; i++)
+                        if (set.Inputs.GetFlat(i) is var v && !(v >= 0 && v < e.Vocab && v == Math.Floor(v)))
+                            throw new ArgumentException($"data: '{file}' holds the input value {v}, not a token id in [0, {e.Vocab}): the model ({config.DescribeModel()}) " +
+                                "starts with an embedding, which reads token ids.");
+            return loaded;
         }
         var inputs = bundle.Train.InputShape;
         // a file's sequences read flat ([N, T·I]) are cut into steps of the description's I features, as images take [C, H, W]
@@ -142,6 +152,10 @@ public static class DataSources
     /// (<c>.txt</c>, <see cref="TextCorpus.FromFile"/>).
     /// </summary>
     public static bool IsCorpus(string name) => name is "kjv" || IsTextFile(name);
+
+    /// <summary>The embedding the network's input goes into first (a model that reads token ids), or null.</summary>
+    private static EmbeddingBlock? TokenEmbedding(NetworkDescription description) =>
+        description.Shapes().FirstOrDefault(s => s.Block is not SequenceBlock)?.Block as EmbeddingBlock;
 
     /// <summary>Whether <paramref name="name"/> is the path of a text file read as a character corpus (its extension is <c>.txt</c>).</summary>
     public static bool IsTextFile(string name) => name.EndsWith(".txt", StringComparison.OrdinalIgnoreCase);

@@ -517,4 +517,24 @@ public sealed class FileDataTests : IDisposable
         var label = Assert.Throws<InvalidDataException>(() => FileData.Load(config));
         Assert.Contains("element 29 (example 3, position 5) is 1.5, not a class label", label.Message);
     }
+
+    [Fact]
+    public void Arrays_TokenIdsForAModelThatStartsWithAnEmbedding_AreNotStandardisedAndAreChecked()
+    {
+        // 200 windows of 8 token ids from a vocabulary of 6, each labelled with the next id
+        var ids = Enumerable.Range(0, 200 * 9).Select(i => (double)(i * 7 % 6)).ToArray();
+        var x = Enumerable.Range(0, 200 * 8).Select(i => ids[i / 8 * 9 + i % 8]).ToArray();
+        var y = Enumerable.Range(0, 200 * 8).Select(i => ids[i / 8 * 9 + i % 8 + 1]).ToArray();
+        var path = Path.Combine(_dir.Path, "tokens.safetensors");
+        SafeTensors.Write(path, [new("x", Tensor.FromArray(x, 200, 8)), new("y", Tensor.FromArray(y, 200, 8))]);
+        var config = new TrainingConfig { Data = path, TargetKind = TargetKind.Classes, Model = "transformer vocab=6 d=8 heads=2 layers=1 ctx=8" };
+        var bundle = DataSources.Load(config, config.Description());
+        // the ids as written (standardised, the first would be about -1.5, which the embedding refused)
+        Assert.All(bundle.Train.Inputs.ToDoubleArray(), v => Assert.True(v is 0 or 1 or 2 or 3 or 4 or 5, $"{v} is not one of the file's ids"));
+        Assert.Equal(x.Order(), bundle.Train.Inputs.ToDoubleArray().Concat(bundle.Test.Inputs.ToDoubleArray()).Order());
+        var smaller = config with { Model = "transformer vocab=5 d=8 heads=2 layers=1 ctx=8" };
+        var e = Assert.Throws<ArgumentException>(() => DataSources.Load(smaller, smaller.Description()));
+        Assert.Contains("holds the input value 5, not a token id in [0, 5)", e.Message);
+        Assert.Contains("starts with an embedding, which reads token ids", e.Message);
+    }
 }
