@@ -65,7 +65,7 @@ public static class DataSources
             var loaded = FileData.Load(tokens is null ? config : config with { Standardize = false });
             if (tokens is { } e)
                 foreach (var (set, file) in new[] { (loaded.Train, config.Data), (loaded.Test, config.TestData ?? config.Data) })
-                    for (int i = 0; i < set.Inputs.Count; i++)
+                    for (int i = 0; !set.IsStreamed && i < set.Inputs.Count; i++) // a streamed set's ids are read batch by batch
                         if (set.Inputs.GetFlat(i) is var v && !(v >= 0 && v < e.Vocab && v == Math.Floor(v)))
                             throw new ArgumentException($"data: '{file}' holds the input value {v}, not a token id in [0, {e.Vocab}): the model ({config.DescribeModel()}) " +
                                 "starts with an embedding, which reads token ids.");
