@@ -536,5 +536,9 @@ public sealed class FileDataTests : IDisposable
         var e = Assert.Throws<ArgumentException>(() => DataSources.Load(smaller, smaller.Description()));
         Assert.Contains("holds the input value 5, not a token id in [0, 5)", e.Message);
         Assert.Contains("starts with an embedding, which reads token ids", e.Message);
+        // a streamed table of ids loads too (its inputs are read batch by batch, never whole)
+        var table = Text("ids.csv", "a,b,y\n" + string.Concat(Enumerable.Range(0, 20).Select(i => $"{i % 6},{i % 4},{i % 2}\n")));
+        var streamed = new TrainingConfig { Data = table, Target = "y", Stream = true, Model = "net 2 seq[embedding(vocab=6,dim=4) flatten linear(out=2)]" };
+        Assert.True(DataSources.Load(streamed, streamed.Description()).Train.IsStreamed);
     }
 }
