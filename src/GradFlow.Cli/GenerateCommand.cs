@@ -52,6 +52,10 @@ internal static class GenerateCommand
         var corpus = DataSources.Corpus(config.Data)
             ?? throw new ArgumentException($"{configPath}: the run trained on '{config.Data}', not a character corpus (kjv); generate samples language models.");
         var description = config.Description();
+        // a text file is read again for its vocabulary: edited since training, it may hold other characters
+        if (description.OutputShape()[^1] is var logits && logits != corpus.Vocabulary.Length)
+            throw new InvalidDataException($"{configPath}: the run's model gives {logits} logits per position, but '{config.Data}' now has {corpus.Vocabulary.Length} " +
+                "distinct characters: the text changed since the run trained on it.");
         var checkpoint = directory.CheckpointFiles().LastOrDefault()
             ?? throw new FileNotFoundException($"{run} has no checkpoint in {directory.Checkpoints}; train it to the end of an epoch first.");
         var model = NetworkBuilder.Build(description, new Generator(config.Seed));

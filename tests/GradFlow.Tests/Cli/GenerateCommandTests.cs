@@ -52,6 +52,11 @@ public sealed class GenerateCommandTests : IDisposable
         Assert.True(g == 0, gErr);
         Assert.StartsWith("Ünder", generated, StringComparison.Ordinal);
         Assert.All(generated.TrimEnd('\n')[5..], c => Assert.Contains(c, poem));
+        // the text edited since training: another vocabulary is named, not sampled through
+        File.AppendAllText(text, "{}");
+        var (edited, _, editedErr) = CliRunner.Run("generate", "--model", run, "--prompt", "Ünder", "--length", "20");
+        Assert.Equal(1, edited);
+        Assert.Contains($"gives {vocabulary} logits per position, but '{text}' now has {vocabulary + 2} distinct characters", editedErr, StringComparison.Ordinal);
     }
 
     [Fact]
