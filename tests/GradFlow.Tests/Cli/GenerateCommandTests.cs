@@ -60,6 +60,25 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void TrainACharacterLstmOnATextFileThenGenerate()
+    {
+        // Karpathy's char-rnn as a network description: embedding, an LSTM over every position, a linear read-out per position
+        string text = Path.Combine(_dir, "lines.txt");
+        string lines = string.Concat(Enumerable.Repeat("the cat sat on the mat.\n", 40));
+        File.WriteAllText(text, lines);
+        int vocabulary = lines.Distinct().Count();
+        string run = Path.Combine(_dir, "lstm-run");
+        var (code, output, err) = CliRunner.Run("train", "--model", $"net 12 seq[embedding(vocab={vocabulary},dim=8) recurrent(cell=lstm,hidden=16,output=sequence) linear(out={vocabulary})]",
+            "--data", text, "--lr", "0.01", "--batch-size", "4", "--max-steps", "3", "--epochs", "1", "--threads", "1", "--monitor", "--out", run);
+        Assert.True(code == 0, err + output);
+        Assert.Matches(@"validation: \d+\.\d{4} nats per character", output);
+        var (g, generated, gErr) = CliRunner.Run("generate", "--model", run, "--prompt", "the ", "--length", "12", "--seed", "1");
+        Assert.True(g == 0, gErr);
+        Assert.StartsWith("the ", generated, StringComparison.Ordinal);
+        Assert.Equal("the ".Length + 12 + Environment.NewLine.Length, generated.Length); // a sampled line end is one of the 12
+    }
+
+    [Fact]
     public void Generate_WithoutPromptOrRun_IsAUsageErrorOrNamesTheDirectory()
     {
         Assert.Equal(2, CliRunner.Run("generate", "--model", _dir).Code);
