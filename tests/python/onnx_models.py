@@ -43,14 +43,27 @@ class BasicBlock(nn.Module):
 
 
 class LstmClassifier(nn.Module):
-    def __init__(self):
+    def __init__(self, features=3, layers=2):
         super().__init__()
-        self.rnn = nn.LSTM(3, 8, num_layers=2, batch_first=True)
+        self.rnn = nn.LSTM(features, 8, num_layers=layers, batch_first=True)
         self.fc = nn.Linear(8, 4)
 
     def forward(self, x):
         out, _ = self.rnn(x)
         return self.fc(out[:, -1])
+
+
+class LstmFlattened(nn.Module):
+    """Every step of an LSTM flattened into a linear layer: tied to its T, whatever dynamic_axes say."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(1, 4, batch_first=True)
+        self.fc = nn.Linear(5 * 4, 3)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.fc(out.flatten(1))
 
 
 class FinalState(nn.Module):
@@ -130,6 +143,9 @@ def models():
                               BasicBlock(4, 4, 1), BasicBlock(4, 8, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)),
                 torch.randn(4, 1, 8, 8)),
         "lstm": (LstmClassifier(), torch.randn(3, 5, 3)),
+        # one input feature, exported with a symbolic time axis (DYNAMIC_T): GradFlow's own export of a recurrent model writes one too
+        "lstm_any": (LstmClassifier(features=1, layers=1), torch.randn(3, 5, 1)),
+        "lstm_flat_any": (LstmFlattened(), torch.randn(3, 5, 1)),
         # the final state h_n instead of the last step of the output: torch writes Squeeze (one layer), Concat and Gather (a stack)
         "lstm_hn": (FinalState("LSTM", 2), torch.randn(3, 5, 3)),
         "gru_hn": (FinalState("GRU", 1), torch.randn(3, 5, 3)),
@@ -171,11 +187,16 @@ def write_safetensors(path, tensors, metadata):
         f.write(struct.pack("<Q", len(h)) + h + body)
 
 
+# models exported with the batch and the time axis symbolic (dynamic_axes), as sequence models of any length are
+DYNAMIC_T = {"lstm_any", "lstm_flat_any"}
+
+
 def export(out_dir):
     for name, (model, x) in models().items():
         model.train()
+        axes = {"x": {0: "N", 1: "T"}} if name in DYNAMIC_T else None
         torch.onnx.export(model, x, f"{out_dir}/{name}.onnx", training=torch.onnx.TrainingMode.TRAINING,
-                          do_constant_folding=False, opset_version=14, input_names=["x"], output_names=["y"])
+                          do_constant_folding=False, opset_version=14, input_names=["x"], output_names=["y"], dynamic_axes=axes)
         # the export ran the model once (BatchNorm's running statistics moved): reference from a fresh copy
         fresh = models()[name][0]
         fresh.load_state_dict(model.state_dict())

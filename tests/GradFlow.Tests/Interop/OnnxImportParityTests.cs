@@ -43,6 +43,7 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
     [InlineData("lstm")]
     [InlineData("lstm_hn")]
     [InlineData("gru_hn")]
+    [InlineData("lstm_any")]
     [InlineData("avgpool")]
     [InlineData("gelu")]
     [InlineData("norms")]
@@ -69,6 +70,20 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
         Assert.Equal(torchNames.Length, parameters.Length);
         for (int i = 0; i < parameters.Length; i++)
             AssertClose(reference[$"grad.{i}"], parameters[i].Parameter.Grad!, $"{name} gradient of {parameters[i].Name} (PyTorch's {torchNames[i]})");
+    }
+
+    [Fact]
+    public void PyTorchExport_SymbolicTimeAxis_ImportsAtAnyLength_UnlessALayerDependsOnT()
+    {
+        // an LSTM of one input feature read at its last step, exported with dynamic_axes {1: 'T'}: described at the nominal length
+        // 1 of the recurrent shorthands, it runs at any length (the parity theory checks it against PyTorch at T = 5)
+        var d = OnnxImport.Read(Path.Combine(_exported.Dir, "lstm_any.onnx")).Description;
+        Assert.Equal([1, 1], d.Input);
+        Assert.Equal(13, d.FlatSequenceSteps(13));
+        // every step flattened into a linear layer: tied to T = 5, so the symbolic axis is refused as before
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Read(Path.Combine(_exported.Dir, "lstm_flat_any.onnx")));
+        Assert.Contains("has dimension 1 = 'T'; every dimension but the batch must be a fixed size", e.Message);
+        Assert.Contains("a layer after the recurrent one depends on T", e.Message);
     }
 
     [Fact]

@@ -213,7 +213,15 @@ public static partial class OnnxImport
             foreach (var n in rewritten.Nodes.Where(n => n.OpType != "Shape"))
                 foreach (var i in n.Input)
                     if (i.Length > 0) _uses[i] = _uses.GetValueOrDefault(i) + 1;
-            foreach (var node in rewritten.Nodes) Node(node);
+            try
+            {
+                foreach (var node in rewritten.Nodes) Node(node);
+            }
+            catch (Exception e) when (_anyLengthAxis is not null && e is ArgumentException or FormatException)
+            {
+                // a symbolic time axis traced at a placeholder length that a layer cannot take (a linear over every step)
+                throw new FormatException($"{_anyLengthAxis} (The network does not run at every length: a layer after the recurrent one depends on T. At T = {PlaceholderSteps}: {e.Message})", e);
+            }
 
             string outName = graph.Output[0].Name;
             if (!_data.TryGetValue(outName, out var output))
@@ -229,6 +237,15 @@ public static partial class OnnxImport
             if (blocks.Count == 0) throw new FormatException($"{source}: the graph has no layer between its input and its output.");
             int[] inputExample = _input.Example;
             var description = new NetworkDescription(inputExample, new SequenceBlock(blocks));
+            if (_anyLengthAxis is not null)
+            {
+                // a symbolic time axis: the network must run at every length as at the traced one (a recurrent network read at its
+                // end); it is then described as the recurrent shorthands are, at the nominal length 1 ("any length T runs")
+                int features = inputExample[1];
+                if (!new[] { 1, 2, 3, 13 }.All(t => description.FlatSequenceSteps(t * features) == t))
+                    throw new FormatException(_anyLengthAxis + " (The network does not run at every length: a layer after the recurrent one depends on T.)");
+                description = description with { Input = [1, features] };
+            }
             var model = new OnnxModel(description, StateDict(description));
             model.Build(new Generator(0)); // every weight present with its shape, or an ArgumentException naming it
             return model;
@@ -266,12 +283,29 @@ public static partial class OnnxImport
             for (int i = 1; i < dims.Length; i++)
             {
                 var dim = shape.Dim[i];
-                if (dim.ValueCase != TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue || dim.DimValue < 1 || dim.DimValue > int.MaxValue)
-                    throw new FormatException($"{source}: the input '{input.Name}' has dimension {i} = '{(dim.HasDimParam ? dim.DimParam : dim.DimValue.ToString(CultureInfo.InvariantCulture))}'; every dimension but the batch must be a fixed size (export without dynamic_axes on them).");
+                bool fixedSize = dim.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue && dim.DimValue >= 1 && dim.DimValue <= int.MaxValue;
+                if (!fixedSize && i == 1 && dims.Length == 3 && !_tokens)
+                {
+                    // the time axis of a float sequence [N, T, I] (torch.onnx.export's dynamic_axes {1: 'T'}, and GradFlow's own export of
+                    // a recurrent model): traced at a placeholder length, kept only if the network runs at any length (Run)
+                    _anyLengthAxis = FixedSizeError(input, i, dim);
+                    dims[i] = PlaceholderSteps;
+                    continue;
+                }
+                if (!fixedSize) throw new FormatException(FixedSizeError(input, i, dim));
                 dims[i] = dim.DimValue;
             }
             return dims;
         }
+
+        private string FixedSizeError(ValueInfoProto input, int i, TensorShapeProto.Types.Dimension dim) =>
+            $"{source}: the input '{input.Name}' has dimension {i} = '{(dim.HasDimParam ? dim.DimParam : dim.DimValue.ToString(CultureInfo.InvariantCulture))}'; every dimension but the batch must be a fixed size (export without dynamic_axes on them).";
+
+        /// <summary>The length a symbolic time axis is traced at (any length would do for a network that runs at any length).</summary>
+        private const int PlaceholderSteps = 7;
+
+        /// <summary>The error for a symbolic time axis, kept until the network is known to run at any length; null when the input has none.</summary>
+        private string? _anyLengthAxis;
 
         // ------------------------------------------------------------------ nodes
 
@@ -735,13 +769,14 @@ public static partial class OnnxImport
             if (bias.Length != 2 * gates * hidden) throw Bad(node, $"B has {bias.Length} values, not {2 * gates * hidden}");
             // ONNX's gate order → PyTorch's: LSTM iofc → ifgo, GRU zrh → rzn
             int[] order = cell switch { RecurrentCellKind.Lstm => [0, 2, 3, 1], RecurrentCellKind.Gru => [1, 0, 2], _ => [0] };
-            Tensor Gates(double[] v, long offset, long cols)
+            // a weight is [gates·H, cols] (cols may be 1: an nn.LSTM of one input feature), a bias [gates·H]
+            Tensor Gates(double[] v, long offset, long cols, bool matrix = true)
             {
                 var o = new float[gates * hidden * cols];
                 for (int g = 0; g < gates; g++)
                     for (long j = 0; j < hidden * cols; j++)
                         o[g * hidden * cols + j] = (float)v[offset + order[g] * hidden * cols + j];
-                return cols == 1 ? Tensors.Tensor.FromArray(o, gates * hidden) : Tensors.Tensor.FromArray(o, gates * hidden, (int)cols);
+                return matrix ? Tensors.Tensor.FromArray(o, gates * hidden, (int)cols) : Tensors.Tensor.FromArray(o, gates * hidden);
             }
             // layer 2+ of a stack: the previous recurrent block read every step, nothing else reads it
             var prev = x.BlockNode;
@@ -762,8 +797,8 @@ public static partial class OnnxImport
             string l = layer.ToString(CultureInfo.InvariantCulture);
             weights["weight_ih_l" + l] = Gates(w.Values, 0, inFeatures);
             weights["weight_hh_l" + l] = Gates(r.Values, 0, hidden);
-            weights["bias_ih_l" + l] = Gates(bias, 0, 1);
-            weights["bias_hh_l" + l] = Gates(bias, gates * hidden, 1);
+            weights["bias_ih_l" + l] = Gates(bias, 0, 1, matrix: false);
+            weights["bias_hh_l" + l] = Gates(bias, gates * hidden, 1, matrix: false);
             long t = batchFirst ? x.Shape[1] : x.Shape[0];
             var y = new Data(parent, block, batchFirst ? [-1, t, 1, hidden] : [t, 1, -1, hidden]) { RecurrentRaw = !batchFirst };
             if (batchFirst) throw Unsupported(node, $"{op} with layout 1", $"{op} with layout 0 (as torch.onnx.export writes it)");
