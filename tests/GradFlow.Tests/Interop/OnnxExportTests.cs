@@ -82,6 +82,12 @@ public sealed class OnnxExportTests : IDisposable
             using var results = session.Run([NamedOnnxValue.CreateFromTensor("input", new OrtTensors.DenseTensor<float>(x.ToArray(), [3, 30, 2]))]);
             AssertClose(expected, results.Single().AsTensor<float>().ToArray(), 1e-5, "gru, 30 steps: ONNX Runtime vs GradFlow");
         }
+        // and it reads back: imported at any length (the symbolic T was refused before 2026-12-07), the same outputs at 30 steps
+        var back = OnnxImport.Read(path);
+        Assert.Equal([1, 2], back.Description.Input);
+        var imported = back.Build(new Generator(5));
+        imported.Eval();
+        AssertClose(expected, imported.Forward(x).ToArray(), 1e-6, "gru, 30 steps: imported back vs GradFlow");
         var fixedLength = NetworkBuilder.Build(NetworkDescription.Parse("net 5x3 seq[recurrent(cell=gru,hidden=6,output=sequence) linear(out=2) flatten linear(out=3)]"), new Generator(3));
         OnnxExport.Write(fixedLength, path);
         using var fixedSession = new InferenceSession(path);
