@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using GradFlow.Training;
 
 namespace GradFlow.Cli;
 
@@ -49,21 +50,11 @@ internal static class Opt
         Parsed<double>(name, help, valueName, "a finite number",
             (string t, out double v) => double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out v) && double.IsFinite(v));
 
-    /// <summary>An enum member by its name in lower case (<c>adamw</c>), case-insensitive, hyphens ignored (<c>adam-w</c>); the members complete.</summary>
+    /// <summary>An enum member by its name as <see cref="EnumNames"/> spells it (<c>adamw</c>; <c>adam-w</c> reads too); the members complete.</summary>
     public static Option<T?> Enum<T>(string name, string help) where T : struct, System.Enum
     {
-        string[] names = [.. System.Enum.GetNames<T>().Select(n => n.ToLowerInvariant())];
-        var option = Parsed<T>(name, help, string.Join("|", names), "one of " + string.Join(", ", names), (string t, out T v) =>
-        {
-            foreach (var value in System.Enum.GetValues<T>())
-                if (string.Equals(value.ToString(), t.Replace("-", "", StringComparison.Ordinal), StringComparison.OrdinalIgnoreCase))
-                {
-                    v = value;
-                    return true;
-                }
-            v = default;
-            return false;
-        });
+        string[] names = EnumNames.All<T>();
+        var option = Parsed<T>(name, help, string.Join("|", names), "one of " + string.Join(", ", names), EnumNames.TryParse);
         option.CompletionSources.Clear(); // System.CommandLine's own offers the members as declared (AdamW); the lower-case names are the documented ones
         option.CompletionSources.Add(names);
         return option;

@@ -91,9 +91,9 @@ public static class Remedies
             case "optimizer":
                 int eq = arg.IndexOf('=');
                 string name = eq < 0 ? arg : arg[..eq];
-                var target = Enum.TryParse<OptimizerKind>(name.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out var o)
+                var target = EnumNames.TryParse<OptimizerKind>(name, out var o)
                     ? o
-                    : throw new FormatException($"remedy '{id}': unknown optimizer '{name}'.");
+                    : throw new FormatException($"remedy '{id}': unknown optimizer '{name}' ({string.Join(", ", EnumNames.All<OptimizerKind>())}).");
                 return config with
                 {
                     Optimizer = KeepDecoupledDecay(config, target),

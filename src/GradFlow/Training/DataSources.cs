@@ -44,9 +44,6 @@ public static class DataSources
         if (text && (input.Count != 1 || outputShape.Length != 2 || outputShape[0] != input[0]))
             throw new ArgumentException($"data: '{config.Data}' is a character corpus; its model takes [T] characters and gives [T, vocabulary] logits (e.g. 'transformer vocab=65'), but {config.DescribeModel()} maps {Shapes.Format(input.ToArray())} to {Shapes.Format(outputShape)}.");
         int output = outputShape[^1];
-        // a model that starts with an embedding reads token ids: a file's ids are not standardised (standardised ids were refused
-        // deep inside the embedding, "input element 0 is -0.51"), and each must be an id of its vocabulary
-        var tokens = TokenEmbedding(description);
         bool fromFile = false;
         var bundle = config.Data switch
         {
@@ -62,6 +59,9 @@ public static class DataSources
         DataBundle FromFile()
         {
             fromFile = true;
+            // a model that starts with an embedding reads token ids: a file's ids are not standardised (standardised ids were refused
+            // deep inside the embedding, "input element 0 is -0.51"), and each must be an id of its vocabulary
+            var tokens = TokenEmbedding(description);
             var loaded = FileData.Load(tokens is null ? config : config with { Standardize = false });
             if (tokens is { } e)
                 foreach (var (set, file) in new[] { (loaded.Train, config.Data), (loaded.Test, config.TestData ?? config.Data) })

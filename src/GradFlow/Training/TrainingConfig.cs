@@ -199,16 +199,12 @@ public sealed record TrainingConfig
         WriteIndented = true,
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // a model "a+b" stays readable
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-        Converters = { new EnumNames() },
+        Converters = { new EnumNameConverter() },
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
     };
 
-    /// <summary>
-    /// Enum values as the command line spells them: the member's name in lower case (<c>adamw</c>, <c>rmsprop</c>, <c>cosine</c>); read
-    /// case-insensitively with hyphens ignored, so the kebab case that configs written before 2026-12-07 hold (<c>adam-w</c>,
-    /// <c>rms-prop</c>) reads too. A number is refused.
-    /// </summary>
-    private sealed class EnumNames : JsonConverterFactory
+    /// <summary>Enum values as <see cref="EnumNames"/> spells them (as the command line does); a number is refused.</summary>
+    private sealed class EnumNameConverter : JsonConverterFactory
     {
         public override bool CanConvert(Type type) => type.IsEnum;
 
@@ -220,14 +216,11 @@ public sealed record TrainingConfig
             public override T Read(ref Utf8JsonReader reader, Type type, JsonSerializerOptions options)
             {
                 string? text = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
-                foreach (var value in Enum.GetValues<T>())
-                    if (text is not null && string.Equals(value.ToString(), text.Replace("-", "", StringComparison.Ordinal), StringComparison.OrdinalIgnoreCase))
-                        return value;
-                throw new JsonException($"{(text is null ? $"a {reader.TokenType.ToString().ToLowerInvariant()}" : $"'{text}'")} is not one of {string.Join(", ", Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}.");
+                return EnumNames.TryParse<T>(text, out var value) ? value
+                    : throw new JsonException($"{(text is null ? $"a {reader.TokenType.ToString().ToLowerInvariant()}" : $"'{text}'")} is not one of {string.Join(", ", EnumNames.All<T>())}.");
             }
 
-            public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options) =>
-                writer.WriteStringValue(value.ToString().ToLowerInvariant());
+            public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options) => writer.WriteStringValue(EnumNames.Of(value));
         }
     }
 
@@ -246,7 +239,7 @@ public sealed record TrainingConfig
         }
         catch (JsonException e)
         {
-            // an enum value's error (EnumNames) carries no path in its text: the field is named as the range errors name theirs
+            // an enum value's error (EnumNameConverter) carries no path in its text: the field is named as the range errors name theirs
             throw new FormatException(e.Path is ['$', '.', .. var field] && !e.Message.Contains("Path:", StringComparison.Ordinal)
                 ? $"{source}: field '{field}': {e.Message}" : $"{source}: {e.Message}");
         }
@@ -274,7 +267,7 @@ public sealed record TrainingConfig
         Require(LearningRate > 0 && double.IsFinite(LearningRate), "learningRate", $"must be positive, got {LearningRate}");
         Require(Momentum >= 0 && Momentum < 1, "momentum", $"must be in [0, 1), got {Momentum}");
         Require(!Nesterov || Optimizer == OptimizerKind.Sgd && Momentum > 0, "nesterov",
-            $"is Nesterov momentum for sgd with momentum > 0; got {Optimizer.ToString().ToLowerInvariant()} with momentum {Momentum}");
+            $"is Nesterov momentum for sgd with momentum > 0; got {EnumNames.Of(Optimizer)} with momentum {Momentum}");
         Require(WeightDecay >= 0, "weightDecay", $"must be non-negative, got {WeightDecay}");
         Require(WarmupSteps >= 0, "warmupSteps", $"must be non-negative, got {WarmupSteps}");
         Require(MaxSteps is null or >= 1, "maxSteps", $"must be at least 1, got {MaxSteps}");

@@ -123,6 +123,9 @@ public class RemediesTests
         Assert.All(SpecOf(c).Hidden, h => Assert.Equal(Activation.Relu, h.Activation));
         Assert.Contains("empty part", Assert.Throws<FormatException>(() => Remedies.Apply("clip:1 + ", Base)).Message);
         Assert.Contains("'-3' is not a positive number", Assert.Throws<FormatException>(() => Remedies.Apply("optimizer:adam=-3", Base)).Message);
+        // an optimizer by its name only, as configs and the command line take it (Enum.TryParse read "2" as AdamW)
+        Assert.Equal(OptimizerKind.AdamW, Remedies.Apply("optimizer:adam-w", Base).Optimizer);
+        Assert.Contains("unknown optimizer '2' (sgd, adam, adamw, rmsprop, adagrad)", Assert.Throws<FormatException>(() => Remedies.Apply("optimizer:2", Base)).Message);
     }
 
     [Fact]
