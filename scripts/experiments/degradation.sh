@@ -9,7 +9,8 @@
 #   batch 128, random crops (padding 2) and flips, seed 1. The four runs go side by side, one kernel thread
 #   each (same numbers on any machine with the same instruction set); the monitor samples every 10 steps.
 # Writes OUT/{plain-20,plain-56,resnet-20,resnet-56}/ (run directories), OUT/report.html and OUT/table.md.
-# MODELS="resnet-20 resnet-56" (environment) runs only the nets named.
+# MODELS="resnet-20 resnet-56" (environment) runs only the nets named; RESNET_OPTS="start=zero-gamma" (environment)
+# adds options to the ResNets' shorthand (docs/model-spec.md), for example Goyal et al.'s zero-initialised last γ.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-runs/degradation}
@@ -22,7 +23,8 @@ gradflow() { dotnet src/GradFlow.Cli/bin/Release/net10.0/GradFlow.Cli.dll "$@"; 
 runs=()
 for name in ${MODELS:-plain-20 plain-56 resnet-20 resnet-56}; do
   case "$name" in
-    plain-20|plain-56|resnet-20|resnet-56) runs+=("$name|${name//-/}") ;;
+    plain-20|plain-56) runs+=("$name|${name//-/}") ;;
+    resnet-20|resnet-56) runs+=("$name|${name//-/}${RESNET_OPTS:+ $RESNET_OPTS}") ;;
     *) echo "MODELS: unknown net '$name' (plain-20, plain-56, resnet-20, resnet-56)" >&2; exit 2 ;;
   esac
 done
@@ -55,5 +57,5 @@ field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p"; }
     echo
   done
   echo
-  echo "cells: training loss (mean over the epoch) / test error after the epoch; $train training images, $test test images, $epochs epochs, warm-up $warmup steps"
+  echo "cells: training loss (mean over the epoch) / test error after the epoch; $train training images, $test test images, $epochs epochs, warm-up $warmup steps${RESNET_OPTS:+, ResNets with $RESNET_OPTS}"
 } | tee "$out/table.md"
