@@ -70,6 +70,7 @@ public static class CliApp
             GenerateCommand.Declare(),
             GradsCommand.Declare(),
             ExportCommand.Declare(),
+            PredictCommand.Declare(),
             CompletionCommand.Declare(),
         };
         root.HelpName = "gradflow"; // also when the assembly runs as 'dotnet GradFlow.Cli.dll' or inside the tests' process

@@ -36,6 +36,22 @@ public sealed class Standardizer
     /// <summary>The standard deviation of each group (1 where it was 0).</summary>
     public IReadOnlyList<double> Std { get; }
 
+    /// <summary>
+    /// The standardiser of recorded statistics (a run's <c>preprocessing.json</c>): a mean and a standard deviation per group.
+    /// </summary>
+    /// <exception cref="ArgumentException">when the lists are empty or of different lengths, or a deviation is not a positive finite number, or a mean not finite.</exception>
+    public static Standardizer FromStatistics(IReadOnlyList<double> mean, IReadOnlyList<double> std)
+    {
+        ArgumentNullException.ThrowIfNull(mean);
+        ArgumentNullException.ThrowIfNull(std);
+        if (mean.Count == 0 || mean.Count != std.Count)
+            throw new ArgumentException($"Standardizer: {mean.Count} means and {std.Count} standard deviations; a non-empty pair of equal lengths is needed.");
+        for (int g = 0; g < mean.Count; g++)
+            if (!double.IsFinite(mean[g]) || !(std[g] > 0) || !double.IsFinite(std[g]))
+                throw new ArgumentException($"Standardizer: group {g} has mean {mean[g]} and standard deviation {std[g]}; the mean must be finite and the deviation positive and finite.");
+        return new Standardizer([.. mean], [.. std]);
+    }
+
     /// <summary>Fits the statistics of <paramref name="inputs"/> <c>[N, ...]</c> (float32) over <paramref name="groups"/> groups per example.</summary>
     /// <exception cref="ArgumentException">when the per-example size is not a multiple of <paramref name="groups"/>, or there are no examples.</exception>
     public static Standardizer Fit(Tensor inputs, int groups)

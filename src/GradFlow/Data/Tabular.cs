@@ -21,12 +21,15 @@ public enum TargetKind
 /// <param name="Path">The file.</param>
 /// <param name="FeatureNames">The feature columns in file order (every column but the target).</param>
 /// <param name="Features">Row-major <c>[Rows, FeatureNames.Count]</c>.</param>
-/// <param name="Target">The target column's text per row.</param>
+/// <param name="Target">The target column's text per row (empty for a file without the target column, read by <see cref="Tabular.ReadFeatures"/>).</param>
 /// <param name="Lines">The line number (1-based) where each row starts, for error messages.</param>
 public sealed record TableColumns(string Path, IReadOnlyList<string> FeatureNames, float[] Features, string[] Target, int[] Lines)
 {
     /// <summary>Number of data rows.</summary>
-    public int Rows => Target.Length;
+    public int Rows => Lines.Length;
+
+    /// <summary>Whether the file has the target column (a file to predict may not).</summary>
+    public bool HasTarget => Target.Length == Lines.Length;
 }
 
 /// <summary>
@@ -54,11 +57,24 @@ public static class Tabular
         ReadRows(path, target, featureNames, keepFeatures: true).Columns;
 
     /// <summary>
+    /// Reads a file to predict: its columns are exactly <paramref name="featureNames"/> (a trained model's features, in the
+    /// training file's order), with or without the target column <paramref name="target"/> among them (without it,
+    /// <see cref="TableColumns.Target"/> is empty).
+    /// </summary>
+    /// <exception cref="InvalidDataException">as <see cref="Read"/>, and naming the columns when they are not the features (and the target).</exception>
+    public static TableColumns ReadFeatures(string path, string target, IReadOnlyList<string> featureNames)
+    {
+        ArgumentNullException.ThrowIfNull(featureNames);
+        return ReadRows(path, target, featureNames, keepFeatures: true, targetOptional: true).Columns;
+    }
+
+    /// <summary>
     /// <see cref="Read(string, string, IReadOnlyList{string}?)"/>; without <paramref name="keepFeatures"/> every
     /// feature is parsed and checked, but not kept (<see cref="TableColumns.Features"/> is empty): the checking pass of a streamed table.
     /// Also returns the header's column count and the feature columns' indices in it.
     /// </summary>
-    internal static (TableColumns Columns, int ColumnCount, int[] FeatureIndex) ReadRows(string path, string target, IReadOnlyList<string>? featureNames, bool keepFeatures)
+    internal static (TableColumns Columns, int ColumnCount, int[] FeatureIndex) ReadRows(string path, string target, IReadOnlyList<string>? featureNames, bool keepFeatures,
+        bool targetOptional = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentException.ThrowIfNullOrEmpty(target);
@@ -89,7 +105,7 @@ public static class Tabular
                     names = new string[row.ColCount];
                     for (int i = 0; i < names.Length; i++) names[i] = row[i].ToString();
                     headerEnd = row.LineNumberToExcl;
-                    targetIndex = Header(path, line, names, target, featureNames, features, featureIndex);
+                    targetIndex = Header(path, line, names, target, featureNames, features, featureIndex, targetOptional);
                     continue;
                 }
                 if (row.ColCount != names.Length)
@@ -99,13 +115,14 @@ public static class Tabular
                     float v = Feature(row[featureIndex[j]].Span, path, line, features[j]);
                     if (keepFeatures) x.Add(v);
                 }
+                lines.Add(line);
+                if (targetIndex < 0) continue;
                 string t = row[targetIndex].Span.Trim().ToString();
                 if (t.Length == 0) throw Bad(path, line, target, "the target is empty");
                 y.Add(t);
-                lines.Add(line);
             }
             if (names is null) throw Bad(path, 1, null, "the file is empty or blank (a header line is needed)");
-            if (y.Count == 0) throw Bad(path, headerEnd, null, "the file has a header but no data rows");
+            if (lines.Count == 0) throw Bad(path, headerEnd, null, "the file has a header but no data rows");
             return (new TableColumns(path, features, [.. x], [.. y], [.. lines]), names.Length, [.. featureIndex]);
         }
         catch (Exception e) when (e is not InvalidDataException and (ArgumentException or NotSupportedException or FormatException or IndexOutOfRangeException))
@@ -126,13 +143,27 @@ public static class Tabular
     private static bool IsBlank(SepReader.Row row) => row.ColCount == 1 && row.Span.IsWhiteSpace();
 
     /// <summary>Checks the header <paramref name="names"/> read on <paramref name="line"/>, fills the feature columns, and returns the target's index.</summary>
-    private static int Header(string path, int line, string[] names, string target, IReadOnlyList<string>? featureNames, List<string> features, List<int> featureIndex)
+    private static int Header(string path, int line, string[] names, string target, IReadOnlyList<string>? featureNames, List<string> features, List<int> featureIndex,
+        bool targetOptional = false)
     {
         var first = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < names.Length; i++)
             if (!first.TryAdd(names[i], i))
                 throw Bad(path, line, null, $"the column name '{Clip(names[i])}' appears twice (columns {first[names[i]] + 1} and {i + 1}); column names must differ");
         int targetIndex = Array.IndexOf(names, target);
+        if (targetIndex < 0 && targetOptional && featureNames is not null)
+        {
+            // a file to predict without the target: its columns are the features
+            if (!featureNames.SequenceEqual(names))
+                throw Bad(path, line, null, $"the columns ({string.Join(", ", names)}) are not the model's features ({string.Join(", ", featureNames)}), " +
+                    $"with or without the target column '{target}'");
+            for (int i = 0; i < names.Length; i++)
+            {
+                features.Add(names[i]);
+                featureIndex.Add(i);
+            }
+            return -1;
+        }
         if (targetIndex < 0)
             throw Bad(path, line, null, $"there is no target column '{target}' (columns: {string.Join(", ", names)})");
         for (int i = 0; i < names.Length; i++)

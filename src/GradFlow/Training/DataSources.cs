@@ -5,7 +5,11 @@ using GradFlow.Tensors;
 namespace GradFlow.Training;
 
 /// <summary>Training and test sets of a run.</summary>
-public sealed record DataBundle(Dataset Train, Dataset Test);
+public sealed record DataBundle(Dataset Train, Dataset Test)
+{
+    /// <summary>What was done to a data file's examples before the model saw them (recorded in the run directory), or null for a built-in set.</summary>
+    public Preprocessing? Preprocessing { get; init; }
+}
 
 /// <summary>Resolves a config's <c>data</c> name to data sets.</summary>
 public static class DataSources
@@ -63,44 +67,13 @@ public static class DataSources
             // deep inside the embedding, "input element 0 is -0.51"), and each must be an id of its vocabulary
             var tokens = TokenEmbedding(description);
             var loaded = FileData.Load(tokens is null ? config : config with { Standardize = false });
-            if (tokens is { } e)
+            if (tokens is not null)
                 foreach (var (set, file) in new[] { (loaded.Train, config.Data), (loaded.Test, config.TestData ?? config.Data) })
-                    for (int i = 0; !set.IsStreamed && i < set.Inputs.Count; i++) // a streamed set's ids are read batch by batch
-                        if (set.Inputs.GetFlat(i) is var v && !(v >= 0 && v < e.Vocab && v == Math.Floor(v)))
-                            throw new ArgumentException($"data: '{file}' holds the input value {v}, not a token id in [0, {e.Vocab}): the model ({config.DescribeModel()}) " +
-                                "starts with an embedding, which reads token ids.");
+                    if (!set.IsStreamed) CheckTokenIds(config, description, set.Inputs, file); // a streamed set's ids are read batch by batch
             return loaded;
         }
-        var inputs = bundle.Train.InputShape;
-        // a file's sequences read flat ([N, T·I]) are cut into steps of the description's I features, as images take [C, H, W]
-        if (fromFile && input.Count == 2 && inputs.Length == 2 && bundle.Train.Count > 0)
-        {
-            int steps = description.FlatSequenceSteps(inputs[1], config.SequenceLength) ?? throw new ArgumentException(
-                $"data: '{config.Data}' has {inputs[1]} values per example, read flat as time steps of the {input[1]} feature{(input[1] == 1 ? "" : "s")} the model " +
-                $"({config.DescribeModel()}) takes per step; " + (config.SequenceLength is { } t
-                    ? $"--seq-len {t} (the 'sequenceLength' field) needs {(long)t * input[1]} values per example."
-                    : inputs[1] % input[1] != 0 ? $"{inputs[1]} is not a multiple of {input[1]}." : $"the network does not run at {inputs[1] / input[1]} steps."));
-            int[] shape = [steps, input[1]];
-            bundle = new DataBundle(Reshape(bundle.Train, shape), Reshape(bundle.Test, shape));
-            inputs = bundle.Train.InputShape;
-        }
-        if (input.Count == 2)
-        {
-            if (inputs.Length != 3)
-                throw new ArgumentException($"data: '{config.Data}' is not a sequence data set (inputs {Shapes.Format(inputs)}); a recurrent model ({config.DescribeModel()}) needs [N, T, features] (adding, fashion-mnist-rows).");
-            if (inputs[2] != input[1])
-                throw new ArgumentException($"data: '{config.Data}' has {inputs[2]} features per time step but the model expects {input[1]}.");
-            if (fromFile && config.SequenceLength is { } t && inputs[1] != t)
-                throw new ArgumentException($"data: '{config.Data}' has sequences of {inputs[1]} steps, but --seq-len (the 'sequenceLength' field) says {t}.");
-        }
-        else
-        {
-            int perExample = inputs.Skip(1).Aggregate(1, (a, d) => a * d);
-            int expected = input.Aggregate(1, (a, n) => a * n);
-            if (perExample != expected)
-                throw new ArgumentException($"data: '{config.Data}' has {perExample} inputs per example but the model expects {expected}{(input.Count > 1 ? $" ({Shapes.Format(input.ToArray())})" : "")}.");
-            if (input.Count > 1) bundle = new DataBundle(Reshape(bundle.Train, input), Reshape(bundle.Test, input));
-        }
+        if (ExampleShape(config, description, bundle.Train.InputShape, fromFile && bundle.Train.Count > 0, config.Data) is { } shape)
+            bundle = bundle with { Train = Reshape(bundle.Train, shape), Test = Reshape(bundle.Test, shape) };
         // a class per position ([N, T] labels: a sequence tagger, a language model) needs logits per position ([T, classes]); anything
         // else, a vector of outputs per example
         int positions = bundle.Train.Labels is { } labels && labels.Shape.Length == 2 ? labels.Shape[1] : 0;
@@ -121,9 +94,64 @@ public static class DataSources
                     ? " The targets are whole numbers written as floats (such as 1.0), which --task auto reads as regression values; " +
                       "if they are class labels, pass --task classes (the 'targetKind' field)."
                     : ""));
+        if (bundle.Preprocessing is { Classes: null } p && bundle.Train.IsClassification)
+            bundle = bundle with { Preprocessing = p with { Classes = [.. Enumerable.Range(0, output).Select(k => k.ToString(System.Globalization.CultureInfo.InvariantCulture))] } };
         var train = config.TrainLimit is { } tl && tl < bundle.Train.Count ? bundle.Train.Subset(0, tl) : bundle.Train;
         var test = config.TestLimit is { } el && el < bundle.Test.Count ? bundle.Test.Subset(0, el) : bundle.Test;
-        return new DataBundle(train, test);
+        return bundle with { Train = train, Test = test };
+    }
+
+    /// <summary>
+    /// Checks that every value of <paramref name="inputs"/> is a token id of the embedding <paramref name="description"/>'s model starts
+    /// with (nothing to check for another model).
+    /// </summary>
+    /// <exception cref="ArgumentException">naming the file and the first value that is not an id.</exception>
+    internal static void CheckTokenIds(TrainingConfig config, NetworkDescription description, Tensor inputs, string file)
+    {
+        if (TokenEmbedding(description) is not { } e) return;
+        for (int i = 0; i < inputs.Count; i++)
+            if (inputs.GetFlat(i) is var v && !(v >= 0 && v < e.Vocab && v == Math.Floor(v)))
+                throw new ArgumentException($"data: '{file}' holds the input value {v}, not a token id in [0, {e.Vocab}): the model ({config.DescribeModel()}) " +
+                    "starts with an embedding, which reads token ids.");
+    }
+
+    /// <summary>
+    /// The shape each example of <paramref name="file"/>'s inputs <paramref name="inputs"/> ([N, …] as read) takes for
+    /// <paramref name="description"/>'s model, or null when they keep theirs: a file's sequences read flat ([N, T·I], when
+    /// <paramref name="flatSequences"/>) cut into steps of the model's I features (<see cref="NetworkDescription.FlatSequenceSteps"/>,
+    /// or <c>--seq-len</c>), a flat image laid out as the model's [C, H, W]. Used for training data and for files to predict.
+    /// </summary>
+    /// <exception cref="ArgumentException">naming the file and the model when the sizes do not fit.</exception>
+    internal static int[]? ExampleShape(TrainingConfig config, NetworkDescription description, int[] inputs, bool flatSequences, string file)
+    {
+        var input = description.Input;
+        int[]? reshaped = null;
+        // a file's sequences read flat ([N, T·I]) are cut into steps of the description's I features, as images take [C, H, W]
+        if (flatSequences && input.Count == 2 && inputs.Length == 2)
+        {
+            int steps = description.FlatSequenceSteps(inputs[1], config.SequenceLength) ?? throw new ArgumentException(
+                $"data: '{file}' has {inputs[1]} values per example, read flat as time steps of the {input[1]} feature{(input[1] == 1 ? "" : "s")} the model " +
+                $"({config.DescribeModel()}) takes per step; " + (config.SequenceLength is { } t
+                    ? $"--seq-len {t} (the 'sequenceLength' field) needs {(long)t * input[1]} values per example."
+                    : inputs[1] % input[1] != 0 ? $"{inputs[1]} is not a multiple of {input[1]}." : $"the network does not run at {inputs[1] / input[1]} steps."));
+            reshaped = [steps, input[1]];
+            inputs = [inputs[0], steps, input[1]];
+        }
+        if (input.Count == 2)
+        {
+            if (inputs.Length != 3)
+                throw new ArgumentException($"data: '{file}' is not a sequence data set (inputs {Shapes.Format(inputs)}); a recurrent model ({config.DescribeModel()}) needs [N, T, features] (adding, fashion-mnist-rows).");
+            if (inputs[2] != input[1])
+                throw new ArgumentException($"data: '{file}' has {inputs[2]} features per time step but the model expects {input[1]}.");
+            if (flatSequences && config.SequenceLength is { } t && inputs[1] != t)
+                throw new ArgumentException($"data: '{file}' has sequences of {inputs[1]} steps, but --seq-len (the 'sequenceLength' field) says {t}.");
+            return reshaped;
+        }
+        int perExample = inputs.Skip(1).Aggregate(1, (a, d) => a * d);
+        int expected = input.Aggregate(1, (a, n) => a * n);
+        if (perExample != expected)
+            throw new ArgumentException($"data: '{file}' has {perExample} inputs per example but the model expects {expected}{(input.Count > 1 ? $" ({Shapes.Format(input.ToArray())})" : "")}.");
+        return input.Count > 1 ? [.. input] : null;
     }
 
     /// <summary>Whether every value of <paramref name="targets"/> is a whole number (float targets that may be class labels).</summary>

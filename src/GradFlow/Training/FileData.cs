@@ -71,7 +71,7 @@ public static class FileData
             throw new InvalidDataException($"data: the test data {config.TestData} is {FormatOf(config.TestData)} but the training data {config.Data} is {format}.");
         if (config.Stream && format is not (FileDataFormat.Csv or FileDataFormat.Tsv or FileDataFormat.ImageFolder))
             throw new ArgumentException($"data: {config.Data} is {format}; streaming (--stream) reads CSV/TSV files and image folders.");
-        var (train, test, groups) = format switch
+        var (train, test, groups, features, imageSize) = format switch
         {
             FileDataFormat.Csv or FileDataFormat.Tsv => Tables(config),
             FileDataFormat.ImageFolder => Images(config),
@@ -85,19 +85,100 @@ public static class FileData
                 throw new InvalidDataException($"data: {config.Data}: {train.Count + test.Count} examples cannot be split into a training and a test set " +
                     $"at test fraction {config.TestFraction}; give more examples or --test-data.");
         }
+        Standardizer? s = null;
         if (config.Standardize)
         {
             // a streamed set is fitted in a streaming pass over its training part and standardised as it is read
-            var s = Standardizer.Fit(train, groups(train.InputShape));
+            s = Standardizer.Fit(train, groups(train.InputShape));
             train = train.Standardized(s);
             test = test.Standardized(s);
         }
-        return new DataBundle(train, test);
+        // an array's classes are named 0..K−1 by DataSources once K is checked against the model (a crafted label of 999999 is refused there)
+        return new DataBundle(train, test) { Preprocessing = new Preprocessing(s?.Mean, s?.Std, train.ClassNames, features, imageSize) };
+    }
+
+    /// <summary>
+    /// Reads a file to predict as the run of <paramref name="config"/> read its data (<paramref name="preprocessing"/>): the same
+    /// kind of file (a table with the run's feature columns, an image folder with its class folders, an array file), with or
+    /// without targets, not yet standardised nor shaped for the model (<see cref="Predictor"/> does both).
+    /// </summary>
+    /// <exception cref="FileNotFoundException">when the file does not exist.</exception>
+    /// <exception cref="InvalidDataException">naming the file, and its line, column or element, for content that does not fit the run.</exception>
+    public static PredictionData ReadToPredict(TrainingConfig config, string path, Preprocessing preprocessing)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(preprocessing);
+        if (!Exists(path)) throw new FileNotFoundException($"predict: {path} does not exist.", path);
+        var format = FormatOf(path);
+        string trained = preprocessing.Features is not null ? "a table (CSV or TSV)" : preprocessing.ImageSize is not null ? "an image folder" : "an array file (NPY, NPZ, safetensors or IDX)";
+        bool fits = preprocessing.Features is not null ? format is FileDataFormat.Csv or FileDataFormat.Tsv
+            : preprocessing.ImageSize is not null ? format == FileDataFormat.ImageFolder
+            : format is FileDataFormat.Npy or FileDataFormat.Npz or FileDataFormat.SafeTensors or FileDataFormat.Idx;
+        if (!fits) throw new InvalidDataException($"predict: {path} is {format}, but the run trained on {trained} ({config.Data}); give the same kind of data.");
+        var classes = preprocessing.Classes;
+        switch (format)
+        {
+            case FileDataFormat.Csv or FileDataFormat.Tsv:
+            {
+                string target = config.Target ?? throw new InvalidDataException($"predict: the run's config names no target column.");
+                var t = Tabular.ReadFeatures(path, target, preprocessing.Features!);
+                var x = new Tensor(t.Features, [t.Rows, t.FeatureNames.Count]);
+                if (!t.HasTarget) return new PredictionData(path, x, null, null);
+                if (classes is null) return new PredictionData(path, x, null, new Tensor(Tabular.EncodeTarget([t], target, TargetKind.Values).Values![0], [t.Rows, 1]));
+                var (names, labels, _) = Tabular.EncodeTarget([t], target, TargetKind.Classes);
+                var index = new int[names!.Count];
+                for (int k = 0; k < index.Length; k++)
+                {
+                    index[k] = IndexOf(classes, names[k]);
+                    if (index[k] < 0)
+                    {
+                        int row = Array.IndexOf(labels![0], k);
+                        throw new InvalidDataException($"csv: {path}: line {t.Lines[row]}, column '{target}': the class '{names[k]}' is not one of the run's {classes.Count} classes ({string.Join(", ", classes)}).");
+                    }
+                }
+                var mapped = Array.ConvertAll(labels![0], k => index[k]);
+                return new PredictionData(path, x, IndexTensor.FromArray(mapped, t.Rows), null);
+            }
+            case FileDataFormat.ImageFolder:
+            {
+                var size = preprocessing.ImageSize!;
+                var d = ImageFolder.Load(path, new ImageFolderOptions(size[0], size[1], config.ImageChannels), classes);
+                return new PredictionData(path, d.Inputs, d.Labels, null);
+            }
+            default:
+            {
+                var xy = ReadXY(path, null, format, requireY: false);
+                var x = Inputs(xy);
+                int n = x.Size(0);
+                if (!xy.HasY) return new PredictionData(path, x, null, null);
+                if (xy.YShape.Length == 0 || xy.YShape[0] != n || (classes is not null && xy.Y.Length != n))
+                    throw new InvalidDataException($"data: {xy.YName}: shape [{string.Join(", ", xy.YShape)}] does not hold one {(classes is null ? "row of targets" : "class label")} " +
+                        $"for each of the {n} examples of {xy.XName}.");
+                if (classes is null) return new PredictionData(path, x, null, new Tensor(Array.ConvertAll(xy.Y, v => (float)v), [n, xy.Y.Length / n]));
+                int count = CheckLabels(xy);
+                if (count > classes.Count)
+                {
+                    int at = Array.IndexOf(xy.Y, (double)(count - 1));
+                    throw new InvalidDataException($"data: {xy.YName}: element {at} is {count - 1}, but the run has {classes.Count} classes (0..{classes.Count - 1}).");
+                }
+                return new PredictionData(path, x, IndexTensor.FromArray(Array.ConvertAll(xy.Y, v => (int)v), n), null);
+            }
+        }
+    }
+
+    private static int IndexOf(IReadOnlyList<string> list, string value)
+    {
+        for (int i = 0; i < list.Count; i++)
+            if (list[i] == value) return i;
+        return -1;
     }
 
     // ------------------------------------------------------------------ tables
 
-    private static (Dataset, Dataset?, Func<int[], int>) Tables(TrainingConfig config)
+    /// <summary>A file's training and test sets as read, how its examples' values group for standardisation, and what predicting needs to read new files alike.</summary>
+    private sealed record Read(Dataset Train, Dataset? Test, Func<int[], int> Groups, IReadOnlyList<string>? Features = null, int[]? ImageSize = null);
+
+    private static Read Tables(TrainingConfig config)
     {
         string target = config.Target
             ?? throw new ArgumentException($"data: {config.Data} is a table; name its target column with --target (the 'target' field).");
@@ -113,10 +194,10 @@ public static class FileData
                 ? Dataset.Classification(x, IndexTensor.FromArray(labels[k], t.Rows), classNames!.Count, classNames)
                 : Dataset.Regression(x, new Tensor(values![k], [t.Rows, 1]));
         }
-        return (Make(train, 0), test is null ? null : Make(test, 1), x => x[1]);
+        return new Read(Make(train, 0), test is null ? null : Make(test, 1), x => x[1], train.FeatureNames);
     }
 
-    private static (Dataset, Dataset?, Func<int[], int>) StreamedTables(TrainingConfig config, string target)
+    private static Read StreamedTables(TrainingConfig config, string target)
     {
         var (trainSource, train) = StreamedTable.Open(config.Data, target);
         var (testSource, test) = config.TestData is null ? (null, null) : StreamedTable.Open(config.TestData, target, train.FeatureNames);
@@ -125,12 +206,12 @@ public static class FileData
         Dataset Make(StreamedTable source, int k) => labels is not null
             ? Dataset.Streamed(source, IndexTensor.FromArray(labels[k], source.Count), null, classNames!.Count, classNames)
             : Dataset.Streamed(source, null, new Tensor(values![k], [source.Count, 1]));
-        return (Make(trainSource, 0), testSource is null ? null : Make(testSource, 1), x => x[1]);
+        return new Read(Make(trainSource, 0), testSource is null ? null : Make(testSource, 1), x => x[1], train.FeatureNames);
     }
 
     // ------------------------------------------------------------------ image folders
 
-    private static (Dataset, Dataset?, Func<int[], int>) Images(TrainingConfig config)
+    private static Read Images(TrainingConfig config)
     {
         var options = new ImageFolderOptions(config.ImageWidth, config.ImageHeight, config.ImageChannels);
         Func<string, ImageFolderOptions, IReadOnlyList<string>?, Dataset> load = config.Stream ? ImageFolder.Stream : ImageFolder.Load;
@@ -143,15 +224,22 @@ public static class FileData
             options = options with { Width = w, Height = h };
         }
         var test = config.TestData is null ? null : load(config.TestData, options, train.ClassNames);
-        return (train, test, _ => config.ImageChannels);
+        return new Read(train, test, _ => config.ImageChannels, ImageSize: [options.Width!.Value, options.Height!.Value]);
     }
 
     // ------------------------------------------------------------------ arrays: NPY, NPZ, safetensors, IDX
 
     /// <summary>An input array and a target array, with where they came from.</summary>
-    private sealed record XY(string XName, int[] XShape, double[] X, string YName, bool YInteger, int[] YShape, double[] Y);
+    private sealed record XY(string XName, int[] XShape, double[] X, string YName, bool YInteger, int[] YShape, double[] Y)
+    {
+        /// <summary>Whether the file has targets (a file to predict may hold inputs only: <see cref="NoY"/>).</summary>
+        public bool HasY => YName.Length > 0;
+    }
 
-    private static (Dataset, Dataset?, Func<int[], int>) Arrays(TrainingConfig config, FileDataFormat format)
+    /// <summary>The x of a file without targets.</summary>
+    private static XY NoY(string xName, int[] xShape, double[] x) => new(xName, xShape, x, "", false, [], []);
+
+    private static Read Arrays(TrainingConfig config, FileDataFormat format)
     {
         var train = ReadXY(config.Data, config.Target, format);
         var test = config.TestData is null ? null : ReadXY(config.TestData, null, format);
@@ -166,10 +254,10 @@ public static class FileData
             foreach (var xy in test is null ? new[] { train } : [train, test])
                 classCount = Math.Max(classCount, CheckLabels(xy));
         Func<int[], int> groups = format == FileDataFormat.Idx ? _ => 1 : shape => shape.Skip(1).Aggregate(1, (a, d) => a * d);
-        return (ToDataset(train, classes, classCount), test is null ? null : ToDataset(test, classes, classCount), groups);
+        return new Read(ToDataset(train, classes, classCount), test is null ? null : ToDataset(test, classes, classCount), groups);
     }
 
-    private static XY ReadXY(string path, string? target, FileDataFormat format)
+    private static XY ReadXY(string path, string? target, FileDataFormat format, bool requireY = true)
     {
         switch (format)
         {
@@ -177,11 +265,18 @@ public static class FileData
             {
                 var arrays = Npy.ReadNpz(path);
                 var x = arrays.GetValueOrDefault("x") ?? throw new InvalidDataException($"npz: {path}: has no array 'x' (arrays: {string.Join(", ", arrays.Keys)}).");
-                var y = arrays.GetValueOrDefault("y") ?? throw new InvalidDataException($"npz: {path}: has no array 'y' (arrays: {string.Join(", ", arrays.Keys)}).");
+                var y = arrays.GetValueOrDefault("y");
+                if (y is null && !requireY) return NoY($"{path}:x", x.Shape, x.Values);
+                if (y is null) throw new InvalidDataException($"npz: {path}: has no array 'y' (arrays: {string.Join(", ", arrays.Keys)}).");
                 return new XY($"{path}:x", x.Shape, x.Values, $"{path}:y", y.IsInteger, y.Shape, y.Values);
             }
             case FileDataFormat.Npy:
             {
+                if (!requireY && target is null)
+                {
+                    var inputs = Npy.Read(path);
+                    return NoY(path, inputs.Shape, inputs.Values);
+                }
                 string yPath = target ?? Sibling(path, 'x', 'y', "npy: name the target array's file with --target");
                 var x = Npy.Read(path);
                 var y = Npy.Read(yPath);
@@ -192,18 +287,21 @@ public static class FileData
                 var c = SafeTensors.Read(path);
                 var d = c.ToDictionary();
                 var x = d.GetValueOrDefault("x") ?? throw new InvalidDataException($"safetensors: {path}: has no tensor 'x' (tensors: {string.Join(", ", d.Keys)}).");
-                var y = d.GetValueOrDefault("y") ?? throw new InvalidDataException($"safetensors: {path}: has no tensor 'y' (tensors: {string.Join(", ", d.Keys)}).");
+                var y = d.GetValueOrDefault("y");
+                if (y is null && !requireY) return NoY($"{path}:x", x.Shape.ToArray(), Doubles(x));
+                if (y is null) throw new InvalidDataException($"safetensors: {path}: has no tensor 'y' (tensors: {string.Join(", ", d.Keys)}).");
                 bool yInteger = c.DTypes.GetValueOrDefault("y") is { } t && (t.StartsWith('I') || t.StartsWith('U') || t == "BOOL");
                 return new XY($"{path}:x", x.Shape.ToArray(), Doubles(x), $"{path}:y", yInteger, y.Shape.ToArray(), Doubles(y));
             }
             default:
             {
-                string yPath = target ?? IdxLabels(path);
+                string? yPath = target ?? (requireY ? IdxLabels(path) : IdxLabelsOrNull(path));
                 var x = IdxReader.Read(path);
-                var y = IdxReader.Read(yPath);
                 var xv = IdxDoubles(x);
                 if (x.Type == IdxType.UInt8)
                     for (int i = 0; i < xv.Length; i++) xv[i] /= 255; // pixels to [0, 1], as for Fashion-MNIST
+                if (yPath is null) return NoY(path, x.Shape.ToArray(), xv);
+                var y = IdxReader.Read(yPath);
                 return new XY(path, x.Shape.ToArray(), xv, yPath, y.Type is not (IdxType.Float32 or IdxType.Float64), y.Shape.ToArray(), IdxDoubles(y));
             }
         }
@@ -223,6 +321,19 @@ public static class FileData
         var result = Path.Combine(Path.GetDirectoryName(path) ?? "", name[..at] + to + name[(at + 1)..]);
         if (!File.Exists(result)) throw new FileNotFoundException($"{hint}; {result} does not exist.", result);
         return result;
+    }
+
+    /// <summary>The labels file of an IDX images file (<see cref="IdxLabels"/>), or null when there is none.</summary>
+    private static string? IdxLabelsOrNull(string path)
+    {
+        try
+        {
+            return IdxLabels(path);
+        }
+        catch (FileNotFoundException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The labels file of an IDX images file: 'images' → 'labels' and 'idx3' → 'idx1' in its name.</summary>
@@ -274,12 +385,11 @@ public static class FileData
         return max + 1;
     }
 
-    private static Dataset ToDataset(XY xy, bool classes, int classCount)
+    /// <summary>x as float32 inputs, flat [N, features]: the model specs DataSources builds take one vector per example.</summary>
+    private static Tensor Inputs(XY xy)
     {
         if (xy.XShape.Length == 0) throw new InvalidDataException($"data: {xy.XName}: the inputs are a scalar; they need a leading example dimension [N, ...].");
         int n = xy.XShape[0];
-        if (xy.YShape.Length == 0 || xy.YShape[0] != n)
-            throw new InvalidDataException($"data: {xy.YName}: shape [{string.Join(", ", xy.YShape)}] does not hold one target for each of the {n} examples of {xy.XName}.");
         if (n == 0) throw new InvalidDataException($"data: {xy.XName}: holds no examples.");
         var x = new float[xy.X.Length];
         for (int i = 0; i < x.Length; i++)
@@ -288,8 +398,16 @@ public static class FileData
             if (!float.IsFinite(x[i]))
                 throw new InvalidDataException($"data: {xy.XName}: element {i} (example {i / Math.Max(1, x.Length / n)}) is {xy.X[i]}, not a finite float32 value.");
         }
-        // flat [N, features]: the model specs DataSources builds take one vector per example
-        var inputs = new Tensor(x, [n, x.Length / n]);
+        return new Tensor(x, [n, x.Length / n]);
+    }
+
+    private static Dataset ToDataset(XY xy, bool classes, int classCount)
+    {
+        if (xy.XShape.Length == 0) throw new InvalidDataException($"data: {xy.XName}: the inputs are a scalar; they need a leading example dimension [N, ...].");
+        int n = xy.XShape[0];
+        if (xy.YShape.Length == 0 || xy.YShape[0] != n)
+            throw new InvalidDataException($"data: {xy.YName}: shape [{string.Join(", ", xy.YShape)}] does not hold one target for each of the {n} examples of {xy.XName}.");
+        var inputs = Inputs(xy);
         if (classes)
         {
             var labels = new int[xy.Y.Length];

@@ -314,6 +314,8 @@ public sealed class Trainer
             if (writer) run.TruncateMetrics(startEpoch, step);
         }
         if (writer) run?.WriteConfig(Config);
+        // how a data file's examples were read and standardised, so that new files can be predicted without the training file
+        if (writer && run is not null && Data.Preprocessing is { } preprocessing) preprocessing.Write(run.Path);
 
         var epochs = new List<EpochMetrics>();
         var info2 = new StepInfo { Model = Model, Optimizer = Optimizer, BatchCount = BatchCount };
@@ -620,7 +622,7 @@ public sealed class RunDirectory
         File.Exists(System.IO.Path.Combine(path, "config.json")) || File.Exists(System.IO.Path.Combine(path, "metrics.jsonl"));
 
     /// <summary>Files a run writes besides its checkpoints, which <see cref="Clear"/> deletes.</summary>
-    private static readonly string[] RunFiles = ["config.json", "metrics.jsonl", "diagnosis.json", "report.html"];
+    private static readonly string[] RunFiles = ["config.json", "metrics.jsonl", "diagnosis.json", "report.html", Preprocessing.FileName];
 
     /// <summary>
     /// Deletes the run this directory holds, to start over: config, metrics, diagnosis, report, every

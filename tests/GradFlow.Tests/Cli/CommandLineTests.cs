@@ -7,7 +7,7 @@ namespace GradFlow.Tests.Cli;
 /// <summary>The System.CommandLine surface: generated help, suggestions, response files, usage errors, completion.</summary>
 public class CommandLineTests
 {
-    private static readonly string[] Verbs = ["demo", "train", "diagnose", "repair", "report", "serve", "evaluate", "sweep", "catalogue", "generate", "grads", "export", "completion"];
+    private static readonly string[] Verbs = ["demo", "train", "diagnose", "repair", "report", "serve", "evaluate", "sweep", "catalogue", "generate", "grads", "export", "predict", "completion"];
 
     [Fact]
     public void Help_ListsEveryVerbWithItsSummary()

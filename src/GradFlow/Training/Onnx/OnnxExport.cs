@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Globalization;
 using Google.Protobuf;
 using GradFlow.Nn;
@@ -22,9 +23,19 @@ public static class OnnxExport
 
     /// <summary>Writes <paramref name="network"/> to <paramref name="path"/> atomically (a crash leaves no partial file).</summary>
     /// <exception cref="NotSupportedException">naming the block path when a block has no ONNX form (an adaptive pool to a size that does not divide the input).</exception>
-    public static void Write(Network network, string path)
+    public static void Write(Network network, string path) => Write(network, path, null, standardize: false);
+
+    /// <summary>
+    /// <see cref="Write(Network, string)"/> with what a run did to its data (<paramref name="preprocessing"/>, the run directory's
+    /// <c>preprocessing.json</c>): its class names and standardisation statistics as the model's metadata (<c>gradflow.classes</c>,
+    /// <c>gradflow.input_mean</c>, <c>gradflow.input_std</c>, JSON arrays); with <paramref name="standardize"/>, the standardisation
+    /// also as the graph's first nodes (<c>Sub</c> of the means, <c>Div</c> by the deviations, laid over the input's leading
+    /// dimensions as the groups are), so that the model takes the values as the data file holds them.
+    /// </summary>
+    /// <exception cref="NotSupportedException">when the statistics cannot be laid over the input (per time step of a model that reads any length).</exception>
+    public static void Write(Network network, string path, Preprocessing? preprocessing, bool standardize)
     {
-        var model = Build(network);
+        var model = Build(network, preprocessing, standardize);
         AtomicFile.Write(path, s => model.WriteTo(s));
     }
 
@@ -69,10 +80,10 @@ public static class OnnxExport
         throw new InvalidDataException($"{runDirectory}: no intact checkpoint fits the model: {string.Join(" ", errors)}");
     }
 
-    /// <summary>The model as bytes (<see cref="Write"/> without the file).</summary>
+    /// <summary>The model as bytes (<see cref="Write(Network, string)"/> without the file).</summary>
     public static byte[] ToBytes(Network network) => Build(network).ToByteArray();
 
-    internal static ModelProto Build(Network network)
+    internal static ModelProto Build(Network network, Preprocessing? preprocessing = null, bool standardize = false)
     {
         ArgumentNullException.ThrowIfNull(network);
         var d = network.Description;
@@ -86,7 +97,9 @@ public static class OnnxExport
             firstDim: AnyLength(d) ? "T" : null));
         int[] x = [.. d.Input];
         string root = d.Root.Name is { } rootName ? rootName : "";
-        string y = e.Sequence(d.Root, "input", ref x, root);
+        var standardizer = preprocessing?.Standardizer();
+        string first = standardize && standardizer is not null ? e.Standardize("input", d, standardizer, AnyLength(d)) : "input";
+        string y = e.Sequence(d.Root, first, ref x, root);
         graph.Node.Add(Node("Identity", [y], ["output"], "output"));
         graph.Output.Add(ValueInfo("output", x));
         var model = new ModelProto
@@ -96,6 +109,15 @@ public static class OnnxExport
             Graph = graph,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+        if (preprocessing?.Classes is { } classes) model.MetadataProps.Add(Metadata("gradflow.classes", JsonSerializer.Serialize(classes)));
+        if (standardizer is not null)
+        {
+            model.MetadataProps.Add(Metadata("gradflow.input_mean", JsonSerializer.Serialize(standardizer.Mean)));
+            model.MetadataProps.Add(Metadata("gradflow.input_std", JsonSerializer.Serialize(standardizer.Std)));
+            model.MetadataProps.Add(Metadata("gradflow.input", standardize
+                ? "the values as the data file holds them: the graph standardises them with input_mean and input_std"
+                : "standardised values: (x - input_mean) / input_std per group (feature, channel, or one), as training read them"));
+        }
         return model;
     }
 
@@ -126,6 +148,8 @@ public static class OnnxExport
             Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = shape } },
         };
     }
+
+    private static StringStringEntryProto Metadata(string key, string value) => new() { Key = key, Value = value };
 
     private static NodeProto Node(string op, IEnumerable<string> inputs, IEnumerable<string> outputs, string name, params AttributeProto[] attributes)
     {
@@ -204,6 +228,35 @@ public static class OnnxExport
         {
             string name = Fresh(path, "const");
             return Init(name, [v], []);
+        }
+
+        /// <summary>
+        /// <c>(x − mean) / std</c> of the standardiser's groups: a constant over the leading dimensions of the input whose sizes
+        /// multiply to the group count ([F] per feature, [C, 1, 1] per channel, [1] for one group), broadcast over the rest; groups
+        /// that are runs inside a dimension (a flat image's channels, [C·H·W]) through a reshape to [N, G, −1] and back.
+        /// </summary>
+        public string Standardize(string x, NetworkDescription d, Data.Standardizer s, bool anyLength)
+        {
+            int groups = s.Mean.Count, lead = 0;
+            long product = 1;
+            while (product < groups && lead < d.Input.Count) product *= d.Input[lead++];
+            if (product != groups && !anyLength)
+            {
+                // groups that are runs within a dimension (a flat image's channels): [N, G, per/G] for the arithmetic, then back
+                string mean3 = Init("preprocessing.mean", [.. s.Mean.Select(v => (float)v)], [groups, 1]);
+                string std3 = Init("preprocessing.std", [.. s.Std.Select(v => (float)v)], [groups, 1]);
+                string grouped = Emit("Reshape", "preprocessing", [x, Longs("preprocessing", 0, groups, -1)]);
+                string standardised = Emit("Div", "preprocessing", [Emit("Sub", "preprocessing", [grouped, mean3]), std3]);
+                return Emit("Reshape", "preprocessing", [standardised, Longs("preprocessing", [0, .. d.Input.Select(n => (long)n)])]);
+            }
+            if (anyLength && lead > 0)
+                throw new NotSupportedException($"ONNX export: the run standardised each of its {groups} values per example (time steps read flat), but the model reads " +
+                    "sequences of any length; export without the standardisation and apply preprocessing.json's statistics to the inputs.");
+            int[] shape = [.. d.Input.Select((n, i) => i < lead ? n : 1)];
+            if (lead == 0) shape = [1];
+            string mean = Init("preprocessing.mean", [.. s.Mean.Select(v => (float)v)], shape);
+            string std = Init("preprocessing.std", [.. s.Std.Select(v => (float)v)], shape);
+            return Emit("Div", "preprocessing", [Emit("Sub", "preprocessing", [x, mean]), std]);
         }
 
         public string Sequence(SequenceBlock s, string x, ref int[] shape, string prefix)
