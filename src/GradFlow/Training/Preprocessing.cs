@@ -58,6 +58,10 @@ public sealed record Preprocessing(
         {
             throw new InvalidDataException($"{path}: {e.Message}", e);
         }
+        if (p.Classes?.Any(c => c is null) == true || p.Features?.Any(f => f is null) == true)
+            throw new InvalidDataException($"{path}: a class or feature name is null.");
+        if (p.Classes is { Count: 0 } || p.Features is { Count: 0 })
+            throw new InvalidDataException($"{path}: 'classes' and 'features' must not be empty lists.");
         if (p.ImageSize is { } size && (size.Count != 2 || size[0] <= 0 || size[1] <= 0))
             throw new InvalidDataException($"{path}: 'imageSize' must be [width, height] of positive sizes, got [{string.Join(", ", size)}].");
         return p;

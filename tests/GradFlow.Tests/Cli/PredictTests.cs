@@ -302,4 +302,34 @@ public sealed class PredictTests : IDisposable
         Assert.Equal(1, c3);
         Assert.Contains("has no standardisation statistics", e3);
     }
+    [Fact]
+    public void Predict_ArrayLabels_AreNamedByTheirNumbers()
+    {
+        var rng = new Random(8);
+        int n = 90;
+        var x = new float[n * 2];
+        var y = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            y[i] = i % 3;
+            x[i * 2] = (float)(50 + 3 * y[i] + rng.NextDouble());
+            x[i * 2 + 1] = (float)(rng.NextDouble() - 0.5);
+        }
+        var file = Path.Combine(_dir, "classes.safetensors");
+        SafeTensors.Write(file, [new("x", new Tensor(x, [n, 2])), new("y", new Tensor(y, [n]))]);
+        var run = Path.Combine(_dir, "run");
+        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 2-8-3", "--data", file, "--test-data", file, "--task", "classes",
+            "--epochs", "3", "--batch-size", "16", "--optimizer", "adam", "--lr", "0.01", "--threads", "1", "--out", run);
+        Assert.True(code == 0, err);
+        Assert.Equal(["0", "1", "2"], Preprocessing.Read(run)!.Classes);
+        var p = Predictor.Load(run).Predict(file);
+        Assert.Equal(LastTest(run).Accuracy, p.Score()!.Value.Accuracy, 12);
+        Assert.True(Math.Abs(LastTest(run).Loss - p.Score()!.Value.Loss) < 1e-5);
+        // a label the run never had
+        y[5] = 3;
+        SafeTensors.Write(file, [new("x", new Tensor(x, [n, 2])), new("y", new Tensor(y, [n]))]);
+        var (c2, _, e2) = CliRunner.Run("predict", run, "--data", file);
+        Assert.Equal(1, c2);
+        Assert.Contains("element 5 is 3, but the run has 3 classes (0..2)", e2);
+    }
 }

@@ -245,6 +245,22 @@ public sealed class FileDataFuzzTests : IDisposable
     }
 
     [Fact]
+    public void PreprocessingRecord_10000Mutations_LoadOrInvalidDataException()
+    {
+        var valid = Encoding.UTF8.GetBytes(new Preprocessing([5.5, -2, 1e-3], [1.5, 2, 0.25], ["a", "b,c"], ["f0", "f1", "f2"]).ToJson());
+        int loaded = new FileFuzzer(_dir).Run(Preprocessing.FileName, valid, Variants, 61, path =>
+        {
+            // a record that reads back is one predict can use: statistics in pairs of valid numbers, an image size of two positive sizes
+            var p = Preprocessing.Read(Path.GetDirectoryName(path)!);
+            Assert.NotNull(p);
+            if (p!.Mean is { } mean) Assert.Equal(mean.Count, p.Standardizer()!.Mean.Count);
+            Assert.All(p.Classes ?? [], c => Assert.NotNull(c));
+            Assert.All(p.Features ?? [], f => Assert.NotNull(f));
+        });
+        Assert.InRange(loaded, 1, Variants - 1);
+    }
+
+    [Fact]
     public void ImageFolder_10000Mutations_LoadOrInvalidDataException()
     {
         var root = Path.Combine(_dir, "images");
