@@ -202,13 +202,18 @@ public static class DataSources
     private static DataBundle FashionMnistRowsBundle(string? dir)
     {
         var resolved = DataResolver.ResolveFashionMnist(dir);
-        return new DataBundle(SequenceTasks.FashionMnistRows(resolved, MnistSplit.Train), SequenceTasks.FashionMnistRows(resolved, MnistSplit.Test));
+        return new DataBundle(SequenceTasks.FashionMnistRows(resolved, MnistSplit.Train), SequenceTasks.FashionMnistRows(resolved, MnistSplit.Test))
+            { Preprocessing = FashionMnistPreprocessing };
     }
+
+    /// <summary>Fashion-MNIST's fixed preprocessing (pixels / 255, then the training set's mean and deviation) and class names: what predicting an IDX file needs.</summary>
+    private static Preprocessing FashionMnistPreprocessing { get; } = new([FashionMnist.TrainMean], [FashionMnist.TrainStd], FashionMnist.ClassNames, null);
 
     private static DataBundle FashionMnistBundle(string? dir)
     {
         var resolved = DataResolver.ResolveFashionMnist(dir);
-        return new DataBundle(FashionMnist.Load(resolved, MnistSplit.Train, standardise: true), FashionMnist.Load(resolved, MnistSplit.Test, standardise: true));
+        return new DataBundle(FashionMnist.Load(resolved, MnistSplit.Train, standardise: true), FashionMnist.Load(resolved, MnistSplit.Test, standardise: true))
+            { Preprocessing = FashionMnistPreprocessing };
     }
 
     private static DataBundle TeacherBundle(int input, int classes, ulong seed)

@@ -103,9 +103,10 @@ public sealed class Predictor
         var model = Onnx.OnnxExport.LoadRun(runDirectory, out string checkpoint);
         string configPath = Path.Combine(runDirectory, "config.json");
         var config = TrainingConfig.FromJson(File.ReadAllText(configPath), configPath, requireData: false);
-        if (DataSources.Names.Contains(config.Data) || DataSources.IsTextFile(config.Data))
+        // Fashion-MNIST's preprocessing is fixed: its runs predict IDX image files like its own
+        if (config.Data is not ("fashion-mnist" or "fashion-mnist-rows") && (DataSources.Names.Contains(config.Data) || DataSources.IsTextFile(config.Data)))
             throw new ArgumentException($"predict: the run trained on '{config.Data}', {(DataSources.IsTextFile(config.Data) ? "a character corpus (use gradflow generate)" : "a built-in data set")}; " +
-                "predict reads data files like a run's own (CSV/TSV, NPY/NPZ/safetensors/IDX arrays, image folders).");
+                "predict reads data files like a run's own (CSV/TSV, NPY/NPZ/safetensors/IDX arrays, image folders), or IDX images for a Fashion-MNIST run.");
         var outputs = config.Description().OutputShape();
         if (outputs.Length != 1)
             throw new InvalidDataException($"predict: the run's model ({config.DescribeModel()}) gives {Shapes.Format(outputs)} per example; predict writes one row of outputs per example.");

@@ -228,7 +228,7 @@ public sealed class PredictTests : IDisposable
         Assert.Equal(1, c5);
         Assert.Contains("missing.csv does not exist", e5);
 
-        var builtIn = Path.Combine(_dir, "spirals");
+        var builtIn = Path.Combine(_dir, "spirals"); // a built-in set other than Fashion-MNIST
         var (c6, _, e6) = CliRunner.Run("train", "--model", "mlp 2-8-2", "--data", "spirals", "--epochs", "1", "--threads", "1", "--out", builtIn);
         Assert.True(c6 == 0, e6);
         Assert.False(File.Exists(Path.Combine(builtIn, Preprocessing.FileName)));
@@ -331,5 +331,23 @@ public sealed class PredictTests : IDisposable
         var (c2, _, e2) = CliRunner.Run("predict", run, "--data", file);
         Assert.Equal(1, c2);
         Assert.Contains("element 5 is 3, but the run has 3 classes (0..2)", e2);
+    }
+    [Fact]
+    public void Predict_FashionMnistRun_ReadsItsIdxFiles()
+    {
+        var dir = GradFlow.Data.DataResolver.ResolveFashionMnist(null); // throws with install instructions when the package is missing
+        string images = Directory.EnumerateFiles(dir, "t10k-images*").Single();
+        var run = Path.Combine(_dir, "fmnist");
+        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 784-16-10", "--data", "fashion-mnist", "--train-limit", "1000", "--epochs", "1",
+            "--batch-size", "50", "--optimizer", "adam", "--lr", "0.003", "--threads", "1", "--out", run);
+        Assert.True(code == 0, err);
+        var p = Predictor.Load(run).Predict(images);
+        Assert.Equal(10_000, p.Count);
+        Assert.Equal("Ankle boot", p.Classes![9]);
+        Assert.NotNull(p.Labels); // the labels file beside the images, found as training finds it
+        // the same images the run tested on, with the same standardisation: its test figures
+        var (loss, accuracy) = LastTest(run);
+        Assert.Equal(accuracy, p.Score()!.Value.Accuracy, 12);
+        Assert.True(Math.Abs(p.Score()!.Value.Loss - loss) < 1e-5, $"predict {p.Score()!.Value.Loss}, training {loss}");
     }
 }
