@@ -114,7 +114,13 @@ public static class FileData
         bool fits = preprocessing.Features is not null ? format is FileDataFormat.Csv or FileDataFormat.Tsv
             : preprocessing.ImageSize is not null ? format == FileDataFormat.ImageFolder
             : format is FileDataFormat.Npy or FileDataFormat.Npz or FileDataFormat.SafeTensors or FileDataFormat.Idx;
-        if (!fits) throw new InvalidDataException($"predict: {path} is {format}, but the run trained on {trained} ({config.Data}); give the same kind of data.");
+        string given = format switch
+        {
+            FileDataFormat.Csv or FileDataFormat.Tsv => "a table",
+            FileDataFormat.ImageFolder => "a folder (read as an image folder)",
+            _ => $"an array file ({format})",
+        };
+        if (!fits) throw new InvalidDataException($"predict: {path} is {given}, but the run trained on {trained} ({config.Data}); give the same kind of data.");
         var classes = preprocessing.Classes;
         switch (format)
         {

@@ -222,7 +222,7 @@ public sealed class PredictTests : IDisposable
         SafeTensors.Write(array, [new("x", new Tensor(new float[8], [2, 4]))]);
         var (c4, _, e4) = CliRunner.Run("predict", run, "--data", array);
         Assert.Equal(1, c4);
-        Assert.Contains("is SafeTensors, but the run trained on a table (CSV or TSV)", e4);
+        Assert.Contains("is an array file (SafeTensors), but the run trained on a table (CSV or TSV)", e4);
 
         var (c5, _, e5) = CliRunner.Run("predict", run, "--data", Path.Combine(_dir, "missing.csv"));
         Assert.Equal(1, c5);
