@@ -188,6 +188,19 @@ public sealed class PredictTests : IDisposable
         var images = GradFlow.Data.ImageFolder.Load(root, new GradFlow.Data.ImageFolderOptions(4, 4, 3));
         var (probabilities, _) = RunOnnx(onnx, (float[])images.Inputs.Storage, [images.Count, 48]);
         for (int i = 0; i < probabilities.Length; i++) Assert.True(Math.Abs(probabilities[i] - p.Outputs.GetFlat(i)) < 1e-5, $"element {i}");
+
+        // a conv net reads [3, 4, 4]: the statistics per channel as a [3, 1, 1] constant over the image
+        var conv = Path.Combine(_dir, "conv");
+        var (c3, _, e3) = CliRunner.Run("train", "--model", "cnn 3x4x4-c4-gap-2", "--data", root, "--test-data", root, "--image-size", "4x4",
+            "--epochs", "2", "--batch-size", "8", "--lr", "0.01", "--threads", "1", "--out", conv);
+        Assert.True(c3 == 0, e3);
+        var pc = Predictor.Load(conv).Predict(root);
+        Assert.Equal(LastTest(conv).Accuracy, pc.Score()!.Value.Accuracy, 12);
+        var convOnnx = Path.Combine(_dir, "conv.onnx");
+        var (c4, _, e4) = CliRunner.Run("export", conv, "--onnx", convOnnx, "--with-preprocessing");
+        Assert.True(c4 == 0, e4);
+        var (convProbabilities, _) = RunOnnx(convOnnx, (float[])images.Inputs.Storage, [images.Count, 3, 4, 4]);
+        for (int i = 0; i < convProbabilities.Length; i++) Assert.True(Math.Abs(convProbabilities[i] - pc.Outputs.GetFlat(i)) < 1e-5, $"conv, element {i}");
     }
 
     [Fact]
