@@ -20,7 +20,7 @@ internal static class PredictCommand
             "Reads PATH as the run RUN read its data: a table with the run's feature columns (the target column may be left out), an array file " +
             "(NPY, NPZ or safetensors with x and optionally y, IDX images with or without their labels file) or an image folder with the run's class " +
             "folders; standardises it with the training set's statistics (RUN/preprocessing.json) and runs the model of the newest intact checkpoint " +
-            "in evaluation mode. Writes one CSV row per example: 'row' (1-based), 'target' when the file has one, 'prediction' (the most probable " +
+            "in evaluation mode. Writes one CSV row per example (per example and position, 'position', for a model that gives a class per position): 'row' (1-based), 'target' when the file has one, 'prediction' (the most probable " +
             "class's name, or the regression value), and for classes the probability of each (a column 'p_NAME' per class). When the file has " +
             "targets, prints the accuracy and loss. The file is written atomically. Exit code: 0 written, 1 error, 2 usage.")
         { RunDir, Data, Out, BatchSize };
@@ -58,7 +58,7 @@ internal static class PredictCommand
     {
         null => null,
         var (accuracy, loss) when p.Classes is not null => string.Create(CultureInfo.InvariantCulture,
-            $"accuracy {accuracy * 100:0.00} % ({Math.Round(accuracy * p.Count)} of {p.Count}), cross-entropy {loss:0.0000}"),
+            $"accuracy {accuracy * 100:0.00} % ({Math.Round(accuracy * p.Rows)} of {p.Rows}{(p.Positions > 1 ? " positions" : "")}), cross-entropy {loss:0.0000}"),
         var (_, loss) => string.Create(CultureInfo.InvariantCulture, $"mean squared error {loss:G6} over {p.Count} examples"),
     };
 
@@ -72,10 +72,11 @@ internal static class PredictCommand
         int k = p.Outputs.Size(1);
         bool several = p.Classes is null && k > 1;
         using var writer = Sep.New(',').Writer(o => o with { Escape = true, CultureInfo = CultureInfo.InvariantCulture }).ToText();
-        for (int i = 0; i < p.Count; i++)
+        for (int i = 0; i < p.Rows; i++)
         {
             using var row = writer.NewRow();
-            row["row"].Format(i + 1);
+            row["row"].Format(i / p.Positions + 1);
+            if (p.Positions > 1) row["position"].Format(i % p.Positions + 1);
             if (p.Labels is { } labels) row["target"].Set(p.Classes![labels[i]]);
             if (p.Targets is { } targets)
                 for (int j = 0; j < targets.Size(1); j++) row[several ? $"target_{j + 1}" : "target"].Set(Number(targets[i, j]));

@@ -157,7 +157,7 @@ public static class FileData
                 var x = Inputs(xy);
                 int n = x.Size(0);
                 if (!xy.HasY) return new PredictionData(path, x, null, null);
-                if (xy.YShape.Length == 0 || xy.YShape[0] != n || (classes is not null && xy.Y.Length != n))
+                if (xy.YShape.Length == 0 || xy.YShape[0] != n)
                     throw new InvalidDataException($"data: {xy.YName}: shape [{string.Join(", ", xy.YShape)}] does not hold one {(classes is null ? "row of targets" : "class label")} " +
                         $"for each of the {n} examples of {xy.XName}.");
                 if (classes is null) return new PredictionData(path, x, null, new Tensor(Array.ConvertAll(xy.Y, v => (float)v), [n, xy.Y.Length / n]));
@@ -167,7 +167,9 @@ public static class FileData
                     int at = Array.IndexOf(xy.Y, (double)(count - 1));
                     throw new InvalidDataException($"data: {xy.YName}: element {at} is {count - 1}, but the run has {classes.Count} classes (0..{classes.Count - 1}).");
                 }
-                return new PredictionData(path, x, IndexTensor.FromArray(Array.ConvertAll(xy.Y, v => (int)v), n), null);
+                // [N, T] with T ≥ 2: a class per position (a tagger's); [N] and [N, 1]: one per example
+                var ids = Array.ConvertAll(xy.Y, v => (int)v);
+                return new PredictionData(path, x, ids.Length > n ? IndexTensor.FromArray(ids, n, ids.Length / n) : IndexTensor.FromArray(ids, n), null);
             }
         }
     }

@@ -12,20 +12,24 @@ namespace GradFlow.Training;
 public sealed record PredictionData(string File, Tensor Inputs, IndexTensor? Labels, Tensor? Targets);
 
 /// <summary>
-/// The outputs of a trained run's model on a file: per example, the class probabilities (softmax of the logits) or the regression
-/// values, with the file's labels or targets when it has them.
+/// The outputs of a trained run's model on a file: per example (or per position of each example, for a model that gives a class per
+/// position), the class probabilities (softmax of the logits) or the regression values, with the file's labels or targets when it has them.
 /// </summary>
 /// <param name="File">The file read.</param>
-/// <param name="Outputs">[N, K]: probabilities for classes, values for regression.</param>
+/// <param name="Outputs">[N·P, K]: a row per example and position, probabilities for classes, values for regression.</param>
 /// <param name="Classes">The class names in label order, or null for regression.</param>
-/// <param name="Labels">The file's class labels [N], or null.</param>
+/// <param name="Labels">The file's class labels, one per row of <paramref name="Outputs"/> in the same order ([N] or [N, P]), or null.</param>
 /// <param name="Targets">The file's regression targets [N, K], or null.</param>
-public sealed record Prediction(string File, Tensor Outputs, IReadOnlyList<string>? Classes, IndexTensor? Labels, Tensor? Targets)
+/// <param name="Positions">P: 1, or the positions of a model that gives [P, K] per example.</param>
+public sealed record Prediction(string File, Tensor Outputs, IReadOnlyList<string>? Classes, IndexTensor? Labels, Tensor? Targets, int Positions = 1)
 {
     /// <summary>Number of examples.</summary>
-    public int Count => Outputs.Size(0);
+    public int Count => Outputs.Size(0) / Positions;
 
-    /// <summary>The most probable class of example <paramref name="i"/> (the first of equal ones).</summary>
+    /// <summary>Number of rows of <see cref="Outputs"/>: examples × positions.</summary>
+    public int Rows => Outputs.Size(0);
+
+    /// <summary>The most probable class of row <paramref name="i"/> (the first of equal ones).</summary>
     public int PredictedClass(int i)
     {
         int k = Outputs.Size(1), best = 0;
@@ -44,12 +48,12 @@ public sealed record Prediction(string File, Tensor Outputs, IReadOnlyList<strin
         {
             long correct = 0;
             double loss = 0;
-            for (int i = 0; i < Count; i++)
+            for (int i = 0; i < Rows; i++)
             {
                 if (PredictedClass(i) == labels[i]) correct++;
                 loss -= Math.Log(Math.Max(Outputs[i, labels[i]], double.Epsilon));
             }
-            return ((double)correct / Count, loss / Count);
+            return ((double)correct / Rows, loss / Rows);
         }
         if (Targets is { } targets)
         {
@@ -108,13 +112,15 @@ public sealed class Predictor
             throw new ArgumentException($"predict: the run trained on '{config.Data}', {(DataSources.IsTextFile(config.Data) ? "a character corpus (use gradflow generate)" : "a built-in data set")}; " +
                 "predict reads data files like a run's own (CSV/TSV, NPY/NPZ/safetensors/IDX arrays, image folders), or IDX images for a Fashion-MNIST run.");
         var outputs = config.Description().OutputShape();
-        if (outputs.Length != 1)
-            throw new InvalidDataException($"predict: the run's model ({config.DescribeModel()}) gives {Shapes.Format(outputs)} per example; predict writes one row of outputs per example.");
         var preprocessing = Preprocessing.Read(runDirectory)
             ?? DataSources.Load(config, config.Description()).Preprocessing
             ?? throw new InvalidDataException($"predict: {runDirectory}: no {Preprocessing.FileName}, and '{config.Data}' gave none.");
-        if (preprocessing.Classes is { } classes && classes.Count != outputs[0])
-            throw new InvalidDataException($"predict: {runDirectory}: {Preprocessing.FileName} names {classes.Count} classes but the model has {outputs[0]} outputs.");
+        // a vector per example, or (a tagger's) class logits per position
+        if (!(outputs.Length == 1 || (outputs.Length == 2 && preprocessing.Classes is not null)))
+            throw new InvalidDataException($"predict: the run's model ({config.DescribeModel()}) gives {Shapes.Format(outputs)} per example; predict writes a vector of outputs " +
+                "per example, or class probabilities per position.");
+        if (preprocessing.Classes is { } classes && classes.Count != outputs[^1])
+            throw new InvalidDataException($"predict: {runDirectory}: {Preprocessing.FileName} names {classes.Count} classes but the model has {outputs[^1]} outputs.");
         return new Predictor(config, model, preprocessing, checkpoint);
     }
 
@@ -129,8 +135,12 @@ public sealed class Predictor
         DataSources.CheckTokenIds(Config, description, x, path);
         if (Preprocessing.Standardizer() is { } s) x = s.Apply(x);
         if (DataSources.ExampleShape(Config, description, x.Shape.ToArray(), flatSequences: true, path) is { } shape) x = x.Reshape([x.Size(0), .. shape]);
-        int n = x.Size(0), k = description.OutputShape()[0];
-        var outputs = new float[(long)n * k];
+        var shapeOut = description.OutputShape();
+        int n = x.Size(0), k = shapeOut[^1], positions = shapeOut.Length == 2 ? shapeOut[0] : 1;
+        if (data.Labels is { } labels && labels.Count != (long)n * positions)
+            throw new InvalidDataException($"predict: {path} has {labels.Count / Math.Max(1, n)} class label(s) per example, but the model gives " +
+                (positions == 1 ? "one prediction per example." : $"a class for each of {positions} positions."));
+        var outputs = new float[(long)n * positions * k];
         Model.Eval();
         using (GradMode.NoGrad())
         using (BFloat16.OperandsScope(Config.Precision == PrecisionKind.Bf16))
@@ -140,9 +150,9 @@ public sealed class Predictor
                 int count = Math.Min(batchSize, n - start);
                 var y = Model.Forward(x.Narrow(0, start, count));
                 if (Preprocessing.Classes is not null) y = y.Softmax(-1);
-                for (int i = 0; i < count * k; i++) outputs[(long)start * k + i] = (float)y.GetFlat(i);
+                for (int i = 0; i < count * positions * k; i++) outputs[(long)start * positions * k + i] = (float)y.GetFlat(i);
             }
         }
-        return new Prediction(path, new Tensor(outputs, [n, k]), Preprocessing.Classes, data.Labels, data.Targets);
+        return new Prediction(path, new Tensor(outputs, [n * positions, k]), Preprocessing.Classes, data.Labels, data.Targets, positions);
     }
 }

@@ -363,4 +363,32 @@ public sealed class PredictTests : IDisposable
         Assert.Equal(accuracy, p.Score()!.Value.Accuracy, 12);
         Assert.True(Math.Abs(p.Score()!.Value.Loss - loss) < 1e-5, $"predict {p.Score()!.Value.Loss}, training {loss}");
     }
+    [Fact]
+    public void Predict_Tagger_GivesARowPerPosition()
+    {
+        // 240 sequences of 8 steps of 2 features; each step's tag is the sign of its first feature (a third class near 0)
+        var x = Tensor.RandN(new Generator(5), 240, 8, 2);
+        var xs = (float[])x.Storage;
+        var tags = Enumerable.Range(0, 240 * 8).Select(i => xs[2 * i] > 0.5f ? 2.0 : xs[2 * i] < -0.5f ? 0.0 : 1.0).ToArray();
+        var file = Path.Combine(_dir, "tags.safetensors");
+        SafeTensors.Write(file, [new("x", x), new("y", Tensor.FromArray(tags, 240, 8))]);
+        var run = Path.Combine(_dir, "tagger");
+        var (code, _, err) = CliRunner.Run("train", "--model", "net 8x2 seq[recurrent(cell=gru,hidden=8,output=sequence) linear(out=3)]", "--data", file,
+            "--test-data", file, "--task", "classes", "--epochs", "2", "--batch-size", "32", "--optimizer", "adam", "--lr", "0.02", "--threads", "1", "--out", run);
+        Assert.True(code == 0, err);
+        var p = Predictor.Load(run).Predict(file);
+        Assert.Equal(8, p.Positions);
+        Assert.Equal(240, p.Count);
+        // accuracy and loss over every position, as training computed them for the same file
+        var (loss, accuracy) = LastTest(run);
+        Assert.Equal(accuracy, p.Score()!.Value.Accuracy, 12);
+        Assert.True(Math.Abs(p.Score()!.Value.Loss - loss) < 1e-5, $"predict {p.Score()!.Value.Loss}, training {loss}");
+        var (c2, csv, e2) = CliRunner.Run("predict", run, "--data", file);
+        Assert.True(c2 == 0, e2);
+        var lines = csv.TrimEnd('\n').Split('\n');
+        Assert.Equal("row,position,target,prediction,p_0,p_1,p_2", lines[0]);
+        Assert.Equal(240 * 8 + 1, lines.Length);
+        Assert.StartsWith("2,3,", lines[8 + 3]); // example 2, position 3
+        Assert.Contains("of 1920 positions", e2);
+    }
 }
