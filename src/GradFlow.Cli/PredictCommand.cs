@@ -18,9 +18,9 @@ internal static class PredictCommand
     {
         var command = new Verb("predict", "a trained run's model applied to a new data file",
             "Reads PATH as the run RUN read its data: a table with the run's feature columns (the target column may be left out), an array file " +
-            "(NPY, NPZ or safetensors with x and optionally y, IDX images with or without their labels file) or an image folder with the run's class " +
-            "folders; standardises it with the training set's statistics (RUN/preprocessing.json) and runs the model of the newest intact checkpoint " +
-            "in evaluation mode. Writes one CSV row per example (per example and position, 'position', for a model that gives a class per position): 'row' (1-based), 'target' when the file has one, 'prediction' (the most probable " +
+            "(NPY, NPZ or safetensors with x and optionally y, IDX images with or without their labels file) or an image folder, with the run's class " +
+            "folders or only images; standardises it with the training set's statistics (RUN/preprocessing.json) and runs the model of the newest intact checkpoint " +
+            "in evaluation mode. Writes one CSV row per example (per example and position, 'position', for a model that gives a class per position): 'row' (1-based), an image's 'file', 'target' when the file has one, 'prediction' (the most probable " +
             "class's name, or the regression value), and for classes the probability of each (a column 'p_NAME' per class). When the file has " +
             "targets, prints the accuracy and loss. The file is written atomically. Exit code: 0 written, 1 error, 2 usage.")
         { RunDir, Data, Out, BatchSize };
@@ -77,6 +77,7 @@ internal static class PredictCommand
             using var row = writer.NewRow();
             row["row"].Format(i / p.Positions + 1);
             if (p.Positions > 1) row["position"].Format(i % p.Positions + 1);
+            if (p.Names is { } files) row["file"].Set(files[i / p.Positions]);
             if (p.Labels is { } labels) row["target"].Set(p.Classes![labels[i]]);
             if (p.Targets is { } targets)
                 for (int j = 0; j < targets.Size(1); j++) row[several ? $"target_{j + 1}" : "target"].Set(Number(targets[i, j]));

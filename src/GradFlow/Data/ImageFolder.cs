@@ -58,6 +58,16 @@ public static class ImageFolder
     private static bool IsImage(string file) =>
         Path.GetExtension(file).ToLowerInvariant() is ".png" or ".jpg" or ".jpeg" && !Path.GetFileName(file).StartsWith('.');
 
+    private static void Check(ImageFolderOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Channels is not (1 or 3)) throw new ArgumentException($"images: channels must be 1 or 3, got {options.Channels}.", nameof(options));
+        if (options.Width is < 1 or > 4096 || options.Height is < 1 or > 4096 || options.Width.HasValue != options.Height.HasValue)
+            throw new ArgumentException($"images: the size {options.Width}x{options.Height} must give both width and height in 1..4096.", nameof(options));
+        if (options.Layout == ImageLayout.Grid && options.Channels != 1)
+            throw new ArgumentException("images: the grid layout [N, H, W] needs one channel.", nameof(options));
+    }
+
     /// <summary>Loads every image under <paramref name="root"/> as a classification set.</summary>
     /// <param name="root">The folder of class subfolders.</param>
     /// <param name="options">Size, channels and layout.</param>
@@ -66,23 +76,41 @@ public static class ImageFolder
     /// <exception cref="InvalidDataException">naming the file that is not a decodable PNG or JPEG, or too large.</exception>
     public static Dataset Load(string root, ImageFolderOptions options, IReadOnlyList<string>? classNames = null)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        if (options.Channels is not (1 or 3)) throw new ArgumentException($"images: channels must be 1 or 3, got {options.Channels}.", nameof(options));
-        if (options.Width is < 1 or > 4096 || options.Height is < 1 or > 4096 || options.Width.HasValue != options.Height.HasValue)
-            throw new ArgumentException($"images: the size {options.Width}x{options.Height} must give both width and height in 1..4096.", nameof(options));
-        if (options.Layout == ImageLayout.Grid && options.Channels != 1)
-            throw new ArgumentException("images: the grid layout [N, H, W] needs one channel.", nameof(options));
+        Check(options);
         var (classes, files) = List(root);
         if (classNames is not null && !classNames.SequenceEqual(classes))
             throw new InvalidDataException($"images: {root}: the class folders ({string.Join(", ", classes)}) differ from the training folder's ({string.Join(", ", classNames)}).");
+        var inputs = DecodeAll(root, [.. files.Select(f => f.File)], options);
+        return Dataset.Classification(inputs, new IndexTensor([.. files.Select(f => f.Label)], [files.Count]), classes.Count, classes);
+    }
+
+    /// <summary>
+    /// The images directly in <paramref name="root"/> (a folder without class subfolders: images to predict), in ordinal order of
+    /// their names, decoded as <see cref="Load"/> decodes them; with the files.
+    /// </summary>
+    /// <exception cref="InvalidDataException">when the folder has no image, or as <see cref="Load"/>.</exception>
+    public static (Tensor Inputs, IReadOnlyList<string> Files) LoadImages(string root, ImageFolderOptions options)
+    {
+        Check(options);
+        if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"images: {root} does not exist or is not a directory.");
+        var files = Directory.GetFiles(root).Where(IsImage).Order(StringComparer.Ordinal).ToArray();
+        if (files.Length == 0) throw new InvalidDataException($"images: {root}: has no .png, .jpg or .jpeg file.");
+        return (DecodeAll(root, files, options), files);
+    }
+
+    /// <summary>Whether <paramref name="root"/> has class subfolders (as a training folder has) rather than only images.</summary>
+    public static bool HasClassFolders(string root) =>
+        Directory.GetDirectories(root).Select(Path.GetFileName).Any(n => n is not null && !n.StartsWith('.'));
+
+    /// <summary><paramref name="files"/> decoded to one tensor laid out as <paramref name="options"/> say, at the options' size or the first image's.</summary>
+    private static Tensor DecodeAll(string root, IReadOnlyList<string> files, ImageFolderOptions options)
+    {
         int? width = options.Width, height = options.Height;
         int c = options.Channels;
         float[]? x = null;
-        var labels = new int[files.Count];
         for (int i = 0; i < files.Count; i++)
         {
-            var (file, label) = files[i];
-            var pixels = Decode(file, ref width, ref height, c);
+            var pixels = Decode(files[i], ref width, ref height, c);
             if (x is null)
             {
                 if ((long)files.Count * pixels.Length > Array.MaxLength)
@@ -90,7 +118,6 @@ public static class ImageFolder
                 x = new float[files.Count * pixels.Length];
             }
             pixels.CopyTo(x.AsSpan(i * pixels.Length));
-            labels[i] = label;
         }
         int h = height!.Value, w = width!.Value, n = files.Count;
         int[] shape = options.Layout switch
@@ -99,7 +126,7 @@ public static class ImageFolder
             ImageLayout.Grid => [n, h, w],
             _ => [n, c, h, w],
         };
-        return Dataset.Classification(new Tensor(x!, shape), new IndexTensor(labels, [n]), classes.Count, classes);
+        return new Tensor(x!, shape);
     }
 
     /// <summary>
@@ -112,10 +139,7 @@ public static class ImageFolder
     /// <exception cref="InvalidDataException">as <see cref="Load"/>, for the folder now and for an image when it is read.</exception>
     public static Dataset Stream(string root, ImageFolderOptions options, IReadOnlyList<string>? classNames = null)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        if (options.Channels is not (1 or 3)) throw new ArgumentException($"images: channels must be 1 or 3, got {options.Channels}.", nameof(options));
-        if (options.Width is < 1 or > 4096 || options.Height is < 1 or > 4096 || options.Width.HasValue != options.Height.HasValue)
-            throw new ArgumentException($"images: the size {options.Width}x{options.Height} must give both width and height in 1..4096.", nameof(options));
+        Check(options);
         if (options.Layout != ImageLayout.Flat)
             throw new ArgumentException("images: a streamed folder gives flat inputs [N, C·H·W] (a model's image input reshapes them).", nameof(options));
         var (classes, files) = List(root);

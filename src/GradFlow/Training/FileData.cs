@@ -147,9 +147,17 @@ public static class FileData
             }
             case FileDataFormat.ImageFolder:
             {
+                // class folders as the run's (labelled), or the images themselves (to classify)
                 var size = preprocessing.ImageSize!;
-                var d = ImageFolder.Load(path, new ImageFolderOptions(size[0], size[1], config.ImageChannels), classes);
-                return new PredictionData(path, d.Inputs, d.Labels, null);
+                var options = new ImageFolderOptions(size[0], size[1], config.ImageChannels);
+                if (!ImageFolder.HasClassFolders(path))
+                {
+                    var (images, files) = ImageFolder.LoadImages(path, options);
+                    return new PredictionData(path, images, null, null, [.. files.Select(f => Path.GetRelativePath(path, f))]);
+                }
+                var d = ImageFolder.Load(path, options, classes);
+                var names = ImageFolder.List(path).Files.Select(f => Path.GetRelativePath(path, f.File)).ToArray();
+                return new PredictionData(path, d.Inputs, d.Labels, null, names);
             }
             default:
             {

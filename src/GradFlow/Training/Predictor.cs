@@ -9,7 +9,12 @@ namespace GradFlow.Training;
 /// A file's examples as read for prediction (<see cref="FileData.ReadToPredict"/>): inputs [N, …] as in the file, and its class
 /// labels or regression targets when it has them.
 /// </summary>
-public sealed record PredictionData(string File, Tensor Inputs, IndexTensor? Labels, Tensor? Targets);
+/// <param name="File">The file or folder read.</param>
+/// <param name="Inputs">[N, …] as read.</param>
+/// <param name="Labels">Class labels, or null.</param>
+/// <param name="Targets">Regression targets, or null.</param>
+/// <param name="Names">Each example's own name where it has one (an image's file, relative to the folder), or null.</param>
+public sealed record PredictionData(string File, Tensor Inputs, IndexTensor? Labels, Tensor? Targets, IReadOnlyList<string>? Names = null);
 
 /// <summary>
 /// The outputs of a trained run's model on a file: per example (or per position of each example, for a model that gives a class per
@@ -21,7 +26,9 @@ public sealed record PredictionData(string File, Tensor Inputs, IndexTensor? Lab
 /// <param name="Labels">The file's class labels, one per row of <paramref name="Outputs"/> in the same order ([N] or [N, P]), or null.</param>
 /// <param name="Targets">The file's regression targets [N, K], or null.</param>
 /// <param name="Positions">P: 1, or the positions of a model that gives [P, K] per example.</param>
-public sealed record Prediction(string File, Tensor Outputs, IReadOnlyList<string>? Classes, IndexTensor? Labels, Tensor? Targets, int Positions = 1)
+/// <param name="Names">Each example's name (an image's file), or null.</param>
+public sealed record Prediction(string File, Tensor Outputs, IReadOnlyList<string>? Classes, IndexTensor? Labels, Tensor? Targets, int Positions = 1,
+    IReadOnlyList<string>? Names = null)
 {
     /// <summary>Number of examples.</summary>
     public int Count => Outputs.Size(0) / Positions;
@@ -153,6 +160,6 @@ public sealed class Predictor
                 for (int i = 0; i < count * positions * k; i++) outputs[(long)start * positions * k + i] = (float)y.GetFlat(i);
             }
         }
-        return new Prediction(path, new Tensor(outputs, [n * positions, k]), Preprocessing.Classes, data.Labels, data.Targets, positions);
+        return new Prediction(path, new Tensor(outputs, [n * positions, k]), Preprocessing.Classes, data.Labels, data.Targets, positions, data.Names);
     }
 }

@@ -189,6 +189,24 @@ public sealed class PredictTests : IDisposable
         var (probabilities, _) = RunOnnx(onnx, (float[])images.Inputs.Storage, [images.Count, 48]);
         for (int i = 0; i < probabilities.Length; i++) Assert.True(Math.Abs(probabilities[i] - p.Outputs.GetFlat(i)) < 1e-5, $"element {i}");
 
+        // a folder of images without class folders: classified, each row named by its file
+        var loose = Path.Combine(_dir, "loose");
+        Directory.CreateDirectory(loose);
+        File.Copy(Path.Combine(root, "light", "0.png"), Path.Combine(loose, "a.png"));
+        File.Copy(Path.Combine(root, "dark", "0.png"), Path.Combine(loose, "b.png"));
+        var pl = Predictor.Load(run).Predict(loose);
+        Assert.Equal(["a.png", "b.png"], pl.Names);
+        Assert.Null(pl.Labels);
+        for (int j = 0; j < 2; j++)
+        {
+            Assert.Equal(p.Outputs[24, j], pl.Outputs[0, j]); // light/0.png comes after the 24 dark images
+            Assert.Equal(p.Outputs[0, j], pl.Outputs[1, j]);
+        }
+        var (c5, looseCsv, e5) = CliRunner.Run("predict", run, "--data", loose);
+        Assert.True(c5 == 0, e5);
+        Assert.StartsWith($"row,file,prediction,p_dark,p_light\n1,a.png,{p.Classes![p.PredictedClass(24)]},", looseCsv);
+        Assert.Contains($"\n2,b.png,{p.Classes[p.PredictedClass(0)]},", looseCsv);
+
         // a conv net reads [3, 4, 4]: the statistics per channel as a [3, 1, 1] constant over the image
         var conv = Path.Combine(_dir, "conv");
         var (c3, _, e3) = CliRunner.Run("train", "--model", "cnn 3x4x4-c4-gap-2", "--data", root, "--test-data", root, "--image-size", "4x4",
