@@ -142,12 +142,8 @@ public sealed class Predictor
         DataSources.CheckTokenIds(Config, description, x, path);
         if (Preprocessing.Standardizer() is { } s) x = s.Apply(x);
         if (DataSources.ExampleShape(Config, description, x.Shape.ToArray(), flatSequences: true, path) is { } shape) x = x.Reshape([x.Size(0), .. shape]);
-        var shapeOut = description.OutputShape();
-        int n = x.Size(0), k = shapeOut[^1], positions = shapeOut.Length == 2 ? shapeOut[0] : 1;
-        if (data.Labels is { } labels && labels.Count != (long)n * positions)
-            throw new InvalidDataException($"predict: {path} has {labels.Count / Math.Max(1, n)} class label(s) per example, but the model gives " +
-                (positions == 1 ? "one prediction per example." : $"a class for each of {positions} positions."));
-        var outputs = new float[(long)n * positions * k];
+        int n = x.Size(0), k = description.OutputShape()[^1], positions = 1;
+        float[]? outputs = null;
         Model.Eval();
         using (GradMode.NoGrad())
         using (BFloat16.OperandsScope(Config.Precision == PrecisionKind.Bf16))
@@ -157,9 +153,18 @@ public sealed class Predictor
                 int count = Math.Min(batchSize, n - start);
                 var y = Model.Forward(x.Narrow(0, start, count));
                 if (Preprocessing.Classes is not null) y = y.Softmax(-1);
+                // a class per position: as many positions as the sequences read have (a recurrent model runs at any length)
+                if (outputs is null)
+                {
+                    positions = y.Rank == 3 ? y.Size(1) : 1;
+                    if (data.Labels is { } labels && labels.Count != (long)n * positions)
+                        throw new InvalidDataException($"predict: {path} has {labels.Count / Math.Max(1, n)} class label(s) per example, but the model gives " +
+                            (positions == 1 ? "one prediction per example." : $"a class for each of {positions} positions."));
+                    outputs = new float[(long)n * positions * k];
+                }
                 for (int i = 0; i < count * positions * k; i++) outputs[(long)start * positions * k + i] = (float)y.GetFlat(i);
             }
         }
-        return new Prediction(path, new Tensor(outputs, [n * positions, k]), Preprocessing.Classes, data.Labels, data.Targets, positions, data.Names);
+        return new Prediction(path, new Tensor(outputs ?? [], [n * positions, k]), Preprocessing.Classes, data.Labels, data.Targets, positions, data.Names);
     }
 }
