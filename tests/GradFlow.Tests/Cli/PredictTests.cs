@@ -58,6 +58,17 @@ public sealed class PredictTests : IDisposable
         return path;
     }
 
+    /// <summary>A table of <paramref name="rows"/> rows (<see cref="WriteTable"/>) and a run of <c>mlp 4-8-3</c> on it; returns both paths.</summary>
+    private (string Train, string Run) TrainOnTable(int rows, int seed, int epochs)
+    {
+        var train = WriteTable("train.csv", rows, seed);
+        var run = Path.Combine(_dir, "run");
+        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 4-8-3", "--data", train, "--target", "species", "--epochs", epochs.ToString(CultureInfo.InvariantCulture),
+            "--threads", "1", "--out", run);
+        Assert.True(code == 0, err);
+        return (train, run);
+    }
+
     [Theory]
     [InlineData("mlp 4-16-3", 0)]
     [InlineData("lstm 1-8-3", 6)] // flat rows of 6 values read as 6 steps of 1 feature, as in training
@@ -110,11 +121,7 @@ public sealed class PredictTests : IDisposable
     [Fact]
     public void Predict_RunWithoutPreprocessingFile_TakesItFromTheTrainingData()
     {
-        var train = WriteTable("train.csv", 90, 3);
-        var run = Path.Combine(_dir, "run");
-        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 4-8-3", "--data", train, "--target", "species", "--epochs", "2",
-            "--threads", "1", "--out", run);
-        Assert.True(code == 0, err);
+        var (train, run) = TrainOnTable(90, 3, epochs: 2);
         var recorded = Predictor.Load(run).Predict(train);
         // a run trained before preprocessing.json was written: the statistics are fitted again on the training split, bit for bit
         File.Delete(Path.Combine(run, Preprocessing.FileName));
@@ -224,11 +231,7 @@ public sealed class PredictTests : IDisposable
     [Fact]
     public void Predict_BadInput_IsRefusedNamingWhatIsWrong()
     {
-        var train = WriteTable("train.csv", 60, 5);
-        var run = Path.Combine(_dir, "run");
-        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 4-8-3", "--data", train, "--target", "species", "--epochs", "1",
-            "--threads", "1", "--out", run);
-        Assert.True(code == 0, err);
+        var (train, run) = TrainOnTable(60, 5, epochs: 1);
 
         var otherColumns = Path.Combine(_dir, "cols.csv");
         File.WriteAllText(otherColumns, "f0,f1,f3,f2\n1,2,3,4\n");
@@ -297,11 +300,7 @@ public sealed class PredictTests : IDisposable
     [Fact]
     public void Export_WithPreprocessing_TakesTheFilesValues_AndNamesTheClasses()
     {
-        var train = WriteTable("train.csv", 90, 6);
-        var run = Path.Combine(_dir, "run");
-        var (code, _, err) = CliRunner.Run("train", "--model", "mlp 4-8-3", "--data", train, "--target", "species", "--epochs", "2",
-            "--threads", "1", "--out", run);
-        Assert.True(code == 0, err);
+        var (train, run) = TrainOnTable(90, 6, epochs: 2);
         var p = Predictor.Load(run).Predict(train);
         var table = GradFlow.Data.Tabular.Read(train, "species");
 
