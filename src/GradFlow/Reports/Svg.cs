@@ -62,7 +62,7 @@ public static class Svg
 
     /// <summary>
     /// A line chart with round tick values; with <paramref name="logY"/> the y axis is log10 with a tick per decade
-    /// (non-positive values count as non-finite). Every point carries its value for the report's hover label
+    /// (a non-positive value is a triangle of its series' colour at the foot, ±∞ a magenta one at the top). Every point carries its value for the report's hover label
     /// (<c>data-tip</c>); callers leave out charts of fewer than two points (<see cref="HasLine"/>).
     /// </summary>
     public static string LineChart(string title, string xLabel, string yLabel, IReadOnlyList<Series> series, bool logY, int width = 560, int height = 300)
@@ -112,16 +112,41 @@ public static class Svg
             sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(X(v))}\" y=\"{F(top + ph + 16)}\" text-anchor=\"middle\" class=\"tick\">{TickLabel(v, xSpacing)}</text>");
         sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(left + pw / 2)}\" y=\"{height - 6}\" text-anchor=\"middle\" class=\"axis\">{E(xLabel)}</text>");
         sb.Append(CultureInfo.InvariantCulture, $"<text x=\"14\" y=\"{F(top + ph / 2)}\" text-anchor=\"middle\" class=\"axis\" transform=\"rotate(-90 14 {F(top + ph / 2)})\">{E(yLabel)}</text>");
+        bool belowScale = false;
         foreach (var s in series)
         {
             var pts = s.Points.Where(p => Ok(p.Y) && double.IsFinite(p.X)).ToArray();
-            sb.Append(CultureInfo.InvariantCulture, $"<polyline fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"2\"{(s.Dashed ? " stroke-dasharray=\"6 4\"" : "")} points=\"{string.Join(" ", pts.Select(p => $"{F(X(p.X))},{F(Y(p.Y))}"))}\"/>");
+            // one line per run of drawable points: a point off the scale (0 on a log axis, ±∞) breaks it rather than being bridged
+            var run = new List<(double X, double Y)>();
+            foreach (var p in s.Points.Append((X: double.NaN, Y: double.NaN)))
+            {
+                if (double.IsFinite(p.X) && Ok(p.Y)) { run.Add(p); continue; }
+                if (double.IsNaN(p.Y) && double.IsFinite(p.X)) continue; // no data at that x: the line goes on
+                if (run.Count > 0)
+                    sb.Append(CultureInfo.InvariantCulture, $"<polyline fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"2\"{(s.Dashed ? " stroke-dasharray=\"6 4\"" : "")} points=\"{string.Join(" ", run.Select(q => $"{F(X(q.X))},{F(Y(q.Y))}"))}\"/>");
+                run.Clear();
+            }
             bool marks = pts.Length <= 40;
             foreach (var p in pts) // a visible marker for a few points, an invisible target for the hover label otherwise
                 sb.Append(CultureInfo.InvariantCulture, $"<circle cx=\"{F(X(p.X))}\" cy=\"{F(Y(p.Y))}\" r=\"{(marks ? 3 : 4)}\" fill=\"{(marks ? s.Dashed ? "#fff" : s.Color : "transparent")}\" stroke=\"{(marks ? s.Color : "none")}\" data-tip=\"{E($"{s.Label}: {xLabel} {Value(p.X)}, {yLabel} {Value(p.Y)}")}\"/>");
             foreach (var p in s.Points.Where(p => !Ok(p.Y) && double.IsFinite(p.X) && !double.IsNaN(p.Y)))
-                sb.Append(CultureInfo.InvariantCulture, $"<path d=\"M{F(X(p.X) - 5)},{top + 2} l10,0 l-5,9 z\" class=\"nonfinite\" data-tip=\"{E($"{s.Label}: non-finite at {xLabel} {Value(p.X)}")}\"/>");
+            {
+                // ±∞ at the top in magenta; a finite 0 (or a negative value) has no place on a log axis: a triangle of the series' colour
+                // at the foot (a zero-initialised branch's weight gradient at the first step is 0, not non-finite)
+                if (double.IsFinite(p.Y))
+                {
+                    belowScale = true;
+                    sb.Append(CultureInfo.InvariantCulture, $"<path d=\"M{F(X(p.X) - 5)},{F(top + ph - 2)} l10,0 l-5,-9 z\" fill=\"{s.Color}\" class=\"belowscale\" " +
+                        $"data-tip=\"{E($"{s.Label}: {yLabel} {Value(p.Y)} at {xLabel} {Value(p.X)}, off the log scale")}\"/>");
+                }
+                else
+                {
+                    sb.Append(CultureInfo.InvariantCulture, $"<path d=\"M{F(X(p.X) - 5)},{top + 2} l10,0 l-5,9 z\" class=\"nonfinite\" data-tip=\"{E($"{s.Label}: non-finite at {xLabel} {Value(p.X)}")}\"/>");
+                }
+            }
         }
+        if (belowScale)
+            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(left + pw)}\" y=\"{F(top + ph + 30)}\" text-anchor=\"end\" class=\"muted\">▲ at the foot: 0, off the log scale</text>");
         sb.Append("</svg>");
         return sb.ToString();
     }
@@ -133,7 +158,7 @@ public static class Svg
 
     /// <summary>
     /// A heatmap of log10 values (rows top to bottom, columns left to right) in the viridis palette;
-    /// non-finite cells are magenta and listed in the legend, never dropped. Rows are at least 12 px tall
+    /// non-finite cells are magenta and listed in the legend, never dropped; cells of exactly 0 are black, listed when present. Rows are at least 12 px tall
     /// (a 2-layer model gets rows of 32 px); columns share about 900 px; the row labels are thinned so
     /// that they never overlap, the column labels spaced at least 56 px apart, and the left margin fits
     /// the longest row label. Every cell carries its value for the hover label.
@@ -156,7 +181,7 @@ public static class Svg
         var sb = new StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">");
         sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{width / 2}\" y=\"18\" text-anchor=\"middle\" class=\"title\">{E(title)}</text>");
-        bool anyNonFinite = false;
+        bool anyNonFinite = false, anyZero = false;
         int labelEvery = (int)Math.Ceiling(12.0 / rowHeight);
         for (int r = 0; r < nr; r++)
         {
@@ -167,7 +192,8 @@ public static class Svg
                 double v = values[r, c];
                 string fill;
                 if (double.IsNaN(v)) fill = "#eeeeee";
-                else if (!double.IsFinite(v) || v <= 0) { fill = "#ff00ff"; anyNonFinite |= !double.IsFinite(v); }
+                else if (!double.IsFinite(v)) { fill = "#ff00ff"; anyNonFinite = true; }
+                else if (v <= 0) { fill = "#000000"; anyZero = true; } // a signal of exactly 0 (a dead layer, a zero-started branch): no log, not non-finite
                 else fill = Viridis((Math.Log10(v) - lo) / (hi - lo));
                 sb.Append(CultureInfo.InvariantCulture, $"<rect x=\"{F(left + c * cw)}\" y=\"{top + r * rowHeight}\" width=\"{F(cw + 0.02)}\" height=\"{rowHeight}\" fill=\"{fill}\" data-tip=\"{E($"{rowLabel} {rows[r]}, {columnLabel} {columns[c]}: {v.ToString("E2", CultureInfo.InvariantCulture)}")}\"/>");
             }
@@ -182,6 +208,8 @@ public static class Svg
             sb.Append(CultureInfo.InvariantCulture, $"<rect x=\"{F(lx)}\" y=\"{legendTop + (9 - i) * 10}\" width=\"14\" height=\"10\" fill=\"{Viridis(i / 9.0)}\"/>");
         sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(lx + 18)}\" y=\"{legendTop + 8}\" class=\"tick\">1e{F(hi)}</text><text x=\"{F(lx + 18)}\" y=\"{legendTop + 100}\" class=\"tick\">1e{F(lo)}</text>");
         sb.Append(CultureInfo.InvariantCulture, $"<rect x=\"{F(lx)}\" y=\"{legendTop + 110}\" width=\"14\" height=\"10\" fill=\"#ff00ff\"/><text x=\"{F(lx + 18)}\" y=\"{legendTop + 119}\" class=\"tick\">non-finite{(anyNonFinite ? " (present)" : "")}</text>");
+        if (anyZero)
+            sb.Append(CultureInfo.InvariantCulture, $"<rect x=\"{F(lx)}\" y=\"{legendTop + 124}\" width=\"14\" height=\"10\" fill=\"#000000\"/><text x=\"{F(lx + 18)}\" y=\"{legendTop + 133}\" class=\"tick\">0 (present)</text>");
         sb.Append("</svg>");
         return sb.ToString();
     }

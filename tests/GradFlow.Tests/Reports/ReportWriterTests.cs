@@ -67,6 +67,26 @@ public sealed class ReportWriterTests : IDisposable
     }
 
     [Fact]
+    public void LogCharts_ZeroIsOffTheScale_NotNonFinite()
+    {
+        // a zero-started branch's weight gradient is exactly 0 at the first step: drawn at the foot in its series' colour, never called non-finite
+        var line = Svg.LineChart("g", "layer", "||dL/dW||", [new Series("net", [(1, 0.5), (2, 0.0), (3, 0.25), (4, double.PositiveInfinity)], "#123456")], logY: true);
+        Assert.Contains("net: ||dL/dW|| 0 at layer 2, off the log scale", line);
+        Assert.Contains("fill=\"#123456\" class=\"belowscale\"", line);
+        Assert.Contains("0, off the log scale</text>", line);
+        Assert.Contains("net: non-finite at layer 4", line);
+        Assert.DoesNotContain("non-finite at layer 2", line);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Count(line, "<polyline")); // the line breaks at the zero, not bridged over it
+        var finiteOnly = Svg.LineChart("g", "layer", "y", [new Series("net", [(1, 0.5), (2, 0.25)], "#123456")], logY: true);
+        Assert.DoesNotContain("off the log scale", finiteOnly);
+
+        var heat = Svg.Heatmap("h", "layer", "step", ["1", "2"], ["0", "10"], new double[,] { { 1e-3, 0 }, { 1e-2, 1e-4 } });
+        Assert.Contains("fill=\"#000000\" data-tip=\"layer 1, step 10: 0.00E+000\"", heat);
+        Assert.Contains("0 (present)", heat);
+        Assert.DoesNotContain("non-finite (present)", heat);
+    }
+
+    [Fact]
     public void Write_NoSamples_SaysHowToGetThem_AndCorruptLineNamesFileAndLine()
     {
         var dir = Path.Combine(_dir, "plain");
