@@ -168,7 +168,7 @@ class Heatmap {
     this.canvas.addEventListener('mousemove', e => this.hover(e));
     this.canvas.addEventListener('mouseleave', hideTip);
   }
-  // rows: labels top to bottom; cols: labels; values[r][c] (NaN: no value, non-finite or <= 0: magenta)
+  // rows: labels top to bottom; cols: labels; values[r][c] (NaN: no value, non-finite: magenta, exactly 0: black, as in the report)
   update(rows, cols, values) {
     this.rows = rows; this.cols = cols; this.values = values;
     this.card.setAttribute('data-columns', cols.length);
@@ -178,7 +178,7 @@ class Heatmap {
     const left = 40, top = 4, W = Math.ceil(left + cols.length * cw + 90), H = top + rows.length * rh + 34;
     this.g = { rh, cw, left, top };
     const c = this.canvas, dpr = window.devicePixelRatio || 1;
-    c.width = W * dpr; c.height = Math.max(H, 130) * dpr; c.style.width = W + 'px'; c.style.height = Math.max(H, 130) + 'px';
+    c.width = W * dpr; c.height = Math.max(H, 144) * dpr; c.style.width = W + 'px'; c.style.height = Math.max(H, 144) + 'px';
     const ctx = c.getContext('2d');
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, W, H);
@@ -189,7 +189,7 @@ class Heatmap {
     for (let r = 0; r < rows.length; r++)
       for (let k = 0; k < cols.length; k++) {
         const v = values[r][k];
-        ctx.fillStyle = Number.isNaN(v) ? '#eeeeee' : !isFinite(v) || v <= 0 ? '#ff00ff' : viridis((Math.log10(v) - lo) / (hi - lo));
+        ctx.fillStyle = Number.isNaN(v) ? '#eeeeee' : !isFinite(v) ? '#ff00ff' : v <= 0 ? '#000000' : viridis((Math.log10(v) - lo) / (hi - lo));
         ctx.fillRect(left + k * cw, top + r * rh, Math.ceil(cw), rh);
       }
     ctx.fillStyle = '#555'; ctx.font = '10px system-ui, sans-serif'; ctx.textAlign = 'right';
@@ -204,6 +204,7 @@ class Heatmap {
     ctx.fillStyle = '#555'; ctx.textAlign = 'left';
     ctx.fillText('1e' + hi, lx + 16, top + 9); ctx.fillText('1e' + lo, lx + 16, top + 100);
     ctx.fillStyle = '#ff00ff'; ctx.fillRect(lx, top + 110, 12, 10); ctx.fillStyle = '#555'; ctx.fillText('non-finite', lx + 16, top + 119);
+    ctx.fillStyle = '#000000'; ctx.fillRect(lx, top + 124, 12, 10); ctx.fillStyle = '#555'; ctx.fillText('0', lx + 16, top + 133);
   }
   hover(e) {
     if (!this.g) return;
