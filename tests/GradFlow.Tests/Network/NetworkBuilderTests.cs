@@ -116,10 +116,34 @@ public class NetworkBuilderTests
     [Fact]
     public void Build_ZeroGamma_LastNormOfEachBranchStartsAtZero()
     {
-        var net = NetworkBuilder.Build(Shorthands.ResNet(20, start: BranchStart.ZeroGamma), new Generator(1));
+        // option B: every block's last γ is 0
+        var net = NetworkBuilder.Build(Shorthands.ResNet(20, shortcut: ShortcutKind.Projection, start: BranchStart.ZeroGamma), new Generator(1));
         var sd = net.StateDict().ToDictionary();
         Assert.All(sd.Where(kv => kv.Key.EndsWith("bn2.weight", StringComparison.Ordinal)), kv => Assert.All(kv.Value.ToArray(), v => Assert.Equal(0f, v)));
         Assert.All(sd.Where(kv => kv.Key.EndsWith("bn1.weight", StringComparison.Ordinal)), kv => Assert.All(kv.Value.ToArray(), v => Assert.Equal(1f, v)));
+        // option A: a block whose zero-pad shortcut adds channels zeroes only the γ of the channels it carries (8..23 of 32, 16..47 of 64)
+        var a = NetworkBuilder.Build(Shorthands.ResNet(20, start: BranchStart.ZeroGamma), new Generator(1)).StateDict().ToDictionary();
+        Assert.All(a["layer1.0.bn2.weight"].ToArray(), v => Assert.Equal(0f, v));
+        Assert.All(a["layer2.1.bn2.weight"].ToArray(), v => Assert.Equal(0f, v));
+        Assert.Equal(Enumerable.Range(0, 32).Select(c => c is >= 8 and < 24 ? 0f : 1f), a["layer2.0.bn2.weight"].ToArray());
+        Assert.Equal(Enumerable.Range(0, 64).Select(c => c is >= 16 and < 48 ? 0f : 1f), a["layer3.0.bn2.weight"].ToArray());
+    }
+
+    [Fact]
+    public void Build_ZeroGammaOptionA_EveryChannelGetsAGradient()
+    {
+        // with every γ of a zero-pad block at 0, its padded channels were exactly 0 before the post-ReLU (gradient 0 there), so their γ and
+        // β never had a gradient and stayed dead for the whole run
+        var net = NetworkBuilder.Build(NetworkDescription.Parse("resnet8 start=zero-gamma in=1x8x8 classes=3"), new Generator(2));
+        var x = Tensor.RandN(new Generator(3), 6, 1, 8, 8);
+        var loss = Losses.CrossEntropy(net.Forward(x), IndexTensor.FromArray([0, 1, 2, 0, 1, 2], 6));
+        loss.Backward();
+        foreach (var name in new[] { "layer2.0.bn2", "layer3.0.bn2" })
+        {
+            var p = net.NamedParameters().ToDictionary(t => t.Name, t => t.Parameter);
+            var gb = p[$"{name}.bias"].Grad!.ToArray();
+            Assert.All(gb, v => Assert.NotEqual(0f, v));
+        }
     }
 
     [Fact]
