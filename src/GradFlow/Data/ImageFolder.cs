@@ -41,19 +41,31 @@ public static class ImageFolder
     {
         ArgumentException.ThrowIfNullOrEmpty(root);
         if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"images: {root} does not exist or is not a directory.");
-        var classes = Directory.GetDirectories(root).Select(Path.GetFileName).Where(n => n is not null && !n.StartsWith('.'))
-            .Order(StringComparer.Ordinal).ToList();
+        var classes = ClassFolders(root);
         if (classes.Count == 0) throw new InvalidDataException($"images: {root}: has no class subfolders (expected {root}/CLASS/IMAGE.png).");
         var files = new List<(string, int)>();
         for (int c = 0; c < classes.Count; c++)
         {
-            var dir = Path.Combine(root, classes[c]!);
+            var dir = Path.Combine(root, classes[c]);
             var images = Directory.GetFiles(dir).Where(IsImage).Order(StringComparer.Ordinal).ToList();
             if (images.Count == 0) throw new InvalidDataException($"images: {dir}: the class folder '{classes[c]}' has no .png, .jpg or .jpeg file.");
             files.AddRange(images.Select(f => (f, c)));
         }
-        return (classes!, files);
+        return (classes, files);
     }
+
+    /// <summary><see cref="List(string)"/>, whose class folders must be <paramref name="classNames"/> when given (a test folder, or one to predict).</summary>
+    private static (IReadOnlyList<string> Classes, IReadOnlyList<(string File, int Label)> Files) List(string root, IReadOnlyList<string>? classNames)
+    {
+        var (classes, files) = List(root);
+        if (classNames is not null && !classNames.SequenceEqual(classes))
+            throw new InvalidDataException($"images: {root}: the class folders ({string.Join(", ", classes)}) differ from the training folder's ({string.Join(", ", classNames)}).");
+        return (classes, files);
+    }
+
+    /// <summary>The class folders of <paramref name="root"/>: its subfolders not starting with '.', in ordinal order.</summary>
+    private static List<string> ClassFolders(string root) =>
+        Directory.GetDirectories(root).Select(d => Path.GetFileName(d)!).Where(n => !n.StartsWith('.')).Order(StringComparer.Ordinal).ToList();
 
     private static bool IsImage(string file) =>
         Path.GetExtension(file).ToLowerInvariant() is ".png" or ".jpg" or ".jpeg" && !Path.GetFileName(file).StartsWith('.');
@@ -77,30 +89,36 @@ public static class ImageFolder
     public static Dataset Load(string root, ImageFolderOptions options, IReadOnlyList<string>? classNames = null)
     {
         Check(options);
-        var (classes, files) = List(root);
-        if (classNames is not null && !classNames.SequenceEqual(classes))
-            throw new InvalidDataException($"images: {root}: the class folders ({string.Join(", ", classes)}) differ from the training folder's ({string.Join(", ", classNames)}).");
+        var (classes, files) = List(root, classNames);
         var inputs = DecodeAll(root, [.. files.Select(f => f.File)], options);
         return Dataset.Classification(inputs, new IndexTensor([.. files.Select(f => f.Label)], [files.Count]), classes.Count, classes);
     }
 
     /// <summary>
-    /// The images directly in <paramref name="root"/> (a folder without class subfolders: images to predict), in ordinal order of
-    /// their names, decoded as <see cref="Load"/> decodes them; with the files.
+    /// A folder to predict, decoded as <see cref="Load"/> decodes: with class subfolders, which must be <paramref name="classNames"/>, its
+    /// images and their labels; without, the images directly in it (to classify), in ordinal order of their names, and no labels. The
+    /// files are given relative to <paramref name="root"/>, in the order of the inputs.
     /// </summary>
     /// <exception cref="InvalidDataException">when the folder has no image, or as <see cref="Load"/>.</exception>
-    public static (Tensor Inputs, IReadOnlyList<string> Files) LoadImages(string root, ImageFolderOptions options)
+    public static (Tensor Inputs, IndexTensor? Labels, IReadOnlyList<string> Files) LoadToPredict(string root, ImageFolderOptions options, IReadOnlyList<string> classNames)
     {
         Check(options);
         if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"images: {root} does not exist or is not a directory.");
-        var files = Directory.GetFiles(root).Where(IsImage).Order(StringComparer.Ordinal).ToArray();
-        if (files.Length == 0) throw new InvalidDataException($"images: {root}: has no .png, .jpg or .jpeg file.");
-        return (DecodeAll(root, files, options), files);
+        IndexTensor? labels = null;
+        string[] files;
+        if (ClassFolders(root).Count > 0)
+        {
+            var (_, listed) = List(root, classNames);
+            files = [.. listed.Select(f => f.File)];
+            labels = new IndexTensor([.. listed.Select(f => f.Label)], [listed.Count]);
+        }
+        else
+        {
+            files = Directory.GetFiles(root).Where(IsImage).Order(StringComparer.Ordinal).ToArray();
+            if (files.Length == 0) throw new InvalidDataException($"images: {root}: has no class subfolders and no .png, .jpg or .jpeg file.");
+        }
+        return (DecodeAll(root, files, options), labels, [.. files.Select(f => Path.GetRelativePath(root, f))]);
     }
-
-    /// <summary>Whether <paramref name="root"/> has class subfolders (as a training folder has) rather than only images.</summary>
-    public static bool HasClassFolders(string root) =>
-        Directory.GetDirectories(root).Select(Path.GetFileName).Any(n => n is not null && !n.StartsWith('.'));
 
     /// <summary><paramref name="files"/> decoded to one tensor laid out as <paramref name="options"/> say, at the options' size or the first image's.</summary>
     private static Tensor DecodeAll(string root, IReadOnlyList<string> files, ImageFolderOptions options)
@@ -142,9 +160,7 @@ public static class ImageFolder
         Check(options);
         if (options.Layout != ImageLayout.Flat)
             throw new ArgumentException("images: a streamed folder gives flat inputs [N, C·H·W] (a model's image input reshapes them).", nameof(options));
-        var (classes, files) = List(root);
-        if (classNames is not null && !classNames.SequenceEqual(classes))
-            throw new InvalidDataException($"images: {root}: the class folders ({string.Join(", ", classes)}) differ from the training folder's ({string.Join(", ", classNames)}).");
+        var (classes, files) = List(root, classNames);
         int? width = options.Width, height = options.Height;
         if (width is null) Decode(files[0].File, ref width, ref height, options.Channels);
         var labels = new int[files.Count];

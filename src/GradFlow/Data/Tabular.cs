@@ -151,20 +151,8 @@ public static class Tabular
             if (!first.TryAdd(names[i], i))
                 throw Bad(path, line, null, $"the column name '{Clip(names[i])}' appears twice (columns {first[names[i]] + 1} and {i + 1}); column names must differ");
         int targetIndex = Array.IndexOf(names, target);
-        if (targetIndex < 0 && targetOptional && featureNames is not null)
-        {
-            // a file to predict without the target: its columns are the features
-            if (!featureNames.SequenceEqual(names))
-                throw Bad(path, line, null, $"the columns ({string.Join(", ", names)}) are not the model's features ({string.Join(", ", featureNames)}), " +
-                    $"with or without the target column '{target}'");
-            for (int i = 0; i < names.Length; i++)
-            {
-                features.Add(names[i]);
-                featureIndex.Add(i);
-            }
-            return -1;
-        }
-        if (targetIndex < 0)
+        // a file to predict may leave the target out (targetIndex −1): its columns are then all features
+        if (targetIndex < 0 && !(targetOptional && featureNames is not null))
             throw Bad(path, line, null, $"there is no target column '{target}' (columns: {string.Join(", ", names)})");
         for (int i = 0; i < names.Length; i++)
             if (i != targetIndex)
@@ -174,7 +162,9 @@ public static class Tabular
             }
         if (features.Count == 0) throw Bad(path, line, null, $"the only column is the target '{target}'; at least one feature column is needed");
         if (featureNames is not null && !featureNames.SequenceEqual(features))
-            throw Bad(path, line, null, $"the feature columns ({string.Join(", ", features)}) differ from the training file's ({string.Join(", ", featureNames)})");
+            throw Bad(path, line, null, targetIndex < 0
+                ? $"the columns ({string.Join(", ", names)}) are not the model's features ({string.Join(", ", featureNames)}), with or without the target column '{target}'"
+                : $"the feature columns ({string.Join(", ", features)}) differ from the training file's ({string.Join(", ", featureNames)})");
         return targetIndex;
     }
 

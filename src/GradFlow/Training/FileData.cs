@@ -149,35 +149,21 @@ public static class FileData
             {
                 // class folders as the run's (labelled), or the images themselves (to classify)
                 var size = preprocessing.ImageSize!;
-                var options = new ImageFolderOptions(size[0], size[1], config.ImageChannels);
-                if (!ImageFolder.HasClassFolders(path))
-                {
-                    var (images, files) = ImageFolder.LoadImages(path, options);
-                    return new PredictionData(path, images, null, null, [.. files.Select(f => Path.GetRelativePath(path, f))]);
-                }
-                var d = ImageFolder.Load(path, options, classes);
-                var names = ImageFolder.List(path).Files.Select(f => Path.GetRelativePath(path, f.File)).ToArray();
-                return new PredictionData(path, d.Inputs, d.Labels, null, names);
+                var (images, labels, files) = ImageFolder.LoadToPredict(path, new ImageFolderOptions(size[0], size[1], config.ImageChannels), classes!);
+                return new PredictionData(path, images, labels, null, files);
             }
             default:
             {
                 var xy = ReadXY(path, null, format, requireY: false);
-                var x = Inputs(xy);
-                int n = x.Size(0);
-                if (!xy.HasY) return new PredictionData(path, x, null, null);
-                if (xy.YShape.Length == 0 || xy.YShape[0] != n)
-                    throw new InvalidDataException($"data: {xy.YName}: shape [{string.Join(", ", xy.YShape)}] does not hold one {(classes is null ? "row of targets" : "class label")} " +
-                        $"for each of the {n} examples of {xy.XName}.");
-                if (classes is null) return new PredictionData(path, x, null, new Tensor(Array.ConvertAll(xy.Y, v => (float)v), [n, xy.Y.Length / n]));
-                int count = CheckLabels(xy);
-                if (count > classes.Count)
+                if (!xy.HasY) return new PredictionData(path, Inputs(xy), null, null);
+                if (classes is not null && CheckLabels(xy) is var count && count > classes.Count)
                 {
                     int at = Array.IndexOf(xy.Y, (double)(count - 1));
                     throw new InvalidDataException($"data: {xy.YName}: element {at} is {count - 1}, but the run has {classes.Count} classes (0..{classes.Count - 1}).");
                 }
-                // [N, T] with T ≥ 2: a class per position (a tagger's); [N] and [N, 1]: one per example
-                var ids = Array.ConvertAll(xy.Y, v => (int)v);
-                return new PredictionData(path, x, ids.Length > n ? IndexTensor.FromArray(ids, n, ids.Length / n) : IndexTensor.FromArray(ids, n), null);
+                // the inputs, and the labels ([N], or [N, T] for a tagger) or targets as training reads them
+                var d = ToDataset(xy, classes is not null, classes?.Count ?? 0);
+                return new PredictionData(path, d.Inputs, d.Labels, d.Targets);
             }
         }
     }
@@ -401,11 +387,14 @@ public static class FileData
         return max + 1;
     }
 
+    /// <summary>The number of examples of x (its leading dimension).</summary>
+    private static int Examples(XY xy) => xy.XShape.Length > 0 ? xy.XShape[0]
+        : throw new InvalidDataException($"data: {xy.XName}: the inputs are a scalar; they need a leading example dimension [N, ...].");
+
     /// <summary>x as float32 inputs, flat [N, features]: the model specs DataSources builds take one vector per example.</summary>
     private static Tensor Inputs(XY xy)
     {
-        if (xy.XShape.Length == 0) throw new InvalidDataException($"data: {xy.XName}: the inputs are a scalar; they need a leading example dimension [N, ...].");
-        int n = xy.XShape[0];
+        int n = Examples(xy);
         if (n == 0) throw new InvalidDataException($"data: {xy.XName}: holds no examples.");
         var x = new float[xy.X.Length];
         for (int i = 0; i < x.Length; i++)
@@ -419,8 +408,7 @@ public static class FileData
 
     private static Dataset ToDataset(XY xy, bool classes, int classCount)
     {
-        if (xy.XShape.Length == 0) throw new InvalidDataException($"data: {xy.XName}: the inputs are a scalar; they need a leading example dimension [N, ...].");
-        int n = xy.XShape[0];
+        int n = Examples(xy);
         if (xy.YShape.Length == 0 || xy.YShape[0] != n)
             throw new InvalidDataException($"data: {xy.YName}: shape [{string.Join(", ", xy.YShape)}] does not hold one target for each of the {n} examples of {xy.XName}.");
         var inputs = Inputs(xy);

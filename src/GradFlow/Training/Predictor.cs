@@ -118,9 +118,10 @@ public sealed class Predictor
         if (config.Data is not ("fashion-mnist" or "fashion-mnist-rows") && (DataSources.Names.Contains(config.Data) || DataSources.IsTextFile(config.Data)))
             throw new ArgumentException($"predict: the run trained on '{config.Data}', {(DataSources.IsTextFile(config.Data) ? "a character corpus (use gradflow generate)" : "a built-in data set")}; " +
                 "predict reads data files like a run's own (CSV/TSV, NPY/NPZ/safetensors/IDX arrays, image folders), or IDX images for a Fashion-MNIST run.");
-        var outputs = config.Description().OutputShape();
+        // the description the loaded network was built from (an imported model's ONNX file is not read again)
+        var outputs = model.Description.OutputShape();
         var preprocessing = Preprocessing.Read(runDirectory)
-            ?? DataSources.Load(config, config.Description()).Preprocessing
+            ?? DataSources.Load(config, model.Description).Preprocessing
             ?? throw new InvalidDataException($"predict: {runDirectory}: no {Preprocessing.FileName}, and '{config.Data}' gave none.");
         // a vector per example, or (a tagger's) class logits per position
         if (!(outputs.Length == 1 || (outputs.Length == 2 && preprocessing.Classes is not null)))

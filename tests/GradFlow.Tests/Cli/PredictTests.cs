@@ -172,13 +172,7 @@ public sealed class PredictTests : IDisposable
     public void Predict_ImageFolder_ReadsTheRunsSizeAndClasses()
     {
         var root = Path.Combine(_dir, "images");
-        var rng = new Random(2);
-        for (int i = 0; i < 24; i++)
-        {
-            byte jitter = (byte)rng.Next(60);
-            FileDataTests.WriteImage(Path.Combine(root, "dark", $"{i}.png"), 6, 5, new SKColor(jitter, jitter, (byte)(jitter + 20)), SKEncodedImageFormat.Png);
-            FileDataTests.WriteImage(Path.Combine(root, "light", $"{i}.png"), 5, 6, new SKColor((byte)(255 - jitter), 200, 180), SKEncodedImageFormat.Png);
-        }
+        FileDataTests.WriteDarkAndLight(root, 24, seed: 2, SKEncodedImageFormat.Png);
         var run = Path.Combine(_dir, "run");
         var (code, _, err) = CliRunner.Run("train", "--model", "mlp 48-8-2", "--data", root, "--test-data", root, "--image-size", "4x4",
             "--epochs", "3", "--batch-size", "8", "--lr", "0.01", "--threads", "1", "--out", run);

@@ -103,13 +103,7 @@ public sealed class TrainFromFilesTests : IDisposable
     public void Train_ImageFolder_LearnsTwoColours()
     {
         var root = Path.Combine(_dir, "images");
-        var rng = new Random(2);
-        for (int i = 0; i < 40; i++)
-        {
-            byte jitter = (byte)rng.Next(60);
-            FileDataTests.WriteImage(Path.Combine(root, "dark", $"{i}.png"), 6, 5, new SKColor(jitter, jitter, (byte)(jitter + 20)), SKEncodedImageFormat.Png);
-            FileDataTests.WriteImage(Path.Combine(root, "light", $"{i}.jpg"), 5, 6, new SKColor((byte)(255 - jitter), 200, 180), SKEncodedImageFormat.Jpeg);
-        }
+        FileDataTests.WriteDarkAndLight(root, 40, seed: 2, SKEncodedImageFormat.Jpeg);
         var (code, output, err) = CliRunner.Run("train", "--model", "mlp 48-8-2", "--data", root, "--image-size", "4x4",
             "--epochs", "3", "--batch-size", "8", "--lr", "0.01", "--threads", "1", "--json");
         Assert.True(code == 0, err);

@@ -363,6 +363,22 @@ public sealed class FileDataTests : IDisposable
 
     // ------------------------------------------------------------------ image folders
 
+    /// <summary>
+    /// A two-class folder: <paramref name="perClass"/> dark bluish 6×5 PNGs in <c>dark/</c> and light 5×6 images in <c>light/</c> (in
+    /// <paramref name="lightFormat"/>), the same jitter of brightness per pair, drawn from <paramref name="seed"/>.
+    /// </summary>
+    internal static void WriteDarkAndLight(string root, int perClass, int seed, SKEncodedImageFormat lightFormat)
+    {
+        var rng = new Random(seed);
+        string extension = lightFormat == SKEncodedImageFormat.Jpeg ? "jpg" : "png";
+        for (int i = 0; i < perClass; i++)
+        {
+            byte jitter = (byte)rng.Next(60);
+            WriteImage(Path.Combine(root, "dark", $"{i}.png"), 6, 5, new SKColor(jitter, jitter, (byte)(jitter + 20)), SKEncodedImageFormat.Png);
+            WriteImage(Path.Combine(root, "light", $"{i}.{extension}"), 5, 6, new SKColor((byte)(255 - jitter), 200, 180), lightFormat);
+        }
+    }
+
     internal static void WriteImage(string path, int width, int height, SKColor color, SKEncodedImageFormat format)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);

@@ -240,23 +240,17 @@ public static class OnnxExport
             int groups = s.Mean.Count, lead = 0;
             long product = 1;
             while (product < groups && lead < d.Input.Count) product *= d.Input[lead++];
-            if (product != groups && !anyLength)
-            {
-                // groups that are runs within a dimension (a flat image's channels): [N, G, per/G] for the arithmetic, then back
-                string mean3 = Init("preprocessing.mean", [.. s.Mean.Select(v => (float)v)], [groups, 1]);
-                string std3 = Init("preprocessing.std", [.. s.Std.Select(v => (float)v)], [groups, 1]);
-                string grouped = Emit("Reshape", "preprocessing", [x, Longs("preprocessing", 0, groups, -1)]);
-                string standardised = Emit("Div", "preprocessing", [Emit("Sub", "preprocessing", [grouped, mean3]), std3]);
-                return Emit("Reshape", "preprocessing", [standardised, Longs("preprocessing", [0, .. d.Input.Select(n => (long)n)])]);
-            }
             if (anyLength && lead > 0)
                 throw new NotSupportedException($"ONNX export: the run standardised each of its {groups} values per example (time steps read flat), but the model reads " +
                     "sequences of any length; export without the standardisation and apply preprocessing.json's statistics to the inputs.");
-            int[] shape = [.. d.Input.Select((n, i) => i < lead ? n : 1)];
-            if (lead == 0) shape = [1];
+            // groups that are runs within a dimension (a flat image's channels) are standardised as [N, G, per/G], then reshaped back
+            bool grouped = product != groups && !anyLength;
+            int[] shape = grouped ? [groups, 1] : lead == 0 ? [1] : [.. d.Input.Select((n, i) => i < lead ? n : 1)];
             string mean = Init("preprocessing.mean", [.. s.Mean.Select(v => (float)v)], shape);
             string std = Init("preprocessing.std", [.. s.Std.Select(v => (float)v)], shape);
-            return Emit("Div", "preprocessing", [Emit("Sub", "preprocessing", [x, mean]), std]);
+            if (grouped) x = Emit("Reshape", "preprocessing", [x, Longs("preprocessing", 0, groups, -1)]);
+            string standardised = Emit("Div", "preprocessing", [Emit("Sub", "preprocessing", [x, mean]), std]);
+            return grouped ? Emit("Reshape", "preprocessing", [standardised, Longs("preprocessing", [0, .. d.Input.Select(n => (long)n)])]) : standardised;
         }
 
         public string Sequence(SequenceBlock s, string x, ref int[] shape, string prefix)
