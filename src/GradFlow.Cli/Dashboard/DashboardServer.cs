@@ -237,7 +237,7 @@ internal sealed class DashboardServer : IAsyncDisposable
                 {
                     diagnosedSamples = tail.Samples.Count;
                     // judged as the run will judge itself (RunWatch.Diagnose), with the facts its watch line gives
-                    var live = Diagnoser.Diagnose(tail.Samples, config, predictedUpdateRatio: tail.PredictedUpdateRatio, chanceLoss: tail.ChanceLoss, zeroOutputLoss: tail.ZeroOutputLoss, lossFloor: tail.LossFloor);
+                    var live = Diagnoser.Diagnose(tail.Samples, config, predictedUpdateRatio: tail.PredictedUpdateRatio, chanceLoss: tail.ChanceLoss, zeroOutputLoss: tail.ZeroOutputLoss, lossFloor: tail.LossFloor, linearBaseline: tail.LinearBaseline);
                     await Send(context, "verdict", $"{{\"final\":false,\"diagnosis\":{DiagnosisJson.Serialize(live).ReplaceLineEndings(" ")}}}", cancel);
                 }
                 await Task.Delay(PollInterval, cancel);

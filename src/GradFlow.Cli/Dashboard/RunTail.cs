@@ -28,6 +28,9 @@ internal sealed class RunTail(string directory)
     /// <summary>The loss of all-zero outputs on the run's training labels, from its last watch line; NaN before one is read or in a file without it.</summary>
     public double ZeroOutputLoss { get; private set; } = double.NaN;
 
+    /// <summary>The linear baseline's loss and steps (<see cref="Trials.LinearBaseline"/>) from the run's watch line; (NaN, 0) before one is read or in a file without it.</summary>
+    public (double Loss, int Steps) LinearBaseline { get; private set; } = (double.NaN, 0);
+
     /// <summary>The lowest loss the run can reach (above 0 under label smoothing), from its last watch line; 0 before one is read.</summary>
     public double LossFloor { get; private set; }
 
@@ -116,8 +119,9 @@ internal sealed class RunTail(string directory)
                 try
                 {
                     // a resumed run writes another watch line, without the first step's prediction: a known fact stays
-                    var (chance, predicted, zero, floor) = MonitorLog.ParseWatch(doc.RootElement);
+                    var (chance, predicted, zero, floor, linear, linearSteps) = MonitorLog.ParseWatch(doc.RootElement);
                     if (double.IsFinite(chance)) (ChanceLoss, LossFloor) = (chance, floor);
+                    if (double.IsFinite(linear)) LinearBaseline = (linear, linearSteps);
                     if (double.IsFinite(zero)) ZeroOutputLoss = zero;
                     if (double.IsFinite(predicted)) PredictedUpdateRatio = predicted;
                 }

@@ -18,12 +18,13 @@ namespace GradFlow.Diagnostics;
 /// <param name="TrainLimit">Training examples kept (null: the data set's own size).</param>
 /// <param name="TestLimit">Test examples kept.</param>
 /// <param name="SequenceLength">Sequence length of a sequence task.</param>
+/// <param name="Image">The shape of one image, for a task of conv nets (null: the models are MLP or recurrent specs).</param>
 public sealed record CatalogueTask(string Name, string Data, int Input, int Output, int Steps, bool Recurrent,
-    int? TrainLimit = null, int? TestLimit = null, int? SequenceLength = null);
+    int? TrainLimit = null, int? TestLimit = null, int? SequenceLength = null, int[]? Image = null);
 
 /// <summary>
 /// The grammar the generated catalogue is drawn from, reproducibly by seed: architecture family
-/// (MLP, recurrent), depth, width, activation, initialisation, normalisation, residual; optimiser,
+/// (MLP, recurrent, conv net), depth, width, activation, initialisation, normalisation, residual; optimiser,
 /// learning rate, momentum, weight decay, batch size, clipping; task and its budget. The draws are
 /// deliberately wide (learning rates over five decades, weight scales from 0.01 to 3, depths to 40),
 /// so that a good share of them fail: the labels come from what training did, not from the draw.
@@ -39,19 +40,27 @@ public static class CatalogueGrammar
         new("circles", "circles", 2, 2, 1200, false),
         new("fashion-mnist-6k", "fashion-mnist", 784, 10, 1200, false, TrainLimit: 6000, TestLimit: 2000),
         new("adding-30", "adding", 2, 1, 1200, true, TrainLimit: 38_400, TestLimit: 1000, SequenceLength: 30),
+        new("fashion-mnist-6k-conv", "fashion-mnist", 784, 10, 1200, false, TrainLimit: 6000, TestLimit: 2000, Image: [1, 28, 28]),
     ];
+
+    /// <summary>The conv-net task: its configurations are drawn by <see cref="DrawConv"/> and judged against each other only.</summary>
+    public static CatalogueTask ConvTask => Tasks[6];
 
     /// <summary>The optimiser family a configuration is compared within: <c>sgd</c> or <c>adaptive</c> (Adam, AdamW, RMSprop, Adagrad).</summary>
     public static string OptimizerFamily(OptimizerKind kind) => kind == OptimizerKind.Sgd ? "sgd" : "adaptive";
 
-    /// <summary>The task whose data and sizes <paramref name="config"/> has, or null (also for a model that is not an MLP or recurrent spec).</summary>
+    /// <summary>The task whose data and sizes <paramref name="config"/> has, or null: an MLP or recurrent spec's task by its sizes, a
+    /// description's (a conv net's) by its input shape; null for another model or an unreadable one.</summary>
     public static CatalogueTask? TaskOf(TrainingConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        // the tasks are the specs' (MLPs and recurrent networks); another description has none
-        if (config.Spec() is not { } spec) return null;
-        return Tasks.FirstOrDefault(t => t.Data == config.Data && t.Input == spec.Input && t.Output == spec.Output
-            && t.SequenceLength == config.SequenceLength && t.TrainLimit == config.TrainLimit);
+        if (config.Spec() is { } spec)
+            return Tasks.FirstOrDefault(t => t.Image is null && t.Data == config.Data && t.Input == spec.Input && t.Output == spec.Output
+                && t.SequenceLength == config.SequenceLength && t.TrainLimit == config.TrainLimit);
+        IReadOnlyList<int> input;
+        try { input = config.Description().Input; }
+        catch (Exception e) when (e is FormatException or ArgumentException) { return null; }
+        return Tasks.FirstOrDefault(t => t.Image is not null && t.Data == config.Data && input.SequenceEqual(t.Image) && t.TrainLimit == config.TrainLimit);
     }
 
     /// <summary>The comparison group of <paramref name="config"/>: task, optimiser family and budget.</summary>
@@ -74,6 +83,48 @@ public static class CatalogueGrammar
             var task = Pick(g, (Tasks[0], 2), (Tasks[1], 2), (Tasks[2], 2), (Tasks[3], 1.5), (Tasks[4], 2.5), (Tasks[5], 2));
             var config = task.Recurrent ? DrawRecurrent(g, task) : DrawMlp(g, task);
             result.Add((string.Create(CultureInfo.InvariantCulture, $"g{seed}-{i:D3}-{task.Name}"), config));
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Draws <paramref name="count"/> conv nets for <see cref="ConvTask"/> with <paramref name="seed"/>, named <c>g{seed}-c{i}-…</c>: plain
+    /// conv stacks (<c>cnn</c>: a stride-2 stem, two stages of 1-6 convs with a pool between, global average pool; ten activations,
+    /// eleven initialisations, batch, group or no norm) and CIFAR ResNets of depth 8-20 (option A or B, full, zero-γ or zero start, with
+    /// or without BatchNorm), trained as the other tasks are. Their own stream of draws: <see cref="Draw"/> with the same seed is unchanged.
+    /// </summary>
+    public static IReadOnlyList<(string Name, TrainingConfig Config)> DrawConv(ulong seed, int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var g = new Generator(seed ^ 0xC0_4E_E7_00_00_00_00_01UL);
+        var task = ConvTask;
+        var result = new List<(string, TrainingConfig)>(count);
+        for (int i = 0; i < count; i++)
+        {
+            string model;
+            if (g.NextDouble() < 0.7)
+            {
+                int w = Pick(g, (4, 1), (8, 1.5), (16, 1));
+                int r1 = Pick(g, (1, 1), (2, 1.5), (3, 1), (4, 1), (6, 0.8)), r2 = Pick(g, (1, 1), (2, 1.5), (3, 1), (4, 1), (6, 0.8));
+                string act = Pick(g, ("relu", 3), ("leaky-relu", 1), ("elu", 0.7), ("gelu", 0.6), ("silu", 0.6), ("selu", 0.4),
+                    ("tanh", 2), ("sigmoid", 1.6), ("hard-tanh", 0.4), ("mish", 0.4));
+                string init = Pick(g, ("default", 1.5), ("he-normal", 1.5), ("he-uniform", 0.5), ("xavier-normal", 1.2), ("xavier-uniform", 0.6),
+                    ("lecun-normal", 0.5), ("orthogonal", 0.6), ("normal:0.01", 0.5), ("normal:0.05", 0.4), ("normal:0.3", 0.4), ("normal:1", 0.4));
+                string norm = Pick(g, ("none", 5), ("batch", 3), ("group:2", 1));
+                static string Stage(int width, int repeat) => repeat == 1 ? $"c{width}" : $"c{width}x{repeat}";
+                model = $"cnn 1x28x28-c{w}s2-{Stage(w, r1)}-p-{Stage(2 * w, r2)}-gap-{task.Output} act={act} init={init} norm={norm}";
+            }
+            else
+            {
+                int depth = Pick(g, (8, 1.5), (14, 1), (20, 0.7));
+                int width = Pick(g, (4, 1), (8, 1));
+                string shortcut = Pick(g, ("a", 1), ("b", 1));
+                string start = Pick(g, ("full", 2), ("zero-gamma", 1), ("zero", 1));
+                string norm = Pick(g, ("batch", 3), ("none", 1));
+                if (norm == "none" && start == "zero-gamma") start = "zero";
+                model = $"resnet{depth} in=1x28x28 classes={task.Output} width={width} shortcut={shortcut} start={start} norm={norm}";
+            }
+            result.Add((string.Create(CultureInfo.InvariantCulture, $"g{seed}-c{i:D3}-{task.Name}"), Training(g, task, model, recurrent: false)));
         }
         return result;
     }

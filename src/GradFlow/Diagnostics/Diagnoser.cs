@@ -21,11 +21,14 @@ public static partial class Diagnoser
     /// (<see cref="Trials.ZeroOutputLoss"/>), which a loss must pass to be an exploding forward signal; NaN: the chance level alone decides.
     /// <paramref name="lossFloor"/>: the lowest loss the run can reach (<see cref="Trials.LossFloor"/>, above 0 under label smoothing); the
     /// rules read a loss by where it lies between that floor and the chance level (<see cref="ModelFacts.OverChance"/>).
+    /// <paramref name="linearBaseline"/>: the loss a linear model of the same inputs reaches in that many steps (<see cref="Trials.LinearBaseline"/>),
+    /// the stall rule's yardstick; NaN: none.
     /// </summary>
     public static Diagnosis Diagnose(IReadOnlyList<MonitorSample> samples, TrainingConfig config, Module? model = null,
         DiagnosisSettings? settings = null, string? nonFiniteOrigin = null, double? nonFiniteLoss = null, IReadOnlyList<double>? recentLosses = null,
         bool preflight = false, double predictedUpdateRatio = double.NaN, double chanceLoss = double.NaN, long? wholeRunSteps = null,
-        IReadOnlyList<double>? startWeightScales = null, double zeroOutputLoss = double.NaN, double lossFloor = 0)
+        IReadOnlyList<double>? startWeightScales = null, double zeroOutputLoss = double.NaN, double lossFloor = 0,
+        (double Loss, int Steps) linearBaseline = default)
     {
         ArgumentNullException.ThrowIfNull(samples);
         ArgumentNullException.ThrowIfNull(config);
@@ -34,6 +37,7 @@ public static partial class Diagnoser
         {
             IsPreflight = preflight, PredictedUpdateRatio = predictedUpdateRatio, ChanceLoss = chanceLoss, WholeRunSteps = wholeRunSteps,
             StartWeightScales = startWeightScales, ZeroOutputLoss = zeroOutputLoss, LossFloor = lossFloor,
+            LinearBaselineLoss = linearBaseline.Steps > 0 ? linearBaseline.Loss : double.NaN, LinearBaselineSteps = linearBaseline.Steps,
         };
         var problems = new List<Problem>();
         var window = samples.Where(s => s.Layers.Length > 0).TakeLast(settings.Window).ToArray();
@@ -551,7 +555,13 @@ public static partial class Diagnoser
         // even while falling: dropping the stall there lost two of the calibration half's stalled runs, at 30-90 × chance after the
         // trial, that never came down)
         bool atChance = f.OverChance(after) >= s.ChanceStall;
-        if (!flat && !atChance) return null;
+        // ... or, after (nearly: the last sample of a 300-step trial is at step 290) as many steps as the linear baseline took, it has
+        // come a small part of the baseline's way from chance
+        double last = TrendLoss(trend[^1]), linearOver = f.OverChance(f.LinearBaselineLoss);
+        double linearShare = (1 - f.OverChance(last)) / (1 - linearOver);
+        bool behindLinear = !flat && !atChance && trend[^1].Step + 1 >= 0.9 * f.LinearBaselineSteps && linearOver <= s.LinearBaselineMaxOverChance
+            && linearShare < s.LinearProgress;
+        if (!flat && !atChance && !behindLinear) return null;
         var causes = new List<Cause>();
         if (found.Any(p => p.Kind == ProblemKind.VanishingGradient))
             causes.Add(new Cause("vanishing gradient", 3, "the early layers receive almost no signal, so they do not learn"));
@@ -592,12 +602,16 @@ public static partial class Diagnoser
             Severity = 0.01,
             Layers = [],
             Steps = trend.TakeLast(recent.Length).Select(t => t.Step).ToArray(),
-            Summary = flat
+            Summary = behindLinear
+                ? string.Create(CultureInfo.InvariantCulture, $"learning slower than a linear model: after {trend[^1].Step + 1} steps the loss {last:G3} has come {Math.Max(0, linearShare):P0} of the way from the chance level {f.ChanceLoss:G3}{f.FloorNote} that a linear model of the same inputs comes in {f.LinearBaselineSteps} steps (to {f.LinearBaselineLoss:G3}; threshold {s.LinearProgress:P0})")
+                : flat
                 ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: {Change(improvement)} over the last {recent.Length} samples (threshold: improved by {s.StallImprovement:P0}); {Change(overall)} since the first sample (threshold: improved by {s.StallOverallImprovement:P0})")
                 : f.OverChance(after) > s.FarAboveChance
                 ? string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {f.OverChance(after):G3} × the chance level {f.ChanceLoss:G3}{f.FloorNote} (the loss of the best constant prediction; threshold {s.ChanceStall:P0} of it): the model does worse than a constant prediction")
                 : string.Create(CultureInfo.InvariantCulture, $"stalled loss: after {trend[^1].Step + 1} steps the loss {after:G3} is still {f.OverChance(after):P0} of the chance level {f.ChanceLoss:G3}{f.FloorNote} (the loss of the best constant prediction; threshold {s.ChanceStall:P0}): the model has learnt almost nothing"),
-            Evidence = new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after, ["loss_over_chance"] = f.OverChance(after) },
+            Evidence = behindLinear
+                ? new Dictionary<string, double> { ["loss"] = last, ["loss_over_chance"] = f.OverChance(last), ["linear_baseline_loss"] = f.LinearBaselineLoss, ["linear_share"] = linearShare }
+                : new Dictionary<string, double> { ["relative_improvement"] = improvement, ["improvement_since_start"] = overall, ["loss"] = after, ["loss_over_chance"] = f.OverChance(after) },
             Causes = causes.OrderByDescending(c => c.Score).ToArray(),
             Remedies = remedies.Ranked(),
         };
@@ -948,6 +962,12 @@ public static partial class Diagnoser
 
         /// <summary>The loss of all-zero outputs (<see cref="Trials.ZeroOutputLoss"/>), NaN when unknown.</summary>
         public double ZeroOutputLoss { get; init; } = double.NaN;
+
+        /// <summary>The loss a linear model of the same inputs reaches in <see cref="LinearBaselineSteps"/> steps (<see cref="Trials.LinearBaseline"/>), NaN when unknown.</summary>
+        public double LinearBaselineLoss { get; init; } = double.NaN;
+
+        /// <summary>The steps of <see cref="LinearBaselineLoss"/>.</summary>
+        public int LinearBaselineSteps { get; init; }
 
         /// <summary>The weight scales the run started from, one per monitored layer (<see cref="Diagnoser.WeightScales"/>), or null.</summary>
         public IReadOnlyList<double>? StartWeightScales { get; init; }

@@ -22,14 +22,15 @@ public static class GeneratedCatalogue
     public const ulong RunSeed = 1;
 
     /// <summary>
-    /// Draws <paramref name="count"/> configurations with <paramref name="grammarSeed"/>, measures each
+    /// Draws <paramref name="count"/> configurations with <paramref name="grammarSeed"/> and <paramref name="convCount"/> conv nets
+    /// (<see cref="CatalogueGrammar.DrawConv"/>), measures each
     /// (reusing outcomes already in <paramref name="cachePath"/>, a JSON-lines file that each measured run
     /// is appended to, so an interrupted build resumes) and returns the catalogue's JSON text.
     /// </summary>
     public static string Build(ulong grammarSeed, int count, string? cachePath = null, Action<string, RunOutcome>? progress = null,
-        CancellationToken cancellation = default)
+        CancellationToken cancellation = default, int convCount = 0)
     {
-        var drawn = CatalogueGrammar.Draw(grammarSeed, count);
+        var drawn = CatalogueGrammar.Draw(grammarSeed, count).Concat(CatalogueGrammar.DrawConv(grammarSeed, convCount));
         var cache = new Dictionary<string, RunOutcome>();
         if (cachePath is not null && File.Exists(cachePath))
             foreach (var line in File.ReadLines(cachePath).Where(l => l.Length > 0))
@@ -93,7 +94,7 @@ public static class GeneratedCatalogue
         {
             w.WriteStartObject();
             w.WriteString("//", "GradFlow's generated catalogue, labelled by the outcomes of full training runs (docs/diagnosis.md). " +
-                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Built by: gradflow catalogue --seed {grammarSeed} --count {runs.Count}"));
+                string.Create(CultureInfo.InvariantCulture, $"Built by: gradflow catalogue --seed {grammarSeed} --count {runs.Count(r => !IsConv(r.Name))} --conv-count {runs.Count(r => IsConv(r.Name))}"));
             w.WriteNumber("grammarSeed", grammarSeed);
             w.WriteStartArray("seeds");
             w.WriteNumberValue(RunSeed);
@@ -121,7 +122,10 @@ public static class GeneratedCatalogue
         return Encoding.UTF8.GetString(stream.ToArray()) + "\n";
     }
 
-    private static int Index(string name) => int.Parse(name.Split('-')[1], CultureInfo.InvariantCulture);
+    // g1-042-teacher-20-4 is draw 42 of the grammar; g1-c007-fashion-mnist-6k-conv draw 7 of its conv nets
+    private static int Index(string name) => int.Parse(name.Split('-')[1].TrimStart('c'), CultureInfo.InvariantCulture);
+
+    private static bool IsConv(string name) => name.Split('-')[1].StartsWith('c');
 
     private static void WriteEntry(Utf8JsonWriter w, string name, TrainingConfig config, RunOutcome outcome, OutcomeLabel label, string? split, string? dropReason)
     {

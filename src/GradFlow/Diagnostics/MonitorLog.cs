@@ -183,13 +183,19 @@ public static class MonitorLog
     /// metrics file has it before its first sample, so that a reader of the file alone (the dashboard's live verdict)
     /// judges the samples with the evidence the run's own verdict has.
     /// </summary>
-    public static string WatchLine(long step, double chanceLoss, double predictedUpdateRatio, double zeroOutputLoss = double.NaN, double lossFloor = 0)
+    public static string WatchLine(long step, double chanceLoss, double predictedUpdateRatio, double zeroOutputLoss = double.NaN, double lossFloor = 0,
+        double linearBaselineLoss = double.NaN, int linearBaselineSteps = 0)
     {
         var sb = new StringBuilder("{\"type\":\"watch\",\"step\":").Append(step);
         Num(sb, "chance_loss", chanceLoss);
         Num(sb, "predicted_update_ratio", predictedUpdateRatio);
         Num(sb, "zero_output_loss", zeroOutputLoss);
         if (lossFloor > 0) Num(sb, "loss_floor", lossFloor);
+        if (double.IsFinite(linearBaselineLoss))
+        {
+            Num(sb, "linear_baseline_loss", linearBaselineLoss);
+            sb.Append(",\"linear_baseline_steps\":").Append(linearBaselineSteps);
+        }
         return sb.Append('}').ToString();
     }
 
@@ -208,7 +214,9 @@ public static class MonitorLog
     {
         double Fact(string name) => r.TryGetProperty(name, out var v) ? Value(v) : double.NaN;
         double floor = Fact("loss_floor");
-        return new WatchFacts(Fact("chance_loss"), Fact("predicted_update_ratio"), Fact("zero_output_loss"), double.IsFinite(floor) ? floor : 0);
+        double linearSteps = Fact("linear_baseline_steps");
+        return new WatchFacts(Fact("chance_loss"), Fact("predicted_update_ratio"), Fact("zero_output_loss"), double.IsFinite(floor) ? floor : 0,
+            Fact("linear_baseline_loss"), double.IsFinite(linearSteps) ? (int)linearSteps : 0);
     }
 
     /// <summary>An observer that appends every completed sample of <paramref name="monitor"/> to the run directory's metrics file.</summary>
@@ -250,4 +258,5 @@ public static class MonitorLog
 }
 
 /// <summary>The facts of a <see cref="MonitorLog.WatchLine"/>: chance level, first step's predicted update ratio, loss of all-zero outputs, lowest reachable loss.</summary>
-public readonly record struct WatchFacts(double ChanceLoss, double PredictedUpdateRatio, double ZeroOutputLoss, double LossFloor);
+public readonly record struct WatchFacts(double ChanceLoss, double PredictedUpdateRatio, double ZeroOutputLoss, double LossFloor,
+    double LinearBaselineLoss = double.NaN, int LinearBaselineSteps = 0);

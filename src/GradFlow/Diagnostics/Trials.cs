@@ -90,6 +90,12 @@ public sealed class RunWatch : IDisposable
         ChanceLoss = Trials.ChanceLoss(trainer.Data.Train, config.LabelSmoothing);
         LossFloor = Trials.LossFloor(trainer.Data.Train, config.LabelSmoothing);
         ZeroOutputLoss = Trials.ZeroOutputLoss(trainer.Data.Train);
+        settings ??= new DiagnosisSettings();
+        if (settings.LinearProgress > 0 && !config.Stream)
+        {
+            LinearBaselineSteps = (int)Math.Min(settings.LinearBaselineSteps, trainer.StepBudget);
+            LinearBaselineLoss = Trials.LinearBaseline(config, trainer.Data, LinearBaselineSteps);
+        }
         _startWeightScales = Diagnoser.WeightScales(trainer.Model);
     }
 
@@ -108,6 +114,12 @@ public sealed class RunWatch : IDisposable
     /// <summary>The first step's predicted update ratio, the largest over the layers (NaN before the first step, and in a resumed run).</summary>
     public double PredictedUpdateRatio => _predictor.Ratio;
 
+    /// <summary>The loss a linear model of the same inputs reaches in <see cref="LinearBaselineSteps"/> steps (<see cref="Trials.LinearBaseline"/>), NaN when there is none.</summary>
+    public double LinearBaselineLoss { get; } = double.NaN;
+
+    /// <summary>The steps of <see cref="LinearBaselineLoss"/> (0 when there is none).</summary>
+    public int LinearBaselineSteps { get; }
+
     /// <summary>
     /// Appends the monitor's samples to <paramref name="run"/>'s metrics file (<see cref="MonitorLog.WriteTo"/>), and before the first
     /// of them the facts that the samples do not carry (<see cref="MonitorLog.WatchLine"/>), so that the file alone gives the verdict
@@ -120,7 +132,7 @@ public sealed class RunWatch : IDisposable
         watchLine = sample =>
         {
             Monitor.SampleCompleted -= watchLine; // once, before the first sample's line
-            run.AppendLine(MonitorLog.WatchLine(sample.Step, ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss, LossFloor));
+            run.AppendLine(MonitorLog.WatchLine(sample.Step, ChanceLoss, PredictedUpdateRatio, ZeroOutputLoss, LossFloor, LinearBaselineLoss, LinearBaselineSteps));
         };
         Monitor.SampleCompleted += watchLine;
         // only a resumed run's metrics file holds lines before this watch's (a new run's directory is empty or cleared)
@@ -154,7 +166,7 @@ public sealed class RunWatch : IDisposable
         }
         return Diagnoser.Diagnose(samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
             predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss, zeroOutputLoss: ZeroOutputLoss, lossFloor: LossFloor, wholeRunSteps: WholeRunSteps(result),
-            startWeightScales: _startWeightScales);
+            startWeightScales: _startWeightScales, linearBaseline: (LinearBaselineLoss, LinearBaselineSteps));
     }
 
     /// <summary>
@@ -269,6 +281,55 @@ public static class Trials
             for (int i = j; i < y.Length; i += perExample) variance += (y[i] - mean) * (y[i] - mean);
         }
         return variance / y.Length;
+    }
+
+    /// <summary>
+    /// The training loss that a linear model of the run's inputs reaches in <paramref name="steps"/> steps: one linear map from the
+    /// flattened example to the model's outputs, trained on <paramref name="data"/> with the run's batch size, seed, loss and label
+    /// smoothing by Adam at 1e-2 (a convex problem: one setting serves every task), constant rate, no clipping; the mean loss of its
+    /// last 10 steps. The yardstick of the stall rule <see cref="DiagnosisSettings.LinearProgress"/>: how far the run has come next to
+    /// what the inputs give away to the simplest model. NaN for a model whose examples are not fixed-size vectors, images or arrays
+    /// (token ids, recurrent and attention layers: one linear map of a sequence is no yardstick for them), or whose output per example
+    /// is not one vector, and for <paramref name="steps"/> &lt; 1.
+    /// </summary>
+    public static double LinearBaseline(TrainingConfig config, DataBundle data, int steps)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(data);
+        if (steps < 1) return double.NaN;
+        var description = config.Description();
+        var shapes = description.Shapes();
+        if (description.Input.Count == 0 || shapes.Count == 0 || shapes[^1].Output is not [int outputs]
+            || shapes.Any(b => b.Block is Nn.Network.RecurrentBlock or Nn.Network.EmbeddingBlock or Nn.Network.PositionBlock or Nn.Network.TransformerLayerBlock))
+            return double.NaN;
+        string input = string.Join('x', description.Input);
+        string model = description.Input.Count == 1
+            ? string.Create(CultureInfo.InvariantCulture, $"net {input} seq[linear(out={outputs})]")
+            : string.Create(CultureInfo.InvariantCulture, $"net {input} seq[flatten linear(out={outputs})]");
+        var linear = new TrainingConfig
+        {
+            Model = model, Data = config.Data, Seed = config.Seed, BatchSize = config.BatchSize, LabelSmoothing = config.LabelSmoothing,
+            Optimizer = OptimizerKind.Adam, LearningRate = 1e-2, Epochs = steps, MaxSteps = steps, CheckpointEvery = null, Threads = config.Threads,
+        };
+        var trainer = new Trainer(linear, data);
+        var losses = new LastLosses(10);
+        trainer.AddObserver(losses);
+        trainer.Run();
+        return losses.Mean;
+    }
+
+    /// <summary>Keeps the mean of the last few steps' losses.</summary>
+    private sealed class LastLosses(int count) : ITrainingObserver
+    {
+        private readonly Queue<double> _last = new(count);
+
+        public double Mean => _last.Count == 0 ? double.NaN : _last.Average();
+
+        public void OnStepEnd(StepInfo step)
+        {
+            if (_last.Count == count) _last.Dequeue();
+            _last.Enqueue(step.Loss);
+        }
     }
 
     /// <summary>

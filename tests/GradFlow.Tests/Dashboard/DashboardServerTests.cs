@@ -133,7 +133,10 @@ public sealed class DashboardServerTests : IDisposable
         // the watch line comes once, before the first sample
         Assert.Single(written, MonitorLog.IsWatchLine);
         Assert.True(MonitorLog.IsWatchLine(written.First(l => !l.StartsWith("{\"type\":\"epoch\"", StringComparison.Ordinal))));
-        var (chance, predicted, zero, _) = MonitorLog.ParseWatch(written.First(MonitorLog.IsWatchLine));
+        var (chance, predicted, zero, _, linear, linearSteps) = MonitorLog.ParseWatch(written.First(MonitorLog.IsWatchLine));
+        // the linear baseline trained as long as the trial (60 of its 300 steps); on circles it stays near chance
+        Assert.Equal(60, linearSteps);
+        Assert.InRange(linear, 0.8 * chance, 1.2 * chance);
         Assert.InRange(chance, 0.68, Math.Log(2) + 1e-12); // circles: two classes, about as many of each
         Assert.Equal(Math.Log(2), zero, 1e-12); // zero logits: ln 2
         Assert.True(predicted > 0, $"predicted update ratio {predicted}");

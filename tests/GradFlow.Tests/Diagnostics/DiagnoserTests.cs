@@ -388,6 +388,60 @@ public class DiagnoserTests
         Assert.StartsWith("lr:", bouncing[0].Remedies[0].Id);
     }
 
+    /// <summary>
+    /// A loss falling steadily from chance to 0.85 of it over 300 steps: neither flat nor at the chance level, so the stall rules
+    /// let it pass; next to a linear model of the same inputs that reaches 0.3 of chance in those steps it has come 0.15/0.7 = 21 %
+    /// of the way, and at 0.88 of chance 17 %: stalled below 20 %, whatever the trend.
+    /// </summary>
+    [Theory]
+    [InlineData(0.85, 0.30, 300, false)] // 21 % of the linear model's way
+    [InlineData(0.88, 0.30, 300, true)]  // 17 %
+    [InlineData(0.88, 0.85, 300, false)] // the linear model learns little itself (above 0.8 of chance): no yardstick
+    [InlineData(0.88, 0.30, 400, false)] // the baseline trained longer than the run has: not comparable yet
+    [InlineData(0.88, double.NaN, 0, false)] // no baseline
+    public void SlowerThanALinearModelOfTheSameInputs_IsStalled(double end, double linear, int linearSteps, bool expected)
+    {
+        double chance = Math.Log(4);
+        // 30 samples every 10 steps (steps 0-290), falling 1 % of chance per sample to the end: never flat, never at chance
+        var samples = Enumerable.Range(0, 30).Select(i => Sample(i * 10, chance * (end + 0.01 * (29 - i)), [1, 1])).ToArray();
+        var d = Diagnoser.Diagnose(samples, Teacher("mlp 64-8-4"), chanceLoss: chance, linearBaseline: (chance * linear, linearSteps));
+        var stalled = d.Problems.Where(p => p.Kind == ProblemKind.StalledLoss).ToArray();
+        Assert.Equal(expected, stalled.Length == 1);
+        Assert.True(Diagnoser.Diagnose(samples, Teacher("mlp 64-8-4"), chanceLoss: chance).Healthy); // without the baseline: healthy
+        if (!expected) return;
+        Assert.Contains("slower than a linear model", stalled[0].Summary);
+        Assert.Contains("17 % of the way", stalled[0].Summary);
+        Assert.Equal((1 - end) / (1 - linear), stalled[0].Evidence["linear_share"], 1e-9);
+        Assert.Equal("lr:3", stalled[0].Remedies[^1].Id);
+        // the setting turns it off
+        Assert.True(Diagnoser.Diagnose(samples, Teacher("mlp 64-8-4"), settings: new DiagnosisSettings { LinearProgress = 0 }, chanceLoss: chance,
+            linearBaseline: (chance * linear, linearSteps)).Healthy);
+    }
+
+    /// <summary>
+    /// The baseline is a linear map of the flattened example trained with the run's batch size and seed: on the teacher task (a
+    /// near-linear problem) it gets far below chance in 300 steps; the same seed gives the same loss; a recurrent model, whose
+    /// examples are sequences, and a token model have none.
+    /// </summary>
+    [Fact]
+    public void LinearBaseline_LearnsWhatTheInputsGiveAway_AndIsNoneForSequences()
+    {
+        var config = Teacher("mlp 20-64x6-4 act=sigmoid") with { Epochs = 100 };
+        var data = DataSources.Load(config, config.Description());
+        double chance = Trials.ChanceLoss(data.Train);
+        double loss = Trials.LinearBaseline(config, data, 300);
+        Assert.InRange(loss / chance, 0.1, 0.6);
+        Assert.Equal(loss, Trials.LinearBaseline(config, data, 300));
+        Assert.True(Trials.LinearBaseline(config, data, 20) > loss); // fewer steps, less learnt
+        Assert.True(double.IsNaN(Trials.LinearBaseline(config, data, 0)));
+        var adding = new TrainingConfig { Model = "gru 2-8-1", Data = "adding", SequenceLength = 10, TrainLimit = 256, TestLimit = 64, BatchSize = 32, Threads = 1 };
+        Assert.True(double.IsNaN(Trials.LinearBaseline(adding, DataSources.Load(adding, adding.Description()), 50)));
+        // images: flattened (the conv net's input 1x28x28)
+        var conv = new TrainingConfig { Model = "cnn 1x28x28-c4s2-p-gap-10", Data = "fashion-mnist", TrainLimit = 512, TestLimit = 128, BatchSize = 64, Threads = 1, Epochs = 100 };
+        var images = DataSources.Load(conv, conv.Description());
+        Assert.InRange(Trials.LinearBaseline(conv, images, 60) / Trials.ChanceLoss(images.Train), 0.05, 0.7);
+    }
+
     [Fact]
     public void StalledFarAboveChance_SaysHowManyTimesTheChanceLevel()
     {

@@ -33,7 +33,8 @@ public class GeneratedCatalogueTests
         foreach (var cell in new[] { RecurrentCellKind.RnnTanh, RecurrentCellKind.Lstm, RecurrentCellKind.Gru })
             Assert.Contains(specs, s => s is RecurrentSpec r && r.Cell == cell);
         foreach (var kind in Enum.GetValues<OptimizerKind>()) Assert.Contains(drawn, c => c.Optimizer == kind);
-        foreach (var task in CatalogueGrammar.Tasks) Assert.Contains(drawn, c => CatalogueGrammar.TaskOf(c) == task);
+        // every task but the conv nets' (DrawConv's, tested below)
+        foreach (var task in CatalogueGrammar.Tasks.Where(t => t.Image is null)) Assert.Contains(drawn, c => CatalogueGrammar.TaskOf(c) == task);
         var mlps = specs.OfType<ModelSpec>().ToArray();
         Assert.Contains(mlps, s => s.Hidden.Any(h => h.Norm == NormKind.Batch));
         Assert.Contains(mlps, s => s.Hidden.Any(h => h.Norm == NormKind.Layer));
@@ -44,6 +45,38 @@ public class GeneratedCatalogueTests
         Assert.Contains(drawn, c => c.Momentum > 0);
         // a task's budget is the same for every configuration of it
         Assert.All(drawn, c => Assert.Equal(CatalogueGrammar.TaskOf(c)!.Steps, c.MaxSteps));
+    }
+
+    [Fact]
+    public void ConvGrammar_DrawsValidConvNetsOfItsOwnTask_AndLeavesTheOtherDrawsAlone()
+    {
+        var conv = CatalogueGrammar.DrawConv(1, 60);
+        Assert.Equal(conv.Select(x => x.Config.ToJson()), CatalogueGrammar.DrawConv(1, 60).Select(x => x.Config.ToJson()));
+        Assert.NotEqual(conv.Select(x => x.Config.ToJson()), CatalogueGrammar.DrawConv(2, 60).Select(x => x.Config.ToJson()));
+        // the conv draws have a stream of their own: the MLP and recurrent draws of a seed stay what they were
+        using var stored = System.Text.Json.JsonDocument.Parse(File.ReadAllText(GeneratedPath));
+        var storedDraws = stored.RootElement.GetProperty("entries").EnumerateArray().Concat(stored.RootElement.GetProperty("dropped").EnumerateArray())
+            .Select(e => (Name: e.GetProperty("name").GetString()!, Config: TrainingConfig.FromJson(e.GetProperty("config").GetRawText())))
+            .Where(e => !e.Name.StartsWith("g1-c", StringComparison.Ordinal)).OrderBy(e => e.Name, StringComparer.Ordinal).ToArray();
+        Assert.Equal(340, storedDraws.Length);
+        Assert.Equal(CatalogueGrammar.Draw(1, 340).Select(d => (d.Name, (d.Config with { Seed = GeneratedCatalogue.RunSeed }).ToJson())),
+            storedDraws.Select(e => (e.Name, e.Config.ToJson())));
+        Assert.All(conv, d =>
+        {
+            Assert.Matches(@"^g1-c\d{3}-fashion-mnist-6k-conv$", d.Name);
+            Assert.Null(d.Config.Spec());
+            var description = d.Config.Description(); // parses, and its shapes fit
+            Assert.Equal([1, 28, 28], description.Input);
+            Assert.Equal([10], description.Shapes()[^1].Output);
+            Assert.Same(CatalogueGrammar.ConvTask, CatalogueGrammar.TaskOf(d.Config));
+            Assert.Equal(CatalogueGrammar.ConvTask.Steps, d.Config.MaxSteps);
+        });
+        var models = conv.Select(d => d.Config.Model).ToArray();
+        foreach (var part in new[] { "cnn ", "resnet", "norm=batch", "norm=none", "norm=group", "start=zero-gamma", "start=zero ", "shortcut=b", "act=sigmoid", "act=relu" })
+            Assert.Contains(models, m => (m + " ").Contains(part, StringComparison.Ordinal));
+        // an MLP on the same data is in the MLP task, and the two are judged apart
+        var mlp = CatalogueGrammar.Draw(1, 340).First(d => d.Config.Data == "fashion-mnist").Config;
+        Assert.NotEqual(CatalogueGrammar.GroupOf(mlp), CatalogueGrammar.GroupOf(conv[0].Config with { Optimizer = mlp.Optimizer }));
     }
 
     private static RunOutcome Classified(double accuracy, double loss, bool nonFinite = false, double ratio = 1, double dead = 0, double sat = 0) => new()
@@ -160,7 +193,7 @@ public class GeneratedCatalogueTests
     public void HeldOutSample_DetectsAtTheDocumentedRate()
     {
         var c = Catalogue.Load(GeneratedPath);
-        var sample = c.Entries.Where(e => e.Split == "held-out").Where((_, i) => i % 3 == 0).Select(e => e.Name).ToHashSet();
+        var sample = c.Entries.Where(e => e.Split == "held-out" && !IsConv(e)).Where((_, i) => i % 3 == 0).Select(e => e.Name).ToHashSet();
         var report = CatalogueEvaluator.Evaluate(c, filter: e => sample.Contains(e.Name), cancellation: TestContext.Current.CancellationToken, jobs: 2);
         string misses = string.Join("; ", report.Runs.Where(r => !r.Correct).Select(r =>
             $"{r.Entry.Name} ({(r.Entry.Expect is { } k ? Catalogue.KindName(k) : "healthy")}): {(r.Trial.Diagnosis.Healthy ? "healthy" : string.Join("+", r.Found.Select(Catalogue.KindName)))}"));
@@ -182,12 +215,36 @@ public class GeneratedCatalogueTests
     public void HeldOutSample_RepairsAtTheDocumentedRate()
     {
         var c = Catalogue.Load(GeneratedPath);
-        var sample = c.Entries.Where(e => e.Split == "held-out" && !e.Healthy).Where((_, i) => i % 6 == 0).Select(e => e.Name).ToHashSet();
+        var sample = c.Entries.Where(e => e.Split == "held-out" && !e.Healthy && !IsConv(e)).Where((_, i) => i % 6 == 0).Select(e => e.Name).ToHashSet();
         var report = CatalogueEvaluator.Evaluate(c, repair: true, filter: e => sample.Contains(e.Name), cancellation: TestContext.Current.CancellationToken, jobs: 2);
         string failed = string.Join("; ", report.Runs.Where(r => !r.Repaired()).Select(r =>
             $"{r.Entry.Name}: kept {string.Join(", ", r.Repair!.Attempts.Where(a => a.Accepted).Select(a => a.Remedy))}, score {r.RepairedScore:F2}"));
         Assert.True(report.Runs.Count >= 14, $"{report.Runs.Count} broken runs");
         Assert.True(report.Runs.Count(r => r.Repaired()) >= report.Runs.Count - 2, $"repaired {report.RepairRate:P1}: {failed}");
         Assert.True(report.MedianTotalCost <= 1.5, $"median cost {report.MedianTotalCost:F2}");
+    }
+
+    private static bool IsConv(CatalogueEntry e) => e.Name.StartsWith("g1-c", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Every other conv net of the held-out half (the second, fourth, …: the first, fourth and so on hold a ResNet-20 whose trial
+    /// alone takes 40 s), diagnosed as <c>gradflow diagnose</c> does (the MLP and recurrent samples above leave them out, so that
+    /// their measured levels stay comparable). Measured on this sample (2026-12-07, AVX-512 kernels): 5 of 6 broken runs detected
+    /// (the miss: a tanh conv net at Adam 2e-4 that learns too slowly, at 0.22 of a linear model's pace, just above the rule's 0.2), no false alarm on 4
+    /// healthy runs; the floors are one run below that.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Catalogue")]
+    public void HeldOutConvSample_DetectsAtTheDocumentedRate()
+    {
+        var c = Catalogue.Load(GeneratedPath);
+        var sample = c.Entries.Where(e => e.Split == "held-out" && IsConv(e)).Where((_, i) => i % 2 == 1).Select(e => e.Name).ToHashSet();
+        var report = CatalogueEvaluator.Evaluate(c, filter: e => sample.Contains(e.Name), cancellation: TestContext.Current.CancellationToken, jobs: 2);
+        string misses = string.Join("; ", report.Runs.Where(r => !r.Correct).Select(r =>
+            $"{r.Entry.Name} ({(r.Entry.Expect is { } k ? Catalogue.KindName(k) : "healthy")}): {(r.Trial.Diagnosis.Healthy ? "healthy" : string.Join("+", r.Found.Select(Catalogue.KindName)))}"));
+        int broken = report.Runs.Count(r => !r.Entry.Healthy), healthy = report.Runs.Count(r => r.Entry.Healthy);
+        Assert.True(broken >= 6 && healthy >= 4, $"{broken} broken and {healthy} healthy runs");
+        Assert.True(report.Runs.Count(r => !r.Entry.Healthy && r.Correct) >= broken - 2, $"detected {report.DetectionRate:P1} of {broken}: {misses}");
+        Assert.True(report.Runs.Count(r => r.FalseAlarm) <= 1, $"false alarms {report.FalseAlarmRate:P1} of {healthy}: {misses}");
     }
 }
