@@ -256,7 +256,9 @@ public static class Remedies
             : recurrent
             ? "a GRU cell (its update gate carries the signal through time)"
             : config.Spec() is null && DescriptionRemedies.HasConv(config.Description())
-                ? "ReLU hidden layers with He init and BatchNorm in residual blocks whose branches start at zero (the ResNet recipe)"
+                ? DescriptionRemedies.RecipeKeepsConvLayers(config.Description())
+                    ? "ReLU hidden layers with He init and BatchNorm after every conv"
+                    : "ReLU hidden layers with He init and BatchNorm in residual blocks whose branches start at zero (the ResNet recipe)"
                 : "ReLU hidden layers with He-normal init in residual blocks whose branches start at zero";
         string opt = !id.Contains("optimizer", StringComparison.Ordinal) ? ""
             : KeepDecoupledDecay(config, OptimizerKind.Adam) == OptimizerKind.AdamW

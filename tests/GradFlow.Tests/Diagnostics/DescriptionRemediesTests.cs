@@ -94,16 +94,37 @@ public class DescriptionRemediesTests
         Assert.Equal([BranchStart.Zero, BranchStart.ZeroGamma, BranchStart.ZeroGamma, BranchStart.ZeroGamma], all.Select(r => r.Start));
     }
 
+    /// <summary>
+    /// A conv stack shallower than a deep plain stack (<see cref="DiagnosisSettings.PlainDepth"/>) gets ReLU, He init and a BatchNorm
+    /// after every conv and stays plain; a residual net keeps its blocks' start (the zero-started wrapping cost the generated
+    /// catalogue's narrow conv nets up to 25 points of accuracy).
+    /// </summary>
     [Fact]
-    public void Recipe_OnAPlainNetWithoutNorms_IsTheResNetRecipe()
+    public void Recipe_OnAShallowConvNet_NormalisesEveryConv_AndKeepsItsShape()
     {
         var config = Config("cnn 1x12x12-c8x3-gap-3 act=sigmoid norm=none");
         var repaired = Remedies.Apply("recipe:standard", config);
         var d = Of(repaired);
         Assert.Equal(1.0, repaired.ClipNorm);
         Assert.All(All(d).OfType<ActBlock>(), a => Assert.Equal(Activation.Relu, a.Kind));
+        Assert.Empty(All(d).OfType<ResidualBlock>());
+        Assert.Equal(3, All(d).OfType<NormBlock>().Count(n => n.Kind == NormalizationKind.Batch));
+        Assert.All(All(d).OfType<ConvBlock>(), c => Assert.Equal(InitKind.KaimingNormalFanOut, c.Init.Kind));
+        var resnet = Of(Remedies.Apply("recipe:standard", Config("resnet8 in=1x12x12 classes=3 width=4 start=full")));
+        Assert.All(All(resnet).OfType<ResidualBlock>(), r => Assert.Equal(BranchStart.Full, r.Start));
+        Assert.Equal(3, All(resnet).OfType<ResidualBlock>().Count());
+    }
+
+    [Fact]
+    public void Recipe_OnADeepPlainConvNetWithoutNorms_IsTheResNetRecipe()
+    {
+        var config = Config("cnn 1x12x12-c8x30-gap-3 act=sigmoid norm=none");
+        var repaired = Remedies.Apply("recipe:standard", config);
+        var d = Of(repaired);
+        Assert.Equal(1.0, repaired.ClipNorm);
+        Assert.All(All(d).OfType<ActBlock>(), a => Assert.Equal(Activation.Relu, a.Kind));
         var blocks = All(d).OfType<ResidualBlock>().ToArray();
-        Assert.Equal(3, blocks.Length);
+        Assert.Equal(30, blocks.Length);
         Assert.All(blocks, r =>
         {
             Assert.Equal(BranchStart.Zero, r.Start);
