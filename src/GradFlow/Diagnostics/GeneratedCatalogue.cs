@@ -125,7 +125,12 @@ public static class GeneratedCatalogue
     // g1-042-teacher-20-4 is draw 42 of the grammar; g1-c007-fashion-mnist-6k-conv draw 7 of its conv nets
     private static int Index(string name) => int.Parse(name.Split('-')[1].TrimStart('c'), CultureInfo.InvariantCulture);
 
-    private static bool IsConv(string name) => name.Split('-')[1].StartsWith('c');
+    /// <summary>Whether <paramref name="name"/> is one of the conv nets' draws (<see cref="CatalogueGrammar.DrawConv"/>: <c>g1-c007-…</c>).</summary>
+    public static bool IsConv(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return name.Split('-') is [_, var index, ..] && index.StartsWith('c');
+    }
 
     private static void WriteEntry(Utf8JsonWriter w, string name, TrainingConfig config, RunOutcome outcome, OutcomeLabel label, string? split, string? dropReason)
     {

@@ -237,13 +237,16 @@ public static class Remedies
         ArgumentNullException.ThrowIfNull(diagnosis);
         ArgumentNullException.ThrowIfNull(config);
         if (diagnosis.Healthy) return null;
-        bool recurrent = config.Spec() is RecurrentSpec || config.Spec() is null && DescriptionRemedies.IsRecurrent(config.Description());
+        var spec = config.Spec();
+        // a description that is not a spec, read once
+        var description = spec is null ? config.Description() : null;
+        bool recurrent = spec is RecurrentSpec || description is not null && DescriptionRemedies.IsRecurrent(description);
         bool optimiser = diagnosis.Problems.Any(p => p.Kind == ProblemKind.StalledLoss ||
             p.Causes.Any(c => c.Name.StartsWith("learning rate", StringComparison.Ordinal) || c.Name == "plain SGD"));
-        bool conv = !recurrent && config.Spec() is null && DescriptionRemedies.HasConv(config.Description());
+        bool conv = !recurrent && description is not null && DescriptionRemedies.HasConv(description);
         double lr = recurrent || conv ? 1e-2 : 1e-3;
         // a transformer already on Adam keeps its learning rate: Pre-LN and the warm-up are its cure (Xiong et al. 2020)
-        bool transformer = config.Spec() is null && NetworkFacts.Flatten(config.Description().Root).Any(b => b is Nn.Network.TransformerLayerBlock);
+        bool transformer = description is not null && NetworkFacts.Flatten(description.Root).Any(b => b is Nn.Network.TransformerLayerBlock);
         bool adamAlready = config.Optimizer is OptimizerKind.Adam or OptimizerKind.AdamW && (transformer || config.LearningRate >= lr / 2 && config.LearningRate <= lr * 3);
         string id = optimiser && !adamAlready
             ? "recipe:standard + " + (recurrent || conv ? string.Create(CultureInfo.InvariantCulture, $"optimizer:adam={lr:G}") : "optimizer:adam")
@@ -256,8 +259,8 @@ public static class Remedies
             ? "Pre-LN transformer layers with QK normalisation" + (!HasWarmup(config) ? $" and a {DefaultWarmup(config)}-step warm-up" : "")
             : recurrent
             ? "a GRU cell (its update gate carries the signal through time)"
-            : config.Spec() is null && DescriptionRemedies.HasConv(config.Description())
-                ? DescriptionRemedies.RecipeKeepsConvLayers(config.Description())
+            : conv
+                ? DescriptionRemedies.RecipeKeepsConvLayers(description!)
                     ? "ReLU hidden layers with He init and BatchNorm after every conv"
                     : "ReLU hidden layers with He init and BatchNorm in residual blocks whose branches start at zero (the ResNet recipe)"
                 : "ReLU hidden layers with He-normal init in residual blocks whose branches start at zero";

@@ -94,7 +94,7 @@ public sealed class RunWatch : IDisposable
         if (settings.LinearProgress > 0 && !config.Stream)
         {
             LinearBaselineSteps = (int)Math.Min(settings.LinearBaselineSteps, trainer.StepBudget);
-            LinearBaselineLoss = Trials.LinearBaseline(config, trainer.Data, LinearBaselineSteps);
+            LinearBaselineLoss = Trials.LinearBaseline(config, trainer.Data, LinearBaselineSteps, settings.LinearBaselineMaxWeights);
         }
         _startWeightScales = Diagnoser.WeightScales(trainer.Model);
     }
@@ -290,9 +290,10 @@ public static class Trials
     /// last 10 steps. The yardstick of the stall rule <see cref="DiagnosisSettings.LinearProgress"/>: how far the run has come next to
     /// what the inputs give away to the simplest model. NaN for a model whose examples are not fixed-size vectors, images or arrays
     /// (token ids, recurrent and attention layers: one linear map of a sequence is no yardstick for them), or whose output per example
-    /// is not one vector, and for <paramref name="steps"/> &lt; 1.
+    /// is not one vector, for more than <paramref name="maxWeights"/> weights (<see cref="DiagnosisSettings.LinearBaselineMaxWeights"/>),
+    /// and for <paramref name="steps"/> &lt; 1.
     /// </summary>
-    public static double LinearBaseline(TrainingConfig config, DataBundle data, int steps)
+    public static double LinearBaseline(TrainingConfig config, DataBundle data, int steps, long maxWeights = long.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(data);
@@ -300,7 +301,8 @@ public static class Trials
         var description = config.Description();
         var shapes = description.Shapes();
         if (description.Input.Count == 0 || shapes.Count == 0 || shapes[^1].Output is not [int outputs]
-            || shapes.Any(b => b.Block is Nn.Network.RecurrentBlock or Nn.Network.EmbeddingBlock or Nn.Network.PositionBlock or Nn.Network.TransformerLayerBlock))
+            || shapes.Any(b => b.Block is Nn.Network.RecurrentBlock or Nn.Network.EmbeddingBlock or Nn.Network.PositionBlock or Nn.Network.TransformerLayerBlock)
+            || description.Input.Aggregate(1L, (a, n) => a * n) * outputs > maxWeights)
             return double.NaN;
         string input = string.Join('x', description.Input);
         string model = description.Input.Count == 1

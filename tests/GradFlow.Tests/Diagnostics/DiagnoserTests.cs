@@ -434,6 +434,9 @@ public class DiagnoserTests
         Assert.Equal(loss, Trials.LinearBaseline(config, data, 300));
         Assert.True(Trials.LinearBaseline(config, data, 20) > loss); // fewer steps, less learnt
         Assert.True(double.IsNaN(Trials.LinearBaseline(config, data, 0)));
+        // 20 inputs × 4 outputs: 80 weights, within a bound of 80 and beyond one of 79
+        Assert.Equal(loss, Trials.LinearBaseline(config, data, 300, maxWeights: 80));
+        Assert.True(double.IsNaN(Trials.LinearBaseline(config, data, 300, maxWeights: 79)));
         var adding = new TrainingConfig { Model = "gru 2-8-1", Data = "adding", SequenceLength = 10, TrainLimit = 256, TestLimit = 64, BatchSize = 32, Threads = 1 };
         Assert.True(double.IsNaN(Trials.LinearBaseline(adding, DataSources.Load(adding, adding.Description()), 50)));
         // images: flattened (the conv net's input 1x28x28)
