@@ -156,11 +156,11 @@ public sealed class RunWatch : IDisposable
         double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
         IReadOnlyList<MonitorSample> samples = Monitor.Samples;
         // a resumed run: its samples before the resumption are part of the run the verdict is on; judged on the new ones alone, a run
-        // stalled at chance was called healthy "over 3 samples"
-        if (_resumedMetrics is not null && samples.Count > 0)
+        // stalled at chance was called healthy "over 3 samples"; a run resumed after its last sample (a finished run) has only those
+        if (_resumedMetrics is not null)
         {
             // read after training: the trainer has dropped the lines past the checkpoint it resumed from
-            long first = samples[0].Step;
+            long first = samples.Count > 0 ? samples[0].Step : long.MaxValue;
             var earlier = MonitorLog.ReadSamples(_resumedMetrics).Where(s => s.Step < first).ToArray();
             if (earlier.Length > 0) samples = [.. earlier, .. samples];
         }

@@ -246,6 +246,23 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void Train_ResumeOfACompletedMonitoredRun_KeepsTheWholeRunsVerdict()
+    {
+        // resuming a run that had already finished takes no new sample; it was judged on none ("not judged ... in 0 samples"),
+        // and that replaced the run's diagnosis.json
+        var run = Path.Combine(_dir, "done");
+        string[] model = ["--data", "spirals", "--model", "mlp 2-32x3-2 act=elu", "--threads", "1"];
+        var (code, output, err) = Run(["train", .. model, "--epochs", "4", "--monitor", "--out", run]);
+        Assert.True(code == 0, err);
+        Assert.Contains("stalled loss", output + err);
+        (code, output, err) = Run("train", "--resume", run);
+        Assert.True(code == 0, err);
+        Assert.Contains("stalled loss", output + err);
+        Assert.DoesNotContain("not judged", output + err);
+        Assert.Contains("stalled-loss", File.ReadAllText(Path.Combine(run, "diagnosis.json")));
+    }
+
+    [Fact]
     public void Train_OutIntoExistingRun_ExitsTwoSayingResumeOrForce_AndLeavesTheRunAlone()
     {
         var run = Path.Combine(_dir, "run");
