@@ -263,6 +263,25 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void Train_ResumeOfMonitoredRun_GivesTheUninterruptedRunsVerdict()
+    {
+        // the first step's predicted update ratio (the lr cause's evidence) was NaN in a resumed run, so its verdict named a smaller
+        // update ratio, a lower score and another lr remedy than the same run uninterrupted; the metrics file's watch line has it
+        string[] args = ["--data", "spirals", "--model", "mlp 2-16x2-2 act=tanh", "--optimizer", "adam", "--lr", "0.05",
+            "--monitor", "--monitor-every", "1", "--threads", "1"];
+        var whole = Path.Combine(_dir, "whole");
+        var (code, _, err) = Run(["train", .. args, "--epochs", "3", "--out", whole]);
+        Assert.True(code == 0, err);
+        var resumed = Path.Combine(_dir, "resumed");
+        (code, _, err) = Run(["train", .. args, "--epochs", "2", "--out", resumed]);
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("train", "--resume", resumed, "--epochs", "3");
+        Assert.True(code == 0, err);
+        Assert.Contains("update ratio", File.ReadAllText(Path.Combine(whole, "diagnosis.json")));
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "diagnosis.json")), File.ReadAllText(Path.Combine(resumed, "diagnosis.json")));
+    }
+
+    [Fact]
     public void Train_OutIntoExistingRun_ExitsTwoSayingResumeOrForce_AndLeavesTheRunAlone()
     {
         var run = Path.Combine(_dir, "run");
