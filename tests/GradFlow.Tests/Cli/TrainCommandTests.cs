@@ -116,6 +116,30 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(5, File.ReadAllLines(Path.Combine(killed, "metrics.jsonl")).Length); // four epochs and the end line (the killed run wrote none)
     }
 
+    [Fact]
+    public async Task Train_ActivationsLargerThanTheProcessCanAllocate_ExitsOneSayingOutOfMemory()
+    {
+        // 240,010 parameters pass the up-front check, but a batch's conv output (128 x 20000 x 16 x 16 floats, 2.6 GB) does not fit a
+        // 256 MiB heap: the runtime printed "Out of memory." and aborted the process (exit 134)
+        var cli = Path.Combine(AppContext.BaseDirectory, "GradFlow.Cli.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.Environment["DOTNET_GCHeapHardLimit"] = "0x10000000";
+        foreach (var arg in (string[])[cli, "train", "--model", "net 1x16x16 seq[conv(out=20000,k=1) relu adaptiveavgpool(size=1) flatten linear(out=10)]",
+                     "--data", "teacher", "--max-steps", "1", "--train-limit", "256", "--test-limit", "64", "--threads", "1"])
+            psi.ArgumentList.Add(arg);
+        using var p = Process.Start(psi)!;
+        var output = p.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var error = p.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        timeout.CancelAfter(TimeSpan.FromMinutes(2));
+        await p.WaitForExitAsync(timeout.Token);
+        string err = await error;
+        Assert.True(p.ExitCode == 1, $"exit {p.ExitCode}: {err}");
+        Assert.StartsWith("gradflow train: out of memory", err, StringComparison.Ordinal);
+        Assert.Contains("--batch-size", err);
+        Assert.DoesNotContain("   at ", err + await output);
+    }
+
     /// <summary>A small, quick run on the circles data: 2 epochs of 4 steps unless overridden.</summary>
     private static readonly string[] Quick = ["--model", "mlp 2-8-2 act=tanh init=xavier-uniform", "--data", "circles", "--train-limit", "64",
         "--test-limit", "32", "--batch-size", "16", "--lr", "0.01", "--seed", "3", "--threads", "1"];
