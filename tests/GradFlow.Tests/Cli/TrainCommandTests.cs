@@ -140,6 +140,18 @@ public sealed class TrainCommandTests : IDisposable
         Assert.DoesNotContain("   at ", err + await output);
     }
 
+    [Theory]
+    [InlineData("net 2 seq[relu]")]
+    [InlineData("net 2 seq[]")]
+    public void Train_ModelWithoutParameters_ExitsOneSayingSo(string model)
+    {
+        // it was the optimiser's "Adam: the parameter list is empty; pass the model's Parameters(). (Parameter 'parameters')"
+        var (code, _, err) = Run("train", "--model", model, "--data", "circles", "--max-steps", "1", "--threads", "1");
+        Assert.Equal(1, code);
+        Assert.Contains($"the model '{model}' has no parameters to train", err);
+        Assert.DoesNotContain("(Parameter", err);
+    }
+
     /// <summary>A small, quick run on the circles data: 2 epochs of 4 steps unless overridden.</summary>
     private static readonly string[] Quick = ["--model", "mlp 2-8-2 act=tanh init=xavier-uniform", "--data", "circles", "--train-limit", "64",
         "--test-limit", "32", "--batch-size", "16", "--lr", "0.01", "--seed", "3", "--threads", "1"];
