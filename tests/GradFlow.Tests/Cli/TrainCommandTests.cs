@@ -57,6 +57,8 @@ public sealed class TrainCommandTests : IDisposable
     [InlineData(new[] { "train", "--optimizer", "adamax" }, "--optimizer 'adamax'")]
     [InlineData(new[] { "train", "--seed", "1", "--seed", "2" }, "Option '--seed' expects a single argument but 2 were provided")]
     [InlineData(new[] { "train", "extra" }, "Unrecognized command or argument 'extra'")]
+    // the config file silently replaced the resumed run's own, and its config.json with it
+    [InlineData(new[] { "train", "--resume", "runs/a", "--config", "other.json" }, "give either --config or --resume")]
     public void Train_BadArguments_ExitTwoNamingTheOption(string[] args, string expected)
     {
         var (code, _, err) = Run(args);
