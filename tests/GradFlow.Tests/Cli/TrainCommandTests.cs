@@ -154,6 +154,25 @@ public sealed class TrainCommandTests : IDisposable
         Assert.DoesNotContain("(Parameter", err);
     }
 
+    [Fact]
+    public void Train_ResumeWithABudgetShorterThanTheRunsCheckpoint_ExitsOneAndLeavesTheConfig()
+    {
+        // --resume with --epochs 1 of a 2-epoch run trained nothing, said "Completed" and rewrote config.json to 1 epoch
+        var run = Path.Combine(_dir, "longer");
+        Assert.Equal(0, Run(Train(["--epochs", "2", "--out", run])).Code);
+        foreach (var budget in new[] { new[] { "--epochs", "1" }, ["--max-steps", "5"] })
+        {
+            var (code, _, err) = Run(["train", "--resume", run, .. budget]);
+            Assert.Equal(1, code);
+            Assert.Contains("has trained 8 steps (2 epochs)", err);
+            Assert.Equal(2, TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).Epochs);
+            Assert.Null(TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).MaxSteps);
+        }
+        // the run's own budget, or a longer one, resumes
+        Assert.Equal(0, Run("train", "--resume", run).Code);
+        Assert.Equal(0, Run("train", "--resume", run, "--epochs", "3").Code);
+    }
+
     /// <summary>A small, quick run on the circles data: 2 epochs of 4 steps unless overridden.</summary>
     private static readonly string[] Quick = ["--model", "mlp 2-8-2 act=tanh init=xavier-uniform", "--data", "circles", "--train-limit", "64",
         "--test-limit", "32", "--batch-size", "16", "--lr", "0.01", "--seed", "3", "--threads", "1"];
