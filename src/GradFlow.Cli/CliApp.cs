@@ -42,6 +42,16 @@ public static class CliApp
             stderr.WriteLine(Communicators.RankPrefix + Prefixed(verb, e.Message));
             return EndJob(1);
         }
+        catch (OutOfMemoryException)
+        {
+            // an allocation beyond the process's memory, such as a batch's activations (the parameters are checked up front);
+            // unhandled, the runtime printed "Out of memory." and aborted
+            long limit = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+            string bytes = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{limit:N0} bytes ({limit / (double)(1L << 30):F1} GiB)");
+            stderr.WriteLine(Communicators.RankPrefix + Prefixed(verb, $"out of memory: an allocation did not fit in the {bytes} this process can allocate " +
+                "(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes). Use a smaller --batch-size, smaller inputs, or fewer or narrower layers."));
+            return EndJob(1);
+        }
     }
 
     /// <summary>

@@ -69,6 +69,8 @@ internal static class GradsCommand
         if (!fits)
             throw new InvalidDataException($"gradflow grads: {file}: 'x' has shape {Fmt(x.Shape)}, the model needs " +
                 (sequence ? $"[N, T, {inShape[1]}] or [N, T·{inShape[1]}] (a flat row read as T steps of {inShape[1]})." : $"[N, {string.Join(", ", inShape)}]."));
+        // as train reads a file: a model that starts with an embedding reads token ids
+        DataSources.CheckTokenIds(description, x, file, description.Describe);
         var input = x.DType == DType.Float32 ? x : x.To(DType.Float32).Detach();
         if (!sequence) input = input.Reshape([x.Shape[0], .. inShape]);
         else if (flatSteps is { } steps) input = input.Reshape([x.Shape[0], steps, inShape[1]]);

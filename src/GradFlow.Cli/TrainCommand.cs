@@ -37,6 +37,7 @@ internal static class TrainCommand
             if ((r.Has(ServeCommand.Port) || r.Has(ServeCommand.Host)) && !r.Has(ServeFlag)) r.AddError("--port and --host go with --serve.");
             else if (r.Has(ServeFlag) && !r.Has(Out) && !r.Has(Resume)) r.AddError("--serve shows the run directory: give --out DIR (or --resume DIR).");
             else if (r.Has(Resume) && r.Has(Out)) r.AddError("give either --out or --resume, not both.");
+            else if (r.Has(Resume) && r.Has(TrainOptions.ConfigFile)) r.AddError("give either --config or --resume (which continues with the run's own config.json), not both.");
             else if (r.Has(Force) && !r.Has(Out)) r.AddError("--force goes with --out (it starts the run in that directory over).");
         });
         command.NoFileFor(Out, Resume);

@@ -137,8 +137,16 @@ public sealed class RunWatch : IDisposable
         Monitor.SampleCompleted += watchLine;
         // only a resumed run's metrics file holds lines before this watch's (a new run's directory is empty or cleared)
         _resumedMetrics = File.Exists(run.Metrics) && new FileInfo(run.Metrics).Length > 0 ? run.Metrics : null;
+        // its first step was taken before the resumption: the prediction is that of the run's first watch line (as the dashboard reads it)
+        if (_resumedMetrics is not null)
+            _resumedPrediction = File.ReadLines(_resumedMetrics).Where(MonitorLog.IsWatchLine)
+                .Select(l => { try { return MonitorLog.ParseWatch(l).PredictedUpdateRatio; } catch (JsonException) { return double.NaN; } })
+                .FirstOrDefault(double.IsFinite, double.NaN);
         MonitorLog.WriteTo(Monitor, run);
     }
+
+    /// <summary>A resumed run's first step's predicted update ratio, from its metrics file (<see cref="WriteTo"/>); NaN when it has none.</summary>
+    private double _resumedPrediction = double.NaN;
 
     /// <summary>The metrics file of a resumed run (<see cref="WriteTo"/>), whose samples before this watch's first are its earlier part; else null.</summary>
     private string? _resumedMetrics;
@@ -156,16 +164,16 @@ public sealed class RunWatch : IDisposable
         double? badLoss = result.Stop == StopReason.NonFiniteLoss ? double.NaN : null;
         IReadOnlyList<MonitorSample> samples = Monitor.Samples;
         // a resumed run: its samples before the resumption are part of the run the verdict is on; judged on the new ones alone, a run
-        // stalled at chance was called healthy "over 3 samples"
-        if (_resumedMetrics is not null && samples.Count > 0)
+        // stalled at chance was called healthy "over 3 samples"; a run resumed after its last sample (a finished run) has only those
+        if (_resumedMetrics is not null)
         {
             // read after training: the trainer has dropped the lines past the checkpoint it resumed from
-            long first = samples[0].Step;
+            long first = samples.Count > 0 ? samples[0].Step : long.MaxValue;
             var earlier = MonitorLog.ReadSamples(_resumedMetrics).Where(s => s.Step < first).ToArray();
             if (earlier.Length > 0) samples = [.. earlier, .. samples];
         }
         return Diagnoser.Diagnose(samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
-            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss, zeroOutputLoss: ZeroOutputLoss, lossFloor: LossFloor, wholeRunSteps: WholeRunSteps(result),
+            predictedUpdateRatio: double.IsNaN(_predictor.Ratio) ? _resumedPrediction : _predictor.Ratio, chanceLoss: ChanceLoss, zeroOutputLoss: ZeroOutputLoss, lossFloor: LossFloor, wholeRunSteps: WholeRunSteps(result),
             startWeightScales: _startWeightScales, linearBaseline: (LinearBaselineLoss, LinearBaselineSteps));
     }
 

@@ -106,12 +106,23 @@ public static class DataSources
     /// with (nothing to check for another model).
     /// </summary>
     /// <exception cref="ArgumentException">naming the file and the first value that is not an id.</exception>
-    internal static void CheckTokenIds(TrainingConfig config, NetworkDescription description, Tensor inputs, string file)
+    internal static void CheckTokenIds(TrainingConfig config, NetworkDescription description, Tensor inputs, string file) =>
+        CheckTokenIds(description, inputs, file, config.DescribeModel);
+
+    /// <summary>
+    /// <see cref="CheckTokenIds(TrainingConfig, NetworkDescription, Tensor, string)"/> for inputs read without a training config (the
+    /// batch of <c>gradflow grads</c>); <paramref name="model"/> describes the model in the error.
+    /// </summary>
+    /// <exception cref="ArgumentException">naming the file and the first value that is not an id.</exception>
+    public static void CheckTokenIds(NetworkDescription description, Tensor inputs, string file, Func<string> model)
     {
+        ArgumentNullException.ThrowIfNull(description);
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(model);
         if (TokenEmbedding(description) is not { } e) return;
         for (int i = 0; i < inputs.Count; i++)
             if (inputs.GetFlat(i) is var v && !(v >= 0 && v < e.Vocab && v == Math.Floor(v)))
-                throw new ArgumentException($"data: '{file}' holds the input value {v}, not a token id in [0, {e.Vocab}): the model ({config.DescribeModel()}) " +
+                throw new ArgumentException($"data: '{file}' holds the input value {v}, not a token id in [0, {e.Vocab}): the model ({model()}) " +
                     "starts with an embedding, which reads token ids.");
     }
 

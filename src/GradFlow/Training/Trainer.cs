@@ -131,6 +131,8 @@ public sealed class Trainer
         Description = config.Description();
         Spec = config.Spec();
         CheckFitsInMemory(Description, config);
+        if (Description.ParameterCount() == 0)
+            throw new ArgumentException($"Trainer: the model '{config.Spec()?.ToString() ?? config.Model}' has no parameters to train.");
         Data = data ?? DataSources.Load(config, Description);
         if (Data.Train.IsClassification != Data.Test.IsClassification)
             throw new ArgumentException("Trainer: the training and test sets must both be classification sets (class labels) or both regression sets (targets).");
@@ -309,6 +311,12 @@ public sealed class Trainer
         {
             if (run is null) throw new ArgumentException("Trainer: resume needs a run directory.");
             var info = LoadNewestIntactCheckpoint(run);
+            // a budget that ended before the checkpoint trained nothing, said "Completed" and wrote that budget into the run's config.json
+            int trainedEpochs = info.Epoch + (info.Batch > 0 ? 1 : 0);
+            if (trainedEpochs > Config.Epochs || Config.MaxSteps is { } maxSteps && info.Step > maxSteps)
+                throw new InvalidOperationException($"Trainer: the run in {run.Path} has trained {info.Step} steps " +
+                    $"({(info.Batch > 0 ? $"into epoch {trainedEpochs}" : $"{info.Epoch} epochs")}), past the {(trainedEpochs > Config.Epochs ? $"{Config.Epochs} epochs" : $"{Config.MaxSteps} steps")} " +
+                    "asked for: a resumed run goes on from its checkpoint, so give it a budget at least that long (--epochs, --max-steps).");
             (startEpoch, step, startBatch, partial) = (info.Epoch, info.Step, info.Batch, info.Partial);
             if (Scheduler is not null) Scheduler.LastStep = (int)step;
             if (writer) run.TruncateMetrics(startEpoch, step);

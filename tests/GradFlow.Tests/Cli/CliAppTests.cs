@@ -172,6 +172,14 @@ public class CliAppTests
             (code, _, err) = Run("grads", "--model", model, "--batch", batch, "--out", outPath);
             Assert.Equal(1, code);
             Assert.Contains("'y'[1, 2] = 7 is not a class index in [0, 7)", err);
+            // an input that is not a token id is named with the file, as train names it (it was the embedding's "input element 6 is 7")
+            foreach (float bad in new[] { 7f, 2.5f, -1f })
+            {
+                SafeTensors.Write(batch, [new("x", Tensor.FromArray(new float[] { 1, 2, 3, 4, 5, 6, bad, 1 }, 2, 4)), new("y", Tensor.FromArray(new float[] { 2, 3, 4, 5, 6, 0, 1, 2 }, 2, 4))]);
+                (code, _, err) = Run("grads", "--model", model, "--batch", batch, "--out", outPath);
+                Assert.Equal(1, code);
+                Assert.Contains(FormattableString.Invariant($"'b.safetensors' holds the input value {bad}, not a token id in [0, 7)"), err);
+            }
         }
         finally
         {

@@ -57,6 +57,8 @@ public sealed class TrainCommandTests : IDisposable
     [InlineData(new[] { "train", "--optimizer", "adamax" }, "--optimizer 'adamax'")]
     [InlineData(new[] { "train", "--seed", "1", "--seed", "2" }, "Option '--seed' expects a single argument but 2 were provided")]
     [InlineData(new[] { "train", "extra" }, "Unrecognized command or argument 'extra'")]
+    // the config file silently replaced the resumed run's own, and its config.json with it
+    [InlineData(new[] { "train", "--resume", "runs/a", "--config", "other.json" }, "give either --config or --resume")]
     public void Train_BadArguments_ExitTwoNamingTheOption(string[] args, string expected)
     {
         var (code, _, err) = Run(args);
@@ -114,6 +116,61 @@ public sealed class TrainCommandTests : IDisposable
         for (int i = 0; i < a.Tensors.Count; i++)
             Assert.Equal(a.Tensors[i].Value.ToDoubleArray(), b.Tensors[i].Value.ToDoubleArray());
         Assert.Equal(5, File.ReadAllLines(Path.Combine(killed, "metrics.jsonl")).Length); // four epochs and the end line (the killed run wrote none)
+    }
+
+    [Fact]
+    public async Task Train_ActivationsLargerThanTheProcessCanAllocate_ExitsOneSayingOutOfMemory()
+    {
+        // 240,010 parameters pass the up-front check, but a batch's conv output (128 x 20000 x 16 x 16 floats, 2.6 GB) does not fit a
+        // 256 MiB heap: the runtime printed "Out of memory." and aborted the process (exit 134)
+        var cli = Path.Combine(AppContext.BaseDirectory, "GradFlow.Cli.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.Environment["DOTNET_GCHeapHardLimit"] = "0x10000000";
+        foreach (var arg in (string[])[cli, "train", "--model", "net 1x16x16 seq[conv(out=20000,k=1) relu adaptiveavgpool(size=1) flatten linear(out=10)]",
+                     "--data", "teacher", "--max-steps", "1", "--train-limit", "256", "--test-limit", "64", "--threads", "1"])
+            psi.ArgumentList.Add(arg);
+        using var p = Process.Start(psi)!;
+        var output = p.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var error = p.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        timeout.CancelAfter(TimeSpan.FromMinutes(2));
+        await p.WaitForExitAsync(timeout.Token);
+        string err = await error;
+        Assert.True(p.ExitCode == 1, $"exit {p.ExitCode}: {err}");
+        Assert.StartsWith("gradflow train: out of memory", err, StringComparison.Ordinal);
+        Assert.Contains("--batch-size", err);
+        Assert.DoesNotContain("   at ", err + await output);
+    }
+
+    [Theory]
+    [InlineData("net 2 seq[relu]")]
+    [InlineData("net 2 seq[]")]
+    public void Train_ModelWithoutParameters_ExitsOneSayingSo(string model)
+    {
+        // it was the optimiser's "Adam: the parameter list is empty; pass the model's Parameters(). (Parameter 'parameters')"
+        var (code, _, err) = Run("train", "--model", model, "--data", "circles", "--max-steps", "1", "--threads", "1");
+        Assert.Equal(1, code);
+        Assert.Contains($"the model '{model}' has no parameters to train", err);
+        Assert.DoesNotContain("(Parameter", err);
+    }
+
+    [Fact]
+    public void Train_ResumeWithABudgetShorterThanTheRunsCheckpoint_ExitsOneAndLeavesTheConfig()
+    {
+        // --resume with --epochs 1 of a 2-epoch run trained nothing, said "Completed" and rewrote config.json to 1 epoch
+        var run = Path.Combine(_dir, "longer");
+        Assert.Equal(0, Run(Train(["--epochs", "2", "--out", run])).Code);
+        foreach (var budget in new[] { new[] { "--epochs", "1" }, ["--max-steps", "5"] })
+        {
+            var (code, _, err) = Run(["train", "--resume", run, .. budget]);
+            Assert.Equal(1, code);
+            Assert.Contains("has trained 8 steps (2 epochs)", err);
+            Assert.Equal(2, TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).Epochs);
+            Assert.Null(TrainingConfig.FromJson(File.ReadAllText(Path.Combine(run, "config.json"))).MaxSteps);
+        }
+        // the run's own budget, or a longer one, resumes
+        Assert.Equal(0, Run("train", "--resume", run).Code);
+        Assert.Equal(0, Run("train", "--resume", run, "--epochs", "3").Code);
     }
 
     /// <summary>A small, quick run on the circles data: 2 epochs of 4 steps unless overridden.</summary>
@@ -243,6 +300,42 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Contains("stalled loss", output + err);
         Assert.DoesNotContain("healthy", output + err);
         Assert.Contains("stalled-loss", File.ReadAllText(Path.Combine(run, "diagnosis.json")));
+    }
+
+    [Fact]
+    public void Train_ResumeOfACompletedMonitoredRun_KeepsTheWholeRunsVerdict()
+    {
+        // resuming a run that had already finished takes no new sample; it was judged on none ("not judged ... in 0 samples"),
+        // and that replaced the run's diagnosis.json
+        var run = Path.Combine(_dir, "done");
+        string[] model = ["--data", "spirals", "--model", "mlp 2-32x3-2 act=elu", "--threads", "1"];
+        var (code, output, err) = Run(["train", .. model, "--epochs", "4", "--monitor", "--out", run]);
+        Assert.True(code == 0, err);
+        Assert.Contains("stalled loss", output + err);
+        (code, output, err) = Run("train", "--resume", run);
+        Assert.True(code == 0, err);
+        Assert.Contains("stalled loss", output + err);
+        Assert.DoesNotContain("not judged", output + err);
+        Assert.Contains("stalled-loss", File.ReadAllText(Path.Combine(run, "diagnosis.json")));
+    }
+
+    [Fact]
+    public void Train_ResumeOfMonitoredRun_GivesTheUninterruptedRunsVerdict()
+    {
+        // the first step's predicted update ratio (the lr cause's evidence) was NaN in a resumed run, so its verdict named a smaller
+        // update ratio, a lower score and another lr remedy than the same run uninterrupted; the metrics file's watch line has it
+        string[] args = ["--data", "spirals", "--model", "mlp 2-16x2-2 act=tanh", "--optimizer", "adam", "--lr", "0.05",
+            "--monitor", "--monitor-every", "1", "--threads", "1"];
+        var whole = Path.Combine(_dir, "whole");
+        var (code, _, err) = Run(["train", .. args, "--epochs", "3", "--out", whole]);
+        Assert.True(code == 0, err);
+        var resumed = Path.Combine(_dir, "resumed");
+        (code, _, err) = Run(["train", .. args, "--epochs", "2", "--out", resumed]);
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("train", "--resume", resumed, "--epochs", "3");
+        Assert.True(code == 0, err);
+        Assert.Contains("update ratio", File.ReadAllText(Path.Combine(whole, "diagnosis.json")));
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "diagnosis.json")), File.ReadAllText(Path.Combine(resumed, "diagnosis.json")));
     }
 
     [Fact]

@@ -56,6 +56,11 @@ public class NetworkShapeTests
         { "net 3x8x8 seq[conv(out=4,k=3,g=2)]", "0: conv groups 2 must divide its 3 input" },
         { "net 3x4x4 seq[conv(out=4,k=5)]", "0: conv kernel (5, 5)" },
         { "net 3x4x4 seq[maxpool(k=2,p=2)]", "0: pool kernel" },
+        // windows larger than the (padded) input by less than a stride: the output size rounds down below 1
+        { "net 4x1x1 seq[maxpool(k=2)]", "0: pool kernel (2, 2) does not fit a 1x1 input" },
+        { "net 1x28x28 seq[avgpool(k=30)]", "0: pool kernel (30, 30) does not fit a 28x28 input" },
+        { "net 3x1x1 seq[conv(out=4,k=2,s=2)]", "0: conv kernel (2, 2)" },
+        { "net 3x5x5 seq[conv(out=4,k=4,s=3,d=2)]", "0: conv kernel (4, 4)" },
         { "net 6 seq[groupnorm(groups=4)]", "0: group norm of 4 groups" },
         { "net 3x4 seq[batchnorm]", "0: batch norm expects [F] or [C, H, W], gets [3, 4]" },
         { "net 3x8x8 seq[recurrent(cell=lstm,hidden=4)]", "0: recurrent expects [T, I]" },

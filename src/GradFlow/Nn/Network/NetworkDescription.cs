@@ -356,8 +356,13 @@ internal static class ShapeInference
         }
     }
 
-    private static int Out(int size, int kernel, int stride, int padding, int dilation) =>
-        stride < 1 ? 0 : (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+    /// <summary>PyTorch's output size ⌊(size + 2p − d(k − 1) − 1)/s⌋ + 1, or 0 when the dilated kernel is wider than the
+    /// padded input (C#'s division truncates toward zero, which would make a window up to a stride too wide fit).</summary>
+    private static int Out(int size, int kernel, int stride, int padding, int dilation)
+    {
+        long span = (long)size + 2L * padding - (long)dilation * (kernel - 1) - 1;
+        return stride < 1 || span < 0 ? 0 : (int)(span / stride + 1);
+    }
 
     private static int[] Residual(ResidualBlock r, int[] x, string path, List<BlockShape>? trace)
     {
