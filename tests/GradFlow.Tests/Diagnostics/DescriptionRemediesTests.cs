@@ -113,6 +113,11 @@ public class DescriptionRemediesTests
         var resnet = Of(Remedies.Apply("recipe:standard", Config("resnet8 in=1x12x12 classes=3 width=4 start=full")));
         Assert.All(All(resnet).OfType<ResidualBlock>(), r => Assert.Equal(BranchStart.Full, r.Start));
         Assert.Equal(3, All(resnet).OfType<ResidualBlock>().Count());
+        // a ResNet without norms gets the BatchNorms of the ResNet with them: after the stem and after both convs of every block,
+        // the second one before the sum, where He et al. have it (until 2026-12-07 each block's conv2 was left without one)
+        var bare = Of(Remedies.Apply("recipe:standard", Config("resnet8 in=1x12x12 classes=3 width=4 norm=none")));
+        Assert.All(All(bare).OfType<ResidualBlock>(), r => Assert.Equal(2, NetworkFacts.Flatten(r.Branch).OfType<NormBlock>().Count()));
+        Assert.Equal(1 + 2 * 3, All(bare).OfType<NormBlock>().Count());
     }
 
     [Fact]

@@ -60,13 +60,30 @@ public class RewritesTests
         Assert.Equal([10], NetworkBuilder.Build(batch, new Generator(0)).Forward(Tensor.RandN(new Generator(1), 2, 3, 16, 16)).Shape.ToArray()[1..]);
     }
 
-    [Fact]
-    public void InsertNorm_NormFreeResNet_NormalisesEveryConvBeforeAnActivation()
+    [Theory]
+    [InlineData("resnet20")]
+    [InlineData("resnet8 in=1x28x28 width=8 shortcut=b")]
+    public void InsertNorm_NormFreeResNet_EqualsTheResNetWithBatchNorm(string resnet)
     {
-        var d = Rewrites.InsertNorm(NetworkDescription.Parse("resnet20 norm=none"), NormalizationKind.Batch);
-        // conv1 and every block's conv1 precede an activation; each block's conv2 feeds the sum, not an activation
-        Assert.Equal(1 + 9, d.Shapes().Count(s => s.Block is NormBlock));
+        // conv1 and every block's conv1 precede an activation, and every block's conv2 ends its branch: each gets the BatchNorm
+        // that the ResNet with norm=batch has there (He et al. 2016), and nothing else does (option B's projection shortcut is
+        // no branch, and keeps its own norm or lack of one)
+        var d = Rewrites.InsertNorm(NetworkDescription.Parse(resnet + " norm=none"), NormalizationKind.Batch);
+        var batch = NetworkDescription.Parse(resnet + " norm=batch");
+        Assert.Equal(batch.Shapes().Where(s => !s.IsShortcut).Count(s => s.Block is NormBlock), d.Shapes().Count(s => s.Block is NormBlock));
+        Assert.Equal(NormalisedConvs(batch), NormalisedConvs(d));
         Assert.Equal(NetworkBuilder.Build(d, new Generator(0)).ParameterCount(), d.ParameterCount());
+    }
+
+    /// <summary>The path of the conv that each norm outside the shortcuts follows, in order.</summary>
+    private static string[] NormalisedConvs(NetworkDescription n)
+    {
+        string? conv = null;
+        var result = new List<string>();
+        foreach (var s in n.Shapes().Where(s => !s.IsShortcut))
+            if (s.Block is ConvBlock) conv = s.Path;
+            else if (s.Block is NormBlock) result.Add(conv ?? "(none)");
+        return result.ToArray();
     }
 
     // ---- wrap in a residual

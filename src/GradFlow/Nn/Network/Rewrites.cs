@@ -18,18 +18,20 @@ public static class Rewrites
 
     /// <summary>
     /// A norm of <paramref name="kind"/> after every Linear or Conv in scope that an activation directly
-    /// follows (a hidden layer: <c>linear, act</c> becomes <c>linear, norm, act</c>); the output layer and
-    /// layers already normalised are left alone. Unnamed blocks after it are renumbered, as in
-    /// <c>torch.nn.Sequential</c>.
+    /// follows (a hidden layer: <c>linear, act</c> becomes <c>linear, norm, act</c>) or that ends a residual
+    /// branch (a ResNet block's conv2, whose output the sum takes: He et al. 2016 normalise it before the
+    /// sum, as <c>resnetN norm=batch</c> does); the output layer and layers already normalised are left
+    /// alone. Unnamed blocks after it are renumbered, as in <c>torch.nn.Sequential</c>.
     /// </summary>
     public static NetworkDescription InsertNorm(NetworkDescription d, NormalizationKind kind, int groups = 0, string? scope = null) =>
-        MapSequences(d, scope, (s, inScope) =>
+        MapSequences(d, scope, (s, inScope, branch) =>
         {
             var blocks = new List<Block>();
             for (int i = 0; i < s.Blocks.Count; i++)
             {
                 blocks.Add(s.Blocks[i]);
-                if (inScope(i) && s.Blocks[i] is LinearBlock or ConvBlock && i + 1 < s.Blocks.Count && s.Blocks[i + 1] is ActBlock)
+                if (inScope(i) && s.Blocks[i] is LinearBlock or ConvBlock
+                    && (i + 1 < s.Blocks.Count ? s.Blocks[i + 1] is ActBlock : branch))
                     blocks.Add(new NormBlock(kind, groups));
             }
             return blocks;
@@ -91,7 +93,7 @@ public static class Rewrites
     private static NetworkDescription Map(NetworkDescription d, string? scope, Func<Block, string, Block> f)
     {
         ArgumentNullException.ThrowIfNull(d);
-        return Walk(d, scope, (s, _) => s.Blocks, (b, path) => InScope(path, scope) ? f(b, path) : b);
+        return Walk(d, scope, (s, _, _) => s.Blocks, (b, path) => InScope(path, scope) ? f(b, path) : b);
     }
 
     /// <summary>
@@ -129,27 +131,31 @@ public static class Rewrites
         Map(d, scope, (b, _) => b is TransformerLayerBlock t ? t with { QkNorm = true } : b);
 
     /// <summary>Rewrites the block list of every sequence (the root and residual branches included); <c>inScope(i)</c> says whether block i is in scope.</summary>
-    private static NetworkDescription MapSequences(NetworkDescription d, string? scope, Func<SequenceBlock, Func<int, bool>, IReadOnlyList<Block>> f)
+    private static NetworkDescription MapSequences(NetworkDescription d, string? scope, Func<SequenceBlock, Func<int, bool>, IReadOnlyList<Block>> f) =>
+        MapSequences(d, scope, (s, inScope, _) => f(s, inScope));
+
+    /// <summary>The same, also told whether the sequence is a residual block's branch.</summary>
+    private static NetworkDescription MapSequences(NetworkDescription d, string? scope, Func<SequenceBlock, Func<int, bool>, bool, IReadOnlyList<Block>> f)
     {
         ArgumentNullException.ThrowIfNull(d);
-        return Walk(d, scope, (s, prefix) => f(s, i => InScope(ShapeInference.Join(prefix, ShapeInference.ChildName(s.Blocks[i], i)), scope)), (b, _) => b);
+        return Walk(d, scope, (s, prefix, branch) => f(s, i => InScope(ShapeInference.Join(prefix, ShapeInference.ChildName(s.Blocks[i], i)), scope), branch), (b, _) => b);
     }
 
-    private static NetworkDescription Walk(NetworkDescription d, string? scope, Func<SequenceBlock, string, IReadOnlyList<Block>> sequence,
+    private static NetworkDescription Walk(NetworkDescription d, string? scope, Func<SequenceBlock, string, bool, IReadOnlyList<Block>> sequence,
         Func<Block, string, Block> leaf)
     {
-        SequenceBlock Seq(SequenceBlock s, string prefix)
+        SequenceBlock Seq(SequenceBlock s, string prefix, bool branch)
         {
             var children = s.Blocks.Select((b, i) => Block(b, ShapeInference.Join(prefix, ShapeInference.ChildName(b, i)))).ToArray();
             var rewritten = s with { Blocks = children };
-            return rewritten with { Blocks = sequence(rewritten, prefix).ToArray() };
+            return rewritten with { Blocks = sequence(rewritten, prefix, branch).ToArray() };
         }
         Block Block(Block b, string path) => b switch
         {
-            SequenceBlock s => leaf(Seq(s, path), path),
-            ResidualBlock r => leaf(r with { Branch = Seq(r.Branch, r.Branch.Name is { } n ? ShapeInference.Join(path, n) : path) }, path),
+            SequenceBlock s => leaf(Seq(s, path, branch: false), path),
+            ResidualBlock r => leaf(r with { Branch = Seq(r.Branch, r.Branch.Name is { } n ? ShapeInference.Join(path, n) : path, branch: true) }, path),
             _ => leaf(b, path),
         };
-        return d with { Root = Seq(d.Root, d.Root.Name ?? "") };
+        return d with { Root = Seq(d.Root, d.Root.Name ?? "", branch: false) };
     }
 }
