@@ -166,6 +166,9 @@ def models():
         "tf_pre": (Encoder(True, "gelu", vocab=11), torch.randint(0, 11, (3, 8))),
         "tf_post": (Encoder(False, "relu"), torch.randn(3, 8, 16)),
         "tf_causal": (Encoder(False, "gelu", causal=True), torch.randn(3, 8, 16)),
+        # the same exported with a symbolic batch (DYNAMIC_N): the attention's reshapes then read the shapes of its intermediate values
+        "tf_pre_any_n": (Encoder(True, "gelu", vocab=11), torch.randint(0, 11, (3, 8))),
+        "tf_causal_any_n": (Encoder(False, "gelu", causal=True), torch.randn(3, 8, 16)),
         "tf_decoder": (Decoder(), torch.randn(3, 8, 16)),
         # a sequence classifier for `diagnose`: the same verdict as the native description
         "tf_cls": (Encoder(False, "relu", classes=3), torch.randn(3, 8, 16)),
@@ -189,12 +192,14 @@ def write_safetensors(path, tensors, metadata):
 
 # models exported with the batch and the time axis symbolic (dynamic_axes), as sequence models of any length are
 DYNAMIC_T = {"lstm_any", "lstm_flat_any"}
+# and with the batch alone symbolic, as dynamic_axes={"x": {0: "N"}} is usually written
+DYNAMIC_N = {"tf_pre_any_n", "tf_causal_any_n"}
 
 
 def export(out_dir):
     for name, (model, x) in models().items():
         model.train()
-        axes = {"x": {0: "N", 1: "T"}} if name in DYNAMIC_T else None
+        axes = {"x": {0: "N", 1: "T"}} if name in DYNAMIC_T else {"x": {0: "N"}} if name in DYNAMIC_N else None
         torch.onnx.export(model, x, f"{out_dir}/{name}.onnx", training=torch.onnx.TrainingMode.TRAINING,
                           do_constant_folding=False, opset_version=14, input_names=["x"], output_names=["y"], dynamic_axes=axes)
         # the export ran the model once (BatchNorm's running statistics moved): reference from a fresh copy
