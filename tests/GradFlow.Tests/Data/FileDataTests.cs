@@ -120,6 +120,28 @@ public sealed class FileDataTests : IDisposable
     }
 
     [Fact]
+    public void Csv_NotUtf8_IsRefusedNamingTheByteAndLine_InMemoryAndStreamed()
+    {
+        // Latin-1 labels 'café' (0xE9) and 'cafè' (0xE8): decoded with replacement characters they would be one class
+        var sb = new System.Text.StringBuilder("a,label\n");
+        for (int i = 0; i < 20; i++) sb.Append(CultureInfo.InvariantCulture, $"{i},{(i % 2 == 0 ? "caf\u00e9" : "caf\u00e8")}\n");
+        var path = _dir.Write("latin1.csv", System.Text.Encoding.Latin1.GetBytes(sb.ToString()));
+        // and behind a UTF-8 byte-order mark, which does not make the bytes after it UTF-8
+        var marked = _dir.Write("marked.csv", [0xEF, 0xBB, 0xBF, .. System.Text.Encoding.Latin1.GetBytes(sb.ToString())]);
+        foreach (bool stream in new[] { false, true })
+        {
+            var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = path, Target = "label", Stream = stream }));
+            // "a,label\n" and "0,caf" are 8 + 5 bytes: the first 0xE9 is at offset 13, on line 2
+            Assert.Contains("latin1.csv: line 2: byte 0xE9 at offset 13 is not UTF-8", e.Message);
+            e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = marked, Target = "label", Stream = stream }));
+            Assert.Contains("marked.csv: line 2: byte 0xE9 at offset 16 is not UTF-8", e.Message);
+        }
+        // UTF-8 text, with a byte-order mark, reads as before
+        var utf8 = _dir.Write("utf8.csv", [.. System.Text.Encoding.UTF8.GetPreamble(), .. System.Text.Encoding.UTF8.GetBytes(sb.ToString())]);
+        Assert.Equal(["caf\u00e8", "caf\u00e9"], Load(new TrainingConfig { Data = utf8, Target = "label" }).Train.ClassNames!);
+    }
+
+    [Fact]
     public void Csv_BlankLines_AreSkippedAnywhere_AndErrorsNameTheFilesOwnLine()
     {
         // empty and white-space lines before the header, between rows, in LF, CRLF and CR files, and trailing ones at the end (pandas skips them)
