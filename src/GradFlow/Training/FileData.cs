@@ -373,7 +373,7 @@ public static class FileData
     /// </summary>
     private static int CheckLabels(XY xy)
     {
-        if (xy.YShape.Length is not (1 or 2))
+        if (xy.YShape.Length is not (1 or 2) || xy.YShape.Length == 2 && xy.YShape[1] == 0)
             throw new InvalidDataException($"data: {xy.YName}: class labels need shape [N], [N, 1], or [N, T] (a class per position), got [{string.Join(", ", xy.YShape)}].");
         int perExample = xy.YShape.Length == 2 ? xy.YShape[1] : 1;
         int max = -1;
@@ -396,6 +396,8 @@ public static class FileData
     {
         int n = Examples(xy);
         if (n == 0) throw new InvalidDataException($"data: {xy.XName}: holds no examples.");
+        if (xy.X.Length == 0)
+            throw new InvalidDataException($"data: {xy.XName}: shape [{string.Join(", ", xy.XShape)}] holds no values per example; an example needs at least one input.");
         var x = new float[xy.X.Length];
         for (int i = 0; i < x.Length; i++)
         {

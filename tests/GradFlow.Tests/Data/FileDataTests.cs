@@ -311,6 +311,23 @@ public sealed class FileDataTests : IDisposable
         Assert.Contains("nan.npz:x: element 1 (example 0) is NaN", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("nan.npz"), TestData = P("nan.npz") })).Message);
     }
 
+    [Fact]
+    public void Arrays_WithNoValuesPerExample_AreNamed()
+    {
+        // a dimension of 0 after the first: N examples of nothing, inputs or labels
+        Python(_dir.Path, """
+            import numpy as np
+            np.savez('x0.npz', x=np.zeros((3, 0), np.float32), y=np.array([0, 1, 1]))
+            np.savez('x20.npz', x=np.zeros((3, 2, 0), np.float32), y=np.array([0, 1, 1]))
+            np.savez('y0.npz', x=np.zeros((3, 2), np.float32), y=np.zeros((3, 0), np.int64))
+            """);
+        string P(string f) => Path.Combine(_dir.Path, f);
+        Assert.Contains("x0.npz:x: shape [3, 0] holds no values per example", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("x0.npz") })).Message);
+        Assert.Contains("x20.npz:x: shape [3, 2, 0] holds no values per example", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("x20.npz") })).Message);
+        Assert.Contains("y0.npz:y: class labels need shape [N], [N, 1], or [N, T] (a class per position), got [3, 0]",
+            Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("y0.npz") })).Message);
+    }
+
     // ------------------------------------------------------------------ safetensors and IDX
 
     [Fact]
