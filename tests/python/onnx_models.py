@@ -152,6 +152,11 @@ def models():
         # nn.AvgPool2d: torch writes a Pad before AveragePool (of zeros, or of nothing)
         "avgpool": (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 4, 3), nn.ReLU(),
                                   nn.AvgPool2d(3, stride=2, padding=1), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)), torch.randn(3, 1, 10, 10)),
+        # nn.ZeroPad2d (F.pad): torch computes the Pad's pads from the Shape of a constant and a Slice of step -1; before an
+        # AvgPool2d it is nn.AvgPool2d(padding=1) counting the zeros; a reflection pad is refused naming the Pad
+        "zeropad": (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.ZeroPad2d(1), nn.AvgPool2d(3, stride=1), nn.Flatten(),
+                                  nn.Linear(4 * 6 * 6, 3)), torch.randn(3, 1, 6, 6)),
+        "reflectpad": (nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)), torch.randn(3, 1, 6, 6)),
         # ten sigmoid layers: a vanishing gradient, the same network as "mlp 6-16x10-3 act=sigmoid"
         "deep_sigmoid": (nn.Sequential(*[m for i in range(10) for m in (nn.Linear(6 if i == 0 else 16, 16), nn.Sigmoid())], nn.Linear(16, 3)),
                          torch.randn(5, 6)),

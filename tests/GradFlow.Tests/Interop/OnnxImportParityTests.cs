@@ -45,6 +45,7 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
     [InlineData("gru_hn")]
     [InlineData("lstm_any")]
     [InlineData("avgpool")]
+    [InlineData("zeropad")]
     [InlineData("gelu")]
     [InlineData("norms")]
     [InlineData("tf_pre")]
@@ -86,6 +87,14 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
         var e = Assert.Throws<FormatException>(() => OnnxImport.Read(Path.Combine(_exported.Dir, "lstm_flat_any.onnx")));
         Assert.Contains("has dimension 1 = 'T'; every dimension but the batch must be a fixed size", e.Message);
         Assert.Contains("a layer after the recurrent one depends on T", e.Message);
+    }
+
+    [Fact]
+    public void PyTorchExport_PadThatIsNotZeros_IsRefusedNamingThePad()
+    {
+        // the pads are computed from constants (a Shape, a Slice of step -1) as for nn.ZeroPad2d; the refusal is the Pad's own
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Read(Path.Combine(_exported.Dir, "reflectpad.onnx")));
+        Assert.Contains("(op type Pad): Pad in mode 'reflect' is not supported", e.Message);
     }
 
     [Fact]
