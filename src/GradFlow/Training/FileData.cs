@@ -85,6 +85,7 @@ public static class FileData
                 throw new InvalidDataException($"data: {config.Data}: {train.Count + test.Count} examples cannot be split into a training and a test set " +
                     $"at test fraction {config.TestFraction}; give more examples or --test-data.");
         }
+        else SameSizesPerExample(config, train, test);
         Standardizer? s = null;
         if (config.Standardize)
         {
@@ -95,6 +96,24 @@ public static class FileData
         }
         // an array's classes are named 0..K−1 by DataSources once K is checked against the model (a crafted label of 999999 is refused there)
         return new DataBundle(train, test) { Preprocessing = new Preprocessing(s?.Mean, s?.Std, train.ClassNames, features, imageSize) };
+    }
+
+    /// <summary>
+    /// Checks that a test file holds as many input values and targets (or class labels) per example as the training file: the model
+    /// and the standardisation are sized by the training file alone.
+    /// </summary>
+    /// <exception cref="InvalidDataException">naming both files and the two counts.</exception>
+    private static void SameSizesPerExample(TrainingConfig config, Dataset train, Dataset test)
+    {
+        static long PerExample(int[] shape) => shape.Skip(1).Aggregate(1L, (a, d) => a * d);
+        void Same(string what, long inTest, long inTrain)
+        {
+            if (inTest != inTrain)
+                throw new InvalidDataException($"data: the test data {config.TestData} has {inTest} {what} per example, but the training data {config.Data} has {inTrain}.");
+        }
+        Same("input values", PerExample(test.InputShape), PerExample(train.InputShape));
+        if (train.Targets is { } t && test.Targets is { } u) Same("targets", PerExample(u.Shape.ToArray()), PerExample(t.Shape.ToArray()));
+        if (train.Labels is { } l && test.Labels is { } m) Same("class labels", PerExample(m.Shape.ToArray()), PerExample(l.Shape.ToArray()));
     }
 
     /// <summary>

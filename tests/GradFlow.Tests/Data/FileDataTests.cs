@@ -328,6 +328,26 @@ public sealed class FileDataTests : IDisposable
             Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("y0.npz") })).Message);
     }
 
+    [Fact]
+    public void Arrays_TestFileWithOtherSizesPerExample_IsRefusedNamingBothFiles()
+    {
+        Python(_dir.Path, """
+            import numpy as np
+            np.savez('train.npz', x=np.random.rand(20, 4).astype(np.float32), y=np.arange(20) % 2)
+            np.savez('wide.npz', x=np.random.rand(10, 5).astype(np.float32), y=np.arange(10) % 2)
+            np.savez('reg.npz', x=np.random.rand(20, 4).astype(np.float32), y=np.random.rand(20, 2).astype(np.float32))
+            np.savez('reg3.npz', x=np.random.rand(10, 4).astype(np.float32), y=np.random.rand(10, 3).astype(np.float32))
+            """);
+        string P(string f) => Path.Combine(_dir.Path, f);
+        foreach (bool standardize in new[] { true, false })
+        {
+            var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("train.npz"), TestData = P("wide.npz"), Standardize = standardize }));
+            Assert.Contains($"the test data {P("wide.npz")} has 5 input values per example, but the training data {P("train.npz")} has 4", e.Message);
+        }
+        var r = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("reg.npz"), TestData = P("reg3.npz") }));
+        Assert.Contains($"the test data {P("reg3.npz")} has 3 targets per example, but the training data {P("reg.npz")} has 2", r.Message);
+    }
+
     // ------------------------------------------------------------------ safetensors and IDX
 
     [Fact]
