@@ -174,6 +174,14 @@ public static class FileData
             default:
             {
                 var xy = ReadXY(path, null, format, requireY: false);
+                // a run on an NPY, NPZ or safetensors file has statistics for each value of an example (IDX and Fashion-MNIST: one for all);
+                // Standardizer.Apply would take a longer row's values in runs (a recurrent model's 24 values with the statistics of its 12),
+                // and refuse a shorter one without naming the file
+                bool perValue = !DataSources.Names.Contains(config.Data) && FormatOf(config.Data) is FileDataFormat.Npy or FileDataFormat.Npz or FileDataFormat.SafeTensors;
+                if (perValue && format != FileDataFormat.Idx && preprocessing.Mean is { } mean && xy.XShape.Length > 0 && xy.XShape[0] > 0
+                    && xy.X.Length / xy.XShape[0] is var per && per != mean.Count)
+                    throw new InvalidDataException($"predict: {xy.XName}: {per} input values per example, but the run was trained on {mean.Count} " +
+                        $"(its standardisation has statistics for each of them, {Preprocessing.FileName}); give examples of the training data's size.");
                 if (!xy.HasY) return new PredictionData(path, Inputs(xy), null, null);
                 if (classes is not null && CheckLabels(xy) is var count && count > classes.Count)
                 {
