@@ -152,6 +152,11 @@ def models():
         # nn.AvgPool2d: torch writes a Pad before AveragePool (of zeros, or of nothing)
         "avgpool": (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(4, 4, 3), nn.ReLU(),
                                   nn.AvgPool2d(3, stride=2, padding=1), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)), torch.randn(3, 1, 10, 10)),
+        # nn.ZeroPad2d (F.pad): torch computes the Pad's pads from the Shape of a constant and a Slice of step -1; before an
+        # AvgPool2d it is nn.AvgPool2d(padding=1) counting the zeros; a reflection pad is refused naming the Pad
+        "zeropad": (nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.ZeroPad2d(1), nn.AvgPool2d(3, stride=1), nn.Flatten(),
+                                  nn.Linear(4 * 6 * 6, 3)), torch.randn(3, 1, 6, 6)),
+        "reflectpad": (nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)), torch.randn(3, 1, 6, 6)),
         # ten sigmoid layers: a vanishing gradient, the same network as "mlp 6-16x10-3 act=sigmoid"
         "deep_sigmoid": (nn.Sequential(*[m for i in range(10) for m in (nn.Linear(6 if i == 0 else 16, 16), nn.Sigmoid())], nn.Linear(16, 3)),
                          torch.randn(5, 6)),
@@ -166,6 +171,9 @@ def models():
         "tf_pre": (Encoder(True, "gelu", vocab=11), torch.randint(0, 11, (3, 8))),
         "tf_post": (Encoder(False, "relu"), torch.randn(3, 8, 16)),
         "tf_causal": (Encoder(False, "gelu", causal=True), torch.randn(3, 8, 16)),
+        # the same exported with a symbolic batch (DYNAMIC_N): the attention's reshapes then read the shapes of its intermediate values
+        "tf_pre_any_n": (Encoder(True, "gelu", vocab=11), torch.randint(0, 11, (3, 8))),
+        "tf_causal_any_n": (Encoder(False, "gelu", causal=True), torch.randn(3, 8, 16)),
         "tf_decoder": (Decoder(), torch.randn(3, 8, 16)),
         # a sequence classifier for `diagnose`: the same verdict as the native description
         "tf_cls": (Encoder(False, "relu", classes=3), torch.randn(3, 8, 16)),
@@ -189,12 +197,14 @@ def write_safetensors(path, tensors, metadata):
 
 # models exported with the batch and the time axis symbolic (dynamic_axes), as sequence models of any length are
 DYNAMIC_T = {"lstm_any", "lstm_flat_any"}
+# and with the batch alone symbolic, as dynamic_axes={"x": {0: "N"}} is usually written
+DYNAMIC_N = {"tf_pre_any_n", "tf_causal_any_n"}
 
 
 def export(out_dir):
     for name, (model, x) in models().items():
         model.train()
-        axes = {"x": {0: "N", 1: "T"}} if name in DYNAMIC_T else None
+        axes = {"x": {0: "N", 1: "T"}} if name in DYNAMIC_T else {"x": {0: "N"}} if name in DYNAMIC_N else None
         torch.onnx.export(model, x, f"{out_dir}/{name}.onnx", training=torch.onnx.TrainingMode.TRAINING,
                           do_constant_folding=False, opset_version=14, input_names=["x"], output_names=["y"], dynamic_axes=axes)
         # the export ran the model once (BatchNorm's running statistics moved): reference from a fresh copy

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using nietras.SeparatedValues;
 
 namespace GradFlow.Data;
@@ -84,10 +85,13 @@ public static class Tabular
         {
             // Sep has no option to skip blank lines; as its README does, the column count is not checked by Sep, blank rows are
             // skipped here, and the header is the first row that is not blank (so Sep is told there is none)
+            // strict UTF-8: bytes that are not UTF-8 are refused, not replaced by U+FFFD, which would make distinct class names
+            // (Latin-1 'café' and 'cafè') one class
+            using var text = Text(path);
             using var reader = Sep.Reader(o => o with
             {
                 Sep = new Sep(separator), Unescape = true, HasHeader = false, DisableColCountCheck = true, CultureInfo = CultureInfo.InvariantCulture,
-            }).FromFile(path);
+            }).From(text);
             string[]? names = null;
             int headerEnd = 2, targetIndex = -1;
             var features = new List<string>();
@@ -125,6 +129,10 @@ public static class Tabular
             if (lines.Count == 0) throw Bad(path, headerEnd, null, "the file has a header but no data rows");
             return (new TableColumns(path, features, [.. x], [.. y], [.. lines]), names.Length, [.. featureIndex]);
         }
+        catch (DecoderFallbackException e) when (FirstNonUtf8(path) is var (offset, line, value))
+        {
+            throw Bad(path, line, null, $"byte 0x{value:X2} at offset {offset} is not UTF-8 text (the file must be UTF-8; convert it, e.g. with iconv)", e);
+        }
         catch (Exception e) when (e is not InvalidDataException and (ArgumentException or NotSupportedException or FormatException or IndexOutOfRangeException))
         {
             throw new InvalidDataException($"csv: {path}: {e.Message}", e);
@@ -134,6 +142,22 @@ public static class Tabular
             // Sep's own errors name the row and lines; add the file
             throw new InvalidDataException($"csv: {path}: {e.Message}", e);
         }
+    }
+
+    /// <summary>
+    /// The text of <paramref name="path"/>: UTF-16 or UTF-32 when a byte-order mark says so, else strict UTF-8 (its mark skipped), whose
+    /// decoding throws <see cref="DecoderFallbackException"/> at a byte that is not UTF-8. (A StreamReader that detects marks would
+    /// decode a file with UTF-8's mark with the lenient <see cref="Encoding.UTF8"/>.)
+    /// </summary>
+    private static StreamReader Text(string path)
+    {
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        Span<byte> head = stackalloc byte[2];
+        int n = stream.ReadAtLeast(head, 2, throwOnEndOfStream: false);
+        stream.Position = 0;
+        bool utf16 = n == 2 && (head[0] == 0xFF && head[1] == 0xFE || head[0] == 0xFE && head[1] == 0xFF);
+        return utf16 ? new StreamReader(stream, detectEncodingFromByteOrderMarks: true)
+            : new StreamReader(stream, new UTF8Encoding(encoderShouldEmitUTF8Identifier: true, throwOnInvalidBytes: true), detectEncodingFromByteOrderMarks: false);
     }
 
     /// <summary>
@@ -260,6 +284,46 @@ public static class Tabular
 
     private static string Clip(ReadOnlySpan<char> text) => text.Length <= 40 ? text.ToString() : text[..40].ToString() + "...";
 
-    internal static InvalidDataException Bad(string path, int line, string? column, string what) =>
-        new($"csv: {path}: line {line}{(column is null ? "" : $", column '{column}'")}: {what}.");
+    internal static InvalidDataException Bad(string path, int line, string? column, string what, Exception? inner = null) =>
+        new($"csv: {path}: line {line}{(column is null ? "" : $", column '{column}'")}: {what}.", inner);
+
+    /// <summary>
+    /// The first byte of <paramref name="path"/> that does not start a valid UTF-8 character (a UTF-8 byte-order mark skipped), with its
+    /// offset and line (ended by LF, CRLF or CR, as the parser counts them); null when every byte is valid. Reads the file in blocks.
+    /// </summary>
+    internal static (long Offset, int Line, byte Value)? FirstNonUtf8(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+        var buffer = new byte[1 << 16];
+        int have = 0, line = 1;
+        long start = 0; // the file offset of buffer[0]
+        bool afterCr = false, first = true;
+        while (true)
+        {
+            int n = stream.Read(buffer, have, buffer.Length - have);
+            bool end = n == 0;
+            have += n;
+            int at = 0;
+            if (first && (have >= 3 || end))
+            {
+                first = false;
+                if (buffer.AsSpan(0, have).StartsWith("\uFEFF"u8)) at = 3;
+            }
+            else if (first) continue;
+            while (at < have)
+            {
+                var status = Rune.DecodeFromUtf8(buffer.AsSpan(at, have - at), out _, out int used);
+                if (status == System.Buffers.OperationStatus.NeedMoreData && !end) break;
+                if (status != System.Buffers.OperationStatus.Done) return (start + at, line, buffer[at]);
+                byte b = buffer[at];
+                if (b == (byte)'\r' || b == (byte)'\n' && !afterCr) line++;
+                afterCr = b == (byte)'\r';
+                at += used;
+            }
+            if (end) return null;
+            buffer.AsSpan(at, have - at).CopyTo(buffer);
+            start += at;
+            have -= at;
+        }
+    }
 }

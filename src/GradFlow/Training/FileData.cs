@@ -85,6 +85,7 @@ public static class FileData
                 throw new InvalidDataException($"data: {config.Data}: {train.Count + test.Count} examples cannot be split into a training and a test set " +
                     $"at test fraction {config.TestFraction}; give more examples or --test-data.");
         }
+        else SameSizesPerExample(config, train, test);
         Standardizer? s = null;
         if (config.Standardize)
         {
@@ -95,6 +96,24 @@ public static class FileData
         }
         // an array's classes are named 0..K−1 by DataSources once K is checked against the model (a crafted label of 999999 is refused there)
         return new DataBundle(train, test) { Preprocessing = new Preprocessing(s?.Mean, s?.Std, train.ClassNames, features, imageSize) };
+    }
+
+    /// <summary>
+    /// Checks that a test file holds as many input values and targets (or class labels) per example as the training file: the model
+    /// and the standardisation are sized by the training file alone.
+    /// </summary>
+    /// <exception cref="InvalidDataException">naming both files and the two counts.</exception>
+    private static void SameSizesPerExample(TrainingConfig config, Dataset train, Dataset test)
+    {
+        static long PerExample(int[] shape) => shape.Skip(1).Aggregate(1L, (a, d) => a * d);
+        void Same(string what, long inTest, long inTrain)
+        {
+            if (inTest != inTrain)
+                throw new InvalidDataException($"data: the test data {config.TestData} has {inTest} {what} per example, but the training data {config.Data} has {inTrain}.");
+        }
+        Same("input values", PerExample(test.InputShape), PerExample(train.InputShape));
+        if (train.Targets is { } t && test.Targets is { } u) Same("targets", PerExample(u.Shape.ToArray()), PerExample(t.Shape.ToArray()));
+        if (train.Labels is { } l && test.Labels is { } m) Same("class labels", PerExample(m.Shape.ToArray()), PerExample(l.Shape.ToArray()));
     }
 
     /// <summary>
@@ -155,6 +174,14 @@ public static class FileData
             default:
             {
                 var xy = ReadXY(path, null, format, requireY: false);
+                // a run on an NPY, NPZ or safetensors file has statistics for each value of an example (IDX and Fashion-MNIST: one for all);
+                // Standardizer.Apply would take a longer row's values in runs (a recurrent model's 24 values with the statistics of its 12),
+                // and refuse a shorter one without naming the file
+                bool perValue = !DataSources.Names.Contains(config.Data) && FormatOf(config.Data) is FileDataFormat.Npy or FileDataFormat.Npz or FileDataFormat.SafeTensors;
+                if (perValue && format != FileDataFormat.Idx && preprocessing.Mean is { } mean && xy.XShape.Length > 0 && xy.XShape[0] > 0
+                    && xy.X.Length / xy.XShape[0] is var per && per != mean.Count)
+                    throw new InvalidDataException($"predict: {xy.XName}: {per} input values per example, but the run was trained on {mean.Count} " +
+                        $"(its standardisation has statistics for each of them, {Preprocessing.FileName}); give examples of the training data's size.");
                 if (!xy.HasY) return new PredictionData(path, Inputs(xy), null, null);
                 if (classes is not null && CheckLabels(xy) is var count && count > classes.Count)
                 {
@@ -373,7 +400,7 @@ public static class FileData
     /// </summary>
     private static int CheckLabels(XY xy)
     {
-        if (xy.YShape.Length is not (1 or 2))
+        if (xy.YShape.Length is not (1 or 2) || xy.YShape.Length == 2 && xy.YShape[1] == 0)
             throw new InvalidDataException($"data: {xy.YName}: class labels need shape [N], [N, 1], or [N, T] (a class per position), got [{string.Join(", ", xy.YShape)}].");
         int perExample = xy.YShape.Length == 2 ? xy.YShape[1] : 1;
         int max = -1;
@@ -396,6 +423,8 @@ public static class FileData
     {
         int n = Examples(xy);
         if (n == 0) throw new InvalidDataException($"data: {xy.XName}: holds no examples.");
+        if (xy.X.Length == 0)
+            throw new InvalidDataException($"data: {xy.XName}: shape [{string.Join(", ", xy.XShape)}] holds no values per example; an example needs at least one input.");
         var x = new float[xy.X.Length];
         for (int i = 0; i < x.Length; i++)
         {

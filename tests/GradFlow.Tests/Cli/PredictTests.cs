@@ -169,6 +169,34 @@ public sealed class PredictTests : IDisposable
     }
 
     [Fact]
+    public void Predict_ArraysOfAnotherSizeThanTheRunsStatistics_AreRefusedNotStandardisedByOtherValuesStatistics()
+    {
+        // a run standardises an array file per value of an example; a recurrent model reads flat rows of any length, but a row of 24
+        // values must not take the statistics of the training rows' 12 (value j took those of value j / 2)
+        var rng = new Random(6);
+        int n = 40;
+        string Write(string name, int width)
+        {
+            var path = Path.Combine(_dir, name);
+            SafeTensors.Write(path, [new("x", new Tensor(Enumerable.Range(0, n * width).Select(i => (float)(rng.NextDouble() + i % width)).ToArray(), [n, width])),
+                new("y", new Tensor(Enumerable.Range(0, n).Select(i => (float)(i % 2)).ToArray(), [n]))]);
+            return path;
+        }
+        var file = Write("seq12.safetensors", 12);
+        var run = Path.Combine(_dir, "run");
+        var (code, _, err) = CliRunner.Run("train", "--model", "lstm 3-8-2", "--data", file, "--task", "classes", "--epochs", "1", "--threads", "1", "--out", run);
+        Assert.True(code == 0, err);
+        var predictor = Predictor.Load(run);
+        Assert.Equal(n, predictor.Predict(file).Outputs.Size(0));
+        foreach (int width in new[] { 24, 18 })
+        {
+            var other = Write($"seq{width}.safetensors", width);
+            var e = Assert.Throws<InvalidDataException>(() => predictor.Predict(other));
+            Assert.Contains($"{other}:x: {width} input values per example, but the run was trained on 12", e.Message);
+        }
+    }
+
+    [Fact]
     public void Predict_ImageFolder_ReadsTheRunsSizeAndClasses()
     {
         var root = Path.Combine(_dir, "images");

@@ -120,6 +120,28 @@ public sealed class FileDataTests : IDisposable
     }
 
     [Fact]
+    public void Csv_NotUtf8_IsRefusedNamingTheByteAndLine_InMemoryAndStreamed()
+    {
+        // Latin-1 labels 'café' (0xE9) and 'cafè' (0xE8): decoded with replacement characters they would be one class
+        var sb = new System.Text.StringBuilder("a,label\n");
+        for (int i = 0; i < 20; i++) sb.Append(CultureInfo.InvariantCulture, $"{i},{(i % 2 == 0 ? "caf\u00e9" : "caf\u00e8")}\n");
+        var path = _dir.Write("latin1.csv", System.Text.Encoding.Latin1.GetBytes(sb.ToString()));
+        // and behind a UTF-8 byte-order mark, which does not make the bytes after it UTF-8
+        var marked = _dir.Write("marked.csv", [0xEF, 0xBB, 0xBF, .. System.Text.Encoding.Latin1.GetBytes(sb.ToString())]);
+        foreach (bool stream in new[] { false, true })
+        {
+            var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = path, Target = "label", Stream = stream }));
+            // "a,label\n" and "0,caf" are 8 + 5 bytes: the first 0xE9 is at offset 13, on line 2
+            Assert.Contains("latin1.csv: line 2: byte 0xE9 at offset 13 is not UTF-8", e.Message);
+            e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = marked, Target = "label", Stream = stream }));
+            Assert.Contains("marked.csv: line 2: byte 0xE9 at offset 16 is not UTF-8", e.Message);
+        }
+        // UTF-8 text, with a byte-order mark, reads as before
+        var utf8 = _dir.Write("utf8.csv", [.. System.Text.Encoding.UTF8.GetPreamble(), .. System.Text.Encoding.UTF8.GetBytes(sb.ToString())]);
+        Assert.Equal(["caf\u00e8", "caf\u00e9"], Load(new TrainingConfig { Data = utf8, Target = "label" }).Train.ClassNames!);
+    }
+
+    [Fact]
     public void Csv_BlankLines_AreSkippedAnywhere_AndErrorsNameTheFilesOwnLine()
     {
         // empty and white-space lines before the header, between rows, in LF, CRLF and CR files, and trailing ones at the end (pandas skips them)
@@ -287,6 +309,43 @@ public sealed class FileDataTests : IDisposable
         Assert.Contains("short.npz:y: shape [2] does not hold one target for each of the 3 examples", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("short.npz") })).Message);
         Assert.Contains("has no array 'y' (arrays: x)", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("noy.npz") })).Message);
         Assert.Contains("nan.npz:x: element 1 (example 0) is NaN", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("nan.npz"), TestData = P("nan.npz") })).Message);
+    }
+
+    [Fact]
+    public void Arrays_WithNoValuesPerExample_AreNamed()
+    {
+        // a dimension of 0 after the first: N examples of nothing, inputs or labels
+        Python(_dir.Path, """
+            import numpy as np
+            np.savez('x0.npz', x=np.zeros((3, 0), np.float32), y=np.array([0, 1, 1]))
+            np.savez('x20.npz', x=np.zeros((3, 2, 0), np.float32), y=np.array([0, 1, 1]))
+            np.savez('y0.npz', x=np.zeros((3, 2), np.float32), y=np.zeros((3, 0), np.int64))
+            """);
+        string P(string f) => Path.Combine(_dir.Path, f);
+        Assert.Contains("x0.npz:x: shape [3, 0] holds no values per example", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("x0.npz") })).Message);
+        Assert.Contains("x20.npz:x: shape [3, 2, 0] holds no values per example", Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("x20.npz") })).Message);
+        Assert.Contains("y0.npz:y: class labels need shape [N], [N, 1], or [N, T] (a class per position), got [3, 0]",
+            Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("y0.npz") })).Message);
+    }
+
+    [Fact]
+    public void Arrays_TestFileWithOtherSizesPerExample_IsRefusedNamingBothFiles()
+    {
+        Python(_dir.Path, """
+            import numpy as np
+            np.savez('train.npz', x=np.random.rand(20, 4).astype(np.float32), y=np.arange(20) % 2)
+            np.savez('wide.npz', x=np.random.rand(10, 5).astype(np.float32), y=np.arange(10) % 2)
+            np.savez('reg.npz', x=np.random.rand(20, 4).astype(np.float32), y=np.random.rand(20, 2).astype(np.float32))
+            np.savez('reg3.npz', x=np.random.rand(10, 4).astype(np.float32), y=np.random.rand(10, 3).astype(np.float32))
+            """);
+        string P(string f) => Path.Combine(_dir.Path, f);
+        foreach (bool standardize in new[] { true, false })
+        {
+            var e = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("train.npz"), TestData = P("wide.npz"), Standardize = standardize }));
+            Assert.Contains($"the test data {P("wide.npz")} has 5 input values per example, but the training data {P("train.npz")} has 4", e.Message);
+        }
+        var r = Assert.Throws<InvalidDataException>(() => Load(new TrainingConfig { Data = P("reg.npz"), TestData = P("reg3.npz") }));
+        Assert.Contains($"the test data {P("reg3.npz")} has 3 targets per example, but the training data {P("reg.npz")} has 2", r.Message);
     }
 
     // ------------------------------------------------------------------ safetensors and IDX

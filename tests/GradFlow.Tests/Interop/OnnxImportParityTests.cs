@@ -45,11 +45,14 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
     [InlineData("gru_hn")]
     [InlineData("lstm_any")]
     [InlineData("avgpool")]
+    [InlineData("zeropad")]
     [InlineData("gelu")]
     [InlineData("norms")]
     [InlineData("tf_pre")]
     [InlineData("tf_post")]
     [InlineData("tf_causal")]
+    [InlineData("tf_pre_any_n")]
+    [InlineData("tf_causal_any_n")]
     public void PyTorchExport_Imported_SameOutputAndGradientsAsPyTorch(string name)
     {
         var model = OnnxImport.Read(Path.Combine(_exported.Dir, name + ".onnx"));
@@ -87,6 +90,14 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
     }
 
     [Fact]
+    public void PyTorchExport_PadThatIsNotZeros_IsRefusedNamingThePad()
+    {
+        // the pads are computed from constants (a Shape, a Slice of step -1) as for nn.ZeroPad2d; the refusal is the Pad's own
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Read(Path.Combine(_exported.Dir, "reflectpad.onnx")));
+        Assert.Contains("(op type Pad): Pad in mode 'reflect' is not supported", e.Message);
+    }
+
+    [Fact]
     public void PyTorchExport_Cnn_ImportsAsResidualBlocks()
     {
         var d = OnnxImport.Read(Path.Combine(_exported.Dir, "cnn.onnx")).Description;
@@ -111,6 +122,7 @@ public sealed class OnnxImportParityTests : IClassFixture<OnnxImportParityTests.
     [InlineData("tf_pre", "embedding(vocab=11,dim=16) positions(kind=learned,max=8) transformer(heads=2,ff=32,norm=pre,act=gelu,dropout=0) transformer(heads=2,ff=32,norm=pre,act=gelu,dropout=0) linear(out=5)")]
     [InlineData("tf_post", "transformer(heads=2,ff=32,dropout=0) transformer(heads=2,ff=32,dropout=0) linear(out=5)")]
     [InlineData("tf_causal", "transformer(heads=2,ff=32,act=gelu,dropout=0,causal=true) transformer(heads=2,ff=32,act=gelu,dropout=0,causal=true) linear(out=5)")]
+    [InlineData("tf_causal_any_n", "transformer(heads=2,ff=32,act=gelu,dropout=0,causal=true) transformer(heads=2,ff=32,act=gelu,dropout=0,causal=true) linear(out=5)")]
     public void PyTorchExport_Transformer_ImportsAsTheNativeDescription(string name, string native)
     {
         var imported = OnnxImport.Read(Path.Combine(_exported.Dir, name + ".onnx")).Description;

@@ -345,7 +345,7 @@ public static partial class OnnxImport
             }
             if (x.States is not null && node.OpType != "Gather")
                 throw Unsupported(node, $"{node.OpType} of the final states of a stack of recurrent layers", "the last layer's final state (h_n[-1])");
-            if (x.PendingPad is not null && node.OpType != "AveragePool")
+            if (x.PendingPad is not null && node.OpType is not ("AveragePool" or "Pad"))
                 throw Unsupported(node, $"{node.OpType} of a zero-padded image", "Pad before AveragePool (nn.AvgPool2d with padding), or Conv's own pads");
             switch (node.OpType)
             {
@@ -645,7 +645,9 @@ public static partial class OnnxImport
             }
             if (pads.Any(p => p < 0) || pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0 || pads[2] != pads[6] || pads[3] != pads[7])
                 throw Unsupported(node, $"Pad of {Fmt(pads)}", "the same zero padding of height and width on both sides, before AveragePool");
-            Output(node, new Data(x, null, [x.Shape[0], x.Shape[1], x.Shape[2] + 2 * pads[2], x.Shape[3] + 2 * pads[3]]) { PendingPad = [pads[2], pads[3]] });
+            // a second zero Pad (nn.ZeroPad2d, then the one PyTorch writes before nn.AvgPool2d) adds to the first
+            long[] pending = x.PendingPad is { } first ? [first[0] + pads[2], first[1] + pads[3]] : [pads[2], pads[3]];
+            Output(node, new Data(x.PendingPad is null ? x : x.Parent, null, [x.Shape[0], x.Shape[1], x.Shape[2] + 2 * pads[2], x.Shape[3] + 2 * pads[3]]) { PendingPad = pending });
         }
 
         private void Pool(NodeProto node, Data x)
@@ -992,6 +994,7 @@ public static partial class OnnxImport
                 "Expand" => Expand(ConstIn(node, 0, "input"), ConstIn(node, 1, "shape").Longs(), node),
                 "Add" or "Sub" or "Mul" or "Div" => Arithmetic(node, ConstIn(node, 0, "A"), ConstIn(node, 1, "B")),
                 "ConstantOfShape" => ConstantOfShape(node),
+                "Shape" => ShapeOf(ConstIn(node, 0, "data"), node),
                 _ => throw Unsupported(node, $"{node.OpType} on constants"),
             };
             if (node.Output.Count == 0) throw Bad(node, "no output");
@@ -1115,14 +1118,27 @@ public static partial class OnnxImport
             {
                 long a = axes[i] < 0 ? axes[i] + rank : axes[i];
                 if (a < 0 || a >= rank) throw Bad(node, $"axis {axes[i]} out of range for rank {rank}");
-                if (steps[i] != 1) throw Unsupported(node, "Slice with a step other than 1 on constants", "Slice with step 1");
+                if (steps[i] == 0) throw Bad(node, "a Slice step of 0");
                 long dim = c.Shape[a];
-                long s = Math.Clamp(starts[i] < 0 ? starts[i] + dim : starts[i], 0, dim);
-                long e = Math.Clamp(ends[i] < 0 ? ends[i] + dim : ends[i], 0, dim);
+                // ONNX's clamping: [0, dim] for a positive step, [−1, dim − 1] for a negative one (torch writes step −1 to reverse F.pad's pads)
+                long lo = steps[i] > 0 ? 0 : -1, hi = steps[i] > 0 ? dim : Math.Max(0, dim - 1);
+                long s = Math.Clamp(starts[i] < 0 ? starts[i] + dim : starts[i], 0, hi);
+                long e = Math.Clamp(ends[i] < 0 ? ends[i] + dim : ends[i], lo, hi);
                 start[a] = s;
-                shape[a] = Math.Max(0, e - s);
+                step[a] = steps[i];
+                shape[a] = dim == 0 ? 0 : steps[i] > 0 ? (e > s ? 1 + (e - s - 1) / steps[i] : 0) : (s > e ? 1 + (s - e - 1) / -steps[i] : 0);
             }
             return Strided(c, start, step, shape, node);
+        }
+
+        /// <summary>The shape of a constant (ONNX Shape, with its optional start and end attributes), as an integer vector.</summary>
+        private static Const ShapeOf(Const c, NodeProto node)
+        {
+            int rank = c.Shape.Length;
+            long Axis(long v) => Math.Clamp(v < 0 ? v + rank : v, 0, rank);
+            long from = Axis(Int(node, "start", 0)), to = Axis(Int(node, "end", rank));
+            var dims = c.Shape.Skip((int)from).Take((int)Math.Max(0, to - from)).Select(d => (double)d).ToArray();
+            return new Const([dims.Length], dims, true);
         }
 
         private Const Concat(Const[] parts, long axis, NodeProto node)
