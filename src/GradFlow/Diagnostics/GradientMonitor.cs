@@ -1,3 +1,4 @@
+using System.Globalization;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using GradFlow.Nn;
 using GradFlow.Tensors;
@@ -593,6 +594,44 @@ public sealed class GradientMonitor : ITrainingObserver, IMicroBatchStatistics, 
     }
 
     void ITrainingObserver.OnStepEnd(StepInfo step) => EndSample(step.Optimizer);
+
+    /// <summary>
+    /// The losses since the last sample (their sum and count: the next sample's <c>mean_loss</c>) and the ring of recent losses, so
+    /// that a run resumed from a checkpoint between two samples measures what the uninterrupted run does (its first sample's mean
+    /// covered only the steps after the resumption). Doubles as their bits, in hexadecimal.
+    /// </summary>
+    string? ITrainingObserver.CheckpointState()
+    {
+        int n = (int)Math.Min(_seen, RecentSteps);
+        var recent = Enumerable.Range(0, n).Select(i => Bits(_recent[(_seen - n + i) % RecentSteps]));
+        return string.Create(CultureInfo.InvariantCulture, $"{Bits(_lossSum)},{_lossCount},{_seen},{string.Join(' ', recent)}");
+
+        static string Bits(double v) => BitConverter.DoubleToInt64Bits(v).ToString("x16", CultureInfo.InvariantCulture);
+    }
+
+    void ITrainingObserver.RestoreCheckpointState(string state)
+    {
+        var parts = state.Split(',');
+        var recent = parts.Length == 4 && parts[3].Length > 0 ? parts[3].Split(' ') : [];
+        if (parts.Length != 4 || !TryBits(parts[0], out double sum)
+            || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int count)
+            || !long.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out long seen)
+            || recent.Length != (int)Math.Min(seen, RecentSteps))
+            throw new InvalidDataException($"checkpoint: the gradient monitor's state '{state}' is not a loss sum, a count, a step count and the recent losses.");
+        var losses = new double[recent.Length];
+        for (int i = 0; i < recent.Length; i++)
+            if (!TryBits(recent[i], out losses[i]))
+                throw new InvalidDataException($"checkpoint: the gradient monitor's recent loss '{recent[i]}' is not a double's bits.");
+        (_lossSum, _lossCount, _seen) = (sum, count, seen);
+        for (int i = 0; i < losses.Length; i++) _recent[(seen - losses.Length + i) % RecentSteps] = losses[i];
+
+        static bool TryBits(string text, out double value)
+        {
+            bool ok = long.TryParse(text, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out long bits);
+            value = BitConverter.Int64BitsToDouble(bits);
+            return ok;
+        }
+    }
 
     /// <summary>Removes every hook.</summary>
     public void Dispose()

@@ -28,7 +28,12 @@ public static class Checkpoint
 
         /// <summary>The next epoch's running sums over those batches (loss × examples, correct labels, examples, labels), so that its metrics are an uninterrupted run's.</summary>
         public (double LossSum, long Correct, long Seen, long SeenLabels) Partial { get; init; }
+
+        /// <summary>The training observers' states by key (<see cref="ITrainingObserver.CheckpointState"/>), kept as metadata fields <c>observer.KEY</c>.</summary>
+        public IReadOnlyDictionary<string, string> Observers { get; init; } = new Dictionary<string, string>();
     }
+
+    private const string ObserverPrefix = "observer.";
 
     /// <summary>Writes model, optimiser and metadata to <paramref name="path"/> (atomically).</summary>
     public static void Save(string path, Module model, Optimizer optimizer, Info info)
@@ -51,6 +56,7 @@ public static class Checkpoint
             var (lossSum, correct, seen, labels) = info.Partial;
             meta["partial"] = string.Create(CultureInfo.InvariantCulture, $"{BitConverter.DoubleToInt64Bits(lossSum):x16},{correct},{seen},{labels}");
         }
+        foreach (var (key, state) in info.Observers) meta[ObserverPrefix + key] = state;
         SafeTensors.Write(path, tensors, meta);
     }
 
@@ -88,7 +94,11 @@ public static class Checkpoint
         if (!int.TryParse(Meta("epoch"), NumberStyles.None, CultureInfo.InvariantCulture, out int epoch) ||
             !long.TryParse(Meta("step"), NumberStyles.None, CultureInfo.InvariantCulture, out long step))
             throw new InvalidDataException($"checkpoint: {file}: metadata fields 'epoch'/'step' are not integers.");
-        var info = new Info(epoch, step, Meta("config"));
+        var info = new Info(epoch, step, Meta("config"))
+        {
+            Observers = contents.Metadata.Where(kv => kv.Key.StartsWith(ObserverPrefix, StringComparison.Ordinal))
+                .ToDictionary(kv => kv.Key[ObserverPrefix.Length..], kv => kv.Value),
+        };
         // a checkpoint inside an epoch (written since 2026-12-06; earlier ones claimed the epoch complete)
         if (contents.Metadata.TryGetValue("batch", out var b))
         {

@@ -92,6 +92,18 @@ public interface ITrainingObserver
     void OnEpochEnd(EpochMetrics metrics)
     {
     }
+
+    /// <summary>
+    /// What this observer carries from step to step that a resumed run needs to go on as the uninterrupted run would (a monitor's
+    /// losses since its last sample), as text that every checkpoint keeps; null when there is nothing.
+    /// </summary>
+    string? CheckpointState() => null;
+
+    /// <summary>Takes back what <see cref="CheckpointState"/> gave, when a run resumes from that checkpoint.</summary>
+    /// <exception cref="InvalidDataException">when the text is not what <see cref="CheckpointState"/> writes.</exception>
+    void RestoreCheckpointState(string state)
+    {
+    }
 }
 
 /// <summary>
@@ -318,6 +330,8 @@ public sealed class Trainer
                     $"({(info.Batch > 0 ? $"into epoch {trainedEpochs}" : $"{info.Epoch} epochs")}), past the {(trainedEpochs > Config.Epochs ? $"{Config.Epochs} epochs" : $"{Config.MaxSteps} steps")} " +
                     "asked for: a resumed run goes on from its checkpoint, so give it a budget at least that long (--epochs, --max-steps).");
             (startEpoch, step, startBatch, partial) = (info.Epoch, info.Step, info.Batch, info.Partial);
+            foreach (var (key, o) in KeyedObservers())
+                if (info.Observers.TryGetValue(key, out var state)) o.RestoreCheckpointState(state);
             if (Scheduler is not null) Scheduler.LastStep = (int)step;
             if (writer) run.TruncateMetrics(startEpoch, step);
         }
@@ -423,9 +437,9 @@ public sealed class Trainer
                 if ((Config.CheckpointEvery is { } every && (epoch + 1) % every == 0) || last)
                 {
                     int done = from + batches;
-                    var info = _stream is null && done < BatchCount
+                    var info = (_stream is null && done < BatchCount
                         ? new Checkpoint.Info(epoch, step, Config.ToJson()) { Batch = done, Partial = (lossSum, correct, seen, seenLabels) }
-                        : new Checkpoint.Info(epoch + 1, step, Config.ToJson());
+                        : new Checkpoint.Info(epoch + 1, step, Config.ToJson())) with { Observers = ObserverStates() };
                     Checkpoint.Save(run.CheckpointPath(epoch + 1), Model, Optimizer, info);
                 }
             }
@@ -435,6 +449,18 @@ public sealed class Trainer
         if (run is not null && writer) run.AppendEnd(result);
         return result;
     }
+
+    /// <summary>The observers with their checkpoint keys: the type's name, and its place among the observers of that type after the first.</summary>
+    private IEnumerable<(string Key, ITrainingObserver Observer)> KeyedObservers() =>
+        _observers.Select((o, i) =>
+        {
+            string name = o.GetType().FullName ?? o.GetType().Name;
+            int same = _observers.Take(i).Count(p => p.GetType() == o.GetType());
+            return (same == 0 ? name : string.Create(CultureInfo.InvariantCulture, $"{name}#{same}"), o);
+        });
+
+    private Dictionary<string, string> ObserverStates() =>
+        KeyedObservers().Select(k => (k.Key, State: k.Observer.CheckpointState())).Where(k => k.State is not null).ToDictionary(k => k.Key, k => k.State!);
 
     private static IEnumerable<Batch> Stream(Func<long, Batch> stream, long from)
     {

@@ -338,6 +338,31 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal(File.ReadAllText(Path.Combine(whole, "diagnosis.json")), File.ReadAllText(Path.Combine(resumed, "diagnosis.json")));
     }
 
+    /// <summary>
+    /// A run resumed from a checkpoint that falls between two monitor samples (an epoch of 32 steps, a sample every 7) measures what the
+    /// uninterrupted run measures: its first sample's mean loss covered only the steps after the resumption, which could change the
+    /// verdict (an independent check saw a transformer run gain "oscillating"). Every step line of metrics.jsonl is the same.
+    /// </summary>
+    [Fact]
+    public void Train_ResumeBetweenMonitorSamples_WritesTheUninterruptedRunsSamples()
+    {
+        string[] args = ["--data", "spirals", "--model", "mlp 2-16x2-2 act=tanh", "--optimizer", "adam", "--lr", "0.05",
+            "--monitor", "--monitor-every", "7", "--threads", "1"];
+        var whole = Path.Combine(_dir, "whole");
+        var (code, _, err) = Run(["train", .. args, "--epochs", "3", "--out", whole]);
+        Assert.True(code == 0, err);
+        var resumed = Path.Combine(_dir, "resumed");
+        (code, _, err) = Run(["train", .. args, "--epochs", "1", "--out", resumed]);
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("train", "--resume", resumed, "--epochs", "3");
+        Assert.True(code == 0, err);
+        static string[] Steps(string run) => File.ReadLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
+        var expected = Steps(whole);
+        Assert.True(expected.Length > 10, $"{expected.Length} samples");
+        Assert.Equal(expected, Steps(resumed));
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "diagnosis.json")), File.ReadAllText(Path.Combine(resumed, "diagnosis.json")));
+    }
+
     [Fact]
     public void Train_OutIntoExistingRun_ExitsTwoSayingResumeOrForce_AndLeavesTheRunAlone()
     {
