@@ -181,6 +181,10 @@ public static class Tabular
         for (int i = 0; i < names.Length; i++)
             if (i != targetIndex)
             {
+                // pandas' to_csv writes its index as a first column without a name: read as a feature, the row number would be learnt
+                if (names[i].Trim().Length == 0)
+                    throw Bad(path, line, null, $"column {i + 1} has no name{(i == 0 ? " (pandas writes its index there: save with to_csv(..., index=False))" : "")}; " +
+                        "every feature column needs one");
                 features.Add(names[i]);
                 featureIndex.Add(i);
             }

@@ -111,6 +111,9 @@ public sealed class FileDataTests : IDisposable
     [InlineData("a,y\n\n\n", "line 2: the file has a header but no data rows")]
     [InlineData("a,y\n1,2\n,\n", "line 3, column 'a': the value is empty")]
     [InlineData("a,y\nNaN,2\n", "column 'a': 'NaN' is not a finite number")]
+    // pandas' to_csv without index=False: the row number, learnt as a feature, used to pass silently
+    [InlineData(",a,y\n0,1.5,0\n1,2.5,1\n", "line 1: column 1 has no name (pandas writes its index there: save with to_csv(..., index=False))")]
+    [InlineData("a, ,y\n1,2,0\n", "line 1: column 2 has no name; every feature column needs one")]
     public void Csv_BadContent_ErrorNamesFileLineAndColumn(string text, string expected)
     {
         var path = Text("t.csv", text);
