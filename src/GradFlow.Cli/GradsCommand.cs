@@ -55,8 +55,11 @@ internal static class GradsCommand
         // cross-entropy as training computes it: a vector of class logits per example, or [T, classes] (a class per position, a language model)
         if (outShape.Length is not (1 or 2))
             throw new InvalidDataException($"gradflow grads: the model gives {Fmt(outShape)} per example; cross-entropy needs a vector of class logits, or [T, classes] for a class per position.");
-        var batch = SafeTensors.Read(batchPath);
         string file = Path.GetFileName(batchPath);
+        // another format (an NPZ, say) read as safetensors gave "header length … exceeds" without saying what was wrong
+        if (!batchPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            throw new InvalidDataException($"gradflow grads: --batch {file} is not a .safetensors file; it takes one holding 'x' and 'y' (safetensors.torch.save_file).");
+        var batch = SafeTensors.Read(batchPath);
         var x = batch.Tensors.FirstOrDefault(kv => kv.Key == "x").Value
             ?? throw new InvalidDataException($"gradflow grads: {file} has no tensor 'x' (present: {string.Join(", ", batch.Tensors.Select(t => t.Key))}).");
         var yTensor = batch.Tensors.FirstOrDefault(kv => kv.Key == "y").Value

@@ -133,4 +133,14 @@ public sealed class OnnxImportTests
         var e = Assert.Throws<FormatException>(() => OnnxImport.Parse(m.ToByteArray(), "i.onnx"));
         Assert.Contains("2 inputs (input, second)", e.Message);
     }
+
+    [Fact]
+    public void Import_DoubleInput_NamesItsType()
+    {
+        // a model exported from float64 PyTorch: the message gave the type's number alone ("ONNX type 11")
+        var m = Mlp();
+        m.Graph.Input[0].Type.TensorType.ElemType = (int)TensorProto.Types.DataType.Double;
+        var e = Assert.Throws<FormatException>(() => OnnxImport.Parse(m.ToByteArray(), "d.onnx"));
+        Assert.Contains("ONNX type 11 (double)", e.Message);
+    }
 }

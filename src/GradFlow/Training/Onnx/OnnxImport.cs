@@ -277,7 +277,7 @@ public static partial class OnnxImport
             int type = input.Type!.TensorType.ElemType;
             _tokens = type is (int)TensorProto.Types.DataType.Int64 or (int)TensorProto.Types.DataType.Int32;
             if (type != (int)TensorProto.Types.DataType.Float && !_tokens)
-                throw new FormatException($"{source}: the input '{input.Name}' is of ONNX type {type}; GradFlow reads float inputs, or integer token indices read by an nn.Embedding.");
+                throw new FormatException($"{source}: the input '{input.Name}' is of ONNX type {type} ({(Enum.IsDefined((TensorProto.Types.DataType)type) ? ((TensorProto.Types.DataType)type).ToString().ToLowerInvariant() : "unknown")}); GradFlow reads float inputs, or integer token indices read by an nn.Embedding.");
             var dims = new long[shape.Dim.Count];
             dims[0] = -1;
             for (int i = 1; i < dims.Length; i++)
