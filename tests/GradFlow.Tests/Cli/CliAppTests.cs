@@ -190,21 +190,13 @@ public class CliAppTests
     [Fact]
     public void Grads_BatchInAnotherFormat_ExitsOneSayingItTakesSafetensors()
     {
-        var dir = Directory.CreateTempSubdirectory("gradflow-cli-npz-").FullName;
-        try
-        {
-            // an NPZ is a zip file: read as safetensors its first 8 bytes were a header length, and the error spoke of that
-            var batch = Path.Combine(dir, "d.npz");
-            File.WriteAllBytes(batch, [0x50, 0x4B, 0x03, 0x04, 0x14, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00]);
-            var (code, _, err) = Run("grads", "--model", "mlp 2-3-2", "--batch", batch, "--out", Path.Combine(dir, "g.safetensors"));
-            Assert.Equal(1, code);
-            Assert.Contains("d.npz is not a .safetensors file", err);
-            Assert.DoesNotContain("header length", err);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        using var dir = new GradFlow.Tests.Data.TempDirectory();
+        // an NPZ is a zip file: read as safetensors its first 8 bytes were a header length, and the error spoke of that
+        var batch = dir.Write("d.npz", [0x50, 0x4B, 0x03, 0x04, 0x14, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00]);
+        var (code, _, err) = Run("grads", "--model", "mlp 2-3-2", "--batch", batch, "--out", Path.Combine(dir.Path, "g.safetensors"));
+        Assert.Equal(1, code);
+        Assert.Contains("d.npz is not a .safetensors file", err);
+        Assert.DoesNotContain("header length", err);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using GradFlow.Cli;
 using GradFlow.Tests.TestSupport;
@@ -319,21 +320,28 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Contains("stalled-loss", File.ReadAllText(Path.Combine(run, "diagnosis.json")));
     }
 
+    /// <summary>A monitored 3-epoch run on spirals, and the same run stopped after <paramref name="stopAfter"/> epochs and resumed to 3.</summary>
+    private (string Whole, string Resumed) WholeAndResumed(int monitorEvery, int stopAfter)
+    {
+        string[] args = ["--data", "spirals", "--model", "mlp 2-16x2-2 act=tanh", "--optimizer", "adam", "--lr", "0.05",
+            "--monitor", "--monitor-every", monitorEvery.ToString(CultureInfo.InvariantCulture), "--threads", "1"];
+        var whole = Path.Combine(_dir, "whole");
+        var (code, _, err) = Run(["train", .. args, "--epochs", "3", "--out", whole]);
+        Assert.True(code == 0, err);
+        var resumed = Path.Combine(_dir, "resumed");
+        (code, _, err) = Run(["train", .. args, "--epochs", stopAfter.ToString(CultureInfo.InvariantCulture), "--out", resumed]);
+        Assert.True(code == 0, err);
+        (code, _, err) = Run("train", "--resume", resumed, "--epochs", "3");
+        Assert.True(code == 0, err);
+        return (whole, resumed);
+    }
+
     [Fact]
     public void Train_ResumeOfMonitoredRun_GivesTheUninterruptedRunsVerdict()
     {
         // the first step's predicted update ratio (the lr cause's evidence) was NaN in a resumed run, so its verdict named a smaller
         // update ratio, a lower score and another lr remedy than the same run uninterrupted; the metrics file's watch line has it
-        string[] args = ["--data", "spirals", "--model", "mlp 2-16x2-2 act=tanh", "--optimizer", "adam", "--lr", "0.05",
-            "--monitor", "--monitor-every", "1", "--threads", "1"];
-        var whole = Path.Combine(_dir, "whole");
-        var (code, _, err) = Run(["train", .. args, "--epochs", "3", "--out", whole]);
-        Assert.True(code == 0, err);
-        var resumed = Path.Combine(_dir, "resumed");
-        (code, _, err) = Run(["train", .. args, "--epochs", "2", "--out", resumed]);
-        Assert.True(code == 0, err);
-        (code, _, err) = Run("train", "--resume", resumed, "--epochs", "3");
-        Assert.True(code == 0, err);
+        var (whole, resumed) = WholeAndResumed(monitorEvery: 1, stopAfter: 2);
         Assert.Contains("update ratio", File.ReadAllText(Path.Combine(whole, "diagnosis.json")));
         Assert.Equal(File.ReadAllText(Path.Combine(whole, "diagnosis.json")), File.ReadAllText(Path.Combine(resumed, "diagnosis.json")));
     }
@@ -346,16 +354,7 @@ public sealed class TrainCommandTests : IDisposable
     [Fact]
     public void Train_ResumeBetweenMonitorSamples_WritesTheUninterruptedRunsSamples()
     {
-        string[] args = ["--data", "spirals", "--model", "mlp 2-16x2-2 act=tanh", "--optimizer", "adam", "--lr", "0.05",
-            "--monitor", "--monitor-every", "7", "--threads", "1"];
-        var whole = Path.Combine(_dir, "whole");
-        var (code, _, err) = Run(["train", .. args, "--epochs", "3", "--out", whole]);
-        Assert.True(code == 0, err);
-        var resumed = Path.Combine(_dir, "resumed");
-        (code, _, err) = Run(["train", .. args, "--epochs", "1", "--out", resumed]);
-        Assert.True(code == 0, err);
-        (code, _, err) = Run("train", "--resume", resumed, "--epochs", "3");
-        Assert.True(code == 0, err);
+        var (whole, resumed) = WholeAndResumed(monitorEvery: 7, stopAfter: 1);
         static string[] Steps(string run) => File.ReadLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.StartsWith("{\"type\":\"step\"", StringComparison.Ordinal)).ToArray();
         var expected = Steps(whole);
         Assert.True(expected.Length > 10, $"{expected.Length} samples");
