@@ -111,7 +111,7 @@ public sealed class RunWatch : IDisposable
     /// <summary>The loss of all-zero outputs on the training labels (<see cref="Trials.ZeroOutputLoss"/>).</summary>
     public double ZeroOutputLoss { get; }
 
-    /// <summary>The first step's predicted update ratio, the largest over the layers (NaN before the first step, and in a resumed run).</summary>
+    /// <summary>The first step's predicted update ratio, the largest over the layers (NaN before the first step; a resumed run has it from its checkpoint).</summary>
     public double PredictedUpdateRatio => _predictor.Ratio;
 
     /// <summary>The loss a linear model of the same inputs reaches in <see cref="LinearBaselineSteps"/> steps (<see cref="Trials.LinearBaseline"/>), NaN when there is none.</summary>
@@ -137,16 +137,8 @@ public sealed class RunWatch : IDisposable
         Monitor.SampleCompleted += watchLine;
         // only a resumed run's metrics file holds lines before this watch's (a new run's directory is empty or cleared)
         _resumedMetrics = File.Exists(run.Metrics) && new FileInfo(run.Metrics).Length > 0 ? run.Metrics : null;
-        // its first step was taken before the resumption: the prediction is that of the run's first watch line (as the dashboard reads it)
-        if (_resumedMetrics is not null)
-            _resumedPrediction = File.ReadLines(_resumedMetrics).Where(MonitorLog.IsWatchLine)
-                .Select(l => { try { return MonitorLog.ParseWatch(l).PredictedUpdateRatio; } catch (JsonException) { return double.NaN; } })
-                .FirstOrDefault(double.IsFinite, double.NaN);
         MonitorLog.WriteTo(Monitor, run);
     }
-
-    /// <summary>A resumed run's first step's predicted update ratio, from its metrics file (<see cref="WriteTo"/>); NaN when it has none.</summary>
-    private double _resumedPrediction = double.NaN;
 
     /// <summary>The metrics file of a resumed run (<see cref="WriteTo"/>), whose samples before this watch's first are its earlier part; else null.</summary>
     private string? _resumedMetrics;
@@ -173,7 +165,7 @@ public sealed class RunWatch : IDisposable
             if (earlier.Length > 0) samples = [.. earlier, .. samples];
         }
         return Diagnoser.Diagnose(samples, _config, _trainer.Model, settings, Tracer.Origin, badLoss, Monitor.RecentLosses(),
-            predictedUpdateRatio: double.IsNaN(_predictor.Ratio) ? _resumedPrediction : _predictor.Ratio, chanceLoss: ChanceLoss, zeroOutputLoss: ZeroOutputLoss, lossFloor: LossFloor, wholeRunSteps: WholeRunSteps(result),
+            predictedUpdateRatio: _predictor.Ratio, chanceLoss: ChanceLoss, zeroOutputLoss: ZeroOutputLoss, lossFloor: LossFloor, wholeRunSteps: WholeRunSteps(result),
             startWeightScales: _startWeightScales, linearBaseline: (LinearBaselineLoss, LinearBaselineSteps));
     }
 
@@ -196,7 +188,11 @@ public sealed class RunWatch : IDisposable
         Tracer.Dispose();
     }
 
-    /// <summary>The largest <see cref="Trials.PredictedUpdateRatio"/> over the layers, from the first step's gradients (before its update).</summary>
+    /// <summary>
+    /// The largest <see cref="Trials.PredictedUpdateRatio"/> over the layers, from the first step's gradients (before its update). A
+    /// resumed run took its first step before the resumption, so every checkpoint keeps the ratio (as a double's bits): without it the
+    /// resumed run's verdict named another update ratio, score and learning-rate remedy than the same run uninterrupted.
+    /// </summary>
     private sealed class FirstStepPredictor(TrainingConfig config, IReadOnlyList<MonitoredLayer> layers) : ITrainingObserver
     {
         public double Ratio { get; private set; } = double.NaN;
@@ -206,6 +202,13 @@ public sealed class RunWatch : IDisposable
             if (step.Step != 0) return;
             Ratio = layers.Select(l => Trials.PredictedUpdateRatio(config, l.Weight)).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Max();
         }
+
+        public string? CheckpointState() => BitConverter.DoubleToInt64Bits(Ratio).ToString("x16", CultureInfo.InvariantCulture);
+
+        public void RestoreCheckpointState(string state) =>
+            Ratio = long.TryParse(state, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out long bits) && state.Length == 16
+                ? BitConverter.Int64BitsToDouble(bits)
+                : throw new InvalidDataException($"checkpoint: the first step's predicted update ratio '{state}' is not a double's bits.");
     }
 }
 

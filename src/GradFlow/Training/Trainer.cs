@@ -144,7 +144,7 @@ public sealed class Trainer
         Spec = config.Spec();
         CheckFitsInMemory(Description, config);
         if (Description.ParameterCount() == 0)
-            throw new ArgumentException($"Trainer: the model '{config.Spec()?.ToString() ?? config.Model}' has no parameters to train.");
+            throw new ArgumentException($"Trainer: the model '{Spec?.ToString() ?? config.Model}' has no parameters to train.");
         Data = data ?? DataSources.Load(config, Description);
         if (Data.Train.IsClassification != Data.Test.IsClassification)
             throw new ArgumentException("Trainer: the training and test sets must both be classification sets (class labels) or both regression sets (targets).");

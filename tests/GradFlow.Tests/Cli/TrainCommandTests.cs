@@ -287,16 +287,22 @@ public sealed class TrainCommandTests : IDisposable
         Assert.False(File.Exists(Path.Combine(run, ".gradflow.lock")));
     }
 
+    /// <summary>A monitored 4-epoch run of an ELU net on spirals in <paramref name="name"/>, which stalls (its loss improves by 3 % in 4 epochs).</summary>
+    private string StalledRun(string name)
+    {
+        var run = Path.Combine(_dir, name);
+        var (code, output, err) = Run("train", "--data", "spirals", "--model", "mlp 2-32x3-2 act=elu", "--threads", "1", "--epochs", "4", "--monitor", "--out", run);
+        Assert.True(code == 0, err);
+        Assert.Contains("stalled loss", output + err);
+        return run;
+    }
+
     [Fact]
     public void Train_ResumeOfMonitoredRun_JudgesTheWholeRun()
     {
-        // an ELU net on spirals stalls (its loss improves by 3 % in 4 epochs); the fifth epoch's 3 samples alone were called healthy
-        var run = Path.Combine(_dir, "stalled");
-        string[] model = ["--data", "spirals", "--model", "mlp 2-32x3-2 act=elu", "--threads", "1"];
-        var (code, output, err) = Run(["train", .. model, "--epochs", "4", "--monitor", "--out", run]);
-        Assert.True(code == 0, err);
-        Assert.Contains("stalled loss", output + err);
-        (code, output, err) = Run("train", "--resume", run, "--epochs", "5");
+        // the fifth epoch's 3 samples alone were called healthy
+        var run = StalledRun("stalled");
+        var (code, output, err) = Run("train", "--resume", run, "--epochs", "5");
         Assert.True(code == 0, err);
         Assert.Contains("stalled loss", output + err);
         Assert.DoesNotContain("healthy", output + err);
@@ -308,12 +314,8 @@ public sealed class TrainCommandTests : IDisposable
     {
         // resuming a run that had already finished takes no new sample; it was judged on none ("not judged ... in 0 samples"),
         // and that replaced the run's diagnosis.json
-        var run = Path.Combine(_dir, "done");
-        string[] model = ["--data", "spirals", "--model", "mlp 2-32x3-2 act=elu", "--threads", "1"];
-        var (code, output, err) = Run(["train", .. model, "--epochs", "4", "--monitor", "--out", run]);
-        Assert.True(code == 0, err);
-        Assert.Contains("stalled loss", output + err);
-        (code, output, err) = Run("train", "--resume", run);
+        var run = StalledRun("done");
+        var (code, output, err) = Run("train", "--resume", run);
         Assert.True(code == 0, err);
         Assert.Contains("stalled loss", output + err);
         Assert.DoesNotContain("not judged", output + err);

@@ -94,6 +94,16 @@ public class DescriptionRemediesTests
         Assert.Equal([BranchStart.Zero, BranchStart.ZeroGamma, BranchStart.ZeroGamma, BranchStart.ZeroGamma], all.Select(r => r.Start));
     }
 
+    /// <summary>The standard recipe's description of <paramref name="config"/>, checked for what every recipe does: ReLU everywhere, clipping at 1.</summary>
+    private static NetworkDescription StandardRecipe(TrainingConfig config)
+    {
+        var repaired = Remedies.Apply("recipe:standard", config);
+        var d = Of(repaired);
+        Assert.Equal(1.0, repaired.ClipNorm);
+        Assert.All(All(d).OfType<ActBlock>(), a => Assert.Equal(Activation.Relu, a.Kind));
+        return d;
+    }
+
     /// <summary>
     /// A conv stack shallower than a deep plain stack (<see cref="DiagnosisSettings.PlainDepth"/>) gets ReLU, He init and a BatchNorm
     /// after every conv and stays plain; a residual net keeps its blocks' start (the zero-started wrapping cost the generated
@@ -102,11 +112,7 @@ public class DescriptionRemediesTests
     [Fact]
     public void Recipe_OnAShallowConvNet_NormalisesEveryConv_AndKeepsItsShape()
     {
-        var config = Config("cnn 1x12x12-c8x3-gap-3 act=sigmoid norm=none");
-        var repaired = Remedies.Apply("recipe:standard", config);
-        var d = Of(repaired);
-        Assert.Equal(1.0, repaired.ClipNorm);
-        Assert.All(All(d).OfType<ActBlock>(), a => Assert.Equal(Activation.Relu, a.Kind));
+        var d = StandardRecipe(Config("cnn 1x12x12-c8x3-gap-3 act=sigmoid norm=none"));
         Assert.Empty(All(d).OfType<ResidualBlock>());
         Assert.Equal(3, All(d).OfType<NormBlock>().Count(n => n.Kind == NormalizationKind.Batch));
         Assert.All(All(d).OfType<ConvBlock>(), c => Assert.Equal(InitKind.KaimingNormalFanOut, c.Init.Kind));
@@ -124,10 +130,7 @@ public class DescriptionRemediesTests
     public void Recipe_OnADeepPlainConvNetWithoutNorms_IsTheResNetRecipe()
     {
         var config = Config("cnn 1x12x12-c8x30-gap-3 act=sigmoid norm=none");
-        var repaired = Remedies.Apply("recipe:standard", config);
-        var d = Of(repaired);
-        Assert.Equal(1.0, repaired.ClipNorm);
-        Assert.All(All(d).OfType<ActBlock>(), a => Assert.Equal(Activation.Relu, a.Kind));
+        var d = StandardRecipe(config);
         var blocks = All(d).OfType<ResidualBlock>().ToArray();
         Assert.Equal(30, blocks.Length);
         Assert.All(blocks, r =>

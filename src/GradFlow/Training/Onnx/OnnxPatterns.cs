@@ -127,9 +127,13 @@ internal static class OnnxPatterns
 
         private List<NodeProto> Readers(string value) => _consumers.GetValueOrDefault(value) ?? [];
 
-        /// <summary>The one node reading <paramref name="value"/>, if it is of <paramref name="op"/>.</summary>
-        private NodeProto? Only(string value, string op) =>
-            Readers(value) is [var n] && n.OpType == op && !_removed.Contains(n) ? n : null;
+        /// <summary>
+        /// The one node reading <paramref name="value"/>, if it is of <paramref name="op"/>; with <paramref name="besideShapes"/>, the one
+        /// besides Shape nodes (with a symbolic batch, dynamic_axes, the exporter reads intermediate values' shapes for its reshapes:
+        /// arithmetic that goes with the pattern it serves).
+        /// </summary>
+        private NodeProto? Only(string value, string op, bool besideShapes = false) =>
+            Readers(value).Where(r => !besideShapes || r.OpType != "Shape").ToList() is [var n] && n.OpType == op && !_removed.Contains(n) ? n : null;
 
         /// <summary>A two-input node's other input than <paramref name="value"/>.</summary>
         private static string? Other(NodeProto? n, string value) =>
@@ -295,10 +299,6 @@ internal static class OnnxPatterns
         private void Attention(NodeProto softmax)
         {
             void Refuse(string why) => Refusals[softmax] = why;
-            // the one node of op reading value, Shape nodes aside: with a symbolic batch (dynamic_axes) the exporter reads the
-            // shapes of the intermediate values for its reshapes, arithmetic that is dropped with them
-            NodeProto? Next(string value, string op) =>
-                Readers(value).Where(r => r.OpType != "Shape").ToList() is [var n] && n.OpType == op && !_removed.Contains(n) ? n : null;
             var interior = new List<NodeProto> { softmax };
             string scores = softmax.Input[0];
             var p = Prod(scores);
@@ -337,25 +337,25 @@ internal static class OnnxPatterns
             // the output side: Softmax (→ Dropout) → MatMul by v → Transpose → Reshape → Gemm → Reshape → Transpose
             string probs = softmax.Output[0];
             string dropRatio = "", dropTraining = "";
-            if (Next(probs, "Dropout") is { } drop)
+            if (Only(probs, "Dropout", besideShapes: true) is { } drop)
             {
                 interior.Add(drop);
                 dropRatio = drop.Input.Count > 1 ? drop.Input[1] : "";
                 dropTraining = drop.Input.Count > 2 ? drop.Input[2] : "";
                 probs = drop.Output[0];
             }
-            var mm2 = Next(probs, "MatMul");
+            var mm2 = Only(probs, "MatMul", besideShapes: true);
             if (mm2 is null || mm2.Input[0] != probs)
             {
                 Refuse("attention weights read by more than the MatMul with the values (need_weights=True, or not attention)");
                 return;
             }
             interior.Add(mm2);
-            var t5 = Next(mm2.Output[0], "Transpose");
-            var r3 = t5 is null ? null : Next(t5.Output[0], "Reshape");
-            var gemm = r3 is null ? null : Next(r3.Output[0], "Gemm");
-            var r4 = gemm is null ? null : Next(gemm.Output[0], "Reshape");
-            var t6 = r4 is null ? null : Next(r4.Output[0], "Transpose");
+            var t5 = Only(mm2.Output[0], "Transpose", besideShapes: true);
+            var r3 = t5 is null ? null : Only(t5.Output[0], "Reshape", besideShapes: true);
+            var gemm = r3 is null ? null : Only(r3.Output[0], "Gemm", besideShapes: true);
+            var r4 = gemm is null ? null : Only(gemm.Output[0], "Reshape", besideShapes: true);
+            var t6 = r4 is null ? null : Only(r4.Output[0], "Transpose", besideShapes: true);
             if (!Perm(t5, 1, 0, 2) || r3 is null || gemm is null || gemm.Input.Count != 3 || IsData(gemm.Input[1]) || IsData(gemm.Input[2]) || r4 is null || !Perm(t6, 1, 0, 2))
             {
                 Refuse("an attention output that is not nn.MultiheadAttention's (heads merged, out_proj as a Gemm, batch first)");
